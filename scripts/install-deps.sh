@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The single list of Debian packages this project needs, installed idempotently.
+# Runs `apt-get update` only when a package is missing. Needs root (or sudo) on Debian 12.
+set -euo pipefail
+
+PACKAGES=(
+  # build and test
+  build-essential cmake pkg-config git clang libclang-rt-14-dev clang-format
+  libcmocka-dev
+  # base / conf
+  libinih-dev
+  # inference engine
+  libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libdnnl-dev libopenblas-dev libcjson-dev
+  libonnx-dev protobuf-c-compiler libprotobuf-c-dev
+  # sospdemo: gRPC core C API, HTTP
+  libgrpc-dev libmicrohttpd-dev
+  # test tooling: real-model cross-checks (make_resnet50_v2.py), networking tools
+  python3 python3-numpy python3-onnx iproute2 procps
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+  [ "$status" = "installed" ] || missing+=("$pkg")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
