@@ -39,8 +39,8 @@ enum dr_error_code {
 
 /** A caller-owned error report: the code and a one-line human-readable message. */
 typedef struct dr_err {
-    int code;                  /**< last code set, DR_OK if none */
-    char msg[DR_ERR_MSG_MAX];  /**< NUL-terminated message, "" if none */
+    int code;                 /**< last code set, DR_OK if none */
+    char msg[DR_ERR_MSG_MAX]; /**< NUL-terminated message, "" if none */
 } dr_err;
 
 /**

@@ -52,8 +52,8 @@ extern _Atomic int dr_log_thresholds[DR_LOGM_COUNT];
 /** Logs a printf-style message if `level` is enabled for `module`. */
 #define DR_LOG(module, level, ...)                                                                 \
     do {                                                                                           \
-        if ((int)(level) >= atomic_load_explicit(&dr_log_thresholds[(module)],                     \
-                                                  memory_order_relaxed))                           \
+        if ((int)(level) >=                                                                        \
+            atomic_load_explicit(&dr_log_thresholds[(module)], memory_order_relaxed))              \
             dr_log_write((module), (level), __VA_ARGS__);                                          \
     } while (0)
 

@@ -23,7 +23,7 @@ _Atomic int dr_log_thresholds[DR_LOGM_COUNT] = {
 static _Atomic int log_node_id = -1;
 static char log_name[64] = "derecho_debug";
 
-static const char *const level_names[] = {"trace", "debug", "info",    "warn",
+static const char *const level_names[] = {"trace", "debug",    "info", "warn",
                                           "error", "critical", "off"};
 static const char *const module_names[DR_LOGM_COUNT] = {
     "general", "conf", "net", "sst", "viewmanager", "rpc", "persistence", "store", "infer", "app",
@@ -52,8 +52,8 @@ int dr_log_parse_level(const char *text, dr_log_level *level) {
         const char *name;
         dr_log_level level;
     } names[] = {
-        {"trace", DR_LOG_TRACE}, {"debug", DR_LOG_DEBUG}, {"info", DR_LOG_INFO},
-        {"warn", DR_LOG_WARN},   {"warning", DR_LOG_WARN}, {"error", DR_LOG_ERROR},
+        {"trace", DR_LOG_TRACE}, {"debug", DR_LOG_DEBUG},       {"info", DR_LOG_INFO},
+        {"warn", DR_LOG_WARN},   {"warning", DR_LOG_WARN},      {"error", DR_LOG_ERROR},
         {"err", DR_LOG_ERROR},   {"critical", DR_LOG_CRITICAL}, {"off", DR_LOG_OFF},
     };
     for (size_t i = 0; text && i < sizeof names / sizeof *names; i++) {
