@@ -1,0 +1,126 @@
+/*
+ * libderecho's group API: start or join a group of processes, learn its views and shard
+ * layout, multicast in my shard (ordered or raw) and receive deliveries.
+ *
+ * A process describes its replicated object types as a dr_layout_spec (include/derecho/
+ * layout.h): subgroup types in a fixed order, each with a shard policy, usually filled from the
+ * configuration's [SUBGROUP/<PROFILE>] sections with dr_group_policy_from_config. Then
+ * dr_group_create starts the node: the node whose local_ip:gms_port equals
+ * contact_ip:contact_port starts the group and waits until enough nodes joined for an adequate
+ * first view; every other node joins through the contact (redirected to the leader).
+ *
+ * Threads: dr_group runs a network thread (epoll), a timer thread and one delivery thread.
+ * Deliveries and view changes reach the application through callbacks on the delivery thread,
+ * one at a time, in delivery order; a callback must not call dr_group_destroy, and a slow
+ * callback delays later deliveries (run slow work elsewhere). Every other function may be
+ * called from any thread.
+ */
+#ifndef DERECHO_GROUP_H
+#define DERECHO_GROUP_H
+
+#include "derecho/config.h"
+#include "derecho/error.h"
+#include "derecho/layout.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** A running group node (opaque). */
+typedef struct dr_group dr_group;
+
+/** One delivered message, valid only during the callback. */
+typedef struct dr_message {
+    uint32_t subgroup;     /**< subgroup id (index into the layout's subgroups) */
+    uint32_t shard;        /**< shard index within the subgroup */
+    uint32_t sender_id;    /**< node id of the sender */
+    int64_t index;         /**< sender's message index in its view */
+    int64_t version;       /**< (vid << 32) | seq for ordered delivery, -1 for raw */
+    uint64_t timestamp_us; /**< the sender's clock when it sent (µs) */
+    dr_delivery_mode mode; /**< ordered or raw */
+    const uint8_t *bytes;  /**< payload (borrowed) */
+    size_t len;            /**< payload length */
+} dr_message;
+
+/** A view as the application sees it (copied; owned by the caller). */
+typedef struct dr_group_view {
+    dr_view view;     /**< id and members in rank order */
+    dr_layout layout; /**< subgroups and shards of that view */
+    uint32_t my_id;   /**< this node's id */
+} dr_group_view;
+
+/** Delivery callback (delivery thread). */
+typedef void (*dr_deliver_fn)(void *ctx, const dr_message *message);
+
+/** View-installed callback (delivery thread), after the deliveries of the previous view. */
+typedef void (*dr_view_fn)(void *ctx, const dr_group_view *view);
+
+/** Application callbacks; any may be NULL. */
+typedef struct dr_group_callbacks {
+    dr_deliver_fn on_deliver; /**< each delivered message */
+    dr_view_fn on_view;       /**< each installed view */
+    void *ctx;                /**< passed to both */
+} dr_group_callbacks;
+
+/**
+ * Fills *policy with a flexible-even-shards policy whose num_shards, min_nodes and max_nodes
+ * come from [SUBGROUP/<profile>] (falling back to [SUBGROUP/DEFAULT]). Returns 0, or
+ * DR_EINVAL when the profile lacks one of them (message in *err, may be NULL).
+ */
+int dr_group_policy_from_config(const dr_config *config, const char *profile,
+                                dr_delivery_mode mode, dr_shard_policy *policy, dr_err *err);
+
+/**
+ * Starts this node: listens on local_ip:gms_port, then starts the group (if this node is the
+ * contact) or joins it. Does not wait for a view: use dr_group_wait_view. The configuration is
+ * read during the call only. Sizes (window, payload, block) come from [SUBGROUP/DEFAULT] and
+ * the profile of the first subgroup type. Returns 0 and *out (free with dr_group_destroy), or
+ * DR_EINVAL (bad spec or config), DR_EIO (cannot listen), DR_ENOMEM, with *err.
+ */
+int dr_group_create(const dr_config *config, const dr_layout_spec *spec,
+                    const dr_group_callbacks *callbacks, dr_group **out, dr_err *err);
+
+/**
+ * Blocks until a view with id >= min_vid is installed (returns 0), the join fails (its error,
+ * e.g. DR_EEXIST for a duplicate id), the group is shut down (DR_ECLOSED) or timeout_ms passes
+ * (DR_ETIMEDOUT; -1 waits forever).
+ */
+int dr_group_wait_view(dr_group *group, int32_t min_vid, int timeout_ms);
+
+/** Copies the current view into *out. Returns 0, or DR_EAGAIN before the first view. */
+int dr_group_get_view(dr_group *group, dr_group_view *out);
+
+/** This node's id. */
+uint32_t dr_group_my_id(const dr_group *group);
+
+/**
+ * Finds this node's shard in `subgroup` in the current view: returns the shard index (and its
+ * rank in *rank_out, may be NULL), or -1 if it is in no shard of it (or no view yet).
+ */
+int dr_group_my_shard(dr_group *group, uint32_t subgroup, uint32_t *rank_out);
+
+/**
+ * Multicasts payload[0..len) to my shard of `subgroup` (copied before returning), ordered or
+ * raw as the shard's mode says. Blocks while the sending window is full or no view is
+ * installed yet, up to timeout_ms (-1: forever). Returns 0; DR_ETIMEDOUT; DR_ETOOBIG over
+ * max_payload_size; DR_ESTATE if this node is not a sender there; DR_EINVAL for a bad
+ * subgroup; DR_ECLOSED after shutdown.
+ */
+int dr_group_send(dr_group *group, uint32_t subgroup, const void *payload, size_t len,
+                  int timeout_ms);
+
+/**
+ * Stops this node: closes connections, stops threads (joins them, so no callback runs after
+ * it returns) and frees everything. Call from a thread that is not the delivery thread.
+ * NULL is a no-op.
+ */
+void dr_group_destroy(dr_group *group);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,105 @@
+/* The delivery thread and its FIFO of upcalls (see delivery.h). */
+#include "runtime/delivery.h"
+
+#include "derecho/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void run_item(const dr_group_callbacks *callbacks, delivery_item *item) {
+    if (item->view) {
+        if (callbacks->on_view)
+            callbacks->on_view(callbacks->ctx, item->view);
+        free(item->view);
+    } else {
+        if (callbacks->on_deliver)
+            callbacks->on_deliver(callbacks->ctx, &item->message);
+        free((void *)item->message.bytes);
+    }
+    free(item);
+}
+
+static void *delivery_main(void *arg) {
+    delivery_queue *queue = arg;
+    pthread_mutex_lock(&queue->lock);
+    for (;;) {
+        while (!queue->head && !queue->stopping)
+            pthread_cond_wait(&queue->ready, &queue->lock);
+        delivery_item *batch = queue->head;
+        queue->head = queue->tail = NULL;
+        if (!batch && queue->stopping)
+            break;
+        pthread_mutex_unlock(&queue->lock);
+        while (batch) {
+            delivery_item *next = batch->next;
+            run_item(&queue->callbacks, batch);
+            batch = next;
+        }
+        pthread_mutex_lock(&queue->lock);
+    }
+    pthread_mutex_unlock(&queue->lock);
+    return NULL;
+}
+
+int delivery_start(delivery_queue *queue, const dr_group_callbacks *callbacks) {
+    memset(queue, 0, sizeof *queue);
+    if (callbacks)
+        queue->callbacks = *callbacks;
+    pthread_mutex_init(&queue->lock, NULL);
+    pthread_cond_init(&queue->ready, NULL);
+    if (pthread_create(&queue->thread, NULL, delivery_main, queue) != 0) {
+        pthread_cond_destroy(&queue->ready);
+        pthread_mutex_destroy(&queue->lock);
+        return DR_EIO;
+    }
+    pthread_setname_np(queue->thread, "dr-delivery");
+    queue->started = true;
+    return DR_OK;
+}
+
+static void push_item(delivery_queue *queue, delivery_item *item) {
+    pthread_mutex_lock(&queue->lock);
+    if (queue->tail)
+        queue->tail->next = item;
+    else
+        queue->head = item;
+    queue->tail = item;
+    pthread_cond_signal(&queue->ready);
+    pthread_mutex_unlock(&queue->lock);
+}
+
+int delivery_push_message(delivery_queue *queue, const dr_message *message) {
+    delivery_item *item = calloc(1, sizeof *item);
+    if (!item) {
+        DR_ERROR(DR_LOGM_GENERAL, "out of memory queueing a delivery; message dropped");
+        free((void *)message->bytes);
+        return DR_ENOMEM;
+    }
+    item->message = *message;
+    push_item(queue, item);
+    return DR_OK;
+}
+
+int delivery_push_view(delivery_queue *queue, dr_group_view *view) {
+    delivery_item *item = calloc(1, sizeof *item);
+    if (!item) {
+        free(view);
+        return DR_ENOMEM;
+    }
+    item->view = view;
+    push_item(queue, item);
+    return DR_OK;
+}
+
+void delivery_stop(delivery_queue *queue) {
+    if (!queue->started)
+        return;
+    pthread_mutex_lock(&queue->lock);
+    queue->stopping = true;
+    pthread_cond_signal(&queue->ready);
+    pthread_mutex_unlock(&queue->lock);
+    pthread_join(queue->thread, NULL);
+    queue->started = false;
+    pthread_cond_destroy(&queue->ready);
+    pthread_mutex_destroy(&queue->lock);
+}

@@ -1,0 +1,49 @@
+/*
+ * The delivery thread: runs the application's delivery and view callbacks one at a time, in
+ * the order the core produced them, off the network and application threads.
+ */
+#ifndef DR_RUNTIME_DELIVERY_H
+#define DR_RUNTIME_DELIVERY_H
+
+#include "derecho/group.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+
+/** One queued upcall: a message (bytes owned) or a view (owned). */
+typedef struct delivery_item {
+    struct delivery_item *next; /* FIFO link */
+    dr_message message;         /* when view == NULL; message.bytes is owned (malloc) */
+    dr_group_view *view;        /* a view upcall, owned */
+} delivery_item;
+
+/** The queue and its thread. */
+typedef struct delivery_queue {
+    pthread_mutex_t lock;        /* guards everything below */
+    pthread_cond_t ready;        /* signalled when items arrive or on stop */
+    delivery_item *head, *tail;  /* FIFO */
+    bool stopping;               /* the thread drains and exits */
+    bool started;                /* thread is running */
+    pthread_t thread;            /* the delivery thread */
+    dr_group_callbacks callbacks; /* copied at start */
+} delivery_queue;
+
+/** Initializes the queue and starts its thread. Returns 0 or DR_EIO/DR_ENOMEM. */
+int delivery_start(delivery_queue *queue, const dr_group_callbacks *callbacks);
+
+/**
+ * Queues a message; takes ownership of message->bytes (freed after the callback).
+ * Returns 0 or DR_ENOMEM (the bytes are then freed). Any thread.
+ */
+int delivery_push_message(delivery_queue *queue, const dr_message *message);
+
+/** Queues a view upcall; takes ownership of view. Returns 0 or DR_ENOMEM. Any thread. */
+int delivery_push_view(delivery_queue *queue, dr_group_view *view);
+
+/**
+ * Stops the thread after it has run every queued upcall, joins it and frees the queue.
+ * Not from the delivery thread.
+ */
+void delivery_stop(delivery_queue *queue);
+
+#endif

@@ -1,0 +1,689 @@
+/*
+ * The TCP runtime (include/derecho/group.h): drives the sans-IO core (src/core) with the epoll
+ * transport (src/net), a timer thread and the delivery thread.
+ *
+ * Threads and the core lock. The core is a single-threaded state machine; every event reaches
+ * it under `core_lock`, so its events are processed one at a time, in order:
+ *   - the network thread (dr_net callback mode) feeds frames and connection changes;
+ *   - application threads feed sends (dr_group_send), so a send goes out on the caller's
+ *     thread with no thread hop (dr_net writes directly to the socket when its queue is empty);
+ *   - the timer thread feeds ticks every tick_ms.
+ * After each event the same thread drains the core's actions (dispatch_actions_locked): frames
+ * go to dr_net, deliveries and views go to the delivery thread, which runs the application's
+ * callbacks outside the lock. Lock order: core_lock, then dr_net's internal lock (dr_net never
+ * calls back while holding its own lock).
+ *
+ * Connections: the core asks for a connection to a node (CONNECT) and sends frames to nodes.
+ * Frames for a peer whose connection is not up yet wait in a per-peer backlog (bounded) and
+ * go out on PEER_UP. A joiner does not know its contact's id: it dials the contact address with
+ * DR_NET_ANY_NODE and learns the id from the handshake.
+ */
+#include "derecho/group.h"
+
+#include "core/core.h"
+#include "derecho/log.h"
+#include "net/net.h"
+#include "runtime/delivery.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum {
+    NET_TYPE_CORE = DR_NET_TYPE_USER_MIN, /* frames of the protocol core */
+    MAX_PEERS = 2 * DR_VIEW_MAX_MEMBERS,  /* peers the runtime tracks */
+    MAX_TICK_MS = 100,                    /* the timer thread wakes at least this often */
+};
+#define MAX_BACKLOG_BYTES (256u << 20) /* frames waiting for one peer's connection */
+
+/* A frame waiting for its peer's connection. */
+typedef struct pending_frame {
+    struct pending_frame *next;
+    uint8_t *bytes; /* owned */
+    size_t len;
+} pending_frame;
+
+/* What the runtime knows of one peer connection. */
+typedef struct peer_state {
+    uint32_t id;                       /* node id, DR_NODE_NONE for a free slot */
+    bool up;                           /* handshake done, frames may be sent */
+    bool dialing;                      /* dr_net_connect issued, no PEER_UP/DOWN yet */
+    pending_frame *backlog, *backlog_tail; /* frames waiting for `up` */
+    size_t backlog_bytes;              /* bytes in the backlog */
+} peer_state;
+
+struct dr_group {
+    pthread_mutex_t core_lock; /* guards every field below except the immutable ones */
+    pthread_cond_t changed;    /* view installed, window opened, join failed or closing */
+    dr_core *core;             /* the protocol state machine */
+    dr_net *net;               /* the transport (its own thread) */
+    delivery_queue delivery;   /* the delivery thread */
+    uint32_t my_id;            /* immutable */
+    uint32_t tick_ms;          /* immutable */
+    bool closing;              /* dr_group_destroy started */
+    int join_error;            /* 0, or why the join failed */
+    dr_group_view *view;       /* latest installed view (owned), NULL before view 0 */
+    peer_state peers[MAX_PEERS];
+    char contact_address[DR_ADDRESS_MAX]; /* "ip:port" of the contact */
+    peer_state contact;        /* the contact connection before its id is known */
+    uint32_t contact_id;       /* the contact's id once learned, else DR_NODE_NONE */
+    pthread_t timer_thread;    /* feeds ticks */
+    bool timer_started;        /* timer_thread runs */
+    pthread_cond_t timer_wake; /* wakes the timer thread early (closing) */
+};
+
+/* ---- time --------------------------------------------------------------------------------- */
+
+static uint64_t now_us(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (uint64_t)now.tv_sec * 1000000u + (uint64_t)now.tv_nsec / 1000u;
+}
+
+static void deadline_after_ms(struct timespec *deadline, int timeout_ms) {
+    clock_gettime(CLOCK_MONOTONIC, deadline);
+    deadline->tv_sec += timeout_ms / 1000;
+    deadline->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline->tv_nsec >= 1000000000L) {
+        deadline->tv_sec++;
+        deadline->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Waits on `changed`; returns DR_ETIMEDOUT once the deadline passed (timeout_ms < 0: never). */
+static int wait_changed(dr_group *group, int timeout_ms, const struct timespec *deadline) {
+    if (timeout_ms < 0) {
+        pthread_cond_wait(&group->changed, &group->core_lock);
+        return DR_OK;
+    }
+    int rc = pthread_cond_timedwait(&group->changed, &group->core_lock, deadline);
+    return rc == ETIMEDOUT ? DR_ETIMEDOUT : DR_OK;
+}
+
+/* ---- peers and backlogs ------------------------------------------------------------------- */
+
+static peer_state *find_peer(dr_group *group, uint32_t id, bool create) {
+    peer_state *free_slot = NULL;
+    for (size_t i = 0; i < MAX_PEERS; i++) {
+        if (group->peers[i].id == id)
+            return &group->peers[i];
+        if (!free_slot && group->peers[i].id == DR_NODE_NONE)
+            free_slot = &group->peers[i];
+    }
+    if (!create || !free_slot)
+        return NULL;
+    memset(free_slot, 0, sizeof *free_slot);
+    free_slot->id = id;
+    return free_slot;
+}
+
+static void free_backlog(peer_state *peer) {
+    while (peer->backlog) {
+        pending_frame *next = peer->backlog->next;
+        free(peer->backlog->bytes);
+        free(peer->backlog);
+        peer->backlog = next;
+    }
+    peer->backlog_tail = NULL;
+    peer->backlog_bytes = 0;
+}
+
+/* Appends a frame (taking its bytes) to a peer's backlog. */
+static void backlog_frame(peer_state *peer, uint8_t *bytes, size_t len) {
+    pending_frame *frame = malloc(sizeof *frame);
+    if (!frame || peer->backlog_bytes + len > MAX_BACKLOG_BYTES) {
+        DR_WARN(DR_LOGM_NET, "backlog for node %" PRIu32 " full; frame of %zu bytes dropped",
+                peer->id, len);
+        free(frame);
+        free(bytes);
+        return;
+    }
+    frame->next = NULL;
+    frame->bytes = bytes;
+    frame->len = len;
+    if (peer->backlog_tail)
+        peer->backlog_tail->next = frame;
+    else
+        peer->backlog = frame;
+    peer->backlog_tail = frame;
+    peer->backlog_bytes += len;
+}
+
+static void free_payload(void *ctx, void *payload) {
+    (void)ctx;
+    free(payload);
+}
+
+/* Sends a frame (taking its bytes) on an up connection. */
+static void transmit(dr_group *group, uint32_t peer_id, uint8_t *bytes, size_t len) {
+    int rc = dr_net_send_owned(group->net, peer_id, NET_TYPE_CORE, 0, bytes, len, free_payload,
+                               NULL);
+    if (rc)
+        DR_WARN(DR_LOGM_NET, "frame of %zu bytes to node %" PRIu32 " not sent: %s", len, peer_id,
+                dr_strerror(rc));
+}
+
+static void flush_backlog(dr_group *group, peer_state *peer, uint32_t to_id) {
+    pending_frame *frame = peer->backlog;
+    peer->backlog = peer->backlog_tail = NULL;
+    peer->backlog_bytes = 0;
+    while (frame) {
+        pending_frame *next = frame->next;
+        transmit(group, to_id, frame->bytes, frame->len);
+        free(frame);
+        frame = next;
+    }
+}
+
+/* Splits "ip:port"; returns 0 or DR_EINVAL. */
+static int split_address(const char *address, char *ip, size_t ip_len, uint16_t *port) {
+    const char *colon = strrchr(address, ':');
+    if (!colon || (size_t)(colon - address) >= ip_len)
+        return DR_EINVAL;
+    char *end = NULL;
+    unsigned long value = strtoul(colon + 1, &end, 10);
+    if (end == colon + 1 || *end || value == 0 || value > 65535)
+        return DR_EINVAL;
+    memcpy(ip, address, (size_t)(colon - address));
+    ip[colon - address] = '\0';
+    *port = (uint16_t)value;
+    return DR_OK;
+}
+
+static void dial(dr_group *group, uint32_t node_id, const char *address, peer_state *peer) {
+    char ip[DR_ADDRESS_MAX];
+    uint16_t port = 0;
+    if (peer->up || peer->dialing)
+        return;
+    if (split_address(address, ip, sizeof ip, &port)) {
+        DR_ERROR(DR_LOGM_NET, "cannot dial node %" PRIu32 ": bad address '%s'", node_id, address);
+        return;
+    }
+    int rc = dr_net_connect(group->net, node_id, ip, port);
+    if (rc == DR_OK || rc == DR_EEXIST)
+        peer->dialing = true;
+    else
+        DR_WARN(DR_LOGM_NET, "dial %s failed: %s", address, dr_strerror(rc));
+}
+
+/* ---- actions -------------------------------------------------------------------------------- */
+
+static void act_send(dr_group *group, dr_action *action) {
+    uint32_t to = action->node_id;
+    peer_state *peer = NULL;
+    if (to == DR_NODE_NONE) { /* to the contact, whose id we may not know yet */
+        to = group->contact_id;
+        peer = to == DR_NODE_NONE ? &group->contact : find_peer(group, to, true);
+    } else {
+        peer = find_peer(group, to, true);
+    }
+    uint8_t *bytes = action->bytes;
+    action->bytes = NULL;
+    if (!peer) {
+        DR_ERROR(DR_LOGM_NET, "too many peers; frame to node %" PRIu32 " dropped", to);
+        free(bytes);
+    } else if (peer->up) {
+        transmit(group, to, bytes, action->len);
+    } else {
+        backlog_frame(peer, bytes, action->len);
+    }
+}
+
+static void act_connect(dr_group *group, const dr_action *action) {
+    if (action->node_id == DR_NODE_NONE) {
+        if (group->contact_id != DR_NODE_NONE)
+            return;
+        dial(group, DR_NET_ANY_NODE, action->address, &group->contact);
+        return;
+    }
+    peer_state *peer = find_peer(group, action->node_id, true);
+    if (peer)
+        dial(group, action->node_id, action->address, peer);
+}
+
+static void act_deliver(dr_group *group, dr_action *action) {
+    dr_message message = {
+        .subgroup = action->subgroup,
+        .shard = action->shard,
+        .sender_id = action->sender_id,
+        .index = action->index,
+        .version = action->version,
+        .timestamp_us = action->timestamp_us,
+        .mode = action->mode,
+        .bytes = action->bytes,
+        .len = action->len,
+    };
+    action->bytes = NULL;
+    delivery_push_message(&group->delivery, &message);
+}
+
+static void act_view_installed(dr_group *group, const dr_action *action) {
+    dr_group_view *latest = malloc(sizeof *latest);
+    dr_group_view *upcall = malloc(sizeof *upcall);
+    if (!latest || !upcall) {
+        DR_ERROR(DR_LOGM_VIEWMANAGER, "out of memory recording view %" PRId32,
+                 action->view_info->view.vid);
+        free(latest);
+        free(upcall);
+        return;
+    }
+    latest->view = action->view_info->view;
+    latest->layout = action->view_info->layout;
+    latest->my_id = group->my_id;
+    *upcall = *latest;
+    free(group->view);
+    group->view = latest;
+    DR_INFO(DR_LOGM_VIEWMANAGER, "view %" PRId32 " installed with %" PRIu32 " members",
+            latest->view.vid, latest->view.num_members);
+    delivery_push_view(&group->delivery, upcall);
+    pthread_cond_broadcast(&group->changed);
+}
+
+static void handle_action(dr_group *group, dr_action *action) {
+    switch (action->type) {
+    case DR_ACTION_SEND:
+        act_send(group, action);
+        break;
+    case DR_ACTION_CONNECT:
+        act_connect(group, action);
+        break;
+    case DR_ACTION_DELIVER:
+        act_deliver(group, action);
+        break;
+    case DR_ACTION_VIEW_INSTALLED:
+        act_view_installed(group, action);
+        break;
+    case DR_ACTION_WINDOW_OPEN:
+        pthread_cond_broadcast(&group->changed);
+        break;
+    case DR_ACTION_JOIN_FAILED:
+        group->join_error = action->error ? action->error : DR_EPROTO;
+        DR_ERROR(DR_LOGM_VIEWMANAGER, "join refused: %.*s", (int)action->len,
+                 action->bytes ? (const char *)action->bytes : "");
+        pthread_cond_broadcast(&group->changed);
+        break;
+    }
+}
+
+static void dispatch_actions_locked(dr_group *group) {
+    dr_action action;
+    while (dr_core_next_action(group->core, &action)) {
+        handle_action(group, &action);
+        dr_action_free(&action);
+    }
+}
+
+/* ---- network events (network thread) -------------------------------------------------------- */
+
+static void on_peer_up(dr_group *group, uint32_t id) {
+    if (group->contact_id == DR_NODE_NONE && (group->contact.dialing || group->contact.backlog)) {
+        /* the only connection a joiner dials by address is its contact */
+        group->contact_id = id;
+        group->contact.dialing = false;
+        peer_state *peer = find_peer(group, id, true);
+        if (peer) {
+            peer->up = true;
+            peer->dialing = false;
+            flush_backlog(group, &group->contact, id);
+        }
+    }
+    peer_state *peer = find_peer(group, id, true);
+    if (!peer)
+        return;
+    peer->up = true;
+    peer->dialing = false;
+    flush_backlog(group, peer, id);
+    dr_core_on_connect(group->core, id, now_us());
+}
+
+static void on_peer_down(dr_group *group, uint32_t id, int reason) {
+    DR_INFO(DR_LOGM_NET, "connection to node %" PRIu32 " down: %s", id, dr_strerror(reason));
+    if (id == DR_NET_ANY_NODE || id == group->contact_id) {
+        group->contact_id = DR_NODE_NONE;
+        group->contact.dialing = false;
+    }
+    peer_state *peer = find_peer(group, id, false);
+    if (peer) {
+        peer->up = false;
+        peer->dialing = false;
+    }
+    dr_core_on_disconnect(group->core, id, now_us());
+}
+
+static void on_net_event(void *ctx, const dr_net_event *event) {
+    dr_group *group = ctx;
+    pthread_mutex_lock(&group->core_lock);
+    if (!group->closing) {
+        switch (event->kind) {
+        case DR_NET_EV_PEER_UP:
+            if (event->role == DR_NET_ROLE_MEMBER)
+                on_peer_up(group, event->peer);
+            break;
+        case DR_NET_EV_FRAME:
+            if (event->msg->type == NET_TYPE_CORE &&
+                dr_core_on_message(group->core, event->peer, event->msg->payload,
+                                   event->msg->payload_bytes, now_us()) == DR_EPROTO)
+                dr_net_disconnect(group->net, event->peer);
+            break;
+        case DR_NET_EV_PEER_DOWN:
+            on_peer_down(group, event->peer, event->reason);
+            break;
+        }
+        dispatch_actions_locked(group);
+    }
+    pthread_mutex_unlock(&group->core_lock);
+    if (event->kind == DR_NET_EV_FRAME)
+        free(event->msg);
+}
+
+/* ---- timer thread --------------------------------------------------------------------------- */
+
+static void *timer_main(void *arg) {
+    dr_group *group = arg;
+    pthread_mutex_lock(&group->core_lock);
+    while (!group->closing) {
+        struct timespec deadline;
+        deadline_after_ms(&deadline, (int)group->tick_ms);
+        pthread_cond_timedwait(&group->timer_wake, &group->core_lock, &deadline);
+        if (group->closing)
+            break;
+        dr_core_on_tick(group->core, now_us());
+        dispatch_actions_locked(group);
+    }
+    pthread_mutex_unlock(&group->core_lock);
+    return NULL;
+}
+
+/* ---- configuration -------------------------------------------------------------------------- */
+
+int dr_group_policy_from_config(const dr_config *config, const char *profile,
+                                dr_delivery_mode mode, dr_shard_policy *policy, dr_err *err) {
+    uint32_t num_shards = 0, min_nodes = 0, max_nodes = 0;
+    if (dr_config_subgroup_u32(config, profile, "num_shards", &num_shards) ||
+        dr_config_subgroup_u32(config, profile, "min_nodes", &min_nodes) ||
+        dr_config_subgroup_u32(config, profile, "max_nodes", &max_nodes))
+        return dr_err_set(err, DR_EINVAL,
+                          "[SUBGROUP/%s] needs num_shards, min_nodes and max_nodes for a "
+                          "flexible shard policy",
+                          profile ? profile : "DEFAULT");
+    dr_shard_policy_flexible(policy, num_shards, min_nodes, max_nodes, mode);
+    snprintf(policy->profile, sizeof policy->profile, "%s", profile ? profile : "DEFAULT");
+    return DR_OK;
+}
+
+static dr_pipeline_algorithm pipeline_from_name(const char *name) {
+    if (name && strcmp(name, "sequential_send") == 0)
+        return DR_PIPELINE_SEQUENTIAL;
+    if (name && strcmp(name, "chain_send") == 0)
+        return DR_PIPELINE_CHAIN;
+    return DR_PIPELINE_TREE; /* binomial_send and tree_send */
+}
+
+/*
+ * The core has one set of sizes per group: the largest max_payload_size and
+ * max_smc_payload_size and the smallest window_size over the profiles of the subgroup types
+ * (and DEFAULT), so every subgroup's messages fit and memory stays bounded.
+ */
+static void sizes_from_config(const dr_config *config, const dr_layout_spec *spec,
+                              dr_core_options *options) {
+    uint32_t payload = 0, smc = 0, window = 0, block = 0;
+    dr_config_subgroup_u32(config, NULL, "max_payload_size", &options->max_payload_size);
+    dr_config_subgroup_u32(config, NULL, "max_smc_payload_size", &options->max_smc_payload_size);
+    dr_config_subgroup_u32(config, NULL, "window_size", &options->window_size);
+    dr_config_subgroup_u32(config, NULL, "block_size", &options->block_size);
+    options->pipeline = pipeline_from_name(dr_config_get(config, "SUBGROUP/DEFAULT",
+                                                         "rdmc_send_algorithm"));
+    for (uint32_t t = 0; t < spec->num_types; t++) {
+        const char *profile = spec->types[t].policy.profile[0] ? spec->types[t].policy.profile
+                                                               : NULL;
+        if (!dr_config_subgroup_u32(config, profile, "max_payload_size", &payload) &&
+            payload > options->max_payload_size)
+            options->max_payload_size = payload;
+        if (!dr_config_subgroup_u32(config, profile, "max_smc_payload_size", &smc) &&
+            smc > options->max_smc_payload_size)
+            options->max_smc_payload_size = smc;
+        if (!dr_config_subgroup_u32(config, profile, "window_size", &window) &&
+            window < options->window_size)
+            options->window_size = window;
+        if (!dr_config_subgroup_u32(config, profile, "block_size", &block) && t == 0)
+            options->block_size = block;
+    }
+    if (options->max_smc_payload_size > options->max_payload_size)
+        options->max_smc_payload_size = options->max_payload_size;
+}
+
+static int core_options_from_config(const dr_config *config, const dr_layout_spec *spec,
+                                    dr_core_options *options, dr_err *err) {
+    uint32_t local_id = 0;
+    uint16_t gms_port = 0, contact_port = 0;
+    dr_core_options_default(options);
+    if (dr_config_get_u32(config, "DERECHO", "local_id", &local_id) ||
+        dr_config_get_u16(config, "DERECHO", "gms_port", &gms_port) ||
+        dr_config_get_u16(config, "DERECHO", "contact_port", &contact_port))
+        return dr_err_set(err, DR_EINVAL, "[DERECHO] local_id, gms_port and contact_port needed");
+    options->my_id = local_id;
+    snprintf(options->my_address, sizeof options->my_address, "%s:%u",
+             dr_config_get(config, "DERECHO", "local_ip"), gms_port);
+    snprintf(options->contact_address, sizeof options->contact_address, "%s:%u",
+             dr_config_get(config, "DERECHO", "contact_ip"), contact_port);
+    options->layout = *spec;
+    sizes_from_config(config, spec, options);
+    options->join_retry_us = 500000;
+    options->early_buffer_bytes = (size_t)64 << 20;
+    return DR_OK;
+}
+
+/* A cluster id both ends of a connection must share: a hash of the layout spec. */
+static uint64_t cluster_id_of(const dr_layout_spec *spec) {
+    uint64_t hash = 1469598103934665603ull;
+    for (uint32_t t = 0; t < spec->num_types; t++) {
+        const dr_subgroup_type *type = &spec->types[t];
+        for (const char *c = type->name; *c; c++)
+            hash = (hash ^ (uint8_t)*c) * 1099511628211ull;
+        uint32_t numbers[] = {type->num_subgroups, type->policy.kind, type->policy.num_shards,
+                              type->policy.mode};
+        for (size_t i = 0; i < sizeof numbers / sizeof *numbers; i++)
+            hash = (hash ^ numbers[i]) * 1099511628211ull;
+    }
+    return hash;
+}
+
+static int start_net(dr_group *group, const dr_config *config, const dr_core_options *options,
+                     const dr_layout_spec *spec, dr_err *err) {
+    dr_net_config net_config;
+    dr_net_config_defaults(&net_config);
+    net_config.node_id = options->my_id;
+    net_config.role = DR_NET_ROLE_MEMBER;
+    net_config.cluster_id = cluster_id_of(spec);
+    net_config.listen_ip = dr_config_get(config, "DERECHO", "local_ip");
+    dr_config_get_u16(config, "DERECHO", "gms_port", &net_config.listen_port);
+    uint32_t largest = options->block_size > options->max_smc_payload_size
+                           ? options->block_size
+                           : options->max_smc_payload_size;
+    net_config.max_frame_bytes = largest + (1u << 20); /* headers, views, SST batches */
+    net_config.on_event = on_net_event;
+    net_config.on_event_ctx = group;
+    return dr_net_create(&net_config, &group->net, err);
+}
+
+/* ---- public API ----------------------------------------------------------------------------- */
+
+static int init_group(dr_group *group, const dr_config *config) {
+    uint32_t heartbeat_ms = 100;
+    memset(group, 0, sizeof *group);
+    for (size_t i = 0; i < MAX_PEERS; i++)
+        group->peers[i].id = DR_NODE_NONE;
+    group->contact.id = DR_NODE_NONE;
+    group->contact_id = DR_NODE_NONE;
+    dr_config_get_u32(config, "DERECHO", "heartbeat_ms", &heartbeat_ms);
+    group->tick_ms = heartbeat_ms < MAX_TICK_MS ? heartbeat_ms : MAX_TICK_MS;
+    pthread_mutex_init(&group->core_lock, NULL);
+    pthread_condattr_t monotonic;
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+    pthread_cond_init(&group->changed, &monotonic);
+    pthread_cond_init(&group->timer_wake, &monotonic);
+    pthread_condattr_destroy(&monotonic);
+    return DR_OK;
+}
+
+int dr_group_create(const dr_config *config, const dr_layout_spec *spec,
+                    const dr_group_callbacks *callbacks, dr_group **out, dr_err *err) {
+    dr_core_options options;
+    int rc = core_options_from_config(config, spec, &options, err);
+    if (rc)
+        return rc;
+    dr_group *group = malloc(sizeof *group);
+    if (!group)
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    init_group(group, config);
+    group->my_id = options.my_id;
+    snprintf(group->contact_address, sizeof group->contact_address, "%s",
+             options.contact_address);
+    rc = dr_core_create(&options, now_us(), &group->core, err);
+    if (rc)
+        goto fail;
+    rc = delivery_start(&group->delivery, callbacks);
+    if (rc) {
+        dr_err_set(err, rc, "cannot start the delivery thread");
+        goto fail;
+    }
+    pthread_mutex_lock(&group->core_lock); /* no network event before the first dispatch */
+    rc = start_net(group, config, &options, spec, err);
+    if (!rc)
+        dispatch_actions_locked(group);
+    pthread_mutex_unlock(&group->core_lock);
+    if (rc)
+        goto fail;
+    if (pthread_create(&group->timer_thread, NULL, timer_main, group) != 0) {
+        rc = dr_err_set(err, DR_EIO, "cannot start the timer thread");
+        goto fail;
+    }
+    pthread_setname_np(group->timer_thread, "dr-timer");
+    group->timer_started = true;
+    DR_INFO(DR_LOGM_VIEWMANAGER, "node %" PRIu32 " at %s, contact %s", options.my_id,
+            options.my_address, options.contact_address);
+    *out = group;
+    return DR_OK;
+fail:
+    dr_group_destroy(group);
+    return rc;
+}
+
+int dr_group_wait_view(dr_group *group, int32_t min_vid, int timeout_ms) {
+    struct timespec deadline;
+    deadline_after_ms(&deadline, timeout_ms < 0 ? 0 : timeout_ms);
+    int rc = DR_OK;
+    pthread_mutex_lock(&group->core_lock);
+    while (!group->view || group->view->view.vid < min_vid) {
+        if (group->closing) {
+            rc = DR_ECLOSED;
+            break;
+        }
+        if (group->join_error) {
+            rc = group->join_error;
+            break;
+        }
+        if (wait_changed(group, timeout_ms, &deadline) == DR_ETIMEDOUT) {
+            rc = DR_ETIMEDOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&group->core_lock);
+    return rc;
+}
+
+int dr_group_get_view(dr_group *group, dr_group_view *out) {
+    pthread_mutex_lock(&group->core_lock);
+    int rc = group->view ? DR_OK : DR_EAGAIN;
+    if (group->view)
+        *out = *group->view;
+    pthread_mutex_unlock(&group->core_lock);
+    return rc;
+}
+
+uint32_t dr_group_my_id(const dr_group *group) {
+    return group->my_id;
+}
+
+int dr_group_my_shard(dr_group *group, uint32_t subgroup, uint32_t *rank_out) {
+    pthread_mutex_lock(&group->core_lock);
+    int shard = -1;
+    if (group->view && subgroup < group->view->layout.num_subgroups)
+        shard = dr_layout_find_shard(&group->view->layout, subgroup, group->my_id, rank_out);
+    pthread_mutex_unlock(&group->core_lock);
+    return shard;
+}
+
+/* The delivery mode of my shard of `subgroup`, or a negative error. */
+static int my_shard_mode(dr_group *group, uint32_t subgroup, dr_delivery_mode *mode) {
+    const dr_layout *layout = dr_core_layout(group->core);
+    if (!layout)
+        return DR_EAGAIN;
+    if (subgroup >= layout->num_subgroups)
+        return DR_EINVAL;
+    int shard = dr_layout_find_shard(layout, subgroup, group->my_id, NULL);
+    if (shard < 0)
+        return DR_ESTATE;
+    *mode = layout->subgroups[subgroup].shards[shard].mode;
+    return DR_OK;
+}
+
+int dr_group_send(dr_group *group, uint32_t subgroup, const void *payload, size_t len,
+                  int timeout_ms) {
+    struct timespec deadline;
+    deadline_after_ms(&deadline, timeout_ms < 0 ? 0 : timeout_ms);
+    int rc;
+    pthread_mutex_lock(&group->core_lock);
+    for (;;) {
+        dr_delivery_mode mode = DR_MODE_ORDERED;
+        if (group->closing) {
+            rc = DR_ECLOSED;
+            break;
+        }
+        if (group->join_error) {
+            rc = group->join_error;
+            break;
+        }
+        rc = my_shard_mode(group, subgroup, &mode);
+        if (rc == DR_OK) {
+            rc = dr_core_send(group->core, subgroup, payload, len, mode, now_us());
+            dispatch_actions_locked(group);
+        }
+        if (rc != DR_EAGAIN)
+            break;
+        if (wait_changed(group, timeout_ms, &deadline) == DR_ETIMEDOUT) {
+            rc = DR_ETIMEDOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&group->core_lock);
+    return rc;
+}
+
+void dr_group_destroy(dr_group *group) {
+    if (!group)
+        return;
+    pthread_mutex_lock(&group->core_lock);
+    group->closing = true;
+    pthread_cond_broadcast(&group->changed);
+    pthread_cond_broadcast(&group->timer_wake);
+    pthread_mutex_unlock(&group->core_lock);
+    if (group->timer_started)
+        pthread_join(group->timer_thread, NULL);
+    dr_net_destroy(group->net); /* joins the network thread: no more events */
+    delivery_stop(&group->delivery);
+    dr_core_destroy(group->core);
+    for (size_t i = 0; i < MAX_PEERS; i++)
+        free_backlog(&group->peers[i]);
+    free_backlog(&group->contact);
+    free(group->view);
+    pthread_cond_destroy(&group->timer_wake);
+    pthread_cond_destroy(&group->changed);
+    pthread_mutex_destroy(&group->core_lock);
+    free(group);
+}

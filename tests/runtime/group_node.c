@@ -1,0 +1,196 @@
+/*
+ * group_node: one member of a test group, run as a real process by the multi-process tests
+ * (test_group_procs.c) and usable by hand.
+ *
+ *   group_node CONFIG_FILE [--messages N] [--size BYTES] [--mixed] [--raw] [--silent]
+ *              [--expect-senders S] [--DERECHO/key=value ...]
+ *
+ * Joins the group described by CONFIG_FILE with one subgroup type TEST (profile
+ * [SUBGROUP/TEST]); unless --silent, sends N messages whose bytes are derived from (sender,
+ * index) so every receiver can check them; delivers until it has seen N messages from each of
+ * S senders; then prints one line
+ *   DONE node=<id> delivered=<count> hash=<running hash of (version, sender, bytes)> bad=<n>
+ * and waits for its standard input to close (the test's barrier) before leaving, so no node
+ * leaves while others still need its acknowledgements. Exit status 0 on success.
+ */
+#include "derecho/config.h"
+#include "derecho/group.h"
+#include "derecho/log.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct node_state {
+    pthread_mutex_t lock;
+    pthread_cond_t done_cond;
+    uint64_t expected;    /* messages to deliver before DONE */
+    uint64_t delivered;   /* messages delivered */
+    uint64_t hash;        /* running FNV-1a over (version, sender, bytes) */
+    uint64_t bad;         /* deliveries whose bytes did not match their (sender, index) */
+    bool raw;             /* raw mode: order differs between nodes, hash only the multiset */
+} node_state;
+
+static uint64_t fnv(uint64_t hash, const void *data, size_t len) {
+    const uint8_t *bytes = data;
+    for (size_t i = 0; i < len; i++)
+        hash = (hash ^ bytes[i]) * 1099511628211ull;
+    return hash;
+}
+
+/* The content of message `index` of `sender`: a header then a pattern. */
+static void fill_message(uint8_t *out, size_t len, uint32_t sender, uint64_t index) {
+    uint64_t seed = ((uint64_t)sender << 40) ^ index ^ 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < len; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        out[i] = (uint8_t)(seed >> 56);
+    }
+    if (len >= 12) {
+        memcpy(out, &sender, 4);
+        memcpy(out + 4, &index, 8);
+    }
+}
+
+static size_t message_size(size_t size, bool mixed, uint64_t index) {
+    if (!mixed)
+        return size;
+    static const size_t sizes[] = {1, 100, 1000, 4096, 10000, 12, 50000, 200000};
+    size_t chosen = sizes[index % (sizeof sizes / sizeof *sizes)];
+    return chosen > size ? size : chosen;
+}
+
+static bool message_ok(const dr_message *message, size_t size, bool mixed) {
+    if (message->len < 12)
+        return true; /* too short to carry its identity; covered by the hash */
+    uint32_t sender;
+    uint64_t index;
+    memcpy(&sender, message->bytes, 4);
+    memcpy(&index, message->bytes + 4, 8);
+    if (sender != message->sender_id || message->len != message_size(size, mixed, index))
+        return false;
+    uint8_t *expected = malloc(message->len);
+    if (!expected)
+        return false;
+    fill_message(expected, message->len, sender, index);
+    bool same = memcmp(expected, message->bytes, message->len) == 0;
+    free(expected);
+    return same;
+}
+
+static size_t g_size;
+static bool g_mixed;
+
+static void on_deliver(void *ctx, const dr_message *message) {
+    node_state *state = ctx;
+    bool ok = message_ok(message, g_size, g_mixed);
+    pthread_mutex_lock(&state->lock);
+    if (!ok)
+        state->bad++;
+    if (state->raw) {
+        /* per-sender FIFO only: combine per-message hashes commutatively */
+        uint64_t one = fnv(1469598103934665603ull, &message->sender_id, 4);
+        state->hash += fnv(one, message->bytes, message->len);
+    } else {
+        state->hash = fnv(state->hash, &message->version, sizeof message->version);
+        state->hash = fnv(state->hash, &message->sender_id, 4);
+        state->hash = fnv(state->hash, message->bytes, message->len);
+    }
+    state->delivered++;
+    if (state->delivered >= state->expected)
+        pthread_cond_broadcast(&state->done_cond);
+    pthread_mutex_unlock(&state->lock);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: group_node CONFIG_FILE [options]\n");
+        return 2;
+    }
+    uint64_t messages = 100, senders = 1;
+    size_t size = 1024;
+    bool mixed = false, raw = false, silent = false;
+    const char *overrides[64];
+    size_t override_count = 0;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--messages") == 0 && i + 1 < argc)
+            messages = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc)
+            size = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--expect-senders") == 0 && i + 1 < argc)
+            senders = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--mixed") == 0)
+            mixed = true;
+        else if (strcmp(argv[i], "--raw") == 0)
+            raw = true;
+        else if (strcmp(argv[i], "--silent") == 0)
+            silent = true;
+        else if (dr_config_is_override_arg(argv[i]) && override_count < 64)
+            overrides[override_count++] = argv[i] + 2;
+        else {
+            fprintf(stderr, "group_node: unknown argument %s\n", argv[i]);
+            return 2;
+        }
+    }
+    g_size = size;
+    g_mixed = mixed;
+
+    dr_err err = {0};
+    dr_config *config = NULL;
+    dr_config_options options = {.file_path = argv[1], .overrides = overrides,
+                                 .override_count = override_count};
+    if (dr_config_load(&options, &config, &err)) {
+        fprintf(stderr, "group_node: %s\n", err.msg);
+        return 1;
+    }
+    dr_config_apply_logging(config);
+
+    dr_layout_spec spec = {.num_types = 1};
+    snprintf(spec.types[0].name, sizeof spec.types[0].name, "TEST");
+    spec.types[0].num_subgroups = 1;
+    if (dr_group_policy_from_config(config, "TEST", raw ? DR_MODE_RAW : DR_MODE_ORDERED,
+                                    &spec.types[0].policy, &err)) {
+        fprintf(stderr, "group_node: %s\n", err.msg);
+        return 1;
+    }
+    node_state state = {.expected = messages * senders, .hash = 1469598103934665603ull,
+                        .raw = raw};
+    pthread_mutex_init(&state.lock, NULL);
+    pthread_cond_init(&state.done_cond, NULL);
+    dr_group_callbacks callbacks = {.on_deliver = on_deliver, .ctx = &state};
+    dr_group *group = NULL;
+    if (dr_group_create(config, &spec, &callbacks, &group, &err)) {
+        fprintf(stderr, "group_node: cannot start: %s\n", err.msg);
+        return 1;
+    }
+    int rc = dr_group_wait_view(group, 0, 30000);
+    if (rc) {
+        fprintf(stderr, "group_node: no view: %s\n", dr_strerror(rc));
+        return 1;
+    }
+    uint32_t my_id = dr_group_my_id(group);
+    uint8_t *buffer = malloc(size ? size : 1);
+    for (uint64_t i = 0; !silent && i < messages && rc == 0; i++) {
+        size_t len = message_size(size, mixed, i);
+        fill_message(buffer, len, my_id, i);
+        rc = dr_group_send(group, 0, buffer, len, 60000);
+        if (rc)
+            fprintf(stderr, "group_node: send %" PRIu64 " failed: %s\n", i, dr_strerror(rc));
+    }
+    free(buffer);
+    pthread_mutex_lock(&state.lock);
+    while (rc == 0 && state.delivered < state.expected)
+        pthread_cond_wait(&state.done_cond, &state.lock);
+    printf("DONE node=%" PRIu32 " delivered=%" PRIu64 " hash=%016" PRIx64 " bad=%" PRIu64 "\n",
+           my_id, state.delivered, state.hash, state.bad);
+    pthread_mutex_unlock(&state.lock);
+    fflush(stdout);
+    char sink[64];
+    while (read(STDIN_FILENO, sink, sizeof sink) > 0) {
+    }
+    dr_group_destroy(group);
+    dr_config_free(config);
+    return rc == 0 && state.bad == 0 ? 0 : 1;
+}

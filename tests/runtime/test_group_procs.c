@@ -1,0 +1,243 @@
+/*
+ * Multi-process tests of the group over TCP on 127.0.0.1: each node is a real group_node
+ * process. Every member must deliver the identical sequence (same count and running hash of
+ * (version, sender, bytes)), every message intact, with several senders interleaving, silent
+ * senders not stalling the others, 50 MB messages, and raw (unordered) mode.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+enum { MAX_NODES = 8, WAIT_SECONDS = 90 };
+
+typedef struct child {
+    pid_t pid;
+    int stdin_fd;         /* write end of the child's stdin: closing it releases the child */
+    int stdout_fd;        /* read end of the child's stdout */
+    char output[512];     /* what it printed */
+    size_t output_len;
+    bool done;            /* printed its DONE line */
+} child;
+
+static char test_dir[] = "/tmp/dr_group_procs_XXXXXX";
+
+static void write_node_config(int node, int nodes, int base_port, const char *extra,
+                              char *path, size_t path_len) {
+    snprintf(path, path_len, "%s/node%d.cfg", test_dir, node);
+    FILE *file = fopen(path, "w");
+    assert_non_null(file);
+    fprintf(file,
+            "[DERECHO]\ncontact_ip = 127.0.0.1\ncontact_port = %d\nlocal_id = %d\n"
+            "local_ip = 127.0.0.1\ngms_port = %d\nheartbeat_ms = 100\n"
+            "[SUBGROUP/DEFAULT]\nmax_payload_size = 10240\nmax_smc_payload_size = 10240\n"
+            "block_size = 1048576\nwindow_size = 16\n"
+            "[SUBGROUP/TEST]\nnum_shards = 1\nmin_nodes = %d\nmax_nodes = %d\n%s"
+            "[LOGGER]\ndefault_log_level = warn\n",
+            base_port, node, base_port + node, nodes, nodes, extra ? extra : "");
+    fclose(file);
+}
+
+static void spawn_node(child *c, const char *config_path, char *const *args) {
+    int in_pipe[2], out_pipe[2];
+    assert_int_equal(pipe(in_pipe), 0);
+    assert_int_equal(pipe(out_pipe), 0);
+    const char *bin_dir = getenv("DR_BIN_DIR");
+    assert_non_null(bin_dir);
+    char program[1024];
+    snprintf(program, sizeof program, "%s/tests/group_node", bin_dir);
+    char *argv[32] = {program, (char *)config_path};
+    int argc = 2;
+    for (int i = 0; args && args[i] && argc < 31; i++)
+        argv[argc++] = args[i];
+    argv[argc] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(in_pipe[0], STDIN_FILENO);
+        dup2(out_pipe[1], STDOUT_FILENO);
+        close(in_pipe[1]);
+        close(out_pipe[0]);
+        execv(program, argv);
+        _exit(127);
+    }
+    close(in_pipe[0]);
+    close(out_pipe[1]);
+    memset(c, 0, sizeof *c);
+    c->pid = pid;
+    c->stdin_fd = in_pipe[1];
+    c->stdout_fd = out_pipe[0];
+}
+
+/* Reads the children's output until every one printed DONE or the time runs out. */
+static void wait_all_done(child *children, int count) {
+    time_t deadline = time(NULL) + WAIT_SECONDS;
+    int done = 0;
+    while (done < count && time(NULL) < deadline) {
+        struct pollfd fds[MAX_NODES];
+        for (int i = 0; i < count; i++) {
+            fds[i].fd = children[i].done ? -1 : children[i].stdout_fd;
+            fds[i].events = POLLIN;
+        }
+        if (poll(fds, (nfds_t)count, 1000) <= 0)
+            continue;
+        for (int i = 0; i < count; i++) {
+            if (!(fds[i].revents & (POLLIN | POLLHUP)))
+                continue;
+            child *c = &children[i];
+            ssize_t n = read(c->stdout_fd, c->output + c->output_len,
+                             sizeof c->output - 1 - c->output_len);
+            if (n > 0) {
+                c->output_len += (size_t)n;
+                c->output[c->output_len] = '\0';
+            }
+            if (n <= 0 || strchr(c->output, '\n')) {
+                c->done = true;
+                done++;
+            }
+        }
+    }
+}
+
+/* Releases every child, waits for it (killing stragglers) and returns how many exited 0. */
+static int finish_all(child *children, int count) {
+    int clean = 0;
+    for (int i = 0; i < count; i++)
+        close(children[i].stdin_fd);
+    for (int i = 0; i < count; i++) {
+        int status = 0;
+        for (int tries = 0; tries < 100; tries++) {
+            if (waitpid(children[i].pid, &status, WNOHANG) == children[i].pid)
+                goto reaped;
+            usleep(100000);
+        }
+        kill(children[i].pid, SIGKILL);
+        waitpid(children[i].pid, &status, 0);
+    reaped:
+        close(children[i].stdout_fd);
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+            clean++;
+    }
+    return clean;
+}
+
+typedef struct run_spec {
+    int nodes;
+    int base_port;
+    const char *config_extra;       /* more config lines for every node */
+    char *const *args[MAX_NODES];   /* per-node extra arguments (NULL-terminated lists) */
+} run_spec;
+
+/* Starts the nodes (leader first), waits, and checks they all delivered the same. */
+static void run_group(const run_spec *spec, uint64_t expected_delivered) {
+    child children[MAX_NODES];
+    for (int i = 0; i < spec->nodes; i++) {
+        char path[512];
+        write_node_config(i, spec->nodes, spec->base_port, spec->config_extra, path, sizeof path);
+        spawn_node(&children[i], path, spec->args[i]);
+        if (i == 0)
+            usleep(200000); /* let the leader listen first (joiners also retry) */
+    }
+    wait_all_done(children, spec->nodes);
+    char first_hash[64] = "";
+    for (int i = 0; i < spec->nodes; i++) {
+        const char *line = children[i].output;
+        uint64_t delivered = 0, bad = 0;
+        char hash[64] = "";
+        int node = -1;
+        if (sscanf(line, "DONE node=%d delivered=%" SCNu64 " hash=%63s bad=%" SCNu64, &node,
+                   &delivered, hash, &bad) != 4) {
+            finish_all(children, spec->nodes);
+            fail_msg("node %d did not finish: '%s'", i, line);
+        }
+        assert_int_equal(node, i);
+        assert_int_equal(delivered, expected_delivered);
+        assert_int_equal(bad, 0);
+        if (i == 0)
+            snprintf(first_hash, sizeof first_hash, "%s", hash);
+        else
+            assert_string_equal(hash, first_hash);
+    }
+    assert_int_equal(finish_all(children, spec->nodes), spec->nodes);
+}
+
+static void test_three_nodes_all_send_mixed_sizes(void **state) {
+    (void)state;
+    static char *args[] = {"--messages", "300", "--size", "10000", "--mixed",
+                           "--expect-senders", "3", NULL};
+    run_spec spec = {.nodes = 3, .base_port = 42100, .args = {args, args, args}};
+    run_group(&spec, 900);
+}
+
+static void test_four_nodes_all_send(void **state) {
+    (void)state;
+    static char *args[] = {"--messages", "500", "--size", "1024", "--expect-senders", "4", NULL};
+    run_spec spec = {.nodes = 4, .base_port = 42200, .args = {args, args, args, args}};
+    run_group(&spec, 2000);
+}
+
+static void test_silent_senders_do_not_stall(void **state) {
+    (void)state;
+    static char *sender[] = {"--messages", "400", "--size", "512", "--expect-senders", "1", NULL};
+    static char *silent[] = {"--messages", "400", "--size", "512", "--expect-senders", "1",
+                             "--silent", NULL};
+    run_spec spec = {.nodes = 3, .base_port = 42300, .args = {silent, sender, silent}};
+    run_group(&spec, 400);
+}
+
+static void test_fifty_megabyte_messages_intact(void **state) {
+    (void)state;
+    static char *sender[] = {"--messages", "2", "--size", "52428800", "--expect-senders", "1",
+                             NULL};
+    static char *silent[] = {"--messages", "2", "--size", "52428800", "--expect-senders", "1",
+                             "--silent", NULL};
+    run_spec spec = {.nodes = 3,
+                     .base_port = 42400,
+                     .config_extra = "max_payload_size = 60000000\nwindow_size = 2\n",
+                     .args = {sender, silent, silent}};
+    run_group(&spec, 2);
+}
+
+static void test_raw_mode_delivers_everything(void **state) {
+    (void)state;
+    static char *args[] = {"--messages", "300", "--size", "2000", "--mixed", "--raw",
+                           "--expect-senders", "3", NULL};
+    run_spec spec = {.nodes = 3, .base_port = 42500, .args = {args, args, args}};
+    run_group(&spec, 900);
+}
+
+static int setup(void **state) {
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    return mkdtemp(test_dir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    char command[256];
+    snprintf(command, sizeof command, "rm -rf %s", test_dir);
+    return system(command) == 0 ? 0 : -1;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_three_nodes_all_send_mixed_sizes),
+        cmocka_unit_test(test_four_nodes_all_send),
+        cmocka_unit_test(test_silent_senders_do_not_stall),
+        cmocka_unit_test(test_fifty_megabyte_messages_intact),
+        cmocka_unit_test(test_raw_mode_delivers_everything),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
