@@ -220,12 +220,23 @@ static void sst_send(void *ctx, uint32_t rank, const uint8_t *bytes, size_t len)
     core_send_bytes(core, core->view.member_ids[rank], bytes, len);
 }
 
-static void after_event(dr_core *core) {
+static void flush_now(dr_core *core) {
     if (!core->have_view)
         return;
     dr_sst_evaluate(core->sst);
     dr_sst_flush(core->sst, core->options.my_id, core->view.vid, sst_send, core);
     assert(!dr_sst_has_dirty(core->sst));
+}
+
+static void after_event(dr_core *core) {
+    if (!core->options.defer_flush)
+        flush_now(core);
+}
+
+void dr_core_flush(dr_core *core, uint64_t now_us) {
+    if (now_us > core->now_us)
+        core->now_us = now_us;
+    flush_now(core);
 }
 
 /* ---- view installation --------------------------------------------------------------- */

@@ -78,6 +78,8 @@ typedef struct dr_core_options {
     size_t early_buffer_bytes;            /**< cap on buffered frames of an uninstalled view */
     dr_core_trace_fn trace;               /**< optional decision trace (NULL: off, free) */
     void *trace_ctx;                      /**< passed to trace */
+    bool defer_flush;                     /**< events do not evaluate/push: the driver calls
+                                               dr_core_flush after a batch (fewer SST pushes) */
     dr_core_test_fault test_fault;        /**< DR_CORE_FAULT_NONE outside tests */
 } dr_core_options;
 
@@ -164,6 +166,14 @@ void dr_core_on_connect(dr_core *core, uint32_t peer_id, uint64_t now_us);
 
 /** The connection to peer broke (joiners retry; failure suspicion is issue 5). */
 void dr_core_on_disconnect(dr_core *core, uint32_t peer_id, uint64_t now_us);
+
+/**
+ * Evaluates the SST predicates (deliveries, nulls, window) and pushes changed SST fields, one
+ * frame per peer. Every event does this itself unless options.defer_flush is set; then the
+ * driver calls it after each batch of events (e.g. after one epoll round), which coalesces the
+ * pushes of many received messages into one.
+ */
+void dr_core_flush(dr_core *core, uint64_t now_us);
 
 /** Pops the oldest queued action into *out (caller owns it). Returns false if none. */
 bool dr_core_next_action(dr_core *core, dr_action *out);

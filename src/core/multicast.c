@@ -148,6 +148,9 @@ static bool window_allows(const dr_core *core, const mc_shard *shard, int64_t f)
     assert(shard->my_sender_index >= 0);
     int64_t window = core->options.window_size;
     int64_t k = shard->my_sender_index;
+    mc_stream *own = &shard->streams[k];
+    if (own->slots[(uint64_t)f % core->options.window_size].state != MC_SLOT_EMPTY)
+        return false; /* my own message f - window is not delivered here yet */
     if (f < window)
         return true;
     for (uint32_t r = 0; r < shard->num_members; r++) {

@@ -57,6 +57,7 @@ typedef struct sim_node {
     char contact[DR_ADDRESS_MAX];
     dr_core *core;
     bool duplicate;     /**< carries the leader's id: must be refused */
+    bool defer_flush;   /**< batches pushes: flushed on ticks and at random moments */
     bool refused;       /**< got JOIN_FAILED */
     bool in_view;       /**< installed a view */
     dr_view_info *view; /**< its installed view (owned) */
@@ -403,6 +404,7 @@ static void on_start(sim *s, uint32_t index) {
     sim_node *node = &s->nodes[index];
     dr_core_options options = s->base;
     options.my_id = node->id;
+    options.defer_flush = node->defer_flush;
     snprintf(options.my_address, sizeof options.my_address, "%s", node->address);
     snprintf(options.contact_address, sizeof options.contact_address, "%s", node->contact);
     dr_err err;
@@ -479,6 +481,8 @@ static void process(sim *s, sim_event *event) {
     }
     }
     free(event->bytes);
+    if (node->core != NULL && node->defer_flush && (event->kind == EV_TICK || rng_chance(s, 40)))
+        dr_core_flush(node->core, s->now_us);
     if (node->core != NULL)
         drain_actions(s, event->node);
 }
@@ -555,7 +559,7 @@ static void random_options(sim *s, uint32_t members) {
 static void random_workload(sim *s, sim_node *node) {
     for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++) {
         sim_stream *stream = &node->streams[sg];
-        stream->total = rng_chance(s, 20) ? 0 : rng_range(s, 1, 25);
+        stream->total = rng_chance(s, 20) ? 0 : rng_range(s, 1, 40);
         stream->lens = calloc(stream->total ? stream->total : 1, sizeof *stream->lens);
         assert(stream->lens != NULL);
         uint32_t smc = s->base.max_smc_payload_size, max = s->base.max_payload_size;
@@ -588,6 +592,7 @@ static void setup_nodes(sim *s, uint32_t members, bool add_duplicate) {
         snprintf(node->contact, sizeof node->contact, "%s", s->nodes[via].address);
         node->start_us = i == 0 ? 0 : rng_range(s, 0, 3000);
         node->tick_us = rng_range(s, 500, 3000);
+        node->defer_flush = rng_chance(s, 25);
         for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++)
             node->last_version[sg] = -1;
         random_workload(s, node);
@@ -706,7 +711,7 @@ int sim_run(const sim_config *config, sim_result *result) {
     s->config = config;
     s->result = result;
     s->rng = config->seed * 0x2545f4914f6cdd1dull + 1;
-    uint32_t members = config->num_nodes ? config->num_nodes : rng_range(s, 2, 7);
+    uint32_t members = config->num_nodes ? config->num_nodes : rng_range(s, 1, 8);
     if (members > SIM_MAX_NODES - 1)
         members = SIM_MAX_NODES - 1;
     bool duplicate = rng_chance(s, 15);
