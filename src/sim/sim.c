@@ -589,7 +589,9 @@ static void setup_nodes(sim *s, uint32_t members, bool add_duplicate) {
         uint32_t via = i > 1 && rng_chance(s, 30) ? rng_range(s, 1, i - 1) : 0;
         if (strcmp(s->nodes[via].contact, s->nodes[0].address) != 0)
             via = 0;
-        snprintf(node->contact, sizeof node->contact, "%s", s->nodes[via].address);
+        char contact[DR_ADDRESS_MAX];
+        memcpy(contact, s->nodes[via].address, sizeof contact);
+        memcpy(node->contact, contact, sizeof contact);
         node->start_us = i == 0 ? 0 : rng_range(s, 0, 3000);
         node->tick_us = rng_range(s, 500, 3000);
         node->defer_flush = rng_chance(s, 25);
