@@ -94,6 +94,7 @@ int core_push_action(dr_core *core, const dr_action *action) {
 bool dr_core_next_action(dr_core *core, dr_action *out) {
     if (core->num_actions == 0)
         return false;
+    assert(core->action_head < core->cap_actions);
     *out = core->actions[core->action_head];
     core->action_head = (core->action_head + 1) % core->cap_actions;
     core->num_actions--;
@@ -290,6 +291,7 @@ int core_install_view(dr_core *core, const dr_view *view, const dr_layout *layou
     int rank = core_view_rank(core, core->options.my_id);
     assert(rank >= 0);
     core->my_rank = (uint32_t)rank;
+    assert(core->view.member_ids[core->my_rank] == core->options.my_id);
     int rc = dr_sst_create(&core->view, &core->layout, core->my_rank, &core->sst);
     if (rc == 0)
         rc = multicast_start_view(core);
@@ -321,6 +323,7 @@ static int buffer_early(dr_core *core, uint32_t from_node, const uint8_t *bytes,
         core->early = grown;
         core->cap_early = cap;
     }
+    assert(len >= DR_WIRE_HEADER_BYTES); /* its header was checked */
     uint8_t *copy = malloc(len);
     if (copy == NULL)
         return DR_ENOMEM;

@@ -198,6 +198,8 @@ static bool size_slots(layout_slot *slots, uint32_t num_slots, uint32_t availabl
     }
     if (needed > available)
         return false;
+    for (uint32_t i = 0; i < num_slots; i++)
+        assert(slots[i].size >= slots[i].min_nodes && slots[i].size <= slots[i].max_nodes);
     uint32_t spare = available - needed;
     bool grew = true;
     while (spare > 0 && grew) {
@@ -258,6 +260,9 @@ int dr_layout_compute(const dr_layout_spec *spec, const dr_layout *previous,
     memset(out, 0, sizeof *out);
     layout_slot slots[LAYOUT_MAX_SLOTS];
     uint32_t num_slots = build_slots(spec, previous, members, num_members, out, slots);
+    for (uint32_t i = 0; i < num_slots; i++)
+        if (slots[i].survivors > slots[i].max_nodes)
+            return dr_err_set(err, DR_EINVAL, "previous layout does not fit this spec");
     uint32_t fresh = 0, survivors = 0;
     for (uint32_t rank = 0; rank < num_members; rank++)
         fresh += was_assigned(previous, members[rank]) ? 0u : 1u;

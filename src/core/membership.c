@@ -71,6 +71,8 @@ static int try_install_initial_view(dr_core *core) {
     assert(core->state == CORE_LEADER_WAITING);
     uint32_t ids[DR_VIEW_MAX_MEMBERS];
     uint32_t count = candidate_members(core, ids);
+    assert(count >= 1 && count <= DR_VIEW_MAX_MEMBERS);
+    assert(ids[0] == core->options.my_id); /* the initial leader has rank 0 */
     dr_layout *layout = malloc(sizeof *layout);
     dr_view *view = malloc(sizeof *view);
     int rc = layout && view ? 0 : DR_ENOMEM;
@@ -82,6 +84,7 @@ static int try_install_initial_view(dr_core *core) {
     } else if (rc == 0) {
         build_view(core, ids, count, view);
         rc = core_install_view(core, view, layout);
+        assert(rc != 0 || (core->have_view && core->view.vid == 0 && core->my_rank == 0));
         if (rc == 0)
             rc = send_view(core, DR_NODE_NONE);
         core->num_joiners = 0;
@@ -174,6 +177,8 @@ static int add_joiner(dr_core *core, uint32_t node_id, const char *address) {
     pending_joiner *joiner = &core->joiners[core->num_joiners++];
     joiner->node_id = node_id;
     snprintf(joiner->address, sizeof joiner->address, "%s", address);
+    assert(node_id != core->options.my_id &&
+           find_joiner(core, node_id) == (int)core->num_joiners - 1);
     return 0;
 }
 

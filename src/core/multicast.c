@@ -58,6 +58,8 @@ static int init_shard(dr_core *core, mc_shard *shard, uint32_t subgroup, uint32_
         shard->sender_member[shard->num_senders++] = r;
     }
     assert(shard->num_senders == layout->num_senders);
+    assert(shard->num_members <= DR_LAYOUT_MAX_SHARD_MEMBERS);
+    assert(shard->member_ids[shard->my_shard_rank] == core->options.my_id);
     shard->seq_num = -1;
     shard->delivered_num = -1;
     shard->streams = calloc(shard->num_senders ? shard->num_senders : 1, sizeof *shard->streams);
@@ -128,6 +130,7 @@ static bool advance_received(dr_core *core, mc_shard *shard, uint32_t k) {
             break;
         stream->received++;
     }
+    assert(stream->received - before <= (int64_t)core->options.window_size);
     if (stream->received == before)
         return false;
     dr_sst_set(core->sst, dr_sst_received_field(core->sst, shard->subgroup, k), stream->received);
@@ -175,7 +178,8 @@ static bool window_allows(const dr_core *core, const mc_shard *shard, int64_t f)
 static mc_slot *claim_own_slot(dr_core *core, mc_shard *shard, int64_t index) {
     mc_stream *stream = &shard->streams[shard->my_sender_index];
     mc_slot *slot = slot_of(core, stream, index);
-    assert(slot->state == MC_SLOT_EMPTY); /* the window guarantees it was delivered */
+    assert(index >= 0 && index < INT32_MAX); /* indices travel as u32 <= INT32_MAX */
+    assert(slot->state == MC_SLOT_EMPTY);    /* the window guarantees it was delivered */
     slot->index = (uint32_t)index;
     return slot;
 }
@@ -279,6 +283,7 @@ int multicast_send(dr_core *core, uint32_t subgroup, const void *payload, size_t
         memcpy(copy, payload, len);
     int64_t index = shard->next_index++;
     mc_slot *slot = claim_own_slot(core, shard, index);
+    assert(index > shard->streams[shard->my_sender_index].received);
     slot->state = MC_SLOT_COMPLETE;
     slot->payload = copy;
     slot->len = (uint32_t)len;
@@ -307,6 +312,7 @@ static bool send_nulls_upto(dr_core *core, mc_shard *shard, int64_t last) {
         shard->next_index++;
     }
     int64_t count = shard->next_index - first;
+    assert(count >= 0 && count <= (int64_t)core->options.window_size);
     if (count == 0)
         return false;
     dr_msg_nulls msg = {.subgroup = shard->subgroup,
@@ -395,6 +401,7 @@ static bool deliver_ordered(dr_core *core, mc_shard *shard) {
                    (long long)index);
         deliver_slot(core, shard, k, slot, ((int64_t)core->view.vid << 32) | seq);
     }
+    assert(stable <= shard->seq_num); /* never deliver what is not held here */
     shard->delivered_num = stable;
     dr_sst_set(core->sst, dr_sst_subgroup_field(core->sst, shard->subgroup, DR_SST_DELIVERED_NUM),
                stable);

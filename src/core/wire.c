@@ -121,6 +121,7 @@ void dr_wire_put_sst_entry(dr_buf *buf, size_t count_offset, uint32_t field, int
 }
 
 int dr_wire_encode_data(dr_buf *buf, uint32_t sender_id, int32_t vid, const dr_msg_data *msg) {
+    assert(msg->len == 0 || msg->payload != NULL);
     size_t start = dr_wire_begin(buf, DR_MSG_DATA, sender_id, vid);
     dr_buf_put_u32(buf, msg->subgroup);
     dr_buf_put_u32(buf, msg->sender_index);
@@ -141,6 +142,8 @@ int dr_wire_encode_nulls(dr_buf *buf, uint32_t sender_id, int32_t vid, const dr_
 }
 
 int dr_wire_encode_block(dr_buf *buf, uint32_t sender_id, int32_t vid, const dr_msg_block *msg) {
+    assert(msg->len > 0 && msg->len <= msg->block_size && msg->block_size > 0);
+    assert((uint64_t)msg->block * msg->block_size + msg->len <= msg->total_len);
     size_t start = dr_wire_begin(buf, DR_MSG_BLOCK, sender_id, vid);
     dr_buf_put_u32(buf, msg->subgroup);
     dr_buf_put_u32(buf, msg->sender_index);
