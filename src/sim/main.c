@@ -9,10 +9,12 @@
  * 2 for bad arguments. --trace prints each run's protocol decisions (use it with one seed).
  */
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "derecho/log.h"
 #include "sim/sim.h"
@@ -25,6 +27,23 @@ typedef struct cli {
     int broken;
     uint64_t max_virtual_us;
 } cli;
+
+/** The seed being run, for the crash handler. */
+static volatile sig_atomic_t crash_seed_valid;
+static volatile uint64_t crash_seed;
+
+/** An assertion (SIGABRT) or a crash inside a run: name the seed so it can be replayed. */
+static void on_crash(int signo) {
+    char line[160];
+    int len = snprintf(line, sizeof line,
+                       "\nseed %" PRIu64 " CRASHED (signal %d, an assertion or a fault)\n"
+                       "  replay: derecho-sim --seed %" PRIu64 " --trace\n",
+                       crash_seed, signo, crash_seed);
+    if (crash_seed_valid && len > 0)
+        (void)!write(STDOUT_FILENO, line, (size_t)len);
+    signal(signo, SIG_DFL);
+    raise(signo);
+}
 
 static int usage(void) {
     fprintf(stderr, "usage: derecho-sim [--seeds A..B | --seed S] [--time-budget-s T] "
@@ -88,6 +107,10 @@ int main(int argc, char **argv) {
     if (parse_args(argc, argv, &c) != 0)
         return usage();
     dr_log_set_all_levels(DR_LOG_OFF);
+    if (c.trace)
+        setvbuf(stdout, NULL, _IOLBF, 0); /* a crash keeps the trace up to its last line */
+    signal(SIGABRT, on_crash);
+    signal(SIGSEGV, on_crash);
     double start = wall_seconds();
     uint64_t run = 0, failed = 0, deliveries = 0, messages = 0, frames = 0;
     uint64_t seed = c.first_seed;
@@ -100,6 +123,8 @@ int main(int argc, char **argv) {
                              .trace = c.trace ? stdout : NULL,
                              .max_virtual_us = c.max_virtual_us};
         sim_result result;
+        crash_seed = seed;
+        crash_seed_valid = 1;
         if (sim_run(&config, &result) != 0) {
             fprintf(stderr, "seed %" PRIu64 ": simulator setup failed\n", seed);
             return 1;
