@@ -472,8 +472,11 @@ static void process(sim *s, sim_event *event) {
                         s->now_us, node->id);
             break;
         }
-        int rc = dr_core_on_message(node->core, s->nodes[event->from].id, event->bytes, event->len,
-                                    s->now_us);
+        /* a driver may not have bound a joiner's connection yet: then it passes NONE */
+        uint32_t from = s->nodes[event->from].id;
+        if (!s->nodes[event->from].in_view && rng_chance(s, 50))
+            from = DR_NODE_NONE;
+        int rc = dr_core_on_message(node->core, from, event->bytes, event->len, s->now_us);
         if (rc != 0)
             fail(s, "node %u rejected a frame from correct node %u: %s", node->id,
                  s->nodes[event->from].id, dr_strerror(rc));
