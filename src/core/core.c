@@ -111,6 +111,12 @@ int core_send_bytes(dr_core *core, uint32_t node_id, const uint8_t *bytes, size_
     return core_push_action(core, &action);
 }
 
+int core_send_owned(dr_core *core, uint32_t node_id, uint8_t *bytes, size_t len) {
+    assert(node_id != core->options.my_id);
+    dr_action action = {.type = DR_ACTION_SEND, .node_id = node_id, .bytes = bytes, .len = len};
+    return core_push_action(core, &action);
+}
+
 int core_send_scratch(dr_core *core, uint32_t node_id) {
     if (core->scratch.failed)
         return DR_ENOMEM;
@@ -452,6 +458,26 @@ int dr_core_on_tick(dr_core *core, uint64_t now_us) {
 
 int dr_core_send(dr_core *core, uint32_t subgroup, const void *payload, size_t len,
                  dr_delivery_mode mode, uint64_t now_us) {
+    if (now_us > core->now_us)
+        core->now_us = now_us;
+    if (payload == NULL && len > 0)
+        return DR_EINVAL;
+    if (len > core->options.max_payload_size)
+        return DR_ETOOBIG;
+    uint8_t *copy = len > 0 ? malloc(len) : NULL;
+    if (len > 0 && copy == NULL)
+        return DR_ENOMEM;
+    if (len > 0)
+        memcpy(copy, payload, len);
+    int rc = multicast_send(core, subgroup, copy, len, mode);
+    if (rc != 0)
+        free(copy);
+    after_event(core);
+    return rc;
+}
+
+int dr_core_send_owned(dr_core *core, uint32_t subgroup, uint8_t *payload, size_t len,
+                       dr_delivery_mode mode, uint64_t now_us) {
     if (now_us > core->now_us)
         core->now_us = now_us;
     if (payload == NULL && len > 0)

@@ -161,6 +161,14 @@ int dr_core_on_tick(dr_core *core, uint64_t now_us);
 int dr_core_send(dr_core *core, uint32_t subgroup, const void *payload, size_t len,
                  dr_delivery_mode mode, uint64_t now_us);
 
+/**
+ * As dr_core_send, but takes ownership of `payload` (allocated with malloc) instead of copying
+ * it: on success the core frees it (or hands it out again as a DELIVER's bytes); on any error
+ * it stays the caller's. Saves one copy per message for large payloads.
+ */
+int dr_core_send_owned(dr_core *core, uint32_t subgroup, uint8_t *payload, size_t len,
+                       dr_delivery_mode mode, uint64_t now_us);
+
 /** The driver has a working connection to peer (informational for now). */
 void dr_core_on_connect(dr_core *core, uint32_t peer_id, uint64_t now_us);
 

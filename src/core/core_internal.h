@@ -121,6 +121,8 @@ struct dr_core {
 int core_push_action(dr_core *core, const dr_action *action);
 /** Queues SEND of a copy of bytes[0..len) to node_id. */
 int core_send_bytes(dr_core *core, uint32_t node_id, const uint8_t *bytes, size_t len);
+/** Queues SEND of bytes (malloc'd; taken, also on failure) to node_id. */
+int core_send_owned(dr_core *core, uint32_t node_id, uint8_t *bytes, size_t len);
 /** Queues SEND of the scratch buffer's content to node_id. */
 int core_send_scratch(dr_core *core, uint32_t node_id);
 /** Emits a trace line if tracing is on (formats nothing otherwise). */
@@ -148,7 +150,11 @@ void membership_free(dr_core *core);
 int multicast_start_view(dr_core *core);
 /** Frees all shard state of the current view. */
 void multicast_end_view(dr_core *core);
-int multicast_send(dr_core *core, uint32_t subgroup, const void *payload, size_t len,
+/**
+ * Multicasts payload (malloc'd; taken on success, still the caller's on error). Returns 0,
+ * DR_EAGAIN (window), DR_ESTATE, DR_EINVAL, DR_ETOOBIG, DR_ENOMEM.
+ */
+int multicast_send(dr_core *core, uint32_t subgroup, uint8_t *payload, size_t len,
                    dr_delivery_mode mode);
 int multicast_on_data(dr_core *core, const dr_wire_header *header, const uint8_t *body);
 int multicast_on_nulls(dr_core *core, const dr_wire_header *header, const uint8_t *body);

@@ -211,17 +211,53 @@ static uint32_t relative_position(const mc_shard *shard, uint32_t sender_rank) {
 }
 
 /** Sends the frame in core->scratch / frame to this node's next hops for `block`. */
+/**
+ * Sends a block frame to this node's next hops for `block`. If `owned` is set, the frame is a
+ * malloc'd buffer that the last hop takes (one copy fewer) and that is freed if nobody does.
+ */
 static int relay_block(dr_core *core, const mc_shard *shard, uint32_t sender_rank, uint32_t block,
-                       const uint8_t *frame, size_t len) {
+                       uint8_t *frame, size_t len, bool owned) {
     uint32_t next[DR_LAYOUT_MAX_SHARD_MEMBERS];
     uint32_t count = pipeline_next_hops(core->options.pipeline, shard->num_members,
                                         relative_position(shard, sender_rank), block, next);
-    for (uint32_t i = 0; i < count; i++) {
-        int rc = core_send_bytes(core, member_at(shard, sender_rank, next[i]), frame, len);
-        if (rc != 0)
-            return rc;
+    int rc = 0;
+    for (uint32_t i = 0; i < count && rc == 0; i++) {
+        uint32_t to = member_at(shard, sender_rank, next[i]);
+        assert(to != core->options.my_id);
+        if (owned && i + 1 == count) {
+            rc = core_send_owned(core, to, frame, len);
+            owned = false; /* taken (or freed on failure) */
+        } else {
+            rc = core_send_bytes(core, to, frame, len);
+        }
     }
-    return 0;
+    if (owned)
+        free(frame);
+    return rc;
+}
+
+/** Encodes one block of my message into a buffer of its exact size. NULL if out of memory. */
+static uint8_t *encode_own_block(dr_core *core, const dr_msg_data *msg, uint32_t b,
+                                 size_t *len_out) {
+    uint32_t block_size = core->options.block_size;
+    uint32_t offset = b * block_size;
+    dr_msg_block block = {.subgroup = msg->subgroup,
+                          .sender_index = msg->sender_index,
+                          .index = msg->index,
+                          .timestamp_us = msg->timestamp_us,
+                          .total_len = msg->len,
+                          .block_size = block_size,
+                          .block = b,
+                          .len = msg->len - offset < block_size ? msg->len - offset : block_size,
+                          .payload = msg->payload + offset};
+    dr_buf frame;
+    dr_buf_init(&frame, 0);
+    if (dr_buf_reserve(&frame, DR_WIRE_HEADER_BYTES + 40u + block.len) != 0 ||
+        dr_wire_encode_block(&frame, core->options.my_id, core->view.vid, &block) != 0) {
+        dr_buf_free(&frame);
+        return NULL;
+    }
+    return dr_buf_steal(&frame, len_out);
 }
 
 static int send_large(dr_core *core, const mc_shard *shard, const dr_msg_data *msg) {
@@ -229,22 +265,11 @@ static int send_large(dr_core *core, const mc_shard *shard, const dr_msg_data *m
     uint32_t num_blocks = (msg->len + block_size - 1) / block_size;
     assert(num_blocks >= 2 || msg->len > core->options.max_smc_payload_size);
     for (uint32_t b = 0; b < num_blocks; b++) {
-        uint32_t offset = b * block_size;
-        dr_msg_block block = {.subgroup = msg->subgroup,
-                              .sender_index = msg->sender_index,
-                              .index = msg->index,
-                              .timestamp_us = msg->timestamp_us,
-                              .total_len = msg->len,
-                              .block_size = block_size,
-                              .block = b,
-                              .len =
-                                  msg->len - offset < block_size ? msg->len - offset : block_size,
-                              .payload = msg->payload + offset};
-        dr_buf_reset(&core->scratch);
-        int rc = dr_wire_encode_block(&core->scratch, core->options.my_id, core->view.vid, &block);
-        if (rc == 0)
-            rc = relay_block(core, shard, shard->my_shard_rank, b, core->scratch.data,
-                             core->scratch.len);
+        size_t len = 0;
+        uint8_t *frame = encode_own_block(core, msg, b, &len);
+        if (frame == NULL)
+            return DR_ENOMEM;
+        int rc = relay_block(core, shard, shard->my_shard_rank, b, frame, len, true);
         if (rc != 0)
             return rc;
     }
@@ -266,26 +291,22 @@ static int check_send(const dr_core *core, uint32_t subgroup, size_t len, dr_del
     return 0;
 }
 
-int multicast_send(dr_core *core, uint32_t subgroup, const void *payload, size_t len,
+int multicast_send(dr_core *core, uint32_t subgroup, uint8_t *payload, size_t len,
                    dr_delivery_mode mode) {
     int rc = check_send(core, subgroup, len, mode);
-    if (rc != 0)
-        return rc;
-    mc_shard *shard = &core->shards[subgroup];
-    if (!window_allows(core, shard, shard->next_index)) {
-        shard->window_blocked = true;
-        return DR_EAGAIN;
+    if (rc == 0 &&
+        !window_allows(core, &core->shards[subgroup], core->shards[subgroup].next_index)) {
+        core->shards[subgroup].window_blocked = true;
+        rc = DR_EAGAIN;
     }
-    uint8_t *copy = len > 0 ? malloc(len) : NULL;
-    if (len > 0 && copy == NULL)
-        return DR_ENOMEM;
-    if (len > 0)
-        memcpy(copy, payload, len);
+    if (rc != 0)
+        return rc; /* the caller still owns payload */
+    mc_shard *shard = &core->shards[subgroup];
     int64_t index = shard->next_index++;
     mc_slot *slot = claim_own_slot(core, shard, index);
     assert(index > shard->streams[shard->my_sender_index].received);
     slot->state = MC_SLOT_COMPLETE;
-    slot->payload = copy;
+    slot->payload = payload; /* taken: freed at delivery */
     slot->len = (uint32_t)len;
     slot->timestamp_us = core->now_us;
     dr_msg_data msg = {.subgroup = subgroup,
@@ -293,7 +314,7 @@ int multicast_send(dr_core *core, uint32_t subgroup, const void *payload, size_t
                        .index = (uint32_t)index,
                        .timestamp_us = core->now_us,
                        .len = (uint32_t)len,
-                       .payload = copy};
+                       .payload = payload};
     core_trace(core, "view %d: subgroup %u send index %lld (%zu bytes)", core->view.vid, subgroup,
                (long long)index, len);
     rc = len <= core->options.max_smc_payload_size ? send_small(core, shard, &msg)
@@ -621,7 +642,7 @@ int multicast_on_block(dr_core *core, const dr_wire_header *header, const uint8_
     if (store_block(slot, &msg, &why) != 0)
         return core_reject(core, header->sender_id, why);
     uint32_t sender_rank = shard->sender_member[msg.sender_index];
-    rc = relay_block(core, shard, sender_rank, msg.block, frame, frame_len);
+    rc = relay_block(core, shard, sender_rank, msg.block, (uint8_t *)frame, frame_len, false);
     if (slot->state == MC_SLOT_COMPLETE)
         advance_received(core, shard, msg.sender_index);
     return rc;

@@ -232,6 +232,31 @@ static void test_non_member_of_subgroup_cannot_send(void **state) {
     done(h);
 }
 
+static void test_owned_send_takes_the_buffer(void **state) {
+    (void)state;
+    dr_core_options options;
+    h_options(&options, 2);
+    options.window_size = 1;
+    options.max_smc_payload_size = 10; /* 3000 bytes: a block message */
+    harness *h = cluster(2, &options);
+    uint8_t *first = malloc(3000), *second = malloc(3000);
+    memset(first, 7, 3000);
+    memset(second, 8, 3000);
+    assert_int_equal(dr_core_send_owned(h->nodes[0].core, 0, first, 3000, DR_MODE_ORDERED, 1), 0);
+    h_drain(h, 0); /* first now belongs to the core (ASan would flag a leak or double free) */
+    assert_int_equal(dr_core_send_owned(h->nodes[0].core, 0, second, 3000, DR_MODE_ORDERED, 1),
+                     DR_EAGAIN);
+    second[0] = 9; /* still ours after an error */
+    h_pump(h, (size_t)-1);
+    assert_int_equal(dr_core_send_owned(h->nodes[0].core, 0, second, 3000, DR_MODE_ORDERED, 1), 0);
+    h_drain(h, 0);
+    h_pump(h, (size_t)-1);
+    assert_int_equal(h->nodes[1].num_deliveries, 2);
+    assert_int_equal(h->nodes[1].deliveries[0].bytes[2999], 7);
+    assert_int_equal(h->nodes[1].deliveries[1].bytes[0], 9);
+    done(h);
+}
+
 static void test_relay_schedules_reach_everyone_once(void **state) {
     (void)state;
     dr_pipeline_algorithm algorithms[] = {DR_PIPELINE_SEQUENTIAL, DR_PIPELINE_CHAIN,
@@ -331,6 +356,7 @@ int main(void) {
         cmocka_unit_test(test_raw_mode_fifo_without_versions),
         cmocka_unit_test(test_send_errors),
         cmocka_unit_test(test_non_member_of_subgroup_cannot_send),
+        cmocka_unit_test(test_owned_send_takes_the_buffer),
         cmocka_unit_test(test_relay_schedules_reach_everyone_once),
         cmocka_unit_test(test_duplicate_and_out_of_window_data_rejected),
         cmocka_unit_test(test_early_frames_wait_for_their_view),
