@@ -231,8 +231,9 @@ static void flush_now(dr_core *core) {
     if (!core->have_view)
         return;
     dr_sst_evaluate(core->sst);
-    dr_sst_flush(core->sst, core->options.my_id, core->view.vid, sst_send, core);
-    assert(!dr_sst_has_dirty(core->sst));
+    /* out of memory keeps the fields dirty: the next flush retries them */
+    if (dr_sst_flush(core->sst, core->options.my_id, core->view.vid, sst_send, core) >= 0)
+        assert(!dr_sst_has_dirty(core->sst));
 }
 
 static void after_event(dr_core *core) {

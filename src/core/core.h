@@ -143,12 +143,12 @@ void dr_core_destroy(dr_core *core);
  * A frame arrived from `from_node` (DR_NODE_NONE if the driver has not yet bound the
  * connection to a node: the core then trusts the header's sender id). Returns 0, or
  * DR_EPROTO for a malformed or illegal frame (already logged; the driver should close the
- * connection). Never asserts on the bytes.
+ * connection), or DR_ENOMEM. Never asserts on the bytes.
  */
 int dr_core_on_message(dr_core *core, uint32_t from_node, const uint8_t *bytes, size_t len,
                        uint64_t now_us);
 
-/** Time passed (joiner retries; heartbeats later). Returns 0. */
+/** Time passed (joiner retries; heartbeats later). Returns 0 or DR_ENOMEM. */
 int dr_core_on_tick(dr_core *core, uint64_t now_us);
 
 /**
