@@ -30,7 +30,7 @@
 #define PAYLOAD_MAGIC     0x4d495344u /* "DSIM" */
 #define PAYLOAD_HEADER    16u
 
-enum sim_event_kind { EV_START, EV_FRAME, EV_TICK, EV_APP_SEND };
+enum sim_event_kind { EV_START, EV_FRAME, EV_TICK, EV_APP_SEND, EV_RESUME };
 
 typedef struct sim_event {
     uint64_t time_us;
@@ -41,6 +41,7 @@ typedef struct sim_event {
     uint32_t subgroup;
     uint8_t *bytes;
     size_t len;
+    uint64_t link_seq; /**< EV_FRAME: position on its link (checks the FIFO model) */
 } sim_event;
 
 typedef struct sim_stream {
@@ -63,6 +64,9 @@ typedef struct sim_node {
     dr_view_info *view; /**< its installed view (owned) */
     uint64_t start_us;
     uint32_t tick_us;
+    bool paused;     /**< descheduled: events are held until EV_RESUME */
+    sim_event *held; /**< events that arrived while paused, in order */
+    size_t num_held, cap_held;
     sim_stream streams[SIM_MAX_SUBGROUPS];
     uint32_t next_expected[SIM_MAX_SUBGROUPS][SIM_MAX_NODES]; /**< per sender node index */
     uint64_t delivered[SIM_MAX_SUBGROUPS];
@@ -74,6 +78,8 @@ typedef struct sim_link {
     uint32_t latency_us;
     uint32_t jitter_us;
     uint32_t bytes_per_ms;
+    uint64_t frames_sent;      /**< frames put on the link */
+    uint64_t frames_delivered; /**< frames taken off it */
 } sim_link;
 
 /** Reference delivery order of one shard: (sender node index << 32 | message number). */
@@ -343,15 +349,16 @@ static void transmit(sim *s, uint32_t from, uint32_t to, uint8_t *bytes, size_t 
     sim_link *link = &s->links[from][to];
     uint64_t arrival = s->now_us + link->latency_us + rng_range(s, 0, link->jitter_us) +
                        (uint64_t)len * 1000u / link->bytes_per_ms;
-    if (arrival < link->last_arrival_us)
-        arrival = link->last_arrival_us; /* FIFO per link, as TCP */
+    if (arrival <= link->last_arrival_us)
+        arrival = link->last_arrival_us + 1; /* FIFO per link, as TCP (strictly: no ties) */
     link->last_arrival_us = arrival;
     heap_push(s, (sim_event){.time_us = arrival,
                              .kind = EV_FRAME,
                              .node = to,
                              .from = from,
                              .bytes = bytes,
-                             .len = len});
+                             .len = len,
+                             .link_seq = link->frames_sent++});
     s->result->frames++;
 }
 
@@ -448,9 +455,59 @@ static void on_app_send(sim *s, uint32_t index, uint32_t subgroup) {
     }
 }
 
+/** Holds an event of a paused node, in arrival order. */
+static void hold_event(sim_node *node, const sim_event *event) {
+    if (node->num_held == node->cap_held) {
+        node->cap_held = node->cap_held ? node->cap_held * 2 : 16;
+        node->held = realloc(node->held, node->cap_held * sizeof *node->held);
+        assert(node->held != NULL);
+    }
+    node->held[node->num_held++] = *event;
+}
+
+/**
+ * A node may pause (a descheduled vCPU, a GC pause): until its EV_RESUME it handles nothing;
+ * events that arrive meanwhile are held in order and handled at the resume, so per-link FIFO
+ * order is kept.
+ */
+static void maybe_pause(sim *s, uint32_t index) {
+    sim_node *node = &s->nodes[index];
+    if (node->paused || !rng_chance(s, 3))
+        return;
+    node->paused = true;
+    uint64_t until = s->now_us + rng_range(s, 1000, 20000);
+    schedule(s, until, EV_RESUME, index, 0);
+    if (s->config->trace)
+        fprintf(s->config->trace, "[%10" PRIu64 " us] node %u paused until %" PRIu64 " us\n",
+                s->now_us, node->id, until);
+}
+
+static void process(sim *s, sim_event *event);
+
+static void resume(sim *s, uint32_t index) {
+    sim_node *node = &s->nodes[index];
+    assert(node->paused);
+    node->paused = false;
+    sim_event *held = node->held;
+    size_t count = node->num_held;
+    node->held = NULL;
+    node->num_held = node->cap_held = 0;
+    for (size_t i = 0; i < count; i++)
+        process(s, &held[i]); /* may pause again: the rest is then held anew, in order */
+    free(held);
+}
+
 static void process(sim *s, sim_event *event) {
     sim_node *node = &s->nodes[event->node];
     s->current_node = event->node;
+    if (node->paused && event->kind != EV_RESUME) {
+        hold_event(node, event);
+        return;
+    }
+    if (event->kind == EV_RESUME) {
+        resume(s, event->node);
+        return;
+    }
     switch (event->kind) {
     case EV_START:
         on_start(s, event->node);
@@ -458,12 +515,17 @@ static void process(sim *s, sim_event *event) {
     case EV_TICK:
         if (dr_core_on_tick(node->core, s->now_us) != 0)
             fail(s, "node %u: tick failed", node->id);
+        maybe_pause(s, event->node);
         schedule(s, s->now_us + node->tick_us, EV_TICK, event->node, 0);
         break;
     case EV_APP_SEND:
         on_app_send(s, event->node, event->subgroup);
         break;
     case EV_FRAME: {
+        sim_link *link = &s->links[event->from][event->node];
+        if (event->link_seq != link->frames_delivered++)
+            fail(s, "simulator: link %u->%u delivered frame %" PRIu64 " out of order",
+                 s->nodes[event->from].id, node->id, event->link_seq);
         if (node->core == NULL) { /* not listening yet: like a refused TCP connect */
             if (s->config->trace)
                 fprintf(s->config->trace,
@@ -683,6 +745,9 @@ static void free_sim(sim *s) {
         free(s->nodes[i].view);
         for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++)
             free(s->nodes[i].streams[sg].lens);
+        for (size_t e = 0; e < s->nodes[i].num_held; e++)
+            free(s->nodes[i].held[e].bytes);
+        free(s->nodes[i].held);
     }
     for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++)
         for (uint32_t sh = 0; sh < DR_LAYOUT_MAX_SHARDS; sh++)
