@@ -156,7 +156,7 @@ int dr_core_on_tick(dr_core *core, uint64_t now_us);
  * delivery mode. Returns 0; DR_EAGAIN if the window is full (a DR_ACTION_WINDOW_OPEN follows
  * when it has room) or no view is installed yet; DR_ETOOBIG over max_payload_size; DR_ESTATE
  * if this node is not a sender of a shard of that subgroup; DR_EINVAL for a bad subgroup or
- * mode.
+ * mode; DR_ERANGE once this view used up its 2^32 sequence numbers (a view change renews them).
  */
 int dr_core_send(dr_core *core, uint32_t subgroup, const void *payload, size_t len,
                  dr_delivery_mode mode, uint64_t now_us);

@@ -144,6 +144,14 @@ static bool advance_received(dr_core *core, mc_shard *shard, uint32_t k) {
     return true;
 }
 
+/**
+ * True if index may exist in this view: its seq must fit the 32 low bits of a version.
+ * (4 billion messages per view; a longer-lived view would need a view change to go on.)
+ */
+static bool index_fits_version(const mc_shard *shard, int64_t index) {
+    return index >= 0 && (uint64_t)(index + 1) * shard->num_senders <= UINT32_MAX;
+}
+
 /* ---- window -------------------------------------------------------------------------- */
 
 /** True if my sender may use index f now. */
@@ -288,6 +296,8 @@ static int check_send(const dr_core *core, uint32_t subgroup, size_t len, dr_del
         return DR_EINVAL;
     if (len > core->options.max_payload_size)
         return DR_ETOOBIG;
+    if (!index_fits_version(shard, shard->next_index))
+        return DR_ERANGE;
     return 0;
 }
 
@@ -327,7 +337,8 @@ int multicast_send(dr_core *core, uint32_t subgroup, uint8_t *payload, size_t le
 /** Sends nulls for my indices next_index..last (as far as the window allows). */
 static bool send_nulls_upto(dr_core *core, mc_shard *shard, int64_t last) {
     int64_t first = shard->next_index;
-    while (shard->next_index <= last && window_allows(core, shard, shard->next_index)) {
+    while (shard->next_index <= last && index_fits_version(shard, shard->next_index) &&
+           window_allows(core, shard, shard->next_index)) {
         mc_slot *slot = claim_own_slot(core, shard, shard->next_index);
         slot->state = MC_SLOT_NULL;
         shard->next_index++;
@@ -420,6 +431,7 @@ static bool deliver_ordered(dr_core *core, mc_shard *shard) {
         core_trace(core, "view %d: shard %u/%u seq %lld -> deliver sender %u index %lld",
                    core->view.vid, shard->subgroup, shard->shard, (long long)seq, k,
                    (long long)index);
+        assert(seq >= 0 && seq <= (int64_t)UINT32_MAX); /* index_fits_version */
         deliver_slot(core, shard, k, slot, ((int64_t)core->view.vid << 32) | seq);
     }
     assert(stable <= shard->seq_num); /* never deliver what is not held here */
@@ -517,8 +529,10 @@ static mc_shard *stream_shard(dr_core *core, const dr_wire_header *header, uint3
 }
 
 /** Checks that index may occupy its slot now: beyond what is held, within the window. */
-static bool index_acceptable(const dr_core *core, mc_stream *stream, int64_t index,
-                             bool allow_partial) {
+static bool index_acceptable(const dr_core *core, const mc_shard *shard, mc_stream *stream,
+                             int64_t index, bool allow_partial) {
+    if (!index_fits_version(shard, index))
+        return false;
     if (index <= stream->received || index > stream->received + core->options.window_size)
         return false;
     mc_slot *slot = slot_of(core, stream, index);
@@ -538,7 +552,7 @@ int multicast_on_data(dr_core *core, const dr_wire_header *header, const uint8_t
     if (msg.len > core->options.max_smc_payload_size)
         return core_reject(core, header->sender_id, "DATA larger than max_smc_payload_size");
     mc_stream *stream = &shard->streams[msg.sender_index];
-    if (!index_acceptable(core, stream, msg.index, false))
+    if (!index_acceptable(core, shard, stream, msg.index, false))
         return core_reject(core, header->sender_id, "DATA index duplicate or beyond window");
     mc_slot *slot = slot_of(core, stream, msg.index);
     slot->payload = msg.len > 0 ? malloc(msg.len) : NULL;
@@ -566,7 +580,7 @@ int multicast_on_nulls(dr_core *core, const dr_wire_header *header, const uint8_
         return core_reject(core, header->sender_id, "NULLS in a raw shard");
     mc_stream *stream = &shard->streams[msg.sender_index];
     for (uint32_t i = 0; i < msg.count; i++)
-        if (!index_acceptable(core, stream, (int64_t)msg.first_index + i, false))
+        if (!index_acceptable(core, shard, stream, (int64_t)msg.first_index + i, false))
             return core_reject(core, header->sender_id, "NULLS index duplicate or beyond window");
     for (uint32_t i = 0; i < msg.count; i++) {
         mc_slot *slot = slot_of(core, stream, (int64_t)msg.first_index + i);
@@ -633,7 +647,7 @@ int multicast_on_block(dr_core *core, const dr_wire_header *header, const uint8_
     if (msg.total_len <= core->options.max_smc_payload_size)
         return core_reject(core, header->sender_id, "BLOCK of a small message");
     mc_stream *stream = &shard->streams[msg.sender_index];
-    if (!index_acceptable(core, stream, msg.index, true))
+    if (!index_acceptable(core, shard, stream, msg.index, true))
         return core_reject(core, header->sender_id, "BLOCK index duplicate or beyond window");
     mc_slot *slot = slot_of(core, stream, msg.index);
     int rc = slot->state == MC_SLOT_EMPTY ? start_assembly(core, slot, &msg) : 0;
