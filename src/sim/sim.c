@@ -25,7 +25,7 @@
 #include "core/core.h"
 #include "sim/sim.h"
 
-#define SIM_MAX_NODES     10u
+#define SIM_MAX_NODES     17u
 #define SIM_MAX_SUBGROUPS 4u
 #define PAYLOAD_MAGIC     0x4d495344u /* "DSIM" */
 #define PAYLOAD_HEADER    16u
