@@ -1,0 +1,215 @@
+/*
+ * The group core: Derecho's membership bootstrap, shared state table and ordered multicast as
+ * one deterministic, sans-IO state machine (PROTOCOL.md §1-§3; docs/protocol.md).
+ *
+ * Shape (cowsql/raft's step function): the driver (the TCP runtime, or the simulator) feeds
+ * *events* in and drains *actions* out.
+ *
+ *   events in                                   actions out (dr_core_next_action)
+ *   dr_core_on_message(from, bytes, now)        DR_ACTION_SEND       bytes to a node / address
+ *   dr_core_on_tick(now)                        DR_ACTION_CONNECT    open a connection
+ *   dr_core_send(subgroup, payload, mode, now)  DR_ACTION_DELIVER    hand to the delivery thread
+ *   dr_core_on_connect / on_disconnect(peer)    DR_ACTION_VIEW_INSTALLED
+ *                                               DR_ACTION_WINDOW_OPEN  a full window has room
+ *                                               DR_ACTION_JOIN_FAILED  refused (duplicate id)
+ *
+ * The core never blocks, opens sockets, starts threads, reads clocks or draws random numbers:
+ * time comes in as `now_us` arguments (any monotonic microsecond clock). It allocates only for
+ * state the protocol bounds: the view's SST, at most window_size messages per sender of each
+ * of its shards (window x shard size x max_payload_size bytes), the action queue (drained by
+ * the driver after every event), and frames of a view not yet installed (early_buffer_bytes).
+ *
+ * Threading: a dr_core is single-threaded; call every function for one core from one thread
+ * (the runtime's core thread). Different cores are independent.
+ *
+ * Ownership: bytes passed to events are borrowed for the call only. Every action popped by
+ * dr_core_next_action is owned by the caller and must be released with dr_action_free (which
+ * frees its bytes and view snapshot); the caller may instead steal `bytes` (set it to NULL
+ * first) and free() it later, e.g. after the delivery thread ran the application's handler.
+ *
+ * Connections: one per pair of nodes; by convention the node with the higher id opens it
+ * (DR_ACTION_CONNECT is only emitted towards lower ids, and by a joiner towards its contact).
+ * A driver learns the id of an accepted connection from the first frame's header
+ * (dr_core_peek_sender) and passes it as `from_node`. The core does not depend on ordering
+ * across connections, but it does assume each frame arrives whole and intact (TCP + framing).
+ */
+#ifndef DR_CORE_CORE_H
+#define DR_CORE_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "derecho/error.h"
+#include "derecho/layout.h"
+
+/** Opaque core state. */
+typedef struct dr_core dr_core;
+
+/** Large-message relay schemes (rdmc_send_algorithm). */
+typedef enum dr_pipeline_algorithm {
+    DR_PIPELINE_SEQUENTIAL = 0, /**< sender sends every block to every member */
+    DR_PIPELINE_CHAIN = 1,      /**< blocks travel down the shard, sender first */
+    DR_PIPELINE_TREE = 2,       /**< each block spreads along a binomial tree */
+} dr_pipeline_algorithm;
+
+/** Trace hook: one readable line per protocol decision (no trailing newline). */
+typedef void (*dr_core_trace_fn)(void *ctx, const char *line);
+
+/** Test-only fault switches (never set in production). */
+typedef enum dr_core_test_fault {
+    DR_CORE_FAULT_NONE = 0,
+    /** Ordered shards deliver on local receipt, FIFO per sender (breaks total order). */
+    DR_CORE_FAULT_BROKEN_DELIVERY = 1,
+} dr_core_test_fault;
+
+/** Creation options. Copied by dr_core_create; strings may be freed afterwards. */
+typedef struct dr_core_options {
+    uint32_t my_id;                       /**< this node's unique id (not DR_NODE_NONE) */
+    char my_address[DR_ADDRESS_MAX];      /**< "ip:port" of this node's group port */
+    char contact_address[DR_ADDRESS_MAX]; /**< contact_ip:contact_port; == my_address: leader */
+    dr_layout_spec layout;                /**< subgroup types and shard policies */
+    uint32_t window_size;                 /**< per-sender outstanding messages (>= 1) */
+    uint32_t max_payload_size;            /**< largest message, bytes */
+    uint32_t max_smc_payload_size;        /**< at or below: sent whole; above: blocks */
+    uint32_t block_size;                  /**< block of a large message, bytes (>= 1) */
+    dr_pipeline_algorithm pipeline;       /**< relay scheme for large messages */
+    uint64_t join_retry_us;               /**< joiner re-sends its request this often */
+    size_t early_buffer_bytes;            /**< cap on buffered frames of an uninstalled view */
+    dr_core_trace_fn trace;               /**< optional decision trace (NULL: off, free) */
+    void *trace_ctx;                      /**< passed to trace */
+    bool defer_flush;                     /**< events do not evaluate/push: the driver calls
+                                               dr_core_flush after a batch (fewer SST pushes) */
+    dr_core_test_fault test_fault;        /**< DR_CORE_FAULT_NONE outside tests */
+} dr_core_options;
+
+/** Fills *options with defaults (window 16, payload 10240, smc 10240, block 1 MiB, chain). */
+void dr_core_options_default(dr_core_options *options);
+
+/** What an action asks the driver to do. */
+typedef enum dr_action_type {
+    DR_ACTION_SEND = 1,           /**< send bytes to node_id (or, if DR_NODE_NONE, address) */
+    DR_ACTION_CONNECT = 2,        /**< open a connection to node_id at address (idempotent) */
+    DR_ACTION_DELIVER = 3,        /**< deliver a message to the application, in this order */
+    DR_ACTION_VIEW_INSTALLED = 4, /**< a new view is installed (view_info) */
+    DR_ACTION_WINDOW_OPEN = 5,    /**< subgroup's window has room again after DR_EAGAIN */
+    DR_ACTION_JOIN_FAILED = 6,    /**< join refused: error code in `error`, text in bytes */
+} dr_action_type;
+
+/** A snapshot of an installed view, owned by whoever holds the action. */
+typedef struct dr_view_info {
+    dr_view view;     /**< members in rank order */
+    dr_layout layout; /**< subgroups and shards */
+    uint32_t my_rank; /**< this node's rank in view */
+} dr_view_info;
+
+/** One action. Fields not listed for a type are zero. */
+typedef struct dr_action {
+    dr_action_type type;
+    uint32_t node_id;             /**< SEND: destination; CONNECT: peer (DR_NODE_NONE: contact) */
+    char address[DR_ADDRESS_MAX]; /**< CONNECT: where; SEND: where if node_id is NONE */
+    uint8_t *bytes;               /**< SEND: frame; DELIVER: payload; JOIN_FAILED: reason */
+    size_t len;                   /**< bytes in `bytes` */
+    uint32_t subgroup;            /**< DELIVER, WINDOW_OPEN */
+    uint32_t shard;               /**< DELIVER */
+    uint32_t sender_id;           /**< DELIVER: node id of the sender */
+    uint32_t sender_index;        /**< DELIVER: sender's rank among the shard's senders */
+    int64_t index;                /**< DELIVER: sender's message index in this view */
+    int64_t version;              /**< DELIVER: (vid << 32) | seq, or -1 for raw mode */
+    uint64_t timestamp_us;        /**< DELIVER: the sender's send time */
+    dr_delivery_mode mode;        /**< DELIVER */
+    int error;                    /**< JOIN_FAILED: DR_E* code */
+    dr_view_info *view_info;      /**< VIEW_INSTALLED: owned snapshot */
+} dr_action;
+
+/** Frees an action's bytes and view snapshot (either may have been stolen: NULL). */
+void dr_action_free(dr_action *action);
+
+/** A short name of an action type for logs. */
+const char *dr_action_type_name(dr_action_type type);
+
+/**
+ * Creates a core. Checks the options (layout spec, sizes, addresses); a node whose address
+ * equals the contact address is the initial leader and waits for joiners; any other node
+ * queues CONNECT + SEND(JOIN_REQUEST) towards the contact. Returns 0 and *out, or DR_EINVAL
+ * (reason in *err, may be NULL) or DR_ENOMEM.
+ */
+int dr_core_create(const dr_core_options *options, uint64_t now_us, dr_core **out, dr_err *err);
+
+/** Frees a core and everything it holds (queued actions included). NULL is a no-op. */
+void dr_core_destroy(dr_core *core);
+
+/**
+ * A frame arrived from `from_node` (DR_NODE_NONE if the driver has not yet bound the
+ * connection to a node: the core then trusts the header's sender id). Returns 0, or
+ * DR_EPROTO for a malformed or illegal frame (already logged; the driver should close the
+ * connection), or DR_ENOMEM. Never asserts on the bytes.
+ */
+int dr_core_on_message(dr_core *core, uint32_t from_node, const uint8_t *bytes, size_t len,
+                       uint64_t now_us);
+
+/** Time passed (joiner retries; heartbeats later). Returns 0 or DR_ENOMEM. */
+int dr_core_on_tick(dr_core *core, uint64_t now_us);
+
+/**
+ * Multicasts payload[0..len) in my shard of `subgroup` (copied). `mode` must match the shard's
+ * delivery mode. Returns 0; DR_EAGAIN if the window is full (a DR_ACTION_WINDOW_OPEN follows
+ * when it has room) or no view is installed yet; DR_ETOOBIG over max_payload_size; DR_ESTATE
+ * if this node is not a sender of a shard of that subgroup; DR_EINVAL for a bad subgroup or
+ * mode; DR_ERANGE once this view used up its 2^32 sequence numbers (a view change renews them).
+ */
+int dr_core_send(dr_core *core, uint32_t subgroup, const void *payload, size_t len,
+                 dr_delivery_mode mode, uint64_t now_us);
+
+/**
+ * As dr_core_send, but takes ownership of `payload` (allocated with malloc) instead of copying
+ * it: on success the core frees it (or hands it out again as a DELIVER's bytes); on any error
+ * it stays the caller's. Saves one copy per message for large payloads.
+ */
+int dr_core_send_owned(dr_core *core, uint32_t subgroup, uint8_t *payload, size_t len,
+                       dr_delivery_mode mode, uint64_t now_us);
+
+/** The driver has a working connection to peer (informational for now). */
+void dr_core_on_connect(dr_core *core, uint32_t peer_id, uint64_t now_us);
+
+/** The connection to peer broke (joiners retry; failure suspicion is issue 5). */
+void dr_core_on_disconnect(dr_core *core, uint32_t peer_id, uint64_t now_us);
+
+/**
+ * Evaluates the SST predicates (deliveries, nulls, window) and pushes changed SST fields, one
+ * frame per peer. Every event does this itself unless options.defer_flush is set; then the
+ * driver calls it after each batch of events (e.g. after one epoll round), which coalesces the
+ * pushes of many received messages into one.
+ */
+void dr_core_flush(dr_core *core, uint64_t now_us);
+
+/** Pops the oldest queued action into *out (caller owns it). Returns false if none. */
+bool dr_core_next_action(dr_core *core, dr_action *out);
+
+/** Reads the sender id from a frame's header, or returns DR_NODE_NONE if it is malformed. */
+uint32_t dr_core_peek_sender(const uint8_t *bytes, size_t len);
+
+/** Current view id, or -1 before the first view. */
+int32_t dr_core_view_id(const dr_core *core);
+
+/** This node's id. */
+uint32_t dr_core_my_id(const dr_core *core);
+
+/** The installed view and layout (borrowed; valid until the next event), or NULL. */
+const dr_view *dr_core_view(const dr_core *core);
+const dr_layout *dr_core_layout(const dr_core *core);
+
+/** Counters for tests and benchmarks. */
+typedef struct dr_core_stats {
+    uint64_t messages_sent;      /**< application messages accepted by dr_core_send */
+    uint64_t messages_delivered; /**< DELIVER actions produced */
+    uint64_t nulls_sent;         /**< null messages sent */
+    uint64_t frames_rejected;    /**< malformed or illegal frames */
+    uint64_t frames_buffered;    /**< frames held for a view not yet installed */
+    uint64_t sst_pushes;         /**< SST_PUSH frames sent */
+} dr_core_stats;
+
+/** Copies the counters. */
+void dr_core_get_stats(const dr_core *core, dr_core_stats *out);
+
+#endif

@@ -1,0 +1,173 @@
+/*
+ * Private state of the group core, shared by its files (core.c: events, actions, view
+ * install; membership.c: bootstrap; multicast.c: ordered and raw multicast; pipeline.c: block
+ * relay schedules). Not for use outside src/core.
+ */
+#ifndef DR_CORE_CORE_INTERNAL_H
+#define DR_CORE_CORE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/core.h"
+#include "core/sst.h"
+#include "core/wire.h"
+#include "derecho/buffer.h"
+
+/** Life cycle of a node. */
+typedef enum core_state {
+    CORE_JOINING = 0,    /**< asked a contact to join, waiting for the view */
+    CORE_LEADER_WAITING, /**< initial leader collecting joiners for view 0 */
+    CORE_IN_VIEW,        /**< a view is installed */
+    CORE_JOIN_FAILED,    /**< refused; does nothing more */
+} core_state;
+
+/** State of one message slot of a sender's receive window. */
+typedef enum mc_slot_state {
+    MC_SLOT_EMPTY = 0,
+    MC_SLOT_NULL,     /**< a null message */
+    MC_SLOT_PARTIAL,  /**< a large message with blocks missing */
+    MC_SLOT_COMPLETE, /**< a whole message */
+} mc_slot_state;
+
+/** One received (or own) message held until delivered; indexed by index % window. */
+typedef struct mc_slot {
+    mc_slot_state state;
+    uint32_t index;          /**< message index of the sender */
+    uint64_t timestamp_us;   /**< sender's send time */
+    uint8_t *payload;        /**< owned; NULL for nulls and empty messages */
+    uint32_t len;            /**< payload bytes */
+    uint32_t block_size;     /**< PARTIAL: block size used by the sender */
+    uint32_t num_blocks;     /**< PARTIAL: blocks in the message */
+    uint32_t blocks_present; /**< PARTIAL: blocks received */
+    uint8_t *block_bitmap;   /**< PARTIAL: owned bitmap of received blocks */
+} mc_slot;
+
+/** Receive state of one sender of my shard. */
+typedef struct mc_stream {
+    int64_t received;      /**< highest index held contiguously (-1: none) */
+    int64_t raw_delivered; /**< raw mode: highest index delivered */
+    mc_slot *slots;        /**< window_size slots */
+} mc_stream;
+
+/** My shard of one subgroup. */
+typedef struct mc_shard {
+    bool active;           /**< I am a member of a shard of this subgroup */
+    uint32_t subgroup;     /**< subgroup id */
+    uint32_t shard;        /**< shard index */
+    dr_delivery_mode mode; /**< ordered or raw */
+    uint32_t num_members;  /**< shard members */
+    uint32_t member_ids[DR_LAYOUT_MAX_SHARD_MEMBERS];
+    uint32_t member_rows[DR_LAYOUT_MAX_SHARD_MEMBERS];   /**< view rank (SST row) per member */
+    uint32_t my_shard_rank;                              /**< my position in member_ids */
+    uint32_t num_senders;                                /**< n in seq = i*n + s */
+    uint32_t sender_member[DR_LAYOUT_MAX_SHARD_MEMBERS]; /**< shard rank of sender k */
+    int32_t my_sender_index;                             /**< my k, or -1 if I do not send */
+    mc_stream *streams;                                  /**< num_senders streams */
+    int64_t next_index;                                  /**< my next message index */
+    int64_t seq_num;                                     /**< local copy of my SEQ_NUM */
+    int64_t delivered_num;                               /**< local copy of my DELIVERED_NUM */
+    bool window_blocked;  /**< a send got DR_EAGAIN; signal WINDOW_OPEN */
+    struct dr_core *core; /**< back pointer for predicates */
+} mc_shard;
+
+/** A frame of a view not yet installed here, replayed after install. */
+typedef struct early_frame {
+    uint32_t from_node;
+    uint8_t *bytes;
+    size_t len;
+} early_frame;
+
+/** A node asking to join (leader side). */
+typedef struct pending_joiner {
+    uint32_t node_id;
+    char address[DR_ADDRESS_MAX];
+} pending_joiner;
+
+struct dr_core {
+    dr_core_options options; /**< copied at create */
+    core_state state;
+    uint64_t now_us; /**< time of the current event */
+    /* membership */
+    char join_target[DR_ADDRESS_MAX]; /**< joiner: where the next request goes */
+    uint64_t last_join_us;            /**< joiner: when it last asked */
+    uint32_t redirects;               /**< joiner: redirects followed since the last reply */
+    pending_joiner *joiners;          /**< leader: nodes for the next view, arrival order */
+    uint32_t num_joiners;
+    /* view */
+    bool have_view;
+    dr_view view;
+    dr_layout layout;
+    uint32_t my_rank;
+    dr_sst *sst;
+    mc_shard shards[DR_LAYOUT_MAX_SUBGROUPS]; /**< indexed by subgroup id */
+    /* early frames */
+    early_frame *early;
+    uint32_t num_early;
+    uint32_t cap_early;
+    size_t early_bytes;
+    /* actions */
+    dr_action *actions;   /**< ring buffer */
+    uint32_t action_head; /**< index of the oldest */
+    uint32_t num_actions;
+    uint32_t cap_actions;
+    dr_buf scratch; /**< frame encoding */
+    dr_wire_limits limits;
+    dr_core_stats stats;
+};
+
+/* core.c: actions and helpers */
+/** Queues an action (copied; `bytes` ownership moves to the queue). Returns 0 or DR_ENOMEM. */
+int core_push_action(dr_core *core, const dr_action *action);
+/** Queues SEND of a copy of bytes[0..len) to node_id. */
+int core_send_bytes(dr_core *core, uint32_t node_id, const uint8_t *bytes, size_t len);
+/** Queues SEND of bytes (malloc'd; taken, also on failure) to node_id. */
+int core_send_owned(dr_core *core, uint32_t node_id, uint8_t *bytes, size_t len);
+/** Queues SEND of the scratch buffer's content to node_id. */
+int core_send_scratch(dr_core *core, uint32_t node_id);
+/** Emits a trace line if tracing is on (formats nothing otherwise). */
+void core_trace(dr_core *core, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/** Logs and counts a rejected frame; returns DR_EPROTO. */
+int core_reject(dr_core *core, uint32_t from_node, const char *why);
+/** Installs `view` (adequate layout already checked); emits VIEW_INSTALLED, CONNECTs. */
+int core_install_view(dr_core *core, const dr_view *view, const dr_layout *layout);
+/** Row of node_id in the installed view, or -1. */
+int core_view_rank(const dr_core *core, uint32_t node_id);
+
+/* membership.c */
+int membership_start(dr_core *core);
+int membership_on_tick(dr_core *core);
+void membership_on_disconnect(dr_core *core, uint32_t peer_id);
+int membership_on_join_request(dr_core *core, const dr_wire_header *header, const uint8_t *body);
+int membership_on_join_redirect(dr_core *core, const dr_wire_header *header, const uint8_t *body);
+int membership_on_join_refused(dr_core *core, const dr_wire_header *header, const uint8_t *body);
+int membership_on_join_accepted(dr_core *core, const dr_wire_header *header);
+int membership_on_view(dr_core *core, const dr_wire_header *header, const uint8_t *body);
+void membership_free(dr_core *core);
+
+/* multicast.c */
+/** Sets up my shards of the installed view and registers their predicates. */
+int multicast_start_view(dr_core *core);
+/** Frees all shard state of the current view. */
+void multicast_end_view(dr_core *core);
+/**
+ * Multicasts payload (malloc'd; taken on success, still the caller's on error). Returns 0,
+ * DR_EAGAIN (window), DR_ESTATE, DR_EINVAL, DR_ETOOBIG, DR_ENOMEM.
+ */
+int multicast_send(dr_core *core, uint32_t subgroup, uint8_t *payload, size_t len,
+                   dr_delivery_mode mode);
+int multicast_on_data(dr_core *core, const dr_wire_header *header, const uint8_t *body);
+int multicast_on_nulls(dr_core *core, const dr_wire_header *header, const uint8_t *body);
+int multicast_on_block(dr_core *core, const dr_wire_header *header, const uint8_t *frame,
+                       size_t frame_len);
+
+/* pipeline.c */
+/**
+ * Relay schedule of one block: given the shard size, the positions relative to the sender
+ * (0 = the sender; position p is shard rank (sender_rank + p) % size), fills next[] with the
+ * relative positions this node forwards `block` to and returns their count (<= size - 1).
+ */
+uint32_t pipeline_next_hops(dr_pipeline_algorithm algorithm, uint32_t shard_size,
+                            uint32_t my_position, uint32_t block, uint32_t *next);
+
+#endif

@@ -1,0 +1,318 @@
+/*
+ * Initial membership (PROTOCOL.md §5.7, start-up): the node whose own address equals the
+ * contact address is the initial leader; every other node sends JOIN_REQUEST to the contact,
+ * follows JOIN_REDIRECTs to the leader, and retries every join_retry_us until a VIEW arrives.
+ * The leader refuses a node id already in use (JOIN_REFUSED, DR_EEXIST), answers a repeated
+ * request from the same node idempotently, queues joiners in arrival order, and installs view 0
+ * (members: itself, then joiners) as soon as the layout function finds it adequate; it then sends
+ * VIEW to every member. Joins after view 0 are queued for the view-change protocol (issue 5).
+ */
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core_internal.h"
+#include "derecho/log.h"
+
+static int send_join_request(dr_core *core) {
+    assert(core->state == CORE_JOINING);
+    dr_action connect = {.type = DR_ACTION_CONNECT, .node_id = DR_NODE_NONE};
+    snprintf(connect.address, sizeof connect.address, "%s", core->join_target);
+    int rc = core_push_action(core, &connect);
+    dr_buf_reset(&core->scratch);
+    if (rc == 0)
+        rc = dr_wire_encode_join_request(&core->scratch, core->options.my_id,
+                                         core->options.my_address);
+    if (rc != 0)
+        return rc;
+    dr_action send = {.type = DR_ACTION_SEND, .node_id = DR_NODE_NONE};
+    snprintf(send.address, sizeof send.address, "%s", core->join_target);
+    send.bytes = dr_buf_steal(&core->scratch, &send.len);
+    core->last_join_us = core->now_us;
+    core_trace(core, "join request to %s", core->join_target);
+    return core_push_action(core, &send);
+}
+
+/** Members of the view the leader would install now: itself, then joiners. */
+static uint32_t candidate_members(const dr_core *core, uint32_t *ids) {
+    ids[0] = core->options.my_id;
+    for (uint32_t i = 0; i < core->num_joiners; i++)
+        ids[i + 1] = core->joiners[i].node_id;
+    return core->num_joiners + 1;
+}
+
+static void build_view(const dr_core *core, const uint32_t *ids, uint32_t count, dr_view *view) {
+    memset(view, 0, sizeof *view);
+    view->vid = 0;
+    view->num_members = count;
+    for (uint32_t i = 0; i < count; i++) {
+        view->member_ids[i] = ids[i];
+        const char *address = i == 0 ? core->options.my_address : core->joiners[i - 1].address;
+        snprintf(view->addresses[i], DR_ADDRESS_MAX, "%s", address);
+    }
+}
+
+/** Sends the installed view to `to`, or to every other member if to is DR_NODE_NONE. */
+static int send_view(dr_core *core, uint32_t to) {
+    dr_buf_reset(&core->scratch);
+    int rc = dr_wire_encode_view(&core->scratch, core->options.my_id, &core->view,
+                                 dr_layout_fingerprint(&core->layout));
+    for (uint32_t i = 0; rc == 0 && i < core->view.num_members; i++) {
+        uint32_t member = core->view.member_ids[i];
+        if (member != core->options.my_id && (to == DR_NODE_NONE || to == member))
+            rc = core_send_scratch(core, member);
+    }
+    return rc;
+}
+
+/** Leader at start-up: installs view 0 if the layout over the joiners so far is adequate. */
+static int try_install_initial_view(dr_core *core) {
+    assert(core->state == CORE_LEADER_WAITING);
+    uint32_t ids[DR_VIEW_MAX_MEMBERS];
+    uint32_t count = candidate_members(core, ids);
+    assert(count >= 1 && count <= DR_VIEW_MAX_MEMBERS);
+    assert(ids[0] == core->options.my_id); /* the initial leader has rank 0 */
+    dr_layout *layout = malloc(sizeof *layout);
+    dr_view *view = malloc(sizeof *view);
+    int rc = layout && view ? 0 : DR_ENOMEM;
+    dr_err err;
+    if (rc == 0)
+        rc = dr_layout_compute(&core->options.layout, NULL, ids, count, layout, &err);
+    if (rc == 0 && !layout->adequate) {
+        core_trace(core, "%u members, layout not adequate yet", count);
+    } else if (rc == 0) {
+        build_view(core, ids, count, view);
+        rc = core_install_view(core, view, layout);
+        assert(rc != 0 || (core->have_view && core->view.vid == 0 && core->my_rank == 0));
+        if (rc == 0)
+            rc = send_view(core, DR_NODE_NONE);
+        core->num_joiners = 0;
+    }
+    free(layout);
+    free(view);
+    return rc;
+}
+
+int membership_start(dr_core *core) {
+    if (strcmp(core->options.my_address, core->options.contact_address) == 0) {
+        core->state = CORE_LEADER_WAITING;
+        core_trace(core, "initial leader at %s", core->options.my_address);
+        return try_install_initial_view(core);
+    }
+    core->state = CORE_JOINING;
+    snprintf(core->join_target, sizeof core->join_target, "%s", core->options.contact_address);
+    return send_join_request(core);
+}
+
+int membership_on_tick(dr_core *core) {
+    if (core->state != CORE_JOINING)
+        return 0;
+    if (core->now_us - core->last_join_us < core->options.join_retry_us)
+        return 0;
+    /* no answer: start over at the contact */
+    snprintf(core->join_target, sizeof core->join_target, "%s", core->options.contact_address);
+    core->redirects = 0;
+    return send_join_request(core);
+}
+
+void membership_on_disconnect(dr_core *core, uint32_t peer_id) {
+    if (core->state == CORE_JOINING)
+        core_trace(core, "lost connection to %u while joining; will retry", peer_id);
+}
+
+void membership_free(dr_core *core) {
+    free(core->joiners);
+    core->joiners = NULL;
+    core->num_joiners = 0;
+}
+
+/**
+ * Join replies go to the joiner's advertised address (node_id DR_NODE_NONE): a joiner is not a
+ * member yet, and a refused one may even carry an id that is in use.
+ */
+static int send_to_address(dr_core *core, const char *address) {
+    if (core->scratch.failed)
+        return DR_ENOMEM;
+    dr_action action = {.type = DR_ACTION_SEND, .node_id = DR_NODE_NONE};
+    snprintf(action.address, sizeof action.address, "%s", address);
+    action.bytes = malloc(core->scratch.len);
+    if (action.bytes == NULL)
+        return DR_ENOMEM;
+    memcpy(action.bytes, core->scratch.data, core->scratch.len);
+    action.len = core->scratch.len;
+    return core_push_action(core, &action);
+}
+
+static int reply(dr_core *core, const char *address, int refuse_code, const char *reason) {
+    dr_buf_reset(&core->scratch);
+    int rc = refuse_code != 0 ? dr_wire_encode_join_refused(&core->scratch, core->options.my_id,
+                                                            refuse_code, reason)
+                              : dr_wire_encode_join_accepted(&core->scratch, core->options.my_id);
+    return rc != 0 ? rc : send_to_address(core, address);
+}
+
+static int redirect(dr_core *core, const char *to_address, uint32_t leader_id,
+                    const char *address) {
+    dr_buf_reset(&core->scratch);
+    int rc = dr_wire_encode_join_redirect(&core->scratch, core->options.my_id, leader_id, address);
+    core_trace(core, "redirect joiner at %s to %s", to_address, address);
+    return rc != 0 ? rc : send_to_address(core, to_address);
+}
+
+static int find_joiner(const dr_core *core, uint32_t node_id) {
+    for (uint32_t i = 0; i < core->num_joiners; i++)
+        if (core->joiners[i].node_id == node_id)
+            return (int)i;
+    return -1;
+}
+
+static int add_joiner(dr_core *core, uint32_t node_id, const char *address) {
+    if (core->num_joiners + 1 >= DR_VIEW_MAX_MEMBERS)
+        return DR_ERANGE;
+    pending_joiner *grown = realloc(core->joiners, (core->num_joiners + 1) * sizeof *grown);
+    if (grown == NULL)
+        return DR_ENOMEM;
+    core->joiners = grown;
+    pending_joiner *joiner = &core->joiners[core->num_joiners++];
+    joiner->node_id = node_id;
+    snprintf(joiner->address, sizeof joiner->address, "%s", address);
+    assert(node_id != core->options.my_id &&
+           find_joiner(core, node_id) == (int)core->num_joiners - 1);
+    return 0;
+}
+
+/** Leader: a join request for a view not yet installed (bootstrap) or a later one. */
+static int leader_on_join(dr_core *core, uint32_t node_id, const char *address) {
+    char reason[128];
+    int view_rank = core->have_view ? core_view_rank(core, node_id) : -1;
+    if (view_rank >= 0 && strcmp(core->view.addresses[view_rank], address) == 0)
+        return send_view(core, node_id); /* a retry that crossed our VIEW: resend */
+    int pending = find_joiner(core, node_id);
+    if (pending >= 0 && strcmp(core->joiners[pending].address, address) == 0)
+        return reply(core, address, 0, NULL); /* a retry: idempotent */
+    if (node_id == core->options.my_id || view_rank >= 0 || pending >= 0) {
+        snprintf(reason, sizeof reason, "node id %u is already in use", node_id);
+        DR_WARN(DR_LOGM_VIEWMANAGER, "refusing join from %s: %s", address, reason);
+        core_trace(core, "refuse joiner %u (%s): duplicate id", node_id, address);
+        return reply(core, address, DR_EEXIST, reason);
+    }
+    int rc = add_joiner(core, node_id, address);
+    if (rc != 0)
+        return reply(core, address, rc, "the group is full");
+    core_trace(core, "joiner %u at %s queued", node_id, address);
+    rc = reply(core, address, 0, NULL);
+    if (rc == 0 && core->state == CORE_LEADER_WAITING)
+        rc = try_install_initial_view(core);
+    else if (rc == 0)
+        DR_INFO(DR_LOGM_VIEWMANAGER, "joiner %u waits for a view change (not yet supported)",
+                node_id);
+    return rc;
+}
+
+int membership_on_join_request(dr_core *core, const dr_wire_header *header, const uint8_t *body) {
+    dr_msg_join_request msg;
+    const char *why = NULL;
+    if (dr_wire_decode_join_request(body, header->body_len, &msg, &why) != 0)
+        return core_reject(core, header->sender_id, why);
+    bool leader = core->state == CORE_LEADER_WAITING ||
+                  (core->have_view && core->view.member_ids[0] == core->options.my_id);
+    if (leader)
+        return leader_on_join(core, header->sender_id, msg.address);
+    if (core->have_view)
+        return redirect(core, msg.address, core->view.member_ids[0], core->view.addresses[0]);
+    if (core->state == CORE_JOINING)
+        return redirect(core, msg.address, DR_NODE_NONE, core->options.contact_address);
+    return 0;
+}
+
+int membership_on_join_redirect(dr_core *core, const dr_wire_header *header, const uint8_t *body) {
+    dr_msg_join_redirect msg;
+    const char *why = NULL;
+    if (dr_wire_decode_join_redirect(body, header->body_len, &msg, &why) != 0)
+        return core_reject(core, header->sender_id, why);
+    if (core->state != CORE_JOINING)
+        return 0;
+    core->redirects++;
+    core_trace(core, "redirected by %u to %s", header->sender_id, msg.address);
+    snprintf(core->join_target, sizeof core->join_target, "%s", msg.address);
+    if (core->redirects > 8) /* a loop of redirects: wait for the retry timer */
+        return 0;
+    return send_join_request(core);
+}
+
+int membership_on_join_refused(dr_core *core, const dr_wire_header *header, const uint8_t *body) {
+    dr_msg_join_refused msg;
+    const char *why = NULL;
+    if (dr_wire_decode_join_refused(body, header->body_len, &msg, &why) != 0)
+        return core_reject(core, header->sender_id, why);
+    if (core->state != CORE_JOINING)
+        return 0;
+    core->state = CORE_JOIN_FAILED;
+    DR_ERROR(DR_LOGM_VIEWMANAGER, "join refused by node %u: %s", header->sender_id, msg.reason);
+    core_trace(core, "join refused: %s", msg.reason);
+    dr_action action = {.type = DR_ACTION_JOIN_FAILED, .error = msg.code};
+    size_t len = strlen(msg.reason);
+    action.bytes = malloc(len + 1);
+    if (action.bytes != NULL) {
+        memcpy(action.bytes, msg.reason, len + 1);
+        action.len = len;
+    }
+    return core_push_action(core, &action);
+}
+
+int membership_on_join_accepted(dr_core *core, const dr_wire_header *header) {
+    if (header->body_len != 0)
+        return core_reject(core, header->sender_id, "JOIN_ACCEPTED with a body");
+    if (core->state == CORE_JOINING) {
+        core->redirects = 0;
+        core->last_join_us = core->now_us;
+        core_trace(core, "accepted by %u, waiting for the view", header->sender_id);
+    }
+    return 0;
+}
+
+/** Checks a received view against my own computation of its layout; installs it. */
+static int install_received_view(dr_core *core, const dr_msg_view *msg, uint32_t from) {
+    bool member = false;
+    for (uint32_t i = 0; i < msg->view.num_members; i++)
+        member |= msg->view.member_ids[i] == core->options.my_id;
+    if (!member)
+        return core_reject(core, from, "VIEW does not include this node");
+    if (msg->view.member_ids[0] != from)
+        return core_reject(core, from, "VIEW not sent by its leader");
+    dr_layout *layout = malloc(sizeof *layout);
+    if (layout == NULL)
+        return DR_ENOMEM;
+    int rc = dr_layout_compute(&core->options.layout, NULL, msg->view.member_ids,
+                               msg->view.num_members, layout, NULL);
+    if (rc != 0 || !layout->adequate || dr_layout_fingerprint(layout) != msg->layout_fingerprint)
+        rc = core_reject(core, from, "VIEW layout differs from ours (layout config mismatch?)");
+    else
+        rc = core_install_view(core, &msg->view, layout);
+    free(layout);
+    return rc;
+}
+
+int membership_on_view(dr_core *core, const dr_wire_header *header, const uint8_t *body) {
+    dr_msg_view *msg = malloc(sizeof *msg);
+    if (msg == NULL)
+        return DR_ENOMEM;
+    const char *why = NULL;
+    int rc = dr_wire_decode_view(body, header->body_len, msg, &why);
+    if (rc != 0) {
+        rc = core_reject(core, header->sender_id, why);
+    } else if (header->vid < 0) {
+        rc = core_reject(core, header->sender_id, "VIEW without a view id");
+    } else if (core->have_view && header->vid <= core->view.vid) {
+        rc = 0; /* a duplicate (the leader resends on join retries) */
+    } else if (header->vid != 0 || core->state != CORE_JOINING) {
+        core_trace(core, "ignoring view %d (view changes are not supported yet)", header->vid);
+        rc = 0;
+    } else {
+        msg->view.vid = header->vid;
+        rc = install_received_view(core, msg, header->sender_id);
+    }
+    free(msg);
+    return rc;
+}

@@ -1,0 +1,172 @@
+/*
+ * Wire messages of the group core: encoders and checked decoders (format at the top of wire.c).
+ *
+ * Encoders append one complete message (header + body) to a dr_buf. Decoders read untrusted
+ * bytes: they check the header (magic, version, type, length) and every field against the
+ * limits passed in, never allocate, and return borrowed pointers into the input for payloads.
+ * A malformed message yields DR_EPROTO and a static reason string; nothing asserts on peer data.
+ */
+#ifndef DR_CORE_WIRE_H
+#define DR_CORE_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "derecho/buffer.h"
+#include "derecho/layout.h"
+
+/** "DRC1" as a little-endian u32. */
+#define DR_WIRE_MAGIC 0x31435244u
+/** Version of the core protocol spoken here. */
+#define DR_WIRE_VERSION 1u
+/** Bytes of the common header. */
+#define DR_WIRE_HEADER_BYTES 20u
+/** View id carried by messages sent outside any view (joins). */
+#define DR_WIRE_NO_VIEW (-1)
+/** Upper bound of SST entries in one push message. */
+#define DR_WIRE_MAX_SST_ENTRIES 65536u
+
+/** Message types. */
+typedef enum dr_wire_type {
+    DR_MSG_JOIN_REQUEST = 1,  /**< joiner -> contact: my id and address */
+    DR_MSG_JOIN_REDIRECT = 2, /**< non-leader -> joiner: ask the leader instead */
+    DR_MSG_JOIN_REFUSED = 3,  /**< leader -> joiner: refused (duplicate id ...) */
+    DR_MSG_JOIN_ACCEPTED = 4, /**< leader -> joiner: queued, wait for the view */
+    DR_MSG_VIEW = 5,          /**< leader -> members: install this view */
+    DR_MSG_SST_PUSH = 6,      /**< member -> peer: row R, fields F = values V */
+    DR_MSG_DATA = 7,          /**< sender -> shard: one whole small message */
+    DR_MSG_NULLS = 8,         /**< sender -> shard: `count` null messages */
+    DR_MSG_BLOCK = 9,         /**< pipeline: one block of a large message */
+    DR_MSG_TYPE_MAX = 9,
+} dr_wire_type;
+
+/** Decoded common header. */
+typedef struct dr_wire_header {
+    uint8_t type;       /**< dr_wire_type */
+    uint32_t sender_id; /**< node id of the message's author */
+    int32_t vid;        /**< view id, DR_WIRE_NO_VIEW outside views */
+    uint32_t body_len;  /**< bytes after the header */
+} dr_wire_header;
+
+/** Limits a decoder enforces (from the core's options). */
+typedef struct dr_wire_limits {
+    uint32_t max_payload_bytes; /**< largest multicast message */
+    uint32_t max_block_bytes;   /**< largest block of a large message */
+    uint32_t max_subgroups;     /**< subgroup ids must be below this */
+    uint32_t max_senders;       /**< sender indexes must be below this */
+} dr_wire_limits;
+
+typedef struct dr_msg_join_request {
+    char address[DR_ADDRESS_MAX]; /**< joiner's "ip:port" */
+} dr_msg_join_request;
+
+typedef struct dr_msg_join_redirect {
+    uint32_t leader_id;           /**< DR_NODE_NONE if unknown */
+    char address[DR_ADDRESS_MAX]; /**< where to ask */
+} dr_msg_join_redirect;
+
+typedef struct dr_msg_join_refused {
+    int32_t code;     /**< DR_E* code (DR_EEXIST: duplicate id) */
+    char reason[128]; /**< readable reason */
+} dr_msg_join_refused;
+
+/** DR_MSG_VIEW body: the view plus the sender's layout fingerprint. */
+typedef struct dr_msg_view {
+    dr_view view;                /**< vid in view.vid equals the header's vid */
+    uint64_t layout_fingerprint; /**< dr_layout_fingerprint of the sender's layout */
+} dr_msg_view;
+
+/** One SST entry of a push. */
+typedef struct dr_sst_entry {
+    uint32_t field; /**< field id in the row (see sst.h) */
+    int64_t value;  /**< new value (applied by max) */
+} dr_sst_entry;
+
+/** DR_MSG_SST_PUSH body (entries are decoded one by one with dr_wire_sst_entry). */
+typedef struct dr_msg_sst_push {
+    uint32_t row;           /**< rank of the row's owner in the view */
+    uint32_t num_entries;   /**< entries that follow */
+    const uint8_t *entries; /**< borrowed: num_entries * 12 bytes */
+} dr_msg_sst_push;
+
+/** DR_MSG_DATA body. */
+typedef struct dr_msg_data {
+    uint32_t subgroup;      /**< subgroup id */
+    uint32_t sender_index;  /**< sender rank among the shard's senders */
+    uint32_t index;         /**< message index of that sender in this view */
+    uint64_t timestamp_us;  /**< sender's clock at send */
+    uint32_t len;           /**< payload bytes */
+    const uint8_t *payload; /**< borrowed */
+} dr_msg_data;
+
+/** DR_MSG_NULLS body: indices first..first+count-1 of the sender are nulls. */
+typedef struct dr_msg_nulls {
+    uint32_t subgroup;
+    uint32_t sender_index;
+    uint32_t first_index;
+    uint32_t count;
+} dr_msg_nulls;
+
+/** DR_MSG_BLOCK body: block `block` of a large message (total_len bytes, num_blocks blocks). */
+typedef struct dr_msg_block {
+    uint32_t subgroup;
+    uint32_t sender_index;
+    uint32_t index;
+    uint64_t timestamp_us;
+    uint32_t total_len;     /**< message size */
+    uint32_t block_size;    /**< size of every block but the last */
+    uint32_t block;         /**< this block's number */
+    uint32_t len;           /**< bytes in this block */
+    const uint8_t *payload; /**< borrowed */
+} dr_msg_block;
+
+/** Writes a header with body_len 0; dr_wire_finish patches the length. Returns the offset. */
+size_t dr_wire_begin(dr_buf *buf, dr_wire_type type, uint32_t sender_id, int32_t vid);
+/** Patches the body length of the message begun at `start`. Returns 0 or the buf's error. */
+int dr_wire_finish(dr_buf *buf, size_t start);
+
+int dr_wire_encode_join_request(dr_buf *buf, uint32_t sender_id, const char *address);
+int dr_wire_encode_join_redirect(dr_buf *buf, uint32_t sender_id, uint32_t leader_id,
+                                 const char *address);
+int dr_wire_encode_join_refused(dr_buf *buf, uint32_t sender_id, int32_t code, const char *reason);
+int dr_wire_encode_join_accepted(dr_buf *buf, uint32_t sender_id);
+int dr_wire_encode_view(dr_buf *buf, uint32_t sender_id, const dr_view *view,
+                        uint64_t layout_fingerprint);
+/** Begins an SST push of `row`; append entries with dr_wire_put_sst_entry, then finish. */
+size_t dr_wire_begin_sst_push(dr_buf *buf, uint32_t sender_id, int32_t vid, uint32_t row,
+                              size_t *count_offset);
+void dr_wire_put_sst_entry(dr_buf *buf, size_t count_offset, uint32_t field, int64_t value);
+int dr_wire_encode_data(dr_buf *buf, uint32_t sender_id, int32_t vid, const dr_msg_data *msg);
+int dr_wire_encode_nulls(dr_buf *buf, uint32_t sender_id, int32_t vid, const dr_msg_nulls *msg);
+int dr_wire_encode_block(dr_buf *buf, uint32_t sender_id, int32_t vid, const dr_msg_block *msg);
+
+/**
+ * Checks and decodes the common header of bytes[0..len): magic, version, known type, and
+ * body_len == len - header. Returns 0 or DR_EPROTO with *why set (static string).
+ */
+int dr_wire_decode_header(const uint8_t *bytes, size_t len, dr_wire_header *out, const char **why);
+
+/* Body decoders: `body`/`len` is the body after the header. 0 or DR_EPROTO + *why. */
+int dr_wire_decode_join_request(const uint8_t *body, size_t len, dr_msg_join_request *out,
+                                const char **why);
+int dr_wire_decode_join_redirect(const uint8_t *body, size_t len, dr_msg_join_redirect *out,
+                                 const char **why);
+int dr_wire_decode_join_refused(const uint8_t *body, size_t len, dr_msg_join_refused *out,
+                                const char **why);
+int dr_wire_decode_view(const uint8_t *body, size_t len, dr_msg_view *out, const char **why);
+int dr_wire_decode_sst_push(const uint8_t *body, size_t len, dr_msg_sst_push *out,
+                            const char **why);
+/** Reads entry i (< num_entries) of a decoded push. */
+void dr_wire_sst_entry(const dr_msg_sst_push *push, uint32_t i, dr_sst_entry *out);
+int dr_wire_decode_data(const uint8_t *body, size_t len, const dr_wire_limits *limits,
+                        dr_msg_data *out, const char **why);
+int dr_wire_decode_nulls(const uint8_t *body, size_t len, const dr_wire_limits *limits,
+                         dr_msg_nulls *out, const char **why);
+int dr_wire_decode_block(const uint8_t *body, size_t len, const dr_wire_limits *limits,
+                         dr_msg_block *out, const char **why);
+
+/** A short name of a message type for logs ("DATA"), "?" if unknown. */
+const char *dr_wire_type_name(uint8_t type);
+
+#endif

@@ -1,0 +1,150 @@
+/* The unit tests' in-process cluster (harness.h). */
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+void h_options(dr_core_options *options, uint32_t members) {
+    dr_core_options_default(options);
+    dr_shard_policy_fixed(&options->layout.types[0].policy, 1, members, DR_MODE_ORDERED);
+    options->window_size = 4;
+    options->max_payload_size = 100000;
+    options->max_smc_payload_size = 1000;
+    options->block_size = 256;
+    options->join_retry_us = 1000000;
+}
+
+static int find_by_id(const harness *h, uint32_t id) {
+    for (uint32_t i = 0; i < h->num_nodes; i++)
+        if (h->nodes[i].id == id && h->nodes[i].core != NULL)
+            return (int)i;
+    return -1;
+}
+
+static int find_by_address(const harness *h, const char *address) {
+    for (uint32_t i = 0; i < h->num_nodes; i++)
+        if (strcmp(h->nodes[i].address, address) == 0)
+            return (int)i;
+    return -1;
+}
+
+static void enqueue(harness *h, uint32_t from, uint32_t to, uint8_t *bytes, size_t len) {
+    if (h->head + h->len == h->cap) {
+        if (h->head > 0) {
+            memmove(h->queue, h->queue + h->head, h->len * sizeof *h->queue);
+            h->head = 0;
+        } else {
+            h->cap = h->cap ? h->cap * 2 : 256;
+            h->queue = realloc(h->queue, h->cap * sizeof *h->queue);
+            assert(h->queue != NULL);
+        }
+    }
+    h->queue[h->head + h->len++] = (h_frame){.from = from, .to = to, .bytes = bytes, .len = len};
+}
+
+static void record_delivery(h_node *node, dr_action *a) {
+    assert(node->num_deliveries < H_MAX_DELIVERIES);
+    h_delivery *d = &node->deliveries[node->num_deliveries++];
+    *d = (h_delivery){.subgroup = a->subgroup,
+                      .shard = a->shard,
+                      .sender_id = a->sender_id,
+                      .sender_index = a->sender_index,
+                      .index = a->index,
+                      .version = a->version,
+                      .timestamp_us = a->timestamp_us,
+                      .len = a->len,
+                      .bytes = a->bytes};
+    a->bytes = NULL;
+}
+
+void h_drain(harness *h, uint32_t index) {
+    h_node *node = &h->nodes[index];
+    dr_action a;
+    while (dr_core_next_action(node->core, &a)) {
+        int to;
+        switch (a.type) {
+        case DR_ACTION_SEND:
+            to = a.node_id != DR_NODE_NONE ? find_by_id(h, a.node_id)
+                                           : find_by_address(h, a.address);
+            assert(to >= 0);
+            enqueue(h, index, (uint32_t)to, a.bytes, a.len);
+            a.bytes = NULL;
+            break;
+        case DR_ACTION_DELIVER:
+            record_delivery(node, &a);
+            break;
+        case DR_ACTION_VIEW_INSTALLED:
+            node->installed = true;
+            node->view = *a.view_info;
+            node->views_installed++;
+            break;
+        case DR_ACTION_WINDOW_OPEN:
+            node->window_open[a.subgroup]++;
+            break;
+        case DR_ACTION_JOIN_FAILED:
+            node->join_failed = true;
+            node->join_error = a.error;
+            break;
+        case DR_ACTION_CONNECT:
+            break;
+        }
+        dr_action_free(&a);
+    }
+}
+
+uint32_t h_add(harness *h, uint32_t id, const dr_core_options *base, const char *contact) {
+    assert(h->num_nodes < H_MAX_NODES);
+    uint32_t index = h->num_nodes++;
+    h_node *node = &h->nodes[index];
+    node->id = id;
+    snprintf(node->address, sizeof node->address, "n%u", index);
+    dr_core_options options = *base;
+    options.my_id = id;
+    snprintf(options.my_address, sizeof options.my_address, "%s", node->address);
+    snprintf(options.contact_address, sizeof options.contact_address, "%s",
+             contact ? contact : "n0");
+    int rc = dr_core_create(&options, h->now_us, &node->core, NULL);
+    assert(rc == 0);
+    (void)rc;
+    h_drain(h, index);
+    return index;
+}
+
+size_t h_pump(harness *h, size_t max_frames) {
+    size_t delivered = 0;
+    while (h->len > 0 && delivered < max_frames) {
+        h_frame frame = h->queue[h->head++];
+        h->len--;
+        h->now_us += 10;
+        h_node *node = &h->nodes[frame.to];
+        if (dr_core_on_message(node->core, h->nodes[frame.from].id, frame.bytes, frame.len,
+                               h->now_us) != 0)
+            h->rejected++;
+        free(frame.bytes);
+        h_drain(h, frame.to);
+        delivered++;
+    }
+    return delivered;
+}
+
+void h_free(harness *h) {
+    for (size_t i = 0; i < h->len; i++)
+        free(h->queue[h->head + i].bytes);
+    free(h->queue);
+    for (uint32_t i = 0; i < h->num_nodes; i++) {
+        dr_core_destroy(h->nodes[i].core);
+        for (uint32_t d = 0; d < h->nodes[i].num_deliveries; d++)
+            free(h->nodes[i].deliveries[d].bytes);
+    }
+    memset(h, 0, sizeof *h);
+}
+
+void h_cluster(harness *h, uint32_t n, const dr_core_options *base) {
+    memset(h, 0, sizeof *h);
+    for (uint32_t i = 0; i < n; i++) {
+        h_add(h, 10 + i, base, "n0");
+        h_pump(h, (size_t)-1);
+    }
+}

@@ -1,0 +1,73 @@
+/*
+ * A tiny in-process cluster for the core's unit tests: cores wired by one global FIFO queue of
+ * frames (no randomness), with every action recorded so tests can assert on deliveries, views,
+ * window signals and join failures. Simpler than the simulator, for targeted scenarios.
+ */
+#ifndef DR_TESTS_CORE_HARNESS_H
+#define DR_TESTS_CORE_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/core.h"
+
+#define H_MAX_NODES      8
+#define H_MAX_DELIVERIES 4096
+
+typedef struct h_delivery {
+    uint32_t subgroup, shard, sender_id, sender_index;
+    int64_t index, version;
+    uint64_t timestamp_us;
+    size_t len;
+    uint8_t *bytes; /* owned */
+} h_delivery;
+
+typedef struct h_node {
+    dr_core *core;
+    uint32_t id;
+    char address[DR_ADDRESS_MAX];
+    bool installed;
+    dr_view_info view;
+    uint32_t views_installed;
+    bool join_failed;
+    int join_error;
+    uint32_t window_open[DR_LAYOUT_MAX_SUBGROUPS];
+    h_delivery deliveries[H_MAX_DELIVERIES];
+    uint32_t num_deliveries;
+} h_node;
+
+typedef struct h_frame {
+    uint32_t from, to; /* node indexes */
+    uint8_t *bytes;
+    size_t len;
+} h_frame;
+
+typedef struct harness {
+    h_node nodes[H_MAX_NODES];
+    uint32_t num_nodes;
+    h_frame *queue;
+    size_t head, len, cap;
+    uint64_t now_us;
+    uint64_t rejected; /* frames a core returned an error for */
+} harness;
+
+/** Options every test node starts from: one subgroup, one ordered shard of `members`. */
+void h_options(dr_core_options *options, uint32_t members);
+
+/** Adds node `id` (address "n<i>"); contact is node 0's address; starts it. Returns index. */
+uint32_t h_add(harness *h, uint32_t id, const dr_core_options *base, const char *contact);
+
+/** Delivers queued frames (FIFO) until none are left or max_frames were delivered. */
+size_t h_pump(harness *h, size_t max_frames);
+
+/** Drains one node's actions into its records / the queue. */
+void h_drain(harness *h, uint32_t index);
+
+/** Frees everything. */
+void h_free(harness *h);
+
+/** Builds a cluster of `n` nodes (ids 10, 11, ...) with `base` options and pumps to view 0. */
+void h_cluster(harness *h, uint32_t n, const dr_core_options *base);
+
+#endif

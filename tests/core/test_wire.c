@@ -1,0 +1,296 @@
+/*
+ * Unit tests of the core's wire messages (src/core/wire.c): round trips, and garbage,
+ * truncated and inconsistent input rejected with a reason (never a crash).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/core.h"
+#include "core/wire.h"
+
+static const dr_wire_limits limits = {
+    .max_payload_bytes = 1000, .max_block_bytes = 100, .max_subgroups = 4, .max_senders = 8};
+
+/** Decodes a whole frame of any type; returns 0 or DR_EPROTO. */
+static int decode_any(const uint8_t *bytes, size_t len, const char **why) {
+    dr_wire_header header;
+    int rc = dr_wire_decode_header(bytes, len, &header, why);
+    if (rc != 0)
+        return rc;
+    const uint8_t *body = bytes + DR_WIRE_HEADER_BYTES;
+    union {
+        dr_msg_join_request join;
+        dr_msg_join_redirect redirect;
+        dr_msg_join_refused refused;
+        dr_msg_sst_push push;
+        dr_msg_data data;
+        dr_msg_nulls nulls;
+        dr_msg_block block;
+    } m;
+    static dr_msg_view view;
+    switch (header.type) {
+    case DR_MSG_JOIN_REQUEST:
+        return dr_wire_decode_join_request(body, header.body_len, &m.join, why);
+    case DR_MSG_JOIN_REDIRECT:
+        return dr_wire_decode_join_redirect(body, header.body_len, &m.redirect, why);
+    case DR_MSG_JOIN_REFUSED:
+        return dr_wire_decode_join_refused(body, header.body_len, &m.refused, why);
+    case DR_MSG_JOIN_ACCEPTED:
+        return header.body_len == 0 ? 0 : DR_EPROTO;
+    case DR_MSG_VIEW:
+        return dr_wire_decode_view(body, header.body_len, &view, why);
+    case DR_MSG_SST_PUSH:
+        return dr_wire_decode_sst_push(body, header.body_len, &m.push, why);
+    case DR_MSG_DATA:
+        return dr_wire_decode_data(body, header.body_len, &limits, &m.data, why);
+    case DR_MSG_NULLS:
+        return dr_wire_decode_nulls(body, header.body_len, &limits, &m.nulls, why);
+    default:
+        return dr_wire_decode_block(body, header.body_len, &limits, &m.block, why);
+    }
+}
+
+/** Encodes one valid frame of every type into bufs[]. Returns the count. */
+static int encode_all(dr_buf *bufs) {
+    int n = 0;
+    for (int i = 0; i < 9; i++)
+        dr_buf_init(&bufs[i], 0);
+    dr_wire_encode_join_request(&bufs[n++], 5, "10.0.0.5:23580");
+    dr_wire_encode_join_redirect(&bufs[n++], 6, 1, "10.0.0.1:23580");
+    dr_wire_encode_join_refused(&bufs[n++], 1, DR_EEXIST, "node id 5 is already in use");
+    dr_wire_encode_join_accepted(&bufs[n++], 1);
+    static dr_view view;
+    memset(&view, 0, sizeof view);
+    view.num_members = 2;
+    view.member_ids[0] = 1;
+    view.member_ids[1] = 5;
+    strcpy(view.addresses[0], "a:1");
+    strcpy(view.addresses[1], "b:2");
+    dr_wire_encode_view(&bufs[n++], 1, &view, 0x1122334455667788ull);
+    size_t count_offset;
+    size_t start = dr_wire_begin_sst_push(&bufs[n], 5, 0, 1, &count_offset);
+    dr_wire_put_sst_entry(&bufs[n], count_offset, 3, -1);
+    dr_wire_put_sst_entry(&bufs[n], count_offset, 40, 1234567890123ll);
+    dr_wire_finish(&bufs[n++], start);
+    uint8_t payload[300];
+    memset(payload, 0xab, sizeof payload);
+    dr_msg_data data = {.subgroup = 1,
+                        .sender_index = 2,
+                        .index = 7,
+                        .timestamp_us = 99,
+                        .len = 300,
+                        .payload = payload};
+    dr_wire_encode_data(&bufs[n++], 5, 0, &data);
+    dr_msg_nulls nulls = {.subgroup = 0, .sender_index = 1, .first_index = 3, .count = 4};
+    dr_wire_encode_nulls(&bufs[n++], 5, 0, &nulls);
+    dr_msg_block block = {.subgroup = 0,
+                          .sender_index = 0,
+                          .index = 2,
+                          .timestamp_us = 5,
+                          .total_len = 250,
+                          .block_size = 100,
+                          .block = 2,
+                          .len = 50,
+                          .payload = payload};
+    dr_wire_encode_block(&bufs[n++], 5, 0, &block);
+    return n;
+}
+
+static void test_round_trips(void **state) {
+    (void)state;
+    dr_buf bufs[9];
+    int n = encode_all(bufs);
+    assert_int_equal(n, 9);
+    for (int i = 0; i < n; i++) {
+        const char *why = NULL;
+        assert_int_equal(decode_any(bufs[i].data, bufs[i].len, &why), 0);
+    }
+    dr_wire_header header;
+    assert_int_equal(dr_wire_decode_header(bufs[6].data, bufs[6].len, &header, NULL), 0);
+    assert_int_equal(header.type, DR_MSG_DATA);
+    assert_int_equal(header.sender_id, 5);
+    assert_int_equal(header.vid, 0);
+    dr_msg_data data;
+    assert_int_equal(dr_wire_decode_data(bufs[6].data + DR_WIRE_HEADER_BYTES, header.body_len,
+                                         &limits, &data, NULL),
+                     0);
+    assert_int_equal(data.index, 7);
+    assert_int_equal(data.len, 300);
+    assert_int_equal(data.payload[299], 0xab);
+    dr_msg_sst_push push;
+    assert_int_equal(dr_wire_decode_header(bufs[5].data, bufs[5].len, &header, NULL), 0);
+    assert_int_equal(
+        dr_wire_decode_sst_push(bufs[5].data + DR_WIRE_HEADER_BYTES, header.body_len, &push, NULL),
+        0);
+    assert_int_equal(push.num_entries, 2);
+    dr_sst_entry entry;
+    dr_wire_sst_entry(&push, 0, &entry);
+    assert_int_equal(entry.field, 3);
+    assert_true(entry.value == -1);
+    dr_wire_sst_entry(&push, 1, &entry);
+    assert_true(entry.value == 1234567890123ll);
+    assert_int_equal(dr_core_peek_sender(bufs[0].data, bufs[0].len), 5);
+    for (int i = 0; i < 9; i++)
+        dr_buf_free(&bufs[i]);
+}
+
+static void test_every_truncation_rejected(void **state) {
+    (void)state;
+    dr_buf bufs[9];
+    int n = encode_all(bufs);
+    for (int i = 0; i < n; i++) {
+        for (size_t len = 0; len < bufs[i].len; len++) {
+            const char *why = NULL;
+            assert_int_equal(decode_any(bufs[i].data, len, &why), DR_EPROTO);
+            assert_non_null(why);
+        }
+        /* truncated body with a consistent header length */
+        if (bufs[i].len > DR_WIRE_HEADER_BYTES) {
+            uint8_t *copy = malloc(bufs[i].len);
+            memcpy(copy, bufs[i].data, bufs[i].len);
+            dr_store_u32le(copy + 16, (uint32_t)(bufs[i].len - DR_WIRE_HEADER_BYTES - 1));
+            assert_int_equal(decode_any(copy, bufs[i].len - 1, NULL), DR_EPROTO);
+            free(copy);
+        }
+        dr_buf_free(&bufs[i]);
+    }
+}
+
+static void test_header_checks(void **state) {
+    (void)state;
+    dr_buf buf;
+    dr_buf_init(&buf, 0);
+    dr_wire_encode_join_accepted(&buf, 3);
+    const char *why = NULL;
+    dr_wire_header header;
+    buf.data[0] ^= 1;
+    assert_int_equal(dr_wire_decode_header(buf.data, buf.len, &header, &why), DR_EPROTO);
+    assert_string_equal(why, "bad magic");
+    buf.data[0] ^= 1;
+    buf.data[4] = 2;
+    assert_int_equal(dr_wire_decode_header(buf.data, buf.len, &header, &why), DR_EPROTO);
+    assert_string_equal(why, "unsupported protocol version");
+    buf.data[4] = 1;
+    buf.data[5] = 200;
+    assert_int_equal(dr_wire_decode_header(buf.data, buf.len, &header, &why), DR_EPROTO);
+    assert_string_equal(why, "unknown message type");
+    buf.data[5] = DR_MSG_JOIN_ACCEPTED;
+    dr_store_u32le(buf.data + 16, 5);
+    assert_int_equal(dr_wire_decode_header(buf.data, buf.len, &header, &why), DR_EPROTO);
+    assert_int_equal(dr_core_peek_sender(buf.data, buf.len), DR_NODE_NONE);
+    dr_buf_free(&buf);
+}
+
+static void test_inconsistent_bodies_rejected(void **state) {
+    (void)state;
+    uint8_t payload[2000] = {0};
+    dr_buf buf;
+    dr_buf_init(&buf, 0);
+    const char *why = NULL;
+    /* DATA over max_payload */
+    dr_msg_data data = {.len = 1001, .payload = payload};
+    dr_wire_encode_data(&buf, 5, 0, &data);
+    assert_int_equal(decode_any(buf.data, buf.len, &why), DR_EPROTO);
+    /* DATA with a subgroup out of range */
+    dr_buf_reset(&buf);
+    data = (dr_msg_data){.subgroup = 4, .len = 1, .payload = payload};
+    dr_wire_encode_data(&buf, 5, 0, &data);
+    assert_int_equal(decode_any(buf.data, buf.len, &why), DR_EPROTO);
+    /* NULLS with count 0 */
+    dr_buf_reset(&buf);
+    size_t start = dr_wire_begin(&buf, DR_MSG_NULLS, 5, 0);
+    dr_buf_put_u32(&buf, 0);
+    dr_buf_put_u32(&buf, 0);
+    dr_buf_put_u32(&buf, 0);
+    dr_buf_put_u32(&buf, 0);
+    dr_wire_finish(&buf, start);
+    assert_int_equal(decode_any(buf.data, buf.len, &why), DR_EPROTO);
+    /* BLOCK whose length does not match its position */
+    dr_buf_reset(&buf);
+    dr_msg_block block = {
+        .total_len = 250, .block_size = 100, .block = 1, .len = 50, .payload = payload};
+    dr_wire_encode_block(&buf, 5, 0, &block);
+    assert_int_equal(decode_any(buf.data, buf.len, &why), DR_EPROTO);
+    assert_string_equal(why, "BLOCK: inconsistent block geometry");
+    /* BLOCK number beyond the message */
+    dr_buf_reset(&buf);
+    block = (dr_msg_block){
+        .total_len = 250, .block_size = 100, .block = 2, .len = 50, .payload = payload};
+    dr_wire_encode_block(&buf, 5, 0, &block);
+    assert_int_equal(decode_any(buf.data, buf.len, &why), 0);
+    dr_store_u32le(buf.data + DR_WIRE_HEADER_BYTES + 28, 3); /* patch the block number */
+    assert_int_equal(decode_any(buf.data, buf.len, &why), DR_EPROTO);
+    /* SST push whose count disagrees with its bytes */
+    dr_buf_reset(&buf);
+    size_t count_offset;
+    start = dr_wire_begin_sst_push(&buf, 5, 0, 1, &count_offset);
+    dr_wire_put_sst_entry(&buf, count_offset, 1, 1);
+    dr_store_u32le(buf.data + count_offset, 7);
+    dr_wire_finish(&buf, start);
+    assert_int_equal(decode_any(buf.data, buf.len, &why), DR_EPROTO);
+    /* VIEW with a duplicate member */
+    dr_buf_reset(&buf);
+    static dr_view view;
+    memset(&view, 0, sizeof view);
+    view.num_members = 2;
+    view.member_ids[0] = view.member_ids[1] = 4;
+    strcpy(view.addresses[0], "a");
+    strcpy(view.addresses[1], "b");
+    dr_wire_encode_view(&buf, 4, &view, 0);
+    assert_int_equal(decode_any(buf.data, buf.len, &why), DR_EPROTO);
+    assert_string_equal(why, "VIEW: duplicate member id");
+    /* JOIN_REQUEST with an address holding a NUL */
+    dr_buf_reset(&buf);
+    start = dr_wire_begin(&buf, DR_MSG_JOIN_REQUEST, 5, -1);
+    dr_buf_put_blob(&buf, "a\0b", 3);
+    dr_wire_finish(&buf, start);
+    assert_int_equal(decode_any(buf.data, buf.len, &why), DR_EPROTO);
+    dr_buf_free(&buf);
+}
+
+static uint64_t rng_state = 88172645463325252ull;
+static uint64_t xorshift(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static void test_random_garbage_and_mutations(void **state) {
+    (void)state;
+    dr_buf bufs[9];
+    int n = encode_all(bufs);
+    uint8_t scratch[600];
+    for (int round = 0; round < 20000; round++) {
+        const dr_buf *base = &bufs[round % n];
+        size_t len = base->len < sizeof scratch ? base->len : sizeof scratch;
+        memcpy(scratch, base->data, len);
+        int flips = 1 + (int)(xorshift() % 4);
+        for (int f = 0; f < flips; f++)
+            scratch[xorshift() % len] = (uint8_t)xorshift();
+        (void)decode_any(scratch, len, NULL); /* must not crash or read out of bounds */
+        size_t random_len = xorshift() % sizeof scratch;
+        for (size_t i = 0; i < random_len; i++)
+            scratch[i] = (uint8_t)xorshift();
+        assert_int_equal(decode_any(scratch, random_len, NULL), DR_EPROTO);
+    }
+    for (int i = 0; i < n; i++)
+        dr_buf_free(&bufs[i]);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trips),
+        cmocka_unit_test(test_every_truncation_rejected),
+        cmocka_unit_test(test_header_checks),
+        cmocka_unit_test(test_inconsistent_bodies_rejected),
+        cmocka_unit_test(test_random_garbage_and_mutations),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
