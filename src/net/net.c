@@ -277,6 +277,8 @@ static void close_conn(dr_net *net, conn *c, int reason, const char *why) {
         return;
     }
     c->closed = true;
+    if (reason == DR_EPROTO || reason == DR_ETOOBIG)
+        stat_add(&net->protocol_errors, 1); /* before close(): a peer may look at once */
     epoll_ctl(net->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->fd = -1;
@@ -296,8 +298,6 @@ static void close_conn(dr_net *net, conn *c, int reason, const char *why) {
     pthread_mutex_unlock(&net->mu);
 
     free_frame_list(pending);
-    if (reason == DR_EPROTO || reason == DR_ETOOBIG)
-        stat_add(&net->protocol_errors, 1);
     if (reason == DR_ECLOSED)
         DR_INFO(DR_LOGM_NET, "connection to peer %d closed: %s", (int)c->peer, why);
     else
