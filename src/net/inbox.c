@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,7 @@ static bool spin_for_event(dr_net_inbox *inbox) {
                 return true;
             dr_spin_pause();
         }
+        sched_yield(); /* a producer sharing this CPU gets to run */
     } while (now_ns() < end);
     return false;
 }

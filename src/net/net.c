@@ -30,11 +30,13 @@
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -48,6 +50,8 @@
 #define DR_NET_READS_PER_EV 16
 #define DR_NET_EPOLL_BATCH  64
 #define DR_NET_NO_PEER      UINT32_MAX
+#define DR_NET_HUGE_BYTES   (4u << 20) /* payloads from this size get THP-advised blocks */
+#define DR_NET_HUGE_ALIGN   (2u << 20)
 
 /** One frame waiting in a connection's outgoing queue. */
 typedef struct out_frame {
@@ -360,10 +364,25 @@ static int queue_hello_locked(dr_net *net, conn *c) {
     return DR_OK;
 }
 
+/*
+ * Large payloads land in fresh memory; with 4 KiB pages the page faults cost as much as the copy
+ * from the socket (measured: 100 MB frames at half the raw TCP rate). Asking for transparent huge
+ * pages on 2 MiB-aligned blocks cuts the faults by 512x where THP is in madvise mode.
+ */
+static void *alloc_block(size_t bytes) {
+    if (bytes < DR_NET_HUGE_BYTES)
+        return malloc(bytes);
+    void *block = NULL;
+    if (posix_memalign(&block, DR_NET_HUGE_ALIGN, bytes))
+        return NULL;
+    madvise(block, bytes & ~(size_t)(DR_NET_HUGE_ALIGN - 1), MADV_HUGEPAGE);
+    return block;
+}
+
 static void *msg_alloc(void *ctx, const dr_frame_header *header, uint8_t **payload_out) {
     (void)ctx;
     size_t head = (sizeof(dr_net_msg) + 15u) & ~(size_t)15u;
-    dr_net_msg *msg = malloc(head + header->payload_bytes);
+    dr_net_msg *msg = alloc_block(head + header->payload_bytes);
     if (!msg)
         return NULL;
     memset(msg, 0, sizeof *msg);
@@ -683,6 +702,7 @@ static int wait_events(dr_net *net, struct epoll_event *events) {
                 dr_spin_spun(&net->loop_spin, n > 0);
                 return n;
             }
+            sched_yield(); /* a peer thread sharing this CPU gets to run */
         } while (now_ns() < end);
         dr_spin_spun(&net->loop_spin, false);
     }
@@ -728,8 +748,8 @@ static int check_config(const dr_net_config *cfg, dr_err *err) {
                           cfg->max_frame_bytes);
     if (cfg->max_queue_bytes == 0 || cfg->max_inbox_bytes == 0)
         return dr_err_set(err, DR_EINVAL, "net: queue limits must be positive");
-    if (cfg->spin_us > 1000)
-        return dr_err_set(err, DR_EINVAL, "net: spin_us %u over the 1000 µs bound", cfg->spin_us);
+    if (cfg->spin_us > 1000 || cfg->loop_spin_us > 1000)
+        return dr_err_set(err, DR_EINVAL, "net: spin over the 1000 µs bound");
     return DR_OK;
 }
 
@@ -772,7 +792,7 @@ int dr_net_create(const dr_net_config *cfg, dr_net **out, dr_err *err) {
     net->cfg.listen_ip = NULL; /* the caller's string is not kept */
     net->epfd = net->wakefd = net->listenfd = -1;
     init_sync(net);
-    dr_spin_init(&net->loop_spin, cfg->spin_us);
+    dr_spin_init(&net->loop_spin, cfg->loop_spin_us);
     rc = open_fds(net, cfg->listen_ip, err);
     if (rc == DR_OK &&
         dr_net_inbox_init(&net->inbox, cfg->max_inbox_bytes, cfg->spin_us, net->wakefd) != DR_OK)

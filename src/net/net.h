@@ -92,7 +92,8 @@ typedef struct dr_net_config {
     uint32_t max_frame_bytes; /**< largest payload accepted or sent (default 128 MiB) */
     size_t max_queue_bytes;   /**< per-peer outgoing queue limit (default 256 MiB) */
     size_t max_inbox_bytes;   /**< inbox payload bytes that pause reading (default 256 MiB) */
-    uint32_t spin_us;         /**< bounded spin before a blocking wait, µs (0: never spin) */
+    uint32_t spin_us;         /**< inbox consumer: bounded spin before blocking, µs (0: none) */
+    uint32_t loop_spin_us;    /**< network thread: bounded epoll polling before blocking, µs */
     dr_net_event_fn on_event; /**< NULL: inbox mode */
     void *on_event_ctx;       /**< passed to on_event */
 } dr_net_config;
