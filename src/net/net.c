@@ -588,7 +588,7 @@ static void handle_readable(dr_net *net, conn *c) {
         } else if (!direct && !feed_bytes(net, c, (size_t)n)) {
             return;
         }
-        if ((size_t)n < requested)
+        if (!direct && (size_t)n < requested)
             return;
     }
 }
