@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
@@ -491,6 +492,92 @@ static void test_newer_connection_replaces_older(void **state) {
     dr_net_destroy(a);
 }
 
+/* ---- argument checks, spinning configuration, event fd ---- */
+
+static void test_config_and_argument_checks(void **state) {
+    (void)state;
+    dr_net_config cfg;
+    dr_net *net = NULL;
+    dr_err err;
+    dr_net_config_defaults(&cfg);
+    cfg.node_id = DR_NET_CLIENT_ID_BASE;
+    assert_int_equal(dr_net_create(&cfg, &net, &err), DR_EINVAL);
+    dr_net_config_defaults(&cfg);
+    cfg.spin_us = 5000;
+    assert_int_equal(dr_net_create(&cfg, &net, &err), DR_EINVAL);
+    dr_net_config_defaults(&cfg);
+    cfg.role = 7;
+    assert_int_equal(dr_net_create(&cfg, &net, &err), DR_EINVAL);
+    dr_net_config_defaults(&cfg);
+    cfg.listen_ip = "not-an-ip";
+    assert_int_equal(dr_net_create(&cfg, &net, &err), DR_EINVAL);
+    assert_non_null(strstr(err.msg, "not-an-ip"));
+
+    dr_net_config_defaults(&cfg);
+    cfg.node_id = 1;
+    cfg.cluster_id = CLUSTER;
+    cfg.listen_ip = "127.0.0.1";
+    cfg.max_frame_bytes = 1000;
+    dr_net *a = NULL;
+    assert_int_equal(dr_net_create(&cfg, &a, &err), 0);
+    dr_net *b = make_node(2, 0, 0);
+    link_nodes(a, 1, b, 2);
+    static uint8_t big[1001];
+    assert_int_equal(dr_net_send(a, 2, T_DATA, 0, big, sizeof big), DR_ETOOBIG);
+    assert_int_equal(dr_net_send(a, 2, 1, 0, big, 10), DR_EINVAL);
+    assert_int_equal(dr_net_connect(a, 2, "127.0.0.1", dr_net_listen_port(b)), DR_EEXIST);
+    /* b may send a's maximum but not more: a closes the connection on the oversized one */
+    assert_int_equal(dr_net_send(b, 1, T_DATA, 0, big, 1000), 0);
+    dr_net_event ev = expect(a, DR_NET_EV_FRAME, 2);
+    assert_int_equal(ev.msg->payload_bytes, 1000);
+    free(ev.msg);
+    assert_int_equal(dr_net_send(b, 1, T_DATA, 0, big, 1001), 0);
+    ev = expect(a, DR_NET_EV_PEER_DOWN, 2);
+    assert_int_equal(ev.reason, DR_ETOOBIG);
+    dr_net_destroy(a);
+    dr_net_destroy(b);
+}
+
+static void test_spinning_nodes_and_event_fd(void **state) {
+    (void)state;
+    dr_net_config cfg;
+    dr_net_config_defaults(&cfg);
+    cfg.cluster_id = CLUSTER;
+    cfg.listen_ip = "127.0.0.1";
+    cfg.spin_us = 50;
+    cfg.loop_spin_us = 50;
+    dr_net *n[2] = {NULL, NULL};
+    for (int i = 0; i < 2; i++) {
+        cfg.node_id = (uint32_t)i + 1;
+        assert_int_equal(dr_net_create(&cfg, &n[i], NULL), 0);
+    }
+    link_nodes(n[0], 1, n[1], 2);
+    enum { N = 3000 };
+    for (uint32_t i = 0; i < N; i++) {
+        send_seq(n[0], 2, i, 32);
+        dr_net_event ev = expect(n[1], DR_NET_EV_FRAME, 1);
+        assert_int_equal(dr_load_u32le(ev.msg->payload), i);
+        free(ev.msg);
+        if (i % 100 == 0)
+            usleep(200); /* idle gaps exercise the adaptive back-off */
+    }
+    /* event fd: readable once a frame waits, drained by taking the event */
+    int fd = dr_net_event_fd(n[1]);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    dr_net_event ev;
+    assert_int_equal(dr_net_next_event(n[1], &ev, 0), DR_ETIMEDOUT);
+    assert_int_equal(poll(&pfd, 1, 0), 0);
+    send_seq(n[0], 2, 42, 8);
+    assert_int_equal(poll(&pfd, 1, 10000), 1);
+    assert_int_equal(dr_net_next_event(n[1], &ev, 0), 0);
+    assert_int_equal(ev.kind, DR_NET_EV_FRAME);
+    free(ev.msg);
+    assert_int_equal(dr_net_next_event(n[1], &ev, 0), DR_ETIMEDOUT);
+    assert_int_equal(poll(&pfd, 1, 0), 0);
+    dr_net_destroy(n[0]);
+    dr_net_destroy(n[1]);
+}
+
 int main(void) {
     dr_log_set_all_levels(DR_LOG_ERROR);
     const struct CMUnitTest tests[] = {
@@ -506,6 +593,8 @@ int main(void) {
         cmocka_unit_test(test_link_cut_drops_both_directions),
         cmocka_unit_test(test_callback_mode_echo),
         cmocka_unit_test(test_newer_connection_replaces_older),
+        cmocka_unit_test(test_config_and_argument_checks),
+        cmocka_unit_test(test_spinning_nodes_and_event_fd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
