@@ -27,9 +27,11 @@ int dr_net_inbox_init(dr_net_inbox *inbox, size_t max_bytes, uint32_t spin_us,
     inbox->max_bytes = max_bytes;
     inbox->wake_producer_fd = wake_producer_fd;
     dr_spin_init(&inbox->spin, spin_us);
-    if (!inbox->ring)
-        return DR_ENOMEM;
-    return inbox->event_fd < 0 ? DR_EIO : DR_OK;
+    if (inbox->ring && inbox->event_fd >= 0)
+        return DR_OK;
+    int rc = inbox->ring ? DR_EIO : DR_ENOMEM;
+    dr_net_inbox_destroy(inbox);
+    return rc;
 }
 
 void dr_net_inbox_destroy(dr_net_inbox *inbox) {
@@ -38,6 +40,7 @@ void dr_net_inbox_destroy(dr_net_inbox *inbox) {
     free(inbox->ring);
     inbox->ring = NULL;
     inbox->count = 0;
+    inbox->head = 0;
     if (inbox->event_fd >= 0)
         close(inbox->event_fd);
     inbox->event_fd = -1;

@@ -32,7 +32,8 @@ typedef struct dr_net_inbox {
     dr_spin spin;           /**< consumer's spin state */
 } dr_net_inbox;
 
-/** Initialises an empty inbox. Returns 0, DR_EIO (eventfd) or DR_ENOMEM. */
+/** Initialises an empty inbox. Returns 0, or DR_EIO (eventfd) / DR_ENOMEM with nothing left to
+ * destroy. */
 int dr_net_inbox_init(dr_net_inbox *inbox, size_t max_bytes, uint32_t spin_us,
                       int wake_producer_fd);
 

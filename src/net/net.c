@@ -50,6 +50,7 @@
 #define DR_NET_READS_PER_EV 16
 #define DR_NET_EPOLL_BATCH  64
 #define DR_NET_NO_PEER      UINT32_MAX
+#define DR_NET_SWEEP_MS     100        /* handshake deadline check period while any is pending */
 #define DR_NET_HUGE_BYTES   (4u << 20) /* payloads from this size get THP-advised blocks */
 #define DR_NET_HUGE_ALIGN   (2u << 20)
 
@@ -89,6 +90,7 @@ typedef struct conn {
     uint8_t *rbuf;          /**< read buffer, DR_NET_RBUF_BYTES (network thread only) */
     struct conn *next;      /**< net->conns list (under mu) */
     struct conn *next_dead; /**< net->dead list (network thread only) */
+    uint64_t created_ns;    /**< when the connection was opened (handshake deadline) */
 } conn;
 
 struct dr_net {
@@ -109,6 +111,7 @@ struct dr_net {
     uint32_t *cut;           /**< cut peer ids (under mu) */
     size_t cut_count;        /**< entries in cut */
     size_t cut_cap;          /**< capacity of cut */
+    atomic_bool new_conns;   /**< a connection was registered: check handshake deadlines */
     bool reads_paused;       /**< EPOLLIN removed everywhere (under mu) */
     dr_spin loop_spin;       /**< network thread's spin state */
     dr_net_inbox inbox;      /**< inbox mode event queue */
@@ -409,6 +412,7 @@ static conn *new_conn(dr_net *net, int fd, bool outbound, uint32_t peer) {
     c->peer = peer;
     c->role = DR_NET_ROLE_MEMBER;
     c->state = outbound ? CONN_CONNECTING : CONN_HELLO;
+    c->created_ns = now_ns();
     dr_frame_decoder_init(&c->dec, DR_NET_HELLO_MAX, msg_alloc, c);
     return c;
 }
@@ -430,6 +434,10 @@ static int register_conn(dr_net *net, conn *c) {
         net->conns = c;
     }
     pthread_mutex_unlock(&net->mu);
+    if (rc == DR_OK) {
+        atomic_store(&net->new_conns, true);
+        wake_thread(net); /* the loop starts checking this connection's handshake deadline */
+    }
     if (rc) {
         free_frame_list(c->out_head);
         close(c->fd);
@@ -624,6 +632,38 @@ static void handle_conn_event(dr_net *net, conn *c, uint32_t events) {
         handle_readable(net, c);
 }
 
+static uint32_t count_pending_inbound(dr_net *net) {
+    uint32_t pending = 0;
+    pthread_mutex_lock(&net->mu);
+    for (conn *c = net->conns; c; c = c->next)
+        pending += !c->outbound && c->state == CONN_HELLO;
+    pthread_mutex_unlock(&net->mu);
+    return pending;
+}
+
+/* Closes connections whose connect or handshake is older than handshake_timeout_ms.
+ * Returns whether any connection is still waiting for its handshake. */
+static bool expire_handshakes(dr_net *net) {
+    uint64_t limit_ns = (uint64_t)net->cfg.handshake_timeout_ms * 1000000u;
+    for (;;) {
+        conn *late = NULL;
+        bool waiting = false;
+        uint64_t now = now_ns();
+        pthread_mutex_lock(&net->mu);
+        for (conn *c = net->conns; c && !late; c = c->next) {
+            if (c->state == CONN_UP)
+                continue;
+            waiting = true;
+            if (now - c->created_ns > limit_ns)
+                late = c;
+        }
+        pthread_mutex_unlock(&net->mu);
+        if (!late)
+            return waiting;
+        close_conn(net, late, DR_ETIMEDOUT, "no handshake before the deadline");
+    }
+}
+
 static void accept_all(dr_net *net) {
     for (;;) {
         int fd = accept4(net->listenfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -633,6 +673,12 @@ static void accept_all(dr_net *net) {
             if (errno == EINTR)
                 continue;
             return;
+        }
+        if (count_pending_inbound(net) >= net->cfg.max_pending_inbound) {
+            DR_WARN(DR_LOGM_NET, "refusing a connection: %u inbound handshakes pending",
+                    net->cfg.max_pending_inbound);
+            close(fd);
+            continue;
         }
         dr_sock_set_nodelay(fd);
         conn *c = new_conn(net, fd, false, DR_NET_NO_PEER);
@@ -693,7 +739,7 @@ static void dispatch(dr_net *net, struct epoll_event *events, int n) {
 }
 
 /* epoll_wait, preceded by a bounded spin of non-blocking polls when the spin state allows. */
-static int wait_events(dr_net *net, struct epoll_event *events) {
+static int wait_events(dr_net *net, struct epoll_event *events, int timeout_ms) {
     if (dr_spin_should(&net->loop_spin)) {
         uint64_t end = now_ns() + (uint64_t)net->loop_spin.budget_us * 1000u;
         do {
@@ -707,7 +753,7 @@ static int wait_events(dr_net *net, struct epoll_event *events) {
         dr_spin_spun(&net->loop_spin, false);
     }
     uint64_t start = now_ns();
-    int n = epoll_wait(net->epfd, events, DR_NET_EPOLL_BATCH, -1);
+    int n = epoll_wait(net->epfd, events, DR_NET_EPOLL_BATCH, timeout_ms);
     if (net->loop_spin.budget_us)
         dr_spin_blocked(&net->loop_spin, now_ns() - start);
     return n;
@@ -716,14 +762,18 @@ static int wait_events(dr_net *net, struct epoll_event *events) {
 static void *loop(void *arg) {
     dr_net *net = arg;
     struct epoll_event events[DR_NET_EPOLL_BATCH];
+    bool handshakes_pending = false;
     while (!atomic_load(&net->stopping)) {
-        int n = wait_events(net, events);
+        int n = wait_events(net, events, handshakes_pending ? DR_NET_SWEEP_MS : -1);
         if (n < 0 && errno != EINTR) {
             DR_ERROR(DR_LOGM_NET, "epoll_wait: %s", strerror(errno));
             break;
         }
         if (n > 0)
             dispatch(net, events, n);
+        if (handshakes_pending || atomic_exchange(&net->new_conns, false))
+            handshakes_pending = expire_handshakes(net);
+        free_dead(net);
     }
     return NULL;
 }
@@ -736,6 +786,8 @@ void dr_net_config_defaults(dr_net_config *cfg) {
     cfg->max_frame_bytes = 128u << 20;
     cfg->max_queue_bytes = (size_t)256u << 20;
     cfg->max_inbox_bytes = (size_t)256u << 20;
+    cfg->handshake_timeout_ms = 5000;
+    cfg->max_pending_inbound = 64;
 }
 
 static int check_config(const dr_net_config *cfg, dr_err *err) {
@@ -746,6 +798,8 @@ static int check_config(const dr_net_config *cfg, dr_err *err) {
     if (cfg->max_frame_bytes == 0 || cfg->max_frame_bytes > DR_FRAME_PAYLOAD_HARD_MAX)
         return dr_err_set(err, DR_EINVAL, "net: max_frame_bytes %u out of range",
                           cfg->max_frame_bytes);
+    if (cfg->handshake_timeout_ms == 0 || cfg->max_pending_inbound == 0)
+        return dr_err_set(err, DR_EINVAL, "net: handshake limits must be positive");
     if (cfg->max_queue_bytes == 0 || cfg->max_inbox_bytes == 0)
         return dr_err_set(err, DR_EINVAL, "net: queue limits must be positive");
     if (cfg->spin_us > 1000 || cfg->loop_spin_us > 1000)

@@ -74,6 +74,7 @@ typedef struct dr_net_event {
     uint32_t peer;          /**< node id or local client id */
     dr_net_role role;       /**< peer's role (PEER_UP, PEER_DOWN when known, FRAME) */
     int reason;             /**< PEER_DOWN: DR_ECLOSED (closed by peer or locally), DR_EIO,
+                                 DR_ETIMEDOUT (no handshake in time),
                                  DR_EPROTO (garbage / bad handshake), DR_ETOOBIG, DR_EEXIST
                                  (replaced by a newer connection); 0 otherwise */
     dr_net_msg *msg;        /**< FRAME: the message (receiver frees it with free()); else NULL */
@@ -94,8 +95,13 @@ typedef struct dr_net_config {
     size_t max_inbox_bytes;   /**< inbox payload bytes that pause reading (default 256 MiB) */
     uint32_t spin_us;         /**< inbox consumer: bounded spin before blocking, µs (0: none) */
     uint32_t loop_spin_us;    /**< network thread: bounded epoll polling before blocking, µs */
-    dr_net_event_fn on_event; /**< NULL: inbox mode */
-    void *on_event_ctx;       /**< passed to on_event */
+    uint32_t handshake_timeout_ms; /**< connect + HELLO must finish within this (default 5000);
+                                        else the connection closes (PEER_DOWN DR_ETIMEDOUT if
+                                        we dialled) */
+    uint32_t max_pending_inbound;  /**< inbound connections allowed to wait for their HELLO at
+                                        once (default 64); more are closed at accept */
+    dr_net_event_fn on_event;      /**< NULL: inbox mode */
+    void *on_event_ctx;            /**< passed to on_event */
 } dr_net_config;
 
 /** Fills *cfg with defaults: member, no listener, limits as documented, spin 0. */

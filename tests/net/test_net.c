@@ -578,6 +578,45 @@ static void test_spinning_nodes_and_event_fd(void **state) {
     dr_net_destroy(n[1]);
 }
 
+/* Silent connections are closed after handshake_timeout_ms; too many pending ones are refused. */
+static void test_handshake_timeout_and_pending_cap(void **state) {
+    (void)state;
+    dr_net_config cfg;
+    dr_net_config_defaults(&cfg);
+    cfg.node_id = 1;
+    cfg.cluster_id = CLUSTER;
+    cfg.listen_ip = "127.0.0.1";
+    cfg.handshake_timeout_ms = 300;
+    cfg.max_pending_inbound = 2;
+    dr_net *a = NULL;
+    assert_int_equal(dr_net_create(&cfg, &a, NULL), 0);
+    int fd1 = raw_connect(a), fd2 = raw_connect(a);
+    usleep(50 * 1000); /* let a accept both */
+    int fd3 = raw_connect(a);
+    assert_true(raw_wait_closed(fd3)); /* over the cap: closed at once */
+    assert_true(raw_wait_closed(fd1)); /* silent: closed at the deadline */
+    assert_true(raw_wait_closed(fd2));
+    close(fd1), close(fd2), close(fd3);
+
+    /* dialling a listener that never answers the handshake */
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    socklen_t len = sizeof addr;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&addr, &len), 0);
+    assert_int_equal(dr_net_connect(a, 9, "127.0.0.1", ntohs(addr.sin_port)), 0);
+    dr_net_event ev = expect(a, DR_NET_EV_PEER_DOWN, 9);
+    assert_int_equal(ev.reason, DR_ETIMEDOUT);
+    close(lfd);
+    /* the node still works */
+    dr_net *b = make_node(2, 0, 0);
+    link_nodes(a, 1, b, 2);
+    dr_net_destroy(b);
+    dr_net_destroy(a);
+}
+
 int main(void) {
     dr_log_set_all_levels(DR_LOG_ERROR);
     const struct CMUnitTest tests[] = {
@@ -595,6 +634,7 @@ int main(void) {
         cmocka_unit_test(test_newer_connection_replaces_older),
         cmocka_unit_test(test_config_and_argument_checks),
         cmocka_unit_test(test_spinning_nodes_and_event_fd),
+        cmocka_unit_test(test_handshake_timeout_and_pending_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
