@@ -38,6 +38,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,6 +54,13 @@
 #define DR_NET_SWEEP_MS     100        /* handshake deadline check period while any is pending */
 #define DR_NET_HUGE_BYTES   (4u << 20) /* payloads from this size get THP-advised blocks */
 #define DR_NET_HUGE_ALIGN   (2u << 20)
+
+/** A function posted to run on the network thread (dr_net_post). */
+typedef struct task {
+    struct task *next; /**< FIFO link */
+    dr_net_task_fn fn; /**< what to run */
+    void *ctx;         /**< its argument */
+} task;
 
 /** One frame waiting in a connection's outgoing queue. */
 typedef struct out_frame {
@@ -111,6 +119,9 @@ struct dr_net {
     uint32_t *cut;           /**< cut peer ids (under mu) */
     size_t cut_count;        /**< entries in cut */
     size_t cut_cap;          /**< capacity of cut */
+    int tickfd;              /**< timerfd for DR_NET_EV_TICK, or -1 */
+    task *tasks_head;        /**< posted tasks, oldest first (under mu) */
+    task *tasks_tail;        /**< newest posted task (under mu) */
     atomic_bool new_conns;   /**< a connection was registered: check handshake deadlines */
     bool reads_paused;       /**< EPOLLIN removed everywhere (under mu) */
     dr_spin loop_spin;       /**< network thread's spin state */
@@ -119,7 +130,7 @@ struct dr_net {
     _Atomic uint64_t frames_sent, frames_received, frames_dropped, protocol_errors, direct_writes;
 };
 
-static int listen_marker, wake_marker;
+static int listen_marker, wake_marker, tick_marker;
 
 /* ---------------------------------------------------------------- small helpers */
 
@@ -692,11 +703,34 @@ static void accept_all(dr_net *net) {
     }
 }
 
-/* Wake-ups: closes connections other threads asked to close; applies pause/resume of reads. */
+/* Takes every posted task and runs it, oldest first, with `status`. */
+static void run_tasks(dr_net *net, int status) {
+    pthread_mutex_lock(&net->mu);
+    task *t = net->tasks_head;
+    net->tasks_head = net->tasks_tail = NULL;
+    pthread_mutex_unlock(&net->mu);
+    while (t) {
+        task *next = t->next;
+        t->fn(t->ctx, status);
+        free(t);
+        t = next;
+    }
+}
+
+static void handle_tick(dr_net *net) {
+    uint64_t expirations = 0;
+    if (read(net->tickfd, &expirations, sizeof expirations) != (ssize_t)sizeof expirations)
+        return;
+    dr_net_event ev = {.kind = DR_NET_EV_TICK};
+    emit(net, &ev);
+}
+
+/* Wake-ups: closes connections other threads asked to close, runs posted tasks. */
 static void handle_wake(dr_net *net) {
     uint64_t count;
     ssize_t n = read(net->wakefd, &count, sizeof count);
     (void)n;
+    run_tasks(net, DR_OK);
     for (;;) {
         conn *victim = NULL;
         pthread_mutex_lock(&net->mu);
@@ -731,6 +765,8 @@ static void dispatch(dr_net *net, struct epoll_event *events, int n) {
             accept_all(net);
         else if (events[i].data.ptr == &wake_marker)
             handle_wake(net);
+        else if (events[i].data.ptr == &tick_marker)
+            handle_tick(net);
         else
             handle_conn_event(net, events[i].data.ptr, events[i].events);
     }
@@ -814,12 +850,26 @@ static int add_marker(dr_net *net, int fd, void *marker, dr_err *err) {
     return DR_OK;
 }
 
+static int open_tick(dr_net *net, dr_err *err) {
+    net->tickfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (net->tickfd < 0)
+        return dr_err_set(err, DR_EIO, "net: timerfd: %s", strerror(errno));
+    struct timespec period = {.tv_sec = net->cfg.tick_ms / 1000,
+                              .tv_nsec = (long)(net->cfg.tick_ms % 1000) * 1000000L};
+    struct itimerspec spec = {.it_interval = period, .it_value = period};
+    if (timerfd_settime(net->tickfd, 0, &spec, NULL))
+        return dr_err_set(err, DR_EIO, "net: timerfd_settime: %s", strerror(errno));
+    return add_marker(net, net->tickfd, &tick_marker, err);
+}
+
 static int open_fds(dr_net *net, const char *listen_ip, dr_err *err) {
     net->epfd = epoll_create1(EPOLL_CLOEXEC);
     net->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (net->epfd < 0 || net->wakefd < 0)
         return dr_err_set(err, DR_EIO, "net: epoll/eventfd: %s", strerror(errno));
     int rc = add_marker(net, net->wakefd, &wake_marker, err);
+    if (rc == DR_OK && net->cfg.tick_ms)
+        rc = open_tick(net, err);
     if (rc || !listen_ip)
         return rc;
     rc = dr_sock_listen(listen_ip, net->cfg.listen_port, 128, &net->listenfd, &net->port, err);
@@ -844,7 +894,7 @@ int dr_net_create(const dr_net_config *cfg, dr_net **out, dr_err *err) {
         return dr_err_set(err, DR_ENOMEM, "net: no memory");
     net->cfg = *cfg;
     net->cfg.listen_ip = NULL; /* the caller's string is not kept */
-    net->epfd = net->wakefd = net->listenfd = -1;
+    net->epfd = net->wakefd = net->listenfd = net->tickfd = -1;
     init_sync(net);
     dr_spin_init(&net->loop_spin, cfg->loop_spin_us);
     rc = open_fds(net, cfg->listen_ip, err);
@@ -882,6 +932,9 @@ void dr_net_destroy(dr_net *net) {
         free_conn(c);
     }
     free_dead(net);
+    run_tasks(net, DR_ECLOSED);
+    if (net->tickfd >= 0)
+        close(net->tickfd);
     if (net->inbox_ready)
         dr_net_inbox_destroy(&net->inbox);
     if (net->listenfd >= 0)
@@ -894,6 +947,24 @@ void dr_net_destroy(dr_net *net) {
     pthread_cond_destroy(&net->writable);
     pthread_mutex_destroy(&net->mu);
     free(net);
+}
+
+int dr_net_post(dr_net *net, dr_net_task_fn fn, void *ctx) {
+    if (atomic_load(&net->stopping))
+        return DR_ECLOSED;
+    task *t = malloc(sizeof *t);
+    if (!t)
+        return DR_ENOMEM;
+    *t = (task){.fn = fn, .ctx = ctx};
+    pthread_mutex_lock(&net->mu);
+    if (net->tasks_tail)
+        net->tasks_tail->next = t;
+    else
+        net->tasks_head = t;
+    net->tasks_tail = t;
+    pthread_mutex_unlock(&net->mu);
+    wake_thread(net);
+    return DR_OK;
 }
 
 uint16_t dr_net_listen_port(const dr_net *net) {

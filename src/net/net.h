@@ -66,6 +66,8 @@ typedef enum dr_net_event_kind {
     DR_NET_EV_PEER_UP = 1,   /**< handshake done; peer may be sent to */
     DR_NET_EV_FRAME = 2,     /**< a frame arrived; ev->msg is owned by the receiver */
     DR_NET_EV_PEER_DOWN = 3, /**< connection closed (or a connect failed); reason says why */
+    DR_NET_EV_TICK = 4,      /**< config.tick_ms elapsed (periods missed while busy coalesce);
+                                  peer 0 */
 } dr_net_event_kind;
 
 /** One event, handed out by value. */
@@ -98,6 +100,8 @@ typedef struct dr_net_config {
     uint32_t handshake_timeout_ms; /**< connect + HELLO must finish within this (default 5000);
                                         else the connection closes (PEER_DOWN DR_ETIMEDOUT if
                                         we dialled) */
+    uint32_t tick_ms;              /**< period of DR_NET_EV_TICK events (0: none), so that a core
+                                        stepped in on_event gets its clock on the same thread */
     uint32_t max_pending_inbound;  /**< inbound connections allowed to wait for their HELLO at
                                         once (default 64); more are closed at accept */
     dr_net_event_fn on_event;      /**< NULL: inbox mode */
@@ -120,6 +124,19 @@ int dr_net_create(const dr_net_config *cfg, dr_net **out, dr_err *err);
  * thread that is not the network thread, once no other thread uses the handle. NULL is a no-op.
  */
 void dr_net_destroy(dr_net *net);
+
+/**
+ * A function run on the network thread: status is 0 normally, DR_ECLOSED when dr_net_destroy
+ * discards it (then it must only release ctx). Must not block.
+ */
+typedef void (*dr_net_task_fn)(void *ctx, int status);
+
+/**
+ * Runs fn(ctx, 0) on the network thread, after events already being processed, in post order
+ * (FIFO with other posts). Lets a core stepped in on_event receive local requests (application
+ * sends, leave) on its own thread. Returns 0, DR_ENOMEM or DR_ECLOSED (not queued). Any thread.
+ */
+int dr_net_post(dr_net *net, dr_net_task_fn fn, void *ctx);
 
 /** The port actually listened on (useful with listen_port = 0), or 0 without a listener. */
 uint16_t dr_net_listen_port(const dr_net *net);

@@ -416,11 +416,24 @@ typedef struct cb_state {
     uint32_t next_seq;
     bool in_order;
     dr_net *self;
+    pthread_t event_thread; /* thread that ran on_event */
+    pthread_t task_thread;  /* thread that ran a posted task */
+    bool task_ran;
 } cb_state;
+
+static void record_task_thread(void *ctx, int status) {
+    cb_state *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    s->task_thread = pthread_self();
+    s->task_ran = status == 0;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
 
 static void on_event(void *ctx, const dr_net_event *ev) {
     cb_state *s = ctx;
     pthread_mutex_lock(&s->mu);
+    s->event_thread = pthread_self();
     if (ev->kind == DR_NET_EV_PEER_UP)
         s->ups++;
     if (ev->kind == DR_NET_EV_FRAME) {
@@ -466,6 +479,14 @@ static void test_callback_mode_echo(void **state) {
     assert_int_equal(s.ups, 1);
     assert_int_equal(s.frames, N);
     assert_true(s.in_order);
+    assert_false(pthread_equal(s.event_thread, pthread_self()));
+    pthread_mutex_unlock(&s.mu);
+    /* a posted task runs on the same (network) thread as the callbacks */
+    assert_int_equal(dr_net_post(a, record_task_thread, &s), 0);
+    pthread_mutex_lock(&s.mu);
+    while (!s.task_ran)
+        pthread_cond_wait(&s.cv, &s.mu);
+    assert_true(pthread_equal(s.task_thread, s.event_thread));
     pthread_mutex_unlock(&s.mu);
     dr_net_destroy(b);
     dr_net_destroy(a);
@@ -617,6 +638,58 @@ static void test_handshake_timeout_and_pending_cap(void **state) {
     dr_net_destroy(a);
 }
 
+/* ---- posted tasks and ticks ---- */
+
+typedef struct task_state {
+    atomic_int ran;       /* tasks run with status 0 */
+    atomic_int cancelled; /* tasks discarded by destroy */
+    atomic_int next;      /* next expected sequence number */
+    atomic_bool in_order; /* tasks ran in post order */
+} task_state;
+
+typedef struct posted {
+    task_state *state;
+    int seq;
+} posted;
+
+static void task_fn(void *ctx, int status) {
+    posted *p = ctx;
+    if (status == 0) {
+        if (atomic_fetch_add(&p->state->next, 1) != p->seq)
+            atomic_store(&p->state->in_order, false);
+        atomic_fetch_add(&p->state->ran, 1);
+    } else {
+        atomic_fetch_add(&p->state->cancelled, 1);
+    }
+    free(p);
+}
+
+static void test_post_and_tick(void **state) {
+    (void)state;
+    dr_net_config cfg;
+    dr_net_config_defaults(&cfg);
+    cfg.node_id = 1;
+    cfg.cluster_id = CLUSTER;
+    cfg.tick_ms = 10;
+    dr_net *a = NULL;
+    assert_int_equal(dr_net_create(&cfg, &a, NULL), 0);
+    dr_net_event ev = next(a, 10000);
+    assert_int_equal(ev.kind, DR_NET_EV_TICK);
+    ev = next(a, 10000);
+    assert_int_equal(ev.kind, DR_NET_EV_TICK);
+
+    task_state ts = {.in_order = true};
+    enum { N = 2000 };
+    for (int i = 0; i < N; i++) {
+        posted *p = malloc(sizeof *p);
+        *p = (posted){&ts, i};
+        assert_int_equal(dr_net_post(a, task_fn, p), 0);
+    }
+    dr_net_destroy(a); /* runs or discards, never loses, every posted task */
+    assert_int_equal(atomic_load(&ts.ran) + atomic_load(&ts.cancelled), N);
+    assert_true(atomic_load(&ts.in_order));
+}
+
 int main(void) {
     dr_log_set_all_levels(DR_LOG_ERROR);
     const struct CMUnitTest tests[] = {
@@ -635,6 +708,7 @@ int main(void) {
         cmocka_unit_test(test_config_and_argument_checks),
         cmocka_unit_test(test_spinning_nodes_and_event_fd),
         cmocka_unit_test(test_handshake_timeout_and_pending_cap),
+        cmocka_unit_test(test_post_and_tick),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
