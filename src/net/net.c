@@ -14,7 +14,7 @@
  *   - events are emitted (callback or inbox) only without net->mu held, so callbacks may send.
  *
  * Handshake: on connect/accept each side queues a HELLO frame (type 1) first:
- *   u64 cluster_id, u32 node_id, u16 role (1 member, 2 client), u16 reserved (0)  = 16 bytes
+ *   u64 cluster_id, u32 node_id, u8 role (1 member, 2 client), 3 reserved bytes (0) = 16 bytes
  * Until the peer's HELLO arrives the decoder accepts payloads of at most DR_NET_HELLO_MAX bytes,
  * so an unidentified connection cannot make the node allocate large buffers.
  */
@@ -99,6 +99,7 @@ typedef struct conn {
     struct conn *next;      /**< net->conns list (under mu) */
     struct conn *next_dead; /**< net->dead list (network thread only) */
     uint64_t created_ns;    /**< when the connection was opened (handshake deadline) */
+    bool parked;            /**< removed from epoll: hung up while reads are paused (under mu) */
 } conn;
 
 struct dr_net {
@@ -157,9 +158,14 @@ static bool is_cut_locked(const dr_net *net, uint32_t peer) {
     return false;
 }
 
+/* Whether c's peer id is meaningful: we dialled it, or its HELLO was accepted. */
+static bool is_identified(const conn *c) {
+    return c->outbound || c->state == CONN_UP;
+}
+
 static conn *find_conn_locked(dr_net *net, uint32_t peer) {
     for (conn *c = net->conns; c; c = c->next)
-        if (c->peer == peer && !c->closed && c->close_reason == 0)
+        if (c->peer == peer && is_identified(c) && !c->closed && c->close_reason == 0)
             return c;
     return NULL;
 }
@@ -205,6 +211,8 @@ static uint32_t interest_locked(const dr_net *net, const conn *c) {
 }
 
 static void update_interest_locked(dr_net *net, conn *c) {
+    if (c->parked)
+        return;
     struct epoll_event ev = {.events = interest_locked(net, c), .data.ptr = c};
     if (epoll_ctl(net->epfd, EPOLL_CTL_MOD, c->fd, &ev))
         DR_ERROR(DR_LOGM_NET, "epoll_ctl MOD fd %d: %s", c->fd, strerror(errno));
@@ -488,7 +496,7 @@ static void complete_hello(dr_net *net, conn *c, uint32_t id, dr_net_role role) 
     pthread_mutex_lock(&net->mu);
     conn *older = NULL;
     for (conn *o = net->conns; o; o = o->next)
-        if (o != c && o->peer == id && !o->closed)
+        if (o != c && o->peer == id && is_identified(o) && !o->closed)
             older = o;
     c->peer = id;
     c->role = role;
@@ -634,9 +642,34 @@ static void handle_writable(dr_net *net, conn *c) {
         close_conn(net, c, rc, strerror(errno));
 }
 
+/*
+ * Reads are paused but the peer hung up: EPOLLHUP cannot be masked, so take the socket out of
+ * epoll until reading resumes (its unread frames are still delivered then).
+ */
+static void park(dr_net *net, conn *c) {
+    pthread_mutex_lock(&net->mu);
+    if (!c->parked && !c->closed) {
+        epoll_ctl(net->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        c->parked = true;
+    }
+    pthread_mutex_unlock(&net->mu);
+}
+
+static void unpark_locked(dr_net *net, conn *c) {
+    struct epoll_event ev = {.events = interest_locked(net, c), .data.ptr = c};
+    c->parked = false;
+    if (epoll_ctl(net->epfd, EPOLL_CTL_ADD, c->fd, &ev))
+        DR_ERROR(DR_LOGM_NET, "epoll_ctl ADD fd %d: %s", c->fd, strerror(errno));
+}
+
 static void handle_conn_event(dr_net *net, conn *c, uint32_t events) {
     if (c->closed)
         return;
+    if (reads_paused(net) && events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP) &&
+        c->state != CONN_CONNECTING) {
+        park(net, c);
+        return;
+    }
     if (events & EPOLLOUT || (c->state == CONN_CONNECTING && events & (EPOLLERR | EPOLLHUP)))
         handle_writable(net, c);
     if (!c->closed && c->state != CONN_CONNECTING && events & (EPOLLIN | EPOLLERR | EPOLLHUP))
@@ -753,7 +786,10 @@ static void apply_read_pause(dr_net *net) {
     if (want_paused != net->reads_paused) {
         net->reads_paused = want_paused;
         for (conn *c = net->conns; c; c = c->next)
-            update_interest_locked(net, c);
+            if (c->parked && !want_paused)
+                unpark_locked(net, c);
+            else
+                update_interest_locked(net, c);
         DR_DEBUG(DR_LOGM_NET, "reading %s (inbox limit)", want_paused ? "paused" : "resumed");
     }
     pthread_mutex_unlock(&net->mu);

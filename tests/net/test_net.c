@@ -18,6 +18,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -690,6 +691,60 @@ static void test_post_and_tick(void **state) {
     assert_true(atomic_load(&ts.in_order));
 }
 
+static double process_cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* A peer that resets its connection while the receiver has paused reading (inbox full) must not
+ * make the network thread spin on the unmaskable EPOLLHUP; once drained, the drop is reported. */
+static void test_reset_while_reads_paused(void **state) {
+    (void)state;
+    dr_net *b = make_node(2, 0, 256 * 1024);
+    int fd = raw_connect(b);
+    raw_send_hello(fd, 50, CLUSTER, 1);
+    expect(b, DR_NET_EV_PEER_UP, 50);
+    enum { LEN = 64 * 1024 };
+    static uint8_t frame[DR_FRAME_HEADER_BYTES + LEN];
+    int sent = 0;
+    size_t off = 0;
+    for (int spins = 0; spins < 200 && sent < 1000;) {
+        if (off == 0) {
+            dr_frame_encode_header(frame, T_DATA, 0, LEN);
+            dr_store_u32le(frame + DR_FRAME_HEADER_BYTES, (uint32_t)sent);
+        }
+        ssize_t n = send(fd, frame + off, sizeof frame - off, MSG_DONTWAIT);
+        if (n < 0) {
+            spins++;
+            usleep(1000);
+            continue;
+        }
+        off += (size_t)n;
+        if (off == sizeof frame)
+            off = 0, sent++;
+    }
+    assert_true(sent < 1000); /* b stopped reading */
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd); /* RST */
+    double cpu_before = process_cpu_seconds();
+    usleep(300 * 1000);
+    assert_true(process_cpu_seconds() - cpu_before < 0.15);
+    for (uint32_t seq = 0;; seq++) {
+        dr_net_event ev = next(b, 10000);
+        if (ev.kind == DR_NET_EV_PEER_DOWN) {
+            assert_int_equal(ev.peer, 50);
+            break;
+        }
+        assert_int_equal(ev.kind, DR_NET_EV_FRAME);
+        assert_int_equal(dr_load_u32le(ev.msg->payload), seq);
+        free(ev.msg);
+    }
+    dr_net_destroy(b);
+}
+
 int main(void) {
     dr_log_set_all_levels(DR_LOG_ERROR);
     const struct CMUnitTest tests[] = {
@@ -709,6 +764,7 @@ int main(void) {
         cmocka_unit_test(test_spinning_nodes_and_event_fd),
         cmocka_unit_test(test_handshake_timeout_and_pending_cap),
         cmocka_unit_test(test_post_and_tick),
+        cmocka_unit_test(test_reset_while_reads_paused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
