@@ -5,7 +5,7 @@
  * bounded spinning). Each measurement runs --runs times; prints median and [min, max], and the
  * process's CPU use during the run (100% = one core busy; the machine has 2).
  *
- *   tcp-ref-bench [--runs N] [--rtt-iters N] [--raw-only] [--filter TEXT]
+ *   tcp-ref-bench [--runs N] [--rtt-iters N] [--raw-only | --paired] [--filter TEXT]
  */
 #include "net_ref.h"
 #include "tcp_ref.h"
@@ -131,10 +131,56 @@ static const job jobs[] = {
     NET_RTT("dr_net rtt 64 B callback loop-spin 50", 64, 0, 50, true),
 };
 
+/*
+ * Paired mode: the machine is shared, so absolute figures drift by 2x within minutes. Each group
+ * runs raw TCP, dr_net inbox and dr_net callback back to back (order rotated every run) and
+ * reports each one's median plus the median of the per-run ratio to raw, which cancels most of
+ * the drift.
+ */
+static const job *const paired_groups[][3] = {
+    {&jobs[0], &jobs[6], &jobs[8]},   /* bw 1 MB */
+    {&jobs[1], &jobs[7], &jobs[9]},   /* bw 100 MB */
+    {&jobs[2], &jobs[10], &jobs[15]}, /* rtt 64 B */
+    {&jobs[3], &jobs[11], &jobs[16]}, /* rtt 1 KB */
+    {&jobs[2], &jobs[14], &jobs[17]}, /* rtt 64 B with bounded spinning */
+};
+
+static double metric(const job *j, const dr_tcp_ref_result *res) {
+    return j->latency ? (double)res->p50_ns / 1e3 : res->mb_per_s;
+}
+
+static int run_paired_group(const job *const group[3], size_t rtt_iters, int runs) {
+    double v[3][MAX_RUNS], ratio[3][MAX_RUNS];
+    for (int r = 0; r < runs; r++) {
+        for (int k = 0; k < 3; k++) {
+            int m = (k + r) % 3;
+            dr_tcp_ref_result res;
+            int rc = run_job(group[m], rtt_iters, &res);
+            if (rc) {
+                fprintf(stderr, "%s: %s\n", group[m]->label, dr_strerror(rc));
+                return rc;
+            }
+            v[m][r] = metric(group[m], &res);
+        }
+        for (int m = 0; m < 3; m++)
+            ratio[m][r] = v[m][r] / v[0][r];
+    }
+    for (int m = 0; m < 3; m++) {
+        qsort(v[m], (size_t)runs, sizeof(double), cmp_double);
+        qsort(ratio[m], (size_t)runs, sizeof(double), cmp_double);
+        printf("%-40s %s %8.1f %s [%.1f, %.1f]  x raw %.2f [%.2f, %.2f]\n", group[m]->label,
+               group[m]->latency ? "p50" : "   ", v[m][runs / 2],
+               group[m]->latency ? "us  " : "MB/s", v[m][0], v[m][runs - 1], ratio[m][runs / 2],
+               ratio[m][0], ratio[m][runs - 1]);
+    }
+    fflush(stdout);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int runs = 5;
     size_t rtt_iters = 20000;
-    bool raw_only = false;
+    bool raw_only = false, paired = false;
     const char *filter = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--runs") && i + 1 < argc)
@@ -143,10 +189,14 @@ int main(int argc, char **argv) {
             rtt_iters = (size_t)atol(argv[++i]);
         else if (!strcmp(argv[i], "--raw-only"))
             raw_only = true;
+        else if (!strcmp(argv[i], "--paired"))
+            paired = true;
         else if (!strcmp(argv[i], "--filter") && i + 1 < argc)
             filter = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--runs N] [--rtt-iters N] [--raw-only] [--filter TEXT]\n",
+            fprintf(stderr,
+                    "usage: %s [--runs N] [--rtt-iters N] [--raw-only | --paired] "
+                    "[--filter TEXT]\n",
                     argv[0]);
             return 2;
         }
@@ -156,7 +206,10 @@ int main(int argc, char **argv) {
     dr_log_set_all_levels(DR_LOG_WARN);
     printf("# %d runs each, %zu round trips per rtt run; median [min, max]\n", runs, rtt_iters);
     int rc = 0;
-    for (size_t i = 0; i < sizeof jobs / sizeof jobs[0]; i++) {
+    for (size_t g = 0; paired && g < sizeof paired_groups / sizeof paired_groups[0]; g++)
+        if (!filter || strstr(paired_groups[g][0]->label, filter))
+            rc |= run_paired_group(paired_groups[g], rtt_iters, runs);
+    for (size_t i = 0; !paired && i < sizeof jobs / sizeof jobs[0]; i++) {
         if ((raw_only && !jobs[i].raw) || (filter && !strstr(jobs[i].label, filter)))
             continue;
         rc |= report(&jobs[i], rtt_iters, runs);
