@@ -139,6 +139,8 @@ static int wait_events(dr_net *net, struct epoll_event *events, int timeout_ms) 
 
 static void *loop(void *arg) {
     dr_net *net = arg;
+    net->loop_thread = pthread_self();
+    atomic_store_explicit(&net->loop_running, true, memory_order_release);
     struct epoll_event events[DR_NET_EPOLL_BATCH];
     bool handshakes_pending = false;
     while (!atomic_load(&net->stopping)) {
@@ -157,6 +159,11 @@ static void *loop(void *arg) {
 }
 
 /* ---------------------------------------------------------------- public API */
+
+static bool on_network_thread(const dr_net *net) {
+    return atomic_load_explicit(&net->loop_running, memory_order_acquire) &&
+           pthread_equal(pthread_self(), net->loop_thread);
+}
 
 void dr_net_config_defaults(dr_net_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
@@ -258,6 +265,10 @@ int dr_net_create(const dr_net_config *cfg, dr_net **out, dr_err *err) {
 void dr_net_destroy(dr_net *net) {
     if (!net)
         return;
+    if (on_network_thread(net)) {
+        DR_ERROR(DR_LOGM_NET, "dr_net_destroy called on the network thread: ignored");
+        return;
+    }
     atomic_store(&net->stopping, true);
     if (net->thread_started) {
         dr_net__wake_thread(net);
@@ -495,6 +506,8 @@ static struct timespec deadline_after(int timeout_ms) {
 }
 
 int dr_net_wait_writable(dr_net *net, uint32_t peer, int timeout_ms) {
+    if (on_network_thread(net))
+        return DR_ESTATE; /* it would wait for itself */
     struct timespec deadline = deadline_after(timeout_ms < 0 ? 0 : timeout_ms);
     int rc = DR_OK;
     pthread_mutex_lock(&net->mu);

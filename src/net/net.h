@@ -121,7 +121,8 @@ int dr_net_create(const dr_net_config *cfg, dr_net **out, dr_err *err);
 /**
  * Stops the network thread (joined), closes every connection and frees every queued frame and
  * unconsumed event (pending outgoing data is dropped; no events are reported). Call from a
- * thread that is not the network thread, once no other thread uses the handle. NULL is a no-op.
+ * thread that is not the network thread (there it logs an error and does nothing), once no other
+ * thread uses the handle. NULL is a no-op.
  */
 void dr_net_destroy(dr_net *net);
 
@@ -181,7 +182,8 @@ int dr_net_send_owned(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags,
 /**
  * Blocks until the peer's queue is below half of max_queue_bytes (returns 0), the peer is gone
  * (DR_ENOTFOUND), the transport shuts down (DR_ECLOSED) or timeout_ms passes (DR_ETIMEDOUT;
- * -1 waits forever). Any thread but the network thread.
+ * -1 waits forever). Any thread but the network thread (there it returns DR_ESTATE at once:
+ * a callback that meets DR_EAGAIN must defer the send, e.g. until the queue drains).
  */
 int dr_net_wait_writable(dr_net *net, uint32_t peer, int timeout_ms);
 

@@ -77,31 +77,33 @@ typedef struct conn {
 } conn;
 
 struct dr_net {
-    dr_net_config cfg;       /**< copy of the creation parameters */
-    int epfd;                /**< epoll set */
-    int wakefd;              /**< eventfd: wakes the network thread */
-    int listenfd;            /**< listener or -1 */
-    uint16_t port;           /**< bound port */
-    pthread_t thread;        /**< network thread */
-    bool thread_started;     /**< thread must be joined */
-    atomic_bool stopping;    /**< destroy in progress */
-    pthread_mutex_t mu;      /**< see the file comment */
-    pthread_cond_t writable; /**< queues drained / peers gone (with mu) */
-    int writable_waiters;    /**< threads in dr_net_wait_writable (under mu) */
-    conn *conns;             /**< live connections (under mu) */
-    conn *dead;              /**< closed, freed at the end of the loop iteration */
-    uint32_t next_client_id; /**< next local client id (network thread only) */
-    uint32_t *cut;           /**< cut peer ids (under mu) */
-    size_t cut_count;        /**< entries in cut */
-    size_t cut_cap;          /**< capacity of cut */
-    int tickfd;              /**< timerfd for DR_NET_EV_TICK, or -1 */
-    task *tasks_head;        /**< posted tasks, oldest first (under mu) */
-    task *tasks_tail;        /**< newest posted task (under mu) */
-    atomic_bool new_conns;   /**< a connection was registered: check handshake deadlines */
-    bool reads_paused;       /**< EPOLLIN removed everywhere (under mu) */
-    dr_spin loop_spin;       /**< network thread's spin state */
-    dr_net_inbox inbox;      /**< inbox mode event queue */
-    bool inbox_ready;        /**< inbox initialised (must be destroyed) */
+    dr_net_config cfg;        /**< copy of the creation parameters */
+    int epfd;                 /**< epoll set */
+    int wakefd;               /**< eventfd: wakes the network thread */
+    int listenfd;             /**< listener or -1 */
+    uint16_t port;            /**< bound port */
+    pthread_t thread;         /**< network thread */
+    bool thread_started;      /**< thread must be joined */
+    pthread_t loop_thread;    /**< the network thread's own id (valid once loop_running) */
+    atomic_bool loop_running; /**< loop_thread is set (written by the network thread) */
+    atomic_bool stopping;     /**< destroy in progress */
+    pthread_mutex_t mu;       /**< see the file comment */
+    pthread_cond_t writable;  /**< queues drained / peers gone (with mu) */
+    int writable_waiters;     /**< threads in dr_net_wait_writable (under mu) */
+    conn *conns;              /**< live connections (under mu) */
+    conn *dead;               /**< closed, freed at the end of the loop iteration */
+    uint32_t next_client_id;  /**< next local client id (network thread only) */
+    uint32_t *cut;            /**< cut peer ids (under mu) */
+    size_t cut_count;         /**< entries in cut */
+    size_t cut_cap;           /**< capacity of cut */
+    int tickfd;               /**< timerfd for DR_NET_EV_TICK, or -1 */
+    task *tasks_head;         /**< posted tasks, oldest first (under mu) */
+    task *tasks_tail;         /**< newest posted task (under mu) */
+    atomic_bool new_conns;    /**< a connection was registered: check handshake deadlines */
+    bool reads_paused;        /**< EPOLLIN removed everywhere (under mu) */
+    dr_spin loop_spin;        /**< network thread's spin state */
+    dr_net_inbox inbox;       /**< inbox mode event queue */
+    bool inbox_ready;         /**< inbox initialised (must be destroyed) */
     _Atomic uint64_t frames_sent, frames_received, frames_dropped, protocol_errors, direct_writes;
 };
 

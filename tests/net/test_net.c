@@ -419,6 +419,7 @@ typedef struct cb_state {
     dr_net *self;
     pthread_t event_thread; /* thread that ran on_event */
     pthread_t task_thread;  /* thread that ran a posted task */
+    int wait_rc;            /* dr_net_wait_writable called from the callback */
     bool task_ran;
 } cb_state;
 
@@ -435,8 +436,10 @@ static void on_event(void *ctx, const dr_net_event *ev) {
     cb_state *s = ctx;
     pthread_mutex_lock(&s->mu);
     s->event_thread = pthread_self();
-    if (ev->kind == DR_NET_EV_PEER_UP)
+    if (ev->kind == DR_NET_EV_PEER_UP) {
         s->ups++;
+        s->wait_rc = dr_net_wait_writable(s->self, ev->peer, 1000);
+    }
     if (ev->kind == DR_NET_EV_FRAME) {
         if (dr_load_u32le(ev->msg->payload) != s->next_seq++)
             s->in_order = false;
@@ -478,6 +481,7 @@ static void test_callback_mode_echo(void **state) {
     }
     pthread_mutex_lock(&s.mu);
     assert_int_equal(s.ups, 1);
+    assert_int_equal(s.wait_rc, DR_ESTATE); /* would deadlock on the network thread */
     assert_int_equal(s.frames, N);
     assert_true(s.in_order);
     assert_false(pthread_equal(s.event_thread, pthread_self()));
