@@ -1,0 +1,455 @@
+/*
+ * derecho-bench: bandwidth and latency of the group's multicast, beside raw loopback TCP
+ * measured in the same run (in the spirit of Derecho's bandwidth_test and latency_test).
+ *
+ *   derecho-bench [--nodes N] [--senders S] [--size BYTES] [--count C] [--raw] [--window W]
+ *                 [--latency] [--runs R] [--port-base P] [--no-reference]
+ *       starts N local node processes on 127.0.0.1 (a 1-shard subgroup of all of them), R times;
+ *   derecho-bench --node-config FILE [same options]
+ *       runs as one node of a real cluster described by FILE (every node runs the same command;
+ *       the nodes with the S lowest ids send).
+ *
+ * Throughput mode: the S senders each send C messages as fast as the window allows; every node
+ * measures from its first to its last delivery, and the run's figure is the slowest node's
+ * (messages/s, MB/s of delivered payload), plus the delivery latency (delivery time minus the
+ * sender's timestamp, same host clock) percentiles. Latency mode (--latency): node 0 sends C
+ * messages one at a time, each after its own previous one was delivered locally (stable at every
+ * member); the figure is that send-to-delivery time, p50/p90/p99.
+ * The reference: dr_tcp_ref_bandwidth for the same message size and dr_tcp_ref_rtt for the
+ * same size, sleeping and polling.
+ */
+#include "derecho/config.h"
+#include "derecho/group.h"
+#include "derecho/log.h"
+#include "tcp_ref.h"
+
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { MAX_NODES = 16, MAX_RUNS = 50 };
+
+typedef struct bench_options {
+    int nodes;             /* local nodes to start */
+    int senders;           /* sending nodes (lowest ids) */
+    size_t size;           /* message bytes */
+    uint64_t count;        /* messages per sender */
+    bool raw;              /* raw (unordered) delivery */
+    int window;            /* window_size */
+    bool latency;          /* latency mode */
+    int runs;              /* repetitions (local mode) */
+    int port_base;         /* first gms port */
+    bool reference;        /* measure raw TCP too */
+    const char *node_config; /* run as one node of this cluster */
+    int as_node;           /* internal: child process index, -1 for the parent */
+} bench_options;
+
+/* What one node measured. */
+typedef struct node_result {
+    double seconds;        /* first to last delivery */
+    uint64_t delivered;    /* messages */
+    uint64_t p50_us, p90_us, p99_us; /* latency percentiles */
+} node_result;
+
+/* ---- one node ------------------------------------------------------------------------------- */
+
+typedef struct node_run {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    uint64_t expected;     /* deliveries to wait for */
+    uint64_t delivered;
+    uint64_t first_ns, last_ns;
+    uint64_t *latency_us;  /* one sample per delivery (throughput) or per send (latency) */
+    uint64_t samples;
+    uint32_t my_id;
+    bool latency_mode;
+    uint64_t own_delivered; /* latency mode: my own messages delivered */
+} node_run;
+
+static uint64_t realtime_us(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (uint64_t)now.tv_sec * 1000000u + (uint64_t)now.tv_nsec / 1000u;
+}
+
+static void on_deliver(void *ctx, const dr_message *message) {
+    node_run *run = ctx;
+    uint64_t now = dr_bench_now_ns();
+    uint64_t now_us = realtime_us();
+    pthread_mutex_lock(&run->lock);
+    if (!run->delivered)
+        run->first_ns = now;
+    run->last_ns = now;
+    run->delivered++;
+    if (!run->latency_mode && run->samples < run->expected)
+        run->latency_us[run->samples++] =
+            now_us > message->timestamp_us ? now_us - message->timestamp_us : 0;
+    if (message->sender_id == run->my_id)
+        run->own_delivered++;
+    pthread_cond_broadcast(&run->cond);
+    pthread_mutex_unlock(&run->lock);
+}
+
+static int compare_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static uint64_t percentile(const uint64_t *sorted, uint64_t n, double p) {
+    if (!n)
+        return 0;
+    uint64_t index = (uint64_t)(p * (double)(n - 1) + 0.5);
+    return sorted[index];
+}
+
+static int load_node_config(const bench_options *options, const char *path, dr_config **config,
+                            dr_layout_spec *spec) {
+    dr_err err = {0};
+    dr_config_options config_options = {.file_path = path};
+    if (dr_config_load(&config_options, config, &err) ||
+        dr_group_policy_from_config(*config, "BENCH", options->raw ? DR_MODE_RAW : DR_MODE_ORDERED,
+                                    &spec->types[0].policy, &err)) {
+        fprintf(stderr, "derecho-bench: %s\n", err.msg);
+        return 1;
+    }
+    spec->num_types = 1;
+    snprintf(spec->types[0].name, sizeof spec->types[0].name, "BENCH");
+    spec->types[0].num_subgroups = 1;
+    dr_config_apply_logging(*config);
+    return 0;
+}
+
+static void send_stream(dr_group *group, node_run *run, const bench_options *options) {
+    uint8_t *payload = calloc(1, options->size ? options->size : 1);
+    for (uint64_t i = 0; i < options->count && payload; i++) {
+        uint64_t start_ns = dr_bench_now_ns();
+        if (dr_group_send(group, 0, payload, options->size, 60000) != DR_OK) {
+            fprintf(stderr, "derecho-bench: send failed\n");
+            break;
+        }
+        if (!options->latency)
+            continue;
+        pthread_mutex_lock(&run->lock); /* wait for my own message to be delivered */
+        while (run->own_delivered < i + 1)
+            pthread_cond_wait(&run->cond, &run->lock);
+        run->latency_us[run->samples++] = (dr_bench_now_ns() - start_ns) / 1000;
+        pthread_mutex_unlock(&run->lock);
+    }
+    free(payload);
+}
+
+/* Runs one node; prints "RESULT seconds delivered p50 p90 p99". */
+static int run_node(const bench_options *options, const char *config_path) {
+    dr_config *config = NULL;
+    dr_layout_spec spec = {0};
+    if (load_node_config(options, config_path, &config, &spec))
+        return 1;
+    int senders = options->latency ? 1 : options->senders;
+    node_run run = {.expected = options->count * (uint64_t)senders,
+                    .latency_mode = options->latency};
+    pthread_mutex_init(&run.lock, NULL);
+    pthread_cond_init(&run.cond, NULL);
+    run.latency_us = calloc(run.expected + 1, sizeof *run.latency_us);
+    dr_group_callbacks callbacks = {.on_deliver = on_deliver, .ctx = &run};
+    dr_group *group = NULL;
+    dr_err err = {0};
+    if (!run.latency_us || dr_group_create(config, &spec, &callbacks, &group, &err) ||
+        dr_group_wait_view(group, 0, 60000)) {
+        fprintf(stderr, "derecho-bench: cannot join: %s\n", err.msg);
+        return 1;
+    }
+    run.my_id = dr_group_my_id(group);
+    uint32_t rank = 0;
+    dr_group_view view;
+    dr_group_get_view(group, &view);
+    for (uint32_t i = 0; i < view.view.num_members; i++) {
+        if (view.view.member_ids[i] == run.my_id)
+            rank = i;
+    }
+    if ((int)rank < senders)
+        send_stream(group, &run, options);
+    pthread_mutex_lock(&run.lock);
+    while (run.delivered < run.expected)
+        pthread_cond_wait(&run.cond, &run.lock);
+    pthread_mutex_unlock(&run.lock);
+    qsort(run.latency_us, run.samples, sizeof *run.latency_us, compare_u64);
+    double seconds = (double)(run.last_ns - run.first_ns) / 1e9;
+    printf("RESULT %.6f %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", seconds,
+           run.delivered, percentile(run.latency_us, run.samples, 0.5),
+           percentile(run.latency_us, run.samples, 0.9),
+           percentile(run.latency_us, run.samples, 0.99));
+    fflush(stdout);
+    char sink[16];
+    while (options->as_node >= 0 && read(STDIN_FILENO, sink, sizeof sink) > 0) {
+    }
+    if (options->as_node < 0)
+        sleep(2); /* a real cluster: let the others finish before leaving */
+    dr_group_destroy(group);
+    dr_config_free(config);
+    free(run.latency_us);
+    return 0;
+}
+
+/* ---- local cluster -------------------------------------------------------------------------- */
+
+static void write_config(const bench_options *options, const char *dir, int node, int port_base,
+                         char *path, size_t path_len) {
+    snprintf(path, path_len, "%s/node%d.cfg", dir, node);
+    FILE *file = fopen(path, "w");
+    if (!file)
+        return;
+    size_t payload = options->size < 10240 ? 10240 : options->size;
+    fprintf(file,
+            "[DERECHO]\ncontact_ip = 127.0.0.1\ncontact_port = %d\nlocal_id = %d\n"
+            "local_ip = 127.0.0.1\ngms_port = %d\nheartbeat_ms = 100\n"
+            "[SUBGROUP/DEFAULT]\nmax_payload_size = %zu\nmax_smc_payload_size = 10240\n"
+            "block_size = 1048576\nwindow_size = %d\n"
+            "[SUBGROUP/BENCH]\nnum_shards = 1\nmin_nodes = %d\nmax_nodes = %d\n"
+            "[LOGGER]\ndefault_log_level = warn\n",
+            port_base, node, port_base + node, payload, options->window, options->nodes,
+            options->nodes);
+    fclose(file);
+}
+
+typedef struct child_proc {
+    pid_t pid;
+    int stdin_fd, stdout_fd;
+    char line[256];
+} child_proc;
+
+static int spawn_child(child_proc *child, const char *self, const char *config_path, int node,
+                       char **forward) {
+    int in_pipe[2], out_pipe[2];
+    if (pipe(in_pipe) || pipe(out_pipe))
+        return -1;
+    child->pid = fork();
+    if (child->pid == 0) {
+        dup2(in_pipe[0], STDIN_FILENO);
+        dup2(out_pipe[1], STDOUT_FILENO);
+        close(in_pipe[1]);
+        close(out_pipe[0]);
+        char node_text[16];
+        snprintf(node_text, sizeof node_text, "%d", node);
+        char *argv[64] = {(char *)self, "--as-node", node_text, "--node-config",
+                          (char *)config_path};
+        int argc = 5;
+        for (int i = 0; forward[i] && argc < 63; i++)
+            argv[argc++] = forward[i];
+        argv[argc] = NULL;
+        execv(self, argv);
+        _exit(127);
+    }
+    close(in_pipe[0]);
+    close(out_pipe[1]);
+    child->stdin_fd = in_pipe[1];
+    child->stdout_fd = out_pipe[0];
+    child->line[0] = '\0';
+    return child->pid > 0 ? 0 : -1;
+}
+
+static int read_line_timeout(int fd, char *line, size_t cap, int timeout_s) {
+    size_t len = 0;
+    time_t deadline = time(NULL) + timeout_s;
+    while (len + 1 < cap && time(NULL) < deadline) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 1000) <= 0)
+            continue;
+        ssize_t n = read(fd, line + len, 1);
+        if (n <= 0)
+            break;
+        if (line[len] == '\n')
+            break;
+        len++;
+    }
+    line[len] = '\0';
+    return len ? 0 : -1;
+}
+
+/* One local run: returns the slowest node's result. */
+static int run_local_once(const bench_options *options, const char *self, char **forward,
+                          int port_base, node_result *out) {
+    char dir[] = "/tmp/derecho_bench_XXXXXX";
+    if (!mkdtemp(dir))
+        return -1;
+    child_proc children[MAX_NODES];
+    int rc = 0;
+    for (int i = 0; i < options->nodes; i++) {
+        char path[512];
+        write_config(options, dir, i, port_base, path, sizeof path);
+        if (spawn_child(&children[i], self, path, i, forward))
+            return -1;
+        if (i == 0)
+            usleep(200000);
+    }
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < options->nodes; i++) {
+        node_result result = {0};
+        if (read_line_timeout(children[i].stdout_fd, children[i].line, sizeof children[i].line,
+                              600) ||
+            sscanf(children[i].line, "RESULT %lf %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64,
+                   &result.seconds, &result.delivered, &result.p50_us, &result.p90_us,
+                   &result.p99_us) != 5) {
+            fprintf(stderr, "derecho-bench: node %d gave no result\n", i);
+            rc = -1;
+            continue;
+        }
+        if (options->latency ? i == 0 : result.seconds > out->seconds)
+            *out = result;
+    }
+    for (int i = 0; i < options->nodes; i++)
+        close(children[i].stdin_fd);
+    for (int i = 0; i < options->nodes; i++) {
+        int status;
+        waitpid(children[i].pid, &status, 0);
+        close(children[i].stdout_fd);
+    }
+    char command[128];
+    snprintf(command, sizeof command, "rm -rf %s", dir);
+    if (system(command) != 0)
+        rc = -1;
+    return rc;
+}
+
+static int compare_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void print_spread(const char *what, double *values, int n, const char *unit) {
+    qsort(values, (size_t)n, sizeof *values, compare_double);
+    printf("  %-34s median %10.2f %s   min %10.2f   max %10.2f   (n=%d)\n", what, values[n / 2],
+           unit, values[0], values[n - 1], n);
+}
+
+static void run_reference(const bench_options *options) {
+    dr_tcp_ref_result bandwidth = {0}, rtt_sleep = {0}, rtt_poll = {0};
+    size_t total = options->size * options->count * (size_t)options->senders;
+    size_t count = total / (options->size ? options->size : 1);
+    if (count > 100000)
+        count = 100000;
+    if (count < 4)
+        count = 4;
+    dr_tcp_ref_bandwidth(options->size, count, &bandwidth);
+    dr_tcp_ref_rtt(options->size, 2000, false, &rtt_sleep);
+    dr_tcp_ref_rtt(options->size, 2000, true, &rtt_poll);
+    printf("raw loopback TCP (same run): %.1f MB/s, %.0f msgs/s for %zu B; round trip p50 %.1f "
+           "us sleeping, %.1f us polling\n",
+           bandwidth.mb_per_s, bandwidth.msgs_per_s, options->size, rtt_sleep.p50_ns / 1000.0,
+           rtt_poll.p50_ns / 1000.0);
+}
+
+static int run_local(const bench_options *options, const char *self, char **forward) {
+    double mbps[MAX_RUNS], msgs[MAX_RUNS], p50[MAX_RUNS], p90[MAX_RUNS], p99[MAX_RUNS];
+    int good = 0;
+    for (int r = 0; r < options->runs; r++) {
+        node_result result;
+        if (run_local_once(options, self, forward, options->port_base + r * 2 * MAX_NODES,
+                           &result))
+            continue;
+        double bytes = (double)result.delivered * (double)options->size;
+        msgs[good] = result.seconds > 0 ? (double)result.delivered / result.seconds : 0;
+        mbps[good] = result.seconds > 0 ? bytes / result.seconds / 1e6 : 0;
+        p50[good] = (double)result.p50_us;
+        p90[good] = (double)result.p90_us;
+        p99[good] = (double)result.p99_us;
+        good++;
+    }
+    printf("derecho-bench: %d nodes, %d senders, %zu B, %" PRIu64 " msgs/sender, %s, window %d, "
+           "%s mode, %d/%d runs ok\n",
+           options->nodes, options->latency ? 1 : options->senders, options->size,
+           options->count, options->raw ? "raw" : "ordered", options->window,
+           options->latency ? "latency" : "throughput", good, options->runs);
+    if (good) {
+        if (!options->latency) {
+            print_spread("throughput (slowest node)", mbps, good, "MB/s");
+            print_spread("throughput (slowest node)", msgs, good, "msg/s");
+        }
+        print_spread(options->latency ? "send-to-delivery p50" : "delivery latency p50", p50,
+                     good, "us");
+        print_spread(options->latency ? "send-to-delivery p90" : "delivery latency p90", p90,
+                     good, "us");
+        print_spread(options->latency ? "send-to-delivery p99" : "delivery latency p99", p99,
+                     good, "us");
+    }
+    if (options->reference)
+        run_reference(options);
+    return good == options->runs ? 0 : 1;
+}
+
+/* ---- command line --------------------------------------------------------------------------- */
+
+static void usage(void) {
+    fprintf(stderr, "usage: derecho-bench [--nodes N] [--senders S] [--size BYTES] [--count C]\n"
+                    "                     [--raw] [--window W] [--latency] [--runs R]\n"
+                    "                     [--port-base P] [--no-reference] [--node-config FILE]\n");
+}
+
+int main(int argc, char **argv) {
+    bench_options options = {.nodes = 3, .senders = 3, .size = 1024, .count = 10000,
+                             .window = 16, .runs = 1, .port_base = 43000, .reference = true,
+                             .as_node = -1};
+    static char *forward[64];
+    int forwarded = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
+        bool takes_value = true;
+        if (strcmp(arg, "--nodes") == 0 && value)
+            options.nodes = atoi(value);
+        else if (strcmp(arg, "--senders") == 0 && value)
+            options.senders = atoi(value);
+        else if (strcmp(arg, "--size") == 0 && value)
+            options.size = strtoull(value, NULL, 10);
+        else if (strcmp(arg, "--count") == 0 && value)
+            options.count = strtoull(value, NULL, 10);
+        else if (strcmp(arg, "--window") == 0 && value)
+            options.window = atoi(value);
+        else if (strcmp(arg, "--runs") == 0 && value)
+            options.runs = atoi(value);
+        else if (strcmp(arg, "--port-base") == 0 && value)
+            options.port_base = atoi(value);
+        else if (strcmp(arg, "--node-config") == 0 && value)
+            options.node_config = value;
+        else if (strcmp(arg, "--as-node") == 0 && value)
+            options.as_node = atoi(value);
+        else {
+            takes_value = false;
+            if (strcmp(arg, "--raw") == 0)
+                options.raw = true;
+            else if (strcmp(arg, "--latency") == 0)
+                options.latency = true;
+            else if (strcmp(arg, "--no-reference") == 0)
+                options.reference = false;
+            else {
+                usage();
+                return 2;
+            }
+        }
+        bool internal = strcmp(arg, "--as-node") == 0 || strcmp(arg, "--node-config") == 0 ||
+                        strcmp(arg, "--runs") == 0;
+        if (!internal && forwarded < 60) {
+            forward[forwarded++] = argv[i];
+            if (takes_value)
+                forward[forwarded++] = argv[i + 1];
+        }
+        if (takes_value)
+            i++;
+    }
+    if (options.nodes < 1 || options.nodes > MAX_NODES || options.senders < 1 ||
+        options.senders > options.nodes || options.runs < 1 || options.runs > MAX_RUNS ||
+        options.window < 1) {
+        usage();
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (options.node_config)
+        return run_node(&options, options.node_config);
+    return run_local(&options, "/proc/self/exe", forward);
+}

@@ -1,0 +1,585 @@
+/*
+ * dr_net: the TCP transport (contract in net.h, design in docs/net.md). This file: the event
+ * loop, posted tasks and ticks, the public API and the send path; conn.c: per-connection I/O,
+ * handshake and closing; net_int.h: the private structures both share.
+ *
+ * Threads and locks:
+ *   - the network thread runs loop(): epoll over the listener, a wake eventfd and every
+ *     connection. It alone reads sockets, runs decoders, closes and frees connections.
+ *   - net->mu guards the connection list, peer ids, outgoing queues, epoll interest updates,
+ *     the cut set and the writable condition. Every socket WRITE happens under it (by the sending
+ *     thread when the queue is empty, else by the network thread on EPOLLOUT), so frames of one
+ *     connection never interleave. Reads happen without it (only the network thread reads).
+ *   - a connection is freed only by the network thread, at the end of a loop iteration, so
+ *     pointers in the current epoll batch stay valid; other threads find connections only under
+ *     net->mu, where closed ones are already unlinked.
+ *   - events are emitted (callback or inbox) only without net->mu held, so callbacks may send.
+ *
+ * Handshake: on connect/accept each side queues a HELLO frame (type 1) first:
+ *   u64 cluster_id, u32 node_id, u8 role (1 member, 2 client), 3 reserved bytes (0) = 16 bytes
+ * Until the peer's HELLO arrives the decoder accepts payloads of at most DR_NET_HELLO_MAX bytes,
+ * so an unidentified connection cannot make the node allocate large buffers.
+ */
+#include "net/net_int.h"
+
+#include "derecho/buffer.h"
+#include "derecho/log.h"
+#include "net/sock.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+static int listen_marker, wake_marker, tick_marker;
+
+/* Takes every posted task and runs it, oldest first, with `status`. */
+static void run_tasks(dr_net *net, int status) {
+    pthread_mutex_lock(&net->mu);
+    task *t = net->tasks_head;
+    net->tasks_head = net->tasks_tail = NULL;
+    pthread_mutex_unlock(&net->mu);
+    while (t) {
+        task *next = t->next;
+        t->fn(t->ctx, status);
+        free(t);
+        t = next;
+    }
+}
+
+static void handle_tick(dr_net *net) {
+    uint64_t expirations = 0;
+    if (read(net->tickfd, &expirations, sizeof expirations) != (ssize_t)sizeof expirations)
+        return;
+    dr_net_event ev = {.kind = DR_NET_EV_TICK};
+    dr_net__emit(net, &ev);
+}
+
+/* Wake-ups: closes connections other threads asked to close, runs posted tasks. */
+static void handle_wake(dr_net *net) {
+    uint64_t count;
+    ssize_t n = read(net->wakefd, &count, sizeof count);
+    (void)n;
+    run_tasks(net, DR_OK);
+    for (;;) {
+        conn *victim = NULL;
+        pthread_mutex_lock(&net->mu);
+        for (conn *c = net->conns; c && !victim; c = c->next)
+            if (c->close_reason)
+                victim = c;
+        pthread_mutex_unlock(&net->mu);
+        if (!victim)
+            break;
+        dr_net__close_conn(net, victim, victim->close_reason,
+                           victim->close_reason == DR_ECLOSED ? "closed locally" : "write failed");
+    }
+}
+
+static void apply_read_pause(dr_net *net) {
+    if (net->cfg.on_event)
+        return;
+    bool want_paused = dr_net_inbox_over_limit(&net->inbox);
+    pthread_mutex_lock(&net->mu);
+    if (want_paused != net->reads_paused) {
+        net->reads_paused = want_paused;
+        for (conn *c = net->conns; c; c = c->next)
+            if (c->parked && !want_paused)
+                dr_net__unpark_locked(net, c);
+            else
+                dr_net__update_interest_locked(net, c);
+        DR_DEBUG(DR_LOGM_NET, "reading %s (inbox limit)", want_paused ? "paused" : "resumed");
+    }
+    pthread_mutex_unlock(&net->mu);
+}
+
+static void dispatch(dr_net *net, struct epoll_event *events, int n) {
+    for (int i = 0; i < n; i++) {
+        if (events[i].data.ptr == &listen_marker)
+            dr_net__accept_all(net);
+        else if (events[i].data.ptr == &wake_marker)
+            handle_wake(net);
+        else if (events[i].data.ptr == &tick_marker)
+            handle_tick(net);
+        else
+            dr_net__handle_conn_event(net, events[i].data.ptr, events[i].events);
+    }
+    apply_read_pause(net);
+    dr_net__free_dead(net);
+}
+
+/* epoll_wait, preceded by a bounded spin of non-blocking polls when the spin state allows. */
+static int wait_events(dr_net *net, struct epoll_event *events, int timeout_ms) {
+    if (dr_spin_should(&net->loop_spin)) {
+        uint64_t end = dr_net__now_ns() + (uint64_t)net->loop_spin.budget_us * 1000u;
+        do {
+            int n = epoll_wait(net->epfd, events, DR_NET_EPOLL_BATCH, 0);
+            if (n != 0) {
+                dr_spin_spun(&net->loop_spin, n > 0);
+                return n;
+            }
+            sched_yield(); /* a peer thread sharing this CPU gets to run */
+        } while (dr_net__now_ns() < end);
+        dr_spin_spun(&net->loop_spin, false);
+    }
+    uint64_t start = dr_net__now_ns();
+    int n = epoll_wait(net->epfd, events, DR_NET_EPOLL_BATCH, timeout_ms);
+    if (net->loop_spin.budget_us)
+        dr_spin_blocked(&net->loop_spin, dr_net__now_ns() - start);
+    return n;
+}
+
+static void *loop(void *arg) {
+    dr_net *net = arg;
+    net->loop_thread = pthread_self();
+    atomic_store_explicit(&net->loop_running, true, memory_order_release);
+    struct epoll_event events[DR_NET_EPOLL_BATCH];
+    bool handshakes_pending = false;
+    while (!atomic_load(&net->stopping)) {
+        int n = wait_events(net, events, handshakes_pending ? DR_NET_SWEEP_MS : -1);
+        if (n < 0 && errno != EINTR) {
+            DR_ERROR(DR_LOGM_NET, "epoll_wait: %s", strerror(errno));
+            break;
+        }
+        if (n > 0)
+            dispatch(net, events, n);
+        if (handshakes_pending || atomic_exchange(&net->new_conns, false))
+            handshakes_pending = dr_net__expire_handshakes(net);
+        dr_net__free_dead(net);
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- public API */
+
+static bool on_network_thread(const dr_net *net) {
+    return atomic_load_explicit(&net->loop_running, memory_order_acquire) &&
+           pthread_equal(pthread_self(), net->loop_thread);
+}
+
+void dr_net_config_defaults(dr_net_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->role = DR_NET_ROLE_MEMBER;
+    cfg->max_frame_bytes = 128u << 20;
+    cfg->max_queue_bytes = (size_t)256u << 20;
+    cfg->max_inbox_bytes = (size_t)256u << 20;
+    cfg->handshake_timeout_ms = 5000;
+    cfg->max_pending_inbound = 64;
+}
+
+static int check_config(const dr_net_config *cfg, dr_err *err) {
+    if (cfg->role != DR_NET_ROLE_MEMBER && cfg->role != DR_NET_ROLE_CLIENT)
+        return dr_err_set(err, DR_EINVAL, "net: unknown role %d", (int)cfg->role);
+    if (cfg->role == DR_NET_ROLE_MEMBER && cfg->node_id >= DR_NET_CLIENT_ID_BASE)
+        return dr_err_set(err, DR_EINVAL, "net: node id %u out of range", cfg->node_id);
+    if (cfg->max_frame_bytes == 0 || cfg->max_frame_bytes > DR_FRAME_PAYLOAD_HARD_MAX)
+        return dr_err_set(err, DR_EINVAL, "net: max_frame_bytes %u out of range",
+                          cfg->max_frame_bytes);
+    if (cfg->handshake_timeout_ms == 0 || cfg->max_pending_inbound == 0)
+        return dr_err_set(err, DR_EINVAL, "net: handshake limits must be positive");
+    if (cfg->max_queue_bytes == 0 || cfg->max_inbox_bytes == 0)
+        return dr_err_set(err, DR_EINVAL, "net: queue limits must be positive");
+    if (cfg->spin_us > 1000 || cfg->loop_spin_us > 1000)
+        return dr_err_set(err, DR_EINVAL, "net: spin over the 1000 µs bound");
+    return DR_OK;
+}
+
+static int add_marker(dr_net *net, int fd, void *marker, dr_err *err) {
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = marker};
+    if (epoll_ctl(net->epfd, EPOLL_CTL_ADD, fd, &ev))
+        return dr_err_set(err, DR_EIO, "net: epoll_ctl: %s", strerror(errno));
+    return DR_OK;
+}
+
+static int open_tick(dr_net *net, dr_err *err) {
+    net->tickfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (net->tickfd < 0)
+        return dr_err_set(err, DR_EIO, "net: timerfd: %s", strerror(errno));
+    struct timespec period = {.tv_sec = net->cfg.tick_ms / 1000,
+                              .tv_nsec = (long)(net->cfg.tick_ms % 1000) * 1000000L};
+    struct itimerspec spec = {.it_interval = period, .it_value = period};
+    if (timerfd_settime(net->tickfd, 0, &spec, NULL))
+        return dr_err_set(err, DR_EIO, "net: timerfd_settime: %s", strerror(errno));
+    return add_marker(net, net->tickfd, &tick_marker, err);
+}
+
+static int open_fds(dr_net *net, const char *listen_ip, dr_err *err) {
+    net->epfd = epoll_create1(EPOLL_CLOEXEC);
+    net->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (net->epfd < 0 || net->wakefd < 0)
+        return dr_err_set(err, DR_EIO, "net: epoll/eventfd: %s", strerror(errno));
+    int rc = add_marker(net, net->wakefd, &wake_marker, err);
+    if (rc == DR_OK && net->cfg.tick_ms)
+        rc = open_tick(net, err);
+    if (rc || !listen_ip)
+        return rc;
+    rc = dr_sock_listen(listen_ip, net->cfg.listen_port, 128, &net->listenfd, &net->port, err);
+    return rc ? rc : add_marker(net, net->listenfd, &listen_marker, err);
+}
+
+static void init_sync(dr_net *net) {
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&net->writable, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_mutex_init(&net->mu, NULL);
+}
+
+int dr_net_create(const dr_net_config *cfg, dr_net **out, dr_err *err) {
+    int rc = check_config(cfg, err);
+    if (rc)
+        return rc;
+    dr_net *net = calloc(1, sizeof *net);
+    if (!net)
+        return dr_err_set(err, DR_ENOMEM, "net: no memory");
+    net->cfg = *cfg;
+    net->cfg.listen_ip = NULL; /* the caller's string is not kept */
+    net->epfd = net->wakefd = net->listenfd = net->tickfd = -1;
+    init_sync(net);
+    dr_spin_init(&net->loop_spin, cfg->loop_spin_us);
+    rc = open_fds(net, cfg->listen_ip, err);
+    if (rc == DR_OK &&
+        dr_net_inbox_init(&net->inbox, cfg->max_inbox_bytes, cfg->spin_us, net->wakefd) != DR_OK)
+        rc = dr_err_set(err, DR_EIO, "net: cannot create the inbox");
+    net->inbox_ready = rc == DR_OK;
+    if (rc == DR_OK && pthread_create(&net->thread, NULL, loop, net))
+        rc = dr_err_set(err, DR_EIO, "net: cannot start the network thread");
+    if (rc) {
+        dr_net_destroy(net);
+        return rc;
+    }
+    net->thread_started = true;
+    *out = net;
+    return DR_OK;
+}
+
+void dr_net_destroy(dr_net *net) {
+    if (!net)
+        return;
+    if (on_network_thread(net)) {
+        DR_ERROR(DR_LOGM_NET, "dr_net_destroy called on the network thread: ignored");
+        return;
+    }
+    atomic_store(&net->stopping, true);
+    if (net->thread_started) {
+        dr_net__wake_thread(net);
+        pthread_join(net->thread, NULL);
+    }
+    pthread_mutex_lock(&net->mu);
+    pthread_cond_broadcast(&net->writable);
+    pthread_mutex_unlock(&net->mu);
+    while (net->conns) {
+        conn *c = net->conns;
+        net->conns = c->next;
+        dr_net__free_frame_list(c->out_head);
+        close(c->fd);
+        dr_net__free_conn(c);
+    }
+    dr_net__free_dead(net);
+    run_tasks(net, DR_ECLOSED);
+    if (net->tickfd >= 0)
+        close(net->tickfd);
+    if (net->inbox_ready)
+        dr_net_inbox_destroy(&net->inbox);
+    if (net->listenfd >= 0)
+        close(net->listenfd);
+    if (net->wakefd >= 0)
+        close(net->wakefd);
+    if (net->epfd >= 0)
+        close(net->epfd);
+    free(net->cut);
+    pthread_cond_destroy(&net->writable);
+    pthread_mutex_destroy(&net->mu);
+    free(net);
+}
+
+int dr_net_post(dr_net *net, dr_net_task_fn fn, void *ctx) {
+    if (atomic_load(&net->stopping))
+        return DR_ECLOSED;
+    task *t = malloc(sizeof *t);
+    if (!t)
+        return DR_ENOMEM;
+    *t = (task){.fn = fn, .ctx = ctx};
+    pthread_mutex_lock(&net->mu);
+    if (net->tasks_tail)
+        net->tasks_tail->next = t;
+    else
+        net->tasks_head = t;
+    net->tasks_tail = t;
+    pthread_mutex_unlock(&net->mu);
+    dr_net__wake_thread(net);
+    return DR_OK;
+}
+
+uint16_t dr_net_listen_port(const dr_net *net) {
+    return net->port;
+}
+
+int dr_net_connect(dr_net *net, uint32_t node_id, const char *ip, uint16_t port) {
+    if (atomic_load(&net->stopping))
+        return DR_ECLOSED;
+    if (node_id >= DR_NET_CLIENT_ID_BASE)
+        return DR_EINVAL;
+    pthread_mutex_lock(&net->mu);
+    bool exists = dr_net__find_conn_locked(net, node_id) != NULL;
+    pthread_mutex_unlock(&net->mu);
+    if (exists)
+        return DR_EEXIST;
+    int fd = -1;
+    dr_err err;
+    int rc = dr_sock_connect_start(ip, port, &fd, &err);
+    if (rc) {
+        DR_WARN(DR_LOGM_NET, "connect to node %u: %s", node_id, err.msg);
+        return rc;
+    }
+    conn *c = dr_net__new_conn(net, fd, true, node_id);
+    if (!c) {
+        close(fd);
+        return DR_ENOMEM;
+    }
+    return dr_net__register_conn(net, c);
+}
+
+int dr_net_disconnect(dr_net *net, uint32_t peer) {
+    pthread_mutex_lock(&net->mu);
+    conn *c = dr_net__find_conn_locked(net, peer);
+    if (c)
+        c->close_reason = DR_ECLOSED;
+    pthread_mutex_unlock(&net->mu);
+    if (!c)
+        return DR_ENOTFOUND;
+    dr_net__wake_thread(net);
+    return DR_OK;
+}
+
+/* Writes header+payload straight to the socket; returns bytes written (0 on EAGAIN) or -1. */
+static ssize_t direct_write(conn *c, const uint8_t *header, const void *payload, size_t len) {
+    struct iovec iov[2] = {{(void *)header, DR_FRAME_HEADER_BYTES}, {(void *)payload, len}};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
+    ssize_t n;
+    do
+        n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return 0;
+    return n;
+}
+
+/* Queues what direct_write left: copies the unsent payload part, or references an owned one. */
+static out_frame *frame_for_queue(uint16_t type, uint32_t flags, const void *payload, size_t len,
+                                  size_t written, bool owned) {
+    size_t payload_written = written > DR_FRAME_HEADER_BYTES ? written - DR_FRAME_HEADER_BYTES : 0;
+    size_t copy = owned ? 0 : len - payload_written;
+    out_frame *f = dr_net__new_frame(type, flags, len, copy);
+    if (!f)
+        return NULL;
+    f->header_off = written < DR_FRAME_HEADER_BYTES ? written : DR_FRAME_HEADER_BYTES;
+    if (owned) {
+        f->payload = (uint8_t *)payload;
+        f->payload_len = len;
+        f->payload_off = payload_written;
+    } else if (copy) {
+        memcpy(f->payload, (const uint8_t *)payload + payload_written, copy);
+    }
+    return f;
+}
+
+typedef struct send_req {
+    uint32_t peer;          /**< destination */
+    uint16_t type;          /**< message type */
+    uint32_t flags;         /**< frame flags */
+    const void *payload;    /**< payload bytes */
+    size_t len;             /**< payload length */
+    bool owned;             /**< payload handed over (free_fn) rather than copied */
+    dr_net_free_fn free_fn; /**< owned: release callback */
+    void *free_ctx;         /**< owned: its context */
+} send_req;
+
+/* Under mu with c found: direct write if possible, queue the rest. *taken: the queue now owns
+ * an owned payload. */
+static int send_locked(dr_net *net, conn *c, const send_req *req, bool *taken) {
+    size_t written = 0;
+    if (c->state != CONN_CONNECTING && !c->out_head) {
+        uint8_t header[DR_FRAME_HEADER_BYTES];
+        dr_frame_encode_header(header, req->type, req->flags, (uint32_t)req->len);
+        ssize_t n = direct_write(c, header, req->payload, req->len);
+        if (n < 0) {
+            c->close_reason = DR_EIO;
+            dr_net__wake_thread(net);
+            return DR_OK; /* lost with the connection; PEER_DOWN follows */
+        }
+        written = (size_t)n;
+        if (written == DR_FRAME_HEADER_BYTES + req->len) {
+            dr_net__stat_add(&net->frames_sent, 1);
+            dr_net__stat_add(&net->direct_writes, 1);
+            return DR_OK;
+        }
+    }
+    out_frame *f =
+        frame_for_queue(req->type, req->flags, req->payload, req->len, written, req->owned);
+    if (!f) {
+        if (written) { /* half a frame is on the wire: the stream cannot continue */
+            c->close_reason = DR_ENOMEM;
+            dr_net__wake_thread(net);
+        }
+        return DR_ENOMEM;
+    }
+    if (req->owned) {
+        f->free_fn = req->free_fn;
+        f->free_ctx = req->free_ctx;
+        f->free_arg = (void *)req->payload;
+        *taken = true;
+    }
+    dr_net__append_locked(c, f);
+    if (c->state != CONN_CONNECTING && !c->want_write) {
+        c->want_write = true;
+        dr_net__update_interest_locked(net, c);
+    }
+    return DR_OK;
+}
+
+static int send_frame(dr_net *net, const send_req *req, bool *taken) {
+    if (req->type < DR_NET_TYPE_USER_MIN)
+        return DR_EINVAL;
+    if (req->len > net->cfg.max_frame_bytes)
+        return DR_ETOOBIG;
+    if (atomic_load(&net->stopping))
+        return DR_ECLOSED;
+    pthread_mutex_lock(&net->mu);
+    int rc = DR_OK;
+    conn *c = dr_net__find_conn_locked(net, req->peer);
+    if (!c)
+        rc = DR_ENOTFOUND;
+    else if (dr_net__is_cut_locked(net, req->peer))
+        dr_net__stat_add(&net->frames_dropped, 1);
+    else if (c->queued_bytes >= net->cfg.max_queue_bytes)
+        rc = DR_EAGAIN;
+    else
+        rc = send_locked(net, c, req, taken);
+    pthread_mutex_unlock(&net->mu);
+    return rc;
+}
+
+int dr_net_send(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags, const void *payload,
+                size_t len) {
+    send_req req = {.peer = peer, .type = type, .flags = flags, .payload = payload, .len = len};
+    bool taken = false;
+    return send_frame(net, &req, &taken);
+}
+
+int dr_net_send_owned(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags, void *payload,
+                      size_t len, dr_net_free_fn free_fn, void *free_ctx) {
+    send_req req = {.peer = peer,
+                    .type = type,
+                    .flags = flags,
+                    .payload = payload,
+                    .len = len,
+                    .owned = true,
+                    .free_fn = free_fn,
+                    .free_ctx = free_ctx};
+    bool taken = false;
+    int rc = send_frame(net, &req, &taken);
+    if (!taken && free_fn)
+        free_fn(free_ctx, payload);
+    return rc;
+}
+
+static struct timespec deadline_after(int timeout_ms) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+int dr_net_wait_writable(dr_net *net, uint32_t peer, int timeout_ms) {
+    if (on_network_thread(net))
+        return DR_ESTATE; /* it would wait for itself */
+    struct timespec deadline = deadline_after(timeout_ms < 0 ? 0 : timeout_ms);
+    int rc = DR_OK;
+    pthread_mutex_lock(&net->mu);
+    net->writable_waiters++;
+    for (;;) {
+        conn *c = dr_net__find_conn_locked(net, peer);
+        if (atomic_load(&net->stopping)) {
+            rc = DR_ECLOSED;
+            break;
+        }
+        if (!c) {
+            rc = DR_ENOTFOUND;
+            break;
+        }
+        if (c->queued_bytes < net->cfg.max_queue_bytes / 2)
+            break;
+        int wrc = timeout_ms < 0 ? pthread_cond_wait(&net->writable, &net->mu)
+                                 : pthread_cond_timedwait(&net->writable, &net->mu, &deadline);
+        if (wrc == ETIMEDOUT) {
+            rc = DR_ETIMEDOUT;
+            break;
+        }
+    }
+    net->writable_waiters--;
+    pthread_mutex_unlock(&net->mu);
+    return rc;
+}
+
+size_t dr_net_queued_bytes(dr_net *net, uint32_t peer) {
+    pthread_mutex_lock(&net->mu);
+    conn *c = dr_net__find_conn_locked(net, peer);
+    size_t bytes = c ? c->queued_bytes : 0;
+    pthread_mutex_unlock(&net->mu);
+    return bytes;
+}
+
+int dr_net_next_event(dr_net *net, dr_net_event *ev, int timeout_ms) {
+    if (net->cfg.on_event)
+        return DR_ESTATE;
+    return dr_net_inbox_pop(&net->inbox, ev, timeout_ms, &net->stopping);
+}
+
+int dr_net_event_fd(const dr_net *net) {
+    return net->inbox.event_fd;
+}
+
+void dr_net_test_cut_link(dr_net *net, uint32_t peer, bool cut) {
+    pthread_mutex_lock(&net->mu);
+    for (size_t i = 0; i < net->cut_count; i++)
+        if (net->cut[i] == peer) {
+            if (!cut)
+                net->cut[i] = net->cut[--net->cut_count];
+            cut = false; /* already present */
+            break;
+        }
+    if (cut && net->cut_count == net->cut_cap) {
+        size_t cap = net->cut_cap ? net->cut_cap * 2 : 8;
+        uint32_t *grown = realloc(net->cut, cap * sizeof *grown);
+        if (grown) {
+            net->cut = grown;
+            net->cut_cap = cap;
+        }
+    }
+    if (cut && net->cut_count < net->cut_cap)
+        net->cut[net->cut_count++] = peer;
+    pthread_mutex_unlock(&net->mu);
+}
+
+void dr_net_get_stats(dr_net *net, dr_net_stats *out) {
+    out->frames_sent = atomic_load_explicit(&net->frames_sent, memory_order_relaxed);
+    out->frames_received = atomic_load_explicit(&net->frames_received, memory_order_relaxed);
+    out->frames_dropped = atomic_load_explicit(&net->frames_dropped, memory_order_relaxed);
+    out->protocol_errors = atomic_load_explicit(&net->protocol_errors, memory_order_relaxed);
+    out->direct_writes = atomic_load_explicit(&net->direct_writes, memory_order_relaxed);
+}

@@ -1,0 +1,225 @@
+/*
+ * dr_net: framed, checked messages over TCP between the nodes of a group and its outside clients.
+ *
+ * One instance per process. It owns ONE network thread (epoll) that accepts, connects, performs
+ * the handshake, reads and decodes frames, and flushes outgoing queues. Other threads call
+ * dr_net_send*() concurrently; when a peer's queue is empty the sending thread writes to the
+ * socket itself (no thread hop), otherwise the frame is queued and the network thread finishes
+ * it on EPOLLOUT. Everything received is reported as ordered events (peer up, frame, peer down):
+ *
+ *   - callback mode (config.on_event != NULL): on_event runs on the network thread, one event at
+ *     a time, in order. It must not block for long; it may call dr_net_send*() and every other
+ *     function here except dr_net_destroy() and dr_net_next_event().
+ *   - inbox mode (config.on_event == NULL): events wait in a thread-safe FIFO; ONE consumer
+ *     thread (the core thread) takes them with dr_net_next_event(), which blocks when idle
+ *     (after a short bounded adaptive spin), or polls dr_net_event_fd() in its own epoll set.
+ *     When the inbox holds more than max_inbox_bytes of payload the network thread stops reading
+ *     sockets (TCP flow control then pushes back on the senders) until it drains.
+ *
+ * Order: for one peer connection, PEER_UP comes before its frames, frames come in the order the
+ * peer sent them, and PEER_DOWN comes after the last of them. Frames a peer sends before the
+ * connection breaks may be lost (TCP gives no end-to-end acknowledgement); the layer above
+ * retransmits or runs a view change.
+ *
+ * Identity: every connection starts with a HELLO frame each way (cluster id, node id, role). A
+ * member dials a member with dr_net_connect(node_id, ip, port) and the HELLO must name that
+ * node id. Inbound connections are identified by their HELLO: members by their node id (must be
+ * < DR_NET_CLIENT_ID_BASE), outside clients (role CLIENT) get a local id >= DR_NET_CLIENT_ID_BASE
+ * assigned by the accepting node, used to reply to them. At most one connection per node id: a
+ * newer one replaces an older one (the older is reported down). The layer above should dial in
+ * one direction only (e.g. the higher id dials the lower) so that two nodes never race.
+ */
+#ifndef DR_NET_NET_H
+#define DR_NET_NET_H
+
+#include "derecho/error.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/** Local ids >= this name outside-client connections (assigned by the accepting node). */
+#define DR_NET_CLIENT_ID_BASE 0x80000000u
+/** Message types below this are reserved for the transport; dr_net_send refuses them. */
+#define DR_NET_TYPE_USER_MIN 16u
+
+typedef struct dr_net dr_net;
+
+/** Who is at the other end of a connection. */
+typedef enum dr_net_role {
+    DR_NET_ROLE_MEMBER = 1, /**< a group node (member or joining) with a node id */
+    DR_NET_ROLE_CLIENT = 2, /**< an outside client, identified by a local id */
+} dr_net_role;
+
+/** A received frame: one heap block, payload right behind the struct. Free with free(). */
+typedef struct dr_net_msg {
+    struct dr_net_msg *next; /**< link for the owner's own lists (net leaves it NULL) */
+    uint32_t from;           /**< sender's node id or local client id */
+    uint16_t type;           /**< message type (>= DR_NET_TYPE_USER_MIN) */
+    uint32_t flags;          /**< flags as sent */
+    uint32_t payload_bytes;  /**< payload length */
+    uint8_t *payload;        /**< payload bytes (inside the same block) */
+} dr_net_msg;
+
+/** What an event reports. */
+typedef enum dr_net_event_kind {
+    DR_NET_EV_PEER_UP = 1,   /**< handshake done; peer may be sent to */
+    DR_NET_EV_FRAME = 2,     /**< a frame arrived; ev->msg is owned by the receiver */
+    DR_NET_EV_PEER_DOWN = 3, /**< connection closed (or a connect failed); reason says why */
+    DR_NET_EV_TICK = 4,      /**< config.tick_ms elapsed (periods missed while busy coalesce);
+                                  peer 0 */
+} dr_net_event_kind;
+
+/** One event, handed out by value. */
+typedef struct dr_net_event {
+    dr_net_event_kind kind; /**< see dr_net_event_kind */
+    uint32_t peer;          /**< node id or local client id */
+    dr_net_role role;       /**< peer's role (PEER_UP, PEER_DOWN when known, FRAME) */
+    int reason;             /**< PEER_DOWN: DR_ECLOSED (closed by peer or locally), DR_EIO,
+                                 DR_ETIMEDOUT (no handshake in time),
+                                 DR_EPROTO (garbage / bad handshake), DR_ETOOBIG, DR_EEXIST
+                                 (replaced by a newer connection); 0 otherwise */
+    dr_net_msg *msg;        /**< FRAME: the message (receiver frees it with free()); else NULL */
+} dr_net_event;
+
+/** Event callback (callback mode); runs on the network thread. `ev->msg` passes to it. */
+typedef void (*dr_net_event_fn)(void *ctx, const dr_net_event *ev);
+
+/** Creation parameters (plain values; the runtime fills them from the configuration). */
+typedef struct dr_net_config {
+    uint32_t node_id;         /**< this node's id (< DR_NET_CLIENT_ID_BASE); ignored for clients */
+    dr_net_role role;         /**< MEMBER (default) or CLIENT */
+    uint64_t cluster_id;      /**< both ends of a connection must agree (e.g. a config hash) */
+    const char *listen_ip;    /**< address to listen on ("0.0.0.0", "127.0.0.1"), NULL: none */
+    uint16_t listen_port;     /**< port; 0 picks a free one (see dr_net_listen_port) */
+    uint32_t max_frame_bytes; /**< largest payload accepted or sent (default 128 MiB) */
+    size_t max_queue_bytes;   /**< per-peer outgoing queue limit (default 256 MiB) */
+    size_t max_inbox_bytes;   /**< inbox payload bytes that pause reading (default 256 MiB) */
+    uint32_t spin_us;         /**< inbox consumer: bounded spin before blocking, µs (0: none) */
+    uint32_t loop_spin_us;    /**< network thread: bounded epoll polling before blocking, µs */
+    uint32_t handshake_timeout_ms; /**< connect + HELLO must finish within this (default 5000);
+                                        else the connection closes (PEER_DOWN DR_ETIMEDOUT if
+                                        we dialled) */
+    uint32_t tick_ms;              /**< period of DR_NET_EV_TICK events (0: none), so that a core
+                                        stepped in on_event gets its clock on the same thread */
+    uint32_t max_pending_inbound;  /**< inbound connections allowed to wait for their HELLO at
+                                        once (default 64); more are closed at accept */
+    dr_net_event_fn on_event;      /**< NULL: inbox mode */
+    void *on_event_ctx;            /**< passed to on_event */
+} dr_net_config;
+
+/** Fills *cfg with defaults: member, no listener, limits as documented, spin 0. */
+void dr_net_config_defaults(dr_net_config *cfg);
+
+/**
+ * Creates the transport: binds the listener (if any) and starts the network thread.
+ * Returns 0 and *out, or DR_EINVAL (bad config), DR_EIO (bind/listen/thread; err says which),
+ * DR_ENOMEM. The caller owns *out and releases it with dr_net_destroy().
+ */
+int dr_net_create(const dr_net_config *cfg, dr_net **out, dr_err *err);
+
+/**
+ * Stops the network thread (joined), closes every connection and frees every queued frame and
+ * unconsumed event (pending outgoing data is dropped; no events are reported). Call from a
+ * thread that is not the network thread (there it logs an error and does nothing), once no other
+ * thread uses the handle. NULL is a no-op.
+ */
+void dr_net_destroy(dr_net *net);
+
+/**
+ * A function run on the network thread: status is 0 normally, DR_ECLOSED when dr_net_destroy
+ * discards it (then it must only release ctx). Must not block.
+ */
+typedef void (*dr_net_task_fn)(void *ctx, int status);
+
+/**
+ * Runs fn(ctx, 0) on the network thread, after events already being processed, in post order
+ * (FIFO with other posts). Lets a core stepped in on_event receive local requests (application
+ * sends, leave) on its own thread. Returns 0, DR_ENOMEM or DR_ECLOSED (not queued). Any thread.
+ */
+int dr_net_post(dr_net *net, dr_net_task_fn fn, void *ctx);
+
+/** The port actually listened on (useful with listen_port = 0), or 0 without a listener. */
+uint16_t dr_net_listen_port(const dr_net *net);
+
+/**
+ * Starts connecting to node `node_id` at ip:port (IPv4 dotted). Non-blocking: PEER_UP follows
+ * when the handshake succeeds, PEER_DOWN (reason DR_EIO/DR_EPROTO) when it fails. Frames sent
+ * before PEER_UP are queued. Returns 0, DR_EEXIST (a connection to that id exists), DR_EINVAL,
+ * DR_EIO, DR_ENOMEM, DR_ECLOSED (shutting down). Any thread.
+ */
+int dr_net_connect(dr_net *net, uint32_t node_id, const char *ip, uint16_t port);
+
+/**
+ * Closes the connection to `peer` (queued frames are dropped); PEER_DOWN with DR_ECLOSED follows.
+ * Returns 0 or DR_ENOTFOUND. Any thread.
+ */
+int dr_net_disconnect(dr_net *net, uint32_t peer);
+
+/**
+ * Sends one frame to `peer` (node id or local client id); the payload is copied, so the caller
+ * keeps its buffer. Never blocks: the bytes go out now or wait in the peer's queue.
+ * Returns 0; DR_EAGAIN when the peer's queue already holds max_queue_bytes (nothing queued: wait
+ * with dr_net_wait_writable and retry); DR_ENOTFOUND (no connection to peer); DR_ETOOBIG
+ * (len > max_frame_bytes); DR_EINVAL (reserved type); DR_ENOMEM; DR_ECLOSED. Any thread.
+ * Frames to a peer cut by dr_net_test_cut_link are dropped and 0 is returned.
+ */
+int dr_net_send(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags, const void *payload,
+                size_t len);
+
+/** Releases a payload given to dr_net_send_owned once it is sent or dropped (any thread). */
+typedef void (*dr_net_free_fn)(void *ctx, void *payload);
+
+/**
+ * As dr_net_send, but without copying: the transport takes `payload` and calls
+ * free_fn(free_ctx, payload) when done with it (on whichever thread finishes with it; also when
+ * this call fails). free_fn NULL means the caller keeps the payload alive until the frame is
+ * sent, which is unobservable, so only use NULL for static data.
+ */
+int dr_net_send_owned(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags, void *payload,
+                      size_t len, dr_net_free_fn free_fn, void *free_ctx);
+
+/**
+ * Blocks until the peer's queue is below half of max_queue_bytes (returns 0), the peer is gone
+ * (DR_ENOTFOUND), the transport shuts down (DR_ECLOSED) or timeout_ms passes (DR_ETIMEDOUT;
+ * -1 waits forever). Any thread but the network thread (there it returns DR_ESTATE at once:
+ * a callback that meets DR_EAGAIN must defer the send, e.g. until the queue drains).
+ */
+int dr_net_wait_writable(dr_net *net, uint32_t peer, int timeout_ms);
+
+/** Bytes queued for `peer` and not yet written to its socket (0 if unknown). Any thread. */
+size_t dr_net_queued_bytes(dr_net *net, uint32_t peer);
+
+/**
+ * Inbox mode: takes the next event. Waits up to timeout_ms (0: don't wait, -1: forever); spins
+ * up to config.spin_us first (adaptive: the spin is skipped after repeated misses). Returns 0
+ * and *ev, DR_ETIMEDOUT, DR_ECLOSED (shut down), DR_ESTATE (callback mode). One consumer thread.
+ */
+int dr_net_next_event(dr_net *net, dr_net_event *ev, int timeout_ms);
+
+/**
+ * Inbox mode: a file descriptor that polls readable while events may be waiting (spurious
+ * readiness is possible; dr_net_next_event with timeout 0 then returns DR_ETIMEDOUT and rearms).
+ * Owned by net.
+ */
+int dr_net_event_fd(const dr_net *net);
+
+/**
+ * Test only: while `cut` is true, frames to `peer` are dropped and frames from it are discarded
+ * on arrival, both silently (a black-holed link; connections stay up). Any thread.
+ */
+void dr_net_test_cut_link(dr_net *net, uint32_t peer, bool cut);
+
+/** Counters for tests and benchmarks (monotonic since creation). */
+typedef struct dr_net_stats {
+    uint64_t frames_sent;     /**< frames fully written to sockets */
+    uint64_t frames_received; /**< frames decoded and reported */
+    uint64_t frames_dropped;  /**< frames dropped by a link cut */
+    uint64_t protocol_errors; /**< connections closed for garbage / bad handshake */
+    uint64_t direct_writes;   /**< frames written completely by the sending thread */
+} dr_net_stats;
+
+/** Copies the counters. Any thread. */
+void dr_net_get_stats(dr_net *net, dr_net_stats *out);
+
+#endif

@@ -1,0 +1,151 @@
+/*
+ * Private structures and cross-file functions of the TCP transport, shared by net.c (event
+ * loop, public API, send path) and conn.c (per-connection I/O, handshake, closing). Not for use
+ * outside src/net/. Locking rules: see the comment at the top of net.c.
+ */
+#ifndef DR_NET_NET_INT_H
+#define DR_NET_NET_INT_H
+
+#include "net/frame.h"
+#include "net/inbox.h"
+#include "net/net.h"
+#include "net/spin.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DR_NET_T_HELLO      1u
+#define DR_NET_HELLO_BYTES  16u
+#define DR_NET_HELLO_MAX    64u
+#define DR_NET_RBUF_BYTES   (64u * 1024u)
+#define DR_NET_MAX_IOV      64
+#define DR_NET_READS_PER_EV 16
+#define DR_NET_EPOLL_BATCH  64
+#define DR_NET_NO_PEER      UINT32_MAX
+#define DR_NET_SWEEP_MS     100        /* handshake deadline check period while any is pending */
+#define DR_NET_HUGE_BYTES   (4u << 20) /* payloads from this size get THP-advised blocks */
+#define DR_NET_HUGE_ALIGN   (2u << 20)
+
+/** A function posted to run on the network thread (dr_net_post). */
+typedef struct task {
+    struct task *next; /**< FIFO link */
+    dr_net_task_fn fn; /**< what to run */
+    void *ctx;         /**< its argument */
+} task;
+
+/** One frame waiting in a connection's outgoing queue. */
+typedef struct out_frame {
+    struct out_frame *next;                /**< queue link */
+    uint8_t header[DR_FRAME_HEADER_BYTES]; /**< encoded header */
+    size_t header_off;                     /**< header bytes already written */
+    uint8_t *payload;                      /**< payload bytes still to write start here... */
+    size_t payload_len;                    /**< ...this many in total */
+    size_t payload_off;                    /**< of which this many are written */
+    dr_net_free_fn free_fn;                /**< releases owned payloads (NULL: none) */
+    void *free_ctx;                        /**< passed to free_fn */
+    void *free_arg;                        /**< the pointer given to free_fn */
+} out_frame;
+
+typedef enum conn_state {
+    CONN_CONNECTING = 1, /**< outbound TCP connect in progress */
+    CONN_HELLO,          /**< TCP up, waiting for the peer's HELLO */
+    CONN_UP,             /**< identified; frames flow */
+} conn_state;
+
+typedef struct conn {
+    dr_net *net;            /**< owner */
+    int fd;                 /**< socket (-1 once closed) */
+    conn_state state;       /**< lifecycle (under mu) */
+    bool outbound;          /**< we dialled */
+    bool closed;            /**< unlinked and closed (under mu) */
+    bool want_write;        /**< EPOLLOUT in the interest set (under mu) */
+    int close_reason;       /**< set by another thread to ask the network thread to close */
+    uint32_t peer;          /**< peer id (outbound: expected; inbound: after HELLO) */
+    dr_net_role role;       /**< peer's role once known */
+    out_frame *out_head;    /**< outgoing queue (under mu) */
+    out_frame *out_tail;    /**< last queued frame */
+    size_t queued_bytes;    /**< unwritten bytes in the queue (under mu) */
+    dr_frame_decoder dec;   /**< network thread only */
+    uint8_t *rbuf;          /**< read buffer, DR_NET_RBUF_BYTES (network thread only) */
+    struct conn *next;      /**< net->conns list (under mu) */
+    struct conn *next_dead; /**< net->dead list (network thread only) */
+    uint64_t created_ns;    /**< when the connection was opened (handshake deadline) */
+    bool parked;            /**< removed from epoll: hung up while reads are paused (under mu) */
+} conn;
+
+struct dr_net {
+    dr_net_config cfg;        /**< copy of the creation parameters */
+    int epfd;                 /**< epoll set */
+    int wakefd;               /**< eventfd: wakes the network thread */
+    int listenfd;             /**< listener or -1 */
+    uint16_t port;            /**< bound port */
+    pthread_t thread;         /**< network thread */
+    bool thread_started;      /**< thread must be joined */
+    pthread_t loop_thread;    /**< the network thread's own id (valid once loop_running) */
+    atomic_bool loop_running; /**< loop_thread is set (written by the network thread) */
+    atomic_bool stopping;     /**< destroy in progress */
+    pthread_mutex_t mu;       /**< see the file comment */
+    pthread_cond_t writable;  /**< queues drained / peers gone (with mu) */
+    int writable_waiters;     /**< threads in dr_net_wait_writable (under mu) */
+    conn *conns;              /**< live connections (under mu) */
+    conn *dead;               /**< closed, freed at the end of the loop iteration */
+    uint32_t next_client_id;  /**< next local client id (network thread only) */
+    uint32_t *cut;            /**< cut peer ids (under mu) */
+    size_t cut_count;         /**< entries in cut */
+    size_t cut_cap;           /**< capacity of cut */
+    int tickfd;               /**< timerfd for DR_NET_EV_TICK, or -1 */
+    task *tasks_head;         /**< posted tasks, oldest first (under mu) */
+    task *tasks_tail;         /**< newest posted task (under mu) */
+    atomic_bool new_conns;    /**< a connection was registered: check handshake deadlines */
+    bool reads_paused;        /**< EPOLLIN removed everywhere (under mu) */
+    dr_spin loop_spin;        /**< network thread's spin state */
+    dr_net_inbox inbox;       /**< inbox mode event queue */
+    bool inbox_ready;         /**< inbox initialised (must be destroyed) */
+    _Atomic uint64_t frames_sent, frames_received, frames_dropped, protocol_errors, direct_writes;
+};
+
+/** Monotonic clock, nanoseconds. */
+uint64_t dr_net__now_ns(void);
+/** Adds n to a statistics counter (relaxed). */
+void dr_net__stat_add(_Atomic uint64_t *counter, uint64_t n);
+/** Wakes the network thread (wake eventfd). Any thread. */
+void dr_net__wake_thread(dr_net *net);
+/** Whether a test link cut drops traffic of peer. Under mu. */
+bool dr_net__is_cut_locked(const dr_net *net, uint32_t peer);
+/** The live, identified connection of peer, or NULL. Under mu. */
+conn *dr_net__find_conn_locked(dr_net *net, uint32_t peer);
+/** Frees queued frames (owned payloads through their free_fn). Without mu. */
+void dr_net__free_frame_list(out_frame *f);
+/** Reports an event (callback or inbox). Network thread, without mu. */
+void dr_net__emit(dr_net *net, const dr_net_event *ev);
+/** Re-registers c with epoll for its current interest. Under mu. */
+void dr_net__update_interest_locked(dr_net *net, conn *c);
+/** Closes and unlinks c, reports PEER_DOWN if its peer was (to be) known. Network thread, without
+ * mu. */
+void dr_net__close_conn(dr_net *net, conn *c, int reason, const char *why);
+/** Frees a closed connection. Network thread (or destroy). */
+void dr_net__free_conn(conn *c);
+/** Frees connections closed during this loop iteration. Network thread. */
+void dr_net__free_dead(dr_net *net);
+/** Allocates a queued frame with room for copy_bytes of payload. Returns NULL on no memory. */
+out_frame *dr_net__new_frame(uint16_t type, uint32_t flags, size_t len, size_t copy_bytes);
+/** Appends f to c's outgoing queue. Under mu. */
+void dr_net__append_locked(conn *c, out_frame *f);
+/** Allocates a connection around fd (not yet registered). NULL on no memory. */
+conn *dr_net__new_conn(dr_net *net, int fd, bool outbound, uint32_t peer);
+/** Links c, queues its HELLO, adds it to epoll; consumes c on failure. Any thread. */
+int dr_net__register_conn(dr_net *net, conn *c);
+/** Puts a parked connection back into epoll. Under mu. */
+void dr_net__unpark_locked(dr_net *net, conn *c);
+/** Handles one epoll event of a connection. Network thread. */
+void dr_net__handle_conn_event(dr_net *net, conn *c, uint32_t events);
+/** Closes connections past their handshake deadline; returns whether any still waits. Network
+ * thread. */
+bool dr_net__expire_handshakes(dr_net *net);
+/** Accepts every pending inbound connection. Network thread. */
+void dr_net__accept_all(dr_net *net);
+
+#endif

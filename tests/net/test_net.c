@@ -1,0 +1,774 @@
+/*
+ * Real-socket tests of the TCP transport (src/net/net.c) on 127.0.0.1 with ephemeral ports:
+ * ordered exchange between 2 and 3 nodes, a 50 MB frame, garbage and oversized peers,
+ * back-pressure, peer-down reports, client role, link cut, callback mode and shutdown with
+ * pending data. Every wait has a timeout so a bug fails the test instead of hanging it.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "derecho/buffer.h"
+#include "derecho/error.h"
+#include "derecho/log.h"
+#include "net/frame.h"
+#include "net/net.h"
+
+#define T_DATA  16
+#define CLUSTER 0xc1u
+
+static dr_net *make_node(uint32_t id, size_t max_queue, size_t max_inbox) {
+    dr_net_config cfg;
+    dr_net_config_defaults(&cfg);
+    cfg.node_id = id;
+    cfg.cluster_id = CLUSTER;
+    cfg.listen_ip = "127.0.0.1";
+    if (max_queue)
+        cfg.max_queue_bytes = max_queue;
+    if (max_inbox)
+        cfg.max_inbox_bytes = max_inbox;
+    dr_net *net = NULL;
+    dr_err err;
+    assert_int_equal(dr_net_create(&cfg, &net, &err), 0);
+    assert_true(dr_net_listen_port(net) > 0);
+    return net;
+}
+
+/* Next event that is not of kind `skip_kind` (0: none skipped); fails the test on timeout. */
+static dr_net_event next(dr_net *net, int timeout_ms) {
+    dr_net_event ev;
+    int rc = dr_net_next_event(net, &ev, timeout_ms);
+    assert_int_equal(rc, 0);
+    return ev;
+}
+
+static dr_net_event expect(dr_net *net, dr_net_event_kind kind, uint32_t peer) {
+    dr_net_event ev = next(net, 10000);
+    assert_int_equal(ev.kind, kind);
+    assert_int_equal(ev.peer, peer);
+    return ev;
+}
+
+/* b dials a; both see PEER_UP. */
+static void link_nodes(dr_net *a, uint32_t a_id, dr_net *b, uint32_t b_id) {
+    assert_int_equal(dr_net_connect(b, a_id, "127.0.0.1", dr_net_listen_port(a)), 0);
+    expect(b, DR_NET_EV_PEER_UP, a_id);
+    expect(a, DR_NET_EV_PEER_UP, b_id);
+}
+
+static void send_seq(dr_net *net, uint32_t to, uint32_t seq, size_t len) {
+    uint8_t buf[1024] = {0};
+    assert_true(len >= 4 && len <= sizeof buf);
+    dr_store_u32le(buf, seq);
+    int rc;
+    while ((rc = dr_net_send(net, to, T_DATA, seq, buf, len)) == DR_EAGAIN)
+        assert_int_equal(dr_net_wait_writable(net, to, 10000), 0);
+    assert_int_equal(rc, 0);
+}
+
+/* ---- two and three nodes, ordered exchange ---- */
+
+typedef struct sender_args {
+    dr_net *net;
+    uint32_t to;
+    uint32_t count;
+} sender_args;
+
+static void *sender_thread(void *arg) {
+    sender_args *s = arg;
+    for (uint32_t i = 0; i < s->count; i++)
+        send_seq(s->net, s->to, i, 4 + i % 200);
+    return NULL;
+}
+
+static void test_two_nodes_in_order(void **state) {
+    (void)state;
+    dr_net *a = make_node(1, 0, 0), *b = make_node(2, 0, 0);
+    link_nodes(a, 1, b, 2);
+    enum { N = 20000 };
+    sender_args sa = {a, 2, N}, sb = {b, 1, N};
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, sender_thread, &sa);
+    pthread_create(&tb, NULL, sender_thread, &sb);
+    dr_net *nodes[2] = {a, b};
+    for (int n = 0; n < 2; n++)
+        for (uint32_t i = 0; i < N; i++) {
+            dr_net_event ev = expect(nodes[n], DR_NET_EV_FRAME, n == 0 ? 2 : 1);
+            assert_int_equal(ev.msg->flags, i);
+            assert_int_equal(dr_load_u32le(ev.msg->payload), i);
+            assert_int_equal(ev.msg->payload_bytes, 4 + i % 200);
+            free(ev.msg);
+        }
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    dr_net_destroy(a);
+    dr_net_destroy(b);
+}
+
+static void test_three_nodes_per_sender_order(void **state) {
+    (void)state;
+    dr_net *n[3] = {make_node(10, 0, 0), make_node(11, 0, 0), make_node(12, 0, 0)};
+    link_nodes(n[0], 10, n[1], 11);
+    link_nodes(n[0], 10, n[2], 12);
+    link_nodes(n[1], 11, n[2], 12);
+    enum { N = 3000 };
+    for (uint32_t i = 0; i < N; i++)
+        for (int s = 0; s < 3; s++)
+            for (int d = 0; d < 3; d++)
+                if (s != d)
+                    send_seq(n[s], 10 + (uint32_t)d, i, 64);
+    for (int d = 0; d < 3; d++) {
+        uint32_t next_seq[3] = {0, 0, 0};
+        for (int k = 0; k < 2 * N; k++) {
+            dr_net_event ev = next(n[d], 10000);
+            assert_int_equal(ev.kind, DR_NET_EV_FRAME);
+            int from = (int)ev.peer - 10;
+            assert_true(from >= 0 && from < 3 && from != d);
+            assert_int_equal(dr_load_u32le(ev.msg->payload), next_seq[from]);
+            next_seq[from]++;
+            free(ev.msg);
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        dr_net_destroy(n[i]);
+}
+
+/* ---- a 50 MB frame, sent without copying, arrives intact ---- */
+
+static void free_payload(void *ctx, void *payload) {
+    atomic_fetch_add((atomic_int *)ctx, 1);
+    free(payload);
+}
+
+static void test_50mb_frame_intact(void **state) {
+    (void)state;
+    dr_net *a = make_node(1, 0, 0), *b = make_node(2, 0, 0);
+    link_nodes(a, 1, b, 2);
+    size_t len = 50u << 20;
+    uint8_t *big = malloc(len);
+    uint64_t x = 88172645463325252ull;
+    for (size_t i = 0; i < len; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        big[i] = (uint8_t)x;
+    }
+    uint8_t *copy = malloc(len);
+    memcpy(copy, big, len);
+    atomic_int freed = 0;
+    assert_int_equal(dr_net_send_owned(a, 2, T_DATA, 7, big, len, free_payload, &freed), 0);
+    send_seq(a, 2, 1, 4); /* a small frame queued behind it */
+    dr_net_event ev = expect(b, DR_NET_EV_FRAME, 1);
+    assert_int_equal(ev.msg->payload_bytes, len);
+    assert_int_equal(ev.msg->flags, 7);
+    assert_memory_equal(ev.msg->payload, copy, len);
+    free(ev.msg);
+    ev = expect(b, DR_NET_EV_FRAME, 1);
+    assert_int_equal(dr_load_u32le(ev.msg->payload), 1);
+    free(ev.msg);
+    assert_int_equal(atomic_load(&freed), 1);
+    free(copy);
+    dr_net_destroy(a);
+    dr_net_destroy(b);
+}
+
+/* ---- raw peers ---- */
+
+static int raw_connect(dr_net *net) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(dr_net_listen_port(net))};
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+/* Reads until EOF (the node closed us). Returns true on EOF, false on timeout/error. */
+static bool raw_wait_closed(int fd) {
+    uint8_t buf[4096];
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n == 0)
+            return true;
+        if (n < 0)
+            return false;
+    }
+}
+
+static void raw_send_hello(int fd, uint32_t id, uint64_t cluster, uint8_t role) {
+    uint8_t f[DR_FRAME_HEADER_BYTES + 16] = {0};
+    dr_frame_encode_header(f, 1, 0, 16);
+    dr_store_u64le(f + 16, cluster);
+    dr_store_u32le(f + 24, id);
+    f[28] = role;
+    assert_int_equal(send(fd, f, sizeof f, 0), (ssize_t)sizeof f);
+}
+
+static void test_garbage_peer_disconnected_node_keeps_serving(void **state) {
+    (void)state;
+    dr_net *a = make_node(1, 0, 0), *b = make_node(2, 0, 0);
+    link_nodes(a, 1, b, 2);
+    int fd = raw_connect(a);
+    const char *junk = "GET / HTTP/1.1\r\nHost: example\r\n\r\n";
+    assert_int_equal(send(fd, junk, strlen(junk), 0), (ssize_t)strlen(junk));
+    assert_true(raw_wait_closed(fd));
+    close(fd);
+    /* a valid HELLO followed by an oversized length: refused, no allocation of 2 GB */
+    fd = raw_connect(a);
+    raw_send_hello(fd, 77, CLUSTER, 1);
+    uint8_t h[DR_FRAME_HEADER_BYTES];
+    dr_frame_encode_header(h, T_DATA, 0, 0x7fffffffu);
+    assert_int_equal(send(fd, h, sizeof h, 0), (ssize_t)sizeof h);
+    assert_true(raw_wait_closed(fd));
+    close(fd);
+    expect(a, DR_NET_EV_PEER_UP, 77);
+    dr_net_event ev = expect(a, DR_NET_EV_PEER_DOWN, 77);
+    assert_int_equal(ev.reason, DR_ETOOBIG);
+    /* wrong cluster id */
+    fd = raw_connect(a);
+    raw_send_hello(fd, 78, CLUSTER + 1, 1);
+    assert_true(raw_wait_closed(fd));
+    close(fd);
+    dr_net_stats stats;
+    dr_net_get_stats(a, &stats);
+    assert_int_equal(stats.protocol_errors, 3);
+    /* the node still serves its member peer */
+    send_seq(b, 1, 5, 8);
+    ev = expect(a, DR_NET_EV_FRAME, 2);
+    assert_int_equal(dr_load_u32le(ev.msg->payload), 5);
+    free(ev.msg);
+    dr_net_destroy(a);
+    dr_net_destroy(b);
+}
+
+/* Dialling a node that answers with another id, or another cluster, fails with PEER_DOWN. */
+static void test_wrong_identity_on_connect(void **state) {
+    (void)state;
+    dr_net *a = make_node(1, 0, 0), *b = make_node(2, 0, 0);
+    assert_int_equal(dr_net_connect(b, 9, "127.0.0.1", dr_net_listen_port(a)), 0);
+    dr_net_event ev = expect(b, DR_NET_EV_PEER_DOWN, 9);
+    assert_int_equal(ev.reason, DR_EPROTO);
+    /* nobody listens there: connect refused */
+    uint16_t dead_port = dr_net_listen_port(a);
+    dr_net_destroy(a);
+    assert_int_equal(dr_net_connect(b, 1, "127.0.0.1", dead_port), 0);
+    ev = expect(b, DR_NET_EV_PEER_DOWN, 1);
+    assert_int_equal(ev.reason, DR_EIO);
+    assert_int_equal(dr_net_send(b, 1, T_DATA, 0, "x", 1), DR_ENOTFOUND);
+    dr_net_destroy(b);
+}
+
+/* ---- back-pressure ---- */
+
+static void test_back_pressure(void **state) {
+    (void)state;
+    /* b stops reading once 1 MB waits in its inbox; a's queue limit is 2 MB */
+    dr_net *a = make_node(1, 2u << 20, 0), *b = make_node(2, 0, 1u << 20);
+    link_nodes(a, 1, b, 2);
+    size_t len = 64 * 1024;
+    uint8_t *buf = calloc(1, len);
+    int sent = 0;
+    bool stalled = false;
+    /* send until a's queue stays full: b has stopped reading, a refuses more */
+    while (!stalled) {
+        dr_store_u32le(buf, (uint32_t)sent);
+        int rc = dr_net_send(a, 2, T_DATA, 0, buf, len);
+        if (rc == DR_EAGAIN) {
+            assert_true(dr_net_queued_bytes(a, 2) >= (2u << 20));
+            stalled = dr_net_wait_writable(a, 2, 300) == DR_ETIMEDOUT;
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        sent++;
+        /* bounded: inbox (~1 MB) + socket buffers + queue (~2 MB), far below this */
+        assert_true(sent < 2000);
+    }
+    assert_true(dr_net_queued_bytes(a, 2) >= (1u << 20));
+    /* drain b: a becomes writable again and every frame arrives in order */
+    for (int i = 0; i < sent; i++) {
+        dr_net_event ev = expect(b, DR_NET_EV_FRAME, 1);
+        assert_int_equal(dr_load_u32le(ev.msg->payload), (uint32_t)i);
+        free(ev.msg);
+    }
+    assert_int_equal(dr_net_wait_writable(a, 2, 10000), 0);
+    assert_int_equal(dr_net_send(a, 2, T_DATA, 0, buf, len), 0);
+    free(buf);
+    dr_net_destroy(a);
+    dr_net_destroy(b);
+}
+
+/* ---- peer down, disconnect, shutdown with pending data ---- */
+
+static void test_peer_down_reported(void **state) {
+    (void)state;
+    dr_net *a = make_node(1, 0, 0), *b = make_node(2, 0, 0), *c = make_node(3, 0, 0);
+    link_nodes(a, 1, b, 2);
+    link_nodes(a, 1, c, 3);
+    dr_net_destroy(b);
+    dr_net_event ev = expect(a, DR_NET_EV_PEER_DOWN, 2);
+    assert_int_equal(ev.reason, DR_ECLOSED);
+    assert_int_equal(dr_net_send(a, 2, T_DATA, 0, "x", 1), DR_ENOTFOUND);
+    assert_int_equal(dr_net_disconnect(a, 3), 0);
+    expect(a, DR_NET_EV_PEER_DOWN, 3);
+    expect(c, DR_NET_EV_PEER_DOWN, 1);
+    assert_int_equal(dr_net_disconnect(a, 3), DR_ENOTFOUND);
+    dr_net_destroy(a);
+    dr_net_destroy(c);
+}
+
+static void test_shutdown_with_pending_data(void **state) {
+    (void)state;
+    dr_net *a = make_node(1, 8u << 20, 0), *b = make_node(2, 0, 256 * 1024);
+    link_nodes(a, 1, b, 2);
+    size_t len = 256 * 1024;
+    uint8_t *buf = calloc(1, len);
+    atomic_int freed = 0;
+    int queued = 0;
+    for (int i = 0; i < 200; i++) {
+        uint8_t *owned = malloc(len);
+        if (dr_net_send_owned(a, 2, T_DATA, 0, owned, len, free_payload, &freed) == DR_EAGAIN)
+            break;
+        queued++;
+    }
+    assert_true(dr_net_queued_bytes(a, 2) > 0);
+    assert_true(dr_net_send(a, 2, T_DATA, 0, buf, len) == DR_EAGAIN);
+    dr_net_destroy(a); /* pending frames dropped and released */
+    assert_int_equal(atomic_load(&freed), queued + 1);
+    dr_net_destroy(b); /* unconsumed events freed */
+    free(buf);
+}
+
+/* ---- client role ---- */
+
+static void test_client_connects_and_gets_reply(void **state) {
+    (void)state;
+    dr_net *a = make_node(1, 0, 0);
+    dr_net_config cfg;
+    dr_net_config_defaults(&cfg);
+    cfg.role = DR_NET_ROLE_CLIENT;
+    cfg.cluster_id = CLUSTER;
+    dr_net *client = NULL;
+    assert_int_equal(dr_net_create(&cfg, &client, NULL), 0);
+    assert_int_equal(dr_net_listen_port(client), 0);
+    assert_int_equal(dr_net_connect(client, 1, "127.0.0.1", dr_net_listen_port(a)), 0);
+    expect(client, DR_NET_EV_PEER_UP, 1);
+    dr_net_event ev = next(a, 10000);
+    assert_int_equal(ev.kind, DR_NET_EV_PEER_UP);
+    assert_int_equal(ev.role, DR_NET_ROLE_CLIENT);
+    assert_true(ev.peer >= DR_NET_CLIENT_ID_BASE);
+    uint32_t client_id = ev.peer;
+    assert_int_equal(dr_net_send(client, 1, T_DATA, 0, "ping", 4), 0);
+    ev = expect(a, DR_NET_EV_FRAME, client_id);
+    assert_memory_equal(ev.msg->payload, "ping", 4);
+    free(ev.msg);
+    assert_int_equal(dr_net_send(a, client_id, T_DATA, 0, "pong", 4), 0);
+    ev = expect(client, DR_NET_EV_FRAME, 1);
+    assert_memory_equal(ev.msg->payload, "pong", 4);
+    free(ev.msg);
+    dr_net_destroy(client);
+    expect(a, DR_NET_EV_PEER_DOWN, client_id);
+    dr_net_destroy(a);
+}
+
+/* ---- link cut ---- */
+
+static void test_link_cut_drops_both_directions(void **state) {
+    (void)state;
+    dr_net *a = make_node(1, 0, 0), *b = make_node(2, 0, 0);
+    link_nodes(a, 1, b, 2);
+    dr_net_test_cut_link(a, 2, true);
+    send_seq(a, 2, 1, 4); /* dropped at a */
+    send_seq(b, 1, 2, 4); /* dropped on arrival at a */
+    dr_net_event ev;
+    assert_int_equal(dr_net_next_event(b, &ev, 200), DR_ETIMEDOUT);
+    assert_int_equal(dr_net_next_event(a, &ev, 200), DR_ETIMEDOUT);
+    dr_net_test_cut_link(a, 2, false);
+    send_seq(a, 2, 3, 4);
+    ev = expect(b, DR_NET_EV_FRAME, 1);
+    assert_int_equal(dr_load_u32le(ev.msg->payload), 3);
+    free(ev.msg);
+    dr_net_stats stats;
+    dr_net_get_stats(a, &stats);
+    assert_int_equal(stats.frames_dropped, 2);
+    dr_net_destroy(a);
+    dr_net_destroy(b);
+}
+
+/* ---- callback mode ---- */
+
+typedef struct cb_state {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int ups, frames;
+    uint32_t next_seq;
+    bool in_order;
+    dr_net *self;
+    pthread_t event_thread; /* thread that ran on_event */
+    pthread_t task_thread;  /* thread that ran a posted task */
+    int wait_rc;            /* dr_net_wait_writable called from the callback */
+    bool task_ran;
+} cb_state;
+
+static void record_task_thread(void *ctx, int status) {
+    cb_state *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    s->task_thread = pthread_self();
+    s->task_ran = status == 0;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void on_event(void *ctx, const dr_net_event *ev) {
+    cb_state *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    s->event_thread = pthread_self();
+    if (ev->kind == DR_NET_EV_PEER_UP) {
+        s->ups++;
+        s->wait_rc = dr_net_wait_writable(s->self, ev->peer, 1000);
+    }
+    if (ev->kind == DR_NET_EV_FRAME) {
+        if (dr_load_u32le(ev->msg->payload) != s->next_seq++)
+            s->in_order = false;
+        s->frames++;
+        /* echo from the network thread: sending from a callback is allowed */
+        dr_net_send(s->self, ev->peer, T_DATA, 0, ev->msg->payload, ev->msg->payload_bytes);
+        free(ev->msg);
+    }
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void test_callback_mode_echo(void **state) {
+    (void)state;
+    cb_state s = {.in_order = true};
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.cv, NULL);
+    dr_net_config cfg;
+    dr_net_config_defaults(&cfg);
+    cfg.node_id = 1;
+    cfg.cluster_id = CLUSTER;
+    cfg.listen_ip = "127.0.0.1";
+    cfg.on_event = on_event;
+    cfg.on_event_ctx = &s;
+    dr_net *a = NULL;
+    assert_int_equal(dr_net_create(&cfg, &a, NULL), 0);
+    s.self = a;
+    dr_net_event ev;
+    assert_int_equal(dr_net_next_event(a, &ev, 0), DR_ESTATE);
+    dr_net *b = make_node(2, 0, 0);
+    assert_int_equal(dr_net_connect(b, 1, "127.0.0.1", dr_net_listen_port(a)), 0);
+    expect(b, DR_NET_EV_PEER_UP, 1);
+    enum { N = 2000 };
+    for (uint32_t i = 0; i < N; i++) {
+        send_seq(b, 1, i, 16);
+        ev = expect(b, DR_NET_EV_FRAME, 1);
+        assert_int_equal(dr_load_u32le(ev.msg->payload), i);
+        free(ev.msg);
+    }
+    pthread_mutex_lock(&s.mu);
+    assert_int_equal(s.ups, 1);
+    assert_int_equal(s.wait_rc, DR_ESTATE); /* would deadlock on the network thread */
+    assert_int_equal(s.frames, N);
+    assert_true(s.in_order);
+    assert_false(pthread_equal(s.event_thread, pthread_self()));
+    pthread_mutex_unlock(&s.mu);
+    /* a posted task runs on the same (network) thread as the callbacks */
+    assert_int_equal(dr_net_post(a, record_task_thread, &s), 0);
+    pthread_mutex_lock(&s.mu);
+    while (!s.task_ran)
+        pthread_cond_wait(&s.cv, &s.mu);
+    assert_true(pthread_equal(s.task_thread, s.event_thread));
+    pthread_mutex_unlock(&s.mu);
+    dr_net_destroy(b);
+    dr_net_destroy(a);
+    pthread_cond_destroy(&s.cv);
+    pthread_mutex_destroy(&s.mu);
+}
+
+/* A second connection from the same node id replaces the first (restart case). */
+static void test_newer_connection_replaces_older(void **state) {
+    (void)state;
+    dr_net *a = make_node(1, 0, 0);
+    int fd1 = raw_connect(a);
+    raw_send_hello(fd1, 5, CLUSTER, 1);
+    expect(a, DR_NET_EV_PEER_UP, 5);
+    int fd2 = raw_connect(a);
+    raw_send_hello(fd2, 5, CLUSTER, 1);
+    dr_net_event ev = expect(a, DR_NET_EV_PEER_DOWN, 5);
+    assert_int_equal(ev.reason, DR_EEXIST);
+    expect(a, DR_NET_EV_PEER_UP, 5);
+    assert_true(raw_wait_closed(fd1));
+    close(fd1);
+    close(fd2);
+    expect(a, DR_NET_EV_PEER_DOWN, 5);
+    dr_net_destroy(a);
+}
+
+/* ---- argument checks, spinning configuration, event fd ---- */
+
+static void test_config_and_argument_checks(void **state) {
+    (void)state;
+    dr_net_config cfg;
+    dr_net *net = NULL;
+    dr_err err;
+    dr_net_config_defaults(&cfg);
+    cfg.node_id = DR_NET_CLIENT_ID_BASE;
+    assert_int_equal(dr_net_create(&cfg, &net, &err), DR_EINVAL);
+    dr_net_config_defaults(&cfg);
+    cfg.spin_us = 5000;
+    assert_int_equal(dr_net_create(&cfg, &net, &err), DR_EINVAL);
+    dr_net_config_defaults(&cfg);
+    cfg.role = 7;
+    assert_int_equal(dr_net_create(&cfg, &net, &err), DR_EINVAL);
+    dr_net_config_defaults(&cfg);
+    cfg.listen_ip = "not-an-ip";
+    assert_int_equal(dr_net_create(&cfg, &net, &err), DR_EINVAL);
+    assert_non_null(strstr(err.msg, "not-an-ip"));
+
+    dr_net_config_defaults(&cfg);
+    cfg.node_id = 1;
+    cfg.cluster_id = CLUSTER;
+    cfg.listen_ip = "127.0.0.1";
+    cfg.max_frame_bytes = 1000;
+    dr_net *a = NULL;
+    assert_int_equal(dr_net_create(&cfg, &a, &err), 0);
+    dr_net *b = make_node(2, 0, 0);
+    link_nodes(a, 1, b, 2);
+    static uint8_t big[1001];
+    assert_int_equal(dr_net_send(a, 2, T_DATA, 0, big, sizeof big), DR_ETOOBIG);
+    assert_int_equal(dr_net_send(a, 2, 1, 0, big, 10), DR_EINVAL);
+    assert_int_equal(dr_net_connect(a, 2, "127.0.0.1", dr_net_listen_port(b)), DR_EEXIST);
+    /* b may send a's maximum but not more: a closes the connection on the oversized one */
+    assert_int_equal(dr_net_send(b, 1, T_DATA, 0, big, 1000), 0);
+    dr_net_event ev = expect(a, DR_NET_EV_FRAME, 2);
+    assert_int_equal(ev.msg->payload_bytes, 1000);
+    free(ev.msg);
+    assert_int_equal(dr_net_send(b, 1, T_DATA, 0, big, 1001), 0);
+    ev = expect(a, DR_NET_EV_PEER_DOWN, 2);
+    assert_int_equal(ev.reason, DR_ETOOBIG);
+    dr_net_destroy(a);
+    dr_net_destroy(b);
+}
+
+static void test_spinning_nodes_and_event_fd(void **state) {
+    (void)state;
+    dr_net_config cfg;
+    dr_net_config_defaults(&cfg);
+    cfg.cluster_id = CLUSTER;
+    cfg.listen_ip = "127.0.0.1";
+    cfg.spin_us = 50;
+    cfg.loop_spin_us = 50;
+    dr_net *n[2] = {NULL, NULL};
+    for (int i = 0; i < 2; i++) {
+        cfg.node_id = (uint32_t)i + 1;
+        assert_int_equal(dr_net_create(&cfg, &n[i], NULL), 0);
+    }
+    link_nodes(n[0], 1, n[1], 2);
+    enum { N = 3000 };
+    for (uint32_t i = 0; i < N; i++) {
+        send_seq(n[0], 2, i, 32);
+        dr_net_event ev = expect(n[1], DR_NET_EV_FRAME, 1);
+        assert_int_equal(dr_load_u32le(ev.msg->payload), i);
+        free(ev.msg);
+        if (i % 100 == 0)
+            usleep(200); /* idle gaps exercise the adaptive back-off */
+    }
+    /* event fd: readable once a frame waits, drained by taking the event */
+    int fd = dr_net_event_fd(n[1]);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    dr_net_event ev;
+    assert_int_equal(dr_net_next_event(n[1], &ev, 0), DR_ETIMEDOUT);
+    assert_int_equal(poll(&pfd, 1, 0), 0);
+    send_seq(n[0], 2, 42, 8);
+    assert_int_equal(poll(&pfd, 1, 10000), 1);
+    assert_int_equal(dr_net_next_event(n[1], &ev, 0), 0);
+    assert_int_equal(ev.kind, DR_NET_EV_FRAME);
+    free(ev.msg);
+    assert_int_equal(dr_net_next_event(n[1], &ev, 0), DR_ETIMEDOUT);
+    assert_int_equal(poll(&pfd, 1, 0), 0);
+    dr_net_destroy(n[0]);
+    dr_net_destroy(n[1]);
+}
+
+/* Silent connections are closed after handshake_timeout_ms; too many pending ones are refused. */
+static void test_handshake_timeout_and_pending_cap(void **state) {
+    (void)state;
+    dr_net_config cfg;
+    dr_net_config_defaults(&cfg);
+    cfg.node_id = 1;
+    cfg.cluster_id = CLUSTER;
+    cfg.listen_ip = "127.0.0.1";
+    cfg.handshake_timeout_ms = 300;
+    cfg.max_pending_inbound = 2;
+    dr_net *a = NULL;
+    assert_int_equal(dr_net_create(&cfg, &a, NULL), 0);
+    int fd1 = raw_connect(a), fd2 = raw_connect(a);
+    usleep(50 * 1000); /* let a accept both */
+    int fd3 = raw_connect(a);
+    assert_true(raw_wait_closed(fd3)); /* over the cap: closed at once */
+    assert_true(raw_wait_closed(fd1)); /* silent: closed at the deadline */
+    assert_true(raw_wait_closed(fd2));
+    close(fd1), close(fd2), close(fd3);
+
+    /* dialling a listener that never answers the handshake */
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    socklen_t len = sizeof addr;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&addr, &len), 0);
+    assert_int_equal(dr_net_connect(a, 9, "127.0.0.1", ntohs(addr.sin_port)), 0);
+    dr_net_event ev = expect(a, DR_NET_EV_PEER_DOWN, 9);
+    assert_int_equal(ev.reason, DR_ETIMEDOUT);
+    close(lfd);
+    /* the node still works */
+    dr_net *b = make_node(2, 0, 0);
+    link_nodes(a, 1, b, 2);
+    dr_net_destroy(b);
+    dr_net_destroy(a);
+}
+
+/* ---- posted tasks and ticks ---- */
+
+typedef struct task_state {
+    atomic_int ran;       /* tasks run with status 0 */
+    atomic_int cancelled; /* tasks discarded by destroy */
+    atomic_int next;      /* next expected sequence number */
+    atomic_bool in_order; /* tasks ran in post order */
+} task_state;
+
+typedef struct posted {
+    task_state *state;
+    int seq;
+} posted;
+
+static void task_fn(void *ctx, int status) {
+    posted *p = ctx;
+    if (status == 0) {
+        if (atomic_fetch_add(&p->state->next, 1) != p->seq)
+            atomic_store(&p->state->in_order, false);
+        atomic_fetch_add(&p->state->ran, 1);
+    } else {
+        atomic_fetch_add(&p->state->cancelled, 1);
+    }
+    free(p);
+}
+
+static void test_post_and_tick(void **state) {
+    (void)state;
+    dr_net_config cfg;
+    dr_net_config_defaults(&cfg);
+    cfg.node_id = 1;
+    cfg.cluster_id = CLUSTER;
+    cfg.tick_ms = 10;
+    dr_net *a = NULL;
+    assert_int_equal(dr_net_create(&cfg, &a, NULL), 0);
+    dr_net_event ev = next(a, 10000);
+    assert_int_equal(ev.kind, DR_NET_EV_TICK);
+    ev = next(a, 10000);
+    assert_int_equal(ev.kind, DR_NET_EV_TICK);
+
+    task_state ts = {.in_order = true};
+    enum { N = 2000 };
+    for (int i = 0; i < N; i++) {
+        posted *p = malloc(sizeof *p);
+        *p = (posted){&ts, i};
+        assert_int_equal(dr_net_post(a, task_fn, p), 0);
+    }
+    dr_net_destroy(a); /* runs or discards, never loses, every posted task */
+    assert_int_equal(atomic_load(&ts.ran) + atomic_load(&ts.cancelled), N);
+    assert_true(atomic_load(&ts.in_order));
+}
+
+static double process_cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* A peer that resets its connection while the receiver has paused reading (inbox full) must not
+ * make the network thread spin on the unmaskable EPOLLHUP; once drained, the drop is reported. */
+static void test_reset_while_reads_paused(void **state) {
+    (void)state;
+    dr_net *b = make_node(2, 0, 256 * 1024);
+    int fd = raw_connect(b);
+    raw_send_hello(fd, 50, CLUSTER, 1);
+    expect(b, DR_NET_EV_PEER_UP, 50);
+    enum { LEN = 64 * 1024 };
+    static uint8_t frame[DR_FRAME_HEADER_BYTES + LEN];
+    int sent = 0;
+    size_t off = 0;
+    for (int spins = 0; spins < 200 && sent < 1000;) {
+        if (off == 0) {
+            dr_frame_encode_header(frame, T_DATA, 0, LEN);
+            dr_store_u32le(frame + DR_FRAME_HEADER_BYTES, (uint32_t)sent);
+        }
+        ssize_t n = send(fd, frame + off, sizeof frame - off, MSG_DONTWAIT);
+        if (n < 0) {
+            spins++;
+            usleep(1000);
+            continue;
+        }
+        off += (size_t)n;
+        if (off == sizeof frame)
+            off = 0, sent++;
+    }
+    assert_true(sent < 1000); /* b stopped reading */
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd); /* RST */
+    double cpu_before = process_cpu_seconds();
+    usleep(300 * 1000);
+    assert_true(process_cpu_seconds() - cpu_before < 0.15);
+    for (uint32_t seq = 0;; seq++) {
+        dr_net_event ev = next(b, 10000);
+        if (ev.kind == DR_NET_EV_PEER_DOWN) {
+            assert_int_equal(ev.peer, 50);
+            break;
+        }
+        assert_int_equal(ev.kind, DR_NET_EV_FRAME);
+        assert_int_equal(dr_load_u32le(ev.msg->payload), seq);
+        free(ev.msg);
+    }
+    dr_net_destroy(b);
+}
+
+int main(void) {
+    dr_log_set_all_levels(DR_LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_two_nodes_in_order),
+        cmocka_unit_test(test_three_nodes_per_sender_order),
+        cmocka_unit_test(test_50mb_frame_intact),
+        cmocka_unit_test(test_garbage_peer_disconnected_node_keeps_serving),
+        cmocka_unit_test(test_wrong_identity_on_connect),
+        cmocka_unit_test(test_back_pressure),
+        cmocka_unit_test(test_peer_down_reported),
+        cmocka_unit_test(test_shutdown_with_pending_data),
+        cmocka_unit_test(test_client_connects_and_gets_reply),
+        cmocka_unit_test(test_link_cut_drops_both_directions),
+        cmocka_unit_test(test_callback_mode_echo),
+        cmocka_unit_test(test_newer_connection_replaces_older),
+        cmocka_unit_test(test_config_and_argument_checks),
+        cmocka_unit_test(test_spinning_nodes_and_event_fd),
+        cmocka_unit_test(test_handshake_timeout_and_pending_cap),
+        cmocka_unit_test(test_post_and_tick),
+        cmocka_unit_test(test_reset_while_reads_paused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
