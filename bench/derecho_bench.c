@@ -37,24 +37,24 @@
 enum { MAX_NODES = 16, MAX_RUNS = 50 };
 
 typedef struct bench_options {
-    int nodes;             /* local nodes to start */
-    int senders;           /* sending nodes (lowest ids) */
-    size_t size;           /* message bytes */
-    uint64_t count;        /* messages per sender */
-    bool raw;              /* raw (unordered) delivery */
-    int window;            /* window_size */
-    bool latency;          /* latency mode */
-    int runs;              /* repetitions (local mode) */
-    int port_base;         /* first gms port */
-    bool reference;        /* measure raw TCP too */
+    int nodes;               /* local nodes to start */
+    int senders;             /* sending nodes (lowest ids) */
+    size_t size;             /* message bytes */
+    uint64_t count;          /* messages per sender */
+    bool raw;                /* raw (unordered) delivery */
+    int window;              /* window_size */
+    bool latency;            /* latency mode */
+    int runs;                /* repetitions (local mode) */
+    int port_base;           /* first gms port */
+    bool reference;          /* measure raw TCP too */
     const char *node_config; /* run as one node of this cluster */
-    int as_node;           /* internal: child process index, -1 for the parent */
+    int as_node;             /* internal: child process index, -1 for the parent */
 } bench_options;
 
 /* What one node measured. */
 typedef struct node_result {
-    double seconds;        /* first to last delivery */
-    uint64_t delivered;    /* messages */
+    double seconds;                  /* first to last delivery */
+    uint64_t delivered;              /* messages */
     uint64_t p50_us, p90_us, p99_us; /* latency percentiles */
 } node_result;
 
@@ -63,10 +63,10 @@ typedef struct node_result {
 typedef struct node_run {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    uint64_t expected;     /* deliveries to wait for */
+    uint64_t expected; /* deliveries to wait for */
     uint64_t delivered;
     uint64_t first_ns, last_ns;
-    uint64_t *latency_us;  /* one sample per delivery (throughput) or per send (latency) */
+    uint64_t *latency_us; /* one sample per delivery (throughput) or per send (latency) */
     uint64_t samples;
     uint32_t my_id;
     bool latency_mode;
@@ -181,8 +181,8 @@ static int run_node(const bench_options *options, const char *config_path) {
     pthread_mutex_unlock(&run.lock);
     qsort(run.latency_us, run.samples, sizeof *run.latency_us, compare_u64);
     double seconds = (double)(run.last_ns - run.first_ns) / 1e9;
-    printf("RESULT %.6f %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", seconds,
-           run.delivered, percentile(run.latency_us, run.samples, 0.5),
+    printf("RESULT %.6f %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", seconds, run.delivered,
+           percentile(run.latency_us, run.samples, 0.5),
            percentile(run.latency_us, run.samples, 0.9),
            percentile(run.latency_us, run.samples, 0.99));
     fflush(stdout);
@@ -350,8 +350,7 @@ static int run_local(const bench_options *options, const char *self, char **forw
     int good = 0;
     for (int r = 0; r < options->runs; r++) {
         node_result result;
-        if (run_local_once(options, self, forward, options->port_base + r * 2 * MAX_NODES,
-                           &result))
+        if (run_local_once(options, self, forward, options->port_base + r * 2 * MAX_NODES, &result))
             continue;
         double bytes = (double)result.delivered * (double)options->size;
         msgs[good] = result.seconds > 0 ? (double)result.delivered / result.seconds : 0;
@@ -363,20 +362,20 @@ static int run_local(const bench_options *options, const char *self, char **forw
     }
     printf("derecho-bench: %d nodes, %d senders, %zu B, %" PRIu64 " msgs/sender, %s, window %d, "
            "%s mode, %d/%d runs ok\n",
-           options->nodes, options->latency ? 1 : options->senders, options->size,
-           options->count, options->raw ? "raw" : "ordered", options->window,
+           options->nodes, options->latency ? 1 : options->senders, options->size, options->count,
+           options->raw ? "raw" : "ordered", options->window,
            options->latency ? "latency" : "throughput", good, options->runs);
     if (good) {
         if (!options->latency) {
             print_spread("throughput (slowest node)", mbps, good, "MB/s");
             print_spread("throughput (slowest node)", msgs, good, "msg/s");
         }
-        print_spread(options->latency ? "send-to-delivery p50" : "delivery latency p50", p50,
-                     good, "us");
-        print_spread(options->latency ? "send-to-delivery p90" : "delivery latency p90", p90,
-                     good, "us");
-        print_spread(options->latency ? "send-to-delivery p99" : "delivery latency p99", p99,
-                     good, "us");
+        print_spread(options->latency ? "send-to-delivery p50" : "delivery latency p50", p50, good,
+                     "us");
+        print_spread(options->latency ? "send-to-delivery p90" : "delivery latency p90", p90, good,
+                     "us");
+        print_spread(options->latency ? "send-to-delivery p99" : "delivery latency p99", p99, good,
+                     "us");
     }
     if (options->reference)
         run_reference(options);
@@ -392,8 +391,14 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
-    bench_options options = {.nodes = 3, .senders = 3, .size = 1024, .count = 10000,
-                             .window = 16, .runs = 1, .port_base = 43000, .reference = true,
+    bench_options options = {.nodes = 3,
+                             .senders = 3,
+                             .size = 1024,
+                             .count = 10000,
+                             .window = 16,
+                             .runs = 1,
+                             .port_base = 43000,
+                             .reference = true,
                              .as_node = -1};
     static char *forward[64];
     int forwarded = 0;

@@ -9,7 +9,8 @@
  * contact_ip:contact_port starts the group and waits until enough nodes joined for an adequate
  * first view; every other node joins through the contact (redirected to the leader).
  *
- * Threads: dr_group runs a network thread (epoll), a timer thread and one delivery thread.
+ * Threads: dr_group runs a network thread (epoll, which also ticks the protocol clock) and one
+ * delivery thread.
  * Deliveries and view changes reach the application through callbacks on the delivery thread,
  * one at a time, in delivery order; a callback must not call dr_group_destroy, and a slow
  * callback delays later deliveries (run slow work elsewhere). Every other function may be
@@ -71,8 +72,8 @@ typedef struct dr_group_callbacks {
  * come from [SUBGROUP/<profile>] (falling back to [SUBGROUP/DEFAULT]). Returns 0, or
  * DR_EINVAL when the profile lacks one of them (message in *err, may be NULL).
  */
-int dr_group_policy_from_config(const dr_config *config, const char *profile,
-                                dr_delivery_mode mode, dr_shard_policy *policy, dr_err *err);
+int dr_group_policy_from_config(const dr_config *config, const char *profile, dr_delivery_mode mode,
+                                dr_shard_policy *policy, dr_err *err);
 
 /**
  * Starts this node: listens on local_ip:gms_port, then starts the group (if this node is the

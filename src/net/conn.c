@@ -373,10 +373,12 @@ static int check_hello(dr_net *net, conn *c, const dr_net_msg *msg, uint32_t *id
         return *why = "HELLO from another cluster", DR_EPROTO;
     if (*role != DR_NET_ROLE_MEMBER && *role != DR_NET_ROLE_CLIENT)
         return *why = "HELLO with an unknown role", DR_EPROTO;
-    if (c->outbound && (*role != DR_NET_ROLE_MEMBER || *id != c->peer))
+    if (c->outbound &&
+        (*role != DR_NET_ROLE_MEMBER || (c->peer != DR_NET_ANY_NODE && *id != c->peer) ||
+         *id >= DR_NET_ANY_NODE || *id == net->cfg.node_id))
         return *why = "dialled node answered with another node id", DR_EPROTO;
     if (!c->outbound && *role == DR_NET_ROLE_MEMBER &&
-        (*id >= DR_NET_CLIENT_ID_BASE || *id == net->cfg.node_id))
+        (*id >= DR_NET_ANY_NODE || *id == net->cfg.node_id))
         return *why = "HELLO with an invalid member id", DR_EPROTO;
     return DR_OK;
 }

@@ -178,7 +178,7 @@ void dr_net_config_defaults(dr_net_config *cfg) {
 static int check_config(const dr_net_config *cfg, dr_err *err) {
     if (cfg->role != DR_NET_ROLE_MEMBER && cfg->role != DR_NET_ROLE_CLIENT)
         return dr_err_set(err, DR_EINVAL, "net: unknown role %d", (int)cfg->role);
-    if (cfg->role == DR_NET_ROLE_MEMBER && cfg->node_id >= DR_NET_CLIENT_ID_BASE)
+    if (cfg->role == DR_NET_ROLE_MEMBER && cfg->node_id >= DR_NET_ANY_NODE)
         return dr_err_set(err, DR_EINVAL, "net: node id %u out of range", cfg->node_id);
     if (cfg->max_frame_bytes == 0 || cfg->max_frame_bytes > DR_FRAME_PAYLOAD_HARD_MAX)
         return dr_err_set(err, DR_EINVAL, "net: max_frame_bytes %u out of range",
@@ -330,7 +330,7 @@ int dr_net_connect(dr_net *net, uint32_t node_id, const char *ip, uint16_t port)
     if (node_id >= DR_NET_CLIENT_ID_BASE)
         return DR_EINVAL;
     pthread_mutex_lock(&net->mu);
-    bool exists = dr_net__find_conn_locked(net, node_id) != NULL;
+    bool exists = node_id != DR_NET_ANY_NODE && dr_net__find_conn_locked(net, node_id) != NULL;
     pthread_mutex_unlock(&net->mu);
     if (exists)
         return DR_EEXIST;

@@ -40,6 +40,12 @@
 
 /** Local ids >= this name outside-client connections (assigned by the accepting node). */
 #define DR_NET_CLIENT_ID_BASE 0x80000000u
+/**
+ * dr_net_connect's node_id when the caller knows only the address (a joiner dialling its
+ * contact): the peer's HELLO then names it, and PEER_UP reports that id (a failed dial reports
+ * PEER_DOWN with this value). Member ids must be below it.
+ */
+#define DR_NET_ANY_NODE (DR_NET_CLIENT_ID_BASE - 1u)
 /** Message types below this are reserved for the transport; dr_net_send refuses them. */
 #define DR_NET_TYPE_USER_MIN 16u
 

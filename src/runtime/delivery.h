@@ -19,12 +19,12 @@ typedef struct delivery_item {
 
 /** The queue and its thread. */
 typedef struct delivery_queue {
-    pthread_mutex_t lock;        /* guards everything below */
-    pthread_cond_t ready;        /* signalled when items arrive or on stop */
-    delivery_item *head, *tail;  /* FIFO */
-    bool stopping;               /* the thread drains and exits */
-    bool started;                /* thread is running */
-    pthread_t thread;            /* the delivery thread */
+    pthread_mutex_t lock;         /* guards everything below */
+    pthread_cond_t ready;         /* signalled when items arrive or on stop */
+    delivery_item *head, *tail;   /* FIFO */
+    bool stopping;                /* the thread drains and exits */
+    bool started;                 /* thread is running */
+    pthread_t thread;             /* the delivery thread */
     dr_group_callbacks callbacks; /* copied at start */
 } delivery_queue;
 

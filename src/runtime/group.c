@@ -1,13 +1,13 @@
 /*
  * The TCP runtime (include/derecho/group.h): drives the sans-IO core (src/core) with the epoll
- * transport (src/net), a timer thread and the delivery thread.
+ * transport (src/net) (its network thread also ticks the core) and the delivery thread.
  *
  * Threads and the core lock. The core is a single-threaded state machine; every event reaches
  * it under `core_lock`, so its events are processed one at a time, in order:
  *   - the network thread (dr_net callback mode) feeds frames and connection changes;
  *   - application threads feed sends (dr_group_send), so a send goes out on the caller's
  *     thread with no thread hop (dr_net writes directly to the socket when its queue is empty);
- *   - the timer thread feeds ticks every tick_ms.
+ *   - dr_net's TICK events (network thread) feed the core's clock every tick_ms.
  * After each event the same thread drains the core's actions (dispatch_actions_locked): frames
  * go to dr_net, deliveries and views go to the delivery thread, which runs the application's
  * callbacks outside the lock. Lock order: core_lock, then dr_net's internal lock (dr_net never
@@ -36,7 +36,7 @@
 enum {
     NET_TYPE_CORE = DR_NET_TYPE_USER_MIN, /* frames of the protocol core */
     MAX_PEERS = 2 * DR_VIEW_MAX_MEMBERS,  /* peers the runtime tracks */
-    MAX_TICK_MS = 100,                    /* the timer thread wakes at least this often */
+    MAX_TICK_MS = 100,                    /* the core's clock advances at least this often */
 };
 #define MAX_BACKLOG_BYTES (256u << 20) /* frames waiting for one peer's connection */
 
@@ -49,11 +49,11 @@ typedef struct pending_frame {
 
 /* What the runtime knows of one peer connection. */
 typedef struct peer_state {
-    uint32_t id;                       /* node id, DR_NODE_NONE for a free slot */
-    bool up;                           /* handshake done, frames may be sent */
-    bool dialing;                      /* dr_net_connect issued, no PEER_UP/DOWN yet */
+    uint32_t id;                           /* node id, DR_NODE_NONE for a free slot */
+    bool up;                               /* handshake done, frames may be sent */
+    bool dialing;                          /* dr_net_connect issued, no PEER_UP/DOWN yet */
     pending_frame *backlog, *backlog_tail; /* frames waiting for `up` */
-    size_t backlog_bytes;              /* bytes in the backlog */
+    size_t backlog_bytes;                  /* bytes in the backlog */
 } peer_state;
 
 struct dr_group {
@@ -69,11 +69,9 @@ struct dr_group {
     dr_group_view *view;       /* latest installed view (owned), NULL before view 0 */
     peer_state peers[MAX_PEERS];
     char contact_address[DR_ADDRESS_MAX]; /* "ip:port" of the contact */
-    peer_state contact;        /* the contact connection before its id is known */
-    uint32_t contact_id;       /* the contact's id once learned, else DR_NODE_NONE */
-    pthread_t timer_thread;    /* feeds ticks */
-    bool timer_started;        /* timer_thread runs */
-    pthread_cond_t timer_wake; /* wakes the timer thread early (closing) */
+    peer_state contact;                   /* the contact connection before its id is known */
+    uint32_t contact_id;                  /* the contact's id once learned, else DR_NODE_NONE */
+    uint32_t replying_to; /* while handling a frame: its sender, else DR_NODE_NONE */
 };
 
 /* ---- time --------------------------------------------------------------------------------- */
@@ -160,8 +158,8 @@ static void free_payload(void *ctx, void *payload) {
 
 /* Sends a frame (taking its bytes) on an up connection. */
 static void transmit(dr_group *group, uint32_t peer_id, uint8_t *bytes, size_t len) {
-    int rc = dr_net_send_owned(group->net, peer_id, NET_TYPE_CORE, 0, bytes, len, free_payload,
-                               NULL);
+    int rc =
+        dr_net_send_owned(group->net, peer_id, NET_TYPE_CORE, 0, bytes, len, free_payload, NULL);
     if (rc)
         DR_WARN(DR_LOGM_NET, "frame of %zu bytes to node %" PRIu32 " not sent: %s", len, peer_id,
                 dr_strerror(rc));
@@ -215,7 +213,16 @@ static void dial(dr_group *group, uint32_t node_id, const char *address, peer_st
 static void act_send(dr_group *group, dr_action *action) {
     uint32_t to = action->node_id;
     peer_state *peer = NULL;
-    if (to == DR_NODE_NONE) { /* to the contact, whose id we may not know yet */
+    if (to == DR_NODE_NONE && strcmp(action->address, group->contact_address) != 0) {
+        /* A reply to a joiner (accept, redirect, refuse), produced while handling the
+         * joiner's own frame: it goes back on the connection that frame came from. */
+        to = group->replying_to;
+        if (to == DR_NODE_NONE) {
+            DR_WARN(DR_LOGM_NET, "frame for %s has no connection; dropped", action->address);
+            return;
+        }
+        peer = find_peer(group, to, true);
+    } else if (to == DR_NODE_NONE) { /* to the contact, whose id we may not know yet */
         to = group->contact_id;
         peer = to == DR_NODE_NONE ? &group->contact : find_peer(group, to, true);
     } else {
@@ -354,6 +361,17 @@ static void on_peer_down(dr_group *group, uint32_t id, int reason) {
     dr_core_on_disconnect(group->core, id, now_us());
 }
 
+static void on_frame(dr_group *group, const dr_net_event *event) {
+    if (event->msg->type != NET_TYPE_CORE)
+        return;
+    group->replying_to = event->peer;
+    if (dr_core_on_message(group->core, event->peer, event->msg->payload, event->msg->payload_bytes,
+                           now_us()) == DR_EPROTO)
+        dr_net_disconnect(group->net, event->peer);
+    dispatch_actions_locked(group);
+    group->replying_to = DR_NODE_NONE;
+}
+
 static void on_net_event(void *ctx, const dr_net_event *event) {
     dr_group *group = ctx;
     pthread_mutex_lock(&group->core_lock);
@@ -364,10 +382,10 @@ static void on_net_event(void *ctx, const dr_net_event *event) {
                 on_peer_up(group, event->peer);
             break;
         case DR_NET_EV_FRAME:
-            if (event->msg->type == NET_TYPE_CORE &&
-                dr_core_on_message(group->core, event->peer, event->msg->payload,
-                                   event->msg->payload_bytes, now_us()) == DR_EPROTO)
-                dr_net_disconnect(group->net, event->peer);
+            on_frame(group, event);
+            break;
+        case DR_NET_EV_TICK:
+            dr_core_on_tick(group->core, now_us());
             break;
         case DR_NET_EV_PEER_DOWN:
             on_peer_down(group, event->peer, event->reason);
@@ -380,28 +398,10 @@ static void on_net_event(void *ctx, const dr_net_event *event) {
         free(event->msg);
 }
 
-/* ---- timer thread --------------------------------------------------------------------------- */
-
-static void *timer_main(void *arg) {
-    dr_group *group = arg;
-    pthread_mutex_lock(&group->core_lock);
-    while (!group->closing) {
-        struct timespec deadline;
-        deadline_after_ms(&deadline, (int)group->tick_ms);
-        pthread_cond_timedwait(&group->timer_wake, &group->core_lock, &deadline);
-        if (group->closing)
-            break;
-        dr_core_on_tick(group->core, now_us());
-        dispatch_actions_locked(group);
-    }
-    pthread_mutex_unlock(&group->core_lock);
-    return NULL;
-}
-
 /* ---- configuration -------------------------------------------------------------------------- */
 
-int dr_group_policy_from_config(const dr_config *config, const char *profile,
-                                dr_delivery_mode mode, dr_shard_policy *policy, dr_err *err) {
+int dr_group_policy_from_config(const dr_config *config, const char *profile, dr_delivery_mode mode,
+                                dr_shard_policy *policy, dr_err *err) {
     uint32_t num_shards = 0, min_nodes = 0, max_nodes = 0;
     if (dr_config_subgroup_u32(config, profile, "num_shards", &num_shards) ||
         dr_config_subgroup_u32(config, profile, "min_nodes", &min_nodes) ||
@@ -435,11 +435,11 @@ static void sizes_from_config(const dr_config *config, const dr_layout_spec *spe
     dr_config_subgroup_u32(config, NULL, "max_smc_payload_size", &options->max_smc_payload_size);
     dr_config_subgroup_u32(config, NULL, "window_size", &options->window_size);
     dr_config_subgroup_u32(config, NULL, "block_size", &options->block_size);
-    options->pipeline = pipeline_from_name(dr_config_get(config, "SUBGROUP/DEFAULT",
-                                                         "rdmc_send_algorithm"));
+    options->pipeline =
+        pipeline_from_name(dr_config_get(config, "SUBGROUP/DEFAULT", "rdmc_send_algorithm"));
     for (uint32_t t = 0; t < spec->num_types; t++) {
-        const char *profile = spec->types[t].policy.profile[0] ? spec->types[t].policy.profile
-                                                               : NULL;
+        const char *profile =
+            spec->types[t].policy.profile[0] ? spec->types[t].policy.profile : NULL;
         if (!dr_config_subgroup_u32(config, profile, "max_payload_size", &payload) &&
             payload > options->max_payload_size)
             options->max_payload_size = payload;
@@ -505,6 +505,7 @@ static int start_net(dr_group *group, const dr_config *config, const dr_core_opt
                            ? options->block_size
                            : options->max_smc_payload_size;
     net_config.max_frame_bytes = largest + (1u << 20); /* headers, views, SST batches */
+    net_config.tick_ms = group->tick_ms;
     net_config.on_event = on_net_event;
     net_config.on_event_ctx = group;
     return dr_net_create(&net_config, &group->net, err);
@@ -519,6 +520,7 @@ static int init_group(dr_group *group, const dr_config *config) {
         group->peers[i].id = DR_NODE_NONE;
     group->contact.id = DR_NODE_NONE;
     group->contact_id = DR_NODE_NONE;
+    group->replying_to = DR_NODE_NONE;
     dr_config_get_u32(config, "DERECHO", "heartbeat_ms", &heartbeat_ms);
     group->tick_ms = heartbeat_ms < MAX_TICK_MS ? heartbeat_ms : MAX_TICK_MS;
     pthread_mutex_init(&group->core_lock, NULL);
@@ -526,7 +528,6 @@ static int init_group(dr_group *group, const dr_config *config) {
     pthread_condattr_init(&monotonic);
     pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
     pthread_cond_init(&group->changed, &monotonic);
-    pthread_cond_init(&group->timer_wake, &monotonic);
     pthread_condattr_destroy(&monotonic);
     return DR_OK;
 }
@@ -542,8 +543,7 @@ int dr_group_create(const dr_config *config, const dr_layout_spec *spec,
         return dr_err_set(err, DR_ENOMEM, "out of memory");
     init_group(group, config);
     group->my_id = options.my_id;
-    snprintf(group->contact_address, sizeof group->contact_address, "%s",
-             options.contact_address);
+    snprintf(group->contact_address, sizeof group->contact_address, "%s", options.contact_address);
     rc = dr_core_create(&options, now_us(), &group->core, err);
     if (rc)
         goto fail;
@@ -559,12 +559,6 @@ int dr_group_create(const dr_config *config, const dr_layout_spec *spec,
     pthread_mutex_unlock(&group->core_lock);
     if (rc)
         goto fail;
-    if (pthread_create(&group->timer_thread, NULL, timer_main, group) != 0) {
-        rc = dr_err_set(err, DR_EIO, "cannot start the timer thread");
-        goto fail;
-    }
-    pthread_setname_np(group->timer_thread, "dr-timer");
-    group->timer_started = true;
     DR_INFO(DR_LOGM_VIEWMANAGER, "node %" PRIu32 " at %s, contact %s", options.my_id,
             options.my_address, options.contact_address);
     *out = group;
@@ -671,10 +665,7 @@ void dr_group_destroy(dr_group *group) {
     pthread_mutex_lock(&group->core_lock);
     group->closing = true;
     pthread_cond_broadcast(&group->changed);
-    pthread_cond_broadcast(&group->timer_wake);
     pthread_mutex_unlock(&group->core_lock);
-    if (group->timer_started)
-        pthread_join(group->timer_thread, NULL);
     dr_net_destroy(group->net); /* joins the network thread: no more events */
     delivery_stop(&group->delivery);
     dr_core_destroy(group->core);
@@ -682,7 +673,6 @@ void dr_group_destroy(dr_group *group) {
         free_backlog(&group->peers[i]);
     free_backlog(&group->contact);
     free(group->view);
-    pthread_cond_destroy(&group->timer_wake);
     pthread_cond_destroy(&group->changed);
     pthread_mutex_destroy(&group->core_lock);
     free(group);

@@ -27,11 +27,11 @@
 typedef struct node_state {
     pthread_mutex_t lock;
     pthread_cond_t done_cond;
-    uint64_t expected;    /* messages to deliver before DONE */
-    uint64_t delivered;   /* messages delivered */
-    uint64_t hash;        /* running FNV-1a over (version, sender, bytes) */
-    uint64_t bad;         /* deliveries whose bytes did not match their (sender, index) */
-    bool raw;             /* raw mode: order differs between nodes, hash only the multiset */
+    uint64_t expected;  /* messages to deliver before DONE */
+    uint64_t delivered; /* messages delivered */
+    uint64_t hash;      /* running FNV-1a over (version, sender, bytes) */
+    uint64_t bad;       /* deliveries whose bytes did not match their (sender, index) */
+    bool raw;           /* raw mode: order differs between nodes, hash only the multiset */
 } node_state;
 
 static uint64_t fnv(uint64_t hash, const void *data, size_t len) {
@@ -139,8 +139,8 @@ int main(int argc, char **argv) {
 
     dr_err err = {0};
     dr_config *config = NULL;
-    dr_config_options options = {.file_path = argv[1], .overrides = overrides,
-                                 .override_count = override_count};
+    dr_config_options options = {
+        .file_path = argv[1], .overrides = overrides, .override_count = override_count};
     if (dr_config_load(&options, &config, &err)) {
         fprintf(stderr, "group_node: %s\n", err.msg);
         return 1;
@@ -155,8 +155,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "group_node: %s\n", err.msg);
         return 1;
     }
-    node_state state = {.expected = messages * senders, .hash = 1469598103934665603ull,
-                        .raw = raw};
+    node_state state = {.expected = messages * senders, .hash = 1469598103934665603ull, .raw = raw};
     pthread_mutex_init(&state.lock, NULL);
     pthread_cond_init(&state.done_cond, NULL);
     dr_group_callbacks callbacks = {.on_deliver = on_deliver, .ctx = &state};

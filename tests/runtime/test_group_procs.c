@@ -10,6 +10,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,17 +26,17 @@ enum { MAX_NODES = 8, WAIT_SECONDS = 90 };
 
 typedef struct child {
     pid_t pid;
-    int stdin_fd;         /* write end of the child's stdin: closing it releases the child */
-    int stdout_fd;        /* read end of the child's stdout */
-    char output[512];     /* what it printed */
+    int stdin_fd;     /* write end of the child's stdin: closing it releases the child */
+    int stdout_fd;    /* read end of the child's stdout */
+    char output[512]; /* what it printed */
     size_t output_len;
-    bool done;            /* printed its DONE line */
+    bool done; /* printed its DONE line */
 } child;
 
 static char test_dir[] = "/tmp/dr_group_procs_XXXXXX";
 
-static void write_node_config(int node, int nodes, int base_port, const char *extra,
-                              char *path, size_t path_len) {
+static void write_node_config(int node, int nodes, int base_port, const char *extra, char *path,
+                              size_t path_len) {
     snprintf(path, path_len, "%s/node%d.cfg", test_dir, node);
     FILE *file = fopen(path, "w");
     assert_non_null(file);
@@ -97,8 +98,8 @@ static void wait_all_done(child *children, int count) {
             if (!(fds[i].revents & (POLLIN | POLLHUP)))
                 continue;
             child *c = &children[i];
-            ssize_t n = read(c->stdout_fd, c->output + c->output_len,
-                             sizeof c->output - 1 - c->output_len);
+            ssize_t n =
+                read(c->stdout_fd, c->output + c->output_len, sizeof c->output - 1 - c->output_len);
             if (n > 0) {
                 c->output_len += (size_t)n;
                 c->output[c->output_len] = '\0';
@@ -136,8 +137,8 @@ static int finish_all(child *children, int count) {
 typedef struct run_spec {
     int nodes;
     int base_port;
-    const char *config_extra;       /* more config lines for every node */
-    char *const *args[MAX_NODES];   /* per-node extra arguments (NULL-terminated lists) */
+    const char *config_extra;     /* more config lines for every node */
+    char *const *args[MAX_NODES]; /* per-node extra arguments (NULL-terminated lists) */
 } run_spec;
 
 /* Starts the nodes (leader first), waits, and checks they all delivered the same. */
@@ -175,8 +176,8 @@ static void run_group(const run_spec *spec, uint64_t expected_delivered) {
 
 static void test_three_nodes_all_send_mixed_sizes(void **state) {
     (void)state;
-    static char *args[] = {"--messages", "300", "--size", "10000", "--mixed",
-                           "--expect-senders", "3", NULL};
+    static char *args[] = {"--messages",       "300", "--size", "10000", "--mixed",
+                           "--expect-senders", "3",   NULL};
     run_spec spec = {.nodes = 3, .base_port = 42100, .args = {args, args, args}};
     run_group(&spec, 900);
 }
@@ -191,18 +192,18 @@ static void test_four_nodes_all_send(void **state) {
 static void test_silent_senders_do_not_stall(void **state) {
     (void)state;
     static char *sender[] = {"--messages", "400", "--size", "512", "--expect-senders", "1", NULL};
-    static char *silent[] = {"--messages", "400", "--size", "512", "--expect-senders", "1",
-                             "--silent", NULL};
+    static char *silent[] = {"--messages",       "400", "--size",   "512",
+                             "--expect-senders", "1",   "--silent", NULL};
     run_spec spec = {.nodes = 3, .base_port = 42300, .args = {silent, sender, silent}};
     run_group(&spec, 400);
 }
 
 static void test_fifty_megabyte_messages_intact(void **state) {
     (void)state;
-    static char *sender[] = {"--messages", "2", "--size", "52428800", "--expect-senders", "1",
-                             NULL};
-    static char *silent[] = {"--messages", "2", "--size", "52428800", "--expect-senders", "1",
-                             "--silent", NULL};
+    static char *sender[] = {"--messages",       "2", "--size", "52428800",
+                             "--expect-senders", "1", NULL};
+    static char *silent[] = {"--messages",       "2", "--size",   "52428800",
+                             "--expect-senders", "1", "--silent", NULL};
     run_spec spec = {.nodes = 3,
                      .base_port = 42400,
                      .config_extra = "max_payload_size = 60000000\nwindow_size = 2\n",
@@ -212,8 +213,8 @@ static void test_fifty_megabyte_messages_intact(void **state) {
 
 static void test_raw_mode_delivers_everything(void **state) {
     (void)state;
-    static char *args[] = {"--messages", "300", "--size", "2000", "--mixed", "--raw",
-                           "--expect-senders", "3", NULL};
+    static char *args[] = {"--messages",       "300", "--size", "2000", "--mixed", "--raw",
+                           "--expect-senders", "3",   NULL};
     run_spec spec = {.nodes = 3, .base_port = 42500, .args = {args, args, args}};
     run_group(&spec, 900);
 }
