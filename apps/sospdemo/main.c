@@ -1,0 +1,41 @@
+/*
+ * sospdemo: the photo-identification service's single binary (seed command line).
+ *
+ *   sospdemo server                      join the group from ./derecho.cfg (hook below)
+ *   sospdemo client <host:port> ...      the function tier's client (client.h)
+ *   sospdemo config ...                  configuration helper (hook below)
+ *
+ * No mode, an unknown mode or missing arguments print the seed's usage text and exit 2.
+ */
+#include "client.h"
+#include "usage.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Hook: `sospdemo server` (group join + function tier / categorizer), written elsewhere. */
+static int server_main(int argc, char **argv) {
+    (void)argc;
+    fprintf(stderr, "sospdemo server: not available in this build\n");
+    sd_print_usage(stdout, argv[0]);
+    return SD_EXIT_USAGE;
+}
+
+/* Hook: `sospdemo config`, written elsewhere. */
+static int config_main(int argc, char **argv) {
+    (void)argc;
+    fprintf(stderr, "sospdemo config: not available in this build\n");
+    sd_print_usage(stdout, argv[0]);
+    return SD_EXIT_USAGE;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], "client") == 0)
+        return sd_client_main(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "server") == 0)
+        return server_main(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "config") == 0)
+        return config_main(argc, argv);
+    sd_print_usage(stdout, argc > 0 ? argv[0] : NULL);
+    return SD_EXIT_USAGE;
+}
