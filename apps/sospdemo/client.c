@@ -168,8 +168,7 @@ static bool send_and_free(sd_client_call *call, grpc_byte_buffer *message) {
  * Streams one file in chunks. Returns 0; DR_ECLOSED when the call ended early (the status
  * says why); DR_EIO when the file could not be read or changed size (message printed).
  */
-static int stream_file(sd_client_call *call, chunk_kind kind, const input_file *f,
-                       progress *prog) {
+static int stream_file(sd_client_call *call, chunk_kind kind, const input_file *f, progress *prog) {
     static uint8_t chunk[SD_CLIENT_CHUNK_BYTES];
     uint64_t done = 0;
     while (done < f->size_bytes) {

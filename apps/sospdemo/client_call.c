@@ -15,7 +15,8 @@ static int tag_send_md, tag_send_msg, tag_close, tag_receive;
 static bool run_batch(sd_client_call *c, const grpc_op *ops, size_t n, void *tag) {
     if (grpc_call_start_batch(c->call, ops, n, tag, NULL) != GRPC_CALL_OK)
         return false;
-    grpc_event ev = grpc_completion_queue_pluck(c->cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_event ev =
+        grpc_completion_queue_pluck(c->cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     return ev.type == GRPC_OP_COMPLETE && ev.success;
 }
 
@@ -49,11 +50,10 @@ int sd_client_call_open(sd_client_call *c, const char *target, const char *metho
     c->cq = grpc_completion_queue_create_for_pluck(NULL);
     if (!c->channel || !c->cq)
         return DR_ENOMEM;
-    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
-                                         gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
+    gpr_timespec deadline =
+        gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
     c->call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq,
-                                       grpc_slice_from_static_string(method), NULL, deadline,
-                                       NULL);
+                                       grpc_slice_from_static_string(method), NULL, deadline, NULL);
     if (!c->call)
         return DR_ENOMEM;
     grpc_op op;
@@ -80,8 +80,7 @@ void sd_client_call_finish(sd_client_call *c) {
     op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
     run_batch(c, &op, 1, &tag_close); /* fails harmlessly when the call is already over */
     if (c->receive_posted)
-        grpc_completion_queue_pluck(c->cq, &tag_receive, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                    NULL);
+        grpc_completion_queue_pluck(c->cq, &tag_receive, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     c->receive_posted = false;
     c->finished = true;
 }

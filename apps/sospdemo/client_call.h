@@ -15,16 +15,16 @@
 
 /** A call in progress and, after sd_client_call_finish, its outcome. */
 typedef struct sd_client_call {
-    grpc_channel *channel;          /**< owned channel to the target */
-    grpc_completion_queue *cq;      /**< owned pluck queue */
-    grpc_call *call;                /**< the call */
-    grpc_metadata_array initial_md; /**< server's initial metadata */
-    grpc_metadata_array trailing_md;/**< server's trailing metadata */
-    grpc_byte_buffer *response;     /**< the reply message, NULL if none (owned) */
-    grpc_status_code status;        /**< final status (valid after finish) */
-    grpc_slice status_details;      /**< final status message (valid after finish) */
-    bool receive_posted;            /**< the reply/status batch is in flight */
-    bool finished;                  /**< the status has arrived */
+    grpc_channel *channel;           /**< owned channel to the target */
+    grpc_completion_queue *cq;       /**< owned pluck queue */
+    grpc_call *call;                 /**< the call */
+    grpc_metadata_array initial_md;  /**< server's initial metadata */
+    grpc_metadata_array trailing_md; /**< server's trailing metadata */
+    grpc_byte_buffer *response;      /**< the reply message, NULL if none (owned) */
+    grpc_status_code status;         /**< final status (valid after finish) */
+    grpc_slice status_details;       /**< final status message (valid after finish) */
+    bool receive_posted;             /**< the reply/status batch is in flight */
+    bool finished;                   /**< the status has arrived */
 } sd_client_call;
 
 /**

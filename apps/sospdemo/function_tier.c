@@ -86,10 +86,10 @@ struct sd_function_tier {
     pthread_t *workers;
     unsigned workers_started;
 
-    pthread_mutex_t lock;        /* guards everything below */
-    pthread_cond_t job_ready;    /* signalled when a job is queued or workers must exit */
+    pthread_mutex_t lock;         /* guards everything below */
+    pthread_cond_t job_ready;     /* signalled when a job is queued or workers must exit */
     ft_call *job_head, *job_tail; /* calls waiting for a worker */
-    bool workers_exit;           /* workers return once the queue is empty */
+    bool workers_exit;            /* workers return once the queue is empty */
     sd_function_tier_stats stats;
 };
 
@@ -286,9 +286,9 @@ static void run_install_model(ft_call *c, dr_err *err) {
     const uint8_t *params = symbol + up->symbol_size;
     int32_t error_code = 0;
     char *error_desc = NULL;
-    int rc = be->install_model(be->user, up->model_tag, synset, up->synset_size, symbol,
-                               up->symbol_size, params, up->params_size, &error_code,
-                               &error_desc, err);
+    int rc =
+        be->install_model(be->user, up->model_tag, synset, up->synset_size, symbol, up->symbol_size,
+                          params, up->params_size, &error_code, &error_desc, err);
     sd_upload_free(&c->upload);
     reply_model(c, rc, error_code, error_desc, err);
     free(error_desc);
@@ -372,8 +372,8 @@ static bool post_accept(sd_function_tier *ft) {
     ft_call *c = call_new(ft);
     if (!c)
         return false;
-    grpc_call_error rc = grpc_server_request_call(ft->server, &c->call, &c->details,
-                                                  &c->request_md, ft->cq, ft->cq, &c->tag_new);
+    grpc_call_error rc = grpc_server_request_call(ft->server, &c->call, &c->details, &c->request_md,
+                                                  ft->cq, ft->cq, &c->tag_new);
     if (rc != GRPC_CALL_OK) {
         call_free(c);
         return false;
@@ -445,8 +445,9 @@ static int check_end_of_stream(const ft_call *c, dr_err *err) {
 static void on_recv(ft_call *c, bool ok) {
     dr_err err;
     dr_err_clear(&err);
-    if (!ok) {
-        finish_call(c, GRPC_STATUS_CANCELLED, "the call failed while receiving", NULL);
+    if (!ok || atomic_load(&c->ft->shutting_down)) {
+        finish_call(c, GRPC_STATUS_CANCELLED, "the call ended before its stream was complete",
+                    NULL);
         return;
     }
     if (c->recv_buffer) {
@@ -489,7 +490,8 @@ static void *cq_main(void *arg) {
     for (unsigned i = 0; i < ACCEPTS_IN_FLIGHT; i++)
         accepts_posted += post_accept(ft);
     while (!(shutdown_seen && accepts_posted == 0 && active_calls(ft) == 0)) {
-        grpc_event ev = grpc_completion_queue_next(ft->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        grpc_event ev =
+            grpc_completion_queue_next(ft->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type != GRPC_OP_COMPLETE)
             break; /* queue shut down: cannot happen before we shut it down */
         ft_tag *tag = ev.tag;

@@ -62,11 +62,11 @@ typedef struct sd_backend {
 
 /** Server settings. Zero fields take the defaults named below. */
 typedef struct sd_function_tier_config {
-    const char *listen_address;  /**< "ip:port" (required; port 0 picks a free one) */
-    sd_upload_limits limits;     /**< stream limits (defaults: SD_DEFAULT_MAX_*) */
-    unsigned workers;            /**< backend worker threads (default 4) */
-    unsigned max_active_calls;   /**< calls open at once before RESOURCE_EXHAUSTED (default 64) */
-    size_t max_message_bytes;    /**< largest single gRPC message (default 4 MiB) */
+    const char *listen_address; /**< "ip:port" (required; port 0 picks a free one) */
+    sd_upload_limits limits;    /**< stream limits (defaults: SD_DEFAULT_MAX_*) */
+    unsigned workers;           /**< backend worker threads (default 4) */
+    unsigned max_active_calls;  /**< calls open at once before RESOURCE_EXHAUSTED (default 64) */
+    size_t max_message_bytes;   /**< largest single gRPC message (default 4 MiB) */
 } sd_function_tier_config;
 
 /** A running server (opaque). */

@@ -115,7 +115,8 @@ static int feed_photo(sd_upload *upload, const uint8_t *msg, size_t len, dr_err 
         rc = accept_data(upload, &req->file_data, err);
         break;
     default:
-        rc = dr_err_set(err, DR_EINVAL, "Whatsthis: message carries neither metadata nor file_data");
+        rc =
+            dr_err_set(err, DR_EINVAL, "Whatsthis: message carries neither metadata nor file_data");
         break;
     }
     sospdemo__photo_request__free_unpacked(req, NULL);

@@ -1,0 +1,45 @@
+/*
+ * A fake function-tier backend for tests: an in-memory table of installed tags and answers
+ * that show what the server passed on ("tag 1: 123 bytes, sum 4567"). It can hold calls at a
+ * gate (to prove calls run concurrently) and can fail every call with a chosen code.
+ */
+#ifndef TESTS_SOSPDEMO_FAKE_BACKEND_H
+#define TESTS_SOSPDEMO_FAKE_BACKEND_H
+
+#include "function_tier.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum { FAKE_MAX_TAGS = 64 };
+
+typedef struct fake_backend {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    bool installed[FAKE_MAX_TAGS];       /* tag < FAKE_MAX_TAGS installed */
+    uint64_t model_bytes[FAKE_MAX_TAGS]; /* synset+symbol+params bytes of each */
+    char last_synset[256];               /* the synset text of the last install */
+    int fail_code;                       /* != 0: every call returns it (DR_E*) */
+    bool gate_closed;                    /* calls wait while true */
+    unsigned inside;                     /* calls running now */
+    unsigned max_inside;                 /* most calls running at once */
+    unsigned calls;                      /* calls seen */
+} fake_backend;
+
+void fake_backend_init(fake_backend *fake);
+void fake_backend_destroy(fake_backend *fake);
+
+/** The sd_backend that forwards to fake. */
+sd_backend fake_backend_interface(fake_backend *fake);
+
+/** Opens the gate (waking held calls). */
+void fake_backend_open_gate(fake_backend *fake);
+
+/** Waits until `count` calls are inside the backend at once (or timeout_ms passes). */
+bool fake_backend_wait_inside(fake_backend *fake, unsigned count, int timeout_ms);
+
+/** The description the fake gives for one tag and photo (caller frees). */
+char *fake_describe(uint32_t tag, const uint8_t *photo, size_t len);
+
+#endif
