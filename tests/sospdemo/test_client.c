@@ -4,11 +4,12 @@
  * several tags), remove; usage on bad arguments; files refused before anything is sent; a
  * server that is down; a photo over the server's limit; the progress bar only on a terminal.
  */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
 
 #include "client.h"
 #include "fake_backend.h"

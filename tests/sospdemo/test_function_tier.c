@@ -3,11 +3,12 @@
  * raw gRPC-core client sending well-formed and malformed streams: replies, INVALID_ARGUMENT
  * messages, backend errors, unknown methods, concurrency, limits on open calls, stop.
  */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
 
 #include "client_call.h"
 #include "fake_backend.h"

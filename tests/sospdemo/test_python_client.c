@@ -4,11 +4,12 @@
  * (in process, fake backend, 127.0.0.1:41301): install, Whatsthis, a malformed stream,
  * remove. Skipped, saying so, when /usr/bin/python3 lacks grpc or grpc_tools.
  */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
 
 #include "fake_backend.h"
 #include "function_tier.h"

@@ -1,9 +1,10 @@
 /* Unit tests of the stream rules of Whatsthis / InstallModel uploads (apps/sospdemo/upload.h). */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
 
 #include "stream_helpers.h"
 #include "upload.h"
