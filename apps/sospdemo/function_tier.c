@@ -69,6 +69,8 @@ typedef struct ft_call {
     grpc_slice status_details;     /* status message of the final batch */
     int cancelled;                 /* RECV_CLOSE_ON_SERVER result */
     struct ft_call *next_job;      /* worker queue link */
+    atomic_uint handoff;           /* release before each batch, acquire at its completion:
+                                      orders our writes for tools that cannot see inside gRPC */
 } ft_call;
 
 struct sd_function_tier {
@@ -205,7 +207,9 @@ static void finish_call(ft_call *c, grpc_status_code status, const char *message
         DR_INFO(DR_LOGM_APP, "function tier: %s -> %s: %s", method_name(c->method),
                 sd_grpc_status_name(status), message ? message : "");
     count_finished(c->ft, status);
-    grpc_call_error rc = grpc_call_start_batch(c->call, ops, n, &c->tag_finish, NULL);
+    grpc_call *call = c->call; /* c may be freed as soon as the batch is posted */
+    atomic_fetch_add_explicit(&c->handoff, 1, memory_order_release);
+    grpc_call_error rc = grpc_call_start_batch(call, ops, n, &c->tag_finish, NULL);
     /* Only programming errors (two batches of one kind) make start_batch fail. */
     assert(rc == GRPC_CALL_OK);
     (void)rc;
@@ -225,7 +229,9 @@ static void post_recv(ft_call *c) {
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_MESSAGE;
     op.data.recv_message.recv_message = &c->recv_buffer;
-    grpc_call_error rc = grpc_call_start_batch(c->call, &op, 1, &c->tag_recv, NULL);
+    grpc_call *call = c->call;
+    atomic_fetch_add_explicit(&c->handoff, 1, memory_order_release);
+    grpc_call_error rc = grpc_call_start_batch(call, &op, 1, &c->tag_recv, NULL);
     assert(rc == GRPC_CALL_OK);
     (void)rc;
 }
@@ -495,6 +501,8 @@ static void *cq_main(void *arg) {
         if (ev.type != GRPC_OP_COMPLETE)
             break; /* queue shut down: cannot happen before we shut it down */
         ft_tag *tag = ev.tag;
+        if (tag->call)
+            (void)atomic_load_explicit(&tag->call->handoff, memory_order_acquire);
         switch (tag->kind) {
         case TAG_NEW_CALL:
             accepts_posted--;

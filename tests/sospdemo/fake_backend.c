@@ -31,7 +31,7 @@ char *fake_describe(uint32_t tag, const uint8_t *photo, size_t len) {
 /* Enters the backend: counts, waits at the gate; returns the configured failure code. */
 static int enter(fake_backend *fake) {
     pthread_mutex_lock(&fake->lock);
-    fake->calls++;
+    fake->state.calls++;
     fake->inside++;
     if (fake->inside > fake->max_inside)
         fake->max_inside = fake->inside;
@@ -52,7 +52,7 @@ static void leave(fake_backend *fake) {
 
 static bool is_installed(fake_backend *fake, uint32_t tag) {
     pthread_mutex_lock(&fake->lock);
-    bool installed = tag < FAKE_MAX_TAGS && fake->installed[tag];
+    bool installed = tag < FAKE_MAX_TAGS && fake->state.installed[tag];
     pthread_mutex_unlock(&fake->lock);
     return installed;
 }
@@ -106,17 +106,18 @@ static int fake_install(void *user, uint32_t tag, const uint8_t *synset, size_t 
     pthread_mutex_lock(&fake->lock);
     if (fail) {
         rc = dr_err_set(err, fail, "fake backend failure");
-    } else if (tag >= FAKE_MAX_TAGS || fake->installed[tag]) {
+    } else if (tag >= FAKE_MAX_TAGS || fake->state.installed[tag]) {
         *error_code_out = -1;
         if (asprintf(&desc, "install_model failed because tag (%u) has been taken.", tag) < 0)
             desc = NULL;
     } else {
-        fake->installed[tag] = true;
-        fake->model_bytes[tag] = synset_bytes + symbol_bytes + params_bytes;
-        size_t n = synset_bytes < sizeof(fake->last_synset) - 1 ? synset_bytes
-                                                                : sizeof(fake->last_synset) - 1;
-        memcpy(fake->last_synset, synset, n);
-        fake->last_synset[n] = '\0';
+        fake->state.installed[tag] = true;
+        fake->state.model_bytes[tag] = synset_bytes + symbol_bytes + params_bytes;
+        size_t n = synset_bytes < sizeof(fake->state.last_synset) - 1
+                       ? synset_bytes
+                       : sizeof(fake->state.last_synset) - 1;
+        memcpy(fake->state.last_synset, synset, n);
+        fake->state.last_synset[n] = '\0';
         *error_code_out = 0;
         desc = strdup("install model successfully.");
     }
@@ -134,11 +135,11 @@ static int fake_remove(void *user, uint32_t tag, int32_t *error_code_out, char *
     pthread_mutex_lock(&fake->lock);
     if (fail) {
         rc = dr_err_set(err, fail, "fake backend failure");
-    } else if (tag >= FAKE_MAX_TAGS || !fake->installed[tag]) {
+    } else if (tag >= FAKE_MAX_TAGS || !fake->state.installed[tag]) {
         *error_code_out = -1;
         *error_desc_out = strdup("remove_model failed because tag is not installed.");
     } else {
-        fake->installed[tag] = false;
+        fake->state.installed[tag] = false;
         *error_code_out = 0;
         *error_desc_out = strdup("remove model successfully.");
     }
@@ -180,4 +181,30 @@ bool fake_backend_wait_inside(fake_backend *fake, unsigned count, int timeout_ms
     bool reached = fake->inside >= count;
     pthread_mutex_unlock(&fake->lock);
     return reached;
+}
+
+fake_state fake_snapshot(fake_backend *fake) {
+    pthread_mutex_lock(&fake->lock);
+    fake_state copy = fake->state;
+    pthread_mutex_unlock(&fake->lock);
+    return copy;
+}
+
+void fake_backend_install(fake_backend *fake, uint32_t tag) {
+    pthread_mutex_lock(&fake->lock);
+    if (tag < FAKE_MAX_TAGS)
+        fake->state.installed[tag] = true;
+    pthread_mutex_unlock(&fake->lock);
+}
+
+void fake_backend_fail_with(fake_backend *fake, int code) {
+    pthread_mutex_lock(&fake->lock);
+    fake->fail_code = code;
+    pthread_mutex_unlock(&fake->lock);
+}
+
+void fake_backend_close_gate(fake_backend *fake) {
+    pthread_mutex_lock(&fake->lock);
+    fake->gate_closed = true;
+    pthread_mutex_unlock(&fake->lock);
 }

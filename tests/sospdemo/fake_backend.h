@@ -14,17 +14,22 @@
 
 enum { FAKE_MAX_TAGS = 64 };
 
-typedef struct fake_backend {
-    pthread_mutex_t lock;
-    pthread_cond_t changed;
+/* What the fake has seen and holds (read it with fake_snapshot). */
+typedef struct fake_state {
     bool installed[FAKE_MAX_TAGS];       /* tag < FAKE_MAX_TAGS installed */
     uint64_t model_bytes[FAKE_MAX_TAGS]; /* synset+symbol+params bytes of each */
     char last_synset[256];               /* the synset text of the last install */
-    int fail_code;                       /* != 0: every call returns it (DR_E*) */
-    bool gate_closed;                    /* calls wait while true */
-    unsigned inside;                     /* calls running now */
-    unsigned max_inside;                 /* most calls running at once */
     unsigned calls;                      /* calls seen */
+} fake_state;
+
+typedef struct fake_backend {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    fake_state state;    /* guarded by lock */
+    int fail_code;       /* != 0: every call returns it (DR_E*) */
+    bool gate_closed;    /* calls wait while true */
+    unsigned inside;     /* calls running now */
+    unsigned max_inside; /* most calls running at once */
 } fake_backend;
 
 void fake_backend_init(fake_backend *fake);
@@ -32,6 +37,18 @@ void fake_backend_destroy(fake_backend *fake);
 
 /** The sd_backend that forwards to fake. */
 sd_backend fake_backend_interface(fake_backend *fake);
+
+/** A copy of the state, taken under the lock (tests read it while the server runs). */
+fake_state fake_snapshot(fake_backend *fake);
+
+/** Marks a tag installed. */
+void fake_backend_install(fake_backend *fake, uint32_t tag);
+
+/** Makes every later call fail with code (0: succeed again). */
+void fake_backend_fail_with(fake_backend *fake, int code);
+
+/** Closes the gate: later calls wait inside the backend until it opens. */
+void fake_backend_close_gate(fake_backend *fake);
 
 /** Opens the gate (waking held calls). */
 void fake_backend_open_gate(fake_backend *fake);

@@ -143,8 +143,8 @@ static void test_install_inference_remove(void **state) {
                                "return code:0\n"
                                "description:install model successfully.\n");
     assert_int_equal(r.exit_code, 0);
-    assert_string_equal(fx->fake.last_synset, "n0001 rose\nn0002 tulip\n");
-    assert_int_equal(fx->fake.model_bytes[1], 23 + 13 + 70000);
+    assert_string_equal(fake_snapshot(&fx->fake).last_synset, "n0001 rose\nn0002 tulip\n");
+    assert_int_equal(fake_snapshot(&fx->fake).model_bytes[1], 23 + 13 + 70000);
     assert_null(strstr(r.err, "Uploading")); /* stdout is not a terminal: no progress bar */
 
     enum { PHOTO = 100000 }; /* four 32 KiB chunks */
@@ -224,7 +224,7 @@ static void test_usage_on_bad_arguments(void **state) {
     }
     const char *const bad_tag[] = {"client", ADDRESS, "removemodel", "1,2", NULL};
     assert_usage(fx, bad_tag);
-    assert_int_equal(fx->fake.calls, 0);
+    assert_int_equal(fake_snapshot(&fx->fake).calls, 0);
 }
 
 static void test_tag_parser(void **state) {
@@ -283,7 +283,7 @@ static void test_server_down_and_limits(void **state) {
     assert_int_equal(r.exit_code, 1);
     assert_non_null(strstr(r.err, "RPC failed: INVALID_ARGUMENT (3): Whatsthis: photo_size "
                                   "1048577 exceeds the limit of 1048576 bytes"));
-    assert_int_equal(fx->fake.calls, 0);
+    assert_int_equal(fake_snapshot(&fx->fake).calls, 0);
 }
 
 /* The progress bar appears on stderr when stdout is a terminal. */

@@ -78,7 +78,7 @@ static void test_whatsthis_answers_each_tag(void **state) {
     enum { SIZE = 100000 };
     uint8_t *photo = malloc(SIZE);
     fill_pattern(photo, SIZE, 3);
-    fx->fake.installed[1] = true;
+    fake_backend_install(&fx->fake, 1);
     const uint32_t tags[] = {1, 2};
     packed_msg msgs[5];
     size_t n = 0;
@@ -120,8 +120,8 @@ static void test_install_duplicate_and_remove(void **state) {
         }
         call_result_free(&r);
     }
-    assert_string_equal(fx->fake.last_synset, synset);
-    assert_int_equal(fx->fake.model_bytes[5], 200);
+    assert_string_equal(fake_snapshot(&fx->fake).last_synset, synset);
+    assert_int_equal(fake_snapshot(&fx->fake).model_bytes[5], 200);
     for (int round = 0; round < 2; round++) {
         packed_msg msg = remove_msg(5);
         call_result r;
@@ -130,7 +130,7 @@ static void test_install_duplicate_and_remove(void **state) {
         assert_int_equal(r.error_code, round == 0 ? 0 : -1);
         call_result_free(&r);
     }
-    assert_false(fx->fake.installed[5]);
+    assert_false(fake_snapshot(&fx->fake).installed[5]);
 }
 
 /* ---------------------------------------------------------------- malformed streams */
@@ -147,7 +147,7 @@ static void test_missing_metadata(void **state) {
     raw_call(ADDRESS, SD_METHOD_REMOVE_MODEL, NULL, 0, &r);
     assert_invalid(&r, "RemoveModel: the stream ended without a request");
     call_result_free(&r);
-    assert_int_equal(fx->fake.calls, 0); /* nothing reached the backend */
+    assert_int_equal(fake_snapshot(&fx->fake).calls, 0); /* nothing reached the backend */
 }
 
 static void test_data_before_metadata(void **state) {
@@ -163,7 +163,7 @@ static void test_data_before_metadata(void **state) {
     raw_call(ADDRESS, SD_METHOD_INSTALL_MODEL, model_msgs, 1, &r);
     assert_invalid(&r, "InstallModel: the first message must carry metadata");
     call_result_free(&r);
-    assert_int_equal(fx->fake.calls, 0);
+    assert_int_equal(fake_snapshot(&fx->fake).calls, 0);
 }
 
 static void test_truncated_stream(void **state) {
@@ -179,7 +179,7 @@ static void test_truncated_stream(void **state) {
     raw_call(ADDRESS, SD_METHOD_INSTALL_MODEL, model_msgs, 2, &r);
     assert_invalid(&r, "InstallModel: the stream ended after 29 of 30 announced bytes");
     call_result_free(&r);
-    assert_int_equal(fx->fake.calls, 0);
+    assert_int_equal(fake_snapshot(&fx->fake).calls, 0);
 }
 
 static void test_more_than_announced(void **state) {
@@ -210,7 +210,7 @@ static void test_oversized_metadata(void **state) {
     raw_call(ADDRESS, SD_METHOD_INSTALL_MODEL, &msg, 1, &r);
     assert_invalid(&r, "InstallModel: model size 12884901885");
     call_result_free(&r);
-    assert_int_equal(fx->fake.calls, 0);
+    assert_int_equal(fake_snapshot(&fx->fake).calls, 0);
 }
 
 static void test_second_metadata_and_garbage(void **state) {
@@ -245,7 +245,7 @@ static void test_unknown_method(void **state) {
 
 static void test_backend_error_becomes_status(void **state) {
     fixture *fx = *state;
-    fx->fake.fail_code = DR_EAGAIN;
+    fake_backend_fail_with(&fx->fake, DR_EAGAIN);
     packed_msg msg = remove_msg(1);
     call_result r;
     raw_call(ADDRESS, SD_METHOD_REMOVE_MODEL, &msg, 1, &r);
@@ -272,9 +272,9 @@ static void *remove_in_thread(void *arg) {
 static void test_backend_calls_run_concurrently(void **state) {
     fixture *fx = *state;
     call_thread threads[3];
-    fx->fake.gate_closed = true;
+    fake_backend_close_gate(&fx->fake);
     for (int i = 0; i < 3; i++) {
-        fx->fake.installed[10 + i] = true;
+        fake_backend_install(&fx->fake, (uint32_t)(10 + i));
         threads[i].tag = (uint32_t)(10 + i);
         pthread_create(&threads[i].thread, NULL, remove_in_thread, &threads[i]);
     }
@@ -297,7 +297,7 @@ static void test_too_many_calls_refused(void **state) {
     sd_function_tier_stop(fx->server);
     assert_int_equal(start_server(fx, 1), 0);
     call_thread held = {.tag = 1};
-    fx->fake.gate_closed = true;
+    fake_backend_close_gate(&fx->fake);
     pthread_create(&held.thread, NULL, remove_in_thread, &held);
     assert_true(fake_backend_wait_inside(&fx->fake, 1, 10000));
     packed_msg msg = remove_msg(2);
@@ -335,7 +335,7 @@ static void test_stop_cancels_open_calls(void **state) {
     sd_client_call_finish(&call);
     assert_int_not_equal(call.status, GRPC_STATUS_OK);
     sd_client_call_close(&call);
-    assert_int_equal(fx->fake.calls, 0);
+    assert_int_equal(fake_snapshot(&fx->fake).calls, 0);
     assert_int_equal(start_server(fx, 0), 0); /* the port is free again */
 }
 

@@ -82,7 +82,7 @@ static void test_seed_python_client_works_unchanged(void **state) {
              desc);
     free(desc);
     assert_string_equal(out, expected);
-    assert_int_equal(fake.model_bytes[7], 11 + 2 + 256 * 300);
+    assert_int_equal(fake_snapshot(&fake).model_bytes[7], 11 + 2 + 256 * 300);
     fake_backend_destroy(&fake);
 }
 
