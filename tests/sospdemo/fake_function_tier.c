@@ -2,12 +2,13 @@
  * fake_function_tier: the function tier's gRPC server with the fake backend of the tests, for
  * trying the client by hand and measuring the front end alone.
  *
- *   fake_function_tier <ip:port> [max_model_bytes]
+ *   fake_function_tier <ip:port> [max_model_bytes [http_port]]
  *
  * Serves until stdin reaches end of file or SIGINT/SIGTERM arrives, then stops cleanly.
  */
 #include "fake_backend.h"
 #include "function_tier.h"
+#include "http_api.h"
 
 #include <poll.h>
 #include <signal.h>
@@ -38,7 +39,7 @@ static void wait_for_stop(void) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s <ip:port> [max_model_bytes]\n", argv[0]);
+        fprintf(stderr, "usage: %s <ip:port> [max_model_bytes [http_port]]\n", argv[0]);
         return 2;
     }
     /* Block the stop signals before any thread starts, so only the signalfd sees them. */
@@ -59,9 +60,22 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
+    sd_http_api *http = NULL;
+    if (argc > 3) {
+        sd_http_config http_config = {.listen_ip = "127.0.0.1",
+                                      .port = (uint16_t)atoi(argv[3]),
+                                      .limits = config.limits,
+                                      .grpc = server};
+        if (sd_http_start(&http_config, &backend, NULL, &http, &err) != 0) {
+            fprintf(stderr, "%s\n", err.msg);
+            sd_function_tier_stop(server);
+            return 1;
+        }
+    }
     printf("fake function tier listening on %s\n", argv[1]);
     fflush(stdout);
     wait_for_stop();
+    sd_http_stop(http);
     sd_function_tier_stop(server);
     fake_backend_destroy(&fake);
     return 0;
