@@ -191,6 +191,50 @@ static void test_memory_follows_received_bytes(void **state) {
     sd_upload_free(&up);
 }
 
+/* Feeds random mutations of valid streams: never a crash, and the invariants always hold. */
+static void test_random_mutations_keep_invariants(void **state) {
+    (void)state;
+    uint32_t seed = 12345;
+    uint8_t photo[300];
+    fill_pattern(photo, sizeof(photo), 7);
+    const uint32_t tags[3] = {1, 2, 3};
+    for (int round = 0; round < 5000; round++) {
+        sd_upload up;
+        dr_err err;
+        sd_upload_kind kind = round % 2 ? SD_UPLOAD_MODEL : SD_UPLOAD_PHOTO;
+        sd_upload_init(&up, kind, &limits);
+        for (int step = 0; step < 6; step++) {
+            seed = seed * 1103515245u + 12345u;
+            packed_msg msg;
+            if (step == 0)
+                msg = kind == SD_UPLOAD_PHOTO
+                          ? photo_metadata_msg(seed % 1200, tags, seed % 4)
+                          : model_metadata_msg(seed, seed % 3000, seed % 7, seed % 2500);
+            else
+                msg = kind == SD_UPLOAD_PHOTO ? photo_data_msg(photo, seed % 300)
+                                              : model_data_msg(photo, seed % 300);
+            for (int flips = (int)(seed >> 28) % 3; flips > 0 && msg.len > 0; flips--) {
+                seed = seed * 1103515245u + 12345u;
+                msg.data[(seed >> 8) % msg.len] ^= (uint8_t)(1u << (seed % 8));
+            }
+            if (seed % 17 == 0)
+                msg.len /= 2; /* truncate the message itself */
+            int rc = feed(&up, msg, &err);
+            assert_true(up.data.len <= up.expected_bytes);
+            assert_true(up.expected_bytes <= (kind == SD_UPLOAD_PHOTO ? limits.max_photo_bytes
+                                                                      : limits.max_model_bytes));
+            assert_true(up.n_tags <= limits.max_tags);
+            if (rc) {
+                assert_true(rc == DR_EINVAL || rc == DR_ETOOBIG);
+                assert_true(err.msg[0] != '\0');
+                break;
+            }
+        }
+        sd_upload_finish(&up, &err);
+        sd_upload_free(&up);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_photo_stream_assembles),
@@ -203,6 +247,7 @@ int main(void) {
         cmocka_unit_test(test_model_stream_assembles),
         cmocka_unit_test(test_model_metadata_limits),
         cmocka_unit_test(test_memory_follows_received_bytes),
+        cmocka_unit_test(test_random_mutations_keep_invariants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
