@@ -28,6 +28,7 @@
 #include <grpc/slice.h>
 
 #include <assert.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -38,6 +39,7 @@ enum {
     DEFAULT_WORKERS = 4,
     DEFAULT_MAX_ACTIVE_CALLS = 64,
     DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024,
+    DEFAULT_MAX_BUFFERED_MIB = 1024,
     ACCEPTS_IN_FLIGHT = 4, /* grpc_server_request_call requests kept posted */
 };
 
@@ -63,6 +65,7 @@ typedef struct ft_call {
     ft_method method;
     grpc_byte_buffer *recv_buffer; /* message of the last RECV_MESSAGE (NULL: end of stream) */
     sd_upload upload;              /* Whatsthis / InstallModel stream being assembled */
+    uint64_t charged_bytes;        /* upload bytes counted in ft->buffered_bytes */
     bool have_remove_request;      /* RemoveModel: its one message arrived */
     uint32_t remove_tag;           /* RemoveModel: the tag */
     grpc_byte_buffer *reply;       /* reply message of the final batch (NULL for errors) */
@@ -82,7 +85,8 @@ struct sd_function_tier {
     bool server_started; /* grpc_server_start was called */
     grpc_completion_queue *cq;
     ft_tag shutdown_tag;
-    atomic_bool shutting_down; /* stop() began: do not post new accepts */
+    atomic_bool shutting_down;           /* stop() began: do not post new accepts */
+    atomic_uint_fast64_t buffered_bytes; /* upload bytes held by all calls */
     pthread_t cq_thread;
     bool cq_thread_started;
     pthread_t *workers;
@@ -167,6 +171,13 @@ static ft_call *call_new(sd_function_tier *ft) {
     return c;
 }
 
+/* Frees the upload's bytes and gives them back to the server's budget. */
+static void release_upload(ft_call *c) {
+    sd_upload_free(&c->upload);
+    atomic_fetch_sub(&c->ft->buffered_bytes, c->charged_bytes);
+    c->charged_bytes = 0;
+}
+
 static void call_free(ft_call *c) {
     if (c->call)
         grpc_call_unref(c->call);
@@ -177,7 +188,7 @@ static void call_free(ft_call *c) {
     if (c->reply)
         grpc_byte_buffer_destroy(c->reply);
     grpc_slice_unref(c->status_details);
-    sd_upload_free(&c->upload);
+    release_upload(c);
     free(c);
 }
 
@@ -261,7 +272,7 @@ static void run_whatsthis(ft_call *c, dr_err *err) {
     char *desc = NULL;
     int rc = be->whatsthis(be->user, c->upload.tags, c->upload.n_tags, c->upload.data.data,
                            c->upload.data.len, &desc, err);
-    sd_upload_free(&c->upload);
+    release_upload(c);
     if (rc) {
         finish_backend_error(c, rc, err);
     } else {
@@ -295,7 +306,7 @@ static void run_install_model(ft_call *c, dr_err *err) {
     int rc =
         be->install_model(be->user, up->model_tag, synset, up->synset_size, symbol, up->symbol_size,
                           params, up->params_size, &error_code, &error_desc, err);
-    sd_upload_free(&c->upload);
+    release_upload(c);
     reply_model(c, rc, error_code, error_desc, err);
     free(error_desc);
 }
@@ -422,6 +433,26 @@ static int accept_remove_request(ft_call *c, const uint8_t *msg, size_t len, dr_
     return DR_OK;
 }
 
+/*
+ * Feeds one upload message and counts the bytes it added against max_buffered_bytes, the
+ * budget of all uploads together. The call that passes the budget fails (its bytes are given
+ * back when it ends), so the budget is exceeded by at most one message at a time: only this
+ * thread adds to it, workers only give back.
+ */
+static int feed_upload(ft_call *c, const uint8_t *msg, size_t len, dr_err *err) {
+    sd_function_tier *ft = c->ft;
+    int rc = sd_upload_feed(&c->upload, msg, len, err);
+    uint64_t grown = c->upload.data.len - c->charged_bytes;
+    uint64_t buffered = atomic_fetch_add(&ft->buffered_bytes, grown) + grown;
+    c->charged_bytes += grown;
+    if (rc == DR_OK && buffered > ft->config.max_buffered_bytes)
+        return dr_err_set(err, DR_EAGAIN,
+                          "%s: the server holds %" PRIu64 " bytes of uploads (limit %" PRIu64
+                          "); retry later",
+                          method_name(c->method), buffered, ft->config.max_buffered_bytes);
+    return rc;
+}
+
 static int accept_message(ft_call *c, dr_err *err) {
     int ok = 0;
     grpc_slice msg = sd_grpc_buffer_flatten(c->recv_buffer, &ok);
@@ -434,7 +465,7 @@ static int accept_message(ft_call *c, dr_err *err) {
     else if (c->method == M_REMOVE_MODEL)
         rc = accept_remove_request(c, GRPC_SLICE_START_PTR(msg), GRPC_SLICE_LENGTH(msg), err);
     else
-        rc = sd_upload_feed(&c->upload, GRPC_SLICE_START_PTR(msg), GRPC_SLICE_LENGTH(msg), err);
+        rc = feed_upload(c, GRPC_SLICE_START_PTR(msg), GRPC_SLICE_LENGTH(msg), err);
     grpc_slice_unref(msg);
     return rc;
 }
@@ -459,7 +490,10 @@ static void on_recv(ft_call *c, bool ok) {
     if (c->recv_buffer) {
         int rc = accept_message(c, &err);
         if (rc) {
-            finish_call(c, GRPC_STATUS_INVALID_ARGUMENT, err.msg, NULL);
+            release_upload(c); /* give the budget back now, not when the client is gone */
+            finish_call(
+                c, rc == DR_EAGAIN ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INVALID_ARGUMENT,
+                err.msg, NULL);
             return;
         }
         post_recv(c);
@@ -542,6 +576,10 @@ static void apply_defaults(sd_function_tier_config *config) {
         config->max_active_calls = DEFAULT_MAX_ACTIVE_CALLS;
     if (!config->max_message_bytes)
         config->max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES;
+    if (!config->max_buffered_bytes)
+        config->max_buffered_bytes = (uint64_t)DEFAULT_MAX_BUFFERED_MIB << 20;
+    if (config->max_buffered_bytes < config->limits.max_model_bytes)
+        config->max_buffered_bytes = config->limits.max_model_bytes; /* one model always fits */
 }
 
 static int create_server(sd_function_tier *ft, dr_err *err) {
@@ -600,6 +638,7 @@ int sd_function_tier_start(const sd_function_tier_config *config, const sd_backe
     ft->config.listen_address = ft->address;
     ft->shutdown_tag = (ft_tag){TAG_SHUTDOWN, NULL};
     atomic_init(&ft->shutting_down, false);
+    atomic_init(&ft->buffered_bytes, 0);
     pthread_mutex_init(&ft->lock, NULL);
     pthread_cond_init(&ft->job_ready, NULL);
     int rc = ft->address ? create_server(ft, err) : dr_err_set(err, DR_ENOMEM, "out of memory");
@@ -673,4 +712,5 @@ void sd_function_tier_get_stats(sd_function_tier *ft, sd_function_tier_stats *st
     pthread_mutex_lock(&ft->lock);
     *stats = ft->stats;
     pthread_mutex_unlock(&ft->lock);
+    stats->buffered_bytes = atomic_load(&ft->buffered_bytes);
 }

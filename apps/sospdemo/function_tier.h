@@ -13,7 +13,8 @@
  * variable; nothing polls.
  *
  * Statuses: a malformed stream ends with INVALID_ARGUMENT and a one-line message (upload.h);
- * more than max_active_calls calls at once with RESOURCE_EXHAUSTED; an unknown method with
+ * more than max_active_calls calls at once, or uploads past max_buffered_bytes in all, with
+ * RESOURCE_EXHAUSTED; an unknown method with
  * UNIMPLEMENTED; a backend error (negative return) with the status of sd_status_of_error and
  * the backend's message. A backend answer (description, or error_code + error_desc) is sent
  * with status OK, as in the seed.
@@ -62,11 +63,13 @@ typedef struct sd_backend {
 
 /** Server settings. Zero fields take the defaults named below. */
 typedef struct sd_function_tier_config {
-    const char *listen_address; /**< "ip:port" (required; port 0 picks a free one) */
-    sd_upload_limits limits;    /**< stream limits (defaults: SD_DEFAULT_MAX_*) */
-    unsigned workers;           /**< backend worker threads (default 4) */
-    unsigned max_active_calls;  /**< calls open at once before RESOURCE_EXHAUSTED (default 64) */
-    size_t max_message_bytes;   /**< largest single gRPC message (default 4 MiB) */
+    const char *listen_address;  /**< "ip:port" (required; port 0 picks a free one) */
+    sd_upload_limits limits;     /**< stream limits (defaults: SD_DEFAULT_MAX_*) */
+    unsigned workers;            /**< backend worker threads (default 4) */
+    unsigned max_active_calls;   /**< calls open at once before RESOURCE_EXHAUSTED (default 64) */
+    size_t max_message_bytes;    /**< largest single gRPC message (default 4 MiB) */
+    uint64_t max_buffered_bytes; /**< upload bytes held by all calls at once (default 1 GiB,
+                                      at least max_model_bytes); beyond: RESOURCE_EXHAUSTED */
 } sd_function_tier_config;
 
 /** A running server (opaque). */
@@ -99,6 +102,7 @@ typedef struct sd_function_tier_stats {
     uint64_t calls_failed;    /**< other non-OK statuses (backend error, busy, unknown) */
     uint64_t calls_active;    /**< calls open now */
     uint64_t backend_running; /**< backend callbacks running now */
+    uint64_t buffered_bytes;  /**< upload bytes held now */
 } sd_function_tier_stats;
 
 /** Copies the current counters into *stats. */

@@ -31,12 +31,13 @@ typedef struct fixture {
     sd_function_tier *server;
 } fixture;
 
-static int start_server(fixture *fx, unsigned max_active_calls) {
+static int start_server_with(fixture *fx, unsigned max_active_calls, uint64_t max_buffered) {
     sd_function_tier_config config = {
         .listen_address = ADDRESS,
         .limits = {.max_photo_bytes = 1 << 20, .max_model_bytes = 4 << 20, .max_tags = 8},
         .workers = 4,
         .max_active_calls = max_active_calls,
+        .max_buffered_bytes = max_buffered,
     };
     sd_backend backend = fake_backend_interface(&fx->fake);
     dr_err err;
@@ -44,6 +45,10 @@ static int start_server(fixture *fx, unsigned max_active_calls) {
     if (rc)
         print_error("start: %s\n", err.msg);
     return rc;
+}
+
+static int start_server(fixture *fx, unsigned max_active_calls) {
+    return start_server_with(fx, max_active_calls, 0);
 }
 
 static int setup(void **state) {
@@ -311,6 +316,58 @@ static void test_too_many_calls_refused(void **state) {
     call_result_free(&held.result);
 }
 
+typedef struct photo_thread {
+    pthread_t thread;
+    call_result result;
+} photo_thread;
+
+/* Sends a 1 MiB photo for tag 1 in 32 KiB chunks. */
+static void *whatsthis_1mib(void *arg) {
+    photo_thread *t = arg;
+    enum { SIZE = 1 << 20, CHUNK = 32768 };
+    static const uint8_t zeros[CHUNK];
+    const uint32_t tag = 1;
+    packed_msg msgs[1 + SIZE / CHUNK];
+    msgs[0] = photo_metadata_msg(SIZE, &tag, 1);
+    for (size_t i = 1; i <= SIZE / CHUNK; i++)
+        msgs[i] = photo_data_msg(zeros, CHUNK);
+    raw_call(ADDRESS, SD_METHOD_WHATSTHIS, msgs, 1 + SIZE / CHUNK, &t->result);
+    return NULL;
+}
+
+/* Uploads held by all calls together stay within max_buffered_bytes. */
+static void test_upload_budget(void **state) {
+    fixture *fx = *state;
+    sd_function_tier_stop(fx->server);
+    assert_int_equal(start_server_with(fx, 0, 4 << 20), 0); /* four 1 MiB photos */
+    fake_backend_close_gate(&fx->fake);
+    photo_thread held[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&held[i].thread, NULL, whatsthis_1mib, &held[i]);
+    bool all_inside = fake_backend_wait_inside(&fx->fake, 4, 20000);
+    sd_function_tier_stats stats;
+    sd_function_tier_get_stats(fx->server, &stats);
+    uint64_t held_bytes = stats.buffered_bytes;
+    photo_thread extra;
+    memset(&extra, 0, sizeof(extra));
+    if (all_inside)
+        whatsthis_1mib(&extra);
+    fake_backend_open_gate(&fx->fake); /* before any assert: never leave calls held */
+    for (int i = 0; i < 4; i++)
+        pthread_join(held[i].thread, NULL);
+    assert_true(all_inside);
+    assert_int_equal(held_bytes, 4 << 20);
+    assert_int_equal(extra.result.status, GRPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(extra.result.details, "bytes of uploads (limit 4194304)"));
+    call_result_free(&extra.result);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(held[i].result.status, GRPC_STATUS_OK);
+        call_result_free(&held[i].result);
+    }
+    sd_function_tier_get_stats(fx->server, &stats);
+    assert_int_equal(stats.buffered_bytes, 0); /* every byte given back */
+}
+
 static void test_stop_cancels_open_calls(void **state) {
     fixture *fx = *state;
     const uint32_t tag = 1;
@@ -366,6 +423,7 @@ int main(void) {
         T(test_backend_error_becomes_status),
         T(test_backend_calls_run_concurrently),
         T(test_too_many_calls_refused),
+        T(test_upload_budget),
         T(test_stop_cancels_open_calls),
         T(test_taken_port_is_an_error),
     };
