@@ -37,16 +37,21 @@ static int post_receive(sd_client_call *c) {
     return DR_OK;
 }
 
-int sd_client_call_open(sd_client_call *c, const char *target, const char *method,
-                        int64_t timeout_ms) {
+grpc_channel *sd_client_channel_create(const char *target) {
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_channel *channel = grpc_channel_create(target, creds, NULL);
+    grpc_channel_credentials_release(creds);
+    return channel;
+}
+
+int sd_client_call_open_on(sd_client_call *c, grpc_channel *channel, const char *method,
+                           int64_t timeout_ms) {
     memset(c, 0, sizeof(*c));
     grpc_metadata_array_init(&c->initial_md);
     grpc_metadata_array_init(&c->trailing_md);
     c->status = GRPC_STATUS_UNKNOWN;
     c->status_details = grpc_empty_slice();
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    c->channel = grpc_channel_create(target, creds, NULL);
-    grpc_channel_credentials_release(creds);
+    c->channel = channel;
     c->cq = grpc_completion_queue_create_for_pluck(NULL);
     if (!c->channel || !c->cq)
         return DR_ENOMEM;
@@ -59,9 +64,17 @@ int sd_client_call_open(sd_client_call *c, const char *target, const char *metho
     grpc_op op;
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_SEND_INITIAL_METADATA;
-    if (!run_batch(c, &op, 1, &tag_send_md))
-        return post_receive(c) == DR_OK ? DR_OK : DR_EIO; /* the status will say why */
+    run_batch(c, &op, 1, &tag_send_md); /* on failure the status will say why */
     return post_receive(c);
+}
+
+int sd_client_call_open(sd_client_call *c, const char *target, const char *method,
+                        int64_t timeout_ms) {
+    grpc_channel *channel = sd_client_channel_create(target);
+    int rc = sd_client_call_open_on(c, channel, method, timeout_ms);
+    c->channel = channel;
+    c->owns_channel = true;
+    return rc;
 }
 
 bool sd_client_call_send(sd_client_call *c, grpc_byte_buffer *message) {
@@ -108,7 +121,7 @@ void sd_client_call_close(sd_client_call *c) {
         } while (ev.type != GRPC_QUEUE_SHUTDOWN);
         grpc_completion_queue_destroy(c->cq);
     }
-    if (c->channel)
+    if (c->channel && c->owns_channel)
         grpc_channel_destroy(c->channel);
     memset(c, 0, sizeof(*c));
 }

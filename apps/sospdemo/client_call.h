@@ -15,7 +15,8 @@
 
 /** A call in progress and, after sd_client_call_finish, its outcome. */
 typedef struct sd_client_call {
-    grpc_channel *channel;           /**< owned channel to the target */
+    grpc_channel *channel;           /**< channel to the target */
+    bool owns_channel;               /**< channel was created by open (else borrowed) */
     grpc_completion_queue *cq;       /**< owned pluck queue */
     grpc_call *call;                 /**< the call */
     grpc_metadata_array initial_md;  /**< server's initial metadata */
@@ -34,6 +35,16 @@ typedef struct sd_client_call {
  */
 int sd_client_call_open(sd_client_call *c, const char *target, const char *method,
                         int64_t timeout_ms);
+
+/**
+ * Like sd_client_call_open, on an existing channel (borrowed: it must outlive the call), so
+ * that many calls share one connection.
+ */
+int sd_client_call_open_on(sd_client_call *c, grpc_channel *channel, const char *method,
+                           int64_t timeout_ms);
+
+/** Creates an insecure channel to target ("host:port"); destroy with grpc_channel_destroy. */
+grpc_channel *sd_client_channel_create(const char *target);
 
 /**
  * Sends one message (the buffer stays the caller's). Returns true when gRPC accepted it,
