@@ -654,6 +654,19 @@ int sd_function_tier_start(const sd_function_tier_config *config, const sd_backe
     return DR_OK;
 }
 
+int sd_function_tier_address(char *buf, size_t cap, const char *local_ip, uint32_t local_id) {
+    if (local_id > 65535 - SD_FUNCTION_TIER_BASE_PORT)
+        return DR_ERANGE;
+    int n = snprintf(buf, cap, "%s:%u", local_ip, SD_FUNCTION_TIER_BASE_PORT + local_id);
+    return n < 0 || (size_t)n >= cap ? DR_ERANGE : DR_OK;
+}
+
+void sd_function_tier_print_banner(FILE *out, const char *address) {
+    static const char rule[] = "//////////////////////////////////////////"; /* 42, as the seed */
+    fprintf(out, "%s\nFunctionTier listening on %s\n%s\n", rule, address, rule);
+    fflush(out);
+}
+
 int sd_function_tier_port(const sd_function_tier *server) {
     return server->port;
 }

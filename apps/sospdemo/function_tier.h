@@ -27,6 +27,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /**
  * What the function tier delegates to. All callbacks are called on worker threads, several
@@ -107,6 +108,23 @@ typedef struct sd_function_tier_stats {
 
 /** Copies the current counters into *stats. */
 void sd_function_tier_get_stats(sd_function_tier *server, sd_function_tier_stats *stats);
+
+/** The seed's function-tier port: a node listens on local_ip:(SD_FUNCTION_TIER_BASE_PORT + id). */
+#define SD_FUNCTION_TIER_BASE_PORT 28000
+
+/**
+ * Writes "<local_ip>:<28000 + local_id>" into buf (cap bytes). Returns 0, or DR_ERANGE when the
+ * port would pass 65535 or buf is too small.
+ */
+int sd_function_tier_address(char *buf, size_t cap, const char *local_ip, uint32_t local_id);
+
+/**
+ * Prints the seed's banner for a listening function tier to out:
+ *   //////////////////////////////////////////
+ *   FunctionTier listening on <address>
+ *   //////////////////////////////////////////
+ */
+void sd_function_tier_print_banner(FILE *out, const char *address);
 
 /** The gRPC status code (grpc_status_code value) used for a backend's DR_E* error. */
 int sd_status_of_error(int dr_code);

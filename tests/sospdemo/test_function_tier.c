@@ -407,6 +407,25 @@ static void test_taken_port_is_an_error(void **state) {
     assert_non_null(strstr(err.msg, "cannot listen on " ADDRESS));
 }
 
+static void test_address_and_banner(void **state) {
+    (void)state;
+    char address[64];
+    assert_int_equal(sd_function_tier_address(address, sizeof(address), "127.0.0.1", 3), 0);
+    assert_string_equal(address, "127.0.0.1:28003");
+    assert_int_equal(sd_function_tier_address(address, sizeof(address), "127.0.0.1", 40000),
+                     DR_ERANGE);
+    assert_int_equal(sd_function_tier_address(address, 8, "127.0.0.1", 0), DR_ERANGE);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    sd_function_tier_print_banner(out, "127.0.0.1:28000");
+    fclose(out);
+    assert_string_equal(text, "//////////////////////////////////////////\n"
+                              "FunctionTier listening on 127.0.0.1:28000\n"
+                              "//////////////////////////////////////////\n");
+    free(text);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void) {
@@ -426,6 +445,7 @@ int main(void) {
         T(test_upload_budget),
         T(test_stop_cancels_open_calls),
         T(test_taken_port_is_an_error),
+        cmocka_unit_test(test_address_and_banner),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
