@@ -27,6 +27,9 @@
 #include <string.h>
 #include <time.h>
 
+/* web/index.html, embedded at build time (embed.cmake). */
+extern const unsigned char sd_web_page[];
+
 enum { DEFAULT_MAX_CONNECTIONS = 64, MAX_HTTP_TAGS = 64, POST_BUFFER_BYTES = 64 * 1024 };
 
 typedef enum endpoint {
@@ -37,13 +40,14 @@ typedef enum endpoint {
     EP_CLUSTER,
     EP_HEALTHZ,
     EP_METRICS,
+    EP_PAGE,
     EP_OTHER,
     EP_COUNT,
 } endpoint;
 
 static const char *const endpoint_names[EP_COUNT] = {
-    "whatsthis", "install_model", "remove_model", "models",
-    "cluster",   "healthz",       "metrics",      "other",
+    "whatsthis", "install_model", "remove_model", "models", "cluster",
+    "healthz",   "metrics",       "page",         "other",
 };
 
 /* Latency histogram bucket bounds, seconds (the last bucket is +Inf). */
@@ -198,7 +202,8 @@ static void route(http_request *req, const char *url, const char *method) {
     } fixed[] = {
         {"/v1/whatsthis", "POST", EP_WHATSTHIS}, {"/v1/models", "GET", EP_MODELS},
         {"/v1/cluster", "GET", EP_CLUSTER},      {"/healthz", "GET", EP_HEALTHZ},
-        {"/metrics", "GET", EP_METRICS},
+        {"/metrics", "GET", EP_METRICS},         {"/", "GET", EP_PAGE},
+        {"/index.html", "GET", EP_PAGE},
     };
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
         if (strcmp(url, fixed[i].path) != 0)
@@ -496,6 +501,9 @@ static enum MHD_Result dispatch(sd_http_api *api, struct MHD_Connection *conn, h
         return answer(api, conn, req, MHD_HTTP_OK, strdup("ok\n"), "text/plain");
     case EP_METRICS:
         return do_metrics(api, conn, req);
+    case EP_PAGE:
+        return answer(api, conn, req, MHD_HTTP_OK, strdup((const char *)sd_web_page),
+                      "text/html; charset=utf-8");
     default:
         return answer_error(api, conn, req, MHD_HTTP_NOT_FOUND, "no such resource");
     }

@@ -1,15 +1,20 @@
 /*
  * The function tier's HTTP/JSON API (libmicrohttpd), on the same backend as the gRPC server:
  *
- *   POST   /v1/whatsthis?tags=1,2   body: the photo          -> {"tags":[1,2],"description":"..."}
- *   PUT    /v1/models/{tag}         multipart/form-data: synset + symbol + params (MXNet), or
- *                                   labels + onnx (ONNX: sent as synset = labels, symbol empty,
- *                                   params = the .onnx bytes)  ->
- * {"error_code":0,"error_desc":"..."} DELETE /v1/models/{tag}                                   ->
- * {"error_code":0,"error_desc":"..."} GET    /v1/models               the hooks' JSON (501 without
- * a hook) GET    /v1/cluster              the hooks' JSON (501 without a hook) GET    /healthz "ok"
- *   GET    /metrics                 Prometheus text: requests and errors per endpoint, a latency
- *                                   histogram, the gRPC server's call counters, the hooks' lines
+ *   POST   /v1/whatsthis?tags=1,2   the photo as body
+ *          -> {"tags":[1,2],"description":"..."}
+ *   PUT    /v1/models/{tag}         multipart/form-data: synset + symbol + params (MXNet),
+ *                                   or labels + onnx (ONNX: passed on as synset = labels,
+ *                                   symbol empty, params = the .onnx bytes)
+ *          -> {"tag":1,"error_code":0,"error_desc":"install model successfully."}
+ *   DELETE /v1/models/{tag}         -> {"tag":1,"error_code":0,"error_desc":"..."}
+ *   GET    /v1/models               the list_models hook's JSON (501 without it)
+ *   GET    /v1/cluster              the cluster hook's JSON (501 without it)
+ *   GET    /, /index.html           the web page (web/index.html): classify, models, cluster
+ *   GET    /healthz                 "ok"
+ *   GET    /metrics                 Prometheus text: requests and errors per endpoint, a
+ *                                   latency histogram, the gRPC server's call counters, the
+ *                                   metrics hook's lines
  *
  * Status codes: 200 answered; 400 bad request (bad tags, empty or missing parts); 404 unknown
  * path; 405 wrong method; 409 install refused (error_code != 0, e.g. tag taken); 404 remove of a

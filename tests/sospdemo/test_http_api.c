@@ -287,12 +287,27 @@ static void test_backend_error_and_hooks(void **state) {
     free(r.body);
 }
 
+/* GET / serves the embedded web page, which uses the JSON API. */
+static void test_web_page(void **state) {
+    (void)state;
+    http_reply r = http_call("GET", "/", NULL, NULL, 0, NULL);
+    assert_int_equal(r.status, 200);
+    assert_true(strncmp(r.body, "<!DOCTYPE html>", 15) == 0);
+    assert_non_null(strstr(r.body, "/v1/whatsthis?tags="));
+    assert_non_null(strstr(r.body, "/v1/cluster"));
+    assert_non_null(strstr(r.body, "</html>"));
+    free(r.body);
+    r = http_call("POST", "/", "text/plain", "x", 1, NULL);
+    assert_int_equal(r.status, 405);
+    free(r.body);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         T(test_install_whatsthis_remove), T(test_onnx_form_fields),        T(test_bad_requests),
-        T(test_oversized_bodies),         T(test_backend_error_and_hooks),
+        T(test_oversized_bodies),         T(test_backend_error_and_hooks), T(test_web_page),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
