@@ -18,6 +18,8 @@ PACKAGES=(
   python3 python3-numpy python3-onnx iproute2 procps
   # sospdemo: a Python client generated from the seed's gRPC interface (tests/sospdemo)
   python3-grpcio python3-grpc-tools
+  # sospdemo: the web page rendered in headless Chromium (tests/sospdemo/test_web_page.c)
+  chromium
 )
 
 missing=()

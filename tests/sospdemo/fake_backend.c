@@ -208,3 +208,49 @@ void fake_backend_close_gate(fake_backend *fake) {
     fake->gate_closed = true;
     pthread_mutex_unlock(&fake->lock);
 }
+
+static int fake_list_models(void *user, char **json_out, dr_err *err) {
+    fake_state state = fake_snapshot(user);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (!out)
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    fputc('[', out);
+    bool first = true;
+    for (unsigned tag = 0; tag < FAKE_MAX_TAGS; tag++) {
+        if (!state.installed[tag])
+            continue;
+        fprintf(out, "%s{\"tag\":%u,\"bytes\":%llu}", first ? "" : ",", tag,
+                (unsigned long long)state.model_bytes[tag]);
+        first = false;
+    }
+    fputc(']', out);
+    fclose(out);
+    *json_out = text;
+    return DR_OK;
+}
+
+static int fake_cluster(void *user, char **json_out, dr_err *err) {
+    (void)user;
+    *json_out = strdup("{\"view_id\":1,\"members\":[0],\"fake\":true}");
+    return *json_out ? DR_OK : dr_err_set(err, DR_ENOMEM, "out of memory");
+}
+
+static int fake_metrics(void *user, char **text_out) {
+    fake_state state = fake_snapshot(user);
+    unsigned count = 0;
+    for (unsigned tag = 0; tag < FAKE_MAX_TAGS; tag++)
+        count += state.installed[tag];
+    return asprintf(text_out, "sospdemo_models_installed %u\n", count) < 0 ? DR_ENOMEM : DR_OK;
+}
+
+sd_http_hooks fake_backend_http_hooks(fake_backend *fake) {
+    sd_http_hooks hooks = {
+        .user = fake,
+        .list_models = fake_list_models,
+        .cluster = fake_cluster,
+        .metrics = fake_metrics,
+    };
+    return hooks;
+}

@@ -7,6 +7,7 @@
 #define TESTS_SOSPDEMO_FAKE_BACKEND_H
 
 #include "function_tier.h"
+#include "http_api.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -49,6 +50,12 @@ void fake_backend_fail_with(fake_backend *fake, int code);
 
 /** Closes the gate: later calls wait inside the backend until it opens. */
 void fake_backend_close_gate(fake_backend *fake);
+
+/**
+ * HTTP hooks for the fake: /v1/models lists the installed tags with their sizes, /v1/cluster
+ * a fixed one-node view, /metrics adds sospdemo_models_installed.
+ */
+sd_http_hooks fake_backend_http_hooks(fake_backend *fake);
 
 /** Opens the gate (waking held calls). */
 void fake_backend_open_gate(fake_backend *fake);

@@ -66,7 +66,8 @@ int main(int argc, char **argv) {
                                       .port = (uint16_t)atoi(argv[3]),
                                       .limits = config.limits,
                                       .grpc = server};
-        if (sd_http_start(&http_config, &backend, NULL, &http, &err) != 0) {
+        sd_http_hooks hooks = fake_backend_http_hooks(&fake);
+        if (sd_http_start(&http_config, &backend, &hooks, &http, &err) != 0) {
             fprintf(stderr, "%s\n", err.msg);
             sd_function_tier_stop(server);
             return 1;
