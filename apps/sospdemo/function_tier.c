@@ -277,6 +277,8 @@ static void run_whatsthis(ft_call *c, dr_err *err) {
         finish_backend_error(c, rc, err);
     } else {
         Sospdemo__PhotoReply reply = SOSPDEMO__PHOTO_REPLY__INIT;
+        if (desc)
+            sd_utf8_sanitize(desc);
         reply.desc = desc ? desc : "";
         finish_with_message(c, &reply.base);
     }
@@ -290,6 +292,8 @@ static void reply_model(ft_call *c, int rc, int32_t error_code, char *error_desc
         return;
     }
     Sospdemo__ModelReply reply = SOSPDEMO__MODEL_REPLY__INIT;
+    if (error_desc)
+        sd_utf8_sanitize(error_desc);
     reply.error_code = error_code;
     reply.error_desc = error_desc ? error_desc : "";
     finish_with_message(c, &reply.base);

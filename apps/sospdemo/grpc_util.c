@@ -69,3 +69,39 @@ char *sd_grpc_slice_to_string(grpc_slice slice) {
     text[len] = '\0';
     return text;
 }
+
+/* Length of the valid UTF-8 sequence starting at p (1-4), or 0 when it is not valid. */
+static size_t utf8_sequence_length(const unsigned char *p) {
+    size_t len;
+    uint32_t min;
+    if (p[0] < 0x80)
+        return 1;
+    if ((p[0] & 0xe0) == 0xc0)
+        len = 2, min = 0x80;
+    else if ((p[0] & 0xf0) == 0xe0)
+        len = 3, min = 0x800;
+    else if ((p[0] & 0xf8) == 0xf0)
+        len = 4, min = 0x10000;
+    else
+        return 0;
+    uint32_t code = p[0] & (0x7f >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0; /* also stops at the terminating NUL */
+        code = (code << 6) | (p[i] & 0x3f);
+    }
+    if (code < min || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff))
+        return 0; /* overlong, out of range, or a surrogate */
+    return len;
+}
+
+void sd_utf8_sanitize(char *text) {
+    unsigned char *p = (unsigned char *)text;
+    while (*p) {
+        size_t len = utf8_sequence_length(p);
+        if (len == 0)
+            *p++ = '?';
+        else
+            p += len;
+    }
+}

@@ -38,4 +38,10 @@ const char *sd_grpc_status_name(grpc_status_code status);
 /** Copies a slice into a new NUL-terminated string (malloc'd), NULL when out of memory. */
 char *sd_grpc_slice_to_string(grpc_slice slice);
 
+/**
+ * Replaces, in place, every byte that is not part of a valid UTF-8 sequence with '?', so the
+ * text can travel in a proto3 string (clients in other languages reject invalid UTF-8).
+ */
+void sd_utf8_sanitize(char *text);
+
 #endif

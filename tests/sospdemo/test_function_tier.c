@@ -407,6 +407,28 @@ static void test_taken_port_is_an_error(void **state) {
     assert_non_null(strstr(err.msg, "cannot listen on " ADDRESS));
 }
 
+static void test_utf8_sanitize(void **state) {
+    (void)state;
+    struct {
+        const char *in, *out;
+    } cases[] = {
+        {"rose", "rose"},
+        {"p\xc3\xa9tale \xe2\x9c\xbf \xf0\x9f\x8c\xb9",
+         "p\xc3\xa9tale \xe2\x9c\xbf \xf0\x9f\x8c\xb9"},
+        {"latin1 p\xe9tale", "latin1 p?tale"}, /* a lone Latin-1 byte */
+        {"cut \xe2\x9c", "cut ??"},            /* truncated at the end */
+        {"overlong \xc0\xaf", "overlong ??"},  /* '/' encoded in two bytes */
+        {"surrogate \xed\xa0\x80", "surrogate ???"},
+        {"\xff\xfe", "??"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *text = strdup(cases[i].in);
+        sd_utf8_sanitize(text);
+        assert_string_equal(text, cases[i].out);
+        free(text);
+    }
+}
+
 static void test_address_and_banner(void **state) {
     (void)state;
     char address[64];
@@ -446,6 +468,7 @@ int main(void) {
         T(test_stop_cancels_open_calls),
         T(test_taken_port_is_an_error),
         cmocka_unit_test(test_address_and_banner),
+        cmocka_unit_test(test_utf8_sanitize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
