@@ -16,6 +16,10 @@ PACKAGES=(
   libgrpc-dev libmicrohttpd-dev
   # test tooling: real-model cross-checks (make_resnet50_v2.py), networking tools
   python3 python3-numpy python3-onnx iproute2 procps
+  # sospdemo: a Python client generated from the seed's gRPC interface (tests/sospdemo)
+  python3-grpcio python3-grpc-tools
+  # sospdemo: the web page rendered in headless Chromium (tests/sospdemo/test_web_page.c)
+  chromium
 )
 
 missing=()

@@ -1,38 +1,35 @@
 /*
- * sospdemo: the photo-identification service of the SOSP'19 Derecho demo.
- *   sospdemo server                       a node of the group (derecho.cfg in the cwd)
- *   sospdemo client <host:port> ...       the command-line client
- *   sospdemo config [--SECTION/key=value] print the effective configuration
+ * sospdemo: the photo-identification service's single binary (seed command line).
+ *
+ *   sospdemo server                      join the group from ./derecho.cfg (hook below)
+ *   sospdemo client <host:port> ...      the function tier's client (client.h)
+ *   sospdemo config [--SECTION/key=value] print the effective configuration (app_config.h)
+ *
+ * No mode, an unknown mode or missing arguments print the seed's usage text and exit 2.
  */
 #include "app_config.h"
+#include "client.h"
+#include "usage.h"
 
 #include <stdio.h>
 #include <string.h>
 
-static void print_usage(const char *program) {
-    fprintf(stderr,
-            "Usage:%s <mode> <mode specific args>\n"
-            "The mode could be one of the following:\n"
-            "    client - the web client.\n"
-            "    server - the server node. Configuration file determines if this is a "
-            "categorizer tier node or a function tier server. \n"
-            "    config - print the effective configuration (derecho.cfg, derecho_node.cfg,\n"
-            "             DERECHO_CONF_FILE and --SECTION/key=value overrides) and check it.\n"
-            "1) to start a server node:\n"
-            "    %s server \n"
-            "2) to perform inference: \n"
-            "    %s client <function-tier-node> inference <tags> <photo>\n"
-            "    tags could be a single tag or multiple tags like 1,2,3,...\n"
-            "3) to install a model: \n"
-            "    %s client <function-tier-node> installmodel <tag> <synset> <symbol> <params>\n"
-            "4) to remove a model: \n"
-            "    %s client <function-tier-node> removemodel <tag>\n",
-            program, program, program, program, program);
+/* Hook: `sospdemo server` (group join + function tier / categorizer), written elsewhere. */
+static int server_main(int argc, char **argv) {
+    (void)argc;
+    fprintf(stderr, "sospdemo server: not available in this build\n");
+    sd_print_usage(stdout, argv[0]);
+    return SD_EXIT_USAGE;
 }
 
+
 int main(int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], "client") == 0)
+        return sd_client_main(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "server") == 0)
+        return server_main(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "config") == 0)
         return sospdemo_config_main(argc - 2, argv + 2);
-    print_usage(argv[0]);
-    return 1;
+    sd_print_usage(stdout, argc > 0 ? argv[0] : NULL);
+    return SD_EXIT_USAGE;
 }

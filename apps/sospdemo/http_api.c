@@ -1,0 +1,606 @@
+/*
+ * The function tier's HTTP/JSON API on libmicrohttpd (routes and statuses: http_api.h).
+ *
+ * libmicrohttpd calls the access handler several times per request: once with the headers
+ * (we route, check Content-Length against the limits and set up the request state), once per
+ * piece of body (appended to a bounded buffer, or fed to the multipart parser), and once at
+ * the end (we call the backend and queue the answer). The request state is freed by the
+ * completion callback whatever happened to the connection.
+ */
+#include "http_api.h"
+
+#include "client.h"
+#include "derecho/buffer.h"
+#include "derecho/log.h"
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* web/index.html, embedded at build time (embed.cmake). */
+extern const unsigned char sd_web_page[];
+
+enum { DEFAULT_MAX_CONNECTIONS = 64, MAX_HTTP_TAGS = 64, POST_BUFFER_BYTES = 64 * 1024 };
+
+typedef enum endpoint {
+    EP_WHATSTHIS,
+    EP_MODEL_PUT,
+    EP_MODEL_DELETE,
+    EP_MODELS,
+    EP_CLUSTER,
+    EP_HEALTHZ,
+    EP_METRICS,
+    EP_PAGE,
+    EP_OTHER,
+    EP_COUNT,
+} endpoint;
+
+static const char *const endpoint_names[EP_COUNT] = {
+    "whatsthis", "install_model", "remove_model", "models", "cluster",
+    "healthz",   "metrics",       "page",         "other",
+};
+
+/* Latency histogram bucket bounds, seconds (the last bucket is +Inf). */
+static const double latency_bounds_s[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                          0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
+#define N_BOUNDS (sizeof(latency_bounds_s) / sizeof(latency_bounds_s[0]))
+
+typedef struct http_metrics {
+    uint64_t requests[EP_COUNT];
+    uint64_t errors[EP_COUNT];              /* answers with status >= 400 */
+    uint64_t latency_buckets[N_BOUNDS + 1]; /* not cumulative; +Inf last */
+    double latency_sum_s;
+    uint64_t latency_count;
+} http_metrics;
+
+struct sd_http_api {
+    struct MHD_Daemon *daemon;
+    sd_backend backend;
+    sd_http_hooks hooks;
+    sd_http_config config;
+    int port;
+    pthread_mutex_t lock; /* guards metrics */
+    http_metrics metrics;
+};
+
+/* Model parts of a multipart install. */
+enum { PART_SYNSET, PART_SYMBOL, PART_PARAMS, PART_COUNT };
+
+/* One request in progress. */
+typedef struct http_request {
+    endpoint ep;
+    uint64_t start_ns;
+    uint32_t model_tag;             /* PUT / DELETE /v1/models/{tag} */
+    dr_buf body;                    /* POST /v1/whatsthis: the photo */
+    struct MHD_PostProcessor *post; /* PUT: multipart parser */
+    dr_buf parts[PART_COUNT];       /* PUT: synset, symbol, params */
+    uint64_t parts_bytes;           /* PUT: bytes of all parts so far */
+    unsigned error_status;          /* != 0: answer this status with error_text */
+    char error_text[DR_ERR_MSG_MAX];
+} http_request;
+
+/* ---------------------------------------------------------------- small helpers */
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void record(sd_http_api *api, endpoint ep, unsigned status, uint64_t start_ns) {
+    double seconds = (double)(now_ns() - start_ns) / 1e9;
+    size_t bucket = 0;
+    while (bucket < N_BOUNDS && seconds > latency_bounds_s[bucket])
+        bucket++;
+    pthread_mutex_lock(&api->lock);
+    api->metrics.requests[ep]++;
+    if (status >= 400)
+        api->metrics.errors[ep]++;
+    api->metrics.latency_buckets[bucket]++;
+    api->metrics.latency_sum_s += seconds;
+    api->metrics.latency_count++;
+    pthread_mutex_unlock(&api->lock);
+}
+
+static void request_fail(http_request *req, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void request_fail(http_request *req, unsigned status, const char *fmt, ...) {
+    if (req->error_status)
+        return; /* keep the first reason */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(req->error_text, sizeof(req->error_text), fmt, ap);
+    va_end(ap);
+    req->error_status = status;
+}
+
+static unsigned http_status_of_error(int dr_code) {
+    switch (dr_code) {
+    case DR_EINVAL:
+        return MHD_HTTP_BAD_REQUEST;
+    case DR_ENOTFOUND:
+        return MHD_HTTP_NOT_FOUND;
+    case DR_ETOOBIG:
+        return MHD_HTTP_CONTENT_TOO_LARGE;
+    case DR_ETIMEDOUT:
+        return MHD_HTTP_GATEWAY_TIMEOUT;
+    case DR_EAGAIN:
+    case DR_ECLOSED:
+    case DR_EREMOVED:
+    case DR_EIO:
+        return MHD_HTTP_SERVICE_UNAVAILABLE;
+    case DR_EUNSUPPORTED:
+        return MHD_HTTP_NOT_IMPLEMENTED;
+    default:
+        return MHD_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+/* Queues text (taken: freed by libmicrohttpd) with a content type; records the metrics. */
+static enum MHD_Result answer(sd_http_api *api, struct MHD_Connection *conn, http_request *req,
+                              unsigned status, char *text, const char *content_type) {
+    if (!text)
+        text = strdup("");
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(text ? strlen(text) : 0, text, MHD_RESPMEM_MUST_FREE);
+    if (!response) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    enum MHD_Result rc = MHD_queue_response(conn, status, response);
+    MHD_destroy_response(response);
+    record(api, req->ep, status, req->start_ns);
+    return rc;
+}
+
+static enum MHD_Result answer_json(sd_http_api *api, struct MHD_Connection *conn, http_request *req,
+                                   unsigned status, cJSON *json) {
+    char *text = json ? cJSON_PrintUnformatted(json) : NULL;
+    cJSON_Delete(json);
+    if (!text)
+        return answer(api, conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                      strdup("{\"error\":\"out of memory\"}"), "application/json");
+    return answer(api, conn, req, status, text, "application/json");
+}
+
+static enum MHD_Result answer_error(sd_http_api *api, struct MHD_Connection *conn,
+                                    http_request *req, unsigned status, const char *message) {
+    cJSON *json = cJSON_CreateObject();
+    cJSON_AddStringToObject(json, "error", message);
+    return answer_json(api, conn, req, status, json);
+}
+
+/* ---------------------------------------------------------------- routing */
+
+/* Parses "/v1/models/<tag>"; returns false for anything else. */
+static bool parse_model_path(const char *url, uint32_t *tag) {
+    static const char prefix[] = "/v1/models/";
+    if (strncmp(url, prefix, sizeof(prefix) - 1) != 0)
+        return false;
+    size_t n = 0;
+    return sd_parse_tags(url + sizeof(prefix) - 1, tag, 1, &n) == DR_OK;
+}
+
+/* Picks the endpoint; sets req->error_status for unknown paths and wrong methods. */
+static void route(http_request *req, const char *url, const char *method) {
+    static const struct {
+        const char *path;
+        const char *method;
+        endpoint ep;
+    } fixed[] = {
+        {"/v1/whatsthis", "POST", EP_WHATSTHIS}, {"/v1/models", "GET", EP_MODELS},
+        {"/v1/cluster", "GET", EP_CLUSTER},      {"/healthz", "GET", EP_HEALTHZ},
+        {"/metrics", "GET", EP_METRICS},         {"/", "GET", EP_PAGE},
+        {"/index.html", "GET", EP_PAGE},
+    };
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        if (strcmp(url, fixed[i].path) != 0)
+            continue;
+        req->ep = fixed[i].ep;
+        if (strcmp(method, fixed[i].method) != 0)
+            request_fail(req, MHD_HTTP_METHOD_NOT_ALLOWED, "%s needs %s", url, fixed[i].method);
+        return;
+    }
+    if (parse_model_path(url, &req->model_tag)) {
+        if (strcmp(method, "PUT") == 0)
+            req->ep = EP_MODEL_PUT;
+        else if (strcmp(method, "DELETE") == 0)
+            req->ep = EP_MODEL_DELETE;
+        else
+            request_fail(req, MHD_HTTP_METHOD_NOT_ALLOWED, "%s needs PUT or DELETE", url);
+        return;
+    }
+    req->ep = EP_OTHER;
+    request_fail(req, MHD_HTTP_NOT_FOUND, "no such resource: %s", url);
+}
+
+/* ---------------------------------------------------------------- bodies */
+
+static int part_of(const char *key) {
+    if (strcmp(key, "synset") == 0 || strcmp(key, "labels") == 0)
+        return PART_SYNSET;
+    if (strcmp(key, "symbol") == 0)
+        return PART_SYMBOL;
+    if (strcmp(key, "params") == 0 || strcmp(key, "onnx") == 0)
+        return PART_PARAMS;
+    return -1;
+}
+
+static enum MHD_Result on_form_part(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *filename, const char *content_type,
+                                    const char *transfer_encoding, const char *data, uint64_t off,
+                                    size_t size) {
+    http_request *req = cls;
+    (void)kind, (void)filename, (void)content_type, (void)transfer_encoding, (void)off;
+    int part = part_of(key);
+    if (part < 0) {
+        request_fail(req, MHD_HTTP_BAD_REQUEST,
+                     "unknown form field '%s' (synset, symbol, params, labels, onnx)", key);
+        return MHD_NO;
+    }
+    req->parts_bytes += size;
+    if (dr_buf_put_bytes(&req->parts[part], data, size) != DR_OK) {
+        request_fail(req, MHD_HTTP_CONTENT_TOO_LARGE, "the model exceeds the limit of %zu bytes",
+                     req->parts[part].max_bytes);
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+static void start_body(sd_http_api *api, struct MHD_Connection *conn, http_request *req) {
+    const char *length_text =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    uint64_t length = length_text ? strtoull(length_text, NULL, 10) : 0;
+    if (req->ep == EP_WHATSTHIS) {
+        uint64_t limit = api->config.limits.max_photo_bytes;
+        if (length > limit)
+            request_fail(req, MHD_HTTP_CONTENT_TOO_LARGE,
+                         "photo of %" PRIu64 " bytes exceeds the limit of %" PRIu64, length, limit);
+        dr_buf_init(&req->body, (size_t)limit);
+    } else if (req->ep == EP_MODEL_PUT) {
+        /* Multipart framing adds a little; the parts themselves are checked as they come. */
+        uint64_t limit = api->config.limits.max_model_bytes;
+        if (length > limit + 64 * 1024)
+            request_fail(req, MHD_HTTP_CONTENT_TOO_LARGE,
+                         "model upload of %" PRIu64 " bytes exceeds the limit of %" PRIu64, length,
+                         limit);
+        for (int i = 0; i < PART_COUNT; i++)
+            dr_buf_init(&req->parts[i], (size_t)limit);
+        req->post = MHD_create_post_processor(conn, POST_BUFFER_BYTES, on_form_part, req);
+        if (!req->post)
+            request_fail(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                         "PUT /v1/models/{tag} needs multipart/form-data");
+    }
+}
+
+static void take_body(http_request *req, const char *data, size_t size) {
+    if (req->error_status)
+        return; /* discard the rest of a refused request */
+    if (req->ep == EP_WHATSTHIS) {
+        if (dr_buf_put_bytes(&req->body, data, size) != DR_OK)
+            request_fail(req, MHD_HTTP_CONTENT_TOO_LARGE,
+                         "the photo exceeds the limit of %zu bytes", req->body.max_bytes);
+    } else if (req->ep == EP_MODEL_PUT && req->post) {
+        if (MHD_post_process(req->post, data, size) != MHD_YES)
+            request_fail(req, MHD_HTTP_BAD_REQUEST, "malformed multipart body");
+    } else if (size > 0) {
+        request_fail(req, MHD_HTTP_BAD_REQUEST, "this request takes no body");
+    }
+}
+
+/* ---------------------------------------------------------------- endpoints */
+
+static enum MHD_Result do_whatsthis(sd_http_api *api, struct MHD_Connection *conn,
+                                    http_request *req) {
+    uint32_t tags[MAX_HTTP_TAGS];
+    size_t n_tags = 0;
+    const char *tags_text = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "tags");
+    if (!tags_text || sd_parse_tags(tags_text, tags, MAX_HTTP_TAGS, &n_tags) != DR_OK ||
+        n_tags > api->config.limits.max_tags)
+        return answer_error(api, conn, req, MHD_HTTP_BAD_REQUEST,
+                            "?tags= must be decimal tags separated by commas, like 1,2");
+    if (req->body.len == 0)
+        return answer_error(api, conn, req, MHD_HTTP_BAD_REQUEST, "the body must be the photo");
+    if (!api->backend.whatsthis)
+        return answer_error(api, conn, req, MHD_HTTP_NOT_IMPLEMENTED, "not served here");
+    char *desc = NULL;
+    dr_err err;
+    dr_err_clear(&err);
+    int rc = api->backend.whatsthis(api->backend.user, tags, n_tags, req->body.data, req->body.len,
+                                    &desc, &err);
+    if (rc)
+        return answer_error(api, conn, req, http_status_of_error(rc),
+                            err.msg[0] ? err.msg : dr_strerror(rc));
+    cJSON *json = cJSON_CreateObject();
+    cJSON *array = cJSON_AddArrayToObject(json, "tags");
+    for (size_t i = 0; i < n_tags; i++)
+        cJSON_AddItemToArray(array, cJSON_CreateNumber(tags[i]));
+    cJSON_AddStringToObject(json, "description", desc ? desc : "");
+    free(desc);
+    return answer_json(api, conn, req, MHD_HTTP_OK, json);
+}
+
+static enum MHD_Result model_answer(sd_http_api *api, struct MHD_Connection *conn,
+                                    http_request *req, int rc, int32_t code, char *desc,
+                                    const dr_err *err, unsigned refused_status) {
+    if (rc) {
+        free(desc);
+        return answer_error(api, conn, req, http_status_of_error(rc),
+                            err->msg[0] ? err->msg : dr_strerror(rc));
+    }
+    cJSON *json = cJSON_CreateObject();
+    cJSON_AddNumberToObject(json, "tag", req->model_tag);
+    cJSON_AddNumberToObject(json, "error_code", code);
+    cJSON_AddStringToObject(json, "error_desc", desc ? desc : "");
+    free(desc);
+    return answer_json(api, conn, req, code == 0 ? MHD_HTTP_OK : refused_status, json);
+}
+
+static enum MHD_Result do_install(sd_http_api *api, struct MHD_Connection *conn,
+                                  http_request *req) {
+    if (req->post)
+        MHD_post_process(req->post, NULL, 0); /* flush */
+    if (req->error_status)
+        return answer_error(api, conn, req, req->error_status, req->error_text);
+    if (req->parts[PART_PARAMS].len == 0)
+        return answer_error(api, conn, req, MHD_HTTP_BAD_REQUEST,
+                            "the form needs params (MXNet: synset, symbol, params; ONNX: labels, "
+                            "onnx)");
+    if (req->parts_bytes > api->config.limits.max_model_bytes)
+        return answer_error(api, conn, req, MHD_HTTP_CONTENT_TOO_LARGE,
+                            "the model exceeds the size limit");
+    if (!api->backend.install_model)
+        return answer_error(api, conn, req, MHD_HTTP_NOT_IMPLEMENTED, "not served here");
+    int32_t code = 0;
+    char *desc = NULL;
+    dr_err err;
+    dr_err_clear(&err);
+    const dr_buf *p = req->parts;
+    int rc =
+        api->backend.install_model(api->backend.user, req->model_tag, p[PART_SYNSET].data,
+                                   p[PART_SYNSET].len, p[PART_SYMBOL].data, p[PART_SYMBOL].len,
+                                   p[PART_PARAMS].data, p[PART_PARAMS].len, &code, &desc, &err);
+    return model_answer(api, conn, req, rc, code, desc, &err, MHD_HTTP_CONFLICT);
+}
+
+static enum MHD_Result do_remove(sd_http_api *api, struct MHD_Connection *conn, http_request *req) {
+    if (!api->backend.remove_model)
+        return answer_error(api, conn, req, MHD_HTTP_NOT_IMPLEMENTED, "not served here");
+    int32_t code = 0;
+    char *desc = NULL;
+    dr_err err;
+    dr_err_clear(&err);
+    int rc = api->backend.remove_model(api->backend.user, req->model_tag, &code, &desc, &err);
+    return model_answer(api, conn, req, rc, code, desc, &err, MHD_HTTP_NOT_FOUND);
+}
+
+static enum MHD_Result do_hook_json(sd_http_api *api, struct MHD_Connection *conn,
+                                    http_request *req, int (*hook)(void *, char **, dr_err *)) {
+    if (!hook)
+        return answer_error(api, conn, req, MHD_HTTP_NOT_IMPLEMENTED, "not available on this node");
+    char *json = NULL;
+    dr_err err;
+    dr_err_clear(&err);
+    int rc = hook(api->hooks.user, &json, &err);
+    if (rc) {
+        free(json);
+        return answer_error(api, conn, req, http_status_of_error(rc),
+                            err.msg[0] ? err.msg : dr_strerror(rc));
+    }
+    return answer(api, conn, req, MHD_HTTP_OK, json, "application/json");
+}
+
+/* ---------------------------------------------------------------- /metrics */
+
+static void metrics_http(dr_buf *out, const http_metrics *m) {
+    char line[256];
+    int n;
+#define PUT_LINE(...)                                                                              \
+    do {                                                                                           \
+        n = snprintf(line, sizeof(line), __VA_ARGS__);                                             \
+        dr_buf_put_bytes(out, line, (size_t)n);                                                    \
+    } while (0)
+    PUT_LINE("# HELP sospdemo_http_requests_total HTTP requests answered, per endpoint.\n"
+             "# TYPE sospdemo_http_requests_total counter\n");
+    for (int ep = 0; ep < EP_COUNT; ep++)
+        PUT_LINE("sospdemo_http_requests_total{endpoint=\"%s\"} %" PRIu64 "\n", endpoint_names[ep],
+                 m->requests[ep]);
+    PUT_LINE("# HELP sospdemo_http_errors_total HTTP answers with status >= 400, per endpoint.\n"
+             "# TYPE sospdemo_http_errors_total counter\n");
+    for (int ep = 0; ep < EP_COUNT; ep++)
+        PUT_LINE("sospdemo_http_errors_total{endpoint=\"%s\"} %" PRIu64 "\n", endpoint_names[ep],
+                 m->errors[ep]);
+    PUT_LINE("# HELP sospdemo_http_request_duration_seconds Time from request to answer.\n"
+             "# TYPE sospdemo_http_request_duration_seconds histogram\n");
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i <= N_BOUNDS; i++) {
+        cumulative += m->latency_buckets[i];
+        if (i < N_BOUNDS)
+            PUT_LINE("sospdemo_http_request_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+                     latency_bounds_s[i], cumulative);
+        else
+            PUT_LINE("sospdemo_http_request_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
+                     cumulative);
+    }
+    PUT_LINE("sospdemo_http_request_duration_seconds_sum %.6f\n", m->latency_sum_s);
+    PUT_LINE("sospdemo_http_request_duration_seconds_count %" PRIu64 "\n", m->latency_count);
+}
+
+static void metrics_grpc(dr_buf *out, sd_function_tier *grpc) {
+    char line[256];
+    int n;
+    sd_function_tier_stats s;
+    sd_function_tier_get_stats(grpc, &s);
+    PUT_LINE("# HELP sospdemo_grpc_calls_total gRPC calls finished, by outcome.\n"
+             "# TYPE sospdemo_grpc_calls_total counter\n");
+    PUT_LINE("sospdemo_grpc_calls_total{result=\"ok\"} %" PRIu64 "\n", s.calls_ok);
+    PUT_LINE("sospdemo_grpc_calls_total{result=\"invalid_argument\"} %" PRIu64 "\n",
+             s.calls_invalid);
+    PUT_LINE("sospdemo_grpc_calls_total{result=\"failed\"} %" PRIu64 "\n", s.calls_failed);
+    PUT_LINE("# HELP sospdemo_grpc_calls_active gRPC calls open now.\n"
+             "# TYPE sospdemo_grpc_calls_active gauge\n"
+             "sospdemo_grpc_calls_active %" PRIu64 "\n",
+             s.calls_active);
+#undef PUT_LINE
+}
+
+static enum MHD_Result do_metrics(sd_http_api *api, struct MHD_Connection *conn,
+                                  http_request *req) {
+    http_metrics snapshot;
+    pthread_mutex_lock(&api->lock);
+    snapshot = api->metrics;
+    pthread_mutex_unlock(&api->lock);
+    dr_buf out;
+    dr_buf_init(&out, 1 << 20);
+    metrics_http(&out, &snapshot);
+    if (api->config.grpc)
+        metrics_grpc(&out, api->config.grpc);
+    char *extra = NULL;
+    if (api->hooks.metrics && api->hooks.metrics(api->hooks.user, &extra) == DR_OK && extra)
+        dr_buf_put_bytes(&out, extra, strlen(extra));
+    free(extra);
+    dr_buf_put_u8(&out, 0);
+    if (out.failed) {
+        dr_buf_free(&out);
+        return answer_error(api, conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, "metrics too large");
+    }
+    size_t len = 0;
+    char *text = (char *)dr_buf_steal(&out, &len);
+    return answer(api, conn, req, MHD_HTTP_OK, text, "text/plain; version=0.0.4");
+}
+
+/* ---------------------------------------------------------------- libmicrohttpd callbacks */
+
+static enum MHD_Result dispatch(sd_http_api *api, struct MHD_Connection *conn, http_request *req) {
+    if (req->error_status)
+        return answer_error(api, conn, req, req->error_status, req->error_text);
+    switch (req->ep) {
+    case EP_WHATSTHIS:
+        return do_whatsthis(api, conn, req);
+    case EP_MODEL_PUT:
+        return do_install(api, conn, req);
+    case EP_MODEL_DELETE:
+        return do_remove(api, conn, req);
+    case EP_MODELS:
+        return do_hook_json(api, conn, req, api->hooks.list_models);
+    case EP_CLUSTER:
+        return do_hook_json(api, conn, req, api->hooks.cluster);
+    case EP_HEALTHZ:
+        return answer(api, conn, req, MHD_HTTP_OK, strdup("ok\n"), "text/plain");
+    case EP_METRICS:
+        return do_metrics(api, conn, req);
+    case EP_PAGE:
+        return answer(api, conn, req, MHD_HTTP_OK, strdup((const char *)sd_web_page),
+                      "text/html; charset=utf-8");
+    default:
+        return answer_error(api, conn, req, MHD_HTTP_NOT_FOUND, "no such resource");
+    }
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls) {
+    sd_http_api *api = cls;
+    http_request *req = *con_cls;
+    (void)version;
+    if (!req) {
+        req = calloc(1, sizeof(*req));
+        if (!req)
+            return MHD_NO;
+        req->start_ns = now_ns();
+        *con_cls = req;
+        route(req, url, method);
+        if (!req->error_status)
+            start_body(api, conn, req);
+        /* A refused request is answered at once; libmicrohttpd then skips its body. */
+        return req->error_status ? dispatch(api, conn, req) : MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        take_body(req, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    return dispatch(api, conn, req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode code) {
+    http_request *req = *con_cls;
+    (void)cls, (void)conn, (void)code;
+    if (!req)
+        return;
+    if (req->post)
+        MHD_destroy_post_processor(req->post);
+    dr_buf_free(&req->body);
+    for (int i = 0; i < PART_COUNT; i++)
+        dr_buf_free(&req->parts[i]);
+    free(req);
+    *con_cls = NULL;
+}
+
+/* ---------------------------------------------------------------- start / stop */
+
+int sd_http_start(const sd_http_config *config, const sd_backend *backend,
+                  const sd_http_hooks *hooks, sd_http_api **out, dr_err *err) {
+    *out = NULL;
+    if (!config || !backend)
+        return dr_err_set(err, DR_EINVAL, "http: no config or backend");
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(config->port)};
+    if (config->listen_ip && inet_pton(AF_INET, config->listen_ip, &addr.sin_addr) != 1)
+        return dr_err_set(err, DR_EINVAL, "http: bad IPv4 address '%s'", config->listen_ip);
+    sd_http_api *api = calloc(1, sizeof(*api));
+    if (!api)
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    api->backend = *backend;
+    if (hooks)
+        api->hooks = *hooks;
+    api->config = *config;
+    api->config.listen_ip = NULL; /* not kept */
+    sd_upload_limits *l = &api->config.limits;
+    l->max_photo_bytes = l->max_photo_bytes ? l->max_photo_bytes : SD_DEFAULT_MAX_PHOTO_BYTES;
+    l->max_model_bytes = l->max_model_bytes ? l->max_model_bytes : SD_DEFAULT_MAX_MODEL_BYTES;
+    l->max_tags = l->max_tags ? l->max_tags : SD_DEFAULT_MAX_TAGS;
+    unsigned max_connections =
+        config->max_connections ? config->max_connections : DEFAULT_MAX_CONNECTIONS;
+    pthread_mutex_init(&api->lock, NULL);
+    api->daemon = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0,
+        NULL, NULL, on_request, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_CONNECTION_LIMIT,
+        max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
+    if (!api->daemon) {
+        pthread_mutex_destroy(&api->lock);
+        free(api);
+        return dr_err_set(err, DR_EIO, "http: cannot listen on %s:%u",
+                          config->listen_ip ? config->listen_ip : "0.0.0.0", config->port);
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(api->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    api->port = info ? info->port : config->port;
+    DR_INFO(DR_LOGM_APP, "HTTP API on port %d", api->port);
+    *out = api;
+    return DR_OK;
+}
+
+int sd_http_port(const sd_http_api *api) {
+    return api->port;
+}
+
+void sd_http_stop(sd_http_api *api) {
+    if (!api)
+        return;
+    MHD_stop_daemon(api->daemon);
+    pthread_mutex_destroy(&api->lock);
+    free(api);
+}

@@ -1,0 +1,73 @@
+/*
+ * The function tier's HTTP/JSON API (libmicrohttpd), on the same backend as the gRPC server:
+ *
+ *   POST   /v1/whatsthis?tags=1,2   the photo as body
+ *          -> {"tags":[1,2],"description":"..."}
+ *   PUT    /v1/models/{tag}         multipart/form-data: synset + symbol + params (MXNet),
+ *                                   or labels + onnx (ONNX: passed on as synset = labels,
+ *                                   symbol empty, params = the .onnx bytes)
+ *          -> {"tag":1,"error_code":0,"error_desc":"install model successfully."}
+ *   DELETE /v1/models/{tag}         -> {"tag":1,"error_code":0,"error_desc":"..."}
+ *   GET    /v1/models               the list_models hook's JSON (501 without it)
+ *   GET    /v1/cluster              the cluster hook's JSON (501 without it)
+ *   GET    /, /index.html           the web page (web/index.html): classify, models, cluster
+ *   GET    /healthz                 "ok"
+ *   GET    /metrics                 Prometheus text: requests and errors per endpoint, a
+ *                                   latency histogram, the gRPC server's call counters, the
+ *                                   metrics hook's lines
+ *
+ * Status codes: 200 answered; 400 bad request (bad tags, empty or missing parts); 404 unknown
+ * path; 405 wrong method; 409 install refused (error_code != 0, e.g. tag taken); 404 remove of a
+ * tag that is not installed (error_code != 0); 413 body over the configured limits (checked
+ * against Content-Length before reading, and while reading); 415 not multipart; 501 no hook;
+ * 503 / 504 / 500 backend errors (DR_EAGAIN etc. / DR_ETIMEDOUT / other). Errors are JSON
+ * {"error":"..."}.
+ *
+ * Threads: libmicrohttpd's thread per connection (at most max_connections); the backend is
+ * called on those threads, so it may block.
+ */
+#ifndef SOSPDEMO_HTTP_API_H
+#define SOSPDEMO_HTTP_API_H
+
+#include "derecho/error.h"
+#include "function_tier.h"
+#include "upload.h"
+
+#include <stdint.h>
+
+/** Optional providers of node information. Every field may be NULL. Called on HTTP threads. */
+typedef struct sd_http_hooks {
+    void *user; /**< first argument of every hook */
+    /** Sets *json_out (malloc'd) to the installed models as JSON. Returns 0 or DR_E*. */
+    int (*list_models)(void *user, char **json_out, dr_err *err);
+    /** Sets *json_out (malloc'd) to the cluster view as JSON. Returns 0 or DR_E*. */
+    int (*cluster)(void *user, char **json_out, dr_err *err);
+    /** Sets *text_out (malloc'd) to extra Prometheus lines (models installed, view id...). */
+    int (*metrics)(void *user, char **text_out);
+} sd_http_hooks;
+
+/** HTTP server settings; zero fields take defaults. */
+typedef struct sd_http_config {
+    const char *listen_ip;    /**< IPv4 address to bind ("127.0.0.1"; NULL: any) */
+    uint16_t port;            /**< TCP port (0: a free one, see sd_http_port) */
+    sd_upload_limits limits;  /**< body limits (defaults as the gRPC server's) */
+    unsigned max_connections; /**< simultaneous connections (default 64) */
+    sd_function_tier *grpc;   /**< optional: its counters appear in /metrics */
+} sd_http_config;
+
+typedef struct sd_http_api sd_http_api;
+
+/**
+ * Starts the HTTP server. backend and hooks (may be NULL) are copied; their user pointers must
+ * outlive the server. Returns 0, DR_EIO when the address cannot be bound, DR_EINVAL, DR_ENOMEM.
+ */
+int sd_http_start(const sd_http_config *config, const sd_backend *backend,
+                  const sd_http_hooks *hooks, sd_http_api **out, dr_err *err);
+
+/** The bound TCP port. */
+int sd_http_port(const sd_http_api *api);
+
+/** Stops the server (waits for the connection threads) and frees it. NULL is ignored. */
+void sd_http_stop(sd_http_api *api);
+
+#endif

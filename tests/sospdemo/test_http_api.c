@@ -1,0 +1,313 @@
+/*
+ * The HTTP/JSON API (apps/sospdemo/http_api.h) in process on 127.0.0.1:41401 with the fake
+ * backend, driven by a raw HTTP/1.1 client over a socket: install (multipart), duplicate,
+ * whatsthis, remove; bad tags, empty and oversized bodies, non-multipart and unknown form
+ * fields; unknown paths and methods; hooks; /healthz and /metrics; backend errors.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "fake_backend.h"
+#include "http_api.h"
+#include "stream_helpers.h"
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define PORT 41401
+
+typedef struct fixture {
+    fake_backend fake;
+    sd_http_api *api;
+} fixture;
+
+typedef struct http_reply {
+    int status;
+    char *body; /* owned, NUL-terminated */
+} http_reply;
+
+static int write_all(int fd, const void *data, size_t len) {
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Sends one request (Connection: close) and reads the whole answer. */
+static http_reply http_call(const char *method, const char *path, const char *content_type,
+                            const void *body, size_t body_len, const char *extra_headers) {
+    http_reply reply = {0, NULL};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(PORT)};
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    char head[1024];
+    int n = snprintf(head, sizeof(head),
+                     "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n%s%s%s"
+                     "Content-Length: %zu\r\n%s\r\n",
+                     method, path, content_type ? "Content-Type: " : "",
+                     content_type ? content_type : "", content_type ? "\r\n" : "", body_len,
+                     extra_headers ? extra_headers : "");
+    write_all(fd, head, (size_t)n);
+    if (body_len)
+        write_all(fd, body, body_len); /* may fail when the server answered early */
+    size_t cap = 1 << 16, len = 0;
+    char *text = malloc(cap);
+    ssize_t got;
+    while ((got = read(fd, text + len, cap - len - 1)) > 0) {
+        len += (size_t)got;
+        if (len + 1 == cap)
+            text = realloc(text, cap *= 2);
+    }
+    text[len] = '\0';
+    close(fd);
+    sscanf(text, "HTTP/1.1 %d", &reply.status);
+    char *start = strstr(text, "\r\n\r\n");
+    reply.body = strdup(start ? start + 4 : "");
+    free(text);
+    return reply;
+}
+
+/* A multipart/form-data body with the given fields. */
+static char *multipart(const char *const *names, const char *const *values, size_t n,
+                       size_t *len_out) {
+    size_t cap = 1024;
+    for (size_t i = 0; i < n; i++)
+        cap += strlen(values[i]) + 256;
+    char *body = malloc(cap);
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(body + len, cap - len,
+                                "--XyZ\r\nContent-Disposition: form-data; name=\"%s\"; "
+                                "filename=\"%s.bin\"\r\nContent-Type: application/octet-stream"
+                                "\r\n\r\n%s\r\n",
+                                names[i], names[i], values[i]);
+    len += (size_t)snprintf(body + len, cap - len, "--XyZ--\r\n");
+    *len_out = len;
+    return body;
+}
+
+#define FORM_TYPE "multipart/form-data; boundary=XyZ"
+
+static int hook_models(void *user, char **json_out, dr_err *err) {
+    (void)user, (void)err;
+    *json_out = strdup("[{\"tag\":1}]");
+    return 0;
+}
+
+static int hook_metrics(void *user, char **text_out) {
+    (void)user;
+    *text_out = strdup("sospdemo_models_installed 1\n");
+    return 0;
+}
+
+static int setup(void **state) {
+    fixture *fx = calloc(1, sizeof(*fx));
+    fake_backend_init(&fx->fake);
+    sd_http_config config = {
+        .listen_ip = "127.0.0.1",
+        .port = PORT,
+        .limits = {.max_photo_bytes = 100000, .max_model_bytes = 200000, .max_tags = 4},
+    };
+    sd_backend backend = fake_backend_interface(&fx->fake);
+    sd_http_hooks hooks = {.list_models = hook_models, .metrics = hook_metrics};
+    dr_err err;
+    *state = fx;
+    return sd_http_start(&config, &backend, &hooks, &fx->api, &err);
+}
+
+static int teardown(void **state) {
+    fixture *fx = *state;
+    sd_http_stop(fx->api);
+    fake_backend_destroy(&fx->fake);
+    free(fx);
+    return 0;
+}
+
+static void assert_json_string(const char *body, const char *key, const char *expected) {
+    cJSON *json = cJSON_Parse(body);
+    assert_non_null(json);
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(json, key);
+    if (!cJSON_IsString(item) || strcmp(item->valuestring, expected) != 0)
+        fail_msg("%s: expected %s = '%s'", body, key, expected);
+    cJSON_Delete(json);
+}
+
+static void test_install_whatsthis_remove(void **state) {
+    fixture *fx = *state;
+    const char *names[] = {"synset", "symbol", "params"};
+    const char *values[] = {"n0001 rose", "{}", "PARAMSPARAMS"};
+    size_t len = 0;
+    char *form = multipart(names, values, 3, &len);
+    http_reply r = http_call("PUT", "/v1/models/2", FORM_TYPE, form, len, NULL);
+    assert_int_equal(r.status, 200);
+    assert_json_string(r.body, "error_desc", "install model successfully.");
+    free(r.body);
+    assert_string_equal(fake_snapshot(&fx->fake).last_synset, "n0001 rose");
+    assert_int_equal(fake_snapshot(&fx->fake).model_bytes[2], 10 + 2 + 12);
+    r = http_call("PUT", "/v1/models/2", FORM_TYPE, form, len, NULL);
+    assert_int_equal(r.status, 409);
+    assert_json_string(r.body, "error_desc",
+                       "install_model failed because tag (2) has been taken.");
+    free(r.body);
+    free(form);
+
+    uint8_t photo[5000];
+    fill_pattern(photo, sizeof(photo), 8);
+    r = http_call("POST", "/v1/whatsthis?tags=2,3", "image/jpeg", photo, sizeof(photo), NULL);
+    assert_int_equal(r.status, 200);
+    char *one = fake_describe(2, photo, sizeof(photo));
+    char expected[256];
+    snprintf(expected, sizeof(expected), "%s or Cannot find model for photo tag.", one);
+    free(one);
+    assert_json_string(r.body, "description", expected);
+    free(r.body);
+
+    r = http_call("DELETE", "/v1/models/2", NULL, NULL, 0, NULL);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    r = http_call("DELETE", "/v1/models/2", NULL, NULL, 0, NULL);
+    assert_int_equal(r.status, 404);
+    free(r.body);
+}
+
+static void test_onnx_form_fields(void **state) {
+    fixture *fx = *state;
+    const char *names[] = {"labels", "onnx"};
+    const char *values[] = {"cat\ndog", "ONNXBYTES"};
+    size_t len = 0;
+    char *form = multipart(names, values, 2, &len);
+    http_reply r = http_call("PUT", "/v1/models/4", FORM_TYPE, form, len, NULL);
+    free(form);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    assert_string_equal(fake_snapshot(&fx->fake).last_synset, "cat\ndog");
+    assert_int_equal(fake_snapshot(&fx->fake).model_bytes[4], 7 + 9);
+}
+
+static void test_bad_requests(void **state) {
+    fixture *fx = *state;
+    const uint8_t byte = 1;
+    struct {
+        const char *method, *path, *type;
+        const void *body;
+        size_t len;
+        int status;
+        const char *part;
+    } cases[] = {
+        {"POST", "/v1/whatsthis?tags=1,,2", "image/jpeg", &byte, 1, 400, "?tags="},
+        {"POST", "/v1/whatsthis", "image/jpeg", &byte, 1, 400, "?tags="},
+        {"POST", "/v1/whatsthis?tags=1,2,3,4,5", "image/jpeg", &byte, 1, 400, "?tags="},
+        {"POST", "/v1/whatsthis?tags=1", "image/jpeg", NULL, 0, 400, "the body must be the photo"},
+        {"PUT", "/v1/models/1", "application/octet-stream", &byte, 1, 415, "multipart"},
+        {"PUT", "/v1/models/x", FORM_TYPE, NULL, 0, 404, "no such resource"},
+        {"GET", "/v1/models/1", NULL, NULL, 0, 405, "PUT or DELETE"},
+        {"GET", "/v1/whatsthis", NULL, NULL, 0, 405, "needs POST"},
+        {"GET", "/nothing", NULL, NULL, 0, 404, "no such resource: /nothing"},
+        {"GET", "/v1/cluster", NULL, NULL, 0, 501, "not available"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        http_reply r = http_call(cases[i].method, cases[i].path, cases[i].type, cases[i].body,
+                                 cases[i].len, NULL);
+        if (r.status != cases[i].status || !strstr(r.body, cases[i].part))
+            fail_msg("%s %s: %d %s, expected %d and '%s'", cases[i].method, cases[i].path, r.status,
+                     r.body, cases[i].status, cases[i].part);
+        free(r.body);
+    }
+    const char *names[] = {"weights"};
+    const char *values[] = {"x"};
+    size_t len = 0;
+    char *form = multipart(names, values, 1, &len);
+    http_reply r = http_call("PUT", "/v1/models/1", FORM_TYPE, form, len, NULL);
+    free(form);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body, "unknown form field 'weights'"));
+    free(r.body);
+    assert_int_equal(fake_snapshot(&fx->fake).calls, 0);
+}
+
+static void test_oversized_bodies(void **state) {
+    fixture *fx = *state;
+    static uint8_t big[100001];
+    http_reply r = http_call("POST", "/v1/whatsthis?tags=1", "image/jpeg", big, sizeof(big), NULL);
+    assert_int_equal(r.status, 413);
+    assert_non_null(strstr(r.body, "exceeds the limit of 100000"));
+    free(r.body);
+    static char params[200002]; /* 200001 bytes and a NUL */
+    memset(params, 'p', sizeof(params) - 1);
+    const char *names[] = {"params"};
+    const char *values[] = {params};
+    size_t len = 0;
+    char *form = multipart(names, values, 1, &len);
+    r = http_call("PUT", "/v1/models/1", FORM_TYPE, form, len, NULL);
+    free(form);
+    assert_int_equal(r.status, 413);
+    free(r.body);
+    assert_int_equal(fake_snapshot(&fx->fake).calls, 0);
+}
+
+static void test_backend_error_and_hooks(void **state) {
+    fixture *fx = *state;
+    fake_backend_fail_with(&fx->fake, DR_EAGAIN);
+    http_reply r = http_call("DELETE", "/v1/models/1", NULL, NULL, 0, NULL);
+    assert_int_equal(r.status, 503);
+    assert_json_string(r.body, "error", "fake backend failure");
+    free(r.body);
+    r = http_call("GET", "/v1/models", NULL, NULL, 0, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "[{\"tag\":1}]");
+    free(r.body);
+    r = http_call("GET", "/healthz", NULL, NULL, 0, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ok\n");
+    free(r.body);
+    r = http_call("GET", "/metrics", NULL, NULL, 0, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "sospdemo_http_requests_total{endpoint=\"remove_model\"} 1\n"));
+    assert_non_null(strstr(r.body, "sospdemo_http_errors_total{endpoint=\"remove_model\"} 1\n"));
+    assert_non_null(strstr(r.body, "sospdemo_http_requests_total{endpoint=\"healthz\"} 1\n"));
+    assert_non_null(
+        strstr(r.body, "sospdemo_http_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
+    assert_non_null(strstr(r.body, "sospdemo_models_installed 1\n"));
+    free(r.body);
+}
+
+/* GET / serves the embedded web page, which uses the JSON API. */
+static void test_web_page(void **state) {
+    (void)state;
+    http_reply r = http_call("GET", "/", NULL, NULL, 0, NULL);
+    assert_int_equal(r.status, 200);
+    assert_true(strncmp(r.body, "<!DOCTYPE html>", 15) == 0);
+    assert_non_null(strstr(r.body, "/v1/whatsthis?tags="));
+    assert_non_null(strstr(r.body, "/v1/cluster"));
+    assert_non_null(strstr(r.body, "</html>"));
+    free(r.body);
+    r = http_call("POST", "/", "text/plain", "x", 1, NULL);
+    assert_int_equal(r.status, 405);
+    free(r.body);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        T(test_install_whatsthis_remove), T(test_onnx_form_fields),        T(test_bad_requests),
+        T(test_oversized_bodies),         T(test_backend_error_and_hooks), T(test_web_page),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
