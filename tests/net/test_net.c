@@ -49,7 +49,14 @@ static dr_net *make_node(uint32_t id, size_t max_queue, size_t max_inbox) {
     return net;
 }
 
-/* Next event that is not of kind `skip_kind` (0: none skipped); fails the test on timeout. */
+static double process_cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Next event; fails the test on timeout. */
 static dr_net_event next(dr_net *net, int timeout_ms) {
     dr_net_event ev;
     int rc = dr_net_next_event(net, &ev, timeout_ms);
@@ -600,6 +607,10 @@ static void test_spinning_nodes_and_event_fd(void **state) {
     free(ev.msg);
     assert_int_equal(dr_net_next_event(n[1], &ev, 0), DR_ETIMEDOUT);
     assert_int_equal(poll(&pfd, 1, 0), 0);
+    /* idle: spinning is bounded, so the threads sleep (no busy-waiting) */
+    double cpu_before = process_cpu_seconds();
+    assert_int_equal(dr_net_next_event(n[1], &ev, 500), DR_ETIMEDOUT);
+    assert_true(process_cpu_seconds() - cpu_before < 0.05);
     dr_net_destroy(n[0]);
     dr_net_destroy(n[1]);
 }
@@ -693,13 +704,6 @@ static void test_post_and_tick(void **state) {
     dr_net_destroy(a); /* runs or discards, never loses, every posted task */
     assert_int_equal(atomic_load(&ts.ran) + atomic_load(&ts.cancelled), N);
     assert_true(atomic_load(&ts.in_order));
-}
-
-static double process_cpu_seconds(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 /* A peer that resets its connection while the receiver has paused reading (inbox full) must not
