@@ -9,13 +9,17 @@
  *
  *   - callback mode (config.on_event != NULL): on_event runs on the network thread, one event at
  *     a time, in order. It must not block for long; it may call dr_net_send*() and every other
- *     function here except dr_net_destroy() and dr_net_next_event().
+ *     function here except dr_net_destroy(), dr_net_next_event() and dr_net_wait_writable()
+ *     (which returns DR_ESTATE there). Tasks posted with dr_net_post() and TICK events
+ *     (config.tick_ms) run on the same thread, so a sans-IO core stepped here sees peer bytes,
+ *     local requests and time in one order without locks. Lowest latency (docs/perf/net.md).
  *   - inbox mode (config.on_event == NULL): events wait in a thread-safe FIFO; ONE consumer
  *     thread (the core thread) takes them with dr_net_next_event(), which blocks when idle
  *     (after a short bounded adaptive spin), or polls dr_net_event_fd() in its own epoll set.
  *     When the inbox holds more than max_inbox_bytes of payload the network thread stops reading
  *     sockets (TCP flow control then pushes back on the senders) until it drains.
  *
+ * Events are copied out by value; a FRAME's message block passes to whoever takes the event.
  * Order: for one peer connection, PEER_UP comes before its frames, frames come in the order the
  * peer sent them, and PEER_DOWN comes after the last of them. Frames a peer sends before the
  * connection breaks may be lost (TCP gives no end-to-end acknowledgement); the layer above

@@ -49,7 +49,14 @@ static dr_net *make_node(uint32_t id, size_t max_queue, size_t max_inbox) {
     return net;
 }
 
-/* Next event that is not of kind `skip_kind` (0: none skipped); fails the test on timeout. */
+static double process_cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Next event; fails the test on timeout. */
 static dr_net_event next(dr_net *net, int timeout_ms) {
     dr_net_event ev;
     int rc = dr_net_next_event(net, &ev, timeout_ms);
@@ -600,6 +607,10 @@ static void test_spinning_nodes_and_event_fd(void **state) {
     free(ev.msg);
     assert_int_equal(dr_net_next_event(n[1], &ev, 0), DR_ETIMEDOUT);
     assert_int_equal(poll(&pfd, 1, 0), 0);
+    /* idle: spinning is bounded, so the threads sleep (no busy-waiting) */
+    double cpu_before = process_cpu_seconds();
+    assert_int_equal(dr_net_next_event(n[1], &ev, 500), DR_ETIMEDOUT);
+    assert_true(process_cpu_seconds() - cpu_before < 0.05);
     dr_net_destroy(n[0]);
     dr_net_destroy(n[1]);
 }
@@ -695,13 +706,6 @@ static void test_post_and_tick(void **state) {
     assert_true(atomic_load(&ts.in_order));
 }
 
-static double process_cpu_seconds(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
 /* A peer that resets its connection while the receiver has paused reading (inbox full) must not
  * make the network thread spin on the unmaskable EPOLLHUP; once drained, the drop is reported. */
 static void test_reset_while_reads_paused(void **state) {
@@ -749,6 +753,78 @@ static void test_reset_while_reads_paused(void **state) {
     dr_net_destroy(b);
 }
 
+/* ---- several sending threads, then the peer goes away under them ---- */
+
+typedef struct racer {
+    dr_net *net;
+    uint32_t to;
+    uint32_t id;    /* written into each frame with its sequence number */
+    uint32_t limit; /* frames to send before stopping (0: until the peer is gone) */
+    int final_rc;   /* what stopped it */
+} racer;
+
+static void *racer_thread(void *arg) {
+    racer *r = arg;
+    uint8_t buf[256];
+    for (uint32_t seq = 0; r->limit == 0 || seq < r->limit;) {
+        dr_store_u32le(buf, r->id);
+        dr_store_u32le(buf + 4, seq);
+        int rc = dr_net_send(r->net, r->to, T_DATA, 0, buf, 8 + seq % 200);
+        if (rc == DR_EAGAIN) {
+            rc = dr_net_wait_writable(r->net, r->to, 10000);
+            if (rc == DR_OK)
+                continue;
+        }
+        if (rc) {
+            r->final_rc = rc;
+            return NULL;
+        }
+        seq++;
+    }
+    r->final_rc = 0;
+    return NULL;
+}
+
+static void test_concurrent_senders_keep_per_thread_order(void **state) {
+    (void)state;
+    dr_net *a = make_node(1, 256 * 1024, 0), *b = make_node(2, 0, 0);
+    link_nodes(a, 1, b, 2);
+    enum { THREADS = 4, N = 5000 };
+    racer r[THREADS];
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        r[i] = (racer){.net = a, .to = 2, .id = (uint32_t)i, .limit = N};
+        pthread_create(&t[i], NULL, racer_thread, &r[i]);
+    }
+    uint32_t next_seq[THREADS] = {0};
+    for (int k = 0; k < THREADS * N; k++) {
+        dr_net_event ev = expect(b, DR_NET_EV_FRAME, 1);
+        uint32_t id = dr_load_u32le(ev.msg->payload);
+        assert_true(id < THREADS);
+        assert_int_equal(dr_load_u32le(ev.msg->payload + 4), next_seq[id]);
+        next_seq[id]++;
+        free(ev.msg);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(r[i].final_rc, 0);
+    }
+    /* now unbounded senders, and the peer disappears under them */
+    for (int i = 0; i < THREADS; i++) {
+        r[i] = (racer){.net = a, .to = 2, .id = (uint32_t)i};
+        pthread_create(&t[i], NULL, racer_thread, &r[i]);
+    }
+    usleep(20 * 1000);
+    dr_net_destroy(b);
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(r[i].final_rc, DR_ENOTFOUND);
+    }
+    dr_net_event ev = expect(a, DR_NET_EV_PEER_DOWN, 2);
+    assert_true(ev.reason == DR_ECLOSED || ev.reason == DR_EIO);
+    dr_net_destroy(a);
+}
+
 int main(void) {
     dr_log_set_all_levels(DR_LOG_ERROR);
     const struct CMUnitTest tests[] = {
@@ -769,6 +845,7 @@ int main(void) {
         cmocka_unit_test(test_handshake_timeout_and_pending_cap),
         cmocka_unit_test(test_post_and_tick),
         cmocka_unit_test(test_reset_while_reads_paused),
+        cmocka_unit_test(test_concurrent_senders_keep_per_thread_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
