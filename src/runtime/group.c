@@ -24,6 +24,7 @@
 #include "derecho/log.h"
 #include "net/net.h"
 #include "runtime/delivery.h"
+#include "runtime/runtime.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -43,6 +44,7 @@ enum {
 /* A frame waiting for its peer's connection. */
 typedef struct pending_frame {
     struct pending_frame *next;
+    uint16_t type;  /* net frame type */
     uint8_t *bytes; /* owned */
     size_t len;
 } pending_frame;
@@ -130,8 +132,8 @@ static void free_backlog(peer_state *peer) {
     peer->backlog_bytes = 0;
 }
 
-/* Appends a frame (taking its bytes) to a peer's backlog. */
-static void backlog_frame(peer_state *peer, uint8_t *bytes, size_t len) {
+/* Appends a frame of `type` (taking its bytes) to a peer's backlog. */
+static void backlog_typed(peer_state *peer, uint16_t type, uint8_t *bytes, size_t len) {
     pending_frame *frame = malloc(sizeof *frame);
     if (!frame || peer->backlog_bytes + len > MAX_BACKLOG_BYTES) {
         DR_WARN(DR_LOGM_NET, "backlog for node %" PRIu32 " full; frame of %zu bytes dropped",
@@ -141,6 +143,7 @@ static void backlog_frame(peer_state *peer, uint8_t *bytes, size_t len) {
         return;
     }
     frame->next = NULL;
+    frame->type = type;
     frame->bytes = bytes;
     frame->len = len;
     if (peer->backlog_tail)
@@ -165,13 +168,17 @@ static void transmit(dr_group *group, uint32_t peer_id, uint8_t *bytes, size_t l
                 dr_strerror(rc));
 }
 
+static void transmit(dr_group *group, uint32_t peer_id, uint8_t *bytes, size_t len) {
+    transmit_typed(group, peer_id, NET_TYPE_CORE, bytes, len);
+}
+
 static void flush_backlog(dr_group *group, peer_state *peer, uint32_t to_id) {
     pending_frame *frame = peer->backlog;
     peer->backlog = peer->backlog_tail = NULL;
     peer->backlog_bytes = 0;
     while (frame) {
         pending_frame *next = frame->next;
-        transmit(group, to_id, frame->bytes, frame->len);
+        transmit_typed(group, to_id, frame->type, frame->bytes, frame->len);
         free(frame);
         frame = next;
     }
@@ -362,8 +369,11 @@ static void on_peer_down(dr_group *group, uint32_t id, int reason) {
 }
 
 static void on_frame(dr_group *group, const dr_net_event *event) {
-    if (event->msg->type != NET_TYPE_CORE)
+    if (event->msg->type != NET_TYPE_CORE) {
+        DR_WARN(DR_LOGM_NET, "frame of unknown type %u from %" PRIu32 " ignored", event->msg->type,
+                event->peer);
         return;
+    }
     group->replying_to = event->peer;
     if (dr_core_on_message(group->core, event->peer, event->msg->payload, event->msg->payload_bytes,
                            now_us()) == DR_EPROTO)
@@ -372,8 +382,25 @@ static void on_frame(dr_group *group, const dr_net_event *event) {
     group->replying_to = DR_NODE_NONE;
 }
 
+/* Events for the layer above, handled outside the core lock. Returns true if consumed. */
+static bool route_to_hooks(dr_group *group, const dr_net_event *event) {
+    bool client = event->role == DR_NET_ROLE_CLIENT;
+    if (event->kind == DR_NET_EV_FRAME && event->msg->type >= DR_RUNTIME_TYPE_APP_MIN) {
+        if (group->hooks.on_frame)
+            group->hooks.on_frame(group->hooks.ctx, event->peer, client, event->msg);
+        else
+            free(event->msg);
+        return true;
+    }
+    if (event->kind == DR_NET_EV_PEER_DOWN && group->hooks.on_peer_down)
+        group->hooks.on_peer_down(group->hooks.ctx, event->peer, client);
+    return client; /* clients are not the core's business */
+}
+
 static void on_net_event(void *ctx, const dr_net_event *event) {
     dr_group *group = ctx;
+    if (route_to_hooks(group, event))
+        return;
     pthread_mutex_lock(&group->core_lock);
     if (!group->closing) {
         switch (event->kind) {
@@ -504,7 +531,17 @@ static int start_net(dr_group *group, const dr_config *config, const dr_core_opt
     uint32_t largest = options->block_size > options->max_smc_payload_size
                            ? options->block_size
                            : options->max_smc_payload_size;
+    uint64_t p2p = 0, p2p_reply = 0;
+    dr_config_get_u64(config, "DERECHO", "max_p2p_request_payload_size", &p2p);
+    dr_config_get_u64(config, "DERECHO", "max_p2p_reply_payload_size", &p2p_reply);
+    if (p2p_reply > p2p)
+        p2p = p2p_reply;
+    if (options->max_payload_size > p2p)
+        p2p = options->max_payload_size; /* ordered-call replies and forwarded calls */
+    if (p2p > largest)
+        largest = p2p > (1u << 30) ? (1u << 30) : (uint32_t)p2p;
     net_config.max_frame_bytes = largest + (1u << 20); /* headers, views, SST batches */
+    group->max_frame_bytes = net_config.max_frame_bytes;
     net_config.tick_ms = group->tick_ms;
     net_config.on_event = on_net_event;
     net_config.on_event_ctx = group;
@@ -534,6 +571,12 @@ static int init_group(dr_group *group, const dr_config *config) {
 
 int dr_group_create(const dr_config *config, const dr_layout_spec *spec,
                     const dr_group_callbacks *callbacks, dr_group **out, dr_err *err) {
+    return dr_group_create_with_hooks(config, spec, callbacks, NULL, out, err);
+}
+
+int dr_group_create_with_hooks(const dr_config *config, const dr_layout_spec *spec,
+                               const dr_group_callbacks *callbacks, const dr_group_hooks *hooks,
+                               dr_group **out, dr_err *err) {
     dr_core_options options;
     int rc = core_options_from_config(config, spec, &options, err);
     if (rc)
@@ -543,6 +586,8 @@ int dr_group_create(const dr_config *config, const dr_layout_spec *spec,
         return dr_err_set(err, DR_ENOMEM, "out of memory");
     init_group(group, config);
     group->my_id = options.my_id;
+    if (hooks)
+        group->hooks = *hooks;
     snprintf(group->contact_address, sizeof group->contact_address, "%s", options.contact_address);
     rc = dr_core_create(&options, now_us(), &group->core, err);
     if (rc)
@@ -653,6 +698,51 @@ int dr_group_send(dr_group *group, uint32_t subgroup, const void *payload, size_
         if (wait_changed(group, timeout_ms, &deadline) == DR_ETIMEDOUT) {
             rc = DR_ETIMEDOUT;
             break;
+        }
+    }
+    pthread_mutex_unlock(&group->core_lock);
+    return rc;
+}
+
+uint32_t dr_group_max_frame_bytes(const dr_group *group) {
+    return group->max_frame_bytes;
+}
+
+/* The address of a member of the current view, or NULL. */
+static const char *view_address(const dr_group *group, uint32_t node_id) {
+    const dr_view *view = group->view ? &group->view->view : NULL;
+    for (uint32_t i = 0; view && i < view->num_members; i++) {
+        if (view->member_ids[i] == node_id)
+            return view->addresses[i];
+    }
+    return NULL;
+}
+
+int dr_group_send_frame(dr_group *group, uint32_t peer_id, uint16_t type, const void *payload,
+                        size_t len) {
+    if (type < DR_RUNTIME_TYPE_APP_MIN)
+        return DR_EINVAL;
+    if (peer_id >= DR_NET_CLIENT_ID_BASE) /* outside clients: only if connected */
+        return dr_net_send(group->net, peer_id, type, 0, payload, len);
+    int rc = dr_net_send(group->net, peer_id, type, 0, payload, len);
+    if (rc != DR_ENOTFOUND)
+        return rc;
+    /* a member we have no connection to yet: queue behind its connection */
+    pthread_mutex_lock(&group->core_lock);
+    const char *address = view_address(group, peer_id);
+    peer_state *peer = address ? find_peer(group, peer_id, true) : NULL;
+    rc = DR_ENOTFOUND;
+    if (peer && !group->closing) {
+        uint8_t *copy = malloc(len ? len : 1);
+        rc = copy ? DR_OK : DR_ENOMEM;
+        if (copy) {
+            memcpy(copy, payload, len);
+            if (peer->up)
+                transmit_typed(group, peer_id, type, copy, len);
+            else
+                backlog_typed(peer, type, copy, len);
+            if (!peer->up && group->my_id > peer_id)
+                dial(group, peer_id, address, peer);
         }
     }
     pthread_mutex_unlock(&group->core_lock);

@@ -1,0 +1,221 @@
+/*
+ * Replicated objects (PROTOCOL.md §4): the programming model applications are written against.
+ *
+ * An application describes each subgroup type of its layout (same order as the dr_layout_spec)
+ * as a dr_rpc_type: named methods, each ORDERED (multicast in the caller's shard, run by every
+ * member at delivery, in delivery order, on the delivery thread) or P2P (sent to one named
+ * node, run on a worker thread of that node), plus serialize/restore callbacks for state
+ * transfer to joining replicas. The object's state belongs to the application (type->ctx).
+ *
+ *   ordered call:  dr_rpc_ordered_call(node, subgroup, "put", args) -> results: one entry per
+ *                  member of the caller's shard in the view that delivered the call, each
+ *                  waitable for that member's reply or DR_EREMOVED.
+ *   p2p call:      dr_rpc_p2p_call(node, target, subgroup, "get", args) -> one reply;
+ *                  members and non-members of the subgroup may call; so may outside clients
+ *                  (dr_rpc_client_*), which are not group members.
+ *
+ * Wire: every call carries a request id that the caller maps to its pending call (never a
+ * pointer); methods are named by a 32-bit hash of their name; arguments and replies are
+ * length-checked against the configured limits (max_p2p_request_payload_size,
+ * max_p2p_reply_payload_size, the subgroup's max_payload_size / max_reply_payload_size).
+ * Unknown methods, unknown nodes and oversized arguments or replies are errors returned to
+ * the caller; the group keeps working.
+ *
+ * Threads: ordered handlers run on the delivery thread (keep them short); p2p handlers run on a
+ * worker pool (never the delivery thread); every dr_rpc_* call may be made from any thread
+ * except from inside a handler waiting on its own node's delivery thread (an ordered handler
+ * must not wait for an ordered call's results).
+ */
+#ifndef DERECHO_RPC_H
+#define DERECHO_RPC_H
+
+#include "derecho/buffer.h"
+#include "derecho/config.h"
+#include "derecho/error.h"
+#include "derecho/group.h"
+#include "derecho/layout.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** What a handler learns about the call it serves. */
+typedef struct dr_rpc_call_info {
+    uint32_t caller_id;    /**< node id of the caller (outside clients: their local id) */
+    bool from_client;      /**< the caller is an outside client */
+    uint32_t subgroup;     /**< subgroup id the call addresses */
+    uint32_t shard;        /**< my shard in that subgroup (-1 as UINT32_MAX if none) */
+    bool ordered;          /**< ordered call (delivery thread) or p2p (worker thread) */
+    int64_t version;       /**< ordered: the call's version ((vid << 32) | seq); p2p: -1 */
+    uint64_t timestamp_us; /**< ordered: the caller's send time; p2p: arrival time */
+} dr_rpc_call_info;
+
+/**
+ * A method handler. Reads args[0..len) (borrowed, untrusted: decode with dr_reader), may append
+ * a reply to *reply (an empty buffer limited to the configured maximum reply size). Returns 0,
+ * or a negative DR_E* code that the caller receives as that reply's status (with the reply
+ * bytes, if any, as a message). `type_ctx` is dr_rpc_type.ctx.
+ */
+typedef int (*dr_rpc_handler)(void *type_ctx, const dr_rpc_call_info *info, const uint8_t *args,
+                              size_t len, dr_buf *reply);
+
+/** Whether a method is called by ordered multicast or point to point. */
+typedef enum dr_rpc_kind {
+    DR_RPC_ORDERED = 0, /**< multicast in the caller's shard; every member replies */
+    DR_RPC_P2P = 1,     /**< to one node; runs on its worker pool */
+} dr_rpc_kind;
+
+/** One method of a replicated type. */
+typedef struct dr_rpc_method {
+    const char *name;       /**< unique within the type */
+    dr_rpc_kind kind;       /**< ordered or p2p */
+    dr_rpc_handler handler; /**< runs the method */
+} dr_rpc_method;
+
+/** A replicated object type: its methods and state-transfer callbacks. */
+typedef struct dr_rpc_type {
+    const char *name;             /**< must equal the layout spec's type name */
+    const dr_rpc_method *methods; /**< borrowed; must outlive the node */
+    size_t num_methods;           /**< entries in methods */
+    /** Appends this replica's state for `subgroup` to *out (state transfer); NULL: none. */
+    int (*serialize)(void *ctx, uint32_t subgroup, dr_buf *out);
+    /** Replaces this replica's state for `subgroup` with bytes from serialize; NULL: none. */
+    int (*restore)(void *ctx, uint32_t subgroup, const uint8_t *bytes, size_t len);
+    void *ctx; /**< passed to handlers and callbacks */
+} dr_rpc_type;
+
+/** A group member that serves and calls replicated objects (opaque). */
+typedef struct dr_rpc_node dr_rpc_node;
+
+/** One member's reply. `bytes` is owned by the holder: release with dr_rpc_reply_clear. */
+typedef struct dr_rpc_reply {
+    uint32_t node_id; /**< who answered (or was expected to) */
+    int status;       /**< 0, the handler's error, DR_EREMOVED, DR_ENOTFOUND (unknown method),
+                           DR_ETOOBIG (reply over the limit), DR_ETIMEDOUT */
+    uint8_t *bytes;   /**< reply bytes (malloc), NULL if none */
+    size_t len;       /**< bytes */
+} dr_rpc_reply;
+
+/** Frees reply->bytes and zeroes it. */
+void dr_rpc_reply_clear(dr_rpc_reply *reply);
+
+/** Options beyond the configuration. Zero-initialise for defaults. */
+typedef struct dr_rpc_node_options {
+    uint32_t p2p_workers;             /**< worker threads for p2p handlers (0: 4) */
+    dr_group_callbacks app_callbacks; /**< the application's own view callback (on_view);
+                                           on_deliver is ignored (the node owns deliveries) */
+} dr_rpc_node_options;
+
+/**
+ * Starts a node: creates the group (dr_group_create with `spec`) and serves `types`
+ * (types[i] describes spec->types[i]; num_types must equal spec->num_types). Returns 0 and
+ * *out (free with dr_rpc_node_destroy) or an error with *err (DR_EINVAL for mismatched types
+ * or duplicate method names).
+ */
+int dr_rpc_node_create(const dr_config *config, const dr_layout_spec *spec,
+                       const dr_rpc_type *types, size_t num_types,
+                       const dr_rpc_node_options *options, dr_rpc_node **out, dr_err *err);
+
+/** The underlying group (views, shards, raw multicast). Borrowed. */
+dr_group *dr_rpc_node_group(dr_rpc_node *node);
+
+/** Stops serving (no handler runs after it returns), leaves the group, frees the node. */
+void dr_rpc_node_destroy(dr_rpc_node *node);
+
+/** The pending results of one ordered call (opaque). */
+typedef struct dr_rpc_results dr_rpc_results;
+
+/**
+ * Multicasts a call of `method` with args in the caller's shard of `subgroup` (the caller must
+ * be a member of it). Blocks while the sending window is full, up to timeout_ms. Returns 0 and
+ * *out (free with dr_rpc_results_free), or DR_ENOTFOUND (no such method), DR_ETOOBIG, DR_ESTATE
+ * (not a member), DR_ETIMEDOUT, DR_ECLOSED.
+ */
+int dr_rpc_ordered_call(dr_rpc_node *node, uint32_t subgroup, const char *method, const void *args,
+                        size_t len, int timeout_ms, dr_rpc_results **out);
+
+/**
+ * Waits until the call was delivered locally (so its members are known), up to timeout_ms,
+ * and returns the number of shard members expected to reply (0 on timeout).
+ */
+size_t dr_rpc_results_count(dr_rpc_results *results, int timeout_ms);
+
+/**
+ * Waits for the reply of the index-th member (0 <= index < count) up to timeout_ms and copies
+ * it into *out (the caller then owns out->bytes). Returns 0, or DR_ETIMEDOUT (out->status is
+ * also DR_ETIMEDOUT), DR_EINVAL for a bad index.
+ */
+int dr_rpc_results_wait(dr_rpc_results *results, size_t index, int timeout_ms, dr_rpc_reply *out);
+
+/** The call's version ((vid << 32) | seq), or -1 if not delivered yet. */
+int64_t dr_rpc_results_version(dr_rpc_results *results);
+
+/** Frees the results (replies that arrive later are dropped). NULL is a no-op. */
+void dr_rpc_results_free(dr_rpc_results *results);
+
+/** A pending point-to-point call (opaque). */
+typedef struct dr_rpc_pending dr_rpc_pending;
+
+/**
+ * Starts a p2p call of `method` on node `target`, which must be in a shard of `subgroup` (the
+ * handler's shard). Blocks while p2p_window_size calls to that target are outstanding (up to
+ * timeout_ms). Returns 0 and *out (wait with dr_rpc_pending_wait, free with
+ * dr_rpc_pending_free), or DR_ENOTFOUND (target not in the subgroup / unknown method name on
+ * this node's types), DR_ETOOBIG (args over max_p2p_request_payload_size), DR_ETIMEDOUT,
+ * DR_ECLOSED.
+ */
+int dr_rpc_p2p_start(dr_rpc_node *node, uint32_t target, uint32_t subgroup, const char *method,
+                     const void *args, size_t len, int timeout_ms, dr_rpc_pending **out);
+
+/** Waits up to timeout_ms for the reply (moved into *out). Returns its status or DR_ETIMEDOUT. */
+int dr_rpc_pending_wait(dr_rpc_pending *pending, int timeout_ms, dr_rpc_reply *out);
+
+/** Frees a pending call (a late reply is dropped). NULL is a no-op. */
+void dr_rpc_pending_free(dr_rpc_pending *pending);
+
+/** Start + wait + free: a blocking p2p call. Returns the reply status (also in out->status). */
+int dr_rpc_p2p_call(dr_rpc_node *node, uint32_t target, uint32_t subgroup, const char *method,
+                    const void *args, size_t len, int timeout_ms, dr_rpc_reply *out);
+
+/* ---- outside clients -------------------------------------------------------------------- */
+
+/** A process outside the group that calls its members point to point (opaque). */
+typedef struct dr_rpc_client dr_rpc_client;
+
+/**
+ * Connects to any member at contact_ip:contact_port (its gms_port), learns the current view and
+ * layout. Returns 0 and *out, or DR_EIO / DR_ETIMEDOUT / DR_EPROTO with *err. The client needs
+ * the layout spec's type names only to name subgroups; it uses the members' view.
+ */
+int dr_rpc_client_create(const char *contact_ip, uint16_t contact_port, int timeout_ms,
+                         dr_rpc_client **out, dr_err *err);
+
+/** Copies the latest known view. Returns 0 (refreshing it from a member when stale). */
+int dr_rpc_client_get_view(dr_rpc_client *client, dr_group_view *out);
+
+/**
+ * A blocking p2p call from outside the group to `target` (a member of a shard of `subgroup`).
+ * Returns the reply status (also in out->status): 0, the handler's error, DR_ENOTFOUND (unknown
+ * method or target), DR_EREMOVED (target gone: refresh the view and choose another),
+ * DR_ETIMEDOUT, DR_ETOOBIG.
+ */
+int dr_rpc_client_call(dr_rpc_client *client, uint32_t target, uint32_t subgroup,
+                       const char *method, const void *args, size_t len, int timeout_ms,
+                       dr_rpc_reply *out);
+
+/** Disconnects and frees the client. NULL is a no-op. */
+void dr_rpc_client_destroy(dr_rpc_client *client);
+
+/* ---- argument helpers --------------------------------------------------------------------- */
+
+/** A 32-bit FNV-1a hash of a method name, as carried on the wire. */
+uint32_t dr_rpc_method_id(const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,44 @@
+/*
+ * Internal runtime interface for the layers above the group (src/rpc): extra frame types on the
+ * group's connections, peer-down notices, and the group's network handle. Not public API.
+ */
+#ifndef DR_RUNTIME_RUNTIME_H
+#define DR_RUNTIME_RUNTIME_H
+
+#include "derecho/group.h"
+#include "net/net.h"
+
+/** Net frame types >= this belong to the layers above the runtime (rpc); below: the core's. */
+#define DR_RUNTIME_TYPE_APP_MIN 32u
+
+/** Hooks run on the network thread; they must not block (hand work to other threads). */
+typedef struct dr_group_hooks {
+    /**
+     * A frame of type >= DR_RUNTIME_TYPE_APP_MIN arrived from a member or an outside client
+     * (from_client). The hook owns msg (free it with free()).
+     */
+    void (*on_frame)(void *ctx, uint32_t peer, bool from_client, dr_net_msg *msg);
+    /** The connection to a member or outside client closed. */
+    void (*on_peer_down)(void *ctx, uint32_t peer, bool was_client);
+    void *ctx; /**< passed to both */
+} dr_group_hooks;
+
+/** dr_group_create with hooks (may be NULL). Same contract otherwise. */
+int dr_group_create_with_hooks(const dr_config *config, const dr_layout_spec *spec,
+                               const dr_group_callbacks *callbacks, const dr_group_hooks *hooks,
+                               dr_group **out, dr_err *err);
+
+/**
+ * Sends one frame (payload copied) of `type` (>= DR_RUNTIME_TYPE_APP_MIN) to a member or an
+ * outside client. A member of the current view without a connection yet gets it when the
+ * connection comes up (dialled if this node has the higher id). Never blocks. Returns 0,
+ * DR_ENOTFOUND (neither connected nor in the view), DR_ETOOBIG, DR_EAGAIN (peer's queue full),
+ * DR_ENOMEM, DR_ECLOSED. Any thread, including the hooks.
+ */
+int dr_group_send_frame(dr_group *group, uint32_t peer, uint16_t type, const void *payload,
+                        size_t len);
+
+/** The largest frame payload the group's transport accepts. */
+uint32_t dr_group_max_frame_bytes(const dr_group *group);
+
+#endif
