@@ -73,7 +73,9 @@ struct dr_group {
     char contact_address[DR_ADDRESS_MAX]; /* "ip:port" of the contact */
     peer_state contact;                   /* the contact connection before its id is known */
     uint32_t contact_id;                  /* the contact's id once learned, else DR_NODE_NONE */
-    uint32_t replying_to; /* while handling a frame: its sender, else DR_NODE_NONE */
+    uint32_t replying_to;     /* while handling a frame: its sender, else DR_NODE_NONE */
+    dr_group_hooks hooks;     /* the layer above (rpc), immutable after create */
+    uint32_t max_frame_bytes; /* the transport's frame limit, immutable */
 };
 
 /* ---- time --------------------------------------------------------------------------------- */
@@ -159,10 +161,14 @@ static void free_payload(void *ctx, void *payload) {
     free(payload);
 }
 
-/* Sends a frame (taking its bytes) on an up connection. */
-static void transmit(dr_group *group, uint32_t peer_id, uint8_t *bytes, size_t len) {
-    int rc =
-        dr_net_send_owned(group->net, peer_id, NET_TYPE_CORE, 0, bytes, len, free_payload, NULL);
+static void backlog_frame(peer_state *peer, uint8_t *bytes, size_t len) {
+    backlog_typed(peer, NET_TYPE_CORE, bytes, len);
+}
+
+/* Sends a frame of `type` (taking its bytes) on an up connection. */
+static void transmit_typed(dr_group *group, uint32_t peer_id, uint16_t type, uint8_t *bytes,
+                           size_t len) {
+    int rc = dr_net_send_owned(group->net, peer_id, type, 0, bytes, len, free_payload, NULL);
     if (rc)
         DR_WARN(DR_LOGM_NET, "frame of %zu bytes to node %" PRIu32 " not sent: %s", len, peer_id,
                 dr_strerror(rc));
