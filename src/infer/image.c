@@ -22,7 +22,8 @@ static int check_dims(int64_t w, int64_t h, dr_err *err) {
 }
 
 static int decode_jpeg(const uint8_t *b, size_t len, uint8_t **rgb, int *w, int *h, dr_err *err) {
-    int rc = 0, sub, cs;
+    int rc = 0, sub = 0, cs = 0;
+    *w = *h = 0;
     tjhandle tj = tjInitDecompress();
     if (!tj)
         return dr_err_set(err, DR_ENOMEM, "photo: cannot create a JPEG decoder");

@@ -478,6 +478,44 @@ static int build(ir_graph *g, const node_pb *pn, int opset, const int *in, int n
     return 0;
 }
 
+/* Reshape of an initializer by a constant shape becomes a new constant. Returns 1 if folded. */
+static int fold_reshape(ir_graph *g, const node_pb *pn, const int *in, int n_in, dr_err *err) {
+    if (!pn->op_type || strcmp(pn->op_type, "Reshape") || n_in != 2 || pn->n_output != 1 ||
+        !g->vals[in[0]].data || !g->vals[in[1]].data)
+        return 0;
+    const ir_value *x = &g->vals[in[0]], *s = &g->vals[in[1]];
+    if (s->ndim != 1 || s->dims[0] < 1 || s->dims[0] > IR_MAXDIM)
+        return dr_err_set(err, DR_EUNSUPPORTED, "Reshape %s: bad shape", pn->output[0]);
+    int64_t d[IR_MAXDIM], total = ir_numel(x), known = 1;
+    int neg = -1, nd = (int)s->dims[0];
+    for (int i = 0; i < nd; i++) {
+        d[i] = (int64_t)s->data[i];
+        if (d[i] == 0 && i < x->ndim)
+            d[i] = x->dims[i];
+        if (d[i] == -1 && neg < 0)
+            neg = i;
+        else if (d[i] <= 0)
+            return dr_err_set(err, DR_EINVAL, "Reshape %s: bad shape", pn->output[0]);
+        else
+            known *= d[i];
+    }
+    if (neg >= 0 && known > 0 && total % known == 0)
+        d[neg] = total / known, known *= d[neg];
+    if (known != total)
+        return dr_err_set(err, DR_EINVAL, "Reshape %s: %lld elements into %lld", pn->output[0],
+                          (long long)total, (long long)known);
+    float *copy = malloc(sizeof(float) * (size_t)(total ? total : 1));
+    if (!copy)
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    memcpy(copy, x->data, sizeof(float) * (size_t)total);
+    int v = ir_add_value(g, pn->output[0], nd, d, copy);
+    if (v < 0) {
+        free(copy);
+        return dr_err_set(err, v, "out of memory");
+    }
+    return 1;
+}
+
 int onnx_load(ir_graph *g, const void *bytes, size_t len, dr_err *err) {
     int rc = 0;
     int *in = NULL;
@@ -610,6 +648,12 @@ int onnx_load(ir_graph *g, const void *bytes, size_t len, dr_err *err) {
                                 pn->name ? pn->name : "", j);
                 goto out;
             }
+        if ((rc = fold_reshape(g, pn, in, n_in, err)) < 0)
+            goto out;
+        if (rc == 1) {
+            rc = 0;
+            continue;
+        }
         if ((rc = build(g, pn, opset, in, n_in, err)))
             goto out;
     }
