@@ -26,6 +26,12 @@
 void openblas_set_num_threads(int num_threads);
 
 #define NO_OFFSET ((size_t)-1)
+#define MAX_ARENA_BYTES ((size_t)2 << 30)
+
+/* 64-byte aligned allocation of at least `bytes` (aligned_alloc needs a multiple). */
+static void *alloc64(size_t bytes) {
+    return aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
+}
 
 typedef struct dconv dconv;
 
@@ -193,7 +199,7 @@ static int dconv_build(const ir_graph *g, exec_ctx *c, const ir_node *n, dconv *
     const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     const dnnl_memory_desc_t *spmd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     *scratch_bytes = spmd ? dnnl_memory_desc_get_size(spmd) : 0;
-    d->wei_buf = aligned_alloc(64, (dnnl_memory_desc_get_size(want) + 63) / 64 * 64);
+    d->wei_buf = alloc64(dnnl_memory_desc_get_size(want));
     if (!d->wei_buf) {
         rc = dr_err_set(err, DR_ENOMEM, "out of memory");
         goto out;
@@ -363,7 +369,10 @@ static size_t scratch_need(const exec_ctx *c, const ir_graph *g, const ir_node *
         const ir_conv *cv = &n->conv;
         int one = cv->kh == 1 && cv->kw == 1 && cv->sh == 1 && cv->sw == 1 && !cv->pt &&
                   !cv->pl && !cv->pb && !cv->pr;
-        return one ? 0 : (size_t)(y[2] * y[3] * cv->kh * cv->kw * (x[1] / cv->group));
+        size_t k = (size_t)cv->kh * (size_t)cv->kw * (size_t)(x[1] / cv->group), need;
+        if (__builtin_mul_overflow((size_t)(y[2] * y[3]), k, &need))
+            return SIZE_MAX;
+        return one ? 0 : need;
     }
     case IR_FC:
     case IR_FLATTEN:
@@ -435,7 +444,12 @@ static int ctx_create(exec_model *em, int batch, int backend, int threads, exec_
             goto fail;
         }
     }
-    c->arena = aligned_alloc(64, (c->arena_floats + 16) * sizeof(float));
+    if (c->arena_floats > MAX_ARENA_BYTES / sizeof(float)) {
+        rc = dr_err_set(err, DR_ETOOBIG, "activations need %zu bytes (limit %zu)",
+                        c->arena_floats * sizeof(float), MAX_ARENA_BYTES);
+        goto fail;
+    }
+    c->arena = alloc64(c->arena_floats * sizeof(float));
     if (!c->arena) {
         rc = dr_err_set(err, DR_ENOMEM, "out of memory for a %zu-byte arena",
                         c->arena_floats * sizeof(float));
@@ -467,7 +481,11 @@ static int ctx_create(exec_model *em, int batch, int backend, int threads, exec_
     (void)threads;
 #endif
     c->scratch_floats = scratch;
-    c->scratch = aligned_alloc(64, (scratch + 16) * sizeof(float));
+    if (scratch > MAX_ARENA_BYTES / sizeof(float)) {
+        rc = dr_err_set(err, DR_ETOOBIG, "scratch of %zu bytes over the limit", scratch * 4);
+        goto fail;
+    }
+    c->scratch = alloc64(scratch * sizeof(float));
     if (!c->scratch) {
         rc = dr_err_set(err, DR_ENOMEM, "out of memory");
         goto fail;

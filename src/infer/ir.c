@@ -580,13 +580,16 @@ int ir_infer_shapes(ir_graph *g, int batch, int64_t *dims, int *ndims, dr_err *e
         int rc = infer_node(g, n, batch, dims, ndims, err);
         if (rc)
             return rc;
-        int64_t total = prod(DIMS(n->out), 0, ndims[n->out]);
-        if (total <= 0 || total > IR_MAX_ELEMS * (batch > 0 ? batch : 1))
-            return dr_err_set(err, DR_ETOOBIG, "node %s: output of %lld elements", n->name,
-                              (long long)total);
-        for (int k = 0; k < ndims[n->out]; k++)
-            if (DIMS(n->out)[k] <= 0)
+        int64_t total = 1, limit = IR_MAX_ELEMS * (batch > 0 ? batch : 1);
+        for (int k = 0; k < ndims[n->out]; k++) {
+            int64_t d = DIMS(n->out)[k];
+            if (d <= 0)
                 return dr_err_set(err, DR_EINVAL, "node %s: empty output", n->name);
+            if (d > limit / total)
+                return dr_err_set(err, DR_ETOOBIG, "node %s: output over %lld elements", n->name,
+                                  (long long)limit);
+            total *= d;
+        }
     }
     if (ndims[g->output] < 0)
         return dr_err_set(err, DR_EINVAL, "graph output is never computed");

@@ -17,7 +17,7 @@
 #include "derecho/error.h"
 
 #define IR_MAXDIM 6
-#define IR_MAX_ELEMS ((int64_t)1 << 31) /* per tensor */
+#define IR_MAX_ELEMS ((int64_t)1 << 28) /* per tensor (1 GiB of floats) */
 
 typedef enum ir_op {
     IR_CONV,     /* in: x, W[O,I/g,kh,kw], [bias]; fused act */
