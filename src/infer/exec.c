@@ -709,24 +709,48 @@ static void per_channel_run(exec_ctx *c, const ir_graph *g, const ir_node *n, in
     float *out = ptr(c, g, n->out);
     int64_t total = prod(DIMS(c, n->out), 0, c->ndims[n->out]);
     chan_map m = chan_of(c, g, n->in[0]);
+    int64_t C = m.C, inner = m.inner, outer = total / (C * inner);
     const float *s0 = n->n_in > 1 ? g->vals[n->in[1]].data : NULL;
     const float *s1 = n->n_in > 2 ? g->vals[n->in[2]].data : NULL;
     int64_t slope_n = n->n_in > 1 ? ir_numel(&g->vals[n->in[1]]) : 0;
+    ir_act act = n->act;
+    float alpha = n->alpha, beta = n->beta;
+    /* Work items: a channels-last row of C values (inner == 1) or one channel plane. */
+    int64_t items = inner == 1 ? outer : outer * C, len = inner == 1 ? C : inner;
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t i = 0; i < total; i++) {
-        int64_t ch = (i / m.inner) % m.C;
-        float v = in[i];
+    for (int64_t it = 0; it < items; it++) {
+        int64_t k = inner == 1 ? 0 : it % C;
+        const float *x = in + it * len;
+        float *y = out + it * len;
         if (n->op == IR_AFFINE) {
-            v = act_apply(n->act, v * s0[ch] + s1[ch], n->alpha, n->beta);
-        } else if (n->act == IR_ACT_PRELU) {
-            float s = s0[slope_n == 1 ? 0 : ch];
-            v = v > 0 ? v : s * v;
+            if (inner == 1 && act == IR_ACT_RELU) {
+                for (int64_t j = 0; j < len; j++) {
+                    float v = x[j] * s0[j] + s1[j];
+                    y[j] = v > 0 ? v : 0;
+                }
+            } else if (inner == 1) {
+                for (int64_t j = 0; j < len; j++)
+                    y[j] = act_apply(act, x[j] * s0[j] + s1[j], alpha, beta);
+            } else {
+                float a = s0[k], b = s1[k];
+                for (int64_t j = 0; j < len; j++)
+                    y[j] = act_apply(act, x[j] * a + b, alpha, beta);
+            }
+        } else if (act == IR_ACT_PRELU) {
+            for (int64_t j = 0; j < len; j++) {
+                float sl = s0[slope_n == 1 ? 0 : (inner == 1 ? j : k)];
+                y[j] = x[j] > 0 ? x[j] : sl * x[j];
+            }
         } else if (n->op == IR_SCALAR) {
-            v = v * n->alpha + n->beta;
+            for (int64_t j = 0; j < len; j++)
+                y[j] = x[j] * alpha + beta;
+        } else if (act == IR_ACT_RELU) {
+            for (int64_t j = 0; j < len; j++)
+                y[j] = x[j] > 0 ? x[j] : 0;
         } else {
-            v = act_apply(n->act, v, n->alpha, n->beta);
+            for (int64_t j = 0; j < len; j++)
+                y[j] = act_apply(act, x[j], alpha, beta);
         }
-        out[i] = v;
     }
 }
 
@@ -762,15 +786,32 @@ static void eltwise_run(exec_ctx *c, const ir_graph *g, const ir_node *n, int th
     }
     if (same) {
         const float *a = ptr(c, g, n->in[0]);
+        int mul = n->op == IR_MUL;
+        for (int j = 1; j < n->n_in; j++) {
+            const float *b = ptr(c, g, n->in[j]);
+            int last = j == n->n_in - 1;
+            ir_act act = last ? n->act : IR_ACT_NONE;
+            if (!mul && act == IR_ACT_NONE) {
 #pragma omp parallel for num_threads(threads) schedule(static)
-        for (int64_t i = 0; i < total; i++) {
-            float v = a[i];
-            for (int j = 1; j < n->n_in; j++) {
-                const float *b = ptr(c, g, n->in[j]);
-                v = n->op == IR_MUL ? v * b[i] : v + b[i];
+                for (int64_t i = 0; i < total; i++)
+                    out[i] = a[i] + b[i];
+            } else if (!mul && act == IR_ACT_RELU) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+                for (int64_t i = 0; i < total; i++) {
+                    float v = a[i] + b[i];
+                    out[i] = v > 0 ? v : 0;
+                }
+            } else {
+#pragma omp parallel for num_threads(threads) schedule(static)
+                for (int64_t i = 0; i < total; i++) {
+                    float v = mul ? a[i] * b[i] : a[i] + b[i];
+                    out[i] = act_apply(act, v, n->alpha, n->beta);
+                }
             }
-            out[i] = act_apply(n->act, v, n->alpha, n->beta);
+            a = out;
         }
+        if (n->n_in == 1)
+            memcpy(out, a, sizeof(float) * (size_t)total);
         return;
     }
     int out_nhwc = is_nhwc(c, g, n->out);
@@ -1031,9 +1072,28 @@ int exec_run(exec_model *em, const float *input, int batch, float *out, size_t o
     openblas_set_num_threads(threads);
     from_logical(c, g, g->input, input);
     rc = 0;
-    for (int i = 0; i < g->n_nodes && !rc; i++)
-        if (!g->nodes[i].removed)
-            rc = node_run(em, c, i, threads, err);
+    static int profile = -1;
+    if (profile < 0)
+        profile = getenv("DR_INFER_PROFILE") != NULL;
+    double op_s[IR_SCALAR + 1] = {0};
+    for (int i = 0; i < g->n_nodes && !rc; i++) {
+        if (g->nodes[i].removed)
+            continue;
+        double t0 = profile ? omp_get_wtime() : 0;
+        rc = node_run(em, c, i, threads, err);
+        if (profile) {
+            op_s[g->nodes[i].op] += omp_get_wtime() - t0;
+            if (profile && getenv("DR_INFER_PROFILE")[0] == '2')
+                DR_INFO(DR_LOGM_INFER, "node %s op %d act %d: %lld elements %.3f ms", g->nodes[i].name,
+                        g->nodes[i].op, g->nodes[i].act,
+                        (long long)prod(DIMS(c, g->nodes[i].out), 0, c->ndims[g->nodes[i].out]),
+                        (omp_get_wtime() - t0) * 1e3);
+        }
+    }
+    if (profile)
+        for (int k = 0; k <= IR_SCALAR; k++)
+            if (op_s[k] > 0)
+                DR_INFO(DR_LOGM_INFER, "profile batch %d: op %d %.3f ms", batch, k, op_s[k] * 1e3);
     if (!rc)
         to_logical(c, g, g->output, out);
     pthread_mutex_lock(&em->mu);
