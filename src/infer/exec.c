@@ -625,7 +625,7 @@ static void pool_run(exec_ctx *c, const ir_graph *g, const ir_node *n, int threa
                     const float *i0 = in + ((b * H + ih) * W + iw) * C;
                     if (p->is_max)
                         for (int64_t k = 0; k < C; k++)
-                            o[k] = fmaxf(o[k], i0[k]);
+                            o[k] = i0[k] > o[k] ? i0[k] : o[k];
                     else
                         for (int64_t k = 0; k < C; k++)
                             o[k] += i0[k];
