@@ -17,8 +17,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     fuzz_pre(&pre);
     pre.resize = 8;
     pre.crop = 8;
-    if (dr_model_load_onnx(b.data, b.len, tiny_synset, strlen(tiny_synset), &pre, &g_model,
-                           NULL))
+    if (dr_model_load_onnx(b.data, b.len, tiny_synset, strlen(tiny_synset), &pre, &g_model, NULL))
         abort(); /* fuzz harness setup only */
     dr_model_set_backend(g_model, DR_BACKEND_SGEMM);
     free(b.data);

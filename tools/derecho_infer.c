@@ -49,9 +49,9 @@ typedef struct opts {
 
 static int load_model(const opts *o, dr_model **m) {
     dr_err err = {0};
-    int is_onnx = o->format ? !strcmp(o->format, "onnx")
-                            : (strlen(o->model) > 5 &&
-                               !strcmp(o->model + strlen(o->model) - 5, ".onnx"));
+    int is_onnx = o->format
+                      ? !strcmp(o->format, "onnx")
+                      : (strlen(o->model) > 5 && !strcmp(o->model + strlen(o->model) - 5, ".onnx"));
     void *a = NULL, *b = NULL, *c = NULL;
     size_t al = 0, bl = 0, cl = 0;
     int rc;

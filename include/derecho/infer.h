@@ -32,17 +32,18 @@ typedef enum dr_resize_mode {
  */
 typedef struct dr_preprocess {
     dr_resize_mode resize_mode;
-    uint32_t resize;  /**< target of resize_mode (256); 0 = no resize */
-    uint32_t crop;    /**< centre-crop size; 0 = the model's input H/W */
-    int bgr;          /**< 0: RGB channel order, 1: BGR */
-    float divisor;    /**< 256 (seed), 255 (ImageNet), 1 (raw 0..255) */
-    float mean[3];    /**< per channel, after dividing */
-    float std[3];     /**< per channel; 0 is rejected */
+    uint32_t resize; /**< target of resize_mode (256); 0 = no resize */
+    uint32_t crop;   /**< centre-crop size; 0 = the model's input H/W */
+    int bgr;         /**< 0: RGB channel order, 1: BGR */
+    float divisor;   /**< 256 (seed), 255 (ImageNet), 1 (raw 0..255) */
+    float mean[3];   /**< per channel, after dividing */
+    float std[3];    /**< per channel; 0 is rejected */
 } dr_preprocess;
 
 /** Seed preset: 256x256, centre-crop 224, RGB, /256, mean 0, std 1. */
 void dr_preprocess_seed(dr_preprocess *pre);
-/** ImageNet preset: shorter side 256, crop 224, RGB, /255, mean (.485,.456,.406), std (.229,.224,.225). */
+/** ImageNet preset: shorter side 256, crop 224, RGB, /255, mean (.485,.456,.406), std
+ * (.229,.224,.225). */
 void dr_preprocess_imagenet(dr_preprocess *pre);
 
 /** One answer: the class's label line (owned by the model) and its softmax probability. */

@@ -25,7 +25,7 @@
 
 void openblas_set_num_threads(int num_threads);
 
-#define NO_OFFSET ((size_t)-1)
+#define NO_OFFSET       ((size_t)-1)
 #define MAX_ARENA_BYTES ((size_t)2 << 30)
 
 /* 64-byte aligned allocation of at least `bytes` (aligned_alloc needs a multiple). */
@@ -51,7 +51,7 @@ struct exec_ctx {
     exec_ctx *next;
 };
 
-#define DIMS(c, v) ((c)->dims + (size_t)(v) * IR_MAXDIM)
+#define DIMS(c, v) ((c)->dims + (size_t)(v)*IR_MAXDIM)
 
 static int64_t prod(const int64_t *d, int from, int to) {
     int64_t p = 1;
@@ -108,8 +108,7 @@ static void dconv_free(dconv *d) {
     free(d);
 }
 
-static int act_alg(ir_act a, float alpha, float beta, dnnl_alg_kind_t *alg, float *da,
-                   float *db) {
+static int act_alg(ir_act a, float alpha, float beta, dnnl_alg_kind_t *alg, float *da, float *db) {
     *da = 0;
     *db = 0;
     switch (a) {
@@ -181,10 +180,9 @@ static int dconv_build(const ir_graph *g, exec_ctx *c, const ir_node *n, dconv *
         DN(dnnl_memory_desc_init_by_tag(&wany, 4, wd4, dnnl_f32, dnnl_format_tag_any));
     }
     DN(dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x));
-    DN(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
-                                                  dnnl_convolution_direct, &smd, &wany,
-                                                  n->n_in > 2 ? &bmd : NULL, &dmd, strides, dil,
-                                                  pl, pr));
+    DN(dnnl_dilated_convolution_forward_desc_init(
+        &cd, dnnl_forward_inference, dnnl_convolution_direct, &smd, &wany,
+        n->n_in > 2 ? &bmd : NULL, &dmd, strides, dil, pl, pr));
     DN(dnnl_primitive_attr_create(&attr));
     DN(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
     dnnl_alg_kind_t alg;
@@ -367,8 +365,8 @@ static size_t scratch_need(const exec_ctx *c, const ir_graph *g, const ir_node *
     case IR_CONV: {
         const int64_t *x = DIMS(c, n->in[0]), *y = DIMS(c, n->out);
         const ir_conv *cv = &n->conv;
-        int one = cv->kh == 1 && cv->kw == 1 && cv->sh == 1 && cv->sw == 1 && !cv->pt &&
-                  !cv->pl && !cv->pb && !cv->pr;
+        int one = cv->kh == 1 && cv->kw == 1 && cv->sh == 1 && cv->sw == 1 && !cv->pt && !cv->pl &&
+                  !cv->pb && !cv->pr;
         size_t k = (size_t)cv->kh * (size_t)cv->kw * (size_t)(x[1] / cv->group), need;
         if (__builtin_mul_overflow((size_t)(y[2] * y[3]), k, &need))
             return SIZE_MAX;
@@ -439,8 +437,7 @@ static int ctx_create(exec_model *em, int batch, int backend, int threads, exec_
             goto fail;
         }
         if (n->op == IR_FC && !n->flatten && nhwc_differs(c, g, n->in[0])) {
-            rc = dr_err_set(err, DR_EUNSUPPORTED, "MatMul/FC %s on a 4-D spatial tensor",
-                            n->name);
+            rc = dr_err_set(err, DR_EUNSUPPORTED, "MatMul/FC %s on a 4-D spatial tensor", n->name);
             goto fail;
         }
     }
@@ -578,8 +575,8 @@ static void conv_sgemm(const exec_model *em, exec_ctx *c, const ir_node *n, int 
                 a = col;
                 lda = K;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)P, (int)og, (int)K, 1.0f,
-                        a, (int)lda, wt + grp * K * og, (int)og, 0.0f, out + grp * og, (int)O);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)P, (int)og, (int)K, 1.0f, a,
+                        (int)lda, wt + grp * K * og, (int)og, 0.0f, out + grp * og, (int)O);
         }
         bias_act(out, P, O, bias, n->act, n->alpha, n->beta, threads);
     }
@@ -685,10 +682,10 @@ static void fc_run(exec_ctx *c, const ir_graph *g, const ir_node *n, int threads
         a = c->scratch;
     }
     float *out = ptr(c, g, n->out);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)Nout, (int)K, 1.0f, a,
-                (int)K, w->data, (int)K, 0.0f, out, (int)Nout);
-    bias_act(out, M, Nout, n->n_in > 2 ? g->vals[n->in[2]].data : NULL, n->act, n->alpha,
-             n->beta, threads);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)Nout, (int)K, 1.0f, a, (int)K,
+                w->data, (int)K, 0.0f, out, (int)Nout);
+    bias_act(out, M, Nout, n->n_in > 2 ? g->vals[n->in[2]].data : NULL, n->act, n->alpha, n->beta,
+             threads);
 }
 
 /* Channel index helper: element i of a value (physical order) belongs to channel ch(i). */
@@ -977,6 +974,8 @@ int exec_init(exec_model *em, ir_graph *g, dr_err *err) {
     em->g = g;
     em->threads = 1;
     em->backend = DR_BACKEND_AUTO;
+    const char *prof = getenv("DR_INFER_PROFILE"); /* 1: per operator type, 2: per node */
+    em->profile = prof ? (prof[0] == '2' ? 2 : 1) : 0;
     pthread_mutex_init(&em->mu, NULL);
     int rc = prepare_sgemm_weights(em, err);
     if (rc)
@@ -997,8 +996,9 @@ int exec_init(exec_model *em, ir_graph *g, dr_err *err) {
             em->flops_per_image += 2.0 * (double)prod(y, 0, 4) * (double)(ir_numel(w) / w->dims[0]);
         } else if (n->op == IR_FC) {
             const ir_value *w = &g->vals[n->in[1]];
-            em->flops_per_image += 2.0 * (double)ir_numel(w) *
-                                   (double)(prod(DIMS(c, n->out), 0, c->ndims[n->out]) / w->dims[0]);
+            em->flops_per_image +=
+                2.0 * (double)ir_numel(w) *
+                (double)(prod(DIMS(c, n->out), 0, c->ndims[n->out]) / w->dims[0]);
         }
     }
     c->next = em->pool;
@@ -1041,16 +1041,13 @@ static int effective_backend(int b) {
     return b;
 }
 
-int exec_run(exec_model *em, const float *input, int batch, float *out, size_t out_len,
-             dr_err *err) {
+/* Runs `batch` images on one context with `threads` threads in the calling thread. */
+static int run_part(exec_model *em, const float *input, int batch, float *out, int threads,
+                    dr_err *err) {
     const ir_graph *g = em->g;
-    if (batch <= 0 || batch > DR_INFER_MAX_BATCH)
-        return dr_err_set(err, DR_ERANGE, "batch %d outside 1..%d", batch, DR_INFER_MAX_BATCH);
-    if (out_len < (size_t)em->out_per_image * (size_t)batch)
-        return dr_err_set(err, DR_ERANGE, "output buffer of %zu floats, need %lld", out_len,
-                          (long long)(em->out_per_image * batch));
     pthread_mutex_lock(&em->mu);
-    int threads = em->threads, backend = effective_backend(em->backend);
+    int backend = effective_backend(em->backend);
+    int auto_backend = em->backend == DR_BACKEND_AUTO;
     exec_ctx *c = em->pool;
     while (c && (c->in_use || c->batch != batch || c->backend != backend))
         c = c->next;
@@ -1060,6 +1057,17 @@ int exec_run(exec_model *em, const float *input, int batch, float *out, size_t o
     int rc;
     if (!c) {
         rc = ctx_create(em, batch, backend, threads, &c, err);
+        if (rc == DR_EUNSUPPORTED && backend == DR_BACKEND_DNNL && auto_backend) {
+            /* oneDNN rejected some convolution: AUTO falls back to im2col + SGEMM for good */
+            DR_WARN(DR_LOGM_INFER, "oneDNN unusable for this model (%s); using SGEMM",
+                    err ? err->msg : "");
+            pthread_mutex_lock(&em->mu);
+            if (em->backend == DR_BACKEND_AUTO)
+                em->backend = DR_BACKEND_SGEMM;
+            pthread_mutex_unlock(&em->mu);
+            backend = DR_BACKEND_SGEMM;
+            rc = ctx_create(em, batch, backend, threads, &c, err);
+        }
         if (rc)
             return rc;
         c->in_use = 1;
@@ -1072,9 +1080,7 @@ int exec_run(exec_model *em, const float *input, int batch, float *out, size_t o
     openblas_set_num_threads(threads);
     from_logical(c, g, g->input, input);
     rc = 0;
-    static int profile = -1;
-    if (profile < 0)
-        profile = getenv("DR_INFER_PROFILE") != NULL;
+    int profile = em->profile;
     double op_s[IR_SCALAR + 1] = {0};
     for (int i = 0; i < g->n_nodes && !rc; i++) {
         if (g->nodes[i].removed)
@@ -1083,9 +1089,9 @@ int exec_run(exec_model *em, const float *input, int batch, float *out, size_t o
         rc = node_run(em, c, i, threads, err);
         if (profile) {
             op_s[g->nodes[i].op] += omp_get_wtime() - t0;
-            if (profile && getenv("DR_INFER_PROFILE")[0] == '2')
-                DR_INFO(DR_LOGM_INFER, "node %s op %d act %d: %lld elements %.3f ms", g->nodes[i].name,
-                        g->nodes[i].op, g->nodes[i].act,
+            if (profile == 2)
+                DR_INFO(DR_LOGM_INFER, "node %s op %d act %d: %lld elements %.3f ms",
+                        g->nodes[i].name, g->nodes[i].op, g->nodes[i].act,
                         (long long)prod(DIMS(c, g->nodes[i].out), 0, c->ndims[g->nodes[i].out]),
                         (omp_get_wtime() - t0) * 1e3);
         }
@@ -1099,5 +1105,57 @@ int exec_run(exec_model *em, const float *input, int batch, float *out, size_t o
     pthread_mutex_lock(&em->mu);
     c->in_use = 0;
     pthread_mutex_unlock(&em->mu);
+    return rc;
+}
+
+typedef struct part_job {
+    exec_model *em;
+    const float *input;
+    float *out;
+    int batch, rc;
+    dr_err err;
+} part_job;
+
+static void *part_main(void *arg) {
+    part_job *j = arg;
+    j->rc = run_part(j->em, j->input, j->batch, j->out, 1, &j->err);
+    return NULL;
+}
+
+/*
+ * With 2+ threads and 2+ images the batch is split in two halves run concurrently, each on
+ * its own single-threaded context (no per-operator barriers; scales well on a busy machine).
+ * A single image uses intra-operator parallelism (OpenMP / oneDNN).
+ */
+int exec_run(exec_model *em, const float *input, int batch, float *out, size_t out_len,
+             dr_err *err) {
+    if (batch <= 0 || batch > DR_INFER_MAX_BATCH)
+        return dr_err_set(err, DR_ERANGE, "batch %d outside 1..%d", batch, DR_INFER_MAX_BATCH);
+    if (out_len < (size_t)em->out_per_image * (size_t)batch)
+        return dr_err_set(err, DR_ERANGE, "output buffer of %zu floats, need %lld", out_len,
+                          (long long)(em->out_per_image * batch));
+    pthread_mutex_lock(&em->mu);
+    int threads = em->threads;
+    pthread_mutex_unlock(&em->mu);
+    if (threads < 2 || batch < 2)
+        return run_part(em, input, batch, out, threads, err);
+    int first = (batch + 1) / 2;
+    size_t per_in = (size_t)(em->g->in_dims[1] * em->g->in_dims[2] * em->g->in_dims[3]);
+    part_job job = {em,
+                    input + per_in * (size_t)first,
+                    out + (size_t)em->out_per_image * first,
+                    batch - first,
+                    0,
+                    {0}};
+    pthread_t helper;
+    if (pthread_create(&helper, NULL, part_main, &job) != 0)
+        return run_part(em, input, batch, out, threads, err);
+    int rc = run_part(em, input, first, out, 1, err);
+    pthread_join(helper, NULL);
+    if (!rc && job.rc) {
+        rc = job.rc;
+        if (err)
+            *err = job.err;
+    }
     return rc;
 }

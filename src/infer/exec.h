@@ -19,6 +19,7 @@ typedef struct exec_model {
     exec_ctx *pool;
     int threads; /* guarded by mu */
     int backend; /* dr_infer_backend, guarded by mu */
+    int profile; /* DR_INFER_PROFILE: log time per operator type (1) or per node (2) */
     double flops_per_image;
     int64_t out_per_image;
 } exec_model;

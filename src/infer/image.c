@@ -134,8 +134,10 @@ int img_preprocess(const uint8_t *rgb, int w, int h, const dr_preprocess *pre, i
             float wx = (float)(fx - x0);
             float px[3];
             for (int k = 0; k < 3; k++) {
-                float a = rgb[((size_t)y0 * w + x0) * 3 + k], b = rgb[((size_t)y0 * w + x1) * 3 + k];
-                float c = rgb[((size_t)y1 * w + x0) * 3 + k], d = rgb[((size_t)y1 * w + x1) * 3 + k];
+                float a = rgb[((size_t)y0 * w + x0) * 3 + k],
+                      b = rgb[((size_t)y0 * w + x1) * 3 + k];
+                float c = rgb[((size_t)y1 * w + x0) * 3 + k],
+                      d = rgb[((size_t)y1 * w + x1) * 3 + k];
                 px[k] = (a * (1 - wx) + b * wx) * (1 - wy) + (c * (1 - wx) + d * wx) * wy;
             }
             if (C == 1) {

@@ -339,7 +339,7 @@ int ir_optimize(ir_graph *g, dr_err *err) {
 
 /* ---- shape inference ------------------------------------------------------------------- */
 
-#define DIMS(v) (dims + (size_t)(v) * IR_MAXDIM)
+#define DIMS(v) (dims + (size_t)(v)*IR_MAXDIM)
 
 static int64_t prod(const int64_t *d, int from, int to) {
     int64_t p = 1;
@@ -419,7 +419,8 @@ static int infer_node(const ir_graph *g, ir_node *n, int batch, int64_t *dims, i
                               "channels %lld, group %d, kernel %dx%d",
                               n->name, (long long)w[0], (long long)w[1], (long long)w[2],
                               (long long)w[3], (long long)x[1], c->group, c->kh, c->kw);
-        if (n->n_in > 2 && (ndims[n->in[2]] < 1 || prod(DIMS(n->in[2]), 0, ndims[n->in[2]]) != w[0]))
+        if (n->n_in > 2 &&
+            (ndims[n->in[2]] < 1 || prod(DIMS(n->in[2]), 0, ndims[n->in[2]]) != w[0]))
             return dr_err_set(err, DR_EINVAL, "Convolution %s: bias size mismatch", n->name);
         int64_t oh = (x[2] + c->pt + c->pb - (int64_t)c->dh * (c->kh - 1) - 1);
         int64_t ow = (x[3] + c->pl + c->pr - (int64_t)c->dw * (c->kw - 1) - 1);
@@ -496,8 +497,8 @@ static int infer_node(const ir_graph *g, ir_node *n, int batch, int64_t *dims, i
             if (d == 0 && i < xn)
                 d = x[i];
             else if (d == 0 || d < -1)
-                return dr_err_set(err, DR_EUNSUPPORTED, "Reshape %s: special value %lld",
-                                  n->name, (long long)d);
+                return dr_err_set(err, DR_EUNSUPPORTED, "Reshape %s: special value %lld", n->name,
+                                  (long long)d);
             if (d == -1) {
                 if (neg >= 0)
                     return dr_err_set(err, DR_EINVAL, "Reshape %s: two -1", n->name);

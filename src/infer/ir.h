@@ -16,7 +16,7 @@
 
 #include "derecho/error.h"
 
-#define IR_MAXDIM 6
+#define IR_MAXDIM    6
 #define IR_MAX_ELEMS ((int64_t)1 << 28) /* per tensor (1 GiB of floats) */
 
 typedef enum ir_op {
@@ -93,8 +93,8 @@ typedef struct ir_graph {
     int n_vals, cap_vals;
     ir_node *nodes;
     int n_nodes, cap_nodes;
-    int input;  /* value index of the image input */
-    int output; /* value index of the graph output */
+    int input;          /* value index of the image input */
+    int output;         /* value index of the graph output */
     int64_t in_dims[4]; /* declared input N,C,H,W (N ignored) */
 } ir_graph;
 

@@ -89,8 +89,7 @@ static int finish_load(dr_model *m, const void *labels, size_t labels_len, int l
     m->H = (int)m->g.in_dims[2];
     m->W = (int)m->g.in_dims[3];
     if (m->C != 1 && m->C != 3)
-        return dr_err_set(err, DR_EUNSUPPORTED, "model input has %d channels (need 1 or 3)",
-                          m->C);
+        return dr_err_set(err, DR_EUNSUPPORTED, "model input has %d channels (need 1 or 3)", m->C);
     if (m->pre.crop && (m->pre.crop != (uint32_t)m->H || m->pre.crop != (uint32_t)m->W))
         return dr_err_set(err, DR_EINVAL, "preprocess crop %u does not match model input %dx%d",
                           m->pre.crop, m->H, m->W);
@@ -101,8 +100,8 @@ static int finish_load(dr_model *m, const void *labels, size_t labels_len, int l
         if ((rc = split_lines(labels, labels_len, &m->labels, &m->n_labels, &m->label_buf, err)))
             return rc;
         if (m->n_labels != m->num_classes)
-            return dr_err_set(err, DR_EINVAL, "%zu label lines for %zu model outputs",
-                              m->n_labels, m->num_classes);
+            return dr_err_set(err, DR_EINVAL, "%zu label lines for %zu model outputs", m->n_labels,
+                              m->num_classes);
     } else if (labels_required) {
         return dr_err_set(err, DR_EINVAL, "synset is empty");
     } else {

@@ -72,8 +72,8 @@ static int read_array(dr_reader *r, raw_array *a, size_t idx, dr_err *err) {
         dr_reader_u32(r);
         int32_t stype = (int32_t)dr_reader_u32(r);
         if (stype != 0)
-            return dr_err_set(err, DR_EUNSUPPORTED, "params: array %zu has sparse storage %d",
-                              idx, stype);
+            return dr_err_set(err, DR_EUNSUPPORTED, "params: array %zu has sparse storage %d", idx,
+                              stype);
     }
     ndim = dr_reader_u32(r);
     if (r->failed)
@@ -247,8 +247,7 @@ static int attr_int(const cJSON *attrs, const char *key, int def, int lo, int hi
 }
 
 /* Parses a 2-tuple attribute (a single value is repeated). */
-static int attr_pair(const cJSON *attrs, const char *key, int def, int lo, int hi, int *a,
-                     int *b) {
+static int attr_pair(const cJSON *attrs, const char *key, int def, int lo, int hi, int *a, int *b) {
     const char *s = attr_str(attrs, key);
     if (!s) {
         *a = *b = def;
@@ -293,24 +292,26 @@ static int build_node(ir_graph *g, const char *op, const char *name, const cJSON
     ir_node *n;
     int rc = 0;
     ir_op kind;
-    static const char *const conv_k[] = {"kernel",    "stride",    "pad",     "dilate", "num_filter",
-                                         "num_group", "no_bias",   "layout",  "cudnn_tune",
-                                         "cudnn_off", "workspace", NULL};
-    static const char *const bn_k[] = {"eps",       "momentum",         "fix_gamma", "use_global_stats",
-                                       "axis",      "output_mean_var",  "cudnn_off", NULL};
+    static const char *const conv_k[] = {"kernel",     "stride",    "pad",       "dilate",
+                                         "num_filter", "num_group", "no_bias",   "layout",
+                                         "cudnn_tune", "cudnn_off", "workspace", NULL};
+    static const char *const bn_k[] = {"eps",  "momentum",        "fix_gamma", "use_global_stats",
+                                       "axis", "output_mean_var", "cudnn_off", NULL};
     static const char *const act_k[] = {"act_type", NULL};
     static const char *const leaky_k[] = {"act_type", "slope", "lower_bound", "upper_bound", NULL};
-    static const char *const pool_k[] = {"kernel",      "stride",           "pad",
-                                         "pool_type",   "global_pool",      "pooling_convention",
-                                         "cudnn_off",   "count_include_pad", "layout", NULL};
+    static const char *const pool_k[] = {"kernel",      "stride",
+                                         "pad",         "pool_type",
+                                         "global_pool", "pooling_convention",
+                                         "cudnn_off",   "count_include_pad",
+                                         "layout",      NULL};
     static const char *const fc_k[] = {"num_hidden", "no_bias", "flatten", NULL};
     static const char *const none_k[] = {NULL};
     static const char *const reshape_k[] = {"shape", "reverse", NULL};
     static const char *const concat_k[] = {"dim", "num_args", NULL};
     static const char *const drop_k[] = {"p", "mode", "axes", "cudnn_off", NULL};
-    static const char *const smo_k[] = {"grad_scale",     "ignore_label", "multi_output",
-                                        "use_ignore",     "preserve_shape", "normalization",
-                                        "out_grad",       "smooth_alpha", NULL};
+    static const char *const smo_k[] = {"grad_scale", "ignore_label",   "multi_output",
+                                        "use_ignore", "preserve_shape", "normalization",
+                                        "out_grad",   "smooth_alpha",   NULL};
     static const char *const sm_k[] = {"axis", NULL};
     static const char *const sma_k[] = {"mode", NULL};
     static const char *const scalar_k[] = {"scalar", NULL};
@@ -526,8 +527,8 @@ static int build_node(ir_graph *g, const char *op, const char *name, const cJSON
             int mo, ps;
             if (attr_bool(attrs, "multi_output", 0, &mo) || mo ||
                 attr_bool(attrs, "preserve_shape", 0, &ps) || ps)
-                return dr_err_set(err, DR_EUNSUPPORTED,
-                                  "%s %s: multi_output/preserve_shape", op, name);
+                return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: multi_output/preserve_shape", op,
+                                  name);
         }
         break;
     case IR_SCALAR: {
@@ -552,8 +553,7 @@ static int build_node(ir_graph *g, const char *op, const char *name, const cJSON
         break;
     }
     if (n->n_in < need_in)
-        return dr_err_set(err, DR_EINVAL, "%s %s: %d inputs, need %d", op, name, n->n_in,
-                          need_in);
+        return dr_err_set(err, DR_EINVAL, "%s %s: %d inputs, need %d", op, name, n->n_in, need_in);
     if (kind == IR_BN || (kind == IR_ACT && n->act == IR_ACT_PRELU))
         n->n_in = need_in;
     return 0;
@@ -574,8 +574,7 @@ static int parse_entry(const cJSON *e, int n_nodes, int *node, int *out) {
     return 0;
 }
 
-int mxnet_load_symbol(ir_graph *g, const void *json, size_t len, int in_c, int in_hw,
-                      dr_err *err) {
+int mxnet_load_symbol(ir_graph *g, const void *json, size_t len, int in_c, int in_hw, dr_err *err) {
     int rc = 0;
     int *val_of = NULL;
     int *in = NULL;
@@ -654,8 +653,10 @@ int mxnet_load_symbol(ir_graph *g, const void *json, size_t len, int in_c, int i
             if (in[j] < 0 && !is_label) {
                 const cJSON *sn = cJSON_GetArrayItem(nodes, src);
                 const cJSON *snm = cJSON_GetObjectItemCaseSensitive(sn, "name");
-                rc = dr_err_set(err, DR_ENOTFOUND, "symbol: parameter '%s' (input of %s) missing "
-                                "from params", cJSON_IsString(snm) ? snm->valuestring : "?", name);
+                rc = dr_err_set(err, DR_ENOTFOUND,
+                                "symbol: parameter '%s' (input of %s) missing "
+                                "from params",
+                                cJSON_IsString(snm) ? snm->valuestring : "?", name);
                 goto out;
             }
         }

@@ -33,9 +33,10 @@ static int tensor_to_float(const tensor_pb *t, const char *what, int *ndim, int6
     if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
         return dr_err_set(err, DR_EUNSUPPORTED, "tensor %s: external data", what);
     int type = t->has_data_type ? t->data_type : 0;
-    size_t es = type == T_FLOAT || type == T_INT32 ? 4 : type == T_INT64 || type == T_DOUBLE ? 8
-                : type == T_FLOAT16                 ? 2
-                                                    : 0;
+    size_t es = type == T_FLOAT || type == T_INT32    ? 4
+                : type == T_INT64 || type == T_DOUBLE ? 8
+                : type == T_FLOAT16                   ? 2
+                                                      : 0;
     if (!es)
         return dr_err_set(err, DR_EUNSUPPORTED, "tensor %s: data type %d", what, type);
     size_t have;
@@ -119,8 +120,8 @@ static int check_attrs(const node_pb *n, const char *const *known, dr_err *err) 
             if (!strcmp(known[k], a))
                 ok = 1;
         if (!ok)
-            return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: unsupported attribute '%s'",
-                              n->op_type, n->name ? n->name : "", a);
+            return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: unsupported attribute '%s'", n->op_type,
+                              n->name ? n->name : "", a);
     }
     return 0;
 }
@@ -219,21 +220,20 @@ static int const_in(const ir_graph *g, const int *in, int n_in, int j) {
     return j < n_in && g->vals[in[j]].data != NULL;
 }
 
-static int build(ir_graph *g, const node_pb *pn, int opset, const int *in, int n_in,
-                 dr_err *err) {
+static int build(ir_graph *g, const node_pb *pn, int opset, const int *in, int n_in, dr_err *err) {
     const char *op = pn->op_type ? pn->op_type : "";
     const char *nm = pn->name && *pn->name ? pn->name : (pn->n_output ? pn->output[0] : "");
     ir_node *n;
     ir_op kind;
-    static const char *const conv_k[] = {"kernel_shape", "strides", "pads", "dilations", "group",
-                                         "auto_pad", NULL};
-    static const char *const bn_k[] = {"epsilon", "momentum", "spatial", "is_test",
-                                       "consumed_inputs", NULL};
+    static const char *const conv_k[] = {"kernel_shape", "strides",  "pads", "dilations",
+                                         "group",        "auto_pad", NULL};
+    static const char *const bn_k[] = {"epsilon", "momentum",        "spatial",
+                                       "is_test", "consumed_inputs", NULL};
     static const char *const none_k[] = {NULL};
     static const char *const leaky_k[] = {"alpha", NULL};
     static const char *const clip_k[] = {"min", "max", NULL};
-    static const char *const pool_k[] = {"kernel_shape", "strides",      "pads",
-                                         "auto_pad",     "ceil_mode",    "storage_order",
+    static const char *const pool_k[] = {"kernel_shape", "strides",           "pads",
+                                         "auto_pad",     "ceil_mode",         "storage_order",
                                          "dilations",    "count_include_pad", NULL};
     static const char *const axis_k[] = {"axis", NULL};
     static const char *const reshape_k[] = {"shape", "allowzero", NULL};
@@ -302,9 +302,9 @@ static int build(ir_graph *g, const node_pb *pn, int opset, const int *in, int n
     if (kind == IR_ACT && act == IR_ACT_CLIP)
         n_used = 1;
     int min_in = kind == IR_CONV || kind == IR_FC || kind == IR_MATMUL || kind == IR_MUL ? 2
-                 : kind == IR_BN                                                        ? 5
-                 : act == IR_ACT_PRELU                                                  ? 2
-                                                                                        : 1;
+                 : kind == IR_BN                                                         ? 5
+                 : act == IR_ACT_PRELU                                                   ? 2
+                                                                                         : 1;
     if (kind == IR_ADD && strcmp(op, "Sum"))
         min_in = 2;
     if (n_in < min_in)
@@ -323,8 +323,8 @@ static int build(ir_graph *g, const node_pb *pn, int opset, const int *in, int n
                               nm);
         c->kh = (int)w->dims[2];
         c->kw = (int)w->dims[3];
-        if ((rc = window_attrs(pn, op, nm, &c->kh, &c->kw, &c->sh, &c->sw, pads, &c->dh, &c->dw,
-                               0, &ap, err)))
+        if ((rc = window_attrs(pn, op, nm, &c->kh, &c->kw, &c->sh, &c->sw, pads, &c->dh, &c->dw, 0,
+                               &ap, err)))
             return rc;
         c->pt = pads[0];
         c->pl = pads[1];
@@ -371,8 +371,8 @@ static int build(ir_graph *g, const node_pb *pn, int opset, const int *in, int n
             p->global = 1;
             break;
         }
-        if ((rc = window_attrs(pn, op, nm, &p->kh, &p->kw, &p->sh, &p->sw, pads, NULL, NULL, 1,
-                               &ap, err)))
+        if ((rc = window_attrs(pn, op, nm, &p->kh, &p->kw, &p->sh, &p->sw, pads, NULL, NULL, 1, &ap,
+                               err)))
             return rc;
         if (ap)
             return BAD("auto_pad");
@@ -414,8 +414,7 @@ static int build(ir_graph *g, const node_pb *pn, int opset, const int *in, int n
         if (n_in >= 2) {
             const ir_value *s = &g->vals[in[1]];
             if (!s->data || s->ndim != 1 || s->dims[0] < 1 || s->dims[0] > IR_MAXDIM)
-                return dr_err_set(err, DR_EUNSUPPORTED, "Reshape %s: shape must be a constant",
-                                  nm);
+                return dr_err_set(err, DR_EUNSUPPORTED, "Reshape %s: shape must be a constant", nm);
             got = (size_t)s->dims[0];
             for (size_t i = 0; i < got; i++)
                 v[i] = (int64_t)s->data[i];
@@ -454,8 +453,8 @@ static int build(ir_graph *g, const node_pb *pn, int opset, const int *in, int n
         if (n_in >= 3) {
             const ir_value *cb = &g->vals[in[2]];
             if (!cb->data || ir_numel(cb) != N)
-                return dr_err_set(err, DR_EUNSUPPORTED, "Gemm %s: C must be a constant of %lld",
-                                  nm, (long long)N);
+                return dr_err_set(err, DR_EUNSUPPORTED, "Gemm %s: C must be a constant of %lld", nm,
+                                  (long long)N);
             float *bias = malloc(sizeof(float) * (size_t)N);
             if (!bias)
                 return dr_err_set(err, DR_ENOMEM, "out of memory");
@@ -554,8 +553,8 @@ int onnx_load(ir_graph *g, const void *bytes, size_t len, dr_err *err) {
         if (v >= 0 && g->vals[v].data)
             continue; /* IR 3: initializers are listed as inputs */
         if (g->input >= 0) {
-            rc = dr_err_set(err, DR_EUNSUPPORTED, "onnx: more than one data input ('%s')",
-                            vi->name);
+            rc =
+                dr_err_set(err, DR_EUNSUPPORTED, "onnx: more than one data input ('%s')", vi->name);
             goto out;
         }
         int64_t d[4] = {1, 3, 224, 224};
@@ -580,8 +579,8 @@ int onnx_load(ir_graph *g, const void *bytes, size_t len, dr_err *err) {
             }
         }
         if (tt && tt->has_elem_type && tt->elem_type != T_FLOAT) {
-            rc = dr_err_set(err, DR_EUNSUPPORTED, "onnx: input '%s' has element type %d",
-                            vi->name, tt->elem_type);
+            rc = dr_err_set(err, DR_EUNSUPPORTED, "onnx: input '%s' has element type %d", vi->name,
+                            tt->elem_type);
             goto out;
         }
         v = ir_add_value(g, vi->name, 4, d, NULL);
@@ -625,7 +624,8 @@ int onnx_load(ir_graph *g, const void *bytes, size_t len, dr_err *err) {
         }
         int n_in = 0;
         if (pn->n_input == 0) {
-            rc = dr_err_set(err, DR_EINVAL, "onnx: node %s has no inputs", pn->name ? pn->name : "");
+            rc =
+                dr_err_set(err, DR_EINVAL, "onnx: node %s has no inputs", pn->name ? pn->name : "");
             goto out;
         }
         for (size_t j = 0; j < pn->n_input; j++) {

@@ -6,7 +6,9 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
+
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -200,8 +202,8 @@ typedef struct worker {
 static void *classify_loop(void *arg) {
     worker *w = arg;
     tiny_bytes photo;
-    tiny_png(w->colour == 0 ? 255 : 0, w->colour == 1 ? 255 : 0, w->colour == 2 ? 255 : 0, 12,
-             12, &photo);
+    tiny_png(w->colour == 0 ? 255 : 0, w->colour == 1 ? 255 : 0, w->colour == 2 ? 255 : 0, 12, 12,
+             &photo);
     for (int i = 0; i < 50; i++) {
         dr_class_score top[1];
         size_t n;
@@ -441,18 +443,12 @@ static void test_bad_preprocess(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mxnet_colours),
-        cmocka_unit_test(test_mxnet_legacy_f16),
-        cmocka_unit_test(test_onnx_colours),
-        cmocka_unit_test(test_formats_and_backends_agree),
-        cmocka_unit_test(test_batch_classify),
-        cmocka_unit_test(test_concurrent_classify),
-        cmocka_unit_test(test_truncated_models),
-        cmocka_unit_test(test_unsupported_named),
-        cmocka_unit_test(test_mismatched_shapes),
-        cmocka_unit_test(test_absurd_dims),
-        cmocka_unit_test(test_bad_photos),
-        cmocka_unit_test(test_bad_preprocess),
+        cmocka_unit_test(test_mxnet_colours),     cmocka_unit_test(test_mxnet_legacy_f16),
+        cmocka_unit_test(test_onnx_colours),      cmocka_unit_test(test_formats_and_backends_agree),
+        cmocka_unit_test(test_batch_classify),    cmocka_unit_test(test_concurrent_classify),
+        cmocka_unit_test(test_truncated_models),  cmocka_unit_test(test_unsupported_named),
+        cmocka_unit_test(test_mismatched_shapes), cmocka_unit_test(test_absurd_dims),
+        cmocka_unit_test(test_bad_photos),        cmocka_unit_test(test_bad_preprocess),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,7 +7,9 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,13 +37,15 @@ static void test_resnet_cross_format(void **state) {
     const char *src = getenv("DR_SOURCE_DIR");
     char script[4096], cmd[12288], dir[] = "/tmp/dr_resnet_XXXXXX", p[8192];
     snprintf(script, sizeof(script), "%s/../shared/tools/make_resnet50_v2.py", src ? src : ".");
-    if (access(script, R_OK) != 0 ||
-        system("python3 -c 'import numpy, onnx' >/dev/null 2>&1") != 0) {
+    /* Debian's interpreter has python3-numpy/python3-onnx; a pyenv shim may not */
+    const char *py = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+    snprintf(cmd, sizeof(cmd), "%s -c 'import numpy, onnx' >/dev/null 2>&1", py);
+    if (access(script, R_OK) != 0 || system(cmd) != 0) {
         printf("SKIP: %s or python3-numpy/python3-onnx missing\n", script);
         return;
     }
     assert_non_null(mkdtemp(dir));
-    snprintf(cmd, sizeof(cmd), "python3 %s --format both --classes 1000 --synset --out-dir %s",
+    snprintf(cmd, sizeof(cmd), "%s %s --format both --classes 1000 --synset --out-dir %s", py,
              script, dir);
     assert_int_equal(system(cmd), 0);
     void *sy, *js, *pa, *ox;

@@ -87,10 +87,14 @@ int tiny_mxnet(const tiny_opts *o, tiny_bytes *symbol, tiny_bytes *params) {
     eye(fc, ncls, 3, 10.0f);
     memset(fcb, 0, sizeof(fcb));
     param p[] = {
-        {"arg:c1_weight", 4, {cout, 3, 3, 3}, w1}, {"arg:bn_gamma", 1, {3}, g1},
-        {"arg:bn_beta", 1, {3}, b1},               {"aux:bn_running_mean", 1, {3}, m1},
-        {"aux:bn_running_var", 1, {3}, v1},        {"arg:c2_weight", 4, {3, 3, 1, 1}, w2},
-        {"arg:fc_weight", 2, {ncls, 3}, fc},       {"arg:fc_bias", 1, {ncls}, fcb},
+        {"arg:c1_weight", 4, {cout, 3, 3, 3}, w1},
+        {"arg:bn_gamma", 1, {3}, g1},
+        {"arg:bn_beta", 1, {3}, b1},
+        {"aux:bn_running_mean", 1, {3}, m1},
+        {"aux:bn_running_var", 1, {3}, v1},
+        {"arg:c2_weight", 4, {3, 3, 1, 1}, w2},
+        {"arg:fc_weight", 2, {ncls, 3}, fc},
+        {"arg:fc_bias", 1, {ncls}, fcb},
     };
     dr_buf b;
     dr_buf_init(&b, 0);
@@ -105,37 +109,38 @@ int tiny_mxnet(const tiny_opts *o, tiny_bytes *symbol, tiny_bytes *params) {
     snprintf(
         js, 8192,
         "{\"nodes\": ["
-        "{\"op\":\"null\",\"name\":\"data\",\"inputs\":[]},"                                /*0*/
-        "{\"op\":\"null\",\"name\":\"c1_weight\",\"inputs\":[]},"                           /*1*/
+        "{\"op\":\"null\",\"name\":\"data\",\"inputs\":[]},"      /*0*/
+        "{\"op\":\"null\",\"name\":\"c1_weight\",\"inputs\":[]}," /*1*/
         "{\"op\":\"Convolution\",\"name\":\"c1\",\"%s\":{\"kernel\":\"(3, 3)\",\"pad\":\"(1, "
-        "1)\",\"num_filter\":\"%d\",\"no_bias\":\"True\"%s%s},\"inputs\":[[0,0%s],[1,0%s]]},"   /*2*/
-        "{\"op\":\"null\",\"name\":\"bn_gamma\",\"inputs\":[]},"                            /*3*/
-        "{\"op\":\"null\",\"name\":\"bn_beta\",\"inputs\":[]},"                             /*4*/
-        "{\"op\":\"null\",\"name\":\"bn_running_mean\",\"inputs\":[]},"                     /*5*/
-        "{\"op\":\"null\",\"name\":\"bn_running_var\",\"inputs\":[]},"                      /*6*/
+        "1)\",\"num_filter\":\"%d\",\"no_bias\":\"True\"%s%s},\"inputs\":[[0,0%s],[1,0%s]]}," /*2*/
+        "{\"op\":\"null\",\"name\":\"bn_gamma\",\"inputs\":[]},"                              /*3*/
+        "{\"op\":\"null\",\"name\":\"bn_beta\",\"inputs\":[]},"                               /*4*/
+        "{\"op\":\"null\",\"name\":\"bn_running_mean\",\"inputs\":[]},"                       /*5*/
+        "{\"op\":\"null\",\"name\":\"bn_running_var\",\"inputs\":[]},"                        /*6*/
         "{\"op\":\"BatchNorm\",\"name\":\"bn\",\"%s\":{\"eps\":\"0\",\"fix_gamma\":\"False\"},"
-        "\"inputs\":[[2,0%s],[3,0%s],[4,0%s],[5,0%s],[6,0%s]]},"                            /*7*/
-        "{\"op\":\"Activation\",\"name\":\"relu\",\"%s\":{\"act_type\":\"relu\"},\"inputs\":[[7,0%s]]},"
+        "\"inputs\":[[2,0%s],[3,0%s],[4,0%s],[5,0%s],[6,0%s]]}," /*7*/
+        "{\"op\":\"Activation\",\"name\":\"relu\",\"%s\":{\"act_type\":\"relu\"},\"inputs\":[[7,0%"
+        "s]]},"
         "{\"op\":\"Pooling\",\"name\":\"pool\",\"%s\":{\"kernel\":\"(2, 2)\",\"stride\":\"(2, "
         "2)\",\"pool_type\":\"max\",\"pooling_convention\":\"valid\"},\"inputs\":[[8,0%s]]}," /*9*/
-        "{\"op\":\"null\",\"name\":\"c2_weight\",\"inputs\":[]},"                           /*10*/
+        "{\"op\":\"null\",\"name\":\"c2_weight\",\"inputs\":[]},"                             /*10*/
         "{\"op\":\"Convolution\",\"name\":\"c2\",\"%s\":{\"kernel\":\"(1, 1)\",\"num_filter\":"
-        "\"3\",\"no_bias\":\"True\"},\"inputs\":[[9,0%s],[10,0%s]]},"                       /*11*/
-        "{\"op\":\"elemwise_add\",\"name\":\"plus\",\"inputs\":[[11,0%s],[9,0%s]]},"        /*12*/
+        "\"3\",\"no_bias\":\"True\"},\"inputs\":[[9,0%s],[10,0%s]]},"                /*11*/
+        "{\"op\":\"elemwise_add\",\"name\":\"plus\",\"inputs\":[[11,0%s],[9,0%s]]}," /*12*/
         "{\"op\":\"Pooling\",\"name\":\"gap\",\"%s\":{\"global_pool\":\"True\",\"kernel\":\"(1, "
-        "1)\",\"pool_type\":\"avg\"},\"inputs\":[[12,0%s]]},"                               /*13*/
-        "{\"op\":\"%s\",\"name\":\"flat\",\"inputs\":[[13,0%s]]},"                          /*14*/
-        "{\"op\":\"null\",\"name\":\"fc_weight\",\"inputs\":[]},"                           /*15*/
-        "{\"op\":\"null\",\"name\":\"fc_bias\",\"inputs\":[]},"                             /*16*/
+        "1)\",\"pool_type\":\"avg\"},\"inputs\":[[12,0%s]]},"      /*13*/
+        "{\"op\":\"%s\",\"name\":\"flat\",\"inputs\":[[13,0%s]]}," /*14*/
+        "{\"op\":\"null\",\"name\":\"fc_weight\",\"inputs\":[]},"  /*15*/
+        "{\"op\":\"null\",\"name\":\"fc_bias\",\"inputs\":[]},"    /*16*/
         "{\"op\":\"FullyConnected\",\"name\":\"fc\",\"%s\":{\"num_hidden\":\"%d\"},"
-        "\"inputs\":[[14,0%s],[15,0%s],[16,0%s]]},"                                         /*17*/
-        "{\"op\":\"null\",\"name\":\"softmax_label\",\"inputs\":[]},"                       /*18*/
-        "{\"op\":\"SoftmaxOutput\",\"name\":\"softmax\",\"inputs\":[[17,0%s],[18,0%s]]}"    /*19*/
+        "\"inputs\":[[14,0%s],[15,0%s],[16,0%s]]},"                                      /*17*/
+        "{\"op\":\"null\",\"name\":\"softmax_label\",\"inputs\":[]},"                    /*18*/
+        "{\"op\":\"SoftmaxOutput\",\"name\":\"softmax\",\"inputs\":[[17,0%s],[18,0%s]]}" /*19*/
         "], \"arg_nodes\": [0,1,3,4,5,6,10,15,16,18], \"heads\": [[19,0%s]],"
         " \"attrs\": {\"mxnet_version\": [\"int\", 10600]}}",
-        ak, cout, o->extra_attr ? "," : "", o->extra_attr ? o->extra_attr : "", v, v, ak, v, v,
-        v, v, v, ak, v, ak, v, ak, v, v, v, v, ak, v, o->extra_op ? o->extra_op : "Flatten", v,
-        ak, ncls, v, v, v, v, v, v);
+        ak, cout, o->extra_attr ? "," : "", o->extra_attr ? o->extra_attr : "", v, v, ak, v, v, v,
+        v, v, ak, v, ak, v, ak, v, v, v, v, ak, v, o->extra_op ? o->extra_op : "Flatten", v, ak,
+        ncls, v, v, v, v, v, v);
     symbol->data = (uint8_t *)js;
     symbol->len = strlen(js);
     return 0;
@@ -143,8 +148,8 @@ int tiny_mxnet(const tiny_opts *o, tiny_bytes *symbol, tiny_bytes *params) {
 
 /* ---- ONNX ------------------------------------------------------------------------------ */
 
-static Onnx__TensorProto *tensor(const char *name, int ndim, const int64_t *dims,
-                                 const float *data, int mode /*0 typed, 1 raw, 2 f16 raw*/) {
+static Onnx__TensorProto *tensor(const char *name, int ndim, const int64_t *dims, const float *data,
+                                 int mode /*0 typed, 1 raw, 2 f16 raw*/) {
     Onnx__TensorProto *t = calloc(1, sizeof(*t));
     onnx__tensor_proto__init(t);
     t->name = strdup(name);
@@ -285,10 +290,9 @@ int tiny_onnx(const tiny_opts *o, tiny_bytes *out) {
         ca[nca++] = attr_int(o->extra_attr, 1);
     Onnx__AttributeProto *pa[2] = {attr_ints("kernel_shape", 2, k2), attr_ints("strides", 2, k2)};
     Onnx__AttributeProto *ga[1] = {attr_int("transB", 1)};
-    const char *i_c1[] = {"data", "w1"}, *i_bn[] = {"c1", "g1", "b1", "m1", "v1"},
-               *i_r[] = {"bn"}, *i_p[] = {"relu"}, *i_c2[] = {"pool", "w2"},
-               *i_add[] = {"c2", "pool"}, *i_gap[] = {"plus"}, *i_fl[] = {"gap"},
-               *i_fc[] = {"flat", "fc", "fcb"};
+    const char *i_c1[] = {"data", "w1"}, *i_bn[] = {"c1", "g1", "b1", "m1", "v1"}, *i_r[] = {"bn"},
+               *i_p[] = {"relu"}, *i_c2[] = {"pool", "w2"}, *i_add[] = {"c2", "pool"},
+               *i_gap[] = {"plus"}, *i_fl[] = {"gap"}, *i_fc[] = {"flat", "fc", "fcb"};
     g->n_node = 9;
     g->node = malloc(sizeof(void *) * 9);
     g->node[0] = node("Conv", "c1", 2, i_c1, "c1", nca, ca);
