@@ -1,5 +1,6 @@
 // ONNX Runtime (CPU, onnxruntime-node) benchmark used beside derecho-infer bench.
-// Usage: node ort_bench.js MODEL.onnx THREADS BATCH RUNS
+// Usage: node ort_bench.js MODEL.onnx THREADS BATCH RUNS [nospin]
+// nospin: session.intra_op.allow_spinning = 0 (ORT's equivalent of OMP_WAIT_POLICY=PASSIVE).
 // Prints one line: "ort threads T batch B: MED ms/image (min MIN max MAX)". A model with a
 // fixed batch of 1 is run BATCH times per timed run (noted as "sequential").
 // onnxruntime-node is installed (not part of the product) with:
@@ -10,9 +11,11 @@ const ort = require(path.join(__dirname, 'ortnode', 'node_modules', 'onnxruntime
 async function main() {
   const [model, threads, batch, runs] = [process.argv[2], +process.argv[3], +process.argv[4],
                                          +process.argv[5] || 10];
-  const sess = await ort.InferenceSession.create(model, {
-    intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential',
-    graphOptimizationLevel: 'all'});
+  const nospin = process.argv[6] === 'nospin';
+  const opts = {intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential',
+                graphOptimizationLevel: 'all'};
+  if (nospin) opts.extra = {session: {intra_op: {allow_spinning: '0'}}};
+  const sess = await ort.InferenceSession.create(model, opts);
   const name = sess.inputNames[0];
   const meta = sess.inputMetadata ? sess.inputMetadata[0] : null;
   let fixed = false;
@@ -30,7 +33,8 @@ async function main() {
     t.push(Number(process.hrtime.bigint() - t0) / 1e6 / batch);
   }
   t.sort((x, y) => x - y);
-  console.log(`ort threads ${threads} batch ${batch}${fixed && batch > 1 ? ' (sequential)' : ''}: ` +
+  console.log(`ort${nospin ? ' nospin' : ''} threads ${threads} batch ${batch}` +
+              `${fixed && batch > 1 ? ' (sequential)' : ''}: ` +
               `${t[t.length >> 1].toFixed(2)} ms/image (min ${t[0].toFixed(2)} max ` +
               `${t[t.length - 1].toFixed(2)})`);
 }

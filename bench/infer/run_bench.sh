@@ -34,6 +34,7 @@ for rep in $(seq 1 "$REPEATS"); do
     for th in 1 2; do
       for b in 1 8; do
         node "$ROOT/bench/infer/ort_bench.js" "$model" "$th" "$b" "$RUNS"
+        node "$ROOT/bench/infer/ort_bench.js" "$model" "$th" "$b" "$RUNS" nospin
       done
     done
   done

@@ -267,6 +267,8 @@ static void dconv_free(dconv *d) {
 /* ---- planning -------------------------------------------------------------------------- */
 
 static int is_alias(const exec_ctx *c, const ir_graph *g, const ir_node *n) {
+    if (g->vals[n->in[0]].data)
+        return 0; /* a constant input is copied into the arena */
     if (n->op == IR_IDENTITY)
         return 1;
     if (n->op == IR_FLATTEN || n->op == IR_RESHAPE)
@@ -432,6 +434,16 @@ static int ctx_create(exec_model *em, int batch, int backend, int threads, exec_
         if (s > scratch)
             scratch = s;
         const ir_node *n = &g->nodes[i];
+        int const4 = g->vals[n->in[0]].data && g->vals[n->in[0]].ndim == 4;
+        for (int j = 1; n->op == IR_CONCAT && j < n->n_in; j++)
+            if (g->vals[n->in[j]].data && g->vals[n->in[j]].ndim == 4)
+                const4 = 1;
+        if (const4 && n->op != IR_ADD && n->op != IR_MUL && n->op != IR_IDENTITY &&
+            n->op != IR_FLATTEN && n->op != IR_RESHAPE) {
+            rc = dr_err_set(err, DR_EUNSUPPORTED, "node %s: operator on a constant 4-D tensor",
+                            n->name);
+            goto fail;
+        }
         if (n->op == IR_SOFTMAX && nhwc_differs(c, g, n->in[0])) {
             rc = dr_err_set(err, DR_EUNSUPPORTED, "Softmax %s over a spatial tensor", n->name);
             goto fail;
@@ -1001,8 +1013,7 @@ int exec_init(exec_model *em, ir_graph *g, dr_err *err) {
                 (double)(prod(DIMS(c, n->out), 0, c->ndims[n->out]) / w->dims[0]);
         }
     }
-    c->next = em->pool;
-    em->pool = c;
+    ctx_free(c, g); /* validation only: contexts are built per backend and batch on use */
     return 0;
 }
 
