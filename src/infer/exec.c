@@ -187,9 +187,13 @@ static int dconv_build(const ir_graph *g, exec_ctx *c, const ir_node *n, dconv *
     DN(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
     dnnl_alg_kind_t alg;
     float da, db;
-    if (act_alg(n->act, n->alpha, n->beta, &alg, &da, &db)) {
+    int has_act = act_alg(n->act, n->alpha, n->beta, &alg, &da, &db);
+    if (has_act || n->has_sum) {
         DN(dnnl_post_ops_create(&po));
-        DN(dnnl_post_ops_append_eltwise(po, 1.0f, alg, da, db));
+        if (n->has_sum) /* dst = conv(src) + dst, where dst holds the residual */
+            DN(dnnl_post_ops_append_sum(po, 1.0f));
+        if (has_act)
+            DN(dnnl_post_ops_append_eltwise(po, 1.0f, alg, da, db));
         DN(dnnl_primitive_attr_set_post_ops(attr, po));
     }
     DN(dnnl_primitive_desc_create(&pd, &cd, attr, g_engine, NULL));
@@ -299,15 +303,47 @@ static int plan(exec_ctx *c, const ir_graph *g, dr_err *err) {
         blk[v] = -1;
         c->off[v] = NO_OFFSET;
     }
-    for (int i = 0; i < g->n_nodes; i++) {
-        const ir_node *n = &g->nodes[i];
-        if (n->removed)
-            continue;
-        if (is_alias(c, g, n))
-            root[n->out] = root[n->in[0]];
-        for (int j = 0; j < n->n_in; j++)
-            last[root[n->in[j]]] = i;
+    /* Pass 0: alias classes and last readers without residual aliasing. Pass 1: a fused conv
+     * that is the last reader of its residual's class writes in place over it (dst = conv +
+     * dst); the class then lives until the last reader of the conv's output. */
+    int *last0 = malloc(sizeof(int) * (size_t)g->n_vals);
+    int *mlast = malloc(sizeof(int) * (size_t)g->n_vals);
+    if (!last0 || !mlast) {
+        free(last0);
+        free(mlast);
+        rc = dr_err_set(err, DR_ENOMEM, "out of memory");
+        goto out;
     }
+    for (int pass = 0; pass < 2; pass++) {
+        for (int v = 0; v < g->n_vals; v++) {
+            if (pass == 1) {
+                last0[v] = last[v]; /* pass-0 roots are pass-1 roots until merged */
+                mlast[v] = last[v];
+            }
+            root[v] = v;
+            last[v] = -1;
+        }
+        for (int i = 0; i < g->n_nodes; i++) {
+            const ir_node *n = &g->nodes[i];
+            if (n->removed)
+                continue;
+            if (is_alias(c, g, n))
+                root[n->out] = root[n->in[0]];
+            for (int j = 0; j < n->n_in; j++)
+                last[root[n->in[j]]] = i;
+            if (pass == 1 && n->op == IR_CONV && n->has_sum) {
+                int r = root[n->in[3]];
+                if (mlast[r] == i && r != root[g->input] && r != root[g->output] &&
+                    !g->vals[r].data) {
+                    root[n->out] = r;
+                    if (last0[n->out] > mlast[r])
+                        mlast[r] = last0[n->out];
+                }
+            }
+        }
+    }
+    free(last0);
+    free(mlast);
     last[root[g->output]] = g->n_nodes;
     last[root[g->input]] = last[root[g->input]] < 0 ? 0 : last[root[g->input]];
     /* the input occupies the first block */
@@ -588,7 +624,8 @@ static void conv_sgemm(const exec_model *em, exec_ctx *c, const ir_node *n, int 
                 lda = K;
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)P, (int)og, (int)K, 1.0f, a,
-                        (int)lda, wt + grp * K * og, (int)og, 0.0f, out + grp * og, (int)O);
+                        (int)lda, wt + grp * K * og, (int)og, n->has_sum ? 1.0f : 0.0f,
+                        out + grp * og, (int)O);
         }
         bias_act(out, P, O, bias, n->act, n->alpha, n->beta, threads);
     }
@@ -901,6 +938,9 @@ static int node_run(exec_model *em, exec_ctx *c, int i, int threads, dr_err *err
     const ir_node *n = &g->nodes[i];
     switch (n->op) {
     case IR_CONV:
+        if (n->has_sum && ptr(c, g, n->out) != ptr(c, g, n->in[3]))
+            memcpy(ptr(c, g, n->out), ptr(c, g, n->in[3]),
+                   sizeof(float) * (size_t)prod(DIMS(c, n->out), 0, 4));
 #ifdef DR_HAVE_DNNL
         if (c->dc[i]) {
             if (dconv_run(c, c->dc[i]))
