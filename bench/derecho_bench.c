@@ -397,7 +397,7 @@ int main(int argc, char **argv) {
                              .count = 10000,
                              .window = 16,
                              .runs = 1,
-                             .port_base = 43000,
+                             .port_base = 22000,
                              .reference = true,
                              .as_node = -1};
     static char *forward[64];

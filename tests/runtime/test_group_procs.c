@@ -178,14 +178,14 @@ static void test_three_nodes_all_send_mixed_sizes(void **state) {
     (void)state;
     static char *args[] = {"--messages",       "300", "--size", "10000", "--mixed",
                            "--expect-senders", "3",   NULL};
-    run_spec spec = {.nodes = 3, .base_port = 42100, .args = {args, args, args}};
+    run_spec spec = {.nodes = 3, .base_port = 21100, .args = {args, args, args}};
     run_group(&spec, 900);
 }
 
 static void test_four_nodes_all_send(void **state) {
     (void)state;
     static char *args[] = {"--messages", "500", "--size", "1024", "--expect-senders", "4", NULL};
-    run_spec spec = {.nodes = 4, .base_port = 42200, .args = {args, args, args, args}};
+    run_spec spec = {.nodes = 4, .base_port = 21200, .args = {args, args, args, args}};
     run_group(&spec, 2000);
 }
 
@@ -194,7 +194,7 @@ static void test_silent_senders_do_not_stall(void **state) {
     static char *sender[] = {"--messages", "400", "--size", "512", "--expect-senders", "1", NULL};
     static char *silent[] = {"--messages",       "400", "--size",   "512",
                              "--expect-senders", "1",   "--silent", NULL};
-    run_spec spec = {.nodes = 3, .base_port = 42300, .args = {silent, sender, silent}};
+    run_spec spec = {.nodes = 3, .base_port = 21300, .args = {silent, sender, silent}};
     run_group(&spec, 400);
 }
 
@@ -205,7 +205,7 @@ static void test_fifty_megabyte_messages_intact(void **state) {
     static char *silent[] = {"--messages",       "2", "--size",   "52428800",
                              "--expect-senders", "1", "--silent", NULL};
     run_spec spec = {.nodes = 3,
-                     .base_port = 42400,
+                     .base_port = 21400,
                      .config_extra = "max_payload_size = 60000000\nwindow_size = 2\n",
                      .args = {sender, silent, silent}};
     run_group(&spec, 2);
@@ -215,7 +215,7 @@ static void test_raw_mode_delivers_everything(void **state) {
     (void)state;
     static char *args[] = {"--messages",       "300", "--size", "2000", "--mixed", "--raw",
                            "--expect-senders", "3",   NULL};
-    run_spec spec = {.nodes = 3, .base_port = 42500, .args = {args, args, args}};
+    run_spec spec = {.nodes = 3, .base_port = 21500, .args = {args, args, args}};
     run_group(&spec, 900);
 }
 

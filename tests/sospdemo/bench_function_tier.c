@@ -19,7 +19,7 @@
 #include <string.h>
 #include <time.h>
 
-#define ADDRESS "127.0.0.1:41501"
+#define ADDRESS "127.0.0.1:24501"
 enum { CHUNK = 32 * 1024 };
 
 static int instant_whatsthis(void *user, const uint32_t *tags, size_t n_tags, const uint8_t *photo,

@@ -1,6 +1,6 @@
 /*
  * The `sospdemo client` binary end to end against an in-process function tier (fake backend)
- * on 127.0.0.1:41201: seed output lines and exit codes for install, inference (multi-chunk,
+ * on 127.0.0.1:24201: seed output lines and exit codes for install, inference (multi-chunk,
  * several tags), remove; usage on bad arguments; files refused before anything is sent; a
  * server that is down; a photo over the server's limit; the progress bar only on a terminal.
  */
@@ -27,8 +27,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define ADDRESS   "127.0.0.1:41201"
-#define NO_SERVER "127.0.0.1:41299"
+#define ADDRESS   "127.0.0.1:24201"
+#define NO_SERVER "127.0.0.1:24299"
 
 typedef struct fixture {
     fake_backend fake;

@@ -1,5 +1,5 @@
 /*
- * The function tier's gRPC server in process, on 127.0.0.1:41101, with a fake backend and a
+ * The function tier's gRPC server in process, on 127.0.0.1:24101, with a fake backend and a
  * raw gRPC-core client sending well-formed and malformed streams: replies, INVALID_ARGUMENT
  * messages, backend errors, unknown methods, concurrency, limits on open calls, stop.
  */
@@ -24,7 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define ADDRESS "127.0.0.1:41101"
+#define ADDRESS "127.0.0.1:24101"
 
 typedef struct fixture {
     fake_backend fake;

@@ -1,5 +1,5 @@
 /*
- * The HTTP/JSON API (apps/sospdemo/http_api.h) in process on 127.0.0.1:41401 with the fake
+ * The HTTP/JSON API (apps/sospdemo/http_api.h) in process on 127.0.0.1:24401 with the fake
  * backend, driven by a raw HTTP/1.1 client over a socket: install (multipart), duplicate,
  * whatsthis, remove; bad tags, empty and oversized bodies, non-multipart and unknown form
  * fields; unknown paths and methods; hooks; /healthz and /metrics; backend errors.
@@ -24,7 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define PORT 41401
+#define PORT 24401
 
 typedef struct fixture {
     fake_backend fake;

@@ -1,7 +1,7 @@
 /*
  * A Python client generated at test time from the seed's interface (seed_sospdemo.proto, with
  * Debian's python3-grpcio and python3-grpc-tools) works unchanged against our function tier
- * (in process, fake backend, 127.0.0.1:41301): install, Whatsthis, a malformed stream,
+ * (in process, fake backend, 127.0.0.1:24301): install, Whatsthis, a malformed stream,
  * remove. Skipped, saying so, when /usr/bin/python3 lacks grpc or grpc_tools.
  */
 #include <setjmp.h>
@@ -19,7 +19,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#define ADDRESS "127.0.0.1:41301"
+#define ADDRESS "127.0.0.1:24301"
 #define PYTHON  "/usr/bin/python3"
 
 static bool python_grpc_available(void) {

@@ -1,6 +1,6 @@
 /*
  * The web page in headless Chromium (Debian's chromium) against an in-process HTTP API with
- * the fake backend (127.0.0.1:41601): the page's scripts run and fill the model table and the
+ * the fake backend (127.0.0.1:24601): the page's scripts run and fill the model table and the
  * cluster view from the JSON API, and a screenshot is written to
  * $DR_BIN_DIR/../sospdemo-web-page.png. Skipped, saying so, when chromium is not installed.
  */
@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #define CHROMIUM "/usr/bin/chromium"
-#define URL      "http://127.0.0.1:41601/"
+#define URL      "http://127.0.0.1:24601/"
 #define FLAGS                                                                                      \
     "--headless --no-sandbox --disable-gpu --disable-dev-shm-usage --virtual-time-budget=5000 "    \
     "--window-size=1100,1000"
@@ -54,7 +54,7 @@ static void test_page_renders_in_chromium(void **state) {
     fake_backend_install(&fake, 3);
     sd_backend backend = fake_backend_interface(&fake);
     sd_http_hooks hooks = fake_backend_http_hooks(&fake);
-    sd_http_config config = {.listen_ip = "127.0.0.1", .port = 41601};
+    sd_http_config config = {.listen_ip = "127.0.0.1", .port = 24601};
     sd_http_api *api = NULL;
     dr_err err;
     assert_int_equal(sd_http_start(&config, &backend, &hooks, &api, &err), 0);
