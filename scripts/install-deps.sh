@@ -16,6 +16,8 @@ PACKAGES=(
   libgrpc-dev libmicrohttpd-dev
   # test tooling: real-model cross-checks (make_resnet50_v2.py), networking tools
   python3 python3-numpy python3-onnx iproute2 procps
+  # tools: tools/demo-model (makes models/demo-shapes: numpy + Pillow)
+  python3-pil
 )
 
 missing=()
