@@ -27,6 +27,7 @@ import argparse  # noqa: E402
 import io  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
+import textwrap  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -317,7 +318,21 @@ candidates so that both resizes give the right class with probability ≥ 0.9;
 probabilities of every sample photo under both resizes, for cross-checking the C engine.
 """
     with open(os.path.join(out, 'README.md'), 'w') as f:
-        f.write(text)
+        f.write(_reflow(text))
+
+
+def _reflow(markdown, width=96):
+    """Re-wraps the plain paragraphs of `markdown` (not tables, code or headings)."""
+    out, in_code = [], False
+    for block in markdown.split('\n\n'):
+        first = block.lstrip('\n')[:3]
+        if block.count('```') % 2:
+            in_code = not in_code
+        if in_code or first.startswith(('|', '#', '```')) or '```' in block:
+            out.append(block)
+        else:
+            out.append(textwrap.fill(' '.join(block.split()), width, break_on_hyphens=False))
+    return '\n\n'.join(out)
 
 
 def main():
