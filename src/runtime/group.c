@@ -28,6 +28,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -556,6 +557,21 @@ static int start_net(dr_group *group, const dr_config *config, const dr_core_opt
 
 /* ---- public API ----------------------------------------------------------------------------- */
 
+/*
+ * Message buffers (blocks of large messages, received frames, deliveries) are allocated and
+ * freed at a high rate. Above glibc's default mmap threshold every one of them is a fresh
+ * mmap: the page faults of touching it cost more than the copy (measured: 1 MB multicast 480 ->
+ * 656 MB/s at 3 nodes). Keep them in the heap instead, unless the user tuned malloc through the
+ * environment (glibc's MALLOC_MMAP_THRESHOLD_ and friends win then).
+ */
+static void tune_malloc_once(void) {
+    if (getenv("MALLOC_MMAP_THRESHOLD_") || getenv("MALLOC_TRIM_THRESHOLD_"))
+        return;
+    mallopt(M_MMAP_THRESHOLD, 32 << 20); /* glibc's maximum */
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
+    mallopt(M_TOP_PAD, 64 << 20);
+}
+
 static int init_group(dr_group *group, const dr_config *config) {
     uint32_t heartbeat_ms = 100;
     memset(group, 0, sizeof *group);
@@ -583,6 +599,8 @@ int dr_group_create(const dr_config *config, const dr_layout_spec *spec,
 int dr_group_create_with_hooks(const dr_config *config, const dr_layout_spec *spec,
                                const dr_group_callbacks *callbacks, const dr_group_hooks *hooks,
                                dr_group **out, dr_err *err) {
+    static pthread_once_t malloc_tuned = PTHREAD_ONCE_INIT;
+    pthread_once(&malloc_tuned, tune_malloc_once);
     dr_core_options options;
     int rc = core_options_from_config(config, spec, &options, err);
     if (rc)
