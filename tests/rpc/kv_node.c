@@ -188,11 +188,18 @@ static int put_via_handler(void *ctx, const dr_rpc_call_info *info, const uint8_
     return dr_buf_put_u32(reply, count);
 }
 
+static int sleep_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
+                         dr_buf *reply) {
+    (void)ctx, (void)info, (void)args, (void)len, (void)reply;
+    sleep(5);
+    return DR_OK;
+}
+
 static const dr_rpc_method kv_methods[] = {
-    {"put", DR_RPC_ORDERED, put_handler},         {"get", DR_RPC_P2P, get_handler},
-    {"digest", DR_RPC_P2P, digest_handler},       {"whoami", DR_RPC_P2P, whoami_handler},
-    {"put_via", DR_RPC_P2P, put_via_handler},     {"big", DR_RPC_P2P, big_handler},
-    {"big_ordered", DR_RPC_ORDERED, big_handler},
+    {"sleep", DR_RPC_P2P, sleep_handler},   {"put", DR_RPC_ORDERED, put_handler},
+    {"get", DR_RPC_P2P, get_handler},       {"digest", DR_RPC_P2P, digest_handler},
+    {"whoami", DR_RPC_P2P, whoami_handler}, {"put_via", DR_RPC_P2P, put_via_handler},
+    {"big", DR_RPC_P2P, big_handler},       {"big_ordered", DR_RPC_ORDERED, big_handler},
 };
 
 /* ---- workloads ------------------------------------------------------------------------------ */
@@ -356,7 +363,28 @@ static void client_error_paths(dr_rpc_client *client, uint32_t subgroup, uint32_
     }
 }
 
-static int run_client(uint16_t port, uint32_t puts, uint32_t members) {
+/* Calls `sleep` on member `victim` (which the test kills meanwhile): expects DR_EREMOVED, then
+ * a working call to another member and a refreshed view. Prints CALLING, then REMOVED rc=<rc>. */
+static int client_removed(dr_rpc_client *client, uint32_t victim) {
+    dr_rpc_reply reply;
+    CHECK(dr_rpc_client_call(client, victim, 0, "whoami", NULL, 0, WAIT_MS, &reply) == DR_OK);
+    dr_rpc_reply_clear(&reply);
+    printf("CALLING\n");
+    fflush(stdout);
+    int rc = dr_rpc_client_call(client, victim, 0, "sleep", NULL, 0, WAIT_MS, &reply);
+    CHECK(rc == DR_EREMOVED);
+    uint32_t other = victim == 0 ? 1 : 0;
+    CHECK(dr_rpc_client_call(client, other, 0, "whoami", NULL, 0, WAIT_MS, &reply) == DR_OK &&
+          reply.len == 4 && reply.bytes[0] == other);
+    dr_rpc_reply_clear(&reply);
+    dr_group_view view;
+    CHECK(dr_rpc_client_get_view(client, &view) == DR_OK);
+    printf("REMOVED rc=%d bad=%d\n", rc, atomic_load(&g_bad));
+    fflush(stdout);
+    return 0;
+}
+
+static int run_client(uint16_t port, uint32_t puts, uint32_t members, int victim) {
     dr_err err = {0};
     dr_rpc_client *client = NULL;
     if (dr_rpc_client_create("127.0.0.1", port, 30000, &client, &err)) {
@@ -369,6 +397,14 @@ static int run_client(uint16_t port, uint32_t puts, uint32_t members) {
     CHECK(dr_rpc_client_find_subgroup(client, "KV", 0, &subgroup) == DR_OK && subgroup == 0);
     CHECK(dr_rpc_client_find_subgroup(client, "KV", 1, &subgroup) == DR_ENOTFOUND);
     subgroup = 0;
+    if (victim >= 0) {
+        client_removed(client, (uint32_t)victim);
+        char sink[64];
+        while (read(STDIN_FILENO, sink, sizeof sink) > 0) {
+        }
+        dr_rpc_client_destroy(client);
+        return atomic_load(&g_bad) ? 1 : 0;
+    }
     uint32_t ok_puts = 0;
     for (uint32_t i = 0; i < puts; i++) {
         char key[64], value[128];
@@ -423,7 +459,7 @@ int main(int argc, char **argv) {
     pthread_mutex_init(&g_kv.lock, NULL);
     g_kv.digest = 1469598103934665603ull;
     uint32_t puts = 0, members = 3;
-    int client_port = 0;
+    int client_port = 0, victim = -1;
     const char *config_path = NULL;
     const char *overrides[32];
     size_t override_count = 0;
@@ -432,6 +468,8 @@ int main(int argc, char **argv) {
             puts = (uint32_t)strtoul(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--client") == 0 && i + 1 < argc)
             client_port = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--victim") == 0 && i + 1 < argc)
+            victim = atoi(argv[++i]);
         else if (strcmp(argv[i], "--members") == 0 && i + 1 < argc)
             members = (uint32_t)strtoul(argv[++i], NULL, 10);
         else if (dr_config_is_override_arg(argv[i]) && override_count < 32)
@@ -444,7 +482,7 @@ int main(int argc, char **argv) {
         }
     }
     if (client_port)
-        return run_client((uint16_t)client_port, puts, members);
+        return run_client((uint16_t)client_port, puts, members, victim);
     if (!config_path) {
         fprintf(stderr, "usage: kv_node CONFIG_FILE --puts N | kv_node --client PORT --puts N\n");
         return 2;

@@ -181,6 +181,38 @@ static void test_kv_replicas_agree(void **state) {
     assert_int_equal(finish(procs, NODES + 1), NODES + 1);
 }
 
+/* A member dies while an outside client waits on it: the call ends DR_EREMOVED and the client
+ * goes on with the other members. */
+static void test_client_call_to_failed_member(void **state) {
+    (void)state;
+    enum { NODES = 3, PORT = 44200, VICTIM = 2 };
+    child procs[NODES + 1];
+    start_members(procs, NODES, PORT, "0");
+    char port[16];
+    snprintf(port, sizeof port, "%d", PORT);
+    char *client_args[] = {"--client", port, "--victim", "2", "--members", "3", NULL};
+    spawn(&procs[NODES], client_args);
+    time_t deadline = time(NULL) + WAIT_SECONDS;
+    char line[256];
+    for (int i = 0; i < NODES; i++)
+        assert_true(read_line(&procs[i], line, sizeof line, deadline));
+    if (!read_line(&procs[NODES], line, sizeof line, deadline) || strcmp(line, "CALLING") != 0) {
+        finish(procs, NODES + 1);
+        fail_msg("client: '%s'", line);
+    }
+    usleep(300000); /* the sleep call is at the victim */
+    kill(procs[VICTIM].pid, SIGKILL);
+    int rc = 0, bad = -1;
+    if (!read_line(&procs[NODES], line, sizeof line, deadline) ||
+        sscanf(line, "REMOVED rc=%d bad=%d", &rc, &bad) != 2) {
+        finish(procs, NODES + 1);
+        fail_msg("client: '%s'", line);
+    }
+    assert_int_equal(rc, -13); /* DR_EREMOVED */
+    assert_int_equal(bad, 0);
+    assert_int_equal(finish(procs, NODES + 1), NODES); /* all but the victim exit cleanly */
+}
+
 static int setup(void **state) {
     (void)state;
     signal(SIGPIPE, SIG_IGN);
@@ -197,6 +229,7 @@ static int teardown(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kv_replicas_agree),
+        cmocka_unit_test(test_client_call_to_failed_member),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
