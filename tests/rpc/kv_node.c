@@ -2,8 +2,11 @@
  * kv_node: a replicated key-value map served with dr_rpc, run as a real process by
  * test_rpc_procs.c (member or outside client).
  *
- *   kv_node CONFIG_FILE --puts N [--DERECHO/key=value ...]           (member)
- *   kv_node --client CONTACT_PORT --puts N --members M               (outside client)
+ *   kv_node CONFIG_FILE --puts N [--victim V] [--DERECHO/key=value ...]   (member)
+ *   kv_node --client CONTACT_PORT --puts N --members M [--victim V]      (outside client)
+ *
+ * --victim V: the test kills member V while node 0 and the client wait on a `sleep` call to it
+ * (each prints CALLING first, then REMOVED rc=<status> bad=<n>).
  *
  * Type KV (one subgroup): ordered `put` (key, value blobs; every replica applies it in delivery
  * order and folds (version, key, value) into a running digest), p2p `get`, `digest` (count,
@@ -278,7 +281,7 @@ static void member_error_paths(dr_rpc_node *node, uint32_t my_id, uint32_t membe
     }
 }
 
-static int run_member(const char *config_path, uint32_t puts, const char **overrides,
+static int run_member(const char *config_path, uint32_t puts, int victim, const char **overrides,
                       size_t override_count) {
     dr_err err = {0};
     dr_config *config = NULL;
@@ -331,6 +334,17 @@ static int run_member(const char *config_path, uint32_t puts, const char **overr
     printf("DONE node=%u ok=%u bad=%d\n", g_kv.my_id, threads[0].ok + threads[1].ok,
            atomic_load(&g_bad));
     fflush(stdout);
+    if (victim >= 0 && g_kv.my_id == 0) { /* a p2p call to a member the test kills */
+        printf("CALLING\n");
+        fflush(stdout);
+        dr_rpc_reply reply;
+        int rc = dr_rpc_p2p_call(node, (uint32_t)victim, 0, "sleep", NULL, 0, WAIT_MS, &reply);
+        CHECK(rc == DR_EREMOVED && reply.status == DR_EREMOVED);
+        CHECK(dr_rpc_p2p_call(node, 1, 0, "whoami", NULL, 0, WAIT_MS, &reply) == DR_OK);
+        dr_rpc_reply_clear(&reply);
+        printf("REMOVED rc=%d bad=%d\n", rc, atomic_load(&g_bad));
+        fflush(stdout);
+    }
     char sink[64];
     while (read(STDIN_FILENO, sink, sizeof sink) > 0) {
     }
@@ -487,5 +501,5 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: kv_node CONFIG_FILE --puts N | kv_node --client PORT --puts N\n");
         return 2;
     }
-    return run_member(config_path, puts, overrides, override_count);
+    return run_member(config_path, puts, victim, overrides, override_count);
 }

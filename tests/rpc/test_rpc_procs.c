@@ -121,11 +121,13 @@ static int finish(child *children, int count) {
     return clean;
 }
 
-static void start_members(child *members, int nodes, int base_port, const char *puts) {
+static void start_members(child *members, int nodes, int base_port, const char *puts,
+                          const char *victim) {
     for (int i = 0; i < nodes; i++) {
         char path[512];
         write_config(i, nodes, base_port, path, sizeof path);
-        char *args[] = {path, "--puts", (char *)puts, NULL};
+        char *args[] = {path,           "--puts", (char *)puts, victim ? "--victim" : NULL,
+                        (char *)victim, NULL};
         spawn(&members[i], args);
         if (i == 0)
             usleep(200000);
@@ -136,7 +138,7 @@ static void test_kv_replicas_agree(void **state) {
     (void)state;
     enum { NODES = 3, MEMBER_PUTS = 200, CLIENT_PUTS = 100, PORT = 44100 };
     child procs[NODES + 1];
-    start_members(procs, NODES, PORT, "200");
+    start_members(procs, NODES, PORT, "200", NULL);
     char port[16];
     snprintf(port, sizeof port, "%d", PORT);
     char *client_args[] = {"--client", port, "--puts", "100", "--members", "3", NULL};
@@ -181,13 +183,13 @@ static void test_kv_replicas_agree(void **state) {
     assert_int_equal(finish(procs, NODES + 1), NODES + 1);
 }
 
-/* A member dies while an outside client waits on it: the call ends DR_EREMOVED and the client
- * goes on with the other members. */
+/* A member dies while an outside client and another member wait on p2p calls to it: both calls
+ * end DR_EREMOVED and both callers go on with the other members. */
 static void test_client_call_to_failed_member(void **state) {
     (void)state;
     enum { NODES = 3, PORT = 44200, VICTIM = 2 };
     child procs[NODES + 1];
-    start_members(procs, NODES, PORT, "0");
+    start_members(procs, NODES, PORT, "0", "2");
     char port[16];
     snprintf(port, sizeof port, "%d", PORT);
     char *client_args[] = {"--client", port, "--victim", "2", "--members", "3", NULL};
@@ -196,9 +198,10 @@ static void test_client_call_to_failed_member(void **state) {
     char line[256];
     for (int i = 0; i < NODES; i++)
         assert_true(read_line(&procs[i], line, sizeof line, deadline));
-    if (!read_line(&procs[NODES], line, sizeof line, deadline) || strcmp(line, "CALLING") != 0) {
+    if (!read_line(&procs[NODES], line, sizeof line, deadline) || strcmp(line, "CALLING") != 0 ||
+        !read_line(&procs[0], line, sizeof line, deadline) || strcmp(line, "CALLING") != 0) {
         finish(procs, NODES + 1);
-        fail_msg("client: '%s'", line);
+        fail_msg("client or member 0: '%s'", line);
     }
     usleep(300000); /* the sleep call is at the victim */
     kill(procs[VICTIM].pid, SIGKILL);
@@ -209,6 +212,13 @@ static void test_client_call_to_failed_member(void **state) {
         fail_msg("client: '%s'", line);
     }
     assert_int_equal(rc, -13); /* DR_EREMOVED */
+    assert_int_equal(bad, 0);
+    if (!read_line(&procs[0], line, sizeof line, deadline) ||
+        sscanf(line, "REMOVED rc=%d bad=%d", &rc, &bad) != 2) {
+        finish(procs, NODES + 1);
+        fail_msg("member 0: '%s'", line);
+    }
+    assert_int_equal(rc, -13);
     assert_int_equal(bad, 0);
     assert_int_equal(finish(procs, NODES + 1), NODES); /* all but the victim exit cleanly */
 }
