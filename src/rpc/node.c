@@ -306,7 +306,13 @@ static void serve_p2p(dr_rpc_node *node, const p2p_job *job) {
     const type_entry *type = type_of_subgroup(node, request.subgroup);
     const method_entry *method = type ? find_method(type, request.method_id) : NULL;
     uint32_t shard = UINT32_MAX;
+    struct timespec deadline;
+    deadline_after(&deadline, GROUP_READY_WAIT_MS);
     pthread_mutex_lock(&node->lock);
+    /* a caller may know a view with me before my delivery thread reported it: wait for it */
+    while (!node->view && !atomic_load(&node->closing) &&
+           pthread_cond_timedwait(&node->changed, &node->lock, &deadline) == 0) {
+    }
     if (node->view && request.subgroup < node->view->layout.num_subgroups) {
         int found = dr_layout_find_shard(&node->view->layout, request.subgroup, node->my_id, NULL);
         shard = found < 0 ? UINT32_MAX : (uint32_t)found;
