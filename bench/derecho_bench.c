@@ -3,7 +3,7 @@
  * measured in the same run (in the spirit of Derecho's bandwidth_test and latency_test).
  *
  *   derecho-bench [--nodes N] [--senders S] [--size BYTES] [--count C] [--raw] [--window W]
- *                 [--latency] [--rpc ordered|p2p] [--runs R] [--port-base P] [--no-reference]
+ *                 [--latency] [--rpc MODE] [--runs R] [--port-base P] [--no-reference]
  *       starts N local node processes on 127.0.0.1 (a 1-shard subgroup of all of them), R times;
  *   derecho-bench --node-config FILE [same options]
  *       runs as one node of a real cluster described by FILE (every node runs the same command;
@@ -15,13 +15,14 @@
  * sender's timestamp, same host clock) percentiles. Latency mode (--latency): node 0 sends C
  * messages one at a time, each after its own previous one was delivered locally (stable at every
  * member); the figure is that send-to-delivery time, p50/p90/p99.
- * RPC mode (--rpc ordered|p2p): node 0 makes C calls one at a time with --size bytes of
+ * RPC mode (--rpc ordered|p2p|client): node 0 makes C calls one at a time with --size bytes of
  * arguments: `ordered` multicasts an ordered call in the shard of all nodes and waits for every
  * member's (empty) reply; `p2p` calls node 1 (node 0 itself when alone), whose handler echoes the
- * arguments. The figure is the call's round trip at the caller, p50/p90/p99 (after C/10 warm-up
- * calls).
- * The reference: dr_tcp_ref_bandwidth for the same message size and dr_tcp_ref_rtt for the
- * same size, sleeping and polling.
+ * arguments; `client` is the same p2p call made by an outside client (dr_rpc_client, in node
+ * 0's process, connected to the contact). The figure is the call's round trip at the caller,
+ * p50/p90/p99 (after C/10 warm-up calls).
+ * The reference: dr_tcp_ref_bandwidth for the same message size and dr_tcp_ref_rtt for the same
+ * size, sleeping and polling.
  */
 #include "derecho/config.h"
 #include "derecho/group.h"
@@ -172,9 +173,15 @@ static const dr_rpc_method bench_methods[] = {
 };
 
 /* One call; returns 0 when every reply came back OK. */
-static int rpc_call_once(dr_rpc_node *node, bool ordered, uint32_t target, const uint8_t *args,
-                         size_t len) {
+static int rpc_call_once(dr_rpc_node *node, dr_rpc_client *client, bool ordered, uint32_t target,
+                         const uint8_t *args, size_t len) {
     dr_rpc_reply reply;
+    if (client) {
+        int rc = dr_rpc_client_call(client, target, 0, "echo", args, len, 60000, &reply);
+        rc = rc == DR_OK && reply.len != len ? DR_EPROTO : rc;
+        dr_rpc_reply_clear(&reply);
+        return rc;
+    }
     if (!ordered) {
         int rc = dr_rpc_p2p_call(node, target, 0, "echo", args, len, 60000, &reply);
         rc = rc == DR_OK && reply.len != len ? DR_EPROTO : rc;
@@ -216,13 +223,21 @@ static int run_rpc_node(const bench_options *options, const char *config_path) {
     bool caller = view.view.member_ids[0] == my_id;
     uint32_t target = view.view.num_members > 1 ? view.view.member_ids[1] : my_id;
     bool ordered = strcmp(options->rpc, "ordered") == 0;
+    dr_rpc_client *client = NULL;
+    uint16_t contact_port = 0;
+    dr_config_get_u16(config, "DERECHO", "contact_port", &contact_port);
+    if (caller && strcmp(options->rpc, "client") == 0 &&
+        dr_rpc_client_create("127.0.0.1", contact_port, 60000, &client, &err)) {
+        fprintf(stderr, "derecho-bench: client: %s\n", err.msg);
+        return 1;
+    }
     uint8_t *args = calloc(1, options->size ? options->size : 1);
     uint64_t done = 0, first_ns = dr_bench_now_ns();
     int rc = 0;
     for (uint64_t i = 0; caller && args && rc == 0 && i < options->count + options->count / 10;
          i++) {
         uint64_t start_ns = dr_bench_now_ns();
-        rc = rpc_call_once(node, ordered, target, args, options->size);
+        rc = rpc_call_once(node, client, ordered, target, args, options->size);
         if (i >= options->count / 10)
             samples[done++] = (dr_bench_now_ns() - start_ns) / 1000;
     }
@@ -239,6 +254,7 @@ static int run_rpc_node(const bench_options *options, const char *config_path) {
     }
     if (options->as_node < 0)
         sleep(2);
+    dr_rpc_client_destroy(client);
     dr_rpc_node_destroy(node);
     dr_config_free(config);
     free(samples);
@@ -463,10 +479,11 @@ static int run_local(const bench_options *options, const char *self, char **forw
         p99[good] = (double)result.p99_us;
         good++;
     }
-    const char *mode =
-        options->rpc ? (strcmp(options->rpc, "ordered") == 0 ? "rpc ordered-call" : "rpc p2p-call")
-        : options->latency ? "latency"
-                           : "throughput";
+    const char *mode = options->latency ? "latency" : "throughput";
+    if (options->rpc)
+        mode = strcmp(options->rpc, "ordered") == 0 ? "rpc ordered-call"
+               : strcmp(options->rpc, "p2p") == 0   ? "rpc p2p-call"
+                                                    : "rpc client-call";
     bool one_sender = options->latency || options->rpc;
     printf("derecho-bench: %d nodes, %d senders, %zu B, %" PRIu64 " msgs/sender, %s, window %d, "
            "%s mode, %d/%d runs ok\n",
@@ -499,7 +516,7 @@ static void usage(void) {
     fprintf(stderr, "usage: derecho-bench [--nodes N] [--senders S] [--size BYTES] [--count C]\n"
                     "                     [--raw] [--window W] [--latency] [--runs R]\n"
                     "                     [--port-base P] [--no-reference] [--node-config FILE]\n"
-                    "                     [--rpc ordered|p2p]\n");
+                    "                     [--rpc ordered|p2p|client]\n");
 }
 
 int main(int argc, char **argv) {
@@ -535,7 +552,8 @@ int main(int argc, char **argv) {
         else if (strcmp(arg, "--node-config") == 0 && value)
             options.node_config = value;
         else if (strcmp(arg, "--rpc") == 0 && value &&
-                 (strcmp(value, "ordered") == 0 || strcmp(value, "p2p") == 0))
+                 (strcmp(value, "ordered") == 0 || strcmp(value, "p2p") == 0 ||
+                  strcmp(value, "client") == 0))
             options.rpc = value;
         else if (strcmp(arg, "--as-node") == 0 && value)
             options.as_node = atoi(value);
