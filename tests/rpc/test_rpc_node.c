@@ -185,10 +185,22 @@ static void test_one_member_group(void **state) {
     dr_config_free(config);
 }
 
+/* Nobody listens at the contact: the client retries until its timeout, then fails cleanly. */
+static void test_client_without_contact(void **state) {
+    (void)state;
+    dr_rpc_client *client = NULL;
+    dr_err err = {0};
+    assert_int_equal(dr_rpc_client_create("127.0.0.1", 44998, 700, &client, &err), DR_EIO);
+    assert_null(client);
+    assert_non_null(strstr(err.msg, "no view"));
+    assert_int_equal(dr_rpc_client_create(NULL, 44998, 700, &client, &err), DR_EINVAL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_checks),
         cmocka_unit_test(test_one_member_group),
+        cmocka_unit_test(test_client_without_contact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
