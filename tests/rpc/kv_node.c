@@ -398,6 +398,33 @@ static int client_removed(dr_rpc_client *client, uint32_t victim) {
     return 0;
 }
 
+/* Client puts i = first, first + step, ... < puts, each through put_via on member i % members. */
+typedef struct client_thread {
+    dr_rpc_client *client;
+    uint32_t first, step, puts, members;
+    uint32_t ok;
+} client_thread;
+
+static void *client_puts(void *arg) {
+    client_thread *t = arg;
+    for (uint32_t i = t->first; i < t->puts; i += t->step) {
+        char key[64], value[128];
+        snprintf(key, sizeof key, "client-%u", i);
+        snprintf(value, sizeof value, "client value %u", i);
+        uint8_t args[256];
+        size_t len = encode_put(args, sizeof args, key, value);
+        dr_rpc_reply reply;
+        int rc =
+            dr_rpc_client_call(t->client, i % t->members, 0, "put_via", args, len, WAIT_MS, &reply);
+        bool ok = rc == DR_OK && reply.len == 8 && dr_load_u32le(reply.bytes) == t->members &&
+                  dr_load_u32le(reply.bytes + 4) == t->members;
+        CHECK(ok);
+        t->ok += ok;
+        dr_rpc_reply_clear(&reply);
+    }
+    return NULL;
+}
+
 static int run_client(uint16_t port, uint32_t puts, uint32_t members, int victim) {
     dr_err err = {0};
     dr_rpc_client *client = NULL;
@@ -419,22 +446,16 @@ static int run_client(uint16_t port, uint32_t puts, uint32_t members, int victim
         dr_rpc_client_destroy(client);
         return atomic_load(&g_bad) ? 1 : 0;
     }
-    uint32_t ok_puts = 0;
-    for (uint32_t i = 0; i < puts; i++) {
-        char key[64], value[128];
-        snprintf(key, sizeof key, "client-%u", i);
-        snprintf(value, sizeof value, "client value %u", i);
-        uint8_t args[256];
-        size_t len = encode_put(args, sizeof args, key, value);
-        dr_rpc_reply reply;
-        int rc = dr_rpc_client_call(client, i % members, subgroup, "put_via", args, len, WAIT_MS,
-                                    &reply);
-        bool ok = rc == DR_OK && reply.len == 8 && dr_load_u32le(reply.bytes) == members &&
-                  dr_load_u32le(reply.bytes + 4) == members;
-        CHECK(ok);
-        ok_puts += ok;
-        dr_rpc_reply_clear(&reply);
+    client_thread threads[2];
+    pthread_t ids[2];
+    for (uint32_t t = 0; t < 2; t++) {
+        threads[t] = (client_thread){
+            .client = client, .first = t, .step = 2, .puts = puts, .members = members};
+        pthread_create(&ids[t], NULL, client_puts, &threads[t]);
     }
+    for (uint32_t t = 0; t < 2; t++)
+        pthread_join(ids[t], NULL);
+    uint32_t ok_puts = threads[0].ok + threads[1].ok;
     if (puts)
         client_error_paths(client, subgroup, members);
     printf("PUTS ok=%u bad=%d\n", ok_puts, atomic_load(&g_bad));

@@ -136,12 +136,12 @@ static void start_members(child *members, int nodes, int base_port, const char *
 
 static void test_kv_replicas_agree(void **state) {
     (void)state;
-    enum { NODES = 3, MEMBER_PUTS = 200, CLIENT_PUTS = 100, PORT = 44100 };
+    enum { NODES = 3, MEMBER_PUTS = 500, CLIENT_PUTS = 300, PORT = 44100 };
     child procs[NODES + 1];
-    start_members(procs, NODES, PORT, "200", NULL);
+    start_members(procs, NODES, PORT, "500", NULL);
     char port[16];
     snprintf(port, sizeof port, "%d", PORT);
-    char *client_args[] = {"--client", port, "--puts", "100", "--members", "3", NULL};
+    char *client_args[] = {"--client", port, "--puts", "300", "--members", "3", NULL};
     spawn(&procs[NODES], client_args);
     time_t deadline = time(NULL) + WAIT_SECONDS;
     char line[256];
