@@ -473,8 +473,23 @@ static void ctx_free(exec_ctx *c, const ir_graph *g) {
     free(c);
 }
 
-static int ctx_create(exec_model *em, int batch, int backend, int threads, exec_ctx **out,
-                      dr_err *err) {
+/*
+ * ThreadSanitizer cannot see libgomp's barriers (libgomp is not instrumented), so every OpenMP
+ * region looks like a race to it. The TSan build (DR_INFER_SERIAL_KERNELS) runs kernels and
+ * oneDNN on the calling thread; the engine's own threading (context pool, batch split) is
+ * still checked.
+ */
+static int kernel_threads(int threads) {
+#ifdef DR_INFER_SERIAL_KERNELS
+    (void)threads;
+    return 1;
+#else
+    return threads;
+#endif
+}
+
+static int ctx_create_locked(exec_model *em, int batch, int backend, int threads, exec_ctx **out,
+                             dr_err *err) {
     ir_graph *g = em->g;
     int rc;
     exec_ctx *c = calloc(1, sizeof(*c));
@@ -542,7 +557,7 @@ static int ctx_create(exec_model *em, int batch, int backend, int threads, exec_
             rc = dr_err_set(err, DR_EUNSUPPORTED, "oneDNN stream");
             goto fail;
         }
-        omp_set_num_threads(threads);
+        omp_set_num_threads(kernel_threads(threads));
         for (int i = 0; i < g->n_nodes; i++) {
             const ir_node *n = &g->nodes[i];
             if (n->removed || n->op != IR_CONV)
@@ -573,6 +588,21 @@ static int ctx_create(exec_model *em, int batch, int backend, int threads, exec_
     return 0;
 fail:
     ctx_free(c, g);
+    return rc;
+}
+
+/*
+ * Creating a context infers shapes on the model's shared graph (which resolves SAME padding
+ * in place the first time) and builds oneDNN primitives: one creation at a time, whatever the
+ * model (found by TSan: two halves of a batch created their contexts concurrently).
+ */
+static pthread_mutex_t ctx_create_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int ctx_create(exec_model *em, int batch, int backend, int threads, exec_ctx **out,
+                      dr_err *err) {
+    pthread_mutex_lock(&ctx_create_mu);
+    int rc = ctx_create_locked(em, batch, backend, threads, out, err);
+    pthread_mutex_unlock(&ctx_create_mu);
     return rc;
 }
 
@@ -1138,6 +1168,7 @@ static int effective_backend(int b) {
 /* Runs `batch` images on one context with `threads` threads in the calling thread. */
 static int run_part(exec_model *em, const float *input, int batch, float *out, int threads,
                     dr_err *err) {
+    threads = kernel_threads(threads);
     const ir_graph *g = em->g;
     pthread_mutex_lock(&em->mu);
     int backend = effective_backend(em->backend);
