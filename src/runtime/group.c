@@ -490,6 +490,12 @@ static void sizes_from_config(const dr_config *config, const dr_layout_spec *spe
         options->max_smc_payload_size = options->max_payload_size;
 }
 
+/* DR_CORE_TRACE=1 in the environment: the core's decision trace on stderr, with times. */
+static void trace_to_stderr(void *ctx, const char *line) {
+    const dr_group *group = ctx;
+    fprintf(stderr, "[%" PRIu64 "] core %" PRIu32 ": %s\n", now_us(), group->my_id, line);
+}
+
 static int core_options_from_config(const dr_config *config, const dr_layout_spec *spec,
                                     dr_core_options *options, dr_err *err) {
     uint32_t local_id = 0;
@@ -613,6 +619,10 @@ int dr_group_create_with_hooks(const dr_config *config, const dr_layout_spec *sp
     if (hooks)
         group->hooks = *hooks;
     snprintf(group->contact_address, sizeof group->contact_address, "%s", options.contact_address);
+    if (getenv("DR_CORE_TRACE")) {
+        options.trace = trace_to_stderr;
+        options.trace_ctx = group;
+    }
     rc = dr_core_create(&options, now_us(), &group->core, err);
     if (rc)
         goto fail;
