@@ -12,8 +12,11 @@
  * Window: a sender may send index f only when every member's delivered_num >= (f - window)*n + k
  * (raw mode: every member's received[k] >= f - window), so at most `window` of its messages are
  * undelivered anywhere, and slot f % window is free at every member when f arrives.
- * Nulls (reactive, as Derecho): when sender j's index i is received and my next index is f, I
- * send nulls up to index i (if my k < j) or i - 1 (if my k > j), as one NULLS frame (a count).
+ * Nulls (reactive, eager): when sender j's index i is received and my next index is f <= i, I
+ * send nulls up to index i, as one NULLS frame (a count). Derecho stops at i - 1 when my k > j
+ * (my slot of round i comes after j's); filling round i at once instead means the next round's
+ * message never waits for my null, which saves one network hop of latency per message when
+ * one member sends and the others are silent (docs/perf/multicast.md).
  * Small messages (<= max_smc_payload_size) travel whole (DATA); larger ones are cut into
  * block_size blocks (BLOCK) relayed by pipeline.c's schedule; slots reassemble them.
  */
@@ -370,9 +373,8 @@ static bool nulls_predicate(dr_core *core, mc_shard *shard) {
         if ((int32_t)k == shard->my_sender_index)
             continue;
         int64_t i = shard->streams[k].received;
-        int64_t need = (int32_t)k > shard->my_sender_index ? i : i - 1;
-        if (need > want)
-            want = need;
+        if (i > want)
+            want = i;
     }
     return want >= shard->next_index ? send_nulls_upto(core, shard, want) : false;
 }
