@@ -1,0 +1,36 @@
+/*
+ * Execution of an optimised ir_graph: a pool of execution contexts (one per concurrent call
+ * and batch size), each with its memory plan (tensor offsets in one arena, computed once when
+ * the context is built) and, for the oneDNN backend, its compiled convolution primitives.
+ */
+#ifndef DR_INFER_EXEC_H
+#define DR_INFER_EXEC_H
+
+#include <pthread.h>
+
+#include "infer/ir.h"
+
+typedef struct exec_ctx exec_ctx;
+
+typedef struct exec_model {
+    ir_graph *g;
+    float **conv_wt; /* per node: SGEMM-layout weights [g][kh][kw][cin_g][cout_g], or NULL */
+    pthread_mutex_t mu;
+    exec_ctx *pool;
+    int threads; /* guarded by mu */
+    int backend; /* dr_infer_backend, guarded by mu */
+    int profile; /* DR_INFER_PROFILE: log time per operator type (1) or per node (2) */
+    double flops_per_image;
+    int64_t out_per_image;
+} exec_model;
+
+int exec_init(exec_model *em, ir_graph *g, dr_err *err);
+void exec_free(exec_model *em);
+/* input: batch NCHW images; out: batch * out_per_image floats (logical row-major). */
+int exec_run(exec_model *em, const float *input, int batch, float *out, size_t out_len,
+             dr_err *err);
+void exec_set_threads(exec_model *em, int threads);
+void exec_set_backend(exec_model *em, int backend);
+int exec_have_dnnl(void);
+
+#endif

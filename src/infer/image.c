@@ -1,0 +1,155 @@
+/*
+ * Photo decoding and preprocessing (see image.h). Resize is bilinear with half-pixel centres
+ * (OpenCV INTER_LINEAR without anti-aliasing), evaluated only for the pixels of the centre
+ * crop. "Shorter side" sizes follow torchvision: long = int(resize * long / short).
+ */
+#include "infer/image.h"
+
+#include <math.h>
+#include <png.h>
+#include <stdlib.h>
+#include <string.h>
+#include <turbojpeg.h>
+
+static int check_dims(int64_t w, int64_t h, dr_err *err) {
+    if (w <= 0 || h <= 0)
+        return dr_err_set(err, DR_EINVAL, "photo: empty image %lldx%lld", (long long)w,
+                          (long long)h);
+    if ((uint64_t)w * (uint64_t)h > DR_INFER_MAX_PIXELS || w > 65535 || h > 65535)
+        return dr_err_set(err, DR_ETOOBIG, "photo: %lldx%lld pixels exceeds the limit of %llu",
+                          (long long)w, (long long)h, (unsigned long long)DR_INFER_MAX_PIXELS);
+    return 0;
+}
+
+static int decode_jpeg(const uint8_t *b, size_t len, uint8_t **rgb, int *w, int *h, dr_err *err) {
+    int rc = 0, sub = 0, cs = 0;
+    *w = *h = 0;
+    tjhandle tj = tjInitDecompress();
+    if (!tj)
+        return dr_err_set(err, DR_ENOMEM, "photo: cannot create a JPEG decoder");
+    if (tjDecompressHeader3(tj, b, (unsigned long)len, w, h, &sub, &cs) != 0) {
+        rc = dr_err_set(err, DR_EINVAL, "photo: bad JPEG header: %s", tjGetErrorStr2(tj));
+        goto out;
+    }
+    if ((rc = check_dims(*w, *h, err)))
+        goto out;
+    *rgb = malloc((size_t)*w * (size_t)*h * 3);
+    if (!*rgb) {
+        rc = dr_err_set(err, DR_ENOMEM, "photo: out of memory");
+        goto out;
+    }
+    if (tjDecompress2(tj, b, (unsigned long)len, *rgb, *w, 0, *h, TJPF_RGB, 0) != 0 &&
+        tjGetErrorCode(tj) != TJERR_WARNING) {
+        rc = dr_err_set(err, DR_EINVAL, "photo: JPEG decoding failed: %s", tjGetErrorStr2(tj));
+        free(*rgb);
+        *rgb = NULL;
+    }
+out:
+    tjDestroy(tj);
+    return rc;
+}
+
+static int decode_png(const uint8_t *b, size_t len, uint8_t **rgb, int *w, int *h, dr_err *err) {
+    png_image img;
+    memset(&img, 0, sizeof(img));
+    img.version = PNG_IMAGE_VERSION;
+    if (!png_image_begin_read_from_memory(&img, b, len))
+        return dr_err_set(err, DR_EINVAL, "photo: bad PNG: %s", img.message);
+    int rc = check_dims(img.width, img.height, err);
+    if (rc) {
+        png_image_free(&img);
+        return rc;
+    }
+    img.format = PNG_FORMAT_RGB;
+    *w = (int)img.width;
+    *h = (int)img.height;
+    *rgb = malloc(PNG_IMAGE_SIZE(img));
+    if (!*rgb) {
+        png_image_free(&img);
+        return dr_err_set(err, DR_ENOMEM, "photo: out of memory");
+    }
+    /* background NULL: alpha is composited on black */
+    if (!png_image_finish_read(&img, NULL, *rgb, 0, NULL)) {
+        rc = dr_err_set(err, DR_EINVAL, "photo: PNG decoding failed: %s", img.message);
+        free(*rgb);
+        *rgb = NULL;
+        png_image_free(&img);
+        return rc;
+    }
+    return 0;
+}
+
+int img_decode(const void *bytes, size_t len, uint8_t **rgb, int *w, int *h, dr_err *err) {
+    const uint8_t *b = bytes;
+    *rgb = NULL;
+    if (!bytes || len == 0)
+        return dr_err_set(err, DR_EINVAL, "photo: 0 bytes");
+    if (len > DR_INFER_MAX_PHOTO_BYTES)
+        return dr_err_set(err, DR_ETOOBIG, "photo: %zu bytes exceeds the limit", len);
+    if (len >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF)
+        return decode_jpeg(b, len, rgb, w, h, err);
+    if (len >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8))
+        return decode_png(b, len, rgb, w, h, err);
+    return dr_err_set(err, DR_EINVAL, "photo: not a JPEG or PNG image");
+}
+
+int img_preprocess(const uint8_t *rgb, int w, int h, const dr_preprocess *pre, int C, int H, int W,
+                   float *out, dr_err *err) {
+    double rw, rh; /* size of the (virtual) resized image */
+    if (pre->resize == 0) {
+        rw = w >= W && h >= H ? w : W;
+        rh = w >= W && h >= H ? h : H;
+    } else if (pre->resize_mode == DR_RESIZE_SQUARE) {
+        rw = rh = pre->resize;
+    } else if (w <= h) {
+        rw = pre->resize;
+        rh = floor((double)pre->resize * h / w);
+    } else {
+        rh = pre->resize;
+        rw = floor((double)pre->resize * w / h);
+    }
+    if (rw < W || rh < H)
+        return dr_err_set(err, DR_EINVAL, "preprocess: resized %gx%g is smaller than crop %dx%d",
+                          rw, rh, W, H);
+    double top = round((rh - H) / 2.0), left = round((rw - W) / 2.0);
+    double sx = w / rw, sy = h / rh;
+    float inv = 1.0f / pre->divisor;
+    for (int y = 0; y < H; y++) {
+        double fy = (y + top + 0.5) * sy - 0.5;
+        if (fy < 0)
+            fy = 0;
+        int y0 = (int)fy;
+        if (y0 > h - 1)
+            y0 = h - 1;
+        int y1 = y0 + 1 < h ? y0 + 1 : h - 1;
+        float wy = (float)(fy - y0);
+        for (int x = 0; x < W; x++) {
+            double fx = (x + left + 0.5) * sx - 0.5;
+            if (fx < 0)
+                fx = 0;
+            int x0 = (int)fx;
+            if (x0 > w - 1)
+                x0 = w - 1;
+            int x1 = x0 + 1 < w ? x0 + 1 : w - 1;
+            float wx = (float)(fx - x0);
+            float px[3];
+            for (int k = 0; k < 3; k++) {
+                float a = rgb[((size_t)y0 * w + x0) * 3 + k],
+                      b = rgb[((size_t)y0 * w + x1) * 3 + k];
+                float c = rgb[((size_t)y1 * w + x0) * 3 + k],
+                      d = rgb[((size_t)y1 * w + x1) * 3 + k];
+                px[k] = (a * (1 - wx) + b * wx) * (1 - wy) + (c * (1 - wx) + d * wx) * wy;
+            }
+            if (C == 1) {
+                float v = 0.299f * px[0] + 0.587f * px[1] + 0.114f * px[2];
+                out[(size_t)y * W + x] = (v * inv - pre->mean[0]) / pre->std[0];
+            } else {
+                for (int k = 0; k < 3; k++) {
+                    float v = px[pre->bgr ? 2 - k : k];
+                    out[((size_t)k * H + y) * W + x] = (v * inv - pre->mean[k]) / pre->std[k];
+                }
+            }
+        }
+    }
+    return 0;
+}

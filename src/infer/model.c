@@ -1,0 +1,319 @@
+/*
+ * Public API of the inference engine (include/derecho/infer.h): model loading from bytes,
+ * classification of photos (single and batch), raw tensor runs, accessors and settings.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "derecho/infer.h"
+#include "derecho/log.h"
+#include "infer/exec.h"
+#include "infer/image.h"
+#include "infer/loader.h"
+
+struct dr_model {
+    ir_graph g;
+    exec_model em;
+    dr_preprocess pre;
+    char **labels;
+    char *label_buf;
+    size_t n_labels;
+    char **gen_labels; /* "class N" when no labels file */
+    int C, H, W;
+    size_t num_classes;
+    int ends_in_softmax;
+};
+
+void dr_preprocess_seed(dr_preprocess *pre) {
+    memset(pre, 0, sizeof(*pre));
+    pre->resize_mode = DR_RESIZE_SQUARE;
+    pre->resize = 256;
+    pre->crop = 224;
+    pre->divisor = 256.0f;
+    for (int k = 0; k < 3; k++)
+        pre->std[k] = 1.0f;
+}
+
+void dr_preprocess_imagenet(dr_preprocess *pre) {
+    static const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    memset(pre, 0, sizeof(*pre));
+    pre->resize_mode = DR_RESIZE_SHORTER;
+    pre->resize = 256;
+    pre->crop = 224;
+    pre->divisor = 255.0f;
+    memcpy(pre->mean, mean, sizeof(mean));
+    memcpy(pre->std, std, sizeof(std));
+}
+
+static int check_pre(const dr_preprocess *p, dr_err *err) {
+    if (p->resize_mode != DR_RESIZE_SQUARE && p->resize_mode != DR_RESIZE_SHORTER)
+        return dr_err_set(err, DR_EINVAL, "preprocess: unknown resize mode %d", p->resize_mode);
+    if (p->resize > 16384 || p->crop > 16384)
+        return dr_err_set(err, DR_ERANGE, "preprocess: resize/crop over 16384");
+    if (p->resize && p->crop > p->resize)
+        return dr_err_set(err, DR_EINVAL, "preprocess: crop %u larger than resize %u", p->crop,
+                          p->resize);
+    if (!(p->divisor > 0) || !isfinite(p->divisor))
+        return dr_err_set(err, DR_EINVAL, "preprocess: divisor must be positive");
+    for (int k = 0; k < 3; k++)
+        if (!(p->std[k] != 0) || !isfinite(p->std[k]) || !isfinite(p->mean[k]))
+            return dr_err_set(err, DR_EINVAL, "preprocess: std must be non-zero and finite");
+    return 0;
+}
+
+void dr_model_free(dr_model *m) {
+    if (!m)
+        return;
+    exec_free(&m->em);
+    ir_free(&m->g);
+    if (m->gen_labels)
+        for (size_t i = 0; i < m->num_classes; i++)
+            free(m->gen_labels[i]);
+    free(m->gen_labels);
+    free(m->labels);
+    free(m->label_buf);
+    free(m);
+}
+
+/* Common tail of both loaders: optimise, plan, check labels. */
+static int finish_load(dr_model *m, const void *labels, size_t labels_len, int labels_required,
+                       dr_err *err) {
+    int rc = ir_optimize(&m->g, err);
+    if (rc)
+        return rc;
+    if ((rc = exec_init(&m->em, &m->g, err)))
+        return rc;
+    m->C = (int)m->g.in_dims[1];
+    m->H = (int)m->g.in_dims[2];
+    m->W = (int)m->g.in_dims[3];
+    if (m->C != 1 && m->C != 3)
+        return dr_err_set(err, DR_EUNSUPPORTED, "model input has %d channels (need 1 or 3)", m->C);
+    if (m->pre.crop && (m->pre.crop != (uint32_t)m->H || m->pre.crop != (uint32_t)m->W))
+        return dr_err_set(err, DR_EINVAL, "preprocess crop %u does not match model input %dx%d",
+                          m->pre.crop, m->H, m->W);
+    m->num_classes = (size_t)m->em.out_per_image;
+    int p = m->g.vals[m->g.output].producer;
+    m->ends_in_softmax = p >= 0 && m->g.nodes[p].op == IR_SOFTMAX;
+    if (labels && labels_len) {
+        if ((rc = split_lines(labels, labels_len, &m->labels, &m->n_labels, &m->label_buf, err)))
+            return rc;
+        if (m->n_labels != m->num_classes)
+            return dr_err_set(err, DR_EINVAL, "%zu label lines for %zu model outputs", m->n_labels,
+                              m->num_classes);
+    } else if (labels_required) {
+        return dr_err_set(err, DR_EINVAL, "synset is empty");
+    } else {
+        m->gen_labels = calloc(m->num_classes, sizeof(char *));
+        if (!m->gen_labels)
+            return dr_err_set(err, DR_ENOMEM, "out of memory");
+        for (size_t i = 0; i < m->num_classes; i++) {
+            char tmp[32];
+            snprintf(tmp, sizeof(tmp), "class %zu", i);
+            if (!(m->gen_labels[i] = strdup(tmp)))
+                return dr_err_set(err, DR_ENOMEM, "out of memory");
+        }
+    }
+    DR_INFO(DR_LOGM_INFER, "model loaded: %d nodes, input %dx%dx%d, %zu classes, %.2f GFLOP/image",
+            m->g.n_nodes, m->C, m->H, m->W, m->num_classes, m->em.flops_per_image / 1e9);
+    return 0;
+}
+
+static int new_model(const dr_preprocess *pre, int seed, dr_model **out, dr_err *err) {
+    dr_model *m = calloc(1, sizeof(*m));
+    if (!m)
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    ir_init(&m->g);
+    if (pre)
+        m->pre = *pre;
+    else if (seed)
+        dr_preprocess_seed(&m->pre);
+    else
+        dr_preprocess_imagenet(&m->pre);
+    int rc = check_pre(&m->pre, err);
+    if (rc) {
+        free(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+int dr_model_load_mxnet(const void *synset, size_t synset_len, const void *symbol_json,
+                        size_t symbol_len, const void *params, size_t params_len,
+                        const dr_preprocess *pre, dr_model **out, dr_err *err) {
+    dr_model *m;
+    int rc;
+    if (!out || !symbol_json || !params)
+        return dr_err_set(err, DR_EINVAL, "dr_model_load_mxnet: NULL argument");
+    *out = NULL;
+    if (symbol_len > DR_INFER_MAX_MODEL_BYTES || params_len > DR_INFER_MAX_MODEL_BYTES)
+        return dr_err_set(err, DR_ETOOBIG, "model bytes exceed the limit");
+    if ((rc = new_model(pre, 1, &m, err)))
+        return rc;
+    int hw = m->pre.crop ? (int)m->pre.crop : 224;
+    if ((rc = mxnet_load_params(&m->g, params, params_len, err)) ||
+        (rc = mxnet_load_symbol(&m->g, symbol_json, symbol_len, 3, hw, err)) ||
+        (rc = finish_load(m, synset, synset_len, 1, err))) {
+        DR_WARN(DR_LOGM_INFER, "MXNet model rejected: %s", err ? err->msg : dr_strerror(rc));
+        dr_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+int dr_model_load_onnx(const void *onnx, size_t onnx_len, const void *labels, size_t labels_len,
+                       const dr_preprocess *pre, dr_model **out, dr_err *err) {
+    dr_model *m;
+    int rc;
+    if (!out || !onnx)
+        return dr_err_set(err, DR_EINVAL, "dr_model_load_onnx: NULL argument");
+    *out = NULL;
+    if (onnx_len > DR_INFER_MAX_MODEL_BYTES)
+        return dr_err_set(err, DR_ETOOBIG, "model bytes exceed the limit");
+    if ((rc = new_model(pre, 0, &m, err)))
+        return rc;
+    if ((rc = onnx_load(&m->g, onnx, onnx_len, err)) ||
+        (rc = finish_load(m, labels, labels_len, 0, err))) {
+        DR_WARN(DR_LOGM_INFER, "ONNX model rejected: %s", err ? err->msg : dr_strerror(rc));
+        dr_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+size_t dr_model_num_classes(const dr_model *m) {
+    return m->num_classes;
+}
+
+void dr_model_input_shape(const dr_model *m, uint32_t *c, uint32_t *h, uint32_t *w) {
+    *c = (uint32_t)m->C;
+    *h = (uint32_t)m->H;
+    *w = (uint32_t)m->W;
+}
+
+const char *dr_model_label(const dr_model *m, size_t i) {
+    if (i >= m->num_classes)
+        return NULL;
+    return m->labels ? m->labels[i] : m->gen_labels[i];
+}
+
+double dr_model_flops_per_image(const dr_model *m) {
+    return m->em.flops_per_image;
+}
+
+int dr_model_set_threads(dr_model *m, int threads) {
+    if (threads < 1 || threads > 64)
+        return DR_ERANGE;
+    exec_set_threads(&m->em, threads);
+    return 0;
+}
+
+int dr_model_set_backend(dr_model *m, dr_infer_backend backend) {
+    if (backend != DR_BACKEND_AUTO && backend != DR_BACKEND_DNNL && backend != DR_BACKEND_SGEMM)
+        return DR_EINVAL;
+    if (backend == DR_BACKEND_DNNL && !exec_have_dnnl())
+        return DR_EUNSUPPORTED;
+    exec_set_backend(&m->em, backend);
+    return 0;
+}
+
+int dr_infer_have_dnnl(void) {
+    return exec_have_dnnl();
+}
+
+int dr_model_run(dr_model *m, const float *input, size_t batch, float *out, size_t out_len,
+                 dr_err *err) {
+    if (!m || !input || !out)
+        return dr_err_set(err, DR_EINVAL, "dr_model_run: NULL argument");
+    if (batch == 0 || batch > DR_INFER_MAX_BATCH)
+        return dr_err_set(err, DR_ERANGE, "batch %zu outside 1..%d", batch, DR_INFER_MAX_BATCH);
+    return exec_run(&m->em, input, (int)batch, out, out_len, err);
+}
+
+/* Softmax (unless the graph ends in one) and top-k selection for one image. */
+static void top_k(const dr_model *m, float *scores, dr_class_score *top, size_t k, size_t *n_out) {
+    size_t n = m->num_classes;
+    if (!m->ends_in_softmax) {
+        float mx = -INFINITY;
+        double sum = 0;
+        for (size_t i = 0; i < n; i++)
+            mx = fmaxf(mx, scores[i]);
+        for (size_t i = 0; i < n; i++)
+            sum += (scores[i] = expf(scores[i] - mx));
+        for (size_t i = 0; i < n; i++)
+            scores[i] = (float)(scores[i] / sum);
+    }
+    if (k > n)
+        k = n;
+    for (size_t j = 0; j < k; j++) {
+        size_t best = SIZE_MAX;
+        for (size_t i = 0; i < n; i++) {
+            int taken = 0;
+            for (size_t t = 0; t < j; t++)
+                if (top[t].index == i)
+                    taken = 1;
+            if (!taken && (best == SIZE_MAX || scores[i] > scores[best]))
+                best = i;
+        }
+        top[j].index = best;
+        top[j].score = scores[best];
+        top[j].label = dr_model_label(m, best);
+    }
+    *n_out = k;
+}
+
+int dr_model_classify_batch(dr_model *m, const void *const *photos, const size_t *photo_lens,
+                            size_t n, dr_class_score *top, size_t k, size_t *n_out, dr_err *err) {
+    if (!m || !photos || !photo_lens || !top || !n_out || k == 0)
+        return dr_err_set(err, DR_EINVAL, "dr_model_classify_batch: bad argument");
+    if (n == 0 || n > DR_INFER_MAX_BATCH)
+        return dr_err_set(err, DR_ERANGE, "batch of %zu photos outside 1..%d", n,
+                          DR_INFER_MAX_BATCH);
+    size_t per = (size_t)m->C * m->H * m->W;
+    float *in = malloc(sizeof(float) * per * n);
+    float *out = malloc(sizeof(float) * m->num_classes * n);
+    int rc = 0;
+    if (!in || !out) {
+        rc = dr_err_set(err, DR_ENOMEM, "out of memory");
+        goto out;
+    }
+    size_t bad = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        uint8_t *rgb;
+        bad = i;
+        int w, h;
+        if ((rc = img_decode(photos[i], photo_lens[i], &rgb, &w, &h, err)))
+            break;
+        rc = img_preprocess(rgb, w, h, &m->pre, m->C, m->H, m->W, in + per * i, err);
+        free(rgb);
+    }
+    if (rc) {
+        if (n > 1 && err) {
+            char msg[DR_ERR_MSG_MAX];
+            snprintf(msg, sizeof(msg), "%s", err->msg);
+            dr_err_set(err, rc, "photo %zu: %s", bad, msg);
+        }
+        goto out;
+    }
+    if ((rc = exec_run(&m->em, in, (int)n, out, m->num_classes * n, err)))
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        top_k(m, out + m->num_classes * i, top + k * i, k, &n_out[i]);
+out:
+    free(in);
+    free(out);
+    return rc;
+}
+
+int dr_model_classify(dr_model *m, const void *photo, size_t photo_len, dr_class_score *top,
+                      size_t k, size_t *n_out, dr_err *err) {
+    const void *p[1] = {photo};
+    size_t l[1] = {photo_len};
+    if (!photo && photo_len == 0)
+        return dr_err_set(err, DR_EINVAL, "photo: 0 bytes");
+    return dr_model_classify_batch(m, p, l, 1, top, k, n_out, err);
+}

@@ -1,0 +1,669 @@
+/*
+ * ONNX model loader: ModelProto (protobuf, parsed by protoc-c code generated at build time
+ * from Debian's /usr/include/onnx/onnx.proto) into the IR. Initializers become constants
+ * (float32/float16/float64/int32/int64, raw_data or typed fields); the single graph input that
+ * is not an initializer is the image, rank 4 NCHW.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "derecho/buffer.h"
+#include "infer/loader.h"
+#include "onnx/onnx.pb-c.h"
+
+typedef Onnx__TensorProto tensor_pb;
+typedef Onnx__AttributeProto attr_pb;
+typedef Onnx__NodeProto node_pb;
+
+enum { T_FLOAT = 1, T_INT32 = 6, T_INT64 = 7, T_FLOAT16 = 10, T_DOUBLE = 11 };
+
+static int tensor_to_float(const tensor_pb *t, const char *what, int *ndim, int64_t *dims,
+                           float **out, dr_err *err) {
+    if (t->n_dims > IR_MAXDIM)
+        return dr_err_set(err, DR_EUNSUPPORTED, "tensor %s: %zu dimensions", what, t->n_dims);
+    int64_t n = 1;
+    for (size_t i = 0; i < t->n_dims; i++) {
+        int64_t d = t->dims[i];
+        if (d < 0 || d > IR_MAX_ELEMS || (d > 0 && n > IR_MAX_ELEMS / d))
+            return dr_err_set(err, DR_ETOOBIG, "tensor %s: dimension %lld", what, (long long)d);
+        dims[i] = d;
+        n *= d;
+    }
+    *ndim = (int)t->n_dims;
+    if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
+        return dr_err_set(err, DR_EUNSUPPORTED, "tensor %s: external data", what);
+    int type = t->has_data_type ? t->data_type : 0;
+    size_t es = type == T_FLOAT || type == T_INT32    ? 4
+                : type == T_INT64 || type == T_DOUBLE ? 8
+                : type == T_FLOAT16                   ? 2
+                                                      : 0;
+    if (!es)
+        return dr_err_set(err, DR_EUNSUPPORTED, "tensor %s: data type %d", what, type);
+    size_t have;
+    if (t->has_raw_data)
+        have = t->raw_data.len / es;
+    else if (type == T_FLOAT)
+        have = t->n_float_data;
+    else if (type == T_INT32 || type == T_FLOAT16)
+        have = t->n_int32_data;
+    else if (type == T_INT64)
+        have = t->n_int64_data;
+    else
+        have = t->n_double_data;
+    if ((t->has_raw_data && t->raw_data.len != (size_t)n * es) || have != (size_t)n)
+        return dr_err_set(err, DR_ECORRUPT, "tensor %s: %zu values for %lld elements", what, have,
+                          (long long)n);
+    float *f = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    if (!f)
+        return dr_err_set(err, DR_ENOMEM, "out of memory for tensor %s", what);
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t *r = t->has_raw_data ? t->raw_data.data + (size_t)i * es : NULL;
+        float v;
+        switch (type) {
+        case T_FLOAT:
+            if (r)
+                memcpy(&v, r, 4);
+            else
+                v = t->float_data[i];
+            break;
+        case T_INT32:
+            v = r ? (float)(int32_t)dr_load_u32le(r) : (float)t->int32_data[i];
+            break;
+        case T_FLOAT16:
+            v = ir_half_to_float(r ? (uint16_t)(r[0] | r[1] << 8) : (uint16_t)t->int32_data[i]);
+            break;
+        case T_INT64:
+            v = r ? (float)(int64_t)dr_load_u64le(r) : (float)t->int64_data[i];
+            break;
+        default: {
+            double d;
+            if (r)
+                memcpy(&d, r, 8);
+            else
+                d = t->double_data[i];
+            v = (float)d;
+        }
+        }
+        f[i] = v;
+    }
+    *out = f;
+    return 0;
+}
+
+static int add_tensor(ir_graph *g, const tensor_pb *t, const char *name, dr_err *err) {
+    int nd = 0;
+    int64_t dims[IR_MAXDIM];
+    float *data = NULL;
+    int rc = tensor_to_float(t, name, &nd, dims, &data, err);
+    if (rc)
+        return rc;
+    int v = ir_add_value(g, name, nd, dims, data);
+    if (v < 0) {
+        free(data);
+        return dr_err_set(err, v, "out of memory");
+    }
+    return 0;
+}
+
+static const attr_pb *find_attr(const node_pb *n, const char *name) {
+    for (size_t i = 0; i < n->n_attribute; i++)
+        if (n->attribute[i]->name && !strcmp(n->attribute[i]->name, name))
+            return n->attribute[i];
+    return NULL;
+}
+
+static int check_attrs(const node_pb *n, const char *const *known, dr_err *err) {
+    for (size_t i = 0; i < n->n_attribute; i++) {
+        const char *a = n->attribute[i]->name ? n->attribute[i]->name : "";
+        int ok = 0;
+        for (int k = 0; known[k]; k++)
+            if (!strcmp(known[k], a))
+                ok = 1;
+        if (!ok)
+            return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: unsupported attribute '%s'", n->op_type,
+                              n->name ? n->name : "", a);
+    }
+    return 0;
+}
+
+static int64_t attr_i(const node_pb *n, const char *name, int64_t def) {
+    const attr_pb *a = find_attr(n, name);
+    return a && a->has_i ? a->i : def;
+}
+
+static float attr_f(const node_pb *n, const char *name, float def) {
+    const attr_pb *a = find_attr(n, name);
+    return a && a->has_f ? a->f : def;
+}
+
+/* Reads an ints attribute of exactly `want` values (0 = any up to max) into out. */
+static int attr_ints(const node_pb *n, const char *name, int64_t *out, size_t want, size_t *got) {
+    const attr_pb *a = find_attr(n, name);
+    *got = 0;
+    if (!a)
+        return 0;
+    if ((want && a->n_ints != want) || a->n_ints > IR_MAXDIM)
+        return -1;
+    for (size_t i = 0; i < a->n_ints; i++)
+        out[i] = a->ints[i];
+    *got = a->n_ints;
+    return 0;
+}
+
+#define BAD(attr)                                                                                  \
+    dr_err_set(err, DR_EUNSUPPORTED, "%s %s: unsupported value of attribute '%s'", op, nm, attr)
+
+static int window_attrs(const node_pb *pn, const char *op, const char *nm, int *kh, int *kw,
+                        int *sh, int *sw, int *pads, int *dh, int *dw, int kernel_required,
+                        int *auto_pad, dr_err *err) {
+    int64_t v[IR_MAXDIM];
+    size_t got;
+    if (attr_ints(pn, "kernel_shape", v, 2, &got) || (kernel_required && got != 2))
+        return BAD("kernel_shape");
+    if (got == 2) {
+        if (v[0] < 1 || v[0] > 1024 || v[1] < 1 || v[1] > 1024)
+            return BAD("kernel_shape");
+        *kh = (int)v[0];
+        *kw = (int)v[1];
+    }
+    *sh = *sw = 1;
+    if (attr_ints(pn, "strides", v, 2, &got))
+        return BAD("strides");
+    if (got) {
+        if (v[0] < 1 || v[0] > 1024 || v[1] < 1 || v[1] > 1024)
+            return BAD("strides");
+        *sh = (int)v[0];
+        *sw = (int)v[1];
+    }
+    pads[0] = pads[1] = pads[2] = pads[3] = 0;
+    if (attr_ints(pn, "pads", v, 4, &got))
+        return BAD("pads");
+    for (size_t i = 0; i < got; i++) {
+        if (v[i] < 0 || v[i] > 1024)
+            return BAD("pads");
+        pads[i] = (int)v[i];
+    }
+    if (dh) {
+        *dh = *dw = 1;
+        if (attr_ints(pn, "dilations", v, 2, &got))
+            return BAD("dilations");
+        if (got) {
+            if (v[0] < 1 || v[0] > 1024 || v[1] < 1 || v[1] > 1024)
+                return BAD("dilations");
+            *dh = (int)v[0];
+            *dw = (int)v[1];
+        }
+    } else {
+        if (attr_ints(pn, "dilations", v, 2, &got))
+            return BAD("dilations");
+        if (got && (v[0] != 1 || v[1] != 1))
+            return BAD("dilations");
+    }
+    const attr_pb *ap = find_attr(pn, "auto_pad");
+    *auto_pad = 0;
+    if (ap && ap->has_s) {
+        char s[32] = {0};
+        memcpy(s, ap->s.data, ap->s.len < 31 ? ap->s.len : 31);
+        if (!strcmp(s, "SAME_UPPER"))
+            *auto_pad = 1;
+        else if (!strcmp(s, "SAME_LOWER"))
+            *auto_pad = 2;
+        else if (!strcmp(s, "VALID"))
+            pads[0] = pads[1] = pads[2] = pads[3] = 0;
+        else if (strcmp(s, "NOTSET"))
+            return BAD("auto_pad");
+    }
+    return 0;
+}
+
+static int const_in(const ir_graph *g, const int *in, int n_in, int j) {
+    return j < n_in && g->vals[in[j]].data != NULL;
+}
+
+static int build(ir_graph *g, const node_pb *pn, int opset, const int *in, int n_in, dr_err *err) {
+    const char *op = pn->op_type ? pn->op_type : "";
+    const char *nm = pn->name && *pn->name ? pn->name : (pn->n_output ? pn->output[0] : "");
+    ir_node *n;
+    ir_op kind;
+    static const char *const conv_k[] = {"kernel_shape", "strides",  "pads", "dilations",
+                                         "group",        "auto_pad", NULL};
+    static const char *const bn_k[] = {"epsilon", "momentum",        "spatial",
+                                       "is_test", "consumed_inputs", NULL};
+    static const char *const none_k[] = {NULL};
+    static const char *const leaky_k[] = {"alpha", NULL};
+    static const char *const clip_k[] = {"min", "max", NULL};
+    static const char *const pool_k[] = {"kernel_shape", "strides",           "pads",
+                                         "auto_pad",     "ceil_mode",         "storage_order",
+                                         "dilations",    "count_include_pad", NULL};
+    static const char *const axis_k[] = {"axis", NULL};
+    static const char *const reshape_k[] = {"shape", "allowzero", NULL};
+    static const char *const gemm_k[] = {"alpha", "beta", "transA", "transB", "broadcast", NULL};
+    static const char *const drop_k[] = {"ratio", "is_test", "seed", NULL};
+    static const char *const add_k[] = {"broadcast", "axis", "consumed_inputs", NULL};
+    const char *const *known = none_k;
+    ir_act act = IR_ACT_NONE;
+    int n_used = n_in;
+
+    if (!strcmp(op, "Conv"))
+        kind = IR_CONV, known = conv_k;
+    else if (!strcmp(op, "BatchNormalization"))
+        kind = IR_BN, known = bn_k;
+    else if (!strcmp(op, "Relu"))
+        kind = IR_ACT, act = IR_ACT_RELU, known = none_k;
+    else if (!strcmp(op, "Sigmoid"))
+        kind = IR_ACT, act = IR_ACT_SIGMOID;
+    else if (!strcmp(op, "Tanh"))
+        kind = IR_ACT, act = IR_ACT_TANH;
+    else if (!strcmp(op, "Softplus"))
+        kind = IR_ACT, act = IR_ACT_SOFTRELU;
+    else if (!strcmp(op, "LeakyRelu"))
+        kind = IR_ACT, act = IR_ACT_LEAKY, known = leaky_k;
+    else if (!strcmp(op, "PRelu"))
+        kind = IR_ACT, act = IR_ACT_PRELU;
+    else if (!strcmp(op, "Clip"))
+        kind = IR_ACT, act = IR_ACT_CLIP, known = clip_k;
+    else if (!strcmp(op, "MaxPool") || !strcmp(op, "AveragePool"))
+        kind = IR_POOL, known = pool_k;
+    else if (!strcmp(op, "GlobalAveragePool") || !strcmp(op, "GlobalMaxPool"))
+        kind = IR_POOL;
+    else if (!strcmp(op, "Add") || !strcmp(op, "Sum"))
+        kind = IR_ADD, known = add_k;
+    else if (!strcmp(op, "Mul"))
+        kind = IR_MUL, known = add_k;
+    else if (!strcmp(op, "Concat"))
+        kind = IR_CONCAT, known = axis_k;
+    else if (!strcmp(op, "Flatten"))
+        kind = IR_FLATTEN, known = axis_k;
+    else if (!strcmp(op, "Reshape"))
+        kind = IR_RESHAPE, known = reshape_k;
+    else if (!strcmp(op, "Gemm"))
+        kind = IR_FC, known = gemm_k;
+    else if (!strcmp(op, "MatMul"))
+        kind = IR_MATMUL;
+    else if (!strcmp(op, "Dropout"))
+        kind = IR_IDENTITY, known = drop_k;
+    else if (!strcmp(op, "Identity"))
+        kind = IR_IDENTITY;
+    else if (!strcmp(op, "Softmax"))
+        kind = IR_SOFTMAX, known = axis_k;
+    else
+        return dr_err_set(err, DR_EUNSUPPORTED, "unsupported operator '%s' (node %s)", op, nm);
+    int rc = check_attrs(pn, known, err);
+    if (rc)
+        return rc;
+    if (pn->n_output < 1 || !pn->output[0])
+        return dr_err_set(err, DR_EINVAL, "%s %s: no output", op, nm);
+    if (pn->n_output > 1 && kind != IR_IDENTITY)
+        for (size_t i = 1; i < pn->n_output; i++)
+            if (pn->output[i] && *pn->output[i])
+                return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: extra outputs", op, nm);
+    if ((kind == IR_IDENTITY || kind == IR_RESHAPE) && n_in > 1)
+        n_used = 1;
+    if (kind == IR_ACT && act == IR_ACT_CLIP)
+        n_used = 1;
+    int min_in = kind == IR_CONV || kind == IR_FC || kind == IR_MATMUL || kind == IR_MUL ? 2
+                 : kind == IR_BN                                                         ? 5
+                 : act == IR_ACT_PRELU                                                   ? 2
+                                                                                         : 1;
+    if (kind == IR_ADD && strcmp(op, "Sum"))
+        min_in = 2;
+    if (n_in < min_in)
+        return dr_err_set(err, DR_EINVAL, "%s %s: %d inputs, need %d", op, nm, n_in, min_in);
+    int idx = ir_add_node(g, kind, nm, in, n_used, pn->output[0], &n);
+    if (idx < 0)
+        return dr_err_set(err, idx, "out of memory");
+    n->act = act;
+    switch (kind) {
+    case IR_CONV: {
+        ir_conv *c = &n->conv;
+        int pads[4], ap;
+        const ir_value *w = &g->vals[in[1]];
+        if (!w->data || w->ndim != 4)
+            return dr_err_set(err, DR_EUNSUPPORTED, "Conv %s: weights must be a 4-D initializer",
+                              nm);
+        c->kh = (int)w->dims[2];
+        c->kw = (int)w->dims[3];
+        if ((rc = window_attrs(pn, op, nm, &c->kh, &c->kw, &c->sh, &c->sw, pads, &c->dh, &c->dw, 0,
+                               &ap, err)))
+            return rc;
+        c->pt = pads[0];
+        c->pl = pads[1];
+        c->pb = pads[2];
+        c->pr = pads[3];
+        c->group = (int)attr_i(pn, "group", 1);
+        if (c->group < 1 || c->group > (1 << 20))
+            return BAD("group");
+        n->auto_pad = ap; /* SAME_*: pads resolved by the first shape inference */
+        n->n_in = n_in >= 3 ? 3 : 2;
+        break;
+    }
+    case IR_BN:
+        n->eps = attr_f(pn, "epsilon", 1e-5f);
+        if (attr_i(pn, "spatial", 1) != 1)
+            return BAD("spatial");
+        n->n_in = 5;
+        break;
+    case IR_ACT:
+        if (act == IR_ACT_LEAKY)
+            n->alpha = attr_f(pn, "alpha", 0.01f);
+        if (act == IR_ACT_CLIP) {
+            n->alpha = attr_f(pn, "min", -3.4e38f);
+            n->beta = attr_f(pn, "max", 3.4e38f);
+            if (n_in > 1 && in[1] >= 0) {
+                if (!const_in(g, in, n_in, 1) || ir_numel(&g->vals[in[1]]) != 1)
+                    return dr_err_set(err, DR_EUNSUPPORTED, "Clip %s: min is not a constant", nm);
+                n->alpha = g->vals[in[1]].data[0];
+            }
+            if (n_in > 2 && in[2] >= 0) {
+                if (!const_in(g, in, n_in, 2) || ir_numel(&g->vals[in[2]]) != 1)
+                    return dr_err_set(err, DR_EUNSUPPORTED, "Clip %s: max is not a constant", nm);
+                n->beta = g->vals[in[2]].data[0];
+            }
+        }
+        if (act == IR_ACT_PRELU && !const_in(g, in, n_in, 1))
+            return dr_err_set(err, DR_EUNSUPPORTED, "PRelu %s: slope must be constant", nm);
+        break;
+    case IR_POOL: {
+        ir_pool *p = &n->pool;
+        int pads[4], ap;
+        p->is_max = !strcmp(op, "MaxPool") || !strcmp(op, "GlobalMaxPool");
+        if (!strncmp(op, "Global", 6)) {
+            p->global = 1;
+            break;
+        }
+        if ((rc = window_attrs(pn, op, nm, &p->kh, &p->kw, &p->sh, &p->sw, pads, NULL, NULL, 1, &ap,
+                               err)))
+            return rc;
+        if (ap)
+            return BAD("auto_pad");
+        p->pt = pads[0];
+        p->pl = pads[1];
+        p->pb = pads[2];
+        p->pr = pads[3];
+        p->ceil_mode = (int)attr_i(pn, "ceil_mode", 0);
+        p->count_include_pad = (int)attr_i(pn, "count_include_pad", 0);
+        if (attr_i(pn, "storage_order", 0) != 0)
+            return BAD("storage_order");
+        break;
+    }
+    case IR_ADD:
+    case IR_MUL:
+        if (find_attr(pn, "axis"))
+            return BAD("axis");
+        break;
+    case IR_CONCAT:
+        if (!find_attr(pn, "axis"))
+            return BAD("axis");
+        n->axis = (int)attr_i(pn, "axis", 1);
+        break;
+    case IR_FLATTEN:
+        n->axis = (int)attr_i(pn, "axis", 1);
+        if (n->axis < -IR_MAXDIM || n->axis > IR_MAXDIM)
+            return BAD("axis");
+        break;
+    case IR_SOFTMAX:
+        n->axis = (int)attr_i(pn, "axis", opset >= 13 ? -1 : 1);
+        if (n->axis < -IR_MAXDIM || n->axis > IR_MAXDIM)
+            return BAD("axis");
+        break;
+    case IR_RESHAPE: {
+        if (attr_i(pn, "allowzero", 0))
+            return BAD("allowzero");
+        int64_t v[IR_MAXDIM];
+        size_t got = 0;
+        if (n_in >= 2) {
+            const ir_value *s = &g->vals[in[1]];
+            if (!s->data || s->ndim != 1 || s->dims[0] < 1 || s->dims[0] > IR_MAXDIM)
+                return dr_err_set(err, DR_EUNSUPPORTED, "Reshape %s: shape must be a constant", nm);
+            got = (size_t)s->dims[0];
+            for (size_t i = 0; i < got; i++)
+                v[i] = (int64_t)s->data[i];
+        } else if (attr_ints(pn, "shape", v, 0, &got) || got == 0) {
+            return BAD("shape");
+        }
+        for (size_t i = 0; i < got; i++)
+            n->shape[i] = v[i];
+        n->shape_n = (int)got;
+        break;
+    }
+    case IR_FC: {
+        if (attr_i(pn, "transA", 0))
+            return BAD("transA");
+        float alpha = attr_f(pn, "alpha", 1), beta = attr_f(pn, "beta", 1);
+        int transb = (int)attr_i(pn, "transB", 0);
+        if (!const_in(g, in, n_in, 1) || g->vals[in[1]].ndim != 2)
+            return dr_err_set(err, DR_EUNSUPPORTED, "Gemm %s: B must be a 2-D initializer", nm);
+        ir_value *b = &g->vals[in[1]];
+        int64_t K = transb ? b->dims[1] : b->dims[0], N = transb ? b->dims[0] : b->dims[1];
+        float *w = malloc(sizeof(float) * (size_t)(K * N));
+        if (!w)
+            return dr_err_set(err, DR_ENOMEM, "out of memory");
+        for (int64_t i = 0; i < N; i++)
+            for (int64_t k = 0; k < K; k++)
+                w[i * K + k] = alpha * (transb ? b->data[i * K + k] : b->data[k * N + i]);
+        int64_t wd[2] = {N, K};
+        int wi = ir_add_value(g, "gemm_weight", 2, wd, w);
+        if (wi < 0) {
+            free(w);
+            return dr_err_set(err, wi, "out of memory");
+        }
+        n = &g->nodes[idx]; /* values array may have moved; nodes did not */
+        n->in[1] = wi;
+        n->n_in = 2;
+        if (n_in >= 3) {
+            const ir_value *cb = &g->vals[in[2]];
+            if (!cb->data || ir_numel(cb) != N)
+                return dr_err_set(err, DR_EUNSUPPORTED, "Gemm %s: C must be a constant of %lld", nm,
+                                  (long long)N);
+            float *bias = malloc(sizeof(float) * (size_t)N);
+            if (!bias)
+                return dr_err_set(err, DR_ENOMEM, "out of memory");
+            for (int64_t i = 0; i < N; i++)
+                bias[i] = beta * cb->data[i];
+            int bi = ir_add_value(g, "gemm_bias", 1, &N, bias);
+            if (bi < 0) {
+                free(bias);
+                return dr_err_set(err, bi, "out of memory");
+            }
+            n->in[2] = bi;
+            n->n_in = 3;
+        }
+        n->flatten = 1;
+        break;
+    }
+    default:
+        break;
+    }
+    return 0;
+}
+
+/* Reshape of an initializer by a constant shape becomes a new constant. Returns 1 if folded. */
+static int fold_reshape(ir_graph *g, const node_pb *pn, const int *in, int n_in, dr_err *err) {
+    if (!pn->op_type || strcmp(pn->op_type, "Reshape") || n_in != 2 || pn->n_output != 1 ||
+        !g->vals[in[0]].data || !g->vals[in[1]].data)
+        return 0;
+    const ir_value *x = &g->vals[in[0]], *s = &g->vals[in[1]];
+    if (s->ndim != 1 || s->dims[0] < 1 || s->dims[0] > IR_MAXDIM)
+        return dr_err_set(err, DR_EUNSUPPORTED, "Reshape %s: bad shape", pn->output[0]);
+    int64_t d[IR_MAXDIM], total = ir_numel(x), known = 1;
+    int neg = -1, nd = (int)s->dims[0];
+    for (int i = 0; i < nd; i++) {
+        d[i] = (int64_t)s->data[i];
+        if (d[i] == 0 && i < x->ndim)
+            d[i] = x->dims[i];
+        if (d[i] == -1 && neg < 0)
+            neg = i;
+        else if (d[i] <= 0)
+            return dr_err_set(err, DR_EINVAL, "Reshape %s: bad shape", pn->output[0]);
+        else
+            known *= d[i];
+    }
+    if (neg >= 0 && known > 0 && total % known == 0)
+        d[neg] = total / known, known *= d[neg];
+    if (known != total)
+        return dr_err_set(err, DR_EINVAL, "Reshape %s: %lld elements into %lld", pn->output[0],
+                          (long long)total, (long long)known);
+    float *copy = malloc(sizeof(float) * (size_t)(total ? total : 1));
+    if (!copy)
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    memcpy(copy, x->data, sizeof(float) * (size_t)total);
+    int v = ir_add_value(g, pn->output[0], nd, d, copy);
+    if (v < 0) {
+        free(copy);
+        return dr_err_set(err, v, "out of memory");
+    }
+    return 1;
+}
+
+int onnx_load(ir_graph *g, const void *bytes, size_t len, dr_err *err) {
+    int rc = 0;
+    int *in = NULL;
+    Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, bytes);
+    if (!m)
+        return dr_err_set(err, DR_EINVAL, "onnx: not a valid ModelProto (%zu bytes)", len);
+    const Onnx__GraphProto *gr = m->graph;
+    if (!gr || gr->n_node == 0 || gr->n_output < 1) {
+        rc = dr_err_set(err, DR_EINVAL, "onnx: model has no graph, nodes or outputs");
+        goto out;
+    }
+    if (gr->n_node > LOADER_MAX_NODES) {
+        rc = dr_err_set(err, DR_ETOOBIG, "onnx: %zu nodes", gr->n_node);
+        goto out;
+    }
+    int opset = 7;
+    for (size_t i = 0; i < m->n_opset_import; i++) {
+        const Onnx__OperatorSetIdProto *o = m->opset_import[i];
+        if ((!o->domain || !*o->domain) && o->has_version)
+            opset = (int)o->version;
+    }
+    for (size_t i = 0; i < gr->n_initializer; i++) {
+        const tensor_pb *t = gr->initializer[i];
+        if (!t->name || !*t->name) {
+            rc = dr_err_set(err, DR_EINVAL, "onnx: unnamed initializer %zu", i);
+            goto out;
+        }
+        if ((rc = add_tensor(g, t, t->name, err)))
+            goto out;
+    }
+    for (size_t i = 0; i < gr->n_input; i++) {
+        const Onnx__ValueInfoProto *vi = gr->input[i];
+        if (!vi->name)
+            continue;
+        int v = ir_find_value(g, vi->name);
+        if (v >= 0 && g->vals[v].data)
+            continue; /* IR 3: initializers are listed as inputs */
+        if (g->input >= 0) {
+            rc =
+                dr_err_set(err, DR_EUNSUPPORTED, "onnx: more than one data input ('%s')", vi->name);
+            goto out;
+        }
+        int64_t d[4] = {1, 3, 224, 224};
+        const Onnx__TypeProto *tp = vi->type;
+        const Onnx__TypeProto__Tensor *tt = tp ? tp->tensor_type : NULL;
+        if (tt && tt->shape) {
+            if (tt->shape->n_dim != 4) {
+                rc = dr_err_set(err, DR_EUNSUPPORTED, "onnx: input '%s' has rank %zu, need 4",
+                                vi->name, tt->shape->n_dim);
+                goto out;
+            }
+            for (int k = 1; k < 4; k++) {
+                const Onnx__TensorShapeProto__Dimension *dm = tt->shape->dim[k];
+                if (dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE) {
+                    if (dm->dim_value < 1 || dm->dim_value > 16384) {
+                        rc = dr_err_set(err, DR_ETOOBIG, "onnx: input dimension %lld",
+                                        (long long)dm->dim_value);
+                        goto out;
+                    }
+                    d[k] = dm->dim_value;
+                }
+            }
+        }
+        if (tt && tt->has_elem_type && tt->elem_type != T_FLOAT) {
+            rc = dr_err_set(err, DR_EUNSUPPORTED, "onnx: input '%s' has element type %d", vi->name,
+                            tt->elem_type);
+            goto out;
+        }
+        v = ir_add_value(g, vi->name, 4, d, NULL);
+        if (v < 0) {
+            rc = dr_err_set(err, v, "out of memory");
+            goto out;
+        }
+        g->input = v;
+        memcpy(g->in_dims, d, sizeof(d));
+    }
+    if (g->input < 0) {
+        rc = dr_err_set(err, DR_EINVAL, "onnx: no data input");
+        goto out;
+    }
+    in = malloc(sizeof(int) * 4096);
+    if (!in) {
+        rc = dr_err_set(err, DR_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < gr->n_node; i++) {
+        const node_pb *pn = gr->node[i];
+        if (pn->domain && *pn->domain && strcmp(pn->domain, "ai.onnx")) {
+            rc = dr_err_set(err, DR_EUNSUPPORTED, "onnx: operator domain '%s' (node %s)",
+                            pn->domain, pn->name ? pn->name : "");
+            goto out;
+        }
+        if (pn->op_type && !strcmp(pn->op_type, "Constant")) {
+            const attr_pb *a = find_attr(pn, "value");
+            if (!a || !a->t || pn->n_output != 1 || pn->n_attribute != 1) {
+                rc = dr_err_set(err, DR_EUNSUPPORTED, "Constant %s: only 'value' tensors",
+                                pn->name ? pn->name : "");
+                goto out;
+            }
+            if ((rc = add_tensor(g, a->t, pn->output[0], err)))
+                goto out;
+            continue;
+        }
+        if (pn->n_input > 4096) {
+            rc = dr_err_set(err, DR_ETOOBIG, "onnx: node with %zu inputs", pn->n_input);
+            goto out;
+        }
+        int n_in = 0;
+        if (pn->n_input == 0) {
+            rc =
+                dr_err_set(err, DR_EINVAL, "onnx: node %s has no inputs", pn->name ? pn->name : "");
+            goto out;
+        }
+        for (size_t j = 0; j < pn->n_input; j++) {
+            const char *iname = pn->input[j];
+            if (!iname || !*iname) { /* optional input left out */
+                in[n_in++] = -1;
+                continue;
+            }
+            int v = ir_find_value(g, iname);
+            if (v < 0) {
+                rc = dr_err_set(err, DR_EINVAL, "onnx: node %s reads unknown value '%s'",
+                                pn->name ? pn->name : "", iname);
+                goto out;
+            }
+            in[n_in++] = v;
+        }
+        for (int j = 0; j < n_in; j++)
+            if (in[j] < 0 && (j == 0 || !(pn->op_type && !strcmp(pn->op_type, "Clip")))) {
+                rc = dr_err_set(err, DR_EUNSUPPORTED, "onnx: node %s has an empty input %d",
+                                pn->name ? pn->name : "", j);
+                goto out;
+            }
+        if ((rc = fold_reshape(g, pn, in, n_in, err)) < 0)
+            goto out;
+        if (rc == 1) {
+            rc = 0;
+            continue;
+        }
+        if ((rc = build(g, pn, opset, in, n_in, err)))
+            goto out;
+    }
+    g->output = gr->output[0]->name ? ir_find_value(g, gr->output[0]->name) : -1;
+    if (g->output < 0 || (g->vals[g->output].data && g->vals[g->output].producer < 0)) {
+        rc = dr_err_set(err, DR_EINVAL, "onnx: graph output is not computed by any node");
+        goto out;
+    }
+out:
+    free(in);
+    onnx__model_proto__free_unpacked(m, NULL);
+    return rc;
+}

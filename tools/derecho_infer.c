@@ -1,0 +1,268 @@
+/*
+ * derecho-infer: command-line front end of the inference engine.
+ *   derecho-infer classify --model PATH|PREFIX [--format mxnet|onnx] [--labels FILE]
+ *                 [--threads N] [--backend auto|dnnl|sgemm] [--top K] photo...
+ *   derecho-infer bench --model PATH|PREFIX [--format mxnet|onnx] [--labels FILE]
+ *                 [--runs N] [--threads 1,2] [--backend auto|dnnl|sgemm]
+ * MXNet models are named by prefix (PREFIX-symbol.json, PREFIX-0000.params or the first
+ * PREFIX-*.params, synset.txt beside them unless --labels). A path ending in .onnx is ONNX.
+ * bench prints ms/image at batch 1 and images/s at batch 8 (median, min and max of --runs
+ * timed runs after one warm-up) and GFLOP/s, for 1 and 2 threads.
+ * Unless OMP_WAIT_POLICY is set, the program re-executes itself with OMP_WAIT_POLICY=PASSIVE.
+ */
+#include <glob.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "derecho/infer.h"
+
+static int read_file(const char *path, void **data, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (n < 0 || (size_t)n > DR_INFER_MAX_MODEL_BYTES) {
+        fclose(f);
+        return -1;
+    }
+    *data = malloc((size_t)n + 1);
+    if (!*data || fread(*data, 1, (size_t)n, f) != (size_t)n) {
+        free(*data);
+        fclose(f);
+        return -1;
+    }
+    fclose(f);
+    *len = (size_t)n;
+    return 0;
+}
+
+typedef struct opts {
+    const char *model, *format, *labels, *backend;
+    int threads_list[4], n_threads, runs, top;
+    char **photos;
+    int n_photos;
+} opts;
+
+static int load_model(const opts *o, dr_model **m) {
+    dr_err err = {0};
+    int is_onnx = o->format
+                      ? !strcmp(o->format, "onnx")
+                      : (strlen(o->model) > 5 && !strcmp(o->model + strlen(o->model) - 5, ".onnx"));
+    void *a = NULL, *b = NULL, *c = NULL;
+    size_t al = 0, bl = 0, cl = 0;
+    int rc;
+    if (is_onnx) {
+        if (read_file(o->model, &a, &al)) {
+            fprintf(stderr, "cannot read %s\n", o->model);
+            return 1;
+        }
+        if (o->labels && read_file(o->labels, &b, &bl)) {
+            fprintf(stderr, "cannot read %s\n", o->labels);
+            free(a);
+            return 1;
+        }
+        rc = dr_model_load_onnx(a, al, b, bl, NULL, m, &err);
+    } else {
+        char path[4096], dir[4096];
+        snprintf(path, sizeof(path), "%s-symbol.json", o->model);
+        if (read_file(path, &a, &al)) {
+            fprintf(stderr, "cannot read %s\n", path);
+            return 1;
+        }
+        snprintf(path, sizeof(path), "%s-0000.params", o->model);
+        if (read_file(path, &b, &bl)) {
+            glob_t gl;
+            snprintf(path, sizeof(path), "%s-*.params", o->model);
+            if (glob(path, 0, NULL, &gl) != 0 || gl.gl_pathc == 0 ||
+                read_file(gl.gl_pathv[0], &b, &bl)) {
+                fprintf(stderr, "cannot find %s\n", path);
+                free(a);
+                return 1;
+            }
+            globfree(&gl);
+        }
+        snprintf(dir, sizeof(dir), "%s", o->model);
+        if (o->labels)
+            snprintf(path, sizeof(path), "%s", o->labels);
+        else
+            snprintf(path, sizeof(path), "%s/synset.txt", dirname(dir));
+        if (read_file(path, &c, &cl)) {
+            fprintf(stderr, "cannot read %s\n", path);
+            free(a);
+            free(b);
+            return 1;
+        }
+        rc = dr_model_load_mxnet(c, cl, a, al, b, bl, NULL, m, &err);
+    }
+    free(a);
+    free(b);
+    free(c);
+    if (rc) {
+        fprintf(stderr, "load failed: %s (%s)\n", err.msg, dr_strerror(rc));
+        return 1;
+    }
+    if (o->backend) {
+        dr_infer_backend be = !strcmp(o->backend, "dnnl")    ? DR_BACKEND_DNNL
+                              : !strcmp(o->backend, "sgemm") ? DR_BACKEND_SGEMM
+                                                             : DR_BACKEND_AUTO;
+        if (dr_model_set_backend(*m, be)) {
+            fprintf(stderr, "backend %s unavailable\n", o->backend);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int cmd_classify(const opts *o) {
+    dr_model *m;
+    if (load_model(o, &m))
+        return 1;
+    dr_model_set_threads(m, o->threads_list[0]);
+    int bad = 0;
+    for (int i = 0; i < o->n_photos; i++) {
+        void *p;
+        size_t pl;
+        dr_err err = {0};
+        dr_class_score top[16];
+        size_t n = 0;
+        if (read_file(o->photos[i], &p, &pl)) {
+            fprintf(stderr, "%s: cannot read\n", o->photos[i]);
+            bad = 1;
+            continue;
+        }
+        int rc = dr_model_classify(m, p, pl, top, (size_t)o->top, &n, &err);
+        free(p);
+        if (rc) {
+            fprintf(stderr, "%s: %s\n", o->photos[i], err.msg);
+            bad = 1;
+            continue;
+        }
+        printf("%s\n", o->photos[i]);
+        for (size_t k = 0; k < n; k++)
+            printf("  %zu. %.6f  [%zu] %s\n", k + 1, top[k].score, top[k].index, top[k].label);
+    }
+    dr_model_free(m);
+    return bad;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmd_bench(const opts *o) {
+    dr_model *m;
+    if (load_model(o, &m))
+        return 1;
+    uint32_t C, H, W;
+    dr_model_input_shape(m, &C, &H, &W);
+    size_t per = (size_t)C * H * W, nc = dr_model_num_classes(m);
+    float *in = malloc(sizeof(float) * per * 8), *out = malloc(sizeof(float) * nc * 8);
+    double *t = malloc(sizeof(double) * (size_t)o->runs);
+    srand(1);
+    for (size_t i = 0; i < per * 8; i++)
+        in[i] = (float)rand() / (float)RAND_MAX - 0.5f;
+    double gflop = dr_model_flops_per_image(m) / 1e9;
+    printf("model %s: %.3f GFLOP/image, oneDNN %s\n", o->model, gflop,
+           dr_infer_have_dnnl() ? "available" : "absent");
+    for (int ti = 0; ti < o->n_threads; ti++) {
+        int th = o->threads_list[ti];
+        dr_model_set_threads(m, th);
+        for (int batch = 1; batch <= 8; batch += 7) {
+            dr_err err = {0};
+            if (dr_model_run(m, in, (size_t)batch, out, nc * 8, &err)) { /* warm-up */
+                fprintf(stderr, "run failed: %s\n", err.msg);
+                return 1;
+            }
+            for (int r = 0; r < o->runs; r++) {
+                double t0 = now_s();
+                dr_model_run(m, in, (size_t)batch, out, nc * 8, &err);
+                t[r] = (now_s() - t0) / batch;
+            }
+            qsort(t, (size_t)o->runs, sizeof(double), cmp_double);
+            double med = t[o->runs / 2];
+            printf("threads %d batch %d: %.2f ms/image (min %.2f max %.2f), %.1f images/s, "
+                   "%.1f GFLOP/s\n",
+                   th, batch, med * 1e3, t[0] * 1e3, t[o->runs - 1] * 1e3, 1.0 / med, gflop / med);
+        }
+    }
+    free(in);
+    free(out);
+    free(t);
+    dr_model_free(m);
+    return 0;
+}
+
+static int usage(void) {
+    fprintf(stderr,
+            "usage: derecho-infer classify --model PATH|PREFIX [--format mxnet|onnx] [--labels F]\n"
+            "                      [--threads N] [--backend auto|dnnl|sgemm] [--top K] photo...\n"
+            "       derecho-infer bench --model PATH|PREFIX [--format mxnet|onnx] [--runs N]\n"
+            "                      [--threads 1,2] [--backend auto|dnnl|sgemm]\n");
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2)
+        return usage();
+    /* OpenMP (oneDNN's runtime) reads its wait policy at start-up: spinning workers are
+     * ruinous on a shared, oversubscribed machine, so re-run once with the passive policy. */
+    if (!getenv("OMP_WAIT_POLICY")) {
+        setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+        execv("/proc/self/exe", argv);
+    }
+    opts o = {0};
+    o.runs = 10;
+    o.top = 5;
+    o.threads_list[0] = 1;
+    o.threads_list[1] = 2;
+    o.n_threads = 2;
+    int classify = !strcmp(argv[1], "classify");
+    if (!classify && strcmp(argv[1], "bench"))
+        return usage();
+    if (classify)
+        o.n_threads = 1;
+    o.photos = calloc((size_t)argc, sizeof(char *));
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--model") && v)
+            o.model = v, i++;
+        else if (!strcmp(a, "--format") && v)
+            o.format = v, i++;
+        else if (!strcmp(a, "--labels") && v)
+            o.labels = v, i++;
+        else if (!strcmp(a, "--backend") && v)
+            o.backend = v, i++;
+        else if (!strcmp(a, "--runs") && v)
+            o.runs = atoi(v), i++;
+        else if (!strcmp(a, "--top") && v)
+            o.top = atoi(v), i++;
+        else if (!strcmp(a, "--threads") && v) {
+            o.n_threads = sscanf(v, "%d,%d,%d,%d", &o.threads_list[0], &o.threads_list[1],
+                                 &o.threads_list[2], &o.threads_list[3]);
+            i++;
+        } else if (a[0] == '-')
+            return usage();
+        else
+            o.photos[o.n_photos++] = argv[i];
+    }
+    if (!o.model || o.runs < 1 || o.top < 1 || o.top > 16 || o.n_threads < 1 ||
+        (classify && o.n_photos == 0))
+        return usage();
+    int rc = classify ? cmd_classify(&o) : cmd_bench(&o);
+    free(o.photos);
+    return rc;
+}
