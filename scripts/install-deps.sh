@@ -20,6 +20,8 @@ PACKAGES=(
   python3-grpcio python3-grpc-tools
   # sospdemo: the web page rendered in headless Chromium (tests/sospdemo/test_web_page.c)
   chromium
+  # tools: tools/demo-model (makes models/demo-shapes: numpy + Pillow)
+  python3-pil
 )
 
 missing=()
