@@ -194,8 +194,19 @@ typedef struct dr_rpc_client dr_rpc_client;
 int dr_rpc_client_create(const char *contact_ip, uint16_t contact_port, int timeout_ms,
                          dr_rpc_client **out, dr_err *err);
 
-/** Copies the latest known view. Returns 0 (refreshing it from a member when stale). */
+/**
+ * Copies the latest known view (out->my_id is DR_NODE_NONE: a client is no member). Returns 0
+ * (refreshing it from a member first when a member disappeared since, up to 5 s), or the
+ * refresh's error when no view is known at all.
+ */
 int dr_rpc_client_get_view(dr_rpc_client *client, dr_group_view *out);
+
+/**
+ * The subgroup id of the index-th subgroup of type `type_name` in the latest known view.
+ * Returns 0 and *subgroup_out, or DR_ENOTFOUND.
+ */
+int dr_rpc_client_find_subgroup(dr_rpc_client *client, const char *type_name, uint32_t index,
+                                uint32_t *subgroup_out);
 
 /**
  * A blocking p2p call from outside the group to `target` (a member of a shard of `subgroup`).

@@ -369,7 +369,14 @@ static int check_hello(dr_net *net, conn *c, const dr_net_msg *msg, uint32_t *id
     dr_reader_bytes(&r, 3);
     if (msg->type != DR_NET_T_HELLO || r.failed || !dr_reader_done(&r))
         return *why = "first frame is not a valid HELLO", DR_EPROTO;
-    if (cluster != net->cfg.cluster_id)
+    /* Outside clients may not know the cluster id (it hashes the members' layout spec): a
+     * client-role net with DR_NET_CLUSTER_ANY accepts any member, and a member accepts a client
+     * HELLO carrying DR_NET_CLUSTER_ANY. Members still need the exact id from each other. */
+    bool any_client_in =
+        !c->outbound && *role == DR_NET_ROLE_CLIENT && cluster == DR_NET_CLUSTER_ANY;
+    bool any_client_out = c->outbound && net->cfg.role == DR_NET_ROLE_CLIENT &&
+                          net->cfg.cluster_id == DR_NET_CLUSTER_ANY;
+    if (cluster != net->cfg.cluster_id && !any_client_in && !any_client_out)
         return *why = "HELLO from another cluster", DR_EPROTO;
     if (*role != DR_NET_ROLE_MEMBER && *role != DR_NET_ROLE_CLIENT)
         return *why = "HELLO with an unknown role", DR_EPROTO;

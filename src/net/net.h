@@ -50,6 +50,12 @@
  * PEER_DOWN with this value). Member ids must be below it.
  */
 #define DR_NET_ANY_NODE (DR_NET_CLIENT_ID_BASE - 1u)
+/**
+ * cluster_id of an outside client that does not know the group's cluster id: a CLIENT-role net
+ * configured with it accepts members of any cluster, and members accept CLIENT HELLOs carrying
+ * it (never MEMBER ones). Clients reach only the frames the layer above serves to clients.
+ */
+#define DR_NET_CLUSTER_ANY 0u
 /** Message types below this are reserved for the transport; dr_net_send refuses them. */
 #define DR_NET_TYPE_USER_MIN 16u
 

@@ -1,0 +1,735 @@
+/*
+ * dr_rpc_node: a group member serving replicated objects (include/derecho/rpc.h).
+ *
+ * Threads:
+ *   - network thread (the runtime's hooks): replies are matched to pending calls at once;
+ *     p2p requests are queued for the worker pool; view queries from outside clients are
+ *     answered from the node's copy of its latest view. Never blocks.
+ *   - delivery thread (dr_group callbacks): every ordered call runs here, in delivery order;
+ *     the member's reply goes point to point to the caller (or straight into the caller's own
+ *     results when the caller is this node). View upcalls update the node's view copy and end
+ *     calls waiting on departed nodes with DR_EREMOVED.
+ *   - worker pool (p2p_workers threads): p2p handlers, then their replies.
+ *   - application threads: calls (dr_rpc_ordered_call, dr_rpc_p2p_*), which block only on
+ *     their own results, the multicast window or the p2p window.
+ */
+#include "derecho/rpc.h"
+
+#include "derecho/log.h"
+#include "rpc/calls.h"
+#include "rpc/wire.h"
+#include "runtime/runtime.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+_Static_assert(RPC_T_P2P_REQUEST >= DR_RUNTIME_TYPE_APP_MIN, "rpc frame types above the core's");
+
+enum {
+    DEFAULT_WORKERS = 4,
+    MAX_WORKERS = 64,
+    MAX_QUEUED_JOBS = 4096,     /* p2p requests waiting for a worker; beyond: DR_EAGAIN */
+    GROUP_READY_WAIT_MS = 5000, /* hooks that fire before dr_group_create returned */
+};
+
+typedef struct method_entry {
+    uint32_t id;
+    dr_rpc_kind kind;
+    dr_rpc_handler handler;
+    const char *name;
+} method_entry;
+
+typedef struct type_entry {
+    dr_rpc_type type;
+    method_entry *methods; /* sorted by id */
+    size_t num_methods;
+    size_t max_ordered_args; /* profile max_payload_size minus the call header */
+    size_t max_reply;        /* profile max_reply_payload_size (clamped to the frame limit) */
+} type_entry;
+
+/* A p2p request waiting for a worker: the frame as received. */
+typedef struct p2p_job {
+    struct p2p_job *next;
+    uint32_t peer;
+    bool from_client;
+    uint64_t arrival_us;
+    uint8_t *bytes; /* the request frame payload (owned) */
+    size_t len;
+    dr_net_msg *msg; /* the block bytes point into, if it came from the network */
+} p2p_job;
+
+struct dr_rpc_node {
+    _Atomic(dr_group *) group; /* set once dr_group_create returned */
+    uint32_t my_id;
+    rpc_registry *reg;
+    dr_layout_spec spec;
+    type_entry types[DR_LAYOUT_MAX_TYPES];
+    size_t num_types;
+    uint32_t p2p_window;
+    uint64_t max_p2p_request, max_p2p_reply;
+    size_t max_ordered_reply; /* largest over the types */
+    dr_group_callbacks app;
+    _Atomic bool closing;
+
+    pthread_mutex_t lock;   /* guards view, group readiness and the job queue */
+    pthread_cond_t changed; /* view installed, group ready */
+    pthread_cond_t job_ready;
+    dr_group_view *view; /* latest view seen on the delivery thread (owned) */
+    p2p_job *job_head, *job_tail;
+    size_t queued_jobs;
+    bool workers_stopping;
+    pthread_t workers[MAX_WORKERS];
+    uint32_t num_workers;
+};
+
+/* ---- helpers -------------------------------------------------------------------------------- */
+
+uint32_t dr_rpc_method_id(const char *name) {
+    uint32_t hash = 2166136261u;
+    for (const char *c = name; c && *c; c++)
+        hash = (hash ^ (uint8_t)*c) * 16777619u;
+    return hash;
+}
+
+static uint64_t now_us(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (uint64_t)now.tv_sec * 1000000u + (uint64_t)now.tv_nsec / 1000u;
+}
+
+static void deadline_after(struct timespec *deadline, int timeout_ms) {
+    clock_gettime(CLOCK_MONOTONIC, deadline);
+    deadline->tv_sec += timeout_ms / 1000;
+    deadline->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline->tv_nsec >= 1000000000L) {
+        deadline->tv_sec++;
+        deadline->tv_nsec -= 1000000000L;
+    }
+}
+
+static int compare_methods(const void *a, const void *b) {
+    uint32_t x = ((const method_entry *)a)->id, y = ((const method_entry *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+static const method_entry *find_method(const type_entry *type, uint32_t id) {
+    method_entry key = {.id = id};
+    return bsearch(&key, type->methods, type->num_methods, sizeof key, compare_methods);
+}
+
+/* The type of subgroup id `subgroup` (ids run over the types in order), or NULL. */
+static const type_entry *type_of_subgroup(const dr_rpc_node *node, uint32_t subgroup) {
+    uint32_t first = 0;
+    for (size_t t = 0; t < node->num_types; t++) {
+        if (subgroup < first + node->spec.types[t].num_subgroups)
+            return &node->types[t];
+        first += node->spec.types[t].num_subgroups;
+    }
+    return NULL;
+}
+
+/* The group, waiting briefly if a hook fired before dr_group_create returned. */
+static dr_group *group_of(dr_rpc_node *node) {
+    dr_group *group = atomic_load(&node->group);
+    if (group)
+        return group;
+    struct timespec deadline;
+    deadline_after(&deadline, GROUP_READY_WAIT_MS);
+    pthread_mutex_lock(&node->lock);
+    while (!(group = atomic_load(&node->group)) && !atomic_load(&node->closing) &&
+           pthread_cond_timedwait(&node->changed, &node->lock, &deadline) == 0) {
+    }
+    pthread_mutex_unlock(&node->lock);
+    return group;
+}
+
+/* Sends a reply frame to `peer`, or fills my own pending call when the caller is me. */
+static void send_reply(dr_rpc_node *node, uint16_t type, uint32_t peer, uint64_t request_id,
+                       int status, const dr_buf *reply) {
+    const uint8_t *bytes = status == DR_OK || !reply->failed ? reply->data : NULL;
+    size_t len = bytes ? reply->len : 0;
+    if (peer == node->my_id) {
+        rpc_reply_msg local = {
+            .request_id = request_id, .status = status, .bytes = bytes, .len = len};
+        rpc_reply_arrived(node->reg, type == RPC_T_ORDERED_REPLY, peer, &local, SIZE_MAX);
+        return;
+    }
+    dr_buf frame;
+    dr_buf_init(&frame, 0);
+    int rc = rpc_encode_reply(&frame, request_id, status, bytes, len);
+    dr_group *group = group_of(node);
+    if (rc == DR_OK && group)
+        rc = dr_group_send_frame(group, peer, type, frame.data, frame.len);
+    if (rc)
+        DR_WARN(DR_LOGM_RPC, "reply to %" PRIu32 " for request %" PRIu64 " not sent: %s", peer,
+                request_id, dr_strerror(rc));
+    dr_buf_free(&frame);
+}
+
+/* Runs a handler with a reply buffer limited to max_reply; maps an overflow to DR_ETOOBIG. */
+static int run_handler(const type_entry *type, const method_entry *method,
+                       const dr_rpc_call_info *info, const uint8_t *args, size_t len,
+                       size_t max_reply, dr_buf *reply) {
+    dr_buf_init(reply, max_reply ? max_reply : 1);
+    int status = method->handler(type->type.ctx, info, args, len, reply);
+    if (reply->failed || reply->len > max_reply) {
+        dr_buf_reset(reply);
+        reply->failed = true;
+        return DR_ETOOBIG;
+    }
+    return status > 0 ? DR_EINVAL : status;
+}
+
+/* ---- ordered calls (delivery thread) ------------------------------------------------------- */
+
+static const dr_shard_layout *shard_of(const dr_group_view *view, uint32_t subgroup,
+                                       uint32_t shard) {
+    if (!view || subgroup >= view->layout.num_subgroups ||
+        shard >= view->layout.subgroups[subgroup].num_shards)
+        return NULL;
+    return &view->layout.subgroups[subgroup].shards[shard];
+}
+
+static void on_deliver(void *ctx, const dr_message *message) {
+    dr_rpc_node *node = ctx;
+    if (atomic_load(&node->closing))
+        return;
+    rpc_ordered_msg call;
+    if (rpc_decode_ordered(message->bytes, message->len, &call) ||
+        call.caller_id != message->sender_id) {
+        DR_WARN(DR_LOGM_RPC, "delivery %" PRId64 " from %" PRIu32 " is not an rpc call; skipped",
+                message->version, message->sender_id);
+        return;
+    }
+    /* the view that delivers this call: the delivery thread alone writes node->view */
+    const dr_shard_layout *shard = shard_of(node->view, message->subgroup, message->shard);
+    if (call.caller_id == node->my_id)
+        rpc_results_delivered(node->reg, call.request_id, message->version,
+                              shard ? shard->member_ids : NULL, shard ? shard->num_members : 0);
+    const type_entry *type = type_of_subgroup(node, message->subgroup);
+    const method_entry *method = type ? find_method(type, call.method_id) : NULL;
+    dr_buf reply;
+    dr_buf_init(&reply, 1);
+    int status = DR_ENOTFOUND;
+    if (method && method->kind != DR_RPC_ORDERED)
+        status = DR_EINVAL;
+    else if (method) {
+        dr_rpc_call_info info = {.caller_id = call.caller_id,
+                                 .subgroup = message->subgroup,
+                                 .shard = message->shard,
+                                 .ordered = true,
+                                 .version = message->version,
+                                 .timestamp_us = message->timestamp_us};
+        status =
+            run_handler(type, method, &info, call.args, call.args_len, type->max_reply, &reply);
+    }
+    send_reply(node, RPC_T_ORDERED_REPLY, call.caller_id, call.request_id, status, &reply);
+    dr_buf_free(&reply);
+}
+
+static void on_view(void *ctx, const dr_group_view *view) {
+    dr_rpc_node *node = ctx;
+    dr_group_view *copy = malloc(sizeof *copy);
+    if (copy) {
+        *copy = *view;
+        pthread_mutex_lock(&node->lock);
+        free(node->view);
+        node->view = copy;
+        pthread_cond_broadcast(&node->changed);
+        pthread_mutex_unlock(&node->lock);
+    } else {
+        DR_ERROR(DR_LOGM_RPC, "out of memory recording view %" PRId32, view->view.vid);
+    }
+    rpc_view_changed(node->reg, &view->view);
+    if (node->app.on_view)
+        node->app.on_view(node->app.ctx, view);
+}
+
+int dr_rpc_ordered_call(dr_rpc_node *node, uint32_t subgroup, const char *method, const void *args,
+                        size_t len, int timeout_ms, dr_rpc_results **out) {
+    const type_entry *type = type_of_subgroup(node, subgroup);
+    if (!type)
+        return DR_EINVAL;
+    uint32_t method_id = dr_rpc_method_id(method);
+    const method_entry *entry = find_method(type, method_id);
+    if (!entry || entry->kind != DR_RPC_ORDERED)
+        return DR_ENOTFOUND;
+    if (len > type->max_ordered_args)
+        return DR_ETOOBIG;
+    dr_rpc_results *results = NULL;
+    uint64_t request_id = 0;
+    int rc = rpc_results_new(node->reg, &results, &request_id);
+    if (rc)
+        return rc;
+    dr_buf payload;
+    dr_buf_init(&payload, 0);
+    rc = rpc_encode_ordered(&payload, request_id, node->my_id, method_id, args, len);
+    if (rc == DR_OK)
+        rc = dr_group_send(atomic_load(&node->group), subgroup, payload.data, payload.len,
+                           timeout_ms);
+    dr_buf_free(&payload);
+    if (rc) {
+        rpc_results_abort(results);
+        return rc;
+    }
+    *out = results;
+    return DR_OK;
+}
+
+/* ---- p2p calls (workers) -------------------------------------------------------------------- */
+
+static void free_job(p2p_job *job) {
+    if (job->msg)
+        free(job->msg);
+    else
+        free(job->bytes);
+    free(job);
+}
+
+static void serve_p2p(dr_rpc_node *node, const p2p_job *job) {
+    rpc_p2p_request request;
+    if (rpc_decode_p2p_request(job->bytes, job->len, &request)) {
+        DR_WARN(DR_LOGM_RPC, "malformed p2p request from %" PRIu32 " dropped", job->peer);
+        return;
+    }
+    const type_entry *type = type_of_subgroup(node, request.subgroup);
+    const method_entry *method = type ? find_method(type, request.method_id) : NULL;
+    uint32_t shard = UINT32_MAX;
+    pthread_mutex_lock(&node->lock);
+    if (node->view && request.subgroup < node->view->layout.num_subgroups) {
+        int found = dr_layout_find_shard(&node->view->layout, request.subgroup, node->my_id, NULL);
+        shard = found < 0 ? UINT32_MAX : (uint32_t)found;
+    }
+    pthread_mutex_unlock(&node->lock);
+    dr_buf reply;
+    dr_buf_init(&reply, 1);
+    int status;
+    if (!method || shard == UINT32_MAX)
+        status = DR_ENOTFOUND; /* no such method, or I serve no shard of that subgroup */
+    else if (method->kind != DR_RPC_P2P)
+        status = DR_EINVAL;
+    else if (request.args_len > node->max_p2p_request)
+        status = DR_ETOOBIG;
+    else {
+        dr_rpc_call_info info = {.caller_id = job->peer,
+                                 .from_client = job->from_client,
+                                 .subgroup = request.subgroup,
+                                 .shard = shard,
+                                 .ordered = false,
+                                 .version = -1,
+                                 .timestamp_us = job->arrival_us};
+        status = run_handler(type, method, &info, request.args, request.args_len,
+                             node->max_p2p_reply, &reply);
+    }
+    send_reply(node, RPC_T_P2P_REPLY, job->peer, request.request_id, status, &reply);
+    dr_buf_free(&reply);
+}
+
+static void *worker_main(void *arg) {
+    dr_rpc_node *node = arg;
+    pthread_mutex_lock(&node->lock);
+    for (;;) {
+        while (!node->job_head && !node->workers_stopping)
+            pthread_cond_wait(&node->job_ready, &node->lock);
+        if (node->workers_stopping)
+            break;
+        p2p_job *job = node->job_head;
+        node->job_head = job->next;
+        if (!node->job_head)
+            node->job_tail = NULL;
+        node->queued_jobs--;
+        pthread_mutex_unlock(&node->lock);
+        serve_p2p(node, job);
+        free_job(job);
+        pthread_mutex_lock(&node->lock);
+    }
+    pthread_mutex_unlock(&node->lock);
+    return NULL;
+}
+
+/* Queues a job for the workers (takes it). Returns 0, or DR_EAGAIN / DR_ECLOSED (not taken). */
+static int push_job(dr_rpc_node *node, p2p_job *job) {
+    int rc = DR_OK;
+    pthread_mutex_lock(&node->lock);
+    if (node->workers_stopping)
+        rc = DR_ECLOSED;
+    else if (node->queued_jobs >= MAX_QUEUED_JOBS)
+        rc = DR_EAGAIN;
+    else {
+        job->next = NULL;
+        if (node->job_tail)
+            node->job_tail->next = job;
+        else
+            node->job_head = job;
+        node->job_tail = job;
+        node->queued_jobs++;
+        pthread_cond_signal(&node->job_ready);
+    }
+    pthread_mutex_unlock(&node->lock);
+    return rc;
+}
+
+/* Waits up to timeout_ms for a first view; returns true and whether target serves subgroup. */
+static int check_target(dr_rpc_node *node, uint32_t target, uint32_t subgroup, int timeout_ms) {
+    struct timespec deadline;
+    deadline_after(&deadline, timeout_ms < 0 ? 0 : timeout_ms);
+    int rc = DR_OK;
+    pthread_mutex_lock(&node->lock);
+    while (!node->view && rc == DR_OK) {
+        if (timeout_ms < 0)
+            pthread_cond_wait(&node->changed, &node->lock);
+        else if (pthread_cond_timedwait(&node->changed, &node->lock, &deadline))
+            rc = DR_ETIMEDOUT;
+    }
+    if (rc == DR_OK && (subgroup >= node->view->layout.num_subgroups ||
+                        dr_layout_find_shard(&node->view->layout, subgroup, target, NULL) < 0))
+        rc = DR_ENOTFOUND;
+    pthread_mutex_unlock(&node->lock);
+    return rc;
+}
+
+int dr_rpc_p2p_start(dr_rpc_node *node, uint32_t target, uint32_t subgroup, const char *method,
+                     const void *args, size_t len, int timeout_ms, dr_rpc_pending **out) {
+    const type_entry *type = type_of_subgroup(node, subgroup);
+    uint32_t method_id = dr_rpc_method_id(method);
+    const method_entry *entry = type ? find_method(type, method_id) : NULL;
+    if (!entry || entry->kind != DR_RPC_P2P)
+        return DR_ENOTFOUND;
+    if (len > node->max_p2p_request)
+        return DR_ETOOBIG;
+    int rc = check_target(node, target, subgroup, timeout_ms);
+    if (rc)
+        return rc;
+    dr_rpc_pending *pending = NULL;
+    uint64_t request_id = 0;
+    rc = rpc_pending_new(node->reg, target, node->p2p_window, timeout_ms, &pending, &request_id);
+    if (rc)
+        return rc;
+    dr_buf frame;
+    dr_buf_init(&frame, 0);
+    rc = rpc_encode_p2p_request(&frame, request_id, subgroup, method_id, args, len);
+    if (rc == DR_OK && target == node->my_id) {
+        p2p_job *job = calloc(1, sizeof *job);
+        rc = job ? DR_OK : DR_ENOMEM;
+        if (job) {
+            job->peer = node->my_id;
+            job->arrival_us = now_us();
+            job->bytes = dr_buf_steal(&frame, &job->len);
+            rc = push_job(node, job);
+            if (rc)
+                free_job(job);
+        }
+    } else if (rc == DR_OK) {
+        rc = dr_group_send_frame(atomic_load(&node->group), target, RPC_T_P2P_REQUEST, frame.data,
+                                 frame.len);
+    }
+    dr_buf_free(&frame);
+    if (rc) {
+        rpc_pending_fail(pending, rc);
+        dr_rpc_pending_free(pending);
+        return rc;
+    }
+    *out = pending;
+    return DR_OK;
+}
+
+int dr_rpc_p2p_call(dr_rpc_node *node, uint32_t target, uint32_t subgroup, const char *method,
+                    const void *args, size_t len, int timeout_ms, dr_rpc_reply *out) {
+    dr_rpc_pending *pending = NULL;
+    int rc = dr_rpc_p2p_start(node, target, subgroup, method, args, len, timeout_ms, &pending);
+    if (rc) {
+        *out = (dr_rpc_reply){.node_id = target, .status = rc};
+        return rc;
+    }
+    rc = dr_rpc_pending_wait(pending, timeout_ms, out);
+    dr_rpc_pending_free(pending);
+    return rc;
+}
+
+/* ---- network hooks (network thread: never block) ------------------------------------------- */
+
+static void answer_view_query(dr_rpc_node *node, uint32_t peer) {
+    rpc_view_info *info = calloc(1, sizeof *info);
+    dr_group *group = atomic_load(&node->group);
+    if (!info || !group) {
+        free(info);
+        return;
+    }
+    pthread_mutex_lock(&node->lock);
+    bool have_view = node->view != NULL;
+    if (have_view)
+        info->view = *node->view;
+    pthread_mutex_unlock(&node->lock);
+    if (!have_view) { /* the client asks again */
+        free(info);
+        return;
+    }
+    info->view.my_id = node->my_id;
+    info->p2p_window = node->p2p_window;
+    info->max_p2p_request = node->max_p2p_request;
+    info->max_p2p_reply = node->max_p2p_reply;
+    info->num_types = (uint32_t)node->num_types;
+    for (size_t t = 0; t < node->num_types; t++)
+        memcpy(info->type_names[t], node->spec.types[t].name, DR_LAYOUT_NAME_MAX);
+    dr_buf frame;
+    dr_buf_init(&frame, 0);
+    int rc = rpc_encode_view_reply(&frame, info);
+    if (rc == DR_OK)
+        rc = dr_group_send_frame(group, peer, RPC_T_VIEW_REPLY, frame.data, frame.len);
+    if (rc)
+        DR_WARN(DR_LOGM_RPC, "view reply to %" PRIu32 " not sent: %s", peer, dr_strerror(rc));
+    dr_buf_free(&frame);
+    free(info);
+}
+
+/* A request the workers cannot take: answer DR_EAGAIN / DR_ECLOSED right here. */
+static void refuse_request(dr_rpc_node *node, uint32_t peer, const dr_net_msg *msg, int status) {
+    rpc_p2p_request request;
+    if (rpc_decode_p2p_request(msg->payload, msg->payload_bytes, &request))
+        return;
+    dr_buf frame;
+    dr_buf_init(&frame, 0);
+    dr_group *group = atomic_load(&node->group);
+    if (rpc_encode_reply(&frame, request.request_id, status, NULL, 0) == DR_OK && group)
+        dr_group_send_frame(group, peer, RPC_T_P2P_REPLY, frame.data, frame.len);
+    dr_buf_free(&frame);
+}
+
+static void hook_frame(void *ctx, uint32_t peer, bool from_client, dr_net_msg *msg) {
+    dr_rpc_node *node = ctx;
+    if (!from_client)
+        rpc_peer_alive(node->reg, peer);
+    rpc_reply_msg reply;
+    switch (msg->type) {
+    case RPC_T_P2P_REQUEST: {
+        p2p_job *job = calloc(1, sizeof *job);
+        int rc = job ? DR_OK : DR_ENOMEM;
+        if (job) {
+            *job = (p2p_job){.peer = peer,
+                             .from_client = from_client,
+                             .arrival_us = now_us(),
+                             .bytes = msg->payload,
+                             .len = msg->payload_bytes,
+                             .msg = msg};
+            rc = push_job(node, job);
+            if (rc == DR_OK)
+                return;
+            free(job);
+        }
+        refuse_request(node, peer, msg, rc);
+        break;
+    }
+    case RPC_T_P2P_REPLY:
+    case RPC_T_ORDERED_REPLY:
+        if (from_client || rpc_decode_reply(msg->payload, msg->payload_bytes, &reply)) {
+            DR_WARN(DR_LOGM_RPC, "bad reply from %" PRIu32 " dropped", peer);
+            break;
+        }
+        rpc_reply_arrived(node->reg, msg->type == RPC_T_ORDERED_REPLY, peer, &reply,
+                          msg->type == RPC_T_ORDERED_REPLY ? node->max_ordered_reply
+                                                           : node->max_p2p_reply);
+        break;
+    case RPC_T_VIEW_QUERY:
+        if (rpc_decode_view_query(msg->payload, msg->payload_bytes) == DR_OK)
+            answer_view_query(node, peer);
+        break;
+    default:
+        DR_WARN(DR_LOGM_RPC, "frame of unknown type %u from %" PRIu32 " dropped", msg->type, peer);
+        break;
+    }
+    free(msg);
+}
+
+static void hook_peer_down(void *ctx, uint32_t peer, bool was_client) {
+    dr_rpc_node *node = ctx;
+    if (!was_client && peer < DR_NET_ANY_NODE)
+        rpc_peer_down(node->reg, peer);
+}
+
+/* ---- creation ------------------------------------------------------------------------------- */
+
+static int build_type(type_entry *entry, const dr_rpc_type *type, const dr_subgroup_type *spec,
+                      dr_err *err) {
+    if (!type->name || strcmp(type->name, spec->name) != 0)
+        return dr_err_set(err, DR_EINVAL, "rpc type '%s' does not match layout type '%s'",
+                          type->name ? type->name : "(null)", spec->name);
+    entry->type = *type;
+    entry->num_methods = type->num_methods;
+    entry->methods = calloc(type->num_methods ? type->num_methods : 1, sizeof *entry->methods);
+    if (!entry->methods)
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    for (size_t m = 0; m < type->num_methods; m++) {
+        const dr_rpc_method *method = &type->methods[m];
+        if (!method->name || !method->handler ||
+            (method->kind != DR_RPC_ORDERED && method->kind != DR_RPC_P2P))
+            return dr_err_set(err, DR_EINVAL, "type %s: method %zu lacks a name or handler",
+                              spec->name, m);
+        entry->methods[m] = (method_entry){.id = dr_rpc_method_id(method->name),
+                                           .kind = method->kind,
+                                           .handler = method->handler,
+                                           .name = method->name};
+    }
+    qsort(entry->methods, entry->num_methods, sizeof *entry->methods, compare_methods);
+    for (size_t m = 1; m < entry->num_methods; m++)
+        if (entry->methods[m].id == entry->methods[m - 1].id)
+            return dr_err_set(err, DR_EINVAL, "type %s: methods '%s' and '%s' share id %08" PRIx32,
+                              spec->name, entry->methods[m - 1].name, entry->methods[m].name,
+                              entry->methods[m].id);
+    return DR_OK;
+}
+
+static void read_limits(dr_rpc_node *node, const dr_config *config) {
+    node->p2p_window = 16;
+    node->max_p2p_request = node->max_p2p_reply = 10240;
+    dr_config_get_u32(config, "DERECHO", "p2p_window_size", &node->p2p_window);
+    dr_config_get_u64(config, "DERECHO", "max_p2p_request_payload_size", &node->max_p2p_request);
+    dr_config_get_u64(config, "DERECHO", "max_p2p_reply_payload_size", &node->max_p2p_reply);
+    if (node->p2p_window == 0)
+        node->p2p_window = 1;
+    for (size_t t = 0; t < node->num_types; t++) {
+        const char *profile =
+            node->spec.types[t].policy.profile[0] ? node->spec.types[t].policy.profile : NULL;
+        uint32_t payload = 10240, reply = 10240;
+        dr_config_subgroup_u32(config, profile, "max_payload_size", &payload);
+        dr_config_subgroup_u32(config, profile, "max_reply_payload_size", &reply);
+        node->types[t].max_ordered_args =
+            payload > RPC_ORDERED_HEADER_SIZE ? payload - RPC_ORDERED_HEADER_SIZE : 0;
+        node->types[t].max_reply = reply;
+    }
+}
+
+/* Once the group exists: clamp reply limits to what one frame carries. */
+static void clamp_to_frames(dr_rpc_node *node) {
+    uint32_t frame = dr_group_max_frame_bytes(atomic_load(&node->group));
+    size_t room = frame > RPC_REPLY_HEADER_SIZE + 64 ? frame - RPC_REPLY_HEADER_SIZE - 64 : 0;
+    for (size_t t = 0; t < node->num_types; t++) {
+        if (node->types[t].max_reply > room)
+            node->types[t].max_reply = room;
+        if (node->types[t].max_reply > node->max_ordered_reply)
+            node->max_ordered_reply = node->types[t].max_reply;
+    }
+    if (node->max_p2p_reply > room)
+        node->max_p2p_reply = room;
+    if (node->max_p2p_request > room)
+        node->max_p2p_request = room;
+}
+
+static int start_workers(dr_rpc_node *node, uint32_t count, dr_err *err) {
+    for (uint32_t i = 0; i < count; i++) {
+        if (pthread_create(&node->workers[i], NULL, worker_main, node))
+            return dr_err_set(err, DR_EIO, "cannot start p2p worker %u", i);
+        node->num_workers++;
+    }
+    return DR_OK;
+}
+
+static void stop_workers(dr_rpc_node *node) {
+    pthread_mutex_lock(&node->lock);
+    node->workers_stopping = true;
+    pthread_cond_broadcast(&node->job_ready);
+    pthread_mutex_unlock(&node->lock);
+    for (uint32_t i = 0; i < node->num_workers; i++)
+        pthread_join(node->workers[i], NULL);
+    node->num_workers = 0;
+    pthread_mutex_lock(&node->lock);
+    while (node->job_head) {
+        p2p_job *job = node->job_head;
+        node->job_head = job->next;
+        free_job(job);
+    }
+    node->job_tail = NULL;
+    node->queued_jobs = 0;
+    pthread_mutex_unlock(&node->lock);
+}
+
+static void free_node(dr_rpc_node *node) {
+    if (node->reg)
+        rpc_registry_close(node->reg, DR_ECLOSED);
+    for (size_t t = 0; t < node->num_types; t++)
+        free(node->types[t].methods);
+    free(node->view);
+    pthread_cond_destroy(&node->job_ready);
+    pthread_cond_destroy(&node->changed);
+    pthread_mutex_destroy(&node->lock);
+    free(node);
+}
+
+int dr_rpc_node_create(const dr_config *config, const dr_layout_spec *spec,
+                       const dr_rpc_type *types, size_t num_types,
+                       const dr_rpc_node_options *options, dr_rpc_node **out, dr_err *err) {
+    if (!config || !spec || !out || (num_types && !types))
+        return dr_err_set(err, DR_EINVAL, "missing argument");
+    if (num_types != spec->num_types || num_types > DR_LAYOUT_MAX_TYPES)
+        return dr_err_set(err, DR_EINVAL, "%zu rpc types for %u layout types", num_types,
+                          spec->num_types);
+    dr_rpc_node *node = calloc(1, sizeof *node);
+    if (!node)
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    pthread_mutex_init(&node->lock, NULL);
+    pthread_condattr_t monotonic;
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+    pthread_cond_init(&node->changed, &monotonic);
+    pthread_condattr_destroy(&monotonic);
+    pthread_cond_init(&node->job_ready, NULL);
+    node->spec = *spec;
+    node->num_types = num_types;
+    if (options)
+        node->app = options->app_callbacks;
+    uint32_t local_id = 0;
+    dr_config_get_u32(config, "DERECHO", "local_id", &local_id);
+    node->my_id = local_id;
+    int rc = rpc_registry_create(&node->reg);
+    if (rc) {
+        dr_err_set(err, rc, "out of memory");
+        goto fail;
+    }
+    for (size_t t = 0; t < num_types && rc == DR_OK; t++)
+        rc = build_type(&node->types[t], &types[t], &spec->types[t], err);
+    if (rc)
+        goto fail;
+    read_limits(node, config);
+    uint32_t workers = options && options->p2p_workers ? options->p2p_workers : DEFAULT_WORKERS;
+    rc = start_workers(node, workers > MAX_WORKERS ? MAX_WORKERS : workers, err);
+    if (rc)
+        goto fail;
+    dr_group_callbacks callbacks = {.on_deliver = on_deliver, .on_view = on_view, .ctx = node};
+    dr_group_hooks hooks = {.on_frame = hook_frame, .on_peer_down = hook_peer_down, .ctx = node};
+    dr_group *group = NULL;
+    rc = dr_group_create_with_hooks(config, spec, &callbacks, &hooks, &group, err);
+    if (rc)
+        goto fail;
+    pthread_mutex_lock(&node->lock);
+    atomic_store(&node->group, group);
+    node->my_id = dr_group_my_id(group);
+    pthread_cond_broadcast(&node->changed);
+    pthread_mutex_unlock(&node->lock);
+    clamp_to_frames(node);
+    *out = node;
+    return DR_OK;
+fail:
+    atomic_store(&node->closing, true);
+    stop_workers(node);
+    free_node(node);
+    return rc;
+}
+
+dr_group *dr_rpc_node_group(dr_rpc_node *node) {
+    return atomic_load(&node->group);
+}
+
+void dr_rpc_node_destroy(dr_rpc_node *node) {
+    if (!node)
+        return;
+    atomic_store(&node->closing, true);
+    pthread_mutex_lock(&node->lock);
+    pthread_cond_broadcast(&node->changed);
+    pthread_mutex_unlock(&node->lock);
+    stop_workers(node);
+    dr_group_destroy(atomic_load(&node->group)); /* joins the network and delivery threads */
+    free_node(node);
+}

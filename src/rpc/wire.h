@@ -1,0 +1,85 @@
+/*
+ * Wire messages of the rpc layer (format specified at the top of wire.c): the ordered-call
+ * payload carried inside the group's multicast, p2p requests, replies (ordered and p2p), and the
+ * view query/reply that outside clients use. Encoders append to a dr_buf; decoders check every
+ * field of untrusted bytes with dr_reader and return borrowed pointers into the input.
+ */
+#ifndef DR_RPC_WIRE_H
+#define DR_RPC_WIRE_H
+
+#include "derecho/buffer.h"
+#include "derecho/group.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/** Net frame types of the rpc layer (>= DR_RUNTIME_TYPE_APP_MIN, checked in node.c). */
+enum {
+    RPC_T_P2P_REQUEST = 32,   /**< p2p call: member or client -> member */
+    RPC_T_P2P_REPLY = 33,     /**< its reply */
+    RPC_T_ORDERED_REPLY = 34, /**< a member's reply to an ordered call, member -> caller */
+    RPC_T_VIEW_QUERY = 35,    /**< client -> member: send me your view */
+    RPC_T_VIEW_REPLY = 36,    /**< member -> client: the view, layout and limits */
+};
+
+#define RPC_WIRE_VERSION        1u
+#define RPC_ORDERED_MAGIC       0x43505244u /* "DRPC" little-endian */
+#define RPC_ORDERED_HEADER_SIZE 28u         /* bytes before the arguments */
+#define RPC_P2P_HEADER_SIZE     24u
+#define RPC_REPLY_HEADER_SIZE   16u
+#define RPC_MAX_TYPES           8u /* == DR_LAYOUT_MAX_TYPES */
+
+/** A decoded ordered-call payload (args borrowed from the input). */
+typedef struct rpc_ordered_msg {
+    uint64_t request_id;
+    uint32_t caller_id;
+    uint32_t method_id;
+    const uint8_t *args;
+    size_t args_len;
+} rpc_ordered_msg;
+
+/** A decoded p2p request (args borrowed). */
+typedef struct rpc_p2p_request {
+    uint64_t request_id;
+    uint32_t subgroup;
+    uint32_t method_id;
+    const uint8_t *args;
+    size_t args_len;
+} rpc_p2p_request;
+
+/** A decoded reply (bytes borrowed). */
+typedef struct rpc_reply_msg {
+    uint64_t request_id;
+    int status; /* 0 or a negative error */
+    const uint8_t *bytes;
+    size_t len;
+} rpc_reply_msg;
+
+/** What a member tells an outside client. */
+typedef struct rpc_view_info {
+    dr_group_view view;       /* my_id: the answering member */
+    uint32_t p2p_window;      /* p2p_window_size */
+    uint64_t max_p2p_request; /* max_p2p_request_payload_size */
+    uint64_t max_p2p_reply;   /* max_p2p_reply_payload_size */
+    uint32_t num_types;       /* subgroup types of the layout spec */
+    char type_names[RPC_MAX_TYPES][DR_LAYOUT_NAME_MAX];
+} rpc_view_info;
+
+/** Encoders append one message to *out; return 0 or the dr_buf error (DR_ETOOBIG, DR_ENOMEM). */
+int rpc_encode_ordered(dr_buf *out, uint64_t request_id, uint32_t caller_id, uint32_t method_id,
+                       const void *args, size_t len);
+int rpc_encode_p2p_request(dr_buf *out, uint64_t request_id, uint32_t subgroup, uint32_t method_id,
+                           const void *args, size_t len);
+int rpc_encode_reply(dr_buf *out, uint64_t request_id, int status, const void *bytes, size_t len);
+int rpc_encode_view_query(dr_buf *out);
+int rpc_encode_view_reply(dr_buf *out, const rpc_view_info *info);
+
+/** Decoders: 0, or DR_EPROTO for anything malformed, truncated or with trailing bytes. */
+int rpc_decode_ordered(const uint8_t *bytes, size_t len, rpc_ordered_msg *out);
+int rpc_decode_p2p_request(const uint8_t *bytes, size_t len, rpc_p2p_request *out);
+int rpc_decode_reply(const uint8_t *bytes, size_t len, rpc_reply_msg *out);
+int rpc_decode_view_query(const uint8_t *bytes, size_t len);
+/** Also checks the layout's internal consistency (ids in the view, counts within capacity). */
+int rpc_decode_view_reply(const uint8_t *bytes, size_t len, rpc_view_info *out);
+
+#endif
