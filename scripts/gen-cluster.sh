@@ -5,6 +5,8 @@
 #   scripts/gen-cluster.sh DIR N [options]
 #     --function-nodes F   nodes in the function tier (default N/2; the rest are categorizers)
 #     --shards S           categorizer shards (default 1); N-F must be divisible by S
+#     --min-nodes M        categorizer shard minimum (default: its size, as in the seed;
+#                          lower it so a shard survives the loss of a replica)
 #     --port-base P        ports from P: gms P+i, rpc P+20+i, sst P+40+i, rdmc P+60+i,
 #                          gRPC P+80+id, HTTP P+90+id (needs N <= 10). Default: the seed's
 #                          ports (gms 23580+i, rpc 28366+i, sst 37683+i, rdmc 31675+i) and
@@ -18,7 +20,7 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 [ $# -ge 2 ] || usage
@@ -27,6 +29,7 @@ nodes=$2
 shift 2
 function_nodes=$((nodes / 2))
 shards=1
+min_nodes=""
 port_base=""
 heartbeat_ms=10000
 launch_binary="../../build/bin/sospdemo"
@@ -35,6 +38,7 @@ while [ $# -gt 0 ]; do
     --function-nodes) function_nodes=$2; shift 2 ;;
     --shards) shards=$2; shift 2 ;;
     --port-base) port_base=$2; shift 2 ;;
+    --min-nodes) min_nodes=$2; shift 2 ;;
     --heartbeat-ms) heartbeat_ms=$2; shift 2 ;;
     --launch-binary) launch_binary=$2; shift 2 ;;
     *) usage ;;
@@ -48,6 +52,7 @@ if [ "$function_nodes" -lt 1 ] || [ "$categorizer_nodes" -lt 1 ] ||
   exit 2
 fi
 per_shard=$((categorizer_nodes / shards))
+[ -n "$min_nodes" ] || min_nodes=$per_shard
 if [ -n "$port_base" ] && [ "$nodes" -gt 10 ]; then
   echo "gen-cluster.sh: --port-base supports at most 10 nodes" >&2
   exit 2
@@ -124,7 +129,7 @@ max_smc_payload_size = 10240
 block_size = 1048576
 window_size = 3
 num_shards = $shards
-min_nodes = $per_shard
+min_nodes = $min_nodes
 max_nodes = $per_shard
 
 $sospdemo_section

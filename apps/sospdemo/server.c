@@ -26,12 +26,12 @@
 #include "http_api.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 enum { FUNCTION_SUBGROUP = 0, CATEGORIZER_SUBGROUP = 1 };
@@ -93,26 +93,43 @@ static int config_u32(const dr_config *config, const char *key, uint32_t *out) {
     return dr_config_get_u32(config, "SOSPDEMO", key, out);
 }
 
-/* Blocks SIGINT/SIGTERM in every thread (before any is created) and returns a signalfd. */
-static int block_stop_signals(void) {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    return signalfd(-1, &set, SFD_CLOEXEC);
+/* The write end of the stop pipe; the signal handler writes the signal number to it. */
+static int g_stop_pipe_write = -1;
+
+static void on_stop_signal(int signo) {
+    unsigned char byte = (unsigned char)signo;
+    ssize_t ignored = write(g_stop_pipe_write, &byte, 1); /* async-signal-safe */
+    (void)ignored;
 }
 
-/* True when a stop signal is pending (consumes it); waits up to timeout_ms. */
+/*
+ * Routes SIGINT/SIGTERM to a pipe (returns its read end). A handler, not a blocked mask plus
+ * signalfd: libraries start threads before main (OpenBLAS's pool), and a process signal may
+ * be delivered to any of them.
+ */
+static int install_stop_signals(void) {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0)
+        return -1;
+    g_stop_pipe_write = fds[1];
+    struct sigaction action = {.sa_handler = on_stop_signal};
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGTERM, &action, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return fds[0];
+}
+
+/* True when a stop signal arrived (consumes it); waits up to timeout_ms. */
 static bool stop_signalled(int signal_fd, int timeout_ms) {
     struct pollfd fd = {.fd = signal_fd, .events = POLLIN};
     if (poll(&fd, 1, timeout_ms) <= 0)
         return false;
-    struct signalfd_siginfo info;
-    if (read(signal_fd, &info, sizeof info) != (ssize_t)sizeof info)
+    unsigned char signo = 0;
+    if (read(signal_fd, &signo, 1) != 1)
         return false;
-    fprintf(stderr, "sospdemo server: %s received, stopping\n", strsignal((int)info.ssi_signo));
+    fprintf(stderr, "sospdemo server: %s received, stopping\n", strsignal(signo));
     return true;
 }
 
@@ -224,14 +241,14 @@ static void stop_server(server_state *state) {
     sd_categorizer_destroy(state->categorizer);
     dr_config_free(state->config);
     if (state->signal_fd >= 0)
-        close(state->signal_fd);
+        close(state->signal_fd); /* the write end stays open: a late signal must not fail */
 }
 
 int sd_server_main(int argc, char **argv) {
-    server_state state = {.signal_fd = block_stop_signals()};
+    server_state state = {.signal_fd = install_stop_signals()};
     int exit_code = 1;
     if (state.signal_fd < 0) {
-        perror("sospdemo server: signalfd");
+        perror("sospdemo server: pipe");
         return 1;
     }
     if (sospdemo_load_config(argc > 2 ? argc - 2 : 0, argv + 2, false, &state.config) != 0)

@@ -8,7 +8,7 @@
 /**
  * Runs `sospdemo server [--SECTION/key=value ...]` (argv[0] is the program, argv[1] "server").
  * Blocks until ENTER, SIGINT or SIGTERM; returns the exit code (0 after a clean stop, 1 on a
- * configuration or start error). Call it from the main thread before any thread is created.
+ * configuration or start error). Installs SIGINT/SIGTERM handlers (they request the stop).
  */
 int sd_server_main(int argc, char **argv);
 
