@@ -1,12 +1,16 @@
 /* End-to-end test support: real local clusters (see cluster_harness.h). */
 #include "cluster_harness.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -80,18 +84,23 @@ bool harness_log_contains(const harness_cluster *cluster, int node, const char *
     return found;
 }
 
-static pid_t start_node(const harness_cluster *cluster, int node) {
+static pid_t start_node(harness_cluster *cluster, int node) {
     char folder[700], log[760];
     snprintf(folder, sizeof folder, "%s/n%d", cluster->dir, node);
     snprintf(log, sizeof log, "%s/server.log", folder);
+    int stdin_pipe[2];
+    if (pipe2(stdin_pipe, O_CLOEXEC) != 0)
+        return -1;
     pid_t pid = fork();
-    if (pid != 0)
+    if (pid != 0) {
+        close(stdin_pipe[0]);
+        cluster->stdin_fds[node] = stdin_pipe[1];
         return pid;
-    int null_fd = open("/dev/null", O_RDONLY);
+    }
     int log_fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (null_fd < 0 || log_fd < 0 || chdir(folder) != 0)
+    if (log_fd < 0 || chdir(folder) != 0)
         _exit(126);
-    dup2(null_fd, STDIN_FILENO);
+    dup2(stdin_pipe[0], STDIN_FILENO);
     dup2(log_fd, STDOUT_FILENO);
     dup2(log_fd, STDERR_FILENO);
     execl(cluster->bin, "sospdemo", "server", (char *)NULL);
@@ -110,6 +119,49 @@ static bool node_alive(harness_cluster *cluster, int node) {
     return false;
 }
 
+void harness_enter(harness_cluster *cluster, int node) {
+    if (cluster->stdin_fds[node] >= 0 && write(cluster->stdin_fds[node], "\n", 1) != 1)
+        fprintf(stderr, "harness: cannot write to node %d's stdin\n", node);
+}
+
+int harness_wait_exit(harness_cluster *cluster, int node, int timeout_s) {
+    time_t deadline = time(NULL) + timeout_s;
+    while (node_alive(cluster, node)) {
+        if (time(NULL) >= deadline)
+            return -1;
+        sleep_ms(50);
+    }
+    return cluster->exit_codes[node];
+}
+
+/* True when every port of [base, base + 100) can be bound on 127.0.0.1 right now. */
+static bool ports_free(int base) {
+    for (int port = base; port < base + 100; port++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&address, sizeof address) == 0;
+        if (fd >= 0)
+            close(fd);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/*
+ * The requested base, or base + 300 / + 600 when one of its ports is taken (46000-46999 lies
+ * in Linux's ephemeral range, so another process's outgoing connection may hold one).
+ */
+static int choose_port_base(int requested) {
+    for (int shift = 0; shift <= 600; shift += 300) {
+        int base = requested + shift;
+        if (base + 100 <= 47000 && ports_free(base))
+            return base;
+    }
+    return requested;
+}
+
 int harness_start(harness_cluster *cluster, const harness_options *options, int timeout_s) {
     memset(cluster, 0, sizeof *cluster);
     const char *source = getenv("DR_SOURCE_DIR"), *bin = getenv("DR_BIN_DIR");
@@ -121,7 +173,11 @@ int harness_start(harness_cluster *cluster, const harness_options *options, int 
     snprintf(cluster->bin, sizeof cluster->bin, "%s/sospdemo", bin);
     snprintf(cluster->dir, sizeof cluster->dir, "%s/../e2e/%s", bin, options->name);
     cluster->nodes = options->nodes;
-    cluster->port_base = options->port_base;
+    for (int i = 0; i < HARNESS_MAX_NODES; i++)
+        cluster->stdin_fds[i] = -1;
+    cluster->port_base = choose_port_base(options->port_base);
+    if (cluster->port_base != options->port_base)
+        printf("harness: ports %d.. busy, using %d..\n", options->port_base, cluster->port_base);
     char command[2048];
     char min_nodes[32] = "";
     if (options->min_nodes)
@@ -130,7 +186,7 @@ int harness_start(harness_cluster *cluster, const harness_options *options, int 
              "rm -rf '%s' && '%s/scripts/gen-cluster.sh' '%s' %d --function-nodes %d --shards %d "
              "%s --port-base %d --heartbeat-ms %d --launch-binary '%s'",
              cluster->dir, source, cluster->dir, options->nodes, options->function_nodes,
-             options->shards, min_nodes, options->port_base,
+             options->shards, min_nodes, cluster->port_base,
              options->heartbeat_ms ? options->heartbeat_ms : 10000, cluster->bin);
     int rc = 0;
     free(harness_run(command, &rc));
@@ -148,11 +204,14 @@ int harness_start(harness_cluster *cluster, const harness_options *options, int 
     char args[800];
     snprintf(args, sizeof args, "inference 0 '%s'", photo);
     time_t deadline = time(NULL) + timeout_s;
+    int ready = 0; /* function-tier nodes 0..ready-1 answered */
     while (time(NULL) < deadline) {
-        char *out = harness_client(cluster, 0, args, &rc);
+        char *out = harness_client(cluster, ready, args, &rc);
         free(out);
-        if (rc == 0)
+        if (rc == 0 && ++ready == options->function_nodes)
             return 0;
+        if (rc == 0)
+            continue;
         for (int i = 0; i < options->nodes; i++) {
             if (!node_alive(cluster, i)) {
                 fprintf(stderr, "harness: node %d exited (code %d) during start; see %s/n%d\n", i,
@@ -195,5 +254,10 @@ void harness_stop(harness_cluster *cluster) {
             cluster->exit_codes[i] = 128 + SIGKILL;
             cluster->pids[i] = 0;
         }
+    }
+    for (int i = 0; i < cluster->nodes; i++) {
+        if (cluster->stdin_fds[i] >= 0)
+            close(cluster->stdin_fds[i]);
+        cluster->stdin_fds[i] = -1;
     }
 }

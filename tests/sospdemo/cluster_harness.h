@@ -19,6 +19,7 @@ typedef struct harness_cluster {
     int port_base;                     /* gen-cluster.sh --port-base */
     pid_t pids[HARNESS_MAX_NODES];     /* 0 when not running */
     int exit_codes[HARNESS_MAX_NODES]; /* after harness_stop: exit code, or 128 + signal */
+    int stdin_fds[HARNESS_MAX_NODES];  /* write end of each node's stdin (-1 when closed) */
 } harness_cluster;
 
 /** Options of a cluster (gen-cluster.sh arguments). */
@@ -33,13 +34,19 @@ typedef struct harness_options {
 } harness_options;
 
 /**
- * Generates the folder, starts every node (node 0 first) and waits up to timeout_s for the
- * function tier of node 0 to answer. Returns 0, or -1 (message on stderr; nodes stopped).
+ * Generates the folder, starts every node (node 0 first) and waits up to timeout_s until
+ * every function-tier node answers a Whatsthis call. Returns 0, or -1 (message on stderr; nodes stopped).
  */
 int harness_start(harness_cluster *cluster, const harness_options *options, int timeout_s);
 
 /** SIGTERM to every running node, waits (SIGKILL after 20 s); fills exit_codes. */
 void harness_stop(harness_cluster *cluster);
+
+/** Writes a newline to node i's stdin (the seed's ENTER). */
+void harness_enter(harness_cluster *cluster, int node);
+
+/** Waits up to timeout_s for node i to exit; returns its exit code or -1 if still running. */
+int harness_wait_exit(harness_cluster *cluster, int node, int timeout_s);
 
 /** kill -9 of node i (exit code 128 + 9 recorded). */
 void harness_kill9(harness_cluster *cluster, int node);
