@@ -373,6 +373,11 @@ static void on_send_action(sim *s, uint32_t index, dr_action *a) {
     a->bytes = NULL;
 }
 
+static void on_stopped(sim *s, uint32_t index, const dr_action *a) {
+    sim_node *node = &s->nodes[index];
+    fail(s, "node %u stopped (%d): %.*s", node->id, a->error, (int)a->len, (char *)a->bytes);
+}
+
 static void drain_actions(sim *s, uint32_t index) {
     sim_node *node = &s->nodes[index];
     dr_action a;
@@ -399,6 +404,9 @@ static void drain_actions(sim *s, uint32_t index) {
             node->refused = true;
             if (!node->duplicate)
                 fail(s, "node %u was refused: %.*s", node->id, (int)a.len, (char *)a.bytes);
+            break;
+        case DR_ACTION_STOPPED:
+            on_stopped(s, index, &a);
             break;
         }
         dr_action_free(&a);
