@@ -126,11 +126,20 @@ static void build_proposal(const dr_core *core, dr_msg_proposal *prop) {
 }
 
 /** True if the next view's layout is adequate (the group stays wedged otherwise). */
-static bool next_layout(const dr_core *core, const dr_view *next, dr_layout *out) {
+static bool next_layout(dr_core *core, const dr_view *next, dr_layout *out) {
     if (next->num_members == 0)
         return false;
+    dr_err err = {0};
     int rc = dr_layout_compute(&core->options.layout, &core->layout, next->member_ids,
-                               next->num_members, out, NULL);
+                               next->num_members, out, &err);
+    if (rc != 0)
+        core_trace(core, "next layout: %s", err.msg);
+    for (uint32_t sg = 0; rc == 0 && !out->adequate && sg < core->layout.num_subgroups; sg++)
+        for (uint32_t h = 0; h < core->layout.subgroups[sg].num_shards; h++)
+            core_trace(core, "  subgroup %u shard %u had %u members (min %u, max %u)", sg, h,
+                       core->layout.subgroups[sg].shards[h].num_members,
+                       core->layout.subgroups[sg].shards[h].min_nodes,
+                       core->layout.subgroups[sg].shards[h].max_nodes);
     return rc == 0 && out->adequate;
 }
 
