@@ -320,6 +320,13 @@ static void handle_action(dr_group *group, dr_action *action) {
     case DR_ACTION_WINDOW_OPEN:
         pthread_cond_broadcast(&group->changed);
         break;
+    case DR_ACTION_STOPPED:
+        if (action->error != 0)
+            DR_ERROR(DR_LOGM_VIEWMANAGER, "group stopped: %.*s", (int)action->len,
+                     action->bytes ? (const char *)action->bytes : "");
+        group->join_error = action->error ? action->error : DR_ECLOSED;
+        pthread_cond_broadcast(&group->changed);
+        break;
     case DR_ACTION_JOIN_FAILED:
         group->join_error = action->error ? action->error : DR_EPROTO;
         DR_ERROR(DR_LOGM_VIEWMANAGER, "join refused: %.*s", (int)action->len,
