@@ -8,7 +8,8 @@
 # --dir DIR uses another cluster folder (DIR/nI/derecho.cfg, e.g. from scripts/gen-cluster.sh).
 # Each node runs `sospdemo server` in its folder with stdin from /dev/null; its output goes to
 # RUN/nI.log and its pid to RUN/nI.pid, where RUN is $SOSPDEMO_RUN_DIR or build/run/<folder>.
-# `start` starts node 0 (the leader) first, then the others, and waits (up to
+# `start` starts node 0 (the leader) first, then the others one by one in id order (roles
+# follow join order), and waits (up to
 # $SOSPDEMO_START_TIMEOUT seconds, default 90) until node 0's function tier answers a
 # Whatsthis call through the categorizer tier. The binary is $SOSPDEMO_BIN or build/bin/sospdemo.
 set -euo pipefail
@@ -65,7 +66,15 @@ start() {
     [ -f "$dir/n$i/derecho.cfg" ] || { echo "cluster.sh: no $dir/n$i/derecho.cfg" >&2; exit 1; }
     (cd "$dir/n$i" && exec "$bin" server </dev/null >"$run/n$i.log" 2>&1) &
     echo $! >"$run/n$i.pid"
-    [ "$i" -eq 0 ] && sleep 0.5 # the leader listens first
+    # Shards take members in join order (the seed's rule): start the next node only once this
+    # one reached the leader, so nodes 0..N/2-1 form the function tier as the folders say.
+    local pattern="peer $i up"
+    [ "$i" -eq 0 ] && pattern="contact "
+    for ((t = 0; t < 100; t++)); do
+      grep -q "$pattern" "$run/n0.log" 2>/dev/null && break
+      sleep 0.05
+    done
+    sleep 0.05
   done
   local address
   address=$(function_tier_address)

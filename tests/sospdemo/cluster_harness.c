@@ -59,15 +59,21 @@ void harness_source_path(const harness_cluster *cluster, const char *relative, c
     snprintf(buf, cap, "%s/%s", cluster->source_dir, relative);
 }
 
-char *harness_client(const harness_cluster *cluster, int node, const char *args, int *exit_code) {
+static char *client_with_timeout(const harness_cluster *cluster, int node, const char *args,
+                                 int timeout_ms, int *exit_code) {
     char address[64];
     harness_grpc_address(cluster, node, address, sizeof address);
     char *command = NULL;
-    if (asprintf(&command, "'%s' client %s %s", cluster->bin, address, args) < 0)
+    if (asprintf(&command, "SOSPDEMO_CLIENT_TIMEOUT_MS=%d '%s' client %s %s", timeout_ms,
+                 cluster->bin, address, args) < 0)
         return NULL;
     char *out = harness_run(command, exit_code);
     free(command);
     return out;
+}
+
+char *harness_client(const harness_cluster *cluster, int node, const char *args, int *exit_code) {
+    return client_with_timeout(cluster, node, args, 120000, exit_code);
 }
 
 bool harness_log_contains(const harness_cluster *cluster, int node, const char *text) {
@@ -162,7 +168,8 @@ static int choose_port_base(int requested) {
     return requested;
 }
 
-int harness_start(harness_cluster *cluster, const harness_options *options, int timeout_s) {
+static int start_attempt(harness_cluster *cluster, const harness_options *options, int port_base,
+                         int timeout_s) {
     memset(cluster, 0, sizeof *cluster);
     const char *source = getenv("DR_SOURCE_DIR"), *bin = getenv("DR_BIN_DIR");
     if (!source || !bin || options->nodes > HARNESS_MAX_NODES) {
@@ -175,9 +182,7 @@ int harness_start(harness_cluster *cluster, const harness_options *options, int 
     cluster->nodes = options->nodes;
     for (int i = 0; i < HARNESS_MAX_NODES; i++)
         cluster->stdin_fds[i] = -1;
-    cluster->port_base = choose_port_base(options->port_base);
-    if (cluster->port_base != options->port_base)
-        printf("harness: ports %d.. busy, using %d..\n", options->port_base, cluster->port_base);
+    cluster->port_base = port_base;
     char command[2048];
     char min_nodes[32] = "";
     if (options->min_nodes)
@@ -194,10 +199,18 @@ int harness_start(harness_cluster *cluster, const harness_options *options, int 
         fprintf(stderr, "harness: gen-cluster.sh failed (%d)\n", rc);
         return -1;
     }
+    /*
+     * Shards take members in join order (the seed's rule), so nodes are started one by one,
+     * each once the previous one reached the leader: nodes 0..F-1 form the function tier.
+     */
     for (int i = 0; i < options->nodes; i++) {
         cluster->pids[i] = start_node(cluster, i);
-        if (i == 0)
-            sleep_ms(300);
+        char joined[64];
+        snprintf(joined, sizeof joined, i == 0 ? "contact 127.0.0.1" : "peer %d up", i);
+        for (int waited_ms = 0; waited_ms < 5000 && !harness_log_contains(cluster, 0, joined);
+             waited_ms += 20)
+            sleep_ms(20);
+        sleep_ms(50);
     }
     char photo[700];
     harness_source_path(cluster, "models/demo-shapes/photos/red-circle.jpg", photo, sizeof photo);
@@ -206,7 +219,8 @@ int harness_start(harness_cluster *cluster, const harness_options *options, int 
     time_t deadline = time(NULL) + timeout_s;
     int ready = 0; /* function-tier nodes 0..ready-1 answered */
     while (time(NULL) < deadline) {
-        char *out = harness_client(cluster, ready, args, &rc);
+        /* a short deadline: a call made while the group is still starting may be lost */
+        char *out = client_with_timeout(cluster, ready, args, 3000, &rc);
         free(out);
         if (rc == 0 && ++ready == options->function_nodes)
             return 0;
@@ -260,4 +274,30 @@ void harness_stop(harness_cluster *cluster) {
             close(cluster->stdin_fds[i]);
         cluster->stdin_fds[i] = -1;
     }
+}
+
+static bool any_log_contains(const harness_cluster *cluster, const char *text) {
+    for (int i = 0; i < cluster->nodes; i++) {
+        if (harness_log_contains(cluster, i, text))
+            return true;
+    }
+    return false;
+}
+
+int harness_start(harness_cluster *cluster, const harness_options *options, int timeout_s) {
+    int base = options->port_base;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        base = choose_port_base(base);
+        if (base != options->port_base)
+            printf("harness: ports %d.. busy, using %d..\n", options->port_base, base);
+        if (start_attempt(cluster, options, base, timeout_s) == 0)
+            return 0;
+        if (!any_log_contains(cluster, "Address already in use"))
+            return -1;
+        /* a port was taken between the check and the bind (ephemeral ports of others) */
+        base = options->port_base + 300 * (attempt + 1);
+        if (base + 100 > 47000)
+            base = options->port_base;
+    }
+    return -1;
 }

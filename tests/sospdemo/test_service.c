@@ -31,16 +31,18 @@ static int setup(void **state) {
         .name = "service", .nodes = 6, .function_nodes = 2, .shards = 2, .port_base = PORT_BASE};
     if (harness_start(&g_cluster, &options, 60) != 0)
         return -1;
-    harness_source_path(&g_cluster, "models/demo-shapes/synset.txt", g_model[0], 700);
+    grpc_init();
+    harness_source_path(&g_cluster, "models/demo-shapes/synset.txt", g_model[0],
+                        700); /* set: grpc_init done */
     harness_source_path(&g_cluster, "models/demo-shapes/shapes-symbol.json", g_model[1], 700);
     harness_source_path(&g_cluster, "models/demo-shapes/shapes-0000.params", g_model[2], 700);
-    grpc_init();
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    grpc_shutdown();
+    if (g_model[0][0])
+        grpc_shutdown();
     harness_stop(&g_cluster);
     /* every node left cleanly on SIGTERM */
     for (int i = 0; i < g_cluster.nodes; i++) {
