@@ -14,8 +14,8 @@
  *     leader re-proposes that one unchanged ("adopts" it): if the old leader committed it,
  *     every unsuspected member had acked it, so the new leader holds it.
  *  3. ack: a member stores the proposal of the highest proposer rank it has seen from a
- *     member it does not suspect and sets NUM_ACKED = proposer rank.
- *  4. commit: when every unsuspected row has NUM_ACKED == its rank, the leader sends the
+ *     member it does not suspect and sets NUM_ACKED = proposer rank + 1.
+ *  4. commit: when every unsuspected row has NUM_ACKED == its rank + 1, the leader sends the
  *     proposal again with committed = 1. Any holder of a commit may forward it (laggards).
  *  5. install: every member of the next view delivers, in seq order, exactly the messages up
  *     to the trim of each sender, queues its own messages beyond it for re-sending, computes the
@@ -33,6 +33,11 @@
 
 #include "core/core_internal.h"
 #include "derecho/log.h"
+
+/** NUM_ACKED value acknowledging the proposal of `proposer_rank` (0 and -1: nothing acked). */
+static int64_t ack_value(uint32_t proposer_rank) {
+    return (int64_t)proposer_rank + 1;
+}
 
 static int64_t row_field(const dr_core *core, uint32_t row, uint32_t field) {
     return dr_sst_get(core->sst, row, field);
@@ -186,7 +191,7 @@ static void leader_propose(dr_core *core) {
     }
     held->proposer_rank = core->my_rank;
     held->committed = false;
-    dr_sst_set(core->sst, DR_SST_NUM_ACKED, core->my_rank);
+    dr_sst_set(core->sst, DR_SST_NUM_ACKED, ack_value(core->my_rank));
     send_proposal(core);
 }
 
@@ -205,7 +210,7 @@ static void leader_try_commit(dr_core *core) {
         return;
     for (uint32_t r = 0; r < core->view.num_members; r++)
         if (!failure_suspected(core, r) &&
-            row_field(core, r, DR_SST_NUM_ACKED) != (int64_t)core->my_rank)
+            row_field(core, r, DR_SST_NUM_ACKED) != ack_value(core->my_rank))
             return;
     held->committed = true;
     core_trace(core, "view %d: commit view %d", core->view.vid, held->next.vid);
@@ -219,7 +224,7 @@ static void hold_proposal(dr_core *core, dr_msg_proposal *msg) {
     free(core->vc.proposal);
     core->vc.proposal = msg;
     viewchange_wedge(core, "proposal");
-    dr_sst_set(core->sst, DR_SST_NUM_ACKED, msg->proposer_rank);
+    dr_sst_set(core->sst, DR_SST_NUM_ACKED, ack_value(msg->proposer_rank));
 }
 
 int viewchange_on_proposal(dr_core *core, const dr_wire_header *header, const uint8_t *body) {
