@@ -284,8 +284,30 @@ void viewchange_on_laggard(dr_core *core, uint32_t node_id, int32_t vid) {
 
 /* ---- install ------------------------------------------------------------------------- */
 
-/** Ragged trim of every ordered shard of mine from the committed proposal. */
+static int trim_shards(dr_core *core, const dr_msg_proposal *prop);
+
+/**
+ * Ragged trim of every ordered shard of mine from the committed proposal. Messages trimmed now
+ * were sent before those still waiting in the re-send queue (from an earlier view change), so
+ * they go in front of them: per-sender FIFO holds across any number of view changes.
+ */
 static int trim_my_shards(dr_core *core, const dr_msg_proposal *prop) {
+    resend_item *older = core->resends;
+    uint32_t num_older = core->num_resends;
+    core->resends = NULL;
+    core->num_resends = core->cap_resends = 0;
+    int rc = trim_shards(core, prop);
+    for (uint32_t i = 0; i < num_older; i++) {
+        if (rc == 0)
+            rc = core_queue_resend(core, older[i].subgroup, older[i].payload, older[i].len);
+        else
+            free(older[i].payload);
+    }
+    free(older);
+    return rc;
+}
+
+static int trim_shards(dr_core *core, const dr_msg_proposal *prop) {
     for (uint32_t s = 0; s < core->layout.num_subgroups; s++) {
         const mc_shard *shard = &core->shards[s];
         if (!shard->active || shard->mode != DR_MODE_ORDERED)
