@@ -224,7 +224,9 @@ static void hold_proposal(dr_core *core, dr_msg_proposal *msg) {
     free(core->vc.proposal);
     core->vc.proposal = msg;
     viewchange_wedge(core, "proposal");
-    dr_sst_set(core->sst, DR_SST_NUM_ACKED, ack_value(msg->proposer_rank));
+    int64_t acked = dr_sst_get(core->sst, core->my_rank, DR_SST_NUM_ACKED);
+    if (ack_value(msg->proposer_rank) > acked) /* a commit may come from an older proposer */
+        dr_sst_set(core->sst, DR_SST_NUM_ACKED, ack_value(msg->proposer_rank));
 }
 
 int viewchange_on_proposal(dr_core *core, const dr_wire_header *header, const uint8_t *body) {
@@ -254,8 +256,8 @@ int viewchange_on_proposal(dr_core *core, const dr_wire_header *header, const ui
         ignore = "proposal from a suspected leader";
     else if (core->vc.committing)
         ignore = "already committed";
-    else if (held && held->proposer_rank > msg->proposer_rank)
-        ignore = "older than the held proposal";
+    else if (!msg->committed && held && held->proposer_rank > msg->proposer_rank)
+        ignore = "older than the held proposal"; /* a commit is final: always taken */
     else if (held && !msg->committed && held->proposer_rank == msg->proposer_rank)
         ignore = "duplicate";
     if (ignore != NULL) {
