@@ -325,6 +325,9 @@ static int trim_shards(dr_core *core, const dr_msg_proposal *prop) {
         }
         if (found != shard->num_senders)
             return DR_EPROTO;
+        if (core->options.test_fault == DR_CORE_FAULT_SKIP_TRIM)
+            for (uint32_t k = 0; k < shard->num_senders; k++)
+                trim[k] = -1; /* test-only broken rule: deliver nothing more */
         int rc = multicast_ragged_trim(core, s, trim);
         if (rc != 0)
             return rc;

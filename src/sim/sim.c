@@ -98,7 +98,7 @@ typedef struct sim_node {
     bool first_seen[SIM_MAX_SUBGROUPS][SIM_MAX_NODES]; /**< late joiner: sender seen */
     int8_t shard_at[SIM_MAX_SUBGROUPS][SIM_MAX_VIDS];  /**< my shard in view v, or -1 */
     int32_t max_vid;                                   /**< highest view installed */
-    uint64_t resumed_us; /**< end of its last pause */
+    uint64_t resumed_us;                               /**< end of its last pause */
     uint64_t view_deliveries[SIM_MAX_SUBGROUPS];       /**< deliveries in the current view */
 } sim_node;
 
@@ -896,8 +896,9 @@ static void random_options(sim *s, uint32_t members) {
     s->base.block_size = rng_range(s, 8, 700);
     s->base.pipeline = (dr_pipeline_algorithm)rng_range(s, 0, 2);
     s->base.join_retry_us = rng_range(s, 2000, 20000);
-    s->base.test_fault =
-        s->config->broken_delivery ? DR_CORE_FAULT_BROKEN_DELIVERY : DR_CORE_FAULT_NONE;
+    s->base.test_fault = s->config->broken_delivery ? DR_CORE_FAULT_BROKEN_DELIVERY
+                         : s->config->skip_trim     ? DR_CORE_FAULT_SKIP_TRIM
+                                                    : DR_CORE_FAULT_NONE;
     if (s->config->trace) {
         s->base.trace = trace_line;
         s->base.trace_ctx = s;
