@@ -33,6 +33,8 @@ const conf_key_spec conf_key_specs[] = {
     {"DERECHO", "rdmc_port", NULL, CONF_PORT, 0, 0, "31675", NULL},
     {"DERECHO", "external_port", NULL, CONF_PORT, 0, 0, "32645", NULL},
     {"DERECHO", "heartbeat_ms", "timeout_ms", CONF_UINT, 1, 3600000, "100", NULL},
+    /* a member silent for heartbeat_ms x this is suspected (this implementation's key) */
+    {"DERECHO", "suspicion_missed_heartbeats", NULL, CONF_UINT, 1, 10000, "5", NULL},
     {"DERECHO", "sst_poll_cq_timeout_ms", NULL, CONF_UINT, 1, 3600000, "2000", NULL},
     {"DERECHO", "p2p_loop_busy_wait_before_sleep_ms", NULL, CONF_UINT, 0, 60000, "0", NULL},
     {"DERECHO", "restart_timeout_ms", NULL, CONF_UINT, 1, 3600000, "2000", NULL},

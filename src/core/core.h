@@ -70,6 +70,8 @@ typedef enum dr_core_test_fault {
     DR_CORE_FAULT_NONE = 0,
     /** Ordered shards deliver on local receipt, FIFO per sender (breaks total order). */
     DR_CORE_FAULT_BROKEN_DELIVERY = 1,
+    /** View changes skip the ragged-trim deliveries (breaks agreement/stability). */
+    DR_CORE_FAULT_SKIP_TRIM = 2,
 } dr_core_test_fault;
 
 /** Creation options. Copied by dr_core_create; strings may be freed afterwards. */

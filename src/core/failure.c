@@ -6,10 +6,10 @@
  * view; any frame from a member (of any view) counts as a sign of life. A member silent for
  * heartbeat_ms x suspect_after_missed, whose connection broke, or that the application reports,
  * is suspected: SUSPECTED[rank] = 1 in my row (pushed to all) and I wedge. Every node copies
- * the suspicions of every row into its own, so if anyone suspects X everyone soon does. A node
- * that sees itself suspected was excluded: it stops (DR_EREMOVED). A node that suspects half
- * or more of the members that are not leaving on purpose stops (DR_ECLOSED, partitioning
- * safety) unless disable_partitioning_safety is set.
+ * the suspicions of every row it does not itself suspect into its own, so if anyone suspects X
+ * everyone soon does. A node that sees itself suspected was excluded: it stops (DR_EREMOVED). A
+ * node that suspects half or more of the members that are not leaving on purpose stops (DR_ECLOSED,
+ * partitioning safety) unless disable_partitioning_safety is set.
  */
 #include <assert.h>
 #include <stdio.h>
@@ -77,8 +77,8 @@ int failure_on_tick(dr_core *core) {
 bool failure_copy_suspicions(dr_core *core) {
     bool progress = false;
     for (uint32_t row = 0; row < core->view.num_members; row++) {
-        if (row == core->my_rank)
-            continue;
+        if (row == core->my_rank || failure_suspected(core, row))
+            continue; /* a suspected member's opinions no longer count */
         for (uint32_t r = 0; r < core->view.num_members; r++) {
             if (dr_sst_get(core->sst, row, suspected_field(core, r)) == 0)
                 continue;

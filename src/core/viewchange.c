@@ -14,8 +14,8 @@
  *     leader re-proposes that one unchanged ("adopts" it): if the old leader committed it,
  *     every unsuspected member had acked it, so the new leader holds it.
  *  3. ack: a member stores the proposal of the highest proposer rank it has seen from a
- *     member it does not suspect and sets NUM_ACKED = proposer rank.
- *  4. commit: when every unsuspected row has NUM_ACKED == its rank, the leader sends the
+ *     member it does not suspect and sets NUM_ACKED = proposer rank + 1.
+ *  4. commit: when every unsuspected row has NUM_ACKED == its rank + 1, the leader sends the
  *     proposal again with committed = 1. Any holder of a commit may forward it (laggards).
  *  5. install: every member of the next view delivers, in seq order, exactly the messages up
  *     to the trim of each sender, queues its own messages beyond it for re-sending, computes the
@@ -33,6 +33,11 @@
 
 #include "core/core_internal.h"
 #include "derecho/log.h"
+
+/** NUM_ACKED value acknowledging the proposal of `proposer_rank` (0 and -1: nothing acked). */
+static int64_t ack_value(uint32_t proposer_rank) {
+    return (int64_t)proposer_rank + 1;
+}
 
 static int64_t row_field(const dr_core *core, uint32_t row, uint32_t field) {
     return dr_sst_get(core->sst, row, field);
@@ -186,7 +191,7 @@ static void leader_propose(dr_core *core) {
     }
     held->proposer_rank = core->my_rank;
     held->committed = false;
-    dr_sst_set(core->sst, DR_SST_NUM_ACKED, core->my_rank);
+    dr_sst_set(core->sst, DR_SST_NUM_ACKED, ack_value(core->my_rank));
     send_proposal(core);
 }
 
@@ -205,7 +210,7 @@ static void leader_try_commit(dr_core *core) {
         return;
     for (uint32_t r = 0; r < core->view.num_members; r++)
         if (!failure_suspected(core, r) &&
-            row_field(core, r, DR_SST_NUM_ACKED) != (int64_t)core->my_rank)
+            row_field(core, r, DR_SST_NUM_ACKED) != ack_value(core->my_rank))
             return;
     held->committed = true;
     core_trace(core, "view %d: commit view %d", core->view.vid, held->next.vid);
@@ -219,7 +224,9 @@ static void hold_proposal(dr_core *core, dr_msg_proposal *msg) {
     free(core->vc.proposal);
     core->vc.proposal = msg;
     viewchange_wedge(core, "proposal");
-    dr_sst_set(core->sst, DR_SST_NUM_ACKED, msg->proposer_rank);
+    int64_t acked = dr_sst_get(core->sst, core->my_rank, DR_SST_NUM_ACKED);
+    if (ack_value(msg->proposer_rank) > acked) /* a commit may come from an older proposer */
+        dr_sst_set(core->sst, DR_SST_NUM_ACKED, ack_value(msg->proposer_rank));
 }
 
 int viewchange_on_proposal(dr_core *core, const dr_wire_header *header, const uint8_t *body) {
@@ -249,8 +256,8 @@ int viewchange_on_proposal(dr_core *core, const dr_wire_header *header, const ui
         ignore = "proposal from a suspected leader";
     else if (core->vc.committing)
         ignore = "already committed";
-    else if (held && held->proposer_rank > msg->proposer_rank)
-        ignore = "older than the held proposal";
+    else if (!msg->committed && held && held->proposer_rank > msg->proposer_rank)
+        ignore = "older than the held proposal"; /* a commit is final: always taken */
     else if (held && !msg->committed && held->proposer_rank == msg->proposer_rank)
         ignore = "duplicate";
     if (ignore != NULL) {
@@ -279,8 +286,30 @@ void viewchange_on_laggard(dr_core *core, uint32_t node_id, int32_t vid) {
 
 /* ---- install ------------------------------------------------------------------------- */
 
-/** Ragged trim of every ordered shard of mine from the committed proposal. */
+static int trim_shards(dr_core *core, const dr_msg_proposal *prop);
+
+/**
+ * Ragged trim of every ordered shard of mine from the committed proposal. Messages trimmed now
+ * were sent before those still waiting in the re-send queue (from an earlier view change), so
+ * they go in front of them: per-sender FIFO holds across any number of view changes.
+ */
 static int trim_my_shards(dr_core *core, const dr_msg_proposal *prop) {
+    resend_item *older = core->resends;
+    uint32_t num_older = core->num_resends;
+    core->resends = NULL;
+    core->num_resends = core->cap_resends = 0;
+    int rc = trim_shards(core, prop);
+    for (uint32_t i = 0; i < num_older; i++) {
+        if (rc == 0)
+            rc = core_queue_resend(core, older[i].subgroup, older[i].payload, older[i].len);
+        else
+            free(older[i].payload);
+    }
+    free(older);
+    return rc;
+}
+
+static int trim_shards(dr_core *core, const dr_msg_proposal *prop) {
     for (uint32_t s = 0; s < core->layout.num_subgroups; s++) {
         const mc_shard *shard = &core->shards[s];
         if (!shard->active || shard->mode != DR_MODE_ORDERED)
@@ -296,6 +325,9 @@ static int trim_my_shards(dr_core *core, const dr_msg_proposal *prop) {
         }
         if (found != shard->num_senders)
             return DR_EPROTO;
+        if (core->options.test_fault == DR_CORE_FAULT_SKIP_TRIM)
+            for (uint32_t k = 0; k < shard->num_senders; k++)
+                trim[k] = -1; /* test-only broken rule: deliver nothing more */
         int rc = multicast_ragged_trim(core, s, trim);
         if (rc != 0)
             return rc;

@@ -26,6 +26,7 @@ typedef struct cli {
     int trace;
     int broken;
     int faults;
+    int skip_trim;
     uint64_t max_virtual_us;
 } cli;
 
@@ -48,7 +49,8 @@ static void on_crash(int signo) {
 
 static int usage(void) {
     fprintf(stderr, "usage: derecho-sim [--seeds A..B | --seed S] [--time-budget-s T] "
-                    "[--nodes N] [--trace] [--broken-delivery] [--faults] [--max-virtual-ms M]\n");
+                    "[--nodes N] [--trace] [--broken-delivery] [--faults] [--skip-trim] "
+                    "[--max-virtual-ms M]\n");
     return 2;
 }
 
@@ -71,6 +73,8 @@ static int parse_args(int argc, char **argv, cli *c) {
             c->broken = 1;
         } else if (strcmp(arg, "--faults") == 0) {
             c->faults = 1;
+        } else if (strcmp(arg, "--skip-trim") == 0) {
+            c->skip_trim = 1;
         } else if (value == NULL) {
             return -1;
         } else if (strcmp(arg, "--seeds") == 0) {
@@ -124,6 +128,7 @@ int main(int argc, char **argv) {
                              .num_nodes = c.nodes,
                              .broken_delivery = c.broken,
                              .faults = c.faults,
+                             .skip_trim = c.skip_trim,
                              .trace = c.trace ? stdout : NULL,
                              .max_virtual_us = c.max_virtual_us};
         sim_result result;
@@ -142,7 +147,8 @@ int main(int argc, char **argv) {
             printf("seed %" PRIu64 " FAILED (%u nodes): %s\n  replay: derecho-sim --seed %" PRIu64
                    " --trace%s%s\n",
                    seed, result.num_nodes, result.failure, seed,
-                   c.broken ? " --broken-delivery" : "", c.faults ? " --faults" : "");
+                   c.broken ? " --broken-delivery" : "",
+                   c.faults ? (c.skip_trim ? " --faults --skip-trim" : " --faults") : "");
         }
     }
     double elapsed = wall_seconds() - start;

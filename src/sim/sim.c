@@ -98,6 +98,7 @@ typedef struct sim_node {
     bool first_seen[SIM_MAX_SUBGROUPS][SIM_MAX_NODES]; /**< late joiner: sender seen */
     int8_t shard_at[SIM_MAX_SUBGROUPS][SIM_MAX_VIDS];  /**< my shard in view v, or -1 */
     int32_t max_vid;                                   /**< highest view installed */
+    uint64_t resumed_us;                               /**< end of its last pause */
     uint64_t view_deliveries[SIM_MAX_SUBGROUPS];       /**< deliveries in the current view */
 } sim_node;
 
@@ -662,8 +663,11 @@ static void maybe_pause(sim *s, uint32_t index) {
     sim_node *node = &s->nodes[index];
     if (node->paused || !rng_chance(s, 3))
         return;
+    /* fault mode: ordinary pauses stay well below the failure timeout, and are spaced out */
+    if (s->config->faults && s->now_us < node->resumed_us + s->timeout_us)
+        return;
     node->paused = true;
-    uint32_t longest = s->config->faults ? (uint32_t)(s->timeout_us / 2) : 20000u;
+    uint32_t longest = s->config->faults ? (uint32_t)(s->timeout_us / 3) : 20000u;
     uint64_t until = s->now_us + rng_range(s, 1000, longest > 1000 ? longest : 1000);
     schedule(s, until, EV_RESUME, index, 0);
     if (s->config->trace)
@@ -677,6 +681,7 @@ static void resume(sim *s, uint32_t index) {
     sim_node *node = &s->nodes[index];
     assert(node->paused);
     node->paused = false;
+    node->resumed_us = s->now_us;
     sim_event *held = node->held;
     size_t count = node->num_held;
     node->held = NULL;
@@ -891,8 +896,9 @@ static void random_options(sim *s, uint32_t members) {
     s->base.block_size = rng_range(s, 8, 700);
     s->base.pipeline = (dr_pipeline_algorithm)rng_range(s, 0, 2);
     s->base.join_retry_us = rng_range(s, 2000, 20000);
-    s->base.test_fault =
-        s->config->broken_delivery ? DR_CORE_FAULT_BROKEN_DELIVERY : DR_CORE_FAULT_NONE;
+    s->base.test_fault = s->config->broken_delivery ? DR_CORE_FAULT_BROKEN_DELIVERY
+                         : s->config->skip_trim     ? DR_CORE_FAULT_SKIP_TRIM
+                                                    : DR_CORE_FAULT_NONE;
     if (s->config->trace) {
         s->base.trace = trace_line;
         s->base.trace_ctx = s;

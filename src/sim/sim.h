@@ -30,6 +30,7 @@ typedef struct sim_config {
     FILE *trace;             /**< readable trace of the run, or NULL */
     uint64_t max_virtual_us; /**< liveness deadline in virtual time */
     bool faults;             /**< fault mode: crashes, long pauses, leaves, partitions, joins */
+    bool skip_trim;          /**< test switch: view changes skip the ragged-trim deliveries */
 } sim_config;
 
 /** One run's outcome. */
