@@ -1,11 +1,13 @@
 /*
  * derecho-infer: command-line front end of the inference engine.
  *   derecho-infer classify --model PATH|PREFIX [--format mxnet|onnx] [--labels FILE]
- *                 [--threads N] [--backend auto|dnnl|sgemm] [--top K] photo...
+ *                 [--threads N] [--backend auto|dnnl|sgemm] [--top K]
+ *                 [--preset seed|imagenet] photo...
  *   derecho-infer bench --model PATH|PREFIX [--format mxnet|onnx] [--labels FILE]
  *                 [--runs N] [--threads 1,2] [--backend auto|dnnl|sgemm]
  * MXNet models are named by prefix (PREFIX-symbol.json, PREFIX-0000.params or the first
  * PREFIX-*.params, synset.txt beside them unless --labels). A path ending in .onnx is ONNX.
+ * --preset picks the preprocessing (default: seed for MXNet, ImageNet for ONNX).
  * bench prints ms/image at batch 1 and images/s at batch 8 (median, min and max of --runs
  * timed runs after one warm-up) and GFLOP/s, for 1 and 2 threads.
  * Unless OMP_WAIT_POLICY is set, the program re-executes itself with OMP_WAIT_POLICY=PASSIVE.
@@ -43,7 +45,7 @@ static int read_file(const char *path, void **data, size_t *len) {
 }
 
 typedef struct opts {
-    const char *model, *format, *labels, *backend;
+    const char *model, *format, *labels, *backend, *preset;
     int threads_list[4], n_threads, runs, top;
     char **photos;
     int n_photos;
@@ -57,6 +59,17 @@ static int load_model(const opts *o, dr_model **m) {
     void *a = NULL, *b = NULL, *c = NULL;
     size_t al = 0, bl = 0, cl = 0;
     int rc;
+    dr_preprocess pre, *prep = NULL;
+    if (o->preset && !strcmp(o->preset, "seed")) {
+        dr_preprocess_seed(&pre);
+        prep = &pre;
+    } else if (o->preset && !strcmp(o->preset, "imagenet")) {
+        dr_preprocess_imagenet(&pre);
+        prep = &pre;
+    } else if (o->preset) {
+        fprintf(stderr, "unknown preset %s (seed or imagenet)\n", o->preset);
+        return 1;
+    }
     if (is_onnx) {
         if (read_file(o->model, &a, &al)) {
             fprintf(stderr, "cannot read %s\n", o->model);
@@ -67,7 +80,7 @@ static int load_model(const opts *o, dr_model **m) {
             free(a);
             return 1;
         }
-        rc = dr_model_load_onnx(a, al, b, bl, NULL, m, &err);
+        rc = dr_model_load_onnx(a, al, b, bl, prep, m, &err);
     } else {
         char path[4096], dir[4096];
         snprintf(path, sizeof(path), "%s-symbol.json", o->model);
@@ -98,7 +111,7 @@ static int load_model(const opts *o, dr_model **m) {
             free(b);
             return 1;
         }
-        rc = dr_model_load_mxnet(c, cl, a, al, b, bl, NULL, m, &err);
+        rc = dr_model_load_mxnet(c, cl, a, al, b, bl, prep, m, &err);
     }
     free(a);
     free(b);
@@ -208,7 +221,8 @@ static int cmd_bench(const opts *o) {
 static int usage(void) {
     fprintf(stderr,
             "usage: derecho-infer classify --model PATH|PREFIX [--format mxnet|onnx] [--labels F]\n"
-            "                      [--threads N] [--backend auto|dnnl|sgemm] [--top K] photo...\n"
+            "                      [--threads N] [--backend auto|dnnl|sgemm] [--top K]\n"
+            "                      [--preset seed|imagenet] photo...\n"
             "       derecho-infer bench --model PATH|PREFIX [--format mxnet|onnx] [--runs N]\n"
             "                      [--threads 1,2] [--backend auto|dnnl|sgemm]\n");
     return 2;
@@ -244,6 +258,8 @@ int main(int argc, char **argv) {
             o.format = v, i++;
         else if (!strcmp(a, "--labels") && v)
             o.labels = v, i++;
+        else if (!strcmp(a, "--preset") && v)
+            o.preset = v, i++;
         else if (!strcmp(a, "--backend") && v)
             o.backend = v, i++;
         else if (!strcmp(a, "--runs") && v)

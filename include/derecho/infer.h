@@ -129,11 +129,18 @@ double dr_model_flops_per_image(const dr_model *model);
 
 /**
  * Sets the number of threads one call uses (1 or 2 are meaningful here; 1..64 accepted).
- * Applies to later calls. The SGEMM backend's OpenBLAS thread count is process-wide.
+ * Applies to later calls. With 2+ threads a batch of 2+ images is split in two halves run
+ * concurrently (one helper thread per call); one image uses OpenMP/oneDNN intra-operator
+ * threads. The SGEMM backend's OpenBLAS thread count is process-wide. On a shared machine run
+ * the process with OMP_WAIT_POLICY=PASSIVE. Returns 0 or DR_ERANGE.
  */
 int dr_model_set_threads(dr_model *model, int threads);
 
-/** Chooses the convolution backend for later calls (contexts are rebuilt). */
+/**
+ * Chooses the convolution backend for later calls (new execution contexts are built for it on
+ * first use). Returns 0, DR_EINVAL, or DR_EUNSUPPORTED for DR_BACKEND_DNNL without oneDNN.
+ * With DR_BACKEND_AUTO a model that oneDNN cannot run falls back to SGEMM.
+ */
 int dr_model_set_backend(dr_model *model, dr_infer_backend backend);
 
 /** Returns 1 when the oneDNN backend is compiled in and usable. */

@@ -83,6 +83,12 @@ struct dconv {
     void *wei_buf;
 };
 
+struct wcache {
+    dnnl_memory_desc_t md;
+    void *buf;
+    wcache *next;
+};
+
 static dnnl_engine_t g_engine;
 static pthread_once_t g_engine_once = PTHREAD_ONCE_INIT;
 static void engine_init(void) {
@@ -147,9 +153,11 @@ static int act_alg(ir_act a, float alpha, float beta, dnnl_alg_kind_t *alg, floa
     } while (0)
 
 /* Builds the oneDNN convolution of node n in context c; scratchpad size goes to *scratch. */
-static int dconv_build(const ir_graph *g, exec_ctx *c, const ir_node *n, dconv **out,
+static int dconv_build(exec_model *em, int node_idx, exec_ctx *c, dconv **out,
                        size_t *scratch_bytes, dr_err *err) {
     int rc = 0;
+    const ir_graph *g = em->g;
+    const ir_node *n = &g->nodes[node_idx];
     dconv *d = calloc(1, sizeof(*d));
     dnnl_primitive_desc_t pd = NULL, rpd = NULL;
     dnnl_primitive_attr_t attr = NULL;
@@ -187,9 +195,13 @@ static int dconv_build(const ir_graph *g, exec_ctx *c, const ir_node *n, dconv *
     DN(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
     dnnl_alg_kind_t alg;
     float da, db;
-    if (act_alg(n->act, n->alpha, n->beta, &alg, &da, &db)) {
+    int has_act = act_alg(n->act, n->alpha, n->beta, &alg, &da, &db);
+    if (has_act || n->has_sum) {
         DN(dnnl_post_ops_create(&po));
-        DN(dnnl_post_ops_append_eltwise(po, 1.0f, alg, da, db));
+        if (n->has_sum) /* dst = conv(src) + dst, where dst holds the residual */
+            DN(dnnl_post_ops_append_sum(po, 1.0f));
+        if (has_act)
+            DN(dnnl_post_ops_append_eltwise(po, 1.0f, alg, da, db));
         DN(dnnl_primitive_attr_set_post_ops(attr, po));
     }
     DN(dnnl_primitive_desc_create(&pd, &cd, attr, g_engine, NULL));
@@ -197,18 +209,38 @@ static int dconv_build(const ir_graph *g, exec_ctx *c, const ir_node *n, dconv *
     const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     const dnnl_memory_desc_t *spmd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     *scratch_bytes = spmd ? dnnl_memory_desc_get_size(spmd) : 0;
-    d->wei_buf = alloc64(dnnl_memory_desc_get_size(want));
-    if (!d->wei_buf) {
-        rc = dr_err_set(err, DR_ENOMEM, "out of memory");
-        goto out;
+    /* Reordered weights are shared by all contexts that chose the same layout. */
+    pthread_mutex_lock(&em->mu);
+    wcache *wc = em->wcache[node_idx];
+    while (wc && !dnnl_memory_desc_equal(&wc->md, want))
+        wc = wc->next;
+    pthread_mutex_unlock(&em->mu);
+    if (wc) {
+        DN(dnnl_memory_create(&d->wei, want, g_engine, wc->buf));
+    } else {
+        d->wei_buf = alloc64(dnnl_memory_desc_get_size(want));
+        if (!d->wei_buf) {
+            rc = dr_err_set(err, DR_ENOMEM, "out of memory");
+            goto out;
+        }
+        DN(dnnl_memory_create(&d->wei, want, g_engine, d->wei_buf));
+        DN(dnnl_memory_create(&user_w, &wmd, g_engine, w->data));
+        DN(dnnl_reorder_primitive_desc_create(&rpd, &wmd, g_engine, want, g_engine, NULL));
+        DN(dnnl_primitive_create(&reorder, rpd));
+        dnnl_exec_arg_t rargs[2] = {{DNNL_ARG_FROM, user_w}, {DNNL_ARG_TO, d->wei}};
+        DN(dnnl_primitive_execute(reorder, c->stream, 2, rargs));
+        DN(dnnl_stream_wait(c->stream));
+        wcache *nw = malloc(sizeof(*nw));
+        if (nw) { /* hand the buffer to the model's cache (else this context keeps it) */
+            nw->md = *want;
+            nw->buf = d->wei_buf;
+            d->wei_buf = NULL;
+            pthread_mutex_lock(&em->mu);
+            nw->next = em->wcache[node_idx];
+            em->wcache[node_idx] = nw;
+            pthread_mutex_unlock(&em->mu);
+        }
     }
-    DN(dnnl_memory_create(&d->wei, want, g_engine, d->wei_buf));
-    DN(dnnl_memory_create(&user_w, &wmd, g_engine, w->data));
-    DN(dnnl_reorder_primitive_desc_create(&rpd, &wmd, g_engine, want, g_engine, NULL));
-    DN(dnnl_primitive_create(&reorder, rpd));
-    dnnl_exec_arg_t rargs[2] = {{DNNL_ARG_FROM, user_w}, {DNNL_ARG_TO, d->wei}};
-    DN(dnnl_primitive_execute(reorder, c->stream, 2, rargs));
-    DN(dnnl_stream_wait(c->stream));
     DN(dnnl_memory_create(&d->src, &smd, g_engine, ptr(c, g, n->in[0])));
     DN(dnnl_memory_create(&d->dst, &dmd, g_engine, ptr(c, g, n->out)));
     if (n->n_in > 2)
@@ -256,6 +288,10 @@ static int dconv_run(exec_ctx *c, dconv *d) {
 struct dconv {
     int unused;
 };
+struct wcache {
+    void *buf;
+    wcache *next;
+};
 int exec_have_dnnl(void) {
     return 0;
 }
@@ -299,15 +335,47 @@ static int plan(exec_ctx *c, const ir_graph *g, dr_err *err) {
         blk[v] = -1;
         c->off[v] = NO_OFFSET;
     }
-    for (int i = 0; i < g->n_nodes; i++) {
-        const ir_node *n = &g->nodes[i];
-        if (n->removed)
-            continue;
-        if (is_alias(c, g, n))
-            root[n->out] = root[n->in[0]];
-        for (int j = 0; j < n->n_in; j++)
-            last[root[n->in[j]]] = i;
+    /* Pass 0: alias classes and last readers without residual aliasing. Pass 1: a fused conv
+     * that is the last reader of its residual's class writes in place over it (dst = conv +
+     * dst); the class then lives until the last reader of the conv's output. */
+    int *last0 = malloc(sizeof(int) * (size_t)g->n_vals);
+    int *mlast = malloc(sizeof(int) * (size_t)g->n_vals);
+    if (!last0 || !mlast) {
+        free(last0);
+        free(mlast);
+        rc = dr_err_set(err, DR_ENOMEM, "out of memory");
+        goto out;
     }
+    for (int pass = 0; pass < 2; pass++) {
+        for (int v = 0; v < g->n_vals; v++) {
+            if (pass == 1) {
+                last0[v] = last[v]; /* pass-0 roots are pass-1 roots until merged */
+                mlast[v] = last[v];
+            }
+            root[v] = v;
+            last[v] = -1;
+        }
+        for (int i = 0; i < g->n_nodes; i++) {
+            const ir_node *n = &g->nodes[i];
+            if (n->removed)
+                continue;
+            if (is_alias(c, g, n))
+                root[n->out] = root[n->in[0]];
+            for (int j = 0; j < n->n_in; j++)
+                last[root[n->in[j]]] = i;
+            if (pass == 1 && n->op == IR_CONV && n->has_sum) {
+                int r = root[n->in[3]];
+                if (mlast[r] == i && r != root[g->input] && r != root[g->output] &&
+                    !g->vals[r].data) {
+                    root[n->out] = r;
+                    if (last0[n->out] > mlast[r])
+                        mlast[r] = last0[n->out];
+                }
+            }
+        }
+    }
+    free(last0);
+    free(mlast);
     last[root[g->output]] = g->n_nodes;
     last[root[g->input]] = last[root[g->input]] < 0 ? 0 : last[root[g->input]];
     /* the input occupies the first block */
@@ -480,7 +548,7 @@ static int ctx_create(exec_model *em, int batch, int backend, int threads, exec_
             if (n->removed || n->op != IR_CONV)
                 continue;
             size_t sb = 0;
-            if ((rc = dconv_build(g, c, n, &c->dc[i], &sb, err)))
+            if ((rc = dconv_build(em, i, c, &c->dc[i], &sb, err)))
                 goto fail;
             if (sb / sizeof(float) + 1 > scratch)
                 scratch = sb / sizeof(float) + 1;
@@ -588,7 +656,8 @@ static void conv_sgemm(const exec_model *em, exec_ctx *c, const ir_node *n, int 
                 lda = K;
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)P, (int)og, (int)K, 1.0f, a,
-                        (int)lda, wt + grp * K * og, (int)og, 0.0f, out + grp * og, (int)O);
+                        (int)lda, wt + grp * K * og, (int)og, n->has_sum ? 1.0f : 0.0f,
+                        out + grp * og, (int)O);
         }
         bias_act(out, P, O, bias, n->act, n->alpha, n->beta, threads);
     }
@@ -901,6 +970,9 @@ static int node_run(exec_model *em, exec_ctx *c, int i, int threads, dr_err *err
     const ir_node *n = &g->nodes[i];
     switch (n->op) {
     case IR_CONV:
+        if (n->has_sum && ptr(c, g, n->out) != ptr(c, g, n->in[3]))
+            memcpy(ptr(c, g, n->out), ptr(c, g, n->in[3]),
+                   sizeof(float) * (size_t)prod(DIMS(c, n->out), 0, 4));
 #ifdef DR_HAVE_DNNL
         if (c->dc[i]) {
             if (dconv_run(c, c->dc[i]))
@@ -989,6 +1061,9 @@ int exec_init(exec_model *em, ir_graph *g, dr_err *err) {
     const char *prof = getenv("DR_INFER_PROFILE"); /* 1: per operator type, 2: per node */
     em->profile = prof ? (prof[0] == '2' ? 2 : 1) : 0;
     pthread_mutex_init(&em->mu, NULL);
+    em->wcache = calloc((size_t)g->n_nodes, sizeof(wcache *));
+    if (!em->wcache)
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
     int rc = prepare_sgemm_weights(em, err);
     if (rc)
         return rc;
@@ -1029,6 +1104,14 @@ void exec_free(exec_model *em) {
     if (em->conv_wt)
         for (int i = 0; i < em->g->n_nodes; i++)
             free(em->conv_wt[i]);
+    if (em->wcache)
+        for (int i = 0; i < em->g->n_nodes; i++)
+            for (wcache *w = em->wcache[i], *next; w; w = next) {
+                next = w->next;
+                free(w->buf);
+                free(w);
+            }
+    free(em->wcache);
     free(em->conv_wt);
     pthread_mutex_destroy(&em->mu);
     memset(em, 0, sizeof(*em));

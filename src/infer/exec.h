@@ -11,9 +11,11 @@
 #include "infer/ir.h"
 
 typedef struct exec_ctx exec_ctx;
+typedef struct wcache wcache; /* oneDNN-layout weights shared by contexts (per node) */
 
 typedef struct exec_model {
     ir_graph *g;
+    wcache **wcache; /* per node, guarded by mu */
     float **conv_wt; /* per node: SGEMM-layout weights [g][kh][kw][cin_g][cout_g], or NULL */
     pthread_mutex_t mu;
     exec_ctx *pool;

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define DIMS(v) (dims + (size_t)(v)*IR_MAXDIM)
+
 void ir_init(ir_graph *g) {
     memset(g, 0, sizeof(*g));
     g->input = -1;
@@ -286,6 +288,78 @@ static int matmul_to_fc(ir_graph *g, ir_node *n, dr_err *err) {
     return 0;
 }
 
+/* Ensures conv has a bias input (zeros) so that in[3] can hold a residual. */
+static int ensure_bias(ir_graph *g, ir_node *conv) {
+    if (conv->n_in >= 3)
+        return 0;
+    int64_t o = g->vals[conv->in[1]].dims[0];
+    float *z = calloc((size_t)o, sizeof(float));
+    if (!z)
+        return DR_ENOMEM;
+    int bi = ir_add_value(g, "zero_bias", 1, &o, z);
+    if (bi < 0) {
+        free(z);
+        return bi;
+    }
+    int *in = realloc(conv->in, sizeof(int) * 4);
+    if (!in)
+        return DR_ENOMEM;
+    conv->in = in;
+    conv->in[2] = bi;
+    conv->n_in = 3;
+    return 0;
+}
+
+/* Add(conv(x), r) -> conv(x) with a fused residual r, when r is computed before the conv. */
+static int fuse_residual_adds(ir_graph *g, dr_err *err) {
+    if (getenv("DR_INFER_NO_ADD_FUSION"))
+        return 0;
+    /* shapes at batch 1: only same-shape adds are fused (no broadcasting) */
+    int64_t *dims = malloc(sizeof(int64_t) * IR_MAXDIM * (size_t)g->n_vals);
+    int *nd = malloc(sizeof(int) * (size_t)g->n_vals);
+    int rc = dims && nd ? ir_infer_shapes(g, 1, dims, nd, err) : DR_ENOMEM;
+    if (rc) {
+        free(dims);
+        free(nd);
+        return rc == DR_ENOMEM ? dr_err_set(err, rc, "out of memory") : rc;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        ir_node *add = &g->nodes[i];
+        if (add->removed || add->op != IR_ADD || add->n_in != 2 || add->act != IR_ACT_NONE)
+            continue;
+        for (int j = 0; j < 2; j++) {
+            int cv = add->in[j], r = add->in[1 - j];
+            int p = g->vals[cv].producer;
+            if (p < 0 || cv == r || g->vals[cv].uses != 1 || g->vals[r].data)
+                continue;
+            ir_node *conv = &g->nodes[p];
+            int rp = g->vals[r].producer;
+            if (conv->op != IR_CONV || conv->removed || conv->act != IR_ACT_NONE || conv->has_sum ||
+                rp >= p || !g->vals[conv->in[1]].data ||
+                (conv->n_in > 2 && !g->vals[conv->in[2]].data) || nd[cv] != 4 || nd[r] != 4 ||
+                memcmp(DIMS(cv), DIMS(r), sizeof(int64_t) * 4))
+                continue;
+            int *in4 = NULL;
+            if (ensure_bias(g, conv) || !(in4 = realloc(conv->in, sizeof(int) * 4))) {
+                free(dims);
+                free(nd);
+                return dr_err_set(err, DR_ENOMEM, "out of memory");
+            }
+            conv->in = in4;
+            conv->in[3] = r;
+            conv->n_in = 4;
+            conv->has_sum = 1;
+            conv->out = add->out;
+            g->vals[add->out].producer = p;
+            add->removed = 1;
+            break;
+        }
+    }
+    free(dims);
+    free(nd);
+    return 0;
+}
+
 static int fusable_act(ir_act a) {
     return a != IR_ACT_NONE && a != IR_ACT_PRELU;
 }
@@ -313,6 +387,9 @@ int ir_optimize(ir_graph *g, dr_err *err) {
             return rc;
     }
     count_uses(g);
+    if ((rc = fuse_residual_adds(g, err)))
+        return rc;
+    count_uses(g);
     for (int i = 0; i < g->n_nodes; i++) {
         ir_node *act = &g->nodes[i];
         if (act->removed || act->op != IR_ACT || !fusable_act(act->act))
@@ -338,8 +415,6 @@ int ir_optimize(ir_graph *g, dr_err *err) {
 }
 
 /* ---- shape inference ------------------------------------------------------------------- */
-
-#define DIMS(v) (dims + (size_t)(v)*IR_MAXDIM)
 
 static int64_t prod(const int64_t *d, int from, int to) {
     int64_t p = 1;
@@ -431,6 +506,12 @@ static int infer_node(const ir_graph *g, ir_node *n, int batch, int64_t *dims, i
         o[2] = oh / c->sh + 1;
         o[3] = ow / c->sw + 1;
         *on = 4;
+        if (n->has_sum) {
+            const int64_t *r = DIMS(n->in[3]);
+            if (ndims[n->in[3]] != 4 || r[0] != o[0] || r[1] != o[1] || r[2] != o[2] ||
+                r[3] != o[3])
+                return dr_err_set(err, DR_EINVAL, "Add after %s: shapes differ", n->name);
+        }
         return 0;
     }
     case IR_AFFINE:

@@ -1,7 +1,8 @@
 /*
  * ResNet-50 V2 cross-format check: ../shared/tools/make_resnet50_v2.py writes the same random
  * network in MXNet and ONNX format into a temporary directory; both loaders must compute the
- * same outputs (1e-3 relative, same arg-max) on the same input, on both backends. Prints
+ * same outputs (1e-3 relative, same arg-max) on the same input, on both backends, and equal
+ * the SGEMM run of the network without residual-add fusion. Prints
  * SKIP when the script, python3-numpy or python3-onnx is missing.
  */
 #include <setjmp.h>
@@ -80,6 +81,12 @@ static void test_resnet_cross_format(void **state) {
         fail_msg("mxnet: %s", err.msg);
     if (dr_model_load_onnx(ox, d, sy, a, NULL, &on, &err))
         fail_msg("onnx: %s", err.msg);
+    /* the same network without the residual-add fusion, as a reference for it */
+    dr_model *plain = NULL;
+    setenv("DR_INFER_NO_ADD_FUSION", "1", 1);
+    if (dr_model_load_onnx(ox, d, sy, a, NULL, &plain, &err))
+        fail_msg("onnx (no fusion): %s", err.msg);
+    unsetenv("DR_INFER_NO_ADD_FUSION");
     free(sy);
     free(js);
     free(pa);
@@ -92,6 +99,9 @@ static void test_resnet_cross_format(void **state) {
         in[i] = (float)rand() / (float)RAND_MAX * 2.0f - 1.0f;
     dr_model_set_threads(mx, 2);
     dr_model_set_threads(on, 2);
+    float *o3 = malloc(4000 * 2);
+    dr_model_set_backend(plain, DR_BACKEND_SGEMM);
+    assert_int_equal(dr_model_run(plain, in, 2, o3, 2000, &err), 0);
     for (int be = 1; be <= 2; be++) {
         if (be == DR_BACKEND_DNNL && !dr_infer_have_dnnl())
             continue;
@@ -102,8 +112,9 @@ static void test_resnet_cross_format(void **state) {
             double worst = 0;
             size_t a1 = 0, a2 = 0;
             for (size_t k = 0; k < 1000; k++) {
-                float x = o1[im * 1000 + k], y = o2[im * 1000 + k];
+                float x = o1[im * 1000 + k], y = o2[im * 1000 + k], z = o3[im * 1000 + k];
                 worst = fmax(worst, fabs((double)x - y) / fmax(fabs((double)y), 1.0));
+                worst = fmax(worst, fabs((double)z - y) / fmax(fabs((double)z), 1.0));
                 if (x > o1[im * 1000 + a1])
                     a1 = k;
                 if (y > o2[im * 1000 + a2])
@@ -118,6 +129,8 @@ static void test_resnet_cross_format(void **state) {
     free(in);
     free(o1);
     free(o2);
+    free(o3);
+    dr_model_free(plain);
     dr_model_free(mx);
     dr_model_free(on);
 }
