@@ -3,7 +3,7 @@
  * measured in the same run (in the spirit of Derecho's bandwidth_test and latency_test).
  *
  *   derecho-bench [--nodes N] [--senders S] [--size BYTES] [--count C] [--raw] [--window W]
- *                 [--latency] [--runs R] [--port-base P] [--no-reference]
+ *                 [--latency] [--rpc MODE] [--runs R] [--port-base P] [--no-reference]
  *       starts N local node processes on 127.0.0.1 (a 1-shard subgroup of all of them), R times;
  *   derecho-bench --node-config FILE [same options]
  *       runs as one node of a real cluster described by FILE (every node runs the same command;
@@ -15,12 +15,19 @@
  * sender's timestamp, same host clock) percentiles. Latency mode (--latency): node 0 sends C
  * messages one at a time, each after its own previous one was delivered locally (stable at every
  * member); the figure is that send-to-delivery time, p50/p90/p99.
- * The reference: dr_tcp_ref_bandwidth for the same message size and dr_tcp_ref_rtt for the
- * same size, sleeping and polling.
+ * RPC mode (--rpc ordered|p2p|client): node 0 makes C calls one at a time with --size bytes of
+ * arguments: `ordered` multicasts an ordered call in the shard of all nodes and waits for every
+ * member's (empty) reply; `p2p` calls node 1 (node 0 itself when alone), whose handler echoes the
+ * arguments; `client` is the same p2p call made by an outside client (dr_rpc_client, in node
+ * 0's process, connected to the contact). The figure is the call's round trip at the caller,
+ * p50/p90/p99 (after C/10 warm-up calls).
+ * The reference: dr_tcp_ref_bandwidth for the same message size and dr_tcp_ref_rtt for the same
+ * size, sleeping and polling.
  */
 #include "derecho/config.h"
 #include "derecho/group.h"
 #include "derecho/log.h"
+#include "derecho/rpc.h"
 #include "tcp_ref.h"
 
 #include <inttypes.h>
@@ -49,6 +56,7 @@ typedef struct bench_options {
     bool reference;          /* measure raw TCP too */
     const char *node_config; /* run as one node of this cluster */
     int as_node;             /* internal: child process index, -1 for the parent */
+    const char *rpc;         /* "ordered" or "p2p": RPC round-trip mode; NULL otherwise */
 } bench_options;
 
 /* What one node measured. */
@@ -145,8 +153,119 @@ static void send_stream(dr_group *group, node_run *run, const bench_options *opt
     free(payload);
 }
 
+/* ---- rpc mode ------------------------------------------------------------------------------- */
+
+static int bench_ordered(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
+                         dr_buf *reply) {
+    (void)ctx, (void)info, (void)args, (void)len, (void)reply;
+    return DR_OK;
+}
+
+static int bench_echo(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
+                      dr_buf *reply) {
+    (void)ctx, (void)info;
+    return dr_buf_put_bytes(reply, args, len);
+}
+
+static const dr_rpc_method bench_methods[] = {
+    {"ordered", DR_RPC_ORDERED, bench_ordered},
+    {"echo", DR_RPC_P2P, bench_echo},
+};
+
+/* One call; returns 0 when every reply came back OK. */
+static int rpc_call_once(dr_rpc_node *node, dr_rpc_client *client, bool ordered, uint32_t target,
+                         const uint8_t *args, size_t len) {
+    dr_rpc_reply reply;
+    if (client) {
+        int rc = dr_rpc_client_call(client, target, 0, "echo", args, len, 60000, &reply);
+        rc = rc == DR_OK && reply.len != len ? DR_EPROTO : rc;
+        dr_rpc_reply_clear(&reply);
+        return rc;
+    }
+    if (!ordered) {
+        int rc = dr_rpc_p2p_call(node, target, 0, "echo", args, len, 60000, &reply);
+        rc = rc == DR_OK && reply.len != len ? DR_EPROTO : rc;
+        dr_rpc_reply_clear(&reply);
+        return rc;
+    }
+    dr_rpc_results *results = NULL;
+    int rc = dr_rpc_ordered_call(node, 0, "ordered", args, len, 60000, &results);
+    size_t count = rc == DR_OK ? dr_rpc_results_count(results, 60000) : 0;
+    for (size_t i = 0; i < count && rc == DR_OK; i++) {
+        rc = dr_rpc_results_wait(results, i, 60000, &reply);
+        rc = rc == DR_OK ? reply.status : rc;
+        dr_rpc_reply_clear(&reply);
+    }
+    if (rc == DR_OK && count == 0)
+        rc = DR_ETIMEDOUT;
+    dr_rpc_results_free(results);
+    return rc;
+}
+
+static int run_rpc_node(const bench_options *options, const char *config_path) {
+    dr_config *config = NULL;
+    dr_layout_spec spec = {0};
+    if (load_node_config(options, config_path, &config, &spec))
+        return 1;
+    dr_rpc_type type = {.name = "BENCH", .methods = bench_methods, .num_methods = 2};
+    dr_rpc_node *node = NULL;
+    dr_err err = {0};
+    uint64_t *samples = calloc(options->count + 1, sizeof *samples);
+    if (!samples || dr_rpc_node_create(config, &spec, &type, 1, NULL, &node, &err) ||
+        dr_group_wait_view(dr_rpc_node_group(node), 0, 60000)) {
+        fprintf(stderr, "derecho-bench: cannot join: %s\n", err.msg);
+        return 1;
+    }
+    dr_group *group = dr_rpc_node_group(node);
+    dr_group_view view;
+    dr_group_get_view(group, &view);
+    uint32_t my_id = dr_group_my_id(group);
+    bool caller = view.view.member_ids[0] == my_id;
+    uint32_t target = view.view.num_members > 1 ? view.view.member_ids[1] : my_id;
+    bool ordered = strcmp(options->rpc, "ordered") == 0;
+    dr_rpc_client *client = NULL;
+    uint16_t contact_port = 0;
+    dr_config_get_u16(config, "DERECHO", "contact_port", &contact_port);
+    if (caller && strcmp(options->rpc, "client") == 0 &&
+        dr_rpc_client_create("127.0.0.1", contact_port, 60000, &client, &err)) {
+        fprintf(stderr, "derecho-bench: client: %s\n", err.msg);
+        return 1;
+    }
+    uint8_t *args = calloc(1, options->size ? options->size : 1);
+    uint64_t done = 0, first_ns = dr_bench_now_ns();
+    int rc = 0;
+    for (uint64_t i = 0; caller && args && rc == 0 && i < options->count + options->count / 10;
+         i++) {
+        uint64_t start_ns = dr_bench_now_ns();
+        rc = rpc_call_once(node, client, ordered, target, args, options->size);
+        if (i >= options->count / 10)
+            samples[done++] = (dr_bench_now_ns() - start_ns) / 1000;
+    }
+    if (rc)
+        fprintf(stderr, "derecho-bench: rpc call failed: %s\n", dr_strerror(rc));
+    double seconds = (double)(dr_bench_now_ns() - first_ns) / 1e9;
+    qsort(samples, done, sizeof *samples, compare_u64);
+    printf("RESULT %.6f %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", seconds, done,
+           percentile(samples, done, 0.5), percentile(samples, done, 0.9),
+           percentile(samples, done, 0.99));
+    fflush(stdout);
+    char sink[16];
+    while (options->as_node >= 0 && read(STDIN_FILENO, sink, sizeof sink) > 0) {
+    }
+    if (options->as_node < 0)
+        sleep(2);
+    dr_rpc_client_destroy(client);
+    dr_rpc_node_destroy(node);
+    dr_config_free(config);
+    free(samples);
+    free(args);
+    return rc ? 1 : 0;
+}
+
 /* Runs one node; prints "RESULT seconds delivered p50 p90 p99". */
 static int run_node(const bench_options *options, const char *config_path) {
+    if (options->rpc)
+        return run_rpc_node(options, config_path);
     dr_config *config = NULL;
     dr_layout_spec spec = {0};
     if (load_node_config(options, config_path, &config, &spec))
@@ -300,7 +419,7 @@ static int run_local_once(const bench_options *options, const char *self, char *
             rc = -1;
             continue;
         }
-        if (options->latency ? i == 0 : result.seconds > out->seconds)
+        if (options->latency || options->rpc ? i == 0 : result.seconds > out->seconds)
             *out = result;
     }
     for (int i = 0; i < options->nodes; i++)
@@ -360,22 +479,31 @@ static int run_local(const bench_options *options, const char *self, char **forw
         p99[good] = (double)result.p99_us;
         good++;
     }
+    const char *mode = options->latency ? "latency" : "throughput";
+    if (options->rpc)
+        mode = strcmp(options->rpc, "ordered") == 0 ? "rpc ordered-call"
+               : strcmp(options->rpc, "p2p") == 0   ? "rpc p2p-call"
+                                                    : "rpc client-call";
+    bool one_sender = options->latency || options->rpc;
     printf("derecho-bench: %d nodes, %d senders, %zu B, %" PRIu64 " msgs/sender, %s, window %d, "
            "%s mode, %d/%d runs ok\n",
-           options->nodes, options->latency ? 1 : options->senders, options->size, options->count,
-           options->raw ? "raw" : "ordered", options->window,
-           options->latency ? "latency" : "throughput", good, options->runs);
+           options->nodes, one_sender ? 1 : options->senders, options->size, options->count,
+           options->raw ? "raw" : "ordered", options->window, mode, good, options->runs);
     if (good) {
-        if (!options->latency) {
+        if (!options->latency && !options->rpc) {
             print_spread("throughput (slowest node)", mbps, good, "MB/s");
             print_spread("throughput (slowest node)", msgs, good, "msg/s");
         }
-        print_spread(options->latency ? "send-to-delivery p50" : "delivery latency p50", p50, good,
-                     "us");
-        print_spread(options->latency ? "send-to-delivery p90" : "delivery latency p90", p90, good,
-                     "us");
-        print_spread(options->latency ? "send-to-delivery p99" : "delivery latency p99", p99, good,
-                     "us");
+        const char *what = options->rpc       ? "call round trip"
+                           : options->latency ? "send-to-delivery"
+                                              : "delivery latency";
+        char label[64];
+        snprintf(label, sizeof label, "%s p50", what);
+        print_spread(label, p50, good, "us");
+        snprintf(label, sizeof label, "%s p90", what);
+        print_spread(label, p90, good, "us");
+        snprintf(label, sizeof label, "%s p99", what);
+        print_spread(label, p99, good, "us");
     }
     if (options->reference)
         run_reference(options);
@@ -387,7 +515,8 @@ static int run_local(const bench_options *options, const char *self, char **forw
 static void usage(void) {
     fprintf(stderr, "usage: derecho-bench [--nodes N] [--senders S] [--size BYTES] [--count C]\n"
                     "                     [--raw] [--window W] [--latency] [--runs R]\n"
-                    "                     [--port-base P] [--no-reference] [--node-config FILE]\n");
+                    "                     [--port-base P] [--no-reference] [--node-config FILE]\n"
+                    "                     [--rpc ordered|p2p|client]\n");
 }
 
 int main(int argc, char **argv) {
@@ -422,6 +551,10 @@ int main(int argc, char **argv) {
             options.port_base = atoi(value);
         else if (strcmp(arg, "--node-config") == 0 && value)
             options.node_config = value;
+        else if (strcmp(arg, "--rpc") == 0 && value &&
+                 (strcmp(value, "ordered") == 0 || strcmp(value, "p2p") == 0 ||
+                  strcmp(value, "client") == 0))
+            options.rpc = value;
         else if (strcmp(arg, "--as-node") == 0 && value)
             options.as_node = atoi(value);
         else {

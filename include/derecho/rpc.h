@@ -146,26 +146,33 @@ size_t dr_rpc_results_count(dr_rpc_results *results, int timeout_ms);
 
 /**
  * Waits for the reply of the index-th member (0 <= index < count) up to timeout_ms and copies
- * it into *out (the caller then owns out->bytes). Returns 0, or DR_ETIMEDOUT (out->status is
- * also DR_ETIMEDOUT), DR_EINVAL for a bad index.
+ * it into *out (the caller then owns out->bytes). Returns 0 (the member's own status is in
+ * out->status: 0, the handler's error, DR_EREMOVED, DR_ETOOBIG, ...), or DR_ETIMEDOUT (out->status
+ * is also DR_ETIMEDOUT), DR_EINVAL for a bad index, DR_ECLOSED if the node was destroyed before
+ * the call was delivered. Entries appear in shard rank order.
  */
 int dr_rpc_results_wait(dr_rpc_results *results, size_t index, int timeout_ms, dr_rpc_reply *out);
 
 /** The call's version ((vid << 32) | seq), or -1 if not delivered yet. */
 int64_t dr_rpc_results_version(dr_rpc_results *results);
 
-/** Frees the results (replies that arrive later are dropped). NULL is a no-op. */
+/**
+ * Frees the results (replies that arrive later are dropped). NULL is a no-op. Safe after
+ * dr_rpc_node_destroy (calls still pending then ended with DR_ECLOSED).
+ */
 void dr_rpc_results_free(dr_rpc_results *results);
 
 /** A pending point-to-point call (opaque). */
 typedef struct dr_rpc_pending dr_rpc_pending;
 
 /**
- * Starts a p2p call of `method` on node `target`, which must be in a shard of `subgroup` (the
- * handler's shard). Blocks while p2p_window_size calls to that target are outstanding (up to
- * timeout_ms). Returns 0 and *out (wait with dr_rpc_pending_wait, free with
- * dr_rpc_pending_free), or DR_ENOTFOUND (target not in the subgroup / unknown method name on
- * this node's types), DR_ETOOBIG (args over max_p2p_request_payload_size), DR_ETIMEDOUT,
+ * Starts a p2p call of `method` on node `target` (may be this node), which must be in a shard of
+ * `subgroup` in this node's latest view (the handler's shard); waits up to timeout_ms for a first
+ * view. If the target's connection goes down or a view without it is installed, the call ends
+ * DR_EREMOVED (whether the handler ran is unknown). Blocks while p2p_window_size calls to that
+ * target are outstanding (up to timeout_ms). Returns 0 and *out (wait with dr_rpc_pending_wait,
+ * free with dr_rpc_pending_free), or DR_ENOTFOUND (target not in the subgroup / unknown method name
+ * on this node's types), DR_ETOOBIG (args over max_p2p_request_payload_size), DR_ETIMEDOUT,
  * DR_ECLOSED.
  */
 int dr_rpc_p2p_start(dr_rpc_node *node, uint32_t target, uint32_t subgroup, const char *method,
@@ -189,7 +196,10 @@ typedef struct dr_rpc_client dr_rpc_client;
 /**
  * Connects to any member at contact_ip:contact_port (its gms_port), learns the current view and
  * layout. Returns 0 and *out, or DR_EIO / DR_ETIMEDOUT / DR_EPROTO with *err. The client needs
- * the layout spec's type names only to name subgroups; it uses the members' view.
+ * no configuration: it learns the limits (p2p window and sizes) and the type names with the view
+ * (see dr_rpc_client_find_subgroup), and its connections use the transport's client cluster id
+ * DR_NET_CLUSTER_ANY (members accept it from clients only; docs/rpc.md). Threads: one network
+ * thread; every dr_rpc_client_* function may be called from any thread.
  */
 int dr_rpc_client_create(const char *contact_ip, uint16_t contact_port, int timeout_ms,
                          dr_rpc_client **out, dr_err *err);

@@ -380,9 +380,9 @@ static int check_hello(dr_net *net, conn *c, const dr_net_msg *msg, uint32_t *id
         return *why = "HELLO from another cluster", DR_EPROTO;
     if (*role != DR_NET_ROLE_MEMBER && *role != DR_NET_ROLE_CLIENT)
         return *why = "HELLO with an unknown role", DR_EPROTO;
-    if (c->outbound &&
-        (*role != DR_NET_ROLE_MEMBER || (c->peer != DR_NET_ANY_NODE && *id != c->peer) ||
-         *id >= DR_NET_ANY_NODE || *id == net->cfg.node_id))
+    if (c->outbound && (*role != DR_NET_ROLE_MEMBER ||
+                        (c->peer != DR_NET_ANY_NODE && *id != c->peer) || *id >= DR_NET_ANY_NODE ||
+                        (net->cfg.role == DR_NET_ROLE_MEMBER && *id == net->cfg.node_id)))
         return *why = "dialled node answered with another node id", DR_EPROTO;
     if (!c->outbound && *role == DR_NET_ROLE_MEMBER &&
         (*id >= DR_NET_ANY_NODE || *id == net->cfg.node_id))

@@ -233,8 +233,8 @@ static bool fill_entry_locked(dr_rpc_results *results, uint32_t i, int status, u
     return maybe_free_locked(&results->call);
 }
 
-void rpc_registry_close(rpc_registry *reg, int status) {
-    pthread_mutex_lock(&reg->lock);
+/* Ends every call in the table with `status` (lock held); true if the registry must be freed. */
+static bool cancel_all_locked(rpc_registry *reg, int status) {
     reg->closed = true;
     reg->close_status = status;
     bool free_now = false;
@@ -260,6 +260,20 @@ void rpc_registry_close(rpc_registry *reg, int status) {
         }
     }
     pthread_cond_broadcast(&reg->window_open);
+    return free_now;
+}
+
+void rpc_registry_cancel_all(rpc_registry *reg, int status) {
+    pthread_mutex_lock(&reg->lock);
+    bool free_now = cancel_all_locked(reg, status); /* false: the owner holds a reference */
+    pthread_mutex_unlock(&reg->lock);
+    if (free_now)
+        free_registry(reg);
+}
+
+void rpc_registry_close(rpc_registry *reg, int status) {
+    pthread_mutex_lock(&reg->lock);
+    bool free_now = cancel_all_locked(reg, status);
     free_now |= unref_locked(reg);
     pthread_mutex_unlock(&reg->lock);
     if (free_now)

@@ -29,6 +29,9 @@ int rpc_registry_create(rpc_registry **out);
  */
 void rpc_registry_close(rpc_registry *reg, int status);
 
+/** Ends every pending call with `status` and refuses new ones; the owner keeps its reference. */
+void rpc_registry_cancel_all(rpc_registry *reg, int status);
+
 /** Registers a new ordered call; *request_id names it on the wire. 0, DR_ENOMEM, DR_ECLOSED. */
 int rpc_results_new(rpc_registry *reg, dr_rpc_results **out, uint64_t *request_id);
 

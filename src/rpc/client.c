@@ -41,6 +41,8 @@ struct dr_rpc_client {
     bool stale;          /* a member disappeared since the view was learned */
     uint32_t contact_id; /* the contact's node id once its HELLO came, else DR_NODE_NONE */
     bool contact_failed; /* the contact connection went down */
+    char contact_ip[DR_ADDRESS_MAX];
+    uint16_t contact_port;
 };
 
 static void deadline_after(struct timespec *deadline, int timeout_ms) {
@@ -178,6 +180,11 @@ static int refresh_locked(dr_rpc_client *client, int timeout_ms) {
     uint32_t next_member = 0;
     while (client->view_seq == seq && before(&deadline)) {
         uint32_t ask = client->contact_id;
+        if (ask == DR_NODE_NONE && !client->info && client->contact_failed) {
+            /* no view yet and the contact refused: it may still be starting; dial again */
+            client->contact_failed = false;
+            dr_net_connect(client->net, DR_NET_ANY_NODE, client->contact_ip, client->contact_port);
+        }
         if (ask == DR_NODE_NONE && client->info) {
             const dr_view *view = &client->info->view.view;
             if (view->num_members) {
@@ -200,7 +207,7 @@ static int refresh_locked(dr_rpc_client *client, int timeout_ms) {
     }
     if (client->view_seq != seq)
         return DR_OK;
-    return client->info || !client->contact_failed ? DR_ETIMEDOUT : DR_EIO;
+    return client->info || client->contact_id != DR_NODE_NONE ? DR_ETIMEDOUT : DR_EIO;
 }
 
 /* ---- public API ----------------------------------------------------------------------------- */
@@ -219,6 +226,8 @@ int dr_rpc_client_create(const char *contact_ip, uint16_t contact_port, int time
     pthread_cond_init(&client->changed, &monotonic);
     pthread_condattr_destroy(&monotonic);
     client->contact_id = DR_NODE_NONE;
+    snprintf(client->contact_ip, sizeof client->contact_ip, "%s", contact_ip);
+    client->contact_port = contact_port;
     int rc = rpc_registry_create(&client->reg);
     if (rc) {
         dr_err_set(err, rc, "out of memory");

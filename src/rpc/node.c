@@ -72,6 +72,7 @@ struct dr_rpc_node {
     uint32_t p2p_window;
     uint64_t max_p2p_request, max_p2p_reply;
     size_t max_ordered_reply; /* largest over the types */
+    atomic_size_t frame_room; /* largest reply one transport frame carries (SIZE_MAX: unknown) */
     dr_group_callbacks app;
     _Atomic bool closing;
 
@@ -130,6 +131,12 @@ static const type_entry *type_of_subgroup(const dr_rpc_node *node, uint32_t subg
         first += node->spec.types[t].num_subgroups;
     }
     return NULL;
+}
+
+/* A configured reply limit, clamped to what one frame carries (limits are immutable). */
+static size_t reply_limit(dr_rpc_node *node, uint64_t configured) {
+    size_t room = atomic_load(&node->frame_room);
+    return configured < room ? (size_t)configured : room;
 }
 
 /* The group, waiting briefly if a hook fired before dr_group_create returned. */
@@ -299,7 +306,13 @@ static void serve_p2p(dr_rpc_node *node, const p2p_job *job) {
     const type_entry *type = type_of_subgroup(node, request.subgroup);
     const method_entry *method = type ? find_method(type, request.method_id) : NULL;
     uint32_t shard = UINT32_MAX;
+    struct timespec deadline;
+    deadline_after(&deadline, GROUP_READY_WAIT_MS);
     pthread_mutex_lock(&node->lock);
+    /* a caller may know a view with me before my delivery thread reported it: wait for it */
+    while (!node->view && !atomic_load(&node->closing) &&
+           pthread_cond_timedwait(&node->changed, &node->lock, &deadline) == 0) {
+    }
     if (node->view && request.subgroup < node->view->layout.num_subgroups) {
         int found = dr_layout_find_shard(&node->view->layout, request.subgroup, node->my_id, NULL);
         shard = found < 0 ? UINT32_MAX : (uint32_t)found;
@@ -323,7 +336,7 @@ static void serve_p2p(dr_rpc_node *node, const p2p_job *job) {
                                  .version = -1,
                                  .timestamp_us = job->arrival_us};
         status = run_handler(type, method, &info, request.args, request.args_len,
-                             node->max_p2p_reply, &reply);
+                             reply_limit(node, node->max_p2p_reply), &reply);
     }
     send_reply(node, RPC_T_P2P_REPLY, job->peer, request.request_id, status, &reply);
     dr_buf_free(&reply);
@@ -471,7 +484,7 @@ static void answer_view_query(dr_rpc_node *node, uint32_t peer) {
     info->view.my_id = node->my_id;
     info->p2p_window = node->p2p_window;
     info->max_p2p_request = node->max_p2p_request;
-    info->max_p2p_reply = node->max_p2p_reply;
+    info->max_p2p_reply = reply_limit(node, node->max_p2p_reply);
     info->num_types = (uint32_t)node->num_types;
     for (size_t t = 0; t < node->num_types; t++)
         memcpy(info->type_names[t], node->spec.types[t].name, DR_LAYOUT_NAME_MAX);
@@ -530,8 +543,9 @@ static void hook_frame(void *ctx, uint32_t peer, bool from_client, dr_net_msg *m
             break;
         }
         rpc_reply_arrived(node->reg, msg->type == RPC_T_ORDERED_REPLY, peer, &reply,
-                          msg->type == RPC_T_ORDERED_REPLY ? node->max_ordered_reply
-                                                           : node->max_p2p_reply);
+                          reply_limit(node, msg->type == RPC_T_ORDERED_REPLY
+                                                ? node->max_ordered_reply
+                                                : node->max_p2p_reply));
         break;
     case RPC_T_VIEW_QUERY:
         if (rpc_decode_view_query(msg->payload, msg->payload_bytes) == DR_OK)
@@ -599,23 +613,16 @@ static void read_limits(dr_rpc_node *node, const dr_config *config) {
         node->types[t].max_ordered_args =
             payload > RPC_ORDERED_HEADER_SIZE ? payload - RPC_ORDERED_HEADER_SIZE : 0;
         node->types[t].max_reply = reply;
+        if (reply > node->max_ordered_reply)
+            node->max_ordered_reply = reply;
     }
 }
 
-/* Once the group exists: clamp reply limits to what one frame carries. */
-static void clamp_to_frames(dr_rpc_node *node) {
+/* Once the group exists: the largest reply payload one transport frame carries. */
+static void set_frame_room(dr_rpc_node *node) {
     uint32_t frame = dr_group_max_frame_bytes(atomic_load(&node->group));
-    size_t room = frame > RPC_REPLY_HEADER_SIZE + 64 ? frame - RPC_REPLY_HEADER_SIZE - 64 : 0;
-    for (size_t t = 0; t < node->num_types; t++) {
-        if (node->types[t].max_reply > room)
-            node->types[t].max_reply = room;
-        if (node->types[t].max_reply > node->max_ordered_reply)
-            node->max_ordered_reply = node->types[t].max_reply;
-    }
-    if (node->max_p2p_reply > room)
-        node->max_p2p_reply = room;
-    if (node->max_p2p_request > room)
-        node->max_p2p_request = room;
+    atomic_store(&node->frame_room,
+                 frame > RPC_REPLY_HEADER_SIZE + 64 ? frame - RPC_REPLY_HEADER_SIZE - 64 : 0);
 }
 
 static int start_workers(dr_rpc_node *node, uint32_t count, dr_err *err) {
@@ -678,6 +685,7 @@ int dr_rpc_node_create(const dr_config *config, const dr_layout_spec *spec,
     pthread_cond_init(&node->job_ready, NULL);
     node->spec = *spec;
     node->num_types = num_types;
+    atomic_store(&node->frame_room, SIZE_MAX);
     if (options)
         node->app = options->app_callbacks;
     uint32_t local_id = 0;
@@ -705,10 +713,9 @@ int dr_rpc_node_create(const dr_config *config, const dr_layout_spec *spec,
         goto fail;
     pthread_mutex_lock(&node->lock);
     atomic_store(&node->group, group);
-    node->my_id = dr_group_my_id(group);
     pthread_cond_broadcast(&node->changed);
     pthread_mutex_unlock(&node->lock);
-    clamp_to_frames(node);
+    set_frame_room(node);
     *out = node;
     return DR_OK;
 fail:
@@ -729,6 +736,7 @@ void dr_rpc_node_destroy(dr_rpc_node *node) {
     pthread_mutex_lock(&node->lock);
     pthread_cond_broadcast(&node->changed);
     pthread_mutex_unlock(&node->lock);
+    rpc_registry_cancel_all(node->reg, DR_ECLOSED); /* handlers waiting on calls return */
     stop_workers(node);
     dr_group_destroy(atomic_load(&node->group)); /* joins the network and delivery threads */
     free_node(node);

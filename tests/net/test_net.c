@@ -391,6 +391,38 @@ static void test_client_connects_and_gets_reply(void **state) {
     dr_net_destroy(a);
 }
 
+/* A client that does not know the cluster id (DR_NET_CLUSTER_ANY) reaches a member, even member
+ * 0 (a client's own node id is meaningless); a MEMBER with that id is still refused. */
+static void test_client_with_any_cluster(void **state) {
+    (void)state;
+    dr_net *a = make_node(0, 0, 0);
+    dr_net_config cfg;
+    dr_net_config_defaults(&cfg);
+    cfg.role = DR_NET_ROLE_CLIENT;
+    cfg.cluster_id = DR_NET_CLUSTER_ANY;
+    dr_net *client = NULL;
+    assert_int_equal(dr_net_create(&cfg, &client, NULL), 0);
+    assert_int_equal(dr_net_connect(client, DR_NET_ANY_NODE, "127.0.0.1", dr_net_listen_port(a)),
+                     0);
+    expect(client, DR_NET_EV_PEER_UP, 0);
+    dr_net_event ev = next(a, 10000);
+    assert_int_equal(ev.kind, DR_NET_EV_PEER_UP);
+    assert_int_equal(ev.role, DR_NET_ROLE_CLIENT);
+    dr_net_destroy(client);
+    expect(a, DR_NET_EV_PEER_DOWN, ev.peer);
+
+    dr_net_config_defaults(&cfg);
+    cfg.node_id = 5;
+    cfg.cluster_id = DR_NET_CLUSTER_ANY; /* a member pretending not to know: refused */
+    dr_net *member = NULL;
+    assert_int_equal(dr_net_create(&cfg, &member, NULL), 0);
+    assert_int_equal(dr_net_connect(member, 0, "127.0.0.1", dr_net_listen_port(a)), 0);
+    ev = expect(member, DR_NET_EV_PEER_DOWN, 0);
+    assert_int_equal(ev.reason, DR_EPROTO);
+    dr_net_destroy(member);
+    dr_net_destroy(a);
+}
+
 /* ---- link cut ---- */
 
 static void test_link_cut_drops_both_directions(void **state) {
@@ -837,6 +869,7 @@ int main(void) {
         cmocka_unit_test(test_peer_down_reported),
         cmocka_unit_test(test_shutdown_with_pending_data),
         cmocka_unit_test(test_client_connects_and_gets_reply),
+        cmocka_unit_test(test_client_with_any_cluster),
         cmocka_unit_test(test_link_cut_drops_both_directions),
         cmocka_unit_test(test_callback_mode_echo),
         cmocka_unit_test(test_newer_connection_replaces_older),

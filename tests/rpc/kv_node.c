@@ -1,0 +1,526 @@
+/*
+ * kv_node: a replicated key-value map served with dr_rpc, run as a real process by
+ * test_rpc_procs.c (member or outside client).
+ *
+ *   kv_node CONFIG_FILE --puts N [--victim V] [--DERECHO/key=value ...]   (member)
+ *   kv_node --client CONTACT_PORT --puts N --members M [--victim V]      (outside client)
+ *
+ * --victim V: the test kills member V while node 0 and the client wait on a `sleep` call to it
+ * (each prints CALLING first, then REMOVED rc=<status> bad=<n>).
+ *
+ * Type KV (one subgroup): ordered `put` (key, value blobs; every replica applies it in delivery
+ * order and folds (version, key, value) into a running digest), p2p `get`, `digest` (count,
+ * digest), `whoami`, `put_via` (a p2p method that makes an ordered put for outside clients and
+ * returns how many members replied OK), `big` / `big_ordered` (replies over the limit).
+ *
+ * A member makes N puts from two threads, checks every results object holds one OK reply per
+ * shard member, then exercises the error paths (oversized arguments, unknown method, unknown
+ * node, replies over the limit) and checks that the group still answers; prints
+ *   DONE node=<id> ok=<puts fully acknowledged> bad=<failed checks>
+ * and waits for its standard input to close. The client does the same through put_via, prints
+ *   PUTS ok=<n> bad=<n>
+ * then, on the line "check <total>" from standard input, reads every member's digest and prints
+ *   CHECK equal=<0|1> count=<first member's count> bad=<n>
+ */
+#include "derecho/config.h"
+#include "derecho/log.h"
+#include "derecho/rpc.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { NUM_BUCKETS = 1024, WAIT_MS = 20000 };
+
+typedef struct kv_entry {
+    struct kv_entry *next;
+    char *key;
+    uint8_t *value;
+    uint32_t value_len;
+} kv_entry;
+
+typedef struct kv_state {
+    pthread_mutex_t lock;
+    kv_entry *buckets[NUM_BUCKETS];
+    uint64_t count;  /* puts applied */
+    uint64_t digest; /* running FNV-1a over (version, key, value) */
+    _Atomic(dr_rpc_node *) node;
+    uint32_t my_id;
+} kv_state;
+
+static kv_state g_kv;
+static atomic_int g_bad;
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "kv_node: check failed at line %d: %s\n", __LINE__, #cond);            \
+            atomic_fetch_add(&g_bad, 1);                                                           \
+        }                                                                                          \
+    } while (0)
+
+static uint64_t fnv(uint64_t hash, const void *data, size_t len) {
+    const uint8_t *bytes = data;
+    for (size_t i = 0; i < len; i++)
+        hash = (hash ^ bytes[i]) * 1099511628211ull;
+    return hash;
+}
+
+static uint32_t bucket_of(const uint8_t *key, uint32_t len) {
+    return (uint32_t)(fnv(1469598103934665603ull, key, len) % NUM_BUCKETS);
+}
+
+static kv_entry *find_locked(const uint8_t *key, uint32_t len) {
+    for (kv_entry *e = g_kv.buckets[bucket_of(key, len)]; e; e = e->next)
+        if (strlen(e->key) == len && memcmp(e->key, key, len) == 0)
+            return e;
+    return NULL;
+}
+
+/* ---- handlers ------------------------------------------------------------------------------- */
+
+static int put_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
+                       dr_buf *reply) {
+    (void)ctx;
+    dr_reader reader;
+    dr_reader_init(&reader, args, len);
+    uint32_t key_len = 0, value_len = 0;
+    const uint8_t *key = dr_reader_blob(&reader, 1024, &key_len);
+    const uint8_t *value = dr_reader_blob(&reader, 1u << 20, &value_len);
+    if (!key || (!value && value_len) || !dr_reader_done(&reader))
+        return DR_EINVAL;
+    pthread_mutex_lock(&g_kv.lock);
+    kv_entry *entry = find_locked(key, key_len);
+    if (!entry) {
+        entry = calloc(1, sizeof *entry);
+        entry->key = calloc(1, key_len + 1);
+        memcpy(entry->key, key, key_len);
+        uint32_t b = bucket_of(key, key_len);
+        entry->next = g_kv.buckets[b];
+        g_kv.buckets[b] = entry;
+    }
+    free(entry->value);
+    entry->value = malloc(value_len ? value_len : 1);
+    memcpy(entry->value, value ? value : (const uint8_t *)"", value_len);
+    entry->value_len = value_len;
+    g_kv.count++;
+    g_kv.digest = fnv(g_kv.digest, &info->version, sizeof info->version);
+    g_kv.digest = fnv(g_kv.digest, key, key_len);
+    g_kv.digest = fnv(g_kv.digest, value, value_len);
+    uint64_t count = g_kv.count;
+    pthread_mutex_unlock(&g_kv.lock);
+    return dr_buf_put_u64(reply, count);
+}
+
+static int get_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
+                       dr_buf *reply) {
+    (void)ctx;
+    (void)info;
+    pthread_mutex_lock(&g_kv.lock);
+    kv_entry *entry = len <= 1024 ? find_locked(args, (uint32_t)len) : NULL;
+    int rc = DR_ENOTFOUND;
+    if (entry) {
+        dr_buf_put_u32(reply, g_kv.my_id);
+        rc = dr_buf_put_blob(reply, entry->value, entry->value_len);
+    }
+    pthread_mutex_unlock(&g_kv.lock);
+    return rc;
+}
+
+static int digest_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
+                          dr_buf *reply) {
+    (void)ctx, (void)info, (void)args, (void)len;
+    pthread_mutex_lock(&g_kv.lock);
+    dr_buf_put_u64(reply, g_kv.count);
+    int rc = dr_buf_put_u64(reply, g_kv.digest);
+    pthread_mutex_unlock(&g_kv.lock);
+    return rc;
+}
+
+static int whoami_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
+                          dr_buf *reply) {
+    (void)ctx, (void)info, (void)args, (void)len;
+    return dr_buf_put_u32(reply, g_kv.my_id);
+}
+
+static int big_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
+                       dr_buf *reply) {
+    (void)ctx, (void)info, (void)args, (void)len;
+    static uint8_t chunk[4096];
+    for (int i = 0; i < 1024; i++) /* 4 MiB: above every limit of the test */
+        if (dr_buf_put_bytes(reply, chunk, sizeof chunk))
+            break;
+    return DR_OK;
+}
+
+/* An ordered put of args on my node; returns the number of members that replied OK. */
+static int ordered_put(dr_rpc_node *node, const void *args, size_t len, uint32_t *ok_out,
+                       uint32_t *count_out) {
+    dr_rpc_results *results = NULL;
+    int rc = dr_rpc_ordered_call(node, 0, "put", args, len, WAIT_MS, &results);
+    if (rc)
+        return rc;
+    size_t count = dr_rpc_results_count(results, WAIT_MS);
+    uint32_t ok = 0;
+    for (size_t i = 0; i < count; i++) {
+        dr_rpc_reply reply;
+        if (dr_rpc_results_wait(results, i, WAIT_MS, &reply) == DR_OK && reply.status == DR_OK &&
+            reply.len == 8)
+            ok++;
+        dr_rpc_reply_clear(&reply);
+    }
+    CHECK(dr_rpc_results_version(results) >= 0);
+    dr_rpc_results_free(results);
+    *ok_out = ok;
+    *count_out = (uint32_t)count;
+    return DR_OK;
+}
+
+static int put_via_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
+                           dr_buf *reply) {
+    (void)ctx, (void)info;
+    uint32_t ok = 0, count = 0;
+    int rc = ordered_put(atomic_load(&g_kv.node), args, len, &ok, &count);
+    if (rc)
+        return rc;
+    dr_buf_put_u32(reply, ok);
+    return dr_buf_put_u32(reply, count);
+}
+
+static int sleep_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
+                         dr_buf *reply) {
+    (void)ctx, (void)info, (void)args, (void)len, (void)reply;
+    sleep(5);
+    return DR_OK;
+}
+
+static const dr_rpc_method kv_methods[] = {
+    {"sleep", DR_RPC_P2P, sleep_handler},   {"put", DR_RPC_ORDERED, put_handler},
+    {"get", DR_RPC_P2P, get_handler},       {"digest", DR_RPC_P2P, digest_handler},
+    {"whoami", DR_RPC_P2P, whoami_handler}, {"put_via", DR_RPC_P2P, put_via_handler},
+    {"big", DR_RPC_P2P, big_handler},       {"big_ordered", DR_RPC_ORDERED, big_handler},
+};
+
+/* ---- workloads ------------------------------------------------------------------------------ */
+
+static size_t encode_put(uint8_t *out, size_t cap, const char *key, const char *value) {
+    dr_buf buf;
+    dr_buf_init(&buf, cap);
+    dr_buf_put_str(&buf, key);
+    dr_buf_put_str(&buf, value);
+    size_t len = buf.len;
+    memcpy(out, buf.data, len);
+    dr_buf_free(&buf);
+    return len;
+}
+
+typedef struct put_thread {
+    dr_rpc_node *node;
+    uint32_t id, thread, puts, expected_members;
+    uint32_t ok;
+} put_thread;
+
+static void *member_puts(void *arg) {
+    put_thread *t = arg;
+    for (uint32_t i = 0; i < t->puts; i++) {
+        char key[64], value[128];
+        snprintf(key, sizeof key, "n%u-t%u-%u", t->id, t->thread, i);
+        snprintf(value, sizeof value, "value of %s", key);
+        uint8_t args[256];
+        size_t len = encode_put(args, sizeof args, key, value);
+        uint32_t ok = 0, count = 0;
+        int rc = ordered_put(t->node, args, len, &ok, &count);
+        CHECK(rc == DR_OK && count == t->expected_members && ok == t->expected_members);
+        if (rc == DR_OK && ok == t->expected_members)
+            t->ok++;
+    }
+    return NULL;
+}
+
+static void member_error_paths(dr_rpc_node *node, uint32_t my_id, uint32_t members) {
+    dr_rpc_results *results = NULL;
+    static uint8_t huge[1u << 20];
+    CHECK(dr_rpc_ordered_call(node, 0, "put", huge, sizeof huge, WAIT_MS, &results) == DR_ETOOBIG);
+    CHECK(dr_rpc_ordered_call(node, 0, "nope", "x", 1, WAIT_MS, &results) == DR_ENOTFOUND);
+    dr_rpc_reply reply;
+    CHECK(dr_rpc_p2p_call(node, 99, 0, "whoami", NULL, 0, WAIT_MS, &reply) == DR_ENOTFOUND);
+    CHECK(dr_rpc_p2p_call(node, my_id, 0, "nope", NULL, 0, WAIT_MS, &reply) == DR_ENOTFOUND);
+    CHECK(dr_rpc_p2p_call(node, my_id, 0, "get", huge, sizeof huge, WAIT_MS, &reply) == DR_ETOOBIG);
+    /* a reply over max_p2p_reply_payload_size */
+    CHECK(dr_rpc_p2p_call(node, (my_id + 1) % members, 0, "big", NULL, 0, WAIT_MS, &reply) ==
+          DR_ETOOBIG);
+    dr_rpc_reply_clear(&reply);
+    /* ordered replies over max_reply_payload_size: every member answers DR_ETOOBIG */
+    if (dr_rpc_ordered_call(node, 0, "big_ordered", NULL, 0, WAIT_MS, &results) == DR_OK) {
+        size_t count = dr_rpc_results_count(results, WAIT_MS);
+        CHECK(count == members);
+        for (size_t i = 0; i < count; i++) {
+            CHECK(dr_rpc_results_wait(results, i, WAIT_MS, &reply) == DR_OK &&
+                  reply.status == DR_ETOOBIG);
+            dr_rpc_reply_clear(&reply);
+        }
+        CHECK(dr_rpc_results_wait(results, count, 0, &reply) == DR_EINVAL);
+        dr_rpc_results_free(results);
+    } else {
+        CHECK(!"big_ordered call failed");
+    }
+    /* the group keeps working: each replica answers as itself, my keys are everywhere */
+    for (uint32_t target = 0; target < members; target++) {
+        CHECK(dr_rpc_p2p_call(node, target, 0, "whoami", NULL, 0, WAIT_MS, &reply) == DR_OK &&
+              reply.len == 4 && reply.bytes[0] == target);
+        dr_rpc_reply_clear(&reply);
+        char key[64];
+        snprintf(key, sizeof key, "n%u-t0-0", my_id);
+        CHECK(dr_rpc_p2p_call(node, target, 0, "get", key, strlen(key), WAIT_MS, &reply) == DR_OK &&
+              reply.len > 4 && reply.bytes[0] == target);
+        dr_rpc_reply_clear(&reply);
+    }
+}
+
+static int run_member(const char *config_path, uint32_t puts, int victim, const char **overrides,
+                      size_t override_count) {
+    dr_err err = {0};
+    dr_config *config = NULL;
+    dr_config_options options = {
+        .file_path = config_path, .overrides = overrides, .override_count = override_count};
+    if (dr_config_load(&options, &config, &err)) {
+        fprintf(stderr, "kv_node: %s\n", err.msg);
+        return 1;
+    }
+    dr_config_apply_logging(config);
+    dr_layout_spec spec = {.num_types = 1};
+    snprintf(spec.types[0].name, sizeof spec.types[0].name, "KV");
+    spec.types[0].num_subgroups = 1;
+    if (dr_group_policy_from_config(config, "KV", DR_MODE_ORDERED, &spec.types[0].policy, &err)) {
+        fprintf(stderr, "kv_node: %s\n", err.msg);
+        return 1;
+    }
+    dr_rpc_type type = {
+        .name = "KV", .methods = kv_methods, .num_methods = sizeof kv_methods / sizeof *kv_methods};
+    dr_rpc_node *node = NULL;
+    if (dr_rpc_node_create(config, &spec, &type, 1, NULL, &node, &err)) {
+        fprintf(stderr, "kv_node: cannot start: %s\n", err.msg);
+        return 1;
+    }
+    atomic_store(&g_kv.node, node);
+    dr_group *group = dr_rpc_node_group(node);
+    g_kv.my_id = dr_group_my_id(group);
+    int rc = dr_group_wait_view(group, 0, 30000);
+    if (rc) {
+        fprintf(stderr, "kv_node: no view: %s\n", dr_strerror(rc));
+        return 1;
+    }
+    dr_group_view view;
+    dr_group_get_view(group, &view);
+    uint32_t members = view.layout.subgroups[0].shards[0].num_members;
+    put_thread threads[2];
+    pthread_t ids[2];
+    for (uint32_t t = 0; t < 2; t++) {
+        threads[t] = (put_thread){.node = node,
+                                  .id = g_kv.my_id,
+                                  .thread = t,
+                                  .puts = puts / 2 + (t == 0 ? puts % 2 : 0),
+                                  .expected_members = members};
+        pthread_create(&ids[t], NULL, member_puts, &threads[t]);
+    }
+    for (uint32_t t = 0; t < 2; t++)
+        pthread_join(ids[t], NULL);
+    if (puts)
+        member_error_paths(node, g_kv.my_id, members);
+    printf("DONE node=%u ok=%u bad=%d\n", g_kv.my_id, threads[0].ok + threads[1].ok,
+           atomic_load(&g_bad));
+    fflush(stdout);
+    if (victim >= 0 && g_kv.my_id == 0) { /* a p2p call to a member the test kills */
+        printf("CALLING\n");
+        fflush(stdout);
+        dr_rpc_reply reply;
+        int rc = dr_rpc_p2p_call(node, (uint32_t)victim, 0, "sleep", NULL, 0, WAIT_MS, &reply);
+        CHECK(rc == DR_EREMOVED && reply.status == DR_EREMOVED);
+        CHECK(dr_rpc_p2p_call(node, 1, 0, "whoami", NULL, 0, WAIT_MS, &reply) == DR_OK);
+        dr_rpc_reply_clear(&reply);
+        printf("REMOVED rc=%d bad=%d\n", rc, atomic_load(&g_bad));
+        fflush(stdout);
+    }
+    char sink[64];
+    while (read(STDIN_FILENO, sink, sizeof sink) > 0) {
+    }
+    dr_rpc_node_destroy(node);
+    dr_config_free(config);
+    return atomic_load(&g_bad) ? 1 : 0;
+}
+
+/* ---- outside client ------------------------------------------------------------------------- */
+
+static void client_error_paths(dr_rpc_client *client, uint32_t subgroup, uint32_t members) {
+    dr_rpc_reply reply;
+    static uint8_t huge[1u << 20];
+    CHECK(dr_rpc_client_call(client, 0, subgroup, "nope", NULL, 0, WAIT_MS, &reply) ==
+          DR_ENOTFOUND);
+    CHECK(dr_rpc_client_call(client, 0, subgroup, "get", huge, sizeof huge, WAIT_MS, &reply) ==
+          DR_ETOOBIG);
+    CHECK(dr_rpc_client_call(client, 99, subgroup, "whoami", NULL, 0, WAIT_MS, &reply) ==
+          DR_ENOTFOUND);
+    CHECK(dr_rpc_client_call(client, 1, subgroup, "put", "x", 1, WAIT_MS, &reply) == DR_EINVAL);
+    for (uint32_t target = 0; target < members; target++) {
+        CHECK(dr_rpc_client_call(client, target, subgroup, "whoami", NULL, 0, WAIT_MS, &reply) ==
+                  DR_OK &&
+              reply.len == 4 && reply.bytes[0] == target);
+        dr_rpc_reply_clear(&reply);
+        CHECK(dr_rpc_client_call(client, target, subgroup, "get", "client-0", 8, WAIT_MS, &reply) ==
+                  DR_OK &&
+              reply.len > 4 && reply.bytes[0] == target);
+        dr_rpc_reply_clear(&reply);
+    }
+}
+
+/* Calls `sleep` on member `victim` (which the test kills meanwhile): expects DR_EREMOVED, then
+ * a working call to another member and a refreshed view. Prints CALLING, then REMOVED rc=<rc>. */
+static int client_removed(dr_rpc_client *client, uint32_t victim) {
+    dr_rpc_reply reply;
+    CHECK(dr_rpc_client_call(client, victim, 0, "whoami", NULL, 0, WAIT_MS, &reply) == DR_OK);
+    dr_rpc_reply_clear(&reply);
+    printf("CALLING\n");
+    fflush(stdout);
+    int rc = dr_rpc_client_call(client, victim, 0, "sleep", NULL, 0, WAIT_MS, &reply);
+    CHECK(rc == DR_EREMOVED);
+    uint32_t other = victim == 0 ? 1 : 0;
+    CHECK(dr_rpc_client_call(client, other, 0, "whoami", NULL, 0, WAIT_MS, &reply) == DR_OK &&
+          reply.len == 4 && reply.bytes[0] == other);
+    dr_rpc_reply_clear(&reply);
+    dr_group_view view;
+    CHECK(dr_rpc_client_get_view(client, &view) == DR_OK);
+    printf("REMOVED rc=%d bad=%d\n", rc, atomic_load(&g_bad));
+    fflush(stdout);
+    return 0;
+}
+
+/* Client puts i = first, first + step, ... < puts, each through put_via on member i % members. */
+typedef struct client_thread {
+    dr_rpc_client *client;
+    uint32_t first, step, puts, members;
+    uint32_t ok;
+} client_thread;
+
+static void *client_puts(void *arg) {
+    client_thread *t = arg;
+    for (uint32_t i = t->first; i < t->puts; i += t->step) {
+        char key[64], value[128];
+        snprintf(key, sizeof key, "client-%u", i);
+        snprintf(value, sizeof value, "client value %u", i);
+        uint8_t args[256];
+        size_t len = encode_put(args, sizeof args, key, value);
+        dr_rpc_reply reply;
+        int rc =
+            dr_rpc_client_call(t->client, i % t->members, 0, "put_via", args, len, WAIT_MS, &reply);
+        bool ok = rc == DR_OK && reply.len == 8 && dr_load_u32le(reply.bytes) == t->members &&
+                  dr_load_u32le(reply.bytes + 4) == t->members;
+        CHECK(ok);
+        t->ok += ok;
+        dr_rpc_reply_clear(&reply);
+    }
+    return NULL;
+}
+
+static int run_client(uint16_t port, uint32_t puts, uint32_t members, int victim) {
+    dr_err err = {0};
+    dr_rpc_client *client = NULL;
+    if (dr_rpc_client_create("127.0.0.1", port, 30000, &client, &err)) {
+        fprintf(stderr, "kv_node: client: %s\n", err.msg);
+        return 1;
+    }
+    dr_group_view view;
+    uint32_t subgroup = 99;
+    CHECK(dr_rpc_client_get_view(client, &view) == DR_OK && view.my_id == DR_NODE_NONE);
+    CHECK(dr_rpc_client_find_subgroup(client, "KV", 0, &subgroup) == DR_OK && subgroup == 0);
+    CHECK(dr_rpc_client_find_subgroup(client, "KV", 1, &subgroup) == DR_ENOTFOUND);
+    subgroup = 0;
+    if (victim >= 0) {
+        client_removed(client, (uint32_t)victim);
+        char sink[64];
+        while (read(STDIN_FILENO, sink, sizeof sink) > 0) {
+        }
+        dr_rpc_client_destroy(client);
+        return atomic_load(&g_bad) ? 1 : 0;
+    }
+    client_thread threads[2];
+    pthread_t ids[2];
+    for (uint32_t t = 0; t < 2; t++) {
+        threads[t] = (client_thread){
+            .client = client, .first = t, .step = 2, .puts = puts, .members = members};
+        pthread_create(&ids[t], NULL, client_puts, &threads[t]);
+    }
+    for (uint32_t t = 0; t < 2; t++)
+        pthread_join(ids[t], NULL);
+    uint32_t ok_puts = threads[0].ok + threads[1].ok;
+    if (puts)
+        client_error_paths(client, subgroup, members);
+    printf("PUTS ok=%u bad=%d\n", ok_puts, atomic_load(&g_bad));
+    fflush(stdout);
+    char line[128];
+    unsigned long long total = 0;
+    if (fgets(line, sizeof line, stdin) && sscanf(line, "check %llu", &total) == 1) {
+        uint64_t first_count = 0, first_digest = 0;
+        bool equal = true;
+        for (uint32_t target = 0; target < members; target++) {
+            dr_rpc_reply reply;
+            int rc =
+                dr_rpc_client_call(client, target, subgroup, "digest", NULL, 0, WAIT_MS, &reply);
+            CHECK(rc == DR_OK && reply.len == 16);
+            uint64_t count = reply.len == 16 ? dr_load_u64le(reply.bytes) : 0;
+            uint64_t digest = reply.len == 16 ? dr_load_u64le(reply.bytes + 8) : 0;
+            if (target == 0)
+                first_count = count, first_digest = digest;
+            else if (count != first_count || digest != first_digest)
+                equal = false;
+            dr_rpc_reply_clear(&reply);
+        }
+        CHECK(first_count == total);
+        printf("CHECK equal=%d count=%" PRIu64 " bad=%d\n", equal ? 1 : 0, first_count,
+               atomic_load(&g_bad));
+        fflush(stdout);
+    }
+    char sink[64];
+    while (read(STDIN_FILENO, sink, sizeof sink) > 0) {
+    }
+    dr_rpc_client_destroy(client);
+    return atomic_load(&g_bad) ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    pthread_mutex_init(&g_kv.lock, NULL);
+    g_kv.digest = 1469598103934665603ull;
+    uint32_t puts = 0, members = 3;
+    int client_port = 0, victim = -1;
+    const char *config_path = NULL;
+    const char *overrides[32];
+    size_t override_count = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--puts") == 0 && i + 1 < argc)
+            puts = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--client") == 0 && i + 1 < argc)
+            client_port = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--victim") == 0 && i + 1 < argc)
+            victim = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--members") == 0 && i + 1 < argc)
+            members = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else if (dr_config_is_override_arg(argv[i]) && override_count < 32)
+            overrides[override_count++] = argv[i] + 2;
+        else if (!config_path && argv[i][0] != '-')
+            config_path = argv[i];
+        else {
+            fprintf(stderr, "kv_node: unknown argument %s\n", argv[i]);
+            return 2;
+        }
+    }
+    if (client_port)
+        return run_client((uint16_t)client_port, puts, members, victim);
+    if (!config_path) {
+        fprintf(stderr, "usage: kv_node CONFIG_FILE --puts N | kv_node --client PORT --puts N\n");
+        return 2;
+    }
+    return run_member(config_path, puts, victim, overrides, override_count);
+}

@@ -1,0 +1,245 @@
+/*
+ * Multi-process tests of replicated objects over TCP on 127.0.0.1 (ports 44100..): three
+ * kv_node members and one outside client issue puts concurrently; every caller must see one OK
+ * reply per member for each put, every replica must end with the same digest and count, p2p
+ * calls must reach the chosen replica, and the error paths (oversized arguments, unknown methods,
+ * unknown nodes, replies over the limits) must fail cleanly while the group keeps working.
+ * A second case kills a member while a client waits on it: the call ends DR_EREMOVED.
+ */
+#include <inttypes.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+enum { MAX_PROCS = 8, WAIT_SECONDS = 90 };
+
+typedef struct child {
+    pid_t pid;
+    int stdin_fd, stdout_fd;
+} child;
+
+static char test_dir[] = "/tmp/dr_rpc_procs_XXXXXX";
+
+static void write_config(int node, int nodes, int base_port, char *path, size_t path_len) {
+    snprintf(path, path_len, "%s/node%d.cfg", test_dir, node);
+    FILE *file = fopen(path, "w");
+    assert_non_null(file);
+    fprintf(file,
+            "[DERECHO]\ncontact_ip = 127.0.0.1\ncontact_port = %d\nlocal_id = %d\n"
+            "local_ip = 127.0.0.1\ngms_port = %d\nheartbeat_ms = 100\np2p_window_size = 4\n"
+            "max_p2p_request_payload_size = 10240\nmax_p2p_reply_payload_size = 10240\n"
+            "[SUBGROUP/DEFAULT]\nmax_payload_size = 10240\nmax_smc_payload_size = 10240\n"
+            "max_reply_payload_size = 4096\nblock_size = 1048576\nwindow_size = 16\n"
+            "[SUBGROUP/KV]\nnum_shards = 1\nmin_nodes = %d\nmax_nodes = %d\n"
+            "[LOGGER]\ndefault_log_level = error\n",
+            base_port, node, base_port + node, nodes, nodes);
+    fclose(file);
+}
+
+static void spawn(child *c, char *const *args) {
+    int in_pipe[2], out_pipe[2];
+    assert_int_equal(pipe(in_pipe), 0);
+    assert_int_equal(pipe(out_pipe), 0);
+    const char *bin_dir = getenv("DR_BIN_DIR");
+    assert_non_null(bin_dir);
+    char program[1024];
+    snprintf(program, sizeof program, "%s/tests/kv_node", bin_dir);
+    char *argv[32] = {program};
+    int argc = 1;
+    for (int i = 0; args[i] && argc < 31; i++)
+        argv[argc++] = args[i];
+    argv[argc] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(in_pipe[0], STDIN_FILENO);
+        dup2(out_pipe[1], STDOUT_FILENO);
+        close(in_pipe[1]);
+        close(out_pipe[0]);
+        execv(program, argv);
+        _exit(127);
+    }
+    close(in_pipe[0]);
+    close(out_pipe[1]);
+    c->pid = pid;
+    c->stdin_fd = in_pipe[1];
+    c->stdout_fd = out_pipe[0];
+}
+
+/* Reads one line (without the newline) within the deadline; returns false on timeout/EOF. */
+static bool read_line(child *c, char *line, size_t cap, time_t deadline) {
+    size_t len = 0;
+    while (len + 1 < cap && time(NULL) < deadline) {
+        struct pollfd pfd = {.fd = c->stdout_fd, .events = POLLIN};
+        if (poll(&pfd, 1, 500) <= 0)
+            continue;
+        ssize_t n = read(c->stdout_fd, line + len, 1);
+        if (n <= 0)
+            break;
+        if (line[len] == '\n')
+            break;
+        len++;
+    }
+    line[len] = '\0';
+    return len > 0;
+}
+
+/* Closes every child's stdin, reaps them (killing stragglers); returns how many exited 0. */
+static int finish(child *children, int count) {
+    int clean = 0;
+    for (int i = 0; i < count; i++)
+        if (children[i].stdin_fd >= 0)
+            close(children[i].stdin_fd);
+    for (int i = 0; i < count; i++) {
+        int status = 0;
+        bool reaped = false;
+        for (int tries = 0; tries < 150 && !reaped; tries++) {
+            reaped = waitpid(children[i].pid, &status, WNOHANG) == children[i].pid;
+            if (!reaped)
+                usleep(100000);
+        }
+        if (!reaped) {
+            kill(children[i].pid, SIGKILL);
+            waitpid(children[i].pid, &status, 0);
+        }
+        close(children[i].stdout_fd);
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+            clean++;
+    }
+    return clean;
+}
+
+static void start_members(child *members, int nodes, int base_port, const char *puts,
+                          const char *victim) {
+    for (int i = 0; i < nodes; i++) {
+        char path[512];
+        write_config(i, nodes, base_port, path, sizeof path);
+        char *args[] = {path,           "--puts", (char *)puts, victim ? "--victim" : NULL,
+                        (char *)victim, NULL};
+        spawn(&members[i], args);
+        if (i == 0)
+            usleep(200000);
+    }
+}
+
+static void test_kv_replicas_agree(void **state) {
+    (void)state;
+    enum { NODES = 3, MEMBER_PUTS = 500, CLIENT_PUTS = 300, PORT = 44100 };
+    child procs[NODES + 1];
+    start_members(procs, NODES, PORT, "500", NULL);
+    char port[16];
+    snprintf(port, sizeof port, "%d", PORT);
+    char *client_args[] = {"--client", port, "--puts", "300", "--members", "3", NULL};
+    spawn(&procs[NODES], client_args);
+    time_t deadline = time(NULL) + WAIT_SECONDS;
+    char line[256];
+    for (int i = 0; i < NODES; i++) {
+        int node = -1, bad = -1;
+        unsigned ok = 0;
+        bool got = read_line(&procs[i], line, sizeof line, deadline);
+        if (!got || sscanf(line, "DONE node=%d ok=%u bad=%d", &node, &ok, &bad) != 3) {
+            finish(procs, NODES + 1);
+            fail_msg("member %d: '%s'", i, line);
+        }
+        assert_int_equal(node, i);
+        assert_int_equal(ok, MEMBER_PUTS); /* one OK reply per member, for every put */
+        assert_int_equal(bad, 0);
+    }
+    unsigned ok = 0;
+    int bad = -1;
+    if (!read_line(&procs[NODES], line, sizeof line, deadline) ||
+        sscanf(line, "PUTS ok=%u bad=%d", &ok, &bad) != 2) {
+        finish(procs, NODES + 1);
+        fail_msg("client: '%s'", line);
+    }
+    assert_int_equal(ok, CLIENT_PUTS);
+    assert_int_equal(bad, 0);
+    char command[64];
+    int len = snprintf(command, sizeof command, "check %d\n", NODES * MEMBER_PUTS + CLIENT_PUTS);
+    assert_int_equal(write(procs[NODES].stdin_fd, command, (size_t)len), len);
+    int equal = 0;
+    uint64_t count = 0;
+    if (!read_line(&procs[NODES], line, sizeof line, deadline) ||
+        sscanf(line, "CHECK equal=%d count=%" SCNu64 " bad=%d", &equal, &count, &bad) != 3) {
+        finish(procs, NODES + 1);
+        fail_msg("client check: '%s'", line);
+    }
+    printf("client: %s\n", line);
+    assert_int_equal(equal, 1);
+    assert_int_equal(count, NODES * MEMBER_PUTS + CLIENT_PUTS);
+    assert_int_equal(bad, 0);
+    assert_int_equal(finish(procs, NODES + 1), NODES + 1);
+}
+
+/* A member dies while an outside client and another member wait on p2p calls to it: both calls
+ * end DR_EREMOVED and both callers go on with the other members. */
+static void test_client_call_to_failed_member(void **state) {
+    (void)state;
+    enum { NODES = 3, PORT = 44200, VICTIM = 2 };
+    child procs[NODES + 1];
+    start_members(procs, NODES, PORT, "0", "2");
+    char port[16];
+    snprintf(port, sizeof port, "%d", PORT);
+    char *client_args[] = {"--client", port, "--victim", "2", "--members", "3", NULL};
+    spawn(&procs[NODES], client_args);
+    time_t deadline = time(NULL) + WAIT_SECONDS;
+    char line[256];
+    for (int i = 0; i < NODES; i++)
+        assert_true(read_line(&procs[i], line, sizeof line, deadline));
+    if (!read_line(&procs[NODES], line, sizeof line, deadline) || strcmp(line, "CALLING") != 0 ||
+        !read_line(&procs[0], line, sizeof line, deadline) || strcmp(line, "CALLING") != 0) {
+        finish(procs, NODES + 1);
+        fail_msg("client or member 0: '%s'", line);
+    }
+    usleep(300000); /* the sleep call is at the victim */
+    kill(procs[VICTIM].pid, SIGKILL);
+    int rc = 0, bad = -1;
+    if (!read_line(&procs[NODES], line, sizeof line, deadline) ||
+        sscanf(line, "REMOVED rc=%d bad=%d", &rc, &bad) != 2) {
+        finish(procs, NODES + 1);
+        fail_msg("client: '%s'", line);
+    }
+    assert_int_equal(rc, -13); /* DR_EREMOVED */
+    assert_int_equal(bad, 0);
+    if (!read_line(&procs[0], line, sizeof line, deadline) ||
+        sscanf(line, "REMOVED rc=%d bad=%d", &rc, &bad) != 2) {
+        finish(procs, NODES + 1);
+        fail_msg("member 0: '%s'", line);
+    }
+    assert_int_equal(rc, -13);
+    assert_int_equal(bad, 0);
+    assert_int_equal(finish(procs, NODES + 1), NODES); /* all but the victim exit cleanly */
+}
+
+static int setup(void **state) {
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    return mkdtemp(test_dir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    char command[256];
+    snprintf(command, sizeof command, "rm -rf %s", test_dir);
+    return system(command) == 0 ? 0 : -1;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kv_replicas_agree),
+        cmocka_unit_test(test_client_call_to_failed_member),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
