@@ -1,15 +1,89 @@
 #!/usr/bin/env bash
-# The README's main-job command. Today: build, then print the effective configuration of
-# each node of the bundled 4-node sample cluster (test-4-nodes/). Later issues make it start
-# the service, install a model and classify photos.
+# The whole photo-identification story on this machine:
+#   1. install dependencies (scripts/install-deps.sh) and build;
+#   2. start a local 4-node cluster (test-4-nodes: nodes 0-1 function tier, 2-3 categorizer)
+#      in the background with scripts/cluster.sh;
+#   3. install the bundled demo model (models/demo-shapes) under tag 1 with the client;
+#   4. classify the sample photos with the client and over HTTP, and print the answers;
+#   5. print the web page address and keep serving until Ctrl-C (then stop the cluster).
+#
+#   scripts/demo.sh          the story, then serve until Ctrl-C
+#   scripts/demo.sh --once   the story, then stop the cluster and exit (non-zero on failure)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$PWD
+
+once=0
+case "${1:-}" in
+  --once) once=1 ;;
+  "") ;;
+  *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
 
 scripts/install-deps.sh
-cmake -S . -B build >/dev/null
-cmake --build build -j "$(nproc)" >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j "$(nproc)" --target sospdemo >/dev/null
 
-for node in test-4-nodes/n*; do
-  echo "===== $node/derecho.cfg (effective) ====="
-  (cd "$node" && ../../build/bin/sospdemo config)
+bin=$repo/build/bin/sospdemo
+model=$repo/models/demo-shapes
+node=127.0.0.1:28000
+http=http://127.0.0.1:18000
+
+cleanup() {
+  echo
+  echo "== stopping the cluster"
+  scripts/cluster.sh stop 4 || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "== starting a 4-node cluster (test-4-nodes)"
+scripts/cluster.sh start 4
+
+echo
+echo "== installing the demo model under tag 1"
+(cd test-4-nodes/client &&
+  "$bin" client "$node" installmodel 1 "$model/synset.txt" "$model/shapes-symbol.json" \
+    "$model/shapes-0000.params")
+
+echo
+echo "== classifying the sample photos with the client (expected answer after '->')"
+failures=0
+while IFS=$'\t' read -r photo expected; do
+  case "$photo" in "#"* | "") continue ;; esac
+  answer=$("$bin" client "$node" inference 1 "$model/photos/$photo" | sed -n 's/^photo description://p')
+  mark=ok
+  [ "$answer" = "$expected" ] || { mark=MISMATCH; failures=$((failures + 1)); }
+  printf '%-20s %-28s -> %-28s %s\n' "$photo" "$answer" "$expected" "$mark"
+done <"$model/photos/expected.txt"
+
+echo
+echo "== the same over HTTP (POST $http/v1/whatsthis?tags=1)"
+for photo in red-circle.jpg green-star.png yellow-square.png; do
+  printf '%-20s ' "$photo"
+  curl -sS --data-binary "@$model/photos/$photo" -H 'Content-Type: application/octet-stream' \
+    "$http/v1/whatsthis?tags=1"
+  echo
 done
+
+echo
+echo "== models installed (GET $http/v1/models)"
+curl -sS "$http/v1/models"
+echo
+
+if [ "$failures" -ne 0 ]; then
+  echo "demo: $failures photo(s) got an unexpected answer" >&2
+  exit 1
+fi
+
+if [ "$once" -eq 1 ]; then
+  echo
+  echo "demo: done (--once)"
+  exit 0
+fi
+
+echo
+echo "The service is running. Web page: $http/  (also http://127.0.0.1:18001/)"
+echo "Client: $bin client $node inference 1 <photo>"
+echo "Press Ctrl-C to stop."
+while true; do sleep 3600; done

@@ -16,6 +16,8 @@ PACKAGES=(
   libgrpc-dev libmicrohttpd-dev
   # test tooling: real-model cross-checks (make_resnet50_v2.py), networking tools
   python3 python3-numpy python3-onnx iproute2 procps
+  # scripts/demo.sh: the HTTP part of the story
+  curl
   # sospdemo: a Python client generated from the seed's gRPC interface (tests/sospdemo)
   python3-grpcio python3-grpc-tools
   # sospdemo: the web page rendered in headless Chromium (tests/sospdemo/test_web_page.c)

@@ -1,7 +1,7 @@
 /*
  * sospdemo: the photo-identification service's single binary (seed command line).
  *
- *   sospdemo server                      join the group from ./derecho.cfg (hook below)
+ *   sospdemo server                      join the group from ./derecho.cfg (server.h)
  *   sospdemo client <host:port> ...      the function tier's client (client.h)
  *   sospdemo config [--SECTION/key=value] print the effective configuration (app_config.h)
  *
@@ -14,14 +14,20 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Hook: `sospdemo server` (group join + function tier / categorizer), written elsewhere. */
+#ifdef SD_HAVE_SERVER
+#include "server.h"
+static int server_main(int argc, char **argv) {
+    return sd_server_main(argc, argv);
+}
+#else
+/* Builds without the rpc layer (src/rpc) have no server. */
 static int server_main(int argc, char **argv) {
     (void)argc;
-    fprintf(stderr, "sospdemo server: not available in this build\n");
+    fprintf(stderr, "sospdemo server: not available in this build (no rpc layer)\n");
     sd_print_usage(stdout, argv[0]);
     return SD_EXIT_USAGE;
 }
-
+#endif
 
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "client") == 0)

@@ -22,7 +22,7 @@ static void check(int condition) {
 static void drain(dr_core *core) {
     dr_action action;
     while (dr_core_next_action(core, &action)) {
-        check(action.type >= DR_ACTION_SEND && action.type <= DR_ACTION_JOIN_FAILED);
+        check(action.type >= DR_ACTION_SEND && action.type <= DR_ACTION_STOPPED);
         if (action.type == DR_ACTION_SEND)
             check(action.bytes != NULL && action.len >= DR_WIRE_HEADER_BYTES);
         dr_action_free(&action);

@@ -33,6 +33,8 @@ const conf_key_spec conf_key_specs[] = {
     {"DERECHO", "rdmc_port", NULL, CONF_PORT, 0, 0, "31675", NULL},
     {"DERECHO", "external_port", NULL, CONF_PORT, 0, 0, "32645", NULL},
     {"DERECHO", "heartbeat_ms", "timeout_ms", CONF_UINT, 1, 3600000, "100", NULL},
+    /* a member silent for heartbeat_ms x this is suspected (this implementation's key) */
+    {"DERECHO", "suspicion_missed_heartbeats", NULL, CONF_UINT, 1, 10000, "5", NULL},
     {"DERECHO", "sst_poll_cq_timeout_ms", NULL, CONF_UINT, 1, 3600000, "2000", NULL},
     {"DERECHO", "p2p_loop_busy_wait_before_sleep_ms", NULL, CONF_UINT, 0, 60000, "0", NULL},
     {"DERECHO", "restart_timeout_ms", NULL, CONF_UINT, 1, 3600000, "2000", NULL},
@@ -80,14 +82,19 @@ const conf_key_spec conf_key_specs[] = {
     {"LOGGER", "app_log_level", NULL, CONF_LOG_LEVEL, 0, 0, NULL, NULL},
     {"LOGGER", "log_to_terminal", NULL, CONF_BOOL, 0, 0, "true", NULL},
     {"LOGGER", "log_file_depth", NULL, CONF_UINT, 0, 1000, "3", NULL},
+    /* [SOSPDEMO]: the photo-identification service (docs/sospdemo.md) */
+    {"SOSPDEMO", "function_tier_base_port", NULL, CONF_UINT, 1, 65535, "28000", NULL},
+    {"SOSPDEMO", "http_base_port", NULL, CONF_UINT, 0, 65535, "18000", NULL},
+    {"SOSPDEMO", "rpc_workers", NULL, CONF_UINT, 1, 64, "4", NULL},
+    {"SOSPDEMO", "grpc_workers", NULL, CONF_UINT, 1, 64, "4", NULL},
     /* [LAYOUT] */
     {"LAYOUT", "json_layout", NULL, CONF_STRING, 0, 0, NULL, NULL},
     {"LAYOUT", "json_layout_file", NULL, CONF_STRING, 0, 0, NULL, NULL},
 };
 const size_t conf_key_spec_count = sizeof conf_key_specs / sizeof *conf_key_specs;
 
-const char *const conf_section_classes[] = {"DERECHO", "SUBGROUP", "RDMA", "PERS",
-                                            "LOGGER",  "LAYOUT",   NULL};
+const char *const conf_section_classes[] = {"DERECHO", "SUBGROUP", "RDMA",     "PERS",
+                                            "LOGGER",  "LAYOUT",   "SOSPDEMO", NULL};
 
 const char *conf_section_class(const char *section) {
     if (strncmp(section, "SUBGROUP/", 9) == 0)

@@ -34,6 +34,9 @@ void dr_core_options_default(dr_core_options *options) {
     options->pipeline = DR_PIPELINE_CHAIN;
     options->join_retry_us = 1000000;
     options->early_buffer_bytes = 64u << 20;
+    options->heartbeat_ms = 100;
+    options->suspect_after_missed = 5;
+    options->disable_partitioning_safety = false;
 }
 
 /* ---- actions ------------------------------------------------------------------------- */
@@ -61,6 +64,8 @@ const char *dr_action_type_name(dr_action_type type) {
         return "WINDOW_OPEN";
     case DR_ACTION_JOIN_FAILED:
         return "JOIN_FAILED";
+    case DR_ACTION_STOPPED:
+        return "STOPPED";
     }
     return "?";
 }
@@ -144,6 +149,29 @@ int core_reject(dr_core *core, uint32_t from_node, const char *why) {
     return DR_EPROTO;
 }
 
+void core_stop(dr_core *core, int code, const char *reason) {
+    if (core->state == CORE_STOPPED)
+        return;
+    core->state = CORE_STOPPED;
+    if (code == 0)
+        DR_INFO(DR_LOGM_VIEWMANAGER, "node %u stops: %s", core->options.my_id, reason);
+    else
+        DR_ERROR(DR_LOGM_VIEWMANAGER, "node %u stops: %s", core->options.my_id, reason);
+    core_trace(core, "STOPPED (%d): %s", code, reason);
+    dr_action action = {.type = DR_ACTION_STOPPED, .error = code};
+    size_t len = strlen(reason);
+    action.bytes = malloc(len + 1);
+    if (action.bytes != NULL) {
+        memcpy(action.bytes, reason, len + 1);
+        action.len = len;
+    }
+    core_push_action(core, &action);
+}
+
+bool dr_core_stopped(const dr_core *core) {
+    return core->state == CORE_STOPPED || core->state == CORE_JOIN_FAILED;
+}
+
 int core_view_rank(const dr_core *core, uint32_t node_id) {
     if (!core->have_view)
         return -1;
@@ -166,6 +194,9 @@ static int check_options(const dr_core_options *o, dr_err *err) {
         return dr_err_set(err, DR_EINVAL, "max_smc_payload_size exceeds max_payload_size");
     if (o->block_size == 0 || o->max_payload_size > 0x7fffffffu)
         return dr_err_set(err, DR_EINVAL, "block_size must be >= 1, payloads < 2 GiB");
+    if (o->heartbeat_ms > 0 && (o->suspect_after_missed == 0 || o->suspect_after_missed > 10000))
+        return dr_err_set(err, DR_EINVAL, "suspect_after_missed %u not in 1..10000",
+                          o->suspect_after_missed);
     if (o->pipeline > DR_PIPELINE_TREE)
         return dr_err_set(err, DR_EINVAL, "unknown pipeline algorithm");
     return dr_layout_spec_check(&o->layout, err);
@@ -213,6 +244,7 @@ void dr_core_destroy(dr_core *core) {
     multicast_end_view(core);
     dr_sst_destroy(core->sst);
     membership_free(core);
+    viewchange_free(core);
     free_early(core);
     dr_buf_free(&core->scratch);
     free(core);
@@ -228,7 +260,13 @@ static void sst_send(void *ctx, uint32_t rank, const uint8_t *bytes, size_t len)
 }
 
 static void flush_now(dr_core *core) {
-    if (!core->have_view)
+    if (!core->have_view || core->state != CORE_IN_VIEW)
+        return;
+    if (core->num_resends > 0 && !core->vc.wedged)
+        viewchange_drain_resends(core);
+    dr_sst_evaluate(core->sst);
+    viewchange_step(core);
+    if (core->state != CORE_IN_VIEW)
         return;
     dr_sst_evaluate(core->sst);
     /* out of memory keeps the fields dirty: the next flush retries them */
@@ -305,6 +343,15 @@ int core_install_view(dr_core *core, const dr_view *view, const dr_layout *layou
     if (rc != 0)
         return rc;
     core->state = CORE_IN_VIEW;
+    bool leaving = core->vc.leaving;
+    free(core->vc.proposal);
+    memset(&core->vc, 0, sizeof core->vc);
+    core->vc.leaving = leaving;
+    failure_start_view(core);
+    if (leaving) {
+        dr_sst_set(core->sst, DR_SST_LEAVING, 1);
+        viewchange_wedge(core, "leaving");
+    }
     trace_view(core);
     DR_INFO(DR_LOGM_VIEWMANAGER, "node %u installed view %d with %u members", core->options.my_id,
             view->vid, view->num_members);
@@ -395,6 +442,10 @@ static int dispatch_view_traffic(dr_core *core, const dr_wire_header *header, co
     }
     if (core_view_rank(core, header->sender_id) < 0)
         return core_reject(core, header->sender_id, "view traffic from a non-member");
+    if (core->vc.wedged && header->type != DR_MSG_SST_PUSH) {
+        core_trace(core, "wedged: drop %s", dr_wire_type_name(header->type));
+        return 0; /* RECEIVED is frozen; what is beyond the trim is re-sent */
+    }
     const uint8_t *body = bytes + DR_WIRE_HEADER_BYTES;
     switch (header->type) {
     case DR_MSG_SST_PUSH:
@@ -408,11 +459,23 @@ static int dispatch_view_traffic(dr_core *core, const dr_wire_header *header, co
     }
 }
 
+static int on_heartbeat(dr_core *core, const dr_wire_header *header) {
+    if (header->body_len != 0)
+        return core_reject(core, header->sender_id, "HEARTBEAT with a body");
+    if (core->have_view && header->vid >= 0 && header->vid < core->view.vid)
+        viewchange_on_laggard(core, header->sender_id, header->vid);
+    return 0;
+}
+
 static int dispatch(dr_core *core, const dr_wire_header *header, const uint8_t *bytes, size_t len) {
     const uint8_t *body = bytes + DR_WIRE_HEADER_BYTES;
     if (is_view_traffic(header->type))
         return dispatch_view_traffic(core, header, bytes, len);
     switch (header->type) {
+    case DR_MSG_HEARTBEAT:
+        return on_heartbeat(core, header);
+    case DR_MSG_PROPOSAL:
+        return viewchange_on_proposal(core, header, body);
     case DR_MSG_JOIN_REQUEST:
         return membership_on_join_request(core, header, body);
     case DR_MSG_JOIN_REDIRECT:
@@ -442,8 +505,10 @@ int dr_core_on_message(dr_core *core, uint32_t from_node, const uint8_t *bytes, 
     bool relayed = header.type == DR_MSG_BLOCK; /* relays forward the sender's frame as is */
     if (from_node != DR_NODE_NONE && from_node != header.sender_id && !relayed)
         return core_reject(core, from_node, "header sender differs from the connection's node");
-    if (core->state == CORE_JOIN_FAILED)
+    if (core->state == CORE_JOIN_FAILED || core->state == CORE_STOPPED)
         return 0;
+    if (core->state == CORE_IN_VIEW)
+        failure_heard_from(core, header.sender_id);
     int rc = dispatch(core, &header, bytes, len);
     after_event(core);
     return rc;
@@ -452,7 +517,11 @@ int dr_core_on_message(dr_core *core, uint32_t from_node, const uint8_t *bytes, 
 int dr_core_on_tick(dr_core *core, uint64_t now_us) {
     if (now_us > core->now_us)
         core->now_us = now_us;
+    if (core->state == CORE_STOPPED)
+        return 0;
     int rc = membership_on_tick(core);
+    if (rc == 0)
+        rc = failure_on_tick(core);
     after_event(core);
     return rc;
 }
@@ -463,6 +532,8 @@ int dr_core_send(dr_core *core, uint32_t subgroup, const void *payload, size_t l
         core->now_us = now_us;
     if (payload == NULL && len > 0)
         return DR_EINVAL;
+    if (core->state == CORE_STOPPED)
+        return DR_ECLOSED;
     if (len > core->options.max_payload_size)
         return DR_ETOOBIG;
     uint8_t *copy = len > 0 ? malloc(len) : NULL;
@@ -483,6 +554,8 @@ int dr_core_send_owned(dr_core *core, uint32_t subgroup, uint8_t *payload, size_
         core->now_us = now_us;
     if (payload == NULL && len > 0)
         return DR_EINVAL;
+    if (core->state == CORE_STOPPED)
+        return DR_ECLOSED;
     int rc = multicast_send(core, subgroup, payload, len, mode);
     after_event(core);
     return rc;
@@ -498,9 +571,33 @@ void dr_core_on_disconnect(dr_core *core, uint32_t peer_id, uint64_t now_us) {
     if (now_us > core->now_us)
         core->now_us = now_us;
     membership_on_disconnect(core, peer_id);
-    if (core_view_rank(core, peer_id) >= 0)
-        DR_WARN(DR_LOGM_VIEWMANAGER, "node %u: lost member %u (failure handling: issue 5)",
-                core->options.my_id, peer_id);
+    int rank = core_view_rank(core, peer_id);
+    if (rank < 0 || core->state != CORE_IN_VIEW)
+        return;
+    failure_suspect(core, (uint32_t)rank, "connection broke");
+    after_event(core);
+}
+
+int dr_core_leave(dr_core *core, uint64_t now_us) {
+    if (now_us > core->now_us)
+        core->now_us = now_us;
+    if (core->state != CORE_IN_VIEW)
+        return DR_ESTATE;
+    core->vc.leaving = true;
+    dr_sst_set(core->sst, DR_SST_LEAVING, 1);
+    viewchange_wedge(core, "leaving");
+    after_event(core);
+    return 0;
+}
+
+void dr_core_report_failure(dr_core *core, uint32_t node_id, uint64_t now_us) {
+    if (now_us > core->now_us)
+        core->now_us = now_us;
+    int rank = core_view_rank(core, node_id);
+    if (rank < 0 || core->state != CORE_IN_VIEW)
+        return;
+    failure_suspect(core, (uint32_t)rank, "reported by the application");
+    after_event(core);
 }
 
 uint32_t dr_core_peek_sender(const uint8_t *bytes, size_t len) {

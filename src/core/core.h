@@ -12,6 +12,15 @@
  *   dr_core_on_connect / on_disconnect(peer)    DR_ACTION_VIEW_INSTALLED
  *                                               DR_ACTION_WINDOW_OPEN  a full window has room
  *                                               DR_ACTION_JOIN_FAILED  refused (duplicate id)
+ *   dr_core_leave / dr_core_report_failure      DR_ACTION_STOPPED    left, excluded, partitioned
+ *
+ * View changes (PROTOCOL.md §5, docs/protocol.md "View changes"): heartbeats go out on ticks;
+ * a member silent for suspect_after_missed heartbeat periods, or whose connection broke, is
+ * suspected; suspicions spread through the SST and every member wedges (no new sends, no more
+ * deliveries by stability, RECEIVED frozen and pushed to everyone). The leader (lowest-ranked
+ * unsuspected member) proposes the next view with per-shard ragged trims, members ack, the leader
+ * commits; every member delivers exactly up to the trim, re-sends its own messages beyond it in
+ * the next view, and installs that view (DR_ACTION_VIEW_INSTALLED).
  *
  * The core never blocks, opens sockets, starts threads, reads clocks or draws random numbers:
  * time comes in as `now_us` arguments (any monotonic microsecond clock). It allocates only for
@@ -61,6 +70,8 @@ typedef enum dr_core_test_fault {
     DR_CORE_FAULT_NONE = 0,
     /** Ordered shards deliver on local receipt, FIFO per sender (breaks total order). */
     DR_CORE_FAULT_BROKEN_DELIVERY = 1,
+    /** View changes skip the ragged-trim deliveries (breaks agreement/stability). */
+    DR_CORE_FAULT_SKIP_TRIM = 2,
 } dr_core_test_fault;
 
 /** Creation options. Copied by dr_core_create; strings may be freed afterwards. */
@@ -81,9 +92,15 @@ typedef struct dr_core_options {
     bool defer_flush;                     /**< events do not evaluate/push: the driver calls
                                                dr_core_flush after a batch (fewer SST pushes) */
     dr_core_test_fault test_fault;        /**< DR_CORE_FAULT_NONE outside tests */
+    uint32_t heartbeat_ms;                /**< heartbeat period (0: no heartbeats, no timeouts) */
+    uint32_t suspect_after_missed;        /**< suspect after this many silent periods (>= 1) */
+    bool disable_partitioning_safety;     /**< keep running while suspecting half the view */
 } dr_core_options;
 
-/** Fills *options with defaults (window 16, payload 10240, smc 10240, block 1 MiB, chain). */
+/**
+ * Fills *options with defaults (window 16, payload 10240, smc 10240, block 1 MiB, chain,
+ * heartbeat 100 ms, suspicion after 5 missed heartbeats, partitioning safety on).
+ */
 void dr_core_options_default(dr_core_options *options);
 
 /** What an action asks the driver to do. */
@@ -94,6 +111,14 @@ typedef enum dr_action_type {
     DR_ACTION_VIEW_INSTALLED = 4, /**< a new view is installed (view_info) */
     DR_ACTION_WINDOW_OPEN = 5,    /**< subgroup's window has room again after DR_EAGAIN */
     DR_ACTION_JOIN_FAILED = 6,    /**< join refused: error code in `error`, text in bytes */
+    /**
+     * The core stopped for good (it ignores every later event; the driver should close its
+     * connections and report). `error`: 0 after a clean dr_core_leave; DR_EREMOVED if the
+     * group excluded this node (it was suspected, e.g. after a long pause); DR_ECLOSED if it
+     * suspected half or more of the view (partitioning safety: it may be in a minority
+     * partition). A readable reason is in bytes/len.
+     */
+    DR_ACTION_STOPPED = 7,
 } dr_action_type;
 
 /** A snapshot of an installed view, owned by whoever holds the action. */
@@ -148,13 +173,18 @@ void dr_core_destroy(dr_core *core);
 int dr_core_on_message(dr_core *core, uint32_t from_node, const uint8_t *bytes, size_t len,
                        uint64_t now_us);
 
-/** Time passed (joiner retries; heartbeats later). Returns 0 or DR_ENOMEM. */
+/**
+ * Time passed: joiner retries, heartbeats (every heartbeat_ms) and suspicion of members silent
+ * for heartbeat_ms x suspect_after_missed. Call at least every heartbeat_ms / 2. Returns 0 or
+ * DR_ENOMEM.
+ */
 int dr_core_on_tick(dr_core *core, uint64_t now_us);
 
 /**
  * Multicasts payload[0..len) in my shard of `subgroup` (copied). `mode` must match the shard's
- * delivery mode. Returns 0; DR_EAGAIN if the window is full (a DR_ACTION_WINDOW_OPEN follows
- * when it has room) or no view is installed yet; DR_ETOOBIG over max_payload_size; DR_ESTATE
+ * delivery mode. Returns 0; DR_EAGAIN if the window is full or a view change is under way (a
+ * DR_ACTION_WINDOW_OPEN follows when it has room / after the next view), or no view yet;
+ * DR_ECLOSED once stopped; DR_ETOOBIG over max_payload_size; DR_ESTATE
  * if this node is not a sender of a shard of that subgroup; DR_EINVAL for a bad subgroup or
  * mode; DR_ERANGE once this view used up its 2^32 sequence numbers (a view change renews them).
  */
@@ -169,10 +199,27 @@ int dr_core_send(dr_core *core, uint32_t subgroup, const void *payload, size_t l
 int dr_core_send_owned(dr_core *core, uint32_t subgroup, uint8_t *payload, size_t len,
                        dr_delivery_mode mode, uint64_t now_us);
 
+/**
+ * The application asks to leave the group cleanly: this node sets LEAVING and wedges; the
+ * leader removes it in the next view (a departure, not counted as a failure), and the core
+ * emits DR_ACTION_STOPPED with error 0 once that view is committed. Its own messages not
+ * delivered by then are dropped. Returns 0, or DR_ESTATE outside a view.
+ */
+int dr_core_leave(dr_core *core, uint64_t now_us);
+
+/**
+ * The application (or the driver) reports node_id as failed: it is suspected at once, as if
+ * its heartbeats had stopped. Unknown ids and this node's own id are ignored.
+ */
+void dr_core_report_failure(dr_core *core, uint32_t node_id, uint64_t now_us);
+
+/** True once the core emitted DR_ACTION_STOPPED (or a join failed): it does nothing more. */
+bool dr_core_stopped(const dr_core *core);
+
 /** The driver has a working connection to peer (informational for now). */
 void dr_core_on_connect(dr_core *core, uint32_t peer_id, uint64_t now_us);
 
-/** The connection to peer broke (joiners retry; failure suspicion is issue 5). */
+/** The connection to peer broke: joiners retry; a view member is suspected at once. */
 void dr_core_on_disconnect(dr_core *core, uint32_t peer_id, uint64_t now_us);
 
 /**
@@ -207,6 +254,8 @@ typedef struct dr_core_stats {
     uint64_t frames_rejected;    /**< malformed or illegal frames */
     uint64_t frames_buffered;    /**< frames held for a view not yet installed */
     uint64_t sst_pushes;         /**< SST_PUSH frames sent */
+    uint64_t view_changes;       /**< views installed after the first */
+    uint64_t resent;             /**< own messages re-sent after a ragged trim */
 } dr_core_stats;
 
 /** Copies the counters. */

@@ -20,6 +20,7 @@ typedef enum core_state {
     CORE_LEADER_WAITING, /**< initial leader collecting joiners for view 0 */
     CORE_IN_VIEW,        /**< a view is installed */
     CORE_JOIN_FAILED,    /**< refused; does nothing more */
+    CORE_STOPPED,        /**< left, excluded or partitioned; does nothing more */
 } core_state;
 
 /** State of one message slot of a sender's receive window. */
@@ -84,6 +85,23 @@ typedef struct pending_joiner {
     char address[DR_ADDRESS_MAX];
 } pending_joiner;
 
+/** An own message beyond a ragged trim, re-sent in the next view (FIFO). */
+typedef struct resend_item {
+    uint32_t subgroup;
+    uint8_t *payload; /**< owned */
+    uint32_t len;
+} resend_item;
+
+/** View-change state of the current view (reset at every install). */
+typedef struct vc_state {
+    bool wedged;                                 /**< no sends, no stability deliveries */
+    bool leaving;                                /**< dr_core_leave was called */
+    uint64_t last_heard_us[DR_VIEW_MAX_MEMBERS]; /**< per rank: last frame from that member */
+    uint64_t last_heartbeat_us;                  /**< when I last sent heartbeats */
+    dr_msg_proposal *proposal;                   /**< held proposal (NULL: none) */
+    bool committing;                             /**< commit decided; install after the event */
+} vc_state;
+
 struct dr_core {
     dr_core_options options; /**< copied at create */
     core_state state;
@@ -111,6 +129,12 @@ struct dr_core {
     uint32_t action_head; /**< index of the oldest */
     uint32_t num_actions;
     uint32_t cap_actions;
+    vc_state vc;
+    uint8_t *last_commit; /**< the commit frame that ended the previous view (for laggards) */
+    size_t last_commit_len;
+    resend_item *resends; /**< own messages to re-send, in order */
+    uint32_t num_resends, cap_resends;
+    bool draining;  /**< sending queued re-sends (they go before new application sends) */
     dr_buf scratch; /**< frame encoding */
     dr_wire_limits limits;
     dr_core_stats stats;
@@ -144,6 +168,10 @@ int membership_on_join_refused(dr_core *core, const dr_wire_header *header, cons
 int membership_on_join_accepted(dr_core *core, const dr_wire_header *header);
 int membership_on_view(dr_core *core, const dr_wire_header *header, const uint8_t *body);
 void membership_free(dr_core *core);
+/** Leader: appends queued joiners (not yet members) to `next`; returns how many. */
+uint32_t membership_joiners(const dr_core *core, dr_view *next);
+/** After installing a view: sends it to queued joiners that are now members, forgets them. */
+int membership_after_view_change(dr_core *core);
 
 /* multicast.c */
 /** Sets up my shards of the installed view and registers their predicates. */
@@ -160,6 +188,52 @@ int multicast_on_data(dr_core *core, const dr_wire_header *header, const uint8_t
 int multicast_on_nulls(dr_core *core, const dr_wire_header *header, const uint8_t *body);
 int multicast_on_block(dr_core *core, const dr_wire_header *header, const uint8_t *frame,
                        size_t frame_len);
+
+/** Stops the core for good and emits DR_ACTION_STOPPED(code, reason). */
+void core_stop(dr_core *core, int code, const char *reason);
+
+/* failure.c: heartbeats and suspicion */
+/** Starts failure detection for the freshly installed view. */
+void failure_start_view(dr_core *core);
+/** Any frame from node_id counts as a sign of life. */
+void failure_heard_from(dr_core *core, uint32_t node_id);
+/** Sends heartbeats that are due and suspects silent members. */
+int failure_on_tick(dr_core *core);
+/** Suspects the member of rank `rank` (no-op if already suspected or me). */
+void failure_suspect(dr_core *core, uint32_t rank, const char *why);
+/** True if I suspect rank. */
+bool failure_suspected(const dr_core *core, uint32_t rank);
+/** Copies suspicions from every row into mine; stops me if anyone suspects me. */
+bool failure_copy_suspicions(dr_core *core);
+/** Partitioning safety: stops the core if it suspects half or more of the view. */
+bool failure_check_partition(dr_core *core);
+
+/* viewchange.c: wedge, proposal, ack, commit, ragged trim, install */
+/** Runs the view-change steps that the table allows now (after every event). */
+void viewchange_step(dr_core *core);
+/** Handles a PROPOSAL frame (already checked to be of the current view). */
+int viewchange_on_proposal(dr_core *core, const dr_wire_header *header, const uint8_t *body);
+/** An old-view frame from a member of the current view: it missed the commit; resend it. */
+void viewchange_on_laggard(dr_core *core, uint32_t node_id, int32_t vid);
+/** Frees the view-change state (proposal, saved commit, resends). */
+void viewchange_free(dr_core *core);
+/** Wedges this node (idempotent). */
+void viewchange_wedge(dr_core *core, const char *why);
+/** Lowest-ranked member I do not suspect (the leader). */
+uint32_t viewchange_leader_rank(const dr_core *core);
+/** Sends queued re-sends as far as windows allow; true if all went. */
+bool viewchange_drain_resends(dr_core *core);
+
+/* multicast.c: view-change support */
+/**
+ * Ragged trim of my shard of `subgroup`: delivers, in seq order, every message with index <=
+ * trim[k] of its sender k that is not yet delivered, then moves my own messages beyond my trim
+ * to the re-send queue. Returns 0, DR_EPROTO if a trim exceeds what I hold (a bad proposal),
+ * or DR_ENOMEM.
+ */
+int multicast_ragged_trim(dr_core *core, uint32_t subgroup, const int64_t *trim);
+/** Queues an own message for re-sending (payload taken). */
+int core_queue_resend(dr_core *core, uint32_t subgroup, uint8_t *payload, uint32_t len);
 
 /* pipeline.c */
 /**

@@ -56,8 +56,8 @@ static void build_view(const dr_core *core, const uint32_t *ids, uint32_t count,
 /** Sends the installed view to `to`, or to every other member if to is DR_NODE_NONE. */
 static int send_view(dr_core *core, uint32_t to) {
     dr_buf_reset(&core->scratch);
-    int rc = dr_wire_encode_view(&core->scratch, core->options.my_id, &core->view,
-                                 dr_layout_fingerprint(&core->layout));
+    int rc = dr_wire_encode_view_with_layout(&core->scratch, core->options.my_id, &core->view,
+                                             &core->layout);
     for (uint32_t i = 0; rc == 0 && i < core->view.num_members; i++) {
         uint32_t member = core->view.member_ids[i];
         if (member != core->options.my_id && (to == DR_NODE_NONE || to == member))
@@ -119,6 +119,36 @@ int membership_on_tick(dr_core *core) {
 void membership_on_disconnect(dr_core *core, uint32_t peer_id) {
     if (core->state == CORE_JOINING)
         core_trace(core, "lost connection to %u while joining; will retry", peer_id);
+}
+
+uint32_t membership_joiners(const dr_core *core, dr_view *next) {
+    uint32_t added = 0;
+    for (uint32_t i = 0; i < core->num_joiners && next->num_members < DR_VIEW_MAX_MEMBERS; i++) {
+        if (core_view_rank(core, core->joiners[i].node_id) >= 0)
+            continue;
+        next->member_ids[next->num_members] = core->joiners[i].node_id;
+        snprintf(next->addresses[next->num_members], DR_ADDRESS_MAX, "%s",
+                 core->joiners[i].address);
+        next->num_members++;
+        added++;
+    }
+    return added;
+}
+
+int membership_after_view_change(dr_core *core) {
+    uint32_t kept = 0;
+    int rc = 0;
+    for (uint32_t i = 0; i < core->num_joiners; i++) {
+        if (core_view_rank(core, core->joiners[i].node_id) >= 0) {
+            core_trace(core, "send view %d to joiner %u", core->view.vid, core->joiners[i].node_id);
+            if (rc == 0)
+                rc = send_view(core, core->joiners[i].node_id);
+        } else {
+            core->joiners[kept++] = core->joiners[i];
+        }
+    }
+    core->num_joiners = kept;
+    return rc;
 }
 
 void membership_free(dr_core *core) {
@@ -205,8 +235,7 @@ static int leader_on_join(dr_core *core, uint32_t node_id, const char *address) 
     if (rc == 0 && core->state == CORE_LEADER_WAITING)
         rc = try_install_initial_view(core);
     else if (rc == 0)
-        DR_INFO(DR_LOGM_VIEWMANAGER, "joiner %u waits for a view change (not yet supported)",
-                node_id);
+        core_trace(core, "joiner %u waits for the next view", node_id);
     return rc;
 }
 
@@ -215,12 +244,16 @@ int membership_on_join_request(dr_core *core, const dr_wire_header *header, cons
     const char *why = NULL;
     if (dr_wire_decode_join_request(body, header->body_len, &msg, &why) != 0)
         return core_reject(core, header->sender_id, why);
-    bool leader = core->state == CORE_LEADER_WAITING ||
-                  (core->have_view && core->view.member_ids[0] == core->options.my_id);
-    if (leader)
+    bool in_view = core->state == CORE_IN_VIEW;
+    uint32_t leader = in_view ? viewchange_leader_rank(core) : 0;
+    if (core->state == CORE_LEADER_WAITING || (in_view && leader == core->my_rank))
         return leader_on_join(core, header->sender_id, msg.address);
-    if (core->have_view)
-        return redirect(core, msg.address, core->view.member_ids[0], core->view.addresses[0]);
+    int member = in_view ? core_view_rank(core, header->sender_id) : -1;
+    if (member >= 0 && strcmp(core->view.addresses[member], msg.address) == 0)
+        return send_view(core, header->sender_id); /* joined already; the leader's VIEW was lost */
+    if (in_view)
+        return redirect(core, msg.address, core->view.member_ids[leader],
+                        core->view.addresses[leader]);
     if (core->state == CORE_JOINING)
         return redirect(core, msg.address, DR_NODE_NONE, core->options.contact_address);
     return 0;
@@ -279,12 +312,13 @@ static int install_received_view(dr_core *core, const dr_msg_view *msg, uint32_t
         member |= msg->view.member_ids[i] == core->options.my_id;
     if (!member)
         return core_reject(core, from, "VIEW does not include this node");
-    if (msg->view.member_ids[0] != from)
-        return core_reject(core, from, "VIEW not sent by its leader");
+    if (msg->view.vid > 0 && !msg->has_assignment)
+        return core_reject(core, from, "VIEW of a later view without its shard assignment");
     dr_layout *layout = malloc(sizeof *layout);
     if (layout == NULL)
         return DR_ENOMEM;
-    int rc = dr_layout_compute(&core->options.layout, NULL, msg->view.member_ids,
+    const dr_layout *previous = msg->view.vid > 0 ? &msg->assignment : NULL;
+    int rc = dr_layout_compute(&core->options.layout, previous, msg->view.member_ids,
                                msg->view.num_members, layout, NULL);
     if (rc != 0 || !layout->adequate || dr_layout_fingerprint(layout) != msg->layout_fingerprint)
         rc = core_reject(core, from, "VIEW layout differs from ours (layout config mismatch?)");
@@ -306,8 +340,8 @@ int membership_on_view(dr_core *core, const dr_wire_header *header, const uint8_
         rc = core_reject(core, header->sender_id, "VIEW without a view id");
     } else if (core->have_view && header->vid <= core->view.vid) {
         rc = 0; /* a duplicate (the leader resends on join retries) */
-    } else if (header->vid != 0 || core->state != CORE_JOINING) {
-        core_trace(core, "ignoring view %d (view changes are not supported yet)", header->vid);
+    } else if (core->state != CORE_JOINING) {
+        core_trace(core, "ignoring VIEW %d (members install views by commit)", header->vid);
         rc = 0;
     } else {
         msg->view.vid = header->vid;

@@ -292,9 +292,13 @@ static int check_send(const dr_core *core, uint32_t subgroup, size_t len, dr_del
         return DR_EAGAIN;
     if (subgroup >= core->layout.num_subgroups)
         return DR_EINVAL;
-    const mc_shard *shard = &core->shards[subgroup];
+    mc_shard *shard = (mc_shard *)&core->shards[subgroup];
     if (!shard->active || shard->my_sender_index < 0)
         return DR_ESTATE;
+    if (core->vc.wedged || (core->num_resends > 0 && !core->draining)) {
+        shard->window_blocked = true; /* WINDOW_OPEN after the next view / the re-sends */
+        return DR_EAGAIN;
+    }
     if (mode != shard->mode)
         return DR_EINVAL;
     if (len > core->options.max_payload_size)
@@ -493,6 +497,8 @@ static bool shard_predicate(void *ctx) {
     mc_shard *shard = ctx;
     dr_core *core = shard->core;
     assert(shard->active);
+    if (core->vc.wedged)
+        return false; /* only the ragged trim delivers now */
     bool progress;
     if (shard->mode == DR_MODE_RAW)
         progress = deliver_on_receipt(core, shard);
@@ -503,6 +509,53 @@ static bool shard_predicate(void *ctx) {
     progress |= nulls_predicate(core, shard);
     window_predicate(core, shard);
     return progress;
+}
+
+/* ---- ragged trim (view change) ------------------------------------------------------- */
+
+int multicast_ragged_trim(dr_core *core, uint32_t subgroup, const int64_t *trim) {
+    mc_shard *shard = &core->shards[subgroup];
+    assert(shard->active && shard->mode == DR_MODE_ORDERED && core->vc.wedged);
+    int64_t n = shard->num_senders, last_seq = -1;
+    for (uint32_t k = 0; k < shard->num_senders; k++) {
+        if (trim[k] > shard->streams[k].received)
+            return core_reject(core, core->options.my_id, "trim beyond what this node holds");
+        if (trim[k] >= 0 && trim[k] * n + k > last_seq)
+            last_seq = trim[k] * n + k;
+    }
+    for (int64_t seq = shard->delivered_num + 1; seq <= last_seq; seq++) {
+        uint32_t k = (uint32_t)(seq % n);
+        int64_t index = seq / n;
+        if (index > trim[k])
+            continue;
+        mc_slot *slot = slot_of(core, &shard->streams[k], index);
+        assert(slot->index == (uint32_t)index);
+        if (slot->state == MC_SLOT_NULL) {
+            free_slot(slot);
+            continue;
+        }
+        core_trace(core, "view %d: shard %u/%u trim seq %lld -> deliver sender %u index %lld",
+                   core->view.vid, subgroup, shard->shard, (long long)seq, k, (long long)index);
+        deliver_slot(core, shard, k, slot, ((int64_t)core->view.vid << 32) | seq);
+    }
+    if (last_seq > shard->delivered_num)
+        shard->delivered_num = last_seq;
+    if (shard->my_sender_index < 0)
+        return 0;
+    mc_stream *own = &shard->streams[shard->my_sender_index];
+    for (int64_t index = trim[shard->my_sender_index] + 1; index <= own->received; index++) {
+        mc_slot *slot = slot_of(core, own, index);
+        if (slot->state != MC_SLOT_COMPLETE)
+            continue;
+        core_trace(core, "view %d: subgroup %u own index %lld beyond the trim: re-send",
+                   core->view.vid, subgroup, (long long)index);
+        int rc = core_queue_resend(core, subgroup, slot->payload, slot->len);
+        slot->payload = NULL;
+        free_slot(slot);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
 }
 
 /* ---- receiving ----------------------------------------------------------------------- */

@@ -31,6 +31,7 @@ struct dr_sst {
     bool *dirty;          /**< per field of my row */
     uint32_t *dirty_list; /**< dirty field ids, in the order they changed */
     uint32_t num_dirty;
+    bool wide; /**< wedged: every field goes to every member (the leader computes trims) */
     dr_sst_predicate_fn predicates[DR_SST_MAX_PREDICATES];
     void *predicate_ctx[DR_SST_MAX_PREDICATES];
     uint32_t num_predicates;
@@ -240,9 +241,20 @@ bool dr_sst_has_dirty(const dr_sst *sst) {
     return sst->num_dirty > 0;
 }
 
+void dr_sst_widen(dr_sst *sst) {
+    sst->wide = true;
+    for (uint32_t field = 0; field < sst->num_fields; field++) {
+        if (sst->dirty[field])
+            continue;
+        sst->dirty[field] = true;
+        sst->dirty_list[sst->num_dirty++] = field;
+    }
+    assert(sst->num_dirty == sst->num_fields);
+}
+
 static bool peer_needs(const dr_sst *sst, uint32_t row, uint32_t field) {
     int32_t scope = sst->field_scope[field];
-    if (scope < 0)
+    if (scope < 0 || sst->wide)
         return true;
     return sst->shares_shard[(size_t)scope * sst->num_rows + row];
 }

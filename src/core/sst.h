@@ -111,6 +111,13 @@ uint32_t dr_sst_evaluate(dr_sst *sst);
  */
 int dr_sst_flush(dr_sst *sst, uint32_t sender_id, int32_t vid, dr_sst_send_fn send, void *ctx);
 
+/**
+ * Wedge support: from now on every field is pushed to every member, and my whole row is marked
+ * dirty so the next flush sends it entirely (with WEDGED) to everyone. The view-change leader
+ * then holds every member's final RECEIVED values, from which it computes the ragged trims.
+ */
+void dr_sst_widen(dr_sst *sst);
+
 /** True if any field awaits a push. */
 bool dr_sst_has_dirty(const dr_sst *sst);
 

@@ -17,6 +17,8 @@
  *   JOIN_ACCEPTED  (empty)
  *   VIEW           u32 num_members (1..128), u64 layout_fingerprint,
  *                  num_members x { u32 node_id, u8 failed, str address }
+ *                  [optional, views > 0: u32 num_subgroups (<= 16), per subgroup u32 num_shards
+ *                   (<= 16), per shard u32 n (<= 32), n x { u32 node_id, u8 is_sender }]
  *   SST_PUSH       u32 row, u32 count, count x { u32 field, i64 value }
  *   DATA           u32 subgroup, u32 sender_index, u32 index, u64 timestamp_us,
  *                  u32 len, len bytes                       (len <= max_payload)
@@ -25,6 +27,11 @@
  *                  u32 total_len, u32 block_size, u32 block, u32 len, len bytes
  *                  (total_len <= max_payload, block < ceil(total_len / block_size),
  *                   len == the block's exact size)
+ *   HEARTBEAT      (empty)
+ *   PROPOSAL       u8 committed (0/1), u32 proposer_rank, u32 num_members (1..128),
+ *                  num_members x { u32 node_id, str address },
+ *                  u32 num_trims (<= 16*16*32), num_trims x { u32 subgroup, u32 shard,
+ *                  u32 sender, i64 trim (>= -1) }
  *
  * Decoders check all of this and that nothing is left over.
  */
@@ -98,6 +105,54 @@ int dr_wire_encode_view(dr_buf *buf, uint32_t sender_id, const dr_view *view,
         dr_buf_put_u32(buf, view->member_ids[i]);
         dr_buf_put_u8(buf, view->failed[i] ? 1 : 0);
         dr_buf_put_str(buf, view->addresses[i]);
+    }
+    return dr_wire_finish(buf, start);
+}
+
+int dr_wire_encode_heartbeat(dr_buf *buf, uint32_t sender_id, int32_t vid) {
+    size_t start = dr_wire_begin(buf, DR_MSG_HEARTBEAT, sender_id, vid);
+    return dr_wire_finish(buf, start);
+}
+
+int dr_wire_encode_proposal(dr_buf *buf, uint32_t sender_id, int32_t vid,
+                            const dr_msg_proposal *msg) {
+    assert(msg->next.num_members >= 1 && msg->next.num_members <= DR_VIEW_MAX_MEMBERS);
+    assert(msg->num_trims <= DR_WIRE_MAX_TRIMS);
+    size_t start = dr_wire_begin(buf, DR_MSG_PROPOSAL, sender_id, vid);
+    dr_buf_put_u8(buf, msg->committed ? 1 : 0);
+    dr_buf_put_u32(buf, msg->proposer_rank);
+    dr_buf_put_u32(buf, msg->next.num_members);
+    for (uint32_t i = 0; i < msg->next.num_members; i++) {
+        dr_buf_put_u32(buf, msg->next.member_ids[i]);
+        dr_buf_put_str(buf, msg->next.addresses[i]);
+    }
+    dr_buf_put_u32(buf, msg->num_trims);
+    for (uint32_t i = 0; i < msg->num_trims; i++) {
+        dr_buf_put_u32(buf, msg->trims[i].subgroup);
+        dr_buf_put_u32(buf, msg->trims[i].shard);
+        dr_buf_put_u32(buf, msg->trims[i].sender);
+        dr_buf_put_u64(buf, (uint64_t)msg->trims[i].trim);
+    }
+    return dr_wire_finish(buf, start);
+}
+
+int dr_wire_encode_view_with_layout(dr_buf *buf, uint32_t sender_id, const dr_view *view,
+                                    const dr_layout *layout) {
+    size_t start = buf->len;
+    int rc = dr_wire_encode_view(buf, sender_id, view, dr_layout_fingerprint(layout));
+    if (rc != 0)
+        return rc;
+    dr_buf_put_u32(buf, layout->num_subgroups);
+    for (uint32_t s = 0; s < layout->num_subgroups; s++) {
+        const dr_subgroup_layout *sg = &layout->subgroups[s];
+        dr_buf_put_u32(buf, sg->num_shards);
+        for (uint32_t h = 0; h < sg->num_shards; h++) {
+            dr_buf_put_u32(buf, sg->shards[h].num_members);
+            for (uint32_t m = 0; m < sg->shards[h].num_members; m++) {
+                dr_buf_put_u32(buf, sg->shards[h].member_ids[m]);
+                dr_buf_put_u8(buf, sg->shards[h].is_sender[m] ? 1 : 0);
+            }
+        }
     }
     return dr_wire_finish(buf, start);
 }
@@ -239,6 +294,40 @@ static bool view_has_duplicate(const dr_view *view, uint32_t upto) {
     return false;
 }
 
+static bool decode_shard(dr_reader *reader, dr_shard_layout *shard) {
+    shard->num_members = dr_reader_u32(reader);
+    if (reader->failed || shard->num_members > DR_LAYOUT_MAX_SHARD_MEMBERS)
+        return false;
+    for (uint32_t m = 0; m < shard->num_members; m++) {
+        shard->member_ids[m] = dr_reader_u32(reader);
+        uint8_t sender = dr_reader_u8(reader);
+        if (reader->failed || sender > 1)
+            return false;
+        shard->is_sender[m] = sender == 1;
+        shard->num_senders += sender;
+    }
+    return true;
+}
+
+static int decode_assignment(dr_reader *reader, dr_msg_view *out, const char **why) {
+    dr_layout *layout = &out->assignment;
+    memset(layout, 0, sizeof *layout);
+    layout->num_subgroups = dr_reader_u32(reader);
+    if (reader->failed || layout->num_subgroups > DR_LAYOUT_MAX_SUBGROUPS)
+        return fail(why, "VIEW: bad subgroup count");
+    for (uint32_t s = 0; s < layout->num_subgroups; s++) {
+        dr_subgroup_layout *sg = &layout->subgroups[s];
+        sg->num_shards = dr_reader_u32(reader);
+        if (reader->failed || sg->num_shards > DR_LAYOUT_MAX_SHARDS)
+            return fail(why, "VIEW: bad shard count");
+        for (uint32_t h = 0; h < sg->num_shards; h++)
+            if (!decode_shard(reader, &sg->shards[h]))
+                return fail(why, "VIEW: bad shard assignment");
+    }
+    out->has_assignment = true;
+    return dr_reader_done(reader) ? 0 : fail(why, "VIEW: trailing bytes");
+}
+
 int dr_wire_decode_view(const uint8_t *body, size_t len, dr_msg_view *out, const char **why) {
     dr_reader reader;
     dr_reader_init(&reader, body, len);
@@ -259,7 +348,57 @@ int dr_wire_decode_view(const uint8_t *body, size_t len, dr_msg_view *out, const
         if (view_has_duplicate(&out->view, i))
             return fail(why, "VIEW: duplicate member id");
     }
-    return dr_reader_done(&reader) ? 0 : fail(why, "VIEW: trailing bytes");
+    out->has_assignment = false;
+    if (dr_reader_done(&reader))
+        return 0;
+    return decode_assignment(&reader, out, why);
+}
+
+static int decode_proposal_members(dr_reader *reader, dr_view *next, const char **why) {
+    uint32_t count = dr_reader_u32(reader);
+    if (reader->failed || count == 0 || count > DR_VIEW_MAX_MEMBERS)
+        return fail(why, "PROPOSAL: bad member count");
+    next->num_members = count;
+    for (uint32_t i = 0; i < count; i++) {
+        next->member_ids[i] = dr_reader_u32(reader);
+        if (reader->failed || next->member_ids[i] == DR_NODE_NONE)
+            return fail(why, "PROPOSAL: bad member entry");
+        if (!read_str(reader, next->addresses[i], DR_ADDRESS_MAX))
+            return fail(why, "PROPOSAL: bad member address");
+        if (view_has_duplicate(next, i))
+            return fail(why, "PROPOSAL: duplicate member id");
+    }
+    return 0;
+}
+
+int dr_wire_decode_proposal(const uint8_t *body, size_t len, dr_msg_proposal *out,
+                            const char **why) {
+    dr_reader reader;
+    dr_reader_init(&reader, body, len);
+    memset(&out->next, 0, sizeof out->next);
+    uint8_t committed = dr_reader_u8(&reader);
+    out->committed = committed == 1;
+    out->proposer_rank = dr_reader_u32(&reader);
+    if (reader.failed || committed > 1 || out->proposer_rank >= DR_VIEW_MAX_MEMBERS)
+        return fail(why, "PROPOSAL: bad flags or proposer rank");
+    int rc = decode_proposal_members(&reader, &out->next, why);
+    if (rc != 0)
+        return rc;
+    out->num_trims = dr_reader_u32(&reader);
+    if (reader.failed || out->num_trims > DR_WIRE_MAX_TRIMS)
+        return fail(why, "PROPOSAL: bad trim count");
+    for (uint32_t i = 0; i < out->num_trims; i++) {
+        dr_trim_entry *t = &out->trims[i];
+        t->subgroup = dr_reader_u32(&reader);
+        t->shard = dr_reader_u32(&reader);
+        t->sender = dr_reader_u32(&reader);
+        t->trim = (int64_t)dr_reader_u64(&reader);
+        if (reader.failed || t->subgroup >= DR_LAYOUT_MAX_SUBGROUPS ||
+            t->shard >= DR_LAYOUT_MAX_SHARDS || t->sender >= DR_LAYOUT_MAX_SHARD_MEMBERS ||
+            t->trim < -1 || t->trim > (int64_t)UINT32_MAX)
+            return fail(why, "PROPOSAL: bad trim entry");
+    }
+    return dr_reader_done(&reader) ? 0 : fail(why, "PROPOSAL: trailing bytes");
 }
 
 int dr_wire_decode_sst_push(const uint8_t *body, size_t len, dr_msg_sst_push *out,
@@ -362,7 +501,7 @@ int dr_wire_decode_block(const uint8_t *body, size_t len, const dr_wire_limits *
 
 const char *dr_wire_type_name(uint8_t type) {
     static const char *const names[] = {
-        "?",    "JOIN_REQUEST", "JOIN_REDIRECT", "JOIN_REFUSED", "JOIN_ACCEPTED",
-        "VIEW", "SST_PUSH",     "DATA",          "NULLS",        "BLOCK"};
+        "?",        "JOIN_REQUEST", "JOIN_REDIRECT", "JOIN_REFUSED", "JOIN_ACCEPTED", "VIEW",
+        "SST_PUSH", "DATA",         "NULLS",         "BLOCK",        "HEARTBEAT",     "PROPOSAL"};
     return type <= DR_MSG_TYPE_MAX ? names[type] : "?";
 }

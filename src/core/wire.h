@@ -38,7 +38,9 @@ typedef enum dr_wire_type {
     DR_MSG_DATA = 7,          /**< sender -> shard: one whole small message */
     DR_MSG_NULLS = 8,         /**< sender -> shard: `count` null messages */
     DR_MSG_BLOCK = 9,         /**< pipeline: one block of a large message */
-    DR_MSG_TYPE_MAX = 9,
+    DR_MSG_HEARTBEAT = 10,    /**< member -> members: I am alive (empty body) */
+    DR_MSG_PROPOSAL = 11,     /**< view-change leader -> members: next view + trims */
+    DR_MSG_TYPE_MAX = 11,
 } dr_wire_type;
 
 /** Decoded common header. */
@@ -75,6 +77,8 @@ typedef struct dr_msg_join_refused {
 typedef struct dr_msg_view {
     dr_view view;                /**< vid in view.vid equals the header's vid */
     uint64_t layout_fingerprint; /**< dr_layout_fingerprint of the sender's layout */
+    bool has_assignment;         /**< the optional shard assignment follows (views > 0) */
+    dr_layout assignment;        /**< members and sender flags per shard (nothing else set) */
 } dr_msg_view;
 
 /** One SST entry of a push. */
@@ -121,6 +125,27 @@ typedef struct dr_msg_block {
     const uint8_t *payload; /**< borrowed */
 } dr_msg_block;
 
+/** Upper bound of ragged-trim entries in one proposal (subgroups x shards x senders). */
+#define DR_WIRE_MAX_TRIMS                                                                          \
+    (DR_LAYOUT_MAX_SUBGROUPS * DR_LAYOUT_MAX_SHARDS * DR_LAYOUT_MAX_SHARD_MEMBERS)
+
+/** One ragged-trim entry: deliver sender `sender`'s messages of that shard up to `trim`. */
+typedef struct dr_trim_entry {
+    uint32_t subgroup;
+    uint32_t shard;
+    uint32_t sender; /**< sender index within the shard */
+    int64_t trim;    /**< last index delivered (-1: none) */
+} dr_trim_entry;
+
+/** DR_MSG_PROPOSAL body (header vid = the view being ended). */
+typedef struct dr_msg_proposal {
+    bool committed;         /**< false: propose (ack it); true: commit (install it) */
+    uint32_t proposer_rank; /**< rank of the proposing leader in the ending view */
+    dr_view next;           /**< next view: members and addresses (vid = header vid + 1) */
+    uint32_t num_trims;
+    dr_trim_entry trims[DR_WIRE_MAX_TRIMS];
+} dr_msg_proposal;
+
 /** Writes a header with body_len 0; dr_wire_finish patches the length. Returns the offset. */
 size_t dr_wire_begin(dr_buf *buf, dr_wire_type type, uint32_t sender_id, int32_t vid);
 /** Patches the body length of the message begun at `start`. Returns 0 or the buf's error. */
@@ -133,6 +158,16 @@ int dr_wire_encode_join_refused(dr_buf *buf, uint32_t sender_id, int32_t code, c
 int dr_wire_encode_join_accepted(dr_buf *buf, uint32_t sender_id);
 int dr_wire_encode_view(dr_buf *buf, uint32_t sender_id, const dr_view *view,
                         uint64_t layout_fingerprint);
+int dr_wire_encode_heartbeat(dr_buf *buf, uint32_t sender_id, int32_t vid);
+/** Encodes a proposal for ending view `vid` (msg->next.vid must be vid + 1). */
+int dr_wire_encode_proposal(dr_buf *buf, uint32_t sender_id, int32_t vid,
+                            const dr_msg_proposal *msg);
+/**
+ * As dr_wire_encode_view, followed by the layout's shard assignment (what a joiner of a later
+ * view needs as the "previous" layout to recompute and check it).
+ */
+int dr_wire_encode_view_with_layout(dr_buf *buf, uint32_t sender_id, const dr_view *view,
+                                    const dr_layout *layout);
 /** Begins an SST push of `row`; append entries with dr_wire_put_sst_entry, then finish. */
 size_t dr_wire_begin_sst_push(dr_buf *buf, uint32_t sender_id, int32_t vid, uint32_t row,
                               size_t *count_offset);
@@ -165,6 +200,10 @@ int dr_wire_decode_nulls(const uint8_t *body, size_t len, const dr_wire_limits *
                          dr_msg_nulls *out, const char **why);
 int dr_wire_decode_block(const uint8_t *body, size_t len, const dr_wire_limits *limits,
                          dr_msg_block *out, const char **why);
+
+/** Decodes a PROPOSAL body; out->next.vid is left 0 (the caller sets header vid + 1). */
+int dr_wire_decode_proposal(const uint8_t *body, size_t len, dr_msg_proposal *out,
+                            const char **why);
 
 /** A short name of a message type for logs ("DATA"), "?" if unknown. */
 const char *dr_wire_type_name(uint8_t type);

@@ -68,7 +68,10 @@ struct dr_group {
     uint32_t my_id;            /* immutable */
     uint32_t tick_ms;          /* immutable */
     bool closing;              /* dr_group_destroy started */
-    int join_error;            /* 0, or why the join failed */
+    int join_error;            /* 0, or why the join failed / the core stopped */
+    bool stopped;              /* the core stopped (left, excluded, partitioned) */
+    uint64_t window_opens;     /* WINDOW_OPEN actions seen (a send retries if one came) */
+    int stop_code;             /* its code: 0 after a clean leave */
     dr_group_view *view;       /* latest installed view (owned), NULL before view 0 */
     peer_state peers[MAX_PEERS];
     char contact_address[DR_ADDRESS_MAX]; /* "ip:port" of the contact */
@@ -319,6 +322,16 @@ static void handle_action(dr_group *group, dr_action *action) {
         act_view_installed(group, action);
         break;
     case DR_ACTION_WINDOW_OPEN:
+        group->window_opens++;
+        pthread_cond_broadcast(&group->changed);
+        break;
+    case DR_ACTION_STOPPED:
+        if (action->error != 0)
+            DR_ERROR(DR_LOGM_VIEWMANAGER, "group stopped: %.*s", (int)action->len,
+                     action->bytes ? (const char *)action->bytes : "");
+        group->join_error = action->error ? action->error : DR_ECLOSED;
+        group->stopped = true;
+        group->stop_code = action->error;
         pthread_cond_broadcast(&group->changed);
         break;
     case DR_ACTION_JOIN_FAILED:
@@ -496,6 +509,18 @@ static void trace_to_stderr(void *ctx, const char *line) {
     fprintf(stderr, "[%" PRIu64 "] core %" PRIu32 ": %s\n", now_us(), group->my_id, line);
 }
 
+/* Failure detection: heartbeat period, suspicion threshold, partitioning safety. */
+static void failure_options_from_config(const dr_config *config, dr_core_options *options) {
+    uint32_t heartbeat_ms = 100, missed = 5;
+    bool no_safety = false;
+    dr_config_get_u32(config, "DERECHO", "heartbeat_ms", &heartbeat_ms);
+    dr_config_get_u32(config, "DERECHO", "suspicion_missed_heartbeats", &missed);
+    dr_config_get_bool(config, "DERECHO", "disable_partitioning_safety", &no_safety);
+    options->heartbeat_ms = heartbeat_ms;
+    options->suspect_after_missed = missed;
+    options->disable_partitioning_safety = no_safety;
+}
+
 static int core_options_from_config(const dr_config *config, const dr_layout_spec *spec,
                                     dr_core_options *options, dr_err *err) {
     uint32_t local_id = 0;
@@ -514,6 +539,9 @@ static int core_options_from_config(const dr_config *config, const dr_layout_spe
     sizes_from_config(config, spec, options);
     options->join_retry_us = 500000;
     options->early_buffer_bytes = (size_t)64 << 20;
+    failure_options_from_config(config, options);
+    if (getenv("DR_CORE_TRACE") != NULL)
+        options->trace = trace_to_stderr;
     return DR_OK;
 }
 
@@ -587,7 +615,9 @@ static int init_group(dr_group *group, const dr_config *config) {
     group->contact_id = DR_NODE_NONE;
     group->replying_to = DR_NODE_NONE;
     dr_config_get_u32(config, "DERECHO", "heartbeat_ms", &heartbeat_ms);
-    group->tick_ms = heartbeat_ms < MAX_TICK_MS ? heartbeat_ms : MAX_TICK_MS;
+    /* the core wants a tick at least every heartbeat_ms / 2 (heartbeats and timeouts) */
+    uint32_t half = heartbeat_ms / 2 ? heartbeat_ms / 2 : 1;
+    group->tick_ms = half < MAX_TICK_MS ? half : MAX_TICK_MS;
     pthread_mutex_init(&group->core_lock, NULL);
     pthread_condattr_t monotonic;
     pthread_condattr_init(&monotonic);
@@ -706,6 +736,22 @@ static int my_shard_mode(dr_group *group, uint32_t subgroup, dr_delivery_mode *m
     return DR_OK;
 }
 
+int dr_group_leave(dr_group *group, int timeout_ms) {
+    struct timespec deadline;
+    deadline_after_ms(&deadline, timeout_ms < 0 ? 0 : timeout_ms);
+    pthread_mutex_lock(&group->core_lock);
+    int rc = group->stopped ? DR_ESTATE : dr_core_leave(group->core, now_us());
+    dispatch_actions_locked(group);
+    while (rc == DR_OK && !group->stopped) {
+        if (wait_changed(group, timeout_ms, &deadline) == DR_ETIMEDOUT)
+            rc = DR_ETIMEDOUT;
+    }
+    if (rc == DR_OK && group->stop_code != 0)
+        rc = group->stop_code;
+    pthread_mutex_unlock(&group->core_lock);
+    return rc;
+}
+
 int dr_group_send(dr_group *group, uint32_t subgroup, const void *payload, size_t len,
                   int timeout_ms) {
     struct timespec deadline;
@@ -723,12 +769,15 @@ int dr_group_send(dr_group *group, uint32_t subgroup, const void *payload, size_
             break;
         }
         rc = my_shard_mode(group, subgroup, &mode);
+        uint64_t opens = group->window_opens;
         if (rc == DR_OK) {
             rc = dr_core_send(group->core, subgroup, payload, len, mode, now_us());
             dispatch_actions_locked(group);
         }
         if (rc != DR_EAGAIN)
             break;
+        if (group->window_opens != opens)
+            continue; /* the window opened during the call itself (e.g. re-sends went out) */
         if (wait_changed(group, timeout_ms, &deadline) == DR_ETIMEDOUT) {
             rc = DR_ETIMEDOUT;
             break;

@@ -25,6 +25,8 @@ typedef struct cli {
     uint32_t nodes;
     int trace;
     int broken;
+    int faults;
+    int skip_trim;
     uint64_t max_virtual_us;
 } cli;
 
@@ -47,7 +49,8 @@ static void on_crash(int signo) {
 
 static int usage(void) {
     fprintf(stderr, "usage: derecho-sim [--seeds A..B | --seed S] [--time-budget-s T] "
-                    "[--nodes N] [--trace] [--broken-delivery] [--max-virtual-ms M]\n");
+                    "[--nodes N] [--trace] [--broken-delivery] [--faults] [--skip-trim] "
+                    "[--max-virtual-ms M]\n");
     return 2;
 }
 
@@ -68,6 +71,10 @@ static int parse_args(int argc, char **argv, cli *c) {
             c->trace = 1;
         } else if (strcmp(arg, "--broken-delivery") == 0) {
             c->broken = 1;
+        } else if (strcmp(arg, "--faults") == 0) {
+            c->faults = 1;
+        } else if (strcmp(arg, "--skip-trim") == 0) {
+            c->skip_trim = 1;
         } else if (value == NULL) {
             return -1;
         } else if (strcmp(arg, "--seeds") == 0) {
@@ -120,6 +127,8 @@ int main(int argc, char **argv) {
         sim_config config = {.seed = seed,
                              .num_nodes = c.nodes,
                              .broken_delivery = c.broken,
+                             .faults = c.faults,
+                             .skip_trim = c.skip_trim,
                              .trace = c.trace ? stdout : NULL,
                              .max_virtual_us = c.max_virtual_us};
         sim_result result;
@@ -136,9 +145,10 @@ int main(int argc, char **argv) {
         if (!result.passed) {
             failed++;
             printf("seed %" PRIu64 " FAILED (%u nodes): %s\n  replay: derecho-sim --seed %" PRIu64
-                   " --trace%s\n",
+                   " --trace%s%s\n",
                    seed, result.num_nodes, result.failure, seed,
-                   c.broken ? " --broken-delivery" : "");
+                   c.broken ? " --broken-delivery" : "",
+                   c.faults ? (c.skip_trim ? " --faults --skip-trim" : " --faults") : "");
         }
     }
     double elapsed = wall_seconds() - start;

@@ -30,7 +30,24 @@
 #define PAYLOAD_MAGIC     0x4d495344u /* "DSIM" */
 #define PAYLOAD_HEADER    16u
 
-enum sim_event_kind { EV_START, EV_FRAME, EV_TICK, EV_APP_SEND, EV_RESUME };
+#define SIM_MAX_VIDS 64u
+
+enum sim_event_kind {
+    EV_START,
+    EV_FRAME,
+    EV_TICK,
+    EV_APP_SEND,
+    EV_RESUME,
+    EV_CRASH,      /**< fault mode: the node dies */
+    EV_LONG_PAUSE, /**< fault mode: the node pauses past the failure timeout */
+    EV_LEAVE,      /**< fault mode: the node leaves cleanly */
+    EV_PARTITION,  /**< fault mode: the partition victims are cut off */
+    EV_HEAL,       /**< fault mode: the partition heals */
+    EV_DISCONNECT, /**< fault mode: node learns its connection to `from` broke */
+};
+
+/** What happens to a node in fault mode. */
+enum sim_fault { FAULT_NONE, FAULT_CRASH, FAULT_PAUSE, FAULT_LEAVE, FAULT_PARTITION };
 
 typedef struct sim_event {
     uint64_t time_us;
@@ -71,7 +88,28 @@ typedef struct sim_node {
     uint32_t next_expected[SIM_MAX_SUBGROUPS][SIM_MAX_NODES]; /**< per sender node index */
     uint64_t delivered[SIM_MAX_SUBGROUPS];
     int64_t last_version[SIM_MAX_SUBGROUPS];
+    /* fault mode */
+    int fault;      /**< enum sim_fault planned for this node */
+    bool late;      /**< joins after the faults (not an initial member) */
+    bool ready;     /**< may multicast: it is in the full group (or a late joiner) */
+    bool dead;      /**< crashed or stopped: handles nothing more */
+    bool stopped;   /**< got DR_ACTION_STOPPED */
+    int stop_error; /**< its error */
+    bool first_seen[SIM_MAX_SUBGROUPS][SIM_MAX_NODES]; /**< late joiner: sender seen */
+    int8_t shard_at[SIM_MAX_SUBGROUPS][SIM_MAX_VIDS];  /**< my shard in view v, or -1 */
+    int32_t max_vid;                                   /**< highest view installed */
+    uint64_t resumed_us;                               /**< end of its last pause */
+    uint64_t view_deliveries[SIM_MAX_SUBGROUPS];       /**< deliveries in the current view */
 } sim_node;
+
+/** One delivered version of one shard: which message, and which nodes delivered it. */
+typedef struct vmap_entry {
+    bool used;
+    uint32_t subgroup, shard;
+    int64_t version;
+    uint64_t item; /**< sender node index << 32 | msgno */
+    uint32_t mask; /**< nodes (bit per index) that delivered it */
+} vmap_entry;
 
 typedef struct sim_link {
     uint64_t last_arrival_us;
@@ -80,6 +118,7 @@ typedef struct sim_link {
     uint32_t bytes_per_ms;
     uint64_t frames_sent;      /**< frames put on the link */
     uint64_t frames_delivered; /**< frames taken off it */
+    bool cut;                  /**< partitioned: frames are lost */
 } sim_link;
 
 /** Reference delivery order of one shard: (sender node index << 32 | message number). */
@@ -103,6 +142,13 @@ typedef struct sim {
     sim_sequence order[SIM_MAX_SUBGROUPS][DR_LAYOUT_MAX_SHARDS];
     uint32_t current_node; /**< for trace lines */
     bool failed;
+    /* fault mode */
+    uint32_t full_members; /**< initial members (late joiners come after) */
+    bool faults_scheduled; /**< every initial member is in: faults are on their way */
+    uint64_t timeout_us;   /**< heartbeat_ms x suspect_after_missed */
+    vmap_entry *vmap;      /**< open addressing, vmap_cap entries (power of two) */
+    size_t vmap_len, vmap_cap;
+    dr_view_info *views[SIM_MAX_VIDS]; /**< first installed copy of each view */
 } sim;
 
 /* ---- randomness ---------------------------------------------------------------------- */
@@ -276,6 +322,59 @@ static void check_total_order(sim *s, sim_node *node, const dr_action *a, uint64
     seq->items[seq->len++] = item;
 }
 
+static uint64_t vmap_hash(uint32_t subgroup, uint32_t shard, int64_t version) {
+    uint64_t h = (uint64_t)version * 0x9e3779b97f4a7c15ull;
+    h ^= ((uint64_t)subgroup << 40 | (uint64_t)shard << 20) * 0xbf58476d1ce4e5b9ull;
+    return h ^ (h >> 29);
+}
+
+static void vmap_grow(sim *s) {
+    vmap_entry *old = s->vmap;
+    size_t old_cap = s->vmap_cap;
+    s->vmap_cap = old_cap ? old_cap * 2 : 1024;
+    s->vmap = calloc(s->vmap_cap, sizeof *s->vmap);
+    assert(s->vmap != NULL);
+    for (size_t i = 0; i < old_cap; i++) {
+        if (!old[i].used)
+            continue;
+        size_t j = vmap_hash(old[i].subgroup, old[i].shard, old[i].version) & (s->vmap_cap - 1);
+        while (s->vmap[j].used)
+            j = (j + 1) & (s->vmap_cap - 1);
+        s->vmap[j] = old[i];
+    }
+    free(old);
+}
+
+/** The entry of (subgroup, shard, version), created with `item` if new. */
+static vmap_entry *vmap_get(sim *s, uint32_t subgroup, uint32_t shard, int64_t version,
+                            uint64_t item) {
+    if ((s->vmap_len + 1) * 2 > s->vmap_cap)
+        vmap_grow(s);
+    size_t j = vmap_hash(subgroup, shard, version) & (s->vmap_cap - 1);
+    while (s->vmap[j].used) {
+        vmap_entry *e = &s->vmap[j];
+        if (e->subgroup == subgroup && e->shard == shard && e->version == version)
+            return e;
+        j = (j + 1) & (s->vmap_cap - 1);
+    }
+    s->vmap[j] = (vmap_entry){
+        .used = true, .subgroup = subgroup, .shard = shard, .version = version, .item = item};
+    s->vmap_len++;
+    return &s->vmap[j];
+}
+
+/** Fault mode: a version names one message everywhere (total order across members/views). */
+static void check_version_agreement(sim *s, uint32_t index, const dr_action *a, uint64_t item) {
+    vmap_entry *e = vmap_get(s, a->subgroup, a->shard, a->version, item);
+    if (e->item != item)
+        fail(s,
+             "total order: node %u delivered node %u msg %u as version %" PRId64
+             " of subgroup %u shard %u; another member delivered node %u msg %u there",
+             s->nodes[index].id, s->nodes[item >> 32].id, (uint32_t)item, a->version, a->subgroup,
+             a->shard, s->nodes[e->item >> 32].id, (uint32_t)e->item);
+    e->mask |= 1u << index;
+}
+
 static void check_delivery(sim *s, sim_node *node, const dr_action *a) {
     uint32_t sender = 0, msgno = 0;
     if (a->subgroup >= SIM_MAX_SUBGROUPS || !node->in_view) {
@@ -285,6 +384,10 @@ static void check_delivery(sim *s, sim_node *node, const dr_action *a) {
     if (!payload_is_genuine(s, a, &sender, &msgno))
         return;
     uint32_t *expected = &node->next_expected[a->subgroup][sender];
+    if (node->late && !node->first_seen[a->subgroup][sender]) {
+        node->first_seen[a->subgroup][sender] = true; /* joined mid-stream */
+        *expected = msgno;
+    }
     if (msgno != *expected) {
         fail(s, "%s: node %u delivered msg %u of node %u, expected msg %u",
              msgno < *expected ? "no duplication" : "FIFO per sender", node->id, msgno,
@@ -298,11 +401,16 @@ static void check_delivery(sim *s, sim_node *node, const dr_action *a) {
             fail(s, "versions: node %u delivered version %" PRId64 " after %" PRId64, node->id,
                  a->version, node->last_version[a->subgroup]);
         node->last_version[a->subgroup] = a->version;
-        check_total_order(s, node, a, (uint64_t)sender << 32 | msgno);
+        if (s->config->faults)
+            check_version_agreement(s, (uint32_t)(node - s->nodes), a,
+                                    (uint64_t)sender << 32 | msgno);
+        else
+            check_total_order(s, node, a, (uint64_t)sender << 32 | msgno);
     } else if (a->version != -1) {
         fail(s, "raw delivery at node %u carries version %" PRId64, node->id, a->version);
     }
     node->delivered[a->subgroup]++;
+    node->view_deliveries[a->subgroup]++;
     s->result->deliveries++;
     if (s->config->trace)
         fprintf(s->config->trace,
@@ -321,8 +429,67 @@ static bool same_view(const dr_view_info *a, const dr_view_info *b) {
     return dr_layout_fingerprint(&a->layout) == dr_layout_fingerprint(&b->layout);
 }
 
+static void schedule_faults(sim *s, const dr_layout *layout);
+
+/** Fault mode: views agree per vid; shard membership per view is recorded for the checks. */
+static void record_view(sim *s, uint32_t index, dr_view_info *info) {
+    sim_node *node = &s->nodes[index];
+    int32_t vid = info->view.vid;
+    if (vid < 0 || (uint32_t)vid >= SIM_MAX_VIDS) {
+        fail(s, "node %u installed view %d: more views than the simulator tracks", node->id, vid);
+        return;
+    }
+    if (node->in_view && vid <= node->max_vid)
+        fail(s, "node %u installed view %d after view %d", node->id, vid, node->max_vid);
+    if (s->views[vid] == NULL) {
+        if (vid > 0)
+            s->result->view_changes++;
+        s->views[vid] = malloc(sizeof *info);
+        assert(s->views[vid] != NULL);
+        *s->views[vid] = *info;
+    } else if (!same_view(s->views[vid], info)) {
+        fail(s, "views differ: node %u's view %d is not the one others installed", node->id, vid);
+    }
+    node->max_vid = vid;
+    for (uint32_t sg = 0; sg < info->layout.num_subgroups && sg < SIM_MAX_SUBGROUPS; sg++) {
+        node->shard_at[sg][vid] = (int8_t)dr_layout_find_shard(&info->layout, sg, node->id, NULL);
+        node->view_deliveries[sg] = 0;
+    }
+    if (!node->ready)
+        node->ready = node->late || info->view.num_members >= s->full_members;
+    uint32_t ready = 0;
+    for (uint32_t i = 0; i < s->full_members; i++)
+        ready += s->nodes[i].ready ? 1u : 0u;
+    if (ready == s->full_members && !s->faults_scheduled)
+        schedule_faults(s, &info->layout);
+}
+
+static void on_view_installed_faults(sim *s, uint32_t index, dr_action *a) {
+    sim_node *node = &s->nodes[index];
+    record_view(s, index, a->view_info);
+    free(node->view);
+    node->in_view = true;
+    node->view = a->view_info;
+    a->view_info = NULL;
+    if (!node->ready)
+        return;
+    for (uint32_t sg = 0; sg < node->view->layout.num_subgroups; sg++) {
+        uint32_t rank = 0;
+        int shard = dr_layout_find_shard(&node->view->layout, sg, node->id, &rank);
+        node->streams[sg].active =
+            shard >= 0 && node->view->layout.subgroups[sg].shards[shard].is_sender[rank];
+        node->streams[sg].waiting = false;
+        if (node->streams[sg].active && node->streams[sg].sent < node->streams[sg].total)
+            schedule(s, s->now_us + rng_range(s, 0, 500), EV_APP_SEND, index, sg);
+    }
+}
+
 static void on_view_installed(sim *s, uint32_t index, dr_action *a) {
     sim_node *node = &s->nodes[index];
+    if (s->config->faults) {
+        on_view_installed_faults(s, index, a);
+        return;
+    }
     if (node->in_view) {
         fail(s, "node %u installed a second view (view changes are not simulated)", node->id);
         return;
@@ -347,6 +514,10 @@ static void on_view_installed(sim *s, uint32_t index, dr_action *a) {
 
 static void transmit(sim *s, uint32_t from, uint32_t to, uint8_t *bytes, size_t len) {
     sim_link *link = &s->links[from][to];
+    if (link->cut) {
+        free(bytes); /* partitioned: lost */
+        return;
+    }
     uint64_t arrival = s->now_us + link->latency_us + rng_range(s, 0, link->jitter_us) +
                        (uint64_t)len * 1000u / link->bytes_per_ms;
     if (arrival <= link->last_arrival_us)
@@ -371,6 +542,21 @@ static void on_send_action(sim *s, uint32_t index, dr_action *a) {
     }
     transmit(s, index, (uint32_t)to, a->bytes, a->len);
     a->bytes = NULL;
+}
+
+static void on_stopped(sim *s, uint32_t index, const dr_action *a) {
+    sim_node *node = &s->nodes[index];
+    node->stopped = true;
+    node->dead = true;
+    node->stop_error = a->error;
+    if (s->config->trace)
+        fprintf(s->config->trace, "[%10" PRIu64 " us] node %u STOPPED (%d)\n", s->now_us, node->id,
+                a->error);
+    bool expected = (node->fault == FAULT_LEAVE && a->error == 0) ||
+                    ((node->fault == FAULT_PAUSE || node->fault == FAULT_PARTITION) &&
+                     (a->error == DR_EREMOVED || a->error == DR_ECLOSED));
+    if (!s->config->faults || !expected)
+        fail(s, "node %u stopped (%d): %.*s", node->id, a->error, (int)a->len, (char *)a->bytes);
 }
 
 static void drain_actions(sim *s, uint32_t index) {
@@ -399,6 +585,9 @@ static void drain_actions(sim *s, uint32_t index) {
             node->refused = true;
             if (!node->duplicate)
                 fail(s, "node %u was refused: %.*s", node->id, (int)a.len, (char *)a.bytes);
+            break;
+        case DR_ACTION_STOPPED:
+            on_stopped(s, index, &a);
             break;
         }
         dr_action_free(&a);
@@ -474,8 +663,12 @@ static void maybe_pause(sim *s, uint32_t index) {
     sim_node *node = &s->nodes[index];
     if (node->paused || !rng_chance(s, 3))
         return;
+    /* fault mode: ordinary pauses stay well below the failure timeout, and are spaced out */
+    if (s->config->faults && s->now_us < node->resumed_us + s->timeout_us)
+        return;
     node->paused = true;
-    uint64_t until = s->now_us + rng_range(s, 1000, 20000);
+    uint32_t longest = s->config->faults ? (uint32_t)(s->timeout_us / 3) : 20000u;
+    uint64_t until = s->now_us + rng_range(s, 1000, longest > 1000 ? longest : 1000);
     schedule(s, until, EV_RESUME, index, 0);
     if (s->config->trace)
         fprintf(s->config->trace, "[%10" PRIu64 " us] node %u paused until %" PRIu64 " us\n",
@@ -488,6 +681,7 @@ static void resume(sim *s, uint32_t index) {
     sim_node *node = &s->nodes[index];
     assert(node->paused);
     node->paused = false;
+    node->resumed_us = s->now_us;
     sim_event *held = node->held;
     size_t count = node->num_held;
     node->held = NULL;
@@ -497,10 +691,96 @@ static void resume(sim *s, uint32_t index) {
     free(held);
 }
 
+static void trace_fault(sim *s, const sim_node *node, const char *what) {
+    s->result->faults++;
+    if (s->config->trace)
+        fprintf(s->config->trace, "[%10" PRIu64 " us] FAULT node %u: %s\n", s->now_us, node->id,
+                what);
+}
+
+/** Peers of `index` learn (or not: 50%) that their connections to it broke. */
+static void maybe_disconnect(sim *s, uint32_t index, uint32_t peer) {
+    if (rng_chance(s, 50))
+        heap_push(s, (sim_event){.time_us = s->now_us + rng_range(s, 0, 3000),
+                                 .kind = EV_DISCONNECT,
+                                 .node = peer,
+                                 .from = index});
+}
+
+static void on_crash(sim *s, uint32_t index) {
+    sim_node *node = &s->nodes[index];
+    trace_fault(s, node, "crash");
+    node->dead = true;
+    dr_core_destroy(node->core);
+    node->core = NULL;
+    for (uint32_t i = 0; i < s->num_nodes; i++)
+        if (i != index)
+            maybe_disconnect(s, index, i);
+}
+
+static bool in_partition(const sim *s, uint32_t index) {
+    return s->nodes[index].fault == FAULT_PARTITION;
+}
+
+static void set_partition(sim *s, bool cut) {
+    for (uint32_t a = 0; a < s->num_nodes; a++)
+        for (uint32_t b = 0; b < s->num_nodes; b++)
+            if (in_partition(s, a) != in_partition(s, b)) {
+                s->links[a][b].cut = cut;
+                if (cut)
+                    maybe_disconnect(s, a, b);
+            }
+}
+
+/** Fault mode events. Returns true if the event was one of them. */
+static bool process_fault_event(sim *s, sim_event *event) {
+    sim_node *node = &s->nodes[event->node];
+    switch (event->kind) {
+    case EV_CRASH:
+        on_crash(s, event->node);
+        return true;
+    case EV_LONG_PAUSE: {
+        trace_fault(s, node, "long pause");
+        node->paused = true;
+        uint64_t until =
+            s->now_us + rng_range(s, (uint32_t)s->timeout_us * 2, (uint32_t)s->timeout_us * 4);
+        schedule(s, until, EV_RESUME, event->node, 0);
+        return true;
+    }
+    case EV_LEAVE:
+        trace_fault(s, node, "leave");
+        if (dr_core_leave(node->core, s->now_us) != 0)
+            fail(s, "node %u: dr_core_leave failed", node->id);
+        drain_actions(s, event->node);
+        return true;
+    case EV_PARTITION:
+        trace_fault(s, node, "partition (with every other partition victim)");
+        set_partition(s, true);
+        return true;
+    case EV_HEAL:
+        trace_fault(s, node, "partition heals");
+        set_partition(s, false);
+        return true;
+    case EV_DISCONNECT:
+        if (node->core != NULL) {
+            dr_core_on_disconnect(node->core, s->nodes[event->from].id, s->now_us);
+            drain_actions(s, event->node);
+        }
+        return true;
+    default:
+        return false;
+    }
+}
+
 static void process(sim *s, sim_event *event) {
     sim_node *node = &s->nodes[event->node];
     s->current_node = event->node;
-    if (node->paused && event->kind != EV_RESUME) {
+    bool global = event->kind == EV_PARTITION || event->kind == EV_HEAL;
+    if (node->dead && !global) {
+        free(event->bytes); /* crashed or stopped: nothing more */
+        return;
+    }
+    if (node->paused && event->kind != EV_RESUME && !global) {
         hold_event(node, event);
         return;
     }
@@ -508,6 +788,8 @@ static void process(sim *s, sim_event *event) {
         resume(s, event->node);
         return;
     }
+    if (process_fault_event(s, event))
+        return;
     switch (event->kind) {
     case EV_START:
         on_start(s, event->node);
@@ -539,16 +821,17 @@ static void process(sim *s, sim_event *event) {
         if (!s->nodes[event->from].in_view && rng_chance(s, 50))
             from = DR_NODE_NONE;
         int rc = dr_core_on_message(node->core, from, event->bytes, event->len, s->now_us);
-        if (rc != 0)
+        if (rc != 0 && s->nodes[event->from].fault == FAULT_NONE)
             fail(s, "node %u rejected a frame from correct node %u: %s", node->id,
                  s->nodes[event->from].id, dr_strerror(rc));
         break;
     }
     }
     free(event->bytes);
-    if (node->core != NULL && node->defer_flush && (event->kind == EV_TICK || rng_chance(s, 40)))
+    if (node->core != NULL && !node->dead && node->defer_flush &&
+        (event->kind == EV_TICK || rng_chance(s, 40)))
         dr_core_flush(node->core, s->now_us);
-    if (node->core != NULL)
+    if (node->core != NULL && !node->dead)
         drain_actions(s, event->node);
 }
 
@@ -613,8 +896,9 @@ static void random_options(sim *s, uint32_t members) {
     s->base.block_size = rng_range(s, 8, 700);
     s->base.pipeline = (dr_pipeline_algorithm)rng_range(s, 0, 2);
     s->base.join_retry_us = rng_range(s, 2000, 20000);
-    s->base.test_fault =
-        s->config->broken_delivery ? DR_CORE_FAULT_BROKEN_DELIVERY : DR_CORE_FAULT_NONE;
+    s->base.test_fault = s->config->broken_delivery ? DR_CORE_FAULT_BROKEN_DELIVERY
+                         : s->config->skip_trim     ? DR_CORE_FAULT_SKIP_TRIM
+                                                    : DR_CORE_FAULT_NONE;
     if (s->config->trace) {
         s->base.trace = trace_line;
         s->base.trace_ctx = s;
@@ -685,6 +969,202 @@ static void setup_links(sim *s) {
     }
 }
 
+/* ---- fault mode: scenario ----------------------------------------------------------- */
+
+/** Layouts whose shards survive a minority of failures: flexible, minimum 1. */
+static void fault_layout(sim *s, uint32_t members, dr_layout_spec *spec) {
+    memset(spec, 0, sizeof *spec);
+    dr_shard_policy policy;
+    uint32_t shape = members < 4 ? 0 : rng_range(s, 0, 2);
+    if (shape == 0) {
+        dr_shard_policy_flexible(&policy, 1, 1, members + 1, DR_MODE_ORDERED);
+        add_type(spec, "single", 1, &policy);
+    } else if (shape == 1) {
+        dr_shard_policy_flexible(&policy, 2, 1, members, DR_MODE_ORDERED);
+        add_type(spec, "sharded", 1, &policy);
+    } else {
+        dr_shard_policy_flexible(&policy, 1, 1, 2, DR_MODE_ORDERED);
+        add_type(spec, "small", 1, &policy);
+        dr_shard_policy_flexible(&policy, 1, 1, members, DR_MODE_ORDERED);
+        add_type(spec, "big", 1, &policy);
+    }
+}
+
+/** True if removing node `index` would leave a shard of `layout` without a non-victim. */
+static bool last_in_a_shard(const sim *s, const dr_layout *layout, uint32_t index) {
+    for (uint32_t sg = 0; sg < layout->num_subgroups; sg++) {
+        int shard = dr_layout_find_shard(layout, sg, s->nodes[index].id, NULL);
+        if (shard < 0)
+            continue;
+        const dr_shard_layout *sh = &layout->subgroups[sg].shards[shard];
+        uint32_t others = 0;
+        for (uint32_t m = 0; m < sh->num_members; m++) {
+            int j = find_node_by_id(s, sh->member_ids[m]);
+            others += j >= 0 && (uint32_t)j != index && s->nodes[j].fault == FAULT_NONE ? 1u : 0u;
+        }
+        if (others == 0)
+            return true;
+    }
+    return false;
+}
+
+/**
+ * Picks the victims: a clean leave maybe, and fewer failures than half the rest, never the last
+ * member of a shard (members never move between shards: that shard would stay inadequate).
+ */
+static void plan_faults(sim *s, uint32_t members, const dr_layout *layout) {
+    uint32_t leaves = members >= 4 && rng_chance(s, 30) ? 1u : 0u;
+    uint32_t max_failures = (members - leaves - 1) / 2;
+    uint32_t failures =
+        max_failures == 0 ? 0 : rng_range(s, rng_chance(s, 85) ? 1 : 0, max_failures);
+    for (uint32_t v = 0; v < leaves + failures; v++) {
+        uint32_t index = rng_range(s, 0, members - 1), tries = 0;
+        while (tries < members &&
+               (s->nodes[index].fault != FAULT_NONE || last_in_a_shard(s, layout, index))) {
+            index = (index + 1) % members;
+            tries++;
+        }
+        if (tries == members)
+            break;
+        uint32_t dice = rng_range(s, 0, 99);
+        s->nodes[index].fault = v < leaves  ? FAULT_LEAVE
+                                : dice < 45 ? FAULT_CRASH
+                                : dice < 75 ? FAULT_PAUSE
+                                            : FAULT_PARTITION;
+    }
+}
+
+static void setup_fault_mode(sim *s, uint32_t members) {
+    s->full_members = members;
+    dr_layout_spec spec;
+    fault_layout(s, members, &spec);
+    s->base.layout = spec;
+    s->base.heartbeat_ms = rng_range(s, 6, 15);
+    s->base.suspect_after_missed = rng_range(s, 3, 5);
+    s->timeout_us = (uint64_t)s->base.heartbeat_ms * s->base.suspect_after_missed * 1000u;
+    bool late = members + 1 < SIM_MAX_NODES && rng_chance(s, 40);
+    setup_nodes(s, members + (late ? 1u : 0u), false);
+    for (uint32_t i = 0; i < s->num_nodes; i++) {
+        memset(s->nodes[i].shard_at, 0xff, sizeof s->nodes[i].shard_at);
+        s->nodes[i].max_vid = -1;
+        for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++)
+            if (s->nodes[i].streams[sg].total > 25)
+                s->nodes[i].streams[sg].total = 25;
+    }
+    if (late)
+        s->nodes[members].late = true;
+}
+
+static void schedule_faults(sim *s, const dr_layout *layout) {
+    s->faults_scheduled = true;
+    plan_faults(s, s->full_members, layout);
+    if (s->num_nodes > s->full_members) {
+        sim_node *joiner = &s->nodes[s->full_members];
+        uint32_t contact;
+        do
+            contact = rng_range(s, 0, s->full_members - 1);
+        while (s->nodes[contact].fault != FAULT_NONE);
+        memcpy(joiner->contact, s->nodes[contact].address, sizeof joiner->contact);
+    }
+    bool partition = false;
+    for (uint32_t i = 0; i < s->num_nodes; i++) {
+        sim_node *node = &s->nodes[i];
+        uint64_t at = s->now_us + rng_range(s, 1000, 40000);
+        if (node->fault == FAULT_CRASH)
+            schedule(s, at, EV_CRASH, i, 0);
+        else if (node->fault == FAULT_PAUSE)
+            schedule(s, at, EV_LONG_PAUSE, i, 0);
+        else if (node->fault == FAULT_LEAVE)
+            schedule(s, at, EV_LEAVE, i, 0);
+        else if (node->fault == FAULT_PARTITION && !partition) {
+            partition = true;
+            schedule(s, at, EV_PARTITION, i, 0);
+            uint64_t heal =
+                at + rng_range(s, (uint32_t)s->timeout_us * 3, (uint32_t)s->timeout_us * 6);
+            schedule(s, heal, EV_HEAL, i, 0);
+        }
+        if (node->late)
+            schedule(s, s->now_us + rng_range(s, 0, 60000), EV_START, i, 0);
+    }
+}
+
+/** Fault mode: what keeps the run from being complete, if anything. */
+static bool incomplete_faults(const sim *s, char *why, size_t cap) {
+    if (!s->faults_scheduled)
+        return snprintf(why, cap, "the %u initial members never formed one view", s->full_members),
+               true;
+    const sim_node *ref = NULL;
+    uint32_t correct = 0;
+    for (uint32_t i = 0; i < s->num_nodes; i++) {
+        const sim_node *node = &s->nodes[i];
+        if (node->fault != FAULT_NONE && !node->dead)
+            return snprintf(why, cap, "faulty node %u has not stopped", node->id), true;
+        if (node->fault != FAULT_NONE)
+            continue;
+        if (!node->in_view)
+            return snprintf(why, cap, "node %u is in no view", node->id), true;
+        correct++;
+        if (ref == NULL)
+            ref = node;
+        if (node->view->view.vid != ref->view->view.vid)
+            return snprintf(why, cap, "nodes %u and %u are in views %d and %d", ref->id, node->id,
+                            ref->view->view.vid, node->view->view.vid),
+                   true;
+    }
+    if (ref == NULL || ref->view->view.num_members != correct)
+        return snprintf(why, cap, "the view does not hold exactly the %u correct nodes", correct),
+               true;
+    for (uint32_t i = 0; i < s->num_nodes; i++) {
+        const sim_node *node = &s->nodes[i];
+        if (node->fault != FAULT_NONE)
+            continue;
+        for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++) {
+            const sim_stream *st = &node->streams[sg];
+            if (st->active && (st->sent < st->total || node->next_expected[sg][i] < st->total))
+                return snprintf(why, cap, "node %u: %u of %u sent, %u delivered in subgroup %u",
+                                node->id, st->sent, st->total, node->next_expected[sg][i], sg),
+                       true;
+            for (uint32_t j = 0; j < s->num_nodes; j++) {
+                const sim_node *peer = &s->nodes[j];
+                if (peer->fault != FAULT_NONE || sg >= ref->view->layout.num_subgroups ||
+                    peer->shard_at[sg][ref->max_vid] != node->shard_at[sg][ref->max_vid])
+                    continue;
+                if (peer->view_deliveries[sg] != node->view_deliveries[sg])
+                    return snprintf(why, cap, "nodes %u and %u still differ in subgroup %u",
+                                    node->id, peer->id, sg),
+                           true;
+            }
+        }
+    }
+    return false;
+}
+
+/**
+ * Fault mode, at the end: every version delivered anywhere was delivered by every node that was
+ * in that shard in that view and either installed a later view or is correct (agreement across
+ * view changes, stability: nothing delivered is lost by survivors).
+ */
+static void check_stability(sim *s) {
+    for (size_t e = 0; e < s->vmap_cap && !s->failed; e++) {
+        const vmap_entry *entry = &s->vmap[e];
+        if (!entry->used)
+            continue;
+        int32_t vid = (int32_t)(entry->version >> 32);
+        for (uint32_t i = 0; i < s->num_nodes; i++) {
+            const sim_node *node = &s->nodes[i];
+            if (node->shard_at[entry->subgroup][vid] != (int8_t)entry->shard)
+                continue;
+            bool obliged = node->max_vid > vid || node->fault == FAULT_NONE;
+            if (obliged && !(entry->mask & (1u << i)))
+                fail(s,
+                     "stability: node %u was in view %d of subgroup %u shard %u and did not "
+                     "deliver version %" PRId64 " (node %u msg %u) that another member delivered",
+                     node->id, vid, entry->subgroup, entry->shard, entry->version,
+                     s->nodes[entry->item >> 32].id, (uint32_t)entry->item);
+        }
+    }
+}
+
 /* ---- completion ---------------------------------------------------------------------- */
 
 /** Messages a member of (subgroup, shard) must deliver: everything its senders multicast. */
@@ -701,6 +1181,8 @@ static uint64_t shard_expected(const sim *s, const dr_layout *layout, uint32_t s
 
 /** Empty if the run is complete, else what is missing. */
 static bool incomplete(const sim *s, char *why, size_t cap) {
+    if (s->config->faults)
+        return incomplete_faults(s, why, cap);
     const sim_node *leader = &s->nodes[0];
     if (!leader->in_view)
         return snprintf(why, cap, "the leader never installed view 0"), true;
@@ -752,6 +1234,9 @@ static void free_sim(sim *s) {
     for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++)
         for (uint32_t sh = 0; sh < DR_LAYOUT_MAX_SHARDS; sh++)
             free(s->order[sg][sh].items);
+    free(s->vmap);
+    for (uint32_t v = 0; v < SIM_MAX_VIDS; v++)
+        free(s->views[v]);
 }
 
 static void run_loop(sim *s) {
@@ -766,8 +1251,11 @@ static void run_loop(sim *s) {
             break;
         }
         process(s, &event);
-        if ((++steps & 63) == 0 && !incomplete(s, why, sizeof why))
+        if ((++steps & 63) == 0 && !incomplete(s, why, sizeof why)) {
+            if (s->config->faults)
+                check_stability(s);
             return;
+        }
     }
     if (!s->failed && incomplete(s, why, sizeof why))
         fail(s, "liveness: after %" PRIu64 " us of virtual time %s", s->now_us, why);
@@ -781,12 +1269,17 @@ int sim_run(const sim_config *config, sim_result *result) {
     s->config = config;
     s->result = result;
     s->rng = config->seed * 0x2545f4914f6cdd1dull + 1;
-    uint32_t members = config->num_nodes ? config->num_nodes : rng_range(s, 1, 8);
-    if (members > SIM_MAX_NODES - 1)
-        members = SIM_MAX_NODES - 1;
-    bool duplicate = rng_chance(s, 15);
+    uint32_t members = config->num_nodes
+                           ? config->num_nodes
+                           : rng_range(s, config->faults ? 3 : 1, config->faults ? 7 : 8);
+    if (members > SIM_MAX_NODES - 2)
+        members = SIM_MAX_NODES - 2;
+    bool duplicate = !config->faults && rng_chance(s, 15);
     random_options(s, members);
-    setup_nodes(s, members, duplicate);
+    if (config->faults)
+        setup_fault_mode(s, members);
+    else
+        setup_nodes(s, members, duplicate);
     setup_links(s);
     if (config->trace)
         fprintf(config->trace,
@@ -796,7 +1289,8 @@ int sim_run(const sim_config *config, sim_result *result) {
                 s->base.max_payload_size, s->base.max_smc_payload_size, s->base.block_size,
                 (unsigned)s->base.pipeline, s->base.layout.num_types);
     for (uint32_t i = 0; i < s->num_nodes; i++)
-        schedule(s, s->nodes[i].start_us, EV_START, i, 0);
+        if (!s->nodes[i].late)
+            schedule(s, s->nodes[i].start_us, EV_START, i, 0);
     run_loop(s);
     result->passed = !s->failed;
     result->num_nodes = s->num_nodes;

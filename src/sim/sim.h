@@ -4,6 +4,16 @@
  * workloads; checks PROTOCOL.md §7's failure-free invariants (total order, no creation, no
  * duplication, FIFO per sender, liveness) after every delivery and at the end of the run.
  * One seed fully determines a run, so a failing seed replays exactly (with --trace).
+ *
+ * Fault mode (config.faults, sim_faults.c's scenario): the group starts from its leader alone
+ * and grows by joins (view changes); once every initial member is in, a minority of them
+ * crash (peers may or may not see the connection break), pause past the failure timeout, leave
+ * cleanly, or are cut off by a network partition that heals later; a late node may join. The
+ * checker then also verifies agreement across view changes (same version -> same message
+ * everywhere; a member of view v that installed v+1 delivered every view-v message anyone
+ * delivered: nothing delivered is lost by survivors), that faulty nodes stop with the right
+ * reason and correct ones never do, and liveness: the survivors converge on one view of exactly
+ * the correct nodes and every message a correct node sent is delivered.
  */
 #ifndef DR_SIM_SIM_H
 #define DR_SIM_SIM_H
@@ -19,6 +29,8 @@ typedef struct sim_config {
     bool broken_delivery;    /**< test switch: ordered shards deliver on receipt */
     FILE *trace;             /**< readable trace of the run, or NULL */
     uint64_t max_virtual_us; /**< liveness deadline in virtual time */
+    bool faults;             /**< fault mode: crashes, long pauses, leaves, partitions, joins */
+    bool skip_trim;          /**< test switch: view changes skip the ragged-trim deliveries */
 } sim_config;
 
 /** One run's outcome. */
@@ -30,6 +42,8 @@ typedef struct sim_result {
     uint64_t deliveries;    /**< DELIVER actions checked (over all nodes) */
     uint64_t frames;        /**< frames carried by the virtual network */
     uint64_t virtual_us;    /**< virtual time at the end */
+    uint32_t view_changes;  /**< views installed after the first (fault mode) */
+    uint32_t faults;        /**< faults injected (fault mode) */
 } sim_result;
 
 /** Runs one seed. Returns 0 (see result->passed) or a negative DR_E* code on setup failure. */

@@ -68,7 +68,8 @@ void h_drain(harness *h, uint32_t index) {
         case DR_ACTION_SEND:
             to = a.node_id != DR_NODE_NONE ? find_by_id(h, a.node_id)
                                            : find_by_address(h, a.address);
-            assert(to >= 0);
+            if (to < 0)
+                break; /* a crashed node */
             enqueue(h, index, (uint32_t)to, a.bytes, a.len);
             a.bytes = NULL;
             break;
@@ -86,6 +87,10 @@ void h_drain(harness *h, uint32_t index) {
         case DR_ACTION_JOIN_FAILED:
             node->join_failed = true;
             node->join_error = a.error;
+            break;
+        case DR_ACTION_STOPPED:
+            node->stopped = true;
+            node->stop_error = a.error;
             break;
         case DR_ACTION_CONNECT:
             break;
@@ -119,6 +124,10 @@ size_t h_pump(harness *h, size_t max_frames) {
         h->len--;
         h->now_us += 10;
         h_node *node = &h->nodes[frame.to];
+        if (node->crashed || h->nodes[frame.from].crashed) {
+            free(frame.bytes);
+            continue;
+        }
         if (dr_core_on_message(node->core, h->nodes[frame.from].id, frame.bytes, frame.len,
                                h->now_us) != 0)
             h->rejected++;
@@ -127,6 +136,25 @@ size_t h_pump(harness *h, size_t max_frames) {
         delivered++;
     }
     return delivered;
+}
+
+void h_crash(harness *h, uint32_t index) {
+    h->nodes[index].crashed = true;
+    dr_core_destroy(h->nodes[index].core);
+    h->nodes[index].core = NULL;
+}
+
+void h_run(harness *h, uint64_t step_us, uint32_t steps) {
+    for (uint32_t i = 0; i < steps; i++) {
+        h->now_us += step_us;
+        for (uint32_t n = 0; n < h->num_nodes; n++) {
+            if (h->nodes[n].crashed)
+                continue;
+            dr_core_on_tick(h->nodes[n].core, h->now_us);
+            h_drain(h, n);
+        }
+        h_pump(h, 1000000);
+    }
 }
 
 void h_free(harness *h) {

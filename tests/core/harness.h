@@ -32,6 +32,9 @@ typedef struct h_node {
     uint32_t views_installed;
     bool join_failed;
     int join_error;
+    bool stopped;   /* got DR_ACTION_STOPPED */
+    int stop_error; /* its error */
+    bool crashed;   /* h_crash: core destroyed, frames to it dropped */
     uint32_t window_open[DR_LAYOUT_MAX_SUBGROUPS];
     h_delivery deliveries[H_MAX_DELIVERIES];
     uint32_t num_deliveries;
@@ -63,6 +66,12 @@ size_t h_pump(harness *h, size_t max_frames);
 
 /** Drains one node's actions into its records / the queue. */
 void h_drain(harness *h, uint32_t index);
+
+/** Crashes node `index`: destroys its core; frames to and from it are dropped. */
+void h_crash(harness *h, uint32_t index);
+
+/** Advances time by step_us `steps` times, ticking every live core and pumping frames. */
+void h_run(harness *h, uint64_t step_us, uint32_t steps);
 
 /** Frees everything. */
 void h_free(harness *h);

@@ -109,8 +109,13 @@ static void test_non_leader_redirects_to_leader(void **state) {
     /* after view 0 a member redirects to the view's leader too */
     h_add(h, 4, &options, "n2");
     h_pump(h, (size_t)-1);
-    assert_false(h->nodes[3].installed);   /* joins after view 0 need view changes */
-    assert_false(h->nodes[3].join_failed); /* but it is queued, not refused */
+    assert_false(h->nodes[3].join_failed); /* queued by the leader, added by a view change */
+    for (uint32_t i = 0; i < 4; i++) {
+        assert_true(h->nodes[i].installed);
+        assert_int_equal(h->nodes[i].view.view.vid, 1);
+        assert_int_equal(h->nodes[i].view.view.num_members, 4);
+        assert_int_equal(h->nodes[i].view.view.member_ids[3], 4);
+    }
     assert_int_equal(h->rejected, 0);
     h_free(h);
     free(h);

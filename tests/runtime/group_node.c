@@ -3,14 +3,20 @@
  * (test_group_procs.c) and usable by hand.
  *
  *   group_node CONFIG_FILE [--messages N] [--size BYTES] [--mixed] [--raw] [--silent]
- *              [--expect-senders S] [--DERECHO/key=value ...]
+ *              [--expect-senders S] [--wait-from ID,ID,... --expect-members M]
+ *              [--start-members K]  (wait for a view of K members before sending)
+ *              [--DERECHO/key=value ...]
  *
  * Joins the group described by CONFIG_FILE with one subgroup type TEST (profile
  * [SUBGROUP/TEST]); unless --silent, sends N messages whose bytes are derived from (sender,
  * index) so every receiver can check them; delivers until it has seen N messages from each of
  * S senders; then prints one line
  *   DONE node=<id> delivered=<count> hash=<running hash of (version, sender, bytes)> bad=<n>
- * and waits for its standard input to close (the test's barrier) before leaving, so no node
+ * With --wait-from (fault tests: some members die), it instead waits until it delivered N
+ * messages from each listed sender and its view has M members, and prints
+ *   DONE node=<id> delivered=<count> hash=<hash> bad=<n> vid=<view id>
+ * A send failing because the group excluded this node prints "STOPPED node=<id> rc=<code>".
+ * It then waits for its standard input to close (the test's barrier) before leaving, so no node
  * leaves while others still need its acknowledgements. Exit status 0 on success.
  */
 #include "derecho/config.h"
@@ -32,6 +38,7 @@ typedef struct node_state {
     uint64_t hash;      /* running FNV-1a over (version, sender, bytes) */
     uint64_t bad;       /* deliveries whose bytes did not match their (sender, index) */
     bool raw;           /* raw mode: order differs between nodes, hash only the multiset */
+    uint64_t from[64];  /* deliveries per sender id (ids < 64) */
 } node_state;
 
 static uint64_t fnv(uint64_t hash, const void *data, size_t len) {
@@ -99,9 +106,49 @@ static void on_deliver(void *ctx, const dr_message *message) {
         state->hash = fnv(state->hash, message->bytes, message->len);
     }
     state->delivered++;
+    if (message->sender_id < 64)
+        state->from[message->sender_id]++;
     if (state->delivered >= state->expected)
         pthread_cond_broadcast(&state->done_cond);
     pthread_mutex_unlock(&state->lock);
+}
+
+/* Fault tests: every listed sender's messages delivered and the view holds `members`. */
+static bool fault_done(dr_group *group, node_state *state, const char *list, uint64_t messages,
+                       uint32_t members, int32_t *vid) {
+    dr_group_view view;
+    if (dr_group_get_view(group, &view) != 0 || view.view.num_members != members)
+        return false;
+    *vid = view.view.vid;
+    for (const char *p = list; *p;) {
+        unsigned long id = strtoul(p, (char **)&p, 10);
+        if (id >= 64 || state->from[id] < messages)
+            return false;
+        if (*p == ',')
+            p++;
+        else if (*p)
+            return false;
+    }
+    return true;
+}
+
+static int wait_fault_done(dr_group *group, node_state *state, const char *list, uint64_t messages,
+                           uint32_t members) {
+    int32_t vid = -1;
+    for (int waited_ms = 0; waited_ms < 120000; waited_ms += 50) {
+        pthread_mutex_lock(&state->lock);
+        bool done = fault_done(group, state, list, messages, members, &vid);
+        if (done)
+            printf("DONE node=%" PRIu32 " delivered=%" PRIu64 " hash=%016" PRIx64 " bad=%" PRIu64
+                   " vid=%" PRId32 "\n",
+                   dr_group_my_id(group), state->delivered, state->hash, state->bad, vid);
+        pthread_mutex_unlock(&state->lock);
+        if (done)
+            return 0;
+        usleep(50000);
+    }
+    printf("TIMEOUT node=%" PRIu32 "\n", dr_group_my_id(group));
+    return DR_ETIMEDOUT;
 }
 
 int main(int argc, char **argv) {
@@ -112,6 +159,8 @@ int main(int argc, char **argv) {
     uint64_t messages = 100, senders = 1;
     size_t size = 1024;
     bool mixed = false, raw = false, silent = false;
+    const char *wait_from = NULL;
+    uint32_t members = 0, start_members = 0;
     const char *overrides[64];
     size_t override_count = 0;
     for (int i = 2; i < argc; i++) {
@@ -121,6 +170,12 @@ int main(int argc, char **argv) {
             size = strtoull(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--expect-senders") == 0 && i + 1 < argc)
             senders = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--wait-from") == 0 && i + 1 < argc)
+            wait_from = argv[++i];
+        else if (strcmp(argv[i], "--start-members") == 0 && i + 1 < argc)
+            start_members = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--expect-members") == 0 && i + 1 < argc)
+            members = (uint32_t)strtoul(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--mixed") == 0)
             mixed = true;
         else if (strcmp(argv[i], "--raw") == 0)
@@ -169,6 +224,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "group_node: no view: %s\n", dr_strerror(rc));
         return 1;
     }
+    for (int waited_ms = 0; start_members > 0 && waited_ms < 30000; waited_ms += 10) {
+        dr_group_view view; /* joins are view changes: wait for the whole group before sending */
+        if (dr_group_get_view(group, &view) == 0 && view.view.num_members >= start_members)
+            break;
+        usleep(10000);
+    }
     uint32_t my_id = dr_group_my_id(group);
     uint8_t *buffer = malloc(size ? size : 1);
     for (uint64_t i = 0; !silent && i < messages && rc == 0; i++) {
@@ -179,11 +240,19 @@ int main(int argc, char **argv) {
             fprintf(stderr, "group_node: send %" PRIu64 " failed: %s\n", i, dr_strerror(rc));
     }
     free(buffer);
+    if (rc != 0 && wait_from != NULL) {
+        printf("STOPPED node=%" PRIu32 " rc=%d\n", my_id, rc);
+        fflush(stdout);
+    } else if (wait_from != NULL) {
+        rc = wait_fault_done(group, &state, wait_from, messages, members);
+        fflush(stdout);
+    }
     pthread_mutex_lock(&state.lock);
-    while (rc == 0 && state.delivered < state.expected)
+    while (rc == 0 && wait_from == NULL && state.delivered < state.expected)
         pthread_cond_wait(&state.done_cond, &state.lock);
-    printf("DONE node=%" PRIu32 " delivered=%" PRIu64 " hash=%016" PRIx64 " bad=%" PRIu64 "\n",
-           my_id, state.delivered, state.hash, state.bad);
+    if (wait_from == NULL)
+        printf("DONE node=%" PRIu32 " delivered=%" PRIu64 " hash=%016" PRIx64 " bad=%" PRIu64 "\n",
+               my_id, state.delivered, state.hash, state.bad);
     pthread_mutex_unlock(&state.lock);
     fflush(stdout);
     char sink[64];

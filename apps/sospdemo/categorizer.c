@@ -1,0 +1,645 @@
+/*
+ * The categorizer tier's replicated object (see categorizer.h for the methods and every wire
+ * format: model args, model reply, inference args, list_models reply, snapshot).
+ *
+ * Locking: `lock` guards the table (a sorted array of entry pointers). Entries are reference
+ * counted: the table holds one reference, each running inference another, so remove and
+ * restore never free a model in use. An entry's `engine_lock` serialises building its engine
+ * (one load per tag even when several inferences arrive at once); classification itself runs
+ * without it (dr_model_classify is thread-safe).
+ */
+#include "categorizer.h"
+
+#include "derecho/infer.h"
+#include "derecho/log.h"
+#include "upload.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SNAPSHOT_MAGIC             0x54434453u /* "SDCT" */
+#define MXNET_LIST_MAGIC           0x112u
+#define DEFAULT_ORDERED_TIMEOUT_MS 120000
+
+typedef struct sd_entry {
+    uint32_t tag;
+    sd_model_format format;
+    uint8_t *data; /* synset | symbol | params */
+    uint32_t synset_len, symbol_len, params_len;
+    uint64_t digest;
+    atomic_int refs;
+    pthread_mutex_t engine_lock;
+    dr_model *engine; /* built lazily; NULL until then or after a failed load */
+} sd_entry;
+
+struct sd_categorizer {
+    sd_categorizer_limits limits;
+    pthread_mutex_t lock;
+    sd_entry **entries; /* sorted by tag */
+    size_t count, cap;
+    _Atomic(dr_rpc_node *) node;
+};
+
+const char *sd_model_format_name(sd_model_format format) {
+    return format == SD_FORMAT_ONNX ? "onnx" : "mxnet";
+}
+
+/* ---- wire helpers ------------------------------------------------------------------------ */
+
+int sd_model_args_encode(dr_buf *out, uint32_t tag, const uint8_t *synset, size_t synset_bytes,
+                         const uint8_t *symbol, size_t symbol_bytes, const uint8_t *params,
+                         size_t params_bytes) {
+    if (synset_bytes > UINT32_MAX || symbol_bytes > UINT32_MAX || params_bytes > UINT32_MAX)
+        return DR_ETOOBIG;
+    dr_buf_put_u32(out, tag);
+    dr_buf_put_u32(out, (uint32_t)synset_bytes);
+    dr_buf_put_u32(out, (uint32_t)symbol_bytes);
+    dr_buf_put_u32(out, (uint32_t)params_bytes);
+    dr_buf_put_bytes(out, synset, synset_bytes);
+    dr_buf_put_bytes(out, symbol, symbol_bytes);
+    dr_buf_put_bytes(out, params, params_bytes);
+    return out->failed ? DR_ETOOBIG : DR_OK;
+}
+
+int sd_inference_args_encode(dr_buf *out, uint32_t tag, const uint8_t *photo, size_t photo_bytes) {
+    if (photo_bytes > UINT32_MAX)
+        return DR_ETOOBIG;
+    dr_buf_put_u32(out, tag);
+    dr_buf_put_blob(out, photo, (uint32_t)photo_bytes);
+    return out->failed ? DR_ETOOBIG : DR_OK;
+}
+
+int sd_model_reply_encode(dr_buf *out, int32_t error_code, const char *desc) {
+    dr_buf_put_u32(out, (uint32_t)error_code);
+    dr_buf_put_str(out, desc);
+    return out->failed ? DR_ETOOBIG : DR_OK;
+}
+
+int sd_model_reply_decode(const uint8_t *bytes, size_t len, int32_t *code_out, char **desc_out) {
+    dr_reader reader;
+    dr_reader_init(&reader, bytes, len);
+    int32_t code = (int32_t)dr_reader_u32(&reader);
+    uint32_t desc_len = 0;
+    const uint8_t *desc = dr_reader_blob(&reader, 1u << 20, &desc_len);
+    if (!dr_reader_done(&reader))
+        return DR_EPROTO;
+    char *text = malloc((size_t)desc_len + 1);
+    if (!text)
+        return DR_ENOMEM;
+    if (desc_len)
+        memcpy(text, desc, desc_len);
+    text[desc_len] = '\0';
+    *code_out = code;
+    *desc_out = text;
+    return DR_OK;
+}
+
+int sd_model_list_decode(const uint8_t *bytes, size_t len, sd_model_info **infos_out,
+                         size_t *count_out) {
+    dr_reader reader;
+    dr_reader_init(&reader, bytes, len);
+    uint32_t count = dr_reader_u32(&reader);
+    const size_t entry_bytes = 4 + 1 + 8 + 8;
+    if (reader.failed || (size_t)count > dr_reader_remaining(&reader) / entry_bytes)
+        return DR_EPROTO;
+    sd_model_info *infos = calloc(count ? count : 1, sizeof *infos);
+    if (!infos)
+        return DR_ENOMEM;
+    for (uint32_t i = 0; i < count; i++) {
+        infos[i].tag = dr_reader_u32(&reader);
+        infos[i].format =
+            dr_reader_u8(&reader) == SD_FORMAT_ONNX ? SD_FORMAT_ONNX : SD_FORMAT_MXNET;
+        infos[i].bytes = dr_reader_u64(&reader);
+        infos[i].digest = dr_reader_u64(&reader);
+    }
+    if (!dr_reader_done(&reader)) {
+        free(infos);
+        return DR_EPROTO;
+    }
+    *infos_out = infos;
+    *count_out = count;
+    return DR_OK;
+}
+
+/* ---- entries ----------------------------------------------------------------------------- */
+
+/* FNV-1a 64 over 8-byte words (and the tail bytes): cheap enough for 100 MB models. */
+static uint64_t digest_bytes(const uint8_t *data, size_t len) {
+    uint64_t hash = 0xcbf29ce484222325ull;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        hash ^= dr_load_u64le(data + i);
+        hash *= 0x100000001b3ull;
+    }
+    for (; i < len; i++) {
+        hash ^= data[i];
+        hash *= 0x100000001b3ull;
+    }
+    return hash;
+}
+
+static sd_model_format detect_format(const uint8_t *params, uint32_t params_len,
+                                     uint32_t symbol_len) {
+    if (params_len >= 8 && dr_load_u64le(params) == MXNET_LIST_MAGIC)
+        return SD_FORMAT_MXNET;
+    return symbol_len == 0 ? SD_FORMAT_ONNX : SD_FORMAT_MXNET;
+}
+
+static sd_entry *entry_new(uint32_t tag, const uint8_t *synset, uint32_t synset_len,
+                           const uint8_t *symbol, uint32_t symbol_len, const uint8_t *params,
+                           uint32_t params_len) {
+    sd_entry *entry = calloc(1, sizeof *entry);
+    size_t total = (size_t)synset_len + symbol_len + params_len;
+    if (!entry)
+        return NULL;
+    entry->data = malloc(total ? total : 1);
+    if (!entry->data) {
+        free(entry);
+        return NULL;
+    }
+    memcpy(entry->data, synset, synset_len);
+    memcpy(entry->data + synset_len, symbol, symbol_len);
+    memcpy(entry->data + synset_len + symbol_len, params, params_len);
+    entry->tag = tag;
+    entry->synset_len = synset_len;
+    entry->symbol_len = symbol_len;
+    entry->params_len = params_len;
+    entry->format = detect_format(params, params_len, symbol_len);
+    entry->digest = digest_bytes(entry->data, total);
+    atomic_init(&entry->refs, 1);
+    pthread_mutex_init(&entry->engine_lock, NULL);
+    return entry;
+}
+
+static void entry_release(sd_entry *entry) {
+    if (!entry || atomic_fetch_sub(&entry->refs, 1) != 1)
+        return;
+    dr_model_free(entry->engine);
+    pthread_mutex_destroy(&entry->engine_lock);
+    free(entry->data);
+    free(entry);
+}
+
+static uint64_t entry_bytes(const sd_entry *entry) {
+    return (uint64_t)entry->synset_len + entry->symbol_len + entry->params_len;
+}
+
+/* Index of tag in the sorted table, or where it would go (*found says which). Lock held. */
+static size_t table_find(const sd_categorizer *cat, uint32_t tag, bool *found) {
+    size_t lo = 0, hi = cat->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cat->entries[mid]->tag < tag)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = lo < cat->count && cat->entries[lo]->tag == tag;
+    return lo;
+}
+
+static int table_insert_at(sd_categorizer *cat, size_t index, sd_entry *entry) {
+    if (cat->count == cat->cap) {
+        size_t cap = cat->cap ? cat->cap * 2 : 8;
+        sd_entry **grown = realloc(cat->entries, cap * sizeof *grown);
+        if (!grown)
+            return DR_ENOMEM;
+        cat->entries = grown;
+        cat->cap = cap;
+    }
+    memmove(cat->entries + index + 1, cat->entries + index,
+            (cat->count - index) * sizeof *cat->entries);
+    cat->entries[index] = entry;
+    cat->count++;
+    return DR_OK;
+}
+
+/* ---- public object ----------------------------------------------------------------------- */
+
+int sd_categorizer_create(const sd_categorizer_limits *limits, sd_categorizer **out) {
+    sd_categorizer *cat = calloc(1, sizeof *cat);
+    if (!cat)
+        return DR_ENOMEM;
+    if (limits)
+        cat->limits = *limits;
+    if (!cat->limits.max_model_bytes)
+        cat->limits.max_model_bytes = SD_DEFAULT_MAX_MODEL_BYTES;
+    if (!cat->limits.max_photo_bytes)
+        cat->limits.max_photo_bytes = SD_DEFAULT_MAX_PHOTO_BYTES;
+    if (cat->limits.max_model_bytes > UINT32_MAX)
+        cat->limits.max_model_bytes = UINT32_MAX;
+    if (cat->limits.max_photo_bytes > UINT32_MAX)
+        cat->limits.max_photo_bytes = UINT32_MAX;
+    if (cat->limits.ordered_timeout_ms <= 0)
+        cat->limits.ordered_timeout_ms = DEFAULT_ORDERED_TIMEOUT_MS;
+    pthread_mutex_init(&cat->lock, NULL);
+    atomic_init(&cat->node, NULL);
+    *out = cat;
+    return DR_OK;
+}
+
+void sd_categorizer_destroy(sd_categorizer *cat) {
+    if (!cat)
+        return;
+    for (size_t i = 0; i < cat->count; i++)
+        entry_release(cat->entries[i]);
+    free(cat->entries);
+    pthread_mutex_destroy(&cat->lock);
+    free(cat);
+}
+
+void sd_categorizer_set_node(sd_categorizer *cat, dr_rpc_node *node) {
+    atomic_store(&cat->node, node);
+}
+
+size_t sd_categorizer_model_count(sd_categorizer *cat) {
+    pthread_mutex_lock(&cat->lock);
+    size_t count = cat->count;
+    pthread_mutex_unlock(&cat->lock);
+    return count;
+}
+
+/* ---- handlers ---------------------------------------------------------------------------- */
+
+/* Decoded model args (pointers borrowed from the call's bytes). */
+typedef struct model_args {
+    uint32_t tag;
+    uint32_t synset_len, symbol_len, params_len;
+    const uint8_t *synset, *symbol, *params;
+} model_args;
+
+static int decode_model_args(const sd_categorizer *cat, const uint8_t *args, size_t len,
+                             model_args *out, dr_buf *reply) {
+    dr_reader reader;
+    dr_reader_init(&reader, args, len);
+    out->tag = dr_reader_u32(&reader);
+    out->synset_len = dr_reader_u32(&reader);
+    out->symbol_len = dr_reader_u32(&reader);
+    out->params_len = dr_reader_u32(&reader);
+    if (reader.failed) {
+        dr_buf_put_str(reply, "malformed install arguments");
+        return DR_EINVAL;
+    }
+    uint64_t total = (uint64_t)out->synset_len + out->symbol_len + out->params_len;
+    if (total > cat->limits.max_model_bytes) {
+        char text[160];
+        snprintf(text, sizeof text, "model of %llu bytes exceeds the limit of %llu bytes",
+                 (unsigned long long)total, (unsigned long long)cat->limits.max_model_bytes);
+        dr_buf_put_str(reply, text);
+        return DR_ETOOBIG;
+    }
+    out->synset = dr_reader_bytes(&reader, out->synset_len);
+    out->symbol = dr_reader_bytes(&reader, out->symbol_len);
+    out->params = dr_reader_bytes(&reader, out->params_len);
+    if (!dr_reader_done(&reader)) {
+        dr_buf_put_str(reply, "malformed install arguments (sizes do not match the data)");
+        return DR_EINVAL;
+    }
+    return DR_OK;
+}
+
+static int handle_ordered_install(void *ctx, const dr_rpc_call_info *info, const uint8_t *args,
+                                  size_t len, dr_buf *reply) {
+    (void)info;
+    sd_categorizer *cat = ctx;
+    model_args model;
+    int rc = decode_model_args(cat, args, len, &model, reply);
+    if (rc != DR_OK)
+        return rc;
+    char text[160];
+    if (model.params_len == 0) {
+        snprintf(text, sizeof text, "install_model failed because the model of tag (%u) is empty.",
+                 model.tag);
+        return sd_model_reply_encode(reply, DR_EINVAL, text);
+    }
+    pthread_mutex_lock(&cat->lock);
+    bool found = false;
+    size_t index = table_find(cat, model.tag, &found);
+    int32_t code = DR_OK;
+    if (found) {
+        code = DR_EEXIST;
+        snprintf(text, sizeof text, "install_model failed because tag (%u) has been taken.",
+                 model.tag);
+    } else {
+        sd_entry *entry = entry_new(model.tag, model.synset, model.synset_len, model.symbol,
+                                    model.symbol_len, model.params, model.params_len);
+        if (!entry || table_insert_at(cat, index, entry) != DR_OK) {
+            entry_release(entry);
+            code = DR_ENOMEM;
+            snprintf(text, sizeof text, "install_model failed: out of memory for tag (%u).",
+                     model.tag);
+        } else {
+            snprintf(text, sizeof text, "%s", SD_DESC_INSTALL_OK);
+            DR_INFO(DR_LOGM_APP, "installed model tag %u (%s, %llu bytes)", model.tag,
+                    sd_model_format_name(entry->format), (unsigned long long)entry_bytes(entry));
+        }
+    }
+    pthread_mutex_unlock(&cat->lock);
+    return sd_model_reply_encode(reply, code, text);
+}
+
+static int handle_ordered_remove(void *ctx, const dr_rpc_call_info *info, const uint8_t *args,
+                                 size_t len, dr_buf *reply) {
+    (void)info;
+    sd_categorizer *cat = ctx;
+    dr_reader reader;
+    dr_reader_init(&reader, args, len);
+    uint32_t tag = dr_reader_u32(&reader);
+    if (!dr_reader_done(&reader)) {
+        dr_buf_put_str(reply, "malformed remove arguments");
+        return DR_EINVAL;
+    }
+    sd_entry *removed = NULL;
+    pthread_mutex_lock(&cat->lock);
+    bool found = false;
+    size_t index = table_find(cat, tag, &found);
+    if (found) {
+        removed = cat->entries[index];
+        memmove(cat->entries + index, cat->entries + index + 1,
+                (cat->count - index - 1) * sizeof *cat->entries);
+        cat->count--;
+    }
+    pthread_mutex_unlock(&cat->lock);
+    if (!removed) {
+        char text[160];
+        snprintf(text, sizeof text, "remove_model failed because tag (%u) is not installed.", tag);
+        return sd_model_reply_encode(reply, DR_ENOTFOUND, text);
+    }
+    DR_INFO(DR_LOGM_APP, "removed model tag %u", tag);
+    entry_release(removed); /* frees the engine unless an inference still uses it */
+    return sd_model_reply_encode(reply, DR_OK, SD_DESC_REMOVE_OK);
+}
+
+/*
+ * The seed's flow for install/remove: multicast `method` in my shard and combine every
+ * replica's reply (0 only when all answered 0; else the first failure's code and text).
+ */
+static int forward_ordered(sd_categorizer *cat, const dr_rpc_call_info *info, const char *method,
+                           const uint8_t *args, size_t len, dr_buf *reply) {
+    dr_rpc_node *node = atomic_load(&cat->node);
+    if (!node) {
+        dr_buf_put_str(reply, "categorizer is starting");
+        return DR_EAGAIN;
+    }
+    int timeout_ms = cat->limits.ordered_timeout_ms;
+    dr_rpc_results *results = NULL;
+    int rc = dr_rpc_ordered_call(node, info->subgroup, method, args, len, timeout_ms, &results);
+    if (rc != DR_OK) {
+        char text[200];
+        snprintf(text, sizeof text, "%s: the ordered multicast failed: %s", method,
+                 dr_strerror(rc));
+        return sd_model_reply_encode(reply, rc, text);
+    }
+    size_t count = dr_rpc_results_count(results, timeout_ms);
+    int32_t code = count ? DR_OK : DR_ETIMEDOUT;
+    char *desc = NULL;
+    for (size_t i = 0; i < count; i++) {
+        dr_rpc_reply one = {0};
+        int32_t one_code = dr_rpc_results_wait(results, i, timeout_ms, &one);
+        char *one_desc = NULL;
+        if (one_code == DR_OK && one.status != DR_OK)
+            one_code = one.status;
+        if (one_code == DR_OK &&
+            sd_model_reply_decode(one.bytes, one.len, &one_code, &one_desc) != DR_OK)
+            one_code = DR_EPROTO;
+        if (one_code == DR_EREMOVED) {
+            /* the replica left the shard; the survivors' answers decide */
+        } else if (one_code != DR_OK && code == DR_OK) {
+            code = one_code;
+            free(desc);
+            desc = one_desc;
+            one_desc = NULL;
+            if (!desc && asprintf(&desc, "%s failed on replica %u: %s", method, one.node_id,
+                                  dr_strerror(one_code)) < 0)
+                desc = NULL;
+        } else if (one_code == DR_OK && !desc) {
+            desc = one_desc;
+            one_desc = NULL;
+        }
+        free(one_desc);
+        dr_rpc_reply_clear(&one);
+    }
+    dr_rpc_results_free(results);
+    rc = sd_model_reply_encode(reply, code,
+                               desc ? desc : (count ? "no replica answered" : "no replies"));
+    free(desc);
+    return rc;
+}
+
+static int handle_install(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
+                          dr_buf *reply) {
+    sd_categorizer *cat = ctx;
+    model_args model;
+    int rc = decode_model_args(cat, args, len, &model, reply);
+    if (rc != DR_OK)
+        return rc;
+    return forward_ordered(cat, info, SD_METHOD_ORDERED_INSTALL, args, len, reply);
+}
+
+static int handle_remove(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
+                         dr_buf *reply) {
+    if (len != 4) {
+        dr_buf_put_str(reply, "malformed remove arguments");
+        return DR_EINVAL;
+    }
+    return forward_ordered(ctx, info, SD_METHOD_ORDERED_REMOVE, args, len, reply);
+}
+
+/* Takes a reference to tag's entry, or NULL. */
+static sd_entry *acquire_entry(sd_categorizer *cat, uint32_t tag) {
+    pthread_mutex_lock(&cat->lock);
+    bool found = false;
+    size_t index = table_find(cat, tag, &found);
+    sd_entry *entry = found ? cat->entries[index] : NULL;
+    if (entry)
+        atomic_fetch_add(&entry->refs, 1);
+    pthread_mutex_unlock(&cat->lock);
+    return entry;
+}
+
+/* Builds the engine if needed. Returns it, or NULL when loading fails (not cached). */
+static dr_model *entry_engine(sd_entry *entry) {
+    pthread_mutex_lock(&entry->engine_lock);
+    if (!entry->engine) {
+        dr_err err = {0};
+        const uint8_t *synset = entry->data;
+        const uint8_t *symbol = synset + entry->synset_len;
+        const uint8_t *params = symbol + entry->symbol_len;
+        int rc = entry->format == SD_FORMAT_ONNX
+                     ? dr_model_load_onnx(params, entry->params_len, synset, entry->synset_len,
+                                          NULL, &entry->engine, &err)
+                     : dr_model_load_mxnet(synset, entry->synset_len, symbol, entry->symbol_len,
+                                           params, entry->params_len, NULL, &entry->engine, &err);
+        if (rc != DR_OK) {
+            entry->engine = NULL;
+            DR_WARN(DR_LOGM_APP, "cannot load the model of tag %u (%s): %s", entry->tag,
+                    sd_model_format_name(entry->format), err.msg);
+        } else {
+            DR_INFO(DR_LOGM_APP, "built the engine of tag %u (%zu classes)", entry->tag,
+                    dr_model_num_classes(entry->engine));
+        }
+    }
+    dr_model *engine = entry->engine;
+    pthread_mutex_unlock(&entry->engine_lock);
+    return engine;
+}
+
+static int handle_inference(void *ctx, const dr_rpc_call_info *info, const uint8_t *args,
+                            size_t len, dr_buf *reply) {
+    (void)info;
+    sd_categorizer *cat = ctx;
+    dr_reader reader;
+    dr_reader_init(&reader, args, len);
+    uint32_t tag = dr_reader_u32(&reader);
+    uint32_t photo_len = 0;
+    const uint8_t *photo =
+        dr_reader_blob(&reader, (uint32_t)cat->limits.max_photo_bytes, &photo_len);
+    if (!dr_reader_done(&reader)) {
+        dr_buf_put_str(reply, "malformed inference arguments (or photo over the limit)");
+        return DR_EINVAL;
+    }
+    sd_entry *entry = acquire_entry(cat, tag);
+    if (!entry)
+        return dr_buf_put_bytes(reply, SD_DESC_NO_MODEL, strlen(SD_DESC_NO_MODEL));
+    dr_model *engine = entry_engine(entry);
+    int rc = DR_OK;
+    if (!engine) {
+        rc = dr_buf_put_bytes(reply, SD_DESC_LOAD_FAIL, strlen(SD_DESC_LOAD_FAIL));
+    } else {
+        dr_class_score top = {0};
+        size_t n = 0;
+        dr_err err = {0};
+        if (dr_model_classify(engine, photo, photo_len, &top, 1, &n, &err) != DR_OK || n == 0) {
+            char text[DR_ERR_MSG_MAX + 40];
+            snprintf(text, sizeof text, "Cannot classify photo: %s.",
+                     err.msg[0] ? err.msg : "no answer");
+            rc = dr_buf_put_bytes(reply, text, strlen(text));
+        } else {
+            const char *label = top.label ? top.label : "";
+            rc = dr_buf_put_bytes(reply, label, strlen(label));
+        }
+    }
+    entry_release(entry);
+    return rc;
+}
+
+static int handle_list_models(void *ctx, const dr_rpc_call_info *info, const uint8_t *args,
+                              size_t len, dr_buf *reply) {
+    (void)info;
+    (void)args;
+    (void)len;
+    sd_categorizer *cat = ctx;
+    pthread_mutex_lock(&cat->lock);
+    dr_buf_put_u32(reply, (uint32_t)cat->count);
+    for (size_t i = 0; i < cat->count; i++) {
+        const sd_entry *entry = cat->entries[i];
+        dr_buf_put_u32(reply, entry->tag);
+        dr_buf_put_u8(reply, (uint8_t)entry->format);
+        dr_buf_put_u64(reply, entry_bytes(entry));
+        dr_buf_put_u64(reply, entry->digest);
+    }
+    pthread_mutex_unlock(&cat->lock);
+    return reply->failed ? DR_ETOOBIG : DR_OK;
+}
+
+/* ---- state transfer ---------------------------------------------------------------------- */
+
+static int serialize_models(void *ctx, uint32_t subgroup, dr_buf *out) {
+    (void)subgroup;
+    sd_categorizer *cat = ctx;
+    pthread_mutex_lock(&cat->lock);
+    dr_buf_put_u32(out, SNAPSHOT_MAGIC);
+    dr_buf_put_u32(out, (uint32_t)cat->count);
+    for (size_t i = 0; i < cat->count; i++) {
+        const sd_entry *entry = cat->entries[i];
+        dr_buf_put_u32(out, entry->tag);
+        dr_buf_put_u8(out, (uint8_t)entry->format);
+        dr_buf_put_u32(out, entry->synset_len);
+        dr_buf_put_u32(out, entry->symbol_len);
+        dr_buf_put_u32(out, entry->params_len);
+        dr_buf_put_bytes(out, entry->data, entry_bytes(entry));
+    }
+    pthread_mutex_unlock(&cat->lock);
+    return out->failed ? DR_ENOMEM : DR_OK;
+}
+
+static void release_all(sd_entry **entries, size_t count) {
+    for (size_t i = 0; i < count; i++)
+        entry_release(entries[i]);
+    free(entries);
+}
+
+static int restore_models(void *ctx, uint32_t subgroup, const uint8_t *bytes, size_t len) {
+    (void)subgroup;
+    sd_categorizer *cat = ctx;
+    dr_reader reader;
+    dr_reader_init(&reader, bytes, len);
+    if (dr_reader_u32(&reader) != SNAPSHOT_MAGIC)
+        return DR_ECORRUPT;
+    uint32_t count = dr_reader_u32(&reader);
+    if (reader.failed || count > dr_reader_remaining(&reader) / 17)
+        return DR_ECORRUPT;
+    sd_entry **entries = calloc(count ? count : 1, sizeof *entries);
+    if (!entries)
+        return DR_ENOMEM;
+    size_t loaded = 0;
+    int rc = DR_OK;
+    for (uint32_t i = 0; i < count && rc == DR_OK; i++) {
+        uint32_t tag = dr_reader_u32(&reader);
+        (void)dr_reader_u8(&reader); /* format: re-detected from the bytes */
+        uint32_t synset_len = dr_reader_u32(&reader);
+        uint32_t symbol_len = dr_reader_u32(&reader);
+        uint32_t params_len = dr_reader_u32(&reader);
+        uint64_t total = (uint64_t)synset_len + symbol_len + params_len;
+        const uint8_t *data =
+            total <= cat->limits.max_model_bytes ? dr_reader_bytes(&reader, total) : NULL;
+        if (!data || (i > 0 && tag <= entries[i - 1]->tag)) {
+            rc = DR_ECORRUPT;
+            break;
+        }
+        entries[i] = entry_new(tag, data, synset_len, data + synset_len, symbol_len,
+                               data + synset_len + symbol_len, params_len);
+        if (!entries[i])
+            rc = DR_ENOMEM;
+        else
+            loaded++;
+    }
+    if (rc == DR_OK && !dr_reader_done(&reader))
+        rc = DR_ECORRUPT;
+    if (rc != DR_OK) {
+        release_all(entries, loaded);
+        return rc;
+    }
+    pthread_mutex_lock(&cat->lock);
+    sd_entry **old = cat->entries;
+    size_t old_count = cat->count;
+    cat->entries = entries;
+    cat->count = count;
+    cat->cap = count ? count : 1;
+    pthread_mutex_unlock(&cat->lock);
+    release_all(old, old_count);
+    DR_INFO(DR_LOGM_APP, "restored %u models by state transfer", count);
+    return DR_OK;
+}
+
+static const dr_rpc_method categorizer_methods[] = {
+    {SD_METHOD_ORDERED_INSTALL, DR_RPC_ORDERED, handle_ordered_install},
+    {SD_METHOD_ORDERED_REMOVE, DR_RPC_ORDERED, handle_ordered_remove},
+    {SD_METHOD_INSTALL, DR_RPC_P2P, handle_install},
+    {SD_METHOD_REMOVE, DR_RPC_P2P, handle_remove},
+    {SD_METHOD_INFERENCE, DR_RPC_P2P, handle_inference},
+    {SD_METHOD_LIST_MODELS, DR_RPC_P2P, handle_list_models},
+};
+
+void sd_categorizer_rpc_type(sd_categorizer *cat, dr_rpc_type *type) {
+    memset(type, 0, sizeof *type);
+    type->name = SD_TYPE_CATEGORIZER_TIER;
+    type->methods = categorizer_methods;
+    type->num_methods = sizeof categorizer_methods / sizeof *categorizer_methods;
+    type->serialize = serialize_models;
+    type->restore = restore_models;
+    type->ctx = cat;
+}

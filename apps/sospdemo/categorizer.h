@@ -1,0 +1,139 @@
+/*
+ * The categorizer tier: the replicated object type CATEGORIZER_TIER (rpc.h) that stores the
+ * installed models of its shard and classifies photos with them.
+ *
+ * Replicated state: tag -> model (synset, symbol, params, format). The format is decided at
+ * install time: params starting with the MXNet NDArray-list magic (0x112, u64 LE) are MXNet
+ * (synset + symbol JSON + params), otherwise an empty symbol means ONNX (synset = labels file,
+ * params = the .onnx bytes); anything else is stored as MXNet and fails to load later.
+ *
+ * Methods (names below; every integer little-endian):
+ *   ordered_install  ORDERED  args: model args         reply: model reply
+ *   ordered_remove   ORDERED  args: u32 tag            reply: model reply
+ *   install          P2P      args: model args         reply: model reply (the seed's flow: the
+ *                             member multicasts ordered_install in its shard and combines every
+ *                             replica's reply: 0 only if all replicas answered 0)
+ *   remove           P2P      args: u32 tag            reply: model reply (via ordered_remove)
+ *   inference        P2P      args: u32 tag, u32 n, n photo bytes
+ *                             reply: the description (UTF-8, no NUL): the synset line of the
+ *                             arg-max class, "Cannot find model for photo tag.", "Cannot load
+ *                             model for photo tag." or "Cannot classify photo: <reason>."
+ *   list_models      P2P      args: none               reply: u32 count, count x (u32 tag,
+ *                             u8 format, u64 bytes, u64 digest) in tag order
+ *
+ *   model args : u32 tag, u32 synset_len, u32 symbol_len, u32 params_len, then the three
+ *                byte ranges back to back (total checked against max_model_bytes)
+ *   model reply: u32 error_code (int32: 0 success), u32 n, n bytes of description
+ *   snapshot (state transfer): u32 magic "SDCT", u32 count, count x (u32 tag, u8 format,
+ *                u32 synset_len, u32 symbol_len, u32 params_len, bytes), in tag order
+ *
+ * Engines (dr_model) are built lazily on the first inference of a tag, cached, not cached
+ * when loading fails (the next inference tries again), and dropped on remove. Inference runs
+ * on the rpc worker threads, several at once; a model removed during an inference is freed
+ * when the last inference using it returns.
+ */
+#ifndef SOSPDEMO_CATEGORIZER_H
+#define SOSPDEMO_CATEGORIZER_H
+
+#include "derecho/buffer.h"
+#include "derecho/error.h"
+#include "derecho/rpc.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/** The layout type names, in layout order (SEED-COMPAT). */
+#define SD_TYPE_FUNCTION_TIER    "FUNCTION_TIER"
+#define SD_TYPE_CATEGORIZER_TIER "CATEGORIZER_TIER"
+
+/** Method names of CATEGORIZER_TIER. */
+#define SD_METHOD_ORDERED_INSTALL "ordered_install"
+#define SD_METHOD_ORDERED_REMOVE  "ordered_remove"
+#define SD_METHOD_INSTALL         "install"
+#define SD_METHOD_REMOVE          "remove"
+#define SD_METHOD_INFERENCE       "inference"
+#define SD_METHOD_LIST_MODELS     "list_models"
+
+/** Fixed bytes in front of a model's data in the model args (4 x u32). */
+#define SD_MODEL_ARGS_HEADER_BYTES 16u
+/** Fixed bytes in front of a photo in the inference args (2 x u32). */
+#define SD_INFERENCE_ARGS_HEADER_BYTES 8u
+
+/** Answers (seed texts where the seed had one). */
+#define SD_DESC_NO_MODEL   "Cannot find model for photo tag."
+#define SD_DESC_LOAD_FAIL  "Cannot load model for photo tag."
+#define SD_DESC_INSTALL_OK "install model successfully."
+#define SD_DESC_REMOVE_OK  "remove model successfully."
+
+/** Stored model formats. */
+typedef enum sd_model_format {
+    SD_FORMAT_MXNET = 0, /**< synset + symbol JSON + params */
+    SD_FORMAT_ONNX = 1,  /**< labels (synset) + .onnx (params), empty symbol */
+} sd_model_format;
+
+/** Name of a format ("mxnet", "onnx"). */
+const char *sd_model_format_name(sd_model_format format);
+
+/** Limits of a categorizer (0: defaults SD_DEFAULT_MAX_MODEL_BYTES / _PHOTO_BYTES). */
+typedef struct sd_categorizer_limits {
+    uint64_t max_model_bytes; /**< synset + symbol + params of one model */
+    uint64_t max_photo_bytes; /**< one photo */
+    int ordered_timeout_ms;   /**< install/remove: wait for the shard's replies (default 120 s) */
+} sd_categorizer_limits;
+
+/** One replica's models and engines (opaque). */
+typedef struct sd_categorizer sd_categorizer;
+
+/** Creates an empty categorizer. Returns 0 and *out, or DR_ENOMEM. */
+int sd_categorizer_create(const sd_categorizer_limits *limits, sd_categorizer **out);
+
+/** Frees the models and engines. No handler may be running (destroy the rpc node first). */
+void sd_categorizer_destroy(sd_categorizer *cat);
+
+/**
+ * Gives the categorizer the node it serves on (needed by the p2p install/remove, which
+ * multicast in the shard). Until it is set those methods answer DR_EAGAIN. Thread-safe.
+ */
+void sd_categorizer_set_node(sd_categorizer *cat, dr_rpc_node *node);
+
+/** Fills *type with the CATEGORIZER_TIER type (methods, serialize, restore, ctx = cat). */
+void sd_categorizer_rpc_type(sd_categorizer *cat, dr_rpc_type *type);
+
+/** Number of installed models. Thread-safe. */
+size_t sd_categorizer_model_count(sd_categorizer *cat);
+
+/* ---- wire helpers (shared with the function tier and tests) ------------------------------ */
+
+/** Appends model args to *out. Returns 0 or DR_ETOOBIG / DR_ENOMEM (out's limit). */
+int sd_model_args_encode(dr_buf *out, uint32_t tag, const uint8_t *synset, size_t synset_bytes,
+                         const uint8_t *symbol, size_t symbol_bytes, const uint8_t *params,
+                         size_t params_bytes);
+
+/** Appends inference args (tag + photo) to *out. */
+int sd_inference_args_encode(dr_buf *out, uint32_t tag, const uint8_t *photo, size_t photo_bytes);
+
+/** Appends a model reply. */
+int sd_model_reply_encode(dr_buf *out, int32_t error_code, const char *desc);
+
+/**
+ * Decodes a model reply: *code_out and *desc_out (malloc'd, NUL-terminated; free it).
+ * Returns 0, DR_EPROTO for malformed bytes, DR_ENOMEM.
+ */
+int sd_model_reply_decode(const uint8_t *bytes, size_t len, int32_t *code_out, char **desc_out);
+
+/** One entry of a list_models reply. */
+typedef struct sd_model_info {
+    uint32_t tag;
+    sd_model_format format;
+    uint64_t bytes;  /**< synset + symbol + params */
+    uint64_t digest; /**< FNV-1a 64 over the three ranges (replicas must agree) */
+} sd_model_info;
+
+/**
+ * Decodes a list_models reply into *infos_out (malloc'd array of *count_out; free it).
+ * Returns 0, DR_EPROTO, DR_ENOMEM.
+ */
+int sd_model_list_decode(const uint8_t *bytes, size_t len, sd_model_info **infos_out,
+                         size_t *count_out);
+
+#endif

@@ -1,0 +1,565 @@
+/*
+ * The function tier's backend: forwards Whatsthis / InstallModel / RemoveModel to the
+ * categorizer tier with p2p calls (function_backend.h), and answers the HTTP hooks.
+ * Argument and reply formats are the categorizer's (categorizer.h).
+ */
+#include "function_backend.h"
+
+#include "categorizer.h"
+#include "derecho/log.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_INFERENCE_TIMEOUT_MS 60000
+#define DEFAULT_INSTALL_TIMEOUT_MS   300000
+#define LIST_TIMEOUT_MS              10000
+
+struct sd_service {
+    dr_rpc_node *node;
+    sd_service_config config;
+    atomic_uint next_member[DR_LAYOUT_MAX_SHARDS]; /* round-robin cursor per shard */
+};
+
+int sd_service_create(dr_rpc_node *node, const sd_service_config *config, sd_service **out) {
+    sd_service *service = calloc(1, sizeof *service);
+    if (!service)
+        return DR_ENOMEM;
+    service->node = node;
+    if (config)
+        service->config = *config;
+    sd_service_config *c = &service->config;
+    if (!config) {
+        c->function_subgroup = 0;
+        c->categorizer_subgroup = 1;
+    }
+    if (!c->function_tier_base_port)
+        c->function_tier_base_port = SD_FUNCTION_TIER_BASE_PORT;
+    if (c->inference_timeout_ms <= 0)
+        c->inference_timeout_ms = DEFAULT_INFERENCE_TIMEOUT_MS;
+    if (c->install_timeout_ms <= 0)
+        c->install_timeout_ms = DEFAULT_INSTALL_TIMEOUT_MS;
+    for (size_t i = 0; i < DR_LAYOUT_MAX_SHARDS; i++)
+        atomic_init(&service->next_member[i], 0);
+    *out = service;
+    return DR_OK;
+}
+
+void sd_service_destroy(sd_service *service) {
+    free(service);
+}
+
+/* ---- view helpers ------------------------------------------------------------------------ */
+
+/* Copies the current view (heap: a view with its layout is tens of KiB). */
+static int current_view(sd_service *service, dr_group_view **out, dr_err *err) {
+    dr_group_view *view = malloc(sizeof *view);
+    if (!view)
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    int rc = dr_group_get_view(dr_rpc_node_group(service->node), view);
+    if (rc != DR_OK) {
+        free(view);
+        return dr_err_set(err, DR_EAGAIN, "the group has no view yet");
+    }
+    *out = view;
+    return DR_OK;
+}
+
+static const dr_subgroup_layout *categorizer_layout(const sd_service *service,
+                                                    const dr_group_view *view, dr_err *err) {
+    uint32_t id = service->config.categorizer_subgroup;
+    if (id >= view->layout.num_subgroups || view->layout.subgroups[id].num_shards == 0) {
+        dr_err_set(err, DR_EAGAIN, "the categorizer tier has no shards in view %d",
+                   (int)view->view.vid);
+        return NULL;
+    }
+    return &view->layout.subgroups[id];
+}
+
+static bool member_failed(const dr_group_view *view, uint32_t node_id) {
+    for (uint32_t i = 0; i < view->view.num_members; i++) {
+        if (view->view.member_ids[i] == node_id)
+            return view->view.failed[i];
+    }
+    return true; /* not in the view */
+}
+
+/* Next live member of `shard` after the round-robin cursor, avoiding `avoid`; NONE if none. */
+static uint32_t pick_member(sd_service *service, const dr_group_view *view,
+                            const dr_shard_layout *shard, uint32_t shard_index, uint32_t avoid) {
+    if (shard->num_members == 0)
+        return DR_NODE_NONE;
+    unsigned start = atomic_fetch_add(&service->next_member[shard_index % DR_LAYOUT_MAX_SHARDS], 1);
+    uint32_t fallback = DR_NODE_NONE;
+    for (uint32_t i = 0; i < shard->num_members; i++) {
+        uint32_t id = shard->member_ids[(start + i) % shard->num_members];
+        if (member_failed(view, id))
+            continue;
+        if (id != avoid)
+            return id;
+        fallback = id;
+    }
+    return fallback;
+}
+
+static bool worth_retry(int status) {
+    return status == DR_EREMOVED || status == DR_ETIMEDOUT || status == DR_ECLOSED ||
+           status == DR_EIO || status == DR_EAGAIN;
+}
+
+/* Copies reply bytes into a NUL-terminated string. */
+static char *reply_text(const dr_rpc_reply *reply) {
+    char *text = malloc(reply->len + 1);
+    if (!text)
+        return NULL;
+    if (reply->len)
+        memcpy(text, reply->bytes, reply->len);
+    text[reply->len] = '\0';
+    return text;
+}
+
+/* ---- Whatsthis --------------------------------------------------------------------------- */
+
+typedef struct tag_call {
+    uint32_t shard;
+    uint32_t target;
+    dr_rpc_pending *pending;
+    int start_rc;
+    dr_rpc_reply reply;
+    int status;
+} tag_call;
+
+/* A blocking retry of one tag on another member of its shard. */
+static int retry_tag(sd_service *service, const dr_group_view *view,
+                     const dr_subgroup_layout *layout, tag_call *call, const dr_buf *args) {
+    uint32_t other =
+        pick_member(service, view, &layout->shards[call->shard], call->shard, call->target);
+    if (other == DR_NODE_NONE)
+        return call->status;
+    DR_INFO(DR_LOGM_APP, "inference on node %u failed (%s); retrying on node %u", call->target,
+            dr_strerror(call->status), other);
+    dr_rpc_reply_clear(&call->reply);
+    call->target = other;
+    call->status = dr_rpc_p2p_call(service->node, other, service->config.categorizer_subgroup,
+                                   SD_METHOD_INFERENCE, args->data, args->len,
+                                   service->config.inference_timeout_ms, &call->reply);
+    return call->status;
+}
+
+static int service_whatsthis(void *user, const uint32_t *tags, size_t n_tags, const uint8_t *photo,
+                             size_t photo_size_bytes, char **desc_out, dr_err *err) {
+    sd_service *service = user;
+    if (service->config.max_photo_bytes && photo_size_bytes > service->config.max_photo_bytes)
+        return dr_err_set(err, DR_ETOOBIG,
+                          "photo of %zu bytes exceeds the limit of %" PRIu64
+                          " bytes (max_p2p_request_payload_size)",
+                          photo_size_bytes, service->config.max_photo_bytes);
+    dr_group_view *view = NULL;
+    int rc = current_view(service, &view, err);
+    if (rc != DR_OK)
+        return rc;
+    const dr_subgroup_layout *layout = categorizer_layout(service, view, err);
+    tag_call *calls = calloc(n_tags ? n_tags : 1, sizeof *calls);
+    dr_buf *args = calloc(n_tags ? n_tags : 1, sizeof *args);
+    dr_buf answer = {0};
+    if (!layout) {
+        rc = err ? err->code : DR_EAGAIN;
+        goto cleanup;
+    }
+    if (!calls || !args) {
+        rc = dr_err_set(err, DR_ENOMEM, "out of memory");
+        goto cleanup;
+    }
+    /* start every tag's call, then wait for all: shards classify in parallel */
+    for (size_t i = 0; i < n_tags; i++) {
+        tag_call *call = &calls[i];
+        call->shard = tags[i] % layout->num_shards;
+        call->target =
+            pick_member(service, view, &layout->shards[call->shard], call->shard, DR_NODE_NONE);
+        rc = sd_inference_args_encode(&args[i], tags[i], photo, photo_size_bytes);
+        if (rc != DR_OK) {
+            rc = dr_err_set(err, rc, "cannot encode the photo for tag %u", tags[i]);
+            goto cleanup;
+        }
+        if (call->target == DR_NODE_NONE) {
+            call->start_rc = DR_EAGAIN;
+            continue;
+        }
+        call->start_rc = dr_rpc_p2p_start(
+            service->node, call->target, service->config.categorizer_subgroup, SD_METHOD_INFERENCE,
+            args[i].data, args[i].len, service->config.inference_timeout_ms, &call->pending);
+    }
+    for (size_t i = 0; i < n_tags; i++) {
+        tag_call *call = &calls[i];
+        if (call->start_rc == DR_OK) {
+            call->status = dr_rpc_pending_wait(call->pending, service->config.inference_timeout_ms,
+                                               &call->reply);
+        } else {
+            call->status = call->start_rc;
+        }
+        if (worth_retry(call->status) && call->target != DR_NODE_NONE)
+            retry_tag(service, view, layout, call, &args[i]);
+        if (call->status != DR_OK) {
+            char *detail = call->reply.len ? reply_text(&call->reply) : NULL;
+            rc = dr_err_set(err, call->status == DR_ETOOBIG ? DR_ETOOBIG : call->status,
+                            "categorizer node %u (shard %u) could not classify for tag %u: %s%s%s",
+                            call->target, call->shard, tags[i], dr_strerror(call->status),
+                            detail ? ": " : "", detail ? detail : "");
+            free(detail);
+            goto cleanup;
+        }
+        if (i > 0)
+            dr_buf_put_bytes(&answer, " or ", 4);
+        dr_buf_put_bytes(&answer, call->reply.bytes, call->reply.len);
+    }
+    dr_buf_put_u8(&answer, 0);
+    if (answer.failed) {
+        rc = dr_err_set(err, DR_ENOMEM, "out of memory");
+        goto cleanup;
+    }
+    size_t len = 0;
+    *desc_out = (char *)dr_buf_steal(&answer, &len);
+    rc = DR_OK;
+cleanup:
+    for (size_t i = 0; calls && i < n_tags; i++) {
+        dr_rpc_pending_free(calls[i].pending);
+        dr_rpc_reply_clear(&calls[i].reply);
+        if (args)
+            dr_buf_free(&args[i]);
+    }
+    free(calls);
+    free(args);
+    dr_buf_free(&answer);
+    free(view);
+    return rc;
+}
+
+/* ---- install / remove -------------------------------------------------------------------- */
+
+/* Calls `method` on a member of tag's shard (another member once if the first is gone). */
+static int call_shard_member(sd_service *service, uint32_t tag, const char *method,
+                             const dr_buf *args, int32_t *code_out, char **desc_out, dr_err *err) {
+    dr_group_view *view = NULL;
+    int rc = current_view(service, &view, err);
+    if (rc != DR_OK)
+        return rc;
+    dr_rpc_reply reply = {0};
+    const dr_subgroup_layout *layout = categorizer_layout(service, view, err);
+    if (!layout) {
+        rc = err ? err->code : DR_EAGAIN;
+        goto cleanup;
+    }
+    uint32_t shard = tag % layout->num_shards;
+    uint32_t target = pick_member(service, view, &layout->shards[shard], shard, DR_NODE_NONE);
+    for (int attempt = 0; attempt < 2 && target != DR_NODE_NONE; attempt++) {
+        dr_rpc_reply_clear(&reply);
+        rc = dr_rpc_p2p_call(service->node, target, service->config.categorizer_subgroup, method,
+                             args->data, args->len, service->config.install_timeout_ms, &reply);
+        if (!(rc == DR_EREMOVED || rc == DR_ECLOSED || rc == DR_EIO))
+            break;
+        uint32_t other = pick_member(service, view, &layout->shards[shard], shard, target);
+        if (other == target)
+            break;
+        target = other;
+    }
+    if (target == DR_NODE_NONE) {
+        rc = dr_err_set(err, DR_EAGAIN, "shard %u of the categorizer tier has no live member",
+                        shard);
+    } else if (rc != DR_OK) {
+        char *detail = reply.len ? reply_text(&reply) : NULL;
+        rc = dr_err_set(err, rc, "%s on categorizer node %u failed: %s%s%s", method, target,
+                        dr_strerror(rc), detail ? ": " : "", detail ? detail : "");
+        free(detail);
+    } else if (sd_model_reply_decode(reply.bytes, reply.len, code_out, desc_out) != DR_OK) {
+        rc = dr_err_set(err, DR_EPROTO, "malformed reply from categorizer node %u", target);
+    }
+cleanup:
+    dr_rpc_reply_clear(&reply);
+    free(view);
+    return rc;
+}
+
+static int service_install(void *user, uint32_t tag, const uint8_t *synset, size_t synset_bytes,
+                           const uint8_t *symbol, size_t symbol_bytes, const uint8_t *params,
+                           size_t params_bytes, int32_t *error_code_out, char **error_desc_out,
+                           dr_err *err) {
+    sd_service *service = user;
+    uint64_t total = (uint64_t)synset_bytes + symbol_bytes + params_bytes;
+    if (service->config.max_model_bytes && total > service->config.max_model_bytes)
+        return dr_err_set(err, DR_ETOOBIG,
+                          "model of %" PRIu64 " bytes exceeds the limit of %" PRIu64 " bytes",
+                          total, service->config.max_model_bytes);
+    dr_buf args = {0};
+    int rc = dr_buf_reserve(&args, SD_MODEL_ARGS_HEADER_BYTES + total);
+    if (rc == DR_OK)
+        rc = sd_model_args_encode(&args, tag, synset, synset_bytes, symbol, symbol_bytes, params,
+                                  params_bytes);
+    if (rc != DR_OK) {
+        dr_buf_free(&args);
+        return dr_err_set(err, DR_ENOMEM, "out of memory for a model of %" PRIu64 " bytes", total);
+    }
+    rc = call_shard_member(service, tag, SD_METHOD_INSTALL, &args, error_code_out, error_desc_out,
+                           err);
+    dr_buf_free(&args);
+    return rc;
+}
+
+static int service_remove(void *user, uint32_t tag, int32_t *error_code_out, char **error_desc_out,
+                          dr_err *err) {
+    dr_buf args = {0};
+    dr_buf_put_u32(&args, tag);
+    if (args.failed)
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    int rc =
+        call_shard_member(user, tag, SD_METHOD_REMOVE, &args, error_code_out, error_desc_out, err);
+    dr_buf_free(&args);
+    return rc;
+}
+
+sd_backend sd_service_backend(sd_service *service) {
+    sd_backend backend = {
+        .user = service,
+        .whatsthis = service_whatsthis,
+        .install_model = service_install,
+        .remove_model = service_remove,
+    };
+    return backend;
+}
+
+/* ---- HTTP hooks -------------------------------------------------------------------------- */
+
+/* One member's model list (NULL + 0 when it did not answer). */
+static int member_models(sd_service *service, uint32_t node_id, sd_model_info **infos,
+                         size_t *count) {
+    dr_rpc_reply reply = {0};
+    *infos = NULL;
+    *count = 0;
+    int rc = dr_rpc_p2p_call(service->node, node_id, service->config.categorizer_subgroup,
+                             SD_METHOD_LIST_MODELS, NULL, 0, LIST_TIMEOUT_MS, &reply);
+    if (rc == DR_OK)
+        rc = sd_model_list_decode(reply.bytes, reply.len, infos, count);
+    dr_rpc_reply_clear(&reply);
+    return rc;
+}
+
+static char *json_take(cJSON *root) {
+    char *text = root ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    return text;
+}
+
+static void address_ip(const char *address, char *ip, size_t cap) {
+    snprintf(ip, cap, "%s", address);
+    char *colon = strrchr(ip, ':');
+    if (colon)
+        *colon = '\0';
+}
+
+/* Adds one tag's entry for a replica to the models array (merging replicas of one tag). */
+static void add_model_replica(cJSON *models, uint32_t shard, uint32_t node_id,
+                              const sd_model_info *info) {
+    cJSON *item = NULL;
+    cJSON_ArrayForEach(item, models) {
+        if ((uint32_t)cJSON_GetObjectItem(item, "tag")->valuedouble == info->tag)
+            break;
+    }
+    char digest[24];
+    snprintf(digest, sizeof digest, "%016" PRIx64, info->digest);
+    if (!item) {
+        item = cJSON_CreateObject();
+        cJSON_AddNumberToObject(item, "tag", info->tag);
+        cJSON_AddNumberToObject(item, "shard", shard);
+        cJSON_AddStringToObject(item, "format", sd_model_format_name(info->format));
+        cJSON_AddNumberToObject(item, "bytes", (double)info->bytes);
+        cJSON_AddStringToObject(item, "digest", digest);
+        cJSON_AddItemToObject(item, "replicas", cJSON_CreateArray());
+        cJSON_AddBoolToObject(item, "consistent", true);
+        cJSON_AddItemToArray(models, item);
+    } else if (strcmp(cJSON_GetObjectItem(item, "digest")->valuestring, digest) != 0) {
+        cJSON_ReplaceItemInObject(item, "consistent", cJSON_CreateBool(false));
+    }
+    cJSON_AddItemToArray(cJSON_GetObjectItem(item, "replicas"), cJSON_CreateNumber(node_id));
+}
+
+static int hook_list_models(void *user, char **json_out, dr_err *err) {
+    sd_service *service = user;
+    dr_group_view *view = NULL;
+    int rc = current_view(service, &view, err);
+    if (rc != DR_OK)
+        return rc;
+    const dr_subgroup_layout *layout = categorizer_layout(service, view, err);
+    if (!layout) {
+        free(view);
+        return err ? err->code : DR_EAGAIN;
+    }
+    cJSON *models = cJSON_CreateArray();
+    for (uint32_t s = 0; s < layout->num_shards; s++) {
+        const dr_shard_layout *shard = &layout->shards[s];
+        uint32_t answered = 0;
+        for (uint32_t m = 0; m < shard->num_members; m++) {
+            sd_model_info *infos = NULL;
+            size_t count = 0;
+            if (member_models(service, shard->member_ids[m], &infos, &count) != DR_OK)
+                continue;
+            answered++;
+            for (size_t i = 0; i < count; i++)
+                add_model_replica(models, s, shard->member_ids[m], &infos[i]);
+            free(infos);
+        }
+        /* a tag some replica of the shard lacks is inconsistent */
+        cJSON *item = NULL;
+        cJSON_ArrayForEach(item, models) {
+            if ((uint32_t)cJSON_GetObjectItem(item, "shard")->valuedouble == s &&
+                (uint32_t)cJSON_GetArraySize(cJSON_GetObjectItem(item, "replicas")) != answered)
+                cJSON_ReplaceItemInObject(item, "consistent", cJSON_CreateBool(false));
+        }
+    }
+    free(view);
+    *json_out = json_take(models);
+    return *json_out ? DR_OK : dr_err_set(err, DR_ENOMEM, "out of memory");
+}
+
+static cJSON *tier_json(const sd_service *service, const dr_group_view *view, uint32_t subgroup,
+                        bool function_tier) {
+    cJSON *shards = cJSON_CreateArray();
+    if (subgroup >= view->layout.num_subgroups)
+        return shards;
+    const dr_subgroup_layout *layout = &view->layout.subgroups[subgroup];
+    for (uint32_t s = 0; s < layout->num_shards; s++) {
+        cJSON *shard = cJSON_CreateObject();
+        cJSON_AddNumberToObject(shard, "shard", s);
+        cJSON *members = cJSON_AddArrayToObject(shard, "members");
+        for (uint32_t m = 0; m < layout->shards[s].num_members; m++) {
+            uint32_t id = layout->shards[s].member_ids[m];
+            cJSON *member = cJSON_CreateObject();
+            cJSON_AddNumberToObject(member, "id", id);
+            cJSON_AddBoolToObject(member, "failed", member_failed(view, id));
+            if (function_tier) {
+                char ip[DR_ADDRESS_MAX] = "";
+                for (uint32_t i = 0; i < view->view.num_members; i++) {
+                    if (view->view.member_ids[i] == id)
+                        address_ip(view->view.addresses[i], ip, sizeof ip);
+                }
+                char text[DR_ADDRESS_MAX + 16];
+                snprintf(text, sizeof text, "%s:%u", ip,
+                         (unsigned)(service->config.function_tier_base_port + id));
+                cJSON_AddStringToObject(member, "grpc", text);
+                if (service->config.http_base_port) {
+                    snprintf(text, sizeof text, "http://%s:%u/", ip,
+                             (unsigned)(service->config.http_base_port + id));
+                    cJSON_AddStringToObject(member, "http", text);
+                }
+            }
+            cJSON_AddItemToArray(members, member);
+        }
+        if (!function_tier) {
+            char rule[64];
+            snprintf(rule, sizeof rule, "tag %% %u == %u", layout->num_shards, s);
+            cJSON_AddStringToObject(shard, "serves", rule);
+        }
+        cJSON_AddItemToArray(shards, shard);
+    }
+    return shards;
+}
+
+static int hook_cluster(void *user, char **json_out, dr_err *err) {
+    sd_service *service = user;
+    dr_group_view *view = NULL;
+    int rc = current_view(service, &view, err);
+    if (rc != DR_OK)
+        return rc;
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddNumberToObject(root, "view_id", view->view.vid);
+    cJSON_AddNumberToObject(root, "my_id", view->my_id);
+    cJSON *members = cJSON_AddArrayToObject(root, "members");
+    for (uint32_t i = 0; i < view->view.num_members; i++) {
+        cJSON *member = cJSON_CreateObject();
+        cJSON_AddNumberToObject(member, "id", view->view.member_ids[i]);
+        cJSON_AddStringToObject(member, "address", view->view.addresses[i]);
+        cJSON_AddBoolToObject(member, "failed", view->view.failed[i]);
+        cJSON_AddItemToArray(members, member);
+    }
+    cJSON_AddItemToObject(root, "function_tier",
+                          tier_json(service, view, service->config.function_subgroup, true));
+    cJSON *categorizer = tier_json(service, view, service->config.categorizer_subgroup, false);
+    /* which tags each categorizer shard holds (asked of one live member) */
+    cJSON *shard = NULL;
+    cJSON_ArrayForEach(shard, categorizer) {
+        cJSON *tags = cJSON_AddArrayToObject(shard, "tags");
+        cJSON *member = NULL;
+        cJSON_ArrayForEach(member, cJSON_GetObjectItem(shard, "members")) {
+            if (cJSON_IsTrue(cJSON_GetObjectItem(member, "failed")))
+                continue;
+            sd_model_info *infos = NULL;
+            size_t count = 0;
+            uint32_t id = (uint32_t)cJSON_GetObjectItem(member, "id")->valuedouble;
+            if (member_models(service, id, &infos, &count) != DR_OK)
+                continue;
+            for (size_t i = 0; i < count; i++)
+                cJSON_AddItemToArray(tags, cJSON_CreateNumber(infos[i].tag));
+            free(infos);
+            break;
+        }
+    }
+    cJSON_AddItemToObject(root, "categorizer_tier", categorizer);
+    free(view);
+    *json_out = json_take(root);
+    return *json_out ? DR_OK : dr_err_set(err, DR_ENOMEM, "out of memory");
+}
+
+static int hook_metrics(void *user, char **text_out) {
+    sd_service *service = user;
+    dr_group_view *view = NULL;
+    if (current_view(service, &view, NULL) != DR_OK)
+        return asprintf(text_out, "sospdemo_view_id -1\n") < 0 ? DR_ENOMEM : DR_OK;
+    size_t installed = 0;
+    uint32_t shards = 0;
+    uint32_t id = service->config.categorizer_subgroup;
+    if (id < view->layout.num_subgroups) {
+        const dr_subgroup_layout *layout = &view->layout.subgroups[id];
+        shards = layout->num_shards;
+        for (uint32_t s = 0; s < layout->num_shards; s++) {
+            const dr_shard_layout *shard = &layout->shards[s];
+            for (uint32_t m = 0; m < shard->num_members; m++) {
+                sd_model_info *infos = NULL;
+                size_t count = 0;
+                if (member_failed(view, shard->member_ids[m]) ||
+                    member_models(service, shard->member_ids[m], &infos, &count) != DR_OK)
+                    continue;
+                installed += count;
+                free(infos);
+                break;
+            }
+        }
+    }
+    int rc = asprintf(text_out,
+                      "# HELP sospdemo_view_id Current view id of the group.\n"
+                      "# TYPE sospdemo_view_id gauge\n"
+                      "sospdemo_view_id %d\n"
+                      "# HELP sospdemo_members Members of the current view.\n"
+                      "# TYPE sospdemo_members gauge\n"
+                      "sospdemo_members %u\n"
+                      "# HELP sospdemo_categorizer_shards Shards of the categorizer tier.\n"
+                      "# TYPE sospdemo_categorizer_shards gauge\n"
+                      "sospdemo_categorizer_shards %u\n"
+                      "# HELP sospdemo_models_installed Models installed over all shards.\n"
+                      "# TYPE sospdemo_models_installed gauge\n"
+                      "sospdemo_models_installed %zu\n",
+                      (int)view->view.vid, view->view.num_members, shards, installed);
+    free(view);
+    return rc < 0 ? DR_ENOMEM : DR_OK;
+}
+
+sd_http_hooks sd_service_http_hooks(sd_service *service) {
+    sd_http_hooks hooks = {
+        .user = service,
+        .list_models = hook_list_models,
+        .cluster = hook_cluster,
+        .metrics = hook_metrics,
+    };
+    return hooks;
+}

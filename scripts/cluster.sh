@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Runs a local sospdemo cluster in the background.
+#
+#   scripts/cluster.sh start  [N] [--dir DIR]   start nodes 0..N-1 of test-N-nodes (default 4)
+#   scripts/cluster.sh status [N] [--dir DIR]   which nodes run; does the function tier answer
+#   scripts/cluster.sh stop   [N] [--dir DIR]   SIGTERM every node (clean leave), then wait
+#
+# --dir DIR uses another cluster folder (DIR/nI/derecho.cfg, e.g. from scripts/gen-cluster.sh).
+# Each node runs `sospdemo server` in its folder with stdin from /dev/null; its output goes to
+# RUN/nI.log and its pid to RUN/nI.pid, where RUN is $SOSPDEMO_RUN_DIR or build/run/<folder>.
+# `start` starts node 0 (the leader) first, then the others one by one in id order (roles
+# follow join order), and waits (up to
+# $SOSPDEMO_START_TIMEOUT seconds, default 90) until node 0's function tier answers a
+# Whatsthis call through the categorizer tier. The binary is $SOSPDEMO_BIN or build/bin/sospdemo.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+action=${1:-}
+[ -n "$action" ] && shift
+nodes=4
+dir=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dir) dir=$2; shift 2 ;;
+    [0-9]*) nodes=$1; shift ;;
+    *) echo "cluster.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ -n "$dir" ] || dir="$repo/test-$nodes-nodes"
+dir=$(cd "$dir" && pwd)
+bin=${SOSPDEMO_BIN:-$repo/build/bin/sospdemo}
+run=${SOSPDEMO_RUN_DIR:-$repo/build/run/$(basename "$dir")}
+photo="$repo/models/demo-shapes/photos/red-circle.jpg"
+
+# The function tier address of node 0 (from its effective configuration).
+function_tier_address() {
+  local base ip
+  base=$(cd "$dir/n0" && "$bin" config | awk -F' = ' '/^function_tier_base_port/ {print $2}')
+  ip=$(cd "$dir/n0" && "$bin" config | awk -F' = ' '/^local_ip/ {print $2}')
+  echo "$ip:$((base + 0))"
+}
+
+node_pid() {
+  local pid_file="$run/n$1.pid"
+  [ -f "$pid_file" ] || return 1
+  local pid
+  pid=$(cat "$pid_file")
+  kill -0 "$pid" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+answers() {
+  "$bin" client "$1" inference 0 "$photo" >/dev/null 2>&1
+}
+
+start() {
+  [ -x "$bin" ] || { echo "cluster.sh: $bin not built (cmake --build build)" >&2; exit 1; }
+  mkdir -p "$run"
+  for ((i = 0; i < nodes; i++)); do
+    if pid=$(node_pid "$i"); then
+      echo "cluster.sh: node $i already runs (pid $pid); stop it first" >&2
+      exit 1
+    fi
+  done
+  for ((i = 0; i < nodes; i++)); do
+    [ -f "$dir/n$i/derecho.cfg" ] || { echo "cluster.sh: no $dir/n$i/derecho.cfg" >&2; exit 1; }
+    (cd "$dir/n$i" && exec "$bin" server </dev/null >"$run/n$i.log" 2>&1) &
+    echo $! >"$run/n$i.pid"
+    # Shards take members in join order (the seed's rule): start the next node only once this
+    # one reached the leader, so nodes 0..N/2-1 form the function tier as the folders say.
+    local pattern="peer $i up"
+    [ "$i" -eq 0 ] && pattern="contact "
+    for ((t = 0; t < 100; t++)); do
+      grep -q "$pattern" "$run/n0.log" 2>/dev/null && break
+      sleep 0.05
+    done
+    sleep 0.05
+  done
+  local address
+  address=$(function_tier_address)
+  local deadline=$((SECONDS + ${SOSPDEMO_START_TIMEOUT:-90}))
+  until answers "$address"; do
+    for ((i = 0; i < nodes; i++)); do
+      if ! node_pid "$i" >/dev/null; then
+        echo "cluster.sh: node $i exited; its log ($run/n$i.log):" >&2
+        tail -n 20 "$run/n$i.log" >&2
+        stop
+        exit 1
+      fi
+    done
+    if [ $SECONDS -ge $deadline ]; then
+      echo "cluster.sh: the function tier at $address did not answer in time" >&2
+      stop
+      exit 1
+    fi
+    sleep 0.5
+  done
+  echo "cluster of $nodes nodes from $dir is up; function tier at $address; logs in $run"
+}
+
+status() {
+  local running=0
+  for ((i = 0; i < nodes; i++)); do
+    if pid=$(node_pid "$i"); then
+      echo "node $i: running (pid $pid)"
+      running=$((running + 1))
+    else
+      echo "node $i: not running"
+    fi
+  done
+  local address
+  address=$(function_tier_address)
+  if answers "$address"; then
+    echo "function tier at $address: answering"
+  else
+    echo "function tier at $address: not answering"
+  fi
+  [ "$running" -eq "$nodes" ]
+}
+
+stop() {
+  local pids=()
+  for ((i = nodes - 1; i >= 0; i--)); do
+    if pid=$(node_pid "$i"); then
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid")
+    fi
+  done
+  local deadline=$((SECONDS + 20))
+  for pid in "${pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
+      sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "cluster.sh: pid $pid did not stop in time; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+  rm -f "$run"/n*.pid
+  echo "stopped ${#pids[@]} node(s)"
+}
+
+case "$action" in
+  start) start ;;
+  status) status ;;
+  stop) stop ;;
+  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

@@ -1,0 +1,118 @@
+/*
+ * Failure detection (PROTOCOL.md §5.1-§5.2): heartbeats, suspicion, its spreading through the
+ * SST, and partitioning safety.
+ *
+ * Every heartbeat_ms each member sends HEARTBEAT (an empty frame) to every other member of its
+ * view; any frame from a member (of any view) counts as a sign of life. A member silent for
+ * heartbeat_ms x suspect_after_missed, whose connection broke, or that the application reports,
+ * is suspected: SUSPECTED[rank] = 1 in my row (pushed to all) and I wedge. Every node copies
+ * the suspicions of every row it does not itself suspect into its own, so if anyone suspects X
+ * everyone soon does. A node that sees itself suspected was excluded: it stops (DR_EREMOVED). A
+ * node that suspects half or more of the members that are not leaving on purpose stops (DR_ECLOSED,
+ * partitioning safety) unless disable_partitioning_safety is set.
+ */
+#include <assert.h>
+#include <stdio.h>
+
+#include "core/core_internal.h"
+#include "derecho/log.h"
+
+static uint32_t suspected_field(const dr_core *core, uint32_t rank) {
+    return dr_sst_suspected_field(core->sst, rank);
+}
+
+bool failure_suspected(const dr_core *core, uint32_t rank) {
+    return dr_sst_get(core->sst, core->my_rank, suspected_field(core, rank)) != 0;
+}
+
+void failure_start_view(dr_core *core) {
+    for (uint32_t r = 0; r < core->view.num_members; r++)
+        core->vc.last_heard_us[r] = core->now_us;
+    core->vc.last_heartbeat_us = 0;
+}
+
+void failure_heard_from(dr_core *core, uint32_t node_id) {
+    int rank = core_view_rank(core, node_id);
+    if (rank >= 0)
+        core->vc.last_heard_us[rank] = core->now_us;
+}
+
+void failure_suspect(dr_core *core, uint32_t rank, const char *why) {
+    assert(core->have_view && rank < core->view.num_members);
+    if (rank == core->my_rank || failure_suspected(core, rank))
+        return;
+    dr_sst_set(core->sst, suspected_field(core, rank), 1);
+    core_trace(core, "view %d: suspect %u (%s)", core->view.vid, core->view.member_ids[rank], why);
+    DR_WARN(DR_LOGM_VIEWMANAGER, "node %u: suspecting member %u of view %d: %s",
+            core->options.my_id, core->view.member_ids[rank], core->view.vid, why);
+    viewchange_wedge(core, "suspicion");
+}
+
+static int send_heartbeats(dr_core *core) {
+    dr_buf_reset(&core->scratch);
+    int rc = dr_wire_encode_heartbeat(&core->scratch, core->options.my_id, core->view.vid);
+    for (uint32_t r = 0; rc == 0 && r < core->view.num_members; r++)
+        if (r != core->my_rank && !failure_suspected(core, r))
+            rc = core_send_scratch(core, core->view.member_ids[r]);
+    core->vc.last_heartbeat_us = core->now_us;
+    return rc;
+}
+
+int failure_on_tick(dr_core *core) {
+    if (core->state != CORE_IN_VIEW || core->options.heartbeat_ms == 0)
+        return 0;
+    uint64_t period_us = (uint64_t)core->options.heartbeat_ms * 1000u;
+    int rc = 0;
+    if (core->now_us - core->vc.last_heartbeat_us >= period_us)
+        rc = send_heartbeats(core);
+    uint64_t timeout_us = period_us * core->options.suspect_after_missed;
+    for (uint32_t r = 0; r < core->view.num_members; r++) {
+        if (r == core->my_rank || core->now_us - core->vc.last_heard_us[r] <= timeout_us)
+            continue;
+        failure_suspect(core, r, "missed heartbeats");
+    }
+    return rc;
+}
+
+bool failure_copy_suspicions(dr_core *core) {
+    bool progress = false;
+    for (uint32_t row = 0; row < core->view.num_members; row++) {
+        if (row == core->my_rank || failure_suspected(core, row))
+            continue; /* a suspected member's opinions no longer count */
+        for (uint32_t r = 0; r < core->view.num_members; r++) {
+            if (dr_sst_get(core->sst, row, suspected_field(core, r)) == 0)
+                continue;
+            if (r == core->my_rank && !failure_suspected(core, row)) {
+                char reason[96];
+                snprintf(reason, sizeof reason, "excluded from view %d: member %u suspects me",
+                         core->view.vid, core->view.member_ids[row]);
+                core_stop(core, DR_EREMOVED, reason);
+                return true;
+            }
+            if (r != core->my_rank && !failure_suspected(core, r)) {
+                failure_suspect(core, r, "suspected by another member");
+                progress = true;
+            }
+        }
+    }
+    return progress;
+}
+
+bool failure_check_partition(dr_core *core) {
+    uint32_t counted = 0, suspected = 0;
+    for (uint32_t r = 0; r < core->view.num_members; r++) {
+        if (dr_sst_get(core->sst, r, DR_SST_LEAVING) != 0)
+            continue;
+        counted++;
+        suspected += failure_suspected(core, r) ? 1u : 0u;
+    }
+    if (suspected == 0 || suspected * 2 < counted || core->options.disable_partitioning_safety)
+        return false;
+    char reason[128];
+    snprintf(reason, sizeof reason,
+             "partitioning safety: suspecting %u of %u members of view %d; this node may be in "
+             "a minority partition and stops",
+             suspected, counted, core->view.vid);
+    core_stop(core, DR_ECLOSED, reason);
+    return true;
+}

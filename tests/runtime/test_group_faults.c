@@ -1,0 +1,241 @@
+/*
+ * Real-process fault tests of the group over TCP on 127.0.0.1 (issue 5): four group_node
+ * processes stream ordered multicasts; in the middle one of them is killed with SIGKILL (a
+ * member, or the leader), or stopped with SIGSTOP for longer than the failure timeout and then
+ * continued. Afterwards the survivors must have installed a view of exactly the three of them
+ * and delivered identical sequences (same count and running hash of (version, sender, bytes)),
+ * every message intact, including every message of every survivor; the paused node must stop
+ * itself (excluded) instead of corrupting anything. Ports 45000-45999.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+enum { MAX_NODES = 4, WAIT_SECONDS = 40, HEARTBEAT_MS = 100, MISSED = 5 };
+
+typedef struct child {
+    pid_t pid;
+    int stdin_fd;     /* write end of the child's stdin: closing it releases the child */
+    int stdout_fd;    /* read end of the child's stdout */
+    char output[512]; /* what it printed */
+    size_t output_len;
+    bool done; /* printed its DONE line */
+} child;
+
+static char test_dir[] = "/tmp/dr_group_faults_XXXXXX";
+
+static void write_node_config(int node, int base_port, char *path, size_t path_len) {
+    snprintf(path, path_len, "%s/node%d.cfg", test_dir, node);
+    FILE *file = fopen(path, "w");
+    assert_non_null(file);
+    fprintf(file,
+            "[DERECHO]\ncontact_ip = 127.0.0.1\ncontact_port = %d\nlocal_id = %d\n"
+            "local_ip = 127.0.0.1\ngms_port = %d\nheartbeat_ms = %d\n"
+            "suspicion_missed_heartbeats = %d\n"
+            "[SUBGROUP/DEFAULT]\nmax_payload_size = 10240\nmax_smc_payload_size = 10240\n"
+            "block_size = 1048576\nwindow_size = 16\n"
+            "[SUBGROUP/TEST]\nnum_shards = 1\nmin_nodes = 1\nmax_nodes = %d\n"
+            "[LOGGER]\ndefault_log_level = error\n",
+            base_port, node, base_port + node, HEARTBEAT_MS, MISSED, MAX_NODES);
+    fclose(file);
+}
+
+static void spawn_node(child *c, const char *config_path, char *const *args) {
+    int in_pipe[2], out_pipe[2];
+    assert_int_equal(pipe(in_pipe), 0);
+    assert_int_equal(pipe(out_pipe), 0);
+    const char *bin_dir = getenv("DR_BIN_DIR");
+    assert_non_null(bin_dir);
+    char program[1024];
+    snprintf(program, sizeof program, "%s/tests/group_node", bin_dir);
+    char *argv[32] = {program, (char *)config_path};
+    int argc = 2;
+    for (int i = 0; args && args[i] && argc < 31; i++)
+        argv[argc++] = args[i];
+    argv[argc] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(in_pipe[0], STDIN_FILENO);
+        dup2(out_pipe[1], STDOUT_FILENO);
+        close(in_pipe[1]);
+        close(out_pipe[0]);
+        execv(program, argv);
+        _exit(127);
+    }
+    close(in_pipe[0]);
+    close(out_pipe[1]);
+    memset(c, 0, sizeof *c);
+    c->pid = pid;
+    c->stdin_fd = in_pipe[1];
+    c->stdout_fd = out_pipe[0];
+}
+
+/* Reads the children's output until every one printed DONE or the time runs out. */
+static void wait_all_done(child *children, int count) {
+    time_t deadline = time(NULL) + WAIT_SECONDS;
+    int done = 0;
+    while (done < count && time(NULL) < deadline) {
+        struct pollfd fds[MAX_NODES];
+        for (int i = 0; i < count; i++) {
+            fds[i].fd = children[i].done ? -1 : children[i].stdout_fd;
+            fds[i].events = POLLIN;
+        }
+        if (poll(fds, (nfds_t)count, 1000) <= 0)
+            continue;
+        for (int i = 0; i < count; i++) {
+            if (!(fds[i].revents & (POLLIN | POLLHUP)))
+                continue;
+            child *c = &children[i];
+            ssize_t n =
+                read(c->stdout_fd, c->output + c->output_len, sizeof c->output - 1 - c->output_len);
+            if (n > 0) {
+                c->output_len += (size_t)n;
+                c->output[c->output_len] = '\0';
+            }
+            if (n <= 0 || strchr(c->output, '\n')) {
+                c->done = true;
+                done++;
+            }
+        }
+    }
+}
+
+/* Releases every child, waits for it (killing stragglers) and returns how many exited 0. */
+static int finish_all(child *children, int count) {
+    int clean = 0;
+    for (int i = 0; i < count; i++)
+        close(children[i].stdin_fd);
+    for (int i = 0; i < count; i++) {
+        int status = 0;
+        for (int tries = 0; tries < 100; tries++) {
+            if (waitpid(children[i].pid, &status, WNOHANG) == children[i].pid)
+                goto reaped;
+            usleep(100000);
+        }
+        kill(children[i].pid, SIGKILL);
+        waitpid(children[i].pid, &status, 0);
+    reaped:
+        close(children[i].stdout_fd);
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+            clean++;
+    }
+    return clean;
+}
+
+typedef enum fault_kind { KILL, PAUSE } fault_kind;
+
+/* Starts 4 nodes, applies the fault to `victim` after `after_ms`, checks the survivors. */
+static void run_fault(int base_port, int victim, fault_kind kind, int after_ms) {
+    child children[MAX_NODES];
+    char survivors[32] = "";
+    for (int i = 0; i < MAX_NODES; i++)
+        if (i != victim)
+            snprintf(survivors + strlen(survivors), sizeof survivors - strlen(survivors), "%s%d",
+                     survivors[0] ? "," : "", i);
+    for (int i = 0; i < MAX_NODES; i++) {
+        char path[512];
+        write_node_config(i, base_port, path, sizeof path);
+        char *args[] = {
+            "--messages",       "4000", "--size",          "1000", "--wait-from", survivors,
+            "--expect-members", "3",    "--start-members", "4",    NULL};
+        spawn_node(&children[i], path, args);
+        usleep(i == 0 ? 200000 : 50000);
+    }
+    usleep((useconds_t)after_ms * 1000u);
+    if (kind == KILL) {
+        kill(children[victim].pid, SIGKILL);
+    } else {
+        kill(children[victim].pid, SIGSTOP);
+        usleep(HEARTBEAT_MS * MISSED * 4 * 1000);
+        kill(children[victim].pid, SIGCONT);
+    }
+    child *others[MAX_NODES];
+    child group[MAX_NODES];
+    int n = 0;
+    for (int i = 0; i < MAX_NODES; i++)
+        if (i != victim)
+            group[n++] = children[i];
+    (void)others;
+    wait_all_done(group, n);
+    char first_hash[64] = "";
+    uint64_t first_delivered = 0;
+    int first_vid = -1;
+    for (int i = 0; i < n; i++) {
+        uint64_t delivered = 0, bad = 0;
+        char hash[64] = "";
+        int node = -1, vid = -1;
+        if (sscanf(group[i].output,
+                   "DONE node=%d delivered=%" SCNu64 " hash=%63s bad=%" SCNu64 " vid=%d", &node,
+                   &delivered, hash, &bad, &vid) != 5) {
+            kill(children[victim].pid, SIGKILL);
+            finish_all(children, MAX_NODES);
+            fail_msg("survivor %d did not finish: '%s'", i, group[i].output);
+        }
+        assert_int_equal(bad, 0);
+        assert_true(delivered >= 3 * 4000);
+        print_message("node %d: delivered %" PRIu64 " in view %d, hash %s\n", node, delivered, vid,
+                      hash);
+        if (i == 0) {
+            snprintf(first_hash, sizeof first_hash, "%s", hash);
+            first_delivered = delivered;
+            first_vid = vid;
+        } else {
+            assert_string_equal(hash, first_hash);
+            assert_int_equal(delivered, first_delivered);
+            assert_int_equal(vid, first_vid);
+        }
+    }
+    if (kind == PAUSE) { /* the paused node noticed it was excluded and says so, or exited */
+        wait_all_done(&children[victim], 1);
+        print_message("paused node: '%s'\n", children[victim].output);
+        assert_true(strncmp(children[victim].output, "DONE", 4) != 0);
+    }
+    kill(children[victim].pid, SIGKILL);
+    int clean = finish_all(children, MAX_NODES);
+    assert_true(clean >= n);
+}
+
+static void test_kill_member_mid_stream(void **state) {
+    (void)state;
+    run_fault(45000, 2, KILL, 300);
+}
+
+static void test_kill_leader_mid_stream(void **state) {
+    (void)state;
+    run_fault(45100, 0, KILL, 300);
+}
+
+static void test_paused_member_is_excluded(void **state) {
+    (void)state;
+    run_fault(45200, 3, PAUSE, 300);
+}
+
+static int setup(void **state) {
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    return mkdtemp(test_dir) ? 0 : -1;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kill_member_mid_stream),
+        cmocka_unit_test(test_kill_leader_mid_stream),
+        cmocka_unit_test(test_paused_member_is_excluded),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}

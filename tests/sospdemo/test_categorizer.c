@@ -1,0 +1,428 @@
+/*
+ * The categorizer tier's object in process, without a group: three replicas whose ordered
+ * calls are delivered by a fake of the rpc layer's ordered-call functions (defined below,
+ * in place of dr_rpc), handlers called directly. Uses the bundled demo model
+ * (models/demo-shapes) and a tiny model whose engine cannot be built.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "categorizer.h"
+#include "derecho/rpc.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define REPLICAS 3
+
+static sd_categorizer *g_replicas[REPLICAS];
+static dr_rpc_type g_types[REPLICAS];
+
+/* ---- fake ordered calls: deliver to every replica at once -------------------------------- */
+
+struct dr_rpc_results {
+    dr_rpc_reply replies[REPLICAS];
+};
+
+static const dr_rpc_method *find_method(const dr_rpc_type *type, const char *name) {
+    for (size_t i = 0; i < type->num_methods; i++) {
+        if (strcmp(type->methods[i].name, name) == 0)
+            return &type->methods[i];
+    }
+    return NULL;
+}
+
+int dr_rpc_ordered_call(dr_rpc_node *node, uint32_t subgroup, const char *method, const void *args,
+                        size_t len, int timeout_ms, dr_rpc_results **out) {
+    (void)node;
+    (void)timeout_ms;
+    dr_rpc_results *results = calloc(1, sizeof *results);
+    for (int r = 0; r < REPLICAS; r++) {
+        const dr_rpc_method *m = find_method(&g_types[r], method);
+        if (!m)
+            return DR_ENOTFOUND;
+        dr_rpc_call_info info = {.subgroup = subgroup, .ordered = true};
+        dr_buf reply = {0};
+        results->replies[r].node_id = (uint32_t)r;
+        results->replies[r].status = m->handler(g_types[r].ctx, &info, args, len, &reply);
+        results->replies[r].bytes = dr_buf_steal(&reply, &results->replies[r].len);
+    }
+    *out = results;
+    return DR_OK;
+}
+
+size_t dr_rpc_results_count(dr_rpc_results *results, int timeout_ms) {
+    (void)results;
+    (void)timeout_ms;
+    return REPLICAS;
+}
+
+int dr_rpc_results_wait(dr_rpc_results *results, size_t index, int timeout_ms, dr_rpc_reply *out) {
+    (void)timeout_ms;
+    *out = results->replies[index];
+    results->replies[index].bytes = NULL;
+    return DR_OK;
+}
+
+void dr_rpc_results_free(dr_rpc_results *results) {
+    for (int r = 0; results && r < REPLICAS; r++)
+        free(results->replies[r].bytes);
+    free(results);
+}
+
+void dr_rpc_reply_clear(dr_rpc_reply *reply) {
+    free(reply->bytes);
+    reply->bytes = NULL;
+    reply->len = 0;
+}
+
+/* ---- helpers ----------------------------------------------------------------------------- */
+
+typedef struct file_bytes {
+    uint8_t *data;
+    size_t len;
+} file_bytes;
+
+static file_bytes read_file(const char *relative) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", getenv("DR_SOURCE_DIR"), relative);
+    file_bytes f = {0};
+    FILE *in = fopen(path, "rb");
+    assert_non_null(in);
+    fseek(in, 0, SEEK_END);
+    f.len = (size_t)ftell(in);
+    fseek(in, 0, SEEK_SET);
+    f.data = malloc(f.len ? f.len : 1);
+    assert_int_equal(fread(f.data, 1, f.len, in), f.len);
+    fclose(in);
+    return f;
+}
+
+/* Calls method on replica r; returns the handler's status, reply in *reply (caller frees). */
+static int call(int r, const char *method, const dr_buf *args, dr_buf *reply) {
+    const dr_rpc_method *m = find_method(&g_types[r], method);
+    assert_non_null(m);
+    dr_rpc_call_info info = {.subgroup = 1, .ordered = m->kind == DR_RPC_ORDERED};
+    dr_buf_init(reply, 1 << 20);
+    return m->handler(g_types[r].ctx, &info, args ? args->data : NULL, args ? args->len : 0, reply);
+}
+
+static int32_t model_call(int r, const char *method, const dr_buf *args, char **desc) {
+    dr_buf reply;
+    assert_int_equal(call(r, method, args, &reply), DR_OK);
+    int32_t code = 99;
+    assert_int_equal(sd_model_reply_decode(reply.data, reply.len, &code, desc), DR_OK);
+    dr_buf_free(&reply);
+    return code;
+}
+
+static int32_t install(int r, uint32_t tag, const file_bytes *synset, const file_bytes *symbol,
+                       const file_bytes *params, char **desc) {
+    dr_buf args = {0};
+    assert_int_equal(sd_model_args_encode(&args, tag, synset->data, synset->len, symbol->data,
+                                          symbol->len, params->data, params->len),
+                     DR_OK);
+    int32_t code = model_call(r, SD_METHOD_INSTALL, &args, desc);
+    dr_buf_free(&args);
+    return code;
+}
+
+static int32_t remove_tag(int r, uint32_t tag, char **desc) {
+    dr_buf args = {0};
+    dr_buf_put_u32(&args, tag);
+    int32_t code = model_call(r, SD_METHOD_REMOVE, &args, desc);
+    dr_buf_free(&args);
+    return code;
+}
+
+/* The inference answer of replica r as a string (caller frees). */
+static char *classify(int r, uint32_t tag, const file_bytes *photo) {
+    dr_buf args = {0};
+    assert_int_equal(sd_inference_args_encode(&args, tag, photo->data, photo->len), DR_OK);
+    dr_buf reply;
+    assert_int_equal(call(r, SD_METHOD_INFERENCE, &args, &reply), DR_OK);
+    dr_buf_free(&args);
+    char *text = calloc(1, reply.len + 1);
+    memcpy(text, reply.data, reply.len);
+    dr_buf_free(&reply);
+    return text;
+}
+
+static void list_of(int r, sd_model_info **infos, size_t *count) {
+    dr_buf reply;
+    assert_int_equal(call(r, SD_METHOD_LIST_MODELS, NULL, &reply), DR_OK);
+    assert_int_equal(sd_model_list_decode(reply.data, reply.len, infos, count), DR_OK);
+    dr_buf_free(&reply);
+}
+
+static void assert_replicas_agree(size_t expected_models) {
+    sd_model_info *first = NULL;
+    size_t first_count = 0;
+    list_of(0, &first, &first_count);
+    assert_int_equal(first_count, expected_models);
+    for (int r = 1; r < REPLICAS; r++) {
+        sd_model_info *infos = NULL;
+        size_t count = 0;
+        list_of(r, &infos, &count);
+        assert_int_equal(count, first_count);
+        assert_memory_equal(infos, first, count * sizeof *infos);
+        free(infos);
+    }
+    free(first);
+}
+
+static file_bytes g_synset, g_symbol, g_params;
+
+static int setup(void **state) {
+    (void)state;
+    g_synset = read_file("models/demo-shapes/synset.txt");
+    g_symbol = read_file("models/demo-shapes/shapes-symbol.json");
+    g_params = read_file("models/demo-shapes/shapes-0000.params");
+    for (int r = 0; r < REPLICAS; r++) {
+        sd_categorizer_limits limits = {.max_model_bytes = 1 << 20, .max_photo_bytes = 1 << 20};
+        assert_int_equal(sd_categorizer_create(&limits, &g_replicas[r]), DR_OK);
+        sd_categorizer_rpc_type(g_replicas[r], &g_types[r]);
+        sd_categorizer_set_node(g_replicas[r], (dr_rpc_node *)(uintptr_t)1);
+    }
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    for (int r = 0; r < REPLICAS; r++)
+        sd_categorizer_destroy(g_replicas[r]);
+    free(g_synset.data);
+    free(g_symbol.data);
+    free(g_params.data);
+    return 0;
+}
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+static const char *const photos[][2] = {
+    {"red-circle.jpg", "n00000001 red circle"},   {"red-square.png", "n00000002 red square"},
+    {"green-star.png", "n00000004 green star"},   {"blue-circle.jpg", "n00000005 blue circle"},
+    {"yellow-star.jpg", "n00000007 yellow star"},
+};
+
+static void test_install_inference_remove(void **state) {
+    (void)state;
+    char *desc = NULL;
+    assert_int_equal(install(1, 7, &g_synset, &g_symbol, &g_params, &desc), 0);
+    assert_string_equal(desc, SD_DESC_INSTALL_OK);
+    free(desc);
+    assert_replicas_agree(1);
+
+    /* every replica answers with the synset line of the arg-max */
+    for (size_t i = 0; i < sizeof photos / sizeof *photos; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "models/demo-shapes/photos/%s", photos[i][0]);
+        file_bytes photo = read_file(path);
+        for (int r = 0; r < REPLICAS; r++) {
+            char *answer = classify(r, 7, &photo);
+            assert_string_equal(answer, photos[i][1]);
+            free(answer);
+        }
+        free(photo.data);
+    }
+    /* not an image: a clear answer, no crash */
+    file_bytes junk = {(uint8_t *)strdup("not a photo"), 11};
+    char *answer = classify(0, 7, &junk);
+    assert_true(strncmp(answer, "Cannot classify photo:", 22) == 0);
+    free(answer);
+    answer = classify(0, 8, &junk);
+    assert_string_equal(answer, SD_DESC_NO_MODEL);
+    free(answer);
+
+    /* duplicate install: the seed's message, nothing changes */
+    assert_int_equal(install(0, 7, &g_synset, &g_symbol, &g_params, &desc), DR_EEXIST);
+    assert_string_equal(desc, "install_model failed because tag (7) has been taken.");
+    free(desc);
+    assert_replicas_agree(1);
+
+    assert_int_equal(remove_tag(2, 7, &desc), 0);
+    assert_string_equal(desc, SD_DESC_REMOVE_OK);
+    free(desc);
+    assert_replicas_agree(0);
+    answer = classify(0, 7, &junk);
+    assert_string_equal(answer, SD_DESC_NO_MODEL);
+    free(answer);
+    assert_int_equal(remove_tag(0, 7, &desc), DR_ENOTFOUND);
+    assert_string_equal(desc, "remove_model failed because tag (7) is not installed.");
+    free(desc);
+    free(junk.data);
+}
+
+static void test_model_that_cannot_load(void **state) {
+    (void)state;
+    const char *symbol = "{\"nodes\": [], \"arg_nodes\": [], \"heads\": []}";
+    file_bytes bad_symbol = {(uint8_t *)strdup(symbol), strlen(symbol)};
+    char *desc = NULL;
+    assert_int_equal(install(0, 3, &g_synset, &bad_symbol, &g_params, &desc), 0);
+    free(desc);
+    file_bytes photo = read_file("models/demo-shapes/photos/red-circle.jpg");
+    for (int attempt = 0; attempt < 2; attempt++) { /* not cached: fails the same way again */
+        char *answer = classify(1, 3, &photo);
+        assert_string_equal(answer, SD_DESC_LOAD_FAIL);
+        free(answer);
+    }
+    /* an ONNX-looking model (no symbol, no MXNet magic) that is not ONNX */
+    file_bytes not_onnx = {(uint8_t *)strdup("garbage bytes"), 13}, empty = {NULL, 0};
+    assert_int_equal(install(0, 4, &g_synset, &empty, &not_onnx, &desc), 0);
+    free(desc);
+    char *answer = classify(2, 4, &photo);
+    assert_string_equal(answer, SD_DESC_LOAD_FAIL);
+    free(answer);
+    sd_model_info *infos = NULL;
+    size_t count = 0;
+    list_of(0, &infos, &count);
+    assert_int_equal(count, 2);
+    assert_int_equal(infos[0].format, SD_FORMAT_MXNET);
+    assert_int_equal(infos[1].format, SD_FORMAT_ONNX);
+    free(infos);
+    assert_int_equal(remove_tag(0, 3, &desc), 0);
+    free(desc);
+    assert_int_equal(remove_tag(0, 4, &desc), 0);
+    free(desc);
+    free(photo.data);
+    free(bad_symbol.data);
+    free(not_onnx.data);
+}
+
+static void test_malformed_arguments(void **state) {
+    (void)state;
+    dr_buf args = {0}, reply;
+    /* truncated model args: sizes announce more than the data */
+    assert_int_equal(sd_model_args_encode(&args, 1, g_synset.data, g_synset.len, g_symbol.data,
+                                          g_symbol.len, g_params.data, g_params.len),
+                     DR_OK);
+    args.len -= 10;
+    assert_int_equal(call(0, SD_METHOD_ORDERED_INSTALL, &args, &reply), DR_EINVAL);
+    dr_buf_free(&reply);
+    assert_int_equal(call(0, SD_METHOD_INSTALL, &args, &reply), DR_EINVAL);
+    dr_buf_free(&reply);
+    /* sizes over the limit are refused before anything is read */
+    dr_buf_reset(&args);
+    dr_buf_put_u32(&args, 1);
+    dr_buf_put_u32(&args, 0xffffffffu);
+    dr_buf_put_u32(&args, 0xffffffffu);
+    dr_buf_put_u32(&args, 0xffffffffu);
+    assert_int_equal(call(0, SD_METHOD_ORDERED_INSTALL, &args, &reply), DR_ETOOBIG);
+    dr_buf_free(&reply);
+    /* photo length past the data */
+    dr_buf_reset(&args);
+    dr_buf_put_u32(&args, 1);
+    dr_buf_put_u32(&args, 1000);
+    dr_buf_put_bytes(&args, "abc", 3);
+    assert_int_equal(call(0, SD_METHOD_INFERENCE, &args, &reply), DR_EINVAL);
+    dr_buf_free(&reply);
+    /* remove with a short tag */
+    dr_buf_reset(&args);
+    dr_buf_put_u8(&args, 1);
+    assert_int_equal(call(0, SD_METHOD_REMOVE, &args, &reply), DR_EINVAL);
+    dr_buf_free(&reply);
+    assert_int_equal(call(0, SD_METHOD_ORDERED_REMOVE, &args, &reply), DR_EINVAL);
+    dr_buf_free(&reply);
+    dr_buf_free(&args);
+    assert_replicas_agree(0);
+}
+
+static void test_state_transfer(void **state) {
+    (void)state;
+    char *desc = NULL;
+    file_bytes empty = {NULL, 0};
+    assert_int_equal(install(0, 11, &g_synset, &g_symbol, &g_params, &desc), 0);
+    free(desc);
+    assert_int_equal(install(0, 5, &g_synset, &empty, &g_params, &desc), 0);
+    free(desc);
+    dr_buf snapshot = {0};
+    assert_int_equal(g_types[0].serialize(g_types[0].ctx, 1, &snapshot), DR_OK);
+
+    sd_categorizer *joiner = NULL;
+    assert_int_equal(sd_categorizer_create(NULL, &joiner), DR_OK);
+    dr_rpc_type type;
+    sd_categorizer_rpc_type(joiner, &type);
+    /* every truncation is refused and leaves the state alone */
+    for (size_t cut = 0; cut < snapshot.len; cut += 1 + cut / 3)
+        assert_int_equal(type.restore(type.ctx, 1, snapshot.data, cut), DR_ECORRUPT);
+    assert_int_equal(sd_categorizer_model_count(joiner), 0);
+    assert_int_equal(type.restore(type.ctx, 1, snapshot.data, snapshot.len), DR_OK);
+    assert_int_equal(sd_categorizer_model_count(joiner), 2);
+    /* the joiner classifies with the transferred model */
+    sd_categorizer *saved = g_replicas[0];
+    dr_rpc_type saved_type = g_types[0];
+    g_replicas[0] = joiner;
+    g_types[0] = type;
+    file_bytes photo = read_file("models/demo-shapes/photos/blue-circle.jpg");
+    char *answer = classify(0, 11, &photo);
+    assert_string_equal(answer, "n00000005 blue circle");
+    free(answer);
+    assert_replicas_agree(2);
+    g_replicas[0] = saved;
+    g_types[0] = saved_type;
+    sd_categorizer_destroy(joiner);
+    free(photo.data);
+    dr_buf_free(&snapshot);
+    assert_int_equal(remove_tag(0, 11, &desc), 0);
+    free(desc);
+    assert_int_equal(remove_tag(0, 5, &desc), 0);
+    free(desc);
+}
+
+/* Inferences on worker threads while the tag is removed and installed again. */
+static volatile int g_stop;
+static file_bytes g_photo;
+
+static void *inference_loop(void *arg) {
+    int r = (int)(intptr_t)arg;
+    int answered = 0;
+    while (!g_stop) {
+        char *answer = classify(r, 21, &g_photo);
+        assert_true(strcmp(answer, "n00000001 red circle") == 0 ||
+                    strcmp(answer, SD_DESC_NO_MODEL) == 0);
+        free(answer);
+        answered++;
+    }
+    return (void *)(intptr_t)answered;
+}
+
+static void test_concurrent_inference_and_remove(void **state) {
+    (void)state;
+    g_photo = read_file("models/demo-shapes/photos/red-circle.jpg");
+    pthread_t threads[3];
+    g_stop = 0;
+    for (int t = 0; t < 3; t++)
+        pthread_create(&threads[t], NULL, inference_loop, (void *)(intptr_t)(t % REPLICAS));
+    for (int round = 0; round < 15; round++) {
+        char *desc = NULL;
+        assert_int_equal(install(round % REPLICAS, 21, &g_synset, &g_symbol, &g_params, &desc), 0);
+        free(desc);
+        struct timespec pause = {0, 20 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+        assert_int_equal(remove_tag(0, 21, &desc), 0);
+        free(desc);
+    }
+    g_stop = 1;
+    for (int t = 0; t < 3; t++)
+        pthread_join(threads[t], NULL);
+    free(g_photo.data);
+    assert_replicas_agree(0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_install_inference_remove),
+        cmocka_unit_test(test_model_that_cannot_load),
+        cmocka_unit_test(test_malformed_arguments),
+        cmocka_unit_test(test_state_transfer),
+        cmocka_unit_test(test_concurrent_inference_and_remove),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
