@@ -5,7 +5,7 @@
  * continued. Afterwards the survivors must have installed a view of exactly the three of them
  * and delivered identical sequences (same count and running hash of (version, sender, bytes)),
  * every message intact, including every message of every survivor; the paused node must stop
- * itself (excluded) instead of corrupting anything. Ports 45000-45999.
+ * itself (excluded) instead of corrupting anything. Ports 19000-19999.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -212,17 +212,17 @@ static void run_fault(int base_port, int victim, fault_kind kind, int after_ms) 
 
 static void test_kill_member_mid_stream(void **state) {
     (void)state;
-    run_fault(45000, 2, KILL, 300);
+    run_fault(19000, 2, KILL, 300);
 }
 
 static void test_kill_leader_mid_stream(void **state) {
     (void)state;
-    run_fault(45100, 0, KILL, 300);
+    run_fault(19100, 0, KILL, 300);
 }
 
 static void test_paused_member_is_excluded(void **state) {
     (void)state;
-    run_fault(45200, 3, PAUSE, 300);
+    run_fault(19200, 3, PAUSE, 300);
 }
 
 static int setup(void **state) {

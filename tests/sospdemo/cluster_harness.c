@@ -156,13 +156,13 @@ static bool ports_free(int base) {
 }
 
 /*
- * The requested base, or base + 300 / + 600 when one of its ports is taken (46000-46999 lies
- * in Linux's ephemeral range, so another process's outgoing connection may hold one).
+ * The requested base, or base + 300 / + 600 when one of its ports is taken (26000-26999 is below
+ * Linux's ephemeral range, but a leftover process of an earlier run may still hold one).
  */
 static int choose_port_base(int requested) {
     for (int shift = 0; shift <= 600; shift += 300) {
         int base = requested + shift;
-        if (base + 100 <= 47000 && ports_free(base))
+        if (base + 100 <= 27000 && ports_free(base))
             return base;
     }
     return requested;
@@ -296,7 +296,7 @@ int harness_start(harness_cluster *cluster, const harness_options *options, int 
             return -1;
         /* a port was taken between the check and the bind (ephemeral ports of others) */
         base = options->port_base + 300 * (attempt + 1);
-        if (base + 100 > 47000)
+        if (base + 100 > 27000)
             base = options->port_base;
     }
     return -1;

@@ -1,6 +1,6 @@
 /*
  * A categorizer replica killed with kill -9 while requests flow: a 3-node cluster (ports
- * 46100-46199; node 0 function tier, nodes 1-2 one categorizer shard of min 1, max 2 nodes,
+ * 26100-26199; node 0 function tier, nodes 1-2 one categorizer shard of min 1, max 2 nodes,
  * heartbeat 300 ms). Requests keep being answered by the survivor once the view changes
  * (the function tier retries a request whose replica vanished on the other member).
  * Needs view changes (failure handling); skipped with a message when this build has none.
@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PORT_BASE 46100
+#define PORT_BASE 26100
 
 static harness_cluster g_cluster;
 static atomic_int g_stop, g_ok, g_failed, g_ok_after_recovery, g_failed_after_recovery;

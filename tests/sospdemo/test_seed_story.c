@@ -1,5 +1,5 @@
 /*
- * The seed README's story on a 2-node cluster (ports 46200-46299; node 0 function tier,
+ * The seed README's story on a 2-node cluster (ports 26200-26299; node 0 function tier,
  * node 1 categorizer): the server's printed lines, the real SqueezeNet MXNet model from
  * ../shared/testdata installed through the client classifying dog_winml.jpg as a golden
  * retriever through the whole cluster (SKIP without the test data), and ENTER stopping each
@@ -19,7 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PORT_BASE 46200
+#define PORT_BASE 26200
 
 static harness_cluster g_cluster;
 

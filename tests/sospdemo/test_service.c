@@ -1,5 +1,5 @@
 /*
- * The service end to end: a real 6-node cluster on 127.0.0.1 (ports 46000-46099): nodes 0-1
+ * The service end to end: a real 6-node cluster on 127.0.0.1 (ports 26000-26099): nodes 0-1
  * function tier, nodes 2-5 the categorizer tier in two shards of two replicas. Driven with the
  * `sospdemo client` binary, curl for the HTTP API, and a raw gRPC client for bad streams.
  */
@@ -20,7 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PORT_BASE 46000
+#define PORT_BASE 26000
 
 static harness_cluster g_cluster;
 static char g_model[3][700]; /* synset, symbol, params of the demo model */
