@@ -327,7 +327,7 @@ static void write_config(const bench_options *options, const char *dir, int node
     size_t payload = options->size < 10240 ? 10240 : options->size;
     fprintf(file,
             "[DERECHO]\ncontact_ip = 127.0.0.1\ncontact_port = %d\nlocal_id = %d\n"
-            "local_ip = 127.0.0.1\ngms_port = %d\nheartbeat_ms = 100\n"
+            "local_ip = 127.0.0.1\ngms_port = %d\nheartbeat_ms = 1000\n"
             "[SUBGROUP/DEFAULT]\nmax_payload_size = %zu\nmax_smc_payload_size = 10240\n"
             "block_size = 1048576\nwindow_size = %d\n"
             "[SUBGROUP/BENCH]\nnum_shards = 1\nmin_nodes = %d\nmax_nodes = %d\n"

@@ -42,7 +42,7 @@ static void write_node_config(int node, int nodes, int base_port, const char *ex
     assert_non_null(file);
     fprintf(file,
             "[DERECHO]\ncontact_ip = 127.0.0.1\ncontact_port = %d\nlocal_id = %d\n"
-            "local_ip = 127.0.0.1\ngms_port = %d\nheartbeat_ms = 100\n"
+            "local_ip = 127.0.0.1\ngms_port = %d\nheartbeat_ms = 1000\n"
             "[SUBGROUP/DEFAULT]\nmax_payload_size = 10240\nmax_smc_payload_size = 10240\n"
             "block_size = 1048576\nwindow_size = 16\n"
             "[SUBGROUP/TEST]\nnum_shards = 1\nmin_nodes = %d\nmax_nodes = %d\n%s"
