@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include <cmocka.h>
@@ -377,7 +378,7 @@ static void test_state_transfer(void **state) {
 }
 
 /* Inferences on worker threads while the tag is removed and installed again. */
-static volatile int g_stop;
+static atomic_int g_stop; /* set by the main thread, read by the inference threads */
 static file_bytes g_photo;
 
 static void *inference_loop(void *arg) {
