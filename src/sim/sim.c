@@ -99,7 +99,9 @@ typedef struct sim_node {
     int8_t shard_at[SIM_MAX_SUBGROUPS][SIM_MAX_VIDS];  /**< my shard in view v, or -1 */
     int32_t max_vid;                                   /**< highest view installed */
     uint64_t resumed_us;                               /**< end of its last pause */
-    uint64_t view_deliveries[SIM_MAX_SUBGROUPS];       /**< deliveries in the current view */
+    bool long_pause;                                   /**< its long pause (FAULT_PAUSE) began */
+    bool long_pause_over; /**< ... and ended: stopped, or a correct member again */
+    uint64_t view_deliveries[SIM_MAX_SUBGROUPS]; /**< deliveries in the current view */
 } sim_node;
 
 /** One delivered version of one shard: which message, and which nodes delivered it. */
@@ -682,6 +684,7 @@ static void resume(sim *s, uint32_t index) {
     assert(node->paused);
     node->paused = false;
     node->resumed_us = s->now_us;
+    node->long_pause_over = node->long_pause;
     sim_event *held = node->held;
     size_t count = node->num_held;
     node->held = NULL;
@@ -742,6 +745,7 @@ static bool process_fault_event(sim *s, sim_event *event) {
     case EV_LONG_PAUSE: {
         trace_fault(s, node, "long pause");
         node->paused = true;
+        node->long_pause = true;
         uint64_t until =
             s->now_us + rng_range(s, (uint32_t)s->timeout_us * 2, (uint32_t)s->timeout_us * 4);
         schedule(s, until, EV_RESUME, event->node, 0);
@@ -1088,6 +1092,15 @@ static void schedule_faults(sim *s, const dr_layout *layout) {
     }
 }
 
+/**
+ * Fault mode: a node that must end in the final view. A paused node whose pause ended before
+ * anyone suspected it (or whose view change included it) is a correct member again.
+ */
+static bool is_correct(const sim_node *node) {
+    return node->fault == FAULT_NONE ||
+           (node->fault == FAULT_PAUSE && node->long_pause_over && !node->dead);
+}
+
 /** Fault mode: what keeps the run from being complete, if anything. */
 static bool incomplete_faults(const sim *s, char *why, size_t cap) {
     if (!s->faults_scheduled)
@@ -1097,9 +1110,11 @@ static bool incomplete_faults(const sim *s, char *why, size_t cap) {
     uint32_t correct = 0;
     for (uint32_t i = 0; i < s->num_nodes; i++) {
         const sim_node *node = &s->nodes[i];
-        if (node->fault != FAULT_NONE && !node->dead)
+        if (node->fault == FAULT_PAUSE && !node->long_pause_over)
+            return snprintf(why, cap, "node %u's long pause is not over", node->id), true;
+        if (!is_correct(node) && !node->dead)
             return snprintf(why, cap, "faulty node %u has not stopped", node->id), true;
-        if (node->fault != FAULT_NONE)
+        if (!is_correct(node))
             continue;
         if (!node->in_view)
             return snprintf(why, cap, "node %u is in no view", node->id), true;
@@ -1116,7 +1131,7 @@ static bool incomplete_faults(const sim *s, char *why, size_t cap) {
                true;
     for (uint32_t i = 0; i < s->num_nodes; i++) {
         const sim_node *node = &s->nodes[i];
-        if (node->fault != FAULT_NONE)
+        if (!is_correct(node))
             continue;
         for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++) {
             const sim_stream *st = &node->streams[sg];
@@ -1126,7 +1141,7 @@ static bool incomplete_faults(const sim *s, char *why, size_t cap) {
                        true;
             for (uint32_t j = 0; j < s->num_nodes; j++) {
                 const sim_node *peer = &s->nodes[j];
-                if (peer->fault != FAULT_NONE || sg >= ref->view->layout.num_subgroups ||
+                if (!is_correct(peer) || sg >= ref->view->layout.num_subgroups ||
                     peer->shard_at[sg][ref->max_vid] != node->shard_at[sg][ref->max_vid])
                     continue;
                 if (peer->view_deliveries[sg] != node->view_deliveries[sg])
@@ -1154,7 +1169,7 @@ static void check_stability(sim *s) {
             const sim_node *node = &s->nodes[i];
             if (node->shard_at[entry->subgroup][vid] != (int8_t)entry->shard)
                 continue;
-            bool obliged = node->max_vid > vid || node->fault == FAULT_NONE;
+            bool obliged = node->max_vid > vid || is_correct(node);
             if (obliged && !(entry->mask & (1u << i)))
                 fail(s,
                      "stability: node %u was in view %d of subgroup %u shard %u and did not "
