@@ -35,7 +35,8 @@ typedef struct harness_options {
 
 /**
  * Generates the folder, starts every node (node 0 first) and waits up to timeout_s until
- * every function-tier node answers a Whatsthis call. Returns 0, or -1 (message on stderr; nodes stopped).
+ * every function-tier node answers a Whatsthis call. Returns 0, or -1 (message on stderr; nodes
+ * stopped).
  */
 int harness_start(harness_cluster *cluster, const harness_options *options, int timeout_s);
 
