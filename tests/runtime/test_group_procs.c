@@ -22,16 +22,9 @@
 
 #include <cmocka.h>
 
-enum { MAX_NODES = 8, WAIT_SECONDS = 90 };
+#include "node_procs.h"
 
-typedef struct child {
-    pid_t pid;
-    int stdin_fd;     /* write end of the child's stdin: closing it releases the child */
-    int stdout_fd;    /* read end of the child's stdout */
-    char output[512]; /* what it printed */
-    size_t output_len;
-    bool done; /* printed its DONE line */
-} child;
+enum { MAX_NODES = 8, WAIT_SECONDS = 90 };
 
 static char test_dir[] = "/tmp/dr_group_procs_XXXXXX";
 
@@ -51,89 +44,6 @@ static void write_node_config(int node, int nodes, int base_port, const char *ex
     fclose(file);
 }
 
-static void spawn_node(child *c, const char *config_path, char *const *args) {
-    int in_pipe[2], out_pipe[2];
-    assert_int_equal(pipe(in_pipe), 0);
-    assert_int_equal(pipe(out_pipe), 0);
-    const char *bin_dir = getenv("DR_BIN_DIR");
-    assert_non_null(bin_dir);
-    char program[1024];
-    snprintf(program, sizeof program, "%s/tests/group_node", bin_dir);
-    char *argv[32] = {program, (char *)config_path};
-    int argc = 2;
-    for (int i = 0; args && args[i] && argc < 31; i++)
-        argv[argc++] = args[i];
-    argv[argc] = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(in_pipe[0], STDIN_FILENO);
-        dup2(out_pipe[1], STDOUT_FILENO);
-        close(in_pipe[1]);
-        close(out_pipe[0]);
-        execv(program, argv);
-        _exit(127);
-    }
-    close(in_pipe[0]);
-    close(out_pipe[1]);
-    memset(c, 0, sizeof *c);
-    c->pid = pid;
-    c->stdin_fd = in_pipe[1];
-    c->stdout_fd = out_pipe[0];
-}
-
-/* Reads the children's output until every one printed DONE or the time runs out. */
-static void wait_all_done(child *children, int count) {
-    time_t deadline = time(NULL) + WAIT_SECONDS;
-    int done = 0;
-    while (done < count && time(NULL) < deadline) {
-        struct pollfd fds[MAX_NODES];
-        for (int i = 0; i < count; i++) {
-            fds[i].fd = children[i].done ? -1 : children[i].stdout_fd;
-            fds[i].events = POLLIN;
-        }
-        if (poll(fds, (nfds_t)count, 1000) <= 0)
-            continue;
-        for (int i = 0; i < count; i++) {
-            if (!(fds[i].revents & (POLLIN | POLLHUP)))
-                continue;
-            child *c = &children[i];
-            ssize_t n =
-                read(c->stdout_fd, c->output + c->output_len, sizeof c->output - 1 - c->output_len);
-            if (n > 0) {
-                c->output_len += (size_t)n;
-                c->output[c->output_len] = '\0';
-            }
-            if (n <= 0 || strchr(c->output, '\n')) {
-                c->done = true;
-                done++;
-            }
-        }
-    }
-}
-
-/* Releases every child, waits for it (killing stragglers) and returns how many exited 0. */
-static int finish_all(child *children, int count) {
-    int clean = 0;
-    for (int i = 0; i < count; i++)
-        close(children[i].stdin_fd);
-    for (int i = 0; i < count; i++) {
-        int status = 0;
-        for (int tries = 0; tries < 100; tries++) {
-            if (waitpid(children[i].pid, &status, WNOHANG) == children[i].pid)
-                goto reaped;
-            usleep(100000);
-        }
-        kill(children[i].pid, SIGKILL);
-        waitpid(children[i].pid, &status, 0);
-    reaped:
-        close(children[i].stdout_fd);
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-            clean++;
-    }
-    return clean;
-}
-
 typedef struct run_spec {
     int nodes;
     int base_port;
@@ -151,7 +61,7 @@ static void run_group(const run_spec *spec, uint64_t expected_delivered) {
         if (i == 0)
             usleep(200000); /* let the leader listen first (joiners also retry) */
     }
-    wait_all_done(children, spec->nodes);
+    wait_all_done(children, spec->nodes, WAIT_SECONDS);
     char first_hash[64] = "";
     for (int i = 0; i < spec->nodes; i++) {
         const char *line = children[i].output;

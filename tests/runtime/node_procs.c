@@ -1,0 +1,104 @@
+/*
+ * Real group_node processes for the multi-process tests (test_group_procs, test_group_faults):
+ * spawning with pipes on stdin (the release barrier) and stdout (the DONE line), waiting for
+ * their lines, and reaping them.
+ */
+#include "node_procs.h"
+
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+void spawn_node(child *c, const char *config_path, char *const *args) {
+    int in_pipe[2], out_pipe[2];
+    assert_int_equal(pipe(in_pipe), 0);
+    assert_int_equal(pipe(out_pipe), 0);
+    const char *bin_dir = getenv("DR_BIN_DIR");
+    assert_non_null(bin_dir);
+    char program[1024];
+    snprintf(program, sizeof program, "%s/tests/group_node", bin_dir);
+    char *argv[32] = {program, (char *)config_path};
+    int argc = 2;
+    for (int i = 0; args && args[i] && argc < 31; i++)
+        argv[argc++] = args[i];
+    argv[argc] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(in_pipe[0], STDIN_FILENO);
+        dup2(out_pipe[1], STDOUT_FILENO);
+        close(in_pipe[1]);
+        close(out_pipe[0]);
+        execv(program, argv);
+        _exit(127);
+    }
+    close(in_pipe[0]);
+    close(out_pipe[1]);
+    memset(c, 0, sizeof *c);
+    c->pid = pid;
+    c->stdin_fd = in_pipe[1];
+    c->stdout_fd = out_pipe[0];
+}
+
+/* Reads the children's output until every one printed DONE or the time runs out. */
+void wait_all_done(child *children, int count, int timeout_s) {
+    time_t deadline = time(NULL) + timeout_s;
+    int done = 0;
+    while (done < count && time(NULL) < deadline) {
+        struct pollfd fds[NODE_PROCS_MAX];
+        for (int i = 0; i < count; i++) {
+            fds[i].fd = children[i].done ? -1 : children[i].stdout_fd;
+            fds[i].events = POLLIN;
+        }
+        if (poll(fds, (nfds_t)count, 1000) <= 0)
+            continue;
+        for (int i = 0; i < count; i++) {
+            if (!(fds[i].revents & (POLLIN | POLLHUP)))
+                continue;
+            child *c = &children[i];
+            ssize_t n =
+                read(c->stdout_fd, c->output + c->output_len, sizeof c->output - 1 - c->output_len);
+            if (n > 0) {
+                c->output_len += (size_t)n;
+                c->output[c->output_len] = '\0';
+            }
+            if (n <= 0 || strchr(c->output, '\n')) {
+                c->done = true;
+                done++;
+            }
+        }
+    }
+}
+
+/* Releases every child, waits for it (killing stragglers) and returns how many exited 0. */
+int finish_all(child *children, int count) {
+    int clean = 0;
+    for (int i = 0; i < count; i++)
+        close(children[i].stdin_fd);
+    for (int i = 0; i < count; i++) {
+        int status = 0;
+        for (int tries = 0; tries < 100; tries++) {
+            if (waitpid(children[i].pid, &status, WNOHANG) == children[i].pid)
+                goto reaped;
+            usleep(100000);
+        }
+        kill(children[i].pid, SIGKILL);
+        waitpid(children[i].pid, &status, 0);
+    reaped:
+        close(children[i].stdout_fd);
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+            clean++;
+    }
+    return clean;
+}

@@ -1,0 +1,34 @@
+/*
+ * Real group_node processes for the multi-process tests: spawn, wait for their output line,
+ * release and reap. Test-only code (asserts with cmocka).
+ */
+#ifndef DR_TESTS_NODE_PROCS_H
+#define DR_TESTS_NODE_PROCS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+enum { NODE_PROCS_MAX = 16 }; /* children one wait may watch */
+
+/** One group_node process. */
+typedef struct child {
+    pid_t pid;
+    int stdin_fd;     /* write end of the child's stdin: closing it releases the child */
+    int stdout_fd;    /* read end of the child's stdout */
+    char output[512]; /* what it printed */
+    size_t output_len;
+    bool done; /* printed its DONE line */
+} child;
+
+/** Starts $DR_BIN_DIR/tests/group_node CONFIG_PATH ARGS... (args NULL-terminated or NULL). */
+void spawn_node(child *c, const char *config_path, char *const *args);
+
+/** Reads the children's output until each printed a line (or closed it) or timeout_s passed. */
+void wait_all_done(child *children, int count, int timeout_s);
+
+/** Releases every child (closes its stdin), reaps it (SIGKILL after 10 s); returns how many
+ * exited with status 0. */
+int finish_all(child *children, int count);
+
+#endif
