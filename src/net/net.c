@@ -320,6 +320,20 @@ int dr_net_post(dr_net *net, dr_net_task_fn fn, void *ctx) {
     return DR_OK;
 }
 
+int dr_net_split_address(const char *address, char *ip, size_t ip_len, uint16_t *port) {
+    const char *colon = address ? strrchr(address, ':') : NULL;
+    if (!colon || (size_t)(colon - address) >= ip_len)
+        return DR_EINVAL;
+    char *end = NULL;
+    unsigned long value = strtoul(colon + 1, &end, 10);
+    if (end == colon + 1 || *end || value == 0 || value > 65535)
+        return DR_EINVAL;
+    memcpy(ip, address, (size_t)(colon - address));
+    ip[colon - address] = '\0';
+    *port = (uint16_t)value;
+    return DR_OK;
+}
+
 uint16_t dr_net_listen_port(const dr_net *net) {
     return net->port;
 }

@@ -155,6 +155,12 @@ typedef void (*dr_net_task_fn)(void *ctx, int status);
  */
 int dr_net_post(dr_net *net, dr_net_task_fn fn, void *ctx);
 
+/**
+ * Splits an "ip:port" address (as views carry them) into ip[0..ip_len) and *port (1..65535).
+ * Returns 0, or DR_EINVAL for a missing colon, an IP that does not fit or a bad port. Pure.
+ */
+int dr_net_split_address(const char *address, char *ip, size_t ip_len, uint16_t *port);
+
 /** The port actually listened on (useful with listen_port = 0), or 0 without a listener. */
 uint16_t dr_net_listen_port(const dr_net *net);
 

@@ -129,20 +129,6 @@ static void on_event(void *ctx, const dr_net_event *event) {
 
 /* ---- views ---------------------------------------------------------------------------------- */
 
-static int split_address(const char *address, char *ip, size_t ip_len, uint16_t *port) {
-    const char *colon = strrchr(address, ':');
-    if (!colon || (size_t)(colon - address) >= ip_len)
-        return DR_EINVAL;
-    char *end = NULL;
-    unsigned long value = strtoul(colon + 1, &end, 10);
-    if (end == colon + 1 || *end || value == 0 || value > 65535)
-        return DR_EINVAL;
-    memcpy(ip, address, (size_t)(colon - address));
-    ip[colon - address] = '\0';
-    *port = (uint16_t)value;
-    return DR_OK;
-}
-
 /* Dials member `id` at its view address (lock held); DR_EEXIST (already connected) is fine. */
 static int connect_member_locked(dr_rpc_client *client, uint32_t id) {
     const dr_view *view = client->info ? &client->info->view.view : NULL;
@@ -151,7 +137,7 @@ static int connect_member_locked(dr_rpc_client *client, uint32_t id) {
             continue;
         char ip[DR_ADDRESS_MAX];
         uint16_t port = 0;
-        if (split_address(view->addresses[m], ip, sizeof ip, &port))
+        if (dr_net_split_address(view->addresses[m], ip, sizeof ip, &port))
             return DR_EPROTO;
         int rc = dr_net_connect(client->net, id, ip, port);
         return rc == DR_EEXIST ? DR_OK : rc;

@@ -194,27 +194,12 @@ static void flush_backlog(dr_group *group, peer_state *peer, uint32_t to_id) {
     }
 }
 
-/* Splits "ip:port"; returns 0 or DR_EINVAL. */
-static int split_address(const char *address, char *ip, size_t ip_len, uint16_t *port) {
-    const char *colon = strrchr(address, ':');
-    if (!colon || (size_t)(colon - address) >= ip_len)
-        return DR_EINVAL;
-    char *end = NULL;
-    unsigned long value = strtoul(colon + 1, &end, 10);
-    if (end == colon + 1 || *end || value == 0 || value > 65535)
-        return DR_EINVAL;
-    memcpy(ip, address, (size_t)(colon - address));
-    ip[colon - address] = '\0';
-    *port = (uint16_t)value;
-    return DR_OK;
-}
-
 static void dial(dr_group *group, uint32_t node_id, const char *address, peer_state *peer) {
     char ip[DR_ADDRESS_MAX];
     uint16_t port = 0;
     if (peer->up || peer->dialing)
         return;
-    if (split_address(address, ip, sizeof ip, &port)) {
+    if (dr_net_split_address(address, ip, sizeof ip, &port)) {
         DR_ERROR(DR_LOGM_NET, "cannot dial node %" PRIu32 ": bad address '%s'", node_id, address);
         return;
     }

@@ -10,6 +10,7 @@
 
 #include "derecho/error.h"
 #include "net/frame.h"
+#include "net/net.h"
 
 static int alloc_calls;
 
@@ -203,8 +204,26 @@ static void test_free_mid_payload(void **state) {
     dr_frame_decoder_free(&dec);
 }
 
+/* Addresses as views carry them: "ip:port", port 1..65535, IP fits the buffer. */
+static void test_split_address(void **state) {
+    (void)state;
+    char ip[16];
+    uint16_t port = 0;
+    assert_int_equal(dr_net_split_address("127.0.0.1:23580", ip, sizeof ip, &port), DR_OK);
+    assert_string_equal(ip, "127.0.0.1");
+    assert_int_equal(port, 23580);
+    assert_int_equal(dr_net_split_address("127.0.0.1", ip, sizeof ip, &port), DR_EINVAL);
+    assert_int_equal(dr_net_split_address("127.0.0.1:", ip, sizeof ip, &port), DR_EINVAL);
+    assert_int_equal(dr_net_split_address("127.0.0.1:0", ip, sizeof ip, &port), DR_EINVAL);
+    assert_int_equal(dr_net_split_address("127.0.0.1:65536", ip, sizeof ip, &port), DR_EINVAL);
+    assert_int_equal(dr_net_split_address("127.0.0.1:80x", ip, sizeof ip, &port), DR_EINVAL);
+    assert_int_equal(dr_net_split_address("255.255.255.255.1:80", ip, sizeof ip, &port), DR_EINVAL);
+    assert_int_equal(dr_net_split_address(NULL, ip, sizeof ip, &port), DR_EINVAL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_split_address),
         cmocka_unit_test(test_header_layout_is_little_endian),
         cmocka_unit_test(test_bad_magic_version_length),
         cmocka_unit_test(test_byte_by_byte_feed),
