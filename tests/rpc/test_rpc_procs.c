@@ -23,12 +23,9 @@
 
 #include <cmocka.h>
 
-enum { MAX_PROCS = 8, WAIT_SECONDS = 90 };
+#include "runtime/node_procs.h"
 
-typedef struct child {
-    pid_t pid;
-    int stdin_fd, stdout_fd;
-} child;
+enum { MAX_PROCS = 8, WAIT_SECONDS = 90 };
 
 static char test_dir[] = "/tmp/dr_rpc_procs_XXXXXX";
 
@@ -46,36 +43,6 @@ static void write_config(int node, int nodes, int base_port, char *path, size_t 
             "[LOGGER]\ndefault_log_level = error\n",
             base_port, node, base_port + node, nodes, nodes);
     fclose(file);
-}
-
-static void spawn(child *c, char *const *args) {
-    int in_pipe[2], out_pipe[2];
-    assert_int_equal(pipe(in_pipe), 0);
-    assert_int_equal(pipe(out_pipe), 0);
-    const char *bin_dir = getenv("DR_BIN_DIR");
-    assert_non_null(bin_dir);
-    char program[1024];
-    snprintf(program, sizeof program, "%s/tests/kv_node", bin_dir);
-    char *argv[32] = {program};
-    int argc = 1;
-    for (int i = 0; args[i] && argc < 31; i++)
-        argv[argc++] = args[i];
-    argv[argc] = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(in_pipe[0], STDIN_FILENO);
-        dup2(out_pipe[1], STDOUT_FILENO);
-        close(in_pipe[1]);
-        close(out_pipe[0]);
-        execv(program, argv);
-        _exit(127);
-    }
-    close(in_pipe[0]);
-    close(out_pipe[1]);
-    c->pid = pid;
-    c->stdin_fd = in_pipe[1];
-    c->stdout_fd = out_pipe[0];
 }
 
 /* Reads one line (without the newline) within the deadline; returns false on timeout/EOF. */
@@ -96,31 +63,6 @@ static bool read_line(child *c, char *line, size_t cap, time_t deadline) {
     return len > 0;
 }
 
-/* Closes every child's stdin, reaps them (killing stragglers); returns how many exited 0. */
-static int finish(child *children, int count) {
-    int clean = 0;
-    for (int i = 0; i < count; i++)
-        if (children[i].stdin_fd >= 0)
-            close(children[i].stdin_fd);
-    for (int i = 0; i < count; i++) {
-        int status = 0;
-        bool reaped = false;
-        for (int tries = 0; tries < 150 && !reaped; tries++) {
-            reaped = waitpid(children[i].pid, &status, WNOHANG) == children[i].pid;
-            if (!reaped)
-                usleep(100000);
-        }
-        if (!reaped) {
-            kill(children[i].pid, SIGKILL);
-            waitpid(children[i].pid, &status, 0);
-        }
-        close(children[i].stdout_fd);
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-            clean++;
-    }
-    return clean;
-}
-
 static void start_members(child *members, int nodes, int base_port, const char *puts,
                           const char *victim) {
     for (int i = 0; i < nodes; i++) {
@@ -128,7 +70,7 @@ static void start_members(child *members, int nodes, int base_port, const char *
         write_config(i, nodes, base_port, path, sizeof path);
         char *args[] = {path,           "--puts", (char *)puts, victim ? "--victim" : NULL,
                         (char *)victim, NULL};
-        spawn(&members[i], args);
+        spawn_test_program(&members[i], "kv_node", NULL, args);
         if (i == 0)
             usleep(200000);
     }
@@ -142,7 +84,7 @@ static void test_kv_replicas_agree(void **state) {
     char port[16];
     snprintf(port, sizeof port, "%d", PORT);
     char *client_args[] = {"--client", port, "--puts", "300", "--members", "3", NULL};
-    spawn(&procs[NODES], client_args);
+    spawn_test_program(&procs[NODES], "kv_node", NULL, client_args);
     time_t deadline = time(NULL) + WAIT_SECONDS;
     char line[256];
     for (int i = 0; i < NODES; i++) {
@@ -150,7 +92,7 @@ static void test_kv_replicas_agree(void **state) {
         unsigned ok = 0;
         bool got = read_line(&procs[i], line, sizeof line, deadline);
         if (!got || sscanf(line, "DONE node=%d ok=%u bad=%d", &node, &ok, &bad) != 3) {
-            finish(procs, NODES + 1);
+            finish_all(procs, NODES + 1);
             fail_msg("member %d: '%s'", i, line);
         }
         assert_int_equal(node, i);
@@ -161,7 +103,7 @@ static void test_kv_replicas_agree(void **state) {
     int bad = -1;
     if (!read_line(&procs[NODES], line, sizeof line, deadline) ||
         sscanf(line, "PUTS ok=%u bad=%d", &ok, &bad) != 2) {
-        finish(procs, NODES + 1);
+        finish_all(procs, NODES + 1);
         fail_msg("client: '%s'", line);
     }
     assert_int_equal(ok, CLIENT_PUTS);
@@ -173,14 +115,14 @@ static void test_kv_replicas_agree(void **state) {
     uint64_t count = 0;
     if (!read_line(&procs[NODES], line, sizeof line, deadline) ||
         sscanf(line, "CHECK equal=%d count=%" SCNu64 " bad=%d", &equal, &count, &bad) != 3) {
-        finish(procs, NODES + 1);
+        finish_all(procs, NODES + 1);
         fail_msg("client check: '%s'", line);
     }
     printf("client: %s\n", line);
     assert_int_equal(equal, 1);
     assert_int_equal(count, NODES * MEMBER_PUTS + CLIENT_PUTS);
     assert_int_equal(bad, 0);
-    assert_int_equal(finish(procs, NODES + 1), NODES + 1);
+    assert_int_equal(finish_all(procs, NODES + 1), NODES + 1);
 }
 
 /* A member dies while an outside client and another member wait on p2p calls to it: both calls
@@ -193,14 +135,14 @@ static void test_client_call_to_failed_member(void **state) {
     char port[16];
     snprintf(port, sizeof port, "%d", PORT);
     char *client_args[] = {"--client", port, "--victim", "2", "--members", "3", NULL};
-    spawn(&procs[NODES], client_args);
+    spawn_test_program(&procs[NODES], "kv_node", NULL, client_args);
     time_t deadline = time(NULL) + WAIT_SECONDS;
     char line[256];
     for (int i = 0; i < NODES; i++)
         assert_true(read_line(&procs[i], line, sizeof line, deadline));
     if (!read_line(&procs[NODES], line, sizeof line, deadline) || strcmp(line, "CALLING") != 0 ||
         !read_line(&procs[0], line, sizeof line, deadline) || strcmp(line, "CALLING") != 0) {
-        finish(procs, NODES + 1);
+        finish_all(procs, NODES + 1);
         fail_msg("client or member 0: '%s'", line);
     }
     usleep(300000); /* the sleep call is at the victim */
@@ -208,19 +150,19 @@ static void test_client_call_to_failed_member(void **state) {
     int rc = 0, bad = -1;
     if (!read_line(&procs[NODES], line, sizeof line, deadline) ||
         sscanf(line, "REMOVED rc=%d bad=%d", &rc, &bad) != 2) {
-        finish(procs, NODES + 1);
+        finish_all(procs, NODES + 1);
         fail_msg("client: '%s'", line);
     }
     assert_int_equal(rc, -13); /* DR_EREMOVED */
     assert_int_equal(bad, 0);
     if (!read_line(&procs[0], line, sizeof line, deadline) ||
         sscanf(line, "REMOVED rc=%d bad=%d", &rc, &bad) != 2) {
-        finish(procs, NODES + 1);
+        finish_all(procs, NODES + 1);
         fail_msg("member 0: '%s'", line);
     }
     assert_int_equal(rc, -13);
     assert_int_equal(bad, 0);
-    assert_int_equal(finish(procs, NODES + 1), NODES); /* all but the victim exit cleanly */
+    assert_int_equal(finish_all(procs, NODES + 1), NODES); /* all but the victim exit cleanly */
 }
 
 static int setup(void **state) {

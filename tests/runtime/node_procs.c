@@ -1,5 +1,5 @@
 /*
- * Real group_node processes for the multi-process tests (test_group_procs, test_group_faults):
+ * Real test processes (group_node, kv_node) for the multi-process tests (tests/runtime, tests/rpc):
  * spawning with pipes on stdin (the release barrier) and stdout (the DONE line), waiting for
  * their lines, and reaping them.
  */
@@ -20,16 +20,16 @@
 
 #include <cmocka.h>
 
-void spawn_node(child *c, const char *config_path, char *const *args) {
+void spawn_test_program(child *c, const char *name, const char *first_arg, char *const *args) {
     int in_pipe[2], out_pipe[2];
     assert_int_equal(pipe(in_pipe), 0);
     assert_int_equal(pipe(out_pipe), 0);
     const char *bin_dir = getenv("DR_BIN_DIR");
     assert_non_null(bin_dir);
     char program[1024];
-    snprintf(program, sizeof program, "%s/tests/group_node", bin_dir);
-    char *argv[32] = {program, (char *)config_path};
-    int argc = 2;
+    snprintf(program, sizeof program, "%s/tests/%s", bin_dir, name);
+    char *argv[32] = {program, (char *)first_arg};
+    int argc = first_arg ? 2 : 1;
     for (int i = 0; args && args[i] && argc < 31; i++)
         argv[argc++] = args[i];
     argv[argc] = NULL;
@@ -52,6 +52,10 @@ void spawn_node(child *c, const char *config_path, char *const *args) {
 }
 
 /* Reads the children's output until every one printed DONE or the time runs out. */
+void spawn_node(child *c, const char *config_path, char *const *args) {
+    spawn_test_program(c, "group_node", config_path, args);
+}
+
 void wait_all_done(child *children, int count, int timeout_s) {
     time_t deadline = time(NULL) + timeout_s;
     int done = 0;

@@ -1,6 +1,6 @@
 /*
- * Real group_node processes for the multi-process tests: spawn, wait for their output line,
- * release and reap. Test-only code (asserts with cmocka).
+ * Real test processes (group_node, kv_node) for the multi-process tests: spawn, wait for their
+ * output line, release and reap. Test-only code (asserts with cmocka).
  */
 #ifndef DR_TESTS_NODE_PROCS_H
 #define DR_TESTS_NODE_PROCS_H
@@ -20,6 +20,12 @@ typedef struct child {
     size_t output_len;
     bool done; /* printed its DONE line */
 } child;
+
+/**
+ * Starts $DR_BIN_DIR/tests/NAME [FIRST_ARG] ARGS... (first_arg may be NULL; args is
+ * NULL-terminated or NULL) with pipes on its stdin and stdout.
+ */
+void spawn_test_program(child *c, const char *name, const char *first_arg, char *const *args);
 
 /** Starts $DR_BIN_DIR/tests/group_node CONFIG_PATH ARGS... (args NULL-terminated or NULL). */
 void spawn_node(child *c, const char *config_path, char *const *args);
