@@ -52,6 +52,11 @@ typedef struct dr_group_view {
     dr_view view;     /**< id and members in rank order */
     dr_layout layout; /**< subgroups and shards of that view */
     uint32_t my_id;   /**< this node's id */
+    /** False for view 0; otherwise previous_layout is the layout of view vid - 1, from which
+     * new shard members and their state sources follow (dr_layout_is_new_in_shard,
+     * dr_layout_state_source). */
+    bool has_previous;
+    dr_layout previous_layout; /**< see has_previous */
 } dr_group_view;
 
 /** Delivery callback (delivery thread). */

@@ -166,6 +166,25 @@ int dr_layout_find_shard(const dr_layout *layout, uint32_t subgroup, uint32_t no
                          uint32_t *rank_out);
 
 /**
+ * State transfer (PROTOCOL.md §5): true if node_id is a member of shard (subgroup, shard) in
+ * `next` but was not a member of that same shard in `previous` (a joiner, or a member that
+ * refilled the shard from the unassigned ones): it has no state for the shard yet. Always false
+ * when previous is NULL (the first view starts from empty state) or the shard does not exist.
+ * Pure.
+ */
+bool dr_layout_is_new_in_shard(const dr_layout *previous, const dr_layout *next, uint32_t subgroup,
+                               uint32_t shard, uint32_t node_id);
+
+/**
+ * The member that sends shard (subgroup, shard)'s state to its new members in view `next`: the
+ * lowest-ranked member of that shard in `next` that was also in it in `previous`. Returns
+ * DR_NODE_NONE when previous is NULL, the shard does not exist, or no member survived (the shard
+ * lost all its members: its state is gone and the new members start empty). Pure.
+ */
+uint32_t dr_layout_state_source(const dr_layout *previous, const dr_layout *next, uint32_t subgroup,
+                                uint32_t shard);
+
+/**
  * A 64-bit FNV-1a fingerprint of a layout's meaningful content (members, senders, modes), used
  * to detect nodes configured with different specs. Pure.
  */

@@ -44,6 +44,8 @@ const conf_key_spec conf_key_specs[] = {
     {"DERECHO", "max_p2p_request_payload_size", NULL, CONF_UINT, 128, 4 * GIB, "10240", NULL},
     {"DERECHO", "max_p2p_reply_payload_size", NULL, CONF_UINT, 128, 4 * GIB, "10240", NULL},
     {"DERECHO", "p2p_window_size", NULL, CONF_UINT, 1, 65536, "16", NULL},
+    /* largest replicated state one shard hands a new member (this implementation's key) */
+    {"DERECHO", "max_state_transfer_size", NULL, CONF_UINT, 1, 64 * GIB, "1073741824", NULL},
     /* [SUBGROUP/<PROFILE>] */
     {"SUBGROUP", "max_payload_size", NULL, CONF_UINT, 1, 4 * GIB, "10240", NULL},
     {"SUBGROUP", "max_smc_payload_size", NULL, CONF_UINT, 1, 4 * GIB, "10240", NULL},

@@ -295,6 +295,8 @@ static int emit_view_installed(dr_core *core) {
     action.view_info->view = core->view;
     action.view_info->layout = core->layout;
     action.view_info->my_rank = core->my_rank;
+    action.view_info->has_previous = core->has_previous_layout;
+    action.view_info->previous_layout = core->previous_layout;
     return core_push_action(core, &action);
 }
 
@@ -324,8 +326,12 @@ static void trace_view(dr_core *core) {
 
 static void replay_early_frames(dr_core *core);
 
-int core_install_view(dr_core *core, const dr_view *view, const dr_layout *layout) {
+int core_install_view(dr_core *core, const dr_view *view, const dr_layout *layout,
+                      const dr_layout *previous) {
     assert(layout->adequate);
+    core->has_previous_layout = previous != NULL;
+    if (previous != NULL && previous != &core->previous_layout)
+        core->previous_layout = *previous; /* before core->layout, which it may alias */
     assert(!core->have_view || view->vid > core->view.vid);
     multicast_end_view(core);
     dr_sst_destroy(core->sst);

@@ -123,9 +123,11 @@ typedef enum dr_action_type {
 
 /** A snapshot of an installed view, owned by whoever holds the action. */
 typedef struct dr_view_info {
-    dr_view view;     /**< members in rank order */
-    dr_layout layout; /**< subgroups and shards */
-    uint32_t my_rank; /**< this node's rank in view */
+    dr_view view;              /**< members in rank order */
+    dr_layout layout;          /**< subgroups and shards */
+    uint32_t my_rank;          /**< this node's rank in view */
+    bool has_previous;         /**< false for view 0 */
+    dr_layout previous_layout; /**< the previous view's layout (state transfer), if any */
 } dr_view_info;
 
 /** One action. Fields not listed for a type are zero. */

@@ -116,6 +116,8 @@ struct dr_core {
     bool have_view;
     dr_view view;
     dr_layout layout;
+    bool has_previous_layout;  /* false in view 0 */
+    dr_layout previous_layout; /* layout of the view before (state transfer) */
     uint32_t my_rank;
     dr_sst *sst;
     mc_shard shards[DR_LAYOUT_MAX_SUBGROUPS]; /**< indexed by subgroup id */
@@ -154,7 +156,8 @@ void core_trace(dr_core *core, const char *fmt, ...) __attribute__((format(print
 /** Logs and counts a rejected frame; returns DR_EPROTO. */
 int core_reject(dr_core *core, uint32_t from_node, const char *why);
 /** Installs `view` (adequate layout already checked); emits VIEW_INSTALLED, CONNECTs. */
-int core_install_view(dr_core *core, const dr_view *view, const dr_layout *layout);
+int core_install_view(dr_core *core, const dr_view *view, const dr_layout *layout,
+                      const dr_layout *previous);
 /** Row of node_id in the installed view, or -1. */
 int core_view_rank(const dr_core *core, uint32_t node_id);
 

@@ -326,3 +326,36 @@ uint64_t dr_layout_fingerprint(const dr_layout *layout) {
     }
     return hash;
 }
+
+/** The shard (subgroup, shard) of layout, or NULL if it does not exist. */
+static const dr_shard_layout *shard_at(const dr_layout *layout, uint32_t subgroup, uint32_t shard) {
+    if (layout == NULL || subgroup >= layout->num_subgroups ||
+        shard >= layout->subgroups[subgroup].num_shards)
+        return NULL;
+    return &layout->subgroups[subgroup].shards[shard];
+}
+
+static bool shard_has(const dr_shard_layout *shard, uint32_t node_id) {
+    for (uint32_t i = 0; shard != NULL && i < shard->num_members; i++)
+        if (shard->member_ids[i] == node_id)
+            return true;
+    return false;
+}
+
+bool dr_layout_is_new_in_shard(const dr_layout *previous, const dr_layout *next, uint32_t subgroup,
+                               uint32_t shard, uint32_t node_id) {
+    if (previous == NULL)
+        return false;
+    return shard_has(shard_at(next, subgroup, shard), node_id) &&
+           !shard_has(shard_at(previous, subgroup, shard), node_id);
+}
+
+uint32_t dr_layout_state_source(const dr_layout *previous, const dr_layout *next, uint32_t subgroup,
+                                uint32_t shard) {
+    const dr_shard_layout *now = shard_at(next, subgroup, shard);
+    const dr_shard_layout *before = shard_at(previous, subgroup, shard);
+    for (uint32_t i = 0; now != NULL && before != NULL && i < now->num_members; i++)
+        if (shard_has(before, now->member_ids[i]))
+            return now->member_ids[i];
+    return DR_NODE_NONE;
+}

@@ -56,8 +56,12 @@ static void build_view(const dr_core *core, const uint32_t *ids, uint32_t count,
 /** Sends the installed view to `to`, or to every other member if to is DR_NODE_NONE. */
 static int send_view(dr_core *core, uint32_t to) {
     dr_buf_reset(&core->scratch);
+    /* a joiner of a later view recomputes its layout from the previous one (and learns from it
+     * which shard members are new: state transfer) */
+    const dr_layout *assignment =
+        core->has_previous_layout ? &core->previous_layout : &core->layout;
     int rc = dr_wire_encode_view_with_layout(&core->scratch, core->options.my_id, &core->view,
-                                             &core->layout);
+                                             &core->layout, assignment);
     for (uint32_t i = 0; rc == 0 && i < core->view.num_members; i++) {
         uint32_t member = core->view.member_ids[i];
         if (member != core->options.my_id && (to == DR_NODE_NONE || to == member))
@@ -83,7 +87,7 @@ static int try_install_initial_view(dr_core *core) {
         core_trace(core, "%u members, layout not adequate yet", count);
     } else if (rc == 0) {
         build_view(core, ids, count, view);
-        rc = core_install_view(core, view, layout);
+        rc = core_install_view(core, view, layout, NULL);
         assert(rc != 0 || (core->have_view && core->view.vid == 0 && core->my_rank == 0));
         if (rc == 0)
             rc = send_view(core, DR_NODE_NONE);
@@ -323,7 +327,7 @@ static int install_received_view(dr_core *core, const dr_msg_view *msg, uint32_t
     if (rc != 0 || !layout->adequate || dr_layout_fingerprint(layout) != msg->layout_fingerprint)
         rc = core_reject(core, from, "VIEW layout differs from ours (layout config mismatch?)");
     else
-        rc = core_install_view(core, &msg->view, layout);
+        rc = core_install_view(core, &msg->view, layout, previous);
     free(layout);
     return rc;
 }

@@ -361,7 +361,7 @@ static void apply_commit(dr_core *core) {
         rc = DR_EPROTO;
     if (rc == 0) {
         *next = prop->next;
-        rc = core_install_view(core, next, layout);
+        rc = core_install_view(core, next, layout, &core->layout);
     }
     free(layout);
     free(next);

@@ -17,7 +17,9 @@
  *   JOIN_ACCEPTED  (empty)
  *   VIEW           u32 num_members (1..128), u64 layout_fingerprint,
  *                  num_members x { u32 node_id, u8 failed, str address }
- *                  [optional, views > 0: u32 num_subgroups (<= 16), per subgroup u32 num_shards
+ *                  [optional, views > 0: the previous view's shard assignment (a joiner
+ *                   recomputes the layout from it and learns which shard members are new):
+ *                   u32 num_subgroups (<= 16), per subgroup u32 num_shards
  *                   (<= 16), per shard u32 n (<= 32), n x { u32 node_id, u8 is_sender }]
  *   SST_PUSH       u32 row, u32 count, count x { u32 field, i64 value }
  *   DATA           u32 subgroup, u32 sender_index, u32 index, u64 timestamp_us,
@@ -137,14 +139,14 @@ int dr_wire_encode_proposal(dr_buf *buf, uint32_t sender_id, int32_t vid,
 }
 
 int dr_wire_encode_view_with_layout(dr_buf *buf, uint32_t sender_id, const dr_view *view,
-                                    const dr_layout *layout) {
+                                    const dr_layout *layout, const dr_layout *assignment) {
     size_t start = buf->len;
     int rc = dr_wire_encode_view(buf, sender_id, view, dr_layout_fingerprint(layout));
     if (rc != 0)
         return rc;
-    dr_buf_put_u32(buf, layout->num_subgroups);
-    for (uint32_t s = 0; s < layout->num_subgroups; s++) {
-        const dr_subgroup_layout *sg = &layout->subgroups[s];
+    dr_buf_put_u32(buf, assignment->num_subgroups);
+    for (uint32_t s = 0; s < assignment->num_subgroups; s++) {
+        const dr_subgroup_layout *sg = &assignment->subgroups[s];
         dr_buf_put_u32(buf, sg->num_shards);
         for (uint32_t h = 0; h < sg->num_shards; h++) {
             dr_buf_put_u32(buf, sg->shards[h].num_members);

@@ -163,11 +163,13 @@ int dr_wire_encode_heartbeat(dr_buf *buf, uint32_t sender_id, int32_t vid);
 int dr_wire_encode_proposal(dr_buf *buf, uint32_t sender_id, int32_t vid,
                             const dr_msg_proposal *msg);
 /**
- * As dr_wire_encode_view, followed by the layout's shard assignment (what a joiner of a later
- * view needs as the "previous" layout to recompute and check it).
+ * As dr_wire_encode_view (with `layout`'s fingerprint), followed by `assignment`'s shard
+ * assignment: for a later view, the
+ * previous view's layout, which a joiner needs to recompute and check the view's layout and to
+ * tell which shard members are new (state transfer).
  */
 int dr_wire_encode_view_with_layout(dr_buf *buf, uint32_t sender_id, const dr_view *view,
-                                    const dr_layout *layout);
+                                    const dr_layout *layout, const dr_layout *assignment);
 /** Begins an SST push of `row`; append entries with dr_wire_put_sst_entry, then finish. */
 size_t dr_wire_begin_sst_push(dr_buf *buf, uint32_t sender_id, int32_t vid, uint32_t row,
                               size_t *count_offset);

@@ -32,9 +32,25 @@ _Static_assert(RPC_T_P2P_REQUEST >= DR_RUNTIME_TYPE_APP_MIN, "rpc frame types ab
 enum {
     DEFAULT_WORKERS = 4,
     MAX_WORKERS = 64,
-    MAX_QUEUED_JOBS = 4096,     /* p2p requests waiting for a worker; beyond: DR_EAGAIN */
-    GROUP_READY_WAIT_MS = 5000, /* hooks that fire before dr_group_create returned */
+    MAX_QUEUED_JOBS = 4096,      /* p2p requests waiting for a worker; beyond: DR_EAGAIN */
+    GROUP_READY_WAIT_MS = 5000,  /* hooks that fire before dr_group_create returned */
+    STATE_CHUNK_BYTES = 1 << 20, /* state transfer frames carry this much state each */
+    MAX_INCOMING_STATES = 4,     /* state transfers buffered at once (one per view, usually) */
+    STATE_CHECK_MS = 1000,       /* a waiting new member re-checks that its source is alive */
+    STATE_SEND_WAIT_MS = 60000,  /* a source gives up on a new member whose queue stays full */
 };
+
+/* A state transfer arriving (network thread) for a new member's delivery thread. */
+typedef struct incoming_state {
+    bool used;
+    bool complete; /* all `total` bytes arrived */
+    int error;     /* nonzero: the transfer failed (sender's status, or a bad chunk) */
+    uint32_t from;
+    int32_t vid;
+    uint32_t subgroup;
+    uint64_t total, received;
+    uint8_t *bytes; /* total bytes (malloc), NULL until the first chunk */
+} incoming_state;
 
 typedef struct method_entry {
     uint32_t id;
@@ -71,6 +87,7 @@ struct dr_rpc_node {
     size_t num_types;
     uint32_t p2p_window;
     uint64_t max_p2p_request, max_p2p_reply;
+    uint64_t max_state;       /* max_state_transfer_size */
     size_t max_ordered_reply; /* largest over the types */
     atomic_size_t frame_room; /* largest reply one transport frame carries (SIZE_MAX: unknown) */
     dr_group_callbacks app;
@@ -82,6 +99,10 @@ struct dr_rpc_node {
     dr_group_view *view; /* latest view seen on the delivery thread (owned) */
     p2p_job *job_head, *job_tail;
     size_t queued_jobs;
+    incoming_state incoming[MAX_INCOMING_STATES]; /* state transfers (guarded by lock) */
+    uint32_t awaited_source;  /* the source a new member waits for, else DR_NODE_NONE */
+    bool awaited_source_down; /* its connection went down while waited for */
+    bool state_missing[DR_LAYOUT_MAX_SUBGROUPS]; /* delivery thread only: transfer failed */
     bool workers_stopping;
     pthread_t workers[MAX_WORKERS];
     uint32_t num_workers;
@@ -222,7 +243,9 @@ static void on_deliver(void *ctx, const dr_message *message) {
     dr_buf reply;
     dr_buf_init(&reply, 1);
     int status = DR_ENOTFOUND;
-    if (method && method->kind != DR_RPC_ORDERED)
+    if (message->subgroup < DR_LAYOUT_MAX_SUBGROUPS && node->state_missing[message->subgroup])
+        status = DR_ESTATE; /* this replica never received the shard's state: it is leaving */
+    else if (method && method->kind != DR_RPC_ORDERED)
         status = DR_EINVAL;
     else if (method) {
         dr_rpc_call_info info = {.caller_id = call.caller_id,
@@ -238,8 +261,268 @@ static void on_deliver(void *ctx, const dr_message *message) {
     dr_buf_free(&reply);
 }
 
+/* ---- state transfer (delivery thread, chunks on the network thread) ------------------------ */
+
+/*
+ * When a view gives a shard new members (joiners, or members that refill it), the shard's
+ * lowest-ranked surviving member (dr_layout_state_source) serializes the subgroup's state in its
+ * view upcall, that is after every delivery of the previous view and before any of the new one,
+ * and sends it to each new member in RPC_T_STATE chunks. A new member's delivery thread waits in
+ * its own view upcall until the whole state arrived and restores it, so the new view's
+ * deliveries apply on top of exactly that state. If the source dies first (its connection goes
+ * down, or a later view no longer has it), or the state cannot be serialized, received or
+ * restored, the new member cannot serve the shard: it answers its ordered calls with DR_ESTATE
+ * and leaves the group (docs/rpc.md "State transfer").
+ */
+
+static incoming_state *find_incoming_locked(dr_rpc_node *node, uint32_t from, int32_t vid,
+                                            uint32_t subgroup) {
+    for (size_t i = 0; i < MAX_INCOMING_STATES; i++) {
+        incoming_state *in = &node->incoming[i];
+        if (in->used && in->from == from && in->vid == vid && in->subgroup == subgroup)
+            return in;
+    }
+    return NULL;
+}
+
+/* A free slot, or the one of the oldest view (dropped: nobody waits for a stale transfer). */
+static incoming_state *claim_incoming_locked(dr_rpc_node *node) {
+    incoming_state *oldest = &node->incoming[0];
+    for (size_t i = 0; i < MAX_INCOMING_STATES; i++) {
+        if (!node->incoming[i].used)
+            return &node->incoming[i];
+        if (node->incoming[i].vid < oldest->vid)
+            oldest = &node->incoming[i];
+    }
+    DR_WARN(DR_LOGM_RPC, "state transfer of view %" PRId32 " from %" PRIu32 " dropped (too many)",
+            oldest->vid, oldest->from);
+    free(oldest->bytes);
+    return oldest;
+}
+
+static void state_chunk_arrived(dr_rpc_node *node, uint32_t peer, const dr_net_msg *msg) {
+    rpc_state_chunk chunk;
+    if (rpc_decode_state_chunk(msg->payload, msg->payload_bytes, &chunk)) {
+        DR_WARN(DR_LOGM_RPC, "malformed state chunk from %" PRIu32 " dropped", peer);
+        return;
+    }
+    pthread_mutex_lock(&node->lock);
+    incoming_state *in = find_incoming_locked(node, peer, chunk.vid, chunk.subgroup);
+    if (!in && chunk.offset != 0) {
+        pthread_mutex_unlock(&node->lock);
+        DR_WARN(DR_LOGM_RPC, "state chunk from %" PRIu32 " without its start dropped", peer);
+        return;
+    }
+    if (!in) {
+        in = claim_incoming_locked(node);
+        *in = (incoming_state){.used = true,
+                               .from = peer,
+                               .vid = chunk.vid,
+                               .subgroup = chunk.subgroup,
+                               .total = chunk.total};
+        if (chunk.status == DR_OK && chunk.total > node->max_state) {
+            DR_ERROR(DR_LOGM_RPC,
+                     "state of subgroup %" PRIu32 " from %" PRIu32 " is %" PRIu64
+                     " bytes, over max_state_transfer_size %" PRIu64,
+                     chunk.subgroup, peer, chunk.total, node->max_state);
+            in->error = DR_ETOOBIG;
+        } else if (chunk.status == DR_OK && !(in->bytes = malloc(chunk.total ? chunk.total : 1))) {
+            in->error = DR_ENOMEM;
+        }
+    }
+    if (!in->error && !in->complete) {
+        if (chunk.status != DR_OK)
+            in->error = chunk.status;
+        else if (chunk.total != in->total || chunk.offset != in->received)
+            in->error = DR_EPROTO; /* chunks travel in order on one connection */
+        if (in->error) {
+            free(in->bytes);
+            in->bytes = NULL;
+        } else {
+            memcpy(in->bytes + chunk.offset, chunk.bytes, chunk.len);
+            in->received += chunk.len;
+            in->complete = in->received == in->total;
+        }
+    }
+    if (in->complete || in->error)
+        pthread_cond_broadcast(&node->changed);
+    pthread_mutex_unlock(&node->lock);
+}
+
+/* True if `member` is in the group's latest installed view (the network thread's, not mine). */
+static bool still_member(dr_rpc_node *node, uint32_t member) {
+    dr_group_view *latest = malloc(sizeof *latest);
+    bool found = latest == NULL; /* out of memory: assume alive, check again later */
+    dr_group *group = atomic_load(&node->group);
+    if (latest && group && dr_group_get_view(group, latest) == DR_OK) {
+        for (uint32_t i = 0; i < latest->view.num_members; i++)
+            found = found || latest->view.member_ids[i] == member;
+    } else {
+        found = true;
+    }
+    free(latest);
+    return found;
+}
+
+/* Sends one subgroup's state (or a failure status) to one new member, in chunks. */
+static void send_state_to(dr_rpc_node *node, uint32_t target, int32_t vid, uint32_t subgroup,
+                          int status, const uint8_t *state, size_t total) {
+    dr_group *group = group_of(node);
+    if (!group)
+        return;
+    size_t frame = dr_group_max_frame_bytes(group);
+    size_t room = frame > 4096 ? frame - 4096 : 1;
+    size_t step = room < STATE_CHUNK_BYTES ? room : STATE_CHUNK_BYTES;
+    dr_buf buf;
+    dr_buf_init(&buf, 0);
+    size_t offset = 0;
+    int rc = DR_OK;
+    do {
+        size_t len = total - offset < step ? total - offset : step;
+        rpc_state_chunk chunk = {.vid = vid,
+                                 .subgroup = subgroup,
+                                 .status = status,
+                                 .total = total,
+                                 .offset = offset,
+                                 .bytes = state ? state + offset : NULL,
+                                 .len = len};
+        dr_buf_reset(&buf);
+        rc = rpc_encode_state_chunk(&buf, &chunk);
+        while (rc == DR_OK && (rc = dr_group_send_frame(group, target, RPC_T_STATE, buf.data,
+                                                        buf.len)) == DR_EAGAIN) {
+            rc = dr_group_wait_writable(group, target, STATE_SEND_WAIT_MS);
+            if (rc == DR_ENOTFOUND)
+                rc = DR_OK; /* not connected: the runtime's backlog takes the retry */
+        }
+        offset += len;
+    } while (rc == DR_OK && offset < total);
+    dr_buf_free(&buf);
+    if (rc)
+        DR_WARN(DR_LOGM_RPC, "state transfer of subgroup %" PRIu32 " to %" PRIu32 " stopped: %s",
+                subgroup, target, dr_strerror(rc));
+}
+
+/* I am the source of my shard's state: serialize it once, send it to every new member. */
+static void send_state(dr_rpc_node *node, const dr_group_view *view, uint32_t subgroup,
+                       uint32_t shard, const type_entry *type) {
+    const dr_shard_layout *members = &view->layout.subgroups[subgroup].shards[shard];
+    dr_buf state;
+    dr_buf_init(&state, node->max_state);
+    int status = DR_ESTATE; /* a member that never got the state itself cannot give it */
+    if (!node->state_missing[subgroup]) {
+        status = type->type.serialize(type->type.ctx, subgroup, &state);
+        status = status > 0 ? DR_EINVAL : status;
+        if (status == DR_OK && state.failed)
+            status = DR_ETOOBIG;
+    }
+    if (status)
+        DR_ERROR(DR_LOGM_RPC, "cannot serialize subgroup %" PRIu32 " for its new members: %s",
+                 subgroup, dr_strerror(status));
+    for (uint32_t m = 0; m < members->num_members; m++) {
+        uint32_t target = members->member_ids[m];
+        if (!dr_layout_is_new_in_shard(&view->previous_layout, &view->layout, subgroup, shard,
+                                       target))
+            continue;
+        DR_INFO(DR_LOGM_RPC,
+                "view %" PRId32 ": sending %zu bytes of subgroup %" PRIu32
+                " state to node %" PRIu32,
+                view->view.vid, status ? (size_t)0 : state.len, subgroup, target);
+        send_state_to(node, target, view->view.vid, subgroup, status, status ? NULL : state.data,
+                      status ? 0 : state.len);
+    }
+    dr_buf_free(&state);
+}
+
+/* I am new in my shard: wait for its state from `source`; restore it. Returns 0 or why not. */
+static int await_state(dr_rpc_node *node, const dr_group_view *view, uint32_t subgroup,
+                       uint32_t source, const type_entry *type) {
+    int error = DR_OK;
+    uint8_t *bytes = NULL;
+    uint64_t total = 0;
+    pthread_mutex_lock(&node->lock);
+    node->awaited_source = source;
+    node->awaited_source_down = false;
+    for (;;) {
+        incoming_state *in = find_incoming_locked(node, source, view->view.vid, subgroup);
+        if (in && (in->complete || in->error)) {
+            error = in->error;
+            bytes = in->bytes;
+            total = in->total;
+            *in = (incoming_state){0};
+            break;
+        }
+        if (atomic_load(&node->closing)) {
+            error = DR_ECLOSED;
+            break;
+        }
+        if (node->awaited_source_down) {
+            error = DR_EREMOVED;
+            break;
+        }
+        struct timespec deadline;
+        deadline_after(&deadline, STATE_CHECK_MS);
+        if (pthread_cond_timedwait(&node->changed, &node->lock, &deadline) != 0) {
+            pthread_mutex_unlock(&node->lock);
+            bool alive = still_member(node, source);
+            pthread_mutex_lock(&node->lock);
+            if (!alive)
+                node->awaited_source_down = true;
+        }
+    }
+    node->awaited_source = DR_NODE_NONE;
+    pthread_mutex_unlock(&node->lock);
+    if (error == DR_OK) {
+        error = type->type.restore(type->type.ctx, subgroup, bytes, (size_t)total);
+        error = error > 0 ? DR_EINVAL : error;
+    }
+    free(bytes);
+    if (error == DR_OK)
+        DR_INFO(DR_LOGM_RPC,
+                "view %" PRId32 ": restored %" PRIu64 " bytes of subgroup %" PRIu32
+                " state from node %" PRIu32,
+                view->view.vid, total, subgroup, source);
+    return error;
+}
+
+/* Runs at the start of every view's upcall, before the view's first delivery. */
+static void transfer_state(dr_rpc_node *node, const dr_group_view *view) {
+    if (!view->has_previous || atomic_load(&node->closing))
+        return;
+    const dr_layout *before = &view->previous_layout, *now = &view->layout;
+    for (uint32_t sg = 0; sg < now->num_subgroups && sg < DR_LAYOUT_MAX_SUBGROUPS; sg++) {
+        int found = dr_layout_find_shard(now, sg, node->my_id, NULL);
+        const type_entry *type = type_of_subgroup(node, sg);
+        if (found < 0 || !type || !type->type.serialize || !type->type.restore)
+            continue;
+        uint32_t shard = (uint32_t)found;
+        uint32_t source = dr_layout_state_source(before, now, sg, shard);
+        if (source == node->my_id) {
+            send_state(node, view, sg, shard, type);
+        } else if (dr_layout_is_new_in_shard(before, now, sg, shard, node->my_id)) {
+            if (source == DR_NODE_NONE) {
+                DR_WARN(DR_LOGM_RPC,
+                        "view %" PRId32 ": subgroup %" PRIu32 " shard %" PRIu32
+                        " lost all its members; its state is gone and node %" PRIu32
+                        " starts it empty",
+                        view->view.vid, sg, shard, node->my_id);
+                continue;
+            }
+            int rc = await_state(node, view, sg, source, type);
+            if (rc && rc != DR_ECLOSED) {
+                node->state_missing[sg] = true;
+                DR_ERROR(DR_LOGM_RPC,
+                         "node %" PRIu32 " did not get subgroup %" PRIu32
+                         " state from node %" PRIu32 " (%s); it cannot serve it and leaves",
+                         node->my_id, sg, source, dr_strerror(rc));
+                dr_group_leave_async(atomic_load(&node->group));
+            }
+        }
+    }
+}
+
 static void on_view(void *ctx, const dr_group_view *view) {
     dr_rpc_node *node = ctx;
+    transfer_state(node, view);
     dr_group_view *copy = malloc(sizeof *copy);
     if (copy) {
         *copy = *view;
@@ -547,6 +830,12 @@ static void hook_frame(void *ctx, uint32_t peer, bool from_client, dr_net_msg *m
                                                 ? node->max_ordered_reply
                                                 : node->max_p2p_reply));
         break;
+    case RPC_T_STATE:
+        if (from_client)
+            DR_WARN(DR_LOGM_RPC, "state chunk from client %" PRIu32 " dropped", peer);
+        else
+            state_chunk_arrived(node, peer, msg);
+        break;
     case RPC_T_VIEW_QUERY:
         if (rpc_decode_view_query(msg->payload, msg->payload_bytes) == DR_OK)
             answer_view_query(node, peer);
@@ -562,6 +851,14 @@ static void hook_peer_down(void *ctx, uint32_t peer, bool was_client) {
     dr_rpc_node *node = ctx;
     if (!was_client && peer < DR_NET_ANY_NODE)
         rpc_peer_down(node->reg, peer);
+    if (!was_client) {
+        pthread_mutex_lock(&node->lock);
+        if (peer == node->awaited_source) {
+            node->awaited_source_down = true;
+            pthread_cond_broadcast(&node->changed);
+        }
+        pthread_mutex_unlock(&node->lock);
+    }
 }
 
 /* ---- creation ------------------------------------------------------------------------------- */
@@ -602,6 +899,8 @@ static void read_limits(dr_rpc_node *node, const dr_config *config) {
     dr_config_get_u32(config, "DERECHO", "p2p_window_size", &node->p2p_window);
     dr_config_get_u64(config, "DERECHO", "max_p2p_request_payload_size", &node->max_p2p_request);
     dr_config_get_u64(config, "DERECHO", "max_p2p_reply_payload_size", &node->max_p2p_reply);
+    node->max_state = 1u << 30;
+    dr_config_get_u64(config, "DERECHO", "max_state_transfer_size", &node->max_state);
     if (node->p2p_window == 0)
         node->p2p_window = 1;
     for (size_t t = 0; t < node->num_types; t++) {
@@ -658,6 +957,8 @@ static void free_node(dr_rpc_node *node) {
         rpc_registry_close(node->reg, DR_ECLOSED);
     for (size_t t = 0; t < node->num_types; t++)
         free(node->types[t].methods);
+    for (size_t i = 0; i < MAX_INCOMING_STATES; i++)
+        free(node->incoming[i].bytes);
     free(node->view);
     pthread_cond_destroy(&node->job_ready);
     pthread_cond_destroy(&node->changed);
@@ -691,6 +992,7 @@ int dr_rpc_node_create(const dr_config *config, const dr_layout_spec *spec,
     uint32_t local_id = 0;
     dr_config_get_u32(config, "DERECHO", "local_id", &local_id);
     node->my_id = local_id;
+    node->awaited_source = DR_NODE_NONE;
     int rc = rpc_registry_create(&node->reg);
     if (rc) {
         dr_err_set(err, rc, "out of memory");

@@ -22,6 +22,10 @@
  *     u32 type_index (< num_types), u32 index_in_type, u32 num_shards (<= 16), per shard:
  *       u8 mode (0 ordered, 1 raw), u32 min_nodes, u32 max_nodes, u32 num_members (<= 32),
  *       num_members x {u32 id (a view member), u8 is_sender}
+ * State chunk (type 37, member -> new member of its shard, state transfer):
+ *   u32 version (1), i32 vid (the view the state opens), u32 subgroup, i32 status (0, or the
+ *   sender's serialize error: the transfer failed), u64 total (state bytes), u64 offset,
+ *   u32 len, len bytes (offset + len <= total; chunks arrive in order)   (36-byte header)
  * Method ids are dr_rpc_method_id(name): 32-bit FNV-1a of the name.
  */
 #include "rpc/wire.h"
@@ -311,6 +315,38 @@ int rpc_decode_view_reply(const uint8_t *bytes, size_t len, rpc_view_info *out) 
         return DR_EPROTO;
     get_layout(&reader, view, out->num_types, &out->view.layout);
     if (reader.failed || !dr_reader_done(&reader))
+        return DR_EPROTO;
+    return DR_OK;
+}
+
+int rpc_encode_state_chunk(dr_buf *out, const rpc_state_chunk *chunk) {
+    if (chunk->len > UINT32_MAX || chunk->status > 0 || chunk->offset > chunk->total ||
+        chunk->len > chunk->total - chunk->offset)
+        return DR_EINVAL;
+    dr_buf_put_u32(out, RPC_WIRE_VERSION);
+    dr_buf_put_u32(out, (uint32_t)chunk->vid);
+    dr_buf_put_u32(out, chunk->subgroup);
+    dr_buf_put_u32(out, (uint32_t)(int32_t)chunk->status);
+    dr_buf_put_u64(out, chunk->total);
+    dr_buf_put_u64(out, chunk->offset);
+    dr_buf_put_u32(out, (uint32_t)chunk->len);
+    if (chunk->len)
+        dr_buf_put_bytes(out, chunk->bytes, chunk->len);
+    return buf_status(out);
+}
+
+int rpc_decode_state_chunk(const uint8_t *bytes, size_t len, rpc_state_chunk *out) {
+    dr_reader reader;
+    dr_reader_init(&reader, bytes, len);
+    uint32_t version = dr_reader_u32(&reader);
+    out->vid = (int32_t)dr_reader_u32(&reader);
+    out->subgroup = dr_reader_u32(&reader);
+    out->status = (int32_t)dr_reader_u32(&reader);
+    out->total = dr_reader_u64(&reader);
+    out->offset = dr_reader_u64(&reader);
+    out->bytes = read_tail(&reader, &out->len);
+    if (reader.failed || version != RPC_WIRE_VERSION || out->vid < 0 || out->status > 0 ||
+        out->offset > out->total || out->len > out->total - out->offset || !dr_reader_done(&reader))
         return DR_EPROTO;
     return DR_OK;
 }

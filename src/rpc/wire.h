@@ -20,6 +20,7 @@ enum {
     RPC_T_ORDERED_REPLY = 34, /**< a member's reply to an ordered call, member -> caller */
     RPC_T_VIEW_QUERY = 35,    /**< client -> member: send me your view */
     RPC_T_VIEW_REPLY = 36,    /**< member -> client: the view, layout and limits */
+    RPC_T_STATE = 37,         /**< member -> new shard member: a chunk of replicated state */
 };
 
 #define RPC_WIRE_VERSION        1u
@@ -65,6 +66,17 @@ typedef struct rpc_view_info {
     char type_names[RPC_MAX_TYPES][DR_LAYOUT_NAME_MAX];
 } rpc_view_info;
 
+/** One chunk of a state transfer (bytes borrowed). */
+typedef struct rpc_state_chunk {
+    int32_t vid;       /* the view whose start the state describes */
+    uint32_t subgroup; /* the subgroup it belongs to */
+    int status;        /* 0, or the sender's serialize error (the transfer failed) */
+    uint64_t total;    /* state bytes in all */
+    uint64_t offset;   /* where this chunk goes */
+    const uint8_t *bytes;
+    size_t len;
+} rpc_state_chunk;
+
 /** Encoders append one message to *out; return 0 or the dr_buf error (DR_ETOOBIG, DR_ENOMEM). */
 int rpc_encode_ordered(dr_buf *out, uint64_t request_id, uint32_t caller_id, uint32_t method_id,
                        const void *args, size_t len);
@@ -73,6 +85,8 @@ int rpc_encode_p2p_request(dr_buf *out, uint64_t request_id, uint32_t subgroup, 
 int rpc_encode_reply(dr_buf *out, uint64_t request_id, int status, const void *bytes, size_t len);
 int rpc_encode_view_query(dr_buf *out);
 int rpc_encode_view_reply(dr_buf *out, const rpc_view_info *info);
+/** DR_EINVAL also for a chunk outside [0, total) or a positive status. */
+int rpc_encode_state_chunk(dr_buf *out, const rpc_state_chunk *chunk);
 
 /** Decoders: 0, or DR_EPROTO for anything malformed, truncated or with trailing bytes. */
 int rpc_decode_ordered(const uint8_t *bytes, size_t len, rpc_ordered_msg *out);
@@ -81,5 +95,7 @@ int rpc_decode_reply(const uint8_t *bytes, size_t len, rpc_reply_msg *out);
 int rpc_decode_view_query(const uint8_t *bytes, size_t len);
 /** Also checks the layout's internal consistency (ids in the view, counts within capacity). */
 int rpc_decode_view_reply(const uint8_t *bytes, size_t len, rpc_view_info *out);
+/** Also rejects a negative vid, a positive status and a chunk past total. */
+int rpc_decode_state_chunk(const uint8_t *bytes, size_t len, rpc_state_chunk *out);
 
 #endif

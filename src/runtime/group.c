@@ -283,6 +283,8 @@ static void act_view_installed(dr_group *group, const dr_action *action) {
     latest->view = action->view_info->view;
     latest->layout = action->view_info->layout;
     latest->my_id = group->my_id;
+    latest->has_previous = action->view_info->has_previous;
+    latest->previous_layout = action->view_info->previous_layout;
     *upcall = *latest;
     free(group->view);
     group->view = latest;
@@ -768,6 +770,18 @@ int dr_group_send(dr_group *group, uint32_t subgroup, const void *payload, size_
             break;
         }
     }
+    pthread_mutex_unlock(&group->core_lock);
+    return rc;
+}
+
+int dr_group_wait_writable(dr_group *group, uint32_t peer, int timeout_ms) {
+    return dr_net_wait_writable(group->net, peer, timeout_ms);
+}
+
+int dr_group_leave_async(dr_group *group) {
+    pthread_mutex_lock(&group->core_lock);
+    int rc = group->stopped || group->closing ? DR_ESTATE : dr_core_leave(group->core, now_us());
+    dispatch_actions_locked(group);
     pthread_mutex_unlock(&group->core_lock);
     return rc;
 }

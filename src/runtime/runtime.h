@@ -38,6 +38,21 @@ int dr_group_create_with_hooks(const dr_config *config, const dr_layout_spec *sp
 int dr_group_send_frame(dr_group *group, uint32_t peer, uint16_t type, const void *payload,
                         size_t len);
 
+/**
+ * Blocks until the queue towards `peer` has room again after dr_group_send_frame answered
+ * DR_EAGAIN (returns 0), the peer has no connection (DR_ENOTFOUND: frames for it wait in the
+ * runtime's backlog instead; retry later), the group closes (DR_ECLOSED) or timeout_ms passes
+ * (DR_ETIMEDOUT). Not on the network thread (DR_ESTATE there).
+ */
+int dr_group_wait_writable(dr_group *group, uint32_t peer, int timeout_ms);
+
+/**
+ * Starts a clean leave (as dr_group_leave) without waiting for it: for a layer above that finds
+ * this node unable to serve (e.g. its state transfer failed) and must get out of the group from
+ * a callback. Returns 0, DR_ESTATE (not in a view or already stopped). Any thread.
+ */
+int dr_group_leave_async(dr_group *group);
+
 /** The largest frame payload the group's transport accepts. */
 uint32_t dr_group_max_frame_bytes(const dr_group *group);
 

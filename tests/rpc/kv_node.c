@@ -4,6 +4,16 @@
  *
  *   kv_node CONFIG_FILE --puts N [--victim V] [--DERECHO/key=value ...]   (member)
  *   kv_node --client CONTACT_PORT --puts N --members M [--victim V]      (outside client)
+ *   kv_node CONFIG_FILE --join --puts N                                   (joiner)
+ *
+ * --start-members K (member): wait for a view whose shard has K members before the puts.
+ * --fill BYTES (member): before its puts, node 0 also puts values of 512 KiB until the map
+ * holds BYTES of values (state for the state-transfer timings of bench/join_state.sh; the
+ * config's max_payload_size must exceed 512 KiB).
+ * --join: the node joins a running group and must receive the map by state transfer (the
+ * type's serialize/restore): it waits for the restore, makes N puts of its own, compares every
+ * replica's digest and prints
+ *   JOINED node=<id> restored=<state bytes> ms=<start to restored> equal=<0|1> count=<n> bad=<n>
  *
  * --victim V: the test kills member V while node 0 and the client wait on a `sleep` call to it
  * (each prints CALLING first, then REMOVED rc=<status> bad=<n>).
@@ -50,6 +60,10 @@ typedef struct kv_state {
     uint64_t digest; /* running FNV-1a over (version, key, value) */
     _Atomic(dr_rpc_node *) node;
     uint32_t my_id;
+    pthread_cond_t restored_cond;
+    bool restored;           /* restore ran (state transfer) */
+    uint64_t restored_bytes; /* state bytes it got */
+    struct timespec restored_at;
 } kv_state;
 
 static kv_state g_kv;
@@ -83,17 +97,9 @@ static kv_entry *find_locked(const uint8_t *key, uint32_t len) {
 
 /* ---- handlers ------------------------------------------------------------------------------- */
 
-static int put_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
-                       dr_buf *reply) {
-    (void)ctx;
-    dr_reader reader;
-    dr_reader_init(&reader, args, len);
-    uint32_t key_len = 0, value_len = 0;
-    const uint8_t *key = dr_reader_blob(&reader, 1024, &key_len);
-    const uint8_t *value = dr_reader_blob(&reader, 1u << 20, &value_len);
-    if (!key || (!value && value_len) || !dr_reader_done(&reader))
-        return DR_EINVAL;
-    pthread_mutex_lock(&g_kv.lock);
+/* Sets key to value (copied). Caller holds g_kv.lock. */
+static void insert_locked(const uint8_t *key, uint32_t key_len, const uint8_t *value,
+                          uint32_t value_len) {
     kv_entry *entry = find_locked(key, key_len);
     if (!entry) {
         entry = calloc(1, sizeof *entry);
@@ -107,6 +113,20 @@ static int put_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t *a
     entry->value = malloc(value_len ? value_len : 1);
     memcpy(entry->value, value ? value : (const uint8_t *)"", value_len);
     entry->value_len = value_len;
+}
+
+static int put_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
+                       dr_buf *reply) {
+    (void)ctx;
+    dr_reader reader;
+    dr_reader_init(&reader, args, len);
+    uint32_t key_len = 0, value_len = 0;
+    const uint8_t *key = dr_reader_blob(&reader, 1024, &key_len);
+    const uint8_t *value = dr_reader_blob(&reader, 1u << 20, &value_len);
+    if (!key || (!value && value_len) || !dr_reader_done(&reader))
+        return DR_EINVAL;
+    pthread_mutex_lock(&g_kv.lock);
+    insert_locked(key, key_len, value, value_len);
     g_kv.count++;
     g_kv.digest = fnv(g_kv.digest, &info->version, sizeof info->version);
     g_kv.digest = fnv(g_kv.digest, key, key_len);
@@ -145,6 +165,56 @@ static int whoami_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t
                           dr_buf *reply) {
     (void)ctx, (void)info, (void)args, (void)len;
     return dr_buf_put_u32(reply, g_kv.my_id);
+}
+
+/* State transfer: u64 count, u64 digest, u32 entries, then per entry blob key, blob value. */
+static int kv_serialize(void *ctx, uint32_t subgroup, dr_buf *out) {
+    (void)ctx, (void)subgroup;
+    pthread_mutex_lock(&g_kv.lock);
+    uint32_t entries = 0;
+    for (uint32_t b = 0; b < NUM_BUCKETS; b++)
+        for (kv_entry *e = g_kv.buckets[b]; e; e = e->next)
+            entries++;
+    dr_buf_put_u64(out, g_kv.count);
+    dr_buf_put_u64(out, g_kv.digest);
+    dr_buf_put_u32(out, entries);
+    for (uint32_t b = 0; b < NUM_BUCKETS; b++)
+        for (kv_entry *e = g_kv.buckets[b]; e; e = e->next) {
+            dr_buf_put_blob(out, e->key, (uint32_t)strlen(e->key));
+            dr_buf_put_blob(out, e->value, e->value_len);
+        }
+    pthread_mutex_unlock(&g_kv.lock);
+    return out->failed ? DR_ETOOBIG : DR_OK;
+}
+
+static void insert_locked(const uint8_t *key, uint32_t key_len, const uint8_t *value,
+                          uint32_t value_len);
+
+static int kv_restore(void *ctx, uint32_t subgroup, const uint8_t *bytes, size_t len) {
+    (void)ctx, (void)subgroup;
+    dr_reader reader;
+    dr_reader_init(&reader, bytes, len);
+    uint64_t count = dr_reader_u64(&reader);
+    uint64_t digest = dr_reader_u64(&reader);
+    uint32_t entries = dr_reader_u32(&reader);
+    pthread_mutex_lock(&g_kv.lock);
+    CHECK(g_kv.count == 0); /* a joiner restores into an empty map */
+    for (uint32_t i = 0; i < entries && !reader.failed; i++) {
+        uint32_t key_len = 0, value_len = 0;
+        const uint8_t *key = dr_reader_blob(&reader, 1024, &key_len);
+        const uint8_t *value = dr_reader_blob(&reader, 1u << 20, &value_len);
+        if (key && (value || value_len == 0))
+            insert_locked(key, key_len, value, value_len);
+    }
+    int rc = reader.failed || !dr_reader_done(&reader) ? DR_EPROTO : DR_OK;
+    g_kv.count = count;
+    g_kv.digest = digest;
+    g_kv.restored = true;
+    g_kv.restored_bytes = len;
+    clock_gettime(CLOCK_MONOTONIC, &g_kv.restored_at);
+    pthread_cond_broadcast(&g_kv.restored_cond);
+    pthread_mutex_unlock(&g_kv.lock);
+    return rc;
 }
 
 static int big_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
@@ -281,12 +351,93 @@ static void member_error_paths(dr_rpc_node *node, uint32_t my_id, uint32_t membe
     }
 }
 
-static int run_member(const char *config_path, uint32_t puts, int victim, const char **overrides,
-                      size_t override_count) {
+typedef struct member_options {
+    uint32_t puts;
+    int victim;
+    uint64_t fill;          /* --fill BYTES (node 0) */
+    bool join;              /* --join */
+    uint32_t start_members; /* --start-members K: wait for K shard members before the puts */
+    const char **overrides;
+    size_t override_count;
+} member_options;
+
+static double ms_between(const struct timespec *from, const struct timespec *to) {
+    return (double)(to->tv_sec - from->tv_sec) * 1e3 + (double)(to->tv_nsec - from->tv_nsec) / 1e6;
+}
+
+/* Node 0 fills the map with 512 KiB values until it holds `bytes` (state transfer timings). */
+static void fill_state(dr_rpc_node *node, uint64_t bytes, uint32_t members) {
+    enum { VALUE_BYTES = 512 * 1024 };
+    uint8_t *args = malloc(VALUE_BYTES + 256);
+    uint8_t *value = malloc(VALUE_BYTES);
+    for (uint32_t i = 0; i < VALUE_BYTES; i++)
+        value[i] = (uint8_t)(i * 31u);
+    for (uint64_t done = 0, i = 0; done < bytes; done += VALUE_BYTES, i++) {
+        char key[64];
+        snprintf(key, sizeof key, "fill-%" PRIu64, i);
+        dr_buf buf;
+        dr_buf_init(&buf, 0);
+        dr_buf_put_str(&buf, key);
+        dr_buf_put_blob(&buf, value, VALUE_BYTES);
+        memcpy(args, buf.data, buf.len);
+        uint32_t ok = 0, count = 0;
+        CHECK(ordered_put(node, args, buf.len, &ok, &count) == DR_OK && ok == members);
+        dr_buf_free(&buf);
+    }
+    free(value);
+    free(args);
+}
+
+/* A joiner: waits for its state, puts, then checks that every replica holds the same map. */
+static void joiner_checks(dr_rpc_node *node, uint32_t puts, const struct timespec *started) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += WAIT_MS / 1000;
+    pthread_mutex_lock(&g_kv.lock);
+    while (!g_kv.restored &&
+           pthread_cond_timedwait(&g_kv.restored_cond, &g_kv.lock, &deadline) == 0) {
+    }
+    bool restored = g_kv.restored;
+    uint64_t restored_bytes = g_kv.restored_bytes;
+    double ms = restored ? ms_between(started, &g_kv.restored_at) : -1.0;
+    pthread_mutex_unlock(&g_kv.lock);
+    CHECK(restored);
+    dr_group *group = dr_rpc_node_group(node);
+    dr_group_view *view = malloc(sizeof *view);
+    uint32_t members = 0;
+    if (dr_group_get_view(group, view) == DR_OK)
+        members = view->layout.subgroups[0].shards[0].num_members;
+    put_thread thread = {
+        .node = node, .id = g_kv.my_id, .thread = 0, .puts = puts, .expected_members = members};
+    member_puts(&thread);
+    CHECK(thread.ok == puts);
+    bool equal = true;
+    uint64_t first_count = 0, first_digest = 0;
+    for (uint32_t m = 0; m < members; m++) {
+        dr_rpc_reply reply;
+        uint32_t target = view->layout.subgroups[0].shards[0].member_ids[m];
+        int rc = dr_rpc_p2p_call(node, target, 0, "digest", NULL, 0, WAIT_MS, &reply);
+        CHECK(rc == DR_OK && reply.len == 16);
+        uint64_t count = reply.len == 16 ? dr_load_u64le(reply.bytes) : 0;
+        uint64_t digest = reply.len == 16 ? dr_load_u64le(reply.bytes + 8) : 0;
+        if (m == 0)
+            first_count = count, first_digest = digest;
+        else if (count != first_count || digest != first_digest)
+            equal = false;
+        dr_rpc_reply_clear(&reply);
+    }
+    free(view);
+    printf("JOINED node=%u restored=%" PRIu64 " ms=%.1f equal=%d count=%" PRIu64 " bad=%d\n",
+           g_kv.my_id, restored_bytes, ms, equal ? 1 : 0, first_count, atomic_load(&g_bad));
+    fflush(stdout);
+}
+
+static int run_member(const char *config_path, const member_options *opts) {
     dr_err err = {0};
     dr_config *config = NULL;
-    dr_config_options options = {
-        .file_path = config_path, .overrides = overrides, .override_count = override_count};
+    dr_config_options options = {.file_path = config_path,
+                                 .overrides = opts->overrides,
+                                 .override_count = opts->override_count};
     if (dr_config_load(&options, &config, &err)) {
         fprintf(stderr, "kv_node: %s\n", err.msg);
         return 1;
@@ -299,8 +450,13 @@ static int run_member(const char *config_path, uint32_t puts, int victim, const 
         fprintf(stderr, "kv_node: %s\n", err.msg);
         return 1;
     }
-    dr_rpc_type type = {
-        .name = "KV", .methods = kv_methods, .num_methods = sizeof kv_methods / sizeof *kv_methods};
+    dr_rpc_type type = {.name = "KV",
+                        .methods = kv_methods,
+                        .num_methods = sizeof kv_methods / sizeof *kv_methods,
+                        .serialize = kv_serialize,
+                        .restore = kv_restore};
+    struct timespec started;
+    clock_gettime(CLOCK_MONOTONIC, &started);
     dr_rpc_node *node = NULL;
     if (dr_rpc_node_create(config, &spec, &type, 1, NULL, &node, &err)) {
         fprintf(stderr, "kv_node: cannot start: %s\n", err.msg);
@@ -314,31 +470,45 @@ static int run_member(const char *config_path, uint32_t puts, int victim, const 
         fprintf(stderr, "kv_node: no view: %s\n", dr_strerror(rc));
         return 1;
     }
-    dr_group_view view;
-    dr_group_get_view(group, &view);
-    uint32_t members = view.layout.subgroups[0].shards[0].num_members;
-    put_thread threads[2];
-    pthread_t ids[2];
-    for (uint32_t t = 0; t < 2; t++) {
-        threads[t] = (put_thread){.node = node,
-                                  .id = g_kv.my_id,
-                                  .thread = t,
-                                  .puts = puts / 2 + (t == 0 ? puts % 2 : 0),
-                                  .expected_members = members};
-        pthread_create(&ids[t], NULL, member_puts, &threads[t]);
+    if (opts->join) {
+        joiner_checks(node, opts->puts, &started);
+    } else {
+        dr_group_view *view = malloc(sizeof *view);
+        dr_group_get_view(group, view);
+        for (int32_t vid = view->view.vid + 1;
+             view->layout.subgroups[0].shards[0].num_members < opts->start_members &&
+             dr_group_wait_view(group, vid, WAIT_MS) == DR_OK;
+             vid++)
+            dr_group_get_view(group, view);
+        uint32_t members = view->layout.subgroups[0].shards[0].num_members;
+        free(view);
+        if (opts->fill && g_kv.my_id == 0)
+            fill_state(node, opts->fill, members);
+        put_thread threads[2];
+        pthread_t ids[2];
+        uint32_t puts = opts->puts;
+        for (uint32_t t = 0; t < 2; t++) {
+            threads[t] = (put_thread){.node = node,
+                                      .id = g_kv.my_id,
+                                      .thread = t,
+                                      .puts = puts / 2 + (t == 0 ? puts % 2 : 0),
+                                      .expected_members = members};
+            pthread_create(&ids[t], NULL, member_puts, &threads[t]);
+        }
+        for (uint32_t t = 0; t < 2; t++)
+            pthread_join(ids[t], NULL);
+        if (puts)
+            member_error_paths(node, g_kv.my_id, members);
+        printf("DONE node=%u ok=%u bad=%d\n", g_kv.my_id, threads[0].ok + threads[1].ok,
+               atomic_load(&g_bad));
+        fflush(stdout);
     }
-    for (uint32_t t = 0; t < 2; t++)
-        pthread_join(ids[t], NULL);
-    if (puts)
-        member_error_paths(node, g_kv.my_id, members);
-    printf("DONE node=%u ok=%u bad=%d\n", g_kv.my_id, threads[0].ok + threads[1].ok,
-           atomic_load(&g_bad));
-    fflush(stdout);
-    if (victim >= 0 && g_kv.my_id == 0) { /* a p2p call to a member the test kills */
+    if (opts->victim >= 0 && g_kv.my_id == 0) { /* a p2p call to a member the test kills */
         printf("CALLING\n");
         fflush(stdout);
         dr_rpc_reply reply;
-        int rc = dr_rpc_p2p_call(node, (uint32_t)victim, 0, "sleep", NULL, 0, WAIT_MS, &reply);
+        int rc =
+            dr_rpc_p2p_call(node, (uint32_t)opts->victim, 0, "sleep", NULL, 0, WAIT_MS, &reply);
         CHECK(rc == DR_EREMOVED && reply.status == DR_EREMOVED);
         CHECK(dr_rpc_p2p_call(node, 1, 0, "whoami", NULL, 0, WAIT_MS, &reply) == DR_OK);
         dr_rpc_reply_clear(&reply);
@@ -492,23 +662,30 @@ static int run_client(uint16_t port, uint32_t puts, uint32_t members, int victim
 
 int main(int argc, char **argv) {
     pthread_mutex_init(&g_kv.lock, NULL);
+    pthread_cond_init(&g_kv.restored_cond, NULL);
     g_kv.digest = 1469598103934665603ull;
-    uint32_t puts = 0, members = 3;
-    int client_port = 0, victim = -1;
+    uint32_t members = 3;
+    int client_port = 0;
     const char *config_path = NULL;
     const char *overrides[32];
-    size_t override_count = 0;
+    member_options opts = {.victim = -1, .overrides = overrides};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--puts") == 0 && i + 1 < argc)
-            puts = (uint32_t)strtoul(argv[++i], NULL, 10);
+            opts.puts = (uint32_t)strtoul(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--client") == 0 && i + 1 < argc)
             client_port = atoi(argv[++i]);
         else if (strcmp(argv[i], "--victim") == 0 && i + 1 < argc)
-            victim = atoi(argv[++i]);
+            opts.victim = atoi(argv[++i]);
         else if (strcmp(argv[i], "--members") == 0 && i + 1 < argc)
             members = (uint32_t)strtoul(argv[++i], NULL, 10);
-        else if (dr_config_is_override_arg(argv[i]) && override_count < 32)
-            overrides[override_count++] = argv[i] + 2;
+        else if (strcmp(argv[i], "--fill") == 0 && i + 1 < argc)
+            opts.fill = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--start-members") == 0 && i + 1 < argc)
+            opts.start_members = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--join") == 0)
+            opts.join = true;
+        else if (dr_config_is_override_arg(argv[i]) && opts.override_count < 32)
+            overrides[opts.override_count++] = argv[i] + 2;
         else if (!config_path && argv[i][0] != '-')
             config_path = argv[i];
         else {
@@ -517,10 +694,10 @@ int main(int argc, char **argv) {
         }
     }
     if (client_port)
-        return run_client((uint16_t)client_port, puts, members, victim);
+        return run_client((uint16_t)client_port, opts.puts, members, opts.victim);
     if (!config_path) {
         fprintf(stderr, "usage: kv_node CONFIG_FILE --puts N | kv_node --client PORT --puts N\n");
         return 2;
     }
-    return run_member(config_path, puts, victim, overrides, override_count);
+    return run_member(config_path, &opts);
 }

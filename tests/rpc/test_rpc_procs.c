@@ -5,6 +5,8 @@
  * calls must reach the chosen replica, and the error paths (oversized arguments, unknown methods,
  * unknown nodes, replies over the limits) must fail cleanly while the group keeps working.
  * A second case kills a member while a client waits on it: the call ends DR_EREMOVED.
+ * State transfer: a node joining a running group, and a replacement joining after a kill -9,
+ * receive the replicated map and end with the same digest as every other replica.
  */
 #include <inttypes.h>
 #include <poll.h>
@@ -29,7 +31,8 @@ enum { MAX_PROCS = 8, WAIT_SECONDS = 90 };
 
 static char test_dir[] = "/tmp/dr_rpc_procs_XXXXXX";
 
-static void write_config(int node, int nodes, int base_port, char *path, size_t path_len) {
+static void write_config_sized(int node, int min_nodes, int max_nodes, int base_port, char *path,
+                               size_t path_len) {
     snprintf(path, path_len, "%s/node%d.cfg", test_dir, node);
     FILE *file = fopen(path, "w");
     assert_non_null(file);
@@ -41,8 +44,12 @@ static void write_config(int node, int nodes, int base_port, char *path, size_t 
             "max_reply_payload_size = 4096\nblock_size = 1048576\nwindow_size = 16\n"
             "[SUBGROUP/KV]\nnum_shards = 1\nmin_nodes = %d\nmax_nodes = %d\n"
             "[LOGGER]\ndefault_log_level = error\n",
-            base_port, node, base_port + node, nodes, nodes);
+            base_port, node, base_port + node, min_nodes, max_nodes);
     fclose(file);
+}
+
+static void write_config(int node, int nodes, int base_port, char *path, size_t path_len) {
+    write_config_sized(node, nodes, nodes, base_port, path, path_len);
 }
 
 /* Reads one line (without the newline) within the deadline; returns false on timeout/EOF. */
@@ -165,6 +172,74 @@ static void test_client_call_to_failed_member(void **state) {
     assert_int_equal(finish_all(procs, NODES + 1), NODES); /* all but the victim exit cleanly */
 }
 
+/*
+ * State transfer: `members` nodes make puts; optionally one of them is killed; then a new node
+ * joins and must receive the map (kv_node's serialize/restore) before it applies anything of
+ * its first view: after its own puts every replica holds the same count and digest.
+ */
+static void run_join(int port, int members, int victim) {
+    enum { PUTS = 200, JOINER_PUTS = 50 };
+    child procs[MAX_PROCS];
+    int joiner = members;
+    for (int i = 0; i < members; i++) {
+        char path[512];
+        write_config_sized(i, 2, 3, port, path, sizeof path);
+        char start[16];
+        snprintf(start, sizeof start, "%d", members);
+        char *args[] = {path, "--puts", "200", "--start-members", start, NULL};
+        spawn_test_program(&procs[i], "kv_node", NULL, args);
+        usleep(i == 0 ? 200000 : 50000);
+    }
+    time_t deadline = time(NULL) + WAIT_SECONDS;
+    char line[256];
+    for (int i = 0; i < members; i++) {
+        unsigned ok = 0;
+        int node = -1, bad = -1;
+        if (!read_line(&procs[i], line, sizeof line, deadline) ||
+            sscanf(line, "DONE node=%d ok=%u bad=%d", &node, &ok, &bad) != 3 || ok != PUTS ||
+            bad != 0) {
+            finish_all(procs, members);
+            fail_msg("member %d: '%s'", i, line);
+        }
+    }
+    if (victim >= 0) {
+        kill(procs[victim].pid, SIGKILL);
+        usleep(1000000); /* the survivors install the view without it */
+    }
+    char path[512];
+    write_config_sized(joiner, 2, 3, port, path, sizeof path);
+    char *args[] = {path, "--join", "--puts", "50", NULL};
+    spawn_test_program(&procs[joiner], "kv_node", NULL, args);
+    unsigned long long restored = 0, count = 0;
+    double ms = 0;
+    int node = -1, equal = 0, bad = -1;
+    if (!read_line(&procs[joiner], line, sizeof line, deadline) ||
+        sscanf(line, "JOINED node=%d restored=%llu ms=%lf equal=%d count=%llu bad=%d", &node,
+               &restored, &ms, &equal, &count, &bad) != 6) {
+        finish_all(procs, members + 1);
+        fail_msg("joiner: '%s'", line);
+    }
+    printf("joiner: %s\n", line);
+    assert_int_equal(node, joiner);
+    assert_true(restored > 0);
+    assert_int_equal(equal, 1); /* every replica, the joiner included, holds the same map */
+    assert_int_equal(count, (unsigned long long)(members * PUTS + JOINER_PUTS));
+    assert_int_equal(bad, 0);
+    int clean = finish_all(procs, members + 1);
+    assert_true(clean >= (victim >= 0 ? members : members + 1));
+}
+
+static void test_joiner_receives_state(void **state) {
+    (void)state;
+    run_join(25300, 2, -1);
+}
+
+/* kill -9 of a replica, then a replacement with a new id joins and receives the state */
+static void test_replacement_receives_state(void **state) {
+    (void)state;
+    run_join(25400, 3, 2);
+}
+
 static int setup(void **state) {
     (void)state;
     signal(SIGPIPE, SIG_IGN);
@@ -182,6 +257,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kv_replicas_agree),
         cmocka_unit_test(test_client_call_to_failed_member),
+        cmocka_unit_test(test_joiner_receives_state),
+        cmocka_unit_test(test_replacement_receives_state),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
