@@ -138,6 +138,42 @@ static void test_later_view_keeps_survivors_and_fills_from_unassigned(void **sta
     assert_false(layout_a.adequate);
 }
 
+/* Who is new in a shard and who hands it the state (state transfer). */
+static void test_state_source_and_new_members(void **state) {
+    (void)state;
+    dr_shard_policy policy;
+    dr_layout_spec spec;
+    dr_shard_policy_flexible(&policy, 2, 1, 2, DR_MODE_ORDERED);
+    spec_one(&spec, &policy);
+    uint32_t first[] = {1, 2, 3, 4};
+    assert_int_equal(dr_layout_compute(&spec, NULL, first, 4, &layout_a, NULL), 0);
+    assert_shard(&layout_a, 0, 0, (uint32_t[]){1, 2}, 2);
+    assert_shard(&layout_a, 0, 1, (uint32_t[]){3, 4}, 2);
+    /* no previous layout: nobody is new and there is no source */
+    assert_false(dr_layout_is_new_in_shard(NULL, &layout_a, 0, 0, 1));
+    assert_int_equal(dr_layout_state_source(NULL, &layout_a, 0, 0), DR_NODE_NONE);
+    /* 1 fails, 5 joins and refills shard 0: 5 is new there, 2 (the survivor) is the source */
+    uint32_t second[] = {2, 3, 4, 5};
+    assert_int_equal(dr_layout_compute(&spec, &layout_a, second, 4, &layout_b, NULL), 0);
+    assert_shard(&layout_b, 0, 0, (uint32_t[]){2, 5}, 2);
+    assert_true(dr_layout_is_new_in_shard(&layout_a, &layout_b, 0, 0, 5));
+    assert_false(dr_layout_is_new_in_shard(&layout_a, &layout_b, 0, 0, 2));
+    assert_false(dr_layout_is_new_in_shard(&layout_a, &layout_b, 0, 0, 3)); /* not in it */
+    assert_int_equal(dr_layout_state_source(&layout_a, &layout_b, 0, 0), 2);
+    /* the other shard is unchanged: nobody new, its first member is its source */
+    assert_false(dr_layout_is_new_in_shard(&layout_a, &layout_b, 0, 1, 4));
+    assert_int_equal(dr_layout_state_source(&layout_a, &layout_b, 0, 1), 3);
+    /* out-of-range subgroups and shards have neither */
+    assert_false(dr_layout_is_new_in_shard(&layout_a, &layout_b, 3, 0, 5));
+    assert_int_equal(dr_layout_state_source(&layout_a, &layout_b, 0, 7), DR_NODE_NONE);
+    /* shard 0 loses all its members: its new members have no source (the state is gone) */
+    uint32_t third[] = {3, 4, 6, 7};
+    assert_int_equal(dr_layout_compute(&spec, &layout_b, third, 4, &layout_a, NULL), 0);
+    assert_shard(&layout_a, 0, 0, (uint32_t[]){6, 7}, 2);
+    assert_true(dr_layout_is_new_in_shard(&layout_b, &layout_a, 0, 0, 6));
+    assert_int_equal(dr_layout_state_source(&layout_b, &layout_a, 0, 0), DR_NODE_NONE);
+}
+
 static void test_bad_specs_and_members_rejected(void **state) {
     (void)state;
     dr_shard_policy policy;
@@ -182,6 +218,7 @@ int main(void) {
         cmocka_unit_test(test_custom_per_shard_bounds),
         cmocka_unit_test(test_types_in_fixed_order_are_disjoint),
         cmocka_unit_test(test_later_view_keeps_survivors_and_fills_from_unassigned),
+        cmocka_unit_test(test_state_source_and_new_members),
         cmocka_unit_test(test_bad_specs_and_members_rejected),
         cmocka_unit_test(test_fingerprint_tracks_content),
     };
