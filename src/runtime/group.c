@@ -849,3 +849,9 @@ void dr_group_destroy(dr_group *group) {
     pthread_mutex_destroy(&group->core_lock);
     free(group);
 }
+
+/* ---- test only ---------------------------------------------------------------------------- */
+
+void dr_group_test_cut_link(dr_group *group, uint32_t peer, bool cut) {
+    dr_net_test_cut_link(group->net, peer, cut); /* dr_net locks; no core_lock needed */
+}

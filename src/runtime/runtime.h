@@ -56,4 +56,13 @@ int dr_group_leave_async(dr_group *group);
 /** The largest frame payload the group's transport accepts. */
 uint32_t dr_group_max_frame_bytes(const dr_group *group);
 
+/**
+ * Test only (fault tests): while `cut` is true, the link to member `peer` is black-holed in both
+ * directions at this node: frames to it are dropped and frames from it are discarded on arrival,
+ * silently, and the connection stays up (dr_net_test_cut_link). A partition needs no cut on the
+ * other side, but the tests cut both sides anyway. The failure detector then suspects `peer` once
+ * its heartbeats stop. Any thread.
+ */
+void dr_group_test_cut_link(dr_group *group, uint32_t peer, bool cut);
+
 #endif

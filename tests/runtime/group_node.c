@@ -5,6 +5,7 @@
  *   group_node CONFIG_FILE [--messages N] [--size BYTES] [--mixed] [--raw] [--silent]
  *              [--expect-senders S] [--wait-from ID,ID,... --expect-members M]
  *              [--start-members K]  (wait for a view of K members before sending)
+ *              [--cut-after-ms T --cut-peers ID,ID,...]
  *              [--DERECHO/key=value ...]
  *
  * Joins the group described by CONFIG_FILE with one subgroup type TEST (profile
@@ -15,19 +16,28 @@
  * With --wait-from (fault tests: some members die), it instead waits until it delivered N
  * messages from each listed sender and its view has M members, and prints
  *   DONE node=<id> delivered=<count> hash=<hash> bad=<n> vid=<view id>
- * A send failing because the group excluded this node prints "STOPPED node=<id> rc=<code>".
+ * A send failing because the group stopped (excluded this node, or partitioning safety) prints
+ * "STOPPED node=<id> rc=<code>"; so does the wait of --wait-from when the group stops there.
+ * --cut-after-ms T --cut-peers LIST (partition tests): T ms after this node starts sending (once
+ * the --start-members view is in), it black-holes its links to each listed member, both
+ * directions (dr_group_test_cut_link, test only); the listed nodes cut theirs to it likewise, so
+ * the partition is symmetric up to the few ms between the nodes' starts.
  * It then waits for its standard input to close (the test's barrier) before leaving, so no node
  * leaves while others still need its acknowledgements. Exit status 0 on success.
  */
 #include "derecho/config.h"
 #include "derecho/group.h"
 #include "derecho/log.h"
+#include "runtime/runtime.h"
+
+#include <errno.h>
 
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct node_state {
@@ -132,6 +142,56 @@ static bool fault_done(dr_group *group, node_state *state, const char *list, uin
     return true;
 }
 
+/* --cut-after-ms: a thread that cuts this node's links to `peers` after `after_ms`. */
+typedef struct cutter {
+    pthread_mutex_t lock;
+    pthread_cond_t quit_cond;
+    bool quit; /* main is leaving: stop waiting */
+    dr_group *group;
+    const char *peers; /* "ID,ID,..." */
+    int after_ms;
+    pthread_t thread;
+} cutter;
+
+static void *cutter_main(void *arg) {
+    cutter *cut = arg;
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += cut->after_ms / 1000;
+    deadline.tv_nsec += (long)(cut->after_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&cut->lock);
+    int rc = 0;
+    while (!cut->quit && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&cut->quit_cond, &cut->lock, &deadline);
+    bool quit = cut->quit;
+    pthread_mutex_unlock(&cut->lock);
+    for (const char *p = cut->peers; !quit && *p;) {
+        char *end;
+        unsigned long id = strtoul(p, &end, 10);
+        if (end == p)
+            break;
+        dr_group_test_cut_link(cut->group, (uint32_t)id, true);
+        fprintf(stderr, "group_node %" PRIu32 ": cut link to %lu\n", dr_group_my_id(cut->group),
+                id);
+        p = *end == ',' ? end + 1 : end;
+    }
+    return NULL;
+}
+
+static void cutter_stop(cutter *cut) {
+    pthread_mutex_lock(&cut->lock);
+    cut->quit = true;
+    pthread_cond_signal(&cut->quit_cond);
+    pthread_mutex_unlock(&cut->lock);
+    pthread_join(cut->thread, NULL);
+    pthread_cond_destroy(&cut->quit_cond);
+    pthread_mutex_destroy(&cut->lock);
+}
+
 static int wait_fault_done(dr_group *group, node_state *state, const char *list, uint64_t messages,
                            uint32_t members) {
     int32_t vid = -1;
@@ -145,7 +205,13 @@ static int wait_fault_done(dr_group *group, node_state *state, const char *list,
         pthread_mutex_unlock(&state->lock);
         if (done)
             return 0;
-        usleep(50000);
+        dr_group_view view; /* sleep until the next view, the group stopping, or 50 ms */
+        int32_t current = dr_group_get_view(group, &view) == 0 ? view.view.vid : 0;
+        int rc = dr_group_wait_view(group, current + 1, 50);
+        if (rc != DR_OK && rc != DR_ETIMEDOUT) {
+            printf("STOPPED node=%" PRIu32 " rc=%d\n", dr_group_my_id(group), rc);
+            return rc;
+        }
     }
     printf("TIMEOUT node=%" PRIu32 "\n", dr_group_my_id(group));
     return DR_ETIMEDOUT;
@@ -159,7 +225,8 @@ int main(int argc, char **argv) {
     uint64_t messages = 100, senders = 1;
     size_t size = 1024;
     bool mixed = false, raw = false, silent = false;
-    const char *wait_from = NULL;
+    const char *wait_from = NULL, *cut_peers = NULL;
+    int cut_after_ms = -1;
     uint32_t members = 0, start_members = 0;
     const char *overrides[64];
     size_t override_count = 0;
@@ -176,6 +243,10 @@ int main(int argc, char **argv) {
             start_members = (uint32_t)strtoul(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--expect-members") == 0 && i + 1 < argc)
             members = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--cut-after-ms") == 0 && i + 1 < argc)
+            cut_after_ms = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--cut-peers") == 0 && i + 1 < argc)
+            cut_peers = argv[++i];
         else if (strcmp(argv[i], "--mixed") == 0)
             mixed = true;
         else if (strcmp(argv[i], "--raw") == 0)
@@ -231,6 +302,16 @@ int main(int argc, char **argv) {
         usleep(10000);
     }
     uint32_t my_id = dr_group_my_id(group);
+    cutter cut = {.group = group, .peers = cut_peers, .after_ms = cut_after_ms};
+    bool cutting = cut_peers != NULL && cut_after_ms >= 0;
+    if (cutting) {
+        pthread_mutex_init(&cut.lock, NULL);
+        pthread_cond_init(&cut.quit_cond, NULL);
+        if (pthread_create(&cut.thread, NULL, cutter_main, &cut) != 0) {
+            fprintf(stderr, "group_node: cannot start the cutter thread\n");
+            return 1;
+        }
+    }
     uint8_t *buffer = malloc(size ? size : 1);
     for (uint64_t i = 0; !silent && i < messages && rc == 0; i++) {
         size_t len = message_size(size, mixed, i);
@@ -258,6 +339,8 @@ int main(int argc, char **argv) {
     char sink[64];
     while (read(STDIN_FILENO, sink, sizeof sink) > 0) {
     }
+    if (cutting)
+        cutter_stop(&cut);
     dr_group_destroy(group);
     dr_config_free(config);
     return rc == 0 && state.bad == 0 ? 0 : 1;

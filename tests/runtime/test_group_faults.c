@@ -2,10 +2,14 @@
  * Real-process fault tests of the group over TCP on 127.0.0.1 (issue 5): four group_node
  * processes stream ordered multicasts; in the middle one of them is killed with SIGKILL (a
  * member, or the leader), or stopped with SIGSTOP for longer than the failure timeout and then
- * continued. Afterwards the survivors must have installed a view of exactly the three of them
+ * continued, or cut off by a network partition (it and the other three black-hole their links to
+ * each other, both directions, with group_node's --cut-after-ms/--cut-peers; a member, or the
+ * leader). Afterwards the survivors must have installed a view of exactly the three of them
  * and delivered identical sequences (same count and running hash of (version, sender, bytes)),
  * every message intact, including every message of every survivor; the paused node must stop
- * itself (excluded) instead of corrupting anything. Ports 19000-19999.
+ * itself (excluded) instead of corrupting anything, and the partitioned node, suspecting 3 of
+ * its 4 members, must stop itself by partitioning safety (STOPPED, never DONE).
+ * Ports 19000-19999 (19000, 19100, 19200, 19300, 19400).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -47,7 +51,7 @@ static void write_node_config(int node, int base_port, char *path, size_t path_l
     fclose(file);
 }
 
-typedef enum fault_kind { KILL, PAUSE } fault_kind;
+typedef enum fault_kind { KILL, PAUSE, PARTITION } fault_kind;
 
 /* Starts 4 nodes, applies the fault to `victim` after `after_ms`, checks the survivors. */
 static void run_fault(int base_port, int victim, fault_kind kind, int after_ms) {
@@ -57,19 +61,26 @@ static void run_fault(int base_port, int victim, fault_kind kind, int after_ms) 
         if (i != victim)
             snprintf(survivors + strlen(survivors), sizeof survivors - strlen(survivors), "%s%d",
                      survivors[0] ? "," : "", i);
+    char cut_after[16], victim_id[16];
+    snprintf(cut_after, sizeof cut_after, "%d", after_ms);
+    snprintf(victim_id, sizeof victim_id, "%d", victim);
     for (int i = 0; i < MAX_NODES; i++) {
         char path[512];
         write_node_config(i, base_port, path, sizeof path);
-        char *args[] = {
-            "--messages",       "4000", "--size",          "1000", "--wait-from", survivors,
-            "--expect-members", "3",    "--start-members", "4",    NULL};
+        char *args[] = {"--messages", "4000", "--size", "1000", "--wait-from", survivors,
+                        "--expect-members", "3", "--start-members", "4",
+                        /* a partition: each side cuts its links to the other, after_ms after it
+                         * starts sending */
+                        kind == PARTITION ? "--cut-after-ms" : NULL, cut_after, "--cut-peers",
+                        i == victim ? survivors : victim_id, NULL};
         spawn_node(&children[i], path, args);
         usleep(i == 0 ? 200000 : 50000);
     }
-    usleep((useconds_t)after_ms * 1000u);
     if (kind == KILL) {
+        usleep((useconds_t)after_ms * 1000u);
         kill(children[victim].pid, SIGKILL);
-    } else {
+    } else if (kind == PAUSE) {
+        usleep((useconds_t)after_ms * 1000u);
         kill(children[victim].pid, SIGSTOP);
         usleep(HEARTBEAT_MS * MISSED * 4 * 1000);
         kill(children[victim].pid, SIGCONT);
@@ -115,6 +126,18 @@ static void run_fault(int base_port, int victim, fault_kind kind, int after_ms) 
         print_message("paused node: '%s'\n", children[victim].output);
         assert_true(strncmp(children[victim].output, "DONE", 4) != 0);
     }
+    if (kind == PARTITION) { /* the minority side stopped itself: partitioning safety */
+        wait_all_done(&children[victim], 1, WAIT_SECONDS);
+        print_message("partitioned node: '%s'\n", children[victim].output);
+        int node = -1, rc = 0;
+        if (sscanf(children[victim].output, "STOPPED node=%d rc=%d", &node, &rc) != 2) {
+            kill(children[victim].pid, SIGKILL);
+            finish_all(children, MAX_NODES);
+            fail_msg("partitioned node %d did not stop: '%s'", victim, children[victim].output);
+        }
+        assert_int_equal(node, victim);
+        assert_int_equal(rc, -8); /* DR_ECLOSED: partitioning safety */
+    }
     kill(children[victim].pid, SIGKILL);
     int clean = finish_all(children, MAX_NODES);
     assert_true(clean >= n);
@@ -135,6 +158,16 @@ static void test_paused_member_is_excluded(void **state) {
     run_fault(19200, 3, PAUSE, 300);
 }
 
+static void test_partitioned_member_stops(void **state) {
+    (void)state;
+    run_fault(19300, 3, PARTITION, 300);
+}
+
+static void test_partitioned_leader_stops(void **state) {
+    (void)state;
+    run_fault(19400, 0, PARTITION, 300);
+}
+
 static int setup(void **state) {
     (void)state;
     signal(SIGPIPE, SIG_IGN);
@@ -146,6 +179,8 @@ int main(void) {
         cmocka_unit_test(test_kill_member_mid_stream),
         cmocka_unit_test(test_kill_leader_mid_stream),
         cmocka_unit_test(test_paused_member_is_excluded),
+        cmocka_unit_test(test_partitioned_member_stops),
+        cmocka_unit_test(test_partitioned_leader_stops),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
