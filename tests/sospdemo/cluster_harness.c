@@ -251,6 +251,28 @@ void harness_kill9(harness_cluster *cluster, int node) {
     cluster->pids[node] = 0;
 }
 
+int harness_restart(harness_cluster *cluster, int node) {
+    if (node_alive(cluster, node))
+        return -1;
+    if (cluster->stdin_fds[node] >= 0)
+        close(cluster->stdin_fds[node]);
+    cluster->stdin_fds[node] = -1;
+    pid_t pid = start_node(cluster, node);
+    if (pid < 0)
+        return -1;
+    cluster->pids[node] = pid;
+    return 0;
+}
+
+bool harness_wait_log(const harness_cluster *cluster, int node, const char *text, int timeout_s) {
+    for (int waited_ms = 0; waited_ms < timeout_s * 1000; waited_ms += 100) {
+        if (harness_log_contains(cluster, node, text))
+            return true;
+        sleep_ms(100);
+    }
+    return harness_log_contains(cluster, node, text);
+}
+
 void harness_stop(harness_cluster *cluster) {
     for (int i = cluster->nodes - 1; i >= 0; i--) {
         if (cluster->pids[i])

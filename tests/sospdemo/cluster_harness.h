@@ -52,6 +52,12 @@ int harness_wait_exit(harness_cluster *cluster, int node, int timeout_s);
 /** kill -9 of node i (exit code 128 + 9 recorded). */
 void harness_kill9(harness_cluster *cluster, int node);
 
+/** Starts node i again (same folder and id) after it exited or was killed. Returns 0 or -1. */
+int harness_restart(harness_cluster *cluster, int node);
+
+/** Polls node i's server.log up to timeout_s for a line containing text. */
+bool harness_wait_log(const harness_cluster *cluster, int node, const char *text, int timeout_s);
+
 /** "127.0.0.1:<grpc port of node>" into buf. */
 void harness_grpc_address(const harness_cluster *cluster, int node, char *buf, size_t cap);
 
