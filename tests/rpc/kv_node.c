@@ -6,6 +6,9 @@
  *   kv_node --client CONTACT_PORT --puts N --members M [--victim V]      (outside client)
  *   kv_node CONFIG_FILE --join --puts N                                   (joiner)
  *
+ * --victim-ordered V (member 0): an ordered call that member V answers only after 5 s; once
+ * the others answered node 0 prints CALLING_ORDERED (the test then pauses V with SIGSTOP), and
+ * then ORDERED_REMOVED status=<V's entry, DR_EREMOVED once the view change excluded V> bad=<n>.
  * --start-members K (member): wait for a view whose shard has K members before the puts.
  * --fill BYTES (member): before its puts, node 0 also puts values of 512 KiB until the map
  * holds BYTES of values (state for the state-transfer timings of bench/join_state.sh; the
@@ -268,11 +271,25 @@ static int sleep_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t 
     return DR_OK;
 }
 
+/* Ordered: the member whose id is in args sleeps 5 s before replying; the others reply at once. */
+static int slow_ordered_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t *args,
+                                size_t len, dr_buf *reply) {
+    (void)ctx, (void)info, (void)reply;
+    if (len == 4 && dr_load_u32le(args) == g_kv.my_id)
+        sleep(5);
+    return DR_OK;
+}
+
 static const dr_rpc_method kv_methods[] = {
-    {"sleep", DR_RPC_P2P, sleep_handler},   {"put", DR_RPC_ORDERED, put_handler},
-    {"get", DR_RPC_P2P, get_handler},       {"digest", DR_RPC_P2P, digest_handler},
-    {"whoami", DR_RPC_P2P, whoami_handler}, {"put_via", DR_RPC_P2P, put_via_handler},
-    {"big", DR_RPC_P2P, big_handler},       {"big_ordered", DR_RPC_ORDERED, big_handler},
+    {"sleep", DR_RPC_P2P, sleep_handler},
+    {"put", DR_RPC_ORDERED, put_handler},
+    {"get", DR_RPC_P2P, get_handler},
+    {"digest", DR_RPC_P2P, digest_handler},
+    {"whoami", DR_RPC_P2P, whoami_handler},
+    {"put_via", DR_RPC_P2P, put_via_handler},
+    {"big", DR_RPC_P2P, big_handler},
+    {"big_ordered", DR_RPC_ORDERED, big_handler},
+    {"slow_ordered", DR_RPC_ORDERED, slow_ordered_handler},
 };
 
 /* ---- workloads ------------------------------------------------------------------------------ */
@@ -357,6 +374,7 @@ typedef struct member_options {
     uint64_t fill;          /* --fill BYTES (node 0) */
     bool join;              /* --join */
     uint32_t start_members; /* --start-members K: wait for K shard members before the puts */
+    int victim_ordered;     /* --victim-ordered V: an ordered call V does not answer in time */
     const char **overrides;
     size_t override_count;
 } member_options;
@@ -429,6 +447,52 @@ static void joiner_checks(dr_rpc_node *node, uint32_t puts, const struct timespe
     free(view);
     printf("JOINED node=%u restored=%" PRIu64 " ms=%.1f equal=%d count=%" PRIu64 " bad=%d\n",
            g_kv.my_id, restored_bytes, ms, equal ? 1 : 0, first_count, atomic_load(&g_bad));
+    fflush(stdout);
+}
+
+/*
+ * An ordered call that `victim` handles slowly: once the other members replied the test pauses
+ * the victim (SIGSTOP); the group excludes it and its entry in the results must end DR_EREMOVED
+ * (resolved by the view change, the connection stays open). Prints CALLING_ORDERED, then
+ * ORDERED_REMOVED status=<victim's entry> bad=<n>.
+ */
+static void ordered_call_to_victim(dr_rpc_node *node, uint32_t victim) {
+    dr_group_view *view = malloc(sizeof *view);
+    size_t victim_index = SIZE_MAX; /* entries are in shard rank order */
+    if (dr_group_get_view(dr_rpc_node_group(node), view) == DR_OK)
+        for (uint32_t i = 0; i < view->layout.subgroups[0].shards[0].num_members; i++)
+            if (view->layout.subgroups[0].shards[0].member_ids[i] == victim)
+                victim_index = i;
+    free(view);
+    uint8_t args[4];
+    dr_store_u32le(args, victim);
+    dr_rpc_results *results = NULL;
+    int status = DR_EINVAL;
+    if (dr_rpc_ordered_call(node, 0, "slow_ordered", args, sizeof args, WAIT_MS, &results) ==
+        DR_OK) {
+        size_t count = dr_rpc_results_count(results, WAIT_MS);
+        CHECK(count == 3 && victim_index < count);
+        dr_rpc_reply reply;
+        for (size_t i = 0; i < count; i++) { /* the others answer at once */
+            if (i == victim_index)
+                continue;
+            CHECK(dr_rpc_results_wait(results, i, WAIT_MS, &reply) == DR_OK &&
+                  reply.status == DR_OK);
+            dr_rpc_reply_clear(&reply);
+        }
+        printf("CALLING_ORDERED\n");
+        fflush(stdout);
+        if (victim_index < count &&
+            dr_rpc_results_wait(results, victim_index, WAIT_MS, &reply) == DR_OK) {
+            status = reply.status;
+            CHECK(reply.node_id == victim);
+            dr_rpc_reply_clear(&reply);
+        }
+        dr_rpc_results_free(results);
+    } else {
+        CHECK(!"slow_ordered call failed");
+    }
+    printf("ORDERED_REMOVED status=%d bad=%d\n", status, atomic_load(&g_bad));
     fflush(stdout);
 }
 
@@ -515,6 +579,8 @@ static int run_member(const char *config_path, const member_options *opts) {
         printf("REMOVED rc=%d bad=%d\n", rc, atomic_load(&g_bad));
         fflush(stdout);
     }
+    if (opts->victim_ordered >= 0 && g_kv.my_id == 0)
+        ordered_call_to_victim(node, (uint32_t)opts->victim_ordered);
     char sink[64];
     while (read(STDIN_FILENO, sink, sizeof sink) > 0) {
     }
@@ -668,7 +734,7 @@ int main(int argc, char **argv) {
     int client_port = 0;
     const char *config_path = NULL;
     const char *overrides[32];
-    member_options opts = {.victim = -1, .overrides = overrides};
+    member_options opts = {.victim = -1, .victim_ordered = -1, .overrides = overrides};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--puts") == 0 && i + 1 < argc)
             opts.puts = (uint32_t)strtoul(argv[++i], NULL, 10);
@@ -682,6 +748,8 @@ int main(int argc, char **argv) {
             opts.fill = strtoull(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--start-members") == 0 && i + 1 < argc)
             opts.start_members = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--victim-ordered") == 0 && i + 1 < argc)
+            opts.victim_ordered = atoi(argv[++i]);
         else if (strcmp(argv[i], "--join") == 0)
             opts.join = true;
         else if (dr_config_is_override_arg(argv[i]) && opts.override_count < 32)

@@ -5,6 +5,7 @@
  * calls must reach the chosen replica, and the error paths (oversized arguments, unknown methods,
  * unknown nodes, replies over the limits) must fail cleanly while the group keeps working.
  * A second case kills a member while a client waits on it: the call ends DR_EREMOVED.
+ * An ordered call whose member is paused past the failure timeout ends DR_EREMOVED for it.
  * State transfer: a node joining a running group, and a replacement joining after a kill -9,
  * receive the replicated map and end with the same digest as every other replica.
  */
@@ -172,6 +173,49 @@ static void test_client_call_to_failed_member(void **state) {
     assert_int_equal(finish_all(procs, NODES + 1), NODES); /* all but the victim exit cleanly */
 }
 
+/* A member paused (SIGSTOP) while an ordered call waits for its reply: the others answered;
+ * the group excludes it by heartbeat timeout (its connection stays open) and the view change
+ * resolves its entry DR_EREMOVED. */
+static void test_ordered_call_to_paused_member(void **state) {
+    (void)state;
+    enum { NODES = 3, PORT = 25600, VICTIM = 2 };
+    child procs[NODES];
+    for (int i = 0; i < NODES; i++) {
+        char path[512];
+        write_config_sized(i, 2, NODES, PORT, path, sizeof path); /* 2 survivors suffice */
+        char *args[] = {path, "--puts",          "20", "--victim-ordered",
+                        "2",  "--start-members", "3",  NULL};
+        spawn_test_program(&procs[i], "kv_node", NULL, args);
+        usleep(i == 0 ? 200000 : 50000);
+    }
+    time_t deadline = time(NULL) + WAIT_SECONDS;
+    char line[256];
+    for (int i = 0; i < NODES; i++)
+        if (!read_line(&procs[i], line, sizeof line, deadline) || strncmp(line, "DONE", 4) != 0) {
+            finish_all(procs, NODES);
+            fail_msg("member %d: '%s'", i, line);
+        }
+    if (!read_line(&procs[0], line, sizeof line, deadline) ||
+        strcmp(line, "CALLING_ORDERED") != 0) {
+        finish_all(procs, NODES);
+        fail_msg("member 0: '%s'", line);
+    }
+    kill(procs[VICTIM].pid, SIGSTOP);
+    int status = 0, bad = -1;
+    bool got = read_line(&procs[0], line, sizeof line, deadline);
+    kill(procs[VICTIM].pid, SIGCONT);
+    if (!got || sscanf(line, "ORDERED_REMOVED status=%d bad=%d", &status, &bad) != 2) {
+        kill(procs[VICTIM].pid, SIGKILL);
+        finish_all(procs, NODES);
+        fail_msg("member 0: '%s'", line);
+    }
+    printf("member 0: %s\n", line);
+    assert_int_equal(status, -13); /* DR_EREMOVED */
+    assert_int_equal(bad, 0);
+    kill(procs[VICTIM].pid, SIGKILL);
+    assert_true(finish_all(procs, NODES) >= NODES - 1);
+}
+
 /*
  * State transfer: `members` nodes make puts; optionally one of them is killed; then a new node
  * joins and must receive the map (kv_node's serialize/restore) before it applies anything of
@@ -257,6 +301,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kv_replicas_agree),
         cmocka_unit_test(test_client_call_to_failed_member),
+        cmocka_unit_test(test_ordered_call_to_paused_member),
         cmocka_unit_test(test_joiner_receives_state),
         cmocka_unit_test(test_replacement_receives_state),
     };
