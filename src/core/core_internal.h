@@ -98,6 +98,7 @@ typedef struct vc_state {
     bool leaving;                                /**< dr_core_leave was called */
     uint64_t last_heard_us[DR_VIEW_MAX_MEMBERS]; /**< per rank: last frame from that member */
     uint64_t last_heartbeat_us;                  /**< when I last sent heartbeats */
+    uint64_t last_tick_us;                       /**< when failure_on_tick last ran */
     dr_msg_proposal *proposal;                   /**< held proposal (NULL: none) */
     bool committing;                             /**< commit decided; install after the event */
 } vc_state;
@@ -216,7 +217,8 @@ bool failure_check_partition(dr_core *core);
 void viewchange_step(dr_core *core);
 /** Handles a PROPOSAL frame (already checked to be of the current view). */
 int viewchange_on_proposal(dr_core *core, const dr_wire_header *header, const uint8_t *body);
-/** An old-view frame from a member of the current view: it missed the commit; resend it. */
+/** An old-view heartbeat from a node of the previous view (a member that missed the commit, or
+ * one the change excluded, e.g. after a pause): resend it the commit. */
 void viewchange_on_laggard(dr_core *core, uint32_t node_id, int32_t vid);
 /** Frees the view-change state (proposal, saved commit, resends). */
 void viewchange_free(dr_core *core);

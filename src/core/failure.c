@@ -10,6 +10,12 @@
  * everyone soon does. A node that sees itself suspected was excluded: it stops (DR_EREMOVED). A
  * node that suspects half or more of the members that are not leaving on purpose stops (DR_ECLOSED,
  * partitioning safety) unless disable_partitioning_safety is set.
+ *
+ * Silence only counts while this node was listening: a tick that comes more than a heartbeat
+ * period after the previous one means this node itself stalled (the process was paused, or its
+ * event loop was held up), so the stall is added to every member's last-heard time instead of
+ * counting against them. A paused node that resumes thus learns from the frames it missed that
+ * it was excluded, rather than suspecting everyone and stopping by partitioning safety.
  */
 #include <assert.h>
 #include <stdio.h>
@@ -29,6 +35,22 @@ void failure_start_view(dr_core *core) {
     for (uint32_t r = 0; r < core->view.num_members; r++)
         core->vc.last_heard_us[r] = core->now_us;
     core->vc.last_heartbeat_us = 0;
+    core->vc.last_tick_us = core->now_us;
+}
+
+/* A late tick: this node stalled; the others' silence during the stall is not counted. */
+static void discount_own_stall(dr_core *core, uint64_t period_us) {
+    uint64_t previous = core->vc.last_tick_us;
+    core->vc.last_tick_us = core->now_us;
+    if (core->now_us - previous <= period_us)
+        return;
+    uint64_t stall = core->now_us - previous - period_us / 2;
+    for (uint32_t r = 0; r < core->view.num_members; r++) {
+        uint64_t heard = core->vc.last_heard_us[r] + stall;
+        core->vc.last_heard_us[r] = heard < core->now_us ? heard : core->now_us;
+    }
+    core_trace(core, "view %d: tick %llu us late; not counted as silence of others", core->view.vid,
+               (unsigned long long)stall);
 }
 
 void failure_heard_from(dr_core *core, uint32_t node_id) {
@@ -62,6 +84,7 @@ int failure_on_tick(dr_core *core) {
     if (core->state != CORE_IN_VIEW || core->options.heartbeat_ms == 0)
         return 0;
     uint64_t period_us = (uint64_t)core->options.heartbeat_ms * 1000u;
+    discount_own_stall(core, period_us);
     int rc = 0;
     if (core->now_us - core->vc.last_heartbeat_us >= period_us)
         rc = send_heartbeats(core);

@@ -276,8 +276,9 @@ int viewchange_on_proposal(dr_core *core, const dr_wire_header *header, const ui
 }
 
 void viewchange_on_laggard(dr_core *core, uint32_t node_id, int32_t vid) {
-    if (core->last_commit == NULL || vid != core->view.vid - 1 ||
-        core_view_rank(core, node_id) < 0 || core->state != CORE_IN_VIEW)
+    /* also a node the last view change excluded: the commit tells it so (it stops, removed) */
+    if (core->last_commit == NULL || vid != core->view.vid - 1 || core->state != CORE_IN_VIEW ||
+        node_id == core->options.my_id)
         return;
     core_trace(core, "view %d: %u is still in view %d: resend the commit", core->view.vid, node_id,
                vid);

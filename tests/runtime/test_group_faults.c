@@ -121,10 +121,12 @@ static void run_fault(int base_port, int victim, fault_kind kind, int after_ms) 
             assert_int_equal(vid, first_vid);
         }
     }
-    if (kind == PAUSE) { /* the paused node noticed it was excluded and says so, or exited */
+    if (kind == PAUSE) { /* the paused node learns it was excluded (the survivors resend it the
+                            commit): removed, not stopped by partitioning safety */
         wait_all_done(&children[victim], 1, WAIT_SECONDS);
         print_message("paused node: '%s'\n", children[victim].output);
         assert_true(strncmp(children[victim].output, "DONE", 4) != 0);
+        assert_non_null(strstr(children[victim].output, "rc=-13")); /* DR_EREMOVED */
     }
     if (kind == PARTITION) { /* the minority side stopped itself: partitioning safety */
         wait_all_done(&children[victim], 1, WAIT_SECONDS);
