@@ -12,8 +12,12 @@
  * can run in the background with stdin from /dev/null). Stopping: HTTP and gRPC first (their
  * calls finish or are cancelled), then the node leaves the group.
  *
- * A node's role is decided by the first view it sees (the seed's behaviour); a node that was
- * unassigned then does not start the gRPC server later.
+ * A node in the function tier of its first view starts serving at once (the seed's behaviour).
+ * A node that was unassigned (a spare, scripts/gen-cluster.sh --spares) and that a later view
+ * puts into the function tier, because a function-tier node failed or left, starts the gRPC
+ * server and the HTTP API then: view upcalls wake the main thread through a pipe. (A spare that
+ * refills a categorizer shard needs nothing here: it receives the shard's models by state
+ * transfer before it serves.)
  */
 #include "server.h"
 
@@ -49,7 +53,18 @@ typedef struct server_state {
     sd_http_api *http;
     uint32_t local_id;
     char local_ip[64];
+    int view_fd; /* read end of the view-upcall pipe */
 } server_state;
+
+static int g_view_pipe_write = -1;
+
+/* View upcall (delivery thread): wakes the main thread, which checks its role. */
+static void on_view_installed(void *ctx, const dr_group_view *view) {
+    (void)ctx, (void)view;
+    unsigned char byte = 1;
+    ssize_t ignored = write(g_view_pipe_write, &byte, 1); /* non-blocking: a full pipe is awake */
+    (void)ignored;
+}
 
 static int build_spec(const dr_config *config, dr_layout_spec *spec) {
     static const char *const names[2] = {SD_TYPE_FUNCTION_TIER, SD_TYPE_CATEGORIZER_TIER};
@@ -211,18 +226,37 @@ static int start_function_tier(server_state *state) {
     return 0;
 }
 
-/* Serves until ENTER on stdin or a stop signal. */
+/* A spare that a new view put into the function tier starts serving it. */
+static void check_role(server_state *state) {
+    unsigned char bytes[64];
+    while (read(state->view_fd, bytes, sizeof bytes) > 0) {
+    }
+    dr_group *group = dr_rpc_node_group(state->node);
+    if (state->grpc || dr_group_my_shard(group, FUNCTION_SUBGROUP, NULL) < 0)
+        return;
+    printf("This node joined the function tier.\n");
+    fflush(stdout);
+    if (start_function_tier(state) != 0)
+        fprintf(stderr, "sospdemo server: cannot serve the function tier; still a member\n");
+    fflush(stdout);
+}
+
+/* Serves until ENTER on stdin or a stop signal; starts the function tier when assigned to it. */
 static void serve_until_stopped(server_state *state) {
     bool watch_stdin = true;
+    check_role(state); /* a view may have come between the first view and now */
     for (;;) {
-        struct pollfd fds[2] = {{.fd = state->signal_fd, .events = POLLIN},
+        struct pollfd fds[3] = {{.fd = state->signal_fd, .events = POLLIN},
+                                {.fd = state->view_fd, .events = POLLIN},
                                 {.fd = STDIN_FILENO, .events = POLLIN}};
-        int n = poll(fds, watch_stdin ? 2 : 1, -1);
+        int n = poll(fds, watch_stdin ? 3 : 2, -1);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 || (fds[0].revents && stop_signalled(state->signal_fd, 0)))
             return;
-        if (watch_stdin && fds[1].revents) {
+        if (fds[1].revents)
+            check_role(state);
+        if (watch_stdin && fds[2].revents) {
             char line[256];
             ssize_t got = read(STDIN_FILENO, line, sizeof line);
             if (got > 0 && memchr(line, '\n', (size_t)got))
@@ -242,10 +276,12 @@ static void stop_server(server_state *state) {
     dr_config_free(state->config);
     if (state->signal_fd >= 0)
         close(state->signal_fd); /* the write end stays open: a late signal must not fail */
+    if (state->view_fd >= 0)
+        close(state->view_fd);
 }
 
 int sd_server_main(int argc, char **argv) {
-    server_state state = {.signal_fd = install_stop_signals()};
+    server_state state = {.signal_fd = install_stop_signals(), .view_fd = -1};
     int exit_code = 1;
     if (state.signal_fd < 0) {
         perror("sospdemo server: pipe");
@@ -270,7 +306,15 @@ int sd_server_main(int argc, char **argv) {
     sd_categorizer_rpc_type(state.categorizer, &types[1]);
     uint32_t rpc_workers = 4;
     config_u32(state.config, "rpc_workers", &rpc_workers);
-    dr_rpc_node_options options = {.p2p_workers = rpc_workers};
+    int view_pipe[2];
+    if (pipe2(view_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        perror("sospdemo server: pipe");
+        goto done;
+    }
+    state.view_fd = view_pipe[0];
+    g_view_pipe_write = view_pipe[1]; /* stays open: a late upcall must not fail */
+    dr_rpc_node_options options = {.p2p_workers = rpc_workers,
+                                   .app_callbacks = {.on_view = on_view_installed}};
     dr_err err = {0};
     if (dr_rpc_node_create(state.config, &spec, types, 2, &options, &state.node, &err) != DR_OK) {
         fprintf(stderr, "sospdemo server: cannot start the node: %s\n", err.msg);

@@ -189,9 +189,9 @@ static int start_attempt(harness_cluster *cluster, const harness_options *option
         snprintf(min_nodes, sizeof min_nodes, "--min-nodes %d", options->min_nodes);
     snprintf(command, sizeof command,
              "rm -rf '%s' && '%s/scripts/gen-cluster.sh' '%s' %d --function-nodes %d --shards %d "
-             "%s --port-base %d --heartbeat-ms %d --launch-binary '%s'",
+             "--spares %d %s --port-base %d --heartbeat-ms %d --launch-binary '%s'",
              cluster->dir, source, cluster->dir, options->nodes, options->function_nodes,
-             options->shards, min_nodes, cluster->port_base,
+             options->shards, options->spares, min_nodes, cluster->port_base,
              options->heartbeat_ms ? options->heartbeat_ms : 10000, cluster->bin);
     int rc = 0;
     free(harness_run(command, &rc));

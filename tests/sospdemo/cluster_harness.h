@@ -27,6 +27,7 @@ typedef struct harness_options {
     const char *name;   /* folder name under the build tree */
     int nodes;          /* processes */
     int function_nodes; /* function tier size */
+    int spares;         /* unassigned nodes at the end (gen-cluster.sh --spares) */
     int shards;         /* categorizer shards */
     int min_nodes;      /* categorizer shard minimum (0: shard size) */
     int port_base;      /* 46000-46999, 100 ports used */

@@ -146,9 +146,56 @@ static void test_kill9_categorizer_replica(void **state) {
     assert_int_equal(g_cluster.exit_codes[2], 0);
 }
 
+/* A spare (unassigned at start) takes the place of the killed function-tier node, which was
+ * also the group's leader: it starts the gRPC server when the new view assigns it, and answers
+ * inference with the model installed before the failure. Ports 26200.. */
+static void test_spare_takes_over_function_tier(void **state) {
+    (void)state;
+    harness_options options = {.name = "spare",
+                               .nodes = 4,
+                               .function_nodes = 1,
+                               .spares = 1,
+                               .shards = 1,
+                               .min_nodes = 1,
+                               .port_base = PORT_BASE + 100,
+                               .heartbeat_ms = 300};
+    assert_int_equal(harness_start(&g_cluster, &options, 60), 0);
+    char synset[700], symbol[700], params[700], photo[700], args[2200];
+    harness_source_path(&g_cluster, "models/demo-shapes/synset.txt", synset, 700);
+    harness_source_path(&g_cluster, "models/demo-shapes/shapes-symbol.json", symbol, 700);
+    harness_source_path(&g_cluster, "models/demo-shapes/shapes-0000.params", params, 700);
+    harness_source_path(&g_cluster, "models/demo-shapes/photos/red-circle.jpg", photo, 700);
+    snprintf(args, sizeof args, "installmodel 1 '%s' '%s' '%s'", synset, symbol, params);
+    int rc = -1;
+    free(harness_client(&g_cluster, 0, args, &rc));
+    assert_int_equal(rc, 0);
+    assert_false(harness_log_contains(&g_cluster, 3, "joined the function tier"));
+    harness_kill9(&g_cluster, 0);
+    bool took_over = harness_wait_log(&g_cluster, 3, "This node joined the function tier", 30);
+    printf("spare node 3: %s\n", took_over ? "joined the function tier" : "still unassigned");
+    assert_true(took_over);
+    snprintf(args, sizeof args, "inference 1 '%s'", photo);
+    char *out = NULL;
+    for (int attempt = 0; attempt < 50; attempt++) { /* its gRPC server comes up */
+        free(out);
+        out = harness_client(&g_cluster, 3, args, &rc);
+        if (rc == 0)
+            break;
+        sleep_s(0.2);
+    }
+    printf("inference through node 3: rc %d: %s", rc, out ? out : "(no output)\n");
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "photo description:n00000001 red circle\n"));
+    free(out);
+    harness_stop(&g_cluster);
+    for (int i = 1; i < 4; i++)
+        assert_int_equal(g_cluster.exit_codes[i], 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kill9_categorizer_replica),
+        cmocka_unit_test(test_spare_takes_over_function_tier),
     };
     return cmocka_run_group_tests(tests, NULL, stop_cluster);
 }
