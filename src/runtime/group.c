@@ -77,9 +77,10 @@ struct dr_group {
     char contact_address[DR_ADDRESS_MAX]; /* "ip:port" of the contact */
     peer_state contact;                   /* the contact connection before its id is known */
     uint32_t contact_id;                  /* the contact's id once learned, else DR_NODE_NONE */
-    uint32_t replying_to;     /* while handling a frame: its sender, else DR_NODE_NONE */
-    dr_group_hooks hooks;     /* the layer above (rpc), immutable after create */
-    uint32_t max_frame_bytes; /* the transport's frame limit, immutable */
+    uint32_t replying_to;      /* while handling a frame: its sender, else DR_NODE_NONE */
+    dr_group_hooks hooks;      /* the layer above (rpc), immutable after create */
+    uint32_t max_frame_bytes;  /* the transport's frame limit, immutable */
+    uint32_t max_payload_size; /* the core's largest message, immutable */
 };
 
 /* ---- time --------------------------------------------------------------------------------- */
@@ -640,6 +641,7 @@ int dr_group_create_with_hooks(const dr_config *config, const dr_layout_spec *sp
         options.trace = trace_to_stderr;
         options.trace_ctx = group;
     }
+    group->max_payload_size = options.max_payload_size;
     rc = dr_core_create(&options, now_us(), &group->core, err);
     if (rc)
         goto fail;
@@ -741,6 +743,17 @@ int dr_group_leave(dr_group *group, int timeout_ms) {
 
 int dr_group_send(dr_group *group, uint32_t subgroup, const void *payload, size_t len,
                   int timeout_ms) {
+    if (payload == NULL && len > 0)
+        return DR_EINVAL;
+    if (len > group->max_payload_size)
+        return DR_ETOOBIG;
+    /* the core keeps its own copy: make it here, outside the core lock, so a large message
+     * does not hold up the network thread (ticks, heartbeats, frames) while it is copied */
+    uint8_t *copy = len > 0 ? malloc(len) : NULL;
+    if (len > 0 && copy == NULL)
+        return DR_ENOMEM;
+    if (len > 0)
+        memcpy(copy, payload, len);
     struct timespec deadline;
     deadline_after_ms(&deadline, timeout_ms < 0 ? 0 : timeout_ms);
     int rc;
@@ -758,7 +771,7 @@ int dr_group_send(dr_group *group, uint32_t subgroup, const void *payload, size_
         rc = my_shard_mode(group, subgroup, &mode);
         uint64_t opens = group->window_opens;
         if (rc == DR_OK) {
-            rc = dr_core_send(group->core, subgroup, payload, len, mode, now_us());
+            rc = dr_core_send_owned(group->core, subgroup, copy, len, mode, now_us());
             dispatch_actions_locked(group);
         }
         if (rc != DR_EAGAIN)
@@ -771,6 +784,8 @@ int dr_group_send(dr_group *group, uint32_t subgroup, const void *payload, size_
         }
     }
     pthread_mutex_unlock(&group->core_lock);
+    if (rc != DR_OK)
+        free(copy); /* the core took it only on success */
     return rc;
 }
 

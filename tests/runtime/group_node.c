@@ -17,7 +17,9 @@
  * messages from each listed sender and its view has M members, and prints
  *   DONE node=<id> delivered=<count> hash=<hash> bad=<n> vid=<view id>
  * A send failing because the group stopped (excluded this node, or partitioning safety) prints
- * "STOPPED node=<id> rc=<code>"; so does the wait of --wait-from when the group stops there.
+ * "STOPPED node=<id> rc=<code>"; so does the wait of --wait-from when the group stops there,
+ * and the wait for deliveries without it (then with delivered=<count>), so a node that the group
+ * excluded reports it instead of waiting forever.
  * --cut-after-ms T --cut-peers LIST (partition tests): T ms after this node starts sending (once
  * the --start-members view is in), it black-holes its links to each listed member, both
  * directions (dr_group_test_cut_link, test only); the listed nodes cut theirs to it likewise, so
@@ -329,9 +331,21 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
     pthread_mutex_lock(&state.lock);
-    while (rc == 0 && wait_from == NULL && state.delivered < state.expected)
-        pthread_cond_wait(&state.done_cond, &state.lock);
-    if (wait_from == NULL)
+    while (rc == 0 && wait_from == NULL && state.delivered < state.expected) {
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 1;
+        if (pthread_cond_timedwait(&state.done_cond, &state.lock, &deadline) != ETIMEDOUT)
+            continue;
+        /* a node the group excluded (or that stopped) never gets the rest: say so */
+        int stopped = dr_group_wait_view(group, INT32_MAX, 0);
+        if (stopped != DR_ETIMEDOUT)
+            rc = stopped;
+    }
+    if (wait_from == NULL && rc != 0)
+        printf("STOPPED node=%" PRIu32 " rc=%d delivered=%" PRIu64 "\n", my_id, rc,
+               state.delivered);
+    else if (wait_from == NULL)
         printf("DONE node=%" PRIu32 " delivered=%" PRIu64 " hash=%016" PRIx64 " bad=%" PRIu64 "\n",
                my_id, state.delivered, state.hash, state.bad);
     pthread_mutex_unlock(&state.lock);
