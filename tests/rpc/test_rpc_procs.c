@@ -299,11 +299,11 @@ static int teardown(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kv_replicas_agree),
-        cmocka_unit_test(test_client_call_to_failed_member),
-        cmocka_unit_test(test_ordered_call_to_paused_member),
-        cmocka_unit_test(test_joiner_receives_state),
-        cmocka_unit_test(test_replacement_receives_state),
+        cmocka_unit_test_teardown(test_kv_replicas_agree, kill_leftover_children),
+        cmocka_unit_test_teardown(test_client_call_to_failed_member, kill_leftover_children),
+        cmocka_unit_test_teardown(test_ordered_call_to_paused_member, kill_leftover_children),
+        cmocka_unit_test_teardown(test_joiner_receives_state, kill_leftover_children),
+        cmocka_unit_test_teardown(test_replacement_receives_state, kill_leftover_children),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

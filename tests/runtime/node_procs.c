@@ -5,6 +5,7 @@
  */
 #include "node_procs.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -14,16 +15,40 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+/* Children spawned and not yet reaped (for kill_leftover_children). */
+static pid_t g_live[64];
+static size_t g_num_live;
+
+static void forget_child(pid_t pid) {
+    for (size_t i = 0; i < g_num_live; i++)
+        if (g_live[i] == pid) {
+            g_live[i] = g_live[--g_num_live];
+            return;
+        }
+}
+
+int kill_leftover_children(void **state) {
+    (void)state;
+    for (size_t i = 0; i < g_num_live; i++) {
+        kill(g_live[i], SIGKILL);
+        waitpid(g_live[i], NULL, 0);
+    }
+    g_num_live = 0;
+    return 0;
+}
+
 void spawn_test_program(child *c, const char *name, const char *first_arg, char *const *args) {
     int in_pipe[2], out_pipe[2];
-    assert_int_equal(pipe(in_pipe), 0);
-    assert_int_equal(pipe(out_pipe), 0);
+    /* close-on-exec: no child may hold another child's stdin open (it would never see EOF) */
+    assert_int_equal(pipe2(in_pipe, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(out_pipe, O_CLOEXEC), 0);
     const char *bin_dir = getenv("DR_BIN_DIR");
     assert_non_null(bin_dir);
     char program[1024];
@@ -36,13 +61,14 @@ void spawn_test_program(child *c, const char *name, const char *first_arg, char 
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        dup2(in_pipe[0], STDIN_FILENO);
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+        dup2(in_pipe[0], STDIN_FILENO);   /* dup2 clears close-on-exec on the copies */
         dup2(out_pipe[1], STDOUT_FILENO);
-        close(in_pipe[1]);
-        close(out_pipe[0]);
         execv(program, argv);
         _exit(127);
     }
+    if (g_num_live < sizeof g_live / sizeof *g_live)
+        g_live[g_num_live++] = pid;
     close(in_pipe[0]);
     close(out_pipe[1]);
     memset(c, 0, sizeof *c);
@@ -100,6 +126,7 @@ int finish_all(child *children, int count) {
         kill(children[i].pid, SIGKILL);
         waitpid(children[i].pid, &status, 0);
     reaped:
+        forget_child(children[i].pid);
         close(children[i].stdout_fd);
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
             clean++;

@@ -37,4 +37,12 @@ void wait_all_done(child *children, int count, int timeout_s);
  * exited with status 0. */
 int finish_all(child *children, int count);
 
+/**
+ * Kills and reaps every child spawned and not yet reaped by finish_all: a per-test teardown, so
+ * that a test that failed half-way (a cmocka assertion jumps past its finish_all) leaves no
+ * process holding the next test's ports. Children also die with the test process
+ * (PR_SET_PDEATHSIG) and inherit no other child's pipes (O_CLOEXEC).
+ */
+int kill_leftover_children(void **state);
+
 #endif

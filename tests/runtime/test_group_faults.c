@@ -178,11 +178,11 @@ static int setup(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kill_member_mid_stream),
-        cmocka_unit_test(test_kill_leader_mid_stream),
-        cmocka_unit_test(test_paused_member_is_excluded),
-        cmocka_unit_test(test_partitioned_member_stops),
-        cmocka_unit_test(test_partitioned_leader_stops),
+        cmocka_unit_test_teardown(test_kill_member_mid_stream, kill_leftover_children),
+        cmocka_unit_test_teardown(test_kill_leader_mid_stream, kill_leftover_children),
+        cmocka_unit_test_teardown(test_paused_member_is_excluded, kill_leftover_children),
+        cmocka_unit_test_teardown(test_partitioned_member_stops, kill_leftover_children),
+        cmocka_unit_test_teardown(test_partitioned_leader_stops, kill_leftover_children),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

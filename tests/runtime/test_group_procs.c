@@ -144,11 +144,11 @@ static int teardown(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_three_nodes_all_send_mixed_sizes),
-        cmocka_unit_test(test_four_nodes_all_send),
-        cmocka_unit_test(test_silent_senders_do_not_stall),
-        cmocka_unit_test(test_fifty_megabyte_messages_intact),
-        cmocka_unit_test(test_raw_mode_delivers_everything),
+        cmocka_unit_test_teardown(test_three_nodes_all_send_mixed_sizes, kill_leftover_children),
+        cmocka_unit_test_teardown(test_four_nodes_all_send, kill_leftover_children),
+        cmocka_unit_test_teardown(test_silent_senders_do_not_stall, kill_leftover_children),
+        cmocka_unit_test_teardown(test_fifty_megabyte_messages_intact, kill_leftover_children),
+        cmocka_unit_test_teardown(test_raw_mode_delivers_everything, kill_leftover_children),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
