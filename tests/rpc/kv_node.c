@@ -6,9 +6,10 @@
  *   kv_node --client CONTACT_PORT --puts N --members M [--victim V]      (outside client)
  *   kv_node CONFIG_FILE --join --puts N                                   (joiner)
  *
- * --victim-ordered V (member 0): an ordered call that member V answers only after 5 s; once
- * the others answered node 0 prints CALLING_ORDERED (the test then pauses V with SIGSTOP), and
- * then ORDERED_REMOVED status=<V's entry, DR_EREMOVED once the view change excluded V> bad=<n>.
+ * --victim-ordered V (member 0): after a "go" line on stdin, an ordered call that member V
+ * answers only after 5 s; once the others answered node 0 prints CALLING_ORDERED (the test then
+ * pauses V with SIGSTOP), and then ORDERED_REMOVED status=<V's entry, DR_EREMOVED once the view
+ * change excluded V> bad=<n>.
  * --start-members K (member): wait for a view whose shard has K members before the puts.
  * --fill BYTES (member): before its puts, node 0 also puts values of 512 KiB until the map
  * holds BYTES of values (state for the state-transfer timings of bench/join_state.sh; the
@@ -579,8 +580,14 @@ static int run_member(const char *config_path, const member_options *opts) {
         printf("REMOVED rc=%d bad=%d\n", rc, atomic_load(&g_bad));
         fflush(stdout);
     }
-    if (opts->victim_ordered >= 0 && g_kv.my_id == 0)
+    if (opts->victim_ordered >= 0 && g_kv.my_id == 0) {
+        /* the test writes "go" once every member printed DONE: no call of theirs may still be
+         * queued behind the victim's slow handler, or the victim would answer before the pause */
+        char c = 0;
+        while (read(STDIN_FILENO, &c, 1) == 1 && c != '\n') {
+        }
         ordered_call_to_victim(node, (uint32_t)opts->victim_ordered);
+    }
     char sink[64];
     while (read(STDIN_FILENO, sink, sizeof sink) > 0) {
     }

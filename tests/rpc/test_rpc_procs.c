@@ -195,6 +195,7 @@ static void test_ordered_call_to_paused_member(void **state) {
             finish_all(procs, NODES);
             fail_msg("member %d: '%s'", i, line);
         }
+    assert_int_equal(write(procs[0].stdin_fd, "go\n", 3), 3); /* every member is idle now */
     if (!read_line(&procs[0], line, sizeof line, deadline) ||
         strcmp(line, "CALLING_ORDERED") != 0) {
         finish_all(procs, NODES);
