@@ -59,6 +59,19 @@ static int stop_cluster(void **state) {
     return 0;
 }
 
+/* Installs the bundled demo model as tag 1 through node 0; photo gets the red-circle photo. */
+static void install_demo_model(char *photo, size_t cap) {
+    char synset[700], symbol[700], params[700], args[2200];
+    harness_source_path(&g_cluster, "models/demo-shapes/synset.txt", synset, sizeof synset);
+    harness_source_path(&g_cluster, "models/demo-shapes/shapes-symbol.json", symbol, sizeof symbol);
+    harness_source_path(&g_cluster, "models/demo-shapes/shapes-0000.params", params, sizeof params);
+    harness_source_path(&g_cluster, "models/demo-shapes/photos/red-circle.jpg", photo, cap);
+    snprintf(args, sizeof args, "installmodel 1 '%s' '%s' '%s'", synset, symbol, params);
+    int rc = -1;
+    free(harness_client(&g_cluster, 0, args, &rc));
+    assert_int_equal(rc, 0);
+}
+
 /* Requests flow from two threads; `victim` is killed after 1 s; the counters after a 6 s
  * recovery window must show only answers. *before_kill: answers before the kill. */
 static void run_requests_around(int victim, int *before_kill) {
@@ -98,15 +111,8 @@ static void test_kill9_categorizer_replica(void **state) {
                "could not join after the first view\n");
         skip();
     }
-    char synset[700], symbol[700], params[700], photo[700], args[2200];
-    harness_source_path(&g_cluster, "models/demo-shapes/synset.txt", synset, 700);
-    harness_source_path(&g_cluster, "models/demo-shapes/shapes-symbol.json", symbol, 700);
-    harness_source_path(&g_cluster, "models/demo-shapes/shapes-0000.params", params, 700);
-    harness_source_path(&g_cluster, "models/demo-shapes/photos/red-circle.jpg", photo, 700);
-    snprintf(args, sizeof args, "installmodel 1 '%s' '%s' '%s'", synset, symbol, params);
-    int rc = -1;
-    free(harness_client(&g_cluster, 0, args, &rc));
-    assert_int_equal(rc, 0);
+    char photo[700];
+    install_demo_model(photo, sizeof photo);
     snprintf(g_args, sizeof g_args, "inference 1 '%s'", photo);
 
     int before_kill = 0;
@@ -160,15 +166,9 @@ static void test_spare_takes_over_function_tier(void **state) {
                                .port_base = PORT_BASE + 100,
                                .heartbeat_ms = 300};
     assert_int_equal(harness_start(&g_cluster, &options, 60), 0);
-    char synset[700], symbol[700], params[700], photo[700], args[2200];
-    harness_source_path(&g_cluster, "models/demo-shapes/synset.txt", synset, 700);
-    harness_source_path(&g_cluster, "models/demo-shapes/shapes-symbol.json", symbol, 700);
-    harness_source_path(&g_cluster, "models/demo-shapes/shapes-0000.params", params, 700);
-    harness_source_path(&g_cluster, "models/demo-shapes/photos/red-circle.jpg", photo, 700);
-    snprintf(args, sizeof args, "installmodel 1 '%s' '%s' '%s'", synset, symbol, params);
+    char photo[700], args[2200];
+    install_demo_model(photo, sizeof photo);
     int rc = -1;
-    free(harness_client(&g_cluster, 0, args, &rc));
-    assert_int_equal(rc, 0);
     assert_false(harness_log_contains(&g_cluster, 3, "joined the function tier"));
     harness_kill9(&g_cluster, 0);
     bool took_over = harness_wait_log(&g_cluster, 3, "This node joined the function tier", 30);
