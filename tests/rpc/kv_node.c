@@ -384,6 +384,20 @@ static double ms_between(const struct timespec *from, const struct timespec *to)
     return (double)(to->tv_sec - from->tv_sec) * 1e3 + (double)(to->tv_nsec - from->tv_nsec) / 1e6;
 }
 
+/* Folds one replica's "digest" reply into the comparison: the first sets the reference;
+ * returns false if a later one differs (or is malformed). */
+static bool same_digest(int rc, const dr_rpc_reply *reply, bool first, uint64_t *count,
+                        uint64_t *digest) {
+    CHECK(rc == DR_OK && reply->len == 16);
+    uint64_t c = reply->len == 16 ? dr_load_u64le(reply->bytes) : 0;
+    uint64_t d = reply->len == 16 ? dr_load_u64le(reply->bytes + 8) : 0;
+    if (first) {
+        *count = c, *digest = d;
+        return true;
+    }
+    return c == *count && d == *digest;
+}
+
 /* Node 0 fills the map with 512 KiB values until it holds `bytes` (state transfer timings). */
 static void fill_state(dr_rpc_node *node, uint64_t bytes, uint32_t members) {
     enum { VALUE_BYTES = 512 * 1024 };
@@ -436,13 +450,7 @@ static void joiner_checks(dr_rpc_node *node, uint32_t puts, const struct timespe
         dr_rpc_reply reply;
         uint32_t target = view->layout.subgroups[0].shards[0].member_ids[m];
         int rc = dr_rpc_p2p_call(node, target, 0, "digest", NULL, 0, WAIT_MS, &reply);
-        CHECK(rc == DR_OK && reply.len == 16);
-        uint64_t count = reply.len == 16 ? dr_load_u64le(reply.bytes) : 0;
-        uint64_t digest = reply.len == 16 ? dr_load_u64le(reply.bytes + 8) : 0;
-        if (m == 0)
-            first_count = count, first_digest = digest;
-        else if (count != first_count || digest != first_digest)
-            equal = false;
+        equal &= same_digest(rc, &reply, m == 0, &first_count, &first_digest);
         dr_rpc_reply_clear(&reply);
     }
     free(view);
@@ -712,13 +720,7 @@ static int run_client(uint16_t port, uint32_t puts, uint32_t members, int victim
             dr_rpc_reply reply;
             int rc =
                 dr_rpc_client_call(client, target, subgroup, "digest", NULL, 0, WAIT_MS, &reply);
-            CHECK(rc == DR_OK && reply.len == 16);
-            uint64_t count = reply.len == 16 ? dr_load_u64le(reply.bytes) : 0;
-            uint64_t digest = reply.len == 16 ? dr_load_u64le(reply.bytes + 8) : 0;
-            if (target == 0)
-                first_count = count, first_digest = digest;
-            else if (count != first_count || digest != first_digest)
-                equal = false;
+            equal &= same_digest(rc, &reply, target == 0, &first_count, &first_digest);
             dr_rpc_reply_clear(&reply);
         }
         CHECK(first_count == total);
