@@ -5,6 +5,7 @@
  *   group_node CONFIG_FILE [--messages N] [--size BYTES] [--mixed] [--raw] [--silent]
  *              [--expect-senders S] [--wait-from ID,ID,... --expect-members M]
  *              [--start-members K]  (wait for a view of K members before sending)
+ *              [--say-sending]      (print "SENDING node=<id>" once it starts sending)
  *              [--cut-after-ms T --cut-peers ID,ID,...]
  *              [--DERECHO/key=value ...]
  *
@@ -24,6 +25,9 @@
  * the --start-members view is in), it black-holes its links to each listed member, both
  * directions (dr_group_test_cut_link, test only); the listed nodes cut theirs to it likewise, so
  * the partition is symmetric up to the few ms between the nodes' starts.
+ * --say-sending prints the line "SENDING node=<id>" first, when the --start-members view is in
+ * and the stream starts, so a fault test can strike in the middle of the stream rather than at
+ * a time guessed from the start of the processes.
  * It then waits for its standard input to close (the test's barrier) before leaving, so no node
  * leaves while others still need its acknowledgements. Exit status 0 on success.
  */
@@ -226,7 +230,7 @@ int main(int argc, char **argv) {
     }
     uint64_t messages = 100, senders = 1;
     size_t size = 1024;
-    bool mixed = false, raw = false, silent = false;
+    bool mixed = false, raw = false, silent = false, say_sending = false;
     const char *wait_from = NULL, *cut_peers = NULL;
     int cut_after_ms = -1;
     uint32_t members = 0, start_members = 0;
@@ -255,6 +259,8 @@ int main(int argc, char **argv) {
             raw = true;
         else if (strcmp(argv[i], "--silent") == 0)
             silent = true;
+        else if (strcmp(argv[i], "--say-sending") == 0)
+            say_sending = true;
         else if (dr_config_is_override_arg(argv[i]) && override_count < 64)
             overrides[override_count++] = argv[i] + 2;
         else {
@@ -313,6 +319,10 @@ int main(int argc, char **argv) {
             fprintf(stderr, "group_node: cannot start the cutter thread\n");
             return 1;
         }
+    }
+    if (say_sending) {
+        printf("SENDING node=%" PRIu32 "\n", my_id);
+        fflush(stdout);
     }
     uint8_t *buffer = malloc(size ? size : 1);
     for (uint64_t i = 0; !silent && i < messages && rc == 0; i++) {

@@ -82,6 +82,17 @@ void spawn_node(child *c, const char *config_path, char *const *args) {
     spawn_test_program(c, "group_node", config_path, args);
 }
 
+void drop_first_line(child *c) {
+    char *newline = strchr(c->output, '\n');
+    size_t keep = newline ? c->output_len - (size_t)(newline + 1 - c->output) : 0;
+    if (newline)
+        memmove(c->output, newline + 1, keep + 1);
+    else
+        c->output[0] = '\0';
+    c->output_len = keep;
+    c->done = strchr(c->output, '\n') != NULL;
+}
+
 void wait_all_done(child *children, int count, int timeout_s) {
     time_t deadline = time(NULL) + timeout_s;
     int done = 0;

@@ -33,6 +33,12 @@ void spawn_node(child *c, const char *config_path, char *const *args);
 /** Reads the children's output until each printed a line (or closed it) or timeout_s passed. */
 void wait_all_done(child *children, int count, int timeout_s);
 
+/**
+ * Removes the first line from c->output (what wait_all_done waited for), keeping anything read
+ * after it, so that the next wait_all_done waits for the child's next line.
+ */
+void drop_first_line(child *c);
+
 /** Releases every child (closes its stdin), reaps it (SIGKILL after 10 s); returns how many
  * exited with status 0. */
 int finish_all(child *children, int count);

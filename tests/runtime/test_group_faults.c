@@ -1,6 +1,7 @@
 /*
  * Real-process fault tests of the group over TCP on 127.0.0.1 (issue 5): four group_node
- * processes stream ordered multicasts; in the middle one of them is killed with SIGKILL (a
+ * processes stream ordered multicasts; in the middle (after_ms after every node said it started
+ * sending in the 4-member view) one of them is killed with SIGKILL (a
  * member, or the leader), or stopped with SIGSTOP for longer than the failure timeout and then
  * continued, or cut off by a network partition (it and the other three black-hole their links to
  * each other, both directions, with group_node's --cut-after-ms/--cut-peers; a member, or the
@@ -68,13 +69,22 @@ static void run_fault(int base_port, int victim, fault_kind kind, int after_ms) 
         char path[512];
         write_node_config(i, base_port, path, sizeof path);
         char *args[] = {"--messages", "4000", "--size", "1000", "--wait-from", survivors,
-                        "--expect-members", "3", "--start-members", "4",
+                        "--expect-members", "3", "--start-members", "4", "--say-sending",
                         /* a partition: each side cuts its links to the other, after_ms after it
                          * starts sending */
                         kind == PARTITION ? "--cut-after-ms" : NULL, cut_after, "--cut-peers",
                         i == victim ? survivors : victim_id, NULL};
         spawn_node(&children[i], path, args);
         usleep(i == 0 ? 200000 : 50000);
+    }
+    /* the fault strikes after_ms into the stream: once every node is in the 4-member view and
+     * sending (a time counted from the start of the processes could fall before the last join
+     * completed on a slow machine, and then the fault would hit the join instead) */
+    wait_all_done(children, MAX_NODES, WAIT_SECONDS);
+    for (int i = 0; i < MAX_NODES; i++) {
+        if (strncmp(children[i].output, "SENDING", 7) != 0)
+            fail_msg("node %d did not start its stream: '%s'", i, children[i].output);
+        drop_first_line(&children[i]);
     }
     if (kind == KILL) {
         usleep((useconds_t)after_ms * 1000u);
