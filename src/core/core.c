@@ -46,8 +46,33 @@ void dr_action_free(dr_action *action) {
         return;
     free(action->bytes);
     free(action->view_info);
+    dr_shared_bytes_release(action->body_owner);
     action->bytes = NULL;
     action->view_info = NULL;
+    action->body = NULL;
+    action->body_len = 0;
+    action->body_owner = NULL;
+}
+
+int dr_action_flatten(dr_action *action) {
+    if (action->body_owner == NULL)
+        return 0;
+    size_t len = action->len + action->body_len;
+    uint8_t *flat = len > 0 ? malloc(len) : NULL;
+    if (len > 0 && flat == NULL)
+        return DR_ENOMEM;
+    if (action->len > 0)
+        memcpy(flat, action->bytes, action->len);
+    if (action->body_len > 0)
+        memcpy(flat + action->len, action->body, action->body_len);
+    free(action->bytes);
+    dr_shared_bytes_release(action->body_owner);
+    action->bytes = flat;
+    action->len = len;
+    action->body = NULL;
+    action->body_len = 0;
+    action->body_owner = NULL;
+    return 0;
 }
 
 const char *dr_action_type_name(dr_action_type type) {
@@ -116,9 +141,16 @@ int core_send_bytes(dr_core *core, uint32_t node_id, const uint8_t *bytes, size_
     return core_push_action(core, &action);
 }
 
-int core_send_owned(dr_core *core, uint32_t node_id, uint8_t *bytes, size_t len) {
+int core_send_shared(dr_core *core, uint32_t node_id, uint8_t *head, size_t head_len,
+                     dr_shared_bytes *owner, const uint8_t *body, size_t body_len) {
     assert(node_id != core->options.my_id);
-    dr_action action = {.type = DR_ACTION_SEND, .node_id = node_id, .bytes = bytes, .len = len};
+    dr_action action = {.type = DR_ACTION_SEND,
+                        .node_id = node_id,
+                        .bytes = head,
+                        .len = head_len,
+                        .body = body,
+                        .body_len = body_len,
+                        .body_owner = dr_shared_bytes_retain(owner)};
     return core_push_action(core, &action);
 }
 

@@ -49,6 +49,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/shared_bytes.h"
 #include "derecho/error.h"
 #include "derecho/layout.h"
 
@@ -137,20 +138,38 @@ typedef struct dr_action {
     char address[DR_ADDRESS_MAX]; /**< CONNECT: where; SEND: where if node_id is NONE */
     uint8_t *bytes;               /**< SEND: frame; DELIVER: payload; JOIN_FAILED: reason */
     size_t len;                   /**< bytes in `bytes` */
-    uint32_t subgroup;            /**< DELIVER, WINDOW_OPEN */
-    uint32_t shard;               /**< DELIVER */
-    uint32_t sender_id;           /**< DELIVER: node id of the sender */
-    uint32_t sender_index;        /**< DELIVER: sender's rank among the shard's senders */
-    int64_t index;                /**< DELIVER: sender's message index in this view */
-    int64_t version;              /**< DELIVER: (vid << 32) | seq, or -1 for raw mode */
-    uint64_t timestamp_us;        /**< DELIVER: the sender's send time */
-    dr_delivery_mode mode;        /**< DELIVER */
-    int error;                    /**< JOIN_FAILED: DR_E* code */
-    dr_view_info *view_info;      /**< VIEW_INSTALLED: owned snapshot */
+    /**
+     * SEND, DELIVER: a part shared with the core instead of copied (the blocks of an own large
+     * message). SEND: the frame is bytes[len] followed by body[body_len]; DELIVER: the payload
+     * is body[body_len] and bytes is NULL. The action holds one reference on body_owner, which
+     * keeps body alive: the driver takes it (and releases it when done) or dr_action_free
+     * releases it. dr_action_flatten turns such an action into a plain one.
+     */
+    const uint8_t *body;
+    size_t body_len;             /**< bytes in `body` */
+    dr_shared_bytes *body_owner; /**< the reference that keeps body alive */
+    uint32_t subgroup;           /**< DELIVER, WINDOW_OPEN */
+    uint32_t shard;              /**< DELIVER */
+    uint32_t sender_id;          /**< DELIVER: node id of the sender */
+    uint32_t sender_index;       /**< DELIVER: sender's rank among the shard's senders */
+    int64_t index;               /**< DELIVER: sender's message index in this view */
+    int64_t version;             /**< DELIVER: (vid << 32) | seq, or -1 for raw mode */
+    uint64_t timestamp_us;       /**< DELIVER: the sender's send time */
+    dr_delivery_mode mode;       /**< DELIVER */
+    int error;                   /**< JOIN_FAILED: DR_E* code */
+    dr_view_info *view_info;     /**< VIEW_INSTALLED: owned snapshot */
 } dr_action;
 
-/** Frees an action's bytes and view snapshot (either may have been stolen: NULL). */
+/** Frees an action's bytes and view snapshot and releases body_owner (any may have been
+ * stolen: NULL). */
 void dr_action_free(dr_action *action);
+
+/**
+ * For drivers that want one buffer per action: if the action has a shared body, replaces
+ * bytes with a malloc'd copy of bytes followed by body (SEND: the whole frame; DELIVER: the
+ * payload) and releases body_owner. Returns 0, or DR_ENOMEM (the action is unchanged).
+ */
+int dr_action_flatten(dr_action *action);
 
 /** A short name of an action type for logs. */
 const char *dr_action_type_name(dr_action_type type);

@@ -36,7 +36,9 @@ typedef struct mc_slot {
     mc_slot_state state;
     uint32_t index;          /**< message index of the sender */
     uint64_t timestamp_us;   /**< sender's send time */
-    uint8_t *payload;        /**< owned; NULL for nulls and empty messages */
+    uint8_t *payload;        /**< owned (or in `shared`); NULL for nulls and empty messages */
+    dr_shared_bytes *shared; /**< an own large message: holds payload, which queued block
+                                  frames read without copying (one reference held here) */
     uint32_t len;            /**< payload bytes */
     uint32_t block_size;     /**< PARTIAL: block size used by the sender */
     uint32_t num_blocks;     /**< PARTIAL: blocks in the message */
@@ -148,8 +150,13 @@ struct dr_core {
 int core_push_action(dr_core *core, const dr_action *action);
 /** Queues SEND of a copy of bytes[0..len) to node_id. */
 int core_send_bytes(dr_core *core, uint32_t node_id, const uint8_t *bytes, size_t len);
-/** Queues SEND of bytes (malloc'd; taken, also on failure) to node_id. */
-int core_send_owned(dr_core *core, uint32_t node_id, uint8_t *bytes, size_t len);
+/**
+ * Queues SEND of the frame head[0..head_len) + body[0..body_len) to node_id without copying
+ * body: the action takes head (malloc'd; also on failure) and a new reference on owner, which
+ * holds body.
+ */
+int core_send_shared(dr_core *core, uint32_t node_id, uint8_t *head, size_t head_len,
+                     dr_shared_bytes *owner, const uint8_t *body, size_t body_len);
 /** Queues SEND of the scratch buffer's content to node_id. */
 int core_send_scratch(dr_core *core, uint32_t node_id);
 /** Emits a trace line if tracing is on (formats nothing otherwise). */

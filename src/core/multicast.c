@@ -32,7 +32,10 @@
 static bool shard_predicate(void *ctx);
 
 static void free_slot(mc_slot *slot) {
-    free(slot->payload);
+    if (slot->shared != NULL)
+        dr_shared_bytes_release(slot->shared); /* payload is inside it */
+    else
+        free(slot->payload);
     free(slot->block_bitmap);
     memset(slot, 0, sizeof *slot);
 }
@@ -221,13 +224,9 @@ static uint32_t relative_position(const mc_shard *shard, uint32_t sender_rank) {
     return (shard->my_shard_rank + shard->num_members - sender_rank) % shard->num_members;
 }
 
-/** Sends the frame in core->scratch / frame to this node's next hops for `block`. */
-/**
- * Sends a block frame to this node's next hops for `block`. If `owned` is set, the frame is a
- * malloc'd buffer that the last hop takes (one copy fewer) and that is freed if nobody does.
- */
+/** Relays a received block frame (copied) to this node's next hops for `block`. */
 static int relay_block(dr_core *core, const mc_shard *shard, uint32_t sender_rank, uint32_t block,
-                       uint8_t *frame, size_t len, bool owned) {
+                       const uint8_t *frame, size_t len) {
     uint32_t next[DR_LAYOUT_MAX_SHARD_MEMBERS];
     uint32_t count = pipeline_next_hops(core->options.pipeline, shard->num_members,
                                         relative_position(shard, sender_rank), block, next);
@@ -235,52 +234,46 @@ static int relay_block(dr_core *core, const mc_shard *shard, uint32_t sender_ran
     for (uint32_t i = 0; i < count && rc == 0; i++) {
         uint32_t to = member_at(shard, sender_rank, next[i]);
         assert(to != core->options.my_id);
-        if (owned && i + 1 == count) {
-            rc = core_send_owned(core, to, frame, len);
-            owned = false; /* taken (or freed on failure) */
-        } else {
-            rc = core_send_bytes(core, to, frame, len);
-        }
+        rc = core_send_bytes(core, to, frame, len);
     }
-    if (owned)
-        free(frame);
     return rc;
 }
 
-/** Encodes one block of my message into a buffer of its exact size. NULL if out of memory. */
-static uint8_t *encode_own_block(dr_core *core, const dr_msg_data *msg, uint32_t b,
-                                 size_t *len_out) {
-    uint32_t block_size = core->options.block_size;
-    uint32_t offset = b * block_size;
-    dr_msg_block block = {.subgroup = msg->subgroup,
-                          .sender_index = msg->sender_index,
-                          .index = msg->index,
-                          .timestamp_us = msg->timestamp_us,
-                          .total_len = msg->len,
-                          .block_size = block_size,
-                          .block = b,
-                          .len = msg->len - offset < block_size ? msg->len - offset : block_size,
-                          .payload = msg->payload + offset};
-    dr_buf frame;
-    dr_buf_init(&frame, 0);
-    if (dr_buf_reserve(&frame, DR_WIRE_HEADER_BYTES + 40u + block.len) != 0 ||
-        dr_wire_encode_block(&frame, core->options.my_id, core->view.vid, &block) != 0) {
-        dr_buf_free(&frame);
-        return NULL;
-    }
-    return dr_buf_steal(&frame, len_out);
-}
-
-static int send_large(dr_core *core, const mc_shard *shard, const dr_msg_data *msg) {
+/**
+ * Sends the blocks of my large message without copying them: each frame is a small head
+ * (header and block fields) followed by a slice of the payload, which the queued frames share
+ * with the slot (`shared`), so the core lock is held only for the heads whatever the size.
+ */
+static int send_large(dr_core *core, const mc_shard *shard, const dr_msg_data *msg,
+                      dr_shared_bytes *shared) {
     uint32_t block_size = core->options.block_size;
     uint32_t num_blocks = (msg->len + block_size - 1) / block_size;
     assert(num_blocks >= 2 || msg->len > core->options.max_smc_payload_size);
     for (uint32_t b = 0; b < num_blocks; b++) {
-        size_t len = 0;
-        uint8_t *frame = encode_own_block(core, msg, b, &len);
-        if (frame == NULL)
-            return DR_ENOMEM;
-        int rc = relay_block(core, shard, shard->my_shard_rank, b, frame, len, true);
+        uint32_t offset = b * block_size;
+        dr_msg_block block = {.subgroup = msg->subgroup,
+                              .sender_index = msg->sender_index,
+                              .index = msg->index,
+                              .timestamp_us = msg->timestamp_us,
+                              .total_len = msg->len,
+                              .block_size = block_size,
+                              .block = b,
+                              .len =
+                                  msg->len - offset < block_size ? msg->len - offset : block_size,
+                              .payload = msg->payload + offset};
+        dr_buf_reset(&core->scratch);
+        int rc =
+            dr_wire_encode_block_head(&core->scratch, core->options.my_id, core->view.vid, &block);
+        uint32_t next[DR_LAYOUT_MAX_SHARD_MEMBERS];
+        uint32_t count = pipeline_next_hops(core->options.pipeline, shard->num_members, 0, b, next);
+        for (uint32_t i = 0; i < count && rc == 0; i++) {
+            uint8_t *head = malloc(core->scratch.len);
+            if (head == NULL)
+                return DR_ENOMEM;
+            memcpy(head, core->scratch.data, core->scratch.len);
+            rc = core_send_shared(core, member_at(shard, shard->my_shard_rank, next[i]), head,
+                                  core->scratch.len, shared, block.payload, block.len);
+        }
         if (rc != 0)
             return rc;
     }
@@ -318,12 +311,17 @@ int multicast_send(dr_core *core, uint32_t subgroup, uint8_t *payload, size_t le
     }
     if (rc != 0)
         return rc; /* the caller still owns payload */
+    bool large = len > core->options.max_smc_payload_size;
+    dr_shared_bytes *shared = large ? dr_shared_bytes_wrap(payload, len) : NULL;
+    if (large && shared == NULL)
+        return DR_ENOMEM; /* the caller still owns payload */
     mc_shard *shard = &core->shards[subgroup];
     int64_t index = shard->next_index++;
     mc_slot *slot = claim_own_slot(core, shard, index);
     assert(index > shard->streams[shard->my_sender_index].received);
     slot->state = MC_SLOT_COMPLETE;
-    slot->payload = payload; /* taken: freed at delivery */
+    slot->payload = payload; /* taken: freed (or handed over) at delivery */
+    slot->shared = shared;
     slot->len = (uint32_t)len;
     slot->timestamp_us = core->now_us;
     dr_msg_data msg = {.subgroup = subgroup,
@@ -334,8 +332,7 @@ int multicast_send(dr_core *core, uint32_t subgroup, uint8_t *payload, size_t le
                        .payload = payload};
     core_trace(core, "view %d: subgroup %u send index %lld (%zu bytes)", core->view.vid, subgroup,
                (long long)index, len);
-    rc = len <= core->options.max_smc_payload_size ? send_small(core, shard, &msg)
-                                                   : send_large(core, shard, &msg);
+    rc = large ? send_large(core, shard, &msg, shared) : send_small(core, shard, &msg);
     advance_received(core, shard, (uint32_t)shard->my_sender_index);
     core->stats.messages_sent++;
     return rc;
@@ -404,6 +401,10 @@ static void deliver_slot(dr_core *core, mc_shard *shard, uint32_t k, mc_slot *sl
     dr_action action = {.type = DR_ACTION_DELIVER,
                         .bytes = slot->payload,
                         .len = slot->len,
+                        /* an own large message: its blocks may still be queued; share it */
+                        .body = slot->shared ? slot->payload : NULL,
+                        .body_len = slot->shared ? slot->len : 0,
+                        .body_owner = slot->shared,
                         .subgroup = shard->subgroup,
                         .shard = shard->shard,
                         .sender_id = shard->member_ids[shard->sender_member[k]],
@@ -412,7 +413,12 @@ static void deliver_slot(dr_core *core, mc_shard *shard, uint32_t k, mc_slot *sl
                         .version = version,
                         .timestamp_us = slot->timestamp_us,
                         .mode = shard->mode};
+    if (slot->shared != NULL) {
+        action.bytes = NULL;
+        action.len = 0;
+    }
     slot->payload = NULL;
+    slot->shared = NULL;
     core_push_action(core, &action);
     core->stats.messages_delivered++;
     free_slot(slot);
@@ -549,7 +555,14 @@ int multicast_ragged_trim(dr_core *core, uint32_t subgroup, const int64_t *trim)
             continue;
         core_trace(core, "view %d: subgroup %u own index %lld beyond the trim: re-send",
                    core->view.vid, subgroup, (long long)index);
-        int rc = core_queue_resend(core, subgroup, slot->payload, slot->len);
+        uint8_t *payload = slot->payload;
+        if (slot->shared != NULL) { /* blocks of the old view may still be queued */
+            payload = dr_shared_bytes_take(slot->shared);
+            if (payload == NULL)
+                return DR_ENOMEM;
+            slot->shared = NULL;
+        }
+        int rc = core_queue_resend(core, subgroup, payload, slot->len);
         slot->payload = NULL;
         free_slot(slot);
         if (rc != 0)
@@ -711,7 +724,7 @@ int multicast_on_block(dr_core *core, const dr_wire_header *header, const uint8_
     if (store_block(slot, &msg, &why) != 0)
         return core_reject(core, header->sender_id, why);
     uint32_t sender_rank = shard->sender_member[msg.sender_index];
-    rc = relay_block(core, shard, sender_rank, msg.block, (uint8_t *)frame, frame_len, false);
+    rc = relay_block(core, shard, sender_rank, msg.block, frame, frame_len);
     if (slot->state == MC_SLOT_COMPLETE)
         advance_received(core, shard, msg.sender_index);
     return rc;

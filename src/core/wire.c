@@ -198,7 +198,7 @@ int dr_wire_encode_nulls(dr_buf *buf, uint32_t sender_id, int32_t vid, const dr_
     return dr_wire_finish(buf, start);
 }
 
-int dr_wire_encode_block(dr_buf *buf, uint32_t sender_id, int32_t vid, const dr_msg_block *msg) {
+static size_t begin_block(dr_buf *buf, uint32_t sender_id, int32_t vid, const dr_msg_block *msg) {
     assert(msg->len > 0 && msg->len <= msg->block_size && msg->block_size > 0);
     assert((uint64_t)msg->block * msg->block_size + msg->len <= msg->total_len);
     size_t start = dr_wire_begin(buf, DR_MSG_BLOCK, sender_id, vid);
@@ -209,8 +209,24 @@ int dr_wire_encode_block(dr_buf *buf, uint32_t sender_id, int32_t vid, const dr_
     dr_buf_put_u32(buf, msg->total_len);
     dr_buf_put_u32(buf, msg->block_size);
     dr_buf_put_u32(buf, msg->block);
+    return start;
+}
+
+int dr_wire_encode_block(dr_buf *buf, uint32_t sender_id, int32_t vid, const dr_msg_block *msg) {
+    size_t start = begin_block(buf, sender_id, vid, msg);
     dr_buf_put_blob(buf, msg->payload, msg->len);
     return dr_wire_finish(buf, start);
+}
+
+int dr_wire_encode_block_head(dr_buf *buf, uint32_t sender_id, int32_t vid,
+                              const dr_msg_block *msg) {
+    size_t start = begin_block(buf, sender_id, vid, msg);
+    dr_buf_put_u32(buf, msg->len); /* the blob's length; its bytes follow outside buf */
+    if (buf->failed)
+        return DR_ENOMEM;
+    size_t body = buf->len - start - DR_WIRE_HEADER_BYTES + msg->len;
+    dr_store_u32le(buf->data + start + 16, (uint32_t)body);
+    return 0;
 }
 
 static int fail(const char **why, const char *reason) {

@@ -177,6 +177,12 @@ void dr_wire_put_sst_entry(dr_buf *buf, size_t count_offset, uint32_t field, int
 int dr_wire_encode_data(dr_buf *buf, uint32_t sender_id, int32_t vid, const dr_msg_data *msg);
 int dr_wire_encode_nulls(dr_buf *buf, uint32_t sender_id, int32_t vid, const dr_msg_nulls *msg);
 int dr_wire_encode_block(dr_buf *buf, uint32_t sender_id, int32_t vid, const dr_msg_block *msg);
+/**
+ * Encodes a BLOCK frame without its payload bytes: the head that, followed by
+ * msg->payload[0..msg->len), is exactly what dr_wire_encode_block writes (zero-copy sends).
+ */
+int dr_wire_encode_block_head(dr_buf *buf, uint32_t sender_id, int32_t vid,
+                              const dr_msg_block *msg);
 
 /**
  * Checks and decodes the common header of bytes[0..len): magic, version, known type, and

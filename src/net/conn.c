@@ -76,7 +76,7 @@ void dr_net__free_frame_list(out_frame *f) {
 }
 
 static size_t frame_remaining(const out_frame *f) {
-    return DR_FRAME_HEADER_BYTES - f->header_off + f->payload_len - f->payload_off;
+    return f->header_len - f->header_off + f->payload_len - f->payload_off;
 }
 
 void dr_net__emit(dr_net *net, const dr_net_event *ev) {
@@ -114,9 +114,9 @@ void dr_net__update_interest_locked(dr_net *net, conn *c) {
 static int build_iov(const conn *c, struct iovec *iov) {
     int n = 0;
     for (const out_frame *f = c->out_head; f && n < DR_NET_MAX_IOV - 1; f = f->next) {
-        if (f->header_off < DR_FRAME_HEADER_BYTES)
-            iov[n++] = (struct iovec){(void *)(f->header + f->header_off),
-                                      DR_FRAME_HEADER_BYTES - f->header_off};
+        if (f->header_off < f->header_len)
+            iov[n++] =
+                (struct iovec){(void *)(f->header + f->header_off), f->header_len - f->header_off};
         if (f->payload_off < f->payload_len)
             iov[n++] = (struct iovec){f->payload + f->payload_off, f->payload_len - f->payload_off};
     }
@@ -128,7 +128,7 @@ static void advance_queue(conn *c, size_t n, out_frame **done) {
     c->queued_bytes -= n;
     while (c->out_head) {
         out_frame *f = c->out_head;
-        size_t h = DR_FRAME_HEADER_BYTES - f->header_off;
+        size_t h = f->header_len - f->header_off;
         h = h < n ? h : n;
         f->header_off += h;
         n -= h;
@@ -249,6 +249,7 @@ out_frame *dr_net__new_frame(uint16_t type, uint32_t flags, size_t len, size_t c
         return NULL;
     memset(f, 0, sizeof *f);
     dr_frame_encode_header(f->header, type, flags, (uint32_t)len);
+    f->header_len = DR_FRAME_HEADER_BYTES;
     f->payload = (uint8_t *)(f + 1);
     f->payload_len = copy_bytes;
     return f;

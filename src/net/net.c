@@ -375,9 +375,11 @@ int dr_net_disconnect(dr_net *net, uint32_t peer) {
     return DR_OK;
 }
 
-/* Writes header+payload straight to the socket; returns bytes written (0 on EAGAIN) or -1. */
-static ssize_t direct_write(conn *c, const uint8_t *header, const void *payload, size_t len) {
-    struct iovec iov[2] = {{(void *)header, DR_FRAME_HEADER_BYTES}, {(void *)payload, len}};
+/* Writes header (with any head) + payload straight to the socket; returns bytes written (0 on
+ * EAGAIN) or -1. */
+static ssize_t direct_write(conn *c, const uint8_t *header, size_t header_len, const void *payload,
+                            size_t len) {
+    struct iovec iov[2] = {{(void *)header, header_len}, {(void *)payload, len}};
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
     ssize_t n;
     do
@@ -389,14 +391,19 @@ static ssize_t direct_write(conn *c, const uint8_t *header, const void *payload,
 }
 
 /* Queues what direct_write left: copies the unsent payload part, or references an owned one. */
-static out_frame *frame_for_queue(uint16_t type, uint32_t flags, const void *payload, size_t len,
-                                  size_t written, bool owned) {
-    size_t payload_written = written > DR_FRAME_HEADER_BYTES ? written - DR_FRAME_HEADER_BYTES : 0;
+static out_frame *frame_for_queue(uint16_t type, uint32_t flags, const uint8_t *head,
+                                  size_t head_len, const void *payload, size_t len, size_t written,
+                                  bool owned) {
+    size_t header_len = DR_FRAME_HEADER_BYTES + head_len;
+    size_t payload_written = written > header_len ? written - header_len : 0;
     size_t copy = owned ? 0 : len - payload_written;
-    out_frame *f = dr_net__new_frame(type, flags, len, copy);
+    out_frame *f = dr_net__new_frame(type, flags, head_len + len, copy);
     if (!f)
         return NULL;
-    f->header_off = written < DR_FRAME_HEADER_BYTES ? written : DR_FRAME_HEADER_BYTES;
+    if (head_len > 0)
+        memcpy(f->header + DR_FRAME_HEADER_BYTES, head, head_len);
+    f->header_len = header_len;
+    f->header_off = written < header_len ? written : header_len;
     if (owned) {
         f->payload = (uint8_t *)payload;
         f->payload_len = len;
@@ -411,6 +418,8 @@ typedef struct send_req {
     uint32_t peer;          /**< destination */
     uint16_t type;          /**< message type */
     uint32_t flags;         /**< frame flags */
+    const uint8_t *head;    /**< split: copied part before payload (NULL: none) */
+    size_t head_len;        /**< its length (<= DR_NET_MAX_HEAD_BYTES) */
     const void *payload;    /**< payload bytes */
     size_t len;             /**< payload length */
     bool owned;             /**< payload handed over (free_fn) rather than copied */
@@ -422,24 +431,27 @@ typedef struct send_req {
  * an owned payload. */
 static int send_locked(dr_net *net, conn *c, const send_req *req, bool *taken) {
     size_t written = 0;
+    size_t header_len = DR_FRAME_HEADER_BYTES + req->head_len;
     if (c->state != CONN_CONNECTING && !c->out_head) {
-        uint8_t header[DR_FRAME_HEADER_BYTES];
-        dr_frame_encode_header(header, req->type, req->flags, (uint32_t)req->len);
-        ssize_t n = direct_write(c, header, req->payload, req->len);
+        uint8_t header[DR_FRAME_HEADER_BYTES + DR_NET_MAX_HEAD_BYTES];
+        dr_frame_encode_header(header, req->type, req->flags, (uint32_t)(req->head_len + req->len));
+        if (req->head_len > 0)
+            memcpy(header + DR_FRAME_HEADER_BYTES, req->head, req->head_len);
+        ssize_t n = direct_write(c, header, header_len, req->payload, req->len);
         if (n < 0) {
             c->close_reason = DR_EIO;
             dr_net__wake_thread(net);
             return DR_OK; /* lost with the connection; PEER_DOWN follows */
         }
         written = (size_t)n;
-        if (written == DR_FRAME_HEADER_BYTES + req->len) {
+        if (written == header_len + req->len) {
             dr_net__stat_add(&net->frames_sent, 1);
             dr_net__stat_add(&net->direct_writes, 1);
             return DR_OK;
         }
     }
-    out_frame *f =
-        frame_for_queue(req->type, req->flags, req->payload, req->len, written, req->owned);
+    out_frame *f = frame_for_queue(req->type, req->flags, req->head, req->head_len, req->payload,
+                                   req->len, written, req->owned);
     if (!f) {
         if (written) { /* half a frame is on the wire: the stream cannot continue */
             c->close_reason = DR_ENOMEM;
@@ -464,7 +476,9 @@ static int send_locked(dr_net *net, conn *c, const send_req *req, bool *taken) {
 static int send_frame(dr_net *net, const send_req *req, bool *taken) {
     if (req->type < DR_NET_TYPE_USER_MIN)
         return DR_EINVAL;
-    if (req->len > net->cfg.max_frame_bytes)
+    if (req->head_len > DR_NET_MAX_HEAD_BYTES)
+        return DR_EINVAL;
+    if (req->len > net->cfg.max_frame_bytes || req->head_len + req->len > net->cfg.max_frame_bytes)
         return DR_ETOOBIG;
     if (atomic_load(&net->stopping))
         return DR_ECLOSED;
@@ -504,6 +518,26 @@ int dr_net_send_owned(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags,
     int rc = send_frame(net, &req, &taken);
     if (!taken && free_fn)
         free_fn(free_ctx, payload);
+    return rc;
+}
+
+int dr_net_send_split(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags, const void *head,
+                      size_t head_len, void *body, size_t body_len, dr_net_free_fn free_fn,
+                      void *free_ctx) {
+    send_req req = {.peer = peer,
+                    .type = type,
+                    .flags = flags,
+                    .head = head,
+                    .head_len = head_len,
+                    .payload = body,
+                    .len = body_len,
+                    .owned = true,
+                    .free_fn = free_fn,
+                    .free_ctx = free_ctx};
+    bool taken = false;
+    int rc = send_frame(net, &req, &taken);
+    if (!taken && free_fn)
+        free_fn(free_ctx, body);
     return rc;
 }
 

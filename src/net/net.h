@@ -189,6 +189,9 @@ int dr_net_disconnect(dr_net *net, uint32_t peer);
 int dr_net_send(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags, const void *payload,
                 size_t len);
 
+/** The largest head of a dr_net_send_split frame. */
+#define DR_NET_MAX_HEAD_BYTES 128u
+
 /** Releases a payload given to dr_net_send_owned once it is sent or dropped (any thread). */
 typedef void (*dr_net_free_fn)(void *ctx, void *payload);
 
@@ -200,6 +203,16 @@ typedef void (*dr_net_free_fn)(void *ctx, void *payload);
  */
 int dr_net_send_owned(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags, void *payload,
                       size_t len, dr_net_free_fn free_fn, void *free_ctx);
+
+/**
+ * As dr_net_send_owned, for a payload in two parts: head[0..head_len) is copied (at most
+ * DR_NET_MAX_HEAD_BYTES, else DR_EINVAL) and body[0..body_len) is sent without copying, then
+ * released with free_fn(free_ctx, body) (also when this call fails). The peer receives one
+ * frame whose payload is head followed by body (a header before a slice of a shared buffer).
+ */
+int dr_net_send_split(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags, const void *head,
+                      size_t head_len, void *body, size_t body_len, dr_net_free_fn free_fn,
+                      void *free_ctx);
 
 /**
  * Blocks until the peer's queue is below half of max_queue_bytes (returns 0), the peer is gone

@@ -38,15 +38,17 @@ typedef struct task {
 
 /** One frame waiting in a connection's outgoing queue. */
 typedef struct out_frame {
-    struct out_frame *next;                /**< queue link */
-    uint8_t header[DR_FRAME_HEADER_BYTES]; /**< encoded header */
-    size_t header_off;                     /**< header bytes already written */
-    uint8_t *payload;                      /**< payload bytes still to write start here... */
-    size_t payload_len;                    /**< ...this many in total */
-    size_t payload_off;                    /**< of which this many are written */
-    dr_net_free_fn free_fn;                /**< releases owned payloads (NULL: none) */
-    void *free_ctx;                        /**< passed to free_fn */
-    void *free_arg;                        /**< the pointer given to free_fn */
+    struct out_frame *next;                                        /**< queue link */
+    uint8_t header[DR_FRAME_HEADER_BYTES + DR_NET_MAX_HEAD_BYTES]; /**< encoded header, then
+                                                                        a copied head (split) */
+    size_t header_len;      /**< DR_FRAME_HEADER_BYTES + the head's length */
+    size_t header_off;      /**< header bytes already written */
+    uint8_t *payload;       /**< payload bytes still to write start here... */
+    size_t payload_len;     /**< ...this many in total */
+    size_t payload_off;     /**< of which this many are written */
+    dr_net_free_fn free_fn; /**< releases owned payloads (NULL: none) */
+    void *free_ctx;         /**< passed to free_fn */
+    void *free_arg;         /**< the pointer given to free_fn */
 } out_frame;
 
 typedef enum conn_state {

@@ -14,7 +14,10 @@ static void run_item(const dr_group_callbacks *callbacks, delivery_item *item) {
     } else {
         if (callbacks->on_deliver)
             callbacks->on_deliver(callbacks->ctx, &item->message);
-        free((void *)item->message.bytes);
+        if (item->owner != NULL)
+            dr_shared_bytes_release(item->owner); /* bytes are inside it */
+        else
+            free((void *)item->message.bytes);
     }
     free(item);
 }
@@ -68,14 +71,19 @@ static void push_item(delivery_queue *queue, delivery_item *item) {
     pthread_mutex_unlock(&queue->lock);
 }
 
-int delivery_push_message(delivery_queue *queue, const dr_message *message) {
+int delivery_push_message(delivery_queue *queue, const dr_message *message,
+                          dr_shared_bytes *owner) {
     delivery_item *item = calloc(1, sizeof *item);
     if (!item) {
         DR_ERROR(DR_LOGM_GENERAL, "out of memory queueing a delivery; message dropped");
-        free((void *)message->bytes);
+        if (owner != NULL)
+            dr_shared_bytes_release(owner);
+        else
+            free((void *)message->bytes);
         return DR_ENOMEM;
     }
     item->message = *message;
+    item->owner = owner;
     push_item(queue, item);
     return DR_OK;
 }

@@ -5,6 +5,7 @@
 #ifndef DR_RUNTIME_DELIVERY_H
 #define DR_RUNTIME_DELIVERY_H
 
+#include "base/shared_bytes.h"
 #include "derecho/group.h"
 
 #include <pthread.h>
@@ -13,7 +14,8 @@
 /** One queued upcall: a message (bytes owned) or a view (owned). */
 typedef struct delivery_item {
     struct delivery_item *next; /* FIFO link */
-    dr_message message;         /* when view == NULL; message.bytes is owned (malloc) */
+    dr_message message;         /* when view == NULL; message.bytes is owned (malloc), or... */
+    dr_shared_bytes *owner;     /* ...inside this shared buffer (one reference held), if set */
     dr_group_view *view;        /* a view upcall, owned */
 } delivery_item;
 
@@ -32,10 +34,11 @@ typedef struct delivery_queue {
 int delivery_start(delivery_queue *queue, const dr_group_callbacks *callbacks);
 
 /**
- * Queues a message; takes ownership of message->bytes (freed after the callback).
+ * Queues a message; takes ownership of message->bytes (freed after the callback), or, if
+ * owner is set, of the reference on owner that holds them (released after the callback).
  * Returns 0 or DR_ENOMEM (the bytes are then freed). Any thread.
  */
-int delivery_push_message(delivery_queue *queue, const dr_message *message);
+int delivery_push_message(delivery_queue *queue, const dr_message *message, dr_shared_bytes *owner);
 
 /** Queues a view upcall; takes ownership of view. Returns 0 or DR_ENOMEM. Any thread. */
 int delivery_push_view(delivery_queue *queue, dr_group_view *view);

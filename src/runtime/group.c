@@ -166,6 +166,11 @@ static void free_payload(void *ctx, void *payload) {
     free(payload);
 }
 
+static void release_shared(void *owner, void *body) {
+    (void)body; /* a slice of the owner's bytes */
+    dr_shared_bytes_release(owner);
+}
+
 static void backlog_frame(peer_state *peer, uint8_t *bytes, size_t len) {
     backlog_typed(peer, NET_TYPE_CORE, bytes, len);
 }
@@ -231,6 +236,20 @@ static void act_send(dr_group *group, dr_action *action) {
     } else {
         peer = find_peer(group, to, true);
     }
+    if (peer && peer->up && action->body_owner) { /* a block sent without copying it */
+        dr_shared_bytes *owner = action->body_owner;
+        action->body_owner = NULL;
+        int rc = dr_net_send_split(group->net, to, NET_TYPE_CORE, 0, action->bytes, action->len,
+                                   (void *)action->body, action->body_len, release_shared, owner);
+        if (rc)
+            DR_WARN(DR_LOGM_NET, "frame of %zu bytes to node %" PRIu32 " not sent: %s",
+                    action->len + action->body_len, to, dr_strerror(rc));
+        return;
+    }
+    if (dr_action_flatten(action) != 0) {
+        DR_ERROR(DR_LOGM_NET, "out of memory; frame to node %" PRIu32 " dropped", to);
+        return;
+    }
     uint8_t *bytes = action->bytes;
     action->bytes = NULL;
     if (!peer) {
@@ -264,11 +283,13 @@ static void act_deliver(dr_group *group, dr_action *action) {
         .version = action->version,
         .timestamp_us = action->timestamp_us,
         .mode = action->mode,
-        .bytes = action->bytes,
-        .len = action->len,
+        .bytes = action->body_owner ? action->body : action->bytes,
+        .len = action->body_owner ? action->body_len : action->len,
     };
+    dr_shared_bytes *owner = action->body_owner;
     action->bytes = NULL;
-    delivery_push_message(&group->delivery, &message);
+    action->body_owner = NULL;
+    delivery_push_message(&group->delivery, &message, owner);
 }
 
 static void act_view_installed(dr_group *group, const dr_action *action) {

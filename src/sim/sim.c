@@ -565,6 +565,11 @@ static void drain_actions(sim *s, uint32_t index) {
     sim_node *node = &s->nodes[index];
     dr_action a;
     while (dr_core_next_action(node->core, &a)) {
+        if (dr_action_flatten(&a) != 0) { /* the simulated network carries whole frames */
+            fail(s, "node %u: out of memory", node->id);
+            dr_action_free(&a);
+            continue;
+        }
         switch (a.type) {
         case DR_ACTION_SEND:
             on_send_action(s, index, &a);

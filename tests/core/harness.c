@@ -63,6 +63,13 @@ void h_drain(harness *h, uint32_t index) {
     h_node *node = &h->nodes[index];
     dr_action a;
     while (dr_core_next_action(node->core, &a)) {
+        if (a.body_owner != NULL && a.type == DR_ACTION_SEND)
+            node->shared_sends++;
+        if (a.body_owner != NULL && a.type == DR_ACTION_DELIVER)
+            node->shared_deliveries++;
+        int flat = dr_action_flatten(&a); /* frames and payloads in one buffer each */
+        assert(flat == 0);
+        (void)flat;
         int to;
         switch (a.type) {
         case DR_ACTION_SEND:

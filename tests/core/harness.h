@@ -36,6 +36,8 @@ typedef struct h_node {
     int stop_error; /* its error */
     bool crashed;   /* h_crash: core destroyed, frames to it dropped */
     uint32_t window_open[DR_LAYOUT_MAX_SUBGROUPS];
+    uint32_t shared_sends;      /* SEND actions whose body was shared, not copied */
+    uint32_t shared_deliveries; /* DELIVER actions likewise */
     h_delivery deliveries[H_MAX_DELIVERIES];
     uint32_t num_deliveries;
 } h_node;

@@ -257,6 +257,39 @@ static void test_owned_send_takes_the_buffer(void **state) {
     done(h);
 }
 
+/*
+ * The blocks of an own large message go out without copies: every block frame the sender emits
+ * shares the payload (head + slice), and so does its own delivery, while the others deliver
+ * the same bytes. A small message is still one copied frame.
+ */
+static void test_own_blocks_share_the_payload(void **state) {
+    (void)state;
+    dr_core_options options;
+    h_options(&options, 3);
+    options.max_smc_payload_size = 100;
+    options.block_size = 1000;
+    options.pipeline = DR_PIPELINE_SEQUENTIAL; /* the sender sends every block to everyone */
+    harness *h = cluster(3, &options);
+    uint8_t *payload = malloc(3500); /* 4 blocks, the last one partial */
+    for (int i = 0; i < 3500; i++)
+        payload[i] = (uint8_t)(i * 7);
+    assert_int_equal(dr_core_send_owned(h->nodes[0].core, 0, payload, 3500, DR_MODE_ORDERED, 1), 0);
+    h_drain(h, 0);
+    assert_int_equal(h->nodes[0].shared_sends, 4 * 2);
+    send_ok(h, 0, 0, "small", DR_MODE_ORDERED);
+    assert_int_equal(h->nodes[0].shared_sends, 4 * 2);
+    h_pump(h, (size_t)-1);
+    for (uint32_t n = 0; n < 3; n++) {
+        assert_int_equal(h->nodes[n].num_deliveries, 2);
+        assert_int_equal(h->nodes[n].deliveries[0].len, 3500);
+        for (int i = 0; i < 3500; i++)
+            assert_int_equal(h->nodes[n].deliveries[0].bytes[i], (uint8_t)(i * 7));
+    }
+    assert_int_equal(h->nodes[0].shared_deliveries, 1);
+    assert_int_equal(h->nodes[1].shared_sends + h->nodes[1].shared_deliveries, 0);
+    done(h);
+}
+
 static void test_relay_schedules_reach_everyone_once(void **state) {
     (void)state;
     dr_pipeline_algorithm algorithms[] = {DR_PIPELINE_SEQUENTIAL, DR_PIPELINE_CHAIN,
@@ -353,6 +386,7 @@ int main(void) {
         cmocka_unit_test(test_interleaved_senders_total_order),
         cmocka_unit_test(test_window_full_then_open),
         cmocka_unit_test(test_large_messages_all_pipelines),
+        cmocka_unit_test(test_own_blocks_share_the_payload),
         cmocka_unit_test(test_raw_mode_fifo_without_versions),
         cmocka_unit_test(test_send_errors),
         cmocka_unit_test(test_non_member_of_subgroup_cannot_send),

@@ -162,6 +162,33 @@ static void test_every_truncation_rejected(void **state) {
     }
 }
 
+/* A block head followed by the payload slice is byte for byte the whole BLOCK frame. */
+static void test_block_head_plus_slice_is_the_frame(void **state) {
+    (void)state;
+    uint8_t payload[250];
+    for (size_t i = 0; i < sizeof payload; i++)
+        payload[i] = (uint8_t)(i * 13 + 1);
+    dr_msg_block block = {.subgroup = 3,
+                          .sender_index = 1,
+                          .index = 9,
+                          .timestamp_us = 77,
+                          .total_len = 250,
+                          .block_size = 100,
+                          .block = 2,
+                          .len = 50,
+                          .payload = payload + 200};
+    dr_buf whole, head;
+    dr_buf_init(&whole, 0);
+    dr_buf_init(&head, 0);
+    assert_int_equal(dr_wire_encode_block(&whole, 5, 4, &block), 0);
+    assert_int_equal(dr_wire_encode_block_head(&head, 5, 4, &block), 0);
+    assert_int_equal(head.len + block.len, whole.len);
+    assert_memory_equal(head.data, whole.data, head.len);
+    assert_memory_equal(whole.data + head.len, block.payload, block.len);
+    dr_buf_free(&whole);
+    dr_buf_free(&head);
+}
+
 static void test_header_checks(void **state) {
     (void)state;
     dr_buf buf;
@@ -288,6 +315,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trips),
         cmocka_unit_test(test_every_truncation_rejected),
+        cmocka_unit_test(test_block_head_plus_slice_is_the_frame),
         cmocka_unit_test(test_header_checks),
         cmocka_unit_test(test_inconsistent_bodies_rejected),
         cmocka_unit_test(test_random_garbage_and_mutations),
