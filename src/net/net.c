@@ -506,19 +506,7 @@ int dr_net_send(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags, const
 
 int dr_net_send_owned(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags, void *payload,
                       size_t len, dr_net_free_fn free_fn, void *free_ctx) {
-    send_req req = {.peer = peer,
-                    .type = type,
-                    .flags = flags,
-                    .payload = payload,
-                    .len = len,
-                    .owned = true,
-                    .free_fn = free_fn,
-                    .free_ctx = free_ctx};
-    bool taken = false;
-    int rc = send_frame(net, &req, &taken);
-    if (!taken && free_fn)
-        free_fn(free_ctx, payload);
-    return rc;
+    return dr_net_send_split(net, peer, type, flags, NULL, 0, payload, len, free_fn, free_ctx);
 }
 
 int dr_net_send_split(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags, const void *head,
