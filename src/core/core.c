@@ -65,13 +65,9 @@ int dr_action_flatten(dr_action *action) {
         memcpy(flat, action->bytes, action->len);
     if (action->body_len > 0)
         memcpy(flat + action->len, action->body, action->body_len);
-    free(action->bytes);
-    dr_shared_bytes_release(action->body_owner);
+    dr_action_free(action); /* SEND and DELIVER carry no view snapshot */
     action->bytes = flat;
     action->len = len;
-    action->body = NULL;
-    action->body_len = 0;
-    action->body_owner = NULL;
     return 0;
 }
 
