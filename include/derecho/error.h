@@ -32,6 +32,7 @@ enum dr_error_code {
     DR_EREMOVED = -13,     /**< the peer was removed from the group */
     DR_ECORRUPT = -14,     /**< stored or received data fails its checks */
     DR_ESTATE = -15,       /**< the call is not valid in the current state */
+    DR_EUNDELIVERED = -16, /**< accepted messages could not be delivered (leave, stop) */
 };
 
 /** Capacity of a dr_err message, including the terminating NUL. */

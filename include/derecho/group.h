@@ -120,11 +120,14 @@ int dr_group_send(dr_group *group, uint32_t subgroup, const void *payload, size_
                   int timeout_ms);
 
 /**
- * Leaves the group cleanly: the leader removes this node in the next view (a departure, not a
- * failure); blocks until that view is committed or timeout_ms passes (-1: forever). Messages
- * this node sent that were not delivered by then are dropped. Afterwards the group object only
- * answers DR_ECLOSED; free it with dr_group_destroy. Returns 0, DR_ETIMEDOUT, DR_ESTATE (not
- * in a view, or already stopped), or the code the group stopped with instead (DR_EREMOVED).
+ * Leaves the group cleanly: new sends are refused (DR_ESTATE), the messages this node already
+ * sent are delivered first (flush), then the leader removes this node in the next view (a
+ * departure, not a failure); blocks until that view is committed or timeout_ms passes (-1:
+ * forever). Afterwards the group object only answers DR_ECLOSED; free it with
+ * dr_group_destroy. Returns 0 (everything this node sent was delivered), DR_EUNDELIVERED (a
+ * view change overtook the flush and some of its messages were not delivered: the log names
+ * how many), DR_ETIMEDOUT, DR_ESTATE (not in a view, or already stopped), or the code the group
+ * stopped with instead (DR_EREMOVED).
  * Must not be called from a delivery or view callback.
  */
 int dr_group_leave(dr_group *group, int timeout_ms);

@@ -22,6 +22,7 @@ static const char *const error_strings[] = {
     [-DR_EREMOVED] = "removed from group",
     [-DR_ECORRUPT] = "corrupt data",
     [-DR_ESTATE] = "invalid state",
+    [-DR_EUNDELIVERED] = "accepted messages not delivered",
 };
 
 const char *dr_strerror(int code) {

@@ -379,6 +379,7 @@ int core_install_view(dr_core *core, const dr_view *view, const dr_layout *layou
     core->state = CORE_IN_VIEW;
     bool leaving = core->vc.leaving;
     free(core->vc.proposal);
+    free(core->vc.best_report);
     memset(&core->vc, 0, sizeof core->vc);
     core->vc.leaving = leaving;
     failure_start_view(core);
@@ -568,6 +569,8 @@ int dr_core_send(dr_core *core, uint32_t subgroup, const void *payload, size_t l
         return DR_EINVAL;
     if (core->state == CORE_STOPPED)
         return DR_ECLOSED;
+    if (core->leave_requested)
+        return DR_ESTATE; /* leaving: only what was accepted before is flushed */
     if (len > core->options.max_payload_size)
         return DR_ETOOBIG;
     uint8_t *copy = len > 0 ? malloc(len) : NULL;
@@ -590,6 +593,8 @@ int dr_core_send_owned(dr_core *core, uint32_t subgroup, uint8_t *payload, size_
         return DR_EINVAL;
     if (core->state == CORE_STOPPED)
         return DR_ECLOSED;
+    if (core->leave_requested)
+        return DR_ESTATE; /* leaving: only what was accepted before is flushed */
     int rc = multicast_send(core, subgroup, payload, len, mode);
     after_event(core);
     return rc;
@@ -608,7 +613,7 @@ void dr_core_on_disconnect(dr_core *core, uint32_t peer_id, uint64_t now_us) {
     int rank = core_view_rank(core, peer_id);
     if (rank < 0 || core->state != CORE_IN_VIEW)
         return;
-    failure_suspect(core, (uint32_t)rank, "connection broke");
+    failure_on_disconnect(core, (uint32_t)rank);
     after_event(core);
 }
 
@@ -617,9 +622,7 @@ int dr_core_leave(dr_core *core, uint64_t now_us) {
         core->now_us = now_us;
     if (core->state != CORE_IN_VIEW)
         return DR_ESTATE;
-    core->vc.leaving = true;
-    dr_sst_set(core->sst, DR_SST_LEAVING, 1);
-    viewchange_wedge(core, "leaving");
+    core->leave_requested = true; /* LEAVING follows once my sends are delivered */
     after_event(core);
     return 0;
 }

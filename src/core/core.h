@@ -114,7 +114,8 @@ typedef enum dr_action_type {
     DR_ACTION_JOIN_FAILED = 6,    /**< join refused: error code in `error`, text in bytes */
     /**
      * The core stopped for good (it ignores every later event; the driver should close its
-     * connections and report). `error`: 0 after a clean dr_core_leave; DR_EREMOVED if the
+     * connections and report). `error`: 0 after a clean dr_core_leave (DR_EUNDELIVERED if
+     * some of its own messages could not be delivered); DR_EREMOVED if the
      * group excluded this node (it was suspected, e.g. after a long pause); DR_ECLOSED if it
      * suspected half or more of the view (partitioning safety: it may be in a minority
      * partition). A readable reason is in bytes/len.
@@ -221,10 +222,14 @@ int dr_core_send_owned(dr_core *core, uint32_t subgroup, uint8_t *payload, size_
                        dr_delivery_mode mode, uint64_t now_us);
 
 /**
- * The application asks to leave the group cleanly: this node sets LEAVING and wedges; the
- * leader removes it in the next view (a departure, not counted as a failure), and the core
- * emits DR_ACTION_STOPPED with error 0 once that view is committed. Its own messages not
- * delivered by then are dropped. Returns 0, or DR_ESTATE outside a view.
+ * The application asks to leave the group cleanly. From now on dr_core_send refuses new
+ * messages (DR_ESTATE); once every message this node multicast was delivered here (hence is
+ * stable: every member received it), it sets LEAVING and wedges; the leader removes it in the
+ * next view (a departure, not counted as a failure), the leaver applies that view change's
+ * trim like every survivor, and the core emits DR_ACTION_STOPPED with error 0, or
+ * DR_EUNDELIVERED if some of its own messages still fell beyond the trim (a view change for
+ * another reason overtook the flush; the reason text counts them). Returns 0, or DR_ESTATE
+ * outside a view.
  */
 int dr_core_leave(dr_core *core, uint64_t now_us);
 
@@ -277,6 +282,7 @@ typedef struct dr_core_stats {
     uint64_t sst_pushes;         /**< SST_PUSH frames sent */
     uint64_t view_changes;       /**< views installed after the first */
     uint64_t resent;             /**< own messages re-sent after a ragged trim */
+    uint64_t left_undelivered;   /**< own messages beyond the trim of my clean leave */
 } dr_core_stats;
 
 /** Copies the counters. */

@@ -96,13 +96,21 @@ typedef struct resend_item {
 
 /** View-change state of the current view (reset at every install). */
 typedef struct vc_state {
-    bool wedged;                                 /**< no sends, no stability deliveries */
-    bool leaving;                                /**< dr_core_leave was called */
-    uint64_t last_heard_us[DR_VIEW_MAX_MEMBERS]; /**< per rank: last frame from that member */
-    uint64_t last_heartbeat_us;                  /**< when I last sent heartbeats */
-    uint64_t last_tick_us;                       /**< when failure_on_tick last ran */
-    dr_msg_proposal *proposal;                   /**< held proposal (NULL: none) */
-    bool committing;                             /**< commit decided; install after the event */
+    bool wedged;                                   /**< no sends, no stability deliveries */
+    bool leaving;                                  /**< dr_core_leave was called */
+    uint64_t last_heard_us[DR_VIEW_MAX_MEMBERS];   /**< per rank: last frame from that member */
+    uint64_t last_heartbeat_us;                    /**< when I last sent heartbeats */
+    uint64_t last_tick_us;                         /**< when failure_on_tick last ran */
+    uint64_t disconnected_us[DR_VIEW_MAX_MEMBERS]; /**< per rank: when its connection broke
+                                                      (0: never); lower ranks get a grace */
+    /* acceptor (every member) */
+    dr_msg_proposal *proposal; /**< value accepted last (ballot = my ACCEPTED), or the commit */
+    bool committing;           /**< commit decided; install after the event */
+    /* leader */
+    int64_t ballot;                        /**< my current ballot as leader (0: not leading) */
+    bool proposed;                         /**< phase 2 of `ballot` started: PROPOSE sent */
+    int64_t reported[DR_VIEW_MAX_MEMBERS]; /**< per rank: the ballot its REPORT answered */
+    dr_msg_proposal *best_report;          /**< highest-ballot value reported for `ballot` */
 } vc_state;
 
 struct dr_core {
@@ -139,8 +147,9 @@ struct dr_core {
     size_t last_commit_len;
     resend_item *resends; /**< own messages to re-send, in order */
     uint32_t num_resends, cap_resends;
-    bool draining;  /**< sending queued re-sends (they go before new application sends) */
-    dr_buf scratch; /**< frame encoding */
+    bool draining;        /**< sending queued re-sends (they go before new application sends) */
+    bool leave_requested; /**< dr_core_leave was called: no new sends; LEAVING once flushed */
+    dr_buf scratch;       /**< frame encoding */
     dr_wire_limits limits;
     dr_core_stats stats;
 };
@@ -210,6 +219,8 @@ void failure_start_view(dr_core *core);
 void failure_heard_from(dr_core *core, uint32_t node_id);
 /** Sends heartbeats that are due and suspects silent members. */
 int failure_on_tick(dr_core *core);
+/** The connection to rank broke: suspect it now (higher rank) or after a grace (lower). */
+void failure_on_disconnect(dr_core *core, uint32_t rank);
 /** Suspects the member of rank `rank` (no-op if already suspected or me). */
 void failure_suspect(dr_core *core, uint32_t rank, const char *why);
 /** True if I suspect rank. */
@@ -233,6 +244,8 @@ void viewchange_free(dr_core *core);
 void viewchange_wedge(dr_core *core, const char *why);
 /** Lowest-ranked member I do not suspect (the leader). */
 uint32_t viewchange_leader_rank(const dr_core *core);
+/** Clean leave: sets LEAVING once every own message was delivered here (stable everywhere). */
+void viewchange_leave_when_flushed(dr_core *core);
 /** Sends queued re-sends as far as windows allow; true if all went. */
 bool viewchange_drain_resends(dr_core *core);
 

@@ -11,6 +11,11 @@
  * node that suspects half or more of the members that are not leaving on purpose stops (DR_ECLOSED,
  * partitioning safety) unless disable_partitioning_safety is set.
  *
+ * One broken connection must not cost two members: the end with the higher rank is suspected
+ * at once by the lower-ranked end; the higher-ranked end suspects a lower-ranked peer only after
+ * a grace (silence: 1.5 x the failure timeout; a broken connection: 0.5 x it). The higher
+ * end is usually excluded before it accuses; a crash is still seen by every other member.
+ *
  * Silence only counts while this node was listening: a tick that comes more than a heartbeat
  * period after the previous one means this node itself stalled (the process was paused, or its
  * event loop was held up), so the stall is added to every member's last-heard time instead of
@@ -90,11 +95,33 @@ int failure_on_tick(dr_core *core) {
         rc = send_heartbeats(core);
     uint64_t timeout_us = period_us * core->options.suspect_after_missed;
     for (uint32_t r = 0; r < core->view.num_members; r++) {
-        if (r == core->my_rank || core->now_us - core->vc.last_heard_us[r] <= timeout_us)
+        if (r == core->my_rank)
             continue;
-        failure_suspect(core, r, "missed heartbeats");
+        /* Tie-break of one broken link: the lower-ranked end accuses first, so only the
+         * higher-ranked end is excluded (not both, which could cost the majority). */
+        uint64_t limit = r < core->my_rank ? timeout_us + timeout_us / 2 : timeout_us;
+        uint64_t broke = core->vc.disconnected_us[r];
+        if (broke != 0 && core->now_us - broke >= timeout_us / 2)
+            failure_suspect(core, r, "connection broke");
+        else if (core->now_us - core->vc.last_heard_us[r] > limit)
+            failure_suspect(core, r, "missed heartbeats");
     }
     return rc;
+}
+
+void failure_on_disconnect(dr_core *core, uint32_t rank) {
+    if (rank == core->my_rank || failure_suspected(core, rank))
+        return;
+    if (rank > core->my_rank) {
+        failure_suspect(core, rank, "connection broke");
+        return;
+    }
+    /* a lower-ranked peer: suspected after a grace of half the failure timeout (see above) */
+    if (core->vc.disconnected_us[rank] == 0)
+        core->vc.disconnected_us[rank] = core->now_us ? core->now_us : 1;
+    core_trace(core, "view %d: connection to %u broke; suspect it in %u ms unless excluded first",
+               core->view.vid, core->view.member_ids[rank],
+               (unsigned)(core->options.heartbeat_ms * core->options.suspect_after_missed / 2));
 }
 
 bool failure_copy_suspicions(dr_core *core) {

@@ -9,7 +9,7 @@
  * predicates until none makes progress.
  *
  * Row layout (identical at every member of a view; field ids are indexes):
- *   VID, NUM_CHANGES, NUM_ACKED, NUM_COMMITTED, NUM_INSTALLED, WEDGED, LEAVING,
+ *   VID, PROMISED, ACCEPTED, COMMITTED, NUM_INSTALLED, WEDGED, LEAVING,
  *   SUSPECTED[N], CHANGES[N + 16],
  *   per subgroup s: SEQ_NUM, DELIVERED_NUM, PERSISTED_NUM, TRIM_READY,
  *                   RECEIVED[senders_s], TRIM[senders_s]
@@ -28,10 +28,10 @@
 /** Global (all-member) scalar fields. */
 enum dr_sst_global_field {
     DR_SST_VID = 0,
-    DR_SST_NUM_CHANGES,
-    DR_SST_NUM_ACKED,
-    DR_SST_NUM_COMMITTED,
-    DR_SST_NUM_INSTALLED,
+    DR_SST_PROMISED,      /**< highest ballot promised (a leader's own: its prepare) */
+    DR_SST_ACCEPTED,      /**< ballot of the proposal accepted (acked) last; 0: none */
+    DR_SST_COMMITTED,     /**< ballot of the commit this node holds; 0: none */
+    DR_SST_NUM_INSTALLED, /**< reserved (views are installed from the commit) */
     DR_SST_WEDGED,
     DR_SST_LEAVING,
     DR_SST_NUM_SCALARS,

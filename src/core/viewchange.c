@@ -27,17 +27,13 @@
  * the proposal committed are handled in the next view (the dead member is suspected there).
  */
 #include <assert.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/core_internal.h"
 #include "derecho/log.h"
-
-/** NUM_ACKED value acknowledging the proposal of `proposer_rank` (0 and -1: nothing acked). */
-static int64_t ack_value(uint32_t proposer_rank) {
-    return (int64_t)proposer_rank + 1;
-}
 
 static int64_t row_field(const dr_core *core, uint32_t row, uint32_t field) {
     return dr_sst_get(core->sst, row, field);
@@ -95,10 +91,12 @@ static void add_shard_trims(const dr_core *core, dr_msg_proposal *prop, uint32_t
     for (uint32_t k = 0; k < shard->num_senders; k++) {
         int64_t trim = INT64_MAX;
         for (uint32_t m = 0; m < shard->num_members; m++) {
-            if (!kept(prop, shard->member_ids[m]))
-                continue;
             int rank = core_view_rank(core, shard->member_ids[m]);
             assert(rank >= 0);
+            bool flushing_leaver = !failure_suspected(core, (uint32_t)rank) &&
+                                   row_field(core, (uint32_t)rank, DR_SST_LEAVING) != 0;
+            if (!kept(prop, shard->member_ids[m]) && !flushing_leaver)
+                continue; /* a leaver that is still here delivers up to the trim too */
             int64_t received =
                 row_field(core, (uint32_t)rank, dr_sst_received_field(core->sst, subgroup, k));
             if (received < trim)
@@ -148,51 +146,147 @@ static bool next_layout(dr_core *core, const dr_view *next, dr_layout *out) {
     return rc == 0 && out->adequate;
 }
 
-/** Sends the held proposal to every unsuspected member of the ending view but me. */
-static int send_proposal(dr_core *core) {
+/** Sends `msg` (about ending my view) to every unsuspected member of the view but me. */
+static int send_to_members(dr_core *core, const dr_msg_proposal *msg) {
     dr_buf_reset(&core->scratch);
-    int rc = dr_wire_encode_proposal(&core->scratch, core->options.my_id, core->view.vid,
-                                     core->vc.proposal);
+    int rc = dr_wire_encode_proposal(&core->scratch, core->options.my_id, core->view.vid, msg);
     for (uint32_t r = 0; rc == 0 && r < core->view.num_members; r++)
         if (r != core->my_rank && !failure_suspected(core, r))
             rc = core_send_scratch(core, core->view.member_ids[r]);
     return rc;
 }
 
+static dr_msg_proposal *copy_proposal(const dr_msg_proposal *from) {
+    dr_msg_proposal *copy = malloc(sizeof *copy);
+    if (copy != NULL)
+        *copy = *from;
+    return copy;
+}
+
+/* ---- ballots ------------------------------------------------------------------------- */
+
+/** Highest ballot that any row promised or accepted (0: none). */
+static int64_t highest_ballot_seen(const dr_core *core) {
+    int64_t best = DR_BALLOT_NONE;
+    for (uint32_t r = 0; r < core->view.num_members; r++) {
+        int64_t promised = row_field(core, r, DR_SST_PROMISED);
+        int64_t accepted = row_field(core, r, DR_SST_ACCEPTED);
+        if (promised > best)
+            best = promised;
+        if (accepted > best)
+            best = accepted;
+    }
+    return best;
+}
+
+/** My smallest ballot above `above`. */
+static int64_t my_ballot_above(const dr_core *core, int64_t above) {
+    uint32_t round = above == DR_BALLOT_NONE ? 0 : dr_ballot_round(above);
+    int64_t ballot = dr_ballot_make(round, core->my_rank);
+    return ballot > above ? ballot : dr_ballot_make(round + 1, core->my_rank);
+}
+
+/**
+ * Takeover rule (PROTOCOL.md §5.6): I lead only once every member I do not suspect also
+ * suspects every member ranked below me. Until then a lower-ranked leader may still be at work
+ * for them; waiting keeps two leaders from outbidding each other (safety does not depend on it:
+ * the ballots and quorums give that).
+ */
+static bool may_lead(const dr_core *core) {
+    for (uint32_t r = 0; r < core->view.num_members; r++) {
+        if (r == core->my_rank || failure_suspected(core, r))
+            continue;
+        for (uint32_t lower = 0; lower < core->my_rank; lower++)
+            if (row_field(core, r, dr_sst_suspected_field(core->sst, lower)) == 0)
+                return false;
+    }
+    return true;
+}
+
+/** True if `count` rows are more than half of the view (a quorum: any two intersect). */
+static bool is_quorum(const dr_core *core, uint32_t count) {
+    return count * 2 > core->view.num_members;
+}
+
+/* ---- leader -------------------------------------------------------------------------- */
+
+/**
+ * Phase 1: a new ballot above every ballot seen. I promise it myself (my PROMISED row field is
+ * the "prepare" the members read) and my own accepted value is my report.
+ */
+static void leader_start_ballot(dr_core *core, int64_t above) {
+    int64_t ballot = my_ballot_above(core, above);
+    core->vc.ballot = ballot;
+    core->vc.proposed = false;
+    memset(core->vc.reported, 0, sizeof core->vc.reported);
+    free(core->vc.best_report);
+    core->vc.best_report = NULL;
+    dr_sst_set(core->sst, DR_SST_PROMISED, ballot);
+    core->vc.reported[core->my_rank] = ballot;
+    if (core->vc.proposal != NULL)
+        core->vc.best_report = copy_proposal(core->vc.proposal);
+    core_trace(core, "view %d: lead with ballot %" PRId64 " (round %u)", core->view.vid, ballot,
+               dr_ballot_round(ballot));
+}
+
+/**
+ * Phase 1 is complete when every member I do not suspect (a quorum, or partitioning safety
+ * would have stopped me) reported what it accepted before promising my ballot. The very first
+ * ballot of a view change (round 0, rank 0) needs no reports: no value can precede it.
+ */
+static bool leader_heard_reports(const dr_core *core) {
+    if (core->vc.ballot == dr_ballot_make(0, 0))
+        return true;
+    uint32_t count = 0;
+    for (uint32_t r = 0; r < core->view.num_members; r++) {
+        bool reported = core->vc.reported[r] == core->vc.ballot;
+        if (!reported && !failure_suspected(core, r))
+            return false;
+        count += reported ? 1u : 0u;
+    }
+    return is_quorum(core, count);
+}
+
+/**
+ * Phase 2: propose the highest-ballot value any reporter accepted (a value that may have been
+ * chosen survives the takeover), or, if none accepted anything, a fresh value built from the
+ * wedged rows: unsuspected members that are not leaving, pending joiners, and the trims.
+ */
 static void leader_propose(dr_core *core) {
-    dr_msg_proposal *held = core->vc.proposal;
-    if (held != NULL && held->proposer_rank == core->my_rank)
-        return; /* already proposed: waiting for acks */
-    if (held == NULL) {
+    dr_msg_proposal *value = core->vc.best_report;
+    if (value != NULL) {
+        core->vc.best_report = NULL;
+        core_trace(core, "view %d: adopt the value accepted at ballot %" PRId64, core->view.vid,
+                   value->accepted_ballot);
+    } else {
         if (!all_wedged(core))
             return;
-        dr_msg_proposal *prop = calloc(1, sizeof *prop);
+        value = calloc(1, sizeof *value);
         dr_layout *layout = malloc(sizeof *layout);
-        if (prop == NULL || layout == NULL) {
-            free(prop);
+        if (value == NULL || layout == NULL) {
+            free(value);
             free(layout);
             return; /* retried after the next event */
         }
-        build_proposal(core, prop);
-        bool adequate = next_layout(core, &prop->next, layout);
+        build_proposal(core, value);
+        bool adequate = next_layout(core, &value->next, layout);
         free(layout);
         if (!adequate) {
             core_trace(core, "view %d: next view of %u members inadequate; staying wedged",
-                       core->view.vid, prop->next.num_members);
-            free(prop);
+                       core->view.vid, value->next.num_members);
+            free(value);
             return;
         }
-        core->vc.proposal = held = prop;
         core_trace(core, "view %d: propose view %d with %u members, %u trims", core->view.vid,
-                   prop->next.vid, prop->next.num_members, prop->num_trims);
-    } else {
-        core_trace(core, "view %d: adopt the proposal of rank %u", core->view.vid,
-                   held->proposer_rank);
+                   value->next.vid, value->next.num_members, value->num_trims);
     }
-    held->proposer_rank = core->my_rank;
-    held->committed = false;
-    dr_sst_set(core->sst, DR_SST_NUM_ACKED, ack_value(core->my_rank));
-    send_proposal(core);
+    value->kind = DR_PROPOSAL_PROPOSE;
+    value->ballot = value->accepted_ballot = core->vc.ballot;
+    free(core->vc.proposal);
+    core->vc.proposal = value; /* I accept my own proposal */
+    dr_sst_set(core->sst, DR_SST_ACCEPTED, core->vc.ballot);
+    core->vc.proposed = true;
+    send_to_members(core, value);
 }
 
 static void save_commit_frame(dr_core *core) {
@@ -204,29 +298,116 @@ static void save_commit_frame(dr_core *core) {
     core->last_commit = dr_buf_steal(&core->scratch, &core->last_commit_len);
 }
 
+/**
+ * The value is chosen once a quorum of the view accepted exactly my ballot; I also wait for
+ * every member I do not suspect, whose trims the value holds. A row's ACCEPTED may be stale (the
+ * member since promised a higher ballot): it did accept my ballot, and the higher ballot's
+ * leader learned of it in phase 1 from the quorums' intersection.
+ */
 static void leader_try_commit(dr_core *core) {
-    dr_msg_proposal *held = core->vc.proposal;
-    if (held == NULL || held->proposer_rank != core->my_rank || core->vc.committing)
+    if (!core->vc.proposed || core->vc.committing)
         return;
-    for (uint32_t r = 0; r < core->view.num_members; r++)
-        if (!failure_suspected(core, r) &&
-            row_field(core, r, DR_SST_NUM_ACKED) != ack_value(core->my_rank))
+    uint32_t acked = 0;
+    for (uint32_t r = 0; r < core->view.num_members; r++) {
+        bool accepted = row_field(core, r, DR_SST_ACCEPTED) == core->vc.ballot;
+        if (!accepted && !failure_suspected(core, r))
             return;
-    held->committed = true;
-    core_trace(core, "view %d: commit view %d", core->view.vid, held->next.vid);
-    send_proposal(core);
+        acked += accepted ? 1u : 0u;
+    }
+    if (!is_quorum(core, acked))
+        return; /* a minority never commits: partitioning safety decides */
+    core->vc.proposal->kind = DR_PROPOSAL_COMMIT;
+    dr_sst_set(core->sst, DR_SST_COMMITTED, core->vc.ballot);
+    core_trace(core, "view %d: commit view %d (ballot %" PRId64 ", %u acks)", core->view.vid,
+               core->vc.proposal->next.vid, core->vc.ballot, acked);
+    send_to_members(core, core->vc.proposal);
     core->vc.committing = true;
 }
 
-/* ---- member side --------------------------------------------------------------------- */
+/** The leader's part of the step (I am the lowest-ranked member I do not suspect). */
+static void leader_step(dr_core *core) {
+    if (!may_lead(core))
+        return;
+    bool outbid = false;
+    for (uint32_t r = 0; r < core->view.num_members; r++)
+        if (!failure_suspected(core, r) && row_field(core, r, DR_SST_PROMISED) > core->vc.ballot)
+            outbid = true; /* it promised a higher ballot: mine cannot win */
+    if (core->vc.ballot == DR_BALLOT_NONE || outbid)
+        leader_start_ballot(core, highest_ballot_seen(core));
+    if (!core->vc.proposed) {
+        if (!leader_heard_reports(core))
+            return;
+        leader_propose(core);
+    }
+    leader_try_commit(core);
+}
 
-static void hold_proposal(dr_core *core, dr_msg_proposal *msg) {
-    free(core->vc.proposal);
-    core->vc.proposal = msg;
-    viewchange_wedge(core, "proposal");
-    int64_t acked = dr_sst_get(core->sst, core->my_rank, DR_SST_NUM_ACKED);
-    if (ack_value(msg->proposer_rank) > acked) /* a commit may come from an older proposer */
-        dr_sst_set(core->sst, DR_SST_NUM_ACKED, ack_value(msg->proposer_rank));
+static void leader_on_report(dr_core *core, uint32_t from_rank, dr_msg_proposal *msg) {
+    if (msg->ballot != core->vc.ballot || core->vc.proposed) {
+        free(msg);
+        return; /* an answer to an older ballot of mine */
+    }
+    core->vc.reported[from_rank] = msg->ballot;
+    const dr_msg_proposal *best = core->vc.best_report;
+    if (msg->accepted_ballot != DR_BALLOT_NONE &&
+        (best == NULL || msg->accepted_ballot > best->accepted_ballot)) {
+        free(core->vc.best_report);
+        core->vc.best_report = msg;
+        return;
+    }
+    free(msg);
+}
+
+/* ---- acceptor (every member) --------------------------------------------------------- */
+
+/**
+ * Phase 1, member side: my leader's PROMISED row field naming its own rank is its prepare. If
+ * its ballot is above everything I promised, I promise it (and so refuse every lower ballot
+ * from now on) and report what I accepted before.
+ */
+static void member_promise(dr_core *core) {
+    uint32_t leader = viewchange_leader_rank(core);
+    if (leader == core->my_rank || core->vc.committing)
+        return;
+    int64_t prepare = row_field(core, leader, DR_SST_PROMISED);
+    if (prepare <= DR_BALLOT_NONE || dr_ballot_rank(prepare) != leader ||
+        prepare <= row_field(core, core->my_rank, DR_SST_PROMISED))
+        return;
+    dr_sst_set(core->sst, DR_SST_PROMISED, prepare);
+    viewchange_wedge(core, "prepare");
+    dr_msg_proposal *report = calloc(1, sizeof *report);
+    if (core->vc.proposal != NULL && report != NULL)
+        *report = *core->vc.proposal;
+    if (report == NULL)
+        return; /* the leader waits; it re-ballots once it sees my promise above its ballot */
+    report->kind = DR_PROPOSAL_REPORT;
+    report->ballot = prepare;
+    report->accepted_ballot = row_field(core, core->my_rank, DR_SST_ACCEPTED);
+    if (report->accepted_ballot == DR_BALLOT_NONE) {
+        report->next.num_members = 0;
+        report->num_trims = 0;
+    }
+    core_trace(core, "view %d: promise ballot %" PRId64 " to %u (accepted %" PRId64 ")",
+               core->view.vid, prepare, core->view.member_ids[leader], report->accepted_ballot);
+    dr_buf_reset(&core->scratch);
+    if (dr_wire_encode_proposal(&core->scratch, core->options.my_id, core->view.vid, report) == 0)
+        core_send_scratch(core, core->view.member_ids[leader]);
+    free(report);
+}
+
+/** Why a PROPOSE of `msg` from rank `from` is refused, or NULL to accept it. */
+static const char *refuse_proposal(const dr_core *core, uint32_t from, const dr_msg_proposal *msg) {
+    if (dr_ballot_rank(msg->ballot) != from)
+        return "not sent by its ballot's leader";
+    if (failure_suspected(core, from))
+        return "from a suspected leader";
+    if (core->vc.committing)
+        return "already committed";
+    if (msg->ballot < row_field(core, core->my_rank, DR_SST_PROMISED))
+        return "I promised a higher ballot";
+    if (msg->ballot <= row_field(core, core->my_rank, DR_SST_ACCEPTED))
+        return "duplicate";
+    return NULL;
 }
 
 int viewchange_on_proposal(dr_core *core, const dr_wire_header *header, const uint8_t *body) {
@@ -246,32 +427,35 @@ int viewchange_on_proposal(dr_core *core, const dr_wire_header *header, const ui
         free(msg);
         return core_reject(core, header->sender_id, "PROPOSAL from a non-member");
     }
-    const dr_msg_proposal *held = core->vc.proposal;
-    const char *ignore = NULL;
-    if (msg->proposer_rank >= core->view.num_members)
-        ignore = "proposer rank out of range";
-    else if (!msg->committed && (uint32_t)from != msg->proposer_rank)
-        ignore = "proposal not sent by its proposer";
-    else if (!msg->committed && failure_suspected(core, (uint32_t)from))
-        ignore = "proposal from a suspected leader";
-    else if (core->vc.committing)
-        ignore = "already committed";
-    else if (!msg->committed && held && held->proposer_rank > msg->proposer_rank)
-        ignore = "older than the held proposal"; /* a commit is final: always taken */
-    else if (held && !msg->committed && held->proposer_rank == msg->proposer_rank)
-        ignore = "duplicate";
+    if (msg->kind == DR_PROPOSAL_REPORT) {
+        leader_on_report(core, (uint32_t)from, msg);
+        return 0;
+    }
+    /* A COMMIT is taken from anyone: only a leader holding a quorum's acceptance of the
+     * value's ballot makes one (others forward it), and Paxos makes every such value equal. */
+    const char *ignore = msg->kind == DR_PROPOSAL_COMMIT
+                             ? (core->vc.committing ? "already committed" : NULL)
+                             : refuse_proposal(core, (uint32_t)from, msg);
     if (ignore != NULL) {
-        core_trace(core, "view %d: ignore PROPOSAL from %u: %s", core->view.vid, header->sender_id,
-                   ignore);
+        core_trace(core, "view %d: ignore PROPOSAL (ballot %" PRId64 ") from %u: %s",
+                   core->view.vid, msg->ballot, header->sender_id, ignore);
         free(msg);
         return 0;
     }
-    core_trace(core, "view %d: %s view %d from %u (proposer rank %u)", core->view.vid,
-               msg->committed ? "commit" : "ack", msg->next.vid, header->sender_id,
-               msg->proposer_rank);
-    hold_proposal(core, msg);
-    if (msg->committed)
+    bool commit = msg->kind == DR_PROPOSAL_COMMIT;
+    core_trace(core, "view %d: %s view %d from %u (ballot %" PRId64 ")", core->view.vid,
+               commit ? "commit" : "accept", msg->next.vid, header->sender_id, msg->ballot);
+    viewchange_wedge(core, "proposal");
+    if (msg->ballot > row_field(core, core->my_rank, DR_SST_PROMISED))
+        dr_sst_set(core->sst, DR_SST_PROMISED, msg->ballot);
+    if (msg->ballot > row_field(core, core->my_rank, DR_SST_ACCEPTED) && !commit)
+        dr_sst_set(core->sst, DR_SST_ACCEPTED, msg->ballot);
+    if (commit) {
+        dr_sst_set(core->sst, DR_SST_COMMITTED, msg->ballot);
         core->vc.committing = true;
+    }
+    free(core->vc.proposal);
+    core->vc.proposal = msg;
     return 0;
 }
 
@@ -345,14 +529,40 @@ static void emit_window_open(dr_core *core) {
     }
 }
 
+/**
+ * A clean leave ends with the trim like any survivor's (PROTOCOL.md §5.8): the leaver delivers
+ * exactly what the others deliver, then stops. Its own messages beyond the trim cannot be sent
+ * any more (it is not in the next view): the stop reason counts them, so they are never lost in
+ * silence.
+ */
+static void leaver_flush(dr_core *core, const dr_msg_proposal *prop) {
+    int rc = trim_my_shards(core, prop);
+    uint32_t undelivered = core->num_resends;
+    char reason[128];
+    if (rc != 0)
+        snprintf(reason, sizeof reason, "left the group; the final trim failed: %s",
+                 dr_strerror(rc));
+    else if (undelivered > 0)
+        snprintf(reason, sizeof reason,
+                 "left the group; %u accepted sends were not delivered (beyond the final trim)",
+                 undelivered);
+    else
+        snprintf(reason, sizeof reason, "left the group");
+    core->stats.left_undelivered += undelivered;
+    core_stop(core, rc != 0 ? rc : undelivered > 0 ? DR_EUNDELIVERED : 0, reason);
+}
+
 static void apply_commit(dr_core *core) {
     dr_msg_proposal *prop = core->vc.proposal;
     assert(prop != NULL && core->vc.committing);
     save_commit_frame(core);
     bool member = kept(prop, core->options.my_id);
+    if (!member && core->vc.leaving) {
+        leaver_flush(core, prop);
+        return;
+    }
     if (!member) {
-        core_stop(core, core->vc.leaving ? 0 : DR_EREMOVED,
-                  core->vc.leaving ? "left the group" : "excluded from the next view");
+        core_stop(core, DR_EREMOVED, "excluded from the next view");
         return;
     }
     dr_layout *layout = malloc(sizeof *layout);
@@ -377,7 +587,32 @@ static void apply_commit(dr_core *core) {
 
 /* ---- the step ------------------------------------------------------------------------ */
 
+/** True if every message I multicast in an ordered shard was delivered here. */
+static bool own_sends_delivered(const dr_core *core) {
+    for (uint32_t s = 0; s < core->layout.num_subgroups; s++) {
+        const mc_shard *shard = &core->shards[s];
+        if (!shard->active || shard->mode != DR_MODE_ORDERED || shard->my_sender_index < 0 ||
+            shard->next_index == 0)
+            continue;
+        int64_t last_seq =
+            (shard->next_index - 1) * (int64_t)shard->num_senders + shard->my_sender_index;
+        if (shard->delivered_num < last_seq)
+            return false;
+    }
+    return true;
+}
+
+void viewchange_leave_when_flushed(dr_core *core) {
+    if (!core->leave_requested || core->vc.leaving || core->state != CORE_IN_VIEW ||
+        core->vc.wedged || core->num_resends > 0 || !own_sends_delivered(core))
+        return;
+    core->vc.leaving = true;
+    dr_sst_set(core->sst, DR_SST_LEAVING, 1);
+    viewchange_wedge(core, "leaving (own sends delivered)");
+}
+
 void viewchange_step(dr_core *core) {
+    viewchange_leave_when_flushed(core);
     for (int round = 0; round < 8 && core->state == CORE_IN_VIEW; round++) {
         failure_copy_suspicions(core);
         if (core->state != CORE_IN_VIEW || failure_check_partition(core))
@@ -386,14 +621,14 @@ void viewchange_step(dr_core *core) {
             viewchange_wedge(core, "view change");
         if (!core->vc.wedged)
             return;
+        member_promise(core);
         if (core->vc.committing) {
             apply_commit(core);
             return;
         }
         if (viewchange_leader_rank(core) != core->my_rank)
             return;
-        leader_propose(core);
-        leader_try_commit(core);
+        leader_step(core);
         if (!core->vc.committing)
             return;
     }
@@ -444,6 +679,8 @@ bool viewchange_drain_resends(dr_core *core) {
 void viewchange_free(dr_core *core) {
     free(core->vc.proposal);
     core->vc.proposal = NULL;
+    free(core->vc.best_report);
+    core->vc.best_report = NULL;
     free(core->last_commit);
     core->last_commit = NULL;
     for (uint32_t i = 0; i < core->num_resends; i++)

@@ -30,7 +30,9 @@
  *                  (total_len <= max_payload, block < ceil(total_len / block_size),
  *                   len == the block's exact size)
  *   HEARTBEAT      (empty)
- *   PROPOSAL       u8 committed (0/1), u32 proposer_rank, u32 num_members (1..128),
+ *   PROPOSAL       u8 kind (0 propose, 1 commit, 2 report), i64 ballot (1..DR_BALLOT_MAX),
+ *                  i64 accepted_ballot (propose/commit: == ballot; report: 0..ballot-1),
+ *                  u32 num_members (1..128; 0 exactly for a report with nothing accepted),
  *                  num_members x { u32 node_id, str address },
  *                  u32 num_trims (<= 16*16*32), num_trims x { u32 subgroup, u32 shard,
  *                  u32 sender, i64 trim (>= -1) }
@@ -118,11 +120,13 @@ int dr_wire_encode_heartbeat(dr_buf *buf, uint32_t sender_id, int32_t vid) {
 
 int dr_wire_encode_proposal(dr_buf *buf, uint32_t sender_id, int32_t vid,
                             const dr_msg_proposal *msg) {
-    assert(msg->next.num_members >= 1 && msg->next.num_members <= DR_VIEW_MAX_MEMBERS);
+    assert(msg->next.num_members <= DR_VIEW_MAX_MEMBERS);
+    assert(msg->next.num_members >= 1 || msg->accepted_ballot == DR_BALLOT_NONE);
     assert(msg->num_trims <= DR_WIRE_MAX_TRIMS);
     size_t start = dr_wire_begin(buf, DR_MSG_PROPOSAL, sender_id, vid);
-    dr_buf_put_u8(buf, msg->committed ? 1 : 0);
-    dr_buf_put_u32(buf, msg->proposer_rank);
+    dr_buf_put_u8(buf, msg->kind);
+    dr_buf_put_u64(buf, (uint64_t)msg->ballot);
+    dr_buf_put_u64(buf, (uint64_t)msg->accepted_ballot);
     dr_buf_put_u32(buf, msg->next.num_members);
     for (uint32_t i = 0; i < msg->next.num_members; i++) {
         dr_buf_put_u32(buf, msg->next.member_ids[i]);
@@ -372,9 +376,9 @@ int dr_wire_decode_view(const uint8_t *body, size_t len, dr_msg_view *out, const
     return decode_assignment(&reader, out, why);
 }
 
-static int decode_proposal_members(dr_reader *reader, dr_view *next, const char **why) {
+static int decode_proposal_members(dr_reader *reader, dr_view *next, bool empty, const char **why) {
     uint32_t count = dr_reader_u32(reader);
-    if (reader->failed || count == 0 || count > DR_VIEW_MAX_MEMBERS)
+    if (reader->failed || (count == 0) != empty || count > DR_VIEW_MAX_MEMBERS)
         return fail(why, "PROPOSAL: bad member count");
     next->num_members = count;
     for (uint32_t i = 0; i < count; i++) {
@@ -394,12 +398,18 @@ int dr_wire_decode_proposal(const uint8_t *body, size_t len, dr_msg_proposal *ou
     dr_reader reader;
     dr_reader_init(&reader, body, len);
     memset(&out->next, 0, sizeof out->next);
-    uint8_t committed = dr_reader_u8(&reader);
-    out->committed = committed == 1;
-    out->proposer_rank = dr_reader_u32(&reader);
-    if (reader.failed || committed > 1 || out->proposer_rank >= DR_VIEW_MAX_MEMBERS)
-        return fail(why, "PROPOSAL: bad flags or proposer rank");
-    int rc = decode_proposal_members(&reader, &out->next, why);
+    out->kind = dr_reader_u8(&reader);
+    out->ballot = (int64_t)dr_reader_u64(&reader);
+    out->accepted_ballot = (int64_t)dr_reader_u64(&reader);
+    if (reader.failed || out->kind > DR_PROPOSAL_REPORT || out->ballot <= 0 ||
+        out->ballot > DR_BALLOT_MAX)
+        return fail(why, "PROPOSAL: bad kind or ballot");
+    bool report = out->kind == DR_PROPOSAL_REPORT;
+    if (report ? (out->accepted_ballot < 0 || out->accepted_ballot >= out->ballot)
+               : out->accepted_ballot != out->ballot)
+        return fail(why, "PROPOSAL: bad accepted ballot");
+    bool empty = report && out->accepted_ballot == DR_BALLOT_NONE;
+    int rc = decode_proposal_members(&reader, &out->next, empty, why);
     if (rc != 0)
         return rc;
     out->num_trims = dr_reader_u32(&reader);

@@ -19,7 +19,7 @@
 /** "DRC1" as a little-endian u32. */
 #define DR_WIRE_MAGIC 0x31435244u
 /** Version of the core protocol spoken here. */
-#define DR_WIRE_VERSION 1u
+#define DR_WIRE_VERSION 2u
 /** Bytes of the common header. */
 #define DR_WIRE_HEADER_BYTES 20u
 /** View id carried by messages sent outside any view (joins). */
@@ -137,11 +137,41 @@ typedef struct dr_trim_entry {
     int64_t trim;    /**< last index delivered (-1: none) */
 } dr_trim_entry;
 
+/** What a DR_MSG_PROPOSAL frame asks (docs/protocol.md, "View change"). */
+typedef enum dr_proposal_kind {
+    DR_PROPOSAL_PROPOSE = 0, /**< leader -> members: accept this value at `ballot` (phase 2) */
+    DR_PROPOSAL_COMMIT = 1,  /**< anyone -> members: this value was chosen at `ballot`: install */
+    DR_PROPOSAL_REPORT = 2,  /**< member -> leader: I promised `ballot`; what I accepted before */
+} dr_proposal_kind;
+
+/**
+ * Ballots order the proposals of one view change: ballot = round * DR_VIEW_MAX_MEMBERS + rank
+ * + 1 (0: none), so a ballot names its leader's rank and any leader can outbid any other.
+ */
+#define DR_BALLOT_NONE 0
+/** The ballot of `rank` in `round`. */
+static inline int64_t dr_ballot_make(uint32_t round, uint32_t rank) {
+    return (int64_t)round * DR_VIEW_MAX_MEMBERS + rank + 1;
+}
+/** The rank of the leader that owns `ballot` (> 0). */
+static inline uint32_t dr_ballot_rank(int64_t ballot) {
+    return (uint32_t)((ballot - 1) % DR_VIEW_MAX_MEMBERS);
+}
+/** The round of `ballot` (> 0). */
+static inline uint32_t dr_ballot_round(int64_t ballot) {
+    return (uint32_t)((ballot - 1) / DR_VIEW_MAX_MEMBERS);
+}
+/** Largest ballot a decoder accepts (rounds below 2^31). */
+#define DR_BALLOT_MAX ((int64_t)INT32_MAX * DR_VIEW_MAX_MEMBERS)
+
 /** DR_MSG_PROPOSAL body (header vid = the view being ended). */
 typedef struct dr_msg_proposal {
-    bool committed;         /**< false: propose (ack it); true: commit (install it) */
-    uint32_t proposer_rank; /**< rank of the proposing leader in the ending view */
-    dr_view next;           /**< next view: members and addresses (vid = header vid + 1) */
+    uint8_t kind;            /**< dr_proposal_kind */
+    int64_t ballot;          /**< PROPOSE/COMMIT: the value's ballot; REPORT: the ballot promised */
+    int64_t accepted_ballot; /**< REPORT: ballot the value was accepted at (0: none, no value);
+                                  PROPOSE/COMMIT: equal to ballot */
+    dr_view next; /**< next view: members and addresses (vid = header vid + 1); REPORT with
+                       accepted_ballot 0: no members */
     uint32_t num_trims;
     dr_trim_entry trims[DR_WIRE_MAX_TRIMS];
 } dr_msg_proposal;

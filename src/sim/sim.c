@@ -100,6 +100,7 @@ typedef struct sim_node {
     int32_t max_vid;                                   /**< highest view installed */
     uint64_t resumed_us;                               /**< end of its last pause */
     bool long_pause;                                   /**< its long pause (FAULT_PAUSE) began */
+    bool left;                                         /**< FAULT_LEAVE: dr_core_leave called */
     bool long_pause_over; /**< ... and ended: stopped, or a correct member again */
     uint64_t view_deliveries[SIM_MAX_SUBGROUPS]; /**< deliveries in the current view */
 } sim_node;
@@ -554,9 +555,10 @@ static void on_stopped(sim *s, uint32_t index, const dr_action *a) {
     if (s->config->trace)
         fprintf(s->config->trace, "[%10" PRIu64 " us] node %u STOPPED (%d)\n", s->now_us, node->id,
                 a->error);
-    bool expected = (node->fault == FAULT_LEAVE && a->error == 0) ||
-                    ((node->fault == FAULT_PAUSE || node->fault == FAULT_PARTITION) &&
-                     (a->error == DR_EREMOVED || a->error == DR_ECLOSED));
+    bool expected =
+        (node->fault == FAULT_LEAVE && (a->error == 0 || a->error == DR_EUNDELIVERED)) ||
+        ((node->fault == FAULT_PAUSE || node->fault == FAULT_PARTITION) &&
+         (a->error == DR_EREMOVED || a->error == DR_ECLOSED));
     if (!s->config->faults || !expected)
         fail(s, "node %u stopped (%d): %.*s", node->id, a->error, (int)a->len, (char *)a->bytes);
 }
@@ -634,6 +636,8 @@ static void on_app_send(sim *s, uint32_t index, uint32_t subgroup) {
     dr_delivery_mode mode = layout->subgroups[subgroup].shards[shard].mode;
     int rc = dr_core_send(node->core, subgroup, payload, len, mode, s->now_us);
     free(payload);
+    if (rc == DR_ESTATE && node->left)
+        return; /* leaving: sends are refused from the leave on */
     if (rc == DR_EAGAIN) {
         stream->waiting = true;
         return;
@@ -758,6 +762,7 @@ static bool process_fault_event(sim *s, sim_event *event) {
     }
     case EV_LEAVE:
         trace_fault(s, node, "leave");
+        node->left = true;
         if (dr_core_leave(node->core, s->now_us) != 0)
             fail(s, "node %u: dr_core_leave failed", node->id);
         drain_actions(s, event->node);
@@ -1185,6 +1190,27 @@ static void check_stability(sim *s) {
     }
 }
 
+/**
+ * Fault mode, at the end: a node that left cleanly (stopped with 0) delivered every message it
+ * had sent before it stopped (a leave flushes; PROTOCOL.md §5.8); check_stability then makes
+ * every survivor of those views hold them too.
+ */
+static void check_leavers(sim *s) {
+    for (uint32_t i = 0; i < s->num_nodes && !s->failed; i++) {
+        const sim_node *leaver = &s->nodes[i];
+        if (leaver->fault != FAULT_LEAVE || !leaver->stopped || leaver->stop_error != 0)
+            continue;
+        for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++) {
+            const sim_stream *st = &leaver->streams[sg];
+            if (leaver->next_expected[sg][i] < st->sent)
+                fail(s,
+                     "leave: node %u left cleanly after sending %u messages in subgroup %u but "
+                     "delivered only %u of them",
+                     leaver->id, st->sent, sg, leaver->next_expected[sg][i]);
+        }
+    }
+}
+
 /* ---- completion ---------------------------------------------------------------------- */
 
 /** Messages a member of (subgroup, shard) must deliver: everything its senders multicast. */
@@ -1272,8 +1298,10 @@ static void run_loop(sim *s) {
         }
         process(s, &event);
         if ((++steps & 63) == 0 && !incomplete(s, why, sizeof why)) {
-            if (s->config->faults)
+            if (s->config->faults) {
                 check_stability(s);
+                check_leavers(s);
+            }
             return;
         }
     }

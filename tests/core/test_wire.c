@@ -200,10 +200,10 @@ static void test_header_checks(void **state) {
     assert_int_equal(dr_wire_decode_header(buf.data, buf.len, &header, &why), DR_EPROTO);
     assert_string_equal(why, "bad magic");
     buf.data[0] ^= 1;
-    buf.data[4] = 2;
+    buf.data[4] = DR_WIRE_VERSION + 1;
     assert_int_equal(dr_wire_decode_header(buf.data, buf.len, &header, &why), DR_EPROTO);
     assert_string_equal(why, "unsupported protocol version");
-    buf.data[4] = 1;
+    buf.data[4] = DR_WIRE_VERSION;
     buf.data[5] = 200;
     assert_int_equal(dr_wire_decode_header(buf.data, buf.len, &header, &why), DR_EPROTO);
     assert_string_equal(why, "unknown message type");
