@@ -124,26 +124,51 @@ void failure_on_disconnect(dr_core *core, uint32_t rank) {
                (unsigned)(core->options.heartbeat_ms * core->options.suspect_after_missed / 2));
 }
 
+/** True if suspecting `extra` more members would make me stop by partitioning safety. */
+static bool would_lose_majority(const dr_core *core, uint32_t extra) {
+    uint32_t counted = 0, suspected = extra;
+    for (uint32_t r = 0; r < core->view.num_members; r++) {
+        if (dr_sst_get(core->sst, r, DR_SST_LEAVING) != 0)
+            continue;
+        counted++;
+        suspected += failure_suspected(core, r) ? 1u : 0u;
+    }
+    return !core->options.disable_partitioning_safety && suspected * 2 >= counted;
+}
+
 bool failure_copy_suspicions(dr_core *core) {
     bool progress = false;
     for (uint32_t row = 0; row < core->view.num_members; row++) {
         if (row == core->my_rank || failure_suspected(core, row))
             continue; /* a suspected member's opinions no longer count */
+        uint32_t news = 0;
         for (uint32_t r = 0; r < core->view.num_members; r++) {
             if (dr_sst_get(core->sst, row, suspected_field(core, r)) == 0)
                 continue;
-            if (r == core->my_rank && !failure_suspected(core, row)) {
+            if (r == core->my_rank) {
                 char reason[96];
                 snprintf(reason, sizeof reason, "excluded from view %d: member %u suspects me",
                          core->view.vid, core->view.member_ids[row]);
                 core_stop(core, DR_EREMOVED, reason);
                 return true;
             }
-            if (r != core->my_rank && !failure_suspected(core, r)) {
-                failure_suspect(core, r, "suspected by another member");
-                progress = true;
-            }
+            news += failure_suspected(core, r) ? 0u : 1u;
         }
+        if (news == 0)
+            continue;
+        /* A bridge between two sides of a partition: taking this row's word would leave me
+         * without a majority, while I still hear the members it accuses. Side with the rest:
+         * suspect the accuser instead (safety never rests on suspicions, only on quorums). */
+        if (would_lose_majority(core, news) && !would_lose_majority(core, 1)) {
+            failure_suspect(core, row, "its suspicions would cost this node its majority");
+            progress = true;
+            continue;
+        }
+        for (uint32_t r = 0; r < core->view.num_members; r++)
+            if (r != core->my_rank && dr_sst_get(core->sst, row, suspected_field(core, r)) != 0 &&
+                !failure_suspected(core, r))
+                failure_suspect(core, r, "suspected by another member");
+        progress = true;
     }
     return progress;
 }

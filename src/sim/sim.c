@@ -38,16 +38,30 @@ enum sim_event_kind {
     EV_TICK,
     EV_APP_SEND,
     EV_RESUME,
-    EV_CRASH,      /**< fault mode: the node dies */
-    EV_LONG_PAUSE, /**< fault mode: the node pauses past the failure timeout */
-    EV_LEAVE,      /**< fault mode: the node leaves cleanly */
-    EV_PARTITION,  /**< fault mode: the partition victims are cut off */
-    EV_HEAL,       /**< fault mode: the partition heals */
-    EV_DISCONNECT, /**< fault mode: node learns its connection to `from` broke */
+    EV_CRASH,          /**< fault mode: the node dies */
+    EV_LONG_PAUSE,     /**< fault mode: the node pauses past the failure timeout */
+    EV_LEAVE,          /**< fault mode: the node leaves cleanly */
+    EV_PARTITION,      /**< fault mode: the partition victims are cut off */
+    EV_HEAL,           /**< fault mode: the partition heals */
+    EV_DISCONNECT,     /**< fault mode: node learns its connection to `from` broke */
+    EV_LINK_BREAK,     /**< fault mode: the link node <-> partner breaks (in-flight frames lost) */
+    EV_ONE_WAY,        /**< fault mode: frames node -> partner are lost from now on (no error) */
+    EV_BRIDGE,         /**< fault mode: bridge partition: victims | others, one bridge node */
+    EV_MAJORITY_CRASH, /**< fault mode: a majority of the view crashes at once */
 };
 
 /** What happens to a node in fault mode. */
-enum sim_fault { FAULT_NONE, FAULT_CRASH, FAULT_PAUSE, FAULT_LEAVE, FAULT_PARTITION };
+enum sim_fault {
+    FAULT_NONE,
+    FAULT_CRASH,
+    FAULT_PAUSE,
+    FAULT_LEAVE,
+    FAULT_PARTITION,
+    FAULT_LINK,    /**< its link to `partner` breaks: one of the two may be excluded */
+    FAULT_ONE_WAY, /**< its frames to `partner` are lost: one of the two may be excluded */
+    FAULT_BRIDGE,  /**< cut off from every node but the bridge: one side may be excluded */
+    FAULT_PARTNER, /**< the other end of a FAULT_LINK / FAULT_ONE_WAY */
+};
 
 typedef struct sim_event {
     uint64_t time_us;
@@ -59,6 +73,7 @@ typedef struct sim_event {
     uint8_t *bytes;
     size_t len;
     uint64_t link_seq; /**< EV_FRAME: position on its link (checks the FIFO model) */
+    uint32_t epoch;    /**< EV_FRAME: the link's epoch when sent (a break loses older frames) */
 } sim_event;
 
 typedef struct sim_stream {
@@ -91,6 +106,7 @@ typedef struct sim_node {
     /* fault mode */
     int fault;      /**< enum sim_fault planned for this node */
     bool late;      /**< joins after the faults (not an initial member) */
+    bool absent;    /**< a late node that never starts (majority-loss runs) */
     bool ready;     /**< may multicast: it is in the full group (or a late joiner) */
     bool dead;      /**< crashed or stopped: handles nothing more */
     bool stopped;   /**< got DR_ACTION_STOPPED */
@@ -101,6 +117,9 @@ typedef struct sim_node {
     uint64_t resumed_us;                               /**< end of its last pause */
     bool long_pause;                                   /**< its long pause (FAULT_PAUSE) began */
     bool left;                                         /**< FAULT_LEAVE: dr_core_leave called */
+    bool flex;            /**< may be excluded (a link or bridge fault decides which side goes) */
+    bool must_stop;       /**< a survivor of a majority crash: must stop, never install a view */
+    int32_t partner;      /**< FAULT_LINK / FAULT_ONE_WAY: the other end's index, else -1 */
     bool long_pause_over; /**< ... and ended: stopped, or a correct member again */
     uint64_t view_deliveries[SIM_MAX_SUBGROUPS]; /**< deliveries in the current view */
 } sim_node;
@@ -122,6 +141,7 @@ typedef struct sim_link {
     uint64_t frames_sent;      /**< frames put on the link */
     uint64_t frames_delivered; /**< frames taken off it */
     bool cut;                  /**< partitioned: frames are lost */
+    uint32_t epoch;            /**< bumped when frames in flight are lost (a break) */
 } sim_link;
 
 /** Reference delivery order of one shard: (sender node index << 32 | message number). */
@@ -152,6 +172,10 @@ typedef struct sim {
     vmap_entry *vmap;      /**< open addressing, vmap_cap entries (power of two) */
     size_t vmap_len, vmap_cap;
     dr_view_info *views[SIM_MAX_VIDS]; /**< first installed copy of each view */
+    bool majority_crashed;             /**< the majority-loss scenario struck */
+    bool bridged; /**< a bridge partition is planned: which side survives, if any, is open */
+    uint64_t bridge_deadline_us;   /**< bridged runs end here (safety checked, not liveness) */
+    int32_t vid_at_majority_crash; /**< highest view installed when it struck */
 } sim;
 
 /* ---- randomness ---------------------------------------------------------------------- */
@@ -444,6 +468,10 @@ static void record_view(sim *s, uint32_t index, dr_view_info *info) {
     }
     if (node->in_view && vid <= node->max_vid)
         fail(s, "node %u installed view %d after view %d", node->id, vid, node->max_vid);
+    /* one view committed before the crash may still arrive; a second one needs a quorum */
+    if (s->majority_crashed && vid > s->vid_at_majority_crash + 1)
+        fail(s, "minority: node %u installed view %d after a majority of view %d crashed", node->id,
+             vid, s->vid_at_majority_crash);
     if (s->views[vid] == NULL) {
         if (vid > 0)
             s->result->view_changes++;
@@ -532,7 +560,8 @@ static void transmit(sim *s, uint32_t from, uint32_t to, uint8_t *bytes, size_t 
                              .from = from,
                              .bytes = bytes,
                              .len = len,
-                             .link_seq = link->frames_sent++});
+                             .link_seq = link->frames_sent++,
+                             .epoch = link->epoch});
     s->result->frames++;
 }
 
@@ -555,10 +584,11 @@ static void on_stopped(sim *s, uint32_t index, const dr_action *a) {
     if (s->config->trace)
         fprintf(s->config->trace, "[%10" PRIu64 " us] node %u STOPPED (%d)\n", s->now_us, node->id,
                 a->error);
-    bool expected =
-        (node->fault == FAULT_LEAVE && (a->error == 0 || a->error == DR_EUNDELIVERED)) ||
-        ((node->fault == FAULT_PAUSE || node->fault == FAULT_PARTITION) &&
-         (a->error == DR_EREMOVED || a->error == DR_ECLOSED));
+    /* any faulty node may be excluded first (a crash victim cut off before its crash ...) */
+    bool excluded = a->error == DR_EREMOVED || a->error == DR_ECLOSED;
+    bool faulty = node->fault != FAULT_NONE || node->flex || node->must_stop;
+    bool expected = (faulty && excluded) ||
+                    (node->fault == FAULT_LEAVE && (a->error == 0 || a->error == DR_EUNDELIVERED));
     if (!s->config->faults || !expected)
         fail(s, "node %u stopped (%d): %.*s", node->id, a->error, (int)a->len, (char *)a->bytes);
 }
@@ -719,15 +749,82 @@ static void maybe_disconnect(sim *s, uint32_t index, uint32_t peer) {
                                  .from = index});
 }
 
+/** Frames in flight on a -> b are lost (a broken connection, a crashed sender's buffers). */
+static void lose_in_flight(sim *s, uint32_t a, uint32_t b) {
+    s->links[a][b].epoch++;
+}
+
+/**
+ * A crash mid-fan-out: the frames the node sent last reach some peers and not others (its
+ * outgoing links lose what is in flight at random).
+ */
 static void on_crash(sim *s, uint32_t index) {
     sim_node *node = &s->nodes[index];
     trace_fault(s, node, "crash");
     node->dead = true;
     dr_core_destroy(node->core);
     node->core = NULL;
+    for (uint32_t i = 0; i < s->num_nodes; i++) {
+        if (i == index)
+            continue;
+        if (rng_chance(s, 50))
+            lose_in_flight(s, index, i);
+        maybe_disconnect(s, index, i);
+    }
+}
+
+/** One connection breaks for good: frames in flight both ways are lost; ends may notice. */
+static void on_link_break(sim *s, uint32_t a, uint32_t b) {
+    trace_fault(s, &s->nodes[a], "its link to its partner breaks");
+    s->links[a][b].cut = s->links[b][a].cut = true;
+    lose_in_flight(s, a, b);
+    lose_in_flight(s, b, a);
+    maybe_disconnect(s, a, b);
+    maybe_disconnect(s, b, a);
+}
+
+/** Frames a -> b are lost from now on, with no error at either end (a one-way link). */
+static void on_one_way(sim *s, uint32_t a, uint32_t b) {
+    trace_fault(s, &s->nodes[a], "its frames to its partner are lost (one-way)");
+    s->links[a][b].cut = true;
+    lose_in_flight(s, a, b);
+}
+
+/**
+ * Bridge partition: the FAULT_BRIDGE victims are cut off from every other node except `bridge`,
+ * which reaches both sides (PROTOCOL.md's two-sided partition with one node in the middle).
+ */
+static void on_bridge(sim *s, uint32_t bridge) {
+    trace_fault(s, &s->nodes[bridge], "bridge partition (this node reaches both sides)");
+    s->bridge_deadline_us = s->now_us + 40 * s->timeout_us;
+    for (uint32_t a = 0; a < s->num_nodes; a++)
+        for (uint32_t b = 0; b < s->num_nodes; b++) {
+            bool a_side = s->nodes[a].fault == FAULT_BRIDGE;
+            bool b_side = s->nodes[b].fault == FAULT_BRIDGE;
+            if (a == bridge || b == bridge || a_side == b_side)
+                continue;
+            s->links[a][b].cut = true;
+            lose_in_flight(s, a, b);
+            maybe_disconnect(s, a, b);
+        }
+}
+
+/** A majority of the nodes crash at once: the survivors must stop and install no view. */
+static void on_majority_crash(sim *s) {
+    int32_t highest = -1;
     for (uint32_t i = 0; i < s->num_nodes; i++)
-        if (i != index)
-            maybe_disconnect(s, index, i);
+        if (s->nodes[i].max_vid > highest)
+            highest = s->nodes[i].max_vid;
+    s->majority_crashed = true;
+    s->vid_at_majority_crash = highest;
+    for (uint32_t i = 0; i < s->num_nodes; i++) {
+        if (s->nodes[i].dead)
+            continue;
+        if (s->nodes[i].fault == FAULT_CRASH)
+            on_crash(s, i);
+        else
+            s->nodes[i].must_stop = true;
+    }
 }
 
 static bool in_partition(const sim *s, uint32_t index) {
@@ -775,6 +872,18 @@ static bool process_fault_event(sim *s, sim_event *event) {
         trace_fault(s, node, "partition heals");
         set_partition(s, false);
         return true;
+    case EV_LINK_BREAK:
+        on_link_break(s, event->node, (uint32_t)node->partner);
+        return true;
+    case EV_ONE_WAY:
+        on_one_way(s, event->node, (uint32_t)node->partner);
+        return true;
+    case EV_BRIDGE:
+        on_bridge(s, event->node);
+        return true;
+    case EV_MAJORITY_CRASH:
+        on_majority_crash(s);
+        return true;
     case EV_DISCONNECT:
         if (node->core != NULL) {
             dr_core_on_disconnect(node->core, s->nodes[event->from].id, s->now_us);
@@ -789,7 +898,9 @@ static bool process_fault_event(sim *s, sim_event *event) {
 static void process(sim *s, sim_event *event) {
     sim_node *node = &s->nodes[event->node];
     s->current_node = event->node;
-    bool global = event->kind == EV_PARTITION || event->kind == EV_HEAL;
+    bool global = event->kind == EV_PARTITION || event->kind == EV_HEAL ||
+                  event->kind == EV_BRIDGE || event->kind == EV_MAJORITY_CRASH ||
+                  event->kind == EV_LINK_BREAK || event->kind == EV_ONE_WAY;
     if (node->dead && !global) {
         free(event->bytes); /* crashed or stopped: nothing more */
         return;
@@ -822,6 +933,8 @@ static void process(sim *s, sim_event *event) {
         if (event->link_seq != link->frames_delivered++)
             fail(s, "simulator: link %u->%u delivered frame %" PRIu64 " out of order",
                  s->nodes[event->from].id, node->id, event->link_seq);
+        if (event->epoch != link->epoch || link->cut)
+            break; /* the link broke (or is cut) while the frame was in flight: lost */
         if (node->core == NULL) { /* not listening yet: like a refused TCP connect */
             if (s->config->trace)
                 fprintf(s->config->trace,
@@ -1022,30 +1135,89 @@ static bool last_in_a_shard(const sim *s, const dr_layout *layout, uint32_t inde
     return false;
 }
 
+/** A node that may still be given a fault: no fault yet and not the last of a shard. */
+static bool may_fail(const sim *s, const dr_layout *layout, uint32_t index) {
+    return s->nodes[index].fault == FAULT_NONE && !last_in_a_shard(s, layout, index);
+}
+
+/** A random node of 0..members-1 that may_fail, or -1. */
+static int pick_victim(sim *s, uint32_t members, const dr_layout *layout) {
+    uint32_t index = rng_range(s, 0, members - 1);
+    for (uint32_t tries = 0; tries < members; tries++, index = (index + 1) % members)
+        if (may_fail(s, layout, index))
+            return (int)index;
+    return -1;
+}
+
+/** The majority-loss scenario: more than half of the members crash at once. */
+static void plan_majority_crash(sim *s, uint32_t members) {
+    for (uint32_t crashed = 0; crashed < members / 2 + 1;) {
+        uint32_t index = rng_range(s, 0, members - 1);
+        if (s->nodes[index].fault == FAULT_NONE) {
+            s->nodes[index].fault = FAULT_CRASH;
+            crashed++;
+        }
+    }
+}
+
 /**
  * Picks the victims: a clean leave maybe, and fewer failures than half the rest, never the last
  * member of a shard (members never move between shards: that shard would stay inadequate).
+ * A failure is a crash, a long pause, a partition (one side), a broken link or a one-way link
+ * (the two ends count as two failures: either may be excluded), or a bridge partition (one
+ * node reaches both sides; either side may be excluded). Returns true for the majority-loss
+ * scenario instead.
  */
-static void plan_faults(sim *s, uint32_t members, const dr_layout *layout) {
+static bool plan_faults(sim *s, uint32_t members, const dr_layout *layout) {
+    if (members >= 3 && rng_chance(s, 4)) {
+        plan_majority_crash(s, members);
+        return true;
+    }
     uint32_t leaves = members >= 4 && rng_chance(s, 30) ? 1u : 0u;
     uint32_t max_failures = (members - leaves - 1) / 2;
     uint32_t failures =
         max_failures == 0 ? 0 : rng_range(s, rng_chance(s, 85) ? 1 : 0, max_failures);
+    bool partition = false, bridge = false;
     for (uint32_t v = 0; v < leaves + failures; v++) {
-        uint32_t index = rng_range(s, 0, members - 1), tries = 0;
-        while (tries < members &&
-               (s->nodes[index].fault != FAULT_NONE || last_in_a_shard(s, layout, index))) {
-            index = (index + 1) % members;
-            tries++;
-        }
-        if (tries == members)
+        int index = pick_victim(s, members, layout);
+        if (index < 0)
             break;
+        sim_node *node = &s->nodes[index];
         uint32_t dice = rng_range(s, 0, 99);
-        s->nodes[index].fault = v < leaves  ? FAULT_LEAVE
-                                : dice < 45 ? FAULT_CRASH
-                                : dice < 75 ? FAULT_PAUSE
-                                            : FAULT_PARTITION;
+        int fault = v < leaves  ? FAULT_LEAVE
+                    : dice < 30 ? FAULT_CRASH
+                    : dice < 48 ? FAULT_PAUSE
+                    : dice < 62 ? FAULT_PARTITION
+                    : dice < 78 ? FAULT_LINK
+                    : dice < 90 ? FAULT_ONE_WAY
+                                : FAULT_BRIDGE;
+        if ((fault == FAULT_PARTITION && bridge) || (fault == FAULT_BRIDGE && partition))
+            fault = FAULT_CRASH; /* one partition of either kind per run */
+        node->fault = fault;
+        if (fault == FAULT_LINK || fault == FAULT_ONE_WAY) {
+            int partner = v + 1 < leaves + failures ? pick_victim(s, members, layout) : -1;
+            if (partner >= 0 && partner != 0 && index != 0 && rng_chance(s, 50) &&
+                may_fail(s, layout, 0))
+                partner = 0; /* the leader's links matter most: bias toward them */
+            if (partner < 0) {
+                node->fault = FAULT_CRASH;
+            } else {
+                node->partner = partner;
+                s->nodes[partner].fault = FAULT_PARTNER;
+                s->nodes[partner].partner = index;
+                node->flex = s->nodes[partner].flex = true;
+                v++;
+            }
+        }
+        partition |= node->fault == FAULT_PARTITION;
+        bridge |= node->fault == FAULT_BRIDGE;
     }
+    if (bridge) { /* everyone may be on the losing side, the bridge node too */
+        for (uint32_t i = 0; i < s->num_nodes; i++) /* a late joiner too */
+            s->nodes[i].flex |=
+                s->nodes[i].fault == FAULT_NONE || s->nodes[i].fault == FAULT_BRIDGE;
+    }
+    return false;
 }
 
 static void setup_fault_mode(sim *s, uint32_t members) {
@@ -1060,6 +1232,7 @@ static void setup_fault_mode(sim *s, uint32_t members) {
     setup_nodes(s, members + (late ? 1u : 0u), false);
     for (uint32_t i = 0; i < s->num_nodes; i++) {
         memset(s->nodes[i].shard_at, 0xff, sizeof s->nodes[i].shard_at);
+        s->nodes[i].partner = -1;
         s->nodes[i].max_vid = -1;
         for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++)
             if (s->nodes[i].streams[sg].total > 25)
@@ -1069,22 +1242,81 @@ static void setup_fault_mode(sim *s, uint32_t members) {
         s->nodes[members].late = true;
 }
 
+/** The bridge of a bridge partition: a node without a fault (flex is set on all of them). */
+static int pick_bridge(sim *s) {
+    uint32_t index = rng_range(s, 0, s->full_members - 1);
+    for (uint32_t tries = 0; tries < s->full_members;
+         tries++, index = (index + 1) % s->full_members)
+        if (s->nodes[index].fault == FAULT_NONE)
+            return (int)index;
+    return -1;
+}
+
+/** Writes the fault plan to the trace. */
+static void trace_plan(const sim *s) {
+    static const char *const names[] = {"none", "crash",   "pause",       "leave",  "partition",
+                                        "link", "one-way", "bridge-side", "partner"};
+    if (s->config->trace == NULL)
+        return;
+    fprintf(s->config->trace, "[%10" PRIu64 " us] fault plan:", s->now_us);
+    for (uint32_t i = 0; i < s->num_nodes; i++)
+        fprintf(s->config->trace, " %u=%s%s%s", s->nodes[i].id, names[s->nodes[i].fault],
+                s->nodes[i].flex ? "(flex)" : "", s->nodes[i].late ? "(late)" : "");
+    fprintf(s->config->trace, "\n");
+}
+
 static void schedule_faults(sim *s, const dr_layout *layout) {
     s->faults_scheduled = true;
-    plan_faults(s, s->full_members, layout);
+    /* faults strike at random times over several failure timeouts, also during view changes */
+    uint32_t spread = (uint32_t)s->timeout_us * 6;
+    /* half the runs cluster their faults: a later one strikes while the view change of an
+     * earlier one is being agreed on (a leave starts one at once, a failure after the timeout) */
+    uint64_t base = s->now_us;
+    if (rng_chance(s, 50)) {
+        base += rng_range(s, 1000, spread);
+        spread = (uint32_t)s->timeout_us * 2;
+    }
+    if (plan_faults(s, s->full_members, layout)) {
+        schedule(s, base + rng_range(s, 1000, spread), EV_MAJORITY_CRASH, 0, 0);
+        if (s->num_nodes > s->full_members)
+            s->nodes[s->full_members].absent = true; /* no late joiner: nobody to join */
+        return;
+    }
+    int bridge = -1;
+    for (uint32_t i = 0; i < s->full_members && bridge < 0; i++)
+        if (s->nodes[i].fault == FAULT_BRIDGE) {
+            bridge = pick_bridge(s);
+            if (bridge < 0)
+                s->nodes[i].fault = FAULT_CRASH; /* cannot happen: a majority is fault-free */
+        }
+    if (bridge >= 0) {
+        s->bridged = true; /* safety only: every side, the bridge too, may stop */
+        trace_plan(s);
+        schedule(s, base + rng_range(s, 1000, spread), EV_BRIDGE, (uint32_t)bridge, 0);
+    }
+    if (bridge < 0)
+        trace_plan(s);
     if (s->num_nodes > s->full_members) {
         sim_node *joiner = &s->nodes[s->full_members];
-        uint32_t contact;
-        do
-            contact = rng_range(s, 0, s->full_members - 1);
-        while (s->nodes[contact].fault != FAULT_NONE);
+        uint32_t contact = rng_range(s, 0, s->full_members - 1);
+        for (uint32_t tries = 0; tries < 2 * s->full_members; tries++) {
+            const sim_node *c = &s->nodes[contact];
+            /* a fault-free contact; one that stays in the group if there is one */
+            if (c->fault == FAULT_NONE && (!c->flex || tries >= s->full_members))
+                break;
+            contact = (contact + 1) % s->full_members;
+        }
         memcpy(joiner->contact, s->nodes[contact].address, sizeof joiner->contact);
     }
     bool partition = false;
     for (uint32_t i = 0; i < s->num_nodes; i++) {
         sim_node *node = &s->nodes[i];
-        uint64_t at = s->now_us + rng_range(s, 1000, 40000);
-        if (node->fault == FAULT_CRASH)
+        uint64_t at = base + rng_range(s, 0, spread);
+        if (node->fault == FAULT_LINK)
+            schedule(s, at, EV_LINK_BREAK, i, 0);
+        else if (node->fault == FAULT_ONE_WAY)
+            schedule(s, at, EV_ONE_WAY, i, 0);
+        else if (node->fault == FAULT_CRASH)
             schedule(s, at, EV_CRASH, i, 0);
         else if (node->fault == FAULT_PAUSE)
             schedule(s, at, EV_LONG_PAUSE, i, 0);
@@ -1097,7 +1329,7 @@ static void schedule_faults(sim *s, const dr_layout *layout) {
                 at + rng_range(s, (uint32_t)s->timeout_us * 3, (uint32_t)s->timeout_us * 6);
             schedule(s, heal, EV_HEAL, i, 0);
         }
-        if (node->late)
+        if (node->late && !node->absent)
             schedule(s, s->now_us + rng_range(s, 0, 60000), EV_START, i, 0);
     }
 }
@@ -1107,6 +1339,10 @@ static void schedule_faults(sim *s, const dr_layout *layout) {
  * anyone suspected it (or whose view change included it) is a correct member again.
  */
 static bool is_correct(const sim_node *node) {
+    if (node->absent || node->must_stop)
+        return false;
+    if (node->flex)
+        return !node->dead; /* the side that was not excluded */
     return node->fault == FAULT_NONE ||
            (node->fault == FAULT_PAUSE && node->long_pause_over && !node->dead);
 }
@@ -1120,6 +1356,8 @@ static bool incomplete_faults(const sim *s, char *why, size_t cap) {
     uint32_t correct = 0;
     for (uint32_t i = 0; i < s->num_nodes; i++) {
         const sim_node *node = &s->nodes[i];
+        if (node->absent)
+            continue;
         if (node->fault == FAULT_PAUSE && !node->long_pause_over)
             return snprintf(why, cap, "node %u's long pause is not over", node->id), true;
         if (!is_correct(node) && !node->dead)
@@ -1136,6 +1374,8 @@ static bool incomplete_faults(const sim *s, char *why, size_t cap) {
                             ref->view->view.vid, node->view->view.vid),
                    true;
     }
+    if (ref == NULL && (s->majority_crashed || s->bridged))
+        return false; /* every survivor stopped: as it must, or (bridge) as it may */
     if (ref == NULL || ref->view->view.num_members != correct)
         return snprintf(why, cap, "the view does not hold exactly the %u correct nodes", correct),
                true;
@@ -1195,6 +1435,18 @@ static void check_stability(sim *s) {
  * had sent before it stopped (a leave flushes; PROTOCOL.md §5.8); check_stability then makes
  * every survivor of those views hold them too.
  */
+/** Fault mode, at the end: one broken or one-way link costs at most one of its two ends. */
+static void check_links(sim *s) {
+    for (uint32_t i = 0; i < s->num_nodes && !s->failed; i++) {
+        const sim_node *node = &s->nodes[i];
+        if ((node->fault == FAULT_LINK || node->fault == FAULT_ONE_WAY) && node->stopped &&
+            s->nodes[node->partner].stopped)
+            fail(s, "link fault: both ends (nodes %u and %u) of one %s link were excluded",
+                 node->id, s->nodes[node->partner].id,
+                 node->fault == FAULT_LINK ? "broken" : "one-way");
+    }
+}
+
 static void check_leavers(sim *s) {
     for (uint32_t i = 0; i < s->num_nodes && !s->failed; i++) {
         const sim_node *leaver = &s->nodes[i];
@@ -1285,6 +1537,15 @@ static void free_sim(sim *s) {
         free(s->views[v]);
 }
 
+/** Fault mode: the safety checks that need the whole run (also run when liveness failed). */
+static void check_at_end(sim *s) {
+    if (!s->config->faults || s->failed)
+        return;
+    check_stability(s);
+    check_leavers(s);
+    check_links(s);
+}
+
 static void run_loop(sim *s) {
     char why[256];
     uint64_t steps = 0;
@@ -1292,20 +1553,21 @@ static void run_loop(sim *s) {
         sim_event event = heap_pop(s);
         assert(event.time_us >= s->now_us); /* the virtual clock never goes back */
         s->now_us = event.time_us;
-        if (s->now_us > s->config->max_virtual_us) {
+        if (s->now_us > s->config->max_virtual_us ||
+            (s->bridge_deadline_us != 0 && s->now_us > s->bridge_deadline_us)) {
             free(event.bytes);
             break;
         }
         process(s, &event);
         if ((++steps & 63) == 0 && !incomplete(s, why, sizeof why)) {
-            if (s->config->faults) {
-                check_stability(s);
-                check_leavers(s);
-            }
+            check_at_end(s);
             return;
         }
     }
-    if (!s->failed && incomplete(s, why, sizeof why))
+    check_at_end(s);
+    /* A bridge partition may leave no side with a quorum, or a shard without members: then
+     * the group stays wedged or stops, which is safe; only safety is checked for it. */
+    if (!s->failed && !s->bridged && incomplete(s, why, sizeof why))
         fail(s, "liveness: after %" PRIu64 " us of virtual time %s", s->now_us, why);
 }
 

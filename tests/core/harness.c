@@ -87,6 +87,14 @@ void h_drain(harness *h, uint32_t index) {
             node->installed = true;
             node->view = *a.view_info;
             node->views_installed++;
+            if (node->history_len < H_MAX_VIEWS) {
+                uint32_t *ids = node->history_members[node->history_len];
+                uint32_t n = a.view_info->view.num_members;
+                ids[0] = n < H_MAX_NODES ? n : H_MAX_NODES;
+                for (uint32_t m = 0; m < ids[0]; m++)
+                    ids[1 + m] = a.view_info->view.member_ids[m];
+                node->history_vid[node->history_len++] = a.view_info->view.vid;
+            }
             break;
         case DR_ACTION_WINDOW_OPEN:
             node->window_open[a.subgroup]++;
@@ -124,14 +132,52 @@ uint32_t h_add(harness *h, uint32_t id, const dr_core_options *base, const char 
     return index;
 }
 
+static bool held(const harness *h, size_t i) {
+    return h->hold[h->queue[i].from][h->queue[i].to];
+}
+
+/**
+ * Takes the next frame off the queue into *out: the oldest whose link is not held (FIFO), or
+ * with h->shuffle the oldest frame of the link of a randomly chosen deliverable frame, so links
+ * interleave at random but each stays FIFO. Returns false if every queued frame is held.
+ */
+static bool take_frame(harness *h, h_frame *out) {
+    size_t end = h->head + h->len, ready = 0;
+    if (h->len > 0 && h->shuffle == 0 && !held(h, h->head))
+        ready = 1; /* FIFO and the oldest frame may go: no need to count */
+    else
+        for (size_t i = h->head; i < end; i++)
+            ready += held(h, i) ? 0u : 1u;
+    if (ready == 0)
+        return false;
+    size_t skip = 0;
+    if (h->shuffle != 0) {
+        h->shuffle = h->shuffle * 6364136223846793005ull + 1442695040888963407ull;
+        skip = (size_t)((h->shuffle >> 33) % ready);
+    }
+    size_t pick = h->head;
+    for (;; pick++)
+        if (!held(h, pick) && skip-- == 0)
+            break;
+    size_t first = h->head; /* the oldest frame on the picked frame's link */
+    while (h->queue[first].from != h->queue[pick].from || h->queue[first].to != h->queue[pick].to)
+        first++;
+    *out = h->queue[first];
+    if (first == h->head)
+        h->head++; /* the usual case: no shifting */
+    else
+        memmove(h->queue + first, h->queue + first + 1, (end - first - 1) * sizeof *h->queue);
+    h->len--;
+    return true;
+}
+
 size_t h_pump(harness *h, size_t max_frames) {
     size_t delivered = 0;
-    while (h->len > 0 && delivered < max_frames) {
-        h_frame frame = h->queue[h->head++];
-        h->len--;
+    h_frame frame;
+    while (delivered < max_frames && take_frame(h, &frame)) {
         h->now_us += 10;
         h_node *node = &h->nodes[frame.to];
-        if (node->crashed || h->nodes[frame.from].crashed) {
+        if (node->crashed || h->nodes[frame.from].crashed || h->cut[frame.from][frame.to]) {
             free(frame.bytes);
             continue;
         }
@@ -149,6 +195,18 @@ void h_crash(harness *h, uint32_t index) {
     h->nodes[index].crashed = true;
     dr_core_destroy(h->nodes[index].core);
     h->nodes[index].core = NULL;
+}
+
+void h_break_link(harness *h, uint32_t a, uint32_t b, bool notify_a, bool notify_b) {
+    h->cut[a][b] = h->cut[b][a] = true; /* queued frames between them are dropped at pump */
+    if (notify_a && !h->nodes[a].crashed) {
+        dr_core_on_disconnect(h->nodes[a].core, h->nodes[b].id, h->now_us);
+        h_drain(h, a);
+    }
+    if (notify_b && !h->nodes[b].crashed) {
+        dr_core_on_disconnect(h->nodes[b].core, h->nodes[a].id, h->now_us);
+        h_drain(h, b);
+    }
 }
 
 void h_run(harness *h, uint64_t step_us, uint32_t steps) {

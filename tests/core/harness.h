@@ -14,6 +14,7 @@
 
 #define H_MAX_NODES      8
 #define H_MAX_DELIVERIES 4096
+#define H_MAX_VIEWS      64
 
 typedef struct h_delivery {
     uint32_t subgroup, shard, sender_id, sender_index;
@@ -40,6 +41,10 @@ typedef struct h_node {
     uint32_t shared_deliveries; /* DELIVER actions likewise */
     h_delivery deliveries[H_MAX_DELIVERIES];
     uint32_t num_deliveries;
+    /* every view installed, in order: vid and its member ids */
+    int32_t history_vid[H_MAX_VIEWS];
+    uint32_t history_members[H_MAX_VIEWS][H_MAX_NODES + 1]; /* [0] = count, then the ids */
+    uint32_t history_len;
 } h_node;
 
 typedef struct h_frame {
@@ -54,7 +59,11 @@ typedef struct harness {
     h_frame *queue;
     size_t head, len, cap;
     uint64_t now_us;
-    uint64_t rejected; /* frames a core returned an error for */
+    uint64_t rejected;                   /* frames a core returned an error for */
+    bool cut[H_MAX_NODES][H_MAX_NODES];  /* link from -> to is broken: its frames are lost */
+    bool hold[H_MAX_NODES][H_MAX_NODES]; /* link from -> to is slow: frames wait in the queue */
+    uint64_t shuffle; /* nonzero: h_pump takes frames in a seeded random order across links
+                         (FIFO per link, like TCP); 0: one global FIFO */
 } harness;
 
 /** Options every test node starts from: one subgroup, one ordered shard of `members`. */
@@ -71,6 +80,12 @@ void h_drain(harness *h, uint32_t index);
 
 /** Crashes node `index`: destroys its core; frames to and from it are dropped. */
 void h_crash(harness *h, uint32_t index);
+
+/**
+ * Breaks the connection between nodes a and b for good: frames queued between them are lost
+ * and so are later ones; each end is told (dr_core_on_disconnect) if notify_a / notify_b.
+ */
+void h_break_link(harness *h, uint32_t a, uint32_t b, bool notify_a, bool notify_b);
 
 /** Advances time by step_us `steps` times, ticking every live core and pumping frames. */
 void h_run(harness *h, uint64_t step_us, uint32_t steps);
