@@ -15,8 +15,11 @@
  *
  * Connections: the core asks for a connection to a node (CONNECT) and sends frames to nodes.
  * Frames for a peer whose connection is not up yet wait in a per-peer backlog (bounded) and
- * go out on PEER_UP. A joiner does not know its contact's id: it dials the contact address with
- * DR_NET_ANY_NODE and learns the id from the handshake.
+ * go out on PEER_UP. A frame is never dropped while its connection stays up: if it cannot be
+ * queued (a stalled peer's queue or backlog is full, memory ran out) the connection is closed
+ * and the core told (send_failed), so the core sees a failure instead of a silent gap. A joiner
+ * does not know its contact's id: it dials the contact address with DR_NET_ANY_NODE and learns the
+ * id from the handshake.
  */
 #include "derecho/group.h"
 
@@ -139,14 +142,33 @@ static void free_backlog(peer_state *peer) {
     peer->backlog_bytes = 0;
 }
 
+/*
+ * A frame for a peer could not be queued (its queue or backlog is full: it stalled; or memory
+ * ran out). The core assumes no frame is lost while a connection stays up (SST pushes carry
+ * only changed fields, proposals are sent once), so a lost frame must never pass in silence:
+ * the connection is closed and the core is told, which treats it as that peer's failure.
+ * Called with the core lock held, between actions (the core is not inside a call).
+ */
+static void send_failed(dr_group *group, uint32_t peer_id, size_t len, const char *why) {
+    DR_ERROR(DR_LOGM_NET,
+             "frame of %zu bytes to node %" PRIu32 " could not be queued (%s): closing the "
+             "connection; the group treats the node as failed",
+             len, peer_id, why);
+    if (peer_id == DR_NODE_NONE)
+        return;
+    dr_net_disconnect(group->net, peer_id);
+    dr_core_on_disconnect(group->core, peer_id, now_us());
+}
+
 /* Appends a frame of `type` (taking its bytes) to a peer's backlog. */
-static void backlog_typed(peer_state *peer, uint16_t type, uint8_t *bytes, size_t len) {
+static void backlog_typed(dr_group *group, peer_state *peer, uint16_t type, uint8_t *bytes,
+                          size_t len) {
     pending_frame *frame = malloc(sizeof *frame);
     if (!frame || peer->backlog_bytes + len > MAX_BACKLOG_BYTES) {
-        DR_WARN(DR_LOGM_NET, "backlog for node %" PRIu32 " full; frame of %zu bytes dropped",
-                peer->id, len);
         free(frame);
         free(bytes);
+        free_backlog(peer);
+        send_failed(group, peer->id, len, "backlog full");
         return;
     }
     frame->next = NULL;
@@ -171,17 +193,16 @@ static void release_shared(void *owner, void *body) {
     dr_shared_bytes_release(owner);
 }
 
-static void backlog_frame(peer_state *peer, uint8_t *bytes, size_t len) {
-    backlog_typed(peer, NET_TYPE_CORE, bytes, len);
+static void backlog_frame(dr_group *group, peer_state *peer, uint8_t *bytes, size_t len) {
+    backlog_typed(group, peer, NET_TYPE_CORE, bytes, len);
 }
 
 /* Sends a frame of `type` (taking its bytes) on an up connection. */
 static void transmit_typed(dr_group *group, uint32_t peer_id, uint16_t type, uint8_t *bytes,
                            size_t len) {
     int rc = dr_net_send_owned(group->net, peer_id, type, 0, bytes, len, free_payload, NULL);
-    if (rc)
-        DR_WARN(DR_LOGM_NET, "frame of %zu bytes to node %" PRIu32 " not sent: %s", len, peer_id,
-                dr_strerror(rc));
+    if (rc != 0 && rc != DR_ENOTFOUND && rc != DR_ECLOSED)
+        send_failed(group, peer_id, len, dr_strerror(rc));
 }
 
 static void transmit(dr_group *group, uint32_t peer_id, uint8_t *bytes, size_t len) {
@@ -241,24 +262,23 @@ static void act_send(dr_group *group, dr_action *action) {
         action->body_owner = NULL;
         int rc = dr_net_send_split(group->net, to, NET_TYPE_CORE, 0, action->bytes, action->len,
                                    (void *)action->body, action->body_len, release_shared, owner);
-        if (rc)
-            DR_WARN(DR_LOGM_NET, "frame of %zu bytes to node %" PRIu32 " not sent: %s",
-                    action->len + action->body_len, to, dr_strerror(rc));
+        if (rc != 0 && rc != DR_ENOTFOUND && rc != DR_ECLOSED)
+            send_failed(group, to, action->len + action->body_len, dr_strerror(rc));
         return;
     }
     if (dr_action_flatten(action) != 0) {
-        DR_ERROR(DR_LOGM_NET, "out of memory; frame to node %" PRIu32 " dropped", to);
+        send_failed(group, to, action->len + action->body_len, "out of memory");
         return;
     }
     uint8_t *bytes = action->bytes;
     action->bytes = NULL;
     if (!peer) {
-        DR_ERROR(DR_LOGM_NET, "too many peers; frame to node %" PRIu32 " dropped", to);
         free(bytes);
+        send_failed(group, to, action->len, "too many peers");
     } else if (peer->up) {
         transmit(group, to, bytes, action->len);
     } else {
-        backlog_frame(peer, bytes, action->len);
+        backlog_frame(group, peer, bytes, action->len);
     }
 }
 
@@ -858,10 +878,11 @@ int dr_group_send_frame(dr_group *group, uint32_t peer_id, uint16_t type, const 
             if (peer->up)
                 transmit_typed(group, peer_id, type, copy, len);
             else
-                backlog_typed(peer, type, copy, len);
+                backlog_typed(group, peer, type, copy, len);
             if (!peer->up && group->my_id > peer_id)
                 dial(group, peer_id, address, peer);
         }
+        dispatch_actions_locked(group); /* a failed send told the core: act on it */
     }
     pthread_mutex_unlock(&group->core_lock);
     return rc;
