@@ -1437,6 +1437,8 @@ static void check_stability(sim *s) {
  */
 /** Fault mode, at the end: one broken or one-way link costs at most one of its two ends. */
 static void check_links(sim *s) {
+    if (s->bridged || s->majority_crashed)
+        return; /* there any node may go (see the bridge's note in run_loop) */
     for (uint32_t i = 0; i < s->num_nodes && !s->failed; i++) {
         const sim_node *node = &s->nodes[i];
         if ((node->fault == FAULT_LINK || node->fault == FAULT_ONE_WAY) && node->stopped &&

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# CI's fault-mode simulator run (issue 11): COUNT seeds from a fresh random base seed, printed so
+# a failure replays, then every seed in the regression list (seeds that once failed). A count,
+# not a time budget, so every CI run explores new schedules.
+#   fault_seeds.sh SIM COUNT REGRESSION_LIST
+# DR_SIM_BASE_SEED=N fixes the base (to rerun a CI run exactly).
+set -euo pipefail
+sim=$1 count=$2 list=$3
+base=${DR_SIM_BASE_SEED:-$(((RANDOM << 30 | RANDOM << 15 | RANDOM) * 1000))}
+last=$((base + count - 1))
+echo "fault seeds $base..$last ($count, fresh base; rerun with DR_SIM_BASE_SEED=$base)"
+status=0
+"$sim" --faults --seeds "$base..$last" --time-budget-s 1000000000 || status=1
+mapfile -t regressions < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$list")
+failed=0
+for seed in "${regressions[@]}"; do
+    if ! "$sim" --faults --seed "$seed" > /tmp/dr-sim-regression.$$ 2>&1; then
+        cat /tmp/dr-sim-regression.$$
+        failed=$((failed + 1))
+    fi
+done
+rm -f /tmp/dr-sim-regression.$$
+echo "regression seeds: ${#regressions[@]} run, $failed failed"
+[ "$failed" -eq 0 ] || status=1
+exit $status
