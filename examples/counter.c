@@ -19,6 +19,8 @@
  * and leaves. With max_nodes = 3 and N = 10 every member prints value=30. No adds happen before
  * the shard is full, so the type needs no state transfer (examples/kv.c shows one).
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+
 #include <derecho/config.h>
 #include <derecho/rpc.h>
 

@@ -18,6 +18,8 @@
  * (HOST:PORT is its gms_port), learns the view, and prints "put KEY: applied by N replicas",
  * or reads KEY from every member, one line each: "node <id>: <value>" (they all agree).
  */
+#define _POSIX_C_SOURCE 200809L /* sigwait, pthread_sigmask */
+
 #include <derecho/config.h>
 #include <derecho/log.h>
 #include <derecho/rpc.h>
