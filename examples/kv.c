@@ -3,20 +3,17 @@
  * outside client.
  *
  *   kv [--SECTION/key=value ...]                   a member: serves until SIGINT or SIGTERM
- *   kv --client HOST:PORT put KEY VALUE            an outside client (not a group member)
- *   kv --client HOST:PORT get KEY
+ *   kv --client HOST:PORT put KEY VALUE | get KEY  an outside client (not a group member)
  *
- * Type KV, one subgroup sized by [SUBGROUP/KV]. Methods:
- *   apply (ORDERED)  stores (key, value) at every member, in delivery order;
- *   put   (P2P)      what a client calls: the member it reaches makes the ordered "apply" in
- *                    its shard, waits for every member's reply, returns how many applied it;
- *   get   (P2P)      one replica's value of a key (DR_ENOTFOUND if it has none).
- * Arguments are text: put/apply take "KEY\0VALUE", get takes "KEY". A member that joins a
- * running group would need the map by state transfer (dr_rpc_type serialize / restore; left
- * out here to stay short).
- * A member prints "VIEW vid=<id> members=<n>" for each view. The client reaches any member
- * (HOST:PORT is its gms_port), learns the view, and prints "put KEY: applied by N replicas",
- * or reads KEY from every member, one line each: "node <id>: <value>" (they all agree).
+ * Type KV, one subgroup sized by [SUBGROUP/KV]; the configuration as in counter.c. Methods:
+ * "apply" (ORDERED) stores (key, value) at every member in delivery order; "put" (P2P, what a
+ * client calls) makes the member it reaches call "apply" in its shard and reply how many
+ * members applied it; "get" (P2P) returns one replica's value (DR_ENOTFOUND if none).
+ * Arguments are text, "KEY\0VALUE". A member prints "VIEW vid=<id> members=<n>" per view. The
+ * client reaches any member (HOST:PORT: its gms_port), learns the view and prints "put KEY:
+ * applied by N replicas", or reads KEY from every member: "node <id>: <value>" each. (A member
+ * joining a running group would need the map by state transfer, dr_rpc_type.serialize and
+ * .restore; left out to stay short.)
  */
 #define _POSIX_C_SOURCE 200809L /* sigwait, pthread_sigmask */
 
@@ -28,7 +25,6 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 enum { WAIT_MS = 10000, MAX_ENTRIES = 1024, MAX_TEXT = 256 };
@@ -172,10 +168,9 @@ static int client(const char *address, const char *verb, const char *key, const 
 }
 
 int main(int argc, char **argv) {
-    if (argc >= 5 && strcmp(argv[1], "--client") == 0 && strcmp(argv[3], "get") == 0)
-        return client(argv[2], argv[3], argv[4], NULL);
-    if (argc >= 6 && strcmp(argv[1], "--client") == 0 && strcmp(argv[3], "put") == 0)
-        return client(argv[2], argv[3], argv[4], argv[5]);
+    if (argc == 5 || (argc == 6 && strcmp(argv[3], "put") == 0))
+        if (strcmp(argv[1], "--client") == 0 && (argc == 6 || strcmp(argv[3], "get") == 0))
+            return client(argv[2], argv[3], argv[4], argc == 6 ? argv[5] : NULL);
     const char *overrides[64];
     size_t num_overrides = 0;
     for (int i = 1; i < argc; i++) {
