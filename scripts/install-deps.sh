@@ -7,6 +7,8 @@ PACKAGES=(
   # build and test
   build-essential cmake pkg-config git clang libclang-rt-14-dev clang-format
   libcmocka-dev
+  # API reference (scripts/docs.sh, target docs)
+  doxygen
   # base / conf
   libinih-dev
   # inference engine

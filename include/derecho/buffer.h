@@ -1,4 +1,4 @@
-/*
+/** @file
  * Growable byte buffers and bounds-checked cursors for wire and file formats.
  *
  * All multi-byte integers are little-endian on the wire. A dr_buf grows up to a caller-set

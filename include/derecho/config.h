@@ -1,4 +1,4 @@
-/*
+/** @file
  * Configuration: derecho.cfg (INI) + derecho_node.cfg overlay + environment + command-line
  * overrides, resolved into one immutable-after-load dr_config with typed getters.
  *
@@ -18,8 +18,8 @@
  * Old and new key names are both accepted and resolve to the new name: leader_ip/contact_ip,
  * leader_gms_port/contact_port, rpc_port/state_transfer_port, timeout_ms/heartbeat_ms.
  * Section names are case-insensitive and stored upper-case; keys are stored lower-case.
- * [SUBGROUP/<PROFILE>] keys fall back to [SUBGROUP/DEFAULT], then to the built-in default.
- * [LOGGER] <module>_log_level falls back to default_log_level.
+ * `[SUBGROUP/<PROFILE>]` keys fall back to [SUBGROUP/DEFAULT], then to the built-in default.
+ * [LOGGER] `<module>_log_level` falls back to default_log_level.
  *
  * A loaded dr_config is read-only and may be read from any thread concurrently.
  */
@@ -92,7 +92,7 @@ int dr_config_get_u16(const dr_config *config, const char *section, const char *
 int dr_config_get_bool(const dr_config *config, const char *section, const char *key, bool *out);
 
 /**
- * Subgroup profile getters: read `key` of [SUBGROUP/<profile>] (profile case-insensitive,
+ * Subgroup profile getters: read `key` of `[SUBGROUP/<profile>]` (profile case-insensitive,
  * NULL means DEFAULT), falling back to [SUBGROUP/DEFAULT] and the built-in default.
  */
 int dr_config_subgroup_u64(const dr_config *config, const char *profile, const char *key,

@@ -1,4 +1,4 @@
-/*
+/** @file
  * Error codes and error messages shared by every layer of libderecho.
  *
  * Convention (docs/STYLE): functions return int, 0 on success or a negative DR_E* code;

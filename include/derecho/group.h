@@ -1,10 +1,10 @@
-/*
+/** @file
  * libderecho's group API: start or join a group of processes, learn its views and shard
  * layout, multicast in my shard (ordered or raw) and receive deliveries.
  *
  * A process describes its replicated object types as a dr_layout_spec (include/derecho/
  * layout.h): subgroup types in a fixed order, each with a shard policy, usually filled from the
- * configuration's [SUBGROUP/<PROFILE>] sections with dr_group_policy_from_config. Then
+ * configuration's `[SUBGROUP/<PROFILE>]` sections with dr_group_policy_from_config. Then
  * dr_group_create starts the node: the node whose local_ip:gms_port equals
  * contact_ip:contact_port starts the group and waits until enough nodes joined for an adequate
  * first view; every other node joins through the contact (redirected to the leader).
@@ -74,7 +74,7 @@ typedef struct dr_group_callbacks {
 
 /**
  * Fills *policy with a flexible-even-shards policy whose num_shards, min_nodes and max_nodes
- * come from [SUBGROUP/<profile>] (falling back to [SUBGROUP/DEFAULT]). Returns 0, or
+ * come from `[SUBGROUP/<profile>]` (falling back to [SUBGROUP/DEFAULT]). Returns 0, or
  * DR_EINVAL when the profile lacks one of them (message in *err, may be NULL).
  */
 int dr_group_policy_from_config(const dr_config *config, const char *profile, dr_delivery_mode mode,

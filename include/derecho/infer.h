@@ -1,4 +1,4 @@
-/*
+/** @file
  * Inference engine: load a CNN image classifier (MXNet symbol JSON + params, or ONNX) from
  * bytes, and classify JPEG/PNG photos into top-k (label, softmax probability).
  *

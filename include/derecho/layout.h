@@ -1,4 +1,4 @@
-/*
+/** @file
  * Views and shard layouts: the public description of a group's membership and of how each
  * view is cut into subgroups and shards (PROTOCOL.md §1, §5).
  *
@@ -10,7 +10,7 @@
  *
  * Policies:
  *  - DR_SHARD_FLEXIBLE_EVEN: `num_shards` shards, each sized min_nodes..max_nodes (the
- *    numbers come from a [SUBGROUP/<profile>] section; `profile` names it);
+ *    numbers come from a `[SUBGROUP/<profile>]` section; `profile` names it);
  *  - DR_SHARD_FIXED_EVEN: `num_shards` shards of exactly min_nodes members (max is ignored);
  *  - DR_SHARD_CUSTOM: per-shard min_nodes_by_shard[] / max_nodes_by_shard[].
  *
@@ -104,7 +104,7 @@ typedef struct dr_subgroup_layout {
     uint32_t type_index;                          /**< index into dr_layout_spec.types */
     uint32_t index_in_type;                       /**< 0..num_subgroups-1 of that type */
     uint32_t num_shards;                          /**< shards used in shards[] */
-    dr_shard_layout shards[DR_LAYOUT_MAX_SHARDS]; /**< shard 0.. */
+    dr_shard_layout shards[DR_LAYOUT_MAX_SHARDS]; /**< shards 0 to num_shards - 1 */
 } dr_subgroup_layout;
 
 /** A view's complete layout; subgroup ids are indexes into subgroups[]. */

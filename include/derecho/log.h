@@ -1,4 +1,4 @@
-/*
+/** @file
  * Logging: leveled, per-module, one line per call to stderr.
  *
  * Line format (close to the seed's spdlog lines):

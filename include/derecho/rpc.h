@@ -1,4 +1,4 @@
-/*
+/** @file
  * Replicated objects (PROTOCOL.md §4): the programming model applications are written against.
  *
  * An application describes each subgroup type of its layout (same order as the dr_layout_spec)
