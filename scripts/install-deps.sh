@@ -7,6 +7,8 @@ PACKAGES=(
   # build and test
   build-essential cmake pkg-config git clang libclang-rt-14-dev clang-format
   libcmocka-dev
+  # line coverage of the suite (scripts/coverage.sh, run by .ci/run)
+  gcovr
   # base / conf
   libinih-dev
   # inference engine
