@@ -9,6 +9,8 @@ PACKAGES=(
   libcmocka-dev
   # API reference (scripts/docs.sh, target docs)
   doxygen
+  # line coverage of the suite (scripts/coverage.sh, run by .ci/run)
+  gcovr
   # base / conf
   libinih-dev
   # inference engine

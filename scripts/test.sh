@@ -21,4 +21,5 @@ esac
 cmake -S . -B "$build" -DDR_SANITIZE="$sanitize" >/dev/null
 cmake --build "$build" -j "$(nproc)"
 cd "$build"
-ctest --output-on-failure -j "${DR_TEST_JOBS:-2}" "$@"
+# ctest-junit.xml: which tests ran, passed or skipped (scripts/check-skips.sh reads it).
+ctest --output-on-failure --output-junit ctest-junit.xml -j "${DR_TEST_JOBS:-2}" "$@"

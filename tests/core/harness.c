@@ -1,9 +1,9 @@
 /* The unit tests' in-process cluster (harness.h). */
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/check.h"
 #include "harness.h"
 
 void h_options(dr_core_options *options, uint32_t members) {
@@ -38,14 +38,15 @@ static void enqueue(harness *h, uint32_t from, uint32_t to, uint8_t *bytes, size
         } else {
             h->cap = h->cap ? h->cap * 2 : 256;
             h->queue = realloc(h->queue, h->cap * sizeof *h->queue);
-            assert(h->queue != NULL);
+            CHECK(h->queue != NULL, "frame queue of %zu entries", h->cap);
         }
     }
     h->queue[h->head + h->len++] = (h_frame){.from = from, .to = to, .bytes = bytes, .len = len};
 }
 
 static void record_delivery(h_node *node, dr_action *a) {
-    assert(node->num_deliveries < H_MAX_DELIVERIES);
+    CHECK(node->num_deliveries < H_MAX_DELIVERIES, "node %u: more than %d deliveries", node->id,
+          H_MAX_DELIVERIES);
     h_delivery *d = &node->deliveries[node->num_deliveries++];
     *d = (h_delivery){.subgroup = a->subgroup,
                       .shard = a->shard,
@@ -68,8 +69,7 @@ void h_drain(harness *h, uint32_t index) {
         if (a.body_owner != NULL && a.type == DR_ACTION_DELIVER)
             node->shared_deliveries++;
         int flat = dr_action_flatten(&a); /* frames and payloads in one buffer each */
-        assert(flat == 0);
-        (void)flat;
+        CHECK(flat == 0, "dr_action_flatten: %d", flat);
         int to;
         switch (a.type) {
         case DR_ACTION_SEND:
@@ -115,7 +115,7 @@ void h_drain(harness *h, uint32_t index) {
 }
 
 uint32_t h_add(harness *h, uint32_t id, const dr_core_options *base, const char *contact) {
-    assert(h->num_nodes < H_MAX_NODES);
+    CHECK(h->num_nodes < H_MAX_NODES, "more than %d nodes", H_MAX_NODES);
     uint32_t index = h->num_nodes++;
     h_node *node = &h->nodes[index];
     node->id = id;
@@ -126,8 +126,7 @@ uint32_t h_add(harness *h, uint32_t id, const dr_core_options *base, const char 
     snprintf(options.contact_address, sizeof options.contact_address, "%s",
              contact ? contact : "n0");
     int rc = dr_core_create(&options, h->now_us, &node->core, NULL);
-    assert(rc == 0);
-    (void)rc;
+    CHECK(rc == 0, "dr_core_create of node %u: %d", id, rc);
     h_drain(h, index);
     return index;
 }

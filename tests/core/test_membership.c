@@ -138,11 +138,29 @@ static void test_retries_are_idempotent(void **state) {
     assert_true(h->nodes[1].installed);
     assert_int_equal(h->nodes[0].view.view.num_members, 2);
     assert_int_equal(h->nodes[1].views_installed, 1);
-    /* a retry after the view: the leader resends the view, the member ignores the copy */
     h->now_us = 5000;
     dr_core_on_tick(h->nodes[1].core, h->now_us); /* in a view: no more requests */
     h_drain(h, 1);
     assert_int_equal(h->len, 0);
+    /* a retry that crossed the view arrives late: the leader resends the view to the member */
+    dr_buf buf;
+    dr_buf_init(&buf, 0);
+    assert_int_equal(dr_wire_encode_join_request(&buf, 2, "n1"), 0);
+    assert_int_equal(dr_core_on_message(h->nodes[0].core, 2, buf.data, buf.len, h->now_us), 0);
+    dr_buf_free(&buf);
+    h_drain(h, 0);
+    assert_int_equal(h->len, 1);
+    h_frame *resent = &h->queue[h->head];
+    assert_int_equal(resent->from, 0);
+    assert_int_equal(resent->to, 1);
+    dr_wire_header header;
+    assert_int_equal(dr_wire_decode_header(resent->bytes, resent->len, &header, NULL), 0);
+    assert_int_equal(header.type, DR_MSG_VIEW);
+    assert_int_equal(header.vid, 0);
+    /* ... and the member ignores the copy */
+    h_pump(h, (size_t)-1);
+    assert_int_equal(h->nodes[1].views_installed, 1);
+    assert_int_equal(h->nodes[1].view.view.vid, 0);
     assert_int_equal(h->rejected, 0);
     h_free(h);
     free(h);
@@ -191,6 +209,20 @@ static void test_garbage_frames_rejected_without_harm(void **state) {
     dr_wire_encode_join_accepted(&buf, 99);
     assert_int_equal(dr_core_on_message(core, 10, buf.data, buf.len, 100), DR_EPROTO);
     dr_buf_free(&buf);
+    /* without harm: the group still multicasts in total order, in the same view */
+    assert_int_equal(dr_core_send(h->nodes[0].core, 0, "a", 1, DR_MODE_ORDERED, h->now_us), 0);
+    h_drain(h, 0);
+    assert_int_equal(dr_core_send(core, 0, "b", 1, DR_MODE_ORDERED, h->now_us), 0);
+    h_drain(h, 1);
+    h_pump(h, (size_t)-1);
+    for (uint32_t n = 0; n < 2; n++) {
+        assert_int_equal(h->nodes[n].num_deliveries, 2);
+        assert_int_equal(h->nodes[n].deliveries[0].bytes[0], 'a');
+        assert_int_equal(h->nodes[n].deliveries[1].bytes[0], 'b');
+        assert_int_equal(h->nodes[n].views_installed, 1);
+        assert_int_equal(dr_core_view_id(h->nodes[n].core), 0);
+    }
+    assert_int_equal(h->rejected, 0);
     h_free(h);
     free(h);
 }

@@ -1,6 +1,7 @@
 /*
- * Unit tests of the core's wire messages (src/core/wire.c): round trips, and garbage,
- * truncated and inconsistent input rejected with a reason (never a crash).
+ * Unit tests of the core's wire messages (src/core/wire.c): round trips comparing every field
+ * of every type, and garbage, truncated and inconsistent input rejected with a reason (never a
+ * crash).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -56,6 +57,12 @@ static int decode_any(const uint8_t *bytes, size_t len, const char **why) {
     }
 }
 
+/* The payload bytes of encode_all's DATA and BLOCK frames: no two neighbours equal. */
+static void fill_payload(uint8_t *payload, size_t len) {
+    for (size_t i = 0; i < len; i++)
+        payload[i] = (uint8_t)(i * 7 + 1);
+}
+
 /** Encodes one valid frame of every type into bufs[]. Returns the count. */
 static int encode_all(dr_buf *bufs) {
     int n = 0;
@@ -67,9 +74,11 @@ static int encode_all(dr_buf *bufs) {
     dr_wire_encode_join_accepted(&bufs[n++], 1);
     static dr_view view;
     memset(&view, 0, sizeof view);
+    view.vid = 3;
     view.num_members = 2;
     view.member_ids[0] = 1;
     view.member_ids[1] = 5;
+    view.failed[1] = true;
     strcpy(view.addresses[0], "a:1");
     strcpy(view.addresses[1], "b:2");
     dr_wire_encode_view(&bufs[n++], 1, &view, 0x1122334455667788ull);
@@ -79,7 +88,7 @@ static int encode_all(dr_buf *bufs) {
     dr_wire_put_sst_entry(&bufs[n], count_offset, 40, 1234567890123ll);
     dr_wire_finish(&bufs[n++], start);
     uint8_t payload[300];
-    memset(payload, 0xab, sizeof payload);
+    fill_payload(payload, sizeof payload);
     dr_msg_data data = {.subgroup = 1,
                         .sender_index = 2,
                         .index = 7,
@@ -102,6 +111,19 @@ static int encode_all(dr_buf *bufs) {
     return n;
 }
 
+/* Checks bufs[i]'s header (type, sender, vid, body length) and returns its body. */
+static const uint8_t *checked_body(const dr_buf *buf, uint8_t type, uint32_t sender_id, int32_t vid,
+                                   dr_wire_header *header) {
+    assert_int_equal(dr_wire_decode_header(buf->data, buf->len, header, NULL), 0);
+    assert_int_equal(header->type, type);
+    assert_int_equal(header->sender_id, sender_id);
+    assert_int_equal(header->vid, vid);
+    assert_int_equal(header->body_len, buf->len - DR_WIRE_HEADER_BYTES);
+    assert_int_equal(dr_core_peek_sender(buf->data, buf->len), sender_id);
+    return buf->data + DR_WIRE_HEADER_BYTES;
+}
+
+/* Every field of every message type encode_all writes comes back from its decoder. */
 static void test_round_trips(void **state) {
     (void)state;
     dr_buf bufs[9];
@@ -112,30 +134,84 @@ static void test_round_trips(void **state) {
         assert_int_equal(decode_any(bufs[i].data, bufs[i].len, &why), 0);
     }
     dr_wire_header header;
-    assert_int_equal(dr_wire_decode_header(bufs[6].data, bufs[6].len, &header, NULL), 0);
-    assert_int_equal(header.type, DR_MSG_DATA);
-    assert_int_equal(header.sender_id, 5);
-    assert_int_equal(header.vid, 0);
-    dr_msg_data data;
-    assert_int_equal(dr_wire_decode_data(bufs[6].data + DR_WIRE_HEADER_BYTES, header.body_len,
-                                         &limits, &data, NULL),
-                     0);
-    assert_int_equal(data.index, 7);
-    assert_int_equal(data.len, 300);
-    assert_int_equal(data.payload[299], 0xab);
+    const uint8_t *body = checked_body(&bufs[0], DR_MSG_JOIN_REQUEST, 5, DR_WIRE_NO_VIEW, &header);
+    dr_msg_join_request join;
+    assert_int_equal(dr_wire_decode_join_request(body, header.body_len, &join, NULL), 0);
+    assert_string_equal(join.address, "10.0.0.5:23580");
+
+    body = checked_body(&bufs[1], DR_MSG_JOIN_REDIRECT, 6, DR_WIRE_NO_VIEW, &header);
+    dr_msg_join_redirect redirect;
+    assert_int_equal(dr_wire_decode_join_redirect(body, header.body_len, &redirect, NULL), 0);
+    assert_int_equal(redirect.leader_id, 1);
+    assert_string_equal(redirect.address, "10.0.0.1:23580");
+
+    body = checked_body(&bufs[2], DR_MSG_JOIN_REFUSED, 1, DR_WIRE_NO_VIEW, &header);
+    dr_msg_join_refused refused;
+    assert_int_equal(dr_wire_decode_join_refused(body, header.body_len, &refused, NULL), 0);
+    assert_int_equal(refused.code, DR_EEXIST);
+    assert_string_equal(refused.reason, "node id 5 is already in use");
+
+    checked_body(&bufs[3], DR_MSG_JOIN_ACCEPTED, 1, DR_WIRE_NO_VIEW, &header);
+    assert_int_equal(header.body_len, 0);
+
+    body = checked_body(&bufs[4], DR_MSG_VIEW, 1, 3, &header);
+    static dr_msg_view view;
+    assert_int_equal(dr_wire_decode_view(body, header.body_len, &view, NULL), 0);
+    assert_true(view.layout_fingerprint == 0x1122334455667788ull);
+    assert_false(view.has_assignment);
+    assert_int_equal(view.view.num_members, 2);
+    assert_int_equal(view.view.member_ids[0], 1);
+    assert_int_equal(view.view.member_ids[1], 5);
+    assert_string_equal(view.view.addresses[0], "a:1");
+    assert_string_equal(view.view.addresses[1], "b:2");
+    assert_false(view.view.failed[0]);
+    assert_true(view.view.failed[1]);
+
+    body = checked_body(&bufs[5], DR_MSG_SST_PUSH, 5, 0, &header);
     dr_msg_sst_push push;
-    assert_int_equal(dr_wire_decode_header(bufs[5].data, bufs[5].len, &header, NULL), 0);
-    assert_int_equal(
-        dr_wire_decode_sst_push(bufs[5].data + DR_WIRE_HEADER_BYTES, header.body_len, &push, NULL),
-        0);
+    assert_int_equal(dr_wire_decode_sst_push(body, header.body_len, &push, NULL), 0);
+    assert_int_equal(push.row, 1);
     assert_int_equal(push.num_entries, 2);
     dr_sst_entry entry;
     dr_wire_sst_entry(&push, 0, &entry);
     assert_int_equal(entry.field, 3);
     assert_true(entry.value == -1);
     dr_wire_sst_entry(&push, 1, &entry);
+    assert_int_equal(entry.field, 40);
     assert_true(entry.value == 1234567890123ll);
-    assert_int_equal(dr_core_peek_sender(bufs[0].data, bufs[0].len), 5);
+
+    uint8_t payload[300];
+    fill_payload(payload, sizeof payload);
+    body = checked_body(&bufs[6], DR_MSG_DATA, 5, 0, &header);
+    dr_msg_data data;
+    assert_int_equal(dr_wire_decode_data(body, header.body_len, &limits, &data, NULL), 0);
+    assert_int_equal(data.subgroup, 1);
+    assert_int_equal(data.sender_index, 2);
+    assert_int_equal(data.index, 7);
+    assert_int_equal(data.timestamp_us, 99);
+    assert_int_equal(data.len, 300);
+    assert_memory_equal(data.payload, payload, 300);
+
+    body = checked_body(&bufs[7], DR_MSG_NULLS, 5, 0, &header);
+    dr_msg_nulls nulls;
+    assert_int_equal(dr_wire_decode_nulls(body, header.body_len, &limits, &nulls, NULL), 0);
+    assert_int_equal(nulls.subgroup, 0);
+    assert_int_equal(nulls.sender_index, 1);
+    assert_int_equal(nulls.first_index, 3);
+    assert_int_equal(nulls.count, 4);
+
+    body = checked_body(&bufs[8], DR_MSG_BLOCK, 5, 0, &header);
+    dr_msg_block block;
+    assert_int_equal(dr_wire_decode_block(body, header.body_len, &limits, &block, NULL), 0);
+    assert_int_equal(block.subgroup, 0);
+    assert_int_equal(block.sender_index, 0);
+    assert_int_equal(block.index, 2);
+    assert_int_equal(block.timestamp_us, 5);
+    assert_int_equal(block.total_len, 250);
+    assert_int_equal(block.block_size, 100);
+    assert_int_equal(block.block, 2);
+    assert_int_equal(block.len, 50);
+    assert_memory_equal(block.payload, payload, 50);
     for (int i = 0; i < 9; i++)
         dr_buf_free(&bufs[i]);
 }

@@ -1,6 +1,6 @@
 /*
- * Real-model conformance (needs $DR_SOURCE_DIR/../shared/testdata; prints SKIP without it):
- * SqueezeNet 1.1 ONNX and MXNet against the three reference outputs and the photo references
+ * Real-model conformance (needs $DR_SOURCE_DIR/../shared/testdata; CTest shows "Skipped" without
+ * it): SqueezeNet 1.1 ONNX and MXNet against the three reference outputs and the photo references
  * (1e-3 relative, same arg-max), end-to-end photo top-1, MNIST-8's three digits. Each model
  * is checked with the oneDNN and the SGEMM backend.
  */
@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/skip.h"
 #include "derecho/infer.h"
 #include "onnx/onnx.pb-c.h"
 
@@ -88,16 +89,14 @@ static void compare(const float *got, const float *ref, size_t n, const char *wh
     assert_int_equal(argmax(got, n), argmax(ref, n));
 }
 
-static int have_data(void) {
+/* Sets g_data; skips the calling test (CTest: "Skipped") when the test data is missing. */
+static void need_data(void) {
     const char *src = getenv("DR_SOURCE_DIR");
     snprintf(g_data, sizeof(g_data), "%s/../shared/testdata", src ? src : ".");
     FILE *f = fopen(strcat(strcpy((char[4200]){0}, g_data), "/README.md"), "r");
-    if (!f) {
-        printf("SKIP: %s not found; real-model checks skipped\n", g_data);
-        return 0;
-    }
+    if (!f)
+        DR_SKIP("%s not found; real-model checks skipped", g_data);
     fclose(f);
-    return 1;
 }
 
 static dr_model *load_squeeze(int mxnet) {
@@ -182,8 +181,7 @@ static void check_squeeze_refs(dr_model *m, const char *tag) {
 
 static void test_squeezenet_onnx(void **state) {
     (void)state;
-    if (!have_data())
-        return;
+    need_data();
     dr_model *m = load_squeeze(0);
     check_squeeze_refs(m, "onnx");
     dr_model_free(m);
@@ -191,8 +189,7 @@ static void test_squeezenet_onnx(void **state) {
 
 static void test_squeezenet_mxnet(void **state) {
     (void)state;
-    if (!have_data())
-        return;
+    need_data();
     dr_model *m = load_squeeze(1);
     check_squeeze_refs(m, "mxnet");
     dr_model_free(m);
@@ -201,8 +198,7 @@ static void test_squeezenet_mxnet(void **state) {
 /* Decoding + preprocessing + network from the photo files: same top-1 as TOP5.txt. */
 static void test_photo_top1(void **state) {
     (void)state;
-    if (!have_data())
-        return;
+    need_data();
     static const char *files[] = {"kitten_224.png", "fish.png", "dog_winml.jpg", "dog2.jpg",
                                   "cat.jpg"};
     static const size_t want[] = {281, 389, 207, 208, 285};
@@ -224,8 +220,7 @@ static void test_photo_top1(void **state) {
 
 static void test_mnist(void **state) {
     (void)state;
-    if (!have_data())
-        return;
+    need_data();
     size_t len;
     void *ox = slurp("onnx/mnist-8/model.onnx", &len);
     dr_model *m = NULL;
@@ -268,5 +263,5 @@ int main(void) {
         cmocka_unit_test(test_photo_top1),
         cmocka_unit_test(test_mnist),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return dr_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

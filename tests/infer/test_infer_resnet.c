@@ -2,8 +2,8 @@
  * ResNet-50 V2 cross-format check: ../shared/tools/make_resnet50_v2.py writes the same random
  * network in MXNet and ONNX format into a temporary directory; both loaders must compute the
  * same outputs (1e-3 relative, same arg-max) on the same input, on both backends, and equal
- * the SGEMM run of the network without residual-add fusion. Prints
- * SKIP when the script, python3-numpy or python3-onnx is missing.
+ * the SGEMM run of the network without residual-add fusion. Skipped (CTest: "Skipped") when
+ * the script, python3-numpy or python3-onnx is missing.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,9 +17,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/skip.h"
 #include "derecho/infer.h"
 
+/* Reads a whole file into *data (caller frees): 0, or -1 (*data stays NULL when the file
+ * cannot be opened or the memory allocated). */
 static int read_file(const char *path, void **data, size_t *len) {
+    *data = NULL;
+    *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f)
         return -1;
@@ -27,6 +32,10 @@ static int read_file(const char *path, void **data, size_t *len) {
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
     *data = malloc((size_t)n + 1);
+    if (*data == NULL) {
+        fclose(f);
+        return -1;
+    }
     size_t got = fread(*data, 1, (size_t)n, f);
     fclose(f);
     *len = got;
@@ -42,8 +51,7 @@ static void test_resnet_cross_format(void **state) {
     const char *py = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
     snprintf(cmd, sizeof(cmd), "%s -c 'import numpy, onnx' >/dev/null 2>&1", py);
     if (access(script, R_OK) != 0 || system(cmd) != 0) {
-        printf("SKIP: %s or python3-numpy/python3-onnx missing\n", script);
-        return;
+        DR_SKIP("%s or python3-numpy/python3-onnx missing", script);
     }
     /* Generated once per build tree (the script needs 15-45 s here), then reused. */
     const char *bin = getenv("DR_BIN_DIR");
@@ -53,10 +61,11 @@ static void test_resnet_cross_format(void **state) {
         assert_non_null(mkdtemp(dir));
     snprintf(p, sizeof(p), "%s/resnet50_v2.onnx", dir);
     if (access(p, R_OK) != 0) {
-        snprintf(cmd, sizeof(cmd),
-                 "mkdir -p %s && %s %s --format both --classes 1000 --synset --out-dir %s.tmp "
-                 "&& rm -rf %s && mv %s.tmp %s",
-                 dir, py, script, dir, dir, dir, dir);
+        int n = snprintf(cmd, sizeof(cmd),
+                         "mkdir -p %s && %s %s --format both --classes 1000 --synset "
+                         "--out-dir %s.tmp && rm -rf %s && mv %s.tmp %s",
+                         dir, py, script, dir, dir, dir, dir);
+        assert_true(n > 0 && (size_t)n < sizeof(cmd)); /* a cut command would run half */
         assert_int_equal(system(cmd), 0);
     } else {
         printf("  reusing %s\n", dir);
@@ -137,5 +146,5 @@ static void test_resnet_cross_format(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_resnet_cross_format)};
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return dr_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -79,14 +79,24 @@ static void link_nodes(dr_net *a, uint32_t a_id, dr_net *b, uint32_t b_id) {
     expect(a, DR_NET_EV_PEER_UP, b_id);
 }
 
-static void send_seq(dr_net *net, uint32_t to, uint32_t seq, size_t len) {
+/* Sends frame `seq` (len bytes, seq in the first 4), waiting while the queue is full: 0 or
+ * the error. No cmocka assertion: sender threads use it too. */
+static int try_send_seq(dr_net *net, uint32_t to, uint32_t seq, size_t len) {
     uint8_t buf[1024] = {0};
-    assert_true(len >= 4 && len <= sizeof buf);
+    if (len < 4 || len > sizeof buf)
+        return DR_EINVAL;
     dr_store_u32le(buf, seq);
     int rc;
-    while ((rc = dr_net_send(net, to, T_DATA, seq, buf, len)) == DR_EAGAIN)
-        assert_int_equal(dr_net_wait_writable(net, to, 10000), 0);
-    assert_int_equal(rc, 0);
+    while ((rc = dr_net_send(net, to, T_DATA, seq, buf, len)) == DR_EAGAIN) {
+        rc = dr_net_wait_writable(net, to, 10000);
+        if (rc != 0)
+            return rc;
+    }
+    return rc;
+}
+
+static void send_seq(dr_net *net, uint32_t to, uint32_t seq, size_t len) {
+    assert_int_equal(try_send_seq(net, to, seq, len), 0);
 }
 
 /* ---- two and three nodes, ordered exchange ---- */
@@ -95,12 +105,17 @@ typedef struct sender_args {
     dr_net *net;
     uint32_t to;
     uint32_t count;
+    int rc;        /* set by the thread: 0, or the first send's error */
+    uint32_t sent; /* frames sent before it stopped */
 } sender_args;
 
 static void *sender_thread(void *arg) {
-    sender_args *s = arg;
-    for (uint32_t i = 0; i < s->count; i++)
-        send_seq(s->net, s->to, i, 4 + i % 200);
+    sender_args *s = arg; /* records; the main thread asserts after the join */
+    for (s->sent = 0; s->sent < s->count; s->sent++) {
+        s->rc = try_send_seq(s->net, s->to, s->sent, 4 + s->sent % 200);
+        if (s->rc != 0)
+            break;
+    }
     return NULL;
 }
 
@@ -109,10 +124,10 @@ static void test_two_nodes_in_order(void **state) {
     dr_net *a = make_node(1, 0, 0), *b = make_node(2, 0, 0);
     link_nodes(a, 1, b, 2);
     enum { N = 20000 };
-    sender_args sa = {a, 2, N}, sb = {b, 1, N};
+    sender_args sa = {a, 2, N, 0, 0}, sb = {b, 1, N, 0, 0};
     pthread_t ta, tb;
-    pthread_create(&ta, NULL, sender_thread, &sa);
-    pthread_create(&tb, NULL, sender_thread, &sb);
+    assert_int_equal(pthread_create(&ta, NULL, sender_thread, &sa), 0);
+    assert_int_equal(pthread_create(&tb, NULL, sender_thread, &sb), 0);
     dr_net *nodes[2] = {a, b};
     for (int n = 0; n < 2; n++)
         for (uint32_t i = 0; i < N; i++) {
@@ -122,8 +137,12 @@ static void test_two_nodes_in_order(void **state) {
             assert_int_equal(ev.msg->payload_bytes, 4 + i % 200);
             free(ev.msg);
         }
-    pthread_join(ta, NULL);
-    pthread_join(tb, NULL);
+    assert_int_equal(pthread_join(ta, NULL), 0);
+    assert_int_equal(pthread_join(tb, NULL), 0);
+    assert_int_equal(sa.rc, 0);
+    assert_int_equal(sb.rc, 0);
+    assert_int_equal(sa.sent, N);
+    assert_int_equal(sb.sent, N);
     dr_net_destroy(a);
     dr_net_destroy(b);
 }

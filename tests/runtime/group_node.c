@@ -14,6 +14,8 @@
  * index) so every receiver can check them; delivers until it has seen N messages from each of
  * S senders; then prints one line
  *   DONE node=<id> delivered=<count> hash=<running hash of (version, sender, bytes)> bad=<n>
+ * (bad: messages whose bytes do not match their (sender, index); in raw mode also messages
+ * out of their sender's FIFO order)
  * With --wait-from (fault tests: some members die), it instead waits until it delivered N
  * messages from each listed sender and its view has M members, and prints
  *   DONE node=<id> delivered=<count> hash=<hash> bad=<n> vid=<view id>
@@ -49,12 +51,13 @@
 typedef struct node_state {
     pthread_mutex_t lock;
     pthread_cond_t done_cond;
-    uint64_t expected;  /* messages to deliver before DONE */
-    uint64_t delivered; /* messages delivered */
-    uint64_t hash;      /* running FNV-1a over (version, sender, bytes) */
-    uint64_t bad;       /* deliveries whose bytes did not match their (sender, index) */
-    bool raw;           /* raw mode: order differs between nodes, hash only the multiset */
-    uint64_t from[64];  /* deliveries per sender id (ids < 64) */
+    uint64_t expected;      /* messages to deliver before DONE */
+    uint64_t delivered;     /* messages delivered */
+    uint64_t hash;          /* running FNV-1a over (version, sender, bytes) */
+    uint64_t bad;           /* deliveries whose bytes did not match their (sender, index) */
+    bool raw;               /* raw mode: order differs between nodes, hash only the multiset */
+    uint64_t from[64];      /* deliveries per sender id (ids < 64) */
+    int64_t last_index[64]; /* raw mode: last message index seen per sender id (-1: none) */
 } node_state;
 
 static uint64_t fnv(uint64_t hash, const void *data, size_t len) {
@@ -85,6 +88,15 @@ static size_t message_size(size_t size, bool mixed, uint64_t index) {
     return chosen > size ? size : chosen;
 }
 
+/* The index a message carries (its first 12 bytes: sender, index), or -1 when too short. */
+static int64_t message_index(const dr_message *message) {
+    if (message->len < 12)
+        return -1;
+    uint64_t index;
+    memcpy(&index, message->bytes + 4, 8);
+    return (int64_t)index;
+}
+
 static bool message_ok(const dr_message *message, size_t size, bool mixed) {
     if (message->len < 12)
         return true; /* too short to carry its identity; covered by the hash */
@@ -113,9 +125,16 @@ static void on_deliver(void *ctx, const dr_message *message) {
     if (!ok)
         state->bad++;
     if (state->raw) {
-        /* per-sender FIFO only: combine per-message hashes commutatively */
+        /* per-sender FIFO only: combine per-message hashes commutatively, and count a message
+         * whose index is not above its sender's previous one as bad (the hash cannot see it) */
         uint64_t one = fnv(1469598103934665603ull, &message->sender_id, 4);
         state->hash += fnv(one, message->bytes, message->len);
+        int64_t index = message_index(message);
+        if (index >= 0 && message->sender_id < 64) {
+            if (index <= state->last_index[message->sender_id])
+                state->bad++;
+            state->last_index[message->sender_id] = index;
+        }
     } else {
         state->hash = fnv(state->hash, &message->version, sizeof message->version);
         state->hash = fnv(state->hash, &message->sender_id, 4);
@@ -290,6 +309,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     node_state state = {.expected = messages * senders, .hash = 1469598103934665603ull, .raw = raw};
+    for (int i = 0; i < 64; i++)
+        state.last_index[i] = -1;
     pthread_mutex_init(&state.lock, NULL);
     pthread_cond_init(&state.done_cond, NULL);
     dr_group_callbacks callbacks = {.on_deliver = on_deliver, .ctx = &state};

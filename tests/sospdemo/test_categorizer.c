@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -107,12 +108,20 @@ static file_bytes read_file(const char *relative) {
 }
 
 /* Calls method on replica r; returns the handler's status, reply in *reply (caller frees). */
-static int call(int r, const char *method, const dr_buf *args, dr_buf *reply) {
+/* Calls replica r's handler of `method`: its result, or DR_ENOTFOUND without such a method.
+ * No cmocka assertion: the inference threads use it too. */
+static int try_call(int r, const char *method, const dr_buf *args, dr_buf *reply) {
     const dr_rpc_method *m = find_method(&g_types[r], method);
-    assert_non_null(m);
+    if (m == NULL)
+        return DR_ENOTFOUND;
     dr_rpc_call_info info = {.subgroup = 1, .ordered = m->kind == DR_RPC_ORDERED};
     dr_buf_init(reply, 1 << 20);
     return m->handler(g_types[r].ctx, &info, args ? args->data : NULL, args ? args->len : 0, reply);
+}
+
+static int call(int r, const char *method, const dr_buf *args, dr_buf *reply) {
+    assert_non_null(find_method(&g_types[r], method));
+    return try_call(r, method, args, reply);
 }
 
 static int32_t model_call(int r, const char *method, const dr_buf *args, char **desc) {
@@ -143,16 +152,28 @@ static int32_t remove_tag(int r, uint32_t tag, char **desc) {
     return code;
 }
 
+/* Replica r's inference answer as a string in *text (caller frees): 0 or the failing step's
+ * code. No cmocka assertion: the inference threads use it too. */
+static int try_classify(int r, uint32_t tag, const file_bytes *photo, char **text) {
+    dr_buf args = {0};
+    int rc = sd_inference_args_encode(&args, tag, photo->data, photo->len);
+    dr_buf reply = {0};
+    if (rc == DR_OK)
+        rc = try_call(r, SD_METHOD_INFERENCE, &args, &reply);
+    dr_buf_free(&args);
+    *text = rc == DR_OK ? calloc(1, reply.len + 1) : NULL;
+    if (rc == DR_OK && *text == NULL)
+        rc = DR_ENOMEM;
+    if (rc == DR_OK)
+        memcpy(*text, reply.data, reply.len);
+    dr_buf_free(&reply);
+    return rc;
+}
+
 /* The inference answer of replica r as a string (caller frees). */
 static char *classify(int r, uint32_t tag, const file_bytes *photo) {
-    dr_buf args = {0};
-    assert_int_equal(sd_inference_args_encode(&args, tag, photo->data, photo->len), DR_OK);
-    dr_buf reply;
-    assert_int_equal(call(r, SD_METHOD_INFERENCE, &args, &reply), DR_OK);
-    dr_buf_free(&args);
-    char *text = calloc(1, reply.len + 1);
-    memcpy(text, reply.data, reply.len);
-    dr_buf_free(&reply);
+    char *text = NULL;
+    assert_int_equal(try_classify(r, tag, photo, &text), DR_OK);
     return text;
 }
 
@@ -377,43 +398,100 @@ static void test_state_transfer(void **state) {
     free(desc);
 }
 
-/* Inferences on worker threads while the tag is removed and installed again. */
+/* Inferences on worker threads while the tag is removed and installed again. The threads
+ * record what they saw; only the main thread asserts (cmocka's asserts are not thread-safe). */
 static atomic_int g_stop; /* set by the main thread, read by the inference threads */
 static file_bytes g_photo;
 
+/* What one inference thread saw. */
+typedef struct inference_result {
+    int replica;           /* the replica it asks */
+    int answered;          /* answers in all */
+    int with_model;        /* answers "n00000001 red circle" (the model was installed) */
+    int wrong;             /* failed calls and answers that are neither */
+    char first_wrong[160]; /* the first of those, for the failure message */
+} inference_result;
+
+/* Signalled when an inference thread got an answer from the installed model. */
+static pthread_mutex_t g_seen_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_seen_cond = PTHREAD_COND_INITIALIZER;
+static int g_seen_model; /* guarded by g_seen_lock */
+
 static void *inference_loop(void *arg) {
-    int r = (int)(intptr_t)arg;
-    int answered = 0;
-    while (!g_stop) {
-        char *answer = classify(r, 21, &g_photo);
-        assert_true(strcmp(answer, "n00000001 red circle") == 0 ||
-                    strcmp(answer, SD_DESC_NO_MODEL) == 0);
+    inference_result *result = arg;
+    while (!atomic_load(&g_stop)) {
+        char *answer = NULL;
+        int rc = try_classify(result->replica, 21, &g_photo, &answer);
+        bool model = rc == DR_OK && strcmp(answer, "n00000001 red circle") == 0;
+        bool no_model = rc == DR_OK && strcmp(answer, SD_DESC_NO_MODEL) == 0;
+        if (!model && !no_model && result->wrong++ == 0)
+            snprintf(result->first_wrong, sizeof result->first_wrong, "rc %d: %s", rc,
+                     answer ? answer : "(no answer)");
+        if (model && result->with_model++ == 0) {
+            pthread_mutex_lock(&g_seen_lock);
+            g_seen_model = 1;
+            pthread_cond_broadcast(&g_seen_cond);
+            pthread_mutex_unlock(&g_seen_lock);
+        }
         free(answer);
-        answered++;
+        result->answered++;
     }
-    return (void *)(intptr_t)answered;
+    return NULL;
+}
+
+/* Waits up to timeout_s for an inference thread to get an answer from the model. */
+static bool wait_seen_model(int timeout_s) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_s;
+    pthread_mutex_lock(&g_seen_lock);
+    int rc = 0;
+    while (!g_seen_model && rc == 0)
+        rc = pthread_cond_timedwait(&g_seen_cond, &g_seen_lock, &deadline);
+    bool seen = g_seen_model != 0;
+    pthread_mutex_unlock(&g_seen_lock);
+    return seen;
 }
 
 static void test_concurrent_inference_and_remove(void **state) {
     (void)state;
     g_photo = read_file("models/demo-shapes/photos/red-circle.jpg");
     pthread_t threads[3];
-    g_stop = 0;
-    for (int t = 0; t < 3; t++)
-        pthread_create(&threads[t], NULL, inference_loop, (void *)(intptr_t)(t % REPLICAS));
+    inference_result results[3];
+    atomic_store(&g_stop, 0);
+    g_seen_model = 0;
+    for (int t = 0; t < 3; t++) {
+        results[t] = (inference_result){.replica = t % REPLICAS};
+        assert_int_equal(pthread_create(&threads[t], NULL, inference_loop, &results[t]), 0);
+    }
+    bool seen = true;
     for (int round = 0; round < 15; round++) {
         char *desc = NULL;
         assert_int_equal(install(round % REPLICAS, 21, &g_synset, &g_symbol, &g_params, &desc), 0);
         free(desc);
-        struct timespec pause = {0, 20 * 1000 * 1000};
+        if (round == 0) /* the model answered a thread at least once before its first removal */
+            seen = wait_seen_model(60);
+        struct timespec pause = {0, 20 * 1000 * 1000}; /* lets inferences overlap the removal */
         nanosleep(&pause, NULL);
         assert_int_equal(remove_tag(0, 21, &desc), 0);
         free(desc);
     }
-    g_stop = 1;
+    atomic_store(&g_stop, 1);
     for (int t = 0; t < 3; t++)
-        pthread_join(threads[t], NULL);
+        assert_int_equal(pthread_join(threads[t], NULL), 0);
     free(g_photo.data);
+    int with_model = 0;
+    for (int t = 0; t < 3; t++) {
+        printf("  thread %d (replica %d): %d answers, %d from the model, %d wrong\n", t,
+               results[t].replica, results[t].answered, results[t].with_model, results[t].wrong);
+        if (results[t].wrong > 0)
+            fail_msg("thread %d: %d wrong answers, the first: %s", t, results[t].wrong,
+                     results[t].first_wrong);
+        assert_true(results[t].answered > 0);
+        with_model += results[t].with_model;
+    }
+    assert_true(seen);
+    assert_true(with_model > 0);
     assert_replicas_agree(0);
 }
 

@@ -5,7 +5,7 @@
  * (the function tier retries a request whose replica vanished on the other member). Then the
  * killed node is restarted: it rejoins the shard and receives the installed model by state
  * transfer; the original replica is killed in turn and the replacement answers alone.
- * Needs view changes (failure handling); skipped with a message when this build has none.
+ * Never skipped: a build without view changes fails here.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -105,30 +105,16 @@ static void test_kill9_categorizer_replica(void **state) {
                                .port_base = PORT_BASE,
                                .heartbeat_ms = 300};
     assert_int_equal(harness_start(&g_cluster, &options, 60), 0);
-    if (harness_log_contains(&g_cluster, 0, "not yet supported")) {
-        harness_stop(&g_cluster);
-        printf("SKIP: this build has no view changes (failure handling, issue 5): node 2 "
-               "could not join after the first view\n");
-        skip();
-    }
     char photo[700];
     install_demo_model(photo, sizeof photo);
     snprintf(g_args, sizeof g_args, "inference 1 '%s'", photo);
 
     int before_kill = 0;
     run_requests_around(2, &before_kill);
-    bool no_view_changes = harness_log_contains(&g_cluster, 1, "failure handling: issue 5") ||
-                           harness_log_contains(&g_cluster, 0, "failure handling: issue 5");
     printf("kill -9: %d answered before the kill; %d answered, %d failed in all; after the "
            "recovery window %d answered, %d failed\n",
            before_kill, atomic_load(&g_ok), atomic_load(&g_failed),
            atomic_load(&g_ok_after_recovery), atomic_load(&g_failed_after_recovery));
-    if (no_view_changes) {
-        harness_stop(&g_cluster);
-        printf("SKIP: this build has no view changes (failure handling, issue 5): the "
-               "survivor logged 'failure handling: issue 5'\n");
-        skip();
-    }
     assert_true(before_kill > 0);
     assert_true(atomic_load(&g_ok_after_recovery) > 0);
     assert_int_equal(atomic_load(&g_failed_after_recovery), 0);

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "common/skip.h"
 #include "fake_backend.h"
 #include "function_tier.h"
 
@@ -44,9 +45,7 @@ static int run_seed_client(const char *work_dir, char *out, size_t cap) {
 static void test_seed_python_client_works_unchanged(void **state) {
     (void)state;
     if (!python_grpc_available()) {
-        print_message("SKIP: " PYTHON " has no grpc / grpc_tools "
-                      "(Debian python3-grpcio python3-grpc-tools)\n");
-        skip();
+        DR_SKIP(PYTHON " has no grpc / grpc_tools (Debian python3-grpcio python3-grpc-tools)");
     }
     fake_backend fake;
     fake_backend_init(&fake);
@@ -90,5 +89,5 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seed_python_client_works_unchanged),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return dr_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "cluster_harness.h"
+#include "common/skip.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,8 +57,7 @@ static void test_squeezenet_golden_retriever(void **state) {
     char data[700];
     snprintf(data, sizeof data, "%s/../shared/testdata", g_cluster.source_dir);
     if (access(data, R_OK) != 0) {
-        printf("SKIP: %s not found (the SqueezeNet golden-retriever check needs it)\n", data);
-        skip();
+        DR_SKIP("%s not found (the SqueezeNet golden-retriever check needs it)", data);
     }
     char args[4000];
     snprintf(args, sizeof args,
@@ -92,5 +92,5 @@ int main(void) {
         cmocka_unit_test(test_squeezenet_golden_retriever),
         cmocka_unit_test(test_enter_stops_cleanly),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return dr_test_exit(cmocka_run_group_tests(tests, setup, teardown));
 }

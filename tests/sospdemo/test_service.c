@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "cluster_harness.h"
+#include "common/skip.h"
 #include "stream_helpers.h"
 
 #include <cjson/cJSON.h>
@@ -183,9 +184,10 @@ static void test_onnx_model(void **state) {
     int rc = -1;
     char *out = harness_run(command, &rc);
     if (rc != 0) {
-        printf("SKIP: cannot make the ONNX test model (python3-onnx, python3-pil): %s\n", out);
+        static char reason[2000];
+        snprintf(reason, sizeof reason, "%s", out);
         free(out);
-        skip();
+        DR_SKIP("cannot make the ONNX test model (python3-onnx, python3-pil): %s", reason);
     }
     free(out);
     char args[4000];
@@ -274,5 +276,5 @@ int main(void) {
         cmocka_unit_test(test_multi_tag_across_shards),  cmocka_unit_test(test_onnx_model),
         cmocka_unit_test(test_model_that_cannot_load),   cmocka_unit_test(test_bad_streams),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return dr_test_exit(cmocka_run_group_tests(tests, setup, teardown));
 }

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "common/skip.h"
 #include "fake_backend.h"
 #include "http_api.h"
 
@@ -46,8 +47,7 @@ static int run_capture(const char *cmd, char *out, size_t cap) {
 static void test_page_renders_in_chromium(void **state) {
     (void)state;
     if (access(CHROMIUM, X_OK) != 0) {
-        print_message("SKIP: " CHROMIUM " not installed (Debian package chromium)\n");
-        skip();
+        DR_SKIP(CHROMIUM " not installed (Debian package chromium)");
     }
     fake_backend fake;
     fake_backend_init(&fake);
@@ -93,5 +93,5 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_page_renders_in_chromium),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return dr_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }
