@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -216,6 +217,72 @@ static void test_round_trips(void **state) {
         dr_buf_free(&bufs[i]);
 }
 
+/* PROPOSAL in its three kinds: every field round-trips; a report may carry no value; ballots out
+ * of range and values inconsistent with the kind are rejected. */
+static void test_proposal_kinds(void **state) {
+    (void)state;
+    dr_msg_proposal *in = calloc(1, sizeof *in), *out = calloc(1, sizeof *out);
+    assert_non_null(in);
+    assert_non_null(out);
+    in->kind = DR_PROPOSAL_PROPOSE;
+    in->ballot = in->accepted_ballot = dr_ballot_make(3, 2);
+    in->next.num_members = 2;
+    in->next.member_ids[0] = 7;
+    in->next.member_ids[1] = 9;
+    snprintf(in->next.addresses[0], DR_ADDRESS_MAX, "10.0.0.7:1");
+    snprintf(in->next.addresses[1], DR_ADDRESS_MAX, "10.0.0.9:1");
+    in->num_trims = 1;
+    in->trims[0] = (dr_trim_entry){.subgroup = 1, .shard = 2, .sender = 3, .trim = 41};
+    for (uint8_t kind = DR_PROPOSAL_PROPOSE; kind <= DR_PROPOSAL_REPORT; kind++) {
+        in->kind = kind;
+        in->accepted_ballot = kind == DR_PROPOSAL_REPORT ? dr_ballot_make(1, 0) : in->ballot;
+        dr_buf buf;
+        dr_buf_init(&buf, 0);
+        assert_int_equal(dr_wire_encode_proposal(&buf, 4, 8, in), 0);
+        dr_wire_header header;
+        const uint8_t *body = checked_body(&buf, DR_MSG_PROPOSAL, 4, 8, &header);
+        assert_int_equal(dr_wire_decode_proposal(body, header.body_len, out, NULL), 0);
+        assert_int_equal(out->kind, kind);
+        assert_int_equal(out->ballot, in->ballot);
+        assert_int_equal(out->accepted_ballot, in->accepted_ballot);
+        assert_int_equal(out->next.num_members, 2);
+        assert_int_equal(out->next.member_ids[1], 9);
+        assert_string_equal(out->next.addresses[0], "10.0.0.7:1");
+        assert_int_equal(out->num_trims, 1);
+        assert_memory_equal(&out->trims[0], &in->trims[0], sizeof in->trims[0]);
+        dr_buf_free(&buf);
+    }
+    assert_int_equal(dr_ballot_rank(in->ballot), 2);
+    assert_int_equal(dr_ballot_round(in->ballot), 3);
+    /* a report of nothing accepted: no members, no trims */
+    in->kind = DR_PROPOSAL_REPORT;
+    in->accepted_ballot = DR_BALLOT_NONE;
+    in->next.num_members = 0;
+    in->num_trims = 0;
+    dr_buf buf;
+    dr_buf_init(&buf, 0);
+    assert_int_equal(dr_wire_encode_proposal(&buf, 4, 8, in), 0);
+    dr_wire_header header;
+    const uint8_t *body = checked_body(&buf, DR_MSG_PROPOSAL, 4, 8, &header);
+    assert_int_equal(dr_wire_decode_proposal(body, header.body_len, out, NULL), 0);
+    assert_int_equal(out->next.num_members, 0);
+    /* mutations: kind 3, ballot 0, a report claiming a ballot at or above the promise */
+    const char *why = NULL;
+    uint8_t *mutable = buf.data + DR_WIRE_HEADER_BYTES;
+    mutable[0] = 3;
+    assert_int_equal(dr_wire_decode_proposal(mutable, header.body_len, out, &why), DR_EPROTO);
+    mutable[0] = DR_PROPOSAL_PROPOSE; /* accepted 0 != ballot */
+    assert_int_equal(dr_wire_decode_proposal(mutable, header.body_len, out, &why), DR_EPROTO);
+    assert_string_equal(why, "PROPOSAL: bad accepted ballot");
+    mutable[0] = DR_PROPOSAL_REPORT;
+    memset(mutable + 1, 0, 8); /* ballot 0 */
+    assert_int_equal(dr_wire_decode_proposal(mutable, header.body_len, out, &why), DR_EPROTO);
+    assert_string_equal(why, "PROPOSAL: bad kind or ballot");
+    dr_buf_free(&buf);
+    free(in);
+    free(out);
+}
+
 static void test_every_truncation_rejected(void **state) {
     (void)state;
     dr_buf bufs[9];
@@ -390,6 +457,7 @@ static void test_random_garbage_and_mutations(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trips),
+        cmocka_unit_test(test_proposal_kinds),
         cmocka_unit_test(test_every_truncation_rejected),
         cmocka_unit_test(test_block_head_plus_slice_is_the_frame),
         cmocka_unit_test(test_header_checks),
