@@ -627,6 +627,22 @@ int dr_core_leave(dr_core *core, uint64_t now_us) {
     return 0;
 }
 
+void dr_core_consumed(dr_core *core, uint32_t subgroup, int64_t version, uint64_t now_us) {
+    if (now_us > core->now_us)
+        core->now_us = now_us;
+    if (!core->options.count_consumption || core->state != CORE_IN_VIEW || version < 0 ||
+        subgroup >= core->layout.num_subgroups || (version >> 32) != core->view.vid)
+        return;
+    mc_shard *shard = &core->shards[subgroup];
+    int64_t seq = version & 0xffffffff;
+    if (!shard->active || shard->mode != DR_MODE_ORDERED || seq <= shard->consumed ||
+        seq > shard->last_handed)
+        return;
+    shard->consumed = seq;
+    multicast_publish_delivered(core, shard);
+    after_event(core);
+}
+
 void dr_core_report_failure(dr_core *core, uint32_t node_id, uint64_t now_us) {
     if (now_us > core->now_us)
         core->now_us = now_us;

@@ -96,6 +96,9 @@ typedef struct dr_core_options {
     uint32_t heartbeat_ms;                /**< heartbeat period (0: no heartbeats, no timeouts) */
     uint32_t suspect_after_missed;        /**< suspect after this many silent periods (>= 1) */
     bool disable_partitioning_safety;     /**< keep running while suspecting half the view */
+    bool count_consumption;               /**< ordered messages count against the window until
+                                               the driver reports them taken by the application
+                                               (dr_core_consumed): bounds its delivery queue */
 } dr_core_options;
 
 /**
@@ -238,6 +241,15 @@ int dr_core_leave(dr_core *core, uint64_t now_us);
  * its heartbeats had stopped. Unknown ids and this node's own id are ignored.
  */
 void dr_core_report_failure(dr_core *core, uint32_t node_id, uint64_t now_us);
+
+/**
+ * With options.count_consumption: the application took every ordered message of `subgroup` up
+ * to `version` (a DELIVER action's version) off the driver's delivery queue. Until then those
+ * messages count against every sender's window (DELIVERED_NUM lags), so a slow application
+ * slows the senders instead of growing its queue without bound. Versions of an earlier view
+ * are ignored (the new view's window starts afresh). Any time; no-op without the option.
+ */
+void dr_core_consumed(dr_core *core, uint32_t subgroup, int64_t version, uint64_t now_us);
 
 /** True once the core emitted DR_ACTION_STOPPED (or a join failed): it does nothing more. */
 bool dr_core_stopped(const dr_core *core);

@@ -69,7 +69,9 @@ typedef struct mc_shard {
     mc_stream *streams;                                  /**< num_senders streams */
     int64_t next_index;                                  /**< my next message index */
     int64_t seq_num;                                     /**< local copy of my SEQ_NUM */
-    int64_t delivered_num;                               /**< local copy of my DELIVERED_NUM */
+    int64_t delivered_num;                               /**< highest seq delivered here */
+    int64_t last_handed;  /**< seq of the last DELIVER action of this view (-1: none) */
+    int64_t consumed;     /**< count_consumption: seq the application took up to (-1) */
     bool window_blocked;  /**< a send got DR_EAGAIN; signal WINDOW_OPEN */
     struct dr_core *core; /**< back pointer for predicates */
 } mc_shard;
@@ -257,6 +259,8 @@ bool viewchange_drain_resends(dr_core *core);
  * or DR_ENOMEM.
  */
 int multicast_ragged_trim(dr_core *core, uint32_t subgroup, const int64_t *trim);
+/** Publishes DELIVERED_NUM: delivered_num, or with count_consumption what was consumed. */
+void multicast_publish_delivered(dr_core *core, mc_shard *shard);
 /** Queues an own message for re-sending (payload taken). */
 int core_queue_resend(dr_core *core, uint32_t subgroup, uint8_t *payload, uint32_t len);
 

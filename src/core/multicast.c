@@ -68,6 +68,7 @@ static int init_shard(dr_core *core, mc_shard *shard, uint32_t subgroup, uint32_
     assert(shard->member_ids[shard->my_shard_rank] == core->options.my_id);
     shard->seq_num = -1;
     shard->delivered_num = -1;
+    shard->last_handed = shard->consumed = -1;
     shard->streams = calloc(shard->num_senders ? shard->num_senders : 1, sizeof *shard->streams);
     if (shard->streams == NULL)
         return DR_ENOMEM;
@@ -421,6 +422,8 @@ static void deliver_slot(dr_core *core, mc_shard *shard, uint32_t k, mc_slot *sl
     slot->shared = NULL;
     core_push_action(core, &action);
     core->stats.messages_delivered++;
+    if (version >= 0)
+        shard->last_handed = version & 0xffffffff;
     free_slot(slot);
 }
 
@@ -448,9 +451,20 @@ static bool deliver_ordered(dr_core *core, mc_shard *shard) {
     }
     assert(stable <= shard->seq_num); /* never deliver what is not held here */
     shard->delivered_num = stable;
-    dr_sst_set(core->sst, dr_sst_subgroup_field(core->sst, shard->subgroup, DR_SST_DELIVERED_NUM),
-               stable);
+    multicast_publish_delivered(core, shard);
     return true;
+}
+
+void multicast_publish_delivered(dr_core *core, mc_shard *shard) {
+    int64_t value = shard->delivered_num;
+    /* nulls are never handed out: once the application took everything handed out, the
+     * window may count up to what is stable, nulls included */
+    if (core->options.count_consumption && shard->consumed < shard->last_handed &&
+        shard->consumed < value)
+        value = shard->consumed;
+    uint32_t field = dr_sst_subgroup_field(core->sst, shard->subgroup, DR_SST_DELIVERED_NUM);
+    if (value > dr_sst_get(core->sst, core->my_rank, field))
+        dr_sst_set(core->sst, field, value);
 }
 
 /** Raw mode (and the broken test rule): deliver each sender's messages on receipt. */
@@ -482,8 +496,7 @@ static bool deliver_broken(dr_core *core, mc_shard *shard) {
     int64_t stable = shard_stable(core, shard);
     if (stable > shard->delivered_num) {
         shard->delivered_num = stable;
-        dr_sst_set(core->sst,
-                   dr_sst_subgroup_field(core->sst, shard->subgroup, DR_SST_DELIVERED_NUM), stable);
+        multicast_publish_delivered(core, shard);
         progress = true;
     }
     return progress;

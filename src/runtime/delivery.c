@@ -22,6 +22,28 @@ static void run_item(const dr_group_callbacks *callbacks, delivery_item *item) {
     free(item);
 }
 
+/*
+ * The batch is the application's now: its ordered messages stop counting against the windows
+ * (taken, not yet run: a callback that itself sends and waits for the window never waits for
+ * its own message). The queue thus holds at most about one window per sender beyond the batch.
+ */
+static void report_taken(delivery_queue *queue, const delivery_item *batch) {
+    if (queue->taken == NULL)
+        return;
+    int64_t last[DR_LAYOUT_MAX_SUBGROUPS];
+    for (uint32_t s = 0; s < DR_LAYOUT_MAX_SUBGROUPS; s++)
+        last[s] = -1;
+    for (const delivery_item *item = batch; item != NULL; item = item->next) {
+        const dr_message *m = &item->message;
+        if (item->view == NULL && m->mode == DR_MODE_ORDERED && m->version >= 0 &&
+            m->subgroup < DR_LAYOUT_MAX_SUBGROUPS && m->version > last[m->subgroup])
+            last[m->subgroup] = m->version;
+    }
+    for (uint32_t s = 0; s < DR_LAYOUT_MAX_SUBGROUPS; s++)
+        if (last[s] >= 0)
+            queue->taken(queue->taken_ctx, s, last[s]);
+}
+
 static void *delivery_main(void *arg) {
     delivery_queue *queue = arg;
     pthread_mutex_lock(&queue->lock);
@@ -33,6 +55,7 @@ static void *delivery_main(void *arg) {
         if (!batch && queue->stopping)
             break;
         pthread_mutex_unlock(&queue->lock);
+        report_taken(queue, batch);
         while (batch) {
             delivery_item *next = batch->next;
             run_item(&queue->callbacks, batch);
@@ -44,10 +67,13 @@ static void *delivery_main(void *arg) {
     return NULL;
 }
 
-int delivery_start(delivery_queue *queue, const dr_group_callbacks *callbacks) {
+int delivery_start(delivery_queue *queue, const dr_group_callbacks *callbacks,
+                   delivery_taken_fn taken, void *taken_ctx) {
     memset(queue, 0, sizeof *queue);
     if (callbacks)
         queue->callbacks = *callbacks;
+    queue->taken = taken;
+    queue->taken_ctx = taken_ctx;
     pthread_mutex_init(&queue->lock, NULL);
     pthread_cond_init(&queue->ready, NULL);
     if (pthread_create(&queue->thread, NULL, delivery_main, queue) != 0) {

@@ -19,6 +19,13 @@ typedef struct delivery_item {
     dr_group_view *view;        /* a view upcall, owned */
 } delivery_item;
 
+/**
+ * Told (on the delivery thread, no lock held) that the application took every ordered message
+ * of `subgroup` up to `version` off the queue; the runtime reports it to the core, which counts
+ * messages against the senders' windows until then (a bounded queue).
+ */
+typedef void (*delivery_taken_fn)(void *ctx, uint32_t subgroup, int64_t version);
+
 /** The queue and its thread. */
 typedef struct delivery_queue {
     pthread_mutex_t lock;         /* guards everything below */
@@ -28,10 +35,16 @@ typedef struct delivery_queue {
     bool started;                 /* thread is running */
     pthread_t thread;             /* the delivery thread */
     dr_group_callbacks callbacks; /* copied at start */
+    delivery_taken_fn taken;      /* may be NULL */
+    void *taken_ctx;
 } delivery_queue;
 
-/** Initializes the queue and starts its thread. Returns 0 or DR_EIO/DR_ENOMEM. */
-int delivery_start(delivery_queue *queue, const dr_group_callbacks *callbacks);
+/**
+ * Initializes the queue and starts its thread; `taken` (may be NULL) hears of each batch the
+ * thread takes, before its callbacks run. Returns 0 or DR_EIO/DR_ENOMEM.
+ */
+int delivery_start(delivery_queue *queue, const dr_group_callbacks *callbacks,
+                   delivery_taken_fn taken, void *taken_ctx);
 
 /**
  * Queues a message; takes ownership of message->bytes (freed after the callback), or, if

@@ -380,6 +380,17 @@ static void dispatch_actions_locked(dr_group *group) {
     }
 }
 
+/* The delivery thread took messages up to `version`: they stop counting against the windows. */
+static void on_delivery_taken(void *ctx, uint32_t subgroup, int64_t version) {
+    dr_group *group = ctx;
+    pthread_mutex_lock(&group->core_lock);
+    if (!group->closing) {
+        dr_core_consumed(group->core, subgroup, version, now_us());
+        dispatch_actions_locked(group);
+    }
+    pthread_mutex_unlock(&group->core_lock);
+}
+
 /* ---- network events (network thread) -------------------------------------------------------- */
 
 static void on_peer_up(dr_group *group, uint32_t id) {
@@ -548,6 +559,7 @@ static void failure_options_from_config(const dr_config *config, dr_core_options
     options->heartbeat_ms = heartbeat_ms;
     options->suspect_after_missed = missed;
     options->disable_partitioning_safety = no_safety;
+    options->count_consumption = true; /* a slow application slows the senders (bounded queue) */
 }
 
 static int core_options_from_config(const dr_config *config, const dr_layout_spec *spec,
@@ -686,7 +698,7 @@ int dr_group_create_with_hooks(const dr_config *config, const dr_layout_spec *sp
     rc = dr_core_create(&options, now_us(), &group->core, err);
     if (rc)
         goto fail;
-    rc = delivery_start(&group->delivery, callbacks);
+    rc = delivery_start(&group->delivery, callbacks, on_delivery_taken, group);
     if (rc) {
         dr_err_set(err, rc, "cannot start the delivery thread");
         goto fail;

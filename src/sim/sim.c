@@ -48,6 +48,7 @@ enum sim_event_kind {
     EV_ONE_WAY,        /**< fault mode: frames node -> partner are lost from now on (no error) */
     EV_BRIDGE,         /**< fault mode: bridge partition: victims | others, one bridge node */
     EV_MAJORITY_CRASH, /**< fault mode: a majority of the view crashes at once */
+    EV_CONSUMED,       /**< the application took deliveries up to `version` (lagging) */
 };
 
 /** What happens to a node in fault mode. */
@@ -74,6 +75,7 @@ typedef struct sim_event {
     size_t len;
     uint64_t link_seq; /**< EV_FRAME: position on its link (checks the FIFO model) */
     uint32_t epoch;    /**< EV_FRAME: the link's epoch when sent (a break loses older frames) */
+    int64_t version;   /**< EV_CONSUMED: the delivery taken up to */
 } sim_event;
 
 typedef struct sim_stream {
@@ -593,6 +595,13 @@ static void on_stopped(sim *s, uint32_t index, const dr_action *a) {
         fail(s, "node %u stopped (%d): %.*s", node->id, a->error, (int)a->len, (char *)a->bytes);
 }
 
+/** How late the application takes a delivery: 0-3 ms, from a hash (leaves the rng alone). */
+static uint64_t consume_lag(const sim_node *node, const dr_action *a) {
+    uint64_t h = ((uint64_t)node->id << 40) ^ (uint64_t)a->version;
+    h = (h ^ (h >> 31)) * 0x9e3779b97f4a7c15ull;
+    return (h >> 33) % 3000;
+}
+
 static void drain_actions(sim *s, uint32_t index) {
     sim_node *node = &s->nodes[index];
     dr_action a;
@@ -610,6 +619,12 @@ static void drain_actions(sim *s, uint32_t index) {
             break; /* links always exist */
         case DR_ACTION_DELIVER:
             check_delivery(s, node, &a);
+            if (s->base.count_consumption && a.version >= 0) /* a slow application */
+                heap_push(s, (sim_event){.time_us = s->now_us + consume_lag(node, &a),
+                                         .kind = EV_CONSUMED,
+                                         .node = index,
+                                         .subgroup = a.subgroup,
+                                         .version = a.version});
             break;
         case DR_ACTION_VIEW_INSTALLED:
             on_view_installed(s, index, &a);
@@ -928,6 +943,9 @@ static void process(sim *s, sim_event *event) {
     case EV_APP_SEND:
         on_app_send(s, event->node, event->subgroup);
         break;
+    case EV_CONSUMED:
+        dr_core_consumed(node->core, event->subgroup, event->version, s->now_us);
+        break;
     case EV_FRAME: {
         sim_link *link = &s->links[event->from][event->node];
         if (event->link_seq != link->frames_delivered++)
@@ -1023,6 +1041,9 @@ static void random_options(sim *s, uint32_t members) {
     s->base.block_size = rng_range(s, 8, 700);
     s->base.pipeline = (dr_pipeline_algorithm)rng_range(s, 0, 2);
     s->base.join_retry_us = rng_range(s, 2000, 20000);
+    /* a third of the seeds model a slow application that takes deliveries late (the windows
+     * then wait for it); chosen from the seed, not the stream, so other seeds replay as before */
+    s->base.count_consumption = s->config->seed % 3 == 2;
     s->base.test_fault = s->config->broken_delivery ? DR_CORE_FAULT_BROKEN_DELIVERY
                          : s->config->skip_trim     ? DR_CORE_FAULT_SKIP_TRIM
                                                     : DR_CORE_FAULT_NONE;
