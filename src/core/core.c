@@ -354,6 +354,31 @@ static void trace_view(dr_core *core) {
 
 static void replay_early_frames(dr_core *core);
 
+static bool in_some_shard(const dr_layout *layout, uint32_t node_id) {
+    for (uint32_t sg = 0; sg < layout->num_subgroups; sg++)
+        if (dr_layout_find_shard(layout, sg, node_id, NULL) >= 0)
+            return true;
+    return false;
+}
+
+/**
+ * Which members of `view` joined in it: not in the view installed here before, or (first view
+ * at this node) not in any shard of the previous layout the leader sent (view 0: everyone).
+ */
+static void mark_joined_now(dr_core *core, const dr_view *view, const dr_layout *previous) {
+    for (uint32_t i = 0; i < view->num_members; i++) {
+        uint32_t id = view->member_ids[i];
+        bool known;
+        if (core->have_view)
+            known = core_view_rank(core, id) >= 0;
+        else if (previous != NULL)
+            known = in_some_shard(previous, id);
+        else
+            known = false;
+        core->joined_now[i] = !known;
+    }
+}
+
 int core_install_view(dr_core *core, const dr_view *view, const dr_layout *layout,
                       const dr_layout *previous) {
     assert(layout->adequate);
@@ -361,6 +386,7 @@ int core_install_view(dr_core *core, const dr_view *view, const dr_layout *layou
     if (previous != NULL && previous != &core->previous_layout)
         core->previous_layout = *previous; /* before core->layout, which it may alias */
     assert(!core->have_view || view->vid > core->view.vid);
+    mark_joined_now(core, view, previous);
     multicast_end_view(core);
     dr_sst_destroy(core->sst);
     core->sst = NULL;
@@ -542,8 +568,12 @@ int dr_core_on_message(dr_core *core, uint32_t from_node, const uint8_t *bytes, 
         return core_reject(core, from_node, "header sender differs from the connection's node");
     if (core->state == CORE_JOIN_FAILED || core->state == CORE_STOPPED)
         return 0;
-    if (core->state == CORE_IN_VIEW)
+    if (core->state == CORE_IN_VIEW) {
         failure_heard_from(core, header.sender_id);
+        int rank = header.vid == core->view.vid ? core_view_rank(core, header.sender_id) : -1;
+        if (rank >= 0)
+            core->joined_now[rank] = false; /* it installed this view: never a retry now */
+    }
     int rc = dispatch(core, &header, bytes, len);
     after_event(core);
     return rc;

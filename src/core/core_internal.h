@@ -132,6 +132,9 @@ struct dr_core {
     bool has_previous_layout;  /* false in view 0 */
     dr_layout previous_layout; /* layout of the view before (state transfer) */
     uint32_t my_rank;
+    bool joined_now[DR_VIEW_MAX_MEMBERS]; /**< per rank: the member joined in this view and has
+                                               sent nothing in it yet (a join request from it
+                                               is a retry whose VIEW was lost, not a restart) */
     dr_sst *sst;
     mc_shard shards[DR_LAYOUT_MAX_SUBGROUPS]; /**< indexed by subgroup id */
     /* early frames */

@@ -217,11 +217,34 @@ static int add_joiner(dr_core *core, uint32_t node_id, const char *address) {
 }
 
 /** Leader: a join request for a view not yet installed (bootstrap) or a later one. */
+/**
+ * A join request from `node_id`, a member of my view at the same address. If it joined in this
+ * view, it is a retry whose VIEW was lost: send it again. Otherwise it is a new incarnation of
+ * a member that crashed and restarted: it has none of the state its old row stands for, so it
+ * must not take that row. It is refused for now (DR_EAGAIN: the joiner retries) and the old
+ * incarnation is suspected — the address now answers as a fresh process — so the next view
+ * removes it and the retry joins as a new member (with state transfer).
+ */
+static int on_join_from_member(dr_core *core, uint32_t rank) {
+    uint32_t node_id = core->view.member_ids[rank];
+    if (core->joined_now[rank])
+        return send_view(core, node_id); /* a retry that crossed our VIEW: resend */
+    char reason[96];
+    snprintf(reason, sizeof reason, "node id %u is still in view %d (old incarnation); retry",
+             node_id, core->view.vid);
+    DR_WARN(DR_LOGM_VIEWMANAGER, "node %u restarted: %s", node_id, reason);
+    core_trace(core, "refuse joiner %u for now: still a member (restarted)", node_id);
+    int rc = reply(core, core->view.addresses[rank], DR_EAGAIN, reason);
+    if (core->state == CORE_IN_VIEW)
+        failure_suspect(core, rank, "a new incarnation asked to join");
+    return rc;
+}
+
 static int leader_on_join(dr_core *core, uint32_t node_id, const char *address) {
     char reason[128];
     int view_rank = core->have_view ? core_view_rank(core, node_id) : -1;
     if (view_rank >= 0 && strcmp(core->view.addresses[view_rank], address) == 0)
-        return send_view(core, node_id); /* a retry that crossed our VIEW: resend */
+        return on_join_from_member(core, (uint32_t)view_rank);
     int pending = find_joiner(core, node_id);
     if (pending >= 0 && strcmp(core->joiners[pending].address, address) == 0)
         return reply(core, address, 0, NULL); /* a retry: idempotent */
@@ -254,7 +277,7 @@ int membership_on_join_request(dr_core *core, const dr_wire_header *header, cons
         return leader_on_join(core, header->sender_id, msg.address);
     int member = in_view ? core_view_rank(core, header->sender_id) : -1;
     if (member >= 0 && strcmp(core->view.addresses[member], msg.address) == 0)
-        return send_view(core, header->sender_id); /* joined already; the leader's VIEW was lost */
+        return on_join_from_member(core, (uint32_t)member); /* the leader's VIEW was lost? */
     if (in_view)
         return redirect(core, msg.address, core->view.member_ids[leader],
                         core->view.addresses[leader]);
@@ -285,6 +308,12 @@ int membership_on_join_refused(dr_core *core, const dr_wire_header *header, cons
         return core_reject(core, header->sender_id, why);
     if (core->state != CORE_JOINING)
         return 0;
+    if (msg.code == DR_EAGAIN) { /* my old incarnation is still a member: retry later */
+        DR_WARN(DR_LOGM_VIEWMANAGER, "join deferred by node %u: %s", header->sender_id, msg.reason);
+        core_trace(core, "join deferred: %s", msg.reason);
+        core->last_join_us = core->now_us; /* the retry timer starts over */
+        return 0;
+    }
     core->state = CORE_JOIN_FAILED;
     DR_ERROR(DR_LOGM_VIEWMANAGER, "join refused by node %u: %s", header->sender_id, msg.reason);
     core_trace(core, "join refused: %s", msg.reason);

@@ -25,7 +25,7 @@ static int find_by_id(const harness *h, uint32_t id) {
 
 static int find_by_address(const harness *h, const char *address) {
     for (uint32_t i = 0; i < h->num_nodes; i++)
-        if (strcmp(h->nodes[i].address, address) == 0)
+        if (strcmp(h->nodes[i].address, address) == 0 && !h->nodes[i].crashed)
             return (int)i;
     return -1;
 }
@@ -194,6 +194,24 @@ void h_crash(harness *h, uint32_t index) {
     h->nodes[index].crashed = true;
     dr_core_destroy(h->nodes[index].core);
     h->nodes[index].core = NULL;
+}
+
+uint32_t h_restart(harness *h, uint32_t index, const dr_core_options *base) {
+    CHECK(h->num_nodes < H_MAX_NODES, "too many nodes");
+    CHECK(h->nodes[index].crashed, "restart of a node that did not crash");
+    uint32_t fresh = h->num_nodes++;
+    h_node *node = &h->nodes[fresh];
+    const h_node *old = &h->nodes[index];
+    node->id = old->id;
+    memcpy(node->address, old->address, sizeof node->address);
+    dr_core_options options = *base;
+    options.my_id = node->id;
+    snprintf(options.my_address, sizeof options.my_address, "%s", node->address);
+    snprintf(options.contact_address, sizeof options.contact_address, "n0");
+    int rc = dr_core_create(&options, h->now_us, &node->core, NULL);
+    CHECK(rc == 0, "dr_core_create failed: %d", rc);
+    h_drain(h, fresh);
+    return fresh;
 }
 
 void h_break_link(harness *h, uint32_t a, uint32_t b, bool notify_a, bool notify_b) {

@@ -82,6 +82,12 @@ void h_drain(harness *h, uint32_t index);
 void h_crash(harness *h, uint32_t index);
 
 /**
+ * Starts a new incarnation of crashed node `index` (same id, same address, contact n0) as a new
+ * node; returns its index.
+ */
+uint32_t h_restart(harness *h, uint32_t index, const dr_core_options *base);
+
+/**
  * Breaks the connection between nodes a and b for good: frames queued between them are lost
  * and so are later ones; each end is told (dr_core_on_disconnect) if notify_a / notify_b.
  */

@@ -34,15 +34,20 @@ static void trace_fn(void *ctx, const char *line) {
     fprintf(stderr, "%s\n", line);
 }
 
+static void test_options(dr_core_options *options, uint32_t n) {
+    h_options(options, n);
+    dr_shard_policy_flexible(&options->layout.types[0].policy, 1, 1, 8, DR_MODE_ORDERED);
+    options->window_size = 8;
+    options->heartbeat_ms = HB_MS;
+    options->suspect_after_missed = 3;
+    options->join_retry_us = 20000;
+    if (getenv("VC_TRACE"))
+        options->trace = trace_fn;
+}
+
 static harness *cluster(uint32_t n, uint64_t shuffle) {
     dr_core_options options;
-    h_options(&options, n);
-    dr_shard_policy_flexible(&options.layout.types[0].policy, 1, 1, 8, DR_MODE_ORDERED);
-    options.window_size = 8;
-    options.heartbeat_ms = HB_MS;
-    options.suspect_after_missed = 3;
-    if (getenv("VC_TRACE"))
-        options.trace = trace_fn;
+    test_options(&options, n);
     harness *h = calloc(1, sizeof *h);
     assert_non_null(h);
     h_cluster(h, n, &options);
@@ -265,9 +270,60 @@ static void test_takeover_after_torn_proposal(void **state) {
     done(h);
 }
 
+/**
+ * The vid of the first view of `node` without `id` after one with it, if a later view has `id`
+ * again; else -1.
+ */
+static int32_t removal_then_rejoin(const h_node *node, uint32_t id) {
+    int32_t removed = -1;
+    bool was_in = false;
+    for (uint32_t v = 0; v < node->history_len; v++) {
+        const uint32_t *m = node->history_members[v];
+        bool in = false;
+        for (uint32_t i = 0; i < m[0]; i++)
+            in |= m[1 + i] == id;
+        if (!in && was_in && removed < 0)
+            removed = node->history_vid[v];
+        else if (in && removed >= 0)
+            return removed;
+        was_in |= in;
+    }
+    return -1;
+}
+
+/*
+ * Issue 11, item 8: a member crashes and restarts with the same id and address before anyone
+ * noticed. It must not be handed its old row (it has none of the state that row stands for):
+ * it is refused for now (DR_EAGAIN, it keeps retrying), its old incarnation is removed, and it
+ * then joins as a new member.
+ */
+static void test_restarted_member_rejoins_as_new(void **state) {
+    (void)state;
+    harness *h = cluster(3, 0);
+    traffic(h);
+    settle(h, 5);
+    h_crash(h, 2);
+    dr_core_options options;
+    test_options(&options, 3);
+    uint32_t again = h_restart(h, 2, &options);
+    settle(h, 400);
+    const h_node *fresh = &h->nodes[again];
+    assert_false(fresh->join_failed);
+    assert_true(fresh->installed);
+    int32_t removed = removal_then_rejoin(&h->nodes[0], h->nodes[2].id);
+    assert_true(removed >= 0);
+    assert_int_equal(removal_then_rejoin(&h->nodes[1], h->nodes[2].id), removed);
+    /* the new incarnation's first view is one that re-added it, never its old one */
+    assert_true(fresh->history_vid[0] > removed);
+    check_agreement(h, "restart with the same id", 0);
+    check_progress(h, "restart with the same id", 0);
+    done(h);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_takeover_after_torn_proposal),
+        cmocka_unit_test(test_restarted_member_rejoins_as_new),
         cmocka_unit_test(test_leave_then_leader_link_breaks),
         cmocka_unit_test(test_leave_then_silent_leader_link),
         cmocka_unit_test(test_one_broken_connection),
