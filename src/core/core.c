@@ -544,7 +544,7 @@ static int dispatch(dr_core *core, const dr_wire_header *header, const uint8_t *
     case DR_MSG_JOIN_REFUSED:
         return membership_on_join_refused(core, header, body);
     case DR_MSG_JOIN_ACCEPTED:
-        return membership_on_join_accepted(core, header);
+        return membership_on_join_accepted(core, header, body);
     case DR_MSG_VIEW:
         return membership_on_view(core, header, body);
     default:

@@ -123,7 +123,11 @@ struct dr_core {
     char join_target[DR_ADDRESS_MAX]; /**< joiner: where the next request goes */
     uint64_t last_join_us;            /**< joiner: when it last asked */
     uint32_t redirects;               /**< joiner: redirects followed since the last reply */
-    pending_joiner *joiners;          /**< leader: nodes for the next view, arrival order */
+    char alt_contacts[DR_WIRE_MAX_CONTACTS][DR_ADDRESS_MAX]; /**< joiner: other members named
+                                                                  by JOIN_ACCEPTED */
+    uint32_t num_alt_contacts;
+    uint32_t join_retries;   /**< joiner: retries so far (they rotate over the contacts) */
+    pending_joiner *joiners; /**< leader: nodes for the next view, arrival order */
     uint32_t num_joiners;
     /* view */
     bool have_view;
@@ -190,7 +194,7 @@ void membership_on_disconnect(dr_core *core, uint32_t peer_id);
 int membership_on_join_request(dr_core *core, const dr_wire_header *header, const uint8_t *body);
 int membership_on_join_redirect(dr_core *core, const dr_wire_header *header, const uint8_t *body);
 int membership_on_join_refused(dr_core *core, const dr_wire_header *header, const uint8_t *body);
-int membership_on_join_accepted(dr_core *core, const dr_wire_header *header);
+int membership_on_join_accepted(dr_core *core, const dr_wire_header *header, const uint8_t *body);
 int membership_on_view(dr_core *core, const dr_wire_header *header, const uint8_t *body);
 void membership_free(dr_core *core);
 /** Leader: appends queued joiners (not yet members) to `next`; returns how many. */

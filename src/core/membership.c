@@ -114,8 +114,12 @@ int membership_on_tick(dr_core *core) {
         return 0;
     if (core->now_us - core->last_join_us < core->options.join_retry_us)
         return 0;
-    /* no answer: start over at the contact */
-    snprintf(core->join_target, sizeof core->join_target, "%s", core->options.contact_address);
+    /* No answer: start over at the contact, or, in turn, at the other members the leader named
+     * when it accepted me (if it died after committing the view that adds me, any of them
+     * sends me that view). */
+    uint32_t turn = core->join_retries++ % (core->num_alt_contacts + 1);
+    const char *target = turn == 0 ? core->options.contact_address : core->alt_contacts[turn - 1];
+    snprintf(core->join_target, sizeof core->join_target, "%s", target);
     core->redirects = 0;
     return send_join_request(core);
 }
@@ -180,9 +184,17 @@ static int send_to_address(dr_core *core, const char *address) {
 
 static int reply(dr_core *core, const char *address, int refuse_code, const char *reason) {
     dr_buf_reset(&core->scratch);
-    int rc = refuse_code != 0 ? dr_wire_encode_join_refused(&core->scratch, core->options.my_id,
-                                                            refuse_code, reason)
-                              : dr_wire_encode_join_accepted(&core->scratch, core->options.my_id);
+    char contacts[DR_WIRE_MAX_CONTACTS][DR_ADDRESS_MAX];
+    uint32_t n = 0;
+    for (uint32_t i = 0; core->have_view && i < core->view.num_members && n < DR_WIRE_MAX_CONTACTS;
+         i++)
+        if (core->view.member_ids[i] != core->options.my_id)
+            memcpy(contacts[n++], core->view.addresses[i], DR_ADDRESS_MAX);
+    int rc =
+        refuse_code != 0
+            ? dr_wire_encode_join_refused(&core->scratch, core->options.my_id, refuse_code, reason)
+            : dr_wire_encode_join_accepted_contacts(&core->scratch, core->options.my_id, contacts,
+                                                    n);
     return rc != 0 ? rc : send_to_address(core, address);
 }
 
@@ -327,9 +339,15 @@ int membership_on_join_refused(dr_core *core, const dr_wire_header *header, cons
     return core_push_action(core, &action);
 }
 
-int membership_on_join_accepted(dr_core *core, const dr_wire_header *header) {
-    if (header->body_len != 0)
-        return core_reject(core, header->sender_id, "JOIN_ACCEPTED with a body");
+int membership_on_join_accepted(dr_core *core, const dr_wire_header *header, const uint8_t *body) {
+    dr_msg_join_accepted msg;
+    const char *why = NULL;
+    if (dr_wire_decode_join_accepted(body, header->body_len, &msg, &why) != 0)
+        return core_reject(core, header->sender_id, why);
+    if (core->state == CORE_JOINING && msg.num_contacts > 0) {
+        memcpy(core->alt_contacts, msg.contacts, sizeof msg.contacts[0] * msg.num_contacts);
+        core->num_alt_contacts = msg.num_contacts;
+    }
     if (core->state == CORE_JOINING) {
         core->redirects = 0;
         core->last_join_us = core->now_us;

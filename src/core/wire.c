@@ -14,7 +14,7 @@
  *   JOIN_REQUEST   str address                      (str = u32 len + bytes, len < 64)
  *   JOIN_REDIRECT  u32 leader_id, str address
  *   JOIN_REFUSED   i32 code, str reason (len < 128)
- *   JOIN_ACCEPTED  (empty)
+ *   JOIN_ACCEPTED  (empty) or u32 n (1..16), n x str address (other members, for retries)
  *   VIEW           u32 num_members (1..128), u64 layout_fingerprint,
  *                  num_members x { u32 node_id, u8 failed, str address }
  *                  [optional, views > 0: the previous view's shard assignment (a joiner
@@ -95,7 +95,18 @@ int dr_wire_encode_join_refused(dr_buf *buf, uint32_t sender_id, int32_t code, c
 }
 
 int dr_wire_encode_join_accepted(dr_buf *buf, uint32_t sender_id) {
+    return dr_wire_encode_join_accepted_contacts(buf, sender_id, NULL, 0);
+}
+
+int dr_wire_encode_join_accepted_contacts(dr_buf *buf, uint32_t sender_id,
+                                          const char (*contacts)[DR_ADDRESS_MAX], uint32_t n) {
+    assert(n <= DR_WIRE_MAX_CONTACTS);
     size_t start = dr_wire_begin(buf, DR_MSG_JOIN_ACCEPTED, sender_id, DR_WIRE_NO_VIEW);
+    if (n > 0) {
+        dr_buf_put_u32(buf, n);
+        for (uint32_t i = 0; i < n; i++)
+            dr_buf_put_str(buf, contacts[i]);
+    }
     return dr_wire_finish(buf, start);
 }
 
@@ -295,6 +306,23 @@ int dr_wire_decode_join_redirect(const uint8_t *body, size_t len, dr_msg_join_re
     if (!read_str(&reader, out->address, sizeof out->address) || out->address[0] == '\0')
         return fail(why, "JOIN_REDIRECT: bad address");
     return dr_reader_done(&reader) ? 0 : fail(why, "JOIN_REDIRECT: trailing bytes");
+}
+
+int dr_wire_decode_join_accepted(const uint8_t *body, size_t len, dr_msg_join_accepted *out,
+                                 const char **why) {
+    out->num_contacts = 0;
+    if (len == 0)
+        return 0;
+    dr_reader reader;
+    dr_reader_init(&reader, body, len);
+    uint32_t n = dr_reader_u32(&reader);
+    if (reader.failed || n == 0 || n > DR_WIRE_MAX_CONTACTS)
+        return fail(why, "JOIN_ACCEPTED: bad contact count");
+    for (uint32_t i = 0; i < n; i++)
+        if (!read_str(&reader, out->contacts[i], DR_ADDRESS_MAX) || out->contacts[i][0] == '\0')
+            return fail(why, "JOIN_ACCEPTED: bad contact address");
+    out->num_contacts = n;
+    return dr_reader_done(&reader) ? 0 : fail(why, "JOIN_ACCEPTED: trailing bytes");
 }
 
 int dr_wire_decode_join_refused(const uint8_t *body, size_t len, dr_msg_join_refused *out,

@@ -68,6 +68,15 @@ typedef struct dr_msg_join_redirect {
     char address[DR_ADDRESS_MAX]; /**< where to ask */
 } dr_msg_join_redirect;
 
+/** Most other members a JOIN_ACCEPTED names (where the joiner retries if the leader dies). */
+#define DR_WIRE_MAX_CONTACTS 16u
+
+/** DR_MSG_JOIN_ACCEPTED body: other members to retry at (the body is empty when there are none). */
+typedef struct dr_msg_join_accepted {
+    uint32_t num_contacts;
+    char contacts[DR_WIRE_MAX_CONTACTS][DR_ADDRESS_MAX];
+} dr_msg_join_accepted;
+
 typedef struct dr_msg_join_refused {
     int32_t code;     /**< DR_E* code (DR_EEXIST: duplicate id) */
     char reason[128]; /**< readable reason */
@@ -186,6 +195,9 @@ int dr_wire_encode_join_redirect(dr_buf *buf, uint32_t sender_id, uint32_t leade
                                  const char *address);
 int dr_wire_encode_join_refused(dr_buf *buf, uint32_t sender_id, int32_t code, const char *reason);
 int dr_wire_encode_join_accepted(dr_buf *buf, uint32_t sender_id);
+/** JOIN_ACCEPTED naming n (<= DR_WIRE_MAX_CONTACTS) other members' addresses. */
+int dr_wire_encode_join_accepted_contacts(dr_buf *buf, uint32_t sender_id,
+                                          const char (*contacts)[DR_ADDRESS_MAX], uint32_t n);
 int dr_wire_encode_view(dr_buf *buf, uint32_t sender_id, const dr_view *view,
                         uint64_t layout_fingerprint);
 int dr_wire_encode_heartbeat(dr_buf *buf, uint32_t sender_id, int32_t vid);
@@ -224,6 +236,9 @@ int dr_wire_decode_header(const uint8_t *bytes, size_t len, dr_wire_header *out,
 int dr_wire_decode_join_request(const uint8_t *body, size_t len, dr_msg_join_request *out,
                                 const char **why);
 int dr_wire_decode_join_redirect(const uint8_t *body, size_t len, dr_msg_join_redirect *out,
+                                 const char **why);
+/** Decodes a JOIN_ACCEPTED body (empty, or u32 n + n addresses). */
+int dr_wire_decode_join_accepted(const uint8_t *body, size_t len, dr_msg_join_accepted *out,
                                  const char **why);
 int dr_wire_decode_join_refused(const uint8_t *body, size_t len, dr_msg_join_refused *out,
                                 const char **why);

@@ -320,10 +320,45 @@ static void test_restarted_member_rejoins_as_new(void **state) {
     done(h);
 }
 
+/*
+ * Issue 11, item 8: the leader commits the view that adds a joiner and dies before sending it
+ * that view. The joiner retries at the other members the leader named when it accepted it;
+ * one of them sends it the view (or, if it was already removed, it joins again).
+ */
+static void test_joiner_gets_its_view_from_another_member(void **state) {
+    (void)state;
+    harness *h = cluster(3, 0);
+    settle(h, 5);
+    dr_core_options options;
+    test_options(&options, 3);
+    uint32_t joiner = h_add(h, 13, &options, "n0");
+    for (uint32_t a = 0; a < H_MAX_NODES; a++) /* only the leader's answer goes first */
+        for (uint32_t b = 0; b < H_MAX_NODES; b++)
+            h->hold[a][b] = true;
+    h->hold[joiner][0] = false;
+    h_pump(h, 1); /* the join request */
+    h->hold[joiner][0] = true;
+    h->hold[0][joiner] = false;
+    h_pump(h, 1); /* JOIN_ACCEPTED, naming n1 and n2 */
+    memset(h->hold, 0, sizeof h->hold);
+    h->hold[0][joiner] = true; /* the VIEW that adds the joiner will not arrive */
+    int32_t before = h->nodes[0].view.view.vid;
+    for (uint32_t i = 0; i < 1000 && h->nodes[0].view.view.vid == before; i++)
+        h_pump(h, 1);
+    assert_int_equal(h->nodes[0].view.view.num_members, 4); /* committed and installed */
+    h_crash(h, 0);
+    settle(h, 500);
+    assert_true(h->nodes[joiner].installed);
+    check_agreement(h, "joiner's leader dies", 0);
+    assert_int_equal(check_progress(h, "joiner's leader dies", 0), 3);
+    done(h);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_takeover_after_torn_proposal),
         cmocka_unit_test(test_restarted_member_rejoins_as_new),
+        cmocka_unit_test(test_joiner_gets_its_view_from_another_member),
         cmocka_unit_test(test_leave_then_leader_link_breaks),
         cmocka_unit_test(test_leave_then_silent_leader_link),
         cmocka_unit_test(test_one_broken_connection),

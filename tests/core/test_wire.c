@@ -283,6 +283,30 @@ static void test_proposal_kinds(void **state) {
     free(out);
 }
 
+/* JOIN_ACCEPTED may name other members (retry contacts); empty stays valid. */
+static void test_join_accepted_contacts(void **state) {
+    (void)state;
+    char contacts[2][DR_ADDRESS_MAX] = {"10.0.0.2:23580", "10.0.0.3:23580"};
+    dr_buf buf;
+    dr_buf_init(&buf, 0);
+    assert_int_equal(dr_wire_encode_join_accepted_contacts(&buf, 1, contacts, 2), 0);
+    dr_wire_header header;
+    const uint8_t *body = checked_body(&buf, DR_MSG_JOIN_ACCEPTED, 1, DR_WIRE_NO_VIEW, &header);
+    dr_msg_join_accepted out;
+    assert_int_equal(dr_wire_decode_join_accepted(body, header.body_len, &out, NULL), 0);
+    assert_int_equal(out.num_contacts, 2);
+    assert_string_equal(out.contacts[1], "10.0.0.3:23580");
+    assert_int_equal(dr_wire_decode_join_accepted(body, 0, &out, NULL), 0);
+    assert_int_equal(out.num_contacts, 0);
+    const char *why = NULL;
+    uint8_t bad[4] = {17, 0, 0, 0}; /* 17 contacts: over the limit */
+    assert_int_equal(dr_wire_decode_join_accepted(bad, sizeof bad, &out, &why), DR_EPROTO);
+    assert_string_equal(why, "JOIN_ACCEPTED: bad contact count");
+    assert_int_equal(dr_wire_decode_join_accepted(body, header.body_len - 1, &out, &why),
+                     DR_EPROTO);
+    dr_buf_free(&buf);
+}
+
 static void test_every_truncation_rejected(void **state) {
     (void)state;
     dr_buf bufs[9];
@@ -458,6 +482,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trips),
         cmocka_unit_test(test_proposal_kinds),
+        cmocka_unit_test(test_join_accepted_contacts),
         cmocka_unit_test(test_every_truncation_rejected),
         cmocka_unit_test(test_block_head_plus_slice_is_the_frame),
         cmocka_unit_test(test_header_checks),
