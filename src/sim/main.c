@@ -120,6 +120,8 @@ int main(int argc, char **argv) {
     signal(SIGSEGV, on_crash);
     double start = wall_seconds();
     uint64_t run = 0, failed = 0, deliveries = 0, messages = 0, frames = 0;
+    double worst_settle = 0; /* fault mode: failure timeouts from the last fault to the end */
+    uint64_t worst_seed = 0;
     uint64_t seed = c.first_seed;
     for (; seed <= c.last_seed; seed++) {
         if (run > 0 && wall_seconds() - start > c.time_budget_s)
@@ -142,6 +144,11 @@ int main(int argc, char **argv) {
         deliveries += result.deliveries;
         messages += result.messages_sent;
         frames += result.frames;
+        if (result.passed && result.timeout_us > 0 &&
+            (double)result.settle_us / (double)result.timeout_us > worst_settle) {
+            worst_settle = (double)result.settle_us / (double)result.timeout_us;
+            worst_seed = seed;
+        }
         if (!result.passed) {
             failed++;
             printf("seed %" PRIu64 " FAILED (%u nodes): %s\n  replay: derecho-sim --seed %" PRIu64
@@ -158,5 +165,9 @@ int main(int argc, char **argv) {
            run, c.first_seed, run ? c.first_seed + run - 1 : c.first_seed, elapsed, run - failed,
            failed, messages, deliveries, frames,
            seed <= c.last_seed ? " (stopped by the time budget)" : "");
+    if (c.faults && worst_settle > 0)
+        printf("derecho-sim: slowest settling after the last fault: %.1f failure timeouts "
+               "(seed %" PRIu64 ")\n",
+               worst_settle, worst_seed);
     return failed == 0 ? 0 : 1;
 }

@@ -32,6 +32,11 @@
 
 #define SIM_MAX_VIDS 64u
 
+/* Invariant 5's bound (liveness_bound): failure timeouts after the last fault, plus slack for
+ * joins (join_retry_us up to 20 ms, a redirect) and the ordinary pauses. */
+#define SETTLE_TIMEOUTS 20u
+#define SETTLE_SLACK_US 100000u
+
 enum sim_event_kind {
     EV_START,
     EV_FRAME,
@@ -177,6 +182,8 @@ typedef struct sim {
     bool majority_crashed;             /**< the majority-loss scenario struck */
     bool bridged; /**< a bridge partition is planned: which side survives, if any, is open */
     uint64_t bridge_deadline_us;   /**< bridged runs end here (safety checked, not liveness) */
+    uint64_t last_fault_us;        /**< the last fault event (strike, heal, long pause's end) */
+    bool completed;                /**< the run reached its end state (not a deadline) */
     int32_t vid_at_majority_crash; /**< highest view installed when it struck */
 } sim;
 
@@ -739,6 +746,8 @@ static void resume(sim *s, uint32_t index) {
     node->paused = false;
     node->resumed_us = s->now_us;
     node->long_pause_over = node->long_pause;
+    if (node->long_pause)
+        s->last_fault_us = s->now_us; /* the paused node's return counts as a fault event */
     sim_event *held = node->held;
     size_t count = node->num_held;
     node->held = NULL;
@@ -750,6 +759,7 @@ static void resume(sim *s, uint32_t index) {
 
 static void trace_fault(sim *s, const sim_node *node, const char *what) {
     s->result->faults++;
+    s->last_fault_us = s->now_us;
     if (s->config->trace)
         fprintf(s->config->trace, "[%10" PRIu64 " us] FAULT node %u: %s\n", s->now_us, node->id,
                 what);
@@ -1440,7 +1450,9 @@ static void check_stability(sim *s) {
             const sim_node *node = &s->nodes[i];
             if (node->shard_at[entry->subgroup][vid] != (int8_t)entry->shard)
                 continue;
-            bool obliged = node->max_vid > vid || is_correct(node);
+            /* a node still wedged in view v at the end of an unfinished (bridged) run has
+             * not applied its trim yet: only installing a later view obliges it then */
+            bool obliged = node->max_vid > vid || (is_correct(node) && s->completed);
             if (obliged && !(entry->mask & (1u << i)))
                 fail(s,
                      "stability: node %u was in view %d of subgroup %u shard %u and did not "
@@ -1560,6 +1572,27 @@ static void free_sim(sim *s) {
         free(s->views[v]);
 }
 
+/**
+ * Invariant 5 as a bound: once the last fault has struck (and no node is still to start or
+ * resume), the group settles within SETTLE_TIMEOUTS failure timeouts plus SETTLE_SLACK_US. Not
+ * for bridged runs (no side may have a quorum) or majority loss (nobody may go on).
+ */
+static void liveness_bound(sim *s, const char *why) {
+    if (!s->config->faults || !s->faults_scheduled || s->bridged || s->majority_crashed)
+        return;
+    for (uint32_t i = 0; i < s->num_nodes; i++) {
+        const sim_node *node = &s->nodes[i];
+        if ((node->late && !node->absent && node->core == NULL) ||
+            (node->fault == FAULT_PAUSE && !node->long_pause_over))
+            return; /* a join or a return is still to come */
+    }
+    if (s->now_us > s->last_fault_us + SETTLE_TIMEOUTS * s->timeout_us + SETTLE_SLACK_US)
+        fail(s,
+             "liveness bound: %" PRIu64
+             " us after the last fault (> %u failure timeouts + %u ms): %s",
+             s->now_us - s->last_fault_us, SETTLE_TIMEOUTS, SETTLE_SLACK_US / 1000, why);
+}
+
 /** Fault mode: the safety checks that need the whole run (also run when liveness failed). */
 static void check_at_end(sim *s) {
     if (!s->config->faults || s->failed)
@@ -1582,10 +1615,16 @@ static void run_loop(sim *s) {
             break;
         }
         process(s, &event);
-        if ((++steps & 63) == 0 && !incomplete(s, why, sizeof why)) {
+        if ((++steps & 63) != 0)
+            continue;
+        if (!incomplete(s, why, sizeof why)) {
+            s->completed = true;
+            if (s->faults_scheduled)
+                s->result->settle_us = s->now_us - s->last_fault_us;
             check_at_end(s);
             return;
         }
+        liveness_bound(s, why);
     }
     check_at_end(s);
     /* A bridge partition may leave no side with a quorum, or a shard without members: then
@@ -1626,6 +1665,7 @@ int sim_run(const sim_config *config, sim_result *result) {
             schedule(s, s->nodes[i].start_us, EV_START, i, 0);
     run_loop(s);
     result->passed = !s->failed;
+    result->timeout_us = s->timeout_us;
     result->num_nodes = s->num_nodes;
     result->virtual_us = s->now_us;
     free_sim(s);

@@ -44,6 +44,8 @@ typedef struct sim_result {
     uint64_t virtual_us;    /**< virtual time at the end */
     uint32_t view_changes;  /**< views installed after the first (fault mode) */
     uint32_t faults;        /**< faults injected (fault mode) */
+    uint64_t settle_us;     /**< fault mode: from the last fault to completion (liveness) */
+    uint64_t timeout_us;    /**< fault mode: the run's failure timeout (heartbeat x missed) */
 } sim_result;
 
 /** Runs one seed. Returns 0 (see result->passed) or a negative DR_E* code on setup failure. */
