@@ -12,9 +12,10 @@
  * partitioning safety) unless disable_partitioning_safety is set.
  *
  * One broken connection must not cost two members: the end with the higher rank is suspected
- * at once by the lower-ranked end; the higher-ranked end suspects a lower-ranked peer only after
- * a grace (silence: 1.5 x the failure timeout; a broken connection: 0.5 x it). The higher
- * end is usually excluded before it accuses; a crash is still seen by every other member.
+ * at once by the lower-ranked end (a broken connection) or after the failure timeout T of
+ * silence; the higher-ranked end suspects a lower-ranked peer only after T plus one heartbeat
+ * period of silence if their connection broke, 1.5 T otherwise. The higher end is usually
+ * excluded before it accuses; a crash is still seen by every other member.
  *
  * Silence only counts while this node was listening: a tick that comes more than a heartbeat
  * period after the previous one means this node itself stalled (the process was paused, or its
@@ -99,12 +100,15 @@ int failure_on_tick(dr_core *core) {
             continue;
         /* Tie-break of one broken link: the lower-ranked end accuses first, so only the
          * higher-ranked end is excluded (not both, which could cost the majority). */
-        uint64_t limit = r < core->my_rank ? timeout_us + timeout_us / 2 : timeout_us;
-        uint64_t broke = core->vc.disconnected_us[r];
-        if (broke != 0 && core->now_us - broke >= timeout_us / 2)
+        uint64_t silence = core->now_us - core->vc.last_heard_us[r];
+        if (r > core->my_rank) {
+            if (silence > timeout_us)
+                failure_suspect(core, r, "missed heartbeats");
+        } else if (core->vc.disconnected_us[r] != 0 && silence > timeout_us + period_us) {
             failure_suspect(core, r, "connection broke");
-        else if (core->now_us - core->vc.last_heard_us[r] > limit)
+        } else if (silence > timeout_us + timeout_us / 2) {
             failure_suspect(core, r, "missed heartbeats");
+        }
     }
     return rc;
 }
@@ -119,9 +123,11 @@ void failure_on_disconnect(dr_core *core, uint32_t rank) {
     /* a lower-ranked peer: suspected after a grace of half the failure timeout (see above) */
     if (core->vc.disconnected_us[rank] == 0)
         core->vc.disconnected_us[rank] = core->now_us ? core->now_us : 1;
-    core_trace(core, "view %d: connection to %u broke; suspect it in %u ms unless excluded first",
+    core_trace(core,
+               "view %d: connection to %u broke; suspect it after %u ms of silence unless "
+               "excluded first",
                core->view.vid, core->view.member_ids[rank],
-               (unsigned)(core->options.heartbeat_ms * core->options.suspect_after_missed / 2));
+               (unsigned)(core->options.heartbeat_ms * (core->options.suspect_after_missed + 1)));
 }
 
 /** True if suspecting `extra` more members would make me stop by partitioning safety. */
