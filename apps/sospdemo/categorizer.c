@@ -429,11 +429,28 @@ static int forward_ordered(sd_categorizer *cat, const dr_rpc_call_info *info, co
     return rc;
 }
 
+/*
+ * A node whose group stopped (excluded, partitioned) must not answer from its stale models:
+ * its handlers reply DR_ECLOSED (the function tier then asks another replica). Returns 0 while
+ * it is a member.
+ */
+static int refuse_if_stopped(sd_categorizer *cat, dr_buf *reply) {
+    dr_rpc_node *node = atomic_load(&cat->node);
+    int stopped = node ? dr_group_stopped(dr_rpc_node_group(node)) : DR_OK;
+    if (stopped == DR_OK)
+        return DR_OK;
+    dr_buf_put_str(reply, "this categorizer node is no longer a member of the group");
+    return DR_ECLOSED;
+}
+
 static int handle_install(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
                           dr_buf *reply) {
     sd_categorizer *cat = ctx;
     model_args model;
-    int rc = decode_model_args(cat, args, len, &model, reply);
+    int rc = refuse_if_stopped(cat, reply);
+    if (rc != DR_OK)
+        return rc;
+    rc = decode_model_args(cat, args, len, &model, reply);
     if (rc != DR_OK)
         return rc;
     return forward_ordered(cat, info, SD_METHOD_ORDERED_INSTALL, args, len, reply);
@@ -441,6 +458,9 @@ static int handle_install(void *ctx, const dr_rpc_call_info *info, const uint8_t
 
 static int handle_remove(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
                          dr_buf *reply) {
+    int rc = refuse_if_stopped(ctx, reply);
+    if (rc != DR_OK)
+        return rc;
     if (len != 4) {
         dr_buf_put_str(reply, "malformed remove arguments");
         return DR_EINVAL;
@@ -491,6 +511,9 @@ static int handle_inference(void *ctx, const dr_rpc_call_info *info, const uint8
                             size_t len, dr_buf *reply) {
     (void)info;
     sd_categorizer *cat = ctx;
+    int stopped = refuse_if_stopped(cat, reply);
+    if (stopped != DR_OK)
+        return stopped;
     dr_reader reader;
     dr_reader_init(&reader, args, len);
     uint32_t tag = dr_reader_u32(&reader);
@@ -532,6 +555,9 @@ static int handle_list_models(void *ctx, const dr_rpc_call_info *info, const uin
     (void)args;
     (void)len;
     sd_categorizer *cat = ctx;
+    int stopped = refuse_if_stopped(cat, reply);
+    if (stopped != DR_OK)
+        return stopped;
     pthread_mutex_lock(&cat->lock);
     dr_buf_put_u32(reply, (uint32_t)cat->count);
     for (size_t i = 0; i < cat->count; i++) {

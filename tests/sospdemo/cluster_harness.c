@@ -184,9 +184,12 @@ static int start_attempt(harness_cluster *cluster, const harness_options *option
         cluster->stdin_fds[i] = -1;
     cluster->port_base = port_base;
     char command[2048];
-    char min_nodes[32] = "";
-    if (options->min_nodes)
-        snprintf(min_nodes, sizeof min_nodes, "--min-nodes %d", options->min_nodes);
+    /* 0: the shard size (the seed's rule; gen-cluster.sh's own default is 1) */
+    int shards = options->shards > 0 ? options->shards : 1;
+    int per_shard = (options->nodes - options->function_nodes - options->spares) / shards;
+    char min_nodes[32];
+    snprintf(min_nodes, sizeof min_nodes, "--min-nodes %d",
+             options->min_nodes ? options->min_nodes : per_shard);
     snprintf(command, sizeof command,
              "rm -rf '%s' && '%s/scripts/gen-cluster.sh' '%s' %d --function-nodes %d --shards %d "
              "--spares %d %s --port-base %d --heartbeat-ms %d --launch-binary '%s'",

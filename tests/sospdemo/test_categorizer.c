@@ -26,6 +26,19 @@
 static sd_categorizer *g_replicas[REPLICAS];
 static dr_rpc_type g_types[REPLICAS];
 
+/* ---- fake group: running, or stopped (excluded) when g_stopped says so -------------------- */
+
+static int g_stopped; /* what dr_group_stopped answers */
+
+dr_group *dr_rpc_node_group(dr_rpc_node *node) {
+    return (dr_group *)node;
+}
+
+int dr_group_stopped(dr_group *group) {
+    (void)group;
+    return g_stopped;
+}
+
 /* ---- fake ordered calls: deliver to every replica at once -------------------------------- */
 
 struct dr_rpc_results {
@@ -417,8 +430,32 @@ static void test_concurrent_inference_and_remove(void **state) {
     assert_replicas_agree(0);
 }
 
+/* A replica whose group stopped (it was excluded) answers nothing from its stale models. */
+static void test_stopped_replica_refuses(void **state) {
+    (void)state;
+    char *desc = NULL;
+    assert_int_equal(install(0, 5, &g_synset, &g_symbol, &g_params, &desc), DR_OK);
+    free(desc);
+    file_bytes photo = read_file("models/demo-shapes/photos/red-circle.jpg");
+    dr_buf args = {0}, reply;
+    assert_int_equal(sd_inference_args_encode(&args, 5, photo.data, photo.len), DR_OK);
+    g_stopped = DR_EREMOVED;
+    assert_int_equal(call(0, SD_METHOD_INFERENCE, &args, &reply), DR_ECLOSED);
+    dr_buf_free(&reply);
+    assert_int_equal(call(0, SD_METHOD_LIST_MODELS, NULL, &reply), DR_ECLOSED);
+    dr_buf_free(&reply);
+    g_stopped = DR_OK;
+    assert_int_equal(call(0, SD_METHOD_INFERENCE, &args, &reply), DR_OK);
+    dr_buf_free(&reply);
+    dr_buf_free(&args);
+    free(photo.data);
+    assert_int_equal(remove_tag(0, 5, &desc), DR_OK);
+    free(desc);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stopped_replica_refuses),
         cmocka_unit_test(test_install_inference_remove),
         cmocka_unit_test(test_model_that_cannot_load),
         cmocka_unit_test(test_malformed_arguments),
