@@ -72,6 +72,36 @@ int sd_inference_args_encode(dr_buf *out, uint32_t tag, const uint8_t *photo, si
     return out->failed ? DR_ETOOBIG : DR_OK;
 }
 
+int sd_inference_reply_encode(dr_buf *out, sd_answer_kind kind, float score, const char *desc) {
+    uint32_t score_bits = 0;
+    memcpy(&score_bits, &score, sizeof score_bits);
+    dr_buf_put_u8(out, (uint8_t)kind);
+    dr_buf_put_u32(out, score_bits);
+    dr_buf_put_bytes(out, desc, strlen(desc));
+    return out->failed ? DR_ETOOBIG : DR_OK;
+}
+
+int sd_inference_reply_decode(const uint8_t *bytes, size_t len, sd_tag_answer *answer) {
+    dr_reader reader;
+    dr_reader_init(&reader, bytes, len);
+    uint8_t kind = dr_reader_u8(&reader);
+    uint32_t score_bits = dr_reader_u32(&reader);
+    if (reader.failed || kind > SD_ANSWER_BAD_PHOTO)
+        return DR_EPROTO;
+    size_t desc_len = dr_reader_remaining(&reader);
+    const uint8_t *desc = dr_reader_bytes(&reader, desc_len);
+    char *text = malloc(desc_len + 1);
+    if (!text)
+        return DR_ENOMEM;
+    if (desc_len)
+        memcpy(text, desc, desc_len);
+    text[desc_len] = '\0';
+    answer->kind = (sd_answer_kind)kind;
+    memcpy(&answer->score, &score_bits, sizeof answer->score);
+    answer->desc = text;
+    return DR_OK;
+}
+
 int sd_model_reply_encode(dr_buf *out, int32_t error_code, const char *desc) {
     dr_buf_put_u32(out, (uint32_t)error_code);
     dr_buf_put_str(out, desc);
@@ -443,6 +473,29 @@ static int refuse_if_stopped(sd_categorizer *cat, dr_buf *reply) {
     return DR_ECLOSED;
 }
 
+/*
+ * Loads the model once, as an inference would: 0 if it loads, else DR_ECORRUPT with the
+ * loader's reason in why (parse errors, shapes that do not fit, the engine's limits).
+ */
+static int validate_model(const model_args *model, char *why, size_t cap) {
+    if (model->params_len == 0)
+        return DR_OK; /* ordered_install refuses an empty model with its own message */
+    dr_err err = {0};
+    dr_model *engine = NULL;
+    int rc = detect_format(model->params, model->params_len, model->symbol_len) == SD_FORMAT_ONNX
+                 ? dr_model_load_onnx(model->params, model->params_len, model->synset,
+                                      model->synset_len, NULL, &engine, &err)
+                 : dr_model_load_mxnet(model->synset, model->synset_len, model->symbol,
+                                       model->symbol_len, model->params, model->params_len, NULL,
+                                       &engine, &err);
+    dr_model_free(engine);
+    if (rc == DR_OK)
+        return DR_OK;
+    snprintf(why, cap, "install_model failed because the model of tag (%u) cannot be loaded: %s",
+             model->tag, err.msg[0] ? err.msg : dr_strerror(rc));
+    return DR_ECORRUPT;
+}
+
 static int handle_install(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
                           dr_buf *reply) {
     sd_categorizer *cat = ctx;
@@ -453,6 +506,11 @@ static int handle_install(void *ctx, const dr_rpc_call_info *info, const uint8_t
     rc = decode_model_args(cat, args, len, &model, reply);
     if (rc != DR_OK)
         return rc;
+    char why[DR_ERR_MSG_MAX + 120];
+    if (validate_model(&model, why, sizeof why) != DR_OK) {
+        DR_WARN(DR_LOGM_APP, "%s", why);
+        return sd_model_reply_encode(reply, DR_ECORRUPT, why);
+    }
     return forward_ordered(cat, info, SD_METHOD_ORDERED_INSTALL, args, len, reply);
 }
 
@@ -526,23 +584,23 @@ static int handle_inference(void *ctx, const dr_rpc_call_info *info, const uint8
     }
     sd_entry *entry = acquire_entry(cat, tag);
     if (!entry)
-        return dr_buf_put_bytes(reply, SD_DESC_NO_MODEL, strlen(SD_DESC_NO_MODEL));
+        return sd_inference_reply_encode(reply, SD_ANSWER_NO_MODEL, 0, SD_DESC_NO_MODEL);
     dr_model *engine = entry_engine(entry);
     int rc = DR_OK;
     if (!engine) {
-        rc = dr_buf_put_bytes(reply, SD_DESC_LOAD_FAIL, strlen(SD_DESC_LOAD_FAIL));
+        rc = sd_inference_reply_encode(reply, SD_ANSWER_LOAD_FAIL, 0, SD_DESC_LOAD_FAIL);
     } else {
         dr_class_score top = {0};
         size_t n = 0;
         dr_err err = {0};
         if (dr_model_classify(engine, photo, photo_len, &top, 1, &n, &err) != DR_OK || n == 0) {
             char text[DR_ERR_MSG_MAX + 40];
-            snprintf(text, sizeof text, "Cannot classify photo: %s.",
+            snprintf(text, sizeof text, SD_DESC_BAD_PHOTO_PREFIX ": %s.",
                      err.msg[0] ? err.msg : "no answer");
-            rc = dr_buf_put_bytes(reply, text, strlen(text));
+            rc = sd_inference_reply_encode(reply, SD_ANSWER_BAD_PHOTO, 0, text);
         } else {
-            const char *label = top.label ? top.label : "";
-            rc = dr_buf_put_bytes(reply, label, strlen(label));
+            rc = sd_inference_reply_encode(reply, SD_ANSWER_OK, top.score,
+                                           top.label ? top.label : "");
         }
     }
     entry_release(entry);

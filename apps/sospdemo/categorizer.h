@@ -12,12 +12,18 @@
  *   ordered_remove   ORDERED  args: u32 tag            reply: model reply
  *   install          P2P      args: model args         reply: model reply (the seed's flow: the
  *                             member multicasts ordered_install in its shard and combines every
- *                             replica's reply: 0 only if all replicas answered 0)
+ *                             replica's reply: 0 only if all replicas answered 0). Before the
+ *                             multicast the member loads the model once (parse, shapes, the
+ *                             engine's limits; loading is deterministic, so every replica would
+ *                             agree): a model that cannot load is refused with DR_ECORRUPT and
+ *                             the loader's reason, and nothing is multicast
  *   remove           P2P      args: u32 tag            reply: model reply (via ordered_remove)
  *   inference        P2P      args: u32 tag, u32 n, n photo bytes
- *                             reply: the description (UTF-8, no NUL): the synset line of the
- *                             arg-max class, "Cannot find model for photo tag.", "Cannot load
- *                             model for photo tag." or "Cannot classify photo: <reason>."
+ *                             reply: inference reply: u8 kind (sd_answer_kind), u32 score
+ *                             (IEEE float bits), then the description to the end (UTF-8, no
+ *                             NUL): the synset line of the arg-max class, "Cannot find model
+ *                             for photo tag.", "Cannot load model for photo tag." or "Cannot
+ *                             classify photo: <reason>."
  *   list_models      P2P      args: none               reply: u32 count, count x (u32 tag,
  *                             u8 format, u64 bytes, u64 digest) in tag order
  *
@@ -35,6 +41,7 @@
 #ifndef SOSPDEMO_CATEGORIZER_H
 #define SOSPDEMO_CATEGORIZER_H
 
+#include "answers.h"
 #include "derecho/buffer.h"
 #include "derecho/error.h"
 #include "derecho/rpc.h"
@@ -59,9 +66,7 @@
 /** Fixed bytes in front of a photo in the inference args (2 x u32). */
 #define SD_INFERENCE_ARGS_HEADER_BYTES 8u
 
-/** Answers (seed texts where the seed had one). */
-#define SD_DESC_NO_MODEL   "Cannot find model for photo tag."
-#define SD_DESC_LOAD_FAIL  "Cannot load model for photo tag."
+/** Answers (seed texts where the seed had one; the inference ones are in answers.h). */
 #define SD_DESC_INSTALL_OK "install model successfully."
 #define SD_DESC_REMOVE_OK  "remove model successfully."
 
@@ -103,6 +108,15 @@ void sd_categorizer_rpc_type(sd_categorizer *cat, dr_rpc_type *type);
 size_t sd_categorizer_model_count(sd_categorizer *cat);
 
 /* ---- wire helpers (shared with the function tier and tests) ------------------------------ */
+
+/** Appends an inference reply (see above). Returns 0 or DR_ETOOBIG / DR_ENOMEM. */
+int sd_inference_reply_encode(dr_buf *out, sd_answer_kind kind, float score, const char *desc);
+
+/**
+ * Decodes an inference reply into *answer (desc malloc'd; tag left as is). Returns 0,
+ * DR_EPROTO (malformed) or DR_ENOMEM.
+ */
+int sd_inference_reply_decode(const uint8_t *bytes, size_t len, sd_tag_answer *answer);
 
 /** Appends model args to *out. Returns 0 or DR_ETOOBIG / DR_ENOMEM (out's limit). */
 int sd_model_args_encode(dr_buf *out, uint32_t tag, const uint8_t *synset, size_t synset_bytes,

@@ -8,6 +8,8 @@
  */
 #include "client.h"
 
+#include "answers.h"
+
 #include "client_call.h"
 #include "derecho/error.h"
 #include "grpc_util.h"
@@ -239,9 +241,13 @@ static int print_photo_reply(sd_client_call *call) {
     ProtobufCMessage *msg = unpack_reply(call, &sospdemo__photo_reply__descriptor);
     if (!msg)
         return SD_EXIT_FAILED;
-    printf("photo description:%s\n", ((Sospdemo__PhotoReply *)msg)->desc);
+    const char *desc = ((Sospdemo__PhotoReply *)msg)->desc;
+    printf("photo description:%s\n", desc);
+    sd_answer_kind kind = sd_answer_kind_of(desc);
+    if (kind != SD_ANSWER_OK)
+        fprintf(stderr, "inference failed (%s): %s\n", sd_answer_kind_name(kind), desc);
     protobuf_c_message_free_unpacked(msg, NULL);
-    return SD_EXIT_OK;
+    return kind == SD_ANSWER_OK ? SD_EXIT_OK : SD_EXIT_FAILED;
 }
 
 static int print_model_reply(sd_client_call *call) {

@@ -199,10 +199,10 @@ static int start_tag(sd_service *service, const dr_group_view *view,
     return DR_OK;
 }
 
-/* Waits for one tag's answer (retrying elsewhere); appends it to `answer` or sets err. */
+/* Waits for one tag's answer (retrying elsewhere) into *answer, or sets err. */
 static int finish_tag(sd_service *service, const dr_group_view *view,
                       const dr_subgroup_layout *layout, uint32_t tag, tag_call *call,
-                      const dr_buf *args, dr_buf *answer, bool first, dr_err *err) {
+                      const dr_buf *args, sd_tag_answer *answer, dr_err *err) {
     if (call->start_rc == DR_OK)
         call->status =
             dr_rpc_pending_wait(call->pending, service->config.inference_timeout_ms, &call->reply);
@@ -223,14 +223,24 @@ static int finish_tag(sd_service *service, const dr_group_view *view,
         free(detail);
         return rc;
     }
-    if (!first)
-        dr_buf_put_bytes(answer, " or ", 4);
-    dr_buf_put_bytes(answer, call->reply.bytes, call->reply.len);
+    answer->tag = tag;
+    int rc = sd_inference_reply_decode(call->reply.bytes, call->reply.len, answer);
+    if (rc != DR_OK)
+        return dr_err_set(err, DR_EPROTO, "malformed inference reply from categorizer node %u",
+                          call->target);
     return DR_OK;
 }
 
-static int service_whatsthis(void *user, const uint32_t *tags, size_t n_tags, const uint8_t *photo,
-                             size_t photo_size_bytes, char **desc_out, dr_err *err) {
+/* Frees the descriptions of answers[0..n). */
+static void free_answers(sd_tag_answer *answers, size_t n) {
+    for (size_t i = 0; answers && i < n; i++) {
+        free(answers[i].desc);
+        answers[i].desc = NULL;
+    }
+}
+
+static int service_classify(void *user, const uint32_t *tags, size_t n_tags, const uint8_t *photo,
+                            size_t photo_size_bytes, sd_tag_answer *answers, dr_err *err) {
     sd_service *service = user;
     if (service->config.max_photo_bytes && photo_size_bytes > service->config.max_photo_bytes)
         return dr_err_set(err, DR_ETOOBIG,
@@ -247,7 +257,7 @@ static int service_whatsthis(void *user, const uint32_t *tags, size_t n_tags, co
     const dr_subgroup_layout *layout = categorizer_layout(service, view, err);
     tag_call *calls = calloc(n_tags ? n_tags : 1, sizeof *calls);
     dr_buf *args = calloc(n_tags ? n_tags : 1, sizeof *args);
-    dr_buf answer = {0};
+    memset(answers, 0, n_tags * sizeof *answers);
     if (!layout) {
         rc = err ? err->code : DR_EAGAIN;
         goto cleanup;
@@ -265,20 +275,11 @@ static int service_whatsthis(void *user, const uint32_t *tags, size_t n_tags, co
             goto cleanup;
         }
     }
-    for (size_t i = 0; i < n_tags; i++) {
-        rc = finish_tag(service, view, layout, tags[i], &calls[i], &args[i], &answer, i == 0, err);
-        if (rc != DR_OK)
-            goto cleanup;
-    }
-    dr_buf_put_u8(&answer, 0);
-    if (answer.failed) {
-        rc = dr_err_set(err, DR_ENOMEM, "out of memory");
-        goto cleanup;
-    }
-    size_t len = 0;
-    *desc_out = (char *)dr_buf_steal(&answer, &len);
-    rc = DR_OK;
+    for (size_t i = 0; i < n_tags && rc == DR_OK; i++)
+        rc = finish_tag(service, view, layout, tags[i], &calls[i], &args[i], &answers[i], err);
 cleanup:
+    if (rc != DR_OK)
+        free_answers(answers, n_tags);
     for (size_t i = 0; calls && i < n_tags; i++) {
         dr_rpc_pending_free(calls[i].pending);
         dr_rpc_reply_clear(&calls[i].reply);
@@ -287,8 +288,34 @@ cleanup:
     }
     free(calls);
     free(args);
-    dr_buf_free(&answer);
     free(view);
+    return rc;
+}
+
+/* The seed's answer: every tag's description joined with " or ". */
+static int service_whatsthis(void *user, const uint32_t *tags, size_t n_tags, const uint8_t *photo,
+                             size_t photo_size_bytes, char **desc_out, dr_err *err) {
+    sd_tag_answer *answers = calloc(n_tags ? n_tags : 1, sizeof *answers);
+    if (!answers)
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    int rc = service_classify(user, tags, n_tags, photo, photo_size_bytes, answers, err);
+    dr_buf joined = {0};
+    for (size_t i = 0; rc == DR_OK && i < n_tags; i++) {
+        if (i > 0)
+            dr_buf_put_bytes(&joined, " or ", 4);
+        dr_buf_put_bytes(&joined, answers[i].desc, strlen(answers[i].desc));
+    }
+    dr_buf_put_u8(&joined, 0);
+    if (rc == DR_OK && joined.failed)
+        rc = dr_err_set(err, DR_ENOMEM, "out of memory");
+    if (rc == DR_OK) {
+        size_t len = 0;
+        *desc_out = (char *)dr_buf_steal(&joined, &len);
+    }
+    dr_buf_free(&joined);
+    if (rc == DR_OK)
+        free_answers(answers, n_tags);
+    free(answers);
     return rc;
 }
 
@@ -383,6 +410,7 @@ sd_backend sd_service_backend(sd_service *service) {
     sd_backend backend = {
         .user = service,
         .whatsthis = service_whatsthis,
+        .classify = service_classify,
         .install_model = service_install,
         .remove_model = service_remove,
     };
