@@ -398,8 +398,12 @@ static int cmd_remove(int argc, char **argv) {
 }
 
 int sd_client_main(int argc, char **argv) {
+    if (argc < 3)
+        return usage_error(argv, "client needs <function-tier-node> and an action "
+                                 "(inference, installmodel, removemodel)");
     if (argc < 4)
-        return usage_error(argv, NULL);
+        return usage_error(argv, "client needs an action after the node: inference, "
+                                 "installmodel or removemodel");
     const char *command = argv[3];
     int (*run)(int, char **) = NULL;
     if (strcmp(command, "inference") == 0)
@@ -408,8 +412,10 @@ int sd_client_main(int argc, char **argv) {
         run = cmd_install;
     else if (strcmp(command, "removemodel") == 0)
         run = cmd_remove;
-    else
+    if (!run) {
+        fprintf(stderr, "unknown action '%s' (inference, installmodel or removemodel)\n", command);
         return usage_error(argv, NULL);
+    }
     grpc_init();
     int exit_code = run(argc, argv);
     grpc_shutdown();
