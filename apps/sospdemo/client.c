@@ -28,7 +28,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { MAX_CLIENT_TAGS = 1024, DEFAULT_TIMEOUT_MS = 600000 };
+/* Call deadlines unless $SOSPDEMO_CLIENT_TIMEOUT_MS says otherwise: a classification or a
+ * removal answers in seconds; an install uploads up to 100 MiB and loads the model. */
+enum { MAX_CLIENT_TAGS = 1024, DEFAULT_TIMEOUT_MS = 60000, DEFAULT_INSTALL_TIMEOUT_MS = 600000 };
 
 /* ---------------------------------------------------------------- argument parsing */
 
@@ -195,7 +197,8 @@ static int stream_file(sd_client_call *call, chunk_kind kind, const input_file *
 
 /* ---------------------------------------------------------------- replies */
 
-static int64_t timeout_ms(void) {
+/* $SOSPDEMO_CLIENT_TIMEOUT_MS, or the call's default. */
+static int64_t timeout_ms(int64_t default_ms) {
     const char *text = getenv("SOSPDEMO_CLIENT_TIMEOUT_MS");
     if (text && *text) {
         char *end = NULL;
@@ -203,7 +206,7 @@ static int64_t timeout_ms(void) {
         if (*end == '\0' && value > 0)
             return value;
     }
-    return DEFAULT_TIMEOUT_MS;
+    return default_ms;
 }
 
 /* Prints why a call failed (stderr) when its status is not OK. Returns true for OK. */
@@ -277,7 +280,8 @@ static int run_inference(const char *target, const uint32_t *tags, size_t n_tags
                          input_file *photo) {
     sd_client_call call;
     int exit_code = SD_EXIT_FAILED;
-    if (sd_client_call_open(&call, target, SD_METHOD_WHATSTHIS, timeout_ms()) != DR_OK) {
+    if (sd_client_call_open(&call, target, SD_METHOD_WHATSTHIS, timeout_ms(DEFAULT_TIMEOUT_MS)) !=
+        DR_OK) {
         fprintf(stderr, "cannot open a call to %s\n", target);
         goto out;
     }
@@ -302,7 +306,8 @@ out:
 static int run_install(const char *target, uint32_t tag, input_file files[3]) {
     sd_client_call call;
     int exit_code = SD_EXIT_FAILED;
-    if (sd_client_call_open(&call, target, SD_METHOD_INSTALL_MODEL, timeout_ms()) != DR_OK) {
+    if (sd_client_call_open(&call, target, SD_METHOD_INSTALL_MODEL,
+                            timeout_ms(DEFAULT_INSTALL_TIMEOUT_MS)) != DR_OK) {
         fprintf(stderr, "cannot open a call to %s\n", target);
         goto out;
     }
@@ -329,7 +334,8 @@ out:
 static int run_remove(const char *target, uint32_t tag) {
     sd_client_call call;
     int exit_code = SD_EXIT_FAILED;
-    if (sd_client_call_open(&call, target, SD_METHOD_REMOVE_MODEL, timeout_ms()) != DR_OK) {
+    if (sd_client_call_open(&call, target, SD_METHOD_REMOVE_MODEL,
+                            timeout_ms(DEFAULT_TIMEOUT_MS)) != DR_OK) {
         fprintf(stderr, "cannot open a call to %s\n", target);
         goto out;
     }

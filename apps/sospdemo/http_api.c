@@ -775,6 +775,17 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* ---------------------------------------------------------------- start / stop */
 
+/* libmicrohttpd's own messages ("Error processing request", ...) go to our log, prefixed. */
+static void log_from_microhttpd(void *cls, const char *fmt, va_list ap) {
+    (void)cls;
+    char text[512];
+    vsnprintf(text, sizeof text, fmt, ap);
+    size_t len = strlen(text);
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        text[--len] = '\0';
+    DR_WARN(DR_LOGM_APP, "HTTP server (libmicrohttpd): %s", text);
+}
+
 int sd_http_start(const sd_http_config *config, const sd_backend *backend,
                   const sd_http_hooks *hooks, sd_http_api **out, dr_err *err) {
     *out = NULL;
@@ -801,8 +812,9 @@ int sd_http_start(const sd_http_config *config, const sd_backend *backend,
     api->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0,
         NULL, NULL, on_request, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_CONNECTION_LIMIT,
-        max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_EXTERNAL_LOGGER,
+        log_from_microhttpd, NULL, MHD_OPTION_CONNECTION_LIMIT, max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
     if (!api->daemon) {
         pthread_mutex_destroy(&api->lock);
         free(api);

@@ -101,7 +101,7 @@ static const char help_client[] =
     "`return code:<n>` and `description:<text>`. Exit codes: 0 success; 1 a failed call, a\n"
     "refused install or remove, an answer that is an error (\"Cannot find model for photo\n"
     "tag.\"), an unreadable file; 2 bad arguments. $SOSPDEMO_CLIENT_TIMEOUT_MS sets the call\n"
-    "deadline in ms (default 600000).\n"
+    "deadline in ms (default 60000; installmodel 600000).\n"
     "\n"
     "examples:\n"
     "  sospdemo client 127.0.0.1:28000 installmodel 1 models/demo-shapes/synset.txt \\\n"

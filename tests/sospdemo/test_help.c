@@ -88,9 +88,12 @@ static void test_sospdemo_help(void **state) {
                                   "timeout_ms",
                                   NULL};
     expect_help("sospdemo", "server --help", server);
-    const char *const client[] = {"inference",        "installmodel",
-                                  "removemodel",      "SOSPDEMO_CLIENT_TIMEOUT_MS",
-                                  "(default 600000)", NULL};
+    const char *const client[] = {"inference",
+                                  "installmodel",
+                                  "removemodel",
+                                  "SOSPDEMO_CLIENT_TIMEOUT_MS",
+                                  "(default 60000; installmodel 600000)",
+                                  NULL};
     expect_help("sospdemo", "client --help", client);
     const char *const config[] = {"--SECTION/key=value", NULL};
     expect_help("sospdemo", "config --help", config);
