@@ -31,6 +31,16 @@
 /* web/index.html, embedded at build time (embed.cmake). */
 extern const unsigned char sd_web_page[];
 
+/* The demo model's sample photos, embedded at build time (embed_samples.cmake). */
+typedef struct sd_sample {
+    const char *name;           /* file name, e.g. "red-circle.jpg" */
+    const char *type;           /* its content type */
+    const unsigned char *bytes; /* its bytes */
+    size_t len;                 /* their number */
+} sd_sample;
+extern const sd_sample sd_samples[];
+extern const size_t sd_samples_count;
+
 enum { DEFAULT_MAX_CONNECTIONS = 64, MAX_HTTP_TAGS = 64, POST_BUFFER_BYTES = 64 * 1024 };
 
 typedef enum endpoint {
@@ -43,13 +53,14 @@ typedef enum endpoint {
     EP_HEALTHZ,
     EP_METRICS,
     EP_PAGE,
+    EP_SAMPLE,
     EP_OTHER,
     EP_COUNT,
 } endpoint;
 
 static const char *const endpoint_names[EP_COUNT] = {
-    "whatsthis", "install_model", "remove_model", "model", "models",
-    "cluster",   "healthz",       "metrics",      "page",  "other",
+    "whatsthis", "install_model", "remove_model", "model",  "models", "cluster",
+    "healthz",   "metrics",       "page",         "sample", "other",
 };
 
 /* Error kinds counted in /metrics (sospdemo_http_errors_by_kind_total). */
@@ -141,6 +152,7 @@ typedef struct http_request {
     uint64_t parts_bytes;           /* PUT: bytes of all parts so far */
     unsigned error_status;          /* != 0: answer this status with error_text */
     char error_text[DR_ERR_MSG_MAX];
+    int sample; /* GET /samples/<name>: its index; -1: the list */
 } http_request;
 
 /* ---------------------------------------------------------------- small helpers */
@@ -278,6 +290,19 @@ static void route(http_request *req, const char *url, const char *method) {
             req->ep = EP_MODEL_GET;
         else
             request_fail(req, MHD_HTTP_METHOD_NOT_ALLOWED, "%s needs GET, PUT or DELETE", url);
+        return;
+    }
+    if (strcmp(url, "/samples") == 0 || strncmp(url, "/samples/", 9) == 0) {
+        req->ep = EP_SAMPLE;
+        req->sample = -1;
+        const char *name = url[8] == '/' ? url + 9 : "";
+        for (size_t i = 0; *name && i < sd_samples_count; i++)
+            if (strcmp(name, sd_samples[i].name) == 0)
+                req->sample = (int)i;
+        if (*name && req->sample < 0)
+            request_fail(req, MHD_HTTP_NOT_FOUND, "no sample photo named '%s'", name);
+        else if (strcmp(method, "GET") != 0)
+            request_fail(req, MHD_HTTP_METHOD_NOT_ALLOWED, "%s needs GET", url);
         return;
     }
     req->ep = EP_OTHER;
@@ -579,6 +604,27 @@ static enum MHD_Result do_hook_json(sd_http_api *api, struct MHD_Connection *con
     return answer(api, conn, req, MHD_HTTP_OK, json, "application/json");
 }
 
+/* GET /samples: the names of the bundled sample photos; GET /samples/<name>: one of them. */
+static enum MHD_Result do_sample(sd_http_api *api, struct MHD_Connection *conn, http_request *req) {
+    if (req->sample < 0) {
+        cJSON *names = cJSON_CreateArray();
+        for (size_t i = 0; i < sd_samples_count; i++)
+            cJSON_AddItemToArray(names, cJSON_CreateString(sd_samples[i].name));
+        return answer_json(api, conn, req, MHD_HTTP_OK, names);
+    }
+    const sd_sample *sample = &sd_samples[req->sample];
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(sample->len, (void *)sample->bytes, MHD_RESPMEM_PERSISTENT);
+    if (!response)
+        return MHD_NO;
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, sample->type);
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "max-age=3600");
+    enum MHD_Result rc = MHD_queue_response(conn, MHD_HTTP_OK, response);
+    MHD_destroy_response(response);
+    record(api, req->ep, MHD_HTTP_OK, req->start_ns);
+    return rc;
+}
+
 /* GET /v1/models/{tag}: that tag's entry of the list_models hook's array, or 404. */
 static enum MHD_Result do_model_get(sd_http_api *api, struct MHD_Connection *conn,
                                     http_request *req) {
@@ -724,6 +770,8 @@ static enum MHD_Result dispatch(sd_http_api *api, struct MHD_Connection *conn, h
         return answer(api, conn, req, MHD_HTTP_OK, strdup("ok\n"), "text/plain");
     case EP_METRICS:
         return do_metrics(api, conn, req);
+    case EP_SAMPLE:
+        return do_sample(api, conn, req);
     case EP_PAGE:
         return answer(api, conn, req, MHD_HTTP_OK, strdup((const char *)sd_web_page),
                       "text/html; charset=utf-8");

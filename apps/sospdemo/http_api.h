@@ -16,6 +16,8 @@
  *   GET    /v1/models/{tag}         that tag's entry of it, or 404
  *   GET    /v1/cluster              the cluster hook's JSON (501 without it)
  *   GET    /, /index.html           the web page (web/index.html): classify, models, cluster
+ *   GET    /samples                 the names of the demo model's sample photos (JSON array)
+ *   GET    /samples/<name>          one of them (embedded at build time), for the page
  *   GET    /healthz                 "ok"
  *   GET    /metrics                 Prometheus text: requests and errors per endpoint, a
  *                                   latency histogram, the gRPC server's call counters, the
