@@ -2,7 +2,18 @@
 #include "answers.h"
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
+
+void sd_tag_answer_clear(sd_tag_answer *answer) {
+    free(answer->desc);
+    answer->desc = NULL;
+    for (uint32_t i = 0; i < answer->n_top && i < SD_MAX_TOP; i++) {
+        free(answer->top[i].label);
+        answer->top[i].label = NULL;
+    }
+    answer->n_top = 0;
+}
 
 /* The kind of one part (text up to the next " or " or the end). */
 static sd_answer_kind part_kind(const char *part) {

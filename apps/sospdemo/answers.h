@@ -25,13 +25,27 @@ typedef enum sd_answer_kind {
     SD_ANSWER_BAD_PHOTO = 3, /**< the photo cannot be decoded or classified (HTTP 415) */
 } sd_answer_kind;
 
+/** The most classes an answer lists on request (HTTP ?top=K). */
+#define SD_MAX_TOP 10u
+
+/** One class of a top-k list. */
+typedef struct sd_class {
+    float score; /**< its probability */
+    char *label; /**< its synset line (malloc'd) */
+} sd_class;
+
 /** One tag's answer (the HTTP API's per-tag result). */
 typedef struct sd_tag_answer {
-    uint32_t tag;        /**< the tag asked */
-    sd_answer_kind kind; /**< what the answer is */
-    float score;         /**< probability of the label (0 for errors) */
-    char *desc;          /**< the description (malloc'd; the receiver frees it) */
+    uint32_t tag;             /**< the tag asked */
+    sd_answer_kind kind;      /**< what the answer is */
+    float score;              /**< probability of the label (0 for errors) */
+    char *desc;               /**< the description (malloc'd) */
+    uint32_t n_top;           /**< classes in top (0 unless asked for, and for errors) */
+    sd_class top[SD_MAX_TOP]; /**< the best classes, best first (labels malloc'd) */
 } sd_tag_answer;
+
+/** Frees an answer's strings and zeroes its counts (the tag and kind stay). */
+void sd_tag_answer_clear(sd_tag_answer *answer);
 
 /** The first error kind among desc's " or "-joined parts; SD_ANSWER_OK if none. NULL: OK. */
 sd_answer_kind sd_answer_kind_of(const char *desc);

@@ -64,41 +64,83 @@ int sd_model_args_encode(dr_buf *out, uint32_t tag, const uint8_t *synset, size_
     return out->failed ? DR_ETOOBIG : DR_OK;
 }
 
-int sd_inference_args_encode(dr_buf *out, uint32_t tag, const uint8_t *photo, size_t photo_bytes) {
+int sd_inference_args_encode(dr_buf *out, uint32_t tag, const uint8_t *photo, size_t photo_bytes,
+                             uint32_t top_k) {
     if (photo_bytes > UINT32_MAX)
         return DR_ETOOBIG;
     dr_buf_put_u32(out, tag);
     dr_buf_put_blob(out, photo, (uint32_t)photo_bytes);
+    if (top_k > 0)
+        dr_buf_put_u32(out, top_k);
     return out->failed ? DR_ETOOBIG : DR_OK;
 }
 
-int sd_inference_reply_encode(dr_buf *out, sd_answer_kind kind, float score, const char *desc) {
-    uint32_t score_bits = 0;
-    memcpy(&score_bits, &score, sizeof score_bits);
+static uint32_t float_bits(float value) {
+    uint32_t bits = 0;
+    memcpy(&bits, &value, sizeof bits);
+    return bits;
+}
+
+static float bits_float(uint32_t bits) {
+    float value = 0;
+    memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
+int sd_inference_reply_encode(dr_buf *out, sd_answer_kind kind, float score, const char *desc,
+                              const sd_class *top, uint32_t n_top) {
     dr_buf_put_u8(out, (uint8_t)kind);
-    dr_buf_put_u32(out, score_bits);
-    dr_buf_put_bytes(out, desc, strlen(desc));
+    dr_buf_put_u32(out, float_bits(score));
+    dr_buf_put_str(out, desc);
+    dr_buf_put_u32(out, n_top);
+    for (uint32_t i = 0; i < n_top; i++) {
+        dr_buf_put_u32(out, float_bits(top[i].score));
+        dr_buf_put_str(out, top[i].label ? top[i].label : "");
+    }
     return out->failed ? DR_ETOOBIG : DR_OK;
+}
+
+/* A length-prefixed string of the reader as a malloc'd C string, or NULL. */
+static char *reader_string(dr_reader *reader) {
+    uint32_t len = 0;
+    const uint8_t *bytes = dr_reader_blob(reader, 1u << 20, &len);
+    if (reader->failed)
+        return NULL;
+    char *text = malloc((size_t)len + 1);
+    if (text) {
+        if (len)
+            memcpy(text, bytes, len);
+        text[len] = '\0';
+    }
+    return text;
 }
 
 int sd_inference_reply_decode(const uint8_t *bytes, size_t len, sd_tag_answer *answer) {
     dr_reader reader;
     dr_reader_init(&reader, bytes, len);
     uint8_t kind = dr_reader_u8(&reader);
-    uint32_t score_bits = dr_reader_u32(&reader);
-    if (reader.failed || kind > SD_ANSWER_BAD_PHOTO)
+    float score = bits_float(dr_reader_u32(&reader));
+    char *desc = reader_string(&reader);
+    uint32_t n_top = dr_reader_u32(&reader);
+    if (!desc || reader.failed || kind > SD_ANSWER_BAD_PHOTO || n_top > SD_MAX_TOP) {
+        free(desc);
         return DR_EPROTO;
-    size_t desc_len = dr_reader_remaining(&reader);
-    const uint8_t *desc = dr_reader_bytes(&reader, desc_len);
-    char *text = malloc(desc_len + 1);
-    if (!text)
-        return DR_ENOMEM;
-    if (desc_len)
-        memcpy(text, desc, desc_len);
-    text[desc_len] = '\0';
+    }
     answer->kind = (sd_answer_kind)kind;
-    memcpy(&answer->score, &score_bits, sizeof answer->score);
-    answer->desc = text;
+    answer->score = score;
+    answer->desc = desc;
+    answer->n_top = 0;
+    for (uint32_t i = 0; i < n_top; i++) {
+        float one = bits_float(dr_reader_u32(&reader));
+        char *label = reader_string(&reader);
+        if (!label)
+            break;
+        answer->top[answer->n_top++] = (sd_class){.score = one, .label = label};
+    }
+    if (answer->n_top != n_top || !dr_reader_done(&reader)) {
+        sd_tag_answer_clear(answer);
+        return DR_EPROTO;
+    }
     return DR_OK;
 }
 
@@ -578,29 +620,36 @@ static int handle_inference(void *ctx, const dr_rpc_call_info *info, const uint8
     uint32_t photo_len = 0;
     const uint8_t *photo =
         dr_reader_blob(&reader, (uint32_t)cat->limits.max_photo_bytes, &photo_len);
-    if (!dr_reader_done(&reader)) {
+    uint32_t top_k = dr_reader_remaining(&reader) >= 4 ? dr_reader_u32(&reader) : 0;
+    if (!dr_reader_done(&reader) || top_k > SD_MAX_TOP) {
         dr_buf_put_str(reply, "malformed inference arguments (or photo over the limit)");
         return DR_EINVAL;
     }
     sd_entry *entry = acquire_entry(cat, tag);
     if (!entry)
-        return sd_inference_reply_encode(reply, SD_ANSWER_NO_MODEL, 0, SD_DESC_NO_MODEL);
+        return sd_inference_reply_encode(reply, SD_ANSWER_NO_MODEL, 0, SD_DESC_NO_MODEL, NULL, 0);
     dr_model *engine = entry_engine(entry);
     int rc = DR_OK;
     if (!engine) {
-        rc = sd_inference_reply_encode(reply, SD_ANSWER_LOAD_FAIL, 0, SD_DESC_LOAD_FAIL);
+        rc = sd_inference_reply_encode(reply, SD_ANSWER_LOAD_FAIL, 0, SD_DESC_LOAD_FAIL, NULL, 0);
     } else {
-        dr_class_score top = {0};
+        dr_class_score best[SD_MAX_TOP];
         size_t n = 0;
         dr_err err = {0};
-        if (dr_model_classify(engine, photo, photo_len, &top, 1, &n, &err) != DR_OK || n == 0) {
+        if (dr_model_classify(engine, photo, photo_len, best, top_k ? top_k : 1, &n, &err) !=
+                DR_OK ||
+            n == 0) {
             char text[DR_ERR_MSG_MAX + 40];
             snprintf(text, sizeof text, SD_DESC_BAD_PHOTO_PREFIX ": %s.",
                      err.msg[0] ? err.msg : "no answer");
-            rc = sd_inference_reply_encode(reply, SD_ANSWER_BAD_PHOTO, 0, text);
+            rc = sd_inference_reply_encode(reply, SD_ANSWER_BAD_PHOTO, 0, text, NULL, 0);
         } else {
-            rc = sd_inference_reply_encode(reply, SD_ANSWER_OK, top.score,
-                                           top.label ? top.label : "");
+            sd_class top[SD_MAX_TOP];
+            for (size_t i = 0; i < n; i++)
+                top[i] = (sd_class){.score = best[i].score, .label = (char *)best[i].label};
+            rc = sd_inference_reply_encode(reply, SD_ANSWER_OK, best[0].score,
+                                           best[0].label ? best[0].label : "", top,
+                                           top_k ? (uint32_t)n : 0);
         }
     }
     entry_release(entry);

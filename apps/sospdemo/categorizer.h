@@ -18,12 +18,14 @@
  *                             agree): a model that cannot load is refused with DR_ECORRUPT and
  *                             the loader's reason, and nothing is multicast
  *   remove           P2P      args: u32 tag            reply: model reply (via ordered_remove)
- *   inference        P2P      args: u32 tag, u32 n, n photo bytes
+ *   inference        P2P      args: u32 tag, u32 n, n photo bytes, then optionally u32 top_k
+ *                             (the classes to list, 0..SD_MAX_TOP; absent: 0)
  *                             reply: inference reply: u8 kind (sd_answer_kind), u32 score
- *                             (IEEE float bits), then the description to the end (UTF-8, no
- *                             NUL): the synset line of the arg-max class, "Cannot find model
- *                             for photo tag.", "Cannot load model for photo tag." or "Cannot
- *                             classify photo: <reason>."
+ *                             (IEEE float bits), u32 n + n bytes of description (UTF-8): the
+ *                             synset line of the arg-max class, "Cannot find model for photo
+ *                             tag.", "Cannot load model for photo tag." or "Cannot classify
+ *                             photo: <reason>."; then u32 count, count x (u32 score bits, u32
+ *                             n + n bytes of label): the top_k best classes, best first
  *   list_models      P2P      args: none               reply: u32 count, count x (u32 tag,
  *                             u8 format, u64 bytes, u64 digest) in tag order
  *
@@ -63,8 +65,8 @@
 
 /** Fixed bytes in front of a model's data in the model args (4 x u32). */
 #define SD_MODEL_ARGS_HEADER_BYTES 16u
-/** Fixed bytes in front of a photo in the inference args (2 x u32). */
-#define SD_INFERENCE_ARGS_HEADER_BYTES 8u
+/** Fixed bytes around a photo in the inference args (tag, length, top_k). */
+#define SD_INFERENCE_ARGS_HEADER_BYTES 12u
 
 /** Answers (seed texts where the seed had one; the inference ones are in answers.h). */
 #define SD_DESC_INSTALL_OK "install model successfully."
@@ -109,12 +111,16 @@ size_t sd_categorizer_model_count(sd_categorizer *cat);
 
 /* ---- wire helpers (shared with the function tier and tests) ------------------------------ */
 
-/** Appends an inference reply (see above). Returns 0 or DR_ETOOBIG / DR_ENOMEM. */
-int sd_inference_reply_encode(dr_buf *out, sd_answer_kind kind, float score, const char *desc);
+/**
+ * Appends an inference reply (see above) with n_top classes of top (may be NULL when 0).
+ * Returns 0 or DR_ETOOBIG / DR_ENOMEM.
+ */
+int sd_inference_reply_encode(dr_buf *out, sd_answer_kind kind, float score, const char *desc,
+                              const sd_class *top, uint32_t n_top);
 
 /**
- * Decodes an inference reply into *answer (desc malloc'd; tag left as is). Returns 0,
- * DR_EPROTO (malformed) or DR_ENOMEM.
+ * Decodes an inference reply into *answer (desc and labels malloc'd: sd_tag_answer_clear; tag
+ * left as is). Returns 0, DR_EPROTO (malformed; nothing to free) or DR_ENOMEM.
  */
 int sd_inference_reply_decode(const uint8_t *bytes, size_t len, sd_tag_answer *answer);
 
@@ -124,7 +130,8 @@ int sd_model_args_encode(dr_buf *out, uint32_t tag, const uint8_t *synset, size_
                          size_t params_bytes);
 
 /** Appends inference args (tag + photo) to *out. */
-int sd_inference_args_encode(dr_buf *out, uint32_t tag, const uint8_t *photo, size_t photo_bytes);
+int sd_inference_args_encode(dr_buf *out, uint32_t tag, const uint8_t *photo, size_t photo_bytes,
+                             uint32_t top_k);
 
 /** Appends a model reply. */
 int sd_model_reply_encode(dr_buf *out, int32_t error_code, const char *desc);

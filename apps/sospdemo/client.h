@@ -12,8 +12,8 @@
  *
  * Exit codes: 0 success; 1 a failed call (RPC status not OK, non-zero return code, an
  * inference answer that is an error such as "Cannot find model for photo tag." (printed as
- * usual, and its kind on stderr), file error); 2 bad arguments (usage printed). The environment variable
- * SOSPDEMO_CLIENT_TIMEOUT_MS sets the call deadline in ms (default 60000 for inference and
+ * usual, and its kind on stderr), file error); 2 bad arguments (usage printed). The environment
+ * variable SOSPDEMO_CLIENT_TIMEOUT_MS sets the call deadline in ms (default 60000 for inference and
  * removemodel, 600000 for installmodel).
  */
 #ifndef SOSPDEMO_CLIENT_H

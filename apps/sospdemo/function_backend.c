@@ -181,11 +181,11 @@ static int retry_tag(sd_service *service, const dr_group_view *view,
 /* Starts one tag's call on a usable member of its shard (start_rc says how it went). */
 static int start_tag(sd_service *service, const dr_group_view *view,
                      const dr_subgroup_layout *layout, uint32_t tag, tag_call *call, dr_buf *args,
-                     const uint8_t *photo, size_t photo_size_bytes) {
+                     const uint8_t *photo, size_t photo_size_bytes, uint32_t top_k) {
     call->shard = tag % layout->num_shards;
     const dr_shard_layout *shard = &layout->shards[call->shard];
     call->target = pick_member(service, view, shard, call->shard, 0);
-    int rc = sd_inference_args_encode(args, tag, photo, photo_size_bytes);
+    int rc = sd_inference_args_encode(args, tag, photo, photo_size_bytes, top_k);
     if (rc != DR_OK)
         return rc;
     if (call->target == DR_NODE_NONE) {
@@ -233,14 +233,13 @@ static int finish_tag(sd_service *service, const dr_group_view *view,
 
 /* Frees the descriptions of answers[0..n). */
 static void free_answers(sd_tag_answer *answers, size_t n) {
-    for (size_t i = 0; answers && i < n; i++) {
-        free(answers[i].desc);
-        answers[i].desc = NULL;
-    }
+    for (size_t i = 0; answers && i < n; i++)
+        sd_tag_answer_clear(&answers[i]);
 }
 
 static int service_classify(void *user, const uint32_t *tags, size_t n_tags, const uint8_t *photo,
-                            size_t photo_size_bytes, sd_tag_answer *answers, dr_err *err) {
+                            size_t photo_size_bytes, uint32_t top_k, sd_tag_answer *answers,
+                            dr_err *err) {
     sd_service *service = user;
     if (service->config.max_photo_bytes && photo_size_bytes > service->config.max_photo_bytes)
         return dr_err_set(err, DR_ETOOBIG,
@@ -268,8 +267,8 @@ static int service_classify(void *user, const uint32_t *tags, size_t n_tags, con
     }
     /* start every tag's call, then wait for all: shards classify in parallel */
     for (size_t i = 0; i < n_tags; i++) {
-        rc =
-            start_tag(service, view, layout, tags[i], &calls[i], &args[i], photo, photo_size_bytes);
+        rc = start_tag(service, view, layout, tags[i], &calls[i], &args[i], photo, photo_size_bytes,
+                       top_k);
         if (rc != DR_OK) {
             rc = dr_err_set(err, rc, "cannot encode the photo for tag %u", tags[i]);
             goto cleanup;
@@ -298,7 +297,7 @@ static int service_whatsthis(void *user, const uint32_t *tags, size_t n_tags, co
     sd_tag_answer *answers = calloc(n_tags ? n_tags : 1, sizeof *answers);
     if (!answers)
         return dr_err_set(err, DR_ENOMEM, "out of memory");
-    int rc = service_classify(user, tags, n_tags, photo, photo_size_bytes, answers, err);
+    int rc = service_classify(user, tags, n_tags, photo, photo_size_bytes, 0, answers, err);
     dr_buf joined = {0};
     for (size_t i = 0; rc == DR_OK && i < n_tags; i++) {
         if (i > 0)

@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -440,11 +441,11 @@ static unsigned status_of_answer(sd_answer_kind kind) {
 
 /* Asks the backend: per-tag answers from classify, or whatsthis' text split into its kind. */
 static int ask_backend(sd_http_api *api, const uint32_t *tags, size_t n_tags, const dr_buf *photo,
-                       sd_tag_answer *answers, char **joined, dr_err *err) {
+                       uint32_t top_k, sd_tag_answer *answers, char **joined, dr_err *err) {
     if (!api->backend.classify)
         return api->backend.whatsthis(api->backend.user, tags, n_tags, photo->data, photo->len,
                                       joined, err);
-    int rc = api->backend.classify(api->backend.user, tags, n_tags, photo->data, photo->len,
+    int rc = api->backend.classify(api->backend.user, tags, n_tags, photo->data, photo->len, top_k,
                                    answers, err);
     if (rc)
         return rc;
@@ -459,6 +460,11 @@ static int ask_backend(sd_http_api *api, const uint32_t *tags, size_t n_tags, co
     *joined = text.failed ? NULL : (char *)dr_buf_steal(&text, &len);
     dr_buf_free(&text);
     return DR_OK;
+}
+
+/* A probability for JSON: 6 decimals (a float's 0.2 would print as 0.20000000298023224). */
+static double json_score(float score) {
+    return round((double)score * 1e6) / 1e6;
 }
 
 /* {"tags":[..],"description":"..","answers":[{"tag","description","score"|"error"}..]}. */
@@ -479,8 +485,17 @@ static cJSON *whatsthis_json(const uint32_t *tags, size_t n_tags, const char *de
         cJSON_AddNumberToObject(one, "tag", answers[i].tag);
         cJSON_AddStringToObject(one, "description", answers[i].desc ? answers[i].desc : "");
         if (answers[i].kind == SD_ANSWER_OK)
-            cJSON_AddNumberToObject(one, "score", (double)answers[i].score);
-        else
+            cJSON_AddNumberToObject(one, "score", json_score(answers[i].score));
+        if (answers[i].kind == SD_ANSWER_OK && answers[i].n_top > 0) {
+            cJSON *top = cJSON_AddArrayToObject(one, "top");
+            for (uint32_t k = 0; k < answers[i].n_top && k < SD_MAX_TOP; k++) {
+                cJSON *class = cJSON_CreateObject();
+                cJSON_AddStringToObject(class, "label", answers[i].top[k].label);
+                cJSON_AddNumberToObject(class, "score", json_score(answers[i].top[k].score));
+                cJSON_AddItemToArray(top, class);
+            }
+        }
+        if (answers[i].kind != SD_ANSWER_OK)
             cJSON_AddStringToObject(one, "error", sd_answer_kind_name(answers[i].kind));
         cJSON_AddItemToArray(list, one);
     }
@@ -504,6 +519,13 @@ static enum MHD_Result do_whatsthis(sd_http_api *api, struct MHD_Connection *con
         return answer_error(api, conn, req, MHD_HTTP_BAD_REQUEST,
                             req->post ? "the form needs the photo (curl -F photo=@x.jpg)"
                                       : "the body must be the photo");
+    const char *top_text = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "top");
+    uint32_t top_k = 0;
+    size_t n_top = 0;
+    if (top_text &&
+        (sd_parse_tags(top_text, &top_k, 1, &n_top) != DR_OK || top_k < 1 || top_k > SD_MAX_TOP))
+        return answer_error(api, conn, req, MHD_HTTP_BAD_REQUEST,
+                            "?top= must be a number of classes from 1 to 10");
     if (!api->backend.whatsthis && !api->backend.classify)
         return answer_error(api, conn, req, MHD_HTTP_NOT_IMPLEMENTED, "not served here");
     sd_tag_answer answers[MAX_HTTP_TAGS];
@@ -511,7 +533,7 @@ static enum MHD_Result do_whatsthis(sd_http_api *api, struct MHD_Connection *con
     char *desc = NULL;
     dr_err err;
     dr_err_clear(&err);
-    int rc = ask_backend(api, tags, n_tags, &req->body, answers, &desc, &err);
+    int rc = ask_backend(api, tags, n_tags, &req->body, top_k, answers, &desc, &err);
     if (rc)
         return answer_error(api, conn, req, http_status_of_error(rc),
                             err.msg[0] ? err.msg : dr_strerror(rc));
@@ -525,7 +547,7 @@ static enum MHD_Result do_whatsthis(sd_http_api *api, struct MHD_Connection *con
     cJSON *json = whatsthis_json(tags, n_tags, desc, answers, have_answers, status);
     free(desc);
     for (size_t i = 0; have_answers && i < n_tags; i++)
-        free(answers[i].desc);
+        sd_tag_answer_clear(&answers[i]);
     return answer_json(api, conn, req, status, json);
 }
 

@@ -6,7 +6,8 @@
  *          -> {"tags":[1,2],"description":"...","answers":[{"tag":1,"description":"...",
  *              "score":0.9}, {"tag":2,...,"error":"no_model"}]} (answers only with the
  *              backend's classify); an error answer also sets "error" and the status: 404 no
- *              model, 422 the model cannot be loaded, 415 not an image (the first error wins)
+ *              model, 422 the model cannot be loaded, 415 not an image (the first error wins);
+ *              ?top=K (1..10) adds "top":[{"label","score"}..] to each answer
  *   PUT    /v1/models/{tag}         multipart/form-data: synset + symbol + params (MXNet),
  *                                   or labels + onnx (ONNX: passed on as synset = labels,
  *                                   symbol empty, params = the .onnx bytes)

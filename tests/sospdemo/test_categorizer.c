@@ -159,12 +159,13 @@ static int32_t remove_tag(int r, uint32_t tag, char **desc) {
 /* The inference answer of replica r (desc malloc'd). */
 static sd_tag_answer classify_answer(int r, uint32_t tag, const file_bytes *photo) {
     dr_buf args = {0};
-    assert_int_equal(sd_inference_args_encode(&args, tag, photo->data, photo->len), DR_OK);
+    assert_int_equal(sd_inference_args_encode(&args, tag, photo->data, photo->len, 0), DR_OK);
     dr_buf reply;
     assert_int_equal(call(r, SD_METHOD_INFERENCE, &args, &reply), DR_OK);
     dr_buf_free(&args);
     sd_tag_answer answer = {.tag = tag};
     assert_int_equal(sd_inference_reply_decode(reply.data, reply.len, &answer), DR_OK);
+    assert_int_equal(answer.n_top, 0); /* not asked for */
     dr_buf_free(&reply);
     /* the kind agrees with the seed's text */
     assert_int_equal(answer.kind, sd_answer_kind_of(answer.desc));
@@ -268,6 +269,24 @@ static void test_install_inference_remove(void **state) {
             assert_true(answer.score > 0.0f && answer.score <= 1.0f); /* the label's probability */
             free(answer.desc);
         }
+        free(photo.data);
+    }
+    /* on request, the top k classes, best first, the first being the answer */
+    {
+        file_bytes photo = read_file("models/demo-shapes/photos/red-circle.jpg");
+        dr_buf args = {0}, reply;
+        assert_int_equal(sd_inference_args_encode(&args, 7, photo.data, photo.len, 3), DR_OK);
+        assert_int_equal(call(0, SD_METHOD_INFERENCE, &args, &reply), DR_OK);
+        sd_tag_answer answer = {.tag = 7};
+        assert_int_equal(sd_inference_reply_decode(reply.data, reply.len, &answer), DR_OK);
+        assert_int_equal(answer.n_top, 3);
+        assert_string_equal(answer.top[0].label, answer.desc);
+        assert_true(answer.top[0].score == answer.score);
+        assert_true(answer.top[0].score >= answer.top[1].score &&
+                    answer.top[1].score >= answer.top[2].score);
+        sd_tag_answer_clear(&answer);
+        dr_buf_free(&reply);
+        dr_buf_free(&args);
         free(photo.data);
     }
     /* not an image: a clear answer, no crash */
@@ -470,7 +489,7 @@ static void test_stopped_replica_refuses(void **state) {
     free(desc);
     file_bytes photo = read_file("models/demo-shapes/photos/red-circle.jpg");
     dr_buf args = {0}, reply;
-    assert_int_equal(sd_inference_args_encode(&args, 5, photo.data, photo.len), DR_OK);
+    assert_int_equal(sd_inference_args_encode(&args, 5, photo.data, photo.len, 0), DR_OK);
     g_stopped = DR_EREMOVED;
     assert_int_equal(call(0, SD_METHOD_INFERENCE, &args, &reply), DR_ECLOSED);
     dr_buf_free(&reply);

@@ -314,7 +314,8 @@ static void test_web_page(void **state) {
 
 /* tag 1: a label (score 0.75); 2: no model; 3: a model that cannot load; 4: not an image. */
 static int answers_classify(void *user, const uint32_t *tags, size_t n_tags, const uint8_t *photo,
-                            size_t photo_size_bytes, sd_tag_answer *answers, dr_err *err) {
+                            size_t photo_size_bytes, uint32_t top_k, sd_tag_answer *answers,
+                            dr_err *err) {
     (void)user, (void)photo, (void)photo_size_bytes, (void)err;
     static const char *const texts[] = {"", "n00000001 red circle", SD_DESC_NO_MODEL,
                                         SD_DESC_LOAD_FAIL,
@@ -325,6 +326,12 @@ static int answers_classify(void *user, const uint32_t *tags, size_t n_tags, con
                                      .kind = tag == 1 ? SD_ANSWER_OK : (sd_answer_kind)(tag - 1),
                                      .score = tag == 1 ? 0.75f : 0.0f,
                                      .desc = strdup(texts[tag])};
+        for (uint32_t k = 0; tag == 1 && k < top_k; k++) /* scores 0.75, 0.2, 0.05, ... */
+            answers[i].top[answers[i].n_top++] =
+                (sd_class){.score = k == 0   ? 0.75f
+                                    : k == 1 ? 0.2f
+                                             : 0.05f,
+                           .label = strdup(k == 0 ? texts[1] : "n00000002 red square")};
     }
     return DR_OK;
 }
@@ -351,6 +358,10 @@ static void test_errors_are_errors(void **state) {
     const uint8_t photo[4] = {1, 2, 3, 4};
     const char *type = "image/jpeg";
     expect(http_call("POST", "/v1/whatsthis?tags=1", type, photo, 4, NULL), 200, "\"score\":0.75");
+    expect(http_call("POST", "/v1/whatsthis?tags=1&top=2", type, photo, 4, NULL), 200,
+           "\"top\":[{\"label\":\"n00000001 red circle\",\"score\":0.75},"
+           "{\"label\":\"n00000002 red square\",\"score\":0.2}]");
+    expect(http_call("POST", "/v1/whatsthis?tags=1&top=11", type, photo, 4, NULL), 400, "?top=");
     expect(http_call("POST", "/v1/whatsthis?tags=2", type, photo, 4, NULL), 404,
            "\"error\":\"Cannot find model for photo tag.\"");
     expect(http_call("POST", "/v1/whatsthis?tags=3", type, photo, 4, NULL), 422,
@@ -382,7 +393,7 @@ static void test_errors_are_errors(void **state) {
     assert_non_null(strstr(r.body, "sospdemo_http_errors_by_kind_total{kind=\"unprocessable\"} 1"));
     assert_non_null(
         strstr(r.body, "sospdemo_http_errors_by_kind_total{kind=\"unsupported_media_type\"} 2"));
-    assert_non_null(strstr(r.body, "sospdemo_answers_total{kind=\"ok\"} 3"));
+    assert_non_null(strstr(r.body, "sospdemo_answers_total{kind=\"ok\"} 4"));
     assert_non_null(strstr(r.body, "sospdemo_answers_total{kind=\"no_model\"} 2"));
     free(r.body);
 }

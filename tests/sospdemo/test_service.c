@@ -262,6 +262,8 @@ static void test_http_errors_are_errors(void **state) {
                         sizeof photo);
     snprintf(args, sizeof args, "-F 'photo=@%s'", photo);
     expect_http(args, "/v1/whatsthis?tags=14", " 200", "\"score\":");
+    expect_http(args, "/v1/whatsthis?tags=14&top=3", " 200",
+                "\"top\":[{\"label\":\"n00000001 red circle\",\"score\":");
     expect_http(args, "/v1/whatsthis?tags=15", " 404", "Cannot find model for photo tag.");
     snprintf(args, sizeof args, "-F 'photo=@%s'", g_model[0]); /* a text file */
     expect_http(args, "/v1/whatsthis?tags=14", " 415", "Cannot classify photo");
