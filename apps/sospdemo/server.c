@@ -289,16 +289,36 @@ static int serve_until_stopped(server_state *state) {
     }
 }
 
-/* Says which tier and shard this node serves in its first view. */
+/*
+ * Says which tier and shard this node serves in its first view, and warns when that is not
+ * the role its id suggests (the shipped folders give ids 0..F-1, F the function tier's size, to
+ * the function tier): roles follow join order, so nodes started out of id order swap roles.
+ */
 static void print_role(server_state *state) {
     dr_group *group = dr_rpc_node_group(state->node);
     int shard = dr_group_my_shard(group, CATEGORIZER_SUBGROUP, NULL);
-    if (dr_group_my_shard(group, FUNCTION_SUBGROUP, NULL) >= 0)
+    bool function_tier = dr_group_my_shard(group, FUNCTION_SUBGROUP, NULL) >= 0;
+    if (function_tier)
         printf("This node is in the function tier.\n");
     else if (shard >= 0)
         printf("This node is in the categorizer tier, shard %d.\n", shard);
     else
         printf("This node is a spare (in no tier until a node fails).\n");
+    uint64_t shards = 1, function_size = 0;
+    dr_config_subgroup_u64(state->config, SD_TYPE_FUNCTION_TIER, "num_shards", &shards);
+    dr_config_subgroup_u64(state->config, SD_TYPE_FUNCTION_TIER, "max_nodes", &function_size);
+    function_size *= shards;
+    if (function_tier && state->local_id >= function_size)
+        fprintf(stderr,
+                "sospdemo server: warning: node %u is in the function tier although ids 0..%llu "
+                "are meant for it: nodes joined out of id order (roles follow join order)\n",
+                state->local_id, (unsigned long long)function_size - 1);
+    else if (shard >= 0 && state->local_id < function_size)
+        fprintf(stderr,
+                "sospdemo server: warning: node %u is a categorizer although ids 0..%llu are "
+                "meant for the function tier: nodes joined out of id order (roles follow join "
+                "order)\n",
+                state->local_id, (unsigned long long)function_size - 1);
 }
 
 static void stop_server(server_state *state) {

@@ -4,7 +4,8 @@
 #     saying what was wrong;
 #   - on a generated 4-node cluster (ports 26600..): `status` prints every node's role and the
 #     function tier's gRPC and web addresses; `restart 3` after a kill -9 brings node 3 back as a
-#     categorizer; `stop` stops them all;
+#     categorizer; `stop` stops them all; nodes started out of id order warn about their roles
+#     (in their logs and in `status`);
 #   - demo.sh leaves a cluster it did not start alone: with test-4-nodes "running" (a pid file
 #     of a live process) it says so, exits 1, and the process still runs.
 # Needs DR_SOURCE_DIR and DR_BIN_DIR (ctest sets them).
@@ -62,6 +63,26 @@ for ((t = 0; t < 100; t++)); do # wait for its role line, with a deadline
   sleep 0.2
 done
 [[ "$status" == *"node 3: running"*"categorizer tier, shard 0"* ]] || fail "restart: $status"
+scripts/cluster.sh stop --dir "$work/cluster"
+
+# nodes started out of id order (0, 2, 1, 3): node 2 joins second and lands in the function
+# tier; it and node 1 say so, and status warns
+wait_log() { # file text
+  for ((t = 0; t < 150; t++)); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  fail "no '$2' in $1"
+}
+for i in 0 2 1 3; do
+  (cd "$work/cluster/n$i" && exec "$bin/sospdemo" server </dev/null >"$work/run/n$i.log" 2>&1) &
+  echo $! >"$work/run/n$i.pid"
+  if [ "$i" -eq 0 ]; then wait_log "$work/run/n0.log" "contact "; else wait_log "$work/run/n0.log" "peer $i up"; fi
+done
+wait_log "$work/run/n2.log" "warning: node 2 is in the function tier although ids 0..1"
+wait_log "$work/run/n1.log" "warning: node 1 is a categorizer"
+status=$(scripts/cluster.sh status --dir "$work/cluster" || true)
+[[ "$status" == *"warning: node 2 is in the function tier"* ]] || fail "status: no warning: $status"
 scripts/cluster.sh stop --dir "$work/cluster"
 
 # demo.sh and a cluster it did not start
