@@ -512,16 +512,138 @@ static int run_local(const bench_options *options, const char *self, char **forw
 
 /* ---- command line --------------------------------------------------------------------------- */
 
-static void usage(void) {
-    fprintf(stderr, "usage: derecho-bench [--nodes N] [--senders S] [--size BYTES] [--count C]\n"
-                    "                     [--raw] [--window W] [--latency] [--runs R]\n"
-                    "                     [--port-base P] [--no-reference] [--node-config FILE]\n"
-                    "                     [--rpc ordered|p2p|client]\n");
+static void print_help(FILE *out) {
+    fprintf(out,
+            "derecho-bench: bandwidth, latency and RPC round trips of the group's multicast,\n"
+            "beside raw loopback TCP measured in the same run.\n"
+            "\n"
+            "usage: derecho-bench [options]                       N local node processes\n"
+            "       derecho-bench --node-config FILE [options]    one node of a real cluster\n"
+            "       derecho-bench --help\n"
+            "\n"
+            "  --nodes N          local node processes, 1..%d (default 3)\n"
+            "  --senders S        nodes that send (the S lowest ids), 1..N (default: all N)\n"
+            "  --size BYTES       message (or call argument) bytes, >= 1 (default 1024)\n"
+            "  --count C          messages per sender (or calls), >= 1 (default 10000)\n"
+            "  --window W         window_size, >= 1 (default 16)\n"
+            "  --raw              raw (unordered) delivery instead of ordered\n"
+            "  --latency          latency mode: node 0 sends one message at a time and times\n"
+            "                     send to local delivery (p50/p90/p99)\n"
+            "  --rpc MODE         RPC round trips: ordered (ordered call to all), p2p (call to\n"
+            "                     node 1), client (the p2p call from an outside client)\n"
+            "  --runs R           repetitions, 1..%d; spread printed (default 1)\n"
+            "  --port-base P      first gms port; node i uses P + i (default 22000)\n"
+            "  --no-reference     skip the raw TCP reference\n"
+            "  --node-config FILE run as one node of the cluster FILE describes (every node runs\n"
+            "                     the same command)\n"
+            "\n"
+            "Exit codes: 0 every run measured, 1 a run failed, 2 bad arguments.\n"
+            "\n"
+            "examples:\n"
+            "  derecho-bench --nodes 3 --size 10240 --count 20000\n"
+            "  derecho-bench --nodes 2 --latency --count 2000\n"
+            "  derecho-bench --nodes 2 --rpc p2p --size 1024 --count 5000\n",
+            MAX_NODES, MAX_RUNS);
+}
+
+/* Says what was wrong, then the help; returns the exit code 2. */
+static int usage_error(const char *what, const char *value) {
+    fprintf(stderr, "derecho-bench: %s%s%s\n\n", what, value ? " " : "", value ? value : "");
+    print_help(stderr);
+    return 2;
+}
+
+/* A whole decimal number in [min, max] into *out; false otherwise. */
+static bool parse_number(const char *text, unsigned long long min, unsigned long long max,
+                         unsigned long long *out) {
+    char *end = NULL;
+    if (!text || !*text || *text == '-')
+        return false;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (*end || value < min || value > max)
+        return false;
+    *out = value;
+    return true;
+}
+
+/* The range each numeric option takes. */
+static const struct {
+    const char *name;
+    unsigned long long min, max;
+} numeric_options[] = {
+    {"--nodes", 1, MAX_NODES},    {"--senders", 1, MAX_NODES},     {"--size", 1, 1ull << 32},
+    {"--count", 1, 1ull << 40},   {"--window", 1, 1u << 20},       {"--runs", 1, MAX_RUNS},
+    {"--port-base", 1024, 65000}, {"--as-node", 0, MAX_NODES - 1},
+};
+
+/* Stores a numeric option's value; 0, or 2 after saying what was wrong. */
+static int set_numeric(bench_options *options, const char *arg, const char *value) {
+    for (size_t k = 0; k < sizeof numeric_options / sizeof *numeric_options; k++) {
+        if (strcmp(arg, numeric_options[k].name) != 0)
+            continue;
+        unsigned long long n = 0;
+        if (!parse_number(value, numeric_options[k].min, numeric_options[k].max, &n)) {
+            char what[160];
+            snprintf(what, sizeof what, "%s wants a whole number from %llu to %llu, not", arg,
+                     numeric_options[k].min, numeric_options[k].max);
+            return usage_error(what, value ? value : "nothing");
+        }
+        if (k == 0)
+            options->nodes = (int)n;
+        else if (k == 1)
+            options->senders = (int)n;
+        else if (k == 2)
+            options->size = (size_t)n;
+        else if (k == 3)
+            options->count = n;
+        else if (k == 4)
+            options->window = (int)n;
+        else if (k == 5)
+            options->runs = (int)n;
+        else if (k == 6)
+            options->port_base = (int)n;
+        else
+            options->as_node = (int)n;
+        return 0;
+    }
+    return -1; /* not numeric */
+}
+
+/* One option (and its value); 0, or the exit code 2 after saying what was wrong. */
+static int parse_option(bench_options *options, int argc, char **argv, int *i, bool *takes_value) {
+    const char *arg = argv[*i];
+    const char *value = *i + 1 < argc ? argv[*i + 1] : NULL;
+    *takes_value = true;
+    int rc = set_numeric(options, arg, value);
+    if (rc >= 0)
+        return rc;
+    if (strcmp(arg, "--node-config") == 0) {
+        if (!value)
+            return usage_error("--node-config needs a file", NULL);
+        options->node_config = value;
+    } else if (strcmp(arg, "--rpc") == 0) {
+        if (!value || !(strcmp(value, "ordered") == 0 || strcmp(value, "p2p") == 0 ||
+                        strcmp(value, "client") == 0))
+            return usage_error("--rpc wants ordered, p2p or client, not",
+                               value ? value : "nothing");
+        options->rpc = value;
+    } else {
+        *takes_value = false;
+        if (strcmp(arg, "--raw") == 0)
+            options->raw = true;
+        else if (strcmp(arg, "--latency") == 0)
+            options->latency = true;
+        else if (strcmp(arg, "--no-reference") == 0)
+            options->reference = false;
+        else
+            return usage_error("unknown argument", arg);
+    }
+    return 0;
 }
 
 int main(int argc, char **argv) {
     bench_options options = {.nodes = 3,
-                             .senders = 3,
+                             .senders = 0, /* all nodes, once --nodes is known */
                              .size = 1024,
                              .count = 10000,
                              .window = 16,
@@ -532,44 +654,17 @@ int main(int argc, char **argv) {
     static char *forward[64];
     int forwarded = 0;
     for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
-        bool takes_value = true;
-        if (strcmp(arg, "--nodes") == 0 && value)
-            options.nodes = atoi(value);
-        else if (strcmp(arg, "--senders") == 0 && value)
-            options.senders = atoi(value);
-        else if (strcmp(arg, "--size") == 0 && value)
-            options.size = strtoull(value, NULL, 10);
-        else if (strcmp(arg, "--count") == 0 && value)
-            options.count = strtoull(value, NULL, 10);
-        else if (strcmp(arg, "--window") == 0 && value)
-            options.window = atoi(value);
-        else if (strcmp(arg, "--runs") == 0 && value)
-            options.runs = atoi(value);
-        else if (strcmp(arg, "--port-base") == 0 && value)
-            options.port_base = atoi(value);
-        else if (strcmp(arg, "--node-config") == 0 && value)
-            options.node_config = value;
-        else if (strcmp(arg, "--rpc") == 0 && value &&
-                 (strcmp(value, "ordered") == 0 || strcmp(value, "p2p") == 0 ||
-                  strcmp(value, "client") == 0))
-            options.rpc = value;
-        else if (strcmp(arg, "--as-node") == 0 && value)
-            options.as_node = atoi(value);
-        else {
-            takes_value = false;
-            if (strcmp(arg, "--raw") == 0)
-                options.raw = true;
-            else if (strcmp(arg, "--latency") == 0)
-                options.latency = true;
-            else if (strcmp(arg, "--no-reference") == 0)
-                options.reference = false;
-            else {
-                usage();
-                return 2;
-            }
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            print_help(stdout);
+            return 0;
         }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        bool takes_value = false;
+        int rc = parse_option(&options, argc, argv, &i, &takes_value);
+        if (rc)
+            return rc;
         bool internal = strcmp(arg, "--as-node") == 0 || strcmp(arg, "--node-config") == 0 ||
                         strcmp(arg, "--runs") == 0;
         if (!internal && forwarded < 60) {
@@ -580,11 +675,13 @@ int main(int argc, char **argv) {
         if (takes_value)
             i++;
     }
-    if (options.nodes < 1 || options.nodes > MAX_NODES || options.senders < 1 ||
-        options.senders > options.nodes || options.runs < 1 || options.runs > MAX_RUNS ||
-        options.window < 1) {
-        usage();
-        return 2;
+    if (options.senders == 0)
+        options.senders = options.nodes;
+    if (options.senders > options.nodes) {
+        char what[120];
+        snprintf(what, sizeof what, "--senders %d is more than the %d node(s) of --nodes",
+                 options.senders, options.nodes);
+        return usage_error(what, NULL);
     }
     signal(SIGPIPE, SIG_IGN);
     if (options.node_config)

@@ -6,6 +6,8 @@
 #   3. install the bundled demo model (models/demo-shapes) under tag 1 with the client;
 #   4. classify the sample photos with the client and over HTTP, and print the answers;
 #   5. print the web page address and keep serving until Ctrl-C (then stop the cluster).
+# It never touches a cluster it did not start: if test-4-nodes already runs, or its ports
+# (gRPC 28000-28001, HTTP 18000-18001, gms 23580-23583) are taken, it says so and exits 1.
 #
 #   scripts/demo.sh          the story, then serve until Ctrl-C
 #   scripts/demo.sh --once   the story, then stop the cluster and exit (non-zero on failure)
@@ -17,8 +19,29 @@ once=0
 case "${1:-}" in
   --once) once=1 ;;
   "") ;;
-  *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,/^set/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
+
+# True when something listens on 127.0.0.1:port.
+port_taken() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+run_dir=${SOSPDEMO_RUN_DIR:-$repo/build/run/test-4-nodes}
+for ((i = 0; i < 4; i++)); do
+  if [ -f "$run_dir/n$i.pid" ] && kill -0 "$(cat "$run_dir/n$i.pid")" 2>/dev/null; then
+    echo "demo: test-4-nodes already runs (node $i, pid $(cat "$run_dir/n$i.pid")); the demo" \
+      "leaves it alone. Stop it first (scripts/cluster.sh stop 4) or use it by hand." >&2
+    exit 1
+  fi
+done
+for port in 28000 28001 18000 18001 23580 23581 23582 23583; do
+  if port_taken "$port"; then
+    echo "demo: port $port on 127.0.0.1 is in use (another cluster or program?); the demo" \
+      "needs it and leaves whatever holds it alone" >&2
+    exit 1
+  fi
+done
 
 scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -29,15 +52,18 @@ model=$repo/models/demo-shapes
 node=127.0.0.1:28000
 http=http://127.0.0.1:18000
 
+started=0
 cleanup() {
+  [ "$started" -eq 1 ] || return 0
   echo
-  echo "== stopping the cluster"
+  echo "== stopping the cluster the demo started"
   scripts/cluster.sh stop 4 || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "== starting a 4-node cluster (test-4-nodes)"
+started=1 # from here on the cluster's nodes are the demo's (start stops them itself on failure)
 scripts/cluster.sh start 4
 
 echo
@@ -51,7 +77,8 @@ echo "== classifying the sample photos with the client (expected answer after '-
 failures=0
 while IFS=$'\t' read -r photo expected; do
   case "$photo" in "#"* | "") continue ;; esac
-  answer=$("$bin" client "$node" inference 1 "$model/photos/$photo" | sed -n 's/^photo description://p')
+  answer=$("$bin" client "$node" inference 1 "$model/photos/$photo" |
+    sed -n 's/^photo description://p' || true) # an error answer exits 1: counted below
   mark=ok
   [ "$answer" = "$expected" ] || { mark=MISMATCH; failures=$((failures + 1)); }
   printf '%-20s %-28s -> %-28s %s\n' "$photo" "$answer" "$expected" "$mark"
@@ -61,8 +88,7 @@ echo
 echo "== the same over HTTP (POST $http/v1/whatsthis?tags=1)"
 for photo in red-circle.jpg green-star.png yellow-square.png; do
   printf '%-20s ' "$photo"
-  curl -sS --data-binary "@$model/photos/$photo" -H 'Content-Type: application/octet-stream' \
-    "$http/v1/whatsthis?tags=1"
+  curl -sS -F "photo=@$model/photos/$photo" "$http/v1/whatsthis?tags=1"
   echo
 done
 
@@ -85,5 +111,7 @@ fi
 echo
 echo "The service is running. Web page: $http/  (also http://127.0.0.1:18001/)"
 echo "Client: $bin client $node inference 1 <photo>"
+echo "Try a crash: kill -9 \$(cat $run_dir/n3.pid), keep classifying, and watch"
+echo "  $http/v1/cluster (the view without node 3); scripts/cluster.sh restart 3 brings it back."
 echo "Press Ctrl-C to stop."
 while true; do sleep 3600; done

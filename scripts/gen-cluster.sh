@@ -7,13 +7,17 @@
 #     --spares K           the last K nodes start unassigned (spares): when a tier loses a
 #                          node, the next view hands its place to a spare (default 0)
 #     --shards S           categorizer shards (default 1); N-F must be divisible by S
-#     --min-nodes M        categorizer shard minimum (default: its size, as in the seed;
-#                          lower it so a shard survives the loss of a replica)
+#     --min-nodes M        categorizer shard minimum (default 1: a shard of 2 or more replicas
+#                          goes on when one crashes; the seed used the shard size, with which
+#                          one crash leaves the shard inadequate and waiting for a node)
 #     --port-base P        ports from P: gms P+i, rpc P+20+i, sst P+40+i, rdmc P+60+i,
 #                          gRPC P+80+id, HTTP P+90+id (needs N <= 10). Default: the seed's
 #                          ports (gms 23580+i, rpc 28366+i, sst 37683+i, rdmc 31675+i) and
 #                          gRPC 28000+id, HTTP 18000+id.
-#     --heartbeat-ms H     failure detector period (default 10000 as in the seed)
+#     --heartbeat-ms H     failure detector period, written as the seed's `timeout_ms` (default
+#                          500: a silent node is suspected after 5 periods, 2.5 s; the seed's
+#                          10000 took 50 s). A crashed node whose connection closes is
+#                          suspected at once whatever the period.
 #     --launch-binary B    path of sospdemo used by server-launch.sh (default ../../build/bin/sospdemo)
 #
 # Sizes: models travel in one multicast (CATEGORIZER_TIER max_payload_size 100 MiB) and, from
@@ -34,7 +38,7 @@ shards=1
 spares=0
 min_nodes=""
 port_base=""
-heartbeat_ms=10000
+heartbeat_ms=500
 launch_binary="../../build/bin/sospdemo"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -56,7 +60,11 @@ if [ "$function_nodes" -lt 1 ] || [ "$categorizer_nodes" -lt 1 ] ||
   exit 2
 fi
 per_shard=$((categorizer_nodes / shards))
-[ -n "$min_nodes" ] || min_nodes=$per_shard
+[ -n "$min_nodes" ] || min_nodes=1
+if [ "$min_nodes" -lt 1 ] || [ "$min_nodes" -gt "$per_shard" ]; then
+  echo "gen-cluster.sh: --min-nodes must be 1..$per_shard (the shard size)" >&2
+  exit 2
+fi
 if [ -n "$port_base" ] && [ "$nodes" -gt 10 ]; then
   echo "gen-cluster.sh: --port-base supports at most 10 nodes" >&2
   exit 2
@@ -103,7 +111,8 @@ rpc_port = $rpc
 sst_port = $sst
 # rdmc tcp port
 rdmc_port = $rdmc
-# this is the frequency of the failure detector thread (ms)
+# this is the frequency of the failure detector thread (ms): a node silent for 5 periods is
+# suspected (a crashed node whose connection closes at once); the seed's 10000 took 50 s
 timeout_ms = $heartbeat_ms
 # maximum payload size for P2P requests: a whole model (100 MiB) plus framing, since the
 # function tier hands a model to one categorizer member in one p2p request (seed: 10240)
@@ -122,6 +131,8 @@ block_size = 1048576
 window_size = 16
 rdmc_send_algorithm = binomial_send
 
+# min_nodes: a shard with fewer live members cannot go on (the group waits for a node);
+# the function tier keeps the seed's fixed size so roles follow join order
 [SUBGROUP/FUNCTION_TIER]
 num_shards = 1
 min_nodes = $function_nodes
@@ -134,6 +145,7 @@ max_smc_payload_size = 10240
 block_size = 1048576
 window_size = 3
 num_shards = $shards
+# the shard goes on after a replica crashes as long as min_nodes replicas live
 min_nodes = $min_nodes
 max_nodes = $per_shard
 
@@ -167,3 +179,17 @@ EOF
   chmod +x "$dir/n$i/server-launch.sh"
 done
 mkdir -p "$dir/client"
+last=$((nodes - 1))
+cat > "$dir/client/README.md" <<EOF
+# $(basename "$dir")/client
+
+Run the client from here, as in the seed README (the cluster in \`../n0\` .. \`../n$last\`, or any
+\`test-N-nodes\` folder, must be running; \`scripts/cluster.sh start $nodes\` starts one):
+
+\`\`\`sh
+../../build/bin/sospdemo client 127.0.0.1:28000 installmodel 1 \\
+    ../../models/demo-shapes/synset.txt ../../models/demo-shapes/shapes-symbol.json \\
+    ../../models/demo-shapes/shapes-0000.params
+../../build/bin/sospdemo client 127.0.0.1:28000 inference 1 ../../models/demo-shapes/photos/red-circle.jpg
+\`\`\`
+EOF

@@ -12,8 +12,10 @@
  * timed runs after one warm-up) and GFLOP/s, for 1 and 2 threads.
  * Unless OMP_WAIT_POLICY is set, the program re-executes itself with OMP_WAIT_POLICY=PASSIVE.
  */
+#include <errno.h>
 #include <glob.h>
 #include <libgen.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,7 @@
 
 #include "derecho/infer.h"
 
+/* Reads a whole file; -1 with errno set (EFBIG past the engine's model limit). */
 static int read_file(const char *path, void **data, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -31,6 +34,7 @@ static int read_file(const char *path, void **data, size_t *len) {
     fseek(f, 0, SEEK_SET);
     if (n < 0 || (size_t)n > DR_INFER_MAX_MODEL_BYTES) {
         fclose(f);
+        errno = n < 0 ? errno : EFBIG;
         return -1;
     }
     *data = malloc((size_t)n + 1);
@@ -72,11 +76,11 @@ static int load_model(const opts *o, dr_model **m) {
     }
     if (is_onnx) {
         if (read_file(o->model, &a, &al)) {
-            fprintf(stderr, "cannot read %s\n", o->model);
+            fprintf(stderr, "derecho-infer: cannot read %s: %s\n", o->model, strerror(errno));
             return 1;
         }
         if (o->labels && read_file(o->labels, &b, &bl)) {
-            fprintf(stderr, "cannot read %s\n", o->labels);
+            fprintf(stderr, "derecho-infer: cannot read %s: %s\n", o->labels, strerror(errno));
             free(a);
             return 1;
         }
@@ -85,7 +89,12 @@ static int load_model(const opts *o, dr_model **m) {
         char path[4096], dir[4096];
         snprintf(path, sizeof(path), "%s-symbol.json", o->model);
         if (read_file(path, &a, &al)) {
-            fprintf(stderr, "cannot read %s\n", path);
+            fprintf(stderr,
+                    "derecho-infer: cannot read %s: %s\n"
+                    "  (an MXNet model is named by its PREFIX, the path before -symbol.json: "
+                    "--model models/demo-shapes/shapes reads shapes-symbol.json and "
+                    "shapes-0000.params)\n",
+                    path, strerror(errno));
             return 1;
         }
         snprintf(path, sizeof(path), "%s-0000.params", o->model);
@@ -94,7 +103,7 @@ static int load_model(const opts *o, dr_model **m) {
             snprintf(path, sizeof(path), "%s-*.params", o->model);
             if (glob(path, 0, NULL, &gl) != 0 || gl.gl_pathc == 0 ||
                 read_file(gl.gl_pathv[0], &b, &bl)) {
-                fprintf(stderr, "cannot find %s\n", path);
+                fprintf(stderr, "derecho-infer: no params file %s\n", path);
                 free(a);
                 return 1;
             }
@@ -106,7 +115,9 @@ static int load_model(const opts *o, dr_model **m) {
         else
             snprintf(path, sizeof(path), "%s/synset.txt", dirname(dir));
         if (read_file(path, &c, &cl)) {
-            fprintf(stderr, "cannot read %s\n", path);
+            fprintf(stderr,
+                    "derecho-infer: cannot read the labels %s: %s (--labels names another)\n", path,
+                    strerror(errno));
             free(a);
             free(b);
             return 1;
@@ -218,19 +229,124 @@ static int cmd_bench(const opts *o) {
     return 0;
 }
 
-static int usage(void) {
-    fprintf(stderr,
-            "usage: derecho-infer classify --model PATH|PREFIX [--format mxnet|onnx] [--labels F]\n"
-            "                      [--threads N] [--backend auto|dnnl|sgemm] [--top K]\n"
-            "                      [--preset seed|imagenet] photo...\n"
-            "       derecho-infer bench --model PATH|PREFIX [--format mxnet|onnx] [--runs N]\n"
-            "                      [--threads 1,2] [--backend auto|dnnl|sgemm]\n");
+static const char help_text[] =
+    "derecho-infer: classify photos with an MXNet or ONNX model, or time the engine.\n"
+    "\n"
+    "usage: derecho-infer classify --model PATH|PREFIX [options] photo...\n"
+    "       derecho-infer bench --model PATH|PREFIX [options]\n"
+    "       derecho-infer --help\n"
+    "\n"
+    "  --model PATH|PREFIX  required. A path ending in .onnx is an ONNX model; otherwise the\n"
+    "                       MXNet PREFIX: PREFIX-symbol.json and PREFIX-0000.params (or the\n"
+    "                       first PREFIX-*.params), labels in synset.txt beside them\n"
+    "  --format mxnet|onnx  override the format guess (default: from the name)\n"
+    "  --labels FILE        labels, one per line (default: synset.txt beside the model; none\n"
+    "                       for ONNX)\n"
+    "  --preset seed|imagenet  preprocessing (default: seed for MXNet, imagenet for ONNX)\n"
+    "  --backend auto|dnnl|sgemm  convolution backend (default auto: oneDNN if built in)\n"
+    "  --threads N[,N...]   threads (classify: first value, default 1; bench: each value,\n"
+    "                       default 1,2; at most 4 values)\n"
+    "  --top K              classify: the K best classes per photo, 1..16 (default 5)\n"
+    "  --runs N             bench: timed runs after one warm-up, >= 1 (default 10)\n"
+    "\n"
+    "classify prints each photo's top K classes with their probabilities; bench prints\n"
+    "ms/image at batch 1, images/s at batch 8 (median, min, max) and GFLOP/s per thread count.\n"
+    "Exit codes: 0 done, 1 a model or photo could not be used, 2 bad arguments.\n"
+    "\n"
+    "examples:\n"
+    "  derecho-infer classify --model models/demo-shapes/shapes "
+    "models/demo-shapes/photos/red-circle.jpg\n"
+    "  derecho-infer bench --model models/demo-shapes/shapes --runs 5 --threads 1\n";
+
+static int usage_error(const char *fmt, const char *value) {
+    fprintf(stderr, "derecho-infer: ");
+    fprintf(stderr, fmt, value);
+    fprintf(stderr, "\n\n%s", help_text);
     return 2;
+}
+
+/* A whole decimal int in [min, max], or -1. */
+static int parse_int(const char *text, int min, int max) {
+    char *end = NULL;
+    errno = 0;
+    long value = strtol(text, &end, 10);
+    if (errno || end == text || *end || value < min || value > max)
+        return -1;
+    return (int)value;
+}
+
+static bool one_of(const char *value, const char *a, const char *b, const char *c) {
+    return !strcmp(value, a) || !strcmp(value, b) || (c && !strcmp(value, c));
+}
+
+/* Parses one option with its value (argv[*i], argv[*i + 1]); 0 or the exit code 2. */
+static int parse_option(opts *o, char **argv, int argc, int *i) {
+    const char *a = argv[*i];
+    static const char *const with_value[] = {"--model",   "--format", "--labels", "--preset",
+                                             "--backend", "--runs",   "--top",    "--threads"};
+    bool known = false;
+    for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++)
+        known |= !strcmp(a, with_value[k]);
+    if (!known)
+        return usage_error("unknown option '%s'", a);
+    if (*i + 1 >= argc)
+        return usage_error("%s needs a value", a);
+    const char *v = argv[++*i];
+    if (!strcmp(a, "--model"))
+        o->model = v;
+    else if (!strcmp(a, "--labels"))
+        o->labels = v;
+    else if (!strcmp(a, "--format") && one_of(v, "mxnet", "onnx", NULL))
+        o->format = v;
+    else if (!strcmp(a, "--preset") && one_of(v, "seed", "imagenet", NULL))
+        o->preset = v;
+    else if (!strcmp(a, "--backend") && one_of(v, "auto", "dnnl", "sgemm"))
+        o->backend = v;
+    else if (!strcmp(a, "--runs") && (o->runs = parse_int(v, 1, 1000000)) > 0)
+        return 0;
+    else if (!strcmp(a, "--top") && (o->top = parse_int(v, 1, 16)) > 0)
+        return 0;
+    else if (!strcmp(a, "--threads")) {
+        char tail = 0;
+        o->n_threads = sscanf(v, "%d,%d,%d,%d%c", &o->threads_list[0], &o->threads_list[1],
+                              &o->threads_list[2], &o->threads_list[3], &tail);
+        for (int t = 0; t < o->n_threads && t < 4; t++)
+            if (o->threads_list[t] < 1 || o->threads_list[t] > 256)
+                o->n_threads = 0;
+        if (o->n_threads < 1 || o->n_threads > 4)
+            return usage_error("--threads wants 1 to 4 thread counts like 1,2, not '%s'", v);
+    } else {
+        static const char *const wants[][2] = {{"--format", "mxnet or onnx"},
+                                               {"--preset", "seed or imagenet"},
+                                               {"--backend", "auto, dnnl or sgemm"},
+                                               {"--runs", "a whole number >= 1"},
+                                               {"--top", "a whole number from 1 to 16"}};
+        for (size_t k = 0; k < sizeof wants / sizeof *wants; k++)
+            if (!strcmp(a, wants[k][0])) {
+                fprintf(stderr, "derecho-infer: %s wants %s, not '%s'\n\n%s", a, wants[k][1], v,
+                        help_text);
+                return 2;
+            }
+    }
+    return 0;
 }
 
 int main(int argc, char **argv) {
     if (argc < 2)
-        return usage();
+        return usage_error("%s", "no command (classify or bench)");
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        fputs(help_text, stdout);
+        return 0;
+    }
+    int classify = !strcmp(argv[1], "classify");
+    if (!classify && strcmp(argv[1], "bench"))
+        return usage_error("unknown command '%s' (classify or bench)", argv[1]);
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(help_text, stdout);
+            return 0;
+        }
+    }
     /* OpenMP (oneDNN's runtime) reads its wait policy at start-up: spinning workers are
      * ruinous on a shared, oversubscribed machine, so re-run once with the passive policy. */
     if (!getenv("OMP_WAIT_POLICY")) {
@@ -242,43 +358,23 @@ int main(int argc, char **argv) {
     o.top = 5;
     o.threads_list[0] = 1;
     o.threads_list[1] = 2;
-    o.n_threads = 2;
-    int classify = !strcmp(argv[1], "classify");
-    if (!classify && strcmp(argv[1], "bench"))
-        return usage();
-    if (classify)
-        o.n_threads = 1;
+    o.n_threads = classify ? 1 : 2;
     o.photos = calloc((size_t)argc, sizeof(char *));
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--model") && v)
-            o.model = v, i++;
-        else if (!strcmp(a, "--format") && v)
-            o.format = v, i++;
-        else if (!strcmp(a, "--labels") && v)
-            o.labels = v, i++;
-        else if (!strcmp(a, "--preset") && v)
-            o.preset = v, i++;
-        else if (!strcmp(a, "--backend") && v)
-            o.backend = v, i++;
-        else if (!strcmp(a, "--runs") && v)
-            o.runs = atoi(v), i++;
-        else if (!strcmp(a, "--top") && v)
-            o.top = atoi(v), i++;
-        else if (!strcmp(a, "--threads") && v) {
-            o.n_threads = sscanf(v, "%d,%d,%d,%d", &o.threads_list[0], &o.threads_list[1],
-                                 &o.threads_list[2], &o.threads_list[3]);
-            i++;
-        } else if (a[0] == '-')
-            return usage();
+    int rc = 0;
+    for (int i = 2; i < argc && rc == 0; i++) {
+        if (argv[i][0] == '-')
+            rc = parse_option(&o, argv, argc, &i);
         else
             o.photos[o.n_photos++] = argv[i];
     }
-    if (!o.model || o.runs < 1 || o.top < 1 || o.top > 16 || o.n_threads < 1 ||
-        (classify && o.n_photos == 0))
-        return usage();
-    int rc = classify ? cmd_classify(&o) : cmd_bench(&o);
+    if (rc == 0 && !o.model)
+        rc = usage_error("%s", "--model is required");
+    else if (rc == 0 && classify && o.n_photos == 0)
+        rc = usage_error("%s", "classify needs at least one photo");
+    else if (rc == 0 && !classify && o.n_photos > 0)
+        rc = usage_error("bench takes no photos ('%s')", o.photos[0]);
+    if (rc == 0)
+        rc = classify ? cmd_classify(&o) : cmd_bench(&o);
     free(o.photos);
     return rc;
 }

@@ -64,12 +64,84 @@ int sd_model_args_encode(dr_buf *out, uint32_t tag, const uint8_t *synset, size_
     return out->failed ? DR_ETOOBIG : DR_OK;
 }
 
-int sd_inference_args_encode(dr_buf *out, uint32_t tag, const uint8_t *photo, size_t photo_bytes) {
+int sd_inference_args_encode(dr_buf *out, uint32_t tag, const uint8_t *photo, size_t photo_bytes,
+                             uint32_t top_k) {
     if (photo_bytes > UINT32_MAX)
         return DR_ETOOBIG;
     dr_buf_put_u32(out, tag);
     dr_buf_put_blob(out, photo, (uint32_t)photo_bytes);
+    if (top_k > 0)
+        dr_buf_put_u32(out, top_k);
     return out->failed ? DR_ETOOBIG : DR_OK;
+}
+
+static uint32_t float_bits(float value) {
+    uint32_t bits = 0;
+    memcpy(&bits, &value, sizeof bits);
+    return bits;
+}
+
+static float bits_float(uint32_t bits) {
+    float value = 0;
+    memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
+int sd_inference_reply_encode(dr_buf *out, sd_answer_kind kind, float score, const char *desc,
+                              const sd_class *top, uint32_t n_top) {
+    dr_buf_put_u8(out, (uint8_t)kind);
+    dr_buf_put_u32(out, float_bits(score));
+    dr_buf_put_str(out, desc);
+    dr_buf_put_u32(out, n_top);
+    for (uint32_t i = 0; i < n_top; i++) {
+        dr_buf_put_u32(out, float_bits(top[i].score));
+        dr_buf_put_str(out, top[i].label ? top[i].label : "");
+    }
+    return out->failed ? DR_ETOOBIG : DR_OK;
+}
+
+/* A length-prefixed string of the reader as a malloc'd C string, or NULL. */
+static char *reader_string(dr_reader *reader) {
+    uint32_t len = 0;
+    const uint8_t *bytes = dr_reader_blob(reader, 1u << 20, &len);
+    if (reader->failed)
+        return NULL;
+    char *text = malloc((size_t)len + 1);
+    if (text) {
+        if (len)
+            memcpy(text, bytes, len);
+        text[len] = '\0';
+    }
+    return text;
+}
+
+int sd_inference_reply_decode(const uint8_t *bytes, size_t len, sd_tag_answer *answer) {
+    dr_reader reader;
+    dr_reader_init(&reader, bytes, len);
+    uint8_t kind = dr_reader_u8(&reader);
+    float score = bits_float(dr_reader_u32(&reader));
+    char *desc = reader_string(&reader);
+    uint32_t n_top = dr_reader_u32(&reader);
+    if (!desc || reader.failed || kind > SD_ANSWER_BAD_PHOTO || n_top > SD_MAX_TOP) {
+        free(desc);
+        return DR_EPROTO;
+    }
+    answer->kind = (sd_answer_kind)kind;
+    answer->score = score;
+    answer->desc = desc;
+    answer->n_top = 0;
+    for (uint32_t i = 0; i < n_top; i++) {
+        float one = bits_float(dr_reader_u32(&reader));
+        char *label = reader_string(&reader);
+        if (!label)
+            break;
+        answer->top[answer->n_top++] = (sd_class){.score = one, .label = label};
+    }
+    if (answer->n_top != n_top || !dr_reader_done(&reader)) {
+        sd_tag_answer_clear(answer);
+        return DR_EPROTO;
+    }
+    return DR_OK;
 }
 
 int sd_model_reply_encode(dr_buf *out, int32_t error_code, const char *desc) {
@@ -429,18 +501,66 @@ static int forward_ordered(sd_categorizer *cat, const dr_rpc_call_info *info, co
     return rc;
 }
 
+/*
+ * A node whose group stopped (excluded, partitioned) must not answer from its stale models:
+ * its handlers reply DR_ECLOSED (the function tier then asks another replica). Returns 0 while
+ * it is a member.
+ */
+static int refuse_if_stopped(sd_categorizer *cat, dr_buf *reply) {
+    dr_rpc_node *node = atomic_load(&cat->node);
+    int stopped = node ? dr_group_stopped(dr_rpc_node_group(node)) : DR_OK;
+    if (stopped == DR_OK)
+        return DR_OK;
+    dr_buf_put_str(reply, "this categorizer node is no longer a member of the group");
+    return DR_ECLOSED;
+}
+
+/*
+ * Loads the model once, as an inference would: 0 if it loads, else DR_ECORRUPT with the
+ * loader's reason in why (parse errors, shapes that do not fit, the engine's limits).
+ */
+static int validate_model(const model_args *model, char *why, size_t cap) {
+    if (model->params_len == 0)
+        return DR_OK; /* ordered_install refuses an empty model with its own message */
+    dr_err err = {0};
+    dr_model *engine = NULL;
+    int rc = detect_format(model->params, model->params_len, model->symbol_len) == SD_FORMAT_ONNX
+                 ? dr_model_load_onnx(model->params, model->params_len, model->synset,
+                                      model->synset_len, NULL, &engine, &err)
+                 : dr_model_load_mxnet(model->synset, model->synset_len, model->symbol,
+                                       model->symbol_len, model->params, model->params_len, NULL,
+                                       &engine, &err);
+    dr_model_free(engine);
+    if (rc == DR_OK)
+        return DR_OK;
+    snprintf(why, cap, "install_model failed because the model of tag (%u) cannot be loaded: %s",
+             model->tag, err.msg[0] ? err.msg : dr_strerror(rc));
+    return DR_ECORRUPT;
+}
+
 static int handle_install(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
                           dr_buf *reply) {
     sd_categorizer *cat = ctx;
     model_args model;
-    int rc = decode_model_args(cat, args, len, &model, reply);
+    int rc = refuse_if_stopped(cat, reply);
     if (rc != DR_OK)
         return rc;
+    rc = decode_model_args(cat, args, len, &model, reply);
+    if (rc != DR_OK)
+        return rc;
+    char why[DR_ERR_MSG_MAX + 120];
+    if (validate_model(&model, why, sizeof why) != DR_OK) {
+        DR_WARN(DR_LOGM_APP, "%s", why);
+        return sd_model_reply_encode(reply, DR_ECORRUPT, why);
+    }
     return forward_ordered(cat, info, SD_METHOD_ORDERED_INSTALL, args, len, reply);
 }
 
 static int handle_remove(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
                          dr_buf *reply) {
+    int rc = refuse_if_stopped(ctx, reply);
+    if (rc != DR_OK)
+        return rc;
     if (len != 4) {
         dr_buf_put_str(reply, "malformed remove arguments");
         return DR_EINVAL;
@@ -491,35 +611,45 @@ static int handle_inference(void *ctx, const dr_rpc_call_info *info, const uint8
                             size_t len, dr_buf *reply) {
     (void)info;
     sd_categorizer *cat = ctx;
+    int stopped = refuse_if_stopped(cat, reply);
+    if (stopped != DR_OK)
+        return stopped;
     dr_reader reader;
     dr_reader_init(&reader, args, len);
     uint32_t tag = dr_reader_u32(&reader);
     uint32_t photo_len = 0;
     const uint8_t *photo =
         dr_reader_blob(&reader, (uint32_t)cat->limits.max_photo_bytes, &photo_len);
-    if (!dr_reader_done(&reader)) {
+    uint32_t top_k = dr_reader_remaining(&reader) >= 4 ? dr_reader_u32(&reader) : 0;
+    if (!dr_reader_done(&reader) || top_k > SD_MAX_TOP) {
         dr_buf_put_str(reply, "malformed inference arguments (or photo over the limit)");
         return DR_EINVAL;
     }
     sd_entry *entry = acquire_entry(cat, tag);
     if (!entry)
-        return dr_buf_put_bytes(reply, SD_DESC_NO_MODEL, strlen(SD_DESC_NO_MODEL));
+        return sd_inference_reply_encode(reply, SD_ANSWER_NO_MODEL, 0, SD_DESC_NO_MODEL, NULL, 0);
     dr_model *engine = entry_engine(entry);
     int rc = DR_OK;
     if (!engine) {
-        rc = dr_buf_put_bytes(reply, SD_DESC_LOAD_FAIL, strlen(SD_DESC_LOAD_FAIL));
+        rc = sd_inference_reply_encode(reply, SD_ANSWER_LOAD_FAIL, 0, SD_DESC_LOAD_FAIL, NULL, 0);
     } else {
-        dr_class_score top = {0};
+        dr_class_score best[SD_MAX_TOP];
         size_t n = 0;
         dr_err err = {0};
-        if (dr_model_classify(engine, photo, photo_len, &top, 1, &n, &err) != DR_OK || n == 0) {
+        if (dr_model_classify(engine, photo, photo_len, best, top_k ? top_k : 1, &n, &err) !=
+                DR_OK ||
+            n == 0) {
             char text[DR_ERR_MSG_MAX + 40];
-            snprintf(text, sizeof text, "Cannot classify photo: %s.",
+            snprintf(text, sizeof text, SD_DESC_BAD_PHOTO_PREFIX ": %s.",
                      err.msg[0] ? err.msg : "no answer");
-            rc = dr_buf_put_bytes(reply, text, strlen(text));
+            rc = sd_inference_reply_encode(reply, SD_ANSWER_BAD_PHOTO, 0, text, NULL, 0);
         } else {
-            const char *label = top.label ? top.label : "";
-            rc = dr_buf_put_bytes(reply, label, strlen(label));
+            sd_class top[SD_MAX_TOP];
+            for (size_t i = 0; i < n; i++)
+                top[i] = (sd_class){.score = best[i].score, .label = (char *)best[i].label};
+            rc = sd_inference_reply_encode(reply, SD_ANSWER_OK, best[0].score,
+                                           best[0].label ? best[0].label : "", top,
+                                           top_k ? (uint32_t)n : 0);
         }
     }
     entry_release(entry);
@@ -532,6 +662,9 @@ static int handle_list_models(void *ctx, const dr_rpc_call_info *info, const uin
     (void)args;
     (void)len;
     sd_categorizer *cat = ctx;
+    int stopped = refuse_if_stopped(cat, reply);
+    if (stopped != DR_OK)
+        return stopped;
     pthread_mutex_lock(&cat->lock);
     dr_buf_put_u32(reply, (uint32_t)cat->count);
     for (size_t i = 0; i < cat->count; i++) {

@@ -12,12 +12,20 @@
  *   ordered_remove   ORDERED  args: u32 tag            reply: model reply
  *   install          P2P      args: model args         reply: model reply (the seed's flow: the
  *                             member multicasts ordered_install in its shard and combines every
- *                             replica's reply: 0 only if all replicas answered 0)
+ *                             replica's reply: 0 only if all replicas answered 0). Before the
+ *                             multicast the member loads the model once (parse, shapes, the
+ *                             engine's limits; loading is deterministic, so every replica would
+ *                             agree): a model that cannot load is refused with DR_ECORRUPT and
+ *                             the loader's reason, and nothing is multicast
  *   remove           P2P      args: u32 tag            reply: model reply (via ordered_remove)
- *   inference        P2P      args: u32 tag, u32 n, n photo bytes
- *                             reply: the description (UTF-8, no NUL): the synset line of the
- *                             arg-max class, "Cannot find model for photo tag.", "Cannot load
- *                             model for photo tag." or "Cannot classify photo: <reason>."
+ *   inference        P2P      args: u32 tag, u32 n, n photo bytes, then optionally u32 top_k
+ *                             (the classes to list, 0..SD_MAX_TOP; absent: 0)
+ *                             reply: inference reply: u8 kind (sd_answer_kind), u32 score
+ *                             (IEEE float bits), u32 n + n bytes of description (UTF-8): the
+ *                             synset line of the arg-max class, "Cannot find model for photo
+ *                             tag.", "Cannot load model for photo tag." or "Cannot classify
+ *                             photo: <reason>."; then u32 count, count x (u32 score bits, u32
+ *                             n + n bytes of label): the top_k best classes, best first
  *   list_models      P2P      args: none               reply: u32 count, count x (u32 tag,
  *                             u8 format, u64 bytes, u64 digest) in tag order
  *
@@ -35,6 +43,7 @@
 #ifndef SOSPDEMO_CATEGORIZER_H
 #define SOSPDEMO_CATEGORIZER_H
 
+#include "answers.h"
 #include "derecho/buffer.h"
 #include "derecho/error.h"
 #include "derecho/rpc.h"
@@ -56,12 +65,10 @@
 
 /** Fixed bytes in front of a model's data in the model args (4 x u32). */
 #define SD_MODEL_ARGS_HEADER_BYTES 16u
-/** Fixed bytes in front of a photo in the inference args (2 x u32). */
-#define SD_INFERENCE_ARGS_HEADER_BYTES 8u
+/** Fixed bytes around a photo in the inference args (tag, length, top_k). */
+#define SD_INFERENCE_ARGS_HEADER_BYTES 12u
 
-/** Answers (seed texts where the seed had one). */
-#define SD_DESC_NO_MODEL   "Cannot find model for photo tag."
-#define SD_DESC_LOAD_FAIL  "Cannot load model for photo tag."
+/** Answers (seed texts where the seed had one; the inference ones are in answers.h). */
 #define SD_DESC_INSTALL_OK "install model successfully."
 #define SD_DESC_REMOVE_OK  "remove model successfully."
 
@@ -104,13 +111,27 @@ size_t sd_categorizer_model_count(sd_categorizer *cat);
 
 /* ---- wire helpers (shared with the function tier and tests) ------------------------------ */
 
+/**
+ * Appends an inference reply (see above) with n_top classes of top (may be NULL when 0).
+ * Returns 0 or DR_ETOOBIG / DR_ENOMEM.
+ */
+int sd_inference_reply_encode(dr_buf *out, sd_answer_kind kind, float score, const char *desc,
+                              const sd_class *top, uint32_t n_top);
+
+/**
+ * Decodes an inference reply into *answer (desc and labels malloc'd: sd_tag_answer_clear; tag
+ * left as is). Returns 0, DR_EPROTO (malformed; nothing to free) or DR_ENOMEM.
+ */
+int sd_inference_reply_decode(const uint8_t *bytes, size_t len, sd_tag_answer *answer);
+
 /** Appends model args to *out. Returns 0 or DR_ETOOBIG / DR_ENOMEM (out's limit). */
 int sd_model_args_encode(dr_buf *out, uint32_t tag, const uint8_t *synset, size_t synset_bytes,
                          const uint8_t *symbol, size_t symbol_bytes, const uint8_t *params,
                          size_t params_bytes);
 
 /** Appends inference args (tag + photo) to *out. */
-int sd_inference_args_encode(dr_buf *out, uint32_t tag, const uint8_t *photo, size_t photo_bytes);
+int sd_inference_args_encode(dr_buf *out, uint32_t tag, const uint8_t *photo, size_t photo_bytes,
+                             uint32_t top_k);
 
 /** Appends a model reply. */
 int sd_model_reply_encode(dr_buf *out, int32_t error_code, const char *desc);

@@ -8,6 +8,8 @@
  */
 #include "client.h"
 
+#include "answers.h"
+
 #include "client_call.h"
 #include "derecho/error.h"
 #include "grpc_util.h"
@@ -26,7 +28,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { MAX_CLIENT_TAGS = 1024, DEFAULT_TIMEOUT_MS = 600000 };
+/* Call deadlines unless $SOSPDEMO_CLIENT_TIMEOUT_MS says otherwise: a classification or a
+ * removal answers in seconds; an install uploads up to 100 MiB and loads the model. */
+enum { MAX_CLIENT_TAGS = 1024, DEFAULT_TIMEOUT_MS = 60000, DEFAULT_INSTALL_TIMEOUT_MS = 600000 };
 
 /* ---------------------------------------------------------------- argument parsing */
 
@@ -193,7 +197,8 @@ static int stream_file(sd_client_call *call, chunk_kind kind, const input_file *
 
 /* ---------------------------------------------------------------- replies */
 
-static int64_t timeout_ms(void) {
+/* $SOSPDEMO_CLIENT_TIMEOUT_MS, or the call's default. */
+static int64_t timeout_ms(int64_t default_ms) {
     const char *text = getenv("SOSPDEMO_CLIENT_TIMEOUT_MS");
     if (text && *text) {
         char *end = NULL;
@@ -201,7 +206,7 @@ static int64_t timeout_ms(void) {
         if (*end == '\0' && value > 0)
             return value;
     }
-    return DEFAULT_TIMEOUT_MS;
+    return default_ms;
 }
 
 /* Prints why a call failed (stderr) when its status is not OK. Returns true for OK. */
@@ -239,9 +244,13 @@ static int print_photo_reply(sd_client_call *call) {
     ProtobufCMessage *msg = unpack_reply(call, &sospdemo__photo_reply__descriptor);
     if (!msg)
         return SD_EXIT_FAILED;
-    printf("photo description:%s\n", ((Sospdemo__PhotoReply *)msg)->desc);
+    const char *desc = ((Sospdemo__PhotoReply *)msg)->desc;
+    printf("photo description:%s\n", desc);
+    sd_answer_kind kind = sd_answer_kind_of(desc);
+    if (kind != SD_ANSWER_OK)
+        fprintf(stderr, "inference failed (%s): %s\n", sd_answer_kind_name(kind), desc);
     protobuf_c_message_free_unpacked(msg, NULL);
-    return SD_EXIT_OK;
+    return kind == SD_ANSWER_OK ? SD_EXIT_OK : SD_EXIT_FAILED;
 }
 
 static int print_model_reply(sd_client_call *call) {
@@ -271,7 +280,8 @@ static int run_inference(const char *target, const uint32_t *tags, size_t n_tags
                          input_file *photo) {
     sd_client_call call;
     int exit_code = SD_EXIT_FAILED;
-    if (sd_client_call_open(&call, target, SD_METHOD_WHATSTHIS, timeout_ms()) != DR_OK) {
+    if (sd_client_call_open(&call, target, SD_METHOD_WHATSTHIS, timeout_ms(DEFAULT_TIMEOUT_MS)) !=
+        DR_OK) {
         fprintf(stderr, "cannot open a call to %s\n", target);
         goto out;
     }
@@ -296,7 +306,8 @@ out:
 static int run_install(const char *target, uint32_t tag, input_file files[3]) {
     sd_client_call call;
     int exit_code = SD_EXIT_FAILED;
-    if (sd_client_call_open(&call, target, SD_METHOD_INSTALL_MODEL, timeout_ms()) != DR_OK) {
+    if (sd_client_call_open(&call, target, SD_METHOD_INSTALL_MODEL,
+                            timeout_ms(DEFAULT_INSTALL_TIMEOUT_MS)) != DR_OK) {
         fprintf(stderr, "cannot open a call to %s\n", target);
         goto out;
     }
@@ -323,7 +334,8 @@ out:
 static int run_remove(const char *target, uint32_t tag) {
     sd_client_call call;
     int exit_code = SD_EXIT_FAILED;
-    if (sd_client_call_open(&call, target, SD_METHOD_REMOVE_MODEL, timeout_ms()) != DR_OK) {
+    if (sd_client_call_open(&call, target, SD_METHOD_REMOVE_MODEL,
+                            timeout_ms(DEFAULT_TIMEOUT_MS)) != DR_OK) {
         fprintf(stderr, "cannot open a call to %s\n", target);
         goto out;
     }
@@ -392,8 +404,12 @@ static int cmd_remove(int argc, char **argv) {
 }
 
 int sd_client_main(int argc, char **argv) {
+    if (argc < 3)
+        return usage_error(argv, "client needs <function-tier-node> and an action "
+                                 "(inference, installmodel, removemodel)");
     if (argc < 4)
-        return usage_error(argv, NULL);
+        return usage_error(argv, "client needs an action after the node: inference, "
+                                 "installmodel or removemodel");
     const char *command = argv[3];
     int (*run)(int, char **) = NULL;
     if (strcmp(command, "inference") == 0)
@@ -402,8 +418,10 @@ int sd_client_main(int argc, char **argv) {
         run = cmd_install;
     else if (strcmp(command, "removemodel") == 0)
         run = cmd_remove;
-    else
+    if (!run) {
+        fprintf(stderr, "unknown action '%s' (inference, installmodel or removemodel)\n", command);
         return usage_error(argv, NULL);
+    }
     grpc_init();
     int exit_code = run(argc, argv);
     grpc_shutdown();

@@ -10,9 +10,11 @@
  * checked (readable regular files, at most 4 GiB - 1) before anything is sent; uploads are
  * streamed in 32 KiB chunks with a progress bar on stderr when stdout is a terminal.
  *
- * Exit codes: 0 success; 1 a failed call (RPC status not OK, non-zero return code, file
- * error); 2 bad arguments (usage printed). The environment variable
- * SOSPDEMO_CLIENT_TIMEOUT_MS sets the call deadline (default 600000).
+ * Exit codes: 0 success; 1 a failed call (RPC status not OK, non-zero return code, an
+ * inference answer that is an error such as "Cannot find model for photo tag." (printed as
+ * usual, and its kind on stderr), file error); 2 bad arguments (usage printed). The environment
+ * variable SOSPDEMO_CLIENT_TIMEOUT_MS sets the call deadline in ms (default 60000 for inference and
+ * removemodel, 600000 for installmodel).
  */
 #ifndef SOSPDEMO_CLIENT_H
 #define SOSPDEMO_CLIENT_H

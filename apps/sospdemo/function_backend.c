@@ -23,6 +23,7 @@ struct sd_service {
     dr_rpc_node *node;
     sd_service_config config;
     atomic_uint next_member[DR_LAYOUT_MAX_SHARDS]; /* round-robin cursor per shard */
+    char last_health[1024]; /* health problems last logged (sd_service_log_health) */
 };
 
 int sd_service_create(dr_rpc_node *node, const sd_service_config *config, sd_service **out) {
@@ -45,6 +46,7 @@ int sd_service_create(dr_rpc_node *node, const sd_service_config *config, sd_ser
         c->install_timeout_ms = DEFAULT_INSTALL_TIMEOUT_MS;
     for (size_t i = 0; i < DR_LAYOUT_MAX_SHARDS; i++)
         atomic_init(&service->next_member[i], 0);
+    snprintf(service->last_health, sizeof service->last_health, "[]");
     *out = service;
     return DR_OK;
 }
@@ -88,27 +90,48 @@ static bool member_failed(const dr_group_view *view, uint32_t node_id) {
     return true; /* not in the view */
 }
 
-/* Next live member of `shard` after the round-robin cursor, avoiding `avoid`; NONE if none. */
+/* A member worth a call: in the view, not marked failed, and its connection not lost. */
+static bool member_usable(sd_service *service, const dr_group_view *view, uint32_t node_id) {
+    return !member_failed(view, node_id) && !dr_rpc_node_peer_down(service->node, node_id);
+}
+
+/* Next usable member of `shard` after the round-robin cursor, skipping those `tried` already
+ * (a bit per rank); NONE if none is left. */
 static uint32_t pick_member(sd_service *service, const dr_group_view *view,
-                            const dr_shard_layout *shard, uint32_t shard_index, uint32_t avoid) {
+                            const dr_shard_layout *shard, uint32_t shard_index, uint64_t tried) {
     if (shard->num_members == 0)
         return DR_NODE_NONE;
     unsigned start = atomic_fetch_add(&service->next_member[shard_index % DR_LAYOUT_MAX_SHARDS], 1);
-    uint32_t fallback = DR_NODE_NONE;
     for (uint32_t i = 0; i < shard->num_members; i++) {
-        uint32_t id = shard->member_ids[(start + i) % shard->num_members];
-        if (member_failed(view, id))
-            continue;
-        if (id != avoid)
+        uint32_t rank = (start + i) % shard->num_members;
+        uint32_t id = shard->member_ids[rank];
+        if (!(tried & (1ull << (rank % 64))) && member_usable(service, view, id))
             return id;
-        fallback = id;
     }
-    return fallback;
+    return DR_NODE_NONE;
 }
 
+/* The bit of `node_id` in a shard's `tried` mask. */
+static uint64_t rank_bit(const dr_shard_layout *shard, uint32_t node_id) {
+    for (uint32_t r = 0; r < shard->num_members; r++)
+        if (shard->member_ids[r] == node_id)
+            return 1ull << (r % 64);
+    return 0;
+}
+
+/* Errors after which another replica may answer: the chosen one is gone, stopped or slow. */
 static bool worth_retry(int status) {
     return status == DR_EREMOVED || status == DR_ETIMEDOUT || status == DR_ECLOSED ||
-           status == DR_EIO || status == DR_EAGAIN;
+           status == DR_EIO || status == DR_EAGAIN || status == DR_ENOTFOUND;
+}
+
+/* DR_ECLOSED with the reason when this node's group stopped (it must not serve), else 0. */
+static int refuse_if_stopped(sd_service *service, dr_err *err) {
+    int stopped = dr_group_stopped(dr_rpc_node_group(service->node));
+    if (stopped == DR_OK)
+        return DR_OK;
+    return dr_err_set(err, DR_ECLOSED, "this node is no longer a member of the group (%s)",
+                      stopped == DR_EREMOVED ? "the group excluded it" : dr_strerror(stopped));
 }
 
 /* Copies reply bytes into a NUL-terminated string. */
@@ -127,45 +150,113 @@ static char *reply_text(const dr_rpc_reply *reply) {
 typedef struct tag_call {
     uint32_t shard;
     uint32_t target;
+    uint64_t tried; /* ranks of the shard asked already */
     dr_rpc_pending *pending;
     int start_rc;
     dr_rpc_reply reply;
     int status;
 } tag_call;
 
-/* A blocking retry of one tag on another member of its shard. */
+/* Retries one tag on the other usable members of its shard, one after the other, until one
+ * answers or none is left. */
 static int retry_tag(sd_service *service, const dr_group_view *view,
                      const dr_subgroup_layout *layout, tag_call *call, const dr_buf *args) {
-    uint32_t other =
-        pick_member(service, view, &layout->shards[call->shard], call->shard, call->target);
-    if (other == DR_NODE_NONE)
-        return call->status;
-    DR_INFO(DR_LOGM_APP, "inference on node %u failed (%s); retrying on node %u", call->target,
-            dr_strerror(call->status), other);
-    dr_rpc_reply_clear(&call->reply);
-    call->target = other;
-    call->status = dr_rpc_p2p_call(service->node, other, service->config.categorizer_subgroup,
-                                   SD_METHOD_INFERENCE, args->data, args->len,
-                                   service->config.inference_timeout_ms, &call->reply);
+    const dr_shard_layout *shard = &layout->shards[call->shard];
+    while (worth_retry(call->status)) {
+        uint32_t other = pick_member(service, view, shard, call->shard, call->tried);
+        if (other == DR_NODE_NONE)
+            break;
+        DR_INFO(DR_LOGM_APP, "inference on node %u failed (%s); retrying on node %u", call->target,
+                dr_strerror(call->status), other);
+        dr_rpc_reply_clear(&call->reply);
+        call->target = other;
+        call->tried |= rank_bit(shard, other);
+        call->status = dr_rpc_p2p_call(service->node, other, service->config.categorizer_subgroup,
+                                       SD_METHOD_INFERENCE, args->data, args->len,
+                                       service->config.inference_timeout_ms, &call->reply);
+    }
     return call->status;
 }
 
-static int service_whatsthis(void *user, const uint32_t *tags, size_t n_tags, const uint8_t *photo,
-                             size_t photo_size_bytes, char **desc_out, dr_err *err) {
+/* Starts one tag's call on a usable member of its shard (start_rc says how it went). */
+static int start_tag(sd_service *service, const dr_group_view *view,
+                     const dr_subgroup_layout *layout, uint32_t tag, tag_call *call, dr_buf *args,
+                     const uint8_t *photo, size_t photo_size_bytes, uint32_t top_k) {
+    call->shard = tag % layout->num_shards;
+    const dr_shard_layout *shard = &layout->shards[call->shard];
+    call->target = pick_member(service, view, shard, call->shard, 0);
+    int rc = sd_inference_args_encode(args, tag, photo, photo_size_bytes, top_k);
+    if (rc != DR_OK)
+        return rc;
+    if (call->target == DR_NODE_NONE) {
+        call->start_rc = DR_EAGAIN;
+        return DR_OK;
+    }
+    call->tried = rank_bit(shard, call->target);
+    call->start_rc = dr_rpc_p2p_start(
+        service->node, call->target, service->config.categorizer_subgroup, SD_METHOD_INFERENCE,
+        args->data, args->len, service->config.inference_timeout_ms, &call->pending);
+    return DR_OK;
+}
+
+/* Waits for one tag's answer (retrying elsewhere) into *answer, or sets err. */
+static int finish_tag(sd_service *service, const dr_group_view *view,
+                      const dr_subgroup_layout *layout, uint32_t tag, tag_call *call,
+                      const dr_buf *args, sd_tag_answer *answer, dr_err *err) {
+    if (call->start_rc == DR_OK)
+        call->status =
+            dr_rpc_pending_wait(call->pending, service->config.inference_timeout_ms, &call->reply);
+    else
+        call->status = call->start_rc;
+    retry_tag(service, view, layout, call, args);
+    if (call->status != DR_OK) {
+        if (call->target == DR_NODE_NONE)
+            return dr_err_set(err, DR_EAGAIN,
+                              "no live replica of categorizer shard %u can classify for tag %u "
+                              "(waiting for a node)",
+                              call->shard, tag);
+        char *detail = call->reply.len ? reply_text(&call->reply) : NULL;
+        int rc = dr_err_set(err, call->status,
+                            "categorizer node %u (shard %u) could not classify for tag %u: %s%s%s",
+                            call->target, call->shard, tag, dr_strerror(call->status),
+                            detail ? ": " : "", detail ? detail : "");
+        free(detail);
+        return rc;
+    }
+    answer->tag = tag;
+    int rc = sd_inference_reply_decode(call->reply.bytes, call->reply.len, answer);
+    if (rc != DR_OK)
+        return dr_err_set(err, DR_EPROTO, "malformed inference reply from categorizer node %u",
+                          call->target);
+    return DR_OK;
+}
+
+/* Frees the descriptions of answers[0..n). */
+static void free_answers(sd_tag_answer *answers, size_t n) {
+    for (size_t i = 0; answers && i < n; i++)
+        sd_tag_answer_clear(&answers[i]);
+}
+
+static int service_classify(void *user, const uint32_t *tags, size_t n_tags, const uint8_t *photo,
+                            size_t photo_size_bytes, uint32_t top_k, sd_tag_answer *answers,
+                            dr_err *err) {
     sd_service *service = user;
     if (service->config.max_photo_bytes && photo_size_bytes > service->config.max_photo_bytes)
         return dr_err_set(err, DR_ETOOBIG,
                           "photo of %zu bytes exceeds the limit of %" PRIu64
                           " bytes (max_p2p_request_payload_size)",
                           photo_size_bytes, service->config.max_photo_bytes);
+    int rc = refuse_if_stopped(service, err);
+    if (rc != DR_OK)
+        return rc;
     dr_group_view *view = NULL;
-    int rc = current_view(service, &view, err);
+    rc = current_view(service, &view, err);
     if (rc != DR_OK)
         return rc;
     const dr_subgroup_layout *layout = categorizer_layout(service, view, err);
     tag_call *calls = calloc(n_tags ? n_tags : 1, sizeof *calls);
     dr_buf *args = calloc(n_tags ? n_tags : 1, sizeof *args);
-    dr_buf answer = {0};
+    memset(answers, 0, n_tags * sizeof *answers);
     if (!layout) {
         rc = err ? err->code : DR_EAGAIN;
         goto cleanup;
@@ -176,55 +267,18 @@ static int service_whatsthis(void *user, const uint32_t *tags, size_t n_tags, co
     }
     /* start every tag's call, then wait for all: shards classify in parallel */
     for (size_t i = 0; i < n_tags; i++) {
-        tag_call *call = &calls[i];
-        call->shard = tags[i] % layout->num_shards;
-        call->target =
-            pick_member(service, view, &layout->shards[call->shard], call->shard, DR_NODE_NONE);
-        rc = sd_inference_args_encode(&args[i], tags[i], photo, photo_size_bytes);
+        rc = start_tag(service, view, layout, tags[i], &calls[i], &args[i], photo, photo_size_bytes,
+                       top_k);
         if (rc != DR_OK) {
             rc = dr_err_set(err, rc, "cannot encode the photo for tag %u", tags[i]);
             goto cleanup;
         }
-        if (call->target == DR_NODE_NONE) {
-            call->start_rc = DR_EAGAIN;
-            continue;
-        }
-        call->start_rc = dr_rpc_p2p_start(
-            service->node, call->target, service->config.categorizer_subgroup, SD_METHOD_INFERENCE,
-            args[i].data, args[i].len, service->config.inference_timeout_ms, &call->pending);
     }
-    for (size_t i = 0; i < n_tags; i++) {
-        tag_call *call = &calls[i];
-        if (call->start_rc == DR_OK) {
-            call->status = dr_rpc_pending_wait(call->pending, service->config.inference_timeout_ms,
-                                               &call->reply);
-        } else {
-            call->status = call->start_rc;
-        }
-        if (worth_retry(call->status) && call->target != DR_NODE_NONE)
-            retry_tag(service, view, layout, call, &args[i]);
-        if (call->status != DR_OK) {
-            char *detail = call->reply.len ? reply_text(&call->reply) : NULL;
-            rc = dr_err_set(err, call->status == DR_ETOOBIG ? DR_ETOOBIG : call->status,
-                            "categorizer node %u (shard %u) could not classify for tag %u: %s%s%s",
-                            call->target, call->shard, tags[i], dr_strerror(call->status),
-                            detail ? ": " : "", detail ? detail : "");
-            free(detail);
-            goto cleanup;
-        }
-        if (i > 0)
-            dr_buf_put_bytes(&answer, " or ", 4);
-        dr_buf_put_bytes(&answer, call->reply.bytes, call->reply.len);
-    }
-    dr_buf_put_u8(&answer, 0);
-    if (answer.failed) {
-        rc = dr_err_set(err, DR_ENOMEM, "out of memory");
-        goto cleanup;
-    }
-    size_t len = 0;
-    *desc_out = (char *)dr_buf_steal(&answer, &len);
-    rc = DR_OK;
+    for (size_t i = 0; i < n_tags && rc == DR_OK; i++)
+        rc = finish_tag(service, view, layout, tags[i], &calls[i], &args[i], &answers[i], err);
 cleanup:
+    if (rc != DR_OK)
+        free_answers(answers, n_tags);
     for (size_t i = 0; calls && i < n_tags; i++) {
         dr_rpc_pending_free(calls[i].pending);
         dr_rpc_reply_clear(&calls[i].reply);
@@ -233,18 +287,47 @@ cleanup:
     }
     free(calls);
     free(args);
-    dr_buf_free(&answer);
     free(view);
+    return rc;
+}
+
+/* The seed's answer: every tag's description joined with " or ". */
+static int service_whatsthis(void *user, const uint32_t *tags, size_t n_tags, const uint8_t *photo,
+                             size_t photo_size_bytes, char **desc_out, dr_err *err) {
+    sd_tag_answer *answers = calloc(n_tags ? n_tags : 1, sizeof *answers);
+    if (!answers)
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    int rc = service_classify(user, tags, n_tags, photo, photo_size_bytes, 0, answers, err);
+    dr_buf joined = {0};
+    for (size_t i = 0; rc == DR_OK && i < n_tags; i++) {
+        if (i > 0)
+            dr_buf_put_bytes(&joined, " or ", 4);
+        dr_buf_put_bytes(&joined, answers[i].desc, strlen(answers[i].desc));
+    }
+    dr_buf_put_u8(&joined, 0);
+    if (rc == DR_OK && joined.failed)
+        rc = dr_err_set(err, DR_ENOMEM, "out of memory");
+    if (rc == DR_OK) {
+        size_t len = 0;
+        *desc_out = (char *)dr_buf_steal(&joined, &len);
+    }
+    dr_buf_free(&joined);
+    if (rc == DR_OK)
+        free_answers(answers, n_tags);
+    free(answers);
     return rc;
 }
 
 /* ---- install / remove -------------------------------------------------------------------- */
 
-/* Calls `method` on a member of tag's shard (another member once if the first is gone). */
+/* Calls `method` on a usable member of tag's shard; on a member that is gone, on the next. */
 static int call_shard_member(sd_service *service, uint32_t tag, const char *method,
                              const dr_buf *args, int32_t *code_out, char **desc_out, dr_err *err) {
+    int rc = refuse_if_stopped(service, err);
+    if (rc != DR_OK)
+        return rc;
     dr_group_view *view = NULL;
-    int rc = current_view(service, &view, err);
+    rc = current_view(service, &view, err);
     if (rc != DR_OK)
         return rc;
     dr_rpc_reply reply = {0};
@@ -254,20 +337,22 @@ static int call_shard_member(sd_service *service, uint32_t tag, const char *meth
         goto cleanup;
     }
     uint32_t shard = tag % layout->num_shards;
-    uint32_t target = pick_member(service, view, &layout->shards[shard], shard, DR_NODE_NONE);
-    for (int attempt = 0; attempt < 2 && target != DR_NODE_NONE; attempt++) {
+    const dr_shard_layout *members = &layout->shards[shard];
+    uint64_t tried = 0;
+    uint32_t target = DR_NODE_NONE;
+    for (uint32_t next;
+         (next = pick_member(service, view, members, shard, tried)) != DR_NODE_NONE;) {
+        target = next;
+        tried |= rank_bit(members, target);
         dr_rpc_reply_clear(&reply);
         rc = dr_rpc_p2p_call(service->node, target, service->config.categorizer_subgroup, method,
                              args->data, args->len, service->config.install_timeout_ms, &reply);
-        if (!(rc == DR_EREMOVED || rc == DR_ECLOSED || rc == DR_EIO))
+        if (!(rc == DR_EREMOVED || rc == DR_ECLOSED || rc == DR_EIO || rc == DR_ENOTFOUND))
             break;
-        uint32_t other = pick_member(service, view, &layout->shards[shard], shard, target);
-        if (other == target)
-            break;
-        target = other;
     }
     if (target == DR_NODE_NONE) {
-        rc = dr_err_set(err, DR_EAGAIN, "shard %u of the categorizer tier has no live member",
+        rc = dr_err_set(err, DR_EAGAIN,
+                        "shard %u of the categorizer tier has no live member (waiting for a node)",
                         shard);
     } else if (rc != DR_OK) {
         char *detail = reply.len ? reply_text(&reply) : NULL;
@@ -324,10 +409,72 @@ sd_backend sd_service_backend(sd_service *service) {
     sd_backend backend = {
         .user = service,
         .whatsthis = service_whatsthis,
+        .classify = service_classify,
         .install_model = service_install,
         .remove_model = service_remove,
     };
     return backend;
+}
+
+/* ---- health ------------------------------------------------------------------------------ */
+
+/* Appends one problem per shard of `subgroup` with fewer usable members than its minimum. */
+static size_t shard_problems(sd_service *service, const dr_group_view *view, uint32_t subgroup,
+                             const char *type_name, cJSON *problems) {
+    if (subgroup >= view->layout.num_subgroups)
+        return 0;
+    const dr_subgroup_layout *layout = &view->layout.subgroups[subgroup];
+    size_t found = 0;
+    for (uint32_t s = 0; s < layout->num_shards; s++) {
+        const dr_shard_layout *shard = &layout->shards[s];
+        uint32_t usable = 0;
+        for (uint32_t m = 0; m < shard->num_members; m++)
+            usable += member_usable(service, view, shard->member_ids[m]) ? 1u : 0u;
+        if (usable >= shard->min_nodes)
+            continue;
+        char text[160];
+        snprintf(text, sizeof text, "%s shard %u needs %u, has %u: waiting for a node", type_name,
+                 s, shard->min_nodes, usable);
+        cJSON_AddItemToArray(problems, cJSON_CreateString(text));
+        found++;
+    }
+    return found;
+}
+
+/* Every shard that cannot go on (an array of strings; empty when healthy). */
+static cJSON *health_problems(sd_service *service, const dr_group_view *view) {
+    cJSON *problems = cJSON_CreateArray();
+    int stopped = dr_group_stopped(dr_rpc_node_group(service->node));
+    if (stopped != DR_OK) {
+        char text[160];
+        snprintf(text, sizeof text, "node %u is no longer a member of the group (%s)", view->my_id,
+                 stopped == DR_EREMOVED ? "the group excluded it" : dr_strerror(stopped));
+        cJSON_AddItemToArray(problems, cJSON_CreateString(text));
+    }
+    shard_problems(service, view, service->config.function_subgroup, "FUNCTION_TIER", problems);
+    shard_problems(service, view, service->config.categorizer_subgroup, "CATEGORIZER_TIER",
+                   problems);
+    return problems;
+}
+
+void sd_service_log_health(sd_service *service) {
+    dr_group_view *view = NULL;
+    if (current_view(service, &view, NULL) != DR_OK)
+        return;
+    cJSON *problems = health_problems(service, view);
+    char *text = problems ? cJSON_PrintUnformatted(problems) : NULL;
+    cJSON_Delete(problems);
+    free(view);
+    if (!text)
+        return;
+    if (strcmp(text, service->last_health) != 0) {
+        if (strcmp(text, "[]") == 0)
+            DR_INFO(DR_LOGM_APP, "every shard has enough live members again");
+        else
+            DR_WARN(DR_LOGM_APP, "cluster health: %s", text);
+        snprintf(service->last_health, sizeof service->last_health, "%s", text);
+    }
+    free(text);
 }
 
 /* ---- HTTP hooks -------------------------------------------------------------------------- */
@@ -388,7 +535,9 @@ static void add_model_replica(cJSON *models, uint32_t shard, uint32_t node_id,
 static int hook_list_models(void *user, char **json_out, dr_err *err) {
     sd_service *service = user;
     dr_group_view *view = NULL;
-    int rc = current_view(service, &view, err);
+    int rc = refuse_if_stopped(service, err);
+    if (rc == DR_OK)
+        rc = current_view(service, &view, err);
     if (rc != DR_OK)
         return rc;
     const dr_subgroup_layout *layout = categorizer_layout(service, view, err);
@@ -423,7 +572,7 @@ static int hook_list_models(void *user, char **json_out, dr_err *err) {
     return *json_out ? DR_OK : dr_err_set(err, DR_ENOMEM, "out of memory");
 }
 
-static cJSON *tier_json(const sd_service *service, const dr_group_view *view, uint32_t subgroup,
+static cJSON *tier_json(sd_service *service, const dr_group_view *view, uint32_t subgroup,
                         bool function_tier) {
     cJSON *shards = cJSON_CreateArray();
     if (subgroup >= view->layout.num_subgroups)
@@ -438,6 +587,7 @@ static cJSON *tier_json(const sd_service *service, const dr_group_view *view, ui
             cJSON *member = cJSON_CreateObject();
             cJSON_AddNumberToObject(member, "id", id);
             cJSON_AddBoolToObject(member, "failed", member_failed(view, id));
+            cJSON_AddBoolToObject(member, "suspected", !member_usable(service, view, id));
             if (function_tier) {
                 char ip[DR_ADDRESS_MAX] = "";
                 for (uint32_t i = 0; i < view->view.num_members; i++) {
@@ -481,8 +631,11 @@ static int hook_cluster(void *user, char **json_out, dr_err *err) {
         cJSON_AddNumberToObject(member, "id", view->view.member_ids[i]);
         cJSON_AddStringToObject(member, "address", view->view.addresses[i]);
         cJSON_AddBoolToObject(member, "failed", view->view.failed[i]);
+        cJSON_AddBoolToObject(member, "suspected",
+                              !member_usable(service, view, view->view.member_ids[i]));
         cJSON_AddItemToArray(members, member);
     }
+    cJSON_AddItemToObject(root, "problems", health_problems(service, view));
     cJSON_AddItemToObject(root, "function_tier",
                           tier_json(service, view, service->config.function_subgroup, true));
     cJSON *categorizer = tier_json(service, view, service->config.categorizer_subgroup, false);
@@ -492,7 +645,7 @@ static int hook_cluster(void *user, char **json_out, dr_err *err) {
         cJSON *tags = cJSON_AddArrayToObject(shard, "tags");
         cJSON *member = NULL;
         cJSON_ArrayForEach(member, cJSON_GetObjectItem(shard, "members")) {
-            if (cJSON_IsTrue(cJSON_GetObjectItem(member, "failed")))
+            if (cJSON_IsTrue(cJSON_GetObjectItem(member, "suspected")))
                 continue;
             sd_model_info *infos = NULL;
             size_t count = 0;
@@ -527,7 +680,7 @@ static int hook_metrics(void *user, char **text_out) {
             for (uint32_t m = 0; m < shard->num_members; m++) {
                 sd_model_info *infos = NULL;
                 size_t count = 0;
-                if (member_failed(view, shard->member_ids[m]) ||
+                if (!member_usable(service, view, shard->member_ids[m]) ||
                     member_models(service, shard->member_ids[m], &infos, &count) != DR_OK)
                     continue;
                 installed += count;

@@ -3,9 +3,13 @@
  * sd_http_hooks (http_api.h) that forward to the categorizer tier over the group's p2p calls.
  *
  *   Whatsthis   each tag goes to shard (tag % number of categorizer shards); the replica is
- *               chosen round-robin among the shard's live members; all tags are started at once
+ *               chosen round-robin among the shard's usable members (in the view, not failed,
+ *               connection not lost: dr_rpc_node_peer_down); all tags are started at once
  *               (dr_rpc_p2p_start) and then waited for; the answers are joined with " or ".
- *               A replica that is gone or times out is retried once on the next member.
+ *               A replica that is gone, stopped or times out is retried on the next usable
+ *               member at once, until one answers or none is left (DR_EAGAIN).
+ *   Stopped     once this node's group stopped (excluded, partitioned), every call answers
+ *               DR_ECLOSED at once (gRPC UNAVAILABLE, HTTP 503): it never serves again.
  *   Install     p2p `install` on a member of the tag's shard, which multicasts it in the shard.
  *   Remove      p2p `remove`, likewise.
  *   HTTP hooks  /v1/models (every replica's list, so disagreements show), /v1/cluster (view id,
@@ -45,6 +49,13 @@ void sd_service_destroy(sd_service *service);
 
 /** The sd_backend over this service (user = service). */
 sd_backend sd_service_backend(sd_service *service);
+
+/**
+ * Logs (once per change) the shards that have fewer live members than their minimum
+ * ("CATEGORIZER_TIER shard 0 needs 2, has 1: waiting for a node") and a group that stopped; the
+ * same list is `problems` in /v1/cluster. For a periodic call from one thread.
+ */
+void sd_service_log_health(sd_service *service);
 
 /** The HTTP hooks over this service (user = service). */
 sd_http_hooks sd_service_http_hooks(sd_service *service);

@@ -22,6 +22,7 @@
 #ifndef SOSPDEMO_FUNCTION_TIER_H
 #define SOSPDEMO_FUNCTION_TIER_H
 
+#include "answers.h"
 #include "derecho/error.h"
 #include "upload.h"
 
@@ -47,6 +48,15 @@ typedef struct sd_backend {
      */
     int (*whatsthis)(void *user, const uint32_t *tags, size_t n_tags, const uint8_t *photo,
                      size_t photo_size_bytes, char **desc_out, dr_err *err);
+
+    /**
+     * Optional (the HTTP API uses it when set; the gRPC server never does): like whatsthis, but
+     * one answer per tag in answers[0..n_tags) (kind, score, desc, and the top_k best classes
+     * when top_k is 1..SD_MAX_TOP; after a 0 return the caller frees each answer with
+     * sd_tag_answer_clear; nothing to free after an error).
+     */
+    int (*classify)(void *user, const uint32_t *tags, size_t n_tags, const uint8_t *photo,
+                    size_t photo_size_bytes, uint32_t top_k, sd_tag_answer *answers, dr_err *err);
 
     /**
      * Installs the model under tag. Sets *error_code_out (0: success) and *error_desc_out

@@ -19,16 +19,28 @@
 #include <netinet/in.h>
 
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 /* web/index.html, embedded at build time (embed.cmake). */
 extern const unsigned char sd_web_page[];
+
+/* The demo model's sample photos, embedded at build time (embed_samples.cmake). */
+typedef struct sd_sample {
+    const char *name;           /* file name, e.g. "red-circle.jpg" */
+    const char *type;           /* its content type */
+    const unsigned char *bytes; /* its bytes */
+    size_t len;                 /* their number */
+} sd_sample;
+extern const sd_sample sd_samples[];
+extern const size_t sd_samples_count;
 
 enum { DEFAULT_MAX_CONNECTIONS = 64, MAX_HTTP_TAGS = 64, POST_BUFFER_BYTES = 64 * 1024 };
 
@@ -36,19 +48,71 @@ typedef enum endpoint {
     EP_WHATSTHIS,
     EP_MODEL_PUT,
     EP_MODEL_DELETE,
+    EP_MODEL_GET,
     EP_MODELS,
     EP_CLUSTER,
     EP_HEALTHZ,
     EP_METRICS,
     EP_PAGE,
+    EP_SAMPLE,
     EP_OTHER,
     EP_COUNT,
 } endpoint;
 
 static const char *const endpoint_names[EP_COUNT] = {
-    "whatsthis", "install_model", "remove_model", "models", "cluster",
-    "healthz",   "metrics",       "page",         "other",
+    "whatsthis", "install_model", "remove_model", "model",  "models", "cluster",
+    "healthz",   "metrics",       "page",         "sample", "other",
 };
+
+/* Error kinds counted in /metrics (sospdemo_http_errors_by_kind_total). */
+typedef enum error_kind {
+    KIND_BAD_REQUEST,       /* 400 malformed request */
+    KIND_NOT_FOUND,         /* 404 unknown path, model or tag */
+    KIND_WRONG_METHOD,      /* 405 */
+    KIND_CONFLICT,          /* 409 tag taken */
+    KIND_TOO_LARGE,         /* 413 */
+    KIND_UNSUPPORTED_MEDIA, /* 415 not an image / not multipart */
+    KIND_UNPROCESSABLE,     /* 422 model cannot be loaded */
+    KIND_UNAVAILABLE,       /* 503 no replica, node stopped */
+    KIND_TIMEOUT,           /* 504 */
+    KIND_NOT_IMPLEMENTED,   /* 501 */
+    KIND_INTERNAL,          /* 500 and anything else */
+    KIND_COUNT,
+} error_kind;
+
+static const char *const kind_names[KIND_COUNT] = {
+    "bad_request",     "not_found",   "method_not_allowed",
+    "conflict",        "too_large",   "unsupported_media_type",
+    "unprocessable",   "unavailable", "timeout",
+    "not_implemented", "internal",
+};
+
+static error_kind kind_of_status(unsigned status) {
+    switch (status) {
+    case 400:
+        return KIND_BAD_REQUEST;
+    case 404:
+        return KIND_NOT_FOUND;
+    case 405:
+        return KIND_WRONG_METHOD;
+    case 409:
+        return KIND_CONFLICT;
+    case 413:
+        return KIND_TOO_LARGE;
+    case 415:
+        return KIND_UNSUPPORTED_MEDIA;
+    case 422:
+        return KIND_UNPROCESSABLE;
+    case 503:
+        return KIND_UNAVAILABLE;
+    case 504:
+        return KIND_TIMEOUT;
+    case 501:
+        return KIND_NOT_IMPLEMENTED;
+    default:
+        return KIND_INTERNAL;
+    }
+}
 
 /* Latency histogram bucket bounds, seconds (the last bucket is +Inf). */
 static const double latency_bounds_s[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -58,6 +122,8 @@ static const double latency_bounds_s[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 typedef struct http_metrics {
     uint64_t requests[EP_COUNT];
     uint64_t errors[EP_COUNT];              /* answers with status >= 400 */
+    uint64_t errors_by_kind[KIND_COUNT];    /* the same, by kind */
+    uint64_t answers_by_kind[4];            /* per-tag classification answers, sd_answer_kind */
     uint64_t latency_buckets[N_BOUNDS + 1]; /* not cumulative; +Inf last */
     double latency_sum_s;
     uint64_t latency_count;
@@ -87,6 +153,7 @@ typedef struct http_request {
     uint64_t parts_bytes;           /* PUT: bytes of all parts so far */
     unsigned error_status;          /* != 0: answer this status with error_text */
     char error_text[DR_ERR_MSG_MAX];
+    int sample; /* GET /samples/<name>: its index; -1: the list */
 } http_request;
 
 /* ---------------------------------------------------------------- small helpers */
@@ -104,8 +171,10 @@ static void record(sd_http_api *api, endpoint ep, unsigned status, uint64_t star
         bucket++;
     pthread_mutex_lock(&api->lock);
     api->metrics.requests[ep]++;
-    if (status >= 400)
+    if (status >= 400) {
         api->metrics.errors[ep]++;
+        api->metrics.errors_by_kind[kind_of_status(status)]++;
+    }
     api->metrics.latency_buckets[bucket]++;
     api->metrics.latency_sum_s += seconds;
     api->metrics.latency_count++;
@@ -218,8 +287,23 @@ static void route(http_request *req, const char *url, const char *method) {
             req->ep = EP_MODEL_PUT;
         else if (strcmp(method, "DELETE") == 0)
             req->ep = EP_MODEL_DELETE;
+        else if (strcmp(method, "GET") == 0)
+            req->ep = EP_MODEL_GET;
         else
-            request_fail(req, MHD_HTTP_METHOD_NOT_ALLOWED, "%s needs PUT or DELETE", url);
+            request_fail(req, MHD_HTTP_METHOD_NOT_ALLOWED, "%s needs GET, PUT or DELETE", url);
+        return;
+    }
+    if (strcmp(url, "/samples") == 0 || strncmp(url, "/samples/", 9) == 0) {
+        req->ep = EP_SAMPLE;
+        req->sample = -1;
+        const char *name = url[8] == '/' ? url + 9 : "";
+        for (size_t i = 0; *name && i < sd_samples_count; i++)
+            if (strcmp(name, sd_samples[i].name) == 0)
+                req->sample = (int)i;
+        if (*name && req->sample < 0)
+            request_fail(req, MHD_HTTP_NOT_FOUND, "no sample photo named '%s'", name);
+        else if (strcmp(method, "GET") != 0)
+            request_fail(req, MHD_HTTP_METHOD_NOT_ALLOWED, "%s needs GET", url);
         return;
     }
     req->ep = EP_OTHER;
@@ -259,16 +343,52 @@ static enum MHD_Result on_form_part(void *cls, enum MHD_ValueKind kind, const ch
     return MHD_YES;
 }
 
+/* POST /v1/whatsthis as multipart/form-data (curl -F photo=@x.jpg): the photo field. */
+static enum MHD_Result on_photo_part(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *filename, const char *content_type,
+                                     const char *transfer_encoding, const char *data, uint64_t off,
+                                     size_t size) {
+    http_request *req = cls;
+    (void)kind, (void)content_type, (void)transfer_encoding, (void)off;
+    if (strcmp(key, "photo") != 0 && !filename) {
+        request_fail(req, MHD_HTTP_BAD_REQUEST,
+                     "unknown form field '%s' (the photo goes in a field named photo)", key);
+        return MHD_NO;
+    }
+    if (dr_buf_put_bytes(&req->body, data, size) != DR_OK) {
+        request_fail(req, MHD_HTTP_CONTENT_TOO_LARGE, "the photo exceeds the limit of %zu bytes",
+                     req->body.max_bytes);
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+static bool is_multipart(struct MHD_Connection *conn) {
+    const char *type =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    return type && strncasecmp(type, "multipart/form-data", strlen("multipart/form-data")) == 0;
+}
+
 static void start_body(sd_http_api *api, struct MHD_Connection *conn, http_request *req) {
     const char *length_text =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     uint64_t length = length_text ? strtoull(length_text, NULL, 10) : 0;
     if (req->ep == EP_WHATSTHIS) {
         uint64_t limit = api->config.limits.max_photo_bytes;
-        if (length > limit)
+        bool form = is_multipart(conn);
+        if (length > limit + (form ? 64 * 1024 : 0))
             request_fail(req, MHD_HTTP_CONTENT_TOO_LARGE,
                          "photo of %" PRIu64 " bytes exceeds the limit of %" PRIu64, length, limit);
         dr_buf_init(&req->body, (size_t)limit);
+        if (form) {
+            req->post = MHD_create_post_processor(conn, POST_BUFFER_BYTES, on_photo_part, req);
+            if (!req->post)
+                request_fail(req, MHD_HTTP_BAD_REQUEST, "malformed multipart/form-data header");
+        }
+    } else if (req->ep == EP_MODEL_PUT && !is_multipart(conn)) {
+        request_fail(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                     "PUT /v1/models/{tag} needs multipart/form-data, e.g. curl -X PUT -F "
+                     "synset=@synset.txt -F symbol=@x-symbol.json -F params=@x-0000.params");
     } else if (req->ep == EP_MODEL_PUT) {
         /* Multipart framing adds a little; the parts themselves are checked as they come. */
         uint64_t limit = api->config.limits.max_model_bytes;
@@ -288,7 +408,10 @@ static void start_body(sd_http_api *api, struct MHD_Connection *conn, http_reque
 static void take_body(http_request *req, const char *data, size_t size) {
     if (req->error_status)
         return; /* discard the rest of a refused request */
-    if (req->ep == EP_WHATSTHIS) {
+    if (req->ep == EP_WHATSTHIS && req->post) {
+        if (MHD_post_process(req->post, data, size) != MHD_YES)
+            request_fail(req, MHD_HTTP_BAD_REQUEST, "malformed multipart body");
+    } else if (req->ep == EP_WHATSTHIS) {
         if (dr_buf_put_bytes(&req->body, data, size) != DR_OK)
             request_fail(req, MHD_HTTP_CONTENT_TOO_LARGE,
                          "the photo exceeds the limit of %zu bytes", req->body.max_bytes);
@@ -302,8 +425,89 @@ static void take_body(http_request *req, const char *data, size_t size) {
 
 /* ---------------------------------------------------------------- endpoints */
 
+/* The HTTP status of one answer kind (200 for a label). */
+static unsigned status_of_answer(sd_answer_kind kind) {
+    switch (kind) {
+    case SD_ANSWER_NO_MODEL:
+        return MHD_HTTP_NOT_FOUND;
+    case SD_ANSWER_LOAD_FAIL:
+        return MHD_HTTP_UNPROCESSABLE_CONTENT;
+    case SD_ANSWER_BAD_PHOTO:
+        return MHD_HTTP_UNSUPPORTED_MEDIA_TYPE;
+    default:
+        return MHD_HTTP_OK;
+    }
+}
+
+/* Asks the backend: per-tag answers from classify, or whatsthis' text split into its kind. */
+static int ask_backend(sd_http_api *api, const uint32_t *tags, size_t n_tags, const dr_buf *photo,
+                       uint32_t top_k, sd_tag_answer *answers, char **joined, dr_err *err) {
+    if (!api->backend.classify)
+        return api->backend.whatsthis(api->backend.user, tags, n_tags, photo->data, photo->len,
+                                      joined, err);
+    int rc = api->backend.classify(api->backend.user, tags, n_tags, photo->data, photo->len, top_k,
+                                   answers, err);
+    if (rc)
+        return rc;
+    dr_buf text = {0};
+    for (size_t i = 0; i < n_tags; i++) {
+        if (i > 0)
+            dr_buf_put_bytes(&text, " or ", 4);
+        dr_buf_put_bytes(&text, answers[i].desc, strlen(answers[i].desc));
+    }
+    dr_buf_put_u8(&text, 0);
+    size_t len = 0;
+    *joined = text.failed ? NULL : (char *)dr_buf_steal(&text, &len);
+    dr_buf_free(&text);
+    return DR_OK;
+}
+
+/* A probability for JSON: 6 decimals (a float's 0.2 would print as 0.20000000298023224). */
+static double json_score(float score) {
+    return round((double)score * 1e6) / 1e6;
+}
+
+/* {"tags":[..],"description":"..","answers":[{"tag","description","score"|"error"}..]}. */
+static cJSON *whatsthis_json(const uint32_t *tags, size_t n_tags, const char *desc,
+                             const sd_tag_answer *answers, bool have_answers, unsigned status) {
+    cJSON *json = cJSON_CreateObject();
+    cJSON *array = cJSON_AddArrayToObject(json, "tags");
+    for (size_t i = 0; i < n_tags; i++)
+        cJSON_AddItemToArray(array, cJSON_CreateNumber(tags[i]));
+    cJSON_AddStringToObject(json, "description", desc ? desc : "");
+    if (status != MHD_HTTP_OK)
+        cJSON_AddStringToObject(json, "error", desc ? desc : "");
+    if (!have_answers)
+        return json;
+    cJSON *list = cJSON_AddArrayToObject(json, "answers");
+    for (size_t i = 0; i < n_tags; i++) {
+        cJSON *one = cJSON_CreateObject();
+        cJSON_AddNumberToObject(one, "tag", answers[i].tag);
+        cJSON_AddStringToObject(one, "description", answers[i].desc ? answers[i].desc : "");
+        if (answers[i].kind == SD_ANSWER_OK)
+            cJSON_AddNumberToObject(one, "score", json_score(answers[i].score));
+        if (answers[i].kind == SD_ANSWER_OK && answers[i].n_top > 0) {
+            cJSON *top = cJSON_AddArrayToObject(one, "top");
+            for (uint32_t k = 0; k < answers[i].n_top && k < SD_MAX_TOP; k++) {
+                cJSON *class = cJSON_CreateObject();
+                cJSON_AddStringToObject(class, "label", answers[i].top[k].label);
+                cJSON_AddNumberToObject(class, "score", json_score(answers[i].top[k].score));
+                cJSON_AddItemToArray(top, class);
+            }
+        }
+        if (answers[i].kind != SD_ANSWER_OK)
+            cJSON_AddStringToObject(one, "error", sd_answer_kind_name(answers[i].kind));
+        cJSON_AddItemToArray(list, one);
+    }
+    return json;
+}
+
 static enum MHD_Result do_whatsthis(sd_http_api *api, struct MHD_Connection *conn,
                                     http_request *req) {
+    if (req->post)
+        MHD_post_process(req->post, NULL, 0); /* flush */
+    if (req->error_status)
+        return answer_error(api, conn, req, req->error_status, req->error_text);
     uint32_t tags[MAX_HTTP_TAGS];
     size_t n_tags = 0;
     const char *tags_text = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "tags");
@@ -312,24 +516,39 @@ static enum MHD_Result do_whatsthis(sd_http_api *api, struct MHD_Connection *con
         return answer_error(api, conn, req, MHD_HTTP_BAD_REQUEST,
                             "?tags= must be decimal tags separated by commas, like 1,2");
     if (req->body.len == 0)
-        return answer_error(api, conn, req, MHD_HTTP_BAD_REQUEST, "the body must be the photo");
-    if (!api->backend.whatsthis)
+        return answer_error(api, conn, req, MHD_HTTP_BAD_REQUEST,
+                            req->post ? "the form needs the photo (curl -F photo=@x.jpg)"
+                                      : "the body must be the photo");
+    const char *top_text = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "top");
+    uint32_t top_k = 0;
+    size_t n_top = 0;
+    if (top_text &&
+        (sd_parse_tags(top_text, &top_k, 1, &n_top) != DR_OK || top_k < 1 || top_k > SD_MAX_TOP))
+        return answer_error(api, conn, req, MHD_HTTP_BAD_REQUEST,
+                            "?top= must be a number of classes from 1 to 10");
+    if (!api->backend.whatsthis && !api->backend.classify)
         return answer_error(api, conn, req, MHD_HTTP_NOT_IMPLEMENTED, "not served here");
+    sd_tag_answer answers[MAX_HTTP_TAGS];
+    memset(answers, 0, sizeof answers);
     char *desc = NULL;
     dr_err err;
     dr_err_clear(&err);
-    int rc = api->backend.whatsthis(api->backend.user, tags, n_tags, req->body.data, req->body.len,
-                                    &desc, &err);
+    int rc = ask_backend(api, tags, n_tags, &req->body, top_k, answers, &desc, &err);
     if (rc)
         return answer_error(api, conn, req, http_status_of_error(rc),
                             err.msg[0] ? err.msg : dr_strerror(rc));
-    cJSON *json = cJSON_CreateObject();
-    cJSON *array = cJSON_AddArrayToObject(json, "tags");
+    bool have_answers = api->backend.classify != NULL;
+    sd_answer_kind kind = sd_answer_kind_of(desc);
+    pthread_mutex_lock(&api->lock);
     for (size_t i = 0; i < n_tags; i++)
-        cJSON_AddItemToArray(array, cJSON_CreateNumber(tags[i]));
-    cJSON_AddStringToObject(json, "description", desc ? desc : "");
+        api->metrics.answers_by_kind[have_answers ? answers[i].kind : kind]++;
+    pthread_mutex_unlock(&api->lock);
+    unsigned status = status_of_answer(kind);
+    cJSON *json = whatsthis_json(tags, n_tags, desc, answers, have_answers, status);
     free(desc);
-    return answer_json(api, conn, req, MHD_HTTP_OK, json);
+    for (size_t i = 0; have_answers && i < n_tags; i++)
+        sd_tag_answer_clear(&answers[i]);
+    return answer_json(api, conn, req, status, json);
 }
 
 static enum MHD_Result model_answer(sd_http_api *api, struct MHD_Connection *conn,
@@ -345,7 +564,12 @@ static enum MHD_Result model_answer(sd_http_api *api, struct MHD_Connection *con
     cJSON_AddNumberToObject(json, "error_code", code);
     cJSON_AddStringToObject(json, "error_desc", desc ? desc : "");
     free(desc);
-    return answer_json(api, conn, req, code == 0 ? MHD_HTTP_OK : refused_status, json);
+    unsigned status = code == 0 ? MHD_HTTP_OK : refused_status;
+    if (code == DR_ECORRUPT)
+        status = MHD_HTTP_UNPROCESSABLE_CONTENT; /* the model cannot be loaded */
+    else if (code == DR_ETOOBIG)
+        status = MHD_HTTP_CONTENT_TOO_LARGE;
+    return answer_json(api, conn, req, status, json);
 }
 
 static enum MHD_Result do_install(sd_http_api *api, struct MHD_Connection *conn,
@@ -402,6 +626,61 @@ static enum MHD_Result do_hook_json(sd_http_api *api, struct MHD_Connection *con
     return answer(api, conn, req, MHD_HTTP_OK, json, "application/json");
 }
 
+/* GET /samples: the names of the bundled sample photos; GET /samples/<name>: one of them. */
+static enum MHD_Result do_sample(sd_http_api *api, struct MHD_Connection *conn, http_request *req) {
+    if (req->sample < 0) {
+        cJSON *names = cJSON_CreateArray();
+        for (size_t i = 0; i < sd_samples_count; i++)
+            cJSON_AddItemToArray(names, cJSON_CreateString(sd_samples[i].name));
+        return answer_json(api, conn, req, MHD_HTTP_OK, names);
+    }
+    const sd_sample *sample = &sd_samples[req->sample];
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(sample->len, (void *)sample->bytes, MHD_RESPMEM_PERSISTENT);
+    if (!response)
+        return MHD_NO;
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, sample->type);
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "max-age=3600");
+    enum MHD_Result rc = MHD_queue_response(conn, MHD_HTTP_OK, response);
+    MHD_destroy_response(response);
+    record(api, req->ep, MHD_HTTP_OK, req->start_ns);
+    return rc;
+}
+
+/* GET /v1/models/{tag}: that tag's entry of the list_models hook's array, or 404. */
+static enum MHD_Result do_model_get(sd_http_api *api, struct MHD_Connection *conn,
+                                    http_request *req) {
+    if (!api->hooks.list_models)
+        return answer_error(api, conn, req, MHD_HTTP_NOT_IMPLEMENTED, "not available on this node");
+    char *text = NULL;
+    dr_err err;
+    dr_err_clear(&err);
+    int rc = api->hooks.list_models(api->hooks.user, &text, &err);
+    if (rc) {
+        free(text);
+        return answer_error(api, conn, req, http_status_of_error(rc),
+                            err.msg[0] ? err.msg : dr_strerror(rc));
+    }
+    cJSON *models = cJSON_Parse(text ? text : "");
+    free(text);
+    cJSON *item = NULL, *found = NULL;
+    cJSON_ArrayForEach(item, models) {
+        cJSON *tag = cJSON_GetObjectItem(item, "tag");
+        if (cJSON_IsNumber(tag) && (uint32_t)tag->valuedouble == req->model_tag)
+            found = item;
+    }
+    if (!found) {
+        cJSON_Delete(models);
+        char message[96];
+        snprintf(message, sizeof message, "no model is installed under tag %" PRIu32,
+                 req->model_tag);
+        return answer_error(api, conn, req, MHD_HTTP_NOT_FOUND, message);
+    }
+    cJSON *copy = cJSON_Duplicate(found, true);
+    cJSON_Delete(models);
+    return answer_json(api, conn, req, MHD_HTTP_OK, copy);
+}
+
 /* ---------------------------------------------------------------- /metrics */
 
 static void metrics_http(dr_buf *out, const http_metrics *m) {
@@ -422,6 +701,16 @@ static void metrics_http(dr_buf *out, const http_metrics *m) {
     for (int ep = 0; ep < EP_COUNT; ep++)
         PUT_LINE("sospdemo_http_errors_total{endpoint=\"%s\"} %" PRIu64 "\n", endpoint_names[ep],
                  m->errors[ep]);
+    PUT_LINE("# HELP sospdemo_http_errors_by_kind_total HTTP answers with status >= 400, by kind.\n"
+             "# TYPE sospdemo_http_errors_by_kind_total counter\n");
+    for (int kind = 0; kind < KIND_COUNT; kind++)
+        PUT_LINE("sospdemo_http_errors_by_kind_total{kind=\"%s\"} %" PRIu64 "\n", kind_names[kind],
+                 m->errors_by_kind[kind]);
+    PUT_LINE("# HELP sospdemo_answers_total Classification answers per tag, by kind.\n"
+             "# TYPE sospdemo_answers_total counter\n");
+    for (int kind = 0; kind < 4; kind++)
+        PUT_LINE("sospdemo_answers_total{kind=\"%s\"} %" PRIu64 "\n",
+                 sd_answer_kind_name((sd_answer_kind)kind), m->answers_by_kind[kind]);
     PUT_LINE("# HELP sospdemo_http_request_duration_seconds Time from request to answer.\n"
              "# TYPE sospdemo_http_request_duration_seconds histogram\n");
     uint64_t cumulative = 0;
@@ -493,6 +782,8 @@ static enum MHD_Result dispatch(sd_http_api *api, struct MHD_Connection *conn, h
         return do_install(api, conn, req);
     case EP_MODEL_DELETE:
         return do_remove(api, conn, req);
+    case EP_MODEL_GET:
+        return do_model_get(api, conn, req);
     case EP_MODELS:
         return do_hook_json(api, conn, req, api->hooks.list_models);
     case EP_CLUSTER:
@@ -501,6 +792,8 @@ static enum MHD_Result dispatch(sd_http_api *api, struct MHD_Connection *conn, h
         return answer(api, conn, req, MHD_HTTP_OK, strdup("ok\n"), "text/plain");
     case EP_METRICS:
         return do_metrics(api, conn, req);
+    case EP_SAMPLE:
+        return do_sample(api, conn, req);
     case EP_PAGE:
         return answer(api, conn, req, MHD_HTTP_OK, strdup((const char *)sd_web_page),
                       "text/html; charset=utf-8");
@@ -552,6 +845,17 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* ---------------------------------------------------------------- start / stop */
 
+/* libmicrohttpd's own messages ("Error processing request", ...) go to our log, prefixed. */
+static void log_from_microhttpd(void *cls, const char *fmt, va_list ap) {
+    (void)cls;
+    char text[512];
+    vsnprintf(text, sizeof text, fmt, ap);
+    size_t len = strlen(text);
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        text[--len] = '\0';
+    DR_WARN(DR_LOGM_APP, "HTTP server (libmicrohttpd): %s", text);
+}
+
 int sd_http_start(const sd_http_config *config, const sd_backend *backend,
                   const sd_http_hooks *hooks, sd_http_api **out, dr_err *err) {
     *out = NULL;
@@ -578,8 +882,9 @@ int sd_http_start(const sd_http_config *config, const sd_backend *backend,
     api->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0,
         NULL, NULL, on_request, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_CONNECTION_LIMIT,
-        max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_EXTERNAL_LOGGER,
+        log_from_microhttpd, NULL, MHD_OPTION_CONNECTION_LIMIT, max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
     if (!api->daemon) {
         pthread_mutex_destroy(&api->lock);
         free(api);

@@ -1,27 +1,36 @@
 /*
  * The function tier's HTTP/JSON API (libmicrohttpd), on the same backend as the gRPC server:
  *
- *   POST   /v1/whatsthis?tags=1,2   the photo as body
- *          -> {"tags":[1,2],"description":"..."}
+ *   POST   /v1/whatsthis?tags=1,2   the photo as body, or multipart/form-data with the photo in
+ *                                   a field `photo` (curl -F photo=@x.jpg)
+ *          -> {"tags":[1,2],"description":"...","answers":[{"tag":1,"description":"...",
+ *              "score":0.9}, {"tag":2,...,"error":"no_model"}]} (answers only with the
+ *              backend's classify); an error answer also sets "error" and the status: 404 no
+ *              model, 422 the model cannot be loaded, 415 not an image (the first error wins);
+ *              ?top=K (1..10) adds "top":[{"label","score"}..] to each answer
  *   PUT    /v1/models/{tag}         multipart/form-data: synset + symbol + params (MXNet),
  *                                   or labels + onnx (ONNX: passed on as synset = labels,
  *                                   symbol empty, params = the .onnx bytes)
  *          -> {"tag":1,"error_code":0,"error_desc":"install model successfully."}
  *   DELETE /v1/models/{tag}         -> {"tag":1,"error_code":0,"error_desc":"..."}
  *   GET    /v1/models               the list_models hook's JSON (501 without it)
+ *   GET    /v1/models/{tag}         that tag's entry of it, or 404
  *   GET    /v1/cluster              the cluster hook's JSON (501 without it)
  *   GET    /, /index.html           the web page (web/index.html): classify, models, cluster
+ *   GET    /samples                 the names of the demo model's sample photos (JSON array)
+ *   GET    /samples/<name>          one of them (embedded at build time), for the page
  *   GET    /healthz                 "ok"
  *   GET    /metrics                 Prometheus text: requests and errors per endpoint, a
  *                                   latency histogram, the gRPC server's call counters, the
  *                                   metrics hook's lines
  *
  * Status codes: 200 answered; 400 bad request (bad tags, empty or missing parts); 404 unknown
- * path; 405 wrong method; 409 install refused (error_code != 0, e.g. tag taken); 404 remove of a
+ * path, model or tag; 405 wrong method; 409 install refused (error_code != 0, e.g. tag taken);
+ * 422 install refused with error_code DR_ECORRUPT (the model cannot be loaded); 404 remove of a
  * tag that is not installed (error_code != 0); 413 body over the configured limits (checked
- * against Content-Length before reading, and while reading); 415 not multipart; 501 no hook;
- * 503 / 504 / 500 backend errors (DR_EAGAIN etc. / DR_ETIMEDOUT / other). Errors are JSON
- * {"error":"..."}.
+ * against Content-Length before reading, and while reading); 415 a PUT that is not multipart;
+ * 501 no hook; 503 / 504 / 500 backend errors (DR_EAGAIN, DR_ECLOSED etc. / DR_ETIMEDOUT /
+ * other). Errors are JSON {"error":"..."}. /metrics counts errors by kind.
  *
  * Threads: libmicrohttpd's thread per connection (at most max_connections); the backend is
  * called on those threads, so it may block.

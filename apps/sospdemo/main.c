@@ -5,7 +5,9 @@
  *   sospdemo client <host:port> ...      the function tier's client (client.h)
  *   sospdemo config [--SECTION/key=value] print the effective configuration (app_config.h)
  *
- * No mode, an unknown mode or missing arguments print the seed's usage text and exit 2.
+ * No mode, an unknown mode or missing arguments print the seed's usage text and exit 2 (an
+ * unknown mode is named on stderr first). `sospdemo --help` and `sospdemo <mode> --help` print
+ * the help and exit 0.
  */
 #include "app_config.h"
 #include "client.h"
@@ -29,13 +31,31 @@ static int server_main(int argc, char **argv) {
 }
 #endif
 
+static bool known_mode(const char *mode) {
+    return strcmp(mode, "client") == 0 || strcmp(mode, "server") == 0 ||
+           strcmp(mode, "config") == 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 2 && sd_is_help_arg(argv[1])) {
+        sd_print_help(stdout, NULL);
+        return 0;
+    }
+    if (argc >= 3 && known_mode(argv[1]) && sd_is_help_arg(argv[2])) {
+        sd_print_help(stdout, argv[1]);
+        return 0;
+    }
     if (argc >= 2 && strcmp(argv[1], "client") == 0)
         return sd_client_main(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "server") == 0)
         return server_main(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "config") == 0)
         return sospdemo_config_main(argc - 2, argv + 2);
+    if (argc >= 2)
+        fprintf(stderr, "sospdemo: unknown mode '%s' (server, client or config; --help explains)\n",
+                argv[1]);
+    else
+        fprintf(stderr, "sospdemo: no mode given (server, client or config; --help explains)\n");
     sd_print_usage(stdout, argc > 0 ? argv[0] : NULL);
     return SD_EXIT_USAGE;
 }

@@ -241,30 +241,84 @@ static void check_role(server_state *state) {
     fflush(stdout);
 }
 
-/* Serves until ENTER on stdin or a stop signal; starts the function tier when assigned to it. */
-static void serve_until_stopped(server_state *state) {
+/* Every HEALTH_CHECK_MS the main loop checks that the group still runs and logs shard health. */
+#define HEALTH_CHECK_MS 500
+
+/* True (and says why) when this node's group stopped for good: it must not serve any more. */
+static bool group_stopped(server_state *state) {
+    int stopped = dr_group_stopped(dr_rpc_node_group(state->node));
+    if (stopped == DR_OK)
+        return false;
+    fprintf(stderr,
+            "sospdemo server: this node is no longer a member of the group (%s); it stops "
+            "serving and exits. Start it again to rejoin as a new member.\n",
+            stopped == DR_EREMOVED ? "the group excluded it" : dr_strerror(stopped));
+    return true;
+}
+
+/*
+ * Serves until ENTER on stdin or a stop signal (returns 0), or until the group stops under this
+ * node (returns 1); starts the function tier when assigned to it.
+ */
+static int serve_until_stopped(server_state *state) {
     bool watch_stdin = true;
     check_role(state); /* a view may have come between the first view and now */
     for (;;) {
         struct pollfd fds[3] = {{.fd = state->signal_fd, .events = POLLIN},
                                 {.fd = state->view_fd, .events = POLLIN},
                                 {.fd = STDIN_FILENO, .events = POLLIN}};
-        int n = poll(fds, watch_stdin ? 3 : 2, -1);
+        int n = poll(fds, watch_stdin ? 3 : 2, HEALTH_CHECK_MS);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 || (fds[0].revents && stop_signalled(state->signal_fd, 0)))
-            return;
+            return 0;
+        if (group_stopped(state))
+            return 1;
+        if (state->service)
+            sd_service_log_health(state->service);
         if (fds[1].revents)
             check_role(state);
         if (watch_stdin && fds[2].revents) {
             char line[256];
             ssize_t got = read(STDIN_FILENO, line, sizeof line);
             if (got > 0 && memchr(line, '\n', (size_t)got))
-                return;
+                return 0;
             if (got <= 0) /* end of input (background run): keep serving until a signal */
                 watch_stdin = false;
         }
     }
+}
+
+/*
+ * Says which tier and shard this node serves in its first view, and warns when that is not
+ * the role its id suggests (the shipped folders give ids 0..F-1, F the function tier's size, to
+ * the function tier): roles follow join order, so nodes started out of id order swap roles.
+ */
+static void print_role(server_state *state) {
+    dr_group *group = dr_rpc_node_group(state->node);
+    int shard = dr_group_my_shard(group, CATEGORIZER_SUBGROUP, NULL);
+    bool function_tier = dr_group_my_shard(group, FUNCTION_SUBGROUP, NULL) >= 0;
+    if (function_tier)
+        printf("This node is in the function tier.\n");
+    else if (shard >= 0)
+        printf("This node is in the categorizer tier, shard %d.\n", shard);
+    else
+        printf("This node is a spare (in no tier until a node fails).\n");
+    uint64_t shards = 1, function_size = 0;
+    dr_config_subgroup_u64(state->config, SD_TYPE_FUNCTION_TIER, "num_shards", &shards);
+    dr_config_subgroup_u64(state->config, SD_TYPE_FUNCTION_TIER, "max_nodes", &function_size);
+    function_size *= shards;
+    if (function_tier && state->local_id >= function_size)
+        fprintf(stderr,
+                "sospdemo server: warning: node %u is in the function tier although ids 0..%llu "
+                "are meant for it: nodes joined out of id order (roles follow join order)\n",
+                state->local_id, (unsigned long long)function_size - 1);
+    else if (shard >= 0 && state->local_id < function_size)
+        fprintf(stderr,
+                "sospdemo server: warning: node %u is a categorizer although ids 0..%llu are "
+                "meant for the function tier: nodes joined out of id order (roles follow join "
+                "order)\n",
+                state->local_id, (unsigned long long)function_size - 1);
 }
 
 static void stop_server(server_state *state) {
@@ -329,11 +383,11 @@ int sd_server_main(int argc, char **argv) {
     dr_group *group = dr_rpc_node_group(state.node);
     if (dr_group_my_shard(group, FUNCTION_SUBGROUP, NULL) >= 0 && start_function_tier(&state) != 0)
         goto done;
+    print_role(&state);
     printf("Finished constructing derecho group.\n");
     printf("Press ENTER to stop.\n");
     fflush(stdout);
-    serve_until_stopped(&state);
-    exit_code = 0;
+    exit_code = serve_until_stopped(&state);
 done:
     stop_server(&state);
     return exit_code;

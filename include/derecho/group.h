@@ -104,6 +104,15 @@ int dr_group_get_view(dr_group *group, dr_group_view *out);
 uint32_t dr_group_my_id(const dr_group *group);
 
 /**
+ * Whether this node stopped being a member for good: 0 while it is one (or still joining);
+ * otherwise why it stopped: DR_EREMOVED (the group excluded it, e.g. after it was suspected),
+ * DR_ECLOSED (it stopped itself: partitioning safety, a clean leave, or shutdown), or the
+ * join's error (e.g. DR_EEXIST). A stopped node never rejoins: an application should stop
+ * serving. Never blocks; any thread.
+ */
+int dr_group_stopped(dr_group *group);
+
+/**
  * Finds this node's shard in `subgroup` in the current view: returns the shard index (and its
  * rank in *rank_out, may be NULL), or -1 if it is in no shard of it (or no view yet).
  */

@@ -123,6 +123,17 @@ int dr_rpc_node_create(const dr_config *config, const dr_layout_spec *spec,
 /** The underlying group (views, shards, raw multicast). Borrowed. */
 dr_group *dr_rpc_node_group(dr_rpc_node *node);
 
+/**
+ * True if this node's connection to member `node_id` went down and nothing arrived from it
+ * since: the group suspects such a member at once and removes it in the next view change, so
+ * a caller choosing among replicas should pick another instead of waiting for a timeout (a
+ * call already waiting on it ends DR_EREMOVED). The mark is forgotten when a frame arrives
+ * from the node or a view without it is installed. A member that hangs with its connection up
+ * is not reported here (the failure detector excludes it after its heartbeats stop). Never
+ * blocks; any thread.
+ */
+bool dr_rpc_node_peer_down(dr_rpc_node *node, uint32_t node_id);
+
 /** Stops serving (no handler runs after it returns), leaves the group, frees the node. */
 void dr_rpc_node_destroy(dr_rpc_node *node);
 

@@ -21,6 +21,40 @@ static int check_dims(int64_t w, int64_t h, dr_err *err) {
     return 0;
 }
 
+/*
+ * A CMYK (or YCCK) JPEG, as print workflows write them: turbojpeg decodes it to CMYK only, so
+ * convert here. Such files come from Adobe software with inverted channels (255 = no ink), as
+ * libjpeg hands them over, so R = C * K / 255 and likewise for G (M) and B (Y).
+ */
+static int decode_cmyk(tjhandle tj, const uint8_t *b, size_t len, int w, int h, uint8_t **rgb,
+                       dr_err *err) {
+    size_t pixels = (size_t)w * (size_t)h;
+    uint8_t *cmyk = malloc(pixels * 4);
+    *rgb = malloc(pixels * 3);
+    if (!cmyk || !*rgb) {
+        free(cmyk);
+        free(*rgb);
+        *rgb = NULL;
+        return dr_err_set(err, DR_ENOMEM, "photo: out of memory");
+    }
+    if (tjDecompress2(tj, b, (unsigned long)len, cmyk, w, 0, h, TJPF_CMYK, 0) != 0 &&
+        tjGetErrorCode(tj) != TJERR_WARNING) {
+        int rc =
+            dr_err_set(err, DR_EINVAL, "photo: CMYK JPEG decoding failed: %s", tjGetErrorStr2(tj));
+        free(cmyk);
+        free(*rgb);
+        *rgb = NULL;
+        return rc;
+    }
+    for (size_t i = 0; i < pixels; i++) {
+        unsigned k = cmyk[4 * i + 3];
+        for (int c = 0; c < 3; c++)
+            (*rgb)[3 * i + (size_t)c] = (uint8_t)((cmyk[4 * i + (size_t)c] * k + 127) / 255);
+    }
+    free(cmyk);
+    return 0;
+}
+
 static int decode_jpeg(const uint8_t *b, size_t len, uint8_t **rgb, int *w, int *h, dr_err *err) {
     int rc = 0, sub = 0, cs = 0;
     *w = *h = 0;
@@ -33,6 +67,10 @@ static int decode_jpeg(const uint8_t *b, size_t len, uint8_t **rgb, int *w, int 
     }
     if ((rc = check_dims(*w, *h, err)))
         goto out;
+    if (cs == TJCS_CMYK || cs == TJCS_YCCK) {
+        rc = decode_cmyk(tj, b, len, *w, *h, rgb, err);
+        goto out;
+    }
     *rgb = malloc((size_t)*w * (size_t)*h * 3);
     if (!*rgb) {
         rc = dr_err_set(err, DR_ENOMEM, "photo: out of memory");

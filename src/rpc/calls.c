@@ -486,9 +486,22 @@ void rpc_peer_alive(rpc_registry *reg, uint32_t peer) {
     pthread_mutex_unlock(&reg->lock);
 }
 
+bool rpc_peer_is_down(rpc_registry *reg, uint32_t peer) {
+    pthread_mutex_lock(&reg->lock);
+    bool down = is_down_locked(reg, peer);
+    pthread_mutex_unlock(&reg->lock);
+    return down;
+}
+
 void rpc_view_changed(rpc_registry *reg, const dr_view *view) {
     pthread_mutex_lock(&reg->lock);
     bool free_reg = remove_nodes_locked(reg, not_in_view, view);
+    for (uint32_t i = 0; i < reg->num_down;) {
+        if (not_in_view(view, reg->down[i]))
+            reg->down[i] = reg->down[--reg->num_down];
+        else
+            i++;
+    }
     pthread_mutex_unlock(&reg->lock);
     if (free_reg)
         free_registry(reg);

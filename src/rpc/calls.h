@@ -69,7 +69,13 @@ void rpc_peer_down(rpc_registry *reg, uint32_t peer);
 /** A frame arrived from `peer`: it is up again (clears a down mark). */
 void rpc_peer_alive(rpc_registry *reg, uint32_t peer);
 
-/** A new view: calls waiting on nodes outside it end DR_EREMOVED. */
+/**
+ * A new view: calls waiting on nodes outside it end DR_EREMOVED, and their down marks are
+ * forgotten (a node that joins again later is a new incarnation with a new connection).
+ */
 void rpc_view_changed(rpc_registry *reg, const dr_view *view);
+
+/** True if `peer`'s connection went down and no frame arrived from it since. Any thread. */
+bool rpc_peer_is_down(rpc_registry *reg, uint32_t peer);
 
 #endif

@@ -520,17 +520,33 @@ static void transfer_state(dr_rpc_node *node, const dr_group_view *view) {
     }
 }
 
+/* Whether node_id is a member of `view` (NULL: of no view). */
+static bool in_view(const dr_group_view *view, uint32_t node_id) {
+    for (uint32_t m = 0; view && m < view->view.num_members; m++)
+        if (view->view.member_ids[m] == node_id)
+            return true;
+    return false;
+}
+
 static void on_view(void *ctx, const dr_group_view *view) {
     dr_rpc_node *node = ctx;
     transfer_state(node, view);
     dr_group_view *copy = malloc(sizeof *copy);
     if (copy) {
         *copy = *view;
+        uint32_t joined[DR_VIEW_MAX_MEMBERS], num_joined = 0;
         pthread_mutex_lock(&node->lock);
+        for (uint32_t m = 0; m < view->view.num_members; m++)
+            if (!in_view(node->view, view->view.member_ids[m]))
+                joined[num_joined++] = view->view.member_ids[m];
         free(node->view);
         node->view = copy;
         pthread_cond_broadcast(&node->changed);
         pthread_mutex_unlock(&node->lock);
+        /* a member new in this view is a new incarnation: a down mark left by its old
+         * connection (whose close may be seen after the view that removed it) no longer holds */
+        for (uint32_t i = 0; i < num_joined; i++)
+            rpc_peer_alive(node->reg, joined[i]);
     } else {
         DR_ERROR(DR_LOGM_RPC, "out of memory recording view %" PRId32, view->view.vid);
     }
@@ -1029,6 +1045,10 @@ fail:
 
 dr_group *dr_rpc_node_group(dr_rpc_node *node) {
     return atomic_load(&node->group);
+}
+
+bool dr_rpc_node_peer_down(dr_rpc_node *node, uint32_t node_id) {
+    return rpc_peer_is_down(node->reg, node_id);
 }
 
 void dr_rpc_node_destroy(dr_rpc_node *node) {

@@ -755,6 +755,15 @@ uint32_t dr_group_my_id(const dr_group *group) {
     return group->my_id;
 }
 
+int dr_group_stopped(dr_group *group) {
+    pthread_mutex_lock(&group->core_lock);
+    int rc = group->join_error;
+    if (rc == 0 && (group->stopped || group->closing))
+        rc = DR_ECLOSED;
+    pthread_mutex_unlock(&group->core_lock);
+    return rc;
+}
+
 int dr_group_my_shard(dr_group *group, uint32_t subgroup, uint32_t *rank_out) {
     pthread_mutex_lock(&group->core_lock);
     int shard = -1;

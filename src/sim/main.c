@@ -2,7 +2,8 @@
  * derecho-sim: runs the deterministic simulator over a range of seeds within a time budget.
  *
  *   derecho-sim [--seeds A..B | --seed S] [--time-budget-s T] [--nodes N] [--trace]
- *               [--broken-delivery] [--max-virtual-ms M]
+ *               [--faults] [--broken-delivery] [--skip-trim] [--max-virtual-ms M]
+ *   derecho-sim --help           what it does, every option with its default, examples
  *
  * Prints one line per failing seed ("seed 17 FAILED: total order: ..." and the replay command)
  * and a summary with the counts. Exit status 0 if every seed run passed, 1 if any failed,
@@ -10,6 +11,7 @@
  */
 #include <inttypes.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,27 +49,101 @@ static void on_crash(int signo) {
     raise(signo);
 }
 
-static int usage(void) {
-    fprintf(stderr, "usage: derecho-sim [--seeds A..B | --seed S] [--time-budget-s T] "
-                    "[--nodes N] [--trace] [--broken-delivery] [--faults] [--skip-trim] "
-                    "[--max-virtual-ms M]\n");
+static const char help_text[] =
+    "derecho-sim: runs the deterministic simulator of the group protocol over a range of seeds\n"
+    "(one simulated cluster per seed, every invariant checked after each step) within a time\n"
+    "budget; prints each failing seed with the command that replays it, then a summary.\n"
+    "\n"
+    "usage: derecho-sim [options]\n"
+    "       derecho-sim --help\n"
+    "\n"
+    "  --seeds A..B          run seeds A to B (default 0..999)\n"
+    "  --seed S              run seed S only\n"
+    "  --time-budget-s T     stop starting new seeds after T seconds, > 0 (default 60)\n"
+    "  --nodes N             simulated nodes, 1..15 (default: chosen by each seed, 2..7)\n"
+    "  --faults              fault mode: crashes, long pauses, leaves, partitions, joins\n"
+    "  --max-virtual-ms M    liveness deadline in virtual time, >= 1 (default 30000)\n"
+    "  --trace               print each run's protocol decisions (use with one seed)\n"
+    "  --broken-delivery     test switch: ordered shards deliver on receipt (must fail)\n"
+    "  --skip-trim           test switch: view changes skip the ragged trim (must fail)\n"
+    "\n"
+    "Exit codes: 0 every seed passed, 1 a seed failed, 2 bad arguments.\n"
+    "\n"
+    "examples:\n"
+    "  derecho-sim --seeds 0..199 --time-budget-s 30\n"
+    "  derecho-sim --faults --seeds 0..99\n"
+    "  derecho-sim --seed 17 --trace\n";
+
+/* Says what was wrong, then the help on stderr; returns the exit code 2. */
+static int usage_error(const char *what, const char *value) {
+    fprintf(stderr, "derecho-sim: %s%s%s\n\n%s", what, value ? " " : "", value ? value : "",
+            help_text);
     return 2;
+}
+
+/* A whole decimal number in [min, max] into *out; false otherwise. */
+static bool parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out) {
+    char *end = NULL;
+    if (!text || *text < '0' || *text > '9')
+        return false;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (*end || value < min || value > max)
+        return false;
+    *out = value;
+    return true;
 }
 
 static int parse_seeds(const char *text, cli *c) {
     const char *dots = strstr(text, "..");
-    if (dots == NULL)
+    char first[32];
+    if (dots == NULL || (size_t)(dots - text) >= sizeof first)
         return -1;
-    c->first_seed = strtoull(text, NULL, 10);
-    c->last_seed = strtoull(dots + 2, NULL, 10);
+    memcpy(first, text, (size_t)(dots - text));
+    first[dots - text] = '\0';
+    if (!parse_u64(first, 0, UINT64_MAX, &c->first_seed) ||
+        !parse_u64(dots + 2, 0, UINT64_MAX, &c->last_seed))
+        return -1;
     return c->last_seed >= c->first_seed ? 0 : -1;
 }
 
+/* An option with a value; 0, or the exit code 2 after saying what was wrong. */
+static int parse_valued(const char *arg, const char *value, cli *c) {
+    uint64_t n = 0;
+    if (strcmp(arg, "--seeds") == 0) {
+        if (parse_seeds(value, c) != 0)
+            return usage_error("--seeds wants a range A..B with A <= B, like 0..99, not", value);
+    } else if (strcmp(arg, "--seed") == 0) {
+        if (!parse_u64(value, 0, UINT64_MAX, &n))
+            return usage_error("--seed wants a whole number, not", value);
+        c->first_seed = c->last_seed = n;
+    } else if (strcmp(arg, "--time-budget-s") == 0) {
+        char *end = NULL;
+        c->time_budget_s = strtod(value, &end);
+        if (*end || !(c->time_budget_s > 0))
+            return usage_error("--time-budget-s wants a number of seconds > 0, not", value);
+    } else if (strcmp(arg, "--nodes") == 0) {
+        if (!parse_u64(value, 1, 15, &n))
+            return usage_error("--nodes wants a whole number from 1 to 15, not", value);
+        c->nodes = (uint32_t)n;
+    } else if (strcmp(arg, "--max-virtual-ms") == 0) {
+        if (!parse_u64(value, 1, UINT64_MAX / 1000u, &n))
+            return usage_error("--max-virtual-ms wants a whole number >= 1, not", value);
+        c->max_virtual_us = n * 1000u;
+    } else {
+        return usage_error("unknown argument", arg);
+    }
+    return 0;
+}
+
+/* 0, 1 after printing the help (--help), or 2 after saying what was wrong. */
 static int parse_args(int argc, char **argv, cli *c) {
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(arg, "--trace") == 0) {
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            fputs(help_text, stdout);
+            return 1;
+        } else if (strcmp(arg, "--trace") == 0) {
             c->trace = 1;
         } else if (strcmp(arg, "--broken-delivery") == 0) {
             c->broken = 1;
@@ -75,26 +151,15 @@ static int parse_args(int argc, char **argv, cli *c) {
             c->faults = 1;
         } else if (strcmp(arg, "--skip-trim") == 0) {
             c->skip_trim = 1;
-        } else if (value == NULL) {
-            return -1;
-        } else if (strcmp(arg, "--seeds") == 0) {
-            if (parse_seeds(value, c) != 0)
-                return -1;
-            i++;
-        } else if (strcmp(arg, "--seed") == 0) {
-            c->first_seed = c->last_seed = strtoull(value, NULL, 10);
-            i++;
-        } else if (strcmp(arg, "--time-budget-s") == 0) {
-            c->time_budget_s = atof(value);
-            i++;
-        } else if (strcmp(arg, "--nodes") == 0) {
-            c->nodes = (uint32_t)atoi(value);
-            i++;
-        } else if (strcmp(arg, "--max-virtual-ms") == 0) {
-            c->max_virtual_us = strtoull(value, NULL, 10) * 1000u;
-            i++;
+        } else if (strncmp(arg, "--", 2) != 0 || value == NULL) {
+            return usage_error(strncmp(arg, "--", 2) == 0 ? "a value is missing after"
+                                                          : "unexpected argument",
+                               arg);
         } else {
-            return -1;
+            int rc = parse_valued(arg, value, c);
+            if (rc != 0)
+                return rc;
+            i++;
         }
     }
     return 0;
@@ -111,8 +176,9 @@ int main(int argc, char **argv) {
              .last_seed = 999,
              .time_budget_s = 60,
              .max_virtual_us = 30u * 1000u * 1000u};
-    if (parse_args(argc, argv, &c) != 0)
-        return usage();
+    int parsed = parse_args(argc, argv, &c);
+    if (parsed != 0)
+        return parsed == 1 ? 0 : parsed;
     dr_log_set_all_levels(DR_LOG_OFF);
     if (c.trace)
         setvbuf(stdout, NULL, _IOLBF, 0); /* a crash keeps the trace up to its last line */

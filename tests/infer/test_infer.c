@@ -53,10 +53,11 @@ static void expect_colours(dr_model *m) {
     static const uint8_t col[3][3] = {{255, 0, 0}, {0, 255, 0}, {0, 0, 255}};
     static const char *names[3] = {"n00000001 red", "n00000002 green", "n00000003 blue"};
     for (int c = 0; c < 3; c++) {
-        for (int fmt = 0; fmt < 2; fmt++) {
+        for (int fmt = 0; fmt < 3; fmt++) { /* PNG, JPEG, CMYK JPEG */
             tiny_bytes photo;
-            int rc = fmt ? tiny_jpeg(col[c][0], col[c][1], col[c][2], 16, 12, &photo)
-                         : tiny_png(col[c][0], col[c][1], col[c][2], 16, 16, &photo);
+            int rc = fmt == 2   ? tiny_jpeg_cmyk(col[c][0], col[c][1], col[c][2], 16, 12, &photo)
+                     : fmt == 1 ? tiny_jpeg(col[c][0], col[c][1], col[c][2], 16, 12, &photo)
+                                : tiny_png(col[c][0], col[c][1], col[c][2], 16, 16, &photo);
             assert_int_equal(rc, 0);
             dr_class_score top[3];
             size_t n = 0;

@@ -1,6 +1,7 @@
 /* Tiny test models and photos (see tiny_models.h). */
 #include "tiny_models.h"
 
+#include <math.h>
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -356,6 +357,32 @@ int tiny_jpeg(uint8_t r, uint8_t g, uint8_t b, int w, int h, tiny_bytes *out) {
     unsigned char *jb = NULL;
     unsigned long jl = 0;
     int rc = tjCompress2(tj, px, w, 0, h, TJPF_RGB, &jb, &jl, TJSAMP_444, 95, 0);
+    tjDestroy(tj);
+    free(px);
+    if (rc)
+        return -1;
+    out->data = malloc(jl);
+    memcpy(out->data, jb, jl);
+    out->len = jl;
+    tjFree(jb);
+    return 0;
+}
+
+int tiny_jpeg_cmyk(uint8_t r, uint8_t g, uint8_t b, int w, int h, tiny_bytes *out) {
+    /* the inverted CMYK of Adobe files (255 = no ink), as libjpeg-turbo's own rgb_to_cmyk */
+    double ink[3] = {1.0 - r / 255.0, 1.0 - g / 255.0, 1.0 - b / 255.0};
+    double k = fmin(ink[0], fmin(ink[1], ink[2]));
+    uint8_t cmyk[4];
+    for (int c = 0; c < 3; c++)
+        cmyk[c] = (uint8_t)(255.0 - (k >= 1.0 ? 0.0 : (ink[c] - k) / (1.0 - k)) * 255.0 + 0.5);
+    cmyk[3] = (uint8_t)(255.0 - k * 255.0 + 0.5);
+    uint8_t *px = malloc((size_t)w * h * 4);
+    for (int i = 0; i < w * h; i++)
+        memcpy(px + 4 * i, cmyk, 4);
+    tjhandle tj = tjInitCompress();
+    unsigned char *jb = NULL;
+    unsigned long jl = 0;
+    int rc = tjCompress2(tj, px, w, 0, h, TJPF_CMYK, &jb, &jl, TJSAMP_444, 95, 0);
     tjDestroy(tj);
     free(px);
     if (rc)

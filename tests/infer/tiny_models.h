@@ -33,4 +33,7 @@ extern const char tiny_synset[];
 int tiny_png(uint8_t r, uint8_t g, uint8_t b, int w, int h, tiny_bytes *out);
 int tiny_jpeg(uint8_t r, uint8_t g, uint8_t b, int w, int h, tiny_bytes *out);
 
+/** A w x h JPEG of one colour stored as CMYK (YCCK, inverted like Adobe files). 0 or -1. */
+int tiny_jpeg_cmyk(uint8_t r, uint8_t g, uint8_t b, int w, int h, tiny_bytes *out);
+
 #endif

@@ -29,7 +29,7 @@ typedef struct harness_options {
     int function_nodes; /* function tier size */
     int spares;         /* unassigned nodes at the end (gen-cluster.sh --spares) */
     int shards;         /* categorizer shards */
-    int min_nodes;      /* categorizer shard minimum (0: shard size) */
+    int min_nodes;      /* categorizer shard minimum (0: shard size, the seed's rule) */
     int port_base;      /* 46000-46999, 100 ports used */
     int heartbeat_ms;   /* 0: 10000 */
 } harness_options;

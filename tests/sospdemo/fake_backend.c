@@ -233,7 +233,19 @@ static int fake_list_models(void *user, char **json_out, dr_err *err) {
 
 static int fake_cluster(void *user, char **json_out, dr_err *err) {
     (void)user;
-    *json_out = strdup("{\"view_id\":1,\"members\":[0],\"fake\":true}");
+    /* the shape of the real /v1/cluster (function_backend.c): one healthy function node, a
+     * categorizer shard with a suspected replica that cannot go on */
+    *json_out = strdup(
+        "{\"view_id\":1,\"my_id\":0,\"fake\":true,"
+        "\"members\":[{\"id\":0,\"failed\":false,\"suspected\":false},"
+        "{\"id\":1,\"failed\":false,\"suspected\":false},"
+        "{\"id\":2,\"failed\":false,\"suspected\":true}],"
+        "\"problems\":[\"CATEGORIZER_TIER shard 0 needs 2, has 1: waiting for a node\"],"
+        "\"function_tier\":[{\"shard\":0,\"members\":[{\"id\":0,\"failed\":false,"
+        "\"suspected\":false,\"grpc\":\"127.0.0.1:28000\",\"http\":\"http://127.0.0.1:18000/\"}]}],"
+        "\"categorizer_tier\":[{\"shard\":0,\"serves\":\"tag % 1 == 0\",\"tags\":[3],"
+        "\"members\":[{\"id\":1,\"failed\":false,\"suspected\":false},"
+        "{\"id\":2,\"failed\":false,\"suspected\":true}]}]}");
     return *json_out ? DR_OK : dr_err_set(err, DR_ENOMEM, "out of memory");
 }
 

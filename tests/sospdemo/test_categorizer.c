@@ -27,6 +27,19 @@
 static sd_categorizer *g_replicas[REPLICAS];
 static dr_rpc_type g_types[REPLICAS];
 
+/* ---- fake group: running, or stopped (excluded) when g_stopped says so -------------------- */
+
+static int g_stopped; /* what dr_group_stopped answers */
+
+dr_group *dr_rpc_node_group(dr_rpc_node *node) {
+    return (dr_group *)node;
+}
+
+int dr_group_stopped(dr_group *group) {
+    (void)group;
+    return g_stopped;
+}
+
 /* ---- fake ordered calls: deliver to every replica at once -------------------------------- */
 
 struct dr_rpc_results {
@@ -156,25 +169,55 @@ static int32_t remove_tag(int r, uint32_t tag, char **desc) {
  * code. No cmocka assertion: the inference threads use it too. */
 static int try_classify(int r, uint32_t tag, const file_bytes *photo, char **text) {
     dr_buf args = {0};
-    int rc = sd_inference_args_encode(&args, tag, photo->data, photo->len);
+    int rc = sd_inference_args_encode(&args, tag, photo->data, photo->len, 0);
     dr_buf reply = {0};
     if (rc == DR_OK)
         rc = try_call(r, SD_METHOD_INFERENCE, &args, &reply);
     dr_buf_free(&args);
-    *text = rc == DR_OK ? calloc(1, reply.len + 1) : NULL;
-    if (rc == DR_OK && *text == NULL)
-        rc = DR_ENOMEM;
+    sd_tag_answer answer = {.tag = tag};
     if (rc == DR_OK)
-        memcpy(*text, reply.data, reply.len);
+        rc = sd_inference_reply_decode(reply.data, reply.len, &answer);
     dr_buf_free(&reply);
+    *text = rc == DR_OK ? answer.desc : NULL;
+    if (rc != DR_OK)
+        free(answer.desc);
     return rc;
+}
+
+/* The inference answer of replica r (desc malloc'd). */
+static sd_tag_answer classify_answer(int r, uint32_t tag, const file_bytes *photo) {
+    dr_buf args = {0};
+    assert_int_equal(sd_inference_args_encode(&args, tag, photo->data, photo->len, 0), DR_OK);
+    dr_buf reply;
+    assert_int_equal(call(r, SD_METHOD_INFERENCE, &args, &reply), DR_OK);
+    dr_buf_free(&args);
+    sd_tag_answer answer = {.tag = tag};
+    assert_int_equal(sd_inference_reply_decode(reply.data, reply.len, &answer), DR_OK);
+    assert_int_equal(answer.n_top, 0); /* not asked for */
+    dr_buf_free(&reply);
+    /* the kind agrees with the seed's text */
+    assert_int_equal(answer.kind, sd_answer_kind_of(answer.desc));
+    return answer;
 }
 
 /* The inference answer of replica r as a string (caller frees). */
 static char *classify(int r, uint32_t tag, const file_bytes *photo) {
-    char *text = NULL;
-    assert_int_equal(try_classify(r, tag, photo, &text), DR_OK);
-    return text;
+    return classify_answer(r, tag, photo).desc;
+}
+
+/* Installs through ordered_install on every replica directly (no validation before it). */
+static void install_ordered(uint32_t tag, const file_bytes *synset, const file_bytes *symbol,
+                            const file_bytes *params) {
+    dr_buf args = {0};
+    assert_int_equal(sd_model_args_encode(&args, tag, synset->data, synset->len, symbol->data,
+                                          symbol->len, params->data, params->len),
+                     DR_OK);
+    for (int r = 0; r < REPLICAS; r++) {
+        char *desc = NULL;
+        assert_int_equal(model_call(r, SD_METHOD_ORDERED_INSTALL, &args, &desc), DR_OK);
+        free(desc);
+    }
+    dr_buf_free(&args);
 }
 
 static void list_of(int r, sd_model_info **infos, size_t *count) {
@@ -248,18 +291,39 @@ static void test_install_inference_remove(void **state) {
         snprintf(path, sizeof path, "models/demo-shapes/photos/%s", photos[i][0]);
         file_bytes photo = read_file(path);
         for (int r = 0; r < REPLICAS; r++) {
-            char *answer = classify(r, 7, &photo);
-            assert_string_equal(answer, photos[i][1]);
-            free(answer);
+            sd_tag_answer answer = classify_answer(r, 7, &photo);
+            assert_string_equal(answer.desc, photos[i][1]);
+            assert_int_equal(answer.kind, SD_ANSWER_OK);
+            assert_true(answer.score > 0.0f && answer.score <= 1.0f); /* the label's probability */
+            free(answer.desc);
         }
+        free(photo.data);
+    }
+    /* on request, the top k classes, best first, the first being the answer */
+    {
+        file_bytes photo = read_file("models/demo-shapes/photos/red-circle.jpg");
+        dr_buf args = {0}, reply;
+        assert_int_equal(sd_inference_args_encode(&args, 7, photo.data, photo.len, 3), DR_OK);
+        assert_int_equal(call(0, SD_METHOD_INFERENCE, &args, &reply), DR_OK);
+        sd_tag_answer answer = {.tag = 7};
+        assert_int_equal(sd_inference_reply_decode(reply.data, reply.len, &answer), DR_OK);
+        assert_int_equal(answer.n_top, 3);
+        assert_string_equal(answer.top[0].label, answer.desc);
+        assert_true(answer.top[0].score == answer.score);
+        assert_true(answer.top[0].score >= answer.top[1].score &&
+                    answer.top[1].score >= answer.top[2].score);
+        sd_tag_answer_clear(&answer);
+        dr_buf_free(&reply);
+        dr_buf_free(&args);
         free(photo.data);
     }
     /* not an image: a clear answer, no crash */
     file_bytes junk = {(uint8_t *)strdup("not a photo"), 11};
-    char *answer = classify(0, 7, &junk);
-    assert_true(strncmp(answer, "Cannot classify photo:", 22) == 0);
-    free(answer);
-    answer = classify(0, 8, &junk);
+    sd_tag_answer not_image = classify_answer(0, 7, &junk);
+    assert_true(strncmp(not_image.desc, "Cannot classify photo:", 22) == 0);
+    assert_int_equal(not_image.kind, SD_ANSWER_BAD_PHOTO);
+    free(not_image.desc);
+    char *answer = classify(0, 8, &junk);
     assert_string_equal(answer, SD_DESC_NO_MODEL);
     free(answer);
 
@@ -287,8 +351,15 @@ static void test_model_that_cannot_load(void **state) {
     const char *symbol = "{\"nodes\": [], \"arg_nodes\": [], \"heads\": []}";
     file_bytes bad_symbol = {(uint8_t *)strdup(symbol), strlen(symbol)};
     char *desc = NULL;
-    assert_int_equal(install(0, 3, &g_synset, &bad_symbol, &g_params, &desc), 0);
+    /* install loads it first: refused with the loader's reason, nothing installed */
+    assert_int_equal(install(0, 3, &g_synset, &bad_symbol, &g_params, &desc), DR_ECORRUPT);
+    printf("install of a bad model: %s\n", desc);
+    assert_non_null(strstr(desc, "install_model failed because the model of tag (3) cannot be "
+                                 "loaded: "));
     free(desc);
+    assert_int_equal(sd_categorizer_model_count(g_replicas[1]), 0);
+    /* one that got in anyway (an older node's install) fails at inference, each time */
+    install_ordered(3, &g_synset, &bad_symbol, &g_params);
     file_bytes photo = read_file("models/demo-shapes/photos/red-circle.jpg");
     for (int attempt = 0; attempt < 2; attempt++) { /* not cached: fails the same way again */
         char *answer = classify(1, 3, &photo);
@@ -297,8 +368,9 @@ static void test_model_that_cannot_load(void **state) {
     }
     /* an ONNX-looking model (no symbol, no MXNet magic) that is not ONNX */
     file_bytes not_onnx = {(uint8_t *)strdup("garbage bytes"), 13}, empty = {NULL, 0};
-    assert_int_equal(install(0, 4, &g_synset, &empty, &not_onnx, &desc), 0);
+    assert_int_equal(install(0, 4, &g_synset, &empty, &not_onnx, &desc), DR_ECORRUPT);
     free(desc);
+    install_ordered(4, &g_synset, &empty, &not_onnx);
     char *answer = classify(2, 4, &photo);
     assert_string_equal(answer, SD_DESC_LOAD_FAIL);
     free(answer);
@@ -362,8 +434,7 @@ static void test_state_transfer(void **state) {
     file_bytes empty = {NULL, 0};
     assert_int_equal(install(0, 11, &g_synset, &g_symbol, &g_params, &desc), 0);
     free(desc);
-    assert_int_equal(install(0, 5, &g_synset, &empty, &g_params, &desc), 0);
-    free(desc);
+    install_ordered(5, &g_synset, &empty, &g_params); /* a model that does not load travels too */
     dr_buf snapshot = {0};
     assert_int_equal(g_types[0].serialize(g_types[0].ctx, 1, &snapshot), DR_OK);
 
@@ -495,8 +566,32 @@ static void test_concurrent_inference_and_remove(void **state) {
     assert_replicas_agree(0);
 }
 
+/* A replica whose group stopped (it was excluded) answers nothing from its stale models. */
+static void test_stopped_replica_refuses(void **state) {
+    (void)state;
+    char *desc = NULL;
+    assert_int_equal(install(0, 5, &g_synset, &g_symbol, &g_params, &desc), DR_OK);
+    free(desc);
+    file_bytes photo = read_file("models/demo-shapes/photos/red-circle.jpg");
+    dr_buf args = {0}, reply;
+    assert_int_equal(sd_inference_args_encode(&args, 5, photo.data, photo.len, 0), DR_OK);
+    g_stopped = DR_EREMOVED;
+    assert_int_equal(call(0, SD_METHOD_INFERENCE, &args, &reply), DR_ECLOSED);
+    dr_buf_free(&reply);
+    assert_int_equal(call(0, SD_METHOD_LIST_MODELS, NULL, &reply), DR_ECLOSED);
+    dr_buf_free(&reply);
+    g_stopped = DR_OK;
+    assert_int_equal(call(0, SD_METHOD_INFERENCE, &args, &reply), DR_OK);
+    dr_buf_free(&reply);
+    dr_buf_free(&args);
+    free(photo.data);
+    assert_int_equal(remove_tag(0, 5, &desc), DR_OK);
+    free(desc);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stopped_replica_refuses),
         cmocka_unit_test(test_install_inference_remove),
         cmocka_unit_test(test_model_that_cannot_load),
         cmocka_unit_test(test_malformed_arguments),

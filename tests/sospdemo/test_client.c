@@ -162,6 +162,11 @@ static void test_install_inference_remove(void **state) {
              one);
     free(one);
     assert_string_equal(r.out, expected);
+    /* the seed's line as before, but an error answer is an error: exit 1, its kind on stderr */
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "inference failed (no_model): "));
+    const char *infer_one[] = {"client", ADDRESS, "inference", "1", photo_path, NULL};
+    run_client(fx, infer_one, &r);
     assert_int_equal(r.exit_code, 0);
 
     const char *remove[] = {"client", ADDRESS, "removemodel", "1", NULL};
@@ -291,6 +296,7 @@ static void test_progress_bar_on_terminal(void **state) {
     fixture *fx = *state;
     static uint8_t photo[200000];
     char path[256], err_path[256];
+    fake_backend_install(&fx->fake, 1); /* an answer, not "Cannot find model" (exit 1) */
     write_file(fx, "p.jpg", photo, sizeof(photo), path, sizeof(path));
     snprintf(err_path, sizeof(err_path), "%s/pty-stderr", fx->dir);
     int master = -1;

@@ -161,7 +161,7 @@ static void test_install_whatsthis_remove(void **state) {
     assert_string_equal(fake_snapshot(&fx->fake).last_synset, "n0001 rose");
     assert_int_equal(fake_snapshot(&fx->fake).model_bytes[2], 10 + 2 + 12);
     r = http_call("PUT", "/v1/models/2", FORM_TYPE, form, len, NULL);
-    assert_int_equal(r.status, 409);
+    assert_int_equal(r.status, 409); /* tag taken */
     assert_json_string(r.body, "error_desc",
                        "install_model failed because tag (2) has been taken.");
     free(r.body);
@@ -169,13 +169,19 @@ static void test_install_whatsthis_remove(void **state) {
 
     uint8_t photo[5000];
     fill_pattern(photo, sizeof(photo), 8);
-    r = http_call("POST", "/v1/whatsthis?tags=2,3", "image/jpeg", photo, sizeof(photo), NULL);
+    r = http_call("POST", "/v1/whatsthis?tags=2", "image/jpeg", photo, sizeof(photo), NULL);
     assert_int_equal(r.status, 200);
     char *one = fake_describe(2, photo, sizeof(photo));
+    assert_json_string(r.body, "description", one);
+    free(r.body);
+    /* an unknown tag is an error (404), the answer of the other tag still in the body */
+    r = http_call("POST", "/v1/whatsthis?tags=2,3", "image/jpeg", photo, sizeof(photo), NULL);
+    assert_int_equal(r.status, 404);
     char expected[256];
     snprintf(expected, sizeof(expected), "%s or Cannot find model for photo tag.", one);
     free(one);
     assert_json_string(r.body, "description", expected);
+    assert_json_string(r.body, "error", expected);
     free(r.body);
 
     r = http_call("DELETE", "/v1/models/2", NULL, NULL, 0, NULL);
@@ -216,7 +222,7 @@ static void test_bad_requests(void **state) {
         {"POST", "/v1/whatsthis?tags=1", "image/jpeg", NULL, 0, 400, "the body must be the photo"},
         {"PUT", "/v1/models/1", "application/octet-stream", &byte, 1, 415, "multipart"},
         {"PUT", "/v1/models/x", FORM_TYPE, NULL, 0, 404, "no such resource"},
-        {"GET", "/v1/models/1", NULL, NULL, 0, 405, "PUT or DELETE"},
+        {"POST", "/v1/models/1", "image/jpeg", &byte, 1, 405, "GET, PUT or DELETE"},
         {"GET", "/v1/whatsthis", NULL, NULL, 0, 405, "needs POST"},
         {"GET", "/nothing", NULL, NULL, 0, 404, "no such resource: /nothing"},
         {"GET", "/v1/cluster", NULL, NULL, 0, 501, "not available"},
@@ -304,10 +310,103 @@ static void test_web_page(void **state) {
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
+/* ---- errors as errors: a backend with per-tag answers (classify) -------------------------- */
+
+/* tag 1: a label (score 0.75); 2: no model; 3: a model that cannot load; 4: not an image. */
+static int answers_classify(void *user, const uint32_t *tags, size_t n_tags, const uint8_t *photo,
+                            size_t photo_size_bytes, uint32_t top_k, sd_tag_answer *answers,
+                            dr_err *err) {
+    (void)user, (void)photo, (void)photo_size_bytes, (void)err;
+    static const char *const texts[] = {"", "n00000001 red circle", SD_DESC_NO_MODEL,
+                                        SD_DESC_LOAD_FAIL,
+                                        "Cannot classify photo: not a JPEG or PNG image."};
+    for (size_t i = 0; i < n_tags; i++) {
+        uint32_t tag = tags[i] < 5 ? tags[i] : 2;
+        answers[i] = (sd_tag_answer){.tag = tags[i],
+                                     .kind = tag == 1 ? SD_ANSWER_OK : (sd_answer_kind)(tag - 1),
+                                     .score = tag == 1 ? 0.75f : 0.0f,
+                                     .desc = strdup(texts[tag])};
+        for (uint32_t k = 0; tag == 1 && k < top_k; k++) /* scores 0.75, 0.2, 0.05, ... */
+            answers[i].top[answers[i].n_top++] =
+                (sd_class){.score = k == 0   ? 0.75f
+                                    : k == 1 ? 0.2f
+                                             : 0.05f,
+                           .label = strdup(k == 0 ? texts[1] : "n00000002 red square")};
+    }
+    return DR_OK;
+}
+
+static int setup_answers(void **state) {
+    fixture *fx = calloc(1, sizeof(*fx));
+    fake_backend_init(&fx->fake);
+    sd_http_config config = {.listen_ip = "127.0.0.1", .port = PORT};
+    sd_backend backend = {.classify = answers_classify};
+    sd_http_hooks hooks = {.list_models = hook_models};
+    dr_err err;
+    *state = fx;
+    return sd_http_start(&config, &backend, &hooks, &fx->api, &err);
+}
+
+static void expect(http_reply r, int status, const char *part) {
+    if (r.status != status || !strstr(r.body, part))
+        fail_msg("%d %s, expected %d and '%s'", r.status, r.body, status, part);
+    free(r.body);
+}
+
+static void test_errors_are_errors(void **state) {
+    (void)state;
+    const uint8_t photo[4] = {1, 2, 3, 4};
+    const char *type = "image/jpeg";
+    expect(http_call("POST", "/v1/whatsthis?tags=1", type, photo, 4, NULL), 200, "\"score\":0.75");
+    expect(http_call("POST", "/v1/whatsthis?tags=1&top=2", type, photo, 4, NULL), 200,
+           "\"top\":[{\"label\":\"n00000001 red circle\",\"score\":0.75},"
+           "{\"label\":\"n00000002 red square\",\"score\":0.2}]");
+    expect(http_call("POST", "/v1/whatsthis?tags=1&top=11", type, photo, 4, NULL), 400, "?top=");
+    expect(http_call("POST", "/v1/whatsthis?tags=2", type, photo, 4, NULL), 404,
+           "\"error\":\"Cannot find model for photo tag.\"");
+    expect(http_call("POST", "/v1/whatsthis?tags=3", type, photo, 4, NULL), 422,
+           "\"error\":\"cannot_load_model\"");
+    expect(http_call("POST", "/v1/whatsthis?tags=4", type, photo, 4, NULL), 415,
+           "not a JPEG or PNG image");
+    /* the label's answer stays in the body next to the other tag's error */
+    expect(http_call("POST", "/v1/whatsthis?tags=1,2", type, photo, 4, NULL), 404,
+           "{\"tag\":1,\"description\":\"n00000001 red circle\",\"score\":0.75}");
+    /* curl -F photo=@x.jpg */
+    const char *names[] = {"photo"};
+    const char *values[] = {"JPEGBYTES"};
+    size_t len = 0;
+    char *form = multipart(names, values, 1, &len);
+    expect(http_call("POST", "/v1/whatsthis?tags=1", FORM_TYPE, form, len, NULL), 200,
+           "red circle");
+    free(form);
+    /* curl -X PUT --data-binary: not multipart */
+    expect(http_call("PUT", "/v1/models/1", "application/x-www-form-urlencoded", photo, 4, NULL),
+           415, "needs multipart/form-data");
+    /* GET /v1/models/{tag} */
+    expect(http_call("GET", "/v1/models/1", NULL, NULL, 0, NULL), 200, "{\"tag\":1}");
+    expect(http_call("GET", "/v1/models/9", NULL, NULL, 0, NULL), 404,
+           "no model is installed under tag 9");
+    /* counted by kind */
+    http_reply r = http_call("GET", "/metrics", NULL, NULL, 0, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "sospdemo_http_errors_by_kind_total{kind=\"not_found\"} 3"));
+    assert_non_null(strstr(r.body, "sospdemo_http_errors_by_kind_total{kind=\"unprocessable\"} 1"));
+    assert_non_null(
+        strstr(r.body, "sospdemo_http_errors_by_kind_total{kind=\"unsupported_media_type\"} 2"));
+    assert_non_null(strstr(r.body, "sospdemo_answers_total{kind=\"ok\"} 4"));
+    assert_non_null(strstr(r.body, "sospdemo_answers_total{kind=\"no_model\"} 2"));
+    free(r.body);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        T(test_install_whatsthis_remove), T(test_onnx_form_fields),        T(test_bad_requests),
-        T(test_oversized_bodies),         T(test_backend_error_and_hooks), T(test_web_page),
+        cmocka_unit_test_setup_teardown(test_errors_are_errors, setup_answers, teardown),
+        T(test_install_whatsthis_remove),
+        T(test_onnx_form_fields),
+        T(test_bad_requests),
+        T(test_oversized_bodies),
+        T(test_backend_error_and_hooks),
+        T(test_web_page),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -74,8 +74,17 @@ static void test_page_renders_in_chromium(void **state) {
     assert_int_equal(dump_rc, 0);
     /* The scripts ran: the model table and the cluster view come from the JSON API. */
     assert_non_null(strstr(dom, "<td>3</td>"));
-    assert_non_null(strstr(dom, "\"view_id\": 1"));
+    assert_non_null(strstr(dom, "\"view_id\": 1")); /* the raw JSON, folded */
     assert_null(strstr(dom, "loading..."));
+    /* the cluster drawn: tiers, a shard column, replicas coloured by health, the problem */
+    assert_non_null(strstr(dom, "Categorizer tier"));
+    assert_non_null(strstr(dom, "class=\"chip ok\""));
+    assert_non_null(strstr(dom, "class=\"chip suspected\""));
+    assert_non_null(strstr(dom, "href=\"http://127.0.0.1:18000/\""));
+    assert_non_null(strstr(dom, "CATEGORIZER_TIER shard 0 needs 2, has 1: waiting for a node"));
+    assert_non_null(strstr(dom, "tags 3"));
+    /* the sample photos, one click away */
+    assert_non_null(strstr(dom, "src=\"/samples/red-circle.jpg\""));
     assert_int_equal(shot_rc, 0);
     FILE *f = fopen(png, "rb");
     assert_non_null(f);

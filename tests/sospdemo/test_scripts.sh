@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# scripts/cluster.sh and scripts/demo.sh as a user meets them (issue 18 item 5):
+#   - cluster.sh refuses a node count without a folder, a bad argument and a node id out of range,
+#     saying what was wrong;
+#   - on a generated 4-node cluster (ports 26600..): `status` prints every node's role and the
+#     function tier's gRPC and web addresses; `restart 3` after a kill -9 brings node 3 back as a
+#     categorizer; `stop` stops them all; nodes started out of id order warn about their roles
+#     (in their logs and in `status`);
+#   - demo.sh leaves a cluster it did not start alone: with test-4-nodes "running" (a pid file
+#     of a live process) it says so, exits 1, and the process still runs.
+# Needs DR_SOURCE_DIR and DR_BIN_DIR (ctest sets them).
+set -euo pipefail
+src=${DR_SOURCE_DIR:?}
+bin=${DR_BIN_DIR:?}
+work=$(mktemp -d)
+export SOSPDEMO_BIN=$bin/sospdemo SOSPDEMO_RUN_DIR=$work/run
+holder=""
+cleanup() {
+  "$src/scripts/cluster.sh" stop --dir "$work/cluster" >/dev/null 2>&1 || true
+  [ -n "$holder" ] && kill "$holder" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+expect_refusal() { # expected-text command...
+  local expected=$1 out rc=0
+  shift
+  out=$("$@" 2>&1) || rc=$?
+  [ "$rc" -eq 2 ] || fail "$* exited $rc, not 2: $out"
+  [[ "$out" == *"$expected"* ]] || fail "$*: no '$expected' in: $out"
+}
+
+cd "$src"
+expect_refusal "no cluster folder" scripts/cluster.sh start 5
+expect_refusal "unknown argument 'x'" scripts/cluster.sh start x
+expect_refusal "restart needs a node id" scripts/cluster.sh restart
+scripts/gen-cluster.sh "$work/cluster" 4 --port-base 26600 >/dev/null
+expect_refusal "node 7 is not in" scripts/cluster.sh restart 7 --dir "$work/cluster"
+expect_refusal "holds 4 node folder(s), not 3" scripts/cluster.sh status 3 --dir "$work/cluster"
+
+scripts/cluster.sh start --dir "$work/cluster"
+status=$(scripts/cluster.sh status --dir "$work/cluster")
+echo "$status"
+[[ "$status" == *"node 0: running"*"function tier  gRPC 127.0.0.1:26680  web http://127.0.0.1:26690/"* ]] ||
+  fail "status: no role or addresses for node 0"
+[[ "$status" == *"node 3: running"*"categorizer tier, shard 0"* ]] || fail "status: node 3's role"
+[[ "$status" != *warning* ]] || fail "status warns about roles in id order"
+
+kill -9 "$(cat "$work/run/n3.pid")"
+for ((t = 0; t < 100; t++)); do # until it is reaped, with a deadline
+  rc=0
+  scripts/cluster.sh status --dir "$work/cluster" >"$work/status" || rc=$?
+  [ "$rc" -ne 0 ] && break
+  sleep 0.1
+done
+[ "$rc" -ne 0 ] || fail "status exits 0 with node 3 down"
+grep -q "node 3: not running" "$work/status" || fail "status does not say node 3 is down"
+scripts/cluster.sh restart 3 --dir "$work/cluster"
+for ((t = 0; t < 100; t++)); do # wait for its role line, with a deadline
+  status=$(scripts/cluster.sh status --dir "$work/cluster" || true)
+  [[ "$status" == *"node 3: running"*"categorizer tier, shard 0"* ]] && break
+  sleep 0.2
+done
+[[ "$status" == *"node 3: running"*"categorizer tier, shard 0"* ]] || fail "restart: $status"
+scripts/cluster.sh stop --dir "$work/cluster"
+
+# nodes started out of id order (0, 2, 1, 3): node 2 joins second and lands in the function
+# tier; it and node 1 say so, and status warns
+wait_log() { # file text
+  for ((t = 0; t < 150; t++)); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  fail "no '$2' in $1"
+}
+for i in 0 2 1 3; do
+  (cd "$work/cluster/n$i" && exec "$bin/sospdemo" server </dev/null >"$work/run/n$i.log" 2>&1) &
+  echo $! >"$work/run/n$i.pid"
+  if [ "$i" -eq 0 ]; then wait_log "$work/run/n0.log" "contact "; else wait_log "$work/run/n0.log" "peer $i up"; fi
+done
+wait_log "$work/run/n2.log" "warning: node 2 is in the function tier although ids 0..1"
+wait_log "$work/run/n1.log" "warning: node 1 is a categorizer"
+status=$(scripts/cluster.sh status --dir "$work/cluster" || true)
+[[ "$status" == *"warning: node 2 is in the function tier"* ]] || fail "status: no warning: $status"
+scripts/cluster.sh stop --dir "$work/cluster"
+
+# demo.sh and a cluster it did not start
+mkdir -p "$work/demo-run"
+sleep 600 &
+holder=$!
+echo "$holder" >"$work/demo-run/n0.pid"
+rc=0
+out=$(SOSPDEMO_RUN_DIR=$work/demo-run scripts/demo.sh --once 2>&1) || rc=$?
+[ "$rc" -eq 1 ] || fail "demo.sh with a running cluster exited $rc: $out"
+[[ "$out" == *"test-4-nodes already runs"* ]] || fail "demo.sh did not say why: $out"
+kill -0 "$holder" || fail "demo.sh stopped a process it did not start"
+echo "PASS"
