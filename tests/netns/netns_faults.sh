@@ -172,7 +172,7 @@ num_shards = 1
 min_nodes = 1
 max_nodes = $nodes
 [LOGGER]
-default_log_level = error
+default_log_level = warn
 EOF
 }
 
@@ -244,7 +244,7 @@ release_and_reap() {
   exec 9>&-
   for i in "$@"; do
     status=0
-    timeout "$(left $deadline)" tail --pid="${pids[i]}" -f /dev/null || fail "node $i did not exit"
+    timeout "$(left $deadline)" tail -s 0.2 --pid="${pids[i]}" -f /dev/null || fail "node $i did not exit"
     wait "${pids[i]}" || status=$?
     [ "$status" -eq 0 ] || fail "node $i exited with status $status"
   done
