@@ -18,7 +18,8 @@ PACKAGES=(
   libonnx-dev protobuf-c-compiler libprotobuf-c-dev
   # sospdemo: gRPC core C API, HTTP
   libgrpc-dev libmicrohttpd-dev
-  # test tooling: real-model cross-checks (make_resnet50_v2.py), networking tools
+  # test tooling: real-model cross-checks (make_resnet50_v2.py), networking tools (ip netns,
+  # bridge, veth and tc for tests/netns; setpriv there comes from util-linux, always installed)
   python3 python3-numpy python3-onnx iproute2 procps
   # scripts/demo.sh: the HTTP part of the story
   curl

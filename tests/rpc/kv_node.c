@@ -5,6 +5,7 @@
  *   kv_node CONFIG_FILE --puts N [--victim V] [--DERECHO/key=value ...]   (member)
  *   kv_node --client CONTACT_PORT --puts N --members M [--victim V]      (outside client)
  *   kv_node CONFIG_FILE --join --puts N                                   (joiner)
+ *   kv_node CONFIG_FILE --history --puts N --start-members K --dump FILE  (history check)
  *
  * --victim-ordered V (member 0): after a "go" line on stdin, an ordered call that member V
  * answers only after 5 s; once the others answered node 0 prints CALLING_ORDERED (the test then
@@ -18,6 +19,16 @@
  * type's serialize/restore): it waits for the restore, makes N puts of its own, compares every
  * replica's digest and prints
  *   JOINED node=<id> restored=<state bytes> ms=<start to restored> equal=<0|1> count=<n> bad=<n>
+ *
+ * --history (member, tests/netns): prints "VIEW node=<id> vid=<n> members=<id>,..." for every
+ * installed view and, once the view has K members, "PUTTING node=<id>"; then makes N ordered
+ * puts one after another (key h<id>-<i>, value v-h<id>-<i>) and prints "ACK <key>" for each
+ * acknowledged one: the call was delivered and every entry of its results is OK, or
+ * DR_EREMOVED (a member the view change removed), with at least one OK. Members may die
+ * meanwhile: no check fails on that. Then prints "PUTS node=<id> acked=<n> failed=<n>" (or
+ * "STOPPED node=<id> rc=<code>" first if the group stopped); once its standard input closes
+ * (the test's barrier) it writes its map to FILE, one "key value" line per entry, and prints
+ * "DUMPED node=<id> count=<puts applied> digest=<digest> vid=<view id>". stdout is line-buffered.
  *
  * --victim V: the test kills member V while node 0 and the client wait on a `sleep` call to it
  * (each prints CALLING first, then REMOVED rc=<status> bad=<n>).
@@ -371,6 +382,8 @@ static void member_error_paths(dr_rpc_node *node, uint32_t my_id, uint32_t membe
 
 typedef struct member_options {
     uint32_t puts;
+    bool history;          /* --history */
+    const char *dump_path; /* --dump FILE */
     int victim;
     uint64_t fill;          /* --fill BYTES (node 0) */
     bool join;              /* --join */
@@ -505,6 +518,92 @@ static void ordered_call_to_victim(dr_rpc_node *node, uint32_t victim) {
     fflush(stdout);
 }
 
+/* ---- history check (tests/netns) ----------------------------------------------------------- */
+
+/* --history: one line per installed view (delivery thread). */
+static void print_view(void *ctx, const dr_group_view *view) {
+    (void)ctx;
+    printf("VIEW node=%u vid=%d members=", view->my_id, view->view.vid);
+    for (uint32_t i = 0; i < view->view.num_members; i++)
+        printf("%s%u", i ? "," : "", view->view.member_ids[i]);
+    printf("\n");
+    fflush(stdout);
+}
+
+/* One put of the history: true if acknowledged (delivered; every entry OK or removed, one OK). */
+static bool history_put(dr_rpc_node *node, uint32_t index, int *stop_rc) {
+    char key[64], value[80];
+    snprintf(key, sizeof key, "h%u-%u", g_kv.my_id, index);
+    snprintf(value, sizeof value, "v-%s", key);
+    uint8_t args[256];
+    size_t len = encode_put(args, sizeof args, key, value);
+    dr_rpc_results *results = NULL;
+    int rc = dr_rpc_ordered_call(node, 0, "put", args, len, WAIT_MS, &results);
+    if (rc) {
+        *stop_rc = rc == DR_ETIMEDOUT ? 0 : rc;
+        return false;
+    }
+    size_t count = dr_rpc_results_count(results, WAIT_MS);
+    uint32_t ok = 0, other = 0;
+    for (size_t i = 0; i < count; i++) {
+        dr_rpc_reply reply;
+        dr_rpc_results_wait(results, i, WAIT_MS, &reply);
+        if (reply.status == DR_OK && reply.len == 8)
+            ok++;
+        else if (reply.status != DR_EREMOVED)
+            other++;
+        dr_rpc_reply_clear(&reply);
+    }
+    dr_rpc_results_free(results);
+    bool acked = count > 0 && ok > 0 && other == 0;
+    if (acked)
+        printf("ACK %s\n", key);
+    return acked;
+}
+
+/* Writes the map, one "key value" line per entry (values of the history are text). */
+static int dump_state(const char *path) {
+    FILE *file = fopen(path, "w");
+    if (!file)
+        return -1;
+    pthread_mutex_lock(&g_kv.lock);
+    for (uint32_t b = 0; b < NUM_BUCKETS; b++)
+        for (kv_entry *e = g_kv.buckets[b]; e; e = e->next)
+            fprintf(file, "%s %.*s\n", e->key, (int)e->value_len, (const char *)e->value);
+    pthread_mutex_unlock(&g_kv.lock);
+    return fclose(file);
+}
+
+/* --history: the puts, then (standard input closed) the dump. */
+static void run_history(dr_rpc_node *node, const member_options *opts) {
+    dr_group *group = dr_rpc_node_group(node);
+    printf("PUTTING node=%u\n", g_kv.my_id);
+    uint32_t acked = 0, failed = 0;
+    int stop_rc = 0;
+    for (uint32_t i = 0; i < opts->puts && stop_rc == 0; i++) {
+        if (history_put(node, i, &stop_rc))
+            acked++;
+        else
+            failed++;
+    }
+    if (stop_rc)
+        printf("STOPPED node=%u rc=%d\n", g_kv.my_id, stop_rc);
+    printf("PUTS node=%u acked=%u failed=%u\n", g_kv.my_id, acked, failed);
+    char sink[64];
+    while (read(STDIN_FILENO, sink, sizeof sink) > 0) {
+    }
+    if (!opts->dump_path)
+        return;
+    CHECK(dump_state(opts->dump_path) == 0);
+    dr_group_view *view = malloc(sizeof *view);
+    int32_t vid = view && dr_group_get_view(group, view) == DR_OK ? view->view.vid : -1;
+    free(view);
+    pthread_mutex_lock(&g_kv.lock);
+    printf("DUMPED node=%u count=%" PRIu64 " digest=%016" PRIx64 " vid=%d\n", g_kv.my_id,
+           g_kv.count, g_kv.digest, vid);
+    pthread_mutex_unlock(&g_kv.lock);
+}
+
 static int run_member(const char *config_path, const member_options *opts) {
     dr_err err = {0};
     dr_config *config = NULL;
@@ -530,8 +629,12 @@ static int run_member(const char *config_path, const member_options *opts) {
                         .restore = kv_restore};
     struct timespec started;
     clock_gettime(CLOCK_MONOTONIC, &started);
+    dr_rpc_node_options node_options = {.app_callbacks.on_view = print_view};
+    if (opts->history)
+        setvbuf(stdout, NULL, _IOLBF, 0); /* a killed node's ACK lines are in its log */
     dr_rpc_node *node = NULL;
-    if (dr_rpc_node_create(config, &spec, &type, 1, NULL, &node, &err)) {
+    if (dr_rpc_node_create(config, &spec, &type, 1, opts->history ? &node_options : NULL, &node,
+                           &err)) {
         fprintf(stderr, "kv_node: cannot start: %s\n", err.msg);
         return 1;
     }
@@ -555,6 +658,10 @@ static int run_member(const char *config_path, const member_options *opts) {
             dr_group_get_view(group, view);
         uint32_t members = view->layout.subgroups[0].shards[0].num_members;
         free(view);
+        if (opts->history) {
+            run_history(node, opts);
+            goto release;
+        }
         if (opts->fill && g_kv.my_id == 0)
             fill_state(node, opts->fill, members);
         put_thread threads[2];
@@ -596,6 +703,7 @@ static int run_member(const char *config_path, const member_options *opts) {
         }
         ordered_call_to_victim(node, (uint32_t)opts->victim_ordered);
     }
+release:;
     char sink[64];
     while (read(STDIN_FILENO, sink, sizeof sink) > 0) {
     }
@@ -761,6 +869,10 @@ int main(int argc, char **argv) {
             opts.victim_ordered = atoi(argv[++i]);
         else if (strcmp(argv[i], "--join") == 0)
             opts.join = true;
+        else if (strcmp(argv[i], "--history") == 0)
+            opts.history = true;
+        else if (strcmp(argv[i], "--dump") == 0 && i + 1 < argc)
+            opts.dump_path = argv[++i];
         else if (dr_config_is_override_arg(argv[i]) && opts.override_count < 32)
             overrides[opts.override_count++] = argv[i] + 2;
         else if (!config_path && argv[i][0] != '-')

@@ -6,6 +6,7 @@
  *              [--expect-senders S] [--wait-from ID,ID,... --expect-members M]
  *              [--start-members K]  (wait for a view of K members before sending)
  *              [--say-sending]      (print "SENDING node=<id>" once it starts sending)
+ *              [--print-views]      (print "VIEW node=<id> vid=<n> members=<id,...>" per view)
  *              [--cut-after-ms T --cut-peers ID,ID,...]
  *              [--DERECHO/key=value ...]
  *
@@ -19,6 +20,9 @@
  * With --wait-from (fault tests: some members die), it instead waits until it delivered N
  * messages from each listed sender and its view has M members, and prints
  *   DONE node=<id> delivered=<count> hash=<hash> bad=<n> vid=<view id>
+ * "--wait-from members" (tests where it is not known in advance which member the group loses)
+ * lists the members of the current view, whichever they are; --expect-members 0 accepts a view
+ * of any size (then DONE means: every member of my current view delivered its N messages here).
  * A send failing because the group stopped (excluded this node, or partitioning safety) prints
  * "STOPPED node=<id> rc=<code>"; so does the wait of --wait-from when the group stops there,
  * and the wait for deliveries without it (then with delivered=<count>), so a node that the group
@@ -30,6 +34,10 @@
  * --say-sending prints the line "SENDING node=<id>" first, when the --start-members view is in
  * and the stream starts, so a fault test can strike in the middle of the stream rather than at
  * a time guessed from the start of the processes.
+ * --print-views prints, for every view this node installs (from the view callback, in order),
+ *   VIEW node=<id> vid=<view id> members=<id>,<id>,...   (members in rank order)
+ * so a test can check across all nodes' output that no view id names two memberships
+ * (tests/netns). The lines come before and after the others; stdout is line-buffered then.
  * It then waits for its standard input to close (the test's barrier) before leaving, so no node
  * leaves while others still need its acknowledgements. Exit status 0 on success.
  */
@@ -118,6 +126,19 @@ static bool message_ok(const dr_message *message, size_t size, bool mixed) {
 static size_t g_size;
 static bool g_mixed;
 
+/* --print-views: one line per installed view (delivery thread). */
+static void on_view(void *ctx, const dr_group_view *view) {
+    (void)ctx;
+    char members[DR_VIEW_MAX_MEMBERS * 11 + 1] = "";
+    size_t len = 0;
+    for (uint32_t i = 0; i < view->view.num_members && len < sizeof members; i++)
+        len += (size_t)snprintf(members + len, sizeof members - len, "%s%" PRIu32, i ? "," : "",
+                                view->view.member_ids[i]);
+    printf("VIEW node=%" PRIu32 " vid=%" PRId32 " members=%s\n", view->my_id, view->view.vid,
+           members);
+    fflush(stdout);
+}
+
 static void on_deliver(void *ctx, const dr_message *message) {
     node_state *state = ctx;
     bool ok = message_ok(message, g_size, g_mixed);
@@ -148,13 +169,20 @@ static void on_deliver(void *ctx, const dr_message *message) {
     pthread_mutex_unlock(&state->lock);
 }
 
-/* Fault tests: every listed sender's messages delivered and the view holds `members`. */
+/* Fault tests: every listed sender's messages delivered and the view holds `members` (0: any
+ * number); the list "members" names the members of the current view. */
 static bool fault_done(dr_group *group, node_state *state, const char *list, uint64_t messages,
                        uint32_t members, int32_t *vid) {
     dr_group_view view;
-    if (dr_group_get_view(group, &view) != 0 || view.view.num_members != members)
+    if (dr_group_get_view(group, &view) != 0 || (members && view.view.num_members != members))
         return false;
     *vid = view.view.vid;
+    if (strcmp(list, "members") == 0) {
+        for (uint32_t i = 0; i < view.view.num_members; i++)
+            if (view.view.member_ids[i] >= 64 || state->from[view.view.member_ids[i]] < messages)
+                return false;
+        return true;
+    }
     for (const char *p = list; *p;) {
         unsigned long id = strtoul(p, (char **)&p, 10);
         if (id >= 64 || state->from[id] < messages)
@@ -249,7 +277,7 @@ int main(int argc, char **argv) {
     }
     uint64_t messages = 100, senders = 1;
     size_t size = 1024;
-    bool mixed = false, raw = false, silent = false, say_sending = false;
+    bool mixed = false, raw = false, silent = false, say_sending = false, print_views = false;
     const char *wait_from = NULL, *cut_peers = NULL;
     int cut_after_ms = -1;
     uint32_t members = 0, start_members = 0;
@@ -280,6 +308,8 @@ int main(int argc, char **argv) {
             silent = true;
         else if (strcmp(argv[i], "--say-sending") == 0)
             say_sending = true;
+        else if (strcmp(argv[i], "--print-views") == 0)
+            print_views = true;
         else if (dr_config_is_override_arg(argv[i]) && override_count < 64)
             overrides[override_count++] = argv[i] + 2;
         else {
@@ -313,7 +343,10 @@ int main(int argc, char **argv) {
         state.last_index[i] = -1;
     pthread_mutex_init(&state.lock, NULL);
     pthread_cond_init(&state.done_cond, NULL);
-    dr_group_callbacks callbacks = {.on_deliver = on_deliver, .ctx = &state};
+    dr_group_callbacks callbacks = {
+        .on_deliver = on_deliver, .on_view = print_views ? on_view : NULL, .ctx = &state};
+    if (print_views)
+        setvbuf(stdout, NULL, _IOLBF, 0); /* a killed node's lines are in its log */
     dr_group *group = NULL;
     if (dr_group_create(config, &spec, &callbacks, &group, &err)) {
         fprintf(stderr, "group_node: cannot start: %s\n", err.msg);
