@@ -103,6 +103,8 @@ typedef struct vc_state {
     uint64_t last_heard_us[DR_VIEW_MAX_MEMBERS];   /**< per rank: last frame from that member */
     uint64_t last_heartbeat_us;                    /**< when I last sent heartbeats */
     uint64_t last_tick_us;                         /**< when failure_on_tick last ran */
+    uint64_t accused_since[DR_VIEW_MAX_MEMBERS];   /**< per rank: when I first saw a member ranked
+                                                      above it accuse it (0: never) */
     uint64_t disconnected_us[DR_VIEW_MAX_MEMBERS]; /**< per rank: when its connection broke
                                                       (0: never); lower ranks get a grace */
     /* acceptor (every member) */
@@ -236,6 +238,11 @@ void failure_suspect(dr_core *core, uint32_t rank, const char *why);
 bool failure_suspected(const dr_core *core, uint32_t rank);
 /** Copies suspicions from every row into mine; stops me if anyone suspects me. */
 bool failure_copy_suspicions(dr_core *core);
+/**
+ * True if a member I do not suspect accuses one I do not suspect yet (an accusation that waits
+ * to ripen): a fresh proposal would keep the accused and the change would repeat itself.
+ */
+bool failure_accusations_pending(const dr_core *core);
 /** Partitioning safety: stops the core if it suspects half or more of the view. */
 bool failure_check_partition(dr_core *core);
 

@@ -142,14 +142,34 @@ static bool would_lose_majority(const dr_core *core, uint32_t extra) {
     return !core->options.disable_partitioning_safety && suspected * 2 >= counted;
 }
 
+/**
+ * Whether I may act on `accuser`'s suspicion of `accused` now. An accusation of a lower-ranked
+ * member by a higher-ranked one waits one heartbeat period: when one connection breaks, both
+ * ends may accuse each other within moments, and every member must side with the lower-ranked
+ * end, whose accusation (of the higher end) is taken at once. Whichever reaches me first, by then
+ * I hold both and keep only the lower end's (its accuser is then suspected, its row ignored).
+ */
+static bool accusation_ripe(dr_core *core, uint32_t accuser, uint32_t accused) {
+    if (accused > accuser)
+        return true;
+    uint64_t *since = &core->vc.accused_since[accused];
+    if (*since == 0)
+        *since = core->now_us ? core->now_us : 1;
+    return core->now_us - *since >= (uint64_t)core->options.heartbeat_ms * 1000u;
+}
+
 bool failure_copy_suspicions(dr_core *core) {
     bool progress = false;
+    /* lower-ranked accusers first: their accusations of higher ranks are taken at once */
     for (uint32_t row = 0; row < core->view.num_members; row++) {
         if (row == core->my_rank || failure_suspected(core, row))
             continue; /* a suspected member's opinions no longer count */
         uint32_t news = 0;
+        bool take[DR_VIEW_MAX_MEMBERS] = {false};
         for (uint32_t r = 0; r < core->view.num_members; r++) {
-            if (dr_sst_get(core->sst, row, suspected_field(core, r)) == 0)
+            if (dr_sst_get(core->sst, row, suspected_field(core, r)) == 0 ||
+                (r != core->my_rank && failure_suspected(core, r)) ||
+                !accusation_ripe(core, row, r))
                 continue;
             if (r == core->my_rank) {
                 char reason[96];
@@ -158,7 +178,8 @@ bool failure_copy_suspicions(dr_core *core) {
                 core_stop(core, DR_EREMOVED, reason);
                 return true;
             }
-            news += failure_suspected(core, r) ? 0u : 1u;
+            take[r] = true;
+            news++;
         }
         if (news == 0)
             continue;
@@ -171,12 +192,23 @@ bool failure_copy_suspicions(dr_core *core) {
             continue;
         }
         for (uint32_t r = 0; r < core->view.num_members; r++)
-            if (r != core->my_rank && dr_sst_get(core->sst, row, suspected_field(core, r)) != 0 &&
-                !failure_suspected(core, r))
+            if (take[r] && !failure_suspected(core, r))
                 failure_suspect(core, r, "suspected by another member");
         progress = true;
     }
     return progress;
+}
+
+bool failure_accusations_pending(const dr_core *core) {
+    for (uint32_t row = 0; row < core->view.num_members; row++) {
+        if (row == core->my_rank || failure_suspected(core, row))
+            continue;
+        for (uint32_t r = 0; r < core->view.num_members; r++)
+            if (r != core->my_rank && !failure_suspected(core, r) &&
+                dr_sst_get(core->sst, row, suspected_field(core, r)) != 0)
+                return true;
+    }
+    return false;
 }
 
 bool failure_check_partition(dr_core *core) {

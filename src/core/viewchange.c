@@ -259,8 +259,8 @@ static void leader_propose(dr_core *core) {
         core_trace(core, "view %d: adopt the value accepted at ballot %" PRId64, core->view.vid,
                    value->accepted_ballot);
     } else {
-        if (!all_wedged(core))
-            return;
+        if (!all_wedged(core) || failure_accusations_pending(core))
+            return; /* wait for the final RECEIVED of all, and for accusations to ripen */
         value = calloc(1, sizeof *value);
         dr_layout *layout = malloc(sizeof *layout);
         if (value == NULL || layout == NULL) {

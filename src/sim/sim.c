@@ -34,7 +34,7 @@
 
 /* Invariant 5's bound (liveness_bound): failure timeouts after the last fault, plus slack for
  * joins (join_retry_us up to 20 ms, a redirect) and the ordinary pauses. */
-#define SETTLE_TIMEOUTS 20u
+#define SETTLE_TIMEOUTS 10u
 #define SETTLE_SLACK_US 100000u
 
 enum sim_event_kind {
@@ -184,6 +184,7 @@ typedef struct sim {
     uint64_t bridge_deadline_us;   /**< bridged runs end here (safety checked, not liveness) */
     uint64_t last_fault_us;        /**< the last fault event (strike, heal, long pause's end) */
     bool completed;                /**< the run reached its end state (not a deadline) */
+    uint64_t settled_us;           /**< when the views first settled after the last fault */
     int32_t vid_at_majority_crash; /**< highest view installed when it struck */
 } sim;
 
@@ -1379,7 +1380,12 @@ static bool is_correct(const sim_node *node) {
 }
 
 /** Fault mode: what keeps the run from being complete, if anything. */
-static bool incomplete_faults(const sim *s, char *why, size_t cap) {
+/**
+ * Fault mode: the membership part of completion: faulty nodes stopped, long pauses over, and
+ * the correct nodes in one view of exactly themselves. *out_ref gets a node in that view.
+ */
+static bool views_unsettled(const sim *s, char *why, size_t cap, const sim_node **out_ref) {
+    *out_ref = NULL;
     if (!s->faults_scheduled)
         return snprintf(why, cap, "the %u initial members never formed one view", s->full_members),
                true;
@@ -1405,11 +1411,21 @@ static bool incomplete_faults(const sim *s, char *why, size_t cap) {
                             ref->view->view.vid, node->view->view.vid),
                    true;
     }
+    *out_ref = ref;
     if (ref == NULL && (s->majority_crashed || s->bridged))
         return false; /* every survivor stopped: as it must, or (bridge) as it may */
     if (ref == NULL || ref->view->view.num_members != correct)
         return snprintf(why, cap, "the view does not hold exactly the %u correct nodes", correct),
                true;
+    return false;
+}
+
+static bool incomplete_faults(const sim *s, char *why, size_t cap) {
+    const sim_node *ref = NULL;
+    if (views_unsettled(s, why, cap, &ref))
+        return true;
+    if (ref == NULL)
+        return false;
     for (uint32_t i = 0; i < s->num_nodes; i++) {
         const sim_node *node = &s->nodes[i];
         if (!is_correct(node))
@@ -1574,8 +1590,9 @@ static void free_sim(sim *s) {
 
 /**
  * Invariant 5 as a bound: once the last fault has struck (and no node is still to start or
- * resume), the group settles within SETTLE_TIMEOUTS failure timeouts plus SETTLE_SLACK_US. Not
- * for bridged runs (no side may have a quorum) or majority loss (nobody may go on).
+ * resume), the views settle (faulty nodes stopped, the correct ones in one view of exactly
+ * themselves) within SETTLE_TIMEOUTS failure timeouts plus SETTLE_SLACK_US. Not for bridged
+ * runs (no side may have a quorum) or majority loss (nobody may go on).
  */
 static void liveness_bound(sim *s, const char *why) {
     if (!s->config->faults || !s->faults_scheduled || s->bridged || s->majority_crashed)
@@ -1586,11 +1603,19 @@ static void liveness_bound(sim *s, const char *why) {
             (node->fault == FAULT_PAUSE && !node->long_pause_over))
             return; /* a join or a return is still to come */
     }
+    const sim_node *ref = NULL;
+    char unsettled[256];
+    (void)why;
+    if (!views_unsettled(s, unsettled, sizeof unsettled, &ref)) {
+        if (s->settled_us < s->last_fault_us || s->settled_us == 0)
+            s->settled_us = s->now_us; /* the first settled moment after the last fault */
+        return;
+    }
     if (s->now_us > s->last_fault_us + SETTLE_TIMEOUTS * s->timeout_us + SETTLE_SLACK_US)
         fail(s,
              "liveness bound: %" PRIu64
              " us after the last fault (> %u failure timeouts + %u ms): %s",
-             s->now_us - s->last_fault_us, SETTLE_TIMEOUTS, SETTLE_SLACK_US / 1000, why);
+             s->now_us - s->last_fault_us, SETTLE_TIMEOUTS, SETTLE_SLACK_US / 1000, unsettled);
 }
 
 /** Fault mode: the safety checks that need the whole run (also run when liveness failed). */
@@ -1620,7 +1645,8 @@ static void run_loop(sim *s) {
         if (!incomplete(s, why, sizeof why)) {
             s->completed = true;
             if (s->faults_scheduled)
-                s->result->settle_us = s->now_us - s->last_fault_us;
+                s->result->settle_us =
+                    s->settled_us >= s->last_fault_us ? s->settled_us - s->last_fault_us : 0;
             check_at_end(s);
             return;
         }
