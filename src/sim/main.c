@@ -187,6 +187,7 @@ int main(int argc, char **argv) {
     double start = wall_seconds();
     uint64_t run = 0, failed = 0, deliveries = 0, messages = 0, frames = 0;
     double worst_settle = 0; /* fault mode: failure timeouts from the last fault to the end */
+    uint64_t both_ends = 0;  /* fault mode: runs where one broken link cost both its ends */
     uint64_t worst_seed = 0;
     uint64_t seed = c.first_seed;
     for (; seed <= c.last_seed; seed++) {
@@ -210,6 +211,7 @@ int main(int argc, char **argv) {
         deliveries += result.deliveries;
         messages += result.messages_sent;
         frames += result.frames;
+        both_ends += result.link_cost_both ? 1u : 0u;
         if (result.passed && result.timeout_us > 0 &&
             (double)result.settle_us / (double)result.timeout_us > worst_settle) {
             worst_settle = (double)result.settle_us / (double)result.timeout_us;
@@ -231,6 +233,10 @@ int main(int argc, char **argv) {
            run, c.first_seed, run ? c.first_seed + run - 1 : c.first_seed, elapsed, run - failed,
            failed, messages, deliveries, frames,
            seed <= c.last_seed ? " (stopped by the time budget)" : "");
+    if (c.faults && both_ends > 0)
+        printf("derecho-sim: %" PRIu64 " runs lost both ends of one broken link (a delayed "
+               "accusation by the lower end)\n",
+               both_ends);
     if (c.faults && worst_settle > 0)
         printf("derecho-sim: slowest settling after the last fault: %.1f failure timeouts "
                "(seed %" PRIu64 ")\n",

@@ -46,6 +46,7 @@ typedef struct sim_result {
     uint32_t faults;        /**< faults injected (fault mode) */
     uint64_t settle_us;     /**< fault mode: from the last fault to completion (liveness) */
     uint64_t timeout_us;    /**< fault mode: the run's failure timeout (heartbeat x missed) */
+    bool link_cost_both;    /**< fault mode: one broken link excluded both of its ends */
 } sim_result;
 
 /** Runs one seed. Returns 0 (see result->passed) or a negative DR_E* code on setup failure. */
