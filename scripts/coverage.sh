@@ -14,7 +14,7 @@ if [ "${1:-}" != "--report" ]; then
   # DR_INSTALL=OFF: the installable libraries would export gcov's runtime symbols, which the
   # install test (rightly) refuses; the normal build tests the installed package.
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Coverage -DDR_INSTALL=OFF \
-    -DCMAKE_C_FLAGS_COVERAGE="-O1 -g --coverage" \
+    -DCMAKE_C_FLAGS_COVERAGE="-O1 -g --coverage -fprofile-update=atomic" \
     -DCMAKE_EXE_LINKER_FLAGS_COVERAGE="--coverage" \
     -DCMAKE_SHARED_LINKER_FLAGS_COVERAGE="--coverage" >/dev/null
   cmake --build "$build" -j "$(nproc)"
@@ -24,8 +24,14 @@ if [ "${1:-}" != "--report" ]; then
     echo "coverage: some tests failed in the coverage build (see $build/ctest.log)"
 fi
 
-gcovr --root . --object-directory "$build" --filter 'src/' --filter 'apps/' \
-  --exclude "$build/" --json-summary "$build/coverage.json" >/dev/null
+# Informational: a report that cannot be made (gcov data of a killed process, counters of
+# threads racing) is said, never fatal. Atomic counters (above) avoid negative counts.
+if ! gcovr --root . --object-directory "$build" --filter 'src/' --filter 'apps/' \
+  --exclude "$build/" --gcov-ignore-parse-errors --json-summary "$build/coverage.json" \
+  >/dev/null; then
+  echo "coverage: gcovr could not make the report"
+  exit 0
+fi
 python3 - "$build/coverage.json" <<'PY' | tee "$build/coverage-folders.txt"
 import json, sys
 files = json.load(open(sys.argv[1]))["files"]
