@@ -121,7 +121,8 @@ static void build_proposal(const dr_core *core, dr_msg_proposal *prop) {
         prop->next.member_ids[i] = core->view.member_ids[r];
         snprintf(prop->next.addresses[i], DR_ADDRESS_MAX, "%s", core->view.addresses[r]);
     }
-    membership_joiners(core, &prop->next);
+    if (!core->vc.leaving) /* a leaving leader could not send joiners their view */
+        membership_joiners(core, &prop->next);
     prop->num_trims = 0;
     for (uint32_t s = 0; s < core->layout.num_subgroups; s++)
         for (uint32_t h = 0; h < core->layout.subgroups[s].num_shards; h++)
@@ -549,6 +550,12 @@ static void leaver_flush(dr_core *core, const dr_msg_proposal *prop) {
     else
         snprintf(reason, sizeof reason, "left the group");
     core->stats.left_undelivered += undelivered;
+    /* The leaver may be the last to hold the commit (the leader can die right after sending
+     * it): forward it to the others before going, or they might wait for it forever. */
+    for (uint32_t r = 0; core->last_commit != NULL && r < core->view.num_members; r++)
+        if (r != core->my_rank && !failure_suspected(core, r))
+            core_send_bytes(core, core->view.member_ids[r], core->last_commit,
+                            core->last_commit_len);
     core_stop(core, rc != 0 ? rc : undelivered > 0 ? DR_EUNDELIVERED : 0, reason);
 }
 
