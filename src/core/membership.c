@@ -233,9 +233,9 @@ static int add_joiner(dr_core *core, uint32_t node_id, const char *address) {
  * A join request from `node_id`, a member of my view at the same address. If it joined in this
  * view, it is a retry whose VIEW was lost: send it again. Otherwise it is a new incarnation of
  * a member that crashed and restarted: it has none of the state its old row stands for, so it
- * must not take that row. It is refused for now (DR_EAGAIN: the joiner retries) and the old
- * incarnation is suspected — the address now answers as a fresh process — so the next view
- * removes it and the retry joins as a new member (with state transfer).
+ * must not take that row. It is refused for now (DR_EAGAIN: the joiner retries) until failure
+ * detection removes the old incarnation; the retry then joins as a new member (with state
+ * transfer).
  */
 static int on_join_from_member(dr_core *core, uint32_t rank) {
     uint32_t node_id = core->view.member_ids[rank];
@@ -246,10 +246,10 @@ static int on_join_from_member(dr_core *core, uint32_t rank) {
              node_id, core->view.vid);
     DR_WARN(DR_LOGM_VIEWMANAGER, "node %u restarted: %s", node_id, reason);
     core_trace(core, "refuse joiner %u for now: still a member (restarted)", node_id);
-    int rc = reply(core, core->view.addresses[rank], DR_EAGAIN, reason);
-    if (core->state == CORE_IN_VIEW)
-        failure_suspect(core, rank, "a new incarnation asked to join");
-    return rc;
+    /* No suspicion on the request's word: it is unauthenticated (anyone can claim a member's
+     * id and address) and would evict that member with one packet. The old incarnation goes
+     * through ordinary failure detection; the new one keeps retrying meanwhile. */
+    return reply(core, core->view.addresses[rank], DR_EAGAIN, reason);
 }
 
 static int leader_on_join(dr_core *core, uint32_t node_id, const char *address) {

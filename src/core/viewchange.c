@@ -306,8 +306,9 @@ static void save_commit_frame(dr_core *core) {
  * leader learned of it in phase 1 from the quorums' intersection.
  */
 static void leader_try_commit(dr_core *core) {
-    if (!core->vc.proposed || core->vc.committing)
-        return;
+    if (!core->vc.proposed || core->vc.committing || core->vc.proposal == NULL ||
+        core->vc.proposal->ballot != core->vc.ballot)
+        return; /* the held value must be the one proposed at my ballot */
     uint32_t acked = 0;
     for (uint32_t r = 0; r < core->view.num_members; r++) {
         bool accepted = row_field(core, r, DR_SST_ACCEPTED) == core->vc.ballot;

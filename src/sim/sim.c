@@ -1597,7 +1597,7 @@ static void free_sim(sim *s) {
  * themselves) within SETTLE_TIMEOUTS failure timeouts plus SETTLE_SLACK_US. Not for bridged
  * runs (no side may have a quorum) or majority loss (nobody may go on).
  */
-static void liveness_bound(sim *s, const char *why) {
+static void liveness_bound(sim *s) {
     if (!s->config->faults || !s->faults_scheduled || s->bridged || s->majority_crashed)
         return;
     for (uint32_t i = 0; i < s->num_nodes; i++) {
@@ -1608,7 +1608,6 @@ static void liveness_bound(sim *s, const char *why) {
     }
     const sim_node *ref = NULL;
     char unsettled[256];
-    (void)why;
     if (!views_unsettled(s, unsettled, sizeof unsettled, &ref)) {
         if (s->settled_us < s->last_fault_us || s->settled_us == 0)
             s->settled_us = s->now_us; /* the first settled moment after the last fault */
@@ -1653,7 +1652,7 @@ static void run_loop(sim *s) {
             check_at_end(s);
             return;
         }
-        liveness_bound(s, why);
+        liveness_bound(s);
     }
     check_at_end(s);
     /* A bridge partition may leave no side with a quorum, or a shard without members: then

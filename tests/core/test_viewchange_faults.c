@@ -23,6 +23,7 @@
 
 #include <cmocka.h>
 
+#include "core/wire.h"
 #include "harness.h"
 
 #define HB_MS     10u
@@ -361,10 +362,36 @@ static void test_joiner_gets_its_view_from_another_member(void **state) {
     done(h);
 }
 
+/*
+ * An unauthenticated stranger sends the leader a JOIN_REQUEST with a live member's id and
+ * address (both public). It must not evict that member: no suspicion on the request's word.
+ */
+static void test_forged_rejoin_evicts_nobody(void **state) {
+    (void)state;
+    harness *h = cluster(3, 0);
+    settle(h, 5);
+    int32_t vid = h->nodes[0].view.view.vid;
+    dr_buf forged;
+    dr_buf_init(&forged, 0);
+    assert_int_equal(dr_wire_encode_join_request(&forged, h->nodes[2].id, h->nodes[2].address), 0);
+    dr_core_on_message(h->nodes[0].core, DR_NODE_NONE, forged.data, forged.len, h->now_us);
+    dr_core_on_message(h->nodes[1].core, DR_NODE_NONE, forged.data, forged.len, h->now_us);
+    dr_buf_free(&forged);
+    h_drain(h, 0);
+    h_drain(h, 1);
+    settle(h, 200);
+    for (uint32_t i = 0; i < 3; i++) {
+        assert_false(h->nodes[i].stopped);
+        assert_int_equal(h->nodes[i].view.view.vid, vid);
+    }
+    done(h);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_takeover_after_torn_proposal),
         cmocka_unit_test(test_restarted_member_rejoins_as_new),
+        cmocka_unit_test(test_forged_rejoin_evicts_nobody),
         cmocka_unit_test(test_joiner_gets_its_view_from_another_member),
         cmocka_unit_test(test_leave_then_leader_link_breaks),
         cmocka_unit_test(test_leave_then_silent_leader_link),
