@@ -168,8 +168,8 @@ static int bench_echo(void *ctx, const dr_rpc_call_info *info, const uint8_t *ar
 }
 
 static const dr_rpc_method bench_methods[] = {
-    {"ordered", DR_RPC_ORDERED, bench_ordered},
-    {"echo", DR_RPC_P2P, bench_echo},
+    {"ordered", DR_RPC_ORDERED, bench_ordered, DR_RPC_MEMBERS_ONLY},
+    {"echo", DR_RPC_P2P, bench_echo, DR_RPC_CLIENTS},
 };
 
 /* One call; returns 0 when every reply came back OK. */

@@ -89,8 +89,8 @@ set(dr_public_include $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
 
 add_library(derecho_shared SHARED ${dr_objects})
 add_library(derecho_static STATIC ${dr_objects})
-target_link_libraries(derecho_shared PRIVATE PkgConfig::INIH Threads::Threads)
-target_link_libraries(derecho_static PRIVATE PkgConfig::INIH Threads::Threads)
+target_link_libraries(derecho_shared PRIVATE PkgConfig::INIH PkgConfig::LIBCRYPTO Threads::Threads)
+target_link_libraries(derecho_static PRIVATE PkgConfig::INIH PkgConfig::LIBCRYPTO Threads::Threads)
 
 add_library(derecho_infer_shared SHARED $<TARGET_OBJECTS:dr_infer_export>)
 add_library(derecho_infer_static STATIC $<TARGET_OBJECTS:dr_infer_export>)

@@ -66,8 +66,8 @@ static int done(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, si
     return 0;
 }
 
-static const dr_rpc_method methods[] = {{"add", DR_RPC_ORDERED, add},
-                                        {"done", DR_RPC_ORDERED, done}};
+static const dr_rpc_method methods[] = {{"add", DR_RPC_ORDERED, add, DR_RPC_MEMBERS_ONLY},
+                                        {"done", DR_RPC_ORDERED, done, DR_RPC_MEMBERS_ONLY}};
 
 /* One add: true if every member of the shard replied OK with the same value. */
 static bool add_one(dr_rpc_node *node) {

@@ -99,8 +99,9 @@ static int get(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, siz
     return rc;
 }
 
-static const dr_rpc_method methods[] = {
-    {"apply", DR_RPC_ORDERED, apply}, {"put", DR_RPC_P2P, put}, {"get", DR_RPC_P2P, get}};
+static const dr_rpc_method methods[] = {{"apply", DR_RPC_ORDERED, apply, DR_RPC_MEMBERS_ONLY},
+                                        {"put", DR_RPC_P2P, put, DR_RPC_CLIENTS},
+                                        {"get", DR_RPC_P2P, get, DR_RPC_CLIENTS}};
 
 static void print_view(void *ctx, const dr_group_view *view) {
     (void)ctx;

@@ -11,8 +11,8 @@ PACKAGES=(
   doxygen
   # line coverage of the suite (scripts/coverage.sh, run by .ci/run)
   gcovr
-  # base / conf
-  libinih-dev
+  # base / conf; net (HMAC-SHA256 of the group port handshake: libcrypto)
+  libinih-dev libssl-dev
   # inference engine
   libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libdnnl-dev libopenblas-dev libcjson-dev
   libonnx-dev protobuf-c-compiler libprotobuf-c-dev

@@ -759,12 +759,12 @@ static int restore_models(void *ctx, uint32_t subgroup, const uint8_t *bytes, si
 }
 
 static const dr_rpc_method categorizer_methods[] = {
-    {SD_METHOD_ORDERED_INSTALL, DR_RPC_ORDERED, handle_ordered_install},
-    {SD_METHOD_ORDERED_REMOVE, DR_RPC_ORDERED, handle_ordered_remove},
-    {SD_METHOD_INSTALL, DR_RPC_P2P, handle_install},
-    {SD_METHOD_REMOVE, DR_RPC_P2P, handle_remove},
-    {SD_METHOD_INFERENCE, DR_RPC_P2P, handle_inference},
-    {SD_METHOD_LIST_MODELS, DR_RPC_P2P, handle_list_models},
+    {SD_METHOD_ORDERED_INSTALL, DR_RPC_ORDERED, handle_ordered_install, DR_RPC_MEMBERS_ONLY},
+    {SD_METHOD_ORDERED_REMOVE, DR_RPC_ORDERED, handle_ordered_remove, DR_RPC_MEMBERS_ONLY},
+    {SD_METHOD_INSTALL, DR_RPC_P2P, handle_install, DR_RPC_ADMINS},
+    {SD_METHOD_REMOVE, DR_RPC_P2P, handle_remove, DR_RPC_ADMINS},
+    {SD_METHOD_INFERENCE, DR_RPC_P2P, handle_inference, DR_RPC_CLIENTS},
+    {SD_METHOD_LIST_MODELS, DR_RPC_P2P, handle_list_models, DR_RPC_CLIENTS},
 };
 
 void sd_categorizer_rpc_type(sd_categorizer *cat, dr_rpc_type *type) {

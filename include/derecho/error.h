@@ -33,6 +33,7 @@ enum dr_error_code {
     DR_ECORRUPT = -14,     /**< stored or received data fails its checks */
     DR_ESTATE = -15,       /**< the call is not valid in the current state */
     DR_EUNDELIVERED = -16, /**< accepted messages could not be delivered (leave, stop) */
+    DR_EPERM = -17,        /**< not allowed: missing or wrong credential, or a role's limit */
 };
 
 /** Capacity of a dr_err message, including the terminating NUL. */

@@ -63,6 +63,46 @@ extern _Atomic int dr_log_thresholds[DR_LOGM_COUNT];
 #define DR_WARN(module, ...)  DR_LOG(module, DR_LOG_WARN, __VA_ARGS__)
 #define DR_ERROR(module, ...) DR_LOG(module, DR_LOG_ERROR, __VA_ARGS__)
 
+/**
+ * State of one rate-limited call site (DR_LOG_LIMITED): zero-initialised, usually static.
+ * Lock-free; concurrent callers may let one extra line through at a window's edge.
+ */
+typedef struct dr_log_limit {
+    _Atomic unsigned long long window_start_ms; /**< start of the current window */
+    _Atomic unsigned int lines;                 /**< lines written in the window */
+    _Atomic unsigned int suppressed;            /**< lines dropped in the window */
+} dr_log_limit;
+
+/** Lines a DR_LOG_LIMITED call site writes per window, and the window's length. */
+#define DR_LOG_LIMIT_LINES     5u
+#define DR_LOG_LIMIT_WINDOW_MS 10000u
+
+/**
+ * Whether a rate-limited call site may write now: at most DR_LOG_LIMIT_LINES lines per
+ * DR_LOG_LIMIT_WINDOW_MS. When a new window opens, *suppressed_out receives the number of lines
+ * dropped in the previous one (else 0). Thread-safe.
+ */
+int dr_log_limit_allow(dr_log_limit *limit, unsigned int *suppressed_out);
+
+/**
+ * As DR_LOG, but at most DR_LOG_LIMIT_LINES lines per DR_LOG_LIMIT_WINDOW_MS from this call
+ * site; the first line of the next window says how many were suppressed. For lines an outside
+ * peer can trigger at will (one per connection, per bad frame): a flood then costs bounded log.
+ */
+#define DR_LOG_LIMITED(module, level, ...)                                                         \
+    do {                                                                                           \
+        static dr_log_limit dr_log_limit_site_;                                                    \
+        unsigned int dr_log_suppressed_ = 0;                                                       \
+        if ((int)(level) >=                                                                        \
+                atomic_load_explicit(&dr_log_thresholds[(module)], memory_order_relaxed) &&        \
+            dr_log_limit_allow(&dr_log_limit_site_, &dr_log_suppressed_)) {                        \
+            if (dr_log_suppressed_)                                                                \
+                dr_log_write((module), (level), "(%u similar lines suppressed)",                   \
+                             dr_log_suppressed_);                                                  \
+            dr_log_write((module), (level), __VA_ARGS__);                                          \
+        }                                                                                          \
+    } while (0)
+
 /** Formats and writes one line unconditionally (use the DR_LOG macros instead). */
 void dr_log_write(dr_log_module module, dr_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -47,6 +47,7 @@ extern "C" {
 typedef struct dr_rpc_call_info {
     uint32_t caller_id;    /**< node id of the caller (outside clients: their local id) */
     bool from_client;      /**< the caller is an outside client */
+    bool from_admin;       /**< ...that proved the admin key */
     uint32_t subgroup;     /**< subgroup id the call addresses */
     uint32_t shard;        /**< my shard in that subgroup (-1 as UINT32_MAX if none) */
     bool ordered;          /**< ordered call (delivery thread) or p2p (worker thread) */
@@ -69,11 +70,24 @@ typedef enum dr_rpc_kind {
     DR_RPC_P2P = 1,     /**< to one node; runs on its worker pool */
 } dr_rpc_kind;
 
+/**
+ * Who may call a p2p method besides the group's members (docs/security.md). Members always may;
+ * an outside client's rights come from the key it proved when it connected.
+ */
+typedef enum dr_rpc_access {
+    DR_RPC_MEMBERS_ONLY = 0, /**< members only (the default: a forgotten field stays closed) */
+    DR_RPC_CLIENTS = 1,      /**< also every outside client (client or admin key; in a group
+                                  without keys, any client) */
+    DR_RPC_ADMINS = 2,       /**< also outside clients that proved the admin key */
+} dr_rpc_access;
+
 /** One method of a replicated type. */
 typedef struct dr_rpc_method {
     const char *name;       /**< unique within the type */
     dr_rpc_kind kind;       /**< ordered or p2p */
     dr_rpc_handler handler; /**< runs the method */
+    dr_rpc_access access;   /**< p2p: who outside the group may call it (ordered methods are
+                                 called by members only) */
 } dr_rpc_method;
 
 /** A replicated object type: its methods and state-transfer callbacks. */
@@ -214,6 +228,23 @@ typedef struct dr_rpc_client dr_rpc_client;
  */
 int dr_rpc_client_create(const char *contact_ip, uint16_t contact_port, int timeout_ms,
                          dr_rpc_client **out, dr_err *err);
+
+/** The key an outside client proves when it connects (docs/security.md). */
+typedef struct dr_rpc_client_credential {
+    const char *key_file; /**< a key file (64 hex digits, as scripts/gen-cluster.sh writes
+                               secrets/client.key and secrets/admin.key); NULL: none */
+    bool admin;           /**< key_file holds the group's admin key (calls DR_RPC_ADMINS methods) */
+} dr_rpc_client_credential;
+
+/**
+ * dr_rpc_client_create for a group whose members authenticate (cluster_key_file set): the client
+ * proves `credential` (NULL or key_file NULL: none, as dr_rpc_client_create). Returns as
+ * dr_rpc_client_create, plus DR_EIO/DR_EINVAL for an unreadable or malformed key file; a group
+ * that refuses the key closes the connection (DR_EIO, the member logs the refusal).
+ */
+int dr_rpc_client_create_auth(const char *contact_ip, uint16_t contact_port,
+                              const dr_rpc_client_credential *credential, int timeout_ms,
+                              dr_rpc_client **out, dr_err *err);
 
 /**
  * Copies the latest known view (out->my_id is DR_NODE_NONE: a client is no member). Returns 0

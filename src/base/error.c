@@ -23,6 +23,7 @@ static const char *const error_strings[] = {
     [-DR_ECORRUPT] = "corrupt data",
     [-DR_ESTATE] = "invalid state",
     [-DR_EUNDELIVERED] = "accepted messages not delivered",
+    [-DR_EPERM] = "permission denied",
 };
 
 const char *dr_strerror(int code) {

@@ -77,6 +77,26 @@ const char *dr_log_module_name(dr_log_module module) {
     return module_names[module];
 }
 
+int dr_log_limit_allow(dr_log_limit *limit, unsigned int *suppressed_out) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    unsigned long long now_ms =
+        (unsigned long long)ts.tv_sec * 1000u + (unsigned long long)(ts.tv_nsec / 1000000);
+    unsigned long long start = atomic_load_explicit(&limit->window_start_ms, memory_order_relaxed);
+    *suppressed_out = 0;
+    if (start == 0 || now_ms - start >= DR_LOG_LIMIT_WINDOW_MS) {
+        if (atomic_compare_exchange_strong(&limit->window_start_ms, &start, now_ms ? now_ms : 1)) {
+            *suppressed_out = atomic_exchange(&limit->suppressed, 0);
+            atomic_store(&limit->lines, 1);
+            return 1;
+        }
+    }
+    if (atomic_fetch_add(&limit->lines, 1) < DR_LOG_LIMIT_LINES)
+        return 1;
+    atomic_fetch_add(&limit->suppressed, 1);
+    return 0;
+}
+
 void dr_log_write(dr_log_module module, dr_log_level level, const char *fmt, ...) {
     char line[2048];
     struct timeval now;

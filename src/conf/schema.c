@@ -46,6 +46,13 @@ const conf_key_spec conf_key_specs[] = {
     {"DERECHO", "p2p_window_size", NULL, CONF_UINT, 1, 65536, "16", NULL},
     /* largest replicated state one shard hands a new member (this implementation's key) */
     {"DERECHO", "max_state_transfer_size", NULL, CONF_UINT, 1, 64 * GIB, "1073741824", NULL},
+    /* group-port authentication and limits (docs/security.md; this implementation's keys):
+     * key files hold 64 hex digits; relative paths are relative to the configuration file */
+    {"DERECHO", "cluster_key_file", NULL, CONF_STRING, 0, 0, NULL, NULL},
+    {"DERECHO", "admin_key_file", NULL, CONF_STRING, 0, 0, NULL, NULL},
+    {"DERECHO", "client_key_file", NULL, CONF_STRING, 0, 0, NULL, NULL},
+    {"DERECHO", "max_clients", NULL, CONF_UINT, 1, 1000000, "1024", NULL},
+    {"DERECHO", "max_clients_per_ip", NULL, CONF_UINT, 1, 1000000, "256", NULL},
     /* [SUBGROUP/<PROFILE>] */
     {"SUBGROUP", "max_payload_size", NULL, CONF_UINT, 1, 4 * GIB, "10240", NULL},
     {"SUBGROUP", "max_smc_payload_size", NULL, CONF_UINT, 1, 4 * GIB, "10240", NULL},

@@ -10,14 +10,21 @@
 #include "derecho/log.h"
 #include "net/sock.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <sys/uio.h>
@@ -200,7 +207,9 @@ void dr_net__close_conn(dr_net *net, conn *c, int reason, const char *why) {
     close(c->fd);
     c->fd = -1;
     out_frame *pending = c->out_head;
+    out_frame *held = c->held_head;
     c->out_head = c->out_tail = NULL;
+    c->held_head = c->held_tail = NULL;
     c->queued_bytes = 0;
     for (conn **p = &net->conns; *p; p = &(*p)->next)
         if (*p == c) {
@@ -215,8 +224,17 @@ void dr_net__close_conn(dr_net *net, conn *c, int reason, const char *why) {
     pthread_mutex_unlock(&net->mu);
 
     dr_net__free_frame_list(pending);
-    if (reason == DR_ECLOSED)
+    dr_net__free_frame_list(held);
+    /* Unidentified connections and clients come from outside at any rate: bounded log. */
+    bool outsider = !report || c->role == DR_NET_ROLE_CLIENT;
+    if (reason == DR_ECLOSED && outsider)
+        DR_LOG_LIMITED(DR_LOGM_NET, DR_LOG_INFO, "connection to peer %d closed: %s", (int)c->peer,
+                       why);
+    else if (reason == DR_ECLOSED)
         DR_INFO(DR_LOGM_NET, "connection to peer %d closed: %s", (int)c->peer, why);
+    else if (outsider)
+        DR_LOG_LIMITED(DR_LOGM_NET, DR_LOG_WARN, "closing connection to peer %d: %s (%s)",
+                       (int)c->peer, why, dr_strerror(reason));
     else
         DR_WARN(DR_LOGM_NET, "closing connection to peer %d: %s (%s)", (int)c->peer, why,
                 dr_strerror(reason));
@@ -265,16 +283,64 @@ void dr_net__append_locked(conn *c, out_frame *f) {
     c->queued_bytes += frame_remaining(f);
 }
 
-/* Queues the HELLO frame that opens every connection. */
+void dr_net__queue_user_frame_locked(conn *c, out_frame *f) {
+    if (c->state == CONN_UP) {
+        dr_net__append_locked(c, f);
+        return;
+    }
+    if (c->held_tail)
+        c->held_tail->next = f;
+    else
+        c->held_head = f;
+    c->held_tail = f;
+    c->queued_bytes += frame_remaining(f);
+}
+
+/* Queues the HELLO frame that opens every connection (fresh nonce; kept for the AUTH MAC). */
 static int queue_hello_locked(dr_net *net, conn *c) {
+    uint8_t *h = c->my_hello;
+    dr_store_u64le(h, net->cfg.cluster_id);
+    dr_store_u32le(h + 8, net->cfg.role == DR_NET_ROLE_MEMBER ? net->cfg.node_id : 0);
+    h[12] = (uint8_t)net->cfg.role;
+    h[13] = (uint8_t)net->cfg.prove_with;
+    h[14] = DR_NET_HELLO_VERSION;
+    h[15] = 0;
+    if (getrandom(h + 16, DR_NET_NONCE_BYTES, 0) != (ssize_t)DR_NET_NONCE_BYTES)
+        return DR_EIO;
     out_frame *f = dr_net__new_frame(DR_NET_T_HELLO, 0, DR_NET_HELLO_BYTES, DR_NET_HELLO_BYTES);
     if (!f)
         return DR_ENOMEM;
-    dr_store_u64le(f->payload, net->cfg.cluster_id);
-    dr_store_u32le(f->payload + 8, net->cfg.node_id);
-    f->payload[12] = (uint8_t)net->cfg.role;
-    f->payload[13] = f->payload[14] = f->payload[15] = 0;
+    memcpy(f->payload, h, DR_NET_HELLO_BYTES);
     dr_net__append_locked(c, f);
+    return DR_OK;
+}
+
+/* HMAC-SHA256(key, label || first || second): the AUTH of the side whose HELLO is `first`. */
+static void auth_mac(const uint8_t *key, const uint8_t *first, const uint8_t *second,
+                     uint8_t mac[DR_NET_MAC_BYTES]) {
+    static const char label[] = "derecho-net-auth-v2";
+    uint8_t transcript[sizeof label - 1 + 2 * DR_NET_HELLO_BYTES];
+    memcpy(transcript, label, sizeof label - 1);
+    memcpy(transcript + sizeof label - 1, first, DR_NET_HELLO_BYTES);
+    memcpy(transcript + sizeof label - 1 + DR_NET_HELLO_BYTES, second, DR_NET_HELLO_BYTES);
+    unsigned int len = DR_NET_MAC_BYTES;
+    if (!HMAC(EVP_sha256(), key, (int)DR_NET_KEY_BYTES, transcript, sizeof transcript, mac, &len))
+        memset(mac, 0, DR_NET_MAC_BYTES); /* never verifies against a real MAC */
+}
+
+/* Queues our AUTH frame right behind the HELLO (nothing else is queued before the handshake). */
+static int queue_auth(dr_net *net, conn *c) {
+    out_frame *f = dr_net__new_frame(DR_NET_T_AUTH, 0, DR_NET_MAC_BYTES, DR_NET_MAC_BYTES);
+    if (!f)
+        return DR_ENOMEM;
+    auth_mac(net->cfg.keys[c->key], c->my_hello, c->peer_hello, f->payload);
+    pthread_mutex_lock(&net->mu);
+    dr_net__append_locked(c, f);
+    if (!c->want_write) {
+        c->want_write = true;
+        dr_net__update_interest_locked(net, c);
+    }
+    pthread_mutex_unlock(&net->mu);
     return DR_OK;
 }
 
@@ -352,6 +418,7 @@ int dr_net__register_conn(dr_net *net, conn *c) {
     }
     if (rc) {
         dr_net__free_frame_list(c->out_head);
+        dr_net__free_frame_list(c->held_head);
         close(c->fd);
         dr_net__free_conn(c);
     }
@@ -360,16 +427,74 @@ int dr_net__register_conn(dr_net *net, conn *c) {
 
 /* ---------------------------------------------------------------- handshake */
 
+/*
+ * Which key the connection will be authenticated with, from the peer's HELLO key field.
+ * Members with a member key demand proof from everyone: members prove the member key, clients
+ * the admin or the client key; members without one accept no proof (an open group). A client
+ * proves its own key when the member is authenticating (the member's HELLO says MEMBER).
+ */
+static int choose_key(dr_net *net, conn *c, dr_net_role role, uint8_t peer_key, const char **why) {
+    const dr_net_config *cfg = &net->cfg;
+    c->key = DR_NET_KEY_NONE;
+    if (cfg->role == DR_NET_ROLE_CLIENT) {
+        if (cfg->prove_with != DR_NET_KEY_NONE && peer_key != DR_NET_KEY_MEMBER)
+            return *why = "the member does not authenticate clients (it has no cluster key)",
+                   DR_EPROTO;
+        if (cfg->prove_with == DR_NET_KEY_NONE && peer_key != DR_NET_KEY_NONE)
+            return *why = "the group requires a client credential (admin or client key)", DR_EPERM;
+        c->key = cfg->prove_with;
+        return DR_OK;
+    }
+    if (!cfg->keys[DR_NET_KEY_MEMBER]) {
+        if (peer_key != DR_NET_KEY_NONE)
+            return *why = "peer authenticates but this node has no cluster key", DR_EPROTO;
+        return DR_OK;
+    }
+    if (role == DR_NET_ROLE_MEMBER && peer_key != DR_NET_KEY_MEMBER)
+        return *why = "member HELLO without the cluster key", DR_EPERM;
+    if (role == DR_NET_ROLE_CLIENT &&
+        ((peer_key != DR_NET_KEY_ADMIN && peer_key != DR_NET_KEY_CLIENT) || !cfg->keys[peer_key]))
+        return *why = "client HELLO without an accepted credential", DR_EPERM;
+    c->key = (dr_net_key_kind)peer_key;
+    return DR_OK;
+}
+
+/* Whether one more outside client from c's address fits the caps. Network thread. */
+static bool client_fits(dr_net *net, const conn *c) {
+    uint32_t total = 0, same_ip = 0;
+    pthread_mutex_lock(&net->mu);
+    for (const conn *o = net->conns; o; o = o->next) {
+        if (o == c || o->outbound || o->closed)
+            continue;
+        bool client = (o->state == CONN_UP && o->role == DR_NET_ROLE_CLIENT) ||
+                      (o->state == CONN_AUTH && o->hello_role == DR_NET_ROLE_CLIENT);
+        total += client;
+        same_ip += client && o->ip == c->ip;
+    }
+    pthread_mutex_unlock(&net->mu);
+    return total < net->cfg.max_clients && same_ip < net->cfg.max_clients_per_ip;
+}
+
 static int check_hello(dr_net *net, conn *c, const dr_net_msg *msg, uint32_t *id, dr_net_role *role,
                        const char **why) {
+    if (msg->type == DR_NET_T_HELLO && msg->payload_bytes == 16)
+        return *why = "peer speaks the older handshake (16-byte HELLO, no authentication)",
+               DR_EPROTO;
     dr_reader r;
     dr_reader_init(&r, msg->payload, msg->payload_bytes);
     uint64_t cluster = dr_reader_u64(&r);
     *id = dr_reader_u32(&r);
     *role = (dr_net_role)dr_reader_u8(&r);
-    dr_reader_bytes(&r, 3);
+    uint8_t peer_key = dr_reader_u8(&r);
+    uint8_t version = dr_reader_u8(&r);
+    dr_reader_bytes(&r, 1 + DR_NET_NONCE_BYTES);
     if (msg->type != DR_NET_T_HELLO || r.failed || !dr_reader_done(&r))
         return *why = "first frame is not a valid HELLO", DR_EPROTO;
+    if (version != DR_NET_HELLO_VERSION)
+        return *why = "HELLO of an unknown handshake version", DR_EPROTO;
+    if (peer_key >= DR_NET_KEY_KINDS)
+        return *why = "HELLO with an unknown key kind", DR_EPROTO;
+    memcpy(c->peer_hello, msg->payload, DR_NET_HELLO_BYTES);
     /* Outside clients may not know the cluster id (it hashes the members' layout spec): a
      * client-role net with DR_NET_CLUSTER_ANY accepts any member, and a member accepts a client
      * HELLO carrying DR_NET_CLUSTER_ANY. Members still need the exact id from each other. */
@@ -388,7 +513,11 @@ static int check_hello(dr_net *net, conn *c, const dr_net_msg *msg, uint32_t *id
     if (!c->outbound && *role == DR_NET_ROLE_MEMBER &&
         (*id >= DR_NET_ANY_NODE || *id == net->cfg.node_id))
         return *why = "HELLO with an invalid member id", DR_EPROTO;
-    return DR_OK;
+    if (!c->outbound && *role == DR_NET_ROLE_CLIENT && !client_fits(net, c)) {
+        dr_net__stat_add(&net->refused_connections, 1);
+        return *why = "client connection cap reached (max_clients / max_clients_per_ip)", DR_EAGAIN;
+    }
+    return choose_key(net, c, *role, peer_key, why);
 }
 
 /* HELLO accepted: assign the id, replace an older connection with it, report PEER_UP. */
@@ -403,13 +532,33 @@ static void complete_hello(dr_net *net, conn *c, uint32_t id, dr_net_role role) 
     c->peer = id;
     c->role = role;
     c->state = CONN_UP;
-    dr_frame_decoder_init(&c->dec, net->cfg.max_frame_bytes, msg_alloc, c);
+    dr_frame_decoder_init(&c->dec,
+                          role == DR_NET_ROLE_CLIENT && !c->outbound
+                              ? net->cfg.max_client_frame_bytes
+                              : net->cfg.max_frame_bytes,
+                          msg_alloc, c);
+    if (c->held_head) { /* frames sent during the handshake go out now, in order */
+        if (c->out_tail)
+            c->out_tail->next = c->held_head;
+        else
+            c->out_head = c->held_head;
+        c->out_tail = c->held_tail;
+        c->held_head = c->held_tail = NULL;
+        if (!c->want_write) {
+            c->want_write = true;
+            dr_net__update_interest_locked(net, c);
+        }
+    }
     pthread_mutex_unlock(&net->mu);
     if (older)
         dr_net__close_conn(net, older, DR_EEXIST, "replaced by a newer connection");
-    DR_INFO(DR_LOGM_NET, "peer %u up (%s, %s)", id,
-            role == DR_NET_ROLE_CLIENT ? "client" : "member", c->outbound ? "outbound" : "inbound");
-    dr_net_event ev = {.kind = DR_NET_EV_PEER_UP, .peer = id, .role = role};
+    if (role == DR_NET_ROLE_CLIENT)
+        DR_LOG_LIMITED(DR_LOGM_NET, DR_LOG_INFO, "peer %u up (client, %s)", id,
+                       c->outbound ? "outbound" : "inbound");
+    else
+        DR_INFO(DR_LOGM_NET, "peer %u up (member, %s%s)", id, c->outbound ? "outbound" : "inbound",
+                c->key == DR_NET_KEY_NONE ? ", unauthenticated" : "");
+    dr_net_event ev = {.kind = DR_NET_EV_PEER_UP, .peer = id, .role = role, .key = c->key};
     dr_net__emit(net, &ev);
 }
 
@@ -430,13 +579,41 @@ static bool on_frame(dr_net *net, conn *c, dr_net_msg *msg) {
         const char *why = "";
         int rc = check_hello(net, c, msg, &id, &role, &why);
         free(msg);
+        if (rc == DR_EPERM)
+            dr_net__stat_add(&net->auth_failures, 1);
         if (rc) {
             dr_net__close_conn(net, c, rc, why);
             return false;
         }
         if (peer_is_cut(net, c->outbound ? c->peer : id))
             return true; /* black hole: the handshake never completes */
-        complete_hello(net, c, id, role);
+        if (c->key == DR_NET_KEY_NONE) {
+            complete_hello(net, c, id, role);
+            return true;
+        }
+        c->hello_id = id;
+        c->hello_role = role;
+        c->state = CONN_AUTH;
+        rc = queue_auth(net, c);
+        if (rc) {
+            dr_net__close_conn(net, c, rc, "no memory for the AUTH frame");
+            return false;
+        }
+        return true;
+    }
+    if (c->state == CONN_AUTH) {
+        uint8_t expected[DR_NET_MAC_BYTES];
+        auth_mac(net->cfg.keys[c->key], c->peer_hello, c->my_hello, expected);
+        bool valid = msg->type == DR_NET_T_AUTH && msg->payload_bytes == DR_NET_MAC_BYTES &&
+                     CRYPTO_memcmp(msg->payload, expected, DR_NET_MAC_BYTES) == 0;
+        free(msg);
+        if (!valid) {
+            dr_net__stat_add(&net->auth_failures, 1);
+            dr_net__close_conn(net, c, DR_EPERM,
+                               "authentication failed (the peer does not hold the key)");
+            return false;
+        }
+        complete_hello(net, c, c->hello_id, c->hello_role);
         return true;
     }
     if (msg->type < DR_NET_TYPE_USER_MIN) {
@@ -451,7 +628,8 @@ static bool on_frame(dr_net *net, conn *c, dr_net_msg *msg) {
     }
     msg->from = c->peer;
     dr_net__stat_add(&net->frames_received, 1);
-    dr_net_event ev = {.kind = DR_NET_EV_FRAME, .peer = c->peer, .role = c->role, .msg = msg};
+    dr_net_event ev = {
+        .kind = DR_NET_EV_FRAME, .peer = c->peer, .role = c->role, .msg = msg, .key = c->key};
     dr_net__emit(net, &ev);
     return true;
 }
@@ -582,7 +760,7 @@ static uint32_t count_pending_inbound(dr_net *net) {
     uint32_t pending = 0;
     pthread_mutex_lock(&net->mu);
     for (conn *c = net->conns; c; c = c->next)
-        pending += !c->outbound && c->state == CONN_HELLO;
+        pending += !c->outbound && (c->state == CONN_HELLO || c->state == CONN_AUTH);
     pthread_mutex_unlock(&net->mu);
     return pending;
 }
@@ -610,19 +788,55 @@ bool dr_net__expire_handshakes(dr_net *net) {
     }
 }
 
+/*
+ * Out of descriptors, the listener stays readable and a level-triggered loop would spin on it.
+ * Give up the spare descriptor, accept the connection and close it at once (the client sees the
+ * refusal), then take the spare back.
+ */
+static bool shed_connection(dr_net *net) {
+    if (net->spare_fd >= 0) {
+        close(net->spare_fd);
+        net->spare_fd = -1;
+    }
+    /* Linux reports EMFILE before it looks at the queue: only this accept tells whether a
+     * connection was waiting at all */
+    int fd = accept4(net->listenfd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0) {
+        close(fd);
+        dr_net__stat_add(&net->refused_connections, 1);
+    }
+    net->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd >= 0 && net->spare_fd >= 0;
+}
+
 void dr_net__accept_all(dr_net *net) {
     for (;;) {
-        int fd = accept4(net->listenfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_in addr;
+        socklen_t addr_len = sizeof addr;
+        memset(&addr, 0, sizeof addr);
+        int fd = accept4(net->listenfd, (struct sockaddr *)&addr, &addr_len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                DR_WARN(DR_LOGM_NET, "accept: %s", strerror(errno));
-            if (errno == EINTR)
+            int e = errno;
+            if (e == EINTR)
                 continue;
+            if (e == EMFILE || e == ENFILE) {
+                DR_LOG_LIMITED(DR_LOGM_NET, DR_LOG_WARN,
+                               "accept: %s: connection refused (raise the descriptor limit)",
+                               strerror(e));
+                if (!shed_connection(net))
+                    return; /* queue empty (or no spare): the next readiness brings us back */
+                continue;
+            }
+            if (e != EAGAIN && e != EWOULDBLOCK)
+                DR_LOG_LIMITED(DR_LOGM_NET, DR_LOG_WARN, "accept: %s", strerror(e));
             return;
         }
         if (count_pending_inbound(net) >= net->cfg.max_pending_inbound) {
-            DR_WARN(DR_LOGM_NET, "refusing a connection: %u inbound handshakes pending",
-                    net->cfg.max_pending_inbound);
+            DR_LOG_LIMITED(DR_LOGM_NET, DR_LOG_WARN,
+                           "refusing a connection: %u inbound handshakes pending",
+                           net->cfg.max_pending_inbound);
+            dr_net__stat_add(&net->refused_connections, 1);
             close(fd);
             continue;
         }
@@ -633,6 +847,7 @@ void dr_net__accept_all(dr_net *net) {
             DR_ERROR(DR_LOGM_NET, "no memory for an inbound connection");
             continue;
         }
+        c->ip = addr.sin_family == AF_INET ? ntohl(addr.sin_addr.s_addr) : 0;
         if (dr_net__register_conn(net, c))
             DR_ERROR(DR_LOGM_NET, "cannot register an inbound connection");
     }

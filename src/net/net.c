@@ -16,9 +16,15 @@
  *   - events are emitted (callback or inbox) only without net->mu held, so callbacks may send.
  *
  * Handshake: on connect/accept each side queues a HELLO frame (type 1) first:
- *   u64 cluster_id, u32 node_id, u8 role (1 member, 2 client), 3 reserved bytes (0) = 16 bytes
- * Until the peer's HELLO arrives the decoder accepts payloads of at most DR_NET_HELLO_MAX bytes,
- * so an unidentified connection cannot make the node allocate large buffers.
+ *   u64 cluster_id, u32 node_id, u8 role (1 member, 2 client), u8 key (dr_net_key_kind it will
+ *   prove, 0: none), u8 version (2), u8 0, 32-byte random nonce = 48 bytes
+ * With a key, each side answers the peer's HELLO with AUTH (type 2): 32 bytes
+ *   HMAC-SHA256(key, "derecho-net-auth-v2" || sender's HELLO || receiver's HELLO)
+ * and the connection is up when the peer's AUTH verifies (conn.c). Both nonces are fresh, so a
+ * recorded AUTH proves nothing on another connection, and the order of the HELLOs in the MAC
+ * stops a reflected AUTH. Until the connection is up the decoder accepts payloads of at most
+ * DR_NET_HELLO_MAX bytes, so an unidentified connection cannot make the node allocate large
+ * buffers, and frames the layer above sends are held back (never written before the AUTH).
  */
 #include "net/net_int.h"
 
@@ -28,6 +34,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,6 +180,8 @@ void dr_net_config_defaults(dr_net_config *cfg) {
     cfg->max_inbox_bytes = (size_t)256u << 20;
     cfg->handshake_timeout_ms = 5000;
     cfg->max_pending_inbound = 64;
+    cfg->max_clients = 1024;
+    cfg->max_clients_per_ip = 256;
 }
 
 static int check_config(const dr_net_config *cfg, dr_err *err) {
@@ -189,6 +198,14 @@ static int check_config(const dr_net_config *cfg, dr_err *err) {
         return dr_err_set(err, DR_EINVAL, "net: queue limits must be positive");
     if (cfg->spin_us > 1000 || cfg->loop_spin_us > 1000)
         return dr_err_set(err, DR_EINVAL, "net: spin over the 1000 µs bound");
+    if (cfg->max_client_frame_bytes > cfg->max_frame_bytes)
+        return dr_err_set(err, DR_EINVAL, "net: max_client_frame_bytes over max_frame_bytes");
+    if (cfg->role == DR_NET_ROLE_CLIENT && cfg->prove_with != DR_NET_KEY_NONE &&
+        (cfg->prove_with >= DR_NET_KEY_KINDS || !cfg->keys[cfg->prove_with]))
+        return dr_err_set(err, DR_EINVAL, "net: a client proving a key needs that key");
+    if (cfg->role == DR_NET_ROLE_MEMBER && !cfg->keys[DR_NET_KEY_MEMBER] &&
+        (cfg->keys[DR_NET_KEY_ADMIN] || cfg->keys[DR_NET_KEY_CLIENT]))
+        return dr_err_set(err, DR_EINVAL, "net: client keys without a member key");
     return DR_OK;
 }
 
@@ -243,7 +260,19 @@ int dr_net_create(const dr_net_config *cfg, dr_net **out, dr_err *err) {
         return dr_err_set(err, DR_ENOMEM, "net: no memory");
     net->cfg = *cfg;
     net->cfg.listen_ip = NULL; /* the caller's string is not kept */
+    if (!net->cfg.max_client_frame_bytes)
+        net->cfg.max_client_frame_bytes = net->cfg.max_frame_bytes;
+    for (int k = 0; k < (int)DR_NET_KEY_KINDS; k++) {
+        if (!cfg->keys[k])
+            continue;
+        memcpy(net->key_store[k], cfg->keys[k], DR_NET_KEY_BYTES);
+        net->cfg.keys[k] = net->key_store[k];
+    }
+    if (net->cfg.role == DR_NET_ROLE_MEMBER)
+        net->cfg.prove_with =
+            net->cfg.keys[DR_NET_KEY_MEMBER] ? DR_NET_KEY_MEMBER : DR_NET_KEY_NONE;
     net->epfd = net->wakefd = net->listenfd = net->tickfd = -1;
+    net->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     init_sync(net);
     dr_spin_init(&net->loop_spin, cfg->loop_spin_us);
     rc = open_fds(net, cfg->listen_ip, err);
@@ -281,10 +310,13 @@ void dr_net_destroy(dr_net *net) {
         conn *c = net->conns;
         net->conns = c->next;
         dr_net__free_frame_list(c->out_head);
+        dr_net__free_frame_list(c->held_head);
         close(c->fd);
         dr_net__free_conn(c);
     }
     dr_net__free_dead(net);
+    if (net->spare_fd >= 0)
+        close(net->spare_fd);
     run_tasks(net, DR_ECLOSED);
     if (net->tickfd >= 0)
         close(net->tickfd);
@@ -432,7 +464,7 @@ typedef struct send_req {
 static int send_locked(dr_net *net, conn *c, const send_req *req, bool *taken) {
     size_t written = 0;
     size_t header_len = DR_FRAME_HEADER_BYTES + req->head_len;
-    if (c->state != CONN_CONNECTING && !c->out_head) {
+    if (c->state == CONN_UP && !c->out_head) {
         uint8_t header[DR_FRAME_HEADER_BYTES + DR_NET_MAX_HEAD_BYTES];
         dr_frame_encode_header(header, req->type, req->flags, (uint32_t)(req->head_len + req->len));
         if (req->head_len > 0)
@@ -465,8 +497,8 @@ static int send_locked(dr_net *net, conn *c, const send_req *req, bool *taken) {
         f->free_arg = (void *)req->payload;
         *taken = true;
     }
-    dr_net__append_locked(c, f);
-    if (c->state != CONN_CONNECTING && !c->want_write) {
+    dr_net__queue_user_frame_locked(c, f);
+    if (c->state == CONN_UP && !c->want_write) {
         c->want_write = true;
         dr_net__update_interest_locked(net, c);
     }
@@ -618,4 +650,7 @@ void dr_net_get_stats(dr_net *net, dr_net_stats *out) {
     out->frames_dropped = atomic_load_explicit(&net->frames_dropped, memory_order_relaxed);
     out->protocol_errors = atomic_load_explicit(&net->protocol_errors, memory_order_relaxed);
     out->direct_writes = atomic_load_explicit(&net->direct_writes, memory_order_relaxed);
+    out->auth_failures = atomic_load_explicit(&net->auth_failures, memory_order_relaxed);
+    out->refused_connections =
+        atomic_load_explicit(&net->refused_connections, memory_order_relaxed);
 }

@@ -25,7 +25,11 @@
  * connection breaks may be lost (TCP gives no end-to-end acknowledgement); the layer above
  * retransmits or runs a view change.
  *
- * Identity: every connection starts with a HELLO frame each way (cluster id, node id, role). A
+ * Identity: every connection starts with a HELLO frame each way (cluster id, node id, role, the
+ * key it will prove, a fresh 32-byte nonce). With keys configured, each side then sends AUTH:
+ * HMAC-SHA256(key, label || its HELLO || the peer's HELLO); a connection is up only when the
+ * peer's AUTH verifies, so only holders of the cluster's member key are members, and outside
+ * clients hold the admin or the client key (docs/security.md). Frames sent before that wait. A
  * member dials a member with dr_net_connect(node_id, ip, port) and the HELLO must name that
  * node id. Inbound connections are identified by their HELLO: members by their node id (must be
  * < DR_NET_CLIENT_ID_BASE), outside clients (role CLIENT) get a local id >= DR_NET_CLIENT_ID_BASE
@@ -77,6 +81,18 @@ typedef struct dr_net_msg {
     uint8_t *payload;        /**< payload bytes (inside the same block) */
 } dr_net_msg;
 
+/** Length of every authentication key (a 256-bit secret). */
+#define DR_NET_KEY_BYTES 32u
+
+/** Which key a connection's peer proved (HELLO key field; index of dr_net_config.keys). */
+typedef enum dr_net_key_kind {
+    DR_NET_KEY_NONE = 0,   /**< unauthenticated (a transport without a member key) */
+    DR_NET_KEY_MEMBER = 1, /**< the cluster's member key: a group node */
+    DR_NET_KEY_ADMIN = 2,  /**< an outside client with administrative rights */
+    DR_NET_KEY_CLIENT = 3, /**< an outside client with ordinary rights */
+    DR_NET_KEY_KINDS = 4,
+} dr_net_key_kind;
+
 /** What an event reports. */
 typedef enum dr_net_event_kind {
     DR_NET_EV_PEER_UP = 1,   /**< handshake done; peer may be sent to */
@@ -96,6 +112,8 @@ typedef struct dr_net_event {
                                  DR_EPROTO (garbage / bad handshake), DR_ETOOBIG, DR_EEXIST
                                  (replaced by a newer connection); 0 otherwise */
     dr_net_msg *msg;        /**< FRAME: the message (receiver frees it with free()); else NULL */
+    dr_net_key_kind key;    /**< PEER_UP, FRAME: the key the peer proved (NONE: unauthenticated
+                                 transport); decides what an outside client may call */
 } dr_net_event;
 
 /** Event callback (callback mode); runs on the network thread. `ev->msg` passes to it. */
@@ -113,16 +131,41 @@ typedef struct dr_net_config {
     size_t max_inbox_bytes;   /**< inbox payload bytes that pause reading (default 256 MiB) */
     uint32_t spin_us;         /**< inbox consumer: bounded spin before blocking, µs (0: none) */
     uint32_t loop_spin_us;    /**< network thread: bounded epoll polling before blocking, µs */
-    uint32_t handshake_timeout_ms; /**< connect + HELLO must finish within this (default 5000);
-                                        else the connection closes (PEER_DOWN DR_ETIMEDOUT if
-                                        we dialled) */
-    uint32_t tick_ms;              /**< period of DR_NET_EV_TICK events (0: none), so that a core
-                                        stepped in on_event gets its clock on the same thread */
-    uint32_t max_pending_inbound;  /**< inbound connections allowed to wait for their HELLO at
-                                        once (default 64); more are closed at accept */
-    dr_net_event_fn on_event;      /**< NULL: inbox mode */
-    void *on_event_ctx;            /**< passed to on_event */
+    uint32_t handshake_timeout_ms;   /**< connect + HELLO must finish within this (default 5000);
+                                          else the connection closes (PEER_DOWN DR_ETIMEDOUT if
+                                          we dialled) */
+    uint32_t tick_ms;                /**< period of DR_NET_EV_TICK events (0: none), so that a core
+                                          stepped in on_event gets its clock on the same thread */
+    uint32_t max_pending_inbound;    /**< inbound connections allowed to wait for their HELLO at
+                                          once (default 64); more are closed at accept */
+    uint32_t max_client_frame_bytes; /**< largest payload accepted from an outside client
+                                          (default: max_frame_bytes) */
+    uint32_t max_clients;            /**< outside-client connections at once (default 1024);
+                                          more are closed when their HELLO arrives */
+    uint32_t max_clients_per_ip;     /**< of which from one IPv4 address (default 256) */
+    /**
+     * Authentication keys, indexed by dr_net_key_kind (each DR_NET_KEY_BYTES, copied at create;
+     * NULL: none). A member transport with keys[MEMBER] authenticates every connection: members
+     * must prove the member key, clients the admin or the client key (keys[ADMIN], keys[CLIENT];
+     * a client without one is refused). Without keys[MEMBER] nothing is authenticated (clients
+     * then count as ordinary clients). A client transport proves keys[prove_with].
+     */
+    const uint8_t *keys[DR_NET_KEY_KINDS];
+    dr_net_key_kind prove_with; /**< client transports: the key to prove (NONE: none; members
+                                     always prove keys[MEMBER] when they have it) */
+    dr_net_event_fn on_event;   /**< NULL: inbox mode */
+    void *on_event_ctx;         /**< passed to on_event */
 } dr_net_config;
+
+/**
+ * Reads a key file: 64 hexadecimal digits (optional surrounding whitespace) into key. A relative
+ * path is taken relative to the directory of `relative_to` (e.g. the configuration file; NULL:
+ * the working directory). Returns 0, DR_EIO (cannot open or read) or DR_EINVAL (not a key), with
+ * a message in *err naming the file. Warns when the file is readable by group or others. Pure
+ * apart from the file read; any thread.
+ */
+int dr_net_load_key(const char *path, const char *relative_to, uint8_t key[DR_NET_KEY_BYTES],
+                    dr_err *err);
 
 /** Fills *cfg with defaults: member, no listener, limits as documented, spin 0. */
 void dr_net_config_defaults(dr_net_config *cfg);
@@ -247,11 +290,13 @@ void dr_net_test_cut_link(dr_net *net, uint32_t peer, bool cut);
 
 /** Counters for tests and benchmarks (monotonic since creation). */
 typedef struct dr_net_stats {
-    uint64_t frames_sent;     /**< frames fully written to sockets */
-    uint64_t frames_received; /**< frames decoded and reported */
-    uint64_t frames_dropped;  /**< frames dropped by a link cut */
-    uint64_t protocol_errors; /**< connections closed for garbage / bad handshake */
-    uint64_t direct_writes;   /**< frames written completely by the sending thread */
+    uint64_t frames_sent;         /**< frames fully written to sockets */
+    uint64_t frames_received;     /**< frames decoded and reported */
+    uint64_t frames_dropped;      /**< frames dropped by a link cut */
+    uint64_t protocol_errors;     /**< connections closed for garbage / bad handshake */
+    uint64_t direct_writes;       /**< frames written completely by the sending thread */
+    uint64_t auth_failures;       /**< connections refused for a missing or wrong key */
+    uint64_t refused_connections; /**< closed at accept or HELLO by a connection cap or EMFILE */
 } dr_net_stats;
 
 /** Copies the counters. Any thread. */

@@ -17,17 +17,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DR_NET_T_HELLO      1u
-#define DR_NET_HELLO_BYTES  16u
-#define DR_NET_HELLO_MAX    64u
-#define DR_NET_RBUF_BYTES   (64u * 1024u)
-#define DR_NET_MAX_IOV      64
-#define DR_NET_READS_PER_EV 16
-#define DR_NET_EPOLL_BATCH  64
-#define DR_NET_NO_PEER      UINT32_MAX
-#define DR_NET_SWEEP_MS     100        /* handshake deadline check period while any is pending */
-#define DR_NET_HUGE_BYTES   (4u << 20) /* payloads from this size get THP-advised blocks */
-#define DR_NET_HUGE_ALIGN   (2u << 20)
+#define DR_NET_T_HELLO       1u
+#define DR_NET_T_AUTH        2u
+#define DR_NET_HELLO_VERSION 2u  /* 1: the 16-byte HELLO without key and nonce */
+#define DR_NET_HELLO_BYTES   48u /* cluster u64, id u32, role u8, key u8, version u8, 0, nonce */
+#define DR_NET_NONCE_BYTES   32u
+#define DR_NET_MAC_BYTES     32u /* HMAC-SHA256 */
+#define DR_NET_HELLO_MAX     64u
+#define DR_NET_RBUF_BYTES    (64u * 1024u)
+#define DR_NET_MAX_IOV       64
+#define DR_NET_READS_PER_EV  16
+#define DR_NET_EPOLL_BATCH   64
+#define DR_NET_NO_PEER       UINT32_MAX
+#define DR_NET_SWEEP_MS      100        /* handshake deadline check period while any is pending */
+#define DR_NET_HUGE_BYTES    (4u << 20) /* payloads from this size get THP-advised blocks */
+#define DR_NET_HUGE_ALIGN    (2u << 20)
 
 /** A function posted to run on the network thread (dr_net_post). */
 typedef struct task {
@@ -54,6 +58,7 @@ typedef struct out_frame {
 typedef enum conn_state {
     CONN_CONNECTING = 1, /**< outbound TCP connect in progress */
     CONN_HELLO,          /**< TCP up, waiting for the peer's HELLO */
+    CONN_AUTH,           /**< HELLOs exchanged, waiting for the peer's AUTH */
     CONN_UP,             /**< identified; frames flow */
 } conn_state;
 
@@ -76,6 +81,14 @@ typedef struct conn {
     struct conn *next_dead; /**< net->dead list (network thread only) */
     uint64_t created_ns;    /**< when the connection was opened (handshake deadline) */
     bool parked;            /**< removed from epoll: hung up while reads are paused (under mu) */
+    out_frame *held_head;   /**< frames sent before the handshake finished (under mu) */
+    out_frame *held_tail;   /**< last held frame */
+    dr_net_key_kind key;    /**< key the peer proved or will prove (NONE: unauthenticated) */
+    uint32_t hello_id;      /**< CONN_AUTH: the id the peer's HELLO claimed */
+    dr_net_role hello_role; /**< CONN_AUTH: the role the peer's HELLO claimed */
+    uint32_t ip;            /**< inbound: the peer's IPv4 address, host order (per-IP caps) */
+    uint8_t my_hello[DR_NET_HELLO_BYTES];   /**< the HELLO we sent (AUTH transcript) */
+    uint8_t peer_hello[DR_NET_HELLO_BYTES]; /**< the HELLO the peer sent */
 } conn;
 
 struct dr_net {
@@ -106,7 +119,10 @@ struct dr_net {
     dr_spin loop_spin;        /**< network thread's spin state */
     dr_net_inbox inbox;       /**< inbox mode event queue */
     bool inbox_ready;         /**< inbox initialised (must be destroyed) */
+    uint8_t key_store[DR_NET_KEY_KINDS][DR_NET_KEY_BYTES]; /**< copies of cfg.keys */
+    int spare_fd; /**< a reserved descriptor, given up to shed a connection at EMFILE */
     _Atomic uint64_t frames_sent, frames_received, frames_dropped, protocol_errors, direct_writes;
+    _Atomic uint64_t auth_failures, refused_connections;
 };
 
 /** Monotonic clock, nanoseconds. */
@@ -138,6 +154,8 @@ out_frame *dr_net__new_frame(uint16_t type, uint32_t flags, size_t len, size_t c
 void dr_net__append_locked(conn *c, out_frame *f);
 /** Allocates a connection around fd (not yet registered). NULL on no memory. */
 conn *dr_net__new_conn(dr_net *net, int fd, bool outbound, uint32_t peer);
+/** Queues f behind the handshake: held until the connection is up, else appended. Under mu. */
+void dr_net__queue_user_frame_locked(conn *c, out_frame *f);
 /** Links c, queues its HELLO, adds it to epoll; consumes c on failure. Any thread. */
 int dr_net__register_conn(dr_net *net, conn *c);
 /** Puts a parked connection back into epoll. Under mu. */

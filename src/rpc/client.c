@@ -200,8 +200,21 @@ static int refresh_locked(dr_rpc_client *client, int timeout_ms) {
 
 int dr_rpc_client_create(const char *contact_ip, uint16_t contact_port, int timeout_ms,
                          dr_rpc_client **out, dr_err *err) {
+    return dr_rpc_client_create_auth(contact_ip, contact_port, NULL, timeout_ms, out, err);
+}
+
+int dr_rpc_client_create_auth(const char *contact_ip, uint16_t contact_port,
+                              const dr_rpc_client_credential *credential, int timeout_ms,
+                              dr_rpc_client **out, dr_err *err) {
     if (!contact_ip || !contact_port || !out)
         return dr_err_set(err, DR_EINVAL, "contact address needed");
+    uint8_t key[DR_NET_KEY_BYTES];
+    bool have_key = credential && credential->key_file;
+    if (have_key) {
+        int rc = dr_net_load_key(credential->key_file, NULL, key, err);
+        if (rc)
+            return rc;
+    }
     dr_rpc_client *client = calloc(1, sizeof *client);
     if (!client)
         return dr_err_set(err, DR_ENOMEM, "out of memory");
@@ -226,7 +239,12 @@ int dr_rpc_client_create(const char *contact_ip, uint16_t contact_port, int time
     config.max_frame_bytes = CLIENT_MAX_FRAME;
     config.on_event = on_event;
     config.on_event_ctx = client;
+    if (have_key) {
+        config.prove_with = credential->admin ? DR_NET_KEY_ADMIN : DR_NET_KEY_CLIENT;
+        config.keys[config.prove_with] = key;
+    }
     rc = dr_net_create(&config, &client->net, err);
+    memset(key, 0, sizeof key);
     if (rc)
         goto fail;
     rc = dr_net_connect(client->net, DR_NET_ANY_NODE, contact_ip, contact_port);

@@ -55,6 +55,7 @@ typedef struct incoming_state {
 typedef struct method_entry {
     uint32_t id;
     dr_rpc_kind kind;
+    dr_rpc_access access;
     dr_rpc_handler handler;
     const char *name;
 } method_entry;
@@ -72,6 +73,7 @@ typedef struct p2p_job {
     struct p2p_job *next;
     uint32_t peer;
     bool from_client;
+    bool from_admin;
     uint64_t arrival_us;
     uint8_t *bytes; /* the request frame payload (owned) */
     size_t len;
@@ -629,6 +631,7 @@ static void serve_p2p(dr_rpc_node *node, const p2p_job *job) {
     else {
         dr_rpc_call_info info = {.caller_id = job->peer,
                                  .from_client = job->from_client,
+                                 .from_admin = job->from_admin,
                                  .subgroup = request.subgroup,
                                  .shard = shard,
                                  .ordered = false,
@@ -811,18 +814,47 @@ static void refuse_request(dr_rpc_node *node, uint32_t peer, const dr_net_msg *m
     dr_buf_free(&frame);
 }
 
-static void hook_frame(void *ctx, uint32_t peer, bool from_client, dr_net_msg *msg) {
+/*
+ * An outside client's request, checked before it takes a queue slot: its size, and whether the
+ * client's key allows the method. Returns 0 or the status to refuse it with.
+ */
+static int admit_client_request(dr_rpc_node *node, const dr_net_msg *msg, bool from_admin) {
+    rpc_p2p_request request;
+    if (rpc_decode_p2p_request(msg->payload, msg->payload_bytes, &request))
+        return DR_EINVAL;
+    if (request.args_len > node->max_p2p_request)
+        return DR_ETOOBIG;
+    const type_entry *type = type_of_subgroup(node, request.subgroup);
+    const method_entry *method = type ? find_method(type, request.method_id) : NULL;
+    if (!method)
+        return DR_ENOTFOUND;
+    if (method->access == DR_RPC_CLIENTS || (method->access == DR_RPC_ADMINS && from_admin))
+        return DR_OK;
+    DR_LOG_LIMITED(DR_LOGM_RPC, DR_LOG_WARN, "client call of %s refused: %s", method->name,
+                   method->access == DR_RPC_ADMINS ? "needs the admin key" : "members only");
+    return DR_EPERM;
+}
+
+static void hook_frame(void *ctx, uint32_t peer, dr_net_key_kind key, bool from_client,
+                       dr_net_msg *msg) {
     dr_rpc_node *node = ctx;
     if (!from_client)
         rpc_peer_alive(node->reg, peer);
     rpc_reply_msg reply;
     switch (msg->type) {
     case RPC_T_P2P_REQUEST: {
+        bool from_admin = from_client && key == DR_NET_KEY_ADMIN;
+        int refusal = from_client ? admit_client_request(node, msg, from_admin) : DR_OK;
+        if (refusal) {
+            refuse_request(node, peer, msg, refusal);
+            break;
+        }
         p2p_job *job = calloc(1, sizeof *job);
         int rc = job ? DR_OK : DR_ENOMEM;
         if (job) {
             *job = (p2p_job){.peer = peer,
                              .from_client = from_client,
+                             .from_admin = from_admin,
                              .arrival_us = now_us(),
                              .bytes = msg->payload,
                              .len = msg->payload_bytes,
@@ -838,7 +870,7 @@ static void hook_frame(void *ctx, uint32_t peer, bool from_client, dr_net_msg *m
     case RPC_T_P2P_REPLY:
     case RPC_T_ORDERED_REPLY:
         if (from_client || rpc_decode_reply(msg->payload, msg->payload_bytes, &reply)) {
-            DR_WARN(DR_LOGM_RPC, "bad reply from %" PRIu32 " dropped", peer);
+            DR_LOG_LIMITED(DR_LOGM_RPC, DR_LOG_WARN, "bad reply from %" PRIu32 " dropped", peer);
             break;
         }
         rpc_reply_arrived(node->reg, msg->type == RPC_T_ORDERED_REPLY, peer, &reply,
@@ -848,7 +880,8 @@ static void hook_frame(void *ctx, uint32_t peer, bool from_client, dr_net_msg *m
         break;
     case RPC_T_STATE:
         if (from_client)
-            DR_WARN(DR_LOGM_RPC, "state chunk from client %" PRIu32 " dropped", peer);
+            DR_LOG_LIMITED(DR_LOGM_RPC, DR_LOG_WARN, "state chunk from client %" PRIu32 " dropped",
+                           peer);
         else
             state_chunk_arrived(node, peer, msg);
         break;
@@ -857,7 +890,8 @@ static void hook_frame(void *ctx, uint32_t peer, bool from_client, dr_net_msg *m
             answer_view_query(node, peer);
         break;
     default:
-        DR_WARN(DR_LOGM_RPC, "frame of unknown type %u from %" PRIu32 " dropped", msg->type, peer);
+        DR_LOG_LIMITED(DR_LOGM_RPC, DR_LOG_WARN,
+                       "frame of unknown type %u from %" PRIu32 " dropped", msg->type, peer);
         break;
     }
     free(msg);
@@ -892,11 +926,14 @@ static int build_type(type_entry *entry, const dr_rpc_type *type, const dr_subgr
     for (size_t m = 0; m < type->num_methods; m++) {
         const dr_rpc_method *method = &type->methods[m];
         if (!method->name || !method->handler ||
-            (method->kind != DR_RPC_ORDERED && method->kind != DR_RPC_P2P))
+            (method->kind != DR_RPC_ORDERED && method->kind != DR_RPC_P2P) ||
+            (method->access != DR_RPC_MEMBERS_ONLY && method->access != DR_RPC_CLIENTS &&
+             method->access != DR_RPC_ADMINS))
             return dr_err_set(err, DR_EINVAL, "type %s: method %zu lacks a name or handler",
                               spec->name, m);
         entry->methods[m] = (method_entry){.id = dr_rpc_method_id(method->name),
                                            .kind = method->kind,
+                                           .access = method->access,
                                            .handler = method->handler,
                                            .name = method->name};
     }

@@ -447,13 +447,21 @@ static bool route_to_hooks(dr_group *group, const dr_net_event *event) {
     bool client = event->role == DR_NET_ROLE_CLIENT;
     if (event->kind == DR_NET_EV_FRAME && event->msg->type >= DR_RUNTIME_TYPE_APP_MIN) {
         if (group->hooks.on_frame)
-            group->hooks.on_frame(group->hooks.ctx, event->peer, client, event->msg);
+            group->hooks.on_frame(group->hooks.ctx, event->peer, event->key, client, event->msg);
         else
             free(event->msg);
         return true;
     }
     if (event->kind == DR_NET_EV_PEER_DOWN && group->hooks.on_peer_down)
         group->hooks.on_peer_down(group->hooks.ctx, event->peer, client);
+    if (client && event->kind == DR_NET_EV_FRAME) {
+        /* the core's frame types are members' business: a client sending one is refused */
+        DR_LOG_LIMITED(DR_LOGM_NET, DR_LOG_WARN,
+                       "client %u sent a member frame (type %u): disconnected", event->peer,
+                       event->msg->type);
+        free(event->msg);
+        dr_net_disconnect(group->net, event->peer);
+    }
     return client; /* clients are not the core's business */
 }
 
@@ -601,6 +609,39 @@ static uint64_t cluster_id_of(const dr_layout_spec *spec) {
     return hash;
 }
 
+/*
+ * The group port's keys from [DERECHO] cluster_key_file / admin_key_file / client_key_file
+ * (docs/security.md). Without a cluster key the port is open: warned about once per group.
+ */
+static int load_keys(const dr_config *config, dr_net_config *net_config,
+                     uint8_t keys[DR_NET_KEY_KINDS][DR_NET_KEY_BYTES], dr_err *err) {
+    static const struct {
+        const char *name;
+        dr_net_key_kind kind;
+    } files[] = {{"cluster_key_file", DR_NET_KEY_MEMBER},
+                 {"admin_key_file", DR_NET_KEY_ADMIN},
+                 {"client_key_file", DR_NET_KEY_CLIENT}};
+    const char *relative_to = dr_config_source(config);
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        const char *path = dr_config_get(config, "DERECHO", files[i].name);
+        if (!path || !*path)
+            continue;
+        int rc = dr_net_load_key(path, relative_to, keys[files[i].kind], err);
+        if (rc)
+            return rc;
+        net_config->keys[files[i].kind] = keys[files[i].kind];
+    }
+    if (!net_config->keys[DR_NET_KEY_MEMBER] &&
+        (net_config->keys[DR_NET_KEY_ADMIN] || net_config->keys[DR_NET_KEY_CLIENT]))
+        return dr_err_set(err, DR_EINVAL,
+                          "[DERECHO] admin_key_file / client_key_file need cluster_key_file");
+    if (!net_config->keys[DR_NET_KEY_MEMBER])
+        DR_WARN(DR_LOGM_NET,
+                "no [DERECHO] cluster_key_file: the group port accepts anyone who connects "
+                "(scripts/gen-cluster.sh makes keys; docs/security.md)");
+    return DR_OK;
+}
+
 static int start_net(dr_group *group, const dr_config *config, const dr_core_options *options,
                      const dr_layout_spec *spec, dr_err *err) {
     dr_net_config net_config;
@@ -624,10 +665,24 @@ static int start_net(dr_group *group, const dr_config *config, const dr_core_opt
         largest = p2p > (1u << 30) ? (1u << 30) : (uint32_t)p2p;
     net_config.max_frame_bytes = largest + (1u << 20); /* headers, views, SST batches */
     group->max_frame_bytes = net_config.max_frame_bytes;
+    /* a client may send one p2p request of the configured size, not a member-sized frame */
+    uint64_t client_frame = 0;
+    dr_config_get_u64(config, "DERECHO", "max_p2p_request_payload_size", &client_frame);
+    client_frame += 4096; /* request header */
+    net_config.max_client_frame_bytes = client_frame < net_config.max_frame_bytes
+                                            ? (uint32_t)client_frame
+                                            : net_config.max_frame_bytes;
+    dr_config_get_u32(config, "DERECHO", "max_clients", &net_config.max_clients);
+    dr_config_get_u32(config, "DERECHO", "max_clients_per_ip", &net_config.max_clients_per_ip);
     net_config.tick_ms = group->tick_ms;
     net_config.on_event = on_net_event;
     net_config.on_event_ctx = group;
-    return dr_net_create(&net_config, &group->net, err);
+    uint8_t keys[DR_NET_KEY_KINDS][DR_NET_KEY_BYTES];
+    int rc = load_keys(config, &net_config, keys, err);
+    if (rc == DR_OK)
+        rc = dr_net_create(&net_config, &group->net, err);
+    memset(keys, 0, sizeof keys);
+    return rc;
 }
 
 /* ---- public API ----------------------------------------------------------------------------- */

@@ -15,9 +15,11 @@
 typedef struct dr_group_hooks {
     /**
      * A frame of type >= DR_RUNTIME_TYPE_APP_MIN arrived from a member or an outside client
-     * (from_client). The hook owns msg (free it with free()).
+     * (from_client) that proved `key` (DR_NET_KEY_NONE in a group without keys). The hook owns
+     * msg (free it with free()).
      */
-    void (*on_frame)(void *ctx, uint32_t peer, bool from_client, dr_net_msg *msg);
+    void (*on_frame)(void *ctx, uint32_t peer, dr_net_key_kind key, bool from_client,
+                     dr_net_msg *msg);
     /** The connection to a member or outside client closed. */
     void (*on_peer_down)(void *ctx, uint32_t peer, bool was_client);
     void *ctx; /**< passed to both */

@@ -292,12 +292,17 @@ static bool raw_wait_closed(int fd) {
     }
 }
 
+/* A version-2 HELLO without a key (an unauthenticated transport), nonce all 0x5a. */
 static void raw_send_hello(int fd, uint32_t id, uint64_t cluster, uint8_t role) {
-    uint8_t f[DR_FRAME_HEADER_BYTES + 16] = {0};
-    dr_frame_encode_header(f, 1, 0, 16);
+    uint8_t f[DR_FRAME_HEADER_BYTES + 48];
+    memset(f, 0x5a, sizeof f);
+    dr_frame_encode_header(f, 1, 0, 48);
     dr_store_u64le(f + 16, cluster);
     dr_store_u32le(f + 24, id);
     f[28] = role;
+    f[29] = 0; /* key: none */
+    f[30] = 2; /* handshake version */
+    f[31] = 0;
     assert_int_equal(send(fd, f, sizeof f, 0), (ssize_t)sizeof f);
 }
 
@@ -321,6 +326,16 @@ static void test_garbage_peer_disconnected_node_keeps_serving(void **state) {
     expect(a, DR_NET_EV_PEER_UP, 77);
     dr_net_event ev = expect(a, DR_NET_EV_PEER_DOWN, 77);
     assert_int_equal(ev.reason, DR_ETOOBIG);
+    /* the older 16-byte HELLO: refused (no silent downgrade) */
+    fd = raw_connect(a);
+    uint8_t old_hello[DR_FRAME_HEADER_BYTES + 16] = {0};
+    dr_frame_encode_header(old_hello, 1, 0, 16);
+    dr_store_u64le(old_hello + 16, CLUSTER);
+    dr_store_u32le(old_hello + 24, 79);
+    old_hello[28] = 1;
+    assert_int_equal(send(fd, old_hello, sizeof old_hello, 0), (ssize_t)sizeof old_hello);
+    assert_true(raw_wait_closed(fd));
+    close(fd);
     /* wrong cluster id */
     fd = raw_connect(a);
     raw_send_hello(fd, 78, CLUSTER + 1, 1);
@@ -328,7 +343,7 @@ static void test_garbage_peer_disconnected_node_keeps_serving(void **state) {
     close(fd);
     dr_net_stats stats;
     dr_net_get_stats(a, &stats);
-    assert_int_equal(stats.protocol_errors, 3);
+    assert_int_equal(stats.protocol_errors, 4);
     /* the node still serves its member peer */
     send_seq(b, 1, 5, 8);
     ev = expect(a, DR_NET_EV_FRAME, 2);

@@ -293,15 +293,16 @@ static int slow_ordered_handler(void *ctx, const dr_rpc_call_info *info, const u
 }
 
 static const dr_rpc_method kv_methods[] = {
-    {"sleep", DR_RPC_P2P, sleep_handler},
-    {"put", DR_RPC_ORDERED, put_handler},
-    {"get", DR_RPC_P2P, get_handler},
-    {"digest", DR_RPC_P2P, digest_handler},
-    {"whoami", DR_RPC_P2P, whoami_handler},
-    {"put_via", DR_RPC_P2P, put_via_handler},
-    {"big", DR_RPC_P2P, big_handler},
-    {"big_ordered", DR_RPC_ORDERED, big_handler},
-    {"slow_ordered", DR_RPC_ORDERED, slow_ordered_handler},
+    {"sleep", DR_RPC_P2P, sleep_handler, DR_RPC_CLIENTS},
+    {"wipe", DR_RPC_P2P, whoami_handler, DR_RPC_ADMINS},
+    {"put", DR_RPC_ORDERED, put_handler, DR_RPC_MEMBERS_ONLY},
+    {"get", DR_RPC_P2P, get_handler, DR_RPC_CLIENTS},
+    {"digest", DR_RPC_P2P, digest_handler, DR_RPC_CLIENTS},
+    {"whoami", DR_RPC_P2P, whoami_handler, DR_RPC_CLIENTS},
+    {"put_via", DR_RPC_P2P, put_via_handler, DR_RPC_CLIENTS},
+    {"big", DR_RPC_P2P, big_handler, DR_RPC_CLIENTS},
+    {"big_ordered", DR_RPC_ORDERED, big_handler, DR_RPC_MEMBERS_ONLY},
+    {"slow_ordered", DR_RPC_ORDERED, slow_ordered_handler, DR_RPC_MEMBERS_ONLY},
 };
 
 /* ---- workloads ------------------------------------------------------------------------------ */
@@ -723,7 +724,9 @@ static void client_error_paths(dr_rpc_client *client, uint32_t subgroup, uint32_
           DR_ETOOBIG);
     CHECK(dr_rpc_client_call(client, 99, subgroup, "whoami", NULL, 0, WAIT_MS, &reply) ==
           DR_ENOTFOUND);
-    CHECK(dr_rpc_client_call(client, 1, subgroup, "put", "x", 1, WAIT_MS, &reply) == DR_EINVAL);
+    /* an ordered method is for members; an admin method needs the admin key (docs/security.md) */
+    CHECK(dr_rpc_client_call(client, 1, subgroup, "put", "x", 1, WAIT_MS, &reply) == DR_EPERM);
+    CHECK(dr_rpc_client_call(client, 1, subgroup, "wipe", NULL, 0, WAIT_MS, &reply) == DR_EPERM);
     for (uint32_t target = 0; target < members; target++) {
         CHECK(dr_rpc_client_call(client, target, subgroup, "whoami", NULL, 0, WAIT_MS, &reply) ==
                   DR_OK &&

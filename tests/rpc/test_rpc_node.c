@@ -66,11 +66,11 @@ static int fail_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t *
 }
 
 static const dr_rpc_method methods[] = {
-    {"add", DR_RPC_ORDERED, add_handler},
-    {"echo", DR_RPC_P2P, echo_handler},
-    {"slow", DR_RPC_P2P, slow_handler},
-    {"fail", DR_RPC_P2P, fail_handler},
-    {"echo_ordered", DR_RPC_ORDERED, echo_any_handler},
+    {"add", DR_RPC_ORDERED, add_handler, DR_RPC_MEMBERS_ONLY},
+    {"echo", DR_RPC_P2P, echo_handler, DR_RPC_CLIENTS},
+    {"slow", DR_RPC_P2P, slow_handler, DR_RPC_CLIENTS},
+    {"fail", DR_RPC_P2P, fail_handler, DR_RPC_CLIENTS},
+    {"echo_ordered", DR_RPC_ORDERED, echo_any_handler, DR_RPC_MEMBERS_ONLY},
 };
 
 static dr_config *load_config(void) {
@@ -102,7 +102,8 @@ static void test_create_checks(void **state) {
     dr_rpc_type wrong_name = {.name = "TWO", .methods = methods, .num_methods = 5};
     assert_int_equal(dr_rpc_node_create(config, &spec, &wrong_name, 1, NULL, &node, &err),
                      DR_EINVAL);
-    dr_rpc_method twice[] = {{"a", DR_RPC_P2P, echo_handler}, {"a", DR_RPC_ORDERED, add_handler}};
+    dr_rpc_method twice[] = {{"a", DR_RPC_P2P, echo_handler, DR_RPC_CLIENTS},
+                             {"a", DR_RPC_ORDERED, add_handler, DR_RPC_MEMBERS_ONLY}};
     dr_rpc_type duplicate = {.name = "ONE", .methods = twice, .num_methods = 2};
     assert_int_equal(dr_rpc_node_create(config, &spec, &duplicate, 1, NULL, &node, &err),
                      DR_EINVAL);
