@@ -5,6 +5,7 @@
  *   kv_node CONFIG_FILE --puts N [--victim V] [--DERECHO/key=value ...]   (member)
  *   kv_node --client CONTACT_PORT --puts N --members M [--victim V]      (outside client)
  *   kv_node CONFIG_FILE --join --puts N                                   (joiner)
+ *   kv_node --probe CONTACT_PORT [--key FILE [--admin]]          (client rights, see run_probe)
  *   kv_node CONFIG_FILE --history --puts N --start-members K --dump FILE  (history check)
  *
  * --victim-ordered V (member 0): after a "go" line on stdin, an ordered call that member V
@@ -846,12 +847,45 @@ static int run_client(uint16_t port, uint32_t puts, uint32_t members, int victim
     return atomic_load(&g_bad) ? 1 : 0;
 }
 
+/*
+ * --probe PORT [--key FILE [--admin]]: connects as an outside client proving the key (or none)
+ * and prints "PROBE connect=<rc> members=<n> whoami=<rc> wipe=<rc>" (whoami is open to clients,
+ * wipe needs the admin key; members = the shard's size in the view the client learnt).
+ */
+static int run_probe(uint16_t port, const char *key_file, bool admin) {
+    dr_err err = {0};
+    dr_rpc_client *client = NULL;
+    dr_rpc_client_credential credential = {.key_file = key_file, .admin = admin};
+    int rc = dr_rpc_client_create_auth("127.0.0.1", port, key_file ? &credential : NULL, 3000,
+                                       &client, &err);
+    if (rc) {
+        printf("PROBE connect=%d members=0 whoami=0 wipe=0\n", rc);
+        fprintf(stderr, "kv_node: probe: %s\n", err.msg);
+        return 0;
+    }
+    dr_group_view view;
+    uint32_t members = 0;
+    if (dr_rpc_client_get_view(client, &view) == DR_OK)
+        members = view.layout.subgroups[0].shards[0].num_members;
+    dr_rpc_reply reply;
+    int whoami = dr_rpc_client_call(client, 0, 0, "whoami", NULL, 0, WAIT_MS, &reply);
+    dr_rpc_reply_clear(&reply);
+    int wipe = dr_rpc_client_call(client, 0, 0, "wipe", NULL, 0, WAIT_MS, &reply);
+    dr_rpc_reply_clear(&reply);
+    printf("PROBE connect=0 members=%u whoami=%d wipe=%d\n", members, whoami, wipe);
+    fflush(stdout);
+    dr_rpc_client_destroy(client);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     pthread_mutex_init(&g_kv.lock, NULL);
     pthread_cond_init(&g_kv.restored_cond, NULL);
     g_kv.digest = 1469598103934665603ull;
     uint32_t members = 3;
-    int client_port = 0;
+    int client_port = 0, probe_port = 0;
+    const char *key_file = NULL;
+    bool admin = false;
     const char *config_path = NULL;
     const char *overrides[32];
     member_options opts = {.victim = -1, .victim_ordered = -1, .overrides = overrides};
@@ -860,6 +894,12 @@ int main(int argc, char **argv) {
             opts.puts = (uint32_t)strtoul(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--client") == 0 && i + 1 < argc)
             client_port = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--probe") == 0 && i + 1 < argc)
+            probe_port = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc)
+            key_file = argv[++i];
+        else if (strcmp(argv[i], "--admin") == 0)
+            admin = true;
         else if (strcmp(argv[i], "--victim") == 0 && i + 1 < argc)
             opts.victim = atoi(argv[++i]);
         else if (strcmp(argv[i], "--members") == 0 && i + 1 < argc)
@@ -885,6 +925,8 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    if (probe_port)
+        return run_probe((uint16_t)probe_port, key_file, admin);
     if (client_port)
         return run_client((uint16_t)client_port, opts.puts, members, opts.victim);
     if (!config_path) {

@@ -1,0 +1,282 @@
+/*
+ * Issue 12's attacks on a running group, as real kv_node processes on 127.0.0.1 (ports 27700..):
+ *
+ *  - a group with keys ([DERECHO] cluster_key_file, admin_key_file, client_key_file): a client
+ *    without a key or with a wrong one is refused; the client key may call client methods but
+ *    not the admin method (DR_EPERM, checked before the request is queued); the admin key may;
+ *    an impostor claiming a member's id (no key, forged AUTH) is refused and the member is not
+ *    evicted (attack 1: one packet evicted any member); a process joining without the key, or
+ *    with another key, never enters the view (attack 1: anyone could join a shard and receive
+ *    its state).
+ *  - attack 2: frames of the core's types from an outside client were never freed (200 x 1 MiB
+ *    took a node from 25 to 230 MB); now each one closes that connection and memory stays flat
+ *    (2000 frames of 12 kB each here: client frames are now limited to a p2p request's size).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "derecho/buffer.h"
+#include "net/frame.h"
+#include "runtime/node_procs.h"
+
+enum { PORT = 27700, OPEN_PORT = 27750, NODES = 3, WAIT_S = 60 };
+
+static char test_dir[] = "/tmp/dr_rpc_auth_XXXXXX";
+
+static void write_text(const char *name, const char *text, char *path, size_t path_len) {
+    snprintf(path, path_len, "%s/%s", test_dir, name);
+    FILE *file = fopen(path, "w");
+    assert_non_null(file);
+    fputs(text, file);
+    fclose(file);
+    chmod(path, 0600);
+}
+
+/* Member `node`'s config; `keys`: the key lines of [DERECHO] (may be ""). */
+static void write_config(int node, int base_port, const char *keys, int min_nodes, char *path,
+                         size_t path_len) {
+    char name[32], text[2048];
+    snprintf(name, sizeof name, "node%d.cfg", node);
+    snprintf(text, sizeof text,
+             "[DERECHO]\ncontact_ip = 127.0.0.1\ncontact_port = %d\nlocal_id = %d\n"
+             "local_ip = 127.0.0.1\ngms_port = %d\nheartbeat_ms = 100\n%s"
+             "max_p2p_request_payload_size = 10240\nmax_p2p_reply_payload_size = 10240\n"
+             "[SUBGROUP/DEFAULT]\nmax_payload_size = 10240\nmax_smc_payload_size = 10240\n"
+             "max_reply_payload_size = 4096\nblock_size = 1048576\nwindow_size = 16\n"
+             "[SUBGROUP/KV]\nnum_shards = 1\nmin_nodes = %d\nmax_nodes = 8\n"
+             "[LOGGER]\ndefault_log_level = error\n",
+             base_port, node, base_port + node, keys, min_nodes);
+    write_text(name, text, path, path_len);
+}
+
+static const char *KEY_LINES = "cluster_key_file = cluster.key\nadmin_key_file = admin.key\n"
+                               "client_key_file = client.key\n";
+
+/* Runs a probe client and parses its line. */
+typedef struct probe {
+    int connect, members, whoami, wipe;
+} probe;
+
+static probe run_probe(const char *key_name, bool admin) {
+    char port[16], key_path[512];
+    snprintf(port, sizeof port, "%d", PORT);
+    snprintf(key_path, sizeof key_path, "%s/%s", test_dir, key_name ? key_name : "");
+    char *args[] = {"--probe", port, key_name ? "--key" : NULL, key_path, admin ? "--admin" : NULL,
+                    NULL};
+    child c;
+    spawn_test_program(&c, "kv_node", NULL, args);
+    wait_all_done(&c, 1, WAIT_S);
+    probe p = {1, -1, 1, 1};
+    const char *line = strstr(c.output, "PROBE");
+    if (!line || sscanf(line, "PROBE connect=%d members=%d whoami=%d wipe=%d", &p.connect,
+                        &p.members, &p.whoami, &p.wipe) != 4)
+        fail_msg("probe (%s): '%s'", key_name ? key_name : "no key", c.output);
+    finish_all(&c, 1);
+    return p;
+}
+
+static int raw_connect(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+/* Reads until the node closes the connection (EOF or reset); false on timeout. */
+static bool raw_wait_closed(int fd) {
+    uint8_t buf[4096];
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n == 0 || (n < 0 && errno == ECONNRESET))
+            return true;
+        if (n < 0)
+            return false;
+    }
+}
+
+/* A version-2 HELLO (any cluster for clients) claiming id/role/key, then an AUTH if given. */
+static void raw_hello(int fd, uint32_t id, uint8_t role, uint8_t key, const uint8_t *auth) {
+    uint8_t f[DR_FRAME_HEADER_BYTES + 48 + DR_FRAME_HEADER_BYTES + 32];
+    memset(f, 0x44, sizeof f);
+    dr_frame_encode_header(f, 1, 0, 48);
+    dr_store_u64le(f + 16, 0); /* DR_NET_CLUSTER_ANY: accepted from clients only */
+    dr_store_u32le(f + 24, id);
+    f[28] = role;
+    f[29] = key;
+    f[30] = 2;
+    f[31] = 0;
+    size_t len = DR_FRAME_HEADER_BYTES + 48;
+    if (auth) {
+        dr_frame_encode_header(f + len, 2, 0, 32);
+        memcpy(f + len + DR_FRAME_HEADER_BYTES, auth, 32);
+        len += DR_FRAME_HEADER_BYTES + 32;
+    }
+    assert_int_equal(send(fd, f, len, 0), (ssize_t)len);
+}
+
+static void test_keys_protect_the_group(void **state) {
+    (void)state;
+    char path[512];
+    write_text("cluster.key", "6c1e3a0f0d9b4f1e8a7c2b5d3e9f1a0b6c4d2e8f0a1b3c5d7e9f1a2b4c6d8e0f\n",
+               path, sizeof path);
+    write_text("admin.key", "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf\n",
+               path, sizeof path);
+    write_text("client.key", "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf\n",
+               path, sizeof path);
+    write_text("wrong.key", "0000000000000000000000000000000000000000000000000000000000000001\n",
+               path, sizeof path);
+    child members[NODES + 2];
+    for (int i = 0; i < NODES; i++) {
+        write_config(i, PORT, KEY_LINES, NODES, path, sizeof path);
+        char *args[] = {path, "--puts", "4", NULL};
+        spawn_test_program(&members[i], "kv_node", NULL, args);
+        if (i == 0)
+            usleep(200000);
+    }
+    wait_all_done(members, NODES, WAIT_S);
+    for (int i = 0; i < NODES; i++)
+        if (!strstr(members[i].output, "DONE") || !strstr(members[i].output, "bad=0")) {
+            finish_all(members, NODES);
+            fail_msg("member %d with keys: '%s'", i, members[i].output);
+        }
+
+    probe none = run_probe(NULL, false);
+    assert_int_not_equal(none.connect, 0);
+    probe wrong = run_probe("wrong.key", false);
+    assert_int_not_equal(wrong.connect, 0);
+    probe client = run_probe("client.key", false);
+    assert_int_equal(client.connect, 0);
+    assert_int_equal(client.members, NODES);
+    assert_int_equal(client.whoami, 0);
+    assert_int_equal(client.wipe, -17); /* DR_EPERM */
+    probe client_as_admin = run_probe("client.key", true);
+    assert_int_not_equal(client_as_admin.connect, 0);
+    probe admin = run_probe("admin.key", true);
+    assert_int_equal(admin.connect, 0);
+    assert_int_equal(admin.wipe, 0);
+
+    /* impostors claiming member 1 at member 0: no key, then a forged AUTH */
+    int fd = raw_connect(PORT);
+    raw_hello(fd, 1, 1, 0, NULL);
+    assert_true(raw_wait_closed(fd));
+    close(fd);
+    uint8_t forged[32];
+    memset(forged, 0x5e, sizeof forged);
+    fd = raw_connect(PORT);
+    raw_hello(fd, 1, 1, 1, forged);
+    assert_true(raw_wait_closed(fd));
+    close(fd);
+
+    /* joiners without the key and with another key */
+    write_config(3, PORT, "", 1, path, sizeof path);
+    char *join_args[] = {path, "--join", "--puts", "1", NULL};
+    spawn_test_program(&members[NODES], "kv_node", NULL, join_args);
+    write_config(4, PORT,
+                 "cluster_key_file = wrong.key\nadmin_key_file = admin.key\n"
+                 "client_key_file = client.key\n",
+                 1, path, sizeof path);
+    char *join4_args[] = {path, "--join", "--puts", "1", NULL};
+    spawn_test_program(&members[NODES + 1], "kv_node", NULL, join4_args);
+    sleep(3); /* heartbeat 100 ms: an eviction or a join would have happened by now */
+
+    probe after = run_probe("admin.key", true);
+    assert_int_equal(after.connect, 0);
+    assert_int_equal(after.members, NODES); /* nobody evicted, nobody joined */
+    for (int j = NODES; j < NODES + 2; j++)
+        assert_null(strstr(members[j].output, "JOINED"));
+    finish_all(members + NODES, 2);
+    assert_int_equal(finish_all(members, NODES), NODES);
+}
+
+static long rss_kib(pid_t pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    long kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+static void test_client_frames_of_member_types_are_freed(void **state) {
+    (void)state;
+    char path[512];
+    write_config(0, OPEN_PORT, "", 1, path, sizeof path);
+    char *args[] = {path, "--puts", "2", NULL};
+    child member;
+    spawn_test_program(&member, "kv_node", NULL, args);
+    wait_all_done(&member, 1, WAIT_S);
+    assert_non_null(strstr(member.output, "DONE"));
+    long before = rss_kib(member.pid);
+    /* frames within the client frame limit (max_p2p_request_payload_size + 4 KiB): larger ones
+     * are refused by the transport before anything is allocated */
+    enum { FRAMES = 2000, BYTES = 12000 };
+    static uint8_t frame[DR_FRAME_HEADER_BYTES + BYTES];
+    dr_frame_encode_header(frame, 20, 0, BYTES); /* a core type, below the rpc's */
+    int closed = 0;
+    for (int i = 0; i < FRAMES; i++) {
+        int fd = raw_connect(OPEN_PORT);
+        raw_hello(fd, 0, 2, 0, NULL); /* an outside client of an open group */
+        size_t off = 0;
+        while (off < sizeof frame) {
+            ssize_t n = send(fd, frame + off, sizeof frame - off, MSG_NOSIGNAL);
+            if (n <= 0)
+                break;
+            off += (size_t)n;
+        }
+        bool was_closed = raw_wait_closed(fd);
+        close(fd);
+        if (!was_closed)
+            break; /* the node kept the connection (and the frame): fail without 2000 waits */
+        closed++;
+    }
+    long after = rss_kib(member.pid);
+    print_message("member RSS %ld -> %ld KiB after %d frames of %d bytes; %d connections closed\n",
+                  before, after, FRAMES, BYTES, closed);
+    assert_int_equal(closed, FRAMES);       /* each such client is disconnected */
+    assert_true(after - before < 8 * 1024); /* the leak kept all 24 MB */
+    assert_int_equal(finish_all(&member, 1), 1);
+}
+
+static int setup(void **state) {
+    (void)state;
+    return mkdtemp(test_dir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    char command[600];
+    snprintf(command, sizeof command, "rm -rf %s", test_dir);
+    return system(command) == 0 ? 0 : -1;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_keys_protect_the_group, kill_leftover_children),
+        cmocka_unit_test_teardown(test_client_frames_of_member_types_are_freed,
+                                  kill_leftover_children),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
