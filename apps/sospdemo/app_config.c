@@ -141,7 +141,10 @@ int sospdemo_client_credentials(sd_credentials *out) {
             return 0; /* no configuration here: plain TCP, no token (a seed folder) */
         path = "derecho.cfg";
     }
-    dr_config_options options = {.file_path = path};
+    /* A client's file holds [SOSPDEMO] alone: the node keys it lacks are not its business. */
+    static const char *const client_defaults[] = {"DERECHO/local_id=0"};
+    dr_config_options options = {
+        .file_path = path, .overrides = client_defaults, .override_count = 1};
     dr_config *config = NULL;
     dr_err err = {0};
     if (dr_config_load(&options, &config, &err) != DR_OK) {

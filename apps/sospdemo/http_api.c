@@ -1117,11 +1117,11 @@ static void apply_http_defaults(sd_http_api *api) {
 static struct MHD_Daemon *start_daemon(sd_http_api *api, struct sockaddr_in *addr) {
     struct MHD_OptionItem options[12];
     size_t n = 0;
+    options[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)log_from_microhttpd, api};
     options[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, addr};
     options[n++] =
         (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, api};
-    options[n++] =
-        (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)log_from_microhttpd, api};
     options[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
                                            (intptr_t)api->config.max_connections, NULL};
     options[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
