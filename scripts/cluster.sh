@@ -172,6 +172,8 @@ status() {
   ip=$(config_value 0 DERECHO local_ip)
   grpc_base=$(config_value 0 SOSPDEMO function_tier_base_port)
   http_base=$(config_value 0 SOSPDEMO http_base_port)
+  local scheme=http
+  [ -n "$(config_value 0 SOSPDEMO tls_cert_file)" ] && scheme=https
   for ((i = 0; i < nodes; i++)); do
     if pid=$(node_pid "$i"); then
       local role
@@ -179,7 +181,7 @@ status() {
       local where=""
       if [[ "$role" == function* ]]; then
         where="  gRPC $ip:$((grpc_base + i))"
-        [ "${http_base:-0}" -ne 0 ] && where="$where  web http://$ip:$((http_base + i))/"
+        [ "${http_base:-0}" -ne 0 ] && where="$where  web $scheme://$ip:$((http_base + i))/"
       fi
       echo "node $i: running (pid $pid), $role$where"
       if [[ "$role" == function* ]] && [ "$i" -ge "${function_nodes:-0}" ]; then
