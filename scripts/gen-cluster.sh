@@ -74,6 +74,7 @@ make_credentials() {
   ) 9>"$d/.credentials.lock"
 }
 
+script_path=$(realpath "$0")
 if [ "${1:-}" = --credentials-only ]; then
   [ $# -eq 2 ] || usage
   make_credentials "$2"
@@ -128,6 +129,9 @@ if [ "$secure" -eq 1 ]; then
 tls_cert_file = ../tls/server.pem
 tls_key_file = ../tls/server.key
 admin_token_file = ../secrets/admin.token
+# the server runs it (--credentials-only ..) when the files above are missing: a fresh checkout
+# of a shipped folder (credentials are never in git)
+credentials_script = CREDENTIALS_SCRIPT
 "
 else
   security_section="# no credentials (gen-cluster.sh --insecure): plain gRPC and HTTP, install/remove open
@@ -153,6 +157,12 @@ function_tier_base_port = 28000
 http_base_port = 18000
 "
   fi
+  # relative inside this checkout (the shipped folders move with it), else absolute
+  script_ref=$script_path
+  repo_root=$(dirname "$(dirname "$script_path")")
+  [[ "$(realpath -m "$dir")/" == "$repo_root/"* ]] &&
+    script_ref=$(realpath -m --relative-to="$dir/n$i" "$script_path")
+  node_security=${security_section/CREDENTIALS_SCRIPT/$script_ref}
   cat > "$dir/n$i/derecho.cfg" <<EOF
 # Node $i of a $nodes-node local sospdemo cluster: nodes 0-$((function_nodes - 1)) form the
 # function tier, the next $categorizer_nodes the categorizer tier ($shards shard(s) of $per_shard);
@@ -213,7 +223,7 @@ num_shards = $shards
 min_nodes = $min_nodes
 max_nodes = $per_shard
 
-$sospdemo_section$security_section
+$sospdemo_section$node_security
 [RDMA]
 # 'provider' is the fabric provider: sockets, tcp, verbs, shm ...
 provider = sockets
@@ -234,25 +244,11 @@ default_log_name = derecho_debug
 # default log level: trace, debug, info, warn, error, critical, off
 default_log_level = info
 EOF
-  if [ "$secure" -eq 1 ]; then
-    credentials_step="# The cluster's credentials (not in git): made on first start when missing.
-if [ ! -f ../tls/server.pem ] || [ ! -f ../secrets/admin.token ]; then
-  if [ -x ../../scripts/gen-cluster.sh ]; then
-    ../../scripts/gen-cluster.sh --credentials-only ..
-  else
-    echo \"no credentials in ../tls, ../secrets: run scripts/gen-cluster.sh --credentials-only \$(cd .. && pwd)\" >&2
-    exit 1
-  fi
-fi
-"
-  else
-    credentials_step=""
-  fi
   cat > "$dir/n$i/server-launch.sh" <<EOF
 #!/usr/bin/env bash
 # Starts the node whose derecho.cfg is in this folder (run it from anywhere).
 cd "\$(dirname "\$0")"
-${credentials_step}exec $launch_binary server "\$@"
+exec $launch_binary server "\$@"
 EOF
   chmod +x "$dir/n$i/server-launch.sh"
 done

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 enum { MAX_OVERRIDES = 256 };
@@ -158,4 +159,44 @@ int sospdemo_client_credentials(sd_credentials *out) {
         return 1;
     }
     return 0;
+}
+
+int sospdemo_make_missing_credentials(const dr_config *config) {
+    const char *script = dr_config_get(config, "SOSPDEMO", "credentials_script");
+    const char *cert = dr_config_get(config, "SOSPDEMO", "tls_cert_file");
+    if (!script || !*script || !cert || !*cert)
+        return 0;
+    char *cert_path = resolve_path(config, cert);
+    char *script_path = resolve_path(config, script);
+    char *node_dir = resolve_path(config, ".");
+    int rc = 0;
+    if (!cert_path || !script_path || !node_dir) {
+        rc = 1;
+    } else if (access(cert_path, F_OK) != 0) {
+        /* The cluster folder is the node folder's parent (DIR/nI/derecho.cfg). */
+        size_t len = strlen(node_dir) + 4;
+        char *cluster_dir = malloc(len);
+        if (cluster_dir)
+            snprintf(cluster_dir, len, "%s/..", node_dir);
+        fprintf(stderr,
+                "sospdemo server: %s is missing; making the cluster's credentials with %s "
+                "--credentials-only %s ([SOSPDEMO] credentials_script)\n",
+                cert_path, script_path, cluster_dir ? cluster_dir : "?");
+        pid_t pid = cluster_dir ? fork() : -1;
+        if (pid == 0) {
+            execl(script_path, script_path, "--credentials-only", cluster_dir, (char *)NULL);
+            _exit(127);
+        }
+        int status = 0;
+        if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+            WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "sospdemo server: %s failed\n", script_path);
+            rc = 1;
+        }
+        free(cluster_dir);
+    }
+    free(cert_path);
+    free(script_path);
+    free(node_dir);
+    return rc;
 }

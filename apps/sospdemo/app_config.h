@@ -32,6 +32,15 @@ int sospdemo_load_credentials(const dr_config *config, bool server, sd_credentia
  */
 int sospdemo_client_credentials(sd_credentials *out);
 
+/**
+ * When [SOSPDEMO] names a credentials_script and the tls_cert_file it names does not exist (a
+ * fresh checkout of a shipped folder: credentials are not in git), runs
+ * `<credentials_script> --credentials-only <node folder>/..` (scripts/gen-cluster.sh, which
+ * makes only what is missing, under a lock). Returns 0 (nothing to do, or made), or 1 after
+ * printing why. Blocking (openssl runs for a fraction of a second).
+ */
+int sospdemo_make_missing_credentials(const dr_config *config);
+
 /** `sospdemo config [overrides]`: prints the effective configuration; returns the exit code. */
 int sospdemo_config_main(int argc, char **argv);
 

@@ -256,6 +256,8 @@ static int start_function_tier(server_state *state) {
  */
 static int load_credentials(server_state *state) {
     dr_err err = {0};
+    if (sospdemo_make_missing_credentials(state->config) != 0)
+        return 1;
     if (sospdemo_load_credentials(state->config, true, &state->credentials, &err) != DR_OK) {
         fprintf(stderr, "sospdemo server: %s\n", err.msg);
         return 1;

@@ -95,6 +95,7 @@ const conf_key_spec conf_key_specs[] = {
     {"SOSPDEMO", "tls_ca_file", NULL, CONF_STRING, 0, 0, NULL, NULL},
     {"SOSPDEMO", "admin_token_file", NULL, CONF_STRING, 0, 0, NULL, NULL},
     {"SOSPDEMO", "inference_token_file", NULL, CONF_STRING, 0, 0, NULL, NULL},
+    {"SOSPDEMO", "credentials_script", NULL, CONF_STRING, 0, 0, NULL, NULL},
     {"SOSPDEMO", "http_allowed_hosts", NULL, CONF_STRING, 0, 0, NULL, NULL},
     {"SOSPDEMO", "http_max_upload_bytes", NULL, CONF_UINT, 0, 64 * GIB, "0", NULL},
     {"SOSPDEMO", "http_max_connections", NULL, CONF_UINT, 1, 4096, "256", NULL},
