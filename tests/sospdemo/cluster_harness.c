@@ -203,6 +203,15 @@ static int start_attempt(harness_cluster *cluster, const harness_options *option
         fprintf(stderr, "harness: gen-cluster.sh failed (%d)\n", rc);
         return -1;
     }
+    for (int i = 0; options->extra_config && i < options->nodes; i++) {
+        char path[760];
+        snprintf(path, sizeof path, "%s/n%d/derecho.cfg", cluster->dir, i);
+        FILE *cfg = fopen(path, "a");
+        if (!cfg || fprintf(cfg, "\n%s", options->extra_config) < 0 || fclose(cfg) != 0) {
+            fprintf(stderr, "harness: cannot append to %s\n", path);
+            return -1;
+        }
+    }
     /*
      * Shards take members in join order (the seed's rule), so nodes are started one by one,
      * each once the previous one reached the leader: nodes 0..F-1 form the function tier.
