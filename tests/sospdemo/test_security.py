@@ -15,7 +15,8 @@ kernel picks; every check talks to it over real sockets:
   - 64 idle half-sent connections from one address do not stop /healthz answering, and the
     idle timeout closes them;
   - duplicate tags are merged (HTTP and gRPC); a stalled gRPC upload is cancelled by the
-    server's deadline; /metrics counts every refusal.
+    server's deadline; /metrics counts every refusal;
+  - with an inference token configured (a second server), Whatsthis needs it or the admin token.
 
 Needs DR_SOURCE_DIR and DR_BIN_DIR (ctest sets them). Exit 77 when python3-grpcio/grpc-tools or
 the openssl CLI is missing.
@@ -53,12 +54,12 @@ def vm_hwm_kib(pid):
 
 
 class Server:
-    def __init__(self, cluster, work):
-        log = open(os.path.join(work, "server.log"), "w")
+    def __init__(self, cluster, work, extra=()):
+        log = open(os.path.join(work, "server%d.log" % len(extra)), "w")
         self.proc = subprocess.Popen(
             [os.path.join(BIN, "fake_function_tier"), "127.0.0.1:0", str(MODEL_LIMIT), "0",
              "--cluster", cluster, "--http-per-ip", str(PER_IP), "--http-timeout-s",
-             str(IDLE_TIMEOUT_S), "--call-timeout-ms", "2000"],
+             str(IDLE_TIMEOUT_S), "--call-timeout-ms", "2000"] + list(extra),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
         self.grpc = self.http = 0
         deadline = time.time() + 20
@@ -344,6 +345,52 @@ def test_cli(server, cluster):
           "CLI without the cluster's configuration cannot connect (plain TCP to TLS)")
 
 
+def test_inference_token(cluster, work, ca, token):
+    """A second server whose inference needs a token: none 401 / UNAUTHENTICATED, a wrong one
+    403 / PERMISSION_DENIED, the inference token or the admin token answer."""
+    import grpc
+    token_file = os.path.join(work, "inference.token")
+    with open(token_file, "w") as f:
+        f.write("i" * 40 + "\n")
+    server = Server(cluster, work, ["--inference-token", token_file])
+    try:
+        photo = bytes(range(100))
+        for headers, expected, what in (({}, 401, "no"),
+                                        ({"Authorization": "Bearer " + "w" * 40}, 403, "wrong"),
+                                        ({"Authorization": "Bearer " + "i" * 40}, 404, "inference"),
+                                        ({"Authorization": "Bearer " + token}, 404, "admin")):
+            # 404: the fake has no model under tag 1, an answer past the token check
+            status, _ = https_request(server.http, ca, "POST", "/v1/whatsthis?tags=1", headers,
+                                      photo)
+            check(status == expected, "HTTP whatsthis with an inference token set, %s token: %d"
+                  " (got %d)" % (what, expected, status))
+        pb, pb_grpc = grpc_modules(work)
+        with open(ca, "rb") as f:
+            channel = grpc.secure_channel("127.0.0.1:%d" % server.grpc,
+                                          grpc.ssl_channel_credentials(f.read()))
+        stub = pb_grpc.FunctionTierServiceStub(channel)
+
+        def stream():
+            yield pb.PhotoRequest(metadata=pb.PhotoRequest.PhotoMetadata(photo_size=len(photo),
+                                                                        tags=[1]))
+            yield pb.PhotoRequest(file_data=photo)
+        for md, expected in ((None, grpc.StatusCode.UNAUTHENTICATED),
+                             ([("authorization", "Bearer " + "w" * 40)],
+                              grpc.StatusCode.PERMISSION_DENIED),
+                             ([("authorization", "Bearer " + "i" * 40)], grpc.StatusCode.OK),
+                             ([("authorization", "Bearer " + token)], grpc.StatusCode.OK)):
+            try:
+                stub.Whatsthis(stream(), timeout=10, metadata=md)
+                code = grpc.StatusCode.OK
+            except grpc.RpcError as err:
+                code = err.code()
+            check(code == expected, "gRPC Whatsthis with an inference token set: %s (got %s)"
+                  % (expected.name, code.name))
+        channel.close()
+    finally:
+        server.stop()
+
+
 def test_metrics(server, ca):
     status, text = https_request(server.http, ca, "GET", "/metrics")
     text = text.decode()
@@ -395,6 +442,7 @@ def main():
         test_cli(server, cluster)
         test_metrics(server, ca)
         check(server.proc.poll() is None, "the server still runs")
+        test_inference_token(cluster, work, ca, token)
     finally:
         if server:
             server.stop()
