@@ -26,6 +26,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
+#include <grpc/support/log.h>
 
 #include <assert.h>
 #include <inttypes.h>
@@ -796,6 +797,29 @@ static int start_threads(sd_function_tier *ft, dr_err *err) {
     return DR_OK;
 }
 
+/*
+ * gRPC core's own lines (one per failed TLS handshake, per bad connection...) are a log a client
+ * can fill at will: they go to our log through one process-wide rate limiter.
+ */
+static sd_ratelimit g_grpc_log_limit;
+static pthread_once_t g_grpc_log_once = PTHREAD_ONCE_INIT;
+
+static void log_from_grpc(gpr_log_func_args *args) {
+    uint64_t suppressed = 0;
+    if (!sd_ratelimit_allow(&g_grpc_log_limit, &suppressed))
+        return;
+    if (args->severity == GPR_LOG_SEVERITY_ERROR)
+        DR_WARN(DR_LOGM_APP, "gRPC (%s:%d): %s%s", args->file, args->line, args->message,
+                suppressed ? " (earlier gRPC lines suppressed by the rate limit)" : "");
+    else
+        DR_INFO(DR_LOGM_APP, "gRPC (%s:%d): %s", args->file, args->line, args->message);
+}
+
+static void route_grpc_log(void) {
+    sd_ratelimit_init(&g_grpc_log_limit, LOG_BURST, LOG_WINDOW_MS); /* lives with the process */
+    gpr_set_log_function(log_from_grpc);
+}
+
 static int copy_tokens(sd_function_tier *ft, dr_err *err) {
     const sd_credentials *creds = ft->config.credentials;
     if (creds && creds->admin_token && !(ft->admin_token = strdup(creds->admin_token)))
@@ -813,6 +837,7 @@ int sd_function_tier_start(const sd_function_tier_config *config, const sd_backe
     sd_function_tier *ft = calloc(1, sizeof(*ft));
     if (!ft)
         return dr_err_set(err, DR_ENOMEM, "out of memory");
+    pthread_once(&g_grpc_log_once, route_grpc_log);
     grpc_init();
     ft->backend = *backend;
     ft->config = *config;

@@ -45,6 +45,13 @@ def check(cond, what):
         failures.append(what)
 
 
+def sanitized(pid):
+    """True when the process runs under ASan/TSan: its RSS says nothing about our buffers."""
+    with open("/proc/%d/maps" % pid) as f:
+        text = f.read()
+    return "libasan" in text or "libtsan" in text or "__asan" in text
+
+
 def vm_hwm_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -208,13 +215,17 @@ def test_upload_limits(server, ca, token):
     grown_mib = (after - before) / 1024
     check(status == 413, "chunked PUT with two 30 MiB parts (limit 32 MiB): 413 (got %d %s)"
           % (status, text[:160]))
-    check(grown_mib < 48, "peak RSS grew %.1f MiB (< 48; the parts are 60 MiB)" % grown_mib)
+    rss_checked = not sanitized(server.proc.pid)
+    if not rss_checked:
+        print("note: sanitizer build: the peak RSS checks are not meaningful and not made")
+    check(grown_mib < 48 or not rss_checked,
+          "peak RSS grew %.1f MiB (< 48; the parts are 60 MiB)" % grown_mib)
     before = after
     status, _ = https_request(server.http, ca, "POST", "/v1/whatsthis?tags=1", {},
                               chunks=(b"\x01" * (1 << 20) for _ in range(40)))
     after = vm_hwm_kib(server.proc.pid)
     check(status == 413, "chunked 40 MiB photo POST (limit 16 MiB): 413 (got %d)" % status)
-    check((after - before) / 1024 < 24,
+    check((after - before) / 1024 < 24 or not rss_checked,
           "peak RSS grew %.1f MiB more (< 24)" % ((after - before) / 1024))
 
 
