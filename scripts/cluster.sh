@@ -8,6 +8,8 @@
 #   scripts/cluster.sh stop   [N] [--dir DIR]   SIGTERM every node (clean leave), then wait
 #
 # --dir DIR uses another cluster folder (DIR/nI/derecho.cfg, e.g. from scripts/gen-cluster.sh).
+# A folder whose configuration names TLS files that are missing (the shipped folders: credentials
+# are not in git) gets them from scripts/gen-cluster.sh --credentials-only on start / restart.
 # Each node runs `sospdemo server` in its folder with stdin from /dev/null; its output goes to
 # RUN/nI.log and its pid to RUN/nI.pid, where RUN is $SOSPDEMO_RUN_DIR or build/run/<folder>.
 # `start` starts node 0 (the leader) first, then the others one by one in id order (roles
@@ -80,15 +82,26 @@ node_pid() {
 }
 
 answers() {
-  # tag 0 has no model: "Cannot find model for photo tag." (exit 1) is an answer
-  local out
-  out=$("$bin" client "$1" inference 0 "$photo" 2>/dev/null || true)
+  # tag 0 has no model: "Cannot find model for photo tag." (exit 1) is an answer; the client
+  # runs in the cluster's client/ folder, whose derecho.cfg gives it the CA and token
+  local out client_dir=$dir
+  [ -f "$dir/client/derecho.cfg" ] && client_dir=$dir/client
+  out=$(cd "$client_dir" && "$bin" client "$1" inference 0 "$photo" 2>/dev/null || true)
   [[ "$out" == *"photo description:"* ]]
+}
+
+# A folder whose nodes name credentials gets them made on first use (they are not in git).
+ensure_credentials() {
+  if grep -q '^tls_cert_file' "$dir/n0/derecho.cfg" && [ ! -f "$dir/tls/server.pem" ]; then
+    echo "cluster.sh: making the cluster's credentials in $dir/tls and $dir/secrets"
+    "$repo/scripts/gen-cluster.sh" --credentials-only "$dir"
+  fi
 }
 
 start() {
   [ -x "$bin" ] || { echo "cluster.sh: $bin not built (cmake --build build)" >&2; exit 1; }
   mkdir -p "$run"
+  ensure_credentials
   for ((i = 0; i < nodes; i++)); do
     if pid=$(node_pid "$i"); then
       echo "cluster.sh: node $i already runs (pid $pid); stop it first" >&2
@@ -159,6 +172,8 @@ status() {
   ip=$(config_value 0 DERECHO local_ip)
   grpc_base=$(config_value 0 SOSPDEMO function_tier_base_port)
   http_base=$(config_value 0 SOSPDEMO http_base_port)
+  local scheme=http
+  [ -n "$(config_value 0 SOSPDEMO tls_cert_file)" ] && scheme=https
   for ((i = 0; i < nodes; i++)); do
     if pid=$(node_pid "$i"); then
       local role
@@ -166,7 +181,7 @@ status() {
       local where=""
       if [[ "$role" == function* ]]; then
         where="  gRPC $ip:$((grpc_base + i))"
-        [ "${http_base:-0}" -ne 0 ] && where="$where  web http://$ip:$((http_base + i))/"
+        [ "${http_base:-0}" -ne 0 ] && where="$where  web $scheme://$ip:$((http_base + i))/"
       fi
       echo "node $i: running (pid $pid), $role$where"
       if [[ "$role" == function* ]] && [ "$i" -ge "${function_nodes:-0}" ]; then
@@ -197,6 +212,7 @@ restart() {
   local i=$restart_node pid
   [ -x "$bin" ] || { echo "cluster.sh: $bin not built (cmake --build build)" >&2; exit 1; }
   mkdir -p "$run"
+  ensure_credentials
   if pid=$(node_pid "$i"); then
     kill -TERM "$pid" 2>/dev/null || true
     local deadline=$((SECONDS + 20))

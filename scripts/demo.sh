@@ -3,7 +3,10 @@
 #   1. install dependencies (scripts/install-deps.sh) and build;
 #   2. start a local 4-node cluster (test-4-nodes: nodes 0-1 function tier, 2-3 categorizer)
 #      in the background with scripts/cluster.sh;
-#   3. install the bundled demo model (models/demo-shapes) under tag 1 with the client;
+#      Its credentials (TLS certificate, CA, admin token: test-4-nodes/tls, secrets) are made on
+#      first start by scripts/gen-cluster.sh; gRPC and HTTP use TLS and install needs the token;
+#   3. install the bundled demo model (models/demo-shapes) under tag 1 with the client (run
+#      from test-4-nodes/client, whose derecho.cfg names the CA and the token);
 #   4. classify the sample photos with the client and over HTTP, and print the answers;
 #   5. print the web page address and keep serving until Ctrl-C (then stop the cluster).
 # It never touches a cluster it did not start: if test-4-nodes already runs, or its ports
@@ -50,7 +53,9 @@ cmake --build build -j "$(nproc)" --target sospdemo >/dev/null
 bin=$repo/build/bin/sospdemo
 model=$repo/models/demo-shapes
 node=127.0.0.1:28000
-http=http://127.0.0.1:18000
+http=https://127.0.0.1:18000
+cluster=$repo/test-4-nodes
+curl_tls=(--cacert "$cluster/tls/ca.pem")
 
 started=0
 cleanup() {
@@ -77,7 +82,7 @@ echo "== classifying the sample photos with the client (expected answer after '-
 failures=0
 while IFS=$'\t' read -r photo expected; do
   case "$photo" in "#"* | "") continue ;; esac
-  answer=$("$bin" client "$node" inference 1 "$model/photos/$photo" |
+  answer=$(cd test-4-nodes/client && "$bin" client "$node" inference 1 "$model/photos/$photo" |
     sed -n 's/^photo description://p' || true) # an error answer exits 1: counted below
   mark=ok
   [ "$answer" = "$expected" ] || { mark=MISMATCH; failures=$((failures + 1)); }
@@ -88,14 +93,25 @@ echo
 echo "== the same over HTTP (POST $http/v1/whatsthis?tags=1)"
 for photo in red-circle.jpg green-star.png yellow-square.png; do
   printf '%-20s ' "$photo"
-  curl -sS -F "photo=@$model/photos/$photo" "$http/v1/whatsthis?tags=1"
+  curl -sS "${curl_tls[@]}" -F "photo=@$model/photos/$photo" "$http/v1/whatsthis?tags=1"
   echo
 done
 
 echo
 echo "== models installed (GET $http/v1/models)"
-curl -sS "$http/v1/models"
+curl -sS "${curl_tls[@]}" "$http/v1/models"
 echo
+
+echo
+echo "== install without the admin token is refused (PUT $http/v1/models/2)"
+status=$(curl -sS "${curl_tls[@]}" -o /dev/null -w '%{http_code}' -X PUT \
+  -F "synset=@$model/synset.txt" -F "symbol=@$model/shapes-symbol.json" \
+  -F "params=@$model/shapes-0000.params" "$http/v1/models/2")
+echo "HTTP $status (expected 401)"
+if [ "$status" != 401 ]; then
+  echo "demo: an install without the token was not refused" >&2
+  exit 1
+fi
 
 if [ "$failures" -ne 0 ]; then
   echo "demo: $failures photo(s) got an unexpected answer" >&2
@@ -109,8 +125,10 @@ if [ "$once" -eq 1 ]; then
 fi
 
 echo
-echo "The service is running. Web page: $http/  (also http://127.0.0.1:18001/)"
-echo "Client: $bin client $node inference 1 <photo>"
+echo "The service is running. Web page: $http/  (also https://127.0.0.1:18001/; the browser"
+echo "  must trust the cluster CA $cluster/tls/ca.pem, or accept the certificate once)"
+echo "Client (from $cluster/client): $bin client $node inference 1 <photo>"
+echo "curl: curl --cacert $cluster/tls/ca.pem -H \"Authorization: Bearer \$(cat $cluster/secrets/admin.token)\" ..."
 echo "Try a crash: kill -9 \$(cat $run_dir/n3.pid), keep classifying, and watch"
 echo "  $http/v1/cluster (the view without node 3); scripts/cluster.sh restart 3 brings it back."
 echo "Press Ctrl-C to stop."

@@ -19,6 +19,18 @@
 #                          10000 took 50 s). A crashed node whose connection closes is
 #                          suspected at once whatever the period.
 #     --launch-binary B    path of sospdemo used by server-launch.sh (default ../../build/bin/sospdemo)
+#     --insecure           no credentials: gRPC and HTTP without TLS, install/remove open to
+#                          anyone (the seed's behaviour; the server warns)
+#   scripts/gen-cluster.sh --credentials-only DIR
+#                          makes DIR's credentials (below) if they are missing, nothing else
+#
+# Credentials (default; openssl CLI; kept when they exist, so rerunning keeps the cluster's):
+# DIR/tls/ca.pem + ca.key (the cluster CA), DIR/tls/server.pem + server.key (SAN IP:127.0.0.1,
+# DNS:localhost, signed by the CA), DIR/secrets/admin.token (bearer token for install/remove),
+# DIR/secrets/cluster.key, admin.key, client.key (64 hex chars each, for the group port's
+# authentication); keys and secrets mode 0600. Each node's [SOSPDEMO] names the certificate,
+# key and admin token; DIR/client/derecho.cfg names the CA and the token, so the client run
+# from DIR/client uses TLS and the token (docs/security.md).
 #
 # Sizes: models travel in one multicast (CATEGORIZER_TIER max_payload_size 100 MiB) and, from
 # the function tier to a categorizer member, in one p2p request, so max_p2p_request_payload_size
@@ -26,9 +38,48 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,/^set/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
+
+# Makes DIR's TLS files and secrets if they are missing (serialised by a lock: the nodes of a
+# shipped folder may all start at once).
+make_credentials() {
+  local d=$1
+  mkdir -p "$d/tls" "$d/secrets"
+  chmod 700 "$d/secrets"
+  (
+    flock 9
+    cd "$d"
+    umask 077
+    if [ ! -f tls/ca.pem ] || [ ! -f tls/ca.key ]; then
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+        -subj "/CN=sospdemo cluster CA" -keyout tls/ca.key -out tls/ca.pem 2>/dev/null
+      rm -f tls/server.pem
+    fi
+    if [ ! -f tls/server.pem ] || [ ! -f tls/server.key ]; then
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+        -keyout tls/server.key -out tls/server.csr 2>/dev/null
+      printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+        "keyUsage=digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >tls/server.ext
+      openssl x509 -req -in tls/server.csr -CA tls/ca.pem -CAkey tls/ca.key -CAcreateserial \
+        -days 825 -extfile tls/server.ext -out tls/server.pem 2>/dev/null
+      rm -f tls/server.csr tls/server.ext
+    fi
+    for name in admin.token cluster.key admin.key client.key; do
+      [ -s "secrets/$name" ] || openssl rand -hex 32 >"secrets/$name"
+    done
+    chmod 600 tls/ca.key tls/server.key secrets/*
+    chmod 644 tls/ca.pem tls/server.pem
+  ) 9>"$d/.credentials.lock"
+}
+
+script_path=$(realpath "$0")
+if [ "${1:-}" = --credentials-only ]; then
+  [ $# -eq 2 ] || usage
+  make_credentials "$2"
+  exit 0
+fi
 [ $# -ge 2 ] || usage
 dir=$1
 nodes=$2
@@ -40,6 +91,7 @@ min_nodes=""
 port_base=""
 heartbeat_ms=500
 launch_binary="../../build/bin/sospdemo"
+secure=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --function-nodes) function_nodes=$2; shift 2 ;;
@@ -49,6 +101,7 @@ while [ $# -gt 0 ]; do
     --min-nodes) min_nodes=$2; shift 2 ;;
     --heartbeat-ms) heartbeat_ms=$2; shift 2 ;;
     --launch-binary) launch_binary=$2; shift 2 ;;
+    --insecure) secure=0; shift ;;
     *) usage ;;
   esac
 done
@@ -70,6 +123,21 @@ if [ -n "$port_base" ] && [ "$nodes" -gt 10 ]; then
   exit 2
 fi
 
+if [ "$secure" -eq 1 ]; then
+  make_credentials "$dir"
+  security_section="# TLS on gRPC and HTTP, and the bearer token install/remove need (docs/security.md)
+tls_cert_file = ../tls/server.pem
+tls_key_file = ../tls/server.key
+admin_token_file = ../secrets/admin.token
+# the server runs it (--credentials-only ..) when the files above are missing: a fresh checkout
+# of a shipped folder (credentials are never in git)
+credentials_script = CREDENTIALS_SCRIPT
+"
+else
+  security_section="# no credentials (gen-cluster.sh --insecure): plain gRPC and HTTP, install/remove open
+"
+fi
+
 for ((i = 0; i < nodes; i++)); do
   mkdir -p "$dir/n$i"
   if [ -n "$port_base" ]; then
@@ -89,6 +157,12 @@ function_tier_base_port = 28000
 http_base_port = 18000
 "
   fi
+  # relative inside this checkout (the shipped folders move with it), else absolute
+  script_ref=$script_path
+  repo_root=$(dirname "$(dirname "$script_path")")
+  [[ "$(realpath -m "$dir")/" == "$repo_root/"* ]] &&
+    script_ref=$(realpath -m --relative-to="$dir/n$i" "$script_path")
+  node_security=${security_section/CREDENTIALS_SCRIPT/$script_ref}
   cat > "$dir/n$i/derecho.cfg" <<EOF
 # Node $i of a $nodes-node local sospdemo cluster: nodes 0-$((function_nodes - 1)) form the
 # function tier, the next $categorizer_nodes the categorizer tier ($shards shard(s) of $per_shard);
@@ -149,7 +223,7 @@ num_shards = $shards
 min_nodes = $min_nodes
 max_nodes = $per_shard
 
-$sospdemo_section
+$sospdemo_section$node_security
 [RDMA]
 # 'provider' is the fabric provider: sockets, tcp, verbs, shm ...
 provider = sockets
@@ -180,6 +254,17 @@ EOF
 done
 mkdir -p "$dir/client"
 last=$((nodes - 1))
+if [ "$secure" -eq 1 ]; then
+  cat > "$dir/client/derecho.cfg" <<EOF
+# The client's settings: \`sospdemo client\` run from this folder reads them (TLS with the
+# cluster CA, the admin token for installmodel/removemodel). Generated by scripts/gen-cluster.sh.
+[SOSPDEMO]
+tls_ca_file = ../tls/ca.pem
+admin_token_file = ../secrets/admin.token
+EOF
+else
+  rm -f "$dir/client/derecho.cfg"
+fi
 cat > "$dir/client/README.md" <<EOF
 # $(basename "$dir")/client
 

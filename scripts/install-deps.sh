@@ -21,6 +21,8 @@ PACKAGES=(
   # test tooling: real-model cross-checks (make_resnet50_v2.py), networking tools (ip netns,
   # bridge, veth and tc for tests/netns; setpriv there comes from util-linux, always installed)
   python3 python3-numpy python3-onnx iproute2 procps
+  # scripts/gen-cluster.sh: a cluster's TLS certificates and secrets (openssl CLI); flock
+  openssl util-linux
   # scripts/demo.sh: the HTTP part of the story
   curl
   # sospdemo: a Python client generated from the seed's gRPC interface (tests/sospdemo)

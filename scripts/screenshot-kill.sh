@@ -15,7 +15,8 @@ bin=$repo/build/bin/sospdemo
 model=$repo/models/demo-shapes
 page=http://127.0.0.1:46790/
 rm -rf "$dir"
-scripts/gen-cluster.sh "$dir" 4 --port-base 46700 >/dev/null
+# --insecure: headless Chromium would need the cluster CA; the screenshots show the page only
+scripts/gen-cluster.sh "$dir" 4 --port-base 46700 --insecure >/dev/null
 trap 'scripts/cluster.sh stop --dir "$dir" >/dev/null' EXIT
 scripts/cluster.sh start --dir "$dir"
 "$bin" client 127.0.0.1:46780 installmodel 1 "$model/synset.txt" "$model/shapes-symbol.json" \

@@ -32,6 +32,9 @@
  * removal answers in seconds; an install uploads up to 100 MiB and loads the model. */
 enum { MAX_CLIENT_TAGS = 1024, DEFAULT_TIMEOUT_MS = 60000, DEFAULT_INSTALL_TIMEOUT_MS = 600000 };
 
+/* The credentials of this run (sd_client_main_secure); NULL fields: plain TCP, no token. */
+static const sd_credentials *g_creds;
+
 /* ---------------------------------------------------------------- argument parsing */
 
 int sd_parse_tags(const char *text, uint32_t *tags, size_t max_tags, size_t *n_tags_out) {
@@ -217,6 +220,17 @@ static bool status_ok(const sd_client_call *call) {
     fprintf(stderr, "RPC failed: %s (%d): %s\n", sd_grpc_status_name(call->status),
             (int)call->status, details ? details : "");
     free(details);
+    bool tls = g_creds && g_creds->tls_ca_pem;
+    if (call->status == GRPC_STATUS_UNAVAILABLE)
+        fprintf(stderr, "%s\n",
+                tls ? "(is the node up, and does its certificate come from the CA of "
+                      "[SOSPDEMO] tls_ca_file?)"
+                    : "(is the node up? a node with TLS needs the client run from the "
+                      "cluster's client/ folder, whose derecho.cfg names the CA)");
+    else if (call->status == GRPC_STATUS_UNAUTHENTICATED ||
+             call->status == GRPC_STATUS_PERMISSION_DENIED)
+        fprintf(stderr, "(the client sends the token of [SOSPDEMO] admin_token_file / "
+                        "inference_token_file of ./derecho.cfg or $DERECHO_CONF_FILE)\n");
     return false;
 }
 
@@ -276,11 +290,27 @@ static int conclude(sd_client_call *call, int stream_rc, int (*print)(sd_client_
 
 /* ---------------------------------------------------------------- commands */
 
+/* Opens a call on its own channel: TLS with the configured CA, the token the method needs. */
+static int open_call(sd_client_call *call, const char *target, const char *method, int64_t timeout,
+                     bool admin) {
+    const char *ca = g_creds ? g_creds->tls_ca_pem : NULL;
+    const char *token = NULL;
+    if (g_creds)
+        token = admin
+                    ? g_creds->admin_token
+                    : (g_creds->inference_token ? g_creds->inference_token : g_creds->admin_token);
+    grpc_channel *channel = sd_client_channel_create_tls(target, ca);
+    int rc = sd_client_call_open_auth(call, channel, method, timeout, token);
+    call->channel = channel;
+    call->owns_channel = true;
+    return rc;
+}
+
 static int run_inference(const char *target, const uint32_t *tags, size_t n_tags,
                          input_file *photo) {
     sd_client_call call;
     int exit_code = SD_EXIT_FAILED;
-    if (sd_client_call_open(&call, target, SD_METHOD_WHATSTHIS, timeout_ms(DEFAULT_TIMEOUT_MS)) !=
+    if (open_call(&call, target, SD_METHOD_WHATSTHIS, timeout_ms(DEFAULT_TIMEOUT_MS), false) !=
         DR_OK) {
         fprintf(stderr, "cannot open a call to %s\n", target);
         goto out;
@@ -306,8 +336,8 @@ out:
 static int run_install(const char *target, uint32_t tag, input_file files[3]) {
     sd_client_call call;
     int exit_code = SD_EXIT_FAILED;
-    if (sd_client_call_open(&call, target, SD_METHOD_INSTALL_MODEL,
-                            timeout_ms(DEFAULT_INSTALL_TIMEOUT_MS)) != DR_OK) {
+    if (open_call(&call, target, SD_METHOD_INSTALL_MODEL, timeout_ms(DEFAULT_INSTALL_TIMEOUT_MS),
+                  true) != DR_OK) {
         fprintf(stderr, "cannot open a call to %s\n", target);
         goto out;
     }
@@ -334,8 +364,8 @@ out:
 static int run_remove(const char *target, uint32_t tag) {
     sd_client_call call;
     int exit_code = SD_EXIT_FAILED;
-    if (sd_client_call_open(&call, target, SD_METHOD_REMOVE_MODEL,
-                            timeout_ms(DEFAULT_TIMEOUT_MS)) != DR_OK) {
+    if (open_call(&call, target, SD_METHOD_REMOVE_MODEL, timeout_ms(DEFAULT_TIMEOUT_MS), true) !=
+        DR_OK) {
         fprintf(stderr, "cannot open a call to %s\n", target);
         goto out;
     }
@@ -404,6 +434,11 @@ static int cmd_remove(int argc, char **argv) {
 }
 
 int sd_client_main(int argc, char **argv) {
+    return sd_client_main_secure(argc, argv, NULL);
+}
+
+int sd_client_main_secure(int argc, char **argv, const sd_credentials *creds) {
+    g_creds = creds;
     if (argc < 3)
         return usage_error(argv, "client needs <function-tier-node> and an action "
                                  "(inference, installmodel, removemodel)");

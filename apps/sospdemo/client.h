@@ -19,6 +19,8 @@
 #ifndef SOSPDEMO_CLIENT_H
 #define SOSPDEMO_CLIENT_H
 
+#include "security.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +35,13 @@ enum { SD_EXIT_OK = 0, SD_EXIT_FAILED = 1, SD_EXIT_USAGE = 2 };
  * Blocking; initialises and shuts down gRPC itself.
  */
 int sd_client_main(int argc, char **argv);
+
+/**
+ * Like sd_client_main with credentials (borrowed for the run; NULL or NULL fields: plain TCP,
+ * no token): TLS trusting creds->tls_ca_pem; installmodel and removemodel send
+ * `authorization: Bearer <admin_token>`, inference the inference token (else the admin token).
+ */
+int sd_client_main_secure(int argc, char **argv, const sd_credentials *creds);
 
 /**
  * Parses a tag list: one or more decimal uint32 values separated by single commas ("1",

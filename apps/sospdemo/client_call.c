@@ -7,6 +7,8 @@
 #include <grpc/slice.h>
 #include <grpc/support/time.h>
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Tags of the pluck queue: each batch kind has its own. */
@@ -38,7 +40,14 @@ static int post_receive(sd_client_call *c) {
 }
 
 grpc_channel *sd_client_channel_create(const char *target) {
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    return sd_client_channel_create_tls(target, NULL);
+}
+
+grpc_channel *sd_client_channel_create_tls(const char *target, const char *ca_pem) {
+    grpc_channel_credentials *creds = ca_pem ? grpc_ssl_credentials_create(ca_pem, NULL, NULL, NULL)
+                                             : grpc_insecure_credentials_create();
+    if (!creds)
+        return NULL;
     grpc_channel *channel = grpc_channel_create(target, creds, NULL);
     grpc_channel_credentials_release(creds);
     return channel;
@@ -46,6 +55,11 @@ grpc_channel *sd_client_channel_create(const char *target) {
 
 int sd_client_call_open_on(sd_client_call *c, grpc_channel *channel, const char *method,
                            int64_t timeout_ms) {
+    return sd_client_call_open_auth(c, channel, method, timeout_ms, NULL);
+}
+
+int sd_client_call_open_auth(sd_client_call *c, grpc_channel *channel, const char *method,
+                             int64_t timeout_ms, const char *token) {
     memset(c, 0, sizeof(*c));
     grpc_metadata_array_init(&c->initial_md);
     grpc_metadata_array_init(&c->trailing_md);
@@ -64,7 +78,26 @@ int sd_client_call_open_on(sd_client_call *c, grpc_channel *channel, const char 
     grpc_op op;
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_SEND_INITIAL_METADATA;
+    grpc_metadata auth;
+    char *value = NULL;
+    if (token) {
+        size_t len = strlen("Bearer ") + strlen(token) + 1;
+        value = malloc(len);
+        if (!value)
+            return DR_ENOMEM;
+        snprintf(value, len, "Bearer %s", token);
+        memset(&auth, 0, sizeof auth);
+        auth.key = grpc_slice_from_static_string("authorization");
+        auth.value = grpc_slice_from_copied_string(value);
+        op.data.send_initial_metadata.count = 1;
+        op.data.send_initial_metadata.metadata = &auth;
+    }
     run_batch(c, &op, 1, &tag_send_md); /* on failure the status will say why */
+    if (token) {
+        grpc_slice_unref(auth.value);
+        memset(value, 0, strlen(value));
+        free(value);
+    }
     return post_receive(c);
 }
 

@@ -47,6 +47,20 @@ int sd_client_call_open_on(sd_client_call *c, grpc_channel *channel, const char 
 grpc_channel *sd_client_channel_create(const char *target);
 
 /**
+ * Creates a channel to target over TLS that trusts the CA ca_pem (PEM text, borrowed during the
+ * call), or a plain one when ca_pem is NULL. The server's certificate must name the target's
+ * host (IP or DNS subject alternative name). NULL on failure.
+ */
+grpc_channel *sd_client_channel_create_tls(const char *target, const char *ca_pem);
+
+/**
+ * Like sd_client_call_open_on, and sends `authorization: Bearer <token>` in the call's initial
+ * metadata when token is not NULL (borrowed during the call).
+ */
+int sd_client_call_open_auth(sd_client_call *c, grpc_channel *channel, const char *method,
+                             int64_t timeout_ms, const char *token);
+
+/**
  * Sends one message (the buffer stays the caller's). Returns true when gRPC accepted it,
  * false when the call is over (the server finished it early, the deadline passed, the
  * connection failed): stop sending and call sd_client_call_finish to learn why.

@@ -178,6 +178,12 @@ static int retry_tag(sd_service *service, const dr_group_view *view,
     return call->status;
 }
 
+/* Writes tag into the shared inference args (its first field, a little-endian u32). */
+static void set_args_tag(dr_buf *args, uint32_t tag) {
+    for (int i = 0; i < 4; i++)
+        args->data[i] = (uint8_t)(tag >> (8 * i));
+}
+
 /* Starts one tag's call on a usable member of its shard (start_rc says how it went). */
 static int start_tag(sd_service *service, const dr_group_view *view,
                      const dr_subgroup_layout *layout, uint32_t tag, tag_call *call, dr_buf *args,
@@ -185,9 +191,8 @@ static int start_tag(sd_service *service, const dr_group_view *view,
     call->shard = tag % layout->num_shards;
     const dr_shard_layout *shard = &layout->shards[call->shard];
     call->target = pick_member(service, view, shard, call->shard, 0);
-    int rc = sd_inference_args_encode(args, tag, photo, photo_size_bytes, top_k);
-    if (rc != DR_OK)
-        return rc;
+    (void)photo, (void)photo_size_bytes, (void)top_k;
+    set_args_tag(args, tag); /* one encoded photo serves every tag: the call copies it */
     if (call->target == DR_NODE_NONE) {
         call->start_rc = DR_EAGAIN;
         return DR_OK;
@@ -208,6 +213,8 @@ static int finish_tag(sd_service *service, const dr_group_view *view,
             dr_rpc_pending_wait(call->pending, service->config.inference_timeout_ms, &call->reply);
     else
         call->status = call->start_rc;
+    if (worth_retry(call->status))
+        set_args_tag((dr_buf *)args, tag); /* the shared args may carry another tag now */
     retry_tag(service, view, layout, call, args);
     if (call->status != DR_OK) {
         if (call->target == DR_NODE_NONE)
@@ -255,38 +262,36 @@ static int service_classify(void *user, const uint32_t *tags, size_t n_tags, con
         return rc;
     const dr_subgroup_layout *layout = categorizer_layout(service, view, err);
     tag_call *calls = calloc(n_tags ? n_tags : 1, sizeof *calls);
-    dr_buf *args = calloc(n_tags ? n_tags : 1, sizeof *args);
+    dr_buf args = {0}; /* one copy of the photo for all tags (tags are distinct: the front ends
+                          merge repeated ones) */
     memset(answers, 0, n_tags * sizeof *answers);
     if (!layout) {
         rc = err ? err->code : DR_EAGAIN;
         goto cleanup;
     }
-    if (!calls || !args) {
+    if (!calls) {
         rc = dr_err_set(err, DR_ENOMEM, "out of memory");
         goto cleanup;
     }
-    /* start every tag's call, then wait for all: shards classify in parallel */
-    for (size_t i = 0; i < n_tags; i++) {
-        rc = start_tag(service, view, layout, tags[i], &calls[i], &args[i], photo, photo_size_bytes,
-                       top_k);
-        if (rc != DR_OK) {
-            rc = dr_err_set(err, rc, "cannot encode the photo for tag %u", tags[i]);
-            goto cleanup;
-        }
+    rc = sd_inference_args_encode(&args, n_tags ? tags[0] : 0, photo, photo_size_bytes, top_k);
+    if (rc != DR_OK) {
+        rc = dr_err_set(err, rc, "cannot encode the photo");
+        goto cleanup;
     }
+    /* start every tag's call, then wait for all: shards classify in parallel */
+    for (size_t i = 0; i < n_tags; i++)
+        start_tag(service, view, layout, tags[i], &calls[i], &args, photo, photo_size_bytes, top_k);
     for (size_t i = 0; i < n_tags && rc == DR_OK; i++)
-        rc = finish_tag(service, view, layout, tags[i], &calls[i], &args[i], &answers[i], err);
+        rc = finish_tag(service, view, layout, tags[i], &calls[i], &args, &answers[i], err);
 cleanup:
     if (rc != DR_OK)
         free_answers(answers, n_tags);
     for (size_t i = 0; calls && i < n_tags; i++) {
         dr_rpc_pending_free(calls[i].pending);
         dr_rpc_reply_clear(&calls[i].reply);
-        if (args)
-            dr_buf_free(&args[i]);
     }
     free(calls);
-    free(args);
+    dr_buf_free(&args);
     free(view);
     return rc;
 }
@@ -368,6 +373,41 @@ cleanup:
     return rc;
 }
 
+static int member_models(sd_service *service, uint32_t node_id, sd_model_info **infos,
+                         size_t *count);
+
+/*
+ * True when tag's shard already holds max_models_per_shard models and tag is not one of them
+ * (asked of one live member; sets *held). Best effort: installs racing each other may pass it
+ * together, and a shard that does not answer is not refused here.
+ */
+static bool shard_full(sd_service *service, uint32_t tag, size_t *held) {
+    *held = 0;
+    if (!service->config.max_models_per_shard)
+        return false;
+    dr_group_view *view = NULL;
+    if (current_view(service, &view, NULL) != DR_OK)
+        return false;
+    bool full = false;
+    const dr_subgroup_layout *layout = categorizer_layout(service, view, NULL);
+    if (layout && layout->num_shards > 0) {
+        uint32_t shard = tag % layout->num_shards;
+        uint32_t member = pick_member(service, view, &layout->shards[shard], shard, 0);
+        sd_model_info *infos = NULL;
+        size_t count = 0;
+        if (member != DR_NODE_NONE && member_models(service, member, &infos, &count) == DR_OK) {
+            bool has_tag = false;
+            for (size_t i = 0; i < count; i++)
+                has_tag |= infos[i].tag == tag;
+            *held = count;
+            full = !has_tag && count >= service->config.max_models_per_shard;
+        }
+        free(infos);
+    }
+    free(view);
+    return full;
+}
+
 static int service_install(void *user, uint32_t tag, const uint8_t *synset, size_t synset_bytes,
                            const uint8_t *symbol, size_t symbol_bytes, const uint8_t *params,
                            size_t params_bytes, int32_t *error_code_out, char **error_desc_out,
@@ -378,6 +418,17 @@ static int service_install(void *user, uint32_t tag, const uint8_t *synset, size
         return dr_err_set(err, DR_ETOOBIG,
                           "model of %" PRIu64 " bytes exceeds the limit of %" PRIu64 " bytes",
                           total, service->config.max_model_bytes);
+    size_t held = 0;
+    if (shard_full(service, tag, &held)) {
+        char desc[160];
+        snprintf(desc, sizeof desc,
+                 "install_model failed: the shard of tag (%u) holds %zu models, the limit "
+                 "([SOSPDEMO] max_models_per_shard)",
+                 tag, held);
+        *error_code_out = DR_ETOOBIG;
+        *error_desc_out = strdup(desc);
+        return DR_OK;
+    }
     dr_buf args = {0};
     int rc = dr_buf_reserve(&args, SD_MODEL_ARGS_HEADER_BYTES + total);
     if (rc == DR_OK)

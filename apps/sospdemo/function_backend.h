@@ -36,6 +36,8 @@ typedef struct sd_service_config {
     int install_timeout_ms;           /**< install / remove (300 s) */
     uint64_t max_model_bytes;         /**< p2p request limit minus framing, checked before send */
     uint64_t max_photo_bytes;         /**< likewise for photos */
+    uint32_t max_models_per_shard;    /**< installs into a shard holding this many models are
+                                           refused (error_code DR_ETOOBIG; 0: no limit) */
 } sd_service_config;
 
 /** The backend's state (opaque). */

@@ -26,6 +26,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
+#include <grpc/support/log.h>
 
 #include <assert.h>
 #include <inttypes.h>
@@ -34,6 +35,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum {
     DEFAULT_WORKERS = 4,
@@ -41,6 +43,10 @@ enum {
     DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024,
     DEFAULT_MAX_BUFFERED_MIB = 1024,
     ACCEPTS_IN_FLIGHT = 4, /* grpc_server_request_call requests kept posted */
+    DEFAULT_CALL_TIMEOUT_MS = 60000,
+    DEFAULT_INSTALL_TIMEOUT_MS = 600000,
+    LOG_BURST = 20, /* per-call log lines allowed per LOG_WINDOW_MS */
+    LOG_WINDOW_MS = 10000,
 };
 
 typedef enum ft_tag_kind { TAG_NEW_CALL, TAG_RECV, TAG_FINISH, TAG_SHUTDOWN } ft_tag_kind;
@@ -74,6 +80,9 @@ typedef struct ft_call {
     struct ft_call *next_job;      /* worker queue link */
     atomic_uint handoff;           /* release before each batch, acquire at its completion:
                                       orders our writes for tools that cannot see inside gRPC */
+    uint64_t deadline_ns;          /* CLOCK_MONOTONIC server-side deadline (0: not accepted) */
+    bool deadline_hit;             /* the deadline thread cancelled it (guarded by ft->lock) */
+    struct ft_call *prev_active, *next_active; /* ft->active list (guarded by ft->lock) */
 } ft_call;
 
 struct sd_function_tier {
@@ -91,12 +100,21 @@ struct sd_function_tier {
     bool cq_thread_started;
     pthread_t *workers;
     unsigned workers_started;
+    pthread_t deadline_thread;
+    bool deadline_thread_started;
+    char *admin_token; /* owned copies of the tokens (NULL: open) */
+    char *inference_token;
+    bool tls;               /* the port speaks TLS */
+    sd_ratelimit log_limit; /* per-call log lines */
 
     pthread_mutex_t lock;         /* guards everything below */
     pthread_cond_t job_ready;     /* signalled when a job is queued or workers must exit */
     ft_call *job_head, *job_tail; /* calls waiting for a worker */
     bool workers_exit;            /* workers return once the queue is empty */
     sd_function_tier_stats stats;
+    ft_call *active;              /* accepted calls not yet freed (deadline thread scans them) */
+    pthread_cond_t deadline_wake; /* signalled at stop */
+    bool deadline_exit;           /* the deadline thread returns */
 };
 
 /* ---------------------------------------------------------------- small helpers */
@@ -151,6 +169,10 @@ static void count_finished(sd_function_tier *ft, grpc_status_code status) {
         ft->stats.calls_invalid++;
     else
         ft->stats.calls_failed++;
+    if (status == GRPC_STATUS_UNAUTHENTICATED)
+        ft->stats.calls_unauthenticated++;
+    else if (status == GRPC_STATUS_PERMISSION_DENIED)
+        ft->stats.calls_denied++;
     pthread_mutex_unlock(&ft->lock);
 }
 
@@ -178,7 +200,41 @@ static void release_upload(ft_call *c) {
     c->charged_bytes = 0;
 }
 
+static uint64_t monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Adds an accepted call to the deadline thread's list. */
+static void active_link(ft_call *c, uint64_t timeout_ms) {
+    sd_function_tier *ft = c->ft;
+    pthread_mutex_lock(&ft->lock);
+    c->deadline_ns = monotonic_ns() + timeout_ms * 1000000u;
+    c->next_active = ft->active;
+    if (ft->active)
+        ft->active->prev_active = c;
+    ft->active = c;
+    pthread_mutex_unlock(&ft->lock);
+}
+
+static void active_unlink(ft_call *c) {
+    sd_function_tier *ft = c->ft;
+    pthread_mutex_lock(&ft->lock);
+    if (c->deadline_ns) {
+        if (c->prev_active)
+            c->prev_active->next_active = c->next_active;
+        else
+            ft->active = c->next_active;
+        if (c->next_active)
+            c->next_active->prev_active = c->prev_active;
+        c->deadline_ns = 0;
+    }
+    pthread_mutex_unlock(&ft->lock);
+}
+
 static void call_free(ft_call *c) {
+    active_unlink(c);
     if (c->call)
         grpc_call_unref(c->call);
     grpc_call_details_destroy(&c->details);
@@ -214,9 +270,11 @@ static void finish_call(ft_call *c, grpc_status_code status, const char *message
     ops[n++].data.send_status_from_server.status_details = message ? &c->status_details : NULL;
     ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
-    if (status != GRPC_STATUS_OK)
-        DR_INFO(DR_LOGM_APP, "function tier: %s -> %s: %s", method_name(c->method),
-                sd_grpc_status_name(status), message ? message : "");
+    uint64_t suppressed = 0;
+    if (status != GRPC_STATUS_OK && sd_ratelimit_allow(&c->ft->log_limit, &suppressed))
+        DR_INFO(DR_LOGM_APP, "function tier: %s -> %s: %s%s", method_name(c->method),
+                sd_grpc_status_name(status), message ? message : "",
+                suppressed ? " (and earlier lines suppressed by the rate limit)" : "");
     count_finished(c->ft, status);
     grpc_call *call = c->call; /* c may be freed as soon as the batch is posted */
     atomic_fetch_add_explicit(&c->handoff, 1, memory_order_release);
@@ -402,6 +460,45 @@ static bool post_accept(sd_function_tier *ft) {
     return true;
 }
 
+/* The value of the call's `authorization` metadata (NULL: none); *len_out its length. */
+static const char *authorization_of(const ft_call *c, size_t *len_out) {
+    for (size_t i = 0; i < c->request_md.count; i++) {
+        const grpc_metadata *md = &c->request_md.metadata[i];
+        if (grpc_slice_str_cmp(md->key, "authorization") == 0) {
+            *len_out = GRPC_SLICE_LENGTH(md->value);
+            return (const char *)GRPC_SLICE_START_PTR(md->value);
+        }
+    }
+    *len_out = 0;
+    return NULL;
+}
+
+/* Checks the call's bearer token for its method; finishes a refused call and returns false. */
+static bool authorized(ft_call *c) {
+    sd_function_tier *ft = c->ft;
+    const char *needed = c->method == M_WHATSTHIS ? ft->inference_token : ft->admin_token;
+    const char *also = c->method == M_WHATSTHIS ? ft->admin_token : NULL;
+    size_t len = 0;
+    const char *value = authorization_of(c, &len);
+    sd_auth_result result = sd_check_bearer(value, len, needed, also);
+    if (result == SD_AUTH_MISSING) {
+        finish_call(c, GRPC_STATUS_UNAUTHENTICATED,
+                    c->method == M_WHATSTHIS
+                        ? "Whatsthis needs `authorization: Bearer <token>` metadata (the "
+                          "inference or admin token)"
+                        : "installing and removing models need `authorization: Bearer "
+                          "<admin token>` metadata (the cluster's secrets/admin.token)",
+                    NULL);
+        return false;
+    }
+    if (result == SD_AUTH_DENIED) {
+        finish_call(c, GRPC_STATUS_PERMISSION_DENIED,
+                    "the token does not grant this method (wrong or not the admin token)", NULL);
+        return false;
+    }
+    return true;
+}
+
 /* TAG_NEW_CALL: a client opened a call. */
 static void on_new_call(ft_call *c) {
     sd_function_tier *ft = c->ft;
@@ -419,6 +516,10 @@ static void on_new_call(ft_call *c) {
                     NULL);
         return;
     }
+    if (!authorized(c))
+        return;
+    active_link(c, c->method == M_INSTALL_MODEL ? ft->config.install_timeout_ms
+                                                : ft->config.call_timeout_ms);
     if (c->method == M_INSTALL_MODEL)
         sd_upload_init(&c->upload, SD_UPLOAD_MODEL, &ft->config.limits);
     post_recv(c);
@@ -565,6 +666,48 @@ static void *cq_main(void *arg) {
     return NULL;
 }
 
+/* ---------------------------------------------------------------- server-side deadlines */
+
+/*
+ * Cancels the calls whose deadline passed (DEADLINE_EXCEEDED; their RECV or final batch then
+ * completes on the queue thread, which frees them) and sleeps until the next deadline or stop.
+ * ft->lock is held while cancelling: call_free unlinks under it, so a listed call is alive.
+ */
+static void *deadline_main(void *arg) {
+    sd_function_tier *ft = arg;
+    pthread_setname_np(pthread_self(), "ft-deadline");
+    pthread_mutex_lock(&ft->lock);
+    while (!ft->deadline_exit) {
+        uint64_t now = monotonic_ns(), next = now + 1000000000ull; /* rescan at least each 1 s */
+        for (ft_call *c = ft->active; c; c = c->next_active) {
+            if (c->deadline_hit)
+                continue;
+            if (c->deadline_ns <= now) {
+                c->deadline_hit = true;
+                ft->stats.calls_deadline++;
+                grpc_call_cancel_with_status(c->call, GRPC_STATUS_DEADLINE_EXCEEDED,
+                                             "the call passed the server's deadline "
+                                             "(grpc_call_timeout_ms / grpc_install_timeout_ms)",
+                                             NULL);
+            } else if (c->deadline_ns < next) {
+                next = c->deadline_ns;
+            }
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        uint64_t wait_ns = next > now ? next - now : 0;
+        until.tv_sec += (time_t)(wait_ns / 1000000000u);
+        until.tv_nsec += (long)(wait_ns % 1000000000u);
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&ft->deadline_wake, &ft->lock, &until);
+    }
+    pthread_mutex_unlock(&ft->lock);
+    return NULL;
+}
+
 /* ---------------------------------------------------------------- start / stop */
 
 static void apply_defaults(sd_function_tier_config *config) {
@@ -584,6 +727,29 @@ static void apply_defaults(sd_function_tier_config *config) {
         config->max_buffered_bytes = (uint64_t)DEFAULT_MAX_BUFFERED_MIB << 20;
     if (config->max_buffered_bytes < config->limits.max_model_bytes)
         config->max_buffered_bytes = config->limits.max_model_bytes; /* one model always fits */
+    if (!config->call_timeout_ms)
+        config->call_timeout_ms = DEFAULT_CALL_TIMEOUT_MS;
+    if (!config->install_timeout_ms)
+        config->install_timeout_ms = DEFAULT_INSTALL_TIMEOUT_MS;
+}
+
+/* The port's credentials: TLS with the configured certificate, or plain. */
+static grpc_server_credentials *server_credentials(sd_function_tier *ft, dr_err *err) {
+    const sd_credentials *creds = ft->config.credentials;
+    if (!creds || !creds->tls_cert_pem)
+        return grpc_insecure_server_credentials_create();
+    if (!creds->tls_key_pem) {
+        dr_err_set(err, DR_EINVAL, "function tier: a TLS certificate without its key");
+        return NULL;
+    }
+    grpc_ssl_pem_key_cert_pair pair = {.private_key = creds->tls_key_pem,
+                                       .cert_chain = creds->tls_cert_pem};
+    ft->tls = true;
+    grpc_server_credentials *server_creds = grpc_ssl_server_credentials_create_ex(
+        NULL, &pair, 1, GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE, NULL);
+    if (!server_creds)
+        dr_err_set(err, DR_EINVAL, "function tier: the TLS certificate or key is not valid PEM");
+    return server_creds;
 }
 
 static int create_server(sd_function_tier *ft, dr_err *err) {
@@ -602,7 +768,9 @@ static int create_server(sd_function_tier *ft, dr_err *err) {
     if (!ft->server || !ft->cq)
         return dr_err_set(err, DR_ENOMEM, "cannot create the gRPC server");
     grpc_server_register_completion_queue(ft->server, ft->cq, NULL);
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *creds = server_credentials(ft, err);
+    if (!creds)
+        return err->code ? err->code : DR_EINVAL;
     ft->port = grpc_server_add_http2_port(ft->server, ft->address, creds);
     grpc_server_credentials_release(creds);
     if (ft->port <= 0)
@@ -623,6 +791,41 @@ static int start_threads(sd_function_tier *ft, dr_err *err) {
     if (pthread_create(&ft->cq_thread, NULL, cq_main, ft))
         return dr_err_set(err, DR_ENOMEM, "cannot start the completion-queue thread");
     ft->cq_thread_started = true;
+    if (pthread_create(&ft->deadline_thread, NULL, deadline_main, ft))
+        return dr_err_set(err, DR_ENOMEM, "cannot start the deadline thread");
+    ft->deadline_thread_started = true;
+    return DR_OK;
+}
+
+/*
+ * gRPC core's own lines (one per failed TLS handshake, per bad connection...) are a log a client
+ * can fill at will: they go to our log through one process-wide rate limiter.
+ */
+static sd_ratelimit g_grpc_log_limit;
+static pthread_once_t g_grpc_log_once = PTHREAD_ONCE_INIT;
+
+static void log_from_grpc(gpr_log_func_args *args) {
+    uint64_t suppressed = 0;
+    if (!sd_ratelimit_allow(&g_grpc_log_limit, &suppressed))
+        return;
+    if (args->severity == GPR_LOG_SEVERITY_ERROR)
+        DR_WARN(DR_LOGM_APP, "gRPC (%s:%d): %s%s", args->file, args->line, args->message,
+                suppressed ? " (earlier gRPC lines suppressed by the rate limit)" : "");
+    else
+        DR_INFO(DR_LOGM_APP, "gRPC (%s:%d): %s", args->file, args->line, args->message);
+}
+
+static void route_grpc_log(void) {
+    sd_ratelimit_init(&g_grpc_log_limit, LOG_BURST, LOG_WINDOW_MS); /* lives with the process */
+    gpr_set_log_function(log_from_grpc);
+}
+
+static int copy_tokens(sd_function_tier *ft, dr_err *err) {
+    const sd_credentials *creds = ft->config.credentials;
+    if (creds && creds->admin_token && !(ft->admin_token = strdup(creds->admin_token)))
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    if (creds && creds->inference_token && !(ft->inference_token = strdup(creds->inference_token)))
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
     return DR_OK;
 }
 
@@ -634,6 +837,7 @@ int sd_function_tier_start(const sd_function_tier_config *config, const sd_backe
     sd_function_tier *ft = calloc(1, sizeof(*ft));
     if (!ft)
         return dr_err_set(err, DR_ENOMEM, "out of memory");
+    pthread_once(&g_grpc_log_once, route_grpc_log);
     grpc_init();
     ft->backend = *backend;
     ft->config = *config;
@@ -645,15 +849,28 @@ int sd_function_tier_start(const sd_function_tier_config *config, const sd_backe
     atomic_init(&ft->buffered_bytes, 0);
     pthread_mutex_init(&ft->lock, NULL);
     pthread_cond_init(&ft->job_ready, NULL);
-    int rc = ft->address ? create_server(ft, err) : dr_err_set(err, DR_ENOMEM, "out of memory");
+    pthread_condattr_t cond_attr;
+    pthread_condattr_init(&cond_attr);
+    pthread_condattr_setclock(&cond_attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&ft->deadline_wake, &cond_attr);
+    pthread_condattr_destroy(&cond_attr);
+    sd_ratelimit_init(&ft->log_limit, LOG_BURST, LOG_WINDOW_MS);
+    int rc = copy_tokens(ft, err);
+    if (rc == DR_OK)
+        rc = ft->address ? create_server(ft, err) : dr_err_set(err, DR_ENOMEM, "out of memory");
     if (rc == DR_OK)
         rc = start_threads(ft, err);
+    ft->config.credentials = NULL; /* borrowed during start only */
     if (rc) {
         sd_function_tier_stop(ft);
         return rc;
     }
-    DR_INFO(DR_LOGM_APP, "function tier: gRPC on %s (port %d, %u workers)", ft->address, ft->port,
-            ft->config.workers);
+    DR_INFO(DR_LOGM_APP,
+            "function tier: gRPC%s on %s (port %d, %u workers; install/remove %s, "
+            "inference %s)",
+            ft->tls ? " over TLS" : " without TLS", ft->address, ft->port, ft->config.workers,
+            ft->admin_token ? "need the admin token" : "OPEN to anyone",
+            ft->inference_token ? "needs a token" : "open");
     *out = ft;
     return DR_OK;
 }
@@ -712,6 +929,13 @@ void sd_function_tier_stop(sd_function_tier *ft) {
             } while (ev.type == GRPC_OP_COMPLETE && ev.tag != &ft->shutdown_tag);
         }
     }
+    if (ft->deadline_thread_started) {
+        pthread_mutex_lock(&ft->lock);
+        ft->deadline_exit = true;
+        pthread_cond_broadcast(&ft->deadline_wake);
+        pthread_mutex_unlock(&ft->lock);
+        pthread_join(ft->deadline_thread, NULL);
+    }
     join_workers(ft);
     assert(ft->job_head == NULL);
     if (ft->server)
@@ -719,7 +943,11 @@ void sd_function_tier_stop(sd_function_tier *ft) {
     if (ft->cq)
         drain_and_destroy_queue(ft->cq);
     pthread_cond_destroy(&ft->job_ready);
+    pthread_cond_destroy(&ft->deadline_wake);
     pthread_mutex_destroy(&ft->lock);
+    sd_ratelimit_destroy(&ft->log_limit);
+    sd_credentials creds = {.admin_token = ft->admin_token, .inference_token = ft->inference_token};
+    sd_credentials_free(&creds); /* zeroes the copies */
     free(ft->address);
     free(ft);
     grpc_shutdown();

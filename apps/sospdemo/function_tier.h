@@ -12,6 +12,12 @@
  * are served at once. Idle threads block in grpc_completion_queue_next or on a condition
  * variable; nothing polls.
  *
+ * Security (docs/security.md): with credentials the port speaks TLS only; a call whose method
+ * needs a token and that carries no `authorization: Bearer <token>` metadata ends with
+ * UNAUTHENTICATED, one with a wrong token with PERMISSION_DENIED, before any message is read.
+ * Every call has a server-side deadline (call_timeout_ms / install_timeout_ms): a client that
+ * stops sending is cancelled with DEADLINE_EXCEEDED and its upload bytes are given back.
+ *
  * Statuses: a malformed stream ends with INVALID_ARGUMENT and a one-line message (upload.h);
  * more than max_active_calls calls at once, or uploads past max_buffered_bytes in all, with
  * RESOURCE_EXHAUSTED; an unknown method with
@@ -24,6 +30,7 @@
 
 #include "answers.h"
 #include "derecho/error.h"
+#include "security.h"
 #include "upload.h"
 
 #include <stddef.h>
@@ -81,6 +88,13 @@ typedef struct sd_function_tier_config {
     size_t max_message_bytes;    /**< largest single gRPC message (default 4 MiB) */
     uint64_t max_buffered_bytes; /**< upload bytes held by all calls at once (default 1 GiB,
                                       at least max_model_bytes); beyond: RESOURCE_EXHAUSTED */
+    /** TLS and tokens (borrowed during start, copied; NULL or NULL fields: that protection is
+     *  off): tls_cert_pem + tls_key_pem turn on TLS; admin_token guards InstallModel and
+     *  RemoveModel, inference_token Whatsthis (the admin token grants it too). */
+    const sd_credentials *credentials;
+    uint32_t call_timeout_ms;    /**< server-side deadline of Whatsthis / RemoveModel from the
+                                      call's start (default 60000); then DEADLINE_EXCEEDED */
+    uint32_t install_timeout_ms; /**< the same for InstallModel (default 600000) */
 } sd_function_tier_config;
 
 /** A running server (opaque). */
@@ -107,13 +121,16 @@ void sd_function_tier_stop(sd_function_tier *server);
 
 /** Counters since start (for logs, metrics and tests). Thread-safe. */
 typedef struct sd_function_tier_stats {
-    uint64_t calls_started;   /**< calls accepted (any method) */
-    uint64_t calls_ok;        /**< calls answered with status OK */
-    uint64_t calls_invalid;   /**< calls refused with INVALID_ARGUMENT */
-    uint64_t calls_failed;    /**< other non-OK statuses (backend error, busy, unknown) */
-    uint64_t calls_active;    /**< calls open now */
-    uint64_t backend_running; /**< backend callbacks running now */
-    uint64_t buffered_bytes;  /**< upload bytes held now */
+    uint64_t calls_started;         /**< calls accepted (any method) */
+    uint64_t calls_ok;              /**< calls answered with status OK */
+    uint64_t calls_invalid;         /**< calls refused with INVALID_ARGUMENT */
+    uint64_t calls_failed;          /**< other non-OK statuses (backend error, busy, unknown) */
+    uint64_t calls_active;          /**< calls open now */
+    uint64_t backend_running;       /**< backend callbacks running now */
+    uint64_t buffered_bytes;        /**< upload bytes held now */
+    uint64_t calls_unauthenticated; /**< refused with UNAUTHENTICATED (no token) */
+    uint64_t calls_denied;          /**< refused with PERMISSION_DENIED (wrong token) */
+    uint64_t calls_deadline;        /**< cancelled by the server-side deadline */
 } sd_function_tier_stats;
 
 /** Copies the current counters into *stats. */

@@ -22,6 +22,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +43,34 @@ typedef struct sd_sample {
 extern const sd_sample sd_samples[];
 extern const size_t sd_samples_count;
 
-enum { DEFAULT_MAX_CONNECTIONS = 64, MAX_HTTP_TAGS = 64, POST_BUFFER_BYTES = 64 * 1024 };
+enum {
+    DEFAULT_MAX_CONNECTIONS = 256,
+    DEFAULT_MAX_CONNECTIONS_PER_IP = 32,
+    DEFAULT_CONNECTION_TIMEOUT_S = 30,
+    MAX_HTTP_TAGS = 64,
+    POST_BUFFER_BYTES = 64 * 1024,
+    MAX_ALLOWED_HOSTS = 16,
+    LOG_BURST = 20, /* libmicrohttpd lines allowed per LOG_WINDOW_MS */
+    LOG_WINDOW_MS = 10000,
+};
+#define DEFAULT_MIN_UPLOAD_BUDGET (256ull << 20)
+/* Body bytes read and dropped after a refusal before the connection is closed instead. */
+#define MAX_DISCARD_BYTES (256ull << 20)
+
+/* Requests refused before they reach an endpoint, counted in /metrics. */
+typedef enum refusal {
+    REFUSED_HOST,            /* Host header not allowed (DNS rebinding) */
+    REFUSED_ORIGIN,          /* Origin not allowed */
+    REFUSED_UNAUTHENTICATED, /* no bearer token where one is needed */
+    REFUSED_FORBIDDEN,       /* a token that does not grant the endpoint */
+    REFUSED_TOO_LARGE,       /* body over the request's limit */
+    REFUSED_BUDGET,          /* the server's upload budget was spent */
+    REFUSED_COUNT,
+} refusal;
+
+static const char *const refusal_names[REFUSED_COUNT] = {
+    "host", "origin", "unauthenticated", "forbidden", "too_large", "upload_budget",
+};
 
 typedef enum endpoint {
     EP_WHATSTHIS,
@@ -77,6 +105,8 @@ typedef enum error_kind {
     KIND_TIMEOUT,           /* 504 */
     KIND_NOT_IMPLEMENTED,   /* 501 */
     KIND_INTERNAL,          /* 500 and anything else */
+    KIND_UNAUTHORIZED,      /* 401 no token */
+    KIND_FORBIDDEN,         /* 403 wrong token, host or origin */
     KIND_COUNT,
 } error_kind;
 
@@ -84,7 +114,8 @@ static const char *const kind_names[KIND_COUNT] = {
     "bad_request",     "not_found",   "method_not_allowed",
     "conflict",        "too_large",   "unsupported_media_type",
     "unprocessable",   "unavailable", "timeout",
-    "not_implemented", "internal",
+    "not_implemented", "internal",    "unauthorized",
+    "forbidden",
 };
 
 static error_kind kind_of_status(unsigned status) {
@@ -109,6 +140,10 @@ static error_kind kind_of_status(unsigned status) {
         return KIND_TIMEOUT;
     case 501:
         return KIND_NOT_IMPLEMENTED;
+    case 401:
+        return KIND_UNAUTHORIZED;
+    case 403:
+        return KIND_FORBIDDEN;
     default:
         return KIND_INTERNAL;
     }
@@ -127,6 +162,7 @@ typedef struct http_metrics {
     uint64_t latency_buckets[N_BOUNDS + 1]; /* not cumulative; +Inf last */
     double latency_sum_s;
     uint64_t latency_count;
+    uint64_t refused[REFUSED_COUNT]; /* refusals by reason */
 } http_metrics;
 
 struct sd_http_api {
@@ -137,6 +173,17 @@ struct sd_http_api {
     int port;
     pthread_mutex_t lock; /* guards metrics */
     http_metrics metrics;
+    atomic_uint_fast64_t upload_bytes;          /* body bytes held by all requests now */
+    uint64_t upload_budget;                     /* their limit */
+    char *allowed_text;                         /* owned copy of allowed_hosts, cut at the commas */
+    const char *allowed[MAX_ALLOWED_HOSTS + 1]; /* into allowed_text, plus listen_ip */
+    size_t n_allowed;
+    char listen_ip[64]; /* the bound address, an allowed host */
+    char *admin_token;  /* owned copies of the tokens (NULL: open) */
+    char *inference_token;
+    char *tls_cert_pem; /* owned copies for libmicrohttpd (NULL: plain HTTP) */
+    char *tls_key_pem;
+    sd_ratelimit log_limit; /* libmicrohttpd's lines */
 };
 
 /* Model parts of a multipart install. */
@@ -153,7 +200,10 @@ typedef struct http_request {
     uint64_t parts_bytes;           /* PUT: bytes of all parts so far */
     unsigned error_status;          /* != 0: answer this status with error_text */
     char error_text[DR_ERR_MSG_MAX];
-    int sample; /* GET /samples/<name>: its index; -1: the list */
+    int sample;               /* GET /samples/<name>: its index; -1: the list */
+    sd_http_api *api;         /* the server (for the upload budget in the part callbacks) */
+    uint64_t charged_bytes;   /* body bytes counted in api->upload_bytes */
+    uint64_t discarded_bytes; /* body bytes dropped after a refusal */
 } http_request;
 
 /* ---------------------------------------------------------------- small helpers */
@@ -228,6 +278,9 @@ static enum MHD_Result answer(sd_http_api *api, struct MHD_Connection *conn, htt
         return MHD_NO;
     }
     MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    if (status == MHD_HTTP_UNAUTHORIZED)
+        MHD_add_response_header(response, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Bearer realm=\"sospdemo\"");
     enum MHD_Result rc = MHD_queue_response(conn, status, response);
     MHD_destroy_response(response);
     record(api, req->ep, status, req->start_ns);
@@ -312,6 +365,41 @@ static void route(http_request *req, const char *url, const char *method) {
 
 /* ---------------------------------------------------------------- bodies */
 
+static void count_refusal(sd_http_api *api, refusal why) {
+    pthread_mutex_lock(&api->lock);
+    api->metrics.refused[why]++;
+    pthread_mutex_unlock(&api->lock);
+}
+
+/*
+ * Admits size more body bytes of req: within its own limit (413) and the server's upload
+ * budget (503), checked before anything is stored. Returns false (and fails req) otherwise.
+ */
+static bool admit_bytes(http_request *req, uint64_t held, uint64_t limit, size_t size,
+                        const char *what) {
+    sd_http_api *api = req->api;
+    if (held + size > limit) {
+        count_refusal(api, REFUSED_TOO_LARGE);
+        request_fail(req, MHD_HTTP_CONTENT_TOO_LARGE,
+                     "the %s exceeds the limit of %" PRIu64 " bytes (refused after %" PRIu64
+                     " bytes)",
+                     what, limit, held + size);
+        return false;
+    }
+    uint64_t total = atomic_fetch_add(&api->upload_bytes, size) + size;
+    if (total > api->upload_budget) {
+        atomic_fetch_sub(&api->upload_bytes, size);
+        count_refusal(api, REFUSED_BUDGET);
+        request_fail(req, MHD_HTTP_SERVICE_UNAVAILABLE,
+                     "the server holds the most uploads it may (%" PRIu64
+                     " bytes, [SOSPDEMO] http_max_upload_bytes); retry later",
+                     api->upload_budget);
+        return false;
+    }
+    req->charged_bytes += size;
+    return true;
+}
+
 static int part_of(const char *key) {
     if (strcmp(key, "synset") == 0 || strcmp(key, "labels") == 0)
         return PART_SYNSET;
@@ -334,10 +422,13 @@ static enum MHD_Result on_form_part(void *cls, enum MHD_ValueKind kind, const ch
                      "unknown form field '%s' (synset, symbol, params, labels, onnx)", key);
         return MHD_NO;
     }
+    /* The parts share one limit: each part may hold only what the others left. */
+    if (!admit_bytes(req, req->parts_bytes, req->api->config.limits.max_model_bytes, size,
+                     "model (all parts together)"))
+        return MHD_NO;
     req->parts_bytes += size;
     if (dr_buf_put_bytes(&req->parts[part], data, size) != DR_OK) {
-        request_fail(req, MHD_HTTP_CONTENT_TOO_LARGE, "the model exceeds the limit of %zu bytes",
-                     req->parts[part].max_bytes);
+        request_fail(req, MHD_HTTP_INSUFFICIENT_STORAGE, "out of memory for the model");
         return MHD_NO;
     }
     return MHD_YES;
@@ -355,9 +446,10 @@ static enum MHD_Result on_photo_part(void *cls, enum MHD_ValueKind kind, const c
                      "unknown form field '%s' (the photo goes in a field named photo)", key);
         return MHD_NO;
     }
+    if (!admit_bytes(req, req->body.len, req->api->config.limits.max_photo_bytes, size, "photo"))
+        return MHD_NO;
     if (dr_buf_put_bytes(&req->body, data, size) != DR_OK) {
-        request_fail(req, MHD_HTTP_CONTENT_TOO_LARGE, "the photo exceeds the limit of %zu bytes",
-                     req->body.max_bytes);
+        request_fail(req, MHD_HTTP_INSUFFICIENT_STORAGE, "out of memory for the photo");
         return MHD_NO;
     }
     return MHD_YES;
@@ -376,9 +468,11 @@ static void start_body(sd_http_api *api, struct MHD_Connection *conn, http_reque
     if (req->ep == EP_WHATSTHIS) {
         uint64_t limit = api->config.limits.max_photo_bytes;
         bool form = is_multipart(conn);
-        if (length > limit + (form ? 64 * 1024 : 0))
+        if (length > limit + (form ? 64 * 1024 : 0)) {
+            count_refusal(api, REFUSED_TOO_LARGE);
             request_fail(req, MHD_HTTP_CONTENT_TOO_LARGE,
                          "photo of %" PRIu64 " bytes exceeds the limit of %" PRIu64, length, limit);
+        }
         dr_buf_init(&req->body, (size_t)limit);
         if (form) {
             req->post = MHD_create_post_processor(conn, POST_BUFFER_BYTES, on_photo_part, req);
@@ -392,10 +486,12 @@ static void start_body(sd_http_api *api, struct MHD_Connection *conn, http_reque
     } else if (req->ep == EP_MODEL_PUT) {
         /* Multipart framing adds a little; the parts themselves are checked as they come. */
         uint64_t limit = api->config.limits.max_model_bytes;
-        if (length > limit + 64 * 1024)
+        if (length > limit + 64 * 1024) {
+            count_refusal(api, REFUSED_TOO_LARGE);
             request_fail(req, MHD_HTTP_CONTENT_TOO_LARGE,
                          "model upload of %" PRIu64 " bytes exceeds the limit of %" PRIu64, length,
                          limit);
+        }
         for (int i = 0; i < PART_COUNT; i++)
             dr_buf_init(&req->parts[i], (size_t)limit);
         req->post = MHD_create_post_processor(conn, POST_BUFFER_BYTES, on_form_part, req);
@@ -405,22 +501,30 @@ static void start_body(sd_http_api *api, struct MHD_Connection *conn, http_reque
     }
 }
 
-static void take_body(http_request *req, const char *data, size_t size) {
-    if (req->error_status)
-        return; /* discard the rest of a refused request */
+/*
+ * One piece of body, counted before it is stored. Returns false when the connection should be
+ * closed: a refused request whose client keeps sending far past the limit.
+ */
+static bool take_body(http_request *req, const char *data, size_t size) {
+    if (req->error_status) {
+        req->discarded_bytes += size; /* read and dropped: the 413 goes out at the end */
+        return req->discarded_bytes <= MAX_DISCARD_BYTES;
+    }
     if (req->ep == EP_WHATSTHIS && req->post) {
         if (MHD_post_process(req->post, data, size) != MHD_YES)
             request_fail(req, MHD_HTTP_BAD_REQUEST, "malformed multipart body");
     } else if (req->ep == EP_WHATSTHIS) {
-        if (dr_buf_put_bytes(&req->body, data, size) != DR_OK)
-            request_fail(req, MHD_HTTP_CONTENT_TOO_LARGE,
-                         "the photo exceeds the limit of %zu bytes", req->body.max_bytes);
+        if (admit_bytes(req, req->body.len, req->api->config.limits.max_photo_bytes, size,
+                        "photo") &&
+            dr_buf_put_bytes(&req->body, data, size) != DR_OK)
+            request_fail(req, MHD_HTTP_INSUFFICIENT_STORAGE, "out of memory for the photo");
     } else if (req->ep == EP_MODEL_PUT && req->post) {
         if (MHD_post_process(req->post, data, size) != MHD_YES)
             request_fail(req, MHD_HTTP_BAD_REQUEST, "malformed multipart body");
     } else if (size > 0) {
         request_fail(req, MHD_HTTP_BAD_REQUEST, "this request takes no body");
     }
+    return true;
 }
 
 /* ---------------------------------------------------------------- endpoints */
@@ -515,6 +619,7 @@ static enum MHD_Result do_whatsthis(sd_http_api *api, struct MHD_Connection *con
         n_tags > api->config.limits.max_tags)
         return answer_error(api, conn, req, MHD_HTTP_BAD_REQUEST,
                             "?tags= must be decimal tags separated by commas, like 1,2");
+    n_tags = sd_dedup_tags(tags, n_tags); /* one call per tag, one copy of the photo */
     if (req->body.len == 0)
         return answer_error(api, conn, req, MHD_HTTP_BAD_REQUEST,
                             req->post ? "the form needs the photo (curl -F photo=@x.jpg)"
@@ -725,6 +830,23 @@ static void metrics_http(dr_buf *out, const http_metrics *m) {
     }
     PUT_LINE("sospdemo_http_request_duration_seconds_sum %.6f\n", m->latency_sum_s);
     PUT_LINE("sospdemo_http_request_duration_seconds_count %" PRIu64 "\n", m->latency_count);
+    PUT_LINE("# HELP sospdemo_http_refused_total Requests refused by a check, by reason.\n"
+             "# TYPE sospdemo_http_refused_total counter\n");
+    for (int why = 0; why < REFUSED_COUNT; why++)
+        PUT_LINE("sospdemo_http_refused_total{reason=\"%s\"} %" PRIu64 "\n", refusal_names[why],
+                 m->refused[why]);
+}
+
+static void metrics_uploads(dr_buf *out, sd_http_api *api) {
+    char line[512];
+    int n;
+    PUT_LINE("# HELP sospdemo_http_upload_bytes Request body bytes held now.\n"
+             "# TYPE sospdemo_http_upload_bytes gauge\n"
+             "sospdemo_http_upload_bytes %" PRIu64 "\n"
+             "# HELP sospdemo_http_upload_budget_bytes Their limit (http_max_upload_bytes).\n"
+             "# TYPE sospdemo_http_upload_budget_bytes gauge\n"
+             "sospdemo_http_upload_budget_bytes %" PRIu64 "\n",
+             (uint64_t)atomic_load(&api->upload_bytes), api->upload_budget);
 }
 
 static void metrics_grpc(dr_buf *out, sd_function_tier *grpc) {
@@ -742,6 +864,13 @@ static void metrics_grpc(dr_buf *out, sd_function_tier *grpc) {
              "# TYPE sospdemo_grpc_calls_active gauge\n"
              "sospdemo_grpc_calls_active %" PRIu64 "\n",
              s.calls_active);
+    PUT_LINE("# HELP sospdemo_grpc_refused_total gRPC calls refused or cancelled, by reason.\n"
+             "# TYPE sospdemo_grpc_refused_total counter\n");
+    PUT_LINE("sospdemo_grpc_refused_total{reason=\"unauthenticated\"} %" PRIu64 "\n",
+             s.calls_unauthenticated);
+    PUT_LINE("sospdemo_grpc_refused_total{reason=\"permission_denied\"} %" PRIu64 "\n",
+             s.calls_denied);
+    PUT_LINE("sospdemo_grpc_refused_total{reason=\"deadline\"} %" PRIu64 "\n", s.calls_deadline);
 #undef PUT_LINE
 }
 
@@ -754,6 +883,7 @@ static enum MHD_Result do_metrics(sd_http_api *api, struct MHD_Connection *conn,
     dr_buf out;
     dr_buf_init(&out, 1 << 20);
     metrics_http(&out, &snapshot);
+    metrics_uploads(&out, api);
     if (api->config.grpc)
         metrics_grpc(&out, api->config.grpc);
     char *extra = NULL;
@@ -802,6 +932,52 @@ static enum MHD_Result dispatch(sd_http_api *api, struct MHD_Connection *conn, h
     }
 }
 
+/* Refuses a Host or Origin that names another site (DNS rebinding, cross-site forms). */
+static void check_host(sd_http_api *api, struct MHD_Connection *conn, http_request *req) {
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN);
+    if (!sd_host_allowed(host, api->allowed, api->n_allowed)) {
+        count_refusal(api, REFUSED_HOST);
+        request_fail(req, MHD_HTTP_FORBIDDEN,
+                     "Host '%.100s' is not a name of this server (loopback, its address, or "
+                     "[SOSPDEMO] http_allowed_hosts)",
+                     host);
+    } else if (!sd_origin_allowed(origin, api->allowed, api->n_allowed)) {
+        count_refusal(api, REFUSED_ORIGIN);
+        request_fail(req, MHD_HTTP_FORBIDDEN,
+                     "Origin '%.100s' is not this server (cross-site requests are refused)",
+                     origin);
+    }
+}
+
+/* Checks the bearer token the endpoint needs (401 without one, 403 with a wrong one). */
+static void check_token(sd_http_api *api, struct MHD_Connection *conn, http_request *req) {
+    const char *needed = NULL, *also = NULL;
+    if (req->ep == EP_MODEL_PUT || req->ep == EP_MODEL_DELETE) {
+        needed = api->admin_token;
+    } else if (req->ep == EP_WHATSTHIS) {
+        needed = api->inference_token;
+        also = api->admin_token;
+    }
+    if (!needed)
+        return;
+    const char *value =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    sd_auth_result result = sd_check_bearer(value, value ? strlen(value) : 0, needed, also);
+    if (result == SD_AUTH_MISSING) {
+        count_refusal(api, REFUSED_UNAUTHENTICATED);
+        request_fail(
+            req, MHD_HTTP_UNAUTHORIZED, "%s needs the header Authorization: Bearer <token> (%s)",
+            endpoint_names[req->ep],
+            req->ep == EP_WHATSTHIS ? "the inference or admin token"
+                                    : "the admin token, the cluster's secrets/admin.token");
+    } else if (result == SD_AUTH_DENIED) {
+        count_refusal(api, REFUSED_FORBIDDEN);
+        request_fail(req, MHD_HTTP_FORBIDDEN, "the token does not grant %s",
+                     endpoint_names[req->ep]);
+    }
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls) {
@@ -813,17 +989,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!req)
             return MHD_NO;
         req->start_ns = now_ns();
+        req->api = api;
         *con_cls = req;
-        route(req, url, method);
+        check_host(api, conn, req);
+        if (!req->error_status)
+            route(req, url, method);
+        if (!req->error_status)
+            check_token(api, conn, req);
         if (!req->error_status)
             start_body(api, conn, req);
         /* A refused request is answered at once; libmicrohttpd then skips its body. */
         return req->error_status ? dispatch(api, conn, req) : MHD_YES;
     }
     if (*upload_data_size > 0) {
-        take_body(req, upload_data, *upload_data_size);
+        bool keep = take_body(req, upload_data, *upload_data_size);
         *upload_data_size = 0;
-        return MHD_YES;
+        return keep ? MHD_YES : MHD_NO;
     }
     return dispatch(api, conn, req);
 }
@@ -836,6 +1017,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     if (req->post)
         MHD_destroy_post_processor(req->post);
+    atomic_fetch_sub(&req->api->upload_bytes, req->charged_bytes);
     dr_buf_free(&req->body);
     for (int i = 0; i < PART_COUNT; i++)
         dr_buf_free(&req->parts[i]);
@@ -847,13 +1029,115 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* libmicrohttpd's own messages ("Error processing request", ...) go to our log, prefixed. */
 static void log_from_microhttpd(void *cls, const char *fmt, va_list ap) {
-    (void)cls;
+    sd_http_api *api = cls;
+    uint64_t suppressed = 0;
+    if (!sd_ratelimit_allow(&api->log_limit, &suppressed))
+        return; /* a client can provoke these lines at will */
+    if (suppressed)
+        DR_WARN(DR_LOGM_APP, "HTTP server (libmicrohttpd): %" PRIu64 " lines suppressed",
+                suppressed);
     char text[512];
     vsnprintf(text, sizeof text, fmt, ap);
     size_t len = strlen(text);
     while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
         text[--len] = '\0';
     DR_WARN(DR_LOGM_APP, "HTTP server (libmicrohttpd): %s", text);
+}
+
+/* Frees what sd_http_start copied (the daemon is stopped or was never started). */
+static void api_free(sd_http_api *api) {
+    sd_credentials copies = {.tls_cert_pem = api->tls_cert_pem,
+                             .tls_key_pem = api->tls_key_pem,
+                             .admin_token = api->admin_token,
+                             .inference_token = api->inference_token};
+    sd_credentials_free(&copies); /* zeroes the secrets */
+    free(api->allowed_text);
+    sd_ratelimit_destroy(&api->log_limit);
+    pthread_mutex_destroy(&api->lock);
+    free(api);
+}
+
+static char *dup_or_null(const char *text, bool *failed) {
+    if (!text)
+        return NULL;
+    char *copy = strdup(text);
+    *failed |= copy == NULL;
+    return copy;
+}
+
+/* Copies the credentials and the allowed host names. Returns 0 or DR_ENOMEM / DR_EINVAL. */
+static int copy_settings(sd_http_api *api, const sd_http_config *config, dr_err *err) {
+    const sd_credentials *creds = config->credentials;
+    bool failed = false;
+    if (creds) {
+        api->tls_cert_pem = dup_or_null(creds->tls_cert_pem, &failed);
+        api->tls_key_pem = dup_or_null(creds->tls_key_pem, &failed);
+        api->admin_token = dup_or_null(creds->admin_token, &failed);
+        api->inference_token = dup_or_null(creds->inference_token, &failed);
+    }
+    api->allowed_text = dup_or_null(config->allowed_hosts, &failed);
+    if (failed)
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    if ((api->tls_cert_pem != NULL) != (api->tls_key_pem != NULL))
+        return dr_err_set(err, DR_EINVAL, "http: a TLS certificate needs its key and back");
+    if (config->listen_ip) {
+        snprintf(api->listen_ip, sizeof api->listen_ip, "%s", config->listen_ip);
+        api->allowed[api->n_allowed++] = api->listen_ip;
+    }
+    char *save = NULL;
+    for (char *name = api->allowed_text ? strtok_r(api->allowed_text, ", ", &save) : NULL; name;
+         name = strtok_r(NULL, ", ", &save)) {
+        if (api->n_allowed == MAX_ALLOWED_HOSTS)
+            return dr_err_set(err, DR_EINVAL, "http: more than %d allowed host names",
+                              MAX_ALLOWED_HOSTS - 1);
+        api->allowed[api->n_allowed++] = name;
+    }
+    return DR_OK;
+}
+
+static void apply_http_defaults(sd_http_api *api) {
+    sd_upload_limits *l = &api->config.limits;
+    l->max_photo_bytes = l->max_photo_bytes ? l->max_photo_bytes : SD_DEFAULT_MAX_PHOTO_BYTES;
+    l->max_model_bytes = l->max_model_bytes ? l->max_model_bytes : SD_DEFAULT_MAX_MODEL_BYTES;
+    l->max_tags = l->max_tags ? l->max_tags : SD_DEFAULT_MAX_TAGS;
+    sd_http_config *c = &api->config;
+    if (!c->max_connections)
+        c->max_connections = DEFAULT_MAX_CONNECTIONS;
+    if (!c->max_connections_per_ip)
+        c->max_connections_per_ip = DEFAULT_MAX_CONNECTIONS_PER_IP;
+    if (!c->connection_timeout_s)
+        c->connection_timeout_s = DEFAULT_CONNECTION_TIMEOUT_S;
+    uint64_t one_of_each = l->max_model_bytes + l->max_photo_bytes;
+    api->upload_budget =
+        c->max_upload_bytes
+            ? c->max_upload_bytes
+            : (one_of_each > DEFAULT_MIN_UPLOAD_BUDGET ? one_of_each : DEFAULT_MIN_UPLOAD_BUDGET);
+}
+
+static struct MHD_Daemon *start_daemon(sd_http_api *api, struct sockaddr_in *addr) {
+    struct MHD_OptionItem options[12];
+    size_t n = 0;
+    options[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)log_from_microhttpd, api};
+    options[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, addr};
+    options[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, api};
+    options[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
+                                           (intptr_t)api->config.max_connections, NULL};
+    options[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                           (intptr_t)api->config.max_connections_per_ip, NULL};
+    options[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
+                                           (intptr_t)api->config.connection_timeout_s, NULL};
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
+    if (api->tls_cert_pem) {
+        flags |= MHD_USE_TLS;
+        options[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, api->tls_cert_pem};
+        options[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, api->tls_key_pem};
+    }
+    options[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    return MHD_start_daemon(flags, 0, NULL, NULL, on_request, api, MHD_OPTION_ARRAY, options,
+                            MHD_OPTION_END);
 }
 
 int sd_http_start(const sd_http_config *config, const sd_backend *backend,
@@ -867,33 +1151,44 @@ int sd_http_start(const sd_http_config *config, const sd_backend *backend,
     sd_http_api *api = calloc(1, sizeof(*api));
     if (!api)
         return dr_err_set(err, DR_ENOMEM, "out of memory");
+    pthread_mutex_init(&api->lock, NULL);
+    sd_ratelimit_init(&api->log_limit, LOG_BURST, LOG_WINDOW_MS);
+    atomic_init(&api->upload_bytes, 0);
     api->backend = *backend;
     if (hooks)
         api->hooks = *hooks;
     api->config = *config;
-    api->config.listen_ip = NULL; /* not kept */
-    sd_upload_limits *l = &api->config.limits;
-    l->max_photo_bytes = l->max_photo_bytes ? l->max_photo_bytes : SD_DEFAULT_MAX_PHOTO_BYTES;
-    l->max_model_bytes = l->max_model_bytes ? l->max_model_bytes : SD_DEFAULT_MAX_MODEL_BYTES;
-    l->max_tags = l->max_tags ? l->max_tags : SD_DEFAULT_MAX_TAGS;
-    unsigned max_connections =
-        config->max_connections ? config->max_connections : DEFAULT_MAX_CONNECTIONS;
-    pthread_mutex_init(&api->lock, NULL);
-    api->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0,
-        NULL, NULL, on_request, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_EXTERNAL_LOGGER,
-        log_from_microhttpd, NULL, MHD_OPTION_CONNECTION_LIMIT, max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
+    int rc = copy_settings(api, config, err);
+    api->config.listen_ip = NULL;     /* not kept */
+    api->config.allowed_hosts = NULL; /* copied */
+    api->config.credentials = NULL;   /* copied */
+    if (rc) {
+        api_free(api);
+        return rc;
+    }
+    apply_http_defaults(api);
+    if (api->tls_cert_pem && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        api_free(api);
+        return dr_err_set(err, DR_EUNSUPPORTED, "http: this libmicrohttpd has no TLS support");
+    }
+    api->daemon = start_daemon(api, &addr);
     if (!api->daemon) {
-        pthread_mutex_destroy(&api->lock);
-        free(api);
-        return dr_err_set(err, DR_EIO, "http: cannot listen on %s:%u",
+        api_free(api);
+        return dr_err_set(err, DR_EIO,
+                          "http: cannot listen on %s:%u (port taken, or a bad TLS certificate "
+                          "or key)",
                           config->listen_ip ? config->listen_ip : "0.0.0.0", config->port);
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(api->daemon, MHD_DAEMON_INFO_BIND_PORT);
     api->port = info ? info->port : config->port;
-    DR_INFO(DR_LOGM_APP, "HTTP API on port %d", api->port);
+    DR_INFO(DR_LOGM_APP,
+            "HTTP API on port %d (%s; install/remove %s; inference %s; at most %u connections, "
+            "%u per address, idle timeout %u s, upload budget %" PRIu64 " bytes)",
+            api->port, api->tls_cert_pem ? "HTTPS" : "plain HTTP",
+            api->admin_token ? "need the admin token" : "OPEN to anyone",
+            api->inference_token ? "needs a token" : "open", api->config.max_connections,
+            api->config.max_connections_per_ip, api->config.connection_timeout_s,
+            api->upload_budget);
     *out = api;
     return DR_OK;
 }
@@ -906,6 +1201,5 @@ void sd_http_stop(sd_http_api *api) {
     if (!api)
         return;
     MHD_stop_daemon(api->daemon);
-    pthread_mutex_destroy(&api->lock);
-    free(api);
+    api_free(api);
 }

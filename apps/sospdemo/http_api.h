@@ -24,6 +24,16 @@
  *                                   latency histogram, the gRPC server's call counters, the
  *                                   metrics hook's lines
  *
+ * Security (docs/security.md): with a certificate the port speaks HTTPS only. PUT and DELETE
+ * of models need `Authorization: Bearer <admin token>` when an admin token is configured,
+ * POST /v1/whatsthis the inference token (or the admin token) when one is configured: no or a
+ * malformed header answers 401 (with WWW-Authenticate), a wrong token 403. A Host header that
+ * is not loopback, listen_ip or an allowed host (DNS rebinding), or an Origin whose host is not
+ * one of them, answers 403. Bodies (Content-Length or chunked, raw or multipart) are counted as
+ * they arrive, against the request's limit (413) and the server's upload budget shared by all
+ * requests (503); the rest of a refused body is read and dropped without being kept. Repeated
+ * tags are merged.
+ *
  * Status codes: 200 answered; 400 bad request (bad tags, empty or missing parts); 404 unknown
  * path, model or tag; 405 wrong method; 409 install refused (error_code != 0, e.g. tag taken);
  * 422 install refused with error_code DR_ECORRUPT (the model cannot be loaded); 404 remove of a
@@ -32,8 +42,9 @@
  * 501 no hook; 503 / 504 / 500 backend errors (DR_EAGAIN, DR_ECLOSED etc. / DR_ETIMEDOUT /
  * other). Errors are JSON {"error":"..."}. /metrics counts errors by kind.
  *
- * Threads: libmicrohttpd's thread per connection (at most max_connections); the backend is
- * called on those threads, so it may block.
+ * Threads: libmicrohttpd's thread per connection (at most max_connections, at most
+ * max_connections_per_ip from one address; an idle or slow connection is closed after
+ * connection_timeout_s); the backend is called on those threads, so it may block.
  */
 #ifndef SOSPDEMO_HTTP_API_H
 #define SOSPDEMO_HTTP_API_H
@@ -57,11 +68,19 @@ typedef struct sd_http_hooks {
 
 /** HTTP server settings; zero fields take defaults. */
 typedef struct sd_http_config {
-    const char *listen_ip;    /**< IPv4 address to bind ("127.0.0.1"; NULL: any) */
-    uint16_t port;            /**< TCP port (0: a free one, see sd_http_port) */
-    sd_upload_limits limits;  /**< body limits (defaults as the gRPC server's) */
-    unsigned max_connections; /**< simultaneous connections (default 64) */
-    sd_function_tier *grpc;   /**< optional: its counters appear in /metrics */
+    const char *listen_ip;           /**< IPv4 address to bind ("127.0.0.1"; NULL: any) */
+    uint16_t port;                   /**< TCP port (0: a free one, see sd_http_port) */
+    sd_upload_limits limits;         /**< body limits (defaults as the gRPC server's) */
+    unsigned max_connections;        /**< simultaneous connections (default 256) */
+    unsigned max_connections_per_ip; /**< from one client address (default 32) */
+    unsigned connection_timeout_s;   /**< idle / slow connection closed after (default 30) */
+    uint64_t max_upload_bytes;       /**< request bodies held by all requests at once (default: the
+                                          larger of 256 MiB and max_model_bytes + max_photo_bytes) */
+    const char *allowed_hosts;       /**< extra Host / Origin names besides loopback and listen_ip,
+                                          comma-separated (copied; NULL: none) */
+    /** TLS and tokens (borrowed during start, copied; NULL fields: that protection is off). */
+    const sd_credentials *credentials;
+    sd_function_tier *grpc; /**< optional: its counters appear in /metrics */
 } sd_http_config;
 
 typedef struct sd_http_api sd_http_api;

@@ -2,7 +2,8 @@
  * sospdemo: the photo-identification service's single binary (seed command line).
  *
  *   sospdemo server                      join the group from ./derecho.cfg (server.h)
- *   sospdemo client <host:port> ...      the function tier's client (client.h)
+ *   sospdemo client <host:port> ...      the function tier's client (client.h); TLS and token
+ *                                        from ./derecho.cfg [SOSPDEMO] when it exists
  *   sospdemo config [--SECTION/key=value] print the effective configuration (app_config.h)
  *
  * No mode, an unknown mode or missing arguments print the seed's usage text and exit 2 (an
@@ -45,8 +46,14 @@ int main(int argc, char **argv) {
         sd_print_help(stdout, argv[1]);
         return 0;
     }
-    if (argc >= 2 && strcmp(argv[1], "client") == 0)
-        return sd_client_main(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "client") == 0) {
+        sd_credentials creds;
+        if (sospdemo_client_credentials(&creds) != 0)
+            return 1;
+        int rc = sd_client_main_secure(argc, argv, &creds);
+        sd_credentials_free(&creds);
+        return rc;
+    }
     if (argc >= 2 && strcmp(argv[1], "server") == 0)
         return server_main(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "config") == 0)

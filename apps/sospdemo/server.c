@@ -51,6 +51,7 @@ typedef struct server_state {
     sd_service *service;
     sd_function_tier *grpc;
     sd_http_api *http;
+    sd_credentials credentials; /* TLS and tokens from [SOSPDEMO] (fields NULL when unset) */
     uint32_t local_id;
     char local_ip[64];
     int view_fd; /* read end of the view-upcall pipe */
@@ -180,6 +181,7 @@ static int start_function_tier(server_state *state) {
         .max_model_bytes = max_model,
         .max_photo_bytes = max_photo,
     };
+    config_u32(state->config, "max_models_per_shard", &service_config.max_models_per_shard);
     if (sd_service_create(state->node, &service_config, &state->service) != DR_OK) {
         fprintf(stderr, "sospdemo server: out of memory\n");
         return 1;
@@ -192,10 +194,19 @@ static int start_function_tier(server_state *state) {
     }
     snprintf(address, sizeof address, "%s:%u", state->local_ip, base_port + state->local_id);
     sd_backend backend = sd_service_backend(state->service);
+    uint32_t call_timeout_ms = 0, install_timeout_ms = 0, max_tags = 0;
+    config_u32(state->config, "grpc_call_timeout_ms", &call_timeout_ms);
+    config_u32(state->config, "grpc_install_timeout_ms", &install_timeout_ms);
+    config_u32(state->config, "max_tags_per_request", &max_tags);
     sd_function_tier_config grpc_config = {
         .listen_address = address,
-        .limits = {.max_photo_bytes = max_photo, .max_model_bytes = max_model},
+        .limits = {.max_photo_bytes = max_photo,
+                   .max_model_bytes = max_model,
+                   .max_tags = max_tags},
         .workers = grpc_workers,
+        .credentials = &state->credentials,
+        .call_timeout_ms = call_timeout_ms,
+        .install_timeout_ms = install_timeout_ms,
     };
     dr_err err = {0};
     if (sd_function_tier_start(&grpc_config, &backend, &state->grpc, &err) != DR_OK) {
@@ -210,19 +221,57 @@ static int start_function_tier(server_state *state) {
             return 1;
         }
         sd_http_hooks hooks = sd_service_http_hooks(state->service);
+        uint32_t max_connections = 0, per_ip = 0, timeout_s = 0;
+        uint64_t max_upload = 0;
+        config_u32(state->config, "http_max_connections", &max_connections);
+        config_u32(state->config, "http_max_connections_per_ip", &per_ip);
+        config_u32(state->config, "http_connection_timeout_s", &timeout_s);
+        dr_config_get_u64(state->config, "SOSPDEMO", "http_max_upload_bytes", &max_upload);
         sd_http_config http_config = {
             .listen_ip = state->local_ip,
             .port = (uint16_t)(http_base + state->local_id),
             .limits = grpc_config.limits,
+            .max_connections = max_connections,
+            .max_connections_per_ip = per_ip,
+            .connection_timeout_s = timeout_s,
+            .max_upload_bytes = max_upload,
+            .allowed_hosts = dr_config_get(state->config, "SOSPDEMO", "http_allowed_hosts"),
+            .credentials = &state->credentials,
             .grpc = state->grpc,
         };
         if (sd_http_start(&http_config, &backend, &hooks, &state->http, &err) != DR_OK) {
             fprintf(stderr, "sospdemo server: %s\n", err.msg);
             return 1;
         }
-        printf("Web page and HTTP API on http://%s:%u/\n", state->local_ip,
+        printf("Web page and HTTP API on %s://%s:%u/\n",
+               state->credentials.tls_cert_pem ? "https" : "http", state->local_ip,
                http_base + state->local_id);
     }
+    return 0;
+}
+
+/*
+ * Reads the TLS certificate and tokens named in [SOSPDEMO] before the node joins (a bad file
+ * stops the node at once, not when it serves), and warns when the service is open.
+ */
+static int load_credentials(server_state *state) {
+    dr_err err = {0};
+    if (sospdemo_make_missing_credentials(state->config) != 0)
+        return 1;
+    if (sospdemo_load_credentials(state->config, true, &state->credentials, &err) != DR_OK) {
+        fprintf(stderr, "sospdemo server: %s\n", err.msg);
+        return 1;
+    }
+    if (!state->credentials.tls_cert_pem || !state->credentials.admin_token)
+        fprintf(stderr,
+                "sospdemo server: warning: %s%s%s: anyone who reaches the gRPC and HTTP ports "
+                "%s (scripts/gen-cluster.sh makes a cluster with credentials; docs/security.md)\n",
+                state->credentials.tls_cert_pem ? "" : "no TLS ([SOSPDEMO] tls_cert_file)",
+                !state->credentials.tls_cert_pem && !state->credentials.admin_token ? " and " : "",
+                state->credentials.admin_token ? ""
+                                               : "no admin token ([SOSPDEMO] admin_token_file)",
+                state->credentials.admin_token ? "can read the traffic"
+                                               : "can install and remove models");
     return 0;
 }
 
@@ -327,6 +376,7 @@ static void stop_server(server_state *state) {
     sd_service_destroy(state->service);
     dr_rpc_node_destroy(state->node);
     sd_categorizer_destroy(state->categorizer);
+    sd_credentials_free(&state->credentials);
     dr_config_free(state->config);
     if (state->signal_fd >= 0)
         close(state->signal_fd); /* the write end stays open: a late signal must not fail */
@@ -344,6 +394,8 @@ int sd_server_main(int argc, char **argv) {
     if (sospdemo_load_config(argc > 2 ? argc - 2 : 0, argv + 2, false, &state.config) != 0)
         goto done;
     dr_config_apply_logging(state.config);
+    if (load_credentials(&state) != 0)
+        goto done;
     dr_config_get_u32(state.config, "DERECHO", "local_id", &state.local_id);
     const char *ip = dr_config_get(state.config, "DERECHO", "local_ip");
     snprintf(state.local_ip, sizeof state.local_ip, "%s", ip ? ip : "127.0.0.1");

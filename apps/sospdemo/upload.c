@@ -52,7 +52,7 @@ static int accept_photo_metadata(sd_upload *upload, const Sospdemo__PhotoRequest
     if (!upload->tags)
         return dr_err_set(err, DR_ENOMEM, "%s: out of memory", rpc);
     memcpy(upload->tags, md->tags, md->n_tags * sizeof(uint32_t));
-    upload->n_tags = md->n_tags;
+    upload->n_tags = sd_dedup_tags(upload->tags, md->n_tags);
     expect_bytes(upload, md->photo_size);
     return DR_OK;
 }
@@ -162,4 +162,16 @@ int sd_upload_finish(const sd_upload *upload, dr_err *err) {
                           "%s: the stream ended after %zu of %" PRIu64 " announced bytes", rpc,
                           upload->data.len, upload->expected_bytes);
     return DR_OK;
+}
+
+size_t sd_dedup_tags(uint32_t *tags, size_t n_tags) {
+    size_t kept = 0;
+    for (size_t i = 0; i < n_tags; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < kept && !seen; j++)
+            seen = tags[j] == tags[i];
+        if (!seen)
+            tags[kept++] = tags[i];
+    }
+    return kept;
 }

@@ -10,6 +10,7 @@
  *                    the announced size;
  *   end of stream  : the total must equal the announced size.
  *
+ * Repeated tags in the metadata are merged (sd_dedup_tags) after the max_tags check.
  * Any other shape (data before metadata, a second metadata, a message with neither field, an
  * undecodable message, a size over a limit, too many tags, a short or long total) is refused
  * with a precise one-line message; the function tier answers it with INVALID_ARGUMENT.
@@ -79,6 +80,13 @@ int sd_upload_feed(sd_upload *upload, const uint8_t *msg, size_t len, dr_err *er
  * equals the announced size, else DR_EINVAL with err set.
  */
 int sd_upload_finish(const sd_upload *upload, dr_err *err);
+
+/**
+ * Removes repeated tags from tags[0..n_tags) in place, keeping each tag's first position (so
+ * "1,2,1" asks tag 1 once: one answer, one call to its shard). Returns the new count.
+ * Quadratic: callers cap n_tags first (max_tags).
+ */
+size_t sd_dedup_tags(uint32_t *tags, size_t n_tags);
 
 /** The RPC name of a kind, for messages ("Whatsthis", "InstallModel"). */
 const char *sd_upload_kind_name(sd_upload_kind kind);

@@ -184,7 +184,8 @@ static int start_attempt(harness_cluster *cluster, const harness_options *option
         cluster->stdin_fds[i] = -1;
     cluster->port_base = port_base;
     char command[2048];
-    /* 0: the shard size (the seed's rule; gen-cluster.sh's own default is 1) */
+    /* --insecure: these tests drive plain gRPC and HTTP; test_security.py covers TLS/tokens.
+     * min_nodes 0: the shard size (the seed's rule; gen-cluster.sh's own default is 1) */
     int shards = options->shards > 0 ? options->shards : 1;
     int per_shard = (options->nodes - options->function_nodes - options->spares) / shards;
     char min_nodes[32];
@@ -192,7 +193,7 @@ static int start_attempt(harness_cluster *cluster, const harness_options *option
              options->min_nodes ? options->min_nodes : per_shard);
     snprintf(command, sizeof command,
              "rm -rf '%s' && '%s/scripts/gen-cluster.sh' '%s' %d --function-nodes %d --shards %d "
-             "--spares %d %s --port-base %d --heartbeat-ms %d --launch-binary '%s'",
+             "--spares %d %s --port-base %d --heartbeat-ms %d --launch-binary '%s' --insecure",
              cluster->dir, source, cluster->dir, options->nodes, options->function_nodes,
              options->shards, options->spares, min_nodes, cluster->port_base,
              options->heartbeat_ms ? options->heartbeat_ms : 10000, cluster->bin);
@@ -201,6 +202,15 @@ static int start_attempt(harness_cluster *cluster, const harness_options *option
     if (rc != 0) {
         fprintf(stderr, "harness: gen-cluster.sh failed (%d)\n", rc);
         return -1;
+    }
+    for (int i = 0; options->extra_config && i < options->nodes; i++) {
+        char path[760];
+        snprintf(path, sizeof path, "%s/n%d/derecho.cfg", cluster->dir, i);
+        FILE *cfg = fopen(path, "a");
+        if (!cfg || fprintf(cfg, "\n%s", options->extra_config) < 0 || fclose(cfg) != 0) {
+            fprintf(stderr, "harness: cannot append to %s\n", path);
+            return -1;
+        }
     }
     /*
      * Shards take members in join order (the seed's rule), so nodes are started one by one,

@@ -24,14 +24,16 @@ typedef struct harness_cluster {
 
 /** Options of a cluster (gen-cluster.sh arguments). */
 typedef struct harness_options {
-    const char *name;   /* folder name under the build tree */
-    int nodes;          /* processes */
-    int function_nodes; /* function tier size */
-    int spares;         /* unassigned nodes at the end (gen-cluster.sh --spares) */
-    int shards;         /* categorizer shards */
-    int min_nodes;      /* categorizer shard minimum (0: shard size, the seed's rule) */
-    int port_base;      /* 46000-46999, 100 ports used */
-    int heartbeat_ms;   /* 0: 10000 */
+    const char *name;         /* folder name under the build tree */
+    int nodes;                /* processes */
+    int function_nodes;       /* function tier size */
+    int spares;               /* unassigned nodes at the end (gen-cluster.sh --spares) */
+    int shards;               /* categorizer shards */
+    int min_nodes;            /* categorizer shard minimum (0: shard size, the seed's rule) */
+    int port_base;            /* 46000-46999, 100 ports used */
+    int heartbeat_ms;         /* 0: 10000 */
+    const char *extra_config; /* appended to every node's derecho.cfg (e.g. "[SOSPDEMO]\nkey =
+                                 value\n"); NULL: none */
 } harness_options;
 
 /**

@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """A client of the seed's gRPC interface (seed_sospdemo.proto), generated at test time with
 grpc_tools.protoc (Debian python3-grpc-tools, nothing downloaded), run against our function
-tier. Usage: seed_client.py <host:port> <work dir>. Prints one line per step:
+tier. Usage: seed_client.py <host:port> <work dir> [<ca.pem> <token file>]: with a CA the
+channel is grpc.ssl_channel_credentials(CA) and every call carries the metadata
+`authorization: Bearer <token>`, as any stock gRPC client would. Prints one line per step:
 
   install:<error_code>:<error_desc>
   whatsthis:<desc>
@@ -23,6 +25,8 @@ def photo_bytes():
 
 def main():
     target, work = sys.argv[1], sys.argv[2]
+    ca_file = sys.argv[3] if len(sys.argv) > 3 else None
+    token_file = sys.argv[4] if len(sys.argv) > 4 else None
     try:
         import grpc
         from grpc_tools import protoc
@@ -40,7 +44,15 @@ def main():
     import seed_sospdemo_pb2 as pb
     import seed_sospdemo_pb2_grpc as pb_grpc
 
-    channel = grpc.insecure_channel(target)
+    metadata = None
+    if ca_file:
+        with open(ca_file, "rb") as f:
+            channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(f.read()))
+    else:
+        channel = grpc.insecure_channel(target)
+    if token_file:
+        with open(token_file) as f:
+            metadata = [("authorization", "Bearer " + f.read().strip())]
     stub = pb_grpc.FunctionTierServiceStub(channel)
 
     synset, symbol, params = b"n0001 rose\n", b"{}", bytes(range(256)) * 300
@@ -54,7 +66,7 @@ def main():
         for off in range(0, len(data), CHUNK):
             yield pb.InstallModelRequest(file_data=data[off:off + CHUNK])
 
-    reply = stub.InstallModel(model_stream(), timeout=20)
+    reply = stub.InstallModel(model_stream(), timeout=20, metadata=metadata)
     print("install:%d:%s" % (reply.error_code, reply.error_desc))
 
     photo = photo_bytes()
@@ -65,15 +77,15 @@ def main():
         for off in range(0, len(photo), CHUNK):
             yield pb.PhotoRequest(file_data=photo[off:off + CHUNK])
 
-    print("whatsthis:%s" % stub.Whatsthis(photo_stream(), timeout=20).desc)
+    print("whatsthis:%s" % stub.Whatsthis(photo_stream(), timeout=20, metadata=metadata).desc)
 
     try:
-        stub.Whatsthis(iter([pb.PhotoRequest(file_data=b"xx")]), timeout=20)
+        stub.Whatsthis(iter([pb.PhotoRequest(file_data=b"xx")]), timeout=20, metadata=metadata)
         print("invalid:OK:")
     except grpc.RpcError as err:
         print("invalid:%s:%s" % (err.code().name, err.details()))
 
-    reply = stub.RemoveModel(pb.RemoveModelRequest(tag=7), timeout=20)
+    reply = stub.RemoveModel(pb.RemoveModelRequest(tag=7), timeout=20, metadata=metadata)
     print("remove:%d:%s" % (reply.error_code, reply.error_desc))
     channel.close()
     return 0

@@ -42,7 +42,7 @@ expect_refusal "holds 4 node folder(s), not 3" scripts/cluster.sh status 3 --dir
 scripts/cluster.sh start --dir "$work/cluster"
 status=$(scripts/cluster.sh status --dir "$work/cluster")
 echo "$status"
-[[ "$status" == *"node 0: running"*"function tier  gRPC 127.0.0.1:26680  web http://127.0.0.1:26690/"* ]] ||
+[[ "$status" == *"node 0: running"*"function tier  gRPC 127.0.0.1:26680  web https://127.0.0.1:26690/"* ]] ||
   fail "status: no role or addresses for node 0"
 [[ "$status" == *"node 3: running"*"categorizer tier, shard 0"* ]] || fail "status: node 3's role"
 [[ "$status" != *warning* ]] || fail "status warns about roles in id order"
