@@ -133,8 +133,16 @@ admin_token_file = ../secrets/admin.token
 # of a shipped folder (credentials are never in git)
 credentials_script = CREDENTIALS_SCRIPT
 "
+  group_keys="# the group port's keys (docs/security.md): members prove cluster.key to each other;
+# outside libderecho clients prove admin.key (install/remove) or client.key
+cluster_key_file = ../secrets/cluster.key
+admin_key_file = ../secrets/admin.key
+client_key_file = ../secrets/client.key
+"
 else
   security_section="# no credentials (gen-cluster.sh --insecure): plain gRPC and HTTP, install/remove open
+"
+  group_keys="# no group-port keys (gen-cluster.sh --insecure): anyone may connect to gms_port
 "
 fi
 
@@ -195,7 +203,7 @@ max_p2p_request_payload_size = 104861696
 max_p2p_reply_payload_size = 131072
 # window size for P2P requests and replies
 p2p_window_size = 16
-
+$group_keys
 # Subgroup configurations
 [SUBGROUP/DEFAULT]
 max_payload_size = 10240
