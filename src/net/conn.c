@@ -74,6 +74,11 @@ static void free_frame(out_frame *f) {
     free(f);
 }
 
+void dr_net__free_payload(void *ctx, void *payload) {
+    (void)ctx;
+    free(payload);
+}
+
 void dr_net__free_frame_list(out_frame *f) {
     while (f) {
         out_frame *next = f->next;
@@ -246,6 +251,7 @@ void dr_net__close_conn(dr_net *net, conn *c, int reason, const char *why) {
 }
 
 void dr_net__free_conn(conn *c) {
+    dr_net__seal_free(c);
     dr_frame_decoder_free(&c->dec);
     free(c->rbuf);
     free(c);
@@ -304,7 +310,7 @@ static int queue_hello_locked(dr_net *net, conn *c) {
     h[12] = (uint8_t)net->cfg.role;
     h[13] = (uint8_t)net->cfg.prove_with;
     h[14] = DR_NET_HELLO_VERSION;
-    h[15] = 0;
+    h[15] = net->cfg.encrypt ? 1 : 0; /* flags: bit 0 asks for sealed frames */
     if (getrandom(h + 16, DR_NET_NONCE_BYTES, 0) != (ssize_t)DR_NET_NONCE_BYTES)
         return DR_EIO;
     out_frame *f = dr_net__new_frame(DR_NET_T_HELLO, 0, DR_NET_HELLO_BYTES, DR_NET_HELLO_BYTES);
@@ -520,6 +526,52 @@ static int check_hello(dr_net *net, conn *c, const dr_net_msg *msg, uint32_t *id
     return choose_key(net, c, *role, peer_key, why);
 }
 
+/*
+ * Frames held during the handshake go out now, sealed first if the connection is sealed.
+ * Returns the replaced plaintext frames for freeing without mu. Under mu.
+ */
+static out_frame *release_held_locked(dr_net *net, conn *c) {
+    out_frame *replaced = NULL;
+    for (out_frame *f = c->held_head; f;) {
+        out_frame *next = f->next, *out = f;
+        if (c->seal) {
+            dr_frame_header header;
+            size_t sealed_len = 0;
+            uint8_t *sealed = NULL;
+            if (dr_frame_decode_header(f->header, DR_FRAME_PAYLOAD_HARD_MAX, &header, NULL) ==
+                DR_OK)
+                sealed = dr_net__seal_frame(
+                    c, header.type, header.flags, f->header + DR_FRAME_HEADER_BYTES,
+                    f->header_len - DR_FRAME_HEADER_BYTES, f->payload, f->payload_len, &sealed_len);
+            out = sealed ? dr_net__new_frame(header.type, header.flags, sealed_len, 0) : NULL;
+            c->queued_bytes -= frame_remaining(f);
+            f->next = replaced;
+            replaced = f;
+            if (!out) { /* no memory: the stream cannot go on without this frame */
+                free(sealed);
+                c->close_reason = DR_ENOMEM;
+                dr_net__wake_thread(net);
+                f = next;
+                continue;
+            }
+            out->payload = sealed;
+            out->payload_len = sealed_len;
+            out->free_fn = dr_net__free_payload;
+            out->free_arg = sealed;
+        } else {
+            c->queued_bytes -= frame_remaining(f);
+        }
+        dr_net__append_locked(c, out);
+        f = next;
+    }
+    c->held_head = c->held_tail = NULL;
+    if (c->out_head && !c->want_write) {
+        c->want_write = true;
+        dr_net__update_interest_locked(net, c);
+    }
+    return replaced;
+}
+
 /* HELLO accepted: assign the id, replace an older connection with it, report PEER_UP. */
 static void complete_hello(dr_net *net, conn *c, uint32_t id, dr_net_role role) {
     if (!c->outbound && role == DR_NET_ROLE_CLIENT)
@@ -532,24 +584,15 @@ static void complete_hello(dr_net *net, conn *c, uint32_t id, dr_net_role role) 
     c->peer = id;
     c->role = role;
     c->state = CONN_UP;
-    dr_frame_decoder_init(&c->dec,
-                          role == DR_NET_ROLE_CLIENT && !c->outbound
-                              ? net->cfg.max_client_frame_bytes
-                              : net->cfg.max_frame_bytes,
-                          msg_alloc, c);
-    if (c->held_head) { /* frames sent during the handshake go out now, in order */
-        if (c->out_tail)
-            c->out_tail->next = c->held_head;
-        else
-            c->out_head = c->held_head;
-        c->out_tail = c->held_tail;
-        c->held_head = c->held_tail = NULL;
-        if (!c->want_write) {
-            c->want_write = true;
-            dr_net__update_interest_locked(net, c);
-        }
-    }
+    bool seal = c->key != DR_NET_KEY_NONE && (net->cfg.encrypt || (c->peer_hello[15] & 1));
+    if (seal && dr_net__seal_init(c, net->cfg.keys[c->key]) != DR_OK)
+        c->close_reason = DR_ENOMEM;
+    uint32_t limit = role == DR_NET_ROLE_CLIENT && !c->outbound ? net->cfg.max_client_frame_bytes
+                                                                : net->cfg.max_frame_bytes;
+    dr_frame_decoder_init(&c->dec, limit + (uint32_t)dr_net__seal_overhead(c), msg_alloc, c);
+    out_frame *replaced = release_held_locked(net, c);
     pthread_mutex_unlock(&net->mu);
+    dr_net__free_frame_list(replaced);
     if (older)
         dr_net__close_conn(net, older, DR_EEXIST, "replaced by a newer connection");
     if (role == DR_NET_ROLE_CLIENT)
@@ -619,6 +662,13 @@ static bool on_frame(dr_net *net, conn *c, dr_net_msg *msg) {
     if (msg->type < DR_NET_TYPE_USER_MIN) {
         free(msg);
         dr_net__close_conn(net, c, DR_EPROTO, "reserved message type after the handshake");
+        return false;
+    }
+    if (c->seal && dr_net__open_frame(c, msg) != DR_OK) {
+        free(msg);
+        dr_net__close_conn(
+            net, c, DR_EPROTO,
+            "a sealed frame failed authentication (tampered, replayed or reordered)");
         return false;
     }
     if (peer_is_cut(net, c->peer)) {

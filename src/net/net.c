@@ -206,6 +206,9 @@ static int check_config(const dr_net_config *cfg, dr_err *err) {
     if (cfg->role == DR_NET_ROLE_MEMBER && !cfg->keys[DR_NET_KEY_MEMBER] &&
         (cfg->keys[DR_NET_KEY_ADMIN] || cfg->keys[DR_NET_KEY_CLIENT]))
         return dr_err_set(err, DR_EINVAL, "net: client keys without a member key");
+    if (cfg->encrypt && (cfg->role == DR_NET_ROLE_MEMBER ? !cfg->keys[DR_NET_KEY_MEMBER]
+                                                         : cfg->prove_with == DR_NET_KEY_NONE))
+        return dr_err_set(err, DR_EINVAL, "net: encryption needs a key");
     return DR_OK;
 }
 
@@ -459,9 +462,33 @@ typedef struct send_req {
     void *free_ctx;         /**< owned: its context */
 } send_req;
 
+static int send_plain_locked(dr_net *net, conn *c, const send_req *req, bool *taken);
+
 /* Under mu with c found: direct write if possible, queue the rest. *taken: the queue now owns
- * an owned payload. */
+ * an owned payload. A sealed connection sends a sealed copy (the caller keeps its payload). */
 static int send_locked(dr_net *net, conn *c, const send_req *req, bool *taken) {
+    if (!c->seal || c->state != CONN_UP)
+        return send_plain_locked(net, c, req, taken);
+    size_t sealed_len = 0;
+    uint8_t *sealed = dr_net__seal_frame(c, req->type, req->flags, req->head, req->head_len,
+                                         req->payload, req->len, &sealed_len);
+    if (!sealed)
+        return DR_ENOMEM;
+    send_req sealed_req = {.peer = req->peer,
+                           .type = req->type,
+                           .flags = req->flags,
+                           .payload = sealed,
+                           .len = sealed_len,
+                           .owned = true,
+                           .free_fn = dr_net__free_payload};
+    bool sealed_taken = false;
+    int rc = send_plain_locked(net, c, &sealed_req, &sealed_taken);
+    if (!sealed_taken)
+        free(sealed);
+    return rc;
+}
+
+static int send_plain_locked(dr_net *net, conn *c, const send_req *req, bool *taken) {
     size_t written = 0;
     size_t header_len = DR_FRAME_HEADER_BYTES + req->head_len;
     if (c->state == CONN_UP && !c->out_head) {

@@ -29,7 +29,8 @@
  * key it will prove, a fresh 32-byte nonce). With keys configured, each side then sends AUTH:
  * HMAC-SHA256(key, label || its HELLO || the peer's HELLO); a connection is up only when the
  * peer's AUTH verifies, so only holders of the cluster's member key are members, and outside
- * clients hold the admin or the client key (docs/security.md). Frames sent before that wait. A
+ * clients hold the admin or the client key (docs/security.md). Frames sent before that wait.
+ * With `encrypt` (either end), every later frame is sealed with AES-256-GCM (src/net/seal.c). A
  * member dials a member with dr_net_connect(node_id, ip, port) and the HELLO must name that
  * node id. Inbound connections are identified by their HELLO: members by their node id (must be
  * < DR_NET_CLIENT_ID_BASE), outside clients (role CLIENT) get a local id >= DR_NET_CLIENT_ID_BASE
@@ -153,8 +154,10 @@ typedef struct dr_net_config {
     const uint8_t *keys[DR_NET_KEY_KINDS];
     dr_net_key_kind prove_with; /**< client transports: the key to prove (NONE: none; members
                                      always prove keys[MEMBER] when they have it) */
-    dr_net_event_fn on_event;   /**< NULL: inbox mode */
-    void *on_event_ctx;         /**< passed to on_event */
+    bool encrypt; /**< seal every frame after the handshake with AES-256-GCM (needs a key).
+                       A connection is sealed when either end asks (clients follow members). */
+    dr_net_event_fn on_event; /**< NULL: inbox mode */
+    void *on_event_ctx;       /**< passed to on_event */
 } dr_net_config;
 
 /**

@@ -87,6 +87,7 @@ typedef struct conn {
     uint32_t hello_id;      /**< CONN_AUTH: the id the peer's HELLO claimed */
     dr_net_role hello_role; /**< CONN_AUTH: the role the peer's HELLO claimed */
     uint32_t ip;            /**< inbound: the peer's IPv4 address, host order (per-IP caps) */
+    struct conn_seal *seal; /**< AES-256-GCM state once the handshake sealed it, else NULL */
     uint8_t my_hello[DR_NET_HELLO_BYTES];   /**< the HELLO we sent (AUTH transcript) */
     uint8_t peer_hello[DR_NET_HELLO_BYTES]; /**< the HELLO the peer sent */
 } conn;
@@ -135,6 +136,8 @@ void dr_net__wake_thread(dr_net *net);
 bool dr_net__is_cut_locked(const dr_net *net, uint32_t peer);
 /** The live, identified connection of peer, or NULL. Under mu. */
 conn *dr_net__find_conn_locked(dr_net *net, uint32_t peer);
+/** A dr_net_free_fn that free()s the payload (sealed copies). */
+void dr_net__free_payload(void *ctx, void *payload);
 /** Frees queued frames (owned payloads through their free_fn). Without mu. */
 void dr_net__free_frame_list(out_frame *f);
 /** Reports an event (callback or inbox). Network thread, without mu. */
@@ -154,6 +157,21 @@ out_frame *dr_net__new_frame(uint16_t type, uint32_t flags, size_t len, size_t c
 void dr_net__append_locked(conn *c, out_frame *f);
 /** Allocates a connection around fd (not yet registered). NULL on no memory. */
 conn *dr_net__new_conn(dr_net *net, int fd, bool outbound, uint32_t peer);
+/** Starts sealing c's frames with keys derived from `key` and both HELLOs (seal.c). Returns 0 or
+ * DR_ENOMEM. Network thread, under mu. */
+int dr_net__seal_init(conn *c, const uint8_t *key);
+/** Releases c's sealing state (NULL-safe). */
+void dr_net__seal_free(conn *c);
+/** Bytes sealing adds to a frame's payload on c (0 when not sealed). */
+size_t dr_net__seal_overhead(const conn *c);
+/** Seals head || body as one frame payload (malloc'd, *sealed_len bytes including the tag), or
+ * NULL without memory. Under mu, in the order the frames are written. */
+uint8_t *dr_net__seal_frame(conn *c, uint16_t type, uint32_t flags, const uint8_t *head,
+                            size_t head_len, const uint8_t *body, size_t body_len,
+                            size_t *sealed_len);
+/** Opens a sealed frame in place (payload_bytes shrinks by the tag). Returns 0 or DR_EPROTO
+ * (tampered, replayed or out of order). Network thread. */
+int dr_net__open_frame(conn *c, dr_net_msg *msg);
 /** Queues f behind the handshake: held until the connection is up, else appended. Under mu. */
 void dr_net__queue_user_frame_locked(conn *c, out_frame *f);
 /** Links c, queues its HELLO, adds it to epoll; consumes c on failure. Any thread. */

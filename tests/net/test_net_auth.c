@@ -5,7 +5,8 @@
  * replayed one is refused and counted; an impostor claiming a member's id never replaces that
  * member's connection (issue 12 attack 1: one packet evicted any member); clients get the rights
  * of the key they proved; client caps refuse the surplus; a connection flood past the descriptor
- * limit costs bounded CPU (no accept spin); key files are parsed strictly.
+ * limit costs bounded CPU (no accept spin); key files are parsed strictly; sealed (encrypted)
+ * connections carry frames intact, show no plaintext on the wire and refuse a tampered frame.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -33,6 +34,9 @@
 #include "net/frame.h"
 #include "net/net.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #define T_DATA  16
 #define CLUSTER 0xc1u
 
@@ -41,8 +45,10 @@ static const uint8_t OTHER_KEY[DR_NET_KEY_BYTES] = {9, 9, 9};
 static const uint8_t ADMIN_KEY[DR_NET_KEY_BYTES] = {0xad, 0x01};
 static const uint8_t CLIENT_KEY[DR_NET_KEY_BYTES] = {0xc1, 0x1e};
 
-/* A member node with `member_key` (NULL: unauthenticated) and both client keys when keyed. */
-static dr_net *make_member(uint32_t id, const uint8_t *member_key, bool listen) {
+/* A member node with `member_key` (NULL: unauthenticated) and both client keys when keyed;
+ * `encrypt` seals its connections. */
+static dr_net *make_member_sealed(uint32_t id, const uint8_t *member_key, bool listen,
+                                  bool encrypt) {
     dr_net_config cfg;
     dr_net_config_defaults(&cfg);
     cfg.node_id = id;
@@ -54,10 +60,15 @@ static dr_net *make_member(uint32_t id, const uint8_t *member_key, bool listen) 
         cfg.keys[DR_NET_KEY_ADMIN] = ADMIN_KEY;
         cfg.keys[DR_NET_KEY_CLIENT] = CLIENT_KEY;
     }
+    cfg.encrypt = encrypt;
     dr_net *net = NULL;
     dr_err err;
     assert_int_equal(dr_net_create(&cfg, &net, &err), 0);
     return net;
+}
+
+static dr_net *make_member(uint32_t id, const uint8_t *member_key, bool listen) {
+    return make_member_sealed(id, member_key, listen, false);
 }
 
 static dr_net *make_client(dr_net_key_kind kind, const uint8_t *key) {
@@ -431,6 +442,104 @@ static void test_key_files(void **state) {
     rmdir(dir);
 }
 
+/* Reads exactly len bytes (10 s timeout). */
+static void raw_read_all(int fd, uint8_t *buf, size_t len) {
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = recv(fd, buf + got, len - got, 0);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+}
+
+/* The AUTH a peer whose HELLO is `first` sends to the owner of `second` (as src/net/conn.c). */
+static void test_auth_mac(const uint8_t *key, const uint8_t *first, const uint8_t *second,
+                          uint8_t mac[32]) {
+    static const char label[] = "derecho-net-auth-v2";
+    uint8_t t[sizeof label - 1 + 96];
+    memcpy(t, label, sizeof label - 1);
+    memcpy(t + sizeof label - 1, first, 48);
+    memcpy(t + sizeof label - 1 + 48, second, 48);
+    unsigned int len = 32;
+    HMAC(EVP_sha256(), key, 32, t, sizeof t, mac, &len);
+}
+
+/*
+ * Sealed connections: members that ask for encryption exchange frames (held ones, split ones, a
+ * 5 MB one) intact; a raw peer holding the key completes the handshake and finds no plaintext on
+ * the wire; a frame it tampers with closes the connection and is never delivered.
+ */
+static void test_sealed_frames(void **state) {
+    (void)state;
+    dr_net *a = make_member_sealed(1, MEMBER_KEY, true, true);
+    dr_net *b = make_member_sealed(2, MEMBER_KEY, false, false); /* follows a */
+    assert_int_equal(dr_net_connect(b, 1, "127.0.0.1", dr_net_listen_port(a)), 0);
+    send_text(b, 1, "held before the handshake");
+    expect(b, DR_NET_EV_PEER_UP, 1);
+    expect(a, DR_NET_EV_PEER_UP, 2);
+    expect_text(a, 2, "held before the handshake");
+    static const char head[] = "head:";
+    char *body = strdup("a shared body");
+    assert_int_equal(dr_net_send_split(a, 2, T_DATA, 7, head, sizeof head - 1, body,
+                                       strlen(body) + 1, NULL, NULL),
+                     0);
+    dr_net_event ev = expect(b, DR_NET_EV_FRAME, 1);
+    assert_int_equal(ev.msg->flags, 7);
+    assert_string_equal((const char *)ev.msg->payload, "head:a shared body");
+    free(ev.msg);
+    enum { BIG = 5 << 20 };
+    uint8_t *big = malloc(BIG);
+    for (size_t i = 0; i < BIG; i++)
+        big[i] = (uint8_t)(i * 7 + 3);
+    assert_int_equal(dr_net_send(b, 1, T_DATA, 0, big, BIG), 0);
+    ev = expect(a, DR_NET_EV_FRAME, 2);
+    assert_int_equal(ev.msg->payload_bytes, BIG);
+    assert_memory_equal(ev.msg->payload, big, BIG);
+    free(ev.msg);
+    free(big);
+    free(body);
+
+    /* a raw peer with the key: completes the handshake, reads a sealed frame, tampers */
+    int fd = raw_connect(a);
+    uint8_t hello[DR_FRAME_HEADER_BYTES + 48];
+    memset(hello, 0x21, sizeof hello);
+    dr_frame_encode_header(hello, 1, 0, 48);
+    dr_store_u64le(hello + 16, CLUSTER);
+    dr_store_u32le(hello + 24, 3);
+    hello[28] = DR_NET_ROLE_MEMBER;
+    hello[29] = DR_NET_KEY_MEMBER;
+    hello[30] = 2;
+    hello[31] = 0;
+    assert_int_equal(send(fd, hello, sizeof hello, 0), (ssize_t)sizeof hello);
+    uint8_t in[DR_FRAME_HEADER_BYTES * 2 + 48 + 32];
+    raw_read_all(fd, in, sizeof in);
+    uint8_t auth[DR_FRAME_HEADER_BYTES + 32];
+    dr_frame_encode_header(auth, 2, 0, 32);
+    test_auth_mac(MEMBER_KEY, hello + DR_FRAME_HEADER_BYTES, in + DR_FRAME_HEADER_BYTES,
+                  auth + DR_FRAME_HEADER_BYTES);
+    assert_int_equal(send(fd, auth, sizeof auth, 0), (ssize_t)sizeof auth);
+    dr_net_event up = expect(a, DR_NET_EV_PEER_UP, 3);
+    assert_int_equal(up.key, DR_NET_KEY_MEMBER);
+    static const char secret[] = "the plaintext must not be on the wire";
+    send_text(a, 3, secret);
+    uint8_t frame[DR_FRAME_HEADER_BYTES + sizeof secret + 16];
+    raw_read_all(fd, frame, sizeof frame);
+    dr_frame_header header;
+    assert_int_equal(dr_frame_decode_header(frame, 1u << 20, &header, NULL), 0);
+    assert_int_equal(header.payload_bytes, sizeof secret + 16); /* ciphertext + tag */
+    assert_null(memmem(frame, sizeof frame, "plaintext", 9));
+    /* send the same sealed bytes back as ours: wrong key direction and IV: refused */
+    assert_int_equal(send(fd, frame, sizeof frame, 0), (ssize_t)sizeof frame);
+    assert_true(raw_wait_closed(fd));
+    close(fd);
+    dr_net_event down = expect(a, DR_NET_EV_PEER_DOWN, 3);
+    assert_int_equal(down.reason, DR_EPROTO);
+    send_text(b, 1, "b unaffected");
+    expect_text(a, 2, "b unaffected");
+    dr_net_destroy(b);
+    dr_net_destroy(a);
+}
+
 int main(void) {
     dr_log_set_all_levels(DR_LOG_ERROR);
     const struct CMUnitTest tests[] = {
@@ -441,6 +550,7 @@ int main(void) {
         cmocka_unit_test(test_client_cap),
         cmocka_unit_test(test_descriptor_exhaustion_does_not_spin),
         cmocka_unit_test(test_key_files),
+        cmocka_unit_test(test_sealed_frames),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
