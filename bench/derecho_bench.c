@@ -4,6 +4,7 @@
  *
  *   derecho-bench [--nodes N] [--senders S] [--size BYTES] [--count C] [--raw] [--window W]
  *                 [--latency] [--rpc MODE] [--runs R] [--port-base P] [--no-reference]
+ *                 [--keys] [--encrypt]
  *       starts N local node processes on 127.0.0.1 (a 1-shard subgroup of all of them), R times;
  *   derecho-bench --node-config FILE [same options]
  *       runs as one node of a real cluster described by FILE (every node runs the same command;
@@ -37,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,6 +56,8 @@ typedef struct bench_options {
     int runs;                /* repetitions (local mode) */
     int port_base;           /* first gms port */
     bool reference;          /* measure raw TCP too */
+    bool keys;               /* authenticated group port (cluster and client keys) */
+    bool encrypt;            /* sealed group port (AES-256-GCM; implies keys) */
     const char *node_config; /* run as one node of this cluster */
     int as_node;             /* internal: child process index, -1 for the parent */
     const char *rpc;         /* "ordered" or "p2p": RPC round-trip mode; NULL otherwise */
@@ -226,8 +230,17 @@ static int run_rpc_node(const bench_options *options, const char *config_path) {
     dr_rpc_client *client = NULL;
     uint16_t contact_port = 0;
     dr_config_get_u16(config, "DERECHO", "contact_port", &contact_port);
+    char key_path[1024] = "";
+    const char *config_file = dr_config_source(config);
+    const char *slash = strrchr(config_file, '/');
+    if (slash)
+        snprintf(key_path, sizeof key_path, "%.*s/client.key", (int)(slash - config_file),
+                 config_file);
+    dr_rpc_client_credential credential = {.key_file = key_path};
+    bool keyed = dr_config_get(config, "DERECHO", "cluster_key_file") != NULL;
     if (caller && strcmp(options->rpc, "client") == 0 &&
-        dr_rpc_client_create("127.0.0.1", contact_port, 60000, &client, &err)) {
+        dr_rpc_client_create_auth("127.0.0.1", contact_port, keyed ? &credential : NULL, 60000,
+                                  &client, &err)) {
         fprintf(stderr, "derecho-bench: client: %s\n", err.msg);
         return 1;
     }
@@ -325,15 +338,32 @@ static void write_config(const bench_options *options, const char *dir, int node
     if (!file)
         return;
     size_t payload = options->size < 10240 ? 10240 : options->size;
+    if (options->keys || options->encrypt) { /* fixed test keys: a benchmark, not a secret */
+        fprintf(file,
+                "[DERECHO]\ncluster_key_file = %s/cluster.key\n"
+                "client_key_file = %s/client.key\nadmin_key_file = %s/client.key\n"
+                "encrypt_group_port = %s\n",
+                dir, dir, dir, options->encrypt ? "true" : "false");
+        for (int k = 0; k < 2; k++) {
+            char key_path[600];
+            snprintf(key_path, sizeof key_path, "%s/%s", dir, k ? "client.key" : "cluster.key");
+            FILE *key = fopen(key_path, "w");
+            if (key) {
+                fprintf(key, "%064d\n", k + 1);
+                fclose(key);
+                chmod(key_path, 0600);
+            }
+        }
+    }
     fprintf(file,
-            "[DERECHO]\ncontact_ip = 127.0.0.1\ncontact_port = %d\nlocal_id = %d\n"
+            "%scontact_ip = 127.0.0.1\ncontact_port = %d\nlocal_id = %d\n"
             "local_ip = 127.0.0.1\ngms_port = %d\nheartbeat_ms = 1000\n"
             "[SUBGROUP/DEFAULT]\nmax_payload_size = %zu\nmax_smc_payload_size = 10240\n"
             "block_size = 1048576\nwindow_size = %d\n"
             "[SUBGROUP/BENCH]\nnum_shards = 1\nmin_nodes = %d\nmax_nodes = %d\n"
             "[LOGGER]\ndefault_log_level = warn\n",
-            port_base, node, port_base + node, payload, options->window, options->nodes,
-            options->nodes);
+            options->keys || options->encrypt ? "" : "[DERECHO]\n", port_base, node,
+            port_base + node, payload, options->window, options->nodes, options->nodes);
     fclose(file);
 }
 
@@ -534,6 +564,8 @@ static void print_help(FILE *out) {
             "  --runs R           repetitions, 1..%d; spread printed (default 1)\n"
             "  --port-base P      first gms port; node i uses P + i (default 22000)\n"
             "  --no-reference     skip the raw TCP reference\n"
+            "  --keys             authenticated group port (cluster and client keys)\n"
+            "  --encrypt          sealed group port: every frame AES-256-GCM (implies --keys)\n"
             "  --node-config FILE run as one node of the cluster FILE describes (every node runs\n"
             "                     the same command)\n"
             "\n"
@@ -635,6 +667,10 @@ static int parse_option(bench_options *options, int argc, char **argv, int *i, b
             options->latency = true;
         else if (strcmp(arg, "--no-reference") == 0)
             options->reference = false;
+        else if (strcmp(arg, "--keys") == 0)
+            options->keys = true;
+        else if (strcmp(arg, "--encrypt") == 0)
+            options->encrypt = true;
         else
             return usage_error("unknown argument", arg);
     }

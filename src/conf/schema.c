@@ -51,6 +51,8 @@ const conf_key_spec conf_key_specs[] = {
     {"DERECHO", "cluster_key_file", NULL, CONF_STRING, 0, 0, NULL, NULL},
     {"DERECHO", "admin_key_file", NULL, CONF_STRING, 0, 0, NULL, NULL},
     {"DERECHO", "client_key_file", NULL, CONF_STRING, 0, 0, NULL, NULL},
+    /* seal every frame of the group port with AES-256-GCM (needs cluster_key_file) */
+    {"DERECHO", "encrypt_group_port", NULL, CONF_BOOL, 0, 0, "false", NULL},
     {"DERECHO", "max_clients", NULL, CONF_UINT, 1, 1000000, "1024", NULL},
     {"DERECHO", "max_clients_per_ip", NULL, CONF_UINT, 1, 1000000, "256", NULL},
     /* [SUBGROUP/<PROFILE>] */

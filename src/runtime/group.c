@@ -635,6 +635,11 @@ static int load_keys(const dr_config *config, dr_net_config *net_config,
         (net_config->keys[DR_NET_KEY_ADMIN] || net_config->keys[DR_NET_KEY_CLIENT]))
         return dr_err_set(err, DR_EINVAL,
                           "[DERECHO] admin_key_file / client_key_file need cluster_key_file");
+    bool encrypt = false;
+    dr_config_get_bool(config, "DERECHO", "encrypt_group_port", &encrypt);
+    if (encrypt && !net_config->keys[DR_NET_KEY_MEMBER])
+        return dr_err_set(err, DR_EINVAL, "[DERECHO] encrypt_group_port needs cluster_key_file");
+    net_config->encrypt = encrypt;
     if (!net_config->keys[DR_NET_KEY_MEMBER])
         DR_WARN(DR_LOGM_NET,
                 "no [DERECHO] cluster_key_file: the group port accepts anyone who connects "
