@@ -194,7 +194,10 @@ static void test_wrong_or_missing_key_refused(void **state) {
     assert_int_equal(dr_net_connect(open, 1, "127.0.0.1", dr_net_listen_port(a)), 0);
     expect(open, DR_NET_EV_PEER_DOWN, 1);
     expect_quiet(a, 200); /* no PEER_UP for either */
-    assert_true(auth_failures(a) >= 2);
+    /* the keyless member is refused at a; of the two with different keys, whichever verifies
+     * the other's AUTH first refuses (the other may see only the close) */
+    assert_true(auth_failures(a) >= 1);
+    assert_true(auth_failures(a) + auth_failures(wrong) >= 2);
     dr_net_destroy(open);
     dr_net_destroy(wrong);
     dr_net_destroy(a);
