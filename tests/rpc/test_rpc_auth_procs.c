@@ -255,8 +255,14 @@ static void test_client_frames_of_member_types_are_freed(void **state) {
     long after = rss_kib(member.pid);
     print_message("member RSS %ld -> %ld KiB after %d frames of %d bytes; %d connections closed\n",
                   before, after, FRAMES, BYTES, closed);
-    assert_int_equal(closed, FRAMES);       /* each such client is disconnected */
+    assert_int_equal(closed, FRAMES); /* each such client is disconnected */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    /* freed blocks wait in the sanitizer's quarantine: RSS says nothing; LeakSanitizer makes the
+     * member exit non-zero below if a frame was never freed */
+    (void)before, (void)after;
+#else
     assert_true(after - before < 8 * 1024); /* the leak kept all 24 MB */
+#endif
     assert_int_equal(finish_all(&member, 1), 1);
 }
 
