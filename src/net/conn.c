@@ -334,13 +334,15 @@ static void auth_mac(const uint8_t *key, const uint8_t *first, const uint8_t *se
         memset(mac, 0, DR_NET_MAC_BYTES); /* never verifies against a real MAC */
 }
 
-/* Queues our AUTH frame right behind the HELLO (nothing else is queued before the handshake). */
+/* Queues our AUTH frame right behind the HELLO (nothing else is queued before the handshake)
+ * and moves c to CONN_AUTH. */
 static int queue_auth(dr_net *net, conn *c) {
     out_frame *f = dr_net__new_frame(DR_NET_T_AUTH, 0, DR_NET_MAC_BYTES, DR_NET_MAC_BYTES);
     if (!f)
         return DR_ENOMEM;
     auth_mac(net->cfg.keys[c->key], c->my_hello, c->peer_hello, f->payload);
     pthread_mutex_lock(&net->mu);
+    c->state = CONN_AUTH; /* state is read by senders under mu */
     dr_net__append_locked(c, f);
     if (!c->want_write) {
         c->want_write = true;
@@ -636,8 +638,7 @@ static bool on_frame(dr_net *net, conn *c, dr_net_msg *msg) {
         }
         c->hello_id = id;
         c->hello_role = role;
-        c->state = CONN_AUTH;
-        rc = queue_auth(net, c);
+        rc = queue_auth(net, c); /* and enters CONN_AUTH */
         if (rc) {
             dr_net__close_conn(net, c, rc, "no memory for the AUTH frame");
             return false;
