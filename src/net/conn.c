@@ -574,8 +574,31 @@ static out_frame *release_held_locked(dr_net *net, conn *c) {
     return replaced;
 }
 
-/* HELLO accepted: assign the id, replace an older connection with it, report PEER_UP. */
-static void complete_hello(dr_net *net, conn *c, uint32_t id, dr_net_role role) {
+/*
+ * A second process with a live member's id: tell it (REFUSED, DR_EEXIST) and close. Network
+ * thread, without mu. The frame goes out behind whatever the handshake left in the queue.
+ */
+static void refuse_duplicate(dr_net *net, conn *c, uint32_t id) {
+    out_frame *f = dr_net__new_frame(DR_NET_T_REFUSED, 0, 4, 4);
+    out_frame *done = NULL;
+    pthread_mutex_lock(&net->mu);
+    if (f) {
+        dr_store_u32le(f->payload, (uint32_t)DR_EEXIST);
+        dr_net__append_locked(c, f);
+        flush_locked(net, c, &done);
+    }
+    pthread_mutex_unlock(&net->mu);
+    dr_net__free_frame_list(done);
+    DR_LOG_LIMITED(DR_LOGM_NET, DR_LOG_ERROR,
+                   "refused a second connection claiming node id %u: node %u is connected and "
+                   "alive (two processes with one id?)",
+                   id, id);
+    dr_net__close_conn(net, c, DR_EEXIST, "duplicate node id");
+}
+
+/* HELLO accepted: assign the id, replace an older connection with it (or refuse a duplicate),
+ * report PEER_UP. Returns false if c was closed. */
+static bool complete_hello(dr_net *net, conn *c, uint32_t id, dr_net_role role) {
     if (!c->outbound && role == DR_NET_ROLE_CLIENT)
         id = DR_NET_CLIENT_ID_BASE | (net->next_client_id++ & 0x7fffffffu);
     pthread_mutex_lock(&net->mu);
@@ -583,9 +606,19 @@ static void complete_hello(dr_net *net, conn *c, uint32_t id, dr_net_role role) 
     for (conn *o = net->conns; o; o = o->next)
         if (o != c && o->peer == id && is_identified(o) && !o->closed)
             older = o;
+    uint64_t window_ns = (uint64_t)net->cfg.duplicate_window_ms * 1000000u;
+    if (older && !c->outbound && role == DR_NET_ROLE_MEMBER && window_ns &&
+        older->state == CONN_UP && older->close_reason == 0 &&
+        dr_net__now_ns() - atomic_load_explicit(&older->last_rx_ns, memory_order_relaxed) <
+            window_ns) {
+        pthread_mutex_unlock(&net->mu);
+        refuse_duplicate(net, c, id);
+        return false;
+    }
     c->peer = id;
     c->role = role;
     c->state = CONN_UP;
+    atomic_store_explicit(&c->last_rx_ns, dr_net__now_ns(), memory_order_relaxed);
     bool seal = c->key != DR_NET_KEY_NONE && (net->cfg.encrypt || (c->peer_hello[15] & 1));
     if (seal && dr_net__seal_init(c, net->cfg.keys[c->key]) != DR_OK)
         c->close_reason = DR_ENOMEM;
@@ -605,6 +638,20 @@ static void complete_hello(dr_net *net, conn *c, uint32_t id, dr_net_role role) 
                 c->key == DR_NET_KEY_NONE ? ", unauthenticated" : "");
     dr_net_event ev = {.kind = DR_NET_EV_PEER_UP, .peer = id, .role = role, .key = c->key};
     dr_net__emit(net, &ev);
+    return true;
+}
+
+/* A REFUSED frame: the peer closes the connection for the reason it carries (DR_EEXIST). */
+static bool on_refused(dr_net *net, conn *c, dr_net_msg *msg) {
+    int reason = msg->payload_bytes == 4 ? (int32_t)dr_load_u32le(msg->payload) : DR_EPROTO;
+    free(msg);
+    if (reason != DR_EEXIST)
+        reason = DR_EPROTO;
+    DR_ERROR(DR_LOGM_NET, "node %u refused this connection: %s", c->peer,
+             reason == DR_EEXIST ? "it already has a live member with this node's id"
+                                 : "malformed refusal");
+    dr_net__close_conn(net, c, reason, "refused by the peer");
+    return false;
 }
 
 /* ---------------------------------------------------------------- reading (network thread) */
@@ -618,6 +665,8 @@ static bool peer_is_cut(dr_net *net, uint32_t peer) {
 
 /* A whole frame arrived on c. Returns false if c was closed. */
 static bool on_frame(dr_net *net, conn *c, dr_net_msg *msg) {
+    if (msg->type == DR_NET_T_REFUSED && c->outbound)
+        return on_refused(net, c, msg);
     if (c->state == CONN_HELLO) {
         uint32_t id = 0;
         dr_net_role role = 0;
@@ -632,10 +681,8 @@ static bool on_frame(dr_net *net, conn *c, dr_net_msg *msg) {
         }
         if (peer_is_cut(net, c->outbound ? c->peer : id))
             return true; /* black hole: the handshake never completes */
-        if (c->key == DR_NET_KEY_NONE) {
-            complete_hello(net, c, id, role);
-            return true;
-        }
+        if (c->key == DR_NET_KEY_NONE)
+            return complete_hello(net, c, id, role);
         c->hello_id = id;
         c->hello_role = role;
         rc = queue_auth(net, c); /* and enters CONN_AUTH */
@@ -657,8 +704,7 @@ static bool on_frame(dr_net *net, conn *c, dr_net_msg *msg) {
                                "authentication failed (the peer does not hold the key)");
             return false;
         }
-        complete_hello(net, c, c->hello_id, c->hello_role);
-        return true;
+        return complete_hello(net, c, c->hello_id, c->hello_role);
     }
     if (msg->type < DR_NET_TYPE_USER_MIN) {
         free(msg);
@@ -678,6 +724,7 @@ static bool on_frame(dr_net *net, conn *c, dr_net_msg *msg) {
         return true;
     }
     msg->from = c->peer;
+    atomic_store_explicit(&c->last_rx_ns, dr_net__now_ns(), memory_order_relaxed);
     dr_net__stat_add(&net->frames_received, 1);
     dr_net_event ev = {
         .kind = DR_NET_EV_FRAME, .peer = c->peer, .role = c->role, .msg = msg, .key = c->key};

@@ -35,8 +35,9 @@
  * node id. Inbound connections are identified by their HELLO: members by their node id (must be
  * < DR_NET_CLIENT_ID_BASE), outside clients (role CLIENT) get a local id >= DR_NET_CLIENT_ID_BASE
  * assigned by the accepting node, used to reply to them. At most one connection per node id: a
- * newer one replaces an older one (the older is reported down). The layer above should dial in
- * one direction only (e.g. the higher id dials the lower) so that two nodes never race.
+ * newer one replaces an older one (the older is reported down), unless the older one is alive
+ * (duplicate_window_ms): then the newcomer is refused with DR_EEXIST. The layer above should dial
+ * in one direction only (e.g. the higher id dials the lower) so that two nodes never race.
  */
 #ifndef DR_NET_NET_H
 #define DR_NET_NET_H
@@ -111,7 +112,9 @@ typedef struct dr_net_event {
     int reason;             /**< PEER_DOWN: DR_ECLOSED (closed by peer or locally), DR_EIO,
                                  DR_ETIMEDOUT (no handshake in time),
                                  DR_EPROTO (garbage / bad handshake), DR_ETOOBIG, DR_EEXIST
-                                 (replaced by a newer connection); 0 otherwise */
+                                 (replaced by a newer connection, or refused: the peer already
+                                 has a live connection from a node with our id), DR_EPERM
+                                 (authentication failed); 0 otherwise */
     dr_net_msg *msg;        /**< FRAME: the message (receiver frees it with free()); else NULL */
     dr_net_key_kind key;    /**< PEER_UP, FRAME: the key the peer proved (NONE: unauthenticated
                                  transport); decides what an outside client may call */
@@ -152,8 +155,14 @@ typedef struct dr_net_config {
      * then count as ordinary clients). A client transport proves keys[prove_with].
      */
     const uint8_t *keys[DR_NET_KEY_KINDS];
-    dr_net_key_kind prove_with; /**< client transports: the key to prove (NONE: none; members
-                                     always prove keys[MEMBER] when they have it) */
+    dr_net_key_kind prove_with;   /**< client transports: the key to prove (NONE: none; members
+                                       always prove keys[MEMBER] when they have it) */
+    uint32_t duplicate_window_ms; /**< an inbound member connection claiming the id of a member
+                                       whose connection delivered a frame within this window is
+                                       refused (the newcomer's PEER_DOWN says DR_EEXIST) instead of
+                                       replacing it: a second process with a running member's id
+                                       cannot cut that member off. 0: a newer connection always
+                                       replaces the older (default) */
     bool encrypt; /**< seal every frame after the handshake with AES-256-GCM (needs a key).
                        A connection is sealed when either end asks (clients follow members). */
     dr_net_event_fn on_event; /**< NULL: inbox mode */

@@ -19,6 +19,7 @@
 
 #define DR_NET_T_HELLO       1u
 #define DR_NET_T_AUTH        2u
+#define DR_NET_T_REFUSED     3u  /* i32 reason (DR_EEXIST), then the sender closes */
 #define DR_NET_HELLO_VERSION 2u  /* 1: the 16-byte HELLO without key and nonce */
 #define DR_NET_HELLO_BYTES   48u /* cluster u64, id u32, role u8, key u8, version u8, 0, nonce */
 #define DR_NET_NONCE_BYTES   32u
@@ -87,7 +88,9 @@ typedef struct conn {
     uint32_t hello_id;      /**< CONN_AUTH: the id the peer's HELLO claimed */
     dr_net_role hello_role; /**< CONN_AUTH: the role the peer's HELLO claimed */
     uint32_t ip;            /**< inbound: the peer's IPv4 address, host order (per-IP caps) */
-    struct conn_seal *seal; /**< AES-256-GCM state once the handshake sealed it, else NULL */
+    _Atomic uint64_t last_rx_ns; /**< when the last frame arrived (relaxed; written by the
+                                      network thread) */
+    struct conn_seal *seal;      /**< AES-256-GCM state once the handshake sealed it, else NULL */
     uint8_t my_hello[DR_NET_HELLO_BYTES];   /**< the HELLO we sent (AUTH transcript) */
     uint8_t peer_hello[DR_NET_HELLO_BYTES]; /**< the HELLO the peer sent */
 } conn;

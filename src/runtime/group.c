@@ -416,6 +416,16 @@ static void on_peer_up(dr_group *group, uint32_t id) {
 
 static void on_peer_down(dr_group *group, uint32_t id, int reason) {
     DR_INFO(DR_LOGM_NET, "connection to node %" PRIu32 " down: %s", id, dr_strerror(reason));
+    if (reason == DR_EEXIST && !group->view && !group->join_error) {
+        /* the contact refused us: a live member already has our id (net.h
+         * duplicate_window_ms; a crashed predecessor's connection is not live) */
+        DR_ERROR(DR_LOGM_VIEWMANAGER,
+                 "node id %" PRIu32 " is in use by a running member of the group: not joining "
+                 "(two processes with one local_id?)",
+                 group->my_id);
+        group->join_error = DR_EEXIST;
+        pthread_cond_broadcast(&group->changed);
+    }
     if (id == DR_NET_ANY_NODE || id == group->contact_id) {
         group->contact_id = DR_NODE_NONE;
         group->contact.dialing = false;
@@ -679,6 +689,12 @@ static int start_net(dr_group *group, const dr_config *config, const dr_core_opt
                                             : net_config.max_frame_bytes;
     dr_config_get_u32(config, "DERECHO", "max_clients", &net_config.max_clients);
     dr_config_get_u32(config, "DERECHO", "max_clients_per_ip", &net_config.max_clients_per_ip);
+    /* a member heard from within the failure detector's own threshold is alive: a second
+     * process with its id is refused rather than allowed to cut it off */
+    uint32_t heartbeat_ms = 100, missed = 5;
+    dr_config_get_u32(config, "DERECHO", "heartbeat_ms", &heartbeat_ms);
+    dr_config_get_u32(config, "DERECHO", "suspicion_missed_heartbeats", &missed);
+    net_config.duplicate_window_ms = heartbeat_ms * missed;
     net_config.tick_ms = group->tick_ms;
     net_config.on_event = on_net_event;
     net_config.on_event_ctx = group;

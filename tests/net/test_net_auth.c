@@ -543,6 +543,56 @@ static void test_sealed_frames(void **state) {
     dr_net_destroy(a);
 }
 
+/*
+ * Issue 18 item 2: a second process with a live member's id. With duplicate_window_ms the
+ * newcomer is refused with DR_EEXIST and the live member keeps its connection; a member silent
+ * for longer than the window (a crashed predecessor) is still replaced by its restart.
+ */
+static void test_duplicate_id_refused_while_alive(void **state) {
+    (void)state;
+    dr_net_config cfg;
+    dr_net_config_defaults(&cfg);
+    cfg.node_id = 1;
+    cfg.cluster_id = CLUSTER;
+    cfg.listen_ip = "127.0.0.1";
+    cfg.keys[DR_NET_KEY_MEMBER] = MEMBER_KEY;
+    cfg.duplicate_window_ms = 400;
+    dr_net *a = NULL;
+    assert_int_equal(dr_net_create(&cfg, &a, NULL), 0);
+    dr_net *b = make_member(2, MEMBER_KEY, false);
+    assert_int_equal(dr_net_connect(b, 1, "127.0.0.1", dr_net_listen_port(a)), 0);
+    expect(b, DR_NET_EV_PEER_UP, 1);
+    expect(a, DR_NET_EV_PEER_UP, 2);
+    send_text(b, 1, "alive");
+    expect_text(a, 2, "alive");
+
+    dr_net *twin = make_member(2, MEMBER_KEY, false); /* same id, same key */
+    assert_int_equal(dr_net_connect(twin, 1, "127.0.0.1", dr_net_listen_port(a)), 0);
+    dr_net_event ev;
+    do
+        assert_int_equal(dr_net_next_event(twin, &ev, 10000), 0);
+    while (ev.kind == DR_NET_EV_PEER_UP);
+    assert_int_equal(ev.kind, DR_NET_EV_PEER_DOWN);
+    assert_int_equal(ev.reason, DR_EEXIST);
+    expect_quiet(a, 200); /* b was not cut off */
+    send_text(b, 1, "still connected");
+    expect_text(a, 2, "still connected");
+    dr_net_destroy(twin);
+
+    usleep(600 * 1000); /* b silent past the window: as if it had crashed without a FIN */
+    dr_net *restart = make_member(2, MEMBER_KEY, false);
+    assert_int_equal(dr_net_connect(restart, 1, "127.0.0.1", dr_net_listen_port(a)), 0);
+    expect(restart, DR_NET_EV_PEER_UP, 1);
+    dr_net_event down = expect(a, DR_NET_EV_PEER_DOWN, 2);
+    assert_int_equal(down.reason, DR_EEXIST); /* replaced */
+    expect(a, DR_NET_EV_PEER_UP, 2);
+    send_text(restart, 1, "restarted");
+    expect_text(a, 2, "restarted");
+    dr_net_destroy(restart);
+    dr_net_destroy(b);
+    dr_net_destroy(a);
+}
+
 int main(void) {
     dr_log_set_all_levels(DR_LOG_ERROR);
     const struct CMUnitTest tests[] = {
@@ -554,6 +604,7 @@ int main(void) {
         cmocka_unit_test(test_descriptor_exhaustion_does_not_spin),
         cmocka_unit_test(test_key_files),
         cmocka_unit_test(test_sealed_frames),
+        cmocka_unit_test(test_duplicate_id_refused_while_alive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,7 +35,7 @@
 #include "net/frame.h"
 #include "runtime/node_procs.h"
 
-enum { PORT = 27700, OPEN_PORT = 27750, NODES = 3, WAIT_S = 60 };
+enum { PORT = 27700, OPEN_PORT = 27750, DUP_PORT = 27760, NODES = 3, WAIT_S = 60 };
 
 static char test_dir[] = "/tmp/dr_rpc_auth_XXXXXX";
 
@@ -73,9 +73,9 @@ typedef struct probe {
     int connect, members, whoami, wipe;
 } probe;
 
-static probe run_probe(const char *key_name, bool admin) {
+static probe run_probe_at(int contact_port, const char *key_name, bool admin) {
     char port[16], key_path[512];
-    snprintf(port, sizeof port, "%d", PORT);
+    snprintf(port, sizeof port, "%d", contact_port);
     snprintf(key_path, sizeof key_path, "%s/%s", test_dir, key_name ? key_name : "");
     char *args[] = {"--probe", port, key_name ? "--key" : NULL, key_path, admin ? "--admin" : NULL,
                     NULL};
@@ -89,6 +89,10 @@ static probe run_probe(const char *key_name, bool admin) {
         fail_msg("probe (%s): '%s'", key_name ? key_name : "no key", c.output);
     finish_all(&c, 1);
     return p;
+}
+
+static probe run_probe(const char *key_name, bool admin) {
+    return run_probe_at(PORT, key_name, admin);
 }
 
 static int raw_connect(int port) {
@@ -136,14 +140,6 @@ static void raw_hello(int fd, uint32_t id, uint8_t role, uint8_t key, const uint
 static void test_keys_protect_the_group(void **state) {
     (void)state;
     char path[512];
-    write_text("cluster.key", "6c1e3a0f0d9b4f1e8a7c2b5d3e9f1a0b6c4d2e8f0a1b3c5d7e9f1a2b4c6d8e0f\n",
-               path, sizeof path);
-    write_text("admin.key", "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf\n",
-               path, sizeof path);
-    write_text("client.key", "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf\n",
-               path, sizeof path);
-    write_text("wrong.key", "0000000000000000000000000000000000000000000000000000000000000001\n",
-               path, sizeof path);
     child members[NODES + 2];
     for (int i = 0; i < NODES; i++) {
         write_config(i, PORT, KEY_LINES, NODES, path, sizeof path);
@@ -266,9 +262,61 @@ static void test_client_frames_of_member_types_are_freed(void **state) {
     assert_int_equal(finish_all(&member, 1), 1);
 }
 
+/*
+ * Issue 18 item 2: with a 2-node group up, starting node 1 again (another gms_port) stopped the
+ * group ("partitioning safety") and hung. Now the second process is refused with DR_EEXIST and
+ * exits at once, and the group keeps both members.
+ */
+static void test_duplicate_id_refused(void **state) {
+    (void)state;
+    char path[512];
+    child members[3];
+    for (int i = 0; i < 2; i++) {
+        write_config(i, DUP_PORT, KEY_LINES, 2, path, sizeof path);
+        char *args[] = {path, "--puts", "2", NULL};
+        spawn_test_program(&members[i], "kv_node", NULL, args);
+        if (i == 0)
+            usleep(200000);
+    }
+    wait_all_done(members, 2, WAIT_S);
+    for (int i = 0; i < 2; i++)
+        assert_non_null(strstr(members[i].output, "DONE"));
+    /* node 1 again, on another port (gms_port = DUP_PORT + 5) */
+    write_config(1, DUP_PORT, KEY_LINES, 2, path, sizeof path);
+    char twin_path[512];
+    snprintf(twin_path, sizeof twin_path, "%s/twin.cfg", test_dir);
+    char command[1200];
+    snprintf(command, sizeof command, "sed 's/^gms_port = .*/gms_port = %d/' %s > %s", DUP_PORT + 5,
+             path, twin_path);
+    assert_int_equal(system(command), 0);
+    char *twin_args[] = {twin_path, "--puts", "2", NULL};
+    time_t started = time(NULL);
+    spawn_test_program(&members[2], "kv_node", NULL, twin_args);
+    wait_all_done(&members[2], 1, 30); /* returns when it exits (stdout closes) */
+    assert_null(strstr(members[2].output, "DONE"));
+    assert_int_equal(finish_all(&members[2], 1), 0); /* exited non-zero */
+    assert_true(time(NULL) - started < 15);
+    sleep(1);
+    probe after = run_probe_at(DUP_PORT, "admin.key", true);
+    assert_int_equal(after.connect, 0);
+    assert_int_equal(after.members, 2); /* nobody was cut off */
+    assert_int_equal(finish_all(members, 2), 2);
+}
+
 static int setup(void **state) {
     (void)state;
-    return mkdtemp(test_dir) ? 0 : -1;
+    if (!mkdtemp(test_dir))
+        return -1;
+    char path[512];
+    write_text("cluster.key", "6c1e3a0f0d9b4f1e8a7c2b5d3e9f1a0b6c4d2e8f0a1b3c5d7e9f1a2b4c6d8e0f\n",
+               path, sizeof path);
+    write_text("admin.key", "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf\n",
+               path, sizeof path);
+    write_text("client.key", "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf\n",
+               path, sizeof path);
+    write_text("wrong.key", "0000000000000000000000000000000000000000000000000000000000000001\n",
+               path, sizeof path);
+    return 0;
 }
 
 static int teardown(void **state) {
@@ -283,6 +331,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_keys_protect_the_group, kill_leftover_children),
         cmocka_unit_test_teardown(test_client_frames_of_member_types_are_freed,
                                   kill_leftover_children),
+        cmocka_unit_test_teardown(test_duplicate_id_refused, kill_leftover_children),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
