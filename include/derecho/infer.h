@@ -70,6 +70,37 @@ typedef struct dr_model dr_model;
 #define DR_INFER_MAX_BATCH       64
 
 /**
+ * Admission limits of a model, checked when it is loaded (and so when it is installed: the
+ * categorizer loads a model once before accepting it), before its weights are reordered or
+ * its activation arena allocated, plus the pixel cap applied to every photo it classifies.
+ * A model over a limit fails to load with DR_ETOOBIG and a message naming the limit, the
+ * model's value and the cap. Defaults (dr_infer_limits_default) admit ResNet-50/VGG-class
+ * ImageNet classifiers (ResNet-50: 8.2 GFLOP, ~180 nodes, ~19 MB of activations per image).
+ */
+typedef struct dr_infer_limits {
+    double max_flops_per_image;    /**< convolution + FC work per image (2 per MAC); 20e9 */
+    uint32_t max_nodes;            /**< operators in the loaded graph; 5000 */
+    uint64_t max_activation_bytes; /**< planned activation arena for one image; 1 GiB */
+    uint64_t max_weight_bytes;     /**< weights read per image, counted once per operator
+                                        that uses them (shared weights count each time); 2 GiB */
+    uint64_t max_pixels;           /**< decoded width*height of a photo, checked from its header
+                                        before any pixel buffer is allocated; 40e6, at most
+                                        DR_INFER_MAX_PIXELS */
+} dr_infer_limits;
+
+/** Fills the default limits above. */
+void dr_infer_limits_default(dr_infer_limits *limits);
+
+/** Load options of the _ex loaders. */
+typedef struct dr_load_options {
+    const dr_preprocess *pre; /**< NULL: the loader's preset (seed for MXNet, ImageNet for ONNX) */
+    dr_infer_limits limits;   /**< admission limits (dr_infer_limits_default) */
+} dr_load_options;
+
+/** Fills pre = NULL and the default limits. */
+void dr_load_options_default(dr_load_options *opts);
+
+/**
  * Loads an MXNet model from the three byte ranges (synset.txt, NAME-symbol.json,
  * NAME-EPOCH.params), all borrowed for the call only. pre == NULL selects the seed preset.
  * The number of synset lines must equal the number of outputs of the graph.
@@ -81,6 +112,14 @@ int dr_model_load_mxnet(const void *synset, size_t synset_len, const void *symbo
                         const dr_preprocess *pre, dr_model **out, dr_err *err);
 
 /**
+ * As dr_model_load_mxnet, with options (opts NULL = dr_load_options_default). A limit of
+ * opts->limits that is 0 means the default; max_pixels over DR_INFER_MAX_PIXELS is DR_ERANGE.
+ */
+int dr_model_load_mxnet_ex(const void *synset, size_t synset_len, const void *symbol_json,
+                           size_t symbol_len, const void *params, size_t params_len,
+                           const dr_load_options *opts, dr_model **out, dr_err *err);
+
+/**
  * Loads an ONNX model (ModelProto bytes) with a labels file (one label per line; labels may be
  * NULL/0: then labels are "class N"). pre == NULL selects the ImageNet preset. Errors as
  * dr_model_load_mxnet.
@@ -88,13 +127,18 @@ int dr_model_load_mxnet(const void *synset, size_t synset_len, const void *symbo
 int dr_model_load_onnx(const void *onnx, size_t onnx_len, const void *labels, size_t labels_len,
                        const dr_preprocess *pre, dr_model **out, dr_err *err);
 
+/** As dr_model_load_onnx, with options (as dr_model_load_mxnet_ex). */
+int dr_model_load_onnx_ex(const void *onnx, size_t onnx_len, const void *labels, size_t labels_len,
+                          const dr_load_options *opts, dr_model **out, dr_err *err);
+
 /** Frees a model (NULL is fine). No call on it may be running. */
 void dr_model_free(dr_model *model);
 
 /**
  * Classifies one photo (JPEG or PNG bytes, borrowed). Writes up to k best classes in
  * decreasing score to top[0..*n_out). Thread-safe; blocks while computing.
- * Errors: DR_EINVAL (not an image, 0 bytes, corrupt), DR_ETOOBIG (dimensions over limits).
+ * Errors: DR_EINVAL (not an image, 0 bytes, corrupt), DR_ETOOBIG (dimensions over the model's
+ * max_pixels or 65535 per side, checked from the header before decoding).
  */
 int dr_model_classify(dr_model *model, const void *photo, size_t photo_len, dr_class_score *top,
                       size_t k, size_t *n_out, dr_err *err);

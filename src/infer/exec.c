@@ -536,9 +536,14 @@ static int ctx_create_locked(exec_model *em, int batch, int backend, int threads
             goto fail;
         }
     }
-    if (c->arena_floats > MAX_ARENA_BYTES / sizeof(float)) {
-        rc = dr_err_set(err, DR_ETOOBIG, "activations need %zu bytes (limit %zu)",
-                        c->arena_floats * sizeof(float), MAX_ARENA_BYTES);
+    uint64_t act_limit = em->max_act_bytes * (uint64_t)batch;
+    if (act_limit > MAX_ARENA_BYTES)
+        act_limit = MAX_ARENA_BYTES;
+    if (c->arena_floats > act_limit / sizeof(float)) {
+        rc = dr_err_set(err, DR_ETOOBIG,
+                        "activations of a batch of %d need %zu bytes, over the limit of %llu "
+                        "(max_activation_bytes per image)",
+                        batch, c->arena_floats * sizeof(float), (unsigned long long)act_limit);
         goto fail;
     }
     c->arena = alloc64(c->arena_floats * sizeof(float));
@@ -1083,19 +1088,86 @@ static int prepare_sgemm_weights(exec_model *em, dr_err *err) {
     return 0;
 }
 
-int exec_init(exec_model *em, ir_graph *g, dr_err *err) {
+/*
+ * Work and weights of one image from batch-1 shapes: conv/FC multiply-adds (2 FLOP each) in
+ * *mac_flops; *work adds one operation per output element of every other operator (times the
+ * window for pooling, the input count for sums) so that a graph of cheap operators is counted.
+ */
+static int measure(const ir_graph *g, double *mac_flops, double *work, double *weight_bytes,
+                   dr_err *err) {
+    int64_t *dims = malloc(sizeof(int64_t) * IR_MAXDIM * (size_t)g->n_vals);
+    int *nd = malloc(sizeof(int) * (size_t)g->n_vals);
+    int rc = 0;
+    if (!dims || !nd) {
+        rc = dr_err_set(err, DR_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = ir_infer_shapes((ir_graph *)g, 1, dims, nd, err)))
+        goto out;
+    *mac_flops = *work = *weight_bytes = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ir_node *n = &g->nodes[i];
+        if (n->removed)
+            continue;
+        const int64_t *y = dims + (size_t)n->out * IR_MAXDIM;
+        double out_n = (double)prod(y, 0, nd[n->out]);
+        if (n->op == IR_CONV || n->op == IR_FC) {
+            const ir_value *w = &g->vals[n->in[1]];
+            double macs = out_n * (double)(ir_numel(w) / (w->dims[0] ? w->dims[0] : 1));
+            *mac_flops += 2.0 * macs;
+            *work += 2.0 * macs;
+            *weight_bytes += (double)ir_numel(w) * sizeof(float);
+        } else if (n->op == IR_POOL) {
+            const int64_t *x = dims + (size_t)n->in[0] * IR_MAXDIM;
+            *work +=
+                n->pool.global ? (double)prod(x, 0, nd[n->in[0]]) : out_n * n->pool.kh * n->pool.kw;
+        } else {
+            *work += out_n * (n->n_in > 1 ? n->n_in : 1);
+        }
+    }
+out:
+    free(dims);
+    free(nd);
+    return rc;
+}
+
+/* Checks the admission limits before anything large is allocated. */
+static int admit(exec_model *em, const exec_limits *lim, dr_err *err) {
+    double work = 0, wbytes = 0;
+    int rc = measure(em->g, &em->flops_per_image, &work, &wbytes, err);
+    if (rc || !lim)
+        return rc;
+    if (work > lim->max_flops)
+        return dr_err_set(err, DR_ETOOBIG,
+                          "model needs %.2f GFLOP per image, over the limit of %.2f GFLOP "
+                          "(max_flops_per_image)",
+                          work / 1e9, lim->max_flops / 1e9);
+    if (wbytes > (double)lim->max_weight_bytes)
+        return dr_err_set(err, DR_ETOOBIG,
+                          "operators read %.0f MB of weights per image, over the limit of %.0f MB "
+                          "(max_weight_bytes)",
+                          wbytes / 1e6, (double)lim->max_weight_bytes / 1e6);
+    return 0;
+}
+
+int exec_init(exec_model *em, ir_graph *g, const exec_limits *lim, dr_err *err) {
     memset(em, 0, sizeof(*em));
     em->g = g;
     em->threads = 1;
     em->backend = DR_BACKEND_AUTO;
+    em->max_act_bytes = lim && lim->max_activation_bytes < MAX_ARENA_BYTES
+                            ? lim->max_activation_bytes
+                            : MAX_ARENA_BYTES;
     const char *prof = getenv("DR_INFER_PROFILE"); /* 1: per operator type, 2: per node */
     em->profile = prof ? (prof[0] == '2' ? 2 : 1) : 0;
     pthread_mutex_init(&em->mu, NULL);
+    int rc = admit(em, lim, err);
+    if (rc)
+        return rc;
     em->wcache = calloc((size_t)g->n_nodes, sizeof(wcache *));
     if (!em->wcache)
         return dr_err_set(err, DR_ENOMEM, "out of memory");
-    int rc = prepare_sgemm_weights(em, err);
-    if (rc)
+    if ((rc = prepare_sgemm_weights(em, err)))
         return rc;
     /* Validate with a batch-1 context (also the first pooled context). */
     exec_ctx *c;
@@ -1103,21 +1175,6 @@ int exec_init(exec_model *em, ir_graph *g, dr_err *err) {
     if (rc)
         return rc;
     em->out_per_image = prod(DIMS(c, g->output), 0, c->ndims[g->output]);
-    for (int i = 0; i < g->n_nodes; i++) {
-        const ir_node *n = &g->nodes[i];
-        if (n->removed)
-            continue;
-        if (n->op == IR_CONV) {
-            const int64_t *y = DIMS(c, n->out);
-            const ir_value *w = &g->vals[n->in[1]];
-            em->flops_per_image += 2.0 * (double)prod(y, 0, 4) * (double)(ir_numel(w) / w->dims[0]);
-        } else if (n->op == IR_FC) {
-            const ir_value *w = &g->vals[n->in[1]];
-            em->flops_per_image +=
-                2.0 * (double)ir_numel(w) *
-                (double)(prod(DIMS(c, n->out), 0, c->ndims[n->out]) / w->dims[0]);
-        }
-    }
     ctx_free(c, g); /* validation only: contexts are built per backend and batch on use */
     return 0;
 }

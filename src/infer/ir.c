@@ -28,14 +28,50 @@ void ir_free(ir_graph *g) {
     }
     free(g->vals);
     free(g->nodes);
+    free(g->name_idx);
     ir_init(g);
 }
 
+/* FNV-1a of a value name. */
+static uint32_t name_hash(const char *s) {
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+/* Slot of `name` in the index: the slot holding it, or the empty slot where it would go. */
+static int name_slot(const ir_graph *g, const char *name) {
+    uint32_t mask = (uint32_t)g->name_cap - 1, i = name_hash(name) & mask;
+    while (g->name_idx[i] >= 0 && strcmp(g->vals[g->name_idx[i]].name, name) != 0)
+        i = (i + 1) & mask;
+    return (int)i;
+}
+
+/* Records value v under its name (replacing an older value of the same name); grows the
+ * index to keep it under half full. */
+static int name_insert(ir_graph *g, int v) {
+    if (2 * (g->n_vals + 1) >= g->name_cap) {
+        int cap = g->name_cap ? g->name_cap * 2 : 256;
+        int *idx = malloc(sizeof(int) * (size_t)cap);
+        if (!idx)
+            return DR_ENOMEM;
+        for (int i = 0; i < cap; i++)
+            idx[i] = -1;
+        free(g->name_idx);
+        g->name_idx = idx;
+        g->name_cap = cap;
+        for (int k = 0; k < v; k++)
+            g->name_idx[name_slot(g, g->vals[k].name)] = k;
+    }
+    g->name_idx[name_slot(g, g->vals[v].name)] = v;
+    return 0;
+}
+
 int ir_find_value(const ir_graph *g, const char *name) {
-    for (int i = g->n_vals - 1; i >= 0; i--)
-        if (strcmp(g->vals[i].name, name) == 0)
-            return i;
-    return -1;
+    if (!g->name_cap)
+        return -1;
+    return g->name_idx[name_slot(g, name)];
 }
 
 int64_t ir_numel(const ir_value *v) {
@@ -67,6 +103,10 @@ int ir_add_value(ir_graph *g, const char *name, int ndim, const int64_t *dims, f
         v->dims[i] = dims[i];
     v->data = data;
     v->producer = -1;
+    if (name_insert(g, g->n_vals)) {
+        free(copy);
+        return DR_ENOMEM;
+    }
     return g->n_vals++;
 }
 

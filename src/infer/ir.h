@@ -97,11 +97,13 @@ typedef struct ir_graph {
     int input;          /* value index of the image input */
     int output;         /* value index of the graph output */
     int64_t in_dims[4]; /* declared input N,C,H,W (N ignored) */
+    int *name_idx;      /* open-addressing hash of value names -> newest value index (-1 empty) */
+    int name_cap;       /* slots in name_idx (a power of two, > 2 * n_vals) */
 } ir_graph;
 
 void ir_init(ir_graph *g);
 void ir_free(ir_graph *g);
-/* Returns the index of value `name`, or -1. */
+/* Returns the index of the newest value called `name`, or -1. O(1) expected (hash index). */
 int ir_find_value(const ir_graph *g, const char *name);
 /* Adds a value; data (owned, may be NULL) with dims. Returns index or negative error. */
 int ir_add_value(ir_graph *g, const char *name, int ndim, const int64_t *dims, float *data);

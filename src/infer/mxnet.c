@@ -563,7 +563,7 @@ static int parse_entry(const cJSON *e, int n_nodes, int *node, int *out) {
     int sz = cJSON_GetArraySize(e);
     if (!cJSON_IsArray(e) || (sz != 2 && sz != 3))
         return -1;
-    const cJSON *a = cJSON_GetArrayItem(e, 0), *b = cJSON_GetArrayItem(e, 1);
+    const cJSON *a = e->child, *b = a->next; /* sz >= 2 */
     if (!cJSON_IsNumber(a) || !cJSON_IsNumber(b))
         return -1;
     if (a->valuedouble < 0 || a->valuedouble >= n_nodes || b->valuedouble < 0 ||
@@ -578,6 +578,7 @@ int mxnet_load_symbol(ir_graph *g, const void *json, size_t len, int in_c, int i
     int rc = 0;
     int *val_of = NULL;
     int *in = NULL;
+    const cJSON **node_arr = NULL;
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root)
         return dr_err_set(err, DR_EINVAL, "symbol: not valid JSON");
@@ -591,12 +592,17 @@ int mxnet_load_symbol(ir_graph *g, const void *json, size_t len, int in_c, int i
     }
     val_of = malloc(sizeof(int) * (size_t)nn);
     in = malloc(sizeof(int) * 4096);
-    if (!val_of || !in) {
+    node_arr = malloc(sizeof(*node_arr) * (size_t)nn);
+    if (!val_of || !in || !node_arr) {
         rc = dr_err_set(err, DR_ENOMEM, "out of memory");
         goto out;
     }
+    /* cJSON arrays are linked lists: index them once (cJSON_GetArrayItem is linear) */
+    int nk = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, nodes) node_arr[nk++] = it;
     for (int i = 0; i < nn; i++) {
-        const cJSON *nd = cJSON_GetArrayItem(nodes, i);
+        const cJSON *nd = node_arr[i];
         const cJSON *jop = cJSON_GetObjectItemCaseSensitive(nd, "op");
         const cJSON *jname = cJSON_GetObjectItemCaseSensitive(nd, "name");
         const cJSON *jin = cJSON_GetObjectItemCaseSensitive(nd, "inputs");
@@ -637,9 +643,10 @@ int mxnet_load_symbol(ir_graph *g, const void *json, size_t len, int in_c, int i
             rc = dr_err_set(err, DR_ETOOBIG, "symbol: node %s has %d inputs", name, n_in);
             goto out;
         }
-        for (int j = 0; j < n_in; j++) {
+        const cJSON *ent = jin ? jin->child : NULL;
+        for (int j = 0; j < n_in; j++, ent = ent->next) {
             int src, outi;
-            if (parse_entry(cJSON_GetArrayItem(jin, j), nn, &src, &outi) || src >= i) {
+            if (parse_entry(ent, nn, &src, &outi) || src >= i) {
                 rc = dr_err_set(err, DR_EINVAL, "symbol: node %s input %d is malformed", name, j);
                 goto out;
             }
@@ -651,7 +658,7 @@ int mxnet_load_symbol(ir_graph *g, const void *json, size_t len, int in_c, int i
             in[j] = val_of[src];
             int is_label = !strcmp(op, "SoftmaxOutput") && j == 1;
             if (in[j] < 0 && !is_label) {
-                const cJSON *sn = cJSON_GetArrayItem(nodes, src);
+                const cJSON *sn = node_arr[src];
                 const cJSON *snm = cJSON_GetObjectItemCaseSensitive(sn, "name");
                 rc = dr_err_set(err, DR_ENOTFOUND,
                                 "symbol: parameter '%s' (input of %s) missing "
@@ -680,6 +687,7 @@ int mxnet_load_symbol(ir_graph *g, const void *json, size_t len, int in_c, int i
 out:
     free(val_of);
     free(in);
+    free(node_arr);
     cJSON_Delete(root);
     return rc;
 }
