@@ -4,9 +4,12 @@
  *
  * Locking: `lock` guards the table (a sorted array of entry pointers). Entries are reference
  * counted: the table holds one reference, each running inference another, so remove and
- * restore never free a model in use. An entry's `engine_lock` serialises building its engine
- * (one load per tag even when several inferences arrive at once); classification itself runs
- * without it (dr_model_classify is thread-safe).
+ * restore never free a model in use. An entry's `engine_lock` guards its engine state: one
+ * caller loads the engine with the lock released (`loading` set; others arriving meanwhile wait
+ * on `engine_cv`, they do not load it again); a failed load is remembered and answered at once
+ * until a back-off expires (10 s, doubling up to 10 min: the bytes of an entry never change, so
+ * a retry only helps after a transient failure such as memory). Classification runs without the
+ * lock (dr_model_classify is thread-safe).
  */
 #include "categorizer.h"
 
@@ -19,10 +22,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define SNAPSHOT_MAGIC             0x54434453u /* "SDCT" */
 #define MXNET_LIST_MAGIC           0x112u
 #define DEFAULT_ORDERED_TIMEOUT_MS 120000
+#define LOAD_RETRY_FIRST_MS        10000
+#define LOAD_RETRY_MAX_MS          600000
 
 typedef struct sd_entry {
     uint32_t tag;
@@ -32,7 +38,11 @@ typedef struct sd_entry {
     uint64_t digest;
     atomic_int refs;
     pthread_mutex_t engine_lock;
-    dr_model *engine; /* built lazily; NULL until then or after a failed load */
+    pthread_cond_t engine_cv; /* signalled when a load ends */
+    dr_model *engine;         /* built lazily; NULL until then or after a failed load */
+    bool loading;             /* a caller is loading it (engine_lock released) */
+    uint64_t retry_at_ms;     /* after a failed load: no new attempt before (monotonic) */
+    uint64_t backoff_ms;      /* the next back-off after another failure */
 } sd_entry;
 
 struct sd_categorizer {
@@ -40,6 +50,7 @@ struct sd_categorizer {
     pthread_mutex_t lock;
     sd_entry **entries; /* sorted by tag */
     size_t count, cap;
+    atomic_size_t load_attempts; /* engine loads attempted at inference time */
     _Atomic(dr_rpc_node *) node;
 };
 
@@ -243,6 +254,7 @@ static sd_entry *entry_new(uint32_t tag, const uint8_t *synset, uint32_t synset_
     entry->digest = digest_bytes(entry->data, total);
     atomic_init(&entry->refs, 1);
     pthread_mutex_init(&entry->engine_lock, NULL);
+    pthread_cond_init(&entry->engine_cv, NULL);
     return entry;
 }
 
@@ -251,6 +263,7 @@ static void entry_release(sd_entry *entry) {
         return;
     dr_model_free(entry->engine);
     pthread_mutex_destroy(&entry->engine_lock);
+    pthread_cond_destroy(&entry->engine_cv);
     free(entry->data);
     free(entry);
 }
@@ -309,6 +322,7 @@ int sd_categorizer_create(const sd_categorizer_limits *limits, sd_categorizer **
         cat->limits.ordered_timeout_ms = DEFAULT_ORDERED_TIMEOUT_MS;
     pthread_mutex_init(&cat->lock, NULL);
     atomic_init(&cat->node, NULL);
+    atomic_init(&cat->load_attempts, 0);
     *out = cat;
     return DR_OK;
 }
@@ -580,31 +594,66 @@ static sd_entry *acquire_entry(sd_categorizer *cat, uint32_t tag) {
     return entry;
 }
 
-/* Builds the engine if needed. Returns it, or NULL when loading fails (not cached). */
-static dr_model *entry_engine(sd_entry *entry) {
+static uint64_t monotonic_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Loads an entry's engine (no lock held; the entry's bytes are immutable). */
+static dr_model *load_engine(const sd_entry *entry) {
+    dr_err err = {0};
+    dr_model *engine = NULL;
+    const uint8_t *synset = entry->data;
+    const uint8_t *symbol = synset + entry->synset_len;
+    const uint8_t *params = symbol + entry->symbol_len;
+    int rc = entry->format == SD_FORMAT_ONNX
+                 ? dr_model_load_onnx(params, entry->params_len, synset, entry->synset_len, NULL,
+                                      &engine, &err)
+                 : dr_model_load_mxnet(synset, entry->synset_len, symbol, entry->symbol_len, params,
+                                       entry->params_len, NULL, &engine, &err);
+    if (rc != DR_OK) {
+        DR_WARN(DR_LOGM_APP, "cannot load the model of tag %u (%s): %s", entry->tag,
+                sd_model_format_name(entry->format), err.msg);
+        return NULL;
+    }
+    DR_INFO(DR_LOGM_APP, "built the engine of tag %u (%zu classes)", entry->tag,
+            dr_model_num_classes(engine));
+    return engine;
+}
+
+/*
+ * Builds the engine if needed. Returns it, or NULL when loading fails (remembered: no new
+ * attempt before the entry's back-off expires). Blocks while another caller loads it.
+ */
+static dr_model *entry_engine(sd_categorizer *cat, sd_entry *entry) {
     pthread_mutex_lock(&entry->engine_lock);
-    if (!entry->engine) {
-        dr_err err = {0};
-        const uint8_t *synset = entry->data;
-        const uint8_t *symbol = synset + entry->synset_len;
-        const uint8_t *params = symbol + entry->symbol_len;
-        int rc = entry->format == SD_FORMAT_ONNX
-                     ? dr_model_load_onnx(params, entry->params_len, synset, entry->synset_len,
-                                          NULL, &entry->engine, &err)
-                     : dr_model_load_mxnet(synset, entry->synset_len, symbol, entry->symbol_len,
-                                           params, entry->params_len, NULL, &entry->engine, &err);
-        if (rc != DR_OK) {
-            entry->engine = NULL;
-            DR_WARN(DR_LOGM_APP, "cannot load the model of tag %u (%s): %s", entry->tag,
-                    sd_model_format_name(entry->format), err.msg);
-        } else {
-            DR_INFO(DR_LOGM_APP, "built the engine of tag %u (%zu classes)", entry->tag,
-                    dr_model_num_classes(entry->engine));
+    while (entry->loading)
+        pthread_cond_wait(&entry->engine_cv, &entry->engine_lock);
+    if (!entry->engine && monotonic_ms() >= entry->retry_at_ms) {
+        entry->loading = true;
+        pthread_mutex_unlock(&entry->engine_lock);
+        atomic_fetch_add(&cat->load_attempts, 1);
+        dr_model *engine = load_engine(entry);
+        pthread_mutex_lock(&entry->engine_lock);
+        entry->loading = false;
+        entry->engine = engine;
+        if (!engine) {
+            if (entry->backoff_ms < LOAD_RETRY_FIRST_MS)
+                entry->backoff_ms = LOAD_RETRY_FIRST_MS;
+            entry->retry_at_ms = monotonic_ms() + entry->backoff_ms;
+            entry->backoff_ms = entry->backoff_ms * 2 > LOAD_RETRY_MAX_MS ? LOAD_RETRY_MAX_MS
+                                                                          : entry->backoff_ms * 2;
         }
+        pthread_cond_broadcast(&entry->engine_cv);
     }
     dr_model *engine = entry->engine;
     pthread_mutex_unlock(&entry->engine_lock);
     return engine;
+}
+
+size_t sd_categorizer_load_attempts(sd_categorizer *cat) {
+    return atomic_load(&cat->load_attempts);
 }
 
 static int handle_inference(void *ctx, const dr_rpc_call_info *info, const uint8_t *args,
@@ -628,7 +677,7 @@ static int handle_inference(void *ctx, const dr_rpc_call_info *info, const uint8
     sd_entry *entry = acquire_entry(cat, tag);
     if (!entry)
         return sd_inference_reply_encode(reply, SD_ANSWER_NO_MODEL, 0, SD_DESC_NO_MODEL, NULL, 0);
-    dr_model *engine = entry_engine(entry);
+    dr_model *engine = entry_engine(cat, entry);
     int rc = DR_OK;
     if (!engine) {
         rc = sd_inference_reply_encode(reply, SD_ANSWER_LOAD_FAIL, 0, SD_DESC_LOAD_FAIL, NULL, 0);

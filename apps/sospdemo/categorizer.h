@@ -109,6 +109,10 @@ void sd_categorizer_rpc_type(sd_categorizer *cat, dr_rpc_type *type);
 /** Number of installed models. Thread-safe. */
 size_t sd_categorizer_model_count(sd_categorizer *cat);
 
+/** Engine loads attempted by inferences so far (a failed load is not retried before its
+ * back-off expires, 10 s doubling to 10 min). Thread-safe. */
+size_t sd_categorizer_load_attempts(sd_categorizer *cat);
+
 /* ---- wire helpers (shared with the function tier and tests) ------------------------------ */
 
 /**

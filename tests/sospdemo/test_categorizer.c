@@ -361,11 +361,14 @@ static void test_model_that_cannot_load(void **state) {
     /* one that got in anyway (an older node's install) fails at inference, each time */
     install_ordered(3, &g_synset, &bad_symbol, &g_params);
     file_bytes photo = read_file("models/demo-shapes/photos/red-circle.jpg");
-    for (int attempt = 0; attempt < 2; attempt++) { /* not cached: fails the same way again */
+    size_t loads0 = sd_categorizer_load_attempts(g_replicas[1]);
+    for (int attempt = 0; attempt < 3; attempt++) { /* the same answer each time */
         char *answer = classify(1, 3, &photo);
         assert_string_equal(answer, SD_DESC_LOAD_FAIL);
         free(answer);
     }
+    /* the failed load is remembered (back-off): loaded once, not once per request */
+    assert_int_equal(sd_categorizer_load_attempts(g_replicas[1]) - loads0, 1);
     /* an ONNX-looking model (no symbol, no MXNet magic) that is not ONNX */
     file_bytes not_onnx = {(uint8_t *)strdup("garbage bytes"), 13}, empty = {NULL, 0};
     assert_int_equal(install(0, 4, &g_synset, &empty, &not_onnx, &desc), DR_ECORRUPT);
