@@ -37,6 +37,8 @@ typedef struct dconv dconv;
 
 struct exec_ctx {
     int batch, backend, in_use;
+    int threads;   /* oneDNN fixes a primitive's thread count when it is created: contexts are
+                      per (batch, backend, threads), or 2 threads would run 1-thread kernels */
     int64_t *dims; /* IR_MAXDIM per value */
     int *ndims;
     size_t *off; /* float offset in arena per value, NO_OFFSET for constants */
@@ -497,6 +499,7 @@ static int ctx_create_locked(exec_model *em, int batch, int backend, int threads
         return dr_err_set(err, DR_ENOMEM, "out of memory");
     c->batch = batch;
     c->backend = backend;
+    c->threads = threads;
     c->dims = malloc(sizeof(int64_t) * IR_MAXDIM * (size_t)g->n_vals);
     c->ndims = malloc(sizeof(int) * (size_t)g->n_vals);
     c->off = malloc(sizeof(size_t) * (size_t)g->n_vals);
@@ -798,6 +801,16 @@ static void fc_run(exec_ctx *c, const ir_graph *g, const ir_node *n, int threads
         a = c->scratch;
     }
     float *out = ptr(c, g, n->out);
+#ifdef DR_HAVE_DNNL
+    /* oneDNN's SGEMM threads with OpenMP (passive waiting); OpenBLAS's own workers spin-yield
+     * for a long while after each call, which costs a shared machine a core */
+    if (c->backend == DR_BACKEND_DNNL &&
+        dnnl_sgemm('N', 'T', M, Nout, K, 1.0f, a, K, w->data, K, 0.0f, out, Nout) == dnnl_success) {
+        bias_act(out, M, Nout, n->n_in > 2 ? g->vals[n->in[2]].data : NULL, n->act, n->alpha,
+                 n->beta, threads);
+        return;
+    }
+#endif
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)Nout, (int)K, 1.0f, a, (int)K,
                 w->data, (int)K, 0.0f, out, (int)Nout);
     bias_act(out, M, Nout, n->n_in > 2 ? g->vals[n->in[2]].data : NULL, n->act, n->alpha, n->beta,
@@ -1231,7 +1244,7 @@ static int run_part(exec_model *em, const float *input, int batch, float *out, i
     int backend = effective_backend(em->backend);
     int auto_backend = em->backend == DR_BACKEND_AUTO;
     exec_ctx *c = em->pool;
-    while (c && (c->in_use || c->batch != batch || c->backend != backend))
+    while (c && (c->in_use || c->batch != batch || c->backend != backend || c->threads != threads))
         c = c->next;
     if (c)
         c->in_use = 1;
@@ -1259,7 +1272,9 @@ static int run_part(exec_model *em, const float *input, int batch, float *out, i
         pthread_mutex_unlock(&em->mu);
     }
     omp_set_num_threads(threads);
-    openblas_set_num_threads(threads);
+    /* OpenBLAS runs only the SGEMM backend's convolutions (its thread count is process-wide) */
+    if (backend == DR_BACKEND_SGEMM)
+        openblas_set_num_threads(threads);
     from_logical(c, g, g->input, input);
     rc = 0;
     int profile = em->profile;

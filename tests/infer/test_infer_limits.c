@@ -20,8 +20,6 @@
 #include "derecho/infer.h"
 #include "tiny_models.h"
 
-/* ---- a growable byte buffer and an MXNet params writer ---------------------------------- */
-
 typedef struct bytes {
     uint8_t *p;
     size_t len, cap;
@@ -37,102 +35,15 @@ static void put(bytes *b, const void *d, size_t n) {
     b->len += n;
 }
 
-static void put32(bytes *b, uint32_t v) {
-    put(b, &v, 4);
-}
-
-static void put64(bytes *b, uint64_t v) {
-    put(b, &v, 8);
-}
-
-typedef struct arr {
-    char name[32];
-    int ndim;
-    int64_t dims[4];
-} arr;
-
-/* V2 arrays of small deterministic float32 values, then the "arg:" keys. */
-static bytes params_file(const arr *a, int n) {
-    bytes b = {0};
-    put64(&b, 0x112);
-    put64(&b, 0);
-    put64(&b, (uint64_t)n);
-    for (int i = 0; i < n; i++) {
-        put32(&b, 0xF993FAC9u);
-        put32(&b, 0);
-        put32(&b, (uint32_t)a[i].ndim);
-        int64_t numel = 1;
-        for (int k = 0; k < a[i].ndim; k++) {
-            put64(&b, (uint64_t)a[i].dims[k]);
-            numel *= a[i].dims[k];
-        }
-        put32(&b, 1);
-        put32(&b, 0);
-        put32(&b, 0);
-        for (int64_t k = 0; k < numel; k++) {
-            float f = (float)((k * 7919) % 17 - 8) / 1024.0f;
-            put(&b, &f, 4);
-        }
-    }
-    put64(&b, (uint64_t)n);
-    for (int i = 0; i < n; i++) {
-        char key[48];
-        int kl = snprintf(key, sizeof key, "arg:%s", a[i].name);
-        put64(&b, (uint64_t)kl);
-        put(&b, key, (size_t)kl);
-    }
-    return b;
-}
-
 /* ---- the FLOP bomb ---------------------------------------------------------------------- */
 
 static const char synset3[] = "a\nb\nc\n";
 
-/*
- * data(3 x hw x hw) -> conv 3->256 -> n_shared x conv3x3 256->256 all using weight "w"
- * -> global average pool -> flatten -> FC 3. Each shared conv costs 2*hw*hw*2304*256 FLOP
- * (3.7 GFLOP at 56x56) while the params file holds the weight once (2.4 MB).
- */
+/* The FLOP bomb: tiny_conv_stack with 256 channels at hw x hw. Each shared conv costs
+ * 2*hw*hw*2304*256 FLOP (3.7 GFLOP at 56x56) while the params file holds the weight once. */
 static int load_bomb(int n_shared, int hw, const dr_infer_limits *lim, dr_model **m, dr_err *err) {
-    arr a[] = {{"w0", 4, {256, 3, 3, 3}},
-               {"w", 4, {256, 256, 3, 3}},
-               {"fc_weight", 2, {3, 256}},
-               {"fc_bias", 1, {3}}};
-    bytes params = params_file(a, 4);
-    bytes js = {0};
-    char tmp[512];
-    const char *conv_attrs = "\"attrs\":{\"kernel\":\"(3, 3)\",\"pad\":\"(1, 1)\","
-                             "\"num_filter\":\"256\",\"no_bias\":\"True\"}";
-    int n = 0;
-#define NODE(...)                                                                                  \
-    do {                                                                                           \
-        int l_ = snprintf(tmp, sizeof tmp, __VA_ARGS__);                                           \
-        put(&js, tmp, (size_t)l_);                                                                 \
-        n++;                                                                                       \
-    } while (0)
-    put(&js, "{\"nodes\":[", 10);
-    NODE("{\"op\":\"null\",\"name\":\"data\",\"inputs\":[]},"); /* 0 */
-    NODE("{\"op\":\"null\",\"name\":\"w0\",\"inputs\":[]},");   /* 1 */
-    NODE("{\"op\":\"null\",\"name\":\"w\",\"inputs\":[]},");    /* 2 */
-    NODE("{\"op\":\"Convolution\",\"name\":\"c0\",%s,\"inputs\":[[0,0,0],[1,0,0]]},", conv_attrs);
-    int prev = n - 1;
-    for (int i = 0; i < n_shared; i++) {
-        NODE("{\"op\":\"Convolution\",\"name\":\"c%d\",%s,\"inputs\":[[%d,0,0],[2,0,0]]},", i + 1,
-             conv_attrs, prev);
-        prev = n - 1;
-    }
-    NODE("{\"op\":\"Pooling\",\"name\":\"gp\",\"attrs\":{\"global_pool\":\"True\","
-         "\"kernel\":\"(1, 1)\",\"pool_type\":\"avg\"},\"inputs\":[[%d,0,0]]},",
-         prev);
-    NODE("{\"op\":\"Flatten\",\"name\":\"fl\",\"inputs\":[[%d,0,0]]},", n - 1);
-    NODE("{\"op\":\"null\",\"name\":\"fc_weight\",\"inputs\":[]},");
-    NODE("{\"op\":\"null\",\"name\":\"fc_bias\",\"inputs\":[]},");
-    NODE("{\"op\":\"FullyConnected\",\"name\":\"fc\",\"attrs\":{\"num_hidden\":\"3\"},"
-         "\"inputs\":[[%d,0,0],[%d,0,0],[%d,0,0]]}",
-         n - 3, n - 2, n - 1);
-    snprintf(tmp, sizeof tmp, "],\"arg_nodes\":[0],\"heads\":[[%d,0,0]]}", n - 1);
-    put(&js, tmp, strlen(tmp));
-#undef NODE
+    tiny_bytes js, params;
+    assert_int_equal(tiny_conv_stack(n_shared, 256, 3, &js, &params), 0);
     dr_preprocess pre;
     dr_preprocess_seed(&pre);
     pre.resize = pre.crop = (uint32_t)hw;
@@ -141,10 +52,10 @@ static int load_bomb(int n_shared, int hw, const dr_infer_limits *lim, dr_model 
     o.pre = &pre;
     if (lim)
         o.limits = *lim;
-    int rc = dr_model_load_mxnet_ex(synset3, strlen(synset3), js.p, js.len, params.p, params.len,
-                                    &o, m, err);
-    free(js.p);
-    free(params.p);
+    int rc = dr_model_load_mxnet_ex(synset3, strlen(synset3), js.data, js.len, params.data,
+                                    params.len, &o, m, err);
+    free(js.data);
+    free(params.data);
     return rc;
 }
 
@@ -234,14 +145,15 @@ static void test_other_caps(void **state) {
 static void test_symbol_100k_nodes_linear(void **state) {
     (void)state;
     enum { N = 100000 };
-    arr *a = calloc(N - 1, sizeof(*a));
+    tiny_array *a = calloc(N - 1, sizeof(*a));
     assert_non_null(a);
     for (int i = 0; i < N - 1; i++) {
         snprintf(a[i].name, sizeof a[i].name, "p%d", i);
         a[i].ndim = 1;
         a[i].dims[0] = 1;
     }
-    bytes params = params_file(a, N - 1);
+    tiny_bytes params;
+    assert_int_equal(tiny_params(a, N - 1, &params), 0);
     bytes js = {0};
     put(&js, "{\"nodes\":[{\"op\":\"null\",\"name\":\"data\",\"inputs\":[]}", 50);
     char tmp[96];
@@ -254,15 +166,15 @@ static void test_symbol_100k_nodes_linear(void **state) {
     dr_model *m = NULL;
     dr_err err = {0};
     double t0 = cpu_seconds();
-    int rc = dr_model_load_mxnet(synset3, strlen(synset3), js.p, js.len, params.p, params.len, NULL,
-                                 &m, &err);
+    int rc = dr_model_load_mxnet(synset3, strlen(synset3), js.p, js.len, params.data, params.len,
+                                 NULL, &m, &err);
     double spent = cpu_seconds() - t0;
     print_message("100k-node symbol: rc %d in %.3f s CPU: %s\n", rc, spent, err.msg);
     assert_int_not_equal(rc, 0);
     assert_null(m);
     assert_true(spent < 5.0);
     free(js.p);
-    free(params.p);
+    free(params.data);
     free(a);
 }
 
