@@ -1,10 +1,11 @@
 /*
  * derecho-infer: command-line front end of the inference engine.
  *   derecho-infer classify --model PATH|PREFIX [--format mxnet|onnx] [--labels FILE]
- *                 [--threads N] [--backend auto|dnnl|sgemm] [--top K]
- *                 [--preset seed|imagenet] photo...
+ *                 [--threads N] [--backend auto|dnnl|sgemm] [--precision fp32|bf16|auto]
+ *                 [--top K] [--preset seed|imagenet] photo...
  *   derecho-infer bench --model PATH|PREFIX [--format mxnet|onnx] [--labels FILE]
  *                 [--runs N] [--threads 1,2] [--backend auto|dnnl|sgemm]
+ *                 [--precision fp32|bf16|auto]
  * MXNet models are named by prefix (PREFIX-symbol.json, PREFIX-0000.params or the first
  * PREFIX-*.params, synset.txt beside them unless --labels). A path ending in .onnx is ONNX.
  * --preset picks the preprocessing (default: seed for MXNet, ImageNet for ONNX).
@@ -49,7 +50,7 @@ static int read_file(const char *path, void **data, size_t *len) {
 }
 
 typedef struct opts {
-    const char *model, *format, *labels, *backend, *preset;
+    const char *model, *format, *labels, *backend, *preset, *precision;
     int threads_list[4], n_threads, runs, top;
     char **photos;
     int n_photos;
@@ -140,6 +141,16 @@ static int load_model(const opts *o, dr_model **m) {
             return 1;
         }
     }
+    dr_precision prec;
+    if (o->precision && dr_precision_parse(o->precision, &prec) == 0 &&
+        dr_model_set_precision(*m, prec) != 0) {
+        fprintf(stderr,
+                "precision %s unavailable: this CPU or build has no native bf16 "
+                "(needs oneDNN and AVX512_BF16 or AMX)\n",
+                o->precision);
+        dr_model_free(*m);
+        return 1;
+    }
     return 0;
 }
 
@@ -199,8 +210,9 @@ static int cmd_bench(const opts *o) {
     for (size_t i = 0; i < per * 8; i++)
         in[i] = (float)rand() / (float)RAND_MAX - 0.5f;
     double gflop = dr_model_flops_per_image(m) / 1e9;
-    printf("model %s: %.3f GFLOP/image, oneDNN %s\n", o->model, gflop,
-           dr_infer_have_dnnl() ? "available" : "absent");
+    printf("model %s: %.3f GFLOP/image, oneDNN %s, precision %s\n", o->model, gflop,
+           dr_infer_have_dnnl() ? "available" : "absent",
+           dr_model_precision(m) == DR_PRECISION_BF16 ? "bf16" : "fp32");
     for (int ti = 0; ti < o->n_threads; ti++) {
         int th = o->threads_list[ti];
         dr_model_set_threads(m, th);
@@ -244,6 +256,8 @@ static const char help_text[] =
     "                       for ONNX)\n"
     "  --preset seed|imagenet  preprocessing (default: seed for MXNet, imagenet for ONNX)\n"
     "  --backend auto|dnnl|sgemm  convolution backend (default auto: oneDNN if built in)\n"
+    "  --precision fp32|bf16|auto  oneDNN convolution arithmetic (default fp32; auto: bf16\n"
+    "                       where the CPU has native bf16, AVX512_BF16 or AMX)\n"
     "  --threads N[,N...]   threads (classify: first value, default 1; bench: each value,\n"
     "                       default 1,2; at most 4 values)\n"
     "  --top K              classify: the K best classes per photo, 1..16 (default 5)\n"
@@ -282,8 +296,9 @@ static bool one_of(const char *value, const char *a, const char *b, const char *
 /* Parses one option with its value (argv[*i], argv[*i + 1]); 0 or the exit code 2. */
 static int parse_option(opts *o, char **argv, int argc, int *i) {
     const char *a = argv[*i];
-    static const char *const with_value[] = {"--model",   "--format", "--labels", "--preset",
-                                             "--backend", "--runs",   "--top",    "--threads"};
+    static const char *const with_value[] = {"--model",  "--format",  "--labels",
+                                             "--preset", "--backend", "--runs",
+                                             "--top",    "--threads", "--precision"};
     bool known = false;
     for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++)
         known |= !strcmp(a, with_value[k]);
@@ -302,6 +317,8 @@ static int parse_option(opts *o, char **argv, int argc, int *i) {
         o->preset = v;
     else if (!strcmp(a, "--backend") && one_of(v, "auto", "dnnl", "sgemm"))
         o->backend = v;
+    else if (!strcmp(a, "--precision") && one_of(v, "fp32", "bf16", "auto"))
+        o->precision = v;
     else if (!strcmp(a, "--runs") && (o->runs = parse_int(v, 1, 1000000)) > 0)
         return 0;
     else if (!strcmp(a, "--top") && (o->top = parse_int(v, 1, 16)) > 0)
@@ -316,11 +333,10 @@ static int parse_option(opts *o, char **argv, int argc, int *i) {
         if (o->n_threads < 1 || o->n_threads > 4)
             return usage_error("--threads wants 1 to 4 thread counts like 1,2, not '%s'", v);
     } else {
-        static const char *const wants[][2] = {{"--format", "mxnet or onnx"},
-                                               {"--preset", "seed or imagenet"},
-                                               {"--backend", "auto, dnnl or sgemm"},
-                                               {"--runs", "a whole number >= 1"},
-                                               {"--top", "a whole number from 1 to 16"}};
+        static const char *const wants[][2] = {
+            {"--format", "mxnet or onnx"},        {"--preset", "seed or imagenet"},
+            {"--backend", "auto, dnnl or sgemm"}, {"--precision", "fp32, bf16 or auto"},
+            {"--runs", "a whole number >= 1"},    {"--top", "a whole number from 1 to 16"}};
         for (size_t k = 0; k < sizeof wants / sizeof *wants; k++)
             if (!strcmp(a, wants[k][0])) {
                 fprintf(stderr, "derecho-infer: %s wants %s, not '%s'\n\n%s", a, wants[k][1], v,

@@ -60,6 +60,15 @@ typedef enum dr_infer_backend {
     DR_BACKEND_SGEMM = 2, /**< portable im2col + OpenBLAS SGEMM (reference / fallback) */
 } dr_infer_backend;
 
+/** Arithmetic of the oneDNN convolutions. */
+typedef enum dr_precision {
+    DR_PRECISION_FP32 = 0, /**< float32 everywhere (default) */
+    DR_PRECISION_BF16 = 1, /**< bfloat16 inputs and weights, float32 accumulation, bias, outputs
+                                and every other operator; needs oneDNN and a CPU with native
+                                bf16 (AVX512_BF16 or AMX) */
+    DR_PRECISION_AUTO = 2, /**< BF16 where the CPU has native bf16, else FP32 */
+} dr_precision;
+
 /** An opaque loaded model. */
 typedef struct dr_model dr_model;
 
@@ -95,6 +104,7 @@ void dr_infer_limits_default(dr_infer_limits *limits);
 typedef struct dr_load_options {
     const dr_preprocess *pre; /**< NULL: the loader's preset (seed for MXNet, ImageNet for ONNX) */
     dr_infer_limits limits;   /**< admission limits (dr_infer_limits_default) */
+    dr_precision precision;   /**< as dr_model_set_precision (default FP32) */
 } dr_load_options;
 
 /** Fills pre = NULL and the default limits. */
@@ -189,6 +199,22 @@ int dr_model_set_backend(dr_model *model, dr_infer_backend backend);
 
 /** Returns 1 when the oneDNN backend is compiled in and usable. */
 int dr_infer_have_dnnl(void);
+
+/**
+ * Chooses the precision of later calls (new execution contexts are built for it on first use;
+ * it applies to the oneDNN backend only: SGEMM is always FP32). Returns 0, DR_EINVAL, or
+ * DR_EUNSUPPORTED for DR_PRECISION_BF16 where dr_infer_have_bf16() is 0. AUTO resolves here.
+ */
+int dr_model_set_precision(dr_model *model, dr_precision precision);
+
+/** The precision in effect (FP32 or BF16; AUTO is resolved when set). */
+dr_precision dr_model_precision(const dr_model *model);
+
+/** Returns 1 when oneDNN is usable and the CPU computes bf16 natively (AVX512_BF16 / AMX). */
+int dr_infer_have_bf16(void);
+
+/** "fp32", "bf16" or "auto" -> *out; 0 or DR_EINVAL. */
+int dr_precision_parse(const char *text, dr_precision *out);
 
 #ifdef __cplusplus
 }

@@ -39,6 +39,7 @@ struct exec_ctx {
     int batch, backend, in_use;
     int threads;   /* oneDNN fixes a primitive's thread count when it is created: contexts are
                       per (batch, backend, threads), or 2 threads would run 1-thread kernels */
+    int bf16;      /* oneDNN convolutions compute in bfloat16 (activations stay f32) */
     int64_t *dims; /* IR_MAXDIM per value */
     int *ndims;
     size_t *off; /* float offset in arena per value, NO_OFFSET for constants */
@@ -46,7 +47,8 @@ struct exec_ctx {
     size_t arena_floats;
     float *scratch; /* im2col / layout conversion */
     size_t scratch_floats;
-    dconv **dc; /* per node */
+    void *src16; /* bf16 copy of a convolution's input (bf16 contexts) */
+    dconv **dc;  /* per node */
 #ifdef DR_HAVE_DNNL
     dnnl_stream_t stream;
 #endif
@@ -83,6 +85,10 @@ struct dconv {
     dnnl_primitive_t prim;
     dnnl_memory_t src, wei, bias, dst, scratch;
     void *wei_buf;
+    /* bf16: the f32 input in the arena (src32) is converted into the context's src16 buffer
+     * (src) by src_reorder before the convolution */
+    dnnl_primitive_t src_reorder;
+    dnnl_memory_t src32;
 };
 
 struct wcache {
@@ -108,8 +114,10 @@ static void dconv_free(dconv *d) {
         return;
     if (d->prim)
         dnnl_primitive_destroy(d->prim);
-    dnnl_memory_t m[5] = {d->src, d->wei, d->bias, d->dst, d->scratch};
-    for (int i = 0; i < 5; i++)
+    if (d->src_reorder)
+        dnnl_primitive_destroy(d->src_reorder);
+    dnnl_memory_t m[6] = {d->src, d->wei, d->bias, d->dst, d->scratch, d->src32};
+    for (int i = 0; i < 6; i++)
         if (m[i])
             dnnl_memory_destroy(m[i]);
     free(d->wei_buf);
@@ -154,9 +162,13 @@ static int act_alg(ir_act a, float alpha, float beta, dnnl_alg_kind_t *alg, floa
         }                                                                                          \
     } while (0)
 
-/* Builds the oneDNN convolution of node n in context c; scratchpad size goes to *scratch. */
-static int dconv_build(exec_model *em, int node_idx, exec_ctx *c, dconv **out,
-                       size_t *scratch_bytes, dr_err *err) {
+/*
+ * Builds the oneDNN convolution of node n in context c; scratchpad size goes to *scratch.
+ * bf16: bfloat16 input and weights, f32 bias and output (the input is converted before each
+ * run; *src16_bytes is the size of that copy); fails where oneDNN has no such kernel.
+ */
+static int dconv_build(exec_model *em, int node_idx, exec_ctx *c, int bf16, dconv **out,
+                       size_t *scratch_bytes, size_t *src16_bytes, dr_err *err) {
     int rc = 0;
     const ir_graph *g = em->g;
     const ir_node *n = &g->nodes[node_idx];
@@ -178,20 +190,22 @@ static int dconv_build(exec_model *em, int node_idx, exec_ctx *c, dconv **out,
     dnnl_dims_t bd = {w->dims[0]};
     dnnl_dims_t strides = {cv->sh, cv->sw}, dil = {cv->dh - 1, cv->dw - 1};
     dnnl_dims_t pl = {cv->pt, cv->pl}, pr = {cv->pb, cv->pr};
-    dnnl_memory_desc_t smd, dmd, wmd, wany, bmd;
+    dnnl_memory_desc_t smd, smd16, dmd, wmd, wany, bmd;
     dnnl_convolution_desc_t cd;
+    dnnl_data_type_t cdt = bf16 ? dnnl_bf16 : dnnl_f32;
     DN(dnnl_memory_desc_init_by_tag(&smd, 4, sd, dnnl_f32, dnnl_nhwc));
+    DN(dnnl_memory_desc_init_by_tag(&smd16, 4, sd, dnnl_bf16, dnnl_nhwc));
     DN(dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32, dnnl_nhwc));
     if (grp > 1) {
         DN(dnnl_memory_desc_init_by_tag(&wmd, 5, wd, dnnl_f32, dnnl_goihw));
-        DN(dnnl_memory_desc_init_by_tag(&wany, 5, wd, dnnl_f32, dnnl_format_tag_any));
+        DN(dnnl_memory_desc_init_by_tag(&wany, 5, wd, cdt, dnnl_format_tag_any));
     } else {
         DN(dnnl_memory_desc_init_by_tag(&wmd, 4, wd4, dnnl_f32, dnnl_oihw));
-        DN(dnnl_memory_desc_init_by_tag(&wany, 4, wd4, dnnl_f32, dnnl_format_tag_any));
+        DN(dnnl_memory_desc_init_by_tag(&wany, 4, wd4, cdt, dnnl_format_tag_any));
     }
     DN(dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x));
     DN(dnnl_dilated_convolution_forward_desc_init(
-        &cd, dnnl_forward_inference, dnnl_convolution_direct, &smd, &wany,
+        &cd, dnnl_forward_inference, dnnl_convolution_direct, bf16 ? &smd16 : &smd, &wany,
         n->n_in > 2 ? &bmd : NULL, &dmd, strides, dil, pl, pr));
     DN(dnnl_primitive_attr_create(&attr));
     DN(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
@@ -243,7 +257,18 @@ static int dconv_build(exec_model *em, int node_idx, exec_ctx *c, dconv **out,
             pthread_mutex_unlock(&em->mu);
         }
     }
-    DN(dnnl_memory_create(&d->src, &smd, g_engine, ptr(c, g, n->in[0])));
+    if (bf16) {
+        *src16_bytes = dnnl_memory_desc_get_size(&smd16);
+        DN(dnnl_memory_create(&d->src32, &smd, g_engine, ptr(c, g, n->in[0])));
+        DN(dnnl_memory_create(&d->src, &smd16, g_engine, DNNL_MEMORY_NONE));
+        if (rpd)
+            dnnl_primitive_desc_destroy(rpd);
+        rpd = NULL;
+        DN(dnnl_reorder_primitive_desc_create(&rpd, &smd, g_engine, &smd16, g_engine, NULL));
+        DN(dnnl_primitive_create(&d->src_reorder, rpd));
+    } else {
+        DN(dnnl_memory_create(&d->src, &smd, g_engine, ptr(c, g, n->in[0])));
+    }
     DN(dnnl_memory_create(&d->dst, &dmd, g_engine, ptr(c, g, n->out)));
     if (n->n_in > 2)
         DN(dnnl_memory_create(&d->bias, &bmd, g_engine, g->vals[n->in[2]].data));
@@ -273,6 +298,12 @@ out:
 static int dconv_run(exec_ctx *c, dconv *d) {
     dnnl_exec_arg_t args[5];
     int na = 0;
+    if (d->src_reorder) {
+        dnnl_memory_set_data_handle(d->src, c->src16);
+        dnnl_exec_arg_t rargs[2] = {{DNNL_ARG_FROM, d->src32}, {DNNL_ARG_TO, d->src}};
+        if (dnnl_primitive_execute(d->src_reorder, c->stream, 2, rargs) != dnnl_success)
+            return DR_EINVAL;
+    }
     args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, d->src};
     args[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, d->wei};
     args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, d->dst};
@@ -472,6 +503,7 @@ static void ctx_free(exec_ctx *c, const ir_graph *g) {
     free(c->off);
     free(c->arena);
     free(c->scratch);
+    free(c->src16);
     free(c);
 }
 
@@ -490,8 +522,8 @@ static int kernel_threads(int threads) {
 #endif
 }
 
-static int ctx_create_locked(exec_model *em, int batch, int backend, int threads, exec_ctx **out,
-                             dr_err *err) {
+static int ctx_create_locked(exec_model *em, int batch, int backend, int threads, int bf16,
+                             exec_ctx **out, dr_err *err) {
     ir_graph *g = em->g;
     int rc;
     exec_ctx *c = calloc(1, sizeof(*c));
@@ -500,6 +532,7 @@ static int ctx_create_locked(exec_model *em, int batch, int backend, int threads
     c->batch = batch;
     c->backend = backend;
     c->threads = threads;
+    c->bf16 = bf16;
     c->dims = malloc(sizeof(int64_t) * IR_MAXDIM * (size_t)g->n_vals);
     c->ndims = malloc(sizeof(int) * (size_t)g->n_vals);
     c->off = malloc(sizeof(size_t) * (size_t)g->n_vals);
@@ -566,19 +599,36 @@ static int ctx_create_locked(exec_model *em, int batch, int backend, int threads
             goto fail;
         }
         omp_set_num_threads(kernel_threads(threads));
+        size_t src16 = 0;
+        int n_bf16 = 0, n_conv = 0;
         for (int i = 0; i < g->n_nodes; i++) {
             const ir_node *n = &g->nodes[i];
             if (n->removed || n->op != IR_CONV)
                 continue;
-            size_t sb = 0;
-            if ((rc = dconv_build(em, i, c, &c->dc[i], &sb, err)))
+            size_t sb = 0, s16 = 0;
+            n_conv++;
+            /* bf16 where oneDNN has the kernel, else this convolution stays f32 */
+            if (bf16 && dconv_build(em, i, c, 1, &c->dc[i], &sb, &s16, NULL) == 0) {
+                n_bf16++;
+            } else if ((rc = dconv_build(em, i, c, 0, &c->dc[i], &sb, &s16, err))) {
                 goto fail;
+            }
             if (sb / sizeof(float) + 1 > scratch)
                 scratch = sb / sizeof(float) + 1;
+            if (s16 > src16)
+                src16 = s16;
+        }
+        if (bf16)
+            DR_INFO(DR_LOGM_INFER, "context batch %d: %d of %d convolutions in bf16", batch,
+                     n_bf16, n_conv);
+        if (src16 && !(c->src16 = alloc64(src16))) {
+            rc = dr_err_set(err, DR_ENOMEM, "out of memory");
+            goto fail;
         }
     }
 #else
     (void)threads;
+    (void)bf16;
 #endif
     c->scratch_floats = scratch;
     if (scratch > MAX_ARENA_BYTES / sizeof(float)) {
@@ -606,10 +656,10 @@ fail:
  */
 static pthread_mutex_t ctx_create_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static int ctx_create(exec_model *em, int batch, int backend, int threads, exec_ctx **out,
+static int ctx_create(exec_model *em, int batch, int backend, int threads, int bf16, exec_ctx **out,
                       dr_err *err) {
     pthread_mutex_lock(&ctx_create_mu);
-    int rc = ctx_create_locked(em, batch, backend, threads, out, err);
+    int rc = ctx_create_locked(em, batch, backend, threads, bf16, out, err);
     pthread_mutex_unlock(&ctx_create_mu);
     return rc;
 }
@@ -1184,7 +1234,7 @@ int exec_init(exec_model *em, ir_graph *g, const exec_limits *lim, dr_err *err) 
         return rc;
     /* Validate with a batch-1 context (also the first pooled context). */
     exec_ctx *c;
-    rc = ctx_create(em, 1, DR_BACKEND_SGEMM, 1, &c, err);
+    rc = ctx_create(em, 1, DR_BACKEND_SGEMM, 1, 0, &c, err);
     if (rc)
         return rc;
     em->out_per_image = prod(DIMS(c, g->output), 0, c->ndims[g->output]);
@@ -1223,6 +1273,26 @@ void exec_set_threads(exec_model *em, int threads) {
     pthread_mutex_unlock(&em->mu);
 }
 
+void exec_set_bf16(exec_model *em, int bf16) {
+    pthread_mutex_lock(&em->mu);
+    em->bf16 = bf16;
+    pthread_mutex_unlock(&em->mu);
+}
+
+int exec_have_bf16(void) {
+#ifdef DR_HAVE_DNNL
+    if (!exec_have_dnnl())
+        return 0;
+    /* native bf16 dot products (AVX512_BF16; AMX adds to it): without them oneDNN emulates
+     * bf16 and is slower than f32 */
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    return ((unsigned)isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) ==
+           (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+#else
+    return 0;
+#endif
+}
+
 void exec_set_backend(exec_model *em, int backend) {
     pthread_mutex_lock(&em->mu);
     em->backend = backend;
@@ -1243,15 +1313,17 @@ static int run_part(exec_model *em, const float *input, int batch, float *out, i
     pthread_mutex_lock(&em->mu);
     int backend = effective_backend(em->backend);
     int auto_backend = em->backend == DR_BACKEND_AUTO;
+    int bf16 = backend == DR_BACKEND_DNNL && em->bf16;
     exec_ctx *c = em->pool;
-    while (c && (c->in_use || c->batch != batch || c->backend != backend || c->threads != threads))
+    while (c && (c->in_use || c->batch != batch || c->backend != backend || c->threads != threads ||
+                 c->bf16 != bf16))
         c = c->next;
     if (c)
         c->in_use = 1;
     pthread_mutex_unlock(&em->mu);
     int rc;
     if (!c) {
-        rc = ctx_create(em, batch, backend, threads, &c, err);
+        rc = ctx_create(em, batch, backend, threads, bf16, &c, err);
         if (rc == DR_EUNSUPPORTED && backend == DR_BACKEND_DNNL && auto_backend) {
             /* oneDNN rejected some convolution: AUTO falls back to im2col + SGEMM for good */
             DR_WARN(DR_LOGM_INFER, "oneDNN unusable for this model (%s); using SGEMM",
@@ -1261,7 +1333,7 @@ static int run_part(exec_model *em, const float *input, int batch, float *out, i
                 em->backend = DR_BACKEND_SGEMM;
             pthread_mutex_unlock(&em->mu);
             backend = DR_BACKEND_SGEMM;
-            rc = ctx_create(em, batch, backend, threads, &c, err);
+            rc = ctx_create(em, batch, backend, threads, bf16, &c, err);
         }
         if (rc)
             return rc;

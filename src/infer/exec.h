@@ -28,6 +28,7 @@ typedef struct exec_model {
     exec_ctx *pool;
     int threads;            /* guarded by mu */
     int backend;            /* dr_infer_backend, guarded by mu */
+    int bf16;               /* oneDNN convolutions in bfloat16, guarded by mu */
     int profile;            /* DR_INFER_PROFILE: log time per operator type (1) or per node (2) */
     double flops_per_image; /* conv + FC, 2 per MAC */
     int64_t out_per_image;
@@ -47,6 +48,11 @@ int exec_run(exec_model *em, const float *input, int batch, float *out, size_t o
              dr_err *err);
 void exec_set_threads(exec_model *em, int threads);
 void exec_set_backend(exec_model *em, int backend);
+/* bf16 = 1: later oneDNN contexts compute convolutions in bfloat16 (f32 activations between
+ * operators; a convolution oneDNN has no bf16 kernel for stays f32). No effect on SGEMM. */
+void exec_set_bf16(exec_model *em, int bf16);
+/* 1 when oneDNN is usable and the CPU has native bf16 (AVX512_BF16 or AMX). */
+int exec_have_bf16(void);
 int exec_have_dnnl(void);
 
 #endif

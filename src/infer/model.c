@@ -25,6 +25,7 @@ struct dr_model {
     size_t num_classes;
     int ends_in_softmax;
     dr_infer_limits limits;
+    dr_precision precision; /* FP32 or BF16 */
 };
 
 void dr_infer_limits_default(dr_infer_limits *l) {
@@ -168,6 +169,19 @@ static int finish_load(dr_model *m, const void *labels, size_t labels_len, int l
     return 0;
 }
 
+/* Applies opts->precision to a loaded model. */
+static int load_precision(dr_model *m, const dr_load_options *opts, dr_err *err) {
+    dr_precision p = opts ? opts->precision : DR_PRECISION_FP32;
+    int rc = dr_model_set_precision(m, p);
+    if (rc == DR_EUNSUPPORTED)
+        return dr_err_set(err, rc,
+                          "precision bf16: this CPU or build has no native bf16 "
+                          "(needs oneDNN and AVX512_BF16 or AMX)");
+    if (rc)
+        return dr_err_set(err, rc, "unknown precision %d", (int)p);
+    return 0;
+}
+
 static int new_model(const dr_load_options *opts, int seed, dr_model **out, dr_err *err) {
     dr_model *m = calloc(1, sizeof(*m));
     if (!m)
@@ -215,7 +229,7 @@ int dr_model_load_mxnet_ex(const void *synset, size_t synset_len, const void *sy
     int hw = m->pre.crop ? (int)m->pre.crop : 224;
     if ((rc = mxnet_load_params(&m->g, params, params_len, err)) ||
         (rc = mxnet_load_symbol(&m->g, symbol_json, symbol_len, 3, hw, err)) ||
-        (rc = finish_load(m, synset, synset_len, 1, err))) {
+        (rc = finish_load(m, synset, synset_len, 1, err)) || (rc = load_precision(m, opts, err))) {
         DR_WARN(DR_LOGM_INFER, "MXNet model rejected: %s", err ? err->msg : dr_strerror(rc));
         dr_model_free(m);
         return rc;
@@ -244,7 +258,7 @@ int dr_model_load_onnx_ex(const void *onnx, size_t onnx_len, const void *labels,
     if ((rc = new_model(opts, 0, &m, err)))
         return rc;
     if ((rc = onnx_load(&m->g, onnx, onnx_len, err)) ||
-        (rc = finish_load(m, labels, labels_len, 0, err))) {
+        (rc = finish_load(m, labels, labels_len, 0, err)) || (rc = load_precision(m, opts, err))) {
         DR_WARN(DR_LOGM_INFER, "ONNX model rejected: %s", err ? err->msg : dr_strerror(rc));
         dr_model_free(m);
         return rc;
@@ -291,6 +305,40 @@ int dr_model_set_backend(dr_model *m, dr_infer_backend backend) {
 
 int dr_infer_have_dnnl(void) {
     return exec_have_dnnl();
+}
+
+int dr_infer_have_bf16(void) {
+    return exec_have_bf16();
+}
+
+int dr_precision_parse(const char *text, dr_precision *out) {
+    if (!text)
+        return DR_EINVAL;
+    if (!strcmp(text, "fp32"))
+        *out = DR_PRECISION_FP32;
+    else if (!strcmp(text, "bf16"))
+        *out = DR_PRECISION_BF16;
+    else if (!strcmp(text, "auto"))
+        *out = DR_PRECISION_AUTO;
+    else
+        return DR_EINVAL;
+    return 0;
+}
+
+int dr_model_set_precision(dr_model *m, dr_precision p) {
+    if (p != DR_PRECISION_FP32 && p != DR_PRECISION_BF16 && p != DR_PRECISION_AUTO)
+        return DR_EINVAL;
+    if (p == DR_PRECISION_AUTO)
+        p = exec_have_bf16() ? DR_PRECISION_BF16 : DR_PRECISION_FP32;
+    if (p == DR_PRECISION_BF16 && !exec_have_bf16())
+        return DR_EUNSUPPORTED;
+    m->precision = p;
+    exec_set_bf16(&m->em, p == DR_PRECISION_BF16);
+    return 0;
+}
+
+dr_precision dr_model_precision(const dr_model *m) {
+    return m->precision;
 }
 
 int dr_model_run(dr_model *m, const float *input, size_t batch, float *out, size_t out_len,

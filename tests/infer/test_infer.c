@@ -97,6 +97,58 @@ static void test_mxnet_colours(void **state) {
     dr_model_free(m);
 }
 
+/* Precision: parse, set, and bf16 answers where the CPU has it (else a clear refusal). */
+static void test_precision(void **state) {
+    (void)state;
+    dr_precision p;
+    assert_int_equal(dr_precision_parse("fp32", &p), 0);
+    assert_int_equal(p, DR_PRECISION_FP32);
+    assert_int_equal(dr_precision_parse("bf16", &p), 0);
+    assert_int_equal(p, DR_PRECISION_BF16);
+    assert_int_equal(dr_precision_parse("auto", &p), 0);
+    assert_int_equal(p, DR_PRECISION_AUTO);
+    assert_int_equal(dr_precision_parse("fp16", &p), DR_EINVAL);
+    dr_model *m = NULL;
+    dr_err err = {0};
+    tiny_opts o = {0};
+    assert_int_equal(load_ox(&o, &m, &err), 0);
+    assert_int_equal(dr_model_precision(m), DR_PRECISION_FP32);
+    assert_int_equal(dr_model_set_precision(m, (dr_precision)7), DR_EINVAL);
+    assert_int_equal(dr_model_set_precision(m, DR_PRECISION_AUTO), 0);
+    assert_int_equal(dr_model_precision(m),
+                     dr_infer_have_bf16() ? DR_PRECISION_BF16 : DR_PRECISION_FP32);
+    if (dr_infer_have_bf16()) {
+        assert_int_equal(dr_model_set_precision(m, DR_PRECISION_BF16), 0);
+        expect_colours(m);
+        /* the SGEMM backend ignores it (always fp32) */
+        assert_int_equal(dr_model_set_backend(m, DR_BACKEND_SGEMM), 0);
+        expect_colours(m);
+    } else {
+        assert_int_equal(dr_model_set_precision(m, DR_PRECISION_BF16), DR_EUNSUPPORTED);
+    }
+    dr_model_free(m);
+    /* at load: the option, refused with a clear error where bf16 is missing */
+    tiny_bytes b;
+    assert_int_equal(tiny_onnx(&o, &b), 0);
+    dr_preprocess pre;
+    tiny_pre(&pre);
+    dr_load_options lo;
+    dr_load_options_default(&lo);
+    lo.pre = &pre;
+    lo.precision = DR_PRECISION_BF16;
+    int rc = dr_model_load_onnx_ex(b.data, b.len, tiny_synset, strlen(tiny_synset), &lo, &m, &err);
+    if (dr_infer_have_bf16()) {
+        assert_int_equal(rc, 0);
+        assert_int_equal(dr_model_precision(m), DR_PRECISION_BF16);
+        expect_colours(m);
+        dr_model_free(m);
+    } else {
+        assert_int_equal(rc, DR_EUNSUPPORTED);
+        assert_non_null(strstr(err.msg, "bf16"));
+    }
+    free(b.data);
+}
+
 static void test_mxnet_legacy_f16(void **state) {
     (void)state;
     dr_model *m = NULL;
@@ -470,12 +522,19 @@ static void test_bad_preprocess(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mxnet_colours),     cmocka_unit_test(test_mxnet_legacy_f16),
-        cmocka_unit_test(test_onnx_colours),      cmocka_unit_test(test_formats_and_backends_agree),
-        cmocka_unit_test(test_batch_classify),    cmocka_unit_test(test_concurrent_classify),
-        cmocka_unit_test(test_truncated_models),  cmocka_unit_test(test_unsupported_named),
-        cmocka_unit_test(test_mismatched_shapes), cmocka_unit_test(test_absurd_dims),
-        cmocka_unit_test(test_bad_photos),        cmocka_unit_test(test_bad_preprocess),
+        cmocka_unit_test(test_mxnet_colours),
+        cmocka_unit_test(test_precision),
+        cmocka_unit_test(test_mxnet_legacy_f16),
+        cmocka_unit_test(test_onnx_colours),
+        cmocka_unit_test(test_formats_and_backends_agree),
+        cmocka_unit_test(test_batch_classify),
+        cmocka_unit_test(test_concurrent_classify),
+        cmocka_unit_test(test_truncated_models),
+        cmocka_unit_test(test_unsupported_named),
+        cmocka_unit_test(test_mismatched_shapes),
+        cmocka_unit_test(test_absurd_dims),
+        cmocka_unit_test(test_bad_photos),
+        cmocka_unit_test(test_bad_preprocess),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
