@@ -105,6 +105,7 @@ typedef struct dr_load_options {
     const dr_preprocess *pre; /**< NULL: the loader's preset (seed for MXNet, ImageNet for ONNX) */
     dr_infer_limits limits;   /**< admission limits (dr_infer_limits_default) */
     dr_precision precision;   /**< as dr_model_set_precision (default FP32) */
+    int labels_optional;      /**< MXNet: an empty synset gives labels "class N" (else an error) */
 } dr_load_options;
 
 /** Fills pre = NULL and the default limits. */
@@ -124,6 +125,9 @@ int dr_model_load_mxnet(const void *synset, size_t synset_len, const void *symbo
 /**
  * As dr_model_load_mxnet, with options (opts NULL = dr_load_options_default). A limit of
  * opts->limits that is 0 means the default; max_pixels over DR_INFER_MAX_PIXELS is DR_ERANGE.
+ * MXNet input size: opts->pre's crop when a preprocess is given, else the data node's
+ * "__shape__" attribute (N, C, H, W), else 3 x 224 x 224; with the default preset a square
+ * input of another size is cropped to it and resized to 256/224 of it.
  */
 int dr_model_load_mxnet_ex(const void *synset, size_t synset_len, const void *symbol_json,
                            size_t symbol_len, const void *params, size_t params_len,

@@ -619,8 +619,8 @@ static int ctx_create_locked(exec_model *em, int batch, int backend, int threads
                 src16 = s16;
         }
         if (bf16)
-            DR_INFO(DR_LOGM_INFER, "context batch %d: %d of %d convolutions in bf16", batch,
-                     n_bf16, n_conv);
+            DR_INFO(DR_LOGM_INFER, "context batch %d: %d of %d convolutions in bf16", batch, n_bf16,
+                    n_conv);
         if (src16 && !(c->src16 = alloc64(src16))) {
             rc = dr_err_set(err, DR_ENOMEM, "out of memory");
             goto fail;

@@ -169,6 +169,26 @@ static int finish_load(dr_model *m, const void *labels, size_t labels_len, int l
     return 0;
 }
 
+/*
+ * A model whose input is not 224 x 224 (face models at 112, detection nets at 12/24/48) with
+ * the default preset: crop to its input and resize in proportion (256/224 of it), as the
+ * preset does for 224. A caller's own preprocessing is kept as given.
+ */
+static int fit_preset(dr_model *m, int caller_pre, dr_err *err) {
+    int64_t h = m->g.in_dims[2], w = m->g.in_dims[3];
+    if (caller_pre || (h == 224 && w == 224))
+        return 0;
+    if (h != w)
+        return dr_err_set(err, DR_EUNSUPPORTED,
+                          "model input %lldx%lld is not square: pass a preprocess with crop 0 "
+                          "and resize 0",
+                          (long long)h, (long long)w);
+    m->pre.crop = (uint32_t)h;
+    if (m->pre.resize)
+        m->pre.resize = (uint32_t)((h * 256 + 112) / 224);
+    return 0;
+}
+
 /* Applies opts->precision to a loaded model. */
 static int load_precision(dr_model *m, const dr_load_options *opts, dr_err *err) {
     dr_precision p = opts ? opts->precision : DR_PRECISION_FP32;
@@ -226,10 +246,15 @@ int dr_model_load_mxnet_ex(const void *synset, size_t synset_len, const void *sy
         return dr_err_set(err, DR_ETOOBIG, "model bytes exceed the limit");
     if ((rc = new_model(opts, 1, &m, err)))
         return rc;
-    int hw = m->pre.crop ? (int)m->pre.crop : 224;
+    /* the input size: the caller's crop, else the symbol's __shape__, else 224 */
+    int caller_pre = opts && opts->pre;
+    int hw = caller_pre && m->pre.crop ? (int)m->pre.crop : 0;
+    int labels_required = !(opts && opts->labels_optional);
     if ((rc = mxnet_load_params(&m->g, params, params_len, err)) ||
         (rc = mxnet_load_symbol(&m->g, symbol_json, symbol_len, 3, hw, err)) ||
-        (rc = finish_load(m, synset, synset_len, 1, err)) || (rc = load_precision(m, opts, err))) {
+        (rc = fit_preset(m, caller_pre, err)) ||
+        (rc = finish_load(m, synset, synset_len, labels_required, err)) ||
+        (rc = load_precision(m, opts, err))) {
         DR_WARN(DR_LOGM_INFER, "MXNet model rejected: %s", err ? err->msg : dr_strerror(rc));
         dr_model_free(m);
         return rc;

@@ -625,7 +625,22 @@ int mxnet_load_symbol(ir_graph *g, const void *json, size_t len, int in_c, int i
             if (v >= 0 && g->vals[v].data) {
                 val_of[i] = v;
             } else if (g->input < 0) {
-                int64_t d[4] = {1, in_c, in_hw, in_hw};
+                /* the input shape: the caller's (in_hw > 0), else the node's "__shape__"
+                 * (N, C, H, W) as MXNet records it, else 3 x 224 x 224 */
+                int64_t d[4] = {1, in_c, in_hw > 0 ? in_hw : 224, in_hw > 0 ? in_hw : 224}, t[4];
+                const char *shp = attr_str(attrs, "__shape__");
+                if (in_hw <= 0 && shp && parse_tuple(shp, t, 4) == 4) {
+                    if (t[1] < 1 || t[1] > 4 || t[2] < 1 || t[2] > 16384 || t[3] < 1 ||
+                        t[3] > 16384) {
+                        rc = dr_err_set(err, DR_EINVAL, "symbol: input %s has __shape__ %s", name,
+                                        shp);
+                        goto out;
+                    }
+                    d[1] = t[1];
+                    d[2] = t[2];
+                    d[3] = t[3];
+                }
+                memcpy(g->in_dims, d, sizeof(d));
                 v = ir_add_value(g, name, 4, d, NULL);
                 if (v < 0) {
                     rc = dr_err_set(err, v, "out of memory");
@@ -681,9 +696,6 @@ int mxnet_load_symbol(ir_graph *g, const void *json, size_t len, int in_c, int i
         goto out;
     }
     g->in_dims[0] = 1;
-    g->in_dims[1] = in_c;
-    g->in_dims[2] = in_hw;
-    g->in_dims[3] = in_hw;
 out:
     free(val_of);
     free(in);

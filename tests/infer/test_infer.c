@@ -149,6 +149,67 @@ static void test_precision(void **state) {
     free(b.data);
 }
 
+/* MXNet input size from the data node's __shape__ (face/detection models are not 224), the
+ * default preset fitted to it; the caller's crop wins; labels optional on request. */
+static void test_mxnet_input_shape(void **state) {
+    (void)state;
+    tiny_opts o = {0};
+    tiny_bytes s, p;
+    assert_int_equal(tiny_mxnet(&o, &s, &p), 0);
+    const char *from = "\"name\":\"data\",\"inputs\":[]";
+    const char *to = "\"name\":\"data\",\"attrs\":{\"__shape__\":\"(1, 3, 16, 16)\"},"
+                     "\"inputs\":[]";
+    char *js = calloc(1, s.len + strlen(to) + 1);
+    assert_non_null(js);
+    const char *at = strstr((const char *)s.data, from);
+    assert_non_null(at);
+    size_t head = (size_t)(at - (const char *)s.data);
+    memcpy(js, s.data, head);
+    strcat(js, to);
+    strcat(js, at + strlen(from));
+    dr_model *m = NULL;
+    dr_err err = {0};
+    assert_int_equal(dr_model_load_mxnet(tiny_synset, strlen(tiny_synset), js, strlen(js), p.data,
+                                         p.len, NULL, &m, &err),
+                     0);
+    uint32_t c, h, w;
+    dr_model_input_shape(m, &c, &h, &w);
+    assert_int_equal(h, 16);
+    assert_int_equal(w, 16);
+    expect_colours(m);
+    dr_model_free(m);
+    /* the caller's preprocessing decides */
+    dr_preprocess pre;
+    tiny_pre(&pre);
+    assert_int_equal(dr_model_load_mxnet(tiny_synset, strlen(tiny_synset), js, strlen(js), p.data,
+                                         p.len, &pre, &m, &err),
+                     0);
+    dr_model_input_shape(m, &c, &h, &w);
+    assert_int_equal(h, 8);
+    dr_model_free(m);
+    /* a bad __shape__ is named */
+    char *bad = strdup(js);
+    memcpy(strstr(bad, "(1, 3, 16, 16)"), "(1, 9, 16, 16)", 14);
+    assert_int_equal(dr_model_load_mxnet(tiny_synset, strlen(tiny_synset), bad, strlen(bad), p.data,
+                                         p.len, NULL, &m, &err),
+                     DR_EINVAL);
+    assert_non_null(strstr(err.msg, "__shape__"));
+    free(bad);
+    /* no synset: an error, unless labels are optional ("class N") */
+    assert_int_equal(dr_model_load_mxnet(NULL, 0, js, strlen(js), p.data, p.len, NULL, &m, &err),
+                     DR_EINVAL);
+    dr_load_options lo;
+    dr_load_options_default(&lo);
+    lo.labels_optional = 1;
+    assert_int_equal(dr_model_load_mxnet_ex(NULL, 0, js, strlen(js), p.data, p.len, &lo, &m, &err),
+                     0);
+    assert_string_equal(dr_model_label(m, 1), "class 1");
+    dr_model_free(m);
+    free(js);
+    free(s.data);
+    free(p.data);
+}
+
 static void test_mxnet_legacy_f16(void **state) {
     (void)state;
     dr_model *m = NULL;
@@ -522,19 +583,13 @@ static void test_bad_preprocess(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mxnet_colours),
-        cmocka_unit_test(test_precision),
-        cmocka_unit_test(test_mxnet_legacy_f16),
-        cmocka_unit_test(test_onnx_colours),
-        cmocka_unit_test(test_formats_and_backends_agree),
-        cmocka_unit_test(test_batch_classify),
-        cmocka_unit_test(test_concurrent_classify),
-        cmocka_unit_test(test_truncated_models),
-        cmocka_unit_test(test_unsupported_named),
-        cmocka_unit_test(test_mismatched_shapes),
-        cmocka_unit_test(test_absurd_dims),
-        cmocka_unit_test(test_bad_photos),
-        cmocka_unit_test(test_bad_preprocess),
+        cmocka_unit_test(test_mxnet_colours),     cmocka_unit_test(test_precision),
+        cmocka_unit_test(test_mxnet_input_shape), cmocka_unit_test(test_mxnet_legacy_f16),
+        cmocka_unit_test(test_onnx_colours),      cmocka_unit_test(test_formats_and_backends_agree),
+        cmocka_unit_test(test_batch_classify),    cmocka_unit_test(test_concurrent_classify),
+        cmocka_unit_test(test_truncated_models),  cmocka_unit_test(test_unsupported_named),
+        cmocka_unit_test(test_mismatched_shapes), cmocka_unit_test(test_absurd_dims),
+        cmocka_unit_test(test_bad_photos),        cmocka_unit_test(test_bad_preprocess),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
