@@ -563,7 +563,8 @@ static int ctx_create_locked(exec_model *em, int batch, int backend, int threads
                             n->name);
             goto fail;
         }
-        if (n->op == IR_SOFTMAX && nhwc_differs(c, g, n->in[0])) {
+        if (n->op == IR_SOFTMAX && nhwc_differs(c, g, n->in[0]) &&
+            !(n->flatten == 0 && n->axis == 1)) {
             rc = dr_err_set(err, DR_EUNSUPPORTED, "Softmax %s over a spatial tensor", n->name);
             goto fail;
         }
@@ -1049,6 +1050,12 @@ static void softmax_run(exec_ctx *c, const ir_graph *g, const ir_node *n) {
         axis = nd - 1;
     const int64_t *d = DIMS(c, n->in[0]);
     int64_t inner = prod(d, axis, nd), outer = prod(d, 0, axis);
+    if (!n->flatten && nd == 4 && axis == 1) {
+        /* over the channels of each pixel: rows of C in the NHWC layout (also in NCHW when
+         * H = W = 1, the only case where a rank-4 value is stored NCHW) */
+        inner = d[1];
+        outer = d[0] * d[2] * d[3];
+    }
     const float *in = ptr(c, g, n->in[0]);
     float *out = ptr(c, g, n->out);
     for (int64_t o = 0; o < outer; o++) {

@@ -669,6 +669,9 @@ static int infer_node(const ir_graph *g, ir_node *n, int batch, int64_t *dims, i
     case IR_SOFTMAX:
         if (xn < 1)
             return dr_err_set(err, DR_EINVAL, "Softmax %s: scalar input", n->name);
+        if (!n->flatten && xn != 2 && xn != 4)
+            return dr_err_set(err, DR_EUNSUPPORTED, "Softmax %s over channels of a rank-%d tensor",
+                              n->name, xn);
         break;
     case IR_IDENTITY:
     case IR_SCALAR:

@@ -83,7 +83,8 @@ typedef struct ir_node {
     int shape_n;
     float eps;
     int fix_gamma;
-    int flatten;  /* FC: flatten input to 2D (else apply on last axis) */
+    int flatten;  /* FC: flatten input to 2D (else apply on last axis); SOFTMAX: over all axes
+                     from `axis` (else over `axis` only: MXNet's mode=channel on rank 4) */
     int removed;  /* eliminated by ir_optimize */
     int has_sum;  /* CONV: in[3] is a residual added before the activation (fused Add) */
     int auto_pad; /* CONV: 1 SAME_UPPER, 2 SAME_LOWER (resolved by the first shape inference) */

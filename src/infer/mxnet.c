@@ -521,7 +521,9 @@ static int build_node(ir_graph *g, const char *op, const char *name, const cJSON
                 return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: axis other than last", op, name);
         } else if (!strcmp(op, "SoftmaxActivation")) {
             const char *m = attr_str(attrs, "mode");
-            if (m && strcmp(m, "instance"))
+            if (m && !strcmp(m, "channel"))
+                n->flatten = 0; /* per pixel over the channels (detection nets) */
+            else if (m && strcmp(m, "instance"))
                 return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: mode '%s'", op, name, m);
         } else {
             int mo, ps;

@@ -210,6 +210,47 @@ static void test_mxnet_input_shape(void **state) {
     free(p.data);
 }
 
+/* SoftmaxActivation mode=channel (detection nets): per pixel over the channels. */
+static void test_softmax_channel(void **state) {
+    (void)state;
+    const char *js = "{\"nodes\":[{\"op\":\"null\",\"name\":\"data\",\"inputs\":[]},"
+                     "{\"op\":\"SoftmaxActivation\",\"name\":\"prob\",\"attrs\":"
+                     "{\"mode\":\"channel\"},\"inputs\":[[0,0,0]]}],"
+                     "\"arg_nodes\":[0],\"heads\":[[1,0,0]]}";
+    tiny_bytes params;
+    assert_int_equal(tiny_params(NULL, 0, &params), 0);
+    dr_preprocess pre;
+    tiny_pre(&pre);
+    pre.resize = pre.crop = 2;
+    dr_load_options lo;
+    dr_load_options_default(&lo);
+    lo.pre = &pre;
+    lo.labels_optional = 1;
+    dr_model *m = NULL;
+    dr_err err = {0};
+    assert_int_equal(
+        dr_model_load_mxnet_ex(NULL, 0, js, strlen(js), params.data, params.len, &lo, &m, &err), 0);
+    assert_int_equal(dr_model_num_classes(m), 12);
+    float in[12], out[12];
+    for (int i = 0; i < 12; i++)
+        in[i] = (float)((i * 7) % 5) - 2.0f; /* NCHW: channel c, pixel p at c * 4 + p */
+    for (int be = 1; be <= 2; be++) {
+        if (be == DR_BACKEND_DNNL && !dr_infer_have_dnnl())
+            continue;
+        assert_int_equal(dr_model_set_backend(m, (dr_infer_backend)be), 0);
+        assert_int_equal(dr_model_run(m, in, 1, out, 12, &err), 0);
+        for (int p = 0; p < 4; p++) {
+            double sum = 0;
+            for (int c = 0; c < 3; c++)
+                sum += exp(in[c * 4 + p]);
+            for (int c = 0; c < 3; c++)
+                assert_float_equal(out[c * 4 + p], exp(in[c * 4 + p]) / sum, 1e-5);
+        }
+    }
+    dr_model_free(m);
+    free(params.data);
+}
+
 static void test_mxnet_legacy_f16(void **state) {
     (void)state;
     dr_model *m = NULL;
@@ -583,13 +624,21 @@ static void test_bad_preprocess(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mxnet_colours),     cmocka_unit_test(test_precision),
-        cmocka_unit_test(test_mxnet_input_shape), cmocka_unit_test(test_mxnet_legacy_f16),
-        cmocka_unit_test(test_onnx_colours),      cmocka_unit_test(test_formats_and_backends_agree),
-        cmocka_unit_test(test_batch_classify),    cmocka_unit_test(test_concurrent_classify),
-        cmocka_unit_test(test_truncated_models),  cmocka_unit_test(test_unsupported_named),
-        cmocka_unit_test(test_mismatched_shapes), cmocka_unit_test(test_absurd_dims),
-        cmocka_unit_test(test_bad_photos),        cmocka_unit_test(test_bad_preprocess),
+        cmocka_unit_test(test_mxnet_colours),
+        cmocka_unit_test(test_precision),
+        cmocka_unit_test(test_mxnet_input_shape),
+        cmocka_unit_test(test_softmax_channel),
+        cmocka_unit_test(test_mxnet_legacy_f16),
+        cmocka_unit_test(test_onnx_colours),
+        cmocka_unit_test(test_formats_and_backends_agree),
+        cmocka_unit_test(test_batch_classify),
+        cmocka_unit_test(test_concurrent_classify),
+        cmocka_unit_test(test_truncated_models),
+        cmocka_unit_test(test_unsupported_named),
+        cmocka_unit_test(test_mismatched_shapes),
+        cmocka_unit_test(test_absurd_dims),
+        cmocka_unit_test(test_bad_photos),
+        cmocka_unit_test(test_bad_preprocess),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
