@@ -1016,6 +1016,35 @@ static void eltwise_run(exec_ctx *c, const ir_graph *g, const ir_node *n, int th
     }
 }
 
+/* Physical dims of value v (NHWC for rank 4, where the layouts coincide when H = W = 1) and
+ * the physical position of logical axis `axis`. */
+static int phys_dims(const exec_ctx *c, const ir_graph *g, int v, int axis, int64_t *pd) {
+    int nd = c->ndims[v];
+    const int64_t *d = DIMS(c, v);
+    for (int k = 0; k < nd; k++)
+        pd[k] = d[k];
+    if (!is_nhwc(c, g, v))
+        return axis;
+    static const int phys_of[4] = {0, 3, 1, 2};
+    pd[1] = d[2];
+    pd[2] = d[3];
+    pd[3] = d[1];
+    return phys_of[axis];
+}
+
+static void slice_run(exec_ctx *c, const ir_graph *g, const ir_node *n) {
+    int nd = c->ndims[n->in[0]];
+    int axis = n->axis < 0 ? n->axis + nd : n->axis;
+    int64_t pd[IR_MAXDIM];
+    int pa = phys_dims(c, g, n->in[0], axis, pd);
+    int64_t outer = prod(pd, 0, pa), inner = prod(pd, pa + 1, nd);
+    int64_t len = (n->shape[1] - n->shape[0]) * inner;
+    const float *in = ptr(c, g, n->in[0]) + n->shape[0] * inner;
+    float *out = ptr(c, g, n->out);
+    for (int64_t o = 0; o < outer; o++)
+        memcpy(out + o * len, in + o * pd[pa] * inner, sizeof(float) * (size_t)len);
+}
+
 static void concat_run(exec_ctx *c, const ir_graph *g, const ir_node *n) {
     int nd = c->ndims[n->out];
     int axis = n->axis < 0 ? n->axis + nd : n->axis;
@@ -1107,6 +1136,9 @@ static int node_run(exec_model *em, exec_ctx *c, int i, int threads, dr_err *err
         return 0;
     case IR_SOFTMAX:
         softmax_run(c, g, n);
+        return 0;
+    case IR_SLICE:
+        slice_run(c, g, n);
         return 0;
     case IR_FLATTEN:
     case IR_RESHAPE:
@@ -1357,7 +1389,7 @@ static int run_part(exec_model *em, const float *input, int batch, float *out, i
     from_logical(c, g, g->input, input);
     rc = 0;
     int profile = em->profile;
-    double op_s[IR_SCALAR + 1] = {0};
+    double op_s[IR_NUM_OPS] = {0};
     for (int i = 0; i < g->n_nodes && !rc; i++) {
         if (g->nodes[i].removed)
             continue;
@@ -1373,7 +1405,7 @@ static int run_part(exec_model *em, const float *input, int batch, float *out, i
         }
     }
     if (profile)
-        for (int k = 0; k <= IR_SCALAR; k++)
+        for (int k = 0; k < IR_NUM_OPS; k++)
             if (op_s[k] > 0)
                 DR_INFO(DR_LOGM_INFER, "profile batch %d: op %d %.3f ms", batch, k, op_s[k] * 1e3);
     if (!rc)

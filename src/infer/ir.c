@@ -649,6 +649,28 @@ static int infer_node(const ir_graph *g, ir_node *n, int batch, int64_t *dims, i
     case IR_ADD:
     case IR_MUL:
         return broadcast(n, dims, ndims, err);
+    case IR_SLICE: {
+        int axis = n->axis < 0 ? n->axis + xn : n->axis;
+        if (axis < 0 || axis >= xn)
+            return dr_err_set(err, DR_EINVAL, "Slice %s: bad axis", n->name);
+        if (axis == 0) /* slices are resolved once, for every batch size */
+            return dr_err_set(err, DR_EUNSUPPORTED, "Slice %s of the batch axis", n->name);
+        if (n->shape[1] < 0) { /* SliceChannel: part shape[0] of shape[2] equal parts */
+            if (n->shape[2] < 1 || x[axis] % n->shape[2])
+                return dr_err_set(err, DR_EINVAL, "SliceChannel %s: %lld not divisible by %lld",
+                                  n->name, (long long)x[axis], (long long)n->shape[2]);
+            int64_t part = x[axis] / n->shape[2];
+            n->shape[1] = (n->shape[0] + 1) * part;
+            n->shape[0] *= part;
+        }
+        if (n->shape[1] > x[axis] || n->shape[0] < 0 || n->shape[0] >= n->shape[1])
+            return dr_err_set(err, DR_EINVAL, "Slice %s: [%lld, %lld) of %lld", n->name,
+                              (long long)n->shape[0], (long long)n->shape[1], (long long)x[axis]);
+        memcpy(o, x, sizeof(int64_t) * IR_MAXDIM);
+        o[axis] = n->shape[1] - n->shape[0];
+        *on = xn;
+        return 0;
+    }
     case IR_CONCAT: {
         int axis = n->axis < 0 ? n->axis + xn : n->axis;
         if (axis < 0 || axis >= xn)

@@ -35,7 +35,11 @@ typedef enum ir_op {
     IR_IDENTITY, /* Dropout, Identity */
     IR_SOFTMAX,  /* axis (last) */
     IR_SCALAR,   /* y = x * mul + add */
+    IR_SLICE,    /* y = x[begin:end) along axis: shape[0] = begin, shape[1] = end (one output
+                    of MXNet's SliceChannel) */
 } ir_op;
+
+#define IR_NUM_OPS (IR_SLICE + 1)
 
 typedef enum ir_act {
     IR_ACT_NONE = 0,

@@ -12,6 +12,7 @@
  *   "arg_nodes", "heads":[[node,out(,ver)]]}; attribute values are strings ("(3, 3)").
  */
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -561,6 +562,50 @@ static int build_node(ir_graph *g, const char *op, const char *name, const cJSON
     return 0;
 }
 
+#define MAX_NODE_OUTPUTS 256 /* SliceChannel num_outputs */
+
+/*
+ * MXNet's SliceChannel (split): num_outputs slices of equal size along axis, one IR_SLICE node
+ * each; their output values are consecutive from *first_val (output k = *first_val + k).
+ */
+static int build_slice_channel(ir_graph *g, const char *name, const cJSON *attrs, const int *in,
+                               int n_in, int *first_val, int *n_out, dr_err *err) {
+    static const char *const known[] = {"num_outputs", "axis", "squeeze_axis", NULL};
+    int rc = check_attrs(attrs, "SliceChannel", name, known, err);
+    if (rc)
+        return rc;
+    int k, axis, squeeze;
+    if (attr_int(attrs, "num_outputs", 0, 1, MAX_NODE_OUTPUTS, &k) || k < 1)
+        return dr_err_set(err, DR_EINVAL, "SliceChannel %s: num_outputs missing or over %d", name,
+                          MAX_NODE_OUTPUTS);
+    if (attr_int(attrs, "axis", 1, -IR_MAXDIM, IR_MAXDIM - 1, &axis))
+        return dr_err_set(err, DR_EINVAL, "SliceChannel %s: bad axis", name);
+    if (attr_bool(attrs, "squeeze_axis", 0, &squeeze) || squeeze)
+        return dr_err_set(err, DR_EUNSUPPORTED, "SliceChannel %s: squeeze_axis", name);
+    if (n_in != 1)
+        return dr_err_set(err, DR_EINVAL, "SliceChannel %s: %d inputs, need 1", name, n_in);
+    /* slice sizes need the input's shape: the size of one slice is resolved at the first shape
+     * inference from shape[2] = k (end = -1 marks it unresolved) */
+    for (int t = 0; t < k; t++) {
+        ir_node *n;
+        char out_name[300];
+        snprintf(out_name, sizeof out_name, "%s_output%d", name, t);
+        int idx = ir_add_node(g, IR_SLICE, name, in, 1, out_name, &n);
+        if (idx < 0)
+            return dr_err_set(err, idx, "out of memory");
+        n->axis = axis;
+        n->shape[0] = t; /* part t of shape[2] equal parts (resolved by shape inference) */
+        n->shape[1] = -1;
+        n->shape[2] = k;
+        if (t == 0)
+            *first_val = n->out;
+        else if (n->out != *first_val + t)
+            return dr_err_set(err, DR_EINVAL, "internal: SliceChannel %s outputs", name);
+    }
+    *n_out = k;
+    return 0;
+}
+
 static int parse_entry(const cJSON *e, int n_nodes, int *node, int *out) {
     int sz = cJSON_GetArraySize(e);
     if (!cJSON_IsArray(e) || (sz != 2 && sz != 3))
@@ -569,7 +614,7 @@ static int parse_entry(const cJSON *e, int n_nodes, int *node, int *out) {
     if (!cJSON_IsNumber(a) || !cJSON_IsNumber(b))
         return -1;
     if (a->valuedouble < 0 || a->valuedouble >= n_nodes || b->valuedouble < 0 ||
-        b->valuedouble > 16)
+        b->valuedouble >= MAX_NODE_OUTPUTS)
         return -1;
     *node = (int)a->valuedouble;
     *out = (int)b->valuedouble;
@@ -579,7 +624,7 @@ static int parse_entry(const cJSON *e, int n_nodes, int *node, int *out) {
 int mxnet_load_symbol(ir_graph *g, const void *json, size_t len, int in_c, int in_hw, dr_err *err) {
     int rc = 0;
     int *val_of = NULL;
-    int *in = NULL;
+    int *in = NULL, *n_out = NULL; /* outputs per node (SliceChannel: several) */
     const cJSON **node_arr = NULL;
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root)
@@ -595,7 +640,8 @@ int mxnet_load_symbol(ir_graph *g, const void *json, size_t len, int in_c, int i
     val_of = malloc(sizeof(int) * (size_t)nn);
     in = malloc(sizeof(int) * 4096);
     node_arr = malloc(sizeof(*node_arr) * (size_t)nn);
-    if (!val_of || !in || !node_arr) {
+    n_out = malloc(sizeof(int) * (size_t)nn);
+    if (!val_of || !in || !node_arr || !n_out) {
         rc = dr_err_set(err, DR_ENOMEM, "out of memory");
         goto out;
     }
@@ -605,6 +651,7 @@ int mxnet_load_symbol(ir_graph *g, const void *json, size_t len, int in_c, int i
     cJSON_ArrayForEach(it, nodes) node_arr[nk++] = it;
     for (int i = 0; i < nn; i++) {
         const cJSON *nd = node_arr[i];
+        n_out[i] = 1;
         const cJSON *jop = cJSON_GetObjectItemCaseSensitive(nd, "op");
         const cJSON *jname = cJSON_GetObjectItemCaseSensitive(nd, "name");
         const cJSON *jin = cJSON_GetObjectItemCaseSensitive(nd, "inputs");
@@ -667,12 +714,12 @@ int mxnet_load_symbol(ir_graph *g, const void *json, size_t len, int in_c, int i
                 rc = dr_err_set(err, DR_EINVAL, "symbol: node %s input %d is malformed", name, j);
                 goto out;
             }
-            if (outi != 0) {
+            if (outi >= n_out[src]) {
                 rc = dr_err_set(err, DR_EUNSUPPORTED, "symbol: node %s uses output %d of node %d",
                                 name, outi, src);
                 goto out;
             }
-            in[j] = val_of[src];
+            in[j] = val_of[src] < 0 ? -1 : val_of[src] + outi;
             int is_label = !strcmp(op, "SoftmaxOutput") && j == 1;
             if (in[j] < 0 && !is_label) {
                 const cJSON *sn = node_arr[src];
@@ -684,15 +731,19 @@ int mxnet_load_symbol(ir_graph *g, const void *json, size_t len, int in_c, int i
                 goto out;
             }
         }
-        if ((rc = build_node(g, op, name, attrs, in, n_in, &val_of[i], err)))
+        rc = !strcmp(op, "SliceChannel")
+                 ? build_slice_channel(g, name, attrs, in, n_in, &val_of[i], &n_out[i], err)
+                 : build_node(g, op, name, attrs, in, n_in, &val_of[i], err);
+        if (rc)
             goto out;
     }
     int hn, ho;
-    if (parse_entry(cJSON_GetArrayItem(heads, 0), nn, &hn, &ho) || ho != 0 || val_of[hn] < 0) {
+    if (parse_entry(cJSON_GetArrayItem(heads, 0), nn, &hn, &ho) || ho >= n_out[hn] ||
+        val_of[hn] < 0) {
         rc = dr_err_set(err, DR_EINVAL, "symbol: bad 'heads'");
         goto out;
     }
-    g->output = val_of[hn];
+    g->output = val_of[hn] + ho;
     if (g->input < 0) {
         rc = dr_err_set(err, DR_EINVAL, "symbol: no data input");
         goto out;
@@ -701,6 +752,7 @@ int mxnet_load_symbol(ir_graph *g, const void *json, size_t len, int in_c, int i
 out:
     free(val_of);
     free(in);
+    free(n_out);
     free(node_arr);
     cJSON_Delete(root);
     return rc;

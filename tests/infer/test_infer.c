@@ -251,6 +251,82 @@ static void test_softmax_channel(void **state) {
     free(params.data);
 }
 
+/* Runs a parameter-free MXNet symbol on a 3x2x2 input (both backends) into out[n]. */
+static void run_free_symbol(const char *js, const float *in, float *out, size_t n) {
+    tiny_bytes params;
+    assert_int_equal(tiny_params(NULL, 0, &params), 0);
+    dr_preprocess pre;
+    tiny_pre(&pre);
+    pre.resize = pre.crop = 2;
+    dr_load_options lo;
+    dr_load_options_default(&lo);
+    lo.pre = &pre;
+    lo.labels_optional = 1;
+    dr_model *m = NULL;
+    dr_err err = {0};
+    int rc =
+        dr_model_load_mxnet_ex(NULL, 0, js, strlen(js), params.data, params.len, &lo, &m, &err);
+    if (rc)
+        fail_msg("load: %s", err.msg);
+    assert_int_equal(dr_model_num_classes(m), n);
+    float first[16];
+    for (int be = 1; be <= 2; be++) {
+        if (be == DR_BACKEND_DNNL && !dr_infer_have_dnnl())
+            continue;
+        assert_int_equal(dr_model_set_backend(m, (dr_infer_backend)be), 0);
+        assert_int_equal(dr_model_run(m, in, 1, out, n, &err), 0);
+        if (be == 1)
+            memcpy(first, out, sizeof(float) * n);
+        else if (dr_infer_have_dnnl()) /* both backends give the same values */
+            assert_memory_equal(first, out, sizeof(float) * n);
+    }
+    dr_model_free(m);
+    free(params.data);
+}
+
+/* SliceChannel: outputs used by index (a concat of parts 2 and 0; a head on part 1). */
+static void test_slice_channel(void **state) {
+    (void)state;
+    float in[12], out[16];
+    for (int i = 0; i < 12; i++)
+        in[i] = (float)i; /* NCHW: channel c, pixel p = c * 4 + p */
+    const char *js = "{\"nodes\":[{\"op\":\"null\",\"name\":\"data\",\"inputs\":[]},"
+                     "{\"op\":\"SliceChannel\",\"name\":\"split\",\"attrs\":"
+                     "{\"num_outputs\":\"3\",\"axis\":\"1\"},\"inputs\":[[0,0,0]]},"
+                     "{\"op\":\"Concat\",\"name\":\"cat\",\"attrs\":{\"dim\":\"1\","
+                     "\"num_args\":\"2\"},\"inputs\":[[1,2,0],[1,0,0]]}],"
+                     "\"arg_nodes\":[0],\"heads\":[[2,0,0]]}";
+    run_free_symbol(js, in, out, 8);
+    for (int p = 0; p < 4; p++) {
+        assert_float_equal(out[p], in[8 + p], 0);
+        assert_float_equal(out[4 + p], in[p], 0);
+    }
+    const char *js1 = "{\"nodes\":[{\"op\":\"null\",\"name\":\"data\",\"inputs\":[]},"
+                      "{\"op\":\"SliceChannel\",\"name\":\"split\",\"attrs\":"
+                      "{\"num_outputs\":\"3\"},\"inputs\":[[0,0,0]]}],"
+                      "\"arg_nodes\":[0],\"heads\":[[1,1,0]]}";
+    run_free_symbol(js1, in, out, 4);
+    for (int p = 0; p < 4; p++)
+        assert_float_equal(out[p], in[4 + p], 0);
+    /* 3 channels do not split in 2: a clear error */
+    const char *bad = "{\"nodes\":[{\"op\":\"null\",\"name\":\"data\",\"inputs\":[]},"
+                      "{\"op\":\"SliceChannel\",\"name\":\"split\",\"attrs\":"
+                      "{\"num_outputs\":\"2\"},\"inputs\":[[0,0,0]]}],"
+                      "\"arg_nodes\":[0],\"heads\":[[1,1,0]]}";
+    tiny_bytes params;
+    assert_int_equal(tiny_params(NULL, 0, &params), 0);
+    dr_load_options lo;
+    dr_load_options_default(&lo);
+    lo.labels_optional = 1;
+    dr_model *m = NULL;
+    dr_err err = {0};
+    assert_int_equal(
+        dr_model_load_mxnet_ex(NULL, 0, bad, strlen(bad), params.data, params.len, &lo, &m, &err),
+        DR_EINVAL);
+    assert_non_null(strstr(err.msg, "not divisible"));
+    free(params.data);
+}
+
 static void test_mxnet_legacy_f16(void **state) {
     (void)state;
     dr_model *m = NULL;
@@ -624,21 +700,14 @@ static void test_bad_preprocess(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mxnet_colours),
-        cmocka_unit_test(test_precision),
-        cmocka_unit_test(test_mxnet_input_shape),
-        cmocka_unit_test(test_softmax_channel),
-        cmocka_unit_test(test_mxnet_legacy_f16),
-        cmocka_unit_test(test_onnx_colours),
-        cmocka_unit_test(test_formats_and_backends_agree),
-        cmocka_unit_test(test_batch_classify),
-        cmocka_unit_test(test_concurrent_classify),
-        cmocka_unit_test(test_truncated_models),
-        cmocka_unit_test(test_unsupported_named),
-        cmocka_unit_test(test_mismatched_shapes),
-        cmocka_unit_test(test_absurd_dims),
-        cmocka_unit_test(test_bad_photos),
-        cmocka_unit_test(test_bad_preprocess),
+        cmocka_unit_test(test_mxnet_colours),     cmocka_unit_test(test_precision),
+        cmocka_unit_test(test_mxnet_input_shape), cmocka_unit_test(test_softmax_channel),
+        cmocka_unit_test(test_slice_channel),     cmocka_unit_test(test_mxnet_legacy_f16),
+        cmocka_unit_test(test_onnx_colours),      cmocka_unit_test(test_formats_and_backends_agree),
+        cmocka_unit_test(test_batch_classify),    cmocka_unit_test(test_concurrent_classify),
+        cmocka_unit_test(test_truncated_models),  cmocka_unit_test(test_unsupported_named),
+        cmocka_unit_test(test_mismatched_shapes), cmocka_unit_test(test_absurd_dims),
+        cmocka_unit_test(test_bad_photos),        cmocka_unit_test(test_bad_preprocess),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
