@@ -621,11 +621,108 @@ static int parse_entry(const cJSON *e, int n_nodes, int *node, int *out) {
     return 0;
 }
 
+/* The symbol being loaded: nodes indexed once, the value (first output) of each node. */
+typedef struct sym_state {
+    ir_graph *g;
+    const cJSON **node; /* the JSON nodes by index (cJSON_GetArrayItem is linear) */
+    int nn;
+    int *val_of; /* value of node i's output 0, -1 for an unused null node */
+    int *n_out;  /* outputs of node i (SliceChannel: several, consecutive values) */
+    int *in;     /* scratch: the inputs of the node being built */
+    int in_c, in_hw;
+} sym_state;
+
+/* A "null" node: a parameter (constant from the params file), else the first one is the data
+ * input: its shape is the caller's (in_hw > 0), else its "__shape__" (N, C, H, W) as MXNet
+ * records it, else 3 x 224 x 224. Others (a softmax label) are unused. */
+static int null_node(sym_state *st, int i, const char *name, const cJSON *attrs, dr_err *err) {
+    ir_graph *g = st->g;
+    int v = ir_find_value(g, name);
+    if (v >= 0 && g->vals[v].data) {
+        st->val_of[i] = v;
+        return 0;
+    }
+    if (g->input >= 0) {
+        st->val_of[i] = -1; /* e.g. a softmax label: only legal where ignored */
+        return 0;
+    }
+    int hw = st->in_hw > 0 ? st->in_hw : 224;
+    int64_t d[4] = {1, st->in_c, hw, hw}, t[4];
+    const char *shp = attr_str(attrs, "__shape__");
+    if (st->in_hw <= 0 && shp && parse_tuple(shp, t, 4) == 4) {
+        if (t[1] < 1 || t[1] > 4 || t[2] < 1 || t[2] > 16384 || t[3] < 1 || t[3] > 16384)
+            return dr_err_set(err, DR_EINVAL, "symbol: input %s has __shape__ %s", name, shp);
+        d[1] = t[1];
+        d[2] = t[2];
+        d[3] = t[3];
+    }
+    memcpy(g->in_dims, d, sizeof(d));
+    v = ir_add_value(g, name, 4, d, NULL);
+    if (v < 0)
+        return dr_err_set(err, v, "out of memory");
+    g->input = v;
+    st->val_of[i] = v;
+    return 0;
+}
+
+/* Resolves node i's "inputs" ([node, output(, version)] entries) into st->in. */
+static int node_inputs(sym_state *st, int i, const char *op, const char *name, const cJSON *jin,
+                       int *n_in_out, dr_err *err) {
+    int n_in = jin ? cJSON_GetArraySize(jin) : 0;
+    if (n_in > 4096)
+        return dr_err_set(err, DR_ETOOBIG, "symbol: node %s has %d inputs", name, n_in);
+    const cJSON *ent = jin ? jin->child : NULL;
+    for (int j = 0; j < n_in; j++, ent = ent->next) {
+        int src, outi;
+        if (parse_entry(ent, st->nn, &src, &outi) || src >= i)
+            return dr_err_set(err, DR_EINVAL, "symbol: node %s input %d is malformed", name, j);
+        if (outi >= st->n_out[src])
+            return dr_err_set(err, DR_EUNSUPPORTED, "symbol: node %s uses output %d of node %d",
+                              name, outi, src);
+        st->in[j] = st->val_of[src] < 0 ? -1 : st->val_of[src] + outi;
+        int is_label = !strcmp(op, "SoftmaxOutput") && j == 1;
+        if (st->in[j] < 0 && !is_label) {
+            const cJSON *snm = cJSON_GetObjectItemCaseSensitive(st->node[src], "name");
+            return dr_err_set(err, DR_ENOTFOUND,
+                              "symbol: parameter '%s' (input of %s) missing from params",
+                              cJSON_IsString(snm) ? snm->valuestring : "?", name);
+        }
+    }
+    *n_in_out = n_in;
+    return 0;
+}
+
+/* Builds symbol node i (op, name, attributes under "attrs", "attr" or "param", inputs). */
+static int symbol_node(sym_state *st, int i, dr_err *err) {
+    const cJSON *nd = st->node[i];
+    st->n_out[i] = 1;
+    const cJSON *jop = cJSON_GetObjectItemCaseSensitive(nd, "op");
+    const cJSON *jname = cJSON_GetObjectItemCaseSensitive(nd, "name");
+    const cJSON *jin = cJSON_GetObjectItemCaseSensitive(nd, "inputs");
+    if (!cJSON_IsString(jop) || !cJSON_IsString(jname) || (jin && !cJSON_IsArray(jin)))
+        return dr_err_set(err, DR_EINVAL, "symbol: node %d lacks op/name/inputs", i);
+    const char *op = jop->valuestring, *name = jname->valuestring;
+    const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(nd, "attrs");
+    if (!attrs)
+        attrs = cJSON_GetObjectItemCaseSensitive(nd, "attr");
+    if (!attrs)
+        attrs = cJSON_GetObjectItemCaseSensitive(nd, "param");
+    if (attrs && !cJSON_IsObject(attrs))
+        return dr_err_set(err, DR_EINVAL, "symbol: node %s has malformed attributes", name);
+    if (!strcmp(op, "null"))
+        return null_node(st, i, name, attrs, err);
+    int n_in = 0, rc = node_inputs(st, i, op, name, jin, &n_in, err);
+    if (rc)
+        return rc;
+    if (!strcmp(op, "SliceChannel"))
+        return build_slice_channel(st->g, name, attrs, st->in, n_in, &st->val_of[i], &st->n_out[i],
+                                   err);
+    return build_node(st->g, op, name, attrs, st->in, n_in, &st->val_of[i], err);
+}
+
 int mxnet_load_symbol(ir_graph *g, const void *json, size_t len, int in_c, int in_hw, dr_err *err) {
     int rc = 0;
-    int *val_of = NULL;
-    int *in = NULL, *n_out = NULL; /* outputs per node (SliceChannel: several) */
-    const cJSON **node_arr = NULL;
+    sym_state st = {.g = g, .in_c = in_c, .in_hw = in_hw};
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root)
         return dr_err_set(err, DR_EINVAL, "symbol: not valid JSON");
@@ -637,123 +734,38 @@ int mxnet_load_symbol(ir_graph *g, const void *json, size_t len, int in_c, int i
         rc = dr_err_set(err, DR_EINVAL, "symbol: missing or empty 'nodes'/'heads'");
         goto out;
     }
-    val_of = malloc(sizeof(int) * (size_t)nn);
-    in = malloc(sizeof(int) * 4096);
-    node_arr = malloc(sizeof(*node_arr) * (size_t)nn);
-    n_out = malloc(sizeof(int) * (size_t)nn);
-    if (!val_of || !in || !node_arr || !n_out) {
+    st.nn = nn;
+    st.val_of = malloc(sizeof(int) * (size_t)nn);
+    st.in = malloc(sizeof(int) * 4096);
+    st.node = malloc(sizeof(*st.node) * (size_t)nn);
+    st.n_out = malloc(sizeof(int) * (size_t)nn);
+    if (!st.val_of || !st.in || !st.node || !st.n_out) {
         rc = dr_err_set(err, DR_ENOMEM, "out of memory");
         goto out;
     }
-    /* cJSON arrays are linked lists: index them once (cJSON_GetArrayItem is linear) */
     int nk = 0;
     const cJSON *it;
-    cJSON_ArrayForEach(it, nodes) node_arr[nk++] = it;
-    for (int i = 0; i < nn; i++) {
-        const cJSON *nd = node_arr[i];
-        n_out[i] = 1;
-        const cJSON *jop = cJSON_GetObjectItemCaseSensitive(nd, "op");
-        const cJSON *jname = cJSON_GetObjectItemCaseSensitive(nd, "name");
-        const cJSON *jin = cJSON_GetObjectItemCaseSensitive(nd, "inputs");
-        if (!cJSON_IsString(jop) || !cJSON_IsString(jname) || (jin && !cJSON_IsArray(jin))) {
-            rc = dr_err_set(err, DR_EINVAL, "symbol: node %d lacks op/name/inputs", i);
-            goto out;
-        }
-        const char *op = jop->valuestring, *name = jname->valuestring;
-        const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(nd, "attrs");
-        if (!attrs)
-            attrs = cJSON_GetObjectItemCaseSensitive(nd, "attr");
-        if (!attrs)
-            attrs = cJSON_GetObjectItemCaseSensitive(nd, "param");
-        if (attrs && !cJSON_IsObject(attrs)) {
-            rc = dr_err_set(err, DR_EINVAL, "symbol: node %s has malformed attributes", name);
-            goto out;
-        }
-        if (!strcmp(op, "null")) {
-            int v = ir_find_value(g, name);
-            if (v >= 0 && g->vals[v].data) {
-                val_of[i] = v;
-            } else if (g->input < 0) {
-                /* the input shape: the caller's (in_hw > 0), else the node's "__shape__"
-                 * (N, C, H, W) as MXNet records it, else 3 x 224 x 224 */
-                int64_t d[4] = {1, in_c, in_hw > 0 ? in_hw : 224, in_hw > 0 ? in_hw : 224}, t[4];
-                const char *shp = attr_str(attrs, "__shape__");
-                if (in_hw <= 0 && shp && parse_tuple(shp, t, 4) == 4) {
-                    if (t[1] < 1 || t[1] > 4 || t[2] < 1 || t[2] > 16384 || t[3] < 1 ||
-                        t[3] > 16384) {
-                        rc = dr_err_set(err, DR_EINVAL, "symbol: input %s has __shape__ %s", name,
-                                        shp);
-                        goto out;
-                    }
-                    d[1] = t[1];
-                    d[2] = t[2];
-                    d[3] = t[3];
-                }
-                memcpy(g->in_dims, d, sizeof(d));
-                v = ir_add_value(g, name, 4, d, NULL);
-                if (v < 0) {
-                    rc = dr_err_set(err, v, "out of memory");
-                    goto out;
-                }
-                g->input = v;
-                val_of[i] = v;
-            } else {
-                val_of[i] = -1; /* e.g. a softmax label: only legal where ignored */
-            }
-            continue;
-        }
-        int n_in = jin ? cJSON_GetArraySize(jin) : 0;
-        if (n_in > 4096) {
-            rc = dr_err_set(err, DR_ETOOBIG, "symbol: node %s has %d inputs", name, n_in);
-            goto out;
-        }
-        const cJSON *ent = jin ? jin->child : NULL;
-        for (int j = 0; j < n_in; j++, ent = ent->next) {
-            int src, outi;
-            if (parse_entry(ent, nn, &src, &outi) || src >= i) {
-                rc = dr_err_set(err, DR_EINVAL, "symbol: node %s input %d is malformed", name, j);
-                goto out;
-            }
-            if (outi >= n_out[src]) {
-                rc = dr_err_set(err, DR_EUNSUPPORTED, "symbol: node %s uses output %d of node %d",
-                                name, outi, src);
-                goto out;
-            }
-            in[j] = val_of[src] < 0 ? -1 : val_of[src] + outi;
-            int is_label = !strcmp(op, "SoftmaxOutput") && j == 1;
-            if (in[j] < 0 && !is_label) {
-                const cJSON *sn = node_arr[src];
-                const cJSON *snm = cJSON_GetObjectItemCaseSensitive(sn, "name");
-                rc = dr_err_set(err, DR_ENOTFOUND,
-                                "symbol: parameter '%s' (input of %s) missing "
-                                "from params",
-                                cJSON_IsString(snm) ? snm->valuestring : "?", name);
-                goto out;
-            }
-        }
-        rc = !strcmp(op, "SliceChannel")
-                 ? build_slice_channel(g, name, attrs, in, n_in, &val_of[i], &n_out[i], err)
-                 : build_node(g, op, name, attrs, in, n_in, &val_of[i], err);
-        if (rc)
-            goto out;
-    }
+    cJSON_ArrayForEach(it, nodes) st.node[nk++] = it;
+    for (int i = 0; i < nn && !rc; i++)
+        rc = symbol_node(&st, i, err);
+    if (rc)
+        goto out;
     int hn, ho;
-    if (parse_entry(cJSON_GetArrayItem(heads, 0), nn, &hn, &ho) || ho >= n_out[hn] ||
-        val_of[hn] < 0) {
+    if (parse_entry(heads->child, nn, &hn, &ho) || ho >= st.n_out[hn] || st.val_of[hn] < 0) {
         rc = dr_err_set(err, DR_EINVAL, "symbol: bad 'heads'");
         goto out;
     }
-    g->output = val_of[hn] + ho;
+    g->output = st.val_of[hn] + ho;
     if (g->input < 0) {
         rc = dr_err_set(err, DR_EINVAL, "symbol: no data input");
         goto out;
     }
     g->in_dims[0] = 1;
 out:
-    free(val_of);
-    free(in);
-    free(n_out);
-    free(node_arr);
+    free(st.val_of);
+    free(st.in);
+    free(st.n_out);
+    free(st.node);
     cJSON_Delete(root);
     return rc;
 }
