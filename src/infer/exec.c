@@ -522,6 +522,76 @@ static int kernel_threads(int threads) {
 #endif
 }
 
+/* Checks what the kernels cannot run and returns the largest scratch a node needs. */
+static int ctx_check_nodes(const exec_ctx *c, const ir_graph *g, size_t *scratch, dr_err *err) {
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ir_node *n = &g->nodes[i];
+        if (n->removed)
+            continue;
+        size_t s = scratch_need(c, g, n);
+        if (s > *scratch)
+            *scratch = s;
+        int const4 = g->vals[n->in[0]].data && g->vals[n->in[0]].ndim == 4;
+        for (int j = 1; n->op == IR_CONCAT && j < n->n_in; j++)
+            if (g->vals[n->in[j]].data && g->vals[n->in[j]].ndim == 4)
+                const4 = 1;
+        if (const4 && n->op != IR_ADD && n->op != IR_MUL && n->op != IR_IDENTITY &&
+            n->op != IR_FLATTEN && n->op != IR_RESHAPE)
+            return dr_err_set(err, DR_EUNSUPPORTED, "node %s: operator on a constant 4-D tensor",
+                              n->name);
+        if (n->op == IR_SOFTMAX && nhwc_differs(c, g, n->in[0]) &&
+            !(n->flatten == 0 && n->axis == 1))
+            return dr_err_set(err, DR_EUNSUPPORTED, "Softmax %s over a spatial tensor", n->name);
+        if (n->op == IR_FC && !n->flatten && nhwc_differs(c, g, n->in[0]))
+            return dr_err_set(err, DR_EUNSUPPORTED, "MatMul/FC %s on a 4-D spatial tensor",
+                              n->name);
+    }
+    return 0;
+}
+
+/* Builds the oneDNN stream and convolutions of context c (bf16 where asked and available);
+ * raises *scratch to their scratchpads and allocates the bf16 input buffer. */
+static int ctx_build_dnnl(exec_model *em, exec_ctx *c, int threads, int bf16, size_t *scratch,
+                          dr_err *err) {
+#ifdef DR_HAVE_DNNL
+    const ir_graph *g = em->g;
+    if (!exec_have_dnnl())
+        return dr_err_set(err, DR_EUNSUPPORTED, "oneDNN engine unavailable");
+    if (dnnl_stream_create(&c->stream, g_engine, dnnl_stream_default_flags) != dnnl_success)
+        return dr_err_set(err, DR_EUNSUPPORTED, "oneDNN stream");
+    omp_set_num_threads(kernel_threads(threads));
+    size_t src16 = 0;
+    int n_bf16 = 0, n_conv = 0, rc;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ir_node *n = &g->nodes[i];
+        if (n->removed || n->op != IR_CONV)
+            continue;
+        size_t sb = 0, s16 = 0;
+        n_conv++;
+        /* bf16 where oneDNN has the kernel, else this convolution stays f32 */
+        if (bf16 && dconv_build(em, i, c, 1, &c->dc[i], &sb, &s16, NULL) == 0)
+            n_bf16++;
+        else if ((rc = dconv_build(em, i, c, 0, &c->dc[i], &sb, &s16, err)))
+            return rc;
+        if (sb / sizeof(float) + 1 > *scratch)
+            *scratch = sb / sizeof(float) + 1;
+        if (s16 > src16)
+            src16 = s16;
+    }
+    if (bf16)
+        DR_INFO(DR_LOGM_INFER, "context batch %d: %d of %d convolutions in bf16", c->batch, n_bf16,
+                n_conv);
+    if (src16 && !(c->src16 = alloc64(src16)))
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    return 0;
+#else
+    (void)em, (void)c, (void)threads, (void)bf16, (void)scratch;
+    return dr_err_set(err, DR_EUNSUPPORTED, "built without oneDNN");
+#endif
+}
+
+/* A context for `batch` images: shapes, memory plan (checked against the activation limit),
+ * arena, kernels' scratch, and the oneDNN primitives for that backend and thread count. */
 static int ctx_create_locked(exec_model *em, int batch, int backend, int threads, int bf16,
                              exec_ctx **out, dr_err *err) {
     ir_graph *g = em->g;
@@ -537,42 +607,14 @@ static int ctx_create_locked(exec_model *em, int batch, int backend, int threads
     c->ndims = malloc(sizeof(int) * (size_t)g->n_vals);
     c->off = malloc(sizeof(size_t) * (size_t)g->n_vals);
     c->dc = calloc((size_t)g->n_nodes, sizeof(dconv *));
+    size_t scratch = 0;
     if (!c->dims || !c->ndims || !c->off || !c->dc) {
         rc = dr_err_set(err, DR_ENOMEM, "out of memory");
         goto fail;
     }
-    if ((rc = ir_infer_shapes(g, batch, c->dims, c->ndims, err)))
+    if ((rc = ir_infer_shapes(g, batch, c->dims, c->ndims, err)) || (rc = plan(c, g, err)) ||
+        (rc = ctx_check_nodes(c, g, &scratch, err)))
         goto fail;
-    if ((rc = plan(c, g, err)))
-        goto fail;
-    size_t scratch = 0;
-    for (int i = 0; i < g->n_nodes; i++) {
-        if (g->nodes[i].removed)
-            continue;
-        size_t s = scratch_need(c, g, &g->nodes[i]);
-        if (s > scratch)
-            scratch = s;
-        const ir_node *n = &g->nodes[i];
-        int const4 = g->vals[n->in[0]].data && g->vals[n->in[0]].ndim == 4;
-        for (int j = 1; n->op == IR_CONCAT && j < n->n_in; j++)
-            if (g->vals[n->in[j]].data && g->vals[n->in[j]].ndim == 4)
-                const4 = 1;
-        if (const4 && n->op != IR_ADD && n->op != IR_MUL && n->op != IR_IDENTITY &&
-            n->op != IR_FLATTEN && n->op != IR_RESHAPE) {
-            rc = dr_err_set(err, DR_EUNSUPPORTED, "node %s: operator on a constant 4-D tensor",
-                            n->name);
-            goto fail;
-        }
-        if (n->op == IR_SOFTMAX && nhwc_differs(c, g, n->in[0]) &&
-            !(n->flatten == 0 && n->axis == 1)) {
-            rc = dr_err_set(err, DR_EUNSUPPORTED, "Softmax %s over a spatial tensor", n->name);
-            goto fail;
-        }
-        if (n->op == IR_FC && !n->flatten && nhwc_differs(c, g, n->in[0])) {
-            rc = dr_err_set(err, DR_EUNSUPPORTED, "MatMul/FC %s on a 4-D spatial tensor", n->name);
-            goto fail;
-        }
-    }
     uint64_t act_limit = em->max_act_bytes * (uint64_t)batch;
     if (act_limit > MAX_ARENA_BYTES)
         act_limit = MAX_ARENA_BYTES;
@@ -589,48 +631,8 @@ static int ctx_create_locked(exec_model *em, int batch, int backend, int threads
                         c->arena_floats * sizeof(float));
         goto fail;
     }
-#ifdef DR_HAVE_DNNL
-    if (backend == DR_BACKEND_DNNL) {
-        if (!exec_have_dnnl()) {
-            rc = dr_err_set(err, DR_EUNSUPPORTED, "oneDNN engine unavailable");
-            goto fail;
-        }
-        if (dnnl_stream_create(&c->stream, g_engine, dnnl_stream_default_flags) != dnnl_success) {
-            rc = dr_err_set(err, DR_EUNSUPPORTED, "oneDNN stream");
-            goto fail;
-        }
-        omp_set_num_threads(kernel_threads(threads));
-        size_t src16 = 0;
-        int n_bf16 = 0, n_conv = 0;
-        for (int i = 0; i < g->n_nodes; i++) {
-            const ir_node *n = &g->nodes[i];
-            if (n->removed || n->op != IR_CONV)
-                continue;
-            size_t sb = 0, s16 = 0;
-            n_conv++;
-            /* bf16 where oneDNN has the kernel, else this convolution stays f32 */
-            if (bf16 && dconv_build(em, i, c, 1, &c->dc[i], &sb, &s16, NULL) == 0) {
-                n_bf16++;
-            } else if ((rc = dconv_build(em, i, c, 0, &c->dc[i], &sb, &s16, err))) {
-                goto fail;
-            }
-            if (sb / sizeof(float) + 1 > scratch)
-                scratch = sb / sizeof(float) + 1;
-            if (s16 > src16)
-                src16 = s16;
-        }
-        if (bf16)
-            DR_INFO(DR_LOGM_INFER, "context batch %d: %d of %d convolutions in bf16", batch, n_bf16,
-                    n_conv);
-        if (src16 && !(c->src16 = alloc64(src16))) {
-            rc = dr_err_set(err, DR_ENOMEM, "out of memory");
-            goto fail;
-        }
-    }
-#else
-    (void)threads;
-    (void)bf16;
-#endif
+    if (backend == DR_BACKEND_DNNL && (rc = ctx_build_dnnl(em, c, threads, bf16, &scratch, err)))
+        goto fail;
     c->scratch_floats = scratch;
     if (scratch > MAX_ARENA_BYTES / sizeof(float)) {
         rc = dr_err_set(err, DR_ETOOBIG, "scratch of %zu bytes over the limit", scratch * 4);
