@@ -544,6 +544,90 @@ static int fold_reshape(ir_graph *g, const node_pb *pn, const int *in, int n_in,
     return 1;
 }
 
+/* The graph's data input (the one input that is not an initializer): N x C x H x W float,
+ * its C/H/W from the declared shape where given (3 x 224 x 224 otherwise). */
+static int load_input(ir_graph *g, const Onnx__ValueInfoProto *vi, dr_err *err) {
+    int v = ir_find_value(g, vi->name);
+    if (v >= 0 && g->vals[v].data)
+        return 0; /* IR 3: initializers are listed as inputs */
+    if (g->input >= 0)
+        return dr_err_set(err, DR_EUNSUPPORTED, "onnx: more than one data input ('%s')", vi->name);
+    int64_t d[4] = {1, 3, 224, 224};
+    const Onnx__TypeProto *tp = vi->type;
+    const Onnx__TypeProto__Tensor *tt = tp ? tp->tensor_type : NULL;
+    if (tt && tt->shape) {
+        if (tt->shape->n_dim != 4)
+            return dr_err_set(err, DR_EUNSUPPORTED, "onnx: input '%s' has rank %zu, need 4",
+                              vi->name, tt->shape->n_dim);
+        for (int k = 1; k < 4; k++) {
+            const Onnx__TensorShapeProto__Dimension *dm = tt->shape->dim[k];
+            if (dm->value_case != ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE)
+                continue;
+            if (dm->dim_value < 1 || dm->dim_value > 16384)
+                return dr_err_set(err, DR_ETOOBIG, "onnx: input dimension %lld",
+                                  (long long)dm->dim_value);
+            d[k] = dm->dim_value;
+        }
+    }
+    if (tt && tt->has_elem_type && tt->elem_type != T_FLOAT)
+        return dr_err_set(err, DR_EUNSUPPORTED, "onnx: input '%s' has element type %d", vi->name,
+                          tt->elem_type);
+    v = ir_add_value(g, vi->name, 4, d, NULL);
+    if (v < 0)
+        return dr_err_set(err, v, "out of memory");
+    g->input = v;
+    memcpy(g->in_dims, d, sizeof(d));
+    return 0;
+}
+
+/* Resolves a node's input names into in[] (-1 for an optional input left out, legal only for
+ * Clip's min/max). */
+static int node_inputs(const ir_graph *g, const node_pb *pn, int *in, int *n_in_out, dr_err *err) {
+    const char *nm = pn->name ? pn->name : "";
+    if (pn->n_input > 4096)
+        return dr_err_set(err, DR_ETOOBIG, "onnx: node with %zu inputs", pn->n_input);
+    if (pn->n_input == 0)
+        return dr_err_set(err, DR_EINVAL, "onnx: node %s has no inputs", nm);
+    int n_in = 0;
+    for (size_t j = 0; j < pn->n_input; j++) {
+        const char *iname = pn->input[j];
+        if (!iname || !*iname) { /* optional input left out */
+            in[n_in++] = -1;
+            continue;
+        }
+        int v = ir_find_value(g, iname);
+        if (v < 0)
+            return dr_err_set(err, DR_EINVAL, "onnx: node %s reads unknown value '%s'", nm, iname);
+        in[n_in++] = v;
+    }
+    for (int j = 0; j < n_in; j++)
+        if (in[j] < 0 && (j == 0 || !(pn->op_type && !strcmp(pn->op_type, "Clip"))))
+            return dr_err_set(err, DR_EUNSUPPORTED, "onnx: node %s has an empty input %d", nm, j);
+    *n_in_out = n_in;
+    return 0;
+}
+
+/* One graph node: a Constant becomes a value, a Reshape of constants is folded, any other
+ * goes through the operator table. in: scratch for 4096 inputs. */
+static int load_node(ir_graph *g, const node_pb *pn, int opset, int *in, dr_err *err) {
+    if (pn->domain && *pn->domain && strcmp(pn->domain, "ai.onnx"))
+        return dr_err_set(err, DR_EUNSUPPORTED, "onnx: operator domain '%s' (node %s)", pn->domain,
+                          pn->name ? pn->name : "");
+    if (pn->op_type && !strcmp(pn->op_type, "Constant")) {
+        const attr_pb *a = find_attr(pn, "value");
+        if (!a || !a->t || pn->n_output != 1 || pn->n_attribute != 1)
+            return dr_err_set(err, DR_EUNSUPPORTED, "Constant %s: only 'value' tensors",
+                              pn->name ? pn->name : "");
+        return add_tensor(g, a->t, pn->output[0], err);
+    }
+    int n_in = 0, rc = node_inputs(g, pn, in, &n_in, err);
+    if (rc)
+        return rc;
+    if ((rc = fold_reshape(g, pn, in, n_in, err)) != 0)
+        return rc < 0 ? rc : 0;
+    return build(g, pn, opset, in, n_in, err);
+}
+
 int onnx_load(ir_graph *g, const void *bytes, size_t len, dr_err *err) {
     int rc = 0;
     int *in = NULL;
@@ -565,61 +649,16 @@ int onnx_load(ir_graph *g, const void *bytes, size_t len, dr_err *err) {
         if ((!o->domain || !*o->domain) && o->has_version)
             opset = (int)o->version;
     }
-    for (size_t i = 0; i < gr->n_initializer; i++) {
+    for (size_t i = 0; i < gr->n_initializer && !rc; i++) {
         const tensor_pb *t = gr->initializer[i];
-        if (!t->name || !*t->name) {
-            rc = dr_err_set(err, DR_EINVAL, "onnx: unnamed initializer %zu", i);
-            goto out;
-        }
-        if ((rc = add_tensor(g, t, t->name, err)))
-            goto out;
+        rc = !t->name || !*t->name ? dr_err_set(err, DR_EINVAL, "onnx: unnamed initializer %zu", i)
+                                   : add_tensor(g, t, t->name, err);
     }
-    for (size_t i = 0; i < gr->n_input; i++) {
-        const Onnx__ValueInfoProto *vi = gr->input[i];
-        if (!vi->name)
-            continue;
-        int v = ir_find_value(g, vi->name);
-        if (v >= 0 && g->vals[v].data)
-            continue; /* IR 3: initializers are listed as inputs */
-        if (g->input >= 0) {
-            rc =
-                dr_err_set(err, DR_EUNSUPPORTED, "onnx: more than one data input ('%s')", vi->name);
-            goto out;
-        }
-        int64_t d[4] = {1, 3, 224, 224};
-        const Onnx__TypeProto *tp = vi->type;
-        const Onnx__TypeProto__Tensor *tt = tp ? tp->tensor_type : NULL;
-        if (tt && tt->shape) {
-            if (tt->shape->n_dim != 4) {
-                rc = dr_err_set(err, DR_EUNSUPPORTED, "onnx: input '%s' has rank %zu, need 4",
-                                vi->name, tt->shape->n_dim);
-                goto out;
-            }
-            for (int k = 1; k < 4; k++) {
-                const Onnx__TensorShapeProto__Dimension *dm = tt->shape->dim[k];
-                if (dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE) {
-                    if (dm->dim_value < 1 || dm->dim_value > 16384) {
-                        rc = dr_err_set(err, DR_ETOOBIG, "onnx: input dimension %lld",
-                                        (long long)dm->dim_value);
-                        goto out;
-                    }
-                    d[k] = dm->dim_value;
-                }
-            }
-        }
-        if (tt && tt->has_elem_type && tt->elem_type != T_FLOAT) {
-            rc = dr_err_set(err, DR_EUNSUPPORTED, "onnx: input '%s' has element type %d", vi->name,
-                            tt->elem_type);
-            goto out;
-        }
-        v = ir_add_value(g, vi->name, 4, d, NULL);
-        if (v < 0) {
-            rc = dr_err_set(err, v, "out of memory");
-            goto out;
-        }
-        g->input = v;
-        memcpy(g->in_dims, d, sizeof(d));
-    }
+    for (size_t i = 0; i < gr->n_input && !rc; i++)
+        if (gr->input[i]->name)
+            rc = load_input(g, gr->input[i], err);
+    if (rc)
+        goto out;
     if (g->input < 0) {
         rc = dr_err_set(err, DR_EINVAL, "onnx: no data input");
         goto out;
@@ -629,68 +668,13 @@ int onnx_load(ir_graph *g, const void *bytes, size_t len, dr_err *err) {
         rc = dr_err_set(err, DR_ENOMEM, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < gr->n_node; i++) {
-        const node_pb *pn = gr->node[i];
-        if (pn->domain && *pn->domain && strcmp(pn->domain, "ai.onnx")) {
-            rc = dr_err_set(err, DR_EUNSUPPORTED, "onnx: operator domain '%s' (node %s)",
-                            pn->domain, pn->name ? pn->name : "");
-            goto out;
-        }
-        if (pn->op_type && !strcmp(pn->op_type, "Constant")) {
-            const attr_pb *a = find_attr(pn, "value");
-            if (!a || !a->t || pn->n_output != 1 || pn->n_attribute != 1) {
-                rc = dr_err_set(err, DR_EUNSUPPORTED, "Constant %s: only 'value' tensors",
-                                pn->name ? pn->name : "");
-                goto out;
-            }
-            if ((rc = add_tensor(g, a->t, pn->output[0], err)))
-                goto out;
-            continue;
-        }
-        if (pn->n_input > 4096) {
-            rc = dr_err_set(err, DR_ETOOBIG, "onnx: node with %zu inputs", pn->n_input);
-            goto out;
-        }
-        int n_in = 0;
-        if (pn->n_input == 0) {
-            rc =
-                dr_err_set(err, DR_EINVAL, "onnx: node %s has no inputs", pn->name ? pn->name : "");
-            goto out;
-        }
-        for (size_t j = 0; j < pn->n_input; j++) {
-            const char *iname = pn->input[j];
-            if (!iname || !*iname) { /* optional input left out */
-                in[n_in++] = -1;
-                continue;
-            }
-            int v = ir_find_value(g, iname);
-            if (v < 0) {
-                rc = dr_err_set(err, DR_EINVAL, "onnx: node %s reads unknown value '%s'",
-                                pn->name ? pn->name : "", iname);
-                goto out;
-            }
-            in[n_in++] = v;
-        }
-        for (int j = 0; j < n_in; j++)
-            if (in[j] < 0 && (j == 0 || !(pn->op_type && !strcmp(pn->op_type, "Clip")))) {
-                rc = dr_err_set(err, DR_EUNSUPPORTED, "onnx: node %s has an empty input %d",
-                                pn->name ? pn->name : "", j);
-                goto out;
-            }
-        if ((rc = fold_reshape(g, pn, in, n_in, err)) < 0)
-            goto out;
-        if (rc == 1) {
-            rc = 0;
-            continue;
-        }
-        if ((rc = build(g, pn, opset, in, n_in, err)))
-            goto out;
-    }
-    g->output = gr->output[0]->name ? ir_find_value(g, gr->output[0]->name) : -1;
-    if (g->output < 0 || (g->vals[g->output].data && g->vals[g->output].producer < 0)) {
-        rc = dr_err_set(err, DR_EINVAL, "onnx: graph output is not computed by any node");
+    for (size_t i = 0; i < gr->n_node && !rc; i++)
+        rc = load_node(g, gr->node[i], opset, in, err);
+    if (rc)
         goto out;
-    }
+    g->output = gr->output[0]->name ? ir_find_value(g, gr->output[0]->name) : -1;
+    if (g->output < 0 || (g->vals[g->output].data && g->vals[g->output].producer < 0))
+        rc = dr_err_set(err, DR_EINVAL, "onnx: graph output is not computed by any node");
 out:
     free(in);
     onnx__model_proto__free_unpacked(m, NULL);
