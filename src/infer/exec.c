@@ -163,6 +163,74 @@ static int act_alg(ir_act a, float alpha, float beta, dnnl_alg_kind_t *alg, floa
     } while (0)
 
 /*
+ * The weights of convolution node_idx in the layout `want`: from the model's cache when some
+ * context already reordered them so, else reordered here from the f32 OIHW (or GOIHW) constant
+ * (wmd) and handed to the cache.
+ */
+static int dconv_weights(exec_model *em, int node_idx, exec_ctx *c, dconv *d,
+                         const dnnl_memory_desc_t *want, const dnnl_memory_desc_t *wmd,
+                         dr_err *err) {
+    int rc = 0;
+    const ir_node *n = &em->g->nodes[node_idx];
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_primitive_t reorder = NULL;
+    dnnl_memory_t user_w = NULL;
+    pthread_mutex_lock(&em->mu);
+    wcache *wc = em->wcache[node_idx];
+    while (wc && !dnnl_memory_desc_equal(&wc->md, want))
+        wc = wc->next;
+    pthread_mutex_unlock(&em->mu);
+    if (wc) {
+        DN(dnnl_memory_create(&d->wei, want, g_engine, wc->buf));
+        return 0;
+    }
+    d->wei_buf = alloc64(dnnl_memory_desc_get_size(want));
+    if (!d->wei_buf)
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    DN(dnnl_memory_create(&d->wei, want, g_engine, d->wei_buf));
+    DN(dnnl_memory_create(&user_w, wmd, g_engine, em->g->vals[n->in[1]].data));
+    DN(dnnl_reorder_primitive_desc_create(&rpd, wmd, g_engine, want, g_engine, NULL));
+    DN(dnnl_primitive_create(&reorder, rpd));
+    dnnl_exec_arg_t rargs[2] = {{DNNL_ARG_FROM, user_w}, {DNNL_ARG_TO, d->wei}};
+    DN(dnnl_primitive_execute(reorder, c->stream, 2, rargs));
+    DN(dnnl_stream_wait(c->stream));
+    wcache *nw = malloc(sizeof(*nw));
+    if (nw) { /* hand the buffer to the model's cache (else this context keeps it) */
+        nw->md = *want;
+        nw->buf = d->wei_buf;
+        d->wei_buf = NULL;
+        pthread_mutex_lock(&em->mu);
+        nw->next = em->wcache[node_idx];
+        em->wcache[node_idx] = nw;
+        pthread_mutex_unlock(&em->mu);
+    }
+out:
+    if (reorder)
+        dnnl_primitive_destroy(reorder);
+    if (rpd)
+        dnnl_primitive_desc_destroy(rpd);
+    if (user_w)
+        dnnl_memory_destroy(user_w);
+    return rc;
+}
+
+/* bf16 input of a convolution: the f32 arena tensor (src32) and its reorder into the
+ * context's src16 buffer (set before each run). */
+static int dconv_src16(const ir_node *n, float *src, dconv *d, const dnnl_memory_desc_t *smd,
+                       const dnnl_memory_desc_t *smd16, dr_err *err) {
+    int rc = 0;
+    dnnl_primitive_desc_t rpd = NULL;
+    DN(dnnl_memory_create(&d->src32, smd, g_engine, src));
+    DN(dnnl_memory_create(&d->src, smd16, g_engine, DNNL_MEMORY_NONE));
+    DN(dnnl_reorder_primitive_desc_create(&rpd, smd, g_engine, smd16, g_engine, NULL));
+    DN(dnnl_primitive_create(&d->src_reorder, rpd));
+out:
+    if (rpd)
+        dnnl_primitive_desc_destroy(rpd);
+    return rc;
+}
+
+/*
  * Builds the oneDNN convolution of node n in context c; scratchpad size goes to *scratch.
  * bf16: bfloat16 input and weights, f32 bias and output (the input is converted before each
  * run; *src16_bytes is the size of that copy); fails where oneDNN has no such kernel.
@@ -173,11 +241,9 @@ static int dconv_build(exec_model *em, int node_idx, exec_ctx *c, int bf16, dcon
     const ir_graph *g = em->g;
     const ir_node *n = &g->nodes[node_idx];
     dconv *d = calloc(1, sizeof(*d));
-    dnnl_primitive_desc_t pd = NULL, rpd = NULL;
+    dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
-    dnnl_primitive_t reorder = NULL;
-    dnnl_memory_t user_w = NULL;
     if (!d)
         return dr_err_set(err, DR_ENOMEM, "out of memory");
     const int64_t *x = DIMS(c, n->in[0]), *y = DIMS(c, n->out);
@@ -225,47 +291,12 @@ static int dconv_build(exec_model *em, int node_idx, exec_ctx *c, int bf16, dcon
     const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     const dnnl_memory_desc_t *spmd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     *scratch_bytes = spmd ? dnnl_memory_desc_get_size(spmd) : 0;
-    /* Reordered weights are shared by all contexts that chose the same layout. */
-    pthread_mutex_lock(&em->mu);
-    wcache *wc = em->wcache[node_idx];
-    while (wc && !dnnl_memory_desc_equal(&wc->md, want))
-        wc = wc->next;
-    pthread_mutex_unlock(&em->mu);
-    if (wc) {
-        DN(dnnl_memory_create(&d->wei, want, g_engine, wc->buf));
-    } else {
-        d->wei_buf = alloc64(dnnl_memory_desc_get_size(want));
-        if (!d->wei_buf) {
-            rc = dr_err_set(err, DR_ENOMEM, "out of memory");
-            goto out;
-        }
-        DN(dnnl_memory_create(&d->wei, want, g_engine, d->wei_buf));
-        DN(dnnl_memory_create(&user_w, &wmd, g_engine, w->data));
-        DN(dnnl_reorder_primitive_desc_create(&rpd, &wmd, g_engine, want, g_engine, NULL));
-        DN(dnnl_primitive_create(&reorder, rpd));
-        dnnl_exec_arg_t rargs[2] = {{DNNL_ARG_FROM, user_w}, {DNNL_ARG_TO, d->wei}};
-        DN(dnnl_primitive_execute(reorder, c->stream, 2, rargs));
-        DN(dnnl_stream_wait(c->stream));
-        wcache *nw = malloc(sizeof(*nw));
-        if (nw) { /* hand the buffer to the model's cache (else this context keeps it) */
-            nw->md = *want;
-            nw->buf = d->wei_buf;
-            d->wei_buf = NULL;
-            pthread_mutex_lock(&em->mu);
-            nw->next = em->wcache[node_idx];
-            em->wcache[node_idx] = nw;
-            pthread_mutex_unlock(&em->mu);
-        }
-    }
+    if ((rc = dconv_weights(em, node_idx, c, d, want, &wmd, err)))
+        goto out;
     if (bf16) {
         *src16_bytes = dnnl_memory_desc_get_size(&smd16);
-        DN(dnnl_memory_create(&d->src32, &smd, g_engine, ptr(c, g, n->in[0])));
-        DN(dnnl_memory_create(&d->src, &smd16, g_engine, DNNL_MEMORY_NONE));
-        if (rpd)
-            dnnl_primitive_desc_destroy(rpd);
-        rpd = NULL;
-        DN(dnnl_reorder_primitive_desc_create(&rpd, &smd, g_engine, &smd16, g_engine, NULL));
-        DN(dnnl_primitive_create(&d->src_reorder, rpd));
+        if ((rc = dconv_src16(n, ptr(c, g, n->in[0]), d, &smd, &smd16, err)))
+            goto out;
     } else {
         DN(dnnl_memory_create(&d->src, &smd, g_engine, ptr(c, g, n->in[0])));
     }
@@ -275,12 +306,6 @@ static int dconv_build(exec_model *em, int node_idx, exec_ctx *c, int bf16, dcon
     if (spmd && *scratch_bytes)
         DN(dnnl_memory_create(&d->scratch, spmd, g_engine, DNNL_MEMORY_NONE));
 out:
-    if (reorder)
-        dnnl_primitive_destroy(reorder);
-    if (rpd)
-        dnnl_primitive_desc_destroy(rpd);
-    if (user_w)
-        dnnl_memory_destroy(user_w);
     if (pd)
         dnnl_primitive_desc_destroy(pd);
     if (po)
