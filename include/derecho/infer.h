@@ -84,10 +84,11 @@ typedef struct dr_model dr_model;
  * its activation arena allocated, plus the pixel cap applied to every photo it classifies.
  * A model over a limit fails to load with DR_ETOOBIG and a message naming the limit, the
  * model's value and the cap. Defaults (dr_infer_limits_default) admit ResNet-50/VGG-class
- * ImageNet classifiers (ResNet-50: 8.2 GFLOP, ~180 nodes, ~19 MB of activations per image).
+ * ImageNet classifiers (ResNet-50: 8.2 GFLOP, a few hundred operators).
  */
 typedef struct dr_infer_limits {
-    double max_flops_per_image;    /**< convolution + FC work per image (2 per MAC); 20e9 */
+    double max_flops_per_image;    /**< work per image: conv/FC multiply-adds x 2, plus one per
+                                        output element of other operators; 20e9 */
     uint32_t max_nodes;            /**< operators in the loaded graph; 5000 */
     uint64_t max_activation_bytes; /**< planned activation arena for one image; 1 GiB */
     uint64_t max_weight_bytes;     /**< weights read per image, counted once per operator
@@ -108,7 +109,7 @@ typedef struct dr_load_options {
     int labels_optional;      /**< MXNet: an empty synset gives labels "class N" (else an error) */
 } dr_load_options;
 
-/** Fills pre = NULL and the default limits. */
+/** Fills pre = NULL, the default limits, FP32 and labels required. */
 void dr_load_options_default(dr_load_options *opts);
 
 /**
