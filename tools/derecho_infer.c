@@ -62,6 +62,81 @@ typedef struct opts {
     int n_photos;
 } opts;
 
+/* Reads an MXNet model named by its prefix: symbol, params (PREFIX-0000.params or the first
+ * PREFIX-*.params) and the labels (--labels, else synset.txt beside it; optional for bench and
+ * run). 0, or 1 with a message (nothing left allocated). */
+static int read_mxnet(const opts *o, void **sym, size_t *sl, void **par, size_t *pl, void **lab,
+                      size_t *ll) {
+    char path[4096], dir[4096];
+    snprintf(path, sizeof(path), "%s-symbol.json", o->model);
+    if (read_file(path, sym, sl)) {
+        fprintf(stderr,
+                "derecho-infer: cannot read %s: %s\n"
+                "  (an MXNet model is named by its PREFIX, the path before -symbol.json: "
+                "--model models/demo-shapes/shapes reads shapes-symbol.json and "
+                "shapes-0000.params)\n",
+                path, strerror(errno));
+        return 1;
+    }
+    snprintf(path, sizeof(path), "%s-0000.params", o->model);
+    if (read_file(path, par, pl)) {
+        glob_t gl;
+        snprintf(path, sizeof(path), "%s-*.params", o->model);
+        int found = glob(path, 0, NULL, &gl) == 0 && gl.gl_pathc > 0;
+        if (!found || read_file(gl.gl_pathv[0], par, pl)) {
+            fprintf(stderr, "derecho-infer: no params file %s\n", path);
+            if (found)
+                globfree(&gl);
+            free(*sym);
+            return 1;
+        }
+        globfree(&gl);
+    }
+    snprintf(dir, sizeof(dir), "%s", o->model);
+    if (o->labels)
+        snprintf(path, sizeof(path), "%s", o->labels);
+    else
+        snprintf(path, sizeof(path), "%s/synset.txt", dirname(dir));
+    if (read_file(path, lab, ll)) {
+        if (!o->labels_optional || o->labels) {
+            fprintf(stderr,
+                    "derecho-infer: cannot read the labels %s: %s (--labels names another)\n", path,
+                    strerror(errno));
+            free(*sym);
+            free(*par);
+            return 1;
+        }
+        *lab = NULL;
+        *ll = 0;
+    }
+    return 0;
+}
+
+/* --backend and --precision on a loaded model; 0, or 1 with a message (model freed). */
+static int apply_settings(const opts *o, dr_model *m) {
+    if (o->backend) {
+        dr_infer_backend be = !strcmp(o->backend, "dnnl")    ? DR_BACKEND_DNNL
+                              : !strcmp(o->backend, "sgemm") ? DR_BACKEND_SGEMM
+                                                             : DR_BACKEND_AUTO;
+        if (dr_model_set_backend(m, be)) {
+            fprintf(stderr, "backend %s unavailable\n", o->backend);
+            dr_model_free(m);
+            return 1;
+        }
+    }
+    dr_precision prec;
+    if (o->precision && dr_precision_parse(o->precision, &prec) == 0 &&
+        dr_model_set_precision(m, prec) != 0) {
+        fprintf(stderr,
+                "precision %s unavailable: this CPU or build has no native bf16 "
+                "(needs oneDNN and AVX512_BF16 or AMX)\n",
+                o->precision);
+        dr_model_free(m);
+        return 1;
+    }
+    return 0;
+}
+
 static int load_model(const opts *o, dr_model **m) {
     dr_err err = {0};
     int is_onnx = o->format
@@ -70,13 +145,16 @@ static int load_model(const opts *o, dr_model **m) {
     void *a = NULL, *b = NULL, *c = NULL;
     size_t al = 0, bl = 0, cl = 0;
     int rc;
-    dr_preprocess pre, *prep = NULL;
+    dr_load_options lo;
+    dr_load_options_default(&lo);
+    lo.labels_optional = o->labels_optional;
+    dr_preprocess pre;
     if (o->preset && !strcmp(o->preset, "seed")) {
         dr_preprocess_seed(&pre);
-        prep = &pre;
+        lo.pre = &pre;
     } else if (o->preset && !strcmp(o->preset, "imagenet")) {
         dr_preprocess_imagenet(&pre);
-        prep = &pre;
+        lo.pre = &pre;
     } else if (o->preset) {
         fprintf(stderr, "unknown preset %s (seed or imagenet)\n", o->preset);
         return 1;
@@ -91,52 +169,10 @@ static int load_model(const opts *o, dr_model **m) {
             free(a);
             return 1;
         }
-        rc = dr_model_load_onnx(a, al, b, bl, prep, m, &err);
+        rc = dr_model_load_onnx_ex(a, al, b, bl, &lo, m, &err);
     } else {
-        char path[4096], dir[4096];
-        snprintf(path, sizeof(path), "%s-symbol.json", o->model);
-        if (read_file(path, &a, &al)) {
-            fprintf(stderr,
-                    "derecho-infer: cannot read %s: %s\n"
-                    "  (an MXNet model is named by its PREFIX, the path before -symbol.json: "
-                    "--model models/demo-shapes/shapes reads shapes-symbol.json and "
-                    "shapes-0000.params)\n",
-                    path, strerror(errno));
+        if (read_mxnet(o, &a, &al, &b, &bl, &c, &cl))
             return 1;
-        }
-        snprintf(path, sizeof(path), "%s-0000.params", o->model);
-        if (read_file(path, &b, &bl)) {
-            glob_t gl;
-            snprintf(path, sizeof(path), "%s-*.params", o->model);
-            if (glob(path, 0, NULL, &gl) != 0 || gl.gl_pathc == 0 ||
-                read_file(gl.gl_pathv[0], &b, &bl)) {
-                fprintf(stderr, "derecho-infer: no params file %s\n", path);
-                free(a);
-                return 1;
-            }
-            globfree(&gl);
-        }
-        snprintf(dir, sizeof(dir), "%s", o->model);
-        if (o->labels)
-            snprintf(path, sizeof(path), "%s", o->labels);
-        else
-            snprintf(path, sizeof(path), "%s/synset.txt", dirname(dir));
-        if (read_file(path, &c, &cl)) {
-            if (!o->labels_optional || o->labels) {
-                fprintf(stderr,
-                        "derecho-infer: cannot read the labels %s: %s (--labels names another)\n",
-                        path, strerror(errno));
-                free(a);
-                free(b);
-                return 1;
-            }
-            c = NULL;
-            cl = 0;
-        }
-        dr_load_options lo;
-        dr_load_options_default(&lo);
-        lo.pre = prep;
-        lo.labels_optional = o->labels_optional;
         rc = dr_model_load_mxnet_ex(c, cl, a, al, b, bl, &lo, m, &err);
     }
     free(a);
@@ -146,26 +182,7 @@ static int load_model(const opts *o, dr_model **m) {
         fprintf(stderr, "load failed: %s (%s)\n", err.msg, dr_strerror(rc));
         return 1;
     }
-    if (o->backend) {
-        dr_infer_backend be = !strcmp(o->backend, "dnnl")    ? DR_BACKEND_DNNL
-                              : !strcmp(o->backend, "sgemm") ? DR_BACKEND_SGEMM
-                                                             : DR_BACKEND_AUTO;
-        if (dr_model_set_backend(*m, be)) {
-            fprintf(stderr, "backend %s unavailable\n", o->backend);
-            return 1;
-        }
-    }
-    dr_precision prec;
-    if (o->precision && dr_precision_parse(o->precision, &prec) == 0 &&
-        dr_model_set_precision(*m, prec) != 0) {
-        fprintf(stderr,
-                "precision %s unavailable: this CPU or build has no native bf16 "
-                "(needs oneDNN and AVX512_BF16 or AMX)\n",
-                o->precision);
-        dr_model_free(*m);
-        return 1;
-    }
-    return 0;
+    return apply_settings(o, *m);
 }
 
 static int cmd_classify(const opts *o) {
