@@ -375,35 +375,22 @@ typedef struct block {
     int free;
 } block;
 
-static int plan(exec_ctx *c, const ir_graph *g, dr_err *err) {
-    int rc = 0;
-    int *root = malloc(sizeof(int) * (size_t)g->n_vals);
-    int *last = malloc(sizeof(int) * (size_t)g->n_vals);
-    int *blk = malloc(sizeof(int) * (size_t)g->n_vals);
-    block *b = malloc(sizeof(block) * (size_t)(g->n_nodes + 2));
-    int nb = 0;
-    size_t total = 0;
-    if (!root || !last || !blk || !b) {
-        rc = dr_err_set(err, DR_ENOMEM, "out of memory");
-        goto out;
-    }
-    for (int v = 0; v < g->n_vals; v++) {
-        root[v] = v;
-        last[v] = -1;
-        blk[v] = -1;
-        c->off[v] = NO_OFFSET;
-    }
-    /* Pass 0: alias classes and last readers without residual aliasing. Pass 1: a fused conv
-     * that is the last reader of its residual's class writes in place over it (dst = conv +
-     * dst); the class then lives until the last reader of the conv's output. */
+/*
+ * Alias classes (root: a no-op node's output shares its input's storage) and the last reader
+ * of each class (last, by node index). Pass 0 without residual aliasing; pass 1: a fused conv
+ * that is the last reader of its residual's class writes in place over it (dst = conv + dst),
+ * and the class then lives until the last reader of the conv's output.
+ */
+static int plan_classes(const exec_ctx *c, const ir_graph *g, int *root, int *last, dr_err *err) {
     int *last0 = malloc(sizeof(int) * (size_t)g->n_vals);
     int *mlast = malloc(sizeof(int) * (size_t)g->n_vals);
     if (!last0 || !mlast) {
         free(last0);
         free(mlast);
-        rc = dr_err_set(err, DR_ENOMEM, "out of memory");
-        goto out;
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
     }
+    for (int v = 0; v < g->n_vals; v++)
+        last[v] = -1;
     for (int pass = 0; pass < 2; pass++) {
         for (int v = 0; v < g->n_vals; v++) {
             if (pass == 1) {
@@ -436,25 +423,27 @@ static int plan(exec_ctx *c, const ir_graph *g, dr_err *err) {
     free(mlast);
     last[root[g->output]] = g->n_nodes;
     last[root[g->input]] = last[root[g->input]] < 0 ? 0 : last[root[g->input]];
-    /* the input occupies the first block */
+    return 0;
+}
+
+/* Places each class in a block of the arena (best fit among blocks freed after their class's
+ * last reader; the input first); returns the arena size in floats. */
+static size_t plan_place(exec_ctx *c, const ir_graph *g, const int *root, const int *last, int *blk,
+                         block *b) {
+    int nb = 0;
+    size_t total = 0;
     for (int step = -1; step < g->n_nodes; step++) {
-        int v;
-        if (step < 0) {
-            v = g->input;
-        } else {
-            const ir_node *n = &g->nodes[step];
-            if (n->removed || root[n->out] != n->out)
-                goto release;
-            v = n->out;
-        }
-        {
+        const ir_node *n = step < 0 ? NULL : &g->nodes[step];
+        if (n && n->removed)
+            continue;
+        int v = n ? n->out : g->input;
+        if (!n || root[n->out] == n->out) {
             size_t need = ((size_t)prod(DIMS(c, v), 0, c->ndims[v]) + 15) / 16 * 16;
             int best = -1;
             for (int k = 0; k < nb; k++)
                 if (b[k].free && b[k].size >= need && (best < 0 || b[k].size < b[best].size))
                     best = k;
-            if (best < 0) {
-                /* grow the last block if it is free and at the end */
+            if (best < 0) { /* a new block at the end */
                 best = nb++;
                 b[best].off = total;
                 b[best].size = need;
@@ -464,22 +453,36 @@ static int plan(exec_ctx *c, const ir_graph *g, dr_err *err) {
             blk[v] = best;
             c->off[v] = b[best].off;
         }
-    release:
-        if (step < 0)
-            continue;
-        const ir_node *n = &g->nodes[step];
-        if (n->removed)
-            continue;
-        for (int j = 0; j < n->n_in; j++) {
+        for (int j = 0; n && j < n->n_in; j++) {
             int r = root[n->in[j]];
             if (last[r] == step && blk[r] >= 0)
                 b[blk[r]].free = 1;
         }
     }
+    return total;
+}
+
+/* The memory plan of context c: an arena offset for every activation (c->off). */
+static int plan(exec_ctx *c, const ir_graph *g, dr_err *err) {
+    int rc = 0;
+    int *root = malloc(sizeof(int) * (size_t)g->n_vals);
+    int *last = malloc(sizeof(int) * (size_t)g->n_vals);
+    int *blk = malloc(sizeof(int) * (size_t)g->n_vals);
+    block *b = malloc(sizeof(block) * (size_t)(g->n_nodes + 2));
+    if (!root || !last || !blk || !b) {
+        rc = dr_err_set(err, DR_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int v = 0; v < g->n_vals; v++) {
+        blk[v] = -1;
+        c->off[v] = NO_OFFSET;
+    }
+    if ((rc = plan_classes(c, g, root, last, err)))
+        goto out;
+    c->arena_floats = plan_place(c, g, root, last, blk, b);
     for (int v = 0; v < g->n_vals; v++)
         if (!g->vals[v].data && c->ndims[v] >= 0 && root[v] != v)
             c->off[v] = c->off[root[v]];
-    c->arena_floats = total;
 out:
     free(root);
     free(last);
