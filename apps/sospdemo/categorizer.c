@@ -4,9 +4,12 @@
  *
  * Locking: `lock` guards the table (a sorted array of entry pointers). Entries are reference
  * counted: the table holds one reference, each running inference another, so remove and
- * restore never free a model in use. An entry's `engine_lock` serialises building its engine
- * (one load per tag even when several inferences arrive at once); classification itself runs
- * without it (dr_model_classify is thread-safe).
+ * restore never free a model in use. An entry's `engine_lock` guards its engine state: one
+ * caller loads the engine with the lock released (`loading` set; others arriving meanwhile wait
+ * on `engine_cv`, they do not load it again); a failed load is remembered and answered at once
+ * until a back-off expires (10 s, doubling up to 10 min: the bytes of an entry never change, so
+ * a retry only helps after a transient failure such as memory). Classification runs without the
+ * lock (dr_model_classify is thread-safe).
  */
 #include "categorizer.h"
 
@@ -19,10 +22,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #define SNAPSHOT_MAGIC             0x54434453u /* "SDCT" */
 #define MXNET_LIST_MAGIC           0x112u
 #define DEFAULT_ORDERED_TIMEOUT_MS 120000
+#define LOAD_RETRY_FIRST_MS        10000
+#define LOAD_RETRY_MAX_MS          600000
 
 typedef struct sd_entry {
     uint32_t tag;
@@ -32,7 +39,17 @@ typedef struct sd_entry {
     uint64_t digest;
     atomic_int refs;
     pthread_mutex_t engine_lock;
-    dr_model *engine; /* built lazily; NULL until then or after a failed load */
+    pthread_cond_t engine_cv; /* signalled when a load ends */
+    dr_model *engine;         /* built lazily; NULL until then or after a failed load */
+    bool loading;             /* a caller is loading it (engine_lock released) */
+    uint64_t retry_at_ms;     /* after a failed load: no new attempt before (monotonic) */
+    uint64_t backoff_ms;      /* the next back-off after another failure */
+    /* dynamic batching (classify_batched): requests waiting, batches running */
+    pthread_mutex_t batch_lock;
+    pthread_cond_t batch_cv;
+    struct batch_req *queue, *queue_tail;
+    size_t queued;
+    uint32_t running;
 } sd_entry;
 
 struct sd_categorizer {
@@ -40,6 +57,8 @@ struct sd_categorizer {
     pthread_mutex_t lock;
     sd_entry **entries; /* sorted by tag */
     size_t count, cap;
+    atomic_size_t load_attempts; /* engine loads attempted at inference time */
+    atomic_size_t batches, batched_photos;
     _Atomic(dr_rpc_node *) node;
 };
 
@@ -243,6 +262,13 @@ static sd_entry *entry_new(uint32_t tag, const uint8_t *synset, uint32_t synset_
     entry->digest = digest_bytes(entry->data, total);
     atomic_init(&entry->refs, 1);
     pthread_mutex_init(&entry->engine_lock, NULL);
+    pthread_cond_init(&entry->engine_cv, NULL);
+    pthread_mutex_init(&entry->batch_lock, NULL);
+    pthread_condattr_t ca; /* batch_cv's timed waits use CLOCK_MONOTONIC deadlines */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&entry->batch_cv, &ca);
+    pthread_condattr_destroy(&ca);
     return entry;
 }
 
@@ -251,6 +277,9 @@ static void entry_release(sd_entry *entry) {
         return;
     dr_model_free(entry->engine);
     pthread_mutex_destroy(&entry->engine_lock);
+    pthread_cond_destroy(&entry->engine_cv);
+    pthread_mutex_destroy(&entry->batch_lock);
+    pthread_cond_destroy(&entry->batch_cv);
     free(entry->data);
     free(entry);
 }
@@ -309,6 +338,19 @@ int sd_categorizer_create(const sd_categorizer_limits *limits, sd_categorizer **
         cat->limits.ordered_timeout_ms = DEFAULT_ORDERED_TIMEOUT_MS;
     pthread_mutex_init(&cat->lock, NULL);
     atomic_init(&cat->node, NULL);
+    atomic_init(&cat->load_attempts, 0);
+    atomic_init(&cat->batches, 0);
+    atomic_init(&cat->batched_photos, 0);
+    if (!cat->limits.max_batch_size)
+        cat->limits.max_batch_size = SD_DEFAULT_MAX_BATCH;
+    if (cat->limits.max_batch_size > DR_INFER_MAX_BATCH)
+        cat->limits.max_batch_size = DR_INFER_MAX_BATCH;
+    if (cat->limits.max_queue_delay_us > 1000000)
+        cat->limits.max_queue_delay_us = 1000000;
+    if (!cat->limits.batch_workers) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        cat->limits.batch_workers = cpus < 1 ? 1 : cpus > 64 ? 64 : (uint32_t)cpus;
+    }
     *out = cat;
     return DR_OK;
 }
@@ -580,31 +622,179 @@ static sd_entry *acquire_entry(sd_categorizer *cat, uint32_t tag) {
     return entry;
 }
 
-/* Builds the engine if needed. Returns it, or NULL when loading fails (not cached). */
-static dr_model *entry_engine(sd_entry *entry) {
+static uint64_t monotonic_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Loads an entry's engine (no lock held; the entry's bytes are immutable). */
+static dr_model *load_engine(const sd_entry *entry) {
+    dr_err err = {0};
+    dr_model *engine = NULL;
+    const uint8_t *synset = entry->data;
+    const uint8_t *symbol = synset + entry->synset_len;
+    const uint8_t *params = symbol + entry->symbol_len;
+    int rc = entry->format == SD_FORMAT_ONNX
+                 ? dr_model_load_onnx(params, entry->params_len, synset, entry->synset_len, NULL,
+                                      &engine, &err)
+                 : dr_model_load_mxnet(synset, entry->synset_len, symbol, entry->symbol_len, params,
+                                       entry->params_len, NULL, &engine, &err);
+    if (rc != DR_OK) {
+        DR_WARN(DR_LOGM_APP, "cannot load the model of tag %u (%s): %s", entry->tag,
+                sd_model_format_name(entry->format), err.msg);
+        return NULL;
+    }
+    DR_INFO(DR_LOGM_APP, "built the engine of tag %u (%zu classes)", entry->tag,
+            dr_model_num_classes(engine));
+    return engine;
+}
+
+/*
+ * Builds the engine if needed. Returns it, or NULL when loading fails (remembered: no new
+ * attempt before the entry's back-off expires). Blocks while another caller loads it.
+ */
+static dr_model *entry_engine(sd_categorizer *cat, sd_entry *entry) {
     pthread_mutex_lock(&entry->engine_lock);
-    if (!entry->engine) {
-        dr_err err = {0};
-        const uint8_t *synset = entry->data;
-        const uint8_t *symbol = synset + entry->synset_len;
-        const uint8_t *params = symbol + entry->symbol_len;
-        int rc = entry->format == SD_FORMAT_ONNX
-                     ? dr_model_load_onnx(params, entry->params_len, synset, entry->synset_len,
-                                          NULL, &entry->engine, &err)
-                     : dr_model_load_mxnet(synset, entry->synset_len, symbol, entry->symbol_len,
-                                           params, entry->params_len, NULL, &entry->engine, &err);
-        if (rc != DR_OK) {
-            entry->engine = NULL;
-            DR_WARN(DR_LOGM_APP, "cannot load the model of tag %u (%s): %s", entry->tag,
-                    sd_model_format_name(entry->format), err.msg);
-        } else {
-            DR_INFO(DR_LOGM_APP, "built the engine of tag %u (%zu classes)", entry->tag,
-                    dr_model_num_classes(entry->engine));
+    while (entry->loading)
+        pthread_cond_wait(&entry->engine_cv, &entry->engine_lock);
+    if (!entry->engine && monotonic_ms() >= entry->retry_at_ms) {
+        entry->loading = true;
+        pthread_mutex_unlock(&entry->engine_lock);
+        atomic_fetch_add(&cat->load_attempts, 1);
+        dr_model *engine = load_engine(entry);
+        pthread_mutex_lock(&entry->engine_lock);
+        entry->loading = false;
+        entry->engine = engine;
+        if (!engine) {
+            if (entry->backoff_ms < LOAD_RETRY_FIRST_MS)
+                entry->backoff_ms = LOAD_RETRY_FIRST_MS;
+            entry->retry_at_ms = monotonic_ms() + entry->backoff_ms;
+            entry->backoff_ms = entry->backoff_ms * 2 > LOAD_RETRY_MAX_MS ? LOAD_RETRY_MAX_MS
+                                                                          : entry->backoff_ms * 2;
         }
+        pthread_cond_broadcast(&entry->engine_cv);
     }
     dr_model *engine = entry->engine;
     pthread_mutex_unlock(&entry->engine_lock);
     return engine;
+}
+
+size_t sd_categorizer_load_attempts(sd_categorizer *cat) {
+    return atomic_load(&cat->load_attempts);
+}
+
+/* ---- dynamic batching -------------------------------------------------------------------- */
+
+/* One photo waiting in (or taken from) an entry's batch queue; lives on its caller's stack. */
+typedef struct batch_req {
+    const uint8_t *photo;
+    size_t len, k;
+    dr_class_score top[SD_MAX_TOP];
+    size_t n;
+    int rc;
+    dr_err err;
+    bool done; /* guarded by the entry's batch_lock */
+    struct batch_req *next;
+} batch_req;
+
+/* Runs n requests as one engine batch; a batch that fails (one bad photo fails it whole) is
+ * run again photo by photo so that each gets its own answer or error. No lock held. */
+static void run_batch(dr_model *engine, batch_req **reqs, size_t n) {
+    if (n > 1) {
+        const void *photos[DR_INFER_MAX_BATCH];
+        size_t lens[DR_INFER_MAX_BATCH], n_out[DR_INFER_MAX_BATCH], k = 1;
+        for (size_t i = 0; i < n; i++) {
+            photos[i] = reqs[i]->photo;
+            lens[i] = reqs[i]->len;
+            if (reqs[i]->k > k)
+                k = reqs[i]->k;
+        }
+        dr_class_score *top = malloc(sizeof(*top) * n * k);
+        dr_err err = {0};
+        if (top && dr_model_classify_batch(engine, photos, lens, n, top, k, n_out, &err) == DR_OK) {
+            for (size_t i = 0; i < n; i++) {
+                batch_req *r = reqs[i];
+                r->n = n_out[i] < r->k ? n_out[i] : r->k;
+                memcpy(r->top, top + i * k, sizeof(*top) * r->n);
+                r->rc = DR_OK;
+            }
+            free(top);
+            return;
+        }
+        free(top);
+    }
+    for (size_t i = 0; i < n; i++) {
+        batch_req *r = reqs[i];
+        r->rc = dr_model_classify(engine, r->photo, r->len, r->top, r->k, &r->n, &r->err);
+    }
+}
+
+/*
+ * Classifies r's photo, batched with the photos of the same model that are waiting (Triton's
+ * dynamic batching). A caller that finds a free batch slot (fewer than batch_workers batches
+ * of this model running) becomes the leader: it waits up to max_queue_delay_us for the queue
+ * to reach max_batch_size (0: it does not wait, so a lone photo is not delayed), takes up to
+ * max_batch_size photos in arrival order and runs them; the others wait on batch_cv (no
+ * spinning) until their photo is done. Photos that arrive while batches run form the next one.
+ */
+static void classify_batched(sd_categorizer *cat, sd_entry *entry, dr_model *engine,
+                             batch_req *me) {
+    const sd_categorizer_limits *l = &cat->limits;
+    if (l->max_batch_size <= 1) {
+        run_batch(engine, &me, 1);
+        return;
+    }
+    pthread_mutex_lock(&entry->batch_lock);
+    me->next = NULL;
+    if (entry->queue_tail)
+        entry->queue_tail->next = me;
+    else
+        entry->queue = me;
+    entry->queue_tail = me;
+    entry->queued++;
+    pthread_cond_broadcast(&entry->batch_cv); /* a leader waiting for a fuller batch */
+    while (!me->done) {
+        if (entry->running >= l->batch_workers || !entry->queue) {
+            pthread_cond_wait(&entry->batch_cv, &entry->batch_lock);
+            continue;
+        }
+        entry->running++;
+        if (l->max_queue_delay_us > 0 && entry->queued < l->max_batch_size) {
+            struct timespec deadline;
+            clock_gettime(CLOCK_MONOTONIC, &deadline);
+            uint64_t ns = (uint64_t)deadline.tv_nsec + l->max_queue_delay_us * 1000u;
+            deadline.tv_sec += (time_t)(ns / 1000000000u);
+            deadline.tv_nsec = (long)(ns % 1000000000u);
+            while (entry->queued < l->max_batch_size &&
+                   pthread_cond_timedwait(&entry->batch_cv, &entry->batch_lock, &deadline) == 0)
+                ;
+        }
+        batch_req *taken[DR_INFER_MAX_BATCH];
+        size_t n = 0;
+        while (entry->queue && n < l->max_batch_size) {
+            taken[n++] = entry->queue;
+            entry->queue = entry->queue->next;
+        }
+        if (!entry->queue)
+            entry->queue_tail = NULL;
+        entry->queued -= n;
+        pthread_mutex_unlock(&entry->batch_lock);
+        atomic_fetch_add(&cat->batches, 1);
+        atomic_fetch_add(&cat->batched_photos, n);
+        run_batch(engine, taken, n);
+        pthread_mutex_lock(&entry->batch_lock);
+        for (size_t i = 0; i < n; i++)
+            taken[i]->done = true;
+        entry->running--;
+        pthread_cond_broadcast(&entry->batch_cv);
+    }
+    pthread_mutex_unlock(&entry->batch_lock);
+}
+
+void sd_categorizer_batch_stats(sd_categorizer *cat, size_t *batches, size_t *photos) {
+    *batches = atomic_load(&cat->batches);
+    *photos = atomic_load(&cat->batched_photos);
 }
 
 static int handle_inference(void *ctx, const dr_rpc_call_info *info, const uint8_t *args,
@@ -628,17 +818,17 @@ static int handle_inference(void *ctx, const dr_rpc_call_info *info, const uint8
     sd_entry *entry = acquire_entry(cat, tag);
     if (!entry)
         return sd_inference_reply_encode(reply, SD_ANSWER_NO_MODEL, 0, SD_DESC_NO_MODEL, NULL, 0);
-    dr_model *engine = entry_engine(entry);
+    dr_model *engine = entry_engine(cat, entry);
     int rc = DR_OK;
     if (!engine) {
         rc = sd_inference_reply_encode(reply, SD_ANSWER_LOAD_FAIL, 0, SD_DESC_LOAD_FAIL, NULL, 0);
     } else {
-        dr_class_score best[SD_MAX_TOP];
-        size_t n = 0;
-        dr_err err = {0};
-        if (dr_model_classify(engine, photo, photo_len, best, top_k ? top_k : 1, &n, &err) !=
-                DR_OK ||
-            n == 0) {
+        batch_req req = {.photo = photo, .len = photo_len, .k = top_k ? top_k : 1};
+        classify_batched(cat, entry, engine, &req);
+        dr_class_score *best = req.top;
+        size_t n = req.n;
+        dr_err err = req.err;
+        if (req.rc != DR_OK || n == 0) {
             char text[DR_ERR_MSG_MAX + 40];
             snprintf(text, sizeof text, SD_DESC_BAD_PHOTO_PREFIX ": %s.",
                      err.msg[0] ? err.msg : "no answer");

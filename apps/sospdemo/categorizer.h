@@ -86,7 +86,15 @@ typedef struct sd_categorizer_limits {
     uint64_t max_model_bytes; /**< synset + symbol + params of one model */
     uint64_t max_photo_bytes; /**< one photo */
     int ordered_timeout_ms;   /**< install/remove: wait for the shard's replies (default 120 s) */
+    /* Dynamic batching of one model's photos (Triton's max_batch_size / max_queue_delay_us):
+     * photos that arrive while batches of that model run are classified together, at most
+     * batch_workers batches at once. */
+    uint32_t max_batch_size;     /**< photos per batch; 0 = SD_DEFAULT_MAX_BATCH; 1 = off */
+    uint32_t max_queue_delay_us; /**< a batch waits this long to fill up (default 0) */
+    uint32_t batch_workers;      /**< concurrent batches per model; 0 = online CPUs */
 } sd_categorizer_limits;
+
+#define SD_DEFAULT_MAX_BATCH 8u
 
 /** One replica's models and engines (opaque). */
 typedef struct sd_categorizer sd_categorizer;
@@ -108,6 +116,14 @@ void sd_categorizer_rpc_type(sd_categorizer *cat, dr_rpc_type *type);
 
 /** Number of installed models. Thread-safe. */
 size_t sd_categorizer_model_count(sd_categorizer *cat);
+
+/** Engine loads attempted by inferences so far (a failed load is not retried before its
+ * back-off expires, 10 s doubling to 10 min). Thread-safe. */
+size_t sd_categorizer_load_attempts(sd_categorizer *cat);
+
+/** Batches run by inferences so far and the photos in them (photos / batches = mean batch
+ * size). Thread-safe. */
+void sd_categorizer_batch_stats(sd_categorizer *cat, size_t *batches, size_t *photos);
 
 /* ---- wire helpers (shared with the function tier and tests) ------------------------------ */
 

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Inference benchmark: derecho-infer vs ONNX Runtime on SqueezeNet 1.1 and ResNet-50 V2, batch
-# 1 and 8, 1 and 2 threads, plus the SGEMM reference, all in one run. Results are printed; the
+# 1 and 8, 1 and 2 threads, fp32 and (where the CPU has it) bf16, plus the SGEMM reference, all
+# in one run. Results are printed; the
 # numbers in docs/perf/inference.md come from this script.
 # Usage (from the repository root, after building into build/):
 #   bench/infer/run_bench.sh [RUNS] [REPEATS]
@@ -41,5 +42,16 @@ for rep in $(seq 1 "$REPEATS"); do
   echo "### resnet50_v2 (MXNet loader)"
   "$BIN/derecho-infer" bench --model "$OUT/resnet50_v2" --format mxnet --runs "$RUNS" \
     --threads 1,2 2>/dev/null
+  # bf16 rows where the CPU has native bf16 (derecho-infer refuses --precision bf16 otherwise)
+  if grep -q avx512_bf16 /proc/cpuinfo; then
+    for model in "$SQZ" "$OUT/resnet50_v2.onnx"; do
+      echo "### $(basename "$model") (bf16)"
+      "$BIN/derecho-infer" bench --model "$model" --runs "$RUNS" --threads 1,2 \
+        --precision bf16 2>/dev/null
+    done
+    echo "### resnet50_v2 (MXNet loader, bf16)"
+    "$BIN/derecho-infer" bench --model "$OUT/resnet50_v2" --format mxnet --runs "$RUNS" \
+      --threads 1,2 --precision bf16 2>/dev/null
+  fi
 done
 echo "# end $(date -u +%FT%TZ), load: $(cut -d' ' -f1-3 /proc/loadavg)"

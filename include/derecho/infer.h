@@ -60,6 +60,15 @@ typedef enum dr_infer_backend {
     DR_BACKEND_SGEMM = 2, /**< portable im2col + OpenBLAS SGEMM (reference / fallback) */
 } dr_infer_backend;
 
+/** Arithmetic of the oneDNN convolutions. */
+typedef enum dr_precision {
+    DR_PRECISION_FP32 = 0, /**< float32 everywhere (default) */
+    DR_PRECISION_BF16 = 1, /**< bfloat16 inputs and weights, float32 accumulation, bias, outputs
+                                and every other operator; needs oneDNN and a CPU with native
+                                bf16 (AVX512_BF16 or AMX) */
+    DR_PRECISION_AUTO = 2, /**< BF16 where the CPU has native bf16, else FP32 */
+} dr_precision;
+
 /** An opaque loaded model. */
 typedef struct dr_model dr_model;
 
@@ -68,6 +77,40 @@ typedef struct dr_model dr_model;
 #define DR_INFER_MAX_PHOTO_BYTES ((size_t)64 << 20)
 #define DR_INFER_MAX_PIXELS      ((uint64_t)64 << 20) /* decoded width*height */
 #define DR_INFER_MAX_BATCH       64
+
+/**
+ * Admission limits of a model, checked when it is loaded (and so when it is installed: the
+ * categorizer loads a model once before accepting it), before its weights are reordered or
+ * its activation arena allocated, plus the pixel cap applied to every photo it classifies.
+ * A model over a limit fails to load with DR_ETOOBIG and a message naming the limit, the
+ * model's value and the cap. Defaults (dr_infer_limits_default) admit ResNet-50/VGG-class
+ * ImageNet classifiers (ResNet-50: 8.2 GFLOP, a few hundred operators).
+ */
+typedef struct dr_infer_limits {
+    double max_flops_per_image;    /**< work per image: conv/FC multiply-adds x 2, plus one per
+                                        output element of other operators; 20e9 */
+    uint32_t max_nodes;            /**< operators in the loaded graph; 5000 */
+    uint64_t max_activation_bytes; /**< planned activation arena for one image; 1 GiB */
+    uint64_t max_weight_bytes;     /**< weights read per image, counted once per operator
+                                        that uses them (shared weights count each time); 2 GiB */
+    uint64_t max_pixels;           /**< decoded width*height of a photo, checked from its header
+                                        before any pixel buffer is allocated; 40e6, at most
+                                        DR_INFER_MAX_PIXELS */
+} dr_infer_limits;
+
+/** Fills the default limits above. */
+void dr_infer_limits_default(dr_infer_limits *limits);
+
+/** Load options of the _ex loaders. */
+typedef struct dr_load_options {
+    const dr_preprocess *pre; /**< NULL: the loader's preset (seed for MXNet, ImageNet for ONNX) */
+    dr_infer_limits limits;   /**< admission limits (dr_infer_limits_default) */
+    dr_precision precision;   /**< as dr_model_set_precision (default FP32) */
+    int labels_optional;      /**< MXNet: an empty synset gives labels "class N" (else an error) */
+} dr_load_options;
+
+/** Fills pre = NULL, the default limits, FP32 and labels required. */
+void dr_load_options_default(dr_load_options *opts);
 
 /**
  * Loads an MXNet model from the three byte ranges (synset.txt, NAME-symbol.json,
@@ -81,6 +124,17 @@ int dr_model_load_mxnet(const void *synset, size_t synset_len, const void *symbo
                         const dr_preprocess *pre, dr_model **out, dr_err *err);
 
 /**
+ * As dr_model_load_mxnet, with options (opts NULL = dr_load_options_default). A limit of
+ * opts->limits that is 0 means the default; max_pixels over DR_INFER_MAX_PIXELS is DR_ERANGE.
+ * MXNet input size: opts->pre's crop when a preprocess is given, else the data node's
+ * "__shape__" attribute (N, C, H, W), else 3 x 224 x 224; with the default preset a square
+ * input of another size is cropped to it and resized to 256/224 of it.
+ */
+int dr_model_load_mxnet_ex(const void *synset, size_t synset_len, const void *symbol_json,
+                           size_t symbol_len, const void *params, size_t params_len,
+                           const dr_load_options *opts, dr_model **out, dr_err *err);
+
+/**
  * Loads an ONNX model (ModelProto bytes) with a labels file (one label per line; labels may be
  * NULL/0: then labels are "class N"). pre == NULL selects the ImageNet preset. Errors as
  * dr_model_load_mxnet.
@@ -88,13 +142,18 @@ int dr_model_load_mxnet(const void *synset, size_t synset_len, const void *symbo
 int dr_model_load_onnx(const void *onnx, size_t onnx_len, const void *labels, size_t labels_len,
                        const dr_preprocess *pre, dr_model **out, dr_err *err);
 
+/** As dr_model_load_onnx, with options (as dr_model_load_mxnet_ex). */
+int dr_model_load_onnx_ex(const void *onnx, size_t onnx_len, const void *labels, size_t labels_len,
+                          const dr_load_options *opts, dr_model **out, dr_err *err);
+
 /** Frees a model (NULL is fine). No call on it may be running. */
 void dr_model_free(dr_model *model);
 
 /**
  * Classifies one photo (JPEG or PNG bytes, borrowed). Writes up to k best classes in
  * decreasing score to top[0..*n_out). Thread-safe; blocks while computing.
- * Errors: DR_EINVAL (not an image, 0 bytes, corrupt), DR_ETOOBIG (dimensions over limits).
+ * Errors: DR_EINVAL (not an image, 0 bytes, corrupt), DR_ETOOBIG (dimensions over the model's
+ * max_pixels or 65535 per side, checked from the header before decoding).
  */
 int dr_model_classify(dr_model *model, const void *photo, size_t photo_len, dr_class_score *top,
                       size_t k, size_t *n_out, dr_err *err);
@@ -145,6 +204,22 @@ int dr_model_set_backend(dr_model *model, dr_infer_backend backend);
 
 /** Returns 1 when the oneDNN backend is compiled in and usable. */
 int dr_infer_have_dnnl(void);
+
+/**
+ * Chooses the precision of later calls (new execution contexts are built for it on first use;
+ * it applies to the oneDNN backend only: SGEMM is always FP32). Returns 0, DR_EINVAL, or
+ * DR_EUNSUPPORTED for DR_PRECISION_BF16 where dr_infer_have_bf16() is 0. AUTO resolves here.
+ */
+int dr_model_set_precision(dr_model *model, dr_precision precision);
+
+/** The precision in effect (FP32 or BF16; AUTO is resolved when set). */
+dr_precision dr_model_precision(const dr_model *model);
+
+/** Returns 1 when oneDNN is usable and the CPU computes bf16 natively (AVX512_BF16 / AMX). */
+int dr_infer_have_bf16(void);
+
+/** "fp32", "bf16" or "auto" -> *out; 0 or DR_EINVAL. */
+int dr_precision_parse(const char *text, dr_precision *out);
 
 #ifdef __cplusplus
 }

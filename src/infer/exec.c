@@ -37,6 +37,9 @@ typedef struct dconv dconv;
 
 struct exec_ctx {
     int batch, backend, in_use;
+    int threads;   /* oneDNN fixes a primitive's thread count when it is created: contexts are
+                      per (batch, backend, threads), or 2 threads would run 1-thread kernels */
+    int bf16;      /* oneDNN convolutions compute in bfloat16 (activations stay f32) */
     int64_t *dims; /* IR_MAXDIM per value */
     int *ndims;
     size_t *off; /* float offset in arena per value, NO_OFFSET for constants */
@@ -44,7 +47,8 @@ struct exec_ctx {
     size_t arena_floats;
     float *scratch; /* im2col / layout conversion */
     size_t scratch_floats;
-    dconv **dc; /* per node */
+    void *src16; /* bf16 copy of a convolution's input (bf16 contexts) */
+    dconv **dc;  /* per node */
 #ifdef DR_HAVE_DNNL
     dnnl_stream_t stream;
 #endif
@@ -81,6 +85,10 @@ struct dconv {
     dnnl_primitive_t prim;
     dnnl_memory_t src, wei, bias, dst, scratch;
     void *wei_buf;
+    /* bf16: the f32 input in the arena (src32) is converted into the context's src16 buffer
+     * (src) by src_reorder before the convolution */
+    dnnl_primitive_t src_reorder;
+    dnnl_memory_t src32;
 };
 
 struct wcache {
@@ -106,8 +114,10 @@ static void dconv_free(dconv *d) {
         return;
     if (d->prim)
         dnnl_primitive_destroy(d->prim);
-    dnnl_memory_t m[5] = {d->src, d->wei, d->bias, d->dst, d->scratch};
-    for (int i = 0; i < 5; i++)
+    if (d->src_reorder)
+        dnnl_primitive_destroy(d->src_reorder);
+    dnnl_memory_t m[6] = {d->src, d->wei, d->bias, d->dst, d->scratch, d->src32};
+    for (int i = 0; i < 6; i++)
         if (m[i])
             dnnl_memory_destroy(m[i]);
     free(d->wei_buf);
@@ -152,18 +162,88 @@ static int act_alg(ir_act a, float alpha, float beta, dnnl_alg_kind_t *alg, floa
         }                                                                                          \
     } while (0)
 
-/* Builds the oneDNN convolution of node n in context c; scratchpad size goes to *scratch. */
-static int dconv_build(exec_model *em, int node_idx, exec_ctx *c, dconv **out,
-                       size_t *scratch_bytes, dr_err *err) {
+/*
+ * The weights of convolution node_idx in the layout `want`: from the model's cache when some
+ * context already reordered them so, else reordered here from the f32 OIHW (or GOIHW) constant
+ * (wmd) and handed to the cache.
+ */
+static int dconv_weights(exec_model *em, int node_idx, exec_ctx *c, dconv *d,
+                         const dnnl_memory_desc_t *want, const dnnl_memory_desc_t *wmd,
+                         dr_err *err) {
+    int rc = 0;
+    const ir_node *n = &em->g->nodes[node_idx];
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_primitive_t reorder = NULL;
+    dnnl_memory_t user_w = NULL;
+    pthread_mutex_lock(&em->mu);
+    wcache *wc = em->wcache[node_idx];
+    while (wc && !dnnl_memory_desc_equal(&wc->md, want))
+        wc = wc->next;
+    pthread_mutex_unlock(&em->mu);
+    if (wc) {
+        DN(dnnl_memory_create(&d->wei, want, g_engine, wc->buf));
+        return 0;
+    }
+    d->wei_buf = alloc64(dnnl_memory_desc_get_size(want));
+    if (!d->wei_buf)
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    DN(dnnl_memory_create(&d->wei, want, g_engine, d->wei_buf));
+    DN(dnnl_memory_create(&user_w, wmd, g_engine, em->g->vals[n->in[1]].data));
+    DN(dnnl_reorder_primitive_desc_create(&rpd, wmd, g_engine, want, g_engine, NULL));
+    DN(dnnl_primitive_create(&reorder, rpd));
+    dnnl_exec_arg_t rargs[2] = {{DNNL_ARG_FROM, user_w}, {DNNL_ARG_TO, d->wei}};
+    DN(dnnl_primitive_execute(reorder, c->stream, 2, rargs));
+    DN(dnnl_stream_wait(c->stream));
+    wcache *nw = malloc(sizeof(*nw));
+    if (nw) { /* hand the buffer to the model's cache (else this context keeps it) */
+        nw->md = *want;
+        nw->buf = d->wei_buf;
+        d->wei_buf = NULL;
+        pthread_mutex_lock(&em->mu);
+        nw->next = em->wcache[node_idx];
+        em->wcache[node_idx] = nw;
+        pthread_mutex_unlock(&em->mu);
+    }
+out:
+    if (reorder)
+        dnnl_primitive_destroy(reorder);
+    if (rpd)
+        dnnl_primitive_desc_destroy(rpd);
+    if (user_w)
+        dnnl_memory_destroy(user_w);
+    return rc;
+}
+
+/* bf16 input of a convolution: the f32 arena tensor (src32) and its reorder into the
+ * context's src16 buffer (set before each run). */
+static int dconv_src16(const ir_node *n, float *src, dconv *d, const dnnl_memory_desc_t *smd,
+                       const dnnl_memory_desc_t *smd16, dr_err *err) {
+    int rc = 0;
+    dnnl_primitive_desc_t rpd = NULL;
+    DN(dnnl_memory_create(&d->src32, smd, g_engine, src));
+    DN(dnnl_memory_create(&d->src, smd16, g_engine, DNNL_MEMORY_NONE));
+    DN(dnnl_reorder_primitive_desc_create(&rpd, smd, g_engine, smd16, g_engine, NULL));
+    DN(dnnl_primitive_create(&d->src_reorder, rpd));
+out:
+    if (rpd)
+        dnnl_primitive_desc_destroy(rpd);
+    return rc;
+}
+
+/*
+ * Builds the oneDNN convolution of node n in context c; scratchpad size goes to *scratch.
+ * bf16: bfloat16 input and weights, f32 bias and output (the input is converted before each
+ * run; *src16_bytes is the size of that copy); fails where oneDNN has no such kernel.
+ */
+static int dconv_build(exec_model *em, int node_idx, exec_ctx *c, int bf16, dconv **out,
+                       size_t *scratch_bytes, size_t *src16_bytes, dr_err *err) {
     int rc = 0;
     const ir_graph *g = em->g;
     const ir_node *n = &g->nodes[node_idx];
     dconv *d = calloc(1, sizeof(*d));
-    dnnl_primitive_desc_t pd = NULL, rpd = NULL;
+    dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
-    dnnl_primitive_t reorder = NULL;
-    dnnl_memory_t user_w = NULL;
     if (!d)
         return dr_err_set(err, DR_ENOMEM, "out of memory");
     const int64_t *x = DIMS(c, n->in[0]), *y = DIMS(c, n->out);
@@ -176,20 +256,22 @@ static int dconv_build(exec_model *em, int node_idx, exec_ctx *c, dconv **out,
     dnnl_dims_t bd = {w->dims[0]};
     dnnl_dims_t strides = {cv->sh, cv->sw}, dil = {cv->dh - 1, cv->dw - 1};
     dnnl_dims_t pl = {cv->pt, cv->pl}, pr = {cv->pb, cv->pr};
-    dnnl_memory_desc_t smd, dmd, wmd, wany, bmd;
+    dnnl_memory_desc_t smd, smd16, dmd, wmd, wany, bmd;
     dnnl_convolution_desc_t cd;
+    dnnl_data_type_t cdt = bf16 ? dnnl_bf16 : dnnl_f32;
     DN(dnnl_memory_desc_init_by_tag(&smd, 4, sd, dnnl_f32, dnnl_nhwc));
+    DN(dnnl_memory_desc_init_by_tag(&smd16, 4, sd, dnnl_bf16, dnnl_nhwc));
     DN(dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32, dnnl_nhwc));
     if (grp > 1) {
         DN(dnnl_memory_desc_init_by_tag(&wmd, 5, wd, dnnl_f32, dnnl_goihw));
-        DN(dnnl_memory_desc_init_by_tag(&wany, 5, wd, dnnl_f32, dnnl_format_tag_any));
+        DN(dnnl_memory_desc_init_by_tag(&wany, 5, wd, cdt, dnnl_format_tag_any));
     } else {
         DN(dnnl_memory_desc_init_by_tag(&wmd, 4, wd4, dnnl_f32, dnnl_oihw));
-        DN(dnnl_memory_desc_init_by_tag(&wany, 4, wd4, dnnl_f32, dnnl_format_tag_any));
+        DN(dnnl_memory_desc_init_by_tag(&wany, 4, wd4, cdt, dnnl_format_tag_any));
     }
     DN(dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x));
     DN(dnnl_dilated_convolution_forward_desc_init(
-        &cd, dnnl_forward_inference, dnnl_convolution_direct, &smd, &wany,
+        &cd, dnnl_forward_inference, dnnl_convolution_direct, bf16 ? &smd16 : &smd, &wany,
         n->n_in > 2 ? &bmd : NULL, &dmd, strides, dil, pl, pr));
     DN(dnnl_primitive_attr_create(&attr));
     DN(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
@@ -209,51 +291,21 @@ static int dconv_build(exec_model *em, int node_idx, exec_ctx *c, dconv **out,
     const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     const dnnl_memory_desc_t *spmd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     *scratch_bytes = spmd ? dnnl_memory_desc_get_size(spmd) : 0;
-    /* Reordered weights are shared by all contexts that chose the same layout. */
-    pthread_mutex_lock(&em->mu);
-    wcache *wc = em->wcache[node_idx];
-    while (wc && !dnnl_memory_desc_equal(&wc->md, want))
-        wc = wc->next;
-    pthread_mutex_unlock(&em->mu);
-    if (wc) {
-        DN(dnnl_memory_create(&d->wei, want, g_engine, wc->buf));
-    } else {
-        d->wei_buf = alloc64(dnnl_memory_desc_get_size(want));
-        if (!d->wei_buf) {
-            rc = dr_err_set(err, DR_ENOMEM, "out of memory");
+    if ((rc = dconv_weights(em, node_idx, c, d, want, &wmd, err)))
+        goto out;
+    if (bf16) {
+        *src16_bytes = dnnl_memory_desc_get_size(&smd16);
+        if ((rc = dconv_src16(n, ptr(c, g, n->in[0]), d, &smd, &smd16, err)))
             goto out;
-        }
-        DN(dnnl_memory_create(&d->wei, want, g_engine, d->wei_buf));
-        DN(dnnl_memory_create(&user_w, &wmd, g_engine, w->data));
-        DN(dnnl_reorder_primitive_desc_create(&rpd, &wmd, g_engine, want, g_engine, NULL));
-        DN(dnnl_primitive_create(&reorder, rpd));
-        dnnl_exec_arg_t rargs[2] = {{DNNL_ARG_FROM, user_w}, {DNNL_ARG_TO, d->wei}};
-        DN(dnnl_primitive_execute(reorder, c->stream, 2, rargs));
-        DN(dnnl_stream_wait(c->stream));
-        wcache *nw = malloc(sizeof(*nw));
-        if (nw) { /* hand the buffer to the model's cache (else this context keeps it) */
-            nw->md = *want;
-            nw->buf = d->wei_buf;
-            d->wei_buf = NULL;
-            pthread_mutex_lock(&em->mu);
-            nw->next = em->wcache[node_idx];
-            em->wcache[node_idx] = nw;
-            pthread_mutex_unlock(&em->mu);
-        }
+    } else {
+        DN(dnnl_memory_create(&d->src, &smd, g_engine, ptr(c, g, n->in[0])));
     }
-    DN(dnnl_memory_create(&d->src, &smd, g_engine, ptr(c, g, n->in[0])));
     DN(dnnl_memory_create(&d->dst, &dmd, g_engine, ptr(c, g, n->out)));
     if (n->n_in > 2)
         DN(dnnl_memory_create(&d->bias, &bmd, g_engine, g->vals[n->in[2]].data));
     if (spmd && *scratch_bytes)
         DN(dnnl_memory_create(&d->scratch, spmd, g_engine, DNNL_MEMORY_NONE));
 out:
-    if (reorder)
-        dnnl_primitive_destroy(reorder);
-    if (rpd)
-        dnnl_primitive_desc_destroy(rpd);
-    if (user_w)
-        dnnl_memory_destroy(user_w);
     if (pd)
         dnnl_primitive_desc_destroy(pd);
     if (po)
@@ -271,6 +323,12 @@ out:
 static int dconv_run(exec_ctx *c, dconv *d) {
     dnnl_exec_arg_t args[5];
     int na = 0;
+    if (d->src_reorder) {
+        dnnl_memory_set_data_handle(d->src, c->src16);
+        dnnl_exec_arg_t rargs[2] = {{DNNL_ARG_FROM, d->src32}, {DNNL_ARG_TO, d->src}};
+        if (dnnl_primitive_execute(d->src_reorder, c->stream, 2, rargs) != dnnl_success)
+            return DR_EINVAL;
+    }
     args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, d->src};
     args[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, d->wei};
     args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, d->dst};
@@ -317,35 +375,22 @@ typedef struct block {
     int free;
 } block;
 
-static int plan(exec_ctx *c, const ir_graph *g, dr_err *err) {
-    int rc = 0;
-    int *root = malloc(sizeof(int) * (size_t)g->n_vals);
-    int *last = malloc(sizeof(int) * (size_t)g->n_vals);
-    int *blk = malloc(sizeof(int) * (size_t)g->n_vals);
-    block *b = malloc(sizeof(block) * (size_t)(g->n_nodes + 2));
-    int nb = 0;
-    size_t total = 0;
-    if (!root || !last || !blk || !b) {
-        rc = dr_err_set(err, DR_ENOMEM, "out of memory");
-        goto out;
-    }
-    for (int v = 0; v < g->n_vals; v++) {
-        root[v] = v;
-        last[v] = -1;
-        blk[v] = -1;
-        c->off[v] = NO_OFFSET;
-    }
-    /* Pass 0: alias classes and last readers without residual aliasing. Pass 1: a fused conv
-     * that is the last reader of its residual's class writes in place over it (dst = conv +
-     * dst); the class then lives until the last reader of the conv's output. */
+/*
+ * Alias classes (root: a no-op node's output shares its input's storage) and the last reader
+ * of each class (last, by node index). Pass 0 without residual aliasing; pass 1: a fused conv
+ * that is the last reader of its residual's class writes in place over it (dst = conv + dst),
+ * and the class then lives until the last reader of the conv's output.
+ */
+static int plan_classes(const exec_ctx *c, const ir_graph *g, int *root, int *last, dr_err *err) {
     int *last0 = malloc(sizeof(int) * (size_t)g->n_vals);
     int *mlast = malloc(sizeof(int) * (size_t)g->n_vals);
     if (!last0 || !mlast) {
         free(last0);
         free(mlast);
-        rc = dr_err_set(err, DR_ENOMEM, "out of memory");
-        goto out;
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
     }
+    for (int v = 0; v < g->n_vals; v++)
+        last[v] = -1;
     for (int pass = 0; pass < 2; pass++) {
         for (int v = 0; v < g->n_vals; v++) {
             if (pass == 1) {
@@ -378,25 +423,27 @@ static int plan(exec_ctx *c, const ir_graph *g, dr_err *err) {
     free(mlast);
     last[root[g->output]] = g->n_nodes;
     last[root[g->input]] = last[root[g->input]] < 0 ? 0 : last[root[g->input]];
-    /* the input occupies the first block */
+    return 0;
+}
+
+/* Places each class in a block of the arena (best fit among blocks freed after their class's
+ * last reader; the input first); returns the arena size in floats. */
+static size_t plan_place(exec_ctx *c, const ir_graph *g, const int *root, const int *last, int *blk,
+                         block *b) {
+    int nb = 0;
+    size_t total = 0;
     for (int step = -1; step < g->n_nodes; step++) {
-        int v;
-        if (step < 0) {
-            v = g->input;
-        } else {
-            const ir_node *n = &g->nodes[step];
-            if (n->removed || root[n->out] != n->out)
-                goto release;
-            v = n->out;
-        }
-        {
+        const ir_node *n = step < 0 ? NULL : &g->nodes[step];
+        if (n && n->removed)
+            continue;
+        int v = n ? n->out : g->input;
+        if (!n || root[n->out] == n->out) {
             size_t need = ((size_t)prod(DIMS(c, v), 0, c->ndims[v]) + 15) / 16 * 16;
             int best = -1;
             for (int k = 0; k < nb; k++)
                 if (b[k].free && b[k].size >= need && (best < 0 || b[k].size < b[best].size))
                     best = k;
-            if (best < 0) {
-                /* grow the last block if it is free and at the end */
+            if (best < 0) { /* a new block at the end */
                 best = nb++;
                 b[best].off = total;
                 b[best].size = need;
@@ -406,22 +453,36 @@ static int plan(exec_ctx *c, const ir_graph *g, dr_err *err) {
             blk[v] = best;
             c->off[v] = b[best].off;
         }
-    release:
-        if (step < 0)
-            continue;
-        const ir_node *n = &g->nodes[step];
-        if (n->removed)
-            continue;
-        for (int j = 0; j < n->n_in; j++) {
+        for (int j = 0; n && j < n->n_in; j++) {
             int r = root[n->in[j]];
             if (last[r] == step && blk[r] >= 0)
                 b[blk[r]].free = 1;
         }
     }
+    return total;
+}
+
+/* The memory plan of context c: an arena offset for every activation (c->off). */
+static int plan(exec_ctx *c, const ir_graph *g, dr_err *err) {
+    int rc = 0;
+    int *root = malloc(sizeof(int) * (size_t)g->n_vals);
+    int *last = malloc(sizeof(int) * (size_t)g->n_vals);
+    int *blk = malloc(sizeof(int) * (size_t)g->n_vals);
+    block *b = malloc(sizeof(block) * (size_t)(g->n_nodes + 2));
+    if (!root || !last || !blk || !b) {
+        rc = dr_err_set(err, DR_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int v = 0; v < g->n_vals; v++) {
+        blk[v] = -1;
+        c->off[v] = NO_OFFSET;
+    }
+    if ((rc = plan_classes(c, g, root, last, err)))
+        goto out;
+    c->arena_floats = plan_place(c, g, root, last, blk, b);
     for (int v = 0; v < g->n_vals; v++)
         if (!g->vals[v].data && c->ndims[v] >= 0 && root[v] != v)
             c->off[v] = c->off[root[v]];
-    c->arena_floats = total;
 out:
     free(root);
     free(last);
@@ -470,6 +531,7 @@ static void ctx_free(exec_ctx *c, const ir_graph *g) {
     free(c->off);
     free(c->arena);
     free(c->scratch);
+    free(c->src16);
     free(c);
 }
 
@@ -488,8 +550,78 @@ static int kernel_threads(int threads) {
 #endif
 }
 
-static int ctx_create_locked(exec_model *em, int batch, int backend, int threads, exec_ctx **out,
-                             dr_err *err) {
+/* Checks what the kernels cannot run and returns the largest scratch a node needs. */
+static int ctx_check_nodes(const exec_ctx *c, const ir_graph *g, size_t *scratch, dr_err *err) {
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ir_node *n = &g->nodes[i];
+        if (n->removed)
+            continue;
+        size_t s = scratch_need(c, g, n);
+        if (s > *scratch)
+            *scratch = s;
+        int const4 = g->vals[n->in[0]].data && g->vals[n->in[0]].ndim == 4;
+        for (int j = 1; n->op == IR_CONCAT && j < n->n_in; j++)
+            if (g->vals[n->in[j]].data && g->vals[n->in[j]].ndim == 4)
+                const4 = 1;
+        if (const4 && n->op != IR_ADD && n->op != IR_MUL && n->op != IR_IDENTITY &&
+            n->op != IR_FLATTEN && n->op != IR_RESHAPE)
+            return dr_err_set(err, DR_EUNSUPPORTED, "node %s: operator on a constant 4-D tensor",
+                              n->name);
+        if (n->op == IR_SOFTMAX && nhwc_differs(c, g, n->in[0]) &&
+            !(n->flatten == 0 && n->axis == 1))
+            return dr_err_set(err, DR_EUNSUPPORTED, "Softmax %s over a spatial tensor", n->name);
+        if (n->op == IR_FC && !n->flatten && nhwc_differs(c, g, n->in[0]))
+            return dr_err_set(err, DR_EUNSUPPORTED, "MatMul/FC %s on a 4-D spatial tensor",
+                              n->name);
+    }
+    return 0;
+}
+
+/* Builds the oneDNN stream and convolutions of context c (bf16 where asked and available);
+ * raises *scratch to their scratchpads and allocates the bf16 input buffer. */
+static int ctx_build_dnnl(exec_model *em, exec_ctx *c, int threads, int bf16, size_t *scratch,
+                          dr_err *err) {
+#ifdef DR_HAVE_DNNL
+    const ir_graph *g = em->g;
+    if (!exec_have_dnnl())
+        return dr_err_set(err, DR_EUNSUPPORTED, "oneDNN engine unavailable");
+    if (dnnl_stream_create(&c->stream, g_engine, dnnl_stream_default_flags) != dnnl_success)
+        return dr_err_set(err, DR_EUNSUPPORTED, "oneDNN stream");
+    omp_set_num_threads(kernel_threads(threads));
+    size_t src16 = 0;
+    int n_bf16 = 0, n_conv = 0, rc;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ir_node *n = &g->nodes[i];
+        if (n->removed || n->op != IR_CONV)
+            continue;
+        size_t sb = 0, s16 = 0;
+        n_conv++;
+        /* bf16 where oneDNN has the kernel, else this convolution stays f32 */
+        if (bf16 && dconv_build(em, i, c, 1, &c->dc[i], &sb, &s16, NULL) == 0)
+            n_bf16++;
+        else if ((rc = dconv_build(em, i, c, 0, &c->dc[i], &sb, &s16, err)))
+            return rc;
+        if (sb / sizeof(float) + 1 > *scratch)
+            *scratch = sb / sizeof(float) + 1;
+        if (s16 > src16)
+            src16 = s16;
+    }
+    if (bf16)
+        DR_INFO(DR_LOGM_INFER, "context batch %d: %d of %d convolutions in bf16", c->batch, n_bf16,
+                n_conv);
+    if (src16 && !(c->src16 = alloc64(src16)))
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    return 0;
+#else
+    (void)em, (void)c, (void)threads, (void)bf16, (void)scratch;
+    return dr_err_set(err, DR_EUNSUPPORTED, "built without oneDNN");
+#endif
+}
+
+/* A context for `batch` images: shapes, memory plan (checked against the activation limit),
+ * arena, kernels' scratch, and the oneDNN primitives for that backend and thread count. */
+static int ctx_create_locked(exec_model *em, int batch, int backend, int threads, int bf16,
+                             exec_ctx **out, dr_err *err) {
     ir_graph *g = em->g;
     int rc;
     exec_ctx *c = calloc(1, sizeof(*c));
@@ -497,48 +629,28 @@ static int ctx_create_locked(exec_model *em, int batch, int backend, int threads
         return dr_err_set(err, DR_ENOMEM, "out of memory");
     c->batch = batch;
     c->backend = backend;
+    c->threads = threads;
+    c->bf16 = bf16;
     c->dims = malloc(sizeof(int64_t) * IR_MAXDIM * (size_t)g->n_vals);
     c->ndims = malloc(sizeof(int) * (size_t)g->n_vals);
     c->off = malloc(sizeof(size_t) * (size_t)g->n_vals);
     c->dc = calloc((size_t)g->n_nodes, sizeof(dconv *));
+    size_t scratch = 0;
     if (!c->dims || !c->ndims || !c->off || !c->dc) {
         rc = dr_err_set(err, DR_ENOMEM, "out of memory");
         goto fail;
     }
-    if ((rc = ir_infer_shapes(g, batch, c->dims, c->ndims, err)))
+    if ((rc = ir_infer_shapes(g, batch, c->dims, c->ndims, err)) || (rc = plan(c, g, err)) ||
+        (rc = ctx_check_nodes(c, g, &scratch, err)))
         goto fail;
-    if ((rc = plan(c, g, err)))
-        goto fail;
-    size_t scratch = 0;
-    for (int i = 0; i < g->n_nodes; i++) {
-        if (g->nodes[i].removed)
-            continue;
-        size_t s = scratch_need(c, g, &g->nodes[i]);
-        if (s > scratch)
-            scratch = s;
-        const ir_node *n = &g->nodes[i];
-        int const4 = g->vals[n->in[0]].data && g->vals[n->in[0]].ndim == 4;
-        for (int j = 1; n->op == IR_CONCAT && j < n->n_in; j++)
-            if (g->vals[n->in[j]].data && g->vals[n->in[j]].ndim == 4)
-                const4 = 1;
-        if (const4 && n->op != IR_ADD && n->op != IR_MUL && n->op != IR_IDENTITY &&
-            n->op != IR_FLATTEN && n->op != IR_RESHAPE) {
-            rc = dr_err_set(err, DR_EUNSUPPORTED, "node %s: operator on a constant 4-D tensor",
-                            n->name);
-            goto fail;
-        }
-        if (n->op == IR_SOFTMAX && nhwc_differs(c, g, n->in[0])) {
-            rc = dr_err_set(err, DR_EUNSUPPORTED, "Softmax %s over a spatial tensor", n->name);
-            goto fail;
-        }
-        if (n->op == IR_FC && !n->flatten && nhwc_differs(c, g, n->in[0])) {
-            rc = dr_err_set(err, DR_EUNSUPPORTED, "MatMul/FC %s on a 4-D spatial tensor", n->name);
-            goto fail;
-        }
-    }
-    if (c->arena_floats > MAX_ARENA_BYTES / sizeof(float)) {
-        rc = dr_err_set(err, DR_ETOOBIG, "activations need %zu bytes (limit %zu)",
-                        c->arena_floats * sizeof(float), MAX_ARENA_BYTES);
+    uint64_t act_limit = em->max_act_bytes * (uint64_t)batch;
+    if (act_limit > MAX_ARENA_BYTES)
+        act_limit = MAX_ARENA_BYTES;
+    if (c->arena_floats > act_limit / sizeof(float)) {
+        rc = dr_err_set(err, DR_ETOOBIG,
+                        "activations of a batch of %d need %zu bytes, over the limit of %llu "
+                        "(max_activation_bytes per image)",
+                        batch, c->arena_floats * sizeof(float), (unsigned long long)act_limit);
         goto fail;
     }
     c->arena = alloc64(c->arena_floats * sizeof(float));
@@ -547,31 +659,8 @@ static int ctx_create_locked(exec_model *em, int batch, int backend, int threads
                         c->arena_floats * sizeof(float));
         goto fail;
     }
-#ifdef DR_HAVE_DNNL
-    if (backend == DR_BACKEND_DNNL) {
-        if (!exec_have_dnnl()) {
-            rc = dr_err_set(err, DR_EUNSUPPORTED, "oneDNN engine unavailable");
-            goto fail;
-        }
-        if (dnnl_stream_create(&c->stream, g_engine, dnnl_stream_default_flags) != dnnl_success) {
-            rc = dr_err_set(err, DR_EUNSUPPORTED, "oneDNN stream");
-            goto fail;
-        }
-        omp_set_num_threads(kernel_threads(threads));
-        for (int i = 0; i < g->n_nodes; i++) {
-            const ir_node *n = &g->nodes[i];
-            if (n->removed || n->op != IR_CONV)
-                continue;
-            size_t sb = 0;
-            if ((rc = dconv_build(em, i, c, &c->dc[i], &sb, err)))
-                goto fail;
-            if (sb / sizeof(float) + 1 > scratch)
-                scratch = sb / sizeof(float) + 1;
-        }
-    }
-#else
-    (void)threads;
-#endif
+    if (backend == DR_BACKEND_DNNL && (rc = ctx_build_dnnl(em, c, threads, bf16, &scratch, err)))
+        goto fail;
     c->scratch_floats = scratch;
     if (scratch > MAX_ARENA_BYTES / sizeof(float)) {
         rc = dr_err_set(err, DR_ETOOBIG, "scratch of %zu bytes over the limit", scratch * 4);
@@ -598,10 +687,10 @@ fail:
  */
 static pthread_mutex_t ctx_create_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static int ctx_create(exec_model *em, int batch, int backend, int threads, exec_ctx **out,
+static int ctx_create(exec_model *em, int batch, int backend, int threads, int bf16, exec_ctx **out,
                       dr_err *err) {
     pthread_mutex_lock(&ctx_create_mu);
-    int rc = ctx_create_locked(em, batch, backend, threads, out, err);
+    int rc = ctx_create_locked(em, batch, backend, threads, bf16, out, err);
     pthread_mutex_unlock(&ctx_create_mu);
     return rc;
 }
@@ -793,6 +882,16 @@ static void fc_run(exec_ctx *c, const ir_graph *g, const ir_node *n, int threads
         a = c->scratch;
     }
     float *out = ptr(c, g, n->out);
+#ifdef DR_HAVE_DNNL
+    /* oneDNN's SGEMM threads with OpenMP (passive waiting); OpenBLAS's own workers spin-yield
+     * for a long while after each call, which costs a shared machine a core */
+    if (c->backend == DR_BACKEND_DNNL &&
+        dnnl_sgemm('N', 'T', M, Nout, K, 1.0f, a, K, w->data, K, 0.0f, out, Nout) == dnnl_success) {
+        bias_act(out, M, Nout, n->n_in > 2 ? g->vals[n->in[2]].data : NULL, n->act, n->alpha,
+                 n->beta, threads);
+        return;
+    }
+#endif
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)Nout, (int)K, 1.0f, a, (int)K,
                 w->data, (int)K, 0.0f, out, (int)Nout);
     bias_act(out, M, Nout, n->n_in > 2 ? g->vals[n->in[2]].data : NULL, n->act, n->alpha, n->beta,
@@ -947,6 +1046,35 @@ static void eltwise_run(exec_ctx *c, const ir_graph *g, const ir_node *n, int th
     }
 }
 
+/* Physical dims of value v (NHWC for rank 4, where the layouts coincide when H = W = 1) and
+ * the physical position of logical axis `axis`. */
+static int phys_dims(const exec_ctx *c, const ir_graph *g, int v, int axis, int64_t *pd) {
+    int nd = c->ndims[v];
+    const int64_t *d = DIMS(c, v);
+    for (int k = 0; k < nd; k++)
+        pd[k] = d[k];
+    if (!is_nhwc(c, g, v))
+        return axis;
+    static const int phys_of[4] = {0, 3, 1, 2};
+    pd[1] = d[2];
+    pd[2] = d[3];
+    pd[3] = d[1];
+    return phys_of[axis];
+}
+
+static void slice_run(exec_ctx *c, const ir_graph *g, const ir_node *n) {
+    int nd = c->ndims[n->in[0]];
+    int axis = n->axis < 0 ? n->axis + nd : n->axis;
+    int64_t pd[IR_MAXDIM];
+    int pa = phys_dims(c, g, n->in[0], axis, pd);
+    int64_t outer = prod(pd, 0, pa), inner = prod(pd, pa + 1, nd);
+    int64_t len = (n->shape[1] - n->shape[0]) * inner;
+    const float *in = ptr(c, g, n->in[0]) + n->shape[0] * inner;
+    float *out = ptr(c, g, n->out);
+    for (int64_t o = 0; o < outer; o++)
+        memcpy(out + o * len, in + o * pd[pa] * inner, sizeof(float) * (size_t)len);
+}
+
 static void concat_run(exec_ctx *c, const ir_graph *g, const ir_node *n) {
     int nd = c->ndims[n->out];
     int axis = n->axis < 0 ? n->axis + nd : n->axis;
@@ -981,6 +1109,12 @@ static void softmax_run(exec_ctx *c, const ir_graph *g, const ir_node *n) {
         axis = nd - 1;
     const int64_t *d = DIMS(c, n->in[0]);
     int64_t inner = prod(d, axis, nd), outer = prod(d, 0, axis);
+    if (!n->flatten && nd == 4 && axis == 1) {
+        /* over the channels of each pixel: rows of C in the NHWC layout (also in NCHW when
+         * H = W = 1, the only case where a rank-4 value is stored NCHW) */
+        inner = d[1];
+        outer = d[0] * d[2] * d[3];
+    }
     const float *in = ptr(c, g, n->in[0]);
     float *out = ptr(c, g, n->out);
     for (int64_t o = 0; o < outer; o++) {
@@ -1033,6 +1167,9 @@ static int node_run(exec_model *em, exec_ctx *c, int i, int threads, dr_err *err
     case IR_SOFTMAX:
         softmax_run(c, g, n);
         return 0;
+    case IR_SLICE:
+        slice_run(c, g, n);
+        return 0;
     case IR_FLATTEN:
     case IR_RESHAPE:
     case IR_IDENTITY:
@@ -1083,41 +1220,93 @@ static int prepare_sgemm_weights(exec_model *em, dr_err *err) {
     return 0;
 }
 
-int exec_init(exec_model *em, ir_graph *g, dr_err *err) {
-    memset(em, 0, sizeof(*em));
-    em->g = g;
-    em->threads = 1;
-    em->backend = DR_BACKEND_AUTO;
-    const char *prof = getenv("DR_INFER_PROFILE"); /* 1: per operator type, 2: per node */
-    em->profile = prof ? (prof[0] == '2' ? 2 : 1) : 0;
-    pthread_mutex_init(&em->mu, NULL);
-    em->wcache = calloc((size_t)g->n_nodes, sizeof(wcache *));
-    if (!em->wcache)
-        return dr_err_set(err, DR_ENOMEM, "out of memory");
-    int rc = prepare_sgemm_weights(em, err);
-    if (rc)
-        return rc;
-    /* Validate with a batch-1 context (also the first pooled context). */
-    exec_ctx *c;
-    rc = ctx_create(em, 1, DR_BACKEND_SGEMM, 1, &c, err);
-    if (rc)
-        return rc;
-    em->out_per_image = prod(DIMS(c, g->output), 0, c->ndims[g->output]);
+/*
+ * Work and weights of one image from batch-1 shapes: conv/FC multiply-adds (2 FLOP each) in
+ * *mac_flops; *work adds one operation per output element of every other operator (times the
+ * window for pooling, the input count for sums) so that a graph of cheap operators is counted.
+ */
+static int measure(const ir_graph *g, double *mac_flops, double *work, double *weight_bytes,
+                   dr_err *err) {
+    int64_t *dims = malloc(sizeof(int64_t) * IR_MAXDIM * (size_t)g->n_vals);
+    int *nd = malloc(sizeof(int) * (size_t)g->n_vals);
+    int rc = 0;
+    if (!dims || !nd) {
+        rc = dr_err_set(err, DR_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = ir_infer_shapes((ir_graph *)g, 1, dims, nd, err)))
+        goto out;
+    *mac_flops = *work = *weight_bytes = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         const ir_node *n = &g->nodes[i];
         if (n->removed)
             continue;
-        if (n->op == IR_CONV) {
-            const int64_t *y = DIMS(c, n->out);
+        const int64_t *y = dims + (size_t)n->out * IR_MAXDIM;
+        double out_n = (double)prod(y, 0, nd[n->out]);
+        if (n->op == IR_CONV || n->op == IR_FC) {
             const ir_value *w = &g->vals[n->in[1]];
-            em->flops_per_image += 2.0 * (double)prod(y, 0, 4) * (double)(ir_numel(w) / w->dims[0]);
-        } else if (n->op == IR_FC) {
-            const ir_value *w = &g->vals[n->in[1]];
-            em->flops_per_image +=
-                2.0 * (double)ir_numel(w) *
-                (double)(prod(DIMS(c, n->out), 0, c->ndims[n->out]) / w->dims[0]);
+            double macs = out_n * (double)(ir_numel(w) / (w->dims[0] ? w->dims[0] : 1));
+            *mac_flops += 2.0 * macs;
+            *work += 2.0 * macs;
+            *weight_bytes += (double)ir_numel(w) * sizeof(float);
+        } else if (n->op == IR_POOL) {
+            const int64_t *x = dims + (size_t)n->in[0] * IR_MAXDIM;
+            *work +=
+                n->pool.global ? (double)prod(x, 0, nd[n->in[0]]) : out_n * n->pool.kh * n->pool.kw;
+        } else {
+            *work += out_n * (n->n_in > 1 ? n->n_in : 1);
         }
     }
+out:
+    free(dims);
+    free(nd);
+    return rc;
+}
+
+/* Checks the admission limits before anything large is allocated. */
+static int admit(exec_model *em, const exec_limits *lim, dr_err *err) {
+    double work = 0, wbytes = 0;
+    int rc = measure(em->g, &em->flops_per_image, &work, &wbytes, err);
+    if (rc || !lim)
+        return rc;
+    if (work > lim->max_flops)
+        return dr_err_set(err, DR_ETOOBIG,
+                          "model needs %.2f GFLOP per image, over the limit of %.2f GFLOP "
+                          "(max_flops_per_image)",
+                          work / 1e9, lim->max_flops / 1e9);
+    if (wbytes > (double)lim->max_weight_bytes)
+        return dr_err_set(err, DR_ETOOBIG,
+                          "operators read %.0f MB of weights per image, over the limit of %.0f MB "
+                          "(max_weight_bytes)",
+                          wbytes / 1e6, (double)lim->max_weight_bytes / 1e6);
+    return 0;
+}
+
+int exec_init(exec_model *em, ir_graph *g, const exec_limits *lim, dr_err *err) {
+    memset(em, 0, sizeof(*em));
+    em->g = g;
+    em->threads = 1;
+    em->backend = DR_BACKEND_AUTO;
+    em->max_act_bytes = lim && lim->max_activation_bytes < MAX_ARENA_BYTES
+                            ? lim->max_activation_bytes
+                            : MAX_ARENA_BYTES;
+    const char *prof = getenv("DR_INFER_PROFILE"); /* 1: per operator type, 2: per node */
+    em->profile = prof ? (prof[0] == '2' ? 2 : 1) : 0;
+    pthread_mutex_init(&em->mu, NULL);
+    int rc = admit(em, lim, err);
+    if (rc)
+        return rc;
+    em->wcache = calloc((size_t)g->n_nodes, sizeof(wcache *));
+    if (!em->wcache)
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    if ((rc = prepare_sgemm_weights(em, err)))
+        return rc;
+    /* Validate with a batch-1 context (also the first pooled context). */
+    exec_ctx *c;
+    rc = ctx_create(em, 1, DR_BACKEND_SGEMM, 1, 0, &c, err);
+    if (rc)
+        return rc;
+    em->out_per_image = prod(DIMS(c, g->output), 0, c->ndims[g->output]);
     ctx_free(c, g); /* validation only: contexts are built per backend and batch on use */
     return 0;
 }
@@ -1153,6 +1342,26 @@ void exec_set_threads(exec_model *em, int threads) {
     pthread_mutex_unlock(&em->mu);
 }
 
+void exec_set_bf16(exec_model *em, int bf16) {
+    pthread_mutex_lock(&em->mu);
+    em->bf16 = bf16;
+    pthread_mutex_unlock(&em->mu);
+}
+
+int exec_have_bf16(void) {
+#ifdef DR_HAVE_DNNL
+    if (!exec_have_dnnl())
+        return 0;
+    /* native bf16 dot products (AVX512_BF16; AMX adds to it): without them oneDNN emulates
+     * bf16 and is slower than f32 */
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    return ((unsigned)isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) ==
+           (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+#else
+    return 0;
+#endif
+}
+
 void exec_set_backend(exec_model *em, int backend) {
     pthread_mutex_lock(&em->mu);
     em->backend = backend;
@@ -1173,15 +1382,17 @@ static int run_part(exec_model *em, const float *input, int batch, float *out, i
     pthread_mutex_lock(&em->mu);
     int backend = effective_backend(em->backend);
     int auto_backend = em->backend == DR_BACKEND_AUTO;
+    int bf16 = backend == DR_BACKEND_DNNL && em->bf16;
     exec_ctx *c = em->pool;
-    while (c && (c->in_use || c->batch != batch || c->backend != backend))
+    while (c && (c->in_use || c->batch != batch || c->backend != backend || c->threads != threads ||
+                 c->bf16 != bf16))
         c = c->next;
     if (c)
         c->in_use = 1;
     pthread_mutex_unlock(&em->mu);
     int rc;
     if (!c) {
-        rc = ctx_create(em, batch, backend, threads, &c, err);
+        rc = ctx_create(em, batch, backend, threads, bf16, &c, err);
         if (rc == DR_EUNSUPPORTED && backend == DR_BACKEND_DNNL && auto_backend) {
             /* oneDNN rejected some convolution: AUTO falls back to im2col + SGEMM for good */
             DR_WARN(DR_LOGM_INFER, "oneDNN unusable for this model (%s); using SGEMM",
@@ -1191,7 +1402,7 @@ static int run_part(exec_model *em, const float *input, int batch, float *out, i
                 em->backend = DR_BACKEND_SGEMM;
             pthread_mutex_unlock(&em->mu);
             backend = DR_BACKEND_SGEMM;
-            rc = ctx_create(em, batch, backend, threads, &c, err);
+            rc = ctx_create(em, batch, backend, threads, bf16, &c, err);
         }
         if (rc)
             return rc;
@@ -1202,11 +1413,13 @@ static int run_part(exec_model *em, const float *input, int batch, float *out, i
         pthread_mutex_unlock(&em->mu);
     }
     omp_set_num_threads(threads);
-    openblas_set_num_threads(threads);
+    /* OpenBLAS runs only the SGEMM backend's convolutions (its thread count is process-wide) */
+    if (backend == DR_BACKEND_SGEMM)
+        openblas_set_num_threads(threads);
     from_logical(c, g, g->input, input);
     rc = 0;
     int profile = em->profile;
-    double op_s[IR_SCALAR + 1] = {0};
+    double op_s[IR_NUM_OPS] = {0};
     for (int i = 0; i < g->n_nodes && !rc; i++) {
         if (g->nodes[i].removed)
             continue;
@@ -1222,7 +1435,7 @@ static int run_part(exec_model *em, const float *input, int batch, float *out, i
         }
     }
     if (profile)
-        for (int k = 0; k <= IR_SCALAR; k++)
+        for (int k = 0; k < IR_NUM_OPS; k++)
             if (op_s[k] > 0)
                 DR_INFO(DR_LOGM_INFER, "profile batch %d: op %d %.3f ms", batch, k, op_s[k] * 1e3);
     if (!rc)

@@ -11,13 +11,25 @@
 #include <string.h>
 #include <turbojpeg.h>
 
-static int check_dims(int64_t w, int64_t h, dr_err *err) {
+/* A progressive JPEG of many tiny scans costs CPU far beyond its size (the "progressive JPEG
+ * bomb"): TJFLAG_LIMITSCANS makes libjpeg-turbo stop at 500 scans. */
+#ifdef TJFLAG_LIMITSCANS
+#define TJ_FLAGS TJFLAG_LIMITSCANS
+#else
+#error "libturbojpeg without TJFLAG_LIMITSCANS (need libjpeg-turbo >= 2.1)"
+#endif
+
+static int check_dims(int64_t w, int64_t h, uint64_t max_pixels, dr_err *err) {
     if (w <= 0 || h <= 0)
         return dr_err_set(err, DR_EINVAL, "photo: empty image %lldx%lld", (long long)w,
                           (long long)h);
-    if ((uint64_t)w * (uint64_t)h > DR_INFER_MAX_PIXELS || w > 65535 || h > 65535)
-        return dr_err_set(err, DR_ETOOBIG, "photo: %lldx%lld pixels exceeds the limit of %llu",
-                          (long long)w, (long long)h, (unsigned long long)DR_INFER_MAX_PIXELS);
+    if (max_pixels > DR_INFER_MAX_PIXELS)
+        max_pixels = DR_INFER_MAX_PIXELS;
+    if ((uint64_t)w * (uint64_t)h > max_pixels || w > 65535 || h > 65535)
+        return dr_err_set(err, DR_ETOOBIG,
+                          "photo: %lldx%lld pixels exceeds the limit of %llu pixels (max_pixels) "
+                          "or 65535 per side",
+                          (long long)w, (long long)h, (unsigned long long)max_pixels);
     return 0;
 }
 
@@ -37,7 +49,7 @@ static int decode_cmyk(tjhandle tj, const uint8_t *b, size_t len, int w, int h, 
         *rgb = NULL;
         return dr_err_set(err, DR_ENOMEM, "photo: out of memory");
     }
-    if (tjDecompress2(tj, b, (unsigned long)len, cmyk, w, 0, h, TJPF_CMYK, 0) != 0 &&
+    if (tjDecompress2(tj, b, (unsigned long)len, cmyk, w, 0, h, TJPF_CMYK, TJ_FLAGS) != 0 &&
         tjGetErrorCode(tj) != TJERR_WARNING) {
         int rc =
             dr_err_set(err, DR_EINVAL, "photo: CMYK JPEG decoding failed: %s", tjGetErrorStr2(tj));
@@ -55,7 +67,8 @@ static int decode_cmyk(tjhandle tj, const uint8_t *b, size_t len, int w, int h, 
     return 0;
 }
 
-static int decode_jpeg(const uint8_t *b, size_t len, uint8_t **rgb, int *w, int *h, dr_err *err) {
+static int decode_jpeg(const uint8_t *b, size_t len, uint64_t max_pixels, uint8_t **rgb, int *w,
+                       int *h, dr_err *err) {
     int rc = 0, sub = 0, cs = 0;
     *w = *h = 0;
     tjhandle tj = tjInitDecompress();
@@ -65,7 +78,7 @@ static int decode_jpeg(const uint8_t *b, size_t len, uint8_t **rgb, int *w, int 
         rc = dr_err_set(err, DR_EINVAL, "photo: bad JPEG header: %s", tjGetErrorStr2(tj));
         goto out;
     }
-    if ((rc = check_dims(*w, *h, err)))
+    if ((rc = check_dims(*w, *h, max_pixels, err)))
         goto out;
     if (cs == TJCS_CMYK || cs == TJCS_YCCK) {
         rc = decode_cmyk(tj, b, len, *w, *h, rgb, err);
@@ -76,7 +89,7 @@ static int decode_jpeg(const uint8_t *b, size_t len, uint8_t **rgb, int *w, int 
         rc = dr_err_set(err, DR_ENOMEM, "photo: out of memory");
         goto out;
     }
-    if (tjDecompress2(tj, b, (unsigned long)len, *rgb, *w, 0, *h, TJPF_RGB, 0) != 0 &&
+    if (tjDecompress2(tj, b, (unsigned long)len, *rgb, *w, 0, *h, TJPF_RGB, TJ_FLAGS) != 0 &&
         tjGetErrorCode(tj) != TJERR_WARNING) {
         rc = dr_err_set(err, DR_EINVAL, "photo: JPEG decoding failed: %s", tjGetErrorStr2(tj));
         free(*rgb);
@@ -87,13 +100,14 @@ out:
     return rc;
 }
 
-static int decode_png(const uint8_t *b, size_t len, uint8_t **rgb, int *w, int *h, dr_err *err) {
+static int decode_png(const uint8_t *b, size_t len, uint64_t max_pixels, uint8_t **rgb, int *w,
+                      int *h, dr_err *err) {
     png_image img;
     memset(&img, 0, sizeof(img));
     img.version = PNG_IMAGE_VERSION;
     if (!png_image_begin_read_from_memory(&img, b, len))
         return dr_err_set(err, DR_EINVAL, "photo: bad PNG: %s", img.message);
-    int rc = check_dims(img.width, img.height, err);
+    int rc = check_dims(img.width, img.height, max_pixels, err);
     if (rc) {
         png_image_free(&img);
         return rc;
@@ -117,7 +131,8 @@ static int decode_png(const uint8_t *b, size_t len, uint8_t **rgb, int *w, int *
     return 0;
 }
 
-int img_decode(const void *bytes, size_t len, uint8_t **rgb, int *w, int *h, dr_err *err) {
+int img_decode(const void *bytes, size_t len, uint64_t max_pixels, uint8_t **rgb, int *w, int *h,
+               dr_err *err) {
     const uint8_t *b = bytes;
     *rgb = NULL;
     if (!bytes || len == 0)
@@ -125,9 +140,9 @@ int img_decode(const void *bytes, size_t len, uint8_t **rgb, int *w, int *h, dr_
     if (len > DR_INFER_MAX_PHOTO_BYTES)
         return dr_err_set(err, DR_ETOOBIG, "photo: %zu bytes exceeds the limit", len);
     if (len >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF)
-        return decode_jpeg(b, len, rgb, w, h, err);
+        return decode_jpeg(b, len, max_pixels, rgb, w, h, err);
     if (len >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8))
-        return decode_png(b, len, rgb, w, h, err);
+        return decode_png(b, len, max_pixels, rgb, w, h, err);
     return dr_err_set(err, DR_EINVAL, "photo: not a JPEG or PNG image");
 }
 

@@ -28,14 +28,50 @@ void ir_free(ir_graph *g) {
     }
     free(g->vals);
     free(g->nodes);
+    free(g->name_idx);
     ir_init(g);
 }
 
+/* FNV-1a of a value name. */
+static uint32_t name_hash(const char *s) {
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+/* Slot of `name` in the index: the slot holding it, or the empty slot where it would go. */
+static int name_slot(const ir_graph *g, const char *name) {
+    uint32_t mask = (uint32_t)g->name_cap - 1, i = name_hash(name) & mask;
+    while (g->name_idx[i] >= 0 && strcmp(g->vals[g->name_idx[i]].name, name) != 0)
+        i = (i + 1) & mask;
+    return (int)i;
+}
+
+/* Records value v under its name (replacing an older value of the same name); grows the
+ * index to keep it under half full. */
+static int name_insert(ir_graph *g, int v) {
+    if (2 * (g->n_vals + 1) >= g->name_cap) {
+        int cap = g->name_cap ? g->name_cap * 2 : 256;
+        int *idx = malloc(sizeof(int) * (size_t)cap);
+        if (!idx)
+            return DR_ENOMEM;
+        for (int i = 0; i < cap; i++)
+            idx[i] = -1;
+        free(g->name_idx);
+        g->name_idx = idx;
+        g->name_cap = cap;
+        for (int k = 0; k < v; k++)
+            g->name_idx[name_slot(g, g->vals[k].name)] = k;
+    }
+    g->name_idx[name_slot(g, g->vals[v].name)] = v;
+    return 0;
+}
+
 int ir_find_value(const ir_graph *g, const char *name) {
-    for (int i = g->n_vals - 1; i >= 0; i--)
-        if (strcmp(g->vals[i].name, name) == 0)
-            return i;
-    return -1;
+    if (!g->name_cap)
+        return -1;
+    return g->name_idx[name_slot(g, name)];
 }
 
 int64_t ir_numel(const ir_value *v) {
@@ -67,6 +103,10 @@ int ir_add_value(ir_graph *g, const char *name, int ndim, const int64_t *dims, f
         v->dims[i] = dims[i];
     v->data = data;
     v->producer = -1;
+    if (name_insert(g, g->n_vals)) {
+        free(copy);
+        return DR_ENOMEM;
+    }
     return g->n_vals++;
 }
 
@@ -471,175 +511,249 @@ static void resolve_same_pad(ir_conv *c, int64_t h, int64_t w, int mode) {
     same_pad(w, c->kw, c->sw, c->dw, mode == 2, &c->pl, &c->pr);
 }
 
-static int infer_node(const ir_graph *g, ir_node *n, int batch, int64_t *dims, int *ndims,
-                      dr_err *err) {
-    const int64_t *x = DIMS(n->in[0]);
-    int xn = ndims[n->in[0]];
-    int64_t *o = DIMS(n->out);
-    int *on = &ndims[n->out];
-    switch (n->op) {
-    case IR_CONV: {
-        const int64_t *w = DIMS(n->in[1]);
-        ir_conv *c = &n->conv;
-        if (xn == 4 && n->auto_pad)
-            resolve_same_pad(c, x[2], x[3], n->auto_pad);
-        n->auto_pad = 0;
-        if (xn != 4 || ndims[n->in[1]] != 4)
-            return dr_err_set(err, DR_EINVAL, "Convolution %s: needs 4-D input and weights",
-                              n->name);
-        if (c->group <= 0 || w[0] % c->group || x[1] != w[1] * c->group || w[2] != c->kh ||
-            w[3] != c->kw)
-            return dr_err_set(err, DR_EINVAL,
-                              "Convolution %s: weights [%lld,%lld,%lld,%lld] do not match input "
-                              "channels %lld, group %d, kernel %dx%d",
-                              n->name, (long long)w[0], (long long)w[1], (long long)w[2],
-                              (long long)w[3], (long long)x[1], c->group, c->kh, c->kw);
-        if (n->n_in > 2 &&
-            (ndims[n->in[2]] < 1 || prod(DIMS(n->in[2]), 0, ndims[n->in[2]]) != w[0]))
-            return dr_err_set(err, DR_EINVAL, "Convolution %s: bias size mismatch", n->name);
-        int64_t oh = (x[2] + c->pt + c->pb - (int64_t)c->dh * (c->kh - 1) - 1);
-        int64_t ow = (x[3] + c->pl + c->pr - (int64_t)c->dw * (c->kw - 1) - 1);
-        if (oh < 0 || ow < 0 || c->sh <= 0 || c->sw <= 0)
-            return dr_err_set(err, DR_EINVAL, "Convolution %s: kernel larger than input", n->name);
-        o[0] = x[0];
-        o[1] = w[0];
-        o[2] = oh / c->sh + 1;
-        o[3] = ow / c->sw + 1;
-        *on = 4;
-        if (n->has_sum) {
-            const int64_t *r = DIMS(n->in[3]);
-            if (ndims[n->in[3]] != 4 || r[0] != o[0] || r[1] != o[1] || r[2] != o[2] ||
-                r[3] != o[3])
-                return dr_err_set(err, DR_EINVAL, "Add after %s: shapes differ", n->name);
-        }
-        return 0;
-    }
-    case IR_AFFINE:
-    case IR_BN:
-        if (xn < 2 || prod(DIMS(n->in[1]), 0, ndims[n->in[1]]) != x[1])
-            return dr_err_set(err, DR_EINVAL, "BatchNorm %s: channel count mismatch", n->name);
-        break;
-    case IR_ACT:
-        if (n->act == IR_ACT_PRELU) {
-            int64_t s = prod(DIMS(n->in[1]), 0, ndims[n->in[1]]);
-            if (xn < 2 || (s != 1 && s != x[1]))
-                return dr_err_set(err, DR_EINVAL, "PRelu %s: slope size mismatch", n->name);
-        }
-        break;
-    case IR_POOL: {
-        const ir_pool *p = &n->pool;
-        if (xn != 4)
-            return dr_err_set(err, DR_EINVAL, "Pooling %s: needs 4-D input", n->name);
-        o[0] = x[0];
-        o[1] = x[1];
-        if (p->global) {
-            o[2] = o[3] = 1;
-        } else if (pool_out(x[2], p->kh, p->sh, p->pt, p->pb, p->ceil_mode, &o[2]) ||
-                   pool_out(x[3], p->kw, p->sw, p->pl, p->pr, p->ceil_mode, &o[3])) {
-            return dr_err_set(err, DR_EINVAL, "Pooling %s: window larger than input", n->name);
-        }
-        *on = 4;
-        return 0;
-    }
-    case IR_FC: {
-        const int64_t *w = DIMS(n->in[1]);
-        int64_t k = n->flatten ? prod(x, 1, xn) : x[xn - 1];
-        if (ndims[n->in[1]] != 2 || w[1] != k)
-            return dr_err_set(err, DR_EINVAL,
-                              "FullyConnected %s: weights [%lld,%lld] do not match %lld inputs",
-                              n->name, (long long)w[0], (long long)w[1], (long long)k);
-        if (n->n_in > 2 && prod(DIMS(n->in[2]), 0, ndims[n->in[2]]) != w[0])
-            return dr_err_set(err, DR_EINVAL, "FullyConnected %s: bias size mismatch", n->name);
-        if (n->flatten) {
-            o[0] = x[0];
-            o[1] = w[0];
-            *on = 2;
-        } else {
-            memcpy(o, x, sizeof(int64_t) * IR_MAXDIM);
-            o[xn - 1] = w[0];
-            *on = xn;
-        }
-        return 0;
-    }
-    case IR_FLATTEN: {
-        int axis = n->axis < 0 ? n->axis + xn : n->axis;
-        if (axis < 0 || axis > xn)
-            return dr_err_set(err, DR_EINVAL, "Flatten %s: bad axis", n->name);
-        o[0] = prod(x, 0, axis);
-        o[1] = prod(x, axis, xn);
-        *on = 2;
-        return 0;
-    }
-    case IR_RESHAPE: {
-        int64_t total = prod(x, 0, xn), known = 1;
-        int neg = -1;
-        for (int i = 0; i < n->shape_n; i++) {
-            int64_t d = n->shape[i];
-            if (d == 0 && i < xn)
-                d = x[i];
-            else if (d == 0 || d < -1)
-                return dr_err_set(err, DR_EUNSUPPORTED, "Reshape %s: special value %lld", n->name,
-                                  (long long)d);
-            if (d == -1) {
-                if (neg >= 0)
-                    return dr_err_set(err, DR_EINVAL, "Reshape %s: two -1", n->name);
-                neg = i;
-            } else {
-                known *= d;
-            }
-            o[i] = d;
-        }
-        /* A literal batch of 1 follows the run's batch. */
-        if (neg != 0 && n->shape_n > 0 && o[0] == 1 && batch > 1 && x[0] == batch) {
-            o[0] = batch;
-            known *= batch;
-        }
-        if (neg >= 0) {
-            if (known <= 0 || total % known)
-                return dr_err_set(err, DR_EINVAL, "Reshape %s: sizes do not divide", n->name);
-            o[neg] = total / known;
-            known *= o[neg];
-        }
-        if (known != total)
-            return dr_err_set(err, DR_EINVAL, "Reshape %s: %lld elements into %lld", n->name,
-                              (long long)total, (long long)known);
-        *on = n->shape_n;
-        return 0;
-    }
-    case IR_ADD:
-    case IR_MUL:
-        return broadcast(n, dims, ndims, err);
-    case IR_CONCAT: {
-        int axis = n->axis < 0 ? n->axis + xn : n->axis;
-        if (axis < 0 || axis >= xn)
-            return dr_err_set(err, DR_EINVAL, "Concat %s: bad axis", n->name);
-        memcpy(o, x, sizeof(int64_t) * IR_MAXDIM);
-        for (int j = 1; j < n->n_in; j++) {
-            const int64_t *y = DIMS(n->in[j]);
-            if (ndims[n->in[j]] != xn)
-                return dr_err_set(err, DR_EINVAL, "Concat %s: ranks differ", n->name);
-            for (int k = 0; k < xn; k++)
-                if (k != axis && y[k] != x[k])
-                    return dr_err_set(err, DR_EINVAL, "Concat %s: shapes differ", n->name);
-            o[axis] += y[axis];
-        }
-        *on = xn;
-        return 0;
-    }
-    case IR_SOFTMAX:
-        if (xn < 1)
-            return dr_err_set(err, DR_EINVAL, "Softmax %s: scalar input", n->name);
-        break;
-    case IR_IDENTITY:
-    case IR_SCALAR:
-        break;
-    case IR_MATMUL:
-        return dr_err_set(err, DR_EUNSUPPORTED, "MatMul %s not converted", n->name);
-    }
+/*
+ * Shape inference, one function per operator (shape_of below): each reads its inputs' dims and
+ * writes the output's dims and rank. SAME padding and SliceChannel parts are resolved in the
+ * node the first time (the same for every batch size).
+ */
+typedef int (*shape_fn)(ir_node *n, int batch, int64_t *dims, int *ndims, dr_err *err);
+
+#define SHAPE_VARS                                                                                 \
+    const int64_t *x = DIMS(n->in[0]);                                                             \
+    int xn = ndims[n->in[0]];                                                                      \
+    int64_t *o = DIMS(n->out);                                                                     \
+    int *on = &ndims[n->out];                                                                      \
+    (void)batch
+
+/* The output has the input's shape. */
+static int shape_same(ir_node *n, int batch, int64_t *dims, int *ndims, dr_err *err) {
+    SHAPE_VARS;
+    (void)err;
     memcpy(o, x, sizeof(int64_t) * IR_MAXDIM);
     *on = xn;
-    (void)g;
     return 0;
+}
+
+static int shape_conv(ir_node *n, int batch, int64_t *dims, int *ndims, dr_err *err) {
+    SHAPE_VARS;
+    const int64_t *w = DIMS(n->in[1]);
+    ir_conv *c = &n->conv;
+    if (xn == 4 && n->auto_pad)
+        resolve_same_pad(c, x[2], x[3], n->auto_pad);
+    n->auto_pad = 0;
+    if (xn != 4 || ndims[n->in[1]] != 4)
+        return dr_err_set(err, DR_EINVAL, "Convolution %s: needs 4-D input and weights", n->name);
+    if (c->group <= 0 || w[0] % c->group || x[1] != w[1] * c->group || w[2] != c->kh ||
+        w[3] != c->kw)
+        return dr_err_set(err, DR_EINVAL,
+                          "Convolution %s: weights [%lld,%lld,%lld,%lld] do not match input "
+                          "channels %lld, group %d, kernel %dx%d",
+                          n->name, (long long)w[0], (long long)w[1], (long long)w[2],
+                          (long long)w[3], (long long)x[1], c->group, c->kh, c->kw);
+    if (n->n_in > 2 && (ndims[n->in[2]] < 1 || prod(DIMS(n->in[2]), 0, ndims[n->in[2]]) != w[0]))
+        return dr_err_set(err, DR_EINVAL, "Convolution %s: bias size mismatch", n->name);
+    int64_t oh = (x[2] + c->pt + c->pb - (int64_t)c->dh * (c->kh - 1) - 1);
+    int64_t ow = (x[3] + c->pl + c->pr - (int64_t)c->dw * (c->kw - 1) - 1);
+    if (oh < 0 || ow < 0 || c->sh <= 0 || c->sw <= 0)
+        return dr_err_set(err, DR_EINVAL, "Convolution %s: kernel larger than input", n->name);
+    o[0] = x[0];
+    o[1] = w[0];
+    o[2] = oh / c->sh + 1;
+    o[3] = ow / c->sw + 1;
+    *on = 4;
+    if (n->has_sum) {
+        const int64_t *r = DIMS(n->in[3]);
+        if (ndims[n->in[3]] != 4 || r[0] != o[0] || r[1] != o[1] || r[2] != o[2] || r[3] != o[3])
+            return dr_err_set(err, DR_EINVAL, "Add after %s: shapes differ", n->name);
+    }
+    return 0;
+}
+
+/* BatchNorm and its per-channel affine form: one parameter per channel. */
+static int shape_channelwise(ir_node *n, int batch, int64_t *dims, int *ndims, dr_err *err) {
+    SHAPE_VARS;
+    (void)o, (void)on;
+    if (xn < 2 || prod(DIMS(n->in[1]), 0, ndims[n->in[1]]) != x[1])
+        return dr_err_set(err, DR_EINVAL, "BatchNorm %s: channel count mismatch", n->name);
+    return shape_same(n, batch, dims, ndims, err);
+}
+
+static int shape_act(ir_node *n, int batch, int64_t *dims, int *ndims, dr_err *err) {
+    SHAPE_VARS;
+    (void)o, (void)on;
+    if (n->act == IR_ACT_PRELU) {
+        int64_t s = prod(DIMS(n->in[1]), 0, ndims[n->in[1]]);
+        if (xn < 2 || (s != 1 && s != x[1]))
+            return dr_err_set(err, DR_EINVAL, "PRelu %s: slope size mismatch", n->name);
+    }
+    return shape_same(n, batch, dims, ndims, err);
+}
+
+static int shape_pool(ir_node *n, int batch, int64_t *dims, int *ndims, dr_err *err) {
+    SHAPE_VARS;
+    const ir_pool *p = &n->pool;
+    if (xn != 4)
+        return dr_err_set(err, DR_EINVAL, "Pooling %s: needs 4-D input", n->name);
+    o[0] = x[0];
+    o[1] = x[1];
+    if (p->global) {
+        o[2] = o[3] = 1;
+    } else if (pool_out(x[2], p->kh, p->sh, p->pt, p->pb, p->ceil_mode, &o[2]) ||
+               pool_out(x[3], p->kw, p->sw, p->pl, p->pr, p->ceil_mode, &o[3])) {
+        return dr_err_set(err, DR_EINVAL, "Pooling %s: window larger than input", n->name);
+    }
+    *on = 4;
+    return 0;
+}
+
+static int shape_fc(ir_node *n, int batch, int64_t *dims, int *ndims, dr_err *err) {
+    SHAPE_VARS;
+    const int64_t *w = DIMS(n->in[1]);
+    int64_t k = n->flatten ? prod(x, 1, xn) : x[xn - 1];
+    if (ndims[n->in[1]] != 2 || w[1] != k)
+        return dr_err_set(err, DR_EINVAL,
+                          "FullyConnected %s: weights [%lld,%lld] do not match %lld inputs",
+                          n->name, (long long)w[0], (long long)w[1], (long long)k);
+    if (n->n_in > 2 && prod(DIMS(n->in[2]), 0, ndims[n->in[2]]) != w[0])
+        return dr_err_set(err, DR_EINVAL, "FullyConnected %s: bias size mismatch", n->name);
+    if (n->flatten) {
+        o[0] = x[0];
+        o[1] = w[0];
+        *on = 2;
+    } else {
+        memcpy(o, x, sizeof(int64_t) * IR_MAXDIM);
+        o[xn - 1] = w[0];
+        *on = xn;
+    }
+    return 0;
+}
+
+static int shape_flatten(ir_node *n, int batch, int64_t *dims, int *ndims, dr_err *err) {
+    SHAPE_VARS;
+    int axis = n->axis < 0 ? n->axis + xn : n->axis;
+    if (axis < 0 || axis > xn)
+        return dr_err_set(err, DR_EINVAL, "Flatten %s: bad axis", n->name);
+    o[0] = prod(x, 0, axis);
+    o[1] = prod(x, axis, xn);
+    *on = 2;
+    return 0;
+}
+
+static int shape_reshape(ir_node *n, int batch, int64_t *dims, int *ndims, dr_err *err) {
+    SHAPE_VARS;
+    int64_t total = prod(x, 0, xn), known = 1;
+    int neg = -1;
+    for (int i = 0; i < n->shape_n; i++) {
+        int64_t d = n->shape[i];
+        if (d == 0 && i < xn)
+            d = x[i];
+        else if (d == 0 || d < -1)
+            return dr_err_set(err, DR_EUNSUPPORTED, "Reshape %s: special value %lld", n->name,
+                              (long long)d);
+        if (d == -1) {
+            if (neg >= 0)
+                return dr_err_set(err, DR_EINVAL, "Reshape %s: two -1", n->name);
+            neg = i;
+        } else {
+            known *= d;
+        }
+        o[i] = d;
+    }
+    /* A literal batch of 1 follows the run's batch. */
+    if (neg != 0 && n->shape_n > 0 && o[0] == 1 && batch > 1 && x[0] == batch) {
+        o[0] = batch;
+        known *= batch;
+    }
+    if (neg >= 0) {
+        if (known <= 0 || total % known)
+            return dr_err_set(err, DR_EINVAL, "Reshape %s: sizes do not divide", n->name);
+        o[neg] = total / known;
+        known *= o[neg];
+    }
+    if (known != total)
+        return dr_err_set(err, DR_EINVAL, "Reshape %s: %lld elements into %lld", n->name,
+                          (long long)total, (long long)known);
+    *on = n->shape_n;
+    return 0;
+}
+
+static int shape_broadcast(ir_node *n, int batch, int64_t *dims, int *ndims, dr_err *err) {
+    (void)batch;
+    return broadcast(n, dims, ndims, err);
+}
+
+static int shape_slice(ir_node *n, int batch, int64_t *dims, int *ndims, dr_err *err) {
+    SHAPE_VARS;
+    int axis = n->axis < 0 ? n->axis + xn : n->axis;
+    if (axis < 0 || axis >= xn)
+        return dr_err_set(err, DR_EINVAL, "Slice %s: bad axis", n->name);
+    if (axis == 0) /* slices are resolved once, for every batch size */
+        return dr_err_set(err, DR_EUNSUPPORTED, "Slice %s of the batch axis", n->name);
+    if (n->shape[1] < 0) { /* SliceChannel: part shape[0] of shape[2] equal parts */
+        if (n->shape[2] < 1 || x[axis] % n->shape[2])
+            return dr_err_set(err, DR_EINVAL, "SliceChannel %s: %lld not divisible by %lld",
+                              n->name, (long long)x[axis], (long long)n->shape[2]);
+        int64_t part = x[axis] / n->shape[2];
+        n->shape[1] = (n->shape[0] + 1) * part;
+        n->shape[0] *= part;
+    }
+    if (n->shape[1] > x[axis] || n->shape[0] < 0 || n->shape[0] >= n->shape[1])
+        return dr_err_set(err, DR_EINVAL, "Slice %s: [%lld, %lld) of %lld", n->name,
+                          (long long)n->shape[0], (long long)n->shape[1], (long long)x[axis]);
+    memcpy(o, x, sizeof(int64_t) * IR_MAXDIM);
+    o[axis] = n->shape[1] - n->shape[0];
+    *on = xn;
+    return 0;
+}
+
+static int shape_concat(ir_node *n, int batch, int64_t *dims, int *ndims, dr_err *err) {
+    SHAPE_VARS;
+    int axis = n->axis < 0 ? n->axis + xn : n->axis;
+    if (axis < 0 || axis >= xn)
+        return dr_err_set(err, DR_EINVAL, "Concat %s: bad axis", n->name);
+    memcpy(o, x, sizeof(int64_t) * IR_MAXDIM);
+    for (int j = 1; j < n->n_in; j++) {
+        const int64_t *y = DIMS(n->in[j]);
+        if (ndims[n->in[j]] != xn)
+            return dr_err_set(err, DR_EINVAL, "Concat %s: ranks differ", n->name);
+        for (int k = 0; k < xn; k++)
+            if (k != axis && y[k] != x[k])
+                return dr_err_set(err, DR_EINVAL, "Concat %s: shapes differ", n->name);
+        o[axis] += y[axis];
+    }
+    *on = xn;
+    return 0;
+}
+
+static int shape_softmax(ir_node *n, int batch, int64_t *dims, int *ndims, dr_err *err) {
+    SHAPE_VARS;
+    (void)o, (void)on, (void)x;
+    if (xn < 1)
+        return dr_err_set(err, DR_EINVAL, "Softmax %s: scalar input", n->name);
+    if (!n->flatten && xn != 2 && xn != 4)
+        return dr_err_set(err, DR_EUNSUPPORTED, "Softmax %s over channels of a rank-%d tensor",
+                          n->name, xn);
+    return shape_same(n, batch, dims, ndims, err);
+}
+
+static int shape_matmul(ir_node *n, int batch, int64_t *dims, int *ndims, dr_err *err) {
+    (void)batch, (void)dims, (void)ndims;
+    return dr_err_set(err, DR_EUNSUPPORTED, "MatMul %s not converted", n->name);
+}
+
+static const shape_fn shape_of[IR_NUM_OPS] = {
+    [IR_CONV] = shape_conv,     [IR_BN] = shape_channelwise,  [IR_AFFINE] = shape_channelwise,
+    [IR_ACT] = shape_act,       [IR_POOL] = shape_pool,       [IR_FC] = shape_fc,
+    [IR_MATMUL] = shape_matmul, [IR_FLATTEN] = shape_flatten, [IR_RESHAPE] = shape_reshape,
+    [IR_ADD] = shape_broadcast, [IR_MUL] = shape_broadcast,   [IR_CONCAT] = shape_concat,
+    [IR_IDENTITY] = shape_same, [IR_SOFTMAX] = shape_softmax, [IR_SCALAR] = shape_same,
+    [IR_SLICE] = shape_slice,
+};
+
+static int infer_node(ir_node *n, int batch, int64_t *dims, int *ndims, dr_err *err) {
+    if ((unsigned)n->op >= IR_NUM_OPS || !shape_of[n->op])
+        return dr_err_set(err, DR_EINVAL, "internal: node %s has operator %d", n->name, n->op);
+    return shape_of[n->op](n, batch, dims, ndims, err);
 }
 
 int ir_infer_shapes(ir_graph *g, int batch, int64_t *dims, int *ndims, dr_err *err) {
@@ -659,7 +773,7 @@ int ir_infer_shapes(ir_graph *g, int batch, int64_t *dims, int *ndims, dr_err *e
             if (ndims[n->in[j]] < 0)
                 return dr_err_set(err, DR_EINVAL, "node %s: input %s has no value (order?)",
                                   n->name, g->vals[n->in[j]].name);
-        int rc = infer_node(g, n, batch, dims, ndims, err);
+        int rc = infer_node(n, batch, dims, ndims, err);
         if (rc)
             return rc;
         int64_t total = 1, limit = IR_MAX_ELEMS * (batch > 0 ? batch : 1);

@@ -35,7 +35,11 @@ typedef enum ir_op {
     IR_IDENTITY, /* Dropout, Identity */
     IR_SOFTMAX,  /* axis (last) */
     IR_SCALAR,   /* y = x * mul + add */
+    IR_SLICE,    /* y = x[begin:end) along axis: shape[0] = begin, shape[1] = end (one output
+                    of MXNet's SliceChannel) */
 } ir_op;
+
+#define IR_NUM_OPS (IR_SLICE + 1)
 
 typedef enum ir_act {
     IR_ACT_NONE = 0,
@@ -83,7 +87,8 @@ typedef struct ir_node {
     int shape_n;
     float eps;
     int fix_gamma;
-    int flatten;  /* FC: flatten input to 2D (else apply on last axis) */
+    int flatten;  /* FC: flatten input to 2D (else apply on last axis); SOFTMAX: over all axes
+                     from `axis` (else over `axis` only: MXNet's mode=channel on rank 4) */
     int removed;  /* eliminated by ir_optimize */
     int has_sum;  /* CONV: in[3] is a residual added before the activation (fused Add) */
     int auto_pad; /* CONV: 1 SAME_UPPER, 2 SAME_LOWER (resolved by the first shape inference) */
@@ -97,11 +102,13 @@ typedef struct ir_graph {
     int input;          /* value index of the image input */
     int output;         /* value index of the graph output */
     int64_t in_dims[4]; /* declared input N,C,H,W (N ignored) */
+    int *name_idx;      /* open-addressing hash of value names -> newest value index (-1 empty) */
+    int name_cap;       /* slots in name_idx (a power of two, > 2 * n_vals) */
 } ir_graph;
 
 void ir_init(ir_graph *g);
 void ir_free(ir_graph *g);
-/* Returns the index of value `name`, or -1. */
+/* Returns the index of the newest value called `name`, or -1. O(1) expected (hash index). */
 int ir_find_value(const ir_graph *g, const char *name);
 /* Adds a value; data (owned, may be NULL) with dims. Returns index or negative error. */
 int ir_add_value(ir_graph *g, const char *name, int ndim, const int64_t *dims, float *data);

@@ -14,7 +14,8 @@
 
 /* Parses an MXNet params file into constants of g (names without arg:/aux:). */
 int mxnet_load_params(ir_graph *g, const void *params, size_t len, dr_err *err);
-/* Parses the symbol JSON, using the constants already in g. in_c/h/w: assumed input shape. */
+/* Parses the symbol JSON, using the constants already in g. Input shape: in_c x in_hw x in_hw
+ * when in_hw > 0, else the data node's "__shape__", else 3 x 224 x 224 (g->in_dims). */
 int mxnet_load_symbol(ir_graph *g, const void *json, size_t len, int in_c, int in_hw, dr_err *err);
 /* Parses an ONNX ModelProto into g. */
 int onnx_load(ir_graph *g, const void *bytes, size_t len, dr_err *err);

@@ -24,7 +24,50 @@ struct dr_model {
     int C, H, W;
     size_t num_classes;
     int ends_in_softmax;
+    dr_infer_limits limits;
+    dr_precision precision; /* FP32 or BF16 */
 };
+
+void dr_infer_limits_default(dr_infer_limits *l) {
+    memset(l, 0, sizeof(*l));
+    l->max_flops_per_image = 20e9;
+    l->max_nodes = 5000;
+    l->max_activation_bytes = (uint64_t)1 << 30;
+    l->max_weight_bytes = (uint64_t)2 << 30;
+    l->max_pixels = 40000000;
+}
+
+void dr_load_options_default(dr_load_options *o) {
+    memset(o, 0, sizeof(*o));
+    dr_infer_limits_default(&o->limits);
+}
+
+/* Copies opts' limits into m, replacing zeros by the defaults. */
+static int set_limits(dr_model *m, const dr_load_options *opts, dr_err *err) {
+    dr_infer_limits d;
+    dr_infer_limits_default(&d);
+    m->limits = d;
+    if (!opts)
+        return 0;
+    const dr_infer_limits *l = &opts->limits;
+    if (!(l->max_flops_per_image >= 0))
+        return dr_err_set(err, DR_ERANGE, "limits: max_flops_per_image must be >= 0");
+    if (l->max_pixels > DR_INFER_MAX_PIXELS)
+        return dr_err_set(err, DR_ERANGE, "limits: max_pixels %llu over the engine's %llu",
+                          (unsigned long long)l->max_pixels,
+                          (unsigned long long)DR_INFER_MAX_PIXELS);
+    if (l->max_flops_per_image > 0)
+        m->limits.max_flops_per_image = l->max_flops_per_image;
+    if (l->max_nodes)
+        m->limits.max_nodes = l->max_nodes;
+    if (l->max_activation_bytes)
+        m->limits.max_activation_bytes = l->max_activation_bytes;
+    if (l->max_weight_bytes)
+        m->limits.max_weight_bytes = l->max_weight_bytes;
+    if (l->max_pixels)
+        m->limits.max_pixels = l->max_pixels;
+    return 0;
+}
 
 void dr_preprocess_seed(dr_preprocess *pre) {
     memset(pre, 0, sizeof(*pre));
@@ -80,10 +123,16 @@ void dr_model_free(dr_model *m) {
 /* Common tail of both loaders: optimise, plan, check labels. */
 static int finish_load(dr_model *m, const void *labels, size_t labels_len, int labels_required,
                        dr_err *err) {
+    if ((uint64_t)m->g.n_nodes > m->limits.max_nodes)
+        return dr_err_set(err, DR_ETOOBIG,
+                          "model has %d operators, over the limit of %u (max_nodes)", m->g.n_nodes,
+                          m->limits.max_nodes);
     int rc = ir_optimize(&m->g, err);
     if (rc)
         return rc;
-    if ((rc = exec_init(&m->em, &m->g, err)))
+    exec_limits el = {m->limits.max_flops_per_image, m->limits.max_activation_bytes,
+                      m->limits.max_weight_bytes};
+    if ((rc = exec_init(&m->em, &m->g, &el, err)))
         return rc;
     m->C = (int)m->g.in_dims[1];
     m->H = (int)m->g.in_dims[2];
@@ -120,18 +169,53 @@ static int finish_load(dr_model *m, const void *labels, size_t labels_len, int l
     return 0;
 }
 
-static int new_model(const dr_preprocess *pre, int seed, dr_model **out, dr_err *err) {
+/*
+ * A model whose input is not 224 x 224 (face models at 112, detection nets at 12/24/48) with
+ * the default preset: crop to its input and resize in proportion (256/224 of it), as the
+ * preset does for 224. A caller's own preprocessing is kept as given.
+ */
+static int fit_preset(dr_model *m, int caller_pre, dr_err *err) {
+    int64_t h = m->g.in_dims[2], w = m->g.in_dims[3];
+    if (caller_pre || (h == 224 && w == 224))
+        return 0;
+    if (h != w)
+        return dr_err_set(err, DR_EUNSUPPORTED,
+                          "model input %lldx%lld is not square: pass a preprocess with crop 0 "
+                          "and resize 0",
+                          (long long)h, (long long)w);
+    m->pre.crop = (uint32_t)h;
+    if (m->pre.resize)
+        m->pre.resize = (uint32_t)((h * 256 + 112) / 224);
+    return 0;
+}
+
+/* Applies opts->precision to a loaded model. */
+static int load_precision(dr_model *m, const dr_load_options *opts, dr_err *err) {
+    dr_precision p = opts ? opts->precision : DR_PRECISION_FP32;
+    int rc = dr_model_set_precision(m, p);
+    if (rc == DR_EUNSUPPORTED)
+        return dr_err_set(err, rc,
+                          "precision bf16: this CPU or build has no native bf16 "
+                          "(needs oneDNN and AVX512_BF16 or AMX)");
+    if (rc)
+        return dr_err_set(err, rc, "unknown precision %d", (int)p);
+    return 0;
+}
+
+static int new_model(const dr_load_options *opts, int seed, dr_model **out, dr_err *err) {
     dr_model *m = calloc(1, sizeof(*m));
     if (!m)
         return dr_err_set(err, DR_ENOMEM, "out of memory");
     ir_init(&m->g);
-    if (pre)
-        m->pre = *pre;
+    if (opts && opts->pre)
+        m->pre = *opts->pre;
     else if (seed)
         dr_preprocess_seed(&m->pre);
     else
         dr_preprocess_imagenet(&m->pre);
     int rc = check_pre(&m->pre, err);
+    if (!rc)
+        rc = set_limits(m, opts, err);
     if (rc) {
         free(m);
         return rc;
@@ -143,6 +227,16 @@ static int new_model(const dr_preprocess *pre, int seed, dr_model **out, dr_err 
 int dr_model_load_mxnet(const void *synset, size_t synset_len, const void *symbol_json,
                         size_t symbol_len, const void *params, size_t params_len,
                         const dr_preprocess *pre, dr_model **out, dr_err *err) {
+    dr_load_options o;
+    dr_load_options_default(&o);
+    o.pre = pre;
+    return dr_model_load_mxnet_ex(synset, synset_len, symbol_json, symbol_len, params, params_len,
+                                  &o, out, err);
+}
+
+int dr_model_load_mxnet_ex(const void *synset, size_t synset_len, const void *symbol_json,
+                           size_t symbol_len, const void *params, size_t params_len,
+                           const dr_load_options *opts, dr_model **out, dr_err *err) {
     dr_model *m;
     int rc;
     if (!out || !symbol_json || !params)
@@ -150,12 +244,17 @@ int dr_model_load_mxnet(const void *synset, size_t synset_len, const void *symbo
     *out = NULL;
     if (symbol_len > DR_INFER_MAX_MODEL_BYTES || params_len > DR_INFER_MAX_MODEL_BYTES)
         return dr_err_set(err, DR_ETOOBIG, "model bytes exceed the limit");
-    if ((rc = new_model(pre, 1, &m, err)))
+    if ((rc = new_model(opts, 1, &m, err)))
         return rc;
-    int hw = m->pre.crop ? (int)m->pre.crop : 224;
+    /* the input size: the caller's crop, else the symbol's __shape__, else 224 */
+    int caller_pre = opts && opts->pre;
+    int hw = caller_pre && m->pre.crop ? (int)m->pre.crop : 0;
+    int labels_required = !(opts && opts->labels_optional);
     if ((rc = mxnet_load_params(&m->g, params, params_len, err)) ||
         (rc = mxnet_load_symbol(&m->g, symbol_json, symbol_len, 3, hw, err)) ||
-        (rc = finish_load(m, synset, synset_len, 1, err))) {
+        (rc = fit_preset(m, caller_pre, err)) ||
+        (rc = finish_load(m, synset, synset_len, labels_required, err)) ||
+        (rc = load_precision(m, opts, err))) {
         DR_WARN(DR_LOGM_INFER, "MXNet model rejected: %s", err ? err->msg : dr_strerror(rc));
         dr_model_free(m);
         return rc;
@@ -166,6 +265,14 @@ int dr_model_load_mxnet(const void *synset, size_t synset_len, const void *symbo
 
 int dr_model_load_onnx(const void *onnx, size_t onnx_len, const void *labels, size_t labels_len,
                        const dr_preprocess *pre, dr_model **out, dr_err *err) {
+    dr_load_options o;
+    dr_load_options_default(&o);
+    o.pre = pre;
+    return dr_model_load_onnx_ex(onnx, onnx_len, labels, labels_len, &o, out, err);
+}
+
+int dr_model_load_onnx_ex(const void *onnx, size_t onnx_len, const void *labels, size_t labels_len,
+                          const dr_load_options *opts, dr_model **out, dr_err *err) {
     dr_model *m;
     int rc;
     if (!out || !onnx)
@@ -173,10 +280,10 @@ int dr_model_load_onnx(const void *onnx, size_t onnx_len, const void *labels, si
     *out = NULL;
     if (onnx_len > DR_INFER_MAX_MODEL_BYTES)
         return dr_err_set(err, DR_ETOOBIG, "model bytes exceed the limit");
-    if ((rc = new_model(pre, 0, &m, err)))
+    if ((rc = new_model(opts, 0, &m, err)))
         return rc;
     if ((rc = onnx_load(&m->g, onnx, onnx_len, err)) ||
-        (rc = finish_load(m, labels, labels_len, 0, err))) {
+        (rc = finish_load(m, labels, labels_len, 0, err)) || (rc = load_precision(m, opts, err))) {
         DR_WARN(DR_LOGM_INFER, "ONNX model rejected: %s", err ? err->msg : dr_strerror(rc));
         dr_model_free(m);
         return rc;
@@ -223,6 +330,40 @@ int dr_model_set_backend(dr_model *m, dr_infer_backend backend) {
 
 int dr_infer_have_dnnl(void) {
     return exec_have_dnnl();
+}
+
+int dr_infer_have_bf16(void) {
+    return exec_have_bf16();
+}
+
+int dr_precision_parse(const char *text, dr_precision *out) {
+    if (!text)
+        return DR_EINVAL;
+    if (!strcmp(text, "fp32"))
+        *out = DR_PRECISION_FP32;
+    else if (!strcmp(text, "bf16"))
+        *out = DR_PRECISION_BF16;
+    else if (!strcmp(text, "auto"))
+        *out = DR_PRECISION_AUTO;
+    else
+        return DR_EINVAL;
+    return 0;
+}
+
+int dr_model_set_precision(dr_model *m, dr_precision p) {
+    if (p != DR_PRECISION_FP32 && p != DR_PRECISION_BF16 && p != DR_PRECISION_AUTO)
+        return DR_EINVAL;
+    if (p == DR_PRECISION_AUTO)
+        p = exec_have_bf16() ? DR_PRECISION_BF16 : DR_PRECISION_FP32;
+    if (p == DR_PRECISION_BF16 && !exec_have_bf16())
+        return DR_EUNSUPPORTED;
+    m->precision = p;
+    exec_set_bf16(&m->em, p == DR_PRECISION_BF16);
+    return 0;
+}
+
+dr_precision dr_model_precision(const dr_model *m) {
+    return m->precision;
 }
 
 int dr_model_run(dr_model *m, const float *input, size_t batch, float *out, size_t out_len,
@@ -286,7 +427,7 @@ int dr_model_classify_batch(dr_model *m, const void *const *photos, const size_t
         uint8_t *rgb;
         bad = i;
         int w, h;
-        if ((rc = img_decode(photos[i], photo_lens[i], &rgb, &w, &h, err)))
+        if ((rc = img_decode(photos[i], photo_lens[i], m->limits.max_pixels, &rgb, &w, &h, err)))
             break;
         rc = img_preprocess(rgb, w, h, &m->pre, m->C, m->H, m->W, in + per * i, err);
         free(rgb);

@@ -12,6 +12,7 @@
  *   "arg_nodes", "heads":[[node,out(,ver)]]}; attribute values are strings ("(3, 3)").
  */
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -287,275 +288,382 @@ static int check_attrs(const cJSON *attrs, const char *op, const char *name,
 #define BAD_ATTR(key)                                                                              \
     dr_err_set(err, DR_EINVAL, "%s %s: bad value for attribute '%s'", op, name, key)
 
+/*
+ * The MXNet operator table: one entry per operator name with its IR kind, the attributes it
+ * accepts (any other fails the load, naming it), how many inputs the IR node keeps (0: all)
+ * and the function that reads its attributes into the node. A parse function sets *need_in
+ * (the inputs the node must have; 1 before the call) and may narrow n->n_in.
+ */
+typedef int (*mx_parse_fn)(ir_node *n, const char *op, const char *name, const cJSON *attrs,
+                           int n_in, int *need_in, dr_err *err);
+
+typedef struct mx_op {
+    const char *op;
+    ir_op kind;
+    const char *const *known;
+    int max_in;
+    mx_parse_fn parse;
+} mx_op;
+
+static int mx_conv(ir_node *n, const char *op, const char *name, const cJSON *attrs, int n_in,
+                   int *need_in, dr_err *err) {
+    int nb = 0;
+    ir_conv *c = &n->conv;
+    const char *layout = attr_str(attrs, "layout");
+    if (layout && strcmp(layout, "NCHW"))
+        return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: layout %s", op, name, layout);
+    int64_t kt[3];
+    const char *ks = attr_str(attrs, "kernel");
+    if (!ks || parse_tuple(ks, kt, 3) != 2)
+        return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: only 2-D kernels are supported", op, name);
+    if (attr_pair(attrs, "kernel", 1, 1, 1024, &c->kh, &c->kw))
+        return BAD_ATTR("kernel");
+    if (attr_pair(attrs, "stride", 1, 1, 1024, &c->sh, &c->sw))
+        return BAD_ATTR("stride");
+    if (attr_pair(attrs, "pad", 0, 0, 1024, &c->pt, &c->pl))
+        return BAD_ATTR("pad");
+    c->pb = c->pt;
+    c->pr = c->pl;
+    if (attr_pair(attrs, "dilate", 1, 1, 1024, &c->dh, &c->dw))
+        return BAD_ATTR("dilate");
+    if (attr_int(attrs, "num_filter", 0, 1, 1 << 20, &c->cout))
+        return BAD_ATTR("num_filter");
+    if (attr_int(attrs, "num_group", 1, 1, 1 << 20, &c->group))
+        return BAD_ATTR("num_group");
+    if (attr_bool(attrs, "no_bias", 0, &nb))
+        return BAD_ATTR("no_bias");
+    *need_in = nb ? 2 : 3;
+    if (n_in < *need_in)
+        return dr_err_set(err, DR_EINVAL, "%s %s: %d inputs, need %d", op, name, n_in, *need_in);
+    n->n_in = *need_in;
+    return 0;
+}
+
+static int mx_bn(ir_node *n, const char *op, const char *name, const cJSON *attrs, int n_in,
+                 int *need_in, dr_err *err) {
+    int axis, ugs;
+    (void)n_in;
+    if (attr_float(attrs, "eps", 1e-3f, &n->eps) || !(n->eps >= 0))
+        return BAD_ATTR("eps");
+    if (attr_bool(attrs, "fix_gamma", 1, &n->fix_gamma))
+        return BAD_ATTR("fix_gamma");
+    if (attr_bool(attrs, "use_global_stats", 0, &ugs))
+        return BAD_ATTR("use_global_stats");
+    if (attr_int(attrs, "axis", 1, 1, 1, &axis))
+        return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: only axis 1", op, name);
+    *need_in = 5;
+    return 0;
+}
+
+/* Activation (act_type relu, sigmoid, tanh, softrelu). */
+static int mx_activation(ir_node *n, const char *op, const char *name, const cJSON *attrs, int n_in,
+                         int *need_in, dr_err *err) {
+    const char *t = attr_str(attrs, "act_type");
+    (void)n_in;
+    (void)need_in;
+    if (!t)
+        return BAD_ATTR("act_type");
+    if (!strcmp(t, "relu"))
+        n->act = IR_ACT_RELU;
+    else if (!strcmp(t, "sigmoid"))
+        n->act = IR_ACT_SIGMOID;
+    else if (!strcmp(t, "tanh"))
+        n->act = IR_ACT_TANH;
+    else if (!strcmp(t, "softrelu"))
+        n->act = IR_ACT_SOFTRELU;
+    else
+        return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: act_type '%s'", op, name, t);
+    return 0;
+}
+
+/* LeakyReLU (act_type leaky with slope, or prelu with a slope tensor input). */
+static int mx_leaky(ir_node *n, const char *op, const char *name, const cJSON *attrs, int n_in,
+                    int *need_in, dr_err *err) {
+    const char *t = attr_str(attrs, "act_type");
+    (void)n_in;
+    if (!t || !strcmp(t, "leaky")) {
+        n->act = IR_ACT_LEAKY;
+        if (attr_float(attrs, "slope", 0.25f, &n->alpha))
+            return BAD_ATTR("slope");
+    } else if (!strcmp(t, "prelu")) {
+        n->act = IR_ACT_PRELU;
+        *need_in = 2;
+    } else {
+        return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: act_type '%s'", op, name, t);
+    }
+    return 0;
+}
+
+static int mx_clip(ir_node *n, const char *op, const char *name, const cJSON *attrs, int n_in,
+                   int *need_in, dr_err *err) {
+    (void)n_in;
+    (void)need_in;
+    n->act = IR_ACT_CLIP;
+    if (attr_float(attrs, "a_min", 0, &n->alpha) || !attr_str(attrs, "a_min"))
+        return BAD_ATTR("a_min");
+    if (attr_float(attrs, "a_max", 0, &n->beta) || !attr_str(attrs, "a_max"))
+        return BAD_ATTR("a_max");
+    return 0;
+}
+
+static int mx_pool(ir_node *n, const char *op, const char *name, const cJSON *attrs, int n_in,
+                   int *need_in, dr_err *err) {
+    ir_pool *p = &n->pool;
+    const char *t = attr_str(attrs, "pool_type");
+    const char *conv = attr_str(attrs, "pooling_convention");
+    const char *layout = attr_str(attrs, "layout");
+    (void)n_in;
+    (void)need_in;
+    if (layout && strcmp(layout, "NCHW"))
+        return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: layout %s", op, name, layout);
+    if (!t || !strcmp(t, "max"))
+        p->is_max = 1;
+    else if (strcmp(t, "avg"))
+        return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: pool_type '%s'", op, name, t);
+    if (conv && !strcmp(conv, "full"))
+        p->ceil_mode = 1;
+    else if (conv && strcmp(conv, "valid"))
+        return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: pooling_convention '%s'", op, name, conv);
+    if (attr_bool(attrs, "global_pool", 0, &p->global))
+        return BAD_ATTR("global_pool");
+    if (attr_bool(attrs, "count_include_pad", 1, &p->count_include_pad))
+        return BAD_ATTR("count_include_pad");
+    if (attr_pair(attrs, "kernel", 1, 1, 1024, &p->kh, &p->kw))
+        return BAD_ATTR("kernel");
+    if (attr_pair(attrs, "stride", 1, 1, 1024, &p->sh, &p->sw))
+        return BAD_ATTR("stride");
+    if (attr_pair(attrs, "pad", 0, 0, 1024, &p->pt, &p->pl))
+        return BAD_ATTR("pad");
+    p->pb = p->pt;
+    p->pr = p->pl;
+    if (!p->global && !attr_str(attrs, "kernel"))
+        return BAD_ATTR("kernel");
+    return 0;
+}
+
+static int mx_fc(ir_node *n, const char *op, const char *name, const cJSON *attrs, int n_in,
+                 int *need_in, dr_err *err) {
+    int nb, nh;
+    if (attr_int(attrs, "num_hidden", 0, 1, 1 << 24, &nh))
+        return BAD_ATTR("num_hidden");
+    if (attr_bool(attrs, "no_bias", 0, &nb))
+        return BAD_ATTR("no_bias");
+    if (attr_bool(attrs, "flatten", 1, &n->flatten))
+        return BAD_ATTR("flatten");
+    *need_in = nb ? 2 : 3;
+    if (n_in < *need_in)
+        return dr_err_set(err, DR_EINVAL, "%s %s: %d inputs, need %d", op, name, n_in, *need_in);
+    n->n_in = *need_in;
+    return 0;
+}
+
+static int mx_reshape(ir_node *n, const char *op, const char *name, const cJSON *attrs, int n_in,
+                      int *need_in, dr_err *err) {
+    int rev;
+    const char *s = attr_str(attrs, "shape");
+    (void)n_in;
+    (void)need_in;
+    if (attr_bool(attrs, "reverse", 0, &rev) || rev)
+        return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: reverse", op, name);
+    if (!s || (n->shape_n = parse_tuple(s, n->shape, IR_MAXDIM)) <= 0)
+        return BAD_ATTR("shape");
+    return 0;
+}
+
+static int mx_concat(ir_node *n, const char *op, const char *name, const cJSON *attrs, int n_in,
+                     int *need_in, dr_err *err) {
+    if (attr_int(attrs, "dim", 1, -IR_MAXDIM, IR_MAXDIM - 1, &n->axis))
+        return BAD_ATTR("dim");
+    *need_in = n_in;
+    return 0;
+}
+
+static int mx_add(ir_node *n, const char *op, const char *name, const cJSON *attrs, int n_in,
+                  int *need_in, dr_err *err) {
+    (void)n, (void)op, (void)name, (void)attrs, (void)err;
+    *need_in = n_in < 1 ? 1 : n_in;
+    return 0;
+}
+
+/* softmax (last axis only) */
+static int mx_softmax(ir_node *n, const char *op, const char *name, const cJSON *attrs, int n_in,
+                      int *need_in, dr_err *err) {
+    (void)n_in, (void)need_in;
+    if (attr_int(attrs, "axis", -1, -IR_MAXDIM, IR_MAXDIM - 1, &n->axis))
+        return BAD_ATTR("axis");
+    if (n->axis != -1)
+        return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: axis other than last", op, name);
+    return 0;
+}
+
+/* SoftmaxActivation: mode instance (all but the batch axis) or channel (per pixel) */
+static int mx_softmax_activation(ir_node *n, const char *op, const char *name, const cJSON *attrs,
+                                 int n_in, int *need_in, dr_err *err) {
+    const char *m = attr_str(attrs, "mode");
+    (void)n_in, (void)need_in;
+    n->axis = 1;
+    if (m && !strcmp(m, "channel"))
+        n->flatten = 0; /* per pixel over the channels (detection nets) */
+    else if (m && strcmp(m, "instance"))
+        return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: mode '%s'", op, name, m);
+    return 0;
+}
+
+/* SoftmaxOutput: inference ignores its label input (max_in 1) and training attributes */
+static int mx_softmax_output(ir_node *n, const char *op, const char *name, const cJSON *attrs,
+                             int n_in, int *need_in, dr_err *err) {
+    int mo, ps;
+    (void)n_in, (void)need_in;
+    n->axis = 1;
+    if (attr_bool(attrs, "multi_output", 0, &mo) || mo ||
+        attr_bool(attrs, "preserve_shape", 0, &ps) || ps)
+        return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: multi_output/preserve_shape", op, name);
+    return 0;
+}
+
+/* _plus_scalar, _minus_scalar, _mul_scalar, _div_scalar: y = x * alpha + beta */
+static int mx_scalar(ir_node *n, const char *op, const char *name, const cJSON *attrs, int n_in,
+                     int *need_in, dr_err *err) {
+    float s;
+    (void)n_in, (void)need_in;
+    if (attr_float(attrs, "scalar", 0, &s) || !attr_str(attrs, "scalar"))
+        return BAD_ATTR("scalar");
+    n->alpha = 1;
+    n->beta = 0;
+    if (!strcmp(op, "_minus_scalar"))
+        n->beta = -s;
+    else if (!strcmp(op, "_plus_scalar"))
+        n->beta = s;
+    else if (!strcmp(op, "_mul_scalar"))
+        n->alpha = s;
+    else if (s == 0)
+        return BAD_ATTR("scalar");
+    else
+        n->alpha = 1.0f / s;
+    return 0;
+}
+
+static const char *const conv_k[] = {"kernel",     "stride",    "pad",       "dilate",
+                                     "num_filter", "num_group", "no_bias",   "layout",
+                                     "cudnn_tune", "cudnn_off", "workspace", NULL};
+static const char *const bn_k[] = {"eps",  "momentum",        "fix_gamma", "use_global_stats",
+                                   "axis", "output_mean_var", "cudnn_off", NULL};
+static const char *const act_k[] = {"act_type", NULL};
+static const char *const leaky_k[] = {"act_type", "slope", "lower_bound", "upper_bound", NULL};
+static const char *const pool_k[] = {"kernel",      "stride",
+                                     "pad",         "pool_type",
+                                     "global_pool", "pooling_convention",
+                                     "cudnn_off",   "count_include_pad",
+                                     "layout",      NULL};
+static const char *const fc_k[] = {"num_hidden", "no_bias", "flatten", NULL};
+static const char *const none_k[] = {NULL};
+static const char *const reshape_k[] = {"shape", "reverse", NULL};
+static const char *const concat_k[] = {"dim", "num_args", NULL};
+static const char *const drop_k[] = {"p", "mode", "axes", "cudnn_off", NULL};
+static const char *const smo_k[] = {"grad_scale", "ignore_label",   "multi_output",
+                                    "use_ignore", "preserve_shape", "normalization",
+                                    "out_grad",   "smooth_alpha",   NULL};
+static const char *const sm_k[] = {"axis", NULL};
+static const char *const sma_k[] = {"mode", NULL};
+static const char *const scalar_k[] = {"scalar", NULL};
+static const char *const clip_k[] = {"a_min", "a_max", NULL};
+
+static const mx_op mx_ops[] = {
+    {"Convolution", IR_CONV, conv_k, 0, mx_conv},
+    {"BatchNorm", IR_BN, bn_k, 5, mx_bn},
+    {"Activation", IR_ACT, act_k, 0, mx_activation},
+    {"LeakyReLU", IR_ACT, leaky_k, 0, mx_leaky},
+    {"clip", IR_ACT, clip_k, 0, mx_clip},
+    {"Pooling", IR_POOL, pool_k, 0, mx_pool},
+    {"FullyConnected", IR_FC, fc_k, 0, mx_fc},
+    {"Flatten", IR_FLATTEN, none_k, 0, NULL},
+    {"Reshape", IR_RESHAPE, reshape_k, 0, mx_reshape},
+    {"elemwise_add", IR_ADD, concat_k, 0, mx_add},
+    {"_Plus", IR_ADD, concat_k, 0, mx_add},
+    {"_plus", IR_ADD, concat_k, 0, mx_add},
+    {"broadcast_add", IR_ADD, concat_k, 0, mx_add},
+    {"ElementWiseSum", IR_ADD, concat_k, 0, mx_add},
+    {"add_n", IR_ADD, concat_k, 0, mx_add},
+    {"Concat", IR_CONCAT, concat_k, 0, mx_concat},
+    {"Dropout", IR_IDENTITY, drop_k, 0, NULL},
+    {"SoftmaxOutput", IR_SOFTMAX, smo_k, 1, mx_softmax_output},
+    {"softmax", IR_SOFTMAX, sm_k, 0, mx_softmax},
+    {"SoftmaxActivation", IR_SOFTMAX, sma_k, 0, mx_softmax_activation},
+    {"_minus_scalar", IR_SCALAR, scalar_k, 0, mx_scalar},
+    {"_mul_scalar", IR_SCALAR, scalar_k, 0, mx_scalar},
+    {"_plus_scalar", IR_SCALAR, scalar_k, 0, mx_scalar},
+    {"_div_scalar", IR_SCALAR, scalar_k, 0, mx_scalar},
+};
+
+/* Builds one operator node from the table (SliceChannel is built by build_slice_channel). */
 static int build_node(ir_graph *g, const char *op, const char *name, const cJSON *attrs,
                       const int *in, int n_in, int *out_val, dr_err *err) {
-    ir_node *n;
-    int rc = 0;
-    ir_op kind;
-    static const char *const conv_k[] = {"kernel",     "stride",    "pad",       "dilate",
-                                         "num_filter", "num_group", "no_bias",   "layout",
-                                         "cudnn_tune", "cudnn_off", "workspace", NULL};
-    static const char *const bn_k[] = {"eps",  "momentum",        "fix_gamma", "use_global_stats",
-                                       "axis", "output_mean_var", "cudnn_off", NULL};
-    static const char *const act_k[] = {"act_type", NULL};
-    static const char *const leaky_k[] = {"act_type", "slope", "lower_bound", "upper_bound", NULL};
-    static const char *const pool_k[] = {"kernel",      "stride",
-                                         "pad",         "pool_type",
-                                         "global_pool", "pooling_convention",
-                                         "cudnn_off",   "count_include_pad",
-                                         "layout",      NULL};
-    static const char *const fc_k[] = {"num_hidden", "no_bias", "flatten", NULL};
-    static const char *const none_k[] = {NULL};
-    static const char *const reshape_k[] = {"shape", "reverse", NULL};
-    static const char *const concat_k[] = {"dim", "num_args", NULL};
-    static const char *const drop_k[] = {"p", "mode", "axes", "cudnn_off", NULL};
-    static const char *const smo_k[] = {"grad_scale", "ignore_label",   "multi_output",
-                                        "use_ignore", "preserve_shape", "normalization",
-                                        "out_grad",   "smooth_alpha",   NULL};
-    static const char *const sm_k[] = {"axis", NULL};
-    static const char *const sma_k[] = {"mode", NULL};
-    static const char *const scalar_k[] = {"scalar", NULL};
-    static const char *const clip_k[] = {"a_min", "a_max", NULL};
-    const char *const *known;
-
-    if (!strcmp(op, "Convolution"))
-        kind = IR_CONV, known = conv_k;
-    else if (!strcmp(op, "BatchNorm"))
-        kind = IR_BN, known = bn_k;
-    else if (!strcmp(op, "Activation"))
-        kind = IR_ACT, known = act_k;
-    else if (!strcmp(op, "LeakyReLU"))
-        kind = IR_ACT, known = leaky_k;
-    else if (!strcmp(op, "Pooling"))
-        kind = IR_POOL, known = pool_k;
-    else if (!strcmp(op, "FullyConnected"))
-        kind = IR_FC, known = fc_k;
-    else if (!strcmp(op, "Flatten"))
-        kind = IR_FLATTEN, known = none_k;
-    else if (!strcmp(op, "Reshape"))
-        kind = IR_RESHAPE, known = reshape_k;
-    else if (!strcmp(op, "elemwise_add") || !strcmp(op, "_Plus") || !strcmp(op, "broadcast_add") ||
-             !strcmp(op, "_plus") || !strcmp(op, "ElementWiseSum") || !strcmp(op, "add_n"))
-        kind = IR_ADD, known = concat_k;
-    else if (!strcmp(op, "Concat"))
-        kind = IR_CONCAT, known = concat_k;
-    else if (!strcmp(op, "Dropout"))
-        kind = IR_IDENTITY, known = drop_k;
-    else if (!strcmp(op, "SoftmaxOutput"))
-        kind = IR_SOFTMAX, known = smo_k;
-    else if (!strcmp(op, "softmax"))
-        kind = IR_SOFTMAX, known = sm_k;
-    else if (!strcmp(op, "SoftmaxActivation"))
-        kind = IR_SOFTMAX, known = sma_k;
-    else if (!strcmp(op, "_minus_scalar") || !strcmp(op, "_mul_scalar") ||
-             !strcmp(op, "_plus_scalar") || !strcmp(op, "_div_scalar"))
-        kind = IR_SCALAR, known = scalar_k;
-    else if (!strcmp(op, "clip"))
-        kind = IR_ACT, known = clip_k;
-    else
+    const mx_op *def = NULL;
+    for (size_t k = 0; k < sizeof mx_ops / sizeof *mx_ops && !def; k++)
+        if (!strcmp(op, mx_ops[k].op))
+            def = &mx_ops[k];
+    if (!def)
         return dr_err_set(err, DR_EUNSUPPORTED, "unsupported operator '%s' (node %s)", op, name);
-    if ((rc = check_attrs(attrs, op, name, known, err)))
+    int rc = check_attrs(attrs, op, name, def->known, err);
+    if (rc)
         return rc;
-
-    int n_used = n_in;
-    if (kind == IR_SOFTMAX && !strcmp(op, "SoftmaxOutput"))
-        n_used = 1; /* the label input is training-only */
-    if (kind == IR_BN)
-        n_used = n_in < 5 ? n_in : 5;
-    int idx = ir_add_node(g, kind, name, in, n_used, name, &n);
+    int n_used = def->max_in && n_in > def->max_in ? def->max_in : n_in;
+    ir_node *n;
+    int idx = ir_add_node(g, def->kind, name, in, n_used, name, &n);
     if (idx < 0)
         return dr_err_set(err, idx, "out of memory");
     *out_val = n->out;
     int need_in = 1;
-    switch (kind) {
-    case IR_CONV: {
-        int nb = 0;
-        ir_conv *c = &n->conv;
-        const char *layout = attr_str(attrs, "layout");
-        if (layout && strcmp(layout, "NCHW"))
-            return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: layout %s", op, name, layout);
-        int64_t kt[3];
-        const char *ks = attr_str(attrs, "kernel");
-        if (!ks || parse_tuple(ks, kt, 3) != 2)
-            return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: only 2-D kernels are supported", op,
-                              name);
-        if (attr_pair(attrs, "kernel", 1, 1, 1024, &c->kh, &c->kw))
-            return BAD_ATTR("kernel");
-        if (attr_pair(attrs, "stride", 1, 1, 1024, &c->sh, &c->sw))
-            return BAD_ATTR("stride");
-        if (attr_pair(attrs, "pad", 0, 0, 1024, &c->pt, &c->pl))
-            return BAD_ATTR("pad");
-        c->pb = c->pt;
-        c->pr = c->pl;
-        if (attr_pair(attrs, "dilate", 1, 1, 1024, &c->dh, &c->dw))
-            return BAD_ATTR("dilate");
-        if (attr_int(attrs, "num_filter", 0, 1, 1 << 20, &c->cout))
-            return BAD_ATTR("num_filter");
-        if (attr_int(attrs, "num_group", 1, 1, 1 << 20, &c->group))
-            return BAD_ATTR("num_group");
-        if (attr_bool(attrs, "no_bias", 0, &nb))
-            return BAD_ATTR("no_bias");
-        need_in = nb ? 2 : 3;
-        if (n_in < need_in)
-            return dr_err_set(err, DR_EINVAL, "%s %s: %d inputs, need %d", op, name, n_in, need_in);
-        n->n_in = need_in;
-        break;
-    }
-    case IR_BN: {
-        int axis, ugs;
-        if (attr_float(attrs, "eps", 1e-3f, &n->eps) || !(n->eps >= 0))
-            return BAD_ATTR("eps");
-        if (attr_bool(attrs, "fix_gamma", 1, &n->fix_gamma))
-            return BAD_ATTR("fix_gamma");
-        if (attr_bool(attrs, "use_global_stats", 0, &ugs))
-            return BAD_ATTR("use_global_stats");
-        if (attr_int(attrs, "axis", 1, 1, 1, &axis))
-            return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: only axis 1", op, name);
-        need_in = 5;
-        break;
-    }
-    case IR_ACT: {
-        const char *t = attr_str(attrs, "act_type");
-        if (!strcmp(op, "clip")) {
-            n->act = IR_ACT_CLIP;
-            if (attr_float(attrs, "a_min", 0, &n->alpha) || !attr_str(attrs, "a_min"))
-                return BAD_ATTR("a_min");
-            if (attr_float(attrs, "a_max", 0, &n->beta) || !attr_str(attrs, "a_max"))
-                return BAD_ATTR("a_max");
-        } else if (!strcmp(op, "LeakyReLU")) {
-            if (!t || !strcmp(t, "leaky")) {
-                n->act = IR_ACT_LEAKY;
-                if (attr_float(attrs, "slope", 0.25f, &n->alpha))
-                    return BAD_ATTR("slope");
-            } else if (!strcmp(t, "prelu")) {
-                n->act = IR_ACT_PRELU;
-                need_in = 2;
-            } else {
-                return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: act_type '%s'", op, name, t);
-            }
-        } else {
-            if (!t)
-                return BAD_ATTR("act_type");
-            if (!strcmp(t, "relu"))
-                n->act = IR_ACT_RELU;
-            else if (!strcmp(t, "sigmoid"))
-                n->act = IR_ACT_SIGMOID;
-            else if (!strcmp(t, "tanh"))
-                n->act = IR_ACT_TANH;
-            else if (!strcmp(t, "softrelu"))
-                n->act = IR_ACT_SOFTRELU;
-            else
-                return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: act_type '%s'", op, name, t);
-        }
-        break;
-    }
-    case IR_POOL: {
-        ir_pool *p = &n->pool;
-        const char *t = attr_str(attrs, "pool_type");
-        const char *conv = attr_str(attrs, "pooling_convention");
-        const char *layout = attr_str(attrs, "layout");
-        if (layout && strcmp(layout, "NCHW"))
-            return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: layout %s", op, name, layout);
-        if (!t || !strcmp(t, "max"))
-            p->is_max = 1;
-        else if (strcmp(t, "avg"))
-            return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: pool_type '%s'", op, name, t);
-        if (conv && !strcmp(conv, "full"))
-            p->ceil_mode = 1;
-        else if (conv && strcmp(conv, "valid"))
-            return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: pooling_convention '%s'", op, name,
-                              conv);
-        if (attr_bool(attrs, "global_pool", 0, &p->global))
-            return BAD_ATTR("global_pool");
-        if (attr_bool(attrs, "count_include_pad", 1, &p->count_include_pad))
-            return BAD_ATTR("count_include_pad");
-        if (attr_pair(attrs, "kernel", 1, 1, 1024, &p->kh, &p->kw))
-            return BAD_ATTR("kernel");
-        if (attr_pair(attrs, "stride", 1, 1, 1024, &p->sh, &p->sw))
-            return BAD_ATTR("stride");
-        if (attr_pair(attrs, "pad", 0, 0, 1024, &p->pt, &p->pl))
-            return BAD_ATTR("pad");
-        p->pb = p->pt;
-        p->pr = p->pl;
-        if (!p->global && !attr_str(attrs, "kernel"))
-            return BAD_ATTR("kernel");
-        break;
-    }
-    case IR_FC: {
-        int nb, nh;
-        if (attr_int(attrs, "num_hidden", 0, 1, 1 << 24, &nh))
-            return BAD_ATTR("num_hidden");
-        if (attr_bool(attrs, "no_bias", 0, &nb))
-            return BAD_ATTR("no_bias");
-        if (attr_bool(attrs, "flatten", 1, &n->flatten))
-            return BAD_ATTR("flatten");
-        need_in = nb ? 2 : 3;
-        if (n_in < need_in)
-            return dr_err_set(err, DR_EINVAL, "%s %s: %d inputs, need %d", op, name, n_in, need_in);
-        n->n_in = need_in;
-        break;
-    }
-    case IR_RESHAPE: {
-        int rev;
-        const char *s = attr_str(attrs, "shape");
-        if (attr_bool(attrs, "reverse", 0, &rev) || rev)
-            return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: reverse", op, name);
-        if (!s || (n->shape_n = parse_tuple(s, n->shape, IR_MAXDIM)) <= 0)
-            return BAD_ATTR("shape");
-        break;
-    }
-    case IR_CONCAT:
-        if (attr_int(attrs, "dim", 1, -IR_MAXDIM, IR_MAXDIM - 1, &n->axis))
-            return BAD_ATTR("dim");
-        need_in = n_in;
-        break;
-    case IR_ADD:
-        need_in = n_in < 1 ? 1 : n_in;
-        break;
-    case IR_SOFTMAX:
-        n->axis = 1;
-        if (!strcmp(op, "softmax")) {
-            if (attr_int(attrs, "axis", -1, -IR_MAXDIM, IR_MAXDIM - 1, &n->axis))
-                return BAD_ATTR("axis");
-            if (n->axis != -1)
-                return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: axis other than last", op, name);
-        } else if (!strcmp(op, "SoftmaxActivation")) {
-            const char *m = attr_str(attrs, "mode");
-            if (m && strcmp(m, "instance"))
-                return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: mode '%s'", op, name, m);
-        } else {
-            int mo, ps;
-            if (attr_bool(attrs, "multi_output", 0, &mo) || mo ||
-                attr_bool(attrs, "preserve_shape", 0, &ps) || ps)
-                return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: multi_output/preserve_shape", op,
-                                  name);
-        }
-        break;
-    case IR_SCALAR: {
-        float s;
-        if (attr_float(attrs, "scalar", 0, &s) || !attr_str(attrs, "scalar"))
-            return BAD_ATTR("scalar");
-        n->alpha = 1;
-        n->beta = 0;
-        if (!strcmp(op, "_minus_scalar"))
-            n->beta = -s;
-        else if (!strcmp(op, "_plus_scalar"))
-            n->beta = s;
-        else if (!strcmp(op, "_mul_scalar"))
-            n->alpha = s;
-        else if (s == 0)
-            return BAD_ATTR("scalar");
-        else
-            n->alpha = 1.0f / s;
-        break;
-    }
-    default:
-        break;
-    }
+    if (def->parse && (rc = def->parse(n, op, name, attrs, n_in, &need_in, err)))
+        return rc;
     if (n->n_in < need_in)
         return dr_err_set(err, DR_EINVAL, "%s %s: %d inputs, need %d", op, name, n->n_in, need_in);
-    if (kind == IR_BN || (kind == IR_ACT && n->act == IR_ACT_PRELU))
+    if (def->kind == IR_BN || (def->kind == IR_ACT && n->act == IR_ACT_PRELU))
         n->n_in = need_in;
+    return 0;
+}
+
+#define MAX_NODE_OUTPUTS 256 /* SliceChannel num_outputs */
+
+/*
+ * MXNet's SliceChannel (split): num_outputs slices of equal size along axis, one IR_SLICE node
+ * each; their output values are consecutive from *first_val (output k = *first_val + k).
+ */
+static int build_slice_channel(ir_graph *g, const char *name, const cJSON *attrs, const int *in,
+                               int n_in, int *first_val, int *n_out, dr_err *err) {
+    static const char *const known[] = {"num_outputs", "axis", "squeeze_axis", NULL};
+    int rc = check_attrs(attrs, "SliceChannel", name, known, err);
+    if (rc)
+        return rc;
+    int k, axis, squeeze;
+    if (attr_int(attrs, "num_outputs", 0, 1, MAX_NODE_OUTPUTS, &k) || k < 1)
+        return dr_err_set(err, DR_EINVAL, "SliceChannel %s: num_outputs missing or over %d", name,
+                          MAX_NODE_OUTPUTS);
+    if (attr_int(attrs, "axis", 1, -IR_MAXDIM, IR_MAXDIM - 1, &axis))
+        return dr_err_set(err, DR_EINVAL, "SliceChannel %s: bad axis", name);
+    if (attr_bool(attrs, "squeeze_axis", 0, &squeeze) || squeeze)
+        return dr_err_set(err, DR_EUNSUPPORTED, "SliceChannel %s: squeeze_axis", name);
+    if (n_in != 1)
+        return dr_err_set(err, DR_EINVAL, "SliceChannel %s: %d inputs, need 1", name, n_in);
+    /* slice sizes need the input's shape: the size of one slice is resolved at the first shape
+     * inference from shape[2] = k (end = -1 marks it unresolved) */
+    for (int t = 0; t < k; t++) {
+        ir_node *n;
+        char out_name[300];
+        snprintf(out_name, sizeof out_name, "%s_output%d", name, t);
+        int idx = ir_add_node(g, IR_SLICE, name, in, 1, out_name, &n);
+        if (idx < 0)
+            return dr_err_set(err, idx, "out of memory");
+        n->axis = axis;
+        n->shape[0] = t; /* part t of shape[2] equal parts (resolved by shape inference) */
+        n->shape[1] = -1;
+        n->shape[2] = k;
+        if (t == 0)
+            *first_val = n->out;
+        else if (n->out != *first_val + t)
+            return dr_err_set(err, DR_EINVAL, "internal: SliceChannel %s outputs", name);
+    }
+    *n_out = k;
     return 0;
 }
 
@@ -563,21 +671,119 @@ static int parse_entry(const cJSON *e, int n_nodes, int *node, int *out) {
     int sz = cJSON_GetArraySize(e);
     if (!cJSON_IsArray(e) || (sz != 2 && sz != 3))
         return -1;
-    const cJSON *a = cJSON_GetArrayItem(e, 0), *b = cJSON_GetArrayItem(e, 1);
+    const cJSON *a = e->child, *b = a->next; /* sz >= 2 */
     if (!cJSON_IsNumber(a) || !cJSON_IsNumber(b))
         return -1;
     if (a->valuedouble < 0 || a->valuedouble >= n_nodes || b->valuedouble < 0 ||
-        b->valuedouble > 16)
+        b->valuedouble >= MAX_NODE_OUTPUTS)
         return -1;
     *node = (int)a->valuedouble;
     *out = (int)b->valuedouble;
     return 0;
 }
 
+/* The symbol being loaded: nodes indexed once, the value (first output) of each node. */
+typedef struct sym_state {
+    ir_graph *g;
+    const cJSON **node; /* the JSON nodes by index (cJSON_GetArrayItem is linear) */
+    int nn;
+    int *val_of; /* value of node i's output 0, -1 for an unused null node */
+    int *n_out;  /* outputs of node i (SliceChannel: several, consecutive values) */
+    int *in;     /* scratch: the inputs of the node being built */
+    int in_c, in_hw;
+} sym_state;
+
+/* A "null" node: a parameter (constant from the params file), else the first one is the data
+ * input: its shape is the caller's (in_hw > 0), else its "__shape__" (N, C, H, W) as MXNet
+ * records it, else 3 x 224 x 224. Others (a softmax label) are unused. */
+static int null_node(sym_state *st, int i, const char *name, const cJSON *attrs, dr_err *err) {
+    ir_graph *g = st->g;
+    int v = ir_find_value(g, name);
+    if (v >= 0 && g->vals[v].data) {
+        st->val_of[i] = v;
+        return 0;
+    }
+    if (g->input >= 0) {
+        st->val_of[i] = -1; /* e.g. a softmax label: only legal where ignored */
+        return 0;
+    }
+    int hw = st->in_hw > 0 ? st->in_hw : 224;
+    int64_t d[4] = {1, st->in_c, hw, hw}, t[4];
+    const char *shp = attr_str(attrs, "__shape__");
+    if (st->in_hw <= 0 && shp && parse_tuple(shp, t, 4) == 4) {
+        if (t[1] < 1 || t[1] > 4 || t[2] < 1 || t[2] > 16384 || t[3] < 1 || t[3] > 16384)
+            return dr_err_set(err, DR_EINVAL, "symbol: input %s has __shape__ %s", name, shp);
+        d[1] = t[1];
+        d[2] = t[2];
+        d[3] = t[3];
+    }
+    memcpy(g->in_dims, d, sizeof(d));
+    v = ir_add_value(g, name, 4, d, NULL);
+    if (v < 0)
+        return dr_err_set(err, v, "out of memory");
+    g->input = v;
+    st->val_of[i] = v;
+    return 0;
+}
+
+/* Resolves node i's "inputs" ([node, output(, version)] entries) into st->in. */
+static int node_inputs(sym_state *st, int i, const char *op, const char *name, const cJSON *jin,
+                       int *n_in_out, dr_err *err) {
+    int n_in = jin ? cJSON_GetArraySize(jin) : 0;
+    if (n_in > 4096)
+        return dr_err_set(err, DR_ETOOBIG, "symbol: node %s has %d inputs", name, n_in);
+    const cJSON *ent = jin ? jin->child : NULL;
+    for (int j = 0; j < n_in; j++, ent = ent->next) {
+        int src, outi;
+        if (parse_entry(ent, st->nn, &src, &outi) || src >= i)
+            return dr_err_set(err, DR_EINVAL, "symbol: node %s input %d is malformed", name, j);
+        if (outi >= st->n_out[src])
+            return dr_err_set(err, DR_EUNSUPPORTED, "symbol: node %s uses output %d of node %d",
+                              name, outi, src);
+        st->in[j] = st->val_of[src] < 0 ? -1 : st->val_of[src] + outi;
+        int is_label = !strcmp(op, "SoftmaxOutput") && j == 1;
+        if (st->in[j] < 0 && !is_label) {
+            const cJSON *snm = cJSON_GetObjectItemCaseSensitive(st->node[src], "name");
+            return dr_err_set(err, DR_ENOTFOUND,
+                              "symbol: parameter '%s' (input of %s) missing from params",
+                              cJSON_IsString(snm) ? snm->valuestring : "?", name);
+        }
+    }
+    *n_in_out = n_in;
+    return 0;
+}
+
+/* Builds symbol node i (op, name, attributes under "attrs", "attr" or "param", inputs). */
+static int symbol_node(sym_state *st, int i, dr_err *err) {
+    const cJSON *nd = st->node[i];
+    st->n_out[i] = 1;
+    const cJSON *jop = cJSON_GetObjectItemCaseSensitive(nd, "op");
+    const cJSON *jname = cJSON_GetObjectItemCaseSensitive(nd, "name");
+    const cJSON *jin = cJSON_GetObjectItemCaseSensitive(nd, "inputs");
+    if (!cJSON_IsString(jop) || !cJSON_IsString(jname) || (jin && !cJSON_IsArray(jin)))
+        return dr_err_set(err, DR_EINVAL, "symbol: node %d lacks op/name/inputs", i);
+    const char *op = jop->valuestring, *name = jname->valuestring;
+    const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(nd, "attrs");
+    if (!attrs)
+        attrs = cJSON_GetObjectItemCaseSensitive(nd, "attr");
+    if (!attrs)
+        attrs = cJSON_GetObjectItemCaseSensitive(nd, "param");
+    if (attrs && !cJSON_IsObject(attrs))
+        return dr_err_set(err, DR_EINVAL, "symbol: node %s has malformed attributes", name);
+    if (!strcmp(op, "null"))
+        return null_node(st, i, name, attrs, err);
+    int n_in = 0, rc = node_inputs(st, i, op, name, jin, &n_in, err);
+    if (rc)
+        return rc;
+    if (!strcmp(op, "SliceChannel"))
+        return build_slice_channel(st->g, name, attrs, st->in, n_in, &st->val_of[i], &st->n_out[i],
+                                   err);
+    return build_node(st->g, op, name, attrs, st->in, n_in, &st->val_of[i], err);
+}
+
 int mxnet_load_symbol(ir_graph *g, const void *json, size_t len, int in_c, int in_hw, dr_err *err) {
     int rc = 0;
-    int *val_of = NULL;
-    int *in = NULL;
+    sym_state st = {.g = g, .in_c = in_c, .in_hw = in_hw};
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root)
         return dr_err_set(err, DR_EINVAL, "symbol: not valid JSON");
@@ -589,97 +795,38 @@ int mxnet_load_symbol(ir_graph *g, const void *json, size_t len, int in_c, int i
         rc = dr_err_set(err, DR_EINVAL, "symbol: missing or empty 'nodes'/'heads'");
         goto out;
     }
-    val_of = malloc(sizeof(int) * (size_t)nn);
-    in = malloc(sizeof(int) * 4096);
-    if (!val_of || !in) {
+    st.nn = nn;
+    st.val_of = malloc(sizeof(int) * (size_t)nn);
+    st.in = malloc(sizeof(int) * 4096);
+    st.node = malloc(sizeof(*st.node) * (size_t)nn);
+    st.n_out = malloc(sizeof(int) * (size_t)nn);
+    if (!st.val_of || !st.in || !st.node || !st.n_out) {
         rc = dr_err_set(err, DR_ENOMEM, "out of memory");
         goto out;
     }
-    for (int i = 0; i < nn; i++) {
-        const cJSON *nd = cJSON_GetArrayItem(nodes, i);
-        const cJSON *jop = cJSON_GetObjectItemCaseSensitive(nd, "op");
-        const cJSON *jname = cJSON_GetObjectItemCaseSensitive(nd, "name");
-        const cJSON *jin = cJSON_GetObjectItemCaseSensitive(nd, "inputs");
-        if (!cJSON_IsString(jop) || !cJSON_IsString(jname) || (jin && !cJSON_IsArray(jin))) {
-            rc = dr_err_set(err, DR_EINVAL, "symbol: node %d lacks op/name/inputs", i);
-            goto out;
-        }
-        const char *op = jop->valuestring, *name = jname->valuestring;
-        const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(nd, "attrs");
-        if (!attrs)
-            attrs = cJSON_GetObjectItemCaseSensitive(nd, "attr");
-        if (!attrs)
-            attrs = cJSON_GetObjectItemCaseSensitive(nd, "param");
-        if (attrs && !cJSON_IsObject(attrs)) {
-            rc = dr_err_set(err, DR_EINVAL, "symbol: node %s has malformed attributes", name);
-            goto out;
-        }
-        if (!strcmp(op, "null")) {
-            int v = ir_find_value(g, name);
-            if (v >= 0 && g->vals[v].data) {
-                val_of[i] = v;
-            } else if (g->input < 0) {
-                int64_t d[4] = {1, in_c, in_hw, in_hw};
-                v = ir_add_value(g, name, 4, d, NULL);
-                if (v < 0) {
-                    rc = dr_err_set(err, v, "out of memory");
-                    goto out;
-                }
-                g->input = v;
-                val_of[i] = v;
-            } else {
-                val_of[i] = -1; /* e.g. a softmax label: only legal where ignored */
-            }
-            continue;
-        }
-        int n_in = jin ? cJSON_GetArraySize(jin) : 0;
-        if (n_in > 4096) {
-            rc = dr_err_set(err, DR_ETOOBIG, "symbol: node %s has %d inputs", name, n_in);
-            goto out;
-        }
-        for (int j = 0; j < n_in; j++) {
-            int src, outi;
-            if (parse_entry(cJSON_GetArrayItem(jin, j), nn, &src, &outi) || src >= i) {
-                rc = dr_err_set(err, DR_EINVAL, "symbol: node %s input %d is malformed", name, j);
-                goto out;
-            }
-            if (outi != 0) {
-                rc = dr_err_set(err, DR_EUNSUPPORTED, "symbol: node %s uses output %d of node %d",
-                                name, outi, src);
-                goto out;
-            }
-            in[j] = val_of[src];
-            int is_label = !strcmp(op, "SoftmaxOutput") && j == 1;
-            if (in[j] < 0 && !is_label) {
-                const cJSON *sn = cJSON_GetArrayItem(nodes, src);
-                const cJSON *snm = cJSON_GetObjectItemCaseSensitive(sn, "name");
-                rc = dr_err_set(err, DR_ENOTFOUND,
-                                "symbol: parameter '%s' (input of %s) missing "
-                                "from params",
-                                cJSON_IsString(snm) ? snm->valuestring : "?", name);
-                goto out;
-            }
-        }
-        if ((rc = build_node(g, op, name, attrs, in, n_in, &val_of[i], err)))
-            goto out;
-    }
+    int nk = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, nodes) st.node[nk++] = it;
+    for (int i = 0; i < nn && !rc; i++)
+        rc = symbol_node(&st, i, err);
+    if (rc)
+        goto out;
     int hn, ho;
-    if (parse_entry(cJSON_GetArrayItem(heads, 0), nn, &hn, &ho) || ho != 0 || val_of[hn] < 0) {
+    if (parse_entry(heads->child, nn, &hn, &ho) || ho >= st.n_out[hn] || st.val_of[hn] < 0) {
         rc = dr_err_set(err, DR_EINVAL, "symbol: bad 'heads'");
         goto out;
     }
-    g->output = val_of[hn];
+    g->output = st.val_of[hn] + ho;
     if (g->input < 0) {
         rc = dr_err_set(err, DR_EINVAL, "symbol: no data input");
         goto out;
     }
     g->in_dims[0] = 1;
-    g->in_dims[1] = in_c;
-    g->in_dims[2] = in_hw;
-    g->in_dims[3] = in_hw;
 out:
-    free(val_of);
-    free(in);
+    free(st.val_of);
+    free(st.in);
+    free(st.n_out);
+    free(st.node);
     cJSON_Delete(root);
     return rc;
 }

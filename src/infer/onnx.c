@@ -220,261 +220,290 @@ static int const_in(const ir_graph *g, const int *in, int n_in, int j) {
     return j < n_in && g->vals[in[j]].data != NULL;
 }
 
+/*
+ * The ONNX operator table: one entry per operator type with its IR kind (and activation), the
+ * attributes it accepts (any other fails the load, naming it), the inputs it needs and keeps
+ * (0: all), and the function that reads its attributes and constant inputs into node idx.
+ */
+typedef struct ox_ctx {
+    ir_graph *g;
+    int idx; /* the node (g->nodes may not move while values are added; re-read by index) */
+    const node_pb *pn;
+    int opset;
+    const int *in;
+    int n_in;
+    const char *op, *nm;
+} ox_ctx;
+
+typedef int (*ox_parse_fn)(const ox_ctx *x, dr_err *err);
+
+typedef struct ox_op {
+    const char *op;
+    ir_op kind;
+    ir_act act;
+    const char *const *known;
+    int min_in, max_in;
+    ox_parse_fn parse;
+} ox_op;
+
+#define OX_NODE(x) (&(x)->g->nodes[(x)->idx])
+#define OX_BAD(attr)                                                                               \
+    dr_err_set(err, DR_EUNSUPPORTED, "%s %s: unsupported value of attribute '%s'", x->op, x->nm,   \
+               attr)
+
+static int ox_conv(const ox_ctx *x, dr_err *err) {
+    ir_node *n = OX_NODE(x);
+    ir_conv *c = &n->conv;
+    int pads[4], ap;
+    const ir_value *w = &x->g->vals[x->in[1]];
+    if (!w->data || w->ndim != 4)
+        return dr_err_set(err, DR_EUNSUPPORTED, "Conv %s: weights must be a 4-D initializer",
+                          x->nm);
+    c->kh = (int)w->dims[2];
+    c->kw = (int)w->dims[3];
+    int rc = window_attrs(x->pn, x->op, x->nm, &c->kh, &c->kw, &c->sh, &c->sw, pads, &c->dh, &c->dw,
+                          0, &ap, err);
+    if (rc)
+        return rc;
+    c->pt = pads[0];
+    c->pl = pads[1];
+    c->pb = pads[2];
+    c->pr = pads[3];
+    c->group = (int)attr_i(x->pn, "group", 1);
+    if (c->group < 1 || c->group > (1 << 20))
+        return OX_BAD("group");
+    n->auto_pad = ap; /* SAME_*: pads resolved by the first shape inference */
+    n->n_in = x->n_in >= 3 ? 3 : 2;
+    return 0;
+}
+
+static int ox_bn(const ox_ctx *x, dr_err *err) {
+    ir_node *n = OX_NODE(x);
+    n->eps = attr_f(x->pn, "epsilon", 1e-5f);
+    if (attr_i(x->pn, "spatial", 1) != 1)
+        return OX_BAD("spatial");
+    n->n_in = 5;
+    return 0;
+}
+
+static int ox_leaky(const ox_ctx *x, dr_err *err) {
+    (void)err;
+    OX_NODE(x)->alpha = attr_f(x->pn, "alpha", 0.01f);
+    return 0;
+}
+
+static int ox_prelu(const ox_ctx *x, dr_err *err) {
+    if (!const_in(x->g, x->in, x->n_in, 1))
+        return dr_err_set(err, DR_EUNSUPPORTED, "PRelu %s: slope must be constant", x->nm);
+    return 0;
+}
+
+/* Clip: min/max attributes (opset < 11) or constant scalar inputs (opset 11+). */
+static int ox_clip(const ox_ctx *x, dr_err *err) {
+    ir_node *n = OX_NODE(x);
+    n->alpha = attr_f(x->pn, "min", -3.4e38f);
+    n->beta = attr_f(x->pn, "max", 3.4e38f);
+    for (int j = 1; j <= 2; j++) {
+        if (x->n_in <= j || x->in[j] < 0)
+            continue;
+        if (!const_in(x->g, x->in, x->n_in, j) || ir_numel(&x->g->vals[x->in[j]]) != 1)
+            return dr_err_set(err, DR_EUNSUPPORTED, "Clip %s: %s is not a constant", x->nm,
+                              j == 1 ? "min" : "max");
+        *(j == 1 ? &n->alpha : &n->beta) = x->g->vals[x->in[j]].data[0];
+    }
+    return 0;
+}
+
+static int ox_pool(const ox_ctx *x, dr_err *err) {
+    ir_pool *p = &OX_NODE(x)->pool;
+    int pads[4], ap;
+    p->is_max = !strcmp(x->op, "MaxPool") || !strcmp(x->op, "GlobalMaxPool");
+    if (!strncmp(x->op, "Global", 6)) {
+        p->global = 1;
+        return 0;
+    }
+    int rc = window_attrs(x->pn, x->op, x->nm, &p->kh, &p->kw, &p->sh, &p->sw, pads, NULL, NULL, 1,
+                          &ap, err);
+    if (rc)
+        return rc;
+    if (ap)
+        return OX_BAD("auto_pad");
+    p->pt = pads[0];
+    p->pl = pads[1];
+    p->pb = pads[2];
+    p->pr = pads[3];
+    p->ceil_mode = (int)attr_i(x->pn, "ceil_mode", 0);
+    p->count_include_pad = (int)attr_i(x->pn, "count_include_pad", 0);
+    if (attr_i(x->pn, "storage_order", 0) != 0)
+        return OX_BAD("storage_order");
+    return 0;
+}
+
+/* Add, Sum, Mul: numpy broadcasting only (no legacy axis). */
+static int ox_eltwise(const ox_ctx *x, dr_err *err) {
+    return find_attr(x->pn, "axis") ? OX_BAD("axis") : 0;
+}
+
+static int ox_concat(const ox_ctx *x, dr_err *err) {
+    if (!find_attr(x->pn, "axis"))
+        return OX_BAD("axis");
+    OX_NODE(x)->axis = (int)attr_i(x->pn, "axis", 1);
+    return 0;
+}
+
+/* Flatten (axis default 1) and Softmax (axis default 1, or -1 from opset 13). */
+static int ox_axis(const ox_ctx *x, dr_err *err) {
+    ir_node *n = OX_NODE(x);
+    int def = n->op == IR_SOFTMAX && x->opset >= 13 ? -1 : 1;
+    n->axis = (int)attr_i(x->pn, "axis", def);
+    if (n->axis < -IR_MAXDIM || n->axis > IR_MAXDIM)
+        return OX_BAD("axis");
+    return 0;
+}
+
+/* Reshape: the target shape from a constant second input (opset 5+) or the attribute. */
+static int ox_reshape(const ox_ctx *x, dr_err *err) {
+    ir_node *n = OX_NODE(x);
+    if (attr_i(x->pn, "allowzero", 0))
+        return OX_BAD("allowzero");
+    int64_t v[IR_MAXDIM];
+    size_t got = 0;
+    if (x->n_in >= 2) {
+        const ir_value *s = &x->g->vals[x->in[1]];
+        if (!s->data || s->ndim != 1 || s->dims[0] < 1 || s->dims[0] > IR_MAXDIM)
+            return dr_err_set(err, DR_EUNSUPPORTED, "Reshape %s: shape must be a constant", x->nm);
+        got = (size_t)s->dims[0];
+        for (size_t i = 0; i < got; i++)
+            v[i] = (int64_t)s->data[i];
+    } else if (attr_ints(x->pn, "shape", v, 0, &got) || got == 0) {
+        return OX_BAD("shape");
+    }
+    for (size_t i = 0; i < got; i++)
+        n->shape[i] = v[i];
+    n->shape_n = (int)got;
+    return 0;
+}
+
+/* Gemm with constant B (and C): W = alpha * B (as [N, K]), bias = beta * C. */
+static int ox_gemm(const ox_ctx *x, dr_err *err) {
+    ir_graph *g = x->g;
+    if (attr_i(x->pn, "transA", 0))
+        return OX_BAD("transA");
+    float alpha = attr_f(x->pn, "alpha", 1), beta = attr_f(x->pn, "beta", 1);
+    int transb = (int)attr_i(x->pn, "transB", 0);
+    if (!const_in(g, x->in, x->n_in, 1) || g->vals[x->in[1]].ndim != 2)
+        return dr_err_set(err, DR_EUNSUPPORTED, "Gemm %s: B must be a 2-D initializer", x->nm);
+    const ir_value *b = &g->vals[x->in[1]];
+    int64_t K = transb ? b->dims[1] : b->dims[0], N = transb ? b->dims[0] : b->dims[1];
+    float *w = malloc(sizeof(float) * (size_t)(K * N));
+    if (!w)
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t k = 0; k < K; k++)
+            w[i * K + k] = alpha * (transb ? b->data[i * K + k] : b->data[k * N + i]);
+    int64_t wd[2] = {N, K};
+    int wi = ir_add_value(g, "gemm_weight", 2, wd, w);
+    if (wi < 0) {
+        free(w);
+        return dr_err_set(err, wi, "out of memory");
+    }
+    ir_node *n = OX_NODE(x); /* the values array may have moved; nodes did not */
+    n->in[1] = wi;
+    n->n_in = 2;
+    n->flatten = 1;
+    if (x->n_in < 3)
+        return 0;
+    const ir_value *cb = &g->vals[x->in[2]];
+    if (!cb->data || ir_numel(cb) != N)
+        return dr_err_set(err, DR_EUNSUPPORTED, "Gemm %s: C must be a constant of %lld", x->nm,
+                          (long long)N);
+    float *bias = malloc(sizeof(float) * (size_t)N);
+    if (!bias)
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    for (int64_t i = 0; i < N; i++)
+        bias[i] = beta * cb->data[i];
+    int bi = ir_add_value(g, "gemm_bias", 1, &N, bias);
+    if (bi < 0) {
+        free(bias);
+        return dr_err_set(err, bi, "out of memory");
+    }
+    n->in[2] = bi;
+    n->n_in = 3;
+    return 0;
+}
+
+static const char *const conv_k[] = {"kernel_shape", "strides",  "pads", "dilations",
+                                     "group",        "auto_pad", NULL};
+static const char *const bn_k[] = {"epsilon", "momentum",        "spatial",
+                                   "is_test", "consumed_inputs", NULL};
+static const char *const none_k[] = {NULL};
+static const char *const leaky_k[] = {"alpha", NULL};
+static const char *const clip_k[] = {"min", "max", NULL};
+static const char *const pool_k[] = {"kernel_shape", "strides",           "pads",
+                                     "auto_pad",     "ceil_mode",         "storage_order",
+                                     "dilations",    "count_include_pad", NULL};
+static const char *const axis_k[] = {"axis", NULL};
+static const char *const reshape_k[] = {"shape", "allowzero", NULL};
+static const char *const gemm_k[] = {"alpha", "beta", "transA", "transB", "broadcast", NULL};
+static const char *const drop_k[] = {"ratio", "is_test", "seed", NULL};
+static const char *const add_k[] = {"broadcast", "axis", "consumed_inputs", NULL};
+
+static const ox_op ox_ops[] = {
+    {"Conv", IR_CONV, IR_ACT_NONE, conv_k, 2, 0, ox_conv},
+    {"BatchNormalization", IR_BN, IR_ACT_NONE, bn_k, 5, 0, ox_bn},
+    {"Relu", IR_ACT, IR_ACT_RELU, none_k, 1, 0, NULL},
+    {"Sigmoid", IR_ACT, IR_ACT_SIGMOID, none_k, 1, 0, NULL},
+    {"Tanh", IR_ACT, IR_ACT_TANH, none_k, 1, 0, NULL},
+    {"Softplus", IR_ACT, IR_ACT_SOFTRELU, none_k, 1, 0, NULL},
+    {"LeakyRelu", IR_ACT, IR_ACT_LEAKY, leaky_k, 1, 0, ox_leaky},
+    {"PRelu", IR_ACT, IR_ACT_PRELU, none_k, 2, 0, ox_prelu},
+    {"Clip", IR_ACT, IR_ACT_CLIP, clip_k, 1, 1, ox_clip},
+    {"MaxPool", IR_POOL, IR_ACT_NONE, pool_k, 1, 0, ox_pool},
+    {"AveragePool", IR_POOL, IR_ACT_NONE, pool_k, 1, 0, ox_pool},
+    {"GlobalAveragePool", IR_POOL, IR_ACT_NONE, none_k, 1, 0, ox_pool},
+    {"GlobalMaxPool", IR_POOL, IR_ACT_NONE, none_k, 1, 0, ox_pool},
+    {"Add", IR_ADD, IR_ACT_NONE, add_k, 2, 0, ox_eltwise},
+    {"Sum", IR_ADD, IR_ACT_NONE, add_k, 1, 0, ox_eltwise},
+    {"Mul", IR_MUL, IR_ACT_NONE, add_k, 2, 0, ox_eltwise},
+    {"Concat", IR_CONCAT, IR_ACT_NONE, axis_k, 1, 0, ox_concat},
+    {"Flatten", IR_FLATTEN, IR_ACT_NONE, axis_k, 1, 0, ox_axis},
+    {"Reshape", IR_RESHAPE, IR_ACT_NONE, reshape_k, 1, 1, ox_reshape},
+    {"Gemm", IR_FC, IR_ACT_NONE, gemm_k, 2, 0, ox_gemm},
+    {"MatMul", IR_MATMUL, IR_ACT_NONE, none_k, 2, 0, NULL},
+    {"Dropout", IR_IDENTITY, IR_ACT_NONE, drop_k, 1, 1, NULL},
+    {"Identity", IR_IDENTITY, IR_ACT_NONE, none_k, 1, 1, NULL},
+    {"Softmax", IR_SOFTMAX, IR_ACT_NONE, axis_k, 1, 0, ox_axis},
+};
+
+/* Builds one node from the operator table. */
 static int build(ir_graph *g, const node_pb *pn, int opset, const int *in, int n_in, dr_err *err) {
     const char *op = pn->op_type ? pn->op_type : "";
     const char *nm = pn->name && *pn->name ? pn->name : (pn->n_output ? pn->output[0] : "");
-    ir_node *n;
-    ir_op kind;
-    static const char *const conv_k[] = {"kernel_shape", "strides",  "pads", "dilations",
-                                         "group",        "auto_pad", NULL};
-    static const char *const bn_k[] = {"epsilon", "momentum",        "spatial",
-                                       "is_test", "consumed_inputs", NULL};
-    static const char *const none_k[] = {NULL};
-    static const char *const leaky_k[] = {"alpha", NULL};
-    static const char *const clip_k[] = {"min", "max", NULL};
-    static const char *const pool_k[] = {"kernel_shape", "strides",           "pads",
-                                         "auto_pad",     "ceil_mode",         "storage_order",
-                                         "dilations",    "count_include_pad", NULL};
-    static const char *const axis_k[] = {"axis", NULL};
-    static const char *const reshape_k[] = {"shape", "allowzero", NULL};
-    static const char *const gemm_k[] = {"alpha", "beta", "transA", "transB", "broadcast", NULL};
-    static const char *const drop_k[] = {"ratio", "is_test", "seed", NULL};
-    static const char *const add_k[] = {"broadcast", "axis", "consumed_inputs", NULL};
-    const char *const *known = none_k;
-    ir_act act = IR_ACT_NONE;
-    int n_used = n_in;
-
-    if (!strcmp(op, "Conv"))
-        kind = IR_CONV, known = conv_k;
-    else if (!strcmp(op, "BatchNormalization"))
-        kind = IR_BN, known = bn_k;
-    else if (!strcmp(op, "Relu"))
-        kind = IR_ACT, act = IR_ACT_RELU, known = none_k;
-    else if (!strcmp(op, "Sigmoid"))
-        kind = IR_ACT, act = IR_ACT_SIGMOID;
-    else if (!strcmp(op, "Tanh"))
-        kind = IR_ACT, act = IR_ACT_TANH;
-    else if (!strcmp(op, "Softplus"))
-        kind = IR_ACT, act = IR_ACT_SOFTRELU;
-    else if (!strcmp(op, "LeakyRelu"))
-        kind = IR_ACT, act = IR_ACT_LEAKY, known = leaky_k;
-    else if (!strcmp(op, "PRelu"))
-        kind = IR_ACT, act = IR_ACT_PRELU;
-    else if (!strcmp(op, "Clip"))
-        kind = IR_ACT, act = IR_ACT_CLIP, known = clip_k;
-    else if (!strcmp(op, "MaxPool") || !strcmp(op, "AveragePool"))
-        kind = IR_POOL, known = pool_k;
-    else if (!strcmp(op, "GlobalAveragePool") || !strcmp(op, "GlobalMaxPool"))
-        kind = IR_POOL;
-    else if (!strcmp(op, "Add") || !strcmp(op, "Sum"))
-        kind = IR_ADD, known = add_k;
-    else if (!strcmp(op, "Mul"))
-        kind = IR_MUL, known = add_k;
-    else if (!strcmp(op, "Concat"))
-        kind = IR_CONCAT, known = axis_k;
-    else if (!strcmp(op, "Flatten"))
-        kind = IR_FLATTEN, known = axis_k;
-    else if (!strcmp(op, "Reshape"))
-        kind = IR_RESHAPE, known = reshape_k;
-    else if (!strcmp(op, "Gemm"))
-        kind = IR_FC, known = gemm_k;
-    else if (!strcmp(op, "MatMul"))
-        kind = IR_MATMUL;
-    else if (!strcmp(op, "Dropout"))
-        kind = IR_IDENTITY, known = drop_k;
-    else if (!strcmp(op, "Identity"))
-        kind = IR_IDENTITY;
-    else if (!strcmp(op, "Softmax"))
-        kind = IR_SOFTMAX, known = axis_k;
-    else
+    const ox_op *def = NULL;
+    for (size_t k = 0; k < sizeof ox_ops / sizeof *ox_ops && !def; k++)
+        if (!strcmp(op, ox_ops[k].op))
+            def = &ox_ops[k];
+    if (!def)
         return dr_err_set(err, DR_EUNSUPPORTED, "unsupported operator '%s' (node %s)", op, nm);
-    int rc = check_attrs(pn, known, err);
+    int rc = check_attrs(pn, def->known, err);
     if (rc)
         return rc;
     if (pn->n_output < 1 || !pn->output[0])
         return dr_err_set(err, DR_EINVAL, "%s %s: no output", op, nm);
-    if (pn->n_output > 1 && kind != IR_IDENTITY)
+    if (pn->n_output > 1 && def->kind != IR_IDENTITY) /* Dropout's mask is unused */
         for (size_t i = 1; i < pn->n_output; i++)
             if (pn->output[i] && *pn->output[i])
                 return dr_err_set(err, DR_EUNSUPPORTED, "%s %s: extra outputs", op, nm);
-    if ((kind == IR_IDENTITY || kind == IR_RESHAPE) && n_in > 1)
-        n_used = 1;
-    if (kind == IR_ACT && act == IR_ACT_CLIP)
-        n_used = 1;
-    int min_in = kind == IR_CONV || kind == IR_FC || kind == IR_MATMUL || kind == IR_MUL ? 2
-                 : kind == IR_BN                                                         ? 5
-                 : act == IR_ACT_PRELU                                                   ? 2
-                                                                                         : 1;
-    if (kind == IR_ADD && strcmp(op, "Sum"))
-        min_in = 2;
-    if (n_in < min_in)
-        return dr_err_set(err, DR_EINVAL, "%s %s: %d inputs, need %d", op, nm, n_in, min_in);
-    int idx = ir_add_node(g, kind, nm, in, n_used, pn->output[0], &n);
+    if (n_in < def->min_in)
+        return dr_err_set(err, DR_EINVAL, "%s %s: %d inputs, need %d", op, nm, n_in, def->min_in);
+    int n_used = def->max_in && n_in > def->max_in ? def->max_in : n_in;
+    ir_node *n;
+    int idx = ir_add_node(g, def->kind, nm, in, n_used, pn->output[0], &n);
     if (idx < 0)
         return dr_err_set(err, idx, "out of memory");
-    n->act = act;
-    switch (kind) {
-    case IR_CONV: {
-        ir_conv *c = &n->conv;
-        int pads[4], ap;
-        const ir_value *w = &g->vals[in[1]];
-        if (!w->data || w->ndim != 4)
-            return dr_err_set(err, DR_EUNSUPPORTED, "Conv %s: weights must be a 4-D initializer",
-                              nm);
-        c->kh = (int)w->dims[2];
-        c->kw = (int)w->dims[3];
-        if ((rc = window_attrs(pn, op, nm, &c->kh, &c->kw, &c->sh, &c->sw, pads, &c->dh, &c->dw, 0,
-                               &ap, err)))
-            return rc;
-        c->pt = pads[0];
-        c->pl = pads[1];
-        c->pb = pads[2];
-        c->pr = pads[3];
-        c->group = (int)attr_i(pn, "group", 1);
-        if (c->group < 1 || c->group > (1 << 20))
-            return BAD("group");
-        n->auto_pad = ap; /* SAME_*: pads resolved by the first shape inference */
-        n->n_in = n_in >= 3 ? 3 : 2;
-        break;
-    }
-    case IR_BN:
-        n->eps = attr_f(pn, "epsilon", 1e-5f);
-        if (attr_i(pn, "spatial", 1) != 1)
-            return BAD("spatial");
-        n->n_in = 5;
-        break;
-    case IR_ACT:
-        if (act == IR_ACT_LEAKY)
-            n->alpha = attr_f(pn, "alpha", 0.01f);
-        if (act == IR_ACT_CLIP) {
-            n->alpha = attr_f(pn, "min", -3.4e38f);
-            n->beta = attr_f(pn, "max", 3.4e38f);
-            if (n_in > 1 && in[1] >= 0) {
-                if (!const_in(g, in, n_in, 1) || ir_numel(&g->vals[in[1]]) != 1)
-                    return dr_err_set(err, DR_EUNSUPPORTED, "Clip %s: min is not a constant", nm);
-                n->alpha = g->vals[in[1]].data[0];
-            }
-            if (n_in > 2 && in[2] >= 0) {
-                if (!const_in(g, in, n_in, 2) || ir_numel(&g->vals[in[2]]) != 1)
-                    return dr_err_set(err, DR_EUNSUPPORTED, "Clip %s: max is not a constant", nm);
-                n->beta = g->vals[in[2]].data[0];
-            }
-        }
-        if (act == IR_ACT_PRELU && !const_in(g, in, n_in, 1))
-            return dr_err_set(err, DR_EUNSUPPORTED, "PRelu %s: slope must be constant", nm);
-        break;
-    case IR_POOL: {
-        ir_pool *p = &n->pool;
-        int pads[4], ap;
-        p->is_max = !strcmp(op, "MaxPool") || !strcmp(op, "GlobalMaxPool");
-        if (!strncmp(op, "Global", 6)) {
-            p->global = 1;
-            break;
-        }
-        if ((rc = window_attrs(pn, op, nm, &p->kh, &p->kw, &p->sh, &p->sw, pads, NULL, NULL, 1, &ap,
-                               err)))
-            return rc;
-        if (ap)
-            return BAD("auto_pad");
-        p->pt = pads[0];
-        p->pl = pads[1];
-        p->pb = pads[2];
-        p->pr = pads[3];
-        p->ceil_mode = (int)attr_i(pn, "ceil_mode", 0);
-        p->count_include_pad = (int)attr_i(pn, "count_include_pad", 0);
-        if (attr_i(pn, "storage_order", 0) != 0)
-            return BAD("storage_order");
-        break;
-    }
-    case IR_ADD:
-    case IR_MUL:
-        if (find_attr(pn, "axis"))
-            return BAD("axis");
-        break;
-    case IR_CONCAT:
-        if (!find_attr(pn, "axis"))
-            return BAD("axis");
-        n->axis = (int)attr_i(pn, "axis", 1);
-        break;
-    case IR_FLATTEN:
-        n->axis = (int)attr_i(pn, "axis", 1);
-        if (n->axis < -IR_MAXDIM || n->axis > IR_MAXDIM)
-            return BAD("axis");
-        break;
-    case IR_SOFTMAX:
-        n->axis = (int)attr_i(pn, "axis", opset >= 13 ? -1 : 1);
-        if (n->axis < -IR_MAXDIM || n->axis > IR_MAXDIM)
-            return BAD("axis");
-        break;
-    case IR_RESHAPE: {
-        if (attr_i(pn, "allowzero", 0))
-            return BAD("allowzero");
-        int64_t v[IR_MAXDIM];
-        size_t got = 0;
-        if (n_in >= 2) {
-            const ir_value *s = &g->vals[in[1]];
-            if (!s->data || s->ndim != 1 || s->dims[0] < 1 || s->dims[0] > IR_MAXDIM)
-                return dr_err_set(err, DR_EUNSUPPORTED, "Reshape %s: shape must be a constant", nm);
-            got = (size_t)s->dims[0];
-            for (size_t i = 0; i < got; i++)
-                v[i] = (int64_t)s->data[i];
-        } else if (attr_ints(pn, "shape", v, 0, &got) || got == 0) {
-            return BAD("shape");
-        }
-        for (size_t i = 0; i < got; i++)
-            n->shape[i] = v[i];
-        n->shape_n = (int)got;
-        break;
-    }
-    case IR_FC: {
-        if (attr_i(pn, "transA", 0))
-            return BAD("transA");
-        float alpha = attr_f(pn, "alpha", 1), beta = attr_f(pn, "beta", 1);
-        int transb = (int)attr_i(pn, "transB", 0);
-        if (!const_in(g, in, n_in, 1) || g->vals[in[1]].ndim != 2)
-            return dr_err_set(err, DR_EUNSUPPORTED, "Gemm %s: B must be a 2-D initializer", nm);
-        ir_value *b = &g->vals[in[1]];
-        int64_t K = transb ? b->dims[1] : b->dims[0], N = transb ? b->dims[0] : b->dims[1];
-        float *w = malloc(sizeof(float) * (size_t)(K * N));
-        if (!w)
-            return dr_err_set(err, DR_ENOMEM, "out of memory");
-        for (int64_t i = 0; i < N; i++)
-            for (int64_t k = 0; k < K; k++)
-                w[i * K + k] = alpha * (transb ? b->data[i * K + k] : b->data[k * N + i]);
-        int64_t wd[2] = {N, K};
-        int wi = ir_add_value(g, "gemm_weight", 2, wd, w);
-        if (wi < 0) {
-            free(w);
-            return dr_err_set(err, wi, "out of memory");
-        }
-        n = &g->nodes[idx]; /* values array may have moved; nodes did not */
-        n->in[1] = wi;
-        n->n_in = 2;
-        if (n_in >= 3) {
-            const ir_value *cb = &g->vals[in[2]];
-            if (!cb->data || ir_numel(cb) != N)
-                return dr_err_set(err, DR_EUNSUPPORTED, "Gemm %s: C must be a constant of %lld", nm,
-                                  (long long)N);
-            float *bias = malloc(sizeof(float) * (size_t)N);
-            if (!bias)
-                return dr_err_set(err, DR_ENOMEM, "out of memory");
-            for (int64_t i = 0; i < N; i++)
-                bias[i] = beta * cb->data[i];
-            int bi = ir_add_value(g, "gemm_bias", 1, &N, bias);
-            if (bi < 0) {
-                free(bias);
-                return dr_err_set(err, bi, "out of memory");
-            }
-            n->in[2] = bi;
-            n->n_in = 3;
-        }
-        n->flatten = 1;
-        break;
-    }
-    default:
-        break;
-    }
-    return 0;
+    n->act = def->act;
+    ox_ctx x = {g, idx, pn, opset, in, n_in, op, nm};
+    return def->parse ? def->parse(&x, err) : 0;
 }
 
 /* Reshape of an initializer by a constant shape becomes a new constant. Returns 1 if folded. */
@@ -515,6 +544,90 @@ static int fold_reshape(ir_graph *g, const node_pb *pn, const int *in, int n_in,
     return 1;
 }
 
+/* The graph's data input (the one input that is not an initializer): N x C x H x W float,
+ * its C/H/W from the declared shape where given (3 x 224 x 224 otherwise). */
+static int load_input(ir_graph *g, const Onnx__ValueInfoProto *vi, dr_err *err) {
+    int v = ir_find_value(g, vi->name);
+    if (v >= 0 && g->vals[v].data)
+        return 0; /* IR 3: initializers are listed as inputs */
+    if (g->input >= 0)
+        return dr_err_set(err, DR_EUNSUPPORTED, "onnx: more than one data input ('%s')", vi->name);
+    int64_t d[4] = {1, 3, 224, 224};
+    const Onnx__TypeProto *tp = vi->type;
+    const Onnx__TypeProto__Tensor *tt = tp ? tp->tensor_type : NULL;
+    if (tt && tt->shape) {
+        if (tt->shape->n_dim != 4)
+            return dr_err_set(err, DR_EUNSUPPORTED, "onnx: input '%s' has rank %zu, need 4",
+                              vi->name, tt->shape->n_dim);
+        for (int k = 1; k < 4; k++) {
+            const Onnx__TensorShapeProto__Dimension *dm = tt->shape->dim[k];
+            if (dm->value_case != ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE)
+                continue;
+            if (dm->dim_value < 1 || dm->dim_value > 16384)
+                return dr_err_set(err, DR_ETOOBIG, "onnx: input dimension %lld",
+                                  (long long)dm->dim_value);
+            d[k] = dm->dim_value;
+        }
+    }
+    if (tt && tt->has_elem_type && tt->elem_type != T_FLOAT)
+        return dr_err_set(err, DR_EUNSUPPORTED, "onnx: input '%s' has element type %d", vi->name,
+                          tt->elem_type);
+    v = ir_add_value(g, vi->name, 4, d, NULL);
+    if (v < 0)
+        return dr_err_set(err, v, "out of memory");
+    g->input = v;
+    memcpy(g->in_dims, d, sizeof(d));
+    return 0;
+}
+
+/* Resolves a node's input names into in[] (-1 for an optional input left out, legal only for
+ * Clip's min/max). */
+static int node_inputs(const ir_graph *g, const node_pb *pn, int *in, int *n_in_out, dr_err *err) {
+    const char *nm = pn->name ? pn->name : "";
+    if (pn->n_input > 4096)
+        return dr_err_set(err, DR_ETOOBIG, "onnx: node with %zu inputs", pn->n_input);
+    if (pn->n_input == 0)
+        return dr_err_set(err, DR_EINVAL, "onnx: node %s has no inputs", nm);
+    int n_in = 0;
+    for (size_t j = 0; j < pn->n_input; j++) {
+        const char *iname = pn->input[j];
+        if (!iname || !*iname) { /* optional input left out */
+            in[n_in++] = -1;
+            continue;
+        }
+        int v = ir_find_value(g, iname);
+        if (v < 0)
+            return dr_err_set(err, DR_EINVAL, "onnx: node %s reads unknown value '%s'", nm, iname);
+        in[n_in++] = v;
+    }
+    for (int j = 0; j < n_in; j++)
+        if (in[j] < 0 && (j == 0 || !(pn->op_type && !strcmp(pn->op_type, "Clip"))))
+            return dr_err_set(err, DR_EUNSUPPORTED, "onnx: node %s has an empty input %d", nm, j);
+    *n_in_out = n_in;
+    return 0;
+}
+
+/* One graph node: a Constant becomes a value, a Reshape of constants is folded, any other
+ * goes through the operator table. in: scratch for 4096 inputs. */
+static int load_node(ir_graph *g, const node_pb *pn, int opset, int *in, dr_err *err) {
+    if (pn->domain && *pn->domain && strcmp(pn->domain, "ai.onnx"))
+        return dr_err_set(err, DR_EUNSUPPORTED, "onnx: operator domain '%s' (node %s)", pn->domain,
+                          pn->name ? pn->name : "");
+    if (pn->op_type && !strcmp(pn->op_type, "Constant")) {
+        const attr_pb *a = find_attr(pn, "value");
+        if (!a || !a->t || pn->n_output != 1 || pn->n_attribute != 1)
+            return dr_err_set(err, DR_EUNSUPPORTED, "Constant %s: only 'value' tensors",
+                              pn->name ? pn->name : "");
+        return add_tensor(g, a->t, pn->output[0], err);
+    }
+    int n_in = 0, rc = node_inputs(g, pn, in, &n_in, err);
+    if (rc)
+        return rc;
+    if ((rc = fold_reshape(g, pn, in, n_in, err)) != 0)
+        return rc < 0 ? rc : 0;
+    return build(g, pn, opset, in, n_in, err);
+}
+
 int onnx_load(ir_graph *g, const void *bytes, size_t len, dr_err *err) {
     int rc = 0;
     int *in = NULL;
@@ -536,61 +649,16 @@ int onnx_load(ir_graph *g, const void *bytes, size_t len, dr_err *err) {
         if ((!o->domain || !*o->domain) && o->has_version)
             opset = (int)o->version;
     }
-    for (size_t i = 0; i < gr->n_initializer; i++) {
+    for (size_t i = 0; i < gr->n_initializer && !rc; i++) {
         const tensor_pb *t = gr->initializer[i];
-        if (!t->name || !*t->name) {
-            rc = dr_err_set(err, DR_EINVAL, "onnx: unnamed initializer %zu", i);
-            goto out;
-        }
-        if ((rc = add_tensor(g, t, t->name, err)))
-            goto out;
+        rc = !t->name || !*t->name ? dr_err_set(err, DR_EINVAL, "onnx: unnamed initializer %zu", i)
+                                   : add_tensor(g, t, t->name, err);
     }
-    for (size_t i = 0; i < gr->n_input; i++) {
-        const Onnx__ValueInfoProto *vi = gr->input[i];
-        if (!vi->name)
-            continue;
-        int v = ir_find_value(g, vi->name);
-        if (v >= 0 && g->vals[v].data)
-            continue; /* IR 3: initializers are listed as inputs */
-        if (g->input >= 0) {
-            rc =
-                dr_err_set(err, DR_EUNSUPPORTED, "onnx: more than one data input ('%s')", vi->name);
-            goto out;
-        }
-        int64_t d[4] = {1, 3, 224, 224};
-        const Onnx__TypeProto *tp = vi->type;
-        const Onnx__TypeProto__Tensor *tt = tp ? tp->tensor_type : NULL;
-        if (tt && tt->shape) {
-            if (tt->shape->n_dim != 4) {
-                rc = dr_err_set(err, DR_EUNSUPPORTED, "onnx: input '%s' has rank %zu, need 4",
-                                vi->name, tt->shape->n_dim);
-                goto out;
-            }
-            for (int k = 1; k < 4; k++) {
-                const Onnx__TensorShapeProto__Dimension *dm = tt->shape->dim[k];
-                if (dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE) {
-                    if (dm->dim_value < 1 || dm->dim_value > 16384) {
-                        rc = dr_err_set(err, DR_ETOOBIG, "onnx: input dimension %lld",
-                                        (long long)dm->dim_value);
-                        goto out;
-                    }
-                    d[k] = dm->dim_value;
-                }
-            }
-        }
-        if (tt && tt->has_elem_type && tt->elem_type != T_FLOAT) {
-            rc = dr_err_set(err, DR_EUNSUPPORTED, "onnx: input '%s' has element type %d", vi->name,
-                            tt->elem_type);
-            goto out;
-        }
-        v = ir_add_value(g, vi->name, 4, d, NULL);
-        if (v < 0) {
-            rc = dr_err_set(err, v, "out of memory");
-            goto out;
-        }
-        g->input = v;
-        memcpy(g->in_dims, d, sizeof(d));
-    }
+    for (size_t i = 0; i < gr->n_input && !rc; i++)
+        if (gr->input[i]->name)
+            rc = load_input(g, gr->input[i], err);
+    if (rc)
+        goto out;
     if (g->input < 0) {
         rc = dr_err_set(err, DR_EINVAL, "onnx: no data input");
         goto out;
@@ -600,68 +668,13 @@ int onnx_load(ir_graph *g, const void *bytes, size_t len, dr_err *err) {
         rc = dr_err_set(err, DR_ENOMEM, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < gr->n_node; i++) {
-        const node_pb *pn = gr->node[i];
-        if (pn->domain && *pn->domain && strcmp(pn->domain, "ai.onnx")) {
-            rc = dr_err_set(err, DR_EUNSUPPORTED, "onnx: operator domain '%s' (node %s)",
-                            pn->domain, pn->name ? pn->name : "");
-            goto out;
-        }
-        if (pn->op_type && !strcmp(pn->op_type, "Constant")) {
-            const attr_pb *a = find_attr(pn, "value");
-            if (!a || !a->t || pn->n_output != 1 || pn->n_attribute != 1) {
-                rc = dr_err_set(err, DR_EUNSUPPORTED, "Constant %s: only 'value' tensors",
-                                pn->name ? pn->name : "");
-                goto out;
-            }
-            if ((rc = add_tensor(g, a->t, pn->output[0], err)))
-                goto out;
-            continue;
-        }
-        if (pn->n_input > 4096) {
-            rc = dr_err_set(err, DR_ETOOBIG, "onnx: node with %zu inputs", pn->n_input);
-            goto out;
-        }
-        int n_in = 0;
-        if (pn->n_input == 0) {
-            rc =
-                dr_err_set(err, DR_EINVAL, "onnx: node %s has no inputs", pn->name ? pn->name : "");
-            goto out;
-        }
-        for (size_t j = 0; j < pn->n_input; j++) {
-            const char *iname = pn->input[j];
-            if (!iname || !*iname) { /* optional input left out */
-                in[n_in++] = -1;
-                continue;
-            }
-            int v = ir_find_value(g, iname);
-            if (v < 0) {
-                rc = dr_err_set(err, DR_EINVAL, "onnx: node %s reads unknown value '%s'",
-                                pn->name ? pn->name : "", iname);
-                goto out;
-            }
-            in[n_in++] = v;
-        }
-        for (int j = 0; j < n_in; j++)
-            if (in[j] < 0 && (j == 0 || !(pn->op_type && !strcmp(pn->op_type, "Clip")))) {
-                rc = dr_err_set(err, DR_EUNSUPPORTED, "onnx: node %s has an empty input %d",
-                                pn->name ? pn->name : "", j);
-                goto out;
-            }
-        if ((rc = fold_reshape(g, pn, in, n_in, err)) < 0)
-            goto out;
-        if (rc == 1) {
-            rc = 0;
-            continue;
-        }
-        if ((rc = build(g, pn, opset, in, n_in, err)))
-            goto out;
-    }
-    g->output = gr->output[0]->name ? ir_find_value(g, gr->output[0]->name) : -1;
-    if (g->output < 0 || (g->vals[g->output].data && g->vals[g->output].producer < 0)) {
-        rc = dr_err_set(err, DR_EINVAL, "onnx: graph output is not computed by any node");
+    for (size_t i = 0; i < gr->n_node && !rc; i++)
+        rc = load_node(g, gr->node[i], opset, in, err);
+    if (rc)
         goto out;
-    }
+    g->output = gr->output[0]->name ? ir_find_value(g, gr->output[0]->name) : -1;
+    if (g->output < 0 || (g->vals[g->output].data && g->vals[g->output].producer < 0))
+        rc = dr_err_set(err, DR_EINVAL, "onnx: graph output is not computed by any node");
 out:
     free(in);
     onnx__model_proto__free_unpacked(m, NULL);

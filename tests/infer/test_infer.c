@@ -97,6 +97,236 @@ static void test_mxnet_colours(void **state) {
     dr_model_free(m);
 }
 
+/* Precision: parse, set, and bf16 answers where the CPU has it (else a clear refusal). */
+static void test_precision(void **state) {
+    (void)state;
+    dr_precision p;
+    assert_int_equal(dr_precision_parse("fp32", &p), 0);
+    assert_int_equal(p, DR_PRECISION_FP32);
+    assert_int_equal(dr_precision_parse("bf16", &p), 0);
+    assert_int_equal(p, DR_PRECISION_BF16);
+    assert_int_equal(dr_precision_parse("auto", &p), 0);
+    assert_int_equal(p, DR_PRECISION_AUTO);
+    assert_int_equal(dr_precision_parse("fp16", &p), DR_EINVAL);
+    dr_model *m = NULL;
+    dr_err err = {0};
+    tiny_opts o = {0};
+    assert_int_equal(load_ox(&o, &m, &err), 0);
+    assert_int_equal(dr_model_precision(m), DR_PRECISION_FP32);
+    assert_int_equal(dr_model_set_precision(m, (dr_precision)7), DR_EINVAL);
+    assert_int_equal(dr_model_set_precision(m, DR_PRECISION_AUTO), 0);
+    assert_int_equal(dr_model_precision(m),
+                     dr_infer_have_bf16() ? DR_PRECISION_BF16 : DR_PRECISION_FP32);
+    if (dr_infer_have_bf16()) {
+        assert_int_equal(dr_model_set_precision(m, DR_PRECISION_BF16), 0);
+        expect_colours(m);
+        /* the SGEMM backend ignores it (always fp32) */
+        assert_int_equal(dr_model_set_backend(m, DR_BACKEND_SGEMM), 0);
+        expect_colours(m);
+    } else {
+        assert_int_equal(dr_model_set_precision(m, DR_PRECISION_BF16), DR_EUNSUPPORTED);
+    }
+    dr_model_free(m);
+    /* at load: the option, refused with a clear error where bf16 is missing */
+    tiny_bytes b;
+    assert_int_equal(tiny_onnx(&o, &b), 0);
+    dr_preprocess pre;
+    tiny_pre(&pre);
+    dr_load_options lo;
+    dr_load_options_default(&lo);
+    lo.pre = &pre;
+    lo.precision = DR_PRECISION_BF16;
+    int rc = dr_model_load_onnx_ex(b.data, b.len, tiny_synset, strlen(tiny_synset), &lo, &m, &err);
+    if (dr_infer_have_bf16()) {
+        assert_int_equal(rc, 0);
+        assert_int_equal(dr_model_precision(m), DR_PRECISION_BF16);
+        expect_colours(m);
+        dr_model_free(m);
+    } else {
+        assert_int_equal(rc, DR_EUNSUPPORTED);
+        assert_non_null(strstr(err.msg, "bf16"));
+    }
+    free(b.data);
+}
+
+/* MXNet input size from the data node's __shape__ (face/detection models are not 224), the
+ * default preset fitted to it; the caller's crop wins; labels optional on request. */
+static void test_mxnet_input_shape(void **state) {
+    (void)state;
+    tiny_opts o = {0};
+    tiny_bytes s, p;
+    assert_int_equal(tiny_mxnet(&o, &s, &p), 0);
+    const char *from = "\"name\":\"data\",\"inputs\":[]";
+    const char *to = "\"name\":\"data\",\"attrs\":{\"__shape__\":\"(1, 3, 16, 16)\"},"
+                     "\"inputs\":[]";
+    char *js = calloc(1, s.len + strlen(to) + 1);
+    assert_non_null(js);
+    const char *at = strstr((const char *)s.data, from);
+    assert_non_null(at);
+    size_t head = (size_t)(at - (const char *)s.data);
+    memcpy(js, s.data, head);
+    strcat(js, to);
+    strcat(js, at + strlen(from));
+    dr_model *m = NULL;
+    dr_err err = {0};
+    assert_int_equal(dr_model_load_mxnet(tiny_synset, strlen(tiny_synset), js, strlen(js), p.data,
+                                         p.len, NULL, &m, &err),
+                     0);
+    uint32_t c, h, w;
+    dr_model_input_shape(m, &c, &h, &w);
+    assert_int_equal(h, 16);
+    assert_int_equal(w, 16);
+    expect_colours(m);
+    dr_model_free(m);
+    /* the caller's preprocessing decides */
+    dr_preprocess pre;
+    tiny_pre(&pre);
+    assert_int_equal(dr_model_load_mxnet(tiny_synset, strlen(tiny_synset), js, strlen(js), p.data,
+                                         p.len, &pre, &m, &err),
+                     0);
+    dr_model_input_shape(m, &c, &h, &w);
+    assert_int_equal(h, 8);
+    dr_model_free(m);
+    /* a bad __shape__ is named */
+    char *bad = strdup(js);
+    memcpy(strstr(bad, "(1, 3, 16, 16)"), "(1, 9, 16, 16)", 14);
+    assert_int_equal(dr_model_load_mxnet(tiny_synset, strlen(tiny_synset), bad, strlen(bad), p.data,
+                                         p.len, NULL, &m, &err),
+                     DR_EINVAL);
+    assert_non_null(strstr(err.msg, "__shape__"));
+    free(bad);
+    /* no synset: an error, unless labels are optional ("class N") */
+    assert_int_equal(dr_model_load_mxnet(NULL, 0, js, strlen(js), p.data, p.len, NULL, &m, &err),
+                     DR_EINVAL);
+    dr_load_options lo;
+    dr_load_options_default(&lo);
+    lo.labels_optional = 1;
+    assert_int_equal(dr_model_load_mxnet_ex(NULL, 0, js, strlen(js), p.data, p.len, &lo, &m, &err),
+                     0);
+    assert_string_equal(dr_model_label(m, 1), "class 1");
+    dr_model_free(m);
+    free(js);
+    free(s.data);
+    free(p.data);
+}
+
+/* SoftmaxActivation mode=channel (detection nets): per pixel over the channels. */
+static void test_softmax_channel(void **state) {
+    (void)state;
+    const char *js = "{\"nodes\":[{\"op\":\"null\",\"name\":\"data\",\"inputs\":[]},"
+                     "{\"op\":\"SoftmaxActivation\",\"name\":\"prob\",\"attrs\":"
+                     "{\"mode\":\"channel\"},\"inputs\":[[0,0,0]]}],"
+                     "\"arg_nodes\":[0],\"heads\":[[1,0,0]]}";
+    tiny_bytes params;
+    assert_int_equal(tiny_params(NULL, 0, &params), 0);
+    dr_preprocess pre;
+    tiny_pre(&pre);
+    pre.resize = pre.crop = 2;
+    dr_load_options lo;
+    dr_load_options_default(&lo);
+    lo.pre = &pre;
+    lo.labels_optional = 1;
+    dr_model *m = NULL;
+    dr_err err = {0};
+    assert_int_equal(
+        dr_model_load_mxnet_ex(NULL, 0, js, strlen(js), params.data, params.len, &lo, &m, &err), 0);
+    assert_int_equal(dr_model_num_classes(m), 12);
+    float in[12], out[12];
+    for (int i = 0; i < 12; i++)
+        in[i] = (float)((i * 7) % 5) - 2.0f; /* NCHW: channel c, pixel p at c * 4 + p */
+    for (int be = 1; be <= 2; be++) {
+        if (be == DR_BACKEND_DNNL && !dr_infer_have_dnnl())
+            continue;
+        assert_int_equal(dr_model_set_backend(m, (dr_infer_backend)be), 0);
+        assert_int_equal(dr_model_run(m, in, 1, out, 12, &err), 0);
+        for (int p = 0; p < 4; p++) {
+            double sum = 0;
+            for (int c = 0; c < 3; c++)
+                sum += exp(in[c * 4 + p]);
+            for (int c = 0; c < 3; c++)
+                assert_float_equal(out[c * 4 + p], exp(in[c * 4 + p]) / sum, 1e-5);
+        }
+    }
+    dr_model_free(m);
+    free(params.data);
+}
+
+/* Runs a parameter-free MXNet symbol on a 3x2x2 input (both backends) into out[n]. */
+static void run_free_symbol(const char *js, const float *in, float *out, size_t n) {
+    tiny_bytes params;
+    assert_int_equal(tiny_params(NULL, 0, &params), 0);
+    dr_preprocess pre;
+    tiny_pre(&pre);
+    pre.resize = pre.crop = 2;
+    dr_load_options lo;
+    dr_load_options_default(&lo);
+    lo.pre = &pre;
+    lo.labels_optional = 1;
+    dr_model *m = NULL;
+    dr_err err = {0};
+    int rc =
+        dr_model_load_mxnet_ex(NULL, 0, js, strlen(js), params.data, params.len, &lo, &m, &err);
+    if (rc)
+        fail_msg("load: %s", err.msg);
+    assert_int_equal(dr_model_num_classes(m), n);
+    float first[16];
+    for (int be = 1; be <= 2; be++) {
+        if (be == DR_BACKEND_DNNL && !dr_infer_have_dnnl())
+            continue;
+        assert_int_equal(dr_model_set_backend(m, (dr_infer_backend)be), 0);
+        assert_int_equal(dr_model_run(m, in, 1, out, n, &err), 0);
+        if (be == 1)
+            memcpy(first, out, sizeof(float) * n);
+        else if (dr_infer_have_dnnl()) /* both backends give the same values */
+            assert_memory_equal(first, out, sizeof(float) * n);
+    }
+    dr_model_free(m);
+    free(params.data);
+}
+
+/* SliceChannel: outputs used by index (a concat of parts 2 and 0; a head on part 1). */
+static void test_slice_channel(void **state) {
+    (void)state;
+    float in[12], out[16];
+    for (int i = 0; i < 12; i++)
+        in[i] = (float)i; /* NCHW: channel c, pixel p = c * 4 + p */
+    const char *js = "{\"nodes\":[{\"op\":\"null\",\"name\":\"data\",\"inputs\":[]},"
+                     "{\"op\":\"SliceChannel\",\"name\":\"split\",\"attrs\":"
+                     "{\"num_outputs\":\"3\",\"axis\":\"1\"},\"inputs\":[[0,0,0]]},"
+                     "{\"op\":\"Concat\",\"name\":\"cat\",\"attrs\":{\"dim\":\"1\","
+                     "\"num_args\":\"2\"},\"inputs\":[[1,2,0],[1,0,0]]}],"
+                     "\"arg_nodes\":[0],\"heads\":[[2,0,0]]}";
+    run_free_symbol(js, in, out, 8);
+    for (int p = 0; p < 4; p++) {
+        assert_float_equal(out[p], in[8 + p], 0);
+        assert_float_equal(out[4 + p], in[p], 0);
+    }
+    const char *js1 = "{\"nodes\":[{\"op\":\"null\",\"name\":\"data\",\"inputs\":[]},"
+                      "{\"op\":\"SliceChannel\",\"name\":\"split\",\"attrs\":"
+                      "{\"num_outputs\":\"3\"},\"inputs\":[[0,0,0]]}],"
+                      "\"arg_nodes\":[0],\"heads\":[[1,1,0]]}";
+    run_free_symbol(js1, in, out, 4);
+    for (int p = 0; p < 4; p++)
+        assert_float_equal(out[p], in[4 + p], 0);
+    /* 3 channels do not split in 2: a clear error */
+    const char *bad = "{\"nodes\":[{\"op\":\"null\",\"name\":\"data\",\"inputs\":[]},"
+                      "{\"op\":\"SliceChannel\",\"name\":\"split\",\"attrs\":"
+                      "{\"num_outputs\":\"2\"},\"inputs\":[[0,0,0]]}],"
+                      "\"arg_nodes\":[0],\"heads\":[[1,1,0]]}";
+    tiny_bytes params;
+    assert_int_equal(tiny_params(NULL, 0, &params), 0);
+    dr_load_options lo;
+    dr_load_options_default(&lo);
+    lo.labels_optional = 1;
+    dr_model *m = NULL;
+    dr_err err = {0};
+    assert_int_equal(
+        dr_model_load_mxnet_ex(NULL, 0, bad, strlen(bad), params.data, params.len, &lo, &m, &err),
+        DR_EINVAL);
+    assert_non_null(strstr(err.msg, "not divisible"));
+    free(params.data);
+}
+
 static void test_mxnet_legacy_f16(void **state) {
     (void)state;
     dr_model *m = NULL;
@@ -470,7 +700,9 @@ static void test_bad_preprocess(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mxnet_colours),     cmocka_unit_test(test_mxnet_legacy_f16),
+        cmocka_unit_test(test_mxnet_colours),     cmocka_unit_test(test_precision),
+        cmocka_unit_test(test_mxnet_input_shape), cmocka_unit_test(test_softmax_channel),
+        cmocka_unit_test(test_slice_channel),     cmocka_unit_test(test_mxnet_legacy_f16),
         cmocka_unit_test(test_onnx_colours),      cmocka_unit_test(test_formats_and_backends_agree),
         cmocka_unit_test(test_batch_classify),    cmocka_unit_test(test_concurrent_classify),
         cmocka_unit_test(test_truncated_models),  cmocka_unit_test(test_unsupported_named),

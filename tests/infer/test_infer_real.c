@@ -2,7 +2,9 @@
  * Real-model conformance (needs $DR_SOURCE_DIR/../shared/testdata; CTest shows "Skipped" without
  * it): SqueezeNet 1.1 ONNX and MXNet against the three reference outputs and the photo references
  * (1e-3 relative, same arg-max), end-to-end photo top-1, MNIST-8's three digits. Each model
- * is checked with the oneDNN and the SGEMM backend.
+ * is checked with the oneDNN and the SGEMM backend. bf16 (where the CPU has it): the same top-1
+ * as fp32 on every photo of testdata/photos, both loaders, and the largest probability
+ * difference printed and bounded.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,6 +221,64 @@ static void test_photo_top1(void **state) {
     dr_model_free(m);
 }
 
+/* Every probability of every photo: fp32 vs bf16 on the same model (precision switched). */
+static void test_bf16_agreement(void **state) {
+    (void)state;
+    need_data();
+    if (!dr_infer_have_bf16())
+        DR_SKIP("no native bf16 here (oneDNN with AVX512_BF16 or AMX needed); bf16 agreement "
+                "not measured");
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/photos", g_data);
+    static dr_class_score p32[1000], p16[1000];
+    for (int mx = 0; mx < 2; mx++) {
+        dr_model *m = load_squeeze(mx);
+        DIR *d = opendir(dir);
+        assert_non_null(d);
+        struct dirent *e;
+        int photos = 0, agree = 0;
+        double worst = 0;
+        while ((e = readdir(d))) {
+            const char *dot = strrchr(e->d_name, '.');
+            if (!dot || (strcmp(dot, ".png") && strcmp(dot, ".jpg") && strcmp(dot, ".jpeg")))
+                continue;
+            char p[300];
+            size_t len, n32, n16;
+            snprintf(p, sizeof p, "photos/%s", e->d_name);
+            void *ph = slurp(p, &len);
+            dr_err err = {0};
+            assert_int_equal(dr_model_set_precision(m, DR_PRECISION_FP32), 0);
+            assert_int_equal(dr_model_classify(m, ph, len, p32, 1000, &n32, &err), 0);
+            assert_int_equal(dr_model_set_precision(m, DR_PRECISION_BF16), 0);
+            assert_int_equal(dr_model_precision(m), DR_PRECISION_BF16);
+            assert_int_equal(dr_model_classify(m, ph, len, p16, 1000, &n16, &err), 0);
+            assert_int_equal(n32, 1000);
+            assert_int_equal(n16, 1000);
+            /* the answers are sorted: compare class by class */
+            static float by_class[1000];
+            for (size_t k = 0; k < n32; k++)
+                by_class[p32[k].index] = p32[k].score;
+            double diff = 0;
+            for (size_t k = 0; k < n16; k++)
+                diff = fmax(diff, fabs((double)by_class[p16[k].index] - p16[k].score));
+            printf("  %s %s: fp32 top-1 %zu (%.4f), bf16 top-1 %zu (%.4f), max |dp| %.4f\n",
+                   mx ? "mxnet" : "onnx", e->d_name, p32[0].index, p32[0].score, p16[0].index,
+                   p16[0].score, diff);
+            photos++;
+            agree += p32[0].index == p16[0].index;
+            worst = fmax(worst, diff);
+            free(ph);
+        }
+        closedir(d);
+        printf("%s bf16: top-1 agreement %d/%d photos, largest probability difference %.4f\n",
+               mx ? "MXNet" : "ONNX", agree, photos, worst);
+        assert_true(photos >= 5);
+        assert_int_equal(agree, photos);
+        assert_true(worst < 0.05);
+        dr_model_free(m);
+    }
+}
+
 static void test_mnist(void **state) {
     (void)state;
     need_data();
@@ -258,9 +319,8 @@ static void test_mnist(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_squeezenet_onnx),
-        cmocka_unit_test(test_squeezenet_mxnet),
-        cmocka_unit_test(test_photo_top1),
+        cmocka_unit_test(test_squeezenet_onnx), cmocka_unit_test(test_squeezenet_mxnet),
+        cmocka_unit_test(test_photo_top1),      cmocka_unit_test(test_bf16_agreement),
         cmocka_unit_test(test_mnist),
     };
     return dr_test_exit(cmocka_run_group_tests(tests, NULL, NULL));

@@ -393,3 +393,124 @@ int tiny_jpeg_cmyk(uint8_t r, uint8_t g, uint8_t b, int w, int h, tiny_bytes *ou
     tjFree(jb);
     return 0;
 }
+
+/* ---- the conv stack (its own params writer: values need no array) ------------------------ */
+
+typedef struct bytes {
+    uint8_t *p;
+    size_t len, cap;
+} bytes;
+
+static void put(bytes *b, const void *d, size_t n) {
+    if (b->len + n > b->cap) {
+        b->cap = (b->len + n) * 2;
+        b->p = realloc(b->p, b->cap);
+        if (!b->p)
+            abort();
+    }
+    memcpy(b->p + b->len, d, n);
+    b->len += n;
+}
+
+static void put32(bytes *b, uint32_t v) {
+    put(b, &v, 4);
+}
+
+static void put64(bytes *b, uint64_t v) {
+    put(b, &v, 8);
+}
+
+typedef tiny_array arr;
+
+/* V2 arrays of small deterministic float32 values, then the "arg:" keys. */
+static bytes params_file(const arr *a, int n) {
+    bytes b = {0};
+    put64(&b, 0x112);
+    put64(&b, 0);
+    put64(&b, (uint64_t)n);
+    for (int i = 0; i < n; i++) {
+        put32(&b, 0xF993FAC9u);
+        put32(&b, 0);
+        put32(&b, (uint32_t)a[i].ndim);
+        int64_t numel = 1;
+        for (int k = 0; k < a[i].ndim; k++) {
+            put64(&b, (uint64_t)a[i].dims[k]);
+            numel *= a[i].dims[k];
+        }
+        put32(&b, 1);
+        put32(&b, 0);
+        put32(&b, 0);
+        for (int64_t k = 0; k < numel; k++) {
+            float f = (float)((k * 7919) % 17 - 8) / 1024.0f;
+            put(&b, &f, 4);
+        }
+    }
+    put64(&b, (uint64_t)n);
+    for (int i = 0; i < n; i++) {
+        char key[48];
+        int kl = snprintf(key, sizeof key, "arg:%s", a[i].name);
+        put64(&b, (uint64_t)kl);
+        put(&b, key, (size_t)kl);
+    }
+    return b;
+}
+
+int tiny_params(const tiny_array *a, int n, tiny_bytes *out) {
+    bytes b = params_file(a, n);
+    out->data = b.p;
+    out->len = b.len;
+    return 0;
+}
+
+int tiny_conv_stack(int n_shared, int channels, int k, tiny_bytes *symbol, tiny_bytes *params) {
+    arr a[] = {{"w0", 4, {channels, 3, 3, 3}},
+               {"w", 4, {channels, channels, k, k}},
+               {"fc_weight", 2, {3, channels}},
+               {"fc_bias", 1, {3}}};
+    bytes pf = params_file(a, 4);
+    bytes js = {0};
+    char tmp[512], conv_attrs[160], conv0_attrs[160];
+    snprintf(conv0_attrs, sizeof conv0_attrs,
+             "\"attrs\":{\"kernel\":\"(3, 3)\",\"pad\":\"(1, 1)\","
+             "\"num_filter\":\"%d\",\"no_bias\":\"True\"}",
+             channels);
+    snprintf(conv_attrs, sizeof conv_attrs,
+             "\"attrs\":{\"kernel\":\"(%d, %d)\",\"pad\":\"(%d, %d)\","
+             "\"num_filter\":\"%d\",\"no_bias\":\"True\"}",
+             k, k, k / 2, k / 2, channels);
+    int n = 0;
+#define NODE(...)                                                                                  \
+    do {                                                                                           \
+        int l_ = snprintf(tmp, sizeof tmp, __VA_ARGS__);                                           \
+        put(&js, tmp, (size_t)l_);                                                                 \
+        n++;                                                                                       \
+    } while (0)
+    put(&js, "{\"nodes\":[", 10);
+    NODE("{\"op\":\"null\",\"name\":\"data\",\"inputs\":[]},"); /* 0 */
+    NODE("{\"op\":\"null\",\"name\":\"w0\",\"inputs\":[]},");   /* 1 */
+    NODE("{\"op\":\"null\",\"name\":\"w\",\"inputs\":[]},");    /* 2 */
+    NODE("{\"op\":\"Convolution\",\"name\":\"c0\",%s,\"inputs\":[[0,0,0],[1,0,0]]},", conv0_attrs);
+    int prev = n - 1;
+    for (int i = 0; i < n_shared; i++) {
+        NODE("{\"op\":\"Convolution\",\"name\":\"c%d\",%s,\"inputs\":[[%d,0,0],[2,0,0]]},", i + 1,
+             conv_attrs, prev);
+        prev = n - 1;
+    }
+    NODE("{\"op\":\"Pooling\",\"name\":\"gp\",\"attrs\":{\"global_pool\":\"True\","
+         "\"kernel\":\"(1, 1)\",\"pool_type\":\"avg\"},\"inputs\":[[%d,0,0]]},",
+         prev);
+    NODE("{\"op\":\"Flatten\",\"name\":\"fl\",\"inputs\":[[%d,0,0]]},", n - 1);
+    NODE("{\"op\":\"null\",\"name\":\"fc_weight\",\"inputs\":[]},");
+    NODE("{\"op\":\"null\",\"name\":\"fc_bias\",\"inputs\":[]},");
+    NODE("{\"op\":\"FullyConnected\",\"name\":\"fc\",\"attrs\":{\"num_hidden\":\"3\"},"
+         "\"inputs\":[[%d,0,0],[%d,0,0],[%d,0,0]]}",
+         n - 3, n - 2, n - 1);
+    snprintf(tmp, sizeof tmp, "],\"arg_nodes\":[0],\"heads\":[[%d,0,0]]}", n - 1);
+    put(&js, tmp, strlen(tmp));
+#undef NODE
+    symbol->data = js.p;
+    symbol->len = js.len;
+    params->data = pf.p;
+    params->len = pf.len;
+    return 0;
+}

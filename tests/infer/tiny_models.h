@@ -36,4 +36,22 @@ int tiny_jpeg(uint8_t r, uint8_t g, uint8_t b, int w, int h, tiny_bytes *out);
 /** A w x h JPEG of one colour stored as CMYK (YCCK, inverted like Adobe files). 0 or -1. */
 int tiny_jpeg_cmyk(uint8_t r, uint8_t g, uint8_t b, int w, int h, tiny_bytes *out);
 
+/** An MXNet params array: name (key "arg:NAME"), shape; values are small and deterministic. */
+typedef struct tiny_array {
+    char name[32];
+    int ndim;
+    int64_t dims[4];
+} tiny_array;
+
+/** An MXNet params file (V2 float32 arrays) of the n arrays. Returns 0. */
+int tiny_params(const tiny_array *a, int n, tiny_bytes *out);
+
+/**
+ * An MXNet conv stack: data(3 x H x W) -> conv3x3 3->channels -> n_shared conv k x k (k odd,
+ * padded to keep the size) channels->channels that all use one weight "w" -> global average pool ->
+ * flatten -> FC 3 (the "FLOP bomb" shape of issue 12: the params hold each weight once). Symbol and
+ * params are malloc'd. Returns 0.
+ */
+int tiny_conv_stack(int n_shared, int channels, int k, tiny_bytes *symbol, tiny_bytes *params);
+
 #endif

@@ -361,11 +361,14 @@ static void test_model_that_cannot_load(void **state) {
     /* one that got in anyway (an older node's install) fails at inference, each time */
     install_ordered(3, &g_synset, &bad_symbol, &g_params);
     file_bytes photo = read_file("models/demo-shapes/photos/red-circle.jpg");
-    for (int attempt = 0; attempt < 2; attempt++) { /* not cached: fails the same way again */
+    size_t loads0 = sd_categorizer_load_attempts(g_replicas[1]);
+    for (int attempt = 0; attempt < 3; attempt++) { /* the same answer each time */
         char *answer = classify(1, 3, &photo);
         assert_string_equal(answer, SD_DESC_LOAD_FAIL);
         free(answer);
     }
+    /* the failed load is remembered (back-off): loaded once, not once per request */
+    assert_int_equal(sd_categorizer_load_attempts(g_replicas[1]) - loads0, 1);
     /* an ONNX-looking model (no symbol, no MXNet magic) that is not ONNX */
     file_bytes not_onnx = {(uint8_t *)strdup("garbage bytes"), 13}, empty = {NULL, 0};
     assert_int_equal(install(0, 4, &g_synset, &empty, &not_onnx, &desc), DR_ECORRUPT);
@@ -589,6 +592,113 @@ static void test_stopped_replica_refuses(void **state) {
     free(desc);
 }
 
+/* ---- dynamic batching ----------------------------------------------------------------------- */
+
+typedef struct batch_client {
+    dr_rpc_type *type;
+    const file_bytes *photo, *junk;
+    const char *expected;
+    int wrong, bad_photo_answers;
+} batch_client;
+
+/* Inference through a categorizer's own handler: the answer text (malloc'd) or NULL. */
+static char *type_classify(dr_rpc_type *type, const file_bytes *photo) {
+    const dr_rpc_method *m = find_method(type, SD_METHOD_INFERENCE);
+    dr_buf args = {0}, reply;
+    if (!m || sd_inference_args_encode(&args, 9, photo->data, photo->len, 0) != DR_OK)
+        return NULL;
+    dr_rpc_call_info info = {.subgroup = 1};
+    dr_buf_init(&reply, 1 << 16);
+    int rc = m->handler(type->ctx, &info, args.data, args.len, &reply);
+    sd_tag_answer answer = {.tag = 9};
+    if (rc == DR_OK)
+        rc = sd_inference_reply_decode(reply.data, reply.len, &answer);
+    dr_buf_free(&args);
+    dr_buf_free(&reply);
+    if (rc != DR_OK) {
+        free(answer.desc);
+        return NULL;
+    }
+    return answer.desc;
+}
+
+static void *batch_client_main(void *arg) {
+    batch_client *c = arg;
+    for (int i = 0; i < 12; i++) {
+        int junk = c->junk && i % 4 == 3; /* a bad photo in a batch must not spoil the others */
+        char *text = type_classify(c->type, junk ? c->junk : c->photo);
+        if (!text)
+            c->wrong++;
+        else if (junk)
+            c->bad_photo_answers +=
+                strncmp(text, SD_DESC_BAD_PHOTO_PREFIX, strlen(SD_DESC_BAD_PHOTO_PREFIX)) == 0;
+        else if (strcmp(text, c->expected) != 0)
+            c->wrong++;
+        free(text);
+    }
+    return NULL;
+}
+
+/* Photos of one model that arrive together are classified as one batch, each answer the one
+ * it gets alone; a bad photo in a batch gets its own error. One batch slot and a 20 ms delay
+ * make batches form even on a loaded machine. */
+static void test_dynamic_batching(void **state) {
+    (void)state;
+    sd_categorizer_limits limits = {.max_model_bytes = 1 << 20,
+                                    .max_photo_bytes = 1 << 20,
+                                    .max_batch_size = 8,
+                                    .max_queue_delay_us = 20000,
+                                    .batch_workers = 1};
+    sd_categorizer *cat = NULL;
+    assert_int_equal(sd_categorizer_create(&limits, &cat), DR_OK);
+    dr_rpc_type type;
+    sd_categorizer_rpc_type(cat, &type);
+    sd_categorizer_set_node(cat, (dr_rpc_node *)(uintptr_t)1);
+    const dr_rpc_method *install = find_method(&type, SD_METHOD_ORDERED_INSTALL);
+    assert_non_null(install);
+    dr_buf args = {0}, reply;
+    assert_int_equal(sd_model_args_encode(&args, 9, g_synset.data, g_synset.len, g_symbol.data,
+                                          g_symbol.len, g_params.data, g_params.len),
+                     DR_OK);
+    dr_rpc_call_info info = {.subgroup = 1, .ordered = true};
+    dr_buf_init(&reply, 1 << 16);
+    assert_int_equal(install->handler(type.ctx, &info, args.data, args.len, &reply), DR_OK);
+    dr_buf_free(&args);
+    dr_buf_free(&reply);
+    file_bytes photo = read_file("models/demo-shapes/photos/red-circle.jpg");
+    file_bytes junk = {(uint8_t *)strdup("not a photo"), 11};
+    char *expected = type_classify(&type, &photo); /* alone: a batch of one */
+    assert_non_null(expected);
+    printf("  alone: %s\n", expected);
+    size_t b0, p0;
+    sd_categorizer_batch_stats(cat, &b0, &p0);
+    assert_int_equal(b0, 1);
+    enum { CLIENTS = 8 };
+    pthread_t threads[CLIENTS];
+    batch_client clients[CLIENTS];
+    for (int t = 0; t < CLIENTS; t++) {
+        clients[t] = (batch_client){&type, &photo, t == 0 ? &junk : NULL, expected, 0, 0};
+        assert_int_equal(pthread_create(&threads[t], NULL, batch_client_main, &clients[t]), 0);
+    }
+    for (int t = 0; t < CLIENTS; t++)
+        assert_int_equal(pthread_join(threads[t], NULL), 0);
+    size_t batches, photos;
+    sd_categorizer_batch_stats(cat, &batches, &photos);
+    batches -= b0;
+    photos -= p0;
+    printf("  %zu photos from %d clients in %zu batches (%.2f per batch)\n", photos, CLIENTS,
+           batches, (double)photos / (double)batches);
+    assert_int_equal(photos, CLIENTS * 12);
+    assert_true(photos >= 2 * batches); /* batches formed: 2+ photos each on average */
+    for (int t = 0; t < CLIENTS; t++)
+        assert_int_equal(clients[t].wrong, 0);
+    assert_int_equal(clients[0].bad_photo_answers, 3);
+    free(expected);
+    free(photo.data);
+    free(junk.data);
+    sd_categorizer_destroy(cat);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stopped_replica_refuses),
@@ -597,6 +707,7 @@ int main(void) {
         cmocka_unit_test(test_malformed_arguments),
         cmocka_unit_test(test_state_transfer),
         cmocka_unit_test(test_concurrent_inference_and_remove),
+        cmocka_unit_test(test_dynamic_batching),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
