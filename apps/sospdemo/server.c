@@ -406,6 +406,9 @@ int sd_server_main(int argc, char **argv) {
     uint64_t max_model = 0, max_photo = 0;
     service_limits(state.config, &max_model, &max_photo);
     sd_categorizer_limits limits = {.max_model_bytes = max_model, .max_photo_bytes = max_photo};
+    config_u32(state.config, "max_batch_size", &limits.max_batch_size);
+    config_u32(state.config, "max_queue_delay_us", &limits.max_queue_delay_us);
+    config_u32(state.config, "batch_workers", &limits.batch_workers);
     if (sd_categorizer_create(&limits, &state.categorizer) != DR_OK)
         goto done;
     dr_rpc_type types[2] = {{.name = SD_TYPE_FUNCTION_TIER}};

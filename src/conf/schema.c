@@ -114,6 +114,12 @@ const conf_key_spec conf_key_specs[] = {
     {"SOSPDEMO", "grpc_install_timeout_ms", NULL, CONF_UINT, 100, 86400000, "600000", NULL},
     {"SOSPDEMO", "max_tags_per_request", NULL, CONF_UINT, 1, 1024, "64", NULL},
     {"SOSPDEMO", "max_models_per_shard", NULL, CONF_UINT, 1, 1000000, "64", NULL},
+    /* the categorizer's dynamic batching (docs/sospdemo.md): photos for one model that wait
+     * together run as one batch of at most max_batch_size; max_queue_delay_us > 0 holds a lone
+     * photo that long for company; batch_workers 0 = one per CPU */
+    {"SOSPDEMO", "max_batch_size", NULL, CONF_UINT, 1, 64, "8", NULL},
+    {"SOSPDEMO", "max_queue_delay_us", NULL, CONF_UINT, 0, 1000000, "0", NULL},
+    {"SOSPDEMO", "batch_workers", NULL, CONF_UINT, 0, 64, "0", NULL},
     /* [LAYOUT] */
     {"LAYOUT", "json_layout", NULL, CONF_STRING, 0, 0, NULL, NULL},
     {"LAYOUT", "json_layout_file", NULL, CONF_STRING, 0, 0, NULL, NULL},
