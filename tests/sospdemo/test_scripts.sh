@@ -5,7 +5,8 @@
 #   - on a generated 4-node cluster (ports 26600..): `status` prints every node's role and the
 #     function tier's gRPC and web addresses; `restart 3` after a kill -9 brings node 3 back as a
 #     categorizer; `stop` stops them all; nodes started out of id order warn about their roles
-#     (in their logs and in `status`);
+#     (in their logs and in `status`); a second process with node 3's id is refused at once and
+#     node 3 keeps running;
 #   - demo.sh leaves a cluster it did not start alone: with test-4-nodes "running" (a pid file
 #     of a live process) it says so, exits 1, and the process still runs.
 # Needs DR_SOURCE_DIR and DR_BIN_DIR (ctest sets them).
@@ -63,6 +64,17 @@ for ((t = 0; t < 100; t++)); do # wait for its role line, with a deadline
   sleep 0.2
 done
 [[ "$status" == *"node 3: running"*"categorizer tier, shard 0"* ]] || fail "restart: $status"
+# a second process with node 3's id on another port (issue 18 item 2: it used to cut node 3 off
+# and stop the group): refused at once with a clear message, node 3 keeps running
+rc=0
+(cd "$work/cluster/n3" && exec timeout 30 "$bin/sospdemo" server --DERECHO/gms_port=26609 \
+  </dev/null >"$work/run/twin.log" 2>&1) || rc=$?
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "a second node 3 exited $rc (124: it hung)"
+grep -q "in use by a running member" "$work/run/twin.log" ||
+  fail "the second node 3 did not say why: $(tail -n 3 "$work/run/twin.log")"
+sleep 2 # an eviction of node 3 would show by now (heartbeat 500 ms)
+status=$(scripts/cluster.sh status --dir "$work/cluster" || true)
+[[ "$status" == *"node 3: running"*"categorizer tier, shard 0"* ]] || fail "after the twin: $status"
 scripts/cluster.sh stop --dir "$work/cluster"
 
 # nodes started out of id order (0, 2, 1, 3): node 2 joins second and lands in the function
