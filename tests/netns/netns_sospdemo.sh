@@ -2,6 +2,7 @@
 # netns_sospdemo: the sospdemo story on a cluster across hosts (issue 16), with real processes.
 #
 #   tests/netns/netns_sospdemo.sh BIN_DIR
+#   tests/netns/netns_sospdemo.sh BIN_DIR bench [derecho-bench options]
 #
 # Four "hosts": network namespaces drs<pid>-h0..h3, each with its own address 10.214.0.10+i/24 on
 # eth0, a veth to a Linux bridge in a hub namespace; a fifth namespace, the "client machine"
@@ -21,13 +22,28 @@
 # `tc netem` (1 ms delay, 0.1% loss per link) is added where the kernel has it; where it does
 # not, the test says so and runs without it.
 #
+# bench: on the same four hosts, derecho-bench --node-config in each namespace (one node each, a
+# 1-shard group of the four, all four sending unless --senders says otherwise; options as
+# derecho-bench's, e.g. --size 10240 --count 20000, or
+# --latency --count 2000, or --rpc p2p|ordered|client --count 2000); prints every node's RESULT
+# line ("seconds delivered p50 p90 p99", latencies in us) and checks the counts: throughput,
+# every node delivered count x senders messages; latency, count; rpc, node 0 made count calls.
+# Fails when a node gives no RESULT within 300 s. In --rpc modes the nodes other than the caller
+# leave 2 s after they joined (derecho-bench's real-cluster mode), so keep such runs short.
+#
 # Needs root and `ip netns` (iproute2): otherwise prints why and exits 77 (CTest: Skipped).
 # Everything it creates (namespaces, bridge, veths, processes, the folder /tmp/dr_sospns_<pid>_*)
 # is removed by the EXIT trap, also on failure; namespaces and folders of an earlier run that was
 # killed (its pid gone) are removed at the start.
 set -uo pipefail
 
-bin=$(realpath "${1:?usage: netns_sospdemo.sh BIN_DIR}")
+bin=$(realpath "${1:?usage: netns_sospdemo.sh BIN_DIR [bench [derecho-bench options]]}")
+mode=${2:-story}
+case "$mode" in
+  story) ;;
+  bench) shift 2 ;;
+  *) echo "usage: netns_sospdemo.sh BIN_DIR [bench [derecho-bench options]]" >&2; exit 2 ;;
+esac
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 prefix=drs$$
 nodes=4
@@ -83,7 +99,7 @@ remove_stale_runs() {
 fail() {
   local f
   echo "netns_sospdemo: FAIL: $*"
-  for f in "$run_dir"/run/n*.log; do
+  for f in "$run_dir"/run/n*.log "$run_dir"/bench*.out "$run_dir"/bench*.err; do
     [ -s "$f" ] || continue
     echo "--- $f (last 15 lines)"
     tail -15 "$f"
@@ -103,6 +119,10 @@ check_preconditions() {
   why=$(ip -n "$probe" link add v0 type veth peer name v1 2>&1) || skip "no veth here: $why"
   ip netns del "$probe"
   namespaces=()
+  if [ "$mode" = bench ]; then
+    [ -x "$bin/derecho-bench" ] || fail "no $bin/derecho-bench (build it first)"
+    return
+  fi
   [ -x "$bin/sospdemo" ] || fail "no $bin/sospdemo (build it first)"
   command -v openssl >/dev/null || fail "openssl is not installed (scripts/install-deps.sh)"
   command -v curl >/dev/null || fail "curl is not installed (scripts/install-deps.sh)"
@@ -222,6 +242,66 @@ check_print() {
   log "cluster.sh --print prints a command per node and host; without SOSPDEMO_SSH it refuses"
 }
 
+# derecho-bench --node-config in each host's namespace with options "$@".
+run_bench() {
+  local i pids=() count=10000 senders="" latency=0 arg prev="" line delivered status rpc=0 want
+  for arg in "$@"; do
+    case "$prev" in --count) count=$arg ;; --senders) senders=$arg ;; esac
+    [ "$arg" = --latency ] && latency=1
+    [ "$arg" = --rpc ] && rpc=1
+    prev=$arg
+  done
+  # derecho-bench's default senders is its --nodes default (3), not the cluster's size, and it
+  # checks --senders against --nodes
+  set -- --nodes "$nodes" "$@"
+  [ -n "$senders" ] || senders=$nodes
+  for ((i = 0; i < nodes; i++)); do
+    cat >"$run_dir/bench$i.cfg" <<CFG
+[DERECHO]
+contact_ip = $(ip_of 0)
+contact_port = 22200
+local_id = $i
+local_ip = $(ip_of "$i")
+gms_port = 22200
+heartbeat_ms = 1000
+[SUBGROUP/DEFAULT]
+max_payload_size = 10485760
+max_smc_payload_size = 10240
+block_size = 1048576
+window_size = 16
+[SUBGROUP/BENCH]
+num_shards = 1
+min_nodes = $nodes
+max_nodes = $nodes
+[LOGGER]
+default_log_level = warn
+CFG
+    ip netns exec "$(ns_of "$i")" timeout 300 "$bin/derecho-bench" --node-config \
+      "$run_dir/bench$i.cfg" "$@" >"$run_dir/bench$i.out" 2>"$run_dir/bench$i.err" </dev/null &
+    pids+=($!)
+    [ "$i" -eq 0 ] && sleep 0.2 # node 0 (the contact) listens first
+  done
+  for ((i = 0; i < nodes; i++)); do
+    status=0
+    wait "${pids[i]}" || status=$?
+    [ "$status" -eq 0 ] || fail "derecho-bench on host $(ip_of "$i") exited with status $status"
+    line=$(grep -m1 '^RESULT ' "$run_dir/bench$i.out") || fail "node $i gave no RESULT"
+    log "node $i ($(ip_of "$i")): $line"
+    delivered=$(awk '{print $3}' <<<"$line")
+    # throughput: every node delivers count x senders; latency: count (node 0's messages);
+    # rpc: node 0 (the caller, first to join) times count calls, the others none
+    want=$((count * senders))
+    [ "$latency" -eq 0 ] || want=$count
+    if [ "$rpc" -eq 1 ]; then
+      want=0
+      [ "$i" -eq 0 ] && want=$count
+    fi
+    [ "$delivered" -eq "$want" ] || fail "node $i counted $delivered messages or calls, not $want"
+  done
+  log "derecho-bench across $nodes namespaces: every node gave a RESULT (seconds delivered" \
+    "p50_us p90_us p99_us); options: $*"
+}
+
 trap cleanup EXIT
 trap "exit 143" TERM
 trap "exit 130" INT
@@ -229,6 +309,11 @@ check_preconditions
 remove_stale_runs
 run_dir=$(mktemp -d "/tmp/dr_sospns_$$_XXXXXX")
 make_network
+if [ "$mode" = bench ]; then
+  run_bench "$@"
+  log "PASS"
+  exit 0
+fi
 write_ssh
 hosts=$(for ((i = 0; i < nodes; i++)); do ip_of "$i"; done | paste -sd,)
 "$repo/scripts/gen-cluster.sh" "$run_dir/cluster" "$nodes" --hosts "$hosts" \
