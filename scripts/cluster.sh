@@ -136,6 +136,20 @@ remote() {
   "${ssh_cmd[@]}" "$ip" "$(node_command "$1" "$2")" </dev/null
 }
 
+# Fails before anything runs when a node is on another host and $SOSPDEMO_SSH is not set.
+check_ssh() {
+  local i
+  [ -z "${SOSPDEMO_SSH:-}" ] || return 0
+  for ((i = 0; i < nodes; i++)); do
+    if is_remote "$i"; then
+      echo "cluster.sh: node $i runs on $(node_ip "$i"), not this machine: set SOSPDEMO_SSH" \
+        "(e.g. ssh) or run the commands that \`cluster.sh $action --print --dir $dir\` prints" \
+        "on each host" >&2
+      exit 1
+    fi
+  done
+}
+
 # --print: the commands per node and host, in order, for start, stop or status.
 print_commands() {
   local i ip
@@ -451,6 +465,9 @@ if [ "$print" -eq 1 ]; then
     *) echo "cluster.sh: --print goes with start, stop or status" >&2; exit 2 ;;
   esac
 fi
+case "$action" in
+  start | status | stop) check_ssh ;;
+esac
 case "$action" in
   node)
     case "$node_action" in

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # netns_sospdemo: the sospdemo story on a cluster across hosts (issue 16), with real processes.
 #
-#   tests/netns/netns_sospdemo.sh BIN_DIR
+#   tests/netns/netns_sospdemo.sh BIN_DIR [mixed]
 #   tests/netns/netns_sospdemo.sh BIN_DIR bench [derecho-bench options]
 #
 # Four "hosts": network namespaces drs<pid>-h0..h3, each with its own address 10.214.0.10+i/24 on
@@ -31,18 +31,21 @@
 # Fails when a node gives no RESULT within 300 s. In --rpc modes the nodes other than the caller
 # leave 2 s after they joined (derecho-bench's real-cluster mode), so keep such runs short.
 #
+# mixed: the same story with scripts/cluster.sh and the client run on host 0 (no client
+# namespace): node 0 is local to cluster.sh (started directly), nodes 1-3 over the stand-in.
+#
 # Needs root and `ip netns` (iproute2): otherwise prints why and exits 77 (CTest: Skipped).
 # Everything it creates (namespaces, bridge, veths, processes, the folder /tmp/dr_sospns_<pid>_*)
 # is removed by the EXIT trap, also on failure; namespaces and folders of an earlier run that was
 # killed (its pid gone) are removed at the start.
 set -uo pipefail
 
-bin=$(realpath "${1:?usage: netns_sospdemo.sh BIN_DIR [bench [derecho-bench options]]}")
+bin=$(realpath "${1:?usage: netns_sospdemo.sh BIN_DIR [mixed | bench [derecho-bench options]]}")
 mode=${2:-story}
 case "$mode" in
-  story) ;;
+  story | mixed) ;;
   bench) shift 2 ;;
-  *) echo "usage: netns_sospdemo.sh BIN_DIR [bench [derecho-bench options]]" >&2; exit 2 ;;
+  *) echo "usage: netns_sospdemo.sh BIN_DIR [mixed | bench [derecho-bench options]]" >&2; exit 2 ;;
 esac
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 prefix=drs$$
@@ -62,6 +65,7 @@ skip() {
 ns_of() { echo "$prefix-h$1"; }
 ip_of() { echo "$subnet.$((10 + $1))"; }
 client_ns=$prefix-client
+[ "$mode" = mixed ] && client_ns=$prefix-h0
 
 # ---- cleanup -------------------------------------------------------------------------------
 
@@ -157,8 +161,10 @@ make_network() {
       netem=0
     fi
   done
-  add_namespace "$client_ns"
-  attach "$client_ns" 99 "$subnet.100"
+  if [ "$mode" != mixed ]; then
+    add_namespace "$client_ns"
+    attach "$client_ns" 99 "$subnet.100"
+  fi
   if [ "$netem" -eq 1 ]; then
     log "network: $nodes hosts on bridge br0 ($subnet.0/24), netem 1 ms delay and 0.1% loss"
   else
@@ -323,7 +329,7 @@ check_print
 
 out=$(in_client "$repo/scripts/cluster.sh" start "$nodes" --dir "$run_dir/cluster" 2>&1) ||
   fail "cluster.sh start: $out"
-log "$(tail -n 1 <<<"$out")"
+log "$(tail -n 1 <<<"$out") (cluster.sh run in $client_ns)"
 status=$(in_client "$repo/scripts/cluster.sh" status "$nodes" --dir "$run_dir/cluster" 2>&1) ||
   fail "cluster.sh status: $status"
 for i in 0 1; do
