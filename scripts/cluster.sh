@@ -447,16 +447,20 @@ stop_local() {
   echo "stopped ${#pids[@]} node(s)"
 }
 
+# Every node is sent SIGTERM at once (remote ones over ssh in parallel): stopped one after the
+# other, the last members would find themselves a minority and stop on their own.
 stop() {
-  local locals=() i
+  local locals=() waits=() i
   for ((i = nodes - 1; i >= 0; i--)); do
     if is_remote "$i"; then
-      remote stop "$i" || echo "cluster.sh: could not stop node $i on $(node_ip "$i")" >&2
+      (remote stop "$i" || echo "cluster.sh: could not stop node $i on $(node_ip "$i")" >&2) &
+      waits+=($!)
     else
       locals+=("$i")
     fi
   done
   [ "${#locals[@]}" -eq 0 ] || stop_local "${locals[@]}"
+  for i in "${waits[@]}"; do wait "$i" || true; done
 }
 
 if [ "$print" -eq 1 ]; then
@@ -473,7 +477,8 @@ case "$action" in
     case "$node_action" in
       start) node_start ;;
       status) node_status "$restart_node" ;;
-      stop) stop_local "$restart_node" | sed "s/^stopped 1 node(s)/node $restart_node stopped/" ;;
+      stop) stop_local "$restart_node" |
+          sed "s/^stopped 1 node(s)/node $restart_node: stopped/; s/^stopped 0 node(s)/node $restart_node: was not running/" ;;
     esac ;;
   start) start ;;
   status) status ;;

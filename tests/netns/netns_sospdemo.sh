@@ -361,9 +361,15 @@ log "killed categorizer replica node 3 (pid $victim_pid) with SIGKILL"
 classify_all 0
 classify_all 1
 log "slowest call: $slowest ms (limit $max_call_s s)"
+status=$(in_client "$repo/scripts/cluster.sh" status "$nodes" --dir "$run_dir/cluster" 2>&1) &&
+  fail "cluster.sh status exits 0 with node 3 killed: $status"
+grep -q "^node 3: not running" <<<"$status" || fail "status does not show node 3 down: $status"
+grep -q "answering" <<<"$status" || fail "status: function tier not answering: $status"
+log "status after the kill: node 3 not running (exit 1), the function tier answering"
 
 out=$(in_client "$repo/scripts/cluster.sh" stop "$nodes" --dir "$run_dir/cluster" 2>&1) ||
   fail "cluster.sh stop: $out"
+log "cluster.sh stop: $(paste -sd';' <<<"$out")"
 for i in 0 1 2; do
   pid=$(cat "$run_dir/run/n$i.pid" 2>/dev/null) && kill -0 "$pid" 2>/dev/null &&
     fail "node $i still runs after cluster.sh stop"
