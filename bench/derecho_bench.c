@@ -239,8 +239,8 @@ static int run_rpc_node(const bench_options *options, const char *config_path) {
     dr_rpc_client_credential credential = {.key_file = key_path};
     bool keyed = dr_config_get(config, "DERECHO", "cluster_key_file") != NULL;
     if (caller && strcmp(options->rpc, "client") == 0 &&
-        dr_rpc_client_create_auth("127.0.0.1", contact_port, keyed ? &credential : NULL, 60000,
-                                  &client, &err)) {
+        dr_rpc_client_create_auth(dr_config_get(config, "DERECHO", "contact_ip"), contact_port,
+                                  keyed ? &credential : NULL, 60000, &client, &err)) {
         fprintf(stderr, "derecho-bench: client: %s\n", err.msg);
         return 1;
     }

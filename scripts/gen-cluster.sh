@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Writes a local sospdemo cluster folder: DIR/nI/derecho.cfg and DIR/nI/server-launch.sh for
-# nodes 0..N-1 on 127.0.0.1 (the seed's test-N-nodes layout), plus DIR/client/.
+# Writes a sospdemo cluster folder: DIR/nI/derecho.cfg and DIR/nI/server-launch.sh for
+# nodes 0..N-1 (the seed's test-N-nodes layout), plus DIR/client/. All on 127.0.0.1 unless
+# --hosts spreads them over several hosts.
 #
 #   scripts/gen-cluster.sh DIR N [options]
 #     --function-nodes F   nodes in the function tier (default N/2; the rest are categorizers)
@@ -19,6 +20,13 @@
 #                          10000 took 50 s). A crashed node whose connection closes is
 #                          suspected at once whatever the period.
 #     --launch-binary B    path of sospdemo used by server-launch.sh (default ../../build/bin/sospdemo)
+#     --hosts H1,H2,...    IPv4 addresses or host names: node i runs on host i mod (number of
+#                          hosts), with local_ip that host's address, and every node's contact
+#                          (leader_ip) is node 0's host. A name is resolved here (getent) and
+#                          written as its address (the configuration takes addresses only). Ports
+#                          stay per node id, so nodes sharing a host do not clash. DIR/hosts
+#                          lists "id address" per node (scripts/cluster.sh reads it). Copy the
+#                          folder to the same path on every host (scripts/cluster.sh).
 #     --insecure           no credentials: gRPC and HTTP without TLS, install/remove open to
 #                          anyone (the seed's behaviour; the server warns)
 #   scripts/gen-cluster.sh --credentials-only DIR
@@ -26,7 +34,8 @@
 #
 # Credentials (default; openssl CLI; kept when they exist, so rerunning keeps the cluster's):
 # DIR/tls/ca.pem + ca.key (the cluster CA), DIR/tls/server.pem + server.key (SAN IP:127.0.0.1,
-# DNS:localhost, signed by the CA), DIR/secrets/admin.token (bearer token for install/remove),
+# DNS:localhost and, with --hosts, each host: IP:address, and DNS:name for a name; signed by the
+# CA; a kept certificate that lacks one of them is made again), DIR/secrets/admin.token (bearer token for install/remove),
 # DIR/secrets/cluster.key, admin.key, client.key (64 hex chars each, for the group port's
 # authentication); keys and secrets mode 0600. Each node's [SOSPDEMO] names the certificate,
 # key and admin token; DIR/client/derecho.cfg names the CA and the token, so the client run
@@ -45,7 +54,8 @@ usage() {
 # Makes DIR's TLS files and secrets if they are missing (serialised by a lock: the nodes of a
 # shipped folder may all start at once).
 make_credentials() {
-  local d=$1
+  local d=$1 sans="IP:127.0.0.1,DNS:localhost"
+  [ -z "${2:-}" ] || sans="$sans,$2"
   mkdir -p "$d/tls" "$d/secrets"
   chmod 700 "$d/secrets"
   (
@@ -57,10 +67,14 @@ make_credentials() {
         -subj "/CN=sospdemo cluster CA" -keyout tls/ca.key -out tls/ca.pem 2>/dev/null
       rm -f tls/server.pem
     fi
+    # a kept certificate that lacks one of the wanted names is made again
+    if [ -f tls/server.pem ] && ! server_has_sans tls/server.pem "$sans"; then
+      rm -f tls/server.pem
+    fi
     if [ ! -f tls/server.pem ] || [ ! -f tls/server.key ]; then
       openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
         -keyout tls/server.key -out tls/server.csr 2>/dev/null
-      printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+      printf '%s\n' "subjectAltName=$sans" "basicConstraints=CA:FALSE" \
         "keyUsage=digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >tls/server.ext
       openssl x509 -req -in tls/server.csr -CA tls/ca.pem -CAkey tls/ca.key -CAcreateserial \
         -days 825 -extfile tls/server.ext -out tls/server.pem 2>/dev/null
@@ -72,6 +86,35 @@ make_credentials() {
     chmod 600 tls/ca.key tls/server.key secrets/*
     chmod 644 tls/ca.pem tls/server.pem
   ) 9>"$d/.credentials.lock"
+}
+
+# True when certificate $1 has every SAN of the list $2 ("IP:a,DNS:b,...").
+server_has_sans() {
+  local have san
+  have=$(openssl x509 -in "$1" -noout -ext subjectAltName 2>/dev/null | tail -n +2 |
+    sed 's/IP Address:/IP:/g; s/ //g' | tr ',' '\n')
+  for san in ${2//,/ }; do
+    grep -qxF "$san" <<<"$have" || return 1
+  done
+}
+
+# The IPv4 address of host $1 (an address is itself; a name is resolved with getent).
+host_address() {
+  local address
+  if [[ "$1" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
+    echo "$1"
+    return
+  fi
+  if [[ "$1" == *:* ]]; then
+    echo "gen-cluster.sh: $1: IPv6 addresses are not supported (the group port is IPv4)" >&2
+    return 1
+  fi
+  address=$(getent ahostsv4 "$1" 2>/dev/null | awk '{print $1; exit}')
+  if [ -z "$address" ]; then
+    echo "gen-cluster.sh: cannot resolve host '$1' to an IPv4 address" >&2
+    return 1
+  fi
+  echo "$address"
 }
 
 script_path=$(realpath "$0")
@@ -92,6 +135,7 @@ port_base=""
 heartbeat_ms=500
 launch_binary="../../build/bin/sospdemo"
 secure=1
+hosts_list=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --function-nodes) function_nodes=$2; shift 2 ;;
@@ -101,6 +145,9 @@ while [ $# -gt 0 ]; do
     --min-nodes) min_nodes=$2; shift 2 ;;
     --heartbeat-ms) heartbeat_ms=$2; shift 2 ;;
     --launch-binary) launch_binary=$2; shift 2 ;;
+    --hosts)
+      [ $# -ge 2 ] && [ -n "$2" ] || { echo "gen-cluster.sh: --hosts needs H1,H2,..." >&2; exit 2; }
+      hosts_list=$2; shift 2 ;;
     --insecure) secure=0; shift ;;
     *) usage ;;
   esac
@@ -123,8 +170,37 @@ if [ -n "$port_base" ] && [ "$nodes" -gt 10 ]; then
   exit 2
 fi
 
+# Per node: its host's address (node_ip[i]); extra certificate SANs for the hosts.
+node_ip=()
+extra_sans=""
+if [ -n "$hosts_list" ]; then
+  IFS=, read -r -a hosts <<<"$hosts_list"
+  [ "${#hosts[@]}" -ge 1 ] || { echo "gen-cluster.sh: --hosts lists no host" >&2; exit 2; }
+  addresses=()
+  for h in "${hosts[@]}"; do
+    [ -n "$h" ] || { echo "gen-cluster.sh: --hosts has an empty entry" >&2; exit 2; }
+    a=$(host_address "$h") || exit 2
+    addresses+=("$a")
+    if [[ "$a" == 127.* ]] && [ "$hosts_list" != "$h" ]; then
+      echo "gen-cluster.sh: warning: host $h is a loopback address ($a): nodes on the other" \
+        "hosts cannot reach the nodes placed there" >&2
+    fi
+    [[ ",IP:127.0.0.1,$extra_sans," == *",IP:$a,"* ]] || extra_sans="$extra_sans,IP:$a"
+    if [ "$h" != "$a" ] && [[ ",DNS:localhost,$extra_sans," != *",DNS:$h,"* ]]; then
+      extra_sans="$extra_sans,DNS:$h"
+    fi
+  done
+  extra_sans=${extra_sans#,}
+  for ((i = 0; i < nodes; i++)); do
+    node_ip[i]=${addresses[i % ${#addresses[@]}]}
+  done
+else
+  for ((i = 0; i < nodes; i++)); do node_ip[i]=127.0.0.1; done
+fi
+contact_ip=${node_ip[0]}
+
 if [ "$secure" -eq 1 ]; then
-  make_credentials "$dir"
+  make_credentials "$dir" "$extra_sans"
   security_section="# TLS on gRPC and HTTP, and the bearer token install/remove need (docs/security.md)
 tls_cert_file = ../tls/server.pem
 tls_key_file = ../tls/server.key
@@ -146,8 +222,15 @@ else
 "
 fi
 
+placement="local sospdemo cluster"
 for ((i = 0; i < nodes; i++)); do
   mkdir -p "$dir/n$i"
+  host_line=""
+  if [ -n "$hosts_list" ]; then
+    placement="sospdemo cluster across hosts"
+    host_line="# This node runs on ${node_ip[i]}; node 0, the contact, on $contact_ip.
+"
+  fi
   if [ -n "$port_base" ]; then
     gms=$((port_base + i)); rpc=$((port_base + 20 + i)); sst=$((port_base + 40 + i))
     rdmc=$((port_base + 60 + i)); leader=$port_base
@@ -171,20 +254,29 @@ http_base_port = 18000
   [[ "$(realpath -m "$dir")/" == "$repo_root/"* ]] &&
     script_ref=$(realpath -m --relative-to="$dir/n$i" "$script_path")
   node_security=${security_section/CREDENTIALS_SCRIPT/$script_ref}
+  # a host given by name: its web page is also reached by that name (Host header check)
+  if [ -n "$hosts_list" ]; then
+    name=${hosts[i % ${#hosts[@]}]}
+    if [ "$name" != "${node_ip[i]}" ]; then
+      sospdemo_section="$sospdemo_section# this node's host by name (requests with Host: $name are accepted)
+http_allowed_hosts = $name
+"
+    fi
+  fi
   cat > "$dir/n$i/derecho.cfg" <<EOF
-# Node $i of a $nodes-node local sospdemo cluster: nodes 0-$((function_nodes - 1)) form the
+# Node $i of a $nodes-node $placement: nodes 0-$((function_nodes - 1)) form the
 # function tier, the next $categorizer_nodes the categorizer tier ($shards shard(s) of $per_shard);
 # $spares spare(s) start unassigned and fill a tier's place after a failure.
-# Generated by scripts/gen-cluster.sh; keeps the seed's key names (leader_ip, rpc_port, ...).
+${host_line}# Generated by scripts/gen-cluster.sh; keeps the seed's key names (leader_ip, rpc_port, ...).
 [DERECHO]
 # leader ip - the leader's ip address
-leader_ip = 127.0.0.1
+leader_ip = $contact_ip
 # leader gms port - the leader's gms port
 leader_gms_port = $leader
 # my local id - each node should have a different id
 local_id = $i
 # my local ip address
-local_ip = 127.0.0.1
+local_ip = ${node_ip[i]}
 # derecho gms port
 gms_port = $gms
 # derecho rpc port
@@ -262,11 +354,27 @@ EOF
 done
 mkdir -p "$dir/client"
 last=$((nodes - 1))
+if [ -n "$port_base" ]; then grpc_base=$((port_base + 80)); else grpc_base=28000; fi
+contact_grpc="$contact_ip:$grpc_base"
+if [ -n "$hosts_list" ]; then
+  for ((i = 0; i < nodes; i++)); do echo "$i ${node_ip[i]}"; done >"$dir/hosts"
+  hosts_note="the function tier: node 0 at $contact_grpc"
+  for ((i = 1; i < function_nodes; i++)); do
+    hosts_note="$hosts_note, node $i at ${node_ip[i]}:$((grpc_base + i))"
+  done
+  client_cfg_note="# The address is the client's first argument: $hosts_note.
+"
+  readme_start="\`scripts/cluster.sh start $nodes --dir DIR\` starts one; $hosts_note):"
+else
+  rm -f "$dir/hosts"
+  client_cfg_note=""
+  readme_start="\`scripts/cluster.sh start $nodes\` starts one):"
+fi
 if [ "$secure" -eq 1 ]; then
   cat > "$dir/client/derecho.cfg" <<EOF
 # The client's settings: \`sospdemo client\` run from this folder reads them (TLS with the
 # cluster CA, the admin token for installmodel/removemodel). Generated by scripts/gen-cluster.sh.
-[SOSPDEMO]
+${client_cfg_note}[SOSPDEMO]
 tls_ca_file = ../tls/ca.pem
 admin_token_file = ../secrets/admin.token
 EOF
@@ -277,12 +385,12 @@ cat > "$dir/client/README.md" <<EOF
 # $(basename "$dir")/client
 
 Run the client from here, as in the seed README (the cluster in \`../n0\` .. \`../n$last\`, or any
-\`test-N-nodes\` folder, must be running; \`scripts/cluster.sh start $nodes\` starts one):
+\`test-N-nodes\` folder, must be running; $readme_start
 
 \`\`\`sh
-../../build/bin/sospdemo client 127.0.0.1:28000 installmodel 1 \\
+../../build/bin/sospdemo client $contact_grpc installmodel 1 \\
     ../../models/demo-shapes/synset.txt ../../models/demo-shapes/shapes-symbol.json \\
     ../../models/demo-shapes/shapes-0000.params
-../../build/bin/sospdemo client 127.0.0.1:28000 inference 1 ../../models/demo-shapes/photos/red-circle.jpg
+../../build/bin/sospdemo client $contact_grpc inference 1 ../../models/demo-shapes/photos/red-circle.jpg
 \`\`\`
 EOF
