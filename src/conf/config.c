@@ -97,6 +97,9 @@ static int set_value(dr_config *config, const char *raw_section, const char *raw
     char section[CONF_NAME_MAX], key[CONF_NAME_MAX];
     normalize_section(raw_section, section, sizeof section);
     normalize_key(raw_key, key, sizeof key);
+    /* "= value" has no key name; kept, it would be written back as a continuation line */
+    if (key[0] == '\0')
+        return dr_err_set(err, DR_EINVAL, "%s: [%s] a value without a key name", origin, section);
     const char *section_class = conf_section_class(section);
     const conf_key_spec *spec = conf_find_key(section_class, key);
     if (!section_class)
