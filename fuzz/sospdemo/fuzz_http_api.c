@@ -131,6 +131,7 @@ static int fake_metrics(void *user, char **text) {
 }
 
 static int g_ports[2];
+static sd_http_api *g_api[2]; /* live as long as the process (libFuzzer never returns) */
 
 static void start_servers(void) {
     dr_log_set_all_levels(DR_LOG_OFF);
@@ -145,14 +146,13 @@ static void start_servers(void) {
     sd_http_hooks hooks = {
         .list_models = fake_list, .cluster = fake_cluster, .metrics = fake_metrics};
     sd_backend bare = {.whatsthis = fake_whatsthis};
-    sd_http_api *api[2];
+    sd_http_api **api = g_api;
     dr_err err;
     if (sd_http_start(&config, &full, &hooks, &api[0], &err) != DR_OK ||
         sd_http_start(&config, &bare, NULL, &api[1], &err) != DR_OK) {
         fprintf(stderr, "fuzz_http_api: cannot start the HTTP server: %s\n", err.msg);
         abort(); /* set-up only: no loopback networking here */
     }
-    /* the servers live as long as the process (libFuzzer never returns) */
     g_ports[0] = sd_http_port(api[0]);
     g_ports[1] = sd_http_port(api[1]);
 }
@@ -169,7 +169,14 @@ static void exchange(int port, const uint8_t *data, size_t size) {
     FUZZ_CHECK(fd >= 0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    FUZZ_CHECK(connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0);
+    /* closed with a reset once the answer is read: no TIME_WAIT per input (hundreds of
+     * thousands of inputs would otherwise use up the ephemeral ports) */
+    struct linger linger = {.l_onoff = 1, .l_linger = 0};
+    FUZZ_CHECK(setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, sizeof linger) == 0);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        fprintf(stderr, "fuzz_http_api: connect to 127.0.0.1:%d: %s\n", port, strerror(errno));
+        FUZZ_CHECK(!"cannot connect to the server");
+    }
     size_t sent = 0;
     int half_closed = 0;
     char head[16];
