@@ -20,7 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
-enum { MAX_LINE_CHARS = 199 }; /* inih's default line buffer, less the NUL */
+enum { MAX_LINE_CHARS = CONF_MAX_LINE_CHARS };
 
 /* ---- entries ---------------------------------------------------------------------------- */
 
