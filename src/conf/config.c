@@ -154,7 +154,8 @@ static char *read_line(char *line, int line_cap, void *stream) {
     line[n] = '\0';
     if (n > 0 && line[n - 1] == '\n')
         source->lines_done++;
-    else if (source->pos < source->len && !source->line_too_long) {
+    else if ((source->pos < source->len || n + 1 == (size_t)line_cap) &&
+             !source->line_too_long) { /* the buffer is full: the same limit on the last line */
         source->line_too_long = true;
         source->rc = dr_err_set(source->err, DR_EINVAL, "%s:%d: line longer than %d characters",
                                 source->name, source->current_line, MAX_LINE_CHARS);
