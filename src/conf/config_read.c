@@ -173,7 +173,9 @@ int dr_config_write_ini(const dr_config *config, FILE *out) {
         const char *section_class = conf_section_classes[c];
         if (strcmp(section_class, "SUBGROUP") == 0) {
             for (size_t s = 0; s < config->section_count; s++) {
-                if (strncmp(config->sections[s], "SUBGROUP/", 9) == 0)
+                /* "[SUBGROUP/]" (no profile) is an unknown section, written with those below */
+                if (strncmp(config->sections[s], "SUBGROUP/", 9) == 0 &&
+                    conf_section_class(config->sections[s]))
                     write_section(config, config->sections[s], out);
             }
         } else if (strcmp(section_class, "LAYOUT") != 0 ||
