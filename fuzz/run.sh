@@ -19,10 +19,11 @@ fi
 all="fuzz_net_frame fuzz_core_frames fuzz_rpc_wire fuzz_mxnet fuzz_onnx fuzz_photo
   fuzz_upload fuzz_http_api fuzz_categorizer fuzz_config"
 targets=${*:-$all}
-build=build-fuzz
+build="build-fuzz"
 CC=clang cmake -S . -B "$build" -DDR_FUZZ=ON >/dev/null
 # shellcheck disable=SC2086
 cmake --build "$build" -j "$(nproc)" --target $targets
+# shellcheck disable=SC2086 # one line of names
 regex="^($(echo $targets | tr ' ' '|'))_corpus\$"
 (cd "$build" && ctest -L fuzz -R "$regex" --output-on-failure)
 mkdir -p "$build/fuzz-logs" "$build/fuzz-artifacts"
@@ -50,7 +51,7 @@ for t in $targets; do
   fi
   last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
   runs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}' || true)
-  echo "$t: $status, ${runs:-?} runs in ${seconds}s; last: ${last:-none}"
+  echo "$t: $status, ${runs:-?} runs in at most ${seconds}s; last: ${last:-none}"
   if [[ $status != ok ]]; then
     grep -E 'ERROR|SUMMARY|fuzz check failed|Test unit written' "$log" | head -5 || true
   fi
