@@ -11,6 +11,7 @@
 
 #include "derecho/infer.h"
 #include "derecho/log.h"
+#include "fuzz_seed.h"
 #include "tiny_models.h"
 
 static inline void fuzz_pre(dr_preprocess *p) {
@@ -18,19 +19,6 @@ static inline void fuzz_pre(dr_preprocess *p) {
     p->resize_mode = DR_RESIZE_SQUARE;
     p->divisor = 255.0f;
     p->std[0] = p->std[1] = p->std[2] = 1.0f;
-}
-
-static inline void fuzz_write_seed(const char *name, const void *data, size_t len) {
-    const char *dir = getenv("DR_FUZZ_SEED_DIR");
-    if (!dir)
-        return;
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    if (f) {
-        fwrite(data, 1, len, f);
-        fclose(f);
-    }
 }
 
 /* Runs a loaded model once on zeros when it is cheap, to exercise planning and kernels. */

@@ -416,6 +416,10 @@ static enum MHD_Result on_form_part(void *cls, enum MHD_ValueKind kind, const ch
                                     size_t size) {
     http_request *req = cls;
     (void)kind, (void)filename, (void)content_type, (void)transfer_encoding, (void)off;
+    if (!key) { /* a part without Content-Disposition: form-data; name="..." */
+        request_fail(req, MHD_HTTP_BAD_REQUEST, "a form part without a field name");
+        return MHD_NO;
+    }
     int part = part_of(key);
     if (part < 0) {
         request_fail(req, MHD_HTTP_BAD_REQUEST,
@@ -441,9 +445,10 @@ static enum MHD_Result on_photo_part(void *cls, enum MHD_ValueKind kind, const c
                                      size_t size) {
     http_request *req = cls;
     (void)kind, (void)content_type, (void)transfer_encoding, (void)off;
-    if (strcmp(key, "photo") != 0 && !filename) {
+    if ((!key || strcmp(key, "photo") != 0) && !filename) { /* key: NULL without a name */
         request_fail(req, MHD_HTTP_BAD_REQUEST,
-                     "unknown form field '%s' (the photo goes in a field named photo)", key);
+                     "unknown form field '%s' (the photo goes in a field named photo)",
+                     key ? key : "");
         return MHD_NO;
     }
     if (!admit_bytes(req, req->body.len, req->api->config.limits.max_photo_bytes, size, "photo"))

@@ -13,6 +13,7 @@
 #include "core/core.h"
 #include "core/wire.h"
 #include "derecho/log.h"
+#include "fuzz_seed.h"
 
 static void check(int condition) {
     if (!condition)
@@ -92,5 +93,73 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         drain(core);
     }
     dr_core_destroy(core);
+    return 0;
+}
+
+/* ---- seeds (fuzz/make-corpus.sh): genuine frames of the leader and the other member ------- */
+
+static void put_frame(fuzz_bytes *b, uint16_t flags, dr_buf *frame) {
+    fuzz_put_u16(b, (uint16_t)(flags | (frame->len & 0x0fff)));
+    fuzz_put(b, frame->data, frame->len);
+    dr_buf_free(frame);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc, (void)argv;
+    if (!getenv("DR_FUZZ_SEED_DIR"))
+        return 0;
+    fuzz_bytes b = {0};
+    dr_buf f;
+    /* heartbeats from both, then data and nulls from the leader, sends of our own */
+    dr_buf_init(&f, 0);
+    dr_wire_encode_heartbeat(&f, 10, 0);
+    put_frame(&b, 0, &f);
+    dr_buf_init(&f, 0);
+    dr_wire_encode_heartbeat(&f, 12, 0);
+    put_frame(&b, 0x8000, &f);
+    static const uint8_t payload[] = "an ordered message";
+    for (uint32_t i = 0; i < 3; i++) {
+        dr_msg_data data = {.subgroup = 0,
+                            .sender_index = 0,
+                            .index = i,
+                            .timestamp_us = 100 + i,
+                            .len = sizeof payload,
+                            .payload = payload};
+        dr_buf_init(&f, 0);
+        dr_wire_encode_data(&f, 10, 0, &data);
+        put_frame(&b, i == 1 ? 0x2000 : 0, &f);
+    }
+    dr_msg_nulls nulls = {.subgroup = 0, .sender_index = 2, .first_index = 0, .count = 3};
+    dr_buf_init(&f, 0);
+    dr_wire_encode_nulls(&f, 12, 0, &nulls);
+    put_frame(&b, 0x8000, &f);
+    fuzz_seed_done(&b, "data_and_nulls");
+    /* a join request to a non-leader, a refusal, random bytes with a forced header */
+    dr_buf_init(&f, 0);
+    dr_wire_encode_join_request(&f, 10, "d:1");
+    put_frame(&b, 0, &f);
+    dr_buf_init(&f, 0);
+    dr_wire_encode_join_refused(&f, 10, -5, "no");
+    put_frame(&b, 0, &f);
+    fuzz_put_u16(&b, 0x4000 | 40);
+    for (int i = 0; i < 40; i++)
+        fuzz_put_u8(&b, (uint8_t)(i * 37));
+    fuzz_seed_done(&b, "join_and_forced_header");
+    /* a block of a large message from the leader */
+    static const uint8_t block[64] = {1, 2, 3};
+    dr_msg_block blk = {.subgroup = 0,
+                        .sender_index = 0,
+                        .index = 0,
+                        .timestamp_us = 5,
+                        .total_len = 300,
+                        .block_size = 64,
+                        .block = 0,
+                        .len = 64,
+                        .payload = block};
+    dr_buf_init(&f, 0);
+    dr_wire_encode_block(&f, 10, 0, &blk);
+    put_frame(&b, 0, &f);
+    fuzz_seed_done(&b, "block");
+    fuzz_bytes_free(&b);
     return 0;
 }

@@ -5,6 +5,7 @@
  * the input, every frame respects the configured maximum, an error is sticky.
  */
 #include "derecho/error.h"
+#include "fuzz_seed.h"
 #include "net/frame.h"
 
 #include <stdint.h>
@@ -63,5 +64,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
     }
     dr_frame_decoder_free(&dec);
+    return 0;
+}
+
+/* ---- seeds (fuzz/make-corpus.sh): valid frame streams, one cut short, one oversized -------- */
+
+static void seed_frames(const char *name, uint8_t mode, const uint32_t *payloads, size_t n) {
+    fuzz_bytes b = {0};
+    fuzz_put_u8(&b, mode);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t header[DR_FRAME_HEADER_BYTES];
+        dr_frame_encode_header(header, (uint16_t)(32 + i), (uint32_t)i, payloads[i]);
+        fuzz_put(&b, header, sizeof header);
+        for (uint32_t k = 0; k < payloads[i] && k < MAX_PAYLOAD; k++)
+            fuzz_put_u8(&b, (uint8_t)k);
+    }
+    fuzz_seed_done(&b, name);
+    fuzz_bytes_free(&b);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc, (void)argv;
+    static const uint32_t three[] = {0, 17, 300};
+    seed_frames("three_frames_whole", 0x3f, three, 3);
+    seed_frames("three_frames_1_byte_reads", 0x00, three, 3);
+    seed_frames("three_frames_zero_copy", 0x47, three, 3);
+    static const uint32_t at_limit[] = {MAX_PAYLOAD};
+    seed_frames("at_limit", 0x7f, at_limit, 1);
+    static const uint32_t over[] = {MAX_PAYLOAD + 1};
+    seed_frames("over_limit", 0x3f, over, 1);
     return 0;
 }

@@ -20,7 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
-enum { MAX_LINE_CHARS = 199 }; /* inih's default line buffer, less the NUL */
+enum { MAX_LINE_CHARS = CONF_MAX_LINE_CHARS };
 
 /* ---- entries ---------------------------------------------------------------------------- */
 
@@ -97,6 +97,9 @@ static int set_value(dr_config *config, const char *raw_section, const char *raw
     char section[CONF_NAME_MAX], key[CONF_NAME_MAX];
     normalize_section(raw_section, section, sizeof section);
     normalize_key(raw_key, key, sizeof key);
+    /* "= value" has no key name; kept, it would be written back as a continuation line */
+    if (key[0] == '\0')
+        return dr_err_set(err, DR_EINVAL, "%s: [%s] a value without a key name", origin, section);
     const char *section_class = conf_section_class(section);
     const conf_key_spec *spec = conf_find_key(section_class, key);
     if (!section_class)
@@ -151,7 +154,8 @@ static char *read_line(char *line, int line_cap, void *stream) {
     line[n] = '\0';
     if (n > 0 && line[n - 1] == '\n')
         source->lines_done++;
-    else if (source->pos < source->len && !source->line_too_long) {
+    else if ((source->pos < source->len || n + 1 == (size_t)line_cap) &&
+             !source->line_too_long) { /* the buffer is full: the same limit on the last line */
         source->line_too_long = true;
         source->rc = dr_err_set(source->err, DR_EINVAL, "%s:%d: line longer than %d characters",
                                 source->name, source->current_line, MAX_LINE_CHARS);

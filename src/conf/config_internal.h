@@ -6,10 +6,11 @@
 #include "derecho/config.h"
 
 enum {
-    CONF_MAX_ENTRIES = 4096, /* keys in one configuration (all files and overrides) */
-    CONF_MAX_SECTIONS = 256, /* distinct sections */
-    CONF_NAME_MAX = 128,     /* longest section or key name */
-    CONF_ORIGIN_MAX = 256,   /* longest "file:line" or "command line --X/y=z" */
+    CONF_MAX_ENTRIES = 4096,   /* keys in one configuration (all files and overrides) */
+    CONF_MAX_SECTIONS = 256,   /* distinct sections */
+    CONF_NAME_MAX = 128,       /* longest section or key name */
+    CONF_ORIGIN_MAX = 256,     /* longest "file:line" or "command line --X/y=z" */
+    CONF_MAX_LINE_CHARS = 198, /* longest line, newline excluded (inih's 200-byte buffer) */
 };
 
 /** One key's value and where it came from. */

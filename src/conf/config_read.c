@@ -119,6 +119,23 @@ int dr_config_subgroup_u32(const dr_config *config, const char *profile, const c
 
 /* ---- effective configuration ------------------------------------------------------------ */
 
+/*
+ * Writes "key = value" (with " ; unknown key (origin)" when origin is given) as a line the
+ * reader accepts again (at most CONF_MAX_LINE_CHARS): when it would be longer the note is left
+ * out, then the spaces around '=' ("key=value" is never longer than the line it was read from;
+ * a value from a command-line override may be, and is written whole).
+ */
+static void write_line(FILE *out, const char *key, const char *value, const char *origin) {
+    size_t len = strlen(key) + strlen(value);
+    size_t note = origin ? strlen(" ; unknown key ()") + strlen(origin) : 0;
+    if (origin && len + 3 + note <= CONF_MAX_LINE_CHARS)
+        fprintf(out, "%s = %s ; unknown key (%s)\n", key, value, origin);
+    else if (len + 3 <= CONF_MAX_LINE_CHARS)
+        fprintf(out, "%s = %s\n", key, value);
+    else
+        fprintf(out, "%s=%s\n", key, value);
+}
+
 static void write_known_keys(const dr_config *config, const char *section,
                              const char *section_class, FILE *out) {
     for (size_t i = 0; i < conf_key_spec_count; i++) {
@@ -127,7 +144,7 @@ static void write_known_keys(const dr_config *config, const char *section,
             continue;
         const char *value = dr_config_get(config, section, spec->key);
         if (value)
-            fprintf(out, "%s = %s\n", spec->key, value);
+            write_line(out, spec->key, value, NULL);
         else
             fprintf(out, "; %s is not set\n", spec->key);
     }
@@ -137,7 +154,7 @@ static void write_unknown_keys(const dr_config *config, const char *section, FIL
     for (size_t i = 0; i < config->entry_count; i++) {
         const conf_entry *entry = &config->entries[i];
         if (!entry->spec && strcmp(entry->section, section) == 0)
-            fprintf(out, "%s = %s ; unknown key (%s)\n", entry->key, entry->value, entry->origin);
+            write_line(out, entry->key, entry->value, entry->origin);
     }
 }
 
@@ -156,7 +173,9 @@ int dr_config_write_ini(const dr_config *config, FILE *out) {
         const char *section_class = conf_section_classes[c];
         if (strcmp(section_class, "SUBGROUP") == 0) {
             for (size_t s = 0; s < config->section_count; s++) {
-                if (strncmp(config->sections[s], "SUBGROUP/", 9) == 0)
+                /* "[SUBGROUP/]" (no profile) is an unknown section, written with those below */
+                if (strncmp(config->sections[s], "SUBGROUP/", 9) == 0 &&
+                    conf_section_class(config->sections[s]))
                     write_section(config, config->sections[s], out);
             }
         } else if (strcmp(section_class, "LAYOUT") != 0 ||
