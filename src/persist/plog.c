@@ -425,8 +425,7 @@ static int scan_accept(dr_plog *log, const rec_header *h, uint64_t off, dr_err *
     if (h->len > log->limits.max_record_bytes)
         return dr_err_set(err, DR_ETOOBIG,
                           "%s: record at offset %llu holds %u bytes, over max_record_bytes=%u",
-                          log->path, (unsigned long long)off, h->len,
-                          log->limits.max_record_bytes);
+                          log->path, (unsigned long long)off, h->len, log->limits.max_record_bytes);
     if (h->version < 0)
         return dr_err_set(err, DR_ECORRUPT, "%s: negative version at offset %llu", log->path,
                           (unsigned long long)off);
@@ -551,8 +550,7 @@ static int create_file(const dr_plog_io *io, const char *dir, const char *path, 
         return dr_err_set(err, DR_EIO, "%s: writing the header: %s", tmp, strerror(saved));
     }
     if (rename(tmp, path) != 0 || sync_dir(io, dir) != 0)
-        return dr_err_set(err, DR_EIO, "%s: rename or directory fsync: %s", path,
-                          strerror(errno));
+        return dr_err_set(err, DR_EIO, "%s: rename or directory fsync: %s", path, strerror(errno));
     return 0;
 }
 
@@ -782,13 +780,14 @@ static int flush_failed_locked(dr_plog *log, const char *what, int errnum) {
 int dr_plog_flush(dr_plog *log, int64_t *durable_version) {
     pthread_mutex_lock(&log->flush_mu);
     pthread_mutex_lock(&log->mu);
-    int rc = log->failed ? dr_err_set(&log->err, log->failed, "%s: the log has failed", log->path)
-                         : 0;
+    int rc =
+        log->failed ? dr_err_set(&log->err, log->failed, "%s: the log has failed", log->path) : 0;
     if (rc == 0 && log->pending.len > 0) {
         assert(log->inflight.len == 0 && log->pending.base == log->written_end);
         plog_buf spare = log->inflight;
         log->inflight = log->pending;
-        log->pending = (plog_buf){spare.bytes, 0, spare.cap, log->inflight.base + log->inflight.len};
+        log->pending =
+            (plog_buf){spare.bytes, 0, spare.cap, log->inflight.base + log->inflight.len};
         int64_t target = log->index[log->count - 1].version;
         pthread_mutex_unlock(&log->mu);
         const char *what = NULL;
@@ -908,7 +907,7 @@ int dr_plog_iterate(dr_plog *log, int64_t from, int64_t to, dr_plog_visit_fn fn,
         pthread_mutex_lock(&log->mu);
         size_t i = count_at_or_below(log, next - 1);
         int rc = i < log->count && log->index[i].version <= to ? load_locked(log, i, &rec)
-                                                                : DR_ENOTFOUND;
+                                                               : DR_ENOTFOUND;
         pthread_mutex_unlock(&log->mu);
         if (rc == DR_ENOTFOUND)
             return 0;
@@ -947,11 +946,10 @@ static int trim_front_locked(dr_plog *log, size_t k, int64_t bound) {
     if (bound - 1 > log->last_version)
         log->last_version = bound - 1;
     uint64_t hole_end = start & ~(uint64_t)4095;
-    if (hole_end > DATA_START &&
-        fallocate(log->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, DATA_START,
-                  (off_t)(hole_end - DATA_START)) != 0)
-        DR_LOG(DR_LOGM_PERSISTENCE, DR_LOG_DEBUG, "%s: punching the trimmed prefix: %s",
-               log->path, strerror(errno));
+    if (hole_end > DATA_START && fallocate(log->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                           DATA_START, (off_t)(hole_end - DATA_START)) != 0)
+        DR_LOG(DR_LOGM_PERSISTENCE, DR_LOG_DEBUG, "%s: punching the trimmed prefix: %s", log->path,
+               strerror(errno));
     return 0;
 }
 
@@ -988,8 +986,8 @@ static int cut_file_locked(dr_plog *log, uint64_t off) {
 int dr_plog_truncate_after(dr_plog *log, int64_t version) {
     pthread_mutex_lock(&log->flush_mu);
     pthread_mutex_lock(&log->mu);
-    int rc = log->failed ? dr_err_set(&log->err, log->failed, "%s: the log has failed", log->path)
-                         : 0;
+    int rc =
+        log->failed ? dr_err_set(&log->err, log->failed, "%s: the log has failed", log->path) : 0;
     size_t k = count_at_or_below(log, version);
     if (rc == 0 && k < log->count) {
         uint64_t cut = log->index[k].offset;

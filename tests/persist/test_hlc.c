@@ -70,7 +70,7 @@ static void test_realtime_default(void **state) {
     assert_true(a - dr_hlc_realtime_us(NULL) < 1000000 || dr_hlc_realtime_us(NULL) - a < 1000000);
 }
 
-#define THREADS 4
+#define THREADS    4
 #define PER_THREAD 20000
 
 typedef struct stamps {
@@ -81,7 +81,8 @@ typedef struct stamps {
 static void *stamp_thread(void *arg) {
     stamps *s = arg;
     for (int i = 0; i < PER_THREAD; i++)
-        s->out[i] = i % 3 ? dr_hlc_now(s->clock) : (dr_hlc_update(s->clock, 5, &s->out[i]), s->out[i]);
+        s->out[i] =
+            i % 3 ? dr_hlc_now(s->clock) : (dr_hlc_update(s->clock, 5, &s->out[i]), s->out[i]);
     return NULL;
 }
 

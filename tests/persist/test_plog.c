@@ -149,12 +149,12 @@ static long offset_of(int64_t v) {
 /* ---- I/O hook: counts calls, injects failures ----------------------------------------------- */
 
 typedef struct hook {
-    int pwrites;          /* pwrite calls */
-    int fdatasyncs;       /* fdatasync calls */
-    int dir_syncs;        /* directory fsyncs */
-    long write_budget;    /* bytes pwrite may still write; < 0: unlimited */
-    int fail_fdatasync;   /* fdatasync fails with EIO while set */
-    int fail_header;      /* pwrite into the header pages fails with EIO while set */
+    int pwrites;        /* pwrite calls */
+    int fdatasyncs;     /* fdatasync calls */
+    int dir_syncs;      /* directory fsyncs */
+    long write_budget;  /* bytes pwrite may still write; < 0: unlimited */
+    int fail_fdatasync; /* fdatasync fails with EIO while set */
+    int fail_header;    /* pwrite into the header pages fails with EIO while set */
 } hook;
 
 static ssize_t hook_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t off) {
@@ -430,6 +430,24 @@ static void test_mid_file_corruption(void **state) {
     free(orig);
 }
 
+/* A valid record whose version does not follow its predecessor is damage, not a tail. */
+static void test_out_of_order_record_refused(void **state) {
+    fixture *f = *state;
+    long size;
+    uint8_t *orig = make_log(f, 3, &size);
+    long rec1 = offset_of(1), rec1_bytes = REC_HDR + (long)len_of(1);
+    uint8_t *bad = malloc((size_t)(size + rec1_bytes));
+    memcpy(bad, orig, (size_t)size);
+    memcpy(bad + size, orig + rec1, (size_t)rec1_bytes); /* version 1 again, after version 2 */
+    spit(f->path, bad, size + rec1_bytes);
+    dr_plog *log = NULL;
+    dr_err err = {0};
+    assert_int_equal(dr_plog_open(f->dir, "t", NULL, &log, NULL, &err), DR_ECORRUPT);
+    assert_non_null(strstr(err.msg, "out of order"));
+    free(bad);
+    free(orig);
+}
+
 /* Lengths at the tail up to 4 GiB with the widest record limit: cut, no allocation. */
 static void test_huge_length_at_tail(void **state) {
     fixture *f = *state;
@@ -494,7 +512,7 @@ static void test_group_commit_one_sync_per_flush(void **state) {
     hook h;
     hooked_options(&opts, &io, &h);
     dr_plog *log = open_ok(f, &opts, NULL);
-    assert_true(h.dir_syncs >= 1); /* the directory was synced after the file's creation */
+    assert_true(h.dir_syncs >= 1);     /* the directory was synced after the file's creation */
     assert_int_equal(h.fdatasyncs, 1); /* the new file's header */
     h = (hook){.write_budget = -1};
     for (int64_t v = 0; v < 50; v++)
@@ -830,6 +848,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_torn_tail_every_offset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_last_record_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mid_file_corruption, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_out_of_order_record_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_huge_length_at_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_one_sync_per_flush, setup, teardown),
