@@ -9,9 +9,11 @@
  *
  *   header slot: magic u32 "DRPH" (0x48505244) | format u32 = 1 | generation u64 |
  *                start_offset u64 | trim_version i64 | 28 zero bytes | crc32 u32 of bytes 0..59
- *   record:      magic u32 "DRPL" (0x4c505244) | payload_len u32 | version i64 |
- *                hlc_us u64 | flags u32 = 0 | crc32 u32 of header bytes 0..27 then the payload |
- *                payload (payload_len bytes)
+ *   record:      magic u32 "DRPL" (0x4c505244) | payload_len u32 | version i64 | hlc_us u64 |
+ *                batch_offset u64 | flags u32 = 0 | crc32 u32 of header bytes 0..35 then the
+ *                payload | payload (payload_len bytes)
+ *
+ *   batch_offset: the file offset of the first record written by the same flush (group commit).
  *
  * The valid header slot with the highest generation wins. A trim writes generation + 1 into the
  * slot that does not hold the current header and fdatasyncs it: a crash during that write leaves
@@ -26,14 +28,18 @@
  * both and every lookup is a binary search.
  *
  * Opening scans from start_offset. A record that is short (file ends inside it), has a bad magic
- * or flags, or a bad CRC is "bad". If no valid record starts anywhere after
- * it, it is a torn tail (a crash during a flush, which never returned, so nothing in it was
- * reported durable): the file is cut there, synced, and the cut is reported. If a valid record
- * follows, the damage is in the middle and opening fails with DR_ECORRUPT (or, with cut_corrupt,
- * cuts there too). Checksums are computed while reading in 64 KiB chunks, so a corrupt length
- * never causes an allocation; each valid record's length, the record count and the total payload
- * are checked against max_record_bytes, max_log_entry and max_data_size (DR_ETOOBIG) as the index
- * grows, and nothing read from the file is allocated before that. CRC: zlib's crc32 (CRC-32, IEEE).
+ * or flags, or a bad CRC is "bad". Flushes write one after another, each finished by an
+ * fdatasync before the next begins, so only the last flush can be partly on disk after a crash,
+ * and it can be torn anywhere (the disk may persist its pages in any order, leaving holes with
+ * valid records after them). Hence: if no valid record of a LATER flush (batch_offset beyond the
+ * bad record) starts anywhere after the bad record, the bad record lies in the last flush, which
+ * never returned and reported nothing durable: the file is cut there, synced, and the cut is
+ * reported. If one does, a flush that completed was damaged afterwards (media error, someone
+ * wrote the file): opening fails with DR_ECORRUPT (or, with cut_corrupt, cuts there too). Checksums
+ * are computed while reading in 64 KiB chunks, so a corrupt length never causes an allocation; each
+ * valid record's length, the record count and the total payload are checked against
+ * max_record_bytes, max_log_entry and max_data_size (DR_ETOOBIG) as the index grows, and nothing
+ * read from the file is allocated before that. CRC: zlib's crc32 (CRC-32, IEEE).
  *
  * Locks: `mu` guards every field below; `flush_mu` serialises flush, trim and truncate. A flush
  * moves the pending buffer to `inflight` under mu, writes and syncs it without mu (appends go on
@@ -62,7 +68,8 @@
 #define SLOT_BYTES     64u
 #define SLOT_B_OFFSET  4096u
 #define DATA_START     8192u
-#define REC_HDR_BYTES  32u
+#define REC_HDR_BYTES  40u
+#define REC_CRC_AT     36u /* the CRC's offset in a record header */
 #define CHUNK_BYTES    (64u * 1024)
 #define NAME_MAX_BYTES 200u
 
@@ -337,6 +344,7 @@ enum { REC_OK = 0, REC_BAD = 1 };
 typedef struct rec_header {
     int64_t version;
     uint64_t hlc_us;
+    uint64_t batch_offset;
     uint32_t len;
 } rec_header;
 
@@ -363,11 +371,12 @@ static int check_record(scan_ctx *sc, uint64_t off, rec_header *h) {
     h->len = get_u32(hdr + 4);
     h->version = (int64_t)get_u64(hdr + 8);
     h->hlc_us = get_u64(hdr + 16);
-    if (get_u32(hdr) != RECORD_MAGIC || get_u32(hdr + 24) != 0)
+    h->batch_offset = get_u64(hdr + 24);
+    if (get_u32(hdr) != RECORD_MAGIC || get_u32(hdr + 32) != 0)
         return REC_BAD;
     if (sc->size - off - REC_HDR_BYTES < h->len)
         return REC_BAD;
-    uint32_t crc = crc_of(0, hdr, 28);
+    uint32_t crc = crc_of(0, hdr, REC_CRC_AT);
     for (uint64_t done = 0; done < h->len;) {
         size_t piece = h->len - done < CHUNK_BYTES ? (size_t)(h->len - done) : CHUNK_BYTES;
         if (read_all(sc->fd, sc->chunk, piece, off + REC_HDR_BYTES + done) != 0)
@@ -375,14 +384,15 @@ static int check_record(scan_ctx *sc, uint64_t off, rec_header *h) {
         crc = crc_of(crc, sc->chunk, piece);
         done += piece;
     }
-    return crc == get_u32(hdr + 28) ? REC_OK : REC_BAD;
+    return crc == get_u32(hdr + REC_CRC_AT) ? REC_OK : REC_BAD;
 }
 
 /*
- * Looks for a valid record starting anywhere in (from, size): *found = its offset or 0 if none.
- * Reads windows of the file and checks each occurrence of the record magic. 0 or DR_EIO.
+ * Looks for a valid record starting anywhere in (from, size): *found = its offset (and *h its
+ * header) or 0 if none. Reads windows of the file and checks each occurrence of the record
+ * magic. 0, DR_ENOMEM or DR_EIO.
  */
-static int find_valid_after(scan_ctx *sc, uint64_t from, uint64_t *found) {
+static int find_valid_after(scan_ctx *sc, uint64_t from, uint64_t *found, rec_header *h) {
     static const uint8_t magic[4] = {0x44, 0x52, 0x50, 0x4c}; /* RECORD_MAGIC, little-endian */
     uint8_t *window = malloc(CHUNK_BYTES);
     if (!window)
@@ -398,8 +408,7 @@ static int find_valid_after(scan_ctx *sc, uint64_t from, uint64_t *found) {
         for (size_t i = 0; i + 4 <= n && !*found; i++) {
             if (memcmp(window + i, magic, 4) != 0)
                 continue;
-            rec_header h;
-            int r = check_record(sc, pos + i, &h);
+            int r = check_record(sc, pos + i, h);
             if (r < 0)
                 rc = r;
             else if (r == REC_OK)
@@ -426,9 +435,9 @@ static int scan_accept(dr_plog *log, const rec_header *h, uint64_t off, dr_err *
         return dr_err_set(err, DR_ETOOBIG,
                           "%s: record at offset %llu holds %u bytes, over max_record_bytes=%u",
                           log->path, (unsigned long long)off, h->len, log->limits.max_record_bytes);
-    if (h->version < 0)
-        return dr_err_set(err, DR_ECORRUPT, "%s: negative version at offset %llu", log->path,
-                          (unsigned long long)off);
+    if (h->version < 0 || h->batch_offset > off)
+        return dr_err_set(err, DR_ECORRUPT, "%s: bad version or batch offset at offset %llu",
+                          log->path, (unsigned long long)off);
     if (log->count + 1 > log->limits.max_log_entry ||
         log->data_bytes + h->len > log->limits.max_data_size)
         return dr_err_set(err, DR_ETOOBIG,
@@ -441,18 +450,39 @@ static int scan_accept(dr_plog *log, const rec_header *h, uint64_t off, dr_err *
     return 0;
 }
 
+/*
+ * After a bad record at off: *later_batch = the offset of the first valid record after it that
+ * was written by a later flush than the one that wrote off (its batch began after off), or 0.
+ * Valid records of the same flush after a hole are that flush's own torn writes.
+ */
+static int find_later_batch(scan_ctx *sc, uint64_t off, uint64_t *later_batch) {
+    *later_batch = 0;
+    for (uint64_t from = off;;) {
+        uint64_t found = 0;
+        rec_header h;
+        int rc = find_valid_after(sc, from, &found, &h);
+        if (rc != 0 || found == 0)
+            return rc;
+        if (h.batch_offset > off) {
+            *later_batch = found;
+            return 0;
+        }
+        from = found + REC_HDR_BYTES + h.len - 1;
+    }
+}
+
 /* A bad record at off: cut a torn tail, or refuse mid-file damage. Sets *end to the new end. */
 static int scan_bad(dr_plog *log, scan_ctx *sc, uint64_t off, bool cut_corrupt, uint64_t *end,
                     dr_err *err) {
     uint64_t valid_after = 0;
-    int rc = find_valid_after(sc, off, &valid_after);
+    int rc = find_later_batch(sc, off, &valid_after);
     if (rc != 0)
         return dr_err_set(err, rc, "%s: reading after offset %llu: %s", log->path,
                           (unsigned long long)off, strerror(errno));
     if (valid_after && !cut_corrupt)
         return dr_err_set(err, DR_ECORRUPT,
                           "%s: corrupt record at offset %llu (after version %lld) with valid "
-                          "records after it (offset %llu): refusing to drop them",
+                          "records of later flushes after it (offset %llu): refusing to drop them",
                           log->path, (unsigned long long)off,
                           log->count ? (long long)log->index[log->count - 1].version : -1LL,
                           (unsigned long long)valid_after);
@@ -711,16 +741,17 @@ static int buf_reserve(plog_buf *b, size_t need) {
 }
 
 /* Encodes a record (header + payload) at p. */
-static void encode_record(uint8_t *p, int64_t version, uint64_t hlc, const void *data,
-                          uint32_t len) {
+static void encode_record(uint8_t *p, int64_t version, uint64_t hlc, uint64_t batch_offset,
+                          const void *data, uint32_t len) {
     put_u32(p, RECORD_MAGIC);
     put_u32(p + 4, len);
     put_u64(p + 8, (uint64_t)version);
     put_u64(p + 16, hlc);
-    put_u32(p + 24, 0);
+    put_u64(p + 24, batch_offset);
+    put_u32(p + 32, 0);
     if (len)
         memcpy(p + REC_HDR_BYTES, data, len);
-    put_u32(p + 28, crc_of(crc_of(0, p, 28), p + REC_HDR_BYTES, len));
+    put_u32(p + REC_CRC_AT, crc_of(crc_of(0, p, REC_CRC_AT), p + REC_HDR_BYTES, len));
 }
 
 /* The checks of dr_plog_append, with mu held. */
@@ -754,7 +785,8 @@ int dr_plog_append(dr_plog *log, int64_t version, uint64_t hlc_us, const void *d
                                (uint32_t)len) != 0))
         rc = dr_err_set(&log->err, DR_ENOMEM, "%s: out of memory", log->path);
     if (rc == 0) {
-        encode_record(log->pending.bytes + log->pending.len, version, hlc_us, data, (uint32_t)len);
+        encode_record(log->pending.bytes + log->pending.len, version, hlc_us, log->pending.base,
+                      data, (uint32_t)len);
         log->pending.len += REC_HDR_BYTES + len;
         log->last_version = version;
         log->last_hlc_us = hlc_us;
@@ -845,7 +877,7 @@ static int load_locked(dr_plog *log, size_t i, dr_plog_record *rec) {
         rc = fetch_locked(log, e.offset + REC_HDR_BYTES, data, e.len);
     if (rc == 0 && (get_u32(hdr) != RECORD_MAGIC || get_u32(hdr + 4) != e.len ||
                     (int64_t)get_u64(hdr + 8) != e.version ||
-                    get_u32(hdr + 28) != crc_of(crc_of(0, hdr, 28), data, e.len)))
+                    get_u32(hdr + REC_CRC_AT) != crc_of(crc_of(0, hdr, REC_CRC_AT), data, e.len)))
         rc = dr_err_set(&log->err, DR_ECORRUPT, "%s: version %lld at offset %llu fails its check",
                         log->path, (long long)e.version, (unsigned long long)e.offset);
     if (rc != 0) {

@@ -28,7 +28,7 @@
 #include "persist/plog.h"
 
 #define DATA_START 8192u /* first record offset (plog.c's format) */
-#define REC_HDR    32u   /* record header bytes */
+#define REC_HDR    40u   /* record header bytes */
 
 /* ---- fixture: a fresh temporary directory per test ------------------------------------------ */
 
@@ -325,10 +325,11 @@ static void test_reset_and_new_directory(void **state) {
 
 /* ---- torn tails and corruption -------------------------------------------------------------- */
 
-/* Writes versions 0..n-1 (len_of sizes) and returns the file's bytes. */
+/* Writes versions 0..n-1 (len_of sizes), one flush each, and returns the file's bytes. */
 static uint8_t *make_log(fixture *f, int64_t n, long *size) {
     dr_plog *log = open_ok(f, NULL, NULL);
-    write_range(log, 0, n - 1);
+    for (int64_t v = 0; v < n; v++)
+        write_range(log, v, v);
     dr_plog_close(log);
     return slurp(f->path, size);
 }
@@ -395,7 +396,7 @@ static void test_mid_file_corruption(void **state) {
     long size;
     uint8_t *orig = make_log(f, 10, &size);
     long bad = offset_of(3);
-    long spots[] = {bad, bad + 4, bad + 9, bad + 28, bad + REC_HDR + 2};
+    long spots[] = {bad, bad + 4, bad + 9, bad + 26, bad + 37, bad + REC_HDR + 2};
     for (size_t i = 0; i < sizeof spots / sizeof spots[0]; i++) {
         orig[spots[i]] ^= 0x01;
         spit(f->path, orig, size);
@@ -427,6 +428,45 @@ static void test_mid_file_corruption(void **state) {
     assert_int_equal(info.records, 3);
     assert_int_equal(info.bytes_cut, size - bad);
     dr_plog_close(log);
+    free(orig);
+}
+
+/*
+ * A crash during a flush can leave holes anywhere in that flush's bytes, with valid records of
+ * the same flush after them: that is still a torn tail (the flush never returned). The same
+ * damage with a later flush after it is mid-file corruption.
+ */
+static void test_hole_in_last_flush_is_a_tail(void **state) {
+    fixture *f = *state;
+    dr_plog *log = open_ok(f, NULL, NULL);
+    write_range(log, 0, 4); /* flush 1 */
+    write_range(log, 5, 9); /* flush 2: the last */
+    dr_plog_close(log);
+    long size;
+    uint8_t *orig = slurp(f->path, &size);
+    for (int64_t hole = 5; hole < 10; hole++) { /* a zeroed page-like hole in record `hole` */
+        uint8_t *copy = malloc((size_t)size);
+        memcpy(copy, orig, (size_t)size);
+        memset(copy + offset_of(hole), 0, REC_HDR + 8);
+        spit(f->path, copy, size);
+        free(copy);
+        dr_plog_open_info info;
+        log = open_ok(f, NULL, &info);
+        assert_int_equal(info.latest_version, hole - 1);
+        assert_int_equal(info.bytes_cut, size - offset_of(hole));
+        dr_plog_close(log);
+    }
+    for (int64_t hole = 0; hole < 5; hole++) { /* in flush 1, with flush 2 after it */
+        uint8_t *copy = malloc((size_t)size);
+        memcpy(copy, orig, (size_t)size);
+        memset(copy + offset_of(hole), 0, REC_HDR + 8);
+        spit(f->path, copy, size);
+        free(copy);
+        dr_plog *bad = NULL;
+        dr_err err = {0};
+        assert_int_equal(dr_plog_open(f->dir, "t", NULL, &bad, NULL, &err), DR_ECORRUPT);
+        assert_non_null(strstr(err.msg, "later flushes"));
+    }
     free(orig);
 }
 
@@ -848,6 +888,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_torn_tail_every_offset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_last_record_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mid_file_corruption, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hole_in_last_flush_is_a_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_out_of_order_record_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_huge_length_at_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
