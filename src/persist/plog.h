@@ -13,9 +13,10 @@
  * dr_plog_truncate_after() drops new ones (total restart cuts what lies beyond the agreed trim),
  * dr_plog_iterate() replays a version range (rebuilding state at restart).
  *
- * Opening scans the file: a torn or corrupt tail (short record, bad checksum, zeros, with nothing
- * valid after it) is cut and reported; a bad record followed by valid ones is DR_ECORRUPT, never
- * dropped silently (unless the caller asks for the repair with cut_corrupt).
+ * Opening scans the file: a torn tail (short record, bad checksum, zeros or holes, with no record
+ * of a later flush after it) is cut and reported; a bad record followed by a record of a later
+ * flush is DR_ECORRUPT, never dropped silently (unless the caller asks for the repair with
+ * cut_corrupt).
  *
  * Errors: 0 or a negative DR_E* code (derecho/error.h); dr_plog_errmsg() says why. A failed write
  * or fdatasync (disk full, EIO) makes the log fail-stop: that call and every later append, flush,
