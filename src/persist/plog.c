@@ -342,10 +342,10 @@ enum { REC_OK = 0, REC_BAD = 1 };
 
 /* A record header as decoded. */
 typedef struct rec_header {
-    int64_t version;
-    uint64_t hlc_us;
-    uint64_t batch_offset;
-    uint32_t len;
+    int64_t version;       /* record's version */
+    uint64_t hlc_us;       /* record's timestamp */
+    uint64_t batch_offset; /* offset of the first record of the flush that wrote it */
+    uint32_t len;          /* payload bytes */
 } rec_header;
 
 /* State of one scan: the file, its size, the limits, a chunk buffer for streaming the CRC. */
@@ -438,8 +438,8 @@ static int scan_accept(dr_plog *log, const rec_header *h, uint64_t off, dr_err *
     if (h->version < 0 || h->batch_offset > off)
         return dr_err_set(err, DR_ECORRUPT, "%s: bad version or batch offset at offset %llu",
                           log->path, (unsigned long long)off);
-    if (log->count + 1 > log->limits.max_log_entry ||
-        log->data_bytes + h->len > log->limits.max_data_size)
+    if (log->count >= log->limits.max_log_entry ||
+        h->len > log->limits.max_data_size - log->data_bytes)
         return dr_err_set(err, DR_ETOOBIG,
                           "%s: holds more than max_log_entry=%llu records or max_data_size=%llu "
                           "bytes (at offset %llu): raise the limits or trim",
@@ -766,8 +766,8 @@ static int append_check_locked(dr_plog *log, int64_t version, uint64_t hlc_us, s
     if (len > log->limits.max_record_bytes)
         return dr_err_set(&log->err, DR_ETOOBIG, "%s: record of %zu bytes over the limit %u",
                           log->path, len, log->limits.max_record_bytes);
-    if (log->count + 1 > log->limits.max_log_entry ||
-        log->data_bytes + len > log->limits.max_data_size)
+    if (log->count >= log->limits.max_log_entry ||
+        len > log->limits.max_data_size - log->data_bytes)
         return dr_err_set(&log->err, DR_ETOOBIG,
                           "%s: full (max_log_entry %llu, max_data_size %llu): trim first",
                           log->path, (unsigned long long)log->limits.max_log_entry,
@@ -816,6 +816,7 @@ int dr_plog_flush(dr_plog *log, int64_t *durable_version) {
         log->failed ? dr_err_set(&log->err, log->failed, "%s: the log has failed", log->path) : 0;
     if (rc == 0 && log->pending.len > 0) {
         assert(log->inflight.len == 0 && log->pending.base == log->written_end);
+        assert(log->count > 0 && log->index[log->count - 1].offset >= log->pending.base);
         plog_buf spare = log->inflight;
         log->inflight = log->pending;
         log->pending =
