@@ -637,8 +637,11 @@ static void adopt_scan(dr_plog *log) {
         log->last_version = log->durable_version;
         log->last_hlc_us = log->index[log->count - 1].hlc_us;
     }
-    if (log->trim_version > 0 && log->trim_version - 1 > log->last_version)
+    if (log->trim_version > 0 && log->trim_version - 1 > log->last_version) {
+        /* trimmed empty: the bound is one past the newest durable version that was trimmed */
         log->last_version = log->trim_version - 1;
+        log->durable_version = log->trim_version - 1;
+    }
 }
 
 static void fill_info(dr_plog *log, dr_plog_open_info *info) {
@@ -963,6 +966,8 @@ int dr_plog_iterate(dr_plog *log, int64_t from, int64_t to, dr_plog_visit_fn fn,
 static int trim_front_locked(dr_plog *log, size_t k, int64_t bound) {
     if (log->failed)
         return dr_err_set(&log->err, log->failed, "%s: the log has failed", log->path);
+    if (bound > log->durable_version + 1) /* a trim never reaches past what is durable */
+        bound = log->durable_version + 1;
     if (bound < log->trim_version)
         bound = log->trim_version;
     if (k == 0)

@@ -188,8 +188,10 @@ int dr_plog_iterate(dr_plog *log, int64_t from, int64_t to, dr_plog_visit_fn fn,
 /**
  * Drops every record with a version < version, durably (header rewrite + fdatasync) before it
  * returns. Only durable records can be trimmed: DR_ESTATE if the cut reaches records not yet
- * flushed. Freed file space is returned with a punched hole where the file system can.
- * Errors: DR_ESTATE, DR_EIO (the log has failed). Blocks on disk I/O.
+ * flushed. Later appends must stay above the trimmed versions, and a log trimmed empty still
+ * reports its newest durable version (also after a reopen), so persisted_num never goes back. Freed
+ * file space is returned with a punched hole where the file system can. Errors: DR_ESTATE, DR_EIO
+ * (the log has failed). Blocks on disk I/O.
  */
 int dr_plog_trim_below(dr_plog *log, int64_t version);
 
