@@ -1038,9 +1038,9 @@ int dr_plog_truncate_after(dr_plog *log, int64_t version) {
         }
         index_drop_back(log, k);
         int64_t kept = k ? log->index[k - 1].version : DR_PLOG_NO_VERSION;
-        log->last_version = kept;
         if (log->trim_version > 0 && log->trim_version - 1 > kept)
-            log->last_version = log->trim_version - 1;
+            kept = log->trim_version - 1; /* trimmed versions stay counted, as at reopen */
+        log->last_version = kept;
         log->last_hlc_us = k ? log->index[k - 1].hlc_us : 0;
         if (log->durable_version > kept)
             log->durable_version = kept;

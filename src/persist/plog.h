@@ -205,7 +205,8 @@ int dr_plog_trim_before_time(dr_plog *log, uint64_t hlc_us);
 /**
  * Drops every record with a version > version, buffered or durable; the file is cut and synced
  * before it returns. Later appends may reuse the dropped versions. The durable version becomes
- * the newest kept one. Errors: DR_EIO (the log has failed). Blocks on disk I/O.
+ * the newest kept one (never less than the versions a trim dropped, as in dr_plog_trim_below).
+ * Errors: DR_EIO (the log has failed). Blocks on disk I/O.
  */
 int dr_plog_truncate_after(dr_plog *log, int64_t version);
 
