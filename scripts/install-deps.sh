@@ -13,6 +13,8 @@ PACKAGES=(
   gcovr
   # base / conf; net (HMAC-SHA256 of the group port handshake: libcrypto)
   libinih-dev libssl-dev
+  # persist: crc32 of log records (src/persist/plog.c)
+  zlib1g-dev
   # inference engine
   libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libdnnl-dev libopenblas-dev libcjson-dev
   libonnx-dev protobuf-c-compiler libprotobuf-c-dev
