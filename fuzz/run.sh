@@ -17,7 +17,7 @@ if [[ "${1:-}" == "-t" ]]; then
   shift 2
 fi
 all="fuzz_net_frame fuzz_core_frames fuzz_rpc_wire fuzz_mxnet fuzz_onnx fuzz_photo
-  fuzz_upload fuzz_http_api fuzz_categorizer fuzz_config"
+  fuzz_upload fuzz_http_api fuzz_categorizer fuzz_config fuzz_persist_plog"
 targets=${*:-$all}
 build="build-fuzz"
 CC=clang cmake -S . -B "$build" -DDR_FUZZ=ON >/dev/null
