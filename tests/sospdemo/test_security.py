@@ -353,7 +353,8 @@ def test_cli(server, cluster):
     out = subprocess.run([sospdemo, "client", target, "removemodel", "8"], capture_output=True,
                          text=True, cwd=cluster, timeout=60)
     check(out.returncode == 1 and "UNAVAILABLE" in out.stderr,
-          "CLI without the cluster's configuration cannot connect (plain TCP to TLS)")
+          "CLI without the cluster's configuration cannot connect (plain TCP to TLS): "
+          "exit %d, %s" % (out.returncode, out.stderr.strip()[-3000:]))
 
 
 def test_inference_token(cluster, work, ca, token):
