@@ -1035,14 +1035,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 /* libmicrohttpd's own messages ("Error processing request", ...) go to our log, prefixed. */
 static void log_from_microhttpd(void *cls, const char *fmt, va_list ap) {
     sd_http_api *api = cls;
+    char text[512];
+    vsnprintf(text, sizeof text, fmt, ap); /* before anything else touches ap */
     uint64_t suppressed = 0;
     if (!sd_ratelimit_allow(&api->log_limit, &suppressed))
         return; /* a client can provoke these lines at will */
     if (suppressed)
         DR_WARN(DR_LOGM_APP, "HTTP server (libmicrohttpd): %" PRIu64 " lines suppressed",
                 suppressed);
-    char text[512];
-    vsnprintf(text, sizeof text, fmt, ap);
     size_t len = strlen(text);
     while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
         text[--len] = '\0';
