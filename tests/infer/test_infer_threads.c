@@ -95,9 +95,10 @@ static void test_two_threads_one_image(void **state) {
     double self_ms = (double)(s1 - s0) / 1e6, others_ms = (double)(o1 - o0) / 1e6;
     print_message("8 batch-1 runs with 2 threads: caller %.1f ms CPU, other threads %.1f ms\n",
                   self_ms, others_ms);
-    /* the work is split statically: the helper does about half (a context built for 1 thread
-     * left it 0-30% here) */
-    assert_true(others_ms > 0.4 * (self_ms + others_ms));
+    /* the helper does about half when it can run (a context built for 1 thread left it 0-30%
+     * here); with another busy process on the other core it still did 35-51%. CTest runs this
+     * test alone (RUN_SERIAL): a concurrent test took the helper's core and flaked it at 0.4 */
+    assert_true(others_ms > 0.35 * (self_ms + others_ms));
     for (int k = 0; k < 3; k++)
         assert_true(fabsf(out1[k] - out2[k]) <= 1e-4f * (1.0f + fabsf(out1[k])));
     free(in);
