@@ -201,7 +201,10 @@ int membership_on_view(dr_core *core, const dr_wire_header *header, const uint8_
 void membership_free(dr_core *core);
 /** Leader: appends queued joiners (not yet members) to `next`; returns how many. */
 uint32_t membership_joiners(const dr_core *core, dr_view *next);
-/** After installing a view: sends it to queued joiners that are now members, forgets them. */
+/**
+ * After installing a committed view: forgets queued joiners that are now members and sends the
+ * view to every member that joined in it (from every member: the joiner takes the first copy).
+ */
 int membership_after_view_change(dr_core *core);
 
 /* multicast.c */

@@ -145,17 +145,23 @@ uint32_t membership_joiners(const dr_core *core, dr_view *next) {
 
 int membership_after_view_change(dr_core *core) {
     uint32_t kept = 0;
-    int rc = 0;
-    for (uint32_t i = 0; i < core->num_joiners; i++) {
-        if (core_view_rank(core, core->joiners[i].node_id) >= 0) {
-            core_trace(core, "send view %d to joiner %u", core->view.vid, core->joiners[i].node_id);
-            if (rc == 0)
-                rc = send_view(core, core->joiners[i].node_id);
-        } else {
+    for (uint32_t i = 0; i < core->num_joiners; i++)
+        if (core_view_rank(core, core->joiners[i].node_id) < 0)
             core->joiners[kept++] = core->joiners[i];
-        }
-    }
     core->num_joiners = kept;
+    /* Every member that installs the view sends it to the members that joined in it, not only
+     * the leader that queued them: that leader may be cut off right after its proposal was
+     * accepted, and a takeover leader commits the same joiners without knowing them. A joiner
+     * that never hears of its view would be suspected by the rest and, counted as lost, could
+     * cost the group its majority. The joiner installs the first copy and ignores the others. */
+    int rc = 0;
+    for (uint32_t rank = 0; rank < core->view.num_members && rc == 0; rank++) {
+        uint32_t member = core->view.member_ids[rank];
+        if (!core->joined_now[rank] || member == core->options.my_id)
+            continue;
+        core_trace(core, "send view %d to joiner %u", core->view.vid, member);
+        rc = send_view(core, member);
+    }
     return rc;
 }
 

@@ -363,6 +363,47 @@ static void test_joiner_gets_its_view_from_another_member(void **state) {
 }
 
 /*
+ * The leader that queued a joiner is cut off from it once the view that adds it is committed,
+ * and the joiner cannot reach anyone (its retries are held). Simulator seed 1228928: a
+ * takeover leader committed such a view without telling the joiner; the rest suspected the
+ * silent joiner and, with it counted as lost, had no majority left. Every member that
+ * installs the view now sends it to the members that joined in it.
+ */
+static void test_members_tell_the_joiner_its_view(void **state) {
+    (void)state;
+    harness *h = cluster(3, 0);
+    settle(h, 5);
+    dr_core_options options;
+    test_options(&options, 3);
+    uint32_t joiner = h_add(h, 13, &options, "n0");
+    for (uint32_t a = 0; a < H_MAX_NODES; a++)
+        for (uint32_t b = 0; b < H_MAX_NODES; b++)
+            h->hold[a][b] = a == joiner || b == joiner;
+    h->hold[joiner][0] = false;
+    h_pump(h, 1); /* the join request reaches the leader; nothing else leaves the joiner */
+    h->hold[joiner][0] = true;
+    h->hold[1][joiner] = false; /* only the members other than the leader can reach it */
+    h->hold[2][joiner] = false;
+    int32_t before = h->nodes[0].view.view.vid;
+    for (uint32_t i = 0;
+         i < 1000 && (h->nodes[0].view.view.vid == before || h->nodes[1].view.view.vid == before ||
+                      h->nodes[2].view.view.vid == before);
+         i++)
+        h_pump(h, 1);
+    for (uint32_t i = 0; i < 3; i++)
+        assert_int_equal(h->nodes[i].view.view.num_members, 4); /* committed everywhere */
+    h_crash(h, 0);
+    for (uint32_t i = 0; i < 50 && !h->nodes[joiner].installed; i++)
+        h_pump(h, 1); /* the joiner still cannot send: the view must come to it */
+    assert_true(h->nodes[joiner].installed);
+    memset(h->hold, 0, sizeof h->hold);
+    settle(h, 500);
+    check_agreement(h, "members tell the joiner", 0);
+    assert_int_equal(check_progress(h, "members tell the joiner", 0), 3);
+    done(h);
+}
+
+/*
  * An unauthenticated stranger sends the leader a JOIN_REQUEST with a live member's id and
  * address (both public). It must not evict that member: no suspicion on the request's word.
  */
@@ -393,6 +434,7 @@ int main(void) {
         cmocka_unit_test(test_restarted_member_rejoins_as_new),
         cmocka_unit_test(test_forged_rejoin_evicts_nobody),
         cmocka_unit_test(test_joiner_gets_its_view_from_another_member),
+        cmocka_unit_test(test_members_tell_the_joiner_its_view),
         cmocka_unit_test(test_leave_then_leader_link_breaks),
         cmocka_unit_test(test_leave_then_silent_leader_link),
         cmocka_unit_test(test_one_broken_connection),
