@@ -188,6 +188,7 @@ int main(int argc, char **argv) {
     uint64_t run = 0, failed = 0, deliveries = 0, messages = 0, frames = 0;
     double worst_settle = 0; /* fault mode: failure timeouts from the last fault to the end */
     uint64_t both_ends = 0;  /* fault mode: runs where one broken link cost both its ends */
+    uint64_t restarts = 0, rejoined = 0; /* fault mode: restarted incarnations, rejoined ones */
     uint64_t worst_seed = 0;
     uint64_t seed = c.first_seed;
     for (; seed <= c.last_seed; seed++) {
@@ -212,6 +213,8 @@ int main(int argc, char **argv) {
         messages += result.messages_sent;
         frames += result.frames;
         both_ends += result.link_cost_both ? 1u : 0u;
+        restarts += result.restarts;
+        rejoined += result.rejoined;
         if (result.passed && result.timeout_us > 0 &&
             (double)result.settle_us / (double)result.timeout_us > worst_settle) {
             worst_settle = (double)result.settle_us / (double)result.timeout_us;
@@ -237,6 +240,11 @@ int main(int argc, char **argv) {
         printf("derecho-sim: %" PRIu64 " runs lost both ends of one broken link (a delayed "
                "accusation by the lower end)\n",
                both_ends);
+    if (c.faults)
+        printf("derecho-sim: %" PRIu64
+               " crashed nodes restarted with their id and address, %" PRIu64
+               " of them rejoined as new members\n",
+               restarts, rejoined);
     if (c.faults && worst_settle > 0)
         printf("derecho-sim: slowest settling after the last fault: %.1f failure timeouts "
                "(seed %" PRIu64 ")\n",

@@ -27,7 +27,7 @@
 
 #define SIM_MAX_NODES     17u
 #define SIM_MAX_SUBGROUPS 4u
-#define PAYLOAD_MAGIC     0x4d495344u /* "DSIM" */
+#define PAYLOAD_MAGIC     0x4d495300u /* "\0SIM", the low byte holds the sender's slot */
 #define PAYLOAD_HEADER    16u
 
 #define SIM_MAX_VIDS 64u
@@ -129,6 +129,8 @@ typedef struct sim_node {
     int32_t partner;      /**< FAULT_LINK / FAULT_ONE_WAY: the other end's index, else -1 */
     bool long_pause_over; /**< ... and ended: stopped, or a correct member again */
     uint64_t view_deliveries[SIM_MAX_SUBGROUPS]; /**< deliveries in the current view */
+    int32_t restart_slot; /**< crash victim: the slot of its next incarnation, else -1 */
+    int32_t restart_of;   /**< next incarnation: the crashed node's slot, else -1 */
 } sim_node;
 
 /** One delivered version of one shard: which message, and which nodes delivered it. */
@@ -161,6 +163,8 @@ typedef struct sim {
     const sim_config *config;
     sim_result *result;
     uint64_t rng;
+    uint64_t rng2; /**< restart faults only: keeps the main stream (and old seeds) unchanged */
+    int32_t restart_index; /**< the slot kept for a crash victim's next incarnation, or -1 */
     uint64_t now_us;
     uint64_t inserted;
     sim_event *heap;
@@ -208,6 +212,13 @@ static bool rng_chance(sim *s, uint32_t percent) {
 }
 
 /* ---- failures and trace -------------------------------------------------------------- */
+
+/** Swaps in the second stream: draws made meanwhile leave the main stream untouched. */
+static void swap_rng(sim *s) {
+    uint64_t main_stream = s->rng;
+    s->rng = s->rng2;
+    s->rng2 = main_stream;
+}
 
 static void fail(sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void fail(sim *s, const char *fmt, ...) {
@@ -280,27 +291,38 @@ static uint8_t pattern_byte(uint32_t sender_id, uint32_t subgroup, uint32_t msgn
     return (uint8_t)(sender_id * 131u + subgroup * 31u + msgno * 7u + (uint32_t)i * 13u);
 }
 
-static void make_payload(uint8_t *out, size_t len, uint32_t sender_id, uint32_t subgroup,
-                         uint32_t msgno) {
-    assert(len >= PAYLOAD_HEADER);
-    uint32_t header[4] = {PAYLOAD_MAGIC, sender_id, subgroup, msgno};
+/** A message's bytes: a header naming the sender (its id and slot: incarnations differ),
+ * subgroup and number, then a pattern derived from them. */
+static void make_payload(uint8_t *out, size_t len, uint32_t sender_slot, uint32_t sender_id,
+                         uint32_t subgroup, uint32_t msgno) {
+    assert(len >= PAYLOAD_HEADER && sender_slot < SIM_MAX_NODES);
+    uint32_t header[4] = {PAYLOAD_MAGIC | sender_slot, sender_id, subgroup, msgno};
     memcpy(out, header, sizeof header);
     for (size_t i = PAYLOAD_HEADER; i < len; i++)
         out[i] = pattern_byte(sender_id, subgroup, msgno, i);
 }
 
-static int find_node_by_id(const sim *s, uint32_t id) {
-    for (uint32_t i = 0; i < s->num_nodes; i++)
-        if (s->nodes[i].id == id && !s->nodes[i].duplicate)
-            return (int)i;
-    return -1;
+/** True if the slot runs a core now (a restarted node's old slot does not). */
+static bool live(const sim_node *node) {
+    return node->core != NULL && !node->dead;
 }
 
-static int find_node_by_address(const sim *s, const char *address) {
+/** The slot of node `id`: its running incarnation if one runs, else its first slot. */
+static int find_node_by_id(const sim *s, uint32_t id) {
+    int found = -1;
     for (uint32_t i = 0; i < s->num_nodes; i++)
-        if (strcmp(s->nodes[i].address, address) == 0)
-            return (int)i;
-    return -1;
+        if (s->nodes[i].id == id && !s->nodes[i].duplicate && (found < 0 || live(&s->nodes[i])))
+            found = (int)i;
+    return found;
+}
+
+/** As find_node_by_id, by address. */
+static int find_node_by_address(const sim *s, const char *address) {
+    int found = -1;
+    for (uint32_t i = 0; i < s->num_nodes; i++)
+        if (strcmp(s->nodes[i].address, address) == 0 && (found < 0 || live(&s->nodes[i])))
+            found = (int)i;
+    return found;
 }
 
 /* ---- checker ------------------------------------------------------------------------- */
@@ -313,9 +335,9 @@ static bool payload_is_genuine(sim *s, const dr_action *a, uint32_t *sender_inde
         return false;
     }
     memcpy(header, a->bytes, sizeof header);
-    int sender = find_node_by_id(s, header[1]);
-    if (header[0] != PAYLOAD_MAGIC || sender < 0 || header[1] != a->sender_id ||
-        header[2] != a->subgroup) {
+    uint32_t sender = header[0] & 0xffu;
+    if ((header[0] & ~0xffu) != PAYLOAD_MAGIC || sender >= s->num_nodes ||
+        s->nodes[sender].id != header[1] || header[1] != a->sender_id || header[2] != a->subgroup) {
         fail(s, "no creation: delivered payload names sender %u subgroup %u, action says %u/%u",
              header[1], header[2], a->sender_id, a->subgroup);
         return false;
@@ -333,7 +355,7 @@ static bool payload_is_genuine(sim *s, const dr_action *a, uint32_t *sender_inde
             return false;
         }
     }
-    *sender_index = (uint32_t)sender;
+    *sender_index = sender;
     *msgno = header[3];
     return true;
 }
@@ -507,6 +529,8 @@ static void record_view(sim *s, uint32_t index, dr_view_info *info) {
 
 static void on_view_installed_faults(sim *s, uint32_t index, dr_action *a) {
     sim_node *node = &s->nodes[index];
+    if (node->restart_of >= 0 && !node->in_view)
+        s->result->rejoined++;
     record_view(s, index, a->view_info);
     free(node->view);
     node->in_view = true;
@@ -681,7 +705,7 @@ static void on_app_send(sim *s, uint32_t index, uint32_t subgroup) {
     uint32_t len = stream->lens[stream->sent];
     uint8_t *payload = malloc(len);
     assert(payload != NULL);
-    make_payload(payload, len, node->id, subgroup, stream->sent);
+    make_payload(payload, len, index, node->id, subgroup, stream->sent);
     const dr_layout *layout = dr_core_layout(node->core);
     uint32_t rank = 0;
     int shard = dr_layout_find_shard(layout, subgroup, node->id, &rank);
@@ -796,6 +820,15 @@ static void on_crash(sim *s, uint32_t index) {
         if (rng_chance(s, 50))
             lose_in_flight(s, index, i);
         maybe_disconnect(s, index, i);
+    }
+    if (node->restart_slot >= 0) { /* the process comes back: same id, same address */
+        sim_node *next = &s->nodes[node->restart_slot];
+        next->absent = false;
+        swap_rng(s);
+        /* often before it is suspected: the old incarnation is still in the view */
+        uint64_t at = s->now_us + rng_range(s, 1000, (uint32_t)s->timeout_us * 3);
+        swap_rng(s);
+        schedule(s, at, EV_START, (uint32_t)node->restart_slot, 0);
     }
 }
 
@@ -943,6 +976,10 @@ static void process(sim *s, sim_event *event) {
         return;
     switch (event->kind) {
     case EV_START:
+        if (node->restart_of >= 0) {
+            trace_fault(s, node, "restarts (same id and address, no state)");
+            s->result->restarts++;
+        }
         on_start(s, event->node);
         break;
     case EV_TICK:
@@ -1103,6 +1140,7 @@ static void setup_nodes(sim *s, uint32_t members, bool add_duplicate) {
         node->start_us = i == 0 ? 0 : rng_range(s, 0, 3000);
         node->tick_us = rng_range(s, 500, 3000);
         node->defer_flush = rng_chance(s, 25);
+        node->restart_slot = node->restart_of = -1;
         for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++)
             node->last_version[sg] = -1;
         random_workload(s, node);
@@ -1265,6 +1303,7 @@ static void setup_fault_mode(sim *s, uint32_t members) {
     for (uint32_t i = 0; i < s->num_nodes; i++) {
         memset(s->nodes[i].shard_at, 0xff, sizeof s->nodes[i].shard_at);
         s->nodes[i].partner = -1;
+        s->nodes[i].restart_slot = s->nodes[i].restart_of = -1;
         s->nodes[i].max_vid = -1;
         for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++)
             if (s->nodes[i].streams[sg].total > 25)
@@ -1272,6 +1311,82 @@ static void setup_fault_mode(sim *s, uint32_t members) {
     }
     if (late)
         s->nodes[members].late = true;
+}
+
+/** The late joiner (it comes right after the initial members), or NULL. */
+static sim_node *late_joiner(sim *s) {
+    sim_node *node = &s->nodes[s->full_members];
+    return s->num_nodes > s->full_members && node->late &&
+                   (int32_t)s->full_members != s->restart_index
+               ? node
+               : NULL;
+}
+
+/**
+ * Restart faults: with a free slot, half the runs keep one for the next incarnation of a crash
+ * victim (chosen when the faults are planned). Drawn from the second stream, so every seed's
+ * run is the one it was before restarts existed until a restart strikes.
+ */
+static void reserve_restart_slot(sim *s) {
+    swap_rng(s);
+    if (s->num_nodes < SIM_MAX_NODES && rng_chance(s, 50)) {
+        uint32_t index = s->num_nodes++;
+        s->restart_index = (int32_t)index;
+        sim_node *next = &s->nodes[index];
+        next->id = 1000000u + index; /* matches no member until the victim is chosen */
+        next->late = true;
+        next->absent = true; /* until its old incarnation crashes */
+        next->tick_us = rng_range(s, 500, 3000);
+        next->defer_flush = rng_chance(s, 25);
+        random_workload(s, next);
+        memset(next->shard_at, 0xff, sizeof next->shard_at);
+        next->partner = next->restart_slot = next->restart_of = -1;
+        next->max_vid = -1;
+        for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++) {
+            next->last_version[sg] = -1;
+            if (next->streams[sg].total > 25)
+                next->streams[sg].total = 25;
+        }
+        for (uint32_t i = 0; i < s->num_nodes; i++) {
+            sim_link *links[2] = {&s->links[i][index], &s->links[index][i]};
+            for (int d = 0; d < 2; d++) {
+                links[d]->latency_us = rng_range(s, 1, 400);
+                links[d]->jitter_us = rng_range(s, 0, 300);
+                links[d]->bytes_per_ms = rng_range(s, 10000, 2000000);
+            }
+        }
+    }
+    swap_rng(s);
+}
+
+/** Picks which crash victim restarts (if a slot is kept) and through which contact. */
+static void plan_restart(sim *s) {
+    if (s->restart_index < 0)
+        return;
+    sim_node *next = &s->nodes[s->restart_index];
+    swap_rng(s);
+    uint32_t first = rng_range(s, 0, s->full_members - 1);
+    for (uint32_t k = 0; k < s->full_members; k++) {
+        sim_node *victim = &s->nodes[(first + k) % s->full_members];
+        if (victim->fault != FAULT_CRASH)
+            continue;
+        next->id = victim->id;
+        memcpy(next->address, victim->address, sizeof next->address);
+        next->restart_of = (int32_t)(victim - s->nodes);
+        victim->restart_slot = (int32_t)(next - s->nodes);
+        /* a fault-free contact (never itself: it would found a group of its own); one that
+         * stays in the group if there is one */
+        uint32_t contact = rng_range(s, 0, s->full_members - 1);
+        for (uint32_t tries = 0; tries < 2 * s->full_members; tries++) {
+            const sim_node *c = &s->nodes[contact];
+            if (c->fault == FAULT_NONE && (!c->flex || tries >= s->full_members))
+                break;
+            contact = (contact + 1) % s->full_members;
+        }
+        memcpy(next->contact, s->nodes[contact].address, sizeof next->contact);
+        break;
+    }
+    swap_rng(s);
 }
 
 /** The bridge of a bridge partition: a node without a fault (flex is set on all of them). */
@@ -1292,8 +1407,12 @@ static void trace_plan(const sim *s) {
         return;
     fprintf(s->config->trace, "[%10" PRIu64 " us] fault plan:", s->now_us);
     for (uint32_t i = 0; i < s->num_nodes; i++)
-        fprintf(s->config->trace, " %u=%s%s%s", s->nodes[i].id, names[s->nodes[i].fault],
-                s->nodes[i].flex ? "(flex)" : "", s->nodes[i].late ? "(late)" : "");
+        fprintf(s->config->trace, " %u=%s%s%s%s", s->nodes[i].id, names[s->nodes[i].fault],
+                s->nodes[i].flex ? "(flex)" : "",
+                s->nodes[i].restart_of >= 0 ? "(restart)"
+                : s->nodes[i].late          ? "(late)"
+                                            : "",
+                s->nodes[i].restart_slot >= 0 ? "(restarts)" : "");
     fprintf(s->config->trace, "\n");
 }
 
@@ -1310,10 +1429,11 @@ static void schedule_faults(sim *s, const dr_layout *layout) {
     }
     if (plan_faults(s, s->full_members, layout)) {
         schedule(s, base + rng_range(s, 1000, spread), EV_MAJORITY_CRASH, 0, 0);
-        if (s->num_nodes > s->full_members)
-            s->nodes[s->full_members].absent = true; /* no late joiner: nobody to join */
+        if (late_joiner(s) != NULL)
+            late_joiner(s)->absent = true; /* no late joiner: nobody to join */
         return;
     }
+    plan_restart(s);
     int bridge = -1;
     for (uint32_t i = 0; i < s->full_members && bridge < 0; i++)
         if (s->nodes[i].fault == FAULT_BRIDGE) {
@@ -1328,8 +1448,8 @@ static void schedule_faults(sim *s, const dr_layout *layout) {
     }
     if (bridge < 0)
         trace_plan(s);
-    if (s->num_nodes > s->full_members) {
-        sim_node *joiner = &s->nodes[s->full_members];
+    if (late_joiner(s) != NULL) {
+        sim_node *joiner = late_joiner(s);
         uint32_t contact = rng_range(s, 0, s->full_members - 1);
         for (uint32_t tries = 0; tries < 2 * s->full_members; tries++) {
             const sim_node *c = &s->nodes[contact];
@@ -1681,6 +1801,10 @@ int sim_run(const sim_config *config, sim_result *result) {
     else
         setup_nodes(s, members, duplicate);
     setup_links(s);
+    s->rng2 = config->seed * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
+    s->restart_index = -1;
+    if (config->faults)
+        reserve_restart_slot(s);
     if (config->trace)
         fprintf(config->trace,
                 "seed %" PRIu64 ": %u members%s, window %u, payload %u, smc %u, "

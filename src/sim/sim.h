@@ -47,6 +47,8 @@ typedef struct sim_result {
     uint64_t settle_us;     /**< fault mode: from the last fault to completion (liveness) */
     uint64_t timeout_us;    /**< fault mode: the run's failure timeout (heartbeat x missed) */
     bool link_cost_both;    /**< fault mode: one broken link excluded both of its ends */
+    uint32_t restarts;      /**< fault mode: crashed nodes restarted with the same id and address */
+    uint32_t rejoined;      /**< fault mode: ... of which installed a view as a new member */
 } sim_result;
 
 /** Runs one seed. Returns 0 (see result->passed) or a negative DR_E* code on setup failure. */
