@@ -302,6 +302,14 @@ static void make_payload(uint8_t *out, size_t len, uint32_t sender_slot, uint32_
         out[i] = pattern_byte(sender_id, subgroup, msgno, i);
 }
 
+/**
+ * True for the slot kept for a restart while that restart is not due: it takes no part in
+ * fault draws (so a seed's run is unchanged until the crash of the node that restarts).
+ */
+static bool restart_not_due(const sim *s, uint32_t index) {
+    return (int32_t)index == s->restart_index && s->nodes[index].absent;
+}
+
 /** True if the slot runs a core now (a restarted node's old slot does not). */
 static bool live(const sim_node *node) {
     return node->core != NULL && !node->dead;
@@ -815,7 +823,7 @@ static void on_crash(sim *s, uint32_t index) {
     dr_core_destroy(node->core);
     node->core = NULL;
     for (uint32_t i = 0; i < s->num_nodes; i++) {
-        if (i == index)
+        if (i == index || restart_not_due(s, i))
             continue;
         if (rng_chance(s, 50))
             lose_in_flight(s, index, i);
@@ -864,7 +872,8 @@ static void on_bridge(sim *s, uint32_t bridge) {
                 continue;
             s->links[a][b].cut = true;
             lose_in_flight(s, a, b);
-            maybe_disconnect(s, a, b);
+            if (!restart_not_due(s, a) && !restart_not_due(s, b))
+                maybe_disconnect(s, a, b);
         }
 }
 
@@ -895,7 +904,7 @@ static void set_partition(sim *s, bool cut) {
         for (uint32_t b = 0; b < s->num_nodes; b++)
             if (in_partition(s, a) != in_partition(s, b)) {
                 s->links[a][b].cut = cut;
-                if (cut)
+                if (cut && !restart_not_due(s, a) && !restart_not_due(s, b))
                     maybe_disconnect(s, a, b);
             }
 }
@@ -1463,6 +1472,8 @@ static void schedule_faults(sim *s, const dr_layout *layout) {
     bool partition = false;
     for (uint32_t i = 0; i < s->num_nodes; i++) {
         sim_node *node = &s->nodes[i];
+        if ((int32_t)i == s->restart_index)
+            continue; /* started by its old incarnation's crash */
         uint64_t at = base + rng_range(s, 0, spread);
         if (node->fault == FAULT_LINK)
             schedule(s, at, EV_LINK_BREAK, i, 0);
