@@ -20,6 +20,9 @@
  * Reads: dr_group_read_versioned returns a logged message by version (exact, or the newest at or
  * below), by time (the newest with timestamp <= t) or the latest, from this node's own log.
  *
+ * Views: a node with a durable subgroup also saves every view it installs (`last_view` under
+ * file_path); dr_group_load_saved_view reads it back without a running group.
+ *
  * Every function here may be called from any thread, including the callbacks (a read blocks on
  * a disk read; a wait must not run on the delivery thread, which delivers what it waits for).
  */
@@ -85,6 +88,18 @@ int dr_group_read_versioned(dr_group *group, uint32_t subgroup, dr_read_mode mod
 
 /** Frees out->bytes and zeroes *out. NULL is a no-op. */
 void dr_versioned_clear(dr_versioned *out);
+
+/**
+ * The last view this node installed, as saved under `[PERS] file_path` (`last_view`): a node
+ * configured with a durable subgroup saves every view it installs, durably, before any delivery
+ * of that view, so a restarted node finds its last view (what total restart will start from).
+ * Needs no running group. Fills *view (id, members, addresses) and, if not NULL, *assignment
+ * (the view's shards: members and sender flags per shard, nothing else set). Returns 0,
+ * DR_ENOTFOUND (nothing saved), DR_ECORRUPT (a damaged or foreign file), DR_ETOOBIG, DR_EIO,
+ * DR_ENOMEM, with *err (may be NULL). Any thread.
+ */
+int dr_group_load_saved_view(const dr_config *config, dr_view *view, dr_layout *assignment,
+                             dr_err *err);
 
 #ifdef __cplusplus
 }

@@ -9,14 +9,19 @@
  */
 #include "runtime/durable.h"
 
+#include "core/wire.h"
 #include "derecho/log.h"
+#include "persist/blob.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- configuration ------------------------------------------------------------------------ */
 
@@ -50,6 +55,30 @@ static int read_config(durable *d, const dr_config *config, const dr_layout_spec
         d->any |= on;
     }
     return DR_OK;
+}
+
+/* Creates the log directory if missing (one level, as dr_plog_open does) and syncs its parent,
+ * so the saved view has a place before the first log is opened. */
+static int ensure_dir(const char *dir, dr_err *err) {
+    if (mkdir(dir, 0755) != 0)
+        return errno == EEXIST ? DR_OK
+                               : dr_err_set(err, DR_EIO, "%s: mkdir: %s", dir, strerror(errno));
+    char parent[sizeof((durable *)0)->dir];
+    snprintf(parent, sizeof parent, "%s", dir);
+    size_t n = strlen(parent);
+    while (n > 1 && parent[n - 1] == '/')
+        parent[--n] = '\0';
+    char *slash = strrchr(parent, '/');
+    if (!slash)
+        snprintf(parent, sizeof parent, ".");
+    else
+        slash[slash == parent ? 1 : 0] = '\0';
+    int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = fd >= 0 ? fsync(fd) : -1;
+    int saved = errno;
+    if (fd >= 0)
+        close(fd);
+    return rc == 0 ? DR_OK : dr_err_set(err, DR_EIO, "%s: fsync: %s", parent, strerror(saved));
 }
 
 /* ---- persistence thread ------------------------------------------------------------------- */
@@ -131,6 +160,9 @@ int durable_start(durable *d, const dr_config *config, const dr_layout_spec *spe
     int rc = read_config(d, config, spec, max_record_bytes, err);
     if (rc != DR_OK || !d->any)
         return rc;
+    rc = ensure_dir(d->dir, err);
+    if (rc != DR_OK)
+        return rc;
     if (pthread_create(&d->thread, NULL, persist_main, d) != 0)
         return dr_err_set(err, DR_EIO, "cannot start the persistence thread");
     pthread_setname_np(d->thread, "dr-persist");
@@ -181,10 +213,33 @@ static int open_log(durable *d, const dr_layout *layout, uint32_t subgroup, uint
     return DR_OK;
 }
 
+/*
+ * Saves the view being installed as `file_path/last_view` (dr_blob_save: temp file, fdatasync,
+ * rename, directory fsync), before any delivery of that view is handed out, so every version in
+ * a log belongs to the saved view or an earlier one. The encoding is the core's VIEW frame with
+ * the view's own shard assignment (core/wire.h), decoded with its checks at load.
+ */
+static int save_view(durable *d, const dr_view_info *info, uint32_t my_id) {
+    dr_buf buf;
+    dr_buf_init(&buf, 0);
+    int rc =
+        dr_wire_encode_view_with_layout(&buf, my_id, &info->view, &info->layout, &info->layout);
+    dr_err err = {0};
+    if (rc == DR_OK && !buf.failed)
+        rc = dr_blob_save(d->dir, DURABLE_VIEW_FILE, buf.data, buf.len, NULL, &err);
+    else if (rc == DR_OK)
+        rc = DR_ENOMEM;
+    dr_buf_free(&buf);
+    if (rc != DR_OK)
+        DR_ERROR(DR_LOGM_PERSISTENCE, "cannot save view %" PRId32 " under %s: %s", info->view.vid,
+                 d->dir, err.msg[0] ? err.msg : dr_strerror(rc));
+    return rc;
+}
+
 int durable_on_view(durable *d, const dr_view_info *info, uint32_t my_id) {
     if (!d->any)
         return DR_OK;
-    int first_error = DR_OK;
+    int first_error = save_view(d, info, my_id);
     const dr_layout *layout = &info->layout;
     for (uint32_t s = 0; s < layout->num_subgroups && s < DR_LAYOUT_MAX_SUBGROUPS; s++) {
         uint32_t type = layout->subgroups[s].type_index;
@@ -249,6 +304,48 @@ void durable_set_global(durable *d, uint32_t subgroup, int64_t version) {
         pthread_cond_broadcast(&d->change);
     }
     pthread_mutex_unlock(&d->lock);
+}
+
+int dr_group_load_saved_view(const dr_config *config, dr_view *view, dr_layout *assignment,
+                             dr_err *err) {
+    const char *dir = dr_config_get(config, "PERS", "file_path");
+    if (!dir || !*dir)
+        dir = ".plog";
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    int rc = dr_blob_load(dir, DURABLE_VIEW_FILE, DURABLE_VIEW_MAX_BYTES, &bytes, &len, err);
+    if (rc != DR_OK)
+        return rc;
+    dr_wire_header header;
+    const char *why = NULL;
+    dr_msg_view *msg = malloc(sizeof *msg);
+    if (!msg) {
+        free(bytes);
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    }
+    rc = dr_wire_decode_header(bytes, len, &header, &why);
+    if (rc == DR_OK && header.type != DR_MSG_VIEW) {
+        rc = DR_EPROTO;
+        why = "not a VIEW frame";
+    }
+    if (rc == DR_OK)
+        rc = dr_wire_decode_view(bytes + DR_WIRE_HEADER_BYTES, header.body_len, msg, &why);
+    if (rc == DR_OK && !msg->has_assignment) {
+        rc = DR_EPROTO;
+        why = "no shard assignment";
+    }
+    if (rc == DR_OK) {
+        *view = msg->view;
+        view->vid = header.vid;
+        if (assignment)
+            *assignment = msg->assignment;
+    } else {
+        rc = dr_err_set(err, DR_ECORRUPT, "%s/%s: %s", dir, DURABLE_VIEW_FILE,
+                        why ? why : "undecodable");
+    }
+    free(msg);
+    free(bytes);
+    return rc;
 }
 
 /* ---- queries (any thread) ----------------------------------------------------------------- */

@@ -23,6 +23,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/** The last installed view's file under [PERS] file_path, and its largest accepted size. */
+#define DURABLE_VIEW_FILE      "last_view"
+#define DURABLE_VIEW_MAX_BYTES (1u << 20)
+
 /**
  * Told by the persistence thread (no durable lock held) that `subgroup`'s log is durable up to
  * `version` (failed: the log failed instead, version is -1).
@@ -68,8 +72,10 @@ int durable_start(durable *d, const dr_config *config, const dr_layout_spec *spe
                   dr_err *err);
 
 /**
- * A view was installed: opens the log of every durable shard of mine not yet open. Returns 0, or
- * the first open's error (logged; that subgroup is marked failed; the caller makes the node
+ * A view was installed: saves it durably as file_path/last_view (two fdatasyncs and a directory
+ * fsync, under the core lock: view changes are rare, and no delivery of the view may be logged
+ * before the view is), then opens the log of every durable shard of mine not yet open. Returns 0,
+ * or the first error (logged; a failed open marks that subgroup failed; the caller makes the node
  * leave).
  */
 int durable_on_view(durable *d, const dr_view_info *info, uint32_t my_id);

@@ -2,6 +2,7 @@
  * durable_node: one member of a durable test group (test_durable_procs.c), a real process.
  *
  *   durable_node CONFIG_FILE --messages N --size BYTES --expect-senders S [--check-reads]
+ *                [--start-members K]  (wait for a view of K members before sending)
  *
  * Joins the group of CONFIG_FILE with one subgroup type DURABLE (profile [SUBGROUP/TEST], which
  * the test makes durable), sends N messages of BYTES bytes (derived from (sender, index)),
@@ -9,11 +10,12 @@
  * is persisted at every member and the global on_persisted callback reported it, and prints
  *   DONE node=<id> delivered=<n> hash=<FNV-1a of (version, bytes) in delivery order>
  *        last=<last version> global_cb=<highest global callback version>
- *        local_cb=<highest local callback version> order_ok=<0|1>
+ *        local_cb=<highest local callback version> order_ok=<0|1> reads_ok=<0|1>
+ *        view_vid=<current view> saved_vid=<view id in the saved last_view> saved_members=<n>
  * (order_ok: every persistence callback came after the delivery of its version and never went
  * backwards). With --check-reads it then reads its own log through dr_group_read_versioned
- * (exact, at or below, by time, latest, and misses) against what it delivered and appends
- *   reads_ok=<0|1>
+ * (exact, at or below, by time, latest, and misses) against what it delivered (reads_ok; 1
+ * without the option). saved_*: dr_group_load_saved_view read just before the line is printed.
  * It waits for its standard input to close before leaving (the test's barrier); on any failure
  * it prints "FAIL node=<id> <why>" instead. Exit status 0 on success.
  */
@@ -176,6 +178,7 @@ int main(int argc, char **argv) {
     uint64_t messages = 10, senders = 1;
     size_t size = 100;
     bool reads = false;
+    uint32_t start_members = 0;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--messages") == 0 && i + 1 < argc)
             messages = strtoull(argv[++i], NULL, 10);
@@ -183,6 +186,8 @@ int main(int argc, char **argv) {
             size = strtoull(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--expect-senders") == 0 && i + 1 < argc)
             senders = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--start-members") == 0 && i + 1 < argc)
+            start_members = (uint32_t)strtoul(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--check-reads") == 0)
             reads = true;
         else {
@@ -220,6 +225,12 @@ int main(int argc, char **argv) {
     }
     uint32_t my_id = dr_group_my_id(group);
     int rc = dr_group_wait_view(group, 0, 30000);
+    for (int waited_ms = 0; rc == 0 && start_members > 0 && waited_ms < 30000; waited_ms += 10) {
+        dr_group_view view; /* joins are view changes: wait for the whole group before sending */
+        if (dr_group_get_view(group, &view) == 0 && view.view.num_members >= start_members)
+            break;
+        usleep(10000);
+    }
     uint8_t *buffer = malloc(size ? size : 1);
     for (uint64_t i = 0; rc == 0 && i < messages; i++) {
         fill_message(buffer, size, my_id, i);
@@ -246,13 +257,20 @@ int main(int argc, char **argv) {
             why = "callbacks";
     pthread_mutex_unlock(&state.lock);
     bool reads_ok = !reads || (!why && check_reads(group, &state));
+    dr_group_view current;
+    dr_view saved;
+    int32_t view_vid = dr_group_get_view(group, &current) == 0 ? current.view.vid : -1;
+    if (!why && dr_group_load_saved_view(config, &saved, NULL, &err) != 0)
+        why = "load_saved_view";
     if (why)
         printf("FAIL node=%" PRIu32 " %s rc=%d\n", my_id, why, rc);
     else
         printf("DONE node=%" PRIu32 " delivered=%" PRIu64 " hash=%016" PRIx64 " last=%" PRId64
-               " global_cb=%" PRId64 " local_cb=%" PRId64 " order_ok=%d reads_ok=%d\n",
+               " global_cb=%" PRId64 " local_cb=%" PRId64
+               " order_ok=%d reads_ok=%d view_vid=%" PRId32 " saved_vid=%" PRId32
+               " saved_members=%" PRIu32 "\n",
                my_id, state.delivered, state.hash, last, state.global_cb, state.local_cb,
-               state.order_ok, reads_ok);
+               state.order_ok, reads_ok, view_vid, saved.vid, saved.num_members);
     fflush(stdout);
     char sink[64];
     while (read(STDIN_FILENO, sink, sizeof sink) > 0) {

@@ -4,7 +4,9 @@
  * dr_group_wait_persisted reach the last delivered version; after the processes exit, each
  * member's log file holds exactly the sequence that member delivered (same versions, same bytes,
  * same order: the FNV hash the node printed), and the three logs are identical, timestamps
- * included. A second run reads every version back through dr_group_read_versioned.
+ * included. A second run, whose first view holds the leader alone (joins are view changes),
+ * reads every version back through dr_group_read_versioned; both check that each member saved
+ * the view it installed last (last_view, dr_group_load_saved_view), during the run and after.
  */
 #include <inttypes.h>
 #include <setjmp.h>
@@ -20,6 +22,8 @@
 
 #include <cmocka.h>
 
+#include "derecho/config.h"
+#include "derecho/durable.h"
 #include "node_procs.h"
 #include "persist/plog.h"
 
@@ -27,7 +31,7 @@ enum { NODES = 3, WAIT_SECONDS = 90 };
 
 static char test_dir[] = "/tmp/dr_durable_procs_XXXXXX";
 
-static void write_config(int node, int base_port, char *path, size_t path_len) {
+static void write_config(int node, int base_port, int min_nodes, char *path, size_t path_len) {
     snprintf(path, path_len, "%s/node%d.cfg", test_dir, node);
     FILE *file = fopen(path, "w");
     assert_non_null(file);
@@ -40,7 +44,7 @@ static void write_config(int node, int base_port, char *path, size_t path_len) {
             "[SUBGROUP/TEST]\nnum_shards = 1\nmin_nodes = %d\nmax_nodes = %d\ndurable = true\n"
             "[PERS]\nfile_path = %s/log%d\n"
             "[LOGGER]\ndefault_log_level = warn\n",
-            base_port, node, base_port + node, NODES, NODES, test_dir, node);
+            base_port, node, base_port + node, min_nodes, NODES, test_dir, node);
     fclose(file);
 }
 
@@ -102,26 +106,31 @@ static void run(int base_port, uint64_t messages, bool reads) {
                     "700",
                     "--expect-senders",
                     "3",
+                    "--start-members",
+                    "3",
                     reads ? "--check-reads" : NULL,
                     NULL};
+    int min_nodes = reads ? 1 : NODES; /* 1: view 0 is the leader alone, the joins follow */
     child children[NODES];
     for (int i = 0; i < NODES; i++) {
         char path[512];
-        write_config(i, base_port, path, sizeof path);
+        write_config(i, base_port, min_nodes, path, sizeof path);
         spawn_test_program(&children[i], "durable_node", path, args);
         if (i == 0)
             usleep(200000); /* let the leader listen first (joiners also retry) */
     }
     wait_all_done(children, NODES, WAIT_SECONDS);
     uint64_t delivered[NODES], hash[NODES];
+    int saved_vid[NODES];
     for (int i = 0; i < NODES; i++) {
-        int node = -1, order_ok = 0, reads_ok = 0;
+        int node = -1, order_ok = 0, reads_ok = 0, view_vid = -1, saved_members = 0;
         int64_t last = 0, global_cb = 0, local_cb = 0;
         if (sscanf(children[i].output,
                    "DONE node=%d delivered=%" SCNu64 " hash=%" SCNx64 " last=%" SCNd64
-                   " global_cb=%" SCNd64 " local_cb=%" SCNd64 " order_ok=%d reads_ok=%d",
+                   " global_cb=%" SCNd64 " local_cb=%" SCNd64
+                   " order_ok=%d reads_ok=%d view_vid=%d saved_vid=%d saved_members=%d",
                    &node, &delivered[i], &hash[i], &last, &global_cb, &local_cb, &order_ok,
-                   &reads_ok) != 8) {
+                   &reads_ok, &view_vid, &saved_vid[i], &saved_members) != 11) {
             finish_all(children, NODES);
             fail_msg("node %d did not finish: '%s'", i, children[i].output);
         }
@@ -131,7 +140,11 @@ static void run(int base_port, uint64_t messages, bool reads) {
         assert_true(local_cb >= last);
         assert_int_equal(order_ok, 1);
         assert_int_equal(reads_ok, 1);
-        assert_int_equal(hash[i], hash[0]); /* one delivered sequence */
+        assert_int_equal(hash[i], hash[0]);       /* one delivered sequence */
+        assert_int_equal(saved_vid[i], view_vid); /* the view installed last is saved */
+        assert_int_equal(saved_members, NODES);
+        if (reads)
+            assert_true(view_vid >= 1); /* a view after the first one was saved over it */
     }
     assert_int_equal(finish_all(children, NODES), NODES);
     uint64_t stamped = 0;
@@ -143,6 +156,24 @@ static void run(int base_port, uint64_t messages, bool reads) {
         if (i == 0)
             stamped = walk.with_stamp;
         assert_int_equal(walk.with_stamp, stamped); /* replicas agree on timestamps too */
+        /* after the processes are gone: the saved view is still there (or a later one) */
+        char path[512];
+        write_config(i, base_port, min_nodes, path, sizeof path);
+        dr_config *config = NULL;
+        dr_err err = {0};
+        dr_config_options options = {.file_path = path};
+        assert_int_equal(dr_config_load(&options, &config, &err), 0);
+        dr_view view;
+        dr_layout assignment;
+        if (dr_group_load_saved_view(config, &view, &assignment, &err) != 0)
+            fail_msg("node %d's saved view: %s", i, err.msg);
+        dr_config_free(config);
+        assert_true(view.vid >= saved_vid[i]);
+        bool me = false;
+        for (uint32_t m = 0; m < view.num_members; m++)
+            me |= view.member_ids[m] == (uint32_t)i;
+        assert_true(me);
+        assert_int_equal(assignment.num_subgroups, 1);
     }
 }
 
