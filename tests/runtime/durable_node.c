@@ -3,6 +3,7 @@
  *
  *   durable_node CONFIG_FILE --messages N --size BYTES --expect-senders S [--check-reads]
  *                [--start-members K]  (wait for a view of K members before sending)
+ *                [--fsize-limit BYTES] (disk full: RLIMIT_FSIZE)
  *
  * Joins the group of CONFIG_FILE with one subgroup type DURABLE (profile [SUBGROUP/TEST], which
  * the test makes durable), sends N messages of BYTES bytes (derived from (sender, index)),
@@ -16,6 +17,10 @@
  * backwards). With --check-reads it then reads its own log through dr_group_read_versioned
  * (exact, at or below, by time, latest, and misses) against what it delivered (reads_ok; 1
  * without the option). saved_*: dr_group_load_saved_view read just before the line is printed.
+ * With --fsize-limit, files may not grow beyond BYTES (writes then fail with EFBIG, as on a
+ * full disk): it sends until a send fails (the node left the group when its log failed), then
+ * waits for local persistence of its last delivery and prints
+ *   DISKFULL node=<id> send_rc=<code> wait_rc=<code> persisted=<local version> last=<version>
  * It waits for its standard input to close before leaving (the test's barrier); on any failure
  * it prints "FAIL node=<id> <why>" instead. Exit status 0 on success.
  */
@@ -27,9 +32,11 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -169,6 +176,26 @@ static bool check_reads(dr_group *group, node_state *state) {
     return true;
 }
 
+/* Disk full: sends until the group refuses (the node left when its log failed), then reports. */
+static void disk_full_run(dr_group *group, node_state *state, uint64_t messages, size_t size,
+                          uint32_t my_id) {
+    uint8_t *buffer = malloc(size ? size : 1);
+    int send_rc = 0;
+    for (uint64_t i = 0; buffer && send_rc == 0 && i < messages; i++) {
+        fill_message(buffer, size, my_id, i);
+        send_rc = dr_group_send(group, 0, buffer, size, 10000);
+    }
+    free(buffer);
+    pthread_mutex_lock(&state->lock);
+    int64_t last = state->last_version;
+    pthread_mutex_unlock(&state->lock);
+    int wait_rc = dr_group_wait_persisted(group, 0, last, false, 10000);
+    printf("DISKFULL node=%" PRIu32 " send_rc=%d wait_rc=%d persisted=%" PRId64 " last=%" PRId64
+           "\n",
+           my_id, send_rc, wait_rc, dr_group_persisted_version(group, 0, false), last);
+    fflush(stdout);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: durable_node CONFIG_FILE [--messages N] [--size B] "
@@ -179,6 +206,7 @@ int main(int argc, char **argv) {
     size_t size = 100;
     bool reads = false;
     uint32_t start_members = 0;
+    uint64_t fsize_limit = 0;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--messages") == 0 && i + 1 < argc)
             messages = strtoull(argv[++i], NULL, 10);
@@ -188,6 +216,8 @@ int main(int argc, char **argv) {
             senders = strtoull(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--start-members") == 0 && i + 1 < argc)
             start_members = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--fsize-limit") == 0 && i + 1 < argc)
+            fsize_limit = strtoull(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--check-reads") == 0)
             reads = true;
         else {
@@ -210,6 +240,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "durable_node: %s\n", err.msg);
         return 1;
     }
+    if (fsize_limit > 0) { /* a "full disk": writes beyond the limit fail with EFBIG */
+        signal(SIGXFSZ, SIG_IGN);
+        struct rlimit limit = {.rlim_cur = fsize_limit, .rlim_max = fsize_limit};
+        if (setrlimit(RLIMIT_FSIZE, &limit) != 0) {
+            fprintf(stderr, "durable_node: setrlimit failed\n");
+            return 1;
+        }
+    }
     static node_state state;
     state.hash = 1469598103934665603ull;
     state.last_version = state.global_cb = state.local_cb = -1;
@@ -230,6 +268,15 @@ int main(int argc, char **argv) {
         if (dr_group_get_view(group, &view) == 0 && view.view.num_members >= start_members)
             break;
         usleep(10000);
+    }
+    if (rc == 0 && fsize_limit > 0) {
+        disk_full_run(group, &state, messages, size, my_id);
+        char sink[64];
+        while (read(STDIN_FILENO, sink, sizeof sink) > 0) {
+        }
+        dr_group_destroy(group);
+        dr_config_free(config);
+        return 0;
     }
     uint8_t *buffer = malloc(size ? size : 1);
     for (uint64_t i = 0; rc == 0 && i < messages; i++) {

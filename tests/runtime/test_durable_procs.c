@@ -7,6 +7,8 @@
  * included. A second run, whose first view holds the leader alone (joins are view changes),
  * reads every version back through dr_group_read_versioned; both check that each member saved
  * the view it installed last (last_view, dr_group_load_saved_view), during the run and after.
+ * A full disk (RLIMIT_FSIZE) makes a node's log fail: it stops acknowledging (waits end DR_EIO,
+ * it leaves the group) and its log holds exactly the versions it reported durable.
  */
 #include <inttypes.h>
 #include <setjmp.h>
@@ -191,6 +193,50 @@ static void test_reads_by_version_and_time(void **state) {
     run(21750, 20, true);
 }
 
+static void test_disk_full_stops_acknowledging(void **state) {
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/full.cfg", test_dir);
+    FILE *file = fopen(path, "w");
+    assert_non_null(file);
+    fprintf(file,
+            "[DERECHO]\ncontact_ip = 127.0.0.1\ncontact_port = 21790\nlocal_id = 0\n"
+            "local_ip = 127.0.0.1\ngms_port = 21790\n"
+            "[SUBGROUP/TEST]\nnum_shards = 1\nmin_nodes = 1\nmax_nodes = 1\ndurable = true\n"
+            "[PERS]\nfile_path = %s/full\n[LOGGER]\ndefault_log_level = error\n",
+            test_dir);
+    fclose(file);
+    /* 64 KiB: the log's two header pages and about 55 records of 1000 bytes fit */
+    char *args[] = {"--fsize-limit", "65536", "--messages", "1000", "--size", "1000", NULL};
+    child node;
+    spawn_test_program(&node, "durable_node", path, args);
+    wait_all_done(&node, 1, WAIT_SECONDS);
+    int id = -1, send_rc = 0, wait_rc = 0;
+    int64_t persisted = -2, last = -2;
+    if (sscanf(node.output,
+               "DISKFULL node=%d send_rc=%d wait_rc=%d persisted=%" SCNd64 " last=%" SCNd64, &id,
+               &send_rc, &wait_rc, &persisted, &last) != 5) {
+        finish_all(&node, 1);
+        fail_msg("no DISKFULL line: '%s'", node.output);
+    }
+    assert_int_not_equal(send_rc, 0);  /* the group refused more: the node left */
+    assert_int_equal(wait_rc, DR_EIO); /* nothing beyond the failure is acknowledged */
+    assert_true(persisted >= -1);  /* usually the first flushes fit (-1: the first was too big) */
+    assert_true(persisted < last); /* the last deliveries did not */
+    assert_int_equal(finish_all(&node, 1), 1);
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/full", test_dir);
+    dr_plog *log = NULL;
+    dr_plog_open_info info;
+    dr_err err = {0};
+    if (dr_plog_open(dir, "DURABLE-0-0", NULL, &log, &info, &err) != 0)
+        fail_msg("the full log: %s", err.msg);
+    /* one sender in view 0: versions 0, 1, ... ; exactly those reported durable are there */
+    assert_int_equal(info.latest_version, persisted); /* DR_PLOG_NO_VERSION is -1 too */
+    assert_int_equal(info.records, (uint64_t)(persisted + 1));
+    dr_plog_close(log);
+}
+
 static int setup(void **state) {
     (void)state;
     signal(SIGPIPE, SIG_IGN);
@@ -208,6 +254,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_logs_hold_the_delivered_sequence, kill_leftover_children),
         cmocka_unit_test_teardown(test_reads_by_version_and_time, kill_leftover_children),
+        cmocka_unit_test_teardown(test_disk_full_stops_acknowledging, kill_leftover_children),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
