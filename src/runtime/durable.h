@@ -6,7 +6,8 @@
  *
  * Threads and locks: durable_on_deliver / durable_on_view / durable_set_global run with the
  * group's core lock held (network or application thread); they take this module's lock only
- * briefly and never do disk writes (opening a log at a view install reads it). The persistence
+ * briefly. Only a view install touches the disk (it saves the view and opens new logs); a
+ * delivery is a memory copy. The persistence
  * thread sleeps on a condition variable until appends arrive, flushes each log with pending
  * records (one write + one fdatasync for all of them), then, holding no lock of this module,
  * calls `report` (which takes the core lock). Lock order: core lock, then the durable lock.
