@@ -1,5 +1,5 @@
 # The installable libraries and their install rules (`cmake --install build --prefix P`):
-#   libderecho.so.MAJOR (+ libderecho.a)              base, conf, net, core, runtime, rpc
+#   libderecho.so.MAJOR (+ libderecho.a)              base, conf, net, core, persist, runtime, rpc
 #   libderecho-infer.so.MAJOR (+ libderecho-infer.a)  the inference engine (needs libderecho)
 # with the public headers (include/derecho/), pkg-config files (derecho.pc, derecho-infer.pc)
 # and CMake package files (find_package(derecho): derecho::derecho, derecho::derecho_static,
@@ -32,6 +32,8 @@ endif()
 
 # src/infer found OpenMP in its own directory scope; the engine's objects here need the target.
 find_package(OpenMP REQUIRED COMPONENTS C)
+# likewise zlib (src/persist: the durable log's checksums)
+find_package(ZLIB REQUIRED)
 
 # dr_public_api.h: every public header, declared with default visibility.
 file(GLOB dr_public_headers RELATIVE ${PROJECT_SOURCE_DIR}/include
@@ -76,7 +78,7 @@ function(dr_export_objects name layer)
   add_dependencies(${name} ${layer}) # generated sources (onnx.pb-c.c) come from the layer
 endfunction()
 
-set(dr_layers dr_base dr_conf dr_net dr_core dr_runtime dr_rpc)
+set(dr_layers dr_base dr_conf dr_net dr_core dr_persist dr_runtime dr_rpc)
 set(dr_objects "")
 foreach(layer IN LISTS dr_layers)
   dr_export_objects(${layer}_export ${layer})
@@ -89,8 +91,10 @@ set(dr_public_include $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
 
 add_library(derecho_shared SHARED ${dr_objects})
 add_library(derecho_static STATIC ${dr_objects})
-target_link_libraries(derecho_shared PRIVATE PkgConfig::INIH PkgConfig::LIBCRYPTO Threads::Threads)
-target_link_libraries(derecho_static PRIVATE PkgConfig::INIH PkgConfig::LIBCRYPTO Threads::Threads)
+target_link_libraries(derecho_shared PRIVATE PkgConfig::INIH PkgConfig::LIBCRYPTO ZLIB::ZLIB
+                      Threads::Threads)
+target_link_libraries(derecho_static PRIVATE PkgConfig::INIH PkgConfig::LIBCRYPTO ZLIB::ZLIB
+                      Threads::Threads)
 
 add_library(derecho_infer_shared SHARED $<TARGET_OBJECTS:dr_infer_export>)
 add_library(derecho_infer_static STATIC $<TARGET_OBJECTS:dr_infer_export>)

@@ -65,11 +65,19 @@ typedef void (*dr_deliver_fn)(void *ctx, const dr_message *message);
 /** View-installed callback (delivery thread), after the deliveries of the previous view. */
 typedef void (*dr_view_fn)(void *ctx, const dr_group_view *view);
 
+/**
+ * Persistence callback (delivery thread) of a durable subgroup (include/derecho/durable.h):
+ * every ordered message of my shard of `subgroup` up to `version` is on disk here (global
+ * false) or on every member of the shard (global true). Runs after the deliveries it covers.
+ */
+typedef void (*dr_persisted_fn)(void *ctx, uint32_t subgroup, int64_t version, bool global);
+
 /** Application callbacks; any may be NULL. */
 typedef struct dr_group_callbacks {
-    dr_deliver_fn on_deliver; /**< each delivered message */
-    dr_view_fn on_view;       /**< each installed view */
-    void *ctx;                /**< passed to both */
+    dr_deliver_fn on_deliver;     /**< each delivered message */
+    dr_view_fn on_view;           /**< each installed view */
+    void *ctx;                    /**< passed to every callback */
+    dr_persisted_fn on_persisted; /**< durable subgroups: local and global persistence */
 } dr_group_callbacks;
 
 /**

@@ -31,6 +31,7 @@
 
 #include "derecho/buffer.h"
 #include "derecho/config.h"
+#include "derecho/durable.h"
 #include "derecho/error.h"
 #include "derecho/group.h"
 #include "derecho/layout.h"
@@ -180,6 +181,16 @@ int dr_rpc_results_wait(dr_rpc_results *results, size_t index, int timeout_ms, d
 
 /** The call's version ((vid << 32) | seq), or -1 if not delivered yet. */
 int64_t dr_rpc_results_version(dr_rpc_results *results);
+
+/**
+ * For a durable subgroup (include/derecho/durable.h): waits until the call was delivered here
+ * and its version is persisted on this node (global false) or on every member of the shard
+ * (global true), up to timeout_ms in all (-1: forever). `subgroup` is the one the call went to.
+ * Returns 0, DR_ETIMEDOUT, or dr_group_wait_persisted's errors (DR_ESTATE: not durable, DR_EIO:
+ * the log failed, DR_ECLOSED). Not from a handler.
+ */
+int dr_rpc_results_wait_persisted(dr_rpc_node *node, uint32_t subgroup, dr_rpc_results *results,
+                                  bool global, int timeout_ms);
 
 /**
  * Frees the results (replies that arrive later are dropped). NULL is a no-op. Safe after

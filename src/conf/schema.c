@@ -66,6 +66,8 @@ const conf_key_spec conf_key_specs[] = {
     {"SUBGROUP", "num_shards", NULL, CONF_UINT, 1, 65536, NULL, NULL},
     {"SUBGROUP", "min_nodes", NULL, CONF_UINT, 1, 65536, NULL, NULL},
     {"SUBGROUP", "max_nodes", NULL, CONF_UINT, 1, 65536, NULL, NULL},
+    /* the profile's subgroups log every ordered delivery ([PERS]; include/derecho/durable.h) */
+    {"SUBGROUP", "durable", NULL, CONF_BOOL, 0, 0, "false", NULL},
     /* [RDMA] */
     {"RDMA", "provider", NULL, CONF_CHOICE, 0, 0, "tcp", "sockets|tcp|verbs|shm|psm2|efa|udp"},
     {"RDMA", "domain", NULL, CONF_STRING, 0, 0, "lo", NULL},

@@ -87,6 +87,8 @@ const char *dr_action_type_name(dr_action_type type) {
         return "JOIN_FAILED";
     case DR_ACTION_STOPPED:
         return "STOPPED";
+    case DR_ACTION_PERSISTED:
+        return "PERSISTED";
     }
     return "?";
 }
@@ -244,6 +246,7 @@ int dr_core_create(const dr_core_options *options, uint64_t now_us, dr_core **ou
                                     .max_block_bytes = options->block_size,
                                     .max_subgroups = DR_LAYOUT_MAX_SUBGROUPS,
                                     .max_senders = DR_LAYOUT_MAX_SHARD_MEMBERS};
+    persistence_init(core);
     rc = membership_start(core);
     if (rc != 0) {
         dr_core_destroy(core);
@@ -305,6 +308,10 @@ static void flush_now(dr_core *core) {
 static void after_event(dr_core *core) {
     if (!core->options.defer_flush)
         flush_now(core);
+}
+
+void core_after_event(dr_core *core) {
+    after_event(core);
 }
 
 void dr_core_flush(dr_core *core, uint64_t now_us) {
@@ -400,6 +407,8 @@ int core_install_view(dr_core *core, const dr_view *view, const dr_layout *layou
     int rc = dr_sst_create(&core->view, &core->layout, core->my_rank, &core->sst);
     if (rc == 0)
         rc = multicast_start_view(core);
+    if (rc == 0)
+        rc = persistence_start_view(core);
     if (rc != 0)
         return rc;
     core->state = CORE_IN_VIEW;

@@ -124,6 +124,13 @@ typedef enum dr_action_type {
      * partition). A readable reason is in bytes/len.
      */
     DR_ACTION_STOPPED = 7,
+    /**
+     * The persistence frontier of my shard of `subgroup` (shard: `shard`) advanced to `version`:
+     * every member of that shard in the current view reported (dr_core_persisted) a persisted
+     * version >= `version` (the minimum of the shard's PERSISTED_NUM column). Emitted only when
+     * it grows beyond every frontier emitted before, views included (docs/persistence.md).
+     */
+    DR_ACTION_PERSISTED = 8,
 } dr_action_type;
 
 /** A snapshot of an installed view, owned by whoever holds the action. */
@@ -152,12 +159,13 @@ typedef struct dr_action {
     const uint8_t *body;
     size_t body_len;             /**< bytes in `body` */
     dr_shared_bytes *body_owner; /**< the reference that keeps body alive */
-    uint32_t subgroup;           /**< DELIVER, WINDOW_OPEN */
-    uint32_t shard;              /**< DELIVER */
+    uint32_t subgroup;           /**< DELIVER, WINDOW_OPEN, PERSISTED */
+    uint32_t shard;              /**< DELIVER, PERSISTED */
     uint32_t sender_id;          /**< DELIVER: node id of the sender */
     uint32_t sender_index;       /**< DELIVER: sender's rank among the shard's senders */
     int64_t index;               /**< DELIVER: sender's message index in this view */
-    int64_t version;             /**< DELIVER: (vid << 32) | seq, or -1 for raw mode */
+    int64_t version;             /**< DELIVER: (vid << 32) | seq, or -1 for raw mode;
+                                      PERSISTED: the shard's new persistence frontier */
     uint64_t timestamp_us;       /**< DELIVER: the sender's send time */
     dr_delivery_mode mode;       /**< DELIVER */
     int error;                   /**< JOIN_FAILED: DR_E* code */
@@ -250,6 +258,21 @@ void dr_core_report_failure(dr_core *core, uint32_t node_id, uint64_t now_us);
  * are ignored (the new view's window starts afresh). Any time; no-op without the option.
  */
 void dr_core_consumed(dr_core *core, uint32_t subgroup, int64_t version, uint64_t now_us);
+
+/**
+ * The driver made every ordered message of `subgroup` it was handed up to `version` (a DELIVER
+ * action's version, any view) durable on this node (src/core/persistence.c). The core writes it
+ * to PERSISTED_NUM in its SST row (pushed to the shard) and remembers it across views (it is
+ * re-published in each new view's table); the shard's minimum becomes DR_ACTION_PERSISTED.
+ * Reports that do not grow are ignored, as are negative versions, unknown subgroups and
+ * versions this node has not delivered (a driver bug: traced). The core does no I/O itself.
+ */
+void dr_core_persisted(dr_core *core, uint32_t subgroup, int64_t version, uint64_t now_us);
+
+/**
+ * The persistence frontier last emitted for `subgroup` (DR_ACTION_PERSISTED), or -1 if none.
+ */
+int64_t dr_core_persisted_frontier(const dr_core *core, uint32_t subgroup);
 
 /** True once the core emitted DR_ACTION_STOPPED (or a join failed): it does nothing more. */
 bool dr_core_stopped(const dr_core *core);

@@ -163,6 +163,9 @@ struct dr_core {
     dr_buf scratch;       /**< frame encoding */
     dr_wire_limits limits;
     dr_core_stats stats;
+    /* persistence (persistence.c), kept across views */
+    int64_t persisted_local[DR_LAYOUT_MAX_SUBGROUPS];  /**< my last dr_core_persisted, or -1 */
+    int64_t persisted_global[DR_LAYOUT_MAX_SUBGROUPS]; /**< last frontier emitted, or -1 */
 };
 
 /* core.c: actions and helpers */
@@ -280,6 +283,15 @@ int multicast_ragged_trim(dr_core *core, uint32_t subgroup, const int64_t *trim)
 void multicast_publish_delivered(dr_core *core, mc_shard *shard);
 /** Queues an own message for re-sending (payload taken). */
 int core_queue_resend(dr_core *core, uint32_t subgroup, uint8_t *payload, uint32_t len);
+
+/* persistence.c: PERSISTED_NUM and the persistence frontier */
+/** Sets the persisted versions to "none" (at create). */
+void persistence_init(dr_core *core);
+/** Re-publishes my persisted versions in the new view's table; registers the frontier
+ * predicate (after multicast_start_view). Returns 0 or DR_ENOMEM / the SST's error. */
+int persistence_start_view(dr_core *core);
+/** Evaluates and pushes after an event unless the driver defers it (core.c). */
+void core_after_event(dr_core *core);
 
 /* pipeline.c */
 /**

@@ -530,6 +530,13 @@ static bool in_view(const dr_group_view *view, uint32_t node_id) {
     return false;
 }
 
+/* Durable subgroups: the application's own persistence callback, if any (delivery thread). */
+static void on_persisted(void *ctx, uint32_t subgroup, int64_t version, bool global) {
+    dr_rpc_node *node = ctx;
+    if (node->app.on_persisted)
+        node->app.on_persisted(node->app.ctx, subgroup, version, global);
+}
+
 static void on_view(void *ctx, const dr_group_view *view) {
     dr_rpc_node *node = ctx;
     transfer_state(node, view);
@@ -1060,7 +1067,8 @@ int dr_rpc_node_create(const dr_config *config, const dr_layout_spec *spec,
     rc = start_workers(node, workers > MAX_WORKERS ? MAX_WORKERS : workers, err);
     if (rc)
         goto fail;
-    dr_group_callbacks callbacks = {.on_deliver = on_deliver, .on_view = on_view, .ctx = node};
+    dr_group_callbacks callbacks = {
+        .on_deliver = on_deliver, .on_view = on_view, .ctx = node, .on_persisted = on_persisted};
     dr_group_hooks hooks = {.on_frame = hook_frame, .on_peer_down = hook_peer_down, .ctx = node};
     dr_group *group = NULL;
     rc = dr_group_create_with_hooks(config, spec, &callbacks, &hooks, &group, err);
@@ -1082,6 +1090,24 @@ fail:
 
 dr_group *dr_rpc_node_group(dr_rpc_node *node) {
     return atomic_load(&node->group);
+}
+
+int dr_rpc_results_wait_persisted(dr_rpc_node *node, uint32_t subgroup, dr_rpc_results *results,
+                                  bool global, int timeout_ms) {
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    if (dr_rpc_results_count(results, timeout_ms) == 0 || dr_rpc_results_version(results) < 0)
+        return DR_ETIMEDOUT;
+    int left = timeout_ms;
+    if (timeout_ms >= 0) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t spent =
+            (int64_t)(now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        left = spent >= timeout_ms ? 0 : timeout_ms - (int)spent;
+    }
+    return dr_group_wait_persisted(dr_rpc_node_group(node), subgroup,
+                                   dr_rpc_results_version(results), global, left);
 }
 
 bool dr_rpc_node_peer_down(dr_rpc_node *node, uint32_t node_id) {

@@ -7,7 +7,11 @@
 #include <string.h>
 
 static void run_item(const dr_group_callbacks *callbacks, delivery_item *item) {
-    if (item->view) {
+    if (item->persisted) {
+        if (callbacks->on_persisted)
+            callbacks->on_persisted(callbacks->ctx, item->message.subgroup, item->message.version,
+                                    item->global);
+    } else if (item->view) {
         if (callbacks->on_view)
             callbacks->on_view(callbacks->ctx, item->view);
         free(item->view);
@@ -35,8 +39,9 @@ static void report_taken(delivery_queue *queue, const delivery_item *batch) {
         last[s] = -1;
     for (const delivery_item *item = batch; item != NULL; item = item->next) {
         const dr_message *m = &item->message;
-        if (item->view == NULL && m->mode == DR_MODE_ORDERED && m->version >= 0 &&
-            m->subgroup < DR_LAYOUT_MAX_SUBGROUPS && m->version > last[m->subgroup])
+        if (item->view == NULL && !item->persisted && m->mode == DR_MODE_ORDERED &&
+            m->version >= 0 && m->subgroup < DR_LAYOUT_MAX_SUBGROUPS &&
+            m->version > last[m->subgroup])
             last[m->subgroup] = m->version;
     }
     for (uint32_t s = 0; s < DR_LAYOUT_MAX_SUBGROUPS; s++)
@@ -121,6 +126,21 @@ int delivery_push_view(delivery_queue *queue, dr_group_view *view) {
         return DR_ENOMEM;
     }
     item->view = view;
+    push_item(queue, item);
+    return DR_OK;
+}
+
+int delivery_push_persisted(delivery_queue *queue, uint32_t subgroup, int64_t version,
+                            bool global) {
+    delivery_item *item = calloc(1, sizeof *item);
+    if (!item) {
+        DR_ERROR(DR_LOGM_GENERAL, "out of memory queueing a persistence upcall; dropped");
+        return DR_ENOMEM;
+    }
+    item->persisted = true;
+    item->global = global;
+    item->message.subgroup = subgroup;
+    item->message.version = version;
     push_item(queue, item);
     return DR_OK;
 }

@@ -17,6 +17,8 @@ typedef struct delivery_item {
     dr_message message;         /* when view == NULL; message.bytes is owned (malloc), or... */
     dr_shared_bytes *owner;     /* ...inside this shared buffer (one reference held), if set */
     dr_group_view *view;        /* a view upcall, owned */
+    bool persisted;             /* a persistence upcall: message.subgroup and .version */
+    bool global;                /* ...for the shard's frontier (else local) */
 } delivery_item;
 
 /**
@@ -55,6 +57,12 @@ int delivery_push_message(delivery_queue *queue, const dr_message *message, dr_s
 
 /** Queues a view upcall; takes ownership of view. Returns 0 or DR_ENOMEM. Any thread. */
 int delivery_push_view(delivery_queue *queue, dr_group_view *view);
+
+/**
+ * Queues a persistence upcall (on_persisted(subgroup, version, global)), run after everything
+ * queued before it. Returns 0 or DR_ENOMEM (the upcall is dropped, logged). Any thread.
+ */
+int delivery_push_persisted(delivery_queue *queue, uint32_t subgroup, int64_t version, bool global);
 
 /**
  * Stops the thread after it has run every queued upcall, joins it and frees the queue.

@@ -27,6 +27,7 @@
 #include "derecho/log.h"
 #include "net/net.h"
 #include "runtime/delivery.h"
+#include "runtime/durable.h"
 #include "runtime/runtime.h"
 
 #include <errno.h>
@@ -68,6 +69,7 @@ struct dr_group {
     dr_core *core;             /* the protocol state machine */
     dr_net *net;               /* the transport (its own thread) */
     delivery_queue delivery;   /* the delivery thread */
+    durable durable;           /* durable subgroups' logs and the persistence thread */
     uint32_t my_id;            /* immutable */
     uint32_t tick_ms;          /* immutable */
     bool closing;              /* dr_group_destroy started */
@@ -306,6 +308,11 @@ static void act_deliver(dr_group *group, dr_action *action) {
         .bytes = action->body_owner ? action->body : action->bytes,
         .len = action->body_owner ? action->body_len : action->len,
     };
+    if (message.mode == DR_MODE_ORDERED && message.version >= 0) /* a durable shard: log it */
+        if (durable_on_deliver(&group->durable, message.subgroup, message.version,
+                               message.timestamp_us, message.bytes, message.len) != DR_OK &&
+            !group->stopped)
+            dr_core_leave(group->core, now_us()); /* cannot log: stop acknowledging */
     dr_shared_bytes *owner = action->body_owner;
     action->bytes = NULL;
     action->body_owner = NULL;
@@ -330,6 +337,9 @@ static void act_view_installed(dr_group *group, const dr_action *action) {
     *upcall = *latest;
     free(group->view);
     group->view = latest;
+    if (durable_on_view(&group->durable, action->view_info, group->my_id) != DR_OK &&
+        !group->stopped)                      /* opens new logs */
+        dr_core_leave(group->core, now_us()); /* cannot log: stop acknowledging */
     DR_INFO(DR_LOGM_VIEWMANAGER, "view %" PRId32 " installed with %" PRIu32 " members",
             latest->view.vid, latest->view.num_members);
     delivery_push_view(&group->delivery, upcall);
@@ -363,6 +373,10 @@ static void handle_action(dr_group *group, dr_action *action) {
         group->stop_code = action->error;
         pthread_cond_broadcast(&group->changed);
         break;
+    case DR_ACTION_PERSISTED:
+        durable_set_global(&group->durable, action->subgroup, action->version);
+        delivery_push_persisted(&group->delivery, action->subgroup, action->version, true);
+        break;
     case DR_ACTION_JOIN_FAILED:
         group->join_error = action->error ? action->error : DR_EPROTO;
         DR_ERROR(DR_LOGM_VIEWMANAGER, "join refused: %.*s", (int)action->len,
@@ -389,6 +403,26 @@ static void on_delivery_taken(void *ctx, uint32_t subgroup, int64_t version) {
         dispatch_actions_locked(group);
     }
     pthread_mutex_unlock(&group->core_lock);
+}
+
+/*
+ * The persistence thread made `subgroup`'s log durable up to `version`: the core publishes it
+ * (PERSISTED_NUM) and the application hears of it. A failed log stops acknowledging: the node
+ * leaves the group rather than let the frontier wait for it forever.
+ */
+static void on_durable_report(void *ctx, uint32_t subgroup, int64_t version, bool failed) {
+    dr_group *group = ctx;
+    pthread_mutex_lock(&group->core_lock);
+    bool closing = group->closing;
+    if (!closing && failed && !group->stopped)
+        dr_core_leave(group->core, now_us());
+    else if (!closing && !failed)
+        dr_core_persisted(group->core, subgroup, version, now_us());
+    if (!closing)
+        dispatch_actions_locked(group);
+    pthread_mutex_unlock(&group->core_lock);
+    if (!closing && !failed)
+        delivery_push_persisted(&group->delivery, subgroup, version, false);
 }
 
 /* ---- network events (network thread) -------------------------------------------------------- */
@@ -774,6 +808,10 @@ int dr_group_create_with_hooks(const dr_config *config, const dr_layout_spec *sp
     rc = dr_core_create(&options, now_us(), &group->core, err);
     if (rc)
         goto fail;
+    rc = durable_start(&group->durable, config, spec, options.max_payload_size, on_durable_report,
+                       group, err);
+    if (rc)
+        goto fail;
     rc = delivery_start(&group->delivery, callbacks, on_delivery_taken, group);
     if (rc) {
         dr_err_set(err, rc, "cannot start the delivery thread");
@@ -992,7 +1030,8 @@ void dr_group_destroy(dr_group *group) {
     group->closing = true;
     pthread_cond_broadcast(&group->changed);
     pthread_mutex_unlock(&group->core_lock);
-    dr_net_destroy(group->net); /* joins the network thread: no more events */
+    dr_net_destroy(group->net);    /* joins the network thread: no more events */
+    durable_stop(&group->durable); /* last flush; reports nothing more (closing) */
     delivery_stop(&group->delivery);
     dr_core_destroy(group->core);
     for (size_t i = 0; i < MAX_PEERS; i++)
@@ -1008,4 +1047,20 @@ void dr_group_destroy(dr_group *group) {
 
 void dr_group_test_cut_link(dr_group *group, uint32_t peer, bool cut) {
     dr_net_test_cut_link(group->net, peer, cut); /* dr_net locks; no core_lock needed */
+}
+
+/* ---- durable subgroups (include/derecho/durable.h; runtime/durable.c) ---------------------- */
+
+int64_t dr_group_persisted_version(dr_group *group, uint32_t subgroup, bool global) {
+    return durable_version(&group->durable, subgroup, global);
+}
+
+int dr_group_wait_persisted(dr_group *group, uint32_t subgroup, int64_t version, bool global,
+                            int timeout_ms) {
+    return durable_wait(&group->durable, subgroup, version, global, timeout_ms);
+}
+
+int dr_group_read_versioned(dr_group *group, uint32_t subgroup, dr_read_mode mode, int64_t key,
+                            dr_versioned *out) {
+    return durable_read(&group->durable, subgroup, mode, key, out);
 }

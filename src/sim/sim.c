@@ -683,6 +683,8 @@ static void drain_actions(sim *s, uint32_t index) {
         case DR_ACTION_STOPPED:
             on_stopped(s, index, &a);
             break;
+        case DR_ACTION_PERSISTED:
+            break; /* the simulator has no durable shards yet */
         }
         dr_action_free(&a);
     }

@@ -109,6 +109,13 @@ void h_drain(harness *h, uint32_t index) {
             break;
         case DR_ACTION_CONNECT:
             break;
+        case DR_ACTION_PERSISTED:
+            CHECK(a.subgroup < DR_LAYOUT_MAX_SUBGROUPS, "PERSISTED of subgroup %u", a.subgroup);
+            CHECK(a.version > node->persisted[a.subgroup], "frontier %lld after %lld",
+                  (long long)a.version, (long long)node->persisted[a.subgroup]);
+            node->persisted[a.subgroup] = a.version;
+            node->persisted_events++;
+            break;
         }
         dr_action_free(&a);
     }
@@ -119,6 +126,8 @@ uint32_t h_add(harness *h, uint32_t id, const dr_core_options *base, const char 
     uint32_t index = h->num_nodes++;
     h_node *node = &h->nodes[index];
     node->id = id;
+    for (uint32_t s = 0; s < DR_LAYOUT_MAX_SUBGROUPS; s++)
+        node->persisted[s] = -1;
     snprintf(node->address, sizeof node->address, "n%u", index);
     dr_core_options options = *base;
     options.my_id = id;
@@ -203,6 +212,8 @@ uint32_t h_restart(harness *h, uint32_t index, const dr_core_options *base) {
     h_node *node = &h->nodes[fresh];
     const h_node *old = &h->nodes[index];
     node->id = old->id;
+    for (uint32_t s = 0; s < DR_LAYOUT_MAX_SUBGROUPS; s++)
+        node->persisted[s] = -1;
     memcpy(node->address, old->address, sizeof node->address);
     dr_core_options options = *base;
     options.my_id = node->id;

@@ -37,8 +37,10 @@ typedef struct h_node {
     int stop_error; /* its error */
     bool crashed;   /* h_crash: core destroyed, frames to it dropped */
     uint32_t window_open[DR_LAYOUT_MAX_SUBGROUPS];
-    uint32_t shared_sends;      /* SEND actions whose body was shared, not copied */
-    uint32_t shared_deliveries; /* DELIVER actions likewise */
+    int64_t persisted[DR_LAYOUT_MAX_SUBGROUPS]; /* last DR_ACTION_PERSISTED version (-1) */
+    uint32_t persisted_events;                  /* DR_ACTION_PERSISTED actions */
+    uint32_t shared_sends;                      /* SEND actions whose body was shared, not copied */
+    uint32_t shared_deliveries;                 /* DELIVER actions likewise */
     h_delivery deliveries[H_MAX_DELIVERIES];
     uint32_t num_deliveries;
     /* every view installed, in order: vid and its member ids */

@@ -2,7 +2,8 @@
  * In-process tests of dr_rpc_node: creation checks (type count and names, duplicate method ids)
  * and a one-member group on 127.0.0.1:25050 serving ordered and p2p calls to itself, with its
  * error paths (unknown method, wrong kind, unknown node, oversized arguments and replies), a
- * full p2p window, and results that outlive the node.
+ * full p2p window, and results that outlive the node; and a durable one-member group whose
+ * ordered call's caller waits for the call's global persistence (include/derecho/durable.h).
  */
 #include "derecho/rpc.h"
 
@@ -16,6 +17,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <pthread.h>
+#include <time.h>
 
 static const char *config_text =
     "[DERECHO]\ncontact_ip = 127.0.0.1\ncontact_port = 25050\nlocal_id = 0\n"
@@ -197,11 +200,88 @@ static void test_client_without_contact(void **state) {
     assert_int_equal(dr_rpc_client_create(NULL, 25998, 700, &client, &err), DR_EINVAL);
 }
 
+typedef struct persisted_seen {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int64_t local, global; /* highest version each callback reported (-1) */
+} persisted_seen;
+
+static void on_persisted(void *ctx, uint32_t subgroup, int64_t version, bool global) {
+    persisted_seen *seen = ctx;
+    pthread_mutex_lock(&seen->lock);
+    if (subgroup == 0 && version > (global ? seen->global : seen->local))
+        *(global ? &seen->global : &seen->local) = version;
+    pthread_cond_broadcast(&seen->cond);
+    pthread_mutex_unlock(&seen->lock);
+}
+
+/* A durable subgroup: the caller of an ordered call waits for its version on disk everywhere. */
+static void test_durable_ordered_call(void **state) {
+    (void)state;
+    char dir[] = "/tmp/dr_rpc_durable_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char text[1024];
+    snprintf(text, sizeof text,
+             "[DERECHO]\ncontact_ip = 127.0.0.1\ncontact_port = 25052\nlocal_id = 0\n"
+             "local_ip = 127.0.0.1\ngms_port = 25052\nheartbeat_ms = 100\n"
+             "[SUBGROUP/ONE]\nnum_shards = 1\nmin_nodes = 1\nmax_nodes = 1\ndurable = true\n"
+             "[PERS]\nfile_path = %s\n[LOGGER]\ndefault_log_level = error\n",
+             dir);
+    dr_config *config = NULL;
+    dr_err err;
+    assert_int_equal(dr_config_load_string(text, "test", NULL, 0, &config, &err), 0);
+    dr_layout_spec spec;
+    make_spec(config, &spec);
+    persisted_seen seen = {.local = -1, .global = -1};
+    pthread_mutex_init(&seen.lock, NULL);
+    pthread_cond_init(&seen.cond, NULL);
+    dr_rpc_node_options options = {.app_callbacks = {.on_persisted = on_persisted, .ctx = &seen}};
+    dr_rpc_type type = {.name = "ONE", .methods = methods, .num_methods = 5};
+    dr_rpc_node *node = NULL;
+    assert_int_equal(dr_rpc_node_create(config, &spec, &type, 1, &options, &node, &err), 0);
+    dr_group *group = dr_rpc_node_group(node);
+    assert_int_equal(dr_group_wait_view(group, 0, 10000), 0);
+    uint8_t three[4];
+    dr_store_u32le(three, 3);
+    dr_rpc_results *results = NULL;
+    assert_int_equal(dr_rpc_ordered_call(node, 0, "add", three, 4, 5000, &results), 0);
+    assert_int_equal(dr_rpc_results_wait_persisted(node, 0, results, true, 10000), 0);
+    int64_t version = dr_rpc_results_version(results);
+    assert_true(version >= 0);
+    assert_true(dr_group_persisted_version(group, 0, true) >= version);
+    assert_true(dr_group_persisted_version(group, 0, false) >= version);
+    /* the logged record is the call as delivered */
+    dr_versioned rec;
+    assert_int_equal(dr_group_read_versioned(group, 0, DR_READ_EXACT, version, &rec), 0);
+    assert_int_equal(rec.version, version);
+    assert_true(rec.len >= 4);
+    assert_memory_equal(rec.bytes + rec.len - 4, three, 4); /* the arguments end the call */
+    dr_versioned_clear(&rec);
+    /* not a durable subgroup of this node */
+    assert_int_equal(dr_group_wait_persisted(group, 3, 0, true, 100), DR_ESTATE);
+    /* the callbacks follow (delivery thread) */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 10;
+    pthread_mutex_lock(&seen.lock);
+    while (seen.global < version || seen.local < version)
+        if (pthread_cond_timedwait(&seen.cond, &seen.lock, &deadline) != 0)
+            break;
+    assert_true(seen.global >= version && seen.local >= version);
+    pthread_mutex_unlock(&seen.lock);
+    dr_rpc_results_free(results);
+    dr_rpc_node_destroy(node);
+    dr_config_free(config);
+    char command[128];
+    snprintf(command, sizeof command, "rm -rf %s", dir);
+    assert_int_equal(system(command), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_create_checks),
-        cmocka_unit_test(test_one_member_group),
+        cmocka_unit_test(test_create_checks), cmocka_unit_test(test_one_member_group),
         cmocka_unit_test(test_client_without_contact),
+        cmocka_unit_test(test_durable_ordered_call), /* last: it moves `counter` */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,469 @@
+/*
+ * Durable logs of the runtime and their persistence thread (design in durable.h and
+ * docs/persistence.md "How the runtime wires it").
+ *
+ * Timestamps: the record of a version gets max(sender's send time, previous record's + 1) µs.
+ * Every replica that logged the same history assigns the same stamps (the rule only uses the
+ * message and the log), so reads by time agree across them; the stamps are non-decreasing along
+ * the log, as dr_plog requires, even when senders' clocks disagree.
+ */
+#include "runtime/durable.h"
+
+#include "core/wire.h"
+#include "derecho/log.h"
+#include "persist/blob.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- configuration ------------------------------------------------------------------------ */
+
+static int read_config(durable *d, const dr_config *config, const dr_layout_spec *spec,
+                       uint32_t max_record_bytes, dr_err *err) {
+    dr_plog_options_default(&d->options);
+    d->options.limits.max_record_bytes = max_record_bytes;
+    uint64_t value = 0;
+    if (dr_config_get_u64(config, "PERS", "max_log_entry", &value) == DR_OK)
+        d->options.limits.max_log_entry = value;
+    if (dr_config_get_u64(config, "PERS", "max_data_size", &value) == DR_OK)
+        d->options.limits.max_data_size = value;
+    dr_config_get_bool(config, "PERS", "reset", &d->options.reset);
+    const char *path = dr_config_get(config, "PERS", "file_path");
+    if (!path || !*path)
+        path = ".plog";
+    if (strlen(path) >= sizeof d->dir)
+        return dr_err_set(err, DR_EINVAL, "[PERS] file_path is too long");
+    snprintf(d->dir, sizeof d->dir, "%s", path);
+    d->spec = *spec;
+    for (uint32_t t = 0; t < spec->num_types && t < DR_LAYOUT_MAX_TYPES; t++) {
+        const char *profile =
+            spec->types[t].policy.profile[0] ? spec->types[t].policy.profile : "DEFAULT";
+        char section[64];
+        snprintf(section, sizeof section, "SUBGROUP/%s", profile);
+        bool on = false;
+        int rc = dr_config_get_bool(config, section, "durable", &on);
+        if (rc != DR_OK && rc != DR_ENOTFOUND)
+            return dr_err_set(err, DR_EINVAL, "[%s] durable is not a boolean", section);
+        d->durable_type[t] = on;
+        d->any |= on;
+    }
+    return DR_OK;
+}
+
+/* Creates the log directory if missing (one level, as dr_plog_open does) and syncs its parent,
+ * so the saved view has a place before the first log is opened. */
+static int ensure_dir(const char *dir, dr_err *err) {
+    if (mkdir(dir, 0755) != 0)
+        return errno == EEXIST ? DR_OK
+                               : dr_err_set(err, DR_EIO, "%s: mkdir: %s", dir, strerror(errno));
+    char parent[sizeof((durable *)0)->dir];
+    snprintf(parent, sizeof parent, "%s", dir);
+    size_t n = strlen(parent);
+    while (n > 1 && parent[n - 1] == '/')
+        parent[--n] = '\0';
+    char *slash = strrchr(parent, '/');
+    if (!slash)
+        snprintf(parent, sizeof parent, ".");
+    else
+        slash[slash == parent ? 1 : 0] = '\0';
+    int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = fd >= 0 ? fsync(fd) : -1;
+    int saved = errno;
+    if (fd >= 0)
+        close(fd);
+    return rc == 0 ? DR_OK : dr_err_set(err, DR_EIO, "%s: fsync: %s", parent, strerror(saved));
+}
+
+/* ---- persistence thread ------------------------------------------------------------------- */
+
+/* Flushes every log with pending appends; reports each outside the lock. */
+static void flush_pending(durable *d) {
+    for (uint32_t s = 0; s < DR_LAYOUT_MAX_SUBGROUPS; s++) {
+        pthread_mutex_lock(&d->lock);
+        durable_log *entry = &d->logs[s];
+        bool pending = entry->log && !entry->failed && entry->appended > entry->local;
+        dr_plog *log = entry->log;
+        pthread_mutex_unlock(&d->lock);
+        if (!pending)
+            continue;
+        int64_t durable_version = -1;
+        int rc = dr_plog_flush(log, &durable_version); /* appends go on meanwhile */
+        pthread_mutex_lock(&d->lock);
+        if (rc != DR_OK) {
+            entry->failed = true;
+        } else if (durable_version > entry->local) {
+            entry->local = durable_version;
+        }
+        pthread_cond_broadcast(&d->change);
+        pthread_mutex_unlock(&d->lock);
+        if (rc != DR_OK) {
+            DR_ERROR(DR_LOGM_PERSISTENCE,
+                     "log of subgroup %" PRIu32 " failed to flush (%s): nothing more is reported "
+                     "durable; the node leaves the group",
+                     s, dr_strerror(rc));
+            d->report(d->report_ctx, s, -1, true);
+        } else if (durable_version >= 0) {
+            d->report(d->report_ctx, s, durable_version, false);
+        }
+    }
+}
+
+static bool any_pending_locked(const durable *d) {
+    for (uint32_t s = 0; s < DR_LAYOUT_MAX_SUBGROUPS; s++) {
+        const durable_log *entry = &d->logs[s];
+        if (entry->log && !entry->failed && entry->appended > entry->local)
+            return true;
+    }
+    return false;
+}
+
+static void *persist_main(void *arg) {
+    durable *d = arg;
+    pthread_mutex_lock(&d->lock);
+    for (;;) {
+        while (!d->stopping && !any_pending_locked(d))
+            pthread_cond_wait(&d->work, &d->lock);
+        bool stopping = d->stopping;
+        pthread_mutex_unlock(&d->lock);
+        flush_pending(d); /* one group commit per log for everything appended so far */
+        pthread_mutex_lock(&d->lock);
+        if (stopping)
+            break;
+    }
+    pthread_mutex_unlock(&d->lock);
+    return NULL;
+}
+
+int durable_start(durable *d, const dr_config *config, const dr_layout_spec *spec,
+                  uint32_t max_record_bytes, durable_report_fn report, void *report_ctx,
+                  dr_err *err) {
+    memset(d, 0, sizeof *d);
+    for (uint32_t s = 0; s < DR_LAYOUT_MAX_SUBGROUPS; s++)
+        d->logs[s].appended = d->logs[s].local = d->logs[s].global = -1;
+    d->report = report;
+    d->report_ctx = report_ctx;
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_condattr_t monotonic;
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+    pthread_cond_init(&d->work, NULL);
+    pthread_cond_init(&d->change, &monotonic);
+    pthread_condattr_destroy(&monotonic);
+    d->initialized = true;
+    int rc = read_config(d, config, spec, max_record_bytes, err);
+    if (rc != DR_OK || !d->any)
+        return rc;
+    rc = ensure_dir(d->dir, err);
+    if (rc != DR_OK)
+        return rc;
+    if (pthread_create(&d->thread, NULL, persist_main, d) != 0)
+        return dr_err_set(err, DR_EIO, "cannot start the persistence thread");
+    pthread_setname_np(d->thread, "dr-persist");
+    d->started = true;
+    DR_INFO(DR_LOGM_PERSISTENCE, "durable subgroups log under %s", d->dir);
+    return DR_OK;
+}
+
+/* ---- events (core lock held) -------------------------------------------------------------- */
+
+static int open_log(durable *d, const dr_layout *layout, uint32_t subgroup, uint32_t shard) {
+    const dr_subgroup_layout *sg = &layout->subgroups[subgroup];
+    char name[DR_LAYOUT_NAME_MAX + 32];
+    snprintf(name, sizeof name, "%s-%" PRIu32 "-%" PRIu32, d->spec.types[sg->type_index].name,
+             sg->index_in_type, shard);
+    dr_plog *log = NULL;
+    dr_plog_open_info info;
+    dr_err err = {0};
+    int rc = dr_plog_open(d->dir, name, &d->options, &log, &info, &err);
+    uint64_t last_stamp = 0;
+    if (rc == DR_OK && info.records > 0) {
+        dr_plog_record latest;
+        rc = dr_plog_read_latest(log, &latest);
+        if (rc == DR_OK)
+            last_stamp = latest.hlc_us;
+        dr_plog_record_free(&latest);
+    }
+    pthread_mutex_lock(&d->lock);
+    durable_log *entry = &d->logs[subgroup];
+    entry->shard = shard;
+    if (rc != DR_OK) {
+        entry->failed = true;
+        pthread_cond_broadcast(&d->change);
+    } else {
+        entry->log = log;
+        entry->last_stamp = last_stamp;
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (rc != DR_OK) {
+        DR_ERROR(DR_LOGM_PERSISTENCE, "cannot open the log %s/%s.plog: %s", d->dir, name,
+                 err.msg[0] ? err.msg : dr_strerror(rc));
+        dr_plog_close(log);
+        return rc;
+    }
+    DR_INFO(DR_LOGM_PERSISTENCE,
+            "log %s/%s.plog open: %" PRIu64 " records (latest version %" PRId64 ")%s", d->dir, name,
+            info.records, info.latest_version, info.bytes_cut ? ", torn tail cut" : "");
+    return DR_OK;
+}
+
+/*
+ * Saves the view being installed as `file_path/last_view` (dr_blob_save: temp file, fdatasync,
+ * rename, directory fsync), before any delivery of that view is handed out, so every version in
+ * a log belongs to the saved view or an earlier one. The encoding is the core's VIEW frame with
+ * the view's own shard assignment (core/wire.h), decoded with its checks at load.
+ */
+static int save_view(durable *d, const dr_view_info *info, uint32_t my_id) {
+    dr_buf buf;
+    dr_buf_init(&buf, 0);
+    int rc =
+        dr_wire_encode_view_with_layout(&buf, my_id, &info->view, &info->layout, &info->layout);
+    dr_err err = {0};
+    if (rc == DR_OK && !buf.failed)
+        rc = dr_blob_save(d->dir, DURABLE_VIEW_FILE, buf.data, buf.len, NULL, &err);
+    else if (rc == DR_OK)
+        rc = DR_ENOMEM;
+    dr_buf_free(&buf);
+    if (rc != DR_OK)
+        DR_ERROR(DR_LOGM_PERSISTENCE, "cannot save view %" PRId32 " under %s: %s", info->view.vid,
+                 d->dir, err.msg[0] ? err.msg : dr_strerror(rc));
+    return rc;
+}
+
+int durable_on_view(durable *d, const dr_view_info *info, uint32_t my_id) {
+    if (!d->any)
+        return DR_OK;
+    int first_error = save_view(d, info, my_id);
+    const dr_layout *layout = &info->layout;
+    for (uint32_t s = 0; s < layout->num_subgroups && s < DR_LAYOUT_MAX_SUBGROUPS; s++) {
+        uint32_t type = layout->subgroups[s].type_index;
+        if (type >= DR_LAYOUT_MAX_TYPES || !d->durable_type[type])
+            continue;
+        int shard = dr_layout_find_shard(layout, s, my_id, NULL);
+        if (shard < 0 || layout->subgroups[s].shards[shard].mode != DR_MODE_ORDERED)
+            continue;
+        pthread_mutex_lock(&d->lock);
+        bool have = d->logs[s].log != NULL || d->logs[s].failed;
+        pthread_mutex_unlock(&d->lock);
+        if (have)
+            continue; /* members never move between shards (layout.h) */
+        int rc = open_log(d, layout, s, (uint32_t)shard);
+        if (rc != DR_OK && first_error == DR_OK)
+            first_error = rc;
+    }
+    return first_error;
+}
+
+int durable_on_deliver(durable *d, uint32_t subgroup, int64_t version, uint64_t timestamp_us,
+                       const uint8_t *bytes, size_t len) {
+    if (!d->any || subgroup >= DR_LAYOUT_MAX_SUBGROUPS || version < 0)
+        return DR_OK;
+    pthread_mutex_lock(&d->lock);
+    durable_log *entry = &d->logs[subgroup];
+    if (!entry->log || entry->failed) {
+        pthread_mutex_unlock(&d->lock);
+        return DR_OK;
+    }
+    uint64_t stamp = timestamp_us > entry->last_stamp ? timestamp_us : entry->last_stamp + 1;
+    /* a memory copy into the log's buffer; the disk write is the persistence thread's */
+    int rc = dr_plog_append(entry->log, version, stamp, bytes, len);
+    if (rc == DR_OK) {
+        entry->last_stamp = stamp;
+        entry->appended = version;
+        pthread_cond_signal(&d->work);
+    } else {
+        entry->failed = true;
+        pthread_cond_broadcast(&d->change);
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (rc != DR_OK) {
+        DR_ERROR(DR_LOGM_PERSISTENCE,
+                 "cannot log version %" PRId64 " of subgroup %" PRIu32 " (%s)%s: nothing more is "
+                 "reported durable; the node leaves the group",
+                 version, subgroup, dr_strerror(rc),
+                 rc == DR_EINVAL ? " - the log holds newer versions of an earlier incarnation "
+                                   "of the group (total restart is not implemented: set [PERS] "
+                                   "reset = true or move the log away)"
+                                 : "");
+    }
+    return rc;
+}
+
+void durable_set_global(durable *d, uint32_t subgroup, int64_t version) {
+    if (subgroup >= DR_LAYOUT_MAX_SUBGROUPS)
+        return;
+    pthread_mutex_lock(&d->lock);
+    if (version > d->logs[subgroup].global) {
+        d->logs[subgroup].global = version;
+        pthread_cond_broadcast(&d->change);
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+int dr_group_load_saved_view(const dr_config *config, dr_view *view, dr_layout *assignment,
+                             dr_err *err) {
+    const char *dir = dr_config_get(config, "PERS", "file_path");
+    if (!dir || !*dir)
+        dir = ".plog";
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    int rc = dr_blob_load(dir, DURABLE_VIEW_FILE, DURABLE_VIEW_MAX_BYTES, &bytes, &len, err);
+    if (rc != DR_OK)
+        return rc;
+    dr_wire_header header;
+    const char *why = NULL;
+    dr_msg_view *msg = malloc(sizeof *msg);
+    if (!msg) {
+        free(bytes);
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    }
+    rc = dr_wire_decode_header(bytes, len, &header, &why);
+    if (rc == DR_OK && header.type != DR_MSG_VIEW) {
+        rc = DR_EPROTO;
+        why = "not a VIEW frame";
+    }
+    if (rc == DR_OK)
+        rc = dr_wire_decode_view(bytes + DR_WIRE_HEADER_BYTES, header.body_len, msg, &why);
+    if (rc == DR_OK && !msg->has_assignment) {
+        rc = DR_EPROTO;
+        why = "no shard assignment";
+    }
+    if (rc == DR_OK) {
+        *view = msg->view;
+        view->vid = header.vid;
+        if (assignment)
+            *assignment = msg->assignment;
+    } else {
+        rc = dr_err_set(err, DR_ECORRUPT, "%s/%s: %s", dir, DURABLE_VIEW_FILE,
+                        why ? why : "undecodable");
+    }
+    free(msg);
+    free(bytes);
+    return rc;
+}
+
+/* ---- queries (any thread) ----------------------------------------------------------------- */
+
+int64_t durable_version(durable *d, uint32_t subgroup, bool global) {
+    if (!d->any || subgroup >= DR_LAYOUT_MAX_SUBGROUPS)
+        return -1;
+    pthread_mutex_lock(&d->lock);
+    const durable_log *entry = &d->logs[subgroup];
+    int64_t version = !entry->log ? -1 : global ? entry->global : entry->local;
+    pthread_mutex_unlock(&d->lock);
+    return version;
+}
+
+static void deadline_after(struct timespec *deadline, int timeout_ms) {
+    clock_gettime(CLOCK_MONOTONIC, deadline);
+    deadline->tv_sec += timeout_ms / 1000;
+    deadline->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline->tv_nsec >= 1000000000L) {
+        deadline->tv_sec++;
+        deadline->tv_nsec -= 1000000000L;
+    }
+}
+
+int durable_wait(durable *d, uint32_t subgroup, int64_t version, bool global, int timeout_ms) {
+    if (!d->any || subgroup >= DR_LAYOUT_MAX_SUBGROUPS)
+        return DR_ESTATE;
+    struct timespec deadline;
+    deadline_after(&deadline, timeout_ms < 0 ? 0 : timeout_ms);
+    int rc = DR_OK;
+    pthread_mutex_lock(&d->lock);
+    for (;;) {
+        const durable_log *entry = &d->logs[subgroup];
+        if (entry->failed) {
+            rc = DR_EIO;
+            break;
+        }
+        if (!entry->log) {
+            rc = DR_ESTATE;
+            break;
+        }
+        if ((global ? entry->global : entry->local) >= version)
+            break;
+        if (d->stopping) {
+            rc = DR_ECLOSED;
+            break;
+        }
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&d->change, &d->lock);
+        } else if (pthread_cond_timedwait(&d->change, &d->lock, &deadline) == ETIMEDOUT) {
+            rc = DR_ETIMEDOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+    return rc;
+}
+
+int durable_read(durable *d, uint32_t subgroup, dr_read_mode mode, int64_t key, dr_versioned *out) {
+    memset(out, 0, sizeof *out);
+    if (!d->any || subgroup >= DR_LAYOUT_MAX_SUBGROUPS)
+        return DR_ESTATE;
+    pthread_mutex_lock(&d->lock);
+    dr_plog *log = d->logs[subgroup].log; /* open until durable_stop */
+    pthread_mutex_unlock(&d->lock);
+    if (!log)
+        return DR_ESTATE;
+    dr_plog_record rec = {0};
+    int rc;
+    switch (mode) {
+    case DR_READ_EXACT:
+        rc = dr_plog_read(log, key, &rec);
+        break;
+    case DR_READ_AT_OR_BELOW:
+        rc = dr_plog_read_at_or_below(log, key, &rec);
+        break;
+    case DR_READ_BY_TIME:
+        rc = key < 0 ? DR_ENOTFOUND : dr_plog_read_by_time(log, (uint64_t)key, &rec);
+        break;
+    case DR_READ_LATEST:
+        rc = dr_plog_read_latest(log, &rec);
+        break;
+    default:
+        return DR_EINVAL;
+    }
+    if (rc != DR_OK)
+        return rc;
+    out->version = rec.version;
+    out->timestamp_us = rec.hlc_us;
+    out->bytes = rec.data; /* malloc'd by the log: handed over */
+    out->len = rec.len;
+    return DR_OK;
+}
+
+void dr_versioned_clear(dr_versioned *out) {
+    if (!out)
+        return;
+    free(out->bytes);
+    memset(out, 0, sizeof *out);
+}
+
+void durable_stop(durable *d) {
+    if (!d->initialized)
+        return;
+    pthread_mutex_lock(&d->lock);
+    d->stopping = true;
+    pthread_cond_broadcast(&d->work);
+    pthread_cond_broadcast(&d->change);
+    pthread_mutex_unlock(&d->lock);
+    if (d->started)
+        pthread_join(d->thread, NULL); /* it flushed what was appended before it saw stopping */
+    d->started = false;
+    for (uint32_t s = 0; s < DR_LAYOUT_MAX_SUBGROUPS; s++) {
+        dr_plog_close(d->logs[s].log);
+        d->logs[s].log = NULL;
+    }
+    pthread_cond_destroy(&d->work);
+    pthread_cond_destroy(&d->change);
+    pthread_mutex_destroy(&d->lock);
+    d->initialized = false;
+}

@@ -1,0 +1,111 @@
+/*
+ * The runtime's durable logs (include/derecho/durable.h, docs/persistence.md): one versioned log
+ * (src/persist/plog.h) per durable shard this node holds, fed with every ordered delivery, and a
+ * persistence thread that group-commits them and reports what is durable. Internal to
+ * src/runtime.
+ *
+ * Threads and locks: durable_on_deliver / durable_on_view / durable_set_global run with the
+ * group's core lock held (network or application thread); they take this module's lock only
+ * briefly. Only a view install touches the disk (it saves the view and opens new logs); a
+ * delivery is a memory copy. The persistence
+ * thread sleeps on a condition variable until appends arrive, flushes each log with pending
+ * records (one write + one fdatasync for all of them), then, holding no lock of this module,
+ * calls `report` (which takes the core lock). Lock order: core lock, then the durable lock.
+ */
+#ifndef DR_RUNTIME_DURABLE_H
+#define DR_RUNTIME_DURABLE_H
+
+#include "core/core.h"
+#include "derecho/config.h"
+#include "derecho/durable.h"
+#include "persist/plog.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/** The last installed view's file under [PERS] file_path, and its largest accepted size. */
+#define DURABLE_VIEW_FILE      "last_view"
+#define DURABLE_VIEW_MAX_BYTES (1u << 20)
+
+/**
+ * Told by the persistence thread (no durable lock held) that `subgroup`'s log is durable up to
+ * `version` (failed: the log failed instead, version is -1).
+ */
+typedef void (*durable_report_fn)(void *ctx, uint32_t subgroup, int64_t version, bool failed);
+
+/** The log of my shard of one subgroup. */
+typedef struct durable_log {
+    dr_plog *log;        /* NULL until the first view with my shard of it */
+    uint32_t shard;      /* shard index the log belongs to */
+    uint64_t last_stamp; /* timestamp of the last record appended */
+    int64_t appended;    /* newest version appended (-1) */
+    int64_t local;       /* newest version durable here (-1) */
+    int64_t global;      /* the shard's persistence frontier (-1) */
+    bool failed;         /* an append or flush failed: nothing more is logged or reported */
+} durable_log;
+
+typedef struct durable {
+    pthread_mutex_t lock;  /* guards everything below except the immutable fields */
+    pthread_cond_t work;   /* appends arrived, or stopping */
+    pthread_cond_t change; /* local / global versions moved, a log failed, or stopping */
+    bool initialized;      /* durable_start ran (the lock and conditions exist) */
+    bool stopping;
+    bool started;
+    pthread_t thread;
+    bool durable_type[DR_LAYOUT_MAX_TYPES]; /* immutable: which subgroup types are durable */
+    bool any;                               /* immutable: some type is durable */
+    char dir[4096];                         /* immutable: [PERS] file_path */
+    dr_plog_options options;                /* immutable: limits, reset */
+    dr_layout_spec spec;                    /* immutable: type names for the log names */
+    durable_log logs[DR_LAYOUT_MAX_SUBGROUPS];
+    durable_report_fn report;
+    void *report_ctx;
+} durable;
+
+/**
+ * Reads the durable flags ([SUBGROUP/<profile>] durable) and [PERS] keys; starts the persistence
+ * thread if any type is durable. max_record_bytes: the group's largest payload. Returns 0, or
+ * DR_EINVAL / DR_EIO (thread) with *err.
+ */
+int durable_start(durable *d, const dr_config *config, const dr_layout_spec *spec,
+                  uint32_t max_record_bytes, durable_report_fn report, void *report_ctx,
+                  dr_err *err);
+
+/**
+ * A view was installed: saves it durably as file_path/last_view (two fdatasyncs and a directory
+ * fsync, under the core lock: view changes are rare, and no delivery of the view may be logged
+ * before the view is), then opens the log of every durable shard of mine not yet open. Returns 0,
+ * or the first error (logged; a failed open marks that subgroup failed; the caller makes the node
+ * leave).
+ */
+int durable_on_view(durable *d, const dr_view_info *info, uint32_t my_id);
+
+/**
+ * An ordered message was delivered (version >= 0): appends it to its shard's log (copied) and
+ * wakes the persistence thread. No-op for subgroups without a log. Returns 0, or the append's
+ * error (the log is then failed: nothing more is reported for it; the caller, which holds the
+ * core lock, makes the node leave: `report` is not called).
+ */
+int durable_on_deliver(durable *d, uint32_t subgroup, int64_t version, uint64_t timestamp_us,
+                       const uint8_t *bytes, size_t len);
+
+/** The core's frontier (DR_ACTION_PERSISTED) for `subgroup`. */
+void durable_set_global(durable *d, uint32_t subgroup, int64_t version);
+
+/** See dr_group_persisted_version. */
+int64_t durable_version(durable *d, uint32_t subgroup, bool global);
+
+/** See dr_group_wait_persisted (`closing`: the group is shutting down). */
+int durable_wait(durable *d, uint32_t subgroup, int64_t version, bool global, int timeout_ms);
+
+/** See dr_group_read_versioned. */
+int durable_read(durable *d, uint32_t subgroup, dr_read_mode mode, int64_t key, dr_versioned *out);
+
+/**
+ * Stops the persistence thread after a last flush of every log (so what was delivered is on
+ * disk), wakes every waiter (DR_ECLOSED), closes the logs. Safe on a durable never started.
+ */
+void durable_stop(durable *d);
+
+#endif
