@@ -32,7 +32,12 @@
  * "DUMPED node=<id> count=<puts applied> digest=<digest> vid=<view id>". stdout is line-buffered.
  *
  * --victim V: the test kills member V while node 0 and the client wait on a `sleep` call to it
- * (each prints CALLING first, then REMOVED rc=<status> bad=<n>).
+ * (each prints CALLING first, then REMOVED rc=<status> bad=<n>); the victim prints
+ * "IN_SLEEP caller=<id> client=<0|1>" as each sleep call starts, so the test kills it once
+ * both calls are there.
+ * Members read stdin until it closes (the release barrier); a line "wait-members K" blocks
+ * until the shard has K members and prints "MEMBERS n=<K> vid=<view id>" (a test waits for a
+ * view change this way instead of pausing).
  *
  * Type KV (one subgroup): ordered `put` (key, value blobs; every replica applies it in delivery
  * order and folds (version, key, value) into a running digest), p2p `get`, `digest` (count,
@@ -279,8 +284,13 @@ static int put_via_handler(void *ctx, const dr_rpc_call_info *info, const uint8_
 
 static int sleep_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
                          dr_buf *reply) {
-    (void)ctx, (void)info, (void)args, (void)len, (void)reply;
-    sleep(5);
+    (void)ctx, (void)args, (void)len, (void)reply;
+    /* the test kills this node once both callers' calls are here (one line each) */
+    flockfile(stdout);
+    printf("IN_SLEEP caller=%u client=%d\n", info->caller_id, info->from_client ? 1 : 0);
+    fflush(stdout);
+    funlockfile(stdout);
+    sleep(5); /* the slow method itself (a reply the caller must not get), not a wait */
     return DR_OK;
 }
 
@@ -706,8 +716,32 @@ static int run_member(const char *config_path, const member_options *opts) {
         ordered_call_to_victim(node, (uint32_t)opts->victim_ordered);
     }
 release:;
-    char sink[64];
-    while (read(STDIN_FILENO, sink, sizeof sink) > 0) {
+    /* until stdin closes: "wait-members K" lines block until this node's shard has K members
+     * (or WAIT_MS passes) and print "MEMBERS n=<members> vid=<view id>" */
+    char command[64];
+    size_t used = 0;
+    char c = 0;
+    while (read(STDIN_FILENO, &c, 1) == 1) {
+        if (c != '\n') {
+            if (used + 1 < sizeof command)
+                command[used++] = c;
+            continue;
+        }
+        command[used] = '\0';
+        used = 0;
+        unsigned want = 0;
+        if (sscanf(command, "wait-members %u", &want) != 1)
+            continue;
+        dr_group_view *view = malloc(sizeof *view);
+        CHECK(view != NULL);
+        CHECK(dr_group_get_view(group, view) == DR_OK);
+        while (view->layout.subgroups[0].shards[0].num_members != want &&
+               dr_group_wait_view(group, view->view.vid + 1, WAIT_MS) == DR_OK)
+            CHECK(dr_group_get_view(group, view) == DR_OK);
+        printf("MEMBERS n=%u vid=%d\n", view->layout.subgroups[0].shards[0].num_members,
+               (int)view->view.vid);
+        fflush(stdout);
+        free(view);
     }
     dr_rpc_node_destroy(node);
     dr_config_free(config);
