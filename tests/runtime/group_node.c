@@ -7,6 +7,8 @@
  *              [--start-members K]  (wait for a view of K members before sending)
  *              [--say-sending]      (print "SENDING node=<id>" once it starts sending)
  *              [--print-views]      (print "VIEW node=<id> vid=<n> members=<id,...>" per view)
+ *              [--leave]            (after DONE: dr_group_leave, prints "LEFT ...")
+ *              [--stderr-to-stdout] (log lines into the test's pipe, to wait for one)
  *              [--say-delivered N]  (print "DELIVERED node=<id> n=<N>" at the N-th delivery)
  *              [--cut-after-ms T | --cut-after-delivered N] [--cut-peers ID,ID,...]
  *              [--DERECHO/key=value ...]
@@ -43,6 +45,9 @@
  *   VIEW node=<id> vid=<view id> members=<id>,<id>,...   (members in rank order)
  * so a test can check across all nodes' output that no view id names two memberships
  * (tests/netns). The lines come before and after the others; stdout is line-buffered then.
+ * --leave: after its DONE line the node leaves gracefully (dr_group_leave) and prints
+ *   LEFT node=<id> rc=<dr_group_leave's code> shard=<its shard before> rank=<its rank before>
+ * (dr_group_my_shard of subgroup 0 just before leaving), then waits for stdin like the others.
  * It then waits for its standard input to close (the test's barrier) before leaving, so no node
  * leaves while others still need its acknowledgements. Exit status 0 on success.
  */
@@ -306,7 +311,9 @@ int main(int argc, char **argv) {
     }
     uint64_t messages = 100, senders = 1;
     size_t size = 1024;
-    bool mixed = false, raw = false, silent = false, say_sending = false, print_views = false;
+    bool mixed = false, raw = false, silent = false, say_sending = false, print_views = false,
+         leave = false;
+    setvbuf(stdout, NULL, _IOLBF, 0); /* lines reach the test whole and in order */
     const char *wait_from = NULL, *cut_peers = NULL;
     int cut_after_ms = -1;
     uint64_t say_delivered = 0, cut_after_delivered = 0;
@@ -340,6 +347,10 @@ int main(int argc, char **argv) {
             raw = true;
         else if (strcmp(argv[i], "--silent") == 0)
             silent = true;
+        else if (strcmp(argv[i], "--stderr-to-stdout") == 0)
+            dup2(STDOUT_FILENO, STDERR_FILENO);
+        else if (strcmp(argv[i], "--leave") == 0)
+            leave = true;
         else if (strcmp(argv[i], "--say-sending") == 0)
             say_sending = true;
         else if (strcmp(argv[i], "--print-views") == 0)
@@ -455,6 +466,15 @@ int main(int argc, char **argv) {
                my_id, state.delivered, state.hash, state.bad);
     pthread_mutex_unlock(&state.lock);
     fflush(stdout);
+    if (leave && rc == 0) {
+        uint32_t rank = UINT32_MAX;
+        int shard = dr_group_my_shard(group, 0, &rank);
+        int left = dr_group_leave(group, 30000);
+        printf("LEFT node=%" PRIu32 " rc=%d shard=%d rank=%" PRIu32 "\n", my_id, left, shard, rank);
+        fflush(stdout);
+        if (left != 0)
+            rc = left;
+    }
     char sink[64];
     while (read(STDIN_FILENO, sink, sizeof sink) > 0) {
     }

@@ -215,7 +215,9 @@ bool procs_wait_line(child *c, const char *prefix, char *line, size_t cap, int t
         char *newline;
         while ((newline = strchr(c->output, '\n')) != NULL) {
             size_t len = (size_t)(newline - c->output);
-            bool match = strncmp(c->output, prefix, strlen(prefix)) == 0;
+            *newline = '\0';
+            bool match = strstr(c->output, prefix) != NULL;
+            *newline = '\n';
             if (match)
                 snprintf(line, cap, "%.*s", (int)len, c->output);
             size_t keep = c->output_len - len - 1;

@@ -70,7 +70,7 @@ int procs_free_port_base(int requested, int span);
 bool procs_wait_listening(int port, int timeout_ms);
 
 /**
- * Reads c's output until it holds a complete line starting with `prefix` (lines before it are
+ * Reads c's output until it holds a complete line containing `prefix` (lines before it are
  * dropped) or timeout_s passed; the line (without newline) goes to line[0..cap). Returns true
  * when found. Unlike wait_all_done, keeps what was read after that line in c->output.
  */

@@ -232,6 +232,141 @@ static void test_raw_kill_member_mid_stream(void **state) {
     run_fault_mode(19450, 2, KILL, AT, true);
 }
 
+/* Parses a DONE line; false when it is not one. vid is -1 when the line has none. */
+static bool parse_done(const char *line, int *node, uint64_t *delivered, char *hash, int *vid) {
+    uint64_t bad = 1;
+    *vid = -1;
+    int n = sscanf(line, "DONE node=%d delivered=%" SCNu64 " hash=%63s bad=%" SCNu64 " vid=%d",
+                   node, delivered, hash, &bad, vid);
+    return n >= 4 && bad == 0;
+}
+
+/*
+ * Graceful leave over the real runtime: three members stream 500 messages each; member 2,
+ * once it delivered all 1500, leaves with dr_group_leave (rc 0: everything it sent was
+ * delivered), reporting its shard (dr_group_my_shard) first. The two others finish in a view
+ * of exactly the two of them, with the same 1500 deliveries (same hash) as the leaver.
+ */
+static void test_graceful_leave(void **state) {
+    (void)state;
+    enum { NODES = 3 };
+    int base_port = procs_free_port_base(19500, NODES);
+    child children[NODES];
+    for (int i = 0; i < NODES; i++) {
+        char path[512];
+        write_node_config(i, base_port, path, sizeof path);
+        char *stay[] = {
+            "--messages",       "500", "--size",          "1000", "--wait-from", "0,1,2",
+            "--expect-members", "2",   "--start-members", "3",    NULL};
+        char *leaver[] = {"--messages",      "500", "--size",  "1000", "--expect-senders", "3",
+                          "--start-members", "3",   "--leave", NULL};
+        spawn_node(&children[i], path, i == 2 ? leaver : stay);
+        if (i == 0 && !procs_wait_listening(base_port, 10000))
+            fail_msg("the leader does not listen on %d", base_port);
+    }
+    wait_all_done(children, NODES, WAIT_SECONDS);
+    char hashes[NODES][64];
+    int start_vid = -1;
+    for (int i = 0; i < NODES; i++) {
+        int node = -1, vid = -1;
+        uint64_t delivered = 0;
+        if (!parse_done(children[i].output, &node, &delivered, hashes[i], &vid)) {
+            finish_all(children, NODES);
+            fail_msg("node %d: '%s'", i, children[i].output);
+        }
+        print_message("node %d: delivered %" PRIu64 " hash %s vid %d\n", node, delivered, hashes[i],
+                      vid);
+        assert_int_equal(node, i);
+        assert_int_equal(delivered, 3 * 500);
+        assert_string_equal(hashes[i], hashes[0]);
+        if (i < 2) {               /* the stayers' DONE needs the 2-member view: after the leave */
+            assert_true(vid >= 3); /* views 0-2 formed the group */
+            start_vid = vid;
+        }
+    }
+    char line[128];
+    int node = -1, rc = -1, shard = -2;
+    unsigned rank = 99;
+    if (!procs_wait_line(&children[2], "LEFT", line, sizeof line, WAIT_SECONDS) ||
+        sscanf(line, "LEFT node=%d rc=%d shard=%d rank=%u", &node, &rc, &shard, &rank) != 4) {
+        finish_all(children, NODES);
+        fail_msg("the leaver: '%s'", line);
+    }
+    print_message("leaver: %s (stayers in view %d)\n", line, start_vid);
+    assert_int_equal(node, 2);
+    assert_int_equal(rc, 0);    /* everything it sent was delivered */
+    assert_int_equal(shard, 0); /* one shard: it was in shard 0 */
+    assert_true(rank < 3);      /* at some rank of the 3-member shard */
+    assert_int_equal(finish_all(children, NODES), NODES);
+}
+
+/*
+ * disable_partitioning_safety = true over the real runtime: of three members, two are killed
+ * mid-stream, so the survivor suspects a majority. With the safety on it stops at once
+ * (test_partitioned_*_stops: STOPPED rc=-8); with it off it must not stop: once its log shows
+ * both suspicions (the event), it is given a window of 10 heartbeats in which it must print
+ * neither "stops" nor STOPPED and stay alive (a negative check needs a window). It cannot
+ * install a smaller view either (one of three is no quorum): it waits, wedged, as documented.
+ */
+static void test_partitioning_safety_disabled(void **state) {
+    (void)state;
+    enum { NODES = 3 };
+    int base_port = procs_free_port_base(19600, NODES);
+    child children[NODES];
+    for (int i = 0; i < NODES; i++) {
+        char path[512];
+        write_node_config(i, base_port, path, sizeof path);
+        char *args[] = {"--messages",
+                        "4000",
+                        "--size",
+                        "1000",
+                        "--wait-from",
+                        "0",
+                        "--expect-members",
+                        "1",
+                        "--start-members",
+                        "3",
+                        "--say-sending",
+                        "--say-delivered",
+                        i == 1 ? "2000" : "0",
+                        "--DERECHO/disable_partitioning_safety=true",
+                        i == 0 ? "--LOGGER/viewmanager_log_level=warn" : NULL,
+                        "--stderr-to-stdout",
+                        NULL};
+        spawn_node(&children[i], path, args);
+        if (i == 0 && !procs_wait_listening(base_port, 10000))
+            fail_msg("the leader does not listen on %d", base_port);
+    }
+    char line[512];
+    for (int i = 0; i < NODES; i++)
+        if (!procs_wait_line(&children[i], "SENDING", line, sizeof line, WAIT_SECONDS))
+            fail_msg("node %d did not start its stream", i);
+    if (!procs_wait_line(&children[1], "DELIVERED", line, sizeof line, WAIT_SECONDS))
+        fail_msg("node 1 never delivered 2000 messages");
+    kill(children[1].pid, SIGKILL);
+    kill(children[2].pid, SIGKILL);
+    bool suspected[NODES] = {false};
+    while (!suspected[1] || !suspected[2]) {
+        if (!procs_wait_line(&children[0], "suspecting member", line, sizeof line, WAIT_SECONDS))
+            fail_msg("the survivor never suspected both dead members");
+        print_message("survivor: %s\n", line);
+        assert_null(strstr(line, "stops"));
+        int member = -1;
+        const char *at = strstr(line, "suspecting member ");
+        if (sscanf(at, "suspecting member %d", &member) == 1 && member > 0 && member < NODES)
+            suspected[member] = true;
+    }
+    /* the window: 10 heartbeats; a stop would print "stops: partitioning safety" and STOPPED */
+    bool stopped =
+        procs_wait_line(&children[0], "stop", line, sizeof line, (HEARTBEAT_MS * 10 + 999) / 1000);
+    if (stopped)
+        fail_msg("the survivor stopped with the safety off: '%s'", line);
+    int status = 0;
+    assert_int_equal(waitpid(children[0].pid, &status, WNOHANG), 0); /* still running */
+    kill(children[0].pid, SIGKILL);
+    finish_all(children, NODES);
+}
+
 static int setup(void **state) {
     (void)state;
     signal(SIGPIPE, SIG_IGN);
@@ -245,6 +380,8 @@ int main(void) {
         cmocka_unit_test_teardown(test_paused_member_is_excluded, kill_leftover_children),
         cmocka_unit_test_teardown(test_partitioned_member_stops, kill_leftover_children),
         cmocka_unit_test_teardown(test_partitioned_leader_stops, kill_leftover_children),
+        cmocka_unit_test_teardown(test_graceful_leave, kill_leftover_children),
+        cmocka_unit_test_teardown(test_partitioning_safety_disabled, kill_leftover_children),
     };
     const struct CMUnitTest raw_tests[] = {
         cmocka_unit_test_teardown(test_raw_kill_member_mid_stream, kill_leftover_children),
