@@ -696,11 +696,15 @@ static int run_member(const char *config_path, const member_options *opts) {
         fflush(stdout);
     }
     if (opts->victim >= 0 && g_kv.my_id == 0) { /* a p2p call to a member the test kills */
+        /* dr_rpc_node_peer_down: no member is marked down while every connection is up */
+        CHECK(!dr_rpc_node_peer_down(node, (uint32_t)opts->victim));
+        CHECK(!dr_rpc_node_peer_down(node, 1));
         printf("CALLING\n");
         fflush(stdout);
         dr_rpc_reply reply;
         int rc =
             dr_rpc_p2p_call(node, (uint32_t)opts->victim, 0, "sleep", NULL, 0, WAIT_MS, &reply);
+        CHECK(!dr_rpc_node_peer_down(node, 1)); /* the survivor is still up */
         CHECK(rc == DR_EREMOVED && reply.status == DR_EREMOVED);
         CHECK(dr_rpc_p2p_call(node, 1, 0, "whoami", NULL, 0, WAIT_MS, &reply) == DR_OK);
         dr_rpc_reply_clear(&reply);
