@@ -16,6 +16,11 @@
  * --fill BYTES (member): before its puts, node 0 also puts values of 512 KiB until the map
  * holds BYTES of values (state for the state-transfer timings of bench/join_state.sh; the
  * config's max_payload_size must exceed 512 KiB).
+ * --fail-serialize (member): the type's serialize fails (DR_EINVAL), so a joiner gets no state.
+ * --join --expect-no-state: a joiner whose state transfer must fail (the source's serialize
+ * fails, or the state is over the joiner's max_state_transfer_size): it waits until its group
+ * stops (the runtime makes it leave) and prints
+ *   NO_STATE node=<id> rc=<stop code> restored=<0|1> vid=<the view it joined in>.
  * --join: the node joins a running group and must receive the map by state transfer (the
  * type's serialize/restore): it waits for the restore, makes N puts of its own, compares every
  * replica's digest and prints
@@ -35,9 +40,9 @@
  * (each prints CALLING first, then REMOVED rc=<status> bad=<n>); the victim prints
  * "IN_SLEEP caller=<id> client=<0|1>" as each sleep call starts, so the test kills it once
  * both calls are there.
- * Members read stdin until it closes (the release barrier); a line "wait-members K" blocks
- * until the shard has K members and prints "MEMBERS n=<K> vid=<view id>" (a test waits for a
- * view change this way instead of pausing).
+ * Members read stdin until it closes (the release barrier); a line "wait-members K [VID]" blocks
+ * until the shard has K members (in a view >= VID) and prints "MEMBERS n=<K> vid=<view id>" (a test
+ * waits for a view change this way instead of pausing).
  *
  * Type KV (one subgroup): ordered `put` (key, value blobs; every replica applies it in delivery
  * order and folds (version, key, value) into a running digest), p2p `get`, `digest` (count,
@@ -188,9 +193,13 @@ static int whoami_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t
     return dr_buf_put_u32(reply, g_kv.my_id);
 }
 
+static bool g_fail_serialize; /* --fail-serialize: the state cannot be produced */
+
 /* State transfer: u64 count, u64 digest, u32 entries, then per entry blob key, blob value. */
 static int kv_serialize(void *ctx, uint32_t subgroup, dr_buf *out) {
     (void)ctx, (void)subgroup;
+    if (g_fail_serialize)
+        return DR_EINVAL;
     pthread_mutex_lock(&g_kv.lock);
     uint32_t entries = 0;
     for (uint32_t b = 0; b < NUM_BUCKETS; b++)
@@ -399,6 +408,7 @@ typedef struct member_options {
     int victim;
     uint64_t fill;          /* --fill BYTES (node 0) */
     bool join;              /* --join */
+    bool expect_no_state;   /* --expect-no-state (with --join) */
     uint32_t start_members; /* --start-members K: wait for K shard members before the puts */
     int victim_ordered;     /* --victim-ordered V: an ordered call V does not answer in time */
     const char **overrides;
@@ -658,7 +668,21 @@ static int run_member(const char *config_path, const member_options *opts) {
         fprintf(stderr, "kv_node: no view: %s\n", dr_strerror(rc));
         return 1;
     }
-    if (opts->join) {
+    if (opts->join && opts->expect_no_state) {
+        /* the state transfer must fail: the joiner leaves (the group stops here), never
+         * restoring anything */
+        dr_group_view *first = malloc(sizeof *first);
+        CHECK(first != NULL && dr_group_get_view(group, first) == DR_OK);
+        int32_t joined_vid = first->view.vid;
+        free(first);
+        int stopped = dr_group_wait_view(group, INT32_MAX, WAIT_MS);
+        pthread_mutex_lock(&g_kv.lock);
+        bool restored = g_kv.restored;
+        pthread_mutex_unlock(&g_kv.lock);
+        printf("NO_STATE node=%u rc=%d restored=%d vid=%d\n", g_kv.my_id, stopped, restored ? 1 : 0,
+               (int)joined_vid);
+        fflush(stdout);
+    } else if (opts->join) {
         joiner_checks(node, opts->puts, &started);
     } else {
         dr_group_view *view = malloc(sizeof *view);
@@ -734,13 +758,15 @@ release:;
         command[used] = '\0';
         used = 0;
         unsigned want = 0;
-        if (sscanf(command, "wait-members %u", &want) != 1)
+        int min_vid = 0;
+        if (sscanf(command, "wait-members %u %d", &want, &min_vid) < 1)
             continue;
         dr_group_view *view = malloc(sizeof *view);
         CHECK(view != NULL);
         CHECK(dr_group_get_view(group, view) == DR_OK);
-        while (view->layout.subgroups[0].shards[0].num_members != want &&
-               dr_group_wait_view(group, view->view.vid + 1, WAIT_MS) == DR_OK)
+        while (
+            (view->layout.subgroups[0].shards[0].num_members != want || view->view.vid < min_vid) &&
+            dr_group_wait_view(group, view->view.vid + 1, WAIT_MS) == DR_OK)
             CHECK(dr_group_get_view(group, view) == DR_OK);
         printf("MEMBERS n=%u vid=%d\n", view->layout.subgroups[0].shards[0].num_members,
                (int)view->view.vid);
@@ -950,6 +976,10 @@ int main(int argc, char **argv) {
             opts.victim_ordered = atoi(argv[++i]);
         else if (strcmp(argv[i], "--join") == 0)
             opts.join = true;
+        else if (strcmp(argv[i], "--expect-no-state") == 0)
+            opts.expect_no_state = true;
+        else if (strcmp(argv[i], "--fail-serialize") == 0)
+            g_fail_serialize = true;
         else if (strcmp(argv[i], "--history") == 0)
             opts.history = true;
         else if (strcmp(argv[i], "--dump") == 0 && i + 1 < argc)

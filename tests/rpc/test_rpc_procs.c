@@ -313,6 +313,75 @@ static void test_replacement_receives_state(void **state) {
     run_join(25400, 3, 2);
 }
 
+/*
+ * A state transfer that must fail: two members make puts; a third node joins. Either the
+ * members' serialize fails (--fail-serialize) or the state (about 13 KB) is over the joiner's
+ * max_state_transfer_size (1000 bytes). The joiner must not restore anything and must leave
+ * (its group stops with DR_ECLOSED: "it cannot serve it and leaves"); the two members must
+ * return to a view of the two of them and still answer.
+ */
+static void run_failed_join(int requested_port, bool fail_serialize, bool small_limit) {
+    enum { MEMBERS = 2 };
+    int port = procs_free_port_base(requested_port, MEMBERS + 1);
+    child procs[MEMBERS + 1];
+    for (int i = 0; i < MEMBERS; i++) {
+        char path[512];
+        write_config_sized(i, 2, 3, port, path, sizeof path);
+        char *args[] = {path,  "--puts",
+                        "200", "--start-members",
+                        "2",   fail_serialize ? "--fail-serialize" : NULL,
+                        NULL};
+        spawn_member(&procs[i], i, port, args);
+    }
+    time_t deadline = time(NULL) + WAIT_SECONDS;
+    char line[256];
+    for (int i = 0; i < MEMBERS; i++)
+        if (!read_line(&procs[i], line, sizeof line, deadline) || strncmp(line, "DONE", 4) != 0 ||
+            !strstr(line, "bad=0")) {
+            finish_all(procs, MEMBERS);
+            fail_msg("member %d: '%s'", i, line);
+        }
+    char path[512];
+    write_config_sized(MEMBERS, 2, 3, port, path, sizeof path);
+    char *args[] = {path, "--join", "--expect-no-state",
+                    small_limit ? "--DERECHO/max_state_transfer_size=1000" : NULL, NULL};
+    spawn_test_program(&procs[MEMBERS], "kv_node", NULL, args);
+    int node = -1, rc = 0, restored = -1, joined_vid = -1;
+    if (!read_line(&procs[MEMBERS], line, sizeof line, deadline) ||
+        sscanf(line, "NO_STATE node=%d rc=%d restored=%d vid=%d", &node, &rc, &restored,
+               &joined_vid) != 4) {
+        finish_all(procs, MEMBERS + 1);
+        fail_msg("joiner: '%s'", line);
+    }
+    printf("joiner: %s\n", line);
+    assert_int_equal(node, MEMBERS);
+    assert_int_equal(restored, 0);
+    assert_int_equal(rc, -8); /* DR_ECLOSED: it left */
+    /* the members install a view without it, after the one it joined in */
+    char command[48];
+    int len = snprintf(command, sizeof command, "wait-members 2 %d\n", joined_vid + 1);
+    assert_int_equal(write(procs[0].stdin_fd, command, (size_t)len), len);
+    int n = -1, vid = -1;
+    if (!read_line(&procs[0], line, sizeof line, deadline) ||
+        sscanf(line, "MEMBERS n=%d vid=%d", &n, &vid) != 2 || n != 2) {
+        finish_all(procs, MEMBERS + 1);
+        fail_msg("member 0: '%s'", line);
+    }
+    printf("member 0: %s\n", line);
+    assert_true(vid > joined_vid);
+    assert_int_equal(finish_all(procs, MEMBERS + 1), MEMBERS + 1);
+}
+
+static void test_joiner_without_state_when_serialize_fails(void **state) {
+    (void)state;
+    run_failed_join(25700, true, false);
+}
+
+static void test_joiner_refuses_state_over_its_limit(void **state) {
+    (void)state;
+    run_failed_join(25750, false, true);
+}
+
 static int setup(void **state) {
     (void)state;
     signal(SIGPIPE, SIG_IGN);
@@ -333,6 +402,9 @@ int main(void) {
         cmocka_unit_test_teardown(test_ordered_call_to_paused_member, kill_leftover_children),
         cmocka_unit_test_teardown(test_joiner_receives_state, kill_leftover_children),
         cmocka_unit_test_teardown(test_replacement_receives_state, kill_leftover_children),
+        cmocka_unit_test_teardown(test_joiner_without_state_when_serialize_fails,
+                                  kill_leftover_children),
+        cmocka_unit_test_teardown(test_joiner_refuses_state_over_its_limit, kill_leftover_children),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
