@@ -7,6 +7,8 @@
  *              [--start-members K]  (wait for a view of K members before sending)
  *              [--say-sending]      (print "SENDING node=<id>" once it starts sending)
  *              [--print-views]      (print "VIEW node=<id> vid=<n> members=<id,...>" per view)
+ *              [--wait-ms MS]       (--wait-from's limit before "TIMEOUT ... from=<counts
+ *                                    of ids 0-3>", default 120000)
  *              [--leave]            (after DONE: dr_group_leave, prints "LEFT ...")
  *              [--stderr-to-stdout] (log lines into the test's pipe, to wait for one)
  *              [--say-delivered N]  (print "DELIVERED node=<id> n=<N>" at the N-th delivery)
@@ -279,10 +281,12 @@ static void cutter_stop(cutter *cut) {
     pthread_mutex_destroy(&cut->lock);
 }
 
+static int g_wait_ms = 120000; /* --wait-ms: how long --wait-from waits before TIMEOUT */
+
 static int wait_fault_done(dr_group *group, node_state *state, const char *list, uint64_t messages,
                            uint32_t members) {
     int32_t vid = -1;
-    for (int waited_ms = 0; waited_ms < 120000; waited_ms += 50) {
+    for (int waited_ms = 0; waited_ms < g_wait_ms; waited_ms += 50) {
         pthread_mutex_lock(&state->lock);
         bool done = fault_done(group, state, list, messages, members, &vid);
         if (done)
@@ -300,7 +304,10 @@ static int wait_fault_done(dr_group *group, node_state *state, const char *list,
             return rc;
         }
     }
-    printf("TIMEOUT node=%" PRIu32 "\n", dr_group_my_id(group));
+    pthread_mutex_lock(&state->lock); /* what arrived from whom: the test prints it */
+    printf("TIMEOUT node=%" PRIu32 " from=%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 "\n",
+           dr_group_my_id(group), state->from[0], state->from[1], state->from[2], state->from[3]);
+    pthread_mutex_unlock(&state->lock);
     return DR_ETIMEDOUT;
 }
 
@@ -349,6 +356,8 @@ int main(int argc, char **argv) {
             silent = true;
         else if (strcmp(argv[i], "--stderr-to-stdout") == 0)
             dup2(STDOUT_FILENO, STDERR_FILENO);
+        else if (strcmp(argv[i], "--wait-ms") == 0 && i + 1 < argc)
+            g_wait_ms = atoi(argv[++i]);
         else if (strcmp(argv[i], "--leave") == 0)
             leave = true;
         else if (strcmp(argv[i], "--say-sending") == 0)

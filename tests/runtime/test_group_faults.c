@@ -91,6 +91,8 @@ static void run_fault_mode(int requested_port, int victim, fault_kind kind, int 
                         "--say-sending",
                         "--say-delivered",
                         i == victim && kind != PARTITION ? cut_after : "0",
+                        "--wait-ms",
+                        "30000",
                         raw ? "--raw" : "--say-sending",
                         kind == PARTITION ? "--cut-after-delivered" : NULL,
                         cut_after,
