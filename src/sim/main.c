@@ -3,6 +3,7 @@
  *
  *   derecho-sim [--seeds A..B | --seed S] [--time-budget-s T] [--nodes N] [--trace]
  *               [--faults] [--broken-delivery] [--skip-trim] [--max-virtual-ms M]
+ *               [--tamper corrupt|view|deaf]
  *   derecho-sim --help           what it does, every option with its default, examples
  *
  * Prints one line per failing seed ("seed 17 FAILED: total order: ..." and the replay command)
@@ -29,6 +30,7 @@ typedef struct cli {
     int broken;
     int faults;
     int skip_trim;
+    sim_tamper tamper; /* --tamper */
     uint64_t max_virtual_us;
 } cli;
 
@@ -66,6 +68,9 @@ static const char help_text[] =
     "  --trace               print each run's protocol decisions (use with one seed)\n"
     "  --broken-delivery     test switch: ordered shards deliver on receipt (must fail)\n"
     "  --skip-trim           test switch: view changes skip the ragged trim (must fail)\n"
+    "  --tamper KIND         test switch: the checker sees a wrong history (must fail):\n"
+    "                        corrupt (a payload byte), view (a view's id), deaf (a node hears\n"
+    "                        nothing)\n"
     "\n"
     "Exit codes: 0 every seed passed, 1 a seed failed, 2 bad arguments.\n"
     "\n"
@@ -125,6 +130,15 @@ static int parse_valued(const char *arg, const char *value, cli *c) {
         if (!parse_u64(value, 1, 15, &n))
             return usage_error("--nodes wants a whole number from 1 to 15, not", value);
         c->nodes = (uint32_t)n;
+    } else if (strcmp(arg, "--tamper") == 0) {
+        if (strcmp(value, "corrupt") == 0)
+            c->tamper = SIM_TAMPER_CORRUPT;
+        else if (strcmp(value, "view") == 0)
+            c->tamper = SIM_TAMPER_VIEW;
+        else if (strcmp(value, "deaf") == 0)
+            c->tamper = SIM_TAMPER_DEAF;
+        else
+            return usage_error("--tamper wants corrupt, view or deaf, not", value);
     } else if (strcmp(arg, "--max-virtual-ms") == 0) {
         if (!parse_u64(value, 1, UINT64_MAX / 1000u, &n))
             return usage_error("--max-virtual-ms wants a whole number >= 1, not", value);
@@ -199,6 +213,7 @@ int main(int argc, char **argv) {
                              .broken_delivery = c.broken,
                              .faults = c.faults,
                              .skip_trim = c.skip_trim,
+                             .tamper = c.tamper,
                              .trace = c.trace ? stdout : NULL,
                              .max_virtual_us = c.max_virtual_us};
         sim_result result;
@@ -222,11 +237,14 @@ int main(int argc, char **argv) {
         }
         if (!result.passed) {
             failed++;
+            static const char *const tampers[] = {"", " --tamper corrupt", " --tamper view",
+                                                  " --tamper deaf"};
             printf("seed %" PRIu64 " FAILED (%u nodes): %s\n  replay: derecho-sim --seed %" PRIu64
-                   " --trace%s%s\n",
+                   " --trace%s%s%s\n",
                    seed, result.num_nodes, result.failure, seed,
                    c.broken ? " --broken-delivery" : "",
-                   c.faults ? (c.skip_trim ? " --faults --skip-trim" : " --faults") : "");
+                   c.faults ? (c.skip_trim ? " --faults --skip-trim" : " --faults") : "",
+                   tampers[c.tamper]);
         }
     }
     double elapsed = wall_seconds() - start;

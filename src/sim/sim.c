@@ -188,6 +188,7 @@ typedef struct sim {
     uint64_t bridge_deadline_us;   /**< bridged runs end here (safety checked, not liveness) */
     uint64_t last_fault_us;        /**< the last fault event (strike, heal, long pause's end) */
     bool completed;                /**< the run reached its end state (not a deadline) */
+    bool tampered;                 /**< config->tamper CORRUPT applied once */
     uint64_t settled_us;           /**< when the views first settled after the last fault */
     int32_t vid_at_majority_crash; /**< highest view installed when it struck */
 } sim;
@@ -658,7 +659,22 @@ static void drain_actions(sim *s, uint32_t index) {
         case DR_ACTION_CONNECT:
             break; /* links always exist */
         case DR_ACTION_DELIVER:
-            check_delivery(s, node, &a);
+            if (s->config->tamper == SIM_TAMPER_CORRUPT && index == s->num_nodes - 1 &&
+                a.len > PAYLOAD_HEADER && !s->tampered) {
+                /* test switch: the checker sees one byte flipped (a copy; the core's is kept) */
+                uint8_t *copy = malloc(a.len);
+                assert(copy != NULL);
+                memcpy(copy, a.bytes, a.len);
+                copy[a.len - 1] ^= 0x5a;
+                uint8_t *real = a.bytes;
+                a.bytes = copy;
+                s->tampered = true;
+                check_delivery(s, node, &a);
+                a.bytes = real;
+                free(copy);
+            } else {
+                check_delivery(s, node, &a);
+            }
             if (s->base.count_consumption && a.version >= 0) /* a slow application */
                 heap_push(s, (sim_event){.time_us = s->now_us + consume_lag(node, &a),
                                          .kind = EV_CONSUMED,
@@ -667,6 +683,9 @@ static void drain_actions(sim *s, uint32_t index) {
                                          .version = a.version});
             break;
         case DR_ACTION_VIEW_INSTALLED:
+            if (s->config->tamper == SIM_TAMPER_VIEW && index == s->num_nodes - 1 &&
+                a.view_info != NULL)
+                a.view_info->view.vid += 1; /* test switch: the simulator's copy only */
             on_view_installed(s, index, &a);
             break;
         case DR_ACTION_WINDOW_OPEN:
@@ -1012,6 +1031,8 @@ static void process(sim *s, sim_event *event) {
                  s->nodes[event->from].id, node->id, event->link_seq);
         if (event->epoch != link->epoch || link->cut)
             break; /* the link broke (or is cut) while the frame was in flight: lost */
+        if (s->config->tamper == SIM_TAMPER_DEAF && event->node == s->num_nodes - 1)
+            break;                /* test switch: the last node never hears anything */
         if (node->core == NULL) { /* not listening yet: like a refused TCP connect */
             if (s->config->trace)
                 fprintf(s->config->trace,

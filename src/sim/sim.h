@@ -22,6 +22,18 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/**
+ * Test switches that feed the checker a deliberately wrong history (the core is untouched), so
+ * that each of its checks is shown to fire: tests/sim/CMakeLists.txt expects the named failure.
+ */
+typedef enum sim_tamper {
+    SIM_TAMPER_NONE = 0,
+    SIM_TAMPER_CORRUPT, /**< one delivery's payload byte flipped: "no creation" */
+    SIM_TAMPER_VIEW,    /**< the last node's installed view reported with another vid: "views
+                             differ" (view agreement) */
+    SIM_TAMPER_DEAF,    /**< every frame to the last node discarded: "liveness" */
+} sim_tamper;
+
 /** One run's parameters. */
 typedef struct sim_config {
     uint64_t seed;           /**< determines everything else */
@@ -31,6 +43,7 @@ typedef struct sim_config {
     uint64_t max_virtual_us; /**< liveness deadline in virtual time */
     bool faults;             /**< fault mode: crashes, long pauses, leaves, partitions, joins */
     bool skip_trim;          /**< test switch: view changes skip the ragged-trim deliveries */
+    sim_tamper tamper;       /**< test switch: a wrong history for the checker (above) */
 } sim_config;
 
 /** One run's outcome. */

@@ -105,11 +105,44 @@ static void test_growth_keeps_contents(void **state) {
     dr_buf_free(&buf);
 }
 
+/* dr_buf_reserve: room up to the limit, DR_ETOOBIG past it (sticky failed); dr_reader_bytes:
+ * a borrowed view of the next len bytes, NULL past the end (sticky failed). */
+static void test_reserve_and_reader_bytes(void **state) {
+    (void)state;
+    dr_buf buf;
+    dr_buf_init(&buf, 16);
+    assert_int_equal(dr_buf_reserve(&buf, 16), 0);
+    assert_true(buf.cap >= 16);
+    assert_int_equal(buf.len, 0);
+    assert_false(buf.failed);
+    assert_int_equal(dr_buf_put_bytes(&buf, "abcdefgh", 8), 0);
+    assert_int_equal(dr_buf_reserve(&buf, 8), 0);
+    assert_int_equal(dr_buf_reserve(&buf, 9), DR_ETOOBIG);
+    assert_true(buf.failed);
+    assert_int_equal(buf.len, 8); /* contents untouched */
+    dr_reader reader;
+    dr_reader_init(&reader, buf.data, buf.len);
+    const uint8_t *first = dr_reader_bytes(&reader, 3);
+    assert_non_null(first);
+    assert_ptr_equal(first, buf.data); /* borrowed, not copied */
+    assert_memory_equal(first, "abc", 3);
+    const uint8_t *rest = dr_reader_bytes(&reader, 5);
+    assert_non_null(rest);
+    assert_memory_equal(rest, "defgh", 5);
+    assert_true(dr_reader_done(&reader));
+    assert_null(dr_reader_bytes(&reader, 1));
+    assert_true(reader.failed);
+    dr_buf_free(&buf);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip_little_endian), cmocka_unit_test(test_reader_stops_at_end),
-        cmocka_unit_test(test_length_capped_before_use), cmocka_unit_test(test_buffer_limit),
+        cmocka_unit_test(test_round_trip_little_endian),
+        cmocka_unit_test(test_reader_stops_at_end),
+        cmocka_unit_test(test_length_capped_before_use),
+        cmocka_unit_test(test_buffer_limit),
         cmocka_unit_test(test_growth_keeps_contents),
+        cmocka_unit_test(test_reserve_and_reader_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

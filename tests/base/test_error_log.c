@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <regex.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -144,6 +145,28 @@ static void test_log_line_format(void **state) {
     dr_log_set_all_levels(DR_LOG_INFO);
 }
 
+/* dr_log_limit_allow: DR_LOG_LIMIT_LINES lines per window, then refused and counted; a new
+ * window (the limiter's start moved back one window: no waiting) reports the dropped count. */
+static void test_log_limit_allow(void **state) {
+    (void)state;
+    dr_log_limit limit = {0};
+    unsigned int suppressed = 99;
+    for (unsigned i = 0; i < DR_LOG_LIMIT_LINES; i++) {
+        assert_int_equal(dr_log_limit_allow(&limit, &suppressed), 1);
+        assert_int_equal(suppressed, 0);
+    }
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(dr_log_limit_allow(&limit, &suppressed), 0);
+        assert_int_equal(suppressed, 0);
+    }
+    atomic_store(&limit.window_start_ms,
+                 atomic_load(&limit.window_start_ms) - DR_LOG_LIMIT_WINDOW_MS);
+    assert_int_equal(dr_log_limit_allow(&limit, &suppressed), 1);
+    assert_int_equal(suppressed, 3); /* the three refused in the previous window */
+    assert_int_equal(dr_log_limit_allow(&limit, &suppressed), 1);
+    assert_int_equal(suppressed, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_strings),
@@ -151,6 +174,7 @@ int main(void) {
         cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_log_thresholds),
         cmocka_unit_test(test_log_line_format),
+        cmocka_unit_test(test_log_limit_allow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -123,6 +123,10 @@ static void test_seed_sample_with_old_names(void **state) {
     assert_int_equal(dr_config_get_bool(config, "DERECHO", "disable_partitioning_safety", &flag),
                      0);
     assert_false(flag);
+    /* dr_config_get_u64: the same value as the u32 getter; a string does not parse */
+    assert_int_equal(dr_config_get_u64(config, "DERECHO", "heartbeat_ms", &big), 0);
+    assert_true(big == 10000);
+    assert_int_equal(dr_config_get_u64(config, "DERECHO", "contact_ip", &big), DR_EINVAL);
     dr_config_free(config);
 }
 

@@ -203,6 +203,31 @@ static void test_disconnect_suspects_at_once(void **state) {
     done(h);
 }
 
+/* dr_core_report_failure: an unknown id and the node's own id are ignored (no view change
+ * without ticks); a reported member is suspected at once, as a broken connection is. */
+static void test_reported_failure_suspects_at_once(void **state) {
+    (void)state;
+    harness *h = cluster(3, 4);
+    int32_t vid = h->nodes[0].view.view.vid;
+    dr_core_report_failure(h->nodes[1].core, 999, h->now_us);
+    dr_core_report_failure(h->nodes[1].core, h->nodes[1].id, h->now_us);
+    h_drain(h, 1);
+    h_pump(h, 100000);
+    for (uint32_t i = 0; i < 3; i++) {
+        assert_false(h->nodes[i].stopped);
+        assert_int_equal(h->nodes[i].view.view.vid, vid);
+    }
+    h_crash(h, 2);
+    dr_core_report_failure(h->nodes[1].core, h->nodes[2].id, h->now_us);
+    h_drain(h, 1);
+    h_pump(h, 100000); /* no ticks: heartbeats cannot be what found it */
+    for (uint32_t i = 0; i < 2; i++) {
+        assert_int_equal(h->nodes[i].view.view.vid, vid + 1);
+        assert_int_equal(h->nodes[i].view.view.num_members, 2);
+    }
+    done(h);
+}
+
 static void test_messages_beyond_the_trim_are_resent(void **state) {
     (void)state;
     harness *h = cluster(4, 4);
@@ -256,6 +281,7 @@ int main(void) {
         cmocka_unit_test(test_partition_safety_stops_minority),
         cmocka_unit_test(test_clean_leave),
         cmocka_unit_test(test_disconnect_suspects_at_once),
+        cmocka_unit_test(test_reported_failure_suspects_at_once),
         cmocka_unit_test(test_messages_beyond_the_trim_are_resent),
         cmocka_unit_test(test_paused_member_is_excluded),
     };

@@ -16,6 +16,11 @@
  * --fill BYTES (member): before its puts, node 0 also puts values of 512 KiB until the map
  * holds BYTES of values (state for the state-transfer timings of bench/join_state.sh; the
  * config's max_payload_size must exceed 512 KiB).
+ * --fail-serialize (member): the type's serialize fails (DR_EINVAL), so a joiner gets no state.
+ * --join --expect-no-state: a joiner whose state transfer must fail (the source's serialize
+ * fails, or the state is over the joiner's max_state_transfer_size): it waits until its group
+ * stops (the runtime makes it leave) and prints
+ *   NO_STATE node=<id> rc=<stop code> restored=<0|1> vid=<the view it joined in>.
  * --join: the node joins a running group and must receive the map by state transfer (the
  * type's serialize/restore): it waits for the restore, makes N puts of its own, compares every
  * replica's digest and prints
@@ -32,7 +37,12 @@
  * "DUMPED node=<id> count=<puts applied> digest=<digest> vid=<view id>". stdout is line-buffered.
  *
  * --victim V: the test kills member V while node 0 and the client wait on a `sleep` call to it
- * (each prints CALLING first, then REMOVED rc=<status> bad=<n>).
+ * (each prints CALLING first, then REMOVED rc=<status> bad=<n>); the victim prints
+ * "IN_SLEEP caller=<id> client=<0|1>" as each sleep call starts, so the test kills it once
+ * both calls are there.
+ * Members read stdin until it closes (the release barrier); a line "wait-members K [VID]" blocks
+ * until the shard has K members (in a view >= VID) and prints "MEMBERS n=<K> vid=<view id>" (a test
+ * waits for a view change this way instead of pausing).
  *
  * Type KV (one subgroup): ordered `put` (key, value blobs; every replica applies it in delivery
  * order and folds (version, key, value) into a running digest), p2p `get`, `digest` (count,
@@ -183,9 +193,13 @@ static int whoami_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t
     return dr_buf_put_u32(reply, g_kv.my_id);
 }
 
+static bool g_fail_serialize; /* --fail-serialize: the state cannot be produced */
+
 /* State transfer: u64 count, u64 digest, u32 entries, then per entry blob key, blob value. */
 static int kv_serialize(void *ctx, uint32_t subgroup, dr_buf *out) {
     (void)ctx, (void)subgroup;
+    if (g_fail_serialize)
+        return DR_EINVAL;
     pthread_mutex_lock(&g_kv.lock);
     uint32_t entries = 0;
     for (uint32_t b = 0; b < NUM_BUCKETS; b++)
@@ -279,8 +293,13 @@ static int put_via_handler(void *ctx, const dr_rpc_call_info *info, const uint8_
 
 static int sleep_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
                          dr_buf *reply) {
-    (void)ctx, (void)info, (void)args, (void)len, (void)reply;
-    sleep(5);
+    (void)ctx, (void)args, (void)len, (void)reply;
+    /* the test kills this node once both callers' calls are here (one line each) */
+    flockfile(stdout);
+    printf("IN_SLEEP caller=%u client=%d\n", info->caller_id, info->from_client ? 1 : 0);
+    fflush(stdout);
+    funlockfile(stdout);
+    sleep(5); /* the slow method itself (a reply the caller must not get), not a wait */
     return DR_OK;
 }
 
@@ -389,6 +408,7 @@ typedef struct member_options {
     int victim;
     uint64_t fill;          /* --fill BYTES (node 0) */
     bool join;              /* --join */
+    bool expect_no_state;   /* --expect-no-state (with --join) */
     uint32_t start_members; /* --start-members K: wait for K shard members before the puts */
     int victim_ordered;     /* --victim-ordered V: an ordered call V does not answer in time */
     const char **overrides;
@@ -648,7 +668,21 @@ static int run_member(const char *config_path, const member_options *opts) {
         fprintf(stderr, "kv_node: no view: %s\n", dr_strerror(rc));
         return 1;
     }
-    if (opts->join) {
+    if (opts->join && opts->expect_no_state) {
+        /* the state transfer must fail: the joiner leaves (the group stops here), never
+         * restoring anything */
+        dr_group_view *first = malloc(sizeof *first);
+        CHECK(first != NULL && dr_group_get_view(group, first) == DR_OK);
+        int32_t joined_vid = first->view.vid;
+        free(first);
+        int stopped = dr_group_wait_view(group, INT32_MAX, WAIT_MS);
+        pthread_mutex_lock(&g_kv.lock);
+        bool restored = g_kv.restored;
+        pthread_mutex_unlock(&g_kv.lock);
+        printf("NO_STATE node=%u rc=%d restored=%d vid=%d\n", g_kv.my_id, stopped, restored ? 1 : 0,
+               (int)joined_vid);
+        fflush(stdout);
+    } else if (opts->join) {
         joiner_checks(node, opts->puts, &started);
     } else {
         dr_group_view *view = malloc(sizeof *view);
@@ -686,11 +720,15 @@ static int run_member(const char *config_path, const member_options *opts) {
         fflush(stdout);
     }
     if (opts->victim >= 0 && g_kv.my_id == 0) { /* a p2p call to a member the test kills */
+        /* dr_rpc_node_peer_down: no member is marked down while every connection is up */
+        CHECK(!dr_rpc_node_peer_down(node, (uint32_t)opts->victim));
+        CHECK(!dr_rpc_node_peer_down(node, 1));
         printf("CALLING\n");
         fflush(stdout);
         dr_rpc_reply reply;
         int rc =
             dr_rpc_p2p_call(node, (uint32_t)opts->victim, 0, "sleep", NULL, 0, WAIT_MS, &reply);
+        CHECK(!dr_rpc_node_peer_down(node, 1)); /* the survivor is still up */
         CHECK(rc == DR_EREMOVED && reply.status == DR_EREMOVED);
         CHECK(dr_rpc_p2p_call(node, 1, 0, "whoami", NULL, 0, WAIT_MS, &reply) == DR_OK);
         dr_rpc_reply_clear(&reply);
@@ -706,8 +744,34 @@ static int run_member(const char *config_path, const member_options *opts) {
         ordered_call_to_victim(node, (uint32_t)opts->victim_ordered);
     }
 release:;
-    char sink[64];
-    while (read(STDIN_FILENO, sink, sizeof sink) > 0) {
+    /* until stdin closes: "wait-members K" lines block until this node's shard has K members
+     * (or WAIT_MS passes) and print "MEMBERS n=<members> vid=<view id>" */
+    char command[64];
+    size_t used = 0;
+    char c = 0;
+    while (read(STDIN_FILENO, &c, 1) == 1) {
+        if (c != '\n') {
+            if (used + 1 < sizeof command)
+                command[used++] = c;
+            continue;
+        }
+        command[used] = '\0';
+        used = 0;
+        unsigned want = 0;
+        int min_vid = 0;
+        if (sscanf(command, "wait-members %u %d", &want, &min_vid) < 1)
+            continue;
+        dr_group_view *view = malloc(sizeof *view);
+        CHECK(view != NULL);
+        CHECK(dr_group_get_view(group, view) == DR_OK);
+        while (
+            (view->layout.subgroups[0].shards[0].num_members != want || view->view.vid < min_vid) &&
+            dr_group_wait_view(group, view->view.vid + 1, WAIT_MS) == DR_OK)
+            CHECK(dr_group_get_view(group, view) == DR_OK);
+        printf("MEMBERS n=%u vid=%d\n", view->layout.subgroups[0].shards[0].num_members,
+               (int)view->view.vid);
+        fflush(stdout);
+        free(view);
     }
     dr_rpc_node_destroy(node);
     dr_config_free(config);
@@ -912,6 +976,10 @@ int main(int argc, char **argv) {
             opts.victim_ordered = atoi(argv[++i]);
         else if (strcmp(argv[i], "--join") == 0)
             opts.join = true;
+        else if (strcmp(argv[i], "--expect-no-state") == 0)
+            opts.expect_no_state = true;
+        else if (strcmp(argv[i], "--fail-serialize") == 0)
+            g_fail_serialize = true;
         else if (strcmp(argv[i], "--history") == 0)
             opts.history = true;
         else if (strcmp(argv[i], "--dump") == 0 && i + 1 < argc)

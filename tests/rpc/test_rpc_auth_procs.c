@@ -145,8 +145,8 @@ static void test_keys_protect_the_group(void **state) {
         write_config(i, PORT, KEY_LINES, NODES, path, sizeof path);
         char *args[] = {path, "--puts", "4", NULL};
         spawn_test_program(&members[i], "kv_node", NULL, args);
-        if (i == 0)
-            usleep(200000);
+        if (i == 0 && !procs_wait_listening(PORT, 10000))
+            fail_msg("the leader does not listen on %d", PORT);
     }
     wait_all_done(members, NODES, WAIT_S);
     for (int i = 0; i < NODES; i++)
@@ -275,8 +275,8 @@ static void test_duplicate_id_refused(void **state) {
         write_config(i, DUP_PORT, KEY_LINES, 2, path, sizeof path);
         char *args[] = {path, "--puts", "2", NULL};
         spawn_test_program(&members[i], "kv_node", NULL, args);
-        if (i == 0)
-            usleep(200000);
+        if (i == 0 && !procs_wait_listening(DUP_PORT, 10000))
+            fail_msg("the leader does not listen on %d", DUP_PORT);
     }
     wait_all_done(members, 2, WAIT_S);
     for (int i = 0; i < 2; i++)

@@ -8,6 +8,9 @@
  * An ordered call whose member is paused past the failure timeout ends DR_EREMOVED for it.
  * State transfer: a node joining a running group, and a replacement joining after a kill -9,
  * receive the replicated map and end with the same digest as every other replica.
+ * No fixed pauses: joiners start once the leader listens, the kill waits for the victim's
+ * IN_SLEEP lines, the replacement for the survivors' MEMBERS line. Ports 25100-25999 (CTest
+ * lock ports_25000, shared with test_rpc_node; +500 / +250 when one is taken).
  */
 #include <inttypes.h>
 #include <poll.h>
@@ -71,6 +74,13 @@ static bool read_line(child *c, char *line, size_t cap, time_t deadline) {
     return len > 0;
 }
 
+/* Spawns node i's kv_node; node 0 (the leader) must listen before the others start. */
+static void spawn_member(child *c, int i, int base_port, char *const *args) {
+    spawn_test_program(c, "kv_node", NULL, args);
+    if (i == 0 && !procs_wait_listening(base_port, 10000))
+        fail_msg("the leader does not listen on %d", base_port);
+}
+
 static void start_members(child *members, int nodes, int base_port, const char *puts,
                           const char *victim) {
     for (int i = 0; i < nodes; i++) {
@@ -78,15 +88,14 @@ static void start_members(child *members, int nodes, int base_port, const char *
         write_config(i, nodes, base_port, path, sizeof path);
         char *args[] = {path,           "--puts", (char *)puts, victim ? "--victim" : NULL,
                         (char *)victim, NULL};
-        spawn_test_program(&members[i], "kv_node", NULL, args);
-        if (i == 0)
-            usleep(200000);
+        spawn_member(&members[i], i, base_port, args);
     }
 }
 
 static void test_kv_replicas_agree(void **state) {
     (void)state;
-    enum { NODES = 3, MEMBER_PUTS = 500, CLIENT_PUTS = 300, PORT = 25100 };
+    enum { NODES = 3, MEMBER_PUTS = 500, CLIENT_PUTS = 300 };
+    int PORT = procs_free_port_base(25100, NODES);
     child procs[NODES + 1];
     start_members(procs, NODES, PORT, "500", NULL);
     char port[16];
@@ -137,7 +146,8 @@ static void test_kv_replicas_agree(void **state) {
  * end DR_EREMOVED and both callers go on with the other members. */
 static void test_client_call_to_failed_member(void **state) {
     (void)state;
-    enum { NODES = 3, PORT = 25200, VICTIM = 2 };
+    enum { NODES = 3, VICTIM = 2 };
+    int PORT = procs_free_port_base(25200, NODES);
     child procs[NODES + 1];
     start_members(procs, NODES, PORT, "0", "2");
     char port[16];
@@ -146,14 +156,21 @@ static void test_client_call_to_failed_member(void **state) {
     spawn_test_program(&procs[NODES], "kv_node", NULL, client_args);
     time_t deadline = time(NULL) + WAIT_SECONDS;
     char line[256];
-    for (int i = 0; i < NODES; i++)
-        assert_true(read_line(&procs[i], line, sizeof line, deadline));
+    for (int i = 0; i < NODES; i++) /* the victim's DONE may follow its IN_SLEEP lines */
+        if (i != VICTIM)
+            assert_true(read_line(&procs[i], line, sizeof line, deadline));
     if (!read_line(&procs[NODES], line, sizeof line, deadline) || strcmp(line, "CALLING") != 0 ||
         !read_line(&procs[0], line, sizeof line, deadline) || strcmp(line, "CALLING") != 0) {
         finish_all(procs, NODES + 1);
         fail_msg("client or member 0: '%s'", line);
     }
-    usleep(300000); /* the sleep call is at the victim */
+    /* both sleep calls (the client's, member 0's) are running at the victim: kill it now */
+    for (int call = 0; call < 2; call++)
+        if (!procs_wait_line(&procs[VICTIM], "IN_SLEEP", line, sizeof line, WAIT_SECONDS)) {
+            finish_all(procs, NODES + 1);
+            fail_msg("the victim did not start sleep call %d: '%s'", call + 1,
+                     procs[VICTIM].output);
+        }
     kill(procs[VICTIM].pid, SIGKILL);
     int rc = 0, bad = -1;
     if (!read_line(&procs[NODES], line, sizeof line, deadline) ||
@@ -178,15 +195,15 @@ static void test_client_call_to_failed_member(void **state) {
  * resolves its entry DR_EREMOVED. */
 static void test_ordered_call_to_paused_member(void **state) {
     (void)state;
-    enum { NODES = 3, PORT = 25600, VICTIM = 2 };
+    enum { NODES = 3, VICTIM = 2 };
+    int PORT = procs_free_port_base(25600, NODES);
     child procs[NODES];
     for (int i = 0; i < NODES; i++) {
         char path[512];
         write_config_sized(i, 2, NODES, PORT, path, sizeof path); /* 2 survivors suffice */
         char *args[] = {path, "--puts",          "20", "--victim-ordered",
                         "2",  "--start-members", "3",  NULL};
-        spawn_test_program(&procs[i], "kv_node", NULL, args);
-        usleep(i == 0 ? 200000 : 50000);
+        spawn_member(&procs[i], i, PORT, args);
     }
     time_t deadline = time(NULL) + WAIT_SECONDS;
     char line[256];
@@ -222,7 +239,8 @@ static void test_ordered_call_to_paused_member(void **state) {
  * joins and must receive the map (kv_node's serialize/restore) before it applies anything of
  * its first view: after its own puts every replica holds the same count and digest.
  */
-static void run_join(int port, int members, int victim) {
+static void run_join(int requested_port, int members, int victim) {
+    int port = procs_free_port_base(requested_port, members + 1);
     enum { PUTS = 200, JOINER_PUTS = 50 };
     child procs[MAX_PROCS];
     int joiner = members;
@@ -232,8 +250,7 @@ static void run_join(int port, int members, int victim) {
         char start[16];
         snprintf(start, sizeof start, "%d", members);
         char *args[] = {path, "--puts", "200", "--start-members", start, NULL};
-        spawn_test_program(&procs[i], "kv_node", NULL, args);
-        usleep(i == 0 ? 200000 : 50000);
+        spawn_member(&procs[i], i, port, args);
     }
     time_t deadline = time(NULL) + WAIT_SECONDS;
     char line[256];
@@ -249,7 +266,18 @@ static void run_join(int port, int members, int victim) {
     }
     if (victim >= 0) {
         kill(procs[victim].pid, SIGKILL);
-        usleep(1000000); /* the survivors install the view without it */
+        /* the survivors install the view without it: ask a survivor to say so */
+        int survivor = victim == 0 ? 1 : 0;
+        char command[32];
+        int len = snprintf(command, sizeof command, "wait-members %d\n", members - 1);
+        assert_int_equal(write(procs[survivor].stdin_fd, command, (size_t)len), len);
+        int n = -1, vid = -1;
+        if (!read_line(&procs[survivor], line, sizeof line, deadline) ||
+            sscanf(line, "MEMBERS n=%d vid=%d", &n, &vid) != 2 || n != members - 1) {
+            finish_all(procs, members);
+            fail_msg("survivor %d: '%s'", survivor, line);
+        }
+        printf("survivor %d: %s\n", survivor, line);
     }
     char path[512];
     write_config_sized(joiner, 2, 3, port, path, sizeof path);
@@ -285,6 +313,75 @@ static void test_replacement_receives_state(void **state) {
     run_join(25400, 3, 2);
 }
 
+/*
+ * A state transfer that must fail: two members make puts; a third node joins. Either the
+ * members' serialize fails (--fail-serialize) or the state (about 13 KB) is over the joiner's
+ * max_state_transfer_size (1000 bytes). The joiner must not restore anything and must leave
+ * (its group stops with DR_ECLOSED: "it cannot serve it and leaves"); the two members must
+ * return to a view of the two of them and still answer.
+ */
+static void run_failed_join(int requested_port, bool fail_serialize, bool small_limit) {
+    enum { MEMBERS = 2 };
+    int port = procs_free_port_base(requested_port, MEMBERS + 1);
+    child procs[MEMBERS + 1];
+    for (int i = 0; i < MEMBERS; i++) {
+        char path[512];
+        write_config_sized(i, 2, 3, port, path, sizeof path);
+        char *args[] = {path,  "--puts",
+                        "200", "--start-members",
+                        "2",   fail_serialize ? "--fail-serialize" : NULL,
+                        NULL};
+        spawn_member(&procs[i], i, port, args);
+    }
+    time_t deadline = time(NULL) + WAIT_SECONDS;
+    char line[256];
+    for (int i = 0; i < MEMBERS; i++)
+        if (!read_line(&procs[i], line, sizeof line, deadline) || strncmp(line, "DONE", 4) != 0 ||
+            !strstr(line, "bad=0")) {
+            finish_all(procs, MEMBERS);
+            fail_msg("member %d: '%s'", i, line);
+        }
+    char path[512];
+    write_config_sized(MEMBERS, 2, 3, port, path, sizeof path);
+    char *args[] = {path, "--join", "--expect-no-state",
+                    small_limit ? "--DERECHO/max_state_transfer_size=1000" : NULL, NULL};
+    spawn_test_program(&procs[MEMBERS], "kv_node", NULL, args);
+    int node = -1, rc = 0, restored = -1, joined_vid = -1;
+    if (!read_line(&procs[MEMBERS], line, sizeof line, deadline) ||
+        sscanf(line, "NO_STATE node=%d rc=%d restored=%d vid=%d", &node, &rc, &restored,
+               &joined_vid) != 4) {
+        finish_all(procs, MEMBERS + 1);
+        fail_msg("joiner: '%s'", line);
+    }
+    printf("joiner: %s\n", line);
+    assert_int_equal(node, MEMBERS);
+    assert_int_equal(restored, 0);
+    assert_int_equal(rc, -8); /* DR_ECLOSED: it left */
+    /* the members install a view without it, after the one it joined in */
+    char command[48];
+    int len = snprintf(command, sizeof command, "wait-members 2 %d\n", joined_vid + 1);
+    assert_int_equal(write(procs[0].stdin_fd, command, (size_t)len), len);
+    int n = -1, vid = -1;
+    if (!read_line(&procs[0], line, sizeof line, deadline) ||
+        sscanf(line, "MEMBERS n=%d vid=%d", &n, &vid) != 2 || n != 2) {
+        finish_all(procs, MEMBERS + 1);
+        fail_msg("member 0: '%s'", line);
+    }
+    printf("member 0: %s\n", line);
+    assert_true(vid > joined_vid);
+    assert_int_equal(finish_all(procs, MEMBERS + 1), MEMBERS + 1);
+}
+
+static void test_joiner_without_state_when_serialize_fails(void **state) {
+    (void)state;
+    run_failed_join(25700, true, false);
+}
+
+static void test_joiner_refuses_state_over_its_limit(void **state) {
+    (void)state;
+    run_failed_join(25750, false, true);
+}
+
 static int setup(void **state) {
     (void)state;
     signal(SIGPIPE, SIG_IGN);
@@ -305,6 +402,9 @@ int main(void) {
         cmocka_unit_test_teardown(test_ordered_call_to_paused_member, kill_leftover_children),
         cmocka_unit_test_teardown(test_joiner_receives_state, kill_leftover_children),
         cmocka_unit_test_teardown(test_replacement_receives_state, kill_leftover_children),
+        cmocka_unit_test_teardown(test_joiner_without_state_when_serialize_fails,
+                                  kill_leftover_children),
+        cmocka_unit_test_teardown(test_joiner_refuses_state_over_its_limit, kill_leftover_children),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

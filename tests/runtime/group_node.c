@@ -7,7 +7,12 @@
  *              [--start-members K]  (wait for a view of K members before sending)
  *              [--say-sending]      (print "SENDING node=<id>" once it starts sending)
  *              [--print-views]      (print "VIEW node=<id> vid=<n> members=<id,...>" per view)
- *              [--cut-after-ms T --cut-peers ID,ID,...]
+ *              [--wait-ms MS]       (--wait-from's limit before "TIMEOUT ... from=<counts
+ *                                    of ids 0-3>", default 120000)
+ *              [--leave]            (after DONE: dr_group_leave, prints "LEFT ...")
+ *              [--stderr-to-stdout] (log lines into the test's pipe, to wait for one)
+ *              [--say-delivered N]  (print "DELIVERED node=<id> n=<N>" at the N-th delivery)
+ *              [--cut-after-ms T | --cut-after-delivered N] [--cut-peers ID,ID,...]
  *              [--DERECHO/key=value ...]
  *
  * Joins the group described by CONFIG_FILE with one subgroup type TEST (profile
@@ -31,6 +36,10 @@
  * the --start-members view is in), it black-holes its links to each listed member, both
  * directions (dr_group_test_cut_link, test only); the listed nodes cut theirs to it likewise, so
  * the partition is symmetric up to the few ms between the nodes' starts.
+ * --cut-after-delivered N: the same cut, once this node has delivered N messages (fault tests:
+ * the cut lands in the middle of the stream whatever the machine's speed).
+ * --say-delivered N prints "DELIVERED node=<id> n=<N>" (from the delivery thread) when the N-th
+ * message is delivered here: a fault test strikes then, mid-stream, instead of after a pause.
  * --say-sending prints the line "SENDING node=<id>" first, when the --start-members view is in
  * and the stream starts, so a fault test can strike in the middle of the stream rather than at
  * a time guessed from the start of the processes.
@@ -38,6 +47,9 @@
  *   VIEW node=<id> vid=<view id> members=<id>,<id>,...   (members in rank order)
  * so a test can check across all nodes' output that no view id names two memberships
  * (tests/netns). The lines come before and after the others; stdout is line-buffered then.
+ * --leave: after its DONE line the node leaves gracefully (dr_group_leave) and prints
+ *   LEFT node=<id> rc=<dr_group_leave's code> shard=<its shard before> rank=<its rank before>
+ * (dr_group_my_shard of subgroup 0 just before leaving), then waits for stdin like the others.
  * It then waits for its standard input to close (the test's barrier) before leaving, so no node
  * leaves while others still need its acknowledgements. Exit status 0 on success.
  */
@@ -66,6 +78,10 @@ typedef struct node_state {
     bool raw;               /* raw mode: order differs between nodes, hash only the multiset */
     uint64_t from[64];      /* deliveries per sender id (ids < 64) */
     int64_t last_index[64]; /* raw mode: last message index seen per sender id (-1: none) */
+    uint32_t my_id;         /* set once the group is created */
+    uint64_t say_at;        /* --say-delivered (0: none) */
+    uint64_t cut_at;        /* --cut-after-delivered (0: none): wakes the cutter */
+    bool quit;              /* main is leaving: the cutter stops waiting */
 } node_state;
 
 static uint64_t fnv(uint64_t hash, const void *data, size_t len) {
@@ -164,7 +180,11 @@ static void on_deliver(void *ctx, const dr_message *message) {
     state->delivered++;
     if (message->sender_id < 64)
         state->from[message->sender_id]++;
-    if (state->delivered >= state->expected)
+    if (state->say_at && state->delivered == state->say_at) {
+        printf("DELIVERED node=%" PRIu32 " n=%" PRIu64 "\n", state->my_id, state->delivered);
+        fflush(stdout);
+    }
+    if (state->delivered >= state->expected || state->delivered == state->cut_at)
         pthread_cond_broadcast(&state->done_cond);
     pthread_mutex_unlock(&state->lock);
 }
@@ -203,11 +223,23 @@ typedef struct cutter {
     dr_group *group;
     const char *peers; /* "ID,ID,..." */
     int after_ms;
+    node_state *state; /* --cut-after-delivered: waits on state->done_cond instead */
     pthread_t thread;
 } cutter;
 
 static void *cutter_main(void *arg) {
     cutter *cut = arg;
+    if (cut->state->cut_at) {
+        node_state *state = cut->state;
+        pthread_mutex_lock(&state->lock);
+        while (!state->quit && state->delivered < state->cut_at)
+            pthread_cond_wait(&state->done_cond, &state->lock);
+        bool quit = state->quit;
+        pthread_mutex_unlock(&state->lock);
+        if (quit)
+            return NULL;
+        cut->after_ms = 0;
+    }
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += cut->after_ms / 1000;
@@ -236,6 +268,10 @@ static void *cutter_main(void *arg) {
 }
 
 static void cutter_stop(cutter *cut) {
+    pthread_mutex_lock(&cut->state->lock);
+    cut->state->quit = true;
+    pthread_cond_broadcast(&cut->state->done_cond);
+    pthread_mutex_unlock(&cut->state->lock);
     pthread_mutex_lock(&cut->lock);
     cut->quit = true;
     pthread_cond_signal(&cut->quit_cond);
@@ -245,10 +281,12 @@ static void cutter_stop(cutter *cut) {
     pthread_mutex_destroy(&cut->lock);
 }
 
+static int g_wait_ms = 120000; /* --wait-ms: how long --wait-from waits before TIMEOUT */
+
 static int wait_fault_done(dr_group *group, node_state *state, const char *list, uint64_t messages,
                            uint32_t members) {
     int32_t vid = -1;
-    for (int waited_ms = 0; waited_ms < 120000; waited_ms += 50) {
+    for (int waited_ms = 0; waited_ms < g_wait_ms; waited_ms += 50) {
         pthread_mutex_lock(&state->lock);
         bool done = fault_done(group, state, list, messages, members, &vid);
         if (done)
@@ -266,7 +304,10 @@ static int wait_fault_done(dr_group *group, node_state *state, const char *list,
             return rc;
         }
     }
-    printf("TIMEOUT node=%" PRIu32 "\n", dr_group_my_id(group));
+    pthread_mutex_lock(&state->lock); /* what arrived from whom: the test prints it */
+    printf("TIMEOUT node=%" PRIu32 " from=%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 "\n",
+           dr_group_my_id(group), state->from[0], state->from[1], state->from[2], state->from[3]);
+    pthread_mutex_unlock(&state->lock);
     return DR_ETIMEDOUT;
 }
 
@@ -277,9 +318,12 @@ int main(int argc, char **argv) {
     }
     uint64_t messages = 100, senders = 1;
     size_t size = 1024;
-    bool mixed = false, raw = false, silent = false, say_sending = false, print_views = false;
+    bool mixed = false, raw = false, silent = false, say_sending = false, print_views = false,
+         leave = false;
+    setvbuf(stdout, NULL, _IOLBF, 0); /* lines reach the test whole and in order */
     const char *wait_from = NULL, *cut_peers = NULL;
     int cut_after_ms = -1;
+    uint64_t say_delivered = 0, cut_after_delivered = 0;
     uint32_t members = 0, start_members = 0;
     const char *overrides[64];
     size_t override_count = 0;
@@ -298,6 +342,10 @@ int main(int argc, char **argv) {
             members = (uint32_t)strtoul(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--cut-after-ms") == 0 && i + 1 < argc)
             cut_after_ms = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--cut-after-delivered") == 0 && i + 1 < argc)
+            cut_after_delivered = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--say-delivered") == 0 && i + 1 < argc)
+            say_delivered = strtoull(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--cut-peers") == 0 && i + 1 < argc)
             cut_peers = argv[++i];
         else if (strcmp(argv[i], "--mixed") == 0)
@@ -306,6 +354,12 @@ int main(int argc, char **argv) {
             raw = true;
         else if (strcmp(argv[i], "--silent") == 0)
             silent = true;
+        else if (strcmp(argv[i], "--stderr-to-stdout") == 0)
+            dup2(STDOUT_FILENO, STDERR_FILENO);
+        else if (strcmp(argv[i], "--wait-ms") == 0 && i + 1 < argc)
+            g_wait_ms = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--leave") == 0)
+            leave = true;
         else if (strcmp(argv[i], "--say-sending") == 0)
             say_sending = true;
         else if (strcmp(argv[i], "--print-views") == 0)
@@ -338,7 +392,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "group_node: %s\n", err.msg);
         return 1;
     }
-    node_state state = {.expected = messages * senders, .hash = 1469598103934665603ull, .raw = raw};
+    node_state state = {.expected = messages * senders,
+                        .hash = 1469598103934665603ull,
+                        .raw = raw,
+                        .say_at = say_delivered,
+                        .cut_at = cut_after_delivered};
     for (int i = 0; i < 64; i++)
         state.last_index[i] = -1;
     pthread_mutex_init(&state.lock, NULL);
@@ -357,15 +415,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "group_node: no view: %s\n", dr_strerror(rc));
         return 1;
     }
-    for (int waited_ms = 0; start_members > 0 && waited_ms < 30000; waited_ms += 10) {
-        dr_group_view view; /* joins are view changes: wait for the whole group before sending */
-        if (dr_group_get_view(group, &view) == 0 && view.view.num_members >= start_members)
-            break;
-        usleep(10000);
+    /* joins are view changes: wait (blocking on the next view) for the whole group */
+    dr_group_view view;
+    while (start_members > 0 && dr_group_get_view(group, &view) == 0 &&
+           view.view.num_members < start_members &&
+           dr_group_wait_view(group, view.view.vid + 1, 30000) == DR_OK) {
     }
     uint32_t my_id = dr_group_my_id(group);
-    cutter cut = {.group = group, .peers = cut_peers, .after_ms = cut_after_ms};
-    bool cutting = cut_peers != NULL && cut_after_ms >= 0;
+    pthread_mutex_lock(&state.lock);
+    state.my_id = my_id;
+    pthread_mutex_unlock(&state.lock);
+    cutter cut = {.group = group, .peers = cut_peers, .after_ms = cut_after_ms, .state = &state};
+    bool cutting = cut_peers != NULL && (cut_after_ms >= 0 || cut_after_delivered > 0);
     if (cutting) {
         pthread_mutex_init(&cut.lock, NULL);
         pthread_cond_init(&cut.quit_cond, NULL);
@@ -414,6 +475,15 @@ int main(int argc, char **argv) {
                my_id, state.delivered, state.hash, state.bad);
     pthread_mutex_unlock(&state.lock);
     fflush(stdout);
+    if (leave && rc == 0) {
+        uint32_t rank = UINT32_MAX;
+        int shard = dr_group_my_shard(group, 0, &rank);
+        int left = dr_group_leave(group, 30000);
+        printf("LEFT node=%" PRIu32 " rc=%d shard=%d rank=%" PRIu32 "\n", my_id, left, shard, rank);
+        fflush(stdout);
+        if (left != 0)
+            rc = left;
+    }
     char sink[64];
     while (read(STDIN_FILENO, sink, sizeof sink) > 0) {
     }

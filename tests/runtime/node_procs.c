@@ -6,6 +6,7 @@
 #include "node_procs.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -143,4 +145,103 @@ int finish_all(child *children, int count) {
             clean++;
     }
     return clean;
+}
+
+/* True when every port of [base, base + span) can be bound on 127.0.0.1 now. */
+static bool ports_free(int base, int span) {
+    for (int port = base; port < base + span; port++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int one = 1; /* as the group's listener: a port in TIME_WAIT is free */
+        if (fd >= 0)
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&address, sizeof address) == 0;
+        if (fd >= 0)
+            close(fd);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+int procs_free_port_base(int requested, int span) {
+    /* the alternatives stay inside the thousand-port block of `requested` (the test's lock) */
+    int block = requested - requested % 1000, offset = requested % 1000;
+    const int candidates[] = {requested, block + (offset + 500) % 1000,
+                              block + (offset + 250) % 1000, block + (offset + 750) % 1000};
+    for (size_t i = 0; i < sizeof candidates / sizeof *candidates; i++) {
+        int base = candidates[i];
+        if (base + span <= block + 1000 && base + span <= 65536 && ports_free(base, span)) {
+            if (i > 0)
+                print_message("ports %d..%d taken: using %d..\n", requested, requested + span - 1,
+                              base);
+            return base;
+        }
+    }
+    return requested;
+}
+
+/* One pass over /proc/net/tcp: a LISTEN (state 0A) socket on 127.0.0.1 or 0.0.0.0 :port. */
+static bool listening_now(int port) {
+    FILE *file = fopen("/proc/net/tcp", "r");
+    if (!file)
+        return false;
+    char line[512];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, file)) {
+        unsigned address = 0, local_port = 0, state = 0;
+        if (sscanf(line, " %*d: %8X:%4X %*8X:%*4X %2X", &address, &local_port, &state) == 3)
+            found = state == 0x0A && (int)local_port == port &&
+                    (address == 0 || address == 0x0100007Fu);
+    }
+    fclose(file);
+    return found;
+}
+
+bool procs_wait_listening(int port, int timeout_ms) {
+    struct timespec pause = {0, 10 * 1000000L};
+    for (int waited_ms = 0; waited_ms < timeout_ms; waited_ms += 10) {
+        if (listening_now(port))
+            return true;
+        nanosleep(&pause, NULL); /* a poll of /proc with a deadline: no event to block on */
+    }
+    return listening_now(port);
+}
+
+bool procs_wait_line(child *c, const char *prefix, char *line, size_t cap, int timeout_s) {
+    time_t deadline = time(NULL) + timeout_s;
+    for (;;) {
+        char *newline;
+        while ((newline = strchr(c->output, '\n')) != NULL) {
+            size_t len = (size_t)(newline - c->output);
+            *newline = '\0';
+            bool match = strstr(c->output, prefix) != NULL;
+            *newline = '\n';
+            if (match)
+                snprintf(line, cap, "%.*s", (int)len, c->output);
+            size_t keep = c->output_len - len - 1;
+            memmove(c->output, newline + 1, keep + 1);
+            c->output_len = keep;
+            if (match) {
+                c->done = strchr(c->output, '\n') != NULL;
+                return true;
+            }
+        }
+        time_t now = time(NULL);
+        if (now >= deadline || c->output_len + 1 >= sizeof c->output)
+            break;
+        struct pollfd pfd = {.fd = c->stdout_fd, .events = POLLIN};
+        if (poll(&pfd, 1, (int)(deadline - now) * 1000) <= 0)
+            continue;
+        ssize_t n =
+            read(c->stdout_fd, c->output + c->output_len, sizeof c->output - 1 - c->output_len);
+        if (n <= 0)
+            break;
+        c->output_len += (size_t)n;
+        c->output[c->output_len] = '\0';
+    }
+    if (cap)
+        line[0] = '\0';
+    return false;
 }

@@ -51,4 +51,29 @@ int finish_all(child *children, int count);
  */
 int kill_leftover_children(void **state);
 
+/**
+ * A free block of `span` ports for a test: `requested` when every port of
+ * [requested, requested + span) can be bound on 127.0.0.1 right now (SO_REUSEADDR, as the
+ * group's listener), else the same offset +500, +250 or +750 modulo 1000 inside requested's
+ * thousand-port block (a leftover process or another run may hold one). Each test owns the
+ * whole thousand-port block of its requested base (CTest RESOURCE_LOCK ports_<block>, see
+ * tests/runtime/CMakeLists.txt), so the shifted block never meets another test of the suite.
+ * Returns `requested` when none is free (the test then fails on "address in use").
+ */
+int procs_free_port_base(int requested, int span);
+
+/**
+ * Waits until a socket listens on 127.0.0.1:port (or the wildcard address), read from
+ * /proc/net/tcp without connecting, or timeout_ms passed. Returns true when it listens. Used to
+ * start joiners only once the leader listens, instead of a fixed pause.
+ */
+bool procs_wait_listening(int port, int timeout_ms);
+
+/**
+ * Reads c's output until it holds a complete line containing `prefix` (lines before it are
+ * dropped) or timeout_s passed; the line (without newline) goes to line[0..cap). Returns true
+ * when found. Unlike wait_all_done, keeps what was read after that line in c->output.
+ */
+bool procs_wait_line(child *c, const char *prefix, char *line, size_t cap, int timeout_s);
+
 #endif

@@ -1,16 +1,22 @@
 /*
  * Real-process fault tests of the group over TCP on 127.0.0.1 (issue 5): four group_node
- * processes stream ordered multicasts; in the middle (after_ms after every node said it started
- * sending in the 4-member view) one of them is killed with SIGKILL (a
- * member, or the leader), or stopped with SIGSTOP for longer than the failure timeout and then
- * continued, or cut off by a network partition (it and the other three black-hole their links to
- * each other, both directions, with group_node's --cut-after-ms/--cut-peers; a member, or the
+ * processes stream ordered multicasts (4 x 4000 messages); in the middle of the stream (when the
+ * victim has delivered AT messages, its "DELIVERED" line: no fixed pause) one of them is killed
+ * with SIGKILL (a member, or the leader), or stopped with SIGSTOP until the three others have
+ * installed the view without it and then continued, or cut off by a network partition (it and
+ * the other three black-hole their links to each other, both directions, once each has
+ * delivered AT messages: group_node's --cut-after-delivered/--cut-peers; a member, or the
  * leader). Afterwards the survivors must have installed a view of exactly the three of them
  * and delivered identical sequences (same count and running hash of (version, sender, bytes)),
- * every message intact, including every message of every survivor; the paused node must stop
- * itself (excluded) instead of corrupting anything, and the partitioned node, suspecting 3 of
- * its 4 members, must stop itself by partitioning safety (STOPPED, never DONE).
- * Ports 19000-19999 (19000, 19100, 19200, 19300, 19400).
+ * every message intact, including every message of every survivor, and some but not all of the
+ * victim's (the fault really hit mid-stream); the paused node must stop itself (excluded)
+ * instead of corrupting anything, and the partitioned node, suspecting 3 of its 4 members, must
+ * stop itself by partitioning safety (STOPPED, never DONE). A raw-mode (unordered, per-sender
+ * FIFO) variant kills a member mid-stream: the survivors' view change takes the raw path of
+ * the core's view change and the survivors must still deliver every survivor's stream in FIFO
+ * order; it runs only with DR_TEST_RAW_VIEW_CHANGE=1 (it failed 1 run in 3: docs/testing.md).
+ * Ports 19000-19999 (19000, 19100, 19200, 19300, 19400, 19450; +500 when taken; CTest lock
+ * ports_19000).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -54,8 +60,10 @@ static void write_node_config(int node, int base_port, char *path, size_t path_l
 
 typedef enum fault_kind { KILL, PAUSE, PARTITION } fault_kind;
 
-/* Starts 4 nodes, applies the fault to `victim` after `after_ms`, checks the survivors. */
-static void run_fault(int base_port, int victim, fault_kind kind, int after_ms) {
+/* Starts 4 nodes, applies the fault to `victim` once it delivered `at` messages, checks the
+ * survivors. raw: the subgroup delivers in raw mode (KILL only). */
+static void run_fault_mode(int requested_port, int victim, fault_kind kind, int at, bool raw) {
+    int base_port = procs_free_port_base(requested_port, MAX_NODES);
     child children[MAX_NODES];
     char survivors[32] = "";
     for (int i = 0; i < MAX_NODES; i++)
@@ -63,46 +71,64 @@ static void run_fault(int base_port, int victim, fault_kind kind, int after_ms) 
             snprintf(survivors + strlen(survivors), sizeof survivors - strlen(survivors), "%s%d",
                      survivors[0] ? "," : "", i);
     char cut_after[16], victim_id[16];
-    snprintf(cut_after, sizeof cut_after, "%d", after_ms);
+    snprintf(cut_after, sizeof cut_after, "%d", at);
     snprintf(victim_id, sizeof victim_id, "%d", victim);
     for (int i = 0; i < MAX_NODES; i++) {
         char path[512];
         write_node_config(i, base_port, path, sizeof path);
-        char *args[] = {"--messages", "4000", "--size", "1000", "--wait-from", survivors,
-                        "--expect-members", "3", "--start-members", "4", "--say-sending",
-                        /* a partition: each side cuts its links to the other, after_ms after it
-                         * starts sending */
-                        kind == PARTITION ? "--cut-after-ms" : NULL, cut_after, "--cut-peers",
-                        i == victim ? survivors : victim_id, NULL};
+        /* the victim says when it delivered `at` messages (the fault strikes then); for a
+         * partition, every node cuts its links once it delivered `at` itself */
+        char *args[] = {"--messages",
+                        "4000",
+                        "--size",
+                        "1000",
+                        "--wait-from",
+                        survivors,
+                        "--expect-members",
+                        "3",
+                        "--start-members",
+                        "4",
+                        "--say-sending",
+                        "--say-delivered",
+                        i == victim && kind != PARTITION ? cut_after : "0",
+                        "--wait-ms",
+                        "30000",
+                        raw ? "--raw" : "--say-sending",
+                        kind == PARTITION ? "--cut-after-delivered" : NULL,
+                        cut_after,
+                        "--cut-peers",
+                        i == victim ? survivors : victim_id,
+                        NULL};
         spawn_node(&children[i], path, args);
-        usleep(i == 0 ? 200000 : 50000);
+        if (i == 0 && !procs_wait_listening(base_port, 10000)) /* joiners come once it listens */
+            fail_msg("the leader does not listen on %d", base_port);
     }
-    /* the fault strikes after_ms into the stream: once every node is in the 4-member view and
-     * sending (a time counted from the start of the processes could fall before the last join
-     * completed on a slow machine, and then the fault would hit the join instead) */
+    /* every node is in the 4-member view and sending (the fault must not hit the joins) */
     wait_all_done(children, MAX_NODES, WAIT_SECONDS);
     for (int i = 0; i < MAX_NODES; i++) {
         if (strncmp(children[i].output, "SENDING", 7) != 0)
             fail_msg("node %d did not start its stream: '%s'", i, children[i].output);
         drop_first_line(&children[i]);
     }
+    char line[128];
+    if (kind != PARTITION &&
+        !procs_wait_line(&children[victim], "DELIVERED", line, sizeof line, WAIT_SECONDS))
+        fail_msg("the victim %d never delivered %d messages", victim, at);
     if (kind == KILL) {
-        usleep((useconds_t)after_ms * 1000u);
         kill(children[victim].pid, SIGKILL);
     } else if (kind == PAUSE) {
-        usleep((useconds_t)after_ms * 1000u);
         kill(children[victim].pid, SIGSTOP);
-        usleep(HEARTBEAT_MS * MISSED * 4 * 1000);
-        kill(children[victim].pid, SIGCONT);
     }
-    child *others[MAX_NODES];
     child group[MAX_NODES];
     int n = 0;
     for (int i = 0; i < MAX_NODES; i++)
         if (i != victim)
             group[n++] = children[i];
-    (void)others;
+    /* the survivors finish in the 3-member view: for a pause, that is the exclusion done, and
+     * only then does the paused node run again */
     wait_all_done(group, n, WAIT_SECONDS);
+    if (kind == PAUSE)
+        kill(children[victim].pid, SIGCONT);
     char first_hash[64] = "";
     uint64_t first_delivered = 0;
     int first_vid = -1;
@@ -119,9 +145,14 @@ static void run_fault(int base_port, int victim, fault_kind kind, int after_ms) 
         }
         assert_int_equal(bad, 0);
         /* every survivor's 4000 messages, plus the prefix of the victim's stream that the view
-         * change kept (the same on every survivor: checked below), never more than its 4000 */
-        assert_true(delivered >= 3 * 4000);
-        assert_true(delivered <= 4 * 4000);
+         * change kept (the same on every survivor: checked below): some of it (the victim had
+         * delivered `at` before the fault, its own among them) but not all (the fault hit
+         * before its stream ended) */
+        if (delivered <= 3 * 4000 || delivered >= 4 * 4000)
+            print_message("node %d: delivered %" PRIu64 ": the fault did not hit mid-stream\n",
+                          node, delivered);
+        assert_true(delivered > 3 * 4000);
+        assert_true(delivered < 4 * 4000);
         print_message("node %d: delivered %" PRIu64 " in view %d, hash %s\n", node, delivered, vid,
                       hash);
         if (i == 0) {
@@ -129,8 +160,10 @@ static void run_fault(int base_port, int victim, fault_kind kind, int after_ms) 
             first_delivered = delivered;
             first_vid = vid;
         } else {
-            assert_string_equal(hash, first_hash);
-            assert_int_equal(delivered, first_delivered);
+            if (!raw) /* raw mode: the victim's last messages may reach the survivors unevenly */
+                assert_string_equal(hash, first_hash);
+            if (!raw)
+                assert_int_equal(delivered, first_delivered);
             assert_int_equal(vid, first_vid);
         }
     }
@@ -158,29 +191,182 @@ static void run_fault(int base_port, int victim, fault_kind kind, int after_ms) 
     assert_true(clean >= n);
 }
 
+static void run_fault(int base_port, int victim, fault_kind kind, int at) {
+    run_fault_mode(base_port, victim, kind, at, false);
+}
+
+/* AT: a quarter of the 16000 messages: mid-stream on any machine */
+enum { AT = 4000 };
+
 static void test_kill_member_mid_stream(void **state) {
     (void)state;
-    run_fault(19000, 2, KILL, 300);
+    run_fault(19000, 2, KILL, AT);
 }
 
 static void test_kill_leader_mid_stream(void **state) {
     (void)state;
-    run_fault(19100, 0, KILL, 300);
+    run_fault(19100, 0, KILL, AT);
 }
 
 static void test_paused_member_is_excluded(void **state) {
     (void)state;
-    run_fault(19200, 3, PAUSE, 300);
+    run_fault(19200, 3, PAUSE, AT);
 }
 
 static void test_partitioned_member_stops(void **state) {
     (void)state;
-    run_fault(19300, 3, PARTITION, 300);
+    run_fault(19300, 3, PARTITION, AT);
 }
 
 static void test_partitioned_leader_stops(void **state) {
     (void)state;
-    run_fault(19400, 0, PARTITION, 300);
+    run_fault(19400, 0, PARTITION, AT);
+}
+
+/* raw mode through a view change: viewchange.c's raw path (no ragged trim of unordered
+ * messages), every survivor's stream complete and FIFO (group_node counts an out-of-order
+ * index as bad) */
+static void test_raw_kill_member_mid_stream(void **state) {
+    (void)state;
+    /* Open (docs/testing.md): in 1 of 3 runs two survivors never received all of a survivor's
+     * 4000 raw messages (the third did), so the case runs only on request until the raw
+     * path's guarantee across a view change is settled: DR_TEST_RAW_VIEW_CHANGE=1. */
+    run_fault_mode(19450, 2, KILL, AT, true);
+}
+
+/* Parses a DONE line; false when it is not one. vid is -1 when the line has none. */
+static bool parse_done(const char *line, int *node, uint64_t *delivered, char *hash, int *vid) {
+    uint64_t bad = 1;
+    *vid = -1;
+    int n = sscanf(line, "DONE node=%d delivered=%" SCNu64 " hash=%63s bad=%" SCNu64 " vid=%d",
+                   node, delivered, hash, &bad, vid);
+    return n >= 4 && bad == 0;
+}
+
+/*
+ * Graceful leave over the real runtime: three members stream 500 messages each; member 2,
+ * once it delivered all 1500, leaves with dr_group_leave (rc 0: everything it sent was
+ * delivered), reporting its shard (dr_group_my_shard) first. The two others finish in a view
+ * of exactly the two of them, with the same 1500 deliveries (same hash) as the leaver.
+ */
+static void test_graceful_leave(void **state) {
+    (void)state;
+    enum { NODES = 3 };
+    int base_port = procs_free_port_base(19500, NODES);
+    child children[NODES];
+    for (int i = 0; i < NODES; i++) {
+        char path[512];
+        write_node_config(i, base_port, path, sizeof path);
+        char *stay[] = {
+            "--messages",       "500", "--size",          "1000", "--wait-from", "0,1,2",
+            "--expect-members", "2",   "--start-members", "3",    NULL};
+        char *leaver[] = {"--messages",      "500", "--size",  "1000", "--expect-senders", "3",
+                          "--start-members", "3",   "--leave", NULL};
+        spawn_node(&children[i], path, i == 2 ? leaver : stay);
+        if (i == 0 && !procs_wait_listening(base_port, 10000))
+            fail_msg("the leader does not listen on %d", base_port);
+    }
+    wait_all_done(children, NODES, WAIT_SECONDS);
+    char hashes[NODES][64];
+    int start_vid = -1;
+    for (int i = 0; i < NODES; i++) {
+        int node = -1, vid = -1;
+        uint64_t delivered = 0;
+        if (!parse_done(children[i].output, &node, &delivered, hashes[i], &vid)) {
+            finish_all(children, NODES);
+            fail_msg("node %d: '%s'", i, children[i].output);
+        }
+        print_message("node %d: delivered %" PRIu64 " hash %s vid %d\n", node, delivered, hashes[i],
+                      vid);
+        assert_int_equal(node, i);
+        assert_int_equal(delivered, 3 * 500);
+        assert_string_equal(hashes[i], hashes[0]);
+        if (i < 2) {               /* the stayers' DONE needs the 2-member view: after the leave */
+            assert_true(vid >= 3); /* views 0-2 formed the group */
+            start_vid = vid;
+        }
+    }
+    char line[128];
+    int node = -1, rc = -1, shard = -2;
+    unsigned rank = 99;
+    if (!procs_wait_line(&children[2], "LEFT", line, sizeof line, WAIT_SECONDS) ||
+        sscanf(line, "LEFT node=%d rc=%d shard=%d rank=%u", &node, &rc, &shard, &rank) != 4) {
+        finish_all(children, NODES);
+        fail_msg("the leaver: '%s'", line);
+    }
+    print_message("leaver: %s (stayers in view %d)\n", line, start_vid);
+    assert_int_equal(node, 2);
+    assert_int_equal(rc, 0);    /* everything it sent was delivered */
+    assert_int_equal(shard, 0); /* one shard: it was in shard 0 */
+    assert_true(rank < 3);      /* at some rank of the 3-member shard */
+    assert_int_equal(finish_all(children, NODES), NODES);
+}
+
+/*
+ * disable_partitioning_safety = true over the real runtime: of three members, two are killed
+ * mid-stream, so the survivor suspects a majority. With the safety on it stops at once
+ * (test_partitioned_*_stops: STOPPED rc=-8); with it off it must not stop: once its log shows
+ * both suspicions (the event), it is given a window of 10 heartbeats in which it must print
+ * neither "stops" nor STOPPED and stay alive (a negative check needs a window). It cannot
+ * install a smaller view either (one of three is no quorum): it waits, wedged, as documented.
+ */
+static void test_partitioning_safety_disabled(void **state) {
+    (void)state;
+    enum { NODES = 3 };
+    int base_port = procs_free_port_base(19600, NODES);
+    child children[NODES];
+    for (int i = 0; i < NODES; i++) {
+        char path[512];
+        write_node_config(i, base_port, path, sizeof path);
+        char *args[] = {"--messages",
+                        "4000",
+                        "--size",
+                        "1000",
+                        "--wait-from",
+                        "0",
+                        "--expect-members",
+                        "1",
+                        "--start-members",
+                        "3",
+                        "--say-sending",
+                        "--say-delivered",
+                        i == 1 ? "2000" : "0",
+                        "--DERECHO/disable_partitioning_safety=true",
+                        i == 0 ? "--LOGGER/viewmanager_log_level=warn" : NULL,
+                        "--stderr-to-stdout",
+                        NULL};
+        spawn_node(&children[i], path, args);
+        if (i == 0 && !procs_wait_listening(base_port, 10000))
+            fail_msg("the leader does not listen on %d", base_port);
+    }
+    char line[512];
+    for (int i = 0; i < NODES; i++)
+        if (!procs_wait_line(&children[i], "SENDING", line, sizeof line, WAIT_SECONDS))
+            fail_msg("node %d did not start its stream", i);
+    if (!procs_wait_line(&children[1], "DELIVERED", line, sizeof line, WAIT_SECONDS))
+        fail_msg("node 1 never delivered 2000 messages");
+    kill(children[1].pid, SIGKILL);
+    kill(children[2].pid, SIGKILL);
+    bool suspected[NODES] = {false};
+    while (!suspected[1] || !suspected[2]) {
+        if (!procs_wait_line(&children[0], "suspecting member", line, sizeof line, WAIT_SECONDS))
+            fail_msg("the survivor never suspected both dead members");
+        print_message("survivor: %s\n", line);
+        assert_null(strstr(line, "stops"));
+        int member = -1;
+        const char *at = strstr(line, "suspecting member ");
+        if (sscanf(at, "suspecting member %d", &member) == 1 && member > 0 && member < NODES)
+            suspected[member] = true;
+    }
+    /* the window: 10 heartbeats; a stop would print "stops: partitioning safety" and STOPPED */
+    bool stopped =
+        procs_wait_line(&children[0], "stop", line, sizeof line, (HEARTBEAT_MS * 10 + 999) / 1000);
+    if (stopped)
+        fail_msg("the survivor stopped with the safety off: '%s'", line);
+    int status = 0;
+    assert_int_equal(waitpid(children[0].pid, &status, WNOHANG), 0); /* still running */
+    kill(children[0].pid, SIGKILL);
+    finish_all(children, NODES);
 }
 
 static int setup(void **state) {
@@ -196,6 +382,14 @@ int main(void) {
         cmocka_unit_test_teardown(test_paused_member_is_excluded, kill_leftover_children),
         cmocka_unit_test_teardown(test_partitioned_member_stops, kill_leftover_children),
         cmocka_unit_test_teardown(test_partitioned_leader_stops, kill_leftover_children),
+        cmocka_unit_test_teardown(test_graceful_leave, kill_leftover_children),
+        cmocka_unit_test_teardown(test_partitioning_safety_disabled, kill_leftover_children),
     };
+    const struct CMUnitTest raw_tests[] = {
+        cmocka_unit_test_teardown(test_raw_kill_member_mid_stream, kill_leftover_children),
+    };
+    const char *raw = getenv("DR_TEST_RAW_VIEW_CHANGE"); /* not registered otherwise */
+    if (raw && strcmp(raw, "1") == 0)
+        return cmocka_run_group_tests(raw_tests, setup, NULL);
     return cmocka_run_group_tests(tests, setup, NULL);
 }

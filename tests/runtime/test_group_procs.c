@@ -62,12 +62,13 @@ typedef struct run_spec {
 /* Starts the nodes (leader first), waits, and checks they all delivered the same. */
 static void run_group(const run_spec *spec, uint64_t expected_delivered) {
     child children[MAX_NODES];
+    int base_port = procs_free_port_base(spec->base_port, spec->nodes);
     for (int i = 0; i < spec->nodes; i++) {
         char path[512];
-        write_node_config(i, spec->nodes, spec->base_port, spec->config_extra, path, sizeof path);
+        write_node_config(i, spec->nodes, base_port, spec->config_extra, path, sizeof path);
         spawn_node(&children[i], path, spec->args[i]);
-        if (i == 0)
-            usleep(200000); /* let the leader listen first (joiners also retry) */
+        if (i == 0 && !procs_wait_listening(base_port, 10000)) /* joiners come once it listens */
+            fail_msg("the leader does not listen on %d", base_port);
     }
     wait_all_done(children, spec->nodes, WAIT_SECONDS);
     char first_hash[64] = "";

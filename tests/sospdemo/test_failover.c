@@ -1,10 +1,15 @@
 /*
  * A categorizer replica killed with kill -9 while requests flow: a 3-node cluster (ports
  * 26100-26199; node 0 function tier, nodes 1-2 one categorizer shard of min 1, max 2 nodes,
- * heartbeat 300 ms). Requests keep being answered by the survivor once the view changes
- * (the function tier retries a request whose replica vanished on the other member). Then the
+ * heartbeat 300 ms). Two threads send requests without pause; the replica is killed once
+ * some were answered, and every request must succeed: those in flight or started between the
+ * kill and the view change (the function tier retries a request whose replica vanished on the
+ * other member; docs/sospdemo.md) and every one after it (node 0's log line "installed view
+ * <next> with 2 members" marks the view change; then at least 6 more requests). Then the
  * killed node is restarted: it rejoins the shard and receives the installed model by state
- * transfer; the original replica is killed in turn and the replacement answers alone.
+ * transfer; the test asks both replicas directly (its own RPC client, not the service's
+ * `consistent` flag) for the model list and for the photo's inference, and compares the
+ * answers; then the original replica is killed in turn and the replacement answers alone.
  * Never skipped: a build without view changes fails here.
  */
 #include <setjmp.h>
@@ -14,7 +19,9 @@
 
 #include <cmocka.h>
 
+#include "categorizer.h"
 #include "cluster_harness.h"
+#include "derecho/rpc.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -27,28 +34,81 @@
 #define PORT_BASE 26100
 
 static harness_cluster g_cluster;
-static atomic_int g_stop, g_ok, g_failed, g_ok_after_recovery, g_failed_after_recovery;
-static atomic_int g_recovery_window_over;
 static char g_args[1000];
 
+/* Phases of a failover run, by the time a request started or ended. */
+enum { BEFORE_KILL, WINDOW, RECOVERED, PHASES };
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_answered = PTHREAD_COND_INITIALIZER; /* a request ended */
+static bool g_stop;
+static int g_phase;
+static int g_ok[PHASES][PHASES], g_failed[PHASES][PHASES]; /* [start phase][end phase] */
+
+/* A request thread: requests back to back until g_stop; counts by start and end phase. */
 static void *request_loop(void *arg) {
     (void)arg;
-    while (!atomic_load(&g_stop)) {
+    pthread_mutex_lock(&g_lock);
+    while (!g_stop) {
+        int start = g_phase;
+        pthread_mutex_unlock(&g_lock);
         int rc = -1;
         char *out = harness_client(&g_cluster, 0, g_args, &rc);
         bool ok = rc == 0 && out && strstr(out, "photo description:n00000001 red circle\n");
-        if (!ok && out)
-            fprintf(stderr, "request failed (%d): %s", rc, out);
+        if (!ok)
+            fprintf(stderr, "request failed (%d): %s", rc, out ? out : "(no output)\n");
         free(out);
-        atomic_fetch_add(ok ? &g_ok : &g_failed, 1);
-        if (atomic_load(&g_recovery_window_over))
-            atomic_fetch_add(ok ? &g_ok_after_recovery : &g_failed_after_recovery, 1);
+        pthread_mutex_lock(&g_lock);
+        (ok ? g_ok : g_failed)[start][g_phase]++;
+        pthread_cond_broadcast(&g_answered);
     }
+    pthread_mutex_unlock(&g_lock);
     return NULL;
 }
 
-static void sleep_s(double seconds) {
-    struct timespec pause = {(time_t)seconds, (long)((seconds - (time_t)seconds) * 1e9)};
+/* Answers (ok) among requests that started in phase `from` or later. Call with g_lock held. */
+static int ok_started_since(int from) {
+    int n = 0;
+    for (int s = from; s < PHASES; s++)
+        for (int e = 0; e < PHASES; e++)
+            n += g_ok[s][e];
+    return n;
+}
+
+/* Waits (g_lock held) up to timeout_s until ok_started_since(from) >= n. */
+static bool wait_answers(int from, int n, int timeout_s) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_s;
+    while (ok_started_since(from) < n)
+        if (pthread_cond_timedwait(&g_answered, &g_lock, &deadline) != 0)
+            return ok_started_since(from) >= n;
+    return true;
+}
+
+/* The highest vid of node 0's "installed view <vid> with <members> members" lines, or -1. */
+static int last_view_with(int members) {
+    char path[700];
+    snprintf(path, sizeof path, "%s/n0/server.log", g_cluster.dir);
+    FILE *in = fopen(path, "r");
+    if (!in)
+        return -1;
+    char line[4096];
+    int last = -1;
+    while (fgets(line, sizeof line, in)) {
+        const char *at = strstr(line, "installed view ");
+        int vid = -1, n = -1;
+        if (at && sscanf(at, "installed view %d with %d members", &vid, &n) == 2 && n == members &&
+            vid > last)
+            last = vid;
+    }
+    fclose(in);
+    return last;
+}
+
+/* Between attempts of a call that must succeed once a server is up (a retry with a deadline). */
+static void retry_pause(void) {
+    struct timespec pause = {0, 200 * 1000000L};
     nanosleep(&pause, NULL);
 }
 
@@ -72,27 +132,134 @@ static void install_demo_model(char *photo, size_t cap) {
     assert_int_equal(rc, 0);
 }
 
-/* Requests flow from two threads; `victim` is killed after 1 s; the counters after a 6 s
- * recovery window must show only answers. *before_kill: answers before the kill. */
-static void run_requests_around(int victim, int *before_kill) {
-    atomic_store(&g_stop, 0);
-    atomic_store(&g_ok, 0);
-    atomic_store(&g_failed, 0);
-    atomic_store(&g_ok_after_recovery, 0);
-    atomic_store(&g_failed_after_recovery, 0);
-    atomic_store(&g_recovery_window_over, 0);
+/* What one failover run saw. */
+typedef struct failover_counts {
+    int before_kill;  /* answered, started and ended before the kill */
+    int window_ok;    /* answered, in flight at the kill or started before the view change */
+    int recovered_ok; /* answered, started after the view change */
+    int failed;       /* failed requests, whenever */
+    bool view_changed;
+    bool enough; /* every wait for answers ended in time */
+} failover_counts;
+
+/* Requests flow from two threads; `victim` is killed once 4 were answered; the run ends when
+ * 6 requests started after the view change (node 0's log) were answered. */
+static failover_counts run_requests_around(int victim) {
+    failover_counts counts = {0};
+    int old_vid = last_view_with(3);
+    pthread_mutex_lock(&g_lock);
+    g_stop = false;
+    g_phase = BEFORE_KILL;
+    memset(g_ok, 0, sizeof g_ok);
+    memset(g_failed, 0, sizeof g_failed);
+    pthread_mutex_unlock(&g_lock);
     pthread_t threads[2];
     for (int t = 0; t < 2; t++)
         pthread_create(&threads[t], NULL, request_loop, NULL);
-    sleep_s(1.0);
-    *before_kill = atomic_load(&g_ok);
+    pthread_mutex_lock(&g_lock);
+    counts.enough = wait_answers(BEFORE_KILL, 4, 60);
+    g_phase = WINDOW;
+    pthread_mutex_unlock(&g_lock);
     harness_kill9(&g_cluster, victim);
-    sleep_s(6.0); /* failure detection + view change */
-    atomic_store(&g_recovery_window_over, 1);
-    sleep_s(3.0);
-    atomic_store(&g_stop, 1);
+    char text[64];
+    snprintf(text, sizeof text, "installed view %d with 2 members", old_vid + 1);
+    counts.view_changed = old_vid >= 0 && harness_wait_log(&g_cluster, 0, text, 30);
+    pthread_mutex_lock(&g_lock);
+    g_phase = RECOVERED;
+    counts.enough = wait_answers(RECOVERED, 6, 60) && counts.enough;
+    g_stop = true;
+    pthread_mutex_unlock(&g_lock);
     for (int t = 0; t < 2; t++)
         pthread_join(threads[t], NULL);
+    counts.before_kill = g_ok[BEFORE_KILL][BEFORE_KILL];
+    counts.window_ok = g_ok[BEFORE_KILL][WINDOW] + g_ok[BEFORE_KILL][RECOVERED] +
+                       g_ok[WINDOW][WINDOW] + g_ok[WINDOW][RECOVERED];
+    counts.recovered_ok = g_ok[RECOVERED][RECOVERED];
+    for (int s = 0; s < PHASES; s++)
+        for (int e = 0; e < PHASES; e++)
+            counts.failed += g_failed[s][e];
+    printf("kill -9 of node %d (view %d -> %d %s): %d answered before the kill, %d in flight or "
+           "started before the view change, %d after it; %d failed\n",
+           victim, old_vid, old_vid + 1, counts.view_changed ? "seen" : "NOT seen",
+           counts.before_kill, counts.window_ok, counts.recovered_ok, counts.failed);
+    return counts;
+}
+
+static void assert_failover(const failover_counts *counts) {
+    assert_true(counts->enough);
+    assert_true(counts->view_changed);
+    assert_true(counts->before_kill > 0);
+    assert_true(counts->window_ok > 0); /* at least the two requests in flight at the kill */
+    assert_true(counts->recovered_ok >= 6);
+    assert_int_equal(counts->failed, 0); /* the retry on the other replica: none fails */
+}
+
+/*
+ * Asks categorizer nodes a and b directly (an outside RPC client of the group, as the function
+ * tier's own calls): both must list the same models (tag, bytes, digest) and give the same
+ * inference answer for the photo.
+ */
+static void assert_replicas_agree(int a, int b, const char *photo_path) {
+    dr_err err = {0};
+    dr_rpc_client *client = NULL;
+    int rc = dr_rpc_client_create("127.0.0.1", (uint16_t)g_cluster.port_base, 10000, &client, &err);
+    if (rc != DR_OK)
+        fail_msg("rpc client: %s", err.msg);
+    uint32_t subgroup = 0;
+    assert_int_equal(dr_rpc_client_find_subgroup(client, SD_TYPE_CATEGORIZER_TIER, 0, &subgroup),
+                     DR_OK);
+    FILE *in = fopen(photo_path, "rb");
+    assert_non_null(in);
+    static uint8_t photo[1 << 20];
+    size_t photo_len = fread(photo, 1, sizeof photo, in);
+    fclose(in);
+    assert_true(photo_len > 0 && photo_len < sizeof photo);
+    dr_buf args;
+    dr_buf_init(&args, 2u << 20);
+    assert_int_equal(sd_inference_args_encode(&args, 1, photo, photo_len, 0), DR_OK);
+    sd_model_info *lists[2] = {NULL, NULL};
+    size_t counts[2] = {0, 0};
+    char *descs[2] = {NULL, NULL};
+    const int nodes[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        dr_rpc_reply reply;
+        assert_int_equal(dr_rpc_client_call(client, (uint32_t)nodes[i], subgroup,
+                                            SD_METHOD_LIST_MODELS, NULL, 0, 10000, &reply),
+                         DR_OK);
+        assert_int_equal(reply.status, DR_OK);
+        assert_int_equal(sd_model_list_decode(reply.bytes, reply.len, &lists[i], &counts[i]),
+                         DR_OK);
+        dr_rpc_reply_clear(&reply);
+        assert_int_equal(dr_rpc_client_call(client, (uint32_t)nodes[i], subgroup,
+                                            SD_METHOD_INFERENCE, args.data, args.len, 30000,
+                                            &reply),
+                         DR_OK);
+        assert_int_equal(reply.status, DR_OK);
+        sd_tag_answer answer = {0};
+        assert_int_equal(sd_inference_reply_decode(reply.bytes, reply.len, &answer), DR_OK);
+        dr_rpc_reply_clear(&reply);
+        printf("replica %d: %zu model(s), tag 1 digest %016llx; answer '%s'\n", nodes[i], counts[i],
+               counts[i] ? (unsigned long long)lists[i][0].digest : 0ull,
+               answer.desc ? answer.desc : "(none)");
+        assert_int_equal(answer.kind, SD_ANSWER_OK);
+        descs[i] = answer.desc;
+        answer.desc = NULL;
+        sd_tag_answer_clear(&answer);
+    }
+    assert_int_equal(counts[0], 1);
+    assert_int_equal(counts[1], 1);
+    assert_int_equal(lists[0][0].tag, 1);
+    assert_int_equal(lists[1][0].tag, 1);
+    assert_int_equal(lists[0][0].bytes, lists[1][0].bytes);
+    assert_true(lists[0][0].digest == lists[1][0].digest);
+    assert_string_equal(descs[0], descs[1]);
+    assert_non_null(strstr(descs[0], "red circle"));
+    for (int i = 0; i < 2; i++) {
+        free(lists[i]);
+        free(descs[i]);
+    }
+    dr_buf_free(&args);
+    dr_rpc_client_destroy(client);
 }
 
 static void test_kill9_categorizer_replica(void **state) {
@@ -109,15 +276,8 @@ static void test_kill9_categorizer_replica(void **state) {
     install_demo_model(photo, sizeof photo);
     snprintf(g_args, sizeof g_args, "inference 1 '%s'", photo);
 
-    int before_kill = 0;
-    run_requests_around(2, &before_kill);
-    printf("kill -9: %d answered before the kill; %d answered, %d failed in all; after the "
-           "recovery window %d answered, %d failed\n",
-           before_kill, atomic_load(&g_ok), atomic_load(&g_failed),
-           atomic_load(&g_ok_after_recovery), atomic_load(&g_failed_after_recovery));
-    assert_true(before_kill > 0);
-    assert_true(atomic_load(&g_ok_after_recovery) > 0);
-    assert_int_equal(atomic_load(&g_failed_after_recovery), 0);
+    failover_counts counts = run_requests_around(2);
+    assert_failover(&counts);
 
     /* node 2 comes back and rejoins the shard: it gets the model by state transfer (it was
      * never installed through it); then the original replica dies and it answers alone */
@@ -126,12 +286,9 @@ static void test_kill9_categorizer_replica(void **state) {
     printf("replacement node 2: %s\n",
            restored ? "restored the model by state transfer" : "no state transfer logged");
     assert_true(restored);
-    run_requests_around(1, &before_kill);
-    printf("kill -9 of the original replica: %d answered before; after the recovery window %d "
-           "answered, %d failed\n",
-           before_kill, atomic_load(&g_ok_after_recovery), atomic_load(&g_failed_after_recovery));
-    assert_true(atomic_load(&g_ok_after_recovery) > 0);
-    assert_int_equal(atomic_load(&g_failed_after_recovery), 0);
+    assert_replicas_agree(1, 2, photo);
+    counts = run_requests_around(1);
+    assert_failover(&counts);
     harness_stop(&g_cluster);
     /* the survivors left cleanly */
     assert_int_equal(g_cluster.exit_codes[0], 0);
@@ -167,7 +324,7 @@ static void test_spare_takes_over_function_tier(void **state) {
         out = harness_client(&g_cluster, 3, args, &rc);
         if (rc == 0)
             break;
-        sleep_s(0.2);
+        retry_pause();
     }
     printf("inference through node 3: rc %d: %s", rc, out ? out : "(no output)\n");
     assert_int_equal(rc, 0);
