@@ -84,6 +84,7 @@ struct dr_group {
     dr_group_hooks hooks;      /* the layer above (rpc), immutable after create */
     uint32_t max_frame_bytes;  /* the transport's frame limit, immutable */
     uint32_t max_payload_size; /* the core's largest message, immutable */
+    bool batch_open;           /* network thread: frames handled, flush and uncork at batch end */
 };
 
 /* ---- time --------------------------------------------------------------------------------- */
@@ -372,12 +373,30 @@ static void handle_action(dr_group *group, dr_action *action) {
     }
 }
 
-static void dispatch_actions_locked(dr_group *group) {
+/* Hands every queued action of the core to its handler (frames to dr_net, deliveries and views
+ * to the delivery thread). */
+static void drain_actions_locked(dr_group *group) {
     dr_action action;
     while (dr_core_next_action(group->core, &action)) {
         handle_action(group, &action);
         dr_action_free(&action);
     }
+}
+
+/*
+ * After an event: the core's deferred work (options.defer_flush: predicates, i.e. stable
+ * deliveries, owed nulls, window; then one SST push of every changed field), then its actions.
+ * Corked, so the frames for one peer (a DATA and the SST push after it) leave in one write.
+ */
+static void dispatch_actions_locked(dr_group *group) {
+    dr_net *net = group->net;
+    if (net)
+        dr_net_cork(net);
+    if (group->core)
+        dr_core_flush(group->core, now_us());
+    drain_actions_locked(group);
+    if (net)
+        dr_net_uncork(net);
 }
 
 /* The delivery thread took messages up to `version`: they stop counting against the windows. */
@@ -448,7 +467,7 @@ static void on_frame(dr_group *group, const dr_net_event *event) {
     if (dr_core_on_message(group->core, event->peer, event->msg->payload, event->msg->payload_bytes,
                            now_us()) == DR_EPROTO)
         dr_net_disconnect(group->net, event->peer);
-    dispatch_actions_locked(group);
+    drain_actions_locked(group); /* relayed blocks, replies to joiners; the rest at batch end */
     group->replying_to = DR_NODE_NONE;
 }
 
@@ -487,6 +506,10 @@ static void on_net_event(void *ctx, const dr_net_event *event) {
                 on_peer_up(group, event->peer);
             break;
         case DR_NET_EV_FRAME:
+            if (!group->batch_open) { /* the first frame of this batch */
+                group->batch_open = true;
+                dr_net_cork(group->net);
+            }
             on_frame(group, event);
             break;
         case DR_NET_EV_TICK:
@@ -496,11 +519,32 @@ static void on_net_event(void *ctx, const dr_net_event *event) {
             on_peer_down(group, event->peer, event->reason);
             break;
         }
-        dispatch_actions_locked(group);
+        if (event->kind == DR_NET_EV_FRAME)
+            drain_actions_locked(group);
+        else
+            dispatch_actions_locked(group);
     }
     pthread_mutex_unlock(&group->core_lock);
     if (event->kind == DR_NET_EV_FRAME)
         free(event->msg);
+}
+
+/*
+ * After the network thread handled a batch of events (one epoll_wait's worth): one flush of the
+ * core for all the frames of the batch, i.e. one cumulative acknowledgement (SST push of the
+ * received counters) per peer, every newly stable message delivered in one pass, owed nulls sent
+ * once; then the frames held since the batch's first frame leave, one gathered write per peer.
+ */
+static void on_batch_end(void *ctx) {
+    dr_group *group = ctx;
+    pthread_mutex_lock(&group->core_lock);
+    if (group->batch_open) {
+        group->batch_open = false;
+        if (!group->closing)
+            dispatch_actions_locked(group);
+        dr_net_uncork(group->net);
+    }
+    pthread_mutex_unlock(&group->core_lock);
 }
 
 /* ---- configuration -------------------------------------------------------------------------- */
@@ -698,6 +742,7 @@ static int start_net(dr_group *group, const dr_config *config, const dr_core_opt
     net_config.tick_ms = group->tick_ms;
     net_config.on_event = on_net_event;
     net_config.on_event_ctx = group;
+    net_config.on_batch_end = on_batch_end;
     uint8_t keys[DR_NET_KEY_KINDS][DR_NET_KEY_BYTES];
     int rc = load_keys(config, &net_config, keys, err);
     if (rc == DR_OK)
@@ -771,6 +816,7 @@ int dr_group_create_with_hooks(const dr_config *config, const dr_layout_spec *sp
         options.trace_ctx = group;
     }
     group->max_payload_size = options.max_payload_size;
+    options.defer_flush = true; /* flushed once per event batch: dispatch_actions_locked */
     rc = dr_core_create(&options, now_us(), &group->core, err);
     if (rc)
         goto fail;
