@@ -42,6 +42,7 @@ enum {
     NET_TYPE_CORE = DR_NET_TYPE_USER_MIN, /* frames of the protocol core */
     MAX_PEERS = 2 * DR_VIEW_MAX_MEMBERS,  /* peers the runtime tracks */
     MAX_TICK_MS = 100,                    /* the core's clock advances at least this often */
+    WINDOW_SLOTS_MAX = 4096,              /* message slots per sender under a byte window */
 };
 #define MAX_BACKLOG_BYTES (256u << 20) /* frames waiting for one peer's connection */
 
@@ -603,6 +604,22 @@ static void sizes_from_config(const dr_config *config, const dr_layout_spec *spe
     }
     if (options->max_smc_payload_size > options->max_payload_size)
         options->max_smc_payload_size = options->max_payload_size;
+    /* byte window (issue 13): window_bytes bounds a sender's bytes in flight; the message
+     * slots then grow to one per 4 KiB of it (at most WINDOW_SLOTS_MAX), so many small
+     * messages fit, while window_size stays the minimum number of slots */
+    uint32_t bytes = 0;
+    dr_config_subgroup_u32(config, NULL, "window_bytes", &bytes);
+    for (uint32_t t = 0; t < spec->num_types; t++) {
+        const char *profile =
+            spec->types[t].policy.profile[0] ? spec->types[t].policy.profile : NULL;
+        uint32_t value = 0;
+        if (!dr_config_subgroup_u32(config, profile, "window_bytes", &value) && value < bytes)
+            bytes = value;
+    }
+    options->window_bytes = bytes;
+    uint32_t slots = bytes / 4096 < WINDOW_SLOTS_MAX ? bytes / 4096 : WINDOW_SLOTS_MAX;
+    if (bytes > 0 && slots > options->window_size)
+        options->window_size = slots;
 }
 
 /* DR_CORE_TRACE=1 in the environment: the core's decision trace on stderr, with times. */
