@@ -556,6 +556,11 @@ static bool window_predicate(dr_core *core, mc_shard *shard) {
     if (!shard->window_blocked || !window_allows(core, shard, shard->next_index) ||
         !bytes_allow(core, shard))
         return false;
+    /* byte window: tell a blocked sender only once half the window is free (or fewer than two
+     * of its messages are in flight), so it wakes once per half window, not per acknowledgement */
+    if (shard->own_len != NULL && shard->inflight_bytes > core->options.window_bytes / 2 &&
+        shard->next_index - 1 - shard->acked_index >= 2)
+        return false;
     shard->window_blocked = false;
     dr_action action = {.type = DR_ACTION_WINDOW_OPEN, .subgroup = shard->subgroup};
     core_push_action(core, &action);

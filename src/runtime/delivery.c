@@ -86,14 +86,22 @@ int delivery_start(delivery_queue *queue, const dr_group_callbacks *callbacks,
     return DR_OK;
 }
 
-static void push_item(delivery_queue *queue, delivery_item *item) {
+static void push_item(delivery_queue *queue, delivery_item *item, bool wake) {
     pthread_mutex_lock(&queue->lock);
     if (queue->tail)
         queue->tail->next = item;
     else
         queue->head = item;
     queue->tail = item;
-    pthread_cond_signal(&queue->ready);
+    if (wake)
+        pthread_cond_signal(&queue->ready);
+    pthread_mutex_unlock(&queue->lock);
+}
+
+void delivery_kick(delivery_queue *queue) {
+    pthread_mutex_lock(&queue->lock);
+    if (queue->head)
+        pthread_cond_signal(&queue->ready);
     pthread_mutex_unlock(&queue->lock);
 }
 
@@ -110,7 +118,7 @@ int delivery_push_message(delivery_queue *queue, const dr_message *message,
     }
     item->message = *message;
     item->owner = owner;
-    push_item(queue, item);
+    push_item(queue, item, false); /* delivery_kick wakes the thread once per batch */
     return DR_OK;
 }
 
@@ -121,7 +129,7 @@ int delivery_push_view(delivery_queue *queue, dr_group_view *view) {
         return DR_ENOMEM;
     }
     item->view = view;
-    push_item(queue, item);
+    push_item(queue, item, true);
     return DR_OK;
 }
 

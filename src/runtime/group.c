@@ -378,10 +378,14 @@ static void handle_action(dr_group *group, dr_action *action) {
  * to the delivery thread). */
 static void drain_actions_locked(dr_group *group) {
     dr_action action;
+    bool delivered = false;
     while (dr_core_next_action(group->core, &action)) {
+        delivered |= action.type == DR_ACTION_DELIVER;
         handle_action(group, &action);
         dr_action_free(&action);
     }
+    if (delivered)
+        delivery_kick(&group->delivery); /* one wake-up for all the deliveries of this pass */
 }
 
 /*
