@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/big_buffers.h"
 #include "core/core_internal.h"
 #include "derecho/log.h"
 
@@ -35,7 +36,7 @@ static void free_slot(mc_slot *slot) {
     if (slot->shared != NULL)
         dr_shared_bytes_release(slot->shared); /* payload is inside it */
     else
-        free(slot->payload);
+        dr_big_free(slot->payload); /* a large one is kept for the next message */
     free(slot->block_bitmap);
     memset(slot, 0, sizeof *slot);
 }
@@ -732,7 +733,7 @@ static int start_assembly(const dr_core *core, mc_slot *slot, const dr_msg_block
     (void)core;
     uint32_t num_blocks =
         (uint32_t)(((uint64_t)msg->total_len + msg->block_size - 1) / msg->block_size);
-    slot->payload = malloc(msg->total_len);
+    slot->payload = dr_big_alloc(msg->total_len); /* reused, already mapped, when large */
     slot->block_bitmap = calloc((num_blocks + 7) / 8, 1);
     if (slot->payload == NULL || slot->block_bitmap == NULL) {
         free_slot(slot);

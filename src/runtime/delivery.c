@@ -1,6 +1,8 @@
 /* The delivery thread and its FIFO of upcalls (see delivery.h). */
 #include "runtime/delivery.h"
 
+#include "base/big_buffers.h"
+
 #include "derecho/log.h"
 
 #include <stdlib.h>
@@ -17,7 +19,7 @@ static void run_item(const dr_group_callbacks *callbacks, delivery_item *item) {
         if (item->owner != NULL)
             dr_shared_bytes_release(item->owner); /* bytes are inside it */
         else
-            free((void *)item->message.bytes);
+            dr_big_free((void *)item->message.bytes); /* large buffers are reused */
     }
     free(item);
 }

@@ -23,6 +23,7 @@
  */
 #include "derecho/group.h"
 
+#include "base/big_buffers.h"
 #include "core/core.h"
 #include "derecho/log.h"
 #include "net/net.h"
@@ -954,7 +955,7 @@ int dr_group_send(dr_group *group, uint32_t subgroup, const void *payload, size_
         return DR_ETOOBIG;
     /* the core keeps its own copy: make it here, outside the core lock, so a large message
      * does not hold up the network thread (ticks, heartbeats, frames) while it is copied */
-    uint8_t *copy = len > 0 ? malloc(len) : NULL;
+    uint8_t *copy = len > 0 ? dr_big_alloc(len) : NULL; /* large: a reused, mapped buffer */
     if (len > 0 && copy == NULL)
         return DR_ENOMEM;
     if (len > 0)
@@ -990,7 +991,7 @@ int dr_group_send(dr_group *group, uint32_t subgroup, const void *payload, size_
     }
     pthread_mutex_unlock(&group->core_lock);
     if (rc != DR_OK)
-        free(copy); /* the core took it only on success */
+        dr_big_free(copy); /* the core took it only on success */
     return rc;
 }
 
