@@ -33,6 +33,9 @@ PACKAGES=(
   chromium
   # tools: tools/demo-model (makes models/demo-shapes: numpy + Pillow)
   python3-pil
+  # bench/compare_peers.sh: corosync CPG beside derecho-bench (../shared/tools/peers/cpg-bench.sh
+  # builds its client against libcpg; gcc comes with build-essential)
+  corosync libcpg-dev
 )
 
 missing=()

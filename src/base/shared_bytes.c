@@ -2,6 +2,7 @@
  * Reference-counted byte buffers (shared_bytes.h).
  */
 #include "base/shared_bytes.h"
+#include "base/big_buffers.h"
 
 #include <assert.h>
 #include <stdatomic.h>
@@ -32,7 +33,7 @@ dr_shared_bytes *dr_shared_bytes_retain(dr_shared_bytes *shared) {
 void dr_shared_bytes_release(dr_shared_bytes *shared) {
     if (shared == NULL || atomic_fetch_sub_explicit(&shared->refs, 1, memory_order_acq_rel) != 1)
         return;
-    free(shared->bytes);
+    dr_big_free(shared->bytes); /* a large message buffer is kept for reuse */
     free(shared);
 }
 

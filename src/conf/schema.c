@@ -61,6 +61,7 @@ const conf_key_spec conf_key_specs[] = {
     {"SUBGROUP", "max_reply_payload_size", NULL, CONF_UINT, 128, 4 * GIB, "10240", NULL},
     {"SUBGROUP", "block_size", NULL, CONF_UINT, 1, GIB, "1048576", NULL},
     {"SUBGROUP", "window_size", NULL, CONF_UINT, 1, 65536, "16", NULL},
+    {"SUBGROUP", "window_bytes", NULL, CONF_UINT, 0, GIB, "4194304", NULL},
     {"SUBGROUP", "rdmc_send_algorithm", NULL, CONF_CHOICE, 0, 0, "binomial_send",
      "binomial_send|chain_send|sequential_send|tree_send"},
     {"SUBGROUP", "num_shards", NULL, CONF_UINT, 1, 65536, NULL, NULL},

@@ -82,23 +82,29 @@ typedef struct dr_core_options {
     char contact_address[DR_ADDRESS_MAX]; /**< contact_ip:contact_port; == my_address: leader */
     dr_layout_spec layout;                /**< subgroup types and shard policies */
     uint32_t window_size;                 /**< per-sender outstanding messages (>= 1) */
-    uint32_t max_payload_size;            /**< largest message, bytes */
-    uint32_t max_smc_payload_size;        /**< at or below: sent whole; above: blocks */
-    uint32_t block_size;                  /**< block of a large message, bytes (>= 1) */
-    dr_pipeline_algorithm pipeline;       /**< relay scheme for large messages */
-    uint64_t join_retry_us;               /**< joiner re-sends its request this often */
-    size_t early_buffer_bytes;            /**< cap on buffered frames of an uninstalled view */
-    dr_core_trace_fn trace;               /**< optional decision trace (NULL: off, free) */
-    void *trace_ctx;                      /**< passed to trace */
-    bool defer_flush;                     /**< events do not evaluate/push: the driver calls
-                                               dr_core_flush after a batch (fewer SST pushes) */
-    dr_core_test_fault test_fault;        /**< DR_CORE_FAULT_NONE outside tests */
-    uint32_t heartbeat_ms;                /**< heartbeat period (0: no heartbeats, no timeouts) */
-    uint32_t suspect_after_missed;        /**< suspect after this many silent periods (>= 1) */
-    bool disable_partitioning_safety;     /**< keep running while suspecting half the view */
-    bool count_consumption;               /**< ordered messages count against the window until
-                                               the driver reports them taken by the application
-                                               (dr_core_consumed): bounds its delivery queue */
+    /** 0: the window is window_size messages. Otherwise also a byte window: a sender starts a
+     * message only while its messages not yet delivered at every member (raw: received) hold
+     * fewer than window_bytes bytes, or while it has fewer than 2 such messages (so a message
+     * larger than the window still goes, double-buffered); window_size stays the cap on their
+     * number (the receivers' slots). */
+    uint64_t window_bytes;
+    uint32_t max_payload_size;        /**< largest message, bytes */
+    uint32_t max_smc_payload_size;    /**< at or below: sent whole; above: blocks */
+    uint32_t block_size;              /**< block of a large message, bytes (>= 1) */
+    dr_pipeline_algorithm pipeline;   /**< relay scheme for large messages */
+    uint64_t join_retry_us;           /**< joiner re-sends its request this often */
+    size_t early_buffer_bytes;        /**< cap on buffered frames of an uninstalled view */
+    dr_core_trace_fn trace;           /**< optional decision trace (NULL: off, free) */
+    void *trace_ctx;                  /**< passed to trace */
+    bool defer_flush;                 /**< events do not evaluate/push: the driver calls
+                                           dr_core_flush after a batch (fewer SST pushes) */
+    dr_core_test_fault test_fault;    /**< DR_CORE_FAULT_NONE outside tests */
+    uint32_t heartbeat_ms;            /**< heartbeat period (0: no heartbeats, no timeouts) */
+    uint32_t suspect_after_missed;    /**< suspect after this many silent periods (>= 1) */
+    bool disable_partitioning_safety; /**< keep running while suspecting half the view */
+    bool count_consumption;           /**< ordered messages count against the window until
+                                           the driver reports them taken by the application
+                                           (dr_core_consumed): bounds its delivery queue */
 } dr_core_options;
 
 /**

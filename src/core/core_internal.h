@@ -74,6 +74,10 @@ typedef struct mc_shard {
     int64_t consumed;     /**< count_consumption: seq the application took up to (-1) */
     bool window_blocked;  /**< a send got DR_EAGAIN; signal WINDOW_OPEN */
     struct dr_core *core; /**< back pointer for predicates */
+    /* byte window (options.window_bytes, senders only): */
+    uint64_t *own_len;       /**< bytes of my message i at [i % window_size], until acked */
+    int64_t acked_index;     /**< my messages up to here are delivered at every member */
+    uint64_t inflight_bytes; /**< bytes of my messages after acked_index */
 } mc_shard;
 
 /** A frame of a view not yet installed here, replayed after install. */

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/big_buffers.h"
 #include "core/core_internal.h"
 #include "derecho/log.h"
 
@@ -35,7 +36,7 @@ static void free_slot(mc_slot *slot) {
     if (slot->shared != NULL)
         dr_shared_bytes_release(slot->shared); /* payload is inside it */
     else
-        free(slot->payload);
+        dr_big_free(slot->payload); /* a large one is kept for the next message */
     free(slot->block_bitmap);
     memset(slot, 0, sizeof *slot);
 }
@@ -79,6 +80,13 @@ static int init_shard(dr_core *core, mc_shard *shard, uint32_t subgroup, uint32_
         if (shard->streams[k].slots == NULL)
             return DR_ENOMEM;
     }
+    shard->acked_index = -1;
+    shard->inflight_bytes = 0;
+    if (core->options.window_bytes > 0 && shard->my_sender_index >= 0) {
+        shard->own_len = calloc(core->options.window_size, sizeof *shard->own_len);
+        if (shard->own_len == NULL)
+            return DR_ENOMEM;
+    }
     return dr_sst_add_predicate(core->sst, shard_predicate, shard);
 }
 
@@ -104,6 +112,7 @@ void multicast_end_view(dr_core *core) {
             free(shard->streams[k].slots);
         }
         free(shard->streams);
+        free(shard->own_len);
         memset(shard, 0, sizeof *shard);
     }
 }
@@ -185,6 +194,42 @@ static bool window_allows(const dr_core *core, const mc_shard *shard, int64_t f)
         }
     }
     return true;
+}
+
+/** My highest index delivered (ordered; raw: received) at every member of the shard. */
+static int64_t own_acked_index(const dr_core *core, const mc_shard *shard) {
+    int64_t k = shard->my_sender_index, n = shard->num_senders, low = INT64_MAX;
+    uint32_t field = shard->mode == DR_MODE_ORDERED
+                         ? dr_sst_subgroup_field(core->sst, shard->subgroup, DR_SST_DELIVERED_NUM)
+                         : dr_sst_received_field(core->sst, shard->subgroup, (uint32_t)k);
+    for (uint32_t r = 0; r < shard->num_members; r++) {
+        int64_t value = dr_sst_get(core->sst, shard->member_rows[r], field);
+        low = value < low ? value : low;
+    }
+    if (shard->mode != DR_MODE_ORDERED)
+        return low;
+    return low < k ? -1 : (low - k) / n; /* seq i*n + k <= low */
+}
+
+/**
+ * Byte window (options.window_bytes): true if my next message may start now — my messages not
+ * yet acknowledged by every member hold fewer than window_bytes, or there are fewer than 2 of
+ * them. Moves acked_index forward first (and forgets the sizes it passes).
+ */
+static bool bytes_allow(dr_core *core, mc_shard *shard) {
+    if (shard->own_len == NULL)
+        return true;
+    int64_t acked = own_acked_index(core, shard);
+    if (acked > shard->next_index - 1)
+        acked = shard->next_index - 1;
+    while (shard->acked_index < acked) {
+        uint64_t *len = &shard->own_len[(uint64_t)++shard->acked_index % core->options.window_size];
+        assert(*len <= shard->inflight_bytes);
+        shard->inflight_bytes -= *len;
+        *len = 0;
+    }
+    return shard->inflight_bytes < core->options.window_bytes ||
+           shard->next_index - 1 - shard->acked_index < 2;
 }
 
 /* ---- sending ------------------------------------------------------------------------- */
@@ -306,7 +351,8 @@ int multicast_send(dr_core *core, uint32_t subgroup, uint8_t *payload, size_t le
                    dr_delivery_mode mode) {
     int rc = check_send(core, subgroup, len, mode);
     if (rc == 0 &&
-        !window_allows(core, &core->shards[subgroup], core->shards[subgroup].next_index)) {
+        (!window_allows(core, &core->shards[subgroup], core->shards[subgroup].next_index) ||
+         !bytes_allow(core, &core->shards[subgroup]))) {
         core->shards[subgroup].window_blocked = true;
         rc = DR_EAGAIN;
     }
@@ -320,6 +366,11 @@ int multicast_send(dr_core *core, uint32_t subgroup, uint8_t *payload, size_t le
     int64_t index = shard->next_index++;
     mc_slot *slot = claim_own_slot(core, shard, index);
     assert(index > shard->streams[shard->my_sender_index].received);
+    if (shard->own_len != NULL) { /* the window rule acked index - window_size: entry free */
+        assert(shard->own_len[(uint64_t)index % core->options.window_size] == 0);
+        shard->own_len[(uint64_t)index % core->options.window_size] = len;
+        shard->inflight_bytes += len;
+    }
     slot->state = MC_SLOT_COMPLETE;
     slot->payload = payload; /* taken: freed (or handed over) at delivery */
     slot->shared = shared;
@@ -503,7 +554,13 @@ static bool deliver_broken(dr_core *core, mc_shard *shard) {
 }
 
 static bool window_predicate(dr_core *core, mc_shard *shard) {
-    if (!shard->window_blocked || !window_allows(core, shard, shard->next_index))
+    if (!shard->window_blocked || !window_allows(core, shard, shard->next_index) ||
+        !bytes_allow(core, shard))
+        return false;
+    /* byte window: tell a blocked sender only once half the window is free (or fewer than two
+     * of its messages are in flight), so it wakes once per half window, not per acknowledgement */
+    if (shard->own_len != NULL && shard->inflight_bytes > core->options.window_bytes / 2 &&
+        shard->next_index - 1 - shard->acked_index >= 2)
         return false;
     shard->window_blocked = false;
     dr_action action = {.type = DR_ACTION_WINDOW_OPEN, .subgroup = shard->subgroup};
@@ -676,7 +733,7 @@ static int start_assembly(const dr_core *core, mc_slot *slot, const dr_msg_block
     (void)core;
     uint32_t num_blocks =
         (uint32_t)(((uint64_t)msg->total_len + msg->block_size - 1) / msg->block_size);
-    slot->payload = malloc(msg->total_len);
+    slot->payload = dr_big_alloc(msg->total_len); /* reused, already mapped, when large */
     slot->block_bitmap = calloc((num_blocks + 7) / 8, 1);
     if (slot->payload == NULL || slot->block_bitmap == NULL) {
         free_slot(slot);

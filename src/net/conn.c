@@ -170,7 +170,7 @@ static void signal_writable_locked(dr_net *net, conn *c, size_t before) {
  * Writes as much of the queue as the socket takes. Returns 0 or DR_EIO (connection broken).
  * Finished frames are prepended to *done for freeing outside the lock.
  */
-static int flush_locked(dr_net *net, conn *c, out_frame **done) {
+int dr_net__flush_locked(dr_net *net, conn *c, out_frame **done) {
     size_t before = c->queued_bytes;
     int rc = DR_OK;
     while (c->out_head) {
@@ -585,7 +585,7 @@ static void refuse_duplicate(dr_net *net, conn *c, uint32_t id) {
     if (f) {
         dr_store_u32le(f->payload, (uint32_t)DR_EEXIST);
         dr_net__append_locked(c, f);
-        flush_locked(net, c, &done);
+        dr_net__flush_locked(net, c, &done);
     }
     pthread_mutex_unlock(&net->mu);
     dr_net__free_frame_list(done);
@@ -813,7 +813,7 @@ static void handle_writable(dr_net *net, conn *c) {
         c->want_write = c->out_head != NULL;
         dr_net__update_interest_locked(net, c);
     }
-    int rc = flush_locked(net, c, &done);
+    int rc = dr_net__flush_locked(net, c, &done);
     pthread_mutex_unlock(&net->mu);
     dr_net__free_frame_list(done);
     if (rc)

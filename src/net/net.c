@@ -119,6 +119,8 @@ static void dispatch(dr_net *net, struct epoll_event *events, int n) {
         else
             dr_net__handle_conn_event(net, events[i].data.ptr, events[i].events);
     }
+    if (net->cfg.on_event && net->cfg.on_batch_end)
+        net->cfg.on_batch_end(net->cfg.on_event_ctx);
     apply_read_pause(net);
     dr_net__free_dead(net);
 }
@@ -462,13 +464,14 @@ typedef struct send_req {
     void *free_ctx;         /**< owned: its context */
 } send_req;
 
-static int send_plain_locked(dr_net *net, conn *c, const send_req *req, bool *taken);
+static int send_plain_locked(dr_net *net, conn *c, const send_req *req, bool *taken,
+                             out_frame **done);
 
 /* Under mu with c found: direct write if possible, queue the rest. *taken: the queue now owns
  * an owned payload. A sealed connection sends a sealed copy (the caller keeps its payload). */
-static int send_locked(dr_net *net, conn *c, const send_req *req, bool *taken) {
+static int send_locked(dr_net *net, conn *c, const send_req *req, bool *taken, out_frame **done) {
     if (!c->seal || c->state != CONN_UP)
-        return send_plain_locked(net, c, req, taken);
+        return send_plain_locked(net, c, req, taken, done);
     size_t sealed_len = 0;
     uint8_t *sealed = dr_net__seal_frame(c, req->type, req->flags, req->head, req->head_len,
                                          req->payload, req->len, &sealed_len);
@@ -482,16 +485,29 @@ static int send_locked(dr_net *net, conn *c, const send_req *req, bool *taken) {
                            .owned = true,
                            .free_fn = dr_net__free_payload};
     bool sealed_taken = false;
-    int rc = send_plain_locked(net, c, &sealed_req, &sealed_taken);
+    int rc = send_plain_locked(net, c, &sealed_req, &sealed_taken, done);
     if (!sealed_taken)
         free(sealed);
     return rc;
 }
 
-static int send_plain_locked(dr_net *net, conn *c, const send_req *req, bool *taken) {
+/* Corked (dr_net_cork): c's queue is written once the last cork goes, or now when it holds
+ * DR_NET_CORK_BYTES. A write error marks c for closing by the network thread. */
+static void corked_locked(dr_net *net, conn *c, out_frame **done) {
+    if (c->queued_bytes < DR_NET_CORK_BYTES)
+        return;
+    if (dr_net__flush_locked(net, c, done) != DR_OK) {
+        c->close_reason = DR_EIO;
+        dr_net__wake_thread(net);
+    }
+}
+
+static int send_plain_locked(dr_net *net, conn *c, const send_req *req, bool *taken,
+                             out_frame **done) {
     size_t written = 0;
     size_t header_len = DR_FRAME_HEADER_BYTES + req->head_len;
-    if (c->state == CONN_UP && !c->out_head) {
+    bool corked = net->corks > 0 && c->state == CONN_UP;
+    if (c->state == CONN_UP && !c->out_head && !corked) {
         uint8_t header[DR_FRAME_HEADER_BYTES + DR_NET_MAX_HEAD_BYTES];
         dr_frame_encode_header(header, req->type, req->flags, (uint32_t)(req->head_len + req->len));
         if (req->head_len > 0)
@@ -525,6 +541,10 @@ static int send_plain_locked(dr_net *net, conn *c, const send_req *req, bool *ta
         *taken = true;
     }
     dr_net__queue_user_frame_locked(c, f);
+    if (corked && !c->want_write) {
+        corked_locked(net, c, done); /* written at the last uncork, or now if large */
+        return DR_OK;
+    }
     if (c->state == CONN_UP && !c->want_write) {
         c->want_write = true;
         dr_net__update_interest_locked(net, c);
@@ -543,6 +563,7 @@ static int send_frame(dr_net *net, const send_req *req, bool *taken) {
         return DR_ECLOSED;
     pthread_mutex_lock(&net->mu);
     int rc = DR_OK;
+    out_frame *done = NULL;
     conn *c = dr_net__find_conn_locked(net, req->peer);
     if (!c)
         rc = DR_ENOTFOUND;
@@ -551,9 +572,33 @@ static int send_frame(dr_net *net, const send_req *req, bool *taken) {
     else if (c->queued_bytes >= net->cfg.max_queue_bytes)
         rc = DR_EAGAIN;
     else
-        rc = send_locked(net, c, req, taken);
+        rc = send_locked(net, c, req, taken, &done);
     pthread_mutex_unlock(&net->mu);
+    dr_net__free_frame_list(done);
     return rc;
+}
+
+void dr_net_cork(dr_net *net) {
+    pthread_mutex_lock(&net->mu);
+    net->corks++;
+    pthread_mutex_unlock(&net->mu);
+}
+
+void dr_net_uncork(dr_net *net) {
+    out_frame *done = NULL;
+    pthread_mutex_lock(&net->mu);
+    if (net->corks > 0 && --net->corks == 0) {
+        for (conn *c = net->conns; c; c = c->next) {
+            if (c->closed || c->state != CONN_UP || !c->out_head || c->want_write)
+                continue; /* nothing corked (a queue waiting for EPOLLOUT goes on its own) */
+            if (dr_net__flush_locked(net, c, &done) != DR_OK) {
+                c->close_reason = DR_EIO;
+                dr_net__wake_thread(net);
+            }
+        }
+    }
+    pthread_mutex_unlock(&net->mu);
+    dr_net__free_frame_list(done);
 }
 
 int dr_net_send(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags, const void *payload,

@@ -167,6 +167,11 @@ typedef struct dr_net_config {
                        A connection is sealed when either end asks (clients follow members). */
     dr_net_event_fn on_event; /**< NULL: inbox mode */
     void *on_event_ctx;       /**< passed to on_event */
+    /** Callback mode: called on the network thread (with on_event_ctx) after each batch of
+     * events, i.e. after every event that one epoll_wait reported was handled, so a core stepped
+     * in on_event can act once per batch (one acknowledgement covering all frames of the batch).
+     * NULL: none. It may send. */
+    void (*on_batch_end)(void *ctx);
 } dr_net_config;
 
 /**
@@ -268,6 +273,22 @@ int dr_net_send_owned(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags,
 int dr_net_send_split(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags, const void *head,
                       size_t head_len, void *body, size_t body_len, dr_net_free_fn free_fn,
                       void *free_ctx);
+
+/**
+ * Holds writes (any thread; counted: every dr_net_cork needs one dr_net_uncork). While a cork is
+ * held, dr_net_send* queue frames instead of writing them, so the frames of many sends leave in
+ * one gathered sendmsg (up to 64 iovecs) when the last cork is released; a connection whose
+ * corked bytes reach 256 KiB is written at once (large relayed blocks are not held back). Frames
+ * of every thread wait for the release, so hold a cork only for a bounded burst of sends.
+ */
+void dr_net_cork(dr_net *net);
+
+/**
+ * Releases a cork; the last one writes every connection's queued frames (what the socket does
+ * not take waits for EPOLLOUT as usual). A write error marks the connection for closing by the
+ * network thread (PEER_DOWN follows). Any thread.
+ */
+void dr_net_uncork(dr_net *net);
 
 /**
  * Blocks until the peer's queue is below half of max_queue_bytes (returns 0), the peer is gone

@@ -27,6 +27,7 @@
 #define DR_NET_HELLO_MAX     64u
 #define DR_NET_RBUF_BYTES    (64u * 1024u)
 #define DR_NET_MAX_IOV       64
+#define DR_NET_CORK_BYTES    (256u << 10) /* corked bytes of one connection written at once */
 #define DR_NET_READS_PER_EV  16
 #define DR_NET_EPOLL_BATCH   64
 #define DR_NET_NO_PEER       UINT32_MAX
@@ -120,6 +121,7 @@ struct dr_net {
     task *tasks_tail;         /**< newest posted task (under mu) */
     atomic_bool new_conns;    /**< a connection was registered: check handshake deadlines */
     bool reads_paused;        /**< EPOLLIN removed everywhere (under mu) */
+    uint32_t corks;           /**< dr_net_cork holds: frames are queued, not written (under mu) */
     dr_spin loop_spin;        /**< network thread's spin state */
     dr_net_inbox inbox;       /**< inbox mode event queue */
     bool inbox_ready;         /**< inbox initialised (must be destroyed) */
@@ -128,6 +130,10 @@ struct dr_net {
     _Atomic uint64_t frames_sent, frames_received, frames_dropped, protocol_errors, direct_writes;
     _Atomic uint64_t auth_failures, refused_connections;
 };
+
+/** Under mu: writes as much of c's queue as the socket takes; finished frames go to *done (free
+ * them outside the lock). Returns 0 or DR_EIO (the connection broke). */
+int dr_net__flush_locked(dr_net *net, conn *c, out_frame **done);
 
 /** Monotonic clock, nanoseconds. */
 uint64_t dr_net__now_ns(void);

@@ -1,6 +1,8 @@
 /* The delivery thread and its FIFO of upcalls (see delivery.h). */
 #include "runtime/delivery.h"
 
+#include "base/big_buffers.h"
+
 #include "derecho/log.h"
 
 #include <stdlib.h>
@@ -21,7 +23,7 @@ static void run_item(const dr_group_callbacks *callbacks, delivery_item *item) {
         if (item->owner != NULL)
             dr_shared_bytes_release(item->owner); /* bytes are inside it */
         else
-            free((void *)item->message.bytes);
+            dr_big_free((void *)item->message.bytes); /* large buffers are reused */
     }
     free(item);
 }
@@ -91,14 +93,22 @@ int delivery_start(delivery_queue *queue, const dr_group_callbacks *callbacks,
     return DR_OK;
 }
 
-static void push_item(delivery_queue *queue, delivery_item *item) {
+static void push_item(delivery_queue *queue, delivery_item *item, bool wake) {
     pthread_mutex_lock(&queue->lock);
     if (queue->tail)
         queue->tail->next = item;
     else
         queue->head = item;
     queue->tail = item;
-    pthread_cond_signal(&queue->ready);
+    if (wake)
+        pthread_cond_signal(&queue->ready);
+    pthread_mutex_unlock(&queue->lock);
+}
+
+void delivery_kick(delivery_queue *queue) {
+    pthread_mutex_lock(&queue->lock);
+    if (queue->head)
+        pthread_cond_signal(&queue->ready);
     pthread_mutex_unlock(&queue->lock);
 }
 
@@ -115,7 +125,7 @@ int delivery_push_message(delivery_queue *queue, const dr_message *message,
     }
     item->message = *message;
     item->owner = owner;
-    push_item(queue, item);
+    push_item(queue, item, false); /* delivery_kick wakes the thread once per batch */
     return DR_OK;
 }
 
@@ -126,7 +136,7 @@ int delivery_push_view(delivery_queue *queue, dr_group_view *view) {
         return DR_ENOMEM;
     }
     item->view = view;
-    push_item(queue, item);
+    push_item(queue, item, true);
     return DR_OK;
 }
 

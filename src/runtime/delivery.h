@@ -51,9 +51,13 @@ int delivery_start(delivery_queue *queue, const dr_group_callbacks *callbacks,
 /**
  * Queues a message; takes ownership of message->bytes (freed after the callback), or, if
  * owner is set, of the reference on owner that holds them (released after the callback).
- * Returns 0 or DR_ENOMEM (the bytes are then freed). Any thread.
+ * Does not wake the delivery thread: call delivery_kick after a run of pushes (one wake-up per
+ * batch, not per message). Returns 0 or DR_ENOMEM (the bytes are then freed). Any thread.
  */
 int delivery_push_message(delivery_queue *queue, const dr_message *message, dr_shared_bytes *owner);
+
+/** Wakes the delivery thread if anything is queued. Any thread. */
+void delivery_kick(delivery_queue *queue);
 
 /** Queues a view upcall; takes ownership of view. Returns 0 or DR_ENOMEM. Any thread. */
 int delivery_push_view(delivery_queue *queue, dr_group_view *view);

@@ -23,6 +23,7 @@
  */
 #include "derecho/group.h"
 
+#include "base/big_buffers.h"
 #include "core/core.h"
 #include "derecho/log.h"
 #include "net/net.h"
@@ -43,6 +44,7 @@ enum {
     NET_TYPE_CORE = DR_NET_TYPE_USER_MIN, /* frames of the protocol core */
     MAX_PEERS = 2 * DR_VIEW_MAX_MEMBERS,  /* peers the runtime tracks */
     MAX_TICK_MS = 100,                    /* the core's clock advances at least this often */
+    WINDOW_SLOTS_MAX = 4096,              /* message slots per sender under a byte window */
 };
 #define MAX_BACKLOG_BYTES (256u << 20) /* frames waiting for one peer's connection */
 
@@ -86,6 +88,7 @@ struct dr_group {
     dr_group_hooks hooks;      /* the layer above (rpc), immutable after create */
     uint32_t max_frame_bytes;  /* the transport's frame limit, immutable */
     uint32_t max_payload_size; /* the core's largest message, immutable */
+    bool batch_open;           /* network thread: frames handled, flush and uncork at batch end */
 };
 
 /* ---- time --------------------------------------------------------------------------------- */
@@ -386,12 +389,34 @@ static void handle_action(dr_group *group, dr_action *action) {
     }
 }
 
-static void dispatch_actions_locked(dr_group *group) {
+/* Hands every queued action of the core to its handler (frames to dr_net, deliveries and views
+ * to the delivery thread). */
+static void drain_actions_locked(dr_group *group) {
     dr_action action;
+    bool delivered = false;
     while (dr_core_next_action(group->core, &action)) {
+        delivered |= action.type == DR_ACTION_DELIVER;
         handle_action(group, &action);
         dr_action_free(&action);
     }
+    if (delivered)
+        delivery_kick(&group->delivery); /* one wake-up for all the deliveries of this pass */
+}
+
+/*
+ * After an event: the core's deferred work (options.defer_flush: predicates, i.e. stable
+ * deliveries, owed nulls, window; then one SST push of every changed field), then its actions.
+ * Corked, so the frames for one peer (a DATA and the SST push after it) leave in one write.
+ */
+static void dispatch_actions_locked(dr_group *group) {
+    dr_net *net = group->net;
+    if (net)
+        dr_net_cork(net);
+    if (group->core)
+        dr_core_flush(group->core, now_us());
+    drain_actions_locked(group);
+    if (net)
+        dr_net_uncork(net);
 }
 
 /* The delivery thread took messages up to `version`: they stop counting against the windows. */
@@ -482,7 +507,7 @@ static void on_frame(dr_group *group, const dr_net_event *event) {
     if (dr_core_on_message(group->core, event->peer, event->msg->payload, event->msg->payload_bytes,
                            now_us()) == DR_EPROTO)
         dr_net_disconnect(group->net, event->peer);
-    dispatch_actions_locked(group);
+    drain_actions_locked(group); /* relayed blocks, replies to joiners; the rest at batch end */
     group->replying_to = DR_NODE_NONE;
 }
 
@@ -521,6 +546,10 @@ static void on_net_event(void *ctx, const dr_net_event *event) {
                 on_peer_up(group, event->peer);
             break;
         case DR_NET_EV_FRAME:
+            if (!group->batch_open) { /* the first frame of this batch */
+                group->batch_open = true;
+                dr_net_cork(group->net);
+            }
             on_frame(group, event);
             break;
         case DR_NET_EV_TICK:
@@ -530,11 +559,32 @@ static void on_net_event(void *ctx, const dr_net_event *event) {
             on_peer_down(group, event->peer, event->reason);
             break;
         }
-        dispatch_actions_locked(group);
+        if (event->kind == DR_NET_EV_FRAME)
+            drain_actions_locked(group);
+        else
+            dispatch_actions_locked(group);
     }
     pthread_mutex_unlock(&group->core_lock);
     if (event->kind == DR_NET_EV_FRAME)
         free(event->msg);
+}
+
+/*
+ * After the network thread handled a batch of events (one epoll_wait's worth): one flush of the
+ * core for all the frames of the batch, i.e. one cumulative acknowledgement (SST push of the
+ * received counters) per peer, every newly stable message delivered in one pass, owed nulls sent
+ * once; then the frames held since the batch's first frame leave, one gathered write per peer.
+ */
+static void on_batch_end(void *ctx) {
+    dr_group *group = ctx;
+    pthread_mutex_lock(&group->core_lock);
+    if (group->batch_open) {
+        group->batch_open = false;
+        if (!group->closing)
+            dispatch_actions_locked(group);
+        dr_net_uncork(group->net);
+    }
+    pthread_mutex_unlock(&group->core_lock);
 }
 
 /* ---- configuration -------------------------------------------------------------------------- */
@@ -593,6 +643,22 @@ static void sizes_from_config(const dr_config *config, const dr_layout_spec *spe
     }
     if (options->max_smc_payload_size > options->max_payload_size)
         options->max_smc_payload_size = options->max_payload_size;
+    /* byte window (issue 13): window_bytes bounds a sender's bytes in flight; the message
+     * slots then grow to one per 4 KiB of it (at most WINDOW_SLOTS_MAX), so many small
+     * messages fit, while window_size stays the minimum number of slots */
+    uint32_t bytes = 0;
+    dr_config_subgroup_u32(config, NULL, "window_bytes", &bytes);
+    for (uint32_t t = 0; t < spec->num_types; t++) {
+        const char *profile =
+            spec->types[t].policy.profile[0] ? spec->types[t].policy.profile : NULL;
+        uint32_t value = 0;
+        if (!dr_config_subgroup_u32(config, profile, "window_bytes", &value) && value < bytes)
+            bytes = value;
+    }
+    options->window_bytes = bytes;
+    uint32_t slots = bytes / 4096 < WINDOW_SLOTS_MAX ? bytes / 4096 : WINDOW_SLOTS_MAX;
+    if (bytes > 0 && slots > options->window_size)
+        options->window_size = slots;
 }
 
 /* DR_CORE_TRACE=1 in the environment: the core's decision trace on stderr, with times. */
@@ -732,6 +798,7 @@ static int start_net(dr_group *group, const dr_config *config, const dr_core_opt
     net_config.tick_ms = group->tick_ms;
     net_config.on_event = on_net_event;
     net_config.on_event_ctx = group;
+    net_config.on_batch_end = on_batch_end;
     uint8_t keys[DR_NET_KEY_KINDS][DR_NET_KEY_BYTES];
     int rc = load_keys(config, &net_config, keys, err);
     if (rc == DR_OK)
@@ -805,6 +872,7 @@ int dr_group_create_with_hooks(const dr_config *config, const dr_layout_spec *sp
         options.trace_ctx = group;
     }
     group->max_payload_size = options.max_payload_size;
+    options.defer_flush = true; /* flushed once per event batch: dispatch_actions_locked */
     rc = dr_core_create(&options, now_us(), &group->core, err);
     if (rc)
         goto fail;
@@ -925,7 +993,7 @@ int dr_group_send(dr_group *group, uint32_t subgroup, const void *payload, size_
         return DR_ETOOBIG;
     /* the core keeps its own copy: make it here, outside the core lock, so a large message
      * does not hold up the network thread (ticks, heartbeats, frames) while it is copied */
-    uint8_t *copy = len > 0 ? malloc(len) : NULL;
+    uint8_t *copy = len > 0 ? dr_big_alloc(len) : NULL; /* large: a reused, mapped buffer */
     if (len > 0 && copy == NULL)
         return DR_ENOMEM;
     if (len > 0)
@@ -961,7 +1029,7 @@ int dr_group_send(dr_group *group, uint32_t subgroup, const void *payload, size_
     }
     pthread_mutex_unlock(&group->core_lock);
     if (rc != DR_OK)
-        free(copy); /* the core took it only on success */
+        dr_big_free(copy); /* the core took it only on success */
     return rc;
 }
 

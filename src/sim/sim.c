@@ -1124,6 +1124,9 @@ static void random_options(sim *s, uint32_t members) {
     /* a third of the seeds model a slow application that takes deliveries late (the windows
      * then wait for it); chosen from the seed, not the stream, so other seeds replay as before */
     s->base.count_consumption = s->config->seed % 3 == 2;
+    /* a quarter of the seeds add a byte window (issue 13) of 1..4000 bytes (payloads up to
+     * 3000), also from the seed: it binds, and the rule of two lets larger messages through */
+    s->base.window_bytes = (s->config->seed / 3) % 4 == 1 ? 1 + (s->config->seed / 12) % 4000 : 0;
     s->base.test_fault = s->config->broken_delivery ? DR_CORE_FAULT_BROKEN_DELIVERY
                          : s->config->skip_trim     ? DR_CORE_FAULT_SKIP_TRIM
                                                     : DR_CORE_FAULT_NONE;
@@ -1841,11 +1844,12 @@ int sim_run(const sim_config *config, sim_result *result) {
         reserve_restart_slot(s);
     if (config->trace)
         fprintf(config->trace,
-                "seed %" PRIu64 ": %u members%s, window %u, payload %u, smc %u, "
+                "seed %" PRIu64 ": %u members%s, window %u (bytes %" PRIu64
+                "), payload %u, smc %u, "
                 "block %u, pipeline %u, %u subgroup types\n",
                 config->seed, members, duplicate ? " + a duplicate id" : "", s->base.window_size,
-                s->base.max_payload_size, s->base.max_smc_payload_size, s->base.block_size,
-                (unsigned)s->base.pipeline, s->base.layout.num_types);
+                s->base.window_bytes, s->base.max_payload_size, s->base.max_smc_payload_size,
+                s->base.block_size, (unsigned)s->base.pipeline, s->base.layout.num_types);
     for (uint32_t i = 0; i < s->num_nodes; i++)
         if (!s->nodes[i].late)
             schedule(s, s->nodes[i].start_us, EV_START, i, 0);

@@ -131,6 +131,41 @@ static void test_window_full_then_open(void **state) {
     done(h);
 }
 
+/* Byte window (issue 13): 64 slots, but at most 100 bytes of undelivered messages per sender
+ * (two messages always allowed); opens again once the peer delivered them. */
+static void test_byte_window_full_then_open(void **state) {
+    (void)state;
+    dr_core_options options;
+    h_options(&options, 2);
+    options.window_size = 64;
+    options.window_bytes = 100;
+    harness *h = cluster(2, &options);
+    char big[300];
+    memset(big, 'b', sizeof big);
+    send_ok(h, 0, 0, "forty bytes of text, forty bytes of text", DR_MODE_ORDERED);
+    send_ok(h, 0, 0, "forty bytes of text, forty bytes of text", DR_MODE_ORDERED); /* 80 B */
+    send_ok(h, 0, 0, "twenty bytes of text", DR_MODE_ORDERED); /* 100 B in flight now */
+    assert_int_equal(dr_core_send(h->nodes[0].core, 0, "x", 1, DR_MODE_ORDERED, h->now_us),
+                     DR_EAGAIN); /* the slots allow it, the bytes do not */
+    h_pump(h, (size_t)-1);
+    assert_int_equal(h->nodes[0].window_open[0], 1);
+    assert_int_equal(h->nodes[1].num_deliveries, 3);
+    /* a message larger than the window goes, and a second one beside it (double-buffered) */
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(
+            dr_core_send(h->nodes[0].core, 0, big, sizeof big, DR_MODE_ORDERED, h->now_us), 0);
+        h_drain(h, 0); /* its frames into the network */
+    }
+    assert_int_equal(dr_core_send(h->nodes[0].core, 0, "y", 1, DR_MODE_ORDERED, h->now_us),
+                     DR_EAGAIN);
+    h_pump(h, (size_t)-1);
+    send_ok(h, 0, 0, "y", DR_MODE_ORDERED);
+    h_pump(h, (size_t)-1);
+    assert_int_equal(h->nodes[1].num_deliveries, 6);
+    assert_int_equal(h->nodes[1].deliveries[5].bytes[0], 'y');
+    done(h);
+}
+
 static void check_large_message(dr_pipeline_algorithm algorithm, uint32_t members) {
     dr_core_options options;
     h_options(&options, members);
@@ -393,6 +428,7 @@ int main(void) {
         cmocka_unit_test(test_one_sender_sequence_and_nulls),
         cmocka_unit_test(test_interleaved_senders_total_order),
         cmocka_unit_test(test_window_full_then_open),
+        cmocka_unit_test(test_byte_window_full_then_open),
         cmocka_unit_test(test_large_messages_all_pipelines),
         cmocka_unit_test(test_own_blocks_share_the_payload),
         cmocka_unit_test(test_raw_mode_fifo_without_versions),

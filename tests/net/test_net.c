@@ -270,6 +270,58 @@ static void test_split_frames_in_order(void **state) {
 
 /* ---- raw peers ---- */
 
+/* ---- corked sends: held until the last uncork, large ones written at once ---- */
+
+static void test_cork_holds_and_coalesces(void **state) {
+    (void)state;
+    dr_net *a = make_node(1, 0, 0), *b = make_node(2, 0, 0);
+    link_nodes(a, 1, b, 2);
+    dr_net_stats before, after;
+    dr_net_get_stats(a, &before);
+    dr_net_cork(a);
+    dr_net_cork(a); /* counted: two holds */
+    enum { N = 100 };
+    for (uint32_t i = 0; i < N; i++)
+        send_seq(a, 2, i, 4 + i);
+    dr_net_uncork(a); /* one hold left: nothing may go out yet */
+    dr_net_event ev;
+    assert_int_equal(dr_net_next_event(b, &ev, 200), DR_ETIMEDOUT);
+    dr_net_uncork(a);
+    for (uint32_t i = 0; i < N; i++) {
+        ev = expect(b, DR_NET_EV_FRAME, 1);
+        assert_int_equal(ev.msg->flags, i);
+        assert_int_equal(dr_load_u32le(ev.msg->payload), i);
+        assert_int_equal(ev.msg->payload_bytes, 4 + i);
+        free(ev.msg);
+    }
+    dr_net_get_stats(a, &after);
+    assert_int_equal(after.direct_writes, before.direct_writes); /* all went out gathered */
+    assert_int_equal(after.frames_sent - before.frames_sent, N);
+    /* a corked connection holding 256 KiB or more is written at once */
+    dr_net_cork(a);
+    send_seq(a, 2, 7, 8);
+    size_t big = 300u << 10;
+    uint8_t *payload = calloc(1, big);
+    assert_non_null(payload);
+    payload[big - 1] = 0x5a;
+    atomic_int freed = 0;
+    assert_int_equal(dr_net_send_owned(a, 2, T_DATA, 8, payload, big, free_payload, &freed), 0);
+    ev = expect(b, DR_NET_EV_FRAME, 1);
+    assert_int_equal(ev.msg->flags, 7);
+    free(ev.msg);
+    ev = expect(b, DR_NET_EV_FRAME, 1);
+    assert_int_equal(ev.msg->payload_bytes, big);
+    assert_int_equal(ev.msg->payload[big - 1], 0x5a);
+    free(ev.msg);
+    dr_net_uncork(a);
+    send_seq(a, 2, 9, 8); /* uncorked again: a direct write */
+    ev = expect(b, DR_NET_EV_FRAME, 1);
+    assert_int_equal(ev.msg->flags, 9);
+    free(ev.msg);
+    dr_net_destroy(a);
+    dr_net_destroy(b);
+}
+
 static int raw_connect(dr_net *net) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(dr_net_listen_port(net))};
@@ -957,6 +1009,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_nodes_in_order),
         cmocka_unit_test(test_three_nodes_per_sender_order),
+        cmocka_unit_test(test_cork_holds_and_coalesces),
         cmocka_unit_test(test_50mb_frame_intact),
         cmocka_unit_test(test_split_frames_in_order),
         cmocka_unit_test(test_garbage_peer_disconnected_node_keeps_serving),

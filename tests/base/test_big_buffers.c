@@ -1,0 +1,96 @@
+/*
+ * Tests of src/base/big_buffers.c: large buffers released with dr_big_free come back from
+ * dr_big_alloc (same pointer, so already mapped); small ones, and sizes that do not fit, do not.
+ */
+#include "base/big_buffers.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static void test_large_buffer_reused(void **state) {
+    (void)state;
+    dr_big_trim();
+    size_t len = DR_BIG_BUFFER_MIN * 2;
+    uint8_t *a = dr_big_alloc(len);
+    assert_non_null(a);
+    memset(a, 1, len);
+    dr_big_free(a);
+    uint8_t *b = dr_big_alloc(len - 100); /* fits: the kept buffer comes back */
+    assert_ptr_equal(b, a);
+    uint8_t *c = dr_big_alloc(len); /* the cache is empty again: a fresh one */
+    assert_non_null(c);
+    assert_ptr_not_equal(c, a);
+    dr_big_free(b);
+    dr_big_free(c);
+    /* too large for the kept ones, or so small they would waste half: fresh */
+    uint8_t *d = dr_big_alloc(len * 3);
+    assert_non_null(d);
+    assert_ptr_not_equal(d, a);
+    assert_ptr_not_equal(d, c);
+    uint8_t *e = dr_big_alloc(DR_BIG_BUFFER_MIN); /* 8 MiB kept ones are more than twice */
+    assert_non_null(e);
+    assert_ptr_not_equal(e, a);
+    assert_ptr_not_equal(e, c);
+    free(d); /* dr_big_alloc's buffers are plain malloc'd ones */
+    free(e);
+    dr_big_trim();
+}
+
+static void test_small_buffers_not_kept(void **state) {
+    (void)state;
+    dr_big_trim();
+    uint8_t *a = dr_big_alloc(1000);
+    assert_non_null(a);
+    dr_big_free(a);
+    dr_big_free(NULL);
+    uint8_t *small = malloc(DR_BIG_BUFFER_MIN / 2);
+    assert_non_null(small);
+    dr_big_free(small); /* freed, not kept */
+    /* a large one is kept; a small request never takes it */
+    uint8_t *big = dr_big_alloc(DR_BIG_BUFFER_MIN);
+    assert_non_null(big);
+    dr_big_free(big);
+    uint8_t *b = dr_big_alloc(1000);
+    assert_non_null(b);
+    assert_ptr_not_equal(b, big);
+    assert_ptr_equal(dr_big_alloc(DR_BIG_BUFFER_MIN), big); /* still kept */
+    free(big);
+    free(b);
+}
+
+static void test_cache_bounded(void **state) {
+    (void)state;
+    dr_big_trim();
+    void *kept[DR_BIG_BUFFER_COUNT + 2];
+    for (int i = 0; i < DR_BIG_BUFFER_COUNT + 2; i++) {
+        kept[i] = malloc(DR_BIG_BUFFER_MIN);
+        assert_non_null(kept[i]);
+    }
+    for (int i = 0; i < DR_BIG_BUFFER_COUNT + 2; i++)
+        dr_big_free(kept[i]); /* the last two are freed: the cache holds COUNT */
+    int reused = 0;
+    void *got[DR_BIG_BUFFER_COUNT + 2];
+    for (int i = 0; i < DR_BIG_BUFFER_COUNT + 2; i++) {
+        got[i] = dr_big_alloc(DR_BIG_BUFFER_MIN);
+        for (int k = 0; k < DR_BIG_BUFFER_COUNT; k++)
+            reused += got[i] == kept[k];
+    }
+    assert_int_equal(reused, DR_BIG_BUFFER_COUNT);
+    for (int i = 0; i < DR_BIG_BUFFER_COUNT + 2; i++)
+        free(got[i]);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_large_buffer_reused),
+        cmocka_unit_test(test_small_buffers_not_kept),
+        cmocka_unit_test(test_cache_bounded),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
