@@ -151,7 +151,7 @@ int delivery_push_persisted(delivery_queue *queue, uint32_t subgroup, int64_t ve
     item->global = global;
     item->message.subgroup = subgroup;
     item->message.version = version;
-    push_item(queue, item);
+    push_item(queue, item, true); /* not part of a delivery pass: wake now */
     return DR_OK;
 }
 

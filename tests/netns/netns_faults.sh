@@ -284,6 +284,11 @@ last_view() {
   awk '/^VIEW / { v = $3 " " $4 } END { print v }' "$run_dir/node$1.out"
 }
 
+# The id of the last view node $1 printed (0 if none).
+last_vid() {
+  awk '/^VIEW / { v = $3; sub("vid=", "", v) } END { print v + 0 }' "$run_dir/node$1.out"
+}
+
 # The members of view line $1 ("vid=N members=a,b,...") as a sorted list "a,b,...".
 member_set() {
   echo "${1#*members=}" | tr ',' '\n' | sort -n | paste -sd, -
@@ -312,10 +317,33 @@ start_stream() {
   wait_all '^SENDING' 0 1 2 3 4
 }
 
-# The nodes in $@ whose output has a STOPPED line (printed on a line of their own).
+# The nodes in $@ whose group stopped: a STOPPED line (printed on a line of their own), or, for
+# a node that had already printed DONE, the runtime's "group stopped" log line.
 stopped_nodes() {
   local i
-  for i in "$@"; do grep -q '^STOPPED' "$run_dir/node$i.out" && echo "$i"; done
+  for i in "$@"; do
+    grep -q '^STOPPED' "$run_dir/node$i.out" || grep -q 'group stopped' "$run_dir/node$i.err" &&
+      echo "$i"
+  done
+}
+
+# The highest view id any node printed.
+highest_vid() {
+  cat "$run_dir"/node*.out | awk '/^VIEW / { v = $3; sub("vid=", "", v); if (v + 0 > max) max = v + 0 }
+    END { print max + 0 }'
+}
+
+# Waits until each node in $@ reacted to a fault struck in view $1: its group stopped or it
+# installed a later view, up to 60 s (a fast stream may print DONE before the fault lands).
+wait_reaction() {
+  local full=$1 deadline=$(($(date +%s) + 60)) i
+  shift
+  for i in "$@"; do
+    until [ -n "$(stopped_nodes "$i")" ] || [ "$(last_vid "$i")" -gt "$full" ]; do
+      [ "$(date +%s)" -lt "$deadline" ] || fail "node $i neither stopped nor left view $full"
+      sleep 0.1
+    done
+  done
 }
 
 # Waits until each node in $@ printed DONE or STOPPED, up to 60 s.
@@ -324,13 +352,16 @@ wait_outcome() {
 }
 
 scenario_bridge() {
+  local before messages=$((messages * 4)) # a longer stream: the cut lands while it flows
   start_stream --wait-from members --expect-members 0
+  before=$(highest_vid)
   # strike mid-stream: the timing of the fault, not a synchronisation
   sleep 0.3
   cut_one_way 0 2 && cut_one_way 0 4 && cut_one_way 1 2 && cut_one_way 1 4
   cut_one_way 2 0 && cut_one_way 2 1 && cut_one_way 4 0 && cut_one_way 4 1
   log "cut {0,1} | {2,4}; 3 reaches both"
   wait_outcome 0 1 2 3 4
+  wait_reaction "$before" 0 1 2 3 4
   check_views
   local stopped running=() i views
   stopped=$(stopped_nodes 0 1 2 3 4 | tr '\n' ' ')
