@@ -47,8 +47,9 @@ struct exec_ctx {
     size_t arena_floats;
     float *scratch; /* im2col / layout conversion */
     size_t scratch_floats;
-    void *src16; /* bf16 copy of a convolution's input (bf16 contexts) */
-    dconv **dc;  /* per node */
+    void *src16;         /* bf16 copy of a convolution's input (bf16 contexts) */
+    dconv **dc;          /* per node */
+    unsigned char *nthr; /* per node: threads it runs with (1 for small operators) */
 #ifdef DR_HAVE_DNNL
     dnnl_stream_t stream;
 #endif
@@ -522,6 +523,7 @@ static void ctx_free(exec_ctx *c, const ir_graph *g) {
             dconv_free(c->dc[i]);
         free(c->dc);
     }
+    free(c->nthr);
 #ifdef DR_HAVE_DNNL
     if (c->stream)
         dnnl_stream_destroy(c->stream);
@@ -548,6 +550,56 @@ static int kernel_threads(int threads) {
 #else
     return threads;
 #endif
+}
+
+/*
+ * Work below which an operator runs on the calling thread alone, in FLOP-equivalents (about
+ * 75 us of one core). With passive OpenMP waiting every parallel region wakes the sleeping
+ * worker (a futex wake and a reschedule, tens of microseconds, more on a loaded machine): for
+ * SqueezeNet's 1x1 convolutions (~6 MFLOP, ~35 us) that costs more than half the work saves.
+ * DR_INFER_SERIAL_WORK overrides it (0: every operator uses all threads, the old behaviour).
+ */
+#define SERIAL_WORK_DEFAULT 15e6
+/* A conv/FC FLOP is ~25x cheaper than one output element of the memory-bound kernels. */
+#define ELEMENT_WORK 25.0
+
+static double serial_work_limit(void) {
+    const char *e = getenv("DR_INFER_SERIAL_WORK");
+    char *end;
+    double v = e ? strtod(e, &end) : SERIAL_WORK_DEFAULT;
+    return e && (end == e || !(v >= 0)) ? SERIAL_WORK_DEFAULT : v;
+}
+
+/* Estimated work of node n in context c (its whole batch), in FLOP-equivalents. */
+static double node_work(const exec_ctx *c, const ir_graph *g, const ir_node *n) {
+    double out_n = (double)prod(DIMS(c, n->out), 0, c->ndims[n->out]);
+    if (n->op == IR_CONV || n->op == IR_FC) {
+        const ir_value *w = &g->vals[n->in[1]];
+        return 2.0 * out_n * (double)(ir_numel(w) / (w->dims[0] ? w->dims[0] : 1));
+    }
+    if (n->op == IR_POOL)
+        return ELEMENT_WORK * (n->pool.global ? (double)prod(DIMS(c, n->in[0]), 0, 4)
+                                              : out_n * n->pool.kh * n->pool.kw);
+    return ELEMENT_WORK * out_n * (n->n_in > 1 ? n->n_in : 1);
+}
+
+/* Sets c->nthr: `threads` for each node, 1 for those whose work is under the serial limit. */
+static int ctx_node_threads(exec_ctx *c, const ir_graph *g, int threads, dr_err *err) {
+    c->nthr = malloc((size_t)g->n_nodes);
+    if (!c->nthr)
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    double limit = serial_work_limit();
+    int serial = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ir_node *n = &g->nodes[i];
+        int small = threads > 1 && !n->removed && node_work(c, g, n) < limit;
+        c->nthr[i] = (unsigned char)(small ? 1 : threads);
+        serial += small;
+    }
+    if (threads > 1)
+        DR_DEBUG(DR_LOGM_INFER, "context batch %d: %d small operators on one thread", c->batch,
+                 serial);
+    return 0;
 }
 
 /* Checks what the kernels cannot run and returns the largest scratch a node needs. */
@@ -587,7 +639,7 @@ static int ctx_build_dnnl(exec_model *em, exec_ctx *c, int threads, int bf16, si
         return dr_err_set(err, DR_EUNSUPPORTED, "oneDNN engine unavailable");
     if (dnnl_stream_create(&c->stream, g_engine, dnnl_stream_default_flags) != dnnl_success)
         return dr_err_set(err, DR_EUNSUPPORTED, "oneDNN stream");
-    omp_set_num_threads(kernel_threads(threads));
+    (void)threads; /* per node: c->nthr */
     size_t src16 = 0;
     int n_bf16 = 0, n_conv = 0, rc;
     for (int i = 0; i < g->n_nodes; i++) {
@@ -596,6 +648,8 @@ static int ctx_build_dnnl(exec_model *em, exec_ctx *c, int threads, int bf16, si
             continue;
         size_t sb = 0, s16 = 0;
         n_conv++;
+        /* oneDNN takes a primitive's thread count from OpenMP when it is created */
+        omp_set_num_threads(c->nthr[i]);
         /* bf16 where oneDNN has the kernel, else this convolution stays f32 */
         if (bf16 && dconv_build(em, i, c, 1, &c->dc[i], &sb, &s16, NULL) == 0)
             n_bf16++;
@@ -641,7 +695,8 @@ static int ctx_create_locked(exec_model *em, int batch, int backend, int threads
         goto fail;
     }
     if ((rc = ir_infer_shapes(g, batch, c->dims, c->ndims, err)) || (rc = plan(c, g, err)) ||
-        (rc = ctx_check_nodes(c, g, &scratch, err)))
+        (rc = ctx_check_nodes(c, g, &scratch, err)) ||
+        (rc = ctx_node_threads(c, g, kernel_threads(threads), err)))
         goto fail;
     uint64_t act_limit = em->max_act_bytes * (uint64_t)batch;
     if (act_limit > MAX_ARENA_BYTES)
@@ -1418,13 +1473,15 @@ static int run_part(exec_model *em, const float *input, int batch, float *out, i
         openblas_set_num_threads(threads);
     from_logical(c, g, g->input, input);
     rc = 0;
-    int profile = em->profile;
+    int profile = em->profile, cur_thr = threads;
     double op_s[IR_NUM_OPS] = {0};
     for (int i = 0; i < g->n_nodes && !rc; i++) {
         if (g->nodes[i].removed)
             continue;
         double t0 = profile ? omp_get_wtime() : 0;
-        rc = node_run(em, c, i, threads, err);
+        if (c->nthr[i] != cur_thr) /* what oneDNN's SGEMM (FC) takes from OpenMP */
+            omp_set_num_threads(cur_thr = c->nthr[i]);
+        rc = node_run(em, c, i, c->nthr[i], err);
         if (profile) {
             op_s[g->nodes[i].op] += omp_get_wtime() - t0;
             if (profile == 2)
