@@ -1,6 +1,7 @@
 /* Validation and assembly of client-streamed uploads (stream rules: upload.h). */
 #include "upload.h"
 
+#include "derecho/infer.h"
 #include "sospdemo.pb-c.h"
 
 #include <assert.h>
@@ -70,6 +71,10 @@ static int accept_model_metadata(sd_upload *upload,
                           " + params %" PRIu32 ") exceeds the limit of %" PRIu64 " bytes",
                           rpc, total, md->synset_size, md->symbol_size, md->params_size,
                           upload->limits.max_model_bytes);
+    dr_precision precision = DR_PRECISION_FP32;
+    if (md->precision && md->precision[0] && dr_precision_parse(md->precision, &precision) != 0)
+        return dr_err_set(err, DR_EINVAL, "%s: precision must be fp32, bf16 or auto", rpc);
+    upload->precision = (uint8_t)precision;
     upload->model_tag = md->tag;
     upload->synset_size = md->synset_size;
     upload->symbol_size = md->symbol_size;

@@ -58,6 +58,7 @@ typedef struct sd_upload {
     uint32_t synset_size;    /**< model: bytes of the synset part */
     uint32_t symbol_size;    /**< model: bytes of the symbol part */
     uint32_t params_size;    /**< model: bytes of the params part */
+    uint8_t precision;       /**< model: dr_precision from the metadata (empty: fp32) */
     uint64_t expected_bytes; /**< announced total (photo_size or the sum of the model parts) */
     dr_buf data;             /**< received bytes; max_bytes = expected_bytes */
 } sd_upload;
