@@ -11,8 +11,8 @@
 
 #include "client.h"
 #include "derecho/buffer.h"
-#include "derecho/infer.h"
 #include "derecho/log.h"
+#include "upload.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -709,8 +709,8 @@ static enum MHD_Result do_install(sd_http_api *api, struct MHD_Connection *conn,
     if (req->parts_bytes > api->config.limits.max_model_bytes)
         return answer_error(api, conn, req, MHD_HTTP_CONTENT_TOO_LARGE,
                             "the model exceeds the size limit");
-    dr_precision precision = DR_PRECISION_FP32;
-    if (req->precision_len && dr_precision_parse(req->precision, &precision) != 0)
+    uint8_t precision = 0;
+    if (sd_precision_parse(req->precision, &precision) != DR_OK)
         return answer_error(api, conn, req, MHD_HTTP_BAD_REQUEST,
                             "precision must be fp32, bf16 or auto");
     if (!api->backend.install_model)
@@ -722,8 +722,8 @@ static enum MHD_Result do_install(sd_http_api *api, struct MHD_Connection *conn,
     const dr_buf *p = req->parts;
     int rc = api->backend.install_model(api->backend.user, req->model_tag, p[PART_SYNSET].data,
                                         p[PART_SYNSET].len, p[PART_SYMBOL].data, p[PART_SYMBOL].len,
-                                        p[PART_PARAMS].data, p[PART_PARAMS].len, (uint8_t)precision,
-                                        &code, &desc, &err);
+                                        p[PART_PARAMS].data, p[PART_PARAMS].len, precision, &code,
+                                        &desc, &err);
     return model_answer(api, conn, req, rc, code, desc, &err, MHD_HTTP_CONFLICT);
 }
 

@@ -63,6 +63,12 @@ typedef struct sd_upload {
     dr_buf data;             /**< received bytes; max_bytes = expected_bytes */
 } sd_upload;
 
+/**
+ * Parses an install precision: NULL, "" or "fp32" -> DR_PRECISION_FP32, "bf16", "auto" -> the
+ * dr_precision value in *out. Returns 0 or DR_EINVAL (*out untouched).
+ */
+int sd_precision_parse(const char *text, uint8_t *out);
+
 /** Prepares an empty upload of the given kind. Never fails. */
 void sd_upload_init(sd_upload *upload, sd_upload_kind kind, const sd_upload_limits *limits);
 
