@@ -231,6 +231,28 @@ out:
     return rc;
 }
 
+/* The attributes of node n's convolution: user scratchpad, the fused sum and activation
+ * post-ops. The caller destroys *attr and *po (set even on failure, or NULL). */
+static int dconv_attr(const ir_node *n, dnnl_primitive_attr_t *attr, dnnl_post_ops_t *po,
+                      dr_err *err) {
+    int rc = 0;
+    DN(dnnl_primitive_attr_create(attr));
+    DN(dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user));
+    dnnl_alg_kind_t alg;
+    float da, db;
+    int has_act = act_alg(n->act, n->alpha, n->beta, &alg, &da, &db);
+    if (has_act || n->has_sum) {
+        DN(dnnl_post_ops_create(po));
+        if (n->has_sum) /* dst = conv(src) + dst, where dst holds the residual */
+            DN(dnnl_post_ops_append_sum(*po, 1.0f));
+        if (has_act)
+            DN(dnnl_post_ops_append_eltwise(*po, 1.0f, alg, da, db));
+        DN(dnnl_primitive_attr_set_post_ops(*attr, *po));
+    }
+out:
+    return rc;
+}
+
 /*
  * Builds the oneDNN convolution of node n in context c; scratchpad size goes to *scratch.
  * bf16: bfloat16 input and weights, f32 bias and output (the input is converted before each
@@ -274,19 +296,8 @@ static int dconv_build(exec_model *em, int node_idx, exec_ctx *c, int bf16, dcon
     DN(dnnl_dilated_convolution_forward_desc_init(
         &cd, dnnl_forward_inference, dnnl_convolution_direct, bf16 ? &smd16 : &smd, &wany,
         n->n_in > 2 ? &bmd : NULL, &dmd, strides, dil, pl, pr));
-    DN(dnnl_primitive_attr_create(&attr));
-    DN(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
-    dnnl_alg_kind_t alg;
-    float da, db;
-    int has_act = act_alg(n->act, n->alpha, n->beta, &alg, &da, &db);
-    if (has_act || n->has_sum) {
-        DN(dnnl_post_ops_create(&po));
-        if (n->has_sum) /* dst = conv(src) + dst, where dst holds the residual */
-            DN(dnnl_post_ops_append_sum(po, 1.0f));
-        if (has_act)
-            DN(dnnl_post_ops_append_eltwise(po, 1.0f, alg, da, db));
-        DN(dnnl_primitive_attr_set_post_ops(attr, po));
-    }
+    if ((rc = dconv_attr(n, &attr, &po, err)))
+        goto out;
     DN(dnnl_primitive_desc_create(&pd, &cd, attr, g_engine, NULL));
     DN(dnnl_primitive_create(&d->prim, pd));
     const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
