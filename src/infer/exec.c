@@ -848,6 +848,49 @@ static void conv_sgemm(const exec_model *em, exec_ctx *c, const ir_node *n, int 
     }
 }
 
+/*
+ * One output row (oh) of a windowed pooling over one image (NHWC, `in` and `row` distinct).
+ * Compiled for AVX-512 and AVX2 as well as the baseline and chosen at load (the build is
+ * portable, -O3 without -march): the channel loops are what vectorises.
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static void
+pool_row(const ir_pool *p, const float *restrict in, float *restrict row, int64_t oh, int64_t OW,
+         int64_t H, int64_t W, int64_t C) {
+    for (int64_t ow = 0; ow < OW; ow++) {
+        float *restrict o = row + ow * C;
+        int64_t h0 = oh * p->sh - p->pt, w0 = ow * p->sw - p->pl;
+        int64_t h1 = h0 + p->kh, w1 = w0 + p->kw;
+        int64_t count_pad = (h1 < H + p->pb ? h1 : H + p->pb) - h0;
+        count_pad *= (w1 < W + p->pr ? w1 : W + p->pr) - w0;
+        int64_t hs = h0 < 0 ? 0 : h0, ws = w0 < 0 ? 0 : w0;
+        int64_t he = h1 > H ? H : h1, we = w1 > W ? W : w1;
+        for (int64_t k = 0; k < C; k++)
+            o[k] = p->is_max ? -INFINITY : 0.0f;
+        for (int64_t ih = hs; ih < he; ih++)
+            for (int64_t iw = ws; iw < we; iw++) {
+                const float *restrict i0 = in + (ih * W + iw) * C;
+                if (p->is_max)
+                    for (int64_t k = 0; k < C; k++)
+                        o[k] = i0[k] > o[k] ? i0[k] : o[k];
+                else
+                    for (int64_t k = 0; k < C; k++)
+                        o[k] += i0[k];
+            }
+        if (!p->is_max) {
+            int64_t cnt = p->count_include_pad ? count_pad : (he - hs) * (we - ws);
+            float inv = cnt > 0 ? 1.0f / (float)cnt : 0.0f;
+            for (int64_t k = 0; k < C; k++)
+                o[k] *= inv;
+        } else if (he <= hs || we <= ws) {
+            for (int64_t k = 0; k < C; k++)
+                o[k] = 0.0f;
+        }
+    }
+}
+
 static void pool_run(exec_ctx *c, const ir_graph *g, const ir_node *n, int threads) {
     const int64_t *x = DIMS(c, n->in[0]), *y = DIMS(c, n->out);
     const ir_pool *p = &n->pool;
@@ -873,36 +916,7 @@ static void pool_run(exec_ctx *c, const ir_graph *g, const ir_node *n, int threa
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < N * OH; r++) {
         int64_t b = r / OH, oh = r % OH;
-        for (int64_t ow = 0; ow < OW; ow++) {
-            float *o = out + ((b * OH + oh) * OW + ow) * C;
-            int64_t h0 = oh * p->sh - p->pt, w0 = ow * p->sw - p->pl;
-            int64_t h1 = h0 + p->kh, w1 = w0 + p->kw;
-            int64_t count_pad = (h1 < H + p->pb ? h1 : H + p->pb) - h0;
-            count_pad *= (w1 < W + p->pr ? w1 : W + p->pr) - w0;
-            int64_t hs = h0 < 0 ? 0 : h0, ws = w0 < 0 ? 0 : w0;
-            int64_t he = h1 > H ? H : h1, we = w1 > W ? W : w1;
-            for (int64_t k = 0; k < C; k++)
-                o[k] = p->is_max ? -INFINITY : 0.0f;
-            for (int64_t ih = hs; ih < he; ih++)
-                for (int64_t iw = ws; iw < we; iw++) {
-                    const float *i0 = in + ((b * H + ih) * W + iw) * C;
-                    if (p->is_max)
-                        for (int64_t k = 0; k < C; k++)
-                            o[k] = i0[k] > o[k] ? i0[k] : o[k];
-                    else
-                        for (int64_t k = 0; k < C; k++)
-                            o[k] += i0[k];
-                }
-            if (!p->is_max) {
-                int64_t cnt = p->count_include_pad ? count_pad : (he - hs) * (we - ws);
-                float inv = cnt > 0 ? 1.0f / (float)cnt : 0.0f;
-                for (int64_t k = 0; k < C; k++)
-                    o[k] *= inv;
-            } else if (he <= hs || we <= ws) {
-                for (int64_t k = 0; k < C; k++)
-                    o[k] = 0.0f;
-            }
-        }
+        pool_row(p, in + b * H * W * C, out + (b * OH + oh) * OW * C, oh, OW, H, W, C);
     }
 }
 
