@@ -34,7 +34,8 @@
 typedef struct sd_entry {
     uint32_t tag;
     sd_model_format format;
-    uint8_t *data; /* synset | symbol | params */
+    uint8_t precision; /* dr_precision the engine is loaded with (install metadata) */
+    uint8_t *data;     /* synset | symbol | params */
     uint32_t synset_len, symbol_len, params_len;
     uint64_t digest;
     atomic_int refs;
@@ -64,6 +65,19 @@ struct sd_categorizer {
 
 const char *sd_model_format_name(sd_model_format format) {
     return format == SD_FORMAT_ONNX ? "onnx" : "mxnet";
+}
+
+const char *sd_precision_name(uint8_t precision) {
+    return precision == DR_PRECISION_BF16   ? "bf16"
+           : precision == DR_PRECISION_AUTO ? "auto"
+                                            : "fp32";
+}
+
+int sd_model_args_add_precision(dr_buf *out, uint8_t precision) {
+    if (precision > DR_PRECISION_AUTO)
+        return DR_EINVAL;
+    dr_buf_put_u8(out, precision);
+    return out->failed ? DR_ETOOBIG : DR_OK;
 }
 
 /* ---- wire helpers ------------------------------------------------------------------------ */
@@ -193,7 +207,7 @@ int sd_model_list_decode(const uint8_t *bytes, size_t len, sd_model_info **infos
     dr_reader reader;
     dr_reader_init(&reader, bytes, len);
     uint32_t count = dr_reader_u32(&reader);
-    const size_t entry_bytes = 4 + 1 + 8 + 8;
+    const size_t entry_bytes = 4 + 1 + 1 + 8 + 8;
     if (reader.failed || (size_t)count > dr_reader_remaining(&reader) / entry_bytes)
         return DR_EPROTO;
     sd_model_info *infos = calloc(count ? count : 1, sizeof *infos);
@@ -203,6 +217,9 @@ int sd_model_list_decode(const uint8_t *bytes, size_t len, sd_model_info **infos
         infos[i].tag = dr_reader_u32(&reader);
         infos[i].format =
             dr_reader_u8(&reader) == SD_FORMAT_ONNX ? SD_FORMAT_ONNX : SD_FORMAT_MXNET;
+        infos[i].precision = dr_reader_u8(&reader);
+        if (infos[i].precision > DR_PRECISION_AUTO)
+            reader.failed = true;
         infos[i].bytes = dr_reader_u64(&reader);
         infos[i].digest = dr_reader_u64(&reader);
     }
@@ -241,7 +258,7 @@ static sd_model_format detect_format(const uint8_t *params, uint32_t params_len,
 
 static sd_entry *entry_new(uint32_t tag, const uint8_t *synset, uint32_t synset_len,
                            const uint8_t *symbol, uint32_t symbol_len, const uint8_t *params,
-                           uint32_t params_len) {
+                           uint32_t params_len, uint8_t precision) {
     sd_entry *entry = calloc(1, sizeof *entry);
     size_t total = (size_t)synset_len + symbol_len + params_len;
     if (!entry)
@@ -259,6 +276,7 @@ static sd_entry *entry_new(uint32_t tag, const uint8_t *synset, uint32_t synset_
     entry->symbol_len = symbol_len;
     entry->params_len = params_len;
     entry->format = detect_format(params, params_len, symbol_len);
+    entry->precision = precision;
     entry->digest = digest_bytes(entry->data, total);
     atomic_init(&entry->refs, 1);
     pthread_mutex_init(&entry->engine_lock, NULL);
@@ -376,6 +394,24 @@ size_t sd_categorizer_model_count(sd_categorizer *cat) {
     return count;
 }
 
+int sd_categorizer_engine_precision(sd_categorizer *cat, uint32_t tag, int *precision_out) {
+    pthread_mutex_lock(&cat->lock);
+    bool found = false;
+    size_t index = table_find(cat, tag, &found);
+    int rc = DR_ENOTFOUND;
+    if (found) {
+        sd_entry *entry = cat->entries[index];
+        pthread_mutex_lock(&entry->engine_lock);
+        if (entry->engine) {
+            *precision_out = (int)dr_model_precision(entry->engine);
+            rc = DR_OK;
+        }
+        pthread_mutex_unlock(&entry->engine_lock);
+    }
+    pthread_mutex_unlock(&cat->lock);
+    return rc;
+}
+
 /* ---- handlers ---------------------------------------------------------------------------- */
 
 /* Decoded model args (pointers borrowed from the call's bytes). */
@@ -383,6 +419,7 @@ typedef struct model_args {
     uint32_t tag;
     uint32_t synset_len, symbol_len, params_len;
     const uint8_t *synset, *symbol, *params;
+    uint8_t precision; /* dr_precision; the optional trailing byte (absent: fp32) */
 } model_args;
 
 static int decode_model_args(const sd_categorizer *cat, const uint8_t *args, size_t len,
@@ -408,6 +445,14 @@ static int decode_model_args(const sd_categorizer *cat, const uint8_t *args, siz
     out->synset = dr_reader_bytes(&reader, out->synset_len);
     out->symbol = dr_reader_bytes(&reader, out->symbol_len);
     out->params = dr_reader_bytes(&reader, out->params_len);
+    out->precision = DR_PRECISION_FP32;
+    if (!reader.failed && dr_reader_remaining(&reader) > 0) {
+        out->precision = dr_reader_u8(&reader);
+        if (out->precision > DR_PRECISION_AUTO) {
+            dr_buf_put_str(reply, "malformed install arguments (unknown precision)");
+            return DR_EINVAL;
+        }
+    }
     if (!dr_reader_done(&reader)) {
         dr_buf_put_str(reply, "malformed install arguments (sizes do not match the data)");
         return DR_EINVAL;
@@ -438,8 +483,9 @@ static int handle_ordered_install(void *ctx, const dr_rpc_call_info *info, const
         snprintf(text, sizeof text, "install_model failed because tag (%u) has been taken.",
                  model.tag);
     } else {
-        sd_entry *entry = entry_new(model.tag, model.synset, model.synset_len, model.symbol,
-                                    model.symbol_len, model.params, model.params_len);
+        sd_entry *entry =
+            entry_new(model.tag, model.synset, model.synset_len, model.symbol, model.symbol_len,
+                      model.params, model.params_len, model.precision);
         if (!entry || table_insert_at(cat, index, entry) != DR_OK) {
             entry_release(entry);
             code = DR_ENOMEM;
@@ -447,8 +493,9 @@ static int handle_ordered_install(void *ctx, const dr_rpc_call_info *info, const
                      model.tag);
         } else {
             snprintf(text, sizeof text, "%s", SD_DESC_INSTALL_OK);
-            DR_INFO(DR_LOGM_APP, "installed model tag %u (%s, %llu bytes)", model.tag,
-                    sd_model_format_name(entry->format), (unsigned long long)entry_bytes(entry));
+            DR_INFO(DR_LOGM_APP, "installed model tag %u (%s, %s, %llu bytes)", model.tag,
+                    sd_model_format_name(entry->format), sd_precision_name(entry->precision),
+                    (unsigned long long)entry_bytes(entry));
         }
     }
     pthread_mutex_unlock(&cat->lock);
@@ -566,12 +613,15 @@ static int validate_model(const model_args *model, char *why, size_t cap) {
         return DR_OK; /* ordered_install refuses an empty model with its own message */
     dr_err err = {0};
     dr_model *engine = NULL;
+    dr_load_options opts;
+    dr_load_options_default(&opts);
+    opts.precision = (dr_precision)model->precision; /* bf16 without native bf16 fails here */
     int rc = detect_format(model->params, model->params_len, model->symbol_len) == SD_FORMAT_ONNX
-                 ? dr_model_load_onnx(model->params, model->params_len, model->synset,
-                                      model->synset_len, NULL, &engine, &err)
-                 : dr_model_load_mxnet(model->synset, model->synset_len, model->symbol,
-                                       model->symbol_len, model->params, model->params_len, NULL,
-                                       &engine, &err);
+                 ? dr_model_load_onnx_ex(model->params, model->params_len, model->synset,
+                                         model->synset_len, &opts, &engine, &err)
+                 : dr_model_load_mxnet_ex(model->synset, model->synset_len, model->symbol,
+                                          model->symbol_len, model->params, model->params_len,
+                                          &opts, &engine, &err);
     dr_model_free(engine);
     if (rc == DR_OK)
         return DR_OK;
@@ -635,18 +685,21 @@ static dr_model *load_engine(const sd_entry *entry) {
     const uint8_t *synset = entry->data;
     const uint8_t *symbol = synset + entry->synset_len;
     const uint8_t *params = symbol + entry->symbol_len;
+    dr_load_options opts;
+    dr_load_options_default(&opts);
+    opts.precision = (dr_precision)entry->precision;
     int rc = entry->format == SD_FORMAT_ONNX
-                 ? dr_model_load_onnx(params, entry->params_len, synset, entry->synset_len, NULL,
-                                      &engine, &err)
-                 : dr_model_load_mxnet(synset, entry->synset_len, symbol, entry->symbol_len, params,
-                                       entry->params_len, NULL, &engine, &err);
+                 ? dr_model_load_onnx_ex(params, entry->params_len, synset, entry->synset_len,
+                                         &opts, &engine, &err)
+                 : dr_model_load_mxnet_ex(synset, entry->synset_len, symbol, entry->symbol_len,
+                                          params, entry->params_len, &opts, &engine, &err);
     if (rc != DR_OK) {
         DR_WARN(DR_LOGM_APP, "cannot load the model of tag %u (%s): %s", entry->tag,
                 sd_model_format_name(entry->format), err.msg);
         return NULL;
     }
-    DR_INFO(DR_LOGM_APP, "built the engine of tag %u (%zu classes)", entry->tag,
-            dr_model_num_classes(engine));
+    DR_INFO(DR_LOGM_APP, "built the engine of tag %u (%zu classes, %s)", entry->tag,
+            dr_model_num_classes(engine), sd_precision_name(dr_model_precision(engine)));
     return engine;
 }
 
@@ -861,6 +914,7 @@ static int handle_list_models(void *ctx, const dr_rpc_call_info *info, const uin
         const sd_entry *entry = cat->entries[i];
         dr_buf_put_u32(reply, entry->tag);
         dr_buf_put_u8(reply, (uint8_t)entry->format);
+        dr_buf_put_u8(reply, entry->precision);
         dr_buf_put_u64(reply, entry_bytes(entry));
         dr_buf_put_u64(reply, entry->digest);
     }
@@ -880,6 +934,7 @@ static int serialize_models(void *ctx, uint32_t subgroup, dr_buf *out) {
         const sd_entry *entry = cat->entries[i];
         dr_buf_put_u32(out, entry->tag);
         dr_buf_put_u8(out, (uint8_t)entry->format);
+        dr_buf_put_u8(out, entry->precision);
         dr_buf_put_u32(out, entry->synset_len);
         dr_buf_put_u32(out, entry->symbol_len);
         dr_buf_put_u32(out, entry->params_len);
@@ -903,7 +958,7 @@ static int restore_models(void *ctx, uint32_t subgroup, const uint8_t *bytes, si
     if (dr_reader_u32(&reader) != SNAPSHOT_MAGIC)
         return DR_ECORRUPT;
     uint32_t count = dr_reader_u32(&reader);
-    if (reader.failed || count > dr_reader_remaining(&reader) / 17)
+    if (reader.failed || count > dr_reader_remaining(&reader) / 18)
         return DR_ECORRUPT;
     sd_entry **entries = calloc(count ? count : 1, sizeof *entries);
     if (!entries)
@@ -913,18 +968,19 @@ static int restore_models(void *ctx, uint32_t subgroup, const uint8_t *bytes, si
     for (uint32_t i = 0; i < count && rc == DR_OK; i++) {
         uint32_t tag = dr_reader_u32(&reader);
         (void)dr_reader_u8(&reader); /* format: re-detected from the bytes */
+        uint8_t precision = dr_reader_u8(&reader);
         uint32_t synset_len = dr_reader_u32(&reader);
         uint32_t symbol_len = dr_reader_u32(&reader);
         uint32_t params_len = dr_reader_u32(&reader);
         uint64_t total = (uint64_t)synset_len + symbol_len + params_len;
         const uint8_t *data =
             total <= cat->limits.max_model_bytes ? dr_reader_bytes(&reader, total) : NULL;
-        if (!data || (i > 0 && tag <= entries[i - 1]->tag)) {
+        if (!data || precision > DR_PRECISION_AUTO || (i > 0 && tag <= entries[i - 1]->tag)) {
             rc = DR_ECORRUPT;
             break;
         }
         entries[i] = entry_new(tag, data, synset_len, data + synset_len, symbol_len,
-                               data + synset_len + symbol_len, params_len);
+                               data + synset_len + symbol_len, params_len, precision);
         if (!entries[i])
             rc = DR_ENOMEM;
         else

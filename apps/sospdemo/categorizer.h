@@ -2,8 +2,8 @@
  * The categorizer tier: the replicated object type CATEGORIZER_TIER (rpc.h) that stores the
  * installed models of its shard and classifies photos with them.
  *
- * Replicated state: tag -> model (synset, symbol, params, format). The format is decided at
- * install time: params starting with the MXNet NDArray-list magic (0x112, u64 LE) are MXNet
+ * Replicated state: tag -> model (synset, symbol, params, format, precision). The format is decided
+ * at install time: params starting with the MXNet NDArray-list magic (0x112, u64 LE) are MXNet
  * (synset + symbol JSON + params), otherwise an empty symbol means ONNX (synset = labels file,
  * params = the .onnx bytes); anything else is stored as MXNet and fails to load later.
  *
@@ -27,13 +27,15 @@
  *                             photo: <reason>."; then u32 count, count x (u32 score bits, u32
  *                             n + n bytes of label): the top_k best classes, best first
  *   list_models      P2P      args: none               reply: u32 count, count x (u32 tag,
- *                             u8 format, u64 bytes, u64 digest) in tag order
+ *                             u8 format, u8 precision, u64 bytes, u64 digest) in tag order
  *
  *   model args : u32 tag, u32 synset_len, u32 symbol_len, u32 params_len, then the three
- *                byte ranges back to back (total checked against max_model_bytes)
+ *                byte ranges back to back (total checked against max_model_bytes), then
+ *                optionally u8 precision (dr_precision: 0 fp32, 1 bf16, 2 auto; absent: fp32;
+ *                anything else is refused). Every replica loads the model's engine with it
  *   model reply: u32 error_code (int32: 0 success), u32 n, n bytes of description
  *   snapshot (state transfer): u32 magic "SDCT", u32 count, count x (u32 tag, u8 format,
- *                u32 synset_len, u32 symbol_len, u32 params_len, bytes), in tag order
+ *                u8 precision, u32 synset_len, u32 symbol_len, u32 params_len, bytes), in tag order
  *
  * Engines (dr_model) are built lazily on the first inference of a tag, cached, not cached
  * when loading fails (the next inference tries again), and dropped on remove. Inference runs
@@ -81,6 +83,9 @@ typedef enum sd_model_format {
 /** Name of a format ("mxnet", "onnx"). */
 const char *sd_model_format_name(sd_model_format format);
 
+/** Name of a dr_precision value ("fp32", "bf16", "auto"; anything else "fp32"). Static. */
+const char *sd_precision_name(uint8_t precision);
+
 /** Limits of a categorizer (0: defaults SD_DEFAULT_MAX_MODEL_BYTES / _PHOTO_BYTES). */
 typedef struct sd_categorizer_limits {
     uint64_t max_model_bytes; /**< synset + symbol + params of one model */
@@ -117,6 +122,13 @@ void sd_categorizer_rpc_type(sd_categorizer *cat, dr_rpc_type *type);
 /** Number of installed models. Thread-safe. */
 size_t sd_categorizer_model_count(sd_categorizer *cat);
 
+/**
+ * Sets *precision_out to the dr_precision in effect (fp32 or bf16; auto resolved) of tag's
+ * engine. Returns 0, or DR_ENOTFOUND when the tag is not installed or its engine is not built
+ * yet (engines are built on the first inference). Thread-safe.
+ */
+int sd_categorizer_engine_precision(sd_categorizer *cat, uint32_t tag, int *precision_out);
+
 /** Engine loads attempted by inferences so far (a failed load is not retried before its
  * back-off expires, 10 s doubling to 10 min). Thread-safe. */
 size_t sd_categorizer_load_attempts(sd_categorizer *cat);
@@ -140,6 +152,12 @@ int sd_inference_reply_encode(dr_buf *out, sd_answer_kind kind, float score, con
  */
 int sd_inference_reply_decode(const uint8_t *bytes, size_t len, sd_tag_answer *answer);
 
+/**
+ * Appends the optional precision byte to model args just encoded by sd_model_args_encode
+ * (leave it out for fp32). Returns 0, DR_EINVAL (not a dr_precision) or DR_ETOOBIG.
+ */
+int sd_model_args_add_precision(dr_buf *out, uint8_t precision);
+
 /** Appends model args to *out. Returns 0 or DR_ETOOBIG / DR_ENOMEM (out's limit). */
 int sd_model_args_encode(dr_buf *out, uint32_t tag, const uint8_t *synset, size_t synset_bytes,
                          const uint8_t *symbol, size_t symbol_bytes, const uint8_t *params,
@@ -162,8 +180,9 @@ int sd_model_reply_decode(const uint8_t *bytes, size_t len, int32_t *code_out, c
 typedef struct sd_model_info {
     uint32_t tag;
     sd_model_format format;
-    uint64_t bytes;  /**< synset + symbol + params */
-    uint64_t digest; /**< FNV-1a 64 over the three ranges (replicas must agree) */
+    uint8_t precision; /**< dr_precision given at install (0 fp32, 1 bf16, 2 auto) */
+    uint64_t bytes;    /**< synset + symbol + params */
+    uint64_t digest;   /**< FNV-1a 64 over the three ranges (replicas must agree) */
 } sd_model_info;
 
 /**

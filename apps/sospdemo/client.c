@@ -14,6 +14,7 @@
 #include "derecho/error.h"
 #include "grpc_util.h"
 #include "sospdemo.pb-c.h"
+#include "upload.h"
 #include "usage.h"
 
 #include <grpc/grpc.h>
@@ -333,7 +334,8 @@ out:
     return exit_code;
 }
 
-static int run_install(const char *target, uint32_t tag, input_file files[3]) {
+static int run_install(const char *target, uint32_t tag, input_file files[3],
+                       const char *precision) {
     sd_client_call call;
     int exit_code = SD_EXIT_FAILED;
     if (open_call(&call, target, SD_METHOD_INSTALL_MODEL, timeout_ms(DEFAULT_INSTALL_TIMEOUT_MS),
@@ -347,6 +349,8 @@ static int run_install(const char *target, uint32_t tag, input_file files[3]) {
     md.synset_size = files[0].size_bytes;
     md.symbol_size = files[1].size_bytes;
     md.params_size = files[2].size_bytes;
+    if (precision)
+        md.precision = (char *)precision;
     Sospdemo__InstallModelRequest req = SOSPDEMO__INSTALL_MODEL_REQUEST__INIT;
     req.model_chunk_case = SOSPDEMO__INSTALL_MODEL_REQUEST__MODEL_CHUNK_METADATA;
     req.metadata = &md;
@@ -406,10 +410,14 @@ static int cmd_inference(int argc, char **argv) {
 
 static int cmd_install(int argc, char **argv) {
     uint32_t tag = 0;
-    if (argc != 8)
-        return usage_error(argv, "installmodel needs <tag> <synset> <symbol> <params>");
+    uint8_t precision = 0;
+    if (argc != 8 && argc != 9)
+        return usage_error(argv,
+                           "installmodel needs <tag> <synset> <symbol> <params> [fp32|bf16|auto]");
     if (parse_one_tag(argv[4], &tag) != DR_OK)
         return usage_error(argv, "the tag must be one decimal number");
+    if (argc == 9 && sd_precision_parse(argv[8], &precision) != DR_OK)
+        return usage_error(argv, "the precision must be fp32, bf16 or auto");
     printf("Use function tier node: %s\n", argv[2]);
     fflush(stdout);
     input_file files[3] = {{.fd = -1}, {.fd = -1}, {.fd = -1}};
@@ -417,7 +425,8 @@ static int cmd_install(int argc, char **argv) {
     int rc = DR_OK;
     for (int i = 0; i < 3 && rc == DR_OK; i++)
         rc = open_input(&files[i], argv[5 + i], roles[i]);
-    int exit_code = rc == DR_OK ? run_install(argv[2], tag, files) : SD_EXIT_FAILED;
+    int exit_code =
+        rc == DR_OK ? run_install(argv[2], tag, files, argc == 9 ? argv[8] : NULL) : SD_EXIT_FAILED;
     close_inputs(files, 3);
     return exit_code;
 }

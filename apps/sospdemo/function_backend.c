@@ -410,8 +410,8 @@ static bool shard_full(sd_service *service, uint32_t tag, size_t *held) {
 
 static int service_install(void *user, uint32_t tag, const uint8_t *synset, size_t synset_bytes,
                            const uint8_t *symbol, size_t symbol_bytes, const uint8_t *params,
-                           size_t params_bytes, int32_t *error_code_out, char **error_desc_out,
-                           dr_err *err) {
+                           size_t params_bytes, uint8_t precision, int32_t *error_code_out,
+                           char **error_desc_out, dr_err *err) {
     sd_service *service = user;
     uint64_t total = (uint64_t)synset_bytes + symbol_bytes + params_bytes;
     if (service->config.max_model_bytes && total > service->config.max_model_bytes)
@@ -430,10 +430,12 @@ static int service_install(void *user, uint32_t tag, const uint8_t *synset, size
         return DR_OK;
     }
     dr_buf args = {0};
-    int rc = dr_buf_reserve(&args, SD_MODEL_ARGS_HEADER_BYTES + total);
+    int rc = dr_buf_reserve(&args, SD_MODEL_ARGS_HEADER_BYTES + total + 1);
     if (rc == DR_OK)
         rc = sd_model_args_encode(&args, tag, synset, synset_bytes, symbol, symbol_bytes, params,
                                   params_bytes);
+    if (rc == DR_OK && precision != 0) /* fp32 is the default: no byte (as before) */
+        rc = sd_model_args_add_precision(&args, precision);
     if (rc != DR_OK) {
         dr_buf_free(&args);
         return dr_err_set(err, DR_ENOMEM, "out of memory for a model of %" PRIu64 " bytes", total);
@@ -572,6 +574,7 @@ static void add_model_replica(cJSON *models, uint32_t shard, uint32_t node_id,
         cJSON_AddNumberToObject(item, "tag", info->tag);
         cJSON_AddNumberToObject(item, "shard", shard);
         cJSON_AddStringToObject(item, "format", sd_model_format_name(info->format));
+        cJSON_AddStringToObject(item, "precision", sd_precision_name(info->precision));
         cJSON_AddNumberToObject(item, "bytes", (double)info->bytes);
         cJSON_AddStringToObject(item, "digest", digest);
         cJSON_AddItemToObject(item, "replicas", cJSON_CreateArray());

@@ -367,7 +367,7 @@ static void run_install_model(ft_call *c, dr_err *err) {
     char *error_desc = NULL;
     int rc =
         be->install_model(be->user, up->model_tag, synset, up->synset_size, symbol, up->symbol_size,
-                          params, up->params_size, &error_code, &error_desc, err);
+                          params, up->params_size, up->precision, &error_code, &error_desc, err);
     release_upload(c);
     reply_model(c, rc, error_code, error_desc, err);
     free(error_desc);

@@ -66,13 +66,14 @@ typedef struct sd_backend {
                     size_t photo_size_bytes, uint32_t top_k, sd_tag_answer *answers, dr_err *err);
 
     /**
-     * Installs the model under tag. Sets *error_code_out (0: success) and *error_desc_out
+     * Installs the model under tag, its engine to run in `precision` (a dr_precision: 0 fp32,
+     * 1 bf16, 2 auto). Sets *error_code_out (0: success) and *error_desc_out
      * (e.g. "install model successfully.") as returned to the client in ModelReply.
      */
     int (*install_model)(void *user, uint32_t tag, const uint8_t *synset, size_t synset_bytes,
                          const uint8_t *symbol, size_t symbol_bytes, const uint8_t *params,
-                         size_t params_bytes, int32_t *error_code_out, char **error_desc_out,
-                         dr_err *err);
+                         size_t params_bytes, uint8_t precision, int32_t *error_code_out,
+                         char **error_desc_out, dr_err *err);
 
     /** Removes the model of tag; answers like install_model. */
     int (*remove_model)(void *user, uint32_t tag, int32_t *error_code_out, char **error_desc_out,

@@ -12,6 +12,7 @@
 #include "client.h"
 #include "derecho/buffer.h"
 #include "derecho/log.h"
+#include "upload.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -197,8 +198,10 @@ typedef struct http_request {
     dr_buf body;                    /* POST /v1/whatsthis: the photo */
     struct MHD_PostProcessor *post; /* PUT: multipart parser */
     dr_buf parts[PART_COUNT];       /* PUT: synset, symbol, params */
-    uint64_t parts_bytes;           /* PUT: bytes of all parts so far */
-    unsigned error_status;          /* != 0: answer this status with error_text */
+    char precision[8];              /* PUT: the precision field's text ("" = fp32) */
+    size_t precision_len;
+    uint64_t parts_bytes;  /* PUT: bytes of all parts so far */
+    unsigned error_status; /* != 0: answer this status with error_text */
     char error_text[DR_ERR_MSG_MAX];
     int sample;               /* GET /samples/<name>: its index; -1: the list */
     sd_http_api *api;         /* the server (for the upload budget in the part callbacks) */
@@ -420,10 +423,21 @@ static enum MHD_Result on_form_part(void *cls, enum MHD_ValueKind kind, const ch
         request_fail(req, MHD_HTTP_BAD_REQUEST, "a form part without a field name");
         return MHD_NO;
     }
+    if (strcmp(key, "precision") == 0) { /* fp32 | bf16 | auto, checked in do_install */
+        if (size > sizeof req->precision - 1 - req->precision_len) {
+            request_fail(req, MHD_HTTP_BAD_REQUEST, "precision must be fp32, bf16 or auto");
+            return MHD_NO;
+        }
+        memcpy(req->precision + req->precision_len, data, size);
+        req->precision_len += size;
+        req->precision[req->precision_len] = '\0';
+        return MHD_YES;
+    }
     int part = part_of(key);
     if (part < 0) {
         request_fail(req, MHD_HTTP_BAD_REQUEST,
-                     "unknown form field '%s' (synset, symbol, params, labels, onnx)", key);
+                     "unknown form field '%s' (synset, symbol, params, labels, onnx, precision)",
+                     key);
         return MHD_NO;
     }
     /* The parts share one limit: each part may hold only what the others left. */
@@ -695,6 +709,10 @@ static enum MHD_Result do_install(sd_http_api *api, struct MHD_Connection *conn,
     if (req->parts_bytes > api->config.limits.max_model_bytes)
         return answer_error(api, conn, req, MHD_HTTP_CONTENT_TOO_LARGE,
                             "the model exceeds the size limit");
+    uint8_t precision = 0;
+    if (sd_precision_parse(req->precision, &precision) != DR_OK)
+        return answer_error(api, conn, req, MHD_HTTP_BAD_REQUEST,
+                            "precision must be fp32, bf16 or auto");
     if (!api->backend.install_model)
         return answer_error(api, conn, req, MHD_HTTP_NOT_IMPLEMENTED, "not served here");
     int32_t code = 0;
@@ -702,10 +720,10 @@ static enum MHD_Result do_install(sd_http_api *api, struct MHD_Connection *conn,
     dr_err err;
     dr_err_clear(&err);
     const dr_buf *p = req->parts;
-    int rc =
-        api->backend.install_model(api->backend.user, req->model_tag, p[PART_SYNSET].data,
-                                   p[PART_SYNSET].len, p[PART_SYMBOL].data, p[PART_SYMBOL].len,
-                                   p[PART_PARAMS].data, p[PART_PARAMS].len, &code, &desc, &err);
+    int rc = api->backend.install_model(api->backend.user, req->model_tag, p[PART_SYNSET].data,
+                                        p[PART_SYNSET].len, p[PART_SYMBOL].data, p[PART_SYMBOL].len,
+                                        p[PART_PARAMS].data, p[PART_PARAMS].len, precision, &code,
+                                        &desc, &err);
     return model_answer(api, conn, req, rc, code, desc, &err, MHD_HTTP_CONFLICT);
 }
 

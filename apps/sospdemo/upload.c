@@ -1,6 +1,7 @@
 /* Validation and assembly of client-streamed uploads (stream rules: upload.h). */
 #include "upload.h"
 
+#include "derecho/infer.h"
 #include "sospdemo.pb-c.h"
 
 #include <assert.h>
@@ -57,6 +58,19 @@ static int accept_photo_metadata(sd_upload *upload, const Sospdemo__PhotoRequest
     return DR_OK;
 }
 
+int sd_precision_parse(const char *text, uint8_t *out) {
+    /* the values of dr_precision; parsed here so that the function tier needs no engine */
+    if (!text || !text[0] || strcmp(text, "fp32") == 0)
+        *out = DR_PRECISION_FP32;
+    else if (strcmp(text, "bf16") == 0)
+        *out = DR_PRECISION_BF16;
+    else if (strcmp(text, "auto") == 0)
+        *out = DR_PRECISION_AUTO;
+    else
+        return DR_EINVAL;
+    return DR_OK;
+}
+
 static int accept_model_metadata(sd_upload *upload,
                                  const Sospdemo__InstallModelRequest__ModelMetadata *md,
                                  dr_err *err) {
@@ -70,6 +84,8 @@ static int accept_model_metadata(sd_upload *upload,
                           " + params %" PRIu32 ") exceeds the limit of %" PRIu64 " bytes",
                           rpc, total, md->synset_size, md->symbol_size, md->params_size,
                           upload->limits.max_model_bytes);
+    if (sd_precision_parse(md->precision, &upload->precision) != DR_OK)
+        return dr_err_set(err, DR_EINVAL, "%s: precision must be fp32, bf16 or auto", rpc);
     upload->model_tag = md->tag;
     upload->synset_size = md->synset_size;
     upload->symbol_size = md->symbol_size;

@@ -58,9 +58,16 @@ typedef struct sd_upload {
     uint32_t synset_size;    /**< model: bytes of the synset part */
     uint32_t symbol_size;    /**< model: bytes of the symbol part */
     uint32_t params_size;    /**< model: bytes of the params part */
+    uint8_t precision;       /**< model: dr_precision from the metadata (empty: fp32) */
     uint64_t expected_bytes; /**< announced total (photo_size or the sum of the model parts) */
     dr_buf data;             /**< received bytes; max_bytes = expected_bytes */
 } sd_upload;
+
+/**
+ * Parses an install precision: NULL, "" or "fp32" -> DR_PRECISION_FP32, "bf16", "auto" -> the
+ * dr_precision value in *out. Returns 0 or DR_EINVAL (*out untouched).
+ */
+int sd_precision_parse(const char *text, uint8_t *out);
 
 /** Prepares an empty upload of the given kind. Never fails. */
 void sd_upload_init(sd_upload *upload, sd_upload_kind kind, const sd_upload_limits *limits);

@@ -156,7 +156,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             sd_model_info *infos = NULL;
             size_t count = 0;
             if (sd_model_list_decode(args, len, &infos, &count) == DR_OK) {
-                FUZZ_CHECK(4 + count * 21 == len);
+                FUZZ_CHECK(4 + count * 22 == len);
                 free(infos);
             }
         }

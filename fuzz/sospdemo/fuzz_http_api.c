@@ -83,8 +83,10 @@ static int fake_classify(void *user, const uint32_t *tags, size_t n_tags, const 
 
 static int fake_install(void *user, uint32_t tag, const uint8_t *synset, size_t synset_bytes,
                         const uint8_t *symbol, size_t symbol_bytes, const uint8_t *params,
-                        size_t params_bytes, int32_t *code, char **desc, dr_err *err) {
+                        size_t params_bytes, uint8_t precision, int32_t *code, char **desc,
+                        dr_err *err) {
     (void)user, (void)synset, (void)symbol, (void)params;
+    FUZZ_CHECK(precision <= 2); /* fp32, bf16 or auto: anything else is a 400 */
     FUZZ_CHECK(params_bytes >= 1);
     FUZZ_CHECK(synset_bytes <= MAX_MODEL && symbol_bytes <= MAX_MODEL && params_bytes <= MAX_MODEL);
     FUZZ_CHECK(synset_bytes + symbol_bytes + params_bytes <= MAX_MODEL);

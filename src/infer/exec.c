@@ -47,8 +47,9 @@ struct exec_ctx {
     size_t arena_floats;
     float *scratch; /* im2col / layout conversion */
     size_t scratch_floats;
-    void *src16; /* bf16 copy of a convolution's input (bf16 contexts) */
-    dconv **dc;  /* per node */
+    void *src16;         /* bf16 copy of a convolution's input (bf16 contexts) */
+    dconv **dc;          /* per node */
+    unsigned char *nthr; /* per node: threads it runs with (1 for small operators) */
 #ifdef DR_HAVE_DNNL
     dnnl_stream_t stream;
 #endif
@@ -230,6 +231,28 @@ out:
     return rc;
 }
 
+/* The attributes of node n's convolution: user scratchpad, the fused sum and activation
+ * post-ops. The caller destroys *attr and *po (set even on failure, or NULL). */
+static int dconv_attr(const ir_node *n, dnnl_primitive_attr_t *attr, dnnl_post_ops_t *po,
+                      dr_err *err) {
+    int rc = 0;
+    DN(dnnl_primitive_attr_create(attr));
+    DN(dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user));
+    dnnl_alg_kind_t alg;
+    float da, db;
+    int has_act = act_alg(n->act, n->alpha, n->beta, &alg, &da, &db);
+    if (has_act || n->has_sum) {
+        DN(dnnl_post_ops_create(po));
+        if (n->has_sum) /* dst = conv(src) + dst, where dst holds the residual */
+            DN(dnnl_post_ops_append_sum(*po, 1.0f));
+        if (has_act)
+            DN(dnnl_post_ops_append_eltwise(*po, 1.0f, alg, da, db));
+        DN(dnnl_primitive_attr_set_post_ops(*attr, *po));
+    }
+out:
+    return rc;
+}
+
 /*
  * Builds the oneDNN convolution of node n in context c; scratchpad size goes to *scratch.
  * bf16: bfloat16 input and weights, f32 bias and output (the input is converted before each
@@ -273,19 +296,8 @@ static int dconv_build(exec_model *em, int node_idx, exec_ctx *c, int bf16, dcon
     DN(dnnl_dilated_convolution_forward_desc_init(
         &cd, dnnl_forward_inference, dnnl_convolution_direct, bf16 ? &smd16 : &smd, &wany,
         n->n_in > 2 ? &bmd : NULL, &dmd, strides, dil, pl, pr));
-    DN(dnnl_primitive_attr_create(&attr));
-    DN(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
-    dnnl_alg_kind_t alg;
-    float da, db;
-    int has_act = act_alg(n->act, n->alpha, n->beta, &alg, &da, &db);
-    if (has_act || n->has_sum) {
-        DN(dnnl_post_ops_create(&po));
-        if (n->has_sum) /* dst = conv(src) + dst, where dst holds the residual */
-            DN(dnnl_post_ops_append_sum(po, 1.0f));
-        if (has_act)
-            DN(dnnl_post_ops_append_eltwise(po, 1.0f, alg, da, db));
-        DN(dnnl_primitive_attr_set_post_ops(attr, po));
-    }
+    if ((rc = dconv_attr(n, &attr, &po, err)))
+        goto out;
     DN(dnnl_primitive_desc_create(&pd, &cd, attr, g_engine, NULL));
     DN(dnnl_primitive_create(&d->prim, pd));
     const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
@@ -522,6 +534,7 @@ static void ctx_free(exec_ctx *c, const ir_graph *g) {
             dconv_free(c->dc[i]);
         free(c->dc);
     }
+    free(c->nthr);
 #ifdef DR_HAVE_DNNL
     if (c->stream)
         dnnl_stream_destroy(c->stream);
@@ -548,6 +561,56 @@ static int kernel_threads(int threads) {
 #else
     return threads;
 #endif
+}
+
+/*
+ * Work below which an operator runs on the calling thread alone, in FLOP-equivalents (about
+ * 75 us of one core). With passive OpenMP waiting every parallel region wakes the sleeping
+ * worker (a futex wake and a reschedule, tens of microseconds, more on a loaded machine): for
+ * SqueezeNet's 1x1 convolutions (~6 MFLOP, ~35 us) that costs more than half the work saves.
+ * DR_INFER_SERIAL_WORK overrides it (0: every operator uses all threads, the old behaviour).
+ */
+#define SERIAL_WORK_DEFAULT 15e6
+/* A conv/FC FLOP is ~25x cheaper than one output element of the memory-bound kernels. */
+#define ELEMENT_WORK 25.0
+
+static double serial_work_limit(void) {
+    const char *e = getenv("DR_INFER_SERIAL_WORK");
+    char *end;
+    double v = e ? strtod(e, &end) : SERIAL_WORK_DEFAULT;
+    return e && (end == e || !(v >= 0)) ? SERIAL_WORK_DEFAULT : v;
+}
+
+/* Estimated work of node n in context c (its whole batch), in FLOP-equivalents. */
+static double node_work(const exec_ctx *c, const ir_graph *g, const ir_node *n) {
+    double out_n = (double)prod(DIMS(c, n->out), 0, c->ndims[n->out]);
+    if (n->op == IR_CONV || n->op == IR_FC) {
+        const ir_value *w = &g->vals[n->in[1]];
+        return 2.0 * out_n * (double)(ir_numel(w) / (w->dims[0] ? w->dims[0] : 1));
+    }
+    if (n->op == IR_POOL)
+        return ELEMENT_WORK * (n->pool.global ? (double)prod(DIMS(c, n->in[0]), 0, 4)
+                                              : out_n * n->pool.kh * n->pool.kw);
+    return ELEMENT_WORK * out_n * (n->n_in > 1 ? n->n_in : 1);
+}
+
+/* Sets c->nthr: `threads` for each node, 1 for those whose work is under the serial limit. */
+static int ctx_node_threads(exec_ctx *c, const ir_graph *g, int threads, dr_err *err) {
+    c->nthr = malloc((size_t)g->n_nodes);
+    if (!c->nthr)
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    double limit = serial_work_limit();
+    int serial = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ir_node *n = &g->nodes[i];
+        int small = threads > 1 && !n->removed && node_work(c, g, n) < limit;
+        c->nthr[i] = (unsigned char)(small ? 1 : threads);
+        serial += small;
+    }
+    if (threads > 1)
+        DR_DEBUG(DR_LOGM_INFER, "context batch %d: %d small operators on one thread", c->batch,
+                 serial);
+    return 0;
 }
 
 /* Checks what the kernels cannot run and returns the largest scratch a node needs. */
@@ -587,7 +650,7 @@ static int ctx_build_dnnl(exec_model *em, exec_ctx *c, int threads, int bf16, si
         return dr_err_set(err, DR_EUNSUPPORTED, "oneDNN engine unavailable");
     if (dnnl_stream_create(&c->stream, g_engine, dnnl_stream_default_flags) != dnnl_success)
         return dr_err_set(err, DR_EUNSUPPORTED, "oneDNN stream");
-    omp_set_num_threads(kernel_threads(threads));
+    (void)threads; /* per node: c->nthr */
     size_t src16 = 0;
     int n_bf16 = 0, n_conv = 0, rc;
     for (int i = 0; i < g->n_nodes; i++) {
@@ -596,6 +659,8 @@ static int ctx_build_dnnl(exec_model *em, exec_ctx *c, int threads, int bf16, si
             continue;
         size_t sb = 0, s16 = 0;
         n_conv++;
+        /* oneDNN takes a primitive's thread count from OpenMP when it is created */
+        omp_set_num_threads(c->nthr[i]);
         /* bf16 where oneDNN has the kernel, else this convolution stays f32 */
         if (bf16 && dconv_build(em, i, c, 1, &c->dc[i], &sb, &s16, NULL) == 0)
             n_bf16++;
@@ -641,7 +706,8 @@ static int ctx_create_locked(exec_model *em, int batch, int backend, int threads
         goto fail;
     }
     if ((rc = ir_infer_shapes(g, batch, c->dims, c->ndims, err)) || (rc = plan(c, g, err)) ||
-        (rc = ctx_check_nodes(c, g, &scratch, err)))
+        (rc = ctx_check_nodes(c, g, &scratch, err)) ||
+        (rc = ctx_node_threads(c, g, kernel_threads(threads), err)))
         goto fail;
     uint64_t act_limit = em->max_act_bytes * (uint64_t)batch;
     if (act_limit > MAX_ARENA_BYTES)
@@ -782,6 +848,49 @@ static void conv_sgemm(const exec_model *em, exec_ctx *c, const ir_node *n, int 
     }
 }
 
+/*
+ * One output row (oh) of a windowed pooling over one image (NHWC, `in` and `row` distinct).
+ * Compiled for AVX-512 and AVX2 as well as the baseline and chosen at load (the build is
+ * portable, -O3 without -march): the channel loops are what vectorises.
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static void
+pool_row(const ir_pool *p, const float *restrict in, float *restrict row, int64_t oh, int64_t OW,
+         int64_t H, int64_t W, int64_t C) {
+    for (int64_t ow = 0; ow < OW; ow++) {
+        float *restrict o = row + ow * C;
+        int64_t h0 = oh * p->sh - p->pt, w0 = ow * p->sw - p->pl;
+        int64_t h1 = h0 + p->kh, w1 = w0 + p->kw;
+        int64_t count_pad = (h1 < H + p->pb ? h1 : H + p->pb) - h0;
+        count_pad *= (w1 < W + p->pr ? w1 : W + p->pr) - w0;
+        int64_t hs = h0 < 0 ? 0 : h0, ws = w0 < 0 ? 0 : w0;
+        int64_t he = h1 > H ? H : h1, we = w1 > W ? W : w1;
+        for (int64_t k = 0; k < C; k++)
+            o[k] = p->is_max ? -INFINITY : 0.0f;
+        for (int64_t ih = hs; ih < he; ih++)
+            for (int64_t iw = ws; iw < we; iw++) {
+                const float *restrict i0 = in + (ih * W + iw) * C;
+                if (p->is_max)
+                    for (int64_t k = 0; k < C; k++)
+                        o[k] = i0[k] > o[k] ? i0[k] : o[k];
+                else
+                    for (int64_t k = 0; k < C; k++)
+                        o[k] += i0[k];
+            }
+        if (!p->is_max) {
+            int64_t cnt = p->count_include_pad ? count_pad : (he - hs) * (we - ws);
+            float inv = cnt > 0 ? 1.0f / (float)cnt : 0.0f;
+            for (int64_t k = 0; k < C; k++)
+                o[k] *= inv;
+        } else if (he <= hs || we <= ws) {
+            for (int64_t k = 0; k < C; k++)
+                o[k] = 0.0f;
+        }
+    }
+}
+
 static void pool_run(exec_ctx *c, const ir_graph *g, const ir_node *n, int threads) {
     const int64_t *x = DIMS(c, n->in[0]), *y = DIMS(c, n->out);
     const ir_pool *p = &n->pool;
@@ -807,36 +916,7 @@ static void pool_run(exec_ctx *c, const ir_graph *g, const ir_node *n, int threa
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < N * OH; r++) {
         int64_t b = r / OH, oh = r % OH;
-        for (int64_t ow = 0; ow < OW; ow++) {
-            float *o = out + ((b * OH + oh) * OW + ow) * C;
-            int64_t h0 = oh * p->sh - p->pt, w0 = ow * p->sw - p->pl;
-            int64_t h1 = h0 + p->kh, w1 = w0 + p->kw;
-            int64_t count_pad = (h1 < H + p->pb ? h1 : H + p->pb) - h0;
-            count_pad *= (w1 < W + p->pr ? w1 : W + p->pr) - w0;
-            int64_t hs = h0 < 0 ? 0 : h0, ws = w0 < 0 ? 0 : w0;
-            int64_t he = h1 > H ? H : h1, we = w1 > W ? W : w1;
-            for (int64_t k = 0; k < C; k++)
-                o[k] = p->is_max ? -INFINITY : 0.0f;
-            for (int64_t ih = hs; ih < he; ih++)
-                for (int64_t iw = ws; iw < we; iw++) {
-                    const float *i0 = in + ((b * H + ih) * W + iw) * C;
-                    if (p->is_max)
-                        for (int64_t k = 0; k < C; k++)
-                            o[k] = i0[k] > o[k] ? i0[k] : o[k];
-                    else
-                        for (int64_t k = 0; k < C; k++)
-                            o[k] += i0[k];
-                }
-            if (!p->is_max) {
-                int64_t cnt = p->count_include_pad ? count_pad : (he - hs) * (we - ws);
-                float inv = cnt > 0 ? 1.0f / (float)cnt : 0.0f;
-                for (int64_t k = 0; k < C; k++)
-                    o[k] *= inv;
-            } else if (he <= hs || we <= ws) {
-                for (int64_t k = 0; k < C; k++)
-                    o[k] = 0.0f;
-            }
-        }
+        pool_row(p, in + b * H * W * C, out + (b * OH + oh) * OW * C, oh, OW, H, W, C);
     }
 }
 
@@ -1418,13 +1498,15 @@ static int run_part(exec_model *em, const float *input, int batch, float *out, i
         openblas_set_num_threads(threads);
     from_logical(c, g, g->input, input);
     rc = 0;
-    int profile = em->profile;
+    int profile = em->profile, cur_thr = threads;
     double op_s[IR_NUM_OPS] = {0};
     for (int i = 0; i < g->n_nodes && !rc; i++) {
         if (g->nodes[i].removed)
             continue;
         double t0 = profile ? omp_get_wtime() : 0;
-        rc = node_run(em, c, i, threads, err);
+        if (c->nthr[i] != cur_thr) /* what oneDNN's SGEMM (FC) takes from OpenMP */
+            omp_set_num_threads(cur_thr = c->nthr[i]);
+        rc = node_run(em, c, i, c->nthr[i], err);
         if (profile) {
             op_s[g->nodes[i].op] += omp_get_wtime() - t0;
             if (profile == 2)

@@ -95,8 +95,8 @@ static int fake_whatsthis(void *user, const uint32_t *tags, size_t n_tags, const
 
 static int fake_install(void *user, uint32_t tag, const uint8_t *synset, size_t synset_bytes,
                         const uint8_t *symbol, size_t symbol_bytes, const uint8_t *params,
-                        size_t params_bytes, int32_t *error_code_out, char **error_desc_out,
-                        dr_err *err) {
+                        size_t params_bytes, uint8_t precision, int32_t *error_code_out,
+                        char **error_desc_out, dr_err *err) {
     fake_backend *fake = user;
     (void)symbol;
     (void)params;
@@ -113,6 +113,7 @@ static int fake_install(void *user, uint32_t tag, const uint8_t *synset, size_t 
     } else {
         fake->state.installed[tag] = true;
         fake->state.model_bytes[tag] = synset_bytes + symbol_bytes + params_bytes;
+        fake->state.last_precision = precision;
         size_t n = synset_bytes < sizeof(fake->state.last_synset) - 1
                        ? synset_bytes
                        : sizeof(fake->state.last_synset) - 1;

@@ -20,6 +20,7 @@ typedef struct fake_state {
     bool installed[FAKE_MAX_TAGS];       /* tag < FAKE_MAX_TAGS installed */
     uint64_t model_bytes[FAKE_MAX_TAGS]; /* synset+symbol+params bytes of each */
     char last_synset[256];               /* the synset text of the last install */
+    uint8_t last_precision;              /* the dr_precision of the last install */
     unsigned calls;                      /* calls seen */
 } fake_state;
 

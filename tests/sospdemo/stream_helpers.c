@@ -36,8 +36,15 @@ packed_msg photo_data_msg(const uint8_t *bytes, size_t len) {
 }
 
 packed_msg model_metadata_msg(uint32_t tag, uint32_t synset, uint32_t symbol, uint32_t params) {
+    return model_metadata_precision_msg(tag, synset, symbol, params, NULL);
+}
+
+packed_msg model_metadata_precision_msg(uint32_t tag, uint32_t synset, uint32_t symbol,
+                                        uint32_t params, const char *precision) {
     Sospdemo__InstallModelRequest__ModelMetadata md =
         SOSPDEMO__INSTALL_MODEL_REQUEST__MODEL_METADATA__INIT;
+    if (precision)
+        md.precision = (char *)precision;
     md.tag = tag;
     md.synset_size = synset;
     md.symbol_size = symbol;

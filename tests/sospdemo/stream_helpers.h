@@ -17,6 +17,9 @@ typedef struct packed_msg {
 packed_msg photo_metadata_msg(uint32_t photo_size, const uint32_t *tags, size_t n_tags);
 packed_msg photo_data_msg(const uint8_t *bytes, size_t len);
 packed_msg model_metadata_msg(uint32_t tag, uint32_t synset, uint32_t symbol, uint32_t params);
+/* The same with the precision field set (NULL: unset). */
+packed_msg model_metadata_precision_msg(uint32_t tag, uint32_t synset, uint32_t symbol,
+                                        uint32_t params, const char *precision);
 packed_msg model_data_msg(const uint8_t *bytes, size_t len);
 packed_msg remove_msg(uint32_t tag);
 packed_msg raw_msg(const void *bytes, size_t len);

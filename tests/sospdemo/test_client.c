@@ -121,7 +121,8 @@ static int teardown(void **state) {
 
 /* ---------------------------------------------------------------- the seed's story */
 
-static void install(fixture *fx, uint32_t tag, run_result *r) {
+/* installmodel of a small model under tag, with the optional precision argument (NULL: none) */
+static void install_precision(fixture *fx, uint32_t tag, const char *precision, run_result *r) {
     char synset[256], symbol[256], params[256], tag_text[16];
     const char synset_text[] = "n0001 rose\nn0002 tulip\n";
     uint8_t blob[70000];
@@ -130,9 +131,13 @@ static void install(fixture *fx, uint32_t tag, run_result *r) {
     write_file(fx, "model-symbol.json", "{\"nodes\": []}", 13, symbol, sizeof(symbol));
     write_file(fx, "model-0040.params", blob, sizeof(blob), params, sizeof(params));
     snprintf(tag_text, sizeof(tag_text), "%u", tag);
-    const char *args[] = {"client", ADDRESS, "installmodel", tag_text,
-                          synset,   symbol,  params,         NULL};
+    const char *args[] = {"client", ADDRESS, "installmodel", tag_text, synset,
+                          symbol,   params,  precision,      NULL};
     run_client(fx, args, r);
+}
+
+static void install(fixture *fx, uint32_t tag, run_result *r) {
+    install_precision(fx, tag, NULL, r);
 }
 
 static void test_install_inference_remove(void **state) {
@@ -145,6 +150,7 @@ static void test_install_inference_remove(void **state) {
     assert_int_equal(r.exit_code, 0);
     assert_string_equal(fake_snapshot(&fx->fake).last_synset, "n0001 rose\nn0002 tulip\n");
     assert_int_equal(fake_snapshot(&fx->fake).model_bytes[1], 23 + 13 + 70000);
+    assert_int_equal(fake_snapshot(&fx->fake).last_precision, 0); /* not given: fp32 */
     assert_null(strstr(r.err, "Uploading")); /* stdout is not a terminal: no progress bar */
 
     enum { PHOTO = 100000 }; /* four 32 KiB chunks */
@@ -176,6 +182,10 @@ static void test_install_inference_remove(void **state) {
     run_client(fx, remove, &r);
     assert_int_equal(r.exit_code, 1); /* non-zero return code */
     assert_non_null(strstr(r.out, "return code:-1\n"));
+
+    install_precision(fx, 2, "auto", &r); /* the optional precision reaches the backend */
+    assert_int_equal(r.exit_code, 0);
+    assert_int_equal(fake_snapshot(&fx->fake).last_precision, 2); /* DR_PRECISION_AUTO */
 }
 
 static void test_duplicate_install_fails(void **state) {
@@ -221,6 +231,12 @@ static void test_usage_on_bad_arguments(void **state) {
     assert_usage(fx, short_inf);
     assert_usage(fx, long_rm);
     assert_usage(fx, short_inst);
+    const char *const bad_precision[] = {"client", ADDRESS, "installmodel", "1", "a",
+                                         "b",      "c",     "fp16",         NULL};
+    assert_usage(fx, bad_precision);
+    const char *const long_inst[] = {"client", ADDRESS, "installmodel", "1", "a",
+                                     "b",      "c",     "bf16",         "x", NULL};
+    assert_usage(fx, long_inst);
     const char *const bad_tags[] = {"",   "a",  "1,", ",1",         "1,,2", "-1",
                                     "+1", " 1", "1 ", "4294967296", "1;2",  "0x10"};
     for (size_t i = 0; i < sizeof(bad_tags) / sizeof(bad_tags[0]); i++) {

@@ -109,8 +109,10 @@ static void test_install_duplicate_and_remove(void **state) {
     fill_pattern(model, sizeof(model), 4);
     memcpy(model, synset, strlen(synset));
     for (int round = 0; round < 2; round++) {
-        packed_msg msgs[3] = {model_metadata_msg(5, (uint32_t)strlen(synset), 50,
-                                                 (uint32_t)(200 - 50 - strlen(synset))),
+        /* the first install asks for precision auto: it reaches the backend */
+        packed_msg msgs[3] = {model_metadata_precision_msg(5, (uint32_t)strlen(synset), 50,
+                                                           (uint32_t)(200 - 50 - strlen(synset)),
+                                                           round == 0 ? "auto" : NULL),
                               model_data_msg(model, 120), model_data_msg(model + 120, 80)};
         call_result r;
         raw_call(ADDRESS, SD_METHOD_INSTALL_MODEL, msgs, 3, &r);
@@ -127,6 +129,7 @@ static void test_install_duplicate_and_remove(void **state) {
     }
     assert_string_equal(fake_snapshot(&fx->fake).last_synset, synset);
     assert_int_equal(fake_snapshot(&fx->fake).model_bytes[5], 200);
+    assert_int_equal(fake_snapshot(&fx->fake).last_precision, 2); /* DR_PRECISION_AUTO */
     for (int round = 0; round < 2; round++) {
         packed_msg msg = remove_msg(5);
         call_result r;

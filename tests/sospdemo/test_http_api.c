@@ -204,6 +204,39 @@ static void test_onnx_form_fields(void **state) {
     free(r.body);
     assert_string_equal(fake_snapshot(&fx->fake).last_synset, "cat\ndog");
     assert_int_equal(fake_snapshot(&fx->fake).model_bytes[4], 7 + 9);
+    assert_int_equal(fake_snapshot(&fx->fake).last_precision, 0); /* no field: fp32 */
+}
+
+/* The precision field reaches the backend; a value other than fp32/bf16/auto is a 400. */
+static void test_precision_field(void **state) {
+    fixture *fx = *state;
+    const char *names[] = {"labels", "onnx", "precision"};
+    const char *values[] = {"cat\ndog", "ONNXBYTES", "bf16"};
+    size_t len = 0;
+    char *form = multipart(names, values, 3, &len);
+    http_reply r = http_call("PUT", "/v1/models/5", FORM_TYPE, form, len, NULL);
+    free(form);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    assert_int_equal(fake_snapshot(&fx->fake).last_precision, 1); /* DR_PRECISION_BF16 */
+    values[2] = "auto";
+    form = multipart(names, values, 3, &len);
+    r = http_call("PUT", "/v1/models/6", FORM_TYPE, form, len, NULL);
+    free(form);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    assert_int_equal(fake_snapshot(&fx->fake).last_precision, 2); /* DR_PRECISION_AUTO */
+    const char *bad[] = {"fp16", "bf16bf16bf16"};
+    for (size_t i = 0; i < 2; i++) {
+        values[2] = bad[i];
+        form = multipart(names, values, 3, &len);
+        r = http_call("PUT", "/v1/models/7", FORM_TYPE, form, len, NULL);
+        free(form);
+        assert_int_equal(r.status, 400);
+        assert_non_null(strstr(r.body, "precision must be fp32, bf16 or auto"));
+        free(r.body);
+    }
+    assert_false(fake_snapshot(&fx->fake).installed[7]);
 }
 
 static void test_bad_requests(void **state) {
@@ -403,6 +436,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_errors_are_errors, setup_answers, teardown),
         T(test_install_whatsthis_remove),
         T(test_onnx_form_fields),
+        T(test_precision_field),
         T(test_bad_requests),
         T(test_oversized_bodies),
         T(test_backend_error_and_hooks),

@@ -226,6 +226,9 @@ static void test_onnx_model(void **state) {
     cJSON *models = http_get_json("/v1/models");
     assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(models, 0), "format")->valuestring,
                         "onnx");
+    /* installed without a precision: fp32, shown by /v1/models */
+    assert_string_equal(
+        cJSON_GetObjectItem(cJSON_GetArrayItem(models, 0), "precision")->valuestring, "fp32");
     cJSON_Delete(models);
     expect_client(0, "removemodel 10", 0, "remove model successfully.");
 }

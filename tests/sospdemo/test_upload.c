@@ -6,6 +6,7 @@
 
 #include <cmocka.h>
 
+#include "derecho/infer.h"
 #include "stream_helpers.h"
 #include "upload.h"
 
@@ -177,6 +178,32 @@ static void test_model_metadata_limits(void **state) {
     sd_upload_free(&up);
 }
 
+/* precision: unset or "" is fp32, fp32/bf16/auto are kept, anything else is refused. */
+static void test_model_metadata_precision(void **state) {
+    (void)state;
+    static const struct {
+        const char *text;
+        int rc;
+        uint8_t precision;
+    } cases[] = {{NULL, 0, DR_PRECISION_FP32},   {"", 0, DR_PRECISION_FP32},
+                 {"fp32", 0, DR_PRECISION_FP32}, {"bf16", 0, DR_PRECISION_BF16},
+                 {"auto", 0, DR_PRECISION_AUTO}, {"fp16", DR_EINVAL, 0},
+                 {"BF16x", DR_EINVAL, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sd_upload up;
+        dr_err err;
+        sd_upload_init(&up, SD_UPLOAD_MODEL, &limits);
+        up.precision = 99;
+        assert_int_equal(feed(&up, model_metadata_precision_msg(1, 1, 1, 1, cases[i].text), &err),
+                         cases[i].rc);
+        if (cases[i].rc == 0)
+            assert_int_equal(up.precision, cases[i].precision);
+        else
+            assert_msg(&err, "precision must be fp32, bf16 or auto");
+        sd_upload_free(&up);
+    }
+}
+
 static void test_memory_follows_received_bytes(void **state) {
     (void)state;
     sd_upload_limits big = {.max_photo_bytes = 1u << 30, .max_model_bytes = 1, .max_tags = 1};
@@ -246,6 +273,7 @@ int main(void) {
         cmocka_unit_test(test_undecodable_and_empty_messages_refused),
         cmocka_unit_test(test_model_stream_assembles),
         cmocka_unit_test(test_model_metadata_limits),
+        cmocka_unit_test(test_model_metadata_precision),
         cmocka_unit_test(test_memory_follows_received_bytes),
         cmocka_unit_test(test_random_mutations_keep_invariants),
     };
