@@ -383,6 +383,11 @@ static void handle_action(dr_group *group, dr_action *action) {
                  action->bytes ? (const char *)action->bytes : "");
         pthread_cond_broadcast(&group->changed);
         break;
+    case DR_ACTION_TRUNCATE:
+        /* the runtime never starts a core in total restart yet (docs/persistence.md) */
+        DR_WARN(DR_LOGM_VIEWMANAGER, "ignoring TRUNCATE of subgroup %u (no restart wiring)",
+                action->subgroup);
+        break;
     }
 }
 
