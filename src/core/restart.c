@@ -12,9 +12,10 @@
  * Rounds are Paxos ballots: a node that moves to round r (timeout, or a message of round r)
  * never accepts a PREPARE of a lower round, and reports the proposal it accepted last in each
  * request; a leader adopts the highest-round accepted proposal among its reports instead of
- * computing its own. The leader waits for every member of its proposal to accept, and a
- * proposal always holds a majority of L, so any two rounds' quorums overlap and a chosen restart
- * view can only be re-proposed, never replaced.
+ * computing its own. The leader commits once a majority of L accepted; every round's leader
+ * needs reports from a majority of L, so any two rounds' quorums overlap and a chosen restart
+ * view can only be re-proposed, never replaced (a member of the view that is dead by then is
+ * removed by an ordinary view change after the install).
  *
  * Messages go to addresses (node_id DR_NODE_NONE), like join replies: there are no connections
  * yet. Sizes from the network are capped (a view frame at DR_RESTART_MAX_VIEW_BYTES, one entry
@@ -51,6 +52,8 @@ typedef struct restart_proposal {
         uint32_t subgroup, shard;
         int64_t trim;
     } trims[MAX_TRIMS];
+    uint32_t num_last;                      /**< members of the saved view L it is based on */
+    uint32_t last_ids[DR_VIEW_MAX_MEMBERS]; /**< their ids (acks from a majority commit it) */
 } restart_proposal;
 
 struct restart_state {
@@ -76,6 +79,8 @@ struct restart_state {
     size_t proposal_len;
     dr_view proposal_view;
     bool acked[DR_VIEW_MAX_MEMBERS]; /**< per rank of proposal_view */
+    uint32_t num_last;               /**< the proposal's L: members */
+    uint32_t last_ids[DR_VIEW_MAX_MEMBERS];
     /* after install: the COMMIT frame, resent to members that ask again */
     uint8_t *commit_frame;
     size_t commit_len;
@@ -171,6 +176,13 @@ static int decode_proposal(const uint8_t *bytes, size_t len, restart_proposal *o
             return DR_EPROTO;
         }
     }
+    out->num_last = dr_reader_u32(&reader);
+    if (reader.failed || out->num_last == 0 || out->num_last > DR_VIEW_MAX_MEMBERS) {
+        *why = "restart: bad member count of the saved view";
+        return DR_EPROTO;
+    }
+    for (uint32_t i = 0; i < out->num_last; i++)
+        out->last_ids[i] = dr_reader_u32(&reader);
     if (!dr_reader_done(&reader)) {
         *why = "restart: trailing bytes in the proposal";
         return DR_EPROTO;
@@ -392,6 +404,9 @@ static int compute_proposal(dr_core *core, dr_buf *out, bool *made) {
             core_trace(core, "restart: subgroup %u shard %u trim %lld", sg, sh,
                        (long long)trims[sg][sh]);
         }
+    dr_buf_put_u32(out, last->num_members);
+    for (uint32_t i = 0; i < last->num_members; i++)
+        dr_buf_put_u32(out, last->member_ids[i]);
     if (rc == 0 && out->failed)
         rc = DR_ENOMEM;
     *made = rc == 0;
@@ -414,13 +429,24 @@ static int encode_with_round(dr_core *core, dr_wire_type type, uint32_t round,
 
 static int install(dr_core *core, const uint8_t *proposal, size_t len, uint32_t round);
 
-/** Leader: every member of the proposal accepted it: commit (install, tell everyone). */
+/**
+ * Leader: a majority of the saved view L the proposal is based on accepted it: commit (install,
+ * tell everyone). Any later round's quorum holds a majority of L too, so it hears of this
+ * proposal from one of them and adopts it.
+ */
 static int maybe_commit(dr_core *core) {
     struct restart_state *rs = core->restart;
-    for (uint32_t i = 0; i < rs->proposal_view.num_members; i++)
+    uint32_t acks = 0;
+    for (uint32_t i = 0; i < rs->proposal_view.num_members; i++) {
         if (!rs->acked[i])
-            return 0;
-    core_trace(core, "restart round %u: every member accepted, commit", rs->round);
+            continue;
+        for (uint32_t k = 0; k < rs->num_last; k++)
+            acks += rs->last_ids[k] == rs->proposal_view.member_ids[i];
+    }
+    if (acks < rs->num_last / 2 + 1)
+        return 0;
+    core_trace(core, "restart round %u: %u of %u members of the saved view accepted, commit",
+               rs->round, acks, rs->num_last);
     uint8_t *proposal = rs->proposal;
     size_t len = rs->proposal_len;
     rs->proposal = NULL;
@@ -482,6 +508,8 @@ static int try_propose(dr_core *core) {
         memcpy(rs->proposal, bytes, len);
         rs->proposal_len = len;
         rs->proposal_view = decoded->view.view;
+        rs->num_last = decoded->num_last;
+        memcpy(rs->last_ids, decoded->last_ids, sizeof rs->last_ids);
         rs->proposed = true;
         memset(rs->acked, 0, sizeof rs->acked);
         rc = accept(core, rs->round, bytes, len);

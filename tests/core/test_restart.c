@@ -237,12 +237,57 @@ static void test_backup_leader_takes_over(void **state) {
     free(h);
 }
 
+/** Leader n0 dies after only n1 accepted its proposal: the backup must adopt it (Paxos). */
+static void test_backup_adopts_an_accepted_proposal(void **state) {
+    (void)state;
+    harness *h = cluster(3);
+    send_some(h, 0, 3);
+    int64_t v0 = nth_version(h, 0, 0), v2 = nth_version(h, 0, 2);
+    int32_t last = h->nodes[0].view.view.vid;
+    saved s[3];
+    for (uint32_t i = 0; i < 3; i++) {
+        s[i] = save_view(h, i);
+        h_crash(h, i);
+    }
+    uint32_t a = restart_node(h, 0, &s[0], v0);
+    uint32_t b = restart_node(h, 1, &s[1], v2);
+    uint32_t c = restart_node(h, 2, &s[2], v2);
+    assert_int_equal(h_pump(h, 2), 2); /* the reports of n1 and n2 reach n0: it proposes */
+    h->hold[a][c] = true;              /* n0's PREPARE to n2 waits */
+    h->hold[b][a] = true;              /* n1's ACK to n0 waits */
+    h_pump(h, (size_t)-1);
+    assert_false(h->nodes[b].installed);
+    h_crash(h, a); /* n0 dies having proposed {10, 11, 12}, trim v0; n1 accepted it */
+    h->hold[a][c] = h->hold[b][a] = false;
+    h_run(h, 10000, 40);
+    /* n1 leads round 1 with n2; its own computation would be {11, 12} with trim v2, but the
+     * proposal n1 accepted may have been chosen: it is adopted, dead member included */
+    uint32_t r[2] = {b, c};
+    for (uint32_t k = 0; k < 2; k++) {
+        const h_node *node = &h->nodes[r[k]];
+        assert_true(node->history_len >= 1);
+        assert_int_equal(node->history_vid[0], last + 1);
+        assert_int_equal(node->history_members[0][0], 3);
+        assert_int_equal(node->truncations, 1);
+        assert_int_equal(node->truncated[0], v0);
+    }
+    /* the dead member is then removed by an ordinary view change */
+    assert_int_equal(h->nodes[b].view.view.vid, last + 2);
+    assert_int_equal(h->nodes[b].view.view.num_members, 2);
+    assert_group_works(h, r, 2, last + 2);
+    for (uint32_t i = 0; i < 3; i++)
+        free(s[i].frame);
+    h_free(h);
+    free(h);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logs_of_different_length_truncate_to_one_trim),
         cmocka_unit_test(test_minority_waits_then_majority_restarts),
         cmocka_unit_test(test_node_with_older_saved_view_is_brought_along),
         cmocka_unit_test(test_backup_leader_takes_over),
+        cmocka_unit_test(test_backup_adopts_an_accepted_proposal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
