@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "core/wire.h"
+#include "derecho/buffer.h"
 #include "harness.h"
 
 #define HB_MS      10u
@@ -281,6 +282,54 @@ static void test_backup_adopts_an_accepted_proposal(void **state) {
     free(h);
 }
 
+/** Malformed or mutated restart frames are rejected or ignored, never trusted or crashed on. */
+static void test_mutated_restart_frames(void **state) {
+    (void)state;
+    harness *h = cluster(3);
+    saved s[3];
+    for (uint32_t i = 0; i < 3; i++) {
+        s[i] = save_view(h, i);
+        h_crash(h, i);
+    }
+    uint32_t a = restart_node(h, 0, &s[0], -1);
+    uint32_t b = restart_node(h, 1, &s[1], -1);
+    assert_true(h->len >= 1); /* b's report to n0, not delivered yet */
+    const h_frame *frame = &h->queue[h->head];
+    assert_int_equal(frame->from, b);
+    size_t len = frame->len;
+    uint8_t *good = malloc(len), *bad = malloc(len);
+    assert_non_null(good);
+    assert_non_null(bad);
+    memcpy(good, frame->bytes, len);
+    uint64_t seed = 12345, rejected = 0;
+    for (uint32_t round = 0; round < 2000; round++) {
+        memcpy(bad, good, len);
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        size_t cut = DR_WIRE_HEADER_BYTES + (size_t)(seed >> 33) % (len - DR_WIRE_HEADER_BYTES);
+        size_t at = DR_WIRE_HEADER_BYTES + (size_t)(seed >> 13) % (len - DR_WIRE_HEADER_BYTES);
+        bad[at] ^= (uint8_t)(1u + (seed >> 5) % 255u);
+        size_t use = round % 2 ? len : cut;
+        /* keep the header's length honest so the body decoders are what is tested */
+        dr_store_u32le(bad + DR_WIRE_HEADER_BYTES - 4, (uint32_t)(use - DR_WIRE_HEADER_BYTES));
+        int rc = dr_core_on_message(h->nodes[a].core, DR_NODE_NONE, bad, use, h->now_us);
+        assert_true(rc == 0 || rc == DR_EPROTO);
+        rejected += rc == DR_EPROTO;
+        h_drain(h, a);
+    }
+    assert_true(rejected > 1000); /* truncations at least are all refused */
+    assert_false(h->nodes[a].installed);
+    /* the genuine report still works afterwards: the two form a majority and restart */
+    h_run(h, 10000, 20);
+    uint32_t r[2] = {a, b};
+    assert_restart_view(h, r, 2, h->nodes[0].view.view.vid + 1, -1);
+    free(good);
+    free(bad);
+    for (uint32_t i = 0; i < 3; i++)
+        free(s[i].frame);
+    h_free(h);
+    free(h);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logs_of_different_length_truncate_to_one_trim),
@@ -288,6 +337,7 @@ int main(void) {
         cmocka_unit_test(test_node_with_older_saved_view_is_brought_along),
         cmocka_unit_test(test_backup_leader_takes_over),
         cmocka_unit_test(test_backup_adopts_an_accepted_proposal),
+        cmocka_unit_test(test_mutated_restart_frames),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
