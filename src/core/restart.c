@@ -522,8 +522,11 @@ static int try_propose(dr_core *core) {
                rs->proposal_view.vid, rs->proposal_view.num_members);
     rc = encode_with_round(core, DR_MSG_RESTART_PREPARE, rs->round, rs->proposal, rs->proposal_len);
     for (uint32_t i = 0; rc == 0 && i < rs->proposal_view.num_members; i++) {
-        if (rs->proposal_view.member_ids[i] == core->options.my_id)
+        uint32_t id = rs->proposal_view.member_ids[i];
+        if (id == core->options.my_id)
             rs->acked[i] = true;
+        else if (find_entry(rs, id) != NULL)
+            rc = core_send_scratch(core, id); /* it reported: the driver knows its connection */
         else
             rc = send_scratch_to(core, rs->proposal_view.addresses[i]);
     }
@@ -589,20 +592,12 @@ static int install(dr_core *core, const uint8_t *proposal, size_t len, uint32_t 
         rs->commit_vid = p->view.view.vid;
         commit = NULL;
         /* everyone in the view hears of the commit from everyone who installs it (the
-         * leader may die right after its first send) */
-        for (uint32_t i = 0; i < core->view.num_members; i++)
-            if (core->view.member_ids[i] != core->options.my_id) {
-                dr_action send = {.type = DR_ACTION_SEND, .node_id = DR_NODE_NONE};
-                snprintf(send.address, sizeof send.address, "%s", core->view.addresses[i]);
-                send.bytes = malloc(rs->commit_len);
-                if (send.bytes == NULL) {
-                    rc = DR_ENOMEM;
-                    break;
-                }
-                memcpy(send.bytes, rs->commit_frame, rs->commit_len);
-                send.len = rs->commit_len;
-                rc = core_push_action(core, &send);
-            }
+         * leader may die right after its first send); by node id: the view is installed, so
+         * the driver connects its members as for any view */
+        for (uint32_t i = 0; rc == 0 && i < core->view.num_members; i++)
+            if (core->view.member_ids[i] != core->options.my_id)
+                rc = core_send_bytes(core, core->view.member_ids[i], rs->commit_frame,
+                                     rs->commit_len);
     }
     free(commit);
     free(p);
