@@ -74,6 +74,7 @@ struct restart_state {
     /* leader of `round` */
     restart_entry entries[DR_VIEW_MAX_MEMBERS];
     uint32_t num_entries;
+    uint32_t traced_entries; /**< num_entries when "no majority" was last traced */
     bool proposed;
     uint8_t *proposal; /**< what I proposed (owned) */
     size_t proposal_len;
@@ -256,8 +257,17 @@ static int encode_request(dr_core *core) {
 }
 
 /** Sends my report to `address` (the leader of my round, or a node of a lower round). */
-static int send_request(dr_core *core, const char *address) {
-    int rc = encode_request(core);
+static int send_request(dr_core *core, const char *address, bool connect) {
+    /* to a leader, like a join request: the driver may have no connection to it yet (a reply
+     * to a node of a lower round goes back on its connection instead) */
+    int rc = 0;
+    if (connect) {
+        dr_action action = {.type = DR_ACTION_CONNECT, .node_id = DR_NODE_NONE};
+        snprintf(action.address, sizeof action.address, "%s", address);
+        rc = core_push_action(core, &action);
+    }
+    if (rc == 0)
+        rc = encode_request(core);
     if (rc == 0)
         rc = send_scratch_to(core, address);
     core->restart->last_request_us = core->now_us;
@@ -272,7 +282,7 @@ static int enter_round(dr_core *core, uint32_t round) {
     rs->round_started_us = core->now_us;
     core_trace(core, "restart round %u, leader %s", round, leader_of(rs, round));
     if (!i_lead(core))
-        return send_request(core, leader_of(rs, round));
+        return send_request(core, leader_of(rs, round), true);
     restart_entry entry;
     int rc = own_entry(core, &entry);
     return rc != 0 ? rc : add_entry(core, &entry);
@@ -342,8 +352,10 @@ static int compute_proposal(dr_core *core, dr_buf *out, bool *made) {
     for (uint32_t i = 0; i < last->num_members; i++)
         present += find_entry(rs, last->member_ids[i]) != NULL;
     if (present < last->num_members / 2 + 1) {
-        core_trace(core, "restart: %u of %u members of view %d, no majority yet", present,
-                   last->num_members, last->vid);
+        if (rs->num_entries != rs->traced_entries)
+            core_trace(core, "restart: %u of %u members of view %d, no majority yet", present,
+                       last->num_members, last->vid);
+        rs->traced_entries = rs->num_entries;
         goto done;
     }
     /* with a majority but not everyone, wait half a timeout for the rest (they would
@@ -657,7 +669,7 @@ int restart_on_tick(dr_core *core) {
     if (i_lead(core))
         return try_propose(core); /* a majority waited long enough for the rest? */
     if (core->now_us - rs->last_request_us >= core->options.join_retry_us)
-        return send_request(core, leader_of(rs, rs->round));
+        return send_request(core, leader_of(rs, rs->round), true);
     return 0;
 }
 
@@ -709,7 +721,7 @@ static int on_request(dr_core *core, const dr_wire_header *header, dr_reader *re
     if (core->state != CORE_RESTARTING)
         return 0;
     if (round < rs->round)
-        return send_request(core, entry.address); /* it is behind: show it my round */
+        return send_request(core, entry.address, false); /* it is behind: show it my round */
     if (round > rs->round) {
         rc = enter_round(core, round);
         if (rc != 0 || core->state != CORE_RESTARTING)

@@ -384,9 +384,10 @@ static void handle_action(dr_group *group, dr_action *action) {
         pthread_cond_broadcast(&group->changed);
         break;
     case DR_ACTION_TRUNCATE:
-        /* the runtime never starts a core in total restart yet (docs/persistence.md) */
-        DR_WARN(DR_LOGM_VIEWMANAGER, "ignoring TRUNCATE of subgroup %u (no restart wiring)",
-                action->subgroup);
+        /* total restart: cut the log before the restart view (the next action) is installed */
+        if (durable_truncate(&group->durable, action->subgroup, action->version) != DR_OK &&
+            !group->stopped)
+            dr_core_leave(group->core, now_us()); /* cannot agree on the log: do not take part */
         break;
     }
 }
@@ -619,6 +620,29 @@ static void failure_options_from_config(const dr_config *config, dr_core_options
     options->count_consumption = true; /* a slow application slows the senders (bounded queue) */
 }
 
+/*
+ * Total restart: the first of [DERECHO] restart_leaders / restart_leader_ports (pairwise lists)
+ * leads, and is this node's contact (the runtime routes address-only frames to its contact or
+ * back on the connection being answered; backup leaders need sends to other addresses, not
+ * wired yet). restart_timeout_ms bounds a round.
+ */
+static void restart_leader_from_config(const dr_config *config, dr_core_options *options) {
+    const char *ips = dr_config_get(config, "DERECHO", "restart_leaders");
+    const char *ports = dr_config_get(config, "DERECHO", "restart_leader_ports");
+    char ip[DR_ADDRESS_MAX] = "", port[16] = "";
+    if (ips && *ips)
+        sscanf(ips, " %47[^, ]", ip);
+    if (ports && *ports)
+        sscanf(ports, " %15[^, ]", port);
+    if (ip[0] && port[0])
+        snprintf(options->contact_address, sizeof options->contact_address, "%s:%s", ip, port);
+    snprintf(options->restart.leaders[0], DR_ADDRESS_MAX, "%s", options->contact_address);
+    options->restart.num_leaders = 1;
+    uint32_t timeout = 0;
+    if (dr_config_get_u32(config, "DERECHO", "restart_timeout_ms", &timeout) == DR_OK)
+        options->restart.timeout_ms = timeout;
+}
+
 static int core_options_from_config(const dr_config *config, const dr_layout_spec *spec,
                                     dr_core_options *options, dr_err *err) {
     uint32_t local_id = 0;
@@ -810,11 +834,23 @@ int dr_group_create_with_hooks(const dr_config *config, const dr_layout_spec *sp
         options.trace_ctx = group;
     }
     group->max_payload_size = options.max_payload_size;
-    rc = dr_core_create(&options, now_us(), &group->core, err);
-    if (rc)
-        goto fail;
     rc = durable_start(&group->durable, config, spec, options.max_payload_size, on_durable_report,
                        group, err);
+    if (rc)
+        goto fail;
+    uint8_t *saved_view = NULL; /* total restart: what this node saved, and its logs' tails */
+    rc = durable_restart_inputs(&group->durable, options.my_id, &options.restart, &saved_view, err);
+    if (rc == DR_OK) {
+        restart_leader_from_config(config, &options);
+        snprintf(group->contact_address, sizeof group->contact_address, "%s",
+                 options.contact_address);
+        DR_INFO(DR_LOGM_VIEWMANAGER, "node %" PRIu32 ": total restart, restart leader %s",
+                options.my_id, options.contact_address);
+    } else if (rc != DR_ENOTFOUND) {
+        goto fail;
+    }
+    rc = dr_core_create(&options, now_us(), &group->core, err);
+    free(saved_view);
     if (rc)
         goto fail;
     rc = delivery_start(&group->delivery, callbacks, on_delivery_taken, group);
