@@ -24,7 +24,10 @@
  * With --crash-run (total restart test, test_restart_procs.c): after the N messages are
  * globally persisted it prints
  *   ACKED node=<id> version=<last delivered version, globally persisted> vid=<view>
- * then keeps sending until it is killed (kill -9 during sends). With --restarted it only waits
+ * then keeps sending until it is killed (kill -9 during sends), and prints
+ *   FLOWING node=<id> delivered=<n>
+ * once 100 x S more messages were delivered (the stream is in full flow). With --restarted it
+ * only waits
  * for a view (the total restart's) and prints
  *   RESTARTED node=<id> vid=<view> members=<n>
  * It waits for its standard input to close before leaving (the test's barrier); on any failure
@@ -341,10 +344,19 @@ int main(int argc, char **argv) {
                    vid);
         fflush(stdout);
         uint8_t *more = malloc(size ? size : 1); /* sends in flight when the test kills us */
+        bool flowing = false;
         for (uint64_t i = messages; more != NULL; i++) {
             fill_message(more, size, my_id, i);
             if (dr_group_send(group, 0, more, size, 1000) == DR_ECLOSED)
                 break;
+            pthread_mutex_lock(&state.lock);
+            uint64_t delivered = state.delivered;
+            pthread_mutex_unlock(&state.lock);
+            if (!flowing && delivered >= (messages + 100) * senders) {
+                printf("FLOWING node=%" PRIu32 " delivered=%" PRIu64 "\n", my_id, delivered);
+                fflush(stdout);
+                flowing = true; /* the test kills us now, while the stream goes on */
+            }
         }
         free(more);
         pause();

@@ -1,11 +1,11 @@
 /*
  * Total restart with real processes (durable_node; docs/persistence.md "Total restart"): three
  * members of a durable shard send; once each saw its sends globally persisted (ACKED) they keep
- * sending and all three are killed with SIGKILL mid-stream. Started again with the same
- * configuration, they find their saved view and logs, restart through the restart leader into
- * one view of all three with a higher view id, and truncate their logs to one trim: afterwards
- * every log holds every acknowledged (globally persisted) version, and the three logs are
- * identical (versions, bytes and timestamps).
+ * sending, and once more puts flowed (FLOWING) all three are killed with SIGKILL mid-stream.
+ * Started again with the same configuration, they find their saved view and logs, restart through
+ * the restart leader into one view of all three with a higher view id, and truncate their logs to
+ * one trim: afterwards every log holds every acknowledged (globally persisted) version, and the
+ * three logs are identical (versions, bytes and timestamps).
  */
 #include <inttypes.h>
 #include <setjmp.h>
@@ -117,10 +117,37 @@ static void test_kill_all_during_puts_then_restart(void **state) {
         if (vid > crash_vid)
             crash_vid = vid;
     }
+    for (int i = 0; i < NODES; i++)
+        drop_first_line(&children[i]);
+    wait_all_done(children, NODES, WAIT_SECONDS); /* FLOWING: more puts delivered since */
+    for (int i = 0; i < NODES; i++)
+        if (strncmp(children[i].output, "FLOWING", 7) != 0) {
+            finish_all(children, NODES);
+            fail_msg("node %d: '%s'", i, children[i].output);
+        }
     /* every node is still sending: kill them all at once */
     for (int i = 0; i < NODES; i++)
         kill(children[i].pid, SIGKILL);
     finish_all(children, NODES);
+    /* what each log holds after the crash (recovery cuts a torn tail, as the node's open will):
+     * the restart must trim every log to the smallest of these */
+    int64_t smallest_tail = INT64_MAX;
+    for (int i = 0; i < NODES; i++) {
+        char dir[256];
+        snprintf(dir, sizeof dir, "%s/log%d", test_dir, i);
+        dr_plog *log = NULL;
+        dr_plog_open_info info;
+        dr_err err = {0};
+        if (dr_plog_open(dir, "DURABLE-0-0", NULL, &log, &info, &err) != 0)
+            fail_msg("node %d's log after the crash: %s", i, err.msg);
+        assert_true(info.latest_version >= acked); /* globally persisted: on every disk */
+        print_message("node %d: log ends at %" PRId64 " after the crash (acknowledged %" PRId64
+                      ")\n",
+                      i, info.latest_version, acked);
+        if (info.latest_version < smallest_tail)
+            smallest_tail = info.latest_version;
+        dr_plog_close(log);
+    }
     char *restart_args[] = {"--restarted", NULL};
     for (int i = NODES - 1; i >= 0; i--) { /* the leader last: the others wait for it */
         write_config(i, path, sizeof path);
@@ -145,6 +172,7 @@ static void test_kill_all_during_puts_then_restart(void **state) {
     assert_int_equal(finish_all(children, NODES), NODES);
     log_walk first = walk_log(0, acked);
     assert_true(first.latest >= acked);
+    assert_int_equal(first.latest, smallest_tail); /* the trim: nothing beyond it survives */
     for (int i = 1; i < NODES; i++) {
         log_walk walk = walk_log(i, acked);
         assert_int_equal(walk.count, first.count); /* one trim for all */
