@@ -60,6 +60,9 @@ struct restart_state {
     uint8_t *my_frame; /**< my saved view frame (owned) */
     size_t my_len;
     int32_t my_vid;
+    uint32_t my_view_count; /**< members of my saved view (ids and addresses below) */
+    uint32_t my_view_ids[DR_VIEW_MAX_MEMBERS];
+    char my_view_addresses[DR_VIEW_MAX_MEMBERS][DR_ADDRESS_MAX];
     int64_t tails[DR_LAYOUT_MAX_SUBGROUPS];
     char leaders[DR_RESTART_MAX_LEADERS][DR_ADDRESS_MAX];
     uint32_t num_leaders;
@@ -75,6 +78,7 @@ struct restart_state {
     restart_entry entries[DR_VIEW_MAX_MEMBERS];
     uint32_t num_entries;
     uint32_t traced_entries; /**< num_entries when "no majority" was last traced */
+    uint32_t traced_layout;  /**< num_entries when "not adequate" was last traced */
     bool proposed;
     uint8_t *proposal; /**< what I proposed (owned) */
     size_t proposal_len;
@@ -109,6 +113,7 @@ static void reset_leader(struct restart_state *rs) {
     for (uint32_t i = 0; i < rs->num_entries; i++)
         free_entry(&rs->entries[i]);
     rs->num_entries = 0;
+    rs->traced_entries = rs->traced_layout = UINT32_MAX;
     rs->proposed = false;
     free(rs->proposal);
     rs->proposal = NULL;
@@ -257,19 +262,46 @@ static int encode_request(dr_core *core) {
 }
 
 /** Sends my report to `address` (the leader of my round, or a node of a lower round). */
-static int send_request(dr_core *core, const char *address, bool connect) {
-    /* to a leader, like a join request: the driver may have no connection to it yet (a reply
-     * to a node of a lower round goes back on its connection instead) */
-    int rc = 0;
-    if (connect) {
-        dr_action action = {.type = DR_ACTION_CONNECT, .node_id = DR_NODE_NONE};
-        snprintf(action.address, sizeof action.address, "%s", address);
-        rc = core_push_action(core, &action);
+/** The id my saved view gives `address` (DR_NODE_NONE: not a member of it, or me). */
+static uint32_t id_of_address(const dr_core *core, const char *address) {
+    const struct restart_state *rs = core->restart;
+    for (uint32_t i = 0; i < rs->my_view_count; i++)
+        if (strcmp(rs->my_view_addresses[i], address) == 0 &&
+            rs->my_view_ids[i] != core->options.my_id)
+            return rs->my_view_ids[i];
+    return DR_NODE_NONE;
+}
+
+/**
+ * Sends the scratch frame to a restart leader: by node id if my saved view names that address
+ * (the driver connects to it as to any member, and keeps one connection per pair), else by
+ * address after a CONNECT like a join request's.
+ */
+static int send_to_leader(dr_core *core, const char *address) {
+    uint32_t id = id_of_address(core, address);
+    dr_action action = {.type = DR_ACTION_CONNECT, .node_id = id};
+    snprintf(action.address, sizeof action.address, "%s", address);
+    uint8_t *copy = malloc(core->scratch.len > 0 ? core->scratch.len : 1);
+    if (copy == NULL || core->scratch.failed) {
+        free(copy);
+        return DR_ENOMEM;
     }
+    memcpy(copy, core->scratch.data, core->scratch.len);
+    int rc = core_push_action(core, &action);
+    dr_action send = {
+        .type = DR_ACTION_SEND, .node_id = id, .bytes = copy, .len = core->scratch.len};
+    snprintf(send.address, sizeof send.address, "%s", address);
     if (rc == 0)
-        rc = encode_request(core);
+        return core_push_action(core, &send);
+    free(copy);
+    return rc;
+}
+
+static int send_request(dr_core *core, const char *address, bool to_leader) {
+    /* a reply to a node of a lower round goes back on its connection instead */
+    int rc = encode_request(core);
     if (rc == 0)
-        rc = send_scratch_to(core, address);
+        rc = to_leader ? send_to_leader(core, address) : send_scratch_to(core, address);
     core->restart->last_request_us = core->now_us;
     return rc;
 }
@@ -393,7 +425,9 @@ static int compute_proposal(dr_core *core, dr_buf *out, bool *made) {
     rc = dr_layout_compute(&core->options.layout, assignment, next->member_ids, next->num_members,
                            layout, &err);
     if (rc != 0 || !layout->adequate) {
-        core_trace(core, "restart: layout over %u nodes not adequate", next->num_members);
+        if (rs->num_entries != rs->traced_layout)
+            core_trace(core, "restart: layout over %u nodes not adequate", next->num_members);
+        rs->traced_layout = rs->num_entries;
         rc = 0;
         goto done;
     }
@@ -634,6 +668,11 @@ int restart_start(dr_core *core, const dr_core_restart_options *options) {
     bool member = rc == 0 && in_view(&saved->view, core->options.my_id);
     if (rc == 0)
         rs->my_vid = saved->view.vid;
+    if (rc == 0) {
+        rs->my_view_count = saved->view.num_members;
+        memcpy(rs->my_view_ids, saved->view.member_ids, sizeof rs->my_view_ids);
+        memcpy(rs->my_view_addresses, saved->view.addresses, sizeof rs->my_view_addresses);
+    }
     free(saved);
     if (rc != 0 || !member) {
         DR_ERROR(DR_LOGM_VIEWMANAGER, "node %u: saved view unusable: %s", core->options.my_id,
@@ -794,7 +833,7 @@ int restart_on_message(dr_core *core, const dr_wire_header *header, const uint8_
     if (rc == 0)
         rc = encode_with_round(core, DR_MSG_RESTART_ACK, round, NULL, 0);
     core_trace(core, "restart: accepted round %u, ack to %s", round, leader_of(rs, round));
-    return rc == 0 ? send_scratch_to(core, leader_of(rs, round)) : rc;
+    return rc == 0 ? send_to_leader(core, leader_of(rs, round)) : rc;
 }
 
 void restart_free(dr_core *core) {

@@ -621,23 +621,37 @@ static void failure_options_from_config(const dr_config *config, dr_core_options
 }
 
 /*
- * Total restart: the first of [DERECHO] restart_leaders / restart_leader_ports (pairwise lists)
- * leads, and is this node's contact (the runtime routes address-only frames to its contact or
- * back on the connection being answered; backup leaders need sends to other addresses, not
- * wired yet). restart_timeout_ms bounds a round.
+ * Total restart: [DERECHO] restart_leaders / restart_leader_ports (comma-separated, pairwise)
+ * name the restart leaders in order; the first is this node's contact. With
+ * enable_backup_restart_leaders the others take over in turn after restart_timeout_ms each (the
+ * core sends to a leader by the node id its saved view gives that address, so the runtime
+ * reaches it like any member); without it only the first leads.
  */
 static void restart_leader_from_config(const dr_config *config, dr_core_options *options) {
     const char *ips = dr_config_get(config, "DERECHO", "restart_leaders");
     const char *ports = dr_config_get(config, "DERECHO", "restart_leader_ports");
-    char ip[DR_ADDRESS_MAX] = "", port[16] = "";
-    if (ips && *ips)
-        sscanf(ips, " %47[^, ]", ip);
-    if (ports && *ports)
-        sscanf(ports, " %15[^, ]", port);
-    if (ip[0] && port[0])
-        snprintf(options->contact_address, sizeof options->contact_address, "%s:%s", ip, port);
-    snprintf(options->restart.leaders[0], DR_ADDRESS_MAX, "%s", options->contact_address);
-    options->restart.num_leaders = 1;
+    bool backups = false;
+    dr_config_get_bool(config, "DERECHO", "enable_backup_restart_leaders", &backups);
+    uint32_t n = 0;
+    while (ips && ports && *ips && *ports && n < DR_RESTART_MAX_LEADERS) {
+        char ip[48] = "", port[16] = "";
+        int ip_len = 0, port_len = 0;
+        if (sscanf(ips, " %47[^, ]%n", ip, &ip_len) != 1 ||
+            sscanf(ports, " %15[^, ]%n", port, &port_len) != 1)
+            break;
+        snprintf(options->restart.leaders[n++], DR_ADDRESS_MAX, "%s:%s", ip, port);
+        ips += ip_len;
+        ports += port_len;
+        ips += strspn(ips, ", ");
+        ports += strspn(ports, ", ");
+        if (!backups)
+            break;
+    }
+    if (n == 0)
+        snprintf(options->restart.leaders[n++], DR_ADDRESS_MAX, "%s", options->contact_address);
+    options->restart.num_leaders = n;
+    snprintf(options->contact_address, sizeof options->contact_address, "%s",
+             options->restart.leaders[0]);
     uint32_t timeout = 0;
     if (dr_config_get_u32(config, "DERECHO", "restart_timeout_ms", &timeout) == DR_OK)
         options->restart.timeout_ms = timeout;
