@@ -37,6 +37,9 @@ void dr_core_options_default(dr_core_options *options) {
     options->heartbeat_ms = 100;
     options->suspect_after_missed = 5;
     options->disable_partitioning_safety = false;
+    for (uint32_t i = 0; i < DR_LAYOUT_MAX_SUBGROUPS; i++)
+        options->restart.tails[i] = -1;
+    options->restart.timeout_ms = 2000;
 }
 
 /* ---- actions ------------------------------------------------------------------------- */
@@ -89,6 +92,8 @@ const char *dr_action_type_name(dr_action_type type) {
         return "STOPPED";
     case DR_ACTION_PERSISTED:
         return "PERSISTED";
+    case DR_ACTION_TRUNCATE:
+        return "TRUNCATE";
     }
     return "?";
 }
@@ -247,7 +252,9 @@ int dr_core_create(const dr_core_options *options, uint64_t now_us, dr_core **ou
                                     .max_subgroups = DR_LAYOUT_MAX_SUBGROUPS,
                                     .max_senders = DR_LAYOUT_MAX_SHARD_MEMBERS};
     persistence_init(core);
-    rc = membership_start(core);
+    core->options.restart.saved_view = NULL; /* borrowed: restart_start copies it */
+    rc = options->restart.saved_view != NULL ? restart_start(core, &options->restart)
+                                             : membership_start(core);
     if (rc != 0) {
         dr_core_destroy(core);
         return dr_err_set(err, rc, "starting membership: %s", dr_strerror(rc));
@@ -275,6 +282,7 @@ void dr_core_destroy(dr_core *core) {
     multicast_end_view(core);
     dr_sst_destroy(core->sst);
     membership_free(core);
+    restart_free(core);
     viewchange_free(core);
     free_early(core);
     dr_buf_free(&core->scratch);
@@ -556,6 +564,11 @@ static int dispatch(dr_core *core, const dr_wire_header *header, const uint8_t *
         return membership_on_join_accepted(core, header, body);
     case DR_MSG_VIEW:
         return membership_on_view(core, header, body);
+    case DR_MSG_RESTART_REQUEST:
+    case DR_MSG_RESTART_PREPARE:
+    case DR_MSG_RESTART_ACK:
+    case DR_MSG_RESTART_COMMIT:
+        return restart_on_message(core, header, body);
     default:
         return core_reject(core, header->sender_id, "unexpected message type");
     }
@@ -594,6 +607,8 @@ int dr_core_on_tick(dr_core *core, uint64_t now_us) {
     if (core->state == CORE_STOPPED)
         return 0;
     int rc = membership_on_tick(core);
+    if (rc == 0)
+        rc = restart_on_tick(core);
     if (rc == 0)
         rc = failure_on_tick(core);
     after_event(core);

@@ -75,6 +75,30 @@ typedef enum dr_core_test_fault {
     DR_CORE_FAULT_SKIP_TRIM = 2,
 } dr_core_test_fault;
 
+/** Most restart leaders a configuration names (restart_leaders). */
+#define DR_RESTART_MAX_LEADERS 8u
+/** Largest saved view frame a restarting node reports (bytes). */
+#define DR_RESTART_MAX_VIEW_BYTES (1u << 20)
+
+/**
+ * Total restart (docs/persistence.md "Total restart"): a node that saved a view and holds
+ * durable logs starts RESTARTING instead of joining. The driver loads what it saved.
+ */
+typedef struct dr_core_restart_options {
+    /** The saved view: a VIEW frame as dr_wire_encode_view_with_layout wrote it (the runtime's
+     * file_path/last_view), borrowed for dr_core_create (copied). NULL: not restarting. */
+    const uint8_t *saved_view;
+    size_t saved_view_len; /**< bytes (<= DR_RESTART_MAX_VIEW_BYTES) */
+    /** Per subgroup id: the latest version this node's log of its shard holds durably, or -1
+     * (no log, or an empty one). */
+    int64_t tails[DR_LAYOUT_MAX_SUBGROUPS];
+    /** Restart leaders in order of preference ("ip:port" group addresses); none: the contact. */
+    char leaders[DR_RESTART_MAX_LEADERS][DR_ADDRESS_MAX];
+    uint32_t num_leaders;
+    /** A round with no restart view after this long moves on to the next leader (> 0). */
+    uint32_t timeout_ms;
+} dr_core_restart_options;
+
 /** Creation options. Copied by dr_core_create; strings may be freed afterwards. */
 typedef struct dr_core_options {
     uint32_t my_id;                       /**< this node's unique id (not DR_NODE_NONE) */
@@ -105,6 +129,7 @@ typedef struct dr_core_options {
     bool count_consumption;           /**< ordered messages count against the window until
                                            the driver reports them taken by the application
                                            (dr_core_consumed): bounds its delivery queue */
+    dr_core_restart_options restart;  /**< total restart (saved_view NULL: a normal start) */
 } dr_core_options;
 
 /**
@@ -137,6 +162,12 @@ typedef enum dr_action_type {
      * it grows beyond every frontier emitted before, views included (docs/persistence.md).
      */
     DR_ACTION_PERSISTED = 8,
+    /**
+     * Total restart: remove every record with a version above `version` from my log of shard
+     * `shard` of `subgroup` (-1: all of them), durably, before handling the next action (the
+     * restart view's VIEW_INSTALLED follows). A node without such a log ignores it.
+     */
+    DR_ACTION_TRUNCATE = 9,
 } dr_action_type;
 
 /** A snapshot of an installed view, owned by whoever holds the action. */
@@ -165,13 +196,14 @@ typedef struct dr_action {
     const uint8_t *body;
     size_t body_len;             /**< bytes in `body` */
     dr_shared_bytes *body_owner; /**< the reference that keeps body alive */
-    uint32_t subgroup;           /**< DELIVER, WINDOW_OPEN, PERSISTED */
-    uint32_t shard;              /**< DELIVER, PERSISTED */
+    uint32_t subgroup;           /**< DELIVER, WINDOW_OPEN, PERSISTED, TRUNCATE */
+    uint32_t shard;              /**< DELIVER, PERSISTED, TRUNCATE */
     uint32_t sender_id;          /**< DELIVER: node id of the sender */
     uint32_t sender_index;       /**< DELIVER: sender's rank among the shard's senders */
     int64_t index;               /**< DELIVER: sender's message index in this view */
     int64_t version;             /**< DELIVER: (vid << 32) | seq, or -1 for raw mode;
-                                      PERSISTED: the shard's new persistence frontier */
+                                      PERSISTED: the shard's new persistence frontier;
+                                      TRUNCATE: the last version to keep */
     uint64_t timestamp_us;       /**< DELIVER: the sender's send time */
     dr_delivery_mode mode;       /**< DELIVER */
     int error;                   /**< JOIN_FAILED: DR_E* code */
@@ -193,7 +225,10 @@ int dr_action_flatten(dr_action *action);
 const char *dr_action_type_name(dr_action_type type);
 
 /**
- * Creates a core. Checks the options (layout spec, sizes, addresses); a node whose address
+ * Creates a core. Checks the options (layout spec, sizes, addresses); with
+ * options.restart.saved_view the node takes part in a total restart (it reports its saved view
+ * and log tails to the restart leader, and installs the restart view it is sent after the
+ * TRUNCATE actions); otherwise a node whose address
  * equals the contact address is the initial leader and waits for joiners; any other node
  * queues CONNECT + SEND(JOIN_REQUEST) towards the contact. Returns 0 and *out, or DR_EINVAL
  * (reason in *err, may be NULL) or DR_ENOMEM.

@@ -21,6 +21,7 @@ typedef enum core_state {
     CORE_IN_VIEW,        /**< a view is installed */
     CORE_JOIN_FAILED,    /**< refused; does nothing more */
     CORE_STOPPED,        /**< left, excluded or partitioned; does nothing more */
+    CORE_RESTARTING,     /**< total restart: reporting to a restart leader (restart.c) */
 } core_state;
 
 /** State of one message slot of a sender's receive window. */
@@ -170,6 +171,7 @@ struct dr_core {
     /* persistence (persistence.c), kept across views */
     int64_t persisted_local[DR_LAYOUT_MAX_SUBGROUPS];  /**< my last dr_core_persisted, or -1 */
     int64_t persisted_global[DR_LAYOUT_MAX_SUBGROUPS]; /**< last frontier emitted, or -1 */
+    struct restart_state *restart; /**< total restart (restart.c), NULL if not restarting */
 };
 
 /* core.c: actions and helpers */
@@ -213,6 +215,16 @@ uint32_t membership_joiners(const dr_core *core, dr_view *next);
  * view to every member that joined in it (from every member: the joiner takes the first copy).
  */
 int membership_after_view_change(dr_core *core);
+
+/* restart.c: total restart */
+/** Starts a total restart from the saved view and tails (copied). */
+int restart_start(dr_core *core, const dr_core_restart_options *options);
+/** Re-sends the report, moves to the next leader after restart.timeout_ms. */
+int restart_on_tick(dr_core *core);
+/** RESTART_REQUEST / PREPARE / ACK / COMMIT. */
+int restart_on_message(dr_core *core, const dr_wire_header *header, const uint8_t *body);
+/** Frees the restart state. */
+void restart_free(dr_core *core);
 
 /* multicast.c */
 /** Sets up my shards of the installed view and registers their predicates. */

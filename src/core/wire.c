@@ -556,8 +556,21 @@ int dr_wire_decode_block(const uint8_t *body, size_t len, const dr_wire_limits *
 }
 
 const char *dr_wire_type_name(uint8_t type) {
-    static const char *const names[] = {
-        "?",        "JOIN_REQUEST", "JOIN_REDIRECT", "JOIN_REFUSED", "JOIN_ACCEPTED", "VIEW",
-        "SST_PUSH", "DATA",         "NULLS",         "BLOCK",        "HEARTBEAT",     "PROPOSAL"};
+    static const char *const names[] = {"?",
+                                        "JOIN_REQUEST",
+                                        "JOIN_REDIRECT",
+                                        "JOIN_REFUSED",
+                                        "JOIN_ACCEPTED",
+                                        "VIEW",
+                                        "SST_PUSH",
+                                        "DATA",
+                                        "NULLS",
+                                        "BLOCK",
+                                        "HEARTBEAT",
+                                        "PROPOSAL",
+                                        "RESTART_REQUEST",
+                                        "RESTART_PREPARE",
+                                        "RESTART_ACK",
+                                        "RESTART_COMMIT"};
     return type <= DR_MSG_TYPE_MAX ? names[type] : "?";
 }

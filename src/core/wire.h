@@ -40,7 +40,12 @@ typedef enum dr_wire_type {
     DR_MSG_BLOCK = 9,         /**< pipeline: one block of a large message */
     DR_MSG_HEARTBEAT = 10,    /**< member -> members: I am alive (empty body) */
     DR_MSG_PROPOSAL = 11,     /**< view-change leader -> members: next view + trims */
-    DR_MSG_TYPE_MAX = 11,
+    /* total restart (src/core/restart.c, docs/persistence.md "Total restart") */
+    DR_MSG_RESTART_REQUEST = 12, /**< restarting node -> restart leader: saved view, log tails */
+    DR_MSG_RESTART_PREPARE = 13, /**< restart leader -> nodes: accept this restart view + trims */
+    DR_MSG_RESTART_ACK = 14,     /**< node -> restart leader: accepted the round's proposal */
+    DR_MSG_RESTART_COMMIT = 15,  /**< anyone -> nodes: this restart view was chosen: install */
+    DR_MSG_TYPE_MAX = 15,
 } dr_wire_type;
 
 /** Decoded common header. */

@@ -260,6 +260,102 @@ int durable_on_view(durable *d, const dr_view_info *info, uint32_t my_id) {
     return first_error;
 }
 
+int durable_restart_inputs(durable *d, uint32_t my_id, dr_core_restart_options *out,
+                           uint8_t **frame, dr_err *err) {
+    *frame = NULL;
+    if (!d->any || d->options.reset)
+        return DR_ENOTFOUND;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", d->dir, DURABLE_VIEW_FILE);
+    if (access(path, F_OK) != 0)
+        return DR_ENOTFOUND; /* never saved a view: a fresh start */
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    int rc = dr_blob_load(d->dir, DURABLE_VIEW_FILE, DURABLE_VIEW_MAX_BYTES, &bytes, &len, err);
+    if (rc != DR_OK)
+        return rc;
+    dr_msg_view *msg = malloc(sizeof *msg);
+    dr_wire_header header;
+    const char *why = "out of memory";
+    rc = msg ? dr_wire_decode_header(bytes, len, &header, &why) : DR_ENOMEM;
+    if (rc == DR_OK && header.type != DR_MSG_VIEW)
+        rc = DR_EPROTO;
+    if (rc == DR_OK)
+        rc = dr_wire_decode_view(bytes + DR_WIRE_HEADER_BYTES, header.body_len, msg, &why);
+    if (rc == DR_OK && !msg->has_assignment)
+        rc = DR_EPROTO;
+    if (rc != DR_OK) {
+        free(msg);
+        free(bytes);
+        return dr_err_set(err, DR_ECORRUPT, "%s: not a saved view", path);
+    }
+    const dr_layout *assignment = &msg->assignment;
+    for (uint32_t s = 0; s < DR_LAYOUT_MAX_SUBGROUPS; s++)
+        out->tails[s] = -1;
+    for (uint32_t s = 0; s < assignment->num_subgroups && s < DR_LAYOUT_MAX_SUBGROUPS; s++) {
+        uint32_t type = assignment->subgroups[s].type_index;
+        if (type >= DR_LAYOUT_MAX_TYPES || !d->durable_type[type])
+            continue;
+        int shard = dr_layout_find_shard(assignment, s, my_id, NULL);
+        if (shard < 0 || assignment->subgroups[s].shards[shard].mode != DR_MODE_ORDERED)
+            continue;
+        rc = open_log(d, assignment, s, (uint32_t)shard);
+        if (rc != DR_OK) {
+            free(msg);
+            free(bytes);
+            return dr_err_set(err, rc, "cannot open the log of subgroup %" PRIu32, s);
+        }
+        pthread_mutex_lock(&d->lock);
+        durable_log *entry = &d->logs[s];
+        int64_t tail = -1;
+        if (dr_plog_flush(entry->log, &tail) != DR_OK || tail < 0)
+            tail = -1; /* nothing appended: just the version recovered at open */
+        entry->appended = entry->local = tail;
+        out->tails[s] = tail;
+        pthread_mutex_unlock(&d->lock);
+        DR_INFO(DR_LOGM_PERSISTENCE, "restart: log of subgroup %" PRIu32 " ends at %" PRId64, s,
+                tail);
+    }
+    free(msg);
+    out->saved_view = bytes;
+    out->saved_view_len = len;
+    *frame = bytes;
+    return DR_OK;
+}
+
+int durable_truncate(durable *d, uint32_t subgroup, int64_t version) {
+    if (!d->any || subgroup >= DR_LAYOUT_MAX_SUBGROUPS)
+        return DR_OK;
+    pthread_mutex_lock(&d->lock);
+    durable_log *entry = &d->logs[subgroup];
+    int rc = DR_OK;
+    if (entry->log && !entry->failed) {
+        rc = dr_plog_truncate_after(entry->log, version);
+        if (rc == DR_OK) {
+            if (entry->appended > version)
+                entry->appended = version;
+            if (entry->local > version)
+                entry->local = version;
+            dr_plog_record latest;
+            if (dr_plog_read_latest(entry->log, &latest) == DR_OK) {
+                entry->last_stamp = latest.hlc_us;
+                dr_plog_record_free(&latest);
+            }
+        } else {
+            entry->failed = true;
+            pthread_cond_broadcast(&d->change);
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (rc != DR_OK)
+        DR_ERROR(DR_LOGM_PERSISTENCE, "cannot truncate the log of subgroup %" PRIu32 ": %s",
+                 subgroup, dr_strerror(rc));
+    else
+        DR_INFO(DR_LOGM_PERSISTENCE,
+                "restart: log of subgroup %" PRIu32 " truncated after %" PRId64, subgroup, version);
+    return rc;
+}
+
 int durable_on_deliver(durable *d, uint32_t subgroup, int64_t version, uint64_t timestamp_us,
                        const uint8_t *bytes, size_t len) {
     if (!d->any || subgroup >= DR_LAYOUT_MAX_SUBGROUPS || version < 0)
@@ -288,7 +384,7 @@ int durable_on_deliver(durable *d, uint32_t subgroup, int64_t version, uint64_t 
                  "reported durable; the node leaves the group",
                  version, subgroup, dr_strerror(rc),
                  rc == DR_EINVAL ? " - the log holds newer versions of an earlier incarnation "
-                                   "of the group (total restart is not implemented: set [PERS] "
+                                   "of the group (its saved view was lost? set [PERS] "
                                    "reset = true or move the log away)"
                                  : "");
     }

@@ -82,6 +82,25 @@ int durable_start(durable *d, const dr_config *config, const dr_layout_spec *spe
 int durable_on_view(durable *d, const dr_view_info *info, uint32_t my_id);
 
 /**
+ * Total restart (docs/persistence.md "Total restart"): if some type is durable, [PERS] reset is
+ * false and file_path/last_view exists, loads the saved view into out->saved_view (*frame
+ * receives the malloc'd bytes, the caller frees them after dr_core_create), opens the log of my
+ * shard of every durable subgroup of that view and sets out->tails to what each holds (-1:
+ * empty). Call after durable_start, before dr_core_create. Returns 0; DR_ENOTFOUND: no restart
+ * (a fresh start); or DR_ECORRUPT / DR_EIO / DR_ENOMEM with *err (a saved view or log that
+ * cannot be read: the caller should not start).
+ */
+int durable_restart_inputs(durable *d, uint32_t my_id, dr_core_restart_options *out,
+                           uint8_t **frame, dr_err *err);
+
+/**
+ * DR_ACTION_TRUNCATE: removes every record above `version` from `subgroup`'s log, durably
+ * (dr_plog_truncate_after), before the restart view is installed. Returns 0 (no log: nothing to
+ * do) or the log's error (the log is then failed).
+ */
+int durable_truncate(durable *d, uint32_t subgroup, int64_t version);
+
+/**
  * An ordered message was delivered (version >= 0): appends it to its shard's log (copied) and
  * wakes the persistence thread. No-op for subgroups without a log. Returns 0, or the append's
  * error (the log is then failed: nothing more is reported for it; the caller, which holds the

@@ -386,6 +386,12 @@ static void handle_action(dr_group *group, dr_action *action) {
                  action->bytes ? (const char *)action->bytes : "");
         pthread_cond_broadcast(&group->changed);
         break;
+    case DR_ACTION_TRUNCATE:
+        /* total restart: cut the log before the restart view (the next action) is installed */
+        if (durable_truncate(&group->durable, action->subgroup, action->version) != DR_OK &&
+            !group->stopped)
+            dr_core_leave(group->core, now_us()); /* cannot agree on the log: do not take part */
+        break;
     }
 }
 
@@ -680,6 +686,43 @@ static void failure_options_from_config(const dr_config *config, dr_core_options
     options->count_consumption = true; /* a slow application slows the senders (bounded queue) */
 }
 
+/*
+ * Total restart: [DERECHO] restart_leaders / restart_leader_ports (comma-separated, pairwise)
+ * name the restart leaders in order; the first is this node's contact. With
+ * enable_backup_restart_leaders the others take over in turn after restart_timeout_ms each (the
+ * core sends to a leader by the node id its saved view gives that address, so the runtime
+ * reaches it like any member); without it only the first leads.
+ */
+static void restart_leader_from_config(const dr_config *config, dr_core_options *options) {
+    const char *ips = dr_config_get(config, "DERECHO", "restart_leaders");
+    const char *ports = dr_config_get(config, "DERECHO", "restart_leader_ports");
+    bool backups = false;
+    dr_config_get_bool(config, "DERECHO", "enable_backup_restart_leaders", &backups);
+    uint32_t n = 0;
+    while (ips && ports && *ips && *ports && n < DR_RESTART_MAX_LEADERS) {
+        char ip[48] = "", port[16] = "";
+        int ip_len = 0, port_len = 0;
+        if (sscanf(ips, " %47[^, ]%n", ip, &ip_len) != 1 ||
+            sscanf(ports, " %15[^, ]%n", port, &port_len) != 1)
+            break;
+        snprintf(options->restart.leaders[n++], DR_ADDRESS_MAX, "%s:%s", ip, port);
+        ips += ip_len;
+        ports += port_len;
+        ips += strspn(ips, ", ");
+        ports += strspn(ports, ", ");
+        if (!backups)
+            break;
+    }
+    if (n == 0)
+        snprintf(options->restart.leaders[n++], DR_ADDRESS_MAX, "%s", options->contact_address);
+    options->restart.num_leaders = n;
+    snprintf(options->contact_address, sizeof options->contact_address, "%s",
+             options->restart.leaders[0]);
+    uint32_t timeout = 0;
+    if (dr_config_get_u32(config, "DERECHO", "restart_timeout_ms", &timeout) == DR_OK)
+        options->restart.timeout_ms = timeout;
+}
+
 static int core_options_from_config(const dr_config *config, const dr_layout_spec *spec,
                                     dr_core_options *options, dr_err *err) {
     uint32_t local_id = 0;
@@ -873,11 +916,23 @@ int dr_group_create_with_hooks(const dr_config *config, const dr_layout_spec *sp
     }
     group->max_payload_size = options.max_payload_size;
     options.defer_flush = true; /* flushed once per event batch: dispatch_actions_locked */
-    rc = dr_core_create(&options, now_us(), &group->core, err);
-    if (rc)
-        goto fail;
     rc = durable_start(&group->durable, config, spec, options.max_payload_size, on_durable_report,
                        group, err);
+    if (rc)
+        goto fail;
+    uint8_t *saved_view = NULL; /* total restart: what this node saved, and its logs' tails */
+    rc = durable_restart_inputs(&group->durable, options.my_id, &options.restart, &saved_view, err);
+    if (rc == DR_OK) {
+        restart_leader_from_config(config, &options);
+        snprintf(group->contact_address, sizeof group->contact_address, "%s",
+                 options.contact_address);
+        DR_INFO(DR_LOGM_VIEWMANAGER, "node %" PRIu32 ": total restart, restart leader %s",
+                options.my_id, options.contact_address);
+    } else if (rc != DR_ENOTFOUND) {
+        goto fail;
+    }
+    rc = dr_core_create(&options, now_us(), &group->core, err);
+    free(saved_view);
     if (rc)
         goto fail;
     rc = delivery_start(&group->delivery, callbacks, on_delivery_taken, group);

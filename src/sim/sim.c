@@ -704,6 +704,8 @@ static void drain_actions(sim *s, uint32_t index) {
             break;
         case DR_ACTION_PERSISTED:
             break; /* the simulator has no durable shards yet */
+        case DR_ACTION_TRUNCATE:
+            break; /* nor total restarts */
         }
         dr_action_free(&a);
     }

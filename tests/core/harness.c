@@ -109,6 +109,12 @@ void h_drain(harness *h, uint32_t index) {
             break;
         case DR_ACTION_CONNECT:
             break;
+        case DR_ACTION_TRUNCATE:
+            CHECK(a.subgroup < DR_LAYOUT_MAX_SUBGROUPS, "TRUNCATE of subgroup %u", a.subgroup);
+            CHECK(!node->installed, "TRUNCATE after a view was installed");
+            node->truncated[a.subgroup] = a.version;
+            node->truncations++;
+            break;
         case DR_ACTION_PERSISTED:
             CHECK(a.subgroup < DR_LAYOUT_MAX_SUBGROUPS, "PERSISTED of subgroup %u", a.subgroup);
             CHECK(a.version > node->persisted[a.subgroup], "frontier %lld after %lld",

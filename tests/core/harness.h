@@ -39,6 +39,8 @@ typedef struct h_node {
     uint32_t window_open[DR_LAYOUT_MAX_SUBGROUPS];
     int64_t persisted[DR_LAYOUT_MAX_SUBGROUPS]; /* last DR_ACTION_PERSISTED version (-1) */
     uint32_t persisted_events;                  /* DR_ACTION_PERSISTED actions */
+    int64_t truncated[DR_LAYOUT_MAX_SUBGROUPS]; /* last DR_ACTION_TRUNCATE version per subgroup */
+    uint32_t truncations;                       /* DR_ACTION_TRUNCATE actions */
     uint32_t shared_sends;                      /* SEND actions whose body was shared, not copied */
     uint32_t shared_deliveries;                 /* DELIVER actions likewise */
     h_delivery deliveries[H_MAX_DELIVERIES];

@@ -21,6 +21,15 @@
  * full disk): it sends until a send fails (the node left the group when its log failed), then
  * waits for local persistence of its last delivery and prints
  *   DISKFULL node=<id> send_rc=<code> wait_rc=<code> persisted=<local version> last=<version>
+ * With --crash-run (total restart test, test_restart_procs.c): after the N messages are
+ * globally persisted it prints
+ *   ACKED node=<id> version=<last delivered version, globally persisted> vid=<view>
+ * then keeps sending until it is killed (kill -9 during sends), and prints
+ *   FLOWING node=<id> delivered=<n>
+ * once 100 x S more messages were delivered (the stream is in full flow). With --restarted it
+ * only waits
+ * for a view (the total restart's) and prints
+ *   RESTARTED node=<id> vid=<view> members=<n>
  * It waits for its standard input to close before leaving (the test's barrier); on any failure
  * it prints "FAIL node=<id> <why>" instead. Exit status 0 on success.
  */
@@ -207,6 +216,7 @@ int main(int argc, char **argv) {
     bool reads = false;
     uint32_t start_members = 0;
     uint64_t fsize_limit = 0;
+    bool crash_run = false, restarted = false;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--messages") == 0 && i + 1 < argc)
             messages = strtoull(argv[++i], NULL, 10);
@@ -220,6 +230,10 @@ int main(int argc, char **argv) {
             fsize_limit = strtoull(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--check-reads") == 0)
             reads = true;
+        else if (strcmp(argv[i], "--crash-run") == 0)
+            crash_run = true;
+        else if (strcmp(argv[i], "--restarted") == 0)
+            restarted = true;
         else {
             fprintf(stderr, "durable_node: unknown argument %s\n", argv[i]);
             return 2;
@@ -269,6 +283,23 @@ int main(int argc, char **argv) {
             break;
         usleep(10000);
     }
+    if (restarted) {
+        dr_group_view view;
+        if (rc == 0)
+            rc = dr_group_get_view(group, &view);
+        if (rc == 0)
+            printf("RESTARTED node=%" PRIu32 " vid=%" PRId32 " members=%" PRIu32 "\n", my_id,
+                   view.view.vid, view.view.num_members);
+        else
+            printf("FAIL node=%" PRIu32 " no view rc=%d\n", my_id, rc);
+        fflush(stdout);
+        char sink[64];
+        while (read(STDIN_FILENO, sink, sizeof sink) > 0) {
+        }
+        dr_group_destroy(group);
+        dr_config_free(config);
+        return rc == 0 ? 0 : 1;
+    }
     if (rc == 0 && fsize_limit > 0) {
         disk_full_run(group, &state, messages, size, my_id);
         char sink[64];
@@ -303,6 +334,34 @@ int main(int argc, char **argv) {
         if (pthread_cond_timedwait(&state.cond, &state.lock, &deadline) == ETIMEDOUT)
             why = "callbacks";
     pthread_mutex_unlock(&state.lock);
+    if (crash_run) {
+        dr_group_view view;
+        int32_t vid = dr_group_get_view(group, &view) == 0 ? view.view.vid : -1;
+        if (why)
+            printf("FAIL node=%" PRIu32 " %s rc=%d\n", my_id, why, rc);
+        else
+            printf("ACKED node=%" PRIu32 " version=%" PRId64 " vid=%" PRId32 "\n", my_id, last,
+                   vid);
+        fflush(stdout);
+        uint8_t *more = malloc(size ? size : 1); /* sends in flight when the test kills us */
+        bool flowing = false;
+        for (uint64_t i = messages; more != NULL; i++) {
+            fill_message(more, size, my_id, i);
+            if (dr_group_send(group, 0, more, size, 1000) == DR_ECLOSED)
+                break;
+            pthread_mutex_lock(&state.lock);
+            uint64_t delivered = state.delivered;
+            pthread_mutex_unlock(&state.lock);
+            if (!flowing && delivered >= (messages + 100) * senders) {
+                printf("FLOWING node=%" PRIu32 " delivered=%" PRIu64 "\n", my_id, delivered);
+                fflush(stdout);
+                flowing = true; /* the test kills us now, while the stream goes on */
+            }
+        }
+        free(more);
+        pause();
+        return 1;
+    }
     bool reads_ok = !reads || (!why && check_reads(group, &state));
     dr_group_view current;
     dr_view saved;

@@ -1,0 +1,849 @@
+/*
+ * Total restart (docs/persistence.md "Total restart"; Derecho's restart_state.cpp): every node
+ * of a group that stopped as a whole comes back with the view it saved last and the tails of
+ * its durable logs. It enters CORE_RESTARTING and reports both to the restart leader of the
+ * current round (restart_leaders[round % n]). The leader waits for a quorum of the most recent
+ * saved view L (a majority of L, a member of every shard of L, an adequate layout), computes
+ * per shard the trim (the smallest tail of its reporting members, see below), and runs one
+ * Paxos instance over "the restart view": PREPARE(round, proposal) to every member of the
+ * proposed view, ACK from each, then COMMIT. A node installs a committed restart view after
+ * TRUNCATE actions that cut its logs to the trims; the view's id is L + 1.
+ *
+ * Rounds are Paxos ballots: a node that moves to round r (timeout, or a message of round r)
+ * never accepts a PREPARE of a lower round, and reports the proposal it accepted last in each
+ * request; a leader adopts the highest-round accepted proposal among its reports instead of
+ * computing its own. The leader commits once a majority of L accepted; every round's leader
+ * needs reports from a majority of L, so any two rounds' quorums overlap and a chosen restart
+ * view can only be re-proposed, never replaced (a member of the view that is dead by then is
+ * removed by an ordinary view change after the install).
+ *
+ * Messages go to addresses (node_id DR_NODE_NONE), like join replies: there are no connections
+ * yet. Sizes from the network are capped (a view frame at DR_RESTART_MAX_VIEW_BYTES, one entry
+ * per reporting node, at most DR_VIEW_MAX_MEMBERS entries).
+ */
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core_internal.h"
+#include "derecho/log.h"
+
+#define MAX_TRIMS (DR_LAYOUT_MAX_SUBGROUPS * DR_LAYOUT_MAX_SHARDS)
+
+/** One node's report, kept by the leader of a round. */
+typedef struct restart_entry {
+    uint32_t node_id;
+    char address[DR_ADDRESS_MAX];
+    int32_t vid;         /**< its saved view's id */
+    uint8_t *view_frame; /**< its saved view (owned) */
+    size_t view_len;     /**< bytes */
+    int64_t tails[DR_LAYOUT_MAX_SUBGROUPS];
+    uint32_t accepted_round; /**< round+1 of the proposal it accepted (0: none) */
+    uint8_t *accepted;       /**< that proposal (owned, NULL if none) */
+    size_t accepted_len;
+} restart_entry;
+
+/** A decoded proposal: the restart view and the trims. */
+typedef struct restart_proposal {
+    dr_msg_view view; /**< view.vid set; assignment: the saved view's layout */
+    uint32_t num_trims;
+    struct {
+        uint32_t subgroup, shard;
+        int64_t trim;
+    } trims[MAX_TRIMS];
+    uint32_t num_last;                      /**< members of the saved view L it is based on */
+    uint32_t last_ids[DR_VIEW_MAX_MEMBERS]; /**< their ids (acks from a majority commit it) */
+} restart_proposal;
+
+struct restart_state {
+    uint8_t *my_frame; /**< my saved view frame (owned) */
+    size_t my_len;
+    int32_t my_vid;
+    uint32_t my_view_count; /**< members of my saved view (ids and addresses below) */
+    uint32_t my_view_ids[DR_VIEW_MAX_MEMBERS];
+    char my_view_addresses[DR_VIEW_MAX_MEMBERS][DR_ADDRESS_MAX];
+    int64_t tails[DR_LAYOUT_MAX_SUBGROUPS];
+    char leaders[DR_RESTART_MAX_LEADERS][DR_ADDRESS_MAX];
+    uint32_t num_leaders;
+    uint64_t timeout_us;
+    uint32_t round;            /**< my current round (ballot) */
+    uint64_t round_started_us; /**< when I entered it, or last heard its leader's PREPARE */
+    uint64_t last_request_us;
+    /* acceptor */
+    uint32_t accepted_round; /**< round+1 of the proposal accepted last (0: none) */
+    uint8_t *accepted;       /**< its bytes (owned) */
+    size_t accepted_len;
+    /* leader of `round` */
+    restart_entry entries[DR_VIEW_MAX_MEMBERS];
+    uint32_t num_entries;
+    uint32_t traced_entries; /**< num_entries when "no majority" was last traced */
+    uint32_t traced_layout;  /**< num_entries when "not adequate" was last traced */
+    bool proposed;
+    uint8_t *proposal; /**< what I proposed (owned) */
+    size_t proposal_len;
+    dr_view proposal_view;
+    bool acked[DR_VIEW_MAX_MEMBERS]; /**< per rank of proposal_view */
+    uint32_t num_last;               /**< the proposal's L: members */
+    uint32_t last_ids[DR_VIEW_MAX_MEMBERS];
+    /* after install: the COMMIT frame, resent to members that ask again */
+    uint8_t *commit_frame;
+    size_t commit_len;
+    int32_t commit_vid;
+};
+
+/* ---- helpers ------------------------------------------------------------------------- */
+
+static const char *leader_of(const struct restart_state *rs, uint32_t round) {
+    return rs->leaders[round % rs->num_leaders];
+}
+
+static bool i_lead(const dr_core *core) {
+    const struct restart_state *rs = core->restart;
+    return strcmp(leader_of(rs, rs->round), core->options.my_address) == 0;
+}
+
+static void free_entry(restart_entry *entry) {
+    free(entry->view_frame);
+    free(entry->accepted);
+    memset(entry, 0, sizeof *entry);
+}
+
+static void reset_leader(struct restart_state *rs) {
+    for (uint32_t i = 0; i < rs->num_entries; i++)
+        free_entry(&rs->entries[i]);
+    rs->num_entries = 0;
+    rs->traced_entries = rs->traced_layout = UINT32_MAX;
+    rs->proposed = false;
+    free(rs->proposal);
+    rs->proposal = NULL;
+    rs->proposal_len = 0;
+    memset(rs->acked, 0, sizeof rs->acked);
+}
+
+/** Sends the scratch buffer to `address` (no connection needed). */
+static int send_scratch_to(dr_core *core, const char *address) {
+    if (core->scratch.failed)
+        return DR_ENOMEM;
+    dr_action action = {.type = DR_ACTION_SEND, .node_id = DR_NODE_NONE};
+    snprintf(action.address, sizeof action.address, "%s", address);
+    action.bytes = malloc(core->scratch.len);
+    if (action.bytes == NULL)
+        return DR_ENOMEM;
+    memcpy(action.bytes, core->scratch.data, core->scratch.len);
+    action.len = core->scratch.len;
+    return core_push_action(core, &action);
+}
+
+/** Decodes a saved view frame (a VIEW frame with its shard assignment). */
+static int decode_view_frame(const uint8_t *frame, size_t len, dr_msg_view *out, const char **why) {
+    dr_wire_header header;
+    if (dr_wire_decode_header(frame, len, &header, why) != 0)
+        return DR_EPROTO;
+    if (header.type != DR_MSG_VIEW || header.vid < 0) {
+        *why = "restart: not a saved view frame";
+        return DR_EPROTO;
+    }
+    if (dr_wire_decode_view(frame + DR_WIRE_HEADER_BYTES, header.body_len, out, why) != 0)
+        return DR_EPROTO;
+    if (!out->has_assignment) {
+        *why = "restart: saved view without its shard assignment";
+        return DR_EPROTO;
+    }
+    out->view.vid = header.vid;
+    return 0;
+}
+
+/** Decodes a proposal (view frame blob, trims). */
+static int decode_proposal(const uint8_t *bytes, size_t len, restart_proposal *out,
+                           const char **why) {
+    dr_reader reader;
+    dr_reader_init(&reader, bytes, len);
+    uint32_t frame_len = 0;
+    const uint8_t *frame = dr_reader_blob(&reader, DR_RESTART_MAX_VIEW_BYTES, &frame_len);
+    if (reader.failed || frame == NULL) {
+        *why = "restart: proposal without a view";
+        return DR_EPROTO;
+    }
+    if (decode_view_frame(frame, frame_len, &out->view, why) != 0)
+        return DR_EPROTO;
+    out->num_trims = dr_reader_u32(&reader);
+    if (reader.failed || out->num_trims > MAX_TRIMS) {
+        *why = "restart: bad trim count";
+        return DR_EPROTO;
+    }
+    for (uint32_t i = 0; i < out->num_trims; i++) {
+        out->trims[i].subgroup = dr_reader_u32(&reader);
+        out->trims[i].shard = dr_reader_u32(&reader);
+        out->trims[i].trim = (int64_t)dr_reader_u64(&reader);
+        if (reader.failed || out->trims[i].subgroup >= DR_LAYOUT_MAX_SUBGROUPS ||
+            out->trims[i].shard >= DR_LAYOUT_MAX_SHARDS || out->trims[i].trim < -1) {
+            *why = "restart: bad trim entry";
+            return DR_EPROTO;
+        }
+    }
+    out->num_last = dr_reader_u32(&reader);
+    if (reader.failed || out->num_last == 0 || out->num_last > DR_VIEW_MAX_MEMBERS) {
+        *why = "restart: bad member count of the saved view";
+        return DR_EPROTO;
+    }
+    for (uint32_t i = 0; i < out->num_last; i++)
+        out->last_ids[i] = dr_reader_u32(&reader);
+    if (!dr_reader_done(&reader)) {
+        *why = "restart: trailing bytes in the proposal";
+        return DR_EPROTO;
+    }
+    return 0;
+}
+
+/* ---- reports ------------------------------------------------------------------------- */
+
+/** My report as an entry (the leader counts itself without a message). */
+static int own_entry(dr_core *core, restart_entry *entry) {
+    struct restart_state *rs = core->restart;
+    memset(entry, 0, sizeof *entry);
+    entry->node_id = core->options.my_id;
+    snprintf(entry->address, sizeof entry->address, "%s", core->options.my_address);
+    entry->vid = rs->my_vid;
+    entry->view_frame = malloc(rs->my_len);
+    if (entry->view_frame == NULL)
+        return DR_ENOMEM;
+    memcpy(entry->view_frame, rs->my_frame, rs->my_len);
+    entry->view_len = rs->my_len;
+    memcpy(entry->tails, rs->tails, sizeof entry->tails);
+    entry->accepted_round = rs->accepted_round;
+    if (rs->accepted != NULL) {
+        entry->accepted = malloc(rs->accepted_len);
+        if (entry->accepted == NULL) {
+            free_entry(entry);
+            return DR_ENOMEM;
+        }
+        memcpy(entry->accepted, rs->accepted, rs->accepted_len);
+        entry->accepted_len = rs->accepted_len;
+    }
+    return 0;
+}
+
+static int try_propose(dr_core *core);
+
+/** Leader: records (or replaces) a report of my round. */
+static int add_entry(dr_core *core, restart_entry *entry) {
+    struct restart_state *rs = core->restart;
+    for (uint32_t i = 0; i < rs->num_entries; i++)
+        if (rs->entries[i].node_id == entry->node_id) {
+            free_entry(&rs->entries[i]);
+            rs->entries[i] = *entry;
+            return try_propose(core);
+        }
+    if (rs->num_entries == DR_VIEW_MAX_MEMBERS) {
+        free_entry(entry);
+        return 0;
+    }
+    rs->entries[rs->num_entries++] = *entry;
+    core_trace(core, "restart round %u: report of node %u (saved view %d)", rs->round,
+               entry->node_id, entry->vid);
+    return try_propose(core);
+}
+
+static int encode_request(dr_core *core) {
+    struct restart_state *rs = core->restart;
+    dr_buf_reset(&core->scratch);
+    size_t start =
+        dr_wire_begin(&core->scratch, DR_MSG_RESTART_REQUEST, core->options.my_id, DR_WIRE_NO_VIEW);
+    dr_buf_put_u32(&core->scratch, rs->round);
+    dr_buf_put_str(&core->scratch, core->options.my_address);
+    dr_buf_put_blob(&core->scratch, rs->my_frame, (uint32_t)rs->my_len);
+    dr_buf_put_u32(&core->scratch, DR_LAYOUT_MAX_SUBGROUPS);
+    for (uint32_t s = 0; s < DR_LAYOUT_MAX_SUBGROUPS; s++)
+        dr_buf_put_u64(&core->scratch, (uint64_t)rs->tails[s]);
+    dr_buf_put_u32(&core->scratch, rs->accepted_round);
+    dr_buf_put_blob(&core->scratch, rs->accepted, (uint32_t)rs->accepted_len);
+    return dr_wire_finish(&core->scratch, start);
+}
+
+/** Sends my report to `address` (the leader of my round, or a node of a lower round). */
+/** The id my saved view gives `address` (DR_NODE_NONE: not a member of it, or me). */
+static uint32_t id_of_address(const dr_core *core, const char *address) {
+    const struct restart_state *rs = core->restart;
+    for (uint32_t i = 0; i < rs->my_view_count; i++)
+        if (strcmp(rs->my_view_addresses[i], address) == 0 &&
+            rs->my_view_ids[i] != core->options.my_id)
+            return rs->my_view_ids[i];
+    return DR_NODE_NONE;
+}
+
+/**
+ * Sends the scratch frame to a restart leader: by node id if my saved view names that address
+ * (the driver connects to it as to any member, and keeps one connection per pair), else by
+ * address after a CONNECT like a join request's.
+ */
+static int send_to_leader(dr_core *core, const char *address) {
+    uint32_t id = id_of_address(core, address);
+    dr_action action = {.type = DR_ACTION_CONNECT, .node_id = id};
+    snprintf(action.address, sizeof action.address, "%s", address);
+    uint8_t *copy = malloc(core->scratch.len > 0 ? core->scratch.len : 1);
+    if (copy == NULL || core->scratch.failed) {
+        free(copy);
+        return DR_ENOMEM;
+    }
+    memcpy(copy, core->scratch.data, core->scratch.len);
+    int rc = core_push_action(core, &action);
+    dr_action send = {
+        .type = DR_ACTION_SEND, .node_id = id, .bytes = copy, .len = core->scratch.len};
+    snprintf(send.address, sizeof send.address, "%s", address);
+    if (rc == 0)
+        return core_push_action(core, &send);
+    free(copy);
+    return rc;
+}
+
+static int send_request(dr_core *core, const char *address, bool to_leader) {
+    /* a reply to a node of a lower round goes back on its connection instead */
+    int rc = encode_request(core);
+    if (rc == 0)
+        rc = to_leader ? send_to_leader(core, address) : send_scratch_to(core, address);
+    core->restart->last_request_us = core->now_us;
+    return rc;
+}
+
+/** Enters round `round`: as its leader, counts myself; otherwise reports to its leader. */
+static int enter_round(dr_core *core, uint32_t round) {
+    struct restart_state *rs = core->restart;
+    reset_leader(rs);
+    rs->round = round;
+    rs->round_started_us = core->now_us;
+    core_trace(core, "restart round %u, leader %s", round, leader_of(rs, round));
+    if (!i_lead(core))
+        return send_request(core, leader_of(rs, round), true);
+    restart_entry entry;
+    int rc = own_entry(core, &entry);
+    return rc != 0 ? rc : add_entry(core, &entry);
+}
+
+/* ---- the leader's decision ----------------------------------------------------------- */
+
+static bool in_view(const dr_view *view, uint32_t id) {
+    for (uint32_t i = 0; i < view->num_members; i++)
+        if (view->member_ids[i] == id)
+            return true;
+    return false;
+}
+
+static const restart_entry *find_entry(const struct restart_state *rs, uint32_t id) {
+    for (uint32_t i = 0; i < rs->num_entries; i++)
+        if (rs->entries[i].node_id == id)
+            return &rs->entries[i];
+    return NULL;
+}
+
+/**
+ * The trim of one shard of the saved view L: the smallest tail among its reporting members,
+ * ignoring empty logs (-1: such a member either persisted nothing while the frontier was
+ * computed over it, so the frontier was -1, or joined later and says nothing about earlier
+ * versions). *any: some member of the shard reported. docs/persistence.md "Total restart"
+ * explains why no globally persisted version lies above it.
+ */
+static int64_t shard_trim(const struct restart_state *rs, const dr_shard_layout *shard,
+                          uint32_t subgroup, bool *any) {
+    int64_t trim = -1;
+    *any = false;
+    for (uint32_t m = 0; m < shard->num_members; m++) {
+        const restart_entry *entry = find_entry(rs, shard->member_ids[m]);
+        if (entry == NULL)
+            continue;
+        *any = true;
+        int64_t tail = entry->tails[subgroup];
+        if (tail < 0)
+            continue;
+        if (trim < 0 || tail < trim)
+            trim = tail;
+    }
+    return trim;
+}
+
+/** Builds my own proposal from the reports, if they form a quorum. Returns 0 (maybe none). */
+static int compute_proposal(dr_core *core, dr_buf *out, bool *made) {
+    struct restart_state *rs = core->restart;
+    *made = false;
+    const restart_entry *latest = &rs->entries[0];
+    for (uint32_t i = 1; i < rs->num_entries; i++)
+        if (rs->entries[i].vid > latest->vid)
+            latest = &rs->entries[i];
+    dr_msg_view *saved = malloc(sizeof *saved);
+    dr_layout *layout = malloc(sizeof *layout);
+    dr_view *next = malloc(sizeof *next);
+    int rc = saved && layout && next ? 0 : DR_ENOMEM;
+    const char *why = NULL;
+    if (rc == 0 && decode_view_frame(latest->view_frame, latest->view_len, saved, &why) != 0)
+        rc = DR_EPROTO; /* checked when it arrived */
+    if (rc != 0)
+        goto done;
+    const dr_view *last = &saved->view;
+    const dr_layout *assignment = &saved->assignment;
+    uint32_t present = 0;
+    for (uint32_t i = 0; i < last->num_members; i++)
+        present += find_entry(rs, last->member_ids[i]) != NULL;
+    if (present < last->num_members / 2 + 1) {
+        if (rs->num_entries != rs->traced_entries)
+            core_trace(core, "restart: %u of %u members of view %d, no majority yet", present,
+                       last->num_members, last->vid);
+        rs->traced_entries = rs->num_entries;
+        goto done;
+    }
+    /* with a majority but not everyone, wait half a timeout for the rest (they would
+     * otherwise restart on their own later, as joiners without their logs' tails) */
+    if (present < last->num_members && core->now_us - rs->round_started_us < rs->timeout_us / 2)
+        goto done;
+    int64_t trims[DR_LAYOUT_MAX_SUBGROUPS][DR_LAYOUT_MAX_SHARDS];
+    for (uint32_t sg = 0; sg < assignment->num_subgroups; sg++)
+        for (uint32_t sh = 0; sh < assignment->subgroups[sg].num_shards; sh++) {
+            bool any;
+            trims[sg][sh] = shard_trim(rs, &assignment->subgroups[sg].shards[sh], sg, &any);
+            if (!any) {
+                core_trace(core, "restart: no member of subgroup %u shard %u yet", sg, sh);
+                goto done;
+            }
+        }
+    /* members: the reporting members of L in L's rank order, then the other reporters */
+    memset(next, 0, sizeof *next);
+    next->vid = last->vid + 1;
+    for (uint32_t i = 0; i < last->num_members; i++) {
+        const restart_entry *entry = find_entry(rs, last->member_ids[i]);
+        if (entry == NULL)
+            continue;
+        next->member_ids[next->num_members] = entry->node_id;
+        snprintf(next->addresses[next->num_members++], DR_ADDRESS_MAX, "%s", entry->address);
+    }
+    for (uint32_t i = 0; i < rs->num_entries; i++) {
+        if (in_view(last, rs->entries[i].node_id))
+            continue;
+        next->member_ids[next->num_members] = rs->entries[i].node_id;
+        snprintf(next->addresses[next->num_members++], DR_ADDRESS_MAX, "%s",
+                 rs->entries[i].address);
+    }
+    dr_err err;
+    rc = dr_layout_compute(&core->options.layout, assignment, next->member_ids, next->num_members,
+                           layout, &err);
+    if (rc != 0 || !layout->adequate) {
+        if (rs->num_entries != rs->traced_layout)
+            core_trace(core, "restart: layout over %u nodes not adequate", next->num_members);
+        rs->traced_layout = rs->num_entries;
+        rc = 0;
+        goto done;
+    }
+    dr_buf frame;
+    dr_buf_init(&frame, 0);
+    rc = dr_wire_encode_view_with_layout(&frame, core->options.my_id, next, layout, assignment);
+    dr_buf_reset(out);
+    if (rc == 0)
+        rc = dr_buf_put_blob(out, frame.data, (uint32_t)frame.len);
+    dr_buf_free(&frame);
+    uint32_t count = 0;
+    for (uint32_t sg = 0; sg < assignment->num_subgroups; sg++)
+        count += assignment->subgroups[sg].num_shards;
+    dr_buf_put_u32(out, count);
+    for (uint32_t sg = 0; sg < assignment->num_subgroups; sg++)
+        for (uint32_t sh = 0; sh < assignment->subgroups[sg].num_shards; sh++) {
+            dr_buf_put_u32(out, sg);
+            dr_buf_put_u32(out, sh);
+            dr_buf_put_u64(out, (uint64_t)trims[sg][sh]);
+            core_trace(core, "restart: subgroup %u shard %u trim %lld", sg, sh,
+                       (long long)trims[sg][sh]);
+        }
+    dr_buf_put_u32(out, last->num_members);
+    for (uint32_t i = 0; i < last->num_members; i++)
+        dr_buf_put_u32(out, last->member_ids[i]);
+    if (rc == 0 && out->failed)
+        rc = DR_ENOMEM;
+    *made = rc == 0;
+done:
+    free(saved);
+    free(layout);
+    free(next);
+    return rc;
+}
+
+static int encode_with_round(dr_core *core, dr_wire_type type, uint32_t round,
+                             const uint8_t *proposal, size_t len) {
+    dr_buf_reset(&core->scratch);
+    size_t start = dr_wire_begin(&core->scratch, type, core->options.my_id, DR_WIRE_NO_VIEW);
+    dr_buf_put_u32(&core->scratch, round);
+    if (proposal != NULL)
+        dr_buf_put_bytes(&core->scratch, proposal, len);
+    return dr_wire_finish(&core->scratch, start);
+}
+
+static int install(dr_core *core, const uint8_t *proposal, size_t len, uint32_t round);
+
+/**
+ * Leader: a majority of the saved view L the proposal is based on accepted it: commit (install,
+ * tell everyone). Any later round's quorum holds a majority of L too, so it hears of this
+ * proposal from one of them and adopts it.
+ */
+static int maybe_commit(dr_core *core) {
+    struct restart_state *rs = core->restart;
+    uint32_t acks = 0;
+    for (uint32_t i = 0; i < rs->proposal_view.num_members; i++) {
+        if (!rs->acked[i])
+            continue;
+        for (uint32_t k = 0; k < rs->num_last; k++)
+            acks += rs->last_ids[k] == rs->proposal_view.member_ids[i];
+    }
+    if (acks < rs->num_last / 2 + 1)
+        return 0;
+    core_trace(core, "restart round %u: %u of %u members of the saved view accepted, commit",
+               rs->round, acks, rs->num_last);
+    uint8_t *proposal = rs->proposal;
+    size_t len = rs->proposal_len;
+    rs->proposal = NULL;
+    int rc = install(core, proposal, len, rs->round);
+    free(proposal);
+    return rc;
+}
+
+/** Accepts (round, proposal) as an acceptor: remembers it, restarts the round's timer. */
+static int accept(dr_core *core, uint32_t round, const uint8_t *proposal, size_t len) {
+    struct restart_state *rs = core->restart;
+    uint8_t *copy = malloc(len);
+    if (copy == NULL)
+        return DR_ENOMEM;
+    memcpy(copy, proposal, len);
+    free(rs->accepted);
+    rs->accepted = copy;
+    rs->accepted_len = len;
+    rs->accepted_round = round + 1;
+    rs->round_started_us = core->now_us;
+    return 0;
+}
+
+static int try_propose(dr_core *core) {
+    struct restart_state *rs = core->restart;
+    if (rs->proposed || rs->num_entries == 0)
+        return 0;
+    /* Paxos: a proposal some node accepted in an earlier round may have been chosen; adopt
+     * the one of the highest round among the reports (once they form a quorum) */
+    const restart_entry *adopt = NULL;
+    for (uint32_t i = 0; i < rs->num_entries; i++)
+        if (rs->entries[i].accepted_round > 0 &&
+            (adopt == NULL || rs->entries[i].accepted_round > adopt->accepted_round))
+            adopt = &rs->entries[i];
+    dr_buf mine;
+    dr_buf_init(&mine, 0);
+    bool made = false;
+    int rc = compute_proposal(core, &mine, &made); /* also the quorum check */
+    if (rc != 0 || !made) {
+        dr_buf_free(&mine);
+        return rc;
+    }
+    const uint8_t *bytes = mine.data;
+    size_t len = mine.len;
+    if (adopt != NULL) {
+        core_trace(core, "restart round %u: adopt the proposal accepted in round %u", rs->round,
+                   adopt->accepted_round - 1);
+        bytes = adopt->accepted;
+        len = adopt->accepted_len;
+    }
+    restart_proposal *decoded = malloc(sizeof *decoded);
+    const char *why = NULL;
+    rc = decoded == NULL ? DR_ENOMEM : decode_proposal(bytes, len, decoded, &why);
+    if (rc == 0) {
+        rs->proposal = malloc(len);
+        rc = rs->proposal == NULL ? DR_ENOMEM : 0;
+    }
+    if (rc == 0) {
+        memcpy(rs->proposal, bytes, len);
+        rs->proposal_len = len;
+        rs->proposal_view = decoded->view.view;
+        rs->num_last = decoded->num_last;
+        memcpy(rs->last_ids, decoded->last_ids, sizeof rs->last_ids);
+        rs->proposed = true;
+        memset(rs->acked, 0, sizeof rs->acked);
+        rc = accept(core, rs->round, bytes, len);
+    }
+    free(decoded);
+    dr_buf_free(&mine);
+    if (rc != 0)
+        return rc;
+    core_trace(core, "restart round %u: propose view %d with %u members", rs->round,
+               rs->proposal_view.vid, rs->proposal_view.num_members);
+    rc = encode_with_round(core, DR_MSG_RESTART_PREPARE, rs->round, rs->proposal, rs->proposal_len);
+    for (uint32_t i = 0; rc == 0 && i < rs->proposal_view.num_members; i++) {
+        uint32_t id = rs->proposal_view.member_ids[i];
+        if (id == core->options.my_id)
+            rs->acked[i] = true;
+        else if (find_entry(rs, id) != NULL)
+            rc = core_send_scratch(core, id); /* it reported: the driver knows its connection */
+        else
+            rc = send_scratch_to(core, rs->proposal_view.addresses[i]);
+    }
+    return rc == 0 ? maybe_commit(core) : rc;
+}
+
+/* ---- install ------------------------------------------------------------------------- */
+
+static int install(dr_core *core, const uint8_t *proposal, size_t len, uint32_t round) {
+    struct restart_state *rs = core->restart;
+    restart_proposal *p = malloc(sizeof *p);
+    dr_layout *layout = malloc(sizeof *layout);
+    int rc = p && layout ? 0 : DR_ENOMEM;
+    const char *why = NULL;
+    if (rc == 0 && decode_proposal(proposal, len, p, &why) != 0)
+        rc = core_reject(core, DR_NODE_NONE, why);
+    if (rc == 0 && !in_view(&p->view.view, core->options.my_id))
+        rc = core_reject(core, DR_NODE_NONE, "restart view without this node");
+    if (rc == 0 && p->view.view.vid <= rs->my_vid)
+        rc = core_reject(core, DR_NODE_NONE, "restart view not newer than my saved view");
+    if (rc == 0) {
+        rc = dr_layout_compute(&core->options.layout, &p->view.assignment, p->view.view.member_ids,
+                               p->view.view.num_members, layout, NULL);
+        if (rc != 0 || !layout->adequate ||
+            dr_layout_fingerprint(layout) != p->view.layout_fingerprint)
+            rc = core_reject(core, DR_NODE_NONE, "restart view layout differs from ours");
+    }
+    /* the commit frame: kept to answer members that ask again */
+    if (rc == 0)
+        rc = encode_with_round(core, DR_MSG_RESTART_COMMIT, round, proposal, len);
+    uint8_t *commit = NULL;
+    size_t commit_len = 0;
+    if (rc == 0)
+        commit = dr_buf_steal(&core->scratch, &commit_len);
+    if (rc == 0 && commit == NULL)
+        rc = DR_ENOMEM;
+    /* cut my logs first: nothing beyond the trim may survive into the new view */
+    for (uint32_t i = 0; rc == 0 && i < p->num_trims; i++) {
+        uint32_t sg = p->trims[i].subgroup, sh = p->trims[i].shard;
+        int found = dr_layout_find_shard(layout, sg, core->options.my_id, NULL);
+        if (found != (int)sh)
+            continue;
+        dr_action action = {
+            .type = DR_ACTION_TRUNCATE, .subgroup = sg, .shard = sh, .version = p->trims[i].trim};
+        core_trace(core, "restart: truncate subgroup %u shard %u after %lld", sg, sh,
+                   (long long)p->trims[i].trim);
+        rc = core_push_action(core, &action);
+        /* what survives in my log is durable here: re-published in the view's table */
+        int64_t kept = rs->tails[sg] < p->trims[i].trim ? rs->tails[sg] : p->trims[i].trim;
+        if (kept > core->persisted_local[sg])
+            core->persisted_local[sg] = kept;
+    }
+    if (rc == 0) {
+        DR_INFO(DR_LOGM_VIEWMANAGER, "node %u: total restart installs view %d", core->options.my_id,
+                p->view.view.vid);
+        rc = core_install_view(core, &p->view.view, layout, &p->view.assignment);
+    }
+    if (rc == 0) {
+        reset_leader(rs);
+        free(rs->commit_frame);
+        rs->commit_frame = commit;
+        rs->commit_len = commit_len;
+        rs->commit_vid = p->view.view.vid;
+        commit = NULL;
+        /* everyone in the view hears of the commit from everyone who installs it (the
+         * leader may die right after its first send); by node id: the view is installed, so
+         * the driver connects its members as for any view */
+        for (uint32_t i = 0; rc == 0 && i < core->view.num_members; i++)
+            if (core->view.member_ids[i] != core->options.my_id)
+                rc = core_send_bytes(core, core->view.member_ids[i], rs->commit_frame,
+                                     rs->commit_len);
+    }
+    free(commit);
+    free(p);
+    free(layout);
+    return rc;
+}
+
+/* ---- events -------------------------------------------------------------------------- */
+
+int restart_start(dr_core *core, const dr_core_restart_options *options) {
+    if (options->saved_view_len > DR_RESTART_MAX_VIEW_BYTES)
+        return DR_EINVAL;
+    struct restart_state *rs = calloc(1, sizeof *rs);
+    if (rs == NULL)
+        return DR_ENOMEM;
+    core->restart = rs;
+    dr_msg_view *saved = malloc(sizeof *saved);
+    if (saved == NULL)
+        return DR_ENOMEM;
+    const char *why = NULL;
+    int rc = decode_view_frame(options->saved_view, options->saved_view_len, saved, &why);
+    bool member = rc == 0 && in_view(&saved->view, core->options.my_id);
+    if (rc == 0)
+        rs->my_vid = saved->view.vid;
+    if (rc == 0) {
+        rs->my_view_count = saved->view.num_members;
+        memcpy(rs->my_view_ids, saved->view.member_ids, sizeof rs->my_view_ids);
+        memcpy(rs->my_view_addresses, saved->view.addresses, sizeof rs->my_view_addresses);
+    }
+    free(saved);
+    if (rc != 0 || !member) {
+        DR_ERROR(DR_LOGM_VIEWMANAGER, "node %u: saved view unusable: %s", core->options.my_id,
+                 rc != 0 ? why : "this node is not in it");
+        return DR_EINVAL;
+    }
+    rs->my_frame = malloc(options->saved_view_len);
+    if (rs->my_frame == NULL)
+        return DR_ENOMEM;
+    memcpy(rs->my_frame, options->saved_view, options->saved_view_len);
+    rs->my_len = options->saved_view_len;
+    memcpy(rs->tails, options->tails, sizeof rs->tails);
+    rs->num_leaders = options->num_leaders < DR_RESTART_MAX_LEADERS ? options->num_leaders
+                                                                    : DR_RESTART_MAX_LEADERS;
+    for (uint32_t i = 0; i < rs->num_leaders; i++)
+        snprintf(rs->leaders[i], DR_ADDRESS_MAX, "%s", options->leaders[i]);
+    if (rs->num_leaders == 0) {
+        snprintf(rs->leaders[0], DR_ADDRESS_MAX, "%s", core->options.contact_address);
+        rs->num_leaders = 1;
+    }
+    rs->timeout_us = (uint64_t)(options->timeout_ms ? options->timeout_ms : 2000) * 1000u;
+    core->state = CORE_RESTARTING;
+    core_trace(core, "restarting from saved view %d", rs->my_vid);
+    return enter_round(core, 0);
+}
+
+int restart_on_tick(dr_core *core) {
+    struct restart_state *rs = core->restart;
+    if (core->state != CORE_RESTARTING || rs == NULL)
+        return 0;
+    if (core->now_us - rs->round_started_us >= rs->timeout_us)
+        return enter_round(core, rs->round + 1); /* the leader is silent: the next one */
+    if (i_lead(core))
+        return try_propose(core); /* a majority waited long enough for the rest? */
+    if (core->now_us - rs->last_request_us >= core->options.join_retry_us)
+        return send_request(core, leader_of(rs, rs->round), true);
+    return 0;
+}
+
+static int on_request(dr_core *core, const dr_wire_header *header, dr_reader *reader,
+                      uint32_t round) {
+    struct restart_state *rs = core->restart;
+    restart_entry entry;
+    memset(&entry, 0, sizeof entry);
+    entry.node_id = header->sender_id;
+    uint32_t len = 0;
+    const uint8_t *text = dr_reader_blob(reader, DR_ADDRESS_MAX - 1, &len);
+    if (!reader->failed && len > 0)
+        memcpy(entry.address, text, len);
+    uint32_t frame_len = 0;
+    const uint8_t *frame = dr_reader_blob(reader, DR_RESTART_MAX_VIEW_BYTES, &frame_len);
+    uint32_t num_tails = dr_reader_u32(reader);
+    if (reader->failed || len == 0 || memchr(entry.address, '\0', len) != NULL ||
+        num_tails > DR_LAYOUT_MAX_SUBGROUPS)
+        return core_reject(core, header->sender_id, "RESTART_REQUEST: bad address or tails");
+    for (uint32_t s = 0; s < DR_LAYOUT_MAX_SUBGROUPS; s++)
+        entry.tails[s] = s < num_tails ? (int64_t)dr_reader_u64(reader) : -1;
+    entry.accepted_round = dr_reader_u32(reader);
+    uint32_t accepted_len = 0;
+    const uint8_t *accepted = dr_reader_blob(reader, 2 * DR_RESTART_MAX_VIEW_BYTES, &accepted_len);
+    if (reader->failed || !dr_reader_done(reader) ||
+        (entry.accepted_round > 0) != (accepted_len > 0))
+        return core_reject(core, header->sender_id, "RESTART_REQUEST: malformed");
+    dr_msg_view *saved = malloc(sizeof *saved);
+    if (saved == NULL)
+        return DR_ENOMEM;
+    const char *why = NULL;
+    int rc = decode_view_frame(frame, frame_len, saved, &why);
+    bool member = rc == 0 && in_view(&saved->view, header->sender_id);
+    entry.vid = saved->view.vid;
+    free(saved);
+    if (rc != 0 || !member)
+        return core_reject(core, header->sender_id,
+                           rc != 0 ? why : "RESTART_REQUEST: sender not in its saved view");
+    if (core->state == CORE_IN_VIEW) {
+        /* a member that missed the commit of the restart view I am in: send it again */
+        if (rs != NULL && rs->commit_frame != NULL && core->view.vid == rs->commit_vid &&
+            core_view_rank(core, header->sender_id) >= 0) {
+            dr_buf_reset(&core->scratch);
+            dr_buf_put_bytes(&core->scratch, rs->commit_frame, rs->commit_len);
+            return send_scratch_to(core, entry.address);
+        }
+        return 0;
+    }
+    if (core->state != CORE_RESTARTING)
+        return 0;
+    if (round < rs->round)
+        return send_request(core, entry.address, false); /* it is behind: show it my round */
+    if (round > rs->round) {
+        rc = enter_round(core, round);
+        if (rc != 0 || core->state != CORE_RESTARTING)
+            return rc;
+    }
+    if (!i_lead(core) || rs->proposed)
+        return 0;
+    entry.view_frame = malloc(frame_len);
+    if (entry.view_frame == NULL)
+        return DR_ENOMEM;
+    memcpy(entry.view_frame, frame, frame_len);
+    entry.view_len = frame_len;
+    if (accepted_len > 0) {
+        entry.accepted = malloc(accepted_len);
+        if (entry.accepted == NULL) {
+            free_entry(&entry);
+            return DR_ENOMEM;
+        }
+        memcpy(entry.accepted, accepted, accepted_len);
+        entry.accepted_len = accepted_len;
+    }
+    return add_entry(core, &entry);
+}
+
+int restart_on_message(dr_core *core, const dr_wire_header *header, const uint8_t *body) {
+    struct restart_state *rs = core->restart;
+    dr_reader reader;
+    dr_reader_init(&reader, body, header->body_len);
+    uint32_t round = dr_reader_u32(&reader);
+    if (reader.failed)
+        return core_reject(core, header->sender_id, "restart message without a round");
+    if (header->type == DR_MSG_RESTART_REQUEST)
+        return on_request(core, header, &reader, round);
+    if (core->state != CORE_RESTARTING || rs == NULL)
+        return 0; /* installed already, or not restarting */
+    const uint8_t *rest = body + reader.pos;
+    size_t rest_len = header->body_len - reader.pos;
+    if (header->type == DR_MSG_RESTART_COMMIT) {
+        core_trace(core, "restart: commit of round %u from %u", round, header->sender_id);
+        return install(core, rest, rest_len, round);
+    }
+    if (header->type == DR_MSG_RESTART_ACK) {
+        if (round != rs->round || !rs->proposed || rest_len != 0)
+            return 0;
+        for (uint32_t i = 0; i < rs->proposal_view.num_members; i++)
+            if (rs->proposal_view.member_ids[i] == header->sender_id)
+                rs->acked[i] = true;
+        return maybe_commit(core);
+    }
+    /* PREPARE */
+    if (round < rs->round) {
+        core_trace(core, "restart: ignore PREPARE of old round %u", round);
+        return 0;
+    }
+    restart_proposal *p = malloc(sizeof *p);
+    if (p == NULL)
+        return DR_ENOMEM;
+    const char *why = NULL;
+    int rc = decode_proposal(rest, rest_len, p, &why);
+    free(p);
+    if (rc != 0)
+        return core_reject(core, header->sender_id, why);
+    if (round > rs->round) {
+        reset_leader(rs);
+        rs->round = round;
+    }
+    if (strcmp(leader_of(rs, round), core->options.my_address) == 0)
+        return 0; /* my own round: only I propose in it */
+    rc = accept(core, round, rest, rest_len);
+    if (rc == 0)
+        rc = encode_with_round(core, DR_MSG_RESTART_ACK, round, NULL, 0);
+    core_trace(core, "restart: accepted round %u, ack to %s", round, leader_of(rs, round));
+    return rc == 0 ? send_to_leader(core, leader_of(rs, round)) : rc;
+}
+
+void restart_free(dr_core *core) {
+    struct restart_state *rs = core->restart;
+    if (rs == NULL)
+        return;
+    reset_leader(rs);
+    free(rs->my_frame);
+    free(rs->accepted);
+    free(rs->commit_frame);
+    free(rs);
+    core->restart = NULL;
+}

@@ -1,0 +1,343 @@
+/*
+ * Total restart in the core (src/core/restart.c, docs/persistence.md "Total restart"): nodes
+ * that come back with a saved view and log tails agree, through the restart leader, on one
+ * restart view (vid = last + 1) and on per-shard trims; each truncates its log to the trim
+ * before the view is installed. A minority waits; an older saved view is brought along; a
+ * silent leader is replaced by the next one after restart_timeout_ms.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/wire.h"
+#include "derecho/buffer.h"
+#include "harness.h"
+
+#define HB_MS      10u
+#define TIMEOUT_MS 100u
+
+static dr_core_options base_options(uint32_t n) {
+    dr_core_options options;
+    h_options(&options, n);
+    dr_shard_policy_flexible(&options.layout.types[0].policy, 1, 1, 8, DR_MODE_ORDERED);
+    options.window_size = 8;
+    options.heartbeat_ms = HB_MS;
+    options.suspect_after_missed = 3;
+    options.join_retry_us = 20000;
+    return options;
+}
+
+static harness *cluster(uint32_t n) {
+    dr_core_options options = base_options(n);
+    harness *h = calloc(1, sizeof *h);
+    assert_non_null(h);
+    h_cluster(h, n, &options);
+    for (uint32_t i = 0; i < n; i++)
+        assert_true(h->nodes[i].installed);
+    return h;
+}
+
+static void send_some(harness *h, uint32_t i, uint32_t count) {
+    for (uint32_t m = 0; m < count; m++) {
+        uint8_t payload[4] = {9, 8, 7, (uint8_t)m};
+        int rc =
+            dr_core_send(h->nodes[i].core, 0, payload, sizeof payload, DR_MODE_ORDERED, h->now_us);
+        assert_int_equal(rc, 0);
+        h_drain(h, i);
+        h_pump(h, (size_t)-1);
+    }
+}
+
+/** What node i would have saved: its last installed view, as the runtime writes last_view. */
+typedef struct saved {
+    uint8_t *frame;
+    size_t len;
+} saved;
+
+static saved save_view(const harness *h, uint32_t i) {
+    dr_buf buf;
+    dr_buf_init(&buf, 0);
+    const dr_view_info *info = &h->nodes[i].view;
+    assert_int_equal(dr_wire_encode_view_with_layout(&buf, h->nodes[i].id, &info->view,
+                                                     &info->layout, &info->layout),
+                     0);
+    saved out;
+    out.frame = dr_buf_steal(&buf, &out.len);
+    assert_non_null(out.frame);
+    return out;
+}
+
+/** Restarts crashed node i from `s` with `tail` for subgroup 0; returns its new index. */
+static uint32_t restart_node(harness *h, uint32_t i, const saved *s, int64_t tail) {
+    dr_core_options options = base_options(1);
+    options.restart.saved_view = s->frame;
+    options.restart.saved_view_len = s->len;
+    options.restart.tails[0] = tail;
+    options.restart.num_leaders = 2;
+    snprintf(options.restart.leaders[0], DR_ADDRESS_MAX, "n0");
+    snprintf(options.restart.leaders[1], DR_ADDRESS_MAX, "n1");
+    options.restart.timeout_ms = TIMEOUT_MS;
+    uint32_t index = h_restart(h, i, &options);
+    h->nodes[index].truncated[0] = -2; /* "no TRUNCATE yet" */
+    return index;
+}
+
+static int64_t nth_version(const harness *h, uint32_t node, uint32_t n) {
+    assert_true(n < h->nodes[node].num_deliveries);
+    return h->nodes[node].deliveries[n].version;
+}
+
+static void assert_restart_view(const harness *h, const uint32_t *nodes, uint32_t count,
+                                int32_t vid, int64_t trim) {
+    for (uint32_t k = 0; k < count; k++) {
+        const h_node *node = &h->nodes[nodes[k]];
+        assert_true(node->installed);
+        assert_int_equal(node->views_installed, 1);
+        assert_int_equal(node->view.view.vid, vid);
+        assert_int_equal(node->view.view.num_members, count);
+        assert_int_equal(node->truncations, 1);
+        assert_int_equal(node->truncated[0], trim);
+        assert_int_equal(dr_core_view_id(node->core), vid);
+    }
+}
+
+/** The restarted group works: a message sent in the restart view reaches everyone. */
+static void assert_group_works(harness *h, const uint32_t *nodes, uint32_t count, int32_t vid) {
+    uint32_t before[H_MAX_NODES];
+    for (uint32_t k = 0; k < count; k++)
+        before[k] = h->nodes[nodes[k]].num_deliveries;
+    send_some(h, nodes[0], 1);
+    for (uint32_t k = 0; k < count; k++) {
+        assert_int_equal(h->nodes[nodes[k]].num_deliveries, before[k] + 1);
+        assert_int_equal(nth_version(h, nodes[k], before[k]) >> 32, vid);
+    }
+}
+
+static void test_logs_of_different_length_truncate_to_one_trim(void **state) {
+    (void)state;
+    harness *h = cluster(3);
+    send_some(h, 0, 5);
+    int64_t v[5];
+    for (uint32_t m = 0; m < 5; m++)
+        v[m] = nth_version(h, 0, m);
+    int32_t last = h->nodes[0].view.view.vid;
+    saved s[3];
+    for (uint32_t i = 0; i < 3; i++) {
+        s[i] = save_view(h, i);
+        h_crash(h, i);
+    }
+    /* the logs reached different lengths before the crash: 4, 2 and 3 versions durable */
+    uint32_t r[3];
+    r[1] = restart_node(h, 1, &s[1], v[1]);
+    r[2] = restart_node(h, 2, &s[2], v[2]);
+    r[0] = restart_node(h, 0, &s[0], v[3]);
+    h_run(h, 1000, 20);
+    /* the smallest tail: every member of the last view had persisted at least the frontier */
+    assert_restart_view(h, r, 3, last + 1, v[1]);
+    for (uint32_t k = 0; k < 3; k++)
+        assert_int_equal(h->nodes[r[k]].view.view.member_ids[k], 10 + k); /* ranks kept */
+    assert_group_works(h, r, 3, last + 1);
+    assert_int_equal(h->rejected, 0);
+    for (uint32_t i = 0; i < 3; i++)
+        free(s[i].frame);
+    h_free(h);
+    free(h);
+}
+
+static void test_minority_waits_then_majority_restarts(void **state) {
+    (void)state;
+    harness *h = cluster(3);
+    send_some(h, 1, 2);
+    int64_t v1 = nth_version(h, 0, 1);
+    int32_t last = h->nodes[0].view.view.vid;
+    saved s[3];
+    for (uint32_t i = 0; i < 3; i++) {
+        s[i] = save_view(h, i);
+        h_crash(h, i);
+    }
+    uint32_t a = restart_node(h, 0, &s[0], v1);
+    /* alone for many timeouts (rounds move on between n0 and n1): no view */
+    h_run(h, 10000, 100);
+    assert_false(h->nodes[a].installed);
+    assert_int_equal(h->nodes[a].truncations, 0);
+    assert_int_equal(dr_core_view_id(h->nodes[a].core), -1);
+    /* a second member of the last view makes a majority */
+    uint32_t b = restart_node(h, 1, &s[1], v1);
+    h_run(h, 10000, 30);
+    uint32_t r[2] = {a, b};
+    assert_restart_view(h, r, 2, last + 1, v1);
+    assert_group_works(h, r, 2, last + 1);
+    for (uint32_t i = 0; i < 3; i++)
+        free(s[i].frame);
+    h_free(h);
+    free(h);
+}
+
+static void test_node_with_older_saved_view_is_brought_along(void **state) {
+    (void)state;
+    harness *h = cluster(3);
+    send_some(h, 0, 2);
+    int32_t first = h->nodes[0].view.view.vid;
+    saved old = save_view(h, 2); /* node 12 saved `first`, then crashed */
+    h_crash(h, 2);
+    h_run(h, HB_MS * 1000, 20); /* the others remove it: view first + 1 = {10, 11} */
+    assert_int_equal(h->nodes[0].view.view.vid, first + 1);
+    assert_int_equal(h->nodes[0].view.view.num_members, 2);
+    send_some(h, 0, 3);
+    int64_t last = h->nodes[0].deliveries[h->nodes[0].num_deliveries - 1].version;
+    saved s0 = save_view(h, 0), s1 = save_view(h, 1);
+    h_crash(h, 0);
+    h_crash(h, 1);
+    uint32_t a = restart_node(h, 0, &s0, last);
+    uint32_t c = restart_node(h, 2, &old, nth_version(h, 2, 1));
+    uint32_t b = restart_node(h, 1, &s1, last);
+    h_run(h, 1000, 20);
+    uint32_t r[3] = {a, b, c};
+    /* the most recent saved view wins; the old member joins the restart view, truncates too */
+    assert_int_equal(h->nodes[c].view.view.vid, first + 2);
+    assert_restart_view(h, r, 3, first + 2, last);
+    assert_int_equal(h->nodes[a].view.view.member_ids[2], 12);
+    assert_group_works(h, r, 3, first + 2);
+    free(old.frame);
+    free(s0.frame);
+    free(s1.frame);
+    h_free(h);
+    free(h);
+}
+
+static void test_backup_leader_takes_over(void **state) {
+    (void)state;
+    harness *h = cluster(3);
+    send_some(h, 2, 3);
+    int64_t v0 = nth_version(h, 0, 0), v2 = nth_version(h, 0, 2);
+    int32_t last = h->nodes[0].view.view.vid;
+    saved s[3];
+    for (uint32_t i = 0; i < 3; i++) {
+        s[i] = save_view(h, i);
+        h_crash(h, i);
+    }
+    /* the first restart leader (n0) never comes back */
+    uint32_t b = restart_node(h, 1, &s[1], v2);
+    uint32_t c = restart_node(h, 2, &s[2], v0);
+    h_run(h, 10000, TIMEOUT_MS / 10 - 2);
+    assert_false(h->nodes[b].installed); /* still waiting for n0 */
+    h_run(h, 10000, 20);                 /* past restart_timeout_ms: n1 leads */
+    uint32_t r[2] = {b, c};
+    assert_restart_view(h, r, 2, last + 1, v0);
+    assert_group_works(h, r, 2, last + 1);
+    assert_int_equal(h->rejected, 0);
+    for (uint32_t i = 0; i < 3; i++)
+        free(s[i].frame);
+    h_free(h);
+    free(h);
+}
+
+/** Leader n0 dies after only n1 accepted its proposal: the backup must adopt it (Paxos). */
+static void test_backup_adopts_an_accepted_proposal(void **state) {
+    (void)state;
+    harness *h = cluster(3);
+    send_some(h, 0, 3);
+    int64_t v0 = nth_version(h, 0, 0), v2 = nth_version(h, 0, 2);
+    int32_t last = h->nodes[0].view.view.vid;
+    saved s[3];
+    for (uint32_t i = 0; i < 3; i++) {
+        s[i] = save_view(h, i);
+        h_crash(h, i);
+    }
+    uint32_t a = restart_node(h, 0, &s[0], v0);
+    uint32_t b = restart_node(h, 1, &s[1], v2);
+    uint32_t c = restart_node(h, 2, &s[2], v2);
+    assert_int_equal(h_pump(h, 2), 2); /* the reports of n1 and n2 reach n0: it proposes */
+    h->hold[a][c] = true;              /* n0's PREPARE to n2 waits */
+    h->hold[b][a] = true;              /* n1's ACK to n0 waits */
+    h_pump(h, (size_t)-1);
+    assert_false(h->nodes[b].installed);
+    h_crash(h, a); /* n0 dies having proposed {10, 11, 12}, trim v0; n1 accepted it */
+    h->hold[a][c] = h->hold[b][a] = false;
+    h_run(h, 10000, 40);
+    /* n1 leads round 1 with n2; its own computation would be {11, 12} with trim v2, but the
+     * proposal n1 accepted may have been chosen: it is adopted, dead member included */
+    uint32_t r[2] = {b, c};
+    for (uint32_t k = 0; k < 2; k++) {
+        const h_node *node = &h->nodes[r[k]];
+        assert_true(node->history_len >= 1);
+        assert_int_equal(node->history_vid[0], last + 1);
+        assert_int_equal(node->history_members[0][0], 3);
+        assert_int_equal(node->truncations, 1);
+        assert_int_equal(node->truncated[0], v0);
+    }
+    /* the dead member is then removed by an ordinary view change */
+    assert_int_equal(h->nodes[b].view.view.vid, last + 2);
+    assert_int_equal(h->nodes[b].view.view.num_members, 2);
+    assert_group_works(h, r, 2, last + 2);
+    for (uint32_t i = 0; i < 3; i++)
+        free(s[i].frame);
+    h_free(h);
+    free(h);
+}
+
+/** Malformed or mutated restart frames are rejected or ignored, never trusted or crashed on. */
+static void test_mutated_restart_frames(void **state) {
+    (void)state;
+    harness *h = cluster(3);
+    saved s[3];
+    for (uint32_t i = 0; i < 3; i++) {
+        s[i] = save_view(h, i);
+        h_crash(h, i);
+    }
+    uint32_t a = restart_node(h, 0, &s[0], -1);
+    uint32_t b = restart_node(h, 1, &s[1], -1);
+    assert_true(h->len >= 1); /* b's report to n0, not delivered yet */
+    const h_frame *frame = &h->queue[h->head];
+    assert_int_equal(frame->from, b);
+    size_t len = frame->len;
+    uint8_t *good = malloc(len), *bad = malloc(len);
+    assert_non_null(good);
+    assert_non_null(bad);
+    memcpy(good, frame->bytes, len);
+    uint64_t seed = 12345, rejected = 0;
+    for (uint32_t round = 0; round < 2000; round++) {
+        memcpy(bad, good, len);
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        size_t cut = DR_WIRE_HEADER_BYTES + (size_t)(seed >> 33) % (len - DR_WIRE_HEADER_BYTES);
+        size_t at = DR_WIRE_HEADER_BYTES + (size_t)(seed >> 13) % (len - DR_WIRE_HEADER_BYTES);
+        bad[at] ^= (uint8_t)(1u + (seed >> 5) % 255u);
+        size_t use = round % 2 ? len : cut;
+        /* keep the header's length honest so the body decoders are what is tested */
+        dr_store_u32le(bad + DR_WIRE_HEADER_BYTES - 4, (uint32_t)(use - DR_WIRE_HEADER_BYTES));
+        int rc = dr_core_on_message(h->nodes[a].core, DR_NODE_NONE, bad, use, h->now_us);
+        assert_true(rc == 0 || rc == DR_EPROTO);
+        rejected += rc == DR_EPROTO;
+        h_drain(h, a);
+    }
+    assert_true(rejected > 1000); /* truncations at least are all refused */
+    assert_false(h->nodes[a].installed);
+    /* the genuine report still works afterwards: the two form a majority and restart */
+    h_run(h, 10000, 20);
+    uint32_t r[2] = {a, b};
+    assert_restart_view(h, r, 2, h->nodes[0].view.view.vid + 1, -1);
+    free(good);
+    free(bad);
+    for (uint32_t i = 0; i < 3; i++)
+        free(s[i].frame);
+    h_free(h);
+    free(h);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_logs_of_different_length_truncate_to_one_trim),
+        cmocka_unit_test(test_minority_waits_then_majority_restarts),
+        cmocka_unit_test(test_node_with_older_saved_view_is_brought_along),
+        cmocka_unit_test(test_backup_leader_takes_over),
+        cmocka_unit_test(test_backup_adopts_an_accepted_proposal),
+        cmocka_unit_test(test_mutated_restart_frames),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
