@@ -30,6 +30,8 @@ typedef enum mc_slot_state {
     MC_SLOT_NULL,     /**< a null message */
     MC_SLOT_PARTIAL,  /**< a large message with blocks missing */
     MC_SLOT_COMPLETE, /**< a whole message */
+    MC_SLOT_KEPT,     /**< raw mode, own stream: delivered here, kept (payload in `shared`)
+                           until every member received it, to re-send after a view change */
 } mc_slot_state;
 
 /** One received (or own) message held until delivered; indexed by index % window. */
@@ -50,8 +52,15 @@ typedef struct mc_slot {
 /** Receive state of one sender of my shard. */
 typedef struct mc_stream {
     int64_t received;      /**< highest index held contiguously (-1: none) */
-    int64_t raw_delivered; /**< raw mode: highest index delivered */
-    mc_slot *slots;        /**< window_size slots */
+    int64_t raw_delivered; /**< raw mode: highest index handled (delivered or a duplicate) */
+    /* Raw mode numbers each sender's messages across views ("sender-wide"): index i of this
+     * view is number base + i. A survivor's messages beyond the trim are re-sent in the next
+     * view, whose base continues after the trim; numbers already delivered are skipped. The
+     * numbering is this node's own (it starts at 0 where it first shares a shard with the
+     * sender) and agrees with the sender's only in differences, which is all it needs. */
+    int64_t base;     /**< raw mode: number of index 0 of this view */
+    int64_t raw_last; /**< raw mode: highest number delivered here (-1: none) */
+    mc_slot *slots;   /**< window_size slots */
 } mc_stream;
 
 /** My shard of one subgroup. */
@@ -79,7 +88,18 @@ typedef struct mc_shard {
     uint64_t *own_len;       /**< bytes of my message i at [i % window_size], until acked */
     int64_t acked_index;     /**< my messages up to here are delivered at every member */
     uint64_t inflight_bytes; /**< bytes of my messages after acked_index */
+    int64_t released_index;  /**< raw mode: my kept messages up to here are released */
 } mc_shard;
+
+/** Raw mode across a view change: where a surviving sender's numbering goes on (mc_stream). */
+typedef struct raw_carry {
+    uint32_t subgroup;
+    uint32_t sender_id;
+    int64_t base; /**< number of the sender's index 0 in the next view */
+    int64_t last; /**< highest number delivered here */
+} raw_carry;
+
+#define RAW_CARRY_MAX (DR_LAYOUT_MAX_SUBGROUPS * DR_LAYOUT_MAX_SHARD_MEMBERS)
 
 /** A frame of a view not yet installed here, replayed after install. */
 typedef struct early_frame {
@@ -161,6 +181,8 @@ struct dr_core {
     vc_state vc;
     uint8_t *last_commit; /**< the commit frame that ended the previous view (for laggards) */
     size_t last_commit_len;
+    raw_carry raw_carry[RAW_CARRY_MAX]; /**< set by the trim, read by the next view's start */
+    uint32_t num_raw_carry;
     resend_item *resends; /**< own messages to re-send, in order */
     uint32_t num_resends, cap_resends;
     bool draining;        /**< sending queued re-sends (they go before new application sends) */
@@ -295,6 +317,20 @@ bool viewchange_drain_resends(dr_core *core);
  * or DR_ENOMEM.
  */
 int multicast_ragged_trim(dr_core *core, uint32_t subgroup, const int64_t *trim);
+/**
+ * End of a view for my raw shard of `subgroup` (the committed proposal's trim[k] = the lowest
+ * index of sender k that every survivor of the shard received; survives[k]: sender k is in the
+ * next view): delivers what arrived and was
+ * not delivered yet (deliveries stop at the wedge), queues my own messages beyond my trim for
+ * re-sending, and records where each surviving sender's numbering goes on, so that the next
+ * view delivers the re-sent messages only where they were missing. Returns 0, DR_EPROTO if a
+ * trim exceeds what I hold, or DR_ENOMEM.
+ */
+int multicast_raw_view_end(dr_core *core, uint32_t subgroup, const int64_t *trim,
+                           const bool *survives);
+/** True if every message I multicast in a raw shard was received by every member (a leave
+ * waits for it: nothing is left to re-send). */
+bool multicast_raw_sends_settled(const dr_core *core);
 /** Publishes DELIVERED_NUM: delivered_num, or with count_consumption what was consumed. */
 void multicast_publish_delivered(dr_core *core, mc_shard *shard);
 /** Queues an own message for re-sending (payload taken). */

@@ -76,12 +76,14 @@ static int init_shard(dr_core *core, mc_shard *shard, uint32_t subgroup, uint32_
     for (uint32_t k = 0; k < shard->num_senders; k++) {
         shard->streams[k].received = -1;
         shard->streams[k].raw_delivered = -1;
+        shard->streams[k].raw_last = -1;
         shard->streams[k].slots = calloc(core->options.window_size, sizeof(mc_slot));
         if (shard->streams[k].slots == NULL)
             return DR_ENOMEM;
     }
     shard->acked_index = -1;
     shard->inflight_bytes = 0;
+    shard->released_index = -1;
     if (core->options.window_bytes > 0 && shard->my_sender_index >= 0) {
         shard->own_len = calloc(core->options.window_size, sizeof *shard->own_len);
         if (shard->own_len == NULL)
@@ -90,17 +92,33 @@ static int init_shard(dr_core *core, mc_shard *shard, uint32_t subgroup, uint32_
     return dr_sst_add_predicate(core->sst, shard_predicate, shard);
 }
 
+/** Raw mode: each surviving sender's numbering goes on where the last view's trim left it. */
+static void apply_raw_carry(dr_core *core, mc_shard *shard) {
+    for (uint32_t k = 0; k < shard->num_senders; k++) {
+        uint32_t sender_id = shard->member_ids[shard->sender_member[k]];
+        for (uint32_t c = 0; c < core->num_raw_carry; c++) {
+            const raw_carry *carry = &core->raw_carry[c];
+            if (carry->subgroup == shard->subgroup && carry->sender_id == sender_id) {
+                shard->streams[k].base = carry->base;
+                shard->streams[k].raw_last = carry->last;
+            }
+        }
+    }
+}
+
 int multicast_start_view(dr_core *core) {
     assert(core->have_view && core->sst != NULL);
-    for (uint32_t s = 0; s < core->layout.num_subgroups; s++) {
+    int rc = 0;
+    for (uint32_t s = 0; rc == 0 && s < core->layout.num_subgroups; s++) {
         int shard_index = dr_layout_find_shard(&core->layout, s, core->options.my_id, NULL);
         if (shard_index < 0)
             continue;
-        int rc = init_shard(core, &core->shards[s], s, (uint32_t)shard_index);
-        if (rc != 0)
-            return rc;
+        rc = init_shard(core, &core->shards[s], s, (uint32_t)shard_index);
+        if (rc == 0 && core->shards[s].mode == DR_MODE_RAW)
+            apply_raw_carry(core, &core->shards[s]);
     }
-    return 0;
+    core->num_raw_carry = 0; /* only the view right after the trim continues the numbering */
+    return rc;
 }
 
 void multicast_end_view(dr_core *core) {
@@ -209,6 +227,25 @@ static int64_t own_acked_index(const dr_core *core, const mc_shard *shard) {
     if (shard->mode != DR_MODE_ORDERED)
         return low;
     return low < k ? -1 : (low - k) / n; /* seq i*n + k <= low */
+}
+
+/**
+ * Raw mode: releases my kept messages that every member received (and I delivered), so their
+ * slots are free for index + window. Before any window check.
+ */
+static void release_kept(dr_core *core, mc_shard *shard) {
+    if (shard->mode != DR_MODE_RAW || shard->my_sender_index < 0)
+        return;
+    mc_stream *own = &shard->streams[shard->my_sender_index];
+    int64_t acked = own_acked_index(core, shard);
+    if (acked > own->raw_delivered)
+        acked = own->raw_delivered;
+    while (shard->released_index < acked) {
+        int64_t index = ++shard->released_index;
+        mc_slot *slot = slot_of(core, own, index);
+        if (slot->state == MC_SLOT_KEPT && slot->index == (uint32_t)index)
+            free_slot(slot);
+    }
 }
 
 /**
@@ -350,6 +387,8 @@ static int check_send(const dr_core *core, uint32_t subgroup, size_t len, dr_del
 int multicast_send(dr_core *core, uint32_t subgroup, uint8_t *payload, size_t len,
                    dr_delivery_mode mode) {
     int rc = check_send(core, subgroup, len, mode);
+    if (rc == 0)
+        release_kept(core, &core->shards[subgroup]);
     if (rc == 0 &&
         (!window_allows(core, &core->shards[subgroup], core->shards[subgroup].next_index) ||
          !bytes_allow(core, &core->shards[subgroup]))) {
@@ -359,8 +398,11 @@ int multicast_send(dr_core *core, uint32_t subgroup, uint8_t *payload, size_t le
     if (rc != 0)
         return rc; /* the caller still owns payload */
     bool large = len > core->options.max_smc_payload_size;
-    dr_shared_bytes *shared = large ? dr_shared_bytes_wrap(payload, len) : NULL;
-    if (large && shared == NULL)
+    /* raw mode keeps every own message after delivering it here (re-sent after a view change
+     * if a survivor lacks it): shared between the delivery and the kept copy */
+    bool share = large || (mode == DR_MODE_RAW && len > 0);
+    dr_shared_bytes *shared = share ? dr_shared_bytes_wrap(payload, len) : NULL;
+    if (share && shared == NULL)
         return DR_ENOMEM; /* the caller still owns payload */
     mc_shard *shard = &core->shards[subgroup];
     int64_t index = shard->next_index++;
@@ -518,6 +560,40 @@ void multicast_publish_delivered(dr_core *core, mc_shard *shard) {
         dr_sst_set(core->sst, field, value);
 }
 
+/**
+ * Raw mode, my own message: delivered here unless it is a re-sent one I delivered before, and
+ * kept either way (state KEPT, one reference in the slot) until every member received it.
+ */
+static void deliver_own_raw(dr_core *core, mc_shard *shard, uint32_t k, mc_slot *slot,
+                            bool duplicate) {
+    mc_slot kept = *slot;
+    if (!duplicate) {
+        if (kept.shared != NULL)
+            dr_shared_bytes_retain(kept.shared); /* the delivery takes one reference */
+        deliver_slot(core, shard, k, slot, -1);
+    }
+    *slot = kept;
+    slot->state = MC_SLOT_KEPT;
+}
+
+/** A raw message: delivered unless its sender-wide number was delivered before (a re-send). */
+static void deliver_raw(dr_core *core, mc_shard *shard, uint32_t k, mc_slot *slot) {
+    mc_stream *stream = &shard->streams[k];
+    int64_t number = stream->base + slot->index;
+    bool duplicate = number <= stream->raw_last;
+    if (duplicate)
+        core_trace(core, "view %d: subgroup %u sender %u index %u: re-sent, delivered before",
+                   core->view.vid, shard->subgroup, k, slot->index);
+    else
+        stream->raw_last = number;
+    if ((int32_t)k == shard->my_sender_index)
+        deliver_own_raw(core, shard, k, slot, duplicate);
+    else if (duplicate)
+        free_slot(slot);
+    else
+        deliver_slot(core, shard, k, slot, -1);
+}
+
 /** Raw mode (and the broken test rule): deliver each sender's messages on receipt. */
 static bool deliver_on_receipt(dr_core *core, mc_shard *shard) {
     bool progress = false;
@@ -527,14 +603,13 @@ static bool deliver_on_receipt(dr_core *core, mc_shard *shard) {
             int64_t index = ++stream->raw_delivered;
             mc_slot *slot = slot_of(core, stream, index);
             assert(slot->index == (uint32_t)index);
-            if (slot->state == MC_SLOT_COMPLETE) {
-                int64_t version = shard->mode == DR_MODE_RAW ? -1
-                                                             : ((int64_t)core->view.vid << 32) |
-                                                                   (index * shard->num_senders + k);
-                deliver_slot(core, shard, k, slot, version);
-            } else {
+            if (slot->state == MC_SLOT_COMPLETE && shard->mode == DR_MODE_RAW)
+                deliver_raw(core, shard, k, slot);
+            else if (slot->state == MC_SLOT_COMPLETE)
+                deliver_slot(core, shard, k, slot,
+                             ((int64_t)core->view.vid << 32) | (index * shard->num_senders + k));
+            else
                 free_slot(slot);
-            }
             progress = true;
         }
     }
@@ -554,6 +629,7 @@ static bool deliver_broken(dr_core *core, mc_shard *shard) {
 }
 
 static bool window_predicate(dr_core *core, mc_shard *shard) {
+    release_kept(core, shard);
     if (!shard->window_blocked || !window_allows(core, shard, shard->next_index) ||
         !bytes_allow(core, shard))
         return false;
@@ -639,6 +715,60 @@ int multicast_ragged_trim(dr_core *core, uint32_t subgroup, const int64_t *trim)
             return rc;
     }
     return 0;
+}
+
+int multicast_raw_view_end(dr_core *core, uint32_t subgroup, const int64_t *trim,
+                           const bool *survives) {
+    mc_shard *shard = &core->shards[subgroup];
+    assert(shard->active && shard->mode == DR_MODE_RAW && core->vc.wedged);
+    for (uint32_t k = 0; k < shard->num_senders; k++)
+        if (trim[k] > shard->streams[k].received)
+            return core_reject(core, core->options.my_id, "trim beyond what this node holds");
+    deliver_on_receipt(core, shard); /* what arrived before the wedge */
+    for (uint32_t k = 0; k < shard->num_senders; k++) {
+        if (!survives[k])
+            continue;
+        assert(core->num_raw_carry < RAW_CARRY_MAX);
+        core->raw_carry[core->num_raw_carry++] =
+            (raw_carry){.subgroup = subgroup,
+                        .sender_id = shard->member_ids[shard->sender_member[k]],
+                        .base = shard->streams[k].base + trim[k] + 1,
+                        .last = shard->streams[k].raw_last};
+    }
+    if (shard->my_sender_index < 0)
+        return 0;
+    mc_stream *own = &shard->streams[shard->my_sender_index];
+    for (int64_t index = trim[shard->my_sender_index] + 1; index <= own->received; index++) {
+        mc_slot *slot = slot_of(core, own, index);
+        if (slot->state != MC_SLOT_KEPT || slot->index != (uint32_t)index)
+            continue; /* not reachable: only what every member received is released */
+        core_trace(core, "view %d: subgroup %u own raw index %lld beyond the trim: re-send",
+                   core->view.vid, subgroup, (long long)index);
+        uint8_t *payload = NULL;
+        if (slot->len > 0) {
+            payload = dr_shared_bytes_take(slot->shared);
+            if (payload == NULL)
+                return DR_ENOMEM;
+        }
+        uint32_t len = slot->len;
+        slot->shared = NULL;
+        slot->payload = NULL;
+        free_slot(slot);
+        int rc = core_queue_resend(core, subgroup, payload, len);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+bool multicast_raw_sends_settled(const dr_core *core) {
+    for (uint32_t s = 0; s < core->layout.num_subgroups; s++) {
+        const mc_shard *shard = &core->shards[s];
+        if (shard->active && shard->mode == DR_MODE_RAW && shard->my_sender_index >= 0 &&
+            own_acked_index(core, shard) < shard->next_index - 1)
+            return false;
+    }
+    return true;
 }
 
 /* ---- receiving ----------------------------------------------------------------------- */

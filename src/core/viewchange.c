@@ -86,8 +86,8 @@ static bool kept(const dr_msg_proposal *prop, uint32_t node_id) {
 static void add_shard_trims(const dr_core *core, dr_msg_proposal *prop, uint32_t subgroup,
                             uint32_t shard_index) {
     const dr_shard_layout *shard = &core->layout.subgroups[subgroup].shards[shard_index];
-    if (shard->mode != DR_MODE_ORDERED)
-        return; /* raw shards deliver on receipt: nothing to trim */
+    /* raw shards deliver on receipt: their trim says what every survivor received, and each
+     * surviving sender re-sends what lies beyond it */
     for (uint32_t k = 0; k < shard->num_senders; k++) {
         int64_t trim = INT64_MAX;
         for (uint32_t m = 0; m < shard->num_members; m++) {
@@ -476,9 +476,10 @@ void viewchange_on_laggard(dr_core *core, uint32_t node_id, int32_t vid) {
 static int trim_shards(dr_core *core, const dr_msg_proposal *prop);
 
 /**
- * Ragged trim of every ordered shard of mine from the committed proposal. Messages trimmed now
- * were sent before those still waiting in the re-send queue (from an earlier view change), so
- * they go in front of them: per-sender FIFO holds across any number of view changes.
+ * Ragged trim of every shard of mine from the committed proposal (raw shards: the re-sends).
+ * Messages trimmed now were sent before those still waiting in the re-send queue (from an earlier
+ * view change), so they go in front of them: per-sender FIFO holds across any number of view
+ * changes.
  */
 static int trim_my_shards(dr_core *core, const dr_msg_proposal *prop) {
     resend_item *older = core->resends;
@@ -496,10 +497,20 @@ static int trim_my_shards(dr_core *core, const dr_msg_proposal *prop) {
     return rc;
 }
 
+/** Raw shard: survives[k] = sender k is in the next view (and was not suspected). */
+static void raw_survivors(const dr_core *core, const mc_shard *shard, const dr_msg_proposal *prop,
+                          bool *survives) {
+    for (uint32_t k = 0; k < shard->num_senders; k++) {
+        uint32_t id = shard->member_ids[shard->sender_member[k]];
+        int rank = core_view_rank(core, id);
+        survives[k] = rank >= 0 && !failure_suspected(core, (uint32_t)rank) && kept(prop, id);
+    }
+}
+
 static int trim_shards(dr_core *core, const dr_msg_proposal *prop) {
     for (uint32_t s = 0; s < core->layout.num_subgroups; s++) {
         const mc_shard *shard = &core->shards[s];
-        if (!shard->active || shard->mode != DR_MODE_ORDERED)
+        if (!shard->active)
             continue;
         int64_t trim[DR_LAYOUT_MAX_SHARD_MEMBERS];
         uint32_t found = 0;
@@ -512,6 +523,14 @@ static int trim_shards(dr_core *core, const dr_msg_proposal *prop) {
         }
         if (found != shard->num_senders)
             return DR_EPROTO;
+        if (shard->mode == DR_MODE_RAW) {
+            bool survives[DR_LAYOUT_MAX_SHARD_MEMBERS];
+            raw_survivors(core, shard, prop, survives);
+            int rc = multicast_raw_view_end(core, s, trim, survives);
+            if (rc != 0)
+                return rc;
+            continue;
+        }
         if (core->options.test_fault == DR_CORE_FAULT_SKIP_TRIM)
             for (uint32_t k = 0; k < shard->num_senders; k++)
                 trim[k] = -1; /* test-only broken rule: deliver nothing more */
@@ -612,7 +631,8 @@ static bool own_sends_delivered(const dr_core *core) {
 
 void viewchange_leave_when_flushed(dr_core *core) {
     if (!core->leave_requested || core->vc.leaving || core->state != CORE_IN_VIEW ||
-        core->vc.wedged || core->num_resends > 0 || !own_sends_delivered(core))
+        core->vc.wedged || core->num_resends > 0 || !own_sends_delivered(core) ||
+        !multicast_raw_sends_settled(core))
         return;
     core->vc.leaving = true;
     dr_sst_set(core->sst, DR_SST_LEAVING, 1);

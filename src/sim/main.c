@@ -2,7 +2,7 @@
  * derecho-sim: runs the deterministic simulator over a range of seeds within a time budget.
  *
  *   derecho-sim [--seeds A..B | --seed S] [--time-budget-s T] [--nodes N] [--trace]
- *               [--faults] [--broken-delivery] [--skip-trim] [--max-virtual-ms M]
+ *               [--faults] [--no-raw] [--broken-delivery] [--skip-trim] [--max-virtual-ms M]
  *               [--tamper corrupt|view|deaf]
  *   derecho-sim --help           what it does, every option with its default, examples
  *
@@ -30,6 +30,7 @@ typedef struct cli {
     int broken;
     int faults;
     int skip_trim;
+    int no_raw;
     sim_tamper tamper; /* --tamper */
     uint64_t max_virtual_us;
 } cli;
@@ -68,6 +69,8 @@ static const char help_text[] =
     "  --trace               print each run's protocol decisions (use with one seed)\n"
     "  --broken-delivery     test switch: ordered shards deliver on receipt (must fail)\n"
     "  --skip-trim           test switch: view changes skip the ragged trim (must fail)\n"
+    "  --no-raw              fault mode: ordered subgroups only (seeds recorded before raw\n"
+    "                        subgroups were part of the fault layouts replay as they were)\n"
     "  --tamper KIND         test switch: the checker sees a wrong history (must fail):\n"
     "                        corrupt (a payload byte), view (a view's id), deaf (a node hears\n"
     "                        nothing)\n"
@@ -165,6 +168,8 @@ static int parse_args(int argc, char **argv, cli *c) {
             c->faults = 1;
         } else if (strcmp(arg, "--skip-trim") == 0) {
             c->skip_trim = 1;
+        } else if (strcmp(arg, "--no-raw") == 0) {
+            c->no_raw = 1;
         } else if (strncmp(arg, "--", 2) != 0 || value == NULL) {
             return usage_error(strncmp(arg, "--", 2) == 0 ? "a value is missing after"
                                                           : "unexpected argument",
@@ -213,6 +218,7 @@ int main(int argc, char **argv) {
                              .broken_delivery = c.broken,
                              .faults = c.faults,
                              .skip_trim = c.skip_trim,
+                             .no_raw = c.no_raw,
                              .tamper = c.tamper,
                              .trace = c.trace ? stdout : NULL,
                              .max_virtual_us = c.max_virtual_us};
@@ -240,11 +246,11 @@ int main(int argc, char **argv) {
             static const char *const tampers[] = {"", " --tamper corrupt", " --tamper view",
                                                   " --tamper deaf"};
             printf("seed %" PRIu64 " FAILED (%u nodes): %s\n  replay: derecho-sim --seed %" PRIu64
-                   " --trace%s%s%s\n",
+                   " --trace%s%s%s%s\n",
                    seed, result.num_nodes, result.failure, seed,
                    c.broken ? " --broken-delivery" : "",
                    c.faults ? (c.skip_trim ? " --faults --skip-trim" : " --faults") : "",
-                   tampers[c.tamper]);
+                   c.faults && c.no_raw ? " --no-raw" : "", tampers[c.tamper]);
         }
     }
     double elapsed = wall_seconds() - start;

@@ -43,6 +43,8 @@ typedef struct sim_config {
     uint64_t max_virtual_us; /**< liveness deadline in virtual time */
     bool faults;             /**< fault mode: crashes, long pauses, leaves, partitions, joins */
     bool skip_trim;          /**< test switch: view changes skip the ragged-trim deliveries */
+    bool no_raw;             /**< fault mode: ordered subgroups only (the layouts of seeds
+                                  recorded before raw subgroups joined the fault mode) */
     sim_tamper tamper;       /**< test switch: a wrong history for the checker (above) */
 } sim_config;
 

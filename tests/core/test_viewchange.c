@@ -252,6 +252,53 @@ static void test_messages_beyond_the_trim_are_resent(void **state) {
     done(h);
 }
 
+/*
+ * Raw mode through a view change: node 0's raw message reaches node 1 (delivered on receipt)
+ * but not node 2, which had wedged (it dropped the frame); node 3 crashed. The view change
+ * must get it to node 2 (node 0 re-sends it beyond the raw trim) without delivering it twice at
+ * node 1 or at node 0 itself. Before the fix, node 2 never delivered it.
+ */
+static void test_raw_messages_beyond_the_trim_reach_every_survivor_once(void **state) {
+    (void)state;
+    dr_core_options options;
+    h_options(&options, 4);
+    dr_shard_policy_flexible(&options.layout.types[0].policy, 1, 1, 8, DR_MODE_RAW);
+    options.window_size = 4;
+    options.heartbeat_ms = HB_MS;
+    options.suspect_after_missed = 3;
+    if (getenv("VC_TRACE"))
+        options.trace = trace_fn;
+    harness *h = calloc(1, sizeof *h);
+    assert_non_null(h);
+    h_cluster(h, 4, &options);
+    int32_t vid = h->nodes[0].view.view.vid + 1;
+    h_crash(h, 3);
+    uint8_t payload[8];
+    uint32_t m = 0;
+    memcpy(payload, &h->nodes[0].id, 4);
+    memcpy(payload + 4, &m, 4);
+    assert_int_equal(
+        dr_core_send(h->nodes[0].core, 0, payload, sizeof payload, DR_MODE_RAW, h->now_us), 0);
+    h_drain(h, 0);
+    dr_core_on_disconnect(h->nodes[2].core, h->nodes[3].id, h->now_us); /* node 2 wedges */
+    h_drain(h, 2);
+    h_pump(h, 100000); /* node 1 gets the message before node 2's wedge reaches it */
+    assert_int_equal(h->nodes[1].num_deliveries, 1);
+    assert_int_equal(h->nodes[2].num_deliveries, 0);
+    h_run(h, 2000, 60); /* suspicion of node 3 everywhere, view change */
+    dr_core_stats stats;
+    dr_core_get_stats(h->nodes[0].core, &stats);
+    assert_int_equal(stats.resent, 1);
+    for (uint32_t i = 0; i < 3; i++) {
+        assert_false(h->nodes[i].stopped);
+        assert_int_equal(h->nodes[i].view.view.vid, vid);
+        assert_int_equal(h->nodes[i].num_deliveries, 1);
+        assert_int_equal(h->nodes[i].deliveries[0].version, -1);
+        assert_all_from(&h->nodes[i], h->nodes[0].id, 1);
+    }
+    done(h);
+}
+
 static void test_paused_member_is_excluded(void **state) {
     (void)state;
     harness *h = cluster(4, 4);
@@ -283,6 +330,7 @@ int main(void) {
         cmocka_unit_test(test_disconnect_suspects_at_once),
         cmocka_unit_test(test_reported_failure_suspects_at_once),
         cmocka_unit_test(test_messages_beyond_the_trim_are_resent),
+        cmocka_unit_test(test_raw_messages_beyond_the_trim_reach_every_survivor_once),
         cmocka_unit_test(test_paused_member_is_excluded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
