@@ -221,8 +221,11 @@ static void test_disk_full_stops_acknowledging(void **state) {
     }
     assert_int_not_equal(send_rc, 0);  /* the group refused more: the node left */
     assert_int_equal(wait_rc, DR_EIO); /* nothing beyond the failure is acknowledged */
-    assert_true(persisted >= -1);  /* usually the first flushes fit (-1: the first was too big) */
-    assert_true(persisted < last); /* the last deliveries did not */
+    assert_true(persisted >= -1); /* usually the first flushes fit (-1: the first was too big) */
+    /* The deliveries whose flush failed may never reach the application (the node leaves the
+     * group before its delivery thread hands them over; seen under ASan), so the last version
+     * it saw may be the last persisted one; never a persisted version it did not see. */
+    assert_true(persisted <= last);
     assert_int_equal(finish_all(&node, 1), 1);
     char dir[256];
     snprintf(dir, sizeof dir, "%s/full", test_dir);
