@@ -36,6 +36,9 @@ PACKAGES=(
   # bench/compare_peers.sh: corosync CPG beside derecho-bench (../shared/tools/peers/cpg-bench.sh
   # builds its client against libcpg; gcc comes with build-essential)
   corosync libcpg-dev
+  # bench/durable_puts.sh: etcd beside durable-bench (../shared/tools/peers/etcd-bench.sh; the
+  # package's service is not started: the script runs its own three members on 127.0.0.1)
+  etcd-server etcd-client
 )
 
 missing=()
