@@ -456,6 +456,12 @@ static int run_node(const bench_options *options, const char *config_path) {
     pthread_mutex_init(&run.lock, NULL);
     pthread_cond_init(&run.cond, NULL);
     run.latency_us = calloc(run.expected + 1, sizeof *run.latency_us);
+    /* my id before the group exists: on_deliver (delivery thread) reads it from the first
+     * delivery on, which may come before this thread returns from dr_group_create */
+    if (dr_config_get_u32(config, "DERECHO", "local_id", &run.my_id) != 0) {
+        fprintf(stderr, "derecho-bench: no local_id in the node's configuration\n");
+        return 1;
+    }
     dr_group_callbacks callbacks = {.on_deliver = on_deliver, .ctx = &run};
     dr_group *group = NULL;
     dr_err err = {0};
@@ -464,7 +470,11 @@ static int run_node(const bench_options *options, const char *config_path) {
         fprintf(stderr, "derecho-bench: cannot join: %s\n", err.msg);
         return 1;
     }
-    run.my_id = dr_group_my_id(group);
+    if (run.my_id != dr_group_my_id(group)) {
+        fprintf(stderr, "derecho-bench: the group's id %u is not local_id %u\n",
+                dr_group_my_id(group), run.my_id);
+        return 1;
+    }
     uint32_t rank = 0;
     dr_group_view view;
     dr_group_get_view(group, &view);
