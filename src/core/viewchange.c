@@ -497,14 +497,16 @@ static int trim_my_shards(dr_core *core, const dr_msg_proposal *prop) {
     return rc;
 }
 
-/** Raw shard: survives[k] = sender k is in the next view (and was not suspected). */
-static void raw_survivors(const dr_core *core, const mc_shard *shard, const dr_msg_proposal *prop,
-                          bool *survives) {
-    for (uint32_t k = 0; k < shard->num_senders; k++) {
-        uint32_t id = shard->member_ids[shard->sender_member[k]];
-        int rank = core_view_rank(core, id);
-        survives[k] = rank >= 0 && !failure_suspected(core, (uint32_t)rank) && kept(prop, id);
-    }
+/**
+ * Raw shard: survives[k] = sender k is in the next view, so it re-sends beyond its trim. The
+ * committed proposal alone decides, never this node's own suspicions: a sender I suspect may
+ * still be kept (the leader did not suspect it), and then its re-sends must be recognised here
+ * too (a local-suspicion check delivered them twice: simulator seed 10466971). An id of the old
+ * view in the next one is the same incarnation: joiners whose id is in the view are not added.
+ */
+static void raw_survivors(const mc_shard *shard, const dr_msg_proposal *prop, bool *survives) {
+    for (uint32_t k = 0; k < shard->num_senders; k++)
+        survives[k] = kept(prop, shard->member_ids[shard->sender_member[k]]);
 }
 
 static int trim_shards(dr_core *core, const dr_msg_proposal *prop) {
@@ -525,7 +527,7 @@ static int trim_shards(dr_core *core, const dr_msg_proposal *prop) {
             return DR_EPROTO;
         if (shard->mode == DR_MODE_RAW) {
             bool survives[DR_LAYOUT_MAX_SHARD_MEMBERS];
-            raw_survivors(core, shard, prop, survives);
+            raw_survivors(shard, prop, survives);
             int rc = multicast_raw_view_end(core, s, trim, survives);
             if (rc != 0)
                 return rc;

@@ -279,8 +279,10 @@ static void test_graceful_leave(void **state) {
         assert_int_equal(node, i);
         assert_int_equal(delivered, 3 * 500);
         assert_string_equal(hashes[i], hashes[0]);
-        if (i < 2) {               /* the stayers' DONE needs the 2-member view: after the leave */
-            assert_true(vid >= 3); /* views 0-2 formed the group */
+        if (i < 2) { /* the stayers' DONE needs the 2-member view: after the leave */
+            /* the group formed in views 0..1 or 0..2 (the leader may take both joiners in one
+             * view change), so the view after the leave is at least view 2 */
+            assert_true(vid >= 2);
             start_vid = vid;
         }
     }
