@@ -222,10 +222,13 @@ static void test_disk_full_stops_acknowledging(void **state) {
     assert_int_not_equal(send_rc, 0);  /* the group refused more: the node left */
     assert_int_equal(wait_rc, DR_EIO); /* nothing beyond the failure is acknowledged */
     assert_true(persisted >= -1); /* usually the first flushes fit (-1: the first was too big) */
-    /* The deliveries whose flush failed may never reach the application (the node leaves the
-     * group before its delivery thread hands them over; seen under ASan), so the last version
-     * it saw may be the last persisted one; never a persisted version it did not see. */
-    assert_true(persisted <= last);
+    /* The file limit stopped persistence: 64 KiB hold the two header pages and about 55 records
+     * of 1000 bytes, never all 1000 messages. (`last`, the application's last delivery, is not
+     * compared: deliveries are logged before the delivery thread hands them over, so it may be
+     * below the persisted version (seen under TSan) or above it (deliveries whose flush failed);
+     * the log check below is what holds.) */
+    assert_true(persisted < 64);
+    assert_true(last >= -1);
     assert_int_equal(finish_all(&node, 1), 1);
     char dir[256];
     snprintf(dir, sizeof dir, "%s/full", test_dir);
