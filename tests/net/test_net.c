@@ -810,7 +810,7 @@ static void test_handshake_timeout_and_pending_cap(void **state) {
     dr_net_stats stats;
     dr_net_get_stats(a, &stats);
     assert_int_equal(stats.refused_connections, 1); /* fd3 by the cap, not fd1 or fd2 */
-    assert_true(raw_wait_closed(fd1)); /* silent: closed at the deadline */
+    assert_true(raw_wait_closed(fd1));              /* silent: closed at the deadline */
     assert_true(raw_wait_closed(fd2));
     close(fd1), close(fd2), close(fd3);
 
