@@ -384,15 +384,12 @@ static void test_joiner_refuses_state_over_its_limit(void **state) {
 
 static int setup(void **state) {
     (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    return mkdtemp(test_dir) ? 0 : -1;
+    return procs_setup_dir(test_dir);
 }
 
 static int teardown(void **state) {
     (void)state;
-    char command[256];
-    snprintf(command, sizeof command, "rm -rf %s", test_dir);
-    return system(command) == 0 ? 0 : -1;
+    return procs_remove_dir(test_dir);
 }
 
 int main(void) {

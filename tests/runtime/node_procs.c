@@ -245,3 +245,14 @@ bool procs_wait_line(child *c, const char *prefix, char *line, size_t cap, int t
         line[0] = '\0';
     return false;
 }
+
+int procs_setup_dir(char *dir_template) {
+    signal(SIGPIPE, SIG_IGN);
+    return mkdtemp(dir_template) ? 0 : -1;
+}
+
+int procs_remove_dir(const char *dir) {
+    char command[512];
+    snprintf(command, sizeof command, "rm -rf '%s'", dir);
+    return system(command) == 0 ? 0 : -1;
+}

@@ -52,6 +52,16 @@ int finish_all(child *children, int count);
 int kill_leftover_children(void **state);
 
 /**
+ * Group setup of a multi-process test: ignores SIGPIPE (a child that died must not kill the
+ * test through a write to its stdin) and creates the test's scratch folder from `dir_template`
+ * (a mkdtemp template, filled in place). Returns 0, or -1 if the folder cannot be made.
+ */
+int procs_setup_dir(char *dir_template);
+
+/** Group teardown: removes `dir` and everything in it. Returns 0, or -1 on failure. */
+int procs_remove_dir(const char *dir);
+
+/**
  * A free block of `span` ports for a test: `requested` when every port of
  * [requested, requested + span) can be bound on 127.0.0.1 right now (SO_REUSEADDR, as the
  * group's listener), else the same offset +500, +250 or +750 modulo 1000 inside requested's

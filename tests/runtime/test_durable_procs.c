@@ -245,15 +245,12 @@ static void test_disk_full_stops_acknowledging(void **state) {
 
 static int setup(void **state) {
     (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    return mkdtemp(test_dir) ? 0 : -1;
+    return procs_setup_dir(test_dir);
 }
 
 static int teardown(void **state) {
     (void)state;
-    char command[256];
-    snprintf(command, sizeof command, "rm -rf %s", test_dir);
-    return system(command) == 0 ? 0 : -1;
+    return procs_remove_dir(test_dir);
 }
 
 int main(void) {
