@@ -52,6 +52,7 @@ static dr_core *make_member(void) {
         view.member_ids[i] = ids[i];
         strcpy(view.addresses[i], addresses[i]);
     }
+    view.incarnations[1] = dr_core_incarnation(core); /* the view admits this process */
     static dr_layout layout;
     check(dr_layout_compute(&options.layout, NULL, ids, 3, &layout, NULL) == 0);
     dr_buf buf;
@@ -136,7 +137,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     fuzz_seed_done(&b, "data_and_nulls");
     /* a join request to a non-leader, a refusal, random bytes with a forced header */
     dr_buf_init(&f, 0);
-    dr_wire_encode_join_request(&f, 10, "d:1");
+    dr_wire_encode_join_request(&f, 10, "d:1", 7);
     put_frame(&b, 0, &f);
     dr_buf_init(&f, 0);
     dr_wire_encode_join_refused(&f, 10, -5, "no");

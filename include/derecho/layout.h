@@ -122,6 +122,9 @@ typedef struct dr_view {
     uint32_t member_ids[DR_VIEW_MAX_MEMBERS];            /**< node ids in rank order */
     char addresses[DR_VIEW_MAX_MEMBERS][DR_ADDRESS_MAX]; /**< "ip:port" of each member */
     bool failed[DR_VIEW_MAX_MEMBERS];                    /**< member known failed (view changes) */
+    /** Each member's process incarnation (random per process start; 0: not known, as in
+     * views rebuilt by a total restart). Tells a restarted process from the one admitted. */
+    uint64_t incarnations[DR_VIEW_MAX_MEMBERS];
 } dr_view;
 
 /**

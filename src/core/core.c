@@ -237,6 +237,15 @@ static int check_options(const dr_core_options *o, dr_err *err) {
     return dr_layout_spec_check(&o->layout, err);
 }
 
+/** A nonzero incarnation from the node id and the start time (splitmix64's finaliser). */
+static uint64_t derive_incarnation(uint32_t my_id, uint64_t now_us) {
+    uint64_t x = ((uint64_t)my_id << 32) ^ now_us ^ 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return x != 0 ? x : 1;
+}
+
 int dr_core_create(const dr_core_options *options, uint64_t now_us, dr_core **out, dr_err *err) {
     int rc = check_options(options, err);
     if (rc != 0)
@@ -246,6 +255,8 @@ int dr_core_create(const dr_core_options *options, uint64_t now_us, dr_core **ou
         return dr_err_set(err, DR_ENOMEM, "no memory for the core");
     core->options = *options;
     core->now_us = now_us;
+    if (core->options.incarnation == 0)
+        core->options.incarnation = derive_incarnation(options->my_id, now_us);
     dr_buf_init(&core->scratch, 0);
     core->limits = (dr_wire_limits){.max_payload_bytes = options->max_payload_size,
                                     .max_block_bytes = options->block_size,
@@ -591,7 +602,10 @@ int dr_core_on_message(dr_core *core, uint32_t from_node, const uint8_t *bytes, 
     if (core->state == CORE_JOIN_FAILED || core->state == CORE_STOPPED)
         return 0;
     if (core->state == CORE_IN_VIEW) {
-        failure_heard_from(core, header.sender_id);
+        /* join messages carry no view: a restarted process asking to join under a member's
+         * id is no sign of life of the member's old incarnation */
+        if (header.vid != DR_WIRE_NO_VIEW)
+            failure_heard_from(core, header.sender_id);
         int rank = header.vid == core->view.vid ? core_view_rank(core, header.sender_id) : -1;
         if (rank >= 0)
             core->joined_now[rank] = false; /* it installed this view: never a retry now */
@@ -720,6 +734,10 @@ int32_t dr_core_view_id(const dr_core *core) {
 
 uint32_t dr_core_my_id(const dr_core *core) {
     return core->options.my_id;
+}
+
+uint64_t dr_core_incarnation(const dr_core *core) {
+    return core->options.incarnation;
 }
 
 const dr_view *dr_core_view(const dr_core *core) {

@@ -130,6 +130,11 @@ typedef struct dr_core_options {
                                            the driver reports them taken by the application
                                            (dr_core_consumed): bounds its delivery queue */
     dr_core_restart_options restart;  /**< total restart (saved_view NULL: a normal start) */
+    /** This process's incarnation: a value that differs between two starts of one node id (the
+     * runtime draws it at random). It rides in JOIN_REQUEST and in views, so a process that
+     * crashed and restarted with the same id and address is never mistaken for the one the
+     * group admitted. 0: derived from my_id and the creation time (deterministic: tests). */
+    uint64_t incarnation;
 } dr_core_options;
 
 /**
@@ -343,6 +348,9 @@ int32_t dr_core_view_id(const dr_core *core);
 
 /** This node's id. */
 uint32_t dr_core_my_id(const dr_core *core);
+
+/** This process's incarnation (options.incarnation, or the value derived from it when 0). */
+uint64_t dr_core_incarnation(const dr_core *core);
 
 /** The installed view and layout (borrowed; valid until the next event), or NULL. */
 const dr_view *dr_core_view(const dr_core *core);

@@ -112,6 +112,7 @@ typedef struct early_frame {
 typedef struct pending_joiner {
     uint32_t node_id;
     char address[DR_ADDRESS_MAX];
+    uint64_t incarnation; /**< of the process that asked */
 } pending_joiner;
 
 /** An own message beyond a ragged trim, re-sent in the next view (FIFO). */

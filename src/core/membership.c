@@ -23,7 +23,7 @@ static int send_join_request(dr_core *core) {
     dr_buf_reset(&core->scratch);
     if (rc == 0)
         rc = dr_wire_encode_join_request(&core->scratch, core->options.my_id,
-                                         core->options.my_address);
+                                         core->options.my_address, core->options.incarnation);
     if (rc != 0)
         return rc;
     dr_action send = {.type = DR_ACTION_SEND, .node_id = DR_NODE_NONE};
@@ -50,6 +50,8 @@ static void build_view(const dr_core *core, const uint32_t *ids, uint32_t count,
         view->member_ids[i] = ids[i];
         const char *address = i == 0 ? core->options.my_address : core->joiners[i - 1].address;
         snprintf(view->addresses[i], DR_ADDRESS_MAX, "%s", address);
+        view->incarnations[i] =
+            i == 0 ? core->options.incarnation : core->joiners[i - 1].incarnation;
     }
 }
 
@@ -137,6 +139,7 @@ uint32_t membership_joiners(const dr_core *core, dr_view *next) {
         next->member_ids[next->num_members] = core->joiners[i].node_id;
         snprintf(next->addresses[next->num_members], DR_ADDRESS_MAX, "%s",
                  core->joiners[i].address);
+        next->incarnations[next->num_members] = core->joiners[i].incarnation;
         next->num_members++;
         added++;
     }
@@ -219,7 +222,7 @@ static int find_joiner(const dr_core *core, uint32_t node_id) {
     return -1;
 }
 
-static int add_joiner(dr_core *core, uint32_t node_id, const char *address) {
+static int add_joiner(dr_core *core, uint32_t node_id, const char *address, uint64_t incarnation) {
     if (core->num_joiners + 1 >= DR_VIEW_MAX_MEMBERS)
         return DR_ERANGE;
     pending_joiner *grown = realloc(core->joiners, (core->num_joiners + 1) * sizeof *grown);
@@ -229,24 +232,30 @@ static int add_joiner(dr_core *core, uint32_t node_id, const char *address) {
     pending_joiner *joiner = &core->joiners[core->num_joiners++];
     joiner->node_id = node_id;
     snprintf(joiner->address, sizeof joiner->address, "%s", address);
+    joiner->incarnation = incarnation;
     assert(node_id != core->options.my_id &&
            find_joiner(core, node_id) == (int)core->num_joiners - 1);
     return 0;
 }
 
-/** Leader: a join request for a view not yet installed (bootstrap) or a later one. */
 /**
- * A join request from `node_id`, a member of my view at the same address. If it joined in this
- * view, it is a retry whose VIEW was lost: send it again. Otherwise it is a new incarnation of
- * a member that crashed and restarted: it has none of the state its old row stands for, so it
- * must not take that row. It is refused for now (DR_EAGAIN: the joiner retries) until failure
- * detection removes the old incarnation; the retry then joins as a new member (with state
- * transfer).
+ * A join request from `node_id`, a member of my view at the same address. If the member joined
+ * in this view and the request comes from the incarnation the view admitted, it is a retry
+ * whose VIEW was lost: send it again. Otherwise it is a new incarnation of a member that
+ * crashed and restarted: it has none of the state its old row stands for, so it must not take
+ * that row. It is refused for now (DR_EAGAIN: the joiner retries) until failure detection
+ * removes the old incarnation; the retry then joins as a new member (with state transfer).
+ * A view that does not know the member's incarnation (0: rebuilt by a total restart) admits no
+ * retry: its members did not join in it.
  */
-static int on_join_from_member(dr_core *core, uint32_t rank) {
+static int on_join_from_member(dr_core *core, uint32_t rank, uint64_t incarnation) {
     uint32_t node_id = core->view.member_ids[rank];
-    if (core->joined_now[rank])
+    if (core->joined_now[rank] && core->view.incarnations[rank] == incarnation)
         return send_view(core, node_id); /* a retry that crossed our VIEW: resend */
+    if (core->view.incarnations[rank] == incarnation) {
+        core_trace(core, "ignore a stale join request of member %u", node_id);
+        return 0; /* a delayed copy from the admitted process, which has its view */
+    }
     char reason[96];
     snprintf(reason, sizeof reason, "node id %u is still in view %d (old incarnation); retry",
              node_id, core->view.vid);
@@ -258,21 +267,31 @@ static int on_join_from_member(dr_core *core, uint32_t rank) {
     return reply(core, core->view.addresses[rank], DR_EAGAIN, reason);
 }
 
-static int leader_on_join(dr_core *core, uint32_t node_id, const char *address) {
+/** Leader: a join request for a view not yet installed (bootstrap) or a later one. */
+static int leader_on_join(dr_core *core, uint32_t node_id, const char *address,
+                          uint64_t incarnation) {
     char reason[128];
     int view_rank = core->have_view ? core_view_rank(core, node_id) : -1;
     if (view_rank >= 0 && strcmp(core->view.addresses[view_rank], address) == 0)
-        return on_join_from_member(core, (uint32_t)view_rank);
+        return on_join_from_member(core, (uint32_t)view_rank, incarnation);
     int pending = find_joiner(core, node_id);
-    if (pending >= 0 && strcmp(core->joiners[pending].address, address) == 0)
-        return reply(core, address, 0, NULL); /* a retry: idempotent */
+    if (pending >= 0 && strcmp(core->joiners[pending].address, address) == 0) {
+        /* a retry: idempotent. From another incarnation, the process restarted before any
+         * view admitted it: the next view admits the one that asks now (a proposal already
+         * made for the old one admits a process that no longer runs: it never gets that view
+         * and is refused as a restart until failure detection removes it). */
+        if (core->joiners[pending].incarnation != incarnation)
+            core_trace(core, "joiner %u restarted before its view", node_id);
+        core->joiners[pending].incarnation = incarnation;
+        return reply(core, address, 0, NULL);
+    }
     if (node_id == core->options.my_id || view_rank >= 0 || pending >= 0) {
         snprintf(reason, sizeof reason, "node id %u is already in use", node_id);
         DR_WARN(DR_LOGM_VIEWMANAGER, "refusing join from %s: %s", address, reason);
         core_trace(core, "refuse joiner %u (%s): duplicate id", node_id, address);
         return reply(core, address, DR_EEXIST, reason);
     }
-    int rc = add_joiner(core, node_id, address);
+    int rc = add_joiner(core, node_id, address, incarnation);
     if (rc != 0)
         return reply(core, address, rc, "the group is full");
     core_trace(core, "joiner %u at %s queued", node_id, address);
@@ -292,10 +311,10 @@ int membership_on_join_request(dr_core *core, const dr_wire_header *header, cons
     bool in_view = core->state == CORE_IN_VIEW;
     uint32_t leader = in_view ? viewchange_leader_rank(core) : 0;
     if (core->state == CORE_LEADER_WAITING || (in_view && leader == core->my_rank))
-        return leader_on_join(core, header->sender_id, msg.address);
+        return leader_on_join(core, header->sender_id, msg.address, msg.incarnation);
     int member = in_view ? core_view_rank(core, header->sender_id) : -1;
-    if (member >= 0 && strcmp(core->view.addresses[member], msg.address) == 0)
-        return on_join_from_member(core, (uint32_t)member); /* the leader's VIEW was lost? */
+    if (member >= 0 && strcmp(core->view.addresses[member], msg.address) == 0) /* VIEW lost? */
+        return on_join_from_member(core, (uint32_t)member, msg.incarnation);
     if (in_view)
         return redirect(core, msg.address, core->view.member_ids[leader],
                         core->view.addresses[leader]);
@@ -364,11 +383,20 @@ int membership_on_join_accepted(dr_core *core, const dr_wire_header *header, con
 
 /** Checks a received view against my own computation of its layout; installs it. */
 static int install_received_view(dr_core *core, const dr_msg_view *msg, uint32_t from) {
-    bool member = false;
+    int my_rank = -1;
     for (uint32_t i = 0; i < msg->view.num_members; i++)
-        member |= msg->view.member_ids[i] == core->options.my_id;
-    if (!member)
+        if (msg->view.member_ids[i] == core->options.my_id)
+            my_rank = (int)i;
+    if (my_rank < 0)
         return core_reject(core, from, "VIEW does not include this node");
+    if (msg->view.incarnations[my_rank] != core->options.incarnation) {
+        /* a view that admitted an earlier process with my id and address (it crashed, I
+         * restarted): taking its row would pass off my empty state as its state. Keep asking;
+         * members refuse me until failure detection removes the old incarnation. */
+        core_trace(core, "ignoring VIEW %d: it admitted another incarnation of node %u",
+                   msg->view.vid, core->options.my_id);
+        return 0;
+    }
     if (msg->view.vid > 0 && !msg->has_assignment)
         return core_reject(core, from, "VIEW of a later view without its shard assignment");
     dr_layout *layout = malloc(sizeof *layout);

@@ -120,6 +120,7 @@ static void build_proposal(const dr_core *core, dr_msg_proposal *prop) {
         uint32_t i = prop->next.num_members++;
         prop->next.member_ids[i] = core->view.member_ids[r];
         snprintf(prop->next.addresses[i], DR_ADDRESS_MAX, "%s", core->view.addresses[r]);
+        prop->next.incarnations[i] = core->view.incarnations[r];
     }
     if (!core->vc.leaving) /* a leaving leader could not send joiners their view */
         membership_joiners(core, &prop->next);

@@ -4,19 +4,21 @@
  *
  *   header (20 bytes)
  *     u32 magic      "DRC1" = 0x31435244
- *     u8  version    1
+ *     u8  version    3
  *     u8  type       dr_wire_type
  *     u16 reserved   0
  *     u32 sender_id  node id of the author
  *     i32 vid        view id the message belongs to (-1 outside views)
  *     u32 body_len   bytes after the header (must equal the frame's remainder)
  *
- *   JOIN_REQUEST   str address                      (str = u32 len + bytes, len < 64)
+ *   JOIN_REQUEST   str address, u64 incarnation     (str = u32 len + bytes, len < 64;
+ *                                                    incarnation != 0)
  *   JOIN_REDIRECT  u32 leader_id, str address
  *   JOIN_REFUSED   i32 code, str reason (len < 128)
  *   JOIN_ACCEPTED  (empty) or u32 n (1..16), n x str address (other members, for retries)
  *   VIEW           u32 num_members (1..128), u64 layout_fingerprint,
- *                  num_members x { u32 node_id, u8 failed, str address }
+ *                  num_members x { u32 node_id, u8 failed, str address,
+ *                                  u64 incarnation (0: unknown) }
  *                  [optional, views > 0: the previous view's shard assignment (a joiner
  *                   recomputes the layout from it and learns which shard members are new):
  *                   u32 num_subgroups (<= 16), per subgroup u32 num_shards
@@ -33,7 +35,7 @@
  *   PROPOSAL       u8 kind (0 propose, 1 commit, 2 report), i64 ballot (1..DR_BALLOT_MAX),
  *                  i64 accepted_ballot (propose/commit: == ballot; report: 0..ballot-1),
  *                  u32 num_members (1..128; 0 exactly for a report with nothing accepted),
- *                  num_members x { u32 node_id, str address },
+ *                  num_members x { u32 node_id, str address, u64 incarnation },
  *                  u32 num_trims (<= 16*16*32), num_trims x { u32 subgroup, u32 shard,
  *                  u32 sender, i64 trim (>= -1) }
  *
@@ -71,9 +73,12 @@ int dr_wire_finish(dr_buf *buf, size_t start) {
     return 0;
 }
 
-int dr_wire_encode_join_request(dr_buf *buf, uint32_t sender_id, const char *address) {
+int dr_wire_encode_join_request(dr_buf *buf, uint32_t sender_id, const char *address,
+                                uint64_t incarnation) {
+    assert(incarnation != 0);
     size_t start = dr_wire_begin(buf, DR_MSG_JOIN_REQUEST, sender_id, DR_WIRE_NO_VIEW);
     dr_buf_put_str(buf, address);
+    dr_buf_put_u64(buf, incarnation);
     return dr_wire_finish(buf, start);
 }
 
@@ -120,6 +125,7 @@ int dr_wire_encode_view(dr_buf *buf, uint32_t sender_id, const dr_view *view,
         dr_buf_put_u32(buf, view->member_ids[i]);
         dr_buf_put_u8(buf, view->failed[i] ? 1 : 0);
         dr_buf_put_str(buf, view->addresses[i]);
+        dr_buf_put_u64(buf, view->incarnations[i]);
     }
     return dr_wire_finish(buf, start);
 }
@@ -142,6 +148,7 @@ int dr_wire_encode_proposal(dr_buf *buf, uint32_t sender_id, int32_t vid,
     for (uint32_t i = 0; i < msg->next.num_members; i++) {
         dr_buf_put_u32(buf, msg->next.member_ids[i]);
         dr_buf_put_str(buf, msg->next.addresses[i]);
+        dr_buf_put_u64(buf, msg->next.incarnations[i]);
     }
     dr_buf_put_u32(buf, msg->num_trims);
     for (uint32_t i = 0; i < msg->num_trims; i++) {
@@ -295,6 +302,9 @@ int dr_wire_decode_join_request(const uint8_t *body, size_t len, dr_msg_join_req
     dr_reader_init(&reader, body, len);
     if (!read_str(&reader, out->address, sizeof out->address) || out->address[0] == '\0')
         return fail(why, "JOIN_REQUEST: bad address");
+    out->incarnation = dr_reader_u64(&reader);
+    if (reader.failed || out->incarnation == 0)
+        return fail(why, "JOIN_REQUEST: bad incarnation");
     return dr_reader_done(&reader) ? 0 : fail(why, "JOIN_REQUEST: trailing bytes");
 }
 
@@ -395,6 +405,9 @@ int dr_wire_decode_view(const uint8_t *body, size_t len, dr_msg_view *out, const
         out->view.failed[i] = failed == 1;
         if (!read_str(&reader, out->view.addresses[i], DR_ADDRESS_MAX))
             return fail(why, "VIEW: bad member address");
+        out->view.incarnations[i] = dr_reader_u64(&reader);
+        if (reader.failed)
+            return fail(why, "VIEW: bad member incarnation");
         if (view_has_duplicate(&out->view, i))
             return fail(why, "VIEW: duplicate member id");
     }
@@ -415,6 +428,9 @@ static int decode_proposal_members(dr_reader *reader, dr_view *next, bool empty,
             return fail(why, "PROPOSAL: bad member entry");
         if (!read_str(reader, next->addresses[i], DR_ADDRESS_MAX))
             return fail(why, "PROPOSAL: bad member address");
+        next->incarnations[i] = dr_reader_u64(reader);
+        if (reader->failed)
+            return fail(why, "PROPOSAL: bad member incarnation");
         if (view_has_duplicate(next, i))
             return fail(why, "PROPOSAL: duplicate member id");
     }

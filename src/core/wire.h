@@ -19,7 +19,7 @@
 /** "DRC1" as a little-endian u32. */
 #define DR_WIRE_MAGIC 0x31435244u
 /** Version of the core protocol spoken here. */
-#define DR_WIRE_VERSION 2u
+#define DR_WIRE_VERSION 3u
 /** Bytes of the common header. */
 #define DR_WIRE_HEADER_BYTES 20u
 /** View id carried by messages sent outside any view (joins). */
@@ -66,6 +66,7 @@ typedef struct dr_wire_limits {
 
 typedef struct dr_msg_join_request {
     char address[DR_ADDRESS_MAX]; /**< joiner's "ip:port" */
+    uint64_t incarnation;         /**< joiner's process incarnation (nonzero) */
 } dr_msg_join_request;
 
 typedef struct dr_msg_join_redirect {
@@ -195,7 +196,9 @@ size_t dr_wire_begin(dr_buf *buf, dr_wire_type type, uint32_t sender_id, int32_t
 /** Patches the body length of the message begun at `start`. Returns 0 or the buf's error. */
 int dr_wire_finish(dr_buf *buf, size_t start);
 
-int dr_wire_encode_join_request(dr_buf *buf, uint32_t sender_id, const char *address);
+/** JOIN_REQUEST from `address`; `incarnation` (nonzero) tells restarts of one node id apart. */
+int dr_wire_encode_join_request(dr_buf *buf, uint32_t sender_id, const char *address,
+                                uint64_t incarnation);
 int dr_wire_encode_join_redirect(dr_buf *buf, uint32_t sender_id, uint32_t leader_id,
                                  const char *address);
 int dr_wire_encode_join_refused(dr_buf *buf, uint32_t sender_id, int32_t code, const char *reason);

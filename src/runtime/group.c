@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 enum {
@@ -931,6 +932,11 @@ int dr_group_create_with_hooks(const dr_config *config, const dr_layout_spec *sp
     } else if (rc != DR_ENOTFOUND) {
         goto fail;
     }
+    /* a fresh incarnation per process start: a restart with the same id and address is never
+     * taken for the process the group admitted (the core refuses it until that one is gone) */
+    if (getrandom(&options.incarnation, sizeof options.incarnation, 0) !=
+        (ssize_t)sizeof options.incarnation)
+        options.incarnation = 0; /* the core derives one from the id and the clock */
     rc = dr_core_create(&options, now_us(), &group->core, err);
     free(saved_view);
     if (rc)

@@ -145,7 +145,8 @@ static void test_retries_are_idempotent(void **state) {
     /* a retry that crossed the view arrives late: the leader resends the view to the member */
     dr_buf buf;
     dr_buf_init(&buf, 0);
-    assert_int_equal(dr_wire_encode_join_request(&buf, 2, "n1"), 0);
+    assert_int_equal(
+        dr_wire_encode_join_request(&buf, 2, "n1", dr_core_incarnation(h->nodes[1].core)), 0);
     assert_int_equal(dr_core_on_message(h->nodes[0].core, 2, buf.data, buf.len, h->now_us), 0);
     dr_buf_free(&buf);
     h_drain(h, 0);

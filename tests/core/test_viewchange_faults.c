@@ -329,6 +329,52 @@ static void test_restarted_member_rejoins_as_new(void **state) {
 }
 
 /*
+ * Issue 11, item 8, the case that remained (simulator seeds 10168357, 10207419, ...): a node
+ * joins, installs the view that adds it, and crashes before the leader heard anything from it
+ * in that view; it restarts with the same id and address. Its join request looks like a retry
+ * of the admitted joiner whose VIEW was lost, and the previous core sent it that view: the
+ * fresh process took the old row with none of its state, and the members rejected its first
+ * messages. The incarnation in JOIN_REQUEST and in the view tells them apart: the restart is
+ * refused until the old incarnation is removed, then joins as new.
+ */
+static void test_joiner_restarted_before_the_leader_heard_from_it(void **state) {
+    (void)state;
+    harness *h = cluster(3, 0);
+    traffic(h);
+    settle(h, 5);
+    dr_core_options options;
+    test_options(&options, 3);
+    uint32_t joiner = h_add(h, 13, &options, "n0");
+    for (uint32_t b = 0; b < H_MAX_NODES; b++) /* after its join request, nobody hears it */
+        h->hold[joiner][b] = true;
+    h->hold[joiner][0] = false;
+    h_pump(h, 1); /* the join request */
+    for (uint32_t b = 0; b < H_MAX_NODES; b++)
+        h->hold[joiner][b] = true;
+    for (uint32_t i = 0; i < 2000 && !h->nodes[joiner].installed; i++)
+        h_pump(h, 1);
+    assert_true(h->nodes[joiner].installed);
+    int32_t admitted = h->nodes[joiner].view.view.vid;
+    assert_int_equal(h->nodes[0].view.view.vid, admitted);
+    h_crash(h, joiner);
+    uint32_t again = h_restart(h, joiner, &options);
+    settle(h, 500);
+    const h_node *fresh = &h->nodes[again];
+    assert_false(fresh->join_failed);
+    assert_true(fresh->installed);
+    /* the restarted process never took the view that admitted its old incarnation */
+    for (uint32_t v = 0; v < fresh->history_len; v++)
+        assert_true(fresh->history_vid[v] != admitted);
+    int32_t removed = removal_then_rejoin(&h->nodes[0], 13);
+    assert_true(removed > admitted);
+    assert_int_equal(removal_then_rejoin(&h->nodes[1], 13), removed);
+    assert_true(fresh->history_vid[0] > removed);
+    check_agreement(h, "joiner restarted before it was heard", 0);
+    check_progress(h, "joiner restarted before it was heard", 0);
+    done(h);
+}
+
+/*
  * Issue 11, item 8: the leader commits the view that adds a joiner and dies before sending it
  * that view. The joiner retries at the other members the leader named when it accepted it;
  * one of them sends it the view (or, if it was already removed, it joins again).
@@ -414,7 +460,8 @@ static void test_forged_rejoin_evicts_nobody(void **state) {
     int32_t vid = h->nodes[0].view.view.vid;
     dr_buf forged;
     dr_buf_init(&forged, 0);
-    assert_int_equal(dr_wire_encode_join_request(&forged, h->nodes[2].id, h->nodes[2].address), 0);
+    assert_int_equal(
+        dr_wire_encode_join_request(&forged, h->nodes[2].id, h->nodes[2].address, 12345), 0);
     dr_core_on_message(h->nodes[0].core, DR_NODE_NONE, forged.data, forged.len, h->now_us);
     dr_core_on_message(h->nodes[1].core, DR_NODE_NONE, forged.data, forged.len, h->now_us);
     dr_buf_free(&forged);
@@ -432,6 +479,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_takeover_after_torn_proposal),
         cmocka_unit_test(test_restarted_member_rejoins_as_new),
+        cmocka_unit_test(test_joiner_restarted_before_the_leader_heard_from_it),
         cmocka_unit_test(test_forged_rejoin_evicts_nobody),
         cmocka_unit_test(test_joiner_gets_its_view_from_another_member),
         cmocka_unit_test(test_members_tell_the_joiner_its_view),

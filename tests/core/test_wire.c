@@ -69,7 +69,7 @@ static int encode_all(dr_buf *bufs) {
     int n = 0;
     for (int i = 0; i < 9; i++)
         dr_buf_init(&bufs[i], 0);
-    dr_wire_encode_join_request(&bufs[n++], 5, "10.0.0.5:23580");
+    dr_wire_encode_join_request(&bufs[n++], 5, "10.0.0.5:23580", 0x1234567890abcdefull);
     dr_wire_encode_join_redirect(&bufs[n++], 6, 1, "10.0.0.1:23580");
     dr_wire_encode_join_refused(&bufs[n++], 1, DR_EEXIST, "node id 5 is already in use");
     dr_wire_encode_join_accepted(&bufs[n++], 1);
@@ -82,6 +82,7 @@ static int encode_all(dr_buf *bufs) {
     view.failed[1] = true;
     strcpy(view.addresses[0], "a:1");
     strcpy(view.addresses[1], "b:2");
+    view.incarnations[1] = 0xfeedull;
     dr_wire_encode_view(&bufs[n++], 1, &view, 0x1122334455667788ull);
     size_t count_offset;
     size_t start = dr_wire_begin_sst_push(&bufs[n], 5, 0, 1, &count_offset);
@@ -139,6 +140,7 @@ static void test_round_trips(void **state) {
     dr_msg_join_request join;
     assert_int_equal(dr_wire_decode_join_request(body, header.body_len, &join, NULL), 0);
     assert_string_equal(join.address, "10.0.0.5:23580");
+    assert_true(join.incarnation == 0x1234567890abcdefull);
 
     body = checked_body(&bufs[1], DR_MSG_JOIN_REDIRECT, 6, DR_WIRE_NO_VIEW, &header);
     dr_msg_join_redirect redirect;
@@ -167,6 +169,7 @@ static void test_round_trips(void **state) {
     assert_string_equal(view.view.addresses[1], "b:2");
     assert_false(view.view.failed[0]);
     assert_true(view.view.failed[1]);
+    assert_true(view.view.incarnations[0] == 0 && view.view.incarnations[1] == 0xfeedull);
 
     body = checked_body(&bufs[5], DR_MSG_SST_PUSH, 5, 0, &header);
     dr_msg_sst_push push;
@@ -231,6 +234,7 @@ static void test_proposal_kinds(void **state) {
     in->next.member_ids[1] = 9;
     snprintf(in->next.addresses[0], DR_ADDRESS_MAX, "10.0.0.7:1");
     snprintf(in->next.addresses[1], DR_ADDRESS_MAX, "10.0.0.9:1");
+    in->next.incarnations[1] = 0xabcdef01ull;
     in->num_trims = 1;
     in->trims[0] = (dr_trim_entry){.subgroup = 1, .shard = 2, .sender = 3, .trim = 41};
     for (uint8_t kind = DR_PROPOSAL_PROPOSE; kind <= DR_PROPOSAL_REPORT; kind++) {
@@ -248,6 +252,7 @@ static void test_proposal_kinds(void **state) {
         assert_int_equal(out->next.num_members, 2);
         assert_int_equal(out->next.member_ids[1], 9);
         assert_string_equal(out->next.addresses[0], "10.0.0.7:1");
+        assert_true(out->next.incarnations[0] == 0 && out->next.incarnations[1] == 0xabcdef01ull);
         assert_int_equal(out->num_trims, 1);
         assert_memory_equal(&out->trims[0], &in->trims[0], sizeof in->trims[0]);
         dr_buf_free(&buf);
