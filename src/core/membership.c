@@ -295,6 +295,8 @@ static int leader_on_join(dr_core *core, uint32_t node_id, const char *address,
     if (rc != 0)
         return reply(core, address, rc, "the group is full");
     core_trace(core, "joiner %u at %s queued", node_id, address);
+    DR_INFO(DR_LOGM_VIEWMANAGER, "node %u: queued joiner %u at %s", core->options.my_id, node_id,
+            address);
     rc = reply(core, address, 0, NULL);
     if (rc == 0 && core->state == CORE_LEADER_WAITING)
         rc = try_install_initial_view(core);

@@ -214,16 +214,16 @@ static int start_attempt(harness_cluster *cluster, const harness_options *option
     }
     /*
      * Shards take members in join order (the seed's rule), so nodes are started one by one,
-     * each once the previous one reached the leader: nodes 0..F-1 form the function tier.
+     * each once the leader queued the previous one's join request (its log line): nodes
+     * 0..F-1 form the function tier.
      */
     for (int i = 0; i < options->nodes; i++) {
         cluster->pids[i] = start_node(cluster, i);
         char joined[64];
-        snprintf(joined, sizeof joined, i == 0 ? "contact 127.0.0.1" : "peer %d up", i);
+        snprintf(joined, sizeof joined, i == 0 ? "contact 127.0.0.1" : "queued joiner %d at ", i);
         for (int waited_ms = 0; waited_ms < 5000 && !harness_log_contains(cluster, 0, joined);
              waited_ms += 20)
             sleep_ms(20);
-        sleep_ms(50);
     }
     char photo[700];
     harness_source_path(cluster, "models/demo-shapes/photos/red-circle.jpg", photo, sizeof photo);
