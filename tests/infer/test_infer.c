@@ -327,6 +327,145 @@ static void test_slice_channel(void **state) {
     free(params.data);
 }
 
+/* A one-operator MXNet symbol over the 3x2x2 input: data -> OP(attrs) -> head. */
+static void one_op_symbol(char *js, size_t cap, const char *op, const char *attrs) {
+    snprintf(js, cap,
+             "{\"nodes\":[{\"op\":\"null\",\"name\":\"data\",\"inputs\":[]},"
+             "{\"op\":\"%s\",\"name\":\"x\",\"attrs\":{%s},\"inputs\":[[0,0,0]]}],"
+             "\"arg_nodes\":[0],\"heads\":[[1,0,0]]}",
+             op, attrs);
+}
+
+/* Runs a parameter-free symbol on every backend; each output within tol of expected[]. */
+static void check_symbol(const char *js, const float *in, const float *expected, size_t n,
+                         double tol) {
+    tiny_bytes params;
+    assert_int_equal(tiny_params(NULL, 0, &params), 0);
+    dr_preprocess pre;
+    tiny_pre(&pre);
+    pre.resize = pre.crop = 2;
+    dr_load_options lo;
+    dr_load_options_default(&lo);
+    lo.pre = &pre;
+    lo.labels_optional = 1;
+    dr_model *m = NULL;
+    dr_err err = {0};
+    int rc =
+        dr_model_load_mxnet_ex(NULL, 0, js, strlen(js), params.data, params.len, &lo, &m, &err);
+    if (rc)
+        fail_msg("load %s: %s", js, err.msg);
+    assert_int_equal(dr_model_num_classes(m), n);
+    float out[16];
+    for (int be = 1; be <= 2; be++) {
+        if (be == DR_BACKEND_DNNL && !dr_infer_have_dnnl())
+            continue;
+        assert_int_equal(dr_model_set_backend(m, (dr_infer_backend)be), 0);
+        assert_int_equal(dr_model_run(m, in, 1, out, n, &err), 0);
+        for (size_t i = 0; i < n; i++)
+            if (fabs(out[i] - expected[i]) > tol)
+                fail_msg("%s backend %d: output %zu is %g, expected %g", js, be, i, out[i],
+                         expected[i]);
+    }
+    dr_model_free(m);
+    free(params.data);
+}
+
+/* Loading the symbol fails with rc and a message naming `what`. */
+static void check_symbol_refused(const char *js, int rc, const char *what) {
+    tiny_bytes params;
+    assert_int_equal(tiny_params(NULL, 0, &params), 0);
+    dr_load_options lo;
+    dr_load_options_default(&lo);
+    lo.labels_optional = 1;
+    dr_model *m = NULL;
+    dr_err err = {0};
+    assert_int_equal(
+        dr_model_load_mxnet_ex(NULL, 0, js, strlen(js), params.data, params.len, &lo, &m, &err),
+        rc);
+    if (!strstr(err.msg, what))
+        fail_msg("error '%s' does not name '%s'", err.msg, what);
+    free(params.data);
+}
+
+/* MXNet's elementwise activations, each against its formula on both backends. */
+static void test_mxnet_activations(void **state) {
+    (void)state;
+    float in[12], want[12];
+    for (int i = 0; i < 12; i++)
+        in[i] = (float)i * 0.5f - 3.0f; /* -3 .. 2.5 */
+    char js[512];
+    static const char *const kinds[] = {"relu", "sigmoid", "tanh", "softrelu"};
+    for (int k = 0; k < 4; k++) {
+        char attrs[64];
+        snprintf(attrs, sizeof attrs, "\"act_type\":\"%s\"", kinds[k]);
+        one_op_symbol(js, sizeof js, "Activation", attrs);
+        for (int i = 0; i < 12; i++) {
+            double x = in[i];
+            want[i] = (float)(k == 0   ? (x > 0 ? x : 0)
+                              : k == 1 ? 1 / (1 + exp(-x))
+                              : k == 2 ? tanh(x)
+                                       : log1p(exp(x)));
+        }
+        check_symbol(js, in, want, 12, 1e-5);
+    }
+    one_op_symbol(js, sizeof js, "Activation", "\"act_type\":\"swish\"");
+    check_symbol_refused(js, DR_EUNSUPPORTED, "act_type 'swish'");
+    one_op_symbol(js, sizeof js, "Activation", "");
+    check_symbol_refused(js, DR_EINVAL, "act_type");
+    /* LeakyReLU: the given slope, the default 0.25; an unknown kind is named */
+    one_op_symbol(js, sizeof js, "LeakyReLU", "\"act_type\":\"leaky\",\"slope\":\"0.1\"");
+    for (int i = 0; i < 12; i++)
+        want[i] = in[i] > 0 ? in[i] : 0.1f * in[i];
+    check_symbol(js, in, want, 12, 1e-6);
+    one_op_symbol(js, sizeof js, "LeakyReLU", "");
+    for (int i = 0; i < 12; i++)
+        want[i] = in[i] > 0 ? in[i] : 0.25f * in[i];
+    check_symbol(js, in, want, 12, 1e-6);
+    one_op_symbol(js, sizeof js, "LeakyReLU", "\"act_type\":\"elu\"");
+    check_symbol_refused(js, DR_EUNSUPPORTED, "act_type 'elu'");
+    /* clip to [-1, 1.5]; both bounds are required */
+    one_op_symbol(js, sizeof js, "clip", "\"a_min\":\"-1\",\"a_max\":\"1.5\"");
+    for (int i = 0; i < 12; i++)
+        want[i] = in[i] < -1 ? -1 : in[i] > 1.5f ? 1.5f : in[i];
+    check_symbol(js, in, want, 12, 0);
+    one_op_symbol(js, sizeof js, "clip", "\"a_min\":\"-1\"");
+    check_symbol_refused(js, DR_EINVAL, "a_max");
+}
+
+/* MXNet Pooling variants over the 2x2 plane of each channel. */
+static void test_mxnet_pooling(void **state) {
+    (void)state;
+    float in[12], want[3];
+    for (int i = 0; i < 12; i++)
+        in[i] = (float)((i * 5) % 7); /* channel c: in[c * 4 .. c * 4 + 3] */
+    char js[512];
+    one_op_symbol(js, sizeof js, "Pooling",
+                  "\"pool_type\":\"avg\",\"kernel\":\"(2, 2)\",\"stride\":\"(2, 2)\"");
+    for (int c = 0; c < 3; c++)
+        want[c] = (in[c * 4] + in[c * 4 + 1] + in[c * 4 + 2] + in[c * 4 + 3]) / 4;
+    check_symbol(js, in, want, 3, 1e-6);
+    one_op_symbol(js, sizeof js, "Pooling", "\"pool_type\":\"max\",\"global_pool\":\"True\"");
+    for (int c = 0; c < 3; c++) {
+        want[c] = in[c * 4];
+        for (int p = 1; p < 4; p++)
+            want[c] = in[c * 4 + p] > want[c] ? in[c * 4 + p] : want[c];
+    }
+    check_symbol(js, in, want, 3, 0);
+    /* "full" convention: a 2x2 window at stride 2 over 2x2 still gives one output */
+    one_op_symbol(js, sizeof js, "Pooling",
+                  "\"kernel\":\"(2, 2)\",\"stride\":\"(2, 2)\",\"pooling_convention\":\"full\"");
+    check_symbol(js, in, want, 3, 0);
+    one_op_symbol(js, sizeof js, "Pooling", "\"pool_type\":\"lp\",\"kernel\":\"(2, 2)\"");
+    check_symbol_refused(js, DR_EUNSUPPORTED, "pool_type 'lp'");
+    one_op_symbol(js, sizeof js, "Pooling", "\"layout\":\"NHWC\",\"kernel\":\"(2, 2)\"");
+    check_symbol_refused(js, DR_EUNSUPPORTED, "layout NHWC");
+    one_op_symbol(js, sizeof js, "Pooling",
+                  "\"pooling_convention\":\"same\",\"kernel\":\"(2, 2)\"");
+    check_symbol_refused(js, DR_EUNSUPPORTED, "pooling_convention 'same'");
+    one_op_symbol(js, sizeof js, "Pooling", "\"pool_type\":\"max\"");
+    check_symbol_refused(js, DR_EINVAL, "kernel");
+}
+
 static void test_mxnet_legacy_f16(void **state) {
     (void)state;
     dr_model *m = NULL;
@@ -702,7 +841,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mxnet_colours),     cmocka_unit_test(test_precision),
         cmocka_unit_test(test_mxnet_input_shape), cmocka_unit_test(test_softmax_channel),
-        cmocka_unit_test(test_slice_channel),     cmocka_unit_test(test_mxnet_legacy_f16),
+        cmocka_unit_test(test_slice_channel),     cmocka_unit_test(test_mxnet_activations),
+        cmocka_unit_test(test_mxnet_pooling),     cmocka_unit_test(test_mxnet_legacy_f16),
         cmocka_unit_test(test_onnx_colours),      cmocka_unit_test(test_formats_and_backends_agree),
         cmocka_unit_test(test_batch_classify),    cmocka_unit_test(test_concurrent_classify),
         cmocka_unit_test(test_truncated_models),  cmocka_unit_test(test_unsupported_named),
