@@ -350,6 +350,41 @@ static void test_p2p_window_and_close(void **state) {
     dr_rpc_pending_free(other);
 }
 
+/*
+ * The down mark behind dr_rpc_node_peer_down: set when a connection goes down, cleared by a
+ * frame from the node, and forgotten once a view without the node is installed (its true case
+ * lasts only between the close and that view: the process tests cannot hold it open).
+ */
+static void test_peer_down_mark(void **state) {
+    (void)state;
+    rpc_registry *reg = NULL;
+    assert_int_equal(rpc_registry_create(&reg), 0);
+    assert_false(rpc_peer_is_down(reg, 4));
+    rpc_peer_down(reg, 4);
+    rpc_peer_down(reg, 6);
+    assert_true(rpc_peer_is_down(reg, 4));
+    assert_true(rpc_peer_is_down(reg, 6));
+    assert_false(rpc_peer_is_down(reg, 5)); /* only the nodes whose connection closed */
+    rpc_peer_alive(reg, 4);                 /* a frame from 4: it is back */
+    assert_false(rpc_peer_is_down(reg, 4));
+    assert_true(rpc_peer_is_down(reg, 6));
+    static dr_view view; /* the next view has no node 6: its mark is forgotten */
+    memset(&view, 0, sizeof view);
+    view.vid = 3;
+    view.num_members = 2;
+    view.member_ids[0] = 4;
+    view.member_ids[1] = 5;
+    rpc_view_changed(reg, &view);
+    assert_false(rpc_peer_is_down(reg, 6));
+    rpc_peer_down(reg, 5); /* a member of the current view goes down: marked until a view */
+    assert_true(rpc_peer_is_down(reg, 5));
+    view.vid = 4;
+    view.num_members = 1;
+    rpc_view_changed(reg, &view);
+    assert_false(rpc_peer_is_down(reg, 5));
+    rpc_registry_close(reg, DR_ECLOSED);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ordered_round_trip),
@@ -357,6 +392,7 @@ int main(void) {
         cmocka_unit_test(test_view_round_trip),
         cmocka_unit_test(test_state_chunk_round_trip),
         cmocka_unit_test(test_results_early_removed_and_view),
+        cmocka_unit_test(test_peer_down_mark),
         cmocka_unit_test(test_p2p_window_and_close),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
