@@ -408,6 +408,12 @@ static void send_state_to(dr_rpc_node *node, uint32_t target, int32_t vid, uint3
 static void send_state(dr_rpc_node *node, const dr_group_view *view, uint32_t subgroup,
                        uint32_t shard, const type_entry *type) {
     const dr_shard_layout *members = &view->layout.subgroups[subgroup].shards[shard];
+    bool anyone_new = false;
+    for (uint32_t m = 0; m < members->num_members && !anyone_new; m++)
+        anyone_new = dr_layout_is_new_in_shard(&view->previous_layout, &view->layout, subgroup,
+                                               shard, members->member_ids[m]);
+    if (!anyone_new)
+        return; /* a view that only removed members: nothing to serialize */
     dr_buf state;
     dr_buf_init(&state, node->max_state);
     int status = DR_ESTATE; /* a member that never got the state itself cannot give it */

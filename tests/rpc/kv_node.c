@@ -17,6 +17,9 @@
  * holds BYTES of values (state for the state-transfer timings of bench/join_state.sh; the
  * config's max_payload_size must exceed 512 KiB).
  * --fail-serialize (member): the type's serialize fails (DR_EINVAL), so a joiner gets no state.
+ * --stall-serialize (member): once the map holds entries (not for the start-up joins), the
+ *   type's serialize prints "SERIALIZING node=<id>" and then waits for good (the test kills the
+ *   state's source while the joiner waits for it).
  * --join --expect-no-state: a joiner whose state transfer must fail (the source's serialize
  * fails, or the state is over the joiner's max_state_transfer_size): it waits until its group
  * stops (the runtime makes it leave) and prints
@@ -193,13 +196,23 @@ static int whoami_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t
     return dr_buf_put_u32(reply, g_kv.my_id);
 }
 
-static bool g_fail_serialize; /* --fail-serialize: the state cannot be produced */
+static bool g_fail_serialize;  /* --fail-serialize: the state cannot be produced */
+static bool g_stall_serialize; /* --stall-serialize: the source never finishes it */
 
 /* State transfer: u64 count, u64 digest, u32 entries, then per entry blob key, blob value. */
 static int kv_serialize(void *ctx, uint32_t subgroup, dr_buf *out) {
     (void)ctx, (void)subgroup;
     if (g_fail_serialize)
         return DR_EINVAL;
+    pthread_mutex_lock(&g_kv.lock);
+    bool stall = g_stall_serialize && g_kv.count > 0;
+    pthread_mutex_unlock(&g_kv.lock);
+    if (stall) {
+        printf("SERIALIZING node=%u\n", g_kv.my_id);
+        fflush(stdout);
+        for (;;)
+            pause(); /* until the test's SIGKILL */
+    }
     pthread_mutex_lock(&g_kv.lock);
     uint32_t entries = 0;
     for (uint32_t b = 0; b < NUM_BUCKETS; b++)
@@ -980,6 +993,8 @@ int main(int argc, char **argv) {
             opts.expect_no_state = true;
         else if (strcmp(argv[i], "--fail-serialize") == 0)
             g_fail_serialize = true;
+        else if (strcmp(argv[i], "--stall-serialize") == 0)
+            g_stall_serialize = true;
         else if (strcmp(argv[i], "--history") == 0)
             opts.history = true;
         else if (strcmp(argv[i], "--dump") == 0 && i + 1 < argc)

@@ -382,6 +382,69 @@ static void test_joiner_refuses_state_over_its_limit(void **state) {
     run_failed_join(25750, false, true);
 }
 
+/*
+ * The state's source dies while the joiner waits for the state: three members (the shard takes
+ * up to four), every one of which would stall in serialize; the joiner's source (the
+ * lowest-ranked member, node 0) is killed -9 as soon as it says it is serializing. The joiner
+ * must give up on that state (DR_EREMOVED once the source's connection is down or a view drops
+ * it), restore nothing and leave; the two other members go on in a view of the two of them.
+ */
+static void test_joiner_without_state_when_source_dies(void **state) {
+    (void)state;
+    enum { MEMBERS = 3 };
+    int port = procs_free_port_base(25800, MEMBERS + 1);
+    child procs[MEMBERS + 1];
+    for (int i = 0; i < MEMBERS; i++) {
+        char path[512];
+        write_config_sized(i, 2, 4, port, path, sizeof path);
+        char *args[] = {path, "--puts", "200", "--start-members", "3", "--stall-serialize", NULL};
+        spawn_member(&procs[i], i, port, args);
+    }
+    time_t deadline = time(NULL) + WAIT_SECONDS;
+    char line[256];
+    for (int i = 0; i < MEMBERS; i++)
+        if (!read_line(&procs[i], line, sizeof line, deadline) || strncmp(line, "DONE", 4) != 0 ||
+            !strstr(line, "bad=0")) {
+            finish_all(procs, MEMBERS);
+            fail_msg("member %d: '%s'", i, line);
+        }
+    char path[512];
+    write_config_sized(MEMBERS, 2, 4, port, path, sizeof path);
+    char *args[] = {path, "--join", "--expect-no-state", NULL};
+    spawn_test_program(&procs[MEMBERS], "kv_node", NULL, args);
+    if (!read_line(&procs[0], line, sizeof line, deadline) ||
+        strcmp(line, "SERIALIZING node=0") != 0) {
+        finish_all(procs, MEMBERS + 1);
+        fail_msg("source: '%s'", line);
+    }
+    kill(procs[0].pid, SIGKILL);
+    int node = -1, rc = 0, restored = -1, joined_vid = -1;
+    if (!read_line(&procs[MEMBERS], line, sizeof line, deadline) ||
+        sscanf(line, "NO_STATE node=%d rc=%d restored=%d vid=%d", &node, &rc, &restored,
+               &joined_vid) != 4) {
+        finish_all(procs, MEMBERS + 1);
+        fail_msg("joiner: '%s'", line);
+    }
+    printf("joiner: %s\n", line);
+    assert_int_equal(node, MEMBERS);
+    assert_int_equal(restored, 0);
+    assert_int_equal(rc, -8); /* DR_ECLOSED: it left */
+    /* members 1 and 2 install a view of the two of them, after the one the joiner joined in */
+    char command[48];
+    int len = snprintf(command, sizeof command, "wait-members 2 %d\n", joined_vid + 1);
+    assert_int_equal(write(procs[1].stdin_fd, command, (size_t)len), len);
+    int n = -1, vid = -1;
+    if (!read_line(&procs[1], line, sizeof line, deadline) ||
+        sscanf(line, "MEMBERS n=%d vid=%d", &n, &vid) != 2 || n != 2) {
+        finish_all(procs, MEMBERS + 1);
+        fail_msg("member 1: '%s'", line);
+    }
+    printf("member 1: %s\n", line);
+    assert_true(vid > joined_vid);
+    /* the killed source does not exit cleanly; every other process does */
+    assert_int_equal(finish_all(procs, MEMBERS + 1), MEMBERS);
+}
+
 static int setup(void **state) {
     (void)state;
     return procs_setup_dir(test_dir);
@@ -402,6 +465,8 @@ int main(void) {
         cmocka_unit_test_teardown(test_joiner_without_state_when_serialize_fails,
                                   kill_leftover_children),
         cmocka_unit_test_teardown(test_joiner_refuses_state_over_its_limit, kill_leftover_children),
+        cmocka_unit_test_teardown(test_joiner_without_state_when_source_dies,
+                                  kill_leftover_children),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
