@@ -28,6 +28,9 @@
  *                             n + n bytes of label): the top_k best classes, best first
  *   list_models      P2P      args: none               reply: u32 count, count x (u32 tag,
  *                             u8 format, u8 precision, u64 bytes, u64 digest) in tag order
+ *   A handler that fails (a nonzero status: DR_EINVAL for malformed args, DR_ETOOBIG,
+ *   DR_EAGAIN while starting, DR_ECLOSED once the group stopped) replies, instead, with its
+ *   reason as u32 n + n bytes (dr_buf_put_str), or with no bytes.
  *
  *   model args : u32 tag, u32 synset_len, u32 symbol_len, u32 params_len, then the three
  *                byte ranges back to back (total checked against max_model_bytes), then

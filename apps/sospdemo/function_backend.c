@@ -6,6 +6,7 @@
 #include "function_backend.h"
 
 #include "categorizer.h"
+#include "derecho/buffer.h"
 #include "derecho/log.h"
 
 #include <cjson/cJSON.h>
@@ -134,14 +135,25 @@ static int refuse_if_stopped(sd_service *service, dr_err *err) {
                       stopped == DR_EREMOVED ? "the group excluded it" : dr_strerror(stopped));
 }
 
-/* Copies reply bytes into a NUL-terminated string. */
+/* The reason a failing handler wrote into its reply as a NUL-terminated string: u32 n + n bytes
+ * as the categorizer writes it (dr_buf_put_str), or the bytes as they are in any other form. */
 static char *reply_text(const dr_rpc_reply *reply) {
-    char *text = malloc(reply->len + 1);
+    const uint8_t *bytes = reply->bytes;
+    size_t len = reply->len;
+    dr_reader reader;
+    dr_reader_init(&reader, reply->bytes, reply->len);
+    uint32_t reason_len = 0;
+    const uint8_t *reason = dr_reader_blob(&reader, UINT32_MAX, &reason_len);
+    if (reason && dr_reader_done(&reader)) {
+        bytes = reason;
+        len = reason_len;
+    }
+    char *text = malloc(len + 1);
     if (!text)
         return NULL;
-    if (reply->len)
-        memcpy(text, reply->bytes, reply->len);
-    text[reply->len] = '\0';
+    if (len)
+        memcpy(text, bytes, len);
+    text[len] = '\0';
     return text;
 }
 
