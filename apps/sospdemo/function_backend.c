@@ -234,6 +234,11 @@ static int finish_tag(sd_service *service, const dr_group_view *view,
                               "no live replica of categorizer shard %u can classify for tag %u "
                               "(waiting for a node)",
                               call->shard, tag);
+        if (worth_retry(call->status)) /* retry_tag found no member left to ask */
+            return dr_err_set(err, DR_EAGAIN,
+                              "no live replica of categorizer shard %u can classify for tag %u "
+                              "(every one asked failed; the last, node %u: %s)",
+                              call->shard, tag, call->target, dr_strerror(call->status));
         char *detail = call->reply.len ? reply_text(&call->reply) : NULL;
         int rc = dr_err_set(err, call->status,
                             "categorizer node %u (shard %u) could not classify for tag %u: %s%s%s",
