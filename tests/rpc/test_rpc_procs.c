@@ -239,11 +239,12 @@ static void test_ordered_call_to_paused_member(void **state) {
  * joins and must receive the map (kv_node's serialize/restore) before it applies anything of
  * its first view: after its own puts every replica holds the same count and digest.
  */
-static void run_join(int requested_port, int members, int victim) {
+static void run_join(int requested_port, int members, int victim, bool restart_victim) {
     int port = procs_free_port_base(requested_port, members + 1);
     enum { PUTS = 200, JOINER_PUTS = 50 };
     child procs[MAX_PROCS];
-    int joiner = members;
+    int joiner = restart_victim ? victim : members; /* its node id (and config) */
+    int joiner_slot = members;
     for (int i = 0; i < members; i++) {
         char path[512];
         write_config_sized(i, 2, 3, port, path, sizeof path);
@@ -264,7 +265,10 @@ static void run_join(int requested_port, int members, int victim) {
             fail_msg("member %d: '%s'", i, line);
         }
     }
-    if (victim >= 0) {
+    if (victim >= 0 && restart_victim) {
+        /* the same id and address at once, while its old incarnation is still in the view */
+        kill(procs[victim].pid, SIGKILL);
+    } else if (victim >= 0) {
         kill(procs[victim].pid, SIGKILL);
         /* the survivors install the view without it: ask a survivor to say so */
         int survivor = victim == 0 ? 1 : 0;
@@ -282,11 +286,11 @@ static void run_join(int requested_port, int members, int victim) {
     char path[512];
     write_config_sized(joiner, 2, 3, port, path, sizeof path);
     char *args[] = {path, "--join", "--puts", "50", NULL};
-    spawn_test_program(&procs[joiner], "kv_node", NULL, args);
+    spawn_test_program(&procs[joiner_slot], "kv_node", NULL, args);
     unsigned long long restored = 0, count = 0;
     double ms = 0;
     int node = -1, equal = 0, bad = -1;
-    if (!read_line(&procs[joiner], line, sizeof line, deadline) ||
+    if (!read_line(&procs[joiner_slot], line, sizeof line, deadline) ||
         sscanf(line, "JOINED node=%d restored=%llu ms=%lf equal=%d count=%llu bad=%d", &node,
                &restored, &ms, &equal, &count, &bad) != 6) {
         finish_all(procs, members + 1);
@@ -304,13 +308,24 @@ static void run_join(int requested_port, int members, int victim) {
 
 static void test_joiner_receives_state(void **state) {
     (void)state;
-    run_join(25300, 2, -1);
+    run_join(25300, 2, -1, false);
 }
 
 /* kill -9 of a replica, then a replacement with a new id joins and receives the state */
 static void test_replacement_receives_state(void **state) {
     (void)state;
-    run_join(25400, 3, 2);
+    run_join(25400, 3, 2, false);
+}
+
+/*
+ * Issue 11 item 8 on real processes: kill -9 of a replica and, at once, the same node (same id,
+ * same address, no state) started again. Its old incarnation is still in the view: the
+ * restarted process is refused for now (DR_EAGAIN, it retries) and joins as a new member once
+ * the old one is removed, receiving the state like any joiner (never its old row).
+ */
+static void test_restarted_replica_rejoins_with_state(void **state) {
+    (void)state;
+    run_join(25850, 3, 2, true);
 }
 
 /*
@@ -462,6 +477,8 @@ int main(void) {
         cmocka_unit_test_teardown(test_ordered_call_to_paused_member, kill_leftover_children),
         cmocka_unit_test_teardown(test_joiner_receives_state, kill_leftover_children),
         cmocka_unit_test_teardown(test_replacement_receives_state, kill_leftover_children),
+        cmocka_unit_test_teardown(test_restarted_replica_rejoins_with_state,
+                                  kill_leftover_children),
         cmocka_unit_test_teardown(test_joiner_without_state_when_serialize_fails,
                                   kill_leftover_children),
         cmocka_unit_test_teardown(test_joiner_refuses_state_over_its_limit, kill_leftover_children),
