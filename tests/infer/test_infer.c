@@ -251,8 +251,9 @@ static void test_softmax_channel(void **state) {
     free(params.data);
 }
 
-/* Runs a parameter-free MXNet symbol on a 3x2x2 input (both backends) into out[n]. */
-static void run_free_symbol(const char *js, const float *in, float *out, size_t n) {
+/* Loads a parameter-free MXNet symbol over a 3x2x2 input with n outputs (fails the test if it
+ * cannot). The caller frees the model. */
+static dr_model *load_free_symbol(const char *js, size_t n) {
     tiny_bytes params;
     assert_int_equal(tiny_params(NULL, 0, &params), 0);
     dr_preprocess pre;
@@ -266,9 +267,17 @@ static void run_free_symbol(const char *js, const float *in, float *out, size_t 
     dr_err err = {0};
     int rc =
         dr_model_load_mxnet_ex(NULL, 0, js, strlen(js), params.data, params.len, &lo, &m, &err);
+    free(params.data);
     if (rc)
-        fail_msg("load: %s", err.msg);
+        fail_msg("load %s: %s", js, err.msg);
     assert_int_equal(dr_model_num_classes(m), n);
+    return m;
+}
+
+/* Runs a parameter-free MXNet symbol on a 3x2x2 input (both backends) into out[n]. */
+static void run_free_symbol(const char *js, const float *in, float *out, size_t n) {
+    dr_model *m = load_free_symbol(js, n);
+    dr_err err = {0};
     float first[16];
     for (int be = 1; be <= 2; be++) {
         if (be == DR_BACKEND_DNNL && !dr_infer_have_dnnl())
@@ -281,7 +290,6 @@ static void run_free_symbol(const char *js, const float *in, float *out, size_t 
             assert_memory_equal(first, out, sizeof(float) * n);
     }
     dr_model_free(m);
-    free(params.data);
 }
 
 /* SliceChannel: outputs used by index (a concat of parts 2 and 0; a head on part 1). */
@@ -339,22 +347,8 @@ static void one_op_symbol(char *js, size_t cap, const char *op, const char *attr
 /* Runs a parameter-free symbol on every backend; each output within tol of expected[]. */
 static void check_symbol(const char *js, const float *in, const float *expected, size_t n,
                          double tol) {
-    tiny_bytes params;
-    assert_int_equal(tiny_params(NULL, 0, &params), 0);
-    dr_preprocess pre;
-    tiny_pre(&pre);
-    pre.resize = pre.crop = 2;
-    dr_load_options lo;
-    dr_load_options_default(&lo);
-    lo.pre = &pre;
-    lo.labels_optional = 1;
-    dr_model *m = NULL;
+    dr_model *m = load_free_symbol(js, n);
     dr_err err = {0};
-    int rc =
-        dr_model_load_mxnet_ex(NULL, 0, js, strlen(js), params.data, params.len, &lo, &m, &err);
-    if (rc)
-        fail_msg("load %s: %s", js, err.msg);
-    assert_int_equal(dr_model_num_classes(m), n);
     float out[16];
     for (int be = 1; be <= 2; be++) {
         if (be == DR_BACKEND_DNNL && !dr_infer_have_dnnl())
@@ -367,7 +361,6 @@ static void check_symbol(const char *js, const float *in, const float *expected,
                          expected[i]);
     }
     dr_model_free(m);
-    free(params.data);
 }
 
 /* Loading the symbol fails with rc and a message naming `what`. */

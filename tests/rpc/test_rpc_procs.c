@@ -328,136 +328,102 @@ static void test_restarted_replica_rejoins_with_state(void **state) {
     run_join(25850, 3, 2, true);
 }
 
+/* How a state transfer is made to fail (run_failed_join). */
+typedef enum join_failure {
+    FAIL_SERIALIZE,   /* the members' serialize fails (--fail-serialize) */
+    FAIL_OVER_LIMIT,  /* the state (about 13 KB) is over the joiner's limit of 1000 bytes */
+    FAIL_SOURCE_DIES, /* the source is killed -9 while the joiner waits (--stall-serialize) */
+} join_failure;
+
 /*
- * A state transfer that must fail: two members make puts; a third node joins. Either the
- * members' serialize fails (--fail-serialize) or the state (about 13 KB) is over the joiner's
- * max_state_transfer_size (1000 bytes). The joiner must not restore anything and must leave
- * (its group stops with DR_ECLOSED: "it cannot serve it and leaves"); the two members must
- * return to a view of the two of them and still answer.
+ * A state transfer that must fail: the members make puts; one more node joins and cannot get
+ * the state (see join_failure). The joiner must not restore anything and must leave (its group
+ * stops with DR_ECLOSED: "it cannot serve it and leaves"); the two remaining members must
+ * install a view of the two of them after the one the joiner joined in, and still answer.
+ * When the source dies, there are three members (the shard takes up to four): every one would
+ * stall in serialize, and the joiner's source (the lowest-ranked member, node 0) is killed as
+ * soon as it says it is serializing; the joiner gives up on that state (DR_EREMOVED once the
+ * source's connection is down or a view drops it).
  */
-static void run_failed_join(int requested_port, bool fail_serialize, bool small_limit) {
-    enum { MEMBERS = 2 };
-    int port = procs_free_port_base(requested_port, MEMBERS + 1);
-    child procs[MEMBERS + 1];
-    for (int i = 0; i < MEMBERS; i++) {
+static void run_failed_join(int requested_port, join_failure how) {
+    const int members = how == FAIL_SOURCE_DIES ? 3 : 2;
+    int port = procs_free_port_base(requested_port, members + 1);
+    child procs[MAX_PROCS];
+    char start_members[8];
+    snprintf(start_members, sizeof start_members, "%d", members);
+    const char *member_flag = how == FAIL_SERIALIZE     ? "--fail-serialize"
+                              : how == FAIL_SOURCE_DIES ? "--stall-serialize"
+                                                        : NULL;
+    for (int i = 0; i < members; i++) {
         char path[512];
-        write_config_sized(i, 2, 3, port, path, sizeof path);
-        char *args[] = {path,  "--puts",
-                        "200", "--start-members",
-                        "2",   fail_serialize ? "--fail-serialize" : NULL,
-                        NULL};
+        write_config_sized(i, 2, members + 1, port, path, sizeof path);
+        char *args[] = {
+            path, "--puts", "200", "--start-members", start_members, (char *)member_flag, NULL};
         spawn_member(&procs[i], i, port, args);
     }
     time_t deadline = time(NULL) + WAIT_SECONDS;
     char line[256];
-    for (int i = 0; i < MEMBERS; i++)
+    for (int i = 0; i < members; i++)
         if (!read_line(&procs[i], line, sizeof line, deadline) || strncmp(line, "DONE", 4) != 0 ||
             !strstr(line, "bad=0")) {
-            finish_all(procs, MEMBERS);
+            finish_all(procs, members);
             fail_msg("member %d: '%s'", i, line);
         }
     char path[512];
-    write_config_sized(MEMBERS, 2, 3, port, path, sizeof path);
+    write_config_sized(members, 2, members + 1, port, path, sizeof path);
     char *args[] = {path, "--join", "--expect-no-state",
-                    small_limit ? "--DERECHO/max_state_transfer_size=1000" : NULL, NULL};
-    spawn_test_program(&procs[MEMBERS], "kv_node", NULL, args);
+                    how == FAIL_OVER_LIMIT ? "--DERECHO/max_state_transfer_size=1000" : NULL, NULL};
+    spawn_test_program(&procs[members], "kv_node", NULL, args);
+    if (how == FAIL_SOURCE_DIES) {
+        if (!read_line(&procs[0], line, sizeof line, deadline) ||
+            strcmp(line, "SERIALIZING node=0") != 0) {
+            finish_all(procs, members + 1);
+            fail_msg("source: '%s'", line);
+        }
+        kill(procs[0].pid, SIGKILL);
+    }
     int node = -1, rc = 0, restored = -1, joined_vid = -1;
-    if (!read_line(&procs[MEMBERS], line, sizeof line, deadline) ||
+    if (!read_line(&procs[members], line, sizeof line, deadline) ||
         sscanf(line, "NO_STATE node=%d rc=%d restored=%d vid=%d", &node, &rc, &restored,
                &joined_vid) != 4) {
-        finish_all(procs, MEMBERS + 1);
+        finish_all(procs, members + 1);
         fail_msg("joiner: '%s'", line);
     }
     printf("joiner: %s\n", line);
-    assert_int_equal(node, MEMBERS);
+    assert_int_equal(node, members);
     assert_int_equal(restored, 0);
     assert_int_equal(rc, -8); /* DR_ECLOSED: it left */
     /* the members install a view without it, after the one it joined in */
+    int reporter = how == FAIL_SOURCE_DIES ? 1 : 0;
     char command[48];
     int len = snprintf(command, sizeof command, "wait-members 2 %d\n", joined_vid + 1);
-    assert_int_equal(write(procs[0].stdin_fd, command, (size_t)len), len);
+    assert_int_equal(write(procs[reporter].stdin_fd, command, (size_t)len), len);
     int n = -1, vid = -1;
-    if (!read_line(&procs[0], line, sizeof line, deadline) ||
+    if (!read_line(&procs[reporter], line, sizeof line, deadline) ||
         sscanf(line, "MEMBERS n=%d vid=%d", &n, &vid) != 2 || n != 2) {
-        finish_all(procs, MEMBERS + 1);
-        fail_msg("member 0: '%s'", line);
+        finish_all(procs, members + 1);
+        fail_msg("member %d: '%s'", reporter, line);
     }
-    printf("member 0: %s\n", line);
+    printf("member %d: %s\n", reporter, line);
     assert_true(vid > joined_vid);
-    assert_int_equal(finish_all(procs, MEMBERS + 1), MEMBERS + 1);
+    /* every process exits cleanly but a killed source */
+    int killed = how == FAIL_SOURCE_DIES ? 1 : 0;
+    assert_int_equal(finish_all(procs, members + 1), members + 1 - killed);
 }
 
 static void test_joiner_without_state_when_serialize_fails(void **state) {
     (void)state;
-    run_failed_join(25700, true, false);
+    run_failed_join(25700, FAIL_SERIALIZE);
 }
 
 static void test_joiner_refuses_state_over_its_limit(void **state) {
     (void)state;
-    run_failed_join(25750, false, true);
+    run_failed_join(25750, FAIL_OVER_LIMIT);
 }
 
-/*
- * The state's source dies while the joiner waits for the state: three members (the shard takes
- * up to four), every one of which would stall in serialize; the joiner's source (the
- * lowest-ranked member, node 0) is killed -9 as soon as it says it is serializing. The joiner
- * must give up on that state (DR_EREMOVED once the source's connection is down or a view drops
- * it), restore nothing and leave; the two other members go on in a view of the two of them.
- */
 static void test_joiner_without_state_when_source_dies(void **state) {
     (void)state;
-    enum { MEMBERS = 3 };
-    int port = procs_free_port_base(25800, MEMBERS + 1);
-    child procs[MEMBERS + 1];
-    for (int i = 0; i < MEMBERS; i++) {
-        char path[512];
-        write_config_sized(i, 2, 4, port, path, sizeof path);
-        char *args[] = {path, "--puts", "200", "--start-members", "3", "--stall-serialize", NULL};
-        spawn_member(&procs[i], i, port, args);
-    }
-    time_t deadline = time(NULL) + WAIT_SECONDS;
-    char line[256];
-    for (int i = 0; i < MEMBERS; i++)
-        if (!read_line(&procs[i], line, sizeof line, deadline) || strncmp(line, "DONE", 4) != 0 ||
-            !strstr(line, "bad=0")) {
-            finish_all(procs, MEMBERS);
-            fail_msg("member %d: '%s'", i, line);
-        }
-    char path[512];
-    write_config_sized(MEMBERS, 2, 4, port, path, sizeof path);
-    char *args[] = {path, "--join", "--expect-no-state", NULL};
-    spawn_test_program(&procs[MEMBERS], "kv_node", NULL, args);
-    if (!read_line(&procs[0], line, sizeof line, deadline) ||
-        strcmp(line, "SERIALIZING node=0") != 0) {
-        finish_all(procs, MEMBERS + 1);
-        fail_msg("source: '%s'", line);
-    }
-    kill(procs[0].pid, SIGKILL);
-    int node = -1, rc = 0, restored = -1, joined_vid = -1;
-    if (!read_line(&procs[MEMBERS], line, sizeof line, deadline) ||
-        sscanf(line, "NO_STATE node=%d rc=%d restored=%d vid=%d", &node, &rc, &restored,
-               &joined_vid) != 4) {
-        finish_all(procs, MEMBERS + 1);
-        fail_msg("joiner: '%s'", line);
-    }
-    printf("joiner: %s\n", line);
-    assert_int_equal(node, MEMBERS);
-    assert_int_equal(restored, 0);
-    assert_int_equal(rc, -8); /* DR_ECLOSED: it left */
-    /* members 1 and 2 install a view of the two of them, after the one the joiner joined in */
-    char command[48];
-    int len = snprintf(command, sizeof command, "wait-members 2 %d\n", joined_vid + 1);
-    assert_int_equal(write(procs[1].stdin_fd, command, (size_t)len), len);
-    int n = -1, vid = -1;
-    if (!read_line(&procs[1], line, sizeof line, deadline) ||
-        sscanf(line, "MEMBERS n=%d vid=%d", &n, &vid) != 2 || n != 2) {
-        finish_all(procs, MEMBERS + 1);
-        fail_msg("member 1: '%s'", line);
-    }
-    printf("member 1: %s\n", line);
-    assert_true(vid > joined_vid);
-    /* the killed source does not exit cleanly; every other process does */
-    assert_int_equal(finish_all(procs, MEMBERS + 1), MEMBERS);
+    run_failed_join(25800, FAIL_SOURCE_DIES);
 }
 
 static int setup(void **state) {
