@@ -28,32 +28,8 @@ static uint32_t get_u32(const uint8_t *p) {
 }
 
 static uint32_t crc_of(const uint8_t *bytes, size_t len) {
-    uint32_t crc = 0;
-    while (len > 0) {
-        uInt piece = len > UINT_MAX ? UINT_MAX : (uInt)len;
-        crc = (uint32_t)crc32(crc, bytes, piece);
-        bytes += piece;
-        len -= piece;
-    }
-    return crc;
+    return dr_plog_crc32(0, bytes, len);
 }
-
-static ssize_t real_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t off) {
-    (void)ctx;
-    return pwrite(fd, buf, len, off);
-}
-
-static int real_sync(void *ctx, int fd) {
-    (void)ctx;
-    return fdatasync(fd);
-}
-
-static int real_fsync(void *ctx, int fd) {
-    (void)ctx;
-    return fsync(fd);
-}
-
-static const dr_plog_io real_io = {real_pwrite, real_sync, real_fsync, NULL};
 
 static int name_ok(const char *name) {
     size_t n = strlen(name);
@@ -111,7 +87,7 @@ int dr_blob_save(const char *dir, const char *name, const void *bytes, size_t le
     if (!dir || !name || !name_ok(name) || (len > 0 && !bytes) || strlen(dir) > 4000)
         return dr_err_set(err, DR_EINVAL, "blob: bad directory, name or buffer");
     if (!io)
-        io = &real_io;
+        io = dr_plog_real_io();
     char path[4300], tmp[4300];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);

@@ -140,7 +140,7 @@ static uint64_t get_u64(const uint8_t *p) {
     return v;
 }
 
-static uint32_t crc_of(uint32_t crc, const uint8_t *bytes, size_t len) {
+uint32_t dr_plog_crc32(uint32_t crc, const uint8_t *bytes, size_t len) {
     while (len > 0) {
         uInt piece = len > UINT_MAX ? UINT_MAX : (uInt)len;
         crc = (uint32_t)crc32(crc, bytes, piece);
@@ -168,6 +168,10 @@ static int real_fsync_dir(void *ctx, int fd) {
 }
 
 static const dr_plog_io real_io = {real_pwrite, real_fdatasync, real_fsync_dir, NULL};
+
+const dr_plog_io *dr_plog_real_io(void) {
+    return &real_io;
+}
 
 void dr_plog_options_default(dr_plog_options *opts) {
     memset(opts, 0, sizeof *opts);
@@ -245,13 +249,13 @@ static void encode_header(uint8_t slot[SLOT_BYTES], uint64_t gen, uint64_t start
     put_u64(slot + 8, gen);
     put_u64(slot + 16, start);
     put_u64(slot + 24, (uint64_t)trim);
-    put_u32(slot + 60, crc_of(0, slot, 60));
+    put_u32(slot + 60, dr_plog_crc32(0, slot, 60));
 }
 
 /* Decodes a slot; 1 if valid, 0 if not (torn, never written, other format). */
 static int decode_header(const uint8_t slot[SLOT_BYTES], uint64_t *gen, uint64_t *start,
                          int64_t *trim) {
-    if (get_u32(slot) != HEADER_MAGIC || get_u32(slot + 60) != crc_of(0, slot, 60))
+    if (get_u32(slot) != HEADER_MAGIC || get_u32(slot + 60) != dr_plog_crc32(0, slot, 60))
         return 0;
     if (get_u32(slot + 4) != FORMAT_VERSION)
         return 0;
@@ -376,12 +380,12 @@ static int check_record(scan_ctx *sc, uint64_t off, rec_header *h) {
         return REC_BAD;
     if (sc->size - off - REC_HDR_BYTES < h->len)
         return REC_BAD;
-    uint32_t crc = crc_of(0, hdr, REC_CRC_AT);
+    uint32_t crc = dr_plog_crc32(0, hdr, REC_CRC_AT);
     for (uint64_t done = 0; done < h->len;) {
         size_t piece = h->len - done < CHUNK_BYTES ? (size_t)(h->len - done) : CHUNK_BYTES;
         if (read_all(sc->fd, sc->chunk, piece, off + REC_HDR_BYTES + done) != 0)
             return DR_EIO;
-        crc = crc_of(crc, sc->chunk, piece);
+        crc = dr_plog_crc32(crc, sc->chunk, piece);
         done += piece;
     }
     return crc == get_u32(hdr + REC_CRC_AT) ? REC_OK : REC_BAD;
@@ -754,7 +758,7 @@ static void encode_record(uint8_t *p, int64_t version, uint64_t hlc, uint64_t ba
     put_u32(p + 32, 0);
     if (len)
         memcpy(p + REC_HDR_BYTES, data, len);
-    put_u32(p + REC_CRC_AT, crc_of(crc_of(0, p, REC_CRC_AT), p + REC_HDR_BYTES, len));
+    put_u32(p + REC_CRC_AT, dr_plog_crc32(dr_plog_crc32(0, p, REC_CRC_AT), p + REC_HDR_BYTES, len));
 }
 
 /* The checks of dr_plog_append, with mu held. */
@@ -881,7 +885,8 @@ static int load_locked(dr_plog *log, size_t i, dr_plog_record *rec) {
         rc = fetch_locked(log, e.offset + REC_HDR_BYTES, data, e.len);
     if (rc == 0 && (get_u32(hdr) != RECORD_MAGIC || get_u32(hdr + 4) != e.len ||
                     (int64_t)get_u64(hdr + 8) != e.version ||
-                    get_u32(hdr + REC_CRC_AT) != crc_of(crc_of(0, hdr, REC_CRC_AT), data, e.len)))
+                    get_u32(hdr + REC_CRC_AT) !=
+                        dr_plog_crc32(dr_plog_crc32(0, hdr, REC_CRC_AT), data, e.len)))
         rc = dr_err_set(&log->err, DR_ECORRUPT, "%s: version %lld at offset %llu fails its check",
                         log->path, (long long)e.version, (unsigned long long)e.offset);
     if (rc != 0) {

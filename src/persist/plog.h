@@ -66,6 +66,12 @@ typedef struct dr_plog_io {
     void *ctx;                           /**< passed to each function */
 } dr_plog_io;
 
+/** The real system calls (pwrite, fdatasync, fsync): what a NULL `io` means. Static storage. */
+const dr_plog_io *dr_plog_real_io(void);
+
+/** zlib's CRC-32 of len bytes continuing `crc` (0 to start), for lengths of any size. Pure. */
+uint32_t dr_plog_crc32(uint32_t crc, const uint8_t *bytes, size_t len);
+
 /** How to open a log. Fill with dr_plog_options_default(), then change what differs. */
 typedef struct dr_plog_options {
     dr_plog_limits limits;
