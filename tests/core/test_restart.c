@@ -73,6 +73,22 @@ static saved save_view(const harness *h, uint32_t i) {
     return out;
 }
 
+/** Every node of a 3-node cluster saves its view into s[] and crashes (a total crash). */
+static void save_and_crash_all(harness *h, saved s[3]) {
+    for (uint32_t i = 0; i < 3; i++) {
+        s[i] = save_view(h, i);
+        h_crash(h, i);
+    }
+}
+
+/** Frees the saved views of save_and_crash_all and the harness. */
+static void free_all(harness *h, saved s[3]) {
+    for (uint32_t i = 0; i < 3; i++)
+        free(s[i].frame);
+    h_free(h);
+    free(h);
+}
+
 /** Restarts crashed node i from `s` with `tail` for subgroup 0; returns its new index. */
 static uint32_t restart_node(harness *h, uint32_t i, const saved *s, int64_t tail) {
     dr_core_options options = base_options(1);
@@ -128,10 +144,7 @@ static void test_logs_of_different_length_truncate_to_one_trim(void **state) {
         v[m] = nth_version(h, 0, m);
     int32_t last = h->nodes[0].view.view.vid;
     saved s[3];
-    for (uint32_t i = 0; i < 3; i++) {
-        s[i] = save_view(h, i);
-        h_crash(h, i);
-    }
+    save_and_crash_all(h, s);
     /* the logs reached different lengths before the crash: 4, 2 and 3 versions durable */
     uint32_t r[3];
     r[1] = restart_node(h, 1, &s[1], v[1]);
@@ -144,10 +157,7 @@ static void test_logs_of_different_length_truncate_to_one_trim(void **state) {
         assert_int_equal(h->nodes[r[k]].view.view.member_ids[k], 10 + k); /* ranks kept */
     assert_group_works(h, r, 3, last + 1);
     assert_int_equal(h->rejected, 0);
-    for (uint32_t i = 0; i < 3; i++)
-        free(s[i].frame);
-    h_free(h);
-    free(h);
+    free_all(h, s);
 }
 
 static void test_minority_waits_then_majority_restarts(void **state) {
@@ -157,10 +167,7 @@ static void test_minority_waits_then_majority_restarts(void **state) {
     int64_t v1 = nth_version(h, 0, 1);
     int32_t last = h->nodes[0].view.view.vid;
     saved s[3];
-    for (uint32_t i = 0; i < 3; i++) {
-        s[i] = save_view(h, i);
-        h_crash(h, i);
-    }
+    save_and_crash_all(h, s);
     uint32_t a = restart_node(h, 0, &s[0], v1);
     /* alone for many timeouts (rounds move on between n0 and n1): no view */
     h_run(h, 10000, 100);
@@ -173,10 +180,7 @@ static void test_minority_waits_then_majority_restarts(void **state) {
     uint32_t r[2] = {a, b};
     assert_restart_view(h, r, 2, last + 1, v1);
     assert_group_works(h, r, 2, last + 1);
-    for (uint32_t i = 0; i < 3; i++)
-        free(s[i].frame);
-    h_free(h);
-    free(h);
+    free_all(h, s);
 }
 
 static void test_node_with_older_saved_view_is_brought_along(void **state) {
@@ -218,10 +222,7 @@ static void test_backup_leader_takes_over(void **state) {
     int64_t v0 = nth_version(h, 0, 0), v2 = nth_version(h, 0, 2);
     int32_t last = h->nodes[0].view.view.vid;
     saved s[3];
-    for (uint32_t i = 0; i < 3; i++) {
-        s[i] = save_view(h, i);
-        h_crash(h, i);
-    }
+    save_and_crash_all(h, s);
     /* the first restart leader (n0) never comes back */
     uint32_t b = restart_node(h, 1, &s[1], v2);
     uint32_t c = restart_node(h, 2, &s[2], v0);
@@ -232,10 +233,7 @@ static void test_backup_leader_takes_over(void **state) {
     assert_restart_view(h, r, 2, last + 1, v0);
     assert_group_works(h, r, 2, last + 1);
     assert_int_equal(h->rejected, 0);
-    for (uint32_t i = 0; i < 3; i++)
-        free(s[i].frame);
-    h_free(h);
-    free(h);
+    free_all(h, s);
 }
 
 /** Leader n0 dies after only n1 accepted its proposal: the backup must adopt it (Paxos). */
@@ -246,10 +244,7 @@ static void test_backup_adopts_an_accepted_proposal(void **state) {
     int64_t v0 = nth_version(h, 0, 0), v2 = nth_version(h, 0, 2);
     int32_t last = h->nodes[0].view.view.vid;
     saved s[3];
-    for (uint32_t i = 0; i < 3; i++) {
-        s[i] = save_view(h, i);
-        h_crash(h, i);
-    }
+    save_and_crash_all(h, s);
     uint32_t a = restart_node(h, 0, &s[0], v0);
     uint32_t b = restart_node(h, 1, &s[1], v2);
     uint32_t c = restart_node(h, 2, &s[2], v2);
@@ -276,10 +271,7 @@ static void test_backup_adopts_an_accepted_proposal(void **state) {
     assert_int_equal(h->nodes[b].view.view.vid, last + 2);
     assert_int_equal(h->nodes[b].view.view.num_members, 2);
     assert_group_works(h, r, 2, last + 2);
-    for (uint32_t i = 0; i < 3; i++)
-        free(s[i].frame);
-    h_free(h);
-    free(h);
+    free_all(h, s);
 }
 
 /** Malformed or mutated restart frames are rejected or ignored, never trusted or crashed on. */
@@ -287,10 +279,7 @@ static void test_mutated_restart_frames(void **state) {
     (void)state;
     harness *h = cluster(3);
     saved s[3];
-    for (uint32_t i = 0; i < 3; i++) {
-        s[i] = save_view(h, i);
-        h_crash(h, i);
-    }
+    save_and_crash_all(h, s);
     uint32_t a = restart_node(h, 0, &s[0], -1);
     uint32_t b = restart_node(h, 1, &s[1], -1);
     assert_true(h->len >= 1); /* b's report to n0, not delivered yet */
@@ -324,10 +313,7 @@ static void test_mutated_restart_frames(void **state) {
     assert_restart_view(h, r, 2, h->nodes[0].view.view.vid + 1, -1);
     free(good);
     free(bad);
-    for (uint32_t i = 0; i < 3; i++)
-        free(s[i].frame);
-    h_free(h);
-    free(h);
+    free_all(h, s);
 }
 
 int main(void) {
