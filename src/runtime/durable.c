@@ -296,6 +296,28 @@ int durable_on_view(durable *d, const dr_view_info *info, uint32_t my_id) {
     return first_error;
 }
 
+/* The type of subgroup id `s` in a layout of `spec` (subgroups numbered type by type). */
+static uint32_t spec_type_of(const dr_layout_spec *spec, uint32_t s) {
+    uint32_t first = 0;
+    for (uint32_t t = 0; t < spec->num_types && t < DR_LAYOUT_MAX_TYPES; t++) {
+        if (s < first + spec->types[t].num_subgroups)
+            return t;
+        first += spec->types[t].num_subgroups;
+    }
+    return DR_LAYOUT_MAX_TYPES; /* beyond the spec: never durable */
+}
+
+/* The index of subgroup id `s` within its type. */
+static uint32_t spec_index_in_type(const dr_layout_spec *spec, uint32_t s) {
+    uint32_t first = 0;
+    for (uint32_t t = 0; t < spec->num_types && t < DR_LAYOUT_MAX_TYPES; t++) {
+        if (s < first + spec->types[t].num_subgroups)
+            return s - first;
+        first += spec->types[t].num_subgroups;
+    }
+    return 0;
+}
+
 int durable_restart_inputs(durable *d, uint32_t my_id, dr_core_restart_options *out,
                            uint8_t **frame, dr_err *err) {
     *frame = NULL;
@@ -325,11 +347,15 @@ int durable_restart_inputs(durable *d, uint32_t my_id, dr_core_restart_options *
         free(bytes);
         return dr_err_set(err, DR_ECORRUPT, "%s: not a saved view", path);
     }
-    const dr_layout *assignment = &msg->assignment;
+    dr_layout *assignment = &msg->assignment;
     for (uint32_t s = 0; s < DR_LAYOUT_MAX_SUBGROUPS; s++)
         out->tails[s] = -1;
     for (uint32_t s = 0; s < assignment->num_subgroups && s < DR_LAYOUT_MAX_SUBGROUPS; s++) {
-        uint32_t type = assignment->subgroups[s].type_index;
+        /* the saved frame carries members only: the type (log name, durable flag) comes from
+         * the spec, whose types' subgroups are numbered in order */
+        uint32_t type = spec_type_of(&d->spec, s);
+        assignment->subgroups[s].type_index = type;
+        assignment->subgroups[s].index_in_type = spec_index_in_type(&d->spec, s);
         if (type >= DR_LAYOUT_MAX_TYPES || !d->durable_type[type])
             continue;
         int shard = dr_layout_find_shard(assignment, s, my_id, NULL);
