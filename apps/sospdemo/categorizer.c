@@ -586,8 +586,8 @@ static int forward_ordered(sd_categorizer *cat, const dr_rpc_call_info *info, co
     if (code == DR_OK) {
         /* a durable tier (docs/persistence.md): acknowledge once every replica logged it, so
          * the change survives a stop of the whole cluster; DR_ESTATE: not durable */
-        int persisted = dr_rpc_results_wait_persisted(node, info->subgroup, results, true,
-                                                      timeout_ms);
+        int persisted =
+            dr_rpc_results_wait_persisted(node, info->subgroup, results, true, timeout_ms);
         if (persisted != DR_OK && persisted != DR_ESTATE) {
             code = persisted;
             free(desc);

@@ -105,8 +105,8 @@ void dr_versioned_clear(dr_versioned *out);
  * nothing to do); DR_ETOOBIG (beyond [DERECHO] max_state_transfer_size); DR_EIO; DR_ENOMEM.
  * Any thread (the rpc layer calls it on the delivery thread, in the view upcall).
  */
-int dr_group_save_replay_base(dr_group *group, uint32_t subgroup, int32_t vid,
-                              const uint8_t *bytes, size_t len);
+int dr_group_save_replay_base(dr_group *group, uint32_t subgroup, int32_t vid, const uint8_t *bytes,
+                              size_t len);
 
 /**
  * The last view this node installed, as saved under `[PERS] file_path` (`last_view`): a node

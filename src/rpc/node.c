@@ -279,8 +279,8 @@ static int on_replay(void *ctx, const dr_message *message, bool base) {
     if (base) {
         if (!type->type.restore)
             return DR_OK;
-        int rc = type->type.restore(type->type.ctx, message->subgroup, message->bytes,
-                                    message->len);
+        int rc =
+            type->type.restore(type->type.ctx, message->subgroup, message->bytes, message->len);
         return rc > 0 ? DR_EINVAL : rc;
     }
     rpc_ordered_msg call;
@@ -528,9 +528,9 @@ static int await_state(dr_rpc_node *node, const dr_group_view *view, uint32_t su
     if (error == DR_OK) {
         /* a durable shard: this state is what a later total restart replays the log on top of */
         dr_group *group = atomic_load(&node->group);
-        int saved = group ? dr_group_save_replay_base(group, subgroup, view->view.vid, bytes,
-                                                      (size_t)total)
-                          : DR_ESTATE;
+        int saved =
+            group ? dr_group_save_replay_base(group, subgroup, view->view.vid, bytes, (size_t)total)
+                  : DR_ESTATE;
         if (saved != DR_OK && saved != DR_ESTATE)
             error = saved;
     }
@@ -1124,12 +1124,11 @@ int dr_rpc_node_create(const dr_config *config, const dr_layout_spec *spec,
     rc = start_workers(node, workers > MAX_WORKERS ? MAX_WORKERS : workers, err);
     if (rc)
         goto fail;
-    dr_group_callbacks callbacks = {
-        .on_deliver = on_deliver,
-        .on_view = on_view,
-        .ctx = node,
-        .on_persisted = on_persisted,
-        .on_replay = on_replay};
+    dr_group_callbacks callbacks = {.on_deliver = on_deliver,
+                                    .on_view = on_view,
+                                    .ctx = node,
+                                    .on_persisted = on_persisted,
+                                    .on_replay = on_replay};
     dr_group_hooks hooks = {.on_frame = hook_frame, .on_peer_down = hook_peer_down, .ctx = node};
     dr_group *group = NULL;
     rc = dr_group_create_with_hooks(config, spec, &callbacks, &hooks, &group, err);

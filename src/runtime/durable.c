@@ -500,8 +500,8 @@ static int replay_base(replay_walk *walk, const char *log_name, int64_t *floor) 
         DR_ERROR(DR_LOGM_PERSISTENCE, "replay: %s/%s is not a replay base", d->dir, file);
         return DR_ECORRUPT;
     }
-    dr_message message = replay_message(walk, base_floor - 1, 0, bytes + BASE_HEADER_BYTES,
-                                        len - BASE_HEADER_BYTES);
+    dr_message message =
+        replay_message(walk, base_floor - 1, 0, bytes + BASE_HEADER_BYTES, len - BASE_HEADER_BYTES);
     rc = walk->fn ? walk->fn(walk->ctx, &message, true) : DR_OK;
     free(bytes);
     if (rc == DR_OK)

@@ -123,8 +123,7 @@ int durable_replay(durable *d, uint32_t subgroup, uint32_t shard, int64_t to, dr
                    void *ctx);
 
 /** See dr_group_save_replay_base. */
-int durable_save_base(durable *d, uint32_t subgroup, int32_t vid, const uint8_t *bytes,
-                      size_t len);
+int durable_save_base(durable *d, uint32_t subgroup, int32_t vid, const uint8_t *bytes, size_t len);
 
 /**
  * An ordered message was delivered (version >= 0): appends it to its shard's log (copied) and
@@ -149,7 +148,8 @@ int durable_read(durable *d, uint32_t subgroup, dr_read_mode mode, int64_t key, 
 
 /**
  * Stops the persistence thread after a last flush of every log (so what was delivered is on
- * disk), wakes every waiter (DR_ECLOSED), waits for running replays to stop, closes the logs. Safe on a durable never started.
+ * disk), wakes every waiter (DR_ECLOSED), waits for running replays to stop, closes the logs. Safe
+ * on a durable never started.
  */
 void durable_stop(durable *d);
 

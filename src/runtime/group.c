@@ -363,8 +363,10 @@ static void queue_replays(dr_group *group, const dr_view_info *info) {
         }
         if (!task || delivery_push_task(&group->delivery, run_replay, task) != DR_OK) {
             free(task);
-            DR_ERROR(DR_LOGM_PERSISTENCE, "out of memory queueing the replay of subgroup %" PRIu32
-                     "; the node leaves the group", s);
+            DR_ERROR(DR_LOGM_PERSISTENCE,
+                     "out of memory queueing the replay of subgroup %" PRIu32
+                     "; the node leaves the group",
+                     s);
             if (!group->stopped)
                 dr_core_leave(group->core, now_us());
         }
@@ -1243,7 +1245,7 @@ int dr_group_read_versioned(dr_group *group, uint32_t subgroup, dr_read_mode mod
     return durable_read(&group->durable, subgroup, mode, key, out);
 }
 
-int dr_group_save_replay_base(dr_group *group, uint32_t subgroup, int32_t vid,
-                              const uint8_t *bytes, size_t len) {
+int dr_group_save_replay_base(dr_group *group, uint32_t subgroup, int32_t vid, const uint8_t *bytes,
+                              size_t len) {
     return durable_save_base(&group->durable, subgroup, vid, bytes, len);
 }

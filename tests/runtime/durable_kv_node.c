@@ -261,7 +261,9 @@ int main(int argc, char **argv) {
             break;
         usleep(10000);
     }
-    int status = rc != 0 ? 1 : restarted ? report_state(node, me, check_puts) : load(node, me, puts);
+    int status = rc != 0     ? 1
+                 : restarted ? report_state(node, me, check_puts)
+                             : load(node, me, puts);
     if (rc != 0)
         printf("FAIL node=%" PRIu32 " no view: %s\n", me, dr_strerror(rc));
     fflush(stdout);

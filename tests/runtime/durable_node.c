@@ -70,11 +70,11 @@ typedef struct node_state {
     int64_t last_version;
     int64_t global_cb, local_cb;
     bool order_ok;
-    uint32_t views;          /* view upcalls so far */
-    uint64_t replayed;       /* records handed back by a total restart */
-    uint64_t replay_hash;    /* over (version, timestamp, bytes) */
-    int64_t replay_last;     /* the last replayed version */
-    bool replay_ok;          /* increasing, before the first view upcall and delivery */
+    uint32_t views;            /* view upcalls so far */
+    uint64_t replayed;         /* records handed back by a total restart */
+    uint64_t replay_hash;      /* over (version, timestamp, bytes) */
+    int64_t replay_last;       /* the last replayed version */
+    bool replay_ok;            /* increasing, before the first view upcall and delivery */
     kept deliveries[MAX_KEPT]; /* the first MAX_KEPT deliveries */
 } node_state;
 
@@ -306,12 +306,11 @@ int main(int argc, char **argv) {
     state.replay_ok = true;
     pthread_mutex_init(&state.lock, NULL);
     pthread_cond_init(&state.cond, NULL);
-    dr_group_callbacks callbacks = {
-        .on_deliver = on_deliver,
-        .on_view = on_view,
-        .on_persisted = on_persisted,
-        .on_replay = on_replay,
-        .ctx = &state};
+    dr_group_callbacks callbacks = {.on_deliver = on_deliver,
+                                    .on_view = on_view,
+                                    .on_persisted = on_persisted,
+                                    .on_replay = on_replay,
+                                    .ctx = &state};
     dr_group *group = NULL;
     if (dr_group_create(config, &spec, &callbacks, &group, &err)) {
         fprintf(stderr, "durable_node: cannot start: %s\n", err.msg);
@@ -340,8 +339,8 @@ int main(int argc, char **argv) {
             printf("RESTARTED node=%" PRIu32 " vid=%" PRId32 " members=%" PRIu32
                    " replayed=%" PRIu64 " replay_hash=%" PRIu64 " replay_last=%" PRId64
                    " replay_ok=%d\n",
-                   my_id, view.view.vid, view.view.num_members, state.replayed,
-                   state.replay_hash, state.replay_last, state.replay_ok ? 1 : 0);
+                   my_id, view.view.vid, view.view.num_members, state.replayed, state.replay_hash,
+                   state.replay_last, state.replay_ok ? 1 : 0);
         else
             printf("FAIL node=%" PRIu32 " no view rc=%d\n", my_id, rc);
         fflush(stdout);

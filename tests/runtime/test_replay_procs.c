@@ -90,8 +90,8 @@ static void restart_and_check(child *children, int base_port, kv_report *reports
         if (sscanf(children[i].output,
                    "STATE node=%d vid=%d members=%d count=%" SCNu64 " digest=%" SCNu64
                    " acked_ok=%d replayed=%" SCNu64 " base=%d",
-                   &node, &r->vid, &r->members, &r->count, &r->digest, &r->acked_ok,
-                   &r->replayed, &r->base) != 8) {
+                   &node, &r->vid, &r->members, &r->count, &r->digest, &r->acked_ok, &r->replayed,
+                   &r->base) != 8) {
             finish_all(children, NODES);
             fail_msg("node %d did not restart: '%s'", i, children[i].output);
         }
@@ -180,8 +180,8 @@ static void test_joiner_replays_from_its_saved_base(void **state) {
         assert_int_equal(reports[i].base, 0);
         assert_int_equal(reports[i].replayed, reports[i].count);
     }
-    assert_int_equal(reports[2].base, 1);                      /* its base: the joined state */
-    assert_true(reports[2].replayed < reports[2].count);       /* its log starts at its join */
+    assert_int_equal(reports[2].base, 1);                /* its base: the joined state */
+    assert_true(reports[2].replayed < reports[2].count); /* its log starts at its join */
     assert_true(log_count(2) < log_count(0));
 }
 
@@ -199,8 +199,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_kill_all_then_replay_every_acknowledged_put,
                                   kill_leftover_children),
-        cmocka_unit_test_teardown(test_joiner_replays_from_its_saved_base,
-                                  kill_leftover_children),
+        cmocka_unit_test_teardown(test_joiner_replays_from_its_saved_base, kill_leftover_children),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
