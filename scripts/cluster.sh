@@ -6,9 +6,16 @@
 #   scripts/cluster.sh status [N] [--dir DIR] [--print]   each node: running, its role, its gRPC
 #                                                        and HTTP addresses; does the function
 #                                                        tier answer
-#   scripts/cluster.sh restart I [N] [--dir DIR]  stop node I if it runs, start it again
+#   scripts/cluster.sh restart I [N] [--dir DIR]  stop node I if it runs, start it again (with
+#                                                 [PERS] reset: it rejoins the running cluster
+#                                                 as a new member and gets the models by state
+#                                                 transfer)
 #   scripts/cluster.sh stop   [N] [--dir DIR] [--print]   SIGTERM every node (clean leave), then
-#                                                        wait
+#                                                        wait. A durable categorizer tier (the
+#                                                        default of gen-cluster.sh) keeps its
+#                                                        models: the next `start` restarts the
+#                                                        cluster from the nodes' logs
+#                                                        (docs/persistence.md "Replay")
 #   scripts/cluster.sh node start|stop|status I [N] [--dir DIR]
 #                                           node I alone, on this machine (what start, stop and
 #                                           status run on a node's host over ssh)
@@ -220,7 +227,9 @@ launch() {
   local i=$1
   [ -f "$dir/n$i/derecho.cfg" ] || { echo "cluster.sh: no $dir/n$i/derecho.cfg" >&2; exit 1; }
   if [ "${2:-}" = append ]; then
-    (cd "$dir/n$i" && exec "$bin" server </dev/null >>"$run/n$i.log" 2>&1) &
+    # alone into a running cluster: as a new member (state transfer). [PERS] reset drops its
+    # saved view and log (a durable categorizer), which would make it wait for a total restart
+    (cd "$dir/n$i" && exec "$bin" server --PERS/reset=true </dev/null >>"$run/n$i.log" 2>&1) &
   else
     (cd "$dir/n$i" && exec "$bin" server </dev/null >"$run/n$i.log" 2>&1) &
   fi

@@ -27,6 +27,11 @@
 #                          stay per node id, so nodes sharing a host do not clash. DIR/hosts
 #                          lists "id address" per node (scripts/cluster.sh reads it). Copy the
 #                          folder to the same path on every host (scripts/cluster.sh).
+#     --volatile           the categorizer tier keeps its models in memory only (the seed's
+#                          behaviour). Default: durable (docs/persistence.md): every model
+#                          install/remove is logged under nI/.plog, and after a stop of the
+#                          whole cluster (scripts/cluster.sh stop, or a power cut) a start
+#                          rebuilds the models from the logs (total restart, replay)
 #     --insecure           no credentials: gRPC and HTTP without TLS, install/remove open to
 #                          anyone (the seed's behaviour; the server warns)
 #   scripts/gen-cluster.sh --credentials-only DIR
@@ -135,6 +140,7 @@ port_base=""
 heartbeat_ms=500
 launch_binary="../../build/bin/sospdemo"
 secure=1
+durable=true
 hosts_list=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -149,6 +155,7 @@ while [ $# -gt 0 ]; do
       [ $# -ge 2 ] && [ -n "$2" ] || { echo "gen-cluster.sh: --hosts needs H1,H2,..." >&2; exit 2; }
       hosts_list=$2; shift 2 ;;
     --insecure) secure=0; shift ;;
+    --volatile) durable=false; shift ;;
     *) usage ;;
   esac
 done
@@ -288,6 +295,12 @@ rdmc_port = $rdmc
 # this is the frequency of the failure detector thread (ms): a node silent for 5 periods is
 # suspected (a crashed node whose connection closes at once); the seed's 10000 took 50 s
 timeout_ms = $heartbeat_ms
+# total restart (durable categorizer tier, docs/persistence.md): the nodes of a stopped cluster
+# restart through node 0 and wait up to 10 s per round; a majority of the last view waits half
+# of that for the rest
+restart_leaders = $contact_ip
+restart_leader_ports = $leader
+restart_timeout_ms = 10000
 # maximum payload size for P2P requests: a whole model (100 MiB) plus framing, since the
 # function tier hands a model to one categorizer member in one p2p request (seed: 10240)
 max_p2p_request_payload_size = 104861696
@@ -322,6 +335,9 @@ num_shards = $shards
 # the shard goes on after a replica crashes as long as min_nodes replicas live
 min_nodes = $min_nodes
 max_nodes = $per_shard
+# installed models survive a stop of the whole cluster: each install/remove (an ordered call,
+# up to max_payload_size) is logged under [PERS] file_path and replayed at a total restart
+durable = $durable
 
 $sospdemo_section$node_security
 [RDMA]
@@ -333,6 +349,9 @@ tx_depth = 256
 rx_depth = 256
 
 [PERS]
+# the durable categorizer's log (nI/.plog/CATEGORIZER_TIER-0-<shard>.plog): one record per
+# install/remove, a whole model each; max_data_size bounds its payload bytes (512 GiB: about
+# 5000 installs of 100 MiB models), max_log_entry its records
 file_path = .plog
 ramdisk_path = /dev/shm/volatile_t
 reset = false

@@ -462,7 +462,6 @@ static int decode_model_args(const sd_categorizer *cat, const uint8_t *args, siz
 
 static int handle_ordered_install(void *ctx, const dr_rpc_call_info *info, const uint8_t *args,
                                   size_t len, dr_buf *reply) {
-    (void)info;
     sd_categorizer *cat = ctx;
     model_args model;
     int rc = decode_model_args(cat, args, len, &model, reply);
@@ -493,9 +492,10 @@ static int handle_ordered_install(void *ctx, const dr_rpc_call_info *info, const
                      model.tag);
         } else {
             snprintf(text, sizeof text, "%s", SD_DESC_INSTALL_OK);
-            DR_INFO(DR_LOGM_APP, "installed model tag %u (%s, %s, %llu bytes)", model.tag,
+            DR_INFO(DR_LOGM_APP, "%s model tag %u (%s, %s, %llu bytes, version %lld)",
+                    info->replayed ? "replayed the install of" : "installed", model.tag,
                     sd_model_format_name(entry->format), sd_precision_name(entry->precision),
-                    (unsigned long long)entry_bytes(entry));
+                    (unsigned long long)entry_bytes(entry), (long long)info->version);
         }
     }
     pthread_mutex_unlock(&cat->lock);
@@ -582,6 +582,20 @@ static int forward_ordered(sd_categorizer *cat, const dr_rpc_call_info *info, co
         }
         free(one_desc);
         dr_rpc_reply_clear(&one);
+    }
+    if (code == DR_OK) {
+        /* a durable tier (docs/persistence.md): acknowledge once every replica logged it, so
+         * the change survives a stop of the whole cluster; DR_ESTATE: not durable */
+        int persisted =
+            dr_rpc_results_wait_persisted(node, info->subgroup, results, true, timeout_ms);
+        if (persisted != DR_OK && persisted != DR_ESTATE) {
+            code = persisted;
+            free(desc);
+            desc = NULL;
+            if (asprintf(&desc, "%s: not persisted at every replica: %s", method,
+                         dr_strerror(persisted)) < 0)
+                desc = NULL;
+        }
     }
     dr_rpc_results_free(results);
     rc = sd_model_reply_encode(reply, code,

@@ -20,6 +20,11 @@
  * Reads: dr_group_read_versioned returns a logged message by version (exact, or the newest at or
  * below), by time (the newest with timestamp <= t) or the latest, from this node's own log.
  *
+ * Replay: at a total restart, the log of each durable shard of this node is handed back to the
+ * application (dr_group_callbacks.on_replay, group.h) up to the restart's trim, before the
+ * restart view; dr_group_save_replay_base keeps the state a joiner received, so that its replay
+ * is complete too.
+ *
  * Views: a node with a durable subgroup also saves every view it installs (`last_view` under
  * file_path); dr_group_load_saved_view reads it back without a running group.
  *
@@ -88,6 +93,20 @@ int dr_group_read_versioned(dr_group *group, uint32_t subgroup, dr_read_mode mod
 
 /** Frees out->bytes and zeroes *out. NULL is a no-op. */
 void dr_versioned_clear(dr_versioned *out);
+
+/**
+ * Saves `bytes` (the state of my shard of `subgroup` that this node received by state transfer
+ * on joining the shard in view `vid`, restored already) durably beside the shard's log, as the
+ * base a total restart's replay starts from (dr_replay_fn, base == true): the log of a node
+ * that joined a running shard starts at its first view, and the state before it is this base.
+ * Replay then hands the base, then the logged versions from (vid << 32) on. Replaces an earlier
+ * base; [PERS] reset deletes it with the log. Blocks on the disk (temp file, fdatasync, rename,
+ * directory fsync). Returns 0; DR_ESTATE (the subgroup is not durable here, or no log is open:
+ * nothing to do); DR_ETOOBIG (beyond [DERECHO] max_state_transfer_size); DR_EIO; DR_ENOMEM.
+ * Any thread (the rpc layer calls it on the delivery thread, in the view upcall).
+ */
+int dr_group_save_replay_base(dr_group *group, uint32_t subgroup, int32_t vid, const uint8_t *bytes,
+                              size_t len);
 
 /**
  * The last view this node installed, as saved under `[PERS] file_path` (`last_view`): a node

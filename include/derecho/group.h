@@ -73,11 +73,32 @@ typedef void (*dr_view_fn)(void *ctx, const dr_group_view *view);
 typedef void (*dr_persisted_fn)(void *ctx, uint32_t subgroup, int64_t version, bool global);
 
 /** Application callbacks; any may be NULL. */
+/**
+ * Replay callback (delivery thread; durable subgroups, docs/persistence.md "Replay"). At a total
+ * restart the runtime hands the application, before the restart view's on_view and before any
+ * new delivery, what this node's log of its shard holds up to the restart's trim, in version
+ * order, so that it rebuilds the state it had:
+ *
+ * - base == true (at most once per subgroup, first): message->bytes is the state this node
+ *   received by state transfer when it joined the shard and saved with
+ *   dr_group_save_replay_base; message->version is the last version that state covers.
+ *   Replace the state with it.
+ * - base == false: one logged delivery: message->version and ->bytes as delivered,
+ *   ->timestamp_us the log's stamp, ->sender_id DR_NODE_NONE and ->index -1 (the log does not
+ *   keep them), ->mode DR_MODE_ORDERED. Apply it as at delivery, without replying or sending.
+ *
+ * message and its bytes are borrowed for the call. Return 0 to go on; anything else stops the
+ * replay of that subgroup, and the node leaves the group (its state would be incomplete).
+ */
+typedef int (*dr_replay_fn)(void *ctx, const dr_message *message, bool base);
+
 typedef struct dr_group_callbacks {
     dr_deliver_fn on_deliver;     /**< each delivered message */
     dr_view_fn on_view;           /**< each installed view */
     void *ctx;                    /**< passed to every callback */
     dr_persisted_fn on_persisted; /**< durable subgroups: local and global persistence */
+    dr_replay_fn on_replay;       /**< durable subgroups: the log handed back at a total restart
+                                       (NULL: not replayed) */
 } dr_group_callbacks;
 
 /**

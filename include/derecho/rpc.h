@@ -54,6 +54,11 @@ typedef struct dr_rpc_call_info {
     bool ordered;          /**< ordered call (delivery thread) or p2p (worker thread) */
     int64_t version;       /**< ordered: the call's version ((vid << 32) | seq); p2p: -1 */
     uint64_t timestamp_us; /**< ordered: the caller's send time; p2p: arrival time */
+    /** Ordered, durable subgroups: the call is re-executed from the log at a total restart
+     * (docs/persistence.md "Replay"): on the delivery thread before the restart view, the reply
+     * is discarded, `timestamp_us` is the log's stamp. The handler must only apply the call's
+     * effect (no calls, no waits, no side effects beyond the replicated state). */
+    bool replayed;
 } dr_rpc_call_info;
 
 /**

@@ -263,6 +263,48 @@ static void on_deliver(void *ctx, const dr_message *message) {
     dr_buf_free(&reply);
 }
 
+/*
+ * A total restart hands back the log of a durable shard (docs/persistence.md "Replay"), before
+ * the restart view: the state a joiner saved (restored through the type's `restore`), then each
+ * logged ordered call, re-executed with its reply discarded. The caller id comes from the call
+ * itself (the log keeps no sender); nothing is sent and no pending call is touched.
+ */
+static int on_replay(void *ctx, const dr_message *message, bool base) {
+    dr_rpc_node *node = ctx;
+    if (atomic_load(&node->closing))
+        return DR_ECLOSED;
+    const type_entry *type = type_of_subgroup(node, message->subgroup);
+    if (!type)
+        return DR_OK;
+    if (base) {
+        if (!type->type.restore)
+            return DR_OK;
+        int rc =
+            type->type.restore(type->type.ctx, message->subgroup, message->bytes, message->len);
+        return rc > 0 ? DR_EINVAL : rc;
+    }
+    rpc_ordered_msg call;
+    if (rpc_decode_ordered(message->bytes, message->len, &call)) {
+        DR_WARN(DR_LOGM_RPC, "replay: version %" PRId64 " is not an rpc call; skipped",
+                message->version);
+        return DR_OK;
+    }
+    const method_entry *method = find_method(type, call.method_id);
+    if (!method || method->kind != DR_RPC_ORDERED)
+        return DR_OK; /* refused at delivery too: no effect */
+    dr_rpc_call_info info = {.caller_id = call.caller_id,
+                             .subgroup = message->subgroup,
+                             .shard = message->shard,
+                             .ordered = true,
+                             .version = message->version,
+                             .timestamp_us = message->timestamp_us,
+                             .replayed = true};
+    dr_buf reply;
+    run_handler(type, method, &info, call.args, call.args_len, type->max_reply, &reply);
+    dr_buf_free(&reply); /* its caller heard the reply before the restart, or never will */
+    return DR_OK;
+}
+
 /* ---- state transfer (delivery thread, chunks on the network thread) ------------------------ */
 
 /*
@@ -482,6 +524,15 @@ static int await_state(dr_rpc_node *node, const dr_group_view *view, uint32_t su
     if (error == DR_OK) {
         error = type->type.restore(type->type.ctx, subgroup, bytes, (size_t)total);
         error = error > 0 ? DR_EINVAL : error;
+    }
+    if (error == DR_OK) {
+        /* a durable shard: this state is what a later total restart replays the log on top of */
+        dr_group *group = atomic_load(&node->group);
+        int saved =
+            group ? dr_group_save_replay_base(group, subgroup, view->view.vid, bytes, (size_t)total)
+                  : DR_ESTATE;
+        if (saved != DR_OK && saved != DR_ESTATE)
+            error = saved;
     }
     free(bytes);
     if (error == DR_OK)
@@ -1073,8 +1124,11 @@ int dr_rpc_node_create(const dr_config *config, const dr_layout_spec *spec,
     rc = start_workers(node, workers > MAX_WORKERS ? MAX_WORKERS : workers, err);
     if (rc)
         goto fail;
-    dr_group_callbacks callbacks = {
-        .on_deliver = on_deliver, .on_view = on_view, .ctx = node, .on_persisted = on_persisted};
+    dr_group_callbacks callbacks = {.on_deliver = on_deliver,
+                                    .on_view = on_view,
+                                    .ctx = node,
+                                    .on_persisted = on_persisted,
+                                    .on_replay = on_replay};
     dr_group_hooks hooks = {.on_frame = hook_frame, .on_peer_down = hook_peer_down, .ctx = node};
     dr_group *group = NULL;
     rc = dr_group_create_with_hooks(config, spec, &callbacks, &hooks, &group, err);

@@ -9,7 +9,9 @@
 #include <string.h>
 
 static void run_item(const dr_group_callbacks *callbacks, delivery_item *item) {
-    if (item->persisted) {
+    if (item->task) {
+        item->task(item->task_arg, callbacks);
+    } else if (item->persisted) {
         if (callbacks->on_persisted)
             callbacks->on_persisted(callbacks->ctx, item->message.subgroup, item->message.version,
                                     item->global);
@@ -41,7 +43,7 @@ static void report_taken(delivery_queue *queue, const delivery_item *batch) {
         last[s] = -1;
     for (const delivery_item *item = batch; item != NULL; item = item->next) {
         const dr_message *m = &item->message;
-        if (item->view == NULL && !item->persisted && m->mode == DR_MODE_ORDERED &&
+        if (item->view == NULL && !item->persisted && !item->task && m->mode == DR_MODE_ORDERED &&
             m->version >= 0 && m->subgroup < DR_LAYOUT_MAX_SUBGROUPS &&
             m->version > last[m->subgroup])
             last[m->subgroup] = m->version;
@@ -152,6 +154,16 @@ int delivery_push_persisted(delivery_queue *queue, uint32_t subgroup, int64_t ve
     item->message.subgroup = subgroup;
     item->message.version = version;
     push_item(queue, item, true); /* not part of a delivery pass: wake now */
+    return DR_OK;
+}
+
+int delivery_push_task(delivery_queue *queue, delivery_task_fn task, void *arg) {
+    delivery_item *item = calloc(1, sizeof *item);
+    if (!item)
+        return DR_ENOMEM;
+    item->task = task;
+    item->task_arg = arg;
+    push_item(queue, item, true);
     return DR_OK;
 }
 

@@ -11,7 +11,13 @@
 #include <pthread.h>
 #include <stdbool.h>
 
-/** One queued upcall: a message (bytes owned) or a view (owned). */
+/**
+ * A task queued on the delivery thread (e.g. a total restart's replay of a log): runs in FIFO
+ * order with the upcalls, with the application's callbacks at hand, and owns `arg` (frees it).
+ */
+typedef void (*delivery_task_fn)(void *arg, const dr_group_callbacks *callbacks);
+
+/** One queued upcall: a message (bytes owned), a view (owned) or a task. */
 typedef struct delivery_item {
     struct delivery_item *next; /* FIFO link */
     dr_message message;         /* when view == NULL; message.bytes is owned (malloc), or... */
@@ -19,6 +25,8 @@ typedef struct delivery_item {
     dr_group_view *view;        /* a view upcall, owned */
     bool persisted;             /* a persistence upcall: message.subgroup and .version */
     bool global;                /* ...for the shard's frontier (else local) */
+    delivery_task_fn task;      /* a task: task(task_arg, callbacks) */
+    void *task_arg;             /* owned by the task */
 } delivery_item;
 
 /**
@@ -67,6 +75,13 @@ int delivery_push_view(delivery_queue *queue, dr_group_view *view);
  * queued before it. Returns 0 or DR_ENOMEM (the upcall is dropped, logged). Any thread.
  */
 int delivery_push_persisted(delivery_queue *queue, uint32_t subgroup, int64_t version, bool global);
+
+/**
+ * Queues `task` to run on the delivery thread after everything queued before it (and before
+ * anything queued after it); wakes the thread. The task owns `arg`. Returns 0, or DR_ENOMEM (the
+ * task then runs nowhere: `arg` is the caller's again). Any thread.
+ */
+int delivery_push_task(delivery_queue *queue, delivery_task_fn task, void *arg);
 
 /**
  * Stops the thread after it has run every queued upcall, joins it and frees the queue.

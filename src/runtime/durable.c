@@ -6,6 +6,11 @@
  * Every replica that logged the same history assigns the same stamps (the rule only uses the
  * message and the log), so reads by time agree across them; the stamps are non-decreasing along
  * the log, as dr_plog requires, even when senders' clocks disagree.
+ *
+ * Replay base (`<log name>.base` beside the log, dr_blob: checksummed, replaced by rename):
+ *   magic u32 "DRRB" | format u32 = 1 | floor i64 (records >= floor are replayed on top) |
+ *   the state bytes (what dr_group_save_replay_base was given)
+ * all little-endian. floor = (vid << 32) of the view in which the node received the state.
  */
 #include "runtime/durable.h"
 
@@ -35,6 +40,9 @@ static int read_config(durable *d, const dr_config *config, const dr_layout_spec
     if (dr_config_get_u64(config, "PERS", "max_data_size", &value) == DR_OK)
         d->options.limits.max_data_size = value;
     dr_config_get_bool(config, "PERS", "reset", &d->options.reset);
+    d->max_base_bytes = 1ull << 30; /* [DERECHO] max_state_transfer_size's default (docs/rpc.md) */
+    if (dr_config_get_u64(config, "DERECHO", "max_state_transfer_size", &value) == DR_OK)
+        d->max_base_bytes = value;
     const char *path = dr_config_get(config, "PERS", "file_path");
     if (!path || !*path)
         path = ".plog";
@@ -173,6 +181,31 @@ int durable_start(durable *d, const dr_config *config, const dr_layout_spec *spe
 
 /* ---- events (core lock held) -------------------------------------------------------------- */
 
+#define BASE_MAGIC        0x42525244u /* "DRRB" */
+#define BASE_FORMAT       1u
+#define BASE_HEADER_BYTES 16u
+
+static void base_file_name(char *out, size_t cap, const char *log_name) {
+    snprintf(out, cap, "%s.base", log_name);
+}
+
+/* Deletes a log's replay base, durably (the directory is synced), if there is one. */
+static void remove_base(durable *d, const char *log_name) {
+    char path[sizeof d->dir + DR_LAYOUT_NAME_MAX + 64];
+    char file[DR_LAYOUT_NAME_MAX + 64];
+    base_file_name(file, sizeof file, log_name);
+    snprintf(path, sizeof path, "%s/%s", d->dir, file);
+    if (unlink(path) != 0)
+        return;
+    int fd = open(d->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (fsync(fd) != 0)
+            DR_WARN(DR_LOGM_PERSISTENCE, "%s: fsync: %s", d->dir, strerror(errno));
+        close(fd);
+    }
+    DR_INFO(DR_LOGM_PERSISTENCE, "[PERS] reset: deleted %s", path);
+}
+
 static int open_log(durable *d, const dr_layout *layout, uint32_t subgroup, uint32_t shard) {
     const dr_subgroup_layout *sg = &layout->subgroups[subgroup];
     char name[DR_LAYOUT_NAME_MAX + 32];
@@ -181,6 +214,8 @@ static int open_log(durable *d, const dr_layout *layout, uint32_t subgroup, uint
     dr_plog *log = NULL;
     dr_plog_open_info info;
     dr_err err = {0};
+    if (d->options.reset)
+        remove_base(d, name); /* a base belongs to the log it completes */
     int rc = dr_plog_open(d->dir, name, &d->options, &log, &info, &err);
     uint64_t last_stamp = 0;
     if (rc == DR_OK && info.records > 0) {
@@ -193,6 +228,7 @@ static int open_log(durable *d, const dr_layout *layout, uint32_t subgroup, uint
     pthread_mutex_lock(&d->lock);
     durable_log *entry = &d->logs[subgroup];
     entry->shard = shard;
+    snprintf(entry->name, sizeof entry->name, "%s", name);
     if (rc != DR_OK) {
         entry->failed = true;
         pthread_cond_broadcast(&d->change);
@@ -260,6 +296,28 @@ int durable_on_view(durable *d, const dr_view_info *info, uint32_t my_id) {
     return first_error;
 }
 
+/* The type of subgroup id `s` in a layout of `spec` (subgroups numbered type by type). */
+static uint32_t spec_type_of(const dr_layout_spec *spec, uint32_t s) {
+    uint32_t first = 0;
+    for (uint32_t t = 0; t < spec->num_types && t < DR_LAYOUT_MAX_TYPES; t++) {
+        if (s < first + spec->types[t].num_subgroups)
+            return t;
+        first += spec->types[t].num_subgroups;
+    }
+    return DR_LAYOUT_MAX_TYPES; /* beyond the spec: never durable */
+}
+
+/* The index of subgroup id `s` within its type. */
+static uint32_t spec_index_in_type(const dr_layout_spec *spec, uint32_t s) {
+    uint32_t first = 0;
+    for (uint32_t t = 0; t < spec->num_types && t < DR_LAYOUT_MAX_TYPES; t++) {
+        if (s < first + spec->types[t].num_subgroups)
+            return s - first;
+        first += spec->types[t].num_subgroups;
+    }
+    return 0;
+}
+
 int durable_restart_inputs(durable *d, uint32_t my_id, dr_core_restart_options *out,
                            uint8_t **frame, dr_err *err) {
     *frame = NULL;
@@ -289,11 +347,15 @@ int durable_restart_inputs(durable *d, uint32_t my_id, dr_core_restart_options *
         free(bytes);
         return dr_err_set(err, DR_ECORRUPT, "%s: not a saved view", path);
     }
-    const dr_layout *assignment = &msg->assignment;
+    dr_layout *assignment = &msg->assignment;
     for (uint32_t s = 0; s < DR_LAYOUT_MAX_SUBGROUPS; s++)
         out->tails[s] = -1;
     for (uint32_t s = 0; s < assignment->num_subgroups && s < DR_LAYOUT_MAX_SUBGROUPS; s++) {
-        uint32_t type = assignment->subgroups[s].type_index;
+        /* the saved frame carries members only: the type (log name, durable flag) comes from
+         * the spec, whose types' subgroups are numbered in order */
+        uint32_t type = spec_type_of(&d->spec, s);
+        assignment->subgroups[s].type_index = type;
+        assignment->subgroups[s].index_in_type = spec_index_in_type(&d->spec, s);
         if (type >= DR_LAYOUT_MAX_TYPES || !d->durable_type[type])
             continue;
         int shard = dr_layout_find_shard(assignment, s, my_id, NULL);
@@ -332,6 +394,8 @@ int durable_truncate(durable *d, uint32_t subgroup, int64_t version) {
     if (entry->log && !entry->failed) {
         rc = dr_plog_truncate_after(entry->log, version);
         if (rc == DR_OK) {
+            entry->replay_pending = true; /* the restart view's install replays it */
+            entry->replay_to = version;
             if (entry->appended > version)
                 entry->appended = version;
             if (entry->local > version)
@@ -355,6 +419,177 @@ int durable_truncate(durable *d, uint32_t subgroup, int64_t version) {
                 "restart: log of subgroup %" PRIu32 " truncated after %" PRId64, subgroup, version);
     return rc;
 }
+
+bool durable_take_replay(durable *d, uint32_t subgroup, int64_t *to) {
+    if (!d->any || subgroup >= DR_LAYOUT_MAX_SUBGROUPS)
+        return false;
+    pthread_mutex_lock(&d->lock);
+    durable_log *entry = &d->logs[subgroup];
+    bool pending = entry->replay_pending && entry->log && !entry->failed;
+    entry->replay_pending = false;
+    *to = entry->replay_to;
+    pthread_mutex_unlock(&d->lock);
+    return pending;
+}
+
+/* ---- replay (delivery thread) ------------------------------------------------------------- */
+
+typedef struct replay_walk {
+    durable *d;
+    uint32_t subgroup, shard;
+    dr_replay_fn fn;
+    void *ctx;
+    uint64_t records;
+} replay_walk;
+
+static bool stopping(durable *d) {
+    pthread_mutex_lock(&d->lock);
+    bool stop = d->stopping;
+    pthread_mutex_unlock(&d->lock);
+    return stop;
+}
+
+static dr_message replay_message(const replay_walk *walk, int64_t version, uint64_t stamp,
+                                 const uint8_t *bytes, size_t len) {
+    return (dr_message){.subgroup = walk->subgroup,
+                        .shard = walk->shard,
+                        .sender_id = DR_NODE_NONE,
+                        .index = -1,
+                        .version = version,
+                        .timestamp_us = stamp,
+                        .mode = DR_MODE_ORDERED,
+                        .bytes = bytes,
+                        .len = len};
+}
+
+static int replay_record(void *ctx, const dr_plog_record *rec) {
+    replay_walk *walk = ctx;
+    if (stopping(walk->d))
+        return DR_ECLOSED;
+    dr_message message = replay_message(walk, rec->version, rec->hlc_us, rec->data, rec->len);
+    walk->records++;
+    return walk->fn ? walk->fn(walk->ctx, &message, false) : DR_OK;
+}
+
+/*
+ * Hands the saved base (if any) to the application; *floor receives the first version to replay
+ * on top of it (0 without a base). Returns 0 or why not.
+ */
+static int replay_base(replay_walk *walk, const char *log_name, int64_t *floor) {
+    durable *d = walk->d;
+    *floor = 0;
+    char file[DR_LAYOUT_NAME_MAX + 64];
+    base_file_name(file, sizeof file, log_name);
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    dr_err err = {0};
+    int rc = dr_blob_load(d->dir, file, d->max_base_bytes + BASE_HEADER_BYTES, &bytes, &len, &err);
+    if (rc == DR_ENOTFOUND)
+        return DR_OK;
+    if (rc != DR_OK) {
+        DR_ERROR(DR_LOGM_PERSISTENCE, "replay: cannot read %s/%s: %s", d->dir, file, err.msg);
+        return rc;
+    }
+    dr_reader reader;
+    dr_reader_init(&reader, bytes, len);
+    uint32_t magic = dr_reader_u32(&reader);
+    uint32_t format = dr_reader_u32(&reader);
+    int64_t base_floor = (int64_t)dr_reader_u64(&reader);
+    if (reader.failed || magic != BASE_MAGIC || format != BASE_FORMAT || base_floor < 0) {
+        free(bytes);
+        DR_ERROR(DR_LOGM_PERSISTENCE, "replay: %s/%s is not a replay base", d->dir, file);
+        return DR_ECORRUPT;
+    }
+    dr_message message =
+        replay_message(walk, base_floor - 1, 0, bytes + BASE_HEADER_BYTES, len - BASE_HEADER_BYTES);
+    rc = walk->fn ? walk->fn(walk->ctx, &message, true) : DR_OK;
+    free(bytes);
+    if (rc == DR_OK)
+        DR_INFO(DR_LOGM_PERSISTENCE,
+                "replay: subgroup %" PRIu32 " from its base (%zu bytes, versions below %" PRId64
+                ")",
+                walk->subgroup, len - BASE_HEADER_BYTES, base_floor);
+    *floor = base_floor;
+    return rc;
+}
+
+int durable_replay(durable *d, uint32_t subgroup, uint32_t shard, int64_t to, dr_replay_fn fn,
+                   void *ctx) {
+    if (!d->any || subgroup >= DR_LAYOUT_MAX_SUBGROUPS)
+        return DR_OK;
+    pthread_mutex_lock(&d->lock);
+    dr_plog *log = d->stopping ? NULL : d->logs[subgroup].log;
+    char name[sizeof d->logs[0].name];
+    snprintf(name, sizeof name, "%s", d->logs[subgroup].name);
+    if (log)
+        d->replaying++; /* durable_stop closes the log only after this replay */
+    pthread_mutex_unlock(&d->lock);
+    if (!log)
+        return DR_ECLOSED;
+    replay_walk walk = {
+        .d = d, .subgroup = subgroup, .shard = shard, .fn = fn, .ctx = ctx, .records = 0};
+    int64_t floor = 0;
+    int rc = replay_base(&walk, name, &floor);
+    if (rc == DR_OK && to >= floor)
+        rc = dr_plog_iterate(log, floor, to, replay_record, &walk);
+    pthread_mutex_lock(&d->lock);
+    d->replaying--;
+    pthread_cond_broadcast(&d->change);
+    pthread_mutex_unlock(&d->lock);
+    if (rc == DR_OK)
+        DR_INFO(DR_LOGM_PERSISTENCE,
+                "replay: subgroup %" PRIu32 ": %" PRIu64 " logged versions up to %" PRId64
+                " handed to the application",
+                subgroup, walk.records, to);
+    else if (rc != DR_ECLOSED)
+        DR_ERROR(DR_LOGM_PERSISTENCE,
+                 "replay of subgroup %" PRIu32 " stopped after %" PRIu64 " versions: %s", subgroup,
+                 walk.records, dr_strerror(rc));
+    return rc;
+}
+
+int durable_save_base(durable *d, uint32_t subgroup, int32_t vid, const uint8_t *bytes,
+                      size_t len) {
+    if (!d->any || subgroup >= DR_LAYOUT_MAX_SUBGROUPS || vid < 0)
+        return DR_ESTATE;
+    if (len > d->max_base_bytes)
+        return DR_ETOOBIG;
+    pthread_mutex_lock(&d->lock);
+    bool have = d->logs[subgroup].log != NULL && !d->logs[subgroup].failed && !d->stopping;
+    char file[DR_LAYOUT_NAME_MAX + 64];
+    base_file_name(file, sizeof file, d->logs[subgroup].name);
+    pthread_mutex_unlock(&d->lock);
+    if (!have)
+        return DR_ESTATE;
+    uint8_t *blob = malloc(BASE_HEADER_BYTES + len);
+    if (!blob)
+        return DR_ENOMEM;
+    dr_buf header;
+    dr_buf_init(&header, BASE_HEADER_BYTES);
+    dr_buf_put_u32(&header, BASE_MAGIC);
+    dr_buf_put_u32(&header, BASE_FORMAT);
+    dr_buf_put_u64(&header, (uint64_t)vid << 32);
+    int rc = header.failed ? DR_ENOMEM : DR_OK;
+    if (rc == DR_OK) {
+        memcpy(blob, header.data, BASE_HEADER_BYTES);
+        if (len)
+            memcpy(blob + BASE_HEADER_BYTES, bytes, len);
+    }
+    dr_buf_free(&header);
+    dr_err err = {0};
+    if (rc == DR_OK)
+        rc = dr_blob_save(d->dir, file, blob, BASE_HEADER_BYTES + len, NULL, &err);
+    free(blob);
+    if (rc != DR_OK)
+        DR_ERROR(DR_LOGM_PERSISTENCE, "cannot save the replay base %s/%s: %s", d->dir, file,
+                 err.msg[0] ? err.msg : dr_strerror(rc));
+    else
+        DR_INFO(DR_LOGM_PERSISTENCE, "saved the replay base %s/%s (%zu bytes, view %" PRId32 ")",
+                d->dir, file, len, vid);
+    return rc;
+}
+
+/* ---- deliveries (core lock held) ---------------------------------------------------------- */
 
 int durable_on_deliver(durable *d, uint32_t subgroup, int64_t version, uint64_t timestamp_us,
                        const uint8_t *bytes, size_t len) {
@@ -554,6 +789,10 @@ void durable_stop(durable *d) {
     if (d->started)
         pthread_join(d->thread, NULL); /* it flushed what was appended before it saw stopping */
     d->started = false;
+    pthread_mutex_lock(&d->lock);
+    while (d->replaying > 0) /* a replay sees `stopping` at its next record */
+        pthread_cond_wait(&d->change, &d->lock);
+    pthread_mutex_unlock(&d->lock);
     for (uint32_t s = 0; s < DR_LAYOUT_MAX_SUBGROUPS; s++) {
         dr_plog_close(d->logs[s].log);
         d->logs[s].log = NULL;

@@ -43,6 +43,9 @@ typedef struct durable_log {
     int64_t local;       /* newest version durable here (-1) */
     int64_t global;      /* the shard's persistence frontier (-1) */
     bool failed;         /* an append or flush failed: nothing more is logged or reported */
+    bool replay_pending; /* a total restart truncated the log: replay it before the view */
+    int64_t replay_to;   /* ...up to this version (the restart's trim) */
+    char name[DR_LAYOUT_NAME_MAX + 32]; /* the log's file name without .plog */
 } durable_log;
 
 typedef struct durable {
@@ -58,6 +61,8 @@ typedef struct durable {
     char dir[4096];                         /* immutable: [PERS] file_path */
     dr_plog_options options;                /* immutable: limits, reset */
     dr_layout_spec spec;                    /* immutable: type names for the log names */
+    uint64_t max_base_bytes;                /* immutable: [DERECHO] max_state_transfer_size */
+    uint32_t replaying;                     /* replays running (durable_stop waits for them) */
     durable_log logs[DR_LAYOUT_MAX_SUBGROUPS];
     durable_report_fn report;
     void *report_ctx;
@@ -101,6 +106,26 @@ int durable_restart_inputs(durable *d, uint32_t my_id, dr_core_restart_options *
 int durable_truncate(durable *d, uint32_t subgroup, int64_t version);
 
 /**
+ * After the DR_ACTION_TRUNCATEs of a total restart, when its view is installed (core lock held):
+ * whether `subgroup`'s log is to be replayed, and up to which version (*to, the trim). Clears the
+ * mark, so each truncation is replayed once.
+ */
+bool durable_take_replay(durable *d, uint32_t subgroup, int64_t *to);
+
+/**
+ * Replays `subgroup`'s log (docs/persistence.md "Replay"; delivery thread, no lock held): the
+ * saved base if there is one (fn with base true), then every record from the base's floor (or
+ * the first) up to `to`, oldest first (fn with base false). Reads one record at a time (appends
+ * of the new view go on meanwhile). Returns 0; DR_ECLOSED (stopping); fn's non-zero return;
+ * DR_ECORRUPT / DR_EIO / DR_ENOMEM / DR_ETOOBIG from the base or the log (logged).
+ */
+int durable_replay(durable *d, uint32_t subgroup, uint32_t shard, int64_t to, dr_replay_fn fn,
+                   void *ctx);
+
+/** See dr_group_save_replay_base. */
+int durable_save_base(durable *d, uint32_t subgroup, int32_t vid, const uint8_t *bytes, size_t len);
+
+/**
  * An ordered message was delivered (version >= 0): appends it to its shard's log (copied) and
  * wakes the persistence thread. No-op for subgroups without a log. Returns 0, or the append's
  * error (the log is then failed: nothing more is reported for it; the caller, which holds the
@@ -123,7 +148,8 @@ int durable_read(durable *d, uint32_t subgroup, dr_read_mode mode, int64_t key, 
 
 /**
  * Stops the persistence thread after a last flush of every log (so what was delivered is on
- * disk), wakes every waiter (DR_ECLOSED), closes the logs. Safe on a durable never started.
+ * disk), wakes every waiter (DR_ECLOSED), waits for running replays to stop, closes the logs. Safe
+ * on a durable never started.
  */
 void durable_stop(durable *d);
 

@@ -323,6 +323,56 @@ static void act_deliver(dr_group *group, dr_action *action) {
     delivery_push_message(&group->delivery, &message, owner);
 }
 
+/* A total restart's replay of one log, run on the delivery thread (durable_replay). */
+typedef struct replay_task {
+    dr_group *group;
+    uint32_t subgroup, shard;
+    int64_t to; /* the restart's trim */
+} replay_task;
+
+static void run_replay(void *arg, const dr_group_callbacks *callbacks) {
+    replay_task *task = arg;
+    dr_group *group = task->group;
+    int rc = durable_replay(&group->durable, task->subgroup, task->shard, task->to,
+                            callbacks->on_replay, callbacks->ctx);
+    if (rc != DR_OK && rc != DR_ECLOSED) {
+        DR_ERROR(DR_LOGM_PERSISTENCE,
+                 "node %" PRIu32 " cannot rebuild subgroup %" PRIu32 " from its log (%s); it "
+                 "leaves the group",
+                 group->my_id, task->subgroup, dr_strerror(rc));
+        dr_group_leave_async(group);
+    }
+    free(task);
+}
+
+/*
+ * After a total restart's truncations (DR_ACTION_TRUNCATE), the restart view's install queues
+ * the replay of each truncated log on the delivery thread, ahead of the view upcall and of every
+ * delivery of the view (docs/persistence.md "Replay").
+ */
+static void queue_replays(dr_group *group, const dr_view_info *info) {
+    for (uint32_t s = 0; s < info->layout.num_subgroups && s < DR_LAYOUT_MAX_SUBGROUPS; s++) {
+        int64_t to = -1;
+        if (!durable_take_replay(&group->durable, s, &to))
+            continue;
+        int shard = dr_layout_find_shard(&info->layout, s, group->my_id, NULL);
+        replay_task *task = malloc(sizeof *task);
+        if (task) {
+            *task = (replay_task){
+                .group = group, .subgroup = s, .shard = shard < 0 ? 0 : (uint32_t)shard, .to = to};
+        }
+        if (!task || delivery_push_task(&group->delivery, run_replay, task) != DR_OK) {
+            free(task);
+            DR_ERROR(DR_LOGM_PERSISTENCE,
+                     "out of memory queueing the replay of subgroup %" PRIu32
+                     "; the node leaves the group",
+                     s);
+            if (!group->stopped)
+                dr_core_leave(group->core, now_us());
+        }
+    }
+}
+
 static void act_view_installed(dr_group *group, const dr_action *action) {
     dr_group_view *latest = malloc(sizeof *latest);
     dr_group_view *upcall = malloc(sizeof *upcall);
@@ -344,6 +394,7 @@ static void act_view_installed(dr_group *group, const dr_action *action) {
     if (durable_on_view(&group->durable, action->view_info, group->my_id) != DR_OK &&
         !group->stopped)                      /* opens new logs */
         dr_core_leave(group->core, now_us()); /* cannot log: stop acknowledging */
+    queue_replays(group, action->view_info);
     DR_INFO(DR_LOGM_VIEWMANAGER, "view %" PRId32 " installed with %" PRIu32 " members",
             latest->view.vid, latest->view.num_members);
     delivery_push_view(&group->delivery, upcall);
@@ -1192,4 +1243,9 @@ int dr_group_wait_persisted(dr_group *group, uint32_t subgroup, int64_t version,
 int dr_group_read_versioned(dr_group *group, uint32_t subgroup, dr_read_mode mode, int64_t key,
                             dr_versioned *out) {
     return durable_read(&group->durable, subgroup, mode, key, out);
+}
+
+int dr_group_save_replay_base(dr_group *group, uint32_t subgroup, int32_t vid, const uint8_t *bytes,
+                              size_t len) {
+    return durable_save_base(&group->durable, subgroup, vid, bytes, len);
 }

@@ -29,7 +29,12 @@
  * once 100 x S more messages were delivered (the stream is in full flow). With --restarted it
  * only waits
  * for a view (the total restart's) and prints
- *   RESTARTED node=<id> vid=<view> members=<n>
+ *   RESTARTED node=<id> vid=<view> members=<n> replayed=<records> replay_hash=<h>
+ *             replay_last=<version> replay_ok=<0|1>
+ * once the restart view's upcall ran: the records the total restart replayed (on_replay) before
+ * it, their FNV-1a hash over (version, timestamp, bytes) as the log holds them, the last
+ * replayed version, and replay_ok (versions increasing, every one before the view upcall and
+ * before any new delivery, no base).
  * It waits for its standard input to close before leaving (the test's barrier); on any failure
  * it prints "FAIL node=<id> <why>" instead. Exit status 0 on success.
  */
@@ -65,6 +70,11 @@ typedef struct node_state {
     int64_t last_version;
     int64_t global_cb, local_cb;
     bool order_ok;
+    uint32_t views;            /* view upcalls so far */
+    uint64_t replayed;         /* records handed back by a total restart */
+    uint64_t replay_hash;      /* over (version, timestamp, bytes) */
+    int64_t replay_last;       /* the last replayed version */
+    bool replay_ok;            /* increasing, before the first view upcall and delivery */
     kept deliveries[MAX_KEPT]; /* the first MAX_KEPT deliveries */
 } node_state;
 
@@ -97,6 +107,31 @@ static void on_deliver(void *ctx, const dr_message *message) {
     if (message->version <= state->last_version)
         state->order_ok = false;
     state->last_version = message->version;
+    pthread_cond_broadcast(&state->cond);
+    pthread_mutex_unlock(&state->lock);
+}
+
+static int on_replay(void *ctx, const dr_message *message, bool base) {
+    node_state *state = ctx;
+    pthread_mutex_lock(&state->lock);
+    if (base || state->views > 0 || state->delivered > 0 || message->subgroup != 0 ||
+        message->version <= state->replay_last || message->sender_id != DR_NODE_NONE)
+        state->replay_ok = false;
+    state->replayed++;
+    state->replay_hash = fnv(state->replay_hash, &message->version, sizeof message->version);
+    state->replay_hash =
+        fnv(state->replay_hash, &message->timestamp_us, sizeof message->timestamp_us);
+    state->replay_hash = fnv(state->replay_hash, message->bytes, message->len);
+    state->replay_last = message->version;
+    pthread_mutex_unlock(&state->lock);
+    return 0;
+}
+
+static void on_view(void *ctx, const dr_group_view *view) {
+    (void)view;
+    node_state *state = ctx;
+    pthread_mutex_lock(&state->lock);
+    state->views++;
     pthread_cond_broadcast(&state->cond);
     pthread_mutex_unlock(&state->lock);
 }
@@ -266,10 +301,16 @@ int main(int argc, char **argv) {
     state.hash = 1469598103934665603ull;
     state.last_version = state.global_cb = state.local_cb = -1;
     state.order_ok = true;
+    state.replay_hash = 1469598103934665603ull;
+    state.replay_last = -1;
+    state.replay_ok = true;
     pthread_mutex_init(&state.lock, NULL);
     pthread_cond_init(&state.cond, NULL);
-    dr_group_callbacks callbacks = {
-        .on_deliver = on_deliver, .on_persisted = on_persisted, .ctx = &state};
+    dr_group_callbacks callbacks = {.on_deliver = on_deliver,
+                                    .on_view = on_view,
+                                    .on_persisted = on_persisted,
+                                    .on_replay = on_replay,
+                                    .ctx = &state};
     dr_group *group = NULL;
     if (dr_group_create(config, &spec, &callbacks, &group, &err)) {
         fprintf(stderr, "durable_node: cannot start: %s\n", err.msg);
@@ -287,9 +328,19 @@ int main(int argc, char **argv) {
         dr_group_view view;
         if (rc == 0)
             rc = dr_group_get_view(group, &view);
+        struct timespec deadline;
+        deadline_in(&deadline, 60);
+        pthread_mutex_lock(&state.lock); /* the replay runs before the view upcall */
+        while (rc == 0 && state.views == 0)
+            if (pthread_cond_timedwait(&state.cond, &state.lock, &deadline) != 0)
+                rc = -1;
+        pthread_mutex_unlock(&state.lock);
         if (rc == 0)
-            printf("RESTARTED node=%" PRIu32 " vid=%" PRId32 " members=%" PRIu32 "\n", my_id,
-                   view.view.vid, view.view.num_members);
+            printf("RESTARTED node=%" PRIu32 " vid=%" PRId32 " members=%" PRIu32
+                   " replayed=%" PRIu64 " replay_hash=%" PRIu64 " replay_last=%" PRId64
+                   " replay_ok=%d\n",
+                   my_id, view.view.vid, view.view.num_members, state.replayed, state.replay_hash,
+                   state.replay_last, state.replay_ok ? 1 : 0);
         else
             printf("FAIL node=%" PRIu32 " no view rc=%d\n", my_id, rc);
         fflush(stdout);

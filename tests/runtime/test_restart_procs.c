@@ -5,7 +5,9 @@
  * Started again with the same configuration, they find their saved view and logs, restart through
  * the restart leader into one view of all three with a higher view id, and truncate their logs to
  * one trim: afterwards every log holds every acknowledged (globally persisted) version, and the
- * three logs are identical (versions, bytes and timestamps). A second run leaves node 0, the first
+ * three logs are identical (versions, bytes and timestamps); each node's application was handed
+ * exactly its log back (on_replay: every record up to the trim, in order, before the restart
+ * view's upcall; docs/persistence.md "Replay"). A second run leaves node 0, the first
  * restart leader, dead: with enable_backup_restart_leaders, node 1 leads after
  * restart_timeout_ms and nodes 1 and 2 (a majority) restart the same way.
  */
@@ -176,10 +178,16 @@ static void run(int base_port, int restarted, bool backups) {
     }
     wait_all_done(back, restarted, WAIT_SECONDS);
     int32_t vid0 = -1;
+    uint64_t replayed[NODES] = {0}, replay_hash[NODES] = {0};
+    int64_t replay_last[NODES];
     for (int i = from; i < NODES; i++) {
-        int node = -1, vid = -1, members = 0;
-        if (sscanf(children[i].output, "RESTARTED node=%d vid=%d members=%d", &node, &vid,
-                   &members) != 3) {
+        int node = -1, vid = -1, members = 0, replay_ok = 0;
+        if (sscanf(children[i].output,
+                   "RESTARTED node=%d vid=%d members=%d replayed=%" SCNu64 " replay_hash=%" SCNu64
+                   " replay_last=%" SCNd64 " replay_ok=%d",
+                   &node, &vid, &members, &replayed[i], &replay_hash[i], &replay_last[i],
+                   &replay_ok) != 7 ||
+            !replay_ok) {
             finish_all(back, restarted);
             fail_msg("node %d did not restart: '%s'", i, children[i].output);
         }
@@ -199,6 +207,11 @@ static void run(int base_port, int restarted, bool backups) {
         assert_int_equal(walk.count, first.count); /* one trim for all */
         assert_int_equal(walk.latest, first.latest);
         assert_int_equal(walk.hash, first.hash); /* the same records, stamps included */
+    }
+    for (int i = from; i < NODES; i++) { /* replay: the application got its log back, whole */
+        assert_int_equal(replayed[i], first.count);
+        assert_int_equal(replay_last[i], first.latest);
+        assert_int_equal(replay_hash[i], first.hash);
     }
 }
 

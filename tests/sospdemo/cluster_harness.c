@@ -193,7 +193,8 @@ static int start_attempt(harness_cluster *cluster, const harness_options *option
              options->min_nodes ? options->min_nodes : per_shard);
     snprintf(command, sizeof command,
              "rm -rf '%s' && '%s/scripts/gen-cluster.sh' '%s' %d --function-nodes %d --shards %d "
-             "--spares %d %s --port-base %d --heartbeat-ms %d --launch-binary '%s' --insecure",
+             "--spares %d %s --port-base %d --heartbeat-ms %d --launch-binary '%s' --insecure "
+             "--volatile",
              cluster->dir, source, cluster->dir, options->nodes, options->function_nodes,
              options->shards, options->spares, min_nodes, cluster->port_base,
              options->heartbeat_ms ? options->heartbeat_ms : 10000, cluster->bin);

@@ -87,6 +87,16 @@ int dr_rpc_results_wait(dr_rpc_results *results, size_t index, int timeout_ms, d
     return DR_OK;
 }
 
+int dr_rpc_results_wait_persisted(dr_rpc_node *node, uint32_t subgroup, dr_rpc_results *results,
+                                  bool global, int timeout_ms) {
+    (void)node;
+    (void)subgroup;
+    (void)results;
+    (void)global;
+    (void)timeout_ms;
+    return DR_ESTATE; /* not durable in process */
+}
+
 void dr_rpc_results_free(dr_rpc_results *results) {
     for (int r = 0; results && r < REPLICAS; r++)
         free(results->replies[r].bytes);

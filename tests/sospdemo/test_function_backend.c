@@ -206,6 +206,16 @@ int dr_rpc_results_wait(dr_rpc_results *results, size_t index, int timeout_ms, d
     return DR_EUNSUPPORTED;
 }
 
+int dr_rpc_results_wait_persisted(dr_rpc_node *node, uint32_t subgroup, dr_rpc_results *results,
+                                  bool global, int timeout_ms) {
+    (void)node;
+    (void)subgroup;
+    (void)results;
+    (void)global;
+    (void)timeout_ms;
+    return DR_ESTATE; /* not durable in process */
+}
+
 void dr_rpc_results_free(dr_rpc_results *results) {
     CHECK(results == NULL, "unexpected dr_rpc_results_free");
 }
