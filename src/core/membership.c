@@ -325,11 +325,29 @@ int membership_on_join_request(dr_core *core, const dr_wire_header *header, cons
     return 0;
 }
 
+int membership_redirect_to_leader(dr_core *core, const char *to_address) {
+    assert(core->state == CORE_IN_VIEW);
+    uint32_t leader = viewchange_leader_rank(core);
+    return redirect(core, to_address, core->view.member_ids[leader], core->view.addresses[leader]);
+}
+
 int membership_on_join_redirect(dr_core *core, const dr_wire_header *header, const uint8_t *body) {
     dr_msg_join_redirect msg;
     const char *why = NULL;
     if (dr_wire_decode_join_redirect(body, header->body_len, &msg, &why) != 0)
         return core_reject(core, header->sender_id, why);
+    if (core->state == CORE_RESTARTING) {
+        /* A member of a running group answered my total-restart report: the group restarted
+         * (or never stopped) without me. Waiting for a restart view would be for ever; join
+         * it as a new member instead (state transfer; my log keeps its old records). */
+        DR_WARN(DR_LOGM_VIEWMANAGER,
+                "node %u: the group runs without this node (told by node %u); joining it as a "
+                "new member instead of restarting",
+                core->options.my_id, header->sender_id);
+        core_trace(core, "restart abandoned: the group runs; join through %s", msg.address);
+        core->state = CORE_JOINING;
+        core->redirects = 0;
+    }
     if (core->state != CORE_JOINING)
         return 0;
     core->redirects++;

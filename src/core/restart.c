@@ -755,7 +755,10 @@ static int on_request(dr_core *core, const dr_wire_header *header, dr_reader *re
             dr_buf_put_bytes(&core->scratch, rs->commit_frame, rs->commit_len);
             return send_scratch_to(core, entry.address);
         }
-        return 0;
+        /* the group runs without it (it restarted late, or alone): it must join instead */
+        core_trace(core, "restart request from %u while in view %d: redirect it to join",
+                   header->sender_id, core->view.vid);
+        return membership_redirect_to_leader(core, entry.address);
     }
     if (core->state != CORE_RESTARTING)
         return 0;

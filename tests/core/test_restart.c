@@ -183,6 +183,41 @@ static void test_minority_waits_then_majority_restarts(void **state) {
     free_all(h, s);
 }
 
+/*
+ * A late node: n0 and n1 restart the group without n2 (a majority of the saved view); n2
+ * restarts afterwards with its saved view and reports to the restart leader, which is in the
+ * restart view by then. It used to wait for a restart view for ever; it is told to join
+ * (JOIN_REDIRECT) and becomes a member of a later view like any joiner (no truncation: it
+ * keeps its log, the group gives it the state).
+ */
+static void test_late_node_joins_the_restarted_group(void **state) {
+    (void)state;
+    harness *h = cluster(3);
+    send_some(h, 1, 2);
+    int64_t v1 = nth_version(h, 0, 1);
+    int32_t last = h->nodes[0].view.view.vid;
+    saved s[3];
+    save_and_crash_all(h, s);
+    uint32_t a = restart_node(h, 0, &s[0], v1);
+    uint32_t b = restart_node(h, 1, &s[1], v1);
+    h_run(h, 10000, 30);
+    uint32_t r[2] = {a, b};
+    assert_restart_view(h, r, 2, last + 1, v1);
+    uint32_t c = restart_node(h, 2, &s[2], v1);
+    h_run(h, 10000, 30);
+    const h_node *late = &h->nodes[c];
+    assert_false(late->join_failed);
+    assert_true(late->installed);
+    assert_int_equal(late->truncations, 0);
+    assert_true(late->view.view.vid > last + 1);
+    assert_int_equal(late->view.view.num_members, 3);
+    assert_int_equal(h->nodes[a].view.view.vid, late->view.view.vid);
+    uint32_t all[3] = {a, b, c};
+    assert_group_works(h, all, 3, late->view.view.vid);
+    assert_int_equal(h->rejected, 0);
+    free_all(h, s);
+}
+
 static void test_node_with_older_saved_view_is_brought_along(void **state) {
     (void)state;
     harness *h = cluster(3);
@@ -321,6 +356,7 @@ int main(void) {
         cmocka_unit_test(test_logs_of_different_length_truncate_to_one_trim),
         cmocka_unit_test(test_minority_waits_then_majority_restarts),
         cmocka_unit_test(test_node_with_older_saved_view_is_brought_along),
+        cmocka_unit_test(test_late_node_joins_the_restarted_group),
         cmocka_unit_test(test_backup_leader_takes_over),
         cmocka_unit_test(test_backup_adopts_an_accepted_proposal),
         cmocka_unit_test(test_mutated_restart_frames),
