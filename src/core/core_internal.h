@@ -228,10 +228,11 @@ void membership_on_disconnect(dr_core *core, uint32_t peer_id);
 int membership_on_join_request(dr_core *core, const dr_wire_header *header, const uint8_t *body);
 int membership_on_join_redirect(dr_core *core, const dr_wire_header *header, const uint8_t *body);
 /**
- * In a view: tells the node at `to_address` (a restarting node that asked for a total restart
- * while the group runs without it) to join instead, naming the current leader (JOIN_REDIRECT).
+ * In a view: tells node `to_node` (a restarting node that asked for a total restart while the
+ * group runs without it; it is connected to us) to join instead, naming the current leader
+ * (JOIN_REDIRECT, sent by id on its connection).
  */
-int membership_redirect_to_leader(dr_core *core, const char *to_address);
+int membership_redirect_to_leader(dr_core *core, uint32_t to_node);
 int membership_on_join_refused(dr_core *core, const dr_wire_header *header, const uint8_t *body);
 int membership_on_join_accepted(dr_core *core, const dr_wire_header *header, const uint8_t *body);
 int membership_on_view(dr_core *core, const dr_wire_header *header, const uint8_t *body);

@@ -325,10 +325,16 @@ int membership_on_join_request(dr_core *core, const dr_wire_header *header, cons
     return 0;
 }
 
-int membership_redirect_to_leader(dr_core *core, const char *to_address) {
+int membership_redirect_to_leader(dr_core *core, uint32_t to_node) {
     assert(core->state == CORE_IN_VIEW);
     uint32_t leader = viewchange_leader_rank(core);
-    return redirect(core, to_address, core->view.member_ids[leader], core->view.addresses[leader]);
+    dr_buf_reset(&core->scratch);
+    int rc =
+        dr_wire_encode_join_redirect(&core->scratch, core->options.my_id,
+                                     core->view.member_ids[leader], core->view.addresses[leader]);
+    core_trace(core, "redirect restarting node %u to join through %s", to_node,
+               core->view.addresses[leader]);
+    return rc != 0 ? rc : core_send_scratch(core, to_node);
 }
 
 int membership_on_join_redirect(dr_core *core, const dr_wire_header *header, const uint8_t *body) {

@@ -753,12 +753,12 @@ static int on_request(dr_core *core, const dr_wire_header *header, dr_reader *re
             core_view_rank(core, header->sender_id) >= 0) {
             dr_buf_reset(&core->scratch);
             dr_buf_put_bytes(&core->scratch, rs->commit_frame, rs->commit_len);
-            return send_scratch_to(core, entry.address);
+            return core_send_scratch(core, header->sender_id); /* on its connection */
         }
         /* the group runs without it (it restarted late, or alone): it must join instead */
         core_trace(core, "restart request from %u while in view %d: redirect it to join",
                    header->sender_id, core->view.vid);
-        return membership_redirect_to_leader(core, entry.address);
+        return membership_redirect_to_leader(core, header->sender_id);
     }
     if (core->state != CORE_RESTARTING)
         return 0;

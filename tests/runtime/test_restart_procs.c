@@ -198,6 +198,31 @@ static void run(int base_port, int restarted, bool backups) {
             vid0 = vid;
         assert_int_equal(vid, vid0);
     }
+    if (from > 0) {
+        /* the first restart leader comes back late, with its saved view: the group restarted
+         * without it, so it is told to join (JOIN_REDIRECT) and becomes a member of a later
+         * view; nothing is truncated or replayed there (it used to wait for ever) */
+        write_config(0, base_port, backups, path, sizeof path);
+        spawn_test_program(&children[0], "durable_node", path, restart_args);
+        wait_all_done(&children[0], 1, WAIT_SECONDS);
+        int node = -1, vid = -1, members = 0, replay_ok = 0;
+        uint64_t late_replayed = 1, late_hash = 0;
+        int64_t late_last = 0;
+        if (sscanf(children[0].output,
+                   "RESTARTED node=%d vid=%d members=%d replayed=%" SCNu64 " replay_hash=%" SCNu64
+                   " replay_last=%" SCNd64 " replay_ok=%d",
+                   &node, &vid, &members, &late_replayed, &late_hash, &late_last,
+                   &replay_ok) != 7) {
+            finish_all(children, NODES);
+            fail_msg("the late node did not join: '%s'", children[0].output);
+        }
+        print_message("late node: %s", children[0].output);
+        assert_int_equal(node, 0);
+        assert_true(vid > vid0);
+        assert_int_equal(members, NODES);
+        assert_int_equal(late_replayed, 0);
+        assert_int_equal(finish_all(children, 1), 1);
+    }
     assert_int_equal(finish_all(back, restarted), restarted);
     log_walk first = walk_log(from, acked);
     assert_true(first.latest >= acked);
