@@ -72,6 +72,13 @@ started=1 # from here on the cluster's nodes are the demo's (start stops them it
 scripts/cluster.sh start 4
 
 echo
+if curl -sS "${curl_tls[@]}" "$http/v1/models" | grep -q '"tag":1,'; then
+  # the categorizer tier is durable: a model installed by an earlier run came back from the
+  # logs when the cluster started (docs/persistence.md "Replay")
+  echo "== tag 1 is back from the last run (the categorizer tier is durable); removing it"
+  (cd test-4-nodes/client && "$bin" client "$node" removemodel 1)
+  echo
+fi
 echo "== installing the demo model under tag 1"
 (cd test-4-nodes/client &&
   "$bin" client "$node" installmodel 1 "$model/synset.txt" "$model/shapes-symbol.json" \

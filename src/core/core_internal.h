@@ -149,6 +149,9 @@ struct dr_core {
     uint64_t now_us; /**< time of the current event */
     /* membership */
     char join_target[DR_ADDRESS_MAX]; /**< joiner: where the next request goes */
+    uint32_t join_target_id;          /**< its node id when known (a node that gave up a total
+                                           restart: it is connected to those nodes by id), else
+                                           DR_NODE_NONE (sent by address) */
     uint64_t last_join_us;            /**< joiner: when it last asked */
     uint32_t redirects;               /**< joiner: redirects followed since the last reply */
     char alt_contacts[DR_WIRE_MAX_CONTACTS][DR_ADDRESS_MAX]; /**< joiner: other members named
@@ -254,6 +257,8 @@ int restart_on_tick(dr_core *core);
 int restart_on_message(dr_core *core, const dr_wire_header *header, const uint8_t *body);
 /** Frees the restart state. */
 void restart_free(dr_core *core);
+/** The id of the node at `address` in my saved view (a restarting node), else DR_NODE_NONE. */
+uint32_t restart_node_at(const dr_core *core, const char *address);
 
 /* multicast.c */
 /** Sets up my shards of the installed view and registers their predicates. */

@@ -17,7 +17,9 @@
 
 static int send_join_request(dr_core *core) {
     assert(core->state == CORE_JOINING);
-    dr_action connect = {.type = DR_ACTION_CONNECT, .node_id = DR_NODE_NONE};
+    /* by id where the target's id is known: a node that gave up a total restart is already
+     * connected to it by id, and a second connection from its id would be refused */
+    dr_action connect = {.type = DR_ACTION_CONNECT, .node_id = core->join_target_id};
     snprintf(connect.address, sizeof connect.address, "%s", core->join_target);
     int rc = core_push_action(core, &connect);
     dr_buf_reset(&core->scratch);
@@ -26,7 +28,7 @@ static int send_join_request(dr_core *core) {
                                          core->options.my_address, core->options.incarnation);
     if (rc != 0)
         return rc;
-    dr_action send = {.type = DR_ACTION_SEND, .node_id = DR_NODE_NONE};
+    dr_action send = {.type = DR_ACTION_SEND, .node_id = core->join_target_id};
     snprintf(send.address, sizeof send.address, "%s", core->join_target);
     send.bytes = dr_buf_steal(&core->scratch, &send.len);
     core->last_join_us = core->now_us;
@@ -107,6 +109,7 @@ int membership_start(dr_core *core) {
         return try_install_initial_view(core);
     }
     core->state = CORE_JOINING;
+    core->join_target_id = DR_NODE_NONE;
     snprintf(core->join_target, sizeof core->join_target, "%s", core->options.contact_address);
     return send_join_request(core);
 }
@@ -122,6 +125,7 @@ int membership_on_tick(dr_core *core) {
     uint32_t turn = core->join_retries++ % (core->num_alt_contacts + 1);
     const char *target = turn == 0 ? core->options.contact_address : core->alt_contacts[turn - 1];
     snprintf(core->join_target, sizeof core->join_target, "%s", target);
+    core->join_target_id = restart_node_at(core, target);
     core->redirects = 0;
     return send_join_request(core);
 }
@@ -359,6 +363,8 @@ int membership_on_join_redirect(dr_core *core, const dr_wire_header *header, con
     core->redirects++;
     core_trace(core, "redirected by %u to %s", header->sender_id, msg.address);
     snprintf(core->join_target, sizeof core->join_target, "%s", msg.address);
+    core->join_target_id =
+        core->restart != NULL ? restart_node_at(core, msg.address) : DR_NODE_NONE;
     if (core->redirects > 8) /* a loop of redirects: wait for the retry timer */
         return 0;
     return send_join_request(core);

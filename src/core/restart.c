@@ -839,6 +839,14 @@ int restart_on_message(dr_core *core, const dr_wire_header *header, const uint8_
     return rc == 0 ? send_to_leader(core, leader_of(rs, round)) : rc;
 }
 
+uint32_t restart_node_at(const dr_core *core, const char *address) {
+    const struct restart_state *rs = core->restart;
+    for (uint32_t i = 0; rs != NULL && i < rs->my_view_count; i++)
+        if (strcmp(rs->my_view_addresses[i], address) == 0)
+            return rs->my_view_ids[i];
+    return DR_NODE_NONE;
+}
+
 void restart_free(dr_core *core) {
     struct restart_state *rs = core->restart;
     if (rs == NULL)
