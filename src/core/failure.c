@@ -3,7 +3,9 @@
  * SST, and partitioning safety.
  *
  * Every heartbeat_ms each member sends HEARTBEAT (an empty frame) to every other member of its
- * view; any frame from a member (of any view) counts as a sign of life. A member silent for
+ * view, and, while wedged, to the joiners of the proposal it accepted (one may have installed
+ * that view already); any frame from a member that carries a view id (of any view; join
+ * requests do not) counts as a sign of life. A member silent for
  * heartbeat_ms x suspect_after_missed, whose connection broke, or that the application reports,
  * is suspected: SUSPECTED[rank] = 1 in my row (pushed to all) and I wedge. Every node copies
  * the suspicions of every row it does not itself suspect into its own, so if anyone suspects X
@@ -76,12 +78,39 @@ void failure_suspect(dr_core *core, uint32_t rank, const char *why) {
     viewchange_wedge(core, "suspicion");
 }
 
+/**
+ * Heartbeats to the joiners of the proposal I accepted: a joiner may already have installed
+ * that view (its leader sent it, then crashed before the rest got the commit) while the others
+ * are still in this view, taking over. They send it nothing of this view, so without these it
+ * would suspect all of them and stop by partitioning safety before the takeover commits
+ * (simulator seed 11532201). A heartbeat carries no state: it only keeps the joiner waiting.
+ */
+static int heartbeat_accepted_joiners(dr_core *core) {
+    const dr_msg_proposal *accepted = core->vc.proposal;
+    int rc = 0;
+    for (uint32_t i = 0; accepted != NULL && rc == 0 && i < accepted->next.num_members; i++) {
+        uint32_t id = accepted->next.member_ids[i];
+        if (id == core->options.my_id || core_view_rank(core, id) >= 0)
+            continue;
+        if (id < core->options.my_id) { /* one connection per pair: the higher id dials */
+            dr_action connect = {.type = DR_ACTION_CONNECT, .node_id = id};
+            snprintf(connect.address, sizeof connect.address, "%s", accepted->next.addresses[i]);
+            rc = core_push_action(core, &connect);
+        }
+        if (rc == 0)
+            rc = core_send_scratch(core, id); /* a joiner that installed dialled me already */
+    }
+    return rc;
+}
+
 static int send_heartbeats(dr_core *core) {
     dr_buf_reset(&core->scratch);
     int rc = dr_wire_encode_heartbeat(&core->scratch, core->options.my_id, core->view.vid);
     for (uint32_t r = 0; rc == 0 && r < core->view.num_members; r++)
         if (r != core->my_rank && !failure_suspected(core, r))
             rc = core_send_scratch(core, core->view.member_ids[r]);
+    if (rc == 0 && core->vc.wedged)
+        rc = heartbeat_accepted_joiners(core);
     core->vc.last_heartbeat_us = core->now_us;
     return rc;
 }
