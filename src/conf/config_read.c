@@ -128,10 +128,13 @@ int dr_config_subgroup_u32(const dr_config *config, const char *profile, const c
 static void write_line(FILE *out, const char *key, const char *value, const char *origin) {
     size_t len = strlen(key) + strlen(value);
     size_t note = origin ? strlen(" ; unknown key ()") + strlen(origin) : 0;
+    /* inih takes a ';' after whitespace for a comment: a value that starts with ';' (read from
+     * "key:;..." or "key=;...") gets no space before it (fuzz_config) */
+    const char *equals = value[0] == ';' ? " =" : " = ";
     if (origin && len + 3 + note <= CONF_MAX_LINE_CHARS)
-        fprintf(out, "%s = %s ; unknown key (%s)\n", key, value, origin);
+        fprintf(out, "%s%s%s ; unknown key (%s)\n", key, equals, value, origin);
     else if (len + 3 <= CONF_MAX_LINE_CHARS)
-        fprintf(out, "%s = %s\n", key, value);
+        fprintf(out, "%s%s%s\n", key, equals, value);
     else
         fprintf(out, "%s=%s\n", key, value);
 }
