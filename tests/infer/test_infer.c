@@ -292,6 +292,8 @@ static void run_free_symbol(const char *js, const float *in, float *out, size_t 
     dr_model_free(m);
 }
 
+static void check_symbol_refused(const char *js, int rc, const char *what);
+
 /* SliceChannel: outputs used by index (a concat of parts 2 and 0; a head on part 1). */
 static void test_slice_channel(void **state) {
     (void)state;
@@ -321,18 +323,7 @@ static void test_slice_channel(void **state) {
                       "{\"op\":\"SliceChannel\",\"name\":\"split\",\"attrs\":"
                       "{\"num_outputs\":\"2\"},\"inputs\":[[0,0,0]]}],"
                       "\"arg_nodes\":[0],\"heads\":[[1,1,0]]}";
-    tiny_bytes params;
-    assert_int_equal(tiny_params(NULL, 0, &params), 0);
-    dr_load_options lo;
-    dr_load_options_default(&lo);
-    lo.labels_optional = 1;
-    dr_model *m = NULL;
-    dr_err err = {0};
-    assert_int_equal(
-        dr_model_load_mxnet_ex(NULL, 0, bad, strlen(bad), params.data, params.len, &lo, &m, &err),
-        DR_EINVAL);
-    assert_non_null(strstr(err.msg, "not divisible"));
-    free(params.data);
+    check_symbol_refused(bad, DR_EINVAL, "not divisible");
 }
 
 /* A one-operator MXNet symbol over the 3x2x2 input: data -> OP(attrs) -> head. */
