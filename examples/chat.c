@@ -89,9 +89,7 @@ int main(int argc, char **argv) {
     }
     if (rc != 0)
         fprintf(stderr, "chat: %s\n", dr_strerror(rc));
-    static dr_group_view view; /* the last member has nobody to leave: it just stops */
-    if (dr_group_get_view(group, &view) == 0 && view.view.num_members > 1)
-        dr_group_leave(group, 5000);
+    dr_group_leave(group, 5000); /* the last member to leave ends the group */
     dr_group_destroy(group);
     dr_config_free(config);
     return rc == 0 ? 0 : 1;

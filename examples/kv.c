@@ -2,7 +2,8 @@
  * kv: a replicated key-value map (include/derecho/rpc.h) with point-to-point reads and an
  * outside client.
  *
- *   kv [--SECTION/key=value ...]                   a member: serves until SIGINT or SIGTERM
+ *   kv [--SECTION/key=value ...]                   a member: serves until SIGINT or SIGTERM,
+ *                                                  then leaves the group cleanly
  *   kv --client HOST:PORT put KEY VALUE | get KEY  an outside client (not a group member)
  *
  * Type KV, one subgroup sized by [SUBGROUP/KV]; the configuration as in counter.c. Methods:
@@ -129,6 +130,7 @@ static int member(const char *const *overrides, size_t num_overrides) {
     atomic_store(&g_node, node);
     int signal_number;
     sigwait(&stop, &signal_number);
+    dr_rpc_node_leave(node, 5000); /* a clean departure: the others see no failure */
     dr_rpc_node_destroy(node);
     dr_config_free(config);
     return 0;

@@ -165,14 +165,17 @@ int dr_group_send(dr_group *group, uint32_t subgroup, const void *payload, size_
  * dr_group_destroy. Returns 0 (everything this node sent was delivered), DR_EUNDELIVERED (a
  * view change overtook the flush and some of its messages were not delivered: the log names
  * how many), DR_ETIMEDOUT, DR_ESTATE (not in a view, or already stopped), or the code the group
- * stopped with instead (DR_EREMOVED).
+ * stopped with instead (DR_EREMOVED). Members that leave are not counted by partitioning
+ * safety, so any number may leave at once; the last one ends the group (a member alone in its
+ * view that leaves stops at once).
  * Must not be called from a delivery or view callback.
  */
 int dr_group_leave(dr_group *group, int timeout_ms);
 
 /**
  * Stops this node: closes connections, stops threads (joins them, so no callback runs after
- * it returns) and frees everything. Call from a thread that is not the delivery thread.
+ * it returns) and frees everything. Call from a thread that is not the delivery thread. This is
+ * not a leave: the others see a failure (dr_group_leave first for a clean departure).
  * NULL is a no-op.
  */
 void dr_group_destroy(dr_group *group);

@@ -154,7 +154,24 @@ dr_group *dr_rpc_node_group(dr_rpc_node *node);
  */
 bool dr_rpc_node_peer_down(dr_rpc_node *node, uint32_t node_id);
 
-/** Stops serving (no handler runs after it returns), leaves the group, frees the node. */
+/**
+ * Leaves the group cleanly (dr_group_leave) and waits up to timeout_ms for the view that removes
+ * this node: every call this node multicast is delivered first, and the others install a view
+ * without it (a departure, not a failure: a member that leaves never makes the others suspect
+ * anyone, so several members leaving at once never stop the rest by partitioning safety; the
+ * last member to leave ends the group). Handlers keep running until the view change. Returns 0;
+ * DR_EUNDELIVERED if a view change for another reason overtook the leave and some of this
+ * node's calls fell beyond its trim; DR_ETIMEDOUT; DR_ESTATE if the node is not in a view or has
+ * stopped. Call dr_rpc_node_destroy afterwards in every case. Blocks; any thread but a handler.
+ */
+int dr_rpc_node_leave(dr_rpc_node *node, int timeout_ms);
+
+/**
+ * Stops serving (no handler runs after it returns), closes every connection and frees the node.
+ * It does not leave the group: the others see this node fail (its connections break) and
+ * exclude it, and if half or more of the members go that way at once the rest stop by
+ * partitioning safety. Call dr_rpc_node_leave first for a clean departure.
+ */
 void dr_rpc_node_destroy(dr_rpc_node *node);
 
 /** The pending results of one ordered call (opaque). */

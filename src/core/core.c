@@ -674,13 +674,21 @@ void dr_core_on_connect(dr_core *core, uint32_t peer_id, uint64_t now_us) {
     core_trace(core, "connected to %u", peer_id);
 }
 
-void dr_core_on_disconnect(dr_core *core, uint32_t peer_id, uint64_t now_us) {
+void dr_core_on_disconnect(dr_core *core, uint32_t peer_id, uint64_t incarnation, uint64_t now_us) {
     if (now_us > core->now_us)
         core->now_us = now_us;
     membership_on_disconnect(core, peer_id);
     int rank = core_view_rank(core, peer_id);
     if (rank < 0 || core->state != CORE_IN_VIEW)
         return;
+    uint64_t member = core->view.incarnations[rank];
+    if (incarnation != 0 && member != 0 && incarnation != member) {
+        core_trace(core,
+                   "view %d: a connection to an earlier process of member %u broke: "
+                   "not a sign about the member",
+                   core->view.vid, peer_id);
+        return;
+    }
     failure_on_disconnect(core, (uint32_t)rank);
     after_event(core);
 }

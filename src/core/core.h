@@ -326,8 +326,14 @@ bool dr_core_stopped(const dr_core *core);
 /** The driver has a working connection to peer (informational for now). */
 void dr_core_on_connect(dr_core *core, uint32_t peer_id, uint64_t now_us);
 
-/** The connection to peer broke: joiners retry; a view member is suspected at once. */
-void dr_core_on_disconnect(dr_core *core, uint32_t peer_id, uint64_t now_us);
+/**
+ * The connection to peer broke: joiners retry; a view member is suspected at once. `incarnation`
+ * is the process incarnation the connection's peer proved at its handshake (0: unknown, taken as
+ * the member's current one): a notice about an earlier incarnation of a member's id (a crashed
+ * process whose connection's end is reported after its restart rejoined) says nothing about the
+ * member and is ignored.
+ */
+void dr_core_on_disconnect(dr_core *core, uint32_t peer_id, uint64_t incarnation, uint64_t now_us);
 
 /**
  * Evaluates the SST predicates (deliveries, nulls, window) and pushes changed SST fields, one

@@ -124,6 +124,15 @@ static void build_proposal(const dr_core *core, dr_msg_proposal *prop) {
     }
     if (!core->vc.leaving) /* a leaving leader could not send joiners their view */
         membership_joiners(core, &prop->next);
+    if (prop->next.num_members == 0 && core->vc.leaving) {
+        /* Every member still heard from is leaving, I too: I stay for one more view, so that
+         * the others get a commit (their last trim) and stop cleanly; alone in it, I stop. */
+        prop->next.num_members = 1;
+        prop->next.member_ids[0] = core->options.my_id;
+        snprintf(prop->next.addresses[0], DR_ADDRESS_MAX, "%s",
+                 core->view.addresses[core->my_rank]);
+        prop->next.incarnations[0] = core->view.incarnations[core->my_rank];
+    }
     prop->num_trims = 0;
     for (uint32_t s = 0; s < core->layout.num_subgroups; s++)
         for (uint32_t h = 0; h < core->layout.subgroups[s].num_shards; h++)
@@ -644,6 +653,12 @@ void viewchange_leave_when_flushed(dr_core *core) {
 
 void viewchange_step(dr_core *core) {
     viewchange_leave_when_flushed(core);
+    if (core->vc.leaving && core->state == CORE_IN_VIEW && core->view.num_members == 1) {
+        /* the last member leaves: everything sent was delivered here, the only place it had
+         * to be; the group ends with it */
+        core_stop(core, 0, "left the group (its last member: the group ends)");
+        return;
+    }
     for (int round = 0; round < 8 && core->state == CORE_IN_VIEW; round++) {
         failure_copy_suspicions(core);
         if (core->state != CORE_IN_VIEW || failure_check_partition(core))

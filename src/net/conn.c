@@ -244,8 +244,12 @@ void dr_net__close_conn(dr_net *net, conn *c, int reason, const char *why) {
         DR_WARN(DR_LOGM_NET, "closing connection to peer %d: %s (%s)", (int)c->peer, why,
                 dr_strerror(reason));
     if (report) {
-        dr_net_event ev = {
-            .kind = DR_NET_EV_PEER_DOWN, .peer = c->peer, .role = c->role, .reason = reason};
+        dr_net_event ev = {.kind = DR_NET_EV_PEER_DOWN,
+                           .peer = c->peer,
+                           .role = c->role,
+                           .reason = reason,
+                           .incarnation = c->state == CONN_UP ? c->peer_incarnation
+                                                              : 0}; /* proven only then */
         dr_net__emit(net, &ev);
     }
 }
@@ -313,6 +317,7 @@ static int queue_hello_locked(dr_net *net, conn *c) {
     h[15] = net->cfg.encrypt ? 1 : 0; /* flags: bit 0 asks for sealed frames */
     if (getrandom(h + 16, DR_NET_NONCE_BYTES, 0) != (ssize_t)DR_NET_NONCE_BYTES)
         return DR_EIO;
+    dr_store_u64le(h + 16 + DR_NET_NONCE_BYTES, net->cfg.incarnation);
     out_frame *f = dr_net__new_frame(DR_NET_T_HELLO, 0, DR_NET_HELLO_BYTES, DR_NET_HELLO_BYTES);
     if (!f)
         return DR_ENOMEM;
@@ -488,6 +493,9 @@ static int check_hello(dr_net *net, conn *c, const dr_net_msg *msg, uint32_t *id
     if (msg->type == DR_NET_T_HELLO && msg->payload_bytes == 16)
         return *why = "peer speaks the older handshake (16-byte HELLO, no authentication)",
                DR_EPROTO;
+    if (msg->type == DR_NET_T_HELLO && msg->payload_bytes == DR_NET_HELLO_V2_BYTES)
+        return *why = "peer speaks the older handshake version 2 (HELLO without incarnation)",
+               DR_EPROTO;
     dr_reader r;
     dr_reader_init(&r, msg->payload, msg->payload_bytes);
     uint64_t cluster = dr_reader_u64(&r);
@@ -496,6 +504,7 @@ static int check_hello(dr_net *net, conn *c, const dr_net_msg *msg, uint32_t *id
     uint8_t peer_key = dr_reader_u8(&r);
     uint8_t version = dr_reader_u8(&r);
     dr_reader_bytes(&r, 1 + DR_NET_NONCE_BYTES);
+    c->peer_incarnation = dr_reader_u64(&r);
     if (msg->type != DR_NET_T_HELLO || r.failed || !dr_reader_done(&r))
         return *why = "first frame is not a valid HELLO", DR_EPROTO;
     if (version != DR_NET_HELLO_VERSION)
@@ -636,7 +645,11 @@ static bool complete_hello(dr_net *net, conn *c, uint32_t id, dr_net_role role) 
     else
         DR_INFO(DR_LOGM_NET, "peer %u up (member, %s%s)", id, c->outbound ? "outbound" : "inbound",
                 c->key == DR_NET_KEY_NONE ? ", unauthenticated" : "");
-    dr_net_event ev = {.kind = DR_NET_EV_PEER_UP, .peer = id, .role = role, .key = c->key};
+    dr_net_event ev = {.kind = DR_NET_EV_PEER_UP,
+                       .peer = id,
+                       .role = role,
+                       .key = c->key,
+                       .incarnation = c->peer_incarnation};
     dr_net__emit(net, &ev);
     return true;
 }

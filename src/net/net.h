@@ -118,6 +118,11 @@ typedef struct dr_net_event {
     dr_net_msg *msg;        /**< FRAME: the message (receiver frees it with free()); else NULL */
     dr_net_key_kind key;    /**< PEER_UP, FRAME: the key the peer proved (NONE: unauthenticated
                                  transport); decides what an outside client may call */
+    uint64_t incarnation;   /**< PEER_UP, PEER_DOWN of a peer whose HELLO arrived: the process
+                                 incarnation that HELLO carried (dr_net_config.incarnation of
+                                 the peer), so a notice about a connection to an earlier process
+                                 with the same id can be told from one about the current; 0:
+                                 unknown (no HELLO yet, or the peer sends none) */
 } dr_net_event;
 
 /** Event callback (callback mode); runs on the network thread. `ev->msg` passes to it. */
@@ -126,6 +131,8 @@ typedef void (*dr_net_event_fn)(void *ctx, const dr_net_event *ev);
 /** Creation parameters (plain values; the runtime fills them from the configuration). */
 typedef struct dr_net_config {
     uint32_t node_id;         /**< this node's id (< DR_NET_CLIENT_ID_BASE); ignored for clients */
+    uint64_t incarnation;     /**< this process's incarnation (distinct per process start, e.g.
+                                   random; 0: none), sent in every HELLO (dr_net_event) */
     dr_net_role role;         /**< MEMBER (default) or CLIENT */
     uint64_t cluster_id;      /**< both ends of a connection must agree (e.g. a config hash) */
     const char *listen_ip;    /**< address to listen on ("0.0.0.0", "127.0.0.1"), NULL: none */

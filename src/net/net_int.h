@@ -17,23 +17,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DR_NET_T_HELLO       1u
-#define DR_NET_T_AUTH        2u
-#define DR_NET_T_REFUSED     3u  /* i32 reason (DR_EEXIST), then the sender closes */
-#define DR_NET_HELLO_VERSION 2u  /* 1: the 16-byte HELLO without key and nonce */
-#define DR_NET_HELLO_BYTES   48u /* cluster u64, id u32, role u8, key u8, version u8, 0, nonce */
-#define DR_NET_NONCE_BYTES   32u
-#define DR_NET_MAC_BYTES     32u /* HMAC-SHA256 */
-#define DR_NET_HELLO_MAX     64u
-#define DR_NET_RBUF_BYTES    (64u * 1024u)
-#define DR_NET_MAX_IOV       64
-#define DR_NET_CORK_BYTES    (256u << 10) /* corked bytes of one connection written at once */
-#define DR_NET_READS_PER_EV  16
-#define DR_NET_EPOLL_BATCH   64
-#define DR_NET_NO_PEER       UINT32_MAX
-#define DR_NET_SWEEP_MS      100        /* handshake deadline check period while any is pending */
-#define DR_NET_HUGE_BYTES    (4u << 20) /* payloads from this size get THP-advised blocks */
-#define DR_NET_HUGE_ALIGN    (2u << 20)
+#define DR_NET_T_HELLO        1u
+#define DR_NET_T_AUTH         2u
+#define DR_NET_T_REFUSED      3u /* i32 reason (DR_EEXIST), then the sender closes */
+#define DR_NET_HELLO_VERSION  3u /* 1: 16-byte HELLO (no key, nonce); 2: 48 (no incarnation) */
+#define DR_NET_HELLO_V2_BYTES 48u
+/* cluster u64, id u32, role u8, key u8, version u8, flags u8, nonce[32], incarnation u64 */
+#define DR_NET_HELLO_BYTES  56u
+#define DR_NET_NONCE_BYTES  32u
+#define DR_NET_MAC_BYTES    32u /* HMAC-SHA256 */
+#define DR_NET_HELLO_MAX    64u
+#define DR_NET_RBUF_BYTES   (64u * 1024u)
+#define DR_NET_MAX_IOV      64
+#define DR_NET_CORK_BYTES   (256u << 10) /* corked bytes of one connection written at once */
+#define DR_NET_READS_PER_EV 16
+#define DR_NET_EPOLL_BATCH  64
+#define DR_NET_NO_PEER      UINT32_MAX
+#define DR_NET_SWEEP_MS     100        /* handshake deadline check period while any is pending */
+#define DR_NET_HUGE_BYTES   (4u << 20) /* payloads from this size get THP-advised blocks */
+#define DR_NET_HUGE_ALIGN   (2u << 20)
 
 /** A function posted to run on the network thread (dr_net_post). */
 typedef struct task {
@@ -94,6 +96,7 @@ typedef struct conn {
     struct conn_seal *seal;      /**< AES-256-GCM state once the handshake sealed it, else NULL */
     uint8_t my_hello[DR_NET_HELLO_BYTES];   /**< the HELLO we sent (AUTH transcript) */
     uint8_t peer_hello[DR_NET_HELLO_BYTES]; /**< the HELLO the peer sent */
+    uint64_t peer_incarnation;              /**< the incarnation the peer's HELLO carried */
 } conn;
 
 struct dr_net {

@@ -1174,6 +1174,10 @@ bool dr_rpc_node_peer_down(dr_rpc_node *node, uint32_t node_id) {
     return rpc_peer_is_down(node->reg, node_id);
 }
 
+int dr_rpc_node_leave(dr_rpc_node *node, int timeout_ms) {
+    return dr_group_leave(atomic_load(&node->group), timeout_ms);
+}
+
 void dr_rpc_node_destroy(dr_rpc_node *node) {
     if (!node)
         return;

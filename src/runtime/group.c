@@ -163,7 +163,7 @@ static void send_failed(dr_group *group, uint32_t peer_id, size_t len, const cha
     if (peer_id == DR_NODE_NONE)
         return;
     dr_net_disconnect(group->net, peer_id);
-    dr_core_on_disconnect(group->core, peer_id, now_us());
+    dr_core_on_disconnect(group->core, peer_id, 0, now_us());
 }
 
 /* Appends a frame of `type` (taking its bytes) to a peer's backlog. */
@@ -531,7 +531,7 @@ static void on_peer_up(dr_group *group, uint32_t id) {
     dr_core_on_connect(group->core, id, now_us());
 }
 
-static void on_peer_down(dr_group *group, uint32_t id, int reason) {
+static void on_peer_down(dr_group *group, uint32_t id, int reason, uint64_t incarnation) {
     DR_INFO(DR_LOGM_NET, "connection to node %" PRIu32 " down: %s", id, dr_strerror(reason));
     if (reason == DR_EEXIST && !group->view && !group->join_error) {
         /* the contact refused us: a live member already has our id (net.h
@@ -552,7 +552,7 @@ static void on_peer_down(dr_group *group, uint32_t id, int reason) {
         peer->up = false;
         peer->dialing = false;
     }
-    dr_core_on_disconnect(group->core, id, now_us());
+    dr_core_on_disconnect(group->core, id, incarnation, now_us());
 }
 
 static void on_frame(dr_group *group, const dr_net_event *event) {
@@ -614,7 +614,7 @@ static void on_net_event(void *ctx, const dr_net_event *event) {
             dr_core_on_tick(group->core, now_us());
             break;
         case DR_NET_EV_PEER_DOWN:
-            on_peer_down(group, event->peer, event->reason);
+            on_peer_down(group, event->peer, event->reason, event->incarnation);
             break;
         }
         if (event->kind == DR_NET_EV_FRAME)
@@ -857,6 +857,7 @@ static int start_net(dr_group *group, const dr_config *config, const dr_core_opt
     dr_net_config net_config;
     dr_net_config_defaults(&net_config);
     net_config.node_id = options->my_id;
+    net_config.incarnation = dr_core_incarnation(group->core); /* in each HELLO */
     net_config.role = DR_NET_ROLE_MEMBER;
     net_config.cluster_id = cluster_id_of(spec);
     net_config.listen_ip = dr_config_get(config, "DERECHO", "local_ip");

@@ -131,6 +131,7 @@ typedef struct sim_node {
     uint64_t view_deliveries[SIM_MAX_SUBGROUPS]; /**< deliveries in the current view */
     int32_t restart_slot; /**< crash victim: the slot of its next incarnation, else -1 */
     int32_t restart_of;   /**< next incarnation: the crashed node's slot, else -1 */
+    uint64_t incarnation; /**< its core's incarnation: broken-connection notices carry it */
 } sim_node;
 
 /** One delivered version of one shard: which message, and which nodes delivered it. */
@@ -725,6 +726,7 @@ static void on_start(sim *s, uint32_t index) {
         fail(s, "node %u: dr_core_create: %s", node->id, err.msg);
         return;
     }
+    node->incarnation = dr_core_incarnation(node->core); /* what its HELLOs would carry */
     schedule(s, s->now_us + node->tick_us, EV_TICK, index, 0);
 }
 
@@ -977,7 +979,8 @@ static bool process_fault_event(sim *s, sim_event *event) {
         return true;
     case EV_DISCONNECT:
         if (node->core != NULL) {
-            dr_core_on_disconnect(node->core, s->nodes[event->from].id, s->now_us);
+            dr_core_on_disconnect(node->core, s->nodes[event->from].id,
+                                  s->nodes[event->from].incarnation, s->now_us);
             drain_actions(s, event->node);
         }
         return true;

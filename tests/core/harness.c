@@ -234,11 +234,11 @@ uint32_t h_restart(harness *h, uint32_t index, const dr_core_options *base) {
 void h_break_link(harness *h, uint32_t a, uint32_t b, bool notify_a, bool notify_b) {
     h->cut[a][b] = h->cut[b][a] = true; /* queued frames between them are dropped at pump */
     if (notify_a && !h->nodes[a].crashed) {
-        dr_core_on_disconnect(h->nodes[a].core, h->nodes[b].id, h->now_us);
+        dr_core_on_disconnect(h->nodes[a].core, h->nodes[b].id, 0, h->now_us);
         h_drain(h, a);
     }
     if (notify_b && !h->nodes[b].crashed) {
-        dr_core_on_disconnect(h->nodes[b].core, h->nodes[a].id, h->now_us);
+        dr_core_on_disconnect(h->nodes[b].core, h->nodes[a].id, 0, h->now_us);
         h_drain(h, b);
     }
 }

@@ -190,12 +190,63 @@ static void test_clean_leave(void **state) {
     done(h);
 }
 
+/* Two of three members leave at the same moment (every program ending its run): the one that
+ * stays is not in a minority (leavers are not suspects), installs a view of its own and then
+ * leaves too: the last member of a group that leaves ends the group and stops cleanly. */
+static void test_members_leave_together_then_the_last_one(void **state) {
+    (void)state;
+    harness *h = cluster(3, 4);
+    int32_t vid = h->nodes[0].view.view.vid + 1;
+    uint32_t next[3] = {0};
+    stream(h, next, 10, 30);
+    assert_int_equal(dr_core_leave(h->nodes[1].core, h->now_us), 0);
+    assert_int_equal(dr_core_leave(h->nodes[2].core, h->now_us), 0);
+    h_drain(h, 1);
+    h_drain(h, 2);
+    h_run(h, 1000, 20);
+    for (uint32_t i = 1; i < 3; i++) {
+        assert_true(h->nodes[i].stopped);
+        assert_int_equal(h->nodes[i].stop_error, 0);
+        assert_prefix(&h->nodes[i], &h->nodes[0]);
+    }
+    assert_false(h->nodes[0].stopped);
+    assert_int_equal(h->nodes[0].view.view.vid, vid);
+    assert_int_equal(h->nodes[0].view.view.num_members, 1);
+    assert_int_equal(dr_core_leave(h->nodes[0].core, h->now_us), 0);
+    h_drain(h, 0);
+    h_run(h, 1000, 20);
+    assert_true(h->nodes[0].stopped);
+    assert_int_equal(h->nodes[0].stop_error, 0);
+    done(h);
+}
+
+/* Every member leaves at once: the group ends, each member stops cleanly with every message
+ * that was sent delivered everywhere (nobody is left to be suspected by). */
+static void test_every_member_leaves_at_once(void **state) {
+    (void)state;
+    harness *h = cluster(3, 4);
+    uint32_t next[3] = {0};
+    stream(h, next, 10, 30);
+    for (uint32_t i = 0; i < 3; i++)
+        assert_int_equal(dr_core_leave(h->nodes[i].core, h->now_us), 0);
+    for (uint32_t i = 0; i < 3; i++)
+        h_drain(h, i);
+    h_run(h, 1000, 20);
+    for (uint32_t i = 0; i < 3; i++) {
+        assert_true(h->nodes[i].stopped);
+        assert_int_equal(h->nodes[i].stop_error, 0);
+        assert_prefix(&h->nodes[i], &h->nodes[(i + 1) % 3]);
+        assert_all_from(&h->nodes[i], h->nodes[(i + 1) % 3].id, 10);
+    }
+    done(h);
+}
+
 static void test_disconnect_suspects_at_once(void **state) {
     (void)state;
     harness *h = cluster(3, 4);
     int32_t vid = h->nodes[0].view.view.vid + 1;
     h_crash(h, 2);
-    dr_core_on_disconnect(h->nodes[1].core, h->nodes[2].id, h->now_us);
+    dr_core_on_disconnect(h->nodes[1].core, h->nodes[2].id, 0, h->now_us);
     h_drain(h, 1);
     h_pump(h, 100000); /* no ticks: heartbeats cannot be what found it */
     for (uint32_t i = 0; i < 2; i++)
@@ -235,7 +286,7 @@ static void test_messages_beyond_the_trim_are_resent(void **state) {
     h_crash(h, 3);
     assert_int_equal(send_msg(h, 0, 0), 0); /* on its way to 1 and 2 ... */
     for (uint32_t i = 1; i < 3; i++) {      /* ... which wedge first and drop it */
-        dr_core_on_disconnect(h->nodes[i].core, h->nodes[3].id, h->now_us);
+        dr_core_on_disconnect(h->nodes[i].core, h->nodes[3].id, 0, h->now_us);
         h_drain(h, i);
     }
     h_pump(h, 100000);
@@ -280,7 +331,7 @@ static void test_raw_messages_beyond_the_trim_reach_every_survivor_once(void **s
     assert_int_equal(
         dr_core_send(h->nodes[0].core, 0, payload, sizeof payload, DR_MODE_RAW, h->now_us), 0);
     h_drain(h, 0);
-    dr_core_on_disconnect(h->nodes[2].core, h->nodes[3].id, h->now_us); /* node 2 wedges */
+    dr_core_on_disconnect(h->nodes[2].core, h->nodes[3].id, 0, h->now_us); /* node 2 wedges */
     h_drain(h, 2);
     h_pump(h, 100000); /* node 1 gets the message before node 2's wedge reaches it */
     assert_int_equal(h->nodes[1].num_deliveries, 1);
@@ -327,6 +378,8 @@ int main(void) {
         cmocka_unit_test(test_leader_crash),
         cmocka_unit_test(test_partition_safety_stops_minority),
         cmocka_unit_test(test_clean_leave),
+        cmocka_unit_test(test_members_leave_together_then_the_last_one),
+        cmocka_unit_test(test_every_member_leaves_at_once),
         cmocka_unit_test(test_disconnect_suspects_at_once),
         cmocka_unit_test(test_reported_failure_suspects_at_once),
         cmocka_unit_test(test_messages_beyond_the_trim_are_resent),

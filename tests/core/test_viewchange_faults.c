@@ -329,6 +329,47 @@ static void test_restarted_member_rejoins_as_new(void **state) {
 }
 
 /*
+ * Simulator seeds 11733482 and 12024734: a member crashes, restarts and rejoins; a member then
+ * learns (late) that its connection to the crashed process broke. That notice is about the
+ * earlier process, not the member now in the view: acting on it suspected a correct new member
+ * at once. The notice carries the incarnation the connection's peer proved; only one about the
+ * member's current incarnation (or an unknown one) suspects it.
+ */
+static void test_late_disconnect_of_an_earlier_incarnation(void **state) {
+    (void)state;
+    harness *h = cluster(3, 0);
+    traffic(h);
+    settle(h, 5);
+    uint64_t old_incarnation = dr_core_incarnation(h->nodes[2].core);
+    h_crash(h, 2);
+    dr_core_options options;
+    test_options(&options, 3);
+    uint32_t again = h_restart(h, 2, &options);
+    settle(h, 400);
+    const h_node *fresh = &h->nodes[again];
+    assert_true(fresh->installed);
+    uint64_t new_incarnation = dr_core_incarnation(fresh->core);
+    assert_true(new_incarnation != old_incarnation);
+    int32_t vid = h->nodes[1].view.view.vid;
+    assert_int_equal(fresh->view.view.vid, vid);
+    dr_core_on_disconnect(h->nodes[1].core, fresh->id, old_incarnation, h->now_us);
+    h_drain(h, 1);
+    settle(h, 100);
+    for (uint32_t i = 0; i < 2; i++)
+        assert_int_equal(h->nodes[i].view.view.vid, vid); /* nobody was suspected */
+    assert_false(fresh->stopped);
+    assert_int_equal(fresh->view.view.vid, vid);
+    /* a notice about the current process still counts */
+    dr_core_on_disconnect(h->nodes[1].core, fresh->id, new_incarnation, h->now_us);
+    h_drain(h, 1);
+    settle(h, 100);
+    assert_true(h->nodes[1].view.view.vid > vid);
+    for (uint32_t m = 0; m < h->nodes[1].view.view.num_members; m++)
+        assert_true(h->nodes[1].view.view.member_ids[m] != fresh->id);
+    done(h);
+}
+
+/*
  * Issue 11, item 8, the case that remained (simulator seeds 10168357, 10207419, ...): a node
  * joins, installs the view that adds it, and crashes before the leader heard anything from it
  * in that view; it restarts with the same id and address. Its join request looks like a retry
@@ -480,6 +521,7 @@ int main(void) {
         cmocka_unit_test(test_takeover_after_torn_proposal),
         cmocka_unit_test(test_restarted_member_rejoins_as_new),
         cmocka_unit_test(test_joiner_restarted_before_the_leader_heard_from_it),
+        cmocka_unit_test(test_late_disconnect_of_an_earlier_incarnation),
         cmocka_unit_test(test_forged_rejoin_evicts_nobody),
         cmocka_unit_test(test_joiner_gets_its_view_from_another_member),
         cmocka_unit_test(test_members_tell_the_joiner_its_view),

@@ -344,17 +344,21 @@ static bool raw_wait_closed(int fd) {
     }
 }
 
-/* A version-2 HELLO without a key (an unauthenticated transport), nonce all 0x5a. */
+#define RAW_INCARNATION 0x1122334455667788ull
+
+/* A version-3 HELLO without a key (an unauthenticated transport), nonce all 0x5a, incarnation
+ * RAW_INCARNATION. */
 static void raw_send_hello(int fd, uint32_t id, uint64_t cluster, uint8_t role) {
-    uint8_t f[DR_FRAME_HEADER_BYTES + 48];
+    uint8_t f[DR_FRAME_HEADER_BYTES + 56];
     memset(f, 0x5a, sizeof f);
-    dr_frame_encode_header(f, 1, 0, 48);
+    dr_frame_encode_header(f, 1, 0, 56);
     dr_store_u64le(f + 16, cluster);
     dr_store_u32le(f + 24, id);
     f[28] = role;
     f[29] = 0; /* key: none */
-    f[30] = 2; /* handshake version */
+    f[30] = 3; /* handshake version */
     f[31] = 0;
+    dr_store_u64le(f + 16 + 48, RAW_INCARNATION);
     assert_int_equal(send(fd, f, sizeof f, 0), (ssize_t)sizeof f);
 }
 
@@ -375,9 +379,11 @@ static void test_garbage_peer_disconnected_node_keeps_serving(void **state) {
     assert_int_equal(send(fd, h, sizeof h, 0), (ssize_t)sizeof h);
     assert_true(raw_wait_closed(fd));
     close(fd);
-    expect(a, DR_NET_EV_PEER_UP, 77);
+    /* both notices name the incarnation the HELLO carried */
+    assert_true(expect(a, DR_NET_EV_PEER_UP, 77).incarnation == RAW_INCARNATION);
     dr_net_event ev = expect(a, DR_NET_EV_PEER_DOWN, 77);
     assert_int_equal(ev.reason, DR_ETOOBIG);
+    assert_true(ev.incarnation == RAW_INCARNATION);
     /* the older 16-byte HELLO: refused (no silent downgrade) */
     fd = raw_connect(a);
     uint8_t old_hello[DR_FRAME_HEADER_BYTES + 16] = {0};
@@ -388,6 +394,17 @@ static void test_garbage_peer_disconnected_node_keeps_serving(void **state) {
     assert_int_equal(send(fd, old_hello, sizeof old_hello, 0), (ssize_t)sizeof old_hello);
     assert_true(raw_wait_closed(fd));
     close(fd);
+    /* the version-2 HELLO (48 bytes, no incarnation): refused too */
+    fd = raw_connect(a);
+    uint8_t v2_hello[DR_FRAME_HEADER_BYTES + 48] = {0};
+    dr_frame_encode_header(v2_hello, 1, 0, 48);
+    dr_store_u64le(v2_hello + 16, CLUSTER);
+    dr_store_u32le(v2_hello + 24, 80);
+    v2_hello[28] = 1;
+    v2_hello[30] = 2;
+    assert_int_equal(send(fd, v2_hello, sizeof v2_hello, 0), (ssize_t)sizeof v2_hello);
+    assert_true(raw_wait_closed(fd));
+    close(fd);
     /* wrong cluster id */
     fd = raw_connect(a);
     raw_send_hello(fd, 78, CLUSTER + 1, 1);
@@ -395,7 +412,7 @@ static void test_garbage_peer_disconnected_node_keeps_serving(void **state) {
     close(fd);
     dr_net_stats stats;
     dr_net_get_stats(a, &stats);
-    assert_int_equal(stats.protocol_errors, 4);
+    assert_int_equal(stats.protocol_errors, 5);
     /* the node still serves its member peer */
     send_seq(b, 1, 5, 8);
     ev = expect(a, DR_NET_EV_FRAME, 2);

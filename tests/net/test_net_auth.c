@@ -131,18 +131,18 @@ static bool raw_wait_closed(int fd) {
     }
 }
 
-/* Sends a version-2 HELLO claiming `id` with `key`, then (if auth != NULL) an AUTH frame. */
+/* Sends a version-3 HELLO claiming `id` with `key`, then (if auth != NULL) an AUTH frame. */
 static void raw_hello_auth(int fd, uint32_t id, uint8_t role, uint8_t key, const uint8_t *auth) {
-    uint8_t f[DR_FRAME_HEADER_BYTES + 48 + DR_FRAME_HEADER_BYTES + 32];
+    uint8_t f[DR_FRAME_HEADER_BYTES + 56 + DR_FRAME_HEADER_BYTES + 32];
     memset(f, 0x33, sizeof f);
-    dr_frame_encode_header(f, 1, 0, 48);
+    dr_frame_encode_header(f, 1, 0, 56);
     dr_store_u64le(f + 16, CLUSTER);
     dr_store_u32le(f + 24, id);
     f[28] = role;
     f[29] = key;
-    f[30] = 2;
+    f[30] = 3;
     f[31] = 0;
-    size_t len = DR_FRAME_HEADER_BYTES + 48;
+    size_t len = DR_FRAME_HEADER_BYTES + 56;
     if (auth) {
         dr_frame_encode_header(f + len, 2, 0, 32);
         memcpy(f + len + DR_FRAME_HEADER_BYTES, auth, 32);
@@ -230,7 +230,7 @@ static void test_impostor_never_replaces_a_member(void **state) {
     /* a reflection: the node's own AUTH sent back to it on the same connection */
     fd = raw_connect(a);
     raw_hello_auth(fd, 2, DR_NET_ROLE_MEMBER, DR_NET_KEY_MEMBER, NULL);
-    uint8_t in[DR_FRAME_HEADER_BYTES * 2 + 48 + 32];
+    uint8_t in[DR_FRAME_HEADER_BYTES * 2 + 56 + 32];
     size_t got = 0;
     while (got < sizeof in) {
         ssize_t n = recv(fd, in + got, sizeof in - got, 0);
@@ -238,7 +238,7 @@ static void test_impostor_never_replaces_a_member(void **state) {
         got += (size_t)n;
     }
     uint8_t node_auth[DR_FRAME_HEADER_BYTES + 32];
-    memcpy(node_auth, in + DR_FRAME_HEADER_BYTES + 48, sizeof node_auth);
+    memcpy(node_auth, in + DR_FRAME_HEADER_BYTES + 56, sizeof node_auth);
     assert_int_equal(send(fd, node_auth, sizeof node_auth, 0), (ssize_t)sizeof node_auth);
     assert_true(raw_wait_closed(fd));
     close(fd);
@@ -480,10 +480,10 @@ static void raw_read_all(int fd, uint8_t *buf, size_t len) {
 static void test_auth_mac(const uint8_t *key, const uint8_t *first, const uint8_t *second,
                           uint8_t mac[32]) {
     static const char label[] = "derecho-net-auth-v2";
-    uint8_t t[sizeof label - 1 + 96];
+    uint8_t t[sizeof label - 1 + 112];
     memcpy(t, label, sizeof label - 1);
-    memcpy(t + sizeof label - 1, first, 48);
-    memcpy(t + sizeof label - 1 + 48, second, 48);
+    memcpy(t + sizeof label - 1, first, 56);
+    memcpy(t + sizeof label - 1 + 56, second, 56);
     unsigned int len = 32;
     HMAC(EVP_sha256(), key, 32, t, sizeof t, mac, &len);
 }
@@ -525,17 +525,17 @@ static void test_sealed_frames(void **state) {
 
     /* a raw peer with the key: completes the handshake, reads a sealed frame, tampers */
     int fd = raw_connect(a);
-    uint8_t hello[DR_FRAME_HEADER_BYTES + 48];
+    uint8_t hello[DR_FRAME_HEADER_BYTES + 56];
     memset(hello, 0x21, sizeof hello);
-    dr_frame_encode_header(hello, 1, 0, 48);
+    dr_frame_encode_header(hello, 1, 0, 56);
     dr_store_u64le(hello + 16, CLUSTER);
     dr_store_u32le(hello + 24, 3);
     hello[28] = DR_NET_ROLE_MEMBER;
     hello[29] = DR_NET_KEY_MEMBER;
-    hello[30] = 2;
+    hello[30] = 3;
     hello[31] = 0;
     assert_int_equal(send(fd, hello, sizeof hello, 0), (ssize_t)sizeof hello);
-    uint8_t in[DR_FRAME_HEADER_BYTES * 2 + 48 + 32];
+    uint8_t in[DR_FRAME_HEADER_BYTES * 2 + 56 + 32];
     raw_read_all(fd, in, sizeof in);
     uint8_t auth[DR_FRAME_HEADER_BYTES + 32];
     dr_frame_encode_header(auth, 2, 0, 32);

@@ -117,18 +117,18 @@ static bool raw_wait_closed(int fd) {
     }
 }
 
-/* A version-2 HELLO (any cluster for clients) claiming id/role/key, then an AUTH if given. */
+/* A version-3 HELLO (any cluster for clients) claiming id/role/key, then an AUTH if given. */
 static void raw_hello(int fd, uint32_t id, uint8_t role, uint8_t key, const uint8_t *auth) {
-    uint8_t f[DR_FRAME_HEADER_BYTES + 48 + DR_FRAME_HEADER_BYTES + 32];
+    uint8_t f[DR_FRAME_HEADER_BYTES + 56 + DR_FRAME_HEADER_BYTES + 32];
     memset(f, 0x44, sizeof f);
-    dr_frame_encode_header(f, 1, 0, 48);
+    dr_frame_encode_header(f, 1, 0, 56);
     dr_store_u64le(f + 16, 0); /* DR_NET_CLUSTER_ANY: accepted from clients only */
     dr_store_u32le(f + 24, id);
     f[28] = role;
     f[29] = key;
-    f[30] = 2;
+    f[30] = 3;
     f[31] = 0;
-    size_t len = DR_FRAME_HEADER_BYTES + 48;
+    size_t len = DR_FRAME_HEADER_BYTES + 56;
     if (auth) {
         dr_frame_encode_header(f + len, 2, 0, 32);
         memcpy(f + len + DR_FRAME_HEADER_BYTES, auth, 32);
