@@ -163,6 +163,19 @@ int core_send_scratch(dr_core *core, uint32_t node_id) {
     return core_send_bytes(core, node_id, core->scratch.data, core->scratch.len);
 }
 
+int core_send_scratch_to_address(dr_core *core, const char *address) {
+    if (core->scratch.failed)
+        return DR_ENOMEM;
+    dr_action action = {.type = DR_ACTION_SEND, .node_id = DR_NODE_NONE};
+    snprintf(action.address, sizeof action.address, "%s", address);
+    action.bytes = malloc(core->scratch.len);
+    if (action.bytes == NULL)
+        return DR_ENOMEM;
+    memcpy(action.bytes, core->scratch.data, core->scratch.len);
+    action.len = core->scratch.len;
+    return core_push_action(core, &action);
+}
+
 void core_trace(dr_core *core, const char *fmt, ...) {
     if (core->options.trace == NULL)
         return;

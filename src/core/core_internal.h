@@ -214,6 +214,11 @@ int core_send_shared(dr_core *core, uint32_t node_id, uint8_t *head, size_t head
                      dr_shared_bytes *owner, const uint8_t *body, size_t body_len);
 /** Queues SEND of the scratch buffer's content to node_id. */
 int core_send_scratch(dr_core *core, uint32_t node_id);
+/**
+ * Queues SEND of the scratch buffer's content to an address (node_id DR_NODE_NONE): for nodes
+ * that are not members (joiners, restarting nodes), which need no connection yet.
+ */
+int core_send_scratch_to_address(dr_core *core, const char *address);
 /** Emits a trace line if tracing is on (formats nothing otherwise). */
 void core_trace(dr_core *core, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /** Logs and counts a rejected frame; returns DR_EPROTO. */

@@ -178,22 +178,8 @@ void membership_free(dr_core *core) {
     core->num_joiners = 0;
 }
 
-/**
- * Join replies go to the joiner's advertised address (node_id DR_NODE_NONE): a joiner is not a
- * member yet, and a refused one may even carry an id that is in use.
- */
-static int send_to_address(dr_core *core, const char *address) {
-    if (core->scratch.failed)
-        return DR_ENOMEM;
-    dr_action action = {.type = DR_ACTION_SEND, .node_id = DR_NODE_NONE};
-    snprintf(action.address, sizeof action.address, "%s", address);
-    action.bytes = malloc(core->scratch.len);
-    if (action.bytes == NULL)
-        return DR_ENOMEM;
-    memcpy(action.bytes, core->scratch.data, core->scratch.len);
-    action.len = core->scratch.len;
-    return core_push_action(core, &action);
-}
+/* Join replies go to the joiner's advertised address (core_send_scratch_to_address): a joiner
+ * is not a member yet, and a refused one may even carry an id that is in use. */
 
 static int reply(dr_core *core, const char *address, int refuse_code, const char *reason) {
     dr_buf_reset(&core->scratch);
@@ -208,15 +194,20 @@ static int reply(dr_core *core, const char *address, int refuse_code, const char
             ? dr_wire_encode_join_refused(&core->scratch, core->options.my_id, refuse_code, reason)
             : dr_wire_encode_join_accepted_contacts(&core->scratch, core->options.my_id, contacts,
                                                     n);
-    return rc != 0 ? rc : send_to_address(core, address);
+    return rc != 0 ? rc : core_send_scratch_to_address(core, address);
+}
+
+/** Encodes into scratch a JOIN_REDIRECT naming the node to join through. */
+static int encode_redirect(dr_core *core, uint32_t leader_id, const char *address) {
+    dr_buf_reset(&core->scratch);
+    return dr_wire_encode_join_redirect(&core->scratch, core->options.my_id, leader_id, address);
 }
 
 static int redirect(dr_core *core, const char *to_address, uint32_t leader_id,
                     const char *address) {
-    dr_buf_reset(&core->scratch);
-    int rc = dr_wire_encode_join_redirect(&core->scratch, core->options.my_id, leader_id, address);
+    int rc = encode_redirect(core, leader_id, address);
     core_trace(core, "redirect joiner at %s to %s", to_address, address);
-    return rc != 0 ? rc : send_to_address(core, to_address);
+    return rc != 0 ? rc : core_send_scratch_to_address(core, to_address);
 }
 
 static int find_joiner(const dr_core *core, uint32_t node_id) {
@@ -332,10 +323,7 @@ int membership_on_join_request(dr_core *core, const dr_wire_header *header, cons
 int membership_redirect_to_leader(dr_core *core, uint32_t to_node) {
     assert(core->state == CORE_IN_VIEW);
     uint32_t leader = viewchange_leader_rank(core);
-    dr_buf_reset(&core->scratch);
-    int rc =
-        dr_wire_encode_join_redirect(&core->scratch, core->options.my_id,
-                                     core->view.member_ids[leader], core->view.addresses[leader]);
+    int rc = encode_redirect(core, core->view.member_ids[leader], core->view.addresses[leader]);
     core_trace(core, "redirect restarting node %u to join through %s", to_node,
                core->view.addresses[leader]);
     return rc != 0 ? rc : core_send_scratch(core, to_node);

@@ -121,20 +121,6 @@ static void reset_leader(struct restart_state *rs) {
     memset(rs->acked, 0, sizeof rs->acked);
 }
 
-/** Sends the scratch buffer to `address` (no connection needed). */
-static int send_scratch_to(dr_core *core, const char *address) {
-    if (core->scratch.failed)
-        return DR_ENOMEM;
-    dr_action action = {.type = DR_ACTION_SEND, .node_id = DR_NODE_NONE};
-    snprintf(action.address, sizeof action.address, "%s", address);
-    action.bytes = malloc(core->scratch.len);
-    if (action.bytes == NULL)
-        return DR_ENOMEM;
-    memcpy(action.bytes, core->scratch.data, core->scratch.len);
-    action.len = core->scratch.len;
-    return core_push_action(core, &action);
-}
-
 /** Decodes a saved view frame (a VIEW frame with its shard assignment). */
 static int decode_view_frame(const uint8_t *frame, size_t len, dr_msg_view *out, const char **why) {
     dr_wire_header header;
@@ -301,7 +287,8 @@ static int send_request(dr_core *core, const char *address, bool to_leader) {
     /* a reply to a node of a lower round goes back on its connection instead */
     int rc = encode_request(core);
     if (rc == 0)
-        rc = to_leader ? send_to_leader(core, address) : send_scratch_to(core, address);
+        rc =
+            to_leader ? send_to_leader(core, address) : core_send_scratch_to_address(core, address);
     core->restart->last_request_us = core->now_us;
     return rc;
 }
@@ -574,7 +561,7 @@ static int try_propose(dr_core *core) {
         else if (find_entry(rs, id) != NULL)
             rc = core_send_scratch(core, id); /* it reported: the driver knows its connection */
         else
-            rc = send_scratch_to(core, rs->proposal_view.addresses[i]);
+            rc = core_send_scratch_to_address(core, rs->proposal_view.addresses[i]);
     }
     return rc == 0 ? maybe_commit(core) : rc;
 }

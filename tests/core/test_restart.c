@@ -160,14 +160,29 @@ static void test_logs_of_different_length_truncate_to_one_trim(void **state) {
     free_all(h, s);
 }
 
-static void test_minority_waits_then_majority_restarts(void **state) {
-    (void)state;
+/** A group of three that delivered a little, saved its view and crashed whole. */
+typedef struct crashed_group {
+    saved s[3];   /**< what each node saved */
+    int64_t v1;   /**< a version every node persisted */
+    int32_t last; /**< the view they were in */
+} crashed_group;
+
+static harness *crash_group_of_three(crashed_group *g) {
     harness *h = cluster(3);
     send_some(h, 1, 2);
-    int64_t v1 = nth_version(h, 0, 1);
-    int32_t last = h->nodes[0].view.view.vid;
-    saved s[3];
-    save_and_crash_all(h, s);
+    g->v1 = nth_version(h, 0, 1);
+    g->last = h->nodes[0].view.view.vid;
+    save_and_crash_all(h, g->s);
+    return h;
+}
+
+static void test_minority_waits_then_majority_restarts(void **state) {
+    (void)state;
+    crashed_group g;
+    harness *h = crash_group_of_three(&g);
+    saved *s = g.s;
+    int64_t v1 = g.v1;
+    int32_t last = g.last;
     uint32_t a = restart_node(h, 0, &s[0], v1);
     /* alone for many timeouts (rounds move on between n0 and n1): no view */
     h_run(h, 10000, 100);
@@ -192,12 +207,11 @@ static void test_minority_waits_then_majority_restarts(void **state) {
  */
 static void test_late_node_joins_the_restarted_group(void **state) {
     (void)state;
-    harness *h = cluster(3);
-    send_some(h, 1, 2);
-    int64_t v1 = nth_version(h, 0, 1);
-    int32_t last = h->nodes[0].view.view.vid;
-    saved s[3];
-    save_and_crash_all(h, s);
+    crashed_group g;
+    harness *h = crash_group_of_three(&g);
+    saved *s = g.s;
+    int64_t v1 = g.v1;
+    int32_t last = g.last;
     uint32_t a = restart_node(h, 0, &s[0], v1);
     uint32_t b = restart_node(h, 1, &s[1], v1);
     h_run(h, 10000, 30);
