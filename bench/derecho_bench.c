@@ -33,10 +33,8 @@
  * number of messages than expected, or (ordered mode) the nodes' order hashes differ. Each
  * node also reports its process CPU time (user + system) from the full view to its last
  * delivery; the sum over the nodes divided by the messages multicast is printed as CPU time per
- * delivered message. A run ends with a clean leave, highest rank first (a node leaves once it
- * is the highest-ranked member of its view; the last one alone just stops), so no member sees
- * the others vanish: this needs the shard's min_nodes to be 1 (local runs write it so and wait
- * for a view of all --nodes members before sending).
+ * delivered message. A run ends with a clean leave of every node at once (dr_group_leave: the
+ * last member to leave ends the group), so no member sees the others vanish.
  */
 #include "derecho/config.h"
 #include "derecho/group.h"
@@ -299,28 +297,15 @@ static int wait_full_view(dr_group *group, int members) {
 }
 
 /*
- * The clean end of a run: once this node is the highest-ranked member of its view it leaves
- * (dr_group_leave), so members depart one at a time from the top and none is suspected; the
- * last member, alone, just stops. Returns 0, or 1 after saying what went wrong.
+ * The clean end of a run (after the barrier: every node delivered everything): every node
+ * leaves at once; none is suspected, and the last to go ends the group. Returns 0, or 1 after
+ * saying what went wrong.
  */
-static int leave_in_turn(dr_group *group, uint32_t my_id) {
-    for (;;) {
-        dr_group_view view;
-        int rc = dr_group_get_view(group, &view);
-        if (rc == DR_OK && view.view.num_members <= 1)
-            return 0;
-        if (rc == DR_OK && view.view.member_ids[view.view.num_members - 1] == my_id) {
-            rc = dr_group_leave(group, 20000);
-            if (rc == DR_OK)
-                return 0;
-        } else if (rc == DR_OK) {
-            rc = dr_group_wait_view(group, view.view.vid + 1, 60000);
-            if (rc == DR_OK)
-                continue;
-        }
+static int leave_group(dr_group *group, uint32_t my_id) {
+    int rc = dr_group_leave(group, 20000);
+    if (rc != DR_OK)
         fprintf(stderr, "derecho-bench: node %u: no clean leave: %s\n", my_id, dr_strerror(rc));
-        return 1;
-    }
+    return rc != DR_OK;
 }
 
 /* ---- rpc mode ------------------------------------------------------------------------------- */
@@ -431,7 +416,7 @@ static int run_rpc_node(const bench_options *options, const char *config_path) {
     dr_rpc_client_destroy(client);
     client = NULL;
     wait_barrier(options);
-    if (leave_in_turn(group, my_id))
+    if (leave_group(group, my_id))
         rc = rc ? rc : 1;
     dr_rpc_node_destroy(node);
     dr_config_free(config);
@@ -501,7 +486,7 @@ static int run_node(const bench_options *options, const char *config_path) {
     pthread_mutex_unlock(&run.lock);
     fflush(stdout);
     wait_barrier(options);
-    int rc = leave_in_turn(group, run.my_id);
+    int rc = leave_group(group, run.my_id);
     dr_group_destroy(group);
     dr_config_free(config);
     free(run.latency_us);

@@ -25,7 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SNAPSHOT_MAGIC             0x54434453u /* "SDCT" */
+#define SNAPSHOT_MAGIC_V1          0x54434453u /* "SDCT": entries without version and time */
+#define SNAPSHOT_MAGIC             0x32434453u /* "SDC2" */
 #define MXNET_LIST_MAGIC           0x112u
 #define DEFAULT_ORDERED_TIMEOUT_MS 120000
 #define LOAD_RETRY_FIRST_MS        10000
@@ -34,8 +35,10 @@
 typedef struct sd_entry {
     uint32_t tag;
     sd_model_format format;
-    uint8_t precision; /* dr_precision the engine is loaded with (install metadata) */
-    uint8_t *data;     /* synset | symbol | params */
+    uint8_t precision;     /* dr_precision the engine is loaded with (install metadata) */
+    int64_t version;       /* the install's version in the shard ((vid << 32) | seq; -1: unknown) */
+    uint64_t installed_us; /* the install call's timestamp (the caller's clock, same everywhere) */
+    uint8_t *data;         /* synset | symbol | params */
     uint32_t synset_len, symbol_len, params_len;
     uint64_t digest;
     atomic_int refs;
@@ -207,7 +210,7 @@ int sd_model_list_decode(const uint8_t *bytes, size_t len, sd_model_info **infos
     dr_reader reader;
     dr_reader_init(&reader, bytes, len);
     uint32_t count = dr_reader_u32(&reader);
-    const size_t entry_bytes = 4 + 1 + 1 + 8 + 8;
+    const size_t entry_bytes = 4 + 1 + 1 + 8 + 8 + 8 + 8;
     if (reader.failed || (size_t)count > dr_reader_remaining(&reader) / entry_bytes)
         return DR_EPROTO;
     sd_model_info *infos = calloc(count ? count : 1, sizeof *infos);
@@ -222,6 +225,8 @@ int sd_model_list_decode(const uint8_t *bytes, size_t len, sd_model_info **infos
             reader.failed = true;
         infos[i].bytes = dr_reader_u64(&reader);
         infos[i].digest = dr_reader_u64(&reader);
+        infos[i].version = (int64_t)dr_reader_u64(&reader);
+        infos[i].installed_us = dr_reader_u64(&reader);
     }
     if (!dr_reader_done(&reader)) {
         free(infos);
@@ -277,6 +282,7 @@ static sd_entry *entry_new(uint32_t tag, const uint8_t *synset, uint32_t synset_
     entry->params_len = params_len;
     entry->format = detect_format(params, params_len, symbol_len);
     entry->precision = precision;
+    entry->version = -1;
     entry->digest = digest_bytes(entry->data, total);
     atomic_init(&entry->refs, 1);
     pthread_mutex_init(&entry->engine_lock, NULL);
@@ -491,6 +497,8 @@ static int handle_ordered_install(void *ctx, const dr_rpc_call_info *info, const
             snprintf(text, sizeof text, "install_model failed: out of memory for tag (%u).",
                      model.tag);
         } else {
+            entry->version = info->version;
+            entry->installed_us = info->timestamp_us;
             snprintf(text, sizeof text, "%s", SD_DESC_INSTALL_OK);
             DR_INFO(DR_LOGM_APP, "%s model tag %u (%s, %s, %llu bytes, version %lld)",
                     info->replayed ? "replayed the install of" : "installed", model.tag,
@@ -931,6 +939,8 @@ static int handle_list_models(void *ctx, const dr_rpc_call_info *info, const uin
         dr_buf_put_u8(reply, entry->precision);
         dr_buf_put_u64(reply, entry_bytes(entry));
         dr_buf_put_u64(reply, entry->digest);
+        dr_buf_put_u64(reply, (uint64_t)entry->version);
+        dr_buf_put_u64(reply, entry->installed_us);
     }
     pthread_mutex_unlock(&cat->lock);
     return reply->failed ? DR_ETOOBIG : DR_OK;
@@ -949,6 +959,8 @@ static int serialize_models(void *ctx, uint32_t subgroup, dr_buf *out) {
         dr_buf_put_u32(out, entry->tag);
         dr_buf_put_u8(out, (uint8_t)entry->format);
         dr_buf_put_u8(out, entry->precision);
+        dr_buf_put_u64(out, (uint64_t)entry->version);
+        dr_buf_put_u64(out, entry->installed_us);
         dr_buf_put_u32(out, entry->synset_len);
         dr_buf_put_u32(out, entry->symbol_len);
         dr_buf_put_u32(out, entry->params_len);
@@ -969,10 +981,12 @@ static int restore_models(void *ctx, uint32_t subgroup, const uint8_t *bytes, si
     sd_categorizer *cat = ctx;
     dr_reader reader;
     dr_reader_init(&reader, bytes, len);
-    if (dr_reader_u32(&reader) != SNAPSHOT_MAGIC)
+    uint32_t magic = dr_reader_u32(&reader);
+    bool stamped = magic == SNAPSHOT_MAGIC; /* V1 (a replay base saved before): no stamps */
+    if (!stamped && magic != SNAPSHOT_MAGIC_V1)
         return DR_ECORRUPT;
     uint32_t count = dr_reader_u32(&reader);
-    if (reader.failed || count > dr_reader_remaining(&reader) / 18)
+    if (reader.failed || count > dr_reader_remaining(&reader) / (stamped ? 34u : 18u))
         return DR_ECORRUPT;
     sd_entry **entries = calloc(count ? count : 1, sizeof *entries);
     if (!entries)
@@ -983,6 +997,8 @@ static int restore_models(void *ctx, uint32_t subgroup, const uint8_t *bytes, si
         uint32_t tag = dr_reader_u32(&reader);
         (void)dr_reader_u8(&reader); /* format: re-detected from the bytes */
         uint8_t precision = dr_reader_u8(&reader);
+        int64_t version = stamped ? (int64_t)dr_reader_u64(&reader) : -1;
+        uint64_t installed_us = stamped ? dr_reader_u64(&reader) : 0;
         uint32_t synset_len = dr_reader_u32(&reader);
         uint32_t symbol_len = dr_reader_u32(&reader);
         uint32_t params_len = dr_reader_u32(&reader);
@@ -995,10 +1011,13 @@ static int restore_models(void *ctx, uint32_t subgroup, const uint8_t *bytes, si
         }
         entries[i] = entry_new(tag, data, synset_len, data + synset_len, symbol_len,
                                data + synset_len + symbol_len, params_len, precision);
-        if (!entries[i])
+        if (!entries[i]) {
             rc = DR_ENOMEM;
-        else
+        } else {
+            entries[i]->version = version;
+            entries[i]->installed_us = installed_us;
             loaded++;
+        }
     }
     if (rc == DR_OK && !dr_reader_done(&reader))
         rc = DR_ECORRUPT;

@@ -27,7 +27,8 @@
  *                             photo: <reason>."; then u32 count, count x (u32 score bits, u32
  *                             n + n bytes of label): the top_k best classes, best first
  *   list_models      P2P      args: none               reply: u32 count, count x (u32 tag,
- *                             u8 format, u8 precision, u64 bytes, u64 digest) in tag order
+ *                             u8 format, u8 precision, u64 bytes, u64 digest, i64 version,
+ *                             u64 installed_us) in tag order
  *   A handler that fails (a nonzero status: DR_EINVAL for malformed args, DR_ETOOBIG,
  *   DR_EAGAIN while starting, DR_ECLOSED once the group stopped) replies, instead, with its
  *   reason as u32 n + n bytes (dr_buf_put_str), or with no bytes.
@@ -37,8 +38,10 @@
  *                optionally u8 precision (dr_precision: 0 fp32, 1 bf16, 2 auto; absent: fp32;
  *                anything else is refused). Every replica loads the model's engine with it
  *   model reply: u32 error_code (int32: 0 success), u32 n, n bytes of description
- *   snapshot (state transfer): u32 magic "SDCT", u32 count, count x (u32 tag, u8 format,
- *                u8 precision, u32 synset_len, u32 symbol_len, u32 params_len, bytes), in tag order
+ *   snapshot (state transfer, replay base): u32 magic "SDC2", u32 count, count x (u32 tag,
+ *                u8 format, u8 precision, i64 version, u64 installed_us, u32 synset_len,
+ *                u32 symbol_len, u32 params_len, bytes), in tag order; "SDCT" (no version and
+ *                time) is still read, from replay bases saved before them
  *
  * Engines (dr_model) are built lazily on the first inference of a tag, cached, not cached
  * when loading fails (the next inference tries again), and dropped on remove. Inference runs
@@ -186,6 +189,11 @@ typedef struct sd_model_info {
     uint8_t precision; /**< dr_precision given at install (0 fp32, 1 bf16, 2 auto) */
     uint64_t bytes;    /**< synset + symbol + params */
     uint64_t digest;   /**< FNV-1a 64 over the three ranges (replicas must agree) */
+    int64_t version;   /**< the install's version in its shard ((vid << 32) | seq); -1:
+                            unknown (restored from a snapshot saved before versions were kept) */
+    uint64_t
+        installed_us; /**< the install call's timestamp, µs since the epoch (the caller's
+                           clock, carried by the call: the same at every replica); 0: unknown */
 } sd_model_info;
 
 /**

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define DEFAULT_INFERENCE_TIMEOUT_MS 60000
 #define DEFAULT_INSTALL_TIMEOUT_MS   300000
@@ -576,6 +577,12 @@ static void address_ip(const char *address, char *ip, size_t cap) {
         *colon = '\0';
 }
 
+/* Whether a tag's entry says `version` (replicas installed it by one ordered call). */
+static bool same_version(const cJSON *item, int64_t version) {
+    const cJSON *known = cJSON_GetObjectItem(item, "version");
+    return known ? version >= 0 && (int64_t)known->valuedouble == version : version < 0;
+}
+
 /* Adds one tag's entry for a replica to the models array (merging replicas of one tag). */
 static void add_model_replica(cJSON *models, uint32_t shard, uint32_t node_id,
                               const sd_model_info *info) {
@@ -594,10 +601,23 @@ static void add_model_replica(cJSON *models, uint32_t shard, uint32_t node_id,
         cJSON_AddStringToObject(item, "precision", sd_precision_name(info->precision));
         cJSON_AddNumberToObject(item, "bytes", (double)info->bytes);
         cJSON_AddStringToObject(item, "digest", digest);
+        if (info->version >= 0) { /* unknown for models restored from an older snapshot */
+            cJSON_AddNumberToObject(item, "version", (double)info->version);
+            cJSON_AddNumberToObject(item, "view", (double)(info->version >> 32));
+            char when[40];
+            time_t seconds = (time_t)(info->installed_us / 1000000u);
+            struct tm utc;
+            gmtime_r(&seconds, &utc);
+            size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &utc);
+            snprintf(when + n, sizeof when - n, ".%06uZ",
+                     (unsigned)(info->installed_us % 1000000u));
+            cJSON_AddStringToObject(item, "installed", when);
+        }
         cJSON_AddItemToObject(item, "replicas", cJSON_CreateArray());
         cJSON_AddBoolToObject(item, "consistent", true);
         cJSON_AddItemToArray(models, item);
-    } else if (strcmp(cJSON_GetObjectItem(item, "digest")->valuestring, digest) != 0) {
+    } else if (strcmp(cJSON_GetObjectItem(item, "digest")->valuestring, digest) != 0 ||
+               !same_version(item, info->version)) {
         cJSON_ReplaceItemInObject(item, "consistent", cJSON_CreateBool(false));
     }
     cJSON_AddItemToArray(cJSON_GetObjectItem(item, "replicas"), cJSON_CreateNumber(node_id));

@@ -121,7 +121,8 @@ int dr_group_create(const dr_config *config, const dr_layout_spec *spec,
 
 /**
  * Blocks until a view with id >= min_vid is installed (returns 0), the join fails (its error,
- * e.g. DR_EEXIST for a duplicate id), the group is shut down (DR_ECLOSED) or timeout_ms passes
+ * e.g. DR_EEXIST for a duplicate id, DR_EPERM when a member refused this node's key), the
+ * group is shut down (DR_ECLOSED) or timeout_ms passes
  * (DR_ETIMEDOUT; -1 waits forever).
  */
 int dr_group_wait_view(dr_group *group, int32_t min_vid, int timeout_ms);

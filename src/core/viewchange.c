@@ -125,8 +125,9 @@ static void build_proposal(const dr_core *core, dr_msg_proposal *prop) {
     if (!core->vc.leaving) /* a leaving leader could not send joiners their view */
         membership_joiners(core, &prop->next);
     if (prop->next.num_members == 0 && core->vc.leaving) {
-        /* Every member still heard from is leaving, I too: I stay for one more view, so that
-         * the others get a commit (their last trim) and stop cleanly; alone in it, I stop. */
+        /* Every member still heard from is leaving, I too: the group ends. The proposal keeps
+         * me alone so that it is a well-formed view; its commit carries everyone's last trim,
+         * and I apply it as a leaver too (apply_commit) instead of installing it. */
         prop->next.num_members = 1;
         prop->next.member_ids[0] = core->options.my_id;
         snprintf(prop->next.addresses[0], DR_ADDRESS_MAX, "%s",
@@ -280,7 +281,9 @@ static void leader_propose(dr_core *core) {
             return; /* retried after the next event */
         }
         build_proposal(core, value);
-        bool adequate = next_layout(core, &value->next, layout);
+        bool group_ends = core->vc.leaving && value->next.num_members == 1 &&
+                          value->next.member_ids[0] == core->options.my_id; /* see there */
+        bool adequate = group_ends || next_layout(core, &value->next, layout);
         free(layout);
         if (!adequate) {
             core_trace(core, "view %d: next view of %u members inadequate; staying wedged",
@@ -596,7 +599,8 @@ static void apply_commit(dr_core *core) {
     assert(prop != NULL && core->vc.committing);
     save_commit_frame(core);
     bool member = kept(prop, core->options.my_id);
-    if (!member && core->vc.leaving) {
+    /* a leaver alone in the next view: the group ends with it (build_proposal) */
+    if (core->vc.leaving && (!member || prop->next.num_members == 1)) {
         leaver_flush(core, prop);
         return;
     }

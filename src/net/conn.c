@@ -460,7 +460,7 @@ static int choose_key(dr_net *net, conn *c, dr_net_role role, uint8_t peer_key, 
     }
     if (!cfg->keys[DR_NET_KEY_MEMBER]) {
         if (peer_key != DR_NET_KEY_NONE)
-            return *why = "peer authenticates but this node has no cluster key", DR_EPROTO;
+            return *why = "peer authenticates but this node has no cluster key", DR_EPERM;
         return DR_OK;
     }
     if (role == DR_NET_ROLE_MEMBER && peer_key != DR_NET_KEY_MEMBER)

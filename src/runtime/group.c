@@ -543,6 +543,21 @@ static void on_peer_down(dr_group *group, uint32_t id, int reason, uint64_t inca
         group->join_error = DR_EEXIST;
         pthread_cond_broadcast(&group->changed);
     }
+    if (reason == DR_EPERM && !group->view && !group->join_error) {
+        /* a member we dialled to join did not accept our credentials, or proved one we do not
+         * hold: keys do not change, so retrying cannot help (docs/security.md) */
+        char peer[DR_ADDRESS_MAX + 16];
+        if (id == DR_NET_ANY_NODE)
+            snprintf(peer, sizeof peer, "the contact at %s", group->contact_address);
+        else
+            snprintf(peer, sizeof peer, "node %" PRIu32, id);
+        DR_ERROR(DR_LOGM_VIEWMANAGER,
+                 "node %" PRIu32 ": the group refused this node's credentials (authentication "
+                 "with %s failed): not joining; is [DERECHO] cluster_key_file the group's key?",
+                 group->my_id, peer);
+        group->join_error = DR_EPERM;
+        pthread_cond_broadcast(&group->changed);
+    }
     if (id == DR_NET_ANY_NODE || id == group->contact_id) {
         group->contact_id = DR_NODE_NONE;
         group->contact.dialing = false;

@@ -237,6 +237,35 @@ static void test_every_member_leaves_at_once(void **state) {
         assert_int_equal(h->nodes[i].stop_error, 0);
         assert_prefix(&h->nodes[i], &h->nodes[(i + 1) % 3]);
         assert_all_from(&h->nodes[i], h->nodes[(i + 1) % 3].id, 10);
+        assert_int_equal(h->nodes[i].view.view.num_members, 3); /* nobody installed an end view */
+    }
+    done(h);
+}
+
+/* The same with a shard of exactly three (min_nodes 3): the view that would keep the last
+ * leaver alone is inadequate, and it must not matter, since nobody installs it. */
+static void test_every_member_of_a_fixed_shard_leaves(void **state) {
+    (void)state;
+    dr_core_options options;
+    h_options(&options, 3); /* fixed policy: three members, no fewer */
+    options.heartbeat_ms = HB_MS;
+    options.suspect_after_missed = 3;
+    harness *h = calloc(1, sizeof *h);
+    assert_non_null(h);
+    h_cluster(h, 3, &options);
+    for (uint32_t i = 0; i < 3; i++)
+        assert_true(h->nodes[i].installed);
+    uint32_t next[3] = {0};
+    stream(h, next, 10, 30);
+    for (uint32_t i = 0; i < 3; i++)
+        assert_int_equal(dr_core_leave(h->nodes[i].core, h->now_us), 0);
+    for (uint32_t i = 0; i < 3; i++)
+        h_drain(h, i);
+    h_run(h, 1000, 20);
+    for (uint32_t i = 0; i < 3; i++) {
+        assert_true(h->nodes[i].stopped);
+        assert_int_equal(h->nodes[i].stop_error, 0);
+        assert_all_from(&h->nodes[i], h->nodes[(i + 1) % 3].id, 10);
     }
     done(h);
 }
@@ -380,6 +409,7 @@ int main(void) {
         cmocka_unit_test(test_clean_leave),
         cmocka_unit_test(test_members_leave_together_then_the_last_one),
         cmocka_unit_test(test_every_member_leaves_at_once),
+        cmocka_unit_test(test_every_member_of_a_fixed_shard_leaves),
         cmocka_unit_test(test_disconnect_suspects_at_once),
         cmocka_unit_test(test_reported_failure_suspects_at_once),
         cmocka_unit_test(test_messages_beyond_the_trim_are_resent),

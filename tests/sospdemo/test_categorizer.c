@@ -55,16 +55,25 @@ static const dr_rpc_method *find_method(const dr_rpc_type *type, const char *nam
     return NULL;
 }
 
+/* The fake's delivery order: each ordered call gets the next version of view 1 and a stamp. */
+static int64_t g_next_seq;
+#define FAKE_VIEW       1
+#define FAKE_STAMP_BASE 1765000000000000ull /* µs since the epoch */
+
 int dr_rpc_ordered_call(dr_rpc_node *node, uint32_t subgroup, const char *method, const void *args,
                         size_t len, int timeout_ms, dr_rpc_results **out) {
     (void)node;
     (void)timeout_ms;
+    int64_t seq = g_next_seq++;
     dr_rpc_results *results = calloc(1, sizeof *results);
     for (int r = 0; r < REPLICAS; r++) {
         const dr_rpc_method *m = find_method(&g_types[r], method);
         if (!m)
             return DR_ENOTFOUND;
-        dr_rpc_call_info info = {.subgroup = subgroup, .ordered = true};
+        dr_rpc_call_info info = {.subgroup = subgroup,
+                                 .ordered = true,
+                                 .version = ((int64_t)FAKE_VIEW << 32) | seq,
+                                 .timestamp_us = FAKE_STAMP_BASE + (uint64_t)seq};
         dr_buf reply = {0};
         results->replies[r].node_id = (uint32_t)r;
         results->replies[r].status = m->handler(g_types[r].ctx, &info, args, len, &reply);
@@ -138,7 +147,11 @@ static int try_call(int r, const char *method, const dr_buf *args, dr_buf *reply
     const dr_rpc_method *m = find_method(&g_types[r], method);
     if (m == NULL)
         return DR_ENOTFOUND;
-    dr_rpc_call_info info = {.subgroup = 1, .ordered = m->kind == DR_RPC_ORDERED};
+    bool ordered = m->kind == DR_RPC_ORDERED; /* one replica's delivery of the next call */
+    dr_rpc_call_info info = {.subgroup = 1,
+                             .ordered = ordered,
+                             .version = ordered ? ((int64_t)FAKE_VIEW << 32) | g_next_seq : -1,
+                             .timestamp_us = ordered ? FAKE_STAMP_BASE + (uint64_t)g_next_seq : 0};
     dr_buf_init(reply, 1 << 20);
     return m->handler(g_types[r].ctx, &info, args ? args->data : NULL, args ? args->len : 0, reply);
 }
@@ -228,6 +241,7 @@ static void install_ordered(uint32_t tag, const file_bytes *synset, const file_b
         assert_int_equal(model_call(r, SD_METHOD_ORDERED_INSTALL, &args, &desc), DR_OK);
         free(desc);
     }
+    g_next_seq++; /* every replica delivered this one call */
     dr_buf_free(&args);
 }
 
@@ -549,6 +563,19 @@ static void test_state_transfer(void **state) {
     assert_int_equal(sd_categorizer_model_count(joiner), 0);
     assert_int_equal(type.restore(type.ctx, 1, snapshot.data, snapshot.len), DR_OK);
     assert_int_equal(sd_categorizer_model_count(joiner), 2);
+    /* each install kept its own version and stamp (the snapshot carries them: the comparison
+     * of the joiner's list with the other replicas' below is exact) */
+    sd_model_info *infos = NULL;
+    size_t count = 0;
+    list_of(0, &infos, &count);
+    assert_int_equal(count, 2);
+    assert_true(infos[0].tag == 5 && infos[1].tag == 11);
+    assert_true(infos[1].version < infos[0].version); /* 11 was installed first */
+    assert_int_equal(infos[0].version >> 32, FAKE_VIEW);
+    for (size_t i = 0; i < count; i++)
+        assert_true(infos[i].installed_us ==
+                    FAKE_STAMP_BASE + (uint64_t)(infos[i].version & 0xffffffff));
+    free(infos);
     /* the joiner classifies with the transferred model */
     sd_categorizer *saved = g_replicas[0];
     dr_rpc_type saved_type = g_types[0];
@@ -568,6 +595,50 @@ static void test_state_transfer(void **state) {
     free(desc);
     assert_int_equal(remove_tag(0, 5, &desc), 0);
     free(desc);
+}
+
+/* A replay base saved before models kept their version ("SDCT" snapshot) still restores: the
+ * model comes back with the version unknown (-1) and no stamp. */
+static void test_restore_snapshot_without_versions(void **state) {
+    (void)state;
+    dr_buf old = {0};
+    dr_buf_put_u32(&old, 0x54434453u); /* "SDCT" */
+    dr_buf_put_u32(&old, 1);
+    dr_buf_put_u32(&old, 7);                /* tag */
+    dr_buf_put_u8(&old, SD_FORMAT_MXNET);   /* format */
+    dr_buf_put_u8(&old, DR_PRECISION_FP32); /* precision */
+    dr_buf_put_u32(&old, (uint32_t)g_synset.len);
+    dr_buf_put_u32(&old, (uint32_t)g_symbol.len);
+    dr_buf_put_u32(&old, (uint32_t)g_params.len);
+    dr_buf_put_bytes(&old, g_synset.data, g_synset.len);
+    dr_buf_put_bytes(&old, g_symbol.data, g_symbol.len);
+    dr_buf_put_bytes(&old, g_params.data, g_params.len);
+    assert_false(old.failed);
+    sd_categorizer *node = NULL;
+    assert_int_equal(sd_categorizer_create(NULL, &node), DR_OK);
+    dr_rpc_type type;
+    sd_categorizer_rpc_type(node, &type);
+    assert_int_equal(type.restore(type.ctx, 1, old.data, old.len), DR_OK);
+    dr_buf reply;
+    dr_rpc_call_info info = {.subgroup = 1};
+    dr_buf_init(&reply, 1 << 20);
+    assert_int_equal(
+        find_method(&type, SD_METHOD_LIST_MODELS)->handler(type.ctx, &info, NULL, 0, &reply),
+        DR_OK);
+    sd_model_info *infos = NULL;
+    size_t count = 0;
+    assert_int_equal(sd_model_list_decode(reply.data, reply.len, &infos, &count), DR_OK);
+    assert_int_equal(count, 1);
+    assert_int_equal(infos[0].tag, 7);
+    assert_true(infos[0].version == -1);
+    assert_true(infos[0].installed_us == 0);
+    free(infos);
+    dr_buf_free(&reply);
+    /* an unknown magic is refused */
+    old.data[0] ^= 1;
+    assert_int_equal(type.restore(type.ctx, 1, old.data, old.len), DR_ECORRUPT);
+    sd_categorizer_destroy(node);
+    dr_buf_free(&old);
 }
 
 /* Inferences on worker threads while the tag is removed and installed again. The threads
@@ -804,6 +875,7 @@ int main(void) {
         cmocka_unit_test(test_model_that_cannot_load),
         cmocka_unit_test(test_malformed_arguments),
         cmocka_unit_test(test_state_transfer),
+        cmocka_unit_test(test_restore_snapshot_without_versions),
         cmocka_unit_test(test_install_precision),
         cmocka_unit_test(test_concurrent_inference_and_remove),
         cmocka_unit_test(test_dynamic_batching),

@@ -133,6 +133,15 @@ static void assert_replicas_hold(int expected_models) {
     cJSON_ArrayForEach(model, models) {
         assert_true(cJSON_IsTrue(cJSON_GetObjectItem(model, "consistent")));
         assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(model, "replicas")), 2);
+        /* the install's version in the shard and its time, the same at both replicas */
+        const cJSON *version = cJSON_GetObjectItem(model, "version");
+        const cJSON *view = cJSON_GetObjectItem(model, "view");
+        const cJSON *installed = cJSON_GetObjectItem(model, "installed");
+        assert_true(cJSON_IsNumber(version) && cJSON_IsNumber(view) && cJSON_IsString(installed));
+        assert_true(version->valuedouble > 0);
+        assert_int_equal((int64_t)version->valuedouble >> 32, (int64_t)view->valuedouble);
+        assert_int_equal(strlen(installed->valuestring), strlen("2026-12-07T04:10:02.123456Z"));
+        assert_true(strncmp(installed->valuestring, "20", 2) == 0);
     }
     cJSON_Delete(models);
 }
