@@ -196,6 +196,11 @@ int dr_net__flush_locked(dr_net *net, conn *c, out_frame **done) {
     return rc;
 }
 
+/* The incarnation the peer's HELLO carried (its last 8 bytes; 0 before the HELLO arrived). */
+static uint64_t peer_incarnation(const conn *c) {
+    return dr_load_u64le(c->peer_hello + 16 + DR_NET_NONCE_BYTES);
+}
+
 /* ---------------------------------------------------------------- closing */
 
 /* Network thread: unlinks and closes c; reports PEER_DOWN when the peer was (to be) known. */
@@ -248,7 +253,7 @@ void dr_net__close_conn(dr_net *net, conn *c, int reason, const char *why) {
                            .peer = c->peer,
                            .role = c->role,
                            .reason = reason,
-                           .incarnation = c->state == CONN_UP ? c->peer_incarnation
+                           .incarnation = c->state == CONN_UP ? peer_incarnation(c)
                                                               : 0}; /* proven only then */
         dr_net__emit(net, &ev);
     }
@@ -504,7 +509,7 @@ static int check_hello(dr_net *net, conn *c, const dr_net_msg *msg, uint32_t *id
     uint8_t peer_key = dr_reader_u8(&r);
     uint8_t version = dr_reader_u8(&r);
     dr_reader_bytes(&r, 1 + DR_NET_NONCE_BYTES);
-    c->peer_incarnation = dr_reader_u64(&r);
+    (void)dr_reader_u64(&r); /* incarnation: kept in peer_hello (peer_incarnation) */
     if (msg->type != DR_NET_T_HELLO || r.failed || !dr_reader_done(&r))
         return *why = "first frame is not a valid HELLO", DR_EPROTO;
     if (version != DR_NET_HELLO_VERSION)
@@ -649,7 +654,7 @@ static bool complete_hello(dr_net *net, conn *c, uint32_t id, dr_net_role role) 
                        .peer = id,
                        .role = role,
                        .key = c->key,
-                       .incarnation = c->peer_incarnation};
+                       .incarnation = peer_incarnation(c)};
     dr_net__emit(net, &ev);
     return true;
 }

@@ -96,7 +96,6 @@ typedef struct conn {
     struct conn_seal *seal;      /**< AES-256-GCM state once the handshake sealed it, else NULL */
     uint8_t my_hello[DR_NET_HELLO_BYTES];   /**< the HELLO we sent (AUTH transcript) */
     uint8_t peer_hello[DR_NET_HELLO_BYTES]; /**< the HELLO the peer sent */
-    uint64_t peer_incarnation;              /**< the incarnation the peer's HELLO carried */
 } conn;
 
 struct dr_net {

@@ -180,22 +180,19 @@ static void test_minority_waits_then_majority_restarts(void **state) {
     (void)state;
     crashed_group g;
     harness *h = crash_group_of_three(&g);
-    saved *s = g.s;
-    int64_t v1 = g.v1;
-    int32_t last = g.last;
-    uint32_t a = restart_node(h, 0, &s[0], v1);
+    uint32_t a = restart_node(h, 0, &g.s[0], g.v1);
     /* alone for many timeouts (rounds move on between n0 and n1): no view */
     h_run(h, 10000, 100);
     assert_false(h->nodes[a].installed);
     assert_int_equal(h->nodes[a].truncations, 0);
     assert_int_equal(dr_core_view_id(h->nodes[a].core), -1);
     /* a second member of the last view makes a majority */
-    uint32_t b = restart_node(h, 1, &s[1], v1);
+    uint32_t b = restart_node(h, 1, &g.s[1], g.v1);
     h_run(h, 10000, 30);
     uint32_t r[2] = {a, b};
-    assert_restart_view(h, r, 2, last + 1, v1);
-    assert_group_works(h, r, 2, last + 1);
-    free_all(h, s);
+    assert_restart_view(h, r, 2, g.last + 1, g.v1);
+    assert_group_works(h, r, 2, g.last + 1);
+    free_all(h, g.s);
 }
 
 /*
@@ -209,27 +206,24 @@ static void test_late_node_joins_the_restarted_group(void **state) {
     (void)state;
     crashed_group g;
     harness *h = crash_group_of_three(&g);
-    saved *s = g.s;
-    int64_t v1 = g.v1;
-    int32_t last = g.last;
-    uint32_t a = restart_node(h, 0, &s[0], v1);
-    uint32_t b = restart_node(h, 1, &s[1], v1);
+    uint32_t a = restart_node(h, 0, &g.s[0], g.v1);
+    uint32_t b = restart_node(h, 1, &g.s[1], g.v1);
     h_run(h, 10000, 30);
     uint32_t r[2] = {a, b};
-    assert_restart_view(h, r, 2, last + 1, v1);
-    uint32_t c = restart_node(h, 2, &s[2], v1);
+    assert_restart_view(h, r, 2, g.last + 1, g.v1);
+    uint32_t c = restart_node(h, 2, &g.s[2], g.v1);
     h_run(h, 10000, 30);
     const h_node *late = &h->nodes[c];
     assert_false(late->join_failed);
     assert_true(late->installed);
     assert_int_equal(late->truncations, 0);
-    assert_true(late->view.view.vid > last + 1);
+    assert_true(late->view.view.vid > g.last + 1);
     assert_int_equal(late->view.view.num_members, 3);
     assert_int_equal(h->nodes[a].view.view.vid, late->view.view.vid);
     uint32_t all[3] = {a, b, c};
     assert_group_works(h, all, 3, late->view.view.vid);
     assert_int_equal(h->rejected, 0);
-    free_all(h, s);
+    free_all(h, g.s);
 }
 
 static void test_node_with_older_saved_view_is_brought_along(void **state) {

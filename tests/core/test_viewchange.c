@@ -24,22 +24,28 @@ static void trace_fn(void *ctx, const char *line) {
     fprintf(stderr, "%s\n", line);
 }
 
-static harness *cluster(uint32_t n, uint32_t window) {
-    dr_core_options options;
-    h_options(&options, n);
-    dr_shard_policy_flexible(&options.layout.types[0].policy, 1, 1, 8, DR_MODE_ORDERED);
-    options.window_size = window;
-    options.heartbeat_ms = HB_MS;
-    options.suspect_after_missed = 3;
+/** A group of n formed with `options` (this file's heartbeat settings applied). */
+static harness *cluster_with(dr_core_options *options, uint32_t n) {
+    options->heartbeat_ms = HB_MS;
+    options->suspect_after_missed = 3;
     if (getenv("VC_TRACE"))
-        options.trace = trace_fn;
+        options->trace = trace_fn;
     harness *h = calloc(1, sizeof *h);
     assert_non_null(h);
-    h_cluster(h, n, &options);
-    /* the flexible policy installs view 0 with the first node alone: let the others in */
+    h_cluster(h, n, options);
     for (uint32_t i = 0; i < n; i++)
         assert_true(h->nodes[i].installed);
     return h;
+}
+
+/** A group of n in one flexible shard (1..8 members), sending window `window`. */
+static harness *cluster(uint32_t n, uint32_t window) {
+    dr_core_options options;
+    h_options(&options, n);
+    /* the flexible policy installs view 0 with the first node alone, then lets the others in */
+    dr_shard_policy_flexible(&options.layout.types[0].policy, 1, 1, 8, DR_MODE_ORDERED);
+    options.window_size = window;
+    return cluster_with(&options, n);
 }
 
 static void done(harness *h) {
@@ -220,11 +226,10 @@ static void test_members_leave_together_then_the_last_one(void **state) {
     done(h);
 }
 
-/* Every member leaves at once: the group ends, each member stops cleanly with every message
- * that was sent delivered everywhere (nobody is left to be suspected by). */
-static void test_every_member_leaves_at_once(void **state) {
-    (void)state;
-    harness *h = cluster(3, 4);
+/* Three members stream 10 messages each, then all leave at once: every member stops cleanly
+ * (error 0) having delivered every message, and nobody installed the one-member view that
+ * ended the group (the leaders' proposal, applied by everyone as a leaver). */
+static void assert_all_leave_at_once(harness *h) {
     uint32_t next[3] = {0};
     stream(h, next, 10, 30);
     for (uint32_t i = 0; i < 3; i++)
@@ -236,37 +241,28 @@ static void test_every_member_leaves_at_once(void **state) {
         assert_true(h->nodes[i].stopped);
         assert_int_equal(h->nodes[i].stop_error, 0);
         assert_prefix(&h->nodes[i], &h->nodes[(i + 1) % 3]);
-        assert_all_from(&h->nodes[i], h->nodes[(i + 1) % 3].id, 10);
-        assert_int_equal(h->nodes[i].view.view.num_members, 3); /* nobody installed an end view */
+        for (uint32_t sender = 0; sender < 3; sender++)
+            assert_all_from(&h->nodes[i], h->nodes[sender].id, 10);
+        assert_int_equal(h->nodes[i].view.view.num_members, 3);
     }
+}
+
+/* Every member leaves at once: the group ends (nobody is left to be suspected by). */
+static void test_every_member_leaves_at_once(void **state) {
+    (void)state;
+    harness *h = cluster(3, 4);
+    assert_all_leave_at_once(h);
     done(h);
 }
 
-/* The same with a shard of exactly three (min_nodes 3): the view that would keep the last
- * leaver alone is inadequate, and it must not matter, since nobody installs it. */
+/* The same with a shard of exactly three (min_nodes 3): the one-member view that ends the
+ * group is inadequate, and it must not matter, since nobody installs it. */
 static void test_every_member_of_a_fixed_shard_leaves(void **state) {
     (void)state;
     dr_core_options options;
     h_options(&options, 3); /* fixed policy: three members, no fewer */
-    options.heartbeat_ms = HB_MS;
-    options.suspect_after_missed = 3;
-    harness *h = calloc(1, sizeof *h);
-    assert_non_null(h);
-    h_cluster(h, 3, &options);
-    for (uint32_t i = 0; i < 3; i++)
-        assert_true(h->nodes[i].installed);
-    uint32_t next[3] = {0};
-    stream(h, next, 10, 30);
-    for (uint32_t i = 0; i < 3; i++)
-        assert_int_equal(dr_core_leave(h->nodes[i].core, h->now_us), 0);
-    for (uint32_t i = 0; i < 3; i++)
-        h_drain(h, i);
-    h_run(h, 1000, 20);
-    for (uint32_t i = 0; i < 3; i++) {
-        assert_true(h->nodes[i].stopped);
-        assert_int_equal(h->nodes[i].stop_error, 0);
-        assert_all_from(&h->nodes[i], h->nodes[(i + 1) % 3].id, 10);
-    }
+    harness *h = cluster_with(&options, 3);
+    assert_all_leave_at_once(h);
     done(h);
 }
 

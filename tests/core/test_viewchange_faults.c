@@ -300,6 +300,25 @@ static int32_t removal_then_rejoin(const h_node *node, uint32_t id) {
 }
 
 /*
+ * A group of three under traffic whose member 2 crashes and restarts at once with the same id
+ * and address (a new incarnation); runs until things settle. Returns the group; *fresh_out is
+ * the restarted process's index, *old_incarnation (if not NULL) the crashed one's incarnation.
+ */
+static harness *restart_member_2(uint32_t *fresh_out, uint64_t *old_incarnation) {
+    harness *h = cluster(3, 0);
+    traffic(h);
+    settle(h, 5);
+    if (old_incarnation)
+        *old_incarnation = dr_core_incarnation(h->nodes[2].core);
+    h_crash(h, 2);
+    dr_core_options options;
+    test_options(&options, 3);
+    *fresh_out = h_restart(h, 2, &options);
+    settle(h, 400);
+    return h;
+}
+
+/*
  * Issue 11, item 8: a member crashes and restarts with the same id and address before anyone
  * noticed. It must not be handed its old row (it has none of the state that row stands for):
  * it is refused for now (DR_EAGAIN, it keeps retrying), its old incarnation is removed, and it
@@ -307,14 +326,8 @@ static int32_t removal_then_rejoin(const h_node *node, uint32_t id) {
  */
 static void test_restarted_member_rejoins_as_new(void **state) {
     (void)state;
-    harness *h = cluster(3, 0);
-    traffic(h);
-    settle(h, 5);
-    h_crash(h, 2);
-    dr_core_options options;
-    test_options(&options, 3);
-    uint32_t again = h_restart(h, 2, &options);
-    settle(h, 400);
+    uint32_t again = 0;
+    harness *h = restart_member_2(&again, NULL);
     const h_node *fresh = &h->nodes[again];
     assert_false(fresh->join_failed);
     assert_true(fresh->installed);
@@ -337,15 +350,9 @@ static void test_restarted_member_rejoins_as_new(void **state) {
  */
 static void test_late_disconnect_of_an_earlier_incarnation(void **state) {
     (void)state;
-    harness *h = cluster(3, 0);
-    traffic(h);
-    settle(h, 5);
-    uint64_t old_incarnation = dr_core_incarnation(h->nodes[2].core);
-    h_crash(h, 2);
-    dr_core_options options;
-    test_options(&options, 3);
-    uint32_t again = h_restart(h, 2, &options);
-    settle(h, 400);
+    uint32_t again = 0;
+    uint64_t old_incarnation = 0;
+    harness *h = restart_member_2(&again, &old_incarnation);
     const h_node *fresh = &h->nodes[again];
     assert_true(fresh->installed);
     uint64_t new_incarnation = dr_core_incarnation(fresh->core);

@@ -245,11 +245,20 @@ static void install_ordered(uint32_t tag, const file_bytes *synset, const file_b
     dr_buf_free(&args);
 }
 
-static void list_of(int r, sd_model_info **infos, size_t *count) {
+/** The model list of the categorizer behind `type` (a replica or a restored copy). */
+static void list_of_type(const dr_rpc_type *type, sd_model_info **infos, size_t *count) {
     dr_buf reply;
-    assert_int_equal(call(r, SD_METHOD_LIST_MODELS, NULL, &reply), DR_OK);
+    dr_rpc_call_info info = {.subgroup = 1, .version = -1};
+    dr_buf_init(&reply, 1 << 20);
+    assert_int_equal(
+        find_method(type, SD_METHOD_LIST_MODELS)->handler(type->ctx, &info, NULL, 0, &reply),
+        DR_OK);
     assert_int_equal(sd_model_list_decode(reply.data, reply.len, infos, count), DR_OK);
     dr_buf_free(&reply);
+}
+
+static void list_of(int r, sd_model_info **infos, size_t *count) {
+    list_of_type(&g_types[r], infos, count);
 }
 
 static void assert_replicas_agree(size_t expected_models) {
@@ -513,16 +522,9 @@ static void test_install_precision(void **state) {
     dr_rpc_type type;
     sd_categorizer_rpc_type(joiner, &type);
     assert_int_equal(type.restore(type.ctx, 1, snapshot.data, snapshot.len), DR_OK);
-    dr_buf reply;
-    dr_rpc_call_info info = {.subgroup = 1};
-    dr_buf_init(&reply, 1 << 20);
-    assert_int_equal(
-        find_method(&type, SD_METHOD_LIST_MODELS)->handler(type.ctx, &info, NULL, 0, &reply),
-        DR_OK);
-    assert_int_equal(sd_model_list_decode(reply.data, reply.len, &infos, &count), DR_OK);
+    list_of_type(&type, &infos, &count);
     assert_int_equal(infos[0].precision, DR_PRECISION_AUTO);
     free(infos);
-    dr_buf_free(&reply);
     sd_categorizer_destroy(joiner);
     dr_buf_free(&snapshot);
     /* an unknown precision byte is refused; the encoder refuses it too */
@@ -532,6 +534,7 @@ static void test_install_precision(void **state) {
                                           g_symbol.len, g_params.data, g_params.len),
                      DR_OK);
     dr_buf_put_u8(&args, 3);
+    dr_buf reply;
     assert_int_equal(call(0, SD_METHOD_ORDERED_INSTALL, &args, &reply), DR_EINVAL);
     dr_buf_free(&reply);
     dr_buf_free(&args);
@@ -619,21 +622,14 @@ static void test_restore_snapshot_without_versions(void **state) {
     dr_rpc_type type;
     sd_categorizer_rpc_type(node, &type);
     assert_int_equal(type.restore(type.ctx, 1, old.data, old.len), DR_OK);
-    dr_buf reply;
-    dr_rpc_call_info info = {.subgroup = 1};
-    dr_buf_init(&reply, 1 << 20);
-    assert_int_equal(
-        find_method(&type, SD_METHOD_LIST_MODELS)->handler(type.ctx, &info, NULL, 0, &reply),
-        DR_OK);
     sd_model_info *infos = NULL;
     size_t count = 0;
-    assert_int_equal(sd_model_list_decode(reply.data, reply.len, &infos, &count), DR_OK);
+    list_of_type(&type, &infos, &count);
     assert_int_equal(count, 1);
     assert_int_equal(infos[0].tag, 7);
     assert_true(infos[0].version == -1);
     assert_true(infos[0].installed_us == 0);
     free(infos);
-    dr_buf_free(&reply);
     /* an unknown magic is refused */
     old.data[0] ^= 1;
     assert_int_equal(type.restore(type.ctx, 1, old.data, old.len), DR_ECORRUPT);
