@@ -53,7 +53,8 @@ for t in $targets; do
   runs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}' || true)
   echo "$t: $status, ${runs:-?} runs in at most ${seconds}s; last: ${last:-none}"
   if [[ $status != ok ]]; then
-    grep -E 'ERROR|SUMMARY|fuzz check failed|Test unit written' "$log" | head -5 || true
+    # the target's own diagnostics (lines starting with its name) say why a check failed
+    grep -E "ERROR|SUMMARY|fuzz check failed|Test unit written|^$t: " "$log" | head -8 || true
   fi
 done
 exit $failed

@@ -175,8 +175,18 @@ static void exchange(int port, const uint8_t *data, size_t size) {
      * thousands of inputs would otherwise use up the ephemeral ports) */
     struct linger linger = {.l_onoff = 1, .l_linger = 0};
     FUZZ_CHECK(setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, sizeof linger) == 0);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
-        fprintf(stderr, "fuzz_http_api: connect to 127.0.0.1:%d: %s\n", port, strerror(errno));
+    /* EADDRNOTAVAIL: every local port to this server is still in TIME_WAIT (about a thousand
+     * connections a second, and the sockets the server closed first linger on this side too);
+     * that is this machine's limit, not the server's fault, so wait for ports to free up. Any
+     * other failure (refused: the server stopped listening) is one. */
+    uint64_t connect_deadline = now_ms() + DEADLINE_MS;
+    while (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        int e = errno;
+        if ((e == EADDRNOTAVAIL || e == EINTR) && now_ms() < connect_deadline) {
+            poll(NULL, 0, e == EINTR ? 0 : 10);
+            continue;
+        }
+        fprintf(stderr, "fuzz_http_api: connect to 127.0.0.1:%d: %s\n", port, strerror(e));
         FUZZ_CHECK(!"cannot connect to the server");
     }
     size_t sent = 0;
