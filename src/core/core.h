@@ -170,7 +170,9 @@ typedef enum dr_action_type {
     /**
      * Total restart: remove every record with a version above `version` from my log of shard
      * `shard` of `subgroup` (-1: all of them), durably, before handling the next action (the
-     * restart view's VIEW_INSTALLED follows). A node without such a log ignores it.
+     * restart view's VIEW_INSTALLED follows). A node without such a log ignores it. A node that
+     * gives up its restart to join the running group instead gets version -1 for each of its
+     * non-empty logs (shard 0): it joins as a new member, its state comes by state transfer.
      */
     DR_ACTION_TRUNCATE = 9,
 } dr_action_type;

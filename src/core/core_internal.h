@@ -148,12 +148,15 @@ struct dr_core {
     core_state state;
     uint64_t now_us; /**< time of the current event */
     /* membership */
-    char join_target[DR_ADDRESS_MAX]; /**< joiner: where the next request goes */
-    uint32_t join_target_id;          /**< its node id when known (a node that gave up a total
-                                           restart: it is connected to those nodes by id), else
-                                           DR_NODE_NONE (sent by address) */
-    uint64_t last_join_us;            /**< joiner: when it last asked */
-    uint32_t redirects;               /**< joiner: redirects followed since the last reply */
+    char join_target[DR_ADDRESS_MAX];    /**< joiner: where the next request goes */
+    char rejoin_contact[DR_ADDRESS_MAX]; /**< a node that gave up its total restart: the member
+                                              that told it the group runs, its contact from then
+                                              on (the configured one may be itself or dead) */
+    uint32_t join_target_id;             /**< its node id when known (a node that gave up a total
+                                              restart: it is connected to those nodes by id), else
+                                              DR_NODE_NONE (sent by address) */
+    uint64_t last_join_us;               /**< joiner: when it last asked */
+    uint32_t redirects;                  /**< joiner: redirects followed since the last reply */
     char alt_contacts[DR_WIRE_MAX_CONTACTS][DR_ADDRESS_MAX]; /**< joiner: other members named
                                                                   by JOIN_ACCEPTED */
     uint32_t num_alt_contacts;
@@ -235,6 +238,13 @@ int membership_on_tick(dr_core *core);
 void membership_on_disconnect(dr_core *core, uint32_t peer_id);
 int membership_on_join_request(dr_core *core, const dr_wire_header *header, const uint8_t *body);
 int membership_on_join_redirect(dr_core *core, const dr_wire_header *header, const uint8_t *body);
+/** A restarting node gives up its restart and becomes a joiner (its logs are emptied:
+ * restart_abandon); the caller then joins through an address (membership_join_through).
+ * `told_by`: who said the group runs without it (for the log). 0 or DR_ENOMEM. */
+int membership_join_instead(dr_core *core, const char *address, uint32_t told_by);
+/** A joiner sends its JOIN_REQUEST to `address` (a redirect, or a member of a restarted
+ * group); stops after 8 redirects in a row (the retry timer goes on). */
+int membership_join_through(dr_core *core, const char *address, uint32_t told_by);
 /**
  * In a view: tells node `to_node` (a restarting node that asked for a total restart while the
  * group runs without it; it is connected to us) to join instead, naming the current leader
@@ -264,6 +274,11 @@ int restart_on_message(dr_core *core, const dr_wire_header *header, const uint8_
 void restart_free(dr_core *core);
 /** The id of the node at `address` in my saved view (a restarting node), else DR_NODE_NONE. */
 uint32_t restart_node_at(const dr_core *core, const char *address);
+/** The node gives up its total restart to join the running group as a new member: its logs'
+ * records are not part of that group's history (an earlier restart may have cut some of them),
+ * so every non-empty log is truncated to nothing (DR_ACTION_TRUNCATE, version -1) and its tails
+ * are forgotten; the state transfer of the join replaces them. 0 or DR_ENOMEM. */
+int restart_abandon(dr_core *core);
 
 /* multicast.c */
 /** Sets up my shards of the installed view and registers their predicates. */

@@ -123,7 +123,9 @@ int membership_on_tick(dr_core *core) {
      * when it accepted me (if it died after committing the view that adds me, any of them
      * sends me that view). */
     uint32_t turn = core->join_retries++ % (core->num_alt_contacts + 1);
-    const char *target = turn == 0 ? core->options.contact_address : core->alt_contacts[turn - 1];
+    const char *contact =
+        core->rejoin_contact[0] != '\0' ? core->rejoin_contact : core->options.contact_address;
+    const char *target = turn == 0 ? contact : core->alt_contacts[turn - 1];
     snprintf(core->join_target, sizeof core->join_target, "%s", target);
     core->join_target_id = restart_node_at(core, target);
     core->redirects = 0;
@@ -329,30 +331,44 @@ int membership_redirect_to_leader(dr_core *core, uint32_t to_node) {
     return rc != 0 ? rc : core_send_scratch(core, to_node);
 }
 
+int membership_join_instead(dr_core *core, const char *address, uint32_t told_by) {
+    /* The group restarted (or never stopped) without me. Waiting for a restart view would be
+     * for ever; join it as a new member instead (state transfer). My logs' records go: the
+     * restart cut the others' logs at trims I never applied, so mine may hold versions the
+     * group discarded, and their tails would mislead a later restart (derecho-sim
+     * --total-restart --partial-restarts found both). */
+    DR_WARN(DR_LOGM_VIEWMANAGER,
+            "node %u: the group runs without this node (told by node %u); joining it as a new "
+            "member instead of restarting",
+            core->options.my_id, told_by);
+    core_trace(core, "restart abandoned: the group runs; join through %s", address);
+    core->state = CORE_JOINING;
+    core->redirects = 0;
+    snprintf(core->rejoin_contact, sizeof core->rejoin_contact, "%s", address);
+    return restart_abandon(core);
+}
+
 int membership_on_join_redirect(dr_core *core, const dr_wire_header *header, const uint8_t *body) {
     dr_msg_join_redirect msg;
     const char *why = NULL;
     if (dr_wire_decode_join_redirect(body, header->body_len, &msg, &why) != 0)
         return core_reject(core, header->sender_id, why);
     if (core->state == CORE_RESTARTING) {
-        /* A member of a running group answered my total-restart report: the group restarted
-         * (or never stopped) without me. Waiting for a restart view would be for ever; join
-         * it as a new member instead (state transfer; my log keeps its old records). */
-        DR_WARN(DR_LOGM_VIEWMANAGER,
-                "node %u: the group runs without this node (told by node %u); joining it as a "
-                "new member instead of restarting",
-                core->options.my_id, header->sender_id);
-        core_trace(core, "restart abandoned: the group runs; join through %s", msg.address);
-        core->state = CORE_JOINING;
-        core->redirects = 0;
+        /* a member of a running group answered my total-restart report */
+        int rc = membership_join_instead(core, msg.address, header->sender_id);
+        if (rc != 0)
+            return rc;
     }
     if (core->state != CORE_JOINING)
         return 0;
+    return membership_join_through(core, msg.address, header->sender_id);
+}
+
+int membership_join_through(dr_core *core, const char *address, uint32_t told_by) {
     core->redirects++;
-    core_trace(core, "redirected by %u to %s", header->sender_id, msg.address);
-    snprintf(core->join_target, sizeof core->join_target, "%s", msg.address);
-    core->join_target_id =
-        core->restart != NULL ? restart_node_at(core, msg.address) : DR_NODE_NONE;
+    core_trace(core, "redirected by %u to %s", told_by, address);
+    snprintf(core->join_target, sizeof core->join_target, "%s", address);
+    core->join_target_id = core->restart != NULL ? restart_node_at(core, address) : DR_NODE_NONE;
     if (core->redirects > 8) /* a loop of redirects: wait for the retry timer */
         return 0;
     return send_join_request(core);

@@ -73,6 +73,13 @@ void dr_core_persisted(dr_core *core, uint32_t subgroup, int64_t version, uint64
     if (subgroup >= DR_LAYOUT_MAX_SUBGROUPS || version < 0 ||
         version <= core->persisted_local[subgroup])
         return;
+    if (core->state == CORE_RESTARTING) {
+        /* nothing was delivered in this incarnation yet: what its logs hold durably came with
+         * the restart options (tails), and what lies beyond the coming trim will be cut */
+        core_trace(core, "subgroup %u: persisted version %lld reported while restarting: ignored",
+                   subgroup, (long long)version);
+        return;
+    }
     if (core->state == CORE_IN_VIEW && subgroup < core->layout.num_subgroups) {
         const mc_shard *shard = &core->shards[subgroup];
         int32_t vid = (int32_t)(version >> 32);

@@ -391,7 +391,11 @@ static int compute_proposal(dr_core *core, dr_buf *out, bool *made) {
                 goto done;
             }
         }
-    /* members: the reporting members of L in L's rank order, then the other reporters */
+    /* members: the reporting members of L in L's rank order. Not the other reporters (nodes
+     * whose saved view is older and that L does not name): L's history may have dropped records
+     * their logs hold (an earlier restart's trims they never applied), and there is no log
+     * shipping to bring them up to date, so they join the restarted group as new members
+     * (state transfer; restart_abandon empties their logs) */
     memset(next, 0, sizeof *next);
     next->vid = last->vid + 1;
     for (uint32_t i = 0; i < last->num_members; i++) {
@@ -400,13 +404,6 @@ static int compute_proposal(dr_core *core, dr_buf *out, bool *made) {
             continue;
         next->member_ids[next->num_members] = entry->node_id;
         snprintf(next->addresses[next->num_members++], DR_ADDRESS_MAX, "%s", entry->address);
-    }
-    for (uint32_t i = 0; i < rs->num_entries; i++) {
-        if (in_view(last, rs->entries[i].node_id))
-            continue;
-        next->member_ids[next->num_members] = rs->entries[i].node_id;
-        snprintf(next->addresses[next->num_members++], DR_ADDRESS_MAX, "%s",
-                 rs->entries[i].address);
     }
     dr_err err;
     rc = dr_layout_compute(&core->options.layout, assignment, next->member_ids, next->num_members,
@@ -483,7 +480,20 @@ static int maybe_commit(dr_core *core) {
     uint8_t *proposal = rs->proposal;
     size_t len = rs->proposal_len;
     rs->proposal = NULL;
-    int rc = install(core, proposal, len, rs->round);
+    int rc = 0;
+    if (in_view(&rs->proposal_view, core->options.my_id)) {
+        rc = install(core, proposal, len, rs->round);
+    } else {
+        /* a leader whose saved view is older than L is not in the restart view: it tells
+         * the members, then joins the group they restart as a new member */
+        rc = encode_with_round(core, DR_MSG_RESTART_COMMIT, rs->round, proposal, len);
+        for (uint32_t i = 0; rc == 0 && i < rs->proposal_view.num_members; i++)
+            rc = core_send_scratch(core, rs->proposal_view.member_ids[i]); /* they reported */
+        if (rc == 0)
+            rc = membership_join_instead(core, rs->proposal_view.addresses[0], core->options.my_id);
+        if (rc == 0)
+            rc = membership_join_through(core, rs->proposal_view.addresses[0], core->options.my_id);
+    }
     free(proposal);
     return rc;
 }
@@ -607,10 +617,10 @@ static int install(dr_core *core, const uint8_t *proposal, size_t len, uint32_t 
         core_trace(core, "restart: truncate subgroup %u shard %u after %lld", sg, sh,
                    (long long)p->trims[i].trim);
         rc = core_push_action(core, &action);
-        /* what survives in my log is durable here: re-published in the view's table */
+        /* what survives in my log is durable here: re-published in the view's table (and
+         * nothing beyond the trim, whatever was reported before) */
         int64_t kept = rs->tails[sg] < p->trims[i].trim ? rs->tails[sg] : p->trims[i].trim;
-        if (kept > core->persisted_local[sg])
-            core->persisted_local[sg] = kept;
+        core->persisted_local[sg] = kept;
     }
     if (rc == 0) {
         DR_INFO(DR_LOGM_VIEWMANAGER, "node %u: total restart installs view %d", core->options.my_id,
@@ -824,6 +834,24 @@ int restart_on_message(dr_core *core, const dr_wire_header *header, const uint8_
         rc = encode_with_round(core, DR_MSG_RESTART_ACK, round, NULL, 0);
     core_trace(core, "restart: accepted round %u, ack to %s", round, leader_of(rs, round));
     return rc == 0 ? send_to_leader(core, leader_of(rs, round)) : rc;
+}
+
+int restart_abandon(dr_core *core) {
+    struct restart_state *rs = core->restart;
+    if (rs == NULL)
+        return 0;
+    for (uint32_t sg = 0; sg < DR_LAYOUT_MAX_SUBGROUPS; sg++) {
+        if (rs->tails[sg] < 0)
+            continue;
+        core_trace(core, "restart abandoned: log of subgroup %u (tail %lld) truncated to nothing",
+                   sg, (long long)rs->tails[sg]);
+        dr_action action = {.type = DR_ACTION_TRUNCATE, .subgroup = sg, .version = -1};
+        int rc = core_push_action(core, &action);
+        if (rc != 0)
+            return rc;
+        rs->tails[sg] = -1;
+    }
+    return 0;
 }
 
 uint32_t restart_node_at(const dr_core *core, const char *address) {

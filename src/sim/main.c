@@ -3,7 +3,8 @@
  *
  *   derecho-sim [--seeds A..B | --seed S] [--time-budget-s T] [--nodes N] [--trace]
  *               [--faults] [--no-raw] [--broken-delivery] [--skip-trim] [--max-virtual-ms M]
- *               [--tamper corrupt|view|deaf]
+ *               [--tamper corrupt|view|deaf|lost-sync|skip-truncate]
+ *               [--total-restart [--partial-restarts]]
  *   derecho-sim --help           what it does, every option with its default, examples
  *
  * Prints one line per failing seed ("seed 17 FAILED: total order: ..." and the replay command)
@@ -31,6 +32,8 @@ typedef struct cli {
     int faults;
     int skip_trim;
     int no_raw;
+    int total_restart;
+    int partial_restarts;
     sim_tamper tamper; /* --tamper */
     uint64_t max_virtual_us;
 } cli;
@@ -65,6 +68,11 @@ static const char help_text[] =
     "  --time-budget-s T     stop starting new seeds after T seconds, > 0 (default 60)\n"
     "  --nodes N             simulated nodes, 1..15 (default: chosen by each seed, 2..7)\n"
     "  --faults              fault mode: crashes, long pauses, leaves, partitions, joins\n"
+    "  --total-restart       durable mode: logs, persistence reports, 1-3 power cuts of the\n"
+    "                        whole group and total restarts from the saved views and logs\n"
+    "                        (invariant 6: no globally persisted version lost)\n"
+    "  --partial-restarts    with --total-restart: an earlier cut may bring back a random\n"
+    "                        subset only; the others return at the next cut\n"
     "  --max-virtual-ms M    liveness deadline in virtual time, >= 1 (default 30000)\n"
     "  --trace               print each run's protocol decisions (use with one seed)\n"
     "  --broken-delivery     test switch: ordered shards deliver on receipt (must fail)\n"
@@ -73,13 +81,15 @@ static const char help_text[] =
     "                        subgroups were part of the fault layouts replay as they were)\n"
     "  --tamper KIND         test switch: the checker sees a wrong history (must fail):\n"
     "                        corrupt (a payload byte), view (a view's id), deaf (a node hears\n"
-    "                        nothing)\n"
+    "                        nothing); with --total-restart: lost-sync (a crash takes a synced\n"
+    "                        record), skip-truncate (a node ignores its restart trim)\n"
     "\n"
     "Exit codes: 0 every seed passed, 1 a seed failed, 2 bad arguments.\n"
     "\n"
     "examples:\n"
     "  derecho-sim --seeds 0..199 --time-budget-s 30\n"
     "  derecho-sim --faults --seeds 0..99\n"
+    "  derecho-sim --total-restart --seeds 0..999\n"
     "  derecho-sim --seed 17 --trace\n";
 
 /* Says what was wrong, then the help on stderr; returns the exit code 2. */
@@ -140,8 +150,13 @@ static int parse_valued(const char *arg, const char *value, cli *c) {
             c->tamper = SIM_TAMPER_VIEW;
         else if (strcmp(value, "deaf") == 0)
             c->tamper = SIM_TAMPER_DEAF;
+        else if (strcmp(value, "lost-sync") == 0)
+            c->tamper = SIM_TAMPER_LOST_SYNC;
+        else if (strcmp(value, "skip-truncate") == 0)
+            c->tamper = SIM_TAMPER_SKIP_TRUNCATE;
         else
-            return usage_error("--tamper wants corrupt, view or deaf, not", value);
+            return usage_error(
+                "--tamper wants corrupt, view, deaf, lost-sync or skip-truncate, not", value);
     } else if (strcmp(arg, "--max-virtual-ms") == 0) {
         if (!parse_u64(value, 1, UINT64_MAX / 1000u, &n))
             return usage_error("--max-virtual-ms wants a whole number >= 1, not", value);
@@ -170,6 +185,10 @@ static int parse_args(int argc, char **argv, cli *c) {
             c->skip_trim = 1;
         } else if (strcmp(arg, "--no-raw") == 0) {
             c->no_raw = 1;
+        } else if (strcmp(arg, "--total-restart") == 0) {
+            c->total_restart = 1;
+        } else if (strcmp(arg, "--partial-restarts") == 0) {
+            c->partial_restarts = 1;
         } else if (strncmp(arg, "--", 2) != 0 || value == NULL) {
             return usage_error(strncmp(arg, "--", 2) == 0 ? "a value is missing after"
                                                           : "unexpected argument",
@@ -198,6 +217,13 @@ int main(int argc, char **argv) {
     int parsed = parse_args(argc, argv, &c);
     if (parsed != 0)
         return parsed == 1 ? 0 : parsed;
+    if (c.total_restart && (c.faults || c.skip_trim))
+        return usage_error("--total-restart is its own scenario: not with", "--faults/--skip-trim");
+    if (c.partial_restarts && !c.total_restart)
+        return usage_error("--partial-restarts needs", "--total-restart");
+    if ((c.tamper == SIM_TAMPER_LOST_SYNC || c.tamper == SIM_TAMPER_SKIP_TRUNCATE) &&
+        !c.total_restart)
+        return usage_error("--tamper lost-sync and skip-truncate need", "--total-restart");
     dr_log_set_all_levels(DR_LOG_OFF);
     if (c.trace)
         setvbuf(stdout, NULL, _IOLBF, 0); /* a crash keeps the trace up to its last line */
@@ -208,6 +234,7 @@ int main(int argc, char **argv) {
     double worst_settle = 0; /* fault mode: failure timeouts from the last fault to the end */
     uint64_t both_ends = 0;  /* fault mode: runs where one broken link cost both its ends */
     uint64_t restarts = 0, rejoined = 0; /* fault mode: restarted incarnations, rejoined ones */
+    uint64_t power_cuts = 0, restart_views = 0; /* durable mode */
     uint64_t worst_seed = 0;
     uint64_t seed = c.first_seed;
     for (; seed <= c.last_seed; seed++) {
@@ -220,6 +247,8 @@ int main(int argc, char **argv) {
                              .skip_trim = c.skip_trim,
                              .no_raw = c.no_raw,
                              .tamper = c.tamper,
+                             .total_restart = c.total_restart,
+                             .partial_restarts = c.partial_restarts,
                              .trace = c.trace ? stdout : NULL,
                              .max_virtual_us = c.max_virtual_us};
         sim_result result;
@@ -236,6 +265,8 @@ int main(int argc, char **argv) {
         both_ends += result.link_cost_both ? 1u : 0u;
         restarts += result.restarts;
         rejoined += result.rejoined;
+        power_cuts += result.power_cuts;
+        restart_views += result.restart_views;
         if (result.passed && result.timeout_us > 0 &&
             (double)result.settle_us / (double)result.timeout_us > worst_settle) {
             worst_settle = (double)result.settle_us / (double)result.timeout_us;
@@ -243,14 +274,22 @@ int main(int argc, char **argv) {
         }
         if (!result.passed) {
             failed++;
-            static const char *const tampers[] = {"", " --tamper corrupt", " --tamper view",
-                                                  " --tamper deaf"};
+            static const char *const tampers[] = {"",
+                                                  " --tamper corrupt",
+                                                  " --tamper view",
+                                                  " --tamper deaf",
+                                                  " --tamper lost-sync",
+                                                  " --tamper skip-truncate"};
             printf("seed %" PRIu64 " FAILED (%u nodes): %s\n  replay: derecho-sim --seed %" PRIu64
-                   " --trace%s%s%s%s\n",
+                   " --trace%s%s%s%s%s\n",
                    seed, result.num_nodes, result.failure, seed,
                    c.broken ? " --broken-delivery" : "",
                    c.faults ? (c.skip_trim ? " --faults --skip-trim" : " --faults") : "",
-                   c.faults && c.no_raw ? " --no-raw" : "", tampers[c.tamper]);
+                   c.faults && c.no_raw ? " --no-raw" : "",
+                   c.total_restart ? (c.partial_restarts ? " --total-restart --partial-restarts"
+                                                         : " --total-restart")
+                                   : "",
+                   tampers[c.tamper]);
         }
     }
     double elapsed = wall_seconds() - start;
@@ -269,6 +308,10 @@ int main(int argc, char **argv) {
                " crashed nodes restarted with their id and address, %" PRIu64
                " of them rejoined as new members\n",
                restarts, rejoined);
+    if (c.total_restart)
+        printf("derecho-sim: %" PRIu64 " power cuts of the whole group, %" PRIu64
+               " restart views installed\n",
+               power_cuts, restart_views);
     if (c.faults && worst_settle > 0)
         printf("derecho-sim: slowest settling after the last fault: %.1f failure timeouts "
                "(seed %" PRIu64 ")\n",

@@ -23,6 +23,8 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "core/wire.h"
+#include "derecho/buffer.h"
 #include "sim/sim.h"
 
 #define SIM_MAX_NODES     17u
@@ -54,6 +56,9 @@ enum sim_event_kind {
     EV_BRIDGE,         /**< fault mode: bridge partition: victims | others, one bridge node */
     EV_MAJORITY_CRASH, /**< fault mode: a majority of the view crashes at once */
     EV_CONSUMED,       /**< the application took deliveries up to `version` (lagging) */
+    EV_SYNC,           /**< durable mode: the node syncs its logs and reports them persisted */
+    EV_POWER_CUT,      /**< durable mode: every node stops at once */
+    EV_RESTART,        /**< durable mode: the node starts again from its saved view and logs */
 };
 
 /** What happens to a node in fault mode. */
@@ -90,6 +95,29 @@ typedef struct sim_stream {
     bool active;    /**< I am a sender of a shard of this subgroup */
     bool waiting;   /**< got DR_EAGAIN in a view: waits for WINDOW_OPEN */
 } sim_stream;
+
+/** Durable mode: one record of a node's simulated log (a delivered ordered message). */
+typedef struct sim_log_entry {
+    int64_t version; /**< the delivery's version */
+    uint64_t item;   /**< which message: sender node index << 32 | msgno */
+    uint32_t shard;  /**< the shard it was delivered in */
+} sim_log_entry;
+
+/** Durable mode: a node's log of one subgroup; entries[0..synced) survive any crash. */
+typedef struct sim_log {
+    sim_log_entry *entries;
+    size_t len, cap;
+    size_t synced; /**< entries made durable by the last EV_SYNC */
+} sim_log;
+
+/** Durable mode: what one restart's trim removed (versions above `trim` in views <= upto). */
+typedef struct sim_discard {
+    uint32_t subgroup, shard;
+    int64_t trim;
+    int32_t upto_vid; /**< the latest saved view the restart covered (restart view - 1) */
+} sim_discard;
+
+#define SIM_MAX_DISCARDS 64u
 
 typedef struct sim_node {
     uint32_t id;
@@ -132,6 +160,17 @@ typedef struct sim_node {
     int32_t restart_slot; /**< crash victim: the slot of its next incarnation, else -1 */
     int32_t restart_of;   /**< next incarnation: the crashed node's slot, else -1 */
     uint64_t incarnation; /**< its core's incarnation: broken-connection notices carry it */
+    /* durable mode */
+    sim_log logs[SIM_MAX_SUBGROUPS]; /**< its log of its shard of each subgroup */
+    uint8_t *saved_view;             /**< the last view it installed, as the runtime saves it */
+    size_t saved_view_len;
+    dr_view saved_members; /**< ... its members (saved_members.vid -1: none saved) */
+    bool restarting;       /**< this incarnation started from its saved view */
+    int32_t base_vid;      /**< its state covers every version of the views before this one without
+                                its log: the state transfer of its join (the runtime's replay base) */
+    bool trim_set[SIM_MAX_SUBGROUPS]; /**< a TRUNCATE came for the subgroup (restart) */
+    int64_t trim[SIM_MAX_SUBGROUPS];  /**< ... the last version it kept */
+    uint32_t trim_shard[SIM_MAX_SUBGROUPS];
 } sim_node;
 
 /** One delivered version of one shard: which message, and which nodes delivered it. */
@@ -192,6 +231,19 @@ typedef struct sim {
     bool tampered;                 /**< config->tamper CORRUPT applied once */
     uint64_t settled_us;           /**< when the views first settled after the last fault */
     int32_t vid_at_majority_crash; /**< highest view installed when it struck */
+    /* durable mode */
+    int64_t frontier[SIM_MAX_SUBGROUPS][DR_LAYOUT_MAX_SHARDS]; /**< highest globally persisted
+                                                                   version reported, or -1 */
+    uint32_t cuts_left;                                        /**< power cuts still to come */
+    bool cut_scheduled;    /**< the next power cut is in the heap */
+    bool final_restart;    /**< the last cut struck: every node restarts, liveness is checked */
+    bool minority_restart; /**< this epoch's restarting nodes hold no majority of their latest
+                                saved view: none may install a view */
+    sim_discard discards[SIM_MAX_DISCARDS];
+    size_t num_discards;
+    char leaders[DR_RESTART_MAX_LEADERS][DR_ADDRESS_MAX]; /**< restart leaders, in order */
+    uint32_t num_leaders;
+    uint32_t restart_timeout_ms;
 } sim;
 
 /* ---- randomness ---------------------------------------------------------------------- */
@@ -453,7 +505,9 @@ static void check_delivery(sim *s, sim_node *node, const dr_action *a) {
     if (!payload_is_genuine(s, a, &sender, &msgno))
         return;
     uint32_t *expected = &node->next_expected[a->subgroup][sender];
-    if (node->late && !node->first_seen[a->subgroup][sender]) {
+    /* a late joiner (or, in durable mode, any joiner before the first cut) sees each sender's
+     * stream from where it joined */
+    if ((node->late || s->config->total_restart) && !node->first_seen[a->subgroup][sender]) {
         node->first_seen[a->subgroup][sender] = true; /* joined mid-stream */
         *expected = msgno;
     }
@@ -470,7 +524,7 @@ static void check_delivery(sim *s, sim_node *node, const dr_action *a) {
             fail(s, "versions: node %u delivered version %" PRId64 " after %" PRId64, node->id,
                  a->version, node->last_version[a->subgroup]);
         node->last_version[a->subgroup] = a->version;
-        if (s->config->faults)
+        if (s->config->faults || s->config->total_restart)
             check_version_agreement(s, (uint32_t)(node - s->nodes), a,
                                     (uint64_t)sender << 32 | msgno);
         else
@@ -537,6 +591,202 @@ static void record_view(sim *s, uint32_t index, dr_view_info *info) {
         schedule_faults(s, &info->layout);
 }
 
+/* ---- durable mode: logs, persistence, restart views ------------------------------------ */
+
+static const char *version_text(int64_t version, char *out, size_t cap) {
+    if (version < 0)
+        snprintf(out, cap, "none");
+    else
+        snprintf(out, cap, "(%" PRId64 ",%" PRId64 ")", version >> 32, version & 0xffffffff);
+    return out;
+}
+
+/** Appends an ordered delivery to the node's log of its subgroup (not yet durable). */
+static void log_append(sim_node *node, const dr_action *a) {
+    sim_log *log = &node->logs[a->subgroup];
+    if (log->len == log->cap) {
+        log->cap = log->cap ? log->cap * 2 : 64;
+        log->entries = realloc(log->entries, log->cap * sizeof *log->entries);
+        assert(log->entries != NULL);
+    }
+    uint32_t header[4];
+    memcpy(header, a->bytes, sizeof header); /* check_delivery made sure it is genuine */
+    log->entries[log->len++] =
+        (sim_log_entry){.version = a->version,
+                        .item = (uint64_t)(header[0] & 0xffu) << 32 | header[3],
+                        .shard = a->shard};
+}
+
+/** DR_ACTION_TRUNCATE: the node's log of `subgroup` keeps the versions up to `trim`. */
+static void log_truncate(sim_node *node, uint32_t subgroup, uint32_t shard, int64_t trim) {
+    sim_log *log = &node->logs[subgroup];
+    while (log->len > 0 && log->entries[log->len - 1].version > trim)
+        log->len--;
+    if (log->synced > log->len)
+        log->synced = log->len;
+    node->trim_set[subgroup] = true;
+    node->trim[subgroup] = trim;
+    node->trim_shard[subgroup] = shard;
+}
+
+/** EV_SYNC: everything appended is durable now; the core learns it (PERSISTED_NUM). */
+static void sync_logs(sim *s, uint32_t index) {
+    sim_node *node = &s->nodes[index];
+    for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++) {
+        sim_log *log = &node->logs[sg];
+        bool grew = log->len > log->synced; /* the runtime reports what it appended and synced */
+        log->synced = log->len;
+        if (grew)
+            dr_core_persisted(node->core, sg, log->entries[log->len - 1].version, s->now_us);
+    }
+    schedule(s, s->now_us + rng_range(s, 200, 3000), EV_SYNC, index, 0);
+}
+
+/** Saves the view being installed, as the runtime does (file_path/last_view). */
+static void save_view(sim *s, sim_node *node, const dr_view_info *info) {
+    dr_buf buf;
+    dr_buf_init(&buf, 0);
+    if (dr_wire_encode_view_with_layout(&buf, node->id, &info->view, &info->layout,
+                                        &info->layout) != 0 ||
+        buf.failed) {
+        fail(s, "node %u: cannot encode view %d", node->id, info->view.vid);
+        dr_buf_free(&buf);
+        return;
+    }
+    free(node->saved_view);
+    node->saved_view = dr_buf_steal(&buf, &node->saved_view_len);
+    node->saved_members = info->view;
+    dr_buf_free(&buf);
+}
+
+static bool discarded(const sim *s, uint32_t subgroup, const sim_log_entry *e,
+                      const sim_discard **by) {
+    for (size_t d = 0; d < s->num_discards; d++) {
+        const sim_discard *x = &s->discards[d];
+        if (x->subgroup == subgroup && x->shard == e->shard && e->version > x->trim &&
+            (int32_t)(e->version >> 32) <= x->upto_vid) {
+            *by = x;
+            return true;
+        }
+    }
+    return false;
+}
+
+/**
+ * Invariant 6 at a node's first view after a restart (its TRUNCATEs came just before): no
+ * globally persisted version was cut, a minority never restarts, and its logs keep nothing
+ * that an earlier restart discarded. Its own trims are then recorded as discards.
+ */
+static void check_restart_view(sim *s, uint32_t index, const dr_view_info *info, bool joined) {
+    sim_node *node = &s->nodes[index];
+    char a[48], b[48];
+    if (s->minority_restart && !joined)
+        fail(s,
+             "minority restart: node %u installed view %d, but the restarting nodes hold no "
+             "majority of their latest saved view",
+             node->id, info->view.vid);
+    for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS && !joined; sg++) {
+        if (!node->trim_set[sg])
+            continue;
+        uint32_t sh = node->trim_shard[sg];
+        int64_t frontier = s->frontier[sg][sh];
+        if (node->trim[sg] < frontier && (int32_t)(frontier >> 32) >= node->base_vid)
+            fail(s,
+                 "invariant 6: restart view %d trims subgroup %u shard %u at version %s, "
+                 "below the globally persisted %s",
+                 info->view.vid, sg, sh, version_text(node->trim[sg], a, sizeof a),
+                 version_text(frontier, b, sizeof b));
+    }
+    for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++) {
+        const sim_log *log = &node->logs[sg];
+        for (size_t i = 0; i < log->len; i++) {
+            const sim_discard *by = NULL;
+            if (discarded(s, sg, &log->entries[i], &by)) {
+                fail(s,
+                     "invariant 6: node %u restarted into view %d keeping version %s of "
+                     "subgroup %u shard %u, which the restart after view %d discarded (trim %s)",
+                     node->id, info->view.vid, version_text(log->entries[i].version, a, sizeof a),
+                     sg, log->entries[i].shard, by->upto_vid, version_text(by->trim, b, sizeof b));
+                break;
+            }
+        }
+    }
+    for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++) {
+        if (!node->trim_set[sg] || joined) /* a join's truncation discards only its own log */
+            continue;
+        sim_discard d = {.subgroup = sg,
+                         .shard = node->trim_shard[sg],
+                         .trim = node->trim[sg],
+                         .upto_vid = info->view.vid - 1};
+        bool known = false;
+        for (size_t i = 0; i < s->num_discards; i++)
+            known |= memcmp(&s->discards[i], &d, sizeof d) == 0;
+        if (!known && s->num_discards < SIM_MAX_DISCARDS)
+            s->discards[s->num_discards++] = d;
+        node->trim_set[sg] = false;
+    }
+}
+
+static void schedule_power_cut(sim *s, uint64_t after_us) {
+    if (s->cut_scheduled || s->cuts_left == 0)
+        return;
+    s->cut_scheduled = true;
+    schedule(s, s->now_us + after_us, EV_POWER_CUT, 0, 0);
+}
+
+static void on_view_installed_durable(sim *s, uint32_t index, dr_action *a) {
+    sim_node *node = &s->nodes[index];
+    dr_view_info *info = a->view_info;
+    int32_t vid = info->view.vid;
+    if (vid < 0 || (uint32_t)vid >= SIM_MAX_VIDS) {
+        fail(s, "node %u installed view %d: more views than the simulator tracks", node->id, vid);
+        return;
+    }
+    if (node->in_view && vid <= node->view->view.vid)
+        fail(s, "node %u installed view %d after view %d", node->id, vid, node->view->view.vid);
+    if (s->views[vid] == NULL) {
+        s->views[vid] = malloc(sizeof *info);
+        assert(s->views[vid] != NULL);
+        *s->views[vid] = *info;
+        s->result->view_changes += vid > 0 ? 1u : 0u;
+        s->result->restart_views += node->restarting ? 1u : 0u;
+    } else if (!same_view(s->views[vid], info)) {
+        fail(s, "views differ: node %u's view %d is not the one others installed", node->id, vid);
+    }
+    /* the first view of this incarnation, joining a group that runs (a view before it in this
+     * epoch): its state up to there comes by state transfer */
+    bool joined = false;
+    for (int32_t v = 0; v < vid && !node->in_view; v++)
+        joined |= s->views[v] != NULL;
+    if (!node->in_view && (joined || !node->restarting))
+        node->base_vid = vid;
+    if (node->restarting) {
+        check_restart_view(s, index, info, joined);
+        node->restarting = false;
+        if (joined) /* too late for the restart view: sees each stream from where it joined */
+            memset(node->first_seen, 0, sizeof node->first_seen);
+    }
+    save_view(s, node, info); /* before any delivery of the view */
+    free(node->view);
+    node->in_view = true;
+    node->view = info;
+    a->view_info = NULL;
+    for (uint32_t sg = 0; sg < node->view->layout.num_subgroups; sg++) {
+        uint32_t rank = 0;
+        int shard = dr_layout_find_shard(&node->view->layout, sg, node->id, &rank);
+        node->streams[sg].active =
+            shard >= 0 && node->view->layout.subgroups[sg].shards[shard].is_sender[rank];
+        node->streams[sg].waiting = false;
+        if (node->streams[sg].active && node->streams[sg].sent < node->streams[sg].total)
+            schedule(s, s->now_us + rng_range(s, 0, 500), EV_APP_SEND, index, sg);
+    }
+    bool all_in = true; /* the first cut comes once the group is formed */
+    for (uint32_t i = 0; i < s->num_nodes; i++)
+        all_in &= s->nodes[i].in_view;
+    if (all_in && s->result->power_cuts == 0)
+        schedule_power_cut(s, rng_range(s, 500, 40000));
+}
+
 static void on_view_installed_faults(sim *s, uint32_t index, dr_action *a) {
     sim_node *node = &s->nodes[index];
     if (node->restart_of >= 0 && !node->in_view)
@@ -561,6 +811,10 @@ static void on_view_installed_faults(sim *s, uint32_t index, dr_action *a) {
 
 static void on_view_installed(sim *s, uint32_t index, dr_action *a) {
     sim_node *node = &s->nodes[index];
+    if (s->config->total_restart) {
+        on_view_installed_durable(s, index, a);
+        return;
+    }
     if (s->config->faults) {
         on_view_installed_faults(s, index, a);
         return;
@@ -676,6 +930,8 @@ static void drain_actions(sim *s, uint32_t index) {
             } else {
                 check_delivery(s, node, &a);
             }
+            if (s->config->total_restart && a.mode == DR_MODE_ORDERED && !s->failed)
+                log_append(node, &a);
             if (s->base.count_consumption && a.version >= 0) /* a slow application */
                 heap_push(s, (sim_event){.time_us = s->now_us + consume_lag(node, &a),
                                          .kind = EV_CONSUMED,
@@ -704,9 +960,18 @@ static void drain_actions(sim *s, uint32_t index) {
             on_stopped(s, index, &a);
             break;
         case DR_ACTION_PERSISTED:
-            break; /* the simulator has no durable shards yet */
+            if (a.subgroup < SIM_MAX_SUBGROUPS && a.shard < DR_LAYOUT_MAX_SHARDS &&
+                a.version > s->frontier[a.subgroup][a.shard])
+                s->frontier[a.subgroup][a.shard] = a.version;
+            break;
         case DR_ACTION_TRUNCATE:
-            break; /* nor total restarts */
+            if (!s->config->total_restart || a.subgroup >= SIM_MAX_SUBGROUPS)
+                fail(s, "node %u: TRUNCATE outside a total restart", node->id);
+            else if (s->config->tamper == SIM_TAMPER_SKIP_TRUNCATE && index == s->num_nodes - 1)
+                log_truncate(node, a.subgroup, a.shard, INT64_MAX); /* test switch: ignored */
+            else
+                log_truncate(node, a.subgroup, a.shard, a.version);
+            break;
         }
         dr_action_free(&a);
     }
@@ -714,9 +979,12 @@ static void drain_actions(sim *s, uint32_t index) {
 
 /* ---- events -------------------------------------------------------------------------- */
 
-static void on_start(sim *s, uint32_t index) {
+/** Starts the node's core; `restart` (durable mode) brings it back from its saved state. */
+static void start_core(sim *s, uint32_t index, const dr_core_restart_options *restart) {
     sim_node *node = &s->nodes[index];
     dr_core_options options = s->base;
+    if (restart)
+        options.restart = *restart;
     options.my_id = node->id;
     options.defer_flush = node->defer_flush;
     snprintf(options.my_address, sizeof options.my_address, "%s", node->address);
@@ -728,6 +996,216 @@ static void on_start(sim *s, uint32_t index) {
     }
     node->incarnation = dr_core_incarnation(node->core); /* what its HELLOs would carry */
     schedule(s, s->now_us + node->tick_us, EV_TICK, index, 0);
+    if (s->config->total_restart)
+        schedule(s, s->now_us + rng_range(s, 200, 3000), EV_SYNC, index, 0);
+}
+
+static void on_start(sim *s, uint32_t index) {
+    start_core(s, index, NULL);
+}
+
+/* ---- durable mode: power cuts and restarts --------------------------------------------- */
+
+/** A restarting node multicasts more: 1-15 new messages per subgroup. */
+static void extend_workload(sim *s, sim_node *node) {
+    for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++) {
+        sim_stream *stream = &node->streams[sg];
+        uint32_t more = rng_range(s, 1, 15);
+        stream->lens = realloc(stream->lens, (stream->total + more) * sizeof *stream->lens);
+        assert(stream->lens != NULL);
+        uint32_t smc = s->base.max_smc_payload_size, max = s->base.max_payload_size;
+        for (uint32_t m = stream->total; m < stream->total + more; m++) {
+            bool large = max > smc && rng_chance(s, 35);
+            stream->lens[m] =
+                large ? rng_range(s, smc + 1, max) : rng_range(s, PAYLOAD_HEADER, smc);
+        }
+        stream->total += more;
+    }
+}
+
+/** The nodes of `set` (bit per index) hold no majority of the latest view any of them saved. */
+static bool restart_set_is_minority(const sim *s, uint32_t set) {
+    const dr_view *latest = NULL;
+    for (uint32_t i = 0; i < s->num_nodes; i++)
+        if ((set >> i & 1u) && (latest == NULL || s->nodes[i].saved_members.vid > latest->vid))
+            latest = &s->nodes[i].saved_members;
+    uint32_t present = 0;
+    for (uint32_t m = 0; m < latest->num_members; m++) {
+        int at = find_node_by_id(s, latest->member_ids[m]);
+        present += at >= 0 && (set >> at & 1u) ? 1u : 0u;
+    }
+    return present * 2 <= latest->num_members;
+}
+
+/**
+ * EV_POWER_CUT: every node stops at once. A log keeps what was synced and a random part of the
+ * rest (written but not yet synced: the disk may or may not have it; recovery cuts a torn
+ * record, so a prefix survives). Frames in flight are lost. Then some nodes restart.
+ */
+/** Whether the members of `view` without node `id` have an adequate layout (a restart can
+ * succeed without it). */
+static bool adequate_without(const sim *s, const dr_view_info *view, uint32_t id) {
+    uint32_t ids[DR_VIEW_MAX_MEMBERS], n = 0;
+    for (uint32_t m = 0; m < view->view.num_members; m++)
+        if (view->view.member_ids[m] != id)
+            ids[n++] = view->view.member_ids[m];
+    dr_layout *layout = malloc(sizeof *layout);
+    assert(layout != NULL);
+    bool adequate = n > 0 &&
+                    dr_layout_compute(&s->base.layout, &view->layout, ids, n, layout, NULL) == 0 &&
+                    layout->adequate;
+    free(layout);
+    return adequate;
+}
+
+static void power_cut(sim *s) {
+    s->result->power_cuts++;
+    /* a node whose absence leaves every shard a member (a restart without it can succeed) */
+    uint32_t spare[SIM_MAX_NODES], num_spare = 0;
+    const dr_view_info *latest = NULL;
+    for (uint32_t i = 0; i < s->num_nodes; i++)
+        if (s->nodes[i].in_view && (!latest || s->nodes[i].view->view.vid > latest->view.vid))
+            latest = s->nodes[i].view;
+    for (uint32_t i = 0; i < s->num_nodes && latest; i++)
+        if (adequate_without(s, latest, s->nodes[i].id) &&
+            (s->num_leaders > 1 || strcmp(s->nodes[i].address, s->leaders[0]) != 0))
+            spare[num_spare++] = i; /* (nor the only restart leader) */
+    s->cut_scheduled = false;
+    s->cuts_left--;
+    if (s->config->trace)
+        fprintf(s->config->trace, "[%10" PRIu64 " us] POWER CUT (%u to come)\n", s->now_us,
+                s->cuts_left);
+    for (uint32_t i = 0; i < s->num_nodes; i++) {
+        sim_node *node = &s->nodes[i];
+        dr_core_destroy(node->core);
+        node->core = NULL;
+        node->dead = true;
+        node->paused = false;
+        for (size_t e = 0; e < node->num_held; e++)
+            free(node->held[e].bytes);
+        node->num_held = 0;
+        free(node->view);
+        node->view = NULL;
+        node->in_view = false;
+        node->restarting = false;
+        for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++) {
+            sim_log *log = &node->logs[sg];
+            log->len = log->synced + rng_range(s, 0, (uint32_t)(log->len - log->synced));
+            if (s->config->tamper == SIM_TAMPER_LOST_SYNC && i == s->num_nodes - 1 &&
+                log->synced > 0)
+                log->len = log->synced - 1; /* test switch: the disk lost a synced record */
+            log->synced = log->len;
+            node->trim_set[sg] = false;
+            node->streams[sg].active = node->streams[sg].waiting = false;
+        }
+    }
+    while (s->heap_len > 0) {
+        sim_event event = heap_pop(s);
+        free(event.bytes);
+    }
+    for (uint32_t a = 0; a < s->num_nodes; a++)
+        for (uint32_t b = 0; b < s->num_nodes; b++) {
+            sim_link *link = &s->links[a][b];
+            link->last_arrival_us = s->now_us;
+            link->frames_sent = link->frames_delivered = 0;
+            link->epoch++;
+        }
+    for (uint32_t v = 0; v < SIM_MAX_VIDS; v++) { /* later views are checked among themselves */
+        free(s->views[v]);
+        s->views[v] = NULL;
+    }
+    /* A version names one message in every log: rebuild the map from what survived (a
+     * delivery that reached no disk may be reused by a later view) and check it. */
+    memset(s->vmap, 0, s->vmap_cap * sizeof *s->vmap);
+    s->vmap_len = 0;
+    char text[48];
+    for (uint32_t i = 0; i < s->num_nodes; i++) {
+        for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++) {
+            const sim_log *log = &s->nodes[i].logs[sg];
+            for (size_t e = 0; e < log->len; e++) {
+                const sim_log_entry *x = &log->entries[e];
+                vmap_entry *entry = vmap_get(s, sg, x->shard, x->version, x->item);
+                if (entry->item != x->item)
+                    fail(s, "logs differ: version %s of subgroup %u shard %u names two messages",
+                         version_text(x->version, text, sizeof text), sg, x->shard);
+                entry->mask |= 1u << i;
+            }
+        }
+    }
+    /* every receiver expects each sender's next message: the ones in flight are gone */
+    for (uint32_t i = 0; i < s->num_nodes; i++)
+        for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++)
+            for (uint32_t j = 0; j < s->num_nodes; j++) {
+                s->nodes[i].next_expected[sg][j] = s->nodes[j].streams[sg].sent;
+                s->nodes[i].first_seen[sg][j] = true; /* exactly that one, from now on */
+            }
+    s->final_restart = s->cuts_left == 0;
+    uint32_t everyone = (1u << s->num_nodes) - 1u, set = everyone;
+    if (!s->final_restart && s->config->partial_restarts && rng_chance(s, 70)) {
+        if (num_spare > 0 && rng_chance(s, 60)) /* one that can be spared stays out */
+            set = everyone & ~(1u << spare[rng_range(s, 0, num_spare - 1)]);
+        else /* any subset: often no quorum */
+            set = rng_range(s, 1, everyone);
+    }
+    s->minority_restart = restart_set_is_minority(s, set);
+    for (uint32_t i = 0; i < s->num_nodes; i++)
+        if (set >> i & 1u)
+            schedule(s, s->now_us + rng_range(s, 100, 5000), EV_RESTART, i, 0);
+    if (!s->final_restart)
+        schedule_power_cut(s, rng_range(s, 20000, 150000)); /* may strike during the restart */
+    if (s->config->trace)
+        fprintf(s->config->trace, "[%10" PRIu64 " us] restarting nodes mask 0x%x%s\n", s->now_us,
+                set, s->minority_restart ? " (a minority: must not restart)" : "");
+}
+
+/** EV_RESTART: the node starts again with its saved view and the tails of its logs. */
+static void restart_node(sim *s, uint32_t index) {
+    sim_node *node = &s->nodes[index];
+    node->dead = node->stopped = false;
+    node->restarting = true;
+    extend_workload(s, node);
+    dr_core_restart_options restart = {.saved_view = node->saved_view,
+                                       .saved_view_len = node->saved_view_len,
+                                       .num_leaders = s->num_leaders,
+                                       .timeout_ms = s->restart_timeout_ms};
+    for (uint32_t sg = 0; sg < DR_LAYOUT_MAX_SUBGROUPS; sg++) {
+        const sim_log *log = sg < SIM_MAX_SUBGROUPS ? &node->logs[sg] : NULL;
+        restart.tails[sg] = log && log->len > 0 ? log->entries[log->len - 1].version : -1;
+    }
+    memcpy(restart.leaders, s->leaders, sizeof restart.leaders);
+    if (s->config->trace)
+        fprintf(s->config->trace, "[%10" PRIu64 " us] node %u restarts from its saved view %d\n",
+                s->now_us, node->id, node->saved_members.vid);
+    start_core(s, index, &restart);
+}
+
+static void add_type(dr_layout_spec *spec, const char *name, uint32_t subgroups,
+                     const dr_shard_policy *policy);
+
+/** Durable mode's setup: no power cut yet, 1-3 to come, the restart leaders, and in half the
+ * seeds a layout with room to spare (flexible shards whose minimums are below the group's
+ * size), so that a restart without some node can succeed. */
+static void setup_durable(sim *s) {
+    if (s->num_nodes >= 2 && rng_chance(s, 50)) {
+        dr_layout_spec *spec = &s->base.layout;
+        memset(spec, 0, sizeof *spec);
+        dr_shard_policy policy;
+        uint32_t shards = rng_range(s, 1, s->num_nodes >= 4 ? 2 : 1);
+        uint32_t min = rng_range(s, 1, s->num_nodes / shards - (s->num_nodes / shards > 1));
+        dr_shard_policy_flexible(&policy, shards, min, s->num_nodes, DR_MODE_ORDERED);
+        add_type(spec, "durable", 1, &policy);
+    }
+    for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++)
+        for (uint32_t sh = 0; sh < DR_LAYOUT_MAX_SHARDS; sh++)
+            s->frontier[sg][sh] = -1;
+    for (uint32_t i = 0; i < s->num_nodes; i++)
+        s->nodes[i].saved_members.vid = -1;
+    s->cuts_left = rng_range(s, 1, 3);
+    s->num_leaders = rng_range(s, 1, s->num_nodes < 3 ? s->num_nodes : 3);
+    uint32_t first = rng_range(s, 0, s->num_nodes - 1);
+    for (uint32_t l = 0; l < s->num_leaders; l++)
+        memcpy(s->leaders[l], s->nodes[(first + l) % s->num_nodes].address, DR_ADDRESS_MAX);
+    s->restart_timeout_ms = rng_range(s, 20, 80);
 }
 
 static void on_app_send(sim *s, uint32_t index, uint32_t subgroup) {
@@ -994,8 +1472,16 @@ static void process(sim *s, sim_event *event) {
     s->current_node = event->node;
     bool global = event->kind == EV_PARTITION || event->kind == EV_HEAL ||
                   event->kind == EV_BRIDGE || event->kind == EV_MAJORITY_CRASH ||
-                  event->kind == EV_LINK_BREAK || event->kind == EV_ONE_WAY;
+                  event->kind == EV_LINK_BREAK || event->kind == EV_ONE_WAY ||
+                  event->kind == EV_POWER_CUT || event->kind == EV_RESTART;
+    if (event->kind == EV_POWER_CUT) {
+        power_cut(s);
+        return;
+    }
+
     if (node->dead && !global) {
+        if (event->kind == EV_FRAME) /* taken off its link (a restart may listen again) */
+            s->links[event->from][event->node].frames_delivered++;
         free(event->bytes); /* crashed or stopped: nothing more */
         return;
     }
@@ -1028,6 +1514,12 @@ static void process(sim *s, sim_event *event) {
         break;
     case EV_CONSUMED:
         dr_core_consumed(node->core, event->subgroup, event->version, s->now_us);
+        break;
+    case EV_SYNC:
+        sync_logs(s, event->node);
+        break;
+    case EV_RESTART:
+        restart_node(s, event->node);
         break;
     case EV_FRAME: {
         sim_link *link = &s->links[event->from][event->node];
@@ -1718,8 +2210,56 @@ static uint64_t shard_expected(const sim *s, const dr_layout *layout, uint32_t s
     return total;
 }
 
+/**
+ * Durable mode: complete once the last power cut struck, every node installed the same view
+ * after it and delivered every message its shard's senders multicast since.
+ */
+static bool incomplete_durable(const sim *s, char *why, size_t cap) {
+    if (!s->final_restart)
+        return snprintf(why, cap, "%u power cuts still to come", s->cuts_left), true;
+    const sim_node *first = &s->nodes[0];
+    for (uint32_t i = 0; i < s->num_nodes; i++) {
+        const sim_node *node = &s->nodes[i];
+        if (!node->in_view || node->restarting)
+            return snprintf(why, cap, "node %u has not installed a restart view", node->id), true;
+        if (node->view->view.vid != first->view->view.vid)
+            return snprintf(why, cap, "node %u is in view %d, node %u in view %d", node->id,
+                            node->view->view.vid, first->id, first->view->view.vid),
+                   true;
+        const dr_layout *layout = &node->view->layout;
+        for (uint32_t sg = 0; sg < layout->num_subgroups; sg++) {
+            const sim_stream *mine = &node->streams[sg];
+            if (mine->active && mine->sent < mine->total)
+                return snprintf(why, cap, "node %u sent %u of %u in subgroup %u", node->id,
+                                mine->sent, mine->total, sg),
+                       true;
+            int shard = dr_layout_find_shard(layout, sg, node->id, NULL);
+            if (shard < 0)
+                continue;
+            const dr_shard_layout *sh = &layout->subgroups[sg].shards[shard];
+            for (uint32_t r = 0; r < sh->num_members; r++) {
+                int sender = find_node_by_id(s, sh->member_ids[r]);
+                /* a node that joined after the restart view owes the streams it saw begin */
+                if (sender < 0 || !sh->is_sender[r] || !node->first_seen[sg][sender])
+                    continue;
+                uint32_t total = s->nodes[sender].streams[sg].total;
+                if (node->next_expected[sg][sender] != total)
+                    return snprintf(why, cap,
+                                    "node %u delivered messages up to %u of %u from node %u in "
+                                    "subgroup %u",
+                                    node->id, node->next_expected[sg][sender], total,
+                                    s->nodes[sender].id, sg),
+                           true;
+            }
+        }
+    }
+    return false;
+}
+
 /** Empty if the run is complete, else what is missing. */
 static bool incomplete(const sim *s, char *why, size_t cap) {
+    if (s->config->total_restart)
+        return incomplete_durable(s, why, cap);
     if (s->config->faults)
         return incomplete_faults(s, why, cap);
     const sim_node *leader = &s->nodes[0];
@@ -1769,6 +2309,9 @@ static void free_sim(sim *s) {
         for (size_t e = 0; e < s->nodes[i].num_held; e++)
             free(s->nodes[i].held[e].bytes);
         free(s->nodes[i].held);
+        for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++)
+            free(s->nodes[i].logs[sg].entries);
+        free(s->nodes[i].saved_view);
     }
     for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++)
         for (uint32_t sh = 0; sh < DR_LAYOUT_MAX_SHARDS; sh++)
@@ -1860,18 +2403,26 @@ int sim_run(const sim_config *config, sim_result *result) {
     s->config = config;
     s->result = result;
     s->rng = config->seed * 0x2545f4914f6cdd1dull + 1;
-    uint32_t members = config->num_nodes
-                           ? config->num_nodes
-                           : rng_range(s, config->faults ? 3 : 1, config->faults ? 7 : 8);
+    if (config->faults && config->total_restart) {
+        free(s);
+        return DR_EINVAL; /* one scenario per run */
+    }
+    uint32_t members = config->num_nodes ? config->num_nodes
+                                         : rng_range(s, config->faults ? 3 : 1,
+                                                     config->faults          ? 7
+                                                     : config->total_restart ? 6
+                                                                             : 8);
     if (members > SIM_MAX_NODES - 2)
         members = SIM_MAX_NODES - 2;
-    bool duplicate = !config->faults && rng_chance(s, 15);
+    bool duplicate = !config->faults && !config->total_restart && rng_chance(s, 15);
     random_options(s, members);
     if (config->faults)
         setup_fault_mode(s, members);
     else
         setup_nodes(s, members, duplicate);
     setup_links(s);
+    if (config->total_restart)
+        setup_durable(s);
     s->rng2 = config->seed * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
     s->restart_index = -1;
     if (config->faults)

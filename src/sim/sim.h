@@ -14,6 +14,20 @@
  * delivered: nothing delivered is lost by survivors), that faulty nodes stop with the right
  * reason and correct ones never do, and liveness: the survivors converge on one view of exactly
  * the correct nodes and every message a correct node sent is delivered.
+ *
+ * Durable mode (config.total_restart; docs/persistence.md "Total restart", PROTOCOL.md §7
+ * invariant 6): every ordered delivery is appended to the node's simulated log of its shard;
+ * the node syncs its logs at random moments and reports them (dr_core_persisted). Once the
+ * group is formed, power cuts stop every node at once (each log keeps what was synced plus a
+ * random part of the rest, as a torn tail cut at recovery would), then nodes restart with their
+ * saved view and log tails (dr_core_restart_options); 1 to 3 cuts per run, the last followed
+ * by every node. With config.partial_restarts an earlier cut may bring back a random subset
+ * only (the others return at the next cut, with an older view and log). Checks: no globally
+ * persisted version (DR_ACTION_PERSISTED, any node) is cut by a restart's trim; a restart set
+ * without a majority of its latest saved view never installs a view; no restarted node keeps a
+ * log record that an earlier restart discarded (beyond its trim, in a view it covered); a
+ * version names one message in every log; and liveness: after the last restart every node
+ * installs the restart view and delivers every message sent after it.
  */
 #ifndef DR_SIM_SIM_H
 #define DR_SIM_SIM_H
@@ -28,10 +42,14 @@
  */
 typedef enum sim_tamper {
     SIM_TAMPER_NONE = 0,
-    SIM_TAMPER_CORRUPT, /**< one delivery's payload byte flipped: "no creation" */
-    SIM_TAMPER_VIEW,    /**< the last node's installed view reported with another vid: "views
-                             differ" (view agreement) */
-    SIM_TAMPER_DEAF,    /**< every frame to the last node discarded: "liveness" */
+    SIM_TAMPER_CORRUPT,       /**< one delivery's payload byte flipped: "no creation" */
+    SIM_TAMPER_VIEW,          /**< the last node's installed view reported with another vid: "views
+                                   differ" (view agreement) */
+    SIM_TAMPER_DEAF,          /**< every frame to the last node discarded: "liveness" */
+    SIM_TAMPER_LOST_SYNC,     /**< durable mode: a power cut takes the last synced record of
+                                   the last node's logs: "invariant 6" (a persisted version cut) */
+    SIM_TAMPER_SKIP_TRUNCATE, /**< durable mode: the last node ignores TRUNCATE: "invariant 6"
+                                   (a discarded version kept) */
 } sim_tamper;
 
 /** One run's parameters. */
@@ -46,6 +64,8 @@ typedef struct sim_config {
     bool no_raw;             /**< fault mode: ordered subgroups only (the layouts of seeds
                                   recorded before raw subgroups joined the fault mode) */
     sim_tamper tamper;       /**< test switch: a wrong history for the checker (above) */
+    bool total_restart;      /**< durable mode: logs, power cuts and total restarts (above) */
+    bool partial_restarts;   /**< durable mode: an earlier cut may restart a subset only */
 } sim_config;
 
 /** One run's outcome. */
@@ -64,6 +84,8 @@ typedef struct sim_result {
     bool link_cost_both;    /**< fault mode: one broken link excluded both of its ends */
     uint32_t restarts;      /**< fault mode: crashed nodes restarted with the same id and address */
     uint32_t rejoined;      /**< fault mode: ... of which installed a view as a new member */
+    uint32_t power_cuts;    /**< durable mode: every node stopped at once */
+    uint32_t restart_views; /**< durable mode: restart views installed (first installer each) */
 } sim_result;
 
 /** Runs one seed. Returns 0 (see result->passed) or a negative DR_E* code on setup failure. */

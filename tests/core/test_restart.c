@@ -160,6 +160,36 @@ static void test_logs_of_different_length_truncate_to_one_trim(void **state) {
     free_all(h, s);
 }
 
+/*
+ * A driver that reports its old log as persisted while the node is restarting (before any
+ * delivery of this incarnation) must not lift the persistence frontier above the restart's
+ * trim: the records above it are cut. Before the fix the core kept the report and published it
+ * in the restart view's table (derecho-sim --total-restart: a frontier above the next restart's
+ * trim).
+ */
+static void test_persisted_report_while_restarting_is_not_published(void **state) {
+    (void)state;
+    harness *h = cluster(3);
+    send_some(h, 0, 5);
+    int64_t v[5];
+    for (uint32_t m = 0; m < 5; m++)
+        v[m] = nth_version(h, 0, m);
+    int32_t last = h->nodes[0].view.view.vid;
+    saved s[3];
+    save_and_crash_all(h, s);
+    uint32_t r[3];
+    r[0] = restart_node(h, 0, &s[0], v[3]);
+    r[1] = restart_node(h, 1, &s[1], v[1]);
+    r[2] = restart_node(h, 2, &s[2], v[2]);
+    for (uint32_t k = 0; k < 3; k++)
+        dr_core_persisted(h->nodes[r[k]].core, 0, v[4], h->now_us); /* its whole old log */
+    h_run(h, 1000, 20);
+    assert_restart_view(h, r, 3, last + 1, v[1]);
+    for (uint32_t k = 0; k < 3; k++)
+        assert_true(dr_core_persisted_frontier(h->nodes[r[k]].core, 0) <= v[1]);
+    free_all(h, s);
+}
+
 /** A group of three that delivered a little, saved its view and crashed whole. */
 typedef struct crashed_group {
     saved s[3];   /**< what each node saved */
@@ -199,8 +229,10 @@ static void test_minority_waits_then_majority_restarts(void **state) {
  * A late node: n0 and n1 restart the group without n2 (a majority of the saved view); n2
  * restarts afterwards with its saved view and reports to the restart leader, which is in the
  * restart view by then. It used to wait for a restart view for ever; it is told to join
- * (JOIN_REDIRECT) and becomes a member of a later view like any joiner (no truncation: it
- * keeps its log, the group gives it the state).
+ * (JOIN_REDIRECT) and becomes a member of a later view like any joiner. Its log is truncated to
+ * nothing first: the restart cut the others' logs at a trim it never applied, and its records
+ * beyond that trim must not survive (nor its tail mislead a later restart); the group gives it
+ * the state.
  */
 static void test_late_node_joins_the_restarted_group(void **state) {
     (void)state;
@@ -216,7 +248,8 @@ static void test_late_node_joins_the_restarted_group(void **state) {
     const h_node *late = &h->nodes[c];
     assert_false(late->join_failed);
     assert_true(late->installed);
-    assert_int_equal(late->truncations, 0);
+    assert_int_equal(late->truncations, 1); /* its one non-empty log, to nothing */
+    assert_int_equal(late->truncated[0], -1);
     assert_true(late->view.view.vid > g.last + 1);
     assert_int_equal(late->view.view.num_members, 3);
     assert_int_equal(h->nodes[a].view.view.vid, late->view.view.vid);
@@ -226,7 +259,14 @@ static void test_late_node_joins_the_restarted_group(void **state) {
     free_all(h, g.s);
 }
 
-static void test_node_with_older_saved_view_is_brought_along(void **state) {
+/*
+ * A node whose saved view is older than the latest one reported (it was removed, or missed an
+ * earlier restart) is not in the restart view: L's history may lack records its log holds (an
+ * earlier restart's trim it never applied; derecho-sim --total-restart --partial-restarts
+ * found such a node keeping discarded versions), and there is no log shipping. It joins the
+ * restarted group as a new member instead, its log truncated to nothing.
+ */
+static void test_node_with_older_saved_view_joins_as_new(void **state) {
     (void)state;
     harness *h = cluster(3);
     send_some(h, 0, 2);
@@ -245,12 +285,17 @@ static void test_node_with_older_saved_view_is_brought_along(void **state) {
     uint32_t c = restart_node(h, 2, &old, nth_version(h, 2, 1));
     uint32_t b = restart_node(h, 1, &s1, last);
     h_run(h, 1000, 20);
+    /* the most recent saved view wins: the restart view holds its members only; the old member
+     * joins the view after it, without its log */
     uint32_t r[3] = {a, b, c};
-    /* the most recent saved view wins; the old member joins the restart view, truncates too */
-    assert_int_equal(h->nodes[c].view.view.vid, first + 2);
-    assert_restart_view(h, r, 3, first + 2, last);
+    assert_int_equal(h->nodes[c].view.view.vid, first + 3);
+    assert_int_equal(h->nodes[c].view.view.num_members, 3);
+    assert_int_equal(h->nodes[c].truncations, 1);
+    assert_int_equal(h->nodes[c].truncated[0], -1);
+    assert_int_equal(h->nodes[a].view.view.vid, first + 3);
     assert_int_equal(h->nodes[a].view.view.member_ids[2], 12);
-    assert_group_works(h, r, 3, first + 2);
+    assert_int_equal(h->nodes[a].truncated[0], last); /* the restart view's trim */
+    assert_group_works(h, r, 3, first + 3);
     free(old.frame);
     free(s0.frame);
     free(s1.frame);
@@ -363,7 +408,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logs_of_different_length_truncate_to_one_trim),
         cmocka_unit_test(test_minority_waits_then_majority_restarts),
-        cmocka_unit_test(test_node_with_older_saved_view_is_brought_along),
+        cmocka_unit_test(test_node_with_older_saved_view_joins_as_new),
+        cmocka_unit_test(test_persisted_report_while_restarting_is_not_published),
         cmocka_unit_test(test_late_node_joins_the_restarted_group),
         cmocka_unit_test(test_backup_leader_takes_over),
         cmocka_unit_test(test_backup_adopts_an_accepted_proposal),
