@@ -22,6 +22,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "derecho/buffer.h"
@@ -955,9 +956,10 @@ static void test_reset_while_reads_paused(void **state) {
 typedef struct racer {
     dr_net *net;
     uint32_t to;
-    uint32_t id;    /* written into each frame with its sequence number */
-    uint32_t limit; /* frames to send before stopping (0: until the peer is gone) */
-    int final_rc;   /* what stopped it */
+    uint32_t id;           /* written into each frame with its sequence number */
+    uint32_t limit;        /* frames to send before stopping (0: until the peer is gone) */
+    int final_rc;          /* what stopped it */
+    _Atomic uint32_t sent; /* frames accepted so far (read by the main thread) */
 } racer;
 
 static void *racer_thread(void *arg) {
@@ -977,6 +979,7 @@ static void *racer_thread(void *arg) {
             return NULL;
         }
         seq++;
+        atomic_store(&r->sent, seq);
     }
     r->final_rc = 0;
     return NULL;
@@ -1011,7 +1014,13 @@ static void test_concurrent_senders_keep_per_thread_order(void **state) {
         r[i] = (racer){.net = a, .to = 2, .id = (uint32_t)i};
         pthread_create(&t[i], NULL, racer_thread, &r[i]);
     }
-    usleep(20 * 1000);
+    /* every racer is sending when the peer goes away (a poll with a deadline: the racers signal
+     * nothing else) */
+    for (int i = 0, polls = 0; i < THREADS; i++)
+        while (atomic_load(&r[i].sent) < 100) {
+            assert_true(++polls < 10000);
+            nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+        }
     dr_net_destroy(b);
     for (int i = 0; i < THREADS; i++) {
         pthread_join(t[i], NULL);

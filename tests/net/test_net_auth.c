@@ -374,12 +374,14 @@ static void test_descriptor_exhaustion_does_not_spin(void **state) {
     int highest = open("/dev/null", O_RDONLY);
     close(highest);
     struct rlimit tight = {.rlim_cur = (rlim_t)highest + 40, .rlim_max = old.rlim_max};
-    int ready[2];
+    int ready[2], release[2]; /* child -> parent: connections opened; parent -> child: done */
     assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(release), 0);
     pid_t child = fork();
     assert_true(child >= 0);
     if (child == 0) {
         close(ready[0]);
+        close(release[1]);
         int opened = 0; /* descriptors stay open until _exit */
         for (int i = 0; i < 200; i++) {
             int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -392,10 +394,13 @@ static void test_descriptor_exhaustion_does_not_spin(void **state) {
         }
         ssize_t w = write(ready[1], &opened, sizeof opened);
         (void)w;
-        sleep(2);
+        char done;
+        ssize_t r = read(release[0], &done, 1); /* until the parent measured (or exited) */
+        (void)r;
         _exit(0);
     }
     close(ready[1]);
+    close(release[0]);
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &tight), 0);
     int opened = 0;
     assert_int_equal(read(ready[0], &opened, sizeof opened), (ssize_t)sizeof opened);
@@ -403,6 +408,7 @@ static void test_descriptor_exhaustion_does_not_spin(void **state) {
     double cpu0 = cpu_seconds();
     usleep(1000 * 1000);
     double used = cpu_seconds() - cpu0;
+    close(release[1]); /* the child's connections close */
     int status = 0;
     waitpid(child, &status, 0);
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
@@ -600,7 +606,9 @@ static void test_duplicate_id_refused_while_alive(void **state) {
     expect_text(a, 2, "still connected");
     dr_net_destroy(twin);
 
-    usleep(600 * 1000); /* b silent past the window: as if it had crashed without a FIN */
+    /* b silent past the window (duplicate_window_ms = 400, set above: the time is the thing
+     * under test, not a synchronisation): as if it had crashed without a FIN */
+    usleep(600 * 1000);
     dr_net *restart = make_member(2, MEMBER_KEY, false);
     assert_int_equal(dr_net_connect(restart, 1, "127.0.0.1", dr_net_listen_port(a)), 0);
     expect(restart, DR_NET_EV_PEER_UP, 1);

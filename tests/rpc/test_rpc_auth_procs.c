@@ -300,7 +300,13 @@ static void test_duplicate_id_refused(void **state) {
     assert_null(strstr(members[2].output, "DONE"));
     assert_int_equal(finish_all(&members[2], 1), 0); /* exited non-zero */
     assert_true(time(NULL) - started < 15);
-    sleep(1);
+    /* An absence check, so it needs a window: had the twin cut a member off, that member would
+     * be suspected within one failure timeout (heartbeat_ms = 100 × the default 5 missed
+     * heartbeats) and the view would lose it; look after two timeouts. */
+    enum { FAILURE_TIMEOUT_MS = 100 * 5 };
+    enum { WINDOW_MS = 2 * FAILURE_TIMEOUT_MS };
+    struct timespec window = {.tv_sec = WINDOW_MS / 1000, .tv_nsec = WINDOW_MS % 1000 * 1000000L};
+    nanosleep(&window, NULL);
     probe after = run_probe_at(DUP_PORT, "admin.key", true);
     assert_int_equal(after.connect, 0);
     assert_int_equal(after.members, 2); /* nobody was cut off */

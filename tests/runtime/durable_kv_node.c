@@ -14,7 +14,8 @@
  * (index 0..N-1, value index * 7 + writer), waits until the last one is globally persisted
  * (dr_rpc_results_wait_persisted), prints
  *   ACKED node=<id> puts=<N> vid=<view>
- * then keeps putting (index N, N+1, ...) without waiting until it is killed.
+ * then keeps putting (index N, N+1, ...) without waiting until it is killed; after LOADED_PUTS
+ * of those it prints "LOADED node=<id> puts=<n>" (the test kills then: puts are in flight).
  * --restarted: waits for the restart view's upcall (the log's replay runs before it), prints
  *   STATE node=<id> vid=<view> members=<n> count=<puts applied> digest=<chain>
  *         acked_ok=<1 when every put index < --check-puts of writers 0..2 is present with its
@@ -35,7 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { MAX_WRITERS = 4, MAX_INDEX = 4096 };
+enum { MAX_WRITERS = 4, MAX_INDEX = 4096, LOADED_PUTS = 50 };
 
 #define STATE_MAGIC 0x4b564453u /* "SDVK" */
 
@@ -163,6 +164,10 @@ static int load(dr_rpc_node *node, uint32_t me, uint32_t puts) {
         if (put(node, me, i, &results) != DR_OK)
             break;
         dr_rpc_results_free(results);
+        if (i == puts + LOADED_PUTS) { /* the test kills the nodes now, with puts in flight */
+            printf("LOADED node=%" PRIu32 " puts=%" PRIu32 "\n", me, i + 1);
+            fflush(stdout);
+        }
         usleep(2000);
     }
     printf("FAIL node=%" PRIu32 " the load ended before the kill\n", me);

@@ -8,7 +8,7 @@
  *              [--say-sending]      (print "SENDING node=<id>" once it starts sending)
  *              [--print-views]      (print "VIEW node=<id> vid=<n> members=<id,...>" per view)
  *              [--wait-ms MS]       (--wait-from's limit before "TIMEOUT ... from=<counts
- *                                    of ids 0-3>", default 120000)
+ *                                    of ids 0-3>", and each send's; default 120000)
  *              [--leave]            (after DONE: dr_group_leave, prints "LEFT ...")
  *              [--stderr-to-stdout] (log lines into the test's pipe, to wait for one)
  *              [--say-delivered N]  (print "DELIVERED node=<id> n=<N>" at the N-th delivery)
@@ -29,9 +29,10 @@
  * lists the members of the current view, whichever they are; --expect-members 0 accepts a view
  * of any size (then DONE means: every member of my current view delivered its N messages here).
  * A send failing because the group stopped (excluded this node, or partitioning safety) prints
- * "STOPPED node=<id> rc=<code>"; so does the wait of --wait-from when the group stops there,
- * and the wait for deliveries without it (then with delivered=<count>), so a node that the group
- * excluded reports it instead of waiting forever.
+ * "STOPPED node=<id> rc=<code>"; one still blocked after --wait-ms (a wedged group that neither
+ * goes on nor stops) prints "TIMEOUT node=<id> sending=<index>"; so does the wait of --wait-from
+ * when the group stops there, and the wait for deliveries without it (then with delivered=<count>),
+ * so a node that the group excluded reports it instead of waiting forever.
  * --cut-after-ms T --cut-peers LIST (partition tests): T ms after this node starts sending (once
  * the --start-members view is in), it black-holes its links to each listed member, both
  * directions (dr_group_test_cut_link, test only); the listed nodes cut theirs to it likewise, so
@@ -443,12 +444,16 @@ int main(int argc, char **argv) {
     for (uint64_t i = 0; !silent && i < messages && rc == 0; i++) {
         size_t len = message_size(size, mixed, i);
         fill_message(buffer, len, my_id, i);
-        rc = dr_group_send(group, 0, buffer, len, 60000);
+        rc = dr_group_send(group, 0, buffer, len, g_wait_ms);
         if (rc)
             fprintf(stderr, "group_node: send %" PRIu64 " failed: %s\n", i, dr_strerror(rc));
+        if (rc == DR_ETIMEDOUT && wait_from != NULL)
+            printf("TIMEOUT node=%" PRIu32 " sending=%" PRIu64 "\n", my_id, i);
     }
     free(buffer);
-    if (rc != 0 && wait_from != NULL) {
+    if (rc == DR_ETIMEDOUT && wait_from != NULL) {
+        fflush(stdout);
+    } else if (rc != 0 && wait_from != NULL) {
         printf("STOPPED node=%" PRIu32 " rc=%d\n", my_id, rc);
         fflush(stdout);
     } else if (wait_from != NULL) {

@@ -118,8 +118,8 @@ static void run(int base_port, uint64_t messages, bool reads) {
         char path[512];
         write_config(i, base_port, min_nodes, path, sizeof path);
         spawn_test_program(&children[i], "durable_node", path, args);
-        if (i == 0)
-            usleep(200000); /* let the leader listen first (joiners also retry) */
+        if (i == 0 && !procs_wait_listening(base_port, 10000)) /* the leader listens first */
+            fail_msg("the leader does not listen on %d", base_port);
     }
     wait_all_done(children, NODES, WAIT_SECONDS);
     uint64_t delivered[NODES], hash[NODES];

@@ -110,8 +110,13 @@ static void restart_and_check(child *children, int base_port, kv_report *reports
     }
 }
 
+/** Kills every node with SIGKILL once each says its load after ACKED is running (puts in flight).
+ */
 static void kill_all(child *children) {
-    usleep(300000); /* puts in flight */
+    char line[256];
+    for (int i = 0; i < NODES; i++)
+        if (!procs_wait_line(&children[i], "LOADED", line, sizeof line, WAIT_SECONDS))
+            fail_msg("node %d: no LOADED line", i);
     for (int i = 0; i < NODES; i++)
         kill(children[i].pid, SIGKILL);
     finish_all(children, NODES);
