@@ -23,7 +23,8 @@
  * Replay: at a total restart, the log of each durable shard of this node is handed back to the
  * application (dr_group_callbacks.on_replay, group.h) up to the restart's trim, before the
  * restart view; dr_group_save_replay_base keeps the state a joiner received, so that its replay
- * is complete too.
+ * is complete too, and dr_group_checkpoint saves the state at a globally persisted version and
+ * trims the log below it (replay starts from that base).
  *
  * Views: a node with a durable subgroup also saves every view it installs (`last_view` under
  * file_path); dr_group_load_saved_view reads it back without a running group.
@@ -107,6 +108,26 @@ void dr_versioned_clear(dr_versioned *out);
  */
 int dr_group_save_replay_base(dr_group *group, uint32_t subgroup, int32_t vid, const uint8_t *bytes,
                               size_t len);
+
+/**
+ * Checkpoints my shard of `subgroup` so that its log stops growing without bound: `bytes` is
+ * the application's state as of `version` (everything delivered up to and including it, nothing
+ * after), saved durably as the replay base (as dr_group_save_replay_base), after which the log
+ * drops every record up to `version`. A total restart's replay then hands this base and the
+ * records after it; reads of the dropped versions return DR_ENOTFOUND.
+ * `version` must be globally persisted (dr_group_persisted_version(..., true) >= version), so
+ * that no restart can cut below it: the usual pattern is to serialize the state on the delivery
+ * thread at some version, then, from another thread, dr_group_wait_persisted(global) for it and
+ * checkpoint. Checkpoints only move forward.
+ * Returns 0; DR_EAGAIN (`version` is not globally persisted yet, or another checkpoint of this
+ * log is running); DR_EINVAL (negative version, NULL bytes with len > 0, or older than the
+ * current base); DR_ESTATE (the subgroup is not durable here, or no log is open); DR_ETOOBIG
+ * (beyond [DERECHO] max_state_transfer_size); DR_EIO; DR_ENOMEM. Blocks on the disk (the base's
+ * temp file, fdatasync and rename; the log's header rewrite). Any thread but the delivery thread
+ * is fine; on the delivery thread it holds up deliveries for the disk writes.
+ */
+int dr_group_checkpoint(dr_group *group, uint32_t subgroup, int64_t version, const uint8_t *bytes,
+                        size_t len);
 
 /**
  * The last view this node installed, as saved under `[PERS] file_path` (`last_view`): a node

@@ -10,7 +10,10 @@
  * Replay base (`<log name>.base` beside the log, dr_blob: checksummed, replaced by rename):
  *   magic u32 "DRRB" | format u32 = 1 | floor i64 (records >= floor are replayed on top) |
  *   the state bytes (what dr_group_save_replay_base was given)
- * all little-endian. floor = (vid << 32) of the view in which the node received the state.
+ * all little-endian. floor = (vid << 32) of the view in which the node received the state
+ * (dr_group_save_replay_base), or the checkpoint's version + 1 (dr_group_checkpoint, which then
+ * trims the log below the floor: the base is saved first, so a crash in between leaves a base
+ * and an untrimmed log, whose records below the floor replay skips).
  */
 #include "runtime/durable.h"
 
@@ -216,6 +219,7 @@ static int open_log(durable *d, const dr_layout *layout, uint32_t subgroup, uint
     dr_err err = {0};
     if (d->options.reset)
         remove_base(d, name); /* a base belongs to the log it completes */
+    bool reset = d->options.reset;
     int rc = dr_plog_open(d->dir, name, &d->options, &log, &info, &err);
     uint64_t last_stamp = 0;
     if (rc == DR_OK && info.records > 0) {
@@ -235,6 +239,8 @@ static int open_log(durable *d, const dr_layout *layout, uint32_t subgroup, uint
     } else {
         entry->log = log;
         entry->last_stamp = last_stamp;
+        entry->base_known = reset; /* after a reset there is no base; otherwise read it lazily */
+        entry->base_floor = 0;
     }
     pthread_mutex_unlock(&d->lock);
     if (rc != DR_OK) {
@@ -385,13 +391,79 @@ int durable_restart_inputs(durable *d, uint32_t my_id, dr_core_restart_options *
     return DR_OK;
 }
 
+/*
+ * Reads the floor of the base saved beside `log_name` (*floor = 0 if there is none). Loads the
+ * whole base (checksummed); called at most once per log (the floor is then kept in memory).
+ */
+static int load_base_floor(durable *d, const char *log_name, int64_t *floor) {
+    char file[DR_LAYOUT_NAME_MAX + 64];
+    base_file_name(file, sizeof file, log_name);
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    dr_err err = {0};
+    *floor = 0;
+    int rc = dr_blob_load(d->dir, file, d->max_base_bytes + BASE_HEADER_BYTES, &bytes, &len, &err);
+    if (rc == DR_ENOTFOUND)
+        return DR_OK;
+    if (rc != DR_OK) {
+        DR_ERROR(DR_LOGM_PERSISTENCE, "cannot read %s/%s: %s", d->dir, file, err.msg);
+        return rc;
+    }
+    dr_reader reader;
+    dr_reader_init(&reader, bytes, len);
+    uint32_t magic = dr_reader_u32(&reader);
+    uint32_t format = dr_reader_u32(&reader);
+    *floor = (int64_t)dr_reader_u64(&reader);
+    free(bytes);
+    if (reader.failed || magic != BASE_MAGIC || format != BASE_FORMAT || *floor < 0) {
+        DR_ERROR(DR_LOGM_PERSISTENCE, "%s/%s is not a replay base", d->dir, file);
+        return DR_ECORRUPT;
+    }
+    return DR_OK;
+}
+
+/* The floor of `subgroup`'s base, read once (d->lock not held: a disk read). */
+static int base_floor_of(durable *d, uint32_t subgroup, int64_t *floor) {
+    pthread_mutex_lock(&d->lock);
+    durable_log *entry = &d->logs[subgroup];
+    bool known = entry->base_known;
+    *floor = entry->base_floor;
+    char name[sizeof entry->name];
+    snprintf(name, sizeof name, "%s", entry->name);
+    pthread_mutex_unlock(&d->lock);
+    if (known)
+        return DR_OK;
+    int rc = load_base_floor(d, name, floor);
+    if (rc == DR_OK) {
+        pthread_mutex_lock(&d->lock);
+        entry->base_known = true;
+        entry->base_floor = *floor;
+        pthread_mutex_unlock(&d->lock);
+    }
+    return rc;
+}
+
 int durable_truncate(durable *d, uint32_t subgroup, int64_t version) {
     if (!d->any || subgroup >= DR_LAYOUT_MAX_SUBGROUPS)
         return DR_OK;
+    /* A replay base whose floor lies above the cut holds versions the group discarded (a
+     * joiner's base, saved before the end of the previous view was globally persisted): this
+     * node's state would differ from the others'. It leaves instead. Version -1 (the node
+     * abandons its restart to join) drops the base with the log: the state comes again. */
+    int64_t floor = 0;
+    int rc = base_floor_of(d, subgroup, &floor);
+    if (rc == DR_OK && version >= 0 && floor > 0 && floor - 1 > version) {
+        DR_ERROR(DR_LOGM_PERSISTENCE,
+                 "restart: the replay base of subgroup %" PRIu32 " holds versions up to %" PRId64
+                 ", above the restart's trim %" PRId64
+                 " (versions the group discarded); this node leaves: start it with "
+                 "[PERS] reset = true to rejoin with the group's state",
+                 subgroup, floor - 1, version);
+        rc = DR_ESTATE;
+    }
     pthread_mutex_lock(&d->lock);
     durable_log *entry = &d->logs[subgroup];
-    int rc = DR_OK;
-    if (entry->log && !entry->failed) {
+    if (rc == DR_OK && entry->log && !entry->failed) {
         rc = dr_plog_truncate_after(entry->log, version);
         if (rc == DR_OK) {
             entry->replay_pending = true; /* the restart view's install replays it */
@@ -406,18 +478,27 @@ int durable_truncate(durable *d, uint32_t subgroup, int64_t version) {
                 dr_plog_record_free(&latest);
             }
         } else {
-            entry->failed = true;
-            pthread_cond_broadcast(&d->change);
+            DR_ERROR(DR_LOGM_PERSISTENCE, "cannot truncate the log of subgroup %" PRIu32 ": %s",
+                     subgroup, dr_strerror(rc));
         }
     }
+    if (rc != DR_OK) {
+        entry->failed = true;
+        pthread_cond_broadcast(&d->change);
+    }
+    bool drop_base = rc == DR_OK && version < 0 && floor > 0;
+    char name[sizeof entry->name];
+    snprintf(name, sizeof name, "%s", entry->name);
+    if (drop_base)
+        entry->base_floor = 0;
     pthread_mutex_unlock(&d->lock);
     if (rc != DR_OK)
-        DR_ERROR(DR_LOGM_PERSISTENCE, "cannot truncate the log of subgroup %" PRIu32 ": %s",
-                 subgroup, dr_strerror(rc));
-    else
-        DR_INFO(DR_LOGM_PERSISTENCE,
-                "restart: log of subgroup %" PRIu32 " truncated after %" PRId64, subgroup, version);
-    return rc;
+        return rc;
+    if (drop_base)
+        remove_base(d, name);
+    DR_INFO(DR_LOGM_PERSISTENCE, "restart: log of subgroup %" PRIu32 " truncated after %" PRId64,
+            subgroup, version);
+    return DR_OK;
 }
 
 bool durable_take_replay(durable *d, uint32_t subgroup, int64_t *to) {
@@ -548,10 +629,13 @@ int durable_replay(durable *d, uint32_t subgroup, uint32_t shard, int64_t to, dr
     return rc;
 }
 
-int durable_save_base(durable *d, uint32_t subgroup, int32_t vid, const uint8_t *bytes,
-                      size_t len) {
-    if (!d->any || subgroup >= DR_LAYOUT_MAX_SUBGROUPS || vid < 0)
-        return DR_ESTATE;
+/*
+ * Saves `bytes` as `subgroup`'s replay base with `floor` (durably: dr_blob_save). `what` names
+ * the occasion in the log line. Returns 0, DR_ESTATE (no open log), DR_ETOOBIG, DR_EIO,
+ * DR_ENOMEM.
+ */
+static int save_base(durable *d, uint32_t subgroup, int64_t floor, const uint8_t *bytes, size_t len,
+                     const char *what) {
     if (len > d->max_base_bytes)
         return DR_ETOOBIG;
     pthread_mutex_lock(&d->lock);
@@ -568,7 +652,7 @@ int durable_save_base(durable *d, uint32_t subgroup, int32_t vid, const uint8_t 
     dr_buf_init(&header, BASE_HEADER_BYTES);
     dr_buf_put_u32(&header, BASE_MAGIC);
     dr_buf_put_u32(&header, BASE_FORMAT);
-    dr_buf_put_u64(&header, (uint64_t)vid << 32);
+    dr_buf_put_u64(&header, (uint64_t)floor);
     int rc = header.failed ? DR_ENOMEM : DR_OK;
     if (rc == DR_OK) {
         memcpy(blob, header.data, BASE_HEADER_BYTES);
@@ -580,12 +664,74 @@ int durable_save_base(durable *d, uint32_t subgroup, int32_t vid, const uint8_t 
     if (rc == DR_OK)
         rc = dr_blob_save(d->dir, file, blob, BASE_HEADER_BYTES + len, NULL, &err);
     free(blob);
-    if (rc != DR_OK)
+    if (rc != DR_OK) {
         DR_ERROR(DR_LOGM_PERSISTENCE, "cannot save the replay base %s/%s: %s", d->dir, file,
                  err.msg[0] ? err.msg : dr_strerror(rc));
+        return rc;
+    }
+    pthread_mutex_lock(&d->lock);
+    d->logs[subgroup].base_known = true;
+    d->logs[subgroup].base_floor = floor;
+    pthread_mutex_unlock(&d->lock);
+    DR_INFO(DR_LOGM_PERSISTENCE,
+            "saved the replay base %s/%s (%zu bytes, %s, versions below %" PRId64 ")", d->dir, file,
+            len, what, floor);
+    return DR_OK;
+}
+
+int durable_save_base(durable *d, uint32_t subgroup, int32_t vid, const uint8_t *bytes,
+                      size_t len) {
+    if (!d->any || subgroup >= DR_LAYOUT_MAX_SUBGROUPS || vid < 0)
+        return DR_ESTATE;
+    return save_base(d, subgroup, (int64_t)vid << 32, bytes, len, "state received on joining");
+}
+
+int durable_checkpoint(durable *d, uint32_t subgroup, int64_t version, const uint8_t *bytes,
+                       size_t len) {
+    if (version < 0 || (len > 0 && bytes == NULL))
+        return DR_EINVAL;
+    if (!d->any || subgroup >= DR_LAYOUT_MAX_SUBGROUPS)
+        return DR_ESTATE;
+    if (len > d->max_base_bytes)
+        return DR_ETOOBIG;
+    pthread_mutex_lock(&d->lock);
+    durable_log *entry = &d->logs[subgroup];
+    int rc = DR_OK;
+    if (entry->log == NULL || entry->failed || d->stopping)
+        rc = DR_ESTATE;
+    else if (entry->checkpointing)
+        rc = DR_EAGAIN; /* one at a time per log */
+    else if (version > entry->global)
+        rc = DR_EAGAIN; /* not globally persisted: a restart may still cut it */
+    dr_plog *log = entry->log;
+    if (rc == DR_OK) {
+        entry->checkpointing = true;
+        d->replaying++; /* durable_stop closes the log only after this */
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (rc != DR_OK)
+        return rc;
+    int64_t floor = 0;
+    rc = base_floor_of(d, subgroup, &floor);
+    if (rc == DR_OK && version + 1 < floor)
+        rc = DR_EINVAL; /* older than the saved base: the log no longer holds what follows it */
+    if (rc == DR_OK && version + 1 > floor)
+        rc = save_base(d, subgroup, version + 1, bytes, len, "checkpoint");
+    if (rc == DR_OK)
+        rc = dr_plog_trim_below(log, version + 1);
+    if (rc == DR_OK)
+        DR_INFO(DR_LOGM_PERSISTENCE,
+                "checkpoint of subgroup %" PRIu32 " at version %" PRId64 ": %" PRIu64
+                " records left in its log",
+                subgroup, version, dr_plog_count(log));
     else
-        DR_INFO(DR_LOGM_PERSISTENCE, "saved the replay base %s/%s (%zu bytes, view %" PRId32 ")",
-                d->dir, file, len, vid);
+        DR_ERROR(DR_LOGM_PERSISTENCE, "checkpoint of subgroup %" PRIu32 " at %" PRId64 ": %s",
+                 subgroup, version, dr_strerror(rc));
+    pthread_mutex_lock(&d->lock);
+    entry->checkpointing = false;
+    d->replaying--;
+    pthread_cond_broadcast(&d->change);
+    pthread_mutex_unlock(&d->lock);
     return rc;
 }
 

@@ -45,6 +45,9 @@ typedef struct durable_log {
     bool failed;         /* an append or flush failed: nothing more is logged or reported */
     bool replay_pending; /* a total restart truncated the log: replay it before the view */
     int64_t replay_to;   /* ...up to this version (the restart's trim) */
+    bool base_known;     /* base_floor is known (read from the base file, or saved here) */
+    int64_t base_floor;  /* the saved base's floor (versions below it are in the base), 0: none */
+    bool checkpointing;  /* a dr_group_checkpoint is running on this log */
     char name[DR_LAYOUT_NAME_MAX + 32]; /* the log's file name without .plog */
 } durable_log;
 
@@ -62,7 +65,7 @@ typedef struct durable {
     dr_plog_options options;                /* immutable: limits, reset */
     dr_layout_spec spec;                    /* immutable: type names for the log names */
     uint64_t max_base_bytes;                /* immutable: [DERECHO] max_state_transfer_size */
-    uint32_t replaying;                     /* replays running (durable_stop waits for them) */
+    uint32_t replaying; /* replays and checkpoints running (durable_stop waits for them) */
     durable_log logs[DR_LAYOUT_MAX_SUBGROUPS];
     durable_report_fn report;
     void *report_ctx;
@@ -124,6 +127,10 @@ int durable_replay(durable *d, uint32_t subgroup, uint32_t shard, int64_t to, dr
 
 /** See dr_group_save_replay_base. */
 int durable_save_base(durable *d, uint32_t subgroup, int32_t vid, const uint8_t *bytes, size_t len);
+
+/** See dr_group_checkpoint. */
+int durable_checkpoint(durable *d, uint32_t subgroup, int64_t version, const uint8_t *bytes,
+                       size_t len);
 
 /**
  * An ordered message was delivered (version >= 0): appends it to its shard's log (copied) and

@@ -1265,3 +1265,8 @@ int dr_group_save_replay_base(dr_group *group, uint32_t subgroup, int32_t vid, c
                               size_t len) {
     return durable_save_base(&group->durable, subgroup, vid, bytes, len);
 }
+
+int dr_group_checkpoint(dr_group *group, uint32_t subgroup, int64_t version, const uint8_t *bytes,
+                        size_t len) {
+    return durable_checkpoint(&group->durable, subgroup, version, bytes, len);
+}

@@ -3,6 +3,7 @@
  * process (test_replay_procs.c; docs/persistence.md "Replay").
  *
  *   durable_kv_node CONFIG_FILE --puts N [--wait-members K] [--restarted] [--check-puts N]
+ *                   [--checkpoint-every C]
  *
  * The map holds, per (writer node < 4, index < MAX_INDEX), the value of the last put; its state
  * also counts the puts applied and chains an FNV-1a digest over them in delivery order, so two
@@ -16,6 +17,10 @@
  *   ACKED node=<id> puts=<N> vid=<view>
  * then keeps putting (index N, N+1, ...) without waiting until it is killed; after LOADED_PUTS
  * of those it prints "LOADED node=<id> puts=<n>" (the test kills then: puts are in flight).
+ * --checkpoint-every C: every C-th put applied here (not replayed), the delivery thread
+ *   serializes the map as of that put's version; the load loop checkpoints it
+ *   (dr_group_checkpoint) once the version is globally persisted, printing
+ *   "CHECKPOINT node=<id> version=<v>"; LOADED then waits for the first checkpoint too.
  * --restarted: waits for the restart view's upcall (the log's replay runs before it), prints
  *   STATE node=<id> vid=<view> members=<n> count=<puts applied> digest=<chain>
  *         acked_ok=<1 when every put index < --check-puts of writers 0..2 is present with its
@@ -49,6 +54,9 @@ typedef struct kv_state {
     uint64_t replayed;                       /* puts re-executed from the log */
     bool base;                               /* a replay base was restored */
     uint32_t views;                          /* application view upcalls */
+    uint32_t checkpoint_every;               /* --checkpoint-every (0: none) */
+    dr_buf snapshot;          /* the state serialized at snapshot_version, not checkpointed yet */
+    int64_t snapshot_version; /* -1: no snapshot waiting */
 } kv_state;
 
 static kv_state state;
@@ -58,6 +66,73 @@ static uint64_t fnv(uint64_t hash, const void *data, size_t len) {
     for (size_t i = 0; i < len; i++)
         hash = (hash ^ bytes[i]) * 1099511628211ull;
     return hash;
+}
+
+/* Appends the state's serialized form (state.lock held). */
+static void put_state(dr_buf *out) {
+    dr_buf_put_u32(out, STATE_MAGIC);
+    dr_buf_put_u64(out, state.count);
+    dr_buf_put_u64(out, state.digest);
+    dr_buf_put_bytes(out, state.values, sizeof state.values);
+}
+
+/*
+ * The refusals of dr_group_checkpoint and reads after it, checked after the first checkpoint at
+ * `version` (`ahead`: a version not globally persisted). Returns NULL or what went wrong.
+ */
+static const char *check_checkpoint_rules(dr_group *group, int64_t version, int64_t ahead) {
+    uint8_t byte = 0;
+    if (dr_group_checkpoint(group, 0, ahead, &byte, 1) != DR_EAGAIN)
+        return "a version not globally persisted was not refused with DR_EAGAIN";
+    if (dr_group_checkpoint(group, 0, version - 1, &byte, 1) != DR_EINVAL)
+        return "a checkpoint older than the base was not refused with DR_EINVAL";
+    if (dr_group_checkpoint(group, 0, -1, &byte, 1) != DR_EINVAL)
+        return "a negative version was not refused with DR_EINVAL";
+    if (dr_group_checkpoint(group, 7, version, &byte, 1) != DR_ESTATE)
+        return "a subgroup without a log was not refused with DR_ESTATE";
+    dr_versioned read = {0};
+    if (dr_group_read_versioned(group, 0, DR_READ_EXACT, version, &read) != DR_ENOTFOUND)
+        return "a version the checkpoint trimmed is still readable";
+    int rc = dr_group_read_versioned(group, 0, DR_READ_LATEST, 0, &read);
+    dr_versioned_clear(&read);
+    return rc == DR_OK ? NULL : "the latest version is not readable after the checkpoint";
+}
+
+/*
+ * Checkpoints the waiting snapshot if its version is globally persisted (load loop). Returns 1
+ * if it checkpointed, 0 if there was nothing to do, -1 on failure (printed).
+ */
+static int maybe_checkpoint(dr_group *group, uint32_t me) {
+    pthread_mutex_lock(&state.lock);
+    int64_t version = state.snapshot_version;
+    if (version < 0 || dr_group_persisted_version(group, 0, true) < version) {
+        pthread_mutex_unlock(&state.lock);
+        return 0;
+    }
+    dr_buf bytes = state.snapshot; /* taken over: the delivery thread starts a fresh one */
+    dr_buf_init(&state.snapshot, 0);
+    state.snapshot_version = -1;
+    pthread_mutex_unlock(&state.lock);
+    int rc = dr_group_checkpoint(group, 0, version, bytes.data, bytes.len);
+    dr_buf_free(&bytes);
+    if (rc != DR_OK) {
+        printf("FAIL node=%" PRIu32 " checkpoint at %" PRId64 ": %s\n", me, version,
+               dr_strerror(rc));
+        return -1;
+    }
+    static bool checked = false;
+    const char *wrong = NULL;
+    if (!checked) {
+        checked = true;
+        wrong = check_checkpoint_rules(group, version, INT64_MAX);
+    }
+    if (wrong) {
+        printf("FAIL node=%" PRIu32 " %s\n", me, wrong);
+        return -1;
+    }
+    printf("CHECKPOINT node=%" PRIu32 " version=%" PRId64 "\n", me, version);
+    fflush(stdout);
+    return 1;
 }
 
 static int handle_put(void *ctx, const dr_rpc_call_info *info, const uint8_t *args, size_t len,
@@ -76,6 +151,11 @@ static int handle_put(void *ctx, const dr_rpc_call_info *info, const uint8_t *ar
     state.digest = fnv(state.digest, args, len);
     if (info->replayed)
         state.replayed++;
+    if (state.checkpoint_every && !info->replayed && state.count % state.checkpoint_every == 0) {
+        dr_buf_reset(&state.snapshot); /* the newest snapshot replaces one still waiting */
+        put_state(&state.snapshot);
+        state.snapshot_version = state.snapshot.failed ? -1 : info->version;
+    }
     dr_buf_put_u64(reply, state.count);
     pthread_mutex_unlock(&state.lock);
     return DR_OK;
@@ -85,10 +165,7 @@ static int serialize(void *ctx, uint32_t subgroup, dr_buf *out) {
     (void)ctx;
     (void)subgroup;
     pthread_mutex_lock(&state.lock);
-    dr_buf_put_u32(out, STATE_MAGIC);
-    dr_buf_put_u64(out, state.count);
-    dr_buf_put_u64(out, state.digest);
-    dr_buf_put_bytes(out, state.values, sizeof state.values);
+    put_state(out);
     pthread_mutex_unlock(&state.lock);
     return out->failed ? DR_ENOMEM : DR_OK;
 }
@@ -159,14 +236,21 @@ static int load(dr_rpc_node *node, uint32_t me, uint32_t puts) {
     }
     printf("ACKED node=%" PRIu32 " puts=%" PRIu32 " vid=%" PRId32 "\n", me, puts, view.view.vid);
     fflush(stdout);
+    uint32_t checkpoints = 0;
+    bool loaded = false;
     for (uint32_t i = puts; i < MAX_INDEX; i++) { /* until killed, a put every 2 ms */
         dr_rpc_results *results = NULL;
         if (put(node, me, i, &results) != DR_OK)
             break;
         dr_rpc_results_free(results);
-        if (i == puts + LOADED_PUTS) { /* the test kills the nodes now, with puts in flight */
+        int checkpointed = maybe_checkpoint(dr_rpc_node_group(node), me);
+        if (checkpointed < 0)
+            return 1;
+        checkpoints += (uint32_t)checkpointed;
+        if (!loaded && i >= puts + LOADED_PUTS && (!state.checkpoint_every || checkpoints > 0)) {
             printf("LOADED node=%" PRIu32 " puts=%" PRIu32 "\n", me, i + 1);
-            fflush(stdout);
+            fflush(stdout); /* the test kills the nodes now, with puts in flight */
+            loaded = true;
         }
         usleep(2000);
     }
@@ -205,7 +289,7 @@ static int report_state(dr_rpc_node *node, uint32_t me, uint32_t check_puts) {
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: durable_kv_node CONFIG_FILE --puts N [--wait-members K] "
-                        "[--restarted] [--check-puts N]\n");
+                        "[--restarted] [--check-puts N] [--checkpoint-every C]\n");
         return 2;
     }
     uint32_t puts = 0, wait_members = 1, check_puts = 0;
@@ -217,6 +301,8 @@ int main(int argc, char **argv) {
             wait_members = (uint32_t)strtoul(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--check-puts") == 0 && i + 1 < argc)
             check_puts = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--checkpoint-every") == 0 && i + 1 < argc)
+            state.checkpoint_every = (uint32_t)strtoul(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--restarted") == 0)
             restarted = true;
         else {
@@ -246,6 +332,8 @@ int main(int argc, char **argv) {
     pthread_mutex_init(&state.lock, NULL);
     pthread_cond_init(&state.cond, NULL);
     state.digest = 1469598103934665603ull;
+    dr_buf_init(&state.snapshot, 0);
+    state.snapshot_version = -1;
     dr_rpc_type type = {.name = "KV",
                         .methods = methods,
                         .num_methods = 1,

@@ -190,6 +190,40 @@ static void test_joiner_replays_from_its_saved_base(void **state) {
     assert_true(log_count(2) < log_count(0));
 }
 
+/*
+ * dr_group_checkpoint: every node checkpoints its map every 20 puts (once that version is
+ * globally persisted), which trims its log. After a kill -9 of all during the load, the
+ * restart replays the last checkpoint (the base) and only the records after it, and the three
+ * maps agree and hold every acknowledged put, as without checkpoints.
+ */
+static void test_checkpoint_trims_the_log_and_replays_from_it(void **state) {
+    (void)state;
+    int base_port = procs_free_port_base(22150, NODES);
+    clean_logs();
+    child children[NODES];
+    char path[512];
+    char puts[16];
+    snprintf(puts, sizeof puts, "%d", PUTS);
+    char *args[] = {"--puts", puts, "--wait-members", "3", "--checkpoint-every", "20", NULL};
+    for (int i = 0; i < NODES; i++) {
+        write_config(i, base_port, path, sizeof path);
+        spawn_test_program(&children[i], "durable_kv_node", path, args);
+        if (i == 0)
+            assert_true(procs_wait_listening(base_port, 10000));
+    }
+    for (int i = 0; i < NODES; i++)
+        expect_acked(&children[i], i);
+    kill_all(children); /* LOADED comes after a checkpoint with --checkpoint-every */
+    kv_report reports[NODES];
+    restart_and_check(children, base_port, reports);
+    for (int i = 0; i < NODES; i++) {
+        assert_int_equal(reports[i].base, 1);                /* the checkpoint was restored */
+        assert_true(reports[i].replayed < reports[i].count); /* ...and only its suffix replayed */
+        assert_int_equal(log_count(i), reports[i].replayed); /* the log holds only the suffix */
+        assert_true(reports[i].count >= 20);
+    }
+}
+
 static int setup(void **state) {
     (void)state;
     return procs_setup_dir(test_dir);
@@ -205,6 +239,8 @@ int main(void) {
         cmocka_unit_test_teardown(test_kill_all_then_replay_every_acknowledged_put,
                                   kill_leftover_children),
         cmocka_unit_test_teardown(test_joiner_replays_from_its_saved_base, kill_leftover_children),
+        cmocka_unit_test_teardown(test_checkpoint_trims_the_log_and_replays_from_it,
+                                  kill_leftover_children),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
