@@ -94,6 +94,8 @@ const char *dr_action_type_name(dr_action_type type) {
         return "PERSISTED";
     case DR_ACTION_TRUNCATE:
         return "TRUNCATE";
+    case DR_ACTION_DISCARD_DURABLE:
+        return "DISCARD_DURABLE";
     }
     return "?";
 }

@@ -97,6 +97,12 @@ typedef struct dr_core_restart_options {
     uint32_t num_leaders;
     /** A round with no restart view after this long moves on to the next leader (> 0). */
     uint32_t timeout_ms;
+    /** This node gave up an earlier restart to join (DR_ACTION_DISCARD_DURABLE) and has not
+     * installed a view since: its saved view names a membership it holds no state for. It
+     * reports (so it learns where the group is), but counts for no quorum, shard or trim, and
+     * joins the restarted group as a new member. The driver keeps this mark durably from the
+     * discard until the next view it saves. */
+    bool stateless;
 } dr_core_restart_options;
 
 /** Creation options. Copied by dr_core_create; strings may be freed afterwards. */
@@ -170,11 +176,21 @@ typedef enum dr_action_type {
     /**
      * Total restart: remove every record with a version above `version` from my log of shard
      * `shard` of `subgroup` (-1: all of them), durably, before handling the next action (the
-     * restart view's VIEW_INSTALLED follows). A node without such a log ignores it. A node that
-     * gives up its restart to join the running group instead gets version -1 for each of its
-     * non-empty logs (shard 0): it joins as a new member, its state comes by state transfer.
+     * restart view's VIEW_INSTALLED follows). A node without such a log ignores it.
      */
     DR_ACTION_TRUNCATE = 9,
+    /**
+     * A restarting node gives up its total restart to join the running group as a new member:
+     * discard every durable trace of its old membership, durably, before handling the next
+     * action (its join request follows): the saved last view, every record of every log and any
+     * replay base (keeping the saved view, marked stateless: dr_core_restart_options.stateless
+     * after a power cut before its next view). Its state comes by state transfer. Without the
+     * mark, such a power cut would bring it back with a saved view naming a membership whose
+     * state it never had, and it would count for that view's restart quorum and for its shard
+     * with nothing in its logs (derecho-sim --total-restart found a globally persisted version
+     * lost that way).
+     */
+    DR_ACTION_DISCARD_DURABLE = 10,
 } dr_action_type;
 
 /** A snapshot of an installed view, owned by whoever holds the action. */

@@ -274,9 +274,9 @@ int restart_on_message(dr_core *core, const dr_wire_header *header, const uint8_
 void restart_free(dr_core *core);
 /** The id of the node at `address` in my saved view (a restarting node), else DR_NODE_NONE. */
 uint32_t restart_node_at(const dr_core *core, const char *address);
-/** The node gives up its total restart to join the running group as a new member: its logs'
- * records are not part of that group's history (an earlier restart may have cut some of them),
- * so every non-empty log is truncated to nothing (DR_ACTION_TRUNCATE, version -1) and its tails
+/** The node gives up its total restart to join the running group as a new member: its saved
+ * view and its logs' records are not part of that group's history (an earlier restart may have
+ * cut some of them), so its durable state is discarded (DR_ACTION_DISCARD_DURABLE) and its tails
  * are forgotten; the state transfer of the join replaces them. 0 or DR_ENOMEM. */
 int restart_abandon(dr_core *core);
 

@@ -42,6 +42,7 @@ typedef struct restart_entry {
     uint32_t accepted_round; /**< round+1 of the proposal it accepted (0: none) */
     uint8_t *accepted;       /**< that proposal (owned, NULL if none) */
     size_t accepted_len;
+    bool stateless; /**< it holds no state for its saved view (dr_core_restart_options) */
 } restart_entry;
 
 /** A decoded proposal: the restart view and the trims. */
@@ -64,6 +65,7 @@ struct restart_state {
     uint32_t my_view_ids[DR_VIEW_MAX_MEMBERS];
     char my_view_addresses[DR_VIEW_MAX_MEMBERS][DR_ADDRESS_MAX];
     int64_t tails[DR_LAYOUT_MAX_SUBGROUPS];
+    bool stateless; /**< dr_core_restart_options.stateless */
     char leaders[DR_RESTART_MAX_LEADERS][DR_ADDRESS_MAX];
     uint32_t num_leaders;
     uint64_t timeout_us;
@@ -78,6 +80,7 @@ struct restart_state {
     restart_entry entries[DR_VIEW_MAX_MEMBERS];
     uint32_t num_entries;
     uint32_t traced_entries; /**< num_entries when "no majority" was last traced */
+    bool discarded;          /**< restart_abandon emitted DR_ACTION_DISCARD_DURABLE */
     uint32_t traced_layout;  /**< num_entries when "not adequate" was last traced */
     bool proposed;
     uint8_t *proposal; /**< what I proposed (owned) */
@@ -197,6 +200,7 @@ static int own_entry(dr_core *core, restart_entry *entry) {
     memcpy(entry->view_frame, rs->my_frame, rs->my_len);
     entry->view_len = rs->my_len;
     memcpy(entry->tails, rs->tails, sizeof entry->tails);
+    entry->stateless = rs->stateless;
     entry->accepted_round = rs->accepted_round;
     if (rs->accepted != NULL) {
         entry->accepted = malloc(rs->accepted_len);
@@ -226,8 +230,8 @@ static int add_entry(dr_core *core, restart_entry *entry) {
         return 0;
     }
     rs->entries[rs->num_entries++] = *entry;
-    core_trace(core, "restart round %u: report of node %u (saved view %d)", rs->round,
-               entry->node_id, entry->vid);
+    core_trace(core, "restart round %u: report of node %u (saved view %d%s)", rs->round,
+               entry->node_id, entry->vid, entry->stateless ? ", stateless" : "");
     return try_propose(core);
 }
 
@@ -244,6 +248,7 @@ static int encode_request(dr_core *core) {
         dr_buf_put_u64(&core->scratch, (uint64_t)rs->tails[s]);
     dr_buf_put_u32(&core->scratch, rs->accepted_round);
     dr_buf_put_blob(&core->scratch, rs->accepted, (uint32_t)rs->accepted_len);
+    dr_buf_put_u8(&core->scratch, rs->stateless ? 1 : 0);
     return dr_wire_finish(&core->scratch, start);
 }
 
@@ -316,10 +321,16 @@ static bool in_view(const dr_view *view, uint32_t id) {
     return false;
 }
 
+/**
+ * The report of node `id` that counts for the restart (NULL if none): a stateless node (it gave
+ * up an earlier restart to join and never installed a view since) holds nothing of its saved
+ * view's membership, so it counts for no quorum, shard or trim and is not in the restart view;
+ * it joins afterwards, like a node with an older saved view.
+ */
 static const restart_entry *find_entry(const struct restart_state *rs, uint32_t id) {
     for (uint32_t i = 0; i < rs->num_entries; i++)
         if (rs->entries[i].node_id == id)
-            return &rs->entries[i];
+            return rs->entries[i].stateless ? NULL : &rs->entries[i];
     return NULL;
 }
 
@@ -352,10 +363,12 @@ static int64_t shard_trim(const struct restart_state *rs, const dr_shard_layout 
 static int compute_proposal(dr_core *core, dr_buf *out, bool *made) {
     struct restart_state *rs = core->restart;
     *made = false;
-    const restart_entry *latest = &rs->entries[0];
-    for (uint32_t i = 1; i < rs->num_entries; i++)
-        if (rs->entries[i].vid > latest->vid)
+    const restart_entry *latest = NULL;
+    for (uint32_t i = 0; i < rs->num_entries; i++)
+        if (!rs->entries[i].stateless && (latest == NULL || rs->entries[i].vid > latest->vid))
             latest = &rs->entries[i];
+    if (latest == NULL)
+        return 0; /* only stateless reports so far */
     dr_msg_view *saved = malloc(sizeof *saved);
     dr_layout *layout = malloc(sizeof *layout);
     dr_view *next = malloc(sizeof *next);
@@ -682,6 +695,10 @@ int restart_start(dr_core *core, const dr_core_restart_options *options) {
     memcpy(rs->my_frame, options->saved_view, options->saved_view_len);
     rs->my_len = options->saved_view_len;
     memcpy(rs->tails, options->tails, sizeof rs->tails);
+    rs->stateless = options->stateless;
+    if (rs->stateless)
+        for (uint32_t sg = 0; sg < DR_LAYOUT_MAX_SUBGROUPS; sg++)
+            rs->tails[sg] = -1; /* its logs were discarded with its membership */
     rs->num_leaders = options->num_leaders < DR_RESTART_MAX_LEADERS ? options->num_leaders
                                                                     : DR_RESTART_MAX_LEADERS;
     for (uint32_t i = 0; i < rs->num_leaders; i++)
@@ -730,7 +747,9 @@ static int on_request(dr_core *core, const dr_wire_header *header, dr_reader *re
     entry.accepted_round = dr_reader_u32(reader);
     uint32_t accepted_len = 0;
     const uint8_t *accepted = dr_reader_blob(reader, 2 * DR_RESTART_MAX_VIEW_BYTES, &accepted_len);
-    if (reader->failed || !dr_reader_done(reader) ||
+    uint8_t stateless = dr_reader_u8(reader);
+    entry.stateless = stateless == 1;
+    if (reader->failed || !dr_reader_done(reader) || stateless > 1 ||
         (entry.accepted_round > 0) != (accepted_len > 0))
         return core_reject(core, header->sender_id, "RESTART_REQUEST: malformed");
     dr_msg_view *saved = malloc(sizeof *saved);
@@ -838,19 +857,16 @@ int restart_on_message(dr_core *core, const dr_wire_header *header, const uint8_
 
 int restart_abandon(dr_core *core) {
     struct restart_state *rs = core->restart;
-    if (rs == NULL)
+    if (rs == NULL || rs->discarded)
         return 0;
-    for (uint32_t sg = 0; sg < DR_LAYOUT_MAX_SUBGROUPS; sg++) {
-        if (rs->tails[sg] < 0)
-            continue;
-        core_trace(core, "restart abandoned: log of subgroup %u (tail %lld) truncated to nothing",
-                   sg, (long long)rs->tails[sg]);
-        dr_action action = {.type = DR_ACTION_TRUNCATE, .subgroup = sg, .version = -1};
-        int rc = core_push_action(core, &action);
-        if (rc != 0)
-            return rc;
+    core_trace(core, "restart abandoned: saved view, logs and bases discarded");
+    dr_action action = {.type = DR_ACTION_DISCARD_DURABLE};
+    int rc = core_push_action(core, &action);
+    if (rc != 0)
+        return rc;
+    for (uint32_t sg = 0; sg < DR_LAYOUT_MAX_SUBGROUPS; sg++)
         rs->tails[sg] = -1;
-    }
+    rs->discarded = true;
     return 0;
 }
 

@@ -174,6 +174,9 @@ int durable_start(durable *d, const dr_config *config, const dr_layout_spec *spe
     rc = ensure_dir(d->dir, err);
     if (rc != DR_OK)
         return rc;
+    char mark[sizeof d->dir + 32];
+    snprintf(mark, sizeof mark, "%s/%s", d->dir, DURABLE_STATELESS_FILE);
+    d->stateless_mark = access(mark, F_OK) == 0; /* the next saved view removes it */
     if (pthread_create(&d->thread, NULL, persist_main, d) != 0)
         return dr_err_set(err, DR_EIO, "cannot start the persistence thread");
     pthread_setname_np(d->thread, "dr-persist");
@@ -193,10 +196,9 @@ static void base_file_name(char *out, size_t cap, const char *log_name) {
 }
 
 /* Deletes a log's replay base, durably (the directory is synced), if there is one. */
-static void remove_base(durable *d, const char *log_name) {
+/* Deletes d->dir/file durably (the directory is synced), if it exists; `why` for the log line. */
+static void remove_file(durable *d, const char *file, const char *why) {
     char path[sizeof d->dir + DR_LAYOUT_NAME_MAX + 64];
-    char file[DR_LAYOUT_NAME_MAX + 64];
-    base_file_name(file, sizeof file, log_name);
     snprintf(path, sizeof path, "%s/%s", d->dir, file);
     if (unlink(path) != 0)
         return;
@@ -206,7 +208,13 @@ static void remove_base(durable *d, const char *log_name) {
             DR_WARN(DR_LOGM_PERSISTENCE, "%s: fsync: %s", d->dir, strerror(errno));
         close(fd);
     }
-    DR_INFO(DR_LOGM_PERSISTENCE, "[PERS] reset: deleted %s", path);
+    DR_INFO(DR_LOGM_PERSISTENCE, "%s: deleted %s", why, path);
+}
+
+static void remove_base(durable *d, const char *log_name) {
+    char file[DR_LAYOUT_NAME_MAX + 64];
+    base_file_name(file, sizeof file, log_name);
+    remove_file(d, file, d->options.reset ? "[PERS] reset" : "replay base dropped");
 }
 
 static int open_log(durable *d, const dr_layout *layout, uint32_t subgroup, uint32_t shard) {
@@ -275,6 +283,10 @@ static int save_view(durable *d, const dr_view_info *info, uint32_t my_id) {
     if (rc != DR_OK)
         DR_ERROR(DR_LOGM_PERSISTENCE, "cannot save view %" PRId32 " under %s: %s", info->view.vid,
                  d->dir, err.msg[0] ? err.msg : dr_strerror(rc));
+    else if (d->stateless_mark) { /* the saved view is this node's own again */
+        remove_file(d, DURABLE_STATELESS_FILE, "a view is saved");
+        d->stateless_mark = false;
+    }
     return rc;
 }
 
@@ -338,6 +350,9 @@ int durable_restart_inputs(durable *d, uint32_t my_id, dr_core_restart_options *
     int rc = dr_blob_load(d->dir, DURABLE_VIEW_FILE, DURABLE_VIEW_MAX_BYTES, &bytes, &len, err);
     if (rc != DR_OK)
         return rc;
+    char mark[sizeof path];
+    snprintf(mark, sizeof mark, "%s/%s", d->dir, DURABLE_STATELESS_FILE);
+    out->stateless = d->stateless_mark = access(mark, F_OK) == 0;
     dr_msg_view *msg = malloc(sizeof *msg);
     dr_wire_header header;
     const char *why = "out of memory";
@@ -443,13 +458,63 @@ static int base_floor_of(durable *d, uint32_t subgroup, int64_t *floor) {
     return rc;
 }
 
+int durable_discard(durable *d) {
+    if (!d->any)
+        return DR_OK;
+    int first_error = DR_OK;
+    for (uint32_t s = 0; s < DR_LAYOUT_MAX_SUBGROUPS; s++) {
+        pthread_mutex_lock(&d->lock);
+        durable_log *entry = &d->logs[s];
+        dr_plog *log = entry->log;
+        char name[sizeof entry->name];
+        snprintf(name, sizeof name, "%s", entry->name);
+        int rc = log && !entry->failed ? dr_plog_truncate_after(log, -1) : DR_OK;
+        /* nothing was appended before a view: the persistence thread holds no pointer to it */
+        bool close_it = log != NULL && entry->appended <= entry->local;
+        if (close_it)
+            entry->log = NULL;
+        entry->appended = entry->local = entry->global = -1;
+        entry->replay_pending = false;
+        entry->base_known = true;
+        entry->base_floor = 0;
+        if (rc != DR_OK)
+            entry->failed = true;
+        pthread_mutex_unlock(&d->lock);
+        if (close_it)
+            dr_plog_close(log);
+        if (name[0])
+            remove_base(d, name);
+        if (rc != DR_OK) {
+            DR_ERROR(DR_LOGM_PERSISTENCE, "cannot empty the log of subgroup %" PRIu32 ": %s", s,
+                     dr_strerror(rc));
+            if (first_error == DR_OK)
+                first_error = rc;
+        }
+    }
+    uint8_t mark = 1;
+    dr_err err = {0};
+    int rc = dr_blob_save(d->dir, DURABLE_STATELESS_FILE, &mark, 1, NULL, &err);
+    if (rc != DR_OK) {
+        DR_ERROR(DR_LOGM_PERSISTENCE, "cannot mark the saved view stateless: %s",
+                 err.msg[0] ? err.msg : dr_strerror(rc));
+        if (first_error == DR_OK)
+            first_error = rc;
+    } else {
+        d->stateless_mark = true;
+        DR_INFO(DR_LOGM_PERSISTENCE,
+                "restart given up: logs emptied, bases deleted, saved view marked stateless");
+    }
+    return first_error;
+}
+
 int durable_truncate(durable *d, uint32_t subgroup, int64_t version) {
     if (!d->any || subgroup >= DR_LAYOUT_MAX_SUBGROUPS)
         return DR_OK;
     /* A replay base whose floor lies above the cut holds versions the group discarded (a
      * joiner's base, saved before the end of the previous view was globally persisted): this
-     * node's state would differ from the others'. It leaves instead. Version -1 (the node
-     * abandons its restart to join) drops the base with the log: the state comes again. */
+     * node's state would differ from the others'. It leaves instead. A trim of -1 (no reporter
+     * of the shard holds a record: nothing of it survives the restart) drops the base with the
+     * log, as every replica of the shard then starts empty. */
     int64_t floor = 0;
     int rc = base_floor_of(d, subgroup, &floor);
     if (rc == DR_OK && version >= 0 && floor > 0 && floor - 1 > version) {

@@ -25,7 +25,10 @@
 #include <stdint.h>
 
 /** The last installed view's file under [PERS] file_path, and its largest accepted size. */
-#define DURABLE_VIEW_FILE      "last_view"
+#define DURABLE_VIEW_FILE "last_view"
+/* Present from a DR_ACTION_DISCARD_DURABLE until the next saved view: the saved view names a
+ * membership this node holds no state for (dr_core_restart_options.stateless). */
+#define DURABLE_STATELESS_FILE "last_view.stateless"
 #define DURABLE_VIEW_MAX_BYTES (1u << 20)
 
 /**
@@ -65,7 +68,8 @@ typedef struct durable {
     dr_plog_options options;                /* immutable: limits, reset */
     dr_layout_spec spec;                    /* immutable: type names for the log names */
     uint64_t max_base_bytes;                /* immutable: [DERECHO] max_state_transfer_size */
-    uint32_t replaying; /* replays and checkpoints running (durable_stop waits for them) */
+    uint32_t replaying;  /* replays and checkpoints running (durable_stop waits for them) */
+    bool stateless_mark; /* DURABLE_STATELESS_FILE exists (network thread only) */
     durable_log logs[DR_LAYOUT_MAX_SUBGROUPS];
     durable_report_fn report;
     void *report_ctx;
@@ -124,6 +128,14 @@ bool durable_take_replay(durable *d, uint32_t subgroup, int64_t *to);
  */
 int durable_replay(durable *d, uint32_t subgroup, uint32_t shard, int64_t to, dr_replay_fn fn,
                    void *ctx);
+
+/**
+ * DR_ACTION_DISCARD_DURABLE (the node gives up its restart to join as a new member; core lock
+ * held, before any view): empties and closes every log (the first view of the join opens the
+ * log of the shard it is given), deletes every replay base and marks the saved view stateless
+ * (DURABLE_STATELESS_FILE), each durably. Returns 0 or the first error (logged).
+ */
+int durable_discard(durable *d);
 
 /** See dr_group_save_replay_base. */
 int durable_save_base(durable *d, uint32_t subgroup, int32_t vid, const uint8_t *bytes, size_t len);

@@ -166,8 +166,10 @@ typedef struct sim_node {
     size_t saved_view_len;
     dr_view saved_members; /**< ... its members (saved_members.vid -1: none saved) */
     bool restarting;       /**< this incarnation started from its saved view */
-    int32_t base_vid;      /**< its state covers every version of the views before this one without
-                                its log: the state transfer of its join (the runtime's replay base) */
+    bool stateless;   /**< durable mark: it discarded its state to join (DR_ACTION_DISCARD_DURABLE)
+                           and has not saved a view since */
+    int32_t base_vid; /**< its state covers every version of the views before this one without
+                           its log: the state transfer of its join (the runtime's replay base) */
     bool trim_set[SIM_MAX_SUBGROUPS]; /**< a TRUNCATE came for the subgroup (restart) */
     int64_t trim[SIM_MAX_SUBGROUPS];  /**< ... the last version it kept */
     uint32_t trim_shard[SIM_MAX_SUBGROUPS];
@@ -656,7 +658,15 @@ static void save_view(sim *s, sim_node *node, const dr_view_info *info) {
     free(node->saved_view);
     node->saved_view = dr_buf_steal(&buf, &node->saved_view_len);
     node->saved_members = info->view;
+    node->stateless = false; /* the runtime removes its mark once a new view is saved */
     dr_buf_free(&buf);
+}
+
+/** DR_ACTION_DISCARD_DURABLE: every log emptied, the saved view marked stateless (durably). */
+static void discard_durable(sim_node *node) {
+    for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++)
+        node->logs[sg].len = node->logs[sg].synced = 0;
+    node->stateless = true;
 }
 
 static bool discarded(const sim *s, uint32_t subgroup, const sim_log_entry *e,
@@ -972,6 +982,12 @@ static void drain_actions(sim *s, uint32_t index) {
             else
                 log_truncate(node, a.subgroup, a.shard, a.version);
             break;
+        case DR_ACTION_DISCARD_DURABLE:
+            if (!s->config->total_restart)
+                fail(s, "node %u: DISCARD_DURABLE outside a total restart", node->id);
+            else
+                discard_durable(node);
+            break;
         }
         dr_action_free(&a);
     }
@@ -1167,15 +1183,17 @@ static void restart_node(sim *s, uint32_t index) {
     dr_core_restart_options restart = {.saved_view = node->saved_view,
                                        .saved_view_len = node->saved_view_len,
                                        .num_leaders = s->num_leaders,
-                                       .timeout_ms = s->restart_timeout_ms};
+                                       .timeout_ms = s->restart_timeout_ms,
+                                       .stateless = node->stateless};
     for (uint32_t sg = 0; sg < DR_LAYOUT_MAX_SUBGROUPS; sg++) {
         const sim_log *log = sg < SIM_MAX_SUBGROUPS ? &node->logs[sg] : NULL;
         restart.tails[sg] = log && log->len > 0 ? log->entries[log->len - 1].version : -1;
     }
     memcpy(restart.leaders, s->leaders, sizeof restart.leaders);
     if (s->config->trace)
-        fprintf(s->config->trace, "[%10" PRIu64 " us] node %u restarts from its saved view %d\n",
-                s->now_us, node->id, node->saved_members.vid);
+        fprintf(s->config->trace, "[%10" PRIu64 " us] node %u restarts from its saved view %d%s\n",
+                s->now_us, node->id, node->saved_members.vid,
+                node->stateless ? " (stateless)" : "");
     start_core(s, index, &restart);
 }
 

@@ -115,6 +115,10 @@ void h_drain(harness *h, uint32_t index) {
             node->truncated[a.subgroup] = a.version;
             node->truncations++;
             break;
+        case DR_ACTION_DISCARD_DURABLE:
+            CHECK(!node->installed, "DISCARD_DURABLE after a view was installed");
+            node->discards++;
+            break;
         case DR_ACTION_PERSISTED:
             CHECK(a.subgroup < DR_LAYOUT_MAX_SUBGROUPS, "PERSISTED of subgroup %u", a.subgroup);
             CHECK(a.version > node->persisted[a.subgroup], "frontier %lld after %lld",

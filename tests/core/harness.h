@@ -41,6 +41,7 @@ typedef struct h_node {
     uint32_t persisted_events;                  /* DR_ACTION_PERSISTED actions */
     int64_t truncated[DR_LAYOUT_MAX_SUBGROUPS]; /* last DR_ACTION_TRUNCATE version per subgroup */
     uint32_t truncations;                       /* DR_ACTION_TRUNCATE actions */
+    uint32_t discards;                          /* DR_ACTION_DISCARD_DURABLE actions */
     uint32_t shared_sends;                      /* SEND actions whose body was shared, not copied */
     uint32_t shared_deliveries;                 /* DELIVER actions likewise */
     h_delivery deliveries[H_MAX_DELIVERIES];

@@ -89,9 +89,11 @@ static void free_all(harness *h, saved s[3]) {
     free(h);
 }
 
-/** Restarts crashed node i from `s` with `tail` for subgroup 0; returns its new index. */
-static uint32_t restart_node(harness *h, uint32_t i, const saved *s, int64_t tail) {
+/** Restarts crashed node i from `s` (`stateless`: marked so, as after a DISCARD_DURABLE). */
+static uint32_t restart_node_marked(harness *h, uint32_t i, const saved *s, int64_t tail,
+                                    bool stateless) {
     dr_core_options options = base_options(1);
+    options.restart.stateless = stateless;
     options.restart.saved_view = s->frame;
     options.restart.saved_view_len = s->len;
     options.restart.tails[0] = tail;
@@ -102,6 +104,11 @@ static uint32_t restart_node(harness *h, uint32_t i, const saved *s, int64_t tai
     uint32_t index = h_restart(h, i, &options);
     h->nodes[index].truncated[0] = -2; /* "no TRUNCATE yet" */
     return index;
+}
+
+/** Restarts crashed node i from `s` with `tail` for subgroup 0; returns its new index. */
+static uint32_t restart_node(harness *h, uint32_t i, const saved *s, int64_t tail) {
+    return restart_node_marked(h, i, s, tail, false);
 }
 
 static int64_t nth_version(const harness *h, uint32_t node, uint32_t n) {
@@ -226,13 +233,47 @@ static void test_minority_waits_then_majority_restarts(void **state) {
 }
 
 /*
+ * A stateless report (a node that gave up an earlier restart to join and was cut off before its
+ * first view: its saved view names a membership it has no state for) counts for nothing: with
+ * n0 it would be a majority of the saved view, and as the only other member of the shard it
+ * would let a trim ignore what n1 holds (derecho-sim --total-restart seed 1011712 lost a
+ * globally persisted version that way). The restart waits for n1; n2 then joins as new.
+ */
+static void test_stateless_report_counts_for_nothing(void **state) {
+    (void)state;
+    crashed_group g;
+    harness *h = crash_group_of_three(&g);
+    uint32_t a = restart_node(h, 0, &g.s[0], g.v1);
+    uint32_t c = restart_node_marked(h, 2, &g.s[2], -1, true);
+    h_run(h, 10000, 60);
+    assert_false(h->nodes[a].installed); /* one counting report of three: no majority */
+    assert_false(h->nodes[c].installed);
+    uint32_t b = restart_node(h, 1, &g.s[1], g.v1);
+    h_run(h, 10000, 60);
+    for (uint32_t k = 0; k < 2; k++) { /* the restart view: n0 and n1 only, their trim */
+        const h_node *node = &h->nodes[k == 0 ? a : b];
+        assert_int_equal(node->history_vid[0], g.last + 1);
+        assert_int_equal(node->history_members[0][0], 2);
+        assert_int_equal(node->truncated[0], g.v1);
+    }
+    const h_node *late = &h->nodes[c];
+    assert_true(late->installed);                   /* it joined afterwards */
+    assert_true(late->view.view.vid > g.last + 1);
+    assert_int_equal(late->truncations, 0);
+    assert_int_equal(late->discards, 1);
+    uint32_t all[3] = {a, b, c};
+    assert_group_works(h, all, 3, late->view.view.vid);
+    free_all(h, g.s);
+}
+
+/*
  * A late node: n0 and n1 restart the group without n2 (a majority of the saved view); n2
  * restarts afterwards with its saved view and reports to the restart leader, which is in the
  * restart view by then. It used to wait for a restart view for ever; it is told to join
- * (JOIN_REDIRECT) and becomes a member of a later view like any joiner. Its log is truncated to
- * nothing first: the restart cut the others' logs at a trim it never applied, and its records
- * beyond that trim must not survive (nor its tail mislead a later restart); the group gives it
- * the state.
+ * (JOIN_REDIRECT) and becomes a member of a later view like any joiner. Its durable state (saved
+ * view, logs) is discarded first: the restart cut the others' logs at a trim it never applied,
+ * its records beyond that trim must not survive, and neither its tail nor its saved view may
+ * mislead a later restart; the group gives it the state.
  */
 static void test_late_node_joins_the_restarted_group(void **state) {
     (void)state;
@@ -248,8 +289,8 @@ static void test_late_node_joins_the_restarted_group(void **state) {
     const h_node *late = &h->nodes[c];
     assert_false(late->join_failed);
     assert_true(late->installed);
-    assert_int_equal(late->truncations, 1); /* its one non-empty log, to nothing */
-    assert_int_equal(late->truncated[0], -1);
+    assert_int_equal(late->truncations, 0); /* no restart trim applies to it... */
+    assert_int_equal(late->discards, 1);    /* ...its saved view and logs are discarded */
     assert_true(late->view.view.vid > g.last + 1);
     assert_int_equal(late->view.view.num_members, 3);
     assert_int_equal(h->nodes[a].view.view.vid, late->view.view.vid);
@@ -264,7 +305,7 @@ static void test_late_node_joins_the_restarted_group(void **state) {
  * earlier restart) is not in the restart view: L's history may lack records its log holds (an
  * earlier restart's trim it never applied; derecho-sim --total-restart --partial-restarts
  * found such a node keeping discarded versions), and there is no log shipping. It joins the
- * restarted group as a new member instead, its log truncated to nothing.
+ * restarted group as a new member instead, its durable state discarded.
  */
 static void test_node_with_older_saved_view_joins_as_new(void **state) {
     (void)state;
@@ -290,8 +331,8 @@ static void test_node_with_older_saved_view_joins_as_new(void **state) {
     uint32_t r[3] = {a, b, c};
     assert_int_equal(h->nodes[c].view.view.vid, first + 3);
     assert_int_equal(h->nodes[c].view.view.num_members, 3);
-    assert_int_equal(h->nodes[c].truncations, 1);
-    assert_int_equal(h->nodes[c].truncated[0], -1);
+    assert_int_equal(h->nodes[c].truncations, 0);
+    assert_int_equal(h->nodes[c].discards, 1);
     assert_int_equal(h->nodes[a].view.view.vid, first + 3);
     assert_int_equal(h->nodes[a].view.view.member_ids[2], 12);
     assert_int_equal(h->nodes[a].truncated[0], last); /* the restart view's trim */
@@ -408,6 +449,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logs_of_different_length_truncate_to_one_trim),
         cmocka_unit_test(test_minority_waits_then_majority_restarts),
+        cmocka_unit_test(test_stateless_report_counts_for_nothing),
         cmocka_unit_test(test_node_with_older_saved_view_joins_as_new),
         cmocka_unit_test(test_persisted_report_while_restarting_is_not_published),
         cmocka_unit_test(test_late_node_joins_the_restarted_group),

@@ -1,8 +1,8 @@
 /*
  * The runtime's durable module on its own (src/runtime/durable.c, docs/persistence.md
  * "Checkpoints" and "Replay"): one durable shard, deliveries appended, the frontier set by hand,
- * then checkpoints, restarts, truncations and replays checked record by record. No group, no
- * network: the module is driven as the runtime drives it.
+ * then checkpoints, restarts, truncations, discards and replays checked record by record. No group,
+ * no network: the module is driven as the runtime drives it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -212,7 +212,8 @@ static void test_base_without_trim_skips_covered_records(void **state) {
 /*
  * A joiner's base (floor = its join view << 32) above a restart's trim holds versions the group
  * discarded: the truncation is refused, the log fails (the node leaves) and the base stays for
- * the operator to see. Abandoning a restart (truncation to -1) drops log and base alike.
+ * the operator to see. A restart trim of -1 (nothing of the shard survives) drops log and base
+ * alike.
  */
 static void test_truncation_below_a_base(void **state) {
     (void)state;
@@ -243,11 +244,67 @@ static void test_truncation_below_a_base(void **state) {
 
     start(&d);
     install(&d, 3);
-    assert_int_equal(durable_truncate(&d, 0, -1), 0); /* abandon: nothing stays */
+    assert_int_equal(durable_truncate(&d, 0, -1), 0); /* a trim of -1: nothing stays */
     memset(&r, 0, sizeof r);
     assert_int_equal(durable_replay(&d, 0, 0, INT64_MAX, collect, &r), 0);
     assert_false(r.base);
     assert_int_equal(r.count, 0);
+    durable_stop(&d);
+}
+
+static bool stateless_mark_exists(void) {
+    char path[sizeof log_dir + 64];
+    snprintf(path, sizeof path, "%s/%s", log_dir, DURABLE_STATELESS_FILE);
+    return access(path, F_OK) == 0;
+}
+
+/*
+ * Giving up a restart to join (DR_ACTION_DISCARD_DURABLE): logs emptied, bases deleted, the
+ * saved view kept but marked stateless, so that a power cut before the next view brings the node
+ * back as a stateless reporter (dr_core_restart_options.stateless) and not as a member holding
+ * its old membership's state. The next saved view removes the mark.
+ */
+static void test_discard_marks_the_saved_view_stateless(void **state) {
+    (void)state;
+    durable d;
+    start(&d);
+    install(&d, 4);
+    const int64_t first = (int64_t)4 << 32;
+    deliver(&d, first, 3);
+    assert_int_equal(durable_save_base(&d, 0, 4, (const uint8_t *)"joined", 6), 0);
+    durable_stop(&d);
+
+    start(&d); /* restarting: the saved view and the log's tail */
+    dr_core_restart_options restart = {0};
+    uint8_t *frame = NULL;
+    dr_err err = {0};
+    assert_int_equal(durable_restart_inputs(&d, 0, &restart, &frame, &err), 0);
+    assert_false(restart.stateless);
+    assert_int_equal(restart.tails[0], first + 2);
+    free(frame);
+    assert_int_equal(durable_discard(&d), 0);
+    assert_true(stateless_mark_exists());
+    durable_stop(&d);
+
+    start(&d); /* the power cut came before any view: the node comes back stateless */
+    memset(&restart, 0, sizeof restart);
+    assert_int_equal(durable_restart_inputs(&d, 0, &restart, &frame, &err), 0);
+    assert_true(restart.stateless);
+    assert_int_equal(restart.tails[0], -1); /* the log is empty */
+    free(frame);
+    install(&d, 9); /* it joined: its first view is saved, the mark goes */
+    assert_false(stateless_mark_exists());
+    replayed r = {0};
+    assert_int_equal(durable_replay(&d, 0, 0, INT64_MAX, collect, &r), 0);
+    assert_false(r.base); /* the base went with the old membership */
+    assert_int_equal(r.count, 0);
+    durable_stop(&d);
+
+    start(&d);
+    memset(&restart, 0, sizeof restart);
+    assert_int_equal(durable_restart_inputs(&d, 0, &restart, &frame, &err), 0);
+    assert_false(restart.stateless);
+    free(frame);
     durable_stop(&d);
 }
 
@@ -256,6 +313,7 @@ int main(void) {
         cmocka_unit_test_setup(test_checkpoint_rules_and_replay, fresh_dir),
         cmocka_unit_test_setup(test_base_without_trim_skips_covered_records, fresh_dir),
         cmocka_unit_test_setup(test_truncation_below_a_base, fresh_dir),
+        cmocka_unit_test_setup(test_discard_marks_the_saved_view_stateless, fresh_dir),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
