@@ -96,6 +96,8 @@ const char *dr_action_type_name(dr_action_type type) {
         return "TRUNCATE";
     case DR_ACTION_DISCARD_DURABLE:
         return "DISCARD_DURABLE";
+    case DR_ACTION_SAVE_RESTART_VOTE:
+        return "SAVE_RESTART_VOTE";
     }
     return "?";
 }

@@ -79,6 +79,8 @@ typedef enum dr_core_test_fault {
 #define DR_RESTART_MAX_LEADERS 8u
 /** Largest saved view frame a restarting node reports (bytes). */
 #define DR_RESTART_MAX_VIEW_BYTES (1u << 20)
+/** Largest restart vote (DR_ACTION_SAVE_RESTART_VOTE): a header and one proposal. */
+#define DR_RESTART_MAX_VOTE_BYTES (3u << 20)
 
 /**
  * Total restart (docs/persistence.md "Total restart"): a node that saved a view and holds
@@ -103,6 +105,10 @@ typedef struct dr_core_restart_options {
      * joins the restarted group as a new member. The driver keeps this mark durably from the
      * discard until the next view it saves. */
     bool stateless;
+    /** The last DR_ACTION_SAVE_RESTART_VOTE's bytes (borrowed for dr_core_create, copied), or
+     * NULL. Ignored unless it was saved for the same saved view. */
+    const uint8_t *vote;
+    size_t vote_len; /**< bytes (<= DR_RESTART_MAX_VOTE_BYTES) */
 } dr_core_restart_options;
 
 /** Creation options. Copied by dr_core_create; strings may be freed afterwards. */
@@ -191,6 +197,16 @@ typedef enum dr_action_type {
      * lost that way).
      */
     DR_ACTION_DISCARD_DURABLE = 10,
+    /**
+     * Total restart, acceptor's vote: save `bytes` (opaque, `len` bytes) durably, replacing the
+     * previous vote, before handling the next action (an acknowledgement may follow), and hand
+     * them back as dr_core_restart_options.vote if the node restarts with the same saved view.
+     * The restart rounds are Paxos ballots; without the vote a power cut during a restart made
+     * acceptors forget a restart view one node had installed, and a second, different view
+     * with the same id could follow (derecho-sim --total-restart --partial-restarts seed
+     * 4061175). Obsolete once a newer view is saved (the driver may delete it then).
+     */
+    DR_ACTION_SAVE_RESTART_VOTE = 11,
 } dr_action_type;
 
 /** A snapshot of an installed view, owned by whoever holds the action. */

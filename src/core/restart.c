@@ -72,7 +72,8 @@ struct restart_state {
     uint32_t round;            /**< my current round (ballot) */
     uint64_t round_started_us; /**< when I entered it, or last heard its leader's PREPARE */
     uint64_t last_request_us;
-    /* acceptor */
+    /* acceptor (saved durably: DR_ACTION_SAVE_RESTART_VOTE) */
+    uint32_t saved_round;    /**< the highest round the saved vote promises */
     uint32_t accepted_round; /**< round+1 of the proposal accepted last (0: none) */
     uint8_t *accepted;       /**< its bytes (owned) */
     size_t accepted_len;
@@ -86,7 +87,7 @@ struct restart_state {
     uint8_t *proposal; /**< what I proposed (owned) */
     size_t proposal_len;
     dr_view proposal_view;
-    bool acked[DR_VIEW_MAX_MEMBERS]; /**< per rank of proposal_view */
+    bool acked[DR_VIEW_MAX_MEMBERS]; /**< per index of last_ids: that member of L accepted */
     uint32_t num_last;               /**< the proposal's L: members */
     uint32_t last_ids[DR_VIEW_MAX_MEMBERS];
     /* after install: the COMMIT frame, resent to members that ask again */
@@ -96,6 +97,8 @@ struct restart_state {
 };
 
 /* ---- helpers ------------------------------------------------------------------------- */
+
+static int save_vote(dr_core *core);
 
 static const char *leader_of(const struct restart_state *rs, uint32_t round) {
     return rs->leaders[round % rs->num_leaders];
@@ -298,6 +301,70 @@ static int send_request(dr_core *core, const char *address, bool to_leader) {
     return rc;
 }
 
+#define VOTE_MAGIC 0x56525244u /* "DRRV" */
+
+/**
+ * Saves my vote durably (DR_ACTION_SAVE_RESTART_VOTE, before any frame that depends on it):
+ * the saved view it is for, the round I promised (I accept nothing lower) and the proposal I
+ * accepted last with its round. Format: magic u32 | vid i32 | promised u32 | accepted_round u32
+ * | accepted blob.
+ */
+static int save_vote(dr_core *core) {
+    struct restart_state *rs = core->restart;
+    dr_buf buf;
+    dr_buf_init(&buf, DR_RESTART_MAX_VOTE_BYTES);
+    dr_buf_put_u32(&buf, VOTE_MAGIC);
+    dr_buf_put_u32(&buf, (uint32_t)rs->my_vid);
+    dr_buf_put_u32(&buf, rs->round);
+    dr_buf_put_u32(&buf, rs->accepted_round);
+    dr_buf_put_blob(&buf, rs->accepted, (uint32_t)rs->accepted_len);
+    if (buf.failed) {
+        dr_buf_free(&buf);
+        return DR_ENOMEM;
+    }
+    dr_action action = {.type = DR_ACTION_SAVE_RESTART_VOTE};
+    action.bytes = dr_buf_steal(&buf, &action.len);
+    dr_buf_free(&buf);
+    int rc = core_push_action(core, &action);
+    if (rc != 0) {
+        free(action.bytes);
+        return rc;
+    }
+    rs->saved_round = rs->round;
+    return 0;
+}
+
+/** Reads a saved vote back (restart_start); ignored unless it is for my saved view. */
+static int load_vote(struct restart_state *rs, const uint8_t *bytes, size_t len) {
+    if (bytes == NULL || len == 0)
+        return 0;
+    if (len > DR_RESTART_MAX_VOTE_BYTES)
+        return DR_ETOOBIG;
+    dr_reader reader;
+    dr_reader_init(&reader, bytes, len);
+    uint32_t magic = dr_reader_u32(&reader);
+    int32_t vid = (int32_t)dr_reader_u32(&reader);
+    uint32_t promised = dr_reader_u32(&reader);
+    uint32_t accepted_round = dr_reader_u32(&reader);
+    uint32_t accepted_len = 0;
+    const uint8_t *accepted = dr_reader_blob(&reader, 2 * DR_RESTART_MAX_VIEW_BYTES, &accepted_len);
+    if (reader.failed || !dr_reader_done(&reader) || magic != VOTE_MAGIC ||
+        (accepted_round > 0) != (accepted_len > 0) || accepted_round > promised + 1)
+        return DR_ECORRUPT;
+    if (vid != rs->my_vid)
+        return 0; /* for an older saved view: obsolete */
+    if (accepted_len > 0) {
+        rs->accepted = malloc(accepted_len);
+        if (rs->accepted == NULL)
+            return DR_ENOMEM;
+        memcpy(rs->accepted, accepted, accepted_len);
+        rs->accepted_len = accepted_len;
+    }
+    rs->accepted_round = accepted_round;
+    rs->round = rs->saved_round = promised;
+    return 0;
+}
+
 /** Enters round `round`: as its leader, counts myself; otherwise reports to its leader. */
 static int enter_round(dr_core *core, uint32_t round) {
     struct restart_state *rs = core->restart;
@@ -305,6 +372,11 @@ static int enter_round(dr_core *core, uint32_t round) {
     rs->round = round;
     rs->round_started_us = core->now_us;
     core_trace(core, "restart round %u, leader %s", round, leader_of(rs, round));
+    if (round > rs->saved_round) { /* a promise: kept across a crash */
+        int rc = save_vote(core);
+        if (rc != 0)
+            return rc;
+    }
     if (!i_lead(core))
         return send_request(core, leader_of(rs, round), true);
     restart_entry entry;
@@ -360,7 +432,7 @@ static int64_t shard_trim(const struct restart_state *rs, const dr_shard_layout 
 }
 
 /** Builds my own proposal from the reports, if they form a quorum. Returns 0 (maybe none). */
-static int compute_proposal(dr_core *core, dr_buf *out, bool *made) {
+static int compute_proposal(dr_core *core, dr_buf *out, bool *made, int32_t *last_vid) {
     struct restart_state *rs = core->restart;
     *made = false;
     const restart_entry *latest = NULL;
@@ -380,6 +452,7 @@ static int compute_proposal(dr_core *core, dr_buf *out, bool *made) {
         goto done;
     const dr_view *last = &saved->view;
     const dr_layout *assignment = &saved->assignment;
+    *last_vid = last->vid;
     uint32_t present = 0;
     for (uint32_t i = 0; i < last->num_members; i++)
         present += find_entry(rs, last->member_ids[i]) != NULL;
@@ -480,12 +553,8 @@ static int install(dr_core *core, const uint8_t *proposal, size_t len, uint32_t 
 static int maybe_commit(dr_core *core) {
     struct restart_state *rs = core->restart;
     uint32_t acks = 0;
-    for (uint32_t i = 0; i < rs->proposal_view.num_members; i++) {
-        if (!rs->acked[i])
-            continue;
-        for (uint32_t k = 0; k < rs->num_last; k++)
-            acks += rs->last_ids[k] == rs->proposal_view.member_ids[i];
-    }
+    for (uint32_t k = 0; k < rs->num_last; k++)
+        acks += rs->acked[k] ? 1u : 0u;
     if (acks < rs->num_last / 2 + 1)
         return 0;
     core_trace(core, "restart round %u: %u of %u members of the saved view accepted, commit",
@@ -523,28 +592,41 @@ static int accept(dr_core *core, uint32_t round, const uint8_t *proposal, size_t
     rs->accepted_len = len;
     rs->accepted_round = round + 1;
     rs->round_started_us = core->now_us;
-    return 0;
+    return save_vote(core); /* durable before my acceptance counts anywhere */
 }
 
 static int try_propose(dr_core *core) {
     struct restart_state *rs = core->restart;
     if (rs->proposed || rs->num_entries == 0)
         return 0;
-    /* Paxos: a proposal some node accepted in an earlier round may have been chosen; adopt
-     * the one of the highest round among the reports (once they form a quorum) */
-    const restart_entry *adopt = NULL;
-    for (uint32_t i = 0; i < rs->num_entries; i++)
-        if (rs->entries[i].accepted_round > 0 &&
-            (adopt == NULL || rs->entries[i].accepted_round > adopt->accepted_round))
-            adopt = &rs->entries[i];
     dr_buf mine;
     dr_buf_init(&mine, 0);
     bool made = false;
-    int rc = compute_proposal(core, &mine, &made); /* also the quorum check */
+    int32_t last_vid = -1;
+    int rc = compute_proposal(core, &mine, &made, &last_vid); /* also the quorum check */
     if (rc != 0 || !made) {
         dr_buf_free(&mine);
         return rc;
     }
+    /* Paxos: a proposal some node accepted in an earlier round may have been chosen; adopt
+     * the one of the highest round among the reports. Only proposals built on the same saved
+     * view L count: one built on an older view was superseded by a view someone installed. */
+    const restart_entry *adopt = NULL;
+    restart_proposal *candidate = malloc(sizeof *candidate);
+    if (candidate == NULL) {
+        dr_buf_free(&mine);
+        return DR_ENOMEM;
+    }
+    for (uint32_t i = 0; i < rs->num_entries; i++) {
+        const restart_entry *e = &rs->entries[i];
+        const char *ignored = NULL;
+        if (e->accepted_round == 0 || (adopt != NULL && e->accepted_round <= adopt->accepted_round))
+            continue;
+        if (decode_proposal(e->accepted, e->accepted_len, candidate, &ignored) == 0 &&
+            candidate->view.view.vid == last_vid + 1)
+            adopt = e;
+    }
+    free(candidate);
     const uint8_t *bytes = mine.data;
     size_t len = mine.len;
     if (adopt != NULL) {
@@ -576,14 +658,20 @@ static int try_propose(dr_core *core) {
         return rc;
     core_trace(core, "restart round %u: propose view %d with %u members", rs->round,
                rs->proposal_view.vid, rs->proposal_view.num_members);
+    /* the acceptors: every member of L that reported (an adopted proposal may leave some of
+     * them out of its view: they accept all the same, and join the restarted group later),
+     * and the proposal's members that did not report (by address) */
     rc = encode_with_round(core, DR_MSG_RESTART_PREPARE, rs->round, rs->proposal, rs->proposal_len);
-    for (uint32_t i = 0; rc == 0 && i < rs->proposal_view.num_members; i++) {
-        uint32_t id = rs->proposal_view.member_ids[i];
+    for (uint32_t k = 0; rc == 0 && k < rs->num_last; k++) {
+        uint32_t id = rs->last_ids[k];
         if (id == core->options.my_id)
-            rs->acked[i] = true;
+            rs->acked[k] = true; /* accept() saved my vote */
         else if (find_entry(rs, id) != NULL)
             rc = core_send_scratch(core, id); /* it reported: the driver knows its connection */
-        else
+    }
+    for (uint32_t i = 0; rc == 0 && i < rs->proposal_view.num_members; i++) {
+        uint32_t id = rs->proposal_view.member_ids[i];
+        if (id != core->options.my_id && find_entry(rs, id) == NULL)
             rc = core_send_scratch_to_address(core, rs->proposal_view.addresses[i]);
     }
     return rc == 0 ? maybe_commit(core) : rc;
@@ -708,9 +796,16 @@ int restart_start(dr_core *core, const dr_core_restart_options *options) {
         rs->num_leaders = 1;
     }
     rs->timeout_us = (uint64_t)(options->timeout_ms ? options->timeout_ms : 2000) * 1000u;
+    int rc_vote = load_vote(rs, options->vote, options->vote_len);
+    if (rc_vote != 0) { /* forgetting a vote could let two restart views be chosen */
+        DR_ERROR(DR_LOGM_VIEWMANAGER, "node %u: saved restart vote unusable: %s",
+                 core->options.my_id, dr_strerror(rc_vote));
+        return rc_vote;
+    }
     core->state = CORE_RESTARTING;
-    core_trace(core, "restarting from saved view %d", rs->my_vid);
-    return enter_round(core, 0);
+    core_trace(core, "restarting from saved view %d (round %u, accepted round %u)", rs->my_vid,
+               rs->round, rs->accepted_round);
+    return enter_round(core, rs->round);
 }
 
 int restart_on_tick(dr_core *core) {
@@ -824,9 +919,9 @@ int restart_on_message(dr_core *core, const dr_wire_header *header, const uint8_
     if (header->type == DR_MSG_RESTART_ACK) {
         if (round != rs->round || !rs->proposed || rest_len != 0)
             return 0;
-        for (uint32_t i = 0; i < rs->proposal_view.num_members; i++)
-            if (rs->proposal_view.member_ids[i] == header->sender_id)
-                rs->acked[i] = true;
+        for (uint32_t k = 0; k < rs->num_last; k++)
+            if (rs->last_ids[k] == header->sender_id)
+                rs->acked[k] = true;
         return maybe_commit(core);
     }
     /* PREPARE */

@@ -177,6 +177,8 @@ int durable_start(durable *d, const dr_config *config, const dr_layout_spec *spe
     char mark[sizeof d->dir + 32];
     snprintf(mark, sizeof mark, "%s/%s", d->dir, DURABLE_STATELESS_FILE);
     d->stateless_mark = access(mark, F_OK) == 0; /* the next saved view removes it */
+    snprintf(mark, sizeof mark, "%s/%s", d->dir, DURABLE_VOTE_FILE);
+    d->vote_file = access(mark, F_OK) == 0; /* likewise */
     if (pthread_create(&d->thread, NULL, persist_main, d) != 0)
         return dr_err_set(err, DR_EIO, "cannot start the persistence thread");
     pthread_setname_np(d->thread, "dr-persist");
@@ -287,6 +289,22 @@ static int save_view(durable *d, const dr_view_info *info, uint32_t my_id) {
         remove_file(d, DURABLE_STATELESS_FILE, "a view is saved");
         d->stateless_mark = false;
     }
+    if (rc == DR_OK && d->vote_file) { /* a restart vote is for an older saved view now */
+        remove_file(d, DURABLE_VOTE_FILE, "a view is saved");
+        d->vote_file = false;
+    }
+    return rc;
+}
+
+int durable_save_vote(durable *d, const uint8_t *bytes, size_t len) {
+    if (!d->any)
+        return DR_OK;
+    dr_err err = {0};
+    d->vote_file = true;
+    int rc = dr_blob_save(d->dir, DURABLE_VOTE_FILE, bytes, len, NULL, &err);
+    if (rc != DR_OK)
+        DR_ERROR(DR_LOGM_PERSISTENCE, "cannot save the restart vote under %s: %s", d->dir,
+                 err.msg[0] ? err.msg : dr_strerror(rc));
     return rc;
 }
 
@@ -353,6 +371,16 @@ int durable_restart_inputs(durable *d, uint32_t my_id, dr_core_restart_options *
     char mark[sizeof path];
     snprintf(mark, sizeof mark, "%s/%s", d->dir, DURABLE_STATELESS_FILE);
     out->stateless = d->stateless_mark = access(mark, F_OK) == 0;
+    size_t vote_len = 0;
+    free(d->vote);
+    d->vote = NULL;
+    int vote_rc = dr_blob_load(d->dir, DURABLE_VOTE_FILE, DR_RESTART_MAX_VOTE_BYTES, &d->vote,
+                               &vote_len, err);
+    if (vote_rc != DR_OK && vote_rc != DR_ENOTFOUND)
+        return vote_rc; /* a vote that cannot be read must not be forgotten silently */
+    d->vote_file = vote_rc == DR_OK;
+    out->vote = d->vote;
+    out->vote_len = vote_len;
     dr_msg_view *msg = malloc(sizeof *msg);
     dr_wire_header header;
     const char *why = "out of memory";
@@ -1008,6 +1036,8 @@ void durable_stop(durable *d) {
         dr_plog_close(d->logs[s].log);
         d->logs[s].log = NULL;
     }
+    free(d->vote);
+    d->vote = NULL;
     pthread_cond_destroy(&d->work);
     pthread_cond_destroy(&d->change);
     pthread_mutex_destroy(&d->lock);

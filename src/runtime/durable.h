@@ -29,6 +29,8 @@
 /* Present from a DR_ACTION_DISCARD_DURABLE until the next saved view: the saved view names a
  * membership this node holds no state for (dr_core_restart_options.stateless). */
 #define DURABLE_STATELESS_FILE "last_view.stateless"
+/* The acceptor's vote of a total restart in progress (DR_ACTION_SAVE_RESTART_VOTE). */
+#define DURABLE_VOTE_FILE      "restart_vote"
 #define DURABLE_VIEW_MAX_BYTES (1u << 20)
 
 /**
@@ -70,6 +72,8 @@ typedef struct durable {
     uint64_t max_base_bytes;                /* immutable: [DERECHO] max_state_transfer_size */
     uint32_t replaying;  /* replays and checkpoints running (durable_stop waits for them) */
     bool stateless_mark; /* DURABLE_STATELESS_FILE exists (network thread only) */
+    bool vote_file;      /* DURABLE_VOTE_FILE may exist (network thread only) */
+    uint8_t *vote;       /* the vote loaded by durable_restart_inputs (owned) */
     durable_log logs[DR_LAYOUT_MAX_SUBGROUPS];
     durable_report_fn report;
     void *report_ctx;
@@ -136,6 +140,14 @@ int durable_replay(durable *d, uint32_t subgroup, uint32_t shard, int64_t to, dr
  * (DURABLE_STATELESS_FILE), each durably. Returns 0 or the first error (logged).
  */
 int durable_discard(durable *d);
+
+/**
+ * DR_ACTION_SAVE_RESTART_VOTE (core lock held): saves the core's vote bytes durably as
+ * DURABLE_VOTE_FILE (dr_blob_save) before the next action. durable_restart_inputs hands them
+ * back (out->vote, owned by the module); the next saved view deletes the file. Returns 0 or
+ * the error (logged).
+ */
+int durable_save_vote(durable *d, const uint8_t *bytes, size_t len);
 
 /** See dr_group_save_replay_base. */
 int durable_save_base(durable *d, uint32_t subgroup, int32_t vid, const uint8_t *bytes, size_t len);

@@ -444,6 +444,12 @@ static void handle_action(dr_group *group, dr_action *action) {
             !group->stopped)
             dr_core_leave(group->core, now_us()); /* cannot agree on the log: do not take part */
         break;
+    case DR_ACTION_SAVE_RESTART_VOTE:
+        /* total restart: my vote is durable before the acknowledgement that follows leaves */
+        if (durable_save_vote(&group->durable, action->bytes, action->len) != DR_OK &&
+            !group->stopped)
+            dr_core_leave(group->core, now_us());
+        break;
     case DR_ACTION_DISCARD_DURABLE:
         /* the restart is given up for a join: the old membership's state goes, durably, before
          * the join request (the next action) leaves */

@@ -166,8 +166,10 @@ typedef struct sim_node {
     size_t saved_view_len;
     dr_view saved_members; /**< ... its members (saved_members.vid -1: none saved) */
     bool restarting;       /**< this incarnation started from its saved view */
-    bool stateless;   /**< durable mark: it discarded its state to join (DR_ACTION_DISCARD_DURABLE)
-                           and has not saved a view since */
+    bool stateless; /**< durable mark: it discarded its state to join (DR_ACTION_DISCARD_DURABLE)
+                         and has not saved a view since */
+    uint8_t *vote;  /**< its durable restart vote (DR_ACTION_SAVE_RESTART_VOTE), or NULL */
+    size_t vote_len;
     int32_t base_vid; /**< its state covers every version of the views before this one without
                            its log: the state transfer of its join (the runtime's replay base) */
     bool trim_set[SIM_MAX_SUBGROUPS]; /**< a TRUNCATE came for the subgroup (restart) */
@@ -659,6 +661,9 @@ static void save_view(sim *s, sim_node *node, const dr_view_info *info) {
     node->saved_view = dr_buf_steal(&buf, &node->saved_view_len);
     node->saved_members = info->view;
     node->stateless = false; /* the runtime removes its mark once a new view is saved */
+    free(node->vote);        /* ...and its restart vote, which is for an older view now */
+    node->vote = NULL;
+    node->vote_len = 0;
     dr_buf_free(&buf);
 }
 
@@ -982,6 +987,16 @@ static void drain_actions(sim *s, uint32_t index) {
             else
                 log_truncate(node, a.subgroup, a.shard, a.version);
             break;
+        case DR_ACTION_SAVE_RESTART_VOTE:
+            if (!s->config->total_restart) {
+                fail(s, "node %u: SAVE_RESTART_VOTE outside a total restart", node->id);
+            } else { /* durable at once: the next action (its ACK) follows the save */
+                free(node->vote);
+                node->vote = a.bytes;
+                node->vote_len = a.len;
+                a.bytes = NULL;
+            }
+            break;
         case DR_ACTION_DISCARD_DURABLE:
             if (!s->config->total_restart)
                 fail(s, "node %u: DISCARD_DURABLE outside a total restart", node->id);
@@ -1184,7 +1199,9 @@ static void restart_node(sim *s, uint32_t index) {
                                        .saved_view_len = node->saved_view_len,
                                        .num_leaders = s->num_leaders,
                                        .timeout_ms = s->restart_timeout_ms,
-                                       .stateless = node->stateless};
+                                       .stateless = node->stateless,
+                                       .vote = node->vote,
+                                       .vote_len = node->vote_len};
     for (uint32_t sg = 0; sg < DR_LAYOUT_MAX_SUBGROUPS; sg++) {
         const sim_log *log = sg < SIM_MAX_SUBGROUPS ? &node->logs[sg] : NULL;
         restart.tails[sg] = log && log->len > 0 ? log->entries[log->len - 1].version : -1;
@@ -2330,6 +2347,7 @@ static void free_sim(sim *s) {
         for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++)
             free(s->nodes[i].logs[sg].entries);
         free(s->nodes[i].saved_view);
+        free(s->nodes[i].vote);
     }
     for (uint32_t sg = 0; sg < SIM_MAX_SUBGROUPS; sg++)
         for (uint32_t sh = 0; sh < DR_LAYOUT_MAX_SHARDS; sh++)

@@ -115,6 +115,14 @@ void h_drain(harness *h, uint32_t index) {
             node->truncated[a.subgroup] = a.version;
             node->truncations++;
             break;
+        case DR_ACTION_SAVE_RESTART_VOTE:
+            CHECK(!node->installed, "SAVE_RESTART_VOTE after a view was installed");
+            free(node->vote);
+            node->vote = a.bytes; /* taken */
+            node->vote_len = a.len;
+            a.bytes = NULL;
+            node->votes_saved++;
+            break;
         case DR_ACTION_DISCARD_DURABLE:
             CHECK(!node->installed, "DISCARD_DURABLE after a view was installed");
             node->discards++;
@@ -268,6 +276,7 @@ void h_free(harness *h) {
         dr_core_destroy(h->nodes[i].core);
         for (uint32_t d = 0; d < h->nodes[i].num_deliveries; d++)
             free(h->nodes[i].deliveries[d].bytes);
+        free(h->nodes[i].vote);
     }
     memset(h, 0, sizeof *h);
 }

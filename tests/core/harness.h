@@ -42,8 +42,11 @@ typedef struct h_node {
     int64_t truncated[DR_LAYOUT_MAX_SUBGROUPS]; /* last DR_ACTION_TRUNCATE version per subgroup */
     uint32_t truncations;                       /* DR_ACTION_TRUNCATE actions */
     uint32_t discards;                          /* DR_ACTION_DISCARD_DURABLE actions */
-    uint32_t shared_sends;                      /* SEND actions whose body was shared, not copied */
-    uint32_t shared_deliveries;                 /* DELIVER actions likewise */
+    uint8_t *vote;                              /* last DR_ACTION_SAVE_RESTART_VOTE (owned) */
+    size_t vote_len;
+    uint32_t votes_saved;
+    uint32_t shared_sends;      /* SEND actions whose body was shared, not copied */
+    uint32_t shared_deliveries; /* DELIVER actions likewise */
     h_delivery deliveries[H_MAX_DELIVERIES];
     uint32_t num_deliveries;
     /* every view installed, in order: vid and its member ids */

@@ -89,11 +89,16 @@ static void free_all(harness *h, saved s[3]) {
     free(h);
 }
 
-/** Restarts crashed node i from `s` (`stateless`: marked so, as after a DISCARD_DURABLE). */
-static uint32_t restart_node_marked(harness *h, uint32_t i, const saved *s, int64_t tail,
-                                    bool stateless) {
+/**
+ * Restarts crashed node i from `s` (`stateless`: marked so, as after a DISCARD_DURABLE; `vote`:
+ * the restart vote it saved, NULL if none).
+ */
+static uint32_t restart_node_full(harness *h, uint32_t i, const saved *s, int64_t tail,
+                                  bool stateless, const saved *vote) {
     dr_core_options options = base_options(1);
     options.restart.stateless = stateless;
+    options.restart.vote = vote ? vote->frame : NULL;
+    options.restart.vote_len = vote ? vote->len : 0;
     options.restart.saved_view = s->frame;
     options.restart.saved_view_len = s->len;
     options.restart.tails[0] = tail;
@@ -108,7 +113,7 @@ static uint32_t restart_node_marked(harness *h, uint32_t i, const saved *s, int6
 
 /** Restarts crashed node i from `s` with `tail` for subgroup 0; returns its new index. */
 static uint32_t restart_node(harness *h, uint32_t i, const saved *s, int64_t tail) {
-    return restart_node_marked(h, i, s, tail, false);
+    return restart_node_full(h, i, s, tail, false, NULL);
 }
 
 static int64_t nth_version(const harness *h, uint32_t node, uint32_t n) {
@@ -232,6 +237,74 @@ static void test_minority_waits_then_majority_restarts(void **state) {
     free_all(h, g.s);
 }
 
+/**
+ * Three nodes crash, n0 with the shortest log (tail v0, the others v2), and restart; n0, the
+ * first leader, hears both reports and proposes (trim v0). Its PREPARE to n2 is held back.
+ */
+typedef struct proposed_restart {
+    saved s[3];
+    int64_t v0, v2;
+    int32_t last;     /* the view they crashed in */
+    uint32_t a, b, c; /* n0, n1, n2 restarted */
+} proposed_restart;
+
+static harness *restart_with_a_proposal(proposed_restart *p) {
+    harness *h = cluster(3);
+    send_some(h, 0, 3);
+    p->v0 = nth_version(h, 0, 0);
+    p->v2 = nth_version(h, 0, 2);
+    p->last = h->nodes[0].view.view.vid;
+    save_and_crash_all(h, p->s);
+    p->a = restart_node(h, 0, &p->s[0], p->v0);
+    p->b = restart_node(h, 1, &p->s[1], p->v2);
+    p->c = restart_node(h, 2, &p->s[2], p->v2);
+    assert_int_equal(h_pump(h, 2), 2); /* the reports of n1 and n2 reach n0: it proposes */
+    h->hold[p->a][p->c] = true;        /* n0's PREPARE to n2 waits */
+    return h;
+}
+
+/*
+ * Restart votes are durable (Paxos acceptors keep what they accepted across a crash): n0 leads
+ * the restart, n1 accepts its proposal (trim v0, the smallest tail), n0 commits and installs
+ * it, then the power fails again before the commit reaches n1 or n2. n1 and n2 restart (a
+ * majority): n1's saved vote carries the accepted proposal, which is adopted, so they install
+ * the same view n0 installed, with the same trim. Without the vote they would choose another
+ * view with that id (trim v2): two histories (derecho-sim --total-restart --partial-restarts
+ * seed 4061175).
+ */
+static void test_accepted_restart_view_survives_a_second_power_cut(void **state) {
+    (void)state;
+    proposed_restart p;
+    harness *h = restart_with_a_proposal(&p);
+    saved *s = p.s;
+    int64_t v0 = p.v0, v2 = p.v2;
+    int32_t last = p.last;
+    uint32_t a = p.a, b = p.b, c = p.c;
+    assert_int_equal(h_pump(h, 1), 1); /* n0's PREPARE reaches n1, which accepts */
+    assert_true(h->nodes[b].votes_saved > 0);
+    h->hold[a][b] = true; /* the commit will not reach n1 */
+    h_pump(h, (size_t)-1);
+    assert_true(h->nodes[a].installed); /* n0 committed (itself + n1) and installed */
+    assert_false(h->nodes[b].installed);
+    saved vote = {.frame = h->nodes[b].vote, .len = h->nodes[b].vote_len};
+    h_crash(h, a);
+    h_crash(h, b);
+    h_crash(h, c);
+    h->hold[a][b] = h->hold[a][c] = false;
+    uint32_t b2 = restart_node_full(h, 1, &s[1], v2, false, &vote);
+    uint32_t c2 = restart_node(h, 2, &s[2], v2);
+    h_run(h, 10000, 60);
+    uint32_t r[2] = {b2, c2};
+    for (uint32_t k = 0; k < 2; k++) {
+        const h_node *node = &h->nodes[r[k]];
+        assert_true(node->history_len >= 1);
+        assert_int_equal(node->history_vid[0], last + 1);
+        assert_int_equal(node->history_members[0][0], 3); /* n0's view: all three */
+        assert_int_equal(node->truncated[0], v0);         /* and n0's trim */
+    }
+    free_all(h, s);
+}
+
 /*
  * A stateless report (a node that gave up an earlier restart to join and was cut off before its
  * first view: its saved view names a membership it has no state for) counts for nothing: with
@@ -244,7 +317,7 @@ static void test_stateless_report_counts_for_nothing(void **state) {
     crashed_group g;
     harness *h = crash_group_of_three(&g);
     uint32_t a = restart_node(h, 0, &g.s[0], g.v1);
-    uint32_t c = restart_node_marked(h, 2, &g.s[2], -1, true);
+    uint32_t c = restart_node_full(h, 2, &g.s[2], -1, true, NULL);
     h_run(h, 10000, 60);
     assert_false(h->nodes[a].installed); /* one counting report of three: no majority */
     assert_false(h->nodes[c].installed);
@@ -257,7 +330,7 @@ static void test_stateless_report_counts_for_nothing(void **state) {
         assert_int_equal(node->truncated[0], g.v1);
     }
     const h_node *late = &h->nodes[c];
-    assert_true(late->installed);                   /* it joined afterwards */
+    assert_true(late->installed); /* it joined afterwards */
     assert_true(late->view.view.vid > g.last + 1);
     assert_int_equal(late->truncations, 0);
     assert_int_equal(late->discards, 1);
@@ -368,18 +441,13 @@ static void test_backup_leader_takes_over(void **state) {
 /** Leader n0 dies after only n1 accepted its proposal: the backup must adopt it (Paxos). */
 static void test_backup_adopts_an_accepted_proposal(void **state) {
     (void)state;
-    harness *h = cluster(3);
-    send_some(h, 0, 3);
-    int64_t v0 = nth_version(h, 0, 0), v2 = nth_version(h, 0, 2);
-    int32_t last = h->nodes[0].view.view.vid;
-    saved s[3];
-    save_and_crash_all(h, s);
-    uint32_t a = restart_node(h, 0, &s[0], v0);
-    uint32_t b = restart_node(h, 1, &s[1], v2);
-    uint32_t c = restart_node(h, 2, &s[2], v2);
-    assert_int_equal(h_pump(h, 2), 2); /* the reports of n1 and n2 reach n0: it proposes */
-    h->hold[a][c] = true;              /* n0's PREPARE to n2 waits */
-    h->hold[b][a] = true;              /* n1's ACK to n0 waits */
+    proposed_restart p;
+    harness *h = restart_with_a_proposal(&p);
+    saved *s = p.s;
+    int64_t v0 = p.v0;
+    int32_t last = p.last;
+    uint32_t a = p.a, b = p.b, c = p.c;
+    h->hold[b][a] = true; /* n1's ACK to n0 waits */
     h_pump(h, (size_t)-1);
     assert_false(h->nodes[b].installed);
     h_crash(h, a); /* n0 dies having proposed {10, 11, 12}, trim v0; n1 accepted it */
@@ -450,6 +518,7 @@ int main(void) {
         cmocka_unit_test(test_logs_of_different_length_truncate_to_one_trim),
         cmocka_unit_test(test_minority_waits_then_majority_restarts),
         cmocka_unit_test(test_stateless_report_counts_for_nothing),
+        cmocka_unit_test(test_accepted_restart_view_survives_a_second_power_cut),
         cmocka_unit_test(test_node_with_older_saved_view_joins_as_new),
         cmocka_unit_test(test_persisted_report_while_restarting_is_not_published),
         cmocka_unit_test(test_late_node_joins_the_restarted_group),

@@ -308,12 +308,53 @@ static void test_discard_marks_the_saved_view_stateless(void **state) {
     durable_stop(&d);
 }
 
+/*
+ * A restart vote (DR_ACTION_SAVE_RESTART_VOTE) is durable: handed back to the next restart as
+ * dr_core_restart_options.vote, byte for byte, and deleted once a newer view is saved.
+ */
+static void test_restart_vote_survives_until_the_next_view(void **state) {
+    (void)state;
+    durable d;
+    start(&d);
+    install(&d, 2);
+    deliver(&d, (int64_t)2 << 32, 2);
+    durable_stop(&d);
+
+    start(&d);
+    dr_core_restart_options restart = {0};
+    uint8_t *frame = NULL;
+    dr_err err = {0};
+    assert_int_equal(durable_restart_inputs(&d, 0, &restart, &frame, &err), 0);
+    assert_null(restart.vote); /* none saved yet */
+    free(frame);
+    const uint8_t vote[] = {'v', 'o', 't', 'e', 7};
+    assert_int_equal(durable_save_vote(&d, vote, sizeof vote), 0);
+    durable_stop(&d); /* the power fails during the restart */
+
+    start(&d);
+    memset(&restart, 0, sizeof restart);
+    assert_int_equal(durable_restart_inputs(&d, 0, &restart, &frame, &err), 0);
+    assert_int_equal(restart.vote_len, sizeof vote);
+    assert_memory_equal(restart.vote, vote, sizeof vote);
+    free(frame);
+    install(&d, 3); /* the restart view: the vote is for an older view now */
+    durable_stop(&d);
+
+    start(&d);
+    memset(&restart, 0, sizeof restart);
+    assert_int_equal(durable_restart_inputs(&d, 0, &restart, &frame, &err), 0);
+    assert_null(restart.vote);
+    free(frame);
+    durable_stop(&d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_checkpoint_rules_and_replay, fresh_dir),
         cmocka_unit_test_setup(test_base_without_trim_skips_covered_records, fresh_dir),
         cmocka_unit_test_setup(test_truncation_below_a_base, fresh_dir),
         cmocka_unit_test_setup(test_discard_marks_the_saved_view_stateless, fresh_dir),
+        cmocka_unit_test_setup(test_restart_vote_survives_until_the_next_view, fresh_dir),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
