@@ -1147,7 +1147,8 @@ static void power_cut(sim *s) {
     }
     /* A version names one message in every log: rebuild the map from what survived (a
      * delivery that reached no disk may be reused by a later view) and check it. */
-    memset(s->vmap, 0, s->vmap_cap * sizeof *s->vmap);
+    if (s->vmap != NULL)
+        memset(s->vmap, 0, s->vmap_cap * sizeof *s->vmap);
     s->vmap_len = 0;
     char text[48];
     for (uint32_t i = 0; i < s->num_nodes; i++) {
