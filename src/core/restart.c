@@ -689,7 +689,14 @@ static int install(dr_core *core, const uint8_t *proposal, size_t len, uint32_t 
         rc = core_reject(core, DR_NODE_NONE, why);
     if (rc == 0 && !in_view(&p->view.view, core->options.my_id))
         rc = core_reject(core, DR_NODE_NONE, "restart view without this node");
-    if (rc == 0 && p->view.view.vid <= rs->my_vid)
+    /* The view I saved myself may come again: I installed it before a power cut that the
+     * others, who had only accepted it, restart it from (their votes). Anything else at or
+     * below my saved view's id contradicts what I installed. */
+    bool again = rc == 0 && p->view.view.vid == rs->my_vid &&
+                 p->view.view.num_members == rs->my_view_count &&
+                 memcmp(p->view.view.member_ids, rs->my_view_ids,
+                        rs->my_view_count * sizeof rs->my_view_ids[0]) == 0;
+    if (rc == 0 && p->view.view.vid <= rs->my_vid && !again)
         rc = core_reject(core, DR_NODE_NONE, "restart view not newer than my saved view");
     if (rc == 0) {
         rc = dr_layout_compute(&core->options.layout, &p->view.assignment, p->view.view.member_ids,
