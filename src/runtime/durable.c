@@ -435,32 +435,42 @@ int durable_restart_inputs(durable *d, uint32_t my_id, dr_core_restart_options *
 }
 
 /*
- * Reads the floor of the base saved beside `log_name` (*floor = 0 if there is none). Loads the
- * whole base (checksummed); called at most once per log (the floor is then kept in memory).
+ * Loads the base saved beside `log_name`: *floor (0 if there is none) and, if bytes is not NULL,
+ * the whole file in *bytes (caller frees; the state starts at BASE_HEADER_BYTES) and *len.
+ * The file is checksummed (dr_blob); its header is checked here. Returns 0 or why not (logged).
  */
-static int load_base_floor(durable *d, const char *log_name, int64_t *floor) {
+static int load_base(durable *d, const char *log_name, int64_t *floor, uint8_t **bytes,
+                     size_t *len) {
     char file[DR_LAYOUT_NAME_MAX + 64];
     base_file_name(file, sizeof file, log_name);
-    uint8_t *bytes = NULL;
-    size_t len = 0;
+    uint8_t *data = NULL;
+    size_t size = 0;
     dr_err err = {0};
     *floor = 0;
-    int rc = dr_blob_load(d->dir, file, d->max_base_bytes + BASE_HEADER_BYTES, &bytes, &len, &err);
+    int rc = dr_blob_load(d->dir, file, d->max_base_bytes + BASE_HEADER_BYTES, &data, &size, &err);
     if (rc == DR_ENOTFOUND)
         return DR_OK;
     if (rc != DR_OK) {
-        DR_ERROR(DR_LOGM_PERSISTENCE, "cannot read %s/%s: %s", d->dir, file, err.msg);
+        DR_ERROR(DR_LOGM_PERSISTENCE, "cannot read the replay base %s/%s: %s", d->dir, file,
+                 err.msg);
         return rc;
     }
     dr_reader reader;
-    dr_reader_init(&reader, bytes, len);
+    dr_reader_init(&reader, data, size);
     uint32_t magic = dr_reader_u32(&reader);
     uint32_t format = dr_reader_u32(&reader);
     *floor = (int64_t)dr_reader_u64(&reader);
-    free(bytes);
     if (reader.failed || magic != BASE_MAGIC || format != BASE_FORMAT || *floor < 0) {
+        free(data);
+        *floor = 0;
         DR_ERROR(DR_LOGM_PERSISTENCE, "%s/%s is not a replay base", d->dir, file);
         return DR_ECORRUPT;
+    }
+    if (bytes) {
+        *bytes = data;
+        *len = size;
+    } else {
+        free(data);
     }
     return DR_OK;
 }
@@ -476,7 +486,7 @@ static int base_floor_of(durable *d, uint32_t subgroup, int64_t *floor) {
     pthread_mutex_unlock(&d->lock);
     if (known)
         return DR_OK;
-    int rc = load_base_floor(d, name, floor);
+    int rc = load_base(d, name, floor, NULL, NULL);
     if (rc == DR_OK) {
         pthread_mutex_lock(&d->lock);
         entry->base_known = true;
@@ -650,40 +660,20 @@ static int replay_record(void *ctx, const dr_plog_record *rec) {
  * on top of it (0 without a base). Returns 0 or why not.
  */
 static int replay_base(replay_walk *walk, const char *log_name, int64_t *floor) {
-    durable *d = walk->d;
-    *floor = 0;
-    char file[DR_LAYOUT_NAME_MAX + 64];
-    base_file_name(file, sizeof file, log_name);
     uint8_t *bytes = NULL;
     size_t len = 0;
-    dr_err err = {0};
-    int rc = dr_blob_load(d->dir, file, d->max_base_bytes + BASE_HEADER_BYTES, &bytes, &len, &err);
-    if (rc == DR_ENOTFOUND)
-        return DR_OK;
-    if (rc != DR_OK) {
-        DR_ERROR(DR_LOGM_PERSISTENCE, "replay: cannot read %s/%s: %s", d->dir, file, err.msg);
-        return rc;
-    }
-    dr_reader reader;
-    dr_reader_init(&reader, bytes, len);
-    uint32_t magic = dr_reader_u32(&reader);
-    uint32_t format = dr_reader_u32(&reader);
-    int64_t base_floor = (int64_t)dr_reader_u64(&reader);
-    if (reader.failed || magic != BASE_MAGIC || format != BASE_FORMAT || base_floor < 0) {
-        free(bytes);
-        DR_ERROR(DR_LOGM_PERSISTENCE, "replay: %s/%s is not a replay base", d->dir, file);
-        return DR_ECORRUPT;
-    }
+    int rc = load_base(walk->d, log_name, floor, &bytes, &len);
+    if (rc != DR_OK || bytes == NULL)
+        return rc; /* an error, or no base */
     dr_message message =
-        replay_message(walk, base_floor - 1, 0, bytes + BASE_HEADER_BYTES, len - BASE_HEADER_BYTES);
+        replay_message(walk, *floor - 1, 0, bytes + BASE_HEADER_BYTES, len - BASE_HEADER_BYTES);
     rc = walk->fn ? walk->fn(walk->ctx, &message, true) : DR_OK;
     free(bytes);
     if (rc == DR_OK)
         DR_INFO(DR_LOGM_PERSISTENCE,
                 "replay: subgroup %" PRIu32 " from its base (%zu bytes, versions below %" PRId64
                 ")",
-                walk->subgroup, len - BASE_HEADER_BYTES, base_floor);
-    *floor = base_floor;
+                walk->subgroup, len - BASE_HEADER_BYTES, *floor);
     return rc;
 }
 

@@ -742,6 +742,20 @@ static void check_restart_view(sim *s, uint32_t index, const dr_view_info *info,
     }
 }
 
+/** A new view: the node's streams go on in the subgroups where it is a sender now. */
+static void start_streams(sim *s, uint32_t index) {
+    sim_node *node = &s->nodes[index];
+    for (uint32_t sg = 0; sg < node->view->layout.num_subgroups; sg++) {
+        uint32_t rank = 0;
+        int shard = dr_layout_find_shard(&node->view->layout, sg, node->id, &rank);
+        node->streams[sg].active =
+            shard >= 0 && node->view->layout.subgroups[sg].shards[shard].is_sender[rank];
+        node->streams[sg].waiting = false;
+        if (node->streams[sg].active && node->streams[sg].sent < node->streams[sg].total)
+            schedule(s, s->now_us + rng_range(s, 0, 500), EV_APP_SEND, index, sg);
+    }
+}
+
 static void schedule_power_cut(sim *s, uint64_t after_us) {
     if (s->cut_scheduled || s->cuts_left == 0)
         return;
@@ -786,15 +800,7 @@ static void on_view_installed_durable(sim *s, uint32_t index, dr_action *a) {
     node->in_view = true;
     node->view = info;
     a->view_info = NULL;
-    for (uint32_t sg = 0; sg < node->view->layout.num_subgroups; sg++) {
-        uint32_t rank = 0;
-        int shard = dr_layout_find_shard(&node->view->layout, sg, node->id, &rank);
-        node->streams[sg].active =
-            shard >= 0 && node->view->layout.subgroups[sg].shards[shard].is_sender[rank];
-        node->streams[sg].waiting = false;
-        if (node->streams[sg].active && node->streams[sg].sent < node->streams[sg].total)
-            schedule(s, s->now_us + rng_range(s, 0, 500), EV_APP_SEND, index, sg);
-    }
+    start_streams(s, index);
     bool all_in = true; /* the first cut comes once the group is formed */
     for (uint32_t i = 0; i < s->num_nodes; i++)
         all_in &= s->nodes[i].in_view;
@@ -813,15 +819,7 @@ static void on_view_installed_faults(sim *s, uint32_t index, dr_action *a) {
     a->view_info = NULL;
     if (!node->ready)
         return;
-    for (uint32_t sg = 0; sg < node->view->layout.num_subgroups; sg++) {
-        uint32_t rank = 0;
-        int shard = dr_layout_find_shard(&node->view->layout, sg, node->id, &rank);
-        node->streams[sg].active =
-            shard >= 0 && node->view->layout.subgroups[sg].shards[shard].is_sender[rank];
-        node->streams[sg].waiting = false;
-        if (node->streams[sg].active && node->streams[sg].sent < node->streams[sg].total)
-            schedule(s, s->now_us + rng_range(s, 0, 500), EV_APP_SEND, index, sg);
-    }
+    start_streams(s, index);
 }
 
 static void on_view_installed(sim *s, uint32_t index, dr_action *a) {

@@ -348,6 +348,28 @@ static void test_restart_vote_survives_until_the_next_view(void **state) {
     durable_stop(&d);
 }
 
+/*
+ * Bad input on disk: a base file that is checksummed but not a replay base (wrong magic) is
+ * refused with DR_ECORRUPT by replay and by a checkpoint, and the log itself stays usable.
+ */
+static void test_foreign_base_file_is_refused(void **state) {
+    (void)state;
+    durable d;
+    start(&d);
+    install(&d, 0);
+    deliver(&d, 0, RECORDS);
+    durable_set_global(&d, 0, 5);
+    uint8_t junk[16 + 2] = {'J', 'U', 'N', 'K', 1, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 'x', 'y'};
+    dr_err err = {0};
+    assert_int_equal(dr_blob_save(log_dir, "KV-0-0.base", junk, sizeof junk, NULL, &err), 0);
+    assert_int_equal(durable_checkpoint(&d, 0, 5, (const uint8_t *)"s5", 2), DR_ECORRUPT);
+    replayed r = {0};
+    assert_int_equal(durable_replay(&d, 0, 0, INT64_MAX, collect, &r), DR_ECORRUPT);
+    assert_false(r.base);
+    assert_int_equal(records_in_log(&d), RECORDS); /* nothing trimmed, all readable */
+    durable_stop(&d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_checkpoint_rules_and_replay, fresh_dir),
@@ -355,6 +377,7 @@ int main(void) {
         cmocka_unit_test_setup(test_truncation_below_a_base, fresh_dir),
         cmocka_unit_test_setup(test_discard_marks_the_saved_view_stateless, fresh_dir),
         cmocka_unit_test_setup(test_restart_vote_survives_until_the_next_view, fresh_dir),
+        cmocka_unit_test_setup(test_foreign_base_file_is_refused, fresh_dir),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
