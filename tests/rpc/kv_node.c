@@ -555,14 +555,17 @@ static void ordered_call_to_victim(dr_rpc_node *node, uint32_t victim) {
 
 /* ---- history check (tests/netns) ----------------------------------------------------------- */
 
-/* --history: one line per installed view (delivery thread). */
+/* --history: one line per installed view (delivery thread). The line is written under stdout's
+ * lock: the main thread prints PUTTING meanwhile, and a line cut in two hides both from the test. */
 static void print_view(void *ctx, const dr_group_view *view) {
     (void)ctx;
+    flockfile(stdout);
     printf("VIEW node=%u vid=%d members=", view->my_id, view->view.vid);
     for (uint32_t i = 0; i < view->view.num_members; i++)
         printf("%s%u", i ? "," : "", view->view.member_ids[i]);
     printf("\n");
     fflush(stdout);
+    funlockfile(stdout);
 }
 
 /* One put of the history: true if acknowledged (delivered; every entry OK or removed, one OK). */
