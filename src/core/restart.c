@@ -77,18 +77,21 @@ struct restart_state {
     uint32_t accepted_round; /**< round+1 of the proposal accepted last (0: none) */
     uint8_t *accepted;       /**< its bytes (owned) */
     size_t accepted_len;
+    int32_t accepted_vid; /**< the view id it proposes (-1: none) */
     /* leader of `round` */
     restart_entry entries[DR_VIEW_MAX_MEMBERS];
     uint32_t num_entries;
     uint32_t traced_entries; /**< num_entries when "no majority" was last traced */
     bool discarded;          /**< restart_abandon emitted DR_ACTION_DISCARD_DURABLE */
     uint32_t traced_layout;  /**< num_entries when "not adequate" was last traced */
+    uint32_t traced_adopt;   /**< num_entries when "wait before adopting" was last traced */
     bool proposed;
     uint8_t *proposal; /**< what I proposed (owned) */
     size_t proposal_len;
     dr_view proposal_view;
-    bool acked[DR_VIEW_MAX_MEMBERS]; /**< per index of last_ids: that member of L accepted */
-    uint32_t num_last;               /**< the proposal's L: members */
+    bool acked[DR_VIEW_MAX_MEMBERS];      /**< per index of last_ids: that member of L accepted */
+    bool acked_view[DR_VIEW_MAX_MEMBERS]; /**< per rank of proposal_view: that member accepted */
+    uint32_t num_last;                    /**< the proposal's L: members */
     uint32_t last_ids[DR_VIEW_MAX_MEMBERS];
     /* after install: the COMMIT frame, resent to members that ask again */
     uint8_t *commit_frame;
@@ -119,12 +122,13 @@ static void reset_leader(struct restart_state *rs) {
     for (uint32_t i = 0; i < rs->num_entries; i++)
         free_entry(&rs->entries[i]);
     rs->num_entries = 0;
-    rs->traced_entries = rs->traced_layout = UINT32_MAX;
+    rs->traced_entries = rs->traced_layout = rs->traced_adopt = UINT32_MAX;
     rs->proposed = false;
     free(rs->proposal);
     rs->proposal = NULL;
     rs->proposal_len = 0;
     memset(rs->acked, 0, sizeof rs->acked);
+    memset(rs->acked_view, 0, sizeof rs->acked_view);
 }
 
 /** Decodes a saved view frame (a VIEW frame with its shard assignment). */
@@ -186,6 +190,25 @@ static int decode_proposal(const uint8_t *bytes, size_t len, restart_proposal *o
         return DR_EPROTO;
     }
     return 0;
+}
+
+/**
+ * The view id a proposal restarts the group with (-1: none, or undecodable; proposals are
+ * checked in full when they arrive). Reads only its view frame's header: no allocation.
+ */
+static int32_t proposal_vid(const uint8_t *bytes, size_t len) {
+    if (bytes == NULL || len == 0)
+        return -1;
+    dr_reader reader;
+    dr_reader_init(&reader, bytes, len);
+    uint32_t frame_len = 0;
+    const uint8_t *frame = dr_reader_blob(&reader, DR_RESTART_MAX_VIEW_BYTES, &frame_len);
+    dr_wire_header header;
+    const char *why = NULL;
+    if (reader.failed || frame == NULL ||
+        dr_wire_decode_header(frame, frame_len, &header, &why) != 0)
+        return -1;
+    return header.vid;
 }
 
 /* ---- reports ------------------------------------------------------------------------- */
@@ -359,6 +382,7 @@ static int load_vote(struct restart_state *rs, const uint8_t *bytes, size_t len)
             return DR_ENOMEM;
         memcpy(rs->accepted, accepted, accepted_len);
         rs->accepted_len = accepted_len;
+        rs->accepted_vid = proposal_vid(accepted, accepted_len);
     }
     rs->accepted_round = accepted_round;
     rs->round = rs->saved_round = promised;
@@ -546,16 +570,45 @@ static int encode_with_round(dr_core *core, dr_wire_type type, uint32_t round,
 static int install(dr_core *core, const uint8_t *proposal, size_t len, uint32_t round);
 
 /**
- * Leader: a majority of the saved view L the proposal is based on accepted it: commit (install,
- * tell everyone). Any later round's quorum holds a majority of L too, so it hears of this
- * proposal from one of them and adopts it.
+ * Gives up restarting to join the group that `view` (a committed restart view) restarts, as a
+ * new member, through one of its members other than me. A stateless node the view names is
+ * refused (DR_EAGAIN) until failure detection removes the member it never became.
+ */
+static int join_instead(dr_core *core, const dr_view *view) {
+    const char *through = NULL;
+    for (uint32_t i = 0; i < view->num_members && through == NULL; i++)
+        if (view->member_ids[i] != core->options.my_id)
+            through = view->addresses[i];
+    if (through == NULL)
+        return core_reject(core, DR_NODE_NONE, "restart view without another member");
+    int rc = membership_join_instead(core, through, core->options.my_id);
+    return rc != 0 ? rc : membership_join_through(core, through, core->options.my_id);
+}
+
+/** Leader: records the acceptance of node `id` (as a member of L and of the proposed view). */
+static void record_ack(struct restart_state *rs, uint32_t id) {
+    for (uint32_t k = 0; k < rs->num_last; k++)
+        if (rs->last_ids[k] == id)
+            rs->acked[k] = true;
+    for (uint32_t i = 0; i < rs->proposal_view.num_members; i++)
+        if (rs->proposal_view.member_ids[i] == id)
+            rs->acked_view[i] = true;
+}
+
+/**
+ * Leader: a majority of the saved view L the proposal is based on accepted it, and a majority
+ * of the proposed view: commit (install, tell everyone). Any later round's quorum holds a
+ * majority of L too, so it hears of this proposal from one of them and adopts it; a restart
+ * from the proposed view (after its install) needs a majority of it, so one of those knows.
  */
 static int maybe_commit(dr_core *core) {
     struct restart_state *rs = core->restart;
-    uint32_t acks = 0;
+    uint32_t acks = 0, view_acks = 0;
     for (uint32_t k = 0; k < rs->num_last; k++)
         acks += rs->acked[k] ? 1u : 0u;
-    if (acks < rs->num_last / 2 + 1)
+    for (uint32_t i = 0; i < rs->proposal_view.num_members; i++)
+        view_acks += rs->acked_view[i] ? 1u : 0u;
+    if (acks < rs->num_last / 2 + 1 || view_acks < rs->proposal_view.num_members / 2 + 1)
         return 0;
     core_trace(core, "restart round %u: %u of %u members of the saved view accepted, commit",
                rs->round, acks, rs->num_last);
@@ -563,21 +616,39 @@ static int maybe_commit(dr_core *core) {
     size_t len = rs->proposal_len;
     rs->proposal = NULL;
     int rc = 0;
-    if (in_view(&rs->proposal_view, core->options.my_id)) {
+    if (in_view(&rs->proposal_view, core->options.my_id) && !rs->stateless) {
         rc = install(core, proposal, len, rs->round);
     } else {
-        /* a leader whose saved view is older than L is not in the restart view: it tells
-         * the members, then joins the group they restart as a new member */
+        /* a leader whose saved view is older than L is not in the restart view, and a
+         * stateless one (named by an adopted proposal) holds nothing it could bring into it:
+         * it tells the members, then joins the group they restart as a new member */
         rc = encode_with_round(core, DR_MSG_RESTART_COMMIT, rs->round, proposal, len);
         for (uint32_t i = 0; rc == 0 && i < rs->proposal_view.num_members; i++)
-            rc = core_send_scratch(core, rs->proposal_view.member_ids[i]); /* they reported */
+            if (rs->proposal_view.member_ids[i] != core->options.my_id)
+                rc = core_send_scratch(core, rs->proposal_view.member_ids[i]);
         if (rc == 0)
-            rc = membership_join_instead(core, rs->proposal_view.addresses[0], core->options.my_id);
-        if (rc == 0)
-            rc = membership_join_through(core, rs->proposal_view.addresses[0], core->options.my_id);
+            rc = join_instead(core, &rs->proposal_view);
     }
     free(proposal);
     return rc;
+}
+
+/**
+ * Why an acceptor must not accept or install a restart view (NULL: it may). The view I saved
+ * myself may come again: I installed it before a power cut that the others, who had only
+ * accepted it, restart it from (their votes). Anything else at or below my saved view's id
+ * contradicts what I installed; a view older than one I accepted was overtaken (a node
+ * installed it and a restart went beyond it), and a node installing it now would be stale.
+ */
+static const char *stale_proposal(const struct restart_state *rs, const dr_view *view) {
+    bool again = view->vid == rs->my_vid && view->num_members == rs->my_view_count &&
+                 memcmp(view->member_ids, rs->my_view_ids,
+                        rs->my_view_count * sizeof rs->my_view_ids[0]) == 0;
+    if (view->vid <= rs->my_vid && !again)
+        return "restart view not newer than my saved view";
+    if (view->vid < rs->accepted_vid)
+        return "restart view older than one this node accepted";
+    return NULL;
 }
 
 /** Accepts (round, proposal) as an acceptor: remembers it, restarts the round's timer. */
@@ -591,8 +662,44 @@ static int accept(dr_core *core, uint32_t round, const uint8_t *proposal, size_t
     rs->accepted = copy;
     rs->accepted_len = len;
     rs->accepted_round = round + 1;
+    rs->accepted_vid = proposal_vid(copy, len);
     rs->round_started_us = core->now_us;
     return save_vote(core); /* durable before my acceptance counts anywhere */
+}
+
+/**
+ * Whether an adopted proposal P (view L + 1) may be proposed again now. P may have been
+ * installed already, by a leader that committed it before a power cut, and a view that was
+ * installed may have been used. Every node that reported has not installed P (its saved view
+ * would be P, and L with it). So: if each shard of P has a reporting member, no shard delivered
+ * anything in P (a delivery needs every member of the shard); if a majority of P reported, a
+ * later view built on P (chosen by a majority of P) shows in some report as an accepted
+ * proposal beyond L + 1, and this leader waits instead. *ready: both hold.
+ */
+static int adoptable(dr_core *core, const restart_proposal *p, bool *ready) {
+    const struct restart_state *rs = core->restart;
+    const dr_view *view = &p->view.view;
+    uint32_t reported = 0;
+    for (uint32_t i = 0; i < view->num_members; i++)
+        reported += find_entry(rs, view->member_ids[i]) != NULL;
+    *ready = reported >= view->num_members / 2 + 1;
+    if (!*ready)
+        return 0;
+    dr_layout *layout = malloc(sizeof *layout);
+    if (layout == NULL)
+        return DR_ENOMEM;
+    int rc = dr_layout_compute(&core->options.layout, &p->view.assignment, view->member_ids,
+                               view->num_members, layout, NULL);
+    for (uint32_t sg = 0; rc == 0 && *ready && sg < layout->num_subgroups; sg++)
+        for (uint32_t sh = 0; *ready && sh < layout->subgroups[sg].num_shards; sh++) {
+            const dr_shard_layout *shard = &layout->subgroups[sg].shards[sh];
+            bool any = false;
+            for (uint32_t m = 0; m < shard->num_members && !any; m++)
+                any = find_entry(rs, shard->member_ids[m]) != NULL;
+            *ready = any;
+        }
+    free(layout);
+    return rc == 0 ? 0 : DR_EPROTO; /* its leader computed that layout */
 }
 
 static int try_propose(dr_core *core) {
@@ -610,23 +717,28 @@ static int try_propose(dr_core *core) {
     }
     /* Paxos: a proposal some node accepted in an earlier round may have been chosen; adopt
      * the one of the highest round among the reports. Only proposals built on the same saved
-     * view L count: one built on an older view was superseded by a view someone installed. */
+     * view L count: one built on an older view was superseded by a view someone installed.
+     * One built on a newer view than L means a node installed that view (proposals are built
+     * on saved views): the group can only restart from it, so wait for its members. */
     const restart_entry *adopt = NULL;
-    restart_proposal *candidate = malloc(sizeof *candidate);
-    if (candidate == NULL) {
-        dr_buf_free(&mine);
-        return DR_ENOMEM;
-    }
+    int32_t newest = -1;
     for (uint32_t i = 0; i < rs->num_entries; i++) {
         const restart_entry *e = &rs->entries[i];
-        const char *ignored = NULL;
-        if (e->accepted_round == 0 || (adopt != NULL && e->accepted_round <= adopt->accepted_round))
-            continue;
-        if (decode_proposal(e->accepted, e->accepted_len, candidate, &ignored) == 0 &&
-            candidate->view.view.vid == last_vid + 1)
+        int32_t vid = proposal_vid(e->accepted, e->accepted_len);
+        newest = vid > newest ? vid : newest;
+        if (vid == last_vid + 1 && (adopt == NULL || e->accepted_round > adopt->accepted_round))
             adopt = e;
     }
-    free(candidate);
+    if (newest > last_vid + 1) {
+        if (rs->num_entries != rs->traced_adopt)
+            core_trace(core,
+                       "restart: a report accepted view %d, built on a view newer than %d: "
+                       "wait for its members",
+                       newest, last_vid);
+        rs->traced_adopt = rs->num_entries;
+        dr_buf_free(&mine);
+        return 0;
+    }
     const uint8_t *bytes = mine.data;
     size_t len = mine.len;
     if (adopt != NULL) {
@@ -638,6 +750,20 @@ static int try_propose(dr_core *core) {
     restart_proposal *decoded = malloc(sizeof *decoded);
     const char *why = NULL;
     rc = decoded == NULL ? DR_ENOMEM : decode_proposal(bytes, len, decoded, &why);
+    bool ready = true;
+    if (rc == 0 && adopt != NULL)
+        rc = adoptable(core, decoded, &ready);
+    if (rc == 0 && !ready) {
+        if (rs->num_entries != rs->traced_adopt)
+            core_trace(core,
+                       "restart round %u: view %d of round %u may be installed: wait for "
+                       "a majority of it and a member of each of its shards",
+                       rs->round, decoded->view.view.vid, adopt->accepted_round - 1);
+        rs->traced_adopt = rs->num_entries;
+        free(decoded);
+        dr_buf_free(&mine);
+        return 0;
+    }
     if (rc == 0) {
         rs->proposal = malloc(len);
         rc = rs->proposal == NULL ? DR_ENOMEM : 0;
@@ -650,6 +776,7 @@ static int try_propose(dr_core *core) {
         memcpy(rs->last_ids, decoded->last_ids, sizeof rs->last_ids);
         rs->proposed = true;
         memset(rs->acked, 0, sizeof rs->acked);
+        memset(rs->acked_view, 0, sizeof rs->acked_view);
         rc = accept(core, rs->round, bytes, len);
     }
     free(decoded);
@@ -662,11 +789,10 @@ static int try_propose(dr_core *core) {
      * them out of its view: they accept all the same, and join the restarted group later),
      * and the proposal's members that did not report (by address) */
     rc = encode_with_round(core, DR_MSG_RESTART_PREPARE, rs->round, rs->proposal, rs->proposal_len);
+    record_ack(rs, core->options.my_id); /* accept() saved my vote */
     for (uint32_t k = 0; rc == 0 && k < rs->num_last; k++) {
         uint32_t id = rs->last_ids[k];
-        if (id == core->options.my_id)
-            rs->acked[k] = true; /* accept() saved my vote */
-        else if (find_entry(rs, id) != NULL)
+        if (id != core->options.my_id && find_entry(rs, id) != NULL)
             rc = core_send_scratch(core, id); /* it reported: the driver knows its connection */
     }
     for (uint32_t i = 0; rc == 0 && i < rs->proposal_view.num_members; i++) {
@@ -689,15 +815,19 @@ static int install(dr_core *core, const uint8_t *proposal, size_t len, uint32_t 
         rc = core_reject(core, DR_NODE_NONE, why);
     if (rc == 0 && !in_view(&p->view.view, core->options.my_id))
         rc = core_reject(core, DR_NODE_NONE, "restart view without this node");
-    /* The view I saved myself may come again: I installed it before a power cut that the
-     * others, who had only accepted it, restart it from (their votes). Anything else at or
-     * below my saved view's id contradicts what I installed. */
-    bool again = rc == 0 && p->view.view.vid == rs->my_vid &&
-                 p->view.view.num_members == rs->my_view_count &&
-                 memcmp(p->view.view.member_ids, rs->my_view_ids,
-                        rs->my_view_count * sizeof rs->my_view_ids[0]) == 0;
-    if (rc == 0 && p->view.view.vid <= rs->my_vid && !again)
-        rc = core_reject(core, DR_NODE_NONE, "restart view not newer than my saved view");
+    if (rc == 0 && rs->stateless) {
+        /* named by an adopted proposal made before I discarded my state: my logs are empty,
+         * and a member without its shard's history would break what the trims promise */
+        core_trace(core, "restart: stateless, so view %d is joined, not installed",
+                   p->view.view.vid);
+        rc = join_instead(core, &p->view.view);
+        free(p);
+        free(layout);
+        return rc;
+    }
+    const char *stale = rc == 0 ? stale_proposal(rs, &p->view.view) : NULL;
+    if (stale != NULL)
+        rc = core_reject(core, DR_NODE_NONE, stale);
     if (rc == 0) {
         rc = dr_layout_compute(&core->options.layout, &p->view.assignment, p->view.view.member_ids,
                                p->view.view.num_members, layout, NULL);
@@ -803,6 +933,7 @@ int restart_start(dr_core *core, const dr_core_restart_options *options) {
         rs->num_leaders = 1;
     }
     rs->timeout_us = (uint64_t)(options->timeout_ms ? options->timeout_ms : 2000) * 1000u;
+    rs->accepted_vid = -1;
     int rc_vote = load_vote(rs, options->vote, options->vote_len);
     if (rc_vote != 0) { /* forgetting a vote could let two restart views be chosen */
         DR_ERROR(DR_LOGM_VIEWMANAGER, "node %u: saved restart vote unusable: %s",
@@ -926,9 +1057,7 @@ int restart_on_message(dr_core *core, const dr_wire_header *header, const uint8_
     if (header->type == DR_MSG_RESTART_ACK) {
         if (round != rs->round || !rs->proposed || rest_len != 0)
             return 0;
-        for (uint32_t k = 0; k < rs->num_last; k++)
-            if (rs->last_ids[k] == header->sender_id)
-                rs->acked[k] = true;
+        record_ack(rs, header->sender_id);
         return maybe_commit(core);
     }
     /* PREPARE */
@@ -941,9 +1070,14 @@ int restart_on_message(dr_core *core, const dr_wire_header *header, const uint8_
         return DR_ENOMEM;
     const char *why = NULL;
     int rc = decode_proposal(rest, rest_len, p, &why);
+    const char *stale = rc == 0 ? stale_proposal(rs, &p->view.view) : NULL;
     free(p);
     if (rc != 0)
         return core_reject(core, header->sender_id, why);
+    if (stale != NULL) { /* no ack: its leader waits, or learns of the newer view elsewhere */
+        core_trace(core, "restart: refuse PREPARE of round %u: %s", round, stale);
+        return 0;
+    }
     if (round > rs->round) {
         reset_leader(rs);
         rs->round = round;

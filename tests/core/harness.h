@@ -12,7 +12,7 @@
 
 #include "core/core.h"
 
-#define H_MAX_NODES      8
+#define H_MAX_NODES      16
 #define H_MAX_DELIVERIES 4096
 #define H_MAX_VIEWS      64
 

@@ -471,6 +471,132 @@ static void test_backup_adopts_an_accepted_proposal(void **state) {
     free_all(h, s);
 }
 
+/**
+ * Lets restart leader `a` propose (at once, or at its tick past half a timeout when a member
+ * of the saved view is missing) and member `b` accept; the commit to b is then held back, so
+ * only a installs. Returns when a has installed.
+ */
+static void commit_at_leader_only(harness *h, uint32_t a, uint32_t b) {
+    uint32_t votes = h->nodes[b].votes_saved;
+    bool ticked = false;
+    while (h->nodes[b].votes_saved == votes) { /* up to b's acceptance of the PREPARE */
+        if (h_pump(h, 1) == 1)
+            continue;
+        assert_false(ticked); /* all reports are in: the tick must make a propose */
+        h->now_us += TIMEOUT_MS * 1000 / 2 + 1000;
+        dr_core_on_tick(h->nodes[a].core, h->now_us);
+        h_drain(h, a);
+        ticked = true;
+    }
+    h->hold[a][b] = true; /* its ACK reaches a, a's COMMIT waits */
+    h_pump(h, (size_t)-1);
+    assert_true(h->nodes[a].installed);
+    assert_false(h->nodes[b].installed);
+}
+
+/*
+ * Restart views chained across power cuts, the others behind (derecho-sim --total-restart seed
+ * 8013016 found the adoption form of it). Saved view L = {10, 11, 12}; 12 stays down.
+ * 1. 10 and 11 restart: 10 commits P = {10, 11} (view L+1) and installs it; 11 only accepted.
+ * 2. Power cut; 10 (saved P) and 11 (saved L, vote P) restart: a majority of P, so 10 commits
+ *    P+1 = {10, 11} (view L+2); 11 only accepted again. Power cut.
+ * 3. 11 (saved L, vote P+1) and 12 (saved L) restart without 10: a majority of L. A proposal
+ *    of their own would be another view L+1 = {11, 12}, beside the P that 10 installed: 11's
+ *    vote names a view built on a newer view than L, so they must wait for its members.
+ * 4. 10 returns: the group restarts from P+1 (view L+3 = {10, 11}); 12 joins it as new.
+ */
+static void test_restart_waits_for_a_newer_view_it_hears_of(void **state) {
+    (void)state;
+    crashed_group g;
+    harness *h = crash_group_of_three(&g);
+    int32_t L = g.last;
+    uint32_t a = restart_node(h, 0, &g.s[0], g.v1);
+    uint32_t b = restart_node(h, 1, &g.s[1], g.v1);
+    commit_at_leader_only(h, a, b);
+    assert_int_equal(h->nodes[a].view.view.vid, L + 1);
+    saved p = save_view(h, a);
+    saved vote_p = {.frame = h->nodes[b].vote, .len = h->nodes[b].vote_len};
+    h_crash(h, a);
+    h_crash(h, b);
+    uint32_t a2 = restart_node(h, a, &p, g.v1);
+    uint32_t b2 = restart_node_full(h, b, &g.s[1], g.v1, false, &vote_p);
+    commit_at_leader_only(h, a2, b2);
+    assert_int_equal(h->nodes[a2].view.view.vid, L + 2);
+    saved p1 = save_view(h, a2);
+    saved vote_p1 = {.frame = h->nodes[b2].vote, .len = h->nodes[b2].vote_len};
+    h_crash(h, a2);
+    h_crash(h, b2);
+    uint32_t b3 = restart_node_full(h, b2, &g.s[1], g.v1, false, &vote_p1);
+    uint32_t c3 = restart_node(h, 2, &g.s[2], g.v1);
+    h_run(h, 10000, 100); /* ten restart timeouts */
+    assert_false(h->nodes[b3].installed);
+    assert_false(h->nodes[c3].installed);
+    assert_int_equal(h->nodes[b3].truncations, 0);
+    assert_int_equal(h->nodes[c3].truncations, 0);
+    uint32_t a3 = restart_node(h, a2, &p1, g.v1);
+    h_run(h, 10000, 100);
+    for (uint32_t k = 0; k < 2; k++) { /* the restart view: built on P+1 */
+        const h_node *node = &h->nodes[k == 0 ? a3 : b3];
+        assert_true(node->history_len >= 1);
+        assert_int_equal(node->history_vid[0], L + 3);
+        assert_int_equal(node->history_members[0][0], 2);
+    }
+    const h_node *late = &h->nodes[c3];
+    assert_true(late->installed); /* joined as new, its saved state discarded */
+    assert_true(late->history_vid[0] > L + 3);
+    assert_int_equal(late->discards, 1);
+    uint32_t all[3] = {a3, b3, c3};
+    assert_group_works(h, all, 3, late->view.view.vid);
+    free(p.frame);
+    free(p1.frame);
+    free_all(h, g.s);
+}
+
+/*
+ * A stateless node named by an adopted proposal: 10 leads a restart of L = {10, 11, 12} and
+ * proposes P = {10, 11, 12}; only 12 accepts before the power fails again. 12 then gives up
+ * its state (as after an abandoned restart: stateless, its vote kept). 10 and 11 restart
+ * with it: they adopt P (12's vote and 10's own), and 12 is in P. With empty logs it must not
+ * install P: it joins the group instead, once failure detection removed the member it never
+ * became.
+ */
+static void test_stateless_node_named_by_a_proposal_joins(void **state) {
+    (void)state;
+    crashed_group g;
+    harness *h = crash_group_of_three(&g);
+    int32_t L = g.last;
+    uint32_t a = restart_node(h, 0, &g.s[0], g.v1);
+    uint32_t b = restart_node(h, 1, &g.s[1], g.v1);
+    uint32_t c = restart_node(h, 2, &g.s[2], g.v1);
+    h->hold[a][b] = true; /* 11 never sees the PREPARE */
+    while (h->nodes[c].votes_saved == 0)
+        assert_int_equal(h_pump(h, 1), 1);
+    saved vote_a = {.frame = h->nodes[a].vote, .len = h->nodes[a].vote_len};
+    saved vote_c = {.frame = h->nodes[c].vote, .len = h->nodes[c].vote_len};
+    assert_non_null(vote_a.frame);
+    h_crash(h, a);
+    h_crash(h, b);
+    h_crash(h, c);
+    h->hold[a][b] = false;
+    uint32_t a2 = restart_node_full(h, a, &g.s[0], g.v1, false, &vote_a);
+    uint32_t b2 = restart_node(h, b, &g.s[1], g.v1);
+    uint32_t c2 = restart_node_full(h, c, &g.s[2], -1, true, &vote_c);
+    h_run(h, 10000, 100);
+    for (uint32_t k = 0; k < 2; k++) { /* P, adopted: all three named */
+        const h_node *node = &h->nodes[k == 0 ? a2 : b2];
+        assert_true(node->history_len >= 1);
+        assert_int_equal(node->history_vid[0], L + 1);
+        assert_int_equal(node->history_members[0][0], 3);
+    }
+    const h_node *late = &h->nodes[c2];
+    assert_int_equal(late->truncations, 0);
+    assert_true(late->installed);
+    assert_true(late->history_vid[0] > L + 1); /* never P: a view it joined */
+    uint32_t all[3] = {a2, b2, c2};
+    assert_group_works(h, all, 3, late->view.view.vid);
+    free_all(h, g.s);
+}
+
 /** Malformed or mutated restart frames are rejected or ignored, never trusted or crashed on. */
 static void test_mutated_restart_frames(void **state) {
     (void)state;
@@ -524,6 +650,8 @@ int main(void) {
         cmocka_unit_test(test_late_node_joins_the_restarted_group),
         cmocka_unit_test(test_backup_leader_takes_over),
         cmocka_unit_test(test_backup_adopts_an_accepted_proposal),
+        cmocka_unit_test(test_restart_waits_for_a_newer_view_it_hears_of),
+        cmocka_unit_test(test_stateless_node_named_by_a_proposal_joins),
         cmocka_unit_test(test_mutated_restart_frames),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -555,8 +555,8 @@ static void ordered_call_to_victim(dr_rpc_node *node, uint32_t victim) {
 
 /* ---- history check (tests/netns) ----------------------------------------------------------- */
 
-/* --history: one line per installed view (delivery thread). The line is written under stdout's
- * lock: the main thread prints PUTTING meanwhile, and a line cut in two hides both from the test. */
+/* --history: one line per installed view (delivery thread), written under stdout's lock: the
+ * main thread prints PUTTING meanwhile, and a line cut in two hides both from the test. */
 static void print_view(void *ctx, const dr_group_view *view) {
     (void)ctx;
     flockfile(stdout);

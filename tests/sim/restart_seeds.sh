@@ -3,11 +3,12 @@
 # so a failure replays) in each of the two durable modes: power cuts of the whole group followed
 # by a total restart (--total-restart), and the same with only some nodes coming back at first
 # (--partial-restarts). Every failure is a failure here, liveness included: both modes passed
-# 10,000 consecutive seeds on the core of this commit (docs/persistence.md).
-#   restart_seeds.sh SIM COUNT
+# 10,000 consecutive seeds on the core of this commit (docs/persistence.md). Then every seed of
+# the regression list (seeds that once failed).
+#   restart_seeds.sh SIM COUNT REGRESSION_LIST
 # DR_SIM_BASE_SEED=N fixes the base (to rerun a CI run exactly).
 set -euo pipefail
-sim=$1 count=$2
+sim=$1 count=$2 list=$3
 base=${DR_SIM_BASE_SEED:-$(((RANDOM << 30 | RANDOM << 15 | RANDOM) * 1000))}
 last=$((base + count - 1))
 status=0
@@ -23,5 +24,19 @@ for mode in "--total-restart" "--total-restart --partial-restarts"; do
         status=1 # the simulator did not finish, or counted a failure
     fi
 done
+mapfile -t regressions < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$list")
+failed=0
+for line in "${regressions[@]}"; do
+    read -r seed kind <<< "$line"
+    mode=--total-restart
+    [ "${kind:-}" = partial ] && mode="--total-restart --partial-restarts"
+    # shellcheck disable=SC2086 # $mode is one or two flags
+    if ! "$sim" $mode --seed "$seed" > "$out" 2>&1; then
+        cat "$out"
+        failed=$((failed + 1))
+    fi
+done
 rm -f "$out"
+echo "regression seeds: ${#regressions[@]} run, $failed failed"
+[ "$failed" -eq 0 ] || status=1
 exit $status
