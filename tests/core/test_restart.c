@@ -597,6 +597,62 @@ static void test_stateless_node_named_by_a_proposal_joins(void **state) {
     free_all(h, g.s);
 }
 
+/** dr_core_create for crashed node i restarting from `s` with `vote` (bytes, len): its code. */
+static int create_with_vote(harness *h, uint32_t i, const saved *s, const uint8_t *vote,
+                            size_t len) {
+    dr_core_options options = base_options(1);
+    options.my_id = h->nodes[i].id;
+    snprintf(options.my_address, sizeof options.my_address, "%s", h->nodes[i].address);
+    snprintf(options.contact_address, sizeof options.contact_address, "n0");
+    options.restart.saved_view = s->frame;
+    options.restart.saved_view_len = s->len;
+    options.restart.tails[0] = -1;
+    options.restart.vote = vote;
+    options.restart.vote_len = len;
+    dr_core *core = NULL;
+    int rc = dr_core_create(&options, h->now_us, &core, NULL);
+    assert_true((rc == 0) == (core != NULL));
+    dr_core_destroy(core);
+    return rc;
+}
+
+/*
+ * A saved vote that cannot be read is an error at start (DR_ECORRUPT; DR_ETOOBIG over the cap):
+ * forgetting it silently would let this node accept a second restart view with the same id. A
+ * well-formed vote for another saved view is obsolete and ignored.
+ */
+static void test_unreadable_vote_is_refused(void **state) {
+    (void)state;
+    proposed_restart p;
+    harness *h = restart_with_a_proposal(&p);
+    assert_int_equal(h_pump(h, 1), 1); /* n0's PREPARE reaches n1, which accepts and saves */
+    const h_node *b = &h->nodes[p.b];
+    assert_non_null(b->vote);
+    size_t len = b->vote_len;
+    uint8_t *copy = malloc(len + 1);
+    assert_non_null(copy);
+    h_crash(h, p.b);
+    memcpy(copy, b->vote, len);
+    assert_int_equal(create_with_vote(h, p.b, &p.s[1], copy, len), 0); /* the genuine vote */
+    assert_int_equal(create_with_vote(h, p.b, &p.s[1], copy, len - 1), DR_ECORRUPT);
+    copy[len] = 0;
+    assert_int_equal(create_with_vote(h, p.b, &p.s[1], copy, len + 1), DR_ECORRUPT);
+    copy[0] ^= 0xff; /* magic */
+    assert_int_equal(create_with_vote(h, p.b, &p.s[1], copy, len), DR_ECORRUPT);
+    copy[0] ^= 0xff;
+    copy[12] = 9; /* accepted round 9 (little-endian u32 at 12) beyond promised round 0 + 1 */
+    assert_int_equal(create_with_vote(h, p.b, &p.s[1], copy, len), DR_ECORRUPT);
+    memcpy(copy, b->vote, len);
+    copy[4] ^= 0x40; /* the vid of the saved view it is for: another view, obsolete */
+    assert_int_equal(create_with_vote(h, p.b, &p.s[1], copy, len), 0);
+    assert_int_equal(create_with_vote(h, p.b, &p.s[1], copy, DR_RESTART_MAX_VOTE_BYTES + 1),
+                     DR_ETOOBIG);
+    free(copy);
+    h_crash(h, p.a);
+    h_crash(h, p.c);
+    free_all(h, p.s);
+}
+
 /** Malformed or mutated restart frames are rejected or ignored, never trusted or crashed on. */
 static void test_mutated_restart_frames(void **state) {
     (void)state;
@@ -652,6 +708,7 @@ int main(void) {
         cmocka_unit_test(test_backup_adopts_an_accepted_proposal),
         cmocka_unit_test(test_restart_waits_for_a_newer_view_it_hears_of),
         cmocka_unit_test(test_stateless_node_named_by_a_proposal_joins),
+        cmocka_unit_test(test_unreadable_vote_is_refused),
         cmocka_unit_test(test_mutated_restart_frames),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
