@@ -825,9 +825,17 @@ static int install(dr_core *core, const uint8_t *proposal, size_t len, uint32_t 
         free(layout);
         return rc;
     }
+    /* A stale commit is no protocol error: a re-commit of a view that a restart went beyond
+     * (the group then redirects me, or removes the member I would have been, and I join) */
     const char *stale = rc == 0 ? stale_proposal(rs, &p->view.view) : NULL;
-    if (stale != NULL)
-        rc = core_reject(core, DR_NODE_NONE, stale);
+    if (stale != NULL) {
+        DR_WARN(DR_LOGM_VIEWMANAGER, "node %u: restart view %d not installed: %s",
+                core->options.my_id, p->view.view.vid, stale);
+        core_trace(core, "restart: ignore the commit of view %d: %s", p->view.view.vid, stale);
+        free(p);
+        free(layout);
+        return 0;
+    }
     if (rc == 0) {
         rc = dr_layout_compute(&core->options.layout, &p->view.assignment, p->view.view.member_ids,
                                p->view.view.num_members, layout, NULL);
