@@ -253,7 +253,8 @@ int dr_net_disconnect(dr_net *net, uint32_t peer);
  * Returns 0; DR_EAGAIN when the peer's queue already holds max_queue_bytes (nothing queued: wait
  * with dr_net_wait_writable and retry); DR_ENOTFOUND (no connection to peer); DR_ETOOBIG
  * (len > max_frame_bytes); DR_EINVAL (reserved type); DR_ENOMEM; DR_ECLOSED. Any thread.
- * Frames to a peer cut by dr_net_test_cut_link are dropped and 0 is returned.
+ * Frames to a peer cut by dr_net_test_cut_link are dropped and 0 is returned. This and the other
+ * dr_net_send* functions queue on the normal lane (dr_net_send_lane).
  */
 int dr_net_send(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags, const void *payload,
                 size_t len);
@@ -333,7 +334,8 @@ void dr_net_uncork(dr_net *net);
  */
 int dr_net_wait_writable(dr_net *net, uint32_t peer, int timeout_ms);
 
-/** Bytes queued for `peer` and not yet written to its socket (0 if unknown). Any thread. */
+/** Bytes queued for `peer` (both lanes) and not yet written to its socket (0 if unknown). Any
+ * thread. */
 size_t dr_net_queued_bytes(dr_net *net, uint32_t peer);
 
 /**

@@ -81,9 +81,10 @@ typedef struct conn {
     out_frame *out_tail;    /**< last queued frame */
     size_t queued_bytes;    /**< unwritten bytes in the queue, both lanes (under mu) */
     size_t urgent_bytes;    /**< of which in urgent frames (under mu) */
-    out_frame *urgent_tail; /**< the last urgent frame of the queue's urgent lane: the urgent
-                                 frames that follow the (possibly partly written) head, NULL
-                                 when there are none (under mu) */
+    out_frame *urgent_tail; /**< the end of the queue's urgent lane (the urgent frames behind
+                                 the possibly partly written head): urgent frames are inserted
+                                 after it; NULL: the lane is empty; while handshake frames are
+                                 queued it may be the last of them (under mu) */
     dr_frame_decoder dec;   /**< network thread only */
     uint8_t *rbuf;          /**< read buffer, DR_NET_RBUF_BYTES (network thread only) */
     struct conn *next;      /**< net->conns list (under mu) */
