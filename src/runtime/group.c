@@ -210,14 +210,17 @@ static void backlog_frame(dr_group *group, peer_state *peer, uint8_t *bytes, siz
  * frames: their own protocols may count on send order) - goes on the normal lane in send order.
  * Every other core message (SST pushes, heartbeats, proposals, views, joins, restarts) is urgent:
  * it overtakes the data queued to the same peer, so a view change does not wait behind a full
- * multicast window. Safe because no step of the core infers "I have the sender's data" from one
- * of its control frames: a receiver's RECEIVED counts, stability and the ragged trim come from
- * what each member itself received (its own SST row), data of a view not installed yet waits in
- * the early buffer, data of an older view is dropped once the next view is installed, which
- * only happens after the trim (taken from every survivor's own counts) was delivered, and what a
- * wedge stops is re-sent in the next view. Control frames never fall behind data, and each lane
- * keeps its own FIFO order (SST fields stay monotonic per link). The simulator checks this with
- * the same reordering (src/sim/sim.c; --fifo-links turns it off).
+ * multicast window. Safe because no step of the core infers "I hold the sender's data" from one
+ * of its control frames: stability, the window, the leave flush and the ragged trim read what
+ * each member itself received or delivered (its own SST row, written after the data arrived). A
+ * control frame that overtakes data can only make a receiver wedge earlier, freezing a lower
+ * RECEIVED, as slow data would: the trim is the minimum over the survivors, and what lies beyond
+ * it is re-sent in the next view. A commit that overtakes old-view data reaches a member that is
+ * already wedged (it accepted the value), which drops that data anyway. New-view data is sent
+ * only after its sender installed the view, so it never overtakes that sender's control frames;
+ * from other senders it may come first, as before, and waits in the core's early buffer. Each
+ * lane keeps its FIFO order (SST pushes too). The simulator models the same reordering
+ * (src/sim/sim.c; --fifo-links turns it off). Reasoning in full: docs/protocol.md.
  */
 static dr_net_lane core_lane(const uint8_t *bytes, size_t len) {
     return dr_wire_is_data(bytes, len) ? DR_NET_LANE_NORMAL : DR_NET_LANE_URGENT;
