@@ -571,6 +571,13 @@ int dr_wire_decode_block(const uint8_t *body, size_t len, const dr_wire_limits *
     return dr_reader_done(&reader) ? 0 : fail(why, "BLOCK: trailing bytes");
 }
 
+bool dr_wire_is_data(const uint8_t *bytes, size_t len) {
+    if (len < DR_WIRE_HEADER_BYTES)
+        return true;
+    uint8_t type = bytes[5]; /* after u32 magic, u8 version */
+    return type == DR_MSG_DATA || type == DR_MSG_NULLS || type == DR_MSG_BLOCK;
+}
+
 const char *dr_wire_type_name(uint8_t type) {
     static const char *const names[] = {"?",
                                         "JOIN_REQUEST",

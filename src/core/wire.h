@@ -269,4 +269,12 @@ int dr_wire_decode_proposal(const uint8_t *body, size_t len, dr_msg_proposal *ou
 /** A short name of a message type for logs ("DATA"), "?" if unknown. */
 const char *dr_wire_type_name(uint8_t type);
 
+/**
+ * Whether the encoded message bytes[0..len) is data (DATA, NULLS, BLOCK: the multicast stream,
+ * kept in send order on each link) rather than control, which the transport lets overtake data
+ * queued on the same link (docs/protocol.md, "Control frames overtake data"). Reads only the
+ * header's type byte; fewer bytes than a header count as data. Pure.
+ */
+bool dr_wire_is_data(const uint8_t *bytes, size_t len);
+
 #endif

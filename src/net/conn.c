@@ -148,8 +148,12 @@ static void advance_queue(conn *c, size_t n, out_frame **done) {
         p = p < n ? p : n;
         f->payload_off += p;
         n -= p;
+        if (f->urgent)
+            c->urgent_bytes -= h + p;
         if (frame_remaining(f))
             break;
+        if (f == c->urgent_tail)
+            c->urgent_tail = NULL; /* the urgent lane is empty */
         c->out_head = f->next;
         f->next = *done;
         *done = f;
@@ -221,6 +225,8 @@ void dr_net__close_conn(dr_net *net, conn *c, int reason, const char *why) {
     c->out_head = c->out_tail = NULL;
     c->held_head = c->held_tail = NULL;
     c->queued_bytes = 0;
+    c->urgent_bytes = 0;
+    c->urgent_tail = NULL;
     for (conn **p = &net->conns; *p; p = &(*p)->next)
         if (*p == c) {
             *p = c->next;
@@ -288,6 +294,13 @@ out_frame *dr_net__new_frame(uint16_t type, uint32_t flags, size_t len, size_t c
     return f;
 }
 
+/* Counts f's unwritten bytes in c's queue totals. */
+static void count_frame_locked(conn *c, const out_frame *f) {
+    c->queued_bytes += frame_remaining(f);
+    if (f->urgent)
+        c->urgent_bytes += frame_remaining(f);
+}
+
 void dr_net__append_locked(conn *c, out_frame *f) {
     f->next = NULL;
     if (c->out_tail)
@@ -295,20 +308,52 @@ void dr_net__append_locked(conn *c, out_frame *f) {
     else
         c->out_head = f;
     c->out_tail = f;
-    c->queued_bytes += frame_remaining(f);
+    count_frame_locked(c, f);
+}
+
+/*
+ * The queue is: [the head, possibly partly written] [urgent lane: urgent_tail ends it] [the rest,
+ * in send order]. An urgent frame goes behind urgent_tail; with an empty lane, at the front
+ * unless the head has bytes on the wire already (a frame is never split: the peer's decoder
+ * needs whole frames one after another), then right behind the head. A frame leaves the lane
+ * only by being written, and everything before urgent_tail is written before it, so urgent_tail
+ * is cleared when it is written (advance_queue).
+ */
+void dr_net__insert_urgent_locked(conn *c, out_frame *f) {
+    out_frame *after = c->urgent_tail;
+    if (!after && c->out_head && (c->out_head->header_off > 0 || c->out_head->payload_off > 0))
+        after = c->out_head; /* in progress: it finishes first */
+    if (after) {
+        f->next = after->next;
+        after->next = f;
+        if (c->out_tail == after)
+            c->out_tail = f;
+    } else {
+        f->next = c->out_head;
+        c->out_head = f;
+        if (!c->out_tail)
+            c->out_tail = f;
+    }
+    c->urgent_tail = f;
+    count_frame_locked(c, f);
 }
 
 void dr_net__queue_user_frame_locked(conn *c, out_frame *f) {
     if (c->state == CONN_UP) {
-        dr_net__append_locked(c, f);
+        /* sealed frames carry their position in the IV (seal.c): they leave in seal order */
+        if (f->urgent && !c->seal)
+            dr_net__insert_urgent_locked(c, f);
+        else
+            dr_net__append_locked(c, f);
         return;
     }
+    f->next = NULL;
     if (c->held_tail)
         c->held_tail->next = f;
     else
         c->held_head = f;
     c->held_tail = f;
-    c->queued_bytes += frame_remaining(f);
+    count_frame_locked(c, f);
 }
 
 /* Queues the HELLO frame that opens every connection (fresh nonce; kept for the AUTH MAC). */
@@ -548,6 +593,8 @@ static int check_hello(dr_net *net, conn *c, const dr_net_msg *msg, uint32_t *id
  */
 static out_frame *release_held_locked(dr_net *net, conn *c) {
     out_frame *replaced = NULL;
+    /* the handshake frames still queued go first: urgent frames line up behind them */
+    c->urgent_tail = c->out_tail;
     for (out_frame *f = c->held_head; f;) {
         out_frame *next = f->next, *out = f;
         if (c->seal) {
@@ -561,6 +608,8 @@ static out_frame *release_held_locked(dr_net *net, conn *c) {
                     f->header_len - DR_FRAME_HEADER_BYTES, f->payload, f->payload_len, &sealed_len);
             out = sealed ? dr_net__new_frame(header.type, header.flags, sealed_len, 0) : NULL;
             c->queued_bytes -= frame_remaining(f);
+            if (f->urgent)
+                c->urgent_bytes -= frame_remaining(f);
             f->next = replaced;
             replaced = f;
             if (!out) { /* no memory: the stream cannot go on without this frame */
@@ -574,10 +623,16 @@ static out_frame *release_held_locked(dr_net *net, conn *c) {
             out->payload_len = sealed_len;
             out->free_fn = dr_net__free_payload;
             out->free_arg = sealed;
+            out->urgent = f->urgent;
         } else {
             c->queued_bytes -= frame_remaining(f);
+            if (f->urgent)
+                c->urgent_bytes -= frame_remaining(f);
         }
-        dr_net__append_locked(c, out);
+        if (out->urgent && !c->seal)
+            dr_net__insert_urgent_locked(c, out);
+        else
+            dr_net__append_locked(c, out);
         f = next;
     }
     c->held_head = c->held_tail = NULL;

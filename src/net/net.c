@@ -179,6 +179,7 @@ void dr_net_config_defaults(dr_net_config *cfg) {
     cfg->role = DR_NET_ROLE_MEMBER;
     cfg->max_frame_bytes = 128u << 20;
     cfg->max_queue_bytes = (size_t)256u << 20;
+    cfg->max_urgent_queue_bytes = (size_t)16u << 20;
     cfg->max_inbox_bytes = (size_t)256u << 20;
     cfg->handshake_timeout_ms = 5000;
     cfg->max_pending_inbound = 64;
@@ -196,7 +197,7 @@ static int check_config(const dr_net_config *cfg, dr_err *err) {
                           cfg->max_frame_bytes);
     if (cfg->handshake_timeout_ms == 0 || cfg->max_pending_inbound == 0)
         return dr_err_set(err, DR_EINVAL, "net: handshake limits must be positive");
-    if (cfg->max_queue_bytes == 0 || cfg->max_inbox_bytes == 0)
+    if (cfg->max_queue_bytes == 0 || cfg->max_urgent_queue_bytes == 0 || cfg->max_inbox_bytes == 0)
         return dr_err_set(err, DR_EINVAL, "net: queue limits must be positive");
     if (cfg->spin_us > 1000 || cfg->loop_spin_us > 1000)
         return dr_err_set(err, DR_EINVAL, "net: spin over the 1000 µs bound");
@@ -462,6 +463,7 @@ typedef struct send_req {
     bool owned;             /**< payload handed over (free_fn) rather than copied */
     dr_net_free_fn free_fn; /**< owned: release callback */
     void *free_ctx;         /**< owned: its context */
+    bool urgent;            /**< DR_NET_LANE_URGENT */
 } send_req;
 
 static int send_plain_locked(dr_net *net, conn *c, const send_req *req, bool *taken,
@@ -483,7 +485,8 @@ static int send_locked(dr_net *net, conn *c, const send_req *req, bool *taken, o
                            .payload = sealed,
                            .len = sealed_len,
                            .owned = true,
-                           .free_fn = dr_net__free_payload};
+                           .free_fn = dr_net__free_payload,
+                           .urgent = req->urgent};
     bool sealed_taken = false;
     int rc = send_plain_locked(net, c, &sealed_req, &sealed_taken, done);
     if (!sealed_taken)
@@ -534,6 +537,7 @@ static int send_plain_locked(dr_net *net, conn *c, const send_req *req, bool *ta
         }
         return DR_ENOMEM;
     }
+    f->urgent = req->urgent;
     if (req->owned) {
         f->free_fn = req->free_fn;
         f->free_ctx = req->free_ctx;
@@ -569,7 +573,8 @@ static int send_frame(dr_net *net, const send_req *req, bool *taken) {
         rc = DR_ENOTFOUND;
     else if (dr_net__is_cut_locked(net, req->peer))
         dr_net__stat_add(&net->frames_dropped, 1);
-    else if (c->queued_bytes >= net->cfg.max_queue_bytes)
+    else if (req->urgent ? c->urgent_bytes >= net->cfg.max_urgent_queue_bytes
+                         : c->queued_bytes >= net->cfg.max_queue_bytes)
         rc = DR_EAGAIN;
     else
         rc = send_locked(net, c, req, taken, &done);
@@ -616,7 +621,20 @@ int dr_net_send_owned(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags,
 int dr_net_send_split(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags, const void *head,
                       size_t head_len, void *body, size_t body_len, dr_net_free_fn free_fn,
                       void *free_ctx) {
+    return dr_net_send_lane(net, peer, DR_NET_LANE_NORMAL, type, flags, head, head_len, body,
+                            body_len, free_fn, free_ctx);
+}
+
+int dr_net_send_lane(dr_net *net, uint32_t peer, dr_net_lane lane, uint16_t type, uint32_t flags,
+                     const void *head, size_t head_len, void *body, size_t body_len,
+                     dr_net_free_fn free_fn, void *free_ctx) {
+    if (lane != DR_NET_LANE_NORMAL && lane != DR_NET_LANE_URGENT) {
+        if (free_fn)
+            free_fn(free_ctx, body);
+        return DR_EINVAL;
+    }
     send_req req = {.peer = peer,
+                    .urgent = lane == DR_NET_LANE_URGENT,
                     .type = type,
                     .flags = flags,
                     .head = head,

@@ -139,9 +139,11 @@ typedef struct dr_net_config {
     uint16_t listen_port;     /**< port; 0 picks a free one (see dr_net_listen_port) */
     uint32_t max_frame_bytes; /**< largest payload accepted or sent (default 128 MiB) */
     size_t max_queue_bytes;   /**< per-peer outgoing queue limit (default 256 MiB) */
-    size_t max_inbox_bytes;   /**< inbox payload bytes that pause reading (default 256 MiB) */
-    uint32_t spin_us;         /**< inbox consumer: bounded spin before blocking, µs (0: none) */
-    uint32_t loop_spin_us;    /**< network thread: bounded epoll polling before blocking, µs */
+    size_t max_urgent_queue_bytes; /**< per-peer limit of the urgent lane (dr_net_send_lane;
+                                        default 16 MiB) */
+    size_t max_inbox_bytes;        /**< inbox payload bytes that pause reading (default 256 MiB) */
+    uint32_t spin_us;      /**< inbox consumer: bounded spin before blocking, µs (0: none) */
+    uint32_t loop_spin_us; /**< network thread: bounded epoll polling before blocking, µs */
     uint32_t handshake_timeout_ms;   /**< connect + HELLO must finish within this (default 5000);
                                           else the connection closes (PEER_DOWN DR_ETIMEDOUT if
                                           we dialled) */
@@ -251,7 +253,8 @@ int dr_net_disconnect(dr_net *net, uint32_t peer);
  * Returns 0; DR_EAGAIN when the peer's queue already holds max_queue_bytes (nothing queued: wait
  * with dr_net_wait_writable and retry); DR_ENOTFOUND (no connection to peer); DR_ETOOBIG
  * (len > max_frame_bytes); DR_EINVAL (reserved type); DR_ENOMEM; DR_ECLOSED. Any thread.
- * Frames to a peer cut by dr_net_test_cut_link are dropped and 0 is returned.
+ * Frames to a peer cut by dr_net_test_cut_link are dropped and 0 is returned. This and the other
+ * dr_net_send* functions queue on the normal lane (dr_net_send_lane).
  */
 int dr_net_send(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags, const void *payload,
                 size_t len);
@@ -281,6 +284,32 @@ int dr_net_send_split(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags,
                       size_t head_len, void *body, size_t body_len, dr_net_free_fn free_fn,
                       void *free_ctx);
 
+/** The lane of a frame in its peer's outgoing queue (dr_net_send_lane). */
+typedef enum dr_net_lane {
+    DR_NET_LANE_NORMAL = 0, /**< in send order behind everything queued (every other send) */
+    DR_NET_LANE_URGENT = 1, /**< ahead of the queued normal frames (control traffic) */
+} dr_net_lane;
+
+/**
+ * As dr_net_send_split (head copied, may be NULL with head_len 0; body taken and released with
+ * free_fn, also when this call fails), on a chosen lane. An URGENT frame leaves before every
+ * NORMAL frame still waiting in the peer's queue, but after the frame whose bytes are partly on
+ * the wire (frames are never split or interleaved) and after the urgent frames queued before it.
+ * Order within each lane is send order; the peer may thus receive an urgent frame before normal
+ * frames sent earlier, never a normal frame before an urgent one sent earlier. Exceptions, where
+ * frames keep plain send order: before the handshake completes (PEER_UP) held frames are
+ * released urgent lane first, and on a sealed connection (encrypt) every frame keeps send order
+ * (the seal's IV counts frames). Corking holds both lanes alike.
+ * Limits: a NORMAL frame gets DR_EAGAIN when the peer's queue (both lanes) holds max_queue_bytes,
+ * an URGENT frame only when the urgent lane holds max_urgent_queue_bytes, so control traffic
+ * still goes out while data fills the queue; nothing is queued then (nothing is ever dropped
+ * while the connection stays up). Other returns as dr_net_send_split, DR_EINVAL also for an
+ * unknown lane. Any thread (the network thread included).
+ */
+int dr_net_send_lane(dr_net *net, uint32_t peer, dr_net_lane lane, uint16_t type, uint32_t flags,
+                     const void *head, size_t head_len, void *body, size_t body_len,
+                     dr_net_free_fn free_fn, void *free_ctx);
+
 /**
  * Holds writes (any thread; counted: every dr_net_cork needs one dr_net_uncork). While a cork is
  * held, dr_net_send* queue frames instead of writing them, so the frames of many sends leave in
@@ -305,7 +334,8 @@ void dr_net_uncork(dr_net *net);
  */
 int dr_net_wait_writable(dr_net *net, uint32_t peer, int timeout_ms);
 
-/** Bytes queued for `peer` and not yet written to its socket (0 if unknown). Any thread. */
+/** Bytes queued for `peer` (both lanes) and not yet written to its socket (0 if unknown). Any
+ * thread. */
 size_t dr_net_queued_bytes(dr_net *net, uint32_t peer);
 
 /**

@@ -57,6 +57,7 @@ typedef struct out_frame {
     dr_net_free_fn free_fn; /**< releases owned payloads (NULL: none) */
     void *free_ctx;         /**< passed to free_fn */
     void *free_arg;         /**< the pointer given to free_fn */
+    bool urgent;            /**< sent on the urgent lane (counts in conn.urgent_bytes) */
 } out_frame;
 
 typedef enum conn_state {
@@ -78,7 +79,12 @@ typedef struct conn {
     dr_net_role role;       /**< peer's role once known */
     out_frame *out_head;    /**< outgoing queue (under mu) */
     out_frame *out_tail;    /**< last queued frame */
-    size_t queued_bytes;    /**< unwritten bytes in the queue (under mu) */
+    size_t queued_bytes;    /**< unwritten bytes in the queue, both lanes (under mu) */
+    size_t urgent_bytes;    /**< of which in urgent frames (under mu) */
+    out_frame *urgent_tail; /**< the end of the queue's urgent lane (the urgent frames behind
+                                 the possibly partly written head): urgent frames are inserted
+                                 after it; NULL: the lane is empty; while handshake frames are
+                                 queued it may be the last of them (under mu) */
     dr_frame_decoder dec;   /**< network thread only */
     uint8_t *rbuf;          /**< read buffer, DR_NET_RBUF_BYTES (network thread only) */
     struct conn *next;      /**< net->conns list (under mu) */
@@ -166,6 +172,9 @@ void dr_net__free_dead(dr_net *net);
 out_frame *dr_net__new_frame(uint16_t type, uint32_t flags, size_t len, size_t copy_bytes);
 /** Appends f to c's outgoing queue. Under mu. */
 void dr_net__append_locked(conn *c, out_frame *f);
+/** Queues f on c's urgent lane: behind the frame being written and the urgent frames already
+ * queued, ahead of every other normal frame. Under mu, connection up and not sealed. */
+void dr_net__insert_urgent_locked(conn *c, out_frame *f);
 /** Allocates a connection around fd (not yet registered). NULL on no memory. */
 conn *dr_net__new_conn(dr_net *net, int fd, bool outbound, uint32_t peer);
 /** Starts sealing c's frames with keys derived from `key` and both HELLOs (seal.c). Returns 0 or
@@ -183,7 +192,9 @@ uint8_t *dr_net__seal_frame(conn *c, uint16_t type, uint32_t flags, const uint8_
 /** Opens a sealed frame in place (payload_bytes shrinks by the tag). Returns 0 or DR_EPROTO
  * (tampered, replayed or out of order). Network thread. */
 int dr_net__open_frame(conn *c, dr_net_msg *msg);
-/** Queues f behind the handshake: held until the connection is up, else appended. Under mu. */
+/** Queues f behind the handshake: held until the connection is up (in send order, lanes
+ * ignored), else appended, or put on the urgent lane when f->urgent and c is not sealed. Under
+ * mu. */
 void dr_net__queue_user_frame_locked(conn *c, out_frame *f);
 /** Links c, queues its HELLO, adds it to epoll; consumes c on failure. Any thread. */
 int dr_net__register_conn(dr_net *net, conn *c);

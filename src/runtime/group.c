@@ -25,6 +25,7 @@
 
 #include "base/big_buffers.h"
 #include "core/core.h"
+#include "core/wire.h"
 #include "derecho/log.h"
 #include "net/net.h"
 #include "runtime/delivery.h"
@@ -203,10 +204,34 @@ static void backlog_frame(dr_group *group, peer_state *peer, uint8_t *bytes, siz
     backlog_typed(group, peer, NET_TYPE_CORE, bytes, len);
 }
 
+/*
+ * The transport lane of a frame (docs/protocol.md, "Control frames overtake data"). Data - the
+ * core's DATA, NULLS and BLOCK messages, and every frame outside the core (RPC, p2p, application
+ * frames: their own protocols may count on send order) - goes on the normal lane in send order.
+ * Every other core message (SST pushes, heartbeats, proposals, views, joins, restarts) is urgent:
+ * it overtakes the data queued to the same peer, so a view change does not wait behind a full
+ * multicast window. Safe because no step of the core infers "I hold the sender's data" from one
+ * of its control frames: stability, the window, the leave flush and the ragged trim read what
+ * each member itself received or delivered (its own SST row, written after the data arrived). A
+ * control frame that overtakes data can only make a receiver wedge earlier, freezing a lower
+ * RECEIVED, as slow data would: the trim is the minimum over the survivors, and what lies beyond
+ * it is re-sent in the next view. A commit that overtakes old-view data reaches a member that is
+ * already wedged (it accepted the value), which drops that data anyway. New-view data is sent
+ * only after its sender installed the view, so it never overtakes that sender's control frames;
+ * from other senders it may come first, as before, and waits in the core's early buffer. Each
+ * lane keeps its FIFO order (SST pushes too). The simulator models the same reordering
+ * (src/sim/sim.c; --fifo-links turns it off). Reasoning in full: docs/protocol.md.
+ */
+static dr_net_lane core_lane(const uint8_t *bytes, size_t len) {
+    return dr_wire_is_data(bytes, len) ? DR_NET_LANE_NORMAL : DR_NET_LANE_URGENT;
+}
+
 /* Sends a frame of `type` (taking its bytes) on an up connection. */
 static void transmit_typed(dr_group *group, uint32_t peer_id, uint16_t type, uint8_t *bytes,
                            size_t len) {
-    int rc = dr_net_send_owned(group->net, peer_id, type, 0, bytes, len, free_payload, NULL);
+    dr_net_lane lane = type == NET_TYPE_CORE ? core_lane(bytes, len) : DR_NET_LANE_NORMAL;
+    int rc = dr_net_send_lane(group->net, peer_id, lane, type, 0, NULL, 0, bytes, len, free_payload,
+                              NULL);
     if (rc != 0 && rc != DR_ENOTFOUND && rc != DR_ECLOSED)
         send_failed(group, peer_id, len, dr_strerror(rc));
 }
@@ -266,8 +291,9 @@ static void act_send(dr_group *group, dr_action *action) {
     if (peer && peer->up && action->body_owner) { /* a block sent without copying it */
         dr_shared_bytes *owner = action->body_owner;
         action->body_owner = NULL;
-        int rc = dr_net_send_split(group->net, to, NET_TYPE_CORE, 0, action->bytes, action->len,
-                                   (void *)action->body, action->body_len, release_shared, owner);
+        int rc = dr_net_send_lane(group->net, to, core_lane(action->bytes, action->len),
+                                  NET_TYPE_CORE, 0, action->bytes, action->len,
+                                  (void *)action->body, action->body_len, release_shared, owner);
         if (rc != 0 && rc != DR_ENOTFOUND && rc != DR_ECLOSED)
             send_failed(group, to, action->len + action->body_len, dr_strerror(rc));
         return;

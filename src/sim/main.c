@@ -4,7 +4,7 @@
  *   derecho-sim [--seeds A..B | --seed S] [--time-budget-s T] [--nodes N] [--trace]
  *               [--faults] [--no-raw] [--broken-delivery] [--skip-trim] [--max-virtual-ms M]
  *               [--tamper corrupt|view|deaf|lost-sync|skip-truncate]
- *               [--total-restart [--partial-restarts]]
+ *               [--total-restart [--partial-restarts]] [--fifo-links]
  *   derecho-sim --help           what it does, every option with its default, examples
  *
  * Prints one line per failing seed ("seed 17 FAILED: total order: ..." and the replay command)
@@ -34,6 +34,7 @@ typedef struct cli {
     int no_raw;
     int total_restart;
     int partial_restarts;
+    int fifo_links;
     sim_tamper tamper; /* --tamper */
     uint64_t max_virtual_us;
 } cli;
@@ -77,6 +78,8 @@ static const char help_text[] =
     "  --trace               print each run's protocol decisions (use with one seed)\n"
     "  --broken-delivery     test switch: ordered shards deliver on receipt (must fail)\n"
     "  --skip-trim           test switch: view changes skip the ragged trim (must fail)\n"
+    "  --fifo-links          every link one FIFO: control frames never overtake data (seeds\n"
+    "                        recorded before the transport's urgent lane replay as they were)\n"
     "  --no-raw              fault mode: ordered subgroups only (seeds recorded before raw\n"
     "                        subgroups were part of the fault layouts replay as they were)\n"
     "  --tamper KIND         test switch: the checker sees a wrong history (must fail):\n"
@@ -183,6 +186,8 @@ static int parse_args(int argc, char **argv, cli *c) {
             c->faults = 1;
         } else if (strcmp(arg, "--skip-trim") == 0) {
             c->skip_trim = 1;
+        } else if (strcmp(arg, "--fifo-links") == 0) {
+            c->fifo_links = 1;
         } else if (strcmp(arg, "--no-raw") == 0) {
             c->no_raw = 1;
         } else if (strcmp(arg, "--total-restart") == 0) {
@@ -230,7 +235,7 @@ int main(int argc, char **argv) {
     signal(SIGABRT, on_crash);
     signal(SIGSEGV, on_crash);
     double start = wall_seconds();
-    uint64_t run = 0, failed = 0, deliveries = 0, messages = 0, frames = 0;
+    uint64_t run = 0, failed = 0, deliveries = 0, messages = 0, frames = 0, overtakes = 0;
     double worst_settle = 0; /* fault mode: failure timeouts from the last fault to the end */
     uint64_t both_ends = 0;  /* fault mode: runs where one broken link cost both its ends */
     uint64_t restarts = 0, rejoined = 0; /* fault mode: restarted incarnations, rejoined ones */
@@ -249,6 +254,7 @@ int main(int argc, char **argv) {
                              .tamper = c.tamper,
                              .total_restart = c.total_restart,
                              .partial_restarts = c.partial_restarts,
+                             .fifo_links = c.fifo_links,
                              .trace = c.trace ? stdout : NULL,
                              .max_virtual_us = c.max_virtual_us};
         sim_result result;
@@ -262,6 +268,7 @@ int main(int argc, char **argv) {
         deliveries += result.deliveries;
         messages += result.messages_sent;
         frames += result.frames;
+        overtakes += result.overtakes;
         both_ends += result.link_cost_both ? 1u : 0u;
         restarts += result.restarts;
         rejoined += result.rejoined;
@@ -281,7 +288,7 @@ int main(int argc, char **argv) {
                                                   " --tamper lost-sync",
                                                   " --tamper skip-truncate"};
             printf("seed %" PRIu64 " FAILED (%u nodes): %s\n  replay: derecho-sim --seed %" PRIu64
-                   " --trace%s%s%s%s%s\n",
+                   " --trace%s%s%s%s%s%s\n",
                    seed, result.num_nodes, result.failure, seed,
                    c.broken ? " --broken-delivery" : "",
                    c.faults ? (c.skip_trim ? " --faults --skip-trim" : " --faults") : "",
@@ -289,7 +296,7 @@ int main(int argc, char **argv) {
                    c.total_restart ? (c.partial_restarts ? " --total-restart --partial-restarts"
                                                          : " --total-restart")
                                    : "",
-                   tampers[c.tamper]);
+                   tampers[c.tamper], c.fifo_links ? " --fifo-links" : "");
         }
     }
     double elapsed = wall_seconds() - start;
@@ -299,6 +306,10 @@ int main(int argc, char **argv) {
            run, c.first_seed, run ? c.first_seed + run - 1 : c.first_seed, elapsed, run - failed,
            failed, messages, deliveries, frames,
            seed <= c.last_seed ? " (stopped by the time budget)" : "");
+    if (!c.fifo_links)
+        printf("derecho-sim: %" PRIu64 " control frames overtook data sent before them on their "
+               "link\n",
+               overtakes);
     if (c.faults && both_ends > 0)
         printf("derecho-sim: %" PRIu64 " runs lost both ends of one broken link (a delayed "
                "accusation by the lower end)\n",

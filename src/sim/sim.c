@@ -2,11 +2,17 @@
  * The simulator engine (sim.h): nodes, a virtual network, random workloads and the invariant
  * checker.
  *
- * Network model: every directed link has a seeded base latency, jitter and bandwidth; a frame
- * arrives at max(now + latency + jitter + size / bandwidth, the link's previous arrival), so each
- * link is FIFO like a TCP connection while different links race. Events (frame arrivals, ticks,
- * application sends, node starts) sit in a heap ordered by (virtual time, insertion number);
- * equal times are broken by a seeded random tiebreak, so scheduling varies with the seed.
+ * Network model: every directed link has a seeded base latency, jitter and bandwidth, and two
+ * lanes like the transport's per-peer queue (net.h, dr_net_send_lane): data frames (DATA, NULLS,
+ * BLOCK: dr_wire_is_data) and control frames (everything else). A frame arrives at
+ * max(now + latency + jitter + size / bandwidth, the previous arrival of its lane); a data frame
+ * also never before the previous control frame. So each lane is FIFO like a TCP connection,
+ * a control frame may overtake data frames sent before it on the same link (the transport's
+ * urgent lane jumps the queue), never the other way round, and different links race.
+ * config.fifo_links puts every frame in one lane (one FIFO link, the model before the lanes).
+ * Events (frame arrivals, ticks, application sends, node starts) sit in a heap ordered by (virtual
+ * time, insertion number); equal times are broken by a seeded random tiebreak, so scheduling varies
+ * with the seed.
  *
  * Checks on every DELIVER (cheap): the payload is a message its sender really multicast, with
  * the same bytes (no creation), each sender's messages arrive once and in order (no duplication,
@@ -83,7 +89,8 @@ typedef struct sim_event {
     uint32_t subgroup;
     uint8_t *bytes;
     size_t len;
-    uint64_t link_seq; /**< EV_FRAME: position on its link (checks the FIFO model) */
+    uint64_t link_seq; /**< EV_FRAME: position in its link's lane (checks the FIFO model) */
+    uint32_t lane;     /**< EV_FRAME: LANE_DATA or LANE_CONTROL */
     uint32_t epoch;    /**< EV_FRAME: the link's epoch when sent (a break loses older frames) */
     int64_t version;   /**< EV_CONSUMED: the delivery taken up to */
 } sim_event;
@@ -186,15 +193,18 @@ typedef struct vmap_entry {
     uint32_t mask; /**< nodes (bit per index) that delivered it */
 } vmap_entry;
 
+/** The lanes of a link (the transport's normal and urgent lanes). */
+enum { LANE_DATA = 0, LANE_CONTROL = 1, LANES = 2 };
+
 typedef struct sim_link {
-    uint64_t last_arrival_us;
+    uint64_t last_arrival_us[LANES]; /**< per lane: the latest arrival of a frame sent */
     uint32_t latency_us;
     uint32_t jitter_us;
     uint32_t bytes_per_ms;
-    uint64_t frames_sent;      /**< frames put on the link */
-    uint64_t frames_delivered; /**< frames taken off it */
-    bool cut;                  /**< partitioned: frames are lost */
-    uint32_t epoch;            /**< bumped when frames in flight are lost (a break) */
+    uint64_t frames_sent[LANES];      /**< frames put on the link, per lane */
+    uint64_t frames_delivered[LANES]; /**< frames taken off it, per lane */
+    bool cut;                         /**< partitioned: frames are lost */
+    uint32_t epoch;                   /**< bumped when frames in flight are lost (a break) */
 } sim_link;
 
 /** Reference delivery order of one shard: (sender node index << 32 | message number). */
@@ -862,16 +872,24 @@ static void transmit(sim *s, uint32_t from, uint32_t to, uint8_t *bytes, size_t 
     }
     uint64_t arrival = s->now_us + link->latency_us + rng_range(s, 0, link->jitter_us) +
                        (uint64_t)len * 1000u / link->bytes_per_ms;
-    if (arrival <= link->last_arrival_us)
-        arrival = link->last_arrival_us + 1; /* FIFO per link, as TCP (strictly: no ties) */
-    link->last_arrival_us = arrival;
+    uint32_t lane = s->config->fifo_links || dr_wire_is_data(bytes, len) ? LANE_DATA : LANE_CONTROL;
+    /* FIFO per lane, as TCP (strictly: no ties); data never overtakes control sent before it */
+    uint64_t after = link->last_arrival_us[lane];
+    if (lane == LANE_DATA && link->last_arrival_us[LANE_CONTROL] > after)
+        after = link->last_arrival_us[LANE_CONTROL];
+    if (arrival <= after)
+        arrival = after + 1;
+    if (lane == LANE_CONTROL && arrival < link->last_arrival_us[LANE_DATA])
+        s->result->overtakes++;
+    link->last_arrival_us[lane] = arrival;
     heap_push(s, (sim_event){.time_us = arrival,
                              .kind = EV_FRAME,
                              .node = to,
                              .from = from,
                              .bytes = bytes,
                              .len = len,
-                             .link_seq = link->frames_sent++,
+                             .link_seq = link->frames_sent[lane]++,
+                             .lane = lane,
                              .epoch = link->epoch});
     s->result->frames++;
 }
@@ -1135,8 +1153,10 @@ static void power_cut(sim *s) {
     for (uint32_t a = 0; a < s->num_nodes; a++)
         for (uint32_t b = 0; b < s->num_nodes; b++) {
             sim_link *link = &s->links[a][b];
-            link->last_arrival_us = s->now_us;
-            link->frames_sent = link->frames_delivered = 0;
+            for (uint32_t lane = 0; lane < LANES; lane++) {
+                link->last_arrival_us[lane] = s->now_us;
+                link->frames_sent[lane] = link->frames_delivered[lane] = 0;
+            }
             link->epoch++;
         }
     for (uint32_t v = 0; v < SIM_MAX_VIDS; v++) { /* later views are checked among themselves */
@@ -1515,7 +1535,7 @@ static void process(sim *s, sim_event *event) {
 
     if (node->dead && !global) {
         if (event->kind == EV_FRAME) /* taken off its link (a restart may listen again) */
-            s->links[event->from][event->node].frames_delivered++;
+            s->links[event->from][event->node].frames_delivered[event->lane]++;
         free(event->bytes); /* crashed or stopped: nothing more */
         return;
     }
@@ -1557,9 +1577,10 @@ static void process(sim *s, sim_event *event) {
         break;
     case EV_FRAME: {
         sim_link *link = &s->links[event->from][event->node];
-        if (event->link_seq != link->frames_delivered++)
-            fail(s, "simulator: link %u->%u delivered frame %" PRIu64 " out of order",
-                 s->nodes[event->from].id, node->id, event->link_seq);
+        if (event->link_seq != link->frames_delivered[event->lane]++)
+            fail(s, "simulator: link %u->%u delivered %s frame %" PRIu64 " out of order",
+                 s->nodes[event->from].id, node->id, event->lane == LANE_DATA ? "data" : "control",
+                 event->link_seq);
         if (event->epoch != link->epoch || link->cut)
             break; /* the link broke (or is cut) while the frame was in flight: lost */
         if (s->config->tamper == SIM_TAMPER_DEAF && event->node == s->num_nodes - 1)

@@ -66,6 +66,8 @@ typedef struct sim_config {
     sim_tamper tamper;       /**< test switch: a wrong history for the checker (above) */
     bool total_restart;      /**< durable mode: logs, power cuts and total restarts (above) */
     bool partial_restarts;   /**< durable mode: an earlier cut may restart a subset only */
+    bool fifo_links;         /**< every link one FIFO (seeds recorded before control frames
+                                  could overtake data; sim.c, "Network model") */
 } sim_config;
 
 /** One run's outcome. */
@@ -76,6 +78,8 @@ typedef struct sim_result {
     uint64_t messages_sent; /**< application messages multicast */
     uint64_t deliveries;    /**< DELIVER actions checked (over all nodes) */
     uint64_t frames;        /**< frames carried by the virtual network */
+    uint64_t overtakes;     /**< control frames due before a data frame sent earlier on their
+                                 link (the reordering the transport's urgent lane allows) */
     uint64_t virtual_us;    /**< virtual time at the end */
     uint32_t view_changes;  /**< views installed after the first (fault mode) */
     uint32_t faults;        /**< faults injected (fault mode) */

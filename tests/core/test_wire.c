@@ -386,6 +386,32 @@ static void test_header_checks(void **state) {
     dr_buf_free(&buf);
 }
 
+/* The transport lanes (issue 11): DATA, NULLS and BLOCK are data, every other type control. */
+static void test_data_or_control(void **state) {
+    (void)state;
+    dr_buf bufs[16];
+    int n = encode_all(bufs);
+    int data = 0;
+    for (int i = 0; i < n; i++) {
+        dr_wire_header header;
+        assert_int_equal(dr_wire_decode_header(bufs[i].data, bufs[i].len, &header, NULL), 0);
+        bool is_data = header.type == DR_MSG_DATA || header.type == DR_MSG_NULLS ||
+                       header.type == DR_MSG_BLOCK;
+        assert_int_equal(dr_wire_is_data(bufs[i].data, bufs[i].len), is_data);
+        data += is_data;
+        dr_buf_free(&bufs[i]);
+    }
+    assert_int_equal(data, 3);
+    uint8_t header[DR_WIRE_HEADER_BYTES] = {0};
+    for (uint8_t type = 1; type <= DR_MSG_TYPE_MAX; type++) {
+        header[5] = type;
+        assert_int_equal(dr_wire_is_data(header, sizeof header),
+                         type == DR_MSG_DATA || type == DR_MSG_NULLS || type == DR_MSG_BLOCK);
+    }
+    header[5] = DR_MSG_VIEW;
+    assert_true(dr_wire_is_data(header, 5)); /* shorter than a header: data (keeps its order) */
+}
+
 static void test_inconsistent_bodies_rejected(void **state) {
     (void)state;
     uint8_t payload[2000] = {0};
@@ -491,6 +517,7 @@ int main(void) {
         cmocka_unit_test(test_every_truncation_rejected),
         cmocka_unit_test(test_block_head_plus_slice_is_the_frame),
         cmocka_unit_test(test_header_checks),
+        cmocka_unit_test(test_data_or_control),
         cmocka_unit_test(test_inconsistent_bodies_rejected),
         cmocka_unit_test(test_random_garbage_and_mutations),
     };

@@ -480,6 +480,110 @@ static void test_back_pressure(void **state) {
     dr_net_destroy(b);
 }
 
+/* ---- the urgent lane (dr_net_send_lane) ---- */
+
+#define T_CTRL 17
+
+/* Byte i of normal frame `seq`'s payload (after the 4-byte sequence number). */
+static uint8_t pattern(uint32_t seq, size_t i) {
+    return (uint8_t)(seq * 31u + i * 7u + (i >> 8));
+}
+
+static void test_urgent_frames_overtake_queued_data(void **state) {
+    (void)state;
+    /* b stops reading once 1 MB waits in its inbox; a's queue limit is 2 MB, its urgent lane's
+     * 4 KiB */
+    dr_net_config cfg;
+    dr_net_config_defaults(&cfg);
+    cfg.node_id = 1;
+    cfg.cluster_id = CLUSTER;
+    cfg.listen_ip = "127.0.0.1";
+    cfg.max_queue_bytes = 2u << 20;
+    cfg.max_urgent_queue_bytes = 4096;
+    dr_net *a = NULL, *b = make_node(2, 0, 1u << 20);
+    dr_err err;
+    assert_int_equal(dr_net_create(&cfg, &a, &err), 0);
+    link_nodes(a, 1, b, 2);
+    enum { LEN = 64 * 1024 - 3, ULEN = 1024 }; /* odd length: frames end mid-buffer */
+    uint8_t *buf = malloc(LEN);
+    assert_non_null(buf);
+    uint32_t sent = 0;
+    for (bool stalled = false; !stalled;) { /* until a's queue stays full */
+        dr_store_u32le(buf, sent);
+        for (size_t i = 4; i < LEN; i++)
+            buf[i] = pattern(sent, i);
+        int rc = dr_net_send(a, 2, T_DATA, sent, buf, LEN);
+        if (rc == DR_EAGAIN) {
+            stalled = dr_net_wait_writable(a, 2, 300) == DR_ETIMEDOUT;
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        sent++;
+        assert_true(sent < 2000);
+    }
+    size_t queued = dr_net_queued_bytes(a, 2);
+    assert_true(queued >= (2u << 20));
+    /* the normal lane is full; the urgent lane takes frames up to its own limit */
+    assert_int_equal(dr_net_send(a, 2, T_DATA, sent, buf, LEN), DR_EAGAIN);
+    uint8_t ubuf[ULEN];
+    uint32_t urgent = 0;
+    atomic_int released = 0;
+    for (;; urgent++) {
+        memset(ubuf, 0xa0 + (int)urgent, sizeof ubuf);
+        dr_store_u32le(ubuf, urgent);
+        uint8_t *copy = malloc(ULEN);
+        assert_non_null(copy);
+        memcpy(copy, ubuf, ULEN);
+        int rc = dr_net_send_lane(a, 2, DR_NET_LANE_URGENT, T_CTRL, urgent, NULL, 0, copy, ULEN,
+                                  free_payload, &released);
+        if (rc == DR_EAGAIN)
+            break;
+        assert_int_equal(rc, 0);
+        assert_true(urgent < 100);
+    }
+    /* 4 frames of 1040 bytes (header included) reach the 4096-byte limit */
+    assert_int_equal(urgent, 4);
+    assert_int_equal(atomic_load(&released), 1); /* the refused one, at once */
+    assert_int_equal(dr_net_queued_bytes(a, 2), queued + 4 * (ULEN + DR_FRAME_HEADER_BYTES));
+    assert_int_equal(
+        dr_net_send_lane(a, 2, (dr_net_lane)7, T_CTRL, 0, NULL, 0, NULL, 0, NULL, NULL), DR_EINVAL);
+    /* drain b: every frame arrives intact, each lane in order, the urgent frames ahead of the
+     * normal frames that waited in a's queue when they were sent */
+    uint32_t next_normal = 0, next_urgent = 0, normal_after_urgent = 0;
+    while (next_normal < sent || next_urgent < urgent) {
+        dr_net_event ev = expect(b, DR_NET_EV_FRAME, 1);
+        if (ev.msg->type == T_CTRL) {
+            assert_int_equal(ev.msg->flags, next_urgent);
+            assert_int_equal(ev.msg->payload_bytes, ULEN);
+            assert_int_equal(dr_load_u32le(ev.msg->payload), next_urgent);
+            for (size_t i = 4; i < ULEN; i++)
+                assert_int_equal(ev.msg->payload[i], (uint8_t)(0xa0 + next_urgent));
+            next_urgent++;
+        } else {
+            assert_int_equal(ev.msg->type, T_DATA);
+            assert_int_equal(ev.msg->flags, next_normal);
+            assert_int_equal(ev.msg->payload_bytes, LEN);
+            assert_int_equal(dr_load_u32le(ev.msg->payload), next_normal);
+            for (size_t i = 4; i < LEN; i++)
+                if (ev.msg->payload[i] != pattern(next_normal, i))
+                    fail_msg("normal frame %u corrupted at byte %zu", next_normal, i);
+            next_normal++;
+            normal_after_urgent += next_urgent > 0;
+        }
+        free(ev.msg);
+    }
+    /* what a still queued then (beyond the frame being written) came after the urgent frames */
+    assert_true(normal_after_urgent >= queued / (LEN + DR_FRAME_HEADER_BYTES) - 1);
+    assert_true(normal_after_urgent >= 16);
+    assert_int_equal(dr_net_wait_writable(a, 2, 10000), 0);
+    for (int i = 0; i < 5000 && atomic_load(&released) < (int)urgent + 1; i++)
+        usleep(1000); /* released by the writer right after the write */
+    assert_int_equal(atomic_load(&released), (int)urgent + 1);
+    free(buf);
+    dr_net_destroy(a);
+    dr_net_destroy(b);
+}
+
 /* ---- peer down, disconnect, shutdown with pending data ---- */
 
 static void test_peer_down_reported(void **state) {
@@ -1042,6 +1146,7 @@ int main(void) {
         cmocka_unit_test(test_garbage_peer_disconnected_node_keeps_serving),
         cmocka_unit_test(test_wrong_identity_on_connect),
         cmocka_unit_test(test_back_pressure),
+        cmocka_unit_test(test_urgent_frames_overtake_queued_data),
         cmocka_unit_test(test_peer_down_reported),
         cmocka_unit_test(test_shutdown_with_pending_data),
         cmocka_unit_test(test_client_connects_and_gets_reply),

@@ -151,6 +151,11 @@ static void raw_hello_auth(int fd, uint32_t id, uint8_t role, uint8_t key, const
     assert_int_equal(send(fd, f, len, 0), (ssize_t)len);
 }
 
+static void free_copy(void *ctx, void *payload) {
+    (void)ctx;
+    free(payload);
+}
+
 static void send_text(dr_net *net, uint32_t peer, const char *text) {
     assert_int_equal(dr_net_send(net, peer, T_DATA, 0, text, strlen(text) + 1), 0);
 }
@@ -570,6 +575,81 @@ static void test_sealed_frames(void **state) {
     dr_net_destroy(a);
 }
 
+/* Sends `text` on `lane` (a copy the transport releases). */
+static int send_lane_text(dr_net *net, uint32_t peer, dr_net_lane lane, uint32_t flags,
+                          const char *text) {
+    char *copy = strdup(text);
+    assert_non_null(copy);
+    return dr_net_send_lane(net, peer, lane, T_DATA, flags, NULL, 0, copy, strlen(text) + 1,
+                            free_copy, NULL);
+}
+
+/*
+ * Issue 11, the urgent lane where it must keep send order. Frames held during the handshake are
+ * released urgent lane first, each lane in order, after the handshake's own frames. On a sealed
+ * connection every frame keeps its send order (the seal's IV counts frames): urgent frames sent
+ * while sealed normal ones wait in a full queue arrive behind them, and none fails to open.
+ */
+static void test_urgent_lane_held_and_sealed(void **state) {
+    (void)state;
+    dr_net *a = make_member(1, MEMBER_KEY, true), *b = make_member(2, MEMBER_KEY, false);
+    assert_int_equal(dr_net_connect(b, 1, "127.0.0.1", dr_net_listen_port(a)), 0);
+    assert_int_equal(send_lane_text(b, 1, DR_NET_LANE_NORMAL, 0, "n0"), 0);
+    assert_int_equal(send_lane_text(b, 1, DR_NET_LANE_URGENT, 1, "u0"), 0);
+    assert_int_equal(send_lane_text(b, 1, DR_NET_LANE_NORMAL, 0, "n1"), 0);
+    assert_int_equal(send_lane_text(b, 1, DR_NET_LANE_URGENT, 1, "u1"), 0);
+    expect(b, DR_NET_EV_PEER_UP, 1);
+    expect(a, DR_NET_EV_PEER_UP, 2);
+    int next[2] = {0, 0};
+    for (int i = 0; i < 4; i++) { /* each lane in order (which lane first depends on whether the
+                                     frames were still held: the handshake races the sends) */
+        dr_net_event ev = expect(a, DR_NET_EV_FRAME, 2);
+        char want[8];
+        snprintf(want, sizeof want, "%c%d", ev.msg->flags ? 'u' : 'n', next[ev.msg->flags]++);
+        assert_string_equal((const char *)ev.msg->payload, want);
+        free(ev.msg);
+    }
+    assert_int_equal(auth_failures(a), 0);
+    dr_net_destroy(b);
+    dr_net_destroy(a);
+
+    /* sealed; c stops reading once 1 MB waits in its inbox */
+    dr_net_config cfg;
+    dr_net_config_defaults(&cfg);
+    cfg.node_id = 3;
+    cfg.cluster_id = CLUSTER;
+    cfg.keys[DR_NET_KEY_MEMBER] = MEMBER_KEY;
+    cfg.max_inbox_bytes = 1u << 20;
+    dr_net *c = NULL;
+    assert_int_equal(dr_net_create(&cfg, &c, NULL), 0);
+    a = make_member_sealed(1, MEMBER_KEY, true, true);
+    assert_int_equal(dr_net_connect(c, 1, "127.0.0.1", dr_net_listen_port(a)), 0);
+    expect(c, DR_NET_EV_PEER_UP, 1);
+    expect(a, DR_NET_EV_PEER_UP, 3);
+    enum { LEN = 256 * 1024, N = 80 };
+    uint8_t *big = calloc(1, LEN);
+    assert_non_null(big);
+    for (uint32_t i = 0; i < N; i++) {
+        dr_store_u32le(big, i);
+        assert_int_equal(dr_net_send(a, 3, T_DATA, 0, big, LEN), 0);
+    }
+    assert_true(dr_net_queued_bytes(a, 3) > 2 * LEN); /* c stopped reading */
+    assert_int_equal(send_lane_text(a, 3, DR_NET_LANE_URGENT, 1, "u0"), 0);
+    assert_int_equal(send_lane_text(a, 3, DR_NET_LANE_URGENT, 1, "u1"), 0);
+    for (uint32_t i = 0; i < N; i++) {
+        dr_net_event ev = expect(c, DR_NET_EV_FRAME, 1);
+        assert_int_equal(ev.msg->flags, 0);
+        assert_int_equal(ev.msg->payload_bytes, LEN);
+        assert_int_equal(dr_load_u32le(ev.msg->payload), i);
+        free(ev.msg);
+    }
+    expect_text(c, 1, "u0");
+    expect_text(c, 1, "u1");
+    free(big);
+    dr_net_destroy(c);
+    dr_net_destroy(a);
+}
+
 /*
  * Issue 18 item 2: a second process with a live member's id. With duplicate_window_ms the
  * newcomer is refused with DR_EEXIST and the live member keeps its connection; a member silent
@@ -633,6 +713,7 @@ int main(void) {
         cmocka_unit_test(test_descriptor_exhaustion_does_not_spin),
         cmocka_unit_test(test_key_files),
         cmocka_unit_test(test_sealed_frames),
+        cmocka_unit_test(test_urgent_lane_held_and_sealed),
         cmocka_unit_test(test_duplicate_id_refused_while_alive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
