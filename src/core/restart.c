@@ -437,8 +437,47 @@ static const restart_entry *find_entry(const struct restart_state *rs, uint32_t 
  * versions). *any: some member of the shard reported. docs/persistence.md "Total restart"
  * explains why no globally persisted version lies above it.
  */
-static int64_t shard_trim(const struct restart_state *rs, const dr_shard_layout *shard,
-                          uint32_t subgroup, bool *any) {
+/**
+ * L's own restart proposal, if a report carries it (an acceptor of L that never installed it):
+ * its trims. Returns a decoded copy (owned) or NULL (none, out of memory: then L's trims are
+ * unknown, as when L was an ordinary view).
+ */
+static restart_proposal *proposal_of_last(const struct restart_state *rs, const dr_view *last) {
+    restart_proposal *p = malloc(sizeof *p);
+    for (uint32_t i = 0; p != NULL && i < rs->num_entries; i++) {
+        const restart_entry *e = &rs->entries[i];
+        const char *why = NULL;
+        if (e->accepted != NULL && decode_proposal(e->accepted, e->accepted_len, p, &why) == 0 &&
+            p->view.view.vid == last->vid && p->view.view.num_members == last->num_members &&
+            memcmp(p->view.view.member_ids, last->member_ids,
+                   last->num_members * sizeof last->member_ids[0]) == 0)
+            return p;
+    }
+    free(p);
+    return NULL;
+}
+
+/**
+ * The tail that counts for shard (subgroup, shard) of L from a report. A member whose saved view
+ * is older than L never installed L: if L was a restart view, its log may hold records above
+ * L's trim, which the group discarded; where L's proposal is known (`l_trims`), its tail is
+ * capped at that trim (simulator --partial-restarts seed 11983213149111240 kept such records).
+ */
+static int64_t counted_tail(const restart_entry *entry, int32_t last_vid,
+                            const restart_proposal *l_trims, uint32_t subgroup, uint32_t shard) {
+    int64_t tail = entry->tails[subgroup];
+    if (entry->vid >= last_vid || l_trims == NULL)
+        return tail;
+    for (uint32_t i = 0; i < l_trims->num_trims; i++)
+        if (l_trims->trims[i].subgroup == subgroup && l_trims->trims[i].shard == shard &&
+            tail > l_trims->trims[i].trim)
+            return l_trims->trims[i].trim;
+    return tail;
+}
+
+static int64_t shard_trim(const struct restart_state *rs, int32_t last_vid,
+                          const restart_proposal *l_trims, const dr_shard_layout *shard,
+                          uint32_t subgroup, uint32_t shard_index, bool *any) {
     int64_t trim = -1;
     *any = false;
     for (uint32_t m = 0; m < shard->num_members; m++) {
@@ -446,7 +485,7 @@ static int64_t shard_trim(const struct restart_state *rs, const dr_shard_layout 
         if (entry == NULL)
             continue;
         *any = true;
-        int64_t tail = entry->tails[subgroup];
+        int64_t tail = counted_tail(entry, last_vid, l_trims, subgroup, shard_index);
         if (tail < 0)
             continue;
         if (trim < 0 || tail < trim)
@@ -469,6 +508,7 @@ static int compute_proposal(dr_core *core, dr_buf *out, bool *made, int32_t *las
     dr_layout *layout = malloc(sizeof *layout);
     dr_view *next = malloc(sizeof *next);
     int rc = saved && layout && next ? 0 : DR_ENOMEM;
+    restart_proposal *l_trims = NULL;
     const char *why = NULL;
     if (rc == 0 && decode_view_frame(latest->view_frame, latest->view_len, saved, &why) != 0)
         rc = DR_EPROTO; /* checked when it arrived */
@@ -492,10 +532,12 @@ static int compute_proposal(dr_core *core, dr_buf *out, bool *made, int32_t *las
     if (present < last->num_members && core->now_us - rs->round_started_us < rs->timeout_us / 2)
         goto done;
     int64_t trims[DR_LAYOUT_MAX_SUBGROUPS][DR_LAYOUT_MAX_SHARDS];
+    l_trims = proposal_of_last(rs, last);
     for (uint32_t sg = 0; sg < assignment->num_subgroups; sg++)
         for (uint32_t sh = 0; sh < assignment->subgroups[sg].num_shards; sh++) {
             bool any;
-            trims[sg][sh] = shard_trim(rs, &assignment->subgroups[sg].shards[sh], sg, &any);
+            trims[sg][sh] = shard_trim(rs, last->vid, l_trims,
+                                       &assignment->subgroups[sg].shards[sh], sg, sh, &any);
             if (!any) {
                 core_trace(core, "restart: no member of subgroup %u shard %u yet", sg, sh);
                 goto done;
@@ -551,6 +593,7 @@ static int compute_proposal(dr_core *core, dr_buf *out, bool *made, int32_t *las
         rc = DR_ENOMEM;
     *made = rc == 0;
 done:
+    free(l_trims);
     free(saved);
     free(layout);
     free(next);
