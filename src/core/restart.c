@@ -12,10 +12,14 @@
  * Rounds are Paxos ballots: a node that moves to round r (timeout, or a message of round r)
  * never accepts a PREPARE of a lower round, and reports the proposal it accepted last in each
  * request; a leader adopts the highest-round accepted proposal among its reports instead of
- * computing its own. The leader commits once a majority of L accepted; every round's leader
- * needs reports from a majority of L, so any two rounds' quorums overlap and a chosen restart
- * view can only be re-proposed, never replaced (a member of the view that is dead by then is
- * removed by an ordinary view change after the install).
+ * computing its own. The leader commits once a majority of L and a majority of the proposed view
+ * accepted; every round's leader needs reports from a majority of L, so any two rounds' quorums
+ * overlap and a chosen restart view can only be re-proposed, never replaced (a member of the
+ * view that is dead by then is removed by an ordinary view change after the install).
+ * Restart views chained across power cuts (one installed only by its leader, a later restart
+ * from it) add three rules (docs/persistence.md): a report of a proposal beyond L + 1 makes the
+ * leader wait; re-proposing a view needs reports from a majority of it and a member of each of
+ * its shards; an acceptor never goes back to an older view than one it accepted.
  *
  * Messages go to addresses (node_id DR_NODE_NONE), like join replies: there are no connections
  * yet. Sizes from the network are capped (a view frame at DR_RESTART_MAX_VIEW_BYTES, one entry
