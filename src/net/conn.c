@@ -294,11 +294,12 @@ out_frame *dr_net__new_frame(uint16_t type, uint32_t flags, size_t len, size_t c
     return f;
 }
 
-/* Counts f's unwritten bytes in c's queue totals. */
-static void count_frame_locked(conn *c, const out_frame *f) {
-    c->queued_bytes += frame_remaining(f);
+/* Counts f's unwritten bytes in (sign +1) or out of (-1) c's queue totals. */
+static void count_frame_locked(conn *c, const out_frame *f, int sign) {
+    size_t bytes = frame_remaining(f);
+    c->queued_bytes = sign > 0 ? c->queued_bytes + bytes : c->queued_bytes - bytes;
     if (f->urgent)
-        c->urgent_bytes += frame_remaining(f);
+        c->urgent_bytes = sign > 0 ? c->urgent_bytes + bytes : c->urgent_bytes - bytes;
 }
 
 void dr_net__append_locked(conn *c, out_frame *f) {
@@ -308,7 +309,7 @@ void dr_net__append_locked(conn *c, out_frame *f) {
     else
         c->out_head = f;
     c->out_tail = f;
-    count_frame_locked(c, f);
+    count_frame_locked(c, f, +1);
 }
 
 /*
@@ -335,16 +336,21 @@ void dr_net__insert_urgent_locked(conn *c, out_frame *f) {
             c->out_tail = f;
     }
     c->urgent_tail = f;
-    count_frame_locked(c, f);
+    count_frame_locked(c, f, +1);
+}
+
+/* Queues f on its lane; sealed frames carry their position in the IV (seal.c), so on a sealed
+ * connection every frame leaves in seal order. */
+static void enqueue_locked(conn *c, out_frame *f) {
+    if (f->urgent && !c->seal)
+        dr_net__insert_urgent_locked(c, f);
+    else
+        dr_net__append_locked(c, f);
 }
 
 void dr_net__queue_user_frame_locked(conn *c, out_frame *f) {
     if (c->state == CONN_UP) {
-        /* sealed frames carry their position in the IV (seal.c): they leave in seal order */
-        if (f->urgent && !c->seal)
-            dr_net__insert_urgent_locked(c, f);
-        else
-            dr_net__append_locked(c, f);
+        enqueue_locked(c, f);
         return;
     }
     f->next = NULL;
@@ -353,7 +359,7 @@ void dr_net__queue_user_frame_locked(conn *c, out_frame *f) {
     else
         c->held_head = f;
     c->held_tail = f;
-    count_frame_locked(c, f);
+    count_frame_locked(c, f, +1);
 }
 
 /* Queues the HELLO frame that opens every connection (fresh nonce; kept for the AUTH MAC). */
@@ -597,6 +603,7 @@ static out_frame *release_held_locked(dr_net *net, conn *c) {
     c->urgent_tail = c->out_tail;
     for (out_frame *f = c->held_head; f;) {
         out_frame *next = f->next, *out = f;
+        count_frame_locked(c, f, -1); /* counted again as `out` */
         if (c->seal) {
             dr_frame_header header;
             size_t sealed_len = 0;
@@ -607,9 +614,6 @@ static out_frame *release_held_locked(dr_net *net, conn *c) {
                     c, header.type, header.flags, f->header + DR_FRAME_HEADER_BYTES,
                     f->header_len - DR_FRAME_HEADER_BYTES, f->payload, f->payload_len, &sealed_len);
             out = sealed ? dr_net__new_frame(header.type, header.flags, sealed_len, 0) : NULL;
-            c->queued_bytes -= frame_remaining(f);
-            if (f->urgent)
-                c->urgent_bytes -= frame_remaining(f);
             f->next = replaced;
             replaced = f;
             if (!out) { /* no memory: the stream cannot go on without this frame */
@@ -624,15 +628,8 @@ static out_frame *release_held_locked(dr_net *net, conn *c) {
             out->free_fn = dr_net__free_payload;
             out->free_arg = sealed;
             out->urgent = f->urgent;
-        } else {
-            c->queued_bytes -= frame_remaining(f);
-            if (f->urgent)
-                c->urgent_bytes -= frame_remaining(f);
         }
-        if (out->urgent && !c->seal)
-            dr_net__insert_urgent_locked(c, out);
-        else
-            dr_net__append_locked(c, out);
+        enqueue_locked(c, out);
         f = next;
     }
     c->held_head = c->held_tail = NULL;

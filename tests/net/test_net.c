@@ -34,21 +34,31 @@
 #define T_DATA  16
 #define CLUSTER 0xc1u
 
-static dr_net *make_node(uint32_t id, size_t max_queue, size_t max_inbox) {
+/** The defaults for node `id` of the test cluster, listening on 127.0.0.1 (port chosen). */
+static dr_net_config node_config(uint32_t id) {
     dr_net_config cfg;
     dr_net_config_defaults(&cfg);
     cfg.node_id = id;
     cfg.cluster_id = CLUSTER;
     cfg.listen_ip = "127.0.0.1";
+    return cfg;
+}
+
+static dr_net *create_node(const dr_net_config *cfg) {
+    dr_net *net = NULL;
+    dr_err err;
+    assert_int_equal(dr_net_create(cfg, &net, &err), 0);
+    assert_true(dr_net_listen_port(net) > 0);
+    return net;
+}
+
+static dr_net *make_node(uint32_t id, size_t max_queue, size_t max_inbox) {
+    dr_net_config cfg = node_config(id);
     if (max_queue)
         cfg.max_queue_bytes = max_queue;
     if (max_inbox)
         cfg.max_inbox_bytes = max_inbox;
-    dr_net *net = NULL;
-    dr_err err;
-    assert_int_equal(dr_net_create(&cfg, &net, &err), 0);
-    assert_true(dr_net_listen_port(net) > 0);
-    return net;
+    return create_node(&cfg);
 }
 
 static double process_cpu_seconds(void) {
@@ -493,16 +503,10 @@ static void test_urgent_frames_overtake_queued_data(void **state) {
     (void)state;
     /* b stops reading once 1 MB waits in its inbox; a's queue limit is 2 MB, its urgent lane's
      * 4 KiB */
-    dr_net_config cfg;
-    dr_net_config_defaults(&cfg);
-    cfg.node_id = 1;
-    cfg.cluster_id = CLUSTER;
-    cfg.listen_ip = "127.0.0.1";
+    dr_net_config cfg = node_config(1);
     cfg.max_queue_bytes = 2u << 20;
     cfg.max_urgent_queue_bytes = 4096;
-    dr_net *a = NULL, *b = make_node(2, 0, 1u << 20);
-    dr_err err;
-    assert_int_equal(dr_net_create(&cfg, &a, &err), 0);
+    dr_net *a = create_node(&cfg), *b = make_node(2, 0, 1u << 20);
     link_nodes(a, 1, b, 2);
     enum { LEN = 64 * 1024 - 3, ULEN = 1024 }; /* odd length: frames end mid-buffer */
     uint8_t *buf = malloc(LEN);
