@@ -111,6 +111,11 @@ static uint32_t restart_node_full(harness *h, uint32_t i, const saved *s, int64_
     return index;
 }
 
+/** The restart vote node i saved last (borrowed from the harness; empty if none). */
+static saved vote_of(const harness *h, uint32_t i) {
+    return (saved){.frame = h->nodes[i].vote, .len = h->nodes[i].vote_len};
+}
+
 /** Restarts crashed node i from `s` with `tail` for subgroup 0; returns its new index. */
 static uint32_t restart_node(harness *h, uint32_t i, const saved *s, int64_t tail) {
     return restart_node_full(h, i, s, tail, false, NULL);
@@ -286,7 +291,7 @@ static void test_accepted_restart_view_survives_a_second_power_cut(void **state)
     h_pump(h, (size_t)-1);
     assert_true(h->nodes[a].installed); /* n0 committed (itself + n1) and installed */
     assert_false(h->nodes[b].installed);
-    saved vote = {.frame = h->nodes[b].vote, .len = h->nodes[b].vote_len};
+    saved vote = vote_of(h, b);
     h_crash(h, a);
     h_crash(h, b);
     h_crash(h, c);
@@ -515,7 +520,7 @@ static void test_restart_waits_for_a_newer_view_it_hears_of(void **state) {
     commit_at_leader_only(h, a, b);
     assert_int_equal(h->nodes[a].view.view.vid, L + 1);
     saved p = save_view(h, a);
-    saved vote_p = {.frame = h->nodes[b].vote, .len = h->nodes[b].vote_len};
+    saved vote_p = vote_of(h, b);
     h_crash(h, a);
     h_crash(h, b);
     uint32_t a2 = restart_node(h, a, &p, g.v1);
@@ -523,7 +528,7 @@ static void test_restart_waits_for_a_newer_view_it_hears_of(void **state) {
     commit_at_leader_only(h, a2, b2);
     assert_int_equal(h->nodes[a2].view.view.vid, L + 2);
     saved p1 = save_view(h, a2);
-    saved vote_p1 = {.frame = h->nodes[b2].vote, .len = h->nodes[b2].vote_len};
+    saved vote_p1 = vote_of(h, b2);
     h_crash(h, a2);
     h_crash(h, b2);
     uint32_t b3 = restart_node_full(h, b2, &g.s[1], g.v1, false, &vote_p1);
@@ -571,8 +576,8 @@ static void test_stateless_node_named_by_a_proposal_joins(void **state) {
     h->hold[a][b] = true; /* 11 never sees the PREPARE */
     while (h->nodes[c].votes_saved == 0)
         assert_int_equal(h_pump(h, 1), 1);
-    saved vote_a = {.frame = h->nodes[a].vote, .len = h->nodes[a].vote_len};
-    saved vote_c = {.frame = h->nodes[c].vote, .len = h->nodes[c].vote_len};
+    saved vote_a = vote_of(h, a);
+    saved vote_c = vote_of(h, c);
     assert_non_null(vote_a.frame);
     h_crash(h, a);
     h_crash(h, b);

@@ -82,6 +82,14 @@ static void deliver(durable *d, int64_t first, int count) {
     assert_int_equal(durable_wait(d, 0, first + count - 1, false, 10000), 0);
 }
 
+/** A started log in view 0 holding versions 0..RECORDS-1, globally persisted up to 5. */
+static void start_with_records(durable *d) {
+    start(d);
+    install(d, 0);
+    deliver(d, 0, RECORDS);
+    durable_set_global(d, 0, 5);
+}
+
 /** What a replay handed over: the base (if any) and the versions of the records, in order. */
 typedef struct replayed {
     bool base;
@@ -147,10 +155,7 @@ static int fresh_dir(void **state) {
 static void test_checkpoint_rules_and_replay(void **state) {
     (void)state;
     durable d;
-    start(&d);
-    install(&d, 0);
-    deliver(&d, 0, RECORDS);
-    durable_set_global(&d, 0, 5);
+    start_with_records(&d);
     assert_int_equal(durable_checkpoint(&d, 0, 6, (const uint8_t *)"s6", 2), DR_EAGAIN);
     assert_int_equal(durable_checkpoint(&d, 0, 3, (const uint8_t *)"s3", 2), 0);
     assert_int_equal(records_in_log(&d), RECORDS - 4);
@@ -355,10 +360,7 @@ static void test_restart_vote_survives_until_the_next_view(void **state) {
 static void test_foreign_base_file_is_refused(void **state) {
     (void)state;
     durable d;
-    start(&d);
-    install(&d, 0);
-    deliver(&d, 0, RECORDS);
-    durable_set_global(&d, 0, 5);
+    start_with_records(&d);
     uint8_t junk[16 + 2] = {'J', 'U', 'N', 'K', 1, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 'x', 'y'};
     dr_err err = {0};
     assert_int_equal(dr_blob_save(log_dir, "KV-0-0.base", junk, sizeof junk, NULL, &err), 0);
