@@ -81,7 +81,6 @@ struct restart_state {
     uint32_t accepted_round; /**< round+1 of the proposal accepted last (0: none) */
     uint8_t *accepted;       /**< its bytes (owned) */
     size_t accepted_len;
-    int32_t accepted_vid; /**< the view id it proposes (-1: none) */
     /* leader of `round` */
     restart_entry entries[DR_VIEW_MAX_MEMBERS];
     uint32_t num_entries;
@@ -386,7 +385,6 @@ static int load_vote(struct restart_state *rs, const uint8_t *bytes, size_t len)
             return DR_ENOMEM;
         memcpy(rs->accepted, accepted, accepted_len);
         rs->accepted_len = accepted_len;
-        rs->accepted_vid = proposal_vid(accepted, accepted_len);
     }
     rs->accepted_round = accepted_round;
     rs->round = rs->saved_round = promised;
@@ -693,7 +691,7 @@ static const char *stale_proposal(const struct restart_state *rs, const dr_view 
                         rs->my_view_count * sizeof rs->my_view_ids[0]) == 0;
     if (view->vid <= rs->my_vid && !again)
         return "restart view not newer than my saved view";
-    if (view->vid < rs->accepted_vid)
+    if (view->vid < proposal_vid(rs->accepted, rs->accepted_len))
         return "restart view older than one this node accepted";
     return NULL;
 }
@@ -709,7 +707,6 @@ static int accept(dr_core *core, uint32_t round, const uint8_t *proposal, size_t
     rs->accepted = copy;
     rs->accepted_len = len;
     rs->accepted_round = round + 1;
-    rs->accepted_vid = proposal_vid(copy, len);
     rs->round_started_us = core->now_us;
     return save_vote(core); /* durable before my acceptance counts anywhere */
 }
@@ -988,7 +985,6 @@ int restart_start(dr_core *core, const dr_core_restart_options *options) {
         rs->num_leaders = 1;
     }
     rs->timeout_us = (uint64_t)(options->timeout_ms ? options->timeout_ms : 2000) * 1000u;
-    rs->accepted_vid = -1;
     int rc_vote = load_vote(rs, options->vote, options->vote_len);
     if (rc_vote != 0) { /* forgetting a vote could let two restart views be chosen */
         DR_ERROR(DR_LOGM_VIEWMANAGER, "node %u: saved restart vote unusable: %s",
