@@ -79,8 +79,9 @@ typedef enum dr_core_test_fault {
 #define DR_RESTART_MAX_LEADERS 8u
 /** Largest saved view frame a restarting node reports (bytes). */
 #define DR_RESTART_MAX_VIEW_BYTES (1u << 20)
-/** Largest restart vote (DR_ACTION_SAVE_RESTART_VOTE): a header and one proposal. */
-#define DR_RESTART_MAX_VOTE_BYTES (3u << 20)
+/** Largest restart vote (DR_ACTION_SAVE_RESTART_VOTE): a header and two proposals (the one
+ * accepted, and the one that made the saved view, if a restart did). */
+#define DR_RESTART_MAX_VOTE_BYTES (5u << 20)
 
 /**
  * Total restart (docs/persistence.md "Total restart"): a node that saved a view and holds

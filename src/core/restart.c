@@ -46,7 +46,9 @@ typedef struct restart_entry {
     uint32_t accepted_round; /**< round+1 of the proposal it accepted (0: none) */
     uint8_t *accepted;       /**< that proposal (owned, NULL if none) */
     size_t accepted_len;
-    bool stateless; /**< it holds no state for its saved view (dr_core_restart_options) */
+    bool stateless;     /**< it holds no state for its saved view (dr_core_restart_options) */
+    uint8_t *installed; /**< the restart proposal that made its saved view (owned, or NULL) */
+    size_t installed_len;
 } restart_entry;
 
 /** A decoded proposal: the restart view and the trims. */
@@ -81,6 +83,10 @@ struct restart_state {
     uint32_t accepted_round; /**< round+1 of the proposal accepted last (0: none) */
     uint8_t *accepted;       /**< its bytes (owned) */
     size_t accepted_len;
+    /** If my saved view is a restart view I installed: its proposal, with the trims that cut
+     * the logs (owned, NULL otherwise; saved in the vote at the install, see save_installed) */
+    uint8_t *installed;
+    size_t installed_len;
     /* leader of `round` */
     restart_entry entries[DR_VIEW_MAX_MEMBERS];
     uint32_t num_entries;
@@ -118,6 +124,7 @@ static bool i_lead(const dr_core *core) {
 static void free_entry(restart_entry *entry) {
     free(entry->view_frame);
     free(entry->accepted);
+    free(entry->installed);
     memset(entry, 0, sizeof *entry);
 }
 
@@ -240,6 +247,15 @@ static int own_entry(dr_core *core, restart_entry *entry) {
         memcpy(entry->accepted, rs->accepted, rs->accepted_len);
         entry->accepted_len = rs->accepted_len;
     }
+    if (rs->installed != NULL) {
+        entry->installed = malloc(rs->installed_len);
+        if (entry->installed == NULL) {
+            free_entry(entry);
+            return DR_ENOMEM;
+        }
+        memcpy(entry->installed, rs->installed, rs->installed_len);
+        entry->installed_len = rs->installed_len;
+    }
     return 0;
 }
 
@@ -278,6 +294,7 @@ static int encode_request(dr_core *core) {
     dr_buf_put_u32(&core->scratch, rs->accepted_round);
     dr_buf_put_blob(&core->scratch, rs->accepted, (uint32_t)rs->accepted_len);
     dr_buf_put_u8(&core->scratch, rs->stateless ? 1 : 0);
+    dr_buf_put_blob(&core->scratch, rs->installed, (uint32_t)rs->installed_len);
     return dr_wire_finish(&core->scratch, start);
 }
 
@@ -329,21 +346,18 @@ static int send_request(dr_core *core, const char *address, bool to_leader) {
 
 #define VOTE_MAGIC 0x56525244u /* "DRRV" */
 
-/**
- * Saves my vote durably (DR_ACTION_SAVE_RESTART_VOTE, before any frame that depends on it):
- * the saved view it is for, the round I promised (I accept nothing lower) and the proposal I
- * accepted last with its round. Format: magic u32 | vid i32 | promised u32 | accepted_round u32
- * | accepted blob.
- */
-static int save_vote(dr_core *core) {
-    struct restart_state *rs = core->restart;
+/** Pushes DR_ACTION_SAVE_RESTART_VOTE with a vote in the format of save_vote. */
+static int push_vote(dr_core *core, int32_t vid, uint32_t promised, uint32_t accepted_round,
+                     const uint8_t *accepted, size_t accepted_len, const uint8_t *installed,
+                     size_t installed_len) {
     dr_buf buf;
     dr_buf_init(&buf, DR_RESTART_MAX_VOTE_BYTES);
     dr_buf_put_u32(&buf, VOTE_MAGIC);
-    dr_buf_put_u32(&buf, (uint32_t)rs->my_vid);
-    dr_buf_put_u32(&buf, rs->round);
-    dr_buf_put_u32(&buf, rs->accepted_round);
-    dr_buf_put_blob(&buf, rs->accepted, (uint32_t)rs->accepted_len);
+    dr_buf_put_u32(&buf, (uint32_t)vid);
+    dr_buf_put_u32(&buf, promised);
+    dr_buf_put_u32(&buf, accepted_round);
+    dr_buf_put_blob(&buf, accepted, (uint32_t)accepted_len);
+    dr_buf_put_blob(&buf, installed, (uint32_t)installed_len);
     if (buf.failed) {
         dr_buf_free(&buf);
         return DR_ENOMEM;
@@ -352,12 +366,37 @@ static int save_vote(dr_core *core) {
     action.bytes = dr_buf_steal(&buf, &action.len);
     dr_buf_free(&buf);
     int rc = core_push_action(core, &action);
-    if (rc != 0) {
+    if (rc != 0)
         free(action.bytes);
-        return rc;
-    }
-    rs->saved_round = rs->round;
-    return 0;
+    return rc;
+}
+
+/**
+ * Saves my vote durably (DR_ACTION_SAVE_RESTART_VOTE, before any frame that depends on it):
+ * the saved view it is for, the round I promised (I accept nothing lower), the proposal I
+ * accepted last with its round, and the restart proposal that made my saved view, if one did.
+ * Format: magic u32 | vid i32 | promised u32 | accepted_round u32 | accepted blob | installed
+ * blob (absent in votes written before it existed: read as empty).
+ */
+static int save_vote(dr_core *core) {
+    struct restart_state *rs = core->restart;
+    int rc = push_vote(core, rs->my_vid, rs->round, rs->accepted_round, rs->accepted,
+                       rs->accepted_len, rs->installed, rs->installed_len);
+    if (rc == 0)
+        rs->saved_round = rs->round;
+    return rc;
+}
+
+/**
+ * At the install of restart view `vid` from `proposal`: a vote for that view (it is my saved
+ * view from now on: the runtime saved it, and removed the older vote, on the install action
+ * that precedes this one) that promises nothing and carries the proposal. If the power fails
+ * before an ordinary view replaces it, my report at the next restart carries the trims that
+ * cut the logs of `vid`, so a member of it that neither installed nor accepted it (its saved
+ * view older) has its tail capped at them (proposal_of_last).
+ */
+static int save_installed(dr_core *core, int32_t vid, const uint8_t *proposal, size_t len) {
+    return push_vote(core, vid, 0, 0, NULL, 0, proposal, len);
 }
 
 /** Reads a saved vote back (restart_start); ignored unless it is for my saved view. */
@@ -374,6 +413,10 @@ static int load_vote(struct restart_state *rs, const uint8_t *bytes, size_t len)
     uint32_t accepted_round = dr_reader_u32(&reader);
     uint32_t accepted_len = 0;
     const uint8_t *accepted = dr_reader_blob(&reader, 2 * DR_RESTART_MAX_VIEW_BYTES, &accepted_len);
+    uint32_t installed_len = 0;
+    const uint8_t *installed = NULL;
+    if (!reader.failed && !dr_reader_done(&reader))
+        installed = dr_reader_blob(&reader, 2 * DR_RESTART_MAX_VIEW_BYTES, &installed_len);
     if (reader.failed || !dr_reader_done(&reader) || magic != VOTE_MAGIC ||
         (accepted_round > 0) != (accepted_len > 0) || accepted_round > promised + 1)
         return DR_ECORRUPT;
@@ -385,6 +428,13 @@ static int load_vote(struct restart_state *rs, const uint8_t *bytes, size_t len)
             return DR_ENOMEM;
         memcpy(rs->accepted, accepted, accepted_len);
         rs->accepted_len = accepted_len;
+    }
+    if (installed_len > 0) {
+        rs->installed = malloc(installed_len);
+        if (rs->installed == NULL)
+            return DR_ENOMEM;
+        memcpy(rs->installed, installed, installed_len);
+        rs->installed_len = installed_len;
     }
     rs->accepted_round = accepted_round;
     rs->round = rs->saved_round = promised;
@@ -439,20 +489,27 @@ static const restart_entry *find_entry(const struct restart_state *rs, uint32_t 
  * versions). *any: some member of the shard reported. docs/persistence.md "Total restart"
  * explains why no globally persisted version lies above it.
  */
+/** Whether `bytes` decode (into *p) as the restart proposal of view `last`. */
+static bool is_proposal_of(const uint8_t *bytes, size_t len, const dr_view *last,
+                           restart_proposal *p) {
+    const char *why = NULL;
+    return bytes != NULL && decode_proposal(bytes, len, p, &why) == 0 &&
+           p->view.view.vid == last->vid && p->view.view.num_members == last->num_members &&
+           memcmp(p->view.view.member_ids, last->member_ids,
+                  last->num_members * sizeof last->member_ids[0]) == 0;
+}
+
 /**
- * L's own restart proposal, if a report carries it (an acceptor of L that never installed it):
- * its trims. Returns a decoded copy (owned) or NULL (none, out of memory: then L's trims are
- * unknown, as when L was an ordinary view).
+ * L's own restart proposal, if a report carries it (an acceptor of L that never installed it,
+ * or an installer of L: save_installed): its trims. Returns a decoded copy (owned) or NULL
+ * (none, out of memory: then L's trims are unknown, as when L was an ordinary view).
  */
 static restart_proposal *proposal_of_last(const struct restart_state *rs, const dr_view *last) {
     restart_proposal *p = malloc(sizeof *p);
     for (uint32_t i = 0; p != NULL && i < rs->num_entries; i++) {
         const restart_entry *e = &rs->entries[i];
-        const char *why = NULL;
-        if (e->accepted != NULL && decode_proposal(e->accepted, e->accepted_len, p, &why) == 0 &&
-            p->view.view.vid == last->vid && p->view.view.num_members == last->num_members &&
-            memcmp(p->view.view.member_ids, last->member_ids,
-                   last->num_members * sizeof last->member_ids[0]) == 0)
+        if (is_proposal_of(e->accepted, e->accepted_len, last, p) ||
+            is_proposal_of(e->installed, e->installed_len, last, p))
             return p;
     }
     free(p);
@@ -924,6 +981,7 @@ static int install(dr_core *core, const uint8_t *proposal, size_t len, uint32_t 
         rs->commit_len = commit_len;
         rs->commit_vid = p->view.view.vid;
         commit = NULL;
+        rc = save_installed(core, p->view.view.vid, proposal, len);
         /* everyone in the view hears of the commit from everyone who installs it (the
          * leader may die right after its first send); by node id: the view is installed, so
          * the driver connects its members as for any view */
@@ -1033,6 +1091,9 @@ static int on_request(dr_core *core, const dr_wire_header *header, dr_reader *re
     const uint8_t *accepted = dr_reader_blob(reader, 2 * DR_RESTART_MAX_VIEW_BYTES, &accepted_len);
     uint8_t stateless = dr_reader_u8(reader);
     entry.stateless = stateless == 1;
+    uint32_t installed_len = 0;
+    const uint8_t *installed =
+        dr_reader_blob(reader, 2 * DR_RESTART_MAX_VIEW_BYTES, &installed_len);
     if (reader->failed || !dr_reader_done(reader) || stateless > 1 ||
         (entry.accepted_round > 0) != (accepted_len > 0))
         return core_reject(core, header->sender_id, "RESTART_REQUEST: malformed");
@@ -1084,6 +1145,15 @@ static int on_request(dr_core *core, const dr_wire_header *header, dr_reader *re
         }
         memcpy(entry.accepted, accepted, accepted_len);
         entry.accepted_len = accepted_len;
+    }
+    if (installed_len > 0) {
+        entry.installed = malloc(installed_len);
+        if (entry.installed == NULL) {
+            free_entry(&entry);
+            return DR_ENOMEM;
+        }
+        memcpy(entry.installed, installed, installed_len);
+        entry.installed_len = installed_len;
     }
     return add_entry(core, &entry);
 }
@@ -1172,6 +1242,7 @@ void restart_free(dr_core *core) {
     reset_leader(rs);
     free(rs->my_frame);
     free(rs->accepted);
+    free(rs->installed);
     free(rs->commit_frame);
     free(rs);
     core->restart = NULL;

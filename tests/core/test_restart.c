@@ -22,10 +22,16 @@
 #define HB_MS      10u
 #define TIMEOUT_MS 100u
 
+/* Shards of the one subgroup: 1 (of up to 8 nodes), or 2 of up to 3 nodes for the tests that
+ * set it (and reset it in teardown): five nodes joining one by one then fill them 3 and 2.
+ * Every node of a test, restarted ones included, must use the same layout policy. */
+static uint32_t num_shards = 1;
+
 static dr_core_options base_options(uint32_t n) {
     dr_core_options options;
     h_options(&options, n);
-    dr_shard_policy_flexible(&options.layout.types[0].policy, 1, 1, 8, DR_MODE_ORDERED);
+    dr_shard_policy_flexible(&options.layout.types[0].policy, num_shards, 1,
+                             num_shards == 1 ? 8 : 3, DR_MODE_ORDERED);
     options.window_size = 8;
     options.heartbeat_ms = HB_MS;
     options.suspect_after_missed = 3;
@@ -700,6 +706,125 @@ static void test_mutated_restart_frames(void **state) {
     free_all(h, s);
 }
 
+static int two_shards(void **state) {
+    (void)state;
+    num_shards = 2;
+    return 0;
+}
+
+static int one_shard(void **state) {
+    (void)state;
+    num_shards = 1;
+    return 0;
+}
+
+/*
+ * A member of a restart view L that neither installed nor accepted it (docs/persistence.md,
+ * "Restart views chained across power cuts"). Five nodes, two shards; X = {C, D, E} holds the
+ * long logs of C and D (tail t7) and the short one of E (t5). Restart 1 from L0: all report,
+ * the trim of X is t5; E and the members of the other shard accept and install L, while C and
+ * D never hear of the proposal (power cut). Restart 2 from L, without E: C and D are members
+ * of L with an older saved view and t7 in their logs, records L's restart discarded, and they
+ * are the only reporters of X. The installers' reports carry L's proposal (the vote saved at
+ * the install), so X's trim is t5 again; before, it was t7, and records the group had cut came
+ * back.
+ */
+static void test_restart_trims_outlive_the_restart_view(void **state) {
+    (void)state;
+    harness *h = cluster(5);
+    int32_t L0 = h->nodes[0].view.view.vid;
+    const dr_layout *layout = &h->nodes[0].view.layout;
+    assert_int_equal(layout->subgroups[0].num_shards, 2);
+    uint32_t x = layout->subgroups[0].shards[0].num_members == 3 ? 0 : 1;
+    const dr_shard_layout *shard_x = &layout->subgroups[0].shards[x];
+    const dr_shard_layout *shard_y = &layout->subgroups[0].shards[1 - x];
+    assert_int_equal(shard_x->num_members, 3);
+    assert_int_equal(shard_y->num_members, 2);
+    /* E: n0 if it is in X (the leader must install), else X's first member; C, D: the rest */
+    uint32_t e = shard_x->member_ids[0] - 10, c = shard_x->member_ids[1] - 10,
+             d = shard_x->member_ids[2] - 10;
+    for (uint32_t k = 1; k < 3; k++)
+        if (shard_x->member_ids[k] == 10) {
+            e = 0;
+            c = shard_x->member_ids[k == 1 ? 0 : 1] - 10;
+            d = shard_x->member_ids[k == 2 ? 0 : 2] - 10;
+        }
+    uint32_t y0 = shard_y->member_ids[0] - 10, y1 = shard_y->member_ids[1] - 10;
+    int64_t t3 = (int64_t)L0 << 32 | 3, t5 = (int64_t)L0 << 32 | 5, t7 = (int64_t)L0 << 32 | 7;
+    saved s[5];
+    for (uint32_t i = 0; i < 5; i++) {
+        s[i] = save_view(h, i);
+        h_crash(h, i);
+    }
+    /* restart 1: C and D report, but nothing reaches them any more */
+    uint32_t r[5];
+    for (uint32_t i = 0; i < 5; i++)
+        r[i] = restart_node(h, i, &s[i], i == e ? t5 : i == c || i == d ? t7 : t3);
+    for (uint32_t i = 0; i < 5; i++) {
+        h->hold[r[i]][r[c]] = true;
+        h->hold[r[i]][r[d]] = true;
+    }
+    h_pump(h, (size_t)-1);
+    uint32_t installers[3] = {r[e], r[y0], r[y1]};
+    for (uint32_t k = 0; k < 3; k++) {
+        const h_node *node = &h->nodes[installers[k]];
+        assert_true(node->installed);
+        assert_int_equal(node->view.view.vid, L0 + 1);
+        assert_int_equal(node->view.view.num_members, 5);
+        assert_int_equal(node->truncated[0], installers[k] == r[e] ? t5 : t3);
+    }
+    assert_false(h->nodes[r[c]].installed);
+    assert_false(h->nodes[r[d]].installed);
+    assert_int_equal(h->nodes[r[c]].truncations, 0);
+    /* power cut: the installers saved L (and the vote of its install), C and D only L0 */
+    saved s2[5], v2[5];
+    for (uint32_t i = 0; i < 5; i++) {
+        bool installed = h->nodes[r[i]].installed;
+        s2[i] = installed ? save_view(h, r[i]) : (saved){NULL, 0};
+        v2[i] = vote_of(h, r[i]);
+        if (v2[i].frame != NULL) { /* the harness frees its own copy at the crash */
+            uint8_t *copy = malloc(v2[i].len);
+            assert_non_null(copy);
+            memcpy(copy, v2[i].frame, v2[i].len);
+            v2[i].frame = copy;
+        }
+        h_crash(h, r[i]);
+    }
+    for (uint32_t i = 0; i < 5; i++)
+        for (uint32_t j = 0; j < 5; j++)
+            h->hold[r[i]][r[j]] = false;
+    /* restart 2, without E: a majority of L (4 of 5); X's reporters are C and D alone */
+    uint32_t r2[4], n = 0;
+    for (uint32_t i = 0; i < 5; i++) {
+        if (i == e)
+            continue;
+        bool installer = i == y0 || i == y1;
+        r2[n++] = restart_node_full(h, r[i], installer ? &s2[i] : &s[i], i == c || i == d ? t7 : t3,
+                                    false, v2[i].frame != NULL ? &v2[i] : NULL);
+    }
+    h_run(h, 10000, 100);
+    for (uint32_t k = 0; k < n; k++) {
+        const h_node *node = &h->nodes[r2[k]];
+        assert_true(node->history_len >= 1);
+        assert_int_equal(node->history_vid[0], L0 + 2);
+        assert_int_equal(node->history_members[0][0], 4);
+        assert_int_equal(node->truncations, 1);
+    }
+    /* C and D cut their logs at L's trim of X, not at their own t7 */
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t id = h->nodes[r2[k]].id;
+        bool in_x = id == 10 + c || id == 10 + d;
+        assert_int_equal(h->nodes[r2[k]].truncated[0], in_x ? t5 : t3);
+    }
+    for (uint32_t i = 0; i < 5; i++) {
+        free(s[i].frame);
+        free(s2[i].frame);
+        free(v2[i].frame);
+    }
+    h_free(h);
+    free(h);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logs_of_different_length_truncate_to_one_trim),
@@ -715,6 +840,8 @@ int main(void) {
         cmocka_unit_test(test_stateless_node_named_by_a_proposal_joins),
         cmocka_unit_test(test_unreadable_vote_is_refused),
         cmocka_unit_test(test_mutated_restart_frames),
+        cmocka_unit_test_setup_teardown(test_restart_trims_outlive_the_restart_view, two_shards,
+                                        one_shard),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
