@@ -72,6 +72,7 @@ typedef struct bench_options {
     uint64_t count;          /* messages per sender */
     bool raw;                /* raw (unordered) delivery */
     int window;              /* window_size */
+    long long window_bytes;  /* window_bytes; -1: the configuration's default */
     bool latency;            /* latency mode */
     int runs;                /* repetitions (local mode) */
     int port_base;           /* first gms port */
@@ -502,6 +503,10 @@ static void write_config(const bench_options *options, const char *dir, int node
     if (!file)
         return;
     size_t payload = options->size < 10240 ? 10240 : options->size;
+    char window_bytes_line[64] = "";
+    if (options->window_bytes >= 0)
+        snprintf(window_bytes_line, sizeof window_bytes_line, "window_bytes = %lld\n",
+                 options->window_bytes);
     if (options->keys || options->encrypt) { /* fixed test keys: a benchmark, not a secret */
         fprintf(file,
                 "[DERECHO]\ncluster_key_file = %s/cluster.key\n"
@@ -523,11 +528,11 @@ static void write_config(const bench_options *options, const char *dir, int node
             "%scontact_ip = 127.0.0.1\ncontact_port = %d\nlocal_id = %d\n"
             "local_ip = 127.0.0.1\ngms_port = %d\nheartbeat_ms = 1000\n"
             "[SUBGROUP/DEFAULT]\nmax_payload_size = %zu\nmax_smc_payload_size = 10240\n"
-            "block_size = 1048576\nwindow_size = %d\n"
+            "block_size = 1048576\nwindow_size = %d\n%s"
             "[SUBGROUP/BENCH]\nnum_shards = 1\nmin_nodes = 1\nmax_nodes = %d\n"
             "[LOGGER]\ndefault_log_level = warn\n",
             options->keys || options->encrypt ? "" : "[DERECHO]\n", port_base, node,
-            port_base + node, payload, options->window, options->nodes);
+            port_base + node, payload, options->window, window_bytes_line, options->nodes);
     fclose(file);
 }
 
@@ -715,15 +720,19 @@ static int run_local(const bench_options *options, const char *self, char **forw
         good++;
     }
     const char *mode = options->latency ? "latency" : "throughput";
+    char window_bytes_text[32] = "default";
+    if (options->window_bytes >= 0)
+        snprintf(window_bytes_text, sizeof window_bytes_text, "%lld", options->window_bytes);
     if (options->rpc)
         mode = strcmp(options->rpc, "ordered") == 0 ? "rpc ordered-call"
                : strcmp(options->rpc, "p2p") == 0   ? "rpc p2p-call"
                                                     : "rpc client-call";
     bool one_sender = options->latency || options->rpc;
     printf("derecho-bench: %d nodes, %d senders, %zu B, %" PRIu64 " msgs/sender, %s, window %d, "
-           "%s mode, %d/%d runs ok\n",
+           "window_bytes %s, %s mode, %d/%d runs ok\n",
            options->nodes, one_sender ? 1 : options->senders, options->size, options->count,
-           options->raw ? "raw" : "ordered", options->window, mode, good, options->runs);
+           options->raw ? "raw" : "ordered", options->window, window_bytes_text, mode, good,
+           options->runs);
     if (good) {
         if (!options->latency && !options->rpc) {
             print_spread("throughput (slowest node)", mbps, good, "MB/s");
@@ -763,6 +772,8 @@ static void print_help(FILE *out) {
             "  --size BYTES       message (or call argument) bytes, >= 1 (default 1024)\n"
             "  --count C          messages per sender (or calls), >= 1 (default 10000)\n"
             "  --window W         window_size, >= 1 (default 16)\n"
+            "  --window-bytes B   window_bytes: a sender's bytes in flight, 0 = window_size\n"
+            "                     messages only (default: the configuration's, 4 MiB)\n"
             "  --raw              raw (unordered) delivery instead of ordered\n"
             "  --latency          latency mode: node 0 sends one message at a time and times\n"
             "                     send to local delivery (p50/p90/p99)\n"
@@ -814,7 +825,7 @@ static const struct {
 } numeric_options[] = {
     {"--nodes", 1, MAX_NODES},    {"--senders", 1, MAX_NODES},     {"--size", 1, 1ull << 32},
     {"--count", 1, 1ull << 40},   {"--window", 1, 1u << 20},       {"--runs", 1, MAX_RUNS},
-    {"--port-base", 1024, 65000}, {"--as-node", 0, MAX_NODES - 1},
+    {"--port-base", 1024, 65000}, {"--as-node", 0, MAX_NODES - 1}, {"--window-bytes", 0, 1u << 30},
 };
 
 /* Stores a numeric option's value; 0, or 2 after saying what was wrong. */
@@ -843,8 +854,10 @@ static int set_numeric(bench_options *options, const char *arg, const char *valu
             options->runs = (int)n;
         else if (k == 6)
             options->port_base = (int)n;
-        else
+        else if (k == 7)
             options->as_node = (int)n;
+        else
+            options->window_bytes = (long long)n;
         return 0;
     }
     return -1; /* not numeric */
@@ -892,6 +905,7 @@ int main(int argc, char **argv) {
                              .size = 1024,
                              .count = 10000,
                              .window = 16,
+                             .window_bytes = -1,
                              .runs = 1,
                              .port_base = 22000,
                              .reference = true,

@@ -6,6 +6,8 @@
 #   kill: SIGKILL (the connection breaks: suspicion is immediate)
 #   stop: SIGSTOP (silent: suspicion after heartbeat_ms x suspicion_missed_heartbeats)
 # Usage: bench/view_change.sh BUILD_DIR [REPEATS] [HEARTBEATS...]
+# Environment: KINDS="kill stop" (which failures), WINDOW_BYTES=N (the subgroup's window_bytes;
+# unset: the default, 4 MiB), EXTRA_CONF="key = value\n..." (more [DERECHO] lines).
 set -u
 build=${1:-build}
 repeats=${2:-5}
@@ -13,6 +15,9 @@ shift 2 2>/dev/null
 heartbeats=${*:-20 50 100}
 node=$build/bin/tests/group_node
 missed=5
+kinds=${KINDS:-kill stop}
+window_bytes_line=""
+[ -n "${WINDOW_BYTES:-}" ] && window_bytes_line="window_bytes = $WINDOW_BYTES\n"
 dir=$(mktemp -d /tmp/dr_vc_bench_XXXXXX)
 port=45600
 seconds_of_day() { # HH:MM:SS.frac -> seconds
@@ -23,9 +28,9 @@ run_once() { # heartbeat kind -> prints milliseconds
     port=$((port + 10))
     for i in 0 1 2 3; do
         printf "[DERECHO]\ncontact_ip = 127.0.0.1\ncontact_port = %d\nlocal_id = %d\n\
-local_ip = 127.0.0.1\ngms_port = %d\nheartbeat_ms = %d\nsuspicion_missed_heartbeats = %d\n\
+local_ip = 127.0.0.1\ngms_port = %d\nheartbeat_ms = %d\nsuspicion_missed_heartbeats = %d\n${EXTRA_CONF:-}\
 [SUBGROUP/DEFAULT]\nmax_payload_size = 10240\nmax_smc_payload_size = 10240\n\
-block_size = 1048576\nwindow_size = 16\n[SUBGROUP/TEST]\nnum_shards = 1\nmin_nodes = 1\n\
+block_size = 1048576\nwindow_size = 16\n${window_bytes_line}[SUBGROUP/TEST]\nnum_shards = 1\nmin_nodes = 1\n\
 max_nodes = 4\n[LOGGER]\ndefault_log_level = info\n" $port $i $((port + i)) "$hb" $missed \
             >"$dir/n$i.cfg"
         (sleep 8 | "$node" "$dir/n$i.cfg" --messages 100000 --size 1000 --wait-from 0,1,3 \
@@ -57,7 +62,7 @@ max_nodes = 4\n[LOGGER]\ndefault_log_level = info\n" $port $i $((port + i)) "$hb
     fi
 }
 for hb in $heartbeats; do
-    for kind in kill stop; do
+    for kind in $kinds; do
         results=()
         for r in $(seq 1 "$repeats"); do results+=("$(run_once "$hb" "$kind")"); done
         sorted=$(printf "%s\n" "${results[@]}" | sort -n | tr '\n' ' ')
