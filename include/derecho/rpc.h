@@ -128,6 +128,17 @@ typedef struct dr_rpc_node_options {
     uint32_t p2p_workers;             /**< worker threads for p2p handlers (0: 4) */
     dr_group_callbacks app_callbacks; /**< the application's own view callback (on_view);
                                            on_deliver is ignored (the node owns deliveries) */
+    /**
+     * State-transfer progress (NULL: none; for tests and monitoring, docs/rpc.md "State
+     * transfer"). Called once per chunk of a state (not for a chunk that carries a serialize
+     * failure): on the source's delivery thread after the chunk for new member `peer` was
+     * handed to the transport (`sent` true; the next chunk waits until it returns), and on a
+     * new member's network thread once a chunk from source `peer` was stored (`sent` false; it
+     * must not block). `done` of the state's `total` bytes so far, this chunk's included.
+     */
+    void (*on_state_chunk)(void *ctx, uint32_t peer, uint32_t subgroup, bool sent, uint64_t done,
+                           uint64_t total);
+    void *state_chunk_ctx; /**< passed to on_state_chunk */
 } dr_rpc_node_options;
 
 /**

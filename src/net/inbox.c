@@ -114,9 +114,14 @@ static bool try_pop(dr_net_inbox *inbox, dr_net_event *ev) {
     return got;
 }
 
+static void count_wakeup(dr_net_inbox *inbox) {
+    atomic_fetch_add_explicit(&inbox->wakeups, 1, memory_order_relaxed);
+}
+
 static bool spin_for_event(dr_net_inbox *inbox) {
     uint64_t end = now_ns() + (uint64_t)inbox->spin.budget_us * 1000u;
     do {
+        count_wakeup(inbox); /* one per round */
         for (int i = 0; i < 64; i++) {
             if (atomic_load_explicit(&inbox->pending, memory_order_acquire))
                 return true;
@@ -152,6 +157,7 @@ int dr_net_inbox_pop(dr_net_inbox *inbox, dr_net_event *ev, int timeout_ms,
         struct pollfd pfd = {.fd = inbox->event_fd, .events = POLLIN};
         uint64_t start = now_ns();
         int n = poll(&pfd, 1, wait_ms);
+        count_wakeup(inbox);
         if (n < 0 && errno != EINTR)
             return DR_EIO;
         if (inbox->spin.budget_us)

@@ -17,19 +17,20 @@
 #include <stddef.h>
 
 typedef struct dr_net_inbox {
-    pthread_mutex_t mu;     /**< guards the ring, bytes and signalled */
-    dr_net_event *ring;     /**< circular buffer of events */
-    size_t cap;             /**< ring capacity (power of two) */
-    size_t head;            /**< index of the oldest event */
-    size_t count;           /**< events in the ring */
-    atomic_size_t pending;  /**< mirror of count for lock-free spinning */
-    size_t bytes;           /**< payload bytes queued */
-    size_t max_bytes;       /**< pause threshold */
-    atomic_bool over_limit; /**< set above max_bytes, cleared below max_bytes / 2 */
-    int event_fd;           /**< eventfd the consumer waits on */
-    bool signalled;         /**< event_fd holds a token */
-    int wake_producer_fd;   /**< written when over_limit clears (wakes the network thread) */
-    dr_spin spin;           /**< consumer's spin state */
+    pthread_mutex_t mu;       /**< guards the ring, bytes and signalled */
+    dr_net_event *ring;       /**< circular buffer of events */
+    size_t cap;               /**< ring capacity (power of two) */
+    size_t head;              /**< index of the oldest event */
+    size_t count;             /**< events in the ring */
+    atomic_size_t pending;    /**< mirror of count for lock-free spinning */
+    size_t bytes;             /**< payload bytes queued */
+    size_t max_bytes;         /**< pause threshold */
+    atomic_bool over_limit;   /**< set above max_bytes, cleared below max_bytes / 2 */
+    int event_fd;             /**< eventfd the consumer waits on */
+    bool signalled;           /**< event_fd holds a token */
+    int wake_producer_fd;     /**< written when over_limit clears (wakes the network thread) */
+    dr_spin spin;             /**< consumer's spin state */
+    _Atomic uint64_t wakeups; /**< poll returns and spin rounds of the consumer (relaxed) */
 } dr_net_inbox;
 
 /** Initialises an empty inbox. Returns 0, or DR_EIO (eventfd) / DR_ENOMEM with nothing left to
@@ -45,7 +46,8 @@ int dr_net_inbox_push(dr_net_inbox *inbox, const dr_net_event *ev);
 
 /**
  * Takes the oldest event, waiting up to timeout_ms (-1 forever, 0 not at all). Returns 0,
- * DR_ETIMEDOUT, or DR_ECLOSED once *stopping is set and the inbox is empty. Consumer thread.
+ * DR_ETIMEDOUT, or DR_ECLOSED once *stopping is set and the inbox is empty. Each return of its
+ * poll and each round of its spin adds one to inbox->wakeups. Consumer thread.
  */
 int dr_net_inbox_pop(dr_net_inbox *inbox, dr_net_event *ev, int timeout_ms,
                      const atomic_bool *stopping);

@@ -125,12 +125,14 @@ static void dispatch(dr_net *net, struct epoll_event *events, int n) {
     dr_net__free_dead(net);
 }
 
-/* epoll_wait, preceded by a bounded spin of non-blocking polls when the spin state allows. */
+/* epoll_wait, preceded by a bounded spin of non-blocking polls when the spin state allows.
+ * Every return of epoll_wait, spin polls included, counts in loop_wakeups. */
 static int wait_events(dr_net *net, struct epoll_event *events, int timeout_ms) {
     if (dr_spin_should(&net->loop_spin)) {
         uint64_t end = dr_net__now_ns() + (uint64_t)net->loop_spin.budget_us * 1000u;
         do {
             int n = epoll_wait(net->epfd, events, DR_NET_EPOLL_BATCH, 0);
+            dr_net__stat_add(&net->loop_wakeups, 1);
             if (n != 0) {
                 dr_spin_spun(&net->loop_spin, n > 0);
                 return n;
@@ -141,6 +143,7 @@ static int wait_events(dr_net *net, struct epoll_event *events, int timeout_ms) 
     }
     uint64_t start = dr_net__now_ns();
     int n = epoll_wait(net->epfd, events, DR_NET_EPOLL_BATCH, timeout_ms);
+    dr_net__stat_add(&net->loop_wakeups, 1);
     if (net->loop_spin.budget_us)
         dr_spin_blocked(&net->loop_spin, dr_net__now_ns() - start);
     return n;
@@ -743,4 +746,6 @@ void dr_net_get_stats(dr_net *net, dr_net_stats *out) {
     out->auth_failures = atomic_load_explicit(&net->auth_failures, memory_order_relaxed);
     out->refused_connections =
         atomic_load_explicit(&net->refused_connections, memory_order_relaxed);
+    out->loop_wakeups = atomic_load_explicit(&net->loop_wakeups, memory_order_relaxed);
+    out->consumer_wakeups = atomic_load_explicit(&net->inbox.wakeups, memory_order_relaxed);
 }

@@ -137,6 +137,7 @@ struct dr_net {
     int spare_fd; /**< a reserved descriptor, given up to shed a connection at EMFILE */
     _Atomic uint64_t frames_sent, frames_received, frames_dropped, protocol_errors, direct_writes;
     _Atomic uint64_t auth_failures, refused_connections;
+    _Atomic uint64_t loop_wakeups; /**< epoll_wait returns of the network thread (its own) */
 };
 
 /** Under mu: writes as much of c's queue as the socket takes; finished frames go to *done (free

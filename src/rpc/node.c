@@ -93,6 +93,10 @@ struct dr_rpc_node {
     size_t max_ordered_reply; /* largest over the types */
     atomic_size_t frame_room; /* largest reply one transport frame carries (SIZE_MAX: unknown) */
     dr_group_callbacks app;
+    /* options' state-transfer progress hook (NULL: none) and its context */
+    void (*on_state_chunk)(void *ctx, uint32_t peer, uint32_t subgroup, bool sent, uint64_t done,
+                           uint64_t total);
+    void *state_chunk_ctx;
     _Atomic bool closing;
 
     pthread_mutex_t lock;   /* guards view, group readiness and the job queue */
@@ -374,6 +378,7 @@ static void state_chunk_arrived(dr_rpc_node *node, uint32_t peer, const dr_net_m
             in->error = DR_ENOMEM;
         }
     }
+    bool stored = false;
     if (!in->error && !in->complete) {
         if (chunk.status != DR_OK)
             in->error = chunk.status;
@@ -386,11 +391,15 @@ static void state_chunk_arrived(dr_rpc_node *node, uint32_t peer, const dr_net_m
             memcpy(in->bytes + chunk.offset, chunk.bytes, chunk.len);
             in->received += chunk.len;
             in->complete = in->received == in->total;
+            stored = true;
         }
     }
+    uint64_t received = in->received, total = in->total;
     if (in->complete || in->error)
         pthread_cond_broadcast(&node->changed);
     pthread_mutex_unlock(&node->lock);
+    if (stored && node->on_state_chunk)
+        node->on_state_chunk(node->state_chunk_ctx, peer, chunk.subgroup, false, received, total);
 }
 
 /* True if `member` is in the group's latest installed view (the network thread's, not mine). */
@@ -439,6 +448,8 @@ static void send_state_to(dr_rpc_node *node, uint32_t target, int32_t vid, uint3
                 rc = DR_OK; /* not connected: the runtime's backlog takes the retry */
         }
         offset += len;
+        if (rc == DR_OK && status == DR_OK && node->on_state_chunk)
+            node->on_state_chunk(node->state_chunk_ctx, target, subgroup, true, offset, total);
     } while (rc == DR_OK && offset < total);
     dr_buf_free(&buf);
     if (rc)
@@ -1104,8 +1115,11 @@ int dr_rpc_node_create(const dr_config *config, const dr_layout_spec *spec,
     node->spec = *spec;
     node->num_types = num_types;
     atomic_store(&node->frame_room, SIZE_MAX);
-    if (options)
+    if (options) {
         node->app = options->app_callbacks;
+        node->on_state_chunk = options->on_state_chunk;
+        node->state_chunk_ctx = options->state_chunk_ctx;
+    }
     uint32_t local_id = 0;
     dr_config_get_u32(config, "DERECHO", "local_id", &local_id);
     node->my_id = local_id;

@@ -20,6 +20,12 @@
  * --stall-serialize (member): once the map holds entries (not for the start-up joins), the
  *   type's serialize prints "SERIALIZING node=<id>" and then waits for good (the test kills the
  *   state's source while the joiner waits for it).
+ * --stall-mid-transfer (member): when it is the source of a state of several chunks
+ *   (dr_rpc_node_options.on_state_chunk), after handing the first chunk to the transport it
+ *   prints "STATE_CHUNK_SENT node=<id> to=<new member> bytes=<sent> total=<state bytes>" and
+ *   waits for good, sending no further chunk (the test kills it between two chunks).
+ * --print-chunks (joiner): prints "STATE_CHUNK_RECEIVED from=<source> bytes=<received so far>
+ *   total=<state bytes>" for each state chunk it stores (from the network thread).
  * --join --expect-no-state: a joiner whose state transfer must fail (the source's serialize
  * fails, or the state is over the joiner's max_state_transfer_size): it waits until its group
  * stops (the runtime makes it leave) and prints
@@ -196,8 +202,29 @@ static int whoami_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t
     return dr_buf_put_u32(reply, g_kv.my_id);
 }
 
-static bool g_fail_serialize;  /* --fail-serialize: the state cannot be produced */
-static bool g_stall_serialize; /* --stall-serialize: the source never finishes it */
+static bool g_fail_serialize;     /* --fail-serialize: the state cannot be produced */
+static bool g_stall_serialize;    /* --stall-serialize: the source never finishes it */
+static bool g_stall_mid_transfer; /* --stall-mid-transfer: the source stops after a chunk */
+static bool g_print_chunks;       /* --print-chunks: a line per state chunk received */
+
+/* dr_rpc_node_options.on_state_chunk: --stall-mid-transfer (source side) and --print-chunks
+ * (receiving side). */
+static void kv_state_chunk(void *ctx, uint32_t peer, uint32_t subgroup, bool sent, uint64_t done,
+                           uint64_t total) {
+    (void)ctx, (void)subgroup;
+    if (!sent && g_print_chunks) {
+        printf("STATE_CHUNK_RECEIVED from=%u bytes=%" PRIu64 " total=%" PRIu64 "\n", peer, done,
+               total);
+        fflush(stdout);
+    }
+    if (sent && g_stall_mid_transfer && done < total) {
+        printf("STATE_CHUNK_SENT node=%u to=%u bytes=%" PRIu64 " total=%" PRIu64 "\n", g_kv.my_id,
+               peer, done, total);
+        fflush(stdout);
+        for (;;)
+            pause(); /* until the test's SIGKILL: no further chunk leaves */
+    }
+}
 
 /* State transfer: u64 count, u64 digest, u32 entries, then per entry blob key, blob value. */
 static int kv_serialize(void *ctx, uint32_t subgroup, dr_buf *out) {
@@ -667,12 +694,13 @@ static int run_member(const char *config_path, const member_options *opts) {
                         .restore = kv_restore};
     struct timespec started;
     clock_gettime(CLOCK_MONOTONIC, &started);
-    dr_rpc_node_options node_options = {.app_callbacks.on_view = print_view};
-    if (opts->history)
+    dr_rpc_node_options node_options = {.on_state_chunk = kv_state_chunk};
+    if (opts->history) {
+        node_options.app_callbacks.on_view = print_view;
         setvbuf(stdout, NULL, _IOLBF, 0); /* a killed node's ACK lines are in its log */
+    }
     dr_rpc_node *node = NULL;
-    if (dr_rpc_node_create(config, &spec, &type, 1, opts->history ? &node_options : NULL, &node,
-                           &err)) {
+    if (dr_rpc_node_create(config, &spec, &type, 1, &node_options, &node, &err)) {
         fprintf(stderr, "kv_node: cannot start: %s\n", err.msg);
         return 1;
     }
@@ -998,6 +1026,10 @@ int main(int argc, char **argv) {
             g_fail_serialize = true;
         else if (strcmp(argv[i], "--stall-serialize") == 0)
             g_stall_serialize = true;
+        else if (strcmp(argv[i], "--stall-mid-transfer") == 0)
+            g_stall_mid_transfer = true;
+        else if (strcmp(argv[i], "--print-chunks") == 0)
+            g_print_chunks = true;
         else if (strcmp(argv[i], "--history") == 0)
             opts.history = true;
         else if (strcmp(argv[i], "--dump") == 0 && i + 1 < argc)

@@ -7,7 +7,10 @@
  * A second case kills a member while a client waits on it: the call ends DR_EREMOVED.
  * An ordered call whose member is paused past the failure timeout ends DR_EREMOVED for it.
  * State transfer: a node joining a running group, and a replacement joining after a kill -9,
- * receive the replicated map and end with the same digest as every other replica.
+ * receive the replicated map and end with the same digest as every other replica; a joiner
+ * whose transfer fails (serialize fails, the state is over its limit, the source is killed -9
+ * before its first chunk or between two chunks) restores nothing and leaves, and the members go
+ * on without it.
  * No fixed pauses: joiners start once the leader listens, the kill waits for the victim's
  * IN_SLEEP lines, the replacement for the survivors' MEMBERS line. Ports 25100-25999 (CTest
  * lock ports_25000, shared with test_rpc_node; +500 / +250 when one is taken).
@@ -35,8 +38,10 @@ enum { MAX_PROCS = 8, WAIT_SECONDS = 90 };
 
 static char test_dir[] = "/tmp/dr_rpc_procs_XXXXXX";
 
-static void write_config_sized(int node, int min_nodes, int max_nodes, int base_port, char *path,
-                               size_t path_len) {
+/* Node `node`'s config file with the shard's size limits and the subgroup's max_payload_size
+ * (kv_node's --fill needs more than 512 KiB). */
+static void write_config_payload(int node, int min_nodes, int max_nodes, int base_port,
+                                 int max_payload, char *path, size_t path_len) {
     snprintf(path, path_len, "%s/node%d.cfg", test_dir, node);
     FILE *file = fopen(path, "w");
     assert_non_null(file);
@@ -44,12 +49,17 @@ static void write_config_sized(int node, int min_nodes, int max_nodes, int base_
             "[DERECHO]\ncontact_ip = 127.0.0.1\ncontact_port = %d\nlocal_id = %d\n"
             "local_ip = 127.0.0.1\ngms_port = %d\nheartbeat_ms = 100\np2p_window_size = 4\n"
             "max_p2p_request_payload_size = 10240\nmax_p2p_reply_payload_size = 10240\n"
-            "[SUBGROUP/DEFAULT]\nmax_payload_size = 10240\nmax_smc_payload_size = 10240\n"
+            "[SUBGROUP/DEFAULT]\nmax_payload_size = %d\nmax_smc_payload_size = 10240\n"
             "max_reply_payload_size = 4096\nblock_size = 1048576\nwindow_size = 16\n"
             "[SUBGROUP/KV]\nnum_shards = 1\nmin_nodes = %d\nmax_nodes = %d\n"
             "[LOGGER]\ndefault_log_level = error\n",
-            base_port, node, base_port + node, min_nodes, max_nodes);
+            base_port, node, base_port + node, max_payload, min_nodes, max_nodes);
     fclose(file);
+}
+
+static void write_config_sized(int node, int min_nodes, int max_nodes, int base_port, char *path,
+                               size_t path_len) {
+    write_config_payload(node, min_nodes, max_nodes, base_port, 10240, path, path_len);
 }
 
 static void write_config(int node, int nodes, int base_port, char *path, size_t path_len) {
@@ -328,11 +338,52 @@ static void test_restarted_replica_rejoins_with_state(void **state) {
     run_join(25850, 3, 2, true);
 }
 
+/* FAIL_SOURCE_DIES_MID_TRANSFER: node 0 fills the map with this many bytes of 512 KiB values,
+ * so the state takes 4 chunks of 1 MiB (node.c's STATE_CHUNK_BYTES); max_payload_size must
+ * exceed a value. */
+enum { MID_TRANSFER_FILL = 3 << 20, MID_TRANSFER_PAYLOAD = 1 << 20 };
+
+/*
+ * FAIL_SOURCE_DIES_MID_TRANSFER: the source (node 0, --stall-mid-transfer) reports that it
+ * handed the first chunk to the transport and sends no more; once the joiner (procs[joiner],
+ * --print-chunks) reports storing exactly that chunk, of a larger total, the source is killed
+ * -9: between two chunks of the state, whatever the machine's speed.
+ */
+static void kill_source_after_first_chunk(child *procs, int joiner, time_t deadline) {
+    char line[256];
+    unsigned long long sent = 0, sent_total = 0, received = 0, total = 0;
+    int source = -1, target = -1, from = -1;
+    if (!read_line(&procs[0], line, sizeof line, deadline) ||
+        sscanf(line, "STATE_CHUNK_SENT node=%d to=%d bytes=%llu total=%llu", &source, &target,
+               &sent, &sent_total) != 4) {
+        finish_all(procs, joiner + 1);
+        fail_msg("source: '%s'", line);
+    }
+    printf("source: %s\n", line);
+    if (!read_line(&procs[joiner], line, sizeof line, deadline) ||
+        sscanf(line, "STATE_CHUNK_RECEIVED from=%d bytes=%llu total=%llu", &from, &received,
+               &total) != 3) {
+        finish_all(procs, joiner + 1);
+        fail_msg("joiner: '%s'", line);
+    }
+    printf("joiner: %s\n", line);
+    kill(procs[0].pid, SIGKILL);
+    assert_int_equal(source, 0);
+    assert_int_equal(target, joiner);
+    assert_int_equal(from, 0);
+    assert_int_equal(total, sent_total);
+    assert_true(total > MID_TRANSFER_FILL); /* the filled map and the puts */
+    assert_int_equal(sent, 1u << 20);       /* one full chunk sent... */
+    assert_int_equal(received, sent);       /* ...and stored, */
+    assert_true(received < total);          /* fewer bytes than the state */
+}
+
 /* How a state transfer is made to fail (run_failed_join). */
 typedef enum join_failure {
     FAIL_SERIALIZE,   /* the members' serialize fails (--fail-serialize) */
     FAIL_OVER_LIMIT,  /* the state (about 13 KB) is over the joiner's limit of 1000 bytes */
     FAIL_SOURCE_DIES, /* the source is killed -9 while the joiner waits (--stall-serialize) */
+    FAIL_SOURCE_DIES_MID_TRANSFER, /* killed -9 between two chunks (--stall-mid-transfer) */
 } join_failure;
 
 /*
@@ -343,22 +394,37 @@ typedef enum join_failure {
  * When the source dies, there are three members (the shard takes up to four): every one would
  * stall in serialize, and the joiner's source (the lowest-ranked member, node 0) is killed as
  * soon as it says it is serializing; the joiner gives up on that state (DR_EREMOVED once the
- * source's connection is down or a view drops it).
+ * source's connection is down or a view drops it). Mid transfer, the source stops itself after
+ * handing the first of the state's 4 chunks to the transport and says so; the joiner says which
+ * chunks it stored; the source is killed once the joiner reports the first one, and the joiner's
+ * next line must be its NO_STATE: it received one chunk, not all.
  */
 static void run_failed_join(int requested_port, join_failure how) {
-    const int members = how == FAIL_SOURCE_DIES ? 3 : 2;
+    const bool source_dies = how == FAIL_SOURCE_DIES || how == FAIL_SOURCE_DIES_MID_TRANSFER;
+    const int members = source_dies ? 3 : 2;
+    const int max_payload = how == FAIL_SOURCE_DIES_MID_TRANSFER ? MID_TRANSFER_PAYLOAD : 10240;
     int port = procs_free_port_base(requested_port, members + 1);
     child procs[MAX_PROCS];
-    char start_members[8];
+    char start_members[8], fill[24];
     snprintf(start_members, sizeof start_members, "%d", members);
-    const char *member_flag = how == FAIL_SERIALIZE     ? "--fail-serialize"
-                              : how == FAIL_SOURCE_DIES ? "--stall-serialize"
-                                                        : NULL;
+    snprintf(fill, sizeof fill, "%d", MID_TRANSFER_FILL);
+    const char *member_flag = how == FAIL_SERIALIZE                  ? "--fail-serialize"
+                              : how == FAIL_SOURCE_DIES              ? "--stall-serialize"
+                              : how == FAIL_SOURCE_DIES_MID_TRANSFER ? "--stall-mid-transfer"
+                                                                     : NULL;
     for (int i = 0; i < members; i++) {
         char path[512];
-        write_config_sized(i, 2, members + 1, port, path, sizeof path);
-        char *args[] = {
-            path, "--puts", "200", "--start-members", start_members, (char *)member_flag, NULL};
+        write_config_payload(i, 2, members + 1, port, max_payload, path, sizeof path);
+        bool fills = how == FAIL_SOURCE_DIES_MID_TRANSFER && i == 0;
+        char *args[] = {path,
+                        "--puts",
+                        "200",
+                        "--start-members",
+                        start_members,
+                        (char *)member_flag,
+                        fills ? "--fill" : NULL,
+                        fill,
+                        NULL};
         spawn_member(&procs[i], i, port, args);
     }
     time_t deadline = time(NULL) + WAIT_SECONDS;
@@ -370,10 +436,15 @@ static void run_failed_join(int requested_port, join_failure how) {
             fail_msg("member %d: '%s'", i, line);
         }
     char path[512];
-    write_config_sized(members, 2, members + 1, port, path, sizeof path);
+    write_config_payload(members, 2, members + 1, port, max_payload, path, sizeof path);
     char *args[] = {path, "--join", "--expect-no-state",
-                    how == FAIL_OVER_LIMIT ? "--DERECHO/max_state_transfer_size=1000" : NULL, NULL};
+                    how == FAIL_OVER_LIMIT ? "--DERECHO/max_state_transfer_size=1000"
+                    : how == FAIL_SOURCE_DIES_MID_TRANSFER ? "--print-chunks"
+                                                           : NULL,
+                    NULL};
     spawn_test_program(&procs[members], "kv_node", NULL, args);
+    if (how == FAIL_SOURCE_DIES_MID_TRANSFER)
+        kill_source_after_first_chunk(procs, members, deadline);
     if (how == FAIL_SOURCE_DIES) {
         if (!read_line(&procs[0], line, sizeof line, deadline) ||
             strcmp(line, "SERIALIZING node=0") != 0) {
@@ -394,7 +465,7 @@ static void run_failed_join(int requested_port, join_failure how) {
     assert_int_equal(restored, 0);
     assert_int_equal(rc, -8); /* DR_ECLOSED: it left */
     /* the members install a view without it, after the one it joined in */
-    int reporter = how == FAIL_SOURCE_DIES ? 1 : 0;
+    int reporter = source_dies ? 1 : 0;
     char command[48];
     int len = snprintf(command, sizeof command, "wait-members 2 %d\n", joined_vid + 1);
     assert_int_equal(write(procs[reporter].stdin_fd, command, (size_t)len), len);
@@ -407,7 +478,7 @@ static void run_failed_join(int requested_port, join_failure how) {
     printf("member %d: %s\n", reporter, line);
     assert_true(vid > joined_vid);
     /* every process exits cleanly but a killed source */
-    int killed = how == FAIL_SOURCE_DIES ? 1 : 0;
+    int killed = source_dies ? 1 : 0;
     assert_int_equal(finish_all(procs, members + 1), members + 1 - killed);
 }
 
@@ -424,6 +495,12 @@ static void test_joiner_refuses_state_over_its_limit(void **state) {
 static void test_joiner_without_state_when_source_dies(void **state) {
     (void)state;
     run_failed_join(25800, FAIL_SOURCE_DIES);
+}
+
+/* The source killed -9 after the joiner stored the first of 4 chunks of the state. */
+static void test_joiner_without_state_when_source_dies_mid_transfer(void **state) {
+    (void)state;
+    run_failed_join(25900, FAIL_SOURCE_DIES_MID_TRANSFER);
 }
 
 static int setup(void **state) {
@@ -449,6 +526,8 @@ int main(void) {
                                   kill_leftover_children),
         cmocka_unit_test_teardown(test_joiner_refuses_state_over_its_limit, kill_leftover_children),
         cmocka_unit_test_teardown(test_joiner_without_state_when_source_dies,
+                                  kill_leftover_children),
+        cmocka_unit_test_teardown(test_joiner_without_state_when_source_dies_mid_transfer,
                                   kill_leftover_children),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
