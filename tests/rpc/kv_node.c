@@ -67,6 +67,7 @@
  * then, on the line "check <total>" from standard input, reads every member's digest and prints
  *   CHECK equal=<0|1> count=<first member's count> bad=<n>
  */
+#include "common/hash.h"
 #include "derecho/config.h"
 #include "derecho/log.h"
 #include "derecho/rpc.h"
@@ -112,15 +113,8 @@ static atomic_int g_bad;
         }                                                                                          \
     } while (0)
 
-static uint64_t fnv(uint64_t hash, const void *data, size_t len) {
-    const uint8_t *bytes = data;
-    for (size_t i = 0; i < len; i++)
-        hash = (hash ^ bytes[i]) * 1099511628211ull;
-    return hash;
-}
-
 static uint32_t bucket_of(const uint8_t *key, uint32_t len) {
-    return (uint32_t)(fnv(1469598103934665603ull, key, len) % NUM_BUCKETS);
+    return (uint32_t)(test_hash(TEST_HASH_SEED, key, len) % NUM_BUCKETS);
 }
 
 static kv_entry *find_locked(const uint8_t *key, uint32_t len) {
@@ -163,9 +157,9 @@ static int put_handler(void *ctx, const dr_rpc_call_info *info, const uint8_t *a
     pthread_mutex_lock(&g_kv.lock);
     insert_locked(key, key_len, value, value_len);
     g_kv.count++;
-    g_kv.digest = fnv(g_kv.digest, &info->version, sizeof info->version);
-    g_kv.digest = fnv(g_kv.digest, key, key_len);
-    g_kv.digest = fnv(g_kv.digest, value, value_len);
+    g_kv.digest = test_hash(g_kv.digest, &info->version, sizeof info->version);
+    g_kv.digest = test_hash(g_kv.digest, key, key_len);
+    g_kv.digest = test_hash(g_kv.digest, value, value_len);
     uint64_t count = g_kv.count;
     pthread_mutex_unlock(&g_kv.lock);
     return dr_buf_put_u64(reply, count);
@@ -989,7 +983,7 @@ static int run_probe(uint16_t port, const char *key_file, bool admin) {
 int main(int argc, char **argv) {
     pthread_mutex_init(&g_kv.lock, NULL);
     pthread_cond_init(&g_kv.restored_cond, NULL);
-    g_kv.digest = 1469598103934665603ull;
+    g_kv.digest = TEST_HASH_SEED;
     uint32_t members = 3;
     int client_port = 0, probe_port = 0;
     const char *key_file = NULL;

@@ -28,6 +28,7 @@
  *         base=<1 when restore ran: a replay base or a state transfer>
  * and waits for its standard input to close. "FAIL node=<id> <why>" on failure.
  */
+#include "common/hash.h"
 #include "derecho/config.h"
 #include "derecho/durable.h"
 #include "derecho/log.h"
@@ -60,13 +61,6 @@ typedef struct kv_state {
 } kv_state;
 
 static kv_state state;
-
-static uint64_t fnv(uint64_t hash, const void *data, size_t len) {
-    const uint8_t *bytes = data;
-    for (size_t i = 0; i < len; i++)
-        hash = (hash ^ bytes[i]) * 1099511628211ull;
-    return hash;
-}
 
 /* Appends the state's serialized form (state.lock held). */
 static void put_state(dr_buf *out) {
@@ -148,7 +142,7 @@ static int handle_put(void *ctx, const dr_rpc_call_info *info, const uint8_t *ar
     pthread_mutex_lock(&state.lock);
     state.values[writer][index] = value + 1;
     state.count++;
-    state.digest = fnv(state.digest, args, len);
+    state.digest = test_hash(state.digest, args, len);
     if (info->replayed)
         state.replayed++;
     if (state.checkpoint_every && !info->replayed && state.count % state.checkpoint_every == 0) {
@@ -331,7 +325,7 @@ int main(int argc, char **argv) {
     }
     pthread_mutex_init(&state.lock, NULL);
     pthread_cond_init(&state.cond, NULL);
-    state.digest = 1469598103934665603ull;
+    state.digest = TEST_HASH_SEED;
     dr_buf_init(&state.snapshot, 0);
     state.snapshot_version = -1;
     dr_rpc_type type = {.name = "KV",

@@ -38,6 +38,7 @@
  * It waits for its standard input to close before leaving (the test's barrier); on any failure
  * it prints "FAIL node=<id> <why>" instead. Exit status 0 on success.
  */
+#include "common/hash.h"
 #include "derecho/config.h"
 #include "derecho/durable.h"
 #include "derecho/group.h"
@@ -78,13 +79,6 @@ typedef struct node_state {
     kept deliveries[MAX_KEPT]; /* the first MAX_KEPT deliveries */
 } node_state;
 
-static uint64_t fnv(uint64_t hash, const void *data, size_t len) {
-    const uint8_t *bytes = data;
-    for (size_t i = 0; i < len; i++)
-        hash = (hash ^ bytes[i]) * 1099511628211ull;
-    return hash;
-}
-
 static void fill_message(uint8_t *out, size_t len, uint32_t sender, uint64_t index) {
     uint64_t seed = ((uint64_t)sender << 40) ^ index ^ 0x9e3779b97f4a7c15ull;
     for (size_t i = 0; i < len; i++) {
@@ -96,12 +90,12 @@ static void fill_message(uint8_t *out, size_t len, uint32_t sender, uint64_t ind
 static void on_deliver(void *ctx, const dr_message *message) {
     node_state *state = ctx;
     pthread_mutex_lock(&state->lock);
-    state->hash = fnv(state->hash, &message->version, sizeof message->version);
-    state->hash = fnv(state->hash, message->bytes, message->len);
+    state->hash = test_hash(state->hash, &message->version, sizeof message->version);
+    state->hash = test_hash(state->hash, message->bytes, message->len);
     if (state->delivered < MAX_KEPT)
         state->deliveries[state->delivered] =
             (kept){.version = message->version,
-                   .fnv = fnv(1469598103934665603ull, message->bytes, message->len),
+                   .fnv = test_hash(TEST_HASH_SEED, message->bytes, message->len),
                    .len = message->len};
     state->delivered++;
     if (message->version <= state->last_version)
@@ -118,10 +112,10 @@ static int on_replay(void *ctx, const dr_message *message, bool base) {
         message->version <= state->replay_last || message->sender_id != DR_NODE_NONE)
         state->replay_ok = false;
     state->replayed++;
-    state->replay_hash = fnv(state->replay_hash, &message->version, sizeof message->version);
+    state->replay_hash = test_hash(state->replay_hash, &message->version, sizeof message->version);
     state->replay_hash =
-        fnv(state->replay_hash, &message->timestamp_us, sizeof message->timestamp_us);
-    state->replay_hash = fnv(state->replay_hash, message->bytes, message->len);
+        test_hash(state->replay_hash, &message->timestamp_us, sizeof message->timestamp_us);
+    state->replay_hash = test_hash(state->replay_hash, message->bytes, message->len);
     state->replay_last = message->version;
     pthread_mutex_unlock(&state->lock);
     return 0;
@@ -162,7 +156,7 @@ static bool check_reads(dr_group *group, node_state *state) {
         const kept *k = &state->deliveries[i];
         if (dr_group_read_versioned(group, 0, DR_READ_EXACT, k->version, &rec) != DR_OK ||
             rec.version != k->version || rec.len != k->len ||
-            fnv(1469598103934665603ull, rec.bytes, rec.len) != k->fnv ||
+            test_hash(TEST_HASH_SEED, rec.bytes, rec.len) != k->fnv ||
             rec.timestamp_us < previous_stamp) {
             fprintf(stderr, "durable_node: exact read of %" PRId64 " wrong\n", k->version);
             dr_versioned_clear(&rec);
@@ -298,10 +292,10 @@ int main(int argc, char **argv) {
         }
     }
     static node_state state;
-    state.hash = 1469598103934665603ull;
+    state.hash = TEST_HASH_SEED;
     state.last_version = state.global_cb = state.local_cb = -1;
     state.order_ok = true;
-    state.replay_hash = 1469598103934665603ull;
+    state.replay_hash = TEST_HASH_SEED;
     state.replay_last = -1;
     state.replay_ok = true;
     pthread_mutex_init(&state.lock, NULL);

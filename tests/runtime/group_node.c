@@ -54,6 +54,7 @@
  * It then waits for its standard input to close (the test's barrier) before leaving, so no node
  * leaves while others still need its acknowledgements. Exit status 0 on success.
  */
+#include "common/hash.h"
 #include "derecho/config.h"
 #include "derecho/group.h"
 #include "derecho/log.h"
@@ -84,13 +85,6 @@ typedef struct node_state {
     uint64_t cut_at;        /* --cut-after-delivered (0: none): wakes the cutter */
     bool quit;              /* main is leaving: the cutter stops waiting */
 } node_state;
-
-static uint64_t fnv(uint64_t hash, const void *data, size_t len) {
-    const uint8_t *bytes = data;
-    for (size_t i = 0; i < len; i++)
-        hash = (hash ^ bytes[i]) * 1099511628211ull;
-    return hash;
-}
 
 /* The content of message `index` of `sender`: a header then a pattern. */
 static void fill_message(uint8_t *out, size_t len, uint32_t sender, uint64_t index) {
@@ -165,8 +159,8 @@ static void on_deliver(void *ctx, const dr_message *message) {
     if (state->raw) {
         /* per-sender FIFO only: combine per-message hashes commutatively, and count a message
          * whose index is not above its sender's previous one as bad (the hash cannot see it) */
-        uint64_t one = fnv(1469598103934665603ull, &message->sender_id, 4);
-        state->hash += fnv(one, message->bytes, message->len);
+        uint64_t one = test_hash(TEST_HASH_SEED, &message->sender_id, 4);
+        state->hash += test_hash(one, message->bytes, message->len);
         int64_t index = message_index(message);
         if (index >= 0 && message->sender_id < 64) {
             if (index <= state->last_index[message->sender_id])
@@ -174,9 +168,9 @@ static void on_deliver(void *ctx, const dr_message *message) {
             state->last_index[message->sender_id] = index;
         }
     } else {
-        state->hash = fnv(state->hash, &message->version, sizeof message->version);
-        state->hash = fnv(state->hash, &message->sender_id, 4);
-        state->hash = fnv(state->hash, message->bytes, message->len);
+        state->hash = test_hash(state->hash, &message->version, sizeof message->version);
+        state->hash = test_hash(state->hash, &message->sender_id, 4);
+        state->hash = test_hash(state->hash, message->bytes, message->len);
     }
     state->delivered++;
     if (message->sender_id < 64)
@@ -394,7 +388,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     node_state state = {.expected = messages * senders,
-                        .hash = 1469598103934665603ull,
+                        .hash = TEST_HASH_SEED,
                         .raw = raw,
                         .say_at = say_delivered,
                         .cut_at = cut_after_delivered};

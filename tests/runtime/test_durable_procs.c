@@ -24,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include "common/hash.h"
 #include "derecho/config.h"
 #include "derecho/durable.h"
 #include "node_procs.h"
@@ -50,13 +51,6 @@ static void write_config(int node, int base_port, int min_nodes, char *path, siz
     fclose(file);
 }
 
-static uint64_t fnv(uint64_t hash, const void *data, size_t len) {
-    const uint8_t *bytes = data;
-    for (size_t i = 0; i < len; i++)
-        hash = (hash ^ bytes[i]) * 1099511628211ull;
-    return hash;
-}
-
 typedef struct log_walk {
     uint64_t count;
     uint64_t hash;       /* over (version, bytes), as durable_node hashes deliveries */
@@ -68,11 +62,11 @@ typedef struct log_walk {
 static int visit(void *ctx, const dr_plog_record *rec) {
     log_walk *walk = ctx;
     walk->count++;
-    walk->hash = fnv(walk->hash, &rec->version, sizeof rec->version);
-    walk->hash = fnv(walk->hash, rec->data, rec->len);
-    walk->with_stamp = fnv(walk->with_stamp, &rec->version, sizeof rec->version);
-    walk->with_stamp = fnv(walk->with_stamp, &rec->hlc_us, sizeof rec->hlc_us);
-    walk->with_stamp = fnv(walk->with_stamp, rec->data, rec->len);
+    walk->hash = test_hash(walk->hash, &rec->version, sizeof rec->version);
+    walk->hash = test_hash(walk->hash, rec->data, rec->len);
+    walk->with_stamp = test_hash(walk->with_stamp, &rec->version, sizeof rec->version);
+    walk->with_stamp = test_hash(walk->with_stamp, &rec->hlc_us, sizeof rec->hlc_us);
+    walk->with_stamp = test_hash(walk->with_stamp, rec->data, rec->len);
     if (rec->version <= walk->previous)
         walk->ordered = false;
     walk->previous = rec->version;
@@ -90,10 +84,8 @@ static log_walk walk_log(int node) {
         fail_msg("node %d's log: %s", node, err.msg);
     assert_false(info.created);          /* the node wrote it */
     assert_int_equal(info.bytes_cut, 0); /* a clean shutdown leaves no torn tail */
-    log_walk walk = {.hash = 1469598103934665603ull,
-                     .with_stamp = 1469598103934665603ull,
-                     .previous = -1,
-                     .ordered = true};
+    log_walk walk = {
+        .hash = TEST_HASH_SEED, .with_stamp = TEST_HASH_SEED, .previous = -1, .ordered = true};
     assert_int_equal(dr_plog_iterate(log, 0, INT64_MAX, visit, &walk), 0);
     dr_plog_close(log);
     return walk;

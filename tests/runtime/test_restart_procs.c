@@ -25,6 +25,7 @@
 
 #include <cmocka.h>
 
+#include "common/hash.h"
 #include "node_procs.h"
 #include "persist/plog.h"
 
@@ -60,13 +61,6 @@ static void write_config(int node, int base_port, bool backups, char *path, size
     fclose(file);
 }
 
-static uint64_t fnv(uint64_t hash, const void *data, size_t len) {
-    const uint8_t *bytes = data;
-    for (size_t i = 0; i < len; i++)
-        hash = (hash ^ bytes[i]) * 1099511628211ull;
-    return hash;
-}
-
 typedef struct log_walk {
     uint64_t count;
     uint64_t hash; /* over (version, timestamp, bytes) */
@@ -76,9 +70,9 @@ typedef struct log_walk {
 static int visit(void *ctx, const dr_plog_record *rec) {
     log_walk *walk = ctx;
     walk->count++;
-    walk->hash = fnv(walk->hash, &rec->version, sizeof rec->version);
-    walk->hash = fnv(walk->hash, &rec->hlc_us, sizeof rec->hlc_us);
-    walk->hash = fnv(walk->hash, rec->data, rec->len);
+    walk->hash = test_hash(walk->hash, &rec->version, sizeof rec->version);
+    walk->hash = test_hash(walk->hash, &rec->hlc_us, sizeof rec->hlc_us);
+    walk->hash = test_hash(walk->hash, rec->data, rec->len);
     walk->latest = rec->version;
     return 0;
 }
@@ -97,7 +91,7 @@ static log_walk walk_log(int node, int64_t must_hold) {
     if (dr_plog_read(log, must_hold, &rec) != 0)
         fail_msg("node %d's log lacks the acknowledged version %" PRId64, node, must_hold);
     dr_plog_record_free(&rec);
-    log_walk walk = {.hash = 1469598103934665603ull, .latest = -1};
+    log_walk walk = {.hash = TEST_HASH_SEED, .latest = -1};
     assert_int_equal(dr_plog_iterate(log, 0, INT64_MAX, visit, &walk), 0);
     dr_plog_close(log);
     return walk;
