@@ -10,7 +10,10 @@
 # cache warm, as for the restarts: the machine keeps the logs cached).
 #   bench/restart_time.sh [BUILD_DIR] [RUNS] [MB]      (defaults: build 5 1024)
 # Prints RESULT lines; fails if a restart does not happen or replays fewer records than were
-# acknowledged.
+# acknowledged. BREAKDOWN=1: the nodes log at info level, and each restart is split, from the
+# nodes' own log times, into opening the log (recovery scan), the restart protocol (to the
+# install of the restart view) and the rest (replay into the application, the view upcall);
+# the slowest node of each phase counts.
 set -euo pipefail
 build=${1:-build}
 runs=${2:-5}
@@ -27,6 +30,8 @@ trap cleanup EXIT
 port=29400 # below the ephemeral range
 size=10240
 per_node=$((mb * 1024 * 1024 / size / 3))
+level=warn
+[ "${BREAKDOWN:-0}" = 1 ] && level=info
 
 for i in 0 1 2; do
     cat >"$dir/node$i.cfg" <<EOF
@@ -54,7 +59,7 @@ durable = true
 file_path = $dir/log$i
 max_data_size = $((4 * mb * 1024 * 1024))
 [LOGGER]
-default_log_level = warn
+default_log_level = $level
 EOF
 done
 
@@ -107,7 +112,18 @@ for r in $(seq 1 "$runs"); do
     cat "$dir"/log0/*.plog >/dev/null
     ref+=($((($(date +%s%N) - t0) / 1000000)))
 done
-times=()
+# ms_after T0_NS WORDS FILE: ms from T0_NS (date +%s%N) to the first log line of FILE with WORDS
+ms_after() {
+    local line t
+    line=$(grep -m1 -- "$2" "$3" || true)
+    [ -n "$line" ] || { echo "-"; return; }
+    t=$(sed 's/^\[\([0-9:.]*\)\].*/\1/' <<<"$line")
+    awk -v t="$t" -v t0="$1" 'BEGIN { split(t, p, ":"); s = p[1] * 3600 + p[2] * 60 + p[3];
+        day = int(t0 / 1e9 / 86400) * 86400; printf "%.0f", (day + s) * 1000 - t0 / 1e6 }'
+}
+# slowest A B C: the largest of the numbers
+slowest() { printf '%s\n' "$@" | sort -n | tail -1; }
+times=() open_ms=() protocol_ms=() rest_ms=()
 for r in $(seq 1 "$runs"); do
     t0=$(date +%s%N)
     start_nodes --restarted
@@ -125,6 +141,17 @@ for r in $(seq 1 "$runs"); do
     ms=$(((t1 - t0) / 1000000))
     times+=("$ms")
     echo "# restart $r: $ms ms, $replayed records replayed (last $last)"
+    if [ "${BREAKDOWN:-0}" = 1 ]; then
+        opened=() installed=()
+        for i in 0 1 2; do
+            opened+=("$(ms_after "$t0" ".plog open:" "$dir/out$i")")
+            installed+=("$(ms_after "$t0" "total restart installs view" "$dir/out$i")")
+        done
+        o=$(slowest "${opened[@]}") n=$(slowest "${installed[@]}")
+        open_ms+=("$o") protocol_ms+=($((n - o))) rest_ms+=($((ms - n)))
+        echo "# restart $r: logs open at ${opened[*]} ms (nodes 0 1 2), restart view installed" \
+            "at ${installed[*]} ms; slowest: open $o, protocol $((n - o)), replay and upcall $((ms - n))"
+    fi
 done
 stats() { # median min max of the arguments
     printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)], a[1], a[NR]}'
@@ -135,4 +162,12 @@ echo "RESULT bench=restart log_mib=$((log_bytes / 1048576)) records=$replayed ru
     "restart_ms_median=$med min=$min max=$max"
 echo "RESULT bench=read-log-ref log_mib=$((log_bytes / 1048576)) read_ms_median=$rmed" \
     "min=$rmin max=$rmax"
+if [ "${BREAKDOWN:-0}" = 1 ]; then
+    read -r omed omin omax <<<"$(stats "${open_ms[@]}")"
+    read -r pmed pmin pmax <<<"$(stats "${protocol_ms[@]}")"
+    read -r xmed xmin xmax <<<"$(stats "${rest_ms[@]}")"
+    echo "RESULT bench=restart-breakdown open_ms_median=$omed min=$omin max=$omax" \
+        "protocol_ms_median=$pmed min=$pmin max=$pmax replay_upcall_ms_median=$xmed" \
+        "min=$xmin max=$xmax"
+fi
 echo "RESULT ratio restart/read=$(awk -v a="$med" -v b="$rmed" 'BEGIN {printf "%.1f", a / (b > 0 ? b : 1)}')"
