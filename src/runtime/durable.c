@@ -13,7 +13,8 @@
  * all little-endian. floor = (vid << 32) of the view in which the node received the state
  * (dr_group_save_replay_base), or the checkpoint's version + 1 (dr_group_checkpoint, which then
  * trims the log below the floor: the base is saved first, so a crash in between leaves a base
- * and an untrimmed log, whose records below the floor replay skips).
+ * and an untrimmed log, whose records below the floor the next replay skips, and trims: after a
+ * replay the log starts at the base's floor).
  */
 #include "runtime/durable.h"
 
@@ -694,6 +695,14 @@ int durable_replay(durable *d, uint32_t subgroup, uint32_t shard, int64_t to, dr
         .d = d, .subgroup = subgroup, .shard = shard, .fn = fn, .ctx = ctx, .records = 0};
     int64_t floor = 0;
     int rc = replay_base(&walk, name, &floor);
+    if (rc == DR_OK && floor > 0) { /* a checkpoint's trim that a crash interrupted: finish it */
+        int trimmed = dr_plog_trim_below(log, floor);
+        if (trimmed != DR_OK)
+            DR_WARN(DR_LOGM_PERSISTENCE,
+                    "replay: subgroup %" PRIu32 ": the log below its base's floor %" PRId64
+                    " stays (trim: %s)",
+                    subgroup, floor, dr_strerror(trimmed));
+    }
     if (rc == DR_OK && to >= floor)
         rc = dr_plog_iterate(log, floor, to, replay_record, &walk);
     pthread_mutex_lock(&d->lock);
