@@ -5,9 +5,12 @@
 # injection to the moment the last survivor logged "installed view" of the 3-member view.
 #   kill: SIGKILL (the connection breaks: suspicion is immediate)
 #   stop: SIGSTOP (silent: suspicion after heartbeat_ms x suspicion_missed_heartbeats)
+# A run without a 3-member view after the injection prints "none", one whose 3-member view came
+# before it (a member excluded while streaming) "invalid"; either makes the script exit 1.
 # Usage: bench/view_change.sh BUILD_DIR [REPEATS] [HEARTBEATS...]
 # Environment: KINDS="kill stop" (which failures), WINDOW_BYTES=N (the subgroup's window_bytes;
-# unset: the default, 4 MiB), EXTRA_CONF="key = value\n..." (more [DERECHO] lines).
+# unset: the default, 4 MiB), EXTRA_CONF="key = value\n..." (more [DERECHO] lines; it goes into a
+# printf format, so no % in it).
 set -u
 build=${1:-build}
 repeats=${2:-5}
@@ -57,16 +60,25 @@ max_nodes = 4\n[LOGGER]\ndefault_log_level = info\n" $port $i $((port + i)) "$hb
         [ -n "$p" ] && kill -9 "$p" 2>/dev/null
     done
     sleep 0.2
+    # no 3-member view, or one installed before the injection (a member excluded while the group
+    # streamed: a false suspicion), is not a measurement: the run fails at the end
     if [ "$last" = 0 ]; then echo "none"; else
-        awk -v a="$(seconds_of_day "$t0")" -v b="$last" 'BEGIN { printf "%.1f\n", (b - a) * 1000 }'
+        awk -v a="$(seconds_of_day "$t0")" -v b="$last" \
+            'BEGIN { d = (b - a) * 1000; if (d <= 0) print "invalid"; else printf "%.1f\n", d }'
     fi
 }
+bad=0
 for hb in $heartbeats; do
     for kind in $kinds; do
         results=()
         for r in $(seq 1 "$repeats"); do results+=("$(run_once "$hb" "$kind")"); done
         sorted=$(printf "%s\n" "${results[@]}" | sort -n | tr '\n' ' ')
         echo "heartbeat_ms=$hb missed=$missed $kind: ms to the next view: $sorted"
+        case " $sorted " in *" none "* | *" invalid "*) bad=1 ;; esac
     done
 done
 rm -rf "$dir"
+if [ "$bad" = 1 ]; then
+    echo "view_change.sh: some runs had no 3-member view after the failure, or one before it" >&2
+    exit 1
+fi

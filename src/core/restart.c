@@ -128,6 +128,37 @@ static void free_entry(restart_entry *entry) {
     memset(entry, 0, sizeof *entry);
 }
 
+/**
+ * Copies `len` bytes into *out (owned; NULL when len is 0) and sets *out_len. Returns 0 or
+ * DR_ENOMEM (then *out is NULL).
+ */
+static int copy_blob(const uint8_t *bytes, size_t len, uint8_t **out, size_t *out_len) {
+    *out = NULL;
+    *out_len = 0;
+    if (len == 0)
+        return 0;
+    *out = malloc(len);
+    if (*out == NULL)
+        return DR_ENOMEM;
+    memcpy(*out, bytes, len);
+    *out_len = len;
+    return 0;
+}
+
+/** An entry's owned copies of a report: its saved view, accepted and installed proposals. */
+static int copy_report(restart_entry *entry, const uint8_t *frame, size_t frame_len,
+                       const uint8_t *accepted, size_t accepted_len, const uint8_t *installed,
+                       size_t installed_len) {
+    int rc = copy_blob(frame, frame_len, &entry->view_frame, &entry->view_len);
+    if (rc == 0)
+        rc = copy_blob(accepted, accepted_len, &entry->accepted, &entry->accepted_len);
+    if (rc == 0)
+        rc = copy_blob(installed, installed_len, &entry->installed, &entry->installed_len);
+    if (rc != 0)
+        free_entry(entry);
+    return rc;
+}
+
 static void reset_leader(struct restart_state *rs) {
     for (uint32_t i = 0; i < rs->num_entries; i++)
         free_entry(&rs->entries[i]);
@@ -230,33 +261,11 @@ static int own_entry(dr_core *core, restart_entry *entry) {
     entry->node_id = core->options.my_id;
     snprintf(entry->address, sizeof entry->address, "%s", core->options.my_address);
     entry->vid = rs->my_vid;
-    entry->view_frame = malloc(rs->my_len);
-    if (entry->view_frame == NULL)
-        return DR_ENOMEM;
-    memcpy(entry->view_frame, rs->my_frame, rs->my_len);
-    entry->view_len = rs->my_len;
     memcpy(entry->tails, rs->tails, sizeof entry->tails);
     entry->stateless = rs->stateless;
     entry->accepted_round = rs->accepted_round;
-    if (rs->accepted != NULL) {
-        entry->accepted = malloc(rs->accepted_len);
-        if (entry->accepted == NULL) {
-            free_entry(entry);
-            return DR_ENOMEM;
-        }
-        memcpy(entry->accepted, rs->accepted, rs->accepted_len);
-        entry->accepted_len = rs->accepted_len;
-    }
-    if (rs->installed != NULL) {
-        entry->installed = malloc(rs->installed_len);
-        if (entry->installed == NULL) {
-            free_entry(entry);
-            return DR_ENOMEM;
-        }
-        memcpy(entry->installed, rs->installed, rs->installed_len);
-        entry->installed_len = rs->installed_len;
-    }
-    return 0;
+    return copy_report(entry, rs->my_frame, rs->my_len, rs->accepted, rs->accepted_len,
+                       rs->installed, rs->installed_len);
 }
 
 static int try_propose(dr_core *core);
@@ -422,20 +431,11 @@ static int load_vote(struct restart_state *rs, const uint8_t *bytes, size_t len)
         return DR_ECORRUPT;
     if (vid != rs->my_vid)
         return 0; /* for an older saved view: obsolete */
-    if (accepted_len > 0) {
-        rs->accepted = malloc(accepted_len);
-        if (rs->accepted == NULL)
-            return DR_ENOMEM;
-        memcpy(rs->accepted, accepted, accepted_len);
-        rs->accepted_len = accepted_len;
-    }
-    if (installed_len > 0) {
-        rs->installed = malloc(installed_len);
-        if (rs->installed == NULL)
-            return DR_ENOMEM;
-        memcpy(rs->installed, installed, installed_len);
-        rs->installed_len = installed_len;
-    }
+    int rc = copy_blob(accepted, accepted_len, &rs->accepted, &rs->accepted_len);
+    if (rc == 0)
+        rc = copy_blob(installed, installed_len, &rs->installed, &rs->installed_len);
+    if (rc != 0)
+        return rc;
     rs->accepted_round = accepted_round;
     rs->round = rs->saved_round = promised;
     return 0;
@@ -482,13 +482,6 @@ static const restart_entry *find_entry(const struct restart_state *rs, uint32_t 
     return NULL;
 }
 
-/**
- * The trim of one shard of the saved view L: the smallest tail among its reporting members,
- * ignoring empty logs (-1: such a member either persisted nothing while the frontier was
- * computed over it, so the frontier was -1, or joined later and says nothing about earlier
- * versions). *any: some member of the shard reported. docs/persistence.md "Total restart"
- * explains why no globally persisted version lies above it.
- */
 /** Whether `bytes` decode (into *p) as the restart proposal of view `last`. */
 static bool is_proposal_of(const uint8_t *bytes, size_t len, const dr_view *last,
                            restart_proposal *p) {
@@ -534,6 +527,13 @@ static int64_t counted_tail(const restart_entry *entry, int32_t last_vid,
     return tail;
 }
 
+/**
+ * The trim of one shard of the saved view L: the smallest tail among its reporting members,
+ * ignoring empty logs (-1: such a member either persisted nothing while the frontier was
+ * computed over it, so the frontier was -1, or joined later and says nothing about earlier
+ * versions). *any: some member of the shard reported. docs/persistence.md "Total restart"
+ * explains why no globally persisted version lies above it.
+ */
 static int64_t shard_trim(const struct restart_state *rs, int32_t last_vid,
                           const restart_proposal *l_trims, const dr_shard_layout *shard,
                           uint32_t subgroup, uint32_t shard_index, bool *any) {
@@ -1141,30 +1141,8 @@ static int on_request(dr_core *core, const dr_wire_header *header, dr_reader *re
     }
     if (!i_lead(core) || rs->proposed)
         return 0;
-    entry.view_frame = malloc(frame_len);
-    if (entry.view_frame == NULL)
-        return DR_ENOMEM;
-    memcpy(entry.view_frame, frame, frame_len);
-    entry.view_len = frame_len;
-    if (accepted_len > 0) {
-        entry.accepted = malloc(accepted_len);
-        if (entry.accepted == NULL) {
-            free_entry(&entry);
-            return DR_ENOMEM;
-        }
-        memcpy(entry.accepted, accepted, accepted_len);
-        entry.accepted_len = accepted_len;
-    }
-    if (installed_len > 0) {
-        entry.installed = malloc(installed_len);
-        if (entry.installed == NULL) {
-            free_entry(&entry);
-            return DR_ENOMEM;
-        }
-        memcpy(entry.installed, installed, installed_len);
-        entry.installed_len = installed_len;
-    }
-    return add_entry(core, &entry);
+    rc = copy_report(&entry, frame, frame_len, accepted, accepted_len, installed, installed_len);
+    return rc != 0 ? rc : add_entry(core, &entry);
 }
 
 int restart_on_message(dr_core *core, const dr_wire_header *header, const uint8_t *body) {
