@@ -17,8 +17,8 @@
  *   ACKED node=<id> puts=<N> vid=<view>
  * then keeps putting (index N, N+1, ...) without waiting until it is killed; after LOADED_PUTS
  * of those it prints "LOADED node=<id> puts=<n>" (the test kills then: puts are in flight).
- * --checkpoint-every C: every C-th put applied here (not replayed), the delivery thread
- *   serializes the map as of that put's version; the load loop checkpoints it
+ * --checkpoint-every C: at every C-th put applied here (not replayed) while no snapshot waits,
+ *   the delivery thread serializes the map as of that put's version; the load loop checkpoints it
  *   (dr_group_checkpoint) once the version is globally persisted, printing
  *   "CHECKPOINT node=<id> version=<v>"; LOADED then waits for the first checkpoint too.
  * --restarted: waits for the restart view's upcall (the log's replay runs before it), prints
@@ -145,8 +145,11 @@ static int handle_put(void *ctx, const dr_rpc_call_info *info, const uint8_t *ar
     state.digest = test_hash(state.digest, args, len);
     if (info->replayed)
         state.replayed++;
-    if (state.checkpoint_every && !info->replayed && state.count % state.checkpoint_every == 0) {
-        dr_buf_reset(&state.snapshot); /* the newest snapshot replaces one still waiting */
+    /* a snapshot waits until the load loop checkpoints it; none is taken meanwhile (a newer one
+     * replacing it would starve the checkpoint whenever persistence lags more than C puts) */
+    if (state.checkpoint_every && !info->replayed && state.snapshot_version < 0 &&
+        state.count % state.checkpoint_every == 0) {
+        dr_buf_reset(&state.snapshot);
         put_state(&state.snapshot);
         state.snapshot_version = state.snapshot.failed ? -1 : info->version;
     }

@@ -217,7 +217,10 @@ bool procs_wait_line(child *c, const char *prefix, char *line, size_t cap, int t
             size_t len = (size_t)(newline - c->output);
             *newline = '\0';
             bool match = strstr(c->output, prefix) != NULL;
+            bool failed = !match && strncmp(c->output, "FAIL", 4) == 0;
             *newline = '\n';
+            if (failed) /* the child gave up: stop here, its FAIL line first in c->output */
+                break;
             if (match)
                 snprintf(line, cap, "%.*s", (int)len, c->output);
             size_t keep = c->output_len - len - 1;
@@ -228,6 +231,8 @@ bool procs_wait_line(child *c, const char *prefix, char *line, size_t cap, int t
                 return true;
             }
         }
+        if (newline != NULL) /* a FAIL line */
+            break;
         time_t now = time(NULL);
         if (now >= deadline || c->output_len + 1 >= sizeof c->output)
             break;

@@ -82,7 +82,9 @@ bool procs_wait_listening(int port, int timeout_ms);
 /**
  * Reads c's output until it holds a complete line containing `prefix` (lines before it are
  * dropped) or timeout_s passed; the line (without newline) goes to line[0..cap). Returns true
- * when found. Unlike wait_all_done, keeps what was read after that line in c->output.
+ * when found. Unlike wait_all_done, keeps what was read after that line in c->output. A line
+ * starting with "FAIL" (the test programs' way to give up) ends the wait at once: false, with
+ * that line first in c->output for the caller's failure message.
  */
 bool procs_wait_line(child *c, const char *prefix, char *line, size_t cap, int timeout_s);
 

@@ -100,8 +100,10 @@ static void run_fault_mode(int requested_port, int victim, fault_kind kind, int 
                         "--say-sending",
                         "--say-delivered",
                         i == victim && kind != PARTITION ? cut_after : "0",
-                        "--wait-ms",
-                        "30000",
+                        "--wait-ms", /* a paused victim's send outlives its pause (which
+                                        lasts up to WAIT_SECONDS): it must see the exclusion,
+                                        not its own deadline, when it runs again */
+                        i == victim && kind == PAUSE ? "120000" : "30000",
                         raw ? "--raw" : "--say-sending",
                         kind == PARTITION ? "--cut-after-delivered" : NULL,
                         cut_after,

@@ -116,7 +116,7 @@ static void kill_all(child *children) {
     char line[256];
     for (int i = 0; i < NODES; i++)
         if (!procs_wait_line(&children[i], "LOADED", line, sizeof line, WAIT_SECONDS))
-            fail_msg("node %d: no LOADED line", i);
+            fail_msg("node %d: no LOADED line: '%s'", i, children[i].output);
     for (int i = 0; i < NODES; i++)
         kill(children[i].pid, SIGKILL);
     finish_all(children, NODES);
