@@ -7,11 +7,25 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *cache_ptr[DR_BIG_BUFFER_COUNT];   /* kept buffers (NULL: free entry) */
 static size_t cache_size[DR_BIG_BUFFER_COUNT]; /* their usable sizes */
 static size_t cache_bytes;                     /* sum of cache_size */
+
+/*
+ * A fresh large buffer, 2 MiB-aligned and advised for transparent huge pages: where THP is in
+ * madvise mode (Debian's default) its first touch takes one fault per 2 MiB instead of one per
+ * 4 KiB page (measured: a 100 MB message copied into fresh 4 KiB pages cost 25,600 faults).
+ */
+static void *alloc_huge(size_t len) {
+    void *block = NULL;
+    if (posix_memalign(&block, DR_BIG_BUFFER_ALIGN, len) != 0)
+        return NULL;
+    madvise(block, len & ~(DR_BIG_BUFFER_ALIGN - 1), MADV_HUGEPAGE);
+    return block;
+}
 
 void *dr_big_alloc(size_t len) {
     if (len < DR_BIG_BUFFER_MIN)
@@ -29,7 +43,7 @@ void *dr_big_alloc(size_t len) {
         cache_ptr[best] = NULL;
     }
     pthread_mutex_unlock(&cache_lock);
-    return found ? found : malloc(len);
+    return found ? found : alloc_huge(len);
 }
 
 void dr_big_free(void *ptr) {

@@ -16,6 +16,8 @@
 /** At most this many buffers and bytes are kept. */
 #define DR_BIG_BUFFER_COUNT 4
 #define DR_BIG_BUFFER_BYTES ((size_t)512 << 20)
+/** Fresh large buffers are aligned to this (a huge page) and advised MADV_HUGEPAGE. */
+#define DR_BIG_BUFFER_ALIGN ((size_t)2 << 20)
 
 /**
  * Returns len bytes (uninitialised) like malloc: for len >= DR_BIG_BUFFER_MIN a kept buffer of

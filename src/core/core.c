@@ -632,6 +632,15 @@ int dr_core_on_message(dr_core *core, uint32_t from_node, const uint8_t *bytes, 
     return rc;
 }
 
+int dr_core_on_shared_message(dr_core *core, uint32_t from_node, dr_shared_bytes *frame,
+                              uint64_t now_us) {
+    core->incoming = frame; /* relay_block shares it */
+    int rc = dr_core_on_message(core, from_node, dr_shared_bytes_data(frame),
+                                dr_shared_bytes_len(frame), now_us);
+    core->incoming = NULL;
+    return rc;
+}
+
 int dr_core_on_tick(dr_core *core, uint64_t now_us) {
     if (now_us > core->now_us)
         core->now_us = now_us;

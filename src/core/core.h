@@ -288,6 +288,15 @@ int dr_core_on_message(dr_core *core, uint32_t from_node, const uint8_t *bytes, 
                        uint64_t now_us);
 
 /**
+ * As dr_core_on_message, for a frame the driver holds as shared bytes (`frame`, borrowed: the
+ * core takes its own references): a BLOCK frame it relays is then sent without copying it, the
+ * SEND actions sharing `frame` (their body) instead of a copy. The bytes must stay unchanged
+ * while any reference lives.
+ */
+int dr_core_on_shared_message(dr_core *core, uint32_t from_node, dr_shared_bytes *frame,
+                              uint64_t now_us);
+
+/**
  * Time passed: joiner retries, heartbeats (every heartbeat_ms) and suspicion of members silent
  * for heartbeat_ms x suspect_after_missed. Call at least every heartbeat_ms / 2. Returns 0 or
  * DR_ENOMEM.

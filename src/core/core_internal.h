@@ -195,6 +195,8 @@ struct dr_core {
     bool draining;        /**< sending queued re-sends (they go before new application sends) */
     bool leave_requested; /**< dr_core_leave was called: no new sends; LEAVING once flushed */
     dr_buf scratch;       /**< frame encoding */
+    dr_shared_bytes
+        *incoming; /**< the frame being handled, when the driver shares it (else NULL) */
     dr_wire_limits limits;
     dr_core_stats stats;
     /* persistence (persistence.c), kept across views */

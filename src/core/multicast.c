@@ -317,7 +317,10 @@ static int relay_block(dr_core *core, const mc_shard *shard, uint32_t sender_ran
     for (uint32_t i = 0; i < count && rc == 0; i++) {
         uint32_t to = member_at(shard, sender_rank, next[i]);
         assert(to != core->options.my_id);
-        rc = core_send_bytes(core, to, frame, len);
+        bool shared = core->incoming != NULL && dr_shared_bytes_data(core->incoming) == frame &&
+                      dr_shared_bytes_len(core->incoming) == len;
+        rc = shared ? core_send_shared(core, to, NULL, 0, core->incoming, frame, len)
+                    : core_send_bytes(core, to, frame, len); /* the driver's buffer is not ours */
     }
     return rc;
 }

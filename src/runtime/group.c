@@ -291,9 +291,11 @@ static void act_send(dr_group *group, dr_action *action) {
     if (peer && peer->up && action->body_owner) { /* a block sent without copying it */
         dr_shared_bytes *owner = action->body_owner;
         action->body_owner = NULL;
-        int rc = dr_net_send_lane(group->net, to, core_lane(action->bytes, action->len),
-                                  NET_TYPE_CORE, 0, action->bytes, action->len,
-                                  (void *)action->body, action->body_len, release_shared, owner);
+        const uint8_t *frame_start = action->len > 0 ? action->bytes : action->body; /* a relay */
+        size_t frame_len = action->len > 0 ? action->len : action->body_len;
+        int rc = dr_net_send_lane(group->net, to, core_lane(frame_start, frame_len), NET_TYPE_CORE,
+                                  0, action->bytes, action->len, (void *)action->body,
+                                  action->body_len, release_shared, owner);
         if (rc != 0 && rc != DR_ENOTFOUND && rc != DR_ECLOSED)
             send_failed(group, to, action->len + action->body_len, dr_strerror(rc));
         return;
@@ -608,18 +610,36 @@ static void on_peer_down(dr_group *group, uint32_t id, int reason, uint64_t inca
     dr_core_on_disconnect(group->core, id, incarnation, now_us());
 }
 
-static void on_frame(dr_group *group, const dr_net_event *event) {
-    if (event->msg->type != NET_TYPE_CORE) {
-        DR_WARN(DR_LOGM_NET, "frame of unknown type %u from %" PRIu32 " ignored", event->msg->type,
+/* Frames from this size are handed to the core as shared bytes (blocks it may relay). */
+#define SHARED_FRAME_MIN_BYTES (64u << 10)
+
+/*
+ * Hands a frame to the core. A large one (a block, whatever the core makes of it) goes as shared
+ * bytes that free the network message with the last reference, so relaying it queues the
+ * received bytes instead of a copy (docs/protocol.md, "Large messages and the core lock").
+ * Returns true when the message was taken that way (the caller must not free it).
+ */
+static bool on_frame(dr_group *group, const dr_net_event *event) {
+    dr_net_msg *msg = event->msg;
+    if (msg->type != NET_TYPE_CORE) {
+        DR_WARN(DR_LOGM_NET, "frame of unknown type %u from %" PRIu32 " ignored", msg->type,
                 event->peer);
-        return;
+        return false;
     }
     group->replying_to = event->peer;
-    if (dr_core_on_message(group->core, event->peer, event->msg->payload, event->msg->payload_bytes,
-                           now_us()) == DR_EPROTO)
+    dr_shared_bytes *shared =
+        msg->payload_bytes >= SHARED_FRAME_MIN_BYTES
+            ? dr_shared_bytes_wrap_inside(msg->payload, msg->payload_bytes, msg)
+            : NULL; /* out of memory: the copying path below */
+    int rc = shared ? dr_core_on_shared_message(group->core, event->peer, shared, now_us())
+                    : dr_core_on_message(group->core, event->peer, msg->payload, msg->payload_bytes,
+                                         now_us());
+    if (rc == DR_EPROTO)
         dr_net_disconnect(group->net, event->peer);
     drain_actions_locked(group); /* relayed blocks, replies to joiners; the rest at batch end */
     group->replying_to = DR_NODE_NONE;
+    dr_shared_bytes_release(shared); /* the queued relays hold their own references */
+    return shared != NULL;
 }
 
 /* Events for the layer above, handled outside the core lock. Returns true if consumed. */
@@ -647,6 +667,7 @@ static bool route_to_hooks(dr_group *group, const dr_net_event *event) {
 
 static void on_net_event(void *ctx, const dr_net_event *event) {
     dr_group *group = ctx;
+    bool msg_taken = false; /* a frame handed on as shared bytes (on_frame) */
     if (route_to_hooks(group, event))
         return;
     pthread_mutex_lock(&group->core_lock);
@@ -661,7 +682,7 @@ static void on_net_event(void *ctx, const dr_net_event *event) {
                 group->batch_open = true;
                 dr_net_cork(group->net);
             }
-            on_frame(group, event);
+            msg_taken = on_frame(group, event);
             break;
         case DR_NET_EV_TICK:
             dr_core_on_tick(group->core, now_us());
@@ -676,7 +697,7 @@ static void on_net_event(void *ctx, const dr_net_event *event) {
             dispatch_actions_locked(group);
     }
     pthread_mutex_unlock(&group->core_lock);
-    if (event->kind == DR_NET_EV_FRAME)
+    if (event->kind == DR_NET_EV_FRAME && !msg_taken)
         free(event->msg);
 }
 

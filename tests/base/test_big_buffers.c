@@ -1,8 +1,10 @@
 /*
  * Tests of src/base/big_buffers.c: large buffers released with dr_big_free come back from
- * dr_big_alloc (same pointer, so already mapped); small ones, and sizes that do not fit, do not.
+ * dr_big_alloc (same pointer, so already mapped); small ones, and sizes that do not fit, do not;
+ * fresh ones are huge-page aligned. Also shared bytes inside a block (shared_bytes.c).
  */
 #include "base/big_buffers.h"
+#include "base/shared_bytes.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -43,6 +45,48 @@ static void test_large_buffer_reused(void **state) {
     free(d); /* dr_big_alloc's buffers are plain malloc'd ones */
     free(e);
     dr_big_trim();
+}
+
+/* A fresh large buffer starts on a huge-page boundary (so MADV_HUGEPAGE can back it with
+ * 2 MiB pages); it is still an ordinary malloc'd block, kept and reused as the others. */
+static void test_fresh_large_buffer_is_huge_page_aligned(void **state) {
+    (void)state;
+    dr_big_trim();
+    uint8_t *a = dr_big_alloc(DR_BIG_BUFFER_MIN + 12345);
+    assert_non_null(a);
+    assert_int_equal((uintptr_t)a % DR_BIG_BUFFER_ALIGN, 0);
+    memset(a, 7, DR_BIG_BUFFER_MIN + 12345);
+    dr_big_free(a);
+    assert_ptr_equal(dr_big_alloc(DR_BIG_BUFFER_MIN + 100), a);
+    free(a);
+}
+
+/* Bytes wrapped inside a block: the last release frees (here: keeps for reuse) the block, not
+ * the bytes' address; taking them gives a copy, never the inner pointer. */
+static void test_shared_bytes_inside_a_block(void **state) {
+    (void)state;
+    dr_big_trim();
+    uint8_t *block = malloc(DR_BIG_BUFFER_MIN);
+    assert_non_null(block);
+    memset(block, 0, 64);
+    memcpy(block + 64, "frame", 5);
+    dr_shared_bytes *shared = dr_shared_bytes_wrap_inside(block + 64, 5, block);
+    assert_non_null(shared);
+    assert_ptr_equal(dr_shared_bytes_data(shared), block + 64);
+    dr_shared_bytes_retain(shared);
+    uint8_t *copy = dr_shared_bytes_take(shared); /* two owners: a copy, one reference left */
+    assert_non_null(copy);
+    assert_ptr_not_equal(copy, block + 64);
+    assert_memory_equal(copy, "frame", 5);
+    free(copy);
+    dr_shared_bytes_retain(shared);
+    copy = dr_shared_bytes_take(shared); /* even as the only owner: a copy */
+    assert_ptr_not_equal(copy, block + 64);
+    assert_memory_equal(copy, "frame", 5);
+    free(copy);
+    dr_shared_bytes_release(shared); /* the last: the block goes to the cache */
+    assert_ptr_equal(dr_big_alloc(DR_BIG_BUFFER_MIN), block);
+    free(block);
 }
 
 static void test_small_buffers_not_kept(void **state) {
@@ -92,6 +136,8 @@ static void test_cache_bounded(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_large_buffer_reused),
+        cmocka_unit_test(test_fresh_large_buffer_is_huge_page_aligned),
+        cmocka_unit_test(test_shared_bytes_inside_a_block),
         cmocka_unit_test(test_small_buffers_not_kept),
         cmocka_unit_test(test_cache_bounded),
     };

@@ -209,10 +209,19 @@ size_t h_pump(harness *h, size_t max_frames) {
             free(frame.bytes);
             continue;
         }
-        if (dr_core_on_message(node->core, h->nodes[frame.from].id, frame.bytes, frame.len,
-                               h->now_us) != 0)
+        dr_shared_bytes *shared =
+            h->share_frames ? dr_shared_bytes_wrap(frame.bytes, frame.len) : NULL;
+        CHECK(!h->share_frames || shared != NULL, "out of memory");
+        int rc = shared ? dr_core_on_shared_message(node->core, h->nodes[frame.from].id, shared,
+                                                    h->now_us)
+                        : dr_core_on_message(node->core, h->nodes[frame.from].id, frame.bytes,
+                                             frame.len, h->now_us);
+        if (rc != 0)
             h->rejected++;
-        free(frame.bytes);
+        if (shared) /* the core's SEND actions hold their own references */
+            dr_shared_bytes_release(shared);
+        else
+            free(frame.bytes);
         h_drain(h, frame.to);
         delivered++;
     }

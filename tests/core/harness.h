@@ -70,8 +70,10 @@ typedef struct harness {
     uint64_t rejected;                   /* frames a core returned an error for */
     bool cut[H_MAX_NODES][H_MAX_NODES];  /* link from -> to is broken: its frames are lost */
     bool hold[H_MAX_NODES][H_MAX_NODES]; /* link from -> to is slow: frames wait in the queue */
-    uint64_t shuffle; /* nonzero: h_pump takes frames in a seeded random order across links
-                         (FIFO per link, like TCP); 0: one global FIFO */
+    uint64_t shuffle;  /* nonzero: h_pump takes frames in a seeded random order across links
+                          (FIFO per link, like TCP); 0: one global FIFO */
+    bool share_frames; /* h_pump hands frames over as shared bytes (dr_core_on_shared_message),
+                          as the runtime does with large ones */
 } harness;
 
 /** Options every test node starts from: one subgroup, one ordered shard of `members`. */

@@ -333,6 +333,41 @@ static void test_own_blocks_share_the_payload(void **state) {
     done(h);
 }
 
+/*
+ * A received block frame handed over as shared bytes (the runtime does so for large frames) is
+ * relayed without a copy: the relay's SEND shares the received frame. Handed over as plain bytes,
+ * the relay copies them. The bytes delivered are the same either way.
+ */
+static void test_relayed_blocks_share_the_received_frame(void **state) {
+    (void)state;
+    for (int share = 0; share <= 1; share++) {
+        dr_core_options options;
+        h_options(&options, 3);
+        options.max_smc_payload_size = 100;
+        options.block_size = 1000;
+        options.pipeline = DR_PIPELINE_CHAIN; /* 0 -> 1 -> 2: node 1 relays every block */
+        harness *h = cluster(3, &options);
+        h->share_frames = share == 1;
+        uint8_t *payload = malloc(3500); /* 4 blocks, the last one partial */
+        assert_non_null(payload);
+        for (int i = 0; i < 3500; i++)
+            payload[i] = (uint8_t)(i * 13 + 5);
+        assert_int_equal(dr_core_send_owned(h->nodes[0].core, 0, payload, 3500, DR_MODE_ORDERED, 1),
+                         0);
+        h_drain(h, 0);
+        h_pump(h, (size_t)-1);
+        assert_int_equal(h->nodes[1].shared_sends, share ? 4 : 0); /* its 4 relays to node 2 */
+        assert_int_equal(h->nodes[2].shared_sends, 0);             /* the chain's end */
+        for (uint32_t n = 0; n < 3; n++) {
+            assert_int_equal(h->nodes[n].num_deliveries, 1);
+            assert_int_equal(h->nodes[n].deliveries[0].len, 3500);
+            for (int i = 0; i < 3500; i++)
+                assert_int_equal(h->nodes[n].deliveries[0].bytes[i], (uint8_t)(i * 13 + 5));
+        }
+        done(h);
+    }
+}
+
 static void test_relay_schedules_reach_everyone_once(void **state) {
     (void)state;
     dr_pipeline_algorithm algorithms[] = {DR_PIPELINE_SEQUENTIAL, DR_PIPELINE_CHAIN,
@@ -435,6 +470,7 @@ int main(void) {
         cmocka_unit_test(test_send_errors),
         cmocka_unit_test(test_non_member_of_subgroup_cannot_send),
         cmocka_unit_test(test_owned_send_takes_the_buffer),
+        cmocka_unit_test(test_relayed_blocks_share_the_received_frame),
         cmocka_unit_test(test_relay_schedules_reach_everyone_once),
         cmocka_unit_test(test_duplicate_and_out_of_window_data_rejected),
         cmocka_unit_test(test_early_frames_wait_for_their_view),

@@ -130,6 +130,21 @@ static void test_fifty_megabyte_messages_intact(void **state) {
     run_group(&spec, 2);
 }
 
+/* Four members: with the binomial schedule the member at position 1 relays every block to
+ * position 3, forwarding the received frame itself (shared, not copied: docs/protocol.md). */
+static void test_relayed_blocks_intact(void **state) {
+    (void)state;
+    static char *sender[] = {"--messages",       "20", "--size", "3000000",
+                             "--expect-senders", "1",  NULL};
+    static char *silent[] = {"--messages",       "20", "--size",   "3000000",
+                             "--expect-senders", "1",  "--silent", NULL};
+    run_spec spec = {.nodes = 4,
+                     .base_port = 21600,
+                     .config_extra = "max_payload_size = 4000000\nwindow_size = 4\n",
+                     .args = {sender, silent, silent, silent}};
+    run_group(&spec, 20);
+}
+
 static void test_raw_mode_delivers_everything(void **state) {
     (void)state;
     static char *args[] = {"--messages",       "300", "--size", "2000", "--mixed", "--raw",
@@ -154,6 +169,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_four_nodes_all_send, kill_leftover_children),
         cmocka_unit_test_teardown(test_silent_senders_do_not_stall, kill_leftover_children),
         cmocka_unit_test_teardown(test_fifty_megabyte_messages_intact, kill_leftover_children),
+        cmocka_unit_test_teardown(test_relayed_blocks_intact, kill_leftover_children),
         cmocka_unit_test_teardown(test_raw_mode_delivers_everything, kill_leftover_children),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
