@@ -116,11 +116,12 @@ int dr_group_save_replay_base(dr_group *group, uint32_t subgroup, int32_t vid, c
  * dr_group_save_replay_base on joining the shard, or by dr_group_checkpoint): *floor_out is its
  * floor F (the base is the state after every version below F; the log holds no record below F),
  * *bytes_out the state (malloc'd, owned by the caller: free it; NULL when *len_out is 0). With
- * the log's records from F on, the state at any version >= F - 1 can be rebuilt (docs/
- * persistence.md "Reads"); versions below F - 1 are gone on this node. Returns 0; DR_ENOTFOUND
- * (no base: the log holds the shard's whole history, nothing was trimmed); DR_ESTATE (not
- * durable here / no log yet); DR_ECORRUPT (a damaged base file); DR_EIO; DR_ENOMEM. Blocks on a
- * disk read; any thread (a checkpoint running meanwhile may replace the base just read).
+ * the log's records from F on, the state at any version >= F - 1 can be rebuilt
+ * (docs/persistence.md "Reads"); versions below F - 1 are gone on this node. Returns 0;
+ * DR_ENOTFOUND (no base: the log holds the shard's whole history, nothing was trimmed);
+ * DR_ESTATE (not durable here / no log yet); DR_ECORRUPT (a damaged base file); DR_EIO;
+ * DR_ENOMEM. Blocks on a disk read; any thread (a checkpoint running meanwhile may replace the
+ * base just read).
  */
 int dr_group_read_replay_base(dr_group *group, uint32_t subgroup, int64_t *floor_out,
                               uint8_t **bytes_out, size_t *len_out);
