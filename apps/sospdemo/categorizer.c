@@ -31,6 +31,10 @@
 #define DEFAULT_ORDERED_TIMEOUT_MS 120000
 #define LOAD_RETRY_FIRST_MS        10000
 #define LOAD_RETRY_MAX_MS          600000
+/* model_as_of on a volatile shard (no log to read the past from) */
+#define NOT_DURABLE_TEXT                                                                           \
+    "the categorizer shard is not durable: it keeps no history of its models "                     \
+    "([SUBGROUP/CATEGORIZER_TIER] durable = true keeps one)"
 
 typedef struct sd_entry {
     uint32_t tag;
@@ -946,6 +950,283 @@ static int handle_list_models(void *ctx, const dr_rpc_call_info *info, const uin
     return reply->failed ? DR_ETOOBIG : DR_OK;
 }
 
+/* ---- models as of a past version (the durable log) --------------------------------------- */
+
+int sd_model_as_of_args_encode(dr_buf *out, uint32_t tag, sd_as_of_kind kind, int64_t key) {
+    if (key < 0 || (kind != SD_AS_OF_VERSION && kind != SD_AS_OF_TIME))
+        return DR_EINVAL;
+    dr_buf_put_u8(out, (uint8_t)kind);
+    dr_buf_put_u32(out, tag);
+    dr_buf_put_u64(out, (uint64_t)key);
+    return out->failed ? DR_ENOMEM : DR_OK;
+}
+
+static void put_model_info(dr_buf *out, const sd_model_info *info) {
+    dr_buf_put_u32(out, info->tag);
+    dr_buf_put_u8(out, (uint8_t)info->format);
+    dr_buf_put_u8(out, info->precision);
+    dr_buf_put_u64(out, info->bytes);
+    dr_buf_put_u64(out, info->digest);
+    dr_buf_put_u64(out, (uint64_t)info->version);
+    dr_buf_put_u64(out, info->installed_us);
+}
+
+static int model_as_of_reply_encode(dr_buf *out, const sd_model_as_of *as_of) {
+    dr_buf_put_u8(out, as_of->installed ? 1 : 0);
+    dr_buf_put_u64(out, (uint64_t)as_of->resolved);
+    if (as_of->installed) {
+        put_model_info(out, &as_of->model);
+    } else {
+        dr_buf_put_u64(out, (uint64_t)as_of->removed_version);
+        dr_buf_put_u64(out, as_of->removed_us);
+    }
+    return out->failed ? DR_ETOOBIG : DR_OK;
+}
+
+int sd_model_as_of_reply_decode(const uint8_t *bytes, size_t len, sd_model_as_of *out) {
+    dr_reader reader;
+    dr_reader_init(&reader, bytes, len);
+    memset(out, 0, sizeof *out);
+    uint8_t installed = dr_reader_u8(&reader);
+    out->resolved = (int64_t)dr_reader_u64(&reader);
+    out->installed = installed == 1;
+    if (out->installed) {
+        sd_model_info *info = &out->model;
+        info->tag = dr_reader_u32(&reader);
+        uint8_t format = dr_reader_u8(&reader);
+        info->format = format == SD_FORMAT_ONNX ? SD_FORMAT_ONNX : SD_FORMAT_MXNET;
+        info->precision = dr_reader_u8(&reader);
+        info->bytes = dr_reader_u64(&reader);
+        info->digest = dr_reader_u64(&reader);
+        info->version = (int64_t)dr_reader_u64(&reader);
+        info->installed_us = dr_reader_u64(&reader);
+        if (format > SD_FORMAT_ONNX || info->precision > DR_PRECISION_AUTO)
+            reader.failed = true;
+    } else {
+        out->removed_version = (int64_t)dr_reader_u64(&reader);
+        out->removed_us = dr_reader_u64(&reader);
+    }
+    if (installed > 1 || !dr_reader_done(&reader))
+        return DR_EPROTO;
+    return DR_OK;
+}
+
+/* The model an install's args describe (what list_models would show of its entry). */
+static sd_model_info install_info(const model_args *model, int64_t version, uint64_t stamp_us) {
+    uint64_t total = (uint64_t)model->synset_len + model->symbol_len + model->params_len;
+    /* the three ranges lie back to back in the args, as in an entry's data */
+    return (sd_model_info){
+        .tag = model->tag,
+        .format = detect_format(model->params, model->params_len, model->symbol_len),
+        .precision = model->precision,
+        .bytes = total,
+        .digest = digest_bytes(model->synset, (size_t)total),
+        .version = version,
+        .installed_us = stamp_us,
+    };
+}
+
+/*
+ * Finds tag in a snapshot (serialize_models' format, as a replay base holds it), checking it
+ * as restore_models does. Returns 0 with *found and, when found, *info; DR_ECORRUPT.
+ */
+static int snapshot_find(const sd_categorizer *cat, const uint8_t *bytes, size_t len, uint32_t tag,
+                         bool *found, sd_model_info *info) {
+    dr_reader reader;
+    dr_reader_init(&reader, bytes, len);
+    uint32_t magic = dr_reader_u32(&reader);
+    bool stamped = magic == SNAPSHOT_MAGIC;
+    uint32_t count = dr_reader_u32(&reader);
+    if (reader.failed || (!stamped && magic != SNAPSHOT_MAGIC_V1))
+        return DR_ECORRUPT;
+    *found = false;
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t entry_tag = dr_reader_u32(&reader);
+        (void)dr_reader_u8(&reader); /* format: detected from the bytes, as restore does */
+        uint8_t precision = dr_reader_u8(&reader);
+        int64_t version = stamped ? (int64_t)dr_reader_u64(&reader) : -1;
+        uint64_t installed_us = stamped ? dr_reader_u64(&reader) : 0;
+        model_args model = {.tag = entry_tag, .precision = precision};
+        model.synset_len = dr_reader_u32(&reader);
+        model.symbol_len = dr_reader_u32(&reader);
+        model.params_len = dr_reader_u32(&reader);
+        uint64_t total = (uint64_t)model.synset_len + model.symbol_len + model.params_len;
+        if (reader.failed || total > cat->limits.max_model_bytes || precision > DR_PRECISION_AUTO)
+            return DR_ECORRUPT;
+        const uint8_t *data = dr_reader_bytes(&reader, (size_t)total);
+        if (!data)
+            return DR_ECORRUPT;
+        if (entry_tag != tag)
+            continue;
+        model.synset = data;
+        model.symbol = data + model.synset_len;
+        model.params = model.symbol + model.symbol_len;
+        *info = install_info(&model, version, installed_us);
+        *found = true;
+        return DR_OK;
+    }
+    return DR_OK;
+}
+
+/* Whether a logged call is an ordered install or remove (*is_install says which) of tag. */
+static bool logged_call_of_tag(const dr_rpc_logged_call *call, uint32_t tag, bool *is_install) {
+    *is_install = call->method_id == dr_rpc_method_id(SD_METHOD_ORDERED_INSTALL);
+    if (!*is_install && call->method_id != dr_rpc_method_id(SD_METHOD_ORDERED_REMOVE))
+        return false;
+    return call->args_len >= 4 && dr_load_u32le(call->args) == tag;
+}
+
+int sd_categorizer_model_as_of(sd_categorizer *cat, dr_group *group, uint32_t subgroup,
+                               uint32_t tag, int64_t version, sd_model_as_of *out, char *why,
+                               size_t cap) {
+    memset(out, 0, sizeof *out);
+    out->resolved = -1;
+    out->removed_version = -1;
+    /* downwards: the tag's installs that may have taken effect, newest first, until its last
+     * remove (after which the tag was empty) or the start of the log */
+    sd_model_info *installs = NULL;
+    size_t n_installs = 0, cap_installs = 0, scanned = 0;
+    bool removed = false;
+    int rc = DR_OK;
+    for (int64_t cursor = version; cursor >= 0 && !removed;) {
+        if (scanned == SD_AS_OF_MAX_RECORDS) {
+            snprintf(why, cap,
+                     "more than %u log records lie between version %lld and the last change "
+                     "of tag %u before it",
+                     SD_AS_OF_MAX_RECORDS, (long long)version, tag);
+            rc = DR_ETOOBIG;
+            break;
+        }
+        dr_versioned record = {0};
+        rc = dr_group_read_versioned(group, subgroup, DR_READ_AT_OR_BELOW, cursor, &record);
+        if (rc == DR_ENOTFOUND) { /* the start of the log */
+            rc = DR_OK;
+            break;
+        }
+        if (rc != DR_OK) {
+            snprintf(why, cap, "%s", rc == DR_ESTATE ? NOT_DURABLE_TEXT : "cannot read the log");
+            break;
+        }
+        if (scanned++ == 0)
+            out->resolved = record.version; /* the newest version <= the one asked */
+        dr_rpc_logged_call call;
+        bool is_install = false;
+        if (dr_rpc_decode_logged_call(record.bytes, record.len, &call) == DR_OK &&
+            logged_call_of_tag(&call, tag, &is_install)) {
+            model_args model;
+            dr_buf ignored = {0};
+            if (!is_install) {
+                removed = call.args_len == 4; /* a malformed remove had no effect */
+                out->removed_version = removed ? record.version : -1;
+                out->removed_us = removed ? record.timestamp_us : 0;
+            } else if (decode_model_args(cat, call.args, call.args_len, &model, &ignored) ==
+                           DR_OK &&
+                       model.params_len > 0) { /* else refused by ordered_install: no effect */
+                if (n_installs == cap_installs) {
+                    size_t grown_cap = cap_installs ? cap_installs * 2 : 4;
+                    sd_model_info *grown = realloc(installs, grown_cap * sizeof *grown);
+                    if (!grown) {
+                        rc = DR_ENOMEM;
+                        snprintf(why, cap, "out of memory");
+                    } else {
+                        installs = grown;
+                        cap_installs = grown_cap;
+                    }
+                }
+                if (rc == DR_OK)
+                    installs[n_installs++] =
+                        install_info(&model, record.version, record.timestamp_us);
+            }
+            dr_buf_free(&ignored);
+        }
+        cursor = record.version - 1;
+        dr_versioned_clear(&record);
+        if (rc != DR_OK)
+            break;
+    }
+    /* the state before those installs: empty after a remove or at the shard's beginning; where
+     * the log starts later (a joiner's log, a checkpoint), the tag's entry in the replay base */
+    if (rc == DR_OK && !removed) {
+        int64_t floor = 0;
+        uint8_t *base = NULL;
+        size_t base_len = 0;
+        rc = dr_group_read_replay_base(group, subgroup, &floor, &base, &base_len);
+        if (rc == DR_ENOTFOUND) {
+            rc = DR_OK; /* the log holds the shard's whole history */
+        } else if (rc != DR_OK) {
+            snprintf(why, cap, "cannot read the categorizer's replay base: %s", dr_strerror(rc));
+        } else if (version < floor - 1) {
+            char asked[48] = "the time asked"; /* a query by time older than the log: -1 */
+            if (version >= 0)
+                snprintf(asked, sizeof asked, "version %lld", (long long)version);
+            snprintf(why, cap,
+                     "%s is older than this replica's history, which starts with the state as "
+                     "of version %lld (it joined the shard then, or its log was checkpointed)",
+                     asked, (long long)(floor - 1));
+            rc = DR_ERANGE;
+        } else {
+            rc = snapshot_find(cat, base, base_len, tag, &out->installed, &out->model);
+            if (rc != DR_OK)
+                snprintf(why, cap, "the categorizer's replay base is damaged");
+        }
+        free(base);
+    }
+    /* upwards: an install took effect only when the tag was empty (ordered_install) */
+    for (size_t i = n_installs; rc == DR_OK && i-- > 0;) {
+        if (!out->installed) {
+            out->installed = true;
+            out->model = installs[i];
+        }
+    }
+    free(installs);
+    return rc;
+}
+
+static int handle_model_as_of(void *ctx, const dr_rpc_call_info *info, const uint8_t *args,
+                              size_t len, dr_buf *reply) {
+    sd_categorizer *cat = ctx;
+    int rc = refuse_if_stopped(cat, reply);
+    if (rc != DR_OK)
+        return rc;
+    dr_reader reader;
+    dr_reader_init(&reader, args, len);
+    uint8_t kind = dr_reader_u8(&reader);
+    uint32_t tag = dr_reader_u32(&reader);
+    int64_t key = (int64_t)dr_reader_u64(&reader);
+    if (!dr_reader_done(&reader) || kind > SD_AS_OF_TIME || key < 0) {
+        dr_buf_put_str(reply, "malformed model_as_of arguments");
+        return DR_EINVAL;
+    }
+    dr_rpc_node *node = atomic_load(&cat->node);
+    if (!node) {
+        dr_buf_put_str(reply, "categorizer is starting");
+        return DR_EAGAIN;
+    }
+    dr_group *group = dr_rpc_node_group(node);
+    sd_model_as_of as_of;
+    char why[256] = "";
+    int64_t version = key;
+    if (kind == SD_AS_OF_TIME) { /* the state after the newest record stamped at or before it */
+        dr_versioned record = {0};
+        rc = dr_group_read_versioned(group, info->subgroup, DR_READ_BY_TIME, key, &record);
+        version = rc == DR_OK ? record.version : -1; /* -1: before the first record */
+        dr_versioned_clear(&record);
+        if (rc == DR_ENOTFOUND)
+            rc = DR_OK;
+        else if (rc != DR_OK)
+            snprintf(why, sizeof why, "%s",
+                     rc == DR_ESTATE ? NOT_DURABLE_TEXT : "cannot read the log");
+    }
+    if (rc == DR_OK)
+        rc = sd_categorizer_model_as_of(cat, group, info->subgroup, tag, version, &as_of, why,
+                                        sizeof why);
+    if (rc != DR_OK) {
+        dr_buf_put_str(reply, why[0] ? why : dr_strerror(rc));
+        return rc;
+    }
+    return model_as_of_reply_encode(reply, &as_of);
+}
+
 /* ---- state transfer ---------------------------------------------------------------------- */
 
 static int serialize_models(void *ctx, uint32_t subgroup, dr_buf *out) {
@@ -1044,6 +1325,7 @@ static const dr_rpc_method categorizer_methods[] = {
     {SD_METHOD_REMOVE, DR_RPC_P2P, handle_remove, DR_RPC_ADMINS},
     {SD_METHOD_INFERENCE, DR_RPC_P2P, handle_inference, DR_RPC_CLIENTS},
     {SD_METHOD_LIST_MODELS, DR_RPC_P2P, handle_list_models, DR_RPC_CLIENTS},
+    {SD_METHOD_MODEL_AS_OF, DR_RPC_P2P, handle_model_as_of, DR_RPC_CLIENTS},
 };
 
 void sd_categorizer_rpc_type(sd_categorizer *cat, dr_rpc_type *type) {

@@ -29,6 +29,18 @@
  *   list_models      P2P      args: none               reply: u32 count, count x (u32 tag,
  *                             u8 format, u8 precision, u64 bytes, u64 digest, i64 version,
  *                             u64 installed_us) in tag order
+ *   model_as_of      P2P      args: u8 by (0 version, 1 time), u32 tag, i64 key (a version,
+ *                             or µs since the epoch; >= 0)
+ *                             reply: u8 installed, i64 resolved (the newest logged version <=
+ *                             the version asked, or of the newest record stamped <= the time
+ *                             asked; -1: none), then installed: u32 tag, u8 format, u8
+ *                             precision, u64 bytes, u64 digest, i64 version, u64 installed_us
+ *                             (the install record that produced the model); not installed: i64
+ *                             removed_version, u64 removed_us (the remove that ended the tag's
+ *                             last model; -1 and 0: none, never installed by then). Computed
+ *                             from this replica's durable log (sd_categorizer_model_as_of).
+ *                             Errors: DR_ESTATE not durable, DR_ERANGE older than this replica's
+ *                             history, DR_ETOOBIG too many records to search
  *   A handler that fails (a nonzero status: DR_EINVAL for malformed args, DR_ETOOBIG,
  *   DR_EAGAIN while starting, DR_ECLOSED once the group stopped) replies, instead, with its
  *   reason as u32 n + n bytes (dr_buf_put_str), or with no bytes.
@@ -56,6 +68,7 @@
 #include "derecho/error.h"
 #include "derecho/rpc.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -70,6 +83,7 @@
 #define SD_METHOD_REMOVE          "remove"
 #define SD_METHOD_INFERENCE       "inference"
 #define SD_METHOD_LIST_MODELS     "list_models"
+#define SD_METHOD_MODEL_AS_OF     "model_as_of"
 
 /** Fixed bytes in front of a model's data in the model args (4 x u32). */
 #define SD_MODEL_ARGS_HEADER_BYTES 16u
@@ -195,6 +209,52 @@ typedef struct sd_model_info {
         installed_us; /**< the install call's timestamp, µs since the epoch (the caller's
                            clock, carried by the call: the same at every replica); 0: unknown */
 } sd_model_info;
+
+/** How a model_as_of query names the past state. */
+typedef enum sd_as_of_kind {
+    SD_AS_OF_VERSION = 0, /**< the state after the newest logged version <= key */
+    SD_AS_OF_TIME = 1,    /**< the state after the newest record stamped <= key (µs) */
+} sd_as_of_kind;
+
+/** Records of its log one model_as_of reads at most (each one disk read). */
+#define SD_AS_OF_MAX_RECORDS 4096u
+
+/** A model_as_of answer: a tag's model as the shard's state was at a past version or time. */
+typedef struct sd_model_as_of {
+    int64_t resolved;        /**< the newest version <= the query in the answering replica's
+                                  log (-1: none there) */
+    bool installed;          /**< a model was installed under the tag then (in `model`) */
+    sd_model_info model;     /**< installed: the model; version / installed_us are those of
+                                  its install record */
+    int64_t removed_version; /**< not installed: the remove that ended the tag's last model
+                                  (-1: none, nothing was installed under it by then) */
+    uint64_t removed_us;     /**< that remove's log stamp (0: none) */
+} sd_model_as_of;
+
+/** Appends model_as_of args. Returns 0, DR_EINVAL (negative key, bad kind), DR_ENOMEM. */
+int sd_model_as_of_args_encode(dr_buf *out, uint32_t tag, sd_as_of_kind kind, int64_t key);
+
+/** Decodes a model_as_of reply into *out. Returns 0 or DR_EPROTO (malformed). */
+int sd_model_as_of_reply_decode(const uint8_t *bytes, size_t len, sd_model_as_of *out);
+
+/**
+ * The model of `tag` as this replica's shard state was at `version` (the state after the
+ * newest logged version <= version; -1: before any record), rebuilt from the node's durable
+ * log of `subgroup` (include/derecho/durable.h): reads the log downwards from `version` until
+ * the tag's last remove or the start of the log (at most SD_AS_OF_MAX_RECORDS records), then
+ * applies the tag's installs upwards with the rules of ordered_install (an install of a taken
+ * tag, an empty or malformed one had no effect); where the log does not start at the shard's
+ * beginning (a joiner's log, a checkpointed one) the replay base supplies the state before it.
+ * Fills *out (out->resolved: the newest logged version <= `version`). Returns 0; DR_ESTATE (the
+ * subgroup is not durable here); DR_ERANGE (`version` is older than this replica's history: below
+ * its replay base's floor - 1); DR_ETOOBIG (more than SD_AS_OF_MAX_RECORDS records to read);
+ * DR_ECORRUPT, DR_EIO, DR_ENOMEM from the log or the base. `why` receives the reason of an error.
+ * Blocks on disk reads; any thread but the delivery thread (p2p worker threads call it). Reads only
+ * the log: the categorizer's table is not touched.
+ */
+int sd_categorizer_model_as_of(sd_categorizer *cat, dr_group *group, uint32_t subgroup,
+                               uint32_t tag, int64_t version, sd_model_as_of *out, char *why,
+                               size_t cap);
 
 /**
  * Decodes a list_models reply into *infos_out (malloc'd array of *count_out; free it).

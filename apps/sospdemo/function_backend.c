@@ -577,6 +577,15 @@ static void address_ip(const char *address, char *ip, size_t cap) {
         *colon = '\0';
 }
 
+/* An ISO-8601 UTC text of a time in µs since the epoch ("2026-12-07T21:00:00.000001Z"). */
+static void iso_time(uint64_t us, char *out, size_t cap) {
+    time_t seconds = (time_t)(us / 1000000u);
+    struct tm utc;
+    gmtime_r(&seconds, &utc);
+    size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &utc);
+    snprintf(out + n, cap - n, ".%06uZ", (unsigned)(us % 1000000u));
+}
+
 /* Whether a tag's entry says `version` (replicas installed it by one ordered call). */
 static bool same_version(const cJSON *item, int64_t version) {
     const cJSON *known = cJSON_GetObjectItem(item, "version");
@@ -605,12 +614,7 @@ static void add_model_replica(cJSON *models, uint32_t shard, uint32_t node_id,
             cJSON_AddNumberToObject(item, "version", (double)info->version);
             cJSON_AddNumberToObject(item, "view", (double)(info->version >> 32));
             char when[40];
-            time_t seconds = (time_t)(info->installed_us / 1000000u);
-            struct tm utc;
-            gmtime_r(&seconds, &utc);
-            size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &utc);
-            snprintf(when + n, sizeof when - n, ".%06uZ",
-                     (unsigned)(info->installed_us % 1000000u));
+            iso_time(info->installed_us, when, sizeof when);
             cJSON_AddStringToObject(item, "installed", when);
         }
         cJSON_AddItemToObject(item, "replicas", cJSON_CreateArray());
@@ -661,6 +665,124 @@ static int hook_list_models(void *user, char **json_out, dr_err *err) {
     free(view);
     *json_out = json_take(models);
     return *json_out ? DR_OK : dr_err_set(err, DR_ENOMEM, "out of memory");
+}
+
+/* Errors after which another replica of the shard may answer a model_as_of: the chosen one is
+ * gone, or its history is shorter (it joined the shard later, or was checkpointed). */
+static bool as_of_worth_retry(int status) {
+    return status == DR_EREMOVED || status == DR_ECLOSED || status == DR_EIO ||
+           status == DR_ENOTFOUND || status == DR_ERANGE || status == DR_ETIMEDOUT;
+}
+
+/* The JSON of a model_as_of answer that holds a model. */
+static cJSON *model_as_of_json(const sd_model_as_of *as_of, bool by_time, int64_t key,
+                               uint32_t replica) {
+    const sd_model_info *info = &as_of->model;
+    cJSON *item = cJSON_CreateObject();
+    char text[40];
+    cJSON_AddNumberToObject(item, "tag", info->tag);
+    cJSON *asked = cJSON_AddObjectToObject(item, "as_of");
+    cJSON_AddNumberToObject(asked, by_time ? "time_us" : "version", (double)key);
+    cJSON_AddNumberToObject(asked, "resolved_version", (double)as_of->resolved);
+    cJSON_AddStringToObject(item, "format", sd_model_format_name(info->format));
+    cJSON_AddStringToObject(item, "precision", sd_precision_name(info->precision));
+    cJSON_AddNumberToObject(item, "bytes", (double)info->bytes);
+    snprintf(text, sizeof text, "%016" PRIx64, info->digest);
+    cJSON_AddStringToObject(item, "digest", text);
+    if (info->version >= 0) { /* unknown for a model of an old replay base */
+        cJSON_AddNumberToObject(item, "version", (double)info->version);
+        cJSON_AddNumberToObject(item, "view", (double)(info->version >> 32));
+        cJSON_AddNumberToObject(item, "installed_us", (double)info->installed_us);
+        iso_time(info->installed_us, text, sizeof text);
+        cJSON_AddStringToObject(item, "installed", text);
+    }
+    cJSON_AddNumberToObject(item, "replica", replica);
+    return item;
+}
+
+/*
+ * GET /v1/models/{tag}?version=V | ?time=T: asks a usable replica of the tag's shard for its
+ * model_as_of (over the same p2p path as install/remove), the next one when a replica is gone
+ * or its history does not reach that far back.
+ */
+static int hook_model_as_of(void *user, uint32_t tag, bool by_time, int64_t key, char **json_out,
+                            dr_err *err) {
+    sd_service *service = user;
+    dr_buf args = {0};
+    int rc =
+        sd_model_as_of_args_encode(&args, tag, by_time ? SD_AS_OF_TIME : SD_AS_OF_VERSION, key);
+    if (rc != DR_OK) {
+        dr_buf_free(&args);
+        return dr_err_set(err, rc,
+                          rc == DR_EINVAL ? "a negative version or time" : "out of memory");
+    }
+    dr_group_view *view = NULL;
+    rc = refuse_if_stopped(service, err);
+    if (rc == DR_OK)
+        rc = current_view(service, &view, err);
+    if (rc != DR_OK) {
+        dr_buf_free(&args);
+        return rc;
+    }
+    const dr_subgroup_layout *layout = categorizer_layout(service, view, err);
+    dr_rpc_reply reply = {0};
+    uint32_t target = DR_NODE_NONE, shard = 0;
+    if (!layout) {
+        rc = err ? err->code : DR_EAGAIN;
+        goto cleanup;
+    }
+    shard = tag % layout->num_shards;
+    const dr_shard_layout *members = &layout->shards[shard];
+    uint64_t tried = 0;
+    for (uint32_t next;
+         (next = pick_member(service, view, members, shard, tried)) != DR_NODE_NONE;) {
+        target = next;
+        tried |= rank_bit(members, target);
+        dr_rpc_reply_clear(&reply);
+        rc = dr_rpc_p2p_call(service->node, target, service->config.categorizer_subgroup,
+                             SD_METHOD_MODEL_AS_OF, args.data, args.len,
+                             service->config.inference_timeout_ms, &reply);
+        if (!as_of_worth_retry(rc))
+            break;
+    }
+    sd_model_as_of as_of;
+    const char *what = by_time ? "time" : "version";
+    if (target == DR_NODE_NONE) {
+        rc = dr_err_set(err, DR_EAGAIN,
+                        "shard %u of the categorizer tier has no live member (waiting for a node)",
+                        shard);
+    } else if (rc == DR_ENOTFOUND) { /* the call's status, not the answer "no model then" */
+        rc = dr_err_set(err, DR_EUNSUPPORTED,
+                        "categorizer node %u does not serve %s (an older build?)", target,
+                        SD_METHOD_MODEL_AS_OF);
+    } else if (rc != DR_OK) {
+        char *detail = reply.len ? reply_text(&reply) : NULL;
+        rc = dr_err_set(err, rc, "model of tag %u as of %s %" PRId64 " (categorizer node %u): %s",
+                        tag, what, key, target, detail ? detail : dr_strerror(rc));
+        free(detail);
+    } else if (sd_model_as_of_reply_decode(reply.bytes, reply.len, &as_of) != DR_OK) {
+        rc = dr_err_set(err, DR_EPROTO, "malformed model_as_of reply from categorizer node %u",
+                        target);
+    } else if (!as_of.installed && as_of.removed_version >= 0) {
+        char when[40];
+        iso_time(as_of.removed_us, when, sizeof when);
+        rc = dr_err_set(err, DR_ENOTFOUND,
+                        "no model under tag %u as of %s %" PRId64 ": removed at version %" PRId64
+                        " (%s)",
+                        tag, what, key, as_of.removed_version, when);
+    } else if (!as_of.installed) {
+        rc = dr_err_set(err, DR_ENOTFOUND,
+                        "no model under tag %u as of %s %" PRId64 ": none installed by then", tag,
+                        what, key);
+    } else {
+        *json_out = json_take(model_as_of_json(&as_of, by_time, key, target));
+        rc = *json_out ? DR_OK : dr_err_set(err, DR_ENOMEM, "out of memory");
+    }
+cleanup:
+    dr_rpc_reply_clear(&reply);
+    dr_buf_free(&args);
+    free(view);
+    return rc;
 }
 
 static cJSON *tier_json(sd_service *service, const dr_group_view *view, uint32_t subgroup,
@@ -802,6 +924,7 @@ sd_http_hooks sd_service_http_hooks(sd_service *service) {
     sd_http_hooks hooks = {
         .user = service,
         .list_models = hook_list_models,
+        .model_as_of = hook_model_as_of,
         .cluster = hook_cluster,
         .metrics = hook_metrics,
     };

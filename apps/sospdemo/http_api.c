@@ -108,6 +108,7 @@ typedef enum error_kind {
     KIND_INTERNAL,          /* 500 and anything else */
     KIND_UNAUTHORIZED,      /* 401 no token */
     KIND_FORBIDDEN,         /* 403 wrong token, host or origin */
+    KIND_GONE,              /* 410 a version older than the log */
     KIND_COUNT,
 } error_kind;
 
@@ -116,7 +117,7 @@ static const char *const kind_names[KIND_COUNT] = {
     "conflict",        "too_large",   "unsupported_media_type",
     "unprocessable",   "unavailable", "timeout",
     "not_implemented", "internal",    "unauthorized",
-    "forbidden",
+    "forbidden",       "gone",
 };
 
 static error_kind kind_of_status(unsigned status) {
@@ -145,6 +146,8 @@ static error_kind kind_of_status(unsigned status) {
         return KIND_UNAUTHORIZED;
     case 403:
         return KIND_FORBIDDEN;
+    case 410:
+        return KIND_GONE;
     default:
         return KIND_INTERNAL;
     }
@@ -775,9 +778,131 @@ static enum MHD_Result do_sample(sd_http_api *api, struct MHD_Connection *conn, 
     return rc;
 }
 
-/* GET /v1/models/{tag}: that tag's entry of the list_models hook's array, or 404. */
+/* The ?version= and ?time= arguments of GET /v1/models/{tag} (values NULL when absent). */
+typedef struct as_of_query {
+    const char *version, *time;
+    unsigned repeated; /* either given more than once */
+} as_of_query;
+
+static enum MHD_Result collect_as_of(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value) {
+    as_of_query *query = cls;
+    (void)kind;
+    const char **slot = strcmp(key, "version") == 0 ? &query->version
+                        : strcmp(key, "time") == 0  ? &query->time
+                                                    : NULL;
+    if (slot) {
+        query->repeated += *slot != NULL;
+        *slot = value ? value : ""; /* "?version" without a value is malformed, not absent */
+    }
+    return MHD_YES;
+}
+
+/* A non-negative decimal int64 ("0" .. "9223372036854775807", nothing else). */
+static bool parse_decimal_i64(const char *text, int64_t *out) {
+    if (!*text || strlen(text) > 19)
+        return false;
+    uint64_t value = 0;
+    for (const char *c = text; *c; c++) {
+        if (*c < '0' || *c > '9')
+            return false;
+        value = value * 10 + (uint64_t)(*c - '0');
+    }
+    if (value > (uint64_t)INT64_MAX)
+        return false;
+    *out = (int64_t)value;
+    return true;
+}
+
+/* A time: µs since the epoch, or ISO-8601 UTC "YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z". */
+static bool parse_time_us(const char *text, int64_t *out) {
+    if (parse_decimal_i64(text, out))
+        return true;
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd"; /* d: a digit; anything else as is */
+    for (size_t i = 0; i < sizeof shape - 1; i++) {
+        bool digit = text[i] >= '0' && text[i] <= '9';
+        if (shape[i] == 'd' ? !digit : text[i] != shape[i])
+            return false; /* also stops at the end of a shorter text */
+    }
+    int year, month, day, hour, minute, second, used = 0;
+    if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &month, &day, &hour, &minute, &second,
+               &used) != 6 ||
+        used != 19 || year < 1970 || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 ||
+        minute > 59 || second > 60)
+        return false;
+    const char *rest = text + used;
+    int64_t fraction = 0;
+    if (*rest == '.') {
+        int digits = 0;
+        for (rest++; *rest >= '0' && *rest <= '9'; rest++, digits++) {
+            if (digits == 6)
+                return false;
+            fraction = fraction * 10 + (*rest - '0');
+        }
+        if (digits == 0)
+            return false;
+        for (; digits < 6; digits++)
+            fraction *= 10;
+    }
+    if (strcmp(rest, "Z") != 0)
+        return false;
+    struct tm utc = {.tm_year = year - 1900,
+                     .tm_mon = month - 1,
+                     .tm_mday = day,
+                     .tm_hour = hour,
+                     .tm_min = minute,
+                     .tm_sec = second};
+    time_t seconds = timegm(&utc);
+    struct tm back;
+    if (seconds < 0 || !gmtime_r(&seconds, &back) || back.tm_mday != day ||
+        back.tm_mon != month - 1)
+        return false; /* a day the month does not have (timegm would roll it over) */
+    *out = (int64_t)seconds * 1000000 + fraction;
+    return true;
+}
+
+/* GET /v1/models/{tag}?version=V | ?time=T: the model_as_of hook's answer. */
+static enum MHD_Result do_model_as_of(sd_http_api *api, struct MHD_Connection *conn,
+                                      http_request *req, const as_of_query *query) {
+    int64_t key = 0;
+    bool by_time = query->time != NULL;
+    if (query->version && query->time)
+        return answer_error(api, conn, req, MHD_HTTP_BAD_REQUEST,
+                            "give either version or time, not both");
+    if (query->repeated)
+        return answer_error(api, conn, req, MHD_HTTP_BAD_REQUEST,
+                            "version or time is given more than once");
+    if (!by_time && !parse_decimal_i64(query->version, &key))
+        return answer_error(api, conn, req, MHD_HTTP_BAD_REQUEST,
+                            "version must be a non-negative decimal integer (a version of the "
+                            "shard's log, as /v1/models shows them)");
+    if (by_time && !parse_time_us(query->time, &key))
+        return answer_error(api, conn, req, MHD_HTTP_BAD_REQUEST,
+                            "time must be microseconds since the epoch or an ISO-8601 UTC time "
+                            "such as 2026-12-07T21:00:00.5Z");
+    if (!api->hooks.model_as_of)
+        return answer_error(api, conn, req, MHD_HTTP_NOT_IMPLEMENTED, "not available on this node");
+    char *json = NULL;
+    dr_err err;
+    dr_err_clear(&err);
+    int rc = api->hooks.model_as_of(api->hooks.user, req->model_tag, by_time, key, &json, &err);
+    if (rc == DR_OK)
+        return answer(api, conn, req, MHD_HTTP_OK, json, "application/json");
+    free(json);
+    unsigned status = rc == DR_ERANGE   ? MHD_HTTP_GONE
+                      : rc == DR_ESTATE ? MHD_HTTP_CONFLICT
+                                        : http_status_of_error(rc);
+    return answer_error(api, conn, req, status, err.msg[0] ? err.msg : dr_strerror(rc));
+}
+
+/* GET /v1/models/{tag}: that tag's entry of the list_models hook's array, or 404; with
+ * ?version= or ?time=, the tag's model as of then (do_model_as_of). */
 static enum MHD_Result do_model_get(sd_http_api *api, struct MHD_Connection *conn,
                                     http_request *req) {
+    as_of_query query = {0};
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_as_of, &query);
+    if (query.version || query.time)
+        return do_model_as_of(api, conn, req, &query);
     if (!api->hooks.list_models)
         return answer_error(api, conn, req, MHD_HTTP_NOT_IMPLEMENTED, "not available on this node");
     char *text = NULL;

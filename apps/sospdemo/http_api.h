@@ -15,6 +15,11 @@
  *   DELETE /v1/models/{tag}         -> {"tag":1,"error_code":0,"error_desc":"..."}
  *   GET    /v1/models               the list_models hook's JSON (501 without it)
  *   GET    /v1/models/{tag}         that tag's entry of it, or 404
+ *   GET    /v1/models/{tag}?version=V   the tag's model as its shard's state was at version V
+ *   GET    /v1/models/{tag}?time=T      ...or at time T (µs since the epoch, or ISO-8601 UTC
+ *                                   2026-12-07T21:00:00[.123456]Z), from the durable log (the
+ *                                   model_as_of hook): 404 no model then, 400 a malformed
+ *                                   query, 410 older than the log, 409 not durable
  *   GET    /v1/cluster              the cluster hook's JSON (501 without it)
  *   GET    /, /index.html           the web page (web/index.html): classify, models, cluster
  *   GET    /samples                 the names of the demo model's sample photos (JSON array)
@@ -53,6 +58,7 @@
 #include "function_tier.h"
 #include "upload.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /** Optional providers of node information. Every field may be NULL. Called on HTTP threads. */
@@ -60,6 +66,17 @@ typedef struct sd_http_hooks {
     void *user; /**< first argument of every hook */
     /** Sets *json_out (malloc'd) to the installed models as JSON. Returns 0 or DR_E*. */
     int (*list_models)(void *user, char **json_out, dr_err *err);
+    /**
+     * Sets *json_out (malloc'd) to the model of `tag` as its categorizer shard's state was at a
+     * past version (by_time false: the newest logged version <= key) or time (by_time true: key
+     * in µs since the epoch), read back from the shard's durable log: tag, format, precision,
+     * bytes, digest, and the version and time of the install record that produced it. Returns
+     * 0; DR_ENOTFOUND (no model under the tag then: never installed yet, or removed; err says
+     * which); DR_ERANGE (older than the history any replica keeps); DR_ESTATE (the shard is not
+     * durable); DR_EINVAL; or another DR_E* with err. Blocks (p2p calls, disk reads).
+     */
+    int (*model_as_of)(void *user, uint32_t tag, bool by_time, int64_t key, char **json_out,
+                       dr_err *err);
     /** Sets *json_out (malloc'd) to the cluster view as JSON. Returns 0 or DR_E*. */
     int (*cluster)(void *user, char **json_out, dr_err *err);
     /** Sets *text_out (malloc'd) to extra Prometheus lines (models installed, view id...). */

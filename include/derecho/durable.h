@@ -18,7 +18,9 @@
  * of its own ordered call (dr_rpc_results_version, or dr_rpc_results_wait_persisted).
  *
  * Reads: dr_group_read_versioned returns a logged message by version (exact, or the newest at or
- * below), by time (the newest with timestamp <= t) or the latest, from this node's own log.
+ * below), by time (the newest with timestamp <= t) or the latest, from this node's own log;
+ * dr_group_read_replay_base returns the state the log starts from where it does not hold the
+ * shard's whole history (a joiner's log, or one trimmed by a checkpoint).
  *
  * Replay: at a total restart, the log of each durable shard of this node is handed back to the
  * application (dr_group_callbacks.on_replay, group.h) up to the restart's trim, before the
@@ -108,6 +110,21 @@ void dr_versioned_clear(dr_versioned *out);
  */
 int dr_group_save_replay_base(dr_group *group, uint32_t subgroup, int32_t vid, const uint8_t *bytes,
                               size_t len);
+
+/**
+ * Reads back the replay base of this node's log of its shard of `subgroup` (the state saved by
+ * dr_group_save_replay_base on joining the shard, or by dr_group_checkpoint): *floor_out is its
+ * floor F (the base is the state after every version below F; the log holds no record below F),
+ * *bytes_out the state (malloc'd, owned by the caller: free it; NULL when *len_out is 0). With
+ * the log's records from F on, the state at any version >= F - 1 can be rebuilt
+ * (docs/persistence.md "Reads"); versions below F - 1 are gone on this node. Returns 0;
+ * DR_ENOTFOUND (no base: the log holds the shard's whole history, nothing was trimmed);
+ * DR_ESTATE (not durable here / no log yet); DR_ECORRUPT (a damaged base file); DR_EIO;
+ * DR_ENOMEM. Blocks on a disk read; any thread (a checkpoint running meanwhile may replace the
+ * base just read).
+ */
+int dr_group_read_replay_base(dr_group *group, uint32_t subgroup, int64_t *floor_out,
+                              uint8_t **bytes_out, size_t *len_out);
 
 /**
  * Checkpoints my shard of `subgroup` so that its log stops growing without bound: `bytes` is

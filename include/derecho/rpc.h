@@ -322,6 +322,23 @@ void dr_rpc_client_destroy(dr_rpc_client *client);
 /** A 32-bit FNV-1a hash of a method name, as carried on the wire. */
 uint32_t dr_rpc_method_id(const char *name);
 
+/** An ordered call as a durable subgroup logs it (arguments borrowed from the logged bytes). */
+typedef struct dr_rpc_logged_call {
+    uint32_t caller_id;  /**< the node that multicast the call */
+    uint32_t method_id;  /**< dr_rpc_method_id of the method's name */
+    const uint8_t *args; /**< the call's arguments, pointing into the decoded bytes */
+    size_t args_len;     /**< their length */
+} dr_rpc_logged_call;
+
+/**
+ * Decodes the payload of one record of a durable subgroup's log (dr_group_read_versioned's
+ * out->bytes: the whole ordered-call message the rpc layer multicast) into *out; out->args
+ * points into `bytes`, which must outlive it. Every field is checked (the bytes are untrusted).
+ * Returns 0, or DR_EPROTO when the bytes are not an rpc ordered call (a raw multicast, damage).
+ * Pure function; any thread.
+ */
+int dr_rpc_decode_logged_call(const uint8_t *bytes, size_t len, dr_rpc_logged_call *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -123,6 +123,17 @@ uint32_t dr_rpc_method_id(const char *name) {
     return hash;
 }
 
+int dr_rpc_decode_logged_call(const uint8_t *bytes, size_t len, dr_rpc_logged_call *out) {
+    rpc_ordered_msg call;
+    if (rpc_decode_ordered(bytes, len, &call) != DR_OK)
+        return DR_EPROTO;
+    *out = (dr_rpc_logged_call){.caller_id = call.caller_id,
+                                .method_id = call.method_id,
+                                .args = call.args,
+                                .args_len = call.args_len};
+    return DR_OK;
+}
+
 static uint64_t now_us(void) {
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);

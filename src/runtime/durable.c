@@ -1009,6 +1009,37 @@ int durable_read(durable *d, uint32_t subgroup, dr_read_mode mode, int64_t key, 
     return DR_OK;
 }
 
+int durable_read_base(durable *d, uint32_t subgroup, int64_t *floor, uint8_t **bytes, size_t *len) {
+    *floor = 0;
+    *bytes = NULL;
+    *len = 0;
+    if (!d->any || subgroup >= DR_LAYOUT_MAX_SUBGROUPS)
+        return DR_ESTATE;
+    pthread_mutex_lock(&d->lock);
+    bool open = d->logs[subgroup].log != NULL;
+    char name[sizeof d->logs[subgroup].name];
+    snprintf(name, sizeof name, "%s", d->logs[subgroup].name);
+    pthread_mutex_unlock(&d->lock);
+    if (!open)
+        return DR_ESTATE;
+    uint8_t *file = NULL;
+    size_t size = 0;
+    int rc = load_base(d, name, floor, &file, &size);
+    if (rc != DR_OK)
+        return rc;
+    if (!file) /* no base file */
+        return DR_ENOTFOUND;
+    size_t state = size - BASE_HEADER_BYTES; /* load_base checked the header */
+    if (state > 0) {
+        memmove(file, file + BASE_HEADER_BYTES, state);
+        *bytes = file;
+    } else {
+        free(file);
+    }
+    *len = state;
+    return DR_OK;
+}
+
 void dr_versioned_clear(dr_versioned *out) {
     if (!out)
         return;

@@ -177,6 +177,9 @@ int durable_wait(durable *d, uint32_t subgroup, int64_t version, bool global, in
 /** See dr_group_read_versioned. */
 int durable_read(durable *d, uint32_t subgroup, dr_read_mode mode, int64_t key, dr_versioned *out);
 
+/** See dr_group_read_replay_base. */
+int durable_read_base(durable *d, uint32_t subgroup, int64_t *floor, uint8_t **bytes, size_t *len);
+
 /**
  * Stops the persistence thread after a last flush of every log (so what was delivered is on
  * disk), wakes every waiter (DR_ECLOSED), waits for running replays to stop, closes the logs. Safe

@@ -1320,6 +1320,11 @@ int dr_group_read_versioned(dr_group *group, uint32_t subgroup, dr_read_mode mod
     return durable_read(&group->durable, subgroup, mode, key, out);
 }
 
+int dr_group_read_replay_base(dr_group *group, uint32_t subgroup, int64_t *floor_out,
+                              uint8_t **bytes_out, size_t *len_out) {
+    return durable_read_base(&group->durable, subgroup, floor_out, bytes_out, len_out);
+}
+
 int dr_group_save_replay_base(dr_group *group, uint32_t subgroup, int32_t vid, const uint8_t *bytes,
                               size_t len) {
     return durable_save_base(&group->durable, subgroup, vid, bytes, len);

@@ -93,6 +93,25 @@ static const char *check_checkpoint_rules(dr_group *group, int64_t version, int6
 }
 
 /*
+ * dr_group_read_replay_base after the checkpoint at `version` of `saved`: the same bytes,
+ * floor version + 1; DR_ESTATE for a subgroup without a log. Returns NULL or what went wrong.
+ */
+static const char *check_base_read_back(dr_group *group, int64_t version, const dr_buf *saved) {
+    int64_t floor = -1;
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    int rc = dr_group_read_replay_base(group, 0, &floor, &bytes, &len);
+    bool same = rc == DR_OK && floor == version + 1 && len == saved->len &&
+                (len == 0 || memcmp(bytes, saved->data, len) == 0);
+    free(bytes);
+    if (!same)
+        return "the replay base read back is not the checkpoint's state and floor";
+    if (dr_group_read_replay_base(group, 7, &floor, &bytes, &len) != DR_ESTATE)
+        return "the replay base of a subgroup without a log was not refused with DR_ESTATE";
+    return NULL;
+}
+
+/*
  * Checkpoints the waiting snapshot if its version is globally persisted (load loop). Returns 1
  * if it checkpointed, 0 if there was nothing to do, -1 on failure (printed).
  */
@@ -108,8 +127,8 @@ static int maybe_checkpoint(dr_group *group, uint32_t me) {
     state.snapshot_version = -1;
     pthread_mutex_unlock(&state.lock);
     int rc = dr_group_checkpoint(group, 0, version, bytes.data, bytes.len);
-    dr_buf_free(&bytes);
     if (rc != DR_OK) {
+        dr_buf_free(&bytes);
         printf("FAIL node=%" PRIu32 " checkpoint at %" PRId64 ": %s\n", me, version,
                dr_strerror(rc));
         return -1;
@@ -119,7 +138,10 @@ static int maybe_checkpoint(dr_group *group, uint32_t me) {
     if (!checked) {
         checked = true;
         wrong = check_checkpoint_rules(group, version, INT64_MAX);
+        if (!wrong)
+            wrong = check_base_read_back(group, version, &bytes);
     }
+    dr_buf_free(&bytes);
     if (wrong) {
         printf("FAIL node=%" PRIu32 " %s\n", me, wrong);
         return -1;

@@ -60,11 +60,116 @@ static int64_t g_next_seq;
 #define FAKE_VIEW       1
 #define FAKE_STAMP_BASE 1765000000000000ull /* µs since the epoch */
 
+/* ---- fake durable log: every fake ordered call, as the shard's log would hold it ---------- */
+
+typedef struct fake_record {
+    int64_t version;
+    uint64_t stamp_us;
+    uint8_t *bytes; /* u32 method id, then the args (the fake's own framing, see below) */
+    size_t len;
+} fake_record;
+
+static fake_record g_log[64];
+static size_t g_log_count;
+static bool g_log_durable;  /* false: reads answer DR_ESTATE, as a volatile subgroup's */
+static int64_t g_log_floor; /* records below it are trimmed (a joiner's or checkpointed log) */
+static uint8_t *g_base;     /* the replay base (the state below g_log_floor) */
+static size_t g_base_len;
+static bool g_base_present; /* false: no base (the log holds the whole history) */
+
+uint32_t dr_rpc_method_id(const char *name) { /* the real one's FNV-1a */
+    uint32_t hash = 2166136261u;
+    for (const char *c = name; *c; c++)
+        hash = (hash ^ (uint8_t)*c) * 16777619u;
+    return hash;
+}
+
+static void log_append(int64_t version, uint64_t stamp_us, const char *method, const void *args,
+                       size_t len) {
+    assert_true(g_log_count < sizeof g_log / sizeof *g_log);
+    fake_record *record = &g_log[g_log_count++];
+    record->version = version;
+    record->stamp_us = stamp_us;
+    record->len = 4 + len;
+    record->bytes = malloc(record->len);
+    dr_store_u32le(record->bytes, dr_rpc_method_id(method));
+    if (len)
+        memcpy(record->bytes + 4, args, len);
+}
+
+static void log_reset(void) {
+    for (size_t i = 0; i < g_log_count; i++)
+        free(g_log[i].bytes);
+    g_log_count = 0;
+    g_log_floor = 0;
+    free(g_base);
+    g_base = NULL;
+    g_base_len = 0;
+    g_base_present = false;
+}
+
+int dr_rpc_decode_logged_call(const uint8_t *bytes, size_t len, dr_rpc_logged_call *out) {
+    if (len < 4)
+        return DR_EPROTO;
+    *out = (dr_rpc_logged_call){
+        .method_id = dr_load_u32le(bytes), .args = bytes + 4, .args_len = len - 4};
+    return DR_OK;
+}
+
+int dr_group_read_versioned(dr_group *group, uint32_t subgroup, dr_read_mode mode, int64_t key,
+                            dr_versioned *out) {
+    (void)group;
+    (void)subgroup;
+    memset(out, 0, sizeof *out);
+    if (!g_log_durable)
+        return DR_ESTATE;
+    const fake_record *found = NULL;
+    for (size_t i = 0; i < g_log_count; i++) {
+        const fake_record *record = &g_log[i];
+        if (record->version < g_log_floor)
+            continue; /* trimmed */
+        if ((mode == DR_READ_AT_OR_BELOW && record->version <= key) ||
+            (mode == DR_READ_BY_TIME && key >= 0 && record->stamp_us <= (uint64_t)key) ||
+            (mode == DR_READ_EXACT && record->version == key) || mode == DR_READ_LATEST)
+            found = record;
+    }
+    if (!found)
+        return DR_ENOTFOUND;
+    out->version = found->version;
+    out->timestamp_us = found->stamp_us;
+    out->len = found->len;
+    out->bytes = malloc(found->len);
+    memcpy(out->bytes, found->bytes, found->len);
+    return DR_OK;
+}
+
+void dr_versioned_clear(dr_versioned *out) {
+    free(out->bytes);
+    memset(out, 0, sizeof *out);
+}
+
+int dr_group_read_replay_base(dr_group *group, uint32_t subgroup, int64_t *floor_out,
+                              uint8_t **bytes_out, size_t *len_out) {
+    (void)group;
+    (void)subgroup;
+    if (!g_log_durable)
+        return DR_ESTATE;
+    if (!g_base_present)
+        return DR_ENOTFOUND;
+    *floor_out = g_log_floor;
+    *bytes_out = malloc(g_base_len ? g_base_len : 1);
+    memcpy(*bytes_out, g_base, g_base_len);
+    *len_out = g_base_len;
+    return DR_OK;
+}
+
 int dr_rpc_ordered_call(dr_rpc_node *node, uint32_t subgroup, const char *method, const void *args,
                         size_t len, int timeout_ms, dr_rpc_results **out) {
     (void)node;
     (void)timeout_ms;
     int64_t seq = g_next_seq++;
+    log_append(((int64_t)FAKE_VIEW << 32) | seq, FAKE_STAMP_BASE + (uint64_t)seq, method, args,
+               len);
     dr_rpc_results *results = calloc(1, sizeof *results);
     for (int r = 0; r < REPLICAS; r++) {
         const dr_rpc_method *m = find_method(&g_types[r], method);
@@ -757,6 +862,172 @@ static void test_stopped_replica_refuses(void **state) {
     free(desc);
 }
 
+/* ---- models as of a past version (the durable log) ------------------------------------------ */
+
+/* Replica 0's model_as_of answer for tag at key (by version or time); *status its status and,
+ * when it fails, `why` its reason. */
+static sd_model_as_of as_of(uint32_t tag, sd_as_of_kind kind, int64_t key, int *status, char *why,
+                            size_t cap) {
+    dr_buf args = {0}, reply;
+    assert_int_equal(sd_model_as_of_args_encode(&args, tag, kind, key), DR_OK);
+    *status = call(0, SD_METHOD_MODEL_AS_OF, &args, &reply);
+    sd_model_as_of answer = {0};
+    if (*status == DR_OK) {
+        assert_int_equal(sd_model_as_of_reply_decode(reply.data, reply.len, &answer), DR_OK);
+    } else if (why) {
+        dr_reader reader;
+        dr_reader_init(&reader, reply.data, reply.len);
+        uint32_t n = 0;
+        const uint8_t *text = dr_reader_blob(&reader, (uint32_t)cap - 1, &n);
+        snprintf(why, cap, "%.*s", text ? (int)n : 0, text ? (const char *)text : "");
+    }
+    dr_buf_free(&reply);
+    dr_buf_free(&args);
+    return answer;
+}
+
+static void expect_model(uint32_t tag, sd_as_of_kind kind, int64_t key, uint64_t digest,
+                         int64_t install_version) {
+    int status = 99;
+    sd_model_as_of answer = as_of(tag, kind, key, &status, NULL, 0);
+    assert_int_equal(status, DR_OK);
+    assert_true(answer.installed);
+    assert_int_equal(answer.model.tag, tag);
+    assert_int_equal(answer.model.digest, digest);
+    assert_int_equal(answer.model.version, install_version);
+    assert_int_equal(answer.model.installed_us,
+                     FAKE_STAMP_BASE + (uint64_t)(install_version & 0xffffffff));
+}
+
+static void expect_no_model(uint32_t tag, sd_as_of_kind kind, int64_t key, int64_t removed) {
+    int status = 99;
+    sd_model_as_of answer = as_of(tag, kind, key, &status, NULL, 0);
+    assert_int_equal(status, DR_OK);
+    assert_false(answer.installed);
+    assert_int_equal(answer.removed_version, removed);
+}
+
+/* The digest list_models shows of tag on replica 0 now. */
+static uint64_t digest_now(uint32_t tag) {
+    sd_model_info *infos = NULL;
+    size_t count = 0;
+    list_of(0, &infos, &count);
+    uint64_t digest = 0;
+    for (size_t i = 0; i < count; i++)
+        if (infos[i].tag == tag)
+            digest = infos[i].digest;
+    free(infos);
+    assert_int_not_equal(digest, 0);
+    return digest;
+}
+
+/*
+ * model_as_of rebuilds a tag's model at a past version or time from the log: install A, a
+ * refused install of B over it (no effect), remove, install B, another tag; by version and by
+ * time; a log that starts later (a joiner's) takes the state before it from the replay base
+ * and refuses versions older than that (DR_ERANGE); a volatile shard answers DR_ESTATE;
+ * malformed args DR_EINVAL.
+ */
+static void test_model_as_of(void **state) {
+    (void)state;
+    log_reset();
+    g_log_durable = true;
+    file_bytes synset_b = {malloc(g_synset.len), g_synset.len}; /* model B: other labels */
+    memcpy(synset_b.data, g_synset.data, g_synset.len);
+    synset_b.data[g_synset.len - 2] ^= 0x20; /* a letter of the last label changes case */
+    char *desc = NULL;
+    const int64_t view = (int64_t)FAKE_VIEW << 32;
+    int64_t v_a = view | g_next_seq;
+    assert_int_equal(install(0, 3, &g_synset, &g_symbol, &g_params, &desc), DR_OK);
+    free(desc);
+    uint64_t digest_a = digest_now(3);
+    int64_t v_refused = view | g_next_seq;
+    assert_int_equal(install(0, 3, &synset_b, &g_symbol, &g_params, &desc), DR_EEXIST);
+    free(desc);
+    dr_buf base = {0}; /* the state a joiner of the next version would receive */
+    assert_int_equal(g_types[0].serialize(g_types[0].ctx, 1, &base), DR_OK);
+    int64_t v_removed = view | g_next_seq;
+    assert_int_equal(remove_tag(0, 3, &desc), DR_OK);
+    free(desc);
+    int64_t v_b = view | g_next_seq;
+    assert_int_equal(install(0, 3, &synset_b, &g_symbol, &g_params, &desc), DR_OK);
+    free(desc);
+    uint64_t digest_b = digest_now(3);
+    assert_int_not_equal(digest_a, digest_b);
+    int64_t v_other = view | g_next_seq;
+    assert_int_equal(install(0, 4, &g_synset, &g_symbol, &g_params, &desc), DR_OK);
+    free(desc);
+
+    expect_no_model(3, SD_AS_OF_VERSION, 0, -1);       /* before anything */
+    expect_no_model(3, SD_AS_OF_VERSION, v_a - 1, -1); /* just before A */
+    expect_model(3, SD_AS_OF_VERSION, v_a, digest_a, v_a);
+    expect_model(3, SD_AS_OF_VERSION, v_refused, digest_a, v_a); /* B's install was refused */
+    expect_no_model(3, SD_AS_OF_VERSION, v_removed, v_removed);
+    expect_model(3, SD_AS_OF_VERSION, v_b, digest_b, v_b);
+    expect_model(3, SD_AS_OF_VERSION, INT64_MAX, digest_b, v_b);
+    expect_model(4, SD_AS_OF_VERSION, v_other, digest_a, v_other);
+    expect_no_model(4, SD_AS_OF_VERSION, v_b, -1);
+    expect_no_model(9, SD_AS_OF_VERSION, INT64_MAX, -1); /* never installed */
+    uint64_t stamp_a = FAKE_STAMP_BASE + (uint64_t)(v_a & 0xffffffff);
+    expect_model(3, SD_AS_OF_TIME, (int64_t)stamp_a, digest_a, v_a);
+    expect_model(3, SD_AS_OF_TIME, (int64_t)stamp_a + 1, digest_a, v_a);
+    expect_no_model(3, SD_AS_OF_TIME, (int64_t)stamp_a - 1, -1);
+    expect_no_model(3, SD_AS_OF_TIME, 0, -1);
+    int status = 99;
+    sd_model_as_of answer = as_of(3, SD_AS_OF_TIME, (int64_t)stamp_a + 1, &status, NULL, 0);
+    assert_int_equal(answer.resolved, v_refused); /* the newest record stamped by then */
+
+    /* a joiner's log: it starts at v_removed, the base holds the state before it */
+    g_log_floor = v_removed;
+    g_base = base.data;
+    g_base_len = base.len;
+    g_base_present = true;
+    memset(&base, 0, sizeof base);
+    expect_model(3, SD_AS_OF_VERSION, v_removed - 1, digest_a, v_a); /* from the base */
+    expect_no_model(3, SD_AS_OF_VERSION, v_removed, v_removed);
+    expect_model(3, SD_AS_OF_VERSION, v_b, digest_b, v_b);
+    expect_no_model(4, SD_AS_OF_VERSION, v_b, -1); /* not in the base, not in the log */
+    char why[256] = "";
+    as_of(3, SD_AS_OF_VERSION, v_a, &status, why, sizeof why);
+    assert_int_equal(status, DR_ERANGE);
+    assert_non_null(strstr(why, "older than this replica's history"));
+    as_of(3, SD_AS_OF_TIME, 0, &status, NULL, 0); /* nothing logged by then: before the log */
+    assert_int_equal(status, DR_ERANGE);
+
+    /* a volatile shard keeps no history */
+    g_log_durable = false;
+    as_of(3, SD_AS_OF_VERSION, v_a, &status, why, sizeof why);
+    assert_int_equal(status, DR_ESTATE);
+    assert_non_null(strstr(why, "not durable"));
+    g_log_durable = true;
+
+    /* malformed args: too short, an unknown kind, a negative key */
+    const uint8_t short_args[5] = {0};
+    uint8_t bad_kind[13] = {2};
+    uint8_t negative[13] = {0};
+    memset(negative + 5, 0xff, 8);
+    const uint8_t *cases[] = {short_args, bad_kind, negative};
+    const size_t lens[] = {sizeof short_args, sizeof bad_kind, sizeof negative};
+    for (size_t i = 0; i < 3; i++) {
+        dr_buf args = {0}, reply;
+        dr_buf_put_bytes(&args, cases[i], lens[i]);
+        assert_int_equal(call(0, SD_METHOD_MODEL_AS_OF, &args, &reply), DR_EINVAL);
+        dr_buf_free(&reply);
+        dr_buf_free(&args);
+    }
+    dr_buf unused = {0};
+    assert_int_equal(sd_model_as_of_args_encode(&unused, 3, SD_AS_OF_VERSION, -1), DR_EINVAL);
+    dr_buf_free(&unused);
+
+    for (uint32_t tag = 3; tag <= 4; tag++) {
+        assert_int_equal(remove_tag(0, tag, &desc), DR_OK);
+        free(desc);
+    }
+    free(synset_b.data);
+    log_reset();
+    g_log_durable = false;
+}
+
 /* ---- dynamic batching ----------------------------------------------------------------------- */
 
 typedef struct batch_client {
@@ -873,6 +1144,7 @@ int main(void) {
         cmocka_unit_test(test_state_transfer),
         cmocka_unit_test(test_restore_snapshot_without_versions),
         cmocka_unit_test(test_install_precision),
+        cmocka_unit_test(test_model_as_of),
         cmocka_unit_test(test_concurrent_inference_and_remove),
         cmocka_unit_test(test_dynamic_batching),
     };

@@ -3,7 +3,8 @@
  * which replica of a categorizer shard each Whatsthis tag goes to (round robin per shard,
  * skipping members failed in the view or reported down), the retry on the next replica after
  * a retryable status (DR_EREMOVED, DR_ETIMEDOUT, DR_ECLOSED, DR_EIO, DR_EAGAIN, DR_ENOTFOUND),
- * none after any other, and the error when no replica is left.
+ * none after any other, and the error when no replica is left; the model_as_of hook's retry on
+ * a replica with a shorter history (DR_ERANGE).
  *
  * function_backend.c is compiled into this program and linked against fakes of the rpc and
  * group functions it calls (defined below, in place of dr_rpc and dr_runtime): the test sets
@@ -67,6 +68,18 @@ static void trace_call(const char *what, uint32_t node, uint32_t tag, const char
  * `anomaly` what is wrong with the call: another method, subgroup, timeout or photo. */
 static uint32_t check_call(uint32_t subgroup, const char *method, const void *args, size_t len,
                            int timeout_ms, char *anomaly, size_t cap) {
+    if (strcmp(method, SD_METHOD_MODEL_AS_OF) == 0) { /* u8 kind, u32 tag, i64 key */
+        dr_reader reader;
+        dr_reader_init(&reader, args, len);
+        (void)dr_reader_u8(&reader);
+        uint32_t tag = dr_reader_u32(&reader);
+        (void)dr_reader_u64(&reader);
+        anomaly[0] = '\0';
+        if (!dr_reader_done(&reader) || subgroup != CATEGORIZER_SUB ||
+            timeout_ms != INFERENCE_TIMEOUT)
+            snprintf(anomaly, cap, " (not model_as_of args for subgroup %u)", CATEGORIZER_SUB);
+        return tag;
+    }
     dr_reader reader;
     dr_reader_init(&reader, args, len);
     uint32_t tag = dr_reader_u32(&reader);
@@ -83,14 +96,37 @@ static uint32_t check_call(uint32_t subgroup, const char *method, const void *ar
     return tag;
 }
 
-/* The reply bytes node `node` sends for `tag` under its script. */
-static void script_reply(uint32_t node, uint32_t tag, dr_rpc_reply *out) {
+/* A model_as_of reply as categorizer.c encodes it (categorizer.h): the model of node `node`
+ * (digest 0xd0 + node, installed at version 77), or with SD_ANSWER_NO_MODEL none (removed at
+ * version 42). */
+static void as_of_reply(dr_buf *reply, uint32_t node, uint32_t tag, sd_answer_kind kind) {
+    bool installed = kind != SD_ANSWER_NO_MODEL;
+    dr_buf_put_u8(reply, installed ? 1 : 0);
+    dr_buf_put_u64(reply, 77); /* resolved */
+    if (installed) {
+        dr_buf_put_u32(reply, tag);
+        dr_buf_put_u8(reply, SD_FORMAT_MXNET);
+        dr_buf_put_u8(reply, 0);     /* fp32 */
+        dr_buf_put_u64(reply, 1000); /* bytes */
+        dr_buf_put_u64(reply, 0xd0 + node);
+        dr_buf_put_u64(reply, 77);      /* version */
+        dr_buf_put_u64(reply, 1000000); /* installed_us */
+    } else {
+        dr_buf_put_u64(reply, 42);
+        dr_buf_put_u64(reply, 2000000);
+    }
+}
+
+/* The reply bytes node `node` sends for `tag` under its script (to `method`). */
+static void script_reply(uint32_t node, uint32_t tag, const char *method, dr_rpc_reply *out) {
     const node_script *script = &g_nodes[node];
     dr_buf reply;
     dr_buf_init(&reply, 0);
     if (script->status != DR_OK) {
         if (script->reason)
             dr_buf_put_str(&reply, script->reason);
+    } else if (strcmp(method, SD_METHOD_MODEL_AS_OF) == 0) {
+        as_of_reply(&reply, node, tag, script->kind);
     } else if (script->kind == SD_ANSWER_OK) {
         char label[64];
         snprintf(label, sizeof label, "label of tag %u from node %u", tag, node);
@@ -155,7 +191,7 @@ int dr_rpc_pending_wait(dr_rpc_pending *pending, int timeout_ms, dr_rpc_reply *o
     CHECK(pending != NULL, "wait on no call");
     trace_call("wait", pending->target, pending->tag,
                timeout_ms == INFERENCE_TIMEOUT ? "" : " (another timeout)");
-    script_reply(pending->target, pending->tag, out);
+    script_reply(pending->target, pending->tag, SD_METHOD_INFERENCE, out);
     return out->status;
 }
 
@@ -176,7 +212,7 @@ int dr_rpc_p2p_call(dr_rpc_node *node, uint32_t target, uint32_t subgroup, const
         *out = (dr_rpc_reply){.node_id = target, .status = g_nodes[target].start_status};
         return out->status;
     }
-    script_reply(target, tag, out);
+    script_reply(target, tag, method, out);
     return out->status;
 }
 
@@ -218,6 +254,38 @@ int dr_rpc_results_wait_persisted(dr_rpc_node *node, uint32_t subgroup, dr_rpc_r
 
 void dr_rpc_results_free(dr_rpc_results *results) {
     CHECK(results == NULL, "unexpected dr_rpc_results_free");
+}
+
+/* categorizer.c's model_as_of reads the durable log and the rpc wire: never used here. */
+int dr_group_read_versioned(dr_group *group, uint32_t subgroup, dr_read_mode mode, int64_t key,
+                            dr_versioned *out) {
+    (void)group, (void)subgroup, (void)mode, (void)key, (void)out;
+    CHECK(false, "unexpected dr_group_read_versioned");
+    return DR_ESTATE;
+}
+
+int dr_group_read_replay_base(dr_group *group, uint32_t subgroup, int64_t *floor_out,
+                              uint8_t **bytes_out, size_t *len_out) {
+    (void)group, (void)subgroup, (void)floor_out, (void)bytes_out, (void)len_out;
+    CHECK(false, "unexpected dr_group_read_replay_base");
+    return DR_ESTATE;
+}
+
+void dr_versioned_clear(dr_versioned *out) {
+    (void)out;
+    CHECK(false, "unexpected dr_versioned_clear");
+}
+
+int dr_rpc_decode_logged_call(const uint8_t *bytes, size_t len, dr_rpc_logged_call *out) {
+    (void)bytes, (void)len, (void)out;
+    CHECK(false, "unexpected dr_rpc_decode_logged_call");
+    return DR_EPROTO;
+}
+
+uint32_t dr_rpc_method_id(const char *name) {
+    (void)name;
+    CHECK(false, "unexpected dr_rpc_method_id");
+    return 0;
 }
 
 /* ---- the view ----------------------------------------------------------------------------- */
@@ -499,6 +567,58 @@ static void test_other_errors_and_the_models_own_answers_are_not_retried(void **
     expect_answer(4, "start node 1 tag 4; wait node 1 tag 4", SD_DESC_NO_MODEL);
 }
 
+/* GET /v1/models/{tag}?version= (the model_as_of hook): a replica whose history is shorter
+ * (DR_ERANGE) or gone passes the query to the next; "not durable" and the answers are final. */
+/* The service's model_as_of hook (GET /v1/models/{tag}?version= / ?time=). */
+static int model_as_of(uint32_t tag, bool by_time, int64_t key, char **json, dr_err *err) {
+    sd_http_hooks hooks = sd_service_http_hooks(g_service); /* the service of now */
+    return hooks.model_as_of(hooks.user, tag, by_time, key, json, err);
+}
+
+static void test_model_as_of_goes_on_to_a_replica_with_a_longer_history(void **state) {
+    (void)state;
+    char *json = NULL;
+    dr_err err = {0};
+    g_nodes[1] = (node_script){.status = DR_ERANGE, .reason = "older than this replica"};
+    g_trace[0] = '\0';
+    assert_int_equal(model_as_of(7, false, 5, &json, &err), DR_OK);
+    assert_string_equal(g_trace, "call node 1 tag 7; call node 2 tag 7");
+    assert_non_null(strstr(json, "\"digest\":\"00000000000000d2\""));
+    assert_non_null(strstr(json, "\"replica\":2"));
+    assert_non_null(strstr(json, "\"as_of\":{\"version\":5,\"resolved_version\":77}"));
+    free(json);
+    json = NULL;
+    /* every replica's history is shorter: the last one's reason */
+    restart_service();
+    g_nodes[2] = g_nodes[3] = g_nodes[1];
+    g_trace[0] = '\0';
+    assert_int_equal(model_as_of(7, true, 9, &json, &err), DR_ERANGE);
+    assert_null(json);
+    assert_string_equal(g_trace, "call node 1 tag 7; call node 2 tag 7; call node 3 tag 7");
+    assert_string_equal(
+        err.msg, "model of tag 7 as of time 9 (categorizer node 3): older than this replica");
+    /* not durable: the same everywhere, not retried */
+    restart_service();
+    memset(g_nodes, 0, sizeof g_nodes);
+    g_nodes[1] =
+        (node_script){.status = DR_ESTATE, .reason = "the categorizer shard is not durable"};
+    g_trace[0] = '\0';
+    assert_int_equal(model_as_of(7, false, 5, &json, &err), DR_ESTATE);
+    assert_string_equal(g_trace, "call node 1 tag 7");
+    assert_non_null(strstr(err.msg, "not durable"));
+    /* no model then; an unknown method everywhere is no "no model" */
+    restart_service();
+    memset(g_nodes, 0, sizeof g_nodes);
+    g_nodes[1].kind = SD_ANSWER_NO_MODEL;
+    assert_int_equal(model_as_of(7, false, 5, &json, &err), DR_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "no model under tag 7 as of version 5: removed at version 42"));
+    restart_service();
+    memset(g_nodes, 0, sizeof g_nodes);
+    g_nodes[1].status = g_nodes[2].status = g_nodes[3].status = DR_ENOTFOUND;
+    assert_int_equal(model_as_of(7, false, 5, &json, &err), DR_EUNSUPPORTED);
+    assert_null(json);
+}
+
 static void test_a_stopped_node_refuses_without_calling(void **state) {
     (void)state;
     g_stopped = DR_EREMOVED;
@@ -519,6 +639,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_no_replica_left_is_a_clear_error, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_other_errors_and_the_models_own_answers_are_not_retried, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_model_as_of_goes_on_to_a_replica_with_a_longer_history,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_stopped_node_refuses_without_calling, setup,
                                         teardown),
     };

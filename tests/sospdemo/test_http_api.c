@@ -2,7 +2,8 @@
  * The HTTP/JSON API (apps/sospdemo/http_api.h) in process on 127.0.0.1:24401 with the fake
  * backend, driven by a raw HTTP/1.1 client over a socket: install (multipart), duplicate,
  * whatsthis, remove; bad tags, empty and oversized bodies, non-multipart and unknown form
- * fields; unknown paths and methods; hooks; /healthz and /metrics; backend errors.
+ * fields; unknown paths and methods; hooks; /healthz and /metrics; backend errors; the
+ * ?version= / ?time= queries of GET /v1/models/{tag} (a fake model_as_of hook).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -116,6 +117,35 @@ static int hook_metrics(void *user, char **text_out) {
     return 0;
 }
 
+/* What the model_as_of hook was last asked, and how often (it answers by tag: 1 a model,
+ * 2 none then, 3 older than the log, 4 not durable). */
+static struct {
+    int calls;
+    uint32_t tag;
+    bool by_time;
+    int64_t key;
+} g_as_of;
+
+static int hook_model_as_of(void *user, uint32_t tag, bool by_time, int64_t key, char **json_out,
+                            dr_err *err) {
+    (void)user;
+    g_as_of.calls++;
+    g_as_of.tag = tag;
+    g_as_of.by_time = by_time;
+    g_as_of.key = key;
+    switch (tag) {
+    case 1:
+        *json_out = strdup("{\"tag\":1,\"digest\":\"00000000000000aa\"}");
+        return DR_OK;
+    case 2:
+        return dr_err_set(err, DR_ENOTFOUND, "no model under tag 2 then");
+    case 3:
+        return dr_err_set(err, DR_ERANGE, "older than every replica's history");
+    default:
+        return dr_err_set(err, DR_ESTATE, "the categorizer shard is not durable");
+    }
+}
+
 static int setup(void **state) {
     fixture *fx = calloc(1, sizeof(*fx));
     fake_backend_init(&fx->fake);
@@ -125,7 +155,8 @@ static int setup(void **state) {
         .limits = {.max_photo_bytes = 100000, .max_model_bytes = 200000, .max_tags = 4},
     };
     sd_backend backend = fake_backend_interface(&fx->fake);
-    sd_http_hooks hooks = {.list_models = hook_models, .metrics = hook_metrics};
+    sd_http_hooks hooks = {
+        .list_models = hook_models, .model_as_of = hook_model_as_of, .metrics = hook_metrics};
     dr_err err;
     *state = fx;
     return sd_http_start(&config, &backend, &hooks, &fx->api, &err);
@@ -326,6 +357,70 @@ static void test_backend_error_and_hooks(void **state) {
     free(r.body);
 }
 
+/* The status and error text of GET path. */
+static void expect_get(const char *path, int status, const char *text) {
+    http_reply r = http_call("GET", path, NULL, NULL, 0, NULL);
+    if (r.status != status || (text && !strstr(r.body, text)))
+        fail_msg("GET %s: %d %s (expected %d with '%s')", path, r.status, r.body, status,
+                 text ? text : "");
+    free(r.body);
+}
+
+/* GET /v1/models/{tag}?version= / ?time=: the query's parsing (µs or ISO-8601 UTC), the hook's
+ * errors as 404 / 410 / 409, malformed queries 400 without calling the hook. */
+static void test_model_as_of_query(void **state) {
+    (void)state;
+    memset(&g_as_of, 0, sizeof g_as_of);
+    expect_get("/v1/models/1?version=12", 200, "\"digest\":\"00000000000000aa\"");
+    assert_int_equal(g_as_of.tag, 1);
+    assert_false(g_as_of.by_time);
+    assert_int_equal(g_as_of.key, 12);
+    expect_get("/v1/models/1?time=1796678873150103", 200, NULL);
+    assert_true(g_as_of.by_time);
+    assert_int_equal(g_as_of.key, 1796678873150103);
+    expect_get("/v1/models/1?time=2026-12-07T21:00:00.5Z", 200, NULL);
+    assert_int_equal(g_as_of.key, 1796677200500000);
+    expect_get("/v1/models/1?time=2026-12-07T21:00:00Z", 200, NULL);
+    assert_int_equal(g_as_of.key, 1796677200000000);
+    expect_get("/v1/models/1?version=9223372036854775807", 200, NULL);
+    assert_int_equal(g_as_of.key, INT64_MAX);
+    expect_get("/v1/models/2?version=5", 404, "no model under tag 2 then");
+    expect_get("/v1/models/3?version=5", 410, "older than every replica's history");
+    expect_get("/v1/models/4?time=5", 409, "not durable");
+    int calls = g_as_of.calls;
+    static const char *const bad[] = {
+        "version=abc",
+        "version=-1",
+        "version=",
+        "version",
+        "version=1&time=2",
+        "version=1&version=2",
+        "version=1x",
+        "version=+1",
+        "version=9223372036854775808",
+        "time=yesterday",
+        "time=2026-13-01T00:00:00Z",
+        "time=2026-12-07T21:00:00",
+        "time=2026-12-07T21:00:00.1234567Z",
+        "time=2026-12-07T21:00:00.Z",
+        "time=",
+        "time=2026-+1-07T21:00:00Z",
+        "time=2026-02-30T00:00:00Z",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "/v1/models/1?%s", bad[i]);
+        expect_get(path, 400, NULL);
+    }
+    assert_int_equal(g_as_of.calls, calls);       /* refused before the hook */
+    expect_get("/v1/models/1", 200, "\"tag\":1"); /* no query: the current entry */
+    expect_get("/v1/models/1?other=1", 200, "\"tag\":1");
+    assert_int_equal(g_as_of.calls, calls);
+    http_reply r = http_call("GET", "/metrics", NULL, NULL, 0, NULL);
+    assert_non_null(strstr(r.body, "sospdemo_http_errors_by_kind_total{kind=\"gone\"} 1\n"));
+    free(r.body);
+}
+
 /* GET / serves the embedded web page, which uses the JSON API. */
 static void test_web_page(void **state) {
     (void)state;
@@ -440,6 +535,7 @@ int main(void) {
         T(test_bad_requests),
         T(test_oversized_bodies),
         T(test_backend_error_and_hooks),
+        T(test_model_as_of_query),
         T(test_web_page),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

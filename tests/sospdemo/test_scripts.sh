@@ -7,7 +7,9 @@
 #     categorizer; `stop` stops them all; nodes started out of id order warn about their roles
 #     (in their logs and in `status`); a second process with node 3's id is refused at once and
 #     node 3 keeps running; a model installed before `stop` of the whole cluster answers after
-#     the next `start` (durable categorizer tier, replayed from the logs);
+#     the next `start` (durable categorizer tier, replayed from the logs); after it is removed
+#     and another model installed on its tag, GET /v1/models/7?version= / ?time= read either
+#     back from the log (digests), 404 between them and before, 400 for malformed queries;
 #   - demo.sh leaves a cluster it did not start alone: with test-4-nodes "running" (a pid file
 #     of a live process) it says so, exits 1, and the process still runs.
 # Needs DR_SOURCE_DIR and DR_BIN_DIR (ctest sets them).
@@ -94,6 +96,50 @@ out=$(client inference 7 "$m/photos/red-circle.jpg") || fail "inference after th
 grep -q "replayed the install of model tag 7" "$work/run/n2.log" "$work/run/n3.log" ||
   fail "no categorizer replayed the install: $(tail -n 5 "$work/run/n2.log")"
 echo "the model installed before 'cluster.sh stop' answers after 'cluster.sh start'"
+
+# read-back from the durable log (issue 14): GET /v1/models/7?version=V | ?time=T is the model of
+# tag 7 as the shard's state was then. Model A (installed above, before the restart) is removed
+# and model B (other labels, so another digest) installed on the same tag.
+get() { # path: sets $code and $body (over HTTPS with the cluster's CA; GET needs no token)
+  code=$(curl -sS --cacert "$work/cluster/tls/ca.pem" -o "$work/body" -w '%{http_code}' \
+    "https://127.0.0.1:26690$1") || fail "curl $1"
+  body=$(cat "$work/body")
+}
+field() { sed -n "s/.*\"$1\":\"\{0,1\}\([0-9a-f]*\)\"\{0,1\}.*/\1/p" <<<"$body"; }
+expect() { # status path [text in the body]
+  get "$2"
+  [ "$code" = "$1" ] || fail "GET $2: $code, not $1: $body"
+  [ -z "${3:-}" ] || [[ "$body" == *"$3"* ]] || fail "GET $2: no '$3' in: $body"
+}
+expect 200 /v1/models/7
+digest_a=$(field digest) version_a=$(field version)
+[ -n "$digest_a" ] && [ -n "$version_a" ] || fail "no digest or version of model A: $body"
+time_a=$(date +%s%6N) # after A's install, before its removal (the log stamps the callers' clock)
+sleep 0.2
+out=$(client removemodel 7) || fail "removemodel: $out"
+sed 's/red circle/crimson circle/' "$m/synset.txt" >"$work/synset-b.txt"
+out=$(client installmodel 7 "$work/synset-b.txt" "$m/shapes-symbol.json" "$m/shapes-0000.params") ||
+  fail "installmodel of model B: $out"
+expect 200 /v1/models/7
+digest_b=$(field digest) version_b=$(field version)
+[ "$digest_b" != "$digest_a" ] || fail "models A and B have one digest: $body"
+expect 200 "/v1/models/7?version=$version_a" "\"digest\":\"$digest_a\""
+[ "$(field version)" = "$version_a" ] || fail "as of A's version: not A's install: $body"
+expect 404 "/v1/models/7?version=$((version_a - 1))" "none installed by then"
+expect 404 "/v1/models/7?version=$((version_b - 1))" "removed at version"
+expect 200 "/v1/models/7?version=$version_b" "\"digest\":\"$digest_b\""
+expect 200 "/v1/models/7?version=9223372036854775807" "\"digest\":\"$digest_b\""
+expect 200 "/v1/models/7?time=$time_a" "\"digest\":\"$digest_a\""
+iso_a=$(date -u -d "@${time_a:0:-6}" +%Y-%m-%dT%H:%M:%S).${time_a: -6}Z
+expect 200 "/v1/models/7?time=$iso_a" "\"digest\":\"$digest_a\""
+expect 200 "/v1/models/7?time=$(date +%s%6N)" "\"digest\":\"$digest_b\""
+expect 404 "/v1/models/7?time=0" "none installed by then"
+expect 404 "/v1/models/5?version=$version_b" "no model under tag 5"
+for bad in "version=abc" "version=-1" "version=" "version" "version=1&time=2" "time=yesterday" \
+  "time=2026-13-01T00:00:00Z" "version=99999999999999999999" "version=1&version=2"; do
+  expect 400 "/v1/models/7?$bad"
+done
+echo "models read back as of a version and a time: A ($digest_a) then B ($digest_b)"
 scripts/cluster.sh stop --dir "$work/cluster"
 rm -rf "$work"/cluster/n*/.plog # what follows starts a fresh cluster
 
