@@ -4,7 +4,7 @@
  *
  *   derecho-bench [--nodes N] [--senders S] [--size BYTES] [--count C] [--raw] [--window W]
  *                 [--latency] [--rpc MODE] [--runs R] [--port-base P] [--no-reference]
- *                 [--keys] [--encrypt]
+ *                 [--keys] [--encrypt] [--zero-copy]
  *       starts N local node processes on 127.0.0.1 (a 1-shard subgroup of all of them), R times;
  *   derecho-bench --node-config FILE [same options]
  *       runs as one node of a real cluster described by FILE (every node runs the same command;
@@ -71,6 +71,7 @@ typedef struct bench_options {
     size_t size;             /* message bytes */
     uint64_t count;          /* messages per sender */
     bool raw;                /* raw (unordered) delivery */
+    bool zero_copy;          /* --zero-copy: dr_group_alloc_send_buffer + dr_group_send_buffer */
     int window;              /* window_size */
     long long window_bytes;  /* window_bytes; -1: the configuration's default */
     bool latency;            /* latency mode */
@@ -255,17 +256,35 @@ static int load_node_config(const bench_options *options, const char *path, dr_c
     return 0;
 }
 
+/*
+ * One message: written into `payload` and copied by dr_group_send, or (--zero-copy) written
+ * straight into a send buffer the group takes. Returns dr_group_send's code.
+ */
+static int send_one(dr_group *group, node_run *run, const bench_options *options, uint8_t *payload,
+                    uint64_t i, uint64_t corrupt) {
+    size_t size = options->size;
+    uint8_t *message = options->zero_copy ? dr_group_alloc_send_buffer(size) : payload;
+    if (message == NULL)
+        return DR_ENOMEM;
+    pattern_apply(message, size, run->my_id, i, true);
+    if (i == corrupt)
+        message[size / 2 & ~(size_t)(CHECK_PAGE - 1)] ^= 1; /* a checked byte */
+    if (!options->zero_copy)
+        return dr_group_send(group, 0, message, size, 60000);
+    int rc = dr_group_send_buffer(group, 0, message, size, 60000);
+    if (rc != DR_OK)
+        dr_group_free_send_buffer(message); /* not taken */
+    return rc;
+}
+
 static void send_stream(dr_group *group, node_run *run, const bench_options *options) {
-    uint8_t *payload = calloc(1, options->size ? options->size : 1);
+    uint8_t *payload = options->zero_copy ? NULL : calloc(1, options->size ? options->size : 1);
     /* test only (bench/test_derecho_bench.sh): message N of every sender gets a wrong byte */
     const char *corrupt_text = getenv("DR_BENCH_TEST_CORRUPT");
     uint64_t corrupt = corrupt_text ? strtoull(corrupt_text, NULL, 10) : UINT64_MAX;
-    for (uint64_t i = 0; i < options->count && payload; i++) {
-        pattern_apply(payload, options->size, run->my_id, i, true);
-        if (i == corrupt)
-            payload[options->size / 2 & ~(size_t)(CHECK_PAGE - 1)] ^= 1; /* a checked byte */
+    for (uint64_t i = 0; i < options->count && (payload || options->zero_copy); i++) {
         uint64_t start_ns = dr_bench_now_ns();
-        if (dr_group_send(group, 0, payload, options->size, 60000) != DR_OK) {
+        if (send_one(group, run, options, payload, i, corrupt) != DR_OK) {
             fprintf(stderr, "derecho-bench: send failed\n");
             break;
         }
@@ -782,6 +801,8 @@ static void print_help(FILE *out) {
             "  --runs R           repetitions, 1..%d; spread printed (default 1)\n"
             "  --port-base P      first gms port; node i uses P + i (default 22000)\n"
             "  --no-reference     skip the raw TCP reference\n"
+            "  --zero-copy        senders write each message into a group send buffer\n"
+            "                     (dr_group_send_buffer) instead of dr_group_send's copy\n"
             "  --keys             authenticated group port (cluster and client keys)\n"
             "  --encrypt          sealed group port: every frame AES-256-GCM (implies --keys)\n"
             "  --node-config FILE run as one node of the cluster FILE describes (every node runs\n"
@@ -885,6 +906,8 @@ static int parse_option(bench_options *options, int argc, char **argv, int *i, b
         *takes_value = false;
         if (strcmp(arg, "--raw") == 0)
             options->raw = true;
+        else if (strcmp(arg, "--zero-copy") == 0)
+            options->zero_copy = true;
         else if (strcmp(arg, "--latency") == 0)
             options->latency = true;
         else if (strcmp(arg, "--no-reference") == 0)

@@ -159,6 +159,28 @@ int dr_group_send(dr_group *group, uint32_t subgroup, const void *payload, size_
                   int timeout_ms);
 
 /**
+ * A send buffer of len bytes (at least 1; uninitialised) for dr_group_send_buffer: the
+ * application writes its message straight into it, and the group sends it without copying
+ * (Derecho's get-send-buffer-then-send). Large buffers (4 MiB and more) are reused ones, already
+ * mapped, when a delivered or sent message returned one. NULL when out of memory. Any thread.
+ */
+void *dr_group_alloc_send_buffer(size_t len);
+
+/** Releases a send buffer that was not sent (NULL: no-op). Any thread. */
+void dr_group_free_send_buffer(void *buffer);
+
+/**
+ * As dr_group_send, without the copy: multicasts buffer[0..len) (from
+ * dr_group_alloc_send_buffer, at least len bytes) and, on success (0), takes it: the group
+ * frees it once every member has it, and the caller must not touch it any more (the sender's
+ * own delivery hands the same bytes to its callback). On failure the buffer stays the caller's,
+ * unchanged (send it again, or dr_group_free_send_buffer). Returns as dr_group_send; DR_EINVAL
+ * for a NULL buffer.
+ */
+int dr_group_send_buffer(dr_group *group, uint32_t subgroup, void *buffer, size_t len,
+                         int timeout_ms);
+
+/**
  * Leaves the group cleanly: new sends are refused (DR_ESTATE), the messages this node already
  * sent are delivered first (flush), then the leader removes this node in the next view (a
  * departure, not a failure); blocks until that view is committed or timeout_ms passes (-1:

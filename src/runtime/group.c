@@ -1172,19 +1172,10 @@ int dr_group_leave(dr_group *group, int timeout_ms) {
     return rc;
 }
 
-int dr_group_send(dr_group *group, uint32_t subgroup, const void *payload, size_t len,
-                  int timeout_ms) {
-    if (payload == NULL && len > 0)
-        return DR_EINVAL;
-    if (len > group->max_payload_size)
-        return DR_ETOOBIG;
-    /* the core keeps its own copy: make it here, outside the core lock, so a large message
-     * does not hold up the network thread (ticks, heartbeats, frames) while it is copied */
-    uint8_t *copy = len > 0 ? dr_big_alloc(len) : NULL; /* large: a reused, mapped buffer */
-    if (len > 0 && copy == NULL)
-        return DR_ENOMEM;
-    if (len > 0)
-        memcpy(copy, payload, len);
+/* Hands `copy` (len bytes from dr_big_alloc) to the core, waiting for the window; the core
+ * owns it on success only. */
+static int send_owned(dr_group *group, uint32_t subgroup, uint8_t *copy, size_t len,
+                      int timeout_ms) {
     struct timespec deadline;
     deadline_after_ms(&deadline, timeout_ms < 0 ? 0 : timeout_ms);
     int rc;
@@ -1215,9 +1206,43 @@ int dr_group_send(dr_group *group, uint32_t subgroup, const void *payload, size_
         }
     }
     pthread_mutex_unlock(&group->core_lock);
+    return rc;
+}
+
+int dr_group_send(dr_group *group, uint32_t subgroup, const void *payload, size_t len,
+                  int timeout_ms) {
+    if (payload == NULL && len > 0)
+        return DR_EINVAL;
+    if (len > group->max_payload_size)
+        return DR_ETOOBIG;
+    /* the core keeps its own copy: make it here, outside the core lock, so a large message
+     * does not hold up the network thread (ticks, heartbeats, frames) while it is copied */
+    uint8_t *copy = len > 0 ? dr_big_alloc(len) : NULL; /* large: a reused, mapped buffer */
+    if (len > 0 && copy == NULL)
+        return DR_ENOMEM;
+    if (len > 0)
+        memcpy(copy, payload, len);
+    int rc = send_owned(group, subgroup, copy, len, timeout_ms);
     if (rc != DR_OK)
         dr_big_free(copy); /* the core took it only on success */
     return rc;
+}
+
+void *dr_group_alloc_send_buffer(size_t len) {
+    return dr_big_alloc(len);
+}
+
+void dr_group_free_send_buffer(void *buffer) {
+    dr_big_free(buffer);
+}
+
+int dr_group_send_buffer(dr_group *group, uint32_t subgroup, void *buffer, size_t len,
+                         int timeout_ms) {
+    if (buffer == NULL)
+        return DR_EINVAL;
+    if (len > group->max_payload_size)
+        return DR_ETOOBIG;
+    return send_owned(group, subgroup, buffer, len, timeout_ms);
 }
 
 int dr_group_wait_writable(dr_group *group, uint32_t peer, int timeout_ms) {

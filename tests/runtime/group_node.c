@@ -13,6 +13,9 @@
  *              [--stderr-to-stdout] (log lines into the test's pipe, to wait for one)
  *              [--say-delivered N]  (print "DELIVERED node=<id> n=<N>" at the N-th delivery)
  *              [--cut-after-ms T | --cut-after-delivered N] [--cut-peers ID,ID,...]
+ *              [--zero-copy]        (send each message through dr_group_alloc_send_buffer +
+ *                                    dr_group_send_buffer; first checks that a buffer over
+ *                                    max_payload_size is refused and left to the caller)
  *              [--DERECHO/key=value ...]
  *
  * Joins the group described by CONFIG_FILE with one subgroup type TEST (profile
@@ -306,6 +309,34 @@ static int wait_fault_done(dr_group *group, node_state *state, const char *list,
     return DR_ETIMEDOUT;
 }
 
+/* --zero-copy: message i written straight into a group send buffer, sent without a copy. */
+static int send_in_buffer(dr_group *group, size_t len, uint32_t my_id, uint64_t i) {
+    uint8_t *message = dr_group_alloc_send_buffer(len ? len : 1);
+    if (message == NULL)
+        return DR_ENOMEM;
+    fill_message(message, len, my_id, i);
+    int rc = dr_group_send_buffer(group, 0, message, len, g_wait_ms);
+    if (rc != DR_OK)
+        dr_group_free_send_buffer(message); /* refused: still ours */
+    return rc;
+}
+
+/* A send buffer over max_payload_size is refused (DR_ETOOBIG) and stays the caller's, intact. */
+static int check_send_buffer_refusal(dr_group *group) {
+    size_t len = (size_t)1 << 27; /* 128 MiB: over every test's max_payload_size */
+    uint8_t *message = dr_group_alloc_send_buffer(len);
+    if (message == NULL)
+        return DR_ENOMEM;
+    message[0] = 0x5a;
+    message[len - 1] = 0xa5;
+    int rc = dr_group_send_buffer(group, 0, message, len, 1000);
+    bool intact = message[0] == 0x5a && message[len - 1] == 0xa5;
+    dr_group_free_send_buffer(message);
+    return rc == DR_ETOOBIG && intact && dr_group_send_buffer(group, 0, NULL, 1, 1000) == DR_EINVAL
+               ? 0
+               : DR_EPROTO;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: group_node CONFIG_FILE [options]\n");
@@ -313,6 +344,7 @@ int main(int argc, char **argv) {
     }
     uint64_t messages = 100, senders = 1;
     size_t size = 1024;
+    bool zero_copy = false;
     bool mixed = false, raw = false, silent = false, say_sending = false, print_views = false,
          leave = false;
     setvbuf(stdout, NULL, _IOLBF, 0); /* lines reach the test whole and in order */
@@ -345,6 +377,8 @@ int main(int argc, char **argv) {
             cut_peers = argv[++i];
         else if (strcmp(argv[i], "--mixed") == 0)
             mixed = true;
+        else if (strcmp(argv[i], "--zero-copy") == 0)
+            zero_copy = true;
         else if (strcmp(argv[i], "--raw") == 0)
             raw = true;
         else if (strcmp(argv[i], "--silent") == 0)
@@ -435,10 +469,15 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
     uint8_t *buffer = malloc(size ? size : 1);
+    if (zero_copy && !silent && (rc = check_send_buffer_refusal(group)) != 0)
+        fprintf(stderr, "group_node: an oversized send buffer was not refused\n");
     for (uint64_t i = 0; !silent && i < messages && rc == 0; i++) {
         size_t len = message_size(size, mixed, i);
-        fill_message(buffer, len, my_id, i);
-        rc = dr_group_send(group, 0, buffer, len, g_wait_ms);
+        rc = zero_copy ? send_in_buffer(group, len, my_id, i) : DR_OK;
+        if (!zero_copy) {
+            fill_message(buffer, len, my_id, i);
+            rc = dr_group_send(group, 0, buffer, len, g_wait_ms);
+        }
         if (rc)
             fprintf(stderr, "group_node: send %" PRIu64 " failed: %s\n", i, dr_strerror(rc));
         if (rc == DR_ETIMEDOUT && wait_from != NULL)

@@ -131,11 +131,12 @@ static void test_fifty_megabyte_messages_intact(void **state) {
 }
 
 /* Four members: with the binomial schedule the member at position 1 relays every block to
- * position 3, forwarding the received frame itself (shared, not copied: docs/protocol.md). */
+ * position 3, forwarding the received frame itself (shared, not copied: docs/protocol.md). The
+ * sender writes each message into a send buffer the group takes (dr_group_send_buffer). */
 static void test_relayed_blocks_intact(void **state) {
     (void)state;
-    static char *sender[] = {"--messages",       "20", "--size", "3000000",
-                             "--expect-senders", "1",  NULL};
+    static char *sender[] = {"--messages",       "20", "--size",      "3000000",
+                             "--expect-senders", "1",  "--zero-copy", NULL};
     static char *silent[] = {"--messages",       "20", "--size",   "3000000",
                              "--expect-senders", "1",  "--silent", NULL};
     run_spec spec = {.nodes = 4,
