@@ -659,13 +659,23 @@ int dr_rpc_ordered_call(dr_rpc_node *node, uint32_t subgroup, const char *method
     int rc = rpc_results_new(node->reg, &results, &request_id);
     if (rc)
         return rc;
-    dr_buf payload;
-    dr_buf_init(&payload, 0);
-    rc = rpc_encode_ordered(&payload, request_id, node->my_id, method_id, args, len);
-    if (rc == DR_OK)
-        rc = dr_group_send(atomic_load(&node->group), subgroup, payload.data, payload.len,
-                           timeout_ms);
-    dr_buf_free(&payload);
+    /* the message is built in a group send buffer: the arguments are copied once, into it */
+    dr_buf head;
+    dr_buf_init(&head, 0);
+    rc = rpc_encode_ordered_head(&head, request_id, node->my_id, method_id, len);
+    uint8_t *message = rc == DR_OK ? dr_group_alloc_send_buffer(head.len + len) : NULL;
+    if (rc == DR_OK && message == NULL)
+        rc = DR_ENOMEM;
+    if (rc == DR_OK) {
+        memcpy(message, head.data, head.len);
+        if (len)
+            memcpy(message + head.len, args, len);
+        rc = dr_group_send_buffer(atomic_load(&node->group), subgroup, message, head.len + len,
+                                  timeout_ms);
+        if (rc != DR_OK)
+            dr_group_free_send_buffer(message); /* not taken */
+    }
+    dr_buf_free(&head);
     if (rc) {
         rpc_results_abort(results);
         return rc;

@@ -39,9 +39,9 @@ static int buf_status(const dr_buf *out) {
     return out->failed ? DR_ETOOBIG : DR_OK;
 }
 
-int rpc_encode_ordered(dr_buf *out, uint64_t request_id, uint32_t caller_id, uint32_t method_id,
-                       const void *args, size_t len) {
-    if (len > UINT32_MAX)
+int rpc_encode_ordered_head(dr_buf *out, uint64_t request_id, uint32_t caller_id,
+                            uint32_t method_id, size_t args_len) {
+    if (args_len > UINT32_MAX)
         return DR_ETOOBIG;
     dr_buf_put_u32(out, RPC_ORDERED_MAGIC);
     dr_buf_put_u8(out, RPC_WIRE_VERSION);
@@ -50,10 +50,16 @@ int rpc_encode_ordered(dr_buf *out, uint64_t request_id, uint32_t caller_id, uin
     dr_buf_put_u64(out, request_id);
     dr_buf_put_u32(out, caller_id);
     dr_buf_put_u32(out, method_id);
-    dr_buf_put_u32(out, (uint32_t)len);
-    if (len)
-        dr_buf_put_bytes(out, args, len);
+    dr_buf_put_u32(out, (uint32_t)args_len);
     return buf_status(out);
+}
+
+int rpc_encode_ordered(dr_buf *out, uint64_t request_id, uint32_t caller_id, uint32_t method_id,
+                       const void *args, size_t len) {
+    int rc = rpc_encode_ordered_head(out, request_id, caller_id, method_id, len);
+    if (rc == DR_OK && len)
+        dr_buf_put_bytes(out, args, len);
+    return rc == DR_OK ? buf_status(out) : rc;
 }
 
 /* Reads u32 length + that many bytes, which must be exactly the rest of the input. */

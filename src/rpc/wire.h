@@ -80,6 +80,10 @@ typedef struct rpc_state_chunk {
 /** Encoders append one message to *out; return 0 or the dr_buf error (DR_ETOOBIG, DR_ENOMEM). */
 int rpc_encode_ordered(dr_buf *out, uint64_t request_id, uint32_t caller_id, uint32_t method_id,
                        const void *args, size_t len);
+/** The RPC_ORDERED_HEADER_SIZE bytes before an ordered call's args_len bytes of arguments
+ * (rpc_encode_ordered without them: the caller places the arguments after it). */
+int rpc_encode_ordered_head(dr_buf *out, uint64_t request_id, uint32_t caller_id,
+                            uint32_t method_id, size_t args_len);
 int rpc_encode_p2p_request(dr_buf *out, uint64_t request_id, uint32_t subgroup, uint32_t method_id,
                            const void *args, size_t len);
 int rpc_encode_reply(dr_buf *out, uint64_t request_id, int status, const void *bytes, size_t len);

@@ -21,7 +21,8 @@
 #                checks, no node installs a view of one side alone, and the nodes that keep
 #                running end in one view whose members all delivered the same sequence.
 #   one-way      node 1 drops every frame it sends to node 3: the group loses at most one of the
-#                two ends, and the others end in one view and deliver identical sequences.
+#                two ends, and the others end in one view and deliver identical sequences
+#                (checked once every node reacted: it stopped, or installed a later view).
 #   leader-kill  kill -9 of node 4 (a view change starts), 3 ms later kill -9 of the leader:
 #                the survivors 1,2,3 install one common view and deliver identical sequences.
 #   kv           replicated map (kv_node --history): kill -9 of node 2 while the five put;
@@ -391,11 +392,16 @@ scenario_bridge() {
 }
 
 scenario_one_way() {
+  local before messages=$((messages * 4)) # a longer stream: the cut lands while it flows
   start_stream --wait-from members --expect-members 0
+  before=$(highest_vid)
   sleep 0.3 # strike mid-stream
   cut_one_way 1 3
   log "node 1 drops every frame it sends to node 3"
   wait_outcome 0 1 2 3 4
+  # a fast stream may end before the suspicion (5 heartbeats) lands: wait until every node
+  # reacted (one end removed, so the others install a later view and that end stops)
+  wait_reaction "$before" 0 1 2 3 4
   check_views
   local stopped running=() i views
   stopped=$(stopped_nodes 0 1 2 3 4 | tr '\n' ' ')

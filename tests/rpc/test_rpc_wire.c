@@ -96,6 +96,12 @@ static void test_ordered_round_trip(void **state) {
     assert_memory_equal(out.args, "args", 4);
     check_truncations(&msg, decode_ordered, &out);
     check_mutations(&msg, decode_ordered, &out);
+    dr_buf head; /* the head alone, for arguments placed after it by the caller */
+    dr_buf_init(&head, 0);
+    assert_int_equal(rpc_encode_ordered_head(&head, 0x1122334455667788ull, 7, 0xdeadbeef, 4), 0);
+    assert_int_equal(head.len, RPC_ORDERED_HEADER_SIZE);
+    assert_memory_equal(head.data, msg.data, RPC_ORDERED_HEADER_SIZE);
+    dr_buf_free(&head);
     msg.data[4] = 2; /* unknown version */
     assert_int_equal(rpc_decode_ordered(msg.data, msg.len, &out), DR_EPROTO);
     dr_buf_free(&msg);
