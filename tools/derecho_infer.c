@@ -5,7 +5,7 @@
  *                 [--top K] [--preset seed|imagenet] photo...
  *   derecho-infer bench --model PATH|PREFIX [--format mxnet|onnx] [--labels FILE]
  *                 [--runs N] [--threads 1,2] [--backend auto|dnnl|sgemm]
- *                 [--precision fp32|bf16|auto]
+ *                 [--precision fp32|bf16|auto] [photo]
  *   derecho-infer run --model PATH|PREFIX --input X.npy --output Y.npy [--threads N]
  *                 [--backend ...] [--precision ...]
  * MXNet models are named by prefix (PREFIX-symbol.json, PREFIX-0000.params or the first
@@ -13,10 +13,11 @@
  * --preset picks the preprocessing (default: seed for MXNet, ImageNet for ONNX).
  * bench prints ms/image at batch 1 and images/s at batch 8 (median, min and max of --runs
  * timed runs after one warm-up) and GFLOP/s, for 1 and 2 threads; it needs no synset (labels
- * "class N"). run feeds a float32 NPY tensor (N,C,H,W or C,H,W; already preprocessed) to the
- * graph and writes the raw outputs (N, classes) as float32 NPY, for conformance checks against
- * reference tensors.
- * Unless OMP_WAIT_POLICY is set, the program re-executes itself with OMP_WAIT_POLICY=PASSIVE.
+ * "class N"); with a photo it also times whole photos (decode, preprocess, classify) at batch 1
+ * and 8, the service's path. run feeds a float32 NPY tensor (N,C,H,W or C,H,W; already
+ * preprocessed) to the graph and writes the raw outputs (N, classes) as float32 NPY, for
+ * conformance checks against reference tensors. Unless OMP_WAIT_POLICY is set, the program
+ * re-executes itself with OMP_WAIT_POLICY=PASSIVE.
  */
 #include <errno.h>
 #include <glob.h>
@@ -228,6 +229,50 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/*
+ * bench with a photo: decode + preprocess + classify (dr_model_classify_batch, the service's
+ * path) of the photo at batch 1 and as a batch of 8 copies, per thread count: the engine's own
+ * rate for whole photos, to compare the service with like for like. t: --runs doubles.
+ */
+static int bench_photo(const opts *o, dr_model *m, double *t) {
+    void *photo = NULL;
+    size_t photo_len = 0;
+    if (read_file(o->photos[0], &photo, &photo_len))
+        return 1;
+    const void *photos[8];
+    size_t lens[8], n_out[8];
+    dr_class_score top[8];
+    for (int i = 0; i < 8; i++) {
+        photos[i] = photo;
+        lens[i] = photo_len;
+    }
+    int rc = 0;
+    for (int ti = 0; ti < o->n_threads && rc == 0; ti++) {
+        int th = o->threads_list[ti];
+        dr_model_set_threads(m, th);
+        for (int batch = 1; batch <= 8 && rc == 0; batch += 7) {
+            dr_err err = {0};
+            if (dr_model_classify_batch(m, photos, lens, (size_t)batch, top, 1, n_out, &err)) {
+                fprintf(stderr, "%s: %s\n", o->photos[0], err.msg); /* warm-up */
+                rc = 1;
+                break;
+            }
+            for (int r = 0; r < o->runs; r++) {
+                double t0 = now_s();
+                dr_model_classify_batch(m, photos, lens, (size_t)batch, top, 1, n_out, &err);
+                t[r] = (now_s() - t0) / batch;
+            }
+            qsort(t, (size_t)o->runs, sizeof(double), cmp_double);
+            double med = t[o->runs / 2];
+            printf("photo %s: threads %d batch %d: %.2f ms/photo (min %.2f max %.2f), "
+                   "%.1f photos/s, decoding included\n",
+                   o->photos[0], th, batch, med * 1e3, t[0] * 1e3, t[o->runs - 1] * 1e3, 1.0 / med);
+        }
+    }
+    free(photo);
+    return rc;
+}
+
 static int cmd_bench(const opts *o) {
     dr_model *m;
     if (load_model(o, &m))
@@ -265,11 +310,12 @@ static int cmd_bench(const opts *o) {
                    th, batch, med * 1e3, t[0] * 1e3, t[o->runs - 1] * 1e3, 1.0 / med, gflop / med);
         }
     }
+    int rc = o->n_photos ? bench_photo(o, m, t) : 0;
     free(in);
     free(out);
     free(t);
     dr_model_free(m);
-    return 0;
+    return rc;
 }
 
 /* ---- NPY (float32, C order) for `run` ---------------------------------------------------- */
@@ -428,7 +474,7 @@ static const char help_text[] =
     "derecho-infer: classify photos with an MXNet or ONNX model, or time the engine.\n"
     "\n"
     "usage: derecho-infer classify --model PATH|PREFIX [options] photo...\n"
-    "       derecho-infer bench --model PATH|PREFIX [options]\n"
+    "       derecho-infer bench --model PATH|PREFIX [options] [photo]\n"
     "       derecho-infer run --model PATH|PREFIX --input X.npy --output Y.npy [options]\n"
     "       derecho-infer --help\n"
     "\n"
@@ -451,7 +497,8 @@ static const char help_text[] =
     "\n"
     "classify prints each photo's top K classes with their probabilities; bench prints\n"
     "ms/image at batch 1, images/s at batch 8 (median, min, max) and GFLOP/s per thread count;\n"
-    "bench and run need no synset (labels \"class N\"); run writes the raw outputs.\n"
+    "bench and run need no synset (labels \"class N\"); bench with a photo also times whole\n"
+    "photos (decode + classify, batch 1 and 8); run writes the raw outputs.\n"
     "Exit codes: 0 done, 1 a model or photo could not be used, 2 bad arguments.\n"
     "\n"
     "examples:\n"
@@ -579,8 +626,10 @@ int main(int argc, char **argv) {
         rc = usage_error("%s", "--model is required");
     else if (rc == 0 && classify && o.n_photos == 0)
         rc = usage_error("%s", "classify needs at least one photo");
-    else if (rc == 0 && !classify && o.n_photos > 0)
-        rc = usage_error("bench and run take no photos ('%s')", o.photos[0]);
+    else if (rc == 0 && run && o.n_photos > 0)
+        rc = usage_error("run takes no photos ('%s')", o.photos[0]);
+    else if (rc == 0 && !classify && o.n_photos > 1)
+        rc = usage_error("bench takes at most one photo ('%s')", o.photos[1]);
     else if (rc == 0 && run && (!o.input || !o.output))
         rc = usage_error("%s", "run needs --input X.npy and --output Y.npy");
     if (rc == 0)

@@ -1442,6 +1442,13 @@ int exec_have_bf16(void) {
 #endif
 }
 
+int exec_get_threads(exec_model *em) {
+    pthread_mutex_lock(&em->mu);
+    int threads = em->threads;
+    pthread_mutex_unlock(&em->mu);
+    return threads;
+}
+
 void exec_set_backend(exec_model *em, int backend) {
     pthread_mutex_lock(&em->mu);
     em->backend = backend;

@@ -47,6 +47,8 @@ void exec_free(exec_model *em);
 int exec_run(exec_model *em, const float *input, int batch, float *out, size_t out_len,
              dr_err *err);
 void exec_set_threads(exec_model *em, int threads);
+/* The thread count set by exec_set_threads (any thread). */
+int exec_get_threads(exec_model *em);
 void exec_set_backend(exec_model *em, int backend);
 /* bf16 = 1: later oneDNN contexts compute convolutions in bfloat16 (f32 activations between
  * operators; a convolution oneDNN has no bf16 kernel for stays f32). No effect on SGEMM. */

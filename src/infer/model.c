@@ -407,6 +407,52 @@ static void top_k(const dr_model *m, float *scores, dr_class_score *top, size_t 
     *n_out = k;
 }
 
+/* Decodes and preprocesses one photo into dst (C*H*W floats). */
+static int decode_one(const dr_model *m, const void *photo, size_t len, float *dst, dr_err *err) {
+    uint8_t *rgb;
+    int w, h;
+    int rc = img_decode(photo, len, m->limits.max_pixels, &rgb, &w, &h, err);
+    if (rc)
+        return rc;
+    rc = img_preprocess(rgb, w, h, &m->pre, m->C, m->H, m->W, dst, err);
+    free(rgb);
+    return rc;
+}
+
+/*
+ * Decodes the n photos of a batch into in (n * C*H*W floats), on the model's threads: each
+ * photo is one task (decoding is the larger part of a small model's time per photo, and a
+ * batch's photos are independent). On failure, err names the first bad photo's index.
+ */
+static int decode_batch(dr_model *m, const void *const *photos, const size_t *photo_lens, size_t n,
+                        float *in, dr_err *err) {
+    size_t per = (size_t)m->C * m->H * m->W;
+    if (n == 1)
+        return decode_one(m, photos[0], photo_lens[0], in, err);
+    int *rcs = calloc(n, sizeof *rcs);
+    dr_err *errs = calloc(n, sizeof *errs);
+    if (!rcs || !errs) {
+        free(rcs);
+        free(errs);
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    }
+    int threads = exec_get_threads(&m->em);
+    if (threads > (int)n)
+        threads = (int)n;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
+    for (long i = 0; i < (long)n; i++)
+        rcs[i] = decode_one(m, photos[i], photo_lens[i], in + per * (size_t)i, &errs[i]);
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++)
+        if (rcs[i]) {
+            rc = rcs[i];
+            dr_err_set(err, rc, "photo %zu: %s", i, errs[i].msg);
+        }
+    free(rcs);
+    free(errs);
+    return rc;
+}
+
 int dr_model_classify_batch(dr_model *m, const void *const *photos, const size_t *photo_lens,
                             size_t n, dr_class_score *top, size_t k, size_t *n_out, dr_err *err) {
     if (!m || !photos || !photo_lens || !top || !n_out || k == 0)
@@ -422,24 +468,9 @@ int dr_model_classify_batch(dr_model *m, const void *const *photos, const size_t
         rc = dr_err_set(err, DR_ENOMEM, "out of memory");
         goto out;
     }
-    size_t bad = 0;
-    for (size_t i = 0; i < n && !rc; i++) {
-        uint8_t *rgb;
-        bad = i;
-        int w, h;
-        if ((rc = img_decode(photos[i], photo_lens[i], m->limits.max_pixels, &rgb, &w, &h, err)))
-            break;
-        rc = img_preprocess(rgb, w, h, &m->pre, m->C, m->H, m->W, in + per * i, err);
-        free(rgb);
-    }
-    if (rc) {
-        if (n > 1 && err) {
-            char msg[DR_ERR_MSG_MAX];
-            snprintf(msg, sizeof(msg), "%s", err->msg);
-            dr_err_set(err, rc, "photo %zu: %s", bad, msg);
-        }
+    rc = decode_batch(m, photos, photo_lens, n, in, err);
+    if (rc)
         goto out;
-    }
     if ((rc = exec_run(&m->em, in, (int)n, out, m->num_classes * n, err)))
         goto out;
     for (size_t i = 0; i < n; i++)

@@ -542,6 +542,20 @@ static void test_batch_classify(void **state) {
     pl[1] = 5;
     assert_int_not_equal(dr_model_classify_batch(m, ph, pl, 3, top, 2, n, &err), 0);
     assert_non_null(strstr(err.msg, "photo 1"));
+    /* two threads decode the photos in parallel: the same answers; the first bad one named */
+    assert_int_equal(dr_model_set_threads(m, 2), 0);
+    pl[1] = p[1].len;
+    for (int round = 0; round < 4; round++) {
+        memset(top, 0xff, sizeof top);
+        assert_int_equal(dr_model_classify_batch(m, ph, pl, 3, top, 2, n, &err), 0);
+        assert_int_equal(top[0].index, 2);
+        assert_int_equal(top[2].index, 0);
+        assert_int_equal(top[4].index, 1);
+    }
+    pl[1] = 5;
+    pl[2] = 7;
+    assert_int_not_equal(dr_model_classify_batch(m, ph, pl, 3, top, 2, n, &err), 0);
+    assert_non_null(strstr(err.msg, "photo 1"));
     for (int i = 0; i < 3; i++)
         free(p[i].data);
     dr_model_free(m);

@@ -2,7 +2,8 @@
 # derecho-infer run and bench (issue 15 "more real models load"): `run` writes the raw outputs
 # of a float32 NPY input as NPY, checked against SqueezeNet 1.1's reference output (1e-3
 # relative, same arg-max) when ../shared/testdata exists; malformed inputs are refused; `bench`
-# and `run` work on an MXNet model without a synset file ("class N" labels).
+# and `run` work on an MXNet model without a synset file ("class N" labels); `bench PHOTO` times
+# whole photos and refuses a non-image.
 # Usage: test_infer_cli.sh BUILD_DIR SOURCE_DIR
 set -eu
 BIN=$1/bin
@@ -16,6 +17,16 @@ cp "$SRC/models/demo-shapes/shapes-symbol.json" "$SRC/models/demo-shapes/shapes-
 "$BIN/derecho-infer" bench --model "$TMP/shapes" --runs 1 --threads 1 >"$TMP/bench.txt" 2>&1 ||
   { cat "$TMP/bench.txt"; fail "bench without a synset"; }
 grep -q "threads 1 batch 1:" "$TMP/bench.txt" || fail "bench printed no timing"
+# with a photo: whole photos (decode + classify) too, at batch 1 and 8; a non-image is refused
+"$BIN/derecho-infer" bench --model "$TMP/shapes" --runs 2 --threads 1 \
+  "$SRC/models/demo-shapes/photos/red-circle.jpg" >"$TMP/bench.txt" 2>&1 ||
+  { cat "$TMP/bench.txt"; fail "bench with a photo"; }
+grep -q "threads 1 batch 8: .* photos/s, decoding included" "$TMP/bench.txt" ||
+  { cat "$TMP/bench.txt"; fail "bench with a photo printed no photo timing"; }
+if "$BIN/derecho-infer" bench --model "$TMP/shapes" --runs 1 --threads 1 "$TMP/shapes-symbol.json" \
+    >"$TMP/bench.txt" 2>&1; then
+  fail "bench accepted a photo that is not an image"
+fi
 if "$BIN/derecho-infer" classify --model "$TMP/shapes" "$SRC/models/demo-shapes/photos/red-circle.jpg" \
     >"$TMP/c.txt" 2>&1; then
   fail "classify without a synset should be refused"
