@@ -9,16 +9,19 @@
  * 2. service: `calls` sequential Whatsthis calls of the photo with TAG (already installed) on
  *    one channel, as the sospdemo client streams it (metadata, then 32 KiB chunks): p50/p99;
  * 3. throughput: `clients` threads, each on its own channel, calls / clients calls each.
- * The service's overhead is service p50 - engine p50.
+ * The service's overhead is service p50 - engine p50. Every answer is checked: it must name the
+ * engine's top class; a wrong or failed one is counted and makes the exit status 1.
  */
 #include "client_call.h"
 #include "derecho/infer.h"
 #include "grpc_util.h"
+#include "sospdemo.pb-c.h"
 #include "stream_helpers.h"
 
 #include <grpc/grpc.h>
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +67,32 @@ static stream make_stream(const uint8_t *photo, size_t photo_bytes, uint32_t tag
     return s;
 }
 
+/* The answer every call must get (the engine's top class, without a WordNet id), set once. */
+static char g_expected[256];
+
+/* Whether the call's reply is a PhotoReply whose description names the expected class. */
+static bool answer_ok(sd_client_call *call) {
+    if (call->status != GRPC_STATUS_OK || !call->response)
+        return false;
+    int ok = 0;
+    grpc_slice all = sd_grpc_buffer_flatten(call->response, &ok);
+    Sospdemo__PhotoReply *reply =
+        ok ? sospdemo__photo_reply__unpack(NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all))
+           : NULL;
+    grpc_slice_unref(all);
+    bool right = reply && reply->desc && strstr(reply->desc, g_expected) != NULL;
+    if (!right) {
+        static bool told = false; /* one example per run is enough */
+        if (!told)
+            fprintf(stderr, "bench_service: wrong answer '%s' (want '%s')\n",
+                    reply && reply->desc ? reply->desc : "(none)", g_expected);
+        told = true;
+    }
+    if (reply)
+        sospdemo__photo_reply__free_unpacked(reply, NULL);
+    return right;
+}
+
 static int one_call(grpc_channel *channel, const stream *s) {
     sd_client_call call;
     sd_client_call_open_on(&call, channel, SD_METHOD_WHATSTHIS, 60000);
@@ -75,7 +104,7 @@ static int one_call(grpc_channel *channel, const stream *s) {
             break;
     }
     sd_client_call_finish(&call);
-    int ok = call.status == GRPC_STATUS_OK;
+    bool ok = answer_ok(&call);
     sd_client_call_close(&call);
     return ok ? 0 : -1;
 }
@@ -139,6 +168,11 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 10; i++)
         dr_model_classify(model, files[0], lens[0], &top, 1, &n, &err);
     printf("photo %s (%zu bytes), answer '%s'\n", argv[3], lens[0], top.label);
+    /* "n02099601 golden retriever": the service answers with the words */
+    const char *words = top.label;
+    if (words[0] == 'n' && strlen(words) > 10 && words[9] == ' ')
+        words += 10;
+    snprintf(g_expected, sizeof g_expected, "%s", words);
     double start = now_s();
     for (int i = 0; i < calls; i++) {
         double t0 = now_s();
@@ -172,6 +206,7 @@ int main(int argc, char **argv) {
         workers[i] = (worker){.address = address, .s = &s, .calls = calls / clients};
         pthread_create(&workers[i].thread, NULL, client_thread, &workers[i]);
     }
+    int sequential_failures = failures;
     failures = 0;
     for (int i = 0; i < clients; i++) {
         pthread_join(workers[i].thread, NULL);
@@ -188,5 +223,5 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 4; i++)
         free(files[i]);
     grpc_shutdown();
-    return failures ? 1 : 0;
+    return failures || sequential_failures ? 1 : 0; /* a wrong or failed answer fails the run */
 }
