@@ -439,6 +439,9 @@ static int decode_batch(dr_model *m, const void *const *photos, const size_t *ph
     int threads = exec_get_threads(&m->em);
     if (threads > (int)n)
         threads = (int)n;
+#ifdef DR_INFER_SERIAL_KERNELS /* TSan build: it cannot see libgomp's barriers (exec.c) */
+    threads = 1;
+#endif
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
     for (long i = 0; i < (long)n; i++)
         rcs[i] = decode_one(m, photos[i], photo_lens[i], in + per * (size_t)i, &errs[i]);
