@@ -21,6 +21,7 @@
 #include <grpc/grpc.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,13 +82,10 @@ static bool answer_ok(sd_client_call *call) {
            : NULL;
     grpc_slice_unref(all);
     bool right = reply && reply->desc && strstr(reply->desc, g_expected) != NULL;
-    if (!right) {
-        static bool told = false; /* one example per run is enough */
-        if (!told)
-            fprintf(stderr, "bench_service: wrong answer '%s' (want '%s')\n",
-                    reply && reply->desc ? reply->desc : "(none)", g_expected);
-        told = true;
-    }
+    static atomic_bool told; /* one example per run is enough (client threads race here) */
+    if (!right && !atomic_exchange(&told, true))
+        fprintf(stderr, "bench_service: wrong answer '%s' (want '%s')\n",
+                reply && reply->desc ? reply->desc : "(none)", g_expected);
     if (reply)
         sospdemo__photo_reply__free_unpacked(reply, NULL);
     return right;
