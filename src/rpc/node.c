@@ -15,6 +15,8 @@
  */
 #include "derecho/rpc.h"
 
+#include "base/big_buffers.h"
+#include "base/shared_bytes.h"
 #include "derecho/log.h"
 #include "rpc/calls.h"
 #include "rpc/wire.h"
@@ -355,7 +357,7 @@ static incoming_state *claim_incoming_locked(dr_rpc_node *node) {
     }
     DR_WARN(DR_LOGM_RPC, "state transfer of view %" PRId32 " from %" PRIu32 " dropped (too many)",
             oldest->vid, oldest->from);
-    free(oldest->bytes);
+    dr_big_free(oldest->bytes);
     return oldest;
 }
 
@@ -385,7 +387,8 @@ static void state_chunk_arrived(dr_rpc_node *node, uint32_t peer, const dr_net_m
                      " bytes, over max_state_transfer_size %" PRIu64,
                      chunk.subgroup, peer, chunk.total, node->max_state);
             in->error = DR_ETOOBIG;
-        } else if (chunk.status == DR_OK && !(in->bytes = malloc(chunk.total ? chunk.total : 1))) {
+        } else if (chunk.status == DR_OK &&
+                   !(in->bytes = dr_big_alloc(chunk.total ? chunk.total : 1))) {
             in->error = DR_ENOMEM;
         }
     }
@@ -396,7 +399,7 @@ static void state_chunk_arrived(dr_rpc_node *node, uint32_t peer, const dr_net_m
         else if (chunk.total != in->total || chunk.offset != in->received)
             in->error = DR_EPROTO; /* chunks travel in order on one connection */
         if (in->error) {
-            free(in->bytes);
+            dr_big_free(in->bytes);
             in->bytes = NULL;
         } else {
             memcpy(in->bytes + chunk.offset, chunk.bytes, chunk.len);
@@ -428,17 +431,24 @@ static bool still_member(dr_rpc_node *node, uint32_t member) {
     return found;
 }
 
-/* Sends one subgroup's state (or a failure status) to one new member, in chunks. */
+static void release_state_slice(void *ctx, void *slice) {
+    (void)slice;
+    dr_shared_bytes_release(ctx);
+}
+
+/* Sends one subgroup's state (or a failure status: state NULL) to one new member, in chunks: each
+ * frame is a copied chunk head and a slice of the serialized state itself, which every queued
+ * frame holds a reference to (no copy of the state per chunk). */
 static void send_state_to(dr_rpc_node *node, uint32_t target, int32_t vid, uint32_t subgroup,
-                          int status, const uint8_t *state, size_t total) {
+                          int status, dr_shared_bytes *state) {
     dr_group *group = group_of(node);
     if (!group)
         return;
     size_t frame = dr_group_max_frame_bytes(group);
     size_t room = frame > 4096 ? frame - 4096 : 1;
     size_t step = room < STATE_CHUNK_BYTES ? room : STATE_CHUNK_BYTES;
-    dr_buf buf;
-    dr_buf_init(&buf, 0);
+    size_t total = state ? dr_shared_bytes_len(state) : 0;
+    uint8_t head_bytes[RPC_STATE_CHUNK_HEAD_SIZE];
     size_t offset = 0;
     int rc = DR_OK;
     do {
@@ -448,12 +458,16 @@ static void send_state_to(dr_rpc_node *node, uint32_t target, int32_t vid, uint3
                                  .status = status,
                                  .total = total,
                                  .offset = offset,
-                                 .bytes = state ? state + offset : NULL,
                                  .len = len};
-        dr_buf_reset(&buf);
-        rc = rpc_encode_state_chunk(&buf, &chunk);
-        while (rc == DR_OK && (rc = dr_group_send_frame(group, target, RPC_T_STATE, buf.data,
-                                                        buf.len)) == DR_EAGAIN) {
+        /* on the stack: max_bytes = cap, so the buffer can never be reallocated */
+        dr_buf head = {
+            .data = head_bytes, .cap = sizeof head_bytes, .max_bytes = sizeof head_bytes};
+        rc = rpc_encode_state_chunk_head(&head, &chunk);
+        uint8_t *slice = state ? (uint8_t *)dr_shared_bytes_data(state) + offset : NULL;
+        while (rc == DR_OK && (rc = dr_group_send_frame_split(
+                                   group, target, RPC_T_STATE, head.data, head.len, slice, len,
+                                   state ? release_state_slice : NULL,
+                                   state ? dr_shared_bytes_retain(state) : NULL)) == DR_EAGAIN) {
             rc = dr_group_wait_writable(group, target, STATE_SEND_WAIT_MS);
             if (rc == DR_ENOTFOUND)
                 rc = DR_OK; /* not connected: the runtime's backlog takes the retry */
@@ -462,7 +476,6 @@ static void send_state_to(dr_rpc_node *node, uint32_t target, int32_t vid, uint3
         if (rc == DR_OK && status == DR_OK && node->on_state_chunk)
             node->on_state_chunk(node->state_chunk_ctx, target, subgroup, true, offset, total);
     } while (rc == DR_OK && offset < total);
-    dr_buf_free(&buf);
     if (rc)
         DR_WARN(DR_LOGM_RPC, "state transfer of subgroup %" PRIu32 " to %" PRIu32 " stopped: %s",
                 subgroup, target, dr_strerror(rc));
@@ -487,6 +500,16 @@ static void send_state(dr_rpc_node *node, const dr_group_view *view, uint32_t su
         if (status == DR_OK && state.failed)
             status = DR_ETOOBIG;
     }
+    /* the serialized bytes, shared by the frames that carry them (the last one frees them) */
+    dr_shared_bytes *shared = NULL;
+    if (status == DR_OK && state.len > 0) {
+        shared = dr_shared_bytes_wrap(state.data, state.len);
+        if (shared)
+            state.data = NULL; /* taken */
+        else
+            status = DR_ENOMEM;
+    }
+    dr_buf_free(&state);
     if (status)
         DR_ERROR(DR_LOGM_RPC, "cannot serialize subgroup %" PRIu32 " for its new members: %s",
                  subgroup, dr_strerror(status));
@@ -498,11 +521,10 @@ static void send_state(dr_rpc_node *node, const dr_group_view *view, uint32_t su
         DR_INFO(DR_LOGM_RPC,
                 "view %" PRId32 ": sending %zu bytes of subgroup %" PRIu32
                 " state to node %" PRIu32,
-                view->view.vid, status ? (size_t)0 : state.len, subgroup, target);
-        send_state_to(node, target, view->view.vid, subgroup, status, status ? NULL : state.data,
-                      status ? 0 : state.len);
+                view->view.vid, shared ? dr_shared_bytes_len(shared) : (size_t)0, subgroup, target);
+        send_state_to(node, target, view->view.vid, subgroup, status, shared);
     }
-    dr_buf_free(&state);
+    dr_shared_bytes_release(shared);
 }
 
 /* I am new in my shard: wait for its state from `source`; restore it. Returns 0 or why not. */
@@ -556,7 +578,7 @@ static int await_state(dr_rpc_node *node, const dr_group_view *view, uint32_t su
         if (saved != DR_OK && saved != DR_ESTATE)
             error = saved;
     }
-    free(bytes);
+    dr_big_free(bytes);
     if (error == DR_OK)
         DR_INFO(DR_LOGM_RPC,
                 "view %" PRId32 ": restored %" PRIu64 " bytes of subgroup %" PRIu32

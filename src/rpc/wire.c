@@ -325,7 +325,7 @@ int rpc_decode_view_reply(const uint8_t *bytes, size_t len, rpc_view_info *out) 
     return DR_OK;
 }
 
-int rpc_encode_state_chunk(dr_buf *out, const rpc_state_chunk *chunk) {
+int rpc_encode_state_chunk_head(dr_buf *out, const rpc_state_chunk *chunk) {
     if (chunk->len > UINT32_MAX || chunk->status > 0 || chunk->offset > chunk->total ||
         chunk->len > chunk->total - chunk->offset)
         return DR_EINVAL;
@@ -336,9 +336,14 @@ int rpc_encode_state_chunk(dr_buf *out, const rpc_state_chunk *chunk) {
     dr_buf_put_u64(out, chunk->total);
     dr_buf_put_u64(out, chunk->offset);
     dr_buf_put_u32(out, (uint32_t)chunk->len);
-    if (chunk->len)
-        dr_buf_put_bytes(out, chunk->bytes, chunk->len);
     return buf_status(out);
+}
+
+int rpc_encode_state_chunk(dr_buf *out, const rpc_state_chunk *chunk) {
+    int rc = rpc_encode_state_chunk_head(out, chunk);
+    if (rc == DR_OK && chunk->len)
+        dr_buf_put_bytes(out, chunk->bytes, chunk->len);
+    return rc ? rc : buf_status(out);
 }
 
 int rpc_decode_state_chunk(const uint8_t *bytes, size_t len, rpc_state_chunk *out) {

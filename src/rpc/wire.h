@@ -23,12 +23,13 @@ enum {
     RPC_T_STATE = 37,         /**< member -> new shard member: a chunk of replicated state */
 };
 
-#define RPC_WIRE_VERSION        1u
-#define RPC_ORDERED_MAGIC       0x43505244u /* "DRPC" little-endian */
-#define RPC_ORDERED_HEADER_SIZE 28u         /* bytes before the arguments */
-#define RPC_P2P_HEADER_SIZE     24u
-#define RPC_REPLY_HEADER_SIZE   16u
-#define RPC_MAX_TYPES           8u /* == DR_LAYOUT_MAX_TYPES */
+#define RPC_WIRE_VERSION          1u
+#define RPC_ORDERED_MAGIC         0x43505244u /* "DRPC" little-endian */
+#define RPC_ORDERED_HEADER_SIZE   28u         /* bytes before the arguments */
+#define RPC_STATE_CHUNK_HEAD_SIZE 36u         /* bytes of a state chunk before its state */
+#define RPC_P2P_HEADER_SIZE       24u
+#define RPC_REPLY_HEADER_SIZE     16u
+#define RPC_MAX_TYPES             8u /* == DR_LAYOUT_MAX_TYPES */
 
 /** A decoded ordered-call payload (args borrowed from the input). */
 typedef struct rpc_ordered_msg {
@@ -91,6 +92,10 @@ int rpc_encode_view_query(dr_buf *out);
 int rpc_encode_view_reply(dr_buf *out, const rpc_view_info *info);
 /** DR_EINVAL also for a chunk outside [0, total) or a positive status. */
 int rpc_encode_state_chunk(dr_buf *out, const rpc_state_chunk *chunk);
+/** The RPC_STATE_CHUNK_HEAD_SIZE bytes of a state chunk before its chunk->len bytes of state
+ * (rpc_encode_state_chunk without them: the sender sends the state slice after it, uncopied).
+ * Errors as rpc_encode_state_chunk. */
+int rpc_encode_state_chunk_head(dr_buf *out, const rpc_state_chunk *chunk);
 
 /** Decoders: 0, or DR_EPROTO for anything malformed, truncated or with trailing bytes. */
 int rpc_decode_ordered(const uint8_t *bytes, size_t len, rpc_ordered_msg *out);

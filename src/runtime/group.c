@@ -36,6 +36,7 @@
 #include <inttypes.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1271,25 +1272,24 @@ static const char *view_address(const dr_group *group, uint32_t node_id) {
     return NULL;
 }
 
-int dr_group_send_frame(dr_group *group, uint32_t peer_id, uint16_t type, const void *payload,
-                        size_t len) {
-    if (type < DR_RUNTIME_TYPE_APP_MIN)
-        return DR_EINVAL;
-    if (peer_id >= DR_NET_CLIENT_ID_BASE) /* outside clients: only if connected */
-        return dr_net_send(group->net, peer_id, type, 0, payload, len);
-    int rc = dr_net_send(group->net, peer_id, type, 0, payload, len);
-    if (rc != DR_ENOTFOUND)
-        return rc;
-    /* a member we have no connection to yet: queue behind its connection */
+/* A member of the view we have no connection to yet: the frame (head then body, copied) waits in
+ * the peer's backlog until its connection comes up (dialled if this node has the higher id). */
+static int send_frame_to_unconnected(dr_group *group, uint32_t peer_id, uint16_t type,
+                                     const void *head, size_t head_len, const void *body,
+                                     size_t body_len) {
     pthread_mutex_lock(&group->core_lock);
     const char *address = view_address(group, peer_id);
     peer_state *peer = address ? find_peer(group, peer_id, true) : NULL;
-    rc = DR_ENOTFOUND;
+    int rc = DR_ENOTFOUND;
     if (peer && !group->closing) {
+        size_t len = head_len + body_len;
         uint8_t *copy = malloc(len ? len : 1);
         rc = copy ? DR_OK : DR_ENOMEM;
         if (copy) {
-            memcpy(copy, payload, len);
+            if (head_len)
+                memcpy(copy, head, head_len);
+            if (body_len)
+                memcpy(copy + head_len, body, body_len);
             if (peer->up)
                 transmit_typed(group, peer_id, type, copy, len);
             else
@@ -1300,6 +1300,60 @@ int dr_group_send_frame(dr_group *group, uint32_t peer_id, uint16_t type, const 
         dispatch_actions_locked(group); /* a failed send told the core: act on it */
     }
     pthread_mutex_unlock(&group->core_lock);
+    return rc;
+}
+
+/* dr_group_send_frame_split's hold on the body: one reference for the transport (dropped when it
+ * is done with the frame, on any thread, or at once when the send fails) and one for the sender,
+ * which may still have to copy the body into the backlog after a send that found no connection.
+ * The last drop releases the body with the caller's free_fn. */
+typedef struct body_hold {
+    atomic_int refs;
+    dr_net_free_fn free_fn;
+    void *free_ctx;
+} body_hold;
+
+static void drop_body_hold(void *ctx, void *body) {
+    body_hold *hold = ctx;
+    if (atomic_fetch_sub_explicit(&hold->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    if (hold->free_fn)
+        hold->free_fn(hold->free_ctx, body);
+    free(hold);
+}
+
+int dr_group_send_frame(dr_group *group, uint32_t peer_id, uint16_t type, const void *payload,
+                        size_t len) {
+    if (type < DR_RUNTIME_TYPE_APP_MIN)
+        return DR_EINVAL;
+    int rc = dr_net_send(group->net, peer_id, type, 0, payload, len);
+    if (rc != DR_ENOTFOUND || peer_id >= DR_NET_CLIENT_ID_BASE) /* clients: only if connected */
+        return rc;
+    return send_frame_to_unconnected(group, peer_id, type, NULL, 0, payload, len);
+}
+
+int dr_group_send_frame_split(dr_group *group, uint32_t peer_id, uint16_t type, const void *head,
+                              size_t head_len, void *body, size_t body_len, dr_net_free_fn free_fn,
+                              void *free_ctx) {
+    if (type < DR_RUNTIME_TYPE_APP_MIN || head_len > DR_NET_MAX_HEAD_BYTES) {
+        if (free_fn)
+            free_fn(free_ctx, body);
+        return DR_EINVAL;
+    }
+    body_hold *hold = malloc(sizeof *hold);
+    if (!hold) {
+        if (free_fn)
+            free_fn(free_ctx, body);
+        return DR_ENOMEM;
+    }
+    atomic_init(&hold->refs, 2);
+    hold->free_fn = free_fn;
+    hold->free_ctx = free_ctx;
+    int rc = dr_net_send_lane(group->net, peer_id, DR_NET_LANE_NORMAL, type, 0, head, head_len,
+                              body, body_len, drop_body_hold, hold);
+    if (rc == DR_ENOTFOUND && peer_id < DR_NET_CLIENT_ID_BASE) /* copied into the backlog */
+        rc = send_frame_to_unconnected(group, peer_id, type, head, head_len, body, body_len);
+    drop_body_hold(hold, body);
     return rc;
 }
 

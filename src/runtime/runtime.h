@@ -41,6 +41,19 @@ int dr_group_send_frame(dr_group *group, uint32_t peer, uint16_t type, const voi
                         size_t len);
 
 /**
+ * As dr_group_send_frame for a payload in two parts: head[0..head_len) is copied (at most
+ * DR_NET_MAX_HEAD_BYTES, else DR_EINVAL) and body[0..body_len) is sent without a copy (a slice
+ * of a larger buffer, e.g. a dr_shared_bytes held once per frame), then released with
+ * free_fn(free_ctx, body) on whichever thread finishes with it; also when this call fails, so
+ * the body is never the caller's after it returns. A member without a connection yet gets a
+ * copy of the frame in its backlog, as with dr_group_send_frame. Returns as dr_group_send_frame.
+ * Any thread.
+ */
+int dr_group_send_frame_split(dr_group *group, uint32_t peer, uint16_t type, const void *head,
+                              size_t head_len, void *body, size_t body_len, dr_net_free_fn free_fn,
+                              void *free_ctx);
+
+/**
  * Blocks until the queue towards `peer` has room again after dr_group_send_frame answered
  * DR_EAGAIN (returns 0), the peer has no connection (DR_ENOTFOUND: frames for it wait in the
  * runtime's backlog instead; retry later), the group closes (DR_ECLOSED) or timeout_ms passes

@@ -236,9 +236,13 @@ static int kv_serialize(void *ctx, uint32_t subgroup, dr_buf *out) {
     }
     pthread_mutex_lock(&g_kv.lock);
     uint32_t entries = 0;
+    size_t bytes = 20; /* count, digest, entries */
     for (uint32_t b = 0; b < NUM_BUCKETS; b++)
-        for (kv_entry *e = g_kv.buckets[b]; e; e = e->next)
+        for (kv_entry *e = g_kv.buckets[b]; e; e = e->next) {
             entries++;
+            bytes += 8 + strlen(e->key) + e->value_len; /* two blobs, each with its u32 length */
+        }
+    dr_buf_reserve(out, bytes); /* one allocation of the right size instead of doublings */
     dr_buf_put_u64(out, g_kv.count);
     dr_buf_put_u64(out, g_kv.digest);
     dr_buf_put_u32(out, entries);

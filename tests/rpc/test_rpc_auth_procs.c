@@ -11,6 +11,8 @@
  *  - attack 2: frames of the core's types from an outside client were never freed (200 x 1 MiB
  *    took a node from 25 to 230 MB); now each one closes that connection and memory stays flat
  *    (2000 frames of 12 kB each here: client frames are now limited to a p2p request's size).
+ *  - state transfer to a keyed joiner over sealed connections (encrypt_group_port): the
+ *    uncopied state slices of each chunk frame arrive whole and the joiner restores the map.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,7 +37,14 @@
 #include "net/frame.h"
 #include "runtime/node_procs.h"
 
-enum { PORT = 27700, OPEN_PORT = 27750, DUP_PORT = 27760, NODES = 3, WAIT_S = 60 };
+enum {
+    PORT = 27700,
+    OPEN_PORT = 27750,
+    DUP_PORT = 27760,
+    SEALED_PORT = 27780,
+    NODES = 3,
+    WAIT_S = 60
+};
 
 static char test_dir[] = "/tmp/dr_rpc_auth_XXXXXX";
 
@@ -48,21 +57,27 @@ static void write_text(const char *name, const char *text, char *path, size_t pa
     chmod(path, 0600);
 }
 
-/* Member `node`'s config; `keys`: the key lines of [DERECHO] (may be ""). */
-static void write_config(int node, int base_port, const char *keys, int min_nodes, char *path,
-                         size_t path_len) {
+/* Member `node`'s config; `keys`: the key lines of [DERECHO] (may be ""); max_payload: the
+ * subgroup's max_payload_size. */
+static void write_config_payload(int node, int base_port, const char *keys, int min_nodes,
+                                 int max_payload, char *path, size_t path_len) {
     char name[32], text[2048];
     snprintf(name, sizeof name, "node%d.cfg", node);
     snprintf(text, sizeof text,
              "[DERECHO]\ncontact_ip = 127.0.0.1\ncontact_port = %d\nlocal_id = %d\n"
              "local_ip = 127.0.0.1\ngms_port = %d\nheartbeat_ms = 100\n%s"
              "max_p2p_request_payload_size = 10240\nmax_p2p_reply_payload_size = 10240\n"
-             "[SUBGROUP/DEFAULT]\nmax_payload_size = 10240\nmax_smc_payload_size = 10240\n"
+             "[SUBGROUP/DEFAULT]\nmax_payload_size = %d\nmax_smc_payload_size = 10240\n"
              "max_reply_payload_size = 4096\nblock_size = 1048576\nwindow_size = 16\n"
              "[SUBGROUP/KV]\nnum_shards = 1\nmin_nodes = %d\nmax_nodes = 8\n"
              "[LOGGER]\ndefault_log_level = error\n",
-             base_port, node, base_port + node, keys, min_nodes);
+             base_port, node, base_port + node, keys, max_payload, min_nodes);
     write_text(name, text, path, path_len);
+}
+
+static void write_config(int node, int base_port, const char *keys, int min_nodes, char *path,
+                         size_t path_len) {
+    write_config_payload(node, base_port, keys, min_nodes, 10240, path, path_len);
 }
 
 static const char *KEY_LINES = "cluster_key_file = cluster.key\nadmin_key_file = admin.key\n"
@@ -313,6 +328,52 @@ static void test_duplicate_id_refused(void **state) {
     assert_int_equal(finish_all(members, 2), 2);
 }
 
+/*
+ * State transfer over sealed connections (keys and encrypt_group_port): the source sends each
+ * chunk as a copied head and an uncopied slice of its serialized state (dr_group_send_frame_split),
+ * which the seal must encrypt whole. Two keyed members fill the map with 3 MiB of 512 KiB
+ * values, a third keyed node joins and must restore exactly that map (equal=1: same entries and
+ * digest as the members), across four 1 MiB chunks.
+ */
+static void test_sealed_joiner_receives_state(void **state) {
+    (void)state;
+    enum { FILL = 3 << 20, PAYLOAD = 1 << 20, MEMBERS = 2 };
+    char sealed_keys[512], path[512];
+    snprintf(sealed_keys, sizeof sealed_keys, "%sencrypt_group_port = true\n", KEY_LINES);
+    child procs[MEMBERS + 1];
+    char fill[32];
+    snprintf(fill, sizeof fill, "%d", FILL);
+    for (int i = 0; i < MEMBERS; i++) {
+        write_config_payload(i, SEALED_PORT, sealed_keys, MEMBERS, PAYLOAD, path, sizeof path);
+        char *args[] = {path, "--puts", "0", "--start-members", "2", "--fill", fill, NULL};
+        spawn_test_program(&procs[i], "kv_node", NULL, args);
+        if (i == 0 && !procs_wait_listening(SEALED_PORT, 10000))
+            fail_msg("the leader does not listen on %d", SEALED_PORT);
+    }
+    wait_all_done(procs, MEMBERS, WAIT_S);
+    for (int i = 0; i < MEMBERS; i++)
+        if (!strstr(procs[i].output, "DONE")) {
+            finish_all(procs, MEMBERS);
+            fail_msg("member %d did not fill its map: '%s'", i, procs[i].output);
+        }
+    write_config_payload(MEMBERS, SEALED_PORT, sealed_keys, MEMBERS, PAYLOAD, path, sizeof path);
+    char *join_args[] = {path, "--join", "--puts", "1", NULL};
+    spawn_test_program(&procs[MEMBERS], "kv_node", NULL, join_args);
+    wait_all_done(&procs[MEMBERS], 1, WAIT_S);
+    const char *joined = strstr(procs[MEMBERS].output, "JOINED");
+    unsigned long long restored = 0;
+    int equal = 0;
+    if (!joined ||
+        sscanf(joined, "JOINED node=%*d restored=%llu ms=%*f equal=%d", &restored, &equal) != 2) {
+        finish_all(procs, MEMBERS + 1);
+        fail_msg("the sealed joiner: '%s'", procs[MEMBERS].output);
+    }
+    print_message("sealed joiner: %s\n", joined);
+    assert_true(restored > FILL); /* every value, with its key and framing */
+    assert_int_equal(equal, 1);
+    assert_int_equal(finish_all(procs, MEMBERS + 1), MEMBERS + 1);
+}
+
 static int setup(void **state) {
     (void)state;
     if (!mkdtemp(test_dir))
@@ -342,6 +403,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_client_frames_of_member_types_are_freed,
                                   kill_leftover_children),
         cmocka_unit_test_teardown(test_duplicate_id_refused, kill_leftover_children),
+        cmocka_unit_test_teardown(test_sealed_joiner_receives_state, kill_leftover_children),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

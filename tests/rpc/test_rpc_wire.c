@@ -253,6 +253,15 @@ static void test_state_chunk_round_trip(void **state) {
     assert_memory_equal(out.bytes, text, out.len);
     check_truncations(&msg, decode_state, &out);
     check_mutations(&msg, decode_state, &out);
+    /* the head alone (a sender sends the state slice after it, uncopied): the same bytes */
+    dr_buf head;
+    dr_buf_init(&head, 0);
+    assert_int_equal(rpc_encode_state_chunk_head(&head, &chunk), 0);
+    assert_int_equal(head.len, RPC_STATE_CHUNK_HEAD_SIZE);
+    assert_int_equal(head.len + chunk.len, msg.len);
+    assert_memory_equal(head.data, msg.data, head.len);
+    assert_memory_equal(msg.data + head.len, text, chunk.len);
+    dr_buf_free(&head);
     /* a chunk past its total, a positive status: not encodable */
     chunk.offset = 90;
     dr_buf_reset(&msg);
