@@ -321,6 +321,11 @@ static int prepare_call(dr_rpc_client *client, uint32_t target, uint32_t subgrou
     return rc;
 }
 
+static void free_frame(void *ctx, void *frame) {
+    (void)ctx;
+    free(frame);
+}
+
 int dr_rpc_client_call(dr_rpc_client *client, uint32_t target, uint32_t subgroup,
                        const char *method, const void *args, size_t len, int timeout_ms,
                        dr_rpc_reply *out) {
@@ -338,8 +343,13 @@ int dr_rpc_client_call(dr_rpc_client *client, uint32_t target, uint32_t subgroup
     dr_buf frame;
     dr_buf_init(&frame, 0);
     rc = rpc_encode_p2p_request(&frame, request_id, subgroup, dr_rpc_method_id(method), args, len);
-    if (rc == DR_OK)
-        rc = dr_net_send(client->net, target, RPC_T_P2P_REQUEST, 0, frame.data, frame.len);
+    if (rc == DR_OK) { /* the transport takes the frame (no copy of the arguments) */
+        size_t frame_len = 0;
+        uint8_t *bytes = dr_buf_steal(&frame, &frame_len);
+        rc = bytes ? dr_net_send_owned(client->net, target, RPC_T_P2P_REQUEST, 0, bytes, frame_len,
+                                       free_frame, NULL)
+                   : DR_ENOMEM;
+    }
     dr_buf_free(&frame);
     if (rc)
         rpc_pending_fail(pending, rc == DR_ENOTFOUND ? DR_EREMOVED : rc);

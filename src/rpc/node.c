@@ -194,6 +194,21 @@ static dr_group *group_of(dr_rpc_node *node) {
     return group;
 }
 
+static void free_frame(void *ctx, void *frame) {
+    (void)ctx;
+    free(frame);
+}
+
+/* Sends an encoded frame to `peer` without copying it: the transport takes the buffer (frame is
+ * left empty, also on failure). Returns as dr_group_send_frame. */
+static int send_frame_taken(dr_group *group, uint32_t peer, uint16_t type, dr_buf *frame) {
+    size_t len = 0;
+    uint8_t *bytes = dr_buf_steal(frame, &len);
+    if (!bytes)
+        return DR_ENOMEM;
+    return dr_group_send_frame_split(group, peer, type, NULL, 0, bytes, len, free_frame, NULL);
+}
+
 /* Sends a reply frame to `peer`, or fills my own pending call when the caller is me. */
 static void send_reply(dr_rpc_node *node, uint16_t type, uint32_t peer, uint64_t request_id,
                        int status, const dr_buf *reply) {
@@ -210,7 +225,7 @@ static void send_reply(dr_rpc_node *node, uint16_t type, uint32_t peer, uint64_t
     int rc = rpc_encode_reply(&frame, request_id, status, bytes, len);
     dr_group *group = group_of(node);
     if (rc == DR_OK && group)
-        rc = dr_group_send_frame(group, peer, type, frame.data, frame.len);
+        rc = send_frame_taken(group, peer, type, &frame);
     if (rc)
         DR_WARN(DR_LOGM_RPC, "reply to %" PRIu32 " for request %" PRIu64 " not sent: %s", peer,
                 request_id, dr_strerror(rc));
@@ -857,8 +872,7 @@ int dr_rpc_p2p_start(dr_rpc_node *node, uint32_t target, uint32_t subgroup, cons
                 free_job(job);
         }
     } else if (rc == DR_OK) {
-        rc = dr_group_send_frame(atomic_load(&node->group), target, RPC_T_P2P_REQUEST, frame.data,
-                                 frame.len);
+        rc = send_frame_taken(atomic_load(&node->group), target, RPC_T_P2P_REQUEST, &frame);
     }
     dr_buf_free(&frame);
     if (rc) {
