@@ -746,6 +746,8 @@ fail:
     return rc;
 }
 
+static int prepare_sgemm_weights(exec_model *em, dr_err *err);
+
 /*
  * Creating a context infers shapes on the model's shared graph (which resolves SAME padding
  * in place the first time) and builds oneDNN primitives: one creation at a time, whatever the
@@ -756,7 +758,9 @@ static pthread_mutex_t ctx_create_mu = PTHREAD_MUTEX_INITIALIZER;
 static int ctx_create(exec_model *em, int batch, int backend, int threads, int bf16, exec_ctx **out,
                       dr_err *err) {
     pthread_mutex_lock(&ctx_create_mu);
-    int rc = ctx_create_locked(em, batch, backend, threads, bf16, out, err);
+    int rc = backend == DR_BACKEND_SGEMM ? prepare_sgemm_weights(em, err) : 0;
+    if (rc == 0)
+        rc = ctx_create_locked(em, batch, backend, threads, bf16, out, err);
     pthread_mutex_unlock(&ctx_create_mu);
     return rc;
 }
@@ -1267,11 +1271,8 @@ static int node_run(exec_model *em, exec_ctx *c, int i, int threads, dr_err *err
 
 /* ---- model-level ----------------------------------------------------------------------- */
 
-static int prepare_sgemm_weights(exec_model *em, dr_err *err) {
-    ir_graph *g = em->g;
-    em->conv_wt = calloc((size_t)g->n_nodes, sizeof(float *));
-    if (!em->conv_wt)
-        return dr_err_set(err, DR_ENOMEM, "out of memory");
+/* Every convolution's weights (and bias) must be constants: checked at load. */
+static int check_conv_weights(const ir_graph *g, dr_err *err) {
     for (int i = 0; i < g->n_nodes; i++) {
         const ir_node *n = &g->nodes[i];
         if (n->removed || n->op != IR_CONV)
@@ -1283,11 +1284,37 @@ static int prepare_sgemm_weights(exec_model *em, dr_err *err) {
         if (n->n_in > 2 && !g->vals[n->in[2]].data)
             return dr_err_set(err, DR_EUNSUPPORTED, "Convolution %s: bias must be constant",
                               n->name);
+    }
+    return 0;
+}
+
+/*
+ * The SGEMM backend's convolution weights, transposed to [group][K][og] (conv_sgemm), made by
+ * the first SGEMM context (caller holds ctx_create_mu; published whole or not at all): a model
+ * run by oneDNN never needs them, and a load that only validates (the categorizer checks every
+ * model it is asked to install) does not pay for a transposed copy of every weight.
+ */
+static int prepare_sgemm_weights(exec_model *em, dr_err *err) {
+    if (em->conv_wt)
+        return 0;
+    ir_graph *g = em->g;
+    float **conv_wt = calloc((size_t)g->n_nodes, sizeof(float *));
+    if (!conv_wt)
+        return dr_err_set(err, DR_ENOMEM, "out of memory");
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ir_node *n = &g->nodes[i];
+        if (n->removed || n->op != IR_CONV)
+            continue;
+        const ir_value *w = &g->vals[n->in[1]];
         int64_t O = w->dims[0], cg = w->dims[1], kh = w->dims[2], kw = w->dims[3];
         int64_t G = n->conv.group, og = O / G, K = kh * kw * cg;
         float *t = malloc(sizeof(float) * (size_t)(O * K));
-        if (!t)
+        if (!t) {
+            for (int j = 0; j < i; j++)
+                free(conv_wt[j]);
+            free(conv_wt);
             return dr_err_set(err, DR_ENOMEM, "out of memory");
+        }
         for (int64_t gi = 0; gi < G; gi++)
             for (int64_t o = 0; o < og; o++)
                 for (int64_t ci = 0; ci < cg; ci++)
@@ -1295,8 +1322,9 @@ static int prepare_sgemm_weights(exec_model *em, dr_err *err) {
                         for (int64_t b = 0; b < kw; b++)
                             t[gi * K * og + ((a * kw + b) * cg + ci) * og + o] =
                                 w->data[(((gi * og + o) * cg + ci) * kh + a) * kw + b];
-        em->conv_wt[i] = t;
+        conv_wt[i] = t;
     }
+    em->conv_wt = conv_wt;
     return 0;
 }
 
@@ -1379,11 +1407,13 @@ int exec_init(exec_model *em, ir_graph *g, const exec_limits *lim, dr_err *err) 
     em->wcache = calloc((size_t)g->n_nodes, sizeof(wcache *));
     if (!em->wcache)
         return dr_err_set(err, DR_ENOMEM, "out of memory");
-    if ((rc = prepare_sgemm_weights(em, err)))
+    if ((rc = check_conv_weights(g, err)))
         return rc;
-    /* Validate with a batch-1 context (also the first pooled context). */
+    /* Validate with a batch-1 context: shapes, memory plan, kernels (no weights prepared) */
     exec_ctx *c;
-    rc = ctx_create(em, 1, DR_BACKEND_SGEMM, 1, 0, &c, err);
+    pthread_mutex_lock(&ctx_create_mu);
+    rc = ctx_create_locked(em, 1, DR_BACKEND_SGEMM, 1, 0, &c, err);
+    pthread_mutex_unlock(&ctx_create_mu);
     if (rc)
         return rc;
     em->out_per_image = prod(DIMS(c, g->output), 0, c->ndims[g->output]);

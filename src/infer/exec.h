@@ -23,7 +23,8 @@ typedef struct exec_limits {
 typedef struct exec_model {
     ir_graph *g;
     wcache **wcache; /* per node, guarded by mu */
-    float **conv_wt; /* per node: SGEMM-layout weights [g][kh][kw][cin_g][cout_g], or NULL */
+    float **conv_wt; /* per node: SGEMM-layout weights [g][kh][kw][cin_g][cout_g], or NULL; the
+                        whole array NULL until the first SGEMM context (prepare_sgemm_weights) */
     pthread_mutex_t mu;
     exec_ctx *pool;
     int threads;            /* guarded by mu */
