@@ -1199,8 +1199,12 @@ static int send_owned(dr_group *group, uint32_t subgroup, uint8_t *copy, size_t 
         }
         if (rc != DR_EAGAIN)
             break;
-        if (group->window_opens != opens)
-            continue; /* the window opened during the call itself (e.g. re-sends went out) */
+        /* The call's own dispatch may have opened the window (e.g. re-sends went out) or stopped
+         * the group: the core's deferred work (dr_core_flush) can find this node excluded, and
+         * the STOPPED action is then handled here, its broadcast heard by no one. The top of the
+         * loop sees either; waiting instead slept through the stop until timeout_ms. */
+        if (group->window_opens != opens || group->join_error != 0)
+            continue;
         if (wait_changed(group, timeout_ms, &deadline) == DR_ETIMEDOUT) {
             rc = DR_ETIMEDOUT;
             break;

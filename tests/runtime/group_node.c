@@ -12,6 +12,7 @@
  *              [--leave]            (after DONE: dr_group_leave, prints "LEFT ...")
  *              [--stderr-to-stdout] (log lines into the test's pipe, to wait for one)
  *              [--say-delivered N]  (print "DELIVERED node=<id> n=<N>" at the N-th delivery)
+ *              [--stop-at-delivered N] (the process stops itself, SIGSTOP, at the N-th delivery)
  *              [--cut-after-ms T | --cut-after-delivered N] [--cut-peers ID,ID,...]
  *              [--zero-copy]        (send each message through dr_group_alloc_send_buffer +
  *                                    dr_group_send_buffer; first checks that a buffer over
@@ -44,6 +45,9 @@
  * the cut lands in the middle of the stream whatever the machine's speed).
  * --say-delivered N prints "DELIVERED node=<id> n=<N>" (from the delivery thread) when the N-th
  * message is delivered here: a fault test strikes then, mid-stream, instead of after a pause.
+ * --stop-at-delivered N: the delivery thread raises SIGSTOP right after the N-th delivery, so
+ * the whole process stops at that exact point of the stream (a fault test sees it stop with
+ * waitpid(WUNTRACED), lets the others' frames for it pile up, then kills it).
  * --say-sending prints the line "SENDING node=<id>" first, when the --start-members view is in
  * and the stream starts, so a fault test can strike in the middle of the stream rather than at
  * a time guessed from the start of the processes.
@@ -67,6 +71,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +90,7 @@ typedef struct node_state {
     int64_t last_index[64]; /* raw mode: last message index seen per sender id (-1: none) */
     uint32_t my_id;         /* set once the group is created */
     uint64_t say_at;        /* --say-delivered (0: none) */
+    uint64_t stop_at;       /* --stop-at-delivered (0: none) */
     uint64_t cut_at;        /* --cut-after-delivered (0: none): wakes the cutter */
     bool quit;              /* main is leaving: the cutter stops waiting */
 } node_state;
@@ -184,7 +190,10 @@ static void on_deliver(void *ctx, const dr_message *message) {
     }
     if (state->delivered >= state->expected || state->delivered == state->cut_at)
         pthread_cond_broadcast(&state->done_cond);
+    bool stop = state->stop_at && state->delivered == state->stop_at;
     pthread_mutex_unlock(&state->lock);
+    if (stop)
+        raise(SIGSTOP); /* the whole process, here: no delivery after the N-th */
 }
 
 /* Fault tests: every listed sender's messages delivered and the view holds `members` (0: any
@@ -350,7 +359,7 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* lines reach the test whole and in order */
     const char *wait_from = NULL, *cut_peers = NULL;
     int cut_after_ms = -1;
-    uint64_t say_delivered = 0, cut_after_delivered = 0;
+    uint64_t say_delivered = 0, cut_after_delivered = 0, stop_at_delivered = 0;
     uint32_t members = 0, start_members = 0;
     const char *overrides[64];
     size_t override_count = 0;
@@ -373,6 +382,8 @@ int main(int argc, char **argv) {
             cut_after_delivered = strtoull(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--say-delivered") == 0 && i + 1 < argc)
             say_delivered = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--stop-at-delivered") == 0 && i + 1 < argc)
+            stop_at_delivered = strtoull(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--cut-peers") == 0 && i + 1 < argc)
             cut_peers = argv[++i];
         else if (strcmp(argv[i], "--mixed") == 0)
@@ -425,6 +436,7 @@ int main(int argc, char **argv) {
                         .hash = TEST_HASH_SEED,
                         .raw = raw,
                         .say_at = say_delivered,
+                        .stop_at = stop_at_delivered,
                         .cut_at = cut_after_delivered};
     for (int i = 0; i < 64; i++)
         state.last_index[i] = -1;
