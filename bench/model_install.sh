@@ -16,7 +16,9 @@
 # Usage: bench/model_install.sh BUILD_A BUILD_B [ROUNDS] > results.txt   (default ROUNDS=5)
 #   e.g. bench/model_install.sh /work/perf/old/build build 5
 # Environment: PORT_BASE (default 46700; build B uses PORT_BASE + 100), MODEL_DIR (default
-#   bench/infer/out), PEERS_DIR (default ../shared/tools/peers).
+#   bench/infer/out), PEERS_DIR (default ../shared/tools/peers), CLUSTER_A / CLUSTER_B: more
+#   scripts/gen-cluster.sh options for one side (e.g. the same build twice with
+#   CLUSTER_B=--volatile compares a durable shard, the default, with a volatile one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { sed -n '2,18p' "$0" >&2; exit 2; }
@@ -45,12 +47,15 @@ build_of() { if [ "$1" = A ]; then echo "$build_a"; else echo "$build_b"; fi; }
 port_of() { if [ "$1" = A ]; then echo "$port_base"; else echo $((port_base + 100)); fi; }
 
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), load: $(cut -d' ' -f1-3 /proc/loadavg), rounds=$rounds, $(nproc) CPUs"
-echo "# A: $build_a  B: $build_b  ($(git rev-parse --short HEAD 2>/dev/null || echo '?')), model $bytes bytes"
+echo "# A: $build_a ${CLUSTER_A:-}  B: $build_b ${CLUSTER_B:-}  ($(git rev-parse --short HEAD 2>/dev/null || echo '?')), model $bytes bytes"
 for side in A B; do
   build=$(build_of $side) port=$(port_of $side)
   [ -x "$build/bin/sospdemo" ] || { echo "no $build/bin/sospdemo" >&2; exit 1; }
+  extra=${CLUSTER_A:-}
+  [ "$side" = B ] && extra=${CLUSTER_B:-}
+  # shellcheck disable=SC2086
   scripts/gen-cluster.sh "$work/cluster$side" 4 --function-nodes 1 --port-base "$port" --insecure \
-    --launch-binary "$(realpath "$build/bin/sospdemo")" >/dev/null
+    --launch-binary "$(realpath "$build/bin/sospdemo")" $extra >/dev/null
   SOSPDEMO_RUN_DIR=$work/run$side scripts/cluster.sh start 4 --dir "$work/cluster$side" >/dev/null
 done
 
