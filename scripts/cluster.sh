@@ -190,12 +190,22 @@ function_tier_address() {
   echo "$ip:$((${base:-28000} + 0))"
 }
 
+# True while process $1 runs. kill -0 alone is not enough: a node that was killed or stopped
+# stays a zombie until it is reaped (by init once the cluster.sh that started it has exited),
+# and a zombie is not running.
+pid_alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  local state
+  state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  [[ "$state" != Z* ]]
+}
+
 node_pid() {
   local pid_file="$run/n$1.pid"
   [ -f "$pid_file" ] || return 1
   local pid
   pid=$(cat "$pid_file")
-  kill -0 "$pid" 2>/dev/null || return 1
+  pid_alive "$pid" || return 1
   echo "$pid"
 }
 
@@ -421,10 +431,10 @@ restart() {
   if pid=$(node_pid "$i"); then
     kill -TERM "$pid" 2>/dev/null || true
     local deadline=$((SECONDS + 20))
-    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
+    while pid_alive "$pid" && [ $SECONDS -lt $deadline ]; do
       sleep 0.2
     done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    pid_alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
     echo "stopped node $i (pid $pid)"
   fi
   echo "--- restarted by cluster.sh $(date '+%F %T')" >>"$run/n$i.log"
@@ -444,10 +454,10 @@ stop_local() {
   done
   local deadline=$((SECONDS + 20))
   for pid in "${pids[@]}"; do
-    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
+    while pid_alive "$pid" && [ $SECONDS -lt $deadline ]; do
       sleep 0.2
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if pid_alive "$pid"; then
       echo "cluster.sh: pid $pid did not stop in time; killing it" >&2
       kill -KILL "$pid" 2>/dev/null || true
     fi

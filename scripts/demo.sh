@@ -32,7 +32,9 @@ port_taken() {
 
 run_dir=${SOSPDEMO_RUN_DIR:-$repo/build/run/test-4-nodes}
 for ((i = 0; i < 4; i++)); do
-  if [ -f "$run_dir/n$i.pid" ] && kill -0 "$(cat "$run_dir/n$i.pid")" 2>/dev/null; then
+  # (a zombie, killed and not yet reaped, does not run: ps shows its state Z)
+  if [ -f "$run_dir/n$i.pid" ] && kill -0 "$(cat "$run_dir/n$i.pid")" 2>/dev/null &&
+    [[ "$(ps -o stat= -p "$(cat "$run_dir/n$i.pid")" 2>/dev/null)" != Z* ]]; then
     echo "demo: test-4-nodes already runs (node $i, pid $(cat "$run_dir/n$i.pid")); the demo" \
       "leaves it alone. Stop it first (scripts/cluster.sh stop 4) or use it by hand." >&2
     exit 1
