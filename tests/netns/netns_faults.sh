@@ -352,6 +352,36 @@ wait_outcome() {
   wait_all '^(DONE|STOPPED)' "$@"
 }
 
+# After a fault among the nodes $2...: waits until each finished or stopped and reacted to the
+# fault (a view after $1, or a stop), checks the views, and sets STOPPED (space-separated ids)
+# and RUNNING (an array of the others).
+settle_after_fault() {
+  local before=$1 i
+  shift
+  wait_outcome "$@"
+  # a fast stream may end before the suspicion (5 heartbeats) lands: wait until every node
+  # reacted (one end removed, so the others install a later view and that end stops)
+  wait_reaction "$before" "$@"
+  check_views
+  STOPPED=$(stopped_nodes "$@" | tr '\n' ' ')
+  RUNNING=()
+  for i in "$@"; do [[ " $STOPPED " == *" $i "* ]] || RUNNING+=("$i"); done
+  log "stopped: ${STOPPED:-none}; running: ${RUNNING[*]}"
+}
+
+# The nodes $@ end in one view whose members are exactly them, having delivered one sequence;
+# then they are released and reaped.
+check_end_in_one_view() {
+  local views want i
+  views=$(for i in "$@"; do last_view "$i"; done | sort -u)
+  [ "$(echo "$views" | wc -l)" -eq 1 ] || fail "nodes $* end in different views: $views"
+  want=$(IFS=, && echo "$*")
+  [ "$(member_set "$views")" = "$want" ] || fail "the final view ($views) is not the nodes $*"
+  log "nodes $* end in view $views"
+  check_same_sequence "$@"
+  release_and_reap "$@"
+}
+
 scenario_bridge() {
   local before messages=$((messages * 4)) # a longer stream: the cut lands while it flows
   start_stream --wait-from members --expect-members 0
@@ -361,13 +391,7 @@ scenario_bridge() {
   cut_one_way 0 2 && cut_one_way 0 4 && cut_one_way 1 2 && cut_one_way 1 4
   cut_one_way 2 0 && cut_one_way 2 1 && cut_one_way 4 0 && cut_one_way 4 1
   log "cut {0,1} | {2,4}; 3 reaches both"
-  wait_outcome 0 1 2 3 4
-  wait_reaction "$before" 0 1 2 3 4
-  check_views
-  local stopped running=() i views
-  stopped=$(stopped_nodes 0 1 2 3 4 | tr '\n' ' ')
-  for i in 0 1 2 3 4; do [[ " $stopped " == *" $i "* ]] || running+=("$i"); done
-  log "stopped: ${stopped:-none}; running: ${running[*]}"
+  settle_after_fault "$before" 0 1 2 3 4
   # after the cut, no view of one side alone ({0,1} or {2,4} or a part of them)
   local full minority
   full=$(awk '/^VIEW / && split($4, m, ",") == 5 { sub("vid=", "", $3); print $3; exit }' \
@@ -376,19 +400,11 @@ scenario_bridge() {
     "$run_dir"/node*.out | awk -v full="$full" '{ v = $3; sub("vid=", "", v) } v + 0 > full')
   [ -z "$minority" ] || fail "a side without a majority of view $full installed a view: $minority"
   log "no view of {0,1} or {2,4} alone after view $full"
-  if [ "${#running[@]}" -eq 0 ]; then
+  if [ "${#RUNNING[@]}" -eq 0 ]; then
     log "every node stopped (safe, not live: docs/protocol.md, bridge partitions)"
     return
   fi
-  views=$(for i in "${running[@]}"; do last_view "$i"; done | sort -u)
-  [ "$(echo "$views" | wc -l)" -eq 1 ] || fail "running nodes end in different views: $views"
-  log "running nodes end in view $views"
-  local want
-  want=$(IFS=, && echo "${running[*]}")
-  [ "$(member_set "$views")" = "$want" ] ||
-    fail "the final view ($views) is not the running nodes ${running[*]}"
-  check_same_sequence "${running[@]}"
-  release_and_reap "${running[@]}"
+  check_end_in_one_view "${RUNNING[@]}"
 }
 
 scenario_one_way() {
@@ -398,28 +414,13 @@ scenario_one_way() {
   sleep 0.3 # strike mid-stream
   cut_one_way 1 3
   log "node 1 drops every frame it sends to node 3"
-  wait_outcome 0 1 2 3 4
-  # a fast stream may end before the suspicion (5 heartbeats) lands: wait until every node
-  # reacted (one end removed, so the others install a later view and that end stops)
-  wait_reaction "$before" 0 1 2 3 4
-  check_views
-  local stopped running=() i views
-  stopped=$(stopped_nodes 0 1 2 3 4 | tr '\n' ' ')
-  for i in 0 1 2 3 4; do [[ " $stopped " == *" $i "* ]] || running+=("$i"); done
-  log "stopped: ${stopped:-none}; running: ${running[*]}"
+  settle_after_fault "$before" 0 1 2 3 4
+  local i
   for i in 0 2 4; do
-    [[ " $stopped " != *" $i "* ]] || fail "node $i (not an end of the broken link) stopped"
+    [[ " $STOPPED " != *" $i "* ]] || fail "node $i (not an end of the broken link) stopped"
   done
-  [ "${#running[@]}" -ge 4 ] || fail "the group lost both ends of one link"
-  views=$(for i in "${running[@]}"; do last_view "$i"; done | sort -u)
-  [ "$(echo "$views" | wc -l)" -eq 1 ] || fail "running nodes end in different views: $views"
-  local want
-  want=$(IFS=, && echo "${running[*]}")
-  [ "$(member_set "$views")" = "$want" ] ||
-    fail "the final view ($views) is not the running nodes ${running[*]}"
-  log "running nodes end in view $views"
-  check_same_sequence "${running[@]}"
-  release_and_reap "${running[@]}"
+  [ "${#RUNNING[@]}" -ge 4 ] || fail "the group lost both ends of one link"
+  check_end_in_one_view "${RUNNING[@]}"
 }
 
 scenario_leader_kill() {
@@ -435,10 +436,6 @@ scenario_leader_kill() {
   wait_outcome 1 2 3
   check_views
   [ -z "$(stopped_nodes 1 2 3)" ] || fail "a survivor stopped"
-  local views
-  views=$(for i in 1 2 3; do last_view "$i"; done | sort -u)
-  [ "$views" = "$(last_view 1)" ] || fail "survivors end in different views: $views"
-  [ "$(member_set "$views")" = 1,2,3 ] || fail "the survivors' view is $views, not 1,2,3"
   local sets
   sets=$(grep -hE '^VIEW node=[123] ' "$run_dir"/node*.out | while read -r line; do
     member_set "$line"
@@ -449,8 +446,7 @@ scenario_leader_kill() {
   else
     log "the survivors went from the 5-member view straight to {1,2,3}"
   fi
-  check_same_sequence 1 2 3
-  release_and_reap 1 2 3
+  check_end_in_one_view 1 2 3
 }
 
 scenario_kv() {
