@@ -74,7 +74,7 @@ static void free_frame(out_frame *f) {
     free(f);
 }
 
-void dr_net__free_payload(void *ctx, void *payload) {
+void dr_net_free_payload(void *ctx, void *payload) {
     (void)ctx;
     free(payload);
 }
@@ -625,7 +625,7 @@ static out_frame *release_held_locked(dr_net *net, conn *c) {
             }
             out->payload = sealed;
             out->payload_len = sealed_len;
-            out->free_fn = dr_net__free_payload;
+            out->free_fn = dr_net_free_payload;
             out->free_arg = sealed;
             out->urgent = f->urgent;
         }

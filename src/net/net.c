@@ -488,7 +488,7 @@ static int send_locked(dr_net *net, conn *c, const send_req *req, bool *taken, o
                            .payload = sealed,
                            .len = sealed_len,
                            .owned = true,
-                           .free_fn = dr_net__free_payload,
+                           .free_fn = dr_net_free_payload,
                            .urgent = req->urgent};
     bool sealed_taken = false;
     int rc = send_plain_locked(net, c, &sealed_req, &sealed_taken, done);
@@ -628,14 +628,12 @@ int dr_net_send_split(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags,
                             body_len, free_fn, free_ctx);
 }
 
-int dr_net_send_lane(dr_net *net, uint32_t peer, dr_net_lane lane, uint16_t type, uint32_t flags,
-                     const void *head, size_t head_len, void *body, size_t body_len,
-                     dr_net_free_fn free_fn, void *free_ctx) {
-    if (lane != DR_NET_LANE_NORMAL && lane != DR_NET_LANE_URGENT) {
-        if (free_fn)
-            free_fn(free_ctx, body);
+int dr_net_send_lane_taken(dr_net *net, uint32_t peer, dr_net_lane lane, uint16_t type,
+                           uint32_t flags, const void *head, size_t head_len, void *body,
+                           size_t body_len, dr_net_free_fn free_fn, void *free_ctx, bool *taken) {
+    *taken = false;
+    if (lane != DR_NET_LANE_NORMAL && lane != DR_NET_LANE_URGENT)
         return DR_EINVAL;
-    }
     send_req req = {.peer = peer,
                     .urgent = lane == DR_NET_LANE_URGENT,
                     .type = type,
@@ -647,8 +645,15 @@ int dr_net_send_lane(dr_net *net, uint32_t peer, dr_net_lane lane, uint16_t type
                     .owned = true,
                     .free_fn = free_fn,
                     .free_ctx = free_ctx};
+    return send_frame(net, &req, taken);
+}
+
+int dr_net_send_lane(dr_net *net, uint32_t peer, dr_net_lane lane, uint16_t type, uint32_t flags,
+                     const void *head, size_t head_len, void *body, size_t body_len,
+                     dr_net_free_fn free_fn, void *free_ctx) {
     bool taken = false;
-    int rc = send_frame(net, &req, &taken);
+    int rc = dr_net_send_lane_taken(net, peer, lane, type, flags, head, head_len, body, body_len,
+                                    free_fn, free_ctx, &taken);
     if (!taken && free_fn)
         free_fn(free_ctx, body);
     return rc;

@@ -265,6 +265,9 @@ int dr_net_send(dr_net *net, uint32_t peer, uint16_t type, uint32_t flags, const
 /** Releases a payload given to dr_net_send_owned once it is sent or dropped (any thread). */
 typedef void (*dr_net_free_fn)(void *ctx, void *payload);
 
+/** A dr_net_free_fn for malloc'd payloads: free(payload); ctx unused. */
+void dr_net_free_payload(void *ctx, void *payload);
+
 /**
  * As dr_net_send, but without copying: the transport takes `payload` and calls
  * free_fn(free_ctx, payload) when done with it (on whichever thread finishes with it; also when
@@ -309,6 +312,18 @@ typedef enum dr_net_lane {
 int dr_net_send_lane(dr_net *net, uint32_t peer, dr_net_lane lane, uint16_t type, uint32_t flags,
                      const void *head, size_t head_len, void *body, size_t body_len,
                      dr_net_free_fn free_fn, void *free_ctx);
+
+/**
+ * As dr_net_send_lane, except that a body the transport does not keep stays the caller's:
+ * *taken is true when the transport keeps it (queued: it is released later with free_fn), false
+ * when it does not, and then free_fn is not called: the frame was refused (any error), dropped
+ * on a link cut by dr_net_test_cut_link (returns 0) or written to the socket at once (returns
+ * 0). For a caller that still needs the body after a refusal (the runtime copies it into a
+ * backlog when the peer has no connection yet).
+ */
+int dr_net_send_lane_taken(dr_net *net, uint32_t peer, dr_net_lane lane, uint16_t type,
+                           uint32_t flags, const void *head, size_t head_len, void *body,
+                           size_t body_len, dr_net_free_fn free_fn, void *free_ctx, bool *taken);
 
 /**
  * Holds writes (any thread; counted: every dr_net_cork needs one dr_net_uncork). While a cork is

@@ -154,8 +154,6 @@ void dr_net__wake_thread(dr_net *net);
 bool dr_net__is_cut_locked(const dr_net *net, uint32_t peer);
 /** The live, identified connection of peer, or NULL. Under mu. */
 conn *dr_net__find_conn_locked(dr_net *net, uint32_t peer);
-/** A dr_net_free_fn that free()s the payload (sealed copies). */
-void dr_net__free_payload(void *ctx, void *payload);
 /** Frees queued frames (owned payloads through their free_fn). Without mu. */
 void dr_net__free_frame_list(out_frame *f);
 /** Reports an event (callback or inbox). Network thread, without mu. */

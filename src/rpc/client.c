@@ -321,11 +321,6 @@ static int prepare_call(dr_rpc_client *client, uint32_t target, uint32_t subgrou
     return rc;
 }
 
-static void free_frame(void *ctx, void *frame) {
-    (void)ctx;
-    free(frame);
-}
-
 int dr_rpc_client_call(dr_rpc_client *client, uint32_t target, uint32_t subgroup,
                        const char *method, const void *args, size_t len, int timeout_ms,
                        dr_rpc_reply *out) {
@@ -347,7 +342,7 @@ int dr_rpc_client_call(dr_rpc_client *client, uint32_t target, uint32_t subgroup
         size_t frame_len = 0;
         uint8_t *bytes = dr_buf_steal(&frame, &frame_len);
         rc = bytes ? dr_net_send_owned(client->net, target, RPC_T_P2P_REQUEST, 0, bytes, frame_len,
-                                       free_frame, NULL)
+                                       dr_net_free_payload, NULL)
                    : DR_ENOMEM;
     }
     dr_buf_free(&frame);

@@ -193,11 +193,6 @@ static dr_group *group_of(dr_rpc_node *node) {
     return group;
 }
 
-static void free_frame(void *ctx, void *frame) {
-    (void)ctx;
-    free(frame);
-}
-
 /* Sends an encoded frame to `peer` without copying it: the transport takes the buffer (frame is
  * left empty, also on failure). Returns as dr_group_send_frame. */
 static int send_frame_taken(dr_group *group, uint32_t peer, uint16_t type, dr_buf *frame) {
@@ -205,7 +200,8 @@ static int send_frame_taken(dr_group *group, uint32_t peer, uint16_t type, dr_bu
     uint8_t *bytes = dr_buf_steal(frame, &len);
     if (!bytes)
         return DR_ENOMEM;
-    return dr_group_send_frame_split(group, peer, type, NULL, 0, bytes, len, free_frame, NULL);
+    return dr_group_send_frame_split(group, peer, type, NULL, 0, bytes, len, dr_net_free_payload,
+                                     NULL);
 }
 
 /* Sends a reply frame to `peer`, or fills my own pending call when the caller is me. */
@@ -519,11 +515,12 @@ static void send_state(dr_rpc_node *node, const dr_group_view *view, uint32_t su
     /* the serialized bytes, shared by the frames that carry them (the last one frees them) */
     dr_shared_bytes *shared = NULL;
     if (status == DR_OK && state.len > 0) {
-        shared = dr_shared_bytes_wrap(state.data, state.len);
-        if (shared)
-            state.data = NULL; /* taken */
-        else
+        size_t len = 0;
+        uint8_t *bytes = dr_buf_steal(&state, &len);
+        if (!(shared = dr_shared_bytes_wrap(bytes, len))) {
+            free(bytes);
             status = DR_ENOMEM;
+        }
     }
     dr_buf_free(&state);
     if (status)

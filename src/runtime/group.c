@@ -36,7 +36,6 @@
 #include <inttypes.h>
 #include <malloc.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,11 +190,6 @@ static void backlog_typed(dr_group *group, peer_state *peer, uint16_t type, uint
     peer->backlog_bytes += len;
 }
 
-static void free_payload(void *ctx, void *payload) {
-    (void)ctx;
-    free(payload);
-}
-
 static void release_shared(void *owner, void *body) {
     (void)body; /* a slice of the owner's bytes */
     dr_shared_bytes_release(owner);
@@ -231,8 +225,8 @@ static dr_net_lane core_lane(const uint8_t *bytes, size_t len) {
 static void transmit_typed(dr_group *group, uint32_t peer_id, uint16_t type, uint8_t *bytes,
                            size_t len) {
     dr_net_lane lane = type == NET_TYPE_CORE ? core_lane(bytes, len) : DR_NET_LANE_NORMAL;
-    int rc = dr_net_send_lane(group->net, peer_id, lane, type, 0, NULL, 0, bytes, len, free_payload,
-                              NULL);
+    int rc = dr_net_send_lane(group->net, peer_id, lane, type, 0, NULL, 0, bytes, len,
+                              dr_net_free_payload, NULL);
     if (rc != 0 && rc != DR_ENOTFOUND && rc != DR_ECLOSED)
         send_failed(group, peer_id, len, dr_strerror(rc));
 }
@@ -1307,25 +1301,6 @@ static int send_frame_to_unconnected(dr_group *group, uint32_t peer_id, uint16_t
     return rc;
 }
 
-/* dr_group_send_frame_split's hold on the body: one reference for the transport (dropped when it
- * is done with the frame, on any thread, or at once when the send fails) and one for the sender,
- * which may still have to copy the body into the backlog after a send that found no connection.
- * The last drop releases the body with the caller's free_fn. */
-typedef struct body_hold {
-    atomic_int refs;
-    dr_net_free_fn free_fn;
-    void *free_ctx;
-} body_hold;
-
-static void drop_body_hold(void *ctx, void *body) {
-    body_hold *hold = ctx;
-    if (atomic_fetch_sub_explicit(&hold->refs, 1, memory_order_acq_rel) != 1)
-        return;
-    if (hold->free_fn)
-        hold->free_fn(hold->free_ctx, body);
-    free(hold);
-}
-
 int dr_group_send_frame(dr_group *group, uint32_t peer_id, uint16_t type, const void *payload,
                         size_t len) {
     if (type < DR_RUNTIME_TYPE_APP_MIN)
@@ -1339,25 +1314,15 @@ int dr_group_send_frame(dr_group *group, uint32_t peer_id, uint16_t type, const 
 int dr_group_send_frame_split(dr_group *group, uint32_t peer_id, uint16_t type, const void *head,
                               size_t head_len, void *body, size_t body_len, dr_net_free_fn free_fn,
                               void *free_ctx) {
-    if (type < DR_RUNTIME_TYPE_APP_MIN || head_len > DR_NET_MAX_HEAD_BYTES) {
-        if (free_fn)
-            free_fn(free_ctx, body);
-        return DR_EINVAL;
-    }
-    body_hold *hold = malloc(sizeof *hold);
-    if (!hold) {
-        if (free_fn)
-            free_fn(free_ctx, body);
-        return DR_ENOMEM;
-    }
-    atomic_init(&hold->refs, 2);
-    hold->free_fn = free_fn;
-    hold->free_ctx = free_ctx;
-    int rc = dr_net_send_lane(group->net, peer_id, DR_NET_LANE_NORMAL, type, 0, head, head_len,
-                              body, body_len, drop_body_hold, hold);
+    bool taken = false;
+    int rc = type < DR_RUNTIME_TYPE_APP_MIN
+                 ? DR_EINVAL
+                 : dr_net_send_lane_taken(group->net, peer_id, DR_NET_LANE_NORMAL, type, 0, head,
+                                          head_len, body, body_len, free_fn, free_ctx, &taken);
     if (rc == DR_ENOTFOUND && peer_id < DR_NET_CLIENT_ID_BASE) /* copied into the backlog */
         rc = send_frame_to_unconnected(group, peer_id, type, head, head_len, body, body_len);
-    drop_body_hold(hold, body);
+    if (!taken && free_fn) /* refused, dropped on a cut link, or copied: the body is ours */
+        free_fn(free_ctx, body);
     return rc;
 }
 

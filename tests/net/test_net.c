@@ -730,6 +730,49 @@ static void test_link_cut_drops_both_directions(void **state) {
     dr_net_destroy(b);
 }
 
+/*
+ * dr_net_send_lane_taken: a body the transport does not keep stays the caller's, whatever the
+ * reason (no connection to the peer, an unknown lane, a frame dropped on a cut link, which
+ * returns 0); a sent body is either kept and released once by the transport (taken) or, written
+ * at once, left to the caller. The runtime relies on it to copy a refused frame into a backlog
+ * (dr_group_send_frame_split).
+ */
+static void test_send_lane_taken_leaves_refused_bodies(void **state) {
+    (void)state;
+    dr_net *a = make_node(1, 0, 0), *b = make_node(2, 0, 0);
+    link_nodes(a, 1, b, 2);
+    static uint8_t body[16] = "state slice";
+    atomic_int released = 0;
+    bool taken = true;
+    assert_int_equal(dr_net_send_lane_taken(a, 9, DR_NET_LANE_NORMAL, T_DATA, 0, "h", 1, body,
+                                            sizeof body, count_release, &released, &taken),
+                     DR_ENOTFOUND);
+    assert_false(taken);
+    taken = true;
+    assert_int_equal(dr_net_send_lane_taken(a, 2, (dr_net_lane)7, T_DATA, 0, "h", 1, body,
+                                            sizeof body, count_release, &released, &taken),
+                     DR_EINVAL);
+    assert_false(taken);
+    dr_net_test_cut_link(a, 2, true);
+    taken = true;
+    assert_int_equal(dr_net_send_lane_taken(a, 2, DR_NET_LANE_NORMAL, T_DATA, 0, "h", 1, body,
+                                            sizeof body, count_release, &released, &taken),
+                     0);
+    assert_false(taken);
+    dr_net_test_cut_link(a, 2, false);
+    assert_int_equal(atomic_load(&released), 0); /* none of the three was released */
+    assert_int_equal(dr_net_send_lane_taken(a, 2, DR_NET_LANE_NORMAL, T_DATA, 0, "h", 1, body,
+                                            sizeof body, count_release, &released, &taken),
+                     0);
+    dr_net_event ev = expect(b, DR_NET_EV_FRAME, 1);
+    assert_int_equal(ev.msg->payload_bytes, 1 + sizeof body);
+    assert_memory_equal(ev.msg->payload + 1, body, sizeof body);
+    free(ev.msg);
+    dr_net_destroy(a); /* a kept body is released by now; one written at once never is */
+    assert_int_equal(atomic_load(&released), taken ? 1 : 0);
+    dr_net_destroy(b);
+}
+
 /* ---- callback mode ---- */
 
 typedef struct cb_state {
@@ -1188,6 +1231,7 @@ int main(void) {
         cmocka_unit_test(test_client_connects_and_gets_reply),
         cmocka_unit_test(test_client_with_any_cluster),
         cmocka_unit_test(test_link_cut_drops_both_directions),
+        cmocka_unit_test(test_send_lane_taken_leaves_refused_bodies),
         cmocka_unit_test(test_callback_mode_echo),
         cmocka_unit_test(test_newer_connection_replaces_older),
         cmocka_unit_test(test_config_and_argument_checks),
